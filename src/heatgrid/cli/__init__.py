@@ -1,0 +1,1 @@
+"""Command-line interface: ``heatgrid ...``. The only place that wires parts together."""

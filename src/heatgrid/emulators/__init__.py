@@ -1,0 +1,1 @@
+"""Emulated hardware and rooms that behave like the real thing over the real protocol."""

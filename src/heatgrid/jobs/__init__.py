@@ -1,0 +1,1 @@
+"""Compute jobs: SDK, sandboxed runner, checkpoints and verification."""

@@ -1,0 +1,1 @@
+"""Bitcoin mining: Stratum v1 codec, share validation, header hashing."""

@@ -1,0 +1,1 @@
+"""Versioned wire models shared by the agent and the coordinator."""

@@ -1,0 +1,1 @@
+"""Fleet simulator: many homes on the core's vectorized control and scheduling code."""

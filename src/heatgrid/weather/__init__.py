@@ -1,0 +1,1 @@
+"""Weather: EPW files, the Open-Meteo API and a built-in synthetic typical year per city."""
