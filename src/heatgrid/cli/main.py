@@ -48,6 +48,11 @@ def _register_commands() -> None:
 
     economics.register(app)
 
+    from heatgrid.cli import admin, db, devices, serve  # noqa: PLC0415
+
+    for group in (serve, db, admin, devices):
+        group.register(app)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status; bad input gives status 2 and a clear message."""

@@ -1,1 +1,4 @@
-"""The coordinator service: enrolls heaters, takes jobs, leases tasks by heat window, keeps the ledger."""
+"""The coordinator service: enrolls heaters, takes their telemetry and heat windows.
+
+Next: jobs, tasks leased by heat window, checkpoints, the ledger.
+"""

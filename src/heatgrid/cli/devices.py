@@ -1,0 +1,124 @@
+"""``heatgrid devices``: list, show and revoke enrolled heaters (reads the database)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from heatgrid.cli._database import AsJson, DatabaseUrl, DataDir, now_ts, open_session
+from heatgrid.coordinator import devices as fleet
+from heatgrid.coordinator.db.models import Account, Device
+
+__all__ = ["register"]
+
+_devices = typer.Typer(help="Enrolled heaters (reads the database).", no_args_is_help=True)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _record(session: Session, device: Device) -> dict[str, Any]:
+    owner = session.get(Account, device.owner_id)
+    return {
+        "device_id": device.id,
+        "owner_name": owner.name if owner is not None else None,
+        "name": device.name,
+        "kind": device.kind,
+        "hardware": device.hardware,
+        "has_room": device.has_room,
+        "enrolled_ts": device.enrolled_ts,
+        "last_seen_ts": device.last_seen_ts,
+        "revoked_ts": device.revoked_ts,
+    }
+
+
+@_devices.command("list")
+def list_devices(
+    *,
+    as_json: AsJson = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List every enrolled device, oldest first."""
+    with open_session(database_url, data_dir) as session:
+        records = [_record(session, device) for device in fleet.list_devices(session, None)]
+    if as_json:
+        typer.echo(json.dumps(records))
+        return
+    table = Table("device_id", "owner", "name", "kind", "max_power_w", "last seen (UTC)", "revoked")
+    for record in records:
+        table.add_row(
+            record["device_id"],
+            str(record["owner_name"]),
+            record["name"],
+            record["kind"],
+            f"{record['hardware'].get('max_power_w', 0):g}",
+            _when(record["last_seen_ts"]),
+            _when(record["revoked_ts"]),
+        )
+    Console().print(table)
+
+
+@_devices.command("show")
+def show_device(
+    *,
+    device_id: Annotated[str, typer.Argument(help="The device's id.")],
+    as_json: AsJson = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Show one device, its newest telemetry sample and its heat window."""
+    with open_session(database_url, data_dir) as session:
+        device = fleet.get_device(session, device_id, None)
+        record = _record(session, device)
+        sample = fleet.latest_sample(session, device.id)
+        record["latest_sample"] = (
+            None
+            if sample is None
+            else {
+                column: getattr(sample, column)
+                for column in sample.__table__.columns.keys()  # noqa: SIM118 - a ColumnCollection
+                if column != "device_id"
+            }
+        )
+        record["heat_window"] = [
+            {
+                "start_ts": row.start_ts,
+                "duration_s": row.duration_s,
+                "heat_power_w": row.heat_power_w,
+            }
+            for row in fleet.heat_window(session, device.id)
+        ]
+    if as_json:
+        typer.echo(json.dumps(record))
+        return
+    for key, value in record.items():
+        shown = _when(value) if key.endswith("_ts") else value
+        typer.echo(f"{key}: {shown}")
+
+
+@_devices.command("revoke")
+def revoke_device(
+    *,
+    device_id: Annotated[str, typer.Argument(help="The device's id.")],
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a device's token; its history stays."""
+    with open_session(database_url, data_dir) as session:
+        fleet.revoke_device(session, device_id, None, now_ts=now_ts())
+    typer.echo(f"device {device_id} revoked")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``devices`` command group to the ``heatgrid`` app."""
+    app.add_typer(_devices, name="devices")

@@ -1,0 +1,141 @@
+"""Routes for heaters (enroll, heartbeat) and for the people who own them (list, show, revoke)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from heatgrid.coordinator import devices
+from heatgrid.coordinator.api.deps import (
+    NowTs,
+    SessionDep,
+    SettingsDep,
+    require_device,
+    require_scope,
+)
+from heatgrid.coordinator.api.schemas import DeviceDetail, DeviceInfo, LatestSample
+from heatgrid.coordinator.auth import AccountPrincipal
+from heatgrid.coordinator.db.models import Account, Device
+from heatgrid.coordinator.settings import Settings
+from heatgrid.protocol import v1
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/devices", tags=["devices"])
+
+_Reader = Annotated[AccountPrincipal, Depends(require_scope("devices:read"))]
+_Writer = Annotated[AccountPrincipal, Depends(require_scope("devices:write"))]
+
+
+def _owner_names(session: Session, owner_ids: set[int]) -> dict[int, str]:
+    if not owner_ids:
+        return {}
+    rows = session.execute(select(Account.id, Account.name).where(Account.id.in_(owner_ids)))
+    return {row.id: row.name for row in rows}
+
+
+def _info(device: Device, owner_name: str, settings: Settings, now_ts: float) -> DeviceInfo:
+    online = (
+        device.revoked_ts is None
+        and device.last_seen_ts is not None
+        and device.last_seen_ts >= now_ts - settings.online_window_s
+    )
+    return DeviceInfo(
+        device_id=device.id,
+        owner_name=owner_name,
+        name=device.name,
+        kind=device.kind,  # type: ignore[arg-type]  # checked by the database
+        hardware=v1.Hardware.model_validate(device.hardware),
+        has_room=device.has_room,
+        enrolled_ts=device.enrolled_ts,
+        last_seen_ts=device.last_seen_ts,
+        revoked_ts=device.revoked_ts,
+        online=online,
+    )
+
+
+@router.post("/enroll", status_code=status.HTTP_201_CREATED)
+def enroll(
+    body: v1.EnrollRequest, session: SessionDep, now_ts: NowTs, settings: SettingsDep
+) -> v1.EnrollResponse:
+    """Enroll a heater with a one-time code (public: the code is the credential)."""
+    device, token = devices.enroll_device(session, body, now_ts=now_ts)
+    return v1.EnrollResponse(
+        device_id=device.id,
+        device_token=token,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+    )
+
+
+@router.post("/{device_id}/heartbeat")
+def heartbeat(
+    body: v1.Heartbeat,
+    device: Annotated[Device, Depends(require_device)],
+    session: SessionDep,
+    now_ts: NowTs,
+    settings: SettingsDep,
+) -> v1.HeartbeatResponse:
+    """Store a heater's telemetry and heat window (its own device token only)."""
+    result = devices.record_heartbeat(
+        session, device, body, now_ts=now_ts, max_clock_skew_s=settings.max_clock_skew_s
+    )
+    return v1.HeartbeatResponse(
+        server_ts=now_ts,
+        next_heartbeat_s=settings.heartbeat_interval_s,
+        stored_samples=result.stored_samples,
+        duplicate_samples=result.duplicate_samples,
+    )
+
+
+@router.get("")
+def list_devices(
+    actor: _Reader, session: SessionDep, now_ts: NowTs, settings: SettingsDep
+) -> list[DeviceInfo]:
+    """List the caller's devices (an operator: every device)."""
+    found = devices.list_devices(session, actor)
+    names = _owner_names(session, {device.owner_id for device in found})
+    return [_info(device, names[device.owner_id], settings, now_ts) for device in found]
+
+
+@router.get("/{device_id}")
+def show_device(
+    device_id: str, actor: _Reader, session: SessionDep, now_ts: NowTs, settings: SettingsDep
+) -> DeviceDetail:
+    """Show one device with its newest sample and its heat window."""
+    device = devices.get_device(session, device_id, actor)
+    names = _owner_names(session, {device.owner_id})
+    sample = devices.latest_sample(session, device.id)
+    return DeviceDetail(
+        **_info(device, names[device.owner_id], settings, now_ts).model_dump(),
+        latest_sample=None
+        if sample is None
+        else LatestSample(
+            sample_ts=sample.sample_ts,
+            room_temp_c=sample.room_temp_c,
+            setpoint_c=sample.setpoint_c,
+            power_w=sample.power_w,
+            device_temp_c=sample.device_temp_c,
+            workload=sample.workload,  # type: ignore[arg-type]  # checked by the database
+            hashrate_ths=sample.hashrate_ths,
+            received_ts=sample.received_ts,
+        ),
+        heat_window=[
+            v1.HeatWindowSegment(
+                start_ts=row.start_ts, duration_s=row.duration_s, heat_power_w=row.heat_power_w
+            )
+            for row in devices.heat_window(session, device.id)
+        ],
+    )
+
+
+@router.delete("/{device_id}")
+def revoke_device(
+    device_id: str, actor: _Writer, session: SessionDep, now_ts: NowTs, settings: SettingsDep
+) -> DeviceInfo:
+    """Revoke a device: its token stops working; its history stays."""
+    device = devices.revoke_device(session, device_id, actor, now_ts=now_ts)
+    names = _owner_names(session, {device.owner_id})
+    return _info(device, names[device.owner_id], settings, now_ts)

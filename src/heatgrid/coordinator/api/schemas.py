@@ -1,0 +1,119 @@
+"""Request and answer bodies of the coordinator's own API (accounts, keys, devices).
+
+The heater's messages (enrollment, heartbeat) are wire protocol and live in
+:mod:`heatgrid.protocol`; these are for people and their tools.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from heatgrid.protocol import v1
+
+__all__ = [
+    "CreateEnrollmentCodeRequest",
+    "CreateKeyRequest",
+    "CreatedEnrollmentCode",
+    "CreatedKey",
+    "DeviceDetail",
+    "DeviceInfo",
+    "KeyInfo",
+    "LatestSample",
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class CreateKeyRequest(_Body):
+    """Ask for an API key for the account ``name``, created with ``role`` if new.
+
+    Attributes
+    ----------
+    name : str
+        Account name.
+    role : str
+        ``"operator"``, ``"owner"`` or ``"submitter"``.
+    scopes : list of str or None
+        The key's scopes, a subset of the role's; None (the default) gives all of them.
+    """
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    role: Annotated[str, StringConstraints(pattern=r"^(operator|owner|submitter)$")]
+    scopes: Annotated[list[str], Field(max_length=32)] | None = None
+
+
+class CreatedKey(_Body):
+    """A new API key; ``api_key`` is shown this once, the coordinator keeps only its hash."""
+
+    key_id: str
+    account_name: str
+    role: str
+    scopes: list[str]
+    created_ts: float
+    api_key: str
+
+
+class KeyInfo(_Body):
+    """An API key, without its secret."""
+
+    key_id: str
+    scopes: list[str]
+    created_ts: float
+    revoked_ts: float | None
+
+
+class CreateEnrollmentCodeRequest(_Body):
+    """Ask for a one-time enrollment code.
+
+    Attributes
+    ----------
+    owner_name : str or None
+        Whose heater will use it; None means the caller's own account.
+    ttl_s : float
+        How long the code stays valid [s], at most 30 days.
+    """
+
+    owner_name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    ttl_s: Annotated[float, Field(gt=0.0, le=30 * 86_400.0)] = 3600.0
+
+
+class CreatedEnrollmentCode(_Body):
+    """A new enrollment code; ``enrollment_code`` is shown this once."""
+
+    code_id: str
+    owner_name: str
+    created_ts: float
+    expires_ts: float
+    enrollment_code: str
+
+
+class DeviceInfo(_Body):
+    """An enrolled device, as listed; ``online`` means heard from within the online window."""
+
+    device_id: str
+    owner_name: str
+    name: str
+    kind: v1.DeviceKind
+    hardware: v1.Hardware
+    has_room: bool
+    enrolled_ts: float
+    last_seen_ts: float | None
+    revoked_ts: float | None
+    online: bool
+
+
+class LatestSample(v1.TelemetrySample):
+    """A stored telemetry sample and when the coordinator received it."""
+
+    received_ts: float
+
+
+class DeviceDetail(DeviceInfo):
+    """A device with its newest telemetry sample and its latest heat window."""
+
+    latest_sample: LatestSample | None
+    heat_window: list[v1.HeatWindowSegment]

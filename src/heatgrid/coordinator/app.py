@@ -1,0 +1,126 @@
+"""The coordinator's FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from heatgrid import __version__
+from heatgrid.coordinator.api import admin, devices, health
+from heatgrid.coordinator.db.engine import make_engine, make_session_factory
+from heatgrid.coordinator.errors import CoordinatorError
+from heatgrid.coordinator.metrics import AppMetrics
+from heatgrid.coordinator.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from heatgrid.coordinator.settings import Settings
+
+__all__ = ["create_app"]
+
+_LOG = logging.getLogger("heatgrid.coordinator")
+_LOCATION_KINDS = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+def _field_path(location: Sequence[Any]) -> str:
+    parts = list(location)
+    if len(parts) > 1 and parts[0] in _LOCATION_KINDS:
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def _validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    described = []
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            field = "body"
+            message = f"invalid JSON ({error.get('ctx', {}).get('error', 'cannot be parsed')})"
+        else:
+            field = _field_path(error.get("loc", ()))
+            message = str(error.get("msg", "is not valid"))
+        described.append({"field": field, "message": message, "type": str(error.get("type"))})
+    return described
+
+
+async def _on_validation_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    described = _validation_errors(error.errors())
+    detail = "; ".join(f"{item['field']}: {item['message']}" for item in described)
+    return JSONResponse({"detail": detail, "errors": described}, status_code=422)
+
+
+async def _on_coordinator_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, CoordinatorError)
+    headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+    return JSONResponse({"detail": str(error)}, status_code=error.status_code, headers=headers)
+
+
+async def _on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    reference = uuid.uuid4().hex
+    request.app.state.metrics.unhandled_errors.inc()
+    _LOG.error(
+        "unhandled exception",
+        exc_info=error,
+        extra={"reference": reference, "method": request.method, "path": request.url.path},
+    )
+    return JSONResponse(
+        {"detail": f"internal error; the coordinator's log has it under reference {reference}"},
+        status_code=500,
+    )
+
+
+def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> FastAPI:
+    """Build the coordinator app; it connects to the database on the first request.
+
+    Parameters
+    ----------
+    settings : Settings
+        Database URL and limits.
+    clock : callable
+        Returns the current time [POSIX s, UTC]; tests pass their own to move time.
+
+    Returns
+    -------
+    FastAPI
+        The app, ready for uvicorn or an ``httpx.ASGITransport``.
+    """
+    engine = make_engine(settings.database_url)
+    session_factory = make_session_factory(engine)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="heatgrid coordinator",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.engine = engine
+    app.state.session_factory = session_factory
+    app.state.metrics = AppMetrics(session_factory, clock, settings.online_window_s)
+    app.include_router(health.router)
+    app.include_router(devices.router)
+    app.include_router(admin.router)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(CoordinatorError, _on_coordinator_error)
+    app.add_exception_handler(Exception, _on_unexpected_error)
+    app.add_middleware(BodyLimitMiddleware, limit_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    return app

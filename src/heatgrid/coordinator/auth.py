@@ -1,0 +1,153 @@
+"""Bearer tokens: issuing them, storing only their hash, and checking them in constant time.
+
+A token reads ``<kind>_<id>_<secret>``: ``hgk`` for an account's API key, ``hgd`` for a device,
+``hge`` for an enrollment code. The id is the row's primary key, so checking a token is one
+indexed read; the secret is 256 random bits, stored as its SHA-256 and compared with
+:func:`hmac.compare_digest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.orm import Session
+
+from heatgrid.coordinator.db.models import Account, ApiKey, Device
+from heatgrid.coordinator.errors import UnauthorizedError
+
+__all__ = [
+    "ROLE_SCOPES",
+    "SCOPES",
+    "AccountPrincipal",
+    "IssuedSecret",
+    "authenticate_account",
+    "authenticate_device",
+    "hash_secret",
+    "issue_secret",
+    "new_id",
+    "parse_token",
+    "secret_matches",
+]
+
+TokenKind = Literal["hgk", "hgd", "hge"]
+
+SCOPES = ("devices:read", "devices:write", "enrollment:create", "keys:admin")
+"""Every scope an API key may hold."""
+
+ROLE_SCOPES: dict[str, tuple[str, ...]] = {
+    "operator": SCOPES,
+    "owner": ("devices:read", "devices:write", "enrollment:create"),
+    "submitter": (),
+}
+"""The scopes each role may hold; a new key gets all of them unless fewer are asked for."""
+
+_ID_BYTES = 8
+_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True)
+class IssuedSecret:
+    """A freshly made token: ``token`` is shown once, only ``secret_hash`` is stored."""
+
+    id: str
+    token: str
+    secret_hash: str
+
+
+@dataclass(frozen=True)
+class AccountPrincipal:
+    """The account behind an API key, and what the key allows."""
+
+    account_id: int
+    account_name: str
+    role: str
+    key_id: str
+    scopes: frozenset[str]
+
+    @property
+    def is_operator(self) -> bool:
+        """True for an operator, who sees and manages every account's things."""
+        return self.role == "operator"
+
+
+def hash_secret(secret: str) -> str:
+    """Return the hex SHA-256 of a token's secret part."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def secret_matches(secret: str, secret_hash: str) -> bool:
+    """Compare a presented secret with a stored hash in constant time."""
+    return hmac.compare_digest(hash_secret(secret), secret_hash)
+
+
+def issue_secret(kind: TokenKind, row_id: str | None = None) -> IssuedSecret:
+    """Make a new random token of ``kind``, for the row ``row_id`` (a new random id if None)."""
+    token_id = row_id if row_id is not None else secrets.token_hex(_ID_BYTES)
+    secret = secrets.token_urlsafe(_SECRET_BYTES)
+    return IssuedSecret(
+        id=token_id, token=f"{kind}_{token_id}_{secret}", secret_hash=hash_secret(secret)
+    )
+
+
+def new_id() -> str:
+    """Return a new random identifier (16 hex digits)."""
+    return secrets.token_hex(_ID_BYTES)
+
+
+def parse_token(token: str, kind: TokenKind) -> tuple[str, str] | None:
+    """Split a token of ``kind`` into (id, secret); None when it is not one."""
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != kind or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def authenticate_account(session: Session, token: str) -> AccountPrincipal:
+    """Return the account behind an API key token.
+
+    Raises
+    ------
+    UnauthorizedError
+        When the token is malformed, unknown, wrong or revoked.
+    """
+    parsed = parse_token(token, "hgk")
+    if parsed is None:
+        raise UnauthorizedError("Authorization: the bearer token is not an API key (hgk_…)")
+    key = session.get(ApiKey, parsed[0])
+    if key is None or not secret_matches(parsed[1], key.secret_hash):
+        raise UnauthorizedError("Authorization: the API key is not valid")
+    if key.revoked_ts is not None:
+        raise UnauthorizedError("Authorization: the API key was revoked")
+    account = session.get(Account, key.account_id)
+    if account is None:  # pragma: no cover - a foreign key forbids it
+        raise UnauthorizedError("Authorization: the API key has no account")
+    return AccountPrincipal(
+        account_id=account.id,
+        account_name=account.name,
+        role=account.role,
+        key_id=key.id,
+        scopes=frozenset(key.scopes),
+    )
+
+
+def authenticate_device(session: Session, token: str) -> Device:
+    """Return the device behind a device token.
+
+    Raises
+    ------
+    UnauthorizedError
+        When the token is malformed, unknown, wrong or revoked.
+    """
+    parsed = parse_token(token, "hgd")
+    if parsed is None:
+        raise UnauthorizedError("Authorization: the bearer token is not a device token (hgd_…)")
+    device = session.get(Device, parsed[0])
+    if device is None or not secret_matches(parsed[1], device.token_hash):
+        raise UnauthorizedError("Authorization: the device token is not valid")
+    if device.revoked_ts is not None:
+        raise UnauthorizedError("Authorization: the device was revoked")
+    return device

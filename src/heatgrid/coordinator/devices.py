@@ -1,0 +1,264 @@
+"""Devices: enrollment, heartbeats, listing and revocation — the services behind the device API.
+
+One code path serves SQLite and PostgreSQL; the only dialect-specific piece is the spelling of
+"insert, skipping rows already stored" (``ON CONFLICT DO NOTHING`` on both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from heatgrid.coordinator.auth import AccountPrincipal, issue_secret, new_id, parse_token
+from heatgrid.coordinator.auth import secret_matches as _secret_matches
+from heatgrid.coordinator.db.models import (
+    Device,
+    EnrollmentCode,
+    HeatWindowSegmentRow,
+    TelemetrySampleRow,
+)
+from heatgrid.coordinator.errors import (
+    ConflictError,
+    ForbiddenError,
+    GoneError,
+    InvalidError,
+    NotFoundError,
+)
+from heatgrid.protocol import v1
+
+__all__ = [
+    "FleetStatus",
+    "HeartbeatResult",
+    "enroll_device",
+    "fleet_status",
+    "get_device",
+    "heat_window",
+    "latest_sample",
+    "list_devices",
+    "record_heartbeat",
+    "revoke_device",
+]
+
+_INVALID_CODE = "enrollment_code: not a valid enrollment code"
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    """How many samples of a heartbeat were new, and how many were already stored."""
+
+    stored_samples: int
+    duplicate_samples: int
+
+
+@dataclass(frozen=True)
+class FleetStatus:
+    """The fleet right now: devices online and the heat they deliver.
+
+    Attributes
+    ----------
+    devices_online : int
+        Devices, not revoked, heard from within the online window.
+    heat_power_w : float
+        Sum over those devices of the power of their latest sample [W] (all of it is heat).
+    """
+
+    devices_online: int
+    heat_power_w: float
+
+
+def enroll_device(
+    session: Session, request: v1.EnrollRequest, *, now_ts: float
+) -> tuple[Device, str]:
+    """Spend an enrollment code on a new device and commit; return the device and its token.
+
+    Raises
+    ------
+    ForbiddenError
+        The code is not a valid code.
+    ConflictError
+        The code was used already (also when two heaters race for it: one wins).
+    GoneError
+        The code expired.
+    """
+    parsed = parse_token(request.enrollment_code, "hge")
+    code = None if parsed is None else session.get(EnrollmentCode, parsed[0])
+    if parsed is None or code is None or not _secret_matches(parsed[1], code.code_hash):
+        raise ForbiddenError(_INVALID_CODE)
+    if code.used_ts is not None:
+        raise ConflictError("enrollment_code: this code was used already; ask for a new one")
+    if now_ts >= code.expires_ts:
+        raise GoneError(f"enrollment_code: this code expired at {code.expires_ts:.0f} (POSIX s)")
+    device_id = new_id()
+    issued = issue_secret("hgd", device_id)
+    device = Device(
+        id=device_id,
+        owner_id=code.owner_id,
+        name=request.device_name,
+        kind=request.device_kind,
+        hardware=request.hardware.model_dump(mode="json"),
+        has_room=request.has_room,
+        token_hash=issued.secret_hash,
+        enrolled_ts=now_ts,
+        last_seen_ts=None,
+        revoked_ts=None,
+    )
+    session.add(device)
+    session.flush()
+    claimed = session.execute(
+        update(EnrollmentCode)
+        .where(EnrollmentCode.id == code.id, EnrollmentCode.used_ts.is_(None))
+        .values(used_ts=now_ts, device_id=device_id)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        session.rollback()
+        raise ConflictError("enrollment_code: this code was used already; ask for a new one")
+    session.commit()
+    return device, issued.token
+
+
+def _insert_skipping_stored(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert telemetry rows, skipping those already stored; return how many were new."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(TelemetrySampleRow)
+        .on_conflict_do_nothing(index_elements=["device_id", "sample_ts"])
+        .returning(TelemetrySampleRow.sample_ts)
+    )
+    return len(session.execute(statement, list(rows)).all())
+
+
+def record_heartbeat(
+    session: Session,
+    device: Device,
+    heartbeat: v1.Heartbeat,
+    *,
+    now_ts: float,
+    max_clock_skew_s: float,
+) -> HeartbeatResult:
+    """Store a heartbeat's telemetry (each sample once) and heat window, and commit.
+
+    Parameters
+    ----------
+    device : Device
+        The authenticated device.
+    heartbeat : v1.Heartbeat
+        The validated message.
+    now_ts : float
+        The coordinator's clock [POSIX s, UTC].
+    max_clock_skew_s : float
+        How far ahead of ``now_ts`` a sample may be [s]; further is refused, nothing stored.
+    """
+    latest_ok_ts = now_ts + max_clock_skew_s
+    for index, sample in enumerate(heartbeat.telemetry):
+        if sample.sample_ts > latest_ok_ts:
+            raise InvalidError(
+                f"telemetry[{index}].sample_ts: {sample.sample_ts} is "
+                f"{sample.sample_ts - now_ts:.0f} s ahead of the coordinator's clock "
+                f"(at most {max_clock_skew_s:.0f} s allowed)"
+            )
+    rows = [
+        {"device_id": device.id, "received_ts": now_ts, **sample.model_dump()}
+        for sample in heartbeat.telemetry
+    ]
+    stored = _insert_skipping_stored(session, rows)
+    session.execute(delete(HeatWindowSegmentRow).where(HeatWindowSegmentRow.device_id == device.id))
+    session.add_all(
+        HeatWindowSegmentRow(device_id=device.id, received_ts=now_ts, **segment.model_dump())
+        for segment in heartbeat.heat_window
+    )
+    device.last_seen_ts = now_ts
+    session.commit()
+    return HeartbeatResult(stored_samples=stored, duplicate_samples=len(rows) - stored)
+
+
+def list_devices(session: Session, actor: AccountPrincipal | None) -> list[Device]:
+    """Return the devices ``actor`` may see (an operator or None: all), oldest first."""
+    query = select(Device).order_by(Device.enrolled_ts, Device.id)
+    if actor is not None and not actor.is_operator:
+        query = query.where(Device.owner_id == actor.account_id)
+    return list(session.scalars(query))
+
+
+def get_device(session: Session, device_id: str, actor: AccountPrincipal | None) -> Device:
+    """Return a device that ``actor`` may see; another owner's device is not found."""
+    device = session.get(Device, device_id)
+    if device is None or (
+        actor is not None and not actor.is_operator and device.owner_id != actor.account_id
+    ):
+        raise NotFoundError(f"device_id: no device {device_id!r}")
+    return device
+
+
+def revoke_device(
+    session: Session, device_id: str, actor: AccountPrincipal | None, *, now_ts: float
+) -> Device:
+    """Revoke a device's token and commit; its heartbeats are refused from then on."""
+    device = get_device(session, device_id, actor)
+    if device.revoked_ts is None:
+        device.revoked_ts = now_ts
+        session.commit()
+    return device
+
+
+def latest_sample(session: Session, device_id: str) -> TelemetrySampleRow | None:
+    """Return the device's newest telemetry sample, or None."""
+    return session.scalars(
+        select(TelemetrySampleRow)
+        .where(TelemetrySampleRow.device_id == device_id)
+        .order_by(TelemetrySampleRow.sample_ts.desc())
+        .limit(1)
+    ).first()
+
+
+def heat_window(session: Session, device_id: str) -> list[HeatWindowSegmentRow]:
+    """Return the device's latest heat window, in time order."""
+    return list(
+        session.scalars(
+            select(HeatWindowSegmentRow)
+            .where(HeatWindowSegmentRow.device_id == device_id)
+            .order_by(HeatWindowSegmentRow.start_ts)
+        )
+    )
+
+
+def fleet_status(session: Session, *, now_ts: float, online_window_s: float) -> FleetStatus:
+    """Count online devices and sum the power of their latest samples.
+
+    Parameters
+    ----------
+    now_ts : float
+        The coordinator's clock [POSIX s, UTC].
+    online_window_s : float
+        A device heard from within this long is online [s].
+    """
+    online = (
+        select(Device.id)
+        .where(Device.revoked_ts.is_(None), Device.last_seen_ts >= now_ts - online_window_s)
+        .subquery()
+    )
+    newest = (
+        select(
+            TelemetrySampleRow.device_id, func.max(TelemetrySampleRow.sample_ts).label("sample_ts")
+        )
+        .where(TelemetrySampleRow.device_id.in_(select(online.c.id)))
+        .group_by(TelemetrySampleRow.device_id)
+        .subquery()
+    )
+    power_w = session.scalar(
+        select(func.coalesce(func.sum(TelemetrySampleRow.power_w), 0.0)).join(
+            newest,
+            (TelemetrySampleRow.device_id == newest.c.device_id)
+            & (TelemetrySampleRow.sample_ts == newest.c.sample_ts),
+        )
+    )
+    count = session.scalar(select(func.count()).select_from(online))
+    return FleetStatus(devices_online=int(count or 0), heat_power_w=float(power_w or 0.0))

@@ -1,0 +1,114 @@
+"""ASGI middleware: a request body size limit, and per-request metrics and access logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from heatgrid.coordinator.metrics import AppMetrics
+
+__all__ = ["BodyLimitMiddleware", "RequestMetricsMiddleware"]
+
+_ACCESS_LOG = logging.getLogger("heatgrid.coordinator.access")
+
+
+def _too_large(limit_bytes: int) -> str:
+    return f"body: the request body exceeds the limit of {limit_bytes} bytes"
+
+
+class BodyLimitMiddleware:
+    """Answer 413 to a request whose body is larger than ``limit_bytes``.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a body
+    sent in chunks is counted as it arrives and refused when it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit_bytes: int) -> None:
+        self.app = app
+        self.limit_bytes = limit_bytes
+
+    async def _answer(self, send: Send, status: int, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app with the limit on its request body."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await self._answer(send, 400, "Content-Length: not a number of bytes")
+                return
+            if int(declared) > self.limit_bytes:
+                await self._answer(send, 413, _too_large(self.limit_bytes))
+                return
+        received_bytes = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received_bytes
+            message = await receive()
+            if message["type"] == "http.request":
+                received_bytes += len(message.get("body", b""))
+                if received_bytes > self.limit_bytes:
+                    raise HTTPException(413, _too_large(self.limit_bytes))
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class RequestMetricsMiddleware:
+    """Time each request, label it by route template, and write one access log line."""
+
+    def __init__(self, app: ASGIApp, metrics: AppMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app, then record the request's duration and status."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started_s = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            duration_s = time.perf_counter() - started_s
+            route = scope.get("route")
+            template = route.path if isinstance(route, APIRoute) else "<unmatched>"
+            self.metrics.request_duration_s.labels(scope["method"], template, str(status)).observe(
+                duration_s
+            )
+            _ACCESS_LOG.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "route": template,
+                    "status": status,
+                    "duration_s": round(duration_s, 6),
+                },
+            )

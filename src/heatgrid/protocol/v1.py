@@ -1,0 +1,261 @@
+"""Protocol version 1: the messages a heater's agent and the coordinator exchange over HTTP.
+
+Every message is strict: numbers must be finite and in range, strings are not coerced into
+numbers, unknown fields are refused, and lists have a maximum length. Each request carries
+``protocol_version`` so that a coordinator can refuse a message it does not understand with
+a clear answer instead of misreading it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+__all__ = [
+    "MAX_HEAT_WINDOW_SEGMENTS",
+    "MAX_SAMPLES_PER_HEARTBEAT",
+    "PROTOCOL_VERSION",
+    "DeviceKind",
+    "EnrollRequest",
+    "EnrollResponse",
+    "Hardware",
+    "Heartbeat",
+    "HeartbeatResponse",
+    "HeatWindowSegment",
+    "TelemetrySample",
+    "Workload",
+]
+
+PROTOCOL_VERSION: Final = 1
+"""The version of the messages in this module."""
+
+MAX_SAMPLES_PER_HEARTBEAT = 2000
+"""Most telemetry samples in one heartbeat (a day and more at one sample a minute)."""
+
+MAX_HEAT_WINDOW_SEGMENTS = 288
+"""Most segments in one heat window (a day in 5-minute steps)."""
+
+DeviceKind = Literal["asic", "gpu", "cpu", "rack"]
+"""What burns the power: a Bitcoin ASIC, a GPU, a CPU, or a rack of several."""
+
+Workload = Literal["idle", "mining", "task", "boost"]
+"""What the power computes: nothing, Bitcoin mining, a job's task, or heat only (boost)."""
+
+_EARLIEST_TS = 946_684_800.0  # 2000-01-01T00:00:00Z
+_LATEST_TS = 4_102_444_800.0  # 2100-01-01T00:00:00Z
+_MAX_POWER_W = 1_000_000.0  # a rack of heaters, generously
+_MAX_WINDOW_DURATION_S = 7 * 86_400.0
+
+Timestamp = Annotated[float, Field(ge=_EARLIEST_TS, le=_LATEST_TS)]
+Power = Annotated[float, Field(ge=0.0, le=_MAX_POWER_W)]
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_PRINTABLE)
+]
+Secret = Annotated[
+    str, StringConstraints(min_length=8, max_length=200, pattern=r"^[A-Za-z0-9_\-]+$")
+]
+
+
+class _Message(BaseModel):
+    """Base of every wire message: strict, frozen, finite numbers, no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class Hardware(_Message):
+    """What a heater is made of, as its agent reports it at enrollment.
+
+    Attributes
+    ----------
+    model : str or None
+        Maker and model, free text (e.g. ``"Antminer S9"``).
+    max_power_w : float
+        Most electric power the heater can draw [W]; all of it becomes heat.
+    min_power_w : float
+        Least power while computing [W] (an ASIC's floor); below it the heater cycles on/off.
+    hashrate_ths : float or None
+        Hash rate at full power [TH/s], for ASICs.
+    vram_gb : float or None
+        GPU memory [GB], for GPUs.
+    cpu_cores : int or None
+        Number of CPU cores offered to tasks.
+    """
+
+    model: Annotated[str, StringConstraints(max_length=100)] | None = None
+    max_power_w: Annotated[float, Field(gt=0.0, le=_MAX_POWER_W)]
+    min_power_w: Power = 0.0
+    hashrate_ths: Annotated[float, Field(ge=0.0, le=1.0e6)] | None = None
+    vram_gb: Annotated[float, Field(ge=0.0, le=1.0e5)] | None = None
+    cpu_cores: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> Hardware:
+        if self.min_power_w > self.max_power_w:
+            raise ValueError(
+                f"min_power_w ({self.min_power_w}) must not exceed max_power_w ({self.max_power_w})"
+            )
+        return self
+
+
+class EnrollRequest(_Message):
+    """A heater asks to join, with the one-time code its owner got from the coordinator.
+
+    Attributes
+    ----------
+    protocol_version : int
+        Always ``1`` for this module.
+    enrollment_code : str
+        The one-time code.
+    device_name : str
+        A name the owner recognises (``"living room"``), 1 to 100 printable characters.
+    device_kind : str
+        ``"asic"``, ``"gpu"``, ``"cpu"`` or ``"rack"``.
+    hardware : Hardware
+        What the heater is made of.
+    has_room : bool
+        True when the heater warms a room whose temperature it measures (it is a heater, not
+        only a compute node).
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    enrollment_code: Secret
+    device_name: Name
+    device_kind: DeviceKind
+    hardware: Hardware
+    has_room: bool
+
+
+class EnrollResponse(_Message):
+    """The coordinator's answer to an enrollment: the device's identity and its secret token.
+
+    Attributes
+    ----------
+    protocol_version : int
+        Always ``1``.
+    device_id : str
+        The device's identifier, used in the paths of later requests.
+    device_token : str
+        The device's bearer token; the coordinator keeps only its hash, so it is shown once.
+    heartbeat_interval_s : float
+        How often the coordinator expects a heartbeat [s].
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    device_id: str
+    device_token: str
+    heartbeat_interval_s: Annotated[float, Field(gt=0.0)]
+
+
+class TelemetrySample(_Message):
+    """One measurement taken by the agent.
+
+    Attributes
+    ----------
+    sample_ts : float
+        When it was taken [POSIX s, UTC]; a sample is stored once per device and timestamp.
+    room_temp_c : float or None
+        Room air temperature [°C]; None when the heater has no room sensor or it failed.
+    setpoint_c : float or None
+        The room's setpoint [°C].
+    power_w : float
+        Electric power drawn, which is also the heat delivered [W].
+    device_temp_c : float or None
+        Hottest temperature on the device (chip or board) [°C].
+    workload : str
+        ``"idle"``, ``"mining"``, ``"task"`` or ``"boost"``.
+    hashrate_ths : float or None
+        Measured hash rate [TH/s], when mining.
+    """
+
+    sample_ts: Timestamp
+    room_temp_c: Annotated[float, Field(ge=-50.0, le=80.0)] | None = None
+    setpoint_c: Annotated[float, Field(ge=0.0, le=40.0)] | None = None
+    power_w: Power
+    device_temp_c: Annotated[float, Field(ge=-50.0, le=150.0)] | None = None
+    workload: Workload
+    hashrate_ths: Annotated[float, Field(ge=0.0, le=1.0e6)] | None = None
+
+
+class HeatWindowSegment(_Message):
+    """A stretch of time over which the heater expects to burn a given power.
+
+    Attributes
+    ----------
+    start_ts : float
+        Start of the segment [POSIX s, UTC].
+    duration_s : float
+        Its length [s], more than 0 and at most 7 days.
+    heat_power_w : float
+        Heat the room wants over the segment, which is the power the heater may burn [W].
+    """
+
+    start_ts: Timestamp
+    duration_s: Annotated[float, Field(gt=0.0, le=_MAX_WINDOW_DURATION_S)]
+    heat_power_w: Power
+
+
+class Heartbeat(_Message):
+    """What a heater's agent sends periodically: recent telemetry and its heat window.
+
+    Attributes
+    ----------
+    protocol_version : int
+        Always ``1``.
+    sent_ts : float
+        When the agent sent it [POSIX s, UTC], by the agent's clock.
+    telemetry : list of TelemetrySample
+        Samples not yet acknowledged, each with a distinct ``sample_ts``; a re-sent sample is
+        stored once. At most :data:`MAX_SAMPLES_PER_HEARTBEAT`.
+    heat_window : list of HeatWindowSegment
+        The heat the room expects to want from now on, in time order and without overlap;
+        it replaces the window sent before. At most :data:`MAX_HEAT_WINDOW_SEGMENTS`.
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    sent_ts: Timestamp
+    telemetry: Annotated[list[TelemetrySample], Field(max_length=MAX_SAMPLES_PER_HEARTBEAT)] = []
+    heat_window: Annotated[list[HeatWindowSegment], Field(max_length=MAX_HEAT_WINDOW_SEGMENTS)] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Heartbeat:
+        seen: set[float] = set()
+        for index, sample in enumerate(self.telemetry):
+            if sample.sample_ts in seen:
+                raise ValueError(
+                    f"telemetry[{index}].sample_ts {sample.sample_ts} repeats an earlier sample"
+                )
+            seen.add(sample.sample_ts)
+        for index in range(1, len(self.heat_window)):
+            before, segment = self.heat_window[index - 1], self.heat_window[index]
+            if segment.start_ts < before.start_ts + before.duration_s:
+                raise ValueError(
+                    f"heat_window[{index}].start_ts {segment.start_ts} overlaps or precedes "
+                    f"heat_window[{index - 1}], which ends at {before.start_ts + before.duration_s}"
+                )
+        return self
+
+
+class HeartbeatResponse(_Message):
+    """The coordinator's answer to a heartbeat.
+
+    Attributes
+    ----------
+    protocol_version : int
+        Always ``1``.
+    server_ts : float
+        The coordinator's clock when it answered [POSIX s, UTC]; agents use it to see skew.
+    next_heartbeat_s : float
+        When to send the next heartbeat, from now [s].
+    stored_samples : int
+        Samples of this heartbeat stored now.
+    duplicate_samples : int
+        Samples already stored before (re-sent); the agent may forget them too.
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    server_ts: float
+    next_heartbeat_s: Annotated[float, Field(gt=0.0)]
+    stored_samples: Annotated[int, Field(ge=0)]
+    duplicate_samples: Annotated[int, Field(ge=0)]
