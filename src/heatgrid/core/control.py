@@ -1,0 +1,824 @@
+"""Thermostat: the pure ``decide(state, observation, now_ts, config)`` and its vectorized twin.
+
+The agent calls :func:`decide` once per tick with the real clock, the simulator calls
+:func:`decide_many` for many homes at once, and both run the same array code
+(:func:`_decide_arrays`); :func:`decide` is :func:`decide_many` on arrays of length one.
+
+Rules, in order of precedence (after Home Assistant's ``generic_thermostat``):
+
+1. **Interlocks and bad readings beat everything.** A room reading that is not finite, stale
+   (``|now_ts − reading_ts| > max_age_s``) or outside ``[min_valid_temp_c, max_valid_temp_c]``,
+   a room at or above ``room_limit_c``, a device at or above ``device_limit_c``, a failed fan or
+   a tipped-over heater stops heating on that very tick (``heat_power_w = 0``), whatever the
+   minimum on time says, and sets :class:`Alarm` flags. A bad reading is never used. The
+   user's :attr:`Mode.OFF` (and any unknown mode code) stops heating the same way, without an
+   alarm. The integrator is reset to 0 in these safe states.
+2. **Default off, cold and hot tolerance.** Heating starts from off only when the room is at or
+   below ``setpoint_c − cold_tolerance_k``; it is forced off at or above
+   ``setpoint_c + hot_tolerance_k``.
+3. **Minimum on and off times.** Except for rule 1, heating does not start before ``min_off_s``
+   has passed since it stopped, and does not stop before ``min_on_s`` has passed since it
+   started (:attr:`Reason.HOLD_OFF`, :attr:`Reason.HOLD_ON`).
+4. **PI control of heat power while heating**, ``heat_power_w = clip(kp·e + I, 0, max_power_w)``
+   with ``e = setpoint_c − room_temp_c``. Anti-windup by clamping: the integrator ``I`` only
+   integrates while heating was on over the whole interval, and never past the value that
+   saturates the output (it may grow only up to ``max_power_w − kp·e`` and shrink only down
+   to ``−kp·e``), and it stays in ``[0, max_power_w]``. While off, ``I`` is frozen, so heating
+   resumes near the power that held the room before (bumpless restart). The integration step
+   is ``now_ts − last tick``, clipped to ``[0, max_age_s]``.
+5. **Keep-alive.** ``send`` tells the caller to transmit the command to the device: when heating
+   starts or stops, the alarm flags change, the power moves by more than ``power_step_w``, or
+   ``keep_alive_s`` has passed since the last command sent.
+
+The setpoint in force comes from a :class:`WeeklySchedule` (local change points, fixed UTC
+offset; time is UTC inside) in :attr:`Mode.AUTO`, and is ``away_setpoint_c`` in
+:attr:`Mode.AWAY`. :func:`tune_pi` derives the gains from the room's RC parameters.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import ClassVar, NamedTuple, TypeAlias, TypeVar, overload
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from heatgrid.core._arrays import FloatArray, FloatOrArray, checked_array, scalar_or_array
+from heatgrid.core.errors import InputError, require_finite, require_positive
+
+__all__ = [
+    "Alarm",
+    "HeatCommand",
+    "HeatCommandArrays",
+    "Mode",
+    "Observation",
+    "ObservationArrays",
+    "PiGains",
+    "Reason",
+    "ThermostatConfig",
+    "ThermostatConfigArrays",
+    "ThermostatState",
+    "ThermostatStateArrays",
+    "WeeklySchedule",
+    "decide",
+    "decide_many",
+    "setpoint_at",
+    "tune_pi",
+]
+
+BoolArray: TypeAlias = NDArray[np.bool_]
+IntArray: TypeAlias = NDArray[np.int64]
+_Arrays = TypeVar("_Arrays", "ThermostatStateArrays", "HeatCommandArrays")
+
+_SECONDS_PER_DAY = 86_400.0
+_SECONDS_PER_WEEK = 7 * _SECONDS_PER_DAY
+_MINUTES_PER_DAY = 1440
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
+_MAX_UTC_OFFSET_H = 14.0
+
+
+class Mode(enum.IntEnum):
+    """What the user asked for."""
+
+    AUTO = 0
+    """Follow the weekly schedule."""
+    AWAY = 1
+    """Hold ``away_setpoint_c``."""
+    OFF = 2
+    """No heating (safe state, no alarm)."""
+
+
+class Alarm(enum.IntFlag):
+    """Why heating was stopped for safety; several flags may be set at once."""
+
+    NONE = 0
+    SENSOR_NOT_FINITE = 1
+    SENSOR_STALE = 2
+    SENSOR_OUT_OF_RANGE = 4
+    ROOM_OVER_TEMPERATURE = 8
+    DEVICE_OVER_TEMPERATURE = 16
+    FAN_FAILURE = 32
+    TIP_OVER = 64
+
+
+class Reason(enum.IntEnum):
+    """The rule that decided the command."""
+
+    IDLE = 0
+    """Off: the room is warm enough."""
+    HEATING = 1
+    """On under PI control."""
+    HOLD_ON = 2
+    """On past the hot tolerance because ``min_on_s`` has not passed."""
+    HOLD_OFF = 3
+    """Off below the cold tolerance because ``min_off_s`` has not passed."""
+    USER_OFF = 4
+    """Off because the user chose :attr:`Mode.OFF`."""
+    ALARM = 5
+    """Off because of a bad reading or an interlock (see the alarm flags)."""
+
+
+class PiGains(NamedTuple):
+    """Gains of the PI heat-power controller."""
+
+    kp_w_per_k: float
+    """Proportional gain [W/K]."""
+    ki_w_per_k_s: float
+    """Integral gain [W/(K·s)]."""
+    integral_time_s: float
+    """Integral time ``kp / ki`` [s]."""
+
+
+def tune_pi(
+    ua_w_per_k: float,
+    time_constant_s: float,
+    max_power_w: float,
+    *,
+    proportional_band_k: float = 2.0,
+    damping_ratio: float = 1.0,
+) -> PiGains:
+    """Return PI gains for a room with the 1R1C parameters ``ua_w_per_k`` and ``time_constant_s``.
+
+    Rule: the proportional band is ``proportional_band_k``, i.e. an error of that many kelvin
+    alone asks for full power: ``kp = max_power_w / proportional_band_k``. The integral time
+    places the closed loop of the PI controller and the room ``G(s) = (1/UA) / (τ s + 1)`` at
+    the requested damping: its characteristic polynomial is ``τ Ti s² + Ti (1 + L) s + L`` with
+    loop gain ``L = kp / UA``, so ``ζ = (1 + L)/2 · √(Ti / (L τ))`` and
+
+    ``Ti = 4 ζ² L τ / (1 + L)²``, ``ki = kp / Ti``.
+
+    With ``ζ = 1`` the integral time is a fraction ``4L/(1+L)² ≤ 1`` of the time constant.
+
+    Parameters
+    ----------
+    ua_w_per_k : float
+        Heat-loss coefficient of the room [W/K], > 0.
+    time_constant_s : float
+        Time constant ``C / UA`` of the room [s], > 0.
+    max_power_w : float
+        Highest heat power of the heater [W], > 0.
+    proportional_band_k : float
+        Error that alone asks for full power [K], > 0.
+    damping_ratio : float
+        Damping ratio ζ of the closed loop [dimensionless], > 0.
+
+    Returns
+    -------
+    PiGains
+        ``kp_w_per_k`` [W/K], ``ki_w_per_k_s`` [W/(K·s)] and ``integral_time_s`` [s].
+
+    Raises
+    ------
+    InputError
+        If a parameter is not finite or not > 0.
+    """
+    ua = require_positive("ua_w_per_k", ua_w_per_k)
+    tau = require_positive("time_constant_s", time_constant_s)
+    power = require_positive("max_power_w", max_power_w)
+    band = require_positive("proportional_band_k", proportional_band_k)
+    zeta = require_positive("damping_ratio", damping_ratio)
+    kp = power / band
+    loop_gain = kp / ua
+    integral_time_s = 4.0 * zeta**2 * loop_gain * tau / (1.0 + loop_gain) ** 2
+    return PiGains(kp, kp / integral_time_s, integral_time_s)
+
+
+@dataclass(frozen=True)
+class WeeklySchedule:
+    """A weekly setpoint schedule in local time with a fixed UTC offset.
+
+    Parameters
+    ----------
+    change_points : tuple of (int, int, float)
+        ``(weekday, minute_of_day, setpoint_c)``: from local ``weekday`` (0 is Monday, 6 is
+        Sunday) at ``minute_of_day`` (0–1439, local) on, the setpoint is ``setpoint_c`` [°C],
+        until the next change point; the last one of the week runs on into the first. At least
+        one; any order (stored sorted); no two at the same time.
+    utc_offset_h : float
+        Local time minus UTC [h], in [-14, 14]; fixed (daylight saving time is not followed).
+    """
+
+    change_points: tuple[tuple[int, int, float], ...]
+    utc_offset_h: float = 0.0
+
+    def __post_init__(self) -> None:
+        offset = require_finite("utc_offset_h", self.utc_offset_h)
+        if abs(offset) > _MAX_UTC_OFFSET_H:
+            raise InputError(f"utc_offset_h must be within ±14 h, got {self.utc_offset_h!r}")
+        points = tuple(self.change_points)
+        if not points:
+            raise InputError("change_points must hold at least one (weekday, minute, setpoint_c)")
+        checked = sorted(_checked_point(index, point) for index, point in enumerate(points))
+        for (day_a, minute_a, _), (day_b, minute_b, _) in itertools.pairwise(checked):
+            if (day_a, minute_a) == (day_b, minute_b):
+                raise InputError(
+                    f"change_points: two change points at weekday {day_a} minute {minute_a}"
+                )
+        object.__setattr__(self, "change_points", tuple(checked))
+        object.__setattr__(self, "utc_offset_h", offset)
+
+    @classmethod
+    def constant(cls, setpoint_c: float) -> WeeklySchedule:
+        """Return a schedule that holds ``setpoint_c`` [°C] all week."""
+        return cls(((0, 0, setpoint_c),))
+
+
+def _checked_point(index: int, point: tuple[int, int, float]) -> tuple[int, int, float]:
+    name = f"change_points[{index}]"
+    try:
+        weekday, minute, setpoint_c = point
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be (weekday, minute_of_day, setpoint_c)") from None
+    if not isinstance(weekday, int) or not 0 <= weekday <= 6:
+        raise InputError(f"{name}: weekday must be an integer 0 (Monday) to 6, got {weekday!r}")
+    if not isinstance(minute, int) or not 0 <= minute < _MINUTES_PER_DAY:
+        raise InputError(f"{name}: minute_of_day must be an integer 0 to 1439, got {minute!r}")
+    return weekday, minute, require_finite(f"{name} setpoint_c", setpoint_c)
+
+
+def _schedule_table(schedules: Sequence[WeeklySchedule]) -> tuple[FloatArray, FloatArray]:
+    """Return start times [s of the local week] and setpoints [°C], one row per schedule.
+
+    Rows shorter than the longest repeat their last change point, which changes nothing.
+    """
+    width = max(len(schedule.change_points) for schedule in schedules)
+    start_s = np.empty((len(schedules), width))
+    setpoint_c = np.empty((len(schedules), width))
+    for row, schedule in enumerate(schedules):
+        points = list(schedule.change_points)
+        points += [points[-1]] * (width - len(points))
+        start_s[row] = [(day * _MINUTES_PER_DAY + minute) * 60.0 for day, minute, _ in points]
+        setpoint_c[row] = [value for _, _, value in points]
+    return start_s, setpoint_c
+
+
+def _scheduled_setpoint(
+    start_s: FloatArray, setpoint_c: FloatArray, utc_offset_h: FloatArray, now_ts: FloatArray
+) -> FloatArray:
+    """Look up the setpoint in force at ``now_ts`` in sorted schedule rows (last axis)."""
+    local_s = now_ts + utc_offset_h * 3600.0
+    week_s = np.mod(local_s + _EPOCH_WEEKDAY * _SECONDS_PER_DAY, _SECONDS_PER_WEEK)
+    started = start_s <= week_s[..., np.newaxis]
+    count = np.sum(started, axis=-1)
+    index = (count - 1) % start_s.shape[-1]  # before the first change: the week's last one
+    table = np.broadcast_to(setpoint_c, started.shape)
+    result: FloatArray = np.take_along_axis(table, index[..., np.newaxis], axis=-1)[..., 0]
+    return result
+
+
+@overload
+def setpoint_at(schedule: WeeklySchedule, now_ts: float) -> float: ...
+@overload
+def setpoint_at(schedule: WeeklySchedule, now_ts: ArrayLike) -> FloatOrArray: ...
+def setpoint_at(schedule: WeeklySchedule, now_ts: ArrayLike) -> FloatOrArray:
+    """Return the scheduled setpoint at UTC timestamps.
+
+    Parameters
+    ----------
+    schedule : WeeklySchedule
+        Weekly change points in local time.
+    now_ts : float or array_like
+        POSIX timestamps, UTC [s].
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Setpoint in force [°C], shaped like ``now_ts``.
+
+    Raises
+    ------
+    InputError
+        If a timestamp is not finite.
+    """
+    now = checked_array("now_ts", now_ts)
+    start_s, setpoint_c = _schedule_table([schedule])
+    offset = np.full(now.shape, schedule.utc_offset_h)
+    return scalar_or_array(_scheduled_setpoint(start_s[0], setpoint_c[0], offset, now))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThermostatConfig:
+    """Settings of one thermostat.
+
+    Parameters
+    ----------
+    max_power_w : float
+        Highest heat power the thermostat asks for [W], > 0.
+    kp_w_per_k : float
+        Proportional gain [W/K], >= 0 (see :func:`tune_pi`).
+    ki_w_per_k_s : float
+        Integral gain [W/(K·s)], >= 0.
+    schedule : WeeklySchedule
+        Setpoints in :attr:`Mode.AUTO`.
+    away_setpoint_c : float
+        Setpoint in :attr:`Mode.AWAY` [°C].
+    cold_tolerance_k : float
+        Heating starts at or below ``setpoint_c − cold_tolerance_k`` [K], >= 0.
+    hot_tolerance_k : float
+        Heating stops at or above ``setpoint_c + hot_tolerance_k`` [K], >= 0.
+    min_on_s : float
+        Shortest heating period, except for safety stops [s], >= 0.
+    min_off_s : float
+        Shortest pause between heating periods [s], >= 0.
+    keep_alive_s : float
+        Longest time between two commands sent [s], > 0.
+    max_age_s : float
+        Oldest room reading that is still used [s], > 0; also the longest integration step.
+    min_valid_temp_c, max_valid_temp_c : float
+        Plausible range of room readings [°C]; outside it a reading is rejected.
+    room_limit_c : float
+        Room over-temperature interlock [°C].
+    device_limit_c : float
+        Device over-temperature interlock [°C].
+    power_step_w : float
+        A heat-power change larger than this is sent at once, not at the keep-alive [W], >= 0.
+    """
+
+    max_power_w: float
+    kp_w_per_k: float
+    ki_w_per_k_s: float
+    schedule: WeeklySchedule
+    away_setpoint_c: float = 16.0
+    cold_tolerance_k: float = 0.3
+    hot_tolerance_k: float = 0.3
+    min_on_s: float = 600.0
+    min_off_s: float = 600.0
+    keep_alive_s: float = 300.0
+    max_age_s: float = 300.0
+    min_valid_temp_c: float = -30.0
+    max_valid_temp_c: float = 60.0
+    room_limit_c: float = 30.0
+    device_limit_c: float = 90.0
+    power_step_w: float = 10.0
+    # The same settings as arrays for decide(); set on each instance by __post_init__. Not a
+    # dataclass field, so that asdict(), ==, repr() and replace() see only the settings.
+    _arrays: ClassVar[ThermostatConfigArrays]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.schedule, WeeklySchedule):
+            raise InputError(f"schedule must be a WeeklySchedule, got {self.schedule!r}")
+        # Validates every number; kept for decide(), which runs the array code.
+        object.__setattr__(self, "_arrays", ThermostatConfigArrays.from_configs([self]))
+
+
+_POSITIVE = ("max_power_w", "keep_alive_s", "max_age_s")
+_NON_NEGATIVE = (
+    "kp_w_per_k",
+    "ki_w_per_k_s",
+    "cold_tolerance_k",
+    "hot_tolerance_k",
+    "min_on_s",
+    "min_off_s",
+    "power_step_w",
+)
+_FINITE = (
+    "away_setpoint_c",
+    "min_valid_temp_c",
+    "max_valid_temp_c",
+    "room_limit_c",
+    "device_limit_c",
+)
+_CONFIG_NUMBERS = _POSITIVE + _NON_NEGATIVE + _FINITE
+
+
+def _validate_config_values(values: dict[str, ArrayLike]) -> dict[str, FloatArray]:
+    checked = {name: checked_array(name, values[name], minimum=0.0) for name in _NON_NEGATIVE}
+    for name in _POSITIVE:
+        checked[name] = checked_array(name, values[name], minimum=0.0, strictly_above=True)
+    for name in _FINITE:
+        checked[name] = checked_array(name, values[name])
+    if bool(np.any(checked["min_valid_temp_c"] >= checked["max_valid_temp_c"])):
+        raise InputError("min_valid_temp_c must be below max_valid_temp_c")
+    return checked
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThermostatConfigArrays:
+    """Settings of many thermostats, struct of arrays (see :class:`ThermostatConfig`).
+
+    Every number field is an array broadcastable to the number of homes ``(n,)``. The schedule
+    is a table: ``schedule_start_s`` holds the change points' starts [s since local Monday
+    00:00], sorted along the last axis, and ``schedule_setpoint_c`` their setpoints [°C], both
+    ``(n, k)`` or ``(k,)``; ``utc_offset_h`` is local time minus UTC [h]. Build one with
+    :meth:`from_configs`.
+    """
+
+    max_power_w: FloatArray
+    kp_w_per_k: FloatArray
+    ki_w_per_k_s: FloatArray
+    schedule_start_s: FloatArray
+    schedule_setpoint_c: FloatArray
+    utc_offset_h: FloatArray
+    away_setpoint_c: FloatArray
+    cold_tolerance_k: FloatArray
+    hot_tolerance_k: FloatArray
+    min_on_s: FloatArray
+    min_off_s: FloatArray
+    keep_alive_s: FloatArray
+    max_age_s: FloatArray
+    min_valid_temp_c: FloatArray
+    max_valid_temp_c: FloatArray
+    room_limit_c: FloatArray
+    device_limit_c: FloatArray
+    power_step_w: FloatArray
+
+    def __post_init__(self) -> None:
+        checked = _validate_config_values({name: getattr(self, name) for name in _CONFIG_NUMBERS})
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+        start_s = checked_array("schedule_start_s", self.schedule_start_s, minimum=0.0)
+        setpoint_c = checked_array("schedule_setpoint_c", self.schedule_setpoint_c)
+        if start_s.ndim == 0 or start_s.shape != setpoint_c.shape:
+            raise InputError("schedule_start_s and schedule_setpoint_c must have the same shape")
+        if bool(np.any(np.diff(start_s, axis=-1) < 0.0)) or bool(
+            np.any(start_s >= _SECONDS_PER_WEEK)
+        ):
+            raise InputError("schedule_start_s must be sorted and within one week")
+        object.__setattr__(self, "schedule_start_s", start_s)
+        object.__setattr__(self, "schedule_setpoint_c", setpoint_c)
+        object.__setattr__(self, "utc_offset_h", checked_array("utc_offset_h", self.utc_offset_h))
+
+    @classmethod
+    def from_configs(cls, configs: Sequence[ThermostatConfig]) -> ThermostatConfigArrays:
+        """Stack scalar configurations, one per home."""
+        if not configs:
+            raise InputError("configs must hold at least one ThermostatConfig")
+        start_s, setpoint_c = _schedule_table([config.schedule for config in configs])
+        numbers = {
+            name: np.array([getattr(config, name) for config in configs], dtype=np.float64)
+            for name in _CONFIG_NUMBERS
+        }
+        offsets = np.array([config.schedule.utc_offset_h for config in configs])
+        return cls(
+            schedule_start_s=start_s,
+            schedule_setpoint_c=setpoint_c,
+            utc_offset_h=offsets,
+            **numbers,
+        )
+
+
+@dataclass(frozen=True)
+class ThermostatState:
+    """What the thermostat remembers between ticks.
+
+    Parameters
+    ----------
+    integral_w : float
+        Integral term of the PI controller [W].
+    heating : bool
+        Whether heating is on.
+    since_ts : float
+        When heating last started or stopped, UTC [s]; ``-inf``: never.
+    last_tick_ts : float
+        When :func:`decide` last ran, UTC [s]; ``-inf``: never.
+    last_command_ts : float
+        When a command was last to be sent, UTC [s]; ``-inf``: never.
+    last_power_w : float
+        Heat power of the last command sent [W].
+    alarm : Alarm
+        Alarm flags of the last tick.
+    """
+
+    integral_w: float = 0.0
+    heating: bool = False
+    since_ts: float = -math.inf
+    last_tick_ts: float = -math.inf
+    last_command_ts: float = -math.inf
+    last_power_w: float = 0.0
+    alarm: Alarm = Alarm.NONE
+
+
+@dataclass(frozen=True)
+class ThermostatStateArrays:
+    """:class:`ThermostatState` of many homes, struct of arrays of shape ``(n,)``."""
+
+    integral_w: FloatArray
+    heating: BoolArray
+    since_ts: FloatArray
+    last_tick_ts: FloatArray
+    last_command_ts: FloatArray
+    last_power_w: FloatArray
+    alarm: IntArray
+
+    @classmethod
+    def initial(cls, count: int) -> ThermostatStateArrays:
+        """Return the start state (off, never switched) of ``count`` homes."""
+        return cls.from_states([ThermostatState()] * count)
+
+    @classmethod
+    def from_states(cls, states: Sequence[ThermostatState]) -> ThermostatStateArrays:
+        """Stack scalar states."""
+        return cls(
+            integral_w=np.array([s.integral_w for s in states], dtype=np.float64),
+            heating=np.array([s.heating for s in states], dtype=np.bool_),
+            since_ts=np.array([s.since_ts for s in states], dtype=np.float64),
+            last_tick_ts=np.array([s.last_tick_ts for s in states], dtype=np.float64),
+            last_command_ts=np.array([s.last_command_ts for s in states], dtype=np.float64),
+            last_power_w=np.array([s.last_power_w for s in states], dtype=np.float64),
+            alarm=np.array([int(s.alarm) for s in states], dtype=np.int64),
+        )
+
+    def state(self, index: int) -> ThermostatState:
+        """Return the state of home ``index``."""
+        return ThermostatState(
+            integral_w=float(self.integral_w[index]),
+            heating=bool(self.heating[index]),
+            since_ts=float(self.since_ts[index]),
+            last_tick_ts=float(self.last_tick_ts[index]),
+            last_command_ts=float(self.last_command_ts[index]),
+            last_power_w=float(self.last_power_w[index]),
+            alarm=Alarm(int(self.alarm[index])),
+        )
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the thermostat sees on one tick.
+
+    Parameters
+    ----------
+    room_temp_c : float
+        Room air temperature reading [°C]; may be NaN (a failed sensor raises an alarm).
+    reading_ts : float
+        When the room reading was taken, UTC [s].
+    device_temp_c : float
+        Hottest device temperature [°C]; NaN if the device reports none.
+    fan_ok : bool
+        False if a fan has failed.
+    upright : bool
+        False if the heater has tipped over.
+    mode : Mode
+        What the user asked for.
+    """
+
+    room_temp_c: float
+    reading_ts: float
+    device_temp_c: float = math.nan
+    fan_ok: bool = True
+    upright: bool = True
+    mode: Mode = Mode.AUTO
+
+
+@dataclass(frozen=True)
+class ObservationArrays:
+    """:class:`Observation` of many homes, struct of arrays of shape ``(n,)``.
+
+    ``mode`` holds :class:`Mode` codes; an unknown code counts as :attr:`Mode.OFF`.
+    """
+
+    room_temp_c: FloatArray
+    reading_ts: FloatArray
+    device_temp_c: FloatArray
+    fan_ok: BoolArray
+    upright: BoolArray
+    mode: IntArray
+
+    @classmethod
+    def from_observations(cls, observations: Sequence[Observation]) -> ObservationArrays:
+        """Stack scalar observations."""
+        return cls(
+            room_temp_c=np.array([o.room_temp_c for o in observations], dtype=np.float64),
+            reading_ts=np.array([o.reading_ts for o in observations], dtype=np.float64),
+            device_temp_c=np.array([o.device_temp_c for o in observations], dtype=np.float64),
+            fan_ok=np.array([o.fan_ok for o in observations], dtype=np.bool_),
+            upright=np.array([o.upright for o in observations], dtype=np.bool_),
+            mode=np.array([int(o.mode) for o in observations], dtype=np.int64),
+        )
+
+
+@dataclass(frozen=True)
+class HeatCommand:
+    """What the thermostat asks of the heater on one tick.
+
+    Parameters
+    ----------
+    heat_power_w : float
+        Continuous heat demand [W], in ``[0, max_power_w]``; 0 unless ``heating``.
+    heating : bool
+        Whether heating is on.
+    setpoint_c : float
+        Setpoint in force (schedule or away) [°C].
+    alarm : Alarm
+        Alarm flags; heating is off when any is set.
+    reason : Reason
+        The rule that decided.
+    send : bool
+        Whether to transmit the command now (a change or the keep-alive).
+    """
+
+    heat_power_w: float
+    heating: bool
+    setpoint_c: float
+    alarm: Alarm
+    reason: Reason
+    send: bool
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Names of the alarm flags set, then of the reason, e.g. ``("FAN_FAILURE", "ALARM")``."""
+        flags = tuple(flag.name or "" for flag in Alarm if flag and flag in self.alarm)
+        return (*flags, self.reason.name)
+
+
+@dataclass(frozen=True)
+class HeatCommandArrays:
+    """:class:`HeatCommand` of many homes, struct of arrays; ``alarm`` and ``reason`` as codes."""
+
+    heat_power_w: FloatArray
+    heating: BoolArray
+    setpoint_c: FloatArray
+    alarm: IntArray
+    reason: IntArray
+    send: BoolArray
+
+    def command(self, index: int) -> HeatCommand:
+        """Return the command of home ``index``."""
+        return HeatCommand(
+            heat_power_w=float(self.heat_power_w[index]),
+            heating=bool(self.heating[index]),
+            setpoint_c=float(self.setpoint_c[index]),
+            alarm=Alarm(int(self.alarm[index])),
+            reason=Reason(int(self.reason[index])),
+            send=bool(self.send[index]),
+        )
+
+
+def decide(
+    state: ThermostatState, observation: Observation, now_ts: float, config: ThermostatConfig
+) -> tuple[ThermostatState, HeatCommand]:
+    """Decide one tick of one thermostat (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    state : ThermostatState
+        State returned by the previous call; ``ThermostatState()`` at first.
+    observation : Observation
+        Readings of this tick.
+    now_ts : float
+        Current time, POSIX UTC [s].
+    config : ThermostatConfig
+        Settings.
+
+    Returns
+    -------
+    tuple of (ThermostatState, HeatCommand)
+        The state to pass to the next call and the command for the heater.
+
+    Raises
+    ------
+    InputError
+        If ``now_ts`` is not finite.
+    """
+    states, commands = decide_many(
+        ThermostatStateArrays.from_states([state]),
+        ObservationArrays.from_observations([observation]),
+        now_ts,
+        config._arrays,
+    )
+    return states.state(0), commands.command(0)
+
+
+def decide_many(
+    state: ThermostatStateArrays,
+    observation: ObservationArrays,
+    now_ts: float,
+    config: ThermostatConfigArrays,
+) -> tuple[ThermostatStateArrays, HeatCommandArrays]:
+    """Decide one tick of many thermostats at once; the same rules as :func:`decide`.
+
+    Parameters
+    ----------
+    state : ThermostatStateArrays
+        States of shape ``(n,)``; ``ThermostatStateArrays.initial(n)`` at first.
+    observation : ObservationArrays
+        Readings of shape ``(n,)``.
+    now_ts : float
+        Current time, POSIX UTC [s], shared by all homes.
+    config : ThermostatConfigArrays
+        Settings, broadcastable to ``(n,)``.
+
+    Returns
+    -------
+    tuple of (ThermostatStateArrays, HeatCommandArrays)
+        New states and commands, arrays of shape ``(n,)``.
+
+    Raises
+    ------
+    InputError
+        If ``now_ts`` is not finite.
+    """
+    now = np.asarray(require_finite("now_ts", now_ts), dtype=np.float64)
+    shape = np.broadcast_shapes(
+        *(np.shape(getattr(state, f.name)) for f in fields(state)),
+        *(np.shape(getattr(observation, f.name)) for f in fields(observation)),
+        *(np.shape(getattr(config, name)) for name in _CONFIG_NUMBERS),
+        np.shape(config.utc_offset_h),
+        np.shape(config.schedule_start_s)[:-1],
+    )
+    new_state, command = _decide_arrays(state, observation, now, config)
+    return _broadcast(new_state, shape), _broadcast(command, shape)
+
+
+def _broadcast(arrays: _Arrays, shape: tuple[int, ...]) -> _Arrays:
+    """Return a copy of a struct of arrays with every field broadcast to ``shape``."""
+    values = {
+        f.name: np.array(np.broadcast_to(getattr(arrays, f.name), shape)) for f in fields(arrays)
+    }
+    return replace(arrays, **values)
+
+
+def _decide_arrays(
+    state: ThermostatStateArrays,
+    obs: ObservationArrays,
+    now: FloatArray,
+    cfg: ThermostatConfigArrays,
+) -> tuple[ThermostatStateArrays, HeatCommandArrays]:
+    """Apply the rules on arrays: the one code path of :func:`decide` and :func:`decide_many`."""
+    temp_c = obs.room_temp_c
+    finite = np.isfinite(temp_c) & np.isfinite(obs.reading_ts)
+    stale = finite & (np.abs(now - obs.reading_ts) > cfg.max_age_s)
+    out_of_range = np.isfinite(temp_c) & (
+        (temp_c < cfg.min_valid_temp_c) | (temp_c > cfg.max_valid_temp_c)
+    )
+    valid = finite & ~stale & ~out_of_range
+    alarm = (
+        np.where(~finite, Alarm.SENSOR_NOT_FINITE.value, 0)
+        | np.where(stale, Alarm.SENSOR_STALE.value, 0)
+        | np.where(out_of_range, Alarm.SENSOR_OUT_OF_RANGE.value, 0)
+        | np.where(
+            np.isfinite(temp_c) & (temp_c >= cfg.room_limit_c), Alarm.ROOM_OVER_TEMPERATURE.value, 0
+        )
+        | np.where(obs.device_temp_c >= cfg.device_limit_c, Alarm.DEVICE_OVER_TEMPERATURE.value, 0)
+        | np.where(obs.fan_ok, 0, Alarm.FAN_FAILURE.value)
+        | np.where(obs.upright, 0, Alarm.TIP_OVER.value)
+    ).astype(np.int64)
+    away = obs.mode == Mode.AWAY
+    user_off = ~((obs.mode == Mode.AUTO) | away)
+    safe = (alarm != 0) | user_off
+
+    scheduled_c = _scheduled_setpoint(
+        cfg.schedule_start_s, cfg.schedule_setpoint_c, cfg.utc_offset_h, now
+    )
+    setpoint_c = np.where(away, cfg.away_setpoint_c, scheduled_c)
+    error_k = np.where(valid, setpoint_c - np.where(valid, temp_c, 0.0), 0.0)
+
+    # Switching: tolerances, minimum on and off times, interlocks.
+    was_on = state.heating
+    elapsed_s = now - state.since_ts
+    want_on = error_k >= cfg.cold_tolerance_k
+    want_off = error_k <= -cfg.hot_tolerance_k
+    stays_on = ~(want_off & (elapsed_s >= cfg.min_on_s))
+    turns_on = want_on & (elapsed_s >= cfg.min_off_s)
+    heating = ~safe & np.where(was_on, stays_on, turns_on)
+
+    # PI with clamping anti-windup; the integrator runs only over intervals spent heating.
+    dt_s = np.where(
+        np.isfinite(state.last_tick_ts), np.clip(now - state.last_tick_ts, 0.0, cfg.max_age_s), 0.0
+    )
+    proportional_w = cfg.kp_w_per_k * error_k
+    candidate_w = state.integral_w + cfg.ki_w_per_k_s * error_k * dt_s
+    rising_w = np.minimum(
+        candidate_w, np.maximum(state.integral_w, cfg.max_power_w - proportional_w)
+    )
+    falling_w = np.maximum(candidate_w, np.minimum(state.integral_w, -proportional_w))
+    integral_w = np.where(
+        was_on & heating, np.where(error_k > 0.0, rising_w, falling_w), state.integral_w
+    )
+    integral_w = np.where(safe, 0.0, np.clip(integral_w, 0.0, cfg.max_power_w))
+    power_w = np.where(heating, np.clip(proportional_w + integral_w, 0.0, cfg.max_power_w), 0.0)
+
+    reason = np.select(
+        [alarm != 0, user_off, was_on & heating & want_off, ~was_on & ~heating & want_on, heating],
+        [Reason.ALARM, Reason.USER_OFF, Reason.HOLD_ON, Reason.HOLD_OFF, Reason.HEATING],
+        Reason.IDLE,
+    ).astype(np.int64)
+
+    switched = heating != was_on
+    send = (
+        switched
+        | (alarm != state.alarm)
+        | (np.abs(power_w - state.last_power_w) > cfg.power_step_w)
+        | ~(now - state.last_command_ts < cfg.keep_alive_s)
+    )
+    new_state = ThermostatStateArrays(
+        integral_w=integral_w,
+        heating=heating,
+        since_ts=np.where(switched, now, state.since_ts),
+        last_tick_ts=np.full(np.shape(heating), now),
+        last_command_ts=np.where(send, now, state.last_command_ts),
+        last_power_w=np.where(send, power_w, state.last_power_w),
+        alarm=alarm,
+    )
+    command = HeatCommandArrays(
+        heat_power_w=power_w,
+        heating=heating,
+        setpoint_c=setpoint_c,
+        alarm=alarm,
+        reason=reason,
+        send=send,
+    )
+    return new_state, command
