@@ -1,1 +1,4 @@
-"""The heater agent: one per heater, in the home. Keeps the room at its setpoint and makes the heat pay."""
+"""The heater agent: one per heater, in the home.
+
+It keeps the room at its setpoint and makes the heat pay.
+"""

@@ -35,7 +35,10 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", help="Print the version and exit.", callback=_version_callback,
+        False,
+        "--version",
+        help="Print the version and exit.",
+        callback=_version_callback,
         is_eager=True,
     ),
 ) -> None:
@@ -44,13 +47,9 @@ def _root(
 
 def _register_commands() -> None:
     # Imported here so that `heatgrid --help` stays fast and each group stays in its own module.
-    from heatgrid.cli import economics  # noqa: PLC0415
+    from heatgrid.cli import admin, db, demo, devices, emulate, serve  # noqa: PLC0415
 
-    economics.register(app)
-
-    from heatgrid.cli import admin, db, devices, serve  # noqa: PLC0415
-
-    for group in (serve, db, admin, devices):
+    for group in (demo, serve, db, admin, devices, emulate):
         group.register(app)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["InputError", "require_finite", "require_positive", "require_non_negative"]
+__all__ = ["InputError", "require_finite", "require_non_negative", "require_positive"]
 
 
 class InputError(ValueError):
@@ -16,7 +16,7 @@ class InputError(ValueError):
 
 
 def require_finite(name: str, value: float) -> float:
-    """Return ``value`` as a float if it is finite, else raise :class:`InputError` naming ``name``."""
+    """Return ``value`` as a float if finite, else raise :class:`InputError` naming ``name``."""
     try:
         number = float(value)
     except (TypeError, ValueError):
