@@ -1,0 +1,108 @@
+"""``heatgrid emulate``: run emulated hardware that real clients drive over the real protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import signal
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from heatgrid.core.errors import InputError
+
+if TYPE_CHECKING:
+    from heatgrid.emulators.miner_server import MinerEmulator
+
+__all__ = ["register"]
+
+_emulate = typer.Typer(
+    help="Emulated hardware on loopback, driven over the real protocols.", no_args_is_help=True
+)
+_MAX_PORT = 65535
+
+
+def _check_port(option: str, port: int) -> None:
+    if not 0 <= port <= _MAX_PORT:
+        raise InputError(f"{option} must be between 0 and {_MAX_PORT}, got {port}")
+
+
+def _check_positive(option: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0.0):
+        raise InputError(f"{option} must be a number greater than 0, got {value}")
+
+
+@_emulate.command("miner")
+def miner(
+    *,
+    port: Annotated[
+        int, typer.Option(help="TCP port of the GCMiner RPC (FluxOS uses 4028); 0: any free.")
+    ] = 4028,
+    web_port: Annotated[
+        int, typer.Option(help="TCP port of the FluxOS web API (8080 on hardware); 0: any free.")
+    ] = 8080,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    max_power_w: Annotated[float, typer.Option(help="Highest power target [W].")] = 1200.0,
+    min_power_w: Annotated[float, typer.Option(help="Lowest power target [W].")] = 300.0,
+    efficiency_j_per_th: Annotated[float, typer.Option(help="Energy per terahash [J/TH].")] = 25.0,
+    speed: Annotated[
+        float, typer.Option(help="Emulated seconds per real second (1: real time).")
+    ] = 1.0,
+) -> None:
+    """Run an emulated Auradine FluxOS miner that pyasic reads and controls."""
+    from heatgrid.emulators.miner_model import MinerParams  # noqa: PLC0415
+    from heatgrid.emulators.miner_server import MinerEmulator, scaled_clock  # noqa: PLC0415
+
+    _check_port("--port", port)
+    _check_port("--web-port", web_port)
+    if port == web_port and port != 0:
+        raise InputError(f"--port and --web-port must differ, both are {port}")
+    _check_positive("--max-power-w", max_power_w)
+    if not (math.isfinite(min_power_w) and min_power_w >= 0.0):
+        raise InputError(f"--min-power-w must be a number >= 0, got {min_power_w}")
+    if min_power_w > max_power_w:
+        raise InputError(
+            f"--min-power-w ({min_power_w:g}) must not exceed --max-power-w ({max_power_w:g})"
+        )
+    _check_positive("--efficiency-j-per-th", efficiency_j_per_th)
+    _check_positive("--speed", speed)
+    defaults = MinerParams()
+    params = MinerParams(
+        max_power_w=max_power_w,
+        min_power_w=min_power_w,
+        idle_power_w=min(defaults.idle_power_w, min_power_w),
+        efficiency_j_per_th=efficiency_j_per_th,
+    )
+    emulator = MinerEmulator(
+        params,
+        host=host,
+        rpc_port=port,
+        web_port=web_port,
+        clock=time.time if speed == 1.0 else scaled_clock(speed),
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(emulator, host))
+
+
+async def _serve(emulator: MinerEmulator, host: str) -> None:
+    try:
+        await emulator.start()
+    except OSError as error:
+        raise InputError(f"cannot listen on {host}: {error.strerror or error}") from None
+    typer.echo(
+        f"emulated Auradine FluxOS miner: rpc={host}:{emulator.rpc_port} "
+        f"web={host}:{emulator.web_port}"
+    )
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await emulator.serve_forever()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``emulate`` command group to ``app``."""
+    app.add_typer(_emulate, name="emulate")
