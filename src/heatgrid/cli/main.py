@@ -47,9 +47,9 @@ def _root(
 
 def _register_commands() -> None:
     # Imported here so that `heatgrid --help` stays fast and each group stays in its own module.
-    from heatgrid.cli import admin, db, demo, devices, emulate, serve  # noqa: PLC0415
+    from heatgrid.cli import admin, db, demo, devices, economics, emulate, serve  # noqa: PLC0415
 
-    for group in (demo, serve, db, admin, devices, emulate):
+    for group in (economics, demo, serve, db, admin, devices, emulate):
         group.register(app)
 
 
@@ -66,13 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         Console(stderr=True).print("aborted")
         return 1
-    except Exception as error:  # click's usage errors
-        import click  # noqa: PLC0415
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            return int(error.exit_code)
-        raise
+    except typer.TyperException as error:
+        # Usage errors (a bad option value, an unknown option) from typer's own click:
+        # show click's one-line message and return its exit status (2 for usage errors).
+        error.show()  # type: ignore[attr-defined]
+        return int(getattr(error, "exit_code", _EXIT_BAD_INPUT))
     return 0
 
 
