@@ -279,3 +279,14 @@ def test_bad_input_never_prints_a_traceback_from_the_installed_command() -> None
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "--setpoint-c" in done.stderr
+
+
+def test_list_devices_prints_the_catalog_and_the_unknown_device_hint_points_to_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["economics", "--list-devices"]) == 0
+    listed = capsys.readouterr().out
+    assert "Antminer S9" in listed
+    assert "GeForce RTX 4090" in listed or "RTX 4090" in listed
+    assert main(["economics", "--device", "antminer s99"]) == 2
+    assert "heatgrid economics --list-devices" in capsys.readouterr().err

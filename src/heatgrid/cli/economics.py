@@ -78,6 +78,9 @@ def register(app: typer.Typer) -> None:
 def economics(
     *,
     device: Annotated[str, typer.Option(help="Device name from the catalog.")] = DEFAULT_DEVICE,
+    list_devices: Annotated[
+        bool, typer.Option("--list-devices", help="List the catalog's devices and exit.")
+    ] = False,
     catalog: Annotated[
         Path | None, typer.Option(help="Your catalog (CSV or TOML), merged over the shipped one.")
     ] = None,
@@ -161,6 +164,9 @@ def economics(
 ) -> None:
     """Estimate a year of heating a home with a compute heater: heat, money and CO2."""
     options = dict(locals())
+    if list_devices:
+        _print_devices(_catalog(catalog))
+        return
     _check_numbers(options)
     if plot is not None:
         _check_plot_path(plot)
@@ -240,14 +246,36 @@ def _read_text(option: str, path: Path) -> str:
         raise InputError(f"{option}: cannot read {path}: {error}") from None
 
 
-def _find_device(name: str, catalog_path: Path | None) -> Device:
+def _catalog(catalog_path: Path | None) -> Catalog:
     catalog: Catalog = load_catalog()
     if catalog_path is not None:
         catalog = catalog.merged(
             parse_catalog(_read_text("--catalog", catalog_path), str(catalog_path))
         )
+    return catalog
+
+
+def _print_devices(catalog: Catalog) -> None:
+    table = Table(title="Devices in the catalog")
+    for column in ("name", "kind", "max_power_w", "min_power_w", "hashrate_ths", "vram_gb"):
+        table.add_column(column, justify="left" if column in ("name", "kind") else "right")
+    for item in catalog:
+        table.add_row(
+            item.name,
+            item.kind,
+            f"{item.max_power_w:g}",
+            f"{item.min_power_w:g}",
+            f"{item.hashrate_ths:g}",
+            f"{item.vram_gb:g}",
+        )
+    Console().print(table)
+
+
+def _find_device(name: str, catalog_path: Path | None) -> Device:
     try:
-        return catalog.find(name)
+        return _catalog(catalog_path).find(
+            name, list_hint="list every device with 'heatgrid economics --list-devices'"
+        )
     except InputError as error:
         raise InputError(f"--device: {error}") from None
 

@@ -240,7 +240,7 @@ class Catalog:
             raise InputError(f"kind must be one of {', '.join(DEVICE_KINDS)}, got {kind!r}")
         return tuple(device for device in self.devices if device.kind == kind)
 
-    def find(self, name: str) -> Device:
+    def find(self, name: str, *, list_hint: str = _LIST_HINT) -> Device:
         """Return the device called ``name``, ignoring case, spaces and punctuation.
 
         If no name matches exactly, a name that uniquely ends with the query (``"S9"`` →
@@ -250,6 +250,8 @@ class Catalog:
         ----------
         name : str
             Device name as a person would type it.
+        list_hint : str
+            How the caller's user lists every device; ends the error message.
 
         Returns
         -------
@@ -275,7 +277,7 @@ class Catalog:
                 shown = ", ".join(repr(device.name) for device in hits[:8])
                 raise InputError(
                     f"device name {name!r} is ambiguous; it matches {shown}. "
-                    f"Give the full name ({_LIST_HINT})"
+                    f"Give the full name ({list_hint})"
                 )
         close = difflib.get_close_matches(key, list(self._by_key), n=5, cutoff=0.5)
         suggestion = (
@@ -283,7 +285,7 @@ class Catalog:
             if close
             else ""
         )
-        raise InputError(f"unknown device {name!r}; {suggestion}{_LIST_HINT}")
+        raise InputError(f"unknown device {name!r}; {suggestion}{list_hint}")
 
     def merged(self, other: Catalog) -> Catalog:
         """Return this catalog with ``other``'s devices added, replacing same-named ones.
