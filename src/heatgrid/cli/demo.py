@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import typer
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
@@ -81,9 +82,10 @@ def _serving(env: dict[str, str], log_path: Path) -> Iterator[str]:
 
 
 def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith((name + " ", name + "{")):
-            return float(line.rsplit(" ", 1)[1])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
     raise RuntimeError(f"/metrics has no {name}")
 
 
