@@ -17,6 +17,7 @@ Without PostgreSQL binaries the PostgreSQL cases skip with the reason, unless
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import itertools
@@ -25,6 +26,7 @@ import pwd
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -227,9 +229,9 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite-template") / "template.sqlite3"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    with engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return path
 
 
@@ -301,6 +303,9 @@ class Client:
     def post(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("POST", url, **kwargs)
 
+    def put(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", url, **kwargs)
+
     def delete(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("DELETE", url, **kwargs)
 
@@ -324,6 +329,16 @@ class Coordinator:
         answer = self.client.post(
             "/v1/admin/keys",
             json={"name": name, "role": "owner"},
+            headers=self.auth(self.operator_key),
+        )
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["api_key"])
+
+    def submitter_key(self, name: str = "carol") -> str:
+        """Create (through the API) a job submitter's key and return it."""
+        answer = self.client.post(
+            "/v1/admin/keys",
+            json={"name": name, "role": "submitter"},
             headers=self.auth(self.operator_key),
         )
         assert answer.status_code == 201, answer.text
@@ -393,7 +408,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def coordinator(database_url: str, clock: Clock) -> Iterator[Coordinator]:
+def coordinator(database_url: str, clock: Clock, tmp_path: Path) -> Iterator[Coordinator]:
     """The coordinator app on a fresh migrated database (SQLite and PostgreSQL)."""
     engine = make_engine(database_url)
     with make_session_factory(engine)() as session:
@@ -401,7 +416,8 @@ def coordinator(database_url: str, clock: Clock) -> Iterator[Coordinator]:
             session, name="operator", role="operator", scopes=None, now_ts=clock()
         ).token
     engine.dispose()
-    app = create_app(Settings(database_url=database_url), clock=clock)
+    settings = Settings(database_url=database_url, checkpoint_url=str(tmp_path / "checkpoints"))
+    app = create_app(settings, clock=clock)
     with anyio.from_thread.start_blocking_portal() as portal:
         async_client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://coordinator.test"

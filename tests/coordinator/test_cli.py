@@ -10,6 +10,7 @@ import pytest
 
 from heatgrid.cli.main import main
 from heatgrid.coordinator.app import create_app
+from heatgrid.coordinator.db import head_revision
 from heatgrid.coordinator.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -41,10 +42,10 @@ def test_readyz_fails_until_the_database_is_migrated(empty_database_url: str, ca
     assert before.status_code == 503
     assert "heatgrid db upgrade" in before.json()["detail"]
     assert main(["db", "upgrade", "--database-url", empty_database_url]) == 0
-    assert "-> 0001" in capsys.readouterr().out
+    assert f"-> {head_revision()}" in capsys.readouterr().out
     after = _get(create_app(Settings(database_url=empty_database_url)), "/readyz")
     assert after.status_code == 200
-    assert after.json() == {"status": "ready", "schema_revision": "0001"}
+    assert after.json() == {"status": "ready", "schema_revision": head_revision()}
 
 
 def test_readyz_fails_when_the_database_is_unreachable(tmp_path) -> None:
@@ -63,7 +64,7 @@ def test_admin_commands_make_keys_codes_and_list_devices(database_url: str, caps
 
     key = json.loads(run("admin", "create-key", "--role", "owner", "--name", "alice", "--json"))
     assert key["api_key"].startswith(f"hgk_{key['key_id']}_")
-    assert key["scopes"] == ["devices:read", "devices:write", "enrollment:create"]
+    assert key["scopes"] == ["devices:read", "devices:write", "enrollment:create", "ledger:read"]
     code = json.loads(run("admin", "enroll-code", "--owner", "alice", "--ttl-s", "60", "--json"))
     assert code["expires_ts"] == pytest.approx(code["created_ts"] + 60.0)
     assert json.loads(run("devices", "list", "--json")) == []

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from heatgrid.cli.main import main
+from heatgrid.coordinator.db import head_revision
 
 
 def _free_port() -> int:
@@ -31,7 +32,7 @@ def _cli_json(capsys, *args: str) -> dict:
 def test_serve_enrolls_and_takes_heartbeats_over_http(tmp_path, capsys) -> None:
     url = f"sqlite:///{tmp_path / 'coordinator.sqlite3'}"
     assert main(["db", "upgrade", "--database-url", url]) == 0
-    assert "-> 0001" in capsys.readouterr().out
+    assert f"-> {head_revision()}" in capsys.readouterr().out
     owner = _cli_json(
         capsys, "admin", "create-key", "--role", "owner", "--name", "alice", "--json",
         "--database-url", url,

@@ -7,15 +7,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from platformdirs import user_data_dir
 
 from heatgrid import __version__
-from heatgrid.coordinator.api import admin, devices, health
-from heatgrid.coordinator.db.engine import make_engine, make_session_factory
+from heatgrid.coordinator.api import admin, devices, health, jobs, tasks
+from heatgrid.coordinator.checkpoints import CheckpointStore
+from heatgrid.coordinator.db.engine import make_engine, make_session_factory, normalize_database_url
 from heatgrid.coordinator.errors import CoordinatorError
 from heatgrid.coordinator.metrics import AppMetrics
 from heatgrid.coordinator.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
@@ -80,6 +83,16 @@ async def _on_unexpected_error(request: Request, error: Exception) -> JSONRespon
     )
 
 
+def _checkpoint_url(settings: Settings) -> str:
+    """Return the checkpoint store URL: configured, beside the SQLite file, or in user data."""
+    if settings.checkpoint_url:
+        return settings.checkpoint_url
+    url = normalize_database_url(settings.database_url)
+    if url.drivername == "sqlite" and url.database:
+        return str(Path(url.database).resolve().parent / "checkpoints")
+    return str(Path(user_data_dir("heatgrid")) / "checkpoints")
+
+
 def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> FastAPI:
     """Build the coordinator app; it connects to the database on the first request.
 
@@ -114,13 +127,20 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.state.clock = clock
     app.state.engine = engine
     app.state.session_factory = session_factory
+    app.state.checkpoint_store = CheckpointStore(_checkpoint_url(settings))
     app.state.metrics = AppMetrics(session_factory, clock, settings.online_window_s)
     app.include_router(health.router)
     app.include_router(devices.router)
     app.include_router(admin.router)
+    app.include_router(jobs.router)
+    app.include_router(tasks.router)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(CoordinatorError, _on_coordinator_error)
     app.add_exception_handler(Exception, _on_unexpected_error)
-    app.add_middleware(BodyLimitMiddleware, limit_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit_bytes=settings.max_body_bytes,
+        blob_limit_bytes=settings.max_checkpoint_bytes,
+    )
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     return app

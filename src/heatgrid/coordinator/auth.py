@@ -35,13 +35,21 @@ __all__ = [
 
 TokenKind = Literal["hgk", "hgd", "hge"]
 
-SCOPES = ("devices:read", "devices:write", "enrollment:create", "keys:admin")
+SCOPES = (
+    "devices:read",
+    "devices:write",
+    "enrollment:create",
+    "keys:admin",
+    "jobs:read",
+    "jobs:write",
+    "ledger:read",
+)
 """Every scope an API key may hold."""
 
 ROLE_SCOPES: dict[str, tuple[str, ...]] = {
     "operator": SCOPES,
-    "owner": ("devices:read", "devices:write", "enrollment:create"),
-    "submitter": (),
+    "owner": ("devices:read", "devices:write", "enrollment:create", "ledger:read"),
+    "submitter": ("jobs:read", "jobs:write", "ledger:read"),
 }
 """The scopes each role may hold; a new key gets all of them unless fewer are asked for."""
 

@@ -25,12 +25,18 @@ class BodyLimitMiddleware:
     """Answer 413 to a request whose body is larger than ``limit_bytes``.
 
     A declared ``Content-Length`` over the limit is refused before anything is read; a body
-    sent in chunks is counted as it arrives and refused when it passes the limit.
+    sent in chunks is counted as it arrives and refused when it passes the limit. Uploads of
+    checkpoint blobs (``PUT …/checkpoint``) have their own, larger limit ``blob_limit_bytes``.
     """
 
-    def __init__(self, app: ASGIApp, limit_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, limit_bytes: int, blob_limit_bytes: int | None = None) -> None:
         self.app = app
         self.limit_bytes = limit_bytes
+        self.blob_limit_bytes = limit_bytes if blob_limit_bytes is None else blob_limit_bytes
+
+    def _limit(self, scope: Scope) -> int:
+        is_blob = scope["method"] == "PUT" and str(scope["path"]).endswith("/checkpoint")
+        return self.blob_limit_bytes if is_blob else self.limit_bytes
 
     async def _answer(self, send: Send, status: int, detail: str) -> None:
         body = json.dumps({"detail": detail}).encode()
@@ -51,13 +57,14 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit_bytes = self._limit(scope)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 await self._answer(send, 400, "Content-Length: not a number of bytes")
                 return
-            if int(declared) > self.limit_bytes:
-                await self._answer(send, 413, _too_large(self.limit_bytes))
+            if int(declared) > limit_bytes:
+                await self._answer(send, 413, _too_large(limit_bytes))
                 return
         received_bytes = 0
 
@@ -66,8 +73,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received_bytes += len(message.get("body", b""))
-                if received_bytes > self.limit_bytes:
-                    raise HTTPException(413, _too_large(self.limit_bytes))
+                if received_bytes > limit_bytes:
+                    raise HTTPException(413, _too_large(limit_bytes))
             return message
 
         await self.app(scope, limited_receive, send)

@@ -23,6 +23,29 @@ class Settings:
         Largest request body accepted [bytes]; larger ones are answered 413.
     max_clock_skew_s : float
         How far in the future (by the coordinator's clock) a telemetry sample may be [s].
+    checkpoint_url : str or None
+        Where checkpoint blobs go: an fsspec URL or a local directory (``s3://bucket/prefix``
+        with s3fs installed); None keeps them beside a SQLite database, else refuses tasks.
+    max_checkpoint_bytes : int
+        Largest checkpoint blob accepted [bytes].
+    lease_s : float
+        How long a lease holds without news from its device [s]; heartbeats, progress reports
+        and checkpoints renew it.
+    scheduling_policy : str
+        The policy of :mod:`heatgrid.core.scheduling` that grants leases.
+    max_wait_s : float
+        How long a task waits for a heater before a device without a room may take it [s].
+    retry_base_s, retry_max_s : float
+        Backoff before a failed or expired task is retried: ``retry_base_s · 2^(attempt−1)``,
+        at most ``retry_max_s`` [s].
+    compute_price_eur_per_kwh : float
+        What submitters pay per kWh their tasks burn [EUR/kWh].
+    owner_share : float
+        Share of that paid to the heater's owner [-]; the rest is the platform's fee.
+    rate_limit_per_s : float
+        Requests per second allowed per token, on average, per coordinator process [1/s].
+    rate_limit_burst : int
+        Requests a token may send at once before the rate applies.
     """
 
     database_url: str
@@ -30,3 +53,14 @@ class Settings:
     online_window_s: float = 180.0
     max_body_bytes: int = 1024 * 1024
     max_clock_skew_s: float = 300.0
+    checkpoint_url: str | None = None
+    max_checkpoint_bytes: int = 256 * 1024 * 1024
+    lease_s: float = 300.0
+    scheduling_policy: str = "heat-aware"
+    max_wait_s: float = 900.0
+    retry_base_s: float = 10.0
+    retry_max_s: float = 600.0
+    compute_price_eur_per_kwh: float = 0.20
+    owner_share: float = 0.85
+    rate_limit_per_s: float = 20.0
+    rate_limit_burst: int = 200

@@ -13,9 +13,13 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 __all__ = [
+    "MAX_CLAIM_SLOTS",
     "MAX_HEAT_WINDOW_SEGMENTS",
     "MAX_SAMPLES_PER_HEARTBEAT",
     "PROTOCOL_VERSION",
+    "CheckpointReceipt",
+    "ClaimRequest",
+    "ClaimResponse",
     "DeviceKind",
     "EnrollRequest",
     "EnrollResponse",
@@ -23,6 +27,11 @@ __all__ = [
     "Heartbeat",
     "HeartbeatResponse",
     "HeatWindowSegment",
+    "TaskCompletion",
+    "TaskFailure",
+    "TaskLease",
+    "TaskProgress",
+    "TaskStatus",
     "TelemetrySample",
     "Workload",
 ]
@@ -32,6 +41,9 @@ PROTOCOL_VERSION: Final = 1
 
 MAX_SAMPLES_PER_HEARTBEAT = 2000
 """Most telemetry samples in one heartbeat (a day and more at one sample a minute)."""
+
+MAX_CLAIM_SLOTS = 16
+"""Most tasks one claim may ask for."""
 
 MAX_HEAT_WINDOW_SEGMENTS = 288
 """Most segments in one heat window (a day in 5-minute steps)."""
@@ -53,6 +65,8 @@ _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_PRINTABLE)
 ]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9]+$")]
+Energy = Annotated[float, Field(ge=0.0, le=1.0e15)]
 Secret = Annotated[
     str, StringConstraints(min_length=8, max_length=200, pattern=r"^[A-Za-z0-9_\-]+$")
 ]
@@ -167,6 +181,8 @@ class TelemetrySample(_Message):
         ``"idle"``, ``"mining"``, ``"task"`` or ``"boost"``.
     hashrate_ths : float or None
         Measured hash rate [TH/s], when mining.
+    task_id : str or None
+        The leased task the power ran, when ``workload`` is ``"task"``.
     """
 
     sample_ts: Timestamp
@@ -176,6 +192,7 @@ class TelemetrySample(_Message):
     device_temp_c: Annotated[float, Field(ge=-50.0, le=150.0)] | None = None
     workload: Workload
     hashrate_ths: Annotated[float, Field(ge=0.0, le=1.0e6)] | None = None
+    task_id: Identifier | None = None
 
 
 class HeatWindowSegment(_Message):
@@ -252,6 +269,11 @@ class HeartbeatResponse(_Message):
         Samples of this heartbeat stored now.
     duplicate_samples : int
         Samples already stored before (re-sent); the agent may forget them too.
+    leased_task_ids : list of str
+        Tasks whose lease the device holds, renewed by this heartbeat; an attempt of a task
+        not listed has lost its lease and must stop.
+    lease_expires_ts : float or None
+        When those leases lapse without further news [POSIX s, UTC].
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
@@ -259,3 +281,175 @@ class HeartbeatResponse(_Message):
     next_heartbeat_s: Annotated[float, Field(gt=0.0)]
     stored_samples: Annotated[int, Field(ge=0)]
     duplicate_samples: Annotated[int, Field(ge=0)]
+    leased_task_ids: list[str] = []
+    lease_expires_ts: float | None = None
+
+
+class ClaimRequest(_Message):
+    """A device asks for tasks to run on the heat its room wants.
+
+    Attributes
+    ----------
+    protocol_version : int
+        Always ``1``.
+    slots : int
+        How many more tasks it can run now, 1 to :data:`MAX_CLAIM_SLOTS`.
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    slots: Annotated[int, Field(ge=1, le=MAX_CLAIM_SLOTS)] = 1
+
+
+class TaskLease(_Message):
+    """A task leased to the device until ``lease_expires_ts`` (renewed by heartbeats).
+
+    Attributes
+    ----------
+    task_id, job_id : str
+        Identifiers.
+    attempt : int
+        This attempt's number (1 for the first); every report names it.
+    lease_expires_ts : float
+        When the lease lapses unless renewed [POSIX s, UTC].
+    task_input : dict
+        The task's input, as the submitter gave it.
+    energy_j : float
+        The submitter's estimate of the task's whole energy [J].
+    checkpoint_every_j : float
+        Energy between checkpoints the coordinator expects [J].
+    progress_energy_j : float
+        Energy of the work saved by the newest checkpoint [J]; resume from there.
+    checkpoint_seq : int or None
+        The newest checkpoint's number, to download; None: start from the beginning.
+    """
+
+    task_id: str
+    job_id: str
+    attempt: int
+    lease_expires_ts: float
+    task_input: dict[str, object]
+    energy_j: float
+    checkpoint_every_j: float
+    progress_energy_j: float
+    checkpoint_seq: int | None
+
+
+class ClaimResponse(_Message):
+    """The tasks granted to a claim (possibly none: then the device mines)."""
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    server_ts: float
+    leases: list[TaskLease]
+
+
+class TaskProgress(_Message):
+    """A running attempt reports the energy it has burned; it renews the lease.
+
+    Attributes
+    ----------
+    protocol_version : int
+        Always ``1``.
+    attempt : int
+        The attempt, as leased.
+    energy_j : float
+        Energy burned by this attempt so far [J], never decreasing.
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    attempt: Annotated[int, Field(ge=1)]
+    energy_j: Energy
+
+
+class TaskCompletion(_Message):
+    """An attempt finished; the same completion sent twice is accepted once.
+
+    Attributes
+    ----------
+    protocol_version : int
+        Always ``1``.
+    attempt : int
+        The attempt, as leased.
+    energy_j : float
+        Energy burned by this attempt in all [J].
+    result : dict
+        The task's result (JSON object).
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    attempt: Annotated[int, Field(ge=1)]
+    energy_j: Energy
+    result: dict[str, object]
+
+
+class TaskFailure(_Message):
+    """An attempt failed; the task is retried with backoff until its attempts run out.
+
+    Attributes
+    ----------
+    protocol_version : int
+        Always ``1``.
+    attempt : int
+        The attempt, as leased.
+    energy_j : float
+        Energy burned by this attempt in all [J].
+    error : str
+        What went wrong, 1 to 2000 characters.
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    attempt: Annotated[int, Field(ge=1)]
+    energy_j: Energy
+    error: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class TaskStatus(_Message):
+    """The coordinator's answer to a task report.
+
+    Attributes
+    ----------
+    task_id : str
+        The task.
+    attempt : int
+        The attempt reported on.
+    state : str
+        The task's state now (``queued``, ``leased``, ``completed``, ``dead``, ``cancelled``).
+    lease_expires_ts : float or None
+        The renewed lease's expiry while the attempt holds it [POSIX s, UTC].
+    stop : bool
+        True when the device must stop the attempt (the job was cancelled or the lease lost).
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    task_id: str
+    attempt: int
+    state: str
+    lease_expires_ts: float | None
+    stop: bool
+
+
+class CheckpointReceipt(_Message):
+    """A checkpoint was stored.
+
+    Attributes
+    ----------
+    task_id : str
+        The task.
+    seq : int
+        The checkpoint's number, counting from 1 over the task's life.
+    size_bytes : int
+        Size of the blob [bytes].
+    sha256 : str
+        SHA-256 of the blob, hex.
+    progress_energy_j : float
+        Energy of work the checkpoint saves [J].
+    lease_expires_ts : float
+        The renewed lease's expiry [POSIX s, UTC].
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    task_id: str
+    seq: int
+    size_bytes: int
+    sha256: str
+    progress_energy_j: float
+    lease_expires_ts: float

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from heatgrid.coordinator import devices
+from heatgrid.coordinator import devices, leases
 from heatgrid.coordinator.api.deps import (
     NowTs,
     SessionDep,
@@ -78,11 +78,15 @@ def heartbeat(
     now_ts: NowTs,
     settings: SettingsDep,
 ) -> v1.HeartbeatResponse:
-    """Store a heater's telemetry and heat window (its own device token only)."""
+    """Store a heater's telemetry and heat window, and renew its leases (own token only)."""
     result = devices.record_heartbeat(
         session, device, body, now_ts=now_ts, max_clock_skew_s=settings.max_clock_skew_s
     )
+    held = leases.renew_device_leases(session, device, now_ts=now_ts, settings=settings)
+    session.commit()
     return v1.HeartbeatResponse(
+        leased_task_ids=held,
+        lease_expires_ts=now_ts + settings.lease_s if held else None,
         server_ts=now_ts,
         next_heartbeat_s=settings.heartbeat_interval_s,
         stored_samples=result.stored_samples,

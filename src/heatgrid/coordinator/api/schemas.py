@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from heatgrid.protocol import v1
 
 __all__ = [
+    "Balance",
     "CreateEnrollmentCodeRequest",
     "CreateKeyRequest",
     "CreatedEnrollmentCode",
@@ -117,3 +118,21 @@ class DeviceDetail(DeviceInfo):
 
     latest_sample: LatestSample | None
     heat_window: list[v1.HeatWindowSegment]
+
+
+class Balance(_Body):
+    """The balance of one ledger account in one unit.
+
+    Attributes
+    ----------
+    account : str
+        ``submitter:<id>``, ``owner:<id>``, ``platform``, ``device:<id>`` or ``job:<id>``.
+    unit : str
+        ``"micro_eur"`` (1e-6 EUR) or ``"j"`` (joules).
+    amount : int
+        Sum of the account's entries in that unit (negative: it owes or gave).
+    """
+
+    account: str
+    unit: str
+    amount: int

@@ -67,6 +67,8 @@ def redact_url(database_url: str | URL) -> str:
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the driver, open transactions (see _begin_immediate).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA journal_mode = WAL")
@@ -74,11 +76,19 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _begin_immediate(connection: Any) -> None:
+    # One writer at a time, decided when the transaction begins: a transaction that read and
+    # then writes can never find that another writer got in between (SQLITE_BUSY_SNAPSHOT);
+    # it waits for the busy timeout instead. This is SQLite's half of claiming tasks safely.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(database_url: str) -> Engine:
     """Create an engine for a SQLite or PostgreSQL URL; no connection is opened yet.
 
-    SQLite gets foreign keys, write-ahead logging and a busy timeout, and may be used from the
-    web server's worker threads. PostgreSQL connections are checked before use.
+    SQLite gets foreign keys, write-ahead logging, a busy timeout and ``BEGIN IMMEDIATE``
+    transactions (one writer at a time), and may be used from the web server's worker threads.
+    PostgreSQL connections are checked before use.
     """
     url = normalize_database_url(database_url)
     if url.drivername == "sqlite":
@@ -87,6 +97,7 @@ def make_engine(database_url: str) -> Engine:
             connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_S},
         )
         event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True)
 

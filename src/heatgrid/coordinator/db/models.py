@@ -11,13 +11,17 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Double,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
+    Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -26,9 +30,15 @@ __all__ = [
     "Account",
     "ApiKey",
     "Base",
+    "Checkpoint",
     "Device",
     "EnrollmentCode",
     "HeatWindowSegmentRow",
+    "Job",
+    "LedgerEntry",
+    "LedgerTransaction",
+    "Task",
+    "TaskAttempt",
     "TelemetryHourly",
     "TelemetrySampleRow",
 ]
@@ -132,6 +142,7 @@ class TelemetrySampleRow(Base):
     device_temp_c: Mapped[float | None] = mapped_column(Double)
     workload: Mapped[str] = mapped_column(String(8))
     hashrate_ths: Mapped[float | None] = mapped_column(Double)
+    task_id: Mapped[str | None] = mapped_column(String(_ID_LENGTH), index=True)
 
 
 class TelemetryHourly(Base):
@@ -160,3 +171,139 @@ class HeatWindowSegmentRow(Base):
     duration_s: Mapped[float] = mapped_column(Double)
     heat_power_w: Mapped[float] = mapped_column(Double)
     received_ts: Mapped[float] = mapped_column(Double)
+
+
+JOB_STATES = ("running", "completed", "failed", "cancelled")
+"""A job runs until each task is completed (``completed``), dead (``failed``) or cancelled."""
+
+TASK_STATES = ("queued", "leased", "completed", "dead", "cancelled")
+"""Task states; ``dead`` is the dead letter: out of attempts."""
+
+ATTEMPT_OUTCOMES = ("running", "completed", "expired", "failed", "cancelled")
+"""How an attempt ended (``running`` while its lease holds)."""
+
+
+class Job(Base):
+    """A submitter's job: a set of tasks with shared hardware needs, priority and price."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (CheckConstraint(f"state IN ({_quoted(JOB_STATES)})", name="state"),)
+
+    id: Mapped[str] = mapped_column(String(_ID_LENGTH), primary_key=True)
+    submitter_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(12))
+    priority: Mapped[int] = mapped_column(Integer)
+    device_kinds: Mapped[list[str]] = mapped_column(JSON)
+    min_vram_gb: Mapped[float] = mapped_column(Double)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    price_eur_per_kwh: Mapped[float] = mapped_column(Double)
+    owner_share: Mapped[float] = mapped_column(Double)
+    task_count: Mapped[int] = mapped_column(Integer)
+    created_ts: Mapped[float] = mapped_column(Double)
+    ended_ts: Mapped[float | None] = mapped_column(Double)
+
+
+class Task(Base):
+    """One unit of a job, leased to one device at a time.
+
+    ``progress_energy_j`` is the energy of work saved by the newest checkpoint; an attempt
+    resumes from there. ``attempt`` counts attempts started.
+    """
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_quoted(TASK_STATES)})", name="state"),
+        UniqueConstraint("job_id", "task_index"),
+        Index("ix_tasks_queue", "state", "priority", "queued_ts"),
+        Index("ix_tasks_lease", "state", "lease_expires_ts"),
+    )
+
+    id: Mapped[str] = mapped_column(String(_ID_LENGTH), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    task_index: Mapped[int] = mapped_column(Integer)
+    submitter_id: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(12))
+    priority: Mapped[int] = mapped_column(Integer)
+    runs_on_gpu: Mapped[bool] = mapped_column(Boolean)
+    runs_on_cpu: Mapped[bool] = mapped_column(Boolean)
+    min_vram_gb: Mapped[float] = mapped_column(Double)
+    task_input: Mapped[dict[str, Any]] = mapped_column(JSON)
+    energy_j: Mapped[float] = mapped_column(Double)
+    checkpoint_every_j: Mapped[float] = mapped_column(Double)
+    progress_energy_j: Mapped[float] = mapped_column(Double)
+    checkpoint_seq: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    queued_ts: Mapped[float] = mapped_column(Double)
+    not_before_ts: Mapped[float] = mapped_column(Double)
+    lease_device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), index=True)
+    lease_expires_ts: Mapped[float | None] = mapped_column(Double)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result_sha256: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    ended_ts: Mapped[float | None] = mapped_column(Double)
+
+
+class TaskAttempt(Base):
+    """One lease of a task to a device, and what came of it."""
+
+    __tablename__ = "task_attempts"
+    __table_args__ = (CheckConstraint(f"outcome IN ({_quoted(ATTEMPT_OUTCOMES)})", name="outcome"),)
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    outcome: Mapped[str] = mapped_column(String(12))
+    started_ts: Mapped[float] = mapped_column(Double)
+    ended_ts: Mapped[float | None] = mapped_column(Double)
+    start_progress_energy_j: Mapped[float] = mapped_column(Double)
+    energy_j: Mapped[float] = mapped_column(Double)
+    checkpointed_energy_j: Mapped[float] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Checkpoint(Base):
+    """A task's saved state: metadata here, the blob in the checkpoint store (fsspec)."""
+
+    __tablename__ = "checkpoints"
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    progress_energy_j: Mapped[float] = mapped_column(Double)
+    blob_key: Mapped[str] = mapped_column(String(200))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(_HASH_LENGTH))
+    created_ts: Mapped[float] = mapped_column(Double)
+
+
+class LedgerTransaction(Base):
+    """A balanced set of ledger entries; ``key`` makes posting it twice impossible."""
+
+    __tablename__ = "ledger_transactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    task_id: Mapped[str | None] = mapped_column(String(_ID_LENGTH))
+    device_id: Mapped[str | None] = mapped_column(String(_ID_LENGTH))
+    created_ts: Mapped[float] = mapped_column(Double)
+
+
+class LedgerEntry(Base):
+    """One side of a transaction: ``amount`` (integer, signed) of ``unit`` on ``account``.
+
+    Units: ``"micro_eur"`` (1e-6 EUR) and ``"j"`` (joules). Within a transaction the amounts
+    of each unit sum to zero. Accounts read ``submitter:<id>``, ``owner:<id>``, ``platform``,
+    ``device:<id>`` and ``job:<id>``.
+    """
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
+    account: Mapped[str] = mapped_column(String(64), index=True)
+    unit: Mapped[str] = mapped_column(String(12))
+    amount: Mapped[int] = mapped_column(BigInteger)

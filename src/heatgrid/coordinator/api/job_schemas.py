@@ -1,0 +1,174 @@
+"""Request and answer bodies of the jobs API, for the people who submit work."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+__all__ = [
+    "MAX_TASKS_PER_JOB",
+    "JobDetail",
+    "JobInfo",
+    "JobSubmission",
+    "TaskInfo",
+    "TaskSpec",
+]
+
+MAX_TASKS_PER_JOB = 10_000
+"""Most tasks in one job."""
+
+_MAX_ENERGY_J = 3.6e12  # a megawatt-hour
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class TaskSpec(_Body):
+    """One task of a job.
+
+    Attributes
+    ----------
+    task_input : dict
+        Input handed to the task (JSON object), as is.
+    energy_j : float
+        Estimated electric energy the task burns from start to end [J], > 0.
+    checkpoint_every_j : float or None
+        Energy between the task's checkpoints [J]; None: the job's value.
+    """
+
+    task_input: dict[str, object] = {}
+    energy_j: Annotated[float, Field(gt=0.0, le=_MAX_ENERGY_J)]
+    checkpoint_every_j: Annotated[float, Field(gt=0.0, le=_MAX_ENERGY_J)] | None = None
+
+
+class JobSubmission(_Body):
+    """A job: tasks that share hardware needs, a priority and an attempt limit.
+
+    Attributes
+    ----------
+    name : str
+        A name for people, 1 to 100 printable characters.
+    priority : int
+        -100 to 100; larger runs first.
+    device_kinds : list of str
+        ``"gpu"`` and/or ``"cpu"``: what the tasks run on.
+    min_vram_gb : float
+        GPU memory each task needs [GB].
+    max_attempts : int
+        Attempts per task before it goes to the dead letter, 1 to 20.
+    checkpoint_every_j : float
+        Energy between checkpoints of tasks that do not say [J].
+    tasks : list of TaskSpec
+        1 to :data:`MAX_TASKS_PER_JOB` tasks.
+    """
+
+    name: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+        ),
+    ]
+    priority: Annotated[int, Field(ge=-100, le=100)] = 0
+    device_kinds: Annotated[list[Literal["gpu", "cpu"]], Field(min_length=1, max_length=2)] = [
+        "gpu"
+    ]
+    min_vram_gb: Annotated[float, Field(ge=0.0, le=1.0e5)] = 0.0
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+    checkpoint_every_j: Annotated[float, Field(gt=0.0, le=_MAX_ENERGY_J)] = 3.6e6
+    tasks: Annotated[list[TaskSpec], Field(min_length=1, max_length=MAX_TASKS_PER_JOB)]
+
+    @model_validator(mode="after")
+    def _distinct_kinds(self) -> JobSubmission:
+        if len(set(self.device_kinds)) != len(self.device_kinds):
+            raise ValueError(f"device_kinds {self.device_kinds} repeats a kind")
+        return self
+
+
+class JobInfo(_Body):
+    """A job as its submitter sees it.
+
+    Attributes
+    ----------
+    job_id, name, submitter_name, state : str
+        Identity and state (``running``, ``completed``, ``failed``, ``cancelled``).
+    priority, max_attempts, task_count : int
+        As submitted.
+    device_kinds : list of str
+        As submitted.
+    min_vram_gb : float
+        As submitted [GB].
+    price_eur_per_kwh : float
+        Price per kWh burned, fixed at submission [EUR/kWh].
+    tasks_by_state : dict
+        Number of tasks in each state.
+    energy_j : float
+        Energy settled so far [J].
+    cost_eur : float
+        Charged so far [EUR].
+    created_ts, ended_ts : float
+        When it was submitted and ended [POSIX s, UTC].
+    """
+
+    job_id: str
+    name: str
+    submitter_name: str
+    state: str
+    priority: int
+    device_kinds: list[str]
+    min_vram_gb: float
+    max_attempts: int
+    price_eur_per_kwh: float
+    task_count: int
+    tasks_by_state: dict[str, int]
+    energy_j: float
+    cost_eur: float
+    created_ts: float
+    ended_ts: float | None
+
+
+class TaskInfo(_Body):
+    """One task of a job, with its result once completed.
+
+    Attributes
+    ----------
+    task_id : str
+        Identifier.
+    task_index : int
+        Position in the submission, from 0.
+    state : str
+        ``queued``, ``leased``, ``completed``, ``dead`` or ``cancelled``.
+    attempt : int
+        Attempts started.
+    energy_j, progress_energy_j : float
+        Estimated energy, and energy of work saved by the newest checkpoint [J].
+    checkpoint_seq : int
+        Checkpoints stored.
+    lease_device_id : str or None
+        Device holding its lease.
+    lease_expires_ts : float or None
+        When that lease lapses [POSIX s, UTC].
+    result : dict or None
+        The result.
+    last_error : str or None
+        Why the last attempt failed or expired.
+    """
+
+    task_id: str
+    task_index: int
+    state: str
+    attempt: int
+    energy_j: float
+    progress_energy_j: float
+    checkpoint_seq: int
+    lease_device_id: str | None
+    lease_expires_ts: float | None
+    result: dict[str, object] | None
+    last_error: str | None
+
+
+class JobDetail(JobInfo):
+    """A job with its tasks."""
+
+    tasks: list[TaskInfo]

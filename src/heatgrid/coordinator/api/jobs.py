@@ -1,0 +1,68 @@
+"""Routes for job submitters: submit, list, show and cancel jobs; read ledger balances."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+
+from heatgrid.coordinator import jobs, ledger
+from heatgrid.coordinator.api.deps import NowTs, SessionDep, SettingsDep, require_scope
+from heatgrid.coordinator.api.job_schemas import JobDetail, JobInfo, JobSubmission
+from heatgrid.coordinator.api.schemas import Balance
+from heatgrid.coordinator.auth import AccountPrincipal
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["jobs"])
+
+_Reader = Annotated[AccountPrincipal, Depends(require_scope("jobs:read"))]
+_Writer = Annotated[AccountPrincipal, Depends(require_scope("jobs:write"))]
+_LedgerReader = Annotated[AccountPrincipal, Depends(require_scope("ledger:read"))]
+
+
+@router.post("/v1/jobs", status_code=status.HTTP_201_CREATED)
+def submit_job(
+    body: JobSubmission, actor: _Writer, session: SessionDep, now_ts: NowTs, settings: SettingsDep
+) -> JobInfo:
+    """Submit a job; its tasks are queued at once."""
+    job = jobs.submit_job(session, actor, body, now_ts=now_ts, settings=settings)
+    return jobs.job_info(session, job)
+
+
+@router.get("/v1/jobs")
+def list_jobs(actor: _Reader, session: SessionDep) -> list[JobInfo]:
+    """List the caller's jobs (an operator: every job), newest first."""
+    return [jobs.job_info(session, job) for job in jobs.list_jobs(session, actor)]
+
+
+@router.get("/v1/jobs/{job_id}")
+def show_job(job_id: str, actor: _Reader, session: SessionDep) -> JobDetail:
+    """Show one of the caller's jobs with its tasks and results."""
+    return jobs.job_detail(session, jobs.get_job(session, job_id, actor))
+
+
+@router.post("/v1/jobs/{job_id}/cancel")
+def cancel_job(
+    job_id: str, actor: _Writer, session: SessionDep, now_ts: NowTs, settings: SettingsDep
+) -> JobInfo:
+    """Cancel one of the caller's running jobs; running tasks are stopped and settled."""
+    job = jobs.cancel_job(session, job_id, actor, now_ts=now_ts, settings=settings)
+    return jobs.job_info(session, job)
+
+
+@router.get("/v1/ledger/balances")
+def balances(actor: _LedgerReader, session: SessionDep) -> list[Balance]:
+    """Balances of the caller's ledger accounts (an operator: every account)."""
+    prefix = (
+        ""
+        if actor.is_operator
+        else f"{'owner' if actor.role == 'owner' else 'submitter'}:{actor.account_id}"
+    )
+    found = ledger.account_balances(session, prefix)
+    if not actor.is_operator:
+        found = {key: value for key, value in found.items() if key[0] == prefix}
+    return [
+        Balance(account=account, unit=unit, amount=amount)
+        for (account, unit), amount in found.items()
+    ]

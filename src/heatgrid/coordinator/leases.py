@@ -1,0 +1,554 @@
+"""Leases: devices claim tasks, report progress and checkpoints, complete or fail them.
+
+Claiming is one code path on both databases. The candidates are read with
+``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL: concurrent claimers lock disjoint tasks;
+SQLite ignores the clause and runs one writer at a time, see ``db.engine``); the pure policy
+:func:`heatgrid.core.scheduling.choose` picks among them; the chosen tasks become leased
+with a new attempt row whose primary key ``(task, attempt)`` makes a double grant impossible.
+
+A lease lapses ``lease_s`` after the last news from its device (heartbeat, progress,
+checkpoint). :func:`expire_leases`, run before each claim and periodically, ends the attempt,
+settles the energy of its last checkpoint, and requeues the task with backoff, to resume from
+that checkpoint, or moves it to the dead letter (``dead``) when its attempts are spent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
+
+from heatgrid.coordinator import ledger
+from heatgrid.coordinator.checkpoints import CheckpointStore
+from heatgrid.coordinator.db.models import (
+    Checkpoint,
+    Device,
+    HeatWindowSegmentRow,
+    Job,
+    Task,
+    TaskAttempt,
+)
+from heatgrid.coordinator.errors import ConflictError, InvalidError, NotFoundError
+from heatgrid.coordinator.settings import Settings
+from heatgrid.core import scheduling
+from heatgrid.protocol import v1
+
+__all__ = [
+    "claim",
+    "complete",
+    "end_attempt",
+    "expire_leases",
+    "fail",
+    "read_checkpoint",
+    "refresh_job",
+    "renew_device_leases",
+    "report_progress",
+    "result_sha256",
+    "save_checkpoint",
+    "tasks_of",
+]
+
+_CANDIDATES = 64
+_EXPIRE_BATCH = 100
+_MIN_ENERGY_J = 1.0
+_TERMINAL = ("completed", "dead", "cancelled")
+
+
+def result_sha256(result: dict[str, object]) -> str:
+    """Return the SHA-256 of a result's canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- claiming
+
+
+def _claimant(session: Session, device: Device, slots: int) -> scheduling.Claimant:
+    hardware = device.hardware
+    window = tuple(
+        scheduling.WindowSegment(row.start_ts, row.duration_s, row.heat_power_w)
+        for row in session.scalars(
+            select(HeatWindowSegmentRow)
+            .where(HeatWindowSegmentRow.device_id == device.id)
+            .order_by(HeatWindowSegmentRow.start_ts)
+        )
+    )
+    return scheduling.Claimant(
+        device_id=device.id,
+        kind=device.kind,  # type: ignore[arg-type]  # checked by the database
+        vram_gb=float(hardware.get("vram_gb") or 0.0),
+        has_room=device.has_room,
+        max_power_w=float(hardware["max_power_w"]),
+        window=window,
+        slots=slots,
+    )
+
+
+def _queued(task: Task) -> scheduling.QueuedTask:
+    kinds = tuple(
+        kind for kind, runs in (("gpu", task.runs_on_gpu), ("cpu", task.runs_on_cpu)) if runs
+    )
+    remaining_j = task.energy_j - task.progress_energy_j
+    return scheduling.QueuedTask(
+        task_id=task.id,
+        submitter_id=str(task.submitter_id),
+        priority=task.priority,
+        queued_ts=task.queued_ts,
+        device_kinds=kinds,
+        min_vram_gb=task.min_vram_gb,
+        energy_to_checkpoint_j=max(_MIN_ENERGY_J, min(task.checkpoint_every_j, remaining_j)),
+    )
+
+
+def _fleet_view(
+    session: Session, claimant: scheduling.Claimant, now_ts: float, settings: Settings
+) -> scheduling.FleetView:
+    running = {
+        str(submitter): int(count)
+        for submitter, count in session.execute(
+            select(Task.submitter_id, func.count())
+            .where(Task.state == "leased")
+            .group_by(Task.submitter_id)
+        )
+    }
+    if claimant.has_room:
+        return scheduling.FleetView(running_by_submitter=running)
+    busy = exists().where(Task.lease_device_id == Device.id, Task.state == "leased")
+    wanting = session.scalar(
+        select(func.count(func.distinct(Device.id)))
+        .join(HeatWindowSegmentRow, HeatWindowSegmentRow.device_id == Device.id)
+        .where(
+            Device.has_room.is_(True),
+            Device.revoked_ts.is_(None),
+            Device.kind.in_(("gpu", "cpu")),
+            Device.last_seen_ts >= now_ts - settings.online_window_s,
+            HeatWindowSegmentRow.start_ts <= now_ts,
+            HeatWindowSegmentRow.start_ts + HeatWindowSegmentRow.duration_s > now_ts,
+            HeatWindowSegmentRow.heat_power_w > 0.0,
+            ~busy,
+        )
+    )
+    return scheduling.FleetView(running_by_submitter=running, heaters_wanting_work=wanting or 0)
+
+
+def _lease_message(task: Task) -> v1.TaskLease:
+    assert task.lease_expires_ts is not None
+    return v1.TaskLease(
+        task_id=task.id,
+        job_id=task.job_id,
+        attempt=task.attempt,
+        lease_expires_ts=task.lease_expires_ts,
+        task_input=task.task_input,
+        energy_j=task.energy_j,
+        checkpoint_every_j=task.checkpoint_every_j,
+        progress_energy_j=task.progress_energy_j,
+        checkpoint_seq=task.checkpoint_seq or None,
+    )
+
+
+def claim(
+    session: Session, device: Device, request: v1.ClaimRequest, *, now_ts: float, settings: Settings
+) -> list[v1.TaskLease]:
+    """Lease tasks to ``device`` as the scheduling policy decides, and commit.
+
+    Returns
+    -------
+    list of v1.TaskLease
+        The new leases, possibly none (then the device mines or idles).
+    """
+    expire_leases(session, now_ts=now_ts, settings=settings)
+    claimant = _claimant(session, device, request.slots)
+    if claimant.kind == "asic" or settings.scheduling_policy == "mining-only":
+        return []
+    query = select(Task).where(
+        Task.state == "queued",
+        Task.not_before_ts <= now_ts,
+        Task.min_vram_gb <= claimant.vram_gb,
+    )
+    if claimant.kind == "gpu":
+        query = query.where(Task.runs_on_gpu.is_(True))
+    elif claimant.kind == "cpu":
+        query = query.where(Task.runs_on_cpu.is_(True))
+    order = (Task.queued_ts, Task.id)
+    if settings.scheduling_policy != "fifo":
+        order = (Task.priority.desc(), *order)  # type: ignore[assignment]
+    candidates = session.scalars(
+        query.order_by(*order).limit(_CANDIDATES).with_for_update(skip_locked=True)
+    ).all()
+    if not candidates:
+        session.commit()
+        return []
+    chosen = scheduling.choose(
+        settings.scheduling_policy,
+        claimant,
+        [_queued(task) for task in candidates],
+        _fleet_view(session, claimant, now_ts, settings),
+        now_ts=now_ts,
+        max_wait_s=settings.max_wait_s,
+    )
+    by_id = {task.id: task for task in candidates}
+    leased = []
+    for task_id in chosen:
+        task = by_id[task_id]
+        task.state = "leased"
+        task.attempt += 1
+        task.lease_device_id = device.id
+        task.lease_expires_ts = now_ts + settings.lease_s
+        session.add(
+            TaskAttempt(
+                task_id=task.id,
+                attempt=task.attempt,
+                device_id=device.id,
+                outcome="running",
+                started_ts=now_ts,
+                start_progress_energy_j=task.progress_energy_j,
+                energy_j=0.0,
+                checkpointed_energy_j=0.0,
+            )
+        )
+        leased.append(task)
+    session.commit()
+    return [_lease_message(task) for task in leased]
+
+
+# --------------------------------------------------------------------------- ending attempts
+
+
+def _settle(
+    session: Session, task: Task, attempt: TaskAttempt, energy_j: float, now_ts: float
+) -> None:
+    job = session.get_one(Job, task.job_id)
+    device = session.get_one(Device, attempt.device_id)
+    joules = round(energy_j)
+    cost = ledger.attempt_cost_micro_eur(joules, job.price_eur_per_kwh)
+    share = round(cost * job.owner_share)
+    ledger.post(
+        session,
+        key=f"attempt:{task.id}:{attempt.attempt}",
+        kind="task_attempt",
+        postings=[
+            ledger.Posting(f"device:{device.id}", "j", -joules),
+            ledger.Posting(f"job:{job.id}", "j", joules),
+            ledger.Posting(f"submitter:{job.submitter_id}", "micro_eur", -cost),
+            ledger.Posting(f"owner:{device.owner_id}", "micro_eur", share),
+            ledger.Posting("platform", "micro_eur", cost - share),
+        ],
+        now_ts=now_ts,
+        job_id=job.id,
+        task_id=task.id,
+        device_id=device.id,
+    )
+
+
+def _settled_energy_j(attempt: TaskAttempt, outcome: str) -> float:
+    """Energy paid for: all of it when the work is kept, else up to the last checkpoint."""
+    if outcome in ("completed", "cancelled"):
+        return attempt.energy_j
+    return attempt.checkpointed_energy_j
+
+
+def _backoff_s(attempt: int, settings: Settings) -> float:
+    return float(min(settings.retry_max_s, settings.retry_base_s * 2.0 ** (attempt - 1)))
+
+
+def end_attempt(
+    session: Session,
+    task: Task,
+    outcome: str,
+    *,
+    now_ts: float,
+    settings: Settings,
+    error: str | None = None,
+) -> None:
+    """End the task's running attempt with ``outcome``, settle it, and move the task on.
+
+    ``completed`` and ``cancelled`` end the task; ``expired`` and ``failed`` requeue it with
+    backoff to resume from its last checkpoint, or move it to the dead letter when the job's
+    attempts are spent. The caller commits.
+    """
+    attempt = session.get_one(TaskAttempt, (task.id, task.attempt))
+    attempt.outcome = outcome
+    attempt.ended_ts = now_ts
+    attempt.error = error
+    _settle(session, task, attempt, _settled_energy_j(attempt, outcome), now_ts)
+    task.lease_device_id = None
+    task.lease_expires_ts = None
+    if outcome in ("completed", "cancelled"):
+        task.state = outcome
+        task.ended_ts = now_ts
+    else:
+        task.last_error = error
+        job = session.get_one(Job, task.job_id)
+        if task.attempt >= job.max_attempts:
+            task.state = "dead"
+            task.ended_ts = now_ts
+        else:
+            task.state = "queued"
+            task.not_before_ts = now_ts + _backoff_s(task.attempt, settings)
+    session.flush()
+    refresh_job(session, task.job_id, now_ts=now_ts)
+
+
+def refresh_job(session: Session, job_id: str, *, now_ts: float) -> None:
+    """Mark a running job ended once every task is: completed, failed (a dead task) or not."""
+    job = session.get_one(Job, job_id)
+    if job.state != "running":
+        return
+    counts = dict(
+        session.execute(
+            select(Task.state, func.count()).where(Task.job_id == job_id).group_by(Task.state)
+        ).all()
+    )
+    if any(state not in _TERMINAL for state in counts):
+        return
+    job.state = "failed" if counts.get("dead") else "completed"
+    job.ended_ts = now_ts
+
+
+def expire_leases(session: Session, *, now_ts: float, settings: Settings) -> int:
+    """End every lease past its expiry (attempt ``expired``), commit, and return how many."""
+    expired = 0
+    while True:
+        tasks = session.scalars(
+            select(Task)
+            .where(Task.state == "leased", Task.lease_expires_ts < now_ts)
+            .order_by(Task.lease_expires_ts)
+            .limit(_EXPIRE_BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for task in tasks:
+            end_attempt(
+                session, task, "expired", now_ts=now_ts, settings=settings, error="lease expired"
+            )
+        session.commit()
+        expired += len(tasks)
+        if len(tasks) < _EXPIRE_BATCH:
+            return expired
+
+
+def renew_device_leases(
+    session: Session, device: Device, *, now_ts: float, settings: Settings
+) -> list[str]:
+    """Extend every lease ``device`` holds to ``now_ts + lease_s``; return their task ids.
+
+    The caller commits.
+    """
+    session.execute(
+        update(Task)
+        .where(Task.lease_device_id == device.id, Task.state == "leased")
+        .values(lease_expires_ts=now_ts + settings.lease_s)
+    )
+    return list(
+        session.scalars(
+            select(Task.id)
+            .where(Task.lease_device_id == device.id, Task.state == "leased")
+            .order_by(Task.id)
+        )
+    )
+
+
+# --------------------------------------------------------------------------- device reports
+
+
+def _locked_task(session: Session, device: Device, task_id: str, attempt: int) -> Task:
+    """Return the task, locked; 404 unless ``device`` ran this attempt of it."""
+    task = session.scalars(select(Task).where(Task.id == task_id).with_for_update()).first()
+    ran = (
+        task is not None
+        and session.scalar(
+            select(TaskAttempt.device_id).where(
+                TaskAttempt.task_id == task_id, TaskAttempt.attempt == attempt
+            )
+        )
+        == device.id
+    )
+    if task is None or not ran:
+        raise NotFoundError(f"task {task_id}: no attempt {attempt} of it was leased to this device")
+    return task
+
+
+def _holds(task: Task, device: Device, attempt: int) -> bool:
+    return task.state == "leased" and task.lease_device_id == device.id and task.attempt == attempt
+
+
+def _status(task: Task, attempt: int, device: Device) -> v1.TaskStatus:
+    holding = _holds(task, device, attempt)
+    return v1.TaskStatus(
+        task_id=task.id,
+        attempt=attempt,
+        state=task.state,
+        lease_expires_ts=task.lease_expires_ts if holding else None,
+        stop=not holding,
+    )
+
+
+def _lost(task: Task, attempt: int) -> ConflictError:
+    return ConflictError(
+        f"task {task.id}: attempt {attempt} no longer holds the lease (the task is {task.state}"
+        f"{f', attempt {task.attempt}' if task.attempt != attempt else ''}); stop it"
+    )
+
+
+def _update_energy(attempt: TaskAttempt, energy_j: float) -> None:
+    if energy_j < attempt.energy_j:
+        raise InvalidError(
+            f"energy_j: {energy_j} is less than the {attempt.energy_j} J this attempt already "
+            "reported; it counts the attempt's energy from its start and never decreases"
+        )
+    attempt.energy_j = energy_j
+
+
+def report_progress(
+    session: Session,
+    device: Device,
+    task_id: str,
+    report: v1.TaskProgress,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> v1.TaskStatus:
+    """Record an attempt's energy and renew its lease; ``stop`` tells a lost lease. Commits."""
+    task = _locked_task(session, device, task_id, report.attempt)
+    if _holds(task, device, report.attempt):
+        _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
+        task.lease_expires_ts = now_ts + settings.lease_s
+    session.commit()
+    return _status(task, report.attempt, device)
+
+
+def save_checkpoint(
+    session: Session,
+    store: CheckpointStore,
+    device: Device,
+    task_id: str,
+    *,
+    attempt: int,
+    energy_j: float,
+    data: bytes,
+    now_ts: float,
+    settings: Settings,
+) -> v1.CheckpointReceipt:
+    """Store a checkpoint blob taken after the attempt burned ``energy_j``; renew the lease.
+
+    The same upload sent twice (same attempt, energy and bytes) is stored once.
+    """
+    task = _locked_task(session, device, task_id, attempt)
+    if not _holds(task, device, attempt):
+        raise _lost(task, attempt)
+    digest = hashlib.sha256(data).hexdigest()
+    run = session.get_one(TaskAttempt, (task.id, attempt))
+    progress_j = run.start_progress_energy_j + energy_j
+    newest = session.get(Checkpoint, (task.id, task.checkpoint_seq))
+    task.lease_expires_ts = now_ts + settings.lease_s
+    if not (
+        newest is not None
+        and newest.attempt == attempt
+        and newest.sha256 == digest
+        and newest.progress_energy_j == progress_j
+    ):
+        if energy_j < run.checkpointed_energy_j:
+            raise InvalidError(
+                f"energy_j: {energy_j} is less than the {run.checkpointed_energy_j} J of this "
+                "attempt's previous checkpoint"
+            )
+        seq = task.checkpoint_seq + 1
+        key = store.key(task.id, seq)
+        store.put(key, data)
+        newest = Checkpoint(
+            task_id=task.id,
+            seq=seq,
+            attempt=attempt,
+            device_id=device.id,
+            progress_energy_j=progress_j,
+            blob_key=key,
+            size_bytes=len(data),
+            sha256=digest,
+            created_ts=now_ts,
+        )
+        session.add(newest)
+        task.checkpoint_seq = seq
+        task.progress_energy_j = progress_j
+        run.checkpointed_energy_j = energy_j
+        run.energy_j = max(run.energy_j, energy_j)
+    session.commit()
+    return v1.CheckpointReceipt(
+        task_id=task.id,
+        seq=newest.seq,
+        size_bytes=newest.size_bytes,
+        sha256=newest.sha256,
+        progress_energy_j=newest.progress_energy_j,
+        lease_expires_ts=now_ts + settings.lease_s,
+    )
+
+
+def read_checkpoint(
+    session: Session, store: CheckpointStore, device: Device, task_id: str, seq: int
+) -> tuple[Checkpoint, bytes]:
+    """Return checkpoint ``seq`` of a task whose lease ``device`` holds, with its blob."""
+    task = session.get(Task, task_id)
+    if task is None or task.state != "leased" or task.lease_device_id != device.id:
+        raise NotFoundError(f"task {task_id}: this device holds no lease on it")
+    row = session.get(Checkpoint, (task_id, seq))
+    if row is None:
+        raise NotFoundError(f"task {task_id}: no checkpoint {seq}")
+    return row, store.get(row.blob_key)
+
+
+def complete(
+    session: Session,
+    device: Device,
+    task_id: str,
+    report: v1.TaskCompletion,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> v1.TaskStatus:
+    """Accept an attempt's result once; the same result again is accepted, another is 409."""
+    task = _locked_task(session, device, task_id, report.attempt)
+    digest = result_sha256(report.result)
+    if task.state == "completed":
+        if task.attempt == report.attempt and task.result_sha256 == digest:
+            session.commit()
+            return _status(task, report.attempt, device)
+        raise ConflictError(
+            f"task {task_id}: already completed by attempt {task.attempt} with another result"
+            if task.attempt == report.attempt
+            else f"task {task_id}: already completed by attempt {task.attempt}"
+        )
+    if not _holds(task, device, report.attempt):
+        raise _lost(task, report.attempt)
+    _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
+    task.result = report.result
+    task.result_sha256 = digest
+    end_attempt(session, task, "completed", now_ts=now_ts, settings=settings)
+    session.commit()
+    return _status(task, report.attempt, device)
+
+
+def fail(
+    session: Session,
+    device: Device,
+    task_id: str,
+    report: v1.TaskFailure,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> v1.TaskStatus:
+    """End an attempt as failed: retried with backoff, or dead when out of attempts."""
+    task = _locked_task(session, device, task_id, report.attempt)
+    if not _holds(task, device, report.attempt):
+        raise _lost(task, report.attempt)
+    _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
+    end_attempt(session, task, "failed", now_ts=now_ts, settings=settings, error=report.error)
+    session.commit()
+    return _status(task, report.attempt, device)
+
+
+def tasks_of(session: Session, job_id: str) -> Sequence[Task]:
+    """Return a job's tasks in index order."""
+    return session.scalars(
+        select(Task).where(Task.job_id == job_id).order_by(Task.task_index)
+    ).all()
