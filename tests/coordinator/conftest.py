@@ -408,7 +408,18 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def coordinator(database_url: str, clock: Clock, tmp_path: Path) -> Iterator[Coordinator]:
+def settings_overrides() -> dict[str, Any]:
+    """Settings the ``coordinator`` fixture uses; a test module redefines it to change them.
+
+    The rate limit is lifted: tests send hundreds of requests per second of real time.
+    """
+    return {"rate_limit_per_s": 1e9, "rate_limit_burst": 1_000_000}
+
+
+@pytest.fixture
+def coordinator(
+    database_url: str, clock: Clock, tmp_path: Path, settings_overrides: dict[str, Any]
+) -> Iterator[Coordinator]:
     """The coordinator app on a fresh migrated database (SQLite and PostgreSQL)."""
     engine = make_engine(database_url)
     with make_session_factory(engine)() as session:
@@ -416,7 +427,11 @@ def coordinator(database_url: str, clock: Clock, tmp_path: Path) -> Iterator[Coo
             session, name="operator", role="operator", scopes=None, now_ts=clock()
         ).token
     engine.dispose()
-    settings = Settings(database_url=database_url, checkpoint_url=str(tmp_path / "checkpoints"))
+    settings = Settings(
+        database_url=database_url,
+        checkpoint_url=str(tmp_path / "checkpoints"),
+        **settings_overrides,
+    )
     app = create_app(settings, clock=clock)
     with anyio.from_thread.start_blocking_portal() as portal:
         async_client = httpx.AsyncClient(

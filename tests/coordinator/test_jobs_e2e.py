@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from heatgrid.coordinator.db import make_engine, make_session_factory
@@ -222,3 +223,13 @@ def test_three_heaters_complete_a_job_despite_one_vanishing(coordinator: Coordin
         a for account, unit, a in entries if unit == "micro_eur" and account == "platform"
     )
     assert owners + platform == charged_micro
+
+    scraped = coordinator.client.get("/metrics").text
+    values = {
+        (sample.name, sample.labels.get("state")): sample.value
+        for family in text_string_to_metric_families(scraped)
+        for sample in family.samples
+    }
+    assert values[("heatgrid_tasks", "completed")] == 10.0
+    assert values[("heatgrid_tasks", "queued")] == 0.0
+    assert values[("heatgrid_lease_expiries_total", None)] == 1.0

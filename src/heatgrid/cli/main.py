@@ -47,9 +47,9 @@ def _root(
 
 def _register_commands() -> None:
     # Imported here so that `heatgrid --help` stays fast and each group stays in its own module.
-    from heatgrid.cli import admin, db, demo, devices, economics, emulate, serve  # noqa: PLC0415
+    from heatgrid.cli import admin, db, demo, devices, economics, emulate, jobs, serve  # noqa: PLC0415
 
-    for group in (economics, demo, serve, db, admin, devices, emulate):
+    for group in (economics, demo, serve, db, admin, devices, jobs, emulate):
         group.register(app)
 
 
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status; bad input gives status 2 and a clear message."""
     _register_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns a command's typer.Exit code instead of raising.
+        exit_code = app(args=argv, standalone_mode=False)
     except InputError as error:
         Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
         return _EXIT_BAD_INPUT
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         # show click's one-line message and return its exit status (2 for usage errors).
         error.show()  # type: ignore[attr-defined]
         return int(getattr(error, "exit_code", _EXIT_BAD_INPUT))
-    return 0
+    return exit_code if isinstance(exit_code, int) else 0
 
 
 if __name__ == "__main__":

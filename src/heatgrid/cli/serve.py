@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,8 @@ import typer
 from heatgrid.cli._database import DatabaseUrl, DataDir, resolve_database_url
 from heatgrid.coordinator.db import check_schema, make_engine, redact_url, upgrade
 from heatgrid.coordinator.settings import Settings
+from heatgrid.core.errors import InputError
+from heatgrid.core.scheduling import POLICIES
 
 __all__ = ["register"]
 
@@ -41,6 +44,31 @@ def serve(
         str,
         typer.Option(help="Comma-separated proxy addresses whose forwarded headers are trusted."),
     ] = "127.0.0.1",
+    checkpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Where checkpoint blobs go: a directory or an fsspec URL (s3://bucket/prefix "
+            "with s3fs installed). Default: checkpoints/ in --data-dir or beside the SQLite file."
+        ),
+    ] = None,
+    policy: Annotated[
+        str, typer.Option(help="Scheduling policy: heat-aware, fifo or mining-only.")
+    ] = "heat-aware",
+    lease_s: Annotated[
+        float, typer.Option(min=10.0, help="A lease lapses after this long without news [s].")
+    ] = 300.0,
+    compute_price_eur_per_kwh: Annotated[
+        float, typer.Option(min=0.0, help="What submitters pay per kWh of compute [EUR/kWh].")
+    ] = 0.20,
+    owner_share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of that paid to heater owners.")
+    ] = 0.85,
+    rate_limit_per_s: Annotated[
+        float, typer.Option(min=0.001, help="Requests per second per credential [1/s].")
+    ] = 20.0,
+    rate_limit_burst: Annotated[
+        int, typer.Option(min=1, help="Requests a credential may send at once.")
+    ] = 200,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the coordinator; it refuses a database whose schema is not this heatgrid's."""
@@ -49,7 +77,11 @@ def serve(
     from heatgrid.coordinator.app import create_app  # noqa: PLC0415
     from heatgrid.coordinator.logs import configure_logging  # noqa: PLC0415
 
+    if policy not in POLICIES:
+        raise InputError(f"--policy: unknown policy {policy!r} (known: {', '.join(POLICIES)})")
     url = resolve_database_url(database_url, data_dir)
+    if checkpoint_url is None and data_dir is not None:
+        checkpoint_url = str(Path(data_dir) / "checkpoints")
     engine = make_engine(url)
     try:
         if migrate:
@@ -71,6 +103,13 @@ def serve(
         database_url=url,
         heartbeat_interval_s=heartbeat_interval_s,
         online_window_s=online_window_s,
+        checkpoint_url=checkpoint_url,
+        lease_s=lease_s,
+        scheduling_policy=policy,
+        compute_price_eur_per_kwh=compute_price_eur_per_kwh,
+        owner_share=owner_share,
+        rate_limit_per_s=rate_limit_per_s,
+        rate_limit_burst=rate_limit_burst,
     )
     uvicorn.run(
         create_app(settings),

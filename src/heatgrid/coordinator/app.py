@@ -22,6 +22,7 @@ from heatgrid.coordinator.db.engine import make_engine, make_session_factory, no
 from heatgrid.coordinator.errors import CoordinatorError
 from heatgrid.coordinator.metrics import AppMetrics
 from heatgrid.coordinator.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from heatgrid.coordinator.ratelimit import RateLimiter, RateLimitMiddleware
 from heatgrid.coordinator.settings import Settings
 
 __all__ = ["create_app"]
@@ -141,6 +142,10 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
         BodyLimitMiddleware,
         limit_bytes=settings.max_body_bytes,
         blob_limit_bytes=settings.max_checkpoint_bytes,
+    )
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
     )
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     return app

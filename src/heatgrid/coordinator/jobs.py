@@ -14,11 +14,27 @@ from sqlalchemy.orm import Session
 from heatgrid.coordinator import leases, ledger
 from heatgrid.coordinator.api.job_schemas import JobDetail, JobInfo, JobSubmission, TaskInfo
 from heatgrid.coordinator.auth import AccountPrincipal, new_id
-from heatgrid.coordinator.db.models import Account, Job, LedgerEntry, LedgerTransaction, Task
+from heatgrid.coordinator.db.models import (
+    TASK_STATES,
+    Account,
+    Job,
+    LedgerEntry,
+    LedgerTransaction,
+    Task,
+    TaskAttempt,
+)
 from heatgrid.coordinator.errors import ConflictError, ForbiddenError, NotFoundError
 from heatgrid.coordinator.settings import Settings
 
-__all__ = ["cancel_job", "get_job", "job_detail", "job_info", "list_jobs", "submit_job"]
+__all__ = [
+    "cancel_job",
+    "get_job",
+    "job_detail",
+    "job_info",
+    "list_jobs",
+    "queue_status",
+    "submit_job",
+]
 
 
 def submit_job(
@@ -188,3 +204,21 @@ def job_detail(session: Session, job: Job) -> JobDetail:
             for task in leases.tasks_of(session, job.id)
         ],
     )
+
+
+def queue_status(session: Session) -> tuple[dict[str, int], int]:
+    """Count tasks in each state, and the leases that ever expired.
+
+    Returns
+    -------
+    tuple of (dict, int)
+        Tasks per state (every state of ``TASK_STATES``, zero included), and the number of
+        attempts that ended because their lease expired.
+    """
+    counts = dict.fromkeys(TASK_STATES, 0)
+    for state, count in session.execute(select(Task.state, func.count()).group_by(Task.state)):
+        counts[str(state)] = int(count)
+    expiries = session.scalar(
+        select(func.count()).select_from(TaskAttempt).where(TaskAttempt.outcome == "expired")
+    )
+    return counts, int(expiries or 0)

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one coordinator app: request latency, devices online, fleet heat.
+"""Prometheus metrics of one coordinator app: request latency, devices online, fleet heat, tasks.
 
 Each app has its own registry, so several apps (in tests) never share counters. The fleet
 gauges are read from the database when Prometheus scrapes, so every coordinator process
@@ -11,12 +11,13 @@ import logging
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from heatgrid.coordinator.devices import fleet_status
+from heatgrid.coordinator.jobs import queue_status
 
 __all__ = ["AppMetrics"]
 
@@ -42,6 +43,7 @@ class _FleetCollector(Collector):
                 status = fleet_status(
                     session, now_ts=float(self._clock()), online_window_s=self._online_window_s
                 )
+                tasks_by_state, expiries = queue_status(session)
         except SQLAlchemyError as error:
             _LOG.warning("fleet metrics unavailable", extra={"error": str(error)})
             return
@@ -54,6 +56,15 @@ class _FleetCollector(Collector):
             "heatgrid_fleet_heat_power_w",
             "Heat power of the online devices, from each one's latest sample [W].",
             value=status.heat_power_w,
+        )
+        tasks = GaugeMetricFamily("heatgrid_tasks", "Tasks in each state.", labels=["state"])
+        for state, count in tasks_by_state.items():
+            tasks.add_metric([state], count)
+        yield tasks
+        yield CounterMetricFamily(
+            "heatgrid_lease_expiries",
+            "Task attempts that ended because their device went silent past the lease.",
+            value=expiries,
         )
 
 

@@ -1,0 +1,190 @@
+"""``heatgrid jobs``: submit, list, show and cancel jobs on a coordinator, over its HTTP API.
+
+A job submitter runs these from anywhere with an API key (role ``submitter``); an operator key
+sees every job. The coordinator validates each request; what it refuses is printed with the
+field it names, and the command exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from heatgrid.cli._database import AsJson
+from heatgrid.core.errors import InputError
+
+__all__ = ["register"]
+
+_jobs = typer.Typer(help="Jobs on a coordinator (over its HTTP API).", no_args_is_help=True)
+
+Url = Annotated[
+    str,
+    typer.Option(
+        "--url", envvar="HEATGRID_URL", help="The coordinator's base URL (https:// in production)."
+    ),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="HEATGRID_API_KEY",
+        help="Your API key (from heatgrid admin create-key).",
+    ),
+]
+_DEFAULT_URL = "http://127.0.0.1:8000"
+_TIMEOUT_S = 30.0
+
+
+def _detail(answer: httpx.Response) -> str:
+    """Return the coordinator's reason: its ``detail`` (naming the field at fault), or text."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return answer.text.strip() or answer.reason_phrase
+    return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
+
+
+def _call(method: str, url: str, api_key: str | None, path: str, **kwargs: Any) -> Any:
+    """Send one request; return its JSON, or raise InputError with the coordinator's reason."""
+    if not api_key:
+        raise InputError("--api-key (or HEATGRID_API_KEY) is required")
+    if not url.startswith(("http://", "https://")):
+        raise InputError(f"--url must start with http:// or https://, got {url!r}")
+    headers = {"Authorization": f"Bearer {api_key}"}
+    try:
+        with httpx.Client(base_url=url, timeout=_TIMEOUT_S) as client:
+            answer = client.request(method, path, headers=headers, **kwargs)
+    except httpx.HTTPError as error:
+        Console(stderr=True).print(
+            f"[bold red]error:[/] cannot reach the coordinator at {url}: {error}", highlight=False
+        )
+        raise typer.Exit(1) from error
+    if answer.status_code >= 500:
+        Console(stderr=True).print(
+            f"[bold red]error:[/] the coordinator failed ({answer.status_code}): {_detail(answer)}",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    if answer.status_code >= 400:
+        raise InputError(f"the coordinator refused ({answer.status_code}): {_detail(answer)}")
+    return answer.json()
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _done(job: dict[str, Any]) -> str:
+    return f"{job['tasks_by_state'].get('completed', 0)}/{job['task_count']}"
+
+
+@_jobs.command("submit")
+def submit(
+    spec: Annotated[
+        str, typer.Argument(help="A JSON file describing the job (see docs/jobs.md), or '-'.")
+    ],
+    *,
+    url: Url = _DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Submit a job; prints its id."""
+    try:
+        text = sys.stdin.read() if spec == "-" else Path(spec).read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"SPEC: cannot read {spec!r}: {error.strerror or error}") from error
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"SPEC: {spec!r} is not JSON: {error}") from error
+    job = _call("POST", url, api_key, "/v1/jobs", json=body)
+    if as_json:
+        typer.echo(json.dumps(job))
+        return
+    typer.echo(f"job {job['job_id']} submitted: {job['task_count']} tasks")
+
+
+@_jobs.command("list")
+def list_jobs(*, url: Url = _DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+    """List your jobs (every job, for an operator), oldest first."""
+    jobs = _call("GET", url, api_key, "/v1/jobs")
+    if as_json:
+        typer.echo(json.dumps(jobs))
+        return
+    table = Table("job_id", "name", "state", "done", "energy (kWh)", "cost (EUR)", "submitted")
+    for job in jobs:
+        table.add_row(
+            job["job_id"],
+            job["name"],
+            job["state"],
+            _done(job),
+            f"{job['energy_j'] / 3.6e6:.3f}",
+            f"{job['cost_eur']:.2f}",
+            _when(job["created_ts"]),
+        )
+    Console().print(table)
+
+
+@_jobs.command("show")
+def show(
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    *,
+    url: Url = _DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show a job and its tasks."""
+    job = _call("GET", url, api_key, f"/v1/jobs/{job_id}")
+    if as_json:
+        typer.echo(json.dumps(job))
+        return
+    console = Console()
+    console.print(
+        f"job {job['job_id']} '{job['name']}': {job['state']}, {_done(job)} tasks done, "
+        f"{job['energy_j'] / 3.6e6:.3f} kWh, {job['cost_eur']:.2f} EUR "
+        f"at {job['price_eur_per_kwh']:.3f} EUR/kWh",
+        highlight=False,
+    )
+    table = Table("#", "task_id", "state", "attempt", "progress (kWh)", "device", "last error")
+    for task in job["tasks"]:
+        table.add_row(
+            str(task["task_index"]),
+            task["task_id"],
+            task["state"],
+            str(task["attempt"]),
+            f"{task['progress_energy_j'] / 3.6e6:.3f}/{task['energy_j'] / 3.6e6:.3f}",
+            task["lease_device_id"] or "-",
+            task["last_error"] or "",
+        )
+    console.print(table)
+
+
+@_jobs.command("cancel")
+def cancel(
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    *,
+    url: Url = _DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Cancel a job: its queued tasks never run, its leased ones are stopped and paid."""
+    job = _call("POST", url, api_key, f"/v1/jobs/{job_id}/cancel")
+    if as_json:
+        typer.echo(json.dumps(job))
+        return
+    typer.echo(f"job {job['job_id']}: {job['state']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``jobs`` group to the ``heatgrid`` app."""
+    app.add_typer(_jobs, name="jobs")
