@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from platformdirs import user_data_dir
 
@@ -55,6 +56,72 @@ def _validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
             message = str(error.get("msg", "is not valid"))
         described.append({"field": field, "message": message, "type": str(error.get("type"))})
     return described
+
+
+_ERROR_STATUSES = {
+    "400": "Malformed request (bad JSON, bad Content-Length)",
+    "401": "Missing, unknown or revoked credentials",
+    "403": "Credentials that do not allow this",
+    "404": "Not found, or not the caller's",
+    "409": "Conflicts with what is stored",
+    "410": "Expired",
+    "413": "Request body over the size limit",
+    "429": "Over the credential's rate limit (see Retry-After)",
+}
+
+
+def _openapi_document(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """Build ``/openapi.json`` with the error bodies this app really sends.
+
+    FastAPI documents 422 as a list of pydantic errors; this app answers
+    ``{"detail": "field: message; ...", "errors": [{"field", "message", "type"}]}``, and every
+    refusal (4xx) carries a ``detail`` string.
+    """
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas["ValidationError"] = {
+                "title": "ValidationError",
+                "type": "object",
+                "required": ["field", "message", "type"],
+                "properties": {
+                    "field": {"type": "string", "description": "Path of the field at fault"},
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            }
+            schemas["HTTPValidationError"] = {
+                "title": "HTTPValidationError",
+                "type": "object",
+                "required": ["detail"],
+                "properties": {
+                    "detail": {"type": "string", "description": "Every fault, one per field"},
+                    "errors": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/ValidationError"},
+                    },
+                },
+            }
+            schemas["Error"] = {
+                "title": "Error",
+                "type": "object",
+                "required": ["detail"],
+                "properties": {"detail": {"type": "string"}},
+            }
+            error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    responses = operation.setdefault("responses", {})
+                    for code, description in _ERROR_STATUSES.items():
+                        responses.setdefault(code, {"description": description, "content": error})
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    return build
 
 
 async def _on_validation_error(_request: Request, error: Exception) -> JSONResponse:
@@ -135,6 +202,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.include_router(admin.router)
     app.include_router(jobs.router)
     app.include_router(tasks.router)
+    app.openapi = _openapi_document(app)  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(CoordinatorError, _on_coordinator_error)
     app.add_exception_handler(Exception, _on_unexpected_error)
