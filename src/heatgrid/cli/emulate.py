@@ -103,6 +103,93 @@ async def _serve(emulator: MinerEmulator, host: str) -> None:
         await emulator.serve_forever()
 
 
+@_emulate.command("room")
+def room(
+    *,
+    model: Annotated[str, typer.Option(help="Room model: 1r1c or 2r2c.")] = "2r2c",
+    preset: Annotated[
+        str, typer.Option(help="House preset (UA and capacity unless given).")
+    ] = "terraced",
+    ua_w_per_k: Annotated[
+        float | None, typer.Option(help="Heat-loss coefficient [W/K]; overrides the preset.")
+    ] = None,
+    capacity_j_per_k: Annotated[
+        float | None, typer.Option(help="Total heat capacity [J/K]; overrides the preset.")
+    ] = None,
+    weather: Annotated[str, typer.Option(help="An EPW weather file, or a built-in city.")] = (
+        "Berlin"
+    ),
+    start: Annotated[
+        str | None, typer.Option(help="Emulated start, e.g. 2026-01-15 (UTC); default now.")
+    ] = None,
+    initial_temp_c: Annotated[float, typer.Option(help="Initial room temperature [°C].")] = 20.0,
+    gains_w: Annotated[float, typer.Option(help="Constant other heat gains [W].")] = 0.0,
+    broker: Annotated[str, typer.Option(help="MQTT broker host:port.")] = "127.0.0.1:1883",
+    topic: Annotated[
+        str, typer.Option(help="Topic of the room temperature (retained JSON).")
+    ] = "heatgrid/room/temperature",
+    miner: Annotated[
+        list[str] | None,
+        typer.Option(help="A FluxOS miner heating the room: host:rpc_port:web_port (repeat)."),
+    ] = None,
+    plug: Annotated[
+        list[str] | None, typer.Option(help="Tasmota topic of a plug heating the room (repeat).")
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(help="Emulated seconds per real second (1: real time).")
+    ] = 1.0,
+    period_s: Annotated[
+        float, typer.Option(help="Real seconds between published temperatures.")
+    ] = 1.0,
+) -> None:
+    """Run an emulated room heated by miners and plugs, publishing its temperature on MQTT.
+
+    The payload (retained) is ``{"room_temp_c", "outdoor_temp_c", "heat_power_w",
+    "sample_ts"}``; an MQTT temperature sensor reads it with the key ``room_temp_c``.
+    """
+    from heatgrid.cli._emulate_room import (  # noqa: PLC0415
+        RoomOptions,
+        build_room,
+        parse_broker,
+        parse_miner,
+        serve,
+    )
+    from heatgrid.emulators.miner_server import scaled_clock  # noqa: PLC0415
+    from heatgrid.emulators.room_mqtt import RoomService  # noqa: PLC0415
+
+    _check_positive("--speed", speed)
+    _check_positive("--period-s", period_s)
+    if not topic or any(c in topic for c in "+#"):
+        raise InputError(f"--topic must be a topic name without '+' or '#', got {topic!r}")
+    for name in plug or []:
+        if not name or any(c in name for c in "/+#"):
+            raise InputError(f"--plug must be a Tasmota topic without '/', '+' or '#': {name!r}")
+    host, port = parse_broker(broker)
+    miners = [parse_miner(spec) for spec in miner or []]
+    options = RoomOptions(
+        model=model,
+        preset=preset,
+        ua_w_per_k=ua_w_per_k,
+        capacity_j_per_k=capacity_j_per_k,
+        weather=weather,
+        start=start,
+        initial_temp_c=initial_temp_c,
+        gains_w=gains_w,
+    )
+    emulated = build_room(options, time.time())
+    start_ts = emulated.now_ts
+    service = RoomService(
+        emulated,
+        clock=scaled_clock(speed, lambda: start_ts),
+        host=host,
+        port=port,
+        topic=topic,
+        miners=miners,
+        plugs=plug or [],
+    )
+    serve(service, period_s)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``emulate`` command group to ``app``."""
     app.add_typer(_emulate, name="emulate")
