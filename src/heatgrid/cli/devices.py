@@ -35,6 +35,7 @@ def _record(session: Session, device: Device) -> dict[str, Any]:
         "kind": device.kind,
         "hardware": device.hardware,
         "has_room": device.has_room,
+        "energy_price_eur_per_kwh": device.energy_price_eur_per_kwh,
         "enrolled_ts": device.enrolled_ts,
         "last_seen_ts": device.last_seen_ts,
         "revoked_ts": device.revoked_ts,

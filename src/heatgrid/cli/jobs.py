@@ -155,6 +155,12 @@ def show(
         f"at {job['price_eur_per_kwh']:.3f} EUR/kWh",
         highlight=False,
     )
+    if job["energy_j"] > 0:
+        console.print(
+            f"{job['heat_reused_energy_j'] / job['energy_j']:.0%} of that energy heated homes; "
+            "the rest ran on devices without a room",
+            highlight=False,
+        )
     table = Table("#", "task_id", "state", "attempt", "progress (kWh)", "device", "last error")
     for task in job["tasks"]:
         table.add_row(

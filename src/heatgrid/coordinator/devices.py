@@ -102,6 +102,7 @@ def enroll_device(
         kind=request.device_kind,
         hardware=request.hardware.model_dump(mode="json"),
         has_room=request.has_room,
+        energy_price_eur_per_kwh=request.energy_price_eur_per_kwh,
         token_hash=issued.secret_hash,
         enrolled_ts=now_ts,
         last_seen_ts=None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from heatgrid.coordinator import leases, ledger
@@ -17,6 +17,7 @@ from heatgrid.coordinator.auth import AccountPrincipal, new_id
 from heatgrid.coordinator.db.models import (
     TASK_STATES,
     Account,
+    Device,
     Job,
     LedgerEntry,
     LedgerTransaction,
@@ -156,6 +157,22 @@ def _settled(session: Session, job: Job) -> tuple[float, float]:
     return float(energy_j or 0), -float(charged or 0) / ledger.MICRO_EUR_PER_EUR
 
 
+def _heat_reused_j(session: Session, job: Job) -> float:
+    """Energy [J] settled for a job on devices that warmed a room (the rest ran in racks)."""
+    device_account = literal("device:") + Device.id
+    given = session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .join(Device, LedgerEntry.account == device_account)
+        .where(
+            LedgerTransaction.job_id == job.id,
+            LedgerEntry.unit == "j",
+            Device.has_room.is_(True),
+        )
+    )
+    return -float(given or 0)
+
+
 def job_info(session: Session, job: Job) -> JobInfo:
     """Return the summary view of a job."""
     counts = dict(
@@ -177,6 +194,7 @@ def job_info(session: Session, job: Job) -> JobInfo:
         task_count=job.task_count,
         tasks_by_state={str(state): int(count) for state, count in counts.items()},
         energy_j=energy_j,
+        heat_reused_energy_j=_heat_reused_j(session, job),
         cost_eur=cost_eur,
         created_ts=job.created_ts,
         ended_ts=job.ended_ts,

@@ -131,6 +131,9 @@ class EnrollRequest(_Message):
     has_room : bool
         True when the heater warms a room whose temperature it measures (it is a heater, not
         only a compute node).
+    energy_price_eur_per_kwh : float or None
+        What the device's electricity costs [EUR/kWh], 0 to 10: a rack or a mining farm buys
+        its own; None when not said (a home heater pays its home's tariff).
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
@@ -139,6 +142,7 @@ class EnrollRequest(_Message):
     device_kind: DeviceKind
     hardware: Hardware
     has_room: bool
+    energy_price_eur_per_kwh: Annotated[float, Field(ge=0.0, le=10.0)] | None = None
 
 
 class EnrollResponse(_Message):

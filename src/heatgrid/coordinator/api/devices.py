@@ -50,6 +50,7 @@ def _info(device: Device, owner_name: str, settings: Settings, now_ts: float) ->
         kind=device.kind,  # type: ignore[arg-type]  # checked by the database
         hardware=v1.Hardware.model_validate(device.hardware),
         has_room=device.has_room,
+        energy_price_eur_per_kwh=device.energy_price_eur_per_kwh,
         enrolled_ts=device.enrolled_ts,
         last_seen_ts=device.last_seen_ts,
         revoked_ts=device.revoked_ts,

@@ -105,6 +105,9 @@ class JobInfo(_Body):
         Number of tasks in each state.
     energy_j : float
         Energy settled so far [J].
+    heat_reused_energy_j : float
+        Of ``energy_j``, what heaters burned while warming a room [J]; the rest ran on devices
+        without a room (racks, farms), whose heat was not used.
     cost_eur : float
         Charged so far [EUR].
     created_ts, ended_ts : float
@@ -123,6 +126,7 @@ class JobInfo(_Body):
     task_count: int
     tasks_by_state: dict[str, int]
     energy_j: float
+    heat_reused_energy_j: float
     cost_eur: float
     created_ts: float
     ended_ts: float | None

@@ -101,6 +101,7 @@ class DeviceInfo(_Body):
     kind: v1.DeviceKind
     hardware: v1.Hardware
     has_room: bool
+    energy_price_eur_per_kwh: float | None
     enrolled_ts: float
     last_seen_ts: float | None
     revoked_ts: float | None

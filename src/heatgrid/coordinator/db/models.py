@@ -119,6 +119,7 @@ class Device(Base):
     kind: Mapped[str] = mapped_column(String(8))
     hardware: Mapped[dict[str, Any]] = mapped_column(JSON)
     has_room: Mapped[bool] = mapped_column(Boolean)
+    energy_price_eur_per_kwh: Mapped[float | None] = mapped_column(Double)
     token_hash: Mapped[str] = mapped_column(String(_HASH_LENGTH))
     enrolled_ts: Mapped[float] = mapped_column(Double)
     last_seen_ts: Mapped[float | None] = mapped_column(Double, index=True)
