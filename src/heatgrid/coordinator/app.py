@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -21,6 +23,7 @@ from heatgrid.coordinator.api import admin, devices, health, jobs, tasks
 from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.db.engine import make_engine, make_session_factory, normalize_database_url
 from heatgrid.coordinator.errors import CoordinatorError
+from heatgrid.coordinator.housekeeping import sweep_expired_leases
 from heatgrid.coordinator.metrics import AppMetrics
 from heatgrid.coordinator.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from heatgrid.coordinator.ratelimit import RateLimiter, RateLimitMiddleware
@@ -181,8 +184,14 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        engine.dispose()
+        sweeper = asyncio.create_task(sweep_expired_leases(session_factory, clock, settings))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            engine.dispose()
 
     app = FastAPI(
         title="heatgrid coordinator",

@@ -7,9 +7,10 @@ SQLite ignores the clause and runs one writer at a time, see ``db.engine``); the
 with a new attempt row whose primary key ``(task, attempt)`` makes a double grant impossible.
 
 A lease lapses ``lease_s`` after the last news from its device (heartbeat, progress,
-checkpoint). :func:`expire_leases`, run before each claim and periodically, ends the attempt,
-settles the energy of its last checkpoint, and requeues the task with backoff, to resume from
-that checkpoint, or moves it to the dead letter (``dead``) when its attempts are spent.
+checkpoint). :func:`expire_leases`, run before each claim and periodically
+(:mod:`.housekeeping`), ends the attempt, settles the energy of its last checkpoint, and
+requeues the task with backoff, to resume from that checkpoint, or moves it to the dead letter
+(``dead``) when its attempts are spent.
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ class Settings:
         Requests per second allowed per token, on average, per coordinator process [1/s].
     rate_limit_burst : int
         Requests a token may send at once before the rate applies.
+    expiry_interval_s : float
+        How often the process ends leases whose devices went silent [s].
     """
 
     database_url: str
@@ -64,3 +66,4 @@ class Settings:
     owner_share: float = 0.85
     rate_limit_per_s: float = 20.0
     rate_limit_burst: int = 200
+    expiry_interval_s: float = 15.0

@@ -1,0 +1,47 @@
+"""Work the coordinator does on its own clock: ending leases whose devices went silent.
+
+Claims end expired leases before they look for work, but a fleet where nobody claims would
+keep a silent device's task ``leased`` forever; so each coordinator process also sweeps every
+``expiry_interval_s``. Several processes sweeping one PostgreSQL database do not collide:
+:func:`~heatgrid.coordinator.leases.expire_leases` locks with ``SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import anyio.to_thread
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from heatgrid.coordinator.leases import expire_leases
+from heatgrid.coordinator.settings import Settings
+
+__all__ = ["sweep_expired_leases"]
+
+_LOG = logging.getLogger(__name__)
+
+
+async def sweep_expired_leases(
+    session_factory: sessionmaker[Session], clock: Callable[[], float], settings: Settings
+) -> None:
+    """End expired leases every ``settings.expiry_interval_s`` until cancelled.
+
+    A database error is logged and the sweep tries again at the next interval.
+    """
+
+    def sweep() -> int:
+        with session_factory() as session:
+            return expire_leases(session, now_ts=float(clock()), settings=settings)
+
+    while True:
+        await asyncio.sleep(settings.expiry_interval_s)
+        try:
+            expired = await anyio.to_thread.run_sync(sweep)
+        except SQLAlchemyError as error:
+            _LOG.warning("lease sweep failed", extra={"error": str(error)})
+            continue
+        if expired:
+            _LOG.info("leases expired", extra={"count": expired})
