@@ -21,11 +21,20 @@ from platformdirs import user_data_dir
 from heatgrid import __version__
 from heatgrid.coordinator.api import admin, devices, health, jobs, tasks
 from heatgrid.coordinator.checkpoints import CheckpointStore
-from heatgrid.coordinator.db.engine import make_engine, make_session_factory, normalize_database_url
+from heatgrid.coordinator.db.engine import (
+    POOL_CONNECTIONS,
+    make_engine,
+    make_session_factory,
+    normalize_database_url,
+)
 from heatgrid.coordinator.errors import CoordinatorError
 from heatgrid.coordinator.housekeeping import sweep_expired_leases
 from heatgrid.coordinator.metrics import AppMetrics
-from heatgrid.coordinator.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from heatgrid.coordinator.middleware import (
+    BodyLimitMiddleware,
+    ConcurrencyLimitMiddleware,
+    RequestMetricsMiddleware,
+)
 from heatgrid.coordinator.ratelimit import RateLimiter, RateLimitMiddleware
 from heatgrid.coordinator.settings import Settings
 
@@ -215,6 +224,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(CoordinatorError, _on_coordinator_error)
     app.add_exception_handler(Exception, _on_unexpected_error)
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=POOL_CONNECTIONS)
     app.add_middleware(
         BodyLimitMiddleware,
         limit_bytes=settings.max_body_bytes,

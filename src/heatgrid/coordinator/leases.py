@@ -298,14 +298,11 @@ def refresh_job(session: Session, job_id: str, *, now_ts: float) -> None:
     job = session.get_one(Job, job_id)
     if job.state != "running":
         return
-    counts = dict(
-        session.execute(
-            select(Task.state, func.count()).where(Task.job_id == job_id).group_by(Task.state)
-        ).all()
-    )
-    if any(state not in _TERMINAL for state in counts):
+    unfinished = select(Task.id).where(Task.job_id == job_id, Task.state.not_in(_TERMINAL))
+    if session.scalar(select(exists(unfinished))):  # an index seek, not a count of all tasks
         return
-    job.state = "failed" if counts.get("dead") else "completed"
+    dead = select(Task.id).where(Task.job_id == job_id, Task.state == "dead")
+    job.state = "failed" if session.scalar(select(exists(dead))) else "completed"
     job.ended_ts = now_ts
 
 

@@ -1,4 +1,4 @@
-"""ASGI middleware: a request body size limit, and per-request metrics and access logs."""
+"""ASGI middleware: body size limit, cap on requests in flight, metrics and access logs."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import json
 import logging
 import time
 
+import anyio
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heatgrid.coordinator.metrics import AppMetrics
 
-__all__ = ["BodyLimitMiddleware", "RequestMetricsMiddleware"]
+__all__ = ["BodyLimitMiddleware", "ConcurrencyLimitMiddleware", "RequestMetricsMiddleware"]
 
 _ACCESS_LOG = logging.getLogger("heatgrid.coordinator.access")
 
@@ -78,6 +79,29 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class ConcurrencyLimitMiddleware:
+    """Admit at most ``limit`` requests at once; the others wait, without a thread, in order.
+
+    A request may hold a database connection across several worker-thread calls (its
+    dependencies, then its handler). Unbounded, more requests than connections would fill
+    every worker thread with requests waiting for a connection while the requests holding the
+    connections wait for a thread. With ``limit`` no larger than the pool and the thread pool,
+    an admitted request always gets both. ``/healthz`` (no database) is not counted.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self._slots = anyio.Semaphore(limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app once a slot is free."""
+        if scope["type"] != "http" or scope["path"] == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        async with self._slots:
+            await self.app(scope, receive, send)
 
 
 class RequestMetricsMiddleware:

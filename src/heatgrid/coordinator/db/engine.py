@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from heatgrid.core.errors import InputError
 
-__all__ = ["make_engine", "make_session_factory", "normalize_database_url", "redact_url"]
+__all__ = [
+    "POOL_CONNECTIONS",
+    "make_engine",
+    "make_session_factory",
+    "normalize_database_url",
+    "redact_url",
+]
 
 _SQLITE_BUSY_TIMEOUT_S = 30.0
 
@@ -83,6 +89,14 @@ def _begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+_POOL_SIZE = 10
+_POOL_OVERFLOW = 30
+POOL_CONNECTIONS = _POOL_SIZE + _POOL_OVERFLOW
+"""Most connections an engine opens: the app admits no more requests at once than this
+(anyio's default of 40 worker threads), so a request that holds a connection always finds a
+thread to finish on."""
+
+
 def make_engine(database_url: str) -> Engine:
     """Create an engine for a SQLite or PostgreSQL URL; no connection is opened yet.
 
@@ -95,11 +109,13 @@ def make_engine(database_url: str) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_S},
+            pool_size=_POOL_SIZE,
+            max_overflow=_POOL_OVERFLOW,
         )
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=_POOL_SIZE, max_overflow=_POOL_OVERFLOW)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -216,12 +217,15 @@ class Task(Base):
     __table_args__ = (
         CheckConstraint(f"state IN ({_quoted(TASK_STATES)})", name="state"),
         UniqueConstraint("job_id", "task_index"),
-        Index("ix_tasks_queue", "state", "priority", "queued_ts"),
+        # The claim query's two orders (heat-aware by priority, fifo), read in index order:
+        Index("ix_tasks_queue", "state", text("priority DESC"), "queued_ts", "id"),
+        Index("ix_tasks_fifo", "state", "queued_ts", "id"),
         Index("ix_tasks_lease", "state", "lease_expires_ts"),
+        Index("ix_tasks_job_state", "job_id", "state"),
     )
 
     id: Mapped[str] = mapped_column(String(_ID_LENGTH), primary_key=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
     task_index: Mapped[int] = mapped_column(Integer)
     submitter_id: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(12))
