@@ -9,6 +9,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from heatgrid import __version__
 from heatgrid.core.errors import InputError
@@ -47,9 +48,19 @@ def _root(
 
 def _register_commands() -> None:
     # Imported here so that `heatgrid --help` stays fast and each group stays in its own module.
-    from heatgrid.cli import admin, db, demo, devices, economics, emulate, jobs, serve  # noqa: PLC0415
+    from heatgrid.cli import (  # noqa: PLC0415
+        admin,
+        db,
+        demo,
+        devices,
+        economics,
+        emulate,
+        jobs,
+        serve,
+        simulate,
+    )
 
-    for group in (economics, demo, serve, db, admin, devices, jobs, emulate):
+    for group in (economics, demo, serve, db, admin, devices, jobs, emulate, simulate):
         group.register(app)
 
 
@@ -60,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         # Without standalone mode click returns a command's typer.Exit code instead of raising.
         exit_code = app(args=argv, standalone_mode=False)
     except InputError as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         return _EXIT_BAD_INPUT
     except typer.Exit as done:
         return int(done.exit_code)

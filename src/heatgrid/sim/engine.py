@@ -1,0 +1,520 @@
+"""The fleet simulation loop: the homes' own control code, the coordinator's own policy.
+
+Each step ``k`` starts at ``now_ts = start_ts + k · step_s`` and runs, for the whole fleet:
+
+1. **Departures.** Devices in an offline spell burn no power and claim nothing.
+2. **Thermostat.** :func:`heatgrid.core.control.decide_many` reads every room's air temperature
+   (taken at ``now_ts``) and returns each home's heat demand.
+3. **Arrivals and claims.** Arrived jobs are queued. Heaters that want heat (demand > 0), are
+   online, compute (GPU or CPU) and hold no task claim work, and so do idle racks, in a random
+   order that rotates every step. For each claim while tasks are queued, the coordinator locks
+   up to ``claim_batch`` fitting candidates (oldest first for ``fifo``, by priority then age
+   otherwise) and :func:`heatgrid.core.scheduling.choose` picks; under ``mining-only`` the
+   coordinator answers every claim with no task, as it does. A heater offers a heat window of
+   ``window_h`` hourly segments from ``now_ts``: ``clip(UA · (setpoint − T_out) − gains, 0,
+   max_power_w)`` with the present setpoint and gains and the weather's outdoor temperature.
+4. **Arbiter.** :func:`heatgrid.core.arbiter.plan_many` sets each device's power: heaters follow
+   the demand (ASICs mine, :meth:`~heatgrid.core.arbiter.WorkOffer.mining`; GPU and CPU heaters
+   run their task, and without one have no work and stop); racks run flat out while they hold a
+   task. A thermostat alarm stops its heater at once.
+5. **Rooms.** :func:`heatgrid.core.thermal_kernels.advance_fleet_2r2c` advances every home one
+   exact step under its heater's power plus internal gains.
+6. **Tasks.** Leased tasks progress by the energy their device burned (:mod:`heatgrid.sim.queue`
+   for checkpoints, completion and lost leases).
+
+The run is deterministic: the same scenario and policy give the same result, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+from heatgrid.core._arrays import FloatArray
+from heatgrid.core.arbiter import DeviceStateArrays, plan_many
+from heatgrid.core.control import (
+    Mode,
+    ObservationArrays,
+    ThermostatStateArrays,
+    decide_many,
+)
+from heatgrid.core.errors import InputError
+from heatgrid.core.scheduling import (
+    POLICIES,
+    Claimant,
+    ClaimantKind,
+    FleetView,
+    QueuedTask,
+    WindowSegment,
+    choose,
+    fits_hardware,
+)
+from heatgrid.core.thermal_kernels import advance_fleet_2r2c
+from heatgrid.sim.fleet import Fleet
+from heatgrid.sim.jobs import Jobs
+from heatgrid.sim.queue import TaskQueue
+from heatgrid.sim.scenario import Scenario
+
+__all__ = ["RawRun", "run_policy"]
+
+_S_PER_H = 3600.0
+_S_PER_DAY = 86_400.0
+_J_PER_KWH = 3.6e6
+_GOLDEN = 0.6180339887498949
+_PARALLEL_MIN_HOMES = 50_000
+"""Below this many homes the thermal kernel runs on one thread: one step of a small fleet is
+cheaper than waking the kernel's threads (about 10 ms on a busy machine, against 0.2 ms)."""
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
+_WORKDAYS = 5
+
+
+@dataclass(frozen=True, eq=False)
+class RawRun:
+    """What one policy's run produced, before summary statistics.
+
+    Parameters
+    ----------
+    policy : str
+        The scheduling policy.
+    time_ts : numpy.ndarray
+        Start of each step [POSIX s, UTC], (K,).
+    comfort_k_h : numpy.ndarray
+        Degree-hours outside ``setpoint ± comfort_band_k`` per home [K·h], (N,).
+    room_temp_c : numpy.ndarray
+        Room air temperature per step and home at the end of the step [°C], (K, N), only when
+        recorded (else shape (0, N)).
+    room_mean_c, room_p05_c, room_p95_c : numpy.ndarray
+        Fleet mean and 5th/95th percentiles of the room temperature after each step [°C], (K,).
+    setpoint_mean_c : numpy.ndarray
+        Mean setpoint in force [°C], (K,).
+    demand_w, heat_w, rack_w : numpy.ndarray
+        Thermostats' heat demand, heaters' power and racks' power, fleet totals [W], (K,).
+    home_energy_kwh, rack_energy_kwh : numpy.ndarray
+        Electric energy of heaters and of racks per step and region [kWh], (K, R).
+    outdoor_temp_c : numpy.ndarray
+        Outdoor temperature per step and region [°C], (K, R).
+    mining_revenue_eur, compute_revenue_eur, compute_revenue_homes_eur : numpy.ndarray
+        Revenue per step [EUR], (K,); compute revenue is on task energy kept.
+    heater_task_j, rack_task_j : float
+        Task energy burned in heaters and in racks [J].
+    lost_j : float
+        Task energy lost with lost leases [J].
+    leases_lost : int
+        Leases taken back.
+    claims : int
+        Calls to :func:`heatgrid.core.scheduling.choose`.
+    arrival_ts, done_ts : numpy.ndarray
+        Per job: arrival and completion [POSIX s, UTC] (NaN if not done).
+    """
+
+    policy: str
+    time_ts: FloatArray
+    comfort_k_h: FloatArray
+    room_temp_c: FloatArray
+    room_mean_c: FloatArray
+    room_p05_c: FloatArray
+    room_p95_c: FloatArray
+    setpoint_mean_c: FloatArray
+    demand_w: FloatArray
+    heat_w: FloatArray
+    rack_w: FloatArray
+    home_energy_kwh: FloatArray
+    rack_energy_kwh: FloatArray
+    outdoor_temp_c: FloatArray
+    mining_revenue_eur: FloatArray
+    compute_revenue_eur: FloatArray
+    compute_revenue_homes_eur: FloatArray
+    heater_task_j: float
+    rack_task_j: float
+    lost_j: float
+    leases_lost: int
+    claims: int
+    arrival_ts: FloatArray
+    done_ts: FloatArray
+
+
+class _Series:
+    """Per-step accumulators."""
+
+    def __init__(self, n_steps: int, n_regions: int, n_homes: int, record_rooms: bool) -> None:
+        self.room_temp_c = np.empty((n_steps if record_rooms else 0, n_homes))
+        self.mean = np.empty(n_steps)
+        self.p05 = np.empty(n_steps)
+        self.p95 = np.empty(n_steps)
+        self.setpoint = np.empty(n_steps)
+        self.demand = np.empty(n_steps)
+        self.heat = np.empty(n_steps)
+        self.rack = np.empty(n_steps)
+        self.home_kwh = np.zeros((n_steps, n_regions))
+        self.rack_kwh = np.zeros((n_steps, n_regions))
+        self.mining = np.empty(n_steps)
+        self.compute = np.empty(n_steps)
+        self.compute_homes = np.empty(n_steps)
+
+
+def run_policy(
+    scenario: Scenario,
+    fleet: Fleet,
+    jobs: Jobs,
+    policy: str,
+    *,
+    record_rooms: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> RawRun:
+    """Simulate ``scenario``'s fleet and jobs under one scheduling policy.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        Time span, regions, lease and claim settings.
+    fleet : Fleet
+        From :func:`heatgrid.sim.fleet.sample_fleet`.
+    jobs : Jobs
+        From :func:`heatgrid.sim.jobs.sample_jobs`.
+    policy : str
+        One of :data:`heatgrid.core.scheduling.POLICIES`.
+    record_rooms : bool
+        Keep every home's room temperature at every step (memory K·N·8 bytes).
+    progress : callable, optional
+        Called with the number of steps done after each step.
+
+    Returns
+    -------
+    RawRun
+        Series, totals and per-job times.
+    """
+    if policy not in POLICIES:
+        raise InputError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
+    loop = _Loop(scenario, fleet, jobs, policy, record_rooms)
+    threads = numba.get_num_threads()
+    if fleet.n_homes < _PARALLEL_MIN_HOMES:
+        numba.set_num_threads(1)  # this thread's kernel launches only; restored below
+    try:
+        for k in range(scenario.n_steps):
+            loop.step(k)
+            if progress is not None:
+                progress(k + 1)
+    finally:
+        numba.set_num_threads(threads)
+    return loop.result()
+
+
+class _Loop:
+    """State of one run; :meth:`step` is one tick of the whole fleet."""
+
+    def __init__(
+        self, scenario: Scenario, fleet: Fleet, jobs: Jobs, policy: str, record_rooms: bool
+    ) -> None:
+        self.scenario, self.fleet, self.jobs, self.policy = scenario, fleet, jobs, policy
+        n, d, r = fleet.n_homes, fleet.n_devices, len(scenario.regions)
+        k_steps = scenario.n_steps
+        self.time_ts: FloatArray = scenario.start_ts + np.arange(k_steps, dtype=np.float64) * float(
+            scenario.step_s
+        )
+        self.outdoor = np.column_stack([reg.outdoor_at(self.time_ts) for reg in scenario.regions])
+        self.state_c = np.array(fleet.initial_state_c)
+        self.thermostat = ThermostatStateArrays.initial(n)
+        self.arbiter = DeviceStateArrays.initial(d)
+        self.queue = TaskQueue(jobs, d, scenario.jobs.checkpoint_every_j)
+        self.offline_until = np.zeros(d, dtype=np.int64)
+        self._next_departure = 0
+        kinds = np.array(fleet.kind)
+        self.is_asic = kinds == "asic"
+        self.computes = (kinds == "gpu") | (kinds == "cpu")
+        self.is_rack = kinds == "rack"
+        self.home_region = fleet.region[:n]
+        self.tz_s = np.array([scenario.regions[i].tz_offset_h for i in self.home_region]) * 3600.0
+        self.comfort_k_h = np.zeros(n)
+        self.series = _Series(k_steps, r, n, record_rooms)
+        self.record_rooms = record_rooms
+        self.claims = 0
+        self.heater_task_j = 0.0
+        self.rack_task_j = 0.0
+        self._observation = ObservationArrays(
+            room_temp_c=self.state_c[:, 0],
+            reading_ts=np.zeros(n),
+            device_temp_c=np.full(n, math.nan),
+            fan_ok=np.ones(n, dtype=np.bool_),
+            upright=np.ones(n, dtype=np.bool_),
+            mode=np.full(n, int(Mode.AUTO), dtype=np.int64),
+        )
+
+    def _online(self, k: int) -> NDArray[np.bool_]:
+        fleet = self.fleet
+        starts = fleet.offline_start_step
+        while self._next_departure < starts.size and starts[self._next_departure] <= k:
+            i = self._next_departure
+            device = fleet.offline_device[i]
+            self.offline_until[device] = max(self.offline_until[device], fleet.offline_end_step[i])
+            self._next_departure += 1
+        online: NDArray[np.bool_] = self.offline_until <= k
+        return online
+
+    def _gains_w(self, now_ts: float) -> FloatArray:
+        fleet = self.fleet
+        local_s = now_ts + self.tz_s
+        weekday = np.floor(local_s / _S_PER_DAY + _EPOCH_WEEKDAY).astype(np.int64) % 7
+        minute = np.mod(local_s, _S_PER_DAY) / 60.0
+        away = (
+            fleet.away_home
+            & (weekday < _WORKDAYS)
+            & (minute >= fleet.leave_minute)
+            & (minute < fleet.return_minute)
+        )
+        gains: FloatArray = np.where(away, fleet.away_gains_w, fleet.occupied_gains_w)
+        return gains
+
+    def step(self, k: int) -> None:
+        """Run step ``k`` (see the module docstring)."""
+        scenario, fleet, queue = self.scenario, self.fleet, self.queue
+        n, step_s = fleet.n_homes, scenario.step_s
+        now = float(self.time_ts[k])
+        online = self._online(k)
+        observation = ObservationArrays(
+            room_temp_c=self.state_c[:, 0].copy(),
+            reading_ts=np.full(n, now),
+            device_temp_c=self._observation.device_temp_c,
+            fan_ok=self._observation.fan_ok,
+            upright=self._observation.upright,
+            mode=self._observation.mode,
+        )
+        self.thermostat, command = decide_many(self.thermostat, observation, now, fleet.thermostat)
+        demand_w = command.heat_power_w
+        gains_w = self._gains_w(now)
+
+        queue.arrive(now)
+        if queue.queued and self.policy != "mining-only":
+            # The coordinator answers a mining-only claim without looking at the queue.
+            self._claims(
+                k,
+                now,
+                online=online,
+                demand_w=demand_w,
+                setpoint_c=command.setpoint_c,
+                gains_w=gains_w,
+            )
+
+        has_task = queue.task_of >= 0
+        has_work = online & (self.is_asic | has_task)
+        rack_demand = np.where(has_task[n:], fleet.devices.max_power_w[n:], 0.0)
+        stop = ~has_work
+        stop[:n] |= command.alarm != 0
+        self.arbiter, power_w = plan_many(
+            self.arbiter,
+            np.concatenate([demand_w, rack_demand]),
+            fleet.devices,
+            now,
+            stop_now=stop,
+        )
+        self.state_c = advance_fleet_2r2c(
+            fleet.coefficients,
+            self.state_c,
+            power_w[:n] + gains_w,
+            self.outdoor[k][np.newaxis, :],
+            self.home_region,
+        )
+        used_j = queue.run(power_w, now, step_s)
+        lost_j = queue.expire(now + step_s, scenario.lease_s)
+        self._account(
+            k,
+            setpoint_c=command.setpoint_c,
+            demand_w=demand_w,
+            power_w=power_w,
+            used_j=used_j,
+            lost_j=lost_j,
+        )
+
+    def _account(
+        self,
+        k: int,
+        *,
+        setpoint_c: FloatArray,
+        demand_w: FloatArray,
+        power_w: FloatArray,
+        used_j: FloatArray,
+        lost_j: float,
+    ) -> None:
+        scenario, fleet, series = self.scenario, self.fleet, self.series
+        n, step_s = fleet.n_homes, scenario.step_s
+        room_c = self.state_c[:, 0]
+        band_k = scenario.comfort_band_k
+        outside_k = np.maximum(setpoint_c - band_k - room_c, 0.0) + np.maximum(
+            room_c - setpoint_c - band_k, 0.0
+        )
+        self.comfort_k_h += outside_k * (step_s / _S_PER_H)
+        if self.record_rooms:
+            series.room_temp_c[k] = room_c
+        series.mean[k] = float(np.mean(room_c))
+        series.p05[k], series.p95[k] = np.percentile(room_c, [5.0, 95.0])
+        series.setpoint[k] = float(np.mean(setpoint_c))
+        series.demand[k] = float(np.sum(demand_w))
+        series.heat[k] = float(np.sum(power_w[:n]))
+        series.rack[k] = float(np.sum(power_w[n:]))
+        energy_kwh = power_w * (step_s / _J_PER_KWH)
+        regions = len(scenario.regions)
+        series.home_kwh[k] = np.bincount(self.home_region, energy_kwh[:n], minlength=regions)
+        series.rack_kwh[k] = np.bincount(fleet.region[n:], energy_kwh[n:], minlength=regions)
+        series.mining[k] = float(np.dot(energy_kwh, fleet.mining_value_eur_per_kwh))
+        heater_j, rack_j = float(np.sum(used_j[:n])), float(np.sum(used_j[n:]))
+        self.heater_task_j += heater_j
+        self.rack_task_j += rack_j
+        price_per_j = scenario.compute_price_eur_per_kwh / _J_PER_KWH
+        series.compute[k] = (heater_j + rack_j - lost_j) * price_per_j
+        series.compute_homes[k] = heater_j * price_per_j
+
+    def _claims(
+        self,
+        k: int,
+        now: float,
+        *,
+        online: NDArray[np.bool_],
+        demand_w: FloatArray,
+        setpoint_c: FloatArray,
+        gains_w: FloatArray,
+    ) -> None:
+        scenario, fleet, queue = self.scenario, self.fleet, self.queue
+        n = fleet.n_homes
+        idle = online & (queue.task_of < 0)
+        wanting = idle[:n] & self.computes[:n] & (demand_w > 0.0)
+        claiming = np.concatenate([wanting, idle[n:] & self.is_rack[n:]])
+        devices = np.flatnonzero(claiming)
+        if devices.size == 0:
+            return
+        rotation = np.mod(fleet.claim_key[devices] + k * _GOLDEN, 1.0)
+        heaters_left = int(np.count_nonzero(wanting))
+        order = self._lock_order()
+        forecast_c = np.column_stack(
+            [
+                reg.outdoor_at(now + np.arange(scenario.window_h, dtype=np.float64) * _S_PER_H)
+                for reg in scenario.regions
+            ]
+        )
+        for device in devices[np.argsort(rotation, kind="stable")]:
+            if not queue.queued:
+                break
+            is_heater = device < n
+            claimant = self._claimant(int(device), now, forecast_c, setpoint_c, gains_w)
+            candidates = self._candidates(claimant, order)
+            if not candidates:
+                continue
+            view = FleetView(
+                running_by_submitter=queue.running_by_submitter,
+                heaters_wanting_work=heaters_left - int(is_heater),
+            )
+            self.claims += 1
+            chosen = choose(
+                self.policy,
+                claimant,
+                candidates,
+                view,
+                now_ts=now,
+                max_wait_s=scenario.max_wait_s,
+            )
+            for task in chosen:
+                queue.lease(int(task[1:]), int(device))
+            if is_heater and chosen:
+                heaters_left -= 1
+
+    def _claimant(
+        self,
+        device: int,
+        now: float,
+        forecast_c: FloatArray,
+        setpoint_c: FloatArray,
+        gains_w: FloatArray,
+    ) -> Claimant:
+        fleet = self.fleet
+        kind = fleet.kind[device]
+        max_w = float(fleet.devices.max_power_w[device])
+        if device >= fleet.n_homes:
+            return Claimant(
+                device_id=f"d{device}",
+                kind="rack",
+                vram_gb=float(fleet.vram_gb[device]),
+                has_room=False,
+                max_power_w=max_w,
+            )
+        outdoor = forecast_c[:, fleet.region[device]]
+        wanted_w = np.clip(
+            fleet.ua_w_per_k[device] * (setpoint_c[device] - outdoor) - gains_w[device],
+            0.0,
+            max_w,
+        )
+        window = tuple(
+            WindowSegment(now + j * _S_PER_H, _S_PER_H, float(w)) for j, w in enumerate(wanted_w)
+        )
+        return Claimant(
+            device_id=f"d{device}",
+            kind=_claimant_kind(kind),
+            vram_gb=float(fleet.vram_gb[device]),
+            has_room=True,
+            max_power_w=max_w,
+            window=window,
+        )
+
+    def _lock_order(self) -> list[tuple[int, QueuedTask]]:
+        """Queued tasks in the order the coordinator locks candidates (its ``ORDER BY``)."""
+        queued = list(self.queue.queued.items())
+        if self.policy == "fifo":
+            queued.sort(key=lambda item: (item[1].queued_ts, item[0]))
+        else:
+            queued.sort(key=lambda item: (-item[1].priority, item[1].queued_ts, item[0]))
+        return queued
+
+    def _candidates(
+        self, claimant: Claimant, order: list[tuple[int, QueuedTask]]
+    ) -> list[QueuedTask]:
+        """Return the first ``claim_batch`` tasks of ``order`` still queued fitting ``claimant``."""
+        queued, batch = self.queue.queued, self.scenario.claim_batch
+        candidates: list[QueuedTask] = []
+        for index, task in order:
+            if index in queued and fits_hardware(claimant, task):
+                candidates.append(task)
+                if len(candidates) == batch:
+                    break
+        return candidates
+
+    def result(self) -> RawRun:
+        """Return what the run produced."""
+        series, queue = self.series, self.queue
+        return RawRun(
+            policy=self.policy,
+            time_ts=self.time_ts,
+            comfort_k_h=self.comfort_k_h,
+            room_temp_c=series.room_temp_c,
+            room_mean_c=series.mean,
+            room_p05_c=series.p05,
+            room_p95_c=series.p95,
+            setpoint_mean_c=series.setpoint,
+            demand_w=series.demand,
+            heat_w=series.heat,
+            rack_w=series.rack,
+            home_energy_kwh=series.home_kwh,
+            rack_energy_kwh=series.rack_kwh,
+            outdoor_temp_c=self.outdoor,
+            mining_revenue_eur=series.mining,
+            compute_revenue_eur=series.compute,
+            compute_revenue_homes_eur=series.compute_homes,
+            heater_task_j=self.heater_task_j,
+            rack_task_j=self.rack_task_j,
+            lost_j=queue.lost_j,
+            leases_lost=queue.leases_lost,
+            claims=self.claims,
+            arrival_ts=self.jobs.arrival_ts,
+            done_ts=queue.done_ts,
+        )
+
+
+def _claimant_kind(kind: str) -> ClaimantKind:
+    if kind == "gpu":
+        return "gpu"
+    if kind == "cpu":
+        return "cpu"
+    if kind == "asic":
+        return "asic"
+    return "rack"

@@ -1,0 +1,123 @@
+"""Summaries of a run: comfort, job latency, goodput, useful heat, revenue and CO2.
+
+* **Comfort**: degree-hours per home outside ``setpoint ± comfort_band_k`` (the room air at the
+  end of each step against the setpoint in force); the fleet's mean and 95th percentile.
+* **Jobs**: completion time (done − arrival) percentiles of the jobs completed, in hours.
+* **Goodput**: task energy kept (not lost with a lease) per hour of the run, and as a share of
+  the task energy burned.
+* **Useful heat**: share of the task energy burned in heaters (whose rooms asked for that heat)
+  rather than in racks (whose heat is wasted).
+* **Revenue**: mining revenue of the ASIC heaters (the arbiter's mining value per kWh) and
+  compute revenue at ``compute_price_eur_per_kwh`` on the task energy kept; the owners earn the
+  mining and the compute done in their homes and pay ``tariff_eur_per_kwh`` for the heaters.
+* **CO2** (:mod:`heatgrid.core.heat_value`): the fleet emits the grid's intensity on the
+  heaters' energy and on the racks' energy times the PUE. The baseline runs the same compute
+  and mining in a data centre (energy × PUE × grid intensity) and heats the homes with
+  ``displaced`` heating for the same heat; the saving is the difference.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from heatgrid.core.heat_value import HeatingAlternative, displaced_co2_kg
+from heatgrid.sim.engine import RawRun
+from heatgrid.sim.scenario import Scenario
+
+__all__ = ["json_safe", "summarize"]
+
+_J_PER_KWH = 3.6e6
+_S_PER_H = 3600.0
+
+
+def _alternative(name: str) -> HeatingAlternative:
+    if name == "resistive":
+        return "resistive"
+    if name == "heat-pump":
+        return "heat-pump"
+    return "gas"
+
+
+def _percentile(values: np.ndarray[Any, Any], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values.size else None
+
+
+def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
+    """Return the outputs of one run as a flat JSON-ready dict, units in the keys.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        What was simulated.
+    run : RawRun
+        What :func:`heatgrid.sim.engine.run_policy` returned.
+
+    Returns
+    -------
+    dict
+        Floats, ints and None (a percentile of no completed job).
+    """
+    done = ~np.isnan(run.done_ts)
+    latency_h = (run.done_ts[done] - run.arrival_ts[done]) / _S_PER_H
+    task_j = run.heater_task_j + run.rack_task_j
+    carbon = np.array([region.carbon_g_per_kwh for region in scenario.regions])
+    home_kwh, rack_kwh = run.home_energy_kwh, run.rack_energy_kwh
+    actual_kg = float(np.sum(home_kwh * carbon + rack_kwh * scenario.pue * carbon)) / 1000.0
+    displaced = displaced_co2_kg(
+        home_kwh,
+        _alternative(scenario.displaced),
+        grid_carbon_g_per_kwh=np.broadcast_to(carbon, home_kwh.shape),
+        outdoor_temp_c=run.outdoor_temp_c,
+    )
+    data_centre_kg = float(np.sum((home_kwh + rack_kwh) * scenario.pue * carbon)) / 1000.0
+    baseline_kg = data_centre_kg + float(np.sum(displaced))
+    heat_kwh = float(np.sum(home_kwh))
+    mining = float(np.sum(run.mining_revenue_eur))
+    step_h = scenario.step_s / _S_PER_H
+    return {
+        "policy": run.policy,
+        "homes": int(run.comfort_k_h.size),
+        "racks": scenario.n_racks,
+        "steps": int(run.time_ts.size),
+        "step_s": scenario.step_s,
+        "days": scenario.n_steps * scenario.step_s / 86_400.0,
+        "comfort_mean_k_h": float(np.mean(run.comfort_k_h)),
+        "comfort_p95_k_h": float(np.percentile(run.comfort_k_h, 95.0)),
+        "jobs_submitted": int(run.arrival_ts.size),
+        "jobs_completed": int(np.count_nonzero(done)),
+        "job_latency_p50_h": _percentile(latency_h, 50.0),
+        "job_latency_p95_h": _percentile(latency_h, 95.0),
+        "job_latency_p99_h": _percentile(latency_h, 99.0),
+        "task_energy_kwh": task_j / _J_PER_KWH,
+        "heater_task_energy_kwh": run.heater_task_j / _J_PER_KWH,
+        "rack_task_energy_kwh": run.rack_task_j / _J_PER_KWH,
+        "lost_task_energy_kwh": run.lost_j / _J_PER_KWH,
+        "goodput_kwh_per_h": (task_j - run.lost_j) / _J_PER_KWH / (run.time_ts.size * step_h),
+        "goodput_pct": 100.0 * (task_j - run.lost_j) / task_j if task_j > 0 else None,
+        "useful_heat_pct": 100.0 * run.heater_task_j / task_j if task_j > 0 else None,
+        "heat_demand_kwh": float(np.sum(run.demand_w)) * step_h / 1000.0,
+        "heat_delivered_kwh": heat_kwh,
+        "mining_revenue_eur": mining,
+        "compute_revenue_eur": float(np.sum(run.compute_revenue_eur)),
+        "owner_revenue_eur": mining + float(np.sum(run.compute_revenue_homes_eur)),
+        "owner_electricity_cost_eur": heat_kwh * scenario.tariff_eur_per_kwh,
+        "co2_kg": actual_kg,
+        "baseline_co2_kg": baseline_kg,
+        "co2_saved_kg": baseline_kg - actual_kg,
+        "leases_lost": run.leases_lost,
+        "claims": run.claims,
+    }
+
+
+def json_safe(value: Any) -> Any:
+    """Replace non-finite floats by None, recursively (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value

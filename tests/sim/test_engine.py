@@ -1,0 +1,205 @@
+"""The fleet loop: reproducible, conserving energy and jobs, and the same code as one home."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heatgrid.core.arbiter import ArbiterState, DeviceCapability, WorkOffer, plan
+from heatgrid.core.catalog import load_catalog
+from heatgrid.core.control import (
+    Observation,
+    ThermostatConfig,
+    ThermostatState,
+    WeeklySchedule,
+    decide,
+)
+from heatgrid.core.errors import InputError
+from heatgrid.core.thermal import Room1R1C
+from heatgrid.emulators.room import OutdoorSeries, RoomEmulator
+from heatgrid.sim.engine import RawRun, run_policy
+from heatgrid.sim.fleet import sample_fleet
+from heatgrid.sim.jobs import sample_jobs
+from heatgrid.sim.run import run_one, simulate
+from heatgrid.sim.scenario import JobStream, Region, Scenario
+
+_J_PER_KWH = 3.6e6
+
+
+def _assert_runs_equal(a: RawRun, b: RawRun) -> None:
+    for field in fields(a):
+        left, right = getattr(a, field.name), getattr(b, field.name)
+        if isinstance(left, np.ndarray):
+            assert np.array_equal(left, right, equal_nan=True), field.name
+        else:
+            assert left == right, field.name
+
+
+def test_the_same_seed_gives_the_same_run_bit_for_bit(
+    make_scenario: Callable[..., Scenario],
+) -> None:
+    scenario = make_scenario(n_homes=60, departure_rate_per_day=2.0)
+    for policy in ("heat-aware", "fifo"):
+        _assert_runs_equal(run_one(scenario, policy), run_one(scenario, policy))
+    first = simulate(scenario, ["heat-aware", "fifo"])
+    second = simulate(scenario, ["heat-aware", "fifo"])
+    assert first.summaries == second.summaries
+
+
+def test_heat_aware_beats_fifo_on_comfort_and_useful_heat(
+    make_scenario: Callable[..., Scenario],
+) -> None:
+    """Acceptance: better comfort and more useful heat, with the same jobs completed."""
+    scenario = make_scenario(n_homes=100, days=2.0, jobs=JobStream(rate_per_h=10.0))
+    summaries = simulate(scenario, ["heat-aware", "fifo"]).summaries
+    heat_aware, fifo = summaries["heat-aware"], summaries["fifo"]
+    submitted = heat_aware["jobs_submitted"]
+    assert submitted == fifo["jobs_submitted"] > 100
+    assert heat_aware["jobs_completed"] == fifo["jobs_completed"] == submitted
+    assert heat_aware["comfort_mean_k_h"] < fifo["comfort_mean_k_h"]
+    assert heat_aware["useful_heat_pct"] > fifo["useful_heat_pct"]
+
+
+def test_energy_and_jobs_are_conserved(make_scenario: Callable[..., Scenario]) -> None:
+    scenario = make_scenario(n_homes=60, departure_rate_per_day=3.0)
+    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+    run = run_policy(scenario, fleet, jobs, "fifo")
+    step_h = scenario.step_s / 3600.0
+    heater_kwh = float(np.sum(run.home_energy_kwh))
+    rack_kwh = float(np.sum(run.rack_energy_kwh))
+    assert heater_kwh == pytest.approx(float(np.sum(run.heat_w)) * step_h / 1000.0)
+    assert rack_kwh == pytest.approx(float(np.sum(run.rack_w)) * step_h / 1000.0)
+    # Task energy is part of the devices' energy: compute = useful heat (heaters) + wasted.
+    assert run.heater_task_j / _J_PER_KWH <= heater_kwh + 1e-9
+    assert run.rack_task_j / _J_PER_KWH <= rack_kwh + 1e-9
+    done = ~np.isnan(run.done_ts)
+    kept_j = run.heater_task_j + run.rack_task_j - run.lost_j
+    assert kept_j >= float(np.sum(jobs.size_j[done])) - 1e-6
+    assert kept_j <= float(np.sum(jobs.size_j)) + 1e-6
+    assert np.all(run.done_ts[done] >= run.arrival_ts[done])
+    assert run.leases_lost > 0
+    assert run.mining_revenue_eur.sum() > 0.0
+    assert np.all(run.heat_w <= float(np.sum(fleet.devices.max_power_w[: fleet.n_homes])))
+
+
+def test_mining_only_leases_nothing_and_asics_still_mine(
+    make_scenario: Callable[..., Scenario],
+) -> None:
+    run = run_one(make_scenario(), "mining-only")
+    assert run.claims == 0
+    assert run.heater_task_j == run.rack_task_j == 0.0
+    assert np.all(np.isnan(run.done_ts))
+    assert run.mining_revenue_eur.sum() > 0.0
+
+
+def test_unknown_policy_is_refused(make_scenario: Callable[..., Scenario]) -> None:
+    with pytest.raises(InputError, match="policy must be one of"):
+        run_one(make_scenario(), "random")
+    with pytest.raises(InputError, match="repeat"):
+        simulate(make_scenario(), ["fifo", "fifo"])
+
+
+def _constant_region(start_ts: float, outdoor_c: float, hours: int) -> Region:
+    stamps = start_ts + 3600.0 * np.arange(hours, dtype=np.float64)
+    return Region("constant", stamps, np.full(hours, outdoor_c), carbon_g_per_kwh=50.0)
+
+
+def test_one_home_follows_the_agents_own_closed_loop() -> None:
+    """Acceptance: the simulator's home = decide + plan + the emulated room, step by step."""
+    start_ts = 1_700_000_000.0
+    step_s = 300.0
+    scenario = Scenario(
+        n_homes=1,
+        start_ts=start_ts,
+        days=1.5,
+        step_s=step_s,
+        regions=(_constant_region(start_ts, 3.0, 60),),
+        heater_mix={"Avalon Q": 1.0},
+        rack_share=0.0,
+        share_1r1c=1.0,
+        away_share=0.0,
+        departure_rate_per_day=0.0,
+        seed=3,
+    )
+    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+    run = run_policy(scenario, fleet, jobs, "heat-aware", record_rooms=True)
+
+    table = fleet.thermostat
+    points = tuple(
+        (int(start // 86_400), int(start % 86_400) // 60, float(value))
+        for start, value in zip(
+            table.schedule_start_s[0], table.schedule_setpoint_c[0], strict=True
+        )
+    )
+    config = ThermostatConfig(
+        max_power_w=float(table.max_power_w[0]),
+        kp_w_per_k=float(table.kp_w_per_k[0]),
+        ki_w_per_k_s=float(table.ki_w_per_k_s[0]),
+        schedule=WeeklySchedule(points, utc_offset_h=0.0),
+    )
+    model = load_catalog().find("Avalon Q")
+    device = DeviceCapability.from_catalog(model, "heater", min_cycle_s=600.0)
+    assert model.efficiency_j_per_th is not None
+    offers = [WorkOffer.mining(scenario.market.hashprice_eur_per_th_day, model.efficiency_j_per_th)]
+    ua = float(fleet.ua_w_per_k[0])
+    room = RoomEmulator(
+        Room1R1C(ua, ua * float(fleet.time_constant_h[0]) * 3600.0),
+        OutdoorSeries([3.0], start_ts),
+        now_ts=start_ts,
+        initial_temp_c=float(fleet.initial_state_c[0, 0]),
+        gains_w=float(fleet.occupied_gains_w[0]),
+        max_step_s=step_s,
+    )
+    state, arbiter = ThermostatState(), ArbiterState()
+    expected = []
+    for k in range(scenario.n_steps):
+        now = start_ts + k * step_s
+        state, command = decide(state, Observation(room.room_temp_c, now), now, config)
+        arbiter, plans = plan(
+            arbiter, command.heat_power_w, [device], offers, now, stop_now=bool(command.alarm)
+        )
+        expected.append(room.advance(now + step_s, plans[0].power_w))
+    np.testing.assert_allclose(run.room_temp_c[:, 0], expected, rtol=0.0, atol=1e-9)
+    assert np.ptp(expected) > 0.5  # the thermostat actually cycled the heater
+
+
+@settings(max_examples=12)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    policy=st.sampled_from(["heat-aware", "fifo", "mining-only"]),
+    n_homes=st.integers(1, 12),
+    step_s=st.sampled_from([60.0, 300.0, 900.0]),
+)
+def test_accounting_holds_for_any_small_fleet(
+    lyon: Region, *, seed: int, policy: str, n_homes: int, step_s: float
+) -> None:
+    """Property: powers within limits, task energy within device energy, jobs conserved."""
+    scenario = Scenario(
+        n_homes=n_homes,
+        start_ts=float(lyon.timestamps_ts[0]) + 20 * 86_400.0,
+        days=0.25,
+        step_s=step_s,
+        regions=(lyon,),
+        seed=seed,
+        rack_share=0.3,
+        departure_rate_per_day=4.0,
+        jobs=JobStream(rate_per_h=4.0),
+    )
+    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+    run = run_policy(scenario, fleet, jobs, policy)
+    max_heat_w = float(np.sum(fleet.devices.max_power_w[:n_homes]))
+    assert np.all((run.heat_w >= 0.0) & (run.heat_w <= max_heat_w + 1e-9))
+    assert np.all(run.comfort_k_h >= 0.0)
+    assert run.heater_task_j <= float(np.sum(run.home_energy_kwh)) * _J_PER_KWH + 1e-6
+    assert run.rack_task_j <= float(np.sum(run.rack_energy_kwh)) * _J_PER_KWH + 1e-6
+    assert 0.0 <= run.lost_j <= run.heater_task_j + run.rack_task_j + 1e-6
+    done = ~np.isnan(run.done_ts)
+    assert np.all(run.done_ts[done] >= run.arrival_ts[done])
+    assert np.all(run.done_ts[done] <= scenario.start_ts + scenario.n_steps * step_s + 1e-6)
+    kept_j = run.heater_task_j + run.rack_task_j - run.lost_j
+    assert kept_j >= float(np.sum(jobs.size_j[done])) - 1e-6
