@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -145,7 +145,7 @@ def record_heartbeat(
     now_ts: float,
     max_clock_skew_s: float,
 ) -> HeartbeatResult:
-    """Store a heartbeat's telemetry (each sample once) and heat window, and commit.
+    """Store a heartbeat's telemetry (each sample once) and heat window; the caller commits.
 
     Parameters
     ----------
@@ -172,12 +172,15 @@ def record_heartbeat(
     ]
     stored = _insert_skipping_stored(session, rows)
     session.execute(delete(HeatWindowSegmentRow).where(HeatWindowSegmentRow.device_id == device.id))
-    session.add_all(
-        HeatWindowSegmentRow(device_id=device.id, received_ts=now_ts, **segment.model_dump())
-        for segment in heartbeat.heat_window
-    )
+    if heartbeat.heat_window:
+        session.execute(
+            insert(HeatWindowSegmentRow),
+            [
+                {"device_id": device.id, "received_ts": now_ts, **segment.model_dump()}
+                for segment in heartbeat.heat_window
+            ],
+        )
     device.last_seen_ts = now_ts
-    session.commit()
     return HeartbeatResult(stored_samples=stored, duplicate_samples=len(rows) - stored)
 
 

@@ -334,18 +334,14 @@ def renew_device_leases(
 
     The caller commits.
     """
-    session.execute(
+    renewed = session.scalars(
         update(Task)
         .where(Task.lease_device_id == device.id, Task.state == "leased")
         .values(lease_expires_ts=now_ts + settings.lease_s)
+        .returning(Task.id),
+        execution_options={"synchronize_session": False},
     )
-    return list(
-        session.scalars(
-            select(Task.id)
-            .where(Task.lease_device_id == device.id, Task.state == "leased")
-            .order_by(Task.id)
-        )
-    )
+    return sorted(renewed)
 
 
 # --------------------------------------------------------------------------- device reports

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -96,16 +96,18 @@ def post(
     transaction_id = session.execute(statement).scalar_one_or_none()
     if transaction_id is None:
         return False
-    session.add_all(
-        LedgerEntry(
-            transaction_id=transaction_id,
-            account=posting.account,
-            unit=posting.unit,
-            amount=posting.amount,
-        )
+    entries = [
+        {
+            "transaction_id": transaction_id,
+            "account": posting.account,
+            "unit": posting.unit,
+            "amount": posting.amount,
+        }
         for posting in postings
         if posting.amount != 0
-    )
+    ]
+    if entries:
+        session.execute(insert(LedgerEntry), entries)  # one multi-row INSERT
     return True
 
 
