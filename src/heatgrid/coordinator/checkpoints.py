@@ -6,12 +6,30 @@ in between leaves at most an orphan blob that nothing refers to.
 
 from __future__ import annotations
 
+import os
+
 import fsspec
 from fsspec.core import url_to_fs
 
 from heatgrid.core.errors import InputError
 
 __all__ = ["CheckpointStore"]
+
+
+def _durable_local_write(path: str, partial: str, data: bytes) -> None:
+    """Write ``data`` to ``partial``, flush it to disk, and rename it to ``path`` durably."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    with open(partial, "wb") as blob:
+        blob.write(data)
+        blob.flush()
+        os.fsync(blob.fileno())
+    os.replace(partial, path)
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)  # the rename itself survives a power cut
+    finally:
+        os.close(descriptor)
 
 
 class CheckpointStore:
@@ -47,9 +65,10 @@ class CheckpointStore:
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key``: written to a temporary name, then moved into place."""
         path = self._path(key)
-        if self._local:
-            self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         partial = f"{path}.partial"
+        if self._local:
+            _durable_local_write(path, partial, data)
+            return
         self._fs.pipe_file(partial, data)
         self._fs.mv(partial, path)
 
