@@ -202,10 +202,13 @@ class MqttSession:
     async def aclose(self) -> None:
         """Disconnect and stop retrying."""
         task, self._task = self._task, None
-        if task is not None:
+        while task is not None and not task.done():
+            # Cancel until it ends: on Python 3.11, asyncio.wait_for inside aiomqtt may
+            # swallow one cancellation, and a single cancel() then awaits forever.
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.cancelled():
+            task.result()  # an error that ended it surfaces here
         self._connected.clear()
         self._client = None
 

@@ -178,11 +178,14 @@ class TasmotaPlugEmulator:
 
     async def stop(self) -> None:
         """Announce ``Offline`` and disconnect (the plug goes away; the relay stays as it is)."""
+        while pending := [task for task in self._tasks if not task.done()]:
+            for task in pending:  # again until they end: a cancel may be swallowed (3.11)
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await task
+            if not task.cancelled():
+                with contextlib.suppress(aiomqtt.MqttError):
+                    task.result()
         self._tasks = []
         client, stack = self._client, self._stack
         self._client = self._stack = None

@@ -121,10 +121,12 @@ class RoomService:
     async def stop(self) -> None:
         """Disconnect."""
         listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await listener
+        while listener is not None and not listener.done():
+            listener.cancel()  # again until it ends: a cancel may be swallowed (3.11)
+            await asyncio.wait({listener}, timeout=1.0)
+        if listener is not None and not listener.cancelled():
+            with contextlib.suppress(aiomqtt.MqttError):
+                listener.result()
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(aiomqtt.MqttError):

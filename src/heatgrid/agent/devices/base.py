@@ -1,0 +1,108 @@
+"""The one interface every heat-producing device adapter implements.
+
+An adapter is a thin asynchronous shell around real hardware (or its emulator over the same
+protocol): it reads what the device does and applies the power the arbiter planned. It never
+fails silently: a command the device did not take raises :class:`DeviceCommandError` naming
+the device and the reason, and the agent then puts the heater in its safe state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from heatgrid.core.arbiter import DeviceCapability
+
+__all__ = ["DeviceCommandError", "DeviceReading", "DeviceUnavailableError", "HeatDevice"]
+
+
+class DeviceCommandError(RuntimeError):
+    """A command was not applied; the message names the device, the command and why."""
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The device cannot be reached or read; the message names the device and the address."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceReading:
+    """What a device is doing, as read from it.
+
+    Attributes
+    ----------
+    read_ts : float
+        When it was read [POSIX s, UTC].
+    power_w : float
+        Electric power drawn now, all of which becomes heat [W].
+    power_measured : bool
+        True when ``power_w`` comes from a meter or the device's own sensor, False when the
+        adapter computed it from a power model.
+    energy_j : float or None
+        The device's cumulative energy counter [J], when it has one.
+    power_target_w : float or None
+        The power target the device holds now [W]; 0 when paused or off.
+    device_temp_c : float or None
+        Hottest temperature the device reports (chip, board, GPU core) [°C].
+    fans_ok : bool or None
+        False when a fan the device needs has stopped; None when it has no fans or cannot say.
+    hashrate_ths : float or None
+        Hash rate now [TH/s], for miners.
+    utilisation : float or None
+        Share of the recent past the device spent computing, in [0, 1] [-], where the device
+        reports it (a GPU's utilisation).
+    running : bool
+        True while the device computes or heats (not paused, off or restarting to idle).
+    """
+
+    read_ts: float
+    power_w: float
+    power_measured: bool
+    energy_j: float | None = None
+    power_target_w: float | None = None
+    device_temp_c: float | None = None
+    fans_ok: bool | None = None
+    hashrate_ths: float | None = None
+    utilisation: float | None = None
+    running: bool = False
+
+
+@runtime_checkable
+class HeatDevice(Protocol):
+    """A device that turns electricity into heat, driven by the agent.
+
+    Implementations: the pyasic miner, the NVML GPU, the CPU, and the MQTT smart plug of a
+    resistive boost element. Each passes the contract suite in ``tests/agent/devices``.
+    """
+
+    @property
+    def name(self) -> str:
+        """The device's name in the agent's configuration."""
+        ...
+
+    @property
+    def capability(self) -> DeviceCapability:
+        """Power range, levels and minimum cycle, for :func:`heatgrid.core.arbiter.plan`."""
+        ...
+
+    async def read(self) -> DeviceReading:
+        """Read the device now; raise :class:`DeviceUnavailableError` when it cannot be read."""
+        ...
+
+    async def set_power(self, power_w: float) -> None:
+        """Run at ``power_w`` [W]: 0 pauses or switches off, else a power the capability allows.
+
+        Raise :class:`DeviceCommandError` when the device did not take it (a power the
+        capability does not allow is refused, not clamped).
+        """
+        ...
+
+    async def safe_state(self) -> None:
+        """Stop producing heat now (pause, lowest power, switch off).
+
+        Raise :class:`DeviceCommandError` when the device did not take it.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and processes; the device is left in its safe state."""
+        ...

@@ -1,0 +1,440 @@
+"""An ASIC miner as a heating element, read and driven through pyasic.
+
+:func:`connect_pyasic_miner` asks the miner's RPC port which firmware it runs (pyasic's own
+parsers of the ``version`` and ``devdetails`` answers), builds pyasic's backend for it and points
+it at the given ports; :class:`PyasicMiner` then reads hash rate, power, temperatures and fans,
+sets the power target, pauses and resumes mining, and points the miner at a Stratum pool.
+
+pyasic reports many failures by returning ``False`` or ``None``. This adapter never passes such
+a failure on silently: a command pyasic reports as not applied, or a power target the miner does
+not hold when read back, raises :class:`~heatgrid.agent.devices.base.DeviceCommandError`; a
+reading without power or mining state raises
+:class:`~heatgrid.agent.devices.base.DeviceUnavailableError`. pyasic's global settings are left
+alone: the ports are set on the miner object, and every call is bounded by ``timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import math
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from heatgrid.agent.devices.base import DeviceCommandError, DeviceReading, DeviceUnavailableError
+from heatgrid.core.arbiter import DeviceCapability
+from heatgrid.core.errors import InputError, require_non_negative, require_positive
+
+with warnings.catch_warnings():
+    # pyasic 0.79 declares pydantic models with a class-based Config, and passlib imports the
+    # deprecated crypt module: third-party deprecations raised once, at import.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(pyasic|passlib)\b")
+    from pyasic.config import MinerConfig
+    from pyasic.config.pools import Pool, PoolConfig
+    from pyasic.device.algorithm.hashrate.unit.sha256 import SHA256Unit
+    from pyasic.errors import APIError
+    from pyasic.miners.data import DataOptions
+    from pyasic.miners.factory import MinerFactory
+
+__all__ = ["DEFAULT_RPC_PORT", "PyasicMiner", "connect_pyasic_miner"]
+
+DEFAULT_RPC_PORT = 4028
+_MAX_RPC_ANSWER_BYTES = 1 << 20
+_READ_OPTIONS = [
+    DataOptions.HASHRATE,
+    DataOptions.HASHBOARDS,
+    DataOptions.WATTAGE,
+    DataOptions.WATTAGE_LIMIT,
+    DataOptions.FANS,
+    DataOptions.IS_MINING,
+]
+_T = TypeVar("_T")
+
+
+class PyasicMiner:
+    """A miner driven through a pyasic backend: a :class:`HeatDevice`.
+
+    Build it with :func:`connect_pyasic_miner`, which finds the backend for the firmware.
+
+    Parameters
+    ----------
+    name : str
+        The device's name in the agent's configuration.
+    miner : pyasic miner
+        The pyasic backend object, its RPC and web ports already set.
+    address : str
+        Where the miner is, as ``host:rpc_port``, for messages.
+    min_power_w : float
+        Lowest power target the firmware accepts while mining [W], > 0.
+    max_power_w : float
+        Highest power target the firmware accepts [W], >= ``min_power_w``.
+    min_cycle_s : float
+        Shortest time mining or paused, for the arbiter [s], >= 0; restarts are slow and noisy.
+    timeout_s : float
+        Longest wait for one read or command [s], > 0.
+    clock : callable
+        Returns the present time [POSIX s], for ``read_ts``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        miner: Any,
+        *,
+        address: str,
+        min_power_w: float,
+        max_power_w: float,
+        min_cycle_s: float = 600.0,
+        timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._capability = DeviceCapability(
+            device_id=name,
+            kind="asic",
+            min_power_w=min_power_w,
+            max_power_w=max_power_w,
+            min_cycle_s=require_non_negative("min_cycle_s", min_cycle_s),
+        )
+        self._miner = miner
+        self.address = address
+        self._timeout_s = require_positive("timeout_s", timeout_s)
+        self._clock = clock
+        self._last_read_ts = -math.inf
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        """The device's name in the agent's configuration."""
+        return self._capability.device_id
+
+    @property
+    def capability(self) -> DeviceCapability:
+        """Continuous power between the firmware's limits; ``kind="asic"``."""
+        return self._capability
+
+    @property
+    def model(self) -> str:
+        """The pyasic backend class driving the miner (make, model and firmware)."""
+        return type(self._miner).__name__
+
+    async def read(self) -> DeviceReading:
+        """Read hash rate, power, power target, temperatures, fans and mining state.
+
+        Raises
+        ------
+        DeviceUnavailableError
+            If the device is closed, the miner does not answer within ``timeout_s``, or pyasic
+            returns no power or no mining state.
+        """
+        if self._closed:
+            raise DeviceUnavailableError(f"{self.name}: read: the device is closed")
+        try:
+            data = await self._bounded(self._miner.get_data(include=_READ_OPTIONS))
+        except (TimeoutError, APIError, OSError) as error:
+            raise DeviceUnavailableError(self._failed("read", error)) from None
+        if data.wattage is None or data.is_mining is None:
+            missing = "power" if data.wattage is None else "mining state"
+            raise DeviceUnavailableError(
+                f"{self.name}: read: miner {self.model} at {self.address} returned no {missing}"
+            )
+        mining = bool(data.is_mining)
+        limit = data.wattage_limit
+        read_ts = max(self._clock(), self._last_read_ts)
+        self._last_read_ts = read_ts
+        return DeviceReading(
+            read_ts=read_ts,
+            power_w=max(0.0, float(data.wattage)),
+            power_measured=True,
+            power_target_w=(float(limit) if limit is not None else None) if mining else 0.0,
+            device_temp_c=_hottest_c(data.hashboards),
+            fans_ok=all(fan.speed > 0 for fan in data.fans) if data.fans else None,
+            hashrate_ths=_ths(data.hashrate),
+            running=mining,
+        )
+
+    async def set_power(self, power_w: float) -> None:
+        """Mine at the power target ``power_w`` [W] (rounded to a watt), or pause at 0.
+
+        Raises
+        ------
+        DeviceCommandError
+            If the device is closed, ``power_w`` is neither 0 nor within
+            ``[min_power_w, max_power_w]``, the miner does not answer, pyasic reports the command
+            as not applied, or the miner does not hold the target when read back.
+        """
+        command = f"set_power({power_w!r} W)"
+        self._check_open(command)
+        if power_w == 0.0:
+            await self._pause(command)
+            return
+        capability = self._capability
+        if not (
+            math.isfinite(power_w) and capability.min_power_w <= power_w <= capability.max_power_w
+        ):
+            raise DeviceCommandError(
+                f"{self.name}: {command} refused: not 0 and not within "
+                f"[{capability.min_power_w:g}, {capability.max_power_w:g}] W"
+            )
+        target_w = round(power_w)
+        await self._set_power_limit(command, target_w)
+        mining = await self._command(command, "is_mining", self._miner.is_mining())
+        if mining is None:
+            raise DeviceCommandError(self._not_applied(command, "is_mining (no answer)"))
+        if not mining:
+            applied = await self._command(command, "resume_mining", self._miner.resume_mining())
+            if applied is not True:
+                raise DeviceCommandError(self._not_applied(command, "resume_mining"))
+
+    async def safe_state(self) -> None:
+        """Pause mining: hashing stops and power falls to the miner's idle draw.
+
+        Raises
+        ------
+        DeviceCommandError
+            If the device is closed or pyasic reports the pause as not applied.
+        """
+        self._check_open("safe_state")
+        await self._pause("safe_state")
+
+    async def set_pool(self, url: str, user: str, password: str = "x") -> None:
+        """Point the miner at one Stratum pool (the coordinator's endpoint), keeping its mode.
+
+        Parameters
+        ----------
+        url : str
+            Stratum URL, such as ``stratum+tcp://coordinator.example:3333``.
+        user : str
+            Worker name at the pool.
+        password : str
+            Pool password (Stratum proxies usually ignore it).
+
+        Raises
+        ------
+        DeviceCommandError
+            If the device is closed, the miner refuses the configuration, or the pool it reports
+            afterwards is not ``url``.
+        """
+        command = f"set_pool({url!r})"
+        self._check_open(command)
+        limit_w = await self._command(command, "get_wattage_limit", self._miner.get_wattage_limit())
+        current = await self._command(command, "get_config", self._miner.get_config())
+        pools = PoolConfig.simple([Pool(url=url, user=user, password=password)])
+        config = MinerConfig(
+            pools=pools,
+            fan_mode=current.fan_mode,
+            temperature=current.temperature,
+            mining_mode=current.mining_mode,
+        )
+        await self._command(command, "send_config", self._miner.send_config(config))
+        after = await self._command(command, "get_config", self._miner.get_config())
+        urls = [str(pool.url) for group in after.pools.groups for pool in group.pools]
+        if urls[:1] != [url]:
+            raise DeviceCommandError(
+                self._not_applied(command, f"send_config (the miner reports pools {urls})")
+            )
+        if limit_w is not None:  # the mode sent back must not have moved the power target
+            await self._set_power_limit(command, int(limit_w))
+
+    async def aclose(self) -> None:
+        """Pause mining (best effort) and close; later commands raise."""
+        if self._closed:
+            return
+        try:
+            await self._pause("aclose")
+        finally:
+            self._closed = True
+
+    async def __aenter__(self) -> PyasicMiner:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _set_power_limit(self, command: str, target_w: int) -> None:
+        applied = await self._command(
+            command, "set_power_limit", self._miner.set_power_limit(target_w)
+        )
+        if applied is not True:
+            raise DeviceCommandError(self._not_applied(command, f"set_power_limit({target_w})"))
+        held = await self._command(command, "get_wattage_limit", self._miner.get_wattage_limit())
+        if held is None or round(float(held)) != target_w:
+            raise DeviceCommandError(
+                self._not_applied(command, f"set_power_limit({target_w}): the miner holds {held}")
+            )
+
+    async def _pause(self, command: str) -> None:
+        applied = await self._command(command, "stop_mining", self._miner.stop_mining())
+        if applied is not True:
+            raise DeviceCommandError(self._not_applied(command, "stop_mining"))
+
+    async def _command(self, command: str, step: str, call: Awaitable[_T]) -> _T:
+        try:
+            return await self._bounded(call)
+        except (TimeoutError, APIError, OSError) as error:
+            raise DeviceCommandError(self._failed(f"{command}: {step}", error)) from None
+
+    async def _bounded(self, call: Awaitable[_T]) -> _T:
+        return await asyncio.wait_for(call, self._timeout_s)
+
+    def _check_open(self, command: str) -> None:
+        if self._closed:
+            raise DeviceCommandError(f"{self.name}: {command}: the device is closed")
+
+    def _failed(self, what: str, error: BaseException) -> str:
+        reason = str(error) or f"no answer within {self._timeout_s:g} s"
+        return f"{self.name}: {what} failed: miner at {self.address}: {reason}"
+
+    def _not_applied(self, command: str, step: str) -> str:
+        return f"{self.name}: {command}: miner {self.model} at {self.address} did not apply {step}"
+
+
+async def connect_pyasic_miner(
+    name: str,
+    host: str,
+    *,
+    min_power_w: float,
+    max_power_w: float,
+    rpc_port: int = DEFAULT_RPC_PORT,
+    web_port: int | None = None,
+    min_cycle_s: float = 600.0,
+    timeout_s: float = 10.0,
+    clock: Callable[[], float] = time.time,
+) -> PyasicMiner:
+    """Find which firmware the miner at ``host`` runs and return its adapter.
+
+    Parameters
+    ----------
+    name : str
+        The device's name in the agent's configuration.
+    host : str
+        The miner's IP address (pyasic addresses miners by IP).
+    min_power_w, max_power_w : float
+        The power targets the firmware accepts while mining [W].
+    rpc_port : int
+        TCP port of the miner's cgminer-style RPC (4028 on every firmware pyasic knows).
+    web_port : int, optional
+        TCP port of the miner's web API; pyasic's default for the firmware when omitted.
+    min_cycle_s : float
+        Shortest time mining or paused, for the arbiter [s].
+    timeout_s : float
+        Longest wait for one read or command [s], > 0.
+    clock : callable
+        Returns the present time [POSIX s].
+
+    Returns
+    -------
+    PyasicMiner
+        The adapter, not yet commanded (the miner keeps doing what it did).
+
+    Raises
+    ------
+    InputError
+        If ``host`` is not an IP address or a port is outside 1-65535.
+    DeviceUnavailableError
+        If nothing answers at ``host:rpc_port`` within ``timeout_s``, or what answers is not a
+        miner pyasic knows; the message names the address.
+    """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise InputError(f"host must be an IP address, got {host!r}") from None
+    for key, port in (("rpc_port", rpc_port), ("web_port", web_port)):
+        if port is not None and not 1 <= port <= 65535:
+            raise InputError(f"{key} must be between 1 and 65535, got {port!r}")
+    timeout_s = require_positive("timeout_s", timeout_s)
+    address = f"{host}:{rpc_port}"
+    try:
+        version = await _rpc_text(host, rpc_port, "version", timeout_s)
+    except (TimeoutError, OSError) as error:
+        reason = str(error) or f"no answer within {timeout_s:g} s"
+        raise DeviceUnavailableError(f"{name}: no miner answers at {address}: {reason}") from None
+    # pyasic's factory parses these answers but probes only the default ports; its parsers
+    # are used here so that a miner on any port is recognised the same way.
+    miner_type = MinerFactory._parse_socket_type(version) if version else None
+    if miner_type is None:
+        raise DeviceUnavailableError(
+            f"{name}: what answers at {address} is not a miner pyasic knows: {version!r:.200}"
+        )
+    model = await _model(host, rpc_port, timeout_s)
+    miner = MinerFactory._select_miner_from_classes(host, model, miner_type)
+    miner.rpc.port = rpc_port
+    if web_port is not None and getattr(miner, "web", None) is not None:
+        miner.web.port = web_port
+    return PyasicMiner(
+        name,
+        miner,
+        address=address,
+        min_power_w=min_power_w,
+        max_power_w=max_power_w,
+        min_cycle_s=min_cycle_s,
+        timeout_s=timeout_s,
+        clock=clock,
+    )
+
+
+async def _rpc_text(host: str, port: int, command: str, timeout_s: float) -> str:
+    """Send one cgminer-style RPC command and return the whole answer as text.
+
+    Raises
+    ------
+    OSError
+        If the connection is refused or broken.
+    TimeoutError
+        If the answer does not end within ``timeout_s`` [s].
+    """
+
+    async def exchange() -> bytes:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(json.dumps({"command": command}).encode())
+            await writer.drain()
+            answer = b""
+            while len(answer) < _MAX_RPC_ANSWER_BYTES and (chunk := await reader.read(65536)):
+                answer += chunk  # the miner closes the connection after its answer
+            return answer
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    answer = await asyncio.wait_for(exchange(), timeout_s)
+    return answer.rstrip(b"\x00").decode(errors="replace")
+
+
+async def _model(host: str, port: int, timeout_s: float) -> str | None:
+    """Return the model the miner names in ``devdetails``, or None when it names none."""
+    try:
+        details = json.loads(await _rpc_text(host, port, "devdetails", timeout_s))
+        model = details["DEVDETAILS"][0]["Model"]
+    except (TimeoutError, OSError, ValueError, LookupError, TypeError):
+        return None
+    return str(model) if model else None
+
+
+def _hottest_c(hashboards: list[Any]) -> float | None:
+    """Return the hottest board or chip temperature reported [°C], or None without one."""
+    temps_c = [
+        float(temp)
+        for board in hashboards
+        for temp in (board.temp, board.chip_temp)
+        if temp is not None and math.isfinite(float(temp))
+    ]
+    return max(temps_c) if temps_c else None
+
+
+def _ths(hashrate: Any) -> float | None:
+    """Return a pyasic hash rate in TH/s [TH/s], or None when the miner gave none."""
+    if hashrate is None:
+        return None
+    rate = float(hashrate.into(SHA256Unit.TH).rate)
+    return max(0.0, rate) if math.isfinite(rate) else None
