@@ -50,6 +50,7 @@ def _register_commands() -> None:
     # Imported here so that `heatgrid --help` stays fast and each group stays in its own module.
     from heatgrid.cli import (  # noqa: PLC0415
         admin,
+        agent,
         db,
         demo,
         devices,
@@ -60,7 +61,7 @@ def _register_commands() -> None:
         simulate,
     )
 
-    for group in (economics, demo, serve, db, admin, devices, jobs, emulate, simulate):
+    for group in (economics, demo, serve, db, admin, devices, jobs, emulate, agent, simulate):
         group.register(app)
 
 

@@ -1,0 +1,423 @@
+"""The agent's configuration: a TOML file with environment overrides, validated by pydantic.
+
+An environment variable ``HEATGRID_AGENT__<SECTION>__<KEY>=<value>`` replaces (or adds) the key
+``<key>`` of table ``[<section>]``; further ``__`` parts descend, and a number indexes the
+``[[devices]]`` array: ``HEATGRID_AGENT__DEVICES__0__MAX_POWER_W=1200``. Names are matched in
+lower case. The value is read as a TOML value when it is one (``21.5``, ``true``, ``"text"``,
+``[1, 2]``), else taken as a string.
+
+Any mistake (a missing or unknown key, a wrong type, an unknown device type) raises
+:class:`~heatgrid.core.errors.InputError` whose message names the key, such as
+``agent.toml: sensor.topic: Field required``. See ``docs/agent.toml.example``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from heatgrid.core.control import Mode, ThermostatConfig, WeeklySchedule, tune_pi
+from heatgrid.core.errors import InputError
+
+__all__ = [
+    "ENV_PREFIX",
+    "AgentConfig",
+    "CoordinatorSettings",
+    "CpuDeviceSpec",
+    "DeviceSpec",
+    "ForecastSettings",
+    "HeaterSettings",
+    "MiningSettings",
+    "MqttPlugDeviceSpec",
+    "RoomSettings",
+    "SensorSettings",
+    "StateSettings",
+    "ThermostatSettings",
+    "load_config",
+    "parse_config",
+]
+
+ENV_PREFIX = "HEATGRID_AGENT__"
+"""Prefix of the environment variables that override configuration keys."""
+
+_PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+_NonNegativeFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+_Float = Annotated[float, Field(allow_inf_nan=False)]
+_Port = Annotated[int, Field(ge=1, le=65535)]
+_Name = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class CoordinatorSettings(_Section):
+    """``[coordinator]``: where the agent dials out to.
+
+    Attributes
+    ----------
+    url : str or None
+        Base URL of the coordinator; None: the URL stored at enrollment.
+    request_timeout_s : float
+        Timeout of one HTTP request [s].
+    heartbeat_interval_s : float
+        Time between heartbeats until the coordinator says otherwise [s].
+    backoff_initial_s, backoff_max_s : float
+        First and largest wait before retrying an unreachable coordinator [s].
+    """
+
+    url: str | None = None
+    request_timeout_s: _PositiveFloat = 10.0
+    heartbeat_interval_s: _PositiveFloat = 60.0
+    backoff_initial_s: _PositiveFloat = 1.0
+    backoff_max_s: _PositiveFloat = 300.0
+
+
+class StateSettings(_Section):
+    """``[state]``: the local SQLite file (identity, controller state, unsent telemetry)."""
+
+    path: Annotated[Path, Field(strict=False)] = Path("agent-state.sqlite3")
+
+
+class HeaterSettings(_Section):
+    """``[heater]``: how the heater introduces itself at enrollment.
+
+    Attributes
+    ----------
+    name : str
+        A name the owner recognises.
+    model : str or None
+        Maker and model, free text.
+    """
+
+    name: _Name = "heater"
+    model: str | None = None
+
+
+class SensorSettings(_Section):
+    """``[sensor]``: the room temperature on an MQTT topic.
+
+    Attributes
+    ----------
+    topic : str
+        Topic carrying the temperature (required).
+    host : str
+        MQTT broker address.
+    port : int
+        MQTT broker TCP port.
+    key : str or None
+        JSON field holding the temperature; None: a plain-number payload.
+    timestamp_key : str or None
+        JSON field holding the measurement time [POSIX s].
+    connect_timeout_s : float
+        How long the agent waits for the broker at start before refusing to run [s].
+    """
+
+    type: Literal["mqtt"] = "mqtt"
+    topic: Annotated[str, Field(min_length=1)]
+    host: str = "127.0.0.1"
+    port: _Port = 1883
+    key: str | None = None
+    timestamp_key: str | None = "sample_ts"
+    connect_timeout_s: _PositiveFloat = 10.0
+
+
+class ThermostatSettings(_Section):
+    """``[thermostat]``: setpoints and the rules of :mod:`heatgrid.core.control`.
+
+    ``schedule`` holds ``[weekday, minute_of_day, setpoint_c]`` change points (local time,
+    ``utc_offset_h``); without it ``setpoint_c`` holds all week. Gains are tuned from
+    ``[room]`` unless ``kp_w_per_k`` and ``ki_w_per_k_s`` are given.
+    """
+
+    mode: Literal["auto", "away", "off"] = "auto"
+    setpoint_c: _Float = 21.0
+    schedule: list[list[float]] | None = None
+    utc_offset_h: _Float = 0.0
+    away_setpoint_c: _Float = 16.0
+    cold_tolerance_k: _NonNegativeFloat = 0.3
+    hot_tolerance_k: _NonNegativeFloat = 0.3
+    min_on_s: _NonNegativeFloat = 600.0
+    min_off_s: _NonNegativeFloat = 600.0
+    keep_alive_s: _PositiveFloat = 300.0
+    max_age_s: _PositiveFloat = 300.0
+    room_limit_c: _Float = 30.0
+    device_limit_c: _Float = 90.0
+    kp_w_per_k: _NonNegativeFloat | None = None
+    ki_w_per_k_s: _NonNegativeFloat | None = None
+    tick_s: _PositiveFloat = 10.0
+    telemetry_interval_s: _PositiveFloat = 60.0
+    grace_s: _PositiveFloat = 10.0
+
+
+class RoomSettings(_Section):
+    """``[room]``: the room's 1R1C parameters, for PI tuning and the heat window.
+
+    Attributes
+    ----------
+    ua_w_per_k : float
+        Heat-loss coefficient [W/K].
+    time_constant_h : float
+        Time constant ``C / UA`` [h].
+    """
+
+    ua_w_per_k: _PositiveFloat = 200.0
+    time_constant_h: _PositiveFloat = 30.0
+
+
+class ForecastSettings(_Section):
+    """``[forecast]``: the heat window sent with each heartbeat.
+
+    Attributes
+    ----------
+    horizon_h : float
+        How far ahead it reaches [h].
+    segment_s : float
+        Length of one segment [s].
+    outdoor_temp_c : float
+        Outdoor temperature assumed until one is known [°C].
+    outdoor_topic : str or None
+        MQTT topic of an outdoor temperature (same broker and format as ``[sensor]``);
+        its last value is held over the horizon (persistence).
+    """
+
+    horizon_h: Annotated[float, Field(gt=0.0, le=24.0)] = 6.0
+    segment_s: Annotated[float, Field(ge=60.0, le=86_400.0)] = 3600.0
+    outdoor_temp_c: _Float = 5.0
+    outdoor_topic: str | None = None
+
+
+class MiningSettings(_Section):
+    """``[mining]``: what mining pays, so the arbiter can rank it against other work."""
+
+    hashprice_eur_per_th_day: _NonNegativeFloat
+    efficiency_j_per_th: _PositiveFloat
+
+
+class CpuDeviceSpec(_Section):
+    """``[[devices]]`` with ``type = "cpu"``: the CPU heats with busy worker processes."""
+
+    type: Literal["cpu"]
+    name: _Name = "cpu"
+    idle_power_w: _PositiveFloat
+    max_power_w: _PositiveFloat
+    min_power_w: _PositiveFloat | None = None
+    worker_count: Annotated[int, Field(ge=1)] | None = None
+    min_cycle_s: _NonNegativeFloat = 0.0
+
+
+class MqttPlugDeviceSpec(_Section):
+    """``[[devices]]`` with ``type = "mqtt_plug"``: a resistive element on a Tasmota plug."""
+
+    type: Literal["mqtt_plug"]
+    name: _Name = "boost"
+    plug: Annotated[str, Field(min_length=1)]
+    host: str = "127.0.0.1"
+    port: _Port = 1883
+    rated_power_w: _PositiveFloat
+    min_cycle_s: _NonNegativeFloat = 300.0
+    command_timeout_s: _PositiveFloat = 5.0
+
+
+DeviceSpec = Annotated[CpuDeviceSpec | MqttPlugDeviceSpec, Field(discriminator="type")]
+"""One ``[[devices]]`` entry, told apart by its ``type``."""
+
+
+class AgentConfig(_Section):
+    """The whole configuration file."""
+
+    coordinator: CoordinatorSettings = CoordinatorSettings()
+    state: StateSettings = StateSettings()
+    heater: HeaterSettings = HeaterSettings()
+    sensor: SensorSettings
+    thermostat: ThermostatSettings = ThermostatSettings()
+    room: RoomSettings = RoomSettings()
+    forecast: ForecastSettings = ForecastSettings()
+    mining: MiningSettings | None = None
+    heat_only: bool = True
+    """Let compute devices heat without paid work (no task, no mining) rather than stay cold."""
+    devices: Annotated[list[DeviceSpec], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AgentConfig:
+        names = [device.name for device in self.devices]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"devices[{index}].name {name!r} repeats an earlier device")
+        return self
+
+    @property
+    def max_power_w(self) -> float:
+        """Sum of the devices' highest powers [W]."""
+        return sum(_max_power_w(device) for device in self.devices)
+
+    @property
+    def mode(self) -> Mode:
+        """The user's mode as :class:`heatgrid.core.control.Mode`."""
+        return Mode[self.thermostat.mode.upper()]
+
+    def thermostat_config(self) -> ThermostatConfig:
+        """Return the :class:`ThermostatConfig` for this heater (raises InputError if bad)."""
+        t, room = self.thermostat, self.room
+        max_power_w = self.max_power_w
+        gains = tune_pi(room.ua_w_per_k, room.time_constant_h * 3600.0, max_power_w)
+        try:
+            points = _points(t.schedule) if t.schedule else ((0, 0, t.setpoint_c),)
+            schedule = WeeklySchedule(points, t.utc_offset_h)
+        except InputError as error:
+            raise InputError(f"thermostat.schedule: {error}") from None
+        return ThermostatConfig(
+            max_power_w=max_power_w,
+            kp_w_per_k=_gain(t.kp_w_per_k, gains.kp_w_per_k),
+            ki_w_per_k_s=_gain(t.ki_w_per_k_s, gains.ki_w_per_k_s),
+            schedule=schedule,
+            away_setpoint_c=t.away_setpoint_c,
+            cold_tolerance_k=t.cold_tolerance_k,
+            hot_tolerance_k=t.hot_tolerance_k,
+            min_on_s=t.min_on_s,
+            min_off_s=t.min_off_s,
+            keep_alive_s=t.keep_alive_s,
+            max_age_s=t.max_age_s,
+            room_limit_c=t.room_limit_c,
+            device_limit_c=t.device_limit_c,
+        )
+
+
+def _points(rows: list[list[float]]) -> tuple[tuple[int, int, float], ...]:
+    points = []
+    for index, row in enumerate(rows):
+        if len(row) != 3 or not float(row[0]).is_integer() or not float(row[1]).is_integer():
+            raise InputError(
+                f"[{index}] must be [weekday, minute_of_day, setpoint_c] with whole numbers "
+                f"for weekday and minute, got {row!r}"
+            )
+        points.append((int(row[0]), int(row[1]), float(row[2])))
+    return tuple(points)
+
+
+def _gain(configured: float | None, tuned: float) -> float:
+    return tuned if configured is None else configured
+
+
+def _max_power_w(device: CpuDeviceSpec | MqttPlugDeviceSpec) -> float:
+    if isinstance(device, CpuDeviceSpec):
+        return device.max_power_w
+    return device.rated_power_w
+
+
+def _env_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _apply_override(data: dict[str, Any], path: list[str], value: Any, variable: str) -> None:
+    node: Any = data
+    for depth, part in enumerate(path):
+        last = depth == len(path) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise InputError(f"{variable}: {part!r} is not an index of the list")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise InputError(f"{variable}: {'.'.join(path[:depth])} is not a table")
+
+
+def _with_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in variable[len(ENV_PREFIX) :].split("__")]
+        if not all(path):
+            raise InputError(f"{variable}: empty key between '__' separators")
+        _apply_override(data, path, _env_value(environ[variable]), variable)
+    return data
+
+
+def _located(error: ValidationError, source: str) -> InputError:
+    lines = []
+    for item in error.errors():
+        key = ""
+        for part in item["loc"]:
+            if isinstance(part, int):
+                key += f"[{part}]"
+            elif part not in {"cpu", "mqtt_plug"}:
+                key += f".{part}" if key else str(part)
+        message = str(item["msg"])
+        if item["type"] == "union_tag_invalid":
+            message = f"unknown device type {item['input'].get('type')!r}; use 'cpu' or 'mqtt_plug'"
+        lines.append(f"{source}: {key or '(top level)'}: {message}")
+    return InputError("\n".join(lines))
+
+
+def parse_config(
+    text: str, *, source: str = "agent.toml", environ: Mapping[str, str] | None = None
+) -> AgentConfig:
+    """Parse and validate configuration text, with environment overrides.
+
+    Parameters
+    ----------
+    text : str
+        TOML text.
+    source : str
+        Name of the text in messages (the file name).
+    environ : mapping, optional
+        Environment variables; ``os.environ`` by default.
+
+    Returns
+    -------
+    AgentConfig
+        The validated configuration.
+
+    Raises
+    ------
+    InputError
+        If the TOML is malformed or a key is missing, unknown or of the wrong type; the message
+        names the key.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise InputError(f"{source}: not valid TOML: {error}") from None
+    data = _with_environment(data, os.environ if environ is None else environ)
+    try:
+        config = AgentConfig.model_validate(data)
+    except ValidationError as error:
+        raise _located(error, source) from None
+    try:
+        config.thermostat_config()
+    except InputError as error:
+        raise InputError(f"{source}: {error}") from None
+    if not math.isfinite(config.max_power_w):
+        raise InputError(f"{source}: devices: total max power is not finite")
+    return config
+
+
+def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """Read and validate the configuration file at ``path`` (see :func:`parse_config`).
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read or its content is bad; the message names the file and key.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"{path}: cannot read the configuration: {error.strerror}") from None
+    return parse_config(text, source=str(path), environ=environ)

@@ -1,0 +1,375 @@
+"""The agent daemon: controls the room every tick and talks to the coordinator when it can.
+
+Two loops run side by side in :meth:`AgentDaemon.run`:
+
+* the **control loop** (:meth:`AgentDaemon.tick`, every ``thermostat.tick_s``): read the devices,
+  run :func:`heatgrid.agent.loop.control_tick`, apply its commands, persist the controller state
+  and queue a telemetry sample every ``telemetry_interval_s``. It never waits on the network,
+  so the room is controlled whether or not the coordinator answers.
+* the **sync loop** (:meth:`AgentDaemon.sync`): a heartbeat carrying the queued telemetry (in
+  batches, oldest first, until the queue is empty) and the heat window; then, when heat is wanted
+  and a :class:`Workload` has free slots, a claim. A failure is retried after a jittered
+  exponential backoff; the queue waits in the state file, so nothing is lost.
+
+Time comes from the injected ``clock``; tests call :meth:`~AgentDaemon.tick` and
+:meth:`~AgentDaemon.sync` themselves with a simulated clock. A device that refuses a command puts
+every device in its safe state. :meth:`~AgentDaemon.shutdown` (on SIGTERM) pauses the workload and
+puts every device in its safe state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any, Protocol
+
+from heatgrid.agent.backoff import Backoff
+from heatgrid.agent.client import (
+    CoordinatorClient,
+    CoordinatorRefusedError,
+    CoordinatorUnavailableError,
+)
+from heatgrid.agent.config import AgentConfig
+from heatgrid.agent.devices.base import (
+    DeviceCommandError,
+    DeviceReading,
+    DeviceUnavailableError,
+    HeatDevice,
+)
+from heatgrid.agent.forecast import heat_window, segment_count
+from heatgrid.agent.loop import (
+    HEAT_ONLY_WORK_ID,
+    MINING_WORK_ID,
+    LoopState,
+    RoomSample,
+    TickResult,
+    control_tick,
+    telemetry_sample,
+)
+from heatgrid.agent.state_store import StateStore
+from heatgrid.core.arbiter import ArbiterState, DeviceState, WorkOffer
+from heatgrid.core.control import Alarm, Mode, ThermostatState
+from heatgrid.protocol import v1
+
+__all__ = ["AgentDaemon", "Workload"]
+
+_log = logging.getLogger(__name__)
+_STATE_KEY = "loop_state"
+
+
+class Workload(Protocol):
+    """The seam to the jobs runtime that runs leased tasks (a later issue).
+
+    The daemon claims tasks only through an implementation of this interface; without one it
+    heats with mining or heat-only work and never claims.
+    """
+
+    def free_slots(self) -> int:
+        """Return how many more tasks it can run now."""
+        ...
+
+    def offers(self, now_ts: float) -> list[WorkOffer]:
+        """Return the running tasks as work the arbiter may give power to."""
+        ...
+
+    async def start(self, lease: v1.TaskLease) -> None:
+        """Start (or resume from its checkpoint) a leased task."""
+        ...
+
+    async def pause_all(self) -> None:
+        """Checkpoint and pause every running task (shutdown)."""
+        ...
+
+
+def _state_to_json(state: LoopState) -> dict[str, Any]:
+    thermostat = asdict(state.thermostat)
+    thermostat["alarm"] = int(state.thermostat.alarm)
+    return {
+        "thermostat": thermostat,
+        "arbiter": [asdict(device) for device in state.arbiter.devices],
+    }
+
+
+def _state_from_json(value: Any) -> LoopState:
+    if not isinstance(value, dict):
+        return LoopState()
+    try:
+        thermostat = dict(value["thermostat"])
+        thermostat["alarm"] = Alarm(int(thermostat["alarm"]))
+        devices = tuple(DeviceState(**device) for device in value["arbiter"])
+        # Devices start in their safe state, so nothing counts as applied after a restart.
+        return LoopState(ThermostatState(**thermostat), ArbiterState(devices), {})
+    except (KeyError, TypeError, ValueError):
+        _log.warning("state file: the saved controller state is unreadable; starting afresh")
+        return LoopState()
+
+
+class AgentDaemon:
+    """One heater's agent.
+
+    Parameters
+    ----------
+    config : AgentConfig
+        The validated configuration.
+    devices : sequence of HeatDevice
+        The opened devices.
+    room : callable
+        Returns the latest room reading, or None.
+    store : StateStore
+        The local state file (identity, controller state, telemetry queue).
+    client : CoordinatorClient or None
+        The coordinator; None runs local-only (no enrollment yet).
+    clock : callable
+        Returns the present, POSIX UTC [s].
+    outdoor : callable, optional
+        Returns the latest outdoor temperature [°C] or None; held over the forecast horizon.
+    outdoor_forecast : callable, optional
+        ``(start_ts, count, segment_s) -> temperatures [°C]`` from a weather forecast, or None
+        when it has none; preferred over persistence of ``outdoor``.
+    workload : Workload, optional
+        The jobs runtime; without it no task is claimed.
+    rng : random.Random, optional
+        Source of the backoff jitter.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        devices: Sequence[HeatDevice],
+        room: Callable[[], RoomSample | None],
+        store: StateStore,
+        client: CoordinatorClient | None,
+        clock: Callable[[], float],
+        outdoor: Callable[[], float | None] | None = None,
+        outdoor_forecast: Callable[[float, int, float], Sequence[float] | None] | None = None,
+        workload: Workload | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.devices = {device.name: device for device in devices}
+        self._room = room
+        self.store = store
+        self._client = client
+        self._clock = clock
+        self._outdoor = outdoor
+        self._outdoor_forecast = outdoor_forecast
+        self._workload = workload
+        self._thermostat = config.thermostat_config()
+        coordinator = config.coordinator
+        self.backoff = Backoff(coordinator.backoff_initial_s, coordinator.backoff_max_s, rng)
+        self._heartbeat_s = coordinator.heartbeat_interval_s
+        self.state = _state_from_json(store.get(_STATE_KEY))
+        self.last_result: TickResult | None = None
+        self._last_sample_ts = -math.inf
+        self.mode: Mode = config.mode
+        """What the user asked for; may be changed while running (Home Assistant)."""
+
+    # ------------------------------------------------------------------ control
+
+    def _offers(self, now_ts: float) -> list[WorkOffer]:
+        offers = [] if self._workload is None else list(self._workload.offers(now_ts))
+        if self.config.mining is not None:
+            offers.append(
+                WorkOffer.mining(
+                    self.config.mining.hashprice_eur_per_th_day,
+                    self.config.mining.efficiency_j_per_th,
+                    work_id=MINING_WORK_ID,
+                )
+            )
+        if self.config.heat_only:
+            offers.append(
+                WorkOffer(
+                    work_id=HEAT_ONLY_WORK_ID,
+                    value_eur_per_kwh=0.0,
+                    device_kinds=("asic", "gpu", "cpu"),
+                    exclusive=False,
+                )
+            )
+        return offers
+
+    async def _read(self, device: HeatDevice) -> DeviceReading | None:
+        try:
+            return await device.read()
+        except DeviceUnavailableError as error:
+            _log.warning("device %s could not be read: %s", device.name, error)
+            return None
+
+    async def tick(self) -> TickResult:
+        """Run one control tick at the clock's present; return what was decided."""
+        now_ts = self._clock()
+        readings = {name: await self._read(device) for name, device in self.devices.items()}
+        room = self._room()
+        result = control_tick(
+            self.state,
+            thermostat=self._thermostat,
+            mode=self.mode,
+            devices=[device.capability for device in self.devices.values()],
+            readings=readings,
+            room=room,
+            offers=self._offers(now_ts),
+            now_ts=now_ts,
+        )
+        self.state = result.state
+        alarm_changed = (
+            self.last_result is not None and self.last_result.command.alarm != result.command.alarm
+        )
+        if result.command.alarm != Alarm.NONE and (alarm_changed or self.last_result is None):
+            _log.warning("heating stopped for safety: %s", ", ".join(result.command.reasons))
+        if not await self._apply(result):
+            await self.safe_all()
+        self.last_result = result
+        self.store.put(_STATE_KEY, _state_to_json(self.state))
+        interval_s = self.config.thermostat.telemetry_interval_s
+        if alarm_changed or now_ts - self._last_sample_ts >= interval_s:
+            self.store.enqueue(telemetry_sample(result, readings, room, now_ts))
+            self._last_sample_ts = now_ts
+        return result
+
+    async def _apply(self, result: TickResult) -> bool:
+        for command in result.commands:
+            device = self.devices[command.device_id]
+            try:
+                if command.safe:
+                    await device.safe_state()
+                else:
+                    await device.set_power(command.power_w)
+            except DeviceCommandError as error:
+                _log.error("device %s refused a command: %s", device.name, error)
+                return False
+        return True
+
+    async def safe_all(self) -> bool:
+        """Put every device in its safe state; return True if every one took it."""
+        ok = True
+        for device in self.devices.values():
+            try:
+                await device.safe_state()
+            except (DeviceCommandError, DeviceUnavailableError) as error:
+                _log.error("device %s: safe state failed: %s", device.name, error)
+                ok = False
+        self.state = LoopState(
+            self.state.thermostat, self.state.arbiter, dict.fromkeys(self.devices, 0.0)
+        )
+        return ok
+
+    # ------------------------------------------------------------------ coordinator
+
+    def _outdoor_c(self, now_ts: float, count: int, segment_s: float) -> list[float]:
+        if self._outdoor_forecast is not None:
+            forecast = self._outdoor_forecast(now_ts, count, segment_s)
+            if forecast is not None and len(forecast) >= count:
+                return [float(value) for value in forecast[:count]]
+        latest = None if self._outdoor is None else self._outdoor()
+        if latest is None or not math.isfinite(latest):
+            latest = self.config.forecast.outdoor_temp_c
+        return [latest] * count
+
+    def heat_window(self, now_ts: float) -> list[v1.HeatWindowSegment]:
+        """Return the heat window from ``now_ts`` [POSIX s] over the configured horizon."""
+        settings = self.config.forecast
+        count = segment_count(settings.horizon_h * 3600.0, settings.segment_s)
+        return heat_window(
+            now_ts,
+            self._outdoor_c(now_ts, count, settings.segment_s),
+            ua_w_per_k=self.config.room.ua_w_per_k,
+            thermostat=self._thermostat,
+            segment_s=settings.segment_s,
+            heating_allowed=self.mode != Mode.OFF,
+        )
+
+    async def sync(self) -> float:
+        """Send the queued telemetry and the heat window, claim if heat is wanted.
+
+        Returns
+        -------
+        float
+            Seconds until the next sync should start [s]: the heartbeat interval after a
+            success, a jittered backoff after a failure.
+        """
+        identity = self.store.identity
+        if self._client is None or identity is None:
+            return self._heartbeat_s
+        try:
+            await self._upload(identity.device_id, identity.device_token)
+            await self._claim(identity.device_id, identity.device_token)
+        except CoordinatorUnavailableError as error:
+            delay_s = self.backoff.next_delay_s()
+            _log.warning("coordinator unreachable (retry in %.0f s): %s", delay_s, error)
+            return delay_s
+        except CoordinatorRefusedError as error:
+            self.backoff.failures = max(self.backoff.failures, 30)  # no hammering
+            delay_s = self.backoff.next_delay_s()
+            _log.error("coordinator refused the heartbeat (retry in %.0f s): %s", delay_s, error)
+            return delay_s
+        self.backoff.reset()
+        return self._heartbeat_s
+
+    async def _upload(self, device_id: str, token: str) -> None:
+        assert self._client is not None
+        while True:
+            samples = self.store.pending(v1.MAX_SAMPLES_PER_HEARTBEAT)
+            now_ts = self._clock()
+            heartbeat = v1.Heartbeat(
+                sent_ts=now_ts, telemetry=samples, heat_window=self.heat_window(now_ts)
+            )
+            answer = await self._client.heartbeat(device_id, token, heartbeat)
+            self.store.acknowledge(samples)
+            self._heartbeat_s = answer.next_heartbeat_s
+            if len(samples) < v1.MAX_SAMPLES_PER_HEARTBEAT:
+                return
+
+    async def _claim(self, device_id: str, token: str) -> None:
+        workload, result = self._workload, self.last_result
+        if workload is None or result is None or not result.command.heating:
+            return
+        slots = min(workload.free_slots(), v1.MAX_CLAIM_SLOTS)
+        if slots < 1:
+            return
+        assert self._client is not None
+        answer = await self._client.claim(device_id, token, v1.ClaimRequest(slots=slots))
+        for lease in answer.leases:
+            await workload.start(lease)
+
+    # ------------------------------------------------------------------ running
+
+    async def _control_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.thermostat.tick_s)
+
+    async def _sync_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                delay_s = await self.sync()
+            except Exception:  # a bug here must not stop the room's control
+                delay_s = self.backoff.next_delay_s()
+                _log.exception("sync failed (retry in %.0f s)", delay_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay_s)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Control and sync until ``stop`` is set; then :meth:`shutdown`."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._control_loop(stop))
+                group.create_task(self._sync_loop(stop))
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> bool:
+        """Pause the workload and put every device in its safe state; True if all took it."""
+        if self._workload is not None:
+            try:
+                await self._workload.pause_all()
+            except Exception:
+                _log.exception("pausing the running tasks failed")
+        ok = await self.safe_all()
+        self.store.put(_STATE_KEY, _state_to_json(self.state))
+        return ok

@@ -1,0 +1,127 @@
+"""Open the devices and the room sensor that the configuration names, or refuse to start.
+
+Every device is opened, reached and put in its safe state before the daemon starts, so a
+configuration that names an unreachable device stops the agent before anything heats. Errors
+are :class:`~heatgrid.core.errors.InputError` naming the key (``devices[1]``, ``sensor.host``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from heatgrid.agent.config import AgentConfig, CpuDeviceSpec, DeviceSpec, SensorSettings
+from heatgrid.agent.devices.base import (
+    DeviceCommandError,
+    DeviceUnavailableError,
+    HeatDevice,
+)
+from heatgrid.agent.devices.cpu import CpuHeater
+from heatgrid.agent.devices.mqtt_plug import MqttPlug
+from heatgrid.agent.mqtt_sensor import MqttTemperatureSensor, MqttUnavailableError
+from heatgrid.core.errors import InputError
+
+__all__ = ["open_devices", "open_sensor"]
+
+
+async def _open(spec: DeviceSpec, clock: Callable[[], float]) -> HeatDevice:
+    if isinstance(spec, CpuDeviceSpec):
+        return CpuHeater(
+            idle_power_w=spec.idle_power_w,
+            max_power_w=spec.max_power_w,
+            name=spec.name,
+            min_power_w=spec.min_power_w,
+            worker_count=spec.worker_count,
+            min_cycle_s=spec.min_cycle_s,
+            clock=clock,
+        )
+    plug = MqttPlug(
+        spec.name,
+        plug=spec.plug,
+        host=spec.host,
+        port=spec.port,
+        rated_power_w=spec.rated_power_w,
+        min_cycle_s=spec.min_cycle_s,
+        command_timeout_s=spec.command_timeout_s,
+        clock=clock,
+    )
+    try:
+        await plug.start()
+    except BaseException:
+        await plug.aclose()
+        raise
+    return plug
+
+
+async def open_devices(config: AgentConfig, clock: Callable[[], float]) -> list[HeatDevice]:
+    """Open every configured device, read it and put it in its safe state.
+
+    Parameters
+    ----------
+    config : AgentConfig
+        The configuration.
+    clock : callable
+        Returns the present [POSIX s]; stamps the readings.
+
+    Returns
+    -------
+    list of HeatDevice
+        The devices, in configuration order, each in its safe state.
+
+    Raises
+    ------
+    InputError
+        If a device cannot be opened, read or made safe; the message names ``devices[i]``.
+        Devices already opened are closed first.
+    """
+    opened: list[HeatDevice] = []
+    try:
+        for index, spec in enumerate(config.devices):
+            key = f"devices[{index}] ({spec.type} {spec.name!r})"
+            try:
+                device = await _open(spec, clock)
+            except (DeviceUnavailableError, DeviceCommandError, OSError) as error:
+                raise InputError(f"{key}: cannot be reached: {error}") from None
+            except InputError as error:
+                raise InputError(f"{key}: {error}") from None
+            opened.append(device)
+            try:
+                await device.read()
+                await device.safe_state()
+            except (DeviceUnavailableError, DeviceCommandError) as error:
+                raise InputError(f"{key}: does not answer: {error}") from None
+    except BaseException:
+        for device in opened:
+            with contextlib.suppress(DeviceCommandError, DeviceUnavailableError):
+                await device.aclose()
+        raise
+    return opened
+
+
+async def open_sensor(
+    settings: SensorSettings, clock: Callable[[], float], *, topic: str | None = None
+) -> MqttTemperatureSensor:
+    """Connect the room sensor (or, with ``topic``, another sensor on the same broker).
+
+    Raises
+    ------
+    InputError
+        If the broker cannot be reached; the message names ``sensor.host``.
+    """
+    sensor = MqttTemperatureSensor(
+        topic or settings.topic,
+        host=settings.host,
+        port=settings.port,
+        key=settings.key,
+        timestamp_key=settings.timestamp_key,
+        clock=clock,
+    )
+    try:
+        await sensor.start(timeout_s=settings.connect_timeout_s)
+    except MqttUnavailableError as error:
+        await sensor.aclose()
+        raise InputError(
+            f"sensor.host: the MQTT broker {settings.host}:{settings.port} cannot be reached: "
+            f"{error}"
+        ) from None
+    return sensor

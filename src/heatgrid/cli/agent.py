@@ -1,0 +1,159 @@
+"""``heatgrid agent``: run a heater's agent; ``heatgrid agent enroll``: join a coordinator.
+
+A bad configuration (a missing or wrong key, an unknown device type, a device or broker that
+cannot be reached) ends with a message naming the key and exit status 2, before any device heats.
+SIGTERM or SIGINT stop the agent: every device is put in its safe state within
+``thermostat.grace_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from heatgrid.core.errors import InputError
+
+__all__ = ["register"]
+
+_agent = typer.Typer(
+    name="agent",
+    help="Run a heater's agent (heatgrid agent --config agent.toml), or enroll it.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+_log = logging.getLogger("heatgrid.agent")
+
+ConfigPath = Annotated[
+    Path,
+    typer.Option(
+        "--config", "-c", help="The agent's TOML configuration (see docs/agent.toml.example)."
+    ),
+]
+
+
+async def _run(config_path: Path) -> int:
+    from heatgrid.agent.client import CoordinatorClient  # noqa: PLC0415 - keeps --help fast
+    from heatgrid.agent.config import load_config  # noqa: PLC0415
+    from heatgrid.agent.daemon import AgentDaemon  # noqa: PLC0415
+    from heatgrid.agent.open_devices import open_devices, open_sensor  # noqa: PLC0415
+    from heatgrid.agent.state_store import StateStore  # noqa: PLC0415
+
+    config = load_config(config_path)
+    clock = time.time
+    async with contextlib.AsyncExitStack() as stack:
+        store = stack.enter_context(StateStore(config.state.path))
+        devices = await open_devices(config, clock)
+        for device in devices:
+            stack.push_async_callback(device.aclose)
+        sensor = await open_sensor(config.sensor, clock)
+        stack.push_async_callback(sensor.aclose)
+        outdoor_latest = None
+        if config.forecast.outdoor_topic is not None:
+            outdoor = await open_sensor(config.sensor, clock, topic=config.forecast.outdoor_topic)
+            stack.push_async_callback(outdoor.aclose)
+
+            def outdoor_latest() -> float | None:
+                reading = outdoor.latest
+                return None if reading is None else reading.room_temp_c
+
+        identity = store.identity
+        url = config.coordinator.url or (identity.url if identity else None)
+        client = None
+        if url is None or identity is None:
+            _log.warning("not enrolled (heatgrid agent enroll): controlling the room locally only")
+        else:
+            client = CoordinatorClient(url, timeout_s=config.coordinator.request_timeout_s)
+            stack.push_async_callback(client.aclose)
+        daemon = AgentDaemon(
+            config,
+            devices=devices,
+            room=lambda: sensor.latest,
+            store=store,
+            client=client,
+            clock=clock,
+            outdoor=outdoor_latest,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        _log.info("agent running with %d device(s)", len(devices))
+        run = asyncio.create_task(daemon.run(stop))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([run, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if run.done():  # it failed: run() has already put the devices in their safe state
+            _log.error("the agent stopped on an error", exc_info=run.exception())
+            return 1
+        grace_s = config.thermostat.grace_s
+        try:
+            await asyncio.wait_for(run, grace_s)
+        except TimeoutError:
+            _log.error("the daemon did not stop within %.0f s; forcing the safe state", grace_s)
+            if not await asyncio.wait_for(daemon.safe_all(), grace_s):
+                return 1
+        _log.info("stopped; every device is in its safe state")
+    return 0
+
+
+@_agent.callback()
+def _agent_main(
+    ctx: typer.Context,
+    config: ConfigPath = Path("agent.toml"),
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the agent: keep the room at its setpoint and make the heat pay."""
+    if ctx.invoked_subcommand is not None:
+        return
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise InputError(f"--log-level: unknown level {log_level!r}")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    status = asyncio.run(_run(config))
+    raise typer.Exit(status)
+
+
+async def _enroll(config_path: Path, code: str, url: str | None) -> str:
+    from heatgrid.agent.client import CoordinatorClient, CoordinatorUnavailableError  # noqa: PLC0415
+    from heatgrid.agent.config import load_config  # noqa: PLC0415
+    from heatgrid.agent.enroll import enroll  # noqa: PLC0415
+    from heatgrid.agent.state_store import StateStore  # noqa: PLC0415
+
+    config = load_config(config_path)
+    base_url = url or config.coordinator.url
+    if base_url is None:
+        raise InputError("--url: give the coordinator's URL (or coordinator.url in the config)")
+    with StateStore(config.state.path) as store:
+        async with CoordinatorClient(
+            base_url, timeout_s=config.coordinator.request_timeout_s
+        ) as client:
+            try:
+                identity = await enroll(config, store, client, code)
+            except CoordinatorUnavailableError as error:
+                raise InputError(f"--url: the coordinator cannot be reached: {error}") from None
+    return identity.device_id
+
+
+@_agent.command("enroll")
+def enroll_command(
+    code: Annotated[str, typer.Option("--code", help="The owner's one-time enrollment code.")],
+    url: Annotated[
+        str | None, typer.Option("--url", help="The coordinator's URL (default: coordinator.url).")
+    ] = None,
+    config: ConfigPath = Path("agent.toml"),
+) -> None:
+    """Enroll this heater with a one-time code; the token is kept in the state file (0600)."""
+    device_id = asyncio.run(_enroll(config, code, url))
+    typer.echo(f"enrolled as device {device_id}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``agent`` command group to ``app``."""
+    app.add_typer(_agent, name="agent")

@@ -1,0 +1,167 @@
+"""The agent's configuration: TOML, environment overrides, errors that name the key."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from heatgrid.agent.config import load_config, parse_config
+from heatgrid.cli.main import main
+from heatgrid.core.control import Mode
+from heatgrid.core.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "docs" / "agent.toml.example"
+
+MINIMAL = """
+[sensor]
+topic = "room/temp"
+
+[[devices]]
+type = "cpu"
+idle_power_w = 10.0
+max_power_w = 100.0
+"""
+
+
+def test_the_documented_example_is_valid() -> None:
+    config = load_config(EXAMPLE, environ={})
+    assert [device.type for device in config.devices] == ["cpu", "mqtt_plug"]
+    assert config.max_power_w == 1120.0
+    assert config.thermostat_config().max_power_w == 1120.0
+
+
+def test_defaults_and_tuned_gains() -> None:
+    config = parse_config(MINIMAL, environ={})
+    thermostat = config.thermostat_config()
+    assert config.mode is Mode.AUTO
+    assert thermostat.kp_w_per_k > 0.0
+    assert thermostat.ki_w_per_k_s > 0.0
+    assert thermostat.schedule.change_points == ((0, 0, 21.0),)
+
+
+def test_environment_overrides_a_key_and_a_device() -> None:
+    config = parse_config(
+        MINIMAL,
+        environ={
+            "HEATGRID_AGENT__THERMOSTAT__SETPOINT_C": "19.5",
+            "HEATGRID_AGENT__THERMOSTAT__MODE": "away",
+            "HEATGRID_AGENT__DEVICES__0__MAX_POWER_W": "250",
+            "HEATGRID_AGENT__SENSOR__HOST": "broker.home",
+            "UNRELATED": "1",
+        },
+    )
+    assert config.thermostat.setpoint_c == 19.5
+    assert config.mode is Mode.AWAY
+    assert config.devices[0].max_power_w == 250.0  # type: ignore[union-attr]
+    assert config.sensor.host == "broker.home"
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "named"),
+    [
+        (MINIMAL.replace('topic = "room/temp"', ""), {}, "sensor.topic: Field required"),
+        (MINIMAL.replace('"cpu"', '"heatpump"'), {}, "devices[0]: unknown device type 'heatpump'"),
+        (MINIMAL.replace("100.0", '"100"'), {}, "devices[0].max_power_w"),
+        (MINIMAL + "\n[thermostat]\nsetpoint = 21\n", {}, "thermostat.setpoint: Extra inputs"),
+        (MINIMAL, {"HEATGRID_AGENT__THERMOSTAT__TICK_S": "-1"}, "thermostat.tick_s"),
+        (MINIMAL, {"HEATGRID_AGENT__DEVICES__3__NAME": "x"}, "HEATGRID_AGENT__DEVICES__3__NAME"),
+        (MINIMAL.replace("[sensor]", "[sensor"), {}, "not valid TOML"),
+        (
+            MINIMAL + "\n[thermostat]\nschedule = [[0, 60, 21.0], [9, 0, 18.0]]\n",
+            {},
+            "thermostat.schedule",
+        ),
+        (MINIMAL.replace("[sensor]", "[[devices]]\ntype = 'cpu'\n[sensor]"), {}, "devices"),
+    ],
+)
+def test_bad_configuration_names_the_key(text: str, environ: dict[str, str], named: str) -> None:
+    with pytest.raises(InputError) as caught:
+        parse_config(text, source="agent.toml", environ=environ)
+    assert named in str(caught.value)
+    assert str(caught.value).startswith("agent.toml: ") or named.startswith("HEATGRID")
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot read"):
+        load_config(tmp_path / "nowhere.toml", environ={})
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _cli(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    status = main(["agent", "--config", str(config)])
+    return status, capsys.readouterr().err
+
+
+def test_cli_refuses_an_unknown_device_type(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(MINIMAL.replace('"cpu"', '"heatpump"'))
+    status, err = _cli(path, capsys)
+    assert status == 2
+    assert "devices[0]" in err
+    assert "heatpump" in err
+    assert "Traceback" not in err
+
+
+def test_cli_refuses_an_unreachable_device_before_heating(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = _closed_port()
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        MINIMAL
+        + f"""
+[[devices]]
+type = "mqtt_plug"
+name = "boost"
+plug = "heater"
+port = {port}
+rated_power_w = 1000.0
+command_timeout_s = 0.5
+
+[state]
+path = "{tmp_path / "state.sqlite3"}"
+"""
+    )
+    status, err = _cli(path, capsys)
+    assert status == 2
+    assert "devices[1]" in err
+    assert "cannot be reached" in err
+    assert "Traceback" not in err
+
+
+def test_cli_refuses_an_unreachable_sensor_broker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agent.toml"
+    sensor = f'topic = "room/temp"\nport = {_closed_port()}\nconnect_timeout_s = 0.5'
+    path.write_text(
+        MINIMAL.replace('topic = "room/temp"', sensor)
+        + f'\n[state]\npath = "{tmp_path / "state.sqlite3"}"\n'
+    )
+    status, err = _cli(path, capsys)
+    assert status == 2
+    assert "sensor.host" in err
+
+
+def test_cli_refuses_a_device_the_adapter_rejects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        MINIMAL.replace("idle_power_w = 10.0", "idle_power_w = 150.0")
+        + f'\n[state]\npath = "{tmp_path / "state.sqlite3"}"\n'
+    )
+    status, err = _cli(path, capsys)
+    assert status == 2
+    assert "devices[0] (cpu 'cpu')" in err
+    assert "idle_power_w" in err
