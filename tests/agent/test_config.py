@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from heatgrid.agent.config import load_config, parse_config
+from heatgrid.agent.config import adapter_entry, load_config, parse_config
+from heatgrid.agent.enroll import enroll_request
 from heatgrid.cli.main import main
 from heatgrid.core.control import Mode
 from heatgrid.core.errors import InputError
@@ -163,5 +164,31 @@ def test_cli_refuses_a_device_the_adapter_rejects(
     )
     status, err = _cli(path, capsys)
     assert status == 2
-    assert "devices[0] (cpu 'cpu')" in err
+    assert "devices[0]" in err
     assert "idle_power_w" in err
+
+
+def test_the_documented_miner_and_gpu_entries_are_valid_and_enroll_by_the_gpu() -> None:
+    text = EXAMPLE.read_text()
+    blocks = text[text.index("# An ASIC miner") :]
+    uncommented = "\n".join(
+        line[2:] if line.startswith("# ") and not line.startswith("# #") else line
+        for line in blocks.splitlines()
+        if not line.startswith("# An ") and not line.startswith("# # ")
+    )
+    config = parse_config(text[: text.index("# An ASIC miner")] + uncommented, environ={})
+    assert [device.type for device in config.devices] == ["cpu", "mqtt_plug", "pyasic", "nvml"]
+    assert config.max_power_w == 120.0 + 1000.0 + 1200.0 + 350.0
+    gpu = config.devices[3]
+    assert adapter_entry(gpu) == {
+        "type": "nvml",
+        "name": "gpu",
+        "gpu_index": 0,
+        "max_power_w": 350.0,
+        "min_cycle_s": 60.0,
+        "period_s": 1.0,
+    }  # vram_gb is for the coordinator; unset keys keep the adapter's defaults
+    request = enroll_request(config, "hge_0123456789abcdef_secret")
+    assert request.device_kind == "gpu"
+    assert request.hardware.vram_gb == 24.0
+    assert request.hardware.max_power_w == config.max_power_w

@@ -35,10 +35,13 @@ __all__ = [
     "HeaterSettings",
     "MiningSettings",
     "MqttPlugDeviceSpec",
+    "NvmlDeviceSpec",
+    "PyasicDeviceSpec",
     "RoomSettings",
     "SensorSettings",
     "StateSettings",
     "ThermostatSettings",
+    "adapter_entry",
     "load_config",
     "parse_config",
 ]
@@ -209,6 +212,7 @@ class CpuDeviceSpec(_Section):
     max_power_w: _PositiveFloat
     min_power_w: _PositiveFloat | None = None
     worker_count: Annotated[int, Field(ge=1)] | None = None
+    period_s: _PositiveFloat = 0.1
     min_cycle_s: _NonNegativeFloat = 0.0
 
 
@@ -225,7 +229,41 @@ class MqttPlugDeviceSpec(_Section):
     command_timeout_s: _PositiveFloat = 5.0
 
 
-DeviceSpec = Annotated[CpuDeviceSpec | MqttPlugDeviceSpec, Field(discriminator="type")]
+class PyasicDeviceSpec(_Section):
+    """``[[devices]]`` with ``type = "pyasic"``: an ASIC miner driven through pyasic."""
+
+    type: Literal["pyasic"]
+    name: _Name = "miner"
+    host: Annotated[str, Field(min_length=1)]
+    rpc_port: _Port = 4028
+    web_port: _Port | None = None
+    min_power_w: _PositiveFloat
+    max_power_w: _PositiveFloat
+    min_cycle_s: _NonNegativeFloat = 600.0
+    timeout_s: _PositiveFloat = 10.0
+
+
+class NvmlDeviceSpec(_Section):
+    """``[[devices]]`` with ``type = "nvml"``: an NVIDIA GPU through NVML."""
+
+    type: Literal["nvml"]
+    name: _Name = "gpu"
+    gpu_index: Annotated[int, Field(ge=0)] = 0
+    max_power_w: _PositiveFloat
+    min_power_w: _PositiveFloat | None = None
+    idle_power_w: _PositiveFloat | None = None
+    min_cycle_s: _NonNegativeFloat = 60.0
+    period_s: _PositiveFloat = 1.0
+    vram_gb: _PositiveFloat | None = None
+    """GPU memory offered to tasks [GB], told to the coordinator at enrollment."""
+
+
+_DEVICE_ONLY_KEYS = {"vram_gb"}  # told to the coordinator, not to the adapter
+
+DeviceSpec = Annotated[
+    CpuDeviceSpec | MqttPlugDeviceSpec | PyasicDeviceSpec | NvmlDeviceSpec,
+    Field(discriminator="type"),
+]
 """One ``[[devices]]`` entry, told apart by its ``type``."""
 
 
@@ -305,10 +343,18 @@ def _gain(configured: float | None, tuned: float) -> float:
     return tuned if configured is None else configured
 
 
-def _max_power_w(device: CpuDeviceSpec | MqttPlugDeviceSpec) -> float:
-    if isinstance(device, CpuDeviceSpec):
-        return device.max_power_w
-    return device.rated_power_w
+def _max_power_w(device: DeviceSpec) -> float:
+    if isinstance(device, MqttPlugDeviceSpec):
+        return device.rated_power_w
+    return device.max_power_w
+
+
+def adapter_entry(device: DeviceSpec) -> dict[str, Any]:
+    """Return ``device`` as the mapping the device registry's ``open_device`` takes.
+
+    Unset optional keys are left out, so the adapter's defaults apply.
+    """
+    return device.model_dump(exclude_none=True, exclude=_DEVICE_ONLY_KEYS)
 
 
 def _env_value(text: str) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from heatgrid.agent.client import CoordinatorClient, CoordinatorRefusedError
-from heatgrid.agent.config import AgentConfig, CpuDeviceSpec
+from heatgrid.agent.config import AgentConfig, CpuDeviceSpec, NvmlDeviceSpec, PyasicDeviceSpec
 from heatgrid.agent.state_store import Identity, StateStore
 from heatgrid.core.errors import InputError
 from heatgrid.protocol import v1
@@ -19,24 +19,46 @@ def enroll_request(config: AgentConfig, code: str) -> v1.EnrollRequest:
     InputError
         If the code is malformed or the heater has no compute device.
     """
-    compute = [device for device in config.devices if isinstance(device, CpuDeviceSpec)]
-    if not compute:
-        raise InputError("devices: a heater needs a compute device to join the network")
+    hardware = _hardware(config)
     try:
         return v1.EnrollRequest(
             enrollment_code=code,
             device_name=config.heater.name,
-            device_kind="cpu",
-            hardware=v1.Hardware(
-                model=config.heater.model,
-                max_power_w=config.max_power_w,
-                min_power_w=min(device.min_power_w or device.idle_power_w for device in compute),
-                cpu_cores=sum(device.worker_count or 1 for device in compute),
-            ),
+            device_kind=hardware[0],
+            hardware=hardware[1],
             has_room=True,
         )
     except ValueError as error:
         raise InputError(f"--code: not a valid enrollment code: {error}") from None
+
+
+def _hardware(config: AgentConfig) -> tuple[v1.DeviceKind, v1.Hardware]:
+    """Return the heater's kind and hardware: its main compute device's (GPU, ASIC, CPU)."""
+    gpus = [d for d in config.devices if isinstance(d, NvmlDeviceSpec)]
+    miners = [d for d in config.devices if isinstance(d, PyasicDeviceSpec)]
+    cpus = [d for d in config.devices if isinstance(d, CpuDeviceSpec)]
+    if gpus:
+        vram = [d.vram_gb for d in gpus if d.vram_gb is not None]
+        return "gpu", v1.Hardware(
+            model=config.heater.model,
+            max_power_w=config.max_power_w,
+            min_power_w=min(d.min_power_w or 0.0 for d in gpus),
+            vram_gb=max(vram) if vram else None,
+        )
+    if miners:
+        return "asic", v1.Hardware(
+            model=config.heater.model,
+            max_power_w=config.max_power_w,
+            min_power_w=min(d.min_power_w for d in miners),
+        )
+    if cpus:
+        return "cpu", v1.Hardware(
+            model=config.heater.model,
+            max_power_w=config.max_power_w,
+            min_power_w=min(d.min_power_w or d.idle_power_w for d in cpus),
+            cpu_cores=sum(d.worker_count or 1 for d in cpus),
+        )
+    raise InputError("devices: a heater needs a compute device (cpu, nvml or pyasic) to join")
 
 
 async def enroll(

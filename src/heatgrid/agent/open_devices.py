@@ -10,47 +10,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-from heatgrid.agent.config import AgentConfig, CpuDeviceSpec, DeviceSpec, SensorSettings
+from heatgrid.agent.config import AgentConfig, SensorSettings, adapter_entry
 from heatgrid.agent.devices.base import (
     DeviceCommandError,
     DeviceUnavailableError,
     HeatDevice,
 )
-from heatgrid.agent.devices.cpu import CpuHeater
-from heatgrid.agent.devices.mqtt_plug import MqttPlug
+from heatgrid.agent.devices.registry import open_device
 from heatgrid.agent.mqtt_sensor import MqttTemperatureSensor, MqttUnavailableError
 from heatgrid.core.errors import InputError
 
 __all__ = ["open_devices", "open_sensor"]
-
-
-async def _open(spec: DeviceSpec, clock: Callable[[], float]) -> HeatDevice:
-    if isinstance(spec, CpuDeviceSpec):
-        return CpuHeater(
-            idle_power_w=spec.idle_power_w,
-            max_power_w=spec.max_power_w,
-            name=spec.name,
-            min_power_w=spec.min_power_w,
-            worker_count=spec.worker_count,
-            min_cycle_s=spec.min_cycle_s,
-            clock=clock,
-        )
-    plug = MqttPlug(
-        spec.name,
-        plug=spec.plug,
-        host=spec.host,
-        port=spec.port,
-        rated_power_w=spec.rated_power_w,
-        min_cycle_s=spec.min_cycle_s,
-        command_timeout_s=spec.command_timeout_s,
-        clock=clock,
-    )
-    try:
-        await plug.start()
-    except BaseException:
-        await plug.aclose()
-        raise
-    return plug
 
 
 async def open_devices(config: AgentConfig, clock: Callable[[], float]) -> list[HeatDevice]:
@@ -79,11 +49,9 @@ async def open_devices(config: AgentConfig, clock: Callable[[], float]) -> list[
         for index, spec in enumerate(config.devices):
             key = f"devices[{index}] ({spec.type} {spec.name!r})"
             try:
-                device = await _open(spec, clock)
+                device = await open_device(index, adapter_entry(spec), clock=clock)
             except (DeviceUnavailableError, DeviceCommandError, OSError) as error:
                 raise InputError(f"{key}: cannot be reached: {error}") from None
-            except InputError as error:
-                raise InputError(f"{key}: {error}") from None
             opened.append(device)
             try:
                 await device.read()

@@ -115,7 +115,10 @@ def _agent_main(
     level = logging.getLevelName(log_level.upper())
     if not isinstance(level, int):
         raise InputError(f"--log-level: unknown level {log_level!r}")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # force: pyasic installs a root handler when imported, which would make this a no-op.
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
     status = asyncio.run(_run(config))
     raise typer.Exit(status)
 

@@ -26,7 +26,7 @@ def _refused_port() -> tuple[socket.socket, int]:
 
 
 def test_the_known_types() -> None:
-    assert DEVICE_TYPES == ("cpu", "mqtt-plug", "nvml", "pyasic")
+    assert DEVICE_TYPES == ("cpu", "mqtt_plug", "nvml", "pyasic")
 
 
 @pytest.mark.parametrize(
@@ -35,9 +35,9 @@ def test_the_known_types() -> None:
         (
             {"type": "foo"},
             r"^devices\[3\]\.type: unknown device type 'foo' \(known: cpu, "
-            r"mqtt-plug, nvml, pyasic\)$",
+            r"mqtt_plug, nvml, pyasic\)$",
         ),
-        ({"name": "x"}, r"^devices\[3\]\.type: missing \(known: cpu, mqtt-plug, nvml, pyasic\)"),
+        ({"name": "x"}, r"^devices\[3\]\.type: missing \(known: cpu, mqtt_plug, nvml, pyasic\)"),
         ({"type": "cpu", "max_power_w": 60}, r"^devices\[3\]\.idle_power_w: missing"),
         (
             {"type": "cpu", "idle_power_w": "10", "max_power_w": 60},
@@ -86,11 +86,11 @@ def test_the_known_types() -> None:
             r"^devices\[3\]\.min_power_w: missing",
         ),
         (
-            {"type": "mqtt-plug", "host": "127.0.0.1", "rated_power_w": 2000},
+            {"type": "mqtt_plug", "host": "127.0.0.1", "rated_power_w": 2000},
             r"^devices\[3\]\.plug: missing",
         ),
         (
-            {"type": "mqtt-plug", "plug": "a/b", "host": "127.0.0.1", "rated_power_w": 2000},
+            {"type": "mqtt_plug", "plug": "a/b", "host": "127.0.0.1", "rated_power_w": 2000},
             r"^devices\[3\]: plug must be a Tasmota topic",
         ),
         ({"type": "nvml", "gpu_index": "0"}, r"^devices\[3\]\.gpu_index: must be an integer"),
@@ -177,7 +177,7 @@ def test_a_plug_entry_builds_a_started_plug(mosquitto_broker: tuple[str, int]) -
             "boost", host=host, port=port, rated_power_w=1500.0
         ) as emulator:
             spec = {
-                "type": "mqtt-plug",
+                "type": "mqtt_plug",
                 "plug": "boost",
                 "host": host,
                 "port": port,
@@ -199,7 +199,7 @@ def test_an_unreachable_broker_is_reported_with_the_key_and_the_address() -> Non
     sock, port = _refused_port()
     with sock:
         spec = {
-            "type": "mqtt-plug",
+            "type": "mqtt_plug",
             "plug": "boost",
             "host": "127.0.0.1",
             "port": port,

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import logging
 import math
 import time
 import warnings
@@ -30,6 +31,10 @@ from heatgrid.agent.devices.base import DeviceCommandError, DeviceReading, Devic
 from heatgrid.core.arbiter import DeviceCapability
 from heatgrid.core.errors import InputError, require_non_negative, require_positive
 
+# pyasic configures the root logger when imported (a handler, level WARNING), which would
+# silence the agent's own INFO logs and make its logging.basicConfig a no-op: put it back.
+_ROOT_LOGGER = logging.getLogger()
+_ROOT_LEVEL, _ROOT_HANDLERS = _ROOT_LOGGER.level, list(_ROOT_LOGGER.handlers)
 with warnings.catch_warnings():
     # pyasic 0.79 declares pydantic models with a class-based Config, and passlib imports the
     # deprecated crypt module: third-party deprecations raised once, at import.
@@ -40,6 +45,8 @@ with warnings.catch_warnings():
     from pyasic.errors import APIError
     from pyasic.miners.data import DataOptions
     from pyasic.miners.factory import MinerFactory
+_ROOT_LOGGER.setLevel(_ROOT_LEVEL)
+_ROOT_LOGGER.handlers[:] = _ROOT_HANDLERS
 
 __all__ = ["DEFAULT_RPC_PORT", "PyasicMiner", "connect_pyasic_miner"]
 

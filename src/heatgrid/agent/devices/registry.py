@@ -11,14 +11,14 @@ type's keys (powers in W, times in s)::
     {"type": "cpu", "name": "cpu", "idle_power_w": 15, "max_power_w": 65}
                                                               # min_power_w, worker_count,
                                                               # period_s, min_cycle_s
-    {"type": "mqtt-plug", "name": "boost", "plug": "tasmota_boost", "host": "127.0.0.1",
+    {"type": "mqtt_plug", "name": "boost", "plug": "tasmota_boost", "host": "127.0.0.1",
      "rated_power_w": 2000}                                   # port, min_cycle_s,
                                                               # command_timeout_s
 
 ``name`` defaults to ``<type>-<index>``. :func:`open_device` checks every key before it touches
 hardware: an unknown type or key, a missing key or a value of the wrong kind raises
 :class:`~heatgrid.core.errors.InputError` naming it (``devices[0].type: unknown device type
-'foo' (known: cpu, mqtt-plug, nvml, pyasic)``). A device that cannot be reached at start (a
+'foo' (known: cpu, mqtt_plug, nvml, pyasic)``). A device that cannot be reached at start (a
 miner that does not answer, no NVIDIA driver, no MQTT broker) raises
 :class:`~heatgrid.agent.devices.base.DeviceUnavailableError` naming the entry, the key and the
 address.
@@ -179,7 +179,7 @@ _OPENERS: dict[str, tuple[_Opener, tuple[str, ...]]] = {
         _open_cpu,
         ("idle_power_w", "max_power_w", "min_power_w", "worker_count", "period_s", "min_cycle_s"),
     ),
-    "mqtt-plug": (
+    "mqtt_plug": (
         _open_mqtt_plug,
         ("plug", "host", "port", "rated_power_w", "min_cycle_s", "command_timeout_s"),
     ),
