@@ -11,16 +11,16 @@
    ``max_power_w``; resistive boost elements come last, so they cover only the demand above the
    compute devices' maximum. Each device's share is its average power target; the targets never
    add up to more than the demand.
-3. **Hardware limits** (:func:`_realize`, shared with :func:`plan_many`). A target the device can
-   hold (0, a listed level, or within ``[min_power_w, max_power_w]`` for a continuous device)
-   is delivered as is. Otherwise the device alternates between the feasible powers just below
-   (``lo``, 0 under the floor) and just above (``hi``) the target, steered by its energy debt
-   ``debt_j = ∫ (target − delivered) dt``: ``hi`` while the debt is positive, ``lo`` while it
-   is negative, no change at zero. This is a sigma-delta modulator: the long-run average equals
-   the target, and the debt stays within one quantum ``(hi − lo) · (min_cycle_s + tick)``.
-   The debt is reset when the target is delivered exactly and clipped to
-   ``± max_power_w · (min_cycle_s + tick)``, so that heat missed long ago is not made up in a
-   burst (the thermostat corrects for it through the room temperature).
+3. **Hardware limits** (:func:`_realize`, a compiled kernel shared with :func:`plan_many`). A
+   target the device can hold (0, a listed level, or within ``[min_power_w, max_power_w]`` for a
+   continuous device) is delivered as is. Otherwise the device alternates between the feasible
+   powers just below (``lo``, 0 under the floor) and just above (``hi``) the target, steered by
+   its energy debt ``debt_j = ∫ (target − delivered) dt``: ``hi`` while the debt is positive,
+   ``lo`` while it is negative, no change at zero. This is a sigma-delta modulator: the long-run
+   average equals the target, and the debt stays within one quantum
+   ``(hi − lo) · (min_cycle_s + tick)``. The debt is reset when the target is delivered exactly
+   and clipped to ``± max_power_w · (min_cycle_s + tick)``, so that heat missed long ago is not
+   made up in a burst (the thermostat corrects for it through the room temperature).
 4. **Minimum cycle.** A device stays in each discrete state for at least ``min_cycle_s``: on and
    off for a continuous device (which moves freely within ``[min_power_w, max_power_w]`` while
    on), off and each listed level for a device with discrete levels. While held on against a
@@ -40,12 +40,14 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias, get_args
+from typing import Any, Literal, TypeAlias, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from heatgrid.core import _arbiter_kernel as _kernel
 from heatgrid.core._arrays import FloatArray, checked_array
+from heatgrid.core._kernel_math import kernel_input
 from heatgrid.core.catalog import Device
 from heatgrid.core.errors import InputError, require_finite, require_non_negative, require_positive
 
@@ -71,7 +73,8 @@ BOOST_WORK_ID = "boost"
 
 _J_PER_KWH = 3.6e6
 _S_PER_DAY = 86_400.0
-_LEVEL_TOLERANCE_W = 1e-9
+_PARALLEL_MIN_DEVICES = 20_000
+"""From this many devices :func:`plan_many` runs on numba's threads (below, on this one)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -546,14 +549,6 @@ def _pour(
     return targets
 
 
-def _same_state(
-    power_a_w: FloatArray, power_b_w: FloatArray, discrete: NDArray[np.bool_]
-) -> NDArray[np.bool_]:
-    """Whether two powers are the same discrete state (the level; on/off if continuous)."""
-    same_level = np.abs(power_a_w - power_b_w) <= _LEVEL_TOLERANCE_W
-    return np.where(discrete, same_level, (power_a_w > 0.0) == (power_b_w > 0.0))
-
-
 def _realize(
     state: DeviceStateArrays,
     target_w: FloatArray,
@@ -563,50 +558,38 @@ def _realize(
 ) -> tuple[DeviceStateArrays, FloatArray]:
     """Turn average power targets into powers the hardware can hold now (rules 3 and 4).
 
-    Devices where ``stop`` is set go off at once, with their debt cleared.
+    Devices where ``stop`` is set go off at once, with their debt cleared. The rules run in
+    ``heatgrid.core._arbiter_kernel.realize_one``, compiled, one device at a time.
     """
-    min_w, max_w = devices.min_power_w, devices.max_power_w
-    dt_s = np.where(np.isfinite(state.last_ts), np.maximum(now_ts - state.last_ts, 0.0), 0.0)
-    debt_j = state.debt_j + (state.target_w - state.power_w) * dt_s
-
-    # Feasible powers just below and just above the target (equal when it is feasible).
-    levels = np.concatenate([np.zeros((len(min_w), 1)), devices.power_levels_w], axis=1)
-    discrete = np.any(~np.isnan(devices.power_levels_w), axis=1)
-    column = target_w[:, np.newaxis]
-    near = np.abs(levels - column) <= _LEVEL_TOLERANCE_W
-    on_level = np.any(near, axis=1)
-    level_w = np.max(np.where(near, levels, -np.inf), axis=1)
-    below_d = np.max(np.where(levels < column, levels, -np.inf), axis=1)
-    above_d = np.min(np.where(levels > column, levels, np.inf), axis=1)
-    below_d = np.where(on_level, level_w, below_d)
-    above_d = np.where(on_level, level_w, np.where(np.isfinite(above_d), above_d, below_d))
-    below_c = np.where(target_w >= min_w, target_w, 0.0)
-    above_c = np.where(target_w <= 0.0, 0.0, np.maximum(target_w, min_w))
-    below_w = np.where(discrete, below_d, below_c)
-    above_w = np.where(discrete, above_d, above_c)
-    exact = below_w == above_w
-
-    # Sigma-delta on the energy debt; at zero debt keep the current state.
-    current_w = state.power_w
-    at_above = _same_state(current_w, above_w, discrete)
-    up = np.where(debt_j > 0.0, True, np.where(debt_j < 0.0, False, at_above))
-    wanted_w = np.where(exact | up, above_w, below_w)
-
-    # Minimum time in each discrete state.
-    settled = now_ts - state.since_ts >= devices.min_cycle_s
-    held_w = np.where(discrete | (current_w <= 0.0), current_w, np.clip(target_w, min_w, max_w))
-    changes = ~_same_state(wanted_w, current_w, discrete)
-    power_w = np.where(stop, 0.0, np.where(changes & ~settled, held_w, wanted_w))
-
-    cap_j = max_w * (devices.min_cycle_s + dt_s)
-    delivered = exact & (power_w == above_w)
-    debt_j = np.where(delivered | stop, 0.0, np.clip(debt_j, -cap_j, cap_j))
-    switched = ~_same_state(power_w, current_w, discrete)
+    count = devices.max_power_w.shape[0]
+    targets = _vector(target_w, count)
+    old = (
+        _vector(state.power_w, count),
+        _vector(state.target_w, count),
+        _vector(state.since_ts, count),
+        _vector(state.debt_j, count),
+        _vector(state.last_ts, count),
+    )
+    capabilities = (
+        _vector(devices.min_power_w, count),
+        _vector(devices.max_power_w, count),
+        kernel_input(devices.power_levels_w, np.float64),
+        _vector(devices.min_cycle_s, count),
+    )
+    out = tuple(np.empty(count) for _ in range(5))
+    stops = _vector(stop, count, np.bool_)
+    kernel = _kernel.realize_parallel if count >= _PARALLEL_MIN_DEVICES else _kernel.realize_serial
+    kernel(now_ts, targets, stops, old, capabilities, out)
+    power_w, target, since_ts, debt_j, last_ts = out
     new_state = DeviceStateArrays(
-        power_w=power_w,
-        target_w=np.array(target_w, dtype=np.float64),
-        since_ts=np.where(switched, now_ts, state.since_ts),
-        debt_j=debt_j,
-        last_ts=np.full(power_w.shape, now_ts),
+        power_w=power_w, target_w=target, since_ts=since_ts, debt_j=debt_j, last_ts=last_ts
     )
     return new_state, power_w
+
+
+def _vector(values: ArrayLike, count: int, dtype: type[np.generic] = np.float64) -> NDArray[Any]:
+    """Return ``values`` broadcast to ``(count,)`` for the kernel (see ``kernel_input``)."""
+    array = np.asarray(values, dtype=dtype)
+    if array.shape != (count,):
+        array = np.broadcast_to(array, (count,)).copy()
+    return kernel_input(array, dtype)

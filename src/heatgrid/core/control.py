@@ -1,8 +1,9 @@
 """Thermostat: the pure ``decide(state, observation, now_ts, config)`` and its vectorized twin.
 
 The agent calls :func:`decide` once per tick with the real clock, the simulator calls
-:func:`decide_many` for many homes at once, and both run the same array code
-(:func:`_decide_arrays`); :func:`decide` is :func:`decide_many` on arrays of length one.
+:func:`decide_many` for many homes at once, and both run the same compiled rules
+(``heatgrid.core._control_kernel.tick``, a numba kernel over the homes); :func:`decide` is
+:func:`decide_many` on arrays of length one.
 
 Rules, in order of precedence (after Home Assistant's ``generic_thermostat``):
 
@@ -41,13 +42,15 @@ import enum
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
-from typing import ClassVar, NamedTuple, TypeAlias, TypeVar, overload
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, NamedTuple, TypeAlias, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from heatgrid.core import _control_kernel as _kernel
 from heatgrid.core._arrays import FloatArray, FloatOrArray, checked_array, scalar_or_array
+from heatgrid.core._kernel_math import kernel_input
 from heatgrid.core.errors import InputError, require_finite, require_positive
 
 __all__ = [
@@ -72,13 +75,13 @@ __all__ = [
 
 BoolArray: TypeAlias = NDArray[np.bool_]
 IntArray: TypeAlias = NDArray[np.int64]
-_Arrays = TypeVar("_Arrays", "ThermostatStateArrays", "HeatCommandArrays")
 
 _SECONDS_PER_DAY = 86_400.0
 _SECONDS_PER_WEEK = 7 * _SECONDS_PER_DAY
 _MINUTES_PER_DAY = 1440
-_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
 _MAX_UTC_OFFSET_H = 14.0
+_PARALLEL_MIN_HOMES = 20_000
+"""From this many homes :func:`decide_many` runs on numba's threads (below, on this one)."""
 
 
 class Mode(enum.IntEnum):
@@ -256,20 +259,6 @@ def _schedule_table(schedules: Sequence[WeeklySchedule]) -> tuple[FloatArray, Fl
     return start_s, setpoint_c
 
 
-def _scheduled_setpoint(
-    start_s: FloatArray, setpoint_c: FloatArray, utc_offset_h: FloatArray, now_ts: FloatArray
-) -> FloatArray:
-    """Look up the setpoint in force at ``now_ts`` in sorted schedule rows (last axis)."""
-    local_s = now_ts + utc_offset_h * 3600.0
-    week_s = np.mod(local_s + _EPOCH_WEEKDAY * _SECONDS_PER_DAY, _SECONDS_PER_WEEK)
-    started = start_s <= week_s[..., np.newaxis]
-    count = np.sum(started, axis=-1)
-    index = (count - 1) % start_s.shape[-1]  # before the first change: the week's last one
-    table = np.broadcast_to(setpoint_c, started.shape)
-    result: FloatArray = np.take_along_axis(table, index[..., np.newaxis], axis=-1)[..., 0]
-    return result
-
-
 @overload
 def setpoint_at(schedule: WeeklySchedule, now_ts: float) -> float: ...
 @overload
@@ -296,8 +285,9 @@ def setpoint_at(schedule: WeeklySchedule, now_ts: ArrayLike) -> FloatOrArray:
     """
     now = checked_array("now_ts", now_ts)
     start_s, setpoint_c = _schedule_table([schedule])
-    offset = np.full(now.shape, schedule.utc_offset_h)
-    return scalar_or_array(_scheduled_setpoint(start_s[0], setpoint_c[0], offset, now))
+    result = np.empty(now.size)
+    _kernel.setpoints(start_s, setpoint_c, schedule.utc_offset_h, now.reshape(-1), result)
+    return scalar_or_array(result.reshape(now.shape))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -711,7 +701,7 @@ def decide_many(
     InputError
         If ``now_ts`` is not finite.
     """
-    now = np.asarray(require_finite("now_ts", now_ts), dtype=np.float64)
+    now = require_finite("now_ts", now_ts)
     shape = np.broadcast_shapes(
         *(np.shape(getattr(state, f.name)) for f in fields(state)),
         *(np.shape(getattr(observation, f.name)) for f in fields(observation)),
@@ -719,106 +709,92 @@ def decide_many(
         np.shape(config.utc_offset_h),
         np.shape(config.schedule_start_s)[:-1],
     )
-    new_state, command = _decide_arrays(state, observation, now, config)
-    return _broadcast(new_state, shape), _broadcast(command, shape)
-
-
-def _broadcast(arrays: _Arrays, shape: tuple[int, ...]) -> _Arrays:
-    """Return a copy of a struct of arrays with every field broadcast to ``shape``."""
-    values = {
-        f.name: np.array(np.broadcast_to(getattr(arrays, f.name), shape)) for f in fields(arrays)
-    }
-    return replace(arrays, **values)
-
-
-def _decide_arrays(
-    state: ThermostatStateArrays,
-    obs: ObservationArrays,
-    now: FloatArray,
-    cfg: ThermostatConfigArrays,
-) -> tuple[ThermostatStateArrays, HeatCommandArrays]:
-    """Apply the rules on arrays: the one code path of :func:`decide` and :func:`decide_many`."""
-    temp_c = obs.room_temp_c
-    finite = np.isfinite(temp_c) & np.isfinite(obs.reading_ts)
-    stale = finite & (np.abs(now - obs.reading_ts) > cfg.max_age_s)
-    out_of_range = np.isfinite(temp_c) & (
-        (temp_c < cfg.min_valid_temp_c) | (temp_c > cfg.max_valid_temp_c)
+    total = math.prod(shape)
+    obs = (
+        _flat(observation.room_temp_c, shape, np.float64),
+        _flat(observation.reading_ts, shape, np.float64),
+        _flat(observation.device_temp_c, shape, np.float64),
+        _flat(observation.fan_ok, shape, np.bool_),
+        _flat(observation.upright, shape, np.bool_),
+        _flat(observation.mode, shape, np.int64),
     )
-    valid = finite & ~stale & ~out_of_range
-    alarm = (
-        np.where(~finite, Alarm.SENSOR_NOT_FINITE.value, 0)
-        | np.where(stale, Alarm.SENSOR_STALE.value, 0)
-        | np.where(out_of_range, Alarm.SENSOR_OUT_OF_RANGE.value, 0)
-        | np.where(
-            np.isfinite(temp_c) & (temp_c >= cfg.room_limit_c), Alarm.ROOM_OVER_TEMPERATURE.value, 0
-        )
-        | np.where(obs.device_temp_c >= cfg.device_limit_c, Alarm.DEVICE_OVER_TEMPERATURE.value, 0)
-        | np.where(obs.fan_ok, 0, Alarm.FAN_FAILURE.value)
-        | np.where(obs.upright, 0, Alarm.TIP_OVER.value)
-    ).astype(np.int64)
-    away = obs.mode == Mode.AWAY
-    user_off = ~((obs.mode == Mode.AUTO) | away)
-    safe = (alarm != 0) | user_off
-
-    scheduled_c = _scheduled_setpoint(
-        cfg.schedule_start_s, cfg.schedule_setpoint_c, cfg.utc_offset_h, now
+    old = (
+        _flat(state.integral_w, shape, np.float64),
+        _flat(state.heating, shape, np.bool_),
+        _flat(state.since_ts, shape, np.float64),
+        _flat(state.last_tick_ts, shape, np.float64),
+        _flat(state.last_command_ts, shape, np.float64),
+        _flat(state.last_power_w, shape, np.float64),
+        _flat(state.alarm, shape, np.int64),
     )
-    setpoint_c = np.where(away, cfg.away_setpoint_c, scheduled_c)
-    error_k = np.where(valid, setpoint_c - np.where(valid, temp_c, 0.0), 0.0)
-
-    # Switching: tolerances, minimum on and off times, interlocks.
-    was_on = state.heating
-    elapsed_s = now - state.since_ts
-    want_on = error_k >= cfg.cold_tolerance_k
-    want_off = error_k <= -cfg.hot_tolerance_k
-    stays_on = ~(want_off & (elapsed_s >= cfg.min_on_s))
-    turns_on = want_on & (elapsed_s >= cfg.min_off_s)
-    heating = ~safe & np.where(was_on, stays_on, turns_on)
-
-    # PI with clamping anti-windup; the integrator runs only over intervals spent heating.
-    dt_s = np.where(
-        np.isfinite(state.last_tick_ts), np.clip(now - state.last_tick_ts, 0.0, cfg.max_age_s), 0.0
+    numbers = tuple(_flat(getattr(config, name), shape, np.float64) for name in _CONFIG_NUMBERS)
+    schedule = (
+        _rows(config.schedule_start_s, shape),
+        _rows(config.schedule_setpoint_c, shape),
+        _flat(config.utc_offset_h, shape, np.float64),
     )
-    proportional_w = cfg.kp_w_per_k * error_k
-    candidate_w = state.integral_w + cfg.ki_w_per_k_s * error_k * dt_s
-    rising_w = np.minimum(
-        candidate_w, np.maximum(state.integral_w, cfg.max_power_w - proportional_w)
+    floats = [np.empty(total) for _ in range(7)]
+    flags = [np.empty(total, dtype=np.bool_) for _ in range(3)]
+    codes = [np.empty(total, dtype=np.int64) for _ in range(3)]
+    integral, since, last_tick, last_command, last_power, power, setpoint = floats
+    heating, send, heating_command = flags
+    alarm, reason, alarm_command = codes
+    out = (
+        integral,
+        heating,
+        since,
+        last_tick,
+        last_command,
+        last_power,
+        alarm,
+        power,
+        setpoint,
+        reason,
+        send,
+        heating_command,
+        alarm_command,
     )
-    falling_w = np.maximum(candidate_w, np.minimum(state.integral_w, -proportional_w))
-    integral_w = np.where(
-        was_on & heating, np.where(error_k > 0.0, rising_w, falling_w), state.integral_w
-    )
-    integral_w = np.where(safe, 0.0, np.clip(integral_w, 0.0, cfg.max_power_w))
-    power_w = np.where(heating, np.clip(proportional_w + integral_w, 0.0, cfg.max_power_w), 0.0)
-
-    reason = np.select(
-        [alarm != 0, user_off, was_on & heating & want_off, ~was_on & ~heating & want_on, heating],
-        [Reason.ALARM, Reason.USER_OFF, Reason.HOLD_ON, Reason.HOLD_OFF, Reason.HEATING],
-        Reason.IDLE,
-    ).astype(np.int64)
-
-    switched = heating != was_on
-    send = (
-        switched
-        | (alarm != state.alarm)
-        | (np.abs(power_w - state.last_power_w) > cfg.power_step_w)
-        | ~(now - state.last_command_ts < cfg.keep_alive_s)
-    )
+    kernel = _kernel.decide_parallel if total >= _PARALLEL_MIN_HOMES else _kernel.decide_serial
+    kernel(total, now, obs, old, numbers, schedule, out)
     new_state = ThermostatStateArrays(
-        integral_w=integral_w,
-        heating=heating,
-        since_ts=np.where(switched, now, state.since_ts),
-        last_tick_ts=np.full(np.shape(heating), now),
-        last_command_ts=np.where(send, now, state.last_command_ts),
-        last_power_w=np.where(send, power_w, state.last_power_w),
-        alarm=alarm,
+        integral_w=integral.reshape(shape),
+        heating=heating.reshape(shape),
+        since_ts=since.reshape(shape),
+        last_tick_ts=last_tick.reshape(shape),
+        last_command_ts=last_command.reshape(shape),
+        last_power_w=last_power.reshape(shape),
+        alarm=alarm.reshape(shape),
     )
     command = HeatCommandArrays(
-        heat_power_w=power_w,
-        heating=heating,
-        setpoint_c=setpoint_c,
-        alarm=alarm,
-        reason=reason,
-        send=send,
+        heat_power_w=power.reshape(shape),
+        heating=heating_command.reshape(shape),
+        setpoint_c=setpoint.reshape(shape),
+        alarm=alarm_command.reshape(shape),
+        reason=reason.reshape(shape),
+        send=send.reshape(shape),
     )
     return new_state, command
+
+
+def _flat(value: ArrayLike, shape: tuple[int, ...], dtype: type[np.generic]) -> NDArray[Any]:
+    """Return ``value`` as a 1-D array for the kernel.
+
+    One element if it is shared by all homes, else one per home of ``shape`` (C order).
+    """
+    array = np.asarray(value, dtype=dtype)
+    if array.size == 1:
+        return kernel_input(array.reshape(1), dtype)
+    if array.size == math.prod(shape):
+        return kernel_input(array, dtype).reshape(-1)
+    return np.broadcast_to(array, shape).flatten()
+
+
+def _rows(table: FloatArray, shape: tuple[int, ...]) -> FloatArray:
+    """Return a schedule table ``(..., k)`` as rows ``(1, k)`` or one per home, for the kernel."""
+    width = table.shape[-1]
+    rows = math.prod(table.shape[:-1])
+    if rows == 1:
+        return kernel_input(table.reshape(1, width), np.float64)
+    if rows == math.prod(shape):
+        return kernel_input(table, np.float64).reshape(rows, width)
+    return kernel_input(np.broadcast_to(table, (*shape, width)).reshape(-1, width), np.float64)

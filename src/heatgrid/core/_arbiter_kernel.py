@@ -1,0 +1,152 @@
+"""The arbiter's hardware rules as one numba kernel (private to :mod:`heatgrid.core.arbiter`).
+
+:func:`realize_one` applies rules 3 and 4 of :mod:`heatgrid.core.arbiter` (feasible powers,
+sigma-delta on the energy debt, minimum cycle, stops) to one device; it is the only
+implementation of them. :func:`realize_serial` and :func:`realize_parallel` run it over every
+device (``range`` or ``prange``); :func:`heatgrid.core.arbiter.plan` (one heater) and
+:func:`heatgrid.core.arbiter.plan_many` (a fleet) both end here.
+
+NaN follows NumPy (``_kernel_math``), as in the array code this replaces; no ``fastmath``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from numba import njit, prange
+
+from heatgrid.core._kernel_math import clip, maximum, minimum
+
+__all__: list[str] = []
+
+CHUNK = 4096
+"""Devices per task of the parallel kernel."""
+LEVEL_TOLERANCE_W = 1e-9
+"""Two powers closer than this are the same level [W]."""
+
+
+@njit(cache=True, inline="always")
+def _same_state(power_a_w: float, power_b_w: float, discrete: bool) -> bool:
+    """Whether two powers are the same discrete state (the level; on/off if continuous)."""
+    if discrete:
+        return abs(power_a_w - power_b_w) <= LEVEL_TOLERANCE_W
+    return (power_a_w > 0.0) == (power_b_w > 0.0)
+
+
+@njit(cache=True, inline="always")
+def _bracket(target_w: float, min_power_w: float, levels_w: Any, row: int, discrete: bool) -> Any:
+    """Return the feasible powers just below and just above the target [W] (equal if feasible).
+
+    A discrete device holds 0 or a listed level (row ``row`` of ``levels_w``, NaN-padded); a
+    continuous one 0 or any power in ``[min_power_w, max_power_w]``.
+    """
+    if not discrete:
+        below_w = target_w if target_w >= min_power_w else 0.0
+        above_w = 0.0 if target_w <= 0.0 else maximum(target_w, min_power_w)
+        return below_w, above_w
+    on_level = abs(target_w) <= LEVEL_TOLERANCE_W  # the level 0 (off)
+    level_w = 0.0 if on_level else -math.inf
+    below_w = 0.0 if target_w > 0.0 else -math.inf
+    above_w = 0.0 if target_w < 0.0 else math.inf
+    for j in range(levels_w.shape[1]):
+        value = levels_w[row, j]
+        if abs(value - target_w) <= LEVEL_TOLERANCE_W:
+            on_level = True
+            level_w = maximum(level_w, value)
+        if value < target_w:
+            below_w = maximum(below_w, value)
+        if value > target_w:
+            above_w = minimum(above_w, value)
+    if on_level:
+        return level_w, level_w
+    return below_w, (above_w if math.isfinite(above_w) else below_w)
+
+
+@njit(cache=True, inline="always")
+def realize_one(now_ts: float, target_w: float, stop: bool, state: Any, device: Any) -> Any:
+    """Apply rules 3 and 4 to one device; return ``(power_w, since_ts, debt_j)``.
+
+    ``state`` is ``(power_w, target_w, since_ts, debt_j, last_ts)`` of the last tick, ``device``
+    ``(min_power_w, max_power_w, power_levels_w, row, min_cycle_s)``: the device's levels are
+    row ``row`` of the table ``power_levels_w``.
+    """
+    current_w, last_target_w, since_ts, debt_j, last_ts = state
+    min_power_w, max_power_w, levels_w, row, min_cycle_s = device
+    dt_s = maximum(now_ts - last_ts, 0.0) if math.isfinite(last_ts) else 0.0
+    debt_j = debt_j + (last_target_w - current_w) * dt_s
+    discrete = False
+    for j in range(levels_w.shape[1]):
+        if not math.isnan(levels_w[row, j]):
+            discrete = True
+    below_w, above_w = _bracket(target_w, min_power_w, levels_w, row, discrete)
+    exact = below_w == above_w
+
+    # Sigma-delta on the energy debt; at zero debt keep the current state.
+    if debt_j > 0.0:
+        up = True
+    elif debt_j < 0.0:
+        up = False
+    else:
+        up = _same_state(current_w, above_w, discrete)
+    wanted_w = above_w if exact or up else below_w
+
+    # Minimum time in each discrete state; a stop beats it.
+    settled = now_ts - since_ts >= min_cycle_s
+    on_w = clip(target_w, min_power_w, max_power_w)  # a continuous device held on
+    held_w = current_w if discrete or current_w <= 0.0 else on_w
+    changes = not _same_state(wanted_w, current_w, discrete)
+    power_w = held_w if changes and not settled else wanted_w
+    if stop:
+        power_w = 0.0
+
+    cap_j = max_power_w * (min_cycle_s + dt_s)
+    delivered = exact and power_w == above_w
+    debt_j = 0.0 if delivered or stop else clip(debt_j, -cap_j, cap_j)
+    switched = not _same_state(power_w, current_w, discrete)
+    return power_w, (now_ts if switched else since_ts), debt_j
+
+
+@njit(cache=True)
+def _realize_range(  # noqa: PLR0917
+    lo: int, hi: int, now_ts: float, target_w: Any, stop: Any, state: Any, devices: Any, out: Any
+) -> None:
+    """Run :func:`realize_one` over devices ``lo`` to ``hi − 1``: load, realize, store.
+
+    The tuples are unpacked once, outside the loop, so that the loop touches only arrays.
+    """
+    power_w, last_target_w, since_ts, debt_j, last_ts = state
+    min_w, max_w, levels_w, cycle_s = devices
+    power_out, target_out, since_out, debt_out, last_out = out
+    for i in range(lo, hi):
+        result = realize_one(
+            now_ts,
+            target_w[i],
+            stop[i],
+            (power_w[i], last_target_w[i], since_ts[i], debt_j[i], last_ts[i]),
+            (min_w[i], max_w[i], levels_w, i, cycle_s[i]),
+        )
+        power_out[i] = result[0]
+        target_out[i] = target_w[i]
+        since_out[i] = result[1]
+        debt_out[i] = result[2]
+        last_out[i] = now_ts
+
+
+@njit(cache=True)
+def realize_serial(  # noqa: PLR0917
+    now_ts: float, target_w: Any, stop: Any, state: Any, devices: Any, out: Any
+) -> None:
+    """Run :func:`realize_one` over every device on this thread."""
+    _realize_range(0, target_w.shape[0], now_ts, target_w, stop, state, devices, out)
+
+
+@njit(cache=True, parallel=True)
+def realize_parallel(  # noqa: PLR0917
+    now_ts: float, target_w: Any, stop: Any, state: Any, devices: Any, out: Any
+) -> None:
+    """Run :func:`realize_one` over every device on numba's threads, ``CHUNK`` per task."""
+    n = target_w.shape[0]
+    for chunk in prange((n + CHUNK - 1) // CHUNK):
+        lo = chunk * CHUNK
+        _realize_range(lo, min(lo + CHUNK, n), now_ts, target_w, stop, state, devices, out)

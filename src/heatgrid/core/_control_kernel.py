@@ -1,0 +1,331 @@
+"""The thermostat's rules as one numba kernel (private to :mod:`heatgrid.core.control`).
+
+:func:`tick` applies the rules of :mod:`heatgrid.core.control` to one home; it is the only
+implementation of them. :func:`decide_serial` and :func:`decide_parallel` run it over every home
+(``range`` or ``prange``); :func:`decide` (one home) and :func:`decide_many` (a fleet) both
+end here. Per-home inputs are 1-D arrays of length ``n``; a setting shared by all homes is an
+array of length 1 (``_kernel_math.at`` reads it for every home). :func:`scheduled_setpoint` is the
+schedule lookup of :func:`tick` and of :func:`heatgrid.core.control.setpoint_at`.
+
+NaN follows NumPy (``_kernel_math``: ``minimum`` and ``maximum`` propagate it like
+``np.minimum`` and ``np.maximum``), and every comparison with NaN is false. No ``fastmath``:
+it would assume that there is no NaN, and a NaN reading must raise an alarm.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import njit, prange
+
+from heatgrid.core._kernel_math import at, clip, maximum, minimum
+
+__all__: list[str] = []
+
+# Codes of heatgrid.core.control's Mode, Alarm and Reason (tests check that they agree).
+MODE_AUTO = 0
+MODE_AWAY = 1
+ALARM_SENSOR_NOT_FINITE = 1
+ALARM_SENSOR_STALE = 2
+ALARM_SENSOR_OUT_OF_RANGE = 4
+ALARM_ROOM_OVER_TEMPERATURE = 8
+ALARM_DEVICE_OVER_TEMPERATURE = 16
+ALARM_FAN_FAILURE = 32
+ALARM_TIP_OVER = 64
+REASON_IDLE = 0
+REASON_HEATING = 1
+REASON_HOLD_ON = 2
+REASON_HOLD_OFF = 3
+REASON_USER_OFF = 4
+REASON_ALARM = 5
+
+CHUNK = 4096
+"""Homes per task of the parallel kernel."""
+_SECONDS_PER_DAY = 86_400.0
+_SECONDS_PER_WEEK = 7 * _SECONDS_PER_DAY
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
+
+
+@njit(cache=True)
+def scheduled_setpoint(
+    start_s: Any, setpoint_c: Any, row: int, utc_offset_h: float, now_ts: float
+) -> float:
+    """Return the setpoint in force at ``now_ts`` [°C] in row ``row`` of a schedule table.
+
+    ``start_s`` [s since local Monday 00:00] and ``setpoint_c`` [°C] are 2-D of the same shape,
+    one schedule per row, each row sorted (``ThermostatConfigArrays`` checks it); before the
+    week's first change point the last one is in force.
+    """
+    local_s = now_ts + utc_offset_h * 3600.0
+    week_s = np.mod(local_s + _EPOCH_WEEKDAY * _SECONDS_PER_DAY, _SECONDS_PER_WEEK)
+    width = start_s.shape[1]
+    count = 0  # change points at or before week_s: bisect_right in the sorted row
+    high = width
+    while count < high:
+        middle = (count + high) // 2
+        if start_s[row, middle] <= week_s:
+            count = middle + 1
+        else:
+            high = middle
+    return float(setpoint_c[row, (count - 1) % width])
+
+
+@njit(cache=True)
+def setpoints(start_s: Any, setpoint_c: Any, utc_offset_h: float, now_ts: Any, out: Any) -> None:
+    """Write :func:`scheduled_setpoint` of schedule row 0 at each of ``now_ts`` to ``out``."""
+    for i in range(now_ts.shape[0]):
+        out[i] = scheduled_setpoint(start_s, setpoint_c, 0, utc_offset_h, now_ts[i])
+
+
+@njit(cache=True, inline="always")
+def _alarm(now_ts: float, obs: Any, limits: Any) -> Any:
+    """Rule 1: alarm flags of a reading and the interlocks, and whether the reading is usable.
+
+    ``limits`` is ``(max_age_s, min_valid_temp_c, max_valid_temp_c, room_limit_c,
+    device_limit_c)``.
+    """
+    temp_c, reading_ts, device_temp_c, fan_ok, upright = obs
+    max_age_s, min_valid_temp_c, max_valid_temp_c, room_limit_c, device_limit_c = limits
+    temp_finite = math.isfinite(temp_c)
+    finite = temp_finite and math.isfinite(reading_ts)
+    stale = finite and abs(now_ts - reading_ts) > max_age_s
+    out_of_range = temp_finite and (temp_c < min_valid_temp_c or temp_c > max_valid_temp_c)
+    alarm = 0
+    if not finite:
+        alarm |= ALARM_SENSOR_NOT_FINITE
+    if stale:
+        alarm |= ALARM_SENSOR_STALE
+    if out_of_range:
+        alarm |= ALARM_SENSOR_OUT_OF_RANGE
+    if temp_finite and temp_c >= room_limit_c:
+        alarm |= ALARM_ROOM_OVER_TEMPERATURE
+    if device_temp_c >= device_limit_c:
+        alarm |= ALARM_DEVICE_OVER_TEMPERATURE
+    if not fan_ok:
+        alarm |= ALARM_FAN_FAILURE
+    if not upright:
+        alarm |= ALARM_TIP_OVER
+    return alarm, finite and not stale and not out_of_range
+
+
+@njit(cache=True, inline="always")
+def _integrate(was_on: bool, heating: bool, safe: bool, error_k: float, pi: Any) -> Any:
+    """Rule 4: the new integral term [W] and the heat power [W].
+
+    ``pi`` is ``(integral_w, dt_s, kp_w_per_k, ki_w_per_k_s, max_power_w)``.
+    """
+    integral_w, dt_s, kp_w_per_k, ki_w_per_k_s, max_power_w = pi
+    proportional_w = kp_w_per_k * error_k
+    new_integral_w = integral_w
+    if was_on and heating:
+        candidate_w = integral_w + ki_w_per_k_s * error_k * dt_s
+        if error_k > 0.0:
+            new_integral_w = minimum(candidate_w, maximum(integral_w, max_power_w - proportional_w))
+        else:
+            new_integral_w = maximum(candidate_w, minimum(integral_w, -proportional_w))
+    new_integral_w = 0.0 if safe else clip(new_integral_w, 0.0, max_power_w)
+    power_w = clip(proportional_w + new_integral_w, 0.0, max_power_w) if heating else 0.0
+    return new_integral_w, power_w
+
+
+@njit(cache=True, inline="always")
+def _reason(alarm: int, user_off: bool, was_on: bool, heating: bool, wants: Any) -> int:
+    """Return the rule that decided, by precedence; ``wants`` is ``(want_on, want_off)``."""
+    want_on, want_off = wants
+    if alarm != 0:
+        return REASON_ALARM
+    if user_off:
+        return REASON_USER_OFF
+    if was_on and heating and want_off:
+        return REASON_HOLD_ON
+    if not was_on and not heating and want_on:
+        return REASON_HOLD_OFF
+    if heating:
+        return REASON_HEATING
+    return REASON_IDLE
+
+
+@njit(cache=True, inline="always")
+def tick(now_ts: float, obs: Any, state: Any, cfg: Any, setpoint_c: float, away: bool) -> Any:  # noqa: PLR0917
+    """Apply the rules to one home (see :mod:`heatgrid.core.control`).
+
+    ``obs`` is ``(room_temp_c, reading_ts, device_temp_c, fan_ok, upright, mode)``, ``state``
+    ``(integral_w, heating, since_ts, last_tick_ts, last_command_ts, last_power_w, alarm)``,
+    ``cfg`` the 15 numbers of ``_CONFIG_NUMBERS`` without the schedule; ``setpoint_c`` is the
+    setpoint in force and ``away`` whether the mode is away. Returns the new state's seven
+    values, then ``heat_power_w``, ``reason`` and ``send``.
+    """
+    temp_c, reading_ts, device_temp_c, fan_ok, upright, mode = obs
+    integral_w, was_on, since_ts, last_tick_ts, last_command_ts, last_power_w, last_alarm = state
+    (
+        max_power_w,
+        keep_alive_s,
+        max_age_s,
+        kp_w_per_k,
+        ki_w_per_k_s,
+        cold_tolerance_k,
+        hot_tolerance_k,
+        min_on_s,
+        min_off_s,
+        power_step_w,
+        _away_setpoint_c,
+        min_valid_temp_c,
+        max_valid_temp_c,
+        room_limit_c,
+        device_limit_c,
+    ) = cfg
+    alarm, valid = _alarm(
+        now_ts,
+        (temp_c, reading_ts, device_temp_c, fan_ok, upright),
+        (max_age_s, min_valid_temp_c, max_valid_temp_c, room_limit_c, device_limit_c),
+    )
+    user_off = not (mode == MODE_AUTO or away)
+    safe = alarm != 0 or user_off
+    error_k = setpoint_c - temp_c if valid else 0.0
+
+    # Rules 2 and 3: tolerances, minimum on and off times; rule 1 beats them.
+    elapsed_s = now_ts - since_ts
+    want_on = error_k >= cold_tolerance_k
+    want_off = error_k <= -hot_tolerance_k
+    if was_on:
+        heating = not (want_off and elapsed_s >= min_on_s)
+    else:
+        heating = want_on and elapsed_s >= min_off_s
+    heating = heating and not safe
+
+    dt_s = clip(now_ts - last_tick_ts, 0.0, max_age_s) if math.isfinite(last_tick_ts) else 0.0
+    new_integral_w, power_w = _integrate(
+        was_on, heating, safe, error_k, (integral_w, dt_s, kp_w_per_k, ki_w_per_k_s, max_power_w)
+    )
+    reason = _reason(alarm, user_off, was_on, heating, (want_on, want_off))
+
+    # Rule 5: send on a change or at the keep-alive.
+    switched = heating != was_on
+    send = (
+        switched
+        or alarm != last_alarm
+        or abs(power_w - last_power_w) > power_step_w
+        or not (now_ts - last_command_ts < keep_alive_s)
+    )
+    return (
+        new_integral_w,
+        heating,
+        now_ts if switched else since_ts,
+        now_ts,
+        now_ts if send else last_command_ts,
+        power_w if send else last_power_w,
+        alarm,
+        power_w,
+        reason,
+        send,
+    )
+
+
+@njit(cache=True)
+def _decide_range(  # noqa: PLR0917
+    lo: int, hi: int, now_ts: float, obs: Any, state: Any, cfg: Any, schedule: Any, out: Any
+) -> None:
+    """Run :func:`tick` over homes ``lo`` to ``hi − 1``: load, decide, store.
+
+    The tuples are unpacked once, outside the loop, so that the loop touches only arrays.
+    """
+    temp_c, reading_ts, device_temp_c, fan_ok, upright, mode = obs
+    integral_w, heating, since_ts, last_tick_ts, last_command_ts, last_power_w, alarm = state
+    (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, away_setpoint_c, c11, c12, c13, c14) = cfg
+    start_s, table_c, utc_offset_h = schedule
+    (
+        integral_out,
+        heating_out,
+        since_out,
+        tick_out,
+        command_out,
+        last_power_out,
+        alarm_out,
+        power_out,
+        setpoint_out,
+        reason_out,
+        send_out,
+        heating_cmd_out,
+        alarm_cmd_out,
+    ) = out
+    one_schedule = start_s.shape[0] == 1
+    for i in range(lo, hi):
+        home_mode = at(mode, i)
+        away = home_mode == MODE_AWAY
+        if away:
+            setpoint_c = float(at(away_setpoint_c, i))
+        else:
+            row = 0 if one_schedule else i
+            setpoint_c = scheduled_setpoint(start_s, table_c, row, at(utc_offset_h, i), now_ts)
+        result = tick(
+            now_ts,
+            (
+                at(temp_c, i),
+                at(reading_ts, i),
+                at(device_temp_c, i),
+                at(fan_ok, i),
+                at(upright, i),
+                home_mode,
+            ),
+            (
+                at(integral_w, i),
+                at(heating, i),
+                at(since_ts, i),
+                at(last_tick_ts, i),
+                at(last_command_ts, i),
+                at(last_power_w, i),
+                at(alarm, i),
+            ),
+            (
+                at(c0, i),
+                at(c1, i),
+                at(c2, i),
+                at(c3, i),
+                at(c4, i),
+                at(c5, i),
+                at(c6, i),
+                at(c7, i),
+                at(c8, i),
+                at(c9, i),
+                at(away_setpoint_c, i),
+                at(c11, i),
+                at(c12, i),
+                at(c13, i),
+                at(c14, i),
+            ),
+            setpoint_c,
+            away,
+        )
+        integral_out[i] = result[0]
+        heating_out[i] = result[1]
+        heating_cmd_out[i] = result[1]
+        since_out[i] = result[2]
+        tick_out[i] = result[3]
+        command_out[i] = result[4]
+        last_power_out[i] = result[5]
+        alarm_out[i] = result[6]
+        alarm_cmd_out[i] = result[6]
+        power_out[i] = result[7]
+        setpoint_out[i] = setpoint_c
+        reason_out[i] = result[8]
+        send_out[i] = result[9]
+
+
+@njit(cache=True)
+def decide_serial(  # noqa: PLR0917
+    n: int, now_ts: float, obs: Any, state: Any, cfg: Any, schedule: Any, out: Any
+) -> None:
+    """Run :func:`tick` over ``n`` homes on this thread."""
+    _decide_range(0, n, now_ts, obs, state, cfg, schedule, out)
+
+
+@njit(cache=True, parallel=True)
+def decide_parallel(  # noqa: PLR0917
+    n: int, now_ts: float, obs: Any, state: Any, cfg: Any, schedule: Any, out: Any
+) -> None:
+    """Run :func:`tick` over ``n`` homes on numba's threads, ``CHUNK`` homes per task."""
+    for chunk in prange((n + CHUNK - 1) // CHUNK):
+        lo = chunk * CHUNK
+        _decide_range(lo, min(lo + CHUNK, n), now_ts, obs, state, cfg, schedule, out)
