@@ -221,6 +221,11 @@ def postgres_server() -> Iterator[PostgresServer]:
         engine = make_engine(server.url(_TEMPLATE))
         upgrade(engine)
         engine.dispose()
+        # No connection to the template, not even autovacuum's: CREATE DATABASE … TEMPLATE
+        # fails while anyone is connected to it ("being accessed by other users").
+        server.execute(
+            f'ALTER DATABASE "{_TEMPLATE}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false'
+        )
         yield server
     finally:
         _stop(server.process)

@@ -99,8 +99,9 @@ def test_two_revenue_paths_agree(
     duration_s=durations_s,
     difficulty=difficulties,
     fees_btc_per_block=fees_btc,
-    factor=st.floats(min_value=0.0, max_value=1e3),
-    extra_s=st.floats(min_value=0.0, max_value=1e3),
+    # zero, or a factor whose products stay normal floats (subnormals lose relative precision)
+    factor=st.one_of(st.just(0.0), st.floats(min_value=1e-6, max_value=1e3)),
+    extra_s=st.one_of(st.just(0.0), st.floats(min_value=1e-6, max_value=1e3)),
 )
 def test_revenue_linear_in_hashrate_and_time(
     *,
