@@ -9,11 +9,18 @@ the device and the reason, and the agent then puts the heater in its safe state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
 
 from heatgrid.core.arbiter import DeviceCapability
 
-__all__ = ["DeviceCommandError", "DeviceReading", "DeviceUnavailableError", "HeatDevice"]
+__all__ = [
+    "DeviceAdapter",
+    "DeviceCommandError",
+    "DeviceReading",
+    "DeviceUnavailableError",
+    "HeatDevice",
+]
 
 
 class DeviceCommandError(RuntimeError):
@@ -106,3 +113,38 @@ class HeatDevice(Protocol):
     async def aclose(self) -> None:
         """Release connections and processes; the device is left in its safe state."""
         ...
+
+
+class DeviceAdapter:
+    """What the adapters share: ``name``, ``capability``, and ``async with`` closing the device.
+
+    A subclass sets ``_capability`` and implements the rest of :class:`HeatDevice`; leaving an
+    ``async with`` block closes it, which leaves it in its safe state.
+    """
+
+    _capability: DeviceCapability
+
+    @property
+    def name(self) -> str:
+        """The device's name in the agent's configuration."""
+        return self._capability.device_id
+
+    @property
+    def capability(self) -> DeviceCapability:
+        """Power range, levels and minimum cycle, for :func:`heatgrid.core.arbiter.plan`."""
+        return self._capability
+
+    async def aclose(self) -> None:
+        """Release connections and processes; the device is left in its safe state."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()

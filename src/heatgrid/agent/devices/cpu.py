@@ -23,9 +23,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
-from heatgrid.agent.devices.base import DeviceCommandError, DeviceReading, DeviceUnavailableError
+from heatgrid.agent.devices.base import (
+    DeviceAdapter,
+    DeviceCommandError,
+    DeviceReading,
+    DeviceUnavailableError,
+)
 from heatgrid.agent.devices.duty_cycle import DutyCycler, duty_for_power
 from heatgrid.agent.devices.rapl import DEFAULT_POWERCAP_ROOT, RaplMeter
 from heatgrid.core.arbiter import DeviceCapability
@@ -56,7 +60,7 @@ _READY_TIMEOUT_S = 30.0
 _DEFAULT_MIN_FRACTION = 0.05
 
 
-class CpuHeater:
+class CpuHeater(DeviceAdapter):
     """A :class:`~heatgrid.agent.devices.base.HeatDevice` that heats with the CPU.
 
     Parameters
@@ -125,16 +129,6 @@ class CpuHeater:
         self._workers: list[subprocess.Popen[bytes]] = []
         self._target_w = 0.0
         self._closed = False
-
-    @property
-    def name(self) -> str:
-        """The device's name in the agent's configuration."""
-        return self._capability.device_id
-
-    @property
-    def capability(self) -> DeviceCapability:
-        """Power range and minimum cycle, for the arbiter."""
-        return self._capability
 
     @property
     def worker_pids(self) -> tuple[int, ...]:
@@ -216,17 +210,6 @@ class CpuHeater:
             return
         await self._stop_workers("aclose")
         self._closed = True
-
-    async def __aenter__(self) -> CpuHeater:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _check_open(self, command: str) -> None:
         if self._closed:

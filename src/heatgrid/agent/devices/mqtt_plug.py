@@ -21,11 +21,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 from heatgrid.agent._mqtt import MqttSession, MqttUnavailableError, json_object
 from heatgrid.agent.devices.base import (
+    DeviceAdapter,
     DeviceCommandError,
     DeviceReading,
     DeviceUnavailableError,
@@ -40,7 +40,7 @@ _J_PER_KWH = 3.6e6
 _POWER_MATCH_W = 0.5
 
 
-class MqttPlug:
+class MqttPlug(DeviceAdapter):
     """A Tasmota plug switching a resistive element: a :class:`HeatDevice`.
 
     Parameters
@@ -97,16 +97,6 @@ class MqttPlug:
         self.last_telemetry: dict[str, Any] | None = None
         """The latest ``ENERGY`` object from ``tele/<plug>/SENSOR`` (None before the first)."""
 
-    @property
-    def name(self) -> str:
-        """The device's name in the agent's configuration."""
-        return self._name
-
-    @property
-    def capability(self) -> DeviceCapability:
-        """One level, the rated power; ``kind="resistive"``."""
-        return self._capability
-
     async def start(self) -> None:
         """Connect to the broker and follow the plug's topics.
 
@@ -130,14 +120,6 @@ class MqttPlug:
     async def __aenter__(self) -> MqttPlug:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def read(self) -> DeviceReading:
         """Ask the plug's meter and relay; raise :class:`DeviceUnavailableError` on silence."""

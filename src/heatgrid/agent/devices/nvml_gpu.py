@@ -24,12 +24,16 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any
 
 import pynvml  # type: ignore[import-untyped]
 
-from heatgrid.agent.devices.base import DeviceCommandError, DeviceReading, DeviceUnavailableError
+from heatgrid.agent.devices.base import (
+    DeviceAdapter,
+    DeviceCommandError,
+    DeviceReading,
+    DeviceUnavailableError,
+)
 from heatgrid.agent.devices.duty_cycle import DutyCycler, duty_for_power
 from heatgrid.core.arbiter import DeviceCapability
 from heatgrid.core.errors import InputError, require_non_negative, require_positive
@@ -67,7 +71,7 @@ def limit_fallback_reason(error: BaseException) -> str | None:
     return None
 
 
-class NvmlGpu:
+class NvmlGpu(DeviceAdapter):
     """One NVIDIA GPU driven through NVML: a :class:`HeatDevice`.
 
     Build it with :func:`open_nvml_gpu`, which starts NVML and reads the board's limits.
@@ -131,16 +135,6 @@ class NvmlGpu:
         self._target_w = 0.0
         self._fallback_reason: str | None = None
         self._closed = False
-
-    @property
-    def name(self) -> str:
-        """The device's name in the agent's configuration."""
-        return self._capability.device_id
-
-    @property
-    def capability(self) -> DeviceCapability:
-        """Continuous power within the board's limits; ``kind="gpu"``."""
-        return self._capability
 
     @property
     def limit_control(self) -> bool:
@@ -244,17 +238,6 @@ class NvmlGpu:
                 pynvml.nvmlShutdown()
             except pynvml.NVMLError as error:
                 _log.warning("%s: nvmlShutdown: %s", self.name, error)
-
-    async def __aenter__(self) -> NvmlGpu:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _set_limit(self, command: str, power_w: float) -> None:
         limit_mw = round(power_w / _W_PER_MW)

@@ -24,10 +24,14 @@ import math
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, TypeVar
 
-from heatgrid.agent.devices.base import DeviceCommandError, DeviceReading, DeviceUnavailableError
+from heatgrid.agent.devices.base import (
+    DeviceAdapter,
+    DeviceCommandError,
+    DeviceReading,
+    DeviceUnavailableError,
+)
 from heatgrid.core.arbiter import DeviceCapability
 from heatgrid.core.errors import InputError, require_non_negative, require_positive
 
@@ -63,7 +67,7 @@ _READ_OPTIONS = [
 _T = TypeVar("_T")
 
 
-class PyasicMiner:
+class PyasicMiner(DeviceAdapter):
     """A miner driven through a pyasic backend: a :class:`HeatDevice`.
 
     Build it with :func:`connect_pyasic_miner`, which finds the backend for the firmware.
@@ -113,16 +117,6 @@ class PyasicMiner:
         self._clock = clock
         self._last_read_ts = -math.inf
         self._closed = False
-
-    @property
-    def name(self) -> str:
-        """The device's name in the agent's configuration."""
-        return self._capability.device_id
-
-    @property
-    def capability(self) -> DeviceCapability:
-        """Continuous power between the firmware's limits; ``kind="asic"``."""
-        return self._capability
 
     @property
     def model(self) -> str:
@@ -255,17 +249,6 @@ class PyasicMiner:
             await self._pause("aclose")
         finally:
             self._closed = True
-
-    async def __aenter__(self) -> PyasicMiner:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _set_power_limit(self, command: str, target_w: int) -> None:
         applied = await self._command(
