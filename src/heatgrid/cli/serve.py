@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from sqlalchemy.engine import make_url
 
 from heatgrid.cli._database import DatabaseUrl, DataDir, resolve_database_url
 from heatgrid.coordinator.db import check_schema, make_engine, redact_url, upgrade
@@ -69,17 +73,27 @@ def serve(
     rate_limit_burst: Annotated[
         int, typer.Option(min=1, help="Requests a credential may send at once.")
     ] = 200,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Worker processes (PostgreSQL only; SQLite allows one writer process)."
+        ),
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the coordinator; it refuses a database whose schema is not this heatgrid's."""
     import uvicorn  # noqa: PLC0415 - keeps `heatgrid --help` fast
 
-    from heatgrid.coordinator.app import create_app  # noqa: PLC0415
+    from heatgrid.coordinator.app import SETTINGS_ENV, create_app  # noqa: PLC0415
     from heatgrid.coordinator.logs import configure_logging  # noqa: PLC0415
 
     if policy not in POLICIES:
         raise InputError(f"--policy: unknown policy {policy!r} (known: {', '.join(POLICIES)})")
     url = resolve_database_url(database_url, data_dir)
+    if workers > 1 and make_url(url).get_backend_name() == "sqlite":
+        raise InputError(
+            "--workers: SQLite serves one process; use PostgreSQL (--database-url) for more"
+        )
     if checkpoint_url is None and data_dir is not None:
         checkpoint_url = str(Path(data_dir) / "checkpoints")
     engine = make_engine(url)
@@ -111,8 +125,16 @@ def serve(
         rate_limit_per_s=rate_limit_per_s,
         rate_limit_burst=rate_limit_burst,
     )
+    if workers > 1:  # each worker process builds its app from the environment
+        os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
+        os.environ["HEATGRID_SERVE_LOG_LEVEL"] = log_level
+        target: Any = "heatgrid.coordinator.app:app_from_environment"
+    else:
+        target = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        target,
+        factory=workers > 1,
+        workers=workers,
         host=host,
         port=port,
         log_config=None,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -29,6 +31,7 @@ from heatgrid.coordinator.db.engine import (
 )
 from heatgrid.coordinator.errors import CoordinatorError
 from heatgrid.coordinator.housekeeping import sweep_expired_leases
+from heatgrid.coordinator.logs import configure_logging
 from heatgrid.coordinator.metrics import AppMetrics
 from heatgrid.coordinator.middleware import (
     BodyLimitMiddleware,
@@ -38,7 +41,10 @@ from heatgrid.coordinator.middleware import (
 from heatgrid.coordinator.ratelimit import RateLimiter, RateLimitMiddleware
 from heatgrid.coordinator.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["SETTINGS_ENV", "app_from_environment", "create_app"]
+
+SETTINGS_ENV = "HEATGRID_SERVE_SETTINGS"
+"""Environment variable holding a worker's settings (JSON), set by ``heatgrid serve --workers``."""
 
 _LOG = logging.getLogger("heatgrid.coordinator")
 _LOCATION_KINDS = frozenset({"body", "query", "path", "header", "cookie"})
@@ -236,3 +242,13 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     )
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """Build the app in a uvicorn worker process of ``heatgrid serve --workers N``.
+
+    The parent checked the schema and put the settings, as JSON, in :data:`SETTINGS_ENV`,
+    and the log level in ``HEATGRID_SERVE_LOG_LEVEL``.
+    """
+    configure_logging(os.environ.get("HEATGRID_SERVE_LOG_LEVEL", "info"))
+    return create_app(Settings(**json.loads(os.environ[SETTINGS_ENV])))
