@@ -395,7 +395,14 @@ def test_integration_step_is_capped_at_max_age() -> None:
 def test_tune_pi_gives_the_requested_damping(
     ua_w_per_k: float, tau_s: float, max_power_w: float, band_k: float, zeta: float
 ) -> None:
-    gains = tune_pi(ua_w_per_k, tau_s, max_power_w, proportional_band_k=band_k, damping_ratio=zeta)
+    gains = tune_pi(
+        ua_w_per_k,
+        tau_s,
+        max_power_w,
+        proportional_band_k=band_k,
+        damping_ratio=zeta,
+        max_integral_time_s=math.inf,
+    )
     assert gains.kp_w_per_k == pytest.approx(max_power_w / band_k)
     assert gains.integral_time_s == pytest.approx(gains.kp_w_per_k / gains.ki_w_per_k_s)
     # Closed loop with the 1R1C room: τ·Ti·s² + Ti·(1 + L)·s + L, L = kp / UA.
@@ -406,6 +413,22 @@ def test_tune_pi_gives_the_requested_damping(
         assert gains.integral_time_s <= tau_s * (1 + 1e-12)
 
 
+@given(
+    st.floats(20.0, 2000.0),
+    st.floats(3600.0, 100 * 3600.0),
+    st.floats(100.0, 10_000.0),
+    st.floats(60.0, 86_400.0),
+)
+def test_tune_pi_caps_the_integral_time(
+    ua_w_per_k: float, tau_s: float, max_power_w: float, cap_s: float
+) -> None:
+    capped = tune_pi(ua_w_per_k, tau_s, max_power_w, max_integral_time_s=cap_s)
+    free = tune_pi(ua_w_per_k, tau_s, max_power_w, max_integral_time_s=math.inf)
+    assert capped.integral_time_s == pytest.approx(min(free.integral_time_s, cap_s))
+    assert capped.kp_w_per_k == free.kp_w_per_k
+    assert capped.ki_w_per_k_s == pytest.approx(capped.kp_w_per_k / capped.integral_time_s)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
@@ -414,6 +437,8 @@ def test_tune_pi_gives_the_requested_damping(
         ({"max_power_w": math.nan}, "max_power_w"),
         ({"proportional_band_k": 0.0}, "proportional_band_k"),
         ({"damping_ratio": math.inf}, "damping_ratio"),
+        ({"max_integral_time_s": 0.0}, "max_integral_time_s"),
+        ({"max_integral_time_s": math.nan}, "max_integral_time_s"),
     ],
 )
 def test_tune_pi_rejects_bad_input(kwargs: dict[str, float], name: str) -> None:

@@ -1,4 +1,5 @@
-"""The fleet loop: reproducible, conserving energy and jobs, and the same code as one home."""
+"""The fleet loop: reproducible, conserving energy and jobs (one home against the agent's own
+control tick: ``test_single_home.py``)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heatgrid.core.arbiter import ArbiterState, DeviceCapability, WorkOffer, plan
-from heatgrid.core.catalog import load_catalog
-from heatgrid.core.control import (
-    Observation,
-    ThermostatConfig,
-    ThermostatState,
-    WeeklySchedule,
-    decide,
-)
 from heatgrid.core.errors import InputError
-from heatgrid.core.thermal import Room1R1C
-from heatgrid.emulators.room import OutdoorSeries, RoomEmulator
 from heatgrid.sim.engine import RawRun, run_policy
 from heatgrid.sim.fleet import sample_fleet
 from heatgrid.sim.jobs import sample_jobs
@@ -102,70 +92,6 @@ def test_unknown_policy_is_refused(make_scenario: Callable[..., Scenario]) -> No
         run_one(make_scenario(), "random")
     with pytest.raises(InputError, match="repeat"):
         simulate(make_scenario(), ["fifo", "fifo"])
-
-
-def _constant_region(start_ts: float, outdoor_c: float, hours: int) -> Region:
-    stamps = start_ts + 3600.0 * np.arange(hours, dtype=np.float64)
-    return Region("constant", stamps, np.full(hours, outdoor_c), carbon_g_per_kwh=50.0)
-
-
-def test_one_home_follows_the_agents_own_closed_loop() -> None:
-    """Acceptance: the simulator's home = decide + plan + the emulated room, step by step."""
-    start_ts = 1_700_000_000.0
-    step_s = 300.0
-    scenario = Scenario(
-        n_homes=1,
-        start_ts=start_ts,
-        days=1.5,
-        step_s=step_s,
-        regions=(_constant_region(start_ts, 3.0, 60),),
-        heater_mix={"Avalon Q": 1.0},
-        rack_share=0.0,
-        share_1r1c=1.0,
-        away_share=0.0,
-        departure_rate_per_day=0.0,
-        seed=3,
-    )
-    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
-    run = run_policy(scenario, fleet, jobs, "heat-aware", record_rooms=True)
-
-    table = fleet.thermostat
-    points = tuple(
-        (int(start // 86_400), int(start % 86_400) // 60, float(value))
-        for start, value in zip(
-            table.schedule_start_s[0], table.schedule_setpoint_c[0], strict=True
-        )
-    )
-    config = ThermostatConfig(
-        max_power_w=float(table.max_power_w[0]),
-        kp_w_per_k=float(table.kp_w_per_k[0]),
-        ki_w_per_k_s=float(table.ki_w_per_k_s[0]),
-        schedule=WeeklySchedule(points, utc_offset_h=0.0),
-    )
-    model = load_catalog().find("Avalon Q")
-    device = DeviceCapability.from_catalog(model, "heater", min_cycle_s=600.0)
-    assert model.efficiency_j_per_th is not None
-    offers = [WorkOffer.mining(scenario.market.hashprice_eur_per_th_day, model.efficiency_j_per_th)]
-    ua = float(fleet.ua_w_per_k[0])
-    room = RoomEmulator(
-        Room1R1C(ua, ua * float(fleet.time_constant_h[0]) * 3600.0),
-        OutdoorSeries([3.0], start_ts),
-        now_ts=start_ts,
-        initial_temp_c=float(fleet.initial_state_c[0, 0]),
-        gains_w=float(fleet.occupied_gains_w[0]),
-        max_step_s=step_s,
-    )
-    state, arbiter = ThermostatState(), ArbiterState()
-    expected = []
-    for k in range(scenario.n_steps):
-        now = start_ts + k * step_s
-        state, command = decide(state, Observation(room.room_temp_c, now), now, config)
-        arbiter, plans = plan(
-            arbiter, command.heat_power_w, [device], offers, now, stop_now=bool(command.alarm)
-        )
-        expected.append(room.advance(now + step_s, plans[0].power_w))
-    np.testing.assert_allclose(run.room_temp_c[:, 0], expected, rtol=0.0, atol=1e-9)
-    assert np.ptp(expected) > 0.5  # the thermostat actually cycled the heater
 
 
 @settings(max_examples=12)

@@ -143,6 +143,7 @@ def tune_pi(
     *,
     proportional_band_k: float = 2.0,
     damping_ratio: float = 1.0,
+    max_integral_time_s: float = 7200.0,
 ) -> PiGains:
     """Return PI gains for a room with the 1R1C parameters ``ua_w_per_k`` and ``time_constant_s``.
 
@@ -156,6 +157,12 @@ def tune_pi(
 
     With ``ζ = 1`` the integral time is a fraction ``4L/(1+L)² ≤ 1`` of the time constant.
 
+    It is at most ``max_integral_time_s``: a real room is not 1R1C. Its air follows the
+    heater within minutes while the building mass takes a day, so an integral time that is a
+    fraction of the slow time constant (22.5 h for 200 W/K, 30 h, 1.2 kW) leaves the air a
+    kelvin short for a day after each setpoint step or change in the weather. Two hours
+    settles such a room within 0.3 K (``tests/agent/test_closed_loop.py``).
+
     Parameters
     ----------
     ua_w_per_k : float
@@ -168,6 +175,8 @@ def tune_pi(
         Error that alone asks for full power [K], > 0.
     damping_ratio : float
         Damping ratio ζ of the closed loop [dimensionless], > 0.
+    max_integral_time_s : float
+        Longest integral time [s], > 0 (``math.inf``: the 1R1C rule alone).
 
     Returns
     -------
@@ -184,9 +193,13 @@ def tune_pi(
     power = require_positive("max_power_w", max_power_w)
     band = require_positive("proportional_band_k", proportional_band_k)
     zeta = require_positive("damping_ratio", damping_ratio)
+    if not (max_integral_time_s > 0.0):
+        raise InputError(f"max_integral_time_s must be > 0, got {max_integral_time_s!r}")
     kp = power / band
     loop_gain = kp / ua
-    integral_time_s = 4.0 * zeta**2 * loop_gain * tau / (1.0 + loop_gain) ** 2
+    integral_time_s = min(
+        4.0 * zeta**2 * loop_gain * tau / (1.0 + loop_gain) ** 2, max_integral_time_s
+    )
     return PiGains(kp, kp / integral_time_s, integral_time_s)
 
 
