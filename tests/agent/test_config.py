@@ -43,6 +43,31 @@ def test_defaults_and_tuned_gains() -> None:
     assert thermostat.schedule.change_points == ((0, 0, 21.0),)
 
 
+def test_home_assistant_defaults_come_from_the_heater_and_the_sensor() -> None:
+    config = parse_config(
+        MINIMAL + '\n[heater]\nname = "Salon, 1er étage"\n',
+        environ={"HEATGRID_AGENT__SENSOR__HOST": "broker.home"},
+    )
+    assert not config.homeassistant.enabled
+    assert config.home_assistant_broker() == ("broker.home", 1883)
+    identity = config.home_assistant_identity()
+    assert identity.node_id == "Salon_1er_etage"
+    assert identity.name == "Salon, 1er étage"
+    assert identity.discovery_prefix == "homeassistant"
+    example = load_config(EXAMPLE, environ={})
+    assert example.homeassistant.enabled
+    assert example.home_assistant_identity().node_id == "living_room"
+    overridden = parse_config(
+        MINIMAL,
+        environ={
+            "HEATGRID_AGENT__HOMEASSISTANT__PORT": "1884",
+            "HEATGRID_AGENT__HOMEASSISTANT__NODE_ID": "heater-2",
+        },
+    )
+    assert overridden.home_assistant_broker() == ("127.0.0.1", 1884)
+    assert overridden.home_assistant_identity().node_id == "heater-2"
+
+
 def test_environment_overrides_a_key_and_a_device() -> None:
     config = parse_config(
         MINIMAL,

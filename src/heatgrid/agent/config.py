@@ -15,13 +15,23 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from heatgrid.agent.homeassistant import HeaterIdentity
 from heatgrid.core.control import Mode, ThermostatConfig, WeeklySchedule, tune_pi
 from heatgrid.core.errors import InputError
 
@@ -33,6 +43,7 @@ __all__ = [
     "DeviceSpec",
     "ForecastSettings",
     "HeaterSettings",
+    "HomeAssistantSettings",
     "MiningSettings",
     "MqttPlugDeviceSpec",
     "NvmlDeviceSpec",
@@ -54,6 +65,9 @@ _NonNegativeFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 _Float = Annotated[float, Field(allow_inf_nan=False)]
 _Port = Annotated[int, Field(ge=1, le=65535)]
 _Name = Annotated[str, Field(min_length=1, max_length=100)]
+_NOT_NODE_ID = re.compile(r"[^A-Za-z0-9_-]+")
+_NODE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+_PREFIX = re.compile(r"^[^+#]*[^+#/]$")
 
 
 class _Section(BaseModel):
@@ -196,6 +210,66 @@ class ForecastSettings(_Section):
     outdoor_topic: str | None = None
 
 
+class HomeAssistantSettings(_Section):
+    """``[homeassistant]``: the heater as a Home Assistant climate entity, by MQTT discovery.
+
+    Attributes
+    ----------
+    enabled : bool
+        Publish the heater to Home Assistant and take its setpoint and mode commands.
+    host : str or None
+        MQTT broker address; None: ``sensor.host``.
+    port : int or None
+        MQTT broker TCP port; None: ``sensor.port``.
+    discovery_prefix : str
+        Home Assistant's discovery prefix.
+    node_id : str or None
+        Identifier of the heater on the broker (letters, digits, ``_``, ``-``); None: made
+        from ``heater.name``. Give one per heater when several share a broker.
+    name : str or None
+        Device name shown in Home Assistant; None: ``heater.name``.
+    min_setpoint_c, max_setpoint_c : float
+        Setpoint range Home Assistant offers and the agent accepts [°C].
+    setpoint_step_c : float
+        Setpoint step of the thermostat card [°C].
+    """
+
+    enabled: bool = False
+    host: Annotated[str, Field(min_length=1)] | None = None
+    port: _Port | None = None
+    discovery_prefix: str = "homeassistant"
+    node_id: Annotated[str, Field(max_length=64)] | None = None
+    name: _Name | None = None
+    min_setpoint_c: _Float = 5.0
+    max_setpoint_c: _Float = 28.0
+    setpoint_step_c: _PositiveFloat = 0.5
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        if not _PREFIX.match(value):
+            raise ValueError(
+                f"must be a non-empty MQTT topic without '+', '#' or a trailing '/', got {value!r}"
+            )
+        return value
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id_characters(cls, value: str | None) -> str | None:
+        if value is not None and not _NODE_ID.match(value):
+            raise ValueError(f"must use only letters A-Z a-z, digits, '_' and '-', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _setpoint_range(self) -> HomeAssistantSettings:
+        if self.min_setpoint_c >= self.max_setpoint_c:
+            raise ValueError(
+                f"min_setpoint_c ({self.min_setpoint_c:g}) must be below max_setpoint_c "
+                f"({self.max_setpoint_c:g})"
+            )
+        return self
+
+
 class MiningSettings(_Section):
     """``[mining]``: what mining pays, so the arbiter can rank it against other work."""
 
@@ -277,6 +351,7 @@ class AgentConfig(_Section):
     thermostat: ThermostatSettings = ThermostatSettings()
     room: RoomSettings = RoomSettings()
     forecast: ForecastSettings = ForecastSettings()
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     mining: MiningSettings | None = None
     heat_only: bool = True
     """Let compute devices heat without paid work (no task, no mining) rather than stay cold."""
@@ -290,6 +365,16 @@ class AgentConfig(_Section):
                 raise ValueError(f"devices[{index}].name {name!r} repeats an earlier device")
         return self
 
+    @model_validator(mode="after")
+    def _setpoints_below_the_interlock(self) -> AgentConfig:
+        ha, room_limit_c = self.homeassistant, self.thermostat.room_limit_c
+        if ha.max_setpoint_c >= room_limit_c:
+            raise ValueError(
+                f"homeassistant.max_setpoint_c ({ha.max_setpoint_c:g} °C) must be below "
+                f"thermostat.room_limit_c ({room_limit_c:g} °C)"
+            )
+        return self
+
     @property
     def max_power_w(self) -> float:
         """Sum of the devices' highest powers [W]."""
@@ -299,6 +384,25 @@ class AgentConfig(_Section):
     def mode(self) -> Mode:
         """The user's mode as :class:`heatgrid.core.control.Mode`."""
         return Mode[self.thermostat.mode.upper()]
+
+    def home_assistant_identity(self) -> HeaterIdentity:
+        """Return who the heater is in Home Assistant (``[homeassistant]`` and ``[heater]``)."""
+        ha, heater = self.homeassistant, self.heater
+        node_id = ha.node_id or _node_id(heater.name)
+        return HeaterIdentity(
+            node_id=node_id,
+            name=ha.name or heater.name,
+            model=heater.model or "compute heater",
+            min_setpoint_c=ha.min_setpoint_c,
+            max_setpoint_c=ha.max_setpoint_c,
+            setpoint_step_c=ha.setpoint_step_c,
+            discovery_prefix=ha.discovery_prefix,
+        )
+
+    def home_assistant_broker(self) -> tuple[str, int]:
+        """Return ``(host, port)`` of Home Assistant's MQTT broker (default: the sensor's)."""
+        ha = self.homeassistant
+        return ha.host or self.sensor.host, ha.port or self.sensor.port
 
     def thermostat_config(self) -> ThermostatConfig:
         """Return the :class:`ThermostatConfig` for this heater (raises InputError if bad)."""
@@ -337,6 +441,12 @@ def _points(rows: list[list[float]]) -> tuple[tuple[int, int, float], ...]:
             )
         points.append((int(row[0]), int(row[1]), float(row[2])))
     return tuple(points)
+
+
+def _node_id(name: str) -> str:
+    """``"Salon, 1er étage"`` → ``"Salon_1er_etage"``: accents dropped, the rest to ``_``."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return _NOT_NODE_ID.sub("_", plain).strip("_") or "heater"
 
 
 def _gain(configured: float | None, tuned: float) -> float:
@@ -449,6 +559,10 @@ def parse_config(
         config.thermostat_config()
     except InputError as error:
         raise InputError(f"{source}: {error}") from None
+    try:
+        config.home_assistant_identity()
+    except InputError as error:
+        raise InputError(f"{source}: homeassistant.{error}") from None
     if not math.isfinite(config.max_power_w):
         raise InputError(f"{source}: devices: total max power is not finite")
     return config

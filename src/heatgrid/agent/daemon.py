@@ -1,6 +1,6 @@
 """The agent daemon: controls the room every tick and talks to the coordinator when it can.
 
-Two loops run side by side in :meth:`AgentDaemon.run`:
+Loops run side by side in :meth:`AgentDaemon.run`:
 
 * the **control loop** (:meth:`AgentDaemon.tick`, every ``thermostat.tick_s``): read the devices,
   run :func:`heatgrid.agent.loop.control_tick`, apply its commands, persist the controller state
@@ -10,11 +10,31 @@ Two loops run side by side in :meth:`AgentDaemon.run`:
   batches, oldest first, until the queue is empty) and the heat window; then, when heat is wanted
   and a :class:`Workload` has free slots, a claim. A failure is retried after a jittered
   exponential backoff; the queue waits in the state file, so nothing is lost.
+* the **Home Assistant loop** (when :attr:`AgentDaemon.home_assistant` holds a bridge, see
+  :func:`heatgrid.agent.open_devices.open_home_assistant`): every ``telemetry_interval_s``,
+  :meth:`~AgentDaemon.publish_home_assistant` publishes the room temperature, the setpoint in
+  force, the mode (``heat``/``off``), the action (``heating``/``idle``/``off``), the power, the
+  hash rate (with a miner) and what the heat computes. A broker that is away only skips the
+  publication; the control loop never waits on it.
 
-Time comes from the injected ``clock``; tests call :meth:`~AgentDaemon.tick` and
-:meth:`~AgentDaemon.sync` themselves with a simulated clock. A device that refuses a command puts
-every device in its safe state. :meth:`~AgentDaemon.shutdown` (on SIGTERM) pauses the workload and
-puts every device in its safe state.
+The user's commands (Home Assistant, through the bridge's callbacks):
+
+* :meth:`~AgentDaemon.hold_setpoint` holds a manual setpoint **until the next change point of the
+  weekly schedule** (``thermostat.schedule``), as most smart thermostats do; then the schedule
+  takes over again. Without a schedule it holds until another setpoint is given. In away mode it
+  replaces ``away_setpoint_c`` for as long.
+* :meth:`~AgentDaemon.set_mode` switches the mode: :attr:`Mode.OFF` puts every device in its
+  safe state on the spot (a tick runs at once); Home Assistant's ``heat`` resumes
+  ``thermostat.mode`` (``auto`` if that is ``off``).
+
+Both are kept in the state file, so a restart keeps the held setpoint (until it ends) and the
+mode last chosen, which wins over ``thermostat.mode``.
+
+Time comes from the injected ``clock``; tests call :meth:`~AgentDaemon.tick`,
+:meth:`~AgentDaemon.sync` and :meth:`~AgentDaemon.publish_home_assistant` themselves with a
+simulated clock. A device that refuses a command puts every device in its safe state.
+:meth:`~AgentDaemon.shutdown` (on SIGTERM) pauses the workload and puts every device in its safe
+state.
 """
 
 from __future__ import annotations
@@ -24,8 +44,8 @@ import contextlib
 import logging
 import math
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, replace
 from typing import Any, Protocol
 
 from heatgrid.agent.backoff import Backoff
@@ -42,6 +62,7 @@ from heatgrid.agent.devices.base import (
     HeatDevice,
 )
 from heatgrid.agent.forecast import heat_window, segment_count
+from heatgrid.agent.homeassistant import Action, HomeAssistantBridge, MqttUnavailableError
 from heatgrid.agent.loop import (
     HEAT_ONLY_WORK_ID,
     MINING_WORK_ID,
@@ -53,13 +74,20 @@ from heatgrid.agent.loop import (
 )
 from heatgrid.agent.state_store import StateStore
 from heatgrid.core.arbiter import ArbiterState, DeviceState, WorkOffer
-from heatgrid.core.control import Alarm, Mode, ThermostatState
+from heatgrid.core.control import Alarm, Mode, ThermostatConfig, ThermostatState, WeeklySchedule
+from heatgrid.core.errors import require_finite
 from heatgrid.protocol import v1
 
-__all__ = ["AgentDaemon", "Workload"]
+__all__ = ["AgentDaemon", "Workload", "manual_setpoint_until_ts"]
 
 _log = logging.getLogger(__name__)
 _STATE_KEY = "loop_state"
+_HOLD_KEY = "setpoint_hold"
+_MODE_KEY = "user_mode"
+_DAY_S = 86_400.0
+_WEEK_S = 7 * _DAY_S
+_EPOCH_WEEKDAY = 3  # 1970-01-01, the POSIX epoch, was a Thursday (0 is Monday)
+_JOB_NAMES = {"mining": "bitcoin", "boost": "heat only", "idle": "idle"}
 
 
 class Workload(Protocol):
@@ -107,6 +135,49 @@ def _state_from_json(value: Any) -> LoopState:
     except (KeyError, TypeError, ValueError):
         _log.warning("state file: the saved controller state is unreadable; starting afresh")
         return LoopState()
+
+
+def manual_setpoint_until_ts(schedule: WeeklySchedule | None, now_ts: float) -> float:
+    """Return when a setpoint set by hand at ``now_ts`` gives way to the schedule.
+
+    Parameters
+    ----------
+    schedule : WeeklySchedule or None
+        The weekly schedule; None when the configuration has none.
+    now_ts : float
+        When the setpoint was set, POSIX UTC [s].
+
+    Returns
+    -------
+    float
+        The next change point of ``schedule`` strictly after ``now_ts``, POSIX UTC [s]; within
+        one week. ``inf`` without a schedule: the setpoint holds until changed.
+    """
+    if schedule is None:
+        return math.inf
+    local_s = now_ts + schedule.utc_offset_h * 3600.0
+    week_s = (local_s + _EPOCH_WEEKDAY * _DAY_S) % _WEEK_S
+    starts_s = sorted((day * 1440 + minute) * 60.0 for day, minute, _ in schedule.change_points)
+    next_s = next((start_s for start_s in starts_s if start_s > week_s), starts_s[0] + _WEEK_S)
+    return now_ts + (next_s - week_s)
+
+
+def _hold_from_json(value: Any) -> tuple[float, float] | None:
+    try:
+        setpoint_c, until_ts = float(value["setpoint_c"]), float(value["until_ts"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (setpoint_c, until_ts) if math.isfinite(setpoint_c) else None
+
+
+def _mode_from_json(value: Any, default: Mode) -> Mode:
+    return Mode[value] if isinstance(value, str) and value in Mode.__members__ else default
+
+
+def _ha_action(mode: Mode, result: TickResult) -> Action:
+    if mode == Mode.OFF:
+        return "off"
+    return "heating" if result.command.heating else "idle"
 
 
 class AgentDaemon:
@@ -167,8 +238,75 @@ class AgentDaemon:
         self.state = _state_from_json(store.get(_STATE_KEY))
         self.last_result: TickResult | None = None
         self._last_sample_ts = -math.inf
-        self.mode: Mode = config.mode
-        """What the user asked for; may be changed while running (Home Assistant)."""
+        self.mode: Mode = _mode_from_json(store.get(_MODE_KEY), config.mode)
+        """What the user asked for; may be changed while running (see :meth:`set_mode`)."""
+        self.home_assistant: HomeAssistantBridge | None = None
+        """The Home Assistant bridge whose state :meth:`run` publishes; None: no publishing."""
+        self._hold = _hold_from_json(store.get(_HOLD_KEY))
+        self._held_thermostat: ThermostatConfig | None = None
+        self._last_readings: Mapping[str, DeviceReading | None] = {}
+        self._last_room: RoomSample | None = None
+        self._lock = asyncio.Lock()
+        self._stopped = False
+
+    # ------------------------------------------------------------------ user commands
+
+    @property
+    def resume_mode(self) -> Mode:
+        """The mode Home Assistant's ``heat`` resumes: ``thermostat.mode``, AUTO if that is OFF."""
+        return Mode.AUTO if self.config.mode == Mode.OFF else self.config.mode
+
+    @property
+    def held_setpoint_c(self) -> float | None:
+        """The setpoint held by hand [°C], or None while the schedule rules."""
+        return None if self._hold is None else self._hold[0]
+
+    async def hold_setpoint(self, setpoint_c: float) -> None:
+        """Hold ``setpoint_c`` [°C] until the schedule's next change point; tick at once.
+
+        Raises
+        ------
+        InputError
+            If ``setpoint_c`` is not finite.
+        """
+        setpoint_c = require_finite("setpoint_c", setpoint_c)
+        async with self._lock:
+            now_ts = self._clock()
+            schedule = self._thermostat.schedule if self.config.thermostat.schedule else None
+            until_ts = manual_setpoint_until_ts(schedule, now_ts)
+            self._hold = (setpoint_c, until_ts)
+            self._held_thermostat = None
+            self.store.put(_HOLD_KEY, {"setpoint_c": setpoint_c, "until_ts": until_ts})
+            _log.info("setpoint %.1f °C held by hand until %.0f (POSIX s)", setpoint_c, until_ts)
+            if not self._stopped:
+                await self._tick()
+
+    async def set_mode(self, mode: Mode) -> None:
+        """Switch to ``mode`` and keep it in the state file; tick at once (OFF: devices safe)."""
+        async with self._lock:
+            self.mode = mode
+            self.store.put(_MODE_KEY, mode.name)
+            _log.info("mode set to %s", mode.name.lower())
+            if not self._stopped:
+                await self._tick()
+
+    def _thermostat_at(self, now_ts: float) -> ThermostatConfig:
+        """Return the thermostat's settings at ``now_ts``, with the setpoint held by hand."""
+        if self._hold is None:
+            return self._thermostat
+        setpoint_c, until_ts = self._hold
+        if now_ts >= until_ts:
+            _log.info("the schedule takes over from the setpoint held by hand")
+            self._hold, self._held_thermostat = None, None
+            self.store.put(_HOLD_KEY, None)
+            return self._thermostat
+        if self._held_thermostat is None:
+            self._held_thermostat = replace(
+                self._thermostat,
+                schedule=WeeklySchedule.constant(setpoint_c),
+                away_setpoint_c=setpoint_c,
+            )
+        return self._held_thermostat
 
     # ------------------------------------------------------------------ control
 
@@ -202,12 +340,16 @@ class AgentDaemon:
 
     async def tick(self) -> TickResult:
         """Run one control tick at the clock's present; return what was decided."""
+        async with self._lock:
+            return await self._tick()
+
+    async def _tick(self) -> TickResult:
         now_ts = self._clock()
         readings = {name: await self._read(device) for name, device in self.devices.items()}
         room = self._room()
         result = control_tick(
             self.state,
-            thermostat=self._thermostat,
+            thermostat=self._thermostat_at(now_ts),
             mode=self.mode,
             devices=[device.capability for device in self.devices.values()],
             readings=readings,
@@ -223,7 +365,7 @@ class AgentDaemon:
             _log.warning("heating stopped for safety: %s", ", ".join(result.command.reasons))
         if not await self._apply(result):
             await self.safe_all()
-        self.last_result = result
+        self.last_result, self._last_readings, self._last_room = result, readings, room
         self.store.put(_STATE_KEY, _state_to_json(self.state))
         interval_s = self.config.thermostat.telemetry_interval_s
         if alarm_changed or now_ts - self._last_sample_ts >= interval_s:
@@ -278,7 +420,7 @@ class AgentDaemon:
             now_ts,
             self._outdoor_c(now_ts, count, settings.segment_s),
             ua_w_per_k=self.config.room.ua_w_per_k,
-            thermostat=self._thermostat,
+            thermostat=self._thermostat_at(now_ts),
             segment_s=settings.segment_s,
             heating_allowed=self.mode != Mode.OFF,
         )
@@ -336,6 +478,50 @@ class AgentDaemon:
         for lease in answer.leases:
             await workload.start(lease)
 
+    # ------------------------------------------------------------------ home assistant
+
+    async def publish_home_assistant(self) -> bool:
+        """Publish the last tick's state to Home Assistant.
+
+        Returns
+        -------
+        bool
+            True if published; False without a bridge or a tick yet, or while the broker is
+            away (logged; the next call publishes fresh values).
+        """
+        bridge, result = self.home_assistant, self.last_result
+        if bridge is None or result is None:
+            return False
+        sample = telemetry_sample(result, self._last_readings, self._last_room, self._clock())
+        job = (
+            (sample.task_id or "task") if sample.workload == "task" else _JOB_NAMES[sample.workload]
+        )
+        try:
+            await bridge.publish_state(
+                room_temp_c=sample.room_temp_c,
+                setpoint_c=sample.setpoint_c,
+                mode="off" if self.mode == Mode.OFF else "heat",
+                action=_ha_action(self.mode, result),
+                power_w=sample.power_w,
+                hashrate_ths=sample.hashrate_ths,
+                job=job,
+            )
+        except MqttUnavailableError as error:
+            _log.info("Home Assistant state not published: %s", error)
+            return False
+        return True
+
+    async def _home_assistant_loop(self, stop: asyncio.Event) -> None:
+        delay_s = self.config.thermostat.tick_s  # after the first tick
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay_s)
+            try:
+                await self.publish_home_assistant()
+            except Exception:  # a bug here must not stop the room's control
+                _log.exception("publishing to Home Assistant failed")
+            delay_s = self.config.thermostat.telemetry_interval_s
+
     # ------------------------------------------------------------------ running
 
     async def _control_loop(self, stop: asyncio.Event) -> None:
@@ -360,16 +546,23 @@ class AgentDaemon:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._control_loop(stop))
                 group.create_task(self._sync_loop(stop))
+                if self.home_assistant is not None:
+                    group.create_task(self._home_assistant_loop(stop))
         finally:
             await self.shutdown()
 
     async def shutdown(self) -> bool:
-        """Pause the workload and put every device in its safe state; True if all took it."""
+        """Pause the workload and put every device in its safe state; True if all took it.
+
+        Commands that arrive afterwards are kept for the next start but drive no device.
+        """
+        self._stopped = True
         if self._workload is not None:
             try:
                 await self._workload.pause_all()
             except Exception:
                 _log.exception("pausing the running tasks failed")
-        ok = await self.safe_all()
-        self.store.put(_STATE_KEY, _state_to_json(self.state))
+        async with self._lock:  # after a tick that a command started, never before it
+            ok = await self.safe_all()
+            self.store.put(_STATE_KEY, _state_to_json(self.state))
         return ok

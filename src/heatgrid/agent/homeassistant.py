@@ -1,5 +1,11 @@
 """The heater in Home Assistant through MQTT discovery.
 
+What the heater does with the commands (:mod:`heatgrid.agent.daemon`): a target temperature set
+in Home Assistant holds until the next change point of the weekly schedule (without a schedule,
+until another is set), then the schedule takes over again, as on most smart thermostats; ``off``
+puts every device in its safe state at once and ``heat`` resumes ``thermostat.mode``. Both
+survive a restart (state file). The heater never waits for the broker to control the room.
+
 Pure part: :func:`discovery_messages` builds the retained configuration messages Home Assistant
 reads under ``<prefix>/<component>/<node_id>/<object_id>/config`` (prefix ``homeassistant``),
 with the keys of Home Assistant's MQTT climate and sensor documentation:
@@ -12,7 +18,8 @@ All entities share one ``device`` block, an ``origin`` block and the availabilit
 (``online``/``offline``, ``offline`` also as the connection's last will). State and command
 topics live under ``heatgrid/<node_id>/`` (:class:`HaTopics`).
 
-I/O part: :class:`HomeAssistantBridge`. How the agent daemon uses it::
+I/O part: :class:`HomeAssistantBridge`. How the agent daemon uses it
+(:func:`heatgrid.agent.open_devices.open_home_assistant` wires it from ``[homeassistant]``)::
 
     bridge = HomeAssistantBridge(
         identity, host=host, port=port,
@@ -20,7 +27,7 @@ I/O part: :class:`HomeAssistantBridge`. How the agent daemon uses it::
         on_mode=set_mode,           # f(mode: "heat" | "off") -> None | Awaitable[None]
     )
     await bridge.start()            # connects, publishes discovery and "online"
-    ...                             # every tick:
+    ...                             # every telemetry interval:
     await bridge.publish_state(room_temp_c=..., action="heating", power_w=..., ...)
     ...
     await bridge.aclose()           # publishes "offline", disconnects

@@ -1,26 +1,35 @@
-"""Open the devices and the room sensor that the configuration names, or refuse to start.
+"""Open the devices, the room sensor and Home Assistant's bridge, or refuse to start.
 
 Every device is opened, reached and put in its safe state before the daemon starts, so a
 configuration that names an unreachable device stops the agent before anything heats. Errors
 are :class:`~heatgrid.core.errors.InputError` naming the key (``devices[1]``, ``sensor.host``).
+Home Assistant is a convenience, not a need: its broker being away at start is logged, and the
+bridge keeps trying while the heater runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 
 from heatgrid.agent.config import AgentConfig, SensorSettings, adapter_entry
+from heatgrid.agent.daemon import AgentDaemon
 from heatgrid.agent.devices.base import (
     DeviceCommandError,
     DeviceUnavailableError,
     HeatDevice,
 )
 from heatgrid.agent.devices.registry import open_device
+from heatgrid.agent.homeassistant import HomeAssistantBridge
+from heatgrid.agent.homeassistant import Mode as HaMode
 from heatgrid.agent.mqtt_sensor import MqttTemperatureSensor, MqttUnavailableError
+from heatgrid.core.control import Mode
 from heatgrid.core.errors import InputError
 
-__all__ = ["open_devices", "open_sensor"]
+__all__ = ["open_devices", "open_home_assistant", "open_sensor"]
+
+_log = logging.getLogger(__name__)
 
 
 async def open_devices(config: AgentConfig, clock: Callable[[], float]) -> list[HeatDevice]:
@@ -93,3 +102,51 @@ async def open_sensor(
             f"{error}"
         ) from None
     return sensor
+
+
+async def open_home_assistant(
+    config: AgentConfig, daemon: AgentDaemon, *, retry_s: float = 0.5
+) -> HomeAssistantBridge | None:
+    """Connect ``daemon`` to Home Assistant when ``[homeassistant]`` is enabled.
+
+    The bridge's setpoint command calls :meth:`AgentDaemon.hold_setpoint`; its mode command
+    :meth:`AgentDaemon.set_mode` (``off``: :attr:`Mode.OFF`; ``heat``:
+    :attr:`AgentDaemon.resume_mode`). The bridge is set as ``daemon.home_assistant``, whose
+    :meth:`~AgentDaemon.run` then publishes the state. A broker not reached within
+    ``sensor.connect_timeout_s`` is logged; the bridge keeps trying.
+
+    Parameters
+    ----------
+    config : AgentConfig
+        The configuration.
+    daemon : AgentDaemon
+        The daemon the commands go to.
+    retry_s : float
+        First delay between connection attempts [s] (doubles up to 30 s).
+
+    Returns
+    -------
+    HomeAssistantBridge or None
+        The started bridge (close it with ``aclose``), or None when disabled.
+    """
+    if not config.homeassistant.enabled:
+        return None
+    host, port = config.home_assistant_broker()
+
+    async def on_mode(mode: HaMode) -> None:
+        await daemon.set_mode(Mode.OFF if mode == "off" else daemon.resume_mode)
+
+    bridge = HomeAssistantBridge(
+        config.home_assistant_identity(),
+        host=host,
+        port=port,
+        on_setpoint=daemon.hold_setpoint,
+        on_mode=on_mode,
+        retry_s=retry_s,
+    )
+    daemon.home_assistant = bridge
+    try:
+        await bridge.start(timeout_s=config.sensor.connect_timeout_s)
+    except MqttUnavailableError as error:
+        _log.warning("homeassistant: %s; heating goes on, the bridge keeps trying", error)
+    return bridge

@@ -42,7 +42,11 @@ async def _run(config_path: Path) -> int:
     from heatgrid.agent.client import CoordinatorClient  # noqa: PLC0415 - keeps --help fast
     from heatgrid.agent.config import load_config  # noqa: PLC0415
     from heatgrid.agent.daemon import AgentDaemon  # noqa: PLC0415
-    from heatgrid.agent.open_devices import open_devices, open_sensor  # noqa: PLC0415
+    from heatgrid.agent.open_devices import (  # noqa: PLC0415
+        open_devices,
+        open_home_assistant,
+        open_sensor,
+    )
     from heatgrid.agent.state_store import StateStore  # noqa: PLC0415
 
     config = load_config(config_path)
@@ -80,6 +84,9 @@ async def _run(config_path: Path) -> int:
             clock=clock,
             outdoor=outdoor_latest,
         )
+        bridge = await open_home_assistant(config, daemon)
+        if bridge is not None:
+            stack.push_async_callback(bridge.aclose)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
