@@ -26,6 +26,7 @@ from heatgrid.core.control import (
     WeeklySchedule,
     decide,
     decide_many,
+    next_change_ts,
     setpoint_at,
     tune_pi,
 )
@@ -608,3 +609,31 @@ def test_closed_loop_settles_at_the_setpoint(
             errors_k.append(room_temp_c - SETPOINT_C)
     assert hottest_c <= SETPOINT_C + CONFIG.hot_tolerance_k + 0.5
     assert math.sqrt(np.mean(np.square(errors_k))) < rms_limit_k
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 1439), st.floats(5.0, 30.0)),
+        min_size=1,
+        max_size=8,
+        unique_by=lambda point: (point[0], point[1]),
+    ),
+    st.floats(-12.0, 14.0),
+    st.floats(1.5e9, 2.5e9),
+)
+def test_next_change_ts_is_the_next_point_where_the_schedule_changes(
+    points: list[tuple[int, int, float]], utc_offset_h: float, now_ts: float
+) -> None:
+    schedule = WeeklySchedule(tuple(points), utc_offset_h)
+    change_ts = next_change_ts(schedule, now_ts)
+    assert now_ts < change_ts <= now_ts + 7 * 86_400.0
+    # every change point of the week lies at or after it, counted from now
+    week_s = 7 * 86_400.0
+    local_week_s = (now_ts + utc_offset_h * 3600.0 + 3 * 86_400.0) % week_s
+    starts_s = [(day * 1440 + minute) * 60.0 for day, minute, _ in points]
+    waits_s = [(start_s - local_week_s) % week_s or week_s for start_s in starts_s]
+    assert change_ts - now_ts == pytest.approx(min(waits_s), abs=1e-6)
+    # the setpoint in force just after it is that point's
+    changed = setpoint_at(schedule, change_ts + 1e-3)
+    index = waits_s.index(min(waits_s))
+    assert changed == points[index][2]

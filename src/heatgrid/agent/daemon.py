@@ -74,7 +74,14 @@ from heatgrid.agent.loop import (
 )
 from heatgrid.agent.state_store import StateStore
 from heatgrid.core.arbiter import ArbiterState, DeviceState, WorkOffer
-from heatgrid.core.control import Alarm, Mode, ThermostatConfig, ThermostatState, WeeklySchedule
+from heatgrid.core.control import (
+    Alarm,
+    Mode,
+    ThermostatConfig,
+    ThermostatState,
+    WeeklySchedule,
+    next_change_ts,
+)
 from heatgrid.core.errors import require_finite
 from heatgrid.protocol import v1
 
@@ -84,9 +91,6 @@ _log = logging.getLogger(__name__)
 _STATE_KEY = "loop_state"
 _HOLD_KEY = "setpoint_hold"
 _MODE_KEY = "user_mode"
-_DAY_S = 86_400.0
-_WEEK_S = 7 * _DAY_S
-_EPOCH_WEEKDAY = 3  # 1970-01-01, the POSIX epoch, was a Thursday (0 is Monday)
 _JOB_NAMES = {"mining": "bitcoin", "boost": "heat only", "idle": "idle"}
 
 
@@ -155,11 +159,7 @@ def manual_setpoint_until_ts(schedule: WeeklySchedule | None, now_ts: float) -> 
     """
     if schedule is None:
         return math.inf
-    local_s = now_ts + schedule.utc_offset_h * 3600.0
-    week_s = (local_s + _EPOCH_WEEKDAY * _DAY_S) % _WEEK_S
-    starts_s = sorted((day * 1440 + minute) * 60.0 for day, minute, _ in schedule.change_points)
-    next_s = next((start_s for start_s in starts_s if start_s > week_s), starts_s[0] + _WEEK_S)
-    return now_ts + (next_s - week_s)
+    return next_change_ts(schedule, now_ts)
 
 
 def _hold_from_json(value: Any) -> tuple[float, float] | None:

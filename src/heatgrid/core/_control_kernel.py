@@ -45,7 +45,7 @@ CHUNK = 4096
 """Homes per task of the parallel kernel."""
 _SECONDS_PER_DAY = 86_400.0
 _SECONDS_PER_WEEK = 7 * _SECONDS_PER_DAY
-_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
+EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
 
 
 @njit(cache=True)
@@ -59,7 +59,7 @@ def scheduled_setpoint(
     week's first change point the last one is in force.
     """
     local_s = now_ts + utc_offset_h * 3600.0
-    week_s = np.mod(local_s + _EPOCH_WEEKDAY * _SECONDS_PER_DAY, _SECONDS_PER_WEEK)
+    week_s = np.mod(local_s + EPOCH_WEEKDAY * _SECONDS_PER_DAY, _SECONDS_PER_WEEK)
     width = start_s.shape[1]
     count = 0  # change points at or before week_s: bisect_right in the sorted row
     high = width

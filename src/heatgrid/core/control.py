@@ -69,6 +69,7 @@ __all__ = [
     "WeeklySchedule",
     "decide",
     "decide_many",
+    "next_change_ts",
     "setpoint_at",
     "tune_pi",
 ]
@@ -301,6 +302,33 @@ def setpoint_at(schedule: WeeklySchedule, now_ts: ArrayLike) -> FloatOrArray:
     result = np.empty(now.size)
     _kernel.setpoints(start_s, setpoint_c, schedule.utc_offset_h, now.reshape(-1), result)
     return scalar_or_array(result.reshape(now.shape))
+
+
+def next_change_ts(schedule: WeeklySchedule, now_ts: float) -> float:
+    """Return the first change point of ``schedule`` strictly after ``now_ts``.
+
+    A setpoint set by hand holds until then, as on most smart thermostats.
+
+    Parameters
+    ----------
+    schedule : WeeklySchedule
+        The weekly schedule (local time at its ``utc_offset_h``).
+    now_ts : float
+        The present [POSIX s, UTC].
+
+    Returns
+    -------
+    float
+        The next change point [POSIX s, UTC], less than a week after ``now_ts``.
+    """
+    now = require_finite("now_ts", now_ts)
+    start_s, _ = _schedule_table([schedule])
+    week_s = (now + schedule.utc_offset_h * 3600.0 + _kernel.EPOCH_WEEKDAY * _SECONDS_PER_DAY) % (
+        _SECONDS_PER_WEEK
+    )
+    later_s = [float(s) for s in start_s[0] if s > week_s]
+    next_s = later_s[0] if later_s else float(start_s[0][0]) + _SECONDS_PER_WEEK
+    return now + (next_s - week_s)
 
 
 @dataclass(frozen=True, kw_only=True)
