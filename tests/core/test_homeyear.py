@@ -202,7 +202,8 @@ def test_with_a_backup_the_room_stays_in_the_band_above_the_ideal_heater(
     excess_kwh = _delivered_kwh(result) - result.heat_demand_kwh
     assert np.all(excess_kwh <= band_kwh + 1e-7)
     n_cycling = int(np.count_nonzero(excess_kwh > 1e-7))
-    assert float(np.sum(excess_kwh)) <= n_cycling * band_kwh + 1e-6
+    # steps not counted as cycling may each carry up to 1e-7 kWh of rounding
+    assert float(np.sum(excess_kwh)) <= n_cycling * band_kwh + 1e-7 * excess_kwh.size
 
 
 @settings(max_examples=40)
