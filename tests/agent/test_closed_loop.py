@@ -121,6 +121,7 @@ class _Record:
     room_c: list[float] = field(default_factory=list)
     setpoint_c: list[float] = field(default_factory=list)
     mining: list[bool] = field(default_factory=list)
+    target_w: list[float] = field(default_factory=list)
     alarm: list[Alarm] = field(default_factory=list)
 
 
@@ -159,6 +160,7 @@ class _Loop:
         record.room_c.append(self.room.room_temp_c)
         record.setpoint_c.append(result.command.setpoint_c)
         record.mining.append(self.emulator.state.mining)
+        record.target_w.append(self.emulator.state.power_target_w)
         record.alarm.append(result.command.alarm)
 
 
@@ -301,6 +303,13 @@ def test_48_hours_with_setbacks_hold_the_room_and_spare_the_miner(
     assert switches_ts.size >= 4, "the miner hardly cycled: the test does not test the cycle"
     gaps_s = np.diff(switches_ts)
     assert gaps_s.min() >= MIN_CYCLE_S, f"miner switched {gaps_s.min():.0f} s after a switch"
+
+    # The firmware's power target is rewritten only for changes of a step (power_step_w,
+    # 25 W by default), not at every tick's re-plan.
+    target_w = np.asarray(record.target_w)
+    rewrites = int(np.count_nonzero(np.diff(target_w)[mining[1:] & mining[:-1]]))
+    mining_ticks = int(np.count_nonzero(mining))
+    assert rewrites <= mining_ticks // 4, f"{rewrites} target writes in {mining_ticks} ticks"
 
 
 async def _ticks_until_paused(loop: _Loop, limit: int) -> int:

@@ -315,6 +315,7 @@ class PyasicDeviceSpec(_Section):
     max_power_w: _PositiveFloat
     min_cycle_s: _NonNegativeFloat = 600.0
     timeout_s: _PositiveFloat = 10.0
+    power_step_w: _NonNegativeFloat = 25.0
 
 
 class NvmlDeviceSpec(_Section):

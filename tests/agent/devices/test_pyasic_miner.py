@@ -40,7 +40,11 @@ class _Clock:
 
 
 async def _connect(
-    emulator: MinerEmulator, clock: _Clock, *, min_power_w: float = PARAMS.min_power_w
+    emulator: MinerEmulator,
+    clock: _Clock,
+    *,
+    min_power_w: float = PARAMS.min_power_w,
+    power_step_w: float = 0.0,
 ) -> PyasicMiner:
     return await connect_pyasic_miner(
         "attic-miner",
@@ -50,6 +54,7 @@ async def _connect(
         min_power_w=min_power_w,
         max_power_w=PARAMS.max_power_w,
         timeout_s=5.0,
+        power_step_w=power_step_w,
         clock=clock,
     )
 
@@ -57,12 +62,16 @@ async def _connect(
 Scenario = Callable[[PyasicMiner, MinerEmulator, _Clock], Awaitable[None]]
 
 
-def _run(scenario: Scenario, *, min_power_w: float = PARAMS.min_power_w) -> None:
+def _run(
+    scenario: Scenario, *, min_power_w: float = PARAMS.min_power_w, power_step_w: float = 0.0
+) -> None:
     async def main() -> None:
         clock = _Clock()
         async with (
             MinerEmulator(PARAMS, rpc_port=0, web_port=0, clock=clock) as emulator,
-            await _connect(emulator, clock, min_power_w=min_power_w) as miner,
+            await _connect(
+                emulator, clock, min_power_w=min_power_w, power_step_w=power_step_w
+            ) as miner,
         ):
             await scenario(miner, emulator, clock)
 
@@ -123,6 +132,23 @@ def test_power_zero_pauses_mining_and_a_power_resumes_it() -> None:
         assert _within_one_percent(resumed.hashrate_ths, 900.0 / PARAMS.efficiency_j_per_th)
 
     _run(scenario)
+
+
+def test_changes_smaller_than_the_power_step_are_not_sent_while_mining() -> None:
+    async def scenario(miner: PyasicMiner, emulator: MinerEmulator, clock: _Clock) -> None:
+        clock.now_ts = T0 + 600.0
+        await miner.set_power(800.0)
+        assert emulator.state.power_target_w == 800.0
+        await miner.set_power(815.0)  # within 25 W of what it holds: not written
+        assert emulator.state.power_target_w == 800.0
+        await miner.set_power(830.0)  # a step away from the held 800 W: written
+        assert emulator.state.power_target_w == 830.0
+        await miner.set_power(0.0)
+        await miner.set_power(840.0)  # after a pause the target is always sent, with resume
+        assert emulator.state.mining is True
+        assert emulator.state.power_target_w == 840.0
+
+    _run(scenario, power_step_w=25.0)
 
 
 def test_the_pool_is_set_to_the_coordinator_and_the_power_target_is_kept() -> None:

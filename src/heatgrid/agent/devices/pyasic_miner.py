@@ -102,8 +102,11 @@ class PyasicMiner(DeviceAdapter):
         max_power_w: float,
         min_cycle_s: float = 600.0,
         timeout_s: float = 10.0,
+        power_step_w: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._power_step_w = require_non_negative("power_step_w", power_step_w)
+        self._held_w: int | None = None  # the target this adapter set while mining
         self._capability = DeviceCapability(
             device_id=name,
             kind="asic",
@@ -161,6 +164,10 @@ class PyasicMiner(DeviceAdapter):
     async def set_power(self, power_w: float) -> None:
         """Mine at the power target ``power_w`` [W] (rounded to a watt), or pause at 0.
 
+        A target within ``power_step_w`` of the one this adapter set, while the miner still
+        mines, is not sent again: a few watts are not worth a write to the firmware (some
+        persist each one), and the agent re-plans every tick.
+
         Raises
         ------
         DeviceCommandError
@@ -182,6 +189,9 @@ class PyasicMiner(DeviceAdapter):
                 f"[{capability.min_power_w:g}, {capability.max_power_w:g}] W"
             )
         target_w = round(power_w)
+        if self._held_w is not None and abs(target_w - self._held_w) < self._power_step_w:
+            return  # mining within a step of it already: not worth a write to the firmware
+        self._held_w = None
         await self._set_power_limit(command, target_w)
         mining = await self._command(command, "is_mining", self._miner.is_mining())
         if mining is None:
@@ -190,6 +200,7 @@ class PyasicMiner(DeviceAdapter):
             applied = await self._command(command, "resume_mining", self._miner.resume_mining())
             if applied is not True:
                 raise DeviceCommandError(self._not_applied(command, "resume_mining"))
+        self._held_w = target_w
 
     async def safe_state(self) -> None:
         """Pause mining: hashing stops and power falls to the miner's idle draw.
@@ -263,6 +274,7 @@ class PyasicMiner(DeviceAdapter):
             )
 
     async def _pause(self, command: str) -> None:
+        self._held_w = None
         applied = await self._command(command, "stop_mining", self._miner.stop_mining())
         if applied is not True:
             raise DeviceCommandError(self._not_applied(command, "stop_mining"))
@@ -298,6 +310,7 @@ async def connect_pyasic_miner(
     web_port: int | None = None,
     min_cycle_s: float = 600.0,
     timeout_s: float = 10.0,
+    power_step_w: float = 0.0,
     clock: Callable[[], float] = time.time,
 ) -> PyasicMiner:
     """Find which firmware the miner at ``host`` runs and return its adapter.
@@ -318,6 +331,8 @@ async def connect_pyasic_miner(
         Shortest time mining or paused, for the arbiter [s].
     timeout_s : float
         Longest wait for one read or command [s], > 0.
+    power_step_w : float
+        Smallest change of power target worth sending while mining [W], >= 0.
     clock : callable
         Returns the present time [POSIX s].
 
@@ -368,6 +383,7 @@ async def connect_pyasic_miner(
         max_power_w=max_power_w,
         min_cycle_s=min_cycle_s,
         timeout_s=timeout_s,
+        power_step_w=power_step_w,
         clock=clock,
     )
 

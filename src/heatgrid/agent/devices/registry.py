@@ -5,7 +5,7 @@ type's keys (powers in W, times in s)::
 
     {"type": "pyasic", "name": "attic-miner", "host": "192.168.1.20",
      "min_power_w": 300, "max_power_w": 1200}                  # rpc_port, web_port, min_cycle_s,
-                                                              # timeout_s
+                                                              # timeout_s, power_step_w (25)
     {"type": "nvml", "name": "gpu0", "gpu_index": 0}          # min_power_w, max_power_w,
                                                               # idle_power_w, min_cycle_s, period_s
     {"type": "cpu", "name": "cpu", "idle_power_w": 15, "max_power_w": 65}
@@ -112,6 +112,7 @@ async def _open_pyasic(spec: _Spec, name: str, clock: Callable[[], float]) -> He
             web_port=web_port,
             min_cycle_s=spec.number("min_cycle_s", 600.0),
             timeout_s=spec.number("timeout_s", 10.0),
+            power_step_w=spec.number("power_step_w", 25.0),
             clock=clock,
         )
     except DeviceUnavailableError as error:
@@ -197,6 +198,7 @@ _OPENERS: dict[str, tuple[_Opener, tuple[str, ...]]] = {
             "max_power_w",
             "min_cycle_s",
             "timeout_s",
+            "power_step_w",
         ),
     ),
 }
