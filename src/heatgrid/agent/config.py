@@ -179,13 +179,20 @@ class RoomSettings(_Section):
     Attributes
     ----------
     ua_w_per_k : float
-        Heat-loss coefficient [W/K].
+        Heat-loss coefficient [W/K]; the heat window's until a fit is accepted.
     time_constant_h : float
         Time constant ``C / UA`` [h].
+    learn : bool
+        Learn UA and the time constant from the recorded samples, once a day (see
+        :mod:`heatgrid.agent.room_model`); the heat window then uses the learned UA.
+    history_days : float
+        How many days of one-minute samples are kept and fitted [d].
     """
 
     ua_w_per_k: _PositiveFloat = 200.0
     time_constant_h: _PositiveFloat = 30.0
+    learn: bool = True
+    history_days: Annotated[float, Field(ge=1.0, le=60.0)] = 7.0
 
 
 class ForecastSettings(_Section):
@@ -202,12 +209,25 @@ class ForecastSettings(_Section):
     outdoor_topic : str or None
         MQTT topic of an outdoor temperature (same broker and format as ``[sensor]``);
         its last value is held over the horizon (persistence).
+    latitude_deg, longitude_deg : float or None
+        The home's location [°], north and east positive; when given (both), the outdoor
+        temperature comes from Open-Meteo's hourly forecast, refreshed at most hourly, with
+        persistence as the fallback.
     """
 
     horizon_h: Annotated[float, Field(gt=0.0, le=24.0)] = 6.0
     segment_s: Annotated[float, Field(ge=60.0, le=86_400.0)] = 3600.0
     outdoor_temp_c: _Float = 5.0
     outdoor_topic: str | None = None
+    latitude_deg: Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)] | None = None
+    longitude_deg: Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _both_coordinates(self) -> ForecastSettings:
+        if (self.latitude_deg is None) != (self.longitude_deg is None):
+            missing = "latitude_deg" if self.latitude_deg is None else "longitude_deg"
+            raise ValueError(f"{missing} is missing: give both latitude_deg and longitude_deg")
+        return self
 
 
 class HomeAssistantSettings(_Section):

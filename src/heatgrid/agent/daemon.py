@@ -10,6 +10,12 @@ Loops run side by side in :meth:`AgentDaemon.run`:
   batches, oldest first, until the queue is empty) and the heat window; then, when heat is wanted
   and a :class:`Workload` has free slots, a claim. A failure is retried after a jittered
   exponential backoff; the queue waits in the state file, so nothing is lost.
+* the **room model** (:meth:`AgentDaemon.update_room_model`, at the start of each sync, acting
+  once a day): a room sample (room and outdoor temperature, delivered power) is recorded every
+  ``_HISTORY_INTERVAL_S`` in the state file's history (``room.history_days`` kept); once a day
+  the room's UA and time constant are fitted to it, off the event loop, and kept when the fit is
+  accepted (see :mod:`heatgrid.agent.room_model`). The heat window uses the learned UA, else
+  ``[room]``. The outdoor forecast hook is also called off the event loop (it may do HTTP).
 * the **Home Assistant loop** (when :attr:`AgentDaemon.home_assistant` holds a bridge, see
   :func:`heatgrid.agent.open_devices.open_home_assistant`): every ``telemetry_interval_s``,
   :meth:`~AgentDaemon.publish_home_assistant` publishes the room temperature, the setpoint in
@@ -72,6 +78,7 @@ from heatgrid.agent.loop import (
     control_tick,
     telemetry_sample,
 )
+from heatgrid.agent.room_model import RoomParameters, fit_room
 from heatgrid.agent.state_store import StateStore
 from heatgrid.core.arbiter import ArbiterState, DeviceState, WorkOffer
 from heatgrid.core.control import (
@@ -82,7 +89,7 @@ from heatgrid.core.control import (
     WeeklySchedule,
     next_change_ts,
 )
-from heatgrid.core.errors import require_finite
+from heatgrid.core.errors import InputError, require_finite
 from heatgrid.protocol import v1
 
 __all__ = ["AgentDaemon", "Workload", "manual_setpoint_until_ts"]
@@ -91,6 +98,11 @@ _log = logging.getLogger(__name__)
 _STATE_KEY = "loop_state"
 _HOLD_KEY = "setpoint_hold"
 _MODE_KEY = "user_mode"
+_ROOM_KEY = "room_model"
+_ROOM_FIT_TRIED_KEY = "room_model_tried_ts"
+_HISTORY_INTERVAL_S = 60.0
+_ROOM_FIT_INTERVAL_S = 86_400.0
+_S_PER_DAY = 86_400.0
 _JOB_NAMES = {"mining": "bitcoin", "boost": "heat only", "idle": "idle"}
 
 
@@ -248,6 +260,12 @@ class AgentDaemon:
         self._last_room: RoomSample | None = None
         self._lock = asyncio.Lock()
         self._stopped = False
+        self._last_history_ts = -math.inf
+        learned = RoomParameters.from_json(store.get(_ROOM_KEY)) if config.room.learn else None
+        self.room_parameters: RoomParameters = learned or RoomParameters(
+            ua_w_per_k=config.room.ua_w_per_k, time_constant_h=config.room.time_constant_h
+        )
+        """The room's parameters in use: the last accepted fit, else ``[room]``."""
 
     # ------------------------------------------------------------------ user commands
 
@@ -371,7 +389,63 @@ class AgentDaemon:
         if alarm_changed or now_ts - self._last_sample_ts >= interval_s:
             self.store.enqueue(telemetry_sample(result, readings, room, now_ts))
             self._last_sample_ts = now_ts
+        if now_ts - self._last_history_ts >= _HISTORY_INTERVAL_S:
+            self._record_history(now_ts, readings, room)
         return result
+
+    # ------------------------------------------------------------------ room model
+
+    def _record_history(
+        self, now_ts: float, readings: Mapping[str, DeviceReading | None], room: RoomSample | None
+    ) -> None:
+        if room is None or not math.isfinite(room.room_temp_c):
+            return
+        outdoor_c = None if self._outdoor is None else self._outdoor()
+        if outdoor_c is not None and not math.isfinite(outdoor_c):
+            outdoor_c = None
+        power_w = sum(r.power_w for r in readings.values() if r is not None)
+        self.store.record_history(now_ts, room.room_temp_c, outdoor_c, power_w)
+        self.store.prune_history(now_ts - self.config.room.history_days * _S_PER_DAY)
+        self._last_history_ts = now_ts
+
+    async def update_room_model(self) -> bool:
+        """Fit the room to its recorded history, at most once a day; keep an accepted fit.
+
+        The fit runs in a worker thread. A rejected fit (too little data, implausible or poor)
+        is logged and leaves :attr:`room_parameters` as they are.
+
+        Returns
+        -------
+        bool
+            True if a fit was accepted now.
+        """
+        if not self.config.room.learn:
+            return False
+        now_ts = self._clock()
+        tried_ts = self.store.get(_ROOM_FIT_TRIED_KEY)
+        if isinstance(tried_ts, float) and 0.0 <= now_ts - tried_ts < _ROOM_FIT_INTERVAL_S:
+            return False
+        self.store.put(_ROOM_FIT_TRIED_KEY, now_ts)
+        history = self.store.history(now_ts - self.config.room.history_days * _S_PER_DAY)
+        try:
+            outcome = await asyncio.to_thread(
+                fit_room,
+                history.sample_ts,
+                history.room_temp_c,
+                history.outdoor_temp_c,
+                history.power_w,
+                now_ts=now_ts,
+            )
+        except InputError as error:
+            _log.warning("room model kept (the history is unusable: %s)", error)
+            return False
+        if outcome.parameters is None:
+            _log.info("room model kept (fit rejected: %s)", outcome.reason)
+            return False
+        self.room_parameters = outcome.parameters
+        self.store.put(_ROOM_KEY, outcome.parameters.to_json())
+        _log.info("room model learned: %s", outcome.reason)
+        return True
 
     async def _apply(self, result: TickResult) -> bool:
         for command in result.commands:
@@ -402,26 +476,57 @@ class AgentDaemon:
 
     # ------------------------------------------------------------------ coordinator
 
-    def _outdoor_c(self, now_ts: float, count: int, segment_s: float) -> list[float]:
-        if self._outdoor_forecast is not None:
-            forecast = self._outdoor_forecast(now_ts, count, segment_s)
-            if forecast is not None and len(forecast) >= count:
-                return [float(value) for value in forecast[:count]]
-        latest = None if self._outdoor is None else self._outdoor()
-        if latest is None or not math.isfinite(latest):
-            latest = self.config.forecast.outdoor_temp_c
-        return [latest] * count
-
-    def heat_window(self, now_ts: float) -> list[v1.HeatWindowSegment]:
-        """Return the heat window from ``now_ts`` [POSIX s] over the configured horizon."""
+    def _segments(self) -> tuple[int, float]:
         settings = self.config.forecast
-        count = segment_count(settings.horizon_h * 3600.0, settings.segment_s)
+        return segment_count(settings.horizon_h * 3600.0, settings.segment_s), settings.segment_s
+
+    def _forecast_c(self, now_ts: float) -> list[float] | None:
+        """Return the forecast hook's temperatures [°C], or None (no hook, answer or failure)."""
+        if self._outdoor_forecast is None:
+            return None
+        count, segment_s = self._segments()
+        try:
+            forecast = self._outdoor_forecast(now_ts, count, segment_s)
+        except Exception:  # the hook is outside the daemon; persistence takes over
+            _log.warning("the outdoor forecast failed; holding the last outdoor temperature")
+            return None
+        if forecast is None or len(forecast) < count:
+            return None
+        values = [float(value) for value in forecast[:count]]
+        return values if all(math.isfinite(value) for value in values) else None
+
+    def heat_window(
+        self, now_ts: float, forecast_c: Sequence[float] | None = None
+    ) -> list[v1.HeatWindowSegment]:
+        """Return the heat window from ``now_ts`` over the configured horizon.
+
+        Parameters
+        ----------
+        now_ts : float
+            Start of the window, POSIX UTC [s].
+        forecast_c : sequence of float, optional
+            Outdoor temperature per segment [°C], already asked of the forecast hook; when
+            omitted the hook is called here (it may block).
+
+        Returns
+        -------
+        list of HeatWindowSegment
+            Steady-state heat loss with :attr:`room_parameters`' UA, from the forecast, else
+            the last outdoor reading held, else ``forecast.outdoor_temp_c``.
+        """
+        count, segment_s = self._segments()
+        outdoor_c = list(forecast_c) if forecast_c is not None else self._forecast_c(now_ts)
+        if outdoor_c is None or len(outdoor_c) < count:
+            latest = None if self._outdoor is None else self._outdoor()
+            if latest is None or not math.isfinite(latest):
+                latest = self.config.forecast.outdoor_temp_c
+            outdoor_c = [latest] * count
         return heat_window(
             now_ts,
-            self._outdoor_c(now_ts, count, settings.segment_s),
-            ua_w_per_k=self.config.room.ua_w_per_k,
+            outdoor_c[:count],
+            ua_w_per_k=self.room_parameters.ua_w_per_k,
             thermostat=self._thermostat_at(now_ts),
-            segment_s=settings.segment_s,
+            segment_s=segment_s,
             heating_allowed=self.mode != Mode.OFF,
         )
 
@@ -434,6 +539,7 @@ class AgentDaemon:
             Seconds until the next sync should start [s]: the heartbeat interval after a
             success, a jittered backoff after a failure.
         """
+        await self.update_room_model()
         identity = self.store.identity
         if self._client is None or identity is None:
             return self._heartbeat_s
@@ -457,8 +563,9 @@ class AgentDaemon:
         while True:
             samples = self.store.pending(v1.MAX_SAMPLES_PER_HEARTBEAT)
             now_ts = self._clock()
+            forecast_c = await asyncio.to_thread(self._forecast_c, now_ts)
             heartbeat = v1.Heartbeat(
-                sent_ts=now_ts, telemetry=samples, heat_window=self.heat_window(now_ts)
+                sent_ts=now_ts, telemetry=samples, heat_window=self.heat_window(now_ts, forecast_c)
             )
             answer = await self._client.heartbeat(device_id, token, heartbeat)
             self.store.acknowledge(samples)

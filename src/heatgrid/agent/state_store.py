@@ -1,8 +1,10 @@
-"""The agent's local SQLite file: identity, controller state and telemetry not yet uploaded.
+"""The agent's local SQLite file: identity, controller state, unsent telemetry and history.
 
 The file holds the device token, so it is created with mode 0600 (owner only) and kept so.
 Telemetry samples wait in a queue keyed by ``sample_ts`` (one per timestamp) until the
 coordinator acknowledges them; a restart resumes both the controller and the queue.
+The room history (room and outdoor temperature, delivered power) is kept apart from the queue,
+which is drained on upload: it is what the room model is learned from, pruned by age.
 """
 
 from __future__ import annotations
@@ -17,15 +19,24 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from heatgrid.core.errors import InputError
 from heatgrid.protocol.v1 import TelemetrySample
 
-__all__ = ["Identity", "StateStore"]
+__all__ = ["History", "Identity", "StateStore"]
 
 _FILE_MODE = 0o600
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS telemetry (sample_ts REAL PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS history (
+    sample_ts REAL PRIMARY KEY,
+    room_temp_c REAL NOT NULL,
+    outdoor_temp_c REAL,
+    power_w REAL NOT NULL
+);
 """
 _IDENTITY_KEY = "identity"
 
@@ -47,6 +58,28 @@ class Identity:
     url: str
     device_id: str
     device_token: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class History:
+    """Recorded room samples, oldest first, as arrays of one length.
+
+    Attributes
+    ----------
+    sample_ts : ndarray
+        When each sample was taken, POSIX UTC [s].
+    room_temp_c : ndarray
+        Room temperature [°C].
+    outdoor_temp_c : ndarray
+        Outdoor temperature [°C]; NaN where it was not known.
+    power_w : ndarray
+        Heat power the devices delivered [W].
+    """
+
+    sample_ts: NDArray[np.float64]
+    room_temp_c: NDArray[np.float64]
+    outdoor_temp_c: NDArray[np.float64]
+    power_w: NDArray[np.float64]
 
 
 class StateStore:
@@ -158,3 +191,34 @@ class StateStore:
                 "DELETE FROM telemetry WHERE sample_ts = ?", [(s.sample_ts,) for s in samples]
             )
             cursor.execute("COMMIT")
+
+    # ------------------------------------------------------------------ room history
+
+    def record_history(
+        self, sample_ts: float, room_temp_c: float, outdoor_temp_c: float | None, power_w: float
+    ) -> None:
+        """Record a room sample (``outdoor_temp_c`` None when unknown); one per ``sample_ts``."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO history (sample_ts, room_temp_c, outdoor_temp_c, power_w) "
+            "VALUES (?, ?, ?, ?)",
+            (sample_ts, room_temp_c, outdoor_temp_c, power_w),
+        )
+
+    def history(self, since_ts: float) -> History:
+        """Return the samples taken at or after ``since_ts`` [POSIX s], oldest first."""
+        rows = self._db.execute(
+            "SELECT sample_ts, room_temp_c, outdoor_temp_c, power_w FROM history "
+            "WHERE sample_ts >= ? ORDER BY sample_ts",
+            (since_ts,),
+        ).fetchall()
+        columns = np.array(rows, dtype=np.float64).reshape(len(rows), 4).T  # None -> NaN
+        return History(
+            sample_ts=columns[0],
+            room_temp_c=columns[1],
+            outdoor_temp_c=columns[2],
+            power_w=columns[3],
+        )
+
+    def prune_history(self, before_ts: float) -> None:
+        """Forget the samples taken before ``before_ts`` [POSIX s]."""
+        self._db.execute("DELETE FROM history WHERE sample_ts < ?", (before_ts,))

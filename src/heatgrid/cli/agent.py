@@ -4,6 +4,10 @@ A bad configuration (a missing or wrong key, an unknown device type, a device or
 cannot be reached) ends with a message naming the key and exit status 2, before any device heats.
 SIGTERM or SIGINT stop the agent: every device is put in its safe state within
 ``thermostat.grace_s``.
+
+With ``forecast.latitude_deg`` and ``forecast.longitude_deg`` the heat window follows
+Open-Meteo's hourly temperature forecast (:func:`weather_forecast`), cached next to the state
+file; the daemon asks it off the event loop and falls back to persistence when it fails.
 """
 
 from __future__ import annotations
@@ -11,16 +15,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from heatgrid.core.errors import InputError
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from heatgrid.agent.config import AgentConfig
+    from heatgrid.agent.forecast import HourlyOutdoorForecast, HourlySeries
+
+__all__ = ["register", "weather_forecast"]
+
+_FORECAST_URL = "https://api.open-meteo.com/v1/forecast"
 
 _agent = typer.Typer(
     name="agent",
@@ -38,6 +50,46 @@ ConfigPath = Annotated[
 ]
 
 
+@contextlib.contextmanager
+def weather_forecast(
+    config: AgentConfig, *, forecast_url: str = _FORECAST_URL
+) -> Iterator[HourlyOutdoorForecast | None]:
+    """Yield the daemon's ``outdoor_forecast`` hook on Open-Meteo, or None without a location.
+
+    Parameters
+    ----------
+    config : AgentConfig
+        ``forecast.latitude_deg``/``longitude_deg`` [°] and ``forecast.horizon_h`` [h]; the
+        cache (answers kept for an hour) lives beside ``state.path``.
+    forecast_url : str
+        Open-Meteo's forecast endpoint (a self-hosted instance, or a test server).
+
+    Yields
+    ------
+    HourlyOutdoorForecast or None
+        The hook (it blocks while fetching: call it off the event loop).
+    """
+    from heatgrid.agent.forecast import HourlyOutdoorForecast  # noqa: PLC0415
+    from heatgrid.weather.openmeteo import OpenMeteoClient  # noqa: PLC0415
+
+    settings = config.forecast
+    if settings.latitude_deg is None or settings.longitude_deg is None:
+        yield None
+        return
+    latitude_deg, longitude_deg = settings.latitude_deg, settings.longitude_deg
+    days = math.ceil(settings.horizon_h / 24.0) + 1  # from today 00:00 UTC past the horizon
+    cache_dir = config.state.path.parent / "weather-cache"
+    with OpenMeteoClient(
+        cache_dir=cache_dir, forecast_max_age_s=3600.0, retries=2, forecast_url=forecast_url
+    ) as client:
+
+        def fetch() -> HourlySeries:
+            weather = client.forecast(latitude_deg, longitude_deg, days=days)
+            return weather.timestamps_ts, weather.outdoor_temp_c
+
+        yield HourlyOutdoorForecast(fetch, refresh_s=3600.0)
+
+
 async def _run(config_path: Path) -> int:
     from heatgrid.agent.client import CoordinatorClient  # noqa: PLC0415 - keeps --help fast
     from heatgrid.agent.config import load_config  # noqa: PLC0415
@@ -53,6 +105,7 @@ async def _run(config_path: Path) -> int:
     clock = time.time
     async with contextlib.AsyncExitStack() as stack:
         store = stack.enter_context(StateStore(config.state.path))
+        forecast = stack.enter_context(weather_forecast(config))
         devices = await open_devices(config, clock)
         for device in devices:
             stack.push_async_callback(device.aclose)
@@ -83,6 +136,7 @@ async def _run(config_path: Path) -> int:
             client=client,
             clock=clock,
             outdoor=outdoor_latest,
+            outdoor_forecast=forecast,
         )
         bridge = await open_home_assistant(config, daemon)
         if bridge is not None:
