@@ -8,6 +8,7 @@ the device and the reason, and the agent then puts the heater in its safe state.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
@@ -133,6 +134,17 @@ class DeviceAdapter:
     def capability(self) -> DeviceCapability:
         """Power range, levels and minimum cycle, for :func:`heatgrid.core.arbiter.plan`."""
         return self._capability
+
+    def _check_power_range(self, command: str, power_w: float) -> None:
+        """Refuse a power that is neither 0 nor within the device's range [W]."""
+        capability = self._capability
+        if not (
+            math.isfinite(power_w) and capability.min_power_w <= power_w <= capability.max_power_w
+        ):
+            raise DeviceCommandError(
+                f"{self.name}: {command} refused: not 0 and not within "
+                f"[{capability.min_power_w:g}, {capability.max_power_w:g}] W"
+            )
 
     async def aclose(self) -> None:
         """Release connections and processes; the device is left in its safe state."""

@@ -16,7 +16,6 @@ the workers stopped the CPU still draws ``idle_power_w``: that is its off level.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import subprocess
 import sys
@@ -182,15 +181,8 @@ class CpuHeater(DeviceAdapter):
         if power_w == 0.0:
             await self._stop_workers(command)
             return
-        capability = self._capability
-        if not (
-            math.isfinite(power_w) and capability.min_power_w <= power_w <= capability.max_power_w
-        ):
-            raise DeviceCommandError(
-                f"{self.name}: {command} refused: not 0 and not within "
-                f"[{capability.min_power_w:g}, {capability.max_power_w:g}] W"
-            )
-        duty = duty_for_power(power_w, self._idle_power_w, capability.max_power_w)
+        self._check_power_range(command, power_w)
+        duty = duty_for_power(power_w, self._idle_power_w, self._capability.max_power_w)
         try:
             await self._start_workers()
             await self._cycler.set_duty(duty)

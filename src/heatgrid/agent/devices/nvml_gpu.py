@@ -21,7 +21,6 @@ when NVML or the GPU is missing, naming which.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -199,20 +198,13 @@ class NvmlGpu(DeviceAdapter):
         if power_w == 0.0:
             await self._stop(command)
             return
-        capability = self._capability
-        if not (
-            math.isfinite(power_w) and capability.min_power_w <= power_w <= capability.max_power_w
-        ):
-            raise DeviceCommandError(
-                f"{self.name}: {command} refused: not 0 and not within "
-                f"[{capability.min_power_w:g}, {capability.max_power_w:g}] W"
-            )
+        self._check_power_range(command, power_w)
         if self.limit_control:
             self._set_limit(command, power_w)
         duty = (
             1.0
             if self.limit_control
-            else duty_for_power(power_w, self._idle_power_w, capability.max_power_w)
+            else duty_for_power(power_w, self._idle_power_w, self._capability.max_power_w)
         )
         try:
             await self._cycler.set_duty(duty)

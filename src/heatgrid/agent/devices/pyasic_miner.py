@@ -180,14 +180,7 @@ class PyasicMiner(DeviceAdapter):
         if power_w == 0.0:
             await self._pause(command)
             return
-        capability = self._capability
-        if not (
-            math.isfinite(power_w) and capability.min_power_w <= power_w <= capability.max_power_w
-        ):
-            raise DeviceCommandError(
-                f"{self.name}: {command} refused: not 0 and not within "
-                f"[{capability.min_power_w:g}, {capability.max_power_w:g}] W"
-            )
+        self._check_power_range(command, power_w)
         target_w = round(power_w)
         if self._held_w is not None and abs(target_w - self._held_w) < self._power_step_w:
             return  # mining within a step of it already: not worth a write to the firmware
