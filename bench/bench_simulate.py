@@ -45,7 +45,6 @@ _GOAL_HOME_STEPS_PER_S = 1e8
 _SIZES = (10_000, 100_000, 1_000_000)
 _JANUARY_15_S = 14 * 86_400.0
 _MIN_STEPS = 3
-_S_PER_WEEK_MIN = 7 * 1440
 _PARALLEL_MIN_HOMES = 50_000
 """As :mod:`heatgrid.sim.engine`: smaller fleets run their kernels on one thread."""
 
@@ -173,41 +172,6 @@ def _vectorized(region: Region, n_homes: int, budget_s: float) -> dict[str, Any]
     }
 
 
-def _weekly_schedule(fleet: Fleet, home: int) -> control.WeeklySchedule:
-    config = fleet.thermostat
-    minutes = np.rint(config.schedule_start_s[home] / 60.0).astype(np.int64)
-    points = tuple(
-        (int(m) // 1440, int(m) % 1440, float(c))
-        for m, c in zip(minutes % _S_PER_WEEK_MIN, config.schedule_setpoint_c[home], strict=True)
-    )
-    return control.WeeklySchedule(points, float(config.utc_offset_h[home]))
-
-
-def _scalar_config(fleet: Fleet, home: int) -> control.ThermostatConfig:
-    config = fleet.thermostat
-    numbers = {
-        name: float(np.broadcast_to(getattr(config, name), (fleet.n_homes,))[home])
-        for name in (
-            "max_power_w",
-            "kp_w_per_k",
-            "ki_w_per_k_s",
-            "away_setpoint_c",
-            "cold_tolerance_k",
-            "hot_tolerance_k",
-            "min_on_s",
-            "min_off_s",
-            "keep_alive_s",
-            "max_age_s",
-            "min_valid_temp_c",
-            "max_valid_temp_c",
-            "room_limit_c",
-            "device_limit_c",
-            "power_step_w",
-        )
-    }
-    return control.ThermostatConfig(schedule=_weekly_schedule(fleet, home), **numbers)
-
-
 def _capability(fleet: Fleet, home: int) -> arbiter.DeviceCapability:
     levels = fleet.devices.power_levels_w[home]
     return arbiter.DeviceCapability(
@@ -225,7 +189,7 @@ def _scalar(region: Region, n_homes: int, steps: int) -> dict[str, Any]:
     scenario = _scenario(region, 10_000, rack_share=0.0)
     fleet = sample_fleet(scenario)
     homes = range(n_homes)
-    configs = [_scalar_config(fleet, i) for i in homes]
+    configs = [fleet.thermostat.config(i) for i in homes]
     capabilities = [[_capability(fleet, i)] for i in homes]
     offers = [
         arbiter.WorkOffer(

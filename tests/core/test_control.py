@@ -637,3 +637,12 @@ def test_next_change_ts_is_the_next_point_where_the_schedule_changes(
     changed = setpoint_at(schedule, change_ts + 1e-3)
     index = waits_s.index(min(waits_s))
     assert changed == points[index][2]
+
+
+def test_config_arrays_give_back_each_homes_config() -> None:
+    weekday = WeeklySchedule(((0, 420, 21.0), (0, 1320, 18.0), (5, 480, 20.0)), utc_offset_h=1.0)
+    configs = [CONFIG, replace(CONFIG, schedule=weekday, kp_w_per_k=900.0, hot_tolerance_k=0.7)]
+    arrays = ThermostatConfigArrays.from_configs(configs)
+    assert [arrays.config(index) for index in range(2)] == configs
+    shared = replace(arrays, max_power_w=np.array([2500.0]))  # one value for every home
+    assert shared.config(1).max_power_w == 2500.0

@@ -29,7 +29,7 @@ import numpy as np
 from heatgrid.agent.devices.base import DeviceReading
 from heatgrid.agent.loop import LoopState, RoomSample, control_tick
 from heatgrid.core.arbiter import DeviceCapability, WorkOffer
-from heatgrid.core.control import Mode, ThermostatConfig, WeeklySchedule
+from heatgrid.core.control import Mode, ThermostatConfig
 from heatgrid.core.thermal import Room2R2C
 from heatgrid.emulators.room import OutdoorSeries, RoomEmulator
 from heatgrid.sim.engine import run_policy
@@ -38,41 +38,11 @@ from heatgrid.sim.jobs import sample_jobs
 from heatgrid.sim.scenario import Scenario
 
 HEATER_ID = "heater"
-_SCALARS = (
-    "max_power_w",
-    "kp_w_per_k",
-    "ki_w_per_k_s",
-    "away_setpoint_c",
-    "cold_tolerance_k",
-    "hot_tolerance_k",
-    "min_on_s",
-    "min_off_s",
-    "keep_alive_s",
-    "max_age_s",
-    "min_valid_temp_c",
-    "max_valid_temp_c",
-    "room_limit_c",
-    "device_limit_c",
-    "power_step_w",
-)
-
-
-def _home(fleet: Fleet, name: str) -> float:
-    """Home 0's value of a thermostat setting stored per home or shared."""
-    return float(np.broadcast_to(getattr(fleet.thermostat, name), (fleet.n_homes,))[0])
 
 
 def _thermostat(fleet: Fleet) -> ThermostatConfig:
     """Home 0's thermostat, as the agent's configuration would give it."""
-    table = fleet.thermostat
-    points = tuple(
-        (int(start // 86_400), int(start % 86_400) // 60, float(value))
-        for start, value in zip(
-            table.schedule_start_s[0], table.schedule_setpoint_c[0], strict=True
-        )
-    )
-    schedule = WeeklySchedule(points, utc_offset_h=_home(fleet, "utc_offset_h"))
-    return ThermostatConfig(schedule=schedule, **{name: _home(fleet, name) for name in _SCALARS})
+    return fleet.thermostat.config(0)
 
 
 def _device(fleet: Fleet) -> DeviceCapability:

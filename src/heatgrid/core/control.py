@@ -491,6 +491,31 @@ class ThermostatConfigArrays:
             **numbers,
         )
 
+    def config(self, index: int) -> ThermostatConfig:
+        """Return home ``index``'s settings as one :class:`ThermostatConfig`.
+
+        The inverse of :meth:`from_configs`; a setting shared by every home is that home's too.
+        """
+
+        def number(name: str) -> float:
+            values = np.asarray(getattr(self, name)).reshape(-1)
+            return float(values[index if values.size > 1 else 0])
+
+        start_s, setpoint_c = self.schedule_start_s, self.schedule_setpoint_c
+        if start_s.ndim == 2:
+            start_s, setpoint_c = start_s[index], setpoint_c[index]
+        points: dict[tuple[int, int], float] = {}
+        for start, value in zip(start_s, setpoint_c, strict=True):
+            minute = round(float(start) / 60.0)  # padded rows repeat their last point
+            points.setdefault((minute // _MINUTES_PER_DAY, minute % _MINUTES_PER_DAY), float(value))
+        schedule = WeeklySchedule(
+            tuple((day, minute, value) for (day, minute), value in points.items()),
+            number("utc_offset_h"),
+        )
+        return ThermostatConfig(
+            schedule=schedule, **{name: number(name) for name in _CONFIG_NUMBERS}
+        )
+
 
 @dataclass(frozen=True)
 class ThermostatState:
