@@ -25,7 +25,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -46,6 +45,8 @@ from heatgrid.coordinator.accounts import create_api_key
 from heatgrid.coordinator.app import create_app
 from heatgrid.coordinator.db import make_engine, make_session_factory, upgrade
 from heatgrid.coordinator.settings import Settings
+
+from .serve_process import free_port
 
 T0_TS = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 _PG_USER = "heatgrid"
@@ -85,12 +86,6 @@ def _as_user(user: pwd.struct_passwd | None) -> dict[str, Any]:
     if user is None:
         return {}
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -151,7 +146,7 @@ def _start_postgres() -> tuple[PostgresServer, Path]:
         cwd=data_root,
         **_as_user(user),
     )
-    port = _free_port()
+    port = free_port()
     log = (data_root / "postgres.log").open("wb")
     process = subprocess.Popen(
         [

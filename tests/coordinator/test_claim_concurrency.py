@@ -10,12 +10,7 @@ must be granted exactly once, to the device the database says holds it. Three ro
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +25,7 @@ from heatgrid.coordinator.accounts import create_api_key
 from heatgrid.coordinator.db import make_engine, make_session_factory, upgrade
 
 from .conftest import PostgresServer
+from .serve_process import ServeProcess
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -40,22 +36,6 @@ _MAX_IDLE_CLAIMS = 400  # a claimer gives up after this many empty answers in a 
 _IDLE_PAUSE_S = 0.02
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @dataclass
 class Fleet:
     """Two coordinator processes on one database, a submitter, and enrolled heaters."""
@@ -64,32 +44,6 @@ class Fleet:
     submitter_key: str
     devices: list[tuple[str, str]]  # (device_id, device_token)
     logs: list[Path]
-
-
-def _start(url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "heatgrid.cli.main", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--database-url", url, "--log-level", "warning"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    return process, f"http://127.0.0.1:{port}"
-
-
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    with httpx.Client(base_url=base_url, timeout=10.0) as client:
-        deadline = time.monotonic() + 60.0
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if client.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
 
 
 def _enroll_fleet(base_url: str, owner_key: str) -> list[tuple[str, str]]:
@@ -141,16 +95,18 @@ def fleet(
     engine.dispose()
     directory = tmp_path_factory.mktemp("claim-concurrency")
     logs = [directory / f"serve-{index}.log" for index in range(2)]
-    started = [_start(url, log) for log in logs]
+    servers = [ServeProcess(url, log, ("--log-level", "warning")) for log in logs]
     try:
-        for (process, base_url), log in zip(started, logs, strict=True):
-            _wait_ready(process, base_url, log)
-        base_urls = [base_url for _, base_url in started]
+        for server in servers:
+            server.start()
+        for server in servers:
+            server.wait_ready()
+        base_urls = [server.url for server in servers]
         devices = _enroll_fleet(base_urls[0], keys["owner"])
         yield Fleet(base_urls, keys["submitter"], devices, logs)
     finally:
-        for process, _ in started:
-            _stop(process)
+        for server in servers:
+            server.stop()
     for log in logs:
         records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         assert not [r for r in records if r.get("level") in ("error", "critical")], log

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,11 +17,7 @@ from heatgrid.coordinator.app import create_app
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.settings import Settings
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from .serve_process import free_port
 
 
 @pytest.fixture
@@ -38,7 +33,7 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     engine.dispose()
     settings = Settings(database_url=database_url, checkpoint_url=str(tmp_path / "blobs"))
     app = create_app(settings)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

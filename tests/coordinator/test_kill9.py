@@ -12,11 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,67 +28,12 @@ from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import Checkpoint, LedgerTransaction, Task, TaskAttempt
 from heatgrid.coordinator.ledger import unbalanced_transactions
 
+from .serve_process import ServeProcess
+
 pytestmark = pytest.mark.slow
 
 _TASK_ENERGY_J = 3.6e5
 _HEATERS = 4
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A ``heatgrid serve`` process that can be killed and started again."""
-
-    database_url: str
-    blob_dir: Path
-    log_path: Path
-    port: int = field(default_factory=_free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "heatgrid.cli.main", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--database-url", self.database_url,
-                 "--checkpoint-url", str(self.blob_dir), "--policy", "fifo",
-                 "--rate-limit-per-s", "100000", "--rate-limit-burst", "100000",
-                 "--log-level", "warning"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 60.0
-        while True:
-            assert self.process.poll() is None, self.log_path.read_text()
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, self.log_path.read_text()
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30.0)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30.0)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30.0)
 
 
 @dataclass
@@ -185,11 +125,17 @@ def _cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
 
 
 @pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
+def server(database_url: str, tmp_path: Path) -> Iterator[ServeProcess]:
     """The coordinator as a real process (stopped by its PID at the end)."""
-    running = Server(database_url, tmp_path / "blobs", tmp_path / "serve.log")
+    running = ServeProcess(
+        database_url,
+        tmp_path / "serve.log",
+        ("--checkpoint-url", str(tmp_path / "blobs"), "--policy", "fifo",
+         "--rate-limit-per-s", "100000", "--rate-limit-burst", "100000", "--log-level", "warning"),
+    )  # fmt: skip
     running.start()
     try:
+        running.wait_ready()
         yield running
     finally:
         running.stop()
@@ -206,7 +152,7 @@ def _wait_for(ack: Acknowledged, completions: int, timeout_s: float = 120.0) -> 
 
 
 def test_nothing_acknowledged_is_lost_or_doubled_by_kill_9(
-    server: Server, capsys: pytest.CaptureFixture[str]
+    server: ServeProcess, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     url = server.database_url
     _cli_json(capsys, "admin", "create-key", "--role", "owner", "--name", "alice", "--json",
@@ -240,6 +186,7 @@ def test_nothing_acknowledged_is_lost_or_doubled_by_kill_9(
             server.kill()  # mid-load: requests are in flight in every thread
             time.sleep(0.3)
             server.start()
+            server.wait_ready()
         _wait_for(ack, completions=60)
     finally:
         stop.set()
@@ -257,7 +204,7 @@ def test_nothing_acknowledged_is_lost_or_doubled_by_kill_9(
                 row = session.get(Checkpoint, (task_id, seq))
                 assert row is not None, f"checkpoint {task_id}/{seq} lost"
                 assert row.sha256 == digest
-                blob = (server.blob_dir / row.blob_key).read_bytes()
+                blob = (tmp_path / "blobs" / row.blob_key).read_bytes()
                 assert hashlib.sha256(blob).hexdigest() == digest
             for (task_id, attempt), result in ack.completions.items():
                 task = session.get_one(Task, task_id)

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -16,11 +11,7 @@ import pytest
 from heatgrid.cli.main import main
 from heatgrid.coordinator.db import head_revision
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from .serve_process import ServeProcess
 
 
 def _cli_json(capsys, *args: str) -> dict:
@@ -40,29 +31,12 @@ def test_serve_enrolls_and_takes_heartbeats_over_http(tmp_path, capsys) -> None:
     code = _cli_json(
         capsys, "admin", "enroll-code", "--owner", "alice", "--json", "--database-url", url
     )
-    port = _free_port()
     log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "heatgrid.cli.main", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--database-url", url, "--heartbeat-interval-s", "30"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    server = ServeProcess(url, log_path, ("--heartbeat-interval-s", "30"))
+    server.start()
     try:
-        with httpx.Client(base_url=base, timeout=30.0) as client:
-            deadline = time.monotonic() + 60.0
-            while True:
-                assert process.poll() is None, log_path.read_text()
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=30.0) as client:
             assert client.get("/readyz").json()["status"] == "ready"
             enrolled = client.post(
                 "/v1/devices/enroll",
@@ -97,13 +71,7 @@ def test_serve_enrolls_and_takes_heartbeats_over_http(tmp_path, capsys) -> None:
             assert shown.json()["latest_sample"]["power_w"] == 420.0
             assert shown.json()["online"] is True
     finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
+        server.stop()
     records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     requests = [record for record in records if record.get("message") == "request"]
     assert {"route": "/v1/devices/{device_id}/heartbeat", "status": 200}.items() <= requests[

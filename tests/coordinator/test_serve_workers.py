@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,11 +9,7 @@ import pytest
 
 from heatgrid.cli.main import main
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from .serve_process import ServeProcess
 
 
 def _children(pid: int) -> list[int]:
@@ -46,37 +36,19 @@ def test_sqlite_refuses_more_than_one_worker(tmp_path: Path, capsys) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_two_workers_serve_one_postgresql_database(database_url: str, tmp_path: Path) -> None:
-    port = _free_port()
     log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "heatgrid.cli.main", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--database-url", database_url, "--workers", "2",
-             "--checkpoint-url", str(tmp_path / "blobs")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+    server = ServeProcess(
+        database_url, log_path, ("--workers", "2", "--checkpoint-url", str(tmp_path / "blobs"))
+    )
+    server.start()
     try:
-        deadline = time.monotonic() + 60.0
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5.0).is_success:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
+        server.wait_ready()
+        assert server.process is not None
+        process = server.process
         commands = [Path(f"/proc/{child}/cmdline").read_bytes() for child in _children(process.pid)]
         workers = [c for c in commands if b"spawn_main" in c and b"resource_tracker" not in c]
         assert len(workers) == 2, log_path.read_text()
-        answers = [httpx.get(f"http://127.0.0.1:{port}/v1/jobs") for _ in range(20)]
+        answers = [httpx.get(f"{server.url}/v1/jobs") for _ in range(20)]
         assert {answer.status_code for answer in answers} == {401}  # each worker is the real app
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30.0)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30.0)
+        server.stop()
