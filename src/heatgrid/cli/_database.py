@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,15 @@ from sqlalchemy.orm import Session
 
 from heatgrid.coordinator.db import check_schema, make_engine, make_session_factory
 
-__all__ = ["AsJson", "DataDir", "DatabaseUrl", "now_ts", "open_session", "resolve_database_url"]
+__all__ = [
+    "AsJson",
+    "DataDir",
+    "DatabaseUrl",
+    "now_ts",
+    "open_session",
+    "resolve_database_url",
+    "utc_text",
+]
 
 DatabaseUrl = Annotated[
     str | None,
@@ -84,3 +93,10 @@ def open_session(database_url: str | None, data_dir: Path | None) -> Iterator[Se
 def now_ts() -> float:
     """Return the wall clock [POSIX s, UTC]; the one clock read of the admin commands."""
     return time.time()
+
+
+def utc_text(ts: float | None) -> str:
+    """Show a time [POSIX s] in UTC for the tables of the commands (``-`` for none)."""
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -11,19 +10,13 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from heatgrid.cli._database import AsJson, DatabaseUrl, DataDir, now_ts, open_session
+from heatgrid.cli._database import AsJson, DatabaseUrl, DataDir, now_ts, open_session, utc_text
 from heatgrid.coordinator import devices as fleet
 from heatgrid.coordinator.db.models import Account, Device
 
 __all__ = ["register"]
 
 _devices = typer.Typer(help="Enrolled heaters (reads the database).", no_args_is_help=True)
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _record(session: Session, device: Device) -> dict[str, Any]:
@@ -63,8 +56,8 @@ def list_devices(
             record["name"],
             record["kind"],
             f"{record['hardware'].get('max_power_w', 0):g}",
-            _when(record["last_seen_ts"]),
-            _when(record["revoked_ts"]),
+            utc_text(record["last_seen_ts"]),
+            utc_text(record["revoked_ts"]),
         )
     Console().print(table)
 
@@ -103,7 +96,7 @@ def show_device(
         typer.echo(json.dumps(record))
         return
     for key, value in record.items():
-        shown = _when(value) if key.endswith("_ts") else value
+        shown = utc_text(value) if key.endswith("_ts") else value
         typer.echo(f"{key}: {shown}")
 
 

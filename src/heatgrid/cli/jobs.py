@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from heatgrid.cli._database import AsJson
+from heatgrid.cli._database import AsJson, utc_text
 from heatgrid.core.errors import InputError
 
 __all__ = ["register"]
@@ -78,12 +77,6 @@ def _call(method: str, url: str, api_key: str | None, path: str, **kwargs: Any) 
     return answer.json()
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 def _done(job: dict[str, Any]) -> str:
     return f"{job['tasks_by_state'].get('completed', 0)}/{job['task_count']}"
 
@@ -130,7 +123,7 @@ def list_jobs(*, url: Url = _DEFAULT_URL, api_key: ApiKey = None, as_json: AsJso
             _done(job),
             f"{job['energy_j'] / 3.6e6:.3f}",
             f"{job['cost_eur']:.2f}",
-            _when(job["created_ts"]),
+            utc_text(job["created_ts"]),
         )
     Console().print(table)
 
