@@ -109,7 +109,7 @@ def submit(
 
 @_jobs.command("list")
 def list_jobs(*, url: Url = _DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
-    """List your jobs (every job, for an operator), oldest first."""
+    """List your jobs (every job, for an operator), newest first."""
     jobs = _call("GET", url, api_key, "/v1/jobs")
     if as_json:
         typer.echo(json.dumps(jobs))
