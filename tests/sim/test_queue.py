@@ -61,8 +61,27 @@ def test_a_lost_lease_resumes_from_the_last_checkpoint() -> None:
     assert lost_j == pytest.approx(0.5e6)
     assert queue.progress_j[0] == pytest.approx(1e6)
     assert queue.leases_lost == 1
-    assert queue.queued[0].queued_ts == now
+    assert queue.queued[0].queued_ts == 0.0  # it keeps its place in the order
+    assert queue.not_before_ts[0] == now + 10.0  # the first retry waits retry_base_s
+    assert queue.lock_order("fifo", now) == []
+    assert queue.lock_order("fifo", now + 10.0) == [0]
     assert queue.queued[0].energy_to_checkpoint_j == pytest.approx(1e6)
+    assert queue.ended[-1].settled_j == pytest.approx(1e6)
+
+
+def test_a_task_goes_to_the_dead_letter_when_its_attempts_are_spent() -> None:
+    queue = TaskQueue(_jobs([10e6], [0.0]), n_devices=1, checkpoint_every_j=1e6, max_attempts=2)
+    queue.arrive(0.0)
+    queue.lease(0, 0)
+    queue.fail(0, 100.0)
+    assert queue.attempts[0] == 1
+    assert 0 in queue.queued
+    queue.lease(0, 0)
+    queue.fail(0, 200.0)
+    assert queue.dead == 1
+    assert 0 not in queue.queued
+    assert queue.task_of[0] == -1
+    assert [attempt.outcome for attempt in queue.ended] == ["failed", "failed"]
 
 
 @given(
@@ -98,7 +117,8 @@ def test_energy_and_jobs_are_accounted_for(
         future = jobs.arrival_ts > now
         queued = np.zeros(jobs.count, dtype=np.bool_)
         queued[list(queue.queued)] = True
-        membership = done.astype(int) + running + queued + future
+        dead = np.array([state == "dead" for state in queue.state])
+        membership = done.astype(int) + running + queued + future + dead
         assert np.all(membership == 1)
         assert np.all(queue.checkpoint_j <= queue.progress_j + 1e-6)
         assert np.all(queue.progress_j <= jobs.size_j + 1e-6)

@@ -19,8 +19,8 @@ import hashlib
 import json
 from collections.abc import Sequence
 
-from sqlalchemy import exists, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import UnaryExpression, exists, func, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from heatgrid.coordinator import ledger
 from heatgrid.coordinator.checkpoints import CheckpointStore
@@ -34,10 +34,12 @@ from heatgrid.coordinator.db.models import (
 )
 from heatgrid.coordinator.errors import ConflictError, InvalidError, NotFoundError
 from heatgrid.coordinator.settings import Settings
-from heatgrid.core import scheduling
+from heatgrid.core import leasing, scheduling
+from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
 from heatgrid.protocol import v1
 
 __all__ = [
+    "candidate_order_by",
     "claim",
     "complete",
     "end_attempt",
@@ -55,7 +57,14 @@ __all__ = [
 _CANDIDATES = 64
 _EXPIRE_BATCH = 100
 _MIN_ENERGY_J = 1.0
-_TERMINAL = ("completed", "dead", "cancelled")
+_TERMINAL = tuple(sorted(state.value for state in leasing.TERMINAL_STATES))
+_QUEUED, _LEASED, _DEAD = TaskState.QUEUED.value, TaskState.LEASED.value, TaskState.DEAD.value
+_SORT_COLUMNS: dict[str, InstrumentedAttribute[object]] = {
+    "priority": Task.priority,
+    "queued_ts": Task.queued_ts,
+    "task_id": Task.id,
+}
+_EVENT_OF_OUTCOME = {outcome: event for event, outcome in leasing.EVENT_OUTCOME.items()}
 
 
 def result_sha256(result: dict[str, object]) -> str:
@@ -111,13 +120,13 @@ def _fleet_view(
         str(submitter): int(count)
         for submitter, count in session.execute(
             select(Task.submitter_id, func.count())
-            .where(Task.state == "leased")
+            .where(Task.state == _LEASED)
             .group_by(Task.submitter_id)
         )
     }
     if claimant.has_room:
         return scheduling.FleetView(running_by_submitter=running)
-    busy = exists().where(Task.lease_device_id == Device.id, Task.state == "leased")
+    busy = exists().where(Task.lease_device_id == Device.id, Task.state == _LEASED)
     wanting = session.scalar(
         select(func.count(func.distinct(Device.id)))
         .join(HeatWindowSegmentRow, HeatWindowSegmentRow.device_id == Device.id)
@@ -133,6 +142,16 @@ def _fleet_view(
         )
     )
     return scheduling.FleetView(running_by_submitter=running, heaters_wanting_work=wanting or 0)
+
+
+def candidate_order_by(policy: str) -> list[UnaryExpression[object]]:
+    """Return the SQL ``ORDER BY`` of a claim's candidates: :func:`core.leasing.candidate_order`."""
+    return [
+        _SORT_COLUMNS[column.field].desc()
+        if column.descending
+        else _SORT_COLUMNS[column.field].asc()
+        for column in leasing.candidate_order(policy)
+    ]
 
 
 def _lease_message(task: Task) -> v1.TaskLease:
@@ -165,19 +184,18 @@ def claim(
     if claimant.kind == "asic" or settings.scheduling_policy == "mining-only":
         return []
     query = select(Task).where(
-        Task.state == "queued",
-        Task.not_before_ts <= now_ts,
+        Task.state == _QUEUED,
+        Task.not_before_ts <= now_ts,  # leasing.is_ready
         Task.min_vram_gb <= claimant.vram_gb,
     )
     if claimant.kind == "gpu":
         query = query.where(Task.runs_on_gpu.is_(True))
     elif claimant.kind == "cpu":
         query = query.where(Task.runs_on_cpu.is_(True))
-    order = (Task.queued_ts, Task.id)
-    if settings.scheduling_policy != "fifo":
-        order = (Task.priority.desc(), *order)  # type: ignore[assignment]
     candidates = session.scalars(
-        query.order_by(*order).limit(_CANDIDATES).with_for_update(skip_locked=True)
+        query.order_by(*candidate_order_by(settings.scheduling_policy))
+        .limit(_CANDIDATES)
+        .with_for_update(skip_locked=True)
     ).all()
     if not candidates:
         session.commit()
@@ -194,7 +212,7 @@ def claim(
     leased = []
     for task_id in chosen:
         task = by_id[task_id]
-        task.state = "leased"
+        task.state = leasing.next_state(task.state, TaskEvent.LEASE).value
         task.attempt += 1
         task.lease_device_id = device.id
         task.lease_expires_ts = now_ts + settings.lease_s
@@ -203,7 +221,7 @@ def claim(
                 task_id=task.id,
                 attempt=task.attempt,
                 device_id=device.id,
-                outcome="running",
+                outcome=AttemptOutcome.RUNNING.value,
                 started_ts=now_ts,
                 start_progress_energy_j=task.progress_energy_j,
                 energy_j=0.0,
@@ -244,21 +262,10 @@ def _settle(
     )
 
 
-def _settled_energy_j(attempt: TaskAttempt, outcome: str) -> float:
-    """Energy paid for: all of it when the work is kept, else up to the last checkpoint."""
-    if outcome in ("completed", "cancelled"):
-        return attempt.energy_j
-    return attempt.checkpointed_energy_j
-
-
-def _backoff_s(attempt: int, settings: Settings) -> float:
-    return float(min(settings.retry_max_s, settings.retry_base_s * 2.0 ** (attempt - 1)))
-
-
 def end_attempt(
     session: Session,
     task: Task,
-    outcome: str,
+    outcome: AttemptOutcome | str,
     *,
     now_ts: float,
     settings: Settings,
@@ -270,25 +277,28 @@ def end_attempt(
     backoff to resume from its last checkpoint, or move it to the dead letter when the job's
     attempts are spent. The caller commits.
     """
+    event = _EVENT_OF_OUTCOME[AttemptOutcome(outcome)]
     attempt = session.get_one(TaskAttempt, (task.id, task.attempt))
-    attempt.outcome = outcome
+    attempt.outcome = AttemptOutcome(outcome).value
     attempt.ended_ts = now_ts
     attempt.error = error
-    _settle(session, task, attempt, _settled_energy_j(attempt, outcome), now_ts)
+    energy_j = leasing.settled_energy_j(outcome, attempt.energy_j, attempt.checkpointed_energy_j)
+    _settle(session, task, attempt, energy_j, now_ts)
     task.lease_device_id = None
     task.lease_expires_ts = None
-    if outcome in ("completed", "cancelled"):
-        task.state = outcome
-        task.ended_ts = now_ts
-    else:
+    if not leasing.keeps_work(outcome):
         task.last_error = error
-        job = session.get_one(Job, task.job_id)
-        if task.attempt >= job.max_attempts:
-            task.state = "dead"
-            task.ended_ts = now_ts
-        else:
-            task.state = "queued"
-            task.not_before_ts = now_ts + _backoff_s(task.attempt, settings)
+    job = session.get_one(Job, task.job_id)
+    state = leasing.next_state(
+        task.state, event, attempts_started=task.attempt, max_attempts=job.max_attempts
+    )
+    task.state = state.value
+    if state in leasing.TERMINAL_STATES:
+        task.ended_ts = now_ts
+    elif state is TaskState.QUEUED:
+        task.not_before_ts = leasing.retry_not_before_ts(
+            now_ts, task.attempt, base_s=settings.retry_base_s, max_s=settings.retry_max_s
+        )
     session.flush()
     refresh_job(session, task.job_id, now_ts=now_ts)
 
@@ -301,7 +311,7 @@ def refresh_job(session: Session, job_id: str, *, now_ts: float) -> None:
     unfinished = select(Task.id).where(Task.job_id == job_id, Task.state.not_in(_TERMINAL))
     if session.scalar(select(exists(unfinished))):  # an index seek, not a count of all tasks
         return
-    dead = select(Task.id).where(Task.job_id == job_id, Task.state == "dead")
+    dead = select(Task.id).where(Task.job_id == job_id, Task.state == _DEAD)
     job.state = "failed" if session.scalar(select(exists(dead))) else "completed"
     job.ended_ts = now_ts
 
@@ -312,14 +322,19 @@ def expire_leases(session: Session, *, now_ts: float, settings: Settings) -> int
     while True:
         tasks = session.scalars(
             select(Task)
-            .where(Task.state == "leased", Task.lease_expires_ts < now_ts)
+            .where(Task.state == _LEASED, Task.lease_expires_ts < now_ts)
             .order_by(Task.lease_expires_ts)
             .limit(_EXPIRE_BATCH)
             .with_for_update(skip_locked=True)
         ).all()
         for task in tasks:
             end_attempt(
-                session, task, "expired", now_ts=now_ts, settings=settings, error="lease expired"
+                session,
+                task,
+                AttemptOutcome.EXPIRED,
+                now_ts=now_ts,
+                settings=settings,
+                error="lease expired",
             )
         session.commit()
         expired += len(tasks)
@@ -336,7 +351,7 @@ def renew_device_leases(
     """
     renewed = session.scalars(
         update(Task)
-        .where(Task.lease_device_id == device.id, Task.state == "leased")
+        .where(Task.lease_device_id == device.id, Task.state == _LEASED)
         .values(lease_expires_ts=now_ts + settings.lease_s)
         .returning(Task.id),
         execution_options={"synchronize_session": False},
@@ -365,7 +380,7 @@ def _locked_task(session: Session, device: Device, task_id: str, attempt: int) -
 
 
 def _holds(task: Task, device: Device, attempt: int) -> bool:
-    return task.state == "leased" and task.lease_device_id == device.id and task.attempt == attempt
+    return task.state == _LEASED and task.lease_device_id == device.id and task.attempt == attempt
 
 
 def _status(task: Task, attempt: int, device: Device) -> v1.TaskStatus:
@@ -483,7 +498,7 @@ def read_checkpoint(
 ) -> tuple[Checkpoint, bytes]:
     """Return checkpoint ``seq`` of a task whose lease ``device`` holds, with its blob."""
     task = session.get(Task, task_id)
-    if task is None or task.state != "leased" or task.lease_device_id != device.id:
+    if task is None or task.state != _LEASED or task.lease_device_id != device.id:
         raise NotFoundError(f"task {task_id}: this device holds no lease on it")
     row = session.get(Checkpoint, (task_id, seq))
     if row is None:
@@ -503,7 +518,7 @@ def complete(
     """Accept an attempt's result once; the same result again is accepted, another is 409."""
     task = _locked_task(session, device, task_id, report.attempt)
     digest = result_sha256(report.result)
-    if task.state == "completed":
+    if task.state == TaskState.COMPLETED:
         if task.attempt == report.attempt and task.result_sha256 == digest:
             session.commit()
             return _status(task, report.attempt, device)
@@ -517,7 +532,7 @@ def complete(
     _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
     task.result = report.result
     task.result_sha256 = digest
-    end_attempt(session, task, "completed", now_ts=now_ts, settings=settings)
+    end_attempt(session, task, AttemptOutcome.COMPLETED, now_ts=now_ts, settings=settings)
     session.commit()
     return _status(task, report.attempt, device)
 
@@ -536,7 +551,9 @@ def fail(
     if not _holds(task, device, report.attempt):
         raise _lost(task, report.attempt)
     _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
-    end_attempt(session, task, "failed", now_ts=now_ts, settings=settings, error=report.error)
+    end_attempt(
+        session, task, AttemptOutcome.FAILED, now_ts=now_ts, settings=settings, error=report.error
+    )
     session.commit()
     return _status(task, report.attempt, device)
 

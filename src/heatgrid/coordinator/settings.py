@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from heatgrid.core.leasing import DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S
+
 __all__ = ["Settings"]
 
 
@@ -60,8 +62,8 @@ class Settings:
     lease_s: float = 300.0
     scheduling_policy: str = "heat-aware"
     max_wait_s: float = 900.0
-    retry_base_s: float = 10.0
-    retry_max_s: float = 600.0
+    retry_base_s: float = DEFAULT_RETRY_BASE_S
+    retry_max_s: float = DEFAULT_RETRY_MAX_S
     compute_price_eur_per_kwh: float = 0.20
     owner_share: float = 0.85
     rate_limit_per_s: float = 20.0

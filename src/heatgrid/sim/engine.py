@@ -49,10 +49,8 @@ from heatgrid.core.scheduling import (
     Claimant,
     ClaimantKind,
     FleetView,
-    QueuedTask,
     WindowSegment,
     choose,
-    fits_hardware,
 )
 from heatgrid.core.thermal_kernels import advance_fleet_2r2c
 from heatgrid.sim.fleet import Fleet
@@ -106,6 +104,8 @@ class RawRun:
         Task energy lost with lost leases [J].
     leases_lost : int
         Leases taken back.
+    tasks_dead : int
+        Tasks moved to the dead letter (their attempts spent).
     claims : int
         Calls to :func:`heatgrid.core.scheduling.choose`.
     arrival_ts, done_ts : numpy.ndarray
@@ -133,6 +133,7 @@ class RawRun:
     rack_task_j: float
     lost_j: float
     leases_lost: int
+    tasks_dead: int
     claims: int
     arrival_ts: FloatArray
     done_ts: FloatArray
@@ -220,7 +221,14 @@ class _Loop:
         self.state_c = np.array(fleet.initial_state_c)
         self.thermostat = ThermostatStateArrays.initial(n)
         self.arbiter = DeviceStateArrays.initial(d)
-        self.queue = TaskQueue(jobs, d, scenario.jobs.checkpoint_every_j)
+        self.queue = TaskQueue(
+            jobs,
+            d,
+            scenario.jobs.checkpoint_every_j,
+            max_attempts=scenario.max_attempts,
+            retry_base_s=scenario.retry_base_s,
+            retry_max_s=scenario.retry_max_s,
+        )
         self.offline_until = np.zeros(d, dtype=np.int64)
         self._next_departure = 0
         kinds = np.array(fleet.kind)
@@ -387,7 +395,7 @@ class _Loop:
             return
         rotation = np.mod(fleet.claim_key[devices] + k * _GOLDEN, 1.0)
         heaters_left = int(np.count_nonzero(wanting))
-        order = self._lock_order()
+        order = queue.lock_order(self.policy, now)
         forecast_c = np.column_stack(
             [
                 reg.outdoor_at(now + np.arange(scenario.window_h, dtype=np.float64) * _S_PER_H)
@@ -399,7 +407,7 @@ class _Loop:
                 break
             is_heater = device < n
             claimant = self._claimant(int(device), now, forecast_c, setpoint_c, gains_w)
-            candidates = self._candidates(claimant, order)
+            candidates = queue.candidates(claimant, order, scenario.claim_batch)
             if not candidates:
                 continue
             view = FleetView(
@@ -457,28 +465,6 @@ class _Loop:
             window=window,
         )
 
-    def _lock_order(self) -> list[tuple[int, QueuedTask]]:
-        """Queued tasks in the order the coordinator locks candidates (its ``ORDER BY``)."""
-        queued = list(self.queue.queued.items())
-        if self.policy == "fifo":
-            queued.sort(key=lambda item: (item[1].queued_ts, item[0]))
-        else:
-            queued.sort(key=lambda item: (-item[1].priority, item[1].queued_ts, item[0]))
-        return queued
-
-    def _candidates(
-        self, claimant: Claimant, order: list[tuple[int, QueuedTask]]
-    ) -> list[QueuedTask]:
-        """Return the first ``claim_batch`` tasks of ``order`` still queued fitting ``claimant``."""
-        queued, batch = self.queue.queued, self.scenario.claim_batch
-        candidates: list[QueuedTask] = []
-        for index, task in order:
-            if index in queued and fits_hardware(claimant, task):
-                candidates.append(task)
-                if len(candidates) == batch:
-                    break
-        return candidates
-
     def result(self) -> RawRun:
         """Return what the run produced."""
         series, queue = self.series, self.queue
@@ -504,6 +490,7 @@ class _Loop:
             rack_task_j=self.rack_task_j,
             lost_j=queue.lost_j,
             leases_lost=queue.leases_lost,
+            tasks_dead=queue.dead,
             claims=self.claims,
             arrival_ts=self.jobs.arrival_ts,
             done_ts=queue.done_ts,

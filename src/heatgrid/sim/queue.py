@@ -1,26 +1,61 @@
-"""The simulated coordinator's task queue and leases, with the coordinator's semantics.
+"""The simulated coordinator's task queue and leases, on the coordinator's own rules.
 
-* A task is queued when it arrives, leased to a device that claims it (the policy, through
-  :func:`heatgrid.core.scheduling.choose`, picks which), and done when its device has burned its
+Every move of a task is :func:`heatgrid.core.leasing.next_state`, as in
+:mod:`heatgrid.coordinator.leases` (``tests/contract/`` runs one script through both):
+
+* A task is queued when it arrives, leased to a device that claims it (candidates in
+  :func:`heatgrid.core.leasing.candidate_order`, among those ready, then the policy,
+  :func:`heatgrid.core.scheduling.choose`, picks), and completed when its device has burned its
   size in energy.
 * Progress counts in energy; a checkpoint is taken each ``checkpoint_every_j``.
 * A device that burns no power for ``lease_s`` (its room stopped wanting heat, or it went
-  offline) loses its lease: the task returns to the queue, ready from that instant, and the
-  next attempt resumes from the last checkpoint; the energy since then is lost.
+  offline) loses its lease, and a device may fail its attempt: the attempt is paid up to its
+  last checkpoint (:func:`~heatgrid.core.leasing.settled_energy_j`), the energy since then is
+  lost, and the task is requeued, keeping its place in the order (``queued_ts``) but not
+  claimable before the backoff of :func:`~heatgrid.core.leasing.retry_not_before_ts` has
+  passed, to resume from that checkpoint; or, when its ``max_attempts`` are spent, it goes to
+  the dead letter.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import NamedTuple
 
 import numpy as np
 
+from heatgrid.core import leasing
 from heatgrid.core._arrays import FloatArray
-from heatgrid.core.scheduling import QueuedTask
+from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
+from heatgrid.core.scheduling import Claimant, QueuedTask, fits_hardware
 from heatgrid.sim.jobs import Jobs
 
-__all__ = ["TaskQueue", "task_id"]
+__all__ = ["EndedAttempt", "TaskQueue", "task_id"]
+
+
+class EndedAttempt(NamedTuple):
+    """One attempt that ended, as the coordinator's ledger settles it.
+
+    Parameters
+    ----------
+    task : int
+        Task index.
+    attempt : int
+        Its number (1 for the first lease of the task).
+    outcome : AttemptOutcome
+        How it ended.
+    energy_j : float
+        Energy it burned [J].
+    settled_j : float
+        Energy it is paid for [J].
+    """
+
+    task: int
+    attempt: int
+    outcome: AttemptOutcome
+    energy_j: float
+    settled_j: float
 
 
 class TaskQueue:
@@ -34,22 +69,44 @@ class TaskQueue:
         Devices that may hold a lease.
     checkpoint_every_j : float
         Checkpoint spacing [J].
+    max_attempts : int
+        Attempts per task before the dead letter, >= 1.
+    retry_base_s, retry_max_s : float
+        Backoff before a task is retried (:func:`heatgrid.core.leasing.retry_backoff_s`) [s].
     """
 
-    def __init__(self, jobs: Jobs, n_devices: int, checkpoint_every_j: float) -> None:
+    def __init__(
+        self,
+        jobs: Jobs,
+        n_devices: int,
+        checkpoint_every_j: float,
+        *,
+        max_attempts: int = leasing.DEFAULT_MAX_ATTEMPTS,
+        retry_base_s: float = leasing.DEFAULT_RETRY_BASE_S,
+        retry_max_s: float = leasing.DEFAULT_RETRY_MAX_S,
+    ) -> None:
         self.jobs = jobs
         self.checkpoint_every_j = checkpoint_every_j
+        self.max_attempts = max_attempts
+        self.retry_base_s, self.retry_max_s = retry_base_s, retry_max_s
         count = jobs.count
         self.progress_j = np.zeros(count)
         self.checkpoint_j = np.zeros(count)
+        self.attempt_start_j = np.zeros(count)
         self.burned_j = np.zeros(count)
         self.done_ts = np.full(count, math.nan)
+        self.not_before_ts = np.array(jobs.arrival_ts, dtype=np.float64)
+        self.attempts = np.zeros(count, dtype=np.int64)
+        self.state: list[TaskState] = [TaskState.QUEUED] * count
         self.device_of = np.full(count, -1, dtype=np.int64)
         self.task_of = np.full(n_devices, -1, dtype=np.int64)
         self.zero_power_s = np.zeros(n_devices)
         self.running_by_submitter: Counter[str] = Counter()
         self.queued: dict[int, QueuedTask] = {}
+        self.ended: list[EndedAttempt] = []
+        """Every attempt that ended, in the order they ended."""
         self.leases_lost = 0
+        self.dead = 0
         self.lost_j = 0.0
         self._arrived = 0
 
@@ -57,26 +114,51 @@ class TaskQueue:
         """Queue the tasks that have arrived by ``now_ts`` [POSIX s, UTC]."""
         arrival = self.jobs.arrival_ts
         while self._arrived < arrival.size and arrival[self._arrived] <= now_ts:
-            index = self._arrived
-            self._enqueue(index, float(arrival[index]))
+            self._enqueue(self._arrived)
             self._arrived += 1
 
-    def _enqueue(self, index: int, ready_ts: float) -> None:
+    def _enqueue(self, index: int) -> None:
         jobs = self.jobs
         remaining_j = float(jobs.size_j[index] - self.progress_j[index])
         self.queued[index] = QueuedTask(
             task_id=task_id(index),
             submitter_id=f"s{int(jobs.submitter[index])}",
             priority=int(jobs.priority[index]),
-            queued_ts=ready_ts,
+            queued_ts=float(jobs.arrival_ts[index]),
             device_kinds=("gpu", "cpu") if bool(jobs.cpu_ok[index]) else ("gpu",),
             min_vram_gb=float(jobs.min_vram_gb[index]),
             energy_to_checkpoint_j=min(self.checkpoint_every_j, remaining_j),
         )
 
+    def lock_order(self, policy: str, now_ts: float) -> list[int]:
+        """Return the queued tasks ready at ``now_ts``, in the order a claim locks them."""
+        key = leasing.candidate_sort_key(policy)
+        ready = [
+            (index, task)
+            for index, task in self.queued.items()
+            if leasing.is_ready(float(self.not_before_ts[index]), now_ts)
+        ]
+        ready.sort(key=lambda item: key(item[1]))
+        return [index for index, _ in ready]
+
+    def candidates(self, claimant: Claimant, order: list[int], batch: int) -> list[QueuedTask]:
+        """Return the first ``batch`` tasks of ``order`` still queued that fit ``claimant``."""
+        queued = self.queued
+        found: list[QueuedTask] = []
+        for index in order:
+            task = queued.get(index)
+            if task is not None and fits_hardware(claimant, task):
+                found.append(task)
+                if len(found) == batch:
+                    break
+        return found
+
     def lease(self, index: int, device: int) -> None:
-        """Lease queued task ``index`` to ``device``."""
+        """Lease queued task ``index`` to ``device``: its next attempt starts."""
+        self.state[index] = leasing.next_state(self.state[index], TaskEvent.LEASE)
         task = self.queued.pop(index)
+        self.attempts[index] += 1
+        self.attempt_start_j[index] = self.progress_j[index]
         self.device_of[index] = device
         self.task_of[device] = index
         self.zero_power_s[device] = 0.0
@@ -87,6 +169,37 @@ class TaskQueue:
         self.task_of[device] = -1
         self.device_of[index] = -1
         self.running_by_submitter[f"s{int(self.jobs.submitter[index])}"] -= 1
+
+    def _end(self, index: int, event: TaskEvent, now_ts: float) -> float:
+        """End task ``index``'s attempt with ``event``; return the energy lost [J]."""
+        outcome = leasing.EVENT_OUTCOME[event]
+        start_j = float(self.attempt_start_j[index])
+        energy_j = float(self.progress_j[index]) - start_j
+        settled_j = leasing.settled_energy_j(
+            outcome, energy_j, float(self.checkpoint_j[index]) - start_j
+        )
+        self.ended.append(
+            EndedAttempt(index, int(self.attempts[index]), outcome, energy_j, settled_j)
+        )
+        self.progress_j[index] = start_j + settled_j
+        self._release(index)
+        state = leasing.next_state(
+            self.state[index],
+            event,
+            attempts_started=int(self.attempts[index]),
+            max_attempts=self.max_attempts,
+        )
+        self.state[index] = state
+        if state is TaskState.QUEUED:
+            self.not_before_ts[index] = leasing.retry_not_before_ts(
+                now_ts, int(self.attempts[index]), base_s=self.retry_base_s, max_s=self.retry_max_s
+            )
+            self._enqueue(index)
+        elif state is TaskState.DEAD:
+            self.dead += 1
+        lost_j = energy_j - settled_j
+        self.lost_j += lost_j
+        return lost_j
 
     def run(self, power_w: FloatArray, now_ts: float, step_s: float) -> FloatArray:
         """Advance the leased tasks by one step at the devices' powers.
@@ -124,7 +237,7 @@ class TaskQueue:
         for position in np.flatnonzero(finished):
             index = int(tasks[position])
             self.done_ts[index] = now_ts + float(left_j[position] / power[position])
-            self._release(index)
+            self._end(index, TaskEvent.COMPLETE, float(self.done_ts[index]))
         idle = power <= 0.0
         self.zero_power_s[devices] = np.where(idle, self.zero_power_s[devices] + step_s, 0.0)
         return used_j
@@ -133,14 +246,16 @@ class TaskQueue:
         """Take back the leases of devices idle for ``lease_s``; return the energy lost [J]."""
         lost_j = 0.0
         for device in np.flatnonzero((self.task_of >= 0) & (self.zero_power_s >= lease_s)):
-            index = int(self.task_of[device])
-            lost_j += float(self.progress_j[index] - self.checkpoint_j[index])
-            self.progress_j[index] = self.checkpoint_j[index]
-            self._release(index)
-            self._enqueue(index, now_ts)
+            lost_j += self._end(int(self.task_of[device]), TaskEvent.EXPIRE, now_ts)
             self.leases_lost += 1
-        self.lost_j += lost_j
         return lost_j
+
+    def fail(self, device: int, now_ts: float) -> float:
+        """End the attempt ``device`` runs as failed at ``now_ts``; return the energy lost [J]."""
+        index = int(self.task_of[device])
+        if index < 0:
+            raise ValueError(f"device {device} holds no lease")
+        return self._end(index, TaskEvent.FAIL, now_ts)
 
 
 def task_id(index: int) -> str:

@@ -25,6 +25,7 @@ SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("comfort_p95_k_h", "comfort: degree-hours per home, 95th percentile [K·h]"),
     ("jobs_submitted", "jobs submitted"),
     ("jobs_completed", "jobs completed"),
+    ("jobs_dead", "jobs dead-lettered (attempts spent)"),
     ("job_latency_p50_h", "job completion time p50 [h]"),
     ("job_latency_p95_h", "job completion time p95 [h]"),
     ("job_latency_p99_h", "job completion time p99 [h]"),

@@ -88,6 +88,7 @@ def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
         "comfort_p95_k_h": float(np.percentile(run.comfort_k_h, 95.0)),
         "jobs_submitted": int(run.arrival_ts.size),
         "jobs_completed": int(np.count_nonzero(done)),
+        "jobs_dead": run.tasks_dead,
         "job_latency_p50_h": _percentile(latency_h, 50.0),
         "job_latency_p95_h": _percentile(latency_h, 95.0),
         "job_latency_p99_h": _percentile(latency_h, 99.0),

@@ -18,6 +18,7 @@ from heatgrid.core._arrays import FloatArray, checked_array
 from heatgrid.core.economics import MarketSnapshot
 from heatgrid.core.errors import InputError, require_finite, require_non_negative, require_positive
 from heatgrid.core.heat_value import HEATING_ALTERNATIVES
+from heatgrid.core.leasing import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S
 from heatgrid.core.scheduling import DEFAULT_MAX_WAIT_S
 
 __all__ = [
@@ -209,6 +210,11 @@ class Scenario:
         Comfort band half-width around the setpoint [K], > 0; time outside it counts.
     lease_s : float
         A device that burns no power this long loses its lease [s], > 0.
+    max_attempts : int
+        Attempts per task before the dead letter, >= 1 (the coordinator's default per job).
+    retry_base_s, retry_max_s : float
+        Backoff before a lost task may be claimed again, ``retry_base_s · 2^(attempt−1)`` up to
+        ``retry_max_s`` [s], >= 0 (the coordinator's defaults).
     max_wait_s : float
         Longest a task is held back for heaters from a rack (heat-aware policy) [s], >= 0.
     claim_batch : int
@@ -247,6 +253,9 @@ class Scenario:
     away_share: float = 0.4
     comfort_band_k: float = 1.0
     lease_s: float = 900.0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    retry_base_s: float = DEFAULT_RETRY_BASE_S
+    retry_max_s: float = DEFAULT_RETRY_MAX_S
     max_wait_s: float = DEFAULT_MAX_WAIT_S
     claim_batch: int = 64
     window_h: int = 6
@@ -302,6 +311,12 @@ class Scenario:
         _share("away_share", self.away_share)
         require_positive("comfort_band_k", self.comfort_band_k)
         require_positive("lease_s", self.lease_s)
+        if isinstance(self.max_attempts, bool) or not (
+            isinstance(self.max_attempts, int) and self.max_attempts >= 1
+        ):
+            raise InputError(f"max_attempts must be a whole number >= 1, got {self.max_attempts!r}")
+        require_non_negative("retry_base_s", self.retry_base_s)
+        require_non_negative("retry_max_s", self.retry_max_s)
         require_non_negative("max_wait_s", self.max_wait_s)
         require_non_negative("departure_rate_per_day", self.departure_rate_per_day)
         require_positive("mean_offline_h", self.mean_offline_h)

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from heatgrid.core.leasing import DEFAULT_MAX_ATTEMPTS
+
 __all__ = [
     "MAX_TASKS_PER_JOB",
     "JobDetail",
@@ -75,7 +77,7 @@ class JobSubmission(_Body):
         "gpu"
     ]
     min_vram_gb: Annotated[float, Field(ge=0.0, le=1.0e5)] = 0.0
-    max_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = DEFAULT_MAX_ATTEMPTS
     checkpoint_every_j: Annotated[float, Field(gt=0.0, le=_MAX_ENERGY_J)] = 3.6e6
     tasks: Annotated[list[TaskSpec], Field(min_length=1, max_length=MAX_TASKS_PER_JOB)]
 

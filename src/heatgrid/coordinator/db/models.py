@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from heatgrid.core.leasing import STORED_TASK_STATES, AttemptOutcome
+
 __all__ = [
     "ROLES",
     "Account",
@@ -178,10 +180,10 @@ class HeatWindowSegmentRow(Base):
 JOB_STATES = ("running", "completed", "failed", "cancelled")
 """A job runs until each task is completed (``completed``), dead (``failed``) or cancelled."""
 
-TASK_STATES = ("queued", "leased", "completed", "dead", "cancelled")
-"""Task states; ``dead`` is the dead letter: out of attempts."""
+TASK_STATES = STORED_TASK_STATES
+"""Task states (:class:`heatgrid.core.leasing.TaskState`); ``dead`` is the dead letter."""
 
-ATTEMPT_OUTCOMES = ("running", "completed", "expired", "failed", "cancelled")
+ATTEMPT_OUTCOMES = tuple(outcome.value for outcome in AttemptOutcome)
 """How an attempt ended (``running`` while its lease holds)."""
 
 

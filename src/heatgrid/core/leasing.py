@@ -1,0 +1,329 @@
+"""Task lifecycle: one state machine for the coordinator and the simulator.
+
+Pure and shared: :mod:`heatgrid.coordinator.leases` stores these states in its database and
+:mod:`heatgrid.sim.queue` in arrays; both move a task only through :func:`next_state`, settle
+an attempt's energy with :func:`settled_energy_j`, retry with :func:`retry_not_before_ts` and
+order the candidates of a claim with :func:`candidate_order` (the coordinator turns its columns
+into SQL ``ORDER BY``, the simulator sorts by :func:`candidate_sort_key`). Contract tests in
+``tests/contract/`` run one script of claims, progress, expiries, completions and failures
+through both and compare the outcomes.
+
+The machine (:data:`TRANSITIONS`)::
+
+    queued --lease--> leased --complete--> completed
+                      leased --expire | fail--> queued (after a backoff), or dead when the
+                                                job's attempts are spent, or still leased
+                                                while another attempt of it is live
+    queued | leased --cancel--> cancelled
+
+A task's *attempt* is one lease of it to one device; it ends with an :class:`AttemptOutcome`.
+An event that ends an attempt names the attempt's outcome (:data:`EVENT_OUTCOME`). The energy
+an ended attempt is paid for is all it burned when its work is kept (completed, cancelled: the
+submitter stopped it), else the energy up to its last checkpoint (expired, failed: the work
+after it is lost and resumed from the checkpoint).
+
+Verification (the trust work) adds states to this same machine: :attr:`TaskState.REPORTED`,
+:attr:`TaskState.VERIFYING`, :attr:`TaskState.VERIFIED` and :attr:`TaskState.REJECTED` are
+defined already, reached by no transition yet (:data:`RESERVED_STATES`), and
+:func:`next_state` counts the *other* live attempts of a task (``live_attempts``) so that
+replicas on several devices at once need new table rows, not a new shape.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from heatgrid.core.errors import InputError, require_finite, require_non_negative
+from heatgrid.core.scheduling import POLICIES, QueuedTask
+
+__all__ = [
+    "CANDIDATE_ORDER",
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_RETRY_BASE_S",
+    "DEFAULT_RETRY_MAX_S",
+    "EVENT_OUTCOME",
+    "RESERVED_STATES",
+    "STORED_TASK_STATES",
+    "TERMINAL_STATES",
+    "TRANSITIONS",
+    "AttemptOutcome",
+    "SortColumn",
+    "TaskEvent",
+    "TaskState",
+    "attempts_spent",
+    "candidate_order",
+    "candidate_sort_key",
+    "is_ready",
+    "keeps_work",
+    "next_state",
+    "retry_backoff_s",
+    "retry_not_before_ts",
+    "settled_energy_j",
+]
+
+DEFAULT_MAX_ATTEMPTS = 5
+"""Attempts a task gets before the dead letter, unless its job says otherwise."""
+DEFAULT_RETRY_BASE_S = 10.0
+"""Backoff after a task's first failed or expired attempt [s]; it doubles with each attempt."""
+DEFAULT_RETRY_MAX_S = 600.0
+"""Longest backoff [s]."""
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is in its lifecycle (its value is what the coordinator stores)."""
+
+    QUEUED = "queued"
+    """Waiting for a device; claimable once its ``not_before_ts`` has passed."""
+    LEASED = "leased"
+    """At least one attempt is running on a device."""
+    COMPLETED = "completed"
+    """Its result is in and kept."""
+    DEAD = "dead"
+    """The dead letter: its attempts are spent."""
+    CANCELLED = "cancelled"
+    """Its job was cancelled."""
+    REPORTED = "reported"
+    """Reserved for verification: a result is in, not yet checked."""
+    VERIFYING = "verifying"
+    """Reserved for verification: replicas or a spot check are running."""
+    VERIFIED = "verified"
+    """Reserved for verification: the result passed its check."""
+    REJECTED = "rejected"
+    """Reserved for verification: the result failed its check."""
+
+
+class AttemptOutcome(enum.StrEnum):
+    """How one attempt (one lease of a task to a device) ended."""
+
+    RUNNING = "running"
+    """Not ended: its lease holds."""
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TaskEvent(enum.StrEnum):
+    """What happens to a task."""
+
+    LEASE = "lease"
+    """A device claimed it: a new attempt starts."""
+    COMPLETE = "complete"
+    """An attempt returned the result."""
+    EXPIRE = "expire"
+    """An attempt's lease lapsed (its device went silent)."""
+    FAIL = "fail"
+    """An attempt's device reported a failure."""
+    CANCEL = "cancel"
+    """Its job was cancelled."""
+
+
+RESERVED_STATES = frozenset(
+    {TaskState.REPORTED, TaskState.VERIFYING, TaskState.VERIFIED, TaskState.REJECTED}
+)
+"""States defined for verification and reached by no transition yet."""
+STORED_TASK_STATES: tuple[str, ...] = tuple(
+    state.value for state in TaskState if state not in RESERVED_STATES
+)
+"""The states a task can be in today, in declaration order (the coordinator's CHECK list)."""
+TERMINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.DEAD, TaskState.CANCELLED})
+"""States a task never leaves."""
+
+EVENT_OUTCOME: Mapping[TaskEvent, AttemptOutcome] = {
+    TaskEvent.COMPLETE: AttemptOutcome.COMPLETED,
+    TaskEvent.EXPIRE: AttemptOutcome.EXPIRED,
+    TaskEvent.FAIL: AttemptOutcome.FAILED,
+    TaskEvent.CANCEL: AttemptOutcome.CANCELLED,
+}
+"""The outcome an event gives the attempt it ends."""
+
+_RETRY = (TaskState.QUEUED, TaskState.DEAD, TaskState.LEASED)
+TRANSITIONS: Mapping[tuple[TaskState, TaskEvent], tuple[TaskState, ...]] = {
+    (TaskState.QUEUED, TaskEvent.LEASE): (TaskState.LEASED,),
+    (TaskState.LEASED, TaskEvent.COMPLETE): (TaskState.COMPLETED,),
+    (TaskState.LEASED, TaskEvent.EXPIRE): _RETRY,
+    (TaskState.LEASED, TaskEvent.FAIL): _RETRY,
+    (TaskState.QUEUED, TaskEvent.CANCEL): (TaskState.CANCELLED,),
+    (TaskState.LEASED, TaskEvent.CANCEL): (TaskState.CANCELLED,),
+}
+"""Every allowed move: ``(state, event)`` to the states it may lead to (see :func:`next_state`).
+
+A pair not listed is refused. A retry (``expire``, ``fail``) leads to ``leased`` while another
+attempt is live, else to ``dead`` when the attempts are spent, else to ``queued``."""
+
+
+def next_state(
+    state: TaskState | str,
+    event: TaskEvent | str,
+    *,
+    attempts_started: int = 0,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    live_attempts: int = 0,
+) -> TaskState:
+    """Return the state a task moves to when ``event`` happens in ``state``.
+
+    Parameters
+    ----------
+    state : TaskState or str
+        The task's state now.
+    event : TaskEvent or str
+        What happens.
+    attempts_started : int
+        Attempts of the task started so far, the ending one included, >= 0.
+    max_attempts : int
+        The job's attempts before the dead letter, >= 1.
+    live_attempts : int
+        Attempts of the task still running besides the one this event ends, >= 0 (0 while a
+        task runs on one device at a time).
+
+    Returns
+    -------
+    TaskState
+        The new state.
+
+    Raises
+    ------
+    InputError
+        If the move is not in :data:`TRANSITIONS`, or a count is out of range.
+    """
+    source, happening = TaskState(state), TaskEvent(event)
+    targets = TRANSITIONS.get((source, happening))
+    if targets is None:
+        raise InputError(f"a task that is {source.value} cannot {happening.value}")
+    if len(targets) == 1:
+        return targets[0]
+    if live_attempts < 0 or attempts_started < 0 or max_attempts < 1:
+        raise InputError(
+            f"live_attempts and attempts_started must be >= 0 and max_attempts >= 1, got "
+            f"{live_attempts}, {attempts_started}, {max_attempts}"
+        )
+    if live_attempts > 0:
+        return TaskState.LEASED
+    if attempts_spent(attempts_started, max_attempts):
+        return TaskState.DEAD
+    return TaskState.QUEUED
+
+
+def attempts_spent(attempts_started: int, max_attempts: int) -> bool:
+    """Return whether a task whose attempt just ended goes to the dead letter."""
+    return attempts_started >= max_attempts
+
+
+def keeps_work(outcome: AttemptOutcome | str) -> bool:
+    """Return whether an attempt that ended with ``outcome`` keeps all the work it did."""
+    return AttemptOutcome(outcome) in (AttemptOutcome.COMPLETED, AttemptOutcome.CANCELLED)
+
+
+def settled_energy_j(
+    outcome: AttemptOutcome | str, energy_j: float, checkpointed_energy_j: float
+) -> float:
+    """Return the energy an ended attempt is paid for [J].
+
+    Parameters
+    ----------
+    outcome : AttemptOutcome or str
+        How it ended (not ``running``).
+    energy_j : float
+        Energy it burned from its start [J].
+    checkpointed_energy_j : float
+        Energy it had burned at its last checkpoint [J] (0 without one).
+
+    Returns
+    -------
+    float
+        ``energy_j`` when its work is kept (:func:`keeps_work`), else ``checkpointed_energy_j``.
+    """
+    if AttemptOutcome(outcome) is AttemptOutcome.RUNNING:
+        raise InputError("a running attempt settles nothing yet")
+    return energy_j if keeps_work(outcome) else checkpointed_energy_j
+
+
+def retry_backoff_s(
+    attempts_started: int,
+    *,
+    base_s: float = DEFAULT_RETRY_BASE_S,
+    max_s: float = DEFAULT_RETRY_MAX_S,
+) -> float:
+    """Return the wait before a task whose attempt ``attempts_started`` ended is retried [s].
+
+    ``base_s · 2^(attempts_started − 1)``, at most ``max_s``.
+    """
+    if attempts_started < 1:
+        raise InputError(f"attempts_started must be >= 1, got {attempts_started}")
+    base = require_non_negative("retry_base_s", base_s)
+    most = require_non_negative("retry_max_s", max_s)
+    return float(min(most, base * 2.0 ** (attempts_started - 1)))
+
+
+def retry_not_before_ts(
+    now_ts: float,
+    attempts_started: int,
+    *,
+    base_s: float = DEFAULT_RETRY_BASE_S,
+    max_s: float = DEFAULT_RETRY_MAX_S,
+) -> float:
+    """Return when a task requeued at ``now_ts`` may be claimed again [POSIX s, UTC].
+
+    The task keeps its ``queued_ts`` (its place in the candidate order); only this changes.
+    """
+    return require_finite("now_ts", now_ts) + retry_backoff_s(
+        attempts_started, base_s=base_s, max_s=max_s
+    )
+
+
+def is_ready(not_before_ts: float, now_ts: float) -> bool:
+    """Return whether a queued task may be claimed at ``now_ts`` (``not_before_ts <= now_ts``)."""
+    return not_before_ts <= now_ts
+
+
+class SortColumn(NamedTuple):
+    """One term of the candidate order: a :class:`~heatgrid.core.scheduling.QueuedTask` field.
+
+    Parameters
+    ----------
+    field : str
+        ``priority`` (int), ``queued_ts`` (float) or ``task_id`` (str, compared by code point).
+    descending : bool
+        Largest first.
+    """
+
+    field: str
+    descending: bool = False
+
+
+_BY_AGE = (SortColumn("queued_ts"), SortColumn("task_id"))
+CANDIDATE_ORDER: Mapping[str, tuple[SortColumn, ...]] = {
+    "heat-aware": (SortColumn("priority", descending=True), *_BY_AGE),
+    "fifo": _BY_AGE,
+    "mining-only": (SortColumn("priority", descending=True), *_BY_AGE),
+}
+"""The order in which a claim locks its candidate tasks, per policy."""
+_NUMERIC = frozenset({"priority", "queued_ts"})
+
+
+def candidate_order(policy: str) -> tuple[SortColumn, ...]:
+    """Return the columns that order a claim's candidates under ``policy``, first term first."""
+    if policy not in POLICIES:
+        raise InputError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
+    return CANDIDATE_ORDER[policy]
+
+
+def candidate_sort_key(policy: str) -> Callable[[QueuedTask], tuple[Any, ...]]:
+    """Return a sort key of :class:`~heatgrid.core.scheduling.QueuedTask` in the claim order.
+
+    Built from :func:`candidate_order`: a descending column is negated (numeric columns only).
+    """
+    columns = candidate_order(policy)
+    for column in columns:
+        if column.descending and column.field not in _NUMERIC:
+            raise InputError(f"{column.field} cannot sort descending in a key")
+
+    def key(task: QueuedTask) -> tuple[Any, ...]:
+        return tuple(
+            -getattr(task, column.field) if column.descending else getattr(task, column.field)
+            for column in columns
+        )
+
+    return key

@@ -1,0 +1,104 @@
+"""The task lifecycle of core.leasing: transitions, retries, settled energy, candidate order."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from heatgrid.core import leasing
+from heatgrid.core.errors import InputError
+from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
+from heatgrid.core.scheduling import POLICIES, QueuedTask
+
+
+def test_a_task_is_leased_completed_and_stays_completed() -> None:
+    assert leasing.next_state(TaskState.QUEUED, TaskEvent.LEASE) is TaskState.LEASED
+    assert leasing.next_state("leased", "complete") is TaskState.COMPLETED
+    for event in TaskEvent:
+        with pytest.raises(InputError, match="completed cannot"):
+            leasing.next_state(TaskState.COMPLETED, event)
+
+
+def test_a_lost_attempt_requeues_until_the_attempts_are_spent() -> None:
+    for event in (TaskEvent.EXPIRE, TaskEvent.FAIL):
+        assert (
+            leasing.next_state(TaskState.LEASED, event, attempts_started=2, max_attempts=3)
+            is TaskState.QUEUED
+        )
+        assert (
+            leasing.next_state(TaskState.LEASED, event, attempts_started=3, max_attempts=3)
+            is TaskState.DEAD
+        )
+
+
+def test_a_replica_ending_leaves_the_task_leased_while_another_attempt_runs() -> None:
+    state = leasing.next_state(
+        TaskState.LEASED, TaskEvent.FAIL, attempts_started=5, max_attempts=5, live_attempts=1
+    )
+    assert state is TaskState.LEASED
+
+
+def test_every_state_the_table_reaches_is_stored_and_reserved_ones_are_not() -> None:
+    reached = {s for key, targets in leasing.TRANSITIONS.items() for s in (key[0], *targets)}
+    assert {s.value for s in reached} == set(leasing.STORED_TASK_STATES)
+    assert not reached & leasing.RESERVED_STATES
+    assert leasing.STORED_TASK_STATES == ("queued", "leased", "completed", "dead", "cancelled")
+    for (source, _event), _targets in leasing.TRANSITIONS.items():
+        assert source not in leasing.TERMINAL_STATES
+
+
+def test_energy_settled_per_outcome() -> None:
+    assert leasing.settled_energy_j(AttemptOutcome.COMPLETED, 500.0, 300.0) == 500.0
+    assert leasing.settled_energy_j("cancelled", 500.0, 300.0) == 500.0
+    assert leasing.settled_energy_j("expired", 500.0, 300.0) == 300.0
+    assert leasing.settled_energy_j(AttemptOutcome.FAILED, 500.0, 300.0) == 300.0
+    with pytest.raises(InputError, match="running"):
+        leasing.settled_energy_j(AttemptOutcome.RUNNING, 500.0, 300.0)
+
+
+def test_backoff_doubles_up_to_its_ceiling() -> None:
+    waits = [leasing.retry_backoff_s(n, base_s=10.0, max_s=600.0) for n in range(1, 9)]
+    assert waits == [10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 600.0, 600.0]
+    assert leasing.retry_not_before_ts(1000.0, 2, base_s=10.0, max_s=600.0) == 1020.0
+    with pytest.raises(InputError, match="attempts_started"):
+        leasing.retry_backoff_s(0)
+    assert leasing.is_ready(1020.0, 1020.0)
+    assert not leasing.is_ready(1020.0, 1019.9)
+
+
+def _task(task_id: str, priority: int, queued_ts: float) -> QueuedTask:
+    return QueuedTask(
+        task_id=task_id,
+        submitter_id="s",
+        priority=priority,
+        queued_ts=queued_ts,
+        device_kinds=("gpu",),
+        min_vram_gb=0.0,
+        energy_to_checkpoint_j=1.0,
+    )
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(-2, 2), st.sampled_from([0.0, 1.5, 3.0]), st.text("ab0", max_size=3)),
+        max_size=20,
+        unique_by=lambda row: row[2],
+    )
+)
+def test_the_sort_key_follows_the_declared_columns(rows: list[tuple[int, float, str]]) -> None:
+    tasks = [_task(task_id, priority, queued_ts) for priority, queued_ts, task_id in rows]
+    by_priority = sorted(tasks, key=leasing.candidate_sort_key("heat-aware"))
+    assert [(t.priority, t.queued_ts, t.task_id) for t in by_priority] == sorted(
+        ((t.priority, t.queued_ts, t.task_id) for t in tasks), key=lambda r: (-r[0], r[1], r[2])
+    )
+    by_age = sorted(tasks, key=leasing.candidate_sort_key("fifo"))
+    assert [(t.queued_ts, t.task_id) for t in by_age] == sorted(
+        (t.queued_ts, t.task_id) for t in tasks
+    )
+
+
+def test_every_policy_has_an_order_and_unknown_ones_are_refused() -> None:
+    assert set(leasing.CANDIDATE_ORDER) == set(POLICIES)
+    with pytest.raises(InputError, match="policy"):
+        leasing.candidate_order("random")
