@@ -213,6 +213,9 @@ class ForecastSettings(_Section):
         The home's location [°], north and east positive; when given (both), the outdoor
         temperature comes from Open-Meteo's hourly forecast, refreshed at most hourly, with
         persistence as the fallback.
+    internal_gains_w : float
+        Heat the home gains on average from people, appliances and sun [W]; the heat window
+        wants that much less (:mod:`heatgrid.core.forecast`).
     """
 
     horizon_h: Annotated[float, Field(gt=0.0, le=24.0)] = 6.0
@@ -221,6 +224,7 @@ class ForecastSettings(_Section):
     outdoor_topic: str | None = None
     latitude_deg: Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)] | None = None
     longitude_deg: Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)] | None = None
+    internal_gains_w: Annotated[float, Field(ge=0.0, le=1.0e5, allow_inf_nan=False)] = 0.0
 
     @model_validator(mode="after")
     def _both_coordinates(self) -> ForecastSettings:

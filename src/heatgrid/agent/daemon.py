@@ -527,6 +527,7 @@ class AgentDaemon:
             ua_w_per_k=self.room_parameters.ua_w_per_k,
             thermostat=self._thermostat_at(now_ts),
             segment_s=segment_s,
+            gains_w=self.config.forecast.internal_gains_w,
             heating_allowed=self.mode != Mode.OFF,
         )
 

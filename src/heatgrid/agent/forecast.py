@@ -1,9 +1,9 @@
-"""The heat window: the heat the room will want over the next hours (steady-state heat loss).
+"""The heat window as the agent sends it: :mod:`heatgrid.core.forecast`'s rule in wire messages.
 
-Each segment asks for ``clip(UA · (setpoint_c − outdoor_c), 0, max_power_w)``: the power that
-holds the room at the setpoint in force at the segment's middle against the outdoor temperature
-forecast for it. Simple, but it follows the schedule and the weather, which is what the
-coordinator needs to place tasks where heat is wanted long enough.
+Each segment asks for ``clip(UA · (setpoint_c − outdoor_c) − gains_w, 0, max_power_w)``, all
+taken at the segment's middle (:func:`heatgrid.core.forecast.heat_window_w`, the rule the
+simulator runs too): the power that holds the room at the setpoint in force then against the
+outdoor temperature forecast for then, net of the home's internal gains.
 
 :class:`HourlyOutdoorForecast` turns a blocking fetch of an hourly outdoor temperature series
 (Open-Meteo, wired by the CLI: this package does not import :mod:`heatgrid.weather`) into the
@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from heatgrid.core.control import ThermostatConfig, setpoint_at
 from heatgrid.core.errors import InputError, require_finite, require_positive
+from heatgrid.core.forecast import heat_window_w, window_instants_ts, window_starts_ts
 from heatgrid.protocol.v1 import MAX_HEAT_WINDOW_SEGMENTS, HeatWindowSegment
 
 __all__ = ["HourlyOutdoorForecast", "HourlySeries", "heat_window", "segment_count"]
@@ -38,6 +39,7 @@ def heat_window(
     ua_w_per_k: float,
     thermostat: ThermostatConfig,
     segment_s: float,
+    gains_w: float = 0.0,
     heating_allowed: bool = True,
 ) -> list[HeatWindowSegment]:
     """Return the heat window from ``now_ts`` on, one segment per outdoor value.
@@ -55,6 +57,8 @@ def heat_window(
         The schedule (setpoints) and ``max_power_w`` [W].
     segment_s : float
         Length of each segment [s], > 0.
+    gains_w : float
+        Internal gains of the home [W], >= 0.
     heating_allowed : bool
         False in the user's off mode: every segment then wants 0 W.
 
@@ -79,9 +83,10 @@ def heat_window(
         )
     if not bool(np.all(np.isfinite(outdoor_c))):
         raise InputError("outdoor_temp_c must be finite")
-    starts_ts = start_ts + step_s * np.arange(outdoor_c.size)
-    setpoints_c = np.asarray(setpoint_at(thermostat.schedule, starts_ts + step_s / 2.0))
-    power_w = np.clip(ua * (setpoints_c - outdoor_c), 0.0, thermostat.max_power_w)
+    starts_ts = window_starts_ts(start_ts, outdoor_c.size, step_s)
+    instants_ts = window_instants_ts(start_ts, outdoor_c.size, step_s)
+    setpoints_c = setpoint_at(thermostat.schedule, instants_ts)
+    power_w = heat_window_w(ua, setpoints_c, outdoor_c, gains_w, thermostat.max_power_w)
     if not heating_allowed:
         power_w = np.zeros_like(power_w)
     return [

@@ -79,6 +79,16 @@ def setpoints(start_s: Any, setpoint_c: Any, utc_offset_h: float, now_ts: Any, o
         out[i] = scheduled_setpoint(start_s, setpoint_c, 0, utc_offset_h, now_ts[i])
 
 
+@njit(cache=True)
+def setpoint_rows(  # noqa: PLR0917
+    start_s: Any, setpoint_c: Any, utc_offset_h: Any, rows: Any, now_ts: Any, out: Any
+) -> None:
+    """Write row ``rows[i]``'s setpoint (offset ``utc_offset_h[i]``) at ``now_ts`` to ``out[i]``."""
+    for i in range(rows.shape[0]):
+        for j in range(now_ts.shape[0]):
+            out[i, j] = scheduled_setpoint(start_s, setpoint_c, rows[i], utc_offset_h[i], now_ts[j])
+
+
 @njit(cache=True, inline="always")
 def _alarm(now_ts: float, obs: Any, limits: Any) -> Any:
     """Rule 1: alarm flags of a reading and the interlocks, and whether the reading is usable.

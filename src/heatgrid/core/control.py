@@ -70,6 +70,7 @@ __all__ = [
     "decide",
     "decide_many",
     "next_change_ts",
+    "scheduled_setpoints_c",
     "setpoint_at",
     "tune_pi",
 ]
@@ -302,6 +303,46 @@ def setpoint_at(schedule: WeeklySchedule, now_ts: ArrayLike) -> FloatOrArray:
     result = np.empty(now.size)
     _kernel.setpoints(start_s, setpoint_c, schedule.utc_offset_h, now.reshape(-1), result)
     return scalar_or_array(result.reshape(now.shape))
+
+
+def scheduled_setpoints_c(
+    config: ThermostatConfigArrays, homes: ArrayLike, at_ts: ArrayLike
+) -> FloatArray:
+    """Return the scheduled setpoint of some homes at some instants.
+
+    Parameters
+    ----------
+    config : ThermostatConfigArrays
+        Settings of the fleet (its schedule tables and UTC offsets).
+    homes : array_like of int
+        Indices of the homes, shape ``(m,)``.
+    at_ts : array_like
+        POSIX timestamps, UTC [s], shape ``(k,)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Setpoint in force [°C], shape ``(m, k)``: what :func:`setpoint_at` gives for each
+        home's own schedule.
+    """
+    rows = np.asarray(homes, dtype=np.int64).reshape(-1)
+    instants = checked_array("at_ts", at_ts).reshape(-1)
+    start_s, table_c = config.schedule_start_s, config.schedule_setpoint_c
+    width = start_s.shape[-1]
+    table_rows = math.prod(start_s.shape[:-1])
+    start_s, table_c = start_s.reshape(table_rows, width), table_c.reshape(table_rows, width)
+    offsets_h = np.asarray(config.utc_offset_h, dtype=np.float64).reshape(-1)
+    offset_of = offsets_h[rows] if offsets_h.size > 1 else np.full(rows.size, offsets_h[0])
+    out = np.empty((rows.size, instants.size))
+    _kernel.setpoint_rows(
+        kernel_input(start_s, np.float64),
+        kernel_input(table_c, np.float64),
+        kernel_input(offset_of, np.float64),
+        kernel_input(rows if table_rows > 1 else np.zeros_like(rows), np.int64),
+        kernel_input(instants, np.float64),
+        out,
+    )
+    return out
 
 
 def next_change_ts(schedule: WeeklySchedule, now_ts: float) -> float:

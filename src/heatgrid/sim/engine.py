@@ -11,8 +11,10 @@ Each step ``k`` starts at ``now_ts = start_ts + k · step_s`` and runs, for the 
    up to ``claim_batch`` fitting candidates (oldest first for ``fifo``, by priority then age
    otherwise) and :func:`heatgrid.core.scheduling.choose` picks; under ``mining-only`` the
    coordinator answers every claim with no task, as it does. A heater offers a heat window of
-   ``window_h`` hourly segments from ``now_ts``: ``clip(UA · (setpoint − T_out) − gains, 0,
-   max_power_w)`` with the present setpoint and gains and the weather's outdoor temperature.
+   ``window_h`` hourly segments from ``now_ts``, by the agent's own rule
+   (:func:`heatgrid.core.forecast.heat_window_w`: ``clip(UA · (setpoint − T_out) − gains, 0,
+   max_power_w)`` with the scheduled setpoint, the weather and the gains at each segment's
+   middle; :func:`heat_windows_w`).
 4. **Arbiter.** :func:`heatgrid.core.arbiter.plan_many` sets each device's power: heaters follow
    the demand (ASICs mine, :meth:`~heatgrid.core.arbiter.WorkOffer.mining`; GPU and CPU heaters
    run their task, and without one have no work and stop); racks run flat out while they hold a
@@ -42,8 +44,10 @@ from heatgrid.core.control import (
     ObservationArrays,
     ThermostatStateArrays,
     decide_many,
+    scheduled_setpoints_c,
 )
 from heatgrid.core.errors import InputError
+from heatgrid.core.forecast import heat_window_w, window_instants_ts, window_starts_ts
 from heatgrid.core.scheduling import (
     POLICIES,
     Claimant,
@@ -58,7 +62,7 @@ from heatgrid.sim.jobs import Jobs
 from heatgrid.sim.queue import TaskQueue
 from heatgrid.sim.scenario import Scenario
 
-__all__ = ["RawRun", "run_policy"]
+__all__ = ["RawRun", "heat_windows_w", "internal_gains_w", "run_policy"]
 
 _S_PER_H = 3600.0
 _S_PER_DAY = 86_400.0
@@ -236,7 +240,6 @@ class _Loop:
         self.computes = (kinds == "gpu") | (kinds == "cpu")
         self.is_rack = kinds == "rack"
         self.home_region = fleet.region[:n]
-        self.tz_s = np.array([scenario.regions[i].tz_offset_h for i in self.home_region]) * 3600.0
         self.comfort_k_h = np.zeros(n)
         self.series = _Series(k_steps, r, n, record_rooms)
         self.record_rooms = record_rooms
@@ -263,20 +266,6 @@ class _Loop:
         online: NDArray[np.bool_] = self.offline_until <= k
         return online
 
-    def _gains_w(self, now_ts: float) -> FloatArray:
-        fleet = self.fleet
-        local_s = now_ts + self.tz_s
-        weekday = np.floor(local_s / _S_PER_DAY + _EPOCH_WEEKDAY).astype(np.int64) % 7
-        minute = np.mod(local_s, _S_PER_DAY) / 60.0
-        away = (
-            fleet.away_home
-            & (weekday < _WORKDAYS)
-            & (minute >= fleet.leave_minute)
-            & (minute < fleet.return_minute)
-        )
-        gains: FloatArray = np.where(away, fleet.away_gains_w, fleet.occupied_gains_w)
-        return gains
-
     def step(self, k: int) -> None:
         """Run step ``k`` (see the module docstring)."""
         scenario, fleet, queue = self.scenario, self.fleet, self.queue
@@ -293,19 +282,12 @@ class _Loop:
         )
         self.thermostat, command = decide_many(self.thermostat, observation, now, fleet.thermostat)
         demand_w = command.heat_power_w
-        gains_w = self._gains_w(now)
+        gains_w = internal_gains_w(scenario, fleet, np.arange(n), np.array([now]))[:, 0]
 
         queue.arrive(now)
         if queue.queued and self.policy != "mining-only":
             # The coordinator answers a mining-only claim without looking at the queue.
-            self._claims(
-                k,
-                now,
-                online=online,
-                demand_w=demand_w,
-                setpoint_c=command.setpoint_c,
-                gains_w=gains_w,
-            )
+            self._claims(k, now, online=online, demand_w=demand_w)
 
         has_task = queue.task_of >= 0
         has_work = online & (self.is_asic | has_task)
@@ -382,8 +364,6 @@ class _Loop:
         *,
         online: NDArray[np.bool_],
         demand_w: FloatArray,
-        setpoint_c: FloatArray,
-        gains_w: FloatArray,
     ) -> None:
         scenario, fleet, queue = self.scenario, self.fleet, self.queue
         n = fleet.n_homes
@@ -396,17 +376,18 @@ class _Loop:
         rotation = np.mod(fleet.claim_key[devices] + k * _GOLDEN, 1.0)
         heaters_left = int(np.count_nonzero(wanting))
         order = queue.lock_order(self.policy, now)
-        forecast_c = np.column_stack(
-            [
-                reg.outdoor_at(now + np.arange(scenario.window_h, dtype=np.float64) * _S_PER_H)
-                for reg in scenario.regions
-            ]
-        )
+        heaters = devices[devices < n]
+        windows_w = heat_windows_w(scenario, fleet, heaters, now)
+        window_of = {int(home): row for row, home in enumerate(heaters)}
+        starts_ts = window_starts_ts(now, scenario.window_h, _S_PER_H)
         for device in devices[np.argsort(rotation, kind="stable")]:
             if not queue.queued:
                 break
             is_heater = device < n
-            claimant = self._claimant(int(device), now, forecast_c, setpoint_c, gains_w)
+            row = window_of.get(int(device))
+            claimant = self._claimant(
+                int(device), starts_ts, None if row is None else windows_w[row]
+            )
             candidates = queue.candidates(claimant, order, scenario.claim_batch)
             if not candidates:
                 continue
@@ -429,17 +410,12 @@ class _Loop:
                 heaters_left -= 1
 
     def _claimant(
-        self,
-        device: int,
-        now: float,
-        forecast_c: FloatArray,
-        setpoint_c: FloatArray,
-        gains_w: FloatArray,
+        self, device: int, starts_ts: FloatArray, window_w: FloatArray | None
     ) -> Claimant:
         fleet = self.fleet
         kind = fleet.kind[device]
         max_w = float(fleet.devices.max_power_w[device])
-        if device >= fleet.n_homes:
+        if window_w is None:
             return Claimant(
                 device_id=f"d{device}",
                 kind="rack",
@@ -447,14 +423,9 @@ class _Loop:
                 has_room=False,
                 max_power_w=max_w,
             )
-        outdoor = forecast_c[:, fleet.region[device]]
-        wanted_w = np.clip(
-            fleet.ua_w_per_k[device] * (setpoint_c[device] - outdoor) - gains_w[device],
-            0.0,
-            max_w,
-        )
         window = tuple(
-            WindowSegment(now + j * _S_PER_H, _S_PER_H, float(w)) for j, w in enumerate(wanted_w)
+            WindowSegment(float(start), _S_PER_H, float(w))
+            for start, w in zip(starts_ts, window_w, strict=True)
         )
         return Claimant(
             device_id=f"d{device}",
@@ -495,6 +466,49 @@ class _Loop:
             arrival_ts=self.jobs.arrival_ts,
             done_ts=queue.done_ts,
         )
+
+
+def internal_gains_w(
+    scenario: Scenario, fleet: Fleet, homes: NDArray[np.int64], at_ts: FloatArray
+) -> FloatArray:
+    """Return the internal gains of some homes at some instants [W], shape ``(m, k)``.
+
+    Occupied gains, or away gains while an away home is empty (weekdays, local time).
+    """
+    tz_s = np.array([scenario.regions[i].tz_offset_h for i in fleet.region[homes]]) * 3600.0
+    local_s = at_ts[np.newaxis, :] + tz_s[:, np.newaxis]
+    weekday = np.floor(local_s / _S_PER_DAY + _EPOCH_WEEKDAY).astype(np.int64) % 7
+    minute = np.mod(local_s, _S_PER_DAY) / 60.0
+    away = (
+        fleet.away_home[homes, np.newaxis]
+        & (weekday < _WORKDAYS)
+        & (minute >= fleet.leave_minute[homes, np.newaxis])
+        & (minute < fleet.return_minute[homes, np.newaxis])
+    )
+    gains: FloatArray = np.where(
+        away, fleet.away_gains_w[homes, np.newaxis], fleet.occupied_gains_w[homes, np.newaxis]
+    )
+    return gains
+
+
+def heat_windows_w(
+    scenario: Scenario, fleet: Fleet, homes: NDArray[np.int64], now_ts: float
+) -> FloatArray:
+    """Return the heat window the heaters of ``homes`` offer at ``now_ts`` [W], ``(m, window_h)``.
+
+    The agent's rule (:func:`heatgrid.core.forecast.heat_window_w`) over ``window_h`` hourly
+    segments from ``now_ts``, each taken at its middle: the home's scheduled setpoint, its
+    region's outdoor temperature, its internal gains; its UA and its heater's maximum power.
+    """
+    instants_ts = window_instants_ts(now_ts, scenario.window_h, _S_PER_H)
+    outdoor_c = np.stack([region.outdoor_at(instants_ts) for region in scenario.regions])
+    return heat_window_w(
+        fleet.ua_w_per_k[homes, np.newaxis],
+        scheduled_setpoints_c(fleet.thermostat, homes, instants_ts),
+        outdoor_c[fleet.region[homes]],
+        internal_gains_w(scenario, fleet, homes, instants_ts),
+        fleet.devices.max_power_w[homes, np.newaxis],
+    )
 
 
 def _claimant_kind(kind: str) -> ClaimantKind:
