@@ -58,9 +58,9 @@ def test_energy_settled_per_outcome() -> None:
 
 
 def test_backoff_doubles_up_to_its_ceiling() -> None:
-    waits = [leasing.retry_backoff_s(n, base_s=10.0, max_s=600.0) for n in range(1, 9)]
+    waits = [leasing.retry_backoff_s(n, retry_base_s=10.0, retry_max_s=600.0) for n in range(1, 9)]
     assert waits == [10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 600.0, 600.0]
-    assert leasing.retry_not_before_ts(1000.0, 2, base_s=10.0, max_s=600.0) == 1020.0
+    assert leasing.retry_not_before_ts(1000.0, 2, retry_base_s=10.0, retry_max_s=600.0) == 1020.0
     with pytest.raises(InputError, match="attempts_started"):
         leasing.retry_backoff_s(0)
     assert leasing.is_ready(1020.0, 1020.0)

@@ -297,7 +297,10 @@ def end_attempt(
         task.ended_ts = now_ts
     elif state is TaskState.QUEUED:
         task.not_before_ts = leasing.retry_not_before_ts(
-            now_ts, task.attempt, base_s=settings.retry_base_s, max_s=settings.retry_max_s
+            now_ts,
+            task.attempt,
+            retry_base_s=settings.retry_base_s,
+            retry_max_s=settings.retry_max_s,
         )
     session.flush()
     refresh_job(session, task.job_id, now_ts=now_ts)

@@ -306,7 +306,7 @@ def setpoint_at(schedule: WeeklySchedule, now_ts: ArrayLike) -> FloatOrArray:
 
 
 def scheduled_setpoints_c(
-    config: ThermostatConfigArrays, homes: ArrayLike, at_ts: ArrayLike
+    config: ThermostatConfigArrays, homes: ArrayLike, timestamps_ts: ArrayLike
 ) -> FloatArray:
     """Return the scheduled setpoint of some homes at some instants.
 
@@ -316,7 +316,7 @@ def scheduled_setpoints_c(
         Settings of the fleet (its schedule tables and UTC offsets).
     homes : array_like of int
         Indices of the homes, shape ``(m,)``.
-    at_ts : array_like
+    timestamps_ts : array_like
         POSIX timestamps, UTC [s], shape ``(k,)``.
 
     Returns
@@ -326,7 +326,7 @@ def scheduled_setpoints_c(
         home's own schedule.
     """
     rows = np.asarray(homes, dtype=np.int64).reshape(-1)
-    instants = checked_array("at_ts", at_ts).reshape(-1)
+    instants = checked_array("timestamps_ts", timestamps_ts).reshape(-1)
     start_s, table_c = config.schedule_start_s, config.schedule_setpoint_c
     width = start_s.shape[-1]
     table_rows = math.prod(start_s.shape[:-1])

@@ -243,17 +243,17 @@ def settled_energy_j(
 def retry_backoff_s(
     attempts_started: int,
     *,
-    base_s: float = DEFAULT_RETRY_BASE_S,
-    max_s: float = DEFAULT_RETRY_MAX_S,
+    retry_base_s: float = DEFAULT_RETRY_BASE_S,
+    retry_max_s: float = DEFAULT_RETRY_MAX_S,
 ) -> float:
     """Return the wait before a task whose attempt ``attempts_started`` ended is retried [s].
 
-    ``base_s · 2^(attempts_started − 1)``, at most ``max_s``.
+    ``retry_base_s · 2^(attempts_started − 1)``, at most ``retry_max_s``.
     """
     if attempts_started < 1:
         raise InputError(f"attempts_started must be >= 1, got {attempts_started}")
-    base = require_non_negative("retry_base_s", base_s)
-    most = require_non_negative("retry_max_s", max_s)
+    base = require_non_negative("retry_base_s", retry_base_s)
+    most = require_non_negative("retry_max_s", retry_max_s)
     return float(min(most, base * 2.0 ** (attempts_started - 1)))
 
 
@@ -261,15 +261,15 @@ def retry_not_before_ts(
     now_ts: float,
     attempts_started: int,
     *,
-    base_s: float = DEFAULT_RETRY_BASE_S,
-    max_s: float = DEFAULT_RETRY_MAX_S,
+    retry_base_s: float = DEFAULT_RETRY_BASE_S,
+    retry_max_s: float = DEFAULT_RETRY_MAX_S,
 ) -> float:
     """Return when a task requeued at ``now_ts`` may be claimed again [POSIX s, UTC].
 
     The task keeps its ``queued_ts`` (its place in the candidate order); only this changes.
     """
     return require_finite("now_ts", now_ts) + retry_backoff_s(
-        attempts_started, base_s=base_s, max_s=max_s
+        attempts_started, retry_base_s=retry_base_s, retry_max_s=retry_max_s
     )
 
 

@@ -469,14 +469,14 @@ class _Loop:
 
 
 def internal_gains_w(
-    scenario: Scenario, fleet: Fleet, homes: NDArray[np.int64], at_ts: FloatArray
+    scenario: Scenario, fleet: Fleet, homes: NDArray[np.int64], timestamps_ts: FloatArray
 ) -> FloatArray:
     """Return the internal gains of some homes at some instants [W], shape ``(m, k)``.
 
     Occupied gains, or away gains while an away home is empty (weekdays, local time).
     """
     tz_s = np.array([scenario.regions[i].tz_offset_h for i in fleet.region[homes]]) * 3600.0
-    local_s = at_ts[np.newaxis, :] + tz_s[:, np.newaxis]
+    local_s = timestamps_ts[np.newaxis, :] + tz_s[:, np.newaxis]
     weekday = np.floor(local_s / _S_PER_DAY + _EPOCH_WEEKDAY).astype(np.int64) % 7
     minute = np.mod(local_s, _S_PER_DAY) / 60.0
     away = (

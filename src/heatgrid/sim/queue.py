@@ -192,7 +192,10 @@ class TaskQueue:
         self.state[index] = state
         if state is TaskState.QUEUED:
             self.not_before_ts[index] = leasing.retry_not_before_ts(
-                now_ts, int(self.attempts[index]), base_s=self.retry_base_s, max_s=self.retry_max_s
+                now_ts,
+                int(self.attempts[index]),
+                retry_base_s=self.retry_base_s,
+                retry_max_s=self.retry_max_s,
             )
             self._enqueue(index)
         elif state is TaskState.DEAD:
