@@ -1,0 +1,358 @@
+"""Contract: the coordinator and the simulator's queue run one task lifecycle (core.leasing).
+
+One script of claims, progress, checkpoints, expiries, completions and failures on two devices
+and three tasks runs through the coordinator (its HTTP API on SQLite and PostgreSQL, with
+``expire_leases`` run at the end of each step as its housekeeping does) and through
+:class:`heatgrid.sim.queue.TaskQueue` (candidates in its lock order, then
+:func:`heatgrid.core.scheduling.choose`, as the simulator's engine claims). Both must give the
+same claims, the same ended attempts with the same energy settled, and the same task states,
+attempts, progress, order and backoff after every step, under each scheduling policy. A
+simulator that requeues without backoff, the rule it had before, is caught.
+
+Time: step ``k`` starts at ``t_k``. Claims, progress reports (which renew the lease) and
+failures happen at ``t_k``; leases are expired at ``t_{k+1}``. The simulator's lease lapses
+after ``lease_s`` of zero power, the coordinator's ``lease_s`` after the last news: with
+``lease_s`` a whole number of steps both lapse at the end of the same step.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from heatgrid.coordinator import leases
+from heatgrid.coordinator.db import make_engine, make_session_factory
+from heatgrid.coordinator.db.models import LedgerEntry, LedgerTransaction, Task, TaskAttempt
+from heatgrid.core import leasing
+from heatgrid.core.scheduling import Claimant, FleetView, choose
+from heatgrid.sim import queue as sim_queue
+from heatgrid.sim.jobs import Jobs
+from heatgrid.sim.queue import TaskQueue
+
+from ..coordinator.conftest import T0_TS, Coordinator
+
+STEP_S = 60.0
+LEASE_S = 3 * STEP_S
+TASK_J = 360_000.0
+CHECKPOINT_J = 90_000.0
+MAX_ATTEMPTS = 2
+PRIORITIES = (0, 1, 0)
+START_TS = T0_TS + STEP_S  # the tasks are submitted at T0_TS, T0_TS + 1 s, T0_TS + 2 s
+
+# Per step: devices that claim (in this order), power of each device [W], devices that fail.
+SCRIPT: tuple[tuple[tuple[int, ...], tuple[float, float], tuple[int, ...]], ...] = (
+    ((0, 1), (1500.0, 1000.0), ()),  # both claim; device 1 then falls silent
+    ((), (1500.0, 0.0), ()),
+    ((), (1500.0, 0.0), ()),
+    ((), (1500.0, 0.0), ()),  # device 0 completes; device 1's lease lapses (nothing saved)
+    ((0, 1), (1500.0, 0.0), ()),  # device 1 finds only a task in backoff
+    ((1,), (1000.0, 1500.0), (0,)),  # device 0 fails after a checkpoint and 60 kJ more
+    ((0,), (1500.0, 1500.0), ()),  # device 0 takes the failed task again: its last attempt
+    ((), (1000.0, 1500.0), (0,)),  # and fails it: dead letter
+    ((), (0.0, 1500.0), ()),  # device 1 completes
+    ((0, 1), (0.0, 0.0), ()),  # nothing is left to claim
+)
+
+
+@dataclass
+class Trace:
+    """What one side did: comparable across the coordinator and the simulator."""
+
+    claims: list[tuple[int, int, int | None, int | None]] = field(default_factory=list)
+    ended: list[tuple[int, int, str, float]] = field(default_factory=list)
+    steps: list[list[tuple[Any, ...]]] = field(default_factory=list)
+
+
+def _task_row(
+    state: str, attempts: int, progress_j: float, queued_ts: float, not_before_ts: float
+) -> tuple[Any, ...]:
+    """A task's comparable state; progress and backoff only where both sides define them."""
+    settled = state in ("queued", "dead", "leased")
+    return (
+        state,
+        attempts,
+        round(progress_j) if settled else None,
+        queued_ts,
+        not_before_ts if state == "queued" else None,
+    )
+
+
+# --------------------------------------------------------------------------- the simulator
+
+
+def _claimant(device: int) -> Claimant:
+    return Claimant(
+        device_id=f"d{device}", kind="rack", vram_gb=80.0, has_room=False, max_power_w=5000.0
+    )
+
+
+def run_simulator(policy: str) -> Trace:
+    """Run the script through the simulator's queue."""
+    count = len(PRIORITIES)
+    jobs = Jobs(
+        arrival_ts=T0_TS + np.arange(count, dtype=np.float64),
+        size_j=np.full(count, TASK_J),
+        priority=np.array(PRIORITIES, dtype=np.int64),
+        submitter=np.zeros(count, dtype=np.int64),
+        cpu_ok=np.zeros(count, dtype=np.bool_),
+        min_vram_gb=np.zeros(count),
+    )
+    queue = TaskQueue(jobs, 2, CHECKPOINT_J, max_attempts=MAX_ATTEMPTS)
+    trace = Trace()
+    for step, (claiming, powers_w, failing) in enumerate(SCRIPT):
+        now_ts = START_TS + step * STEP_S
+        queue.arrive(now_ts)
+        for device in claiming:
+            order = queue.lock_order(policy, now_ts)
+            candidates = queue.candidates(_claimant(device), order, 64)
+            view = FleetView(running_by_submitter=dict(queue.running_by_submitter))
+            chosen = choose(policy, _claimant(device), candidates, view, now_ts=now_ts)
+            for task in chosen:
+                queue.lease(int(task[1:]), device)
+            index = int(queue.task_of[device])
+            got = index if chosen else None
+            trace.claims.append(
+                (step, device, got, None if got is None else int(queue.attempts[index]))
+            )
+        queue.run(np.array(powers_w), now_ts, STEP_S)
+        for device in failing:
+            if queue.task_of[device] >= 0:
+                queue.fail(device, now_ts)
+        queue.expire(now_ts + STEP_S, LEASE_S)
+        trace.steps.append(
+            [
+                _task_row(
+                    queue.state[i].value,
+                    int(queue.attempts[i]),
+                    float(
+                        queue.checkpoint_j[i] if queue.state[i] == "leased" else queue.progress_j[i]
+                    ),
+                    float(jobs.arrival_ts[i]),
+                    float(queue.not_before_ts[i]),
+                )
+                for i in range(count)
+            ]
+        )
+    trace.ended = sorted(
+        (a.task, a.attempt, a.outcome.value, float(round(a.settled_j))) for a in queue.ended
+    )
+    return trace
+
+
+# --------------------------------------------------------------------------- the coordinator
+
+
+@dataclass
+class _Lease:
+    task_id: str
+    attempt: int
+    start_j: float
+    energy_j: float = 0.0
+
+
+class _Side:
+    """The coordinator as two racks and one submitter see it, through its API."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+        owner, submitter = coordinator.owner_key(), coordinator.submitter_key()
+        self.headers: list[dict[str, str]] = []
+        self.devices: list[str] = []
+        for name in ("rack0", "rack1"):
+            body = coordinator.enroll_body(coordinator.enrollment_code(owner), name)
+            body.update(
+                device_kind="rack",
+                hardware={"max_power_w": 5000.0, "vram_gb": 80.0},
+                has_room=False,
+            )
+            answer = coordinator.client.post("/v1/devices/enroll", json=body)
+            assert answer.status_code == 201, answer.text
+            self.devices.append(answer.json()["device_id"])
+            self.headers.append(coordinator.auth(answer.json()["device_token"]))
+        self.task_ids: list[str] = []
+        for index, priority in enumerate(PRIORITIES):
+            coordinator.clock.now_ts = T0_TS + index
+            body = {
+                "name": f"job{index}",
+                "priority": priority,
+                "max_attempts": MAX_ATTEMPTS,
+                "checkpoint_every_j": CHECKPOINT_J,
+                "tasks": [{"task_input": {"n": index}, "energy_j": TASK_J}],
+            }
+            answer = coordinator.client.post(
+                "/v1/jobs", json=body, headers=coordinator.auth(submitter)
+            )
+            assert answer.status_code == 201, answer.text
+            job = coordinator.client.get(
+                f"/v1/jobs/{answer.json()['job_id']}", headers=coordinator.auth(submitter)
+            ).json()
+            self.task_ids.append(job["tasks"][0]["task_id"])
+        self.leases: dict[int, _Lease] = {}
+
+    def post(self, device: int, path: str, **kwargs: Any) -> dict[str, Any]:
+        answer = self.coordinator.client.request(
+            "PUT" if path.endswith("checkpoint") else "POST",
+            f"/v1/devices/{self.devices[device]}{path}",
+            headers={**self.headers[device], **kwargs.pop("headers", {})},
+            **kwargs,
+        )
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    def claim(self, device: int) -> tuple[int | None, int | None]:
+        leases_ = self.post(device, "/claim", json={"slots": 1})["leases"]
+        if not leases_:
+            return None, None
+        [lease] = leases_
+        self.leases[device] = _Lease(lease["task_id"], lease["attempt"], lease["progress_energy_j"])
+        return self.task_ids.index(lease["task_id"]), int(lease["attempt"])
+
+    def burn(self, device: int, energy_j: float) -> None:
+        lease = self.leases[device]
+        left_j = TASK_J - lease.start_j - lease.energy_j
+        previous_j = lease.start_j + lease.energy_j
+        lease.energy_j += min(energy_j, left_j)
+        task = f"/tasks/{lease.task_id}"
+        if energy_j >= left_j:
+            body = {"attempt": lease.attempt, "energy_j": lease.energy_j, "result": {"ok": 1}}
+            self.post(device, f"{task}/complete", json=body)
+            del self.leases[device]
+            return
+        saved_j = (lease.start_j + lease.energy_j) // CHECKPOINT_J * CHECKPOINT_J
+        if saved_j > previous_j // CHECKPOINT_J * CHECKPOINT_J:  # the agent saves a checkpoint
+            self.post(
+                device,
+                f"{task}/checkpoint",
+                params={"attempt": lease.attempt, "energy_j": saved_j - lease.start_j},
+                content=f"{lease.task_id}@{saved_j}".encode(),
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        self.post(
+            device, f"{task}/progress", json={"attempt": lease.attempt, "energy_j": lease.energy_j}
+        )
+
+    def fail(self, device: int) -> None:
+        lease = self.leases.pop(device)
+        body = {"attempt": lease.attempt, "energy_j": lease.energy_j, "error": "scripted"}
+        self.post(device, f"/tasks/{lease.task_id}/fail", json=body)
+
+
+def run_coordinator(coordinator: Coordinator) -> Trace:
+    """Run the script through the coordinator's API (and its expiry, as housekeeping runs it)."""
+    side = _Side(coordinator)
+    settings = coordinator.app.state.settings
+    engine = make_engine(coordinator.database_url)
+    trace = Trace()
+    try:
+        for step, (claiming, powers_w, failing) in enumerate(SCRIPT):
+            coordinator.clock.now_ts = START_TS + step * STEP_S
+            for device in claiming:
+                trace.claims.append((step, device, *side.claim(device)))
+            for device, power_w in enumerate(powers_w):
+                if power_w > 0.0 and device in side.leases:
+                    side.burn(device, power_w * STEP_S)
+            for device in failing:
+                if device in side.leases:
+                    side.fail(device)
+            coordinator.clock.advance(STEP_S)
+            with make_session_factory(engine)() as session:
+                leases.expire_leases(session, now_ts=coordinator.clock(), settings=settings)
+                for device in list(side.leases):  # a lapsed lease is gone for its device
+                    task = session.get_one(Task, side.leases[device].task_id)
+                    if task.state != "leased" or task.attempt != side.leases[device].attempt:
+                        del side.leases[device]
+                tasks = [session.get_one(Task, task_id) for task_id in side.task_ids]
+                trace.steps.append(
+                    [
+                        _task_row(
+                            t.state, t.attempt, t.progress_energy_j, t.queued_ts, t.not_before_ts
+                        )
+                        for t in tasks
+                    ]
+                )
+        with make_session_factory(engine)() as session:
+            for attempt in session.scalars(select(TaskAttempt)):
+                joules = session.scalar(
+                    select(LedgerEntry.amount)
+                    .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+                    .where(
+                        LedgerTransaction.key == f"attempt:{attempt.task_id}:{attempt.attempt}",
+                        LedgerEntry.account.startswith("job:"),
+                        LedgerEntry.unit == "j",
+                    )
+                )
+                trace.ended.append(
+                    (
+                        side.task_ids.index(attempt.task_id),
+                        attempt.attempt,
+                        attempt.outcome,
+                        float(joules or 0),  # a zero posting is not stored
+                    )
+                )
+        trace.ended.sort()
+    finally:
+        engine.dispose()
+    return trace
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+@pytest.fixture(params=["heat-aware", "fifo"])
+def policy(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings_overrides(policy: str) -> dict[str, Any]:
+    return {
+        "rate_limit_per_s": 1e9,
+        "rate_limit_burst": 1_000_000,
+        "scheduling_policy": policy,
+        "lease_s": LEASE_S,
+    }
+
+
+def _assert_same(coordinator_trace: Trace, simulator_trace: Trace) -> None:
+    assert simulator_trace.claims == coordinator_trace.claims
+    assert simulator_trace.ended == coordinator_trace.ended
+    for step, (sim_rows, coordinator_rows) in enumerate(
+        zip(simulator_trace.steps, coordinator_trace.steps, strict=True)
+    ):
+        assert sim_rows == coordinator_rows, f"after step {step}"
+
+
+def test_the_coordinator_and_the_simulator_run_one_lifecycle(
+    coordinator: Coordinator, policy: str
+) -> None:
+    coordinator_trace = run_coordinator(coordinator)
+    simulator_trace = run_simulator(policy)
+    _assert_same(coordinator_trace, simulator_trace)
+    # The script reaches every outcome: completed, expired, failed, and the dead letter.
+    outcomes = {outcome for _task, _attempt, outcome, _j in simulator_trace.ended}
+    assert outcomes == {"completed", "expired", "failed"}
+    assert [row[0] for row in simulator_trace.steps[-1]].count("dead") == 1
+    assert any(claim[2] is None for claim in simulator_trace.claims[:-2])  # a backoff refused
+
+
+@pytest.fixture
+def simulator_without_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator's old rule: a lost task is claimable again at once."""
+    rules = types.SimpleNamespace(**{name: getattr(leasing, name) for name in dir(leasing)})
+    rules.retry_not_before_ts = lambda now_ts, _attempts, **_: now_ts
+    monkeypatch.setattr(sim_queue, "leasing", rules)
+
+
+@pytest.mark.usefixtures("simulator_without_backoff")
+def test_the_contract_fails_when_the_simulator_skips_the_backoff(
+    coordinator: Coordinator, policy: str
+) -> None:
+    coordinator_trace = run_coordinator(coordinator)
+    simulator_trace = run_simulator(policy)
+    with pytest.raises(AssertionError):
+        _assert_same(coordinator_trace, simulator_trace)
