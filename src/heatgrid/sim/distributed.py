@@ -1,6 +1,6 @@
 """Run a scenario's policies as tasks on a Ray cluster (the optional extra ``distributed``).
 
-Each policy is one Ray task running :func:`heatgrid.sim.run.run_one`, which draws the fleet and
+Each policy is one Ray task running :func:`heatgrid.sim.engine.run_one`, which draws the fleet and
 the jobs again from the scenario's seed, so every task sees the same homes and jobs as the local
 engine and the numbers are the same. Ray is imported only when asked for; without it the caller
 gets an :class:`~heatgrid.core.errors.InputError` that says how to install it.
@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from heatgrid.core.errors import InputError
+from heatgrid.sim.engine import run_one
 
 if TYPE_CHECKING:
     from heatgrid.sim.engine import RawRun
@@ -64,8 +65,6 @@ def run_on_ray(
     InputError
         If Ray is not installed.
     """
-    from heatgrid.sim.run import run_one  # noqa: PLC0415 (run imports this module)
-
     ray = _ray()
     started = not ray.is_initialized()
     if started:

@@ -57,12 +57,12 @@ from heatgrid.core.scheduling import (
     choose,
 )
 from heatgrid.core.thermal_kernels import advance_fleet_2r2c
-from heatgrid.sim.fleet import Fleet
-from heatgrid.sim.jobs import Jobs
+from heatgrid.sim.fleet import Fleet, sample_fleet
+from heatgrid.sim.jobs import Jobs, sample_jobs
 from heatgrid.sim.queue import TaskQueue
 from heatgrid.sim.scenario import Scenario
 
-__all__ = ["RawRun", "heat_windows_w", "internal_gains_w", "run_policy"]
+__all__ = ["RawRun", "heat_windows_w", "internal_gains_w", "run_one", "run_policy"]
 
 _S_PER_H = 3600.0
 _S_PER_DAY = 86_400.0
@@ -207,6 +207,19 @@ def run_policy(
     finally:
         numba.set_num_threads(threads)
     return loop.result()
+
+
+def run_one(
+    scenario: Scenario,
+    policy: str,
+    *,
+    record_rooms: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> RawRun:
+    """Draw the fleet and jobs of ``scenario`` (from its seed) and run them under ``policy``."""
+    fleet = sample_fleet(scenario)
+    jobs = sample_jobs(scenario)
+    return run_policy(scenario, fleet, jobs, policy, record_rooms=record_rooms, progress=progress)
 
 
 class _Loop:

@@ -15,7 +15,7 @@ from typing import Any
 
 from heatgrid.core.errors import InputError
 from heatgrid.core.scheduling import POLICIES
-from heatgrid.sim.engine import RawRun, run_policy
+from heatgrid.sim.engine import RawRun, run_one, run_policy
 from heatgrid.sim.fleet import sample_fleet
 from heatgrid.sim.jobs import sample_jobs
 from heatgrid.sim.results import summarize
@@ -44,19 +44,6 @@ class Simulation:
     scenario: Scenario
     runs: dict[str, RawRun]
     summaries: dict[str, dict[str, Any]]
-
-
-def run_one(
-    scenario: Scenario,
-    policy: str,
-    *,
-    record_rooms: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> RawRun:
-    """Draw the fleet and jobs of ``scenario`` and run them under ``policy``."""
-    fleet = sample_fleet(scenario)
-    jobs = sample_jobs(scenario)
-    return run_policy(scenario, fleet, jobs, policy, record_rooms=record_rooms, progress=progress)
 
 
 def simulate(
@@ -97,7 +84,7 @@ def simulate(
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     if engine == "ray":
-        from heatgrid.sim.distributed import run_on_ray  # noqa: PLC0415 (optional dependency)
+        from heatgrid.sim.distributed import run_on_ray  # noqa: PLC0415 (Ray on demand)
 
         runs = run_on_ray(scenario, policies, record_rooms=record_rooms)
     else:
