@@ -7,12 +7,14 @@ device (``range`` or ``prange``); :func:`heatgrid.core.arbiter.plan` (one heater
 :func:`heatgrid.core.arbiter.plan_many` (a fleet) both end here.
 
 NaN follows NumPy (``_kernel_math``), as in the array code this replaces; no ``fastmath``.
+Bundles cross the kernel's boundary as named tuples (:class:`DeviceState`, :class:`Devices`,
+:class:`Realized`), built and read by field name, so a reorder cannot swap two of them.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from numba import njit, prange
 
@@ -24,6 +26,33 @@ CHUNK = 4096
 """Devices per task of the parallel kernel."""
 LEVEL_TOLERANCE_W = 1e-9
 """Two powers closer than this are the same level [W]."""
+
+
+class DeviceState(NamedTuple):
+    """A device's state after its last tick (per-device arrays, or one device's floats)."""
+
+    power_w: Any
+    target_w: Any
+    since_ts: Any
+    debt_j: Any
+    last_ts: Any
+
+
+class Devices(NamedTuple):
+    """Capabilities: per-device arrays, and the NaN-padded table of levels, one row each."""
+
+    min_power_w: Any
+    max_power_w: Any
+    power_levels_w: Any
+    min_cycle_s: Any
+
+
+class Realized(NamedTuple):
+    """What :func:`realize_one` returns for one device."""
+
+    power_w: Any
+    since_ts: Any
+    debt_j: Any
 
 
 @njit(cache=True, inline="always")
@@ -64,17 +93,20 @@ def _bracket(target_w: float, min_power_w: float, levels_w: Any, row: int, discr
 
 
 @njit(cache=True, inline="always")
-def realize_one(now_ts: float, target_w: float, stop: bool, state: Any, device: Any) -> Any:
-    """Apply rules 3 and 4 to one device; return ``(power_w, since_ts, debt_j)``.
+def realize_one(  # noqa: PLR0917
+    now_ts: float, target_w: float, stop: bool, state: Any, device: Any, row: int
+) -> Any:
+    """Apply rules 3 and 4 to one device; return a :class:`Realized`.
 
-    ``state`` is ``(power_w, target_w, since_ts, debt_j, last_ts)`` of the last tick, ``device``
-    ``(min_power_w, max_power_w, power_levels_w, row, min_cycle_s)``: the device's levels are
-    row ``row`` of the table ``power_levels_w``.
+    ``state`` is the :class:`DeviceState` of its last tick (floats), ``device`` the
+    :class:`Devices` of the fleet (arrays): the device is row ``row`` of them.
     """
-    current_w, last_target_w, since_ts, debt_j, last_ts = state
-    min_power_w, max_power_w, levels_w, row, min_cycle_s = device
+    current_w, last_target_w, since_ts = state.power_w, state.target_w, state.since_ts
+    last_ts = state.last_ts
+    min_power_w, max_power_w = device.min_power_w[row], device.max_power_w[row]
+    levels_w, min_cycle_s = device.power_levels_w, device.min_cycle_s[row]
     dt_s = maximum(now_ts - last_ts, 0.0) if math.isfinite(last_ts) else 0.0
-    debt_j = debt_j + (last_target_w - current_w) * dt_s
+    debt_j = state.debt_j + (last_target_w - current_w) * dt_s
     discrete = False
     for j in range(levels_w.shape[1]):
         if not math.isnan(levels_w[row, j]):
@@ -104,33 +136,34 @@ def realize_one(now_ts: float, target_w: float, stop: bool, state: Any, device: 
     delivered = exact and power_w == above_w
     debt_j = 0.0 if delivered or stop else clip(debt_j, -cap_j, cap_j)
     switched = not _same_state(power_w, current_w, discrete)
-    return power_w, (now_ts if switched else since_ts), debt_j
+    return Realized(power_w=power_w, since_ts=now_ts if switched else since_ts, debt_j=debt_j)
 
 
 @njit(cache=True)
 def _realize_range(  # noqa: PLR0917
     lo: int, hi: int, now_ts: float, target_w: Any, stop: Any, state: Any, devices: Any, out: Any
 ) -> None:
-    """Run :func:`realize_one` over devices ``lo`` to ``hi − 1``: load, realize, store.
-
-    The tuples are unpacked once, outside the loop, so that the loop touches only arrays.
-    """
-    power_w, last_target_w, since_ts, debt_j, last_ts = state
-    min_w, max_w, levels_w, cycle_s = devices
-    power_out, target_out, since_out, debt_out, last_out = out
+    """Run :func:`realize_one` over devices ``lo`` to ``hi − 1``: load, realize, store by name."""
     for i in range(lo, hi):
         result = realize_one(
             now_ts,
             target_w[i],
             stop[i],
-            (power_w[i], last_target_w[i], since_ts[i], debt_j[i], last_ts[i]),
-            (min_w[i], max_w[i], levels_w, i, cycle_s[i]),
+            DeviceState(
+                power_w=state.power_w[i],
+                target_w=state.target_w[i],
+                since_ts=state.since_ts[i],
+                debt_j=state.debt_j[i],
+                last_ts=state.last_ts[i],
+            ),
+            devices,
+            i,
         )
-        power_out[i] = result[0]
-        target_out[i] = target_w[i]
-        since_out[i] = result[1]
-        debt_out[i] = result[2]
-        last_out[i] = now_ts
+        out.power_w[i] = result.power_w
+        out.target_w[i] = target_w[i]
+        out.since_ts[i] = result.since_ts
+        out.debt_j[i] = result.debt_j
+        out.last_ts[i] = now_ts
 
 
 @njit(cache=True)

@@ -1,5 +1,10 @@
 """The thermostat's rules as one numba kernel (private to :mod:`heatgrid.core.control`).
 
+Every bundle that crosses the kernel's boundary is a named tuple (:class:`Config`,
+:class:`Observation`, :class:`State`, :class:`Schedule`, :class:`Outputs`, and :class:`Tick`,
+what :func:`tick` returns), built and read by field name on both sides: reordering a
+validation group in :mod:`heatgrid.core.control` cannot swap two settings.
+
 :func:`tick` applies the rules of :mod:`heatgrid.core.control` to one home; it is the only
 implementation of them. :func:`decide_serial` and :func:`decide_parallel` run it over every home
 (``range`` or ``prange``); :func:`decide` (one home) and :func:`decide_many` (a fleet) both
@@ -15,7 +20,7 @@ it would assume that there is no NaN, and a NaN reading must raise an alarm.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -23,6 +28,91 @@ from numba import njit, prange
 from heatgrid.core._kernel_math import at, clip, maximum, minimum
 
 __all__: list[str] = []
+
+
+class Config(NamedTuple):
+    """The numbers of ``control._CONFIG_NUMBERS`` (per-home arrays, or one home's floats)."""
+
+    max_power_w: Any
+    keep_alive_s: Any
+    max_age_s: Any
+    kp_w_per_k: Any
+    ki_w_per_k_s: Any
+    cold_tolerance_k: Any
+    hot_tolerance_k: Any
+    min_on_s: Any
+    min_off_s: Any
+    power_step_w: Any
+    away_setpoint_c: Any
+    min_valid_temp_c: Any
+    max_valid_temp_c: Any
+    room_limit_c: Any
+    device_limit_c: Any
+
+
+class Observation(NamedTuple):
+    """What the thermostat sees (per-home arrays, or one home's values)."""
+
+    room_temp_c: Any
+    reading_ts: Any
+    device_temp_c: Any
+    fan_ok: Any
+    upright: Any
+    mode: Any
+
+
+class State(NamedTuple):
+    """What the thermostat remembers (per-home arrays, or one home's values)."""
+
+    integral_w: Any
+    heating: Any
+    since_ts: Any
+    last_tick_ts: Any
+    last_command_ts: Any
+    last_power_w: Any
+    alarm: Any
+
+
+class Schedule(NamedTuple):
+    """Schedule tables ``(rows, k)`` and the homes' UTC offsets [h]."""
+
+    start_s: Any
+    setpoint_c: Any
+    utc_offset_h: Any
+
+
+class Tick(NamedTuple):
+    """What :func:`tick` returns for one home: the new state, then the command."""
+
+    integral_w: Any
+    heating: Any
+    since_ts: Any
+    last_tick_ts: Any
+    last_command_ts: Any
+    last_power_w: Any
+    alarm: Any
+    heat_power_w: Any
+    reason: Any
+    send: Any
+
+
+class Outputs(NamedTuple):
+    """Arrays the kernel writes, one element per home: the new state and the command."""
+
+    integral_w: Any
+    heating: Any
+    since_ts: Any
+    last_tick_ts: Any
+    last_command_ts: Any
+    last_power_w: Any
+    alarm: Any
+    heat_power_w: Any
+    setpoint_c: Any
+    reason: Any
+    send: Any
+    heating_command: Any
+    alarm_command: Any
+
 
 # Codes of heatgrid.core.control's Mode, Alarm and Reason (tests check that they agree).
 MODE_AUTO = 0
@@ -159,55 +249,46 @@ def _reason(alarm: int, user_off: bool, was_on: bool, heating: bool, wants: Any)
 
 @njit(cache=True, inline="always")
 def tick(now_ts: float, obs: Any, state: Any, cfg: Any, setpoint_c: float, away: bool) -> Any:  # noqa: PLR0917
-    """Apply the rules to one home (see :mod:`heatgrid.core.control`).
+    """Apply the rules to one home (see :mod:`heatgrid.core.control`); return a :class:`Tick`.
 
-    ``obs`` is ``(room_temp_c, reading_ts, device_temp_c, fan_ok, upright, mode)``, ``state``
-    ``(integral_w, heating, since_ts, last_tick_ts, last_command_ts, last_power_w, alarm)``,
-    ``cfg`` the 15 numbers of ``_CONFIG_NUMBERS`` without the schedule; ``setpoint_c`` is the
-    setpoint in force and ``away`` whether the mode is away. Returns the new state's seven
-    values, then ``heat_power_w``, ``reason`` and ``send``.
+    ``obs`` is an :class:`Observation`, ``state`` a :class:`State` and ``cfg`` a
+    :class:`Config` of one home's values; ``setpoint_c`` is the setpoint in force and ``away``
+    whether the mode is away.
     """
-    temp_c, reading_ts, device_temp_c, fan_ok, upright, mode = obs
-    integral_w, was_on, since_ts, last_tick_ts, last_command_ts, last_power_w, last_alarm = state
-    (
-        max_power_w,
-        keep_alive_s,
-        max_age_s,
-        kp_w_per_k,
-        ki_w_per_k_s,
-        cold_tolerance_k,
-        hot_tolerance_k,
-        min_on_s,
-        min_off_s,
-        power_step_w,
-        _away_setpoint_c,
-        min_valid_temp_c,
-        max_valid_temp_c,
-        room_limit_c,
-        device_limit_c,
-    ) = cfg
     alarm, valid = _alarm(
         now_ts,
-        (temp_c, reading_ts, device_temp_c, fan_ok, upright),
-        (max_age_s, min_valid_temp_c, max_valid_temp_c, room_limit_c, device_limit_c),
+        (obs.room_temp_c, obs.reading_ts, obs.device_temp_c, obs.fan_ok, obs.upright),
+        (
+            cfg.max_age_s,
+            cfg.min_valid_temp_c,
+            cfg.max_valid_temp_c,
+            cfg.room_limit_c,
+            cfg.device_limit_c,
+        ),
     )
-    user_off = not (mode == MODE_AUTO or away)
+    was_on = state.heating
+    user_off = not (obs.mode == MODE_AUTO or away)
     safe = alarm != 0 or user_off
-    error_k = setpoint_c - temp_c if valid else 0.0
+    error_k = setpoint_c - obs.room_temp_c if valid else 0.0
 
     # Rules 2 and 3: tolerances, minimum on and off times; rule 1 beats them.
-    elapsed_s = now_ts - since_ts
-    want_on = error_k >= cold_tolerance_k
-    want_off = error_k <= -hot_tolerance_k
+    elapsed_s = now_ts - state.since_ts
+    want_on = error_k >= cfg.cold_tolerance_k
+    want_off = error_k <= -cfg.hot_tolerance_k
     if was_on:
-        heating = not (want_off and elapsed_s >= min_on_s)
+        heating = not (want_off and elapsed_s >= cfg.min_on_s)
     else:
-        heating = want_on and elapsed_s >= min_off_s
+        heating = want_on and elapsed_s >= cfg.min_off_s
     heating = heating and not safe
 
-    dt_s = clip(now_ts - last_tick_ts, 0.0, max_age_s) if math.isfinite(last_tick_ts) else 0.0
+    last_tick_ts = state.last_tick_ts
+    dt_s = clip(now_ts - last_tick_ts, 0.0, cfg.max_age_s) if math.isfinite(last_tick_ts) else 0.0
     new_integral_w, power_w = _integrate(
-        was_on, heating, safe, error_k, (integral_w, dt_s, kp_w_per_k, ki_w_per_k_s, max_power_w)
+        was_on,
+        heating,
+        safe,
+        error_k,
+        (state.integral_w, dt_s, cfg.kp_w_per_k, cfg.ki_w_per_k_s, cfg.max_power_w),
     )
     reason = _reason(alarm, user_off, was_on, heating, (want_on, want_off))
 
@@ -215,21 +296,43 @@ def tick(now_ts: float, obs: Any, state: Any, cfg: Any, setpoint_c: float, away:
     switched = heating != was_on
     send = (
         switched
-        or alarm != last_alarm
-        or abs(power_w - last_power_w) > power_step_w
-        or not (now_ts - last_command_ts < keep_alive_s)
+        or alarm != state.alarm
+        or abs(power_w - state.last_power_w) > cfg.power_step_w
+        or not (now_ts - state.last_command_ts < cfg.keep_alive_s)
     )
-    return (
-        new_integral_w,
-        heating,
-        now_ts if switched else since_ts,
-        now_ts,
-        now_ts if send else last_command_ts,
-        power_w if send else last_power_w,
-        alarm,
-        power_w,
-        reason,
-        send,
+    return Tick(
+        integral_w=new_integral_w,
+        heating=heating,
+        since_ts=now_ts if switched else state.since_ts,
+        last_tick_ts=now_ts,
+        last_command_ts=now_ts if send else state.last_command_ts,
+        last_power_w=power_w if send else state.last_power_w,
+        alarm=alarm,
+        heat_power_w=power_w,
+        reason=reason,
+        send=send,
+    )
+
+
+@njit(cache=True, inline="always")
+def _home_config(cfg: Any, i: int) -> Any:
+    """Return home ``i``'s :class:`Config` of floats from a :class:`Config` of arrays."""
+    return Config(
+        max_power_w=at(cfg.max_power_w, i),
+        keep_alive_s=at(cfg.keep_alive_s, i),
+        max_age_s=at(cfg.max_age_s, i),
+        kp_w_per_k=at(cfg.kp_w_per_k, i),
+        ki_w_per_k_s=at(cfg.ki_w_per_k_s, i),
+        cold_tolerance_k=at(cfg.cold_tolerance_k, i),
+        hot_tolerance_k=at(cfg.hot_tolerance_k, i),
+        min_on_s=at(cfg.min_on_s, i),
+        min_off_s=at(cfg.min_off_s, i),
+        power_step_w=at(cfg.power_step_w, i),
+        away_setpoint_c=at(cfg.away_setpoint_c, i),
+        min_valid_temp_c=at(cfg.min_valid_temp_c, i),
+        max_valid_temp_c=at(cfg.max_valid_temp_c, i),
+        room_limit_c=at(cfg.room_limit_c, i),
+        device_limit_c=at(cfg.device_limit_c, i),
     )
 
 
@@ -237,90 +340,58 @@ def tick(now_ts: float, obs: Any, state: Any, cfg: Any, setpoint_c: float, away:
 def _decide_range(  # noqa: PLR0917
     lo: int, hi: int, now_ts: float, obs: Any, state: Any, cfg: Any, schedule: Any, out: Any
 ) -> None:
-    """Run :func:`tick` over homes ``lo`` to ``hi − 1``: load, decide, store.
-
-    The tuples are unpacked once, outside the loop, so that the loop touches only arrays.
-    """
-    temp_c, reading_ts, device_temp_c, fan_ok, upright, mode = obs
-    integral_w, heating, since_ts, last_tick_ts, last_command_ts, last_power_w, alarm = state
-    (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, away_setpoint_c, c11, c12, c13, c14) = cfg
-    start_s, table_c, utc_offset_h = schedule
-    (
-        integral_out,
-        heating_out,
-        since_out,
-        tick_out,
-        command_out,
-        last_power_out,
-        alarm_out,
-        power_out,
-        setpoint_out,
-        reason_out,
-        send_out,
-        heating_cmd_out,
-        alarm_cmd_out,
-    ) = out
-    one_schedule = start_s.shape[0] == 1
+    """Run :func:`tick` over homes ``lo`` to ``hi − 1``: load, decide, store (by field name)."""
+    one_schedule = schedule.start_s.shape[0] == 1
     for i in range(lo, hi):
-        home_mode = at(mode, i)
+        home_mode = at(obs.mode, i)
         away = home_mode == MODE_AWAY
         if away:
-            setpoint_c = float(at(away_setpoint_c, i))
+            setpoint_c = float(at(cfg.away_setpoint_c, i))
         else:
             row = 0 if one_schedule else i
-            setpoint_c = scheduled_setpoint(start_s, table_c, row, at(utc_offset_h, i), now_ts)
+            setpoint_c = scheduled_setpoint(
+                schedule.start_s,
+                schedule.setpoint_c,
+                row,
+                at(schedule.utc_offset_h, i),
+                now_ts,
+            )
         result = tick(
             now_ts,
-            (
-                at(temp_c, i),
-                at(reading_ts, i),
-                at(device_temp_c, i),
-                at(fan_ok, i),
-                at(upright, i),
-                home_mode,
+            Observation(
+                room_temp_c=at(obs.room_temp_c, i),
+                reading_ts=at(obs.reading_ts, i),
+                device_temp_c=at(obs.device_temp_c, i),
+                fan_ok=at(obs.fan_ok, i),
+                upright=at(obs.upright, i),
+                mode=home_mode,
             ),
-            (
-                at(integral_w, i),
-                at(heating, i),
-                at(since_ts, i),
-                at(last_tick_ts, i),
-                at(last_command_ts, i),
-                at(last_power_w, i),
-                at(alarm, i),
+            State(
+                integral_w=at(state.integral_w, i),
+                heating=at(state.heating, i),
+                since_ts=at(state.since_ts, i),
+                last_tick_ts=at(state.last_tick_ts, i),
+                last_command_ts=at(state.last_command_ts, i),
+                last_power_w=at(state.last_power_w, i),
+                alarm=at(state.alarm, i),
             ),
-            (
-                at(c0, i),
-                at(c1, i),
-                at(c2, i),
-                at(c3, i),
-                at(c4, i),
-                at(c5, i),
-                at(c6, i),
-                at(c7, i),
-                at(c8, i),
-                at(c9, i),
-                at(away_setpoint_c, i),
-                at(c11, i),
-                at(c12, i),
-                at(c13, i),
-                at(c14, i),
-            ),
+            _home_config(cfg, i),
             setpoint_c,
             away,
         )
-        integral_out[i] = result[0]
-        heating_out[i] = result[1]
-        heating_cmd_out[i] = result[1]
-        since_out[i] = result[2]
-        tick_out[i] = result[3]
-        command_out[i] = result[4]
-        last_power_out[i] = result[5]
-        alarm_out[i] = result[6]
-        alarm_cmd_out[i] = result[6]
-        power_out[i] = result[7]
-        setpoint_out[i] = setpoint_c
-        reason_out[i] = result[8]
-        send_out[i] = result[9]
+        out.integral_w[i] = result.integral_w
+        out.heating[i] = result.heating
+        out.heating_command[i] = result.heating
+        out.since_ts[i] = result.since_ts
+        out.last_tick_ts[i] = result.last_tick_ts
+        out.last_command_ts[i] = result.last_command_ts
+        out.last_power_w[i] = result.last_power_w
+        out.alarm[i] = result.alarm
+        out.alarm_command[i] = result.alarm
+        out.heat_power_w[i] = result.heat_power_w
+        out.setpoint_c[i] = setpoint_c
+        out.reason[i] = result.reason
+        out.send[i] = result.send
 
 
 @njit(cache=True)

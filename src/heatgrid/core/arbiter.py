@@ -563,27 +563,31 @@ def _realize(
     """
     count = devices.max_power_w.shape[0]
     targets = _vector(target_w, count)
-    old = (
-        _vector(state.power_w, count),
-        _vector(state.target_w, count),
-        _vector(state.since_ts, count),
-        _vector(state.debt_j, count),
-        _vector(state.last_ts, count),
+    old = _kernel.DeviceState(
+        power_w=_vector(state.power_w, count),
+        target_w=_vector(state.target_w, count),
+        since_ts=_vector(state.since_ts, count),
+        debt_j=_vector(state.debt_j, count),
+        last_ts=_vector(state.last_ts, count),
     )
-    capabilities = (
-        _vector(devices.min_power_w, count),
-        _vector(devices.max_power_w, count),
-        kernel_input(devices.power_levels_w, np.float64),
-        _vector(devices.min_cycle_s, count),
+    capabilities = _kernel.Devices(
+        min_power_w=_vector(devices.min_power_w, count),
+        max_power_w=_vector(devices.max_power_w, count),
+        power_levels_w=kernel_input(devices.power_levels_w, np.float64),
+        min_cycle_s=_vector(devices.min_cycle_s, count),
     )
-    out = tuple(np.empty(count) for _ in range(5))
+    out = _kernel.DeviceState(*(np.empty(count) for _ in _kernel.DeviceState._fields))
     stops = _vector(stop, count, np.bool_)
     kernel = _kernel.realize_parallel if count >= _PARALLEL_MIN_DEVICES else _kernel.realize_serial
     kernel(now_ts, targets, stops, old, capabilities, out)
-    power_w, target, since_ts, debt_j, last_ts = out
     new_state = DeviceStateArrays(
-        power_w=power_w, target_w=target, since_ts=since_ts, debt_j=debt_j, last_ts=last_ts
+        power_w=out.power_w,
+        target_w=out.target_w,
+        since_ts=out.since_ts,
+        debt_j=out.debt_j,
+        last_ts=out.last_ts,
     )
+    power_w: FloatArray = out.power_w
     return new_state, power_w
 
 

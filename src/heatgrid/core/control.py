@@ -455,6 +455,17 @@ _FINITE = (
     "device_limit_c",
 )
 _CONFIG_NUMBERS = _POSITIVE + _NON_NEGATIVE + _FINITE
+_FLOAT_OUTPUTS = (
+    "integral_w",
+    "since_ts",
+    "last_tick_ts",
+    "last_command_ts",
+    "last_power_w",
+    "heat_power_w",
+    "setpoint_c",
+)
+_BOOL_OUTPUTS = ("heating", "send", "heating_command")
+_CODE_OUTPUTS = ("alarm", "reason", "alarm_command")
 
 
 def _validate_config_values(values: dict[str, ArrayLike]) -> dict[str, FloatArray]:
@@ -817,68 +828,53 @@ def decide_many(
         np.shape(config.schedule_start_s)[:-1],
     )
     total = math.prod(shape)
-    obs = (
-        _flat(observation.room_temp_c, shape, np.float64),
-        _flat(observation.reading_ts, shape, np.float64),
-        _flat(observation.device_temp_c, shape, np.float64),
-        _flat(observation.fan_ok, shape, np.bool_),
-        _flat(observation.upright, shape, np.bool_),
-        _flat(observation.mode, shape, np.int64),
+    obs = _kernel.Observation(
+        room_temp_c=_flat(observation.room_temp_c, shape, np.float64),
+        reading_ts=_flat(observation.reading_ts, shape, np.float64),
+        device_temp_c=_flat(observation.device_temp_c, shape, np.float64),
+        fan_ok=_flat(observation.fan_ok, shape, np.bool_),
+        upright=_flat(observation.upright, shape, np.bool_),
+        mode=_flat(observation.mode, shape, np.int64),
     )
-    old = (
-        _flat(state.integral_w, shape, np.float64),
-        _flat(state.heating, shape, np.bool_),
-        _flat(state.since_ts, shape, np.float64),
-        _flat(state.last_tick_ts, shape, np.float64),
-        _flat(state.last_command_ts, shape, np.float64),
-        _flat(state.last_power_w, shape, np.float64),
-        _flat(state.alarm, shape, np.int64),
+    old = _kernel.State(
+        integral_w=_flat(state.integral_w, shape, np.float64),
+        heating=_flat(state.heating, shape, np.bool_),
+        since_ts=_flat(state.since_ts, shape, np.float64),
+        last_tick_ts=_flat(state.last_tick_ts, shape, np.float64),
+        last_command_ts=_flat(state.last_command_ts, shape, np.float64),
+        last_power_w=_flat(state.last_power_w, shape, np.float64),
+        alarm=_flat(state.alarm, shape, np.int64),
     )
-    numbers = tuple(_flat(getattr(config, name), shape, np.float64) for name in _CONFIG_NUMBERS)
-    schedule = (
-        _rows(config.schedule_start_s, shape),
-        _rows(config.schedule_setpoint_c, shape),
-        _flat(config.utc_offset_h, shape, np.float64),
+    numbers = _kernel.Config(
+        **{name: _flat(getattr(config, name), shape, np.float64) for name in _CONFIG_NUMBERS}
     )
-    floats = [np.empty(total) for _ in range(7)]
-    flags = [np.empty(total, dtype=np.bool_) for _ in range(3)]
-    codes = [np.empty(total, dtype=np.int64) for _ in range(3)]
-    integral, since, last_tick, last_command, last_power, power, setpoint = floats
-    heating, send, heating_command = flags
-    alarm, reason, alarm_command = codes
-    out = (
-        integral,
-        heating,
-        since,
-        last_tick,
-        last_command,
-        last_power,
-        alarm,
-        power,
-        setpoint,
-        reason,
-        send,
-        heating_command,
-        alarm_command,
+    schedule = _kernel.Schedule(
+        start_s=_rows(config.schedule_start_s, shape),
+        setpoint_c=_rows(config.schedule_setpoint_c, shape),
+        utc_offset_h=_flat(config.utc_offset_h, shape, np.float64),
     )
+    floats = {name: np.empty(total) for name in _FLOAT_OUTPUTS}
+    flags = {name: np.empty(total, dtype=np.bool_) for name in _BOOL_OUTPUTS}
+    codes = {name: np.empty(total, dtype=np.int64) for name in _CODE_OUTPUTS}
+    out = _kernel.Outputs(**floats, **flags, **codes)
     kernel = _kernel.decide_parallel if total >= _PARALLEL_MIN_HOMES else _kernel.decide_serial
     kernel(total, now, obs, old, numbers, schedule, out)
     new_state = ThermostatStateArrays(
-        integral_w=integral.reshape(shape),
-        heating=heating.reshape(shape),
-        since_ts=since.reshape(shape),
-        last_tick_ts=last_tick.reshape(shape),
-        last_command_ts=last_command.reshape(shape),
-        last_power_w=last_power.reshape(shape),
-        alarm=alarm.reshape(shape),
+        integral_w=out.integral_w.reshape(shape),
+        heating=out.heating.reshape(shape),
+        since_ts=out.since_ts.reshape(shape),
+        last_tick_ts=out.last_tick_ts.reshape(shape),
+        last_command_ts=out.last_command_ts.reshape(shape),
+        last_power_w=out.last_power_w.reshape(shape),
+        alarm=out.alarm.reshape(shape),
     )
     command = HeatCommandArrays(
-        heat_power_w=power.reshape(shape),
-        heating=heating_command.reshape(shape),
-        setpoint_c=setpoint.reshape(shape),
-        alarm=alarm_command.reshape(shape),
-        reason=reason.reshape(shape),
-        send=send.reshape(shape),
+        heat_power_w=out.heat_power_w.reshape(shape),
+        heating=out.heating_command.reshape(shape),
+        setpoint_c=out.setpoint_c.reshape(shape),
+        alarm=out.alarm_command.reshape(shape),
+        reason=out.reason.reshape(shape),
+        send=out.send.reshape(shape),
     )
     return new_state, command
 
