@@ -340,19 +340,34 @@ def test_the_coordinator_and_the_simulator_run_one_lifecycle(
     assert any(claim[2] is None for claim in simulator_trace.claims[:-2])  # a backoff refused
 
 
-@pytest.fixture
-def simulator_without_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The simulator's old rule: a lost task is claimable again at once."""
+def _rules(**changes: Any) -> types.SimpleNamespace:
+    """core.leasing with some functions replaced: one side's copy of the rules."""
     rules = types.SimpleNamespace(**{name: getattr(leasing, name) for name in dir(leasing)})
-    rules.retry_not_before_ts = lambda now_ts, _attempts, **_: now_ts
-    monkeypatch.setattr(sim_queue, "leasing", rules)
+    for name, value in changes.items():
+        setattr(rules, name, value)
+    return rules
 
 
-@pytest.mark.usefixtures("simulator_without_backoff")
 def test_the_contract_fails_when_the_simulator_skips_the_backoff(
-    coordinator: Coordinator, policy: str
+    coordinator: Coordinator, policy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The simulator's old rule: a lost task is claimable again at once."""
     coordinator_trace = run_coordinator(coordinator)
+    no_backoff = _rules(retry_not_before_ts=lambda now_ts, _attempts, **_: now_ts)
+    monkeypatch.setattr(sim_queue, "leasing", no_backoff)
+    simulator_trace = run_simulator(policy)
+    with pytest.raises(AssertionError):
+        _assert_same(coordinator_trace, simulator_trace)
+
+
+def test_the_contract_fails_when_the_coordinator_pays_lost_work(
+    coordinator: Coordinator, policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A coordinator that settles an expired or failed attempt's whole energy is caught."""
+    pays_all = _rules(settled_energy_j=lambda _outcome, energy_j, _checkpointed_j: energy_j)
+    monkeypatch.setattr(leases, "leasing", pays_all)
+    coordinator_trace = run_coordinator(coordinator)
+    monkeypatch.undo()
     simulator_trace = run_simulator(policy)
     with pytest.raises(AssertionError):
         _assert_same(coordinator_trace, simulator_trace)
