@@ -40,6 +40,7 @@ ApiKey = Annotated[
 ]
 _DEFAULT_URL = "http://127.0.0.1:8000"
 _TIMEOUT_S = 30.0
+_PAGE_LIMIT = 1000  # the coordinator's largest page
 
 
 def _detail(answer: httpx.Response) -> str:
@@ -107,10 +108,31 @@ def submit(
     typer.echo(f"job {job['job_id']} submitted: {job['task_count']} tasks")
 
 
+def _all_jobs(url: str, api_key: str | None, limit: int | None) -> list[dict[str, Any]]:
+    """Every job (or the newest ``limit``), following the coordinator's page cursors."""
+    jobs: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": _PAGE_LIMIT}
+    while limit is None or len(jobs) < limit:
+        page = _call("GET", url, api_key, "/v1/jobs", params=params)
+        jobs.extend(page["items"])
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    return jobs[:limit]
+
+
 @_jobs.command("list")
-def list_jobs(*, url: Url = _DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+def list_jobs(
+    *,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Show at most this many (default: all).")
+    ] = None,
+    url: Url = _DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
     """List your jobs (every job, for an operator), newest first."""
-    jobs = _call("GET", url, api_key, "/v1/jobs")
+    jobs = _all_jobs(url, api_key, limit)
     if as_json:
         typer.echo(json.dumps(jobs))
         return

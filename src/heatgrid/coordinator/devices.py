@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -29,9 +29,11 @@ from heatgrid.coordinator.errors import (
     InvalidError,
     NotFoundError,
 )
+from heatgrid.coordinator.pages import PageRequest, encode_cursor
 from heatgrid.protocol import v1
 
 __all__ = [
+    "DEVICE_CURSOR_KINDS",
     "FleetStatus",
     "HeartbeatResult",
     "enroll_device",
@@ -184,12 +186,36 @@ def record_heartbeat(
     return HeartbeatResult(stored_samples=stored, duplicate_samples=len(rows) - stored)
 
 
-def list_devices(session: Session, actor: AccountPrincipal | None) -> list[Device]:
-    """Return the devices ``actor`` may see (an operator or None: all), oldest first."""
+DEVICE_CURSOR_KINDS = (float, str)
+"""Types of the sort key (enrolled_ts, id) in a cursor of :func:`list_devices`."""
+
+
+def list_devices(
+    session: Session, actor: AccountPrincipal | None, page: PageRequest
+) -> tuple[list[Device], str | None]:
+    """Return a page of the devices ``actor`` may see (an operator or None: all), oldest first.
+
+    Returns
+    -------
+    tuple of (list of Device, str or None)
+        The page's devices, and the cursor of the next page (None after the last).
+    """
     query = select(Device).order_by(Device.enrolled_ts, Device.id)
     if actor is not None and not actor.is_operator:
         query = query.where(Device.owner_id == actor.account_id)
-    return list(session.scalars(query))
+    if page.after is not None:
+        enrolled_ts, device_id = page.after
+        query = query.where(
+            or_(
+                Device.enrolled_ts > enrolled_ts,
+                and_(Device.enrolled_ts == enrolled_ts, Device.id > device_id),
+            )
+        )
+    found = list(session.scalars(query.limit(page.limit + 1)))
+    if len(found) <= page.limit:
+        return found, None
+    last = found[page.limit - 1]
+    return found[: page.limit], encode_cursor((last.enrolled_ts, last.id))
 
 
 def get_device(session: Session, device_id: str, actor: AccountPrincipal | None) -> Device:

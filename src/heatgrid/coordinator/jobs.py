@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import String, and_, cast, func, literal, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from heatgrid.coordinator import leases, ledger
 from heatgrid.coordinator.api.job_schemas import JobDetail, JobInfo, JobSubmission, TaskInfo
@@ -25,13 +26,16 @@ from heatgrid.coordinator.db.models import (
     TaskAttempt,
 )
 from heatgrid.coordinator.errors import ConflictError, ForbiddenError, NotFoundError
+from heatgrid.coordinator.pages import PageRequest, encode_cursor
 from heatgrid.coordinator.settings import Settings
 
 __all__ = [
+    "JOB_CURSOR_KINDS",
     "cancel_job",
     "get_job",
     "job_detail",
     "job_info",
+    "job_infos",
     "list_jobs",
     "queue_status",
     "submit_job",
@@ -91,12 +95,36 @@ def submit_job(
     return job
 
 
-def list_jobs(session: Session, actor: AccountPrincipal | None) -> Sequence[Job]:
-    """Return the jobs ``actor`` may see (an operator or None: all), newest first."""
+def list_jobs(
+    session: Session, actor: AccountPrincipal | None, page: PageRequest
+) -> tuple[Sequence[Job], str | None]:
+    """Return a page of the jobs ``actor`` may see (an operator or None: all), newest first.
+
+    Returns
+    -------
+    tuple of (sequence of Job, str or None)
+        The page's jobs, and the cursor of the next page (None after the last).
+    """
     query = select(Job).order_by(Job.created_ts.desc(), Job.id)
     if actor is not None and not actor.is_operator:
         query = query.where(Job.submitter_id == actor.account_id)
-    return session.scalars(query).all()
+    if page.after is not None:
+        created_ts, job_id = page.after
+        query = query.where(
+            or_(
+                Job.created_ts < created_ts,
+                and_(Job.created_ts == created_ts, Job.id > job_id),
+            )
+        )
+    found = session.scalars(query.limit(page.limit + 1)).all()
+    if len(found) <= page.limit:
+        return found, None
+    last = found[page.limit - 1]
+    return found[: page.limit], encode_cursor((last.created_ts, last.id))
+
+
+JOB_CURSOR_KINDS = (float, str)
+"""Types of the sort key in a cursor of :func:`list_jobs`."""
 
 
 def get_job(session: Session, job_id: str, actor: AccountPrincipal | None) -> Job:
@@ -138,67 +166,95 @@ def cancel_job(
     return job
 
 
-def _settled(session: Session, job: Job) -> tuple[float, float]:
-    """Energy [J] and cost [EUR] settled for a job so far."""
-    energy_j = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-            LedgerEntry.account == f"job:{job.id}", LedgerEntry.unit == "j"
+def _sums_by_job(session: Session, query: Executable) -> dict[str, float]:
+    return {str(job_id): float(total or 0) for job_id, total in session.execute(query)}
+
+
+def job_infos(session: Session, jobs: Sequence[Job]) -> list[JobInfo]:
+    """Return the summary views of ``jobs``, in their order, with five queries in all.
+
+    Task counts, energy, cost and heat reuse come from one grouped query each over the given
+    jobs, and the submitters' names from one more: a page costs the same whatever its size.
+    """
+    if not jobs:
+        return []
+    job_ids = [job.id for job in jobs]
+    counts: dict[str, dict[str, int]] = {job_id: {} for job_id in job_ids}
+    for job_id, state, count in session.execute(
+        select(Task.job_id, Task.state, func.count())
+        .where(Task.job_id.in_(job_ids))
+        .group_by(Task.job_id, Task.state)
+    ):
+        counts[job_id][str(state)] = int(count)
+    job_account = LedgerEntry.account
+    energy_j = {
+        account.removeprefix("job:"): float(total or 0)
+        for account, total in session.execute(
+            select(job_account, func.sum(LedgerEntry.amount))
+            .where(
+                job_account.in_([f"job:{job_id}" for job_id in job_ids]), LedgerEntry.unit == "j"
+            )
+            .group_by(job_account)
         )
-    )
-    charged = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+    }
+    charged = _sums_by_job(
+        session,
+        select(LedgerTransaction.job_id, func.sum(LedgerEntry.amount))
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .join(Job, Job.id == LedgerTransaction.job_id)
         .where(
-            LedgerEntry.account == f"submitter:{job.submitter_id}",
+            LedgerTransaction.job_id.in_(job_ids),
+            LedgerEntry.account == literal("submitter:") + cast(Job.submitter_id, String),
             LedgerEntry.unit == "micro_eur",
-            LedgerTransaction.job_id == job.id,
         )
+        .group_by(LedgerTransaction.job_id),
     )
-    return float(energy_j or 0), -float(charged or 0) / ledger.MICRO_EUR_PER_EUR
-
-
-def _heat_reused_j(session: Session, job: Job) -> float:
-    """Energy [J] settled for a job on devices that warmed a room (the rest ran in racks)."""
-    device_account = literal("device:") + Device.id
-    given = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+    given = _sums_by_job(
+        session,
+        select(LedgerTransaction.job_id, func.sum(LedgerEntry.amount))
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .join(Device, LedgerEntry.account == device_account)
+        .join(Device, LedgerEntry.account == literal("device:") + Device.id)
         .where(
-            LedgerTransaction.job_id == job.id,
+            LedgerTransaction.job_id.in_(job_ids),
             LedgerEntry.unit == "j",
             Device.has_room.is_(True),
         )
+        .group_by(LedgerTransaction.job_id),
     )
-    return -float(given or 0)
+    names = {
+        int(row.id): str(row.name)
+        for row in session.execute(
+            select(Account.id, Account.name).where(
+                Account.id.in_({job.submitter_id for job in jobs})
+            )
+        )
+    }
+    return [
+        JobInfo(
+            job_id=job.id,
+            name=job.name,
+            submitter_name=names[job.submitter_id],
+            state=job.state,
+            priority=job.priority,
+            device_kinds=list(job.device_kinds),
+            min_vram_gb=job.min_vram_gb,
+            max_attempts=job.max_attempts,
+            price_eur_per_kwh=job.price_eur_per_kwh,
+            task_count=job.task_count,
+            tasks_by_state=counts[job.id],
+            energy_j=energy_j.get(job.id, 0.0),
+            heat_reused_energy_j=-given.get(job.id, 0.0),
+            cost_eur=-charged.get(job.id, 0.0) / ledger.MICRO_EUR_PER_EUR,
+            created_ts=job.created_ts,
+            ended_ts=job.ended_ts,
+        )
+        for job in jobs
+    ]
 
 
 def job_info(session: Session, job: Job) -> JobInfo:
     """Return the summary view of a job."""
-    counts = dict(
-        session.execute(
-            select(Task.state, func.count()).where(Task.job_id == job.id).group_by(Task.state)
-        ).all()
-    )
-    energy_j, cost_eur = _settled(session, job)
-    return JobInfo(
-        job_id=job.id,
-        name=job.name,
-        submitter_name=session.get_one(Account, job.submitter_id).name,
-        state=job.state,
-        priority=job.priority,
-        device_kinds=list(job.device_kinds),
-        min_vram_gb=job.min_vram_gb,
-        max_attempts=job.max_attempts,
-        price_eur_per_kwh=job.price_eur_per_kwh,
-        task_count=job.task_count,
-        tasks_by_state={str(state): int(count) for state, count in counts.items()},
-        energy_j=energy_j,
-        heat_reused_energy_j=_heat_reused_j(session, job),
-        cost_eur=cost_eur,
-        created_ts=job.created_ts,
-        ended_ts=job.ended_ts,
-    )
+    return job_infos(session, [job])[0]
 
 
 def job_detail(session: Session, job: Job) -> JobDetail:

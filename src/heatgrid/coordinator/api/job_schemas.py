@@ -10,6 +10,7 @@ __all__ = [
     "MAX_TASKS_PER_JOB",
     "JobDetail",
     "JobInfo",
+    "JobPage",
     "JobSubmission",
     "TaskInfo",
     "TaskSpec",
@@ -176,3 +177,18 @@ class JobDetail(JobInfo):
     """A job with its tasks."""
 
     tasks: list[TaskInfo]
+
+
+class JobPage(_Body):
+    """A page of jobs, newest first.
+
+    Attributes
+    ----------
+    items : list of JobInfo
+        At most the ``limit`` asked for.
+    next_cursor : str or None
+        Pass it as ``?cursor=`` for the next page; None on the last page.
+    """
+
+    items: list[JobInfo]
+    next_cursor: str | None

@@ -7,10 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 
 from heatgrid.coordinator import jobs, ledger
-from heatgrid.coordinator.api.deps import NowTs, SessionDep, SettingsDep, require_scope
-from heatgrid.coordinator.api.job_schemas import JobDetail, JobInfo, JobSubmission
-from heatgrid.coordinator.api.schemas import Balance
+from heatgrid.coordinator.api.deps import (
+    Cursor,
+    Limit,
+    NowTs,
+    SessionDep,
+    SettingsDep,
+    require_scope,
+)
+from heatgrid.coordinator.api.job_schemas import JobDetail, JobInfo, JobPage, JobSubmission
+from heatgrid.coordinator.api.schemas import Balance, BalancePage
 from heatgrid.coordinator.auth import AccountPrincipal
+from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest, decode_cursor
 
 __all__ = ["router"]
 
@@ -31,9 +39,19 @@ def submit_job(
 
 
 @router.get("/v1/jobs")
-def list_jobs(actor: _Reader, session: SessionDep) -> list[JobInfo]:
-    """List the caller's jobs (an operator: every job), newest first."""
-    return [jobs.job_info(session, job) for job in jobs.list_jobs(session, actor)]
+def list_jobs(
+    *,
+    actor: _Reader,
+    session: SessionDep,
+    limit: Limit = DEFAULT_PAGE_LIMIT,
+    cursor: Cursor = None,
+) -> JobPage:
+    """List the caller's jobs (an operator: every job), newest first, a page at a time."""
+    page = PageRequest(
+        limit, None if cursor is None else decode_cursor(cursor, jobs.JOB_CURSOR_KINDS)
+    )
+    found, next_cursor = jobs.list_jobs(session, actor, page)
+    return JobPage(items=jobs.job_infos(session, found), next_cursor=next_cursor)
 
 
 @router.get("/v1/jobs/{job_id}")
@@ -52,17 +70,25 @@ def cancel_job(
 
 
 @router.get("/v1/ledger/balances")
-def balances(actor: _LedgerReader, session: SessionDep) -> list[Balance]:
-    """Balances of the caller's ledger accounts (an operator: every account)."""
-    prefix = (
-        ""
-        if actor.is_operator
-        else f"{'owner' if actor.role == 'owner' else 'submitter'}:{actor.account_id}"
+def balances(
+    *,
+    actor: _LedgerReader,
+    session: SessionDep,
+    limit: Limit = DEFAULT_PAGE_LIMIT,
+    cursor: Cursor = None,
+) -> BalancePage:
+    """Balances of the caller's ledger accounts (an operator: every account), by account."""
+    page = PageRequest(
+        limit, None if cursor is None else decode_cursor(cursor, ledger.BALANCE_CURSOR_KINDS)
     )
-    found = ledger.account_balances(session, prefix)
-    if not actor.is_operator:
-        found = {key: value for key, value in found.items() if key[0] == prefix}
-    return [
-        Balance(account=account, unit=unit, amount=amount)
-        for (account, unit), amount in found.items()
-    ]
+    if actor.is_operator:
+        found, next_cursor = ledger.balance_page(session, None, page)
+    else:
+        account = f"{'owner' if actor.role == 'owner' else 'submitter'}:{actor.account_id}"
+        found, next_cursor = ledger.balance_page(session, account, page)
+    return BalancePage(
+        items=[
+            Balance(account=account, unit=unit, amount=amount) for account, unit, amount in found
+        ],
+        next_cursor=next_cursor,
+    )
