@@ -102,8 +102,8 @@ def test_jobs_page_newest_first_each_once_and_only_ones_own(coordinator: Coordin
     daves = _submit(coordinator, dave, 3, tasks=1)
     seen = _walk(coordinator, "/v1/jobs", carol, 4)
     assert sorted(job["job_id"] for job in seen) == sorted(carols)
-    keys = [(-job["created_ts"], job["job_id"]) for job in seen]
-    assert keys == sorted(keys)  # newest first, ties by id
+    keys = [(job["created_ts"], job["job_id"]) for job in seen]
+    assert keys == sorted(keys, reverse=True)  # newest first, ties by id
     assert all(job["tasks_by_state"] == {"queued": 1} for job in seen)
     everything = _walk(coordinator, "/v1/jobs", coordinator.operator_key, 5)
     assert {job["job_id"] for job in everything} == set(carols + daves)

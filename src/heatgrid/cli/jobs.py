@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,6 +43,8 @@ ApiKey = Annotated[
 _DEFAULT_URL = "http://127.0.0.1:8000"
 _TIMEOUT_S = 30.0
 _PAGE_LIMIT = 1000  # the coordinator's largest page
+_SUBMIT_ATTEMPTS = 5
+_RETRY_BASE_S = 0.5
 
 
 def _detail(answer: httpx.Response) -> str:
@@ -52,21 +56,41 @@ def _detail(answer: httpx.Response) -> str:
     return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
 
 
-def _call(method: str, url: str, api_key: str | None, path: str, **kwargs: Any) -> Any:
-    """Send one request; return its JSON, or raise InputError with the coordinator's reason."""
+def _call(
+    method: str,
+    url: str,
+    api_key: str | None,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    attempts: int = 1,
+    **kwargs: Any,
+) -> Any:
+    """Send a request; return its JSON, or raise InputError with the coordinator's reason.
+
+    Up to ``attempts`` times while the coordinator cannot be reached or the connection drops
+    before the answer (safe only for requests that may be repeated: reads, and submissions
+    with an ``Idempotency-Key``), waiting 0.5 s, 1 s, 2 s… in between.
+    """
     if not api_key:
         raise InputError("--api-key (or HEATGRID_API_KEY) is required")
     if not url.startswith(("http://", "https://")):
         raise InputError(f"--url must start with http:// or https://, got {url!r}")
-    headers = {"Authorization": f"Bearer {api_key}"}
-    try:
-        with httpx.Client(base_url=url, timeout=_TIMEOUT_S) as client:
-            answer = client.request(method, path, headers=headers, **kwargs)
-    except httpx.HTTPError as error:
-        Console(stderr=True).print(
-            f"[bold red]error:[/] cannot reach the coordinator at {url}: {error}", highlight=False
-        )
-        raise typer.Exit(1) from error
+    sent = {"Authorization": f"Bearer {api_key}", **(headers or {})}
+    for attempt in range(attempts):
+        try:
+            with httpx.Client(base_url=url, timeout=_TIMEOUT_S) as client:
+                answer = client.request(method, path, headers=sent, **kwargs)
+            break
+        except httpx.HTTPError as error:
+            if isinstance(error, httpx.TransportError) and attempt + 1 < attempts:
+                time.sleep(_RETRY_BASE_S * 2**attempt)
+                continue
+            Console(stderr=True).print(
+                f"[bold red]error:[/] cannot reach the coordinator at {url}: {error}",
+                highlight=False,
+            )
+            raise typer.Exit(1) from error
     if answer.status_code >= 500:
         Console(stderr=True).print(
             f"[bold red]error:[/] the coordinator failed ({answer.status_code}): {_detail(answer)}",
@@ -88,11 +112,19 @@ def submit(
         str, typer.Argument(help="A JSON file describing the job (see docs/jobs.md), or '-'.")
     ],
     *,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="Your key for this submission (default: a new random one). Run the command "
+            "again with the same key and spec, and you get the same job, never a second.",
+        ),
+    ] = None,
     url: Url = _DEFAULT_URL,
     api_key: ApiKey = None,
     as_json: AsJson = False,
 ) -> None:
-    """Submit a job; prints its id."""
+    """Submit a job; prints its id. A dropped connection is retried, never doubling the job."""
     try:
         text = sys.stdin.read() if spec == "-" else Path(spec).read_text(encoding="utf-8")
     except OSError as error:
@@ -101,7 +133,16 @@ def submit(
         body = json.loads(text)
     except json.JSONDecodeError as error:
         raise InputError(f"SPEC: {spec!r} is not JSON: {error}") from error
-    job = _call("POST", url, api_key, "/v1/jobs", json=body)
+    key = idempotency_key or str(uuid.uuid4())
+    job = _call(
+        "POST",
+        url,
+        api_key,
+        "/v1/jobs",
+        json=body,
+        headers={"Idempotency-Key": key},
+        attempts=_SUBMIT_ATTEMPTS,
+    )
     if as_json:
         typer.echo(json.dumps(job))
         return

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -204,13 +204,7 @@ def list_devices(
     if actor is not None and not actor.is_operator:
         query = query.where(Device.owner_id == actor.account_id)
     if page.after is not None:
-        enrolled_ts, device_id = page.after
-        query = query.where(
-            or_(
-                Device.enrolled_ts > enrolled_ts,
-                and_(Device.enrolled_ts == enrolled_ts, Device.id > device_id),
-            )
-        )
+        query = query.where(tuple_(Device.enrolled_ts, Device.id) > tuple_(*page.after))
     found = list(session.scalars(query.limit(page.limit + 1)))
     if len(found) <= page.limit:
         return found, None

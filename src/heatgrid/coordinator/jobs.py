@@ -6,9 +6,12 @@ A submitter sees and changes only its own jobs; an operator sees and cancels eve
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 
-from sqlalchemy import String, and_, cast, func, literal, or_, select
+from sqlalchemy import String, cast, func, literal, select, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
@@ -42,6 +45,27 @@ __all__ = [
 ]
 
 
+def _submission_sha256(submission: JobSubmission) -> str:
+    """Return the SHA-256 of a submission's canonical JSON (sorted keys, no spaces, ASCII)."""
+    text = json.dumps(submission.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _job_with_key(
+    session: Session, submitter_id: int, idempotency_key: str, request_sha256: str
+) -> Job | None:
+    """Return the job a submitter created with this key, or None; 409 if its body differed."""
+    job = session.scalars(
+        select(Job).where(Job.submitter_id == submitter_id, Job.idempotency_key == idempotency_key)
+    ).first()
+    if job is not None and job.request_sha256 != request_sha256:
+        raise ConflictError(
+            f"Idempotency-Key: {idempotency_key!r} was used for job {job.id}, submitted with "
+            "another body; send a new key for a new job"
+        )
+    return job
+
+
 def submit_job(
     session: Session,
     actor: AccountPrincipal,
@@ -49,10 +73,67 @@ def submit_job(
     *,
     now_ts: float,
     settings: Settings,
-) -> Job:
-    """Store a job and queue its tasks, and commit; the price is fixed now."""
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Store a job and queue its tasks, and commit; the price is fixed now.
+
+    Parameters
+    ----------
+    idempotency_key : str or None
+        The submission's ``Idempotency-Key``. A submitter who sends a key again with the same
+        body gets the job created the first time (nothing new is stored); with another body,
+        409. Keys are the submitter's own: another submitter's same key is another job.
+
+    Returns
+    -------
+    tuple of (Job, bool)
+        The job, and True if it was created now (False: an earlier submission's).
+    """
     if actor.role not in ("submitter", "operator"):
         raise ForbiddenError(f"only submitters submit jobs; this key's account is an {actor.role}")
+    request_sha256 = _submission_sha256(submission)
+    if idempotency_key is not None:
+        earlier = _job_with_key(session, actor.account_id, idempotency_key, request_sha256)
+        if earlier is not None:
+            session.commit()
+            return earlier, False
+    try:
+        job = _create(
+            session,
+            actor,
+            submission,
+            now_ts=now_ts,
+            settings=settings,
+            keys=(idempotency_key, request_sha256),
+        )
+        session.commit()
+    except IntegrityError:
+        # Another request with the same key won the race (PostgreSQL: the unique index waited
+        # for it to commit); answer with its job.
+        session.rollback()
+        if idempotency_key is None:
+            raise
+        earlier = _job_with_key(session, actor.account_id, idempotency_key, request_sha256)
+        if earlier is None:
+            raise
+        session.commit()
+        return earlier, False
+    return job, True
+
+
+def _create(
+    session: Session,
+    actor: AccountPrincipal,
+    submission: JobSubmission,
+    *,
+    now_ts: float,
+    settings: Settings,
+    keys: tuple[str | None, str],
+) -> Job:
+    """Add a job and its queued tasks to the session (flushed, not committed).
+
+    ``keys`` is the submission's idempotency key (or None) and the SHA-256 of its body.
+    """
     job = Job(
         id=new_id(),
         submitter_id=actor.account_id,
@@ -66,6 +147,8 @@ def submit_job(
         owner_share=settings.owner_share,
         task_count=len(submission.tasks),
         created_ts=now_ts,
+        idempotency_key=keys[0],
+        request_sha256=keys[1],
     )
     session.add(job)
     session.flush()
@@ -91,7 +174,7 @@ def submit_job(
         )
         for index, spec in enumerate(submission.tasks)
     )
-    session.commit()
+    session.flush()
     return job
 
 
@@ -100,22 +183,19 @@ def list_jobs(
 ) -> tuple[Sequence[Job], str | None]:
     """Return a page of the jobs ``actor`` may see (an operator or None: all), newest first.
 
+    Jobs submitted in the same instant come in descending id order.
+
     Returns
     -------
     tuple of (sequence of Job, str or None)
         The page's jobs, and the cursor of the next page (None after the last).
     """
-    query = select(Job).order_by(Job.created_ts.desc(), Job.id)
+    # Both columns descend, so that the (created_ts, id) indexes serve the order read backwards.
+    query = select(Job).order_by(Job.created_ts.desc(), Job.id.desc())
     if actor is not None and not actor.is_operator:
         query = query.where(Job.submitter_id == actor.account_id)
     if page.after is not None:
-        created_ts, job_id = page.after
-        query = query.where(
-            or_(
-                Job.created_ts < created_ts,
-                and_(Job.created_ts == created_ts, Job.id > job_id),
-            )
-        )
+        query = query.where(tuple_(Job.created_ts, Job.id) < tuple_(*page.after))
     found = session.scalars(query.limit(page.limit + 1)).all()
     if len(found) <= page.limit:
         return found, None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Header, Response, status
 
 from heatgrid.coordinator import jobs, ledger
 from heatgrid.coordinator.api.deps import (
@@ -18,6 +18,7 @@ from heatgrid.coordinator.api.deps import (
 from heatgrid.coordinator.api.job_schemas import JobDetail, JobInfo, JobPage, JobSubmission
 from heatgrid.coordinator.api.schemas import Balance, BalancePage
 from heatgrid.coordinator.auth import AccountPrincipal
+from heatgrid.coordinator.db.models import IDEMPOTENCY_KEY_LENGTH
 from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest, decode_cursor
 
 __all__ = ["router"]
@@ -29,12 +30,44 @@ _Writer = Annotated[AccountPrincipal, Depends(require_scope("jobs:write"))]
 _LedgerReader = Annotated[AccountPrincipal, Depends(require_scope("ledger:read"))]
 
 
-@router.post("/v1/jobs", status_code=status.HTTP_201_CREATED)
+_IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=IDEMPOTENCY_KEY_LENGTH,
+        pattern=r"^[\x21-\x7e]+$",
+        description=(
+            "A key of yours for this submission (visible ASCII, e.g. a UUID): sending it again "
+            "with the same body returns the job it created (200) instead of a new one; with "
+            "another body, 409. Retry a submission whose answer you did not get with its key."
+        ),
+    ),
+]
+
+
+@router.post(
+    "/v1/jobs",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": JobInfo, "description": "The job an earlier request created"}},
+)
 def submit_job(
-    body: JobSubmission, actor: _Writer, session: SessionDep, now_ts: NowTs, settings: SettingsDep
+    *,
+    body: JobSubmission,
+    actor: _Writer,
+    session: SessionDep,
+    now_ts: NowTs,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: _IdempotencyKey = None,
 ) -> JobInfo:
-    """Submit a job; its tasks are queued at once."""
-    job = jobs.submit_job(session, actor, body, now_ts=now_ts, settings=settings)
+    """Submit a job; its tasks are queued at once (201), or find it again by its key (200)."""
+    job, created = jobs.submit_job(
+        session, actor, body, now_ts=now_ts, settings=settings, idempotency_key=idempotency_key
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
     return jobs.job_info(session, job)
 
 
