@@ -6,6 +6,7 @@ One code path serves SQLite and PostgreSQL; the only dialect-specific piece is t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 _INVALID_CODE = "enrollment_code: not a valid enrollment code"
+_log = logging.getLogger("heatgrid.coordinator.devices")
 
 
 @dataclass(frozen=True)
@@ -182,8 +184,28 @@ def record_heartbeat(
                 for segment in heartbeat.heat_window
             ],
         )
+    _update_hardware(device, heartbeat)
     device.last_seen_ts = now_ts
     return HeartbeatResult(stored_samples=stored, duplicate_samples=len(rows) - stored)
+
+
+def _update_hardware(device: Device, heartbeat: v1.Heartbeat) -> None:
+    """Take the kind and hardware a heartbeat reports, where they changed (logged)."""
+    changes = []
+    if heartbeat.device_kind is not None and heartbeat.device_kind != device.kind:
+        changes.append(f"kind {device.kind} -> {heartbeat.device_kind}")
+        device.kind = heartbeat.device_kind
+    if heartbeat.hardware is not None:
+        hardware = heartbeat.hardware.model_dump(mode="json")
+        if hardware != device.hardware:
+            changes.extend(
+                f"{name} {device.hardware.get(name)} -> {value}"
+                for name, value in hardware.items()
+                if device.hardware.get(name) != value
+            )
+            device.hardware = hardware
+    if changes:
+        _log.info("device %s reports new hardware: %s", device.id, ", ".join(changes))
 
 
 DEVICE_CURSOR_KINDS = (float, str)
