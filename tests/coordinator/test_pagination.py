@@ -191,3 +191,20 @@ def test_a_heartbeat_is_not_blocked_by_an_open_listing_on_sqlite(coordinator: Co
         release.set()
         event.remove(engine, "before_cursor_execute", hold_the_listing)
         portal.call(client.aclose)
+
+
+def test_a_jobs_tasks_page_in_index_order_for_its_submitter_only(
+    coordinator: Coordinator,
+) -> None:
+    carol, dave = coordinator.submitter_key("carol"), coordinator.submitter_key("dave")
+    [job_id] = _submit(coordinator, carol, 1, tasks=7)
+    seen = _walk(coordinator, f"/v1/jobs/{job_id}/tasks", carol, 3)
+    assert [task["task_index"] for task in seen] == list(range(7))
+    assert all(task["state"] == "queued" for task in seen)
+    hidden = coordinator.client.get(f"/v1/jobs/{job_id}/tasks", headers=coordinator.auth(dave))
+    assert hidden.status_code == 404, hidden.text
+    wrong = coordinator.client.get(
+        f"/v1/jobs/{job_id}/tasks", params={"cursor": "WyJ4Il0"}, headers=coordinator.auth(carol)
+    )
+    assert wrong.status_code == 422, wrong.text
+    assert wrong.json()["detail"].startswith("cursor:")

@@ -34,6 +34,7 @@ from heatgrid.coordinator.settings import Settings
 
 __all__ = [
     "JOB_CURSOR_KINDS",
+    "TASK_CURSOR_KINDS",
     "cancel_job",
     "get_job",
     "job_detail",
@@ -42,6 +43,7 @@ __all__ = [
     "list_jobs",
     "queue_status",
     "submit_job",
+    "task_page",
 ]
 
 
@@ -337,27 +339,44 @@ def job_info(session: Session, job: Job) -> JobInfo:
     return job_infos(session, [job])[0]
 
 
+def _task_info(task: Task) -> TaskInfo:
+    return TaskInfo(
+        task_id=task.id,
+        task_index=task.task_index,
+        state=task.state,
+        attempt=task.attempt,
+        energy_j=task.energy_j,
+        progress_energy_j=task.progress_energy_j,
+        checkpoint_seq=task.checkpoint_seq,
+        lease_device_id=task.lease_device_id,
+        lease_expires_ts=task.lease_expires_ts,
+        result=task.result,
+        last_error=task.last_error,
+    )
+
+
 def job_detail(session: Session, job: Job) -> JobDetail:
     """Return a job with each of its tasks."""
     return JobDetail(
         **job_info(session, job).model_dump(),
-        tasks=[
-            TaskInfo(
-                task_id=task.id,
-                task_index=task.task_index,
-                state=task.state,
-                attempt=task.attempt,
-                energy_j=task.energy_j,
-                progress_energy_j=task.progress_energy_j,
-                checkpoint_seq=task.checkpoint_seq,
-                lease_device_id=task.lease_device_id,
-                lease_expires_ts=task.lease_expires_ts,
-                result=task.result,
-                last_error=task.last_error,
-            )
-            for task in leases.tasks_of(session, job.id)
-        ],
+        tasks=[_task_info(task) for task in leases.tasks_of(session, job.id)],
     )
+
+
+TASK_CURSOR_KINDS = (int,)
+"""Types of the sort key (task_index) in a cursor of :func:`task_page`."""
+
+
+def task_page(session: Session, job: Job, page: PageRequest) -> tuple[list[TaskInfo], str | None]:
+    """Return a page of a job's tasks in index order, and the next page's cursor (or None)."""
+    query = select(Task).where(Task.job_id == job.id).order_by(Task.task_index)
+    if page.after is not None:
+        query = query.where(Task.task_index > page.after[0])
+    found = session.scalars(query.limit(page.limit + 1)).all()
+    tasks = [_task_info(task) for task in found[: page.limit]]
+    if len(found) <= page.limit:
+        return tasks, None
+    return tasks, encode_cursor((tasks[-1].task_index,))
 
 
 def queue_status(session: Session) -> tuple[dict[str, int], int]:

@@ -13,6 +13,7 @@ __all__ = [
     "JobPage",
     "JobSubmission",
     "TaskInfo",
+    "TaskPage",
     "TaskSpec",
 ]
 
@@ -191,4 +192,11 @@ class JobPage(_Body):
     """
 
     items: list[JobInfo]
+    next_cursor: str | None
+
+
+class TaskPage(_Body):
+    """A page of a job's tasks in index order; ``next_cursor`` None on the last page."""
+
+    items: list[TaskInfo]
     next_cursor: str | None

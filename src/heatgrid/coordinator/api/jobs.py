@@ -15,7 +15,13 @@ from heatgrid.coordinator.api.deps import (
     SettingsDep,
     require_scope,
 )
-from heatgrid.coordinator.api.job_schemas import JobDetail, JobInfo, JobPage, JobSubmission
+from heatgrid.coordinator.api.job_schemas import (
+    JobDetail,
+    JobInfo,
+    JobPage,
+    JobSubmission,
+    TaskPage,
+)
 from heatgrid.coordinator.api.schemas import Balance, BalancePage
 from heatgrid.coordinator.auth import AccountPrincipal
 from heatgrid.coordinator.db.models import IDEMPOTENCY_KEY_LENGTH
@@ -91,6 +97,23 @@ def list_jobs(
 def show_job(job_id: str, actor: _Reader, session: SessionDep) -> JobDetail:
     """Show one of the caller's jobs with its tasks and results."""
     return jobs.job_detail(session, jobs.get_job(session, job_id, actor))
+
+
+@router.get("/v1/jobs/{job_id}/tasks")
+def list_tasks(
+    *,
+    job_id: str,
+    actor: _Reader,
+    session: SessionDep,
+    limit: Limit = DEFAULT_PAGE_LIMIT,
+    cursor: Cursor = None,
+) -> TaskPage:
+    """List one of the caller's jobs' tasks with their results, in index order, a page at a time."""
+    page = PageRequest(
+        limit, None if cursor is None else decode_cursor(cursor, jobs.TASK_CURSOR_KINDS)
+    )
+    found, next_cursor = jobs.task_page(session, jobs.get_job(session, job_id, actor), page)
+    return TaskPage(items=found, next_cursor=next_cursor)
 
 
 @router.post("/v1/jobs/{job_id}/cancel")
