@@ -23,7 +23,7 @@ def test_a_code_enrolls_one_device_and_cannot_be_reused(coordinator) -> None:
 
     listed = coordinator.client.get("/v1/devices", headers=coordinator.auth(owner_key))
     assert listed.status_code == 200
-    [device] = listed.json()
+    [device] = listed.json()["items"]
     assert device["device_id"] == device_id
     assert device["owner_name"] == "alice"
     assert device["hardware"]["max_power_w"] == 1400.0
@@ -58,7 +58,7 @@ def test_owners_see_their_own_devices_and_the_operator_sees_all(coordinator) -> 
     def listed(key: str) -> set[str]:
         answer = coordinator.client.get("/v1/devices", headers=coordinator.auth(key))
         assert answer.status_code == 200
-        return {device["device_id"] for device in answer.json()}
+        return {device["device_id"] for device in answer.json()["items"]}
 
     assert listed(alice) == {alice_device}
     assert listed(bob) == {bob_device}

@@ -113,7 +113,7 @@ def test_a_bad_submission_is_refused_naming_the_field(
     assert field in answer.json()["detail"]
     assert "Traceback" not in answer.text
     listed = coordinator.client.get("/v1/jobs", headers=coordinator.auth(submitter))
-    assert listed.json() == []  # nothing was stored
+    assert listed.json() == {"items": [], "next_cursor": None}  # nothing was stored
 
 
 def test_the_largest_job_is_accepted(coordinator: Coordinator) -> None:
@@ -130,8 +130,8 @@ def test_a_submitter_sees_and_cancels_only_its_own_jobs(coordinator: Coordinator
     client = coordinator.client
 
     listed = client.get("/v1/jobs", headers=coordinator.auth(carol))
-    assert [job["job_id"] for job in listed.json()] == [carols]
-    assert listed.json()[0]["submitter_name"] == "carol"
+    assert [job["job_id"] for job in listed.json()["items"]] == [carols]
+    assert listed.json()["items"][0]["submitter_name"] == "carol"
     for method, path in (("GET", ""), ("POST", "/cancel")):
         refused = client.request(method, f"/v1/jobs/{daves}{path}", headers=coordinator.auth(carol))
         assert refused.status_code == 404, refused.text
@@ -139,7 +139,7 @@ def test_a_submitter_sees_and_cancels_only_its_own_jobs(coordinator: Coordinator
     shown = client.get(f"/v1/jobs/{daves}", headers=coordinator.auth(dave))
     assert shown.json()["state"] == "running"  # carol's attempt changed nothing
     everything = client.get("/v1/jobs", headers=coordinator.auth(coordinator.operator_key))
-    assert {job["job_id"] for job in everything.json()} == {carols, daves}
+    assert {job["job_id"] for job in everything.json()["items"]} == {carols, daves}
 
     cancelled = client.post(f"/v1/jobs/{carols}/cancel", headers=coordinator.auth(carol))
     assert cancelled.status_code == 200, cancelled.text
@@ -169,7 +169,7 @@ def test_only_submitters_submit_jobs(coordinator: Coordinator) -> None:
     for headers in (coordinator.auth(owner), device_headers):
         assert client.get("/v1/jobs", headers=headers).status_code == 403
     listed = client.get("/v1/jobs", headers=coordinator.auth(coordinator.operator_key))
-    assert listed.json() == []
+    assert listed.json()["items"] == []
 
 
 def test_cancel_stops_running_tasks_and_pays_what_they_reported(coordinator: Coordinator) -> None:
@@ -239,7 +239,7 @@ def test_balances_show_each_caller_its_own_accounts(coordinator: Coordinator) ->
     def balances(key: str) -> list[dict[str, Any]]:
         answer = coordinator.client.get("/v1/ledger/balances", headers=coordinator.auth(key))
         assert answer.status_code == 200, answer.text
-        return list(answer.json())
+        return list(answer.json()["items"])
 
     for key in (carol, dave):
         [own] = balances(key)

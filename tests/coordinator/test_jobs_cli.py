@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -122,3 +124,96 @@ def test_refusals_name_what_is_wrong(served, tmp_path: Path, capsys) -> None:
     status, _, err = _run(capsys, "jobs", "list", "--url", "http://127.0.0.1:1", "--api-key", carol)
     assert status == 1
     assert "cannot reach the coordinator" in err
+
+
+class _DroppingProxy:
+    """A TCP proxy to ``upstream`` that cuts the first connection once the answer starts.
+
+    The coordinator has handled (and committed) that first request; the client never hears
+    its answer, as when a connection drops or the coordinator dies before replying.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            self.connections += 1
+            drop = self.connections == 1
+            threading.Thread(target=self._pipe, args=(client, drop), daemon=True).start()
+
+    def _pipe(self, client: socket.socket, drop: bool) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+
+        def forward() -> None:
+            with contextlib.suppress(OSError):
+                while data := client.recv(65_536):
+                    upstream.sendall(data)
+
+        threading.Thread(target=forward, daemon=True).start()
+        with client, upstream, contextlib.suppress(OSError):
+            while data := upstream.recv(65_536):
+                if drop:  # the answer never reaches the client; shutdown wakes forward()
+                    client.shutdown(socket.SHUT_RDWR)
+                    upstream.shutdown(socket.SHUT_RDWR)
+                    return
+                client.sendall(data)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_submit_retries_a_dropped_connection_without_doubling_the_job(
+    served, tmp_path: Path, capsys
+) -> None:
+    url, carol, _ = served
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps({"name": "once", "tasks": [{"energy_j": 3.6e6}]}))
+    proxy = _DroppingProxy(int(url.rsplit(":", 1)[1]))
+    try:
+        proxied = f"http://127.0.0.1:{proxy.port}"
+        status, out, err = _run(
+            capsys, "jobs", "submit", str(spec), "--url", proxied, "--api-key", carol, "--json"
+        )
+    finally:
+        proxy.close()
+    assert status == 0, err
+    assert proxy.connections == 2  # the first answer was lost; the retry got the same job
+    status, listed, _ = _run(capsys, "jobs", "list", "--url", url, "--api-key", carol, "--json")
+    assert [job["job_id"] for job in json.loads(listed)] == [json.loads(out)["job_id"]]
+    # The same key given again, by hand, finds the job too; with another spec it is refused.
+    common = ("--url", url, "--api-key", carol, "--idempotency-key", "nightly-2026-12-03")
+    status, first, _ = _run(capsys, "jobs", "submit", str(spec), *common, "--json")
+    status, again, _ = _run(capsys, "jobs", "submit", str(spec), *common, "--json")
+    assert json.loads(first)["job_id"] == json.loads(again)["job_id"]
+    spec.write_text(json.dumps({"name": "other", "tasks": [{"energy_j": 3.6e6}]}))
+    status, _, err = _run(capsys, "jobs", "submit", str(spec), *common)
+    assert status == 2
+    assert "409" in err
+    assert "Idempotency-Key" in err
+
+
+def test_list_follows_pages_and_takes_a_limit(
+    served, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, carol, _ = served
+    monkeypatch.setattr("heatgrid.cli.jobs._PAGE_LIMIT", 2)
+    spec = tmp_path / "job.json"
+    common = ("--url", url, "--api-key", carol)
+    for index in range(5):
+        spec.write_text(json.dumps({"name": f"job {index}", "tasks": [{"energy_j": 3.6e6}]}))
+        assert _run(capsys, "jobs", "submit", str(spec), *common)[0] == 0
+    status, out, _ = _run(capsys, "jobs", "list", *common, "--json")
+    assert status == 0
+    assert sorted(job["name"] for job in json.loads(out)) == [f"job {i}" for i in range(5)]
+    status, out, _ = _run(capsys, "jobs", "list", *common, "--json", "--limit", "3")
+    assert len(json.loads(out)) == 3

@@ -67,6 +67,7 @@ from heatgrid.agent.devices.base import (
     DeviceUnavailableError,
     HeatDevice,
 )
+from heatgrid.agent.enroll import heater_hardware
 from heatgrid.agent.forecast import heat_window, segment_count
 from heatgrid.agent.homeassistant import Action, HomeAssistantBridge, MqttUnavailableError
 from heatgrid.agent.loop import (
@@ -260,6 +261,10 @@ class AgentDaemon:
         self._last_room: RoomSample | None = None
         self._lock = asyncio.Lock()
         self._stopped = False
+        try:
+            self._hardware: tuple[v1.DeviceKind, v1.Hardware] | None = heater_hardware(config)
+        except InputError:
+            self._hardware = None  # nothing to compute on: the heartbeat does not say
         self._last_history_ts = -math.inf
         learned = RoomParameters.from_json(store.get(_ROOM_KEY)) if config.room.learn else None
         self.room_parameters: RoomParameters = learned or RoomParameters(
@@ -565,8 +570,13 @@ class AgentDaemon:
             samples = self.store.pending(v1.MAX_SAMPLES_PER_HEARTBEAT)
             now_ts = self._clock()
             forecast_c = await asyncio.to_thread(self._forecast_c, now_ts)
+            kind, hardware = self._hardware or (None, None)
             heartbeat = v1.Heartbeat(
-                sent_ts=now_ts, telemetry=samples, heat_window=self.heat_window(now_ts, forecast_c)
+                sent_ts=now_ts,
+                telemetry=samples,
+                heat_window=self.heat_window(now_ts, forecast_c),
+                device_kind=kind,
+                hardware=hardware,
             )
             answer = await self._client.heartbeat(device_id, token, heartbeat)
             self.store.acknowledge(samples)

@@ -8,7 +8,7 @@ from heatgrid.agent.state_store import Identity, StateStore
 from heatgrid.core.errors import InputError
 from heatgrid.protocol import v1
 
-__all__ = ["enroll", "enroll_request"]
+__all__ = ["enroll", "enroll_request", "heater_hardware"]
 
 
 def enroll_request(config: AgentConfig, code: str) -> v1.EnrollRequest:
@@ -19,7 +19,7 @@ def enroll_request(config: AgentConfig, code: str) -> v1.EnrollRequest:
     InputError
         If the code is malformed or the heater has no compute device.
     """
-    hardware = _hardware(config)
+    hardware = heater_hardware(config)
     try:
         return v1.EnrollRequest(
             enrollment_code=code,
@@ -32,8 +32,17 @@ def enroll_request(config: AgentConfig, code: str) -> v1.EnrollRequest:
         raise InputError(f"--code: not a valid enrollment code: {error}") from None
 
 
-def _hardware(config: AgentConfig) -> tuple[v1.DeviceKind, v1.Hardware]:
-    """Return the heater's kind and hardware: its main compute device's (GPU, ASIC, CPU)."""
+def heater_hardware(config: AgentConfig) -> tuple[v1.DeviceKind, v1.Hardware]:
+    """Return the heater's kind and hardware: its main compute device's (GPU, ASIC, CPU).
+
+    Sent at enrollment, and in every heartbeat so that the coordinator follows a changed
+    configuration (a bigger power limit, another GPU).
+
+    Raises
+    ------
+    InputError
+        If the heater has no compute device.
+    """
     gpus = [d for d in config.devices if isinstance(d, NvmlDeviceSpec)]
     miners = [d for d in config.devices if isinstance(d, PyasicDeviceSpec)]
     cpus = [d for d in config.devices if isinstance(d, CpuDeviceSpec)]

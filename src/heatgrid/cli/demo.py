@@ -130,7 +130,7 @@ def _walkthrough(workdir: Path) -> dict[str, Any]:
             raise RuntimeError(f"heartbeat refused: {answer.status_code} {answer.text}")
         reused = http.post("/v1/devices/enroll", json=enroll.model_dump(mode="json"))
         owner = {"Authorization": f"Bearer {key['api_key']}"}
-        devices = http.get("/v1/devices", headers=owner).json()
+        devices = http.get("/v1/devices", headers=owner).json()["items"]
         metrics = http.get("/metrics").text
     return {
         "device_id": device["device_id"],

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from heatgrid.cli._database import AsJson, DatabaseUrl, DataDir, now_ts, open_session, utc_text
 from heatgrid.coordinator import devices as fleet
 from heatgrid.coordinator.db.models import Account, Device
+from heatgrid.coordinator.pages import MAX_PAGE_LIMIT, PageRequest, decode_cursor
 
 __all__ = ["register"]
 
@@ -35,16 +36,32 @@ def _record(session: Session, device: Device) -> dict[str, Any]:
     }
 
 
+def _all_devices(session: Session, limit: int | None) -> list[Device]:
+    """Every device (or the first ``limit``), oldest first, read a page at a time."""
+    found: list[Device] = []
+    page = PageRequest(MAX_PAGE_LIMIT)
+    while limit is None or len(found) < limit:
+        devices, cursor = fleet.list_devices(session, None, page)
+        found.extend(devices)
+        if cursor is None:
+            break
+        page = PageRequest(MAX_PAGE_LIMIT, decode_cursor(cursor, fleet.DEVICE_CURSOR_KINDS))
+    return found[:limit]
+
+
 @_devices.command("list")
 def list_devices(
     *,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Show at most this many (default: all).")
+    ] = None,
     as_json: AsJson = False,
     database_url: DatabaseUrl = None,
     data_dir: DataDir = None,
 ) -> None:
     """List every enrolled device, oldest first."""
     with open_session(database_url, data_dir) as session:
-        records = [_record(session, device) for device in fleet.list_devices(session, None)]
+        records = [_record(session, device) for device in _all_devices(session, limit)]
     if as_json:
         typer.echo(json.dumps(records))
         return

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,6 +42,9 @@ ApiKey = Annotated[
 ]
 _DEFAULT_URL = "http://127.0.0.1:8000"
 _TIMEOUT_S = 30.0
+_PAGE_LIMIT = 1000  # the coordinator's largest page
+_SUBMIT_ATTEMPTS = 5
+_RETRY_BASE_S = 0.5
 
 
 def _detail(answer: httpx.Response) -> str:
@@ -51,21 +56,41 @@ def _detail(answer: httpx.Response) -> str:
     return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
 
 
-def _call(method: str, url: str, api_key: str | None, path: str, **kwargs: Any) -> Any:
-    """Send one request; return its JSON, or raise InputError with the coordinator's reason."""
+def _call(
+    method: str,
+    url: str,
+    api_key: str | None,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    attempts: int = 1,
+    **kwargs: Any,
+) -> Any:
+    """Send a request; return its JSON, or raise InputError with the coordinator's reason.
+
+    Up to ``attempts`` times while the coordinator cannot be reached or the connection drops
+    before the answer (safe only for requests that may be repeated: reads, and submissions
+    with an ``Idempotency-Key``), waiting 0.5 s, 1 s, 2 s… in between.
+    """
     if not api_key:
         raise InputError("--api-key (or HEATGRID_API_KEY) is required")
     if not url.startswith(("http://", "https://")):
         raise InputError(f"--url must start with http:// or https://, got {url!r}")
-    headers = {"Authorization": f"Bearer {api_key}"}
-    try:
-        with httpx.Client(base_url=url, timeout=_TIMEOUT_S) as client:
-            answer = client.request(method, path, headers=headers, **kwargs)
-    except httpx.HTTPError as error:
-        Console(stderr=True).print(
-            f"[bold red]error:[/] cannot reach the coordinator at {url}: {error}", highlight=False
-        )
-        raise typer.Exit(1) from error
+    sent = {"Authorization": f"Bearer {api_key}", **(headers or {})}
+    for attempt in range(attempts):
+        try:
+            with httpx.Client(base_url=url, timeout=_TIMEOUT_S) as client:
+                answer = client.request(method, path, headers=sent, **kwargs)
+            break
+        except httpx.HTTPError as error:
+            if isinstance(error, httpx.TransportError) and attempt + 1 < attempts:
+                time.sleep(_RETRY_BASE_S * 2**attempt)
+                continue
+            Console(stderr=True).print(
+                f"[bold red]error:[/] cannot reach the coordinator at {url}: {error}",
+                highlight=False,
+            )
+            raise typer.Exit(1) from error
     if answer.status_code >= 500:
         Console(stderr=True).print(
             f"[bold red]error:[/] the coordinator failed ({answer.status_code}): {_detail(answer)}",
@@ -87,11 +112,19 @@ def submit(
         str, typer.Argument(help="A JSON file describing the job (see docs/jobs.md), or '-'.")
     ],
     *,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="Your key for this submission (default: a new random one). Run the command "
+            "again with the same key and spec, and you get the same job, never a second.",
+        ),
+    ] = None,
     url: Url = _DEFAULT_URL,
     api_key: ApiKey = None,
     as_json: AsJson = False,
 ) -> None:
-    """Submit a job; prints its id."""
+    """Submit a job; prints its id. A dropped connection is retried, never doubling the job."""
     try:
         text = sys.stdin.read() if spec == "-" else Path(spec).read_text(encoding="utf-8")
     except OSError as error:
@@ -100,17 +133,47 @@ def submit(
         body = json.loads(text)
     except json.JSONDecodeError as error:
         raise InputError(f"SPEC: {spec!r} is not JSON: {error}") from error
-    job = _call("POST", url, api_key, "/v1/jobs", json=body)
+    key = idempotency_key or str(uuid.uuid4())
+    job = _call(
+        "POST",
+        url,
+        api_key,
+        "/v1/jobs",
+        json=body,
+        headers={"Idempotency-Key": key},
+        attempts=_SUBMIT_ATTEMPTS,
+    )
     if as_json:
         typer.echo(json.dumps(job))
         return
     typer.echo(f"job {job['job_id']} submitted: {job['task_count']} tasks")
 
 
+def _all_jobs(url: str, api_key: str | None, limit: int | None) -> list[dict[str, Any]]:
+    """Every job (or the newest ``limit``), following the coordinator's page cursors."""
+    jobs: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": _PAGE_LIMIT}
+    while limit is None or len(jobs) < limit:
+        page = _call("GET", url, api_key, "/v1/jobs", params=params)
+        jobs.extend(page["items"])
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    return jobs[:limit]
+
+
 @_jobs.command("list")
-def list_jobs(*, url: Url = _DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+def list_jobs(
+    *,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Show at most this many (default: all).")
+    ] = None,
+    url: Url = _DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
     """List your jobs (every job, for an operator), newest first."""
-    jobs = _call("GET", url, api_key, "/v1/jobs")
+    jobs = _all_jobs(url, api_key, limit)
     if as_json:
         typer.echo(json.dumps(jobs))
         return

@@ -196,6 +196,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     """
     engine = make_engine(settings.database_url)
     session_factory = make_session_factory(engine)
+    read_session_factory = make_session_factory(engine, read_only=True)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -219,8 +220,9 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.state.clock = clock
     app.state.engine = engine
     app.state.session_factory = session_factory
+    app.state.read_session_factory = read_session_factory
     app.state.checkpoint_store = CheckpointStore(_checkpoint_url(settings))
-    app.state.metrics = AppMetrics(session_factory, clock, settings.online_window_s)
+    app.state.metrics = AppMetrics(read_session_factory, clock, settings.online_window_s)
     app.include_router(health.router)
     app.include_router(devices.router)
     app.include_router(admin.router)

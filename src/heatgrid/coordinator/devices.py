@@ -6,11 +6,12 @@ One code path serves SQLite and PostgreSQL; the only dialect-specific piece is t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -29,9 +30,11 @@ from heatgrid.coordinator.errors import (
     InvalidError,
     NotFoundError,
 )
+from heatgrid.coordinator.pages import PageRequest, encode_cursor
 from heatgrid.protocol import v1
 
 __all__ = [
+    "DEVICE_CURSOR_KINDS",
     "FleetStatus",
     "HeartbeatResult",
     "enroll_device",
@@ -45,6 +48,7 @@ __all__ = [
 ]
 
 _INVALID_CODE = "enrollment_code: not a valid enrollment code"
+_log = logging.getLogger("heatgrid.coordinator.devices")
 
 
 @dataclass(frozen=True)
@@ -180,16 +184,54 @@ def record_heartbeat(
                 for segment in heartbeat.heat_window
             ],
         )
+    _update_hardware(device, heartbeat)
     device.last_seen_ts = now_ts
     return HeartbeatResult(stored_samples=stored, duplicate_samples=len(rows) - stored)
 
 
-def list_devices(session: Session, actor: AccountPrincipal | None) -> list[Device]:
-    """Return the devices ``actor`` may see (an operator or None: all), oldest first."""
+def _update_hardware(device: Device, heartbeat: v1.Heartbeat) -> None:
+    """Take the kind and hardware a heartbeat reports, where they changed (logged)."""
+    changes = []
+    if heartbeat.device_kind is not None and heartbeat.device_kind != device.kind:
+        changes.append(f"kind {device.kind} -> {heartbeat.device_kind}")
+        device.kind = heartbeat.device_kind
+    if heartbeat.hardware is not None:
+        hardware = heartbeat.hardware.model_dump(mode="json")
+        if hardware != device.hardware:
+            changes.extend(
+                f"{name} {device.hardware.get(name)} -> {value}"
+                for name, value in hardware.items()
+                if device.hardware.get(name) != value
+            )
+            device.hardware = hardware
+    if changes:
+        _log.info("device %s reports new hardware: %s", device.id, ", ".join(changes))
+
+
+DEVICE_CURSOR_KINDS = (float, str)
+"""Types of the sort key (enrolled_ts, id) in a cursor of :func:`list_devices`."""
+
+
+def list_devices(
+    session: Session, actor: AccountPrincipal | None, page: PageRequest
+) -> tuple[list[Device], str | None]:
+    """Return a page of the devices ``actor`` may see (an operator or None: all), oldest first.
+
+    Returns
+    -------
+    tuple of (list of Device, str or None)
+        The page's devices, and the cursor of the next page (None after the last).
+    """
     query = select(Device).order_by(Device.enrolled_ts, Device.id)
     if actor is not None and not actor.is_operator:
         query = query.where(Device.owner_id == actor.account_id)
-    return list(session.scalars(query))
+    if page.after is not None:
+        query = query.where(tuple_(Device.enrolled_ts, Device.id) > tuple_(*page.after))
+    found = list(session.scalars(query.limit(page.limit + 1)))
+    if len(found) <= page.limit:
+        return found, None
+    last = found[page.limit - 1]
+    return found[: page.limit], encode_cursor((last.enrolled_ts, last.id))
 
 
 def get_device(session: Session, device_id: str, actor: AccountPrincipal | None) -> Device:

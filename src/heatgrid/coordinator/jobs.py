@@ -6,10 +6,14 @@ A submitter sees and changes only its own jobs; an operator sees and cancels eve
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import String, cast, func, literal, select, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from heatgrid.coordinator import leases, ledger
 from heatgrid.coordinator.api.job_schemas import JobDetail, JobInfo, JobSubmission, TaskInfo
@@ -25,17 +29,43 @@ from heatgrid.coordinator.db.models import (
     TaskAttempt,
 )
 from heatgrid.coordinator.errors import ConflictError, ForbiddenError, NotFoundError
+from heatgrid.coordinator.pages import PageRequest, encode_cursor
 from heatgrid.coordinator.settings import Settings
 
 __all__ = [
+    "JOB_CURSOR_KINDS",
+    "TASK_CURSOR_KINDS",
     "cancel_job",
     "get_job",
     "job_detail",
     "job_info",
+    "job_infos",
     "list_jobs",
     "queue_status",
     "submit_job",
+    "task_page",
 ]
+
+
+def _submission_sha256(submission: JobSubmission) -> str:
+    """Return the SHA-256 of a submission's canonical JSON (sorted keys, no spaces, ASCII)."""
+    text = json.dumps(submission.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _job_with_key(
+    session: Session, submitter_id: int, idempotency_key: str, request_sha256: str
+) -> Job | None:
+    """Return the job a submitter created with this key, or None; 409 if its body differed."""
+    job = session.scalars(
+        select(Job).where(Job.submitter_id == submitter_id, Job.idempotency_key == idempotency_key)
+    ).first()
+    if job is not None and job.request_sha256 != request_sha256:
+        raise ConflictError(
+            f"Idempotency-Key: {idempotency_key!r} was used for job {job.id}, submitted with "
+            "another body; send a new key for a new job"
+        )
+    return job
 
 
 def submit_job(
@@ -45,10 +75,67 @@ def submit_job(
     *,
     now_ts: float,
     settings: Settings,
-) -> Job:
-    """Store a job and queue its tasks, and commit; the price is fixed now."""
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Store a job and queue its tasks, and commit; the price is fixed now.
+
+    Parameters
+    ----------
+    idempotency_key : str or None
+        The submission's ``Idempotency-Key``. A submitter who sends a key again with the same
+        body gets the job created the first time (nothing new is stored); with another body,
+        409. Keys are the submitter's own: another submitter's same key is another job.
+
+    Returns
+    -------
+    tuple of (Job, bool)
+        The job, and True if it was created now (False: an earlier submission's).
+    """
     if actor.role not in ("submitter", "operator"):
         raise ForbiddenError(f"only submitters submit jobs; this key's account is an {actor.role}")
+    request_sha256 = _submission_sha256(submission)
+    if idempotency_key is not None:
+        earlier = _job_with_key(session, actor.account_id, idempotency_key, request_sha256)
+        if earlier is not None:
+            session.commit()
+            return earlier, False
+    try:
+        job = _create(
+            session,
+            actor,
+            submission,
+            now_ts=now_ts,
+            settings=settings,
+            keys=(idempotency_key, request_sha256),
+        )
+        session.commit()
+    except IntegrityError:
+        # Another request with the same key won the race (PostgreSQL: the unique index waited
+        # for it to commit); answer with its job.
+        session.rollback()
+        if idempotency_key is None:
+            raise
+        earlier = _job_with_key(session, actor.account_id, idempotency_key, request_sha256)
+        if earlier is None:
+            raise
+        session.commit()
+        return earlier, False
+    return job, True
+
+
+def _create(
+    session: Session,
+    actor: AccountPrincipal,
+    submission: JobSubmission,
+    *,
+    now_ts: float,
+    settings: Settings,
+    keys: tuple[str | None, str],
+) -> Job:
+    """Add a job and its queued tasks to the session (flushed, not committed).
+
+    ``keys`` is the submission's idempotency key (or None) and the SHA-256 of its body.
+    """
     job = Job(
         id=new_id(),
         submitter_id=actor.account_id,
@@ -62,6 +149,8 @@ def submit_job(
         owner_share=settings.owner_share,
         task_count=len(submission.tasks),
         created_ts=now_ts,
+        idempotency_key=keys[0],
+        request_sha256=keys[1],
     )
     session.add(job)
     session.flush()
@@ -87,16 +176,37 @@ def submit_job(
         )
         for index, spec in enumerate(submission.tasks)
     )
-    session.commit()
+    session.flush()
     return job
 
 
-def list_jobs(session: Session, actor: AccountPrincipal | None) -> Sequence[Job]:
-    """Return the jobs ``actor`` may see (an operator or None: all), newest first."""
-    query = select(Job).order_by(Job.created_ts.desc(), Job.id)
+def list_jobs(
+    session: Session, actor: AccountPrincipal | None, page: PageRequest
+) -> tuple[Sequence[Job], str | None]:
+    """Return a page of the jobs ``actor`` may see (an operator or None: all), newest first.
+
+    Jobs submitted in the same instant come in descending id order.
+
+    Returns
+    -------
+    tuple of (sequence of Job, str or None)
+        The page's jobs, and the cursor of the next page (None after the last).
+    """
+    # Both columns descend, so that the (created_ts, id) indexes serve the order read backwards.
+    query = select(Job).order_by(Job.created_ts.desc(), Job.id.desc())
     if actor is not None and not actor.is_operator:
         query = query.where(Job.submitter_id == actor.account_id)
-    return session.scalars(query).all()
+    if page.after is not None:
+        query = query.where(tuple_(Job.created_ts, Job.id) < tuple_(*page.after))
+    found = session.scalars(query.limit(page.limit + 1)).all()
+    if len(found) <= page.limit:
+        return found, None
+    last = found[page.limit - 1]
+    return found[: page.limit], encode_cursor((last.created_ts, last.id))
+
+
+JOB_CURSOR_KINDS = (float, str)
+"""Types of the sort key in a cursor of :func:`list_jobs`."""
 
 
 def get_job(session: Session, job_id: str, actor: AccountPrincipal | None) -> Job:
@@ -138,66 +248,110 @@ def cancel_job(
     return job
 
 
-def _settled(session: Session, job: Job) -> tuple[float, float]:
-    """Energy [J] and cost [EUR] settled for a job so far."""
-    energy_j = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-            LedgerEntry.account == f"job:{job.id}", LedgerEntry.unit == "j"
+def _sums_by_job(session: Session, query: Executable) -> dict[str, float]:
+    return {str(job_id): float(total or 0) for job_id, total in session.execute(query)}
+
+
+def job_infos(session: Session, jobs: Sequence[Job]) -> list[JobInfo]:
+    """Return the summary views of ``jobs``, in their order, with five queries in all.
+
+    Task counts, energy, cost and heat reuse come from one grouped query each over the given
+    jobs, and the submitters' names from one more: a page costs the same whatever its size.
+    """
+    if not jobs:
+        return []
+    job_ids = [job.id for job in jobs]
+    counts: dict[str, dict[str, int]] = {job_id: {} for job_id in job_ids}
+    for job_id, state, count in session.execute(
+        select(Task.job_id, Task.state, func.count())
+        .where(Task.job_id.in_(job_ids))
+        .group_by(Task.job_id, Task.state)
+    ):
+        counts[job_id][str(state)] = int(count)
+    job_account = LedgerEntry.account
+    energy_j = {
+        account.removeprefix("job:"): float(total or 0)
+        for account, total in session.execute(
+            select(job_account, func.sum(LedgerEntry.amount))
+            .where(
+                job_account.in_([f"job:{job_id}" for job_id in job_ids]), LedgerEntry.unit == "j"
+            )
+            .group_by(job_account)
         )
-    )
-    charged = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+    }
+    charged = _sums_by_job(
+        session,
+        select(LedgerTransaction.job_id, func.sum(LedgerEntry.amount))
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .join(Job, Job.id == LedgerTransaction.job_id)
         .where(
-            LedgerEntry.account == f"submitter:{job.submitter_id}",
+            LedgerTransaction.job_id.in_(job_ids),
+            LedgerEntry.account == literal("submitter:") + cast(Job.submitter_id, String),
             LedgerEntry.unit == "micro_eur",
-            LedgerTransaction.job_id == job.id,
         )
+        .group_by(LedgerTransaction.job_id),
     )
-    return float(energy_j or 0), -float(charged or 0) / ledger.MICRO_EUR_PER_EUR
-
-
-def _heat_reused_j(session: Session, job: Job) -> float:
-    """Energy [J] settled for a job on devices that warmed a room (the rest ran in racks)."""
-    device_account = literal("device:") + Device.id
-    given = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+    given = _sums_by_job(
+        session,
+        select(LedgerTransaction.job_id, func.sum(LedgerEntry.amount))
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .join(Device, LedgerEntry.account == device_account)
+        .join(Device, LedgerEntry.account == literal("device:") + Device.id)
         .where(
-            LedgerTransaction.job_id == job.id,
+            LedgerTransaction.job_id.in_(job_ids),
             LedgerEntry.unit == "j",
             Device.has_room.is_(True),
         )
+        .group_by(LedgerTransaction.job_id),
     )
-    return -float(given or 0)
+    names = {
+        int(row.id): str(row.name)
+        for row in session.execute(
+            select(Account.id, Account.name).where(
+                Account.id.in_({job.submitter_id for job in jobs})
+            )
+        )
+    }
+    return [
+        JobInfo(
+            job_id=job.id,
+            name=job.name,
+            submitter_name=names[job.submitter_id],
+            state=job.state,
+            priority=job.priority,
+            device_kinds=list(job.device_kinds),
+            min_vram_gb=job.min_vram_gb,
+            max_attempts=job.max_attempts,
+            price_eur_per_kwh=job.price_eur_per_kwh,
+            task_count=job.task_count,
+            tasks_by_state=counts[job.id],
+            energy_j=energy_j.get(job.id, 0.0),
+            heat_reused_energy_j=-given.get(job.id, 0.0),
+            cost_eur=-charged.get(job.id, 0.0) / ledger.MICRO_EUR_PER_EUR,
+            created_ts=job.created_ts,
+            ended_ts=job.ended_ts,
+        )
+        for job in jobs
+    ]
 
 
 def job_info(session: Session, job: Job) -> JobInfo:
     """Return the summary view of a job."""
-    counts = dict(
-        session.execute(
-            select(Task.state, func.count()).where(Task.job_id == job.id).group_by(Task.state)
-        ).all()
-    )
-    energy_j, cost_eur = _settled(session, job)
-    return JobInfo(
-        job_id=job.id,
-        name=job.name,
-        submitter_name=session.get_one(Account, job.submitter_id).name,
-        state=job.state,
-        priority=job.priority,
-        device_kinds=list(job.device_kinds),
-        min_vram_gb=job.min_vram_gb,
-        max_attempts=job.max_attempts,
-        price_eur_per_kwh=job.price_eur_per_kwh,
-        task_count=job.task_count,
-        tasks_by_state={str(state): int(count) for state, count in counts.items()},
-        energy_j=energy_j,
-        heat_reused_energy_j=_heat_reused_j(session, job),
-        cost_eur=cost_eur,
-        created_ts=job.created_ts,
-        ended_ts=job.ended_ts,
+    return job_infos(session, [job])[0]
+
+
+def _task_info(task: Task) -> TaskInfo:
+    return TaskInfo(
+        task_id=task.id,
+        task_index=task.task_index,
+        state=task.state,
+        attempt=task.attempt,
+        energy_j=task.energy_j,
+        progress_energy_j=task.progress_energy_j,
+        checkpoint_seq=task.checkpoint_seq,
+        lease_device_id=task.lease_device_id,
+        lease_expires_ts=task.lease_expires_ts,
+        result=task.result,
+        last_error=task.last_error,
     )
 
 
@@ -205,23 +359,24 @@ def job_detail(session: Session, job: Job) -> JobDetail:
     """Return a job with each of its tasks."""
     return JobDetail(
         **job_info(session, job).model_dump(),
-        tasks=[
-            TaskInfo(
-                task_id=task.id,
-                task_index=task.task_index,
-                state=task.state,
-                attempt=task.attempt,
-                energy_j=task.energy_j,
-                progress_energy_j=task.progress_energy_j,
-                checkpoint_seq=task.checkpoint_seq,
-                lease_device_id=task.lease_device_id,
-                lease_expires_ts=task.lease_expires_ts,
-                result=task.result,
-                last_error=task.last_error,
-            )
-            for task in leases.tasks_of(session, job.id)
-        ],
+        tasks=[_task_info(task) for task in leases.tasks_of(session, job.id)],
     )
+
+
+TASK_CURSOR_KINDS = (int,)
+"""Types of the sort key (task_index) in a cursor of :func:`task_page`."""
+
+
+def task_page(session: Session, job: Job, page: PageRequest) -> tuple[list[TaskInfo], str | None]:
+    """Return a page of a job's tasks in index order, and the next page's cursor (or None)."""
+    query = select(Task).where(Task.job_id == job.id).order_by(Task.task_index)
+    if page.after is not None:
+        query = query.where(Task.task_index > page.after[0])
+    found = session.scalars(query.limit(page.limit + 1)).all()
+    tasks = [_task_info(task) for task in found[: page.limit]]
+    if len(found) <= page.limit:
+        return tasks, None
+    return tasks, encode_cursor((tasks[-1].task_index,))
 
 
 def queue_status(session: Session) -> tuple[dict[str, int], int]:

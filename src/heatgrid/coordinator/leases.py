@@ -23,7 +23,7 @@ from sqlalchemy import UnaryExpression, exists, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from heatgrid.coordinator import ledger
-from heatgrid.coordinator.checkpoints import CheckpointStore
+from heatgrid.coordinator.checkpoints import CheckpointStore, StagedBlob
 from heatgrid.coordinator.db.models import (
     Checkpoint,
     Device,
@@ -439,18 +439,20 @@ def save_checkpoint(
     *,
     attempt: int,
     energy_j: float,
-    data: bytes,
+    blob: StagedBlob,
     now_ts: float,
     settings: Settings,
 ) -> v1.CheckpointReceipt:
-    """Store a checkpoint blob taken after the attempt burned ``energy_j``; renew the lease.
+    """Record a checkpoint taken after the attempt burned ``energy_j``; renew the lease.
 
-    The same upload sent twice (same attempt, energy and bytes) is stored once.
+    ``blob`` was received and flushed to disk before this transaction began; here it is only
+    moved to its key. The same upload sent twice (same attempt, energy and bytes) is stored
+    once; the caller discards a blob that was not placed.
     """
     task = _locked_task(session, device, task_id, attempt)
     if not _holds(task, device, attempt):
         raise _lost(task, attempt)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = blob.sha256
     run = session.get_one(TaskAttempt, (task.id, attempt))
     progress_j = run.start_progress_energy_j + energy_j
     newest = session.get(Checkpoint, (task.id, task.checkpoint_seq))
@@ -468,7 +470,7 @@ def save_checkpoint(
             )
         seq = task.checkpoint_seq + 1
         key = store.key(task.id, seq)
-        store.put(key, data)
+        store.place(blob, key)
         newest = Checkpoint(
             task_id=task.id,
             seq=seq,
@@ -476,7 +478,7 @@ def save_checkpoint(
             device_id=device.id,
             progress_energy_j=progress_j,
             blob_key=key,
-            size_bytes=len(data),
+            size_bytes=blob.size_bytes,
             sha256=digest,
             created_ts=now_ts,
         )

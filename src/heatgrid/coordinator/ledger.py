@@ -17,17 +17,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from heatgrid.coordinator.db.models import LedgerEntry, LedgerTransaction
+from heatgrid.coordinator.pages import PageRequest, encode_cursor
 
 __all__ = [
+    "BALANCE_CURSOR_KINDS",
     "MICRO_EUR_PER_EUR",
     "Posting",
     "account_balances",
     "attempt_cost_micro_eur",
+    "balance_page",
     "post",
     "unbalanced_transactions",
 ]
@@ -126,6 +129,45 @@ def account_balances(session: Session, prefix: str = "") -> dict[tuple[str, str]
         .order_by(LedgerEntry.account, LedgerEntry.unit)
     )
     return {(account, unit): int(total) for account, unit, total in rows}
+
+
+BALANCE_CURSOR_KINDS = (str, str)
+"""Types of the sort key (account, unit) in a cursor of :func:`balance_page`."""
+
+
+def balance_page(
+    session: Session, account: str | None, page: PageRequest
+) -> tuple[list[tuple[str, str, int]], str | None]:
+    """Return a page of balances, by account then unit, of one account or (None) of all.
+
+    Returns
+    -------
+    tuple of (list, str or None)
+        ``(account, unit, amount)`` rows, and the cursor of the next page (None after the last).
+    """
+    query = select(LedgerEntry.account, LedgerEntry.unit, func.sum(LedgerEntry.amount))
+    if account is not None:
+        query = query.where(LedgerEntry.account == account)
+    if page.after is not None:
+        after_account, after_unit = page.after
+        query = query.where(
+            or_(
+                LedgerEntry.account > after_account,
+                and_(LedgerEntry.account == after_account, LedgerEntry.unit > after_unit),
+            )
+        )
+    rows = [
+        (str(name), str(unit), int(total))
+        for name, unit, total in session.execute(
+            query.group_by(LedgerEntry.account, LedgerEntry.unit)
+            .order_by(LedgerEntry.account, LedgerEntry.unit)
+            .limit(page.limit + 1)
+        )
+    ]
+    if len(rows) <= page.limit:
+        return rows, None
+    last = rows[page.limit - 1]
+    return rows[: page.limit], encode_cursor(last[:2])
 
 
 def unbalanced_transactions(session: Session) -> list[int]:

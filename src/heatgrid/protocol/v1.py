@@ -79,7 +79,7 @@ class _Message(BaseModel):
 
 
 class Hardware(_Message):
-    """What a heater is made of, as its agent reports it at enrollment.
+    """What a heater is made of, as its agent reports it at enrollment and in heartbeats.
 
     Attributes
     ----------
@@ -232,12 +232,20 @@ class Heartbeat(_Message):
     heat_window : list of HeatWindowSegment
         The heat the room expects to want from now on, in time order and without overlap;
         it replaces the window sent before. At most :data:`MAX_HEAT_WINDOW_SEGMENTS`.
+    device_kind : str or None
+        What the heater computes on now, when the agent says (its configuration may have
+        changed since enrollment); None: unchanged. Agents older than this field omit it.
+    hardware : Hardware or None
+        The heater's hardware now (power range, GPU memory, …); it replaces what the
+        coordinator knew, which its scheduler uses from then on. None: unchanged.
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
     sent_ts: Timestamp
     telemetry: Annotated[list[TelemetrySample], Field(max_length=MAX_SAMPLES_PER_HEARTBEAT)] = []
     heat_window: Annotated[list[HeatWindowSegment], Field(max_length=MAX_HEAT_WINDOW_SEGMENTS)] = []
+    device_kind: DeviceKind | None = None
+    hardware: Hardware | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Heartbeat:

@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from heatgrid.coordinator.auth import AccountPrincipal, authenticate_account, authenticate_device
 from heatgrid.coordinator.db.models import Device
 from heatgrid.coordinator.errors import ForbiddenError, UnauthorizedError
+from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT
 from heatgrid.coordinator.settings import Settings
 
 __all__ = [
+    "Cursor",
+    "Limit",
     "NowTs",
     "SessionDep",
     "SettingsDep",
@@ -28,8 +31,16 @@ _bearer = HTTPBearer(
 )
 
 
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
 def _session(request: Request) -> Iterator[Session]:
-    with request.app.state.session_factory() as session:
+    # GET and HEAD only read: their sessions never take SQLite's write lock.
+    state = request.app.state
+    factory = (
+        state.read_session_factory if request.method in _READ_METHODS else state.session_factory
+    )
+    with factory() as session:
         yield session
 
 
@@ -43,13 +54,32 @@ def _settings(request: Request) -> Settings:
 
 
 SessionDep = Annotated[Session, Depends(_session)]
-"""A database session for the request."""
+"""A database session for the request: read-only for GET and HEAD."""
 
 NowTs = Annotated[float, Depends(_now_ts)]
 """The coordinator's clock when the request is handled [POSIX s, UTC]."""
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 """The process settings."""
+
+Limit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=MAX_PAGE_LIMIT,
+        description=f"Rows in the page, at most {MAX_PAGE_LIMIT} (default {DEFAULT_PAGE_LIMIT}).",
+    ),
+]
+"""``?limit=``: rows in a page of a listing."""
+
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        description="The previous page's next_cursor; none for the first page.",
+    ),
+]
+"""``?cursor=``: where a page of a listing starts."""
 
 
 def _token(

@@ -10,15 +10,18 @@ from sqlalchemy.orm import Session
 
 from heatgrid.coordinator import devices, leases
 from heatgrid.coordinator.api.deps import (
+    Cursor,
+    Limit,
     NowTs,
     SessionDep,
     SettingsDep,
     require_device,
     require_scope,
 )
-from heatgrid.coordinator.api.schemas import DeviceDetail, DeviceInfo, LatestSample
+from heatgrid.coordinator.api.schemas import DeviceDetail, DeviceInfo, DevicePage, LatestSample
 from heatgrid.coordinator.auth import AccountPrincipal
 from heatgrid.coordinator.db.models import Account, Device
+from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest, decode_cursor
 from heatgrid.coordinator.settings import Settings
 from heatgrid.protocol import v1
 
@@ -97,12 +100,24 @@ def heartbeat(
 
 @router.get("")
 def list_devices(
-    actor: _Reader, session: SessionDep, now_ts: NowTs, settings: SettingsDep
-) -> list[DeviceInfo]:
-    """List the caller's devices (an operator: every device)."""
-    found = devices.list_devices(session, actor)
+    *,
+    actor: _Reader,
+    session: SessionDep,
+    now_ts: NowTs,
+    settings: SettingsDep,
+    limit: Limit = DEFAULT_PAGE_LIMIT,
+    cursor: Cursor = None,
+) -> DevicePage:
+    """List the caller's devices (an operator: every device), oldest first, a page at a time."""
+    page = PageRequest(
+        limit, None if cursor is None else decode_cursor(cursor, devices.DEVICE_CURSOR_KINDS)
+    )
+    found, next_cursor = devices.list_devices(session, actor, page)
     names = _owner_names(session, {device.owner_id for device in found})
-    return [_info(device, names[device.owner_id], settings, now_ts) for device in found]
+    return DevicePage(
+        items=[_info(device, names[device.owner_id], settings, now_ts) for device in found],
+        next_cursor=next_cursor,
+    )
 
 
 @router.get("/{device_id}")

@@ -12,8 +12,10 @@ __all__ = [
     "MAX_TASKS_PER_JOB",
     "JobDetail",
     "JobInfo",
+    "JobPage",
     "JobSubmission",
     "TaskInfo",
+    "TaskPage",
     "TaskSpec",
 ]
 
@@ -178,3 +180,25 @@ class JobDetail(JobInfo):
     """A job with its tasks."""
 
     tasks: list[TaskInfo]
+
+
+class JobPage(_Body):
+    """A page of jobs, newest first.
+
+    Attributes
+    ----------
+    items : list of JobInfo
+        At most the ``limit`` asked for.
+    next_cursor : str or None
+        Pass it as ``?cursor=`` for the next page; None on the last page.
+    """
+
+    items: list[JobInfo]
+    next_cursor: str | None
+
+
+class TaskPage(_Body):
+    """A page of a job's tasks in index order; ``next_cursor`` None on the last page."""
+
+    items: list[TaskInfo]
+    next_cursor: str | None

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Header, Response, status
 
 from heatgrid.coordinator import jobs, ledger
-from heatgrid.coordinator.api.deps import NowTs, SessionDep, SettingsDep, require_scope
-from heatgrid.coordinator.api.job_schemas import JobDetail, JobInfo, JobSubmission
-from heatgrid.coordinator.api.schemas import Balance
+from heatgrid.coordinator.api.deps import (
+    Cursor,
+    Limit,
+    NowTs,
+    SessionDep,
+    SettingsDep,
+    require_scope,
+)
+from heatgrid.coordinator.api.job_schemas import (
+    JobDetail,
+    JobInfo,
+    JobPage,
+    JobSubmission,
+    TaskPage,
+)
+from heatgrid.coordinator.api.schemas import Balance, BalancePage
 from heatgrid.coordinator.auth import AccountPrincipal
+from heatgrid.coordinator.db.models import IDEMPOTENCY_KEY_LENGTH
+from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest, decode_cursor
 
 __all__ = ["router"]
 
@@ -21,25 +36,84 @@ _Writer = Annotated[AccountPrincipal, Depends(require_scope("jobs:write"))]
 _LedgerReader = Annotated[AccountPrincipal, Depends(require_scope("ledger:read"))]
 
 
-@router.post("/v1/jobs", status_code=status.HTTP_201_CREATED)
+_IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=IDEMPOTENCY_KEY_LENGTH,
+        pattern=r"^[\x21-\x7e]+$",
+        description=(
+            "A key of yours for this submission (visible ASCII, e.g. a UUID): sending it again "
+            "with the same body returns the job it created (200) instead of a new one; with "
+            "another body, 409. Retry a submission whose answer you did not get with its key."
+        ),
+    ),
+]
+
+
+@router.post(
+    "/v1/jobs",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": JobInfo, "description": "The job an earlier request created"}},
+)
 def submit_job(
-    body: JobSubmission, actor: _Writer, session: SessionDep, now_ts: NowTs, settings: SettingsDep
+    *,
+    body: JobSubmission,
+    actor: _Writer,
+    session: SessionDep,
+    now_ts: NowTs,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: _IdempotencyKey = None,
 ) -> JobInfo:
-    """Submit a job; its tasks are queued at once."""
-    job = jobs.submit_job(session, actor, body, now_ts=now_ts, settings=settings)
+    """Submit a job; its tasks are queued at once (201), or find it again by its key (200)."""
+    job, created = jobs.submit_job(
+        session, actor, body, now_ts=now_ts, settings=settings, idempotency_key=idempotency_key
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
     return jobs.job_info(session, job)
 
 
 @router.get("/v1/jobs")
-def list_jobs(actor: _Reader, session: SessionDep) -> list[JobInfo]:
-    """List the caller's jobs (an operator: every job), newest first."""
-    return [jobs.job_info(session, job) for job in jobs.list_jobs(session, actor)]
+def list_jobs(
+    *,
+    actor: _Reader,
+    session: SessionDep,
+    limit: Limit = DEFAULT_PAGE_LIMIT,
+    cursor: Cursor = None,
+) -> JobPage:
+    """List the caller's jobs (an operator: every job), newest first, a page at a time."""
+    page = PageRequest(
+        limit, None if cursor is None else decode_cursor(cursor, jobs.JOB_CURSOR_KINDS)
+    )
+    found, next_cursor = jobs.list_jobs(session, actor, page)
+    return JobPage(items=jobs.job_infos(session, found), next_cursor=next_cursor)
 
 
 @router.get("/v1/jobs/{job_id}")
 def show_job(job_id: str, actor: _Reader, session: SessionDep) -> JobDetail:
     """Show one of the caller's jobs with its tasks and results."""
     return jobs.job_detail(session, jobs.get_job(session, job_id, actor))
+
+
+@router.get("/v1/jobs/{job_id}/tasks")
+def list_tasks(
+    *,
+    job_id: str,
+    actor: _Reader,
+    session: SessionDep,
+    limit: Limit = DEFAULT_PAGE_LIMIT,
+    cursor: Cursor = None,
+) -> TaskPage:
+    """List one of the caller's jobs' tasks with their results, in index order, a page at a time."""
+    page = PageRequest(
+        limit, None if cursor is None else decode_cursor(cursor, jobs.TASK_CURSOR_KINDS)
+    )
+    found, next_cursor = jobs.task_page(session, jobs.get_job(session, job_id, actor), page)
+    return TaskPage(items=found, next_cursor=next_cursor)
 
 
 @router.post("/v1/jobs/{job_id}/cancel")
@@ -52,17 +126,25 @@ def cancel_job(
 
 
 @router.get("/v1/ledger/balances")
-def balances(actor: _LedgerReader, session: SessionDep) -> list[Balance]:
-    """Balances of the caller's ledger accounts (an operator: every account)."""
-    prefix = (
-        ""
-        if actor.is_operator
-        else f"{'owner' if actor.role == 'owner' else 'submitter'}:{actor.account_id}"
+def balances(
+    *,
+    actor: _LedgerReader,
+    session: SessionDep,
+    limit: Limit = DEFAULT_PAGE_LIMIT,
+    cursor: Cursor = None,
+) -> BalancePage:
+    """Balances of the caller's ledger accounts (an operator: every account), by account."""
+    page = PageRequest(
+        limit, None if cursor is None else decode_cursor(cursor, ledger.BALANCE_CURSOR_KINDS)
     )
-    found = ledger.account_balances(session, prefix)
-    if not actor.is_operator:
-        found = {key: value for key, value in found.items() if key[0] == prefix}
-    return [
-        Balance(account=account, unit=unit, amount=amount)
-        for (account, unit), amount in found.items()
-    ]
+    if actor.is_operator:
+        found, next_cursor = ledger.balance_page(session, None, page)
+    else:
+        account = f"{'owner' if actor.role == 'owner' else 'submitter'}:{actor.account_id}"
+        found, next_cursor = ledger.balance_page(session, account, page)
+    return BalancePage(
+        items=[
+            Balance(account=account, unit=unit, amount=amount) for account, unit, amount in found
+        ],
+        next_cursor=next_cursor,
+    )

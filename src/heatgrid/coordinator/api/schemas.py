@@ -14,12 +14,14 @@ from heatgrid.protocol import v1
 
 __all__ = [
     "Balance",
+    "BalancePage",
     "CreateEnrollmentCodeRequest",
     "CreateKeyRequest",
     "CreatedEnrollmentCode",
     "CreatedKey",
     "DeviceDetail",
     "DeviceInfo",
+    "DevicePage",
     "KeyInfo",
     "LatestSample",
 ]
@@ -137,3 +139,17 @@ class Balance(_Body):
     account: str
     unit: str
     amount: int
+
+
+class BalancePage(_Body):
+    """A page of balances, by account and unit; ``next_cursor`` None on the last page."""
+
+    items: list[Balance]
+    next_cursor: str | None
+
+
+class DevicePage(_Body):
+    """A page of devices, oldest first; ``next_cursor`` None on the last page."""
+
+    items: list[DeviceInfo]
+    next_cursor: str | None

@@ -73,7 +73,6 @@ async def put_checkpoint(
     request: Request,
     device: _Device,
     session: SessionDep,
-    now_ts: NowTs,
     settings: SettingsDep,
     attempt: Annotated[int, Query(ge=1, le=1_000_000, description="The attempt, as leased.")],
     energy_j: Annotated[
@@ -86,20 +85,30 @@ async def put_checkpoint(
         ),
     ],
 ) -> v1.CheckpointReceipt:
-    """Store a checkpoint blob (the request body) for a task whose lease this device holds."""
-    data = await request.body()
-    return await run_in_threadpool(
-        leases.save_checkpoint,
-        session,
-        _store(request),
-        device,
-        task_id,
-        attempt=attempt,
-        energy_j=energy_j,
-        data=data,
-        now_ts=now_ts,
-        settings=settings,
-    )
+    """Store a checkpoint blob (the request body) for a task whose lease this device holds.
+
+    The body is streamed to the store and flushed to disk with no transaction open (the
+    device's token was checked in one that ends first); then a short transaction checks the
+    lease, moves the blob to its key and records it. Other heaters never wait on an upload.
+    """
+    await run_in_threadpool(session.commit)  # end the token check's transaction: hold nothing
+    store = _store(request)
+    staged = await store.stage(request.stream())
+    try:
+        return await run_in_threadpool(
+            leases.save_checkpoint,
+            session,
+            store,
+            device,
+            task_id,
+            attempt=attempt,
+            energy_j=energy_j,
+            blob=staged,
+            now_ts=float(request.app.state.clock()),  # after the upload, which may take long
+            settings=settings,
+        )
+    finally:
+        await run_in_threadpool(store.discard, staged)
 
 
 @router.get(

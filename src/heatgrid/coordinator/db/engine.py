@@ -18,6 +18,7 @@ from heatgrid.core.errors import InputError
 
 __all__ = [
     "POOL_CONNECTIONS",
+    "READ_ONLY_OPTION",
     "make_engine",
     "make_session_factory",
     "normalize_database_url",
@@ -82,11 +83,24 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _begin_immediate(connection: Any) -> None:
-    # One writer at a time, decided when the transaction begins: a transaction that read and
-    # then writes can never find that another writer got in between (SQLITE_BUSY_SNAPSHOT);
-    # it waits for the busy timeout instead. This is SQLite's half of claiming tasks safely.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+READ_ONLY_OPTION = "heatgrid_read_only"
+"""Execution option marking a read-only session's connections (see :func:`make_session_factory`)."""
+
+
+def _begin(connection: Any) -> None:
+    # A writer takes SQLite's write lock when its transaction begins (BEGIN IMMEDIATE): a
+    # transaction that read and then writes can never find that another writer got in between
+    # (SQLITE_BUSY_SNAPSHOT); it waits for the busy timeout instead. This is SQLite's half of
+    # claiming tasks safely. A reader begins deferred and, in WAL mode, reads its snapshot
+    # without ever holding the write lock: a long listing never delays a heartbeat.
+    if connection.get_execution_options().get(READ_ONLY_OPTION, False):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
+    raise RuntimeError("a read-only session cannot write; use a session of make_session_factory")
 
 
 _POOL_SIZE = 10
@@ -101,7 +115,8 @@ def make_engine(database_url: str) -> Engine:
     """Create an engine for a SQLite or PostgreSQL URL; no connection is opened yet.
 
     SQLite gets foreign keys, write-ahead logging, a busy timeout and ``BEGIN IMMEDIATE``
-    transactions (one writer at a time), and may be used from the web server's worker threads.
+    transactions for writers (one writer at a time; readers never wait for it), and may be used
+    from the web server's worker threads.
     PostgreSQL connections are checked before use.
     """
     url = normalize_database_url(database_url)
@@ -113,11 +128,28 @@ def make_engine(database_url: str) -> Engine:
             max_overflow=_POOL_OVERFLOW,
         )
         event.listen(engine, "connect", _configure_sqlite)
-        event.listen(engine, "begin", _begin_immediate)
+        event.listen(engine, "begin", _begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=_POOL_SIZE, max_overflow=_POOL_OVERFLOW)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Return the session factory used by the API and the CLI; objects outlive commits."""
-    return sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """Return the session factory used by the API and the CLI; objects outlive commits.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        From :func:`make_engine`.
+    read_only : bool
+        Sessions that only read: on SQLite their transactions begin deferred and never take
+        the write lock, so they neither wait for writers nor delay them; a flush in such a
+        session raises. False (the default): sessions that may write, which on SQLite take
+        the write lock when their transaction begins.
+    """
+    if not read_only:
+        return sessionmaker(engine, expire_on_commit=False)
+    factory = sessionmaker(
+        engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
+    )
+    event.listen(factory, "before_flush", _refuse_writes)
+    return factory

@@ -29,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from heatgrid.core.leasing import STORED_TASK_STATES, AttemptOutcome
 
 __all__ = [
+    "IDEMPOTENCY_KEY_LENGTH",
     "ROLES",
     "Account",
     "ApiKey",
@@ -114,7 +115,12 @@ class Device(Base):
     """An enrolled heater; its token is ``hgd_<id>_<secret>``."""
 
     __tablename__ = "devices"
-    __table_args__ = (CheckConstraint("kind IN ('asic', 'gpu', 'cpu', 'rack')", name="kind"),)
+    __table_args__ = (
+        CheckConstraint("kind IN ('asic', 'gpu', 'cpu', 'rack')", name="kind"),
+        # Keyset pages, oldest first, of every device and of one owner's:
+        Index("ix_devices_enrolled", "enrolled_ts", "id"),
+        Index("ix_devices_owner_enrolled", "owner_id", "enrolled_ts", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(_ID_LENGTH), primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -187,11 +193,26 @@ ATTEMPT_OUTCOMES = tuple(outcome.value for outcome in AttemptOutcome)
 """How an attempt ended (``running`` while its lease holds)."""
 
 
+IDEMPOTENCY_KEY_LENGTH = 200
+"""Longest ``Idempotency-Key`` a submission may carry [characters]."""
+
+
 class Job(Base):
-    """A submitter's job: a set of tasks with shared hardware needs, priority and price."""
+    """A submitter's job: a set of tasks with shared hardware needs, priority and price.
+
+    ``idempotency_key`` (the submission's ``Idempotency-Key`` header, unique per submitter) and
+    ``request_sha256`` (of the submission's canonical JSON) let a retried submission find the
+    job it created instead of creating another.
+    """
 
     __tablename__ = "jobs"
-    __table_args__ = (CheckConstraint(f"state IN ({_quoted(JOB_STATES)})", name="state"),)
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_quoted(JOB_STATES)})", name="state"),
+        Index("uq_jobs_submitter_idempotency", "submitter_id", "idempotency_key", unique=True),
+        # Keyset pages, newest first, of every job and of one submitter's:
+        Index("ix_jobs_created", "created_ts", "id"),
+        Index("ix_jobs_submitter_created", "submitter_id", "created_ts", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(_ID_LENGTH), primary_key=True)
     submitter_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -206,6 +227,8 @@ class Job(Base):
     task_count: Mapped[int] = mapped_column(Integer)
     created_ts: Mapped[float] = mapped_column(Double)
     ended_ts: Mapped[float | None] = mapped_column(Double)
+    idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_LENGTH))
+    request_sha256: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
 
 
 class Task(Base):
