@@ -361,7 +361,12 @@ class HomeYearResult:
         -------
         dict of str to float
             Energies [kWh], money [EUR, USD, BTC], CO2 [kg], temperatures [°C], degree-hours
-            [K·h], hours [h]; ``displaced_cost_eur_<alt>``, ``savings_eur_<alt>``,
+            [K·h], hours [h]. Shares: ``device_heat_share_pct`` and ``backup_heat_share_pct``
+            are shares of ``heat_delivered_kwh`` (not of the demand). ``heat_above_demand_kwh``
+            is delivered minus demand: positive when on/off cycling pushed the room into the
+            hot band (the warmer room loses more, and the band still holds heat at the end),
+            negative when the room fell short without a backup. ``displaced_cost_eur_<alt>``,
+            ``savings_eur_<alt>``,
             ``displaced_co2_kg_<alt>`` and ``co2_saved_kg_<alt>`` for ``resistive``,
             ``heat_pump`` and ``gas``.
         """
@@ -383,7 +388,9 @@ class HomeYearResult:
             "heat_delivered_kwh": delivered,
             "heat_from_device_kwh": device_heat,
             "backup_heat_kwh": backup_heat,
+            "heat_above_demand_kwh": delivered - demand,
             "device_heat_share_pct": 100.0 * device_heat / delivered if delivered > 0 else 0.0,
+            "backup_heat_share_pct": 100.0 * backup_heat / delivered if delivered > 0 else 0.0,
             "device_energy_kwh": device_heat,
             "backup_energy_kwh": float(np.sum(self.backup_energy_kwh)),
             "device_hours_on_h": float(np.sum(self.device_on_h)),
