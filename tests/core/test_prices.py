@@ -19,7 +19,8 @@ def test_every_built_in_city_has_its_countrys_prices_with_source_and_period() ->
     table = load_household_prices()
     for city in CITIES.values():
         row = table[city.country]
-        assert row.source and row.period, city.name
+        assert row.source, city.name
+        assert row.period, city.name
         assert 0.03 < row.electricity_eur_per_kwh < 0.6, city.name
 
 
