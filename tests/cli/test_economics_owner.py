@@ -191,3 +191,17 @@ def test_hours_figures_are_linear_in_time_and_net_is_cost_minus_revenue(
     assert one["net_cost_eur"] == pytest.approx(
         one["electricity_cost_eur"] - one["mining_revenue_eur"], abs=1e-12
     )
+
+
+def test_a_progress_bar_counts_the_hours_on_stderr_and_json_stays_quiet(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, err = _run(capsys, "--weather", "Oslo")
+    assert status == 0, err
+    assert "Avalon Q in Oslo" in err
+    assert "8760/8760 hours" in err
+    assert "8760/8760" not in out
+    status, out, err = _run(capsys, "--weather", "Oslo", "--json")
+    assert status == 0
+    assert err == ""
+    json.loads(out)

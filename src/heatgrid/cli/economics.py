@@ -200,7 +200,7 @@ def economics(
     if plot is not None:
         _check_plot_path(plot)
     scenario = _build(options)
-    result = simulate_home_year(scenario.inputs)
+    result = _simulate(scenario, quiet=as_json)
     report = _report(scenario, result, displaced)
     if plot is not None:
         _write_plot(plot, result, scenario)
@@ -212,6 +212,26 @@ def economics(
     _print_lines(
         "How this was computed", year_lines(report["inputs"], report["results"], _market(options))
     )
+
+
+def _simulate(scenario: _Scenario, *, quiet: bool) -> HomeYearResult:
+    """Run the year with a progress bar on stderr (none with ``--json``)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
+    steps = int(scenario.inputs.timestamps_ts.size)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} hours"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), disable=quiet) as bar:
+        task = bar.add_task(f"{scenario.device.name} in {scenario.weather.name}", total=steps)
+
+        def advance(done: int) -> None:
+            bar.update(task, completed=done)
+
+        return simulate_home_year(scenario.inputs, progress=advance)
 
 
 def _run_hours(options: dict[str, Any]) -> None:

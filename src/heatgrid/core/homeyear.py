@@ -57,7 +57,7 @@ setpoint schedule, tariff and month of a step are taken at its middle, in local 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, TypeAlias, get_args
@@ -97,6 +97,7 @@ from heatgrid.core.thermal import (
 __all__ = [
     "BACKUP_KINDS",
     "DEFAULT_GAS_PRICE_EUR_PER_KWH",
+    "PROGRESS_EVERY_STEPS",
     "BackupKind",
     "HomeYearInputs",
     "HomeYearResult",
@@ -109,6 +110,9 @@ BACKUP_KINDS: tuple[str, ...] = get_args(BackupKind)
 
 DEFAULT_GAS_PRICE_EUR_PER_KWH = 0.10
 """Default retail gas price per kWh of fuel, a round figure for Western Europe in 2025 [EUR/kWh]."""
+
+PROGRESS_EVERY_STEPS = 168
+"""Steps between two calls of :func:`simulate_home_year`'s progress callback (a week of hours)."""
 
 _J_PER_KWH = 3.6e6
 _S_PER_H = 3600.0
@@ -448,13 +452,18 @@ class HomeYearResult:
         }
 
 
-def simulate_home_year(inputs: HomeYearInputs) -> HomeYearResult:
+def simulate_home_year(
+    inputs: HomeYearInputs, *, progress: Callable[[int], None] | None = None
+) -> HomeYearResult:
     """Simulate one home heated by a compute heater and a backup over a weather series.
 
     Parameters
     ----------
     inputs : HomeYearInputs
         The home, weather, device, prices and tolerances.
+    progress : callable, optional
+        Called with the number of steps done, every :data:`PROGRESS_EVERY_STEPS` steps and
+        after the last one (for a progress bar).
 
     Returns
     -------
@@ -507,6 +516,8 @@ def simulate_home_year(inputs: HomeYearInputs) -> HomeYearResult:
         run.backup_w[k] = backup_w
         run.on_fraction[k] = on_fraction
         run.room_c[k] = state[0]
+        if progress is not None and ((k + 1) % PROGRESS_EVERY_STEPS == 0 or k + 1 == outdoor.size):
+            progress(k + 1)
     return _account(inputs, setpoint, run, w_per_k)
 
 
