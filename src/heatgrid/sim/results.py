@@ -5,6 +5,9 @@
 * **Jobs**: completion time (done − arrival) percentiles of the jobs completed, in hours.
 * **Goodput**: task energy kept (not lost with a lease) per hour of the run, and as a share of
   the task energy burned.
+* **Heat**: the heaters' energy (all of it heat), the homes' own backup heating (when
+  ``backup_heating``: the demand of homes whose compute heater has no work) and the compute
+  share, heaters over heaters plus backup.
 * **Useful heat**: share of the task energy burned in heaters (whose rooms asked for that heat)
   rather than in racks (whose heat is wasted).
 * **Revenue**: mining revenue of the ASIC heaters (the arbiter's mining value per kWh) and
@@ -75,6 +78,7 @@ def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
     data_centre_kg = float(np.sum((home_kwh + rack_kwh) * scenario.pue * carbon)) / 1000.0
     baseline_kg = data_centre_kg + float(np.sum(displaced))
     heat_kwh = float(np.sum(home_kwh))
+    backup_kwh = float(np.sum(run.backup_w)) * (scenario.step_s / _S_PER_H) / 1000.0
     mining = float(np.sum(run.mining_revenue_eur))
     step_h = scenario.step_s / _S_PER_H
     return {
@@ -100,6 +104,10 @@ def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
         "useful_heat_pct": 100.0 * run.heater_task_j / task_j if task_j > 0 else None,
         "heat_demand_kwh": float(np.sum(run.demand_w)) * step_h / 1000.0,
         "heat_delivered_kwh": heat_kwh,
+        "backup_heat_kwh": backup_kwh,
+        "compute_heat_share_pct": (
+            100.0 * heat_kwh / (heat_kwh + backup_kwh) if heat_kwh + backup_kwh > 0 else None
+        ),
         "mining_revenue_eur": mining,
         "compute_revenue_eur": float(np.sum(run.compute_revenue_eur)),
         "owner_revenue_eur": mining + float(np.sum(run.compute_revenue_homes_eur)),

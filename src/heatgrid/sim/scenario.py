@@ -230,6 +230,11 @@ class Scenario:
         Power usage effectiveness of the data centre in the CO2 baseline [-], >= 1.
     displaced : {"resistive", "heat-pump", "gas"}
         Heating that the heaters' heat displaces in the CO2 baseline.
+    backup_heating : bool
+        Homes keep their existing heating, which supplies the thermostat's demand whenever the
+        compute heater has no work (a GPU or CPU heater without a task, a device offline); the
+        summary reports the share of the heat that came from compute. Without it such homes
+        get no heat at all.
     """
 
     n_homes: int
@@ -257,6 +262,7 @@ class Scenario:
     tariff_eur_per_kwh: float = 0.2
     pue: float = 1.4
     displaced: str = "gas"
+    backup_heating: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.n_homes, bool) or int(self.n_homes) != self.n_homes or self.n_homes < 1:
