@@ -1,5 +1,6 @@
-"""Monthly climate normals of cities in Europe, North America and East Asia: the data behind
-the synthetic typical year.
+"""Monthly climate normals of cities in Europe, North America and East Asia.
+
+They are the data behind the synthetic typical year.
 
 For each city: the station's coordinates, its standard-time UTC offset, and twelve monthly
 values (January first) of
