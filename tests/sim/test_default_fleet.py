@@ -3,11 +3,14 @@ heater without work) and racks get the overflow the heat-aware policy keeps for 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
+from heatgrid.cli.main import main
+from heatgrid.core.prices import household_prices
 from heatgrid.sim.jobspec import parse_job_stream
 from heatgrid.sim.run import simulate
 from heatgrid.sim.scenario import Scenario
@@ -53,3 +56,17 @@ def test_without_backup_heating_homes_whose_heater_has_no_task_get_cold(
     assert bare["compute_heat_share_pct"] == pytest.approx(100.0)
     assert bare["comfort_mean_k_h"] > 3.0 * default_january["comfort_mean_k_h"]
     assert np.isfinite(bare["comfort_p95_k_h"])
+
+
+def test_owners_pay_their_regions_household_price(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["simulate", "--homes", "20", "--days", "0.25", "--weather", "Berlin", "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    region = report["scenario"]["regions"][0]
+    assert region["tariff_eur_per_kwh"] == pytest.approx(
+        household_prices("DE").electricity_eur_per_kwh
+    )
+    summary = report["policies"]["heat-aware"]
+    assert summary["owner_electricity_cost_eur"] == pytest.approx(
+        summary["heat_delivered_kwh"] * region["tariff_eur_per_kwh"]
+    )
