@@ -65,6 +65,8 @@ def test_the_table_names_the_prices_used_and_how_revenue_was_computed(
     assert "How this was computed" in text
     assert "Prices: electricity 0.39 EUR/kWh, DE households, 2024-H2" in text
     assert "USD/(PH/s·day) = 1e15 H/s × 86,400 s / (difficulty" in text
+    assert re.search(r"Same heat \([\d,]+ kWh of demand\): resistive [\d,]+ kWh × 0\.390", text)
+    assert "heat pump ÷ seasonal COP" in text
 
 
 def test_heat_above_demand_is_reported_as_overshoot_and_shares_say_of_what(

@@ -131,6 +131,21 @@ def hours_lines(
     ]
 
 
+def _displaced_line(inputs: dict[str, Any], results: dict[str, Any], tariff_text: str) -> str:
+    """How the same heat is priced with each alternative."""
+    demand = results["heat_demand_kwh"]
+    cop = results["heat_pump_seasonal_cop"]
+    cop_text = f"{cop:.2f}" if cop is not None else "–"
+    return (
+        f"Same heat ({demand:,.0f} kWh of demand): resistive {demand:,.0f} kWh × {tariff_text} = "
+        f"{results['displaced_cost_eur_resistive']:,.0f} EUR; heat pump ÷ seasonal COP "
+        f"{cop_text} (Staffell 2012, flow {inputs['flow_temp_c']:g} °C) × tariff = "
+        f"{results['displaced_cost_eur_heat_pump']:,.0f} EUR; gas ÷ boiler efficiency "
+        f"{inputs['boiler_efficiency']:g} × {inputs['gas_price_eur_per_kwh']:.3f} EUR/kWh = "
+        f"{results['displaced_cost_eur_gas']:,.0f} EUR"
+    )
+
+
 def year_lines(
     inputs: dict[str, Any], results: dict[str, Any], market: MarketSnapshot
 ) -> list[str]:
@@ -152,6 +167,7 @@ def year_lines(
         f"÷ {_TH_PER_PH:g} TH/PH × {results['hashprice_usd_per_ph_day']:.2f} USD/(PH/s·day) = "
         f"{results['mining_revenue_usd']:,.0f} USD = {results['mining_revenue_eur']:,.0f} EUR "
         f"at {market.usd_per_eur:g} USD/EUR = {results['mining_revenue_btc']:.5f} BTC",
+        _displaced_line(inputs, results, tariff_text),
         f"Net heating cost: {results['heating_cost_eur']:,.0f} − "
         f"{results['mining_revenue_eur']:,.0f} = {results['net_heating_cost_eur']:,.0f} EUR",
         f"Prices: electricity {inputs['tariff_source']}",
