@@ -10,10 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heatgrid.core.catalog import Device
+from heatgrid.core.catalog import Device, load_catalog
 from heatgrid.core.economics import FlatTariff, MarketSnapshot, SeriesTariff
 from heatgrid.core.errors import InputError
-from heatgrid.core.homeyear import HomeYearInputs, HomeYearResult, simulate_home_year
+from heatgrid.core.homeyear import (
+    PROGRESS_EVERY_STEPS,
+    HomeYearInputs,
+    HomeYearResult,
+    simulate_home_year,
+)
 from heatgrid.core.thermal import HOUSE_PRESETS, Room1R1C
 
 T0_TS = 1_672_531_200.0  # 2023-01-01T00:00:00Z
@@ -496,3 +501,17 @@ def test_two_node_presets_keep_the_band_bound(preset: str) -> None:
 def test_bad_inputs_are_refused_by_name(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(InputError, match=message):
         _inputs(**changes)
+
+
+def test_progress_is_reported_weekly_and_after_the_last_step() -> None:
+    n = 2 * PROGRESS_EVERY_STEPS + 5
+    inputs = HomeYearInputs(
+        model=Room1R1C(ua_w_per_k=150.0, capacity_j_per_k=2e7),
+        timestamps_ts=3600.0 * np.arange(1, n + 1),
+        outdoor_temp_c=np.full(n, 0.0),
+        device=load_catalog().find("Avalon Q"),
+        tariff=FlatTariff(0.3),
+    )
+    seen: list[int] = []
+    simulate_home_year(inputs, progress=seen.append)
+    assert seen == [PROGRESS_EVERY_STEPS, 2 * PROGRESS_EVERY_STEPS, n]

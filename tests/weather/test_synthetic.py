@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from heatgrid.core.carbon import grid_carbon_g_per_kwh
 from heatgrid.core.errors import InputError
+from heatgrid.core.prices import household_prices
 from heatgrid.weather.cities import CITIES, City
 from heatgrid.weather.epw import read_epw
 from heatgrid.weather.synthetic import find_city, synthetic_year
@@ -22,17 +24,54 @@ def years() -> dict[str, WeatherYear]:
     return {name: synthetic_year(name) for name in CITY_NAMES}
 
 
-def test_at_least_twenty_european_cities() -> None:
+def test_cities_in_europe_north_america_and_east_asia_each_with_a_source() -> None:
     assert len(CITIES) >= 20
+    regions = {"Europe": 0, "North America": 0, "East Asia": 0}
     for name, city in CITIES.items():
         assert city.name == name
-        assert 35.0 <= city.latitude_deg <= 71.0, name
-        assert -25.0 <= city.longitude_deg <= 45.0, name
-        assert city.tz_offset_h in (0.0, 1.0, 2.0), name
+        assert city.source, name
+        assert 30.0 <= city.latitude_deg <= 71.0, name
+        if -25.0 <= city.longitude_deg <= 45.0:
+            regions["Europe"] += 1
+            assert city.tz_offset_h in (0.0, 1.0, 2.0), name
+        elif -130.0 <= city.longitude_deg <= -60.0:
+            regions["North America"] += 1
+            assert city.country in ("US", "CA"), name
+            assert -8.0 <= city.tz_offset_h <= -5.0, name
+        else:
+            assert 100.0 <= city.longitude_deg <= 146.0, name
+            regions["East Asia"] += 1
+            assert city.country in ("CN", "JP", "KR"), name
+            assert 8.0 <= city.tz_offset_h <= 9.0, name
         # Summer warmer than winter, ranges and irradiation positive.
         assert max(city.monthly_mean_temp_c[5:8]) > max(city.monthly_mean_temp_c[0:2]) + 8.0
         assert min(city.monthly_diurnal_range_k) > 0.0
         assert min(city.monthly_daily_global_horizontal_kwh_per_m2) > 0.0
+    assert regions["Europe"] >= 20
+    assert regions["North America"] >= 6
+    assert regions["East Asia"] >= 5
+
+
+@pytest.mark.parametrize(
+    ("name", "low_k_h", "high_k_h"),
+    [
+        # Heating degree-hours, base 18 °C, bracketing the normals' own degree-days (±15 %).
+        ("Harbin", 110_000.0, 145_000.0),
+        ("Minneapolis", 85_000.0, 115_000.0),
+        ("Montreal", 85_000.0, 115_000.0),
+        ("Seattle", 50_000.0, 72_000.0),
+        ("Tokyo", 32_000.0, 48_000.0),
+    ],
+)
+def test_a_new_climate_gives_its_heating_degree_hours_and_country_defaults(
+    name: str, low_k_h: float, high_k_h: float
+) -> None:
+    year = synthetic_year(name)
+    assert low_k_h < year.heating_degree_hours_k_h(18.0) < high_k_h
+    city = CITIES[name]
+    assert city.source in year.source
+    household_prices(city.country)  # the tariff defaults follow the city's country
+    grid_carbon_g_per_kwh(city.country)  # and so does the grid carbon
 
 
 def test_city_needs_twelve_months() -> None:

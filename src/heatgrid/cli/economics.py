@@ -21,19 +21,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from heatgrid.cli._economics_explain import hours_lines, hours_report, year_lines
+from heatgrid.cli._economics_prices import price_country, resolve_prices
 from heatgrid.core.catalog import Catalog, Device, load_catalog, parse_catalog
 from heatgrid.core.economics import (
-    FlatTariff,
     MarketSnapshot,
     SeriesTariff,
     Tariff,
     grid_carbon_g_per_kwh,
-    parse_tariff_csv,
 )
 from heatgrid.core.errors import InputError, require_finite, require_non_negative, require_positive
 from heatgrid.core.heat_value import DEFAULT_BOILER_EFFICIENCY, DEFAULT_FLOW_TEMP_C
 from heatgrid.core.homeyear import (
-    DEFAULT_GAS_PRICE_EUR_PER_KWH,
     HomeYearInputs,
     HomeYearResult,
     simulate_home_year,
@@ -46,7 +45,6 @@ __all__ = ["register"]
 DEFAULT_DEVICE = "Avalon Q"
 DEFAULT_WEATHER = "Lyon"
 DEFAULT_HOUSE = "terraced"
-DEFAULT_TARIFF_EUR_PER_KWH = 0.20
 _FALLBACK_COUNTRY = "EU"
 _NIGHT_START_LOCAL_H = 22
 _NIGHT_END_LOCAL_H = 6
@@ -113,8 +111,16 @@ def economics(
         float, typer.Option(help="A cycling heater may push the room this far above [K].")
     ] = 1.0,
     tariff_eur_per_kwh: Annotated[
-        float, typer.Option(help="Flat electricity price [EUR/kWh].")
-    ] = DEFAULT_TARIFF_EUR_PER_KWH,
+        float | None,
+        typer.Option(
+            help="Flat electricity price [EUR/kWh] (default: the country's household price, "
+            "with its source, from heatgrid's price table)."
+        ),
+    ] = None,
+    tariff_usd_per_kwh: Annotated[
+        float | None,
+        typer.Option(help="Flat electricity price [USD/kWh], converted with --usd-per-eur."),
+    ] = None,
     tariff_csv: Annotated[
         Path | None, typer.Option(help="Price series CSV: timestamp,price_eur_per_kwh.")
     ] = None,
@@ -144,16 +150,34 @@ def economics(
         float, typer.Option(help="Heat-pump flow temperature [°C].")
     ] = DEFAULT_FLOW_TEMP_C,
     gas_eur_per_kwh: Annotated[
-        float, typer.Option(help="Gas price per kWh of fuel [EUR/kWh].")
-    ] = DEFAULT_GAS_PRICE_EUR_PER_KWH,
+        float | None,
+        typer.Option(
+            help="Gas price per kWh of fuel [EUR/kWh] (default: the country's household price)."
+        ),
+    ] = None,
     boiler_efficiency: Annotated[
         float, typer.Option(help="Gas boiler efficiency (0-1.1).")
     ] = DEFAULT_BOILER_EFFICIENCY,
     country: Annotated[
-        str | None, typer.Option(help="Country code for grid carbon (default: the city's).")
+        str | None,
+        typer.Option(help="Country code for grid carbon and default prices (default: the city's)."),
     ] = None,
     carbon_g_per_kwh: Annotated[
         float | None, typer.Option(help="Grid carbon intensity, g CO2e per kWh.")
+    ] = None,
+    hours: Annotated[
+        float | None,
+        typer.Option(
+            help="Run the device at one power for this many hours instead of a weather year "
+            "(e.g. 720 for a month around the clock) and show how each figure is computed."
+        ),
+    ] = None,
+    power_w: Annotated[
+        float | None, typer.Option(help="With --hours: the device's power as run [W].")
+    ] = None,
+    hashrate_ths: Annotated[
+        float | None,
+        typer.Option(help="With --hours: the device's hashrate as run [TH/s] (default: rated)."),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of the table.")
@@ -168,10 +192,15 @@ def economics(
         _print_devices(_catalog(catalog))
         return
     _check_numbers(options)
+    if hours is not None:
+        _run_hours(options)
+        return
+    if power_w is not None or hashrate_ths is not None:
+        raise InputError("--power-w and --hashrate-ths apply to a run of --hours only")
     if plot is not None:
         _check_plot_path(plot)
     scenario = _build(options)
-    result = simulate_home_year(scenario.inputs)
+    result = _simulate(scenario, quiet=as_json)
     report = _report(scenario, result, displaced)
     if plot is not None:
         _write_plot(plot, result, scenario)
@@ -180,14 +209,94 @@ def economics(
         typer.echo(json.dumps(report, allow_nan=False))
         return
     _print_table(report, displaced)
+    _print_lines(
+        "How this was computed", year_lines(report["inputs"], report["results"], _market(options))
+    )
 
 
-_POSITIVE = ("ua_w_per_k", "capacity_j_per_k", "btc_price_usd", "difficulty", "usd_per_eur")
+def _simulate(scenario: _Scenario, *, quiet: bool) -> HomeYearResult:
+    """Run the year with a progress bar on stderr (none with ``--json``)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
+    steps = int(scenario.inputs.timestamps_ts.size)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} hours"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), disable=quiet) as bar:
+        task = bar.add_task(f"{scenario.device.name} in {scenario.weather.name}", total=steps)
+
+        def advance(done: int) -> None:
+            bar.update(task, completed=done)
+
+        return simulate_home_year(scenario.inputs, progress=advance)
+
+
+def _run_hours(options: dict[str, Any]) -> None:
+    """Run the device at one power for ``--hours`` and print or echo the figures."""
+    device = _find_device(options["device"], options["catalog"])
+    market = _market(options)
+    country = price_country(options["country"], options["weather"])
+    if options["tariff_csv"] is not None:
+        raise InputError("--tariff-csv needs a weather year; give a flat tariff with --hours")
+    tariff, _, price_echo = resolve_prices(options, country, market.usd_per_eur)
+    rate = float(tariff.price_eur_per_kwh(0.0))
+    results = hours_report(
+        device,
+        hours_h=float(options["hours"]),
+        power_w=options["power_w"],
+        hashrate_ths=options["hashrate_ths"],
+        market=market,
+        quoted_hashprice_usd_per_ph_day=options["hashprice_usd_per_ph_day"],
+        tariff_eur_per_kwh=rate,
+    )
+    inputs = {
+        "device": device.name,
+        "device_max_power_w": device.max_power_w,
+        "device_hashrate_ths": device.hashrate_ths,
+        **price_echo,
+        "btc_price_usd": market.btc_price_usd,
+        "difficulty": market.difficulty,
+        "fees_btc_per_block": market.fees_btc_per_block,
+        "subsidy_btc": market.subsidy_btc,
+        "usd_per_eur": market.usd_per_eur,
+        "market_as_of": market.as_of,
+    }
+    if options["as_json"]:
+        typer.echo(json.dumps({"inputs": inputs, "results": results}, allow_nan=False))
+        return
+    usd = price_echo.get("tariff_usd_per_kwh")
+    tariff_line = f"{rate:.4f} EUR/kWh" + (f" ({usd:g} USD/kWh)" if usd is not None else "")
+    title = f"{device.name} running {results['hours_h']:,.1f} h at {results['power_w']:,.0f} W"
+    lines = hours_lines(results, market, options["hashprice_usd_per_ph_day"], tariff_line)
+    _print_lines(title, [*lines, f"Prices: electricity {price_echo['tariff_source']}"])
+
+
+def _print_lines(title: str, lines: list[str]) -> None:
+    console = Console()
+    console.print(f"\n[bold]{title}[/bold]")
+    for line in lines:
+        console.print(f"  {line}", highlight=False, markup=False)
+
+
+_POSITIVE = (
+    "ua_w_per_k",
+    "capacity_j_per_k",
+    "btc_price_usd",
+    "difficulty",
+    "usd_per_eur",
+    "hours",
+    "power_w",
+    "hashrate_ths",
+)
 _NON_NEGATIVE = (
     "tolerance_k",
     "cold_tolerance_k",
     "hot_tolerance_k",
     "tariff_eur_per_kwh",
+    "tariff_usd_per_kwh",
     "fees_btc_per_block",
     "subsidy_btc",
     "hashprice_usd_per_ph_day",
@@ -222,8 +331,6 @@ def _check_numbers(options: dict[str, Any]) -> None:
             raise InputError(
                 f"{_option(name)} must be one of {', '.join(allowed)}, got {options[name]!r}"
             )
-    if options["country"] is not None and options["carbon_g_per_kwh"] is not None:
-        raise InputError("give --country or --carbon-g-per-kwh, not both")
 
 
 def _check_plot_path(path: Path) -> None:
@@ -322,15 +429,6 @@ def _setpoints(options: dict[str, Any]) -> tuple[float | np.ndarray[Any, Any], d
     return hours, {"setpoint_c": setpoint, "night_setback_c": float(night)}
 
 
-def _tariff(options: dict[str, Any]) -> tuple[Tariff, dict[str, Any]]:
-    path = options["tariff_csv"]
-    if path is None:
-        rate = float(options["tariff_eur_per_kwh"])
-        return FlatTariff(rate), {"tariff": "flat", "tariff_eur_per_kwh": rate}
-    tariff = parse_tariff_csv(_read_text("--tariff-csv", path), str(path))
-    return tariff, {"tariff": str(path), "tariff_eur_per_kwh": None}
-
-
 def _check_tariff_span(tariff: Tariff, weather: WeatherYear, path: Path | None) -> None:
     """Refuse a price series that does not cover every hour of the weather year."""
     if not isinstance(tariff, SeriesTariff):
@@ -392,10 +490,12 @@ def _build(options: dict[str, Any]) -> _Scenario:
     weather = load_weather(options["weather"])
     model, room_echo = _room(options)
     setpoint, setpoint_echo = _setpoints(options)
-    tariff, tariff_echo = _tariff(options)
-    _check_tariff_span(tariff, weather, options["tariff_csv"])
     market = _market(options)
     carbon, country = _carbon(options, options["weather"])
+    tariff, gas_eur_per_kwh, tariff_echo = resolve_prices(
+        options, price_country(options["country"], options["weather"]), market.usd_per_eur
+    )
+    _check_tariff_span(tariff, weather, options["tariff_csv"])
     cold_k, hot_k = options["cold_tolerance_k"], options["hot_tolerance_k"]
     if options["tolerance_k"] is not None:
         cold_k = hot_k = options["tolerance_k"]
@@ -417,7 +517,7 @@ def _build(options: dict[str, Any]) -> _Scenario:
         market=market,
         hashprice_usd_per_ph_day=options["hashprice_usd_per_ph_day"],
         flow_temp_c=options["flow_temp_c"],
-        gas_price_eur_per_kwh=options["gas_eur_per_kwh"],
+        gas_price_eur_per_kwh=gas_eur_per_kwh,
         boiler_efficiency=options["boiler_efficiency"],
         carbon_g_per_kwh=carbon,
     )
@@ -448,7 +548,6 @@ def _build(options: dict[str, Any]) -> _Scenario:
         "displaced": displaced_kind,
         "backup": backup_kind,
         "flow_temp_c": float(options["flow_temp_c"]),
-        "gas_price_eur_per_kwh": float(options["gas_eur_per_kwh"]),
         "boiler_efficiency": float(options["boiler_efficiency"]),
         "country": country,
         "carbon_g_per_kwh": carbon,
@@ -479,6 +578,10 @@ def _json_number(value: float) -> float | None:
     return None if not math.isfinite(value) else float(value)
 
 
+def _kwh(value: float) -> str:
+    return f"{value:,.0f} kWh"
+
+
 def _money(value: float) -> str:
     return f"{value:,.0f} €"
 
@@ -500,12 +603,27 @@ def _print_table(report: dict[str, Any], displaced: str) -> None:
 
 
 def _table_rows(results: dict[str, Any], inputs: dict[str, Any]) -> list[tuple[str, str]]:
+    demand = results["heat_demand_kwh"]
+    above = results["heat_above_demand_kwh"]
     rows = [
         ("Heating degree-hours (base 18 °C)", f"{results['heating_degree_hours_k_h']:,.0f} K·h"),
-        ("Heat demand", f"{results['heat_demand_kwh']:,.0f} kWh"),
-        ("Heat from the compute heater", f"{results['heat_from_device_kwh']:,.0f} kWh"),
-        ("Heat from the backup", f"{results['backup_heat_kwh']:,.0f} kWh"),
-        ("Share of heat from the compute heater", f"{results['device_heat_share_pct']:.1f} %"),
+        ("Heat demand (to hold the setpoint)", _kwh(demand)),
+        ("Heat delivered (compute heater + backup)", _kwh(results["heat_delivered_kwh"])),
+        (
+            "  from the compute heater",
+            f"{_kwh(results['heat_from_device_kwh'])} · "
+            f"{results['device_heat_share_pct']:.1f} % of delivered",
+        ),
+        (
+            "  from the backup",
+            f"{_kwh(results['backup_heat_kwh'])} · "
+            f"{results['backup_heat_share_pct']:.1f} % of delivered",
+        ),
+        (
+            "  above demand: on/off overshoot" if above >= 0.0 else "  short of demand (no backup)",
+            f"{_kwh(abs(above))} · {100.0 * abs(above) / demand if demand > 0 else 0.0:.1f} % "
+            "of demand",
+        ),
         ("Compute heater running", f"{results['device_hours_on_h']:,.0f} h"),
         ("Hashprice", f"{results['hashprice_usd_per_ph_day']:.1f} USD/(PH/s·day)"),
         ("Mining revenue", f"{results['mining_revenue_btc']:.5f} BTC"),

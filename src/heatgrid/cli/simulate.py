@@ -20,6 +20,7 @@ from rich.table import Table
 
 from heatgrid.core.economics import grid_carbon_g_per_kwh
 from heatgrid.core.errors import InputError
+from heatgrid.core.prices import FALLBACK_PRICE_COUNTRY, household_prices
 from heatgrid.core.scheduling import POLICIES
 from heatgrid.sim.distributed import INSTALL_HINT, ray_available
 from heatgrid.sim.jobspec import DEFAULT_RATE_PER_HOME_H, JOBS_SYNTAX, parse_job_stream
@@ -151,12 +152,15 @@ def _region(spec: str, carbon_g_per_kwh: float | None) -> Region:
         carbon_g_per_kwh = grid_carbon_g_per_kwh(
             city.country if city is not None else _FALLBACK_COUNTRY
         )
+    city = find_city(spec)
+    prices = household_prices(city.country if city is not None else FALLBACK_PRICE_COUNTRY)
     return Region(
         name=year.name,
         timestamps_ts=year.timestamps_ts,
         outdoor_temp_c=year.outdoor_temp_c,
         carbon_g_per_kwh=carbon_g_per_kwh,
         tz_offset_h=year.tz_offset_h,
+        tariff_eur_per_kwh=prices.electricity_eur_per_kwh,
     )
 
 
@@ -197,7 +201,11 @@ def _json(simulation: Simulation) -> dict[str, Any]:
             "start_ts": scenario.start_ts,
             "seed": scenario.seed,
             "regions": [
-                {"name": region.name, "carbon_g_per_kwh": region.carbon_g_per_kwh}
+                {
+                    "name": region.name,
+                    "carbon_g_per_kwh": region.carbon_g_per_kwh,
+                    "tariff_eur_per_kwh": region.tariff_eur_per_kwh,
+                }
                 for region in scenario.regions
             ],
             "jobs_rate_per_h": scenario.jobs.rate_per_h,

@@ -71,6 +71,7 @@ GRID_CARBON_G_PER_KWH: Mapping[str, float] = MappingProxyType(
         "CN": 580.0,
         "IN": 710.0,
         "JP": 480.0,
+        "KR": 440.0,
         "US": 370.0,
     }
 )

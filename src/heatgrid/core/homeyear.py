@@ -57,7 +57,7 @@ setpoint schedule, tariff and month of a step are taken at its middle, in local 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, TypeAlias, get_args
@@ -97,6 +97,7 @@ from heatgrid.core.thermal import (
 __all__ = [
     "BACKUP_KINDS",
     "DEFAULT_GAS_PRICE_EUR_PER_KWH",
+    "PROGRESS_EVERY_STEPS",
     "BackupKind",
     "HomeYearInputs",
     "HomeYearResult",
@@ -109,6 +110,9 @@ BACKUP_KINDS: tuple[str, ...] = get_args(BackupKind)
 
 DEFAULT_GAS_PRICE_EUR_PER_KWH = 0.10
 """Default retail gas price per kWh of fuel, a round figure for Western Europe in 2025 [EUR/kWh]."""
+
+PROGRESS_EVERY_STEPS = 168
+"""Steps between two calls of :func:`simulate_home_year`'s progress callback (a week of hours)."""
 
 _J_PER_KWH = 3.6e6
 _S_PER_H = 3600.0
@@ -361,7 +365,12 @@ class HomeYearResult:
         -------
         dict of str to float
             Energies [kWh], money [EUR, USD, BTC], CO2 [kg], temperatures [°C], degree-hours
-            [K·h], hours [h]; ``displaced_cost_eur_<alt>``, ``savings_eur_<alt>``,
+            [K·h], hours [h]. Shares: ``device_heat_share_pct`` and ``backup_heat_share_pct``
+            are shares of ``heat_delivered_kwh`` (not of the demand). ``heat_above_demand_kwh``
+            is delivered minus demand: positive when on/off cycling pushed the room into the
+            hot band (the warmer room loses more, and the band still holds heat at the end),
+            negative when the room fell short without a backup. ``displaced_cost_eur_<alt>``,
+            ``savings_eur_<alt>``,
             ``displaced_co2_kg_<alt>`` and ``co2_saved_kg_<alt>`` for ``resistive``,
             ``heat_pump`` and ``gas``.
         """
@@ -383,7 +392,9 @@ class HomeYearResult:
             "heat_delivered_kwh": delivered,
             "heat_from_device_kwh": device_heat,
             "backup_heat_kwh": backup_heat,
+            "heat_above_demand_kwh": delivered - demand,
             "device_heat_share_pct": 100.0 * device_heat / delivered if delivered > 0 else 0.0,
+            "backup_heat_share_pct": 100.0 * backup_heat / delivered if delivered > 0 else 0.0,
             "device_energy_kwh": device_heat,
             "backup_energy_kwh": float(np.sum(self.backup_energy_kwh)),
             "device_hours_on_h": float(np.sum(self.device_on_h)),
@@ -441,13 +452,18 @@ class HomeYearResult:
         }
 
 
-def simulate_home_year(inputs: HomeYearInputs) -> HomeYearResult:
+def simulate_home_year(
+    inputs: HomeYearInputs, *, progress: Callable[[int], None] | None = None
+) -> HomeYearResult:
     """Simulate one home heated by a compute heater and a backup over a weather series.
 
     Parameters
     ----------
     inputs : HomeYearInputs
         The home, weather, device, prices and tolerances.
+    progress : callable, optional
+        Called with the number of steps done, every :data:`PROGRESS_EVERY_STEPS` steps and
+        after the last one (for a progress bar).
 
     Returns
     -------
@@ -500,6 +516,8 @@ def simulate_home_year(inputs: HomeYearInputs) -> HomeYearResult:
         run.backup_w[k] = backup_w
         run.on_fraction[k] = on_fraction
         run.room_c[k] = state[0]
+        if progress is not None and ((k + 1) % PROGRESS_EVERY_STEPS == 0 or k + 1 == outdoor.size):
+            progress(k + 1)
     return _account(inputs, setpoint, run, w_per_k)
 
 

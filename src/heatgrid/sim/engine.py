@@ -20,7 +20,10 @@ Each step ``k`` starts at ``now_ts = start_ts + k · step_s`` and runs, for the 
    run their task, and without one have no work and stop); racks run flat out while they hold a
    task. A thermostat alarm stops its heater at once.
 5. **Rooms.** :func:`heatgrid.core.thermal_kernels.advance_fleet_2r2c` advances every home one
-   exact step under its heater's power plus internal gains.
+   exact step under its heater's power plus internal gains. With ``backup_heating`` (the
+   default) a home's existing heating supplies the thermostat's demand whenever its compute
+   heater has no work (a GPU or CPU heater without a task, a device offline), as
+   ``heatgrid economics`` models its backup.
 6. **Tasks.** Leased tasks progress by the energy their device burned (:mod:`heatgrid.sim.queue`
    for checkpoints, completion and lost leases).
 
@@ -96,6 +99,8 @@ class RawRun:
         Mean setpoint in force [°C], (K,).
     demand_w, heat_w, rack_w : numpy.ndarray
         Thermostats' heat demand, heaters' power and racks' power, fleet totals [W], (K,).
+    backup_w : numpy.ndarray
+        Power of the homes' own (backup) heating, fleet total [W], (K,).
     home_energy_kwh, rack_energy_kwh : numpy.ndarray
         Electric energy of heaters and of racks per step and region [kWh], (K, R).
     outdoor_temp_c : numpy.ndarray
@@ -127,6 +132,7 @@ class RawRun:
     demand_w: FloatArray
     heat_w: FloatArray
     rack_w: FloatArray
+    backup_w: FloatArray
     home_energy_kwh: FloatArray
     rack_energy_kwh: FloatArray
     outdoor_temp_c: FloatArray
@@ -155,6 +161,7 @@ class _Series:
         self.demand = np.empty(n_steps)
         self.heat = np.empty(n_steps)
         self.rack = np.empty(n_steps)
+        self.backup = np.empty(n_steps)
         self.home_kwh = np.zeros((n_steps, n_regions))
         self.rack_kwh = np.zeros((n_steps, n_regions))
         self.mining = np.empty(n_steps)
@@ -314,10 +321,14 @@ class _Loop:
             now,
             stop_now=stop,
         )
+        backup_w = (
+            np.where(has_work[:n], 0.0, demand_w) if scenario.backup_heating else 0.0 * demand_w
+        )
+        self.series.backup[k] = float(np.sum(backup_w))
         self.state_c = advance_fleet_2r2c(
             fleet.coefficients,
             self.state_c,
-            power_w[:n] + gains_w,
+            power_w[:n] + backup_w + gains_w,
             self.outdoor[k][np.newaxis, :],
             self.home_region,
         )
@@ -464,6 +475,7 @@ class _Loop:
             demand_w=series.demand,
             heat_w=series.heat,
             rack_w=series.rack,
+            backup_w=series.backup,
             home_energy_kwh=series.home_kwh,
             rack_energy_kwh=series.rack_kwh,
             outdoor_temp_c=self.outdoor,

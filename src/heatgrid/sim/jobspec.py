@@ -31,7 +31,7 @@ from heatgrid.sim.scenario import JobStream
 
 __all__ = ["DEFAULT_RATE_PER_HOME_H", "JOBS_SYNTAX", "parse_job_stream"]
 
-DEFAULT_RATE_PER_HOME_H = 0.1
+DEFAULT_RATE_PER_HOME_H = 0.15
 """Jobs per home and hour when the spec gives no rate [1/h]."""
 
 JOBS_SYNTAX = (

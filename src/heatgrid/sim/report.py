@@ -33,6 +33,8 @@ SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("goodput_pct", "goodput: task energy kept [%]"),
     ("useful_heat_pct", "useful heat: task energy burned in heated rooms [%]"),
     ("heat_delivered_kwh", "heat delivered by the heaters [kWh]"),
+    ("backup_heat_kwh", "heat from the homes' own heating [kWh]"),
+    ("compute_heat_share_pct", "compute share of the homes' heat [%]"),
     ("mining_revenue_eur", "mining revenue [EUR]"),
     ("compute_revenue_eur", "compute revenue [EUR]"),
     ("owner_revenue_eur", "owners' revenue [EUR]"),

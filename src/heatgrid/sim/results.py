@@ -5,11 +5,15 @@
 * **Jobs**: completion time (done − arrival) percentiles of the jobs completed, in hours.
 * **Goodput**: task energy kept (not lost with a lease) per hour of the run, and as a share of
   the task energy burned.
+* **Heat**: the heaters' energy (all of it heat), the homes' own backup heating (when
+  ``backup_heating``: the demand of homes whose compute heater has no work) and the compute
+  share, heaters over heaters plus backup.
 * **Useful heat**: share of the task energy burned in heaters (whose rooms asked for that heat)
   rather than in racks (whose heat is wasted).
 * **Revenue**: mining revenue of the ASIC heaters (the arbiter's mining value per kWh) and
   compute revenue at ``compute_price_eur_per_kwh`` on the task energy kept; the owners earn the
-  mining and the compute done in their homes and pay ``tariff_eur_per_kwh`` for the heaters.
+  mining and the compute done in their homes and pay their region's ``tariff_eur_per_kwh``
+  (or the scenario's) for the heaters.
 * **CO2** (:mod:`heatgrid.core.heat_value`): the fleet emits the grid's intensity on the
   heaters' energy and on the racks' energy times the PUE. The baseline runs the same compute
   and mining in a data centre (energy × PUE × grid intensity) and heats the homes with
@@ -64,6 +68,14 @@ def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
     latency_h = (run.done_ts[done] - run.arrival_ts[done]) / _S_PER_H
     task_j = run.heater_task_j + run.rack_task_j
     carbon = np.array([region.carbon_g_per_kwh for region in scenario.regions])
+    tariffs = np.array(
+        [
+            scenario.tariff_eur_per_kwh
+            if region.tariff_eur_per_kwh is None
+            else region.tariff_eur_per_kwh
+            for region in scenario.regions
+        ]
+    )
     home_kwh, rack_kwh = run.home_energy_kwh, run.rack_energy_kwh
     actual_kg = float(np.sum(home_kwh * carbon + rack_kwh * scenario.pue * carbon)) / 1000.0
     displaced = displaced_co2_kg(
@@ -75,6 +87,7 @@ def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
     data_centre_kg = float(np.sum((home_kwh + rack_kwh) * scenario.pue * carbon)) / 1000.0
     baseline_kg = data_centre_kg + float(np.sum(displaced))
     heat_kwh = float(np.sum(home_kwh))
+    backup_kwh = float(np.sum(run.backup_w)) * (scenario.step_s / _S_PER_H) / 1000.0
     mining = float(np.sum(run.mining_revenue_eur))
     step_h = scenario.step_s / _S_PER_H
     return {
@@ -101,10 +114,14 @@ def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
         "useful_heat_pct": 100.0 * run.heater_task_j / task_j if task_j > 0 else None,
         "heat_demand_kwh": float(np.sum(run.demand_w)) * step_h / 1000.0,
         "heat_delivered_kwh": heat_kwh,
+        "backup_heat_kwh": backup_kwh,
+        "compute_heat_share_pct": (
+            100.0 * heat_kwh / (heat_kwh + backup_kwh) if heat_kwh + backup_kwh > 0 else None
+        ),
         "mining_revenue_eur": mining,
         "compute_revenue_eur": float(np.sum(run.compute_revenue_eur)),
         "owner_revenue_eur": mining + float(np.sum(run.compute_revenue_homes_eur)),
-        "owner_electricity_cost_eur": heat_kwh * scenario.tariff_eur_per_kwh,
+        "owner_electricity_cost_eur": float(np.sum(home_kwh * tariffs)),
         "co2_kg": actual_kg,
         "baseline_co2_kg": baseline_kg,
         "co2_saved_kg": baseline_kg - actual_kg,

@@ -66,6 +66,9 @@ class Region:
         Grid carbon intensity [g CO2e/kWh], >= 0.
     tz_offset_h : float
         Local standard time minus UTC [h]; for the homes' schedules.
+    tariff_eur_per_kwh : float, optional
+        Household electricity price in the region [EUR/kWh], >= 0; the scenario's
+        ``tariff_eur_per_kwh`` if omitted.
     """
 
     name: str
@@ -73,6 +76,7 @@ class Region:
     outdoor_temp_c: FloatArray
     carbon_g_per_kwh: float
     tz_offset_h: float = 0.0
+    tariff_eur_per_kwh: float | None = None
 
     def __post_init__(self) -> None:
         stamps = checked_array("timestamps_ts", self.timestamps_ts)
@@ -86,6 +90,8 @@ class Region:
             raise InputError(f"region {self.name!r}: timestamps_ts must step by 3600 s")
         require_non_negative("carbon_g_per_kwh", self.carbon_g_per_kwh)
         require_finite("tz_offset_h", self.tz_offset_h)
+        if self.tariff_eur_per_kwh is not None:
+            require_non_negative("tariff_eur_per_kwh", self.tariff_eur_per_kwh)
         object.__setattr__(self, "timestamps_ts", stamps)
         object.__setattr__(self, "outdoor_temp_c", outdoor)
 
@@ -231,11 +237,16 @@ class Scenario:
     compute_price_eur_per_kwh : float
         What customers pay per kWh of task energy kept (lost work is unpaid) [EUR/kWh], >= 0.
     tariff_eur_per_kwh : float
-        Electricity price the owners pay [EUR/kWh], >= 0.
+        Electricity price the owners pay [EUR/kWh], >= 0, in regions that give none.
     pue : float
         Power usage effectiveness of the data centre in the CO2 baseline [-], >= 1.
     displaced : {"resistive", "heat-pump", "gas"}
         Heating that the heaters' heat displaces in the CO2 baseline.
+    backup_heating : bool
+        Homes keep their existing heating, which supplies the thermostat's demand whenever the
+        compute heater has no work (a GPU or CPU heater without a task, a device offline); the
+        summary reports the share of the heat that came from compute. Without it such homes
+        get no heat at all.
     """
 
     n_homes: int
@@ -266,6 +277,7 @@ class Scenario:
     tariff_eur_per_kwh: float = 0.2
     pue: float = 1.4
     displaced: str = "gas"
+    backup_heating: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.n_homes, bool) or int(self.n_homes) != self.n_homes or self.n_homes < 1:

@@ -1,4 +1,6 @@
-"""Monthly climate normals for European cities: the data behind the synthetic typical year.
+"""Monthly climate normals of cities in Europe, North America and East Asia.
+
+They are the data behind the synthetic typical year.
 
 For each city: the station's coordinates, its standard-time UTC offset, and twelve monthly
 values (January first) of
@@ -15,6 +17,16 @@ the long-term monthly mean of daily global horizontal irradiation from satellite
 (EU JRC PVGIS-SARAH), rounded to 0.1 kWh/m². These values were transcribed by hand; they are
 good for a typical year (heating degree-hours, seasonal shape) and are not a substitute for a
 measured weather file such as an EPW.
+
+Cities outside Europe (each :attr:`City.source` names its normals): NOAA NCEI U.S. Climate
+Normals 1991–2020 (US), Environment and Climate Change Canada's Canadian Climate Normals
+(1991–2020 where published, else 1981–2010), the Japan Meteorological Agency's 1991–2020
+normals, the Korea Meteorological Administration's 1991–2020 normals and the China
+Meteorological Administration's 1991–2020 station normals (as published through the WMO).
+Their temperatures were transcribed by hand and rounded to 0.5 K, their diurnal ranges to
+0.5 K; their irradiation is the long-term monthly mean daily global horizontal irradiation of
+NASA POWER (CERES/MERRA-2), rounded to 0.1 kWh/m². Good for heating degree-hours to a few
+percent; check the source before quoting a single month.
 
 :func:`find_city` looks a city up by name or local spelling, ignoring case, accents and spaces.
 """
@@ -60,6 +72,8 @@ class City:
         Twelve monthly means of the daily global horizontal irradiation [kWh/m²].
     aliases : tuple of str
         Other names people use (local spelling), for look-up.
+    source : str
+        Where the normals come from.
     """
 
     name: str
@@ -73,6 +87,7 @@ class City:
     monthly_diurnal_range_k: tuple[float, ...]
     monthly_daily_global_horizontal_kwh_per_m2: tuple[float, ...]
     aliases: tuple[str, ...] = ()
+    source: str = ""
 
     def __post_init__(self) -> None:
         for field_name in (
@@ -85,6 +100,17 @@ class City:
                 raise InputError(f"{self.name}: {field_name} needs 12 values, has {len(values)}")
 
 
+_EUROPE_SOURCE = (
+    "WMO 1991-2020 climatological standard normals of the station (national meteorological "
+    "service), rounded to 0.1 K; irradiation: EU JRC PVGIS-SARAH"
+)
+_US = "NOAA NCEI U.S. Climate Normals 1991-2020; irradiation: NASA POWER"
+_CA = "ECCC Canadian Climate Normals; irradiation: NASA POWER"
+_JP = "JMA climate normals 1991-2020; irradiation: NASA POWER"
+_KR = "KMA climate normals 1991-2020; irradiation: NASA POWER"
+_CN = "CMA station normals 1991-2020 (WMO); irradiation: NASA POWER"
+
+
 def _city(
     name: str,
     country: str,
@@ -93,6 +119,7 @@ def _city(
     normals: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]],
     *,
     aliases: tuple[str, ...] = (),
+    source: str = _EUROPE_SOURCE,
 ) -> City:
     """Build a :class:`City` from a compact table row: normals are (temp, range, irradiation)."""
     latitude_deg, longitude_deg, elevation_m, tz_offset_h = lat_lon_elev_tz
@@ -109,6 +136,7 @@ def _city(
         range_k,
         ghi_kwh_per_m2,
         aliases,
+        source,
     )
 
 
@@ -232,6 +260,66 @@ _TABLE = (
            (7.4, 8.0, 8.6, 9.4, 10.0, 10.4, 10.6, 10.6, 10.0, 8.8, 7.8, 7.2),
            (2.1, 2.9, 4.2, 5.6, 6.8, 7.6, 7.6, 6.8, 5.3, 3.6, 2.4, 1.8)),
           aliases=("Athina", "Athenes")),
+    # North America
+    _city("Montreal", "CA", "Montréal-Trudeau Intl", (45.47, -73.74, 36, -5),
+          ((-9.5, -8.0, -2.0, 6.0, 13.5, 18.5, 21.0, 20.0, 15.5, 8.5, 2.5, -5.0),
+           (9.5, 9.5, 9.0, 10.0, 11.0, 11.0, 10.5, 10.5, 10.5, 9.5, 8.0, 8.5),
+           (1.7, 2.7, 3.9, 4.8, 5.5, 6.0, 6.0, 5.1, 3.9, 2.5, 1.5, 1.3)),
+          aliases=("Montréal",), source=_CA),
+    _city("Toronto", "CA", "Toronto Pearson Intl", (43.68, -79.63, 173, -5),
+          ((-5.5, -5.0, -0.5, 6.5, 13.0, 18.5, 21.5, 20.5, 16.5, 9.5, 3.5, -2.0),
+           (8.0, 8.5, 9.0, 10.0, 11.0, 11.0, 11.0, 10.5, 10.5, 9.5, 8.0, 7.5),
+           (1.7, 2.7, 3.8, 4.8, 5.6, 6.1, 6.2, 5.3, 4.1, 2.6, 1.6, 1.3)), source=_CA),
+    _city("Vancouver", "CA", "Vancouver Intl", (49.19, -123.18, 4, -8),
+          ((4.0, 5.0, 6.5, 9.5, 12.5, 15.5, 18.0, 18.0, 15.0, 10.5, 6.5, 4.0),
+           (5.5, 6.5, 7.5, 8.5, 9.0, 9.0, 9.0, 9.0, 9.0, 7.0, 5.5, 5.0),
+           (1.0, 1.7, 2.8, 4.2, 5.3, 5.7, 6.2, 5.3, 3.9, 2.2, 1.1, 0.8)), source=_CA),
+    _city("Minneapolis", "US", "Minneapolis-St Paul Intl", (44.88, -93.23, 265, -6),
+          ((-9.5, -7.0, 0.0, 7.5, 14.5, 20.0, 23.0, 21.5, 17.0, 9.5, 1.5, -6.5),
+           (9.5, 10.0, 10.5, 11.5, 11.5, 11.0, 11.0, 11.0, 11.5, 11.0, 9.5, 9.0),
+           (2.0, 3.0, 4.1, 5.1, 5.9, 6.5, 6.6, 5.7, 4.4, 3.0, 1.9, 1.6)),
+          aliases=("Saint Paul", "Twin Cities"), source=_US),
+    _city("Chicago", "US", "Chicago O'Hare Intl", (41.96, -87.93, 201, -6),
+          ((-4.0, -2.0, 3.5, 9.5, 15.5, 21.0, 24.0, 23.0, 19.0, 12.0, 5.0, -1.5),
+           (9.0, 9.5, 10.0, 11.0, 11.0, 11.0, 10.5, 10.0, 11.0, 10.5, 9.0, 8.5),
+           (1.9, 2.8, 3.9, 4.9, 5.9, 6.5, 6.4, 5.6, 4.5, 3.1, 1.9, 1.5)), source=_US),
+    _city("New York", "US", "New York Central Park", (40.78, -73.97, 40, -5),
+          ((1.0, 2.0, 6.0, 12.0, 17.5, 22.5, 25.5, 24.5, 21.0, 15.0, 9.0, 4.0),
+           (7.0, 7.5, 8.0, 8.5, 8.5, 8.5, 8.0, 8.0, 8.0, 8.0, 7.5, 7.0),
+           (2.1, 3.0, 4.1, 5.0, 5.8, 6.2, 6.1, 5.4, 4.4, 3.2, 2.1, 1.7)),
+          aliases=("NYC", "New York City"), source=_US),
+    _city("Denver", "US", "Denver Intl", (39.85, -104.66, 1655, -7),
+          ((-1.0, 0.0, 4.5, 8.5, 14.0, 20.0, 23.5, 22.5, 17.5, 10.0, 3.5, -1.5),
+           (15.0, 15.0, 15.0, 15.0, 15.0, 16.0, 16.0, 15.5, 16.0, 16.0, 15.0, 14.5),
+           (2.6, 3.5, 4.8, 5.9, 6.6, 7.4, 7.2, 6.4, 5.4, 4.0, 2.8, 2.3)), source=_US),
+    _city("Seattle", "US", "Seattle-Tacoma Intl", (47.44, -122.31, 131, -8),
+          ((5.5, 6.0, 8.0, 10.0, 13.5, 16.0, 19.0, 19.5, 16.5, 12.0, 8.0, 5.5),
+           (5.5, 7.0, 8.0, 9.5, 10.5, 10.5, 12.0, 11.5, 11.0, 8.5, 6.0, 5.0),
+           (1.0, 1.7, 2.9, 4.2, 5.5, 6.0, 6.6, 5.7, 4.2, 2.4, 1.2, 0.8)), source=_US),
+    # East Asia
+    _city("Beijing", "CN", "Beijing (54511)", (39.80, 116.47, 31, 8),
+          ((-3.0, 0.5, 6.5, 15.0, 21.0, 25.0, 26.5, 25.5, 21.0, 13.5, 5.0, -1.0),
+           (11.0, 11.0, 11.5, 12.0, 12.0, 10.5, 8.5, 8.5, 10.0, 11.0, 10.5, 10.5),
+           (2.3, 3.1, 4.1, 5.0, 5.6, 5.4, 4.7, 4.5, 4.3, 3.4, 2.5, 2.0)),
+          aliases=("Peking",), source=_CN),
+    _city("Harbin", "CN", "Harbin (50953)", (45.75, 126.77, 142, 8),
+          ((-17.5, -13.0, -3.5, 7.0, 15.0, 21.0, 23.0, 21.5, 15.0, 6.0, -5.0, -15.0),
+           (11.5, 12.5, 12.0, 12.0, 12.0, 10.5, 9.0, 9.5, 11.0, 11.0, 10.0, 10.5),
+           (1.8, 2.9, 4.2, 5.0, 5.6, 5.7, 5.2, 4.7, 4.1, 2.9, 1.9, 1.4)), source=_CN),
+    _city("Seoul", "KR", "Seoul (108)", (37.57, 126.97, 86, 9),
+          ((-2.0, 0.5, 6.0, 12.5, 18.0, 22.5, 25.5, 26.0, 21.5, 15.0, 7.5, 0.0),
+           (8.5, 9.0, 9.5, 10.0, 9.5, 8.0, 6.5, 7.0, 8.0, 9.0, 8.5, 8.0),
+           (2.2, 3.0, 3.9, 4.8, 5.2, 4.9, 4.1, 4.3, 3.9, 3.3, 2.3, 1.9)), source=_KR),
+    _city("Sapporo", "JP", "Sapporo (47412)", (43.06, 141.33, 17, 9),
+          ((-3.0, -2.5, 1.0, 7.0, 12.5, 16.5, 20.5, 22.5, 18.5, 12.0, 5.0, -1.0),
+           (6.0, 6.5, 7.0, 9.0, 9.5, 8.5, 7.5, 7.5, 8.0, 8.5, 7.0, 6.0),
+           (1.5, 2.5, 3.7, 4.6, 5.2, 5.2, 4.7, 4.3, 3.7, 2.7, 1.6, 1.2)),
+          aliases=("札幌",), source=_JP),
+    _city("Tokyo", "JP", "Tokyo (47662)", (35.69, 139.75, 25, 9),
+          ((5.5, 6.0, 9.5, 14.5, 19.0, 22.0, 25.5, 27.0, 23.5, 18.0, 12.5, 7.5),
+           (8.5, 8.5, 8.0, 8.0, 7.5, 6.5, 6.5, 7.0, 6.5, 7.0, 7.5, 8.0),
+           (2.5, 3.1, 3.6, 4.3, 4.6, 4.0, 4.3, 4.4, 3.4, 2.8, 2.3, 2.2)),
+          aliases=("東京",), source=_JP),
 )
 # fmt: on
 

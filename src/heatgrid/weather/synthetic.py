@@ -22,8 +22,8 @@ Global horizontal irradiation is a clear-sky curve (Haurwitz 1945, from the sola
 each hour, equation of time neglected) times a day-to-day clearness factor (AR(1), lag-one
 correlation 0.5), scaled so that each month's total equals its normal exactly.
 
-Monthly normals come from :mod:`heatgrid.weather.cities` (WMO 1991–2020 station normals;
-irradiation from PVGIS-SARAH).
+Monthly normals come from :mod:`heatgrid.weather.cities` (station normals of the national
+meteorological services; each city names its source).
 """
 
 from __future__ import annotations
@@ -94,7 +94,10 @@ def synthetic_year(city_name: str, *, year: int = DEFAULT_YEAR) -> WeatherYear:
         timestamps_ts=grid.timestamps_ts,
         outdoor_temp_c=outdoor_temp_c,
         global_horizontal_wh_per_m2=global_horizontal_wh_per_m2,
-        source=f"synthetic: monthly normals of {city.station} ({city.country}), year {year}",
+        source=(
+            f"synthetic: monthly normals of {city.station} ({city.country}), year {year}; "
+            f"{city.source}"
+        ),
     )
 
 
