@@ -6,7 +6,13 @@ import pytest
 from tests.mining import blocks
 
 from heatgrid.mining import stratum
-from heatgrid.mining.hashing import hash_hex, prevhash_from_stratum, sha256d
+from heatgrid.mining.hashing import (
+    assemble_coinbase,
+    hash_hex,
+    merkle_root,
+    prevhash_from_stratum,
+    sha256d,
+)
 from heatgrid.mining.shares import (
     MAX_NTIME_ROLL_S,
     Job,
@@ -187,3 +193,21 @@ def test_unauthorized_worker_and_unsubscribed_connection() -> None:
 def test_a_bad_extranonce2_size_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="extranonce2 size"):
         ShareValidator(EN1, 0)
+
+
+def test_each_extranonce2_gets_its_own_merkle_root() -> None:
+    """The root cached for one extranonce2 is never used for another one."""
+    validator = _validator(2.0**-40)  # every hash meets the target
+    job = _job()
+    headers = {}
+    for en2 in (b"\x00\x00\x00\x01", b"\x00\x00\x00\x02", b"\x00\x00\x00\x01"):
+        for nonce in (1, 2):
+            result = validator.check(_submit(nonce, extranonce2=en2, id=nonce))
+            if en2 in headers and nonce in headers[en2]:
+                assert result.reason is RejectReason.DUPLICATE
+                continue
+            assert result.accepted
+            coinbase = assemble_coinbase(job.coinbase1, EN1, en2, job.coinbase2)
+            assert result.header[36:68] == merkle_root(sha256d(coinbase), job.merkle_branch)
+            headers.setdefault(en2, {})[nonce] = result.header
+    assert headers[b"\x00\x00\x00\x01"][1][36:68] != headers[b"\x00\x00\x00\x02"][1][36:68]

@@ -241,8 +241,8 @@ class StratumMinerClient:
                 self._extranonce2_size, "big"
             )
             found = await self._search(work, en2)
-            if found is None or self._work is not work:
-                continue
+            if found is None or self._work is not work or self._draining:
+                continue  # no await between this check and the share's registration below
             ntime, nonce, bits = found
             rid = next(self._ids)
             self._pending[rid] = (work.job.job_id, work.difficulty)

@@ -17,11 +17,12 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 from heatgrid.core.errors import InputError
 from heatgrid.mining.hashing import hash_hex, prevhash_from_stratum
 from heatgrid.mining.stratum import ErrorCode, Notify, Submit
-from heatgrid.mining.targets import DIFF1_TARGET, target_from_difficulty, target_from_nbits
+from heatgrid.mining.targets import hash_difficulty, target_from_difficulty, target_from_nbits
 
 __all__ = [
     "MAX_NTIME_ROLL_S",
@@ -35,6 +36,7 @@ __all__ = [
 MAX_NTIME_ROLL_S = 7000
 """How far past the job's ntime a share's ntime may go (as ckpool) [s]."""
 
+_MAX_CACHED_ROOTS = 64
 _sha256 = hashlib.sha256
 _pack_version = struct.Struct("<I").pack
 _pack_tail = struct.Struct("<III").pack
@@ -100,26 +102,35 @@ def job_from_notify(notify: Notify) -> Job:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ShareResult:
-    """The verdict on one submission.
+class ShareResult(NamedTuple):
+    """The verdict on one submission (a named tuple: made once per share, so made cheaply).
 
     ``difficulty`` is the share difficulty credited when accepted (the job's, not the hash's);
-    ``hash_difficulty`` is what the hash achieved; ``is_block`` when it meets the network target.
+    ``is_block`` when the hash meets the network target; ``digest`` the header's double SHA-256
+    (internal order) once it was hashed; ``header`` the 80 bytes of an accepted share.
     """
 
     accepted: bool
     reason: RejectReason | None = None
     difficulty: float = 0.0
-    hash_difficulty: float = 0.0
     is_block: bool = False
-    block_hash: str = ""
+    digest: bytes = b""
     header: bytes = b""
 
     @property
     def code(self) -> ErrorCode | None:
         """The Stratum error code of a rejection, None when accepted."""
         return None if self.reason is None else self.reason.code
+
+    @property
+    def block_hash(self) -> str:
+        """The header's hash as explorers show it ('' if the share was not hashed)."""
+        return hash_hex(self.digest) if self.digest else ""
+
+    @property
+    def hash_difficulty(self) -> float:
+        """The difficulty the hash achieved (0 if the share was not hashed) [-]."""
+        return hash_difficulty(self.digest) if self.digest else 0.0
 
 
 @dataclass(slots=True)
@@ -129,6 +140,8 @@ class _IssuedJob:
     share_target: int
     coinbase_prefix: bytes
     accepted: set[bytes] = field(default_factory=set)
+    roots: dict[bytes, bytes] = field(default_factory=dict)
+    """Merkle root per extranonce2: an ASIC rolls nonce and version bits on one for seconds."""
 
 
 class ShareValidator:
@@ -210,11 +223,16 @@ class ShareValidator:
             if submit.version_bits & ~mask:
                 return ShareResult(False, RejectReason.BAD_VERSION_BITS)
             version = (version & ~mask & 0xFFFFFFFF) | submit.version_bits
-        root = _sha256(
-            _sha256(issued.coinbase_prefix + submit.extranonce2 + job.coinbase2).digest()
-        ).digest()
-        for sibling in job.merkle_branch:
-            root = _sha256(_sha256(root + sibling).digest()).digest()
+        root = issued.roots.get(submit.extranonce2)
+        if root is None:
+            root = _sha256(
+                _sha256(issued.coinbase_prefix + submit.extranonce2 + job.coinbase2).digest()
+            ).digest()
+            for sibling in job.merkle_branch:
+                root = _sha256(_sha256(root + sibling).digest()).digest()
+            if len(issued.roots) >= _MAX_CACHED_ROOTS:
+                issued.roots.clear()
+            issued.roots[submit.extranonce2] = root
         header = (
             _pack_version(version)
             + job.prevhash
@@ -223,18 +241,11 @@ class ShareValidator:
         )
         digest = _sha256(_sha256(header).digest()).digest()
         value = int.from_bytes(digest, "little")
-        achieved = DIFF1_TARGET / value if value else float("inf")
         if value > issued.share_target:
-            return ShareResult(False, RejectReason.LOW_DIFFICULTY, hash_difficulty=achieved)
+            return ShareResult(False, RejectReason.LOW_DIFFICULTY, 0.0, False, digest)
         if digest in issued.accepted:
-            return ShareResult(False, RejectReason.DUPLICATE, hash_difficulty=achieved)
+            return ShareResult(False, RejectReason.DUPLICATE, 0.0, False, digest)
         issued.accepted.add(digest)
         return ShareResult(
-            True,
-            None,
-            difficulty=issued.difficulty,
-            hash_difficulty=achieved,
-            is_block=value <= job.network_target,
-            block_hash=hash_hex(digest),
-            header=header,
+            True, None, issued.difficulty, value <= job.network_target, digest, header
         )

@@ -1,5 +1,8 @@
 """Stratum v1 codec: line-delimited JSON-RPC messages as typed values, parsed strictly.
 
+Messages are slotted dataclasses, not frozen ones (a frozen one costs five times as much to
+make, and a proxy makes one per share): treat them as values.
+
 :func:`decode` turns one line into a message, or into :class:`Malformed` naming what is wrong
 (never an exception): bad UTF-8 or JSON, a line over the cap, a wrong parameter count or type,
 hex of the wrong length, an unknown method. :func:`encode` writes a message back as one line.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -51,6 +55,7 @@ _UINT32_HEX = 8
 _MAX_ID_ABS = 2**53
 _MAX_TEXT = 256
 _VERSION_ROLLING = "version-rolling"
+_HEX8 = re.compile(r"[0-9a-fA-F]{8}")
 
 
 class ErrorCode(IntEnum):
@@ -67,7 +72,7 @@ class ErrorCode(IntEnum):
 RequestId = int | str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StratumError:
     """An error answer: its code and a message for people."""
 
@@ -75,7 +80,7 @@ class StratumError:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Subscribe:
     """``mining.subscribe [user_agent, session_id]``."""
 
@@ -84,7 +89,7 @@ class Subscribe:
     session_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Authorize:
     """``mining.authorize [username, password]``."""
 
@@ -93,7 +98,7 @@ class Authorize:
     password: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Submit:
     """``mining.submit [worker, job_id, extranonce2, ntime, nonce, version_bits]``.
 
@@ -110,7 +115,7 @@ class Submit:
     version_bits: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Configure:
     """``mining.configure [extensions, parameters]``; the version-rolling fields (BIP 310)."""
 
@@ -120,14 +125,14 @@ class Configure:
     version_rolling_min_bit_count: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ExtranonceSubscribe:
     """``mining.extranonce.subscribe []``."""
 
     id: RequestId
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SuggestDifficulty:
     """``mining.suggest_difficulty [difficulty]``."""
 
@@ -135,7 +140,7 @@ class SuggestDifficulty:
     difficulty: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Notify:
     """``mining.notify``: a job. ``prevhash`` is as sent (see :mod:`heatgrid.mining.hashing`)."""
 
@@ -150,14 +155,14 @@ class Notify:
     clean_jobs: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetDifficulty:
     """``mining.set_difficulty [difficulty]``: the share difficulty of the next jobs."""
 
     difficulty: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetExtranonce:
     """``mining.set_extranonce [extranonce1, extranonce2_size]``."""
 
@@ -165,14 +170,14 @@ class SetExtranonce:
     extranonce2_size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetVersionMask:
     """``mining.set_version_mask [mask]`` (BIP 310)."""
 
     mask: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Response:
     """An answer to a request: ``result`` (any JSON) or ``error``."""
 
@@ -181,7 +186,7 @@ class Response:
     error: StratumError | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Malformed:
     """A line that is not a valid message; ``id`` is the request's when it could be read."""
 
@@ -189,7 +194,7 @@ class Malformed:
     id: RequestId = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SubscribeResult:
     """The result of ``mining.subscribe``: the extranonce1 given and the extranonce2 size."""
 
@@ -221,6 +226,9 @@ def _reject_constant(name: str) -> None:
     raise _BadError(f"{name} is not a JSON number")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _hex(value: object, field: str, size: int | None = None) -> bytes:
     if not isinstance(value, str):
         raise _BadError(f"{field} must be a hex string")
@@ -236,9 +244,11 @@ def _hex(value: object, field: str, size: int | None = None) -> bytes:
 
 
 def _uint32(value: object, field: str) -> int:
-    if not isinstance(value, str) or len(value) != _UINT32_HEX:
+    if not isinstance(value, str) or _HEX8.fullmatch(value) is None:
+        if isinstance(value, str) and len(value) == _UINT32_HEX:
+            raise _BadError(f"{field} is not hex: {value!r}")
         raise _BadError(f"{field} must be 8 hex digits")
-    return int.from_bytes(_hex(value, field, 4), "big")
+    return int(value, 16)
 
 
 def _text(value: object, field: str) -> str:
@@ -413,7 +423,7 @@ def decode(line: bytes, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Message
         return Malformed(f"line longer than {max_line_bytes} bytes")
     rid: RequestId = None
     try:
-        raw = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+        raw = _DECODER.decode(line.decode("utf-8"))
         if not isinstance(raw, dict):
             raise _BadError("a message must be a JSON object")
         rid = _id(raw)
