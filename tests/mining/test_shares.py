@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from tests.mining import blocks
 
@@ -211,3 +213,16 @@ def test_each_extranonce2_gets_its_own_merkle_root() -> None:
             assert result.header[36:68] == merkle_root(sha256d(coinbase), job.merkle_branch)
             headers.setdefault(en2, {})[nonce] = result.header
     assert headers[b"\x00\x00\x00\x01"][1][36:68] != headers[b"\x00\x00\x00\x02"][1][36:68]
+
+
+def test_the_same_job_sent_again_still_knows_its_shares() -> None:
+    validator = _validator()
+    nonce = _find(EASY, want_accepted=True)
+    assert validator.check(_submit(nonce)).accepted
+    validator.add_job(_job(), EASY / 2)  # resent, e.g. at a new difficulty
+    assert validator.check(_submit(nonce, id=2)).reason is RejectReason.DUPLICATE
+    other = _job()
+    other = job_from_notify(replace(other.notify, ntime=other.ntime + 1))  # same id, new job
+    validator.add_job(other, EASY)
+    replaced = validator.check(_submit(nonce, id=3))
+    assert replaced.reason is RejectReason.NTIME_OUT_OF_RANGE  # the new job's ntime rules

@@ -181,16 +181,20 @@ class ShareValidator:
         self.authorized.add(worker)
 
     def add_job(self, job: Job, difficulty: float) -> None:
-        """Record that ``job`` was sent at share ``difficulty``; a clean job makes others stale."""
+        """Record that ``job`` was sent at share ``difficulty``; a clean job makes others stale.
+
+        The same job sent again (a new difficulty) keeps its accepted shares, so a share
+        accepted before is still a duplicate; another job under a used id replaces it.
+        """
+        previous = self._jobs.pop(job.job_id, None)
         if job.clean_jobs:
             self._jobs.clear()
-        self._jobs.pop(job.job_id, None)
-        self._jobs[job.job_id] = _IssuedJob(
-            job,
-            difficulty,
-            target_from_difficulty(difficulty),
-            job.coinbase1 + self.extranonce1,
+        issued = _IssuedJob(
+            job, difficulty, target_from_difficulty(difficulty), job.coinbase1 + self.extranonce1
         )
+        if previous is not None and previous.job.notify == job.notify:
+            issued.accepted, issued.roots = previous.accepted, previous.roots
+        self._jobs[job.job_id] = issued
         while len(self._jobs) > self._max_jobs:
             self._jobs.popitem(last=False)
 
