@@ -15,6 +15,7 @@ from heatgrid.core.errors import InputError
 
 if TYPE_CHECKING:
     from heatgrid.emulators.miner_server import MinerEmulator
+    from heatgrid.emulators.stratum_miner import StratumMinerClient
 
 __all__ = ["register"]
 
@@ -50,8 +51,22 @@ def miner(
     speed: Annotated[
         float, typer.Option(help="Emulated seconds per real second (1: real time).")
     ] = 1.0,
+    stratum: Annotated[
+        str | None,
+        typer.Option(help="Also mine into this pool: stratum+tcp://HOST:PORT (hashlib shares)."),
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Stratum user (device ID[.worker]); with --stratum.")
+    ] = None,
+    password: Annotated[
+        str, typer.Option(help="Stratum password (the device's mining password).")
+    ] = "x",
 ) -> None:
-    """Run an emulated Auradine FluxOS miner that pyasic reads and controls."""
+    """Run an emulated Auradine FluxOS miner that pyasic reads and controls.
+
+    With ``--stratum`` it also mines: real shares hashed with hashlib at the pool's (tiny)
+    difficulty, never faster than its emulated hashrate would find them.
+    """
     from heatgrid.emulators.miner_model import MinerParams  # noqa: PLC0415
     from heatgrid.emulators.miner_server import MinerEmulator, scaled_clock  # noqa: PLC0415
 
@@ -82,11 +97,33 @@ def miner(
         web_port=web_port,
         clock=time.time if speed == 1.0 else scaled_clock(speed),
     )
+    client = _stratum_client(emulator, stratum, user, password)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(emulator, host))
+        asyncio.run(_serve(emulator, host, client))
 
 
-async def _serve(emulator: MinerEmulator, host: str) -> None:
+def _stratum_client(
+    emulator: MinerEmulator, url: str | None, user: str | None, password: str
+) -> StratumMinerClient | None:
+    from heatgrid.emulators import miner_model  # noqa: PLC0415
+    from heatgrid.emulators.stratum_miner import StratumMinerClient  # noqa: PLC0415
+
+    if url is None:
+        if user is not None:
+            raise InputError("--user needs --stratum (the pool to mine into)")
+        return None
+    if not user:
+        raise InputError("--stratum needs --user (the device ID to mine as)")
+
+    def hashrate_hs() -> float:
+        return miner_model.hashrate_ths(emulator.state, emulator.params) * 1e12
+
+    return StratumMinerClient(url, user, password, hashrate_hs)
+
+
+async def _serve(
+    emulator: MinerEmulator, host: str, client: StratumMinerClient | None = None
+) -> None:
     try:
         await emulator.start()
     except OSError as error:
@@ -99,8 +136,17 @@ async def _serve(emulator: MinerEmulator, host: str) -> None:
     loop = asyncio.get_running_loop()
     if task is not None:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await emulator.serve_forever()
+    mining = None if client is None else asyncio.create_task(client.run())
+    if client is not None:
+        typer.echo(f"mining as {client.user} into {client.url}")
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await emulator.serve_forever()
+    finally:
+        if mining is not None:
+            mining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await mining
 
 
 @_emulate.command("room")
