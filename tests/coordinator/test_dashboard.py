@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -194,3 +196,21 @@ def test_the_assets_are_served_by_the_coordinator(coordinator: Coordinator) -> N
         assert answer.status_code == 200, name
         assert answer.content == (STATIC_DIR / name).read_bytes()
     assert (STATIC_DIR / "uPlot.LICENSE").read_text().startswith("The MIT License")
+
+
+def test_the_grafana_dashboard_queries_metrics_that_metrics_exposes(
+    coordinator: Coordinator, fleet: Fleet
+) -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    board = json.loads((docs / "grafana-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in board["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"heatgrid_\w+", target["expr"])
+    }
+    assert len(queried) >= 6
+    exposed = coordinator.client.get("/metrics").text
+    exposed_names = set(re.findall(r"^(heatgrid_\w+)", exposed, flags=re.MULTILINE))
+    assert queried <= exposed_names, queried - exposed_names
+    assert "heatgrid-coordinator" in (docs / "operations.md").read_text()  # the scrape example
