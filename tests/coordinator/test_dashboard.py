@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from heatgrid.coordinator.dashboard import routes
 from heatgrid.coordinator.dashboard import session as sessions
 from heatgrid.coordinator.dashboard.routes import STATIC_DIR
 
@@ -214,3 +215,20 @@ def test_the_grafana_dashboard_queries_metrics_that_metrics_exposes(
     exposed_names = set(re.findall(r"^(heatgrid_\w+)", exposed, flags=re.MULTILINE))
     assert queried <= exposed_names, queried - exposed_names
     assert "heatgrid-coordinator" in (docs / "operations.md").read_text()  # the scrape example
+
+
+def test_the_fleet_stream_sends_the_visible_fleet_and_ends_by_itself(
+    coordinator: Coordinator, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(routes, "EVENT_STREAM_S", 0.3)
+    monkeypatch.setattr(routes, "EVENT_POLL_S", 0.05)
+    _log_in(coordinator, fleet.keys["bob"])
+    answer = coordinator.client.get("/events/fleet")  # returns once the stream has ended
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    events = [block for block in answer.text.split("\n\n") if block.startswith("event: fleet")]
+    assert events  # sent at once, then only when a heartbeat arrives
+    data = json.loads(events[0].split("data: ", 1)[1])
+    assert "attic office" in data["rows"]
+    assert "living room" not in data["rows"]  # alice's
+    assert "2 / 2" in data["summary"]

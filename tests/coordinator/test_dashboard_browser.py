@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,11 +102,22 @@ def shots(tmp_path: Path) -> Path:
     return path
 
 
-def _page(browser: Any, site: Site, viewport: dict[str, int] = _DESKTOP) -> Any:
-    context = browser.new_context(base_url=site.url, viewport=viewport)
-    page = context.new_page()
-    page.set_default_timeout(_WAIT_MS)
-    return page
+@pytest.fixture
+def open_page(browser: Any, site: Site) -> Iterator[Callable[..., Any]]:
+    """Open a page in a new browser context (its own cookies); all are closed after the test,
+    so that no event stream keeps the server waiting when it stops."""
+    contexts: list[Any] = []
+
+    def open_one(viewport: dict[str, int] = _DESKTOP) -> Any:
+        context = browser.new_context(base_url=site.url, viewport=viewport)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(_WAIT_MS)
+        return page
+
+    yield open_one
+    for context in contexts:
+        context.close()
 
 
 def _log_in(page: Any, key: str) -> None:
@@ -135,9 +146,9 @@ def _send_heartbeat(site: Site, name: str, **fields: Any) -> None:
 
 
 def test_without_a_key_the_browser_gets_the_login_page_and_no_data(
-    browser: Any, site: Site, shots: Path
+    open_page: Callable[..., Any], site: Site, shots: Path
 ) -> None:
-    page = _page(browser, site)
+    page = open_page()
     for path in ("/", "/jobs", f"/heaters/{site.fleet.heaters['study'][0]}", "/ledger"):
         page.goto(path)
         assert page.url.startswith(f"{site.url}/login?next="), page.url
@@ -150,8 +161,10 @@ def test_without_a_key_the_browser_gets_the_login_page_and_no_data(
     _shot(page, shots, "login")
 
 
-def test_a_wrong_key_gets_a_clear_message(browser: Any, site: Site, shots: Path) -> None:
-    page = _page(browser, site)
+def test_a_wrong_key_gets_a_clear_message(
+    open_page: Callable[..., Any], site: Site, shots: Path
+) -> None:
+    page = open_page()
     page.goto("/login")
     page.fill("#api_key", "hgk_0000000000000000_not-the-secret")
     page.click("button[type=submit]")
@@ -165,11 +178,11 @@ def test_a_wrong_key_gets_a_clear_message(browser: Any, site: Site, shots: Path)
 
 
 def test_log_in_with_the_keyboard_and_see_a_heater_update_live(
-    browser: Any, site: Site, shots: Path
+    open_page: Callable[..., Any], site: Site, shots: Path
 ) -> None:
     from playwright.sync_api import expect  # noqa: PLC0415
 
-    page = _page(browser, site)
+    page = open_page()
     page.goto("/")
     assert page.evaluate("document.activeElement.id") == "api_key"  # focus starts in the form
     page.keyboard.type(site.fleet.keys["alice"])
@@ -196,8 +209,10 @@ def test_log_in_with_the_keyboard_and_see_a_heater_update_live(
     expect(page.locator("#power")).to_have_text("555 W", timeout=_WAIT_MS)
 
 
-def test_an_owner_does_not_see_another_owners_heater(browser: Any, site: Site) -> None:
-    page = _page(browser, site)
+def test_an_owner_does_not_see_another_owners_heater(
+    open_page: Callable[..., Any], site: Site
+) -> None:
+    page = open_page()
     _log_in(page, site.fleet.keys["bob"])
     names = page.locator("#fleet-rows th a").all_inner_texts()
     assert names == ["attic office", "kitchen"]
@@ -211,9 +226,9 @@ def test_an_owner_does_not_see_another_owners_heater(browser: Any, site: Site) -
 
 
 def test_open_a_job_with_its_tasks_heaters_and_checkpoints(
-    browser: Any, site: Site, shots: Path
+    open_page: Callable[..., Any], site: Site, shots: Path
 ) -> None:
-    page = _page(browser, site)
+    page = open_page()
     _log_in(page, site.fleet.keys["carol"])
     assert page.url == f"{site.url}/jobs"  # a submitter has no fleet: its jobs are its home
     page.click("text=digits-cnn")
@@ -231,8 +246,10 @@ def test_open_a_job_with_its_tasks_heaters_and_checkpoints(
     _shot(page, shots, "job")
 
 
-def test_a_stolen_cookie_without_the_csrf_token_changes_nothing(browser: Any, site: Site) -> None:
-    page = _page(browser, site)
+def test_a_stolen_cookie_without_the_csrf_token_changes_nothing(
+    open_page: Callable[..., Any], site: Site
+) -> None:
+    page = open_page()
     _log_in(page, site.fleet.keys["alice"])
     refused = page.request.post("/logout", form={"csrf_token": "guessed"})
     assert refused.status == 403
@@ -248,10 +265,12 @@ def test_a_stolen_cookie_without_the_csrf_token_changes_nothing(browser: Any, si
     assert page.url.startswith(f"{site.url}/login")
 
 
-def test_screenshots_of_a_populated_dashboard(browser: Any, site: Site, shots: Path) -> None:
+def test_screenshots_of_a_populated_dashboard(
+    open_page: Callable[..., Any], site: Site, shots: Path
+) -> None:
     """The pages docs/dashboard.md shows, at desktop and phone widths."""
     for label, viewport in (("desktop", _DESKTOP), ("phone", _PHONE)):
-        page = _page(browser, site, viewport)
+        page = open_page(viewport)
         _log_in(page, site.fleet.keys["operator"])
         assert page.locator("#fleet-rows tr").count() == 4
         _shot(page, shots, f"fleet-{label}", for_docs=True)
@@ -263,4 +282,3 @@ def test_screenshots_of_a_populated_dashboard(browser: Any, site: Site, shots: P
         page.goto("/ledger")
         assert page.locator("text=owner:").count() >= 1
         _shot(page, shots, f"ledger-{label}", for_docs=True)
-        page.context.close()

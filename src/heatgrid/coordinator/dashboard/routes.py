@@ -40,8 +40,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 EVENT_POLL_S = 1.0
 """How often an event stream looks for new heartbeats [s]."""
 
-EVENT_STREAM_S = 300.0
-"""How long one event stream lasts; the browser reconnects by itself [s]."""
+EVENT_STREAM_S = 15.0
+"""How long one event stream lasts; the browser reconnects by itself [s]. Short, because a
+stopping server waits for open responses to end (uvicorn tells a stream nothing)."""
 
 _REFRESH_S = 30.0  # a fleet event at least this often: heaters go offline without a heartbeat
 _HISTORY_S = 24 * 3600.0
@@ -409,7 +410,7 @@ def _stream(
         ends_s = time.monotonic() + EVENT_STREAM_S
         last: Any = None
         refreshed_s = 0.0
-        yield b"retry: 2000\n\n"
+        yield b"retry: 1000\n\n"
         while time.monotonic() < ends_s and not await request.is_disconnected():
             current = await anyio.to_thread.run_sync(changed)
             if current != last or time.monotonic() - refreshed_s >= _REFRESH_S:
