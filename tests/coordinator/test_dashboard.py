@@ -232,3 +232,20 @@ def test_the_fleet_stream_sends_the_visible_fleet_and_ends_by_itself(
     assert "attic office" in data["rows"]
     assert "living room" not in data["rows"]  # alice's
     assert "2 / 2" in data["summary"]
+
+
+def test_a_large_fleet_is_shown_a_page_at_a_time(
+    coordinator: Coordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(routes, "FLEET_PAGE_SIZE", 2)
+    owner = coordinator.owner_key("dora")
+    for name in ("a", "b", "c", "d", "e"):
+        coordinator.enroll(coordinator.enrollment_code(owner), f"heater {name}")
+    _log_in(coordinator, owner)
+    pages = [coordinator.client.get(f"/?page={page}").text for page in (1, 2, 3)]
+    shown = [re.findall(r">(heater \w)</a>", page) for page in pages]
+    assert shown == [["heater a", "heater b"], ["heater c", "heater d"], ["heater e"]]
+    assert "Heaters 3–4 of 5" in pages[1]
+    assert 'href="/?page=3" rel="next"' in pages[1]
+    assert 'rel="next"' not in pages[2]
+    assert re.findall(r">(heater \w)</a>", coordinator.client.get("/?page=x").text)[0] == "heater a"

@@ -32,10 +32,13 @@ from heatgrid.coordinator.db.models import ApiKey, Device, TelemetrySampleRow
 from heatgrid.coordinator.errors import NotFoundError, UnauthorizedError
 from heatgrid.coordinator.settings import Settings
 
-__all__ = ["EVENT_POLL_S", "EVENT_STREAM_S", "STATIC_DIR", "router"]
+__all__ = ["EVENT_POLL_S", "EVENT_STREAM_S", "FLEET_PAGE_SIZE", "STATIC_DIR", "router"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 """The vendored and own front-end assets, served under ``/static``."""
+
+FLEET_PAGE_SIZE = 100
+"""Heaters on one page of the fleet view."""
 
 EVENT_POLL_S = 1.0
 """How often an event stream looks for new heartbeats [s]."""
@@ -169,7 +172,13 @@ def _not_found(request: Request, message: str) -> HTMLResponse:
     return _page(request, "error.html", status_code=404, title="Not found", message=message)
 
 
+def _page_number(request: Request) -> int:
+    text = request.query_params.get("page", "1")
+    return min(int(text), 1_000_000) if text.isdigit() and int(text) >= 1 else 1
+
+
 def _fleet(request: Request, viewer: AccountPrincipal) -> views.FleetView:
+    offset = (_page_number(request) - 1) * FLEET_PAGE_SIZE
     return _with_session(
         request,
         lambda session: views.fleet_view(
@@ -177,6 +186,8 @@ def _fleet(request: Request, viewer: AccountPrincipal) -> views.FleetView:
             viewer,
             now_ts=_now_ts(request),
             online_window_s=_settings(request).online_window_s,
+            limit=FLEET_PAGE_SIZE,
+            offset=offset,
         ),
     )
 
@@ -320,7 +331,14 @@ def fleet_page(request: Request) -> Response:
         return _to_login(request)
     if not viewer.is_operator and viewer.role != "owner":
         return RedirectResponse("/jobs", status_code=303)
-    return _page(request, "fleet.html", title="Fleet", fleet=_fleet(request, viewer))
+    return _page(
+        request,
+        "fleet.html",
+        title="Fleet",
+        fleet=_fleet(request, viewer),
+        page=_page_number(request),
+        page_size=FLEET_PAGE_SIZE,
+    )
 
 
 @router.get("/heaters/{device_id}")
