@@ -257,7 +257,11 @@ def test_a_stolen_cookie_without_the_csrf_token_changes_nothing(
     assert page.request.post("/logout", form={}).status == 403
     page.goto("/")
     assert page.locator("#fleet-rows tr").count() == 2  # still logged in
-    page.click("text=Log out")
+    for _ in range(10):  # Log out is reachable with the keyboard alone
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Log out":
+            break
+    page.keyboard.press("Enter")
     page.wait_for_url(f"{site.url}/login")
     cookies = page.context.cookies()
     assert [cookie["name"] for cookie in cookies if cookie["name"] == "heatgrid_session"] == []
@@ -271,6 +275,12 @@ def test_screenshots_of_a_populated_dashboard(
     """The pages docs/dashboard.md shows, at desktop and phone widths."""
     for label, viewport in (("desktop", _DESKTOP), ("phone", _PHONE)):
         page = open_page(viewport)
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))  # noqa: B023
+        page.on(
+            "console",
+            lambda message: problems.append(message.text) if message.type == "error" else None,  # noqa: B023
+        )
         _log_in(page, site.fleet.keys["operator"])
         assert page.locator("#fleet-rows tr").count() == 4
         _shot(page, shots, f"fleet-{label}", for_docs=True)
@@ -282,3 +292,4 @@ def test_screenshots_of_a_populated_dashboard(
         page.goto("/ledger")
         assert page.locator("text=owner:").count() >= 1
         _shot(page, shots, f"ledger-{label}", for_docs=True)
+        assert problems == []  # no script error, nothing refused by the page's CSP
