@@ -165,7 +165,10 @@ def test_a_forged_expired_or_revoked_session_is_no_session(
 def test_each_role_sees_its_pages(coordinator: Coordinator, fleet: Fleet) -> None:
     study, attic = fleet.heaters["study"][0], fleet.heaters["attic office"][0]
     _log_in(coordinator, fleet.keys["alice"])
-    assert coordinator.client.get(f"/heaters/{study}").status_code == 200
+    heater = coordinator.client.get(f"/heaters/{study}")
+    assert heater.status_code == 200
+    assert "digits-cnn" in heater.text  # what her heater computed, by name
+    assert f'href="/jobs/{fleet.job_id}"' not in heater.text  # but carol's job is not hers
     assert coordinator.client.get(f"/heaters/{attic}").status_code == 404
     assert coordinator.client.get(f"/jobs/{fleet.job_id}").status_code == 404
     assert "digits-cnn" not in coordinator.client.get("/jobs").text
