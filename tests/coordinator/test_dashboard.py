@@ -242,9 +242,15 @@ def test_a_large_fleet_is_shown_a_page_at_a_time(
 ) -> None:
     monkeypatch.setattr(routes, "FLEET_PAGE_SIZE", 2)
     owner = coordinator.owner_key("dora")
-    for name in ("a", "b", "c", "d", "e"):
-        coordinator.enroll(coordinator.enrollment_code(owner), f"heater {name}")
+    enrolled = [
+        coordinator.enroll(coordinator.enrollment_code(owner), f"heater {name}")[0]
+        for name in ("a", "b", "c", "d", "e")
+    ]
     _log_in(coordinator, owner)
+    silent = coordinator.client.get(f"/heaters/{enrolled[0]}")  # never sent a heartbeat
+    assert silent.status_code == 200
+    assert "0 samples" in silent.text
+    assert "offline" in silent.text
     pages = [coordinator.client.get(f"/?page={page}").text for page in (1, 2, 3)]
     shown = [re.findall(r">(heater \w)</a>", page) for page in pages]
     assert shown == [["heater a", "heater b"], ["heater c", "heater d"], ["heater e"]]
