@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from platformdirs import user_data_dir
 
 from heatgrid import __version__
+from heatgrid.coordinator import dashboard
 from heatgrid.coordinator.api import admin, devices, health, jobs, tasks
 from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.db.engine import (
@@ -228,6 +229,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.include_router(admin.router)
     app.include_router(jobs.router)
     app.include_router(tasks.router)
+    dashboard.mount(app)
     app.openapi = _openapi_document(app)  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(CoordinatorError, _on_coordinator_error)

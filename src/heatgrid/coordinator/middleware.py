@@ -81,6 +81,11 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
+def _is_stream(scope: Scope) -> bool:
+    """Return True for the dashboard's event streams: open for minutes, polling now and then."""
+    return str(scope["path"]).startswith("/events/")
+
+
 class ConcurrencyLimitMiddleware:
     """Admit at most ``limit`` requests at once; the others wait, without a thread, in order.
 
@@ -88,7 +93,8 @@ class ConcurrencyLimitMiddleware:
     dependencies, then its handler). Unbounded, more requests than connections would fill
     every worker thread with requests waiting for a connection while the requests holding the
     connections wait for a thread. With ``limit`` no larger than the pool and the thread pool,
-    an admitted request always gets both. ``/healthz`` (no database) is not counted.
+    an admitted request always gets both. ``/healthz`` (no database) is not counted, nor are the
+    dashboard's event streams (``/events/…``), which hold a connection only while they poll.
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
@@ -97,7 +103,7 @@ class ConcurrencyLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app once a slot is free."""
-        if scope["type"] != "http" or scope["path"] == "/healthz":
+        if scope["type"] != "http" or scope["path"] == "/healthz" or _is_stream(scope):
             await self.app(scope, receive, send)
             return
         async with self._slots:

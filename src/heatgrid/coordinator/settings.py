@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import secrets
+from dataclasses import dataclass, field
 
 from heatgrid.core.leasing import DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S
 
-__all__ = ["Settings"]
+__all__ = ["SESSION_SECRET_ENV", "Settings"]
+
+SESSION_SECRET_ENV = "HEATGRID_SESSION_SECRET"
+"""Environment variable with the key that signs dashboard session cookies; several
+coordinator machines behind one load balancer must share it."""
+
+
+def _session_secret() -> str:
+    return os.environ.get(SESSION_SECRET_ENV) or secrets.token_hex(32)
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,10 @@ class Settings:
         Requests a token may send at once before the rate applies.
     expiry_interval_s : float
         How often the process ends leases whose devices went silent [s].
+    session_secret : str
+        Key that signs the dashboard's session cookies and CSRF tokens: from
+        ``$HEATGRID_SESSION_SECRET``, else random per ``Settings`` (``serve --workers`` hands
+        one ``Settings`` to every worker, so they agree).
     """
 
     database_url: str
@@ -69,3 +83,4 @@ class Settings:
     rate_limit_per_s: float = 20.0
     rate_limit_burst: int = 200
     expiry_interval_s: float = 15.0
+    session_secret: str = field(default_factory=_session_secret, repr=False)
