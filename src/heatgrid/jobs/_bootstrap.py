@@ -8,9 +8,12 @@ library only.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
+import resource
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -102,6 +105,9 @@ def main(argv: list[str]) -> int:
     job_root, control_fd, report_fd = Path(argv[0]), int(argv[1]), int(argv[2])
     task = json.loads((job_root / CONTROL_DIR / TASK_FILE).read_text(encoding="utf-8"))
     entry_point = str(task["entry_point"])
+    max_file_bytes = int(task["max_file_bytes"])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
     code_dir = job_root / "code"
     os.chdir(code_dir)
     sys.path.insert(0, str(code_dir))
@@ -110,6 +116,16 @@ def main(argv: list[str]) -> int:
         ctx = JobContext(job_root, control_fd, report_fd)
         try:
             returned = entry(ctx)
+        except OSError as error:
+            if error.errno != errno.EFBIG:
+                raise _JobError(
+                    "exception", f"{entry_point} raised:\n{_job_traceback(error)}"
+                ) from None
+            raise _JobError(
+                "file_too_large",
+                f"the task wrote a file over the job directory's limit of "
+                f"{max_file_bytes / 2**20:.0f} MiB: {error}",
+            ) from None
         except BaseException as error:  # the job's code; report anything, SystemExit included
             raise _JobError(
                 "exception", f"{entry_point} raised:\n{_job_traceback(error)}"
