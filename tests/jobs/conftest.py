@@ -1,14 +1,8 @@
-"""Fixtures for running job tasks in the real sandbox (bubblewrap) with real cgroups.
-
-Where ``bwrap`` or a writable cgroup hierarchy is missing, the tests that need them skip with
-the reason, unless ``HEATGRID_REQUIRE_SERVICES=1`` (CI), where they fail.
-"""
+"""Fixtures for running job tasks in the real sandbox (bubblewrap) with real cgroups."""
 
 from __future__ import annotations
 
-import os
 import textwrap
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,32 +10,8 @@ from pathlib import Path
 import pytest
 
 from heatgrid.jobs.artifact import artifact_path, pack_job
-from heatgrid.jobs.cgroups import CgroupUnavailableError, create_task_cgroup
 from heatgrid.jobs.runner import RunLimits, TaskRunner
-from heatgrid.jobs.sandbox import SandboxUnavailableError, find_bwrap
 from heatgrid.protocol.jobs import TaskRun, TaskRunOutcome, TaskRunProgress
-
-
-def _sandbox_missing() -> str | None:
-    try:
-        find_bwrap()
-        cgroup = create_task_cgroup(
-            f"heatgrid-probe-{uuid.uuid4().hex[:8]}", memory_bytes=1 << 28, max_processes=16
-        )
-    except (SandboxUnavailableError, CgroupUnavailableError) as error:
-        return str(error)
-    cgroup.remove()
-    return None
-
-
-@pytest.fixture(scope="session")
-def sandbox_ready() -> None:
-    """Skip (fail in CI) where bubblewrap or a writable cgroup hierarchy is missing."""
-    reason = _sandbox_missing()
-    if reason is not None:
-        if os.environ.get("HEATGRID_REQUIRE_SERVICES"):
-            pytest.fail(f"the sandbox is required here (HEATGRID_REQUIRE_SERVICES=1): {reason}")
-        pytest.skip(reason)
 
 
 @dataclass
