@@ -1,4 +1,8 @@
-"""The example jobs in examples/, run end to end through run-local and the runner's sandbox."""
+"""The example jobs in examples/, run end to end through run-local and the runner's sandbox.
+
+digits: the final weights (a digest over tensor values) are the same through run-local, in a
+plain Python process without heatgrid, and after a pause and a resume from a checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import importlib.util
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +61,38 @@ def _interrupted_then_resumed(
     return paused, runner().run()
 
 
+PLAIN_RUN = """
+import json, sys
+from pathlib import Path
+
+sys.path.insert(0, sys.argv[1])
+import job
+
+class Ctx:  # the least a job needs, with no heatgrid at all: no checkpoints, no pausing
+    params, device, task_index, inputs = {}, "cpu", 0, {}
+    output_dir = Path(sys.argv[2])
+    def restore(self): return None
+    def should_pause(self): return False
+    def checkpoint(self, state): return 0
+    def progress(self, fraction, metrics=None): pass
+
+print(json.dumps(job.main(Ctx())))
+"""
+
+
+def _without_heatgrid(job_dir: Path, out_dir: Path) -> str:
+    """Run the job's main in a plain Python process; return its weights digest."""
+    out_dir.mkdir(parents=True)
+    answer = subprocess.run(
+        [sys.executable, "-c", PLAIN_RUN, str(job_dir), str(out_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=out_dir,
+    )
+    return str(json.loads(answer.stdout.splitlines()[-1])["weights_sha256"])
+
+
 def test_the_sweep_gives_a_checkable_result(tmp_path, capsys) -> None:
     job = EXAMPLES / "sweep"
     body = _run_local(
@@ -88,6 +126,7 @@ def test_digits_trains_and_resumes_to_the_same_weights(tmp_path, capsys) -> None
     assert result["resumed_from_step"] is None
     assert {output["path"] for output in straight["outputs"]} == {"metrics.txt", "model.pt"}
     assert straight["checkpoint_seq"] >= 10
+    assert _without_heatgrid(job, tmp_path / "plain") == result["weights_sha256"]
     paused, resumed = _interrupted_then_resumed(tmp_path / "interrupted", job, {}, "step", 400)
     assert paused.state == "paused", paused.message
     assert resumed.state == "completed", resumed.message
