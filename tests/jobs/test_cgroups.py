@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,20 @@ def test_a_task_cgroup_freezes_and_kills_real_processes(sandbox_ready) -> None:
         assert cgroup.pids() == []
     finally:
         cgroup.remove()
+
+
+UNIFIED = Path("/sys/fs/cgroup/unified")
+
+
+@pytest.mark.skipif(
+    not (UNIFIED / "cgroup.controllers").is_file()
+    or "memory" in (UNIFIED / "cgroup.controllers").read_text().split(),
+    reason="needs a hybrid host whose cgroup v2 hierarchy lacks the memory controller",
+)
+def test_a_v2_hierarchy_without_memory_and_pids_is_refused() -> None:
+    # This machine's real cgroup v2 mount (hybrid layout): the controllers live in v1
+    with pytest.raises(CgroupUnavailableError, match=r"cgroup v2: .* cannot hand the memory"):
+        create_task_cgroup(
+            "heatgrid-v2-probe", memory_bytes=1 << 28, max_processes=16, mount=UNIFIED
+        )
+    assert not (UNIFIED / "heatgrid-v2-probe").exists()
