@@ -27,7 +27,7 @@ def main(ctx):
         if state["step"] % 10 == 0:
             ctx.checkpoint(state)
         ctx.progress(state["step"] / 100, {"step": state["step"]})
-        time.sleep(0.02)
+        time.sleep(0.03)
     (ctx.output_dir / "report.txt").write_text(f"{state['step']} steps\\n")
     return {"steps": state["step"], "started_from": state["started_from"], **ctx.params}
 """
