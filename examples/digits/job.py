@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 
 import torch
 from sklearn.datasets import load_digits
@@ -75,6 +76,8 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def main(ctx):
+    # deterministic cuBLAS on a GPU (torch.use_deterministic_algorithms requires it there)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     p = ctx.params
     epochs, batch_size = int(p.get("epochs", 30)), int(p.get("batch_size", 32))
     seed, every = int(p.get("seed", 0)), int(p.get("checkpoint_every", 100))
