@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 from tests.mqtt_broker import mosquitto_broker  # noqa: F401 (a fixture: a real MQTT broker)
+from tests.sandbox import sandbox_ready  # noqa: F401 (a fixture: bubblewrap and cgroups)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from heatgrid.cli._database import AsJson, utc_text
+from heatgrid.cli._run_local import run_local
 from heatgrid.core.errors import InputError
 
 __all__ = ["register"]
@@ -245,6 +246,9 @@ def cancel(
         typer.echo(json.dumps(job))
         return
     typer.echo(f"job {job['job_id']}: {job['state']}")
+
+
+_jobs.command("run-local")(run_local)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,6 @@ Each protocol version lives in its own module (:mod:`heatgrid.protocol.v1`); a n
 new module, and the coordinator serves each version it supports under its own path prefix.
 """
 
-from heatgrid.protocol import v1
+from heatgrid.protocol import jobs, v1
 
-__all__ = ["v1"]
+__all__ = ["jobs", "v1"]

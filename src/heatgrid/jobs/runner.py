@@ -1,0 +1,693 @@
+"""Run one task of a job in its sandbox, and say how it ended.
+
+The runner unpacks the task's artifact (after checking its hash) into a fresh job directory,
+places the newest checkpoint there, starts the task in a bubblewrap sandbox inside a cgroup of
+its own, and then, until the task ends:
+
+* reads the task's reports from a pipe (progress, checkpoints, the result) and copies every
+  checkpoint out of the sandbox into the host's checkpoint directory, after checking its hash;
+* enforces the limits: memory and processes (the cgroup), running time, and the size of the
+  job directory (each file by ``RLIMIT_FSIZE``, the whole directory by watching it);
+* throttles the task by duty-cycling the cgroup freezer (:meth:`TaskRunner.set_duty`);
+* preempts it when asked (:meth:`TaskRunner.request_pause`): the task's ``ctx.should_pause()``
+  turns true; if it has not stopped after ``pause_grace_s``, its process gets SIGTERM; after
+  ``term_grace_s`` more, every process of the cgroup is killed.
+
+Whatever happens, every process of the task is gone when :meth:`TaskRunner.run` returns, and
+the outcome names the state and the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import os
+import selectors
+import shutil
+import signal
+import stat
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from heatgrid.jobs import sandbox
+from heatgrid.jobs.artifact import unpack_artifact
+from heatgrid.jobs.cgroups import TaskCgroup, create_task_cgroup
+from heatgrid.jobs.manifest import load_manifest
+from heatgrid.jobs.sdk import (
+    CHECKPOINT_DIR,
+    CONTROL_DIR,
+    MAX_REPORT_BYTES,
+    RESTORE_FILE,
+    TASK_FILE,
+)
+from heatgrid.protocol.jobs import OutputFile, RunState, TaskRun, TaskRunOutcome, TaskRunProgress
+
+__all__ = [
+    "DEFAULT_CORE_POWER_W",
+    "RunLimits",
+    "TaskRunner",
+    "latest_checkpoint",
+]
+
+DEFAULT_CORE_POWER_W: Final = 14.0
+"""Electric power of one busy CPU core, for the energy estimate [W].
+
+A stated assumption: the catalog's Ryzen 9 7950X draws 230 W (its PPT limit) over 16 cores,
+14.4 W per core; the Core i5-14400, 148 W over 10 cores.
+"""
+
+_TICK_S = 0.05
+_DISK_CHECK_S = 0.25
+_DUTY_PERIOD_S = 1.0
+_KEEP_CHECKPOINTS = 2
+_CHUNK_BYTES = 1 << 20
+_PR_SET_CHILD_SUBREAPER = 36
+_BOOTSTRAP = ("{python}", "-B", "-s", "-m", "heatgrid.jobs._bootstrap")
+_LOG_FILE = "output.log"
+_LOG_TAIL_BYTES = 4000
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """What one task run may use, and how long preemption waits.
+
+    Attributes
+    ----------
+    memory_bytes : int
+        Memory of every process of the task together, swap included [bytes].
+    disk_bytes : int
+        Size of the job directory (code, inputs, outputs, checkpoints, scratch) [bytes];
+        ``/tmp`` is a tmpfs of the same size, counted as memory.
+    max_processes : int
+        Processes and threads at once.
+    time_s : float or None
+        Running time, not counting time frozen [s]; None: no limit.
+    pause_grace_s : float
+        After asking the task to pause, how long to wait before SIGTERM [s].
+    term_grace_s : float
+        After SIGTERM, how long to wait before killing every process [s].
+    """
+
+    memory_bytes: int = 1 << 30
+    disk_bytes: int = 1 << 30
+    max_processes: int = 256
+    time_s: float | None = None
+    pause_grace_s: float = 30.0
+    term_grace_s: float = 10.0
+
+
+@dataclass
+class _Loop:
+    """The supervision loop's clock and escalation state."""
+
+    started: float
+    last_disk: float
+    buffer: bytes = b""
+    frozen_s: float = 0.0
+    frozen_since: float | None = None
+    pause_sent: float | None = None
+    term_sent: float | None = None
+
+    def frozen_until(self, now: float) -> float:
+        """Return the time frozen so far [s], the current freeze included."""
+        return self.frozen_s + (now - self.frozen_since if self.frozen_since is not None else 0.0)
+
+    def account(self, now: float) -> None:
+        """Close the current freeze (if any) into ``frozen_s``."""
+        self.frozen_s = self.frozen_until(now)
+        self.frozen_since = None
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> tuple[int, Path] | None:
+    """Return (number, path) of the newest checkpoint kept in ``checkpoint_dir``, or None."""
+    found = [
+        (int(path.stem), path)
+        for path in checkpoint_dir.glob("*.ckpt")
+        if path.stem.isdigit() and path.is_file()
+    ]
+    return max(found) if found else None
+
+
+def _open_inside(root: Path, relative: str) -> int:
+    """Open the regular file ``root/relative`` for reading, following no link on the way."""
+    parts = relative.split("/")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+        os.close(file_fd)
+        raise OSError(f"{relative} is not a regular file")
+    return file_fd
+
+
+def _copy_fd(source_fd: int, target: Path, max_bytes: int) -> tuple[int, str]:
+    """Copy an open file into ``target``; return (size, sha256). Refuse more than max_bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    with os.fdopen(source_fd, "rb") as source, target.open("wb") as sink:
+        while chunk := source.read(_CHUNK_BYTES):
+            size += len(chunk)
+            if size > max_bytes:
+                raise OSError(f"over {max_bytes} bytes")
+            digest.update(chunk)
+            sink.write(chunk)
+    return size, digest.hexdigest()
+
+
+def _walk_files(root: Path, relative: str = "") -> Iterator[str]:
+    """Yield the regular files under ``root`` (relative, ``/``-separated), following no link."""
+    try:
+        fd = _open_dir_inside(root, relative)
+    except OSError:
+        return
+    try:
+        entries = sorted(os.scandir(fd), key=lambda entry: entry.name)
+    finally:
+        os.close(fd)
+    for entry in entries:
+        name = f"{relative}/{entry.name}" if relative else entry.name
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk_files(root, name)
+        elif entry.is_file(follow_symlinks=False):
+            yield name
+
+
+def _open_dir_inside(root: Path, relative: str) -> int:
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for part in relative.split("/") if relative else []:
+        try:
+            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = next_fd
+    return fd
+
+
+def _disk_bytes(root: Path) -> int:
+    """Return the space the files under ``root`` take on disk [bytes], following no link."""
+    total = 0
+    stack = [str(root)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                info = entry.stat(follow_symlinks=False)
+                total += info.st_blocks * 512
+                if stat.S_ISDIR(info.st_mode):
+                    stack.append(entry.path)
+    return total
+
+
+def _become_subreaper() -> None:
+    """Adopt this process's orphaned descendants, so that the runner reaps them.
+
+    Bubblewrap's outer process may exit before it reaps the sandbox's init; without this, that
+    init would become a zombie of the host's PID 1, which in a container may never reap it.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _read_init_pid(info_fd: int) -> int | None:
+    """Return the host PID of the sandbox's init from bubblewrap's ``--info-fd``, or None."""
+    with os.fdopen(info_fd, "rb") as info:
+        text = info.read()
+    try:
+        pid = json.loads(text)["child-pid"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return pid if isinstance(pid, int) else None
+
+
+def _reap(pid: int | None) -> None:
+    """Wait for the sandbox's init, adopted by this process once bubblewrap exited."""
+    if pid is None:
+        return
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:  # not (or not yet) our child, or reaped already
+            if not Path(f"/proc/{pid}").exists():
+                return
+        time.sleep(0.01)
+
+
+def _mib(size_bytes: int) -> str:
+    return f"{size_bytes / 2**20:.0f} MiB"
+
+
+class TaskRunner:
+    """Runs one task in its sandbox; see the module's description.
+
+    Parameters
+    ----------
+    artifact_path : Path
+        The job's artifact (checked against ``task.artifact`` before anything runs).
+    task : TaskRun
+        Which task, with its parameters and device.
+    checkpoint_dir : Path
+        Host directory of the task's checkpoints: the newest is resumed from, new ones land
+        here as ``SEQ.ckpt`` (the two newest are kept).
+    output_dir : Path
+        Host directory the task's output files are copied into when it ends.
+    limits : RunLimits
+        What the task may use.
+    work_root : Path
+        Where the task's private job directory is made (and removed afterwards).
+    core_power_w : float
+        Power of one busy core, for the energy estimate [W].
+    on_progress : callable, optional
+        Called with each :class:`TaskRunProgress` the task reports (in the runner's thread).
+    """
+
+    def __init__(
+        self,
+        artifact_path: Path,
+        task: TaskRun,
+        *,
+        checkpoint_dir: Path,
+        output_dir: Path,
+        limits: RunLimits,
+        work_root: Path,
+        core_power_w: float = DEFAULT_CORE_POWER_W,
+        on_progress: Callable[[TaskRunProgress], None] | None = None,
+    ) -> None:
+        self.artifact_path = artifact_path
+        self.task = task
+        self.checkpoint_dir = checkpoint_dir
+        self.output_dir = output_dir
+        self.limits = limits
+        self.work_root = work_root
+        self.core_power_w = core_power_w
+        self.on_progress = on_progress
+        self.cgroup: TaskCgroup | None = None
+        """The task's cgroup while it runs."""
+        self.job_dir: Path | None = None
+        """The task's private job directory on the host while it runs (``/job`` inside)."""
+        self._lock = threading.Lock()
+        self._pause_requested = False
+        self._duty = 1.0
+        self._progress = TaskRunProgress(fraction=0.0)
+        self._checkpoint_seq: int | None = None
+        self._checkpoint_count = 0
+        self._final: dict[str, object] | None = None
+        self._stop: tuple[RunState, str] | None = None
+        self.log_tail = ""
+        self._launcher_pid: int | None = None
+        """The end of what the task printed (stdout and stderr), once it ended."""
+
+    def request_pause(self) -> None:
+        """Ask the task to checkpoint and stop (thread-safe); escalates after the grace times."""
+        with self._lock:
+            self._pause_requested = True
+
+    def set_duty(self, fraction: float) -> None:
+        """Let the task run ``fraction`` (0 to 1) of the time, frozen the rest (thread-safe)."""
+        with self._lock:
+            self._duty = min(max(float(fraction), 0.0), 1.0)
+
+    def run(self) -> TaskRunOutcome:
+        """Run the task to its end; return its outcome. Every process of it is gone after.
+
+        Raises
+        ------
+        ArtifactError
+            The artifact is corrupt, tampered with or too large (nothing ran).
+        InputError
+            Its ``job.toml`` is bad (nothing ran).
+        CgroupUnavailableError, SandboxUnavailableError
+            The host cannot limit or sandbox a task (nothing ran).
+        """
+        bwrap = sandbox.find_bwrap()
+        work = self.work_root / f"task-{uuid.uuid4().hex[:12]}"
+        job_dir = self.job_dir = work / "job"
+        try:
+            unpack_artifact(self.artifact_path, self.task.artifact.sha256, job_dir)
+            manifest = load_manifest(job_dir / "code")
+            self._prepare(job_dir, work, manifest.entry_point)
+            self.cgroup = create_task_cgroup(
+                f"heatgrid-{work.name}",
+                memory_bytes=self.limits.memory_bytes,
+                max_processes=self.limits.max_processes,
+            )
+            try:
+                return self._run_sandboxed(bwrap, work, job_dir)
+            finally:
+                self.cgroup.remove()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _prepare(self, job_dir: Path, work: Path, entry_point: str) -> None:
+        control = job_dir / CONTROL_DIR
+        (control / CHECKPOINT_DIR).mkdir(parents=True)
+        (job_dir / "outputs").mkdir(exist_ok=True)
+        (job_dir / "inputs").mkdir(exist_ok=True)
+        latest = latest_checkpoint(self.checkpoint_dir)
+        if latest is not None:
+            self._checkpoint_seq = latest[0]
+            shutil.copyfile(latest[1], control / RESTORE_FILE)
+        task = {
+            "task_index": self.task.task_index,
+            "params": self.task.params,
+            "device": self.task.device,
+            "entry_point": entry_point,
+            "inputs": sorted(path.name for path in (job_dir / "inputs").iterdir()),
+            "checkpoint_seq": self._checkpoint_seq,
+            "max_file_bytes": self.limits.disk_bytes,
+        }
+        (control / TASK_FILE).write_text(json.dumps(task))
+        sandbox.write_sandbox_etc(work / "etc")
+
+    def _run_sandboxed(self, bwrap: str, work: Path, job_dir: Path) -> TaskRunOutcome:
+        assert self.cgroup is not None
+        control_read, control_write = os.pipe()
+        report_read, report_write = os.pipe()
+        info_read, info_write = os.pipe()
+        command = sandbox.sandbox_command(
+            bwrap=bwrap,
+            procs_files=self.cgroup.procs_files,
+            job_dir=job_dir,
+            etc_dir=work / "etc",
+            tmp_bytes=self.limits.disk_bytes,
+            argv=[*_BOOTSTRAP, sandbox.SANDBOX_JOB_ROOT, str(control_read), str(report_write)],
+            env={},
+            info_fd=info_write,
+            gpu=self.task.device == "cuda",
+        )
+        started = time.monotonic()
+        log = (job_dir / CONTROL_DIR / _LOG_FILE).open("wb")
+        _become_subreaper()
+        try:
+            process = subprocess.Popen(
+                command,
+                env={},
+                pass_fds=(control_read, report_write, info_write),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            os.close(control_read)
+            os.close(report_write)
+            os.close(info_write)
+            log.close()
+        init_pid = _read_init_pid(info_read)
+        self._launcher_pid = process.pid
+        try:
+            status, frozen_s = self._supervise(process, report_read, control_write, job_dir)
+        finally:
+            os.close(report_read)
+            os.close(control_write)
+            self.cgroup.kill(self._launcher_pid)
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            _reap(init_pid)
+        self.log_tail = self._read_log(job_dir)
+        wall_s = max(time.monotonic() - started - frozen_s, 0.0)
+        return self._outcome(status, self.log_tail, job_dir, wall_s)
+
+    @staticmethod
+    def _read_log(job_dir: Path) -> str:
+        try:
+            fd = _open_inside(job_dir, f"{CONTROL_DIR}/{_LOG_FILE}")
+        except OSError:
+            return ""
+        with os.fdopen(fd, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            file.seek(max(size - _LOG_TAIL_BYTES, 0))
+            return file.read().decode(errors="replace")
+
+    def _supervise(
+        self, process: subprocess.Popen[bytes], report_fd: int, control_fd: int, job_dir: Path
+    ) -> tuple[int, float]:
+        """Follow the task until its sandbox exits; return (exit status, time frozen [s])."""
+        assert self.cgroup is not None
+        selector = selectors.DefaultSelector()
+        selector.register(report_fd, selectors.EVENT_READ)
+        loop = _Loop(started=time.monotonic(), last_disk=time.monotonic())
+        while True:
+            if selector.select(timeout=_TICK_S) and not self._read_reports(
+                report_fd, loop, job_dir
+            ):
+                selector.unregister(report_fd)
+            status = process.poll()
+            if status is not None:
+                self.cgroup.kill(
+                    self._launcher_pid
+                )  # every writer of the pipe is gone: read what is left
+                os.set_blocking(report_fd, False)
+                with contextlib.suppress(BlockingIOError):
+                    while self._read_reports(report_fd, loop, job_dir):
+                        pass
+                loop.account(time.monotonic())
+                return status, loop.frozen_s
+            now = time.monotonic()
+            with self._lock:
+                pause, duty = self._pause_requested, self._duty
+            if self._stop is not None:
+                self.cgroup.kill(self._launcher_pid)
+            elif not self._over_limit(loop, now, job_dir):
+                if pause:
+                    self._preempt(loop, now, control_fd)
+                else:
+                    self._duty_cycle(loop, now, duty)
+
+    def _read_reports(self, report_fd: int, loop: _Loop, job_dir: Path) -> bool:
+        """Read and handle what the task reported; return False at the end of the pipe."""
+        chunk = os.read(report_fd, 65536)
+        if not chunk:
+            return False
+        loop.buffer += chunk
+        *lines, loop.buffer = loop.buffer.split(b"\n")
+        for line in lines:
+            self._handle(line, job_dir)
+        if len(loop.buffer) > MAX_REPORT_BYTES:
+            loop.buffer = b""
+            self._stop_with("killed", "the task sent a report line over the size limit")
+        return True
+
+    def _over_limit(self, loop: _Loop, now: float, job_dir: Path) -> bool:
+        """Stop the task if it is over its time or disk limit; return True if it is."""
+        limit_s = self.limits.time_s
+        if limit_s is not None and now - loop.started - loop.frozen_until(now) > limit_s:
+            self._stop_with("out_of_time", f"the task ran longer than its limit of {limit_s:g} s")
+            return True
+        if now - loop.last_disk > _DISK_CHECK_S:
+            loop.last_disk = now
+            used = _disk_bytes(job_dir)
+            if used > self.limits.disk_bytes:
+                self._stop_with(
+                    "out_of_disk",
+                    f"the job directory grew to {_mib(used)}, over its limit of "
+                    f"{_mib(self.limits.disk_bytes)}",
+                )
+                return True
+        return False
+
+    def _preempt(self, loop: _Loop, now: float, control_fd: int) -> None:
+        """Ask the task to pause; SIGTERM after the grace time; kill everything after the next."""
+        assert self.cgroup is not None
+        if loop.frozen_since is not None:
+            self.cgroup.thaw()
+            loop.account(now)
+        if loop.pause_sent is None:
+            loop.pause_sent = now
+            with contextlib.suppress(BrokenPipeError):
+                os.write(control_fd, b'{"type":"pause"}\n')
+        elif loop.term_sent is None and now - loop.pause_sent > self.limits.pause_grace_s:
+            loop.term_sent = now
+            self._terminate()
+        elif loop.term_sent is not None and now - loop.term_sent > self.limits.term_grace_s:
+            self.cgroup.kill(self._launcher_pid)
+
+    def _duty_cycle(self, loop: _Loop, now: float, duty: float) -> None:
+        """Freeze the task for the part of each period its duty leaves out."""
+        assert self.cgroup is not None
+        want_frozen = duty < 1.0 and (now % _DUTY_PERIOD_S) >= duty * _DUTY_PERIOD_S
+        if want_frozen and loop.frozen_since is None:
+            self.cgroup.freeze()
+            loop.frozen_since = now
+        elif not want_frozen and loop.frozen_since is not None:
+            self.cgroup.thaw()
+            loop.account(now)
+
+    def _terminate(self) -> None:
+        """Send SIGTERM to the task's processes, not to the sandbox's init (it would kill all)."""
+        assert self.cgroup is not None
+        for pid in self.cgroup.pids():
+            try:
+                name = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if name not in {"bwrap", "sh"}:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+    def _stop_with(self, state: RunState, message: str) -> None:
+        if self._stop is None:
+            self._stop = (state, message)
+
+    def _handle(self, line: bytes, job_dir: Path) -> None:
+        try:
+            message = json.loads(line)
+            kind = message["type"]
+        except (ValueError, KeyError, TypeError):
+            self._stop_with("killed", "the task sent a report the runner cannot read")
+            return
+        if kind == "progress":
+            try:
+                self._progress = TaskRunProgress(
+                    fraction=message["fraction"], metrics=message["metrics"]
+                )
+            except (ValueError, KeyError):
+                self._stop_with("killed", "the task sent a malformed progress report")
+                return
+            if self.on_progress is not None:
+                self.on_progress(self._progress)
+        elif kind == "checkpoint":
+            self._collect_checkpoint(message, job_dir)
+        elif kind in {"result", "paused", "error"}:
+            self._final = message
+
+    def _collect_checkpoint(self, message: dict[str, object], job_dir: Path) -> None:
+        seq = message.get("seq")
+        if not isinstance(seq, int) or seq <= (self._checkpoint_seq or 0):
+            self._stop_with("killed", f"the task reported checkpoint {seq!r} out of order")
+            return
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        partial = self.checkpoint_dir / f"{seq}.partial"
+        try:
+            source = _open_inside(job_dir, f"{CONTROL_DIR}/{CHECKPOINT_DIR}/{seq}.ckpt")
+            _, sha256 = _copy_fd(source, partial, self.limits.disk_bytes)
+        except OSError:
+            partial.unlink(missing_ok=True)
+            return  # replaced by a newer one before it could be read: that one counts
+        if sha256 != message.get("sha256"):
+            partial.unlink(missing_ok=True)
+            self._stop_with("killed", f"checkpoint {seq} does not match the hash reported")
+            return
+        partial.replace(self.checkpoint_dir / f"{seq}.ckpt")
+        self._checkpoint_seq = seq
+        self._checkpoint_count += 1
+        for path in self.checkpoint_dir.glob("*.ckpt"):
+            if path.stem.isdigit() and int(path.stem) <= seq - _KEEP_CHECKPOINTS:
+                path.unlink(missing_ok=True)
+
+    def _collect_outputs(self, job_dir: Path) -> list[OutputFile]:
+        outputs: list[OutputFile] = []
+        root = job_dir / "outputs"
+        for relative in _walk_files(root):
+            target = self.output_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = _open_inside(root, relative)
+                size, sha256 = _copy_fd(fd, target, self.limits.disk_bytes)
+            except OSError:
+                continue
+            outputs.append(OutputFile(path=relative, size_bytes=size, sha256=sha256))
+        return outputs
+
+    def _outcome(self, status: int, stderr: str, job_dir: Path, wall_s: float) -> TaskRunOutcome:
+        assert self.cgroup is not None
+        state, message, result = self._verdict(status, stderr)
+        cpu_s = self.cgroup.cpu_s() or 0.0
+        return TaskRunOutcome(
+            state=state,
+            message=message,
+            result=result,
+            fraction=self._progress.fraction,
+            metrics=self._progress.metrics,
+            checkpoint_seq=self._checkpoint_seq,
+            checkpoint_count=self._checkpoint_count,
+            outputs=self._collect_outputs(job_dir),
+            cpu_s=cpu_s,
+            wall_s=wall_s,
+            energy_j=cpu_s * self.core_power_w,
+        )
+
+    def _resume_note(self) -> str:
+        if self._checkpoint_seq is None:
+            return "it saved no checkpoint, so it will start over"
+        return f"it resumes from checkpoint {self._checkpoint_seq}"
+
+    def _verdict(self, status: int, stderr: str) -> tuple[RunState, str, dict[str, object] | None]:
+        assert self.cgroup is not None
+        final = self._final or {}
+        if self._stop is not None:
+            return self._stop[0], f"{self._stop[1]}; {self._resume_note()}", None
+        if self.cgroup.oom_killed():
+            return (
+                "out_of_memory",
+                f"the task went over its memory limit of {_mib(self.limits.memory_bytes)} and "
+                f"was killed; {self._resume_note()}",
+                None,
+            )
+        return self._verdict_from_report(final, status, stderr)
+
+    def _verdict_from_report(
+        self, final: dict[str, object], status: int, stderr: str
+    ) -> tuple[RunState, str, dict[str, object] | None]:
+        assert self.cgroup is not None
+        kind = final.get("type")
+        if kind == "result" and status == 0:
+            result = final.get("result")
+            return "completed", "completed", result if isinstance(result, dict) else {}
+        if kind == "paused":
+            return "paused", f"paused when asked; {self._resume_note()}", None
+        if self._pause_requested:
+            return (
+                "paused",
+                "did not stop within its grace time when asked to pause, and was stopped; "
+                + self._resume_note(),
+                None,
+            )
+        if kind == "error":
+            text = str(final.get("message", ""))
+            if final.get("kind") == "file_too_large":
+                return "out_of_disk", f"{text}; {self._resume_note()}", None
+            if self.cgroup.pids_limit_hit():
+                text = (
+                    f"the task hit its limit of {self.limits.max_processes} processes "
+                    f"(a fork bomb?): {text}"
+                )
+            return "failed", text, None
+        return "failed", self._crash_message(status, stderr), None
+
+    def _crash_message(self, status: int, stderr: str) -> str:
+        assert self.cgroup is not None
+        if status == 125:
+            return f"the sandbox could not join its cgroup: {stderr.strip()[-500:]}"
+        if status < 0:
+            try:
+                name = signal.Signals(-status).name
+            except ValueError:
+                name = str(-status)
+            how = f"was killed by {name}"
+        else:
+            how = f"exited with status {status}"
+        if self.cgroup.pids_limit_hit():
+            how += f" after hitting its limit of {self.limits.max_processes} processes"
+        tail = stderr.strip()[-1000:]
+        detail = f"; it printed: {tail}" if tail else ""
+        return f"the task's process {how} without a result{detail}"

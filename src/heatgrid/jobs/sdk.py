@@ -1,0 +1,203 @@
+"""The job SDK: the ``ctx`` that a job's ``main(ctx)`` receives.
+
+A job is a directory whose ``job.py`` defines ``main(ctx)``::
+
+    def main(ctx):
+        state = ctx.restore() or {"step": 0}
+        while state["step"] < 1000:
+            if ctx.should_pause():
+                ctx.checkpoint(state)
+                return None
+            state["step"] += 1
+            ctx.progress(state["step"] / 1000, {"step": state["step"]})
+        return {"answer": 42}
+
+The context talks to the runner on the host through two pipes (no network): JSON lines go
+out (progress, checkpoints, the result) and come in (a request to pause). Checkpoints are files
+in the job directory that the runner copies out of the sandbox and keeps.
+
+This module runs inside the sandbox: standard library only, and imports nothing of heatgrid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "CONTROL_DIR",
+    "MAX_REPORT_BYTES",
+    "RESTORE_FILE",
+    "TASK_FILE",
+    "JobContext",
+    "decode_checkpoint",
+    "encode_checkpoint",
+]
+
+CONTROL_DIR: Final = ".heatgrid"
+"""Directory, in the job directory, that the runner and the SDK share."""
+
+TASK_FILE: Final = "task.json"
+"""File in :data:`CONTROL_DIR` that describes the task (index, params, device, inputs)."""
+
+RESTORE_FILE: Final = "restore.ckpt"
+"""File in :data:`CONTROL_DIR` holding the checkpoint to resume from, if any."""
+
+CHECKPOINT_DIR: Final = "checkpoints"
+"""Directory in :data:`CONTROL_DIR` where the SDK writes checkpoints for the runner."""
+
+MAX_REPORT_BYTES: Final = 256 * 1024
+"""Longest report line a task may send [bytes]; the runner stops a task that sends more."""
+
+_MAGIC_BYTES = b"HGCK1B\n"
+_MAGIC_PICKLE = b"HGCK1P\n"
+_MAX_METRICS = 64
+_KEEP_CHECKPOINTS = 2
+
+
+def encode_checkpoint(state: object) -> bytes:
+    """Return the bytes a checkpoint of ``state`` is stored as (bytes as is, else pickled)."""
+    if isinstance(state, bytes | bytearray | memoryview):
+        return _MAGIC_BYTES + bytes(state)
+    return _MAGIC_PICKLE + pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode_checkpoint(blob: bytes) -> object:
+    """Return the state that :func:`encode_checkpoint` encoded into ``blob``."""
+    if blob.startswith(_MAGIC_BYTES):
+        return blob[len(_MAGIC_BYTES) :]
+    if blob.startswith(_MAGIC_PICKLE):
+        return pickle.loads(blob[len(_MAGIC_PICKLE) :])
+    raise ValueError("not a heatgrid checkpoint (unknown header)")
+
+
+class JobContext:
+    """What a job's ``main(ctx)`` gets: its task, its files, and the runner's ear.
+
+    Attributes
+    ----------
+    task_index : int
+        The task's number within its job, from 0.
+    params : dict
+        The task's parameters (one point of a sweep); empty when the job has none.
+    inputs : dict of str to Path
+        The job's input files by name, as local paths (read them, do not write them).
+    device : str
+        ``"cpu"``, or ``"cuda"`` when the task was given a GPU.
+    output_dir : Path
+        Where to write results worth keeping; the runner collects every file in it.
+    work_dir : Path
+        The job directory (writable, private; the job's code is in ``work_dir / "code"``).
+    """
+
+    def __init__(self, job_root: Path, control_fd: int, report_fd: int) -> None:
+        self.work_dir = job_root
+        control = job_root / CONTROL_DIR
+        task: dict[str, Any] = json.loads((control / TASK_FILE).read_text(encoding="utf-8"))
+        self.task_index: int = int(task["task_index"])
+        self.params: dict[str, Any] = dict(task["params"])
+        self.device: str = str(task["device"])
+        self.inputs: dict[str, Path] = {
+            name: job_root / "inputs" / name for name in task.get("inputs", [])
+        }
+        self.output_dir = job_root / "outputs"
+        self.output_dir.mkdir(exist_ok=True)
+        self._control = control
+        self._checkpoint_dir = control / CHECKPOINT_DIR
+        self._checkpoint_dir.mkdir(exist_ok=True)
+        self._seq: int = int(task.get("checkpoint_seq") or 0)
+        self._latest: Path | None = control / RESTORE_FILE if self._seq else None
+        self._control_fd = control_fd
+        self._report_fd = report_fd
+        os.set_blocking(control_fd, False)
+        self._inbox = b""
+        self._pause_requested = False
+        self.pause_seen = False
+
+    def restore(self) -> object | None:
+        """Return the state of the newest checkpoint, or None when the task starts afresh."""
+        if self._latest is None:
+            return None
+        return decode_checkpoint(self._latest.read_bytes())
+
+    def checkpoint(self, state: object) -> int:
+        """Save ``state`` (bytes, or any picklable object) as the task's newest checkpoint.
+
+        Returns
+        -------
+        int
+            The checkpoint's number, counting from 1 over the task's whole life.
+        """
+        blob = encode_checkpoint(state)
+        self._seq += 1
+        final = self._checkpoint_dir / f"{self._seq}.ckpt"
+        partial = self._checkpoint_dir / f"{self._seq}.partial"
+        with partial.open("wb") as file:
+            file.write(blob)
+            file.flush()
+            os.fsync(file.fileno())
+        partial.replace(final)
+        self._latest = final
+        self._send(
+            {
+                "type": "checkpoint",
+                "seq": self._seq,
+                "size_bytes": len(blob),
+                "sha256": hashlib.sha256(blob).hexdigest(),
+            }
+        )
+        for old in self._checkpoint_dir.glob("*.ckpt"):
+            if old.stem.isdigit() and int(old.stem) <= self._seq - _KEEP_CHECKPOINTS:
+                old.unlink(missing_ok=True)
+        return self._seq
+
+    def progress(self, fraction: float, metrics: Mapping[str, float] | None = None) -> None:
+        """Report the share of the task done (0 to 1) and the job's own numbers (loss …)."""
+        fraction = float(fraction)
+        if not (math.isfinite(fraction) and 0.0 <= fraction <= 1.0):
+            raise ValueError(f"ctx.progress: fraction must be between 0 and 1, got {fraction!r}")
+        clean: dict[str, float] = {}
+        for name, value in (metrics or {}).items():
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(f"ctx.progress: metric {name!r} is not finite: {value!r}")
+            clean[str(name)[:100]] = number
+        if len(clean) > _MAX_METRICS:
+            raise ValueError(f"ctx.progress: at most {_MAX_METRICS} metrics, got {len(clean)}")
+        self._send({"type": "progress", "fraction": fraction, "metrics": clean})
+
+    def should_pause(self) -> bool:
+        """Return True once the runner asks the task to stop: checkpoint, then return."""
+        if not self._pause_requested:
+            self._read_control()
+        if self._pause_requested:
+            self.pause_seen = True
+        return self._pause_requested
+
+    def _read_control(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._control_fd, 4096)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            self._inbox += chunk
+            *lines, self._inbox = self._inbox.split(b"\n")
+            if any(json.loads(line).get("type") == "pause" for line in lines if line):
+                self._pause_requested = True
+
+    def _send(self, message: Mapping[str, object]) -> None:
+        line = json.dumps(message, allow_nan=False, separators=(",", ":")).encode() + b"\n"
+        if len(line) > MAX_REPORT_BYTES:
+            raise ValueError(f"a report to the runner is over {MAX_REPORT_BYTES} bytes")
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self._report_fd, view) :]

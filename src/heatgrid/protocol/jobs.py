@@ -1,0 +1,227 @@
+"""Wire models of compute jobs: the manifest a job ships, artifacts, task runs and their outcome.
+
+A job's artifact (its directory and input files, packed by :mod:`heatgrid.jobs.artifact`) is
+named by the SHA-256 of its bytes: :class:`ArtifactRef`. ``job.toml`` in the job directory is a
+:class:`JobManifest`. A heater runs one task of a job as a :class:`TaskRun` and reports a
+:class:`TaskRunOutcome`; while it runs, the task reports :class:`TaskRunProgress`.
+
+Every model is strict: unknown fields are refused, numbers must be finite and in range.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+__all__ = [
+    "MAX_ARTIFACT_BYTES",
+    "MAX_PARAMS_BYTES",
+    "ArtifactRef",
+    "JobManifest",
+    "JobResources",
+    "OutputFile",
+    "RunState",
+    "TaskRun",
+    "TaskRunOutcome",
+    "TaskRunProgress",
+]
+
+MAX_ARTIFACT_BYTES: Final = 1 << 30
+"""Largest artifact any heater accepts [bytes] (1 GiB); a job may ask for less."""
+
+MAX_PARAMS_BYTES: Final = 64 * 1024
+"""Largest JSON text of one task's parameters [bytes]."""
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+_EntryPoint = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_]\w*$"),
+]
+_InputName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")]
+_Requirement = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+
+RunState = Literal[
+    "completed", "paused", "failed", "out_of_memory", "out_of_time", "out_of_disk", "killed"
+]
+"""How a task run ended.
+
+``completed``: ``main`` returned. ``paused``: it stopped when asked to (it checkpointed, or was
+terminated after the grace period). ``failed``: the job's code failed (an exception, a syntax
+error, a non-zero exit). ``out_of_memory``, ``out_of_time``, ``out_of_disk``: over a limit, and
+killed. ``killed``: the runner stopped it for another reason (too many processes, a broken
+report); the message says which.
+"""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class ArtifactRef(_Model):
+    """A packed job, named by its content.
+
+    Attributes
+    ----------
+    sha256 : str
+        SHA-256 of the artifact's bytes, 64 lower-case hex digits.
+    size_bytes : int
+        Size of the artifact [bytes], at most :data:`MAX_ARTIFACT_BYTES`.
+    """
+
+    sha256: Sha256
+    size_bytes: Annotated[int, Field(ge=1, le=MAX_ARTIFACT_BYTES)]
+
+
+class JobResources(_Model):
+    """What each task of a job needs (``[resources]`` of ``job.toml``).
+
+    Attributes
+    ----------
+    memory_mb : int
+        Memory a task may use [MiB]; the sandbox kills it beyond.
+    disk_mb : int
+        Space its job directory may take [MiB]: outputs, checkpoints, scratch files.
+    max_processes : int
+        Processes and threads a task may have at once.
+    gpu_memory_gb : float
+        GPU memory a task needs [GB]; 0: it runs on a CPU.
+    """
+
+    memory_mb: Annotated[int, Field(ge=16, le=1 << 20)] = 1024
+    disk_mb: Annotated[int, Field(ge=1, le=1 << 20)] = 1024
+    max_processes: Annotated[int, Field(ge=4, le=4096)] = 256
+    gpu_memory_gb: Annotated[float, Field(ge=0.0, le=1.0e5)] = 0.0
+
+
+class JobManifest(_Model):
+    """``job.toml``: how to run a job. Every key is optional.
+
+    Attributes
+    ----------
+    entry_point : str
+        ``module:function`` called with the task's context; default ``job:main``.
+    requirements : list of str
+        Python packages the job imports (pip requirement strings); the heater must have them.
+    resources : JobResources
+        What each task needs.
+    inputs : dict
+        Input files packed with the job: name -> path, relative to the job directory or absolute.
+    """
+
+    entry_point: _EntryPoint = "job:main"
+    requirements: Annotated[list[_Requirement], Field(max_length=100)] = []
+    resources: JobResources = JobResources()
+    inputs: Annotated[
+        dict[_InputName, Annotated[str, Field(min_length=1)]], Field(max_length=100)
+    ] = {}
+
+
+class TaskRun(_Model):
+    """One task of a job, as a heater runs it.
+
+    Attributes
+    ----------
+    artifact : ArtifactRef
+        The job's artifact.
+    task_index : int
+        The task's number within its job, from 0.
+    params : dict
+        The task's parameters (one point of a sweep), a JSON object.
+    device : str
+        ``cpu``, or ``cuda`` when the lease gives the task a GPU.
+    """
+
+    artifact: ArtifactRef
+    task_index: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    params: dict[str, object] = {}
+    device: Literal["cpu", "cuda"] = "cpu"
+
+    @field_validator("params")
+    @classmethod
+    def _small_params(cls, params: dict[str, object]) -> dict[str, object]:
+        try:
+            text = json.dumps(params, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"params must be JSON: {error}") from None
+        if len(text.encode()) > MAX_PARAMS_BYTES:
+            raise ValueError(f"params take more than {MAX_PARAMS_BYTES} bytes as JSON")
+        return params
+
+
+class TaskRunProgress(_Model):
+    """A running task's report.
+
+    Attributes
+    ----------
+    fraction : float
+        Share of the task done, 0 to 1.
+    metrics : dict
+        The job's own numbers (loss, accuracy …), name -> value.
+    """
+
+    fraction: Annotated[float, Field(ge=0.0, le=1.0)]
+    metrics: Annotated[dict[str, float], Field(max_length=64)] = {}
+
+
+class OutputFile(_Model):
+    """A file a task wrote to its output directory.
+
+    Attributes
+    ----------
+    path : str
+        Path relative to the output directory, ``/``-separated.
+    size_bytes : int
+        Size [bytes].
+    sha256 : str
+        SHA-256 of its content, hex.
+    """
+
+    path: str
+    size_bytes: Annotated[int, Field(ge=0)]
+    sha256: Sha256
+
+
+class TaskRunOutcome(_Model):
+    """How a task run ended, and what it left.
+
+    Attributes
+    ----------
+    state : RunState
+        How it ended.
+    message : str
+        What happened, for people; names the limit or the error.
+    result : dict or None
+        What ``main`` returned (JSON object), when it completed.
+    fraction : float
+        The last progress reported, 0 to 1.
+    metrics : dict
+        The last metrics reported.
+    checkpoint_seq : int or None
+        Number of the newest checkpoint (from 1 over the task's life); None: none.
+    checkpoint_count : int
+        Checkpoints this run saved.
+    outputs : list of OutputFile
+        Files in the output directory.
+    cpu_s : float
+        CPU time of every process of the task [s].
+    wall_s : float
+        Time it ran, not counting time it was frozen [s].
+    energy_j : float
+        Estimated electric energy burned [J].
+    """
+
+    state: RunState
+    message: str
+    result: dict[str, object] | None = None
+    fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    metrics: dict[str, float] = {}
+    checkpoint_seq: Annotated[int, Field(ge=1)] | None = None
+    checkpoint_count: Annotated[int, Field(ge=0)] = 0
+    outputs: list[OutputFile] = []
+    cpu_s: Annotated[float, Field(ge=0.0)] = 0.0
+    wall_s: Annotated[float, Field(ge=0.0)] = 0.0
+    energy_j: Annotated[float, Field(ge=0.0)] = 0.0

@@ -1,0 +1,108 @@
+"""The job SDK's context over real pipes, as the runner's host side sees it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from heatgrid.jobs.sdk import JobContext, decode_checkpoint, encode_checkpoint
+
+
+def _job_root(tmp_path: Path, **task: object) -> Path:
+    control = tmp_path / ".heatgrid"
+    control.mkdir()
+    base = {"task_index": 3, "params": {"x": 1.5}, "device": "cpu", "inputs": ["data.csv"]}
+    (control / "task.json").write_text(json.dumps(base | task))
+    return tmp_path
+
+
+@pytest.fixture
+def pipes() -> tuple[int, int, int, int]:
+    control_read, control_write = os.pipe()
+    report_read, report_write = os.pipe()
+    yield control_read, control_write, report_read, report_write
+    for fd in (control_read, control_write, report_read, report_write):
+        os.close(fd)
+
+
+def _reports(fd: int) -> list[dict[str, object]]:
+    os.set_blocking(fd, False)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_context_gives_the_task_and_reports_progress(tmp_path, pipes) -> None:
+    control_read, _, report_read, report_write = pipes
+    ctx = JobContext(_job_root(tmp_path), control_read, report_write)
+    assert (ctx.task_index, ctx.params, ctx.device) == (3, {"x": 1.5}, "cpu")
+    assert ctx.inputs == {"data.csv": tmp_path / "inputs" / "data.csv"}
+    assert ctx.output_dir == tmp_path / "outputs"
+    assert ctx.output_dir.is_dir()
+    assert ctx.restore() is None
+    ctx.progress(0.25, {"loss": 0.5})
+    assert _reports(report_read) == [
+        {"type": "progress", "fraction": 0.25, "metrics": {"loss": 0.5}}
+    ]
+
+
+def test_checkpoints_are_files_the_runner_is_told_of(tmp_path, pipes) -> None:
+    control_read, _, report_read, report_write = pipes
+    ctx = JobContext(_job_root(tmp_path), control_read, report_write)
+    assert ctx.checkpoint({"step": 1}) == 1
+    assert ctx.checkpoint(b"raw") == 2
+    assert ctx.checkpoint({"step": 3}) == 3
+    reports = _reports(report_read)
+    assert [report["seq"] for report in reports] == [1, 2, 3]
+    kept = sorted(path.name for path in (tmp_path / ".heatgrid" / "checkpoints").iterdir())
+    assert kept == ["2.ckpt", "3.ckpt"]  # older ones are pruned
+    assert ctx.restore() == {"step": 3}
+    assert decode_checkpoint((tmp_path / ".heatgrid/checkpoints/2.ckpt").read_bytes()) == b"raw"
+
+
+def test_restore_reads_the_checkpoint_the_runner_placed(tmp_path, pipes) -> None:
+    control_read, _, _, report_write = pipes
+    root = _job_root(tmp_path, checkpoint_seq=7)
+    (root / ".heatgrid" / "restore.ckpt").write_bytes(encode_checkpoint({"step": 70}))
+    ctx = JobContext(root, control_read, report_write)
+    assert ctx.restore() == {"step": 70}
+    assert ctx.checkpoint({"step": 80}) == 8
+
+
+def test_should_pause_follows_the_runner(tmp_path, pipes) -> None:
+    control_read, control_write, _, report_write = pipes
+    ctx = JobContext(_job_root(tmp_path), control_read, report_write)
+    assert not ctx.should_pause()
+    os.write(control_write, b'{"type":"pause"}\n')
+    assert ctx.should_pause()
+    assert ctx.pause_seen
+
+
+@pytest.mark.parametrize(
+    ("fraction", "metrics", "message"),
+    [
+        (1.5, None, "fraction must be between 0 and 1"),
+        (float("nan"), None, "fraction must be between 0 and 1"),
+        (0.5, {"loss": float("inf")}, "metric 'loss' is not finite"),
+    ],
+)
+def test_bad_progress_is_refused(tmp_path, pipes, fraction, metrics, message) -> None:
+    control_read, _, _, report_write = pipes
+    ctx = JobContext(_job_root(tmp_path), control_read, report_write)
+    with pytest.raises(ValueError, match=message):
+        ctx.progress(fraction, metrics)
+
+
+def test_checkpoint_decoding_refuses_foreign_bytes() -> None:
+    with pytest.raises(ValueError, match="not a heatgrid checkpoint"):
+        decode_checkpoint(b"\x80\x04junk")
