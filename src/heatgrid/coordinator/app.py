@@ -36,6 +36,7 @@ from heatgrid.coordinator.metrics import AppMetrics
 from heatgrid.coordinator.middleware import (
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
+    NulRefusalMiddleware,
     RequestMetricsMiddleware,
 )
 from heatgrid.coordinator.ratelimit import RateLimiter, RateLimitMiddleware
@@ -240,6 +241,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
         RateLimitMiddleware,
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
     )
+    app.add_middleware(NulRefusalMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     return app
 

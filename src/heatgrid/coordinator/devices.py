@@ -194,7 +194,7 @@ def list_devices(session: Session, actor: AccountPrincipal | None) -> list[Devic
 
 def get_device(session: Session, device_id: str, actor: AccountPrincipal | None) -> Device:
     """Return a device that ``actor`` may see; another owner's device is not found."""
-    device = session.get(Device, device_id)
+    device = None if "\x00" in device_id else session.get(Device, device_id)
     if device is None or (
         actor is not None and not actor.is_operator and device.owner_id != actor.account_id
     ):

@@ -36,6 +36,7 @@ from heatgrid.coordinator.errors import ConflictError, InvalidError, NotFoundErr
 from heatgrid.coordinator.settings import Settings
 from heatgrid.core import scheduling
 from heatgrid.protocol import v1
+from heatgrid.protocol.values import check_json_object
 
 __all__ = [
     "claim",
@@ -150,6 +151,17 @@ def _lease_message(task: Task) -> v1.TaskLease:
     )
 
 
+def _unservable(task: Task) -> str | None:
+    """Why the task's stored input cannot be handed out (stored before the door checked it)."""
+    if not isinstance(task.task_input, dict):
+        return "task_input: not a JSON object"
+    try:
+        check_json_object(task.task_input)
+    except ValueError as error:
+        return f"task_input: {error}"
+    return None
+
+
 def claim(
     session: Session, device: Device, request: v1.ClaimRequest, *, now_ts: float, settings: Settings
 ) -> list[v1.TaskLease]:
@@ -194,6 +206,12 @@ def claim(
     leased = []
     for task_id in chosen:
         task = by_id[task_id]
+        problem = _unservable(task)
+        if problem is not None:  # never leased: it would break every claim that picks it
+            task.state, task.ended_ts, task.last_error = "dead", now_ts, problem
+            session.flush()
+            refresh_job(session, task.job_id, now_ts=now_ts)
+            continue
         task.state = "leased"
         task.attempt += 1
         task.lease_device_id = device.id
@@ -211,8 +229,9 @@ def claim(
             )
         )
         leased.append(task)
+    answer = [_lease_message(task) for task in leased]  # before the commit: all or nothing
     session.commit()
-    return [_lease_message(task) for task in leased]
+    return answer
 
 
 # --------------------------------------------------------------------------- ending attempts

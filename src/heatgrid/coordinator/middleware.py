@@ -13,13 +13,59 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heatgrid.coordinator.metrics import AppMetrics
 
-__all__ = ["BodyLimitMiddleware", "ConcurrencyLimitMiddleware", "RequestMetricsMiddleware"]
+__all__ = [
+    "BodyLimitMiddleware",
+    "ConcurrencyLimitMiddleware",
+    "NulRefusalMiddleware",
+    "RequestMetricsMiddleware",
+]
 
 _ACCESS_LOG = logging.getLogger("heatgrid.coordinator.access")
 
 
 def _too_large(limit_bytes: int) -> str:
     return f"body: the request body exceeds the limit of {limit_bytes} bytes"
+
+
+async def _answer(
+    send: Send, status: int, detail: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class NulRefusalMiddleware:
+    """Answer 404 to a path, 422 to a query string, holding a NUL character (``%00``).
+
+    No identifier holds one, and PostgreSQL cannot even compare text with one: without this a
+    lookup of ``/v1/jobs/a%00b`` would fail in the database instead of finding nothing.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app unless the path or the query string holds a NUL."""
+        if scope["type"] == "http":
+            if "\x00" in scope["path"]:
+                await _answer(send, 404, "path: holds a NUL character (%00); nothing is there")
+                return
+            query = bytes(scope.get("query_string", b""))
+            if b"\x00" in query or b"%00" in query:
+                await _answer(send, 422, "query: holds a NUL character (%00)")
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:
