@@ -46,6 +46,11 @@ class Settings:
         Requests per second allowed per token, on average, per coordinator process [1/s].
     rate_limit_burst : int
         Requests a token may send at once before the rate applies.
+    anonymous_rate_limit_per_s : float
+        Requests per second allowed per client address for requests without a valid
+        credential (none, or refused; enrollment), per coordinator process [1/s].
+    anonymous_rate_limit_burst : int
+        Such requests an address may send at once before that rate applies.
     expiry_interval_s : float
         How often the process ends leases whose devices went silent [s].
     """
@@ -66,4 +71,6 @@ class Settings:
     owner_share: float = 0.85
     rate_limit_per_s: float = 20.0
     rate_limit_burst: int = 200
+    anonymous_rate_limit_per_s: float = 5.0
+    anonymous_rate_limit_burst: int = 100
     expiry_interval_s: float = 15.0
