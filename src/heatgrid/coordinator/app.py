@@ -237,11 +237,14 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(CoordinatorError, _on_coordinator_error)
     app.add_exception_handler(Exception, _on_unexpected_error)
-    app.add_middleware(ConcurrencyLimitMiddleware, limit=POOL_CONNECTIONS)
     app.add_middleware(
+        ConcurrencyLimitMiddleware, limit=POOL_CONNECTIONS, ready_wait_s=settings.ready_wait_s
+    )
+    app.add_middleware(  # outside the slots: a slot is taken only once the body is in
         BodyLimitMiddleware,
         limit_bytes=settings.max_body_bytes,
         blob_limit_bytes=settings.max_checkpoint_bytes,
+        timeout_s=settings.body_timeout_s,
     )
     app.add_middleware(
         RateLimitMiddleware,
