@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from heatgrid.protocol import values
 from heatgrid.protocol.values import (
     MAX_JSON_DEPTH,
     check_json_object,
@@ -66,3 +67,18 @@ def test_text_checks() -> None:
         check_text("a\x00")
     with pytest.raises(ValueError, match="lone surrogate at position 1"):
         check_text("a\ud800")
+
+
+_ANY_TEXT = st.text(max_size=5)  # surrogates and NUL included
+_ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _ANY_TEXT,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(_ANY_TEXT, children, max_size=3)
+    ),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(_ANY_TEXT, _ANY_JSON, max_size=4))
+def test_the_fast_walk_agrees_with_the_one_that_names_the_fault(value: dict[str, object]) -> None:
+    assert values._json_fine(value) == (values._json_problem(value) is None)

@@ -115,6 +115,33 @@ def _json_problem(value: object) -> str | None:
     return None
 
 
+def _json_fine(value: object) -> bool:
+    """Say quickly whether ``value`` is fine; :func:`_json_problem` walks again to say why not."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return False
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str) or text_problem(key) is not None:
+                    return False
+        for child in children:  # type: ignore[attr-defined]
+            kind = type(child)
+            if kind is str:
+                if text_problem(child) is not None:
+                    return False
+            elif kind is float:
+                if not math.isfinite(child):
+                    return False
+            elif kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif not (child is None or kind is bool or kind is int):
+                return False
+    return True
+
+
 def check_json_object(value: dict[str, object]) -> dict[str, object]:
     """Return ``value`` when it can be stored and served as JSON; raise a validation error.
 
@@ -125,7 +152,7 @@ def check_json_object(value: dict[str, object]) -> dict[str, object]:
         :data:`MAX_JSON_DEPTH`, size over :data:`MAX_JSON_BYTES`, a non-finite number, a NUL
         character, a lone surrogate, or a value that is not JSON.
     """
-    problem = _json_problem(value)
+    problem = None if _json_fine(value) else _json_problem(value)
     if problem is None:
         size_bytes = len(
             json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
