@@ -432,7 +432,12 @@ def settings_overrides() -> dict[str, Any]:
 
     The rate limit is lifted: tests send hundreds of requests per second of real time.
     """
-    return {"rate_limit_per_s": 1e9, "rate_limit_burst": 1_000_000}
+    return {
+        "rate_limit_per_s": 1e9,
+        "rate_limit_burst": 1_000_000,
+        "anonymous_rate_limit_per_s": 1e9,
+        "anonymous_rate_limit_burst": 1_000_000,
+    }
 
 
 @pytest.fixture

@@ -73,6 +73,32 @@ def serve(
     rate_limit_burst: Annotated[
         int, typer.Option(min=1, help="Requests a credential may send at once.")
     ] = 200,
+    anonymous_rate_limit_per_s: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="Requests per second per client address without a valid credential [1/s].",
+        ),
+    ] = 5.0,
+    anonymous_rate_limit_burst: Annotated[
+        int, typer.Option(min=1, help="Such requests an address may send at once.")
+    ] = 100,
+    body_timeout_s: Annotated[
+        float,
+        typer.Option(min=0.1, help="A request body must arrive within this long, else 408 [s]."),
+    ] = 30.0,
+    ready_wait_s: Annotated[
+        float,
+        typer.Option(
+            min=0.1, help="/readyz answers 503 when no request slot frees up this long [s]."
+        ),
+    ] = 5.0,
+    max_clock_skew_s: Annotated[
+        float,
+        typer.Option(
+            min=1.0, help="Most a device's sent_ts or heat window start may be off this clock [s]."
+        ),
+    ] = 300.0,
     workers: Annotated[
         int,
         typer.Option(
@@ -124,6 +150,11 @@ def serve(
         owner_share=owner_share,
         rate_limit_per_s=rate_limit_per_s,
         rate_limit_burst=rate_limit_burst,
+        anonymous_rate_limit_per_s=anonymous_rate_limit_per_s,
+        anonymous_rate_limit_burst=anonymous_rate_limit_burst,
+        body_timeout_s=body_timeout_s,
+        ready_wait_s=ready_wait_s,
+        max_clock_skew_s=max_clock_skew_s,
     )
     if workers > 1:  # each worker process builds its app from the environment
         os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))

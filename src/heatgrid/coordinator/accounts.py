@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from heatgrid.coordinator.auth import ROLE_SCOPES, AccountPrincipal, issue_secret
 from heatgrid.coordinator.db.models import ROLES, Account, ApiKey, EnrollmentCode
 from heatgrid.coordinator.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
+from heatgrid.protocol.values import text_problem
 
 __all__ = [
     "MAX_ENROLLMENT_TTL_S",
@@ -26,6 +28,21 @@ __all__ = [
 
 MAX_ENROLLMENT_TTL_S = 30 * 86_400.0
 """Longest life of an enrollment code [s]."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _checked_name(field: str, name: str) -> str:
+    """Return ``name`` stripped; InvalidError unless it is 1 to 100 printable characters."""
+    name = name.strip()
+    problem = text_problem(name)
+    if problem is None and _CONTROL.search(name):
+        problem = "holds a control character"
+    if problem is not None:
+        raise InvalidError(f"{field}: {problem}")
+    if not 1 <= len(name) <= 100:
+        raise InvalidError(f"{field}: must be 1 to 100 characters")
+    return name
 
 
 @dataclass(frozen=True)
@@ -88,9 +105,7 @@ def create_api_key(
     now_ts : float
         Current time [POSIX s, UTC].
     """
-    name = name.strip()
-    if not 1 <= len(name) <= 100:
-        raise InvalidError("name: must be 1 to 100 characters")
+    name = _checked_name("name", name)
     if role not in ROLES:
         raise InvalidError(f"role: must be one of {', '.join(ROLES)}, got {role!r}")
     allowed = ROLE_SCOPES[role]
@@ -124,7 +139,7 @@ def revoke_api_key(
     ``actor`` None means the operator at the database (the CLI). Through the API an operator
     with ``keys:admin`` may revoke any key, anyone else only the keys of their own account.
     """
-    key = session.get(ApiKey, key_id)
+    key = None if "\x00" in key_id else session.get(ApiKey, key_id)
     if key is None or (
         actor is not None
         and not (actor.is_operator and "keys:admin" in actor.scopes)
@@ -157,6 +172,7 @@ def create_enrollment_code(
     """
     if not (math.isfinite(ttl_s) and 0.0 < ttl_s <= MAX_ENROLLMENT_TTL_S):
         raise InvalidError(f"ttl_s: must be more than 0 and at most {MAX_ENROLLMENT_TTL_S:.0f}")
+    owner_name = _checked_name("owner_name", owner_name)
     if actor is not None and not actor.is_operator and owner_name != actor.account_name:
         raise ForbiddenError("owner_name: an owner may create enrollment codes only for themselves")
     owner = find_account(session, owner_name)

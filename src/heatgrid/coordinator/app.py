@@ -30,13 +30,14 @@ from heatgrid.coordinator.db.engine import (
     make_session_factory,
     normalize_database_url,
 )
-from heatgrid.coordinator.errors import CoordinatorError
+from heatgrid.coordinator.errors import CoordinatorError, TooManyRequestsError
 from heatgrid.coordinator.housekeeping import sweep_expired_leases
 from heatgrid.coordinator.logs import configure_logging
 from heatgrid.coordinator.metrics import AppMetrics
 from heatgrid.coordinator.middleware import (
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
+    NulRefusalMiddleware,
     RequestMetricsMiddleware,
 )
 from heatgrid.coordinator.ratelimit import RateLimiter, RateLimitMiddleware
@@ -153,6 +154,8 @@ async def _on_validation_error(_request: Request, error: Exception) -> JSONRespo
 async def _on_coordinator_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, CoordinatorError)
     headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+    if isinstance(error, TooManyRequestsError):
+        headers = {"Retry-After": str(error.retry_after_s)}
     return JSONResponse({"detail": str(error)}, status_code=error.status_code, headers=headers)
 
 
@@ -224,6 +227,10 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.state.read_session_factory = read_session_factory
     app.state.checkpoint_store = CheckpointStore(_checkpoint_url(settings))
     app.state.metrics = AppMetrics(read_session_factory, clock, settings.online_window_s)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.state.address_limiter = RateLimiter(
+        settings.anonymous_rate_limit_per_s, settings.anonymous_rate_limit_burst
+    )
     app.include_router(health.router)
     app.include_router(devices.router)
     app.include_router(admin.router)
@@ -234,16 +241,21 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(CoordinatorError, _on_coordinator_error)
     app.add_exception_handler(Exception, _on_unexpected_error)
-    app.add_middleware(ConcurrencyLimitMiddleware, limit=POOL_CONNECTIONS)
     app.add_middleware(
+        ConcurrencyLimitMiddleware, limit=POOL_CONNECTIONS, ready_wait_s=settings.ready_wait_s
+    )
+    app.add_middleware(  # outside the slots: a slot is taken only once the body is in
         BodyLimitMiddleware,
         limit_bytes=settings.max_body_bytes,
         blob_limit_bytes=settings.max_checkpoint_bytes,
+        timeout_s=settings.body_timeout_s,
     )
     app.add_middleware(
         RateLimitMiddleware,
-        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        limiter=app.state.address_limiter,
+        public_paths=health.PUBLIC_PATHS,
     )
+    app.add_middleware(NulRefusalMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     return app
 

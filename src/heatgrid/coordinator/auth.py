@@ -109,7 +109,7 @@ def new_id() -> str:
 def parse_token(token: str, kind: TokenKind) -> tuple[str, str] | None:
     """Split a token of ``kind`` into (id, secret); None when it is not one."""
     parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != kind or not parts[1] or not parts[2]:
+    if "\x00" in token or len(parts) != 3 or parts[0] != kind or not parts[1] or not parts[2]:
         return None
     return parts[1], parts[2]
 

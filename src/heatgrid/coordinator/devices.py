@@ -141,6 +141,44 @@ def _insert_skipping_stored(session: Session, rows: Sequence[dict[str, Any]]) ->
     return len(session.execute(statement, list(rows)).all())
 
 
+_MAX_WINDOW_AHEAD_S = 7 * 86_400.0
+
+
+def _skew(field: str, value_ts: float, now_ts: float, max_clock_skew_s: float) -> InvalidError:
+    offset_s = value_ts - now_ts
+    side = "ahead of" if offset_s > 0 else "behind"
+    return InvalidError(
+        f"{field}: {value_ts} is {abs(offset_s):.0f} s {side} the coordinator's clock "
+        f"({now_ts:.0f}); at most {max_clock_skew_s:.0f} s of clock skew is allowed"
+    )
+
+
+def _check_clock(heartbeat: v1.Heartbeat, *, now_ts: float, max_clock_skew_s: float) -> None:
+    """Refuse times that a device with a sane clock could not have sent.
+
+    ``sent_ts`` and the heat window's first start must be within ``max_clock_skew_s`` of
+    ``now_ts`` either way; telemetry samples may be old (kept while offline) but not ahead;
+    no segment of the window may start more than 7 days (plus the skew) ahead.
+    """
+    if abs(heartbeat.sent_ts - now_ts) > max_clock_skew_s:
+        raise _skew("sent_ts", heartbeat.sent_ts, now_ts, max_clock_skew_s)
+    for index, sample in enumerate(heartbeat.telemetry):
+        if sample.sample_ts > now_ts + max_clock_skew_s:
+            raise _skew(f"telemetry[{index}].sample_ts", sample.sample_ts, now_ts, max_clock_skew_s)
+    if heartbeat.heat_window:
+        first_ts = heartbeat.heat_window[0].start_ts
+        if abs(first_ts - now_ts) > max_clock_skew_s:
+            raise _skew("heat_window[0].start_ts", first_ts, now_ts, max_clock_skew_s)
+    latest_start_ts = now_ts + max_clock_skew_s + _MAX_WINDOW_AHEAD_S
+    for index, segment in enumerate(heartbeat.heat_window):
+        if segment.start_ts > latest_start_ts:
+            raise InvalidError(
+                f"heat_window[{index}].start_ts: {segment.start_ts} is more than "
+                f"{_MAX_WINDOW_AHEAD_S / 86_400.0:.0f} days ahead of the coordinator's clock "
+                f"({now_ts:.0f}); a heat window looks at most that far"
+            )
+
+
 def record_heartbeat(
     session: Session,
     device: Device,
@@ -160,16 +198,10 @@ def record_heartbeat(
     now_ts : float
         The coordinator's clock [POSIX s, UTC].
     max_clock_skew_s : float
-        How far ahead of ``now_ts`` a sample may be [s]; further is refused, nothing stored.
+        How far ``sent_ts`` and the heat window's start may be from ``now_ts``, and how far
+        ahead a sample may be [s]; further is refused (InvalidError, 422), nothing stored.
     """
-    latest_ok_ts = now_ts + max_clock_skew_s
-    for index, sample in enumerate(heartbeat.telemetry):
-        if sample.sample_ts > latest_ok_ts:
-            raise InvalidError(
-                f"telemetry[{index}].sample_ts: {sample.sample_ts} is "
-                f"{sample.sample_ts - now_ts:.0f} s ahead of the coordinator's clock "
-                f"(at most {max_clock_skew_s:.0f} s allowed)"
-            )
+    _check_clock(heartbeat, now_ts=now_ts, max_clock_skew_s=max_clock_skew_s)
     rows = [
         {"device_id": device.id, "received_ts": now_ts, **sample.model_dump()}
         for sample in heartbeat.telemetry
@@ -236,7 +268,7 @@ def list_devices(
 
 def get_device(session: Session, device_id: str, actor: AccountPrincipal | None) -> Device:
     """Return a device that ``actor`` may see; another owner's device is not found."""
-    device = session.get(Device, device_id)
+    device = None if "\x00" in device_id else session.get(Device, device_id)
     if device is None or (
         actor is not None and not actor.is_operator and device.owner_id != actor.account_id
     ):

@@ -15,6 +15,7 @@ __all__ = [
     "GoneError",
     "InvalidError",
     "NotFoundError",
+    "TooManyRequestsError",
     "UnauthorizedError",
 ]
 
@@ -59,3 +60,13 @@ class InvalidError(CoordinatorError):
     """Well-formed input that breaks a rule the models alone cannot check."""
 
     status_code = 422
+
+
+class TooManyRequestsError(CoordinatorError):
+    """Over a rate limit; the answer says after how long to retry."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -211,7 +211,7 @@ JOB_CURSOR_KINDS = (float, str)
 
 def get_job(session: Session, job_id: str, actor: AccountPrincipal | None) -> Job:
     """Return one job; 404 if it does not exist or belongs to another submitter."""
-    job = session.get(Job, job_id)
+    job = None if "\x00" in job_id else session.get(Job, job_id)
     if job is None or (
         actor is not None and not actor.is_operator and job.submitter_id != actor.account_id
     ):

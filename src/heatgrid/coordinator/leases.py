@@ -37,6 +37,7 @@ from heatgrid.coordinator.settings import Settings
 from heatgrid.core import leasing, scheduling
 from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
 from heatgrid.protocol import v1
+from heatgrid.protocol.values import check_json_object
 
 __all__ = [
     "candidate_order_by",
@@ -169,6 +170,17 @@ def _lease_message(task: Task) -> v1.TaskLease:
     )
 
 
+def _unservable(task: Task) -> str | None:
+    """Why the task's stored input cannot be handed out (stored before the door checked it)."""
+    if not isinstance(task.task_input, dict):
+        return "task_input: not a JSON object"
+    try:
+        check_json_object(task.task_input)
+    except ValueError as error:
+        return f"task_input: {error}"
+    return None
+
+
 def claim(
     session: Session, device: Device, request: v1.ClaimRequest, *, now_ts: float, settings: Settings
 ) -> list[v1.TaskLease]:
@@ -212,6 +224,12 @@ def claim(
     leased = []
     for task_id in chosen:
         task = by_id[task_id]
+        problem = _unservable(task)
+        if problem is not None:  # never leased: it would break every claim that picks it
+            task.state, task.ended_ts, task.last_error = TaskState.DEAD.value, now_ts, problem
+            session.flush()
+            refresh_job(session, task.job_id, now_ts=now_ts)
+            continue
         task.state = leasing.next_state(task.state, TaskEvent.LEASE).value
         task.attempt += 1
         task.lease_device_id = device.id
@@ -229,8 +247,9 @@ def claim(
             )
         )
         leased.append(task)
+    answer = [_lease_message(task) for task in leased]  # before the commit: all or nothing
     session.commit()
-    return [_lease_message(task) for task in leased]
+    return answer
 
 
 # --------------------------------------------------------------------------- ending attempts

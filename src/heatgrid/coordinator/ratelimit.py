@@ -1,24 +1,30 @@
-"""Per-credential rate limits: a token bucket for each API key, device token or client address.
+"""Rate limits: a token bucket for each verified credential, and one for each client address.
 
-Each credential (the id part of a ``Bearer`` token; the client address for requests without
-one) has a bucket of ``burst`` requests that refills at ``rate_per_s``. A request that finds the
-bucket empty is answered 429 with ``Retry-After``, before any database work. Buckets live in the
-process: behind N coordinator processes a credential may send N times the rate. The table of
-buckets is bounded; the least recently seen credentials are forgotten first (a forgotten
-credential starts again with a full bucket).
+A request is counted against what it proved, never against what it merely claims: a valid API
+key or device token (verified against the database) is limited by that credential; a request
+without one (no token, a malformed, unknown, wrong or revoked token, or a public route such as
+enrollment) is limited by its client address, with its own, lower rate. So a forged
+``hgd_<victim id>_…`` is charged to the forger's address, not to the victim, and rotating
+made-up ids does not escape the limit.
+
+Each key has a bucket of ``burst`` requests that refills at ``rate_per_s``. A request that finds
+the bucket empty is answered 429 with ``Retry-After``. Buckets live in the process: behind N
+coordinator processes a credential may send N times the rate. The table of buckets is bounded;
+the least recently seen keys are forgotten first (a forgotten key starts with a full bucket).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["RateLimitMiddleware", "RateLimiter"]
+__all__ = ["RateLimitMiddleware", "RateLimiter", "client_address", "refusal"]
 
 _MAX_KEYS = 100_000
 
@@ -54,6 +60,7 @@ class RateLimiter:
         self._clock = clock
         self._max_keys = max_keys
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()  # the event loop and worker threads both take tokens
 
     def wait_s(self, key: str) -> float:
         """Take one request from ``key``'s bucket.
@@ -64,59 +71,79 @@ class RateLimiter:
             0 when the request may go ahead; otherwise how long until it could [s] (nothing
             is taken then).
         """
-        now_s = self._clock()
-        tokens, seen_s = self._buckets.pop(key, (float(self.burst), now_s))
-        tokens = min(float(self.burst), tokens + (now_s - seen_s) * self.rate_per_s)
-        wait_s = 0.0
-        if tokens >= 1.0:
-            tokens -= 1.0
-        else:
-            wait_s = (1.0 - tokens) / self.rate_per_s
-        self._buckets[key] = (tokens, now_s)
-        if len(self._buckets) > self._max_keys:
-            self._buckets.popitem(last=False)
-        return wait_s
+        with self._lock:
+            now_s = self._clock()
+            tokens, seen_s = self._buckets.pop(key, (float(self.burst), now_s))
+            tokens = min(float(self.burst), tokens + (now_s - seen_s) * self.rate_per_s)
+            wait_s = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait_s = (1.0 - tokens) / self.rate_per_s
+            self._buckets[key] = (tokens, now_s)
+            if len(self._buckets) > self._max_keys:
+                self._buckets.popitem(last=False)
+            return wait_s
 
 
-def _credential(scope: Scope) -> str:
-    """Return the key a request is limited under: its token's kind and id, else its address."""
-    authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer":
-        parts = token.strip().split("_", 2)
-        if len(parts) == 3 and parts[0] and parts[1]:
-            return f"{parts[0]}:{parts[1]}"
+def client_address(scope: Scope) -> str:
+    """Return the key of a request limited by where it comes from: ``address:<client IP>``.
+
+    Behind a proxy, ``heatgrid serve --proxy-headers`` makes the client the forwarded address.
+    """
     client = scope.get("client")
     return f"address:{client[0] if client else 'unknown'}"
 
 
+def refusal(limiter: RateLimiter, wait_s: float, who: str) -> tuple[str, int]:
+    """Return the 429 answer's detail and its ``Retry-After`` [s] for ``who`` over its rate."""
+    retry_after_s = max(1, math.ceil(wait_s))
+    detail = (
+        f"rate limit: {who} may send {limiter.rate_per_s:g} requests/s "
+        f"(bursts of {limiter.burst}); retry after {retry_after_s} s"
+    )
+    return detail, retry_after_s
+
+
+def _bearer(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return bytes(value[:7]).lower() == b"bearer "
+    return False
+
+
 class RateLimitMiddleware:
-    """Answer 429 to a credential that has used up its bucket; health routes are exempt."""
+    """Answer 429 to a client address over its rate, for requests without a bearer token.
+
+    A request with a bearer token is limited after its token is verified (see
+    ``api.deps``): by its credential when the token is valid, by its address when it is not.
+    Public routes (enrollment) are limited by address whatever they carry; health routes never.
+    """
 
     _EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, public_paths: frozenset[str]) -> None:
         self.app = app
         self.limiter = limiter
+        self.public_paths = public_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the app unless the request's credential is over its rate."""
-        if scope["type"] != "http" or scope["path"] in self._EXEMPT:
+        """Run the app unless the request's address is over its rate."""
+        if (
+            scope["type"] != "http"
+            or scope["path"] in self._EXEMPT
+            or (_bearer(scope) and scope["path"] not in self.public_paths)
+        ):
             await self.app(scope, receive, send)
             return
-        wait_s = self.limiter.wait_s(_credential(scope))
+        wait_s = self.limiter.wait_s(client_address(scope))
         if wait_s == 0.0:
             await self.app(scope, receive, send)
             return
-        retry_after_s = max(1, math.ceil(wait_s))
-        body = json.dumps(
-            {
-                "detail": (
-                    f"rate limit: a credential may send {self.limiter.rate_per_s:g} requests/s "
-                    f"(bursts of {self.limiter.burst}); retry after {retry_after_s} s"
-                )
-            }
-        ).encode()
+        detail, retry_after_s = refusal(
+            self.limiter, wait_s, "a client address without a valid credential"
+        )
+        body = json.dumps({"detail": detail}).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -33,8 +33,14 @@ class Settings:
         A device whose last heartbeat is younger than this counts as online [s].
     max_body_bytes : int
         Largest request body accepted [bytes]; larger ones are answered 413.
+    body_timeout_s : float
+        Longest a client may take to send a request body [s]; slower is answered 408 and the
+        connection closed (checkpoint uploads: the longest pause between two chunks).
+    ready_wait_s : float
+        Longest ``/readyz`` waits for a request slot before it answers 503 (stalled) [s].
     max_clock_skew_s : float
-        How far in the future (by the coordinator's clock) a telemetry sample may be [s].
+        How far ``sent_ts`` and a heat window's start may be from the coordinator's clock,
+        either way, and how far ahead a telemetry sample may be [s].
     checkpoint_url : str or None
         Where checkpoint blobs go: an fsspec URL or a local directory (``s3://bucket/prefix``
         with s3fs installed); None keeps them beside a SQLite database, else refuses tasks.
@@ -58,6 +64,11 @@ class Settings:
         Requests per second allowed per token, on average, per coordinator process [1/s].
     rate_limit_burst : int
         Requests a token may send at once before the rate applies.
+    anonymous_rate_limit_per_s : float
+        Requests per second allowed per client address for requests without a valid
+        credential (none, or refused; enrollment), per coordinator process [1/s].
+    anonymous_rate_limit_burst : int
+        Such requests an address may send at once before that rate applies.
     expiry_interval_s : float
         How often the process ends leases whose devices went silent [s].
     session_secret : str
@@ -70,6 +81,8 @@ class Settings:
     heartbeat_interval_s: float = 60.0
     online_window_s: float = 180.0
     max_body_bytes: int = 1024 * 1024
+    body_timeout_s: float = 30.0
+    ready_wait_s: float = 5.0
     max_clock_skew_s: float = 300.0
     checkpoint_url: str | None = None
     max_checkpoint_bytes: int = 256 * 1024 * 1024
@@ -82,5 +95,7 @@ class Settings:
     owner_share: float = 0.85
     rate_limit_per_s: float = 20.0
     rate_limit_burst: int = 200
+    anonymous_rate_limit_per_s: float = 5.0
+    anonymous_rate_limit_burst: int = 100
     expiry_interval_s: float = 15.0
     session_secret: str = field(default_factory=_session_secret, repr=False)

@@ -12,6 +12,8 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from heatgrid.protocol.values import JsonObject, Text
+
 __all__ = [
     "MAX_CLAIM_SLOTS",
     "MAX_HEAT_WINDOW_SEGMENTS",
@@ -63,7 +65,7 @@ Timestamp = Annotated[float, Field(ge=_EARLIEST_TS, le=_LATEST_TS)]
 Power = Annotated[float, Field(ge=0.0, le=_MAX_POWER_W)]
 _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_PRINTABLE)
+    Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_PRINTABLE)
 ]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9]+$")]
 Energy = Annotated[float, Field(ge=0.0, le=1.0e15)]
@@ -97,7 +99,7 @@ class Hardware(_Message):
         Number of CPU cores offered to tasks.
     """
 
-    model: Annotated[str, StringConstraints(max_length=100)] | None = None
+    model: Annotated[Text, StringConstraints(max_length=100)] | None = None
     max_power_w: Annotated[float, Field(gt=0.0, le=_MAX_POWER_W)]
     min_power_w: Power = 0.0
     hashrate_ths: Annotated[float, Field(ge=0.0, le=1.0e6)] | None = None
@@ -324,7 +326,7 @@ class TaskLease(_Message):
     lease_expires_ts : float
         When the lease lapses unless renewed [POSIX s, UTC].
     task_input : dict
-        The task's input, as the submitter gave it.
+        The task's input, as the submitter gave it (checked JSON, see :mod:`.values`).
     energy_j : float
         The submitter's estimate of the task's whole energy [J].
     checkpoint_every_j : float
@@ -339,7 +341,7 @@ class TaskLease(_Message):
     job_id: str
     attempt: int
     lease_expires_ts: float
-    task_input: dict[str, object]
+    task_input: JsonObject
     energy_j: float
     checkpoint_every_j: float
     progress_energy_j: float
@@ -384,13 +386,14 @@ class TaskCompletion(_Message):
     energy_j : float
         Energy burned by this attempt in all [J].
     result : dict
-        The task's result (JSON object).
+        The task's result: a JSON object of at most :data:`~.values.MAX_JSON_BYTES` nested
+        at most :data:`~.values.MAX_JSON_DEPTH` deep, finite numbers, no NUL, valid Unicode.
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
     attempt: Annotated[int, Field(ge=1)]
     energy_j: Energy
-    result: dict[str, object]
+    result: JsonObject
 
 
 class TaskFailure(_Message):
@@ -411,7 +414,7 @@ class TaskFailure(_Message):
     protocol_version: Literal[1] = PROTOCOL_VERSION
     attempt: Annotated[int, Field(ge=1)]
     energy_j: Energy
-    error: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    error: Annotated[Text, StringConstraints(min_length=1, max_length=2000)]
 
 
 class TaskStatus(_Message):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from heatgrid.coordinator.auth import AccountPrincipal, authenticate_account, authenticate_device
 from heatgrid.coordinator.db.models import Device
-from heatgrid.coordinator.errors import ForbiddenError, UnauthorizedError
+from heatgrid.coordinator.errors import ForbiddenError, TooManyRequestsError, UnauthorizedError
 from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT
+from heatgrid.coordinator.ratelimit import RateLimiter, client_address, refusal
 from heatgrid.coordinator.settings import Settings
 
 __all__ = [
@@ -91,18 +92,50 @@ def _token(
 
 
 _Token = Annotated[str, Depends(_token)]
+_T = TypeVar("_T")
 
 
-def require_scope(scope: str | None) -> Callable[[Session, str], AccountPrincipal]:
+def _charge(limiter: RateLimiter, key: str, who: str) -> None:
+    wait_s = limiter.wait_s(key)
+    if wait_s > 0.0:
+        raise TooManyRequestsError(*refusal(limiter, wait_s, who))
+
+
+def _refused(request: Request) -> None:
+    address = client_address(request.scope)
+    _charge(request.app.state.address_limiter, address, "a client without a valid credential")
+
+
+def _verified(request: Request, authenticate: Callable[[], _T], key: Callable[[_T], str]) -> _T:
+    """Authenticate, then count the request against what it proved.
+
+    A valid credential is charged to its own bucket; a refused one to the client's address
+    (429 instead of 401 once that address is over its rate), never to the id it names.
+    """
+    try:
+        found = authenticate()
+    except UnauthorizedError:
+        _refused(request)
+        raise
+    _charge(request.app.state.rate_limiter, key(found), "a credential")
+    return found
+
+
+def require_scope(scope: str | None) -> Callable[[Request, Session, str], AccountPrincipal]:
     """Return a dependency that admits an API key holding ``scope`` and gives its account.
 
     ``scope`` None admits any valid API key (for acting on one's own account).
     """
 
-    def dependency(session: SessionDep, token: _Token) -> AccountPrincipal:
+    def dependency(request: Request, session: SessionDep, token: _Token) -> AccountPrincipal:
         if token.startswith("hgd_"):
+            _refused(request)
             raise ForbiddenError("Authorization: a device token cannot act here; use an API key")
-        principal = authenticate_account(session, token)
+        principal = _verified(
+            request,
+            lambda: authenticate_account(session, token),
+            lambda found: f"hgk:{found.key_id}",
+        )
         if scope is not None and scope not in principal.scopes:
             raise ForbiddenError(f"Authorization: the API key lacks the scope {scope!r}")
         return principal
@@ -110,9 +143,11 @@ def require_scope(scope: str | None) -> Callable[[Session, str], AccountPrincipa
     return dependency
 
 
-def require_device(device_id: str, session: SessionDep, token: _Token) -> Device:
+def require_device(device_id: str, request: Request, session: SessionDep, token: _Token) -> Device:
     """Admit the device token of the device ``device_id`` in the path, and only that one."""
-    device = authenticate_device(session, token)
+    device = _verified(
+        request, lambda: authenticate_device(session, token), lambda found: f"hgd:{found.id}"
+    )
     if device.id != device_id:
         raise ForbiddenError("Authorization: this device token belongs to another device")
     return device

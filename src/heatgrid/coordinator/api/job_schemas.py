@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from heatgrid.core.leasing import DEFAULT_MAX_ATTEMPTS
+from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
     "MAX_TASKS_PER_JOB",
@@ -35,14 +36,15 @@ class TaskSpec(_Body):
     Attributes
     ----------
     task_input : dict
-        Input handed to the task (JSON object), as is.
+        Input handed to the task (JSON object), as is; checked at the door for depth, size,
+        finite numbers and storable text (:mod:`heatgrid.protocol.values`).
     energy_j : float
         Estimated electric energy the task burns from start to end [J], > 0.
     checkpoint_every_j : float or None
         Energy between the task's checkpoints [J]; None: the job's value.
     """
 
-    task_input: dict[str, object] = {}
+    task_input: JsonObject = {}
     energy_j: Annotated[float, Field(gt=0.0, le=_MAX_ENERGY_J)]
     checkpoint_every_j: Annotated[float, Field(gt=0.0, le=_MAX_ENERGY_J)] | None = None
 
@@ -69,7 +71,7 @@ class JobSubmission(_Body):
     """
 
     name: Annotated[
-        str,
+        Text,
         StringConstraints(
             strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
         ),

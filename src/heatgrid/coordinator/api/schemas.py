@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from heatgrid.protocol import v1
+from heatgrid.protocol.values import Text
 
 __all__ = [
     "Balance",
@@ -25,6 +26,9 @@ __all__ = [
     "KeyInfo",
     "LatestSample",
 ]
+
+
+_Scope = Annotated[Text, StringConstraints(max_length=100)]
 
 
 class _Body(BaseModel):
@@ -44,9 +48,14 @@ class CreateKeyRequest(_Body):
         The key's scopes, a subset of the role's; None (the default) gives all of them.
     """
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    name: Annotated[
+        Text,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+        ),
+    ]
     role: Annotated[str, StringConstraints(pattern=r"^(operator|owner|submitter)$")]
-    scopes: Annotated[list[str], Field(max_length=32)] | None = None
+    scopes: Annotated[list[_Scope], Field(max_length=32)] | None = None
 
 
 class CreatedKey(_Body):
@@ -80,7 +89,7 @@ class CreateEnrollmentCodeRequest(_Body):
         How long the code stays valid [s], at most 30 days.
     """
 
-    owner_name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    owner_name: Annotated[Text, StringConstraints(min_length=1, max_length=100)] | None = None
     ttl_s: Annotated[float, Field(gt=0.0, le=30 * 86_400.0)] = 3600.0
 
 
