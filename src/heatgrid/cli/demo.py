@@ -23,13 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import typer
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
-
-from heatgrid.protocol.v1 import EnrollRequest, Hardware, Heartbeat, TelemetrySample
 
 __all__ = ["register"]
 
@@ -55,6 +51,8 @@ def _free_port() -> int:
 def _serving(env: dict[str, str], log_path: Path) -> Iterator[str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
+    import httpx  # noqa: PLC0415 - keeps `heatgrid --help` fast
+
     command = [sys.executable, "-m", "heatgrid.cli.main", "serve", "--port", str(port)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -82,6 +80,8 @@ def _serving(env: dict[str, str], log_path: Path) -> Iterator[str]:
 
 
 def _metric(text: str, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name:
@@ -90,6 +90,15 @@ def _metric(text: str, name: str) -> float:
 
 
 def _walkthrough(workdir: Path) -> dict[str, Any]:
+    import httpx  # noqa: PLC0415 - keeps `heatgrid --help` fast
+
+    from heatgrid.protocol.v1 import (  # noqa: PLC0415
+        EnrollRequest,
+        Hardware,
+        Heartbeat,
+        TelemetrySample,
+    )
+
     env = {**os.environ, "HEATGRID_DATABASE_URL": f"sqlite:///{workdir / 'coordinator.sqlite3'}"}
     _console.print("[bold]1.[/] heatgrid db upgrade — migrate the embedded SQLite database")
     _heatgrid("db", "upgrade", env=env)
@@ -144,6 +153,8 @@ def demo(
     keep: bool = typer.Option(False, "--keep", help="Keep the temporary directory."),
 ) -> None:
     """Walk through the coordinator's enrollment flow on embedded defaults (SQLite, loopback)."""
+    import httpx  # noqa: PLC0415 - keeps `heatgrid --help` fast
+
     workdir = Path(tempfile.mkdtemp(prefix="heatgrid-demo-"))
     try:
         result = _walkthrough(workdir)

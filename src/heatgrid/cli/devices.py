@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from heatgrid.cli._database import AsJson, DatabaseUrl, DataDir, now_ts, open_session, utc_text
-from heatgrid.coordinator import devices as fleet
-from heatgrid.coordinator.db.models import Account, Device
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from heatgrid.coordinator.db.models import Device
 
 __all__ = ["register"]
 
@@ -20,6 +22,8 @@ _devices = typer.Typer(help="Enrolled heaters (reads the database).", no_args_is
 
 
 def _record(session: Session, device: Device) -> dict[str, Any]:
+    from heatgrid.coordinator.db.models import Account  # noqa: PLC0415 - keeps `--help` fast
+
     owner = session.get(Account, device.owner_id)
     return {
         "device_id": device.id,
@@ -43,6 +47,8 @@ def list_devices(
     data_dir: DataDir = None,
 ) -> None:
     """List every enrolled device, oldest first."""
+    from heatgrid.coordinator import devices as fleet  # noqa: PLC0415 - keeps `--help` fast
+
     with open_session(database_url, data_dir) as session:
         records = [_record(session, device) for device in fleet.list_devices(session, None)]
     if as_json:
@@ -71,6 +77,8 @@ def show_device(
     data_dir: DataDir = None,
 ) -> None:
     """Show one device, its newest telemetry sample and its heat window."""
+    from heatgrid.coordinator import devices as fleet  # noqa: PLC0415 - keeps `--help` fast
+
     with open_session(database_url, data_dir) as session:
         device = fleet.get_device(session, device_id, None)
         record = _record(session, device)
@@ -108,6 +116,8 @@ def revoke_device(
     data_dir: DataDir = None,
 ) -> None:
     """Revoke a device's token; its history stays."""
+    from heatgrid.coordinator import devices as fleet  # noqa: PLC0415 - keeps `--help` fast
+
     with open_session(database_url, data_dir) as session:
         fleet.revoke_device(session, device_id, None, now_ts=now_ts())
     typer.echo(f"device {device_id} revoked")

@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from heatgrid.cli._database import AsJson, utc_text
 from heatgrid.core.errors import InputError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["register"]
 
@@ -58,6 +60,8 @@ def _call(method: str, url: str, api_key: str | None, path: str, **kwargs: Any) 
     if not url.startswith(("http://", "https://")):
         raise InputError(f"--url must start with http:// or https://, got {url!r}")
     headers = {"Authorization": f"Bearer {api_key}"}
+    import httpx  # noqa: PLC0415 - keeps `heatgrid --help` fast
+
     try:
         with httpx.Client(base_url=url, timeout=_TIMEOUT_S) as client:
             answer = client.request(method, path, headers=headers, **kwargs)
