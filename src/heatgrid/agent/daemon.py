@@ -89,7 +89,7 @@ from heatgrid.core.control import (
     WeeklySchedule,
     next_change_ts,
 )
-from heatgrid.core.errors import InputError, require_finite
+from heatgrid.core.errors import InputError, require_finite, require_positive
 from heatgrid.protocol import v1
 
 __all__ = ["AgentDaemon", "Workload", "manual_setpoint_until_ts"]
@@ -209,6 +209,10 @@ class AgentDaemon:
         The coordinator; None runs local-only (no enrollment yet).
     clock : callable
         Returns the present, POSIX UTC [s].
+    speed : float
+        Seconds of ``clock`` per real second [-]: above 1 on an accelerated emulated clock
+        (:mod:`heatgrid.core.clock`), where the control loop ticks every ``tick_s / speed``
+        real seconds, so that ``tick_s`` stays a period of the room's (emulated) time.
     outdoor : callable, optional
         Returns the latest outdoor temperature [°C] or None; held over the forecast horizon.
     outdoor_forecast : callable, optional
@@ -229,6 +233,7 @@ class AgentDaemon:
         store: StateStore,
         client: CoordinatorClient | None,
         clock: Callable[[], float],
+        speed: float = 1.0,
         outdoor: Callable[[], float | None] | None = None,
         outdoor_forecast: Callable[[float, int, float], Sequence[float] | None] | None = None,
         workload: Workload | None = None,
@@ -240,6 +245,7 @@ class AgentDaemon:
         self.store = store
         self._client = client
         self._clock = clock
+        self._speed = require_positive("speed", speed)
         self._outdoor = outdoor
         self._outdoor_forecast = outdoor_forecast
         self._workload = workload
@@ -635,7 +641,7 @@ class AgentDaemon:
         while not stop.is_set():
             await self.tick()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.thermostat.tick_s)
+                await asyncio.wait_for(stop.wait(), self.config.thermostat.tick_s / self._speed)
 
     async def _sync_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
