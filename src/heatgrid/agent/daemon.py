@@ -52,6 +52,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from heatgrid.agent.backoff import Backoff
@@ -151,6 +152,14 @@ def _state_from_json(value: Any) -> LoopState:
     except (KeyError, TypeError, ValueError):
         _log.warning("state file: the saved controller state is unreadable; starting afresh")
         return LoopState()
+
+
+def _hold_end_text(until_ts: float) -> str:
+    """Say how long a setpoint set by hand holds, for the log: no end, or the schedule's next."""
+    if not math.isfinite(until_ts):
+        return "until another setpoint is set (no schedule to return to)"
+    when = datetime.fromtimestamp(until_ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"until the schedule's next change, {when}"
 
 
 def manual_setpoint_until_ts(schedule: WeeklySchedule | None, now_ts: float) -> float:
@@ -301,7 +310,7 @@ class AgentDaemon:
             self._hold = (setpoint_c, until_ts)
             self._held_thermostat = None
             self.store.put(_HOLD_KEY, {"setpoint_c": setpoint_c, "until_ts": until_ts})
-            _log.info("setpoint %.1f °C held by hand until %.0f (POSIX s)", setpoint_c, until_ts)
+            _log.info("setpoint %.1f °C held by hand %s", setpoint_c, _hold_end_text(until_ts))
             if not self._stopped:
                 await self._tick()
 

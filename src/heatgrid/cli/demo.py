@@ -4,8 +4,8 @@ It runs the real programs a user runs, in a temporary directory on loopback: mig
 database, creates an owner's API key and a one-time enrollment code with ``heatgrid admin``,
 starts ``heatgrid serve``, enrolls a heater over HTTP with the code, sends its first heartbeat,
 and reads the fleet back through the API and ``/metrics``. Every process it starts is stopped
-before it returns. The fleet demo with emulated heaters replaces this walkthrough when the
-agent lands.
+before it returns. Not yet here: agents heating emulated rooms with emulated miners on a
+shared accelerated clock (``--clock``); that fleet demo is being built.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from heatgrid.cli._tables import print_table
 
 __all__ = ["register"]
 
@@ -164,18 +165,23 @@ def demo(
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    table = Table(title="Heaters on the coordinator, as their owner sees them")
-    for column in ("device", "name", "kind", "max_power_w", "online"):
-        table.add_column(column)
-    for item in result["devices"]:
-        table.add_row(
+    rows = [
+        (
             item["device_id"],
             item["name"],
             item["kind"],
             f"{item['hardware']['max_power_w']:.0f}",
-            str(item["online"]),
+            "yes" if item["online"] else "no",
         )
-    _console.print(table)
+        for item in result["devices"]
+    ]
+    print_table(
+        ("device", "name", "kind", "max_power_w", "online"),
+        rows,
+        ids={"device"},
+        title="Heaters on the coordinator, as their owner sees them",
+        console=_console,
+    )
     _console.print(
         f"Reusing the enrollment code was refused with HTTP {result['code_reuse_status']}; "
         f"devices online per /metrics: {result['devices_online']:.0f}."

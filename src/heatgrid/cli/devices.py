@@ -6,10 +6,9 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from heatgrid.cli._database import AsJson, DatabaseUrl, DataDir, now_ts, open_session, utc_text
+from heatgrid.cli._tables import print_table
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -39,33 +38,59 @@ def _record(session: Session, device: Device) -> dict[str, Any]:
     }
 
 
+DEFAULT_ONLINE_WINDOW_S = 180.0
+"""A device heard from within this long counts as online [s] (as ``heatgrid serve``'s)."""
+
+OnlineWindow = Annotated[
+    float,
+    typer.Option(
+        "--online-window-s",
+        min=1.0,
+        help="A device whose last heartbeat is at most this old is online [s] "
+        "(use the coordinator's heatgrid serve --online-window-s).",
+    ),
+]
+
+
 @_devices.command("list")
 def list_devices(
     *,
     as_json: AsJson = False,
+    online_window_s: OnlineWindow = DEFAULT_ONLINE_WINDOW_S,
     database_url: DatabaseUrl = None,
     data_dir: DataDir = None,
 ) -> None:
-    """List every enrolled device, oldest first."""
+    """List every enrolled device, oldest first, and whether it is online."""
     from heatgrid.coordinator import devices as fleet  # noqa: PLC0415 - keeps `--help` fast
 
+    now = now_ts()
     with open_session(database_url, data_dir) as session:
-        records = [_record(session, device) for device in fleet.list_devices(session, None)]
+        records = [
+            {
+                **_record(session, device),
+                "online": fleet.is_online(device, now_ts=now, online_window_s=online_window_s),
+            }
+            for device in fleet.list_devices(session, None)
+        ]
     if as_json:
         typer.echo(json.dumps(records))
         return
-    table = Table("device_id", "owner", "name", "kind", "max_power_w", "last seen (UTC)", "revoked")
-    for record in records:
-        table.add_row(
+    headers = ("device_id", "owner", "name", "kind", "max_power_w", "online", "last seen (UTC)")
+    rows = [
+        (
             record["device_id"],
             str(record["owner_name"]),
             record["name"],
             record["kind"],
             f"{record['hardware'].get('max_power_w', 0):g}",
+            "revoked"
+            if record["revoked_ts"] is not None
+            else ("yes" if record["online"] else "no"),
             utc_text(record["last_seen_ts"]),
-            utc_text(record["revoked_ts"]),
         )
-    Console().print(table)
+        for record in records
+    ]
+    print_table(headers, rows, ids={"device_id"})
 
 
 @_devices.command("show")

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from heatgrid.cli._database import AsJson, utc_text
+from heatgrid.cli._tables import print_table
 from heatgrid.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -118,9 +118,9 @@ def list_jobs(*, url: Url = _DEFAULT_URL, api_key: ApiKey = None, as_json: AsJso
     if as_json:
         typer.echo(json.dumps(jobs))
         return
-    table = Table("job_id", "name", "state", "done", "energy (kWh)", "cost (EUR)", "submitted")
-    for job in jobs:
-        table.add_row(
+    headers = ("job_id", "name", "state", "done", "energy (kWh)", "cost (EUR)", "submitted")
+    rows = [
+        (
             job["job_id"],
             job["name"],
             job["state"],
@@ -129,7 +129,9 @@ def list_jobs(*, url: Url = _DEFAULT_URL, api_key: ApiKey = None, as_json: AsJso
             f"{job['cost_eur']:.2f}",
             utc_text(job["created_ts"]),
         )
-    Console().print(table)
+        for job in jobs
+    ]
+    print_table(headers, rows, ids={"job_id"})
 
 
 @_jobs.command("show")
@@ -158,9 +160,9 @@ def show(
             "the rest ran on devices without a room",
             highlight=False,
         )
-    table = Table("#", "task_id", "state", "attempt", "progress (kWh)", "device", "last error")
-    for task in job["tasks"]:
-        table.add_row(
+    headers = ("#", "task_id", "state", "attempt", "progress (kWh)", "device", "last error")
+    rows = [
+        (
             str(task["task_index"]),
             task["task_id"],
             task["state"],
@@ -169,7 +171,9 @@ def show(
             task["lease_device_id"] or "-",
             task["last_error"] or "",
         )
-    console.print(table)
+        for task in job["tasks"]
+    ]
+    print_table(headers, rows, ids={"task_id", "device"}, console=console)
 
 
 @_jobs.command("cancel")
