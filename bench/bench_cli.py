@@ -3,7 +3,9 @@
 Each measurement runs a fresh Python process the way a user's shell does
 (``python -m heatgrid.cli.main ...``), ``--repeats`` times, and keeps the median wall time.
 The baseline is ``python -c pass`` in the same run, measured the same way, so the ratios say
-how much heatgrid adds to a bare interpreter on this machine, whatever its load.
+how much heatgrid adds to a bare interpreter on this machine. The CPU time (user + system) of
+each ``--help`` is reported too: on a shared, loaded machine it varies much less than the wall
+time.
 
 ``serve`` is timed from the process start to the first 200 from ``/healthz``, on a SQLite
 database migrated beforehand (``heatgrid db upgrade``), on a free loopback port.
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import signal
 import statistics
 import subprocess
@@ -39,15 +42,21 @@ _SERVE_TIMEOUT_S = 60.0
 _HEATGRID = [sys.executable, "-m", "heatgrid.cli.main"]
 
 
-def _wall_s(command: list[str]) -> float:
+def _times_s(command: list[str]) -> tuple[float, float]:
+    """Run ``command``; return its wall time and its CPU time (user + system) [s]."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall_s = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall_s, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def _median_s(command: list[str], repeats: int) -> float:
-    _wall_s(command)  # warm the file cache and the bytecode
-    return statistics.median(_wall_s(command) for _ in range(repeats))
+def _median_s(command: list[str], repeats: int) -> tuple[float, float]:
+    """Median wall and CPU time of ``command`` over ``repeats`` runs after a warm-up [s]."""
+    _times_s(command)  # warm the file cache and the bytecode
+    runs = [_times_s(command) for _ in range(repeats)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def _healthz_ok(url: str) -> bool:
@@ -103,13 +112,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    baseline_s = _median_s([sys.executable, "-c", "pass"], args.repeats)
+    baseline_s, baseline_cpu_s = _median_s([sys.executable, "-c", "pass"], args.repeats)
     commands: dict[str, dict[str, float | bool]] = {}
     for name, argv in _HELP_COMMANDS.items():
-        wall_s = _median_s([*_HEATGRID, *argv], args.repeats)
+        wall_s, cpu_s = _median_s([*_HEATGRID, *argv], args.repeats)
         commands[name] = {
             "wall_s": wall_s,
             "ratio_vs_baseline": wall_s / baseline_s,
+            "cpu_s": cpu_s,
+            "cpu_ratio_vs_baseline": cpu_s / baseline_cpu_s,
             "goal_s": _GOAL_HELP_S,
             "meets_goal": wall_s < _GOAL_HELP_S,
         }
@@ -126,6 +137,7 @@ def main() -> None:
         "repeats": args.repeats,
         "baseline": "python -c pass (same run)",
         "baseline_s": baseline_s,
+        "baseline_cpu_s": baseline_cpu_s,
         "commands": commands,
         "machine": {
             "python": platform.python_version(),
