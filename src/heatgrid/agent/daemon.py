@@ -396,6 +396,7 @@ class AgentDaemon:
         )
         if result.command.alarm != Alarm.NONE and (alarm_changed or self.last_result is None):
             _log.warning("heating stopped for safety: %s", ", ".join(result.command.reasons))
+            self._hint_clock(room)
         if not await self._apply(result):
             await self.safe_all()
         self.last_result, self._last_readings, self._last_room = result, readings, room
@@ -407,6 +408,25 @@ class AgentDaemon:
         if now_ts - self._last_history_ts >= _HISTORY_INTERVAL_S:
             self._record_history(now_ts, readings, room)
         return result
+
+    def _hint_clock(self, room: RoomSample | None) -> None:
+        """Say so when the sensor stamps its readings on another clock than the agent's.
+
+        A reading that arrived just now but is stamped far from the time it arrived comes from a
+        sensor on another clock: an emulated room on a past date or sped up.
+        """
+        if room is None or not math.isfinite(room.reading_ts):
+            return
+        offset_s = room.reading_ts - room.received_ts
+        if abs(offset_s) > self._thermostat.max_age_s:
+            _log.warning(
+                "the room sensor stamps its readings %.0f s %s this agent's clock although they "
+                "arrive fresh: an emulated room on a past date or sped up? Run the agent on the "
+                "room's clock (heatgrid agent --clock, or HEATGRID_CLOCK, as heatgrid emulate "
+                "room prints it), or drop sensor.timestamp_key to judge readings by arrival",
+                abs(offset_s),
+                "ahead of" if offset_s > 0 else "behind",
+            )
 
     # ------------------------------------------------------------------ room model
 

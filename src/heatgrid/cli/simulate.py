@@ -42,7 +42,8 @@ DEFAULT_START = "01-15"
 _FALLBACK_COUNTRY = "EU"
 
 MAX_HOMES = 1_000_000
-"""Most homes one run simulates; a million homes need about 10 GB of memory."""
+"""Most homes one run simulates: the fleet size the simulator is built for (numpy arrays of
+this length per quantity); a larger number is refused before any memory is allocated."""
 MAX_DAYS = 366.0
 """Longest run [days]: one weather year."""
 MIN_STEP_S = 10.0
