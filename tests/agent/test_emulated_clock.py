@@ -165,14 +165,25 @@ def test_an_agent_heats_a_room_on_an_emulated_clock(
     assert sample["heat_power_w"] == pytest.approx(_RATED_W, abs=1.0)
 
 
-def test_the_room_refuses_a_shared_clock_with_its_own_start(
-    capsys: pytest.CaptureFixture[str],
+@pytest.mark.parametrize("emulator", ["room", "miner"])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["--clock", "start=2026-01-15,origin_ts=0", "--speed", "60"],
+            "--clock (or HEATGRID_CLOCK) or --start/--speed, not both",
+        ),
+        (["--clock", "start=2026-01-15"], "clock: origin_ts missing"),
+        (["--clock", "start=2026-01-15,origin_ts=0,speed=-1"], "speed must be greater than 0"),
+    ],
+)
+def test_the_emulators_refuse_a_bad_or_doubled_clock(
+    emulator: str, arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from heatgrid.cli.main import main  # noqa: PLC0415
 
-    status = main(["emulate", "room", "--clock", "start=2026-01-15,origin_ts=0", "--speed", "60"])
-    assert status == 2
-    assert "--clock (or HEATGRID_CLOCK) or --start/--speed, not both" in capsys.readouterr().err
+    assert main(["emulate", emulator, *arguments]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_the_agent_refuses_a_bad_clock(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
