@@ -175,3 +175,44 @@ def test_fixed_fan_percentage_overrides_temperature_control() -> None:
 def test_bad_parameters_are_refused_by_name(changes: dict[str, float], name: str) -> None:
     with pytest.raises(InputError, match=name):
         replace(PARAMS, **changes)
+
+
+_AGENT_DEVICE_LIMIT_C = 90.0
+"""The agent's default ``thermostat.device_limit_c``: a miner at rated power stays below it."""
+
+
+@given(
+    max_power_w=st.floats(min_value=100.0, max_value=12_000.0),
+    ambient_temp_c=st.floats(min_value=15.0, max_value=25.0),
+    load=st.floats(min_value=0.0, max_value=1.0),
+)
+def test_chips_settle_at_the_same_temperature_at_rated_power_in_every_power_class(
+    max_power_w: float, ambient_temp_c: float, load: float
+) -> None:
+    """A 3 kW miner's chips settled near 170 °C and tripped the agent's 90 °C limit."""
+    params = mm.MinerParams(
+        max_power_w=max_power_w,
+        min_power_w=max_power_w / 4.0,
+        idle_power_w=min(15.0, max_power_w / 4.0),
+        ambient_temp_c=ambient_temp_c,
+    )
+    target_w = params.min_power_w + load * (params.max_power_w - params.min_power_w)
+    state = mm.initial_state(T0, params, power_target_w=target_w)
+    settled = mm.advance(state, T0 + 3600.0, params)  # many chip and board time constants
+    rise_k = settled.chip_temp_c - ambient_temp_c
+    assert rise_k == pytest.approx(params.chip_rise_at_max_power_k * target_w / max_power_w)
+    if target_w == params.max_power_w:
+        assert 60.0 <= settled.chip_temp_c <= 85.0
+    assert settled.chip_temp_c < _AGENT_DEVICE_LIMIT_C
+    assert ambient_temp_c < settled.board_temp_c < settled.chip_temp_c
+
+
+def test_a_3_kw_miner_runs_as_cool_as_a_1_2_kw_one() -> None:
+    small = mm.MinerParams()
+    large = mm.MinerParams(max_power_w=3000.0, min_power_w=750.0)
+    chips_c = []
+    for params in (small, large):
+        state = mm.initial_state(T0, params)
+        chips_c.append(mm.advance(state, T0 + 3600.0, params).chip_temp_c)
+    assert chips_c[1] == pytest.approx(chips_c[0])
+    assert chips_c[0] == pytest.approx(80.0)

@@ -52,6 +52,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from heatgrid.agent.backoff import Backoff
@@ -90,7 +91,7 @@ from heatgrid.core.control import (
     WeeklySchedule,
     next_change_ts,
 )
-from heatgrid.core.errors import InputError, require_finite
+from heatgrid.core.errors import InputError, require_finite, require_positive
 from heatgrid.protocol import v1
 
 __all__ = ["AgentDaemon", "Workload", "manual_setpoint_until_ts"]
@@ -154,6 +155,14 @@ def _state_from_json(value: Any) -> LoopState:
         return LoopState()
 
 
+def _hold_end_text(until_ts: float) -> str:
+    """Say how long a setpoint set by hand holds, for the log: no end, or the schedule's next."""
+    if not math.isfinite(until_ts):
+        return "until another setpoint is set (no schedule to return to)"
+    when = datetime.fromtimestamp(until_ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"until the schedule's next change, {when}"
+
+
 def manual_setpoint_until_ts(schedule: WeeklySchedule | None, now_ts: float) -> float:
     """Return when a setpoint set by hand at ``now_ts`` gives way to the schedule.
 
@@ -210,6 +219,10 @@ class AgentDaemon:
         The coordinator; None runs local-only (no enrollment yet).
     clock : callable
         Returns the present, POSIX UTC [s].
+    speed : float
+        Seconds of ``clock`` per real second [-]: above 1 on an accelerated emulated clock
+        (:mod:`heatgrid.core.clock`), where the control loop ticks every ``tick_s / speed``
+        real seconds, so that ``tick_s`` stays a period of the room's (emulated) time.
     outdoor : callable, optional
         Returns the latest outdoor temperature [°C] or None; held over the forecast horizon.
     outdoor_forecast : callable, optional
@@ -230,6 +243,7 @@ class AgentDaemon:
         store: StateStore,
         client: CoordinatorClient | None,
         clock: Callable[[], float],
+        speed: float = 1.0,
         outdoor: Callable[[], float | None] | None = None,
         outdoor_forecast: Callable[[float, int, float], Sequence[float] | None] | None = None,
         workload: Workload | None = None,
@@ -241,6 +255,7 @@ class AgentDaemon:
         self.store = store
         self._client = client
         self._clock = clock
+        self._speed = require_positive("speed", speed)
         self._outdoor = outdoor
         self._outdoor_forecast = outdoor_forecast
         self._workload = workload
@@ -300,7 +315,7 @@ class AgentDaemon:
             self._hold = (setpoint_c, until_ts)
             self._held_thermostat = None
             self.store.put(_HOLD_KEY, {"setpoint_c": setpoint_c, "until_ts": until_ts})
-            _log.info("setpoint %.1f °C held by hand until %.0f (POSIX s)", setpoint_c, until_ts)
+            _log.info("setpoint %.1f °C held by hand %s", setpoint_c, _hold_end_text(until_ts))
             if not self._stopped:
                 await self._tick()
 
@@ -386,6 +401,7 @@ class AgentDaemon:
         )
         if result.command.alarm != Alarm.NONE and (alarm_changed or self.last_result is None):
             _log.warning("heating stopped for safety: %s", ", ".join(result.command.reasons))
+            self._hint_clock(room)
         if not await self._apply(result):
             await self.safe_all()
         self.last_result, self._last_readings, self._last_room = result, readings, room
@@ -397,6 +413,25 @@ class AgentDaemon:
         if now_ts - self._last_history_ts >= _HISTORY_INTERVAL_S:
             self._record_history(now_ts, readings, room)
         return result
+
+    def _hint_clock(self, room: RoomSample | None) -> None:
+        """Say so when the sensor stamps its readings on another clock than the agent's.
+
+        A reading that arrived just now but is stamped far from the time it arrived comes from a
+        sensor on another clock: an emulated room on a past date or sped up.
+        """
+        if room is None or not math.isfinite(room.reading_ts):
+            return
+        offset_s = room.reading_ts - room.received_ts
+        if abs(offset_s) > self._thermostat.max_age_s:
+            _log.warning(
+                "the room sensor stamps its readings %.0f s %s this agent's clock although they "
+                "arrive fresh: an emulated room on a past date or sped up? Run the agent on the "
+                "room's clock (heatgrid agent --clock, or HEATGRID_CLOCK, as heatgrid emulate "
+                "room prints it), or drop sensor.timestamp_key to judge readings by arrival",
+                abs(offset_s),
+                "ahead of" if offset_s > 0 else "behind",
+            )
 
     # ------------------------------------------------------------------ room model
 
@@ -646,7 +681,7 @@ class AgentDaemon:
         while not stop.is_set():
             await self.tick()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.thermostat.tick_s)
+                await asyncio.wait_for(stop.wait(), self.config.thermostat.tick_s / self._speed)
 
     async def _sync_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

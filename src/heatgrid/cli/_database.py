@@ -7,14 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from platformdirs import user_data_dir
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
-from heatgrid.coordinator.db import check_schema, make_engine, make_session_factory
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 __all__ = [
     "AsJson",
@@ -81,7 +80,14 @@ def open_session(database_url: str | None, data_dir: Path | None) -> Iterator[Se
     heatgrid.coordinator.db.SchemaError
         When the schema is missing, old or newer than this heatgrid (exit status 2).
     """
-    engine: Engine = make_engine(resolve_database_url(database_url, data_dir))
+    # Imported here: SQLAlchemy and Alembic are slow to import and `--help` needs neither.
+    from heatgrid.coordinator.db import (  # noqa: PLC0415
+        check_schema,
+        make_engine,
+        make_session_factory,
+    )
+
+    engine = make_engine(resolve_database_url(database_url, data_dir))
     try:
         check_schema(engine)
         with make_session_factory(engine)() as session:

@@ -12,8 +12,6 @@ from typing import Annotated
 import typer
 
 from heatgrid.cli._database import AsJson, DatabaseUrl, DataDir, now_ts, open_session
-from heatgrid.coordinator import accounts
-from heatgrid.coordinator.api.schemas import CreatedEnrollmentCode, CreatedKey, KeyInfo
 
 __all__ = ["register"]
 
@@ -36,6 +34,9 @@ def create_key(
     data_dir: DataDir = None,
 ) -> None:
     """Create an API key and print it; this is the only time the secret is shown."""
+    from heatgrid.coordinator import accounts  # noqa: PLC0415 - keeps `--help` fast
+    from heatgrid.coordinator.api.schemas import CreatedKey  # noqa: PLC0415
+
     with open_session(database_url, data_dir) as session:
         issued = accounts.create_api_key(
             session, name=name, role=role, scopes=scope or None, now_ts=now_ts()
@@ -68,6 +69,9 @@ def revoke_key(
     data_dir: DataDir = None,
 ) -> None:
     """Revoke an API key; requests with it are refused from then on."""
+    from heatgrid.coordinator import accounts  # noqa: PLC0415 - keeps `--help` fast
+    from heatgrid.coordinator.api.schemas import KeyInfo  # noqa: PLC0415
+
     with open_session(database_url, data_dir) as session:
         key = accounts.revoke_api_key(session, key_id, actor=None, now_ts=now_ts())
     info = KeyInfo(
@@ -88,6 +92,9 @@ def enroll_code(
     data_dir: DataDir = None,
 ) -> None:
     """Create a one-time enrollment code for a heater of OWNER and print it."""
+    from heatgrid.coordinator import accounts  # noqa: PLC0415 - keeps `--help` fast
+    from heatgrid.coordinator.api.schemas import CreatedEnrollmentCode  # noqa: PLC0415
+
     with open_session(database_url, data_dir) as session:
         issued = accounts.create_enrollment_code(
             session, owner_name=owner, ttl_s=ttl_s, actor=None, now_ts=now_ts()

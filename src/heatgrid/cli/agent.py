@@ -27,8 +27,11 @@ import typer
 from heatgrid.core.errors import InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from heatgrid.agent.config import AgentConfig
     from heatgrid.agent.forecast import HourlyOutdoorForecast, HourlySeries
+    from heatgrid.core.clock import ClockSpec
 
 __all__ = ["register", "weather_forecast"]
 
@@ -90,7 +93,14 @@ def weather_forecast(
         yield HourlyOutdoorForecast(fetch, refresh_s=3600.0)
 
 
-async def _run(config_path: Path) -> int:
+def _clock(spec: ClockSpec | None) -> Callable[[], float]:
+    """Return the agent's clock: the wall clock, or the shared emulated clock ``spec``."""
+    if spec is None:
+        return time.time
+    return lambda: spec.emulated_ts(time.time())
+
+
+async def _run(config_path: Path, spec: ClockSpec | None) -> int:
     from heatgrid.agent.client import CoordinatorClient  # noqa: PLC0415 - keeps --help fast
     from heatgrid.agent.config import load_config  # noqa: PLC0415
     from heatgrid.agent.daemon import AgentDaemon  # noqa: PLC0415
@@ -102,7 +112,7 @@ async def _run(config_path: Path) -> int:
     from heatgrid.agent.state_store import StateStore  # noqa: PLC0415
 
     config = load_config(config_path)
-    clock = time.time
+    clock = _clock(spec)
     async with contextlib.AsyncExitStack() as stack:
         store = stack.enter_context(StateStore(config.state.path))
         forecast = stack.enter_context(weather_forecast(config))
@@ -135,6 +145,7 @@ async def _run(config_path: Path) -> int:
             store=store,
             client=client,
             clock=clock,
+            speed=1.0 if spec is None else spec.speed,
             outdoor=outdoor_latest,
             outdoor_forecast=forecast,
         )
@@ -169,6 +180,17 @@ def _agent_main(
     ctx: typer.Context,
     config: ConfigPath = Path("agent.toml"),
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    clock: Annotated[
+        str | None,
+        typer.Option(
+            "--clock",
+            envvar="HEATGRID_CLOCK",
+            help="Run on a shared emulated clock, start=DATE,speed=X,origin_ts=POSIX_S, as "
+            "`heatgrid emulate room` prints it: for emulated rooms on a past date or sped up. "
+            "Default: the wall clock.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the agent: keep the room at its setpoint and make the heat pay."""
     if ctx.invoked_subcommand is not None:
@@ -180,7 +202,10 @@ def _agent_main(
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
-    status = asyncio.run(_run(config))
+    from heatgrid.core.clock import parse_clock  # noqa: PLC0415
+
+    spec = None if clock is None else parse_clock(clock)  # refused before anything starts
+    status = asyncio.run(_run(config, spec))
     raise typer.Exit(status)
 
 

@@ -7,9 +7,6 @@ from typing import Annotated
 import typer
 
 from heatgrid.cli._database import DatabaseUrl, DataDir, now_ts, open_session, resolve_database_url
-from heatgrid.coordinator.db import current_revision, head_revision, make_engine, redact_url
-from heatgrid.coordinator.db import upgrade as upgrade_schema
-from heatgrid.coordinator.downsample import downsample_telemetry
 
 __all__ = ["register"]
 
@@ -22,6 +19,13 @@ def upgrade(
     data_dir: DataDir = None,
 ) -> None:
     """Apply the migrations this heatgrid ships, up to the newest (safe to repeat)."""
+    from heatgrid.coordinator.db import (  # noqa: PLC0415 - keeps `--help` fast
+        current_revision,
+        make_engine,
+        redact_url,
+    )
+    from heatgrid.coordinator.db import upgrade as upgrade_schema  # noqa: PLC0415
+
     url = resolve_database_url(database_url, data_dir)
     engine = make_engine(url)
     try:
@@ -39,6 +43,13 @@ def current(
     data_dir: DataDir = None,
 ) -> None:
     """Print the database's schema revision and this heatgrid's newest."""
+    from heatgrid.coordinator.db import (  # noqa: PLC0415 - keeps `--help` fast
+        current_revision,
+        head_revision,
+        make_engine,
+        redact_url,
+    )
+
     url = resolve_database_url(database_url, data_dir)
     engine = make_engine(url)
     try:
@@ -60,6 +71,8 @@ def downsample(
     data_dir: DataDir = None,
 ) -> None:
     """Fold old telemetry samples into hourly aggregates and drop the samples."""
+    from heatgrid.coordinator.downsample import downsample_telemetry  # noqa: PLC0415
+
     with open_session(database_url, data_dir) as session:
         result = downsample_telemetry(session, older_than_ts=now_ts() - older_than_s)
     typer.echo(f"folded {result.samples_folded} samples into {result.hours_written} hourly rows")

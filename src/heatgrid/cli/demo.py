@@ -4,8 +4,8 @@ It runs the real programs a user runs, in a temporary directory on loopback: mig
 database, creates an owner's API key and a one-time enrollment code with ``heatgrid admin``,
 starts ``heatgrid serve``, enrolls a heater over HTTP with the code, sends its first heartbeat,
 and reads the fleet back through the API and ``/metrics``. Every process it starts is stopped
-before it returns. The fleet demo with emulated heaters replaces this walkthrough when the
-agent lands.
+before it returns. Not yet here: agents heating emulated rooms with emulated miners on a
+shared accelerated clock (``--clock``); that fleet demo is being built.
 """
 
 from __future__ import annotations
@@ -23,13 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import typer
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
-from rich.table import Table
 
-from heatgrid.protocol.v1 import EnrollRequest, Hardware, Heartbeat, TelemetrySample
+from heatgrid.cli._tables import print_table
 
 __all__ = ["register"]
 
@@ -55,6 +52,8 @@ def _free_port() -> int:
 def _serving(env: dict[str, str], log_path: Path) -> Iterator[str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
+    import httpx  # noqa: PLC0415 - keeps `heatgrid --help` fast
+
     command = [sys.executable, "-m", "heatgrid.cli.main", "serve", "--port", str(port)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -82,6 +81,8 @@ def _serving(env: dict[str, str], log_path: Path) -> Iterator[str]:
 
 
 def _metric(text: str, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name:
@@ -90,6 +91,15 @@ def _metric(text: str, name: str) -> float:
 
 
 def _walkthrough(workdir: Path) -> dict[str, Any]:
+    import httpx  # noqa: PLC0415 - keeps `heatgrid --help` fast
+
+    from heatgrid.protocol.v1 import (  # noqa: PLC0415
+        EnrollRequest,
+        Hardware,
+        Heartbeat,
+        TelemetrySample,
+    )
+
     env = {**os.environ, "HEATGRID_DATABASE_URL": f"sqlite:///{workdir / 'coordinator.sqlite3'}"}
     _console.print("[bold]1.[/] heatgrid db upgrade — migrate the embedded SQLite database")
     _heatgrid("db", "upgrade", env=env)
@@ -144,6 +154,8 @@ def demo(
     keep: bool = typer.Option(False, "--keep", help="Keep the temporary directory."),
 ) -> None:
     """Walk through the coordinator's enrollment flow on embedded defaults (SQLite, loopback)."""
+    import httpx  # noqa: PLC0415 - keeps `heatgrid --help` fast
+
     workdir = Path(tempfile.mkdtemp(prefix="heatgrid-demo-"))
     try:
         result = _walkthrough(workdir)
@@ -153,18 +165,23 @@ def demo(
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    table = Table(title="Heaters on the coordinator, as their owner sees them")
-    for column in ("device", "name", "kind", "max_power_w", "online"):
-        table.add_column(column)
-    for item in result["devices"]:
-        table.add_row(
+    rows = [
+        (
             item["device_id"],
             item["name"],
             item["kind"],
             f"{item['hardware']['max_power_w']:.0f}",
-            str(item["online"]),
+            "yes" if item["online"] else "no",
         )
-    _console.print(table)
+        for item in result["devices"]
+    ]
+    print_table(
+        ("device", "name", "kind", "max_power_w", "online"),
+        rows,
+        ids={"device"},
+        title="Heaters on the coordinator, as their owner sees them",
+        console=_console,
+    )
     _console.print(
         f"Reusing the enrollment code was refused with HTTP {result['code_reuse_status']}; "
         f"devices online per /metrics: {result['devices_online']:.0f}."

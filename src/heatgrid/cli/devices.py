@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy.orm import Session
 
 from heatgrid.cli._database import AsJson, DatabaseUrl, DataDir, now_ts, open_session, utc_text
-from heatgrid.coordinator import devices as fleet
-from heatgrid.coordinator.db.models import Account, Device
-from heatgrid.coordinator.pages import MAX_PAGE_LIMIT, PageRequest, decode_cursor
+from heatgrid.cli._tables import print_table
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from heatgrid.coordinator.db.models import Device
 
 __all__ = ["register"]
 
@@ -21,6 +21,8 @@ _devices = typer.Typer(help="Enrolled heaters (reads the database).", no_args_is
 
 
 def _record(session: Session, device: Device) -> dict[str, Any]:
+    from heatgrid.coordinator.db.models import Account  # noqa: PLC0415 - keeps `--help` fast
+
     owner = session.get(Account, device.owner_id)
     return {
         "device_id": device.id,
@@ -38,6 +40,13 @@ def _record(session: Session, device: Device) -> dict[str, Any]:
 
 def _all_devices(session: Session, limit: int | None) -> list[Device]:
     """Every device (or the first ``limit``), oldest first, read a page at a time."""
+    from heatgrid.coordinator import devices as fleet  # noqa: PLC0415 - keeps `--help` fast
+    from heatgrid.coordinator.pages import (  # noqa: PLC0415
+        MAX_PAGE_LIMIT,
+        PageRequest,
+        decode_cursor,
+    )
+
     found: list[Device] = []
     page = PageRequest(MAX_PAGE_LIMIT)
     while limit is None or len(found) < limit:
@@ -49,6 +58,20 @@ def _all_devices(session: Session, limit: int | None) -> list[Device]:
     return found[:limit]
 
 
+DEFAULT_ONLINE_WINDOW_S = 180.0
+"""A device heard from within this long counts as online [s] (as ``heatgrid serve``'s)."""
+
+OnlineWindow = Annotated[
+    float,
+    typer.Option(
+        "--online-window-s",
+        min=1.0,
+        help="A device whose last heartbeat is at most this old is online [s] "
+        "(use the coordinator's heatgrid serve --online-window-s).",
+    ),
+]
+
+
 @_devices.command("list")
 def list_devices(
     *,
@@ -56,27 +79,41 @@ def list_devices(
         int | None, typer.Option("--limit", min=1, help="Show at most this many (default: all).")
     ] = None,
     as_json: AsJson = False,
+    online_window_s: OnlineWindow = DEFAULT_ONLINE_WINDOW_S,
     database_url: DatabaseUrl = None,
     data_dir: DataDir = None,
 ) -> None:
-    """List every enrolled device, oldest first."""
+    """List every enrolled device, oldest first, and whether it is online."""
+    from heatgrid.coordinator import devices as fleet  # noqa: PLC0415 - keeps `--help` fast
+
+    now = now_ts()
     with open_session(database_url, data_dir) as session:
-        records = [_record(session, device) for device in _all_devices(session, limit)]
+        records = [
+            {
+                **_record(session, device),
+                "online": fleet.is_online(device, now_ts=now, online_window_s=online_window_s),
+            }
+            for device in _all_devices(session, limit)
+        ]
     if as_json:
         typer.echo(json.dumps(records))
         return
-    table = Table("device_id", "owner", "name", "kind", "max_power_w", "last seen (UTC)", "revoked")
-    for record in records:
-        table.add_row(
+    headers = ("device_id", "owner", "name", "kind", "max_power_w", "online", "last seen (UTC)")
+    rows = [
+        (
             record["device_id"],
             str(record["owner_name"]),
             record["name"],
             record["kind"],
             f"{record['hardware'].get('max_power_w', 0):g}",
+            "revoked"
+            if record["revoked_ts"] is not None
+            else ("yes" if record["online"] else "no"),
             utc_text(record["last_seen_ts"]),
-            utc_text(record["revoked_ts"]),
         )
-    Console().print(table)
+        for record in records
+    ]
+    print_table(headers, rows, ids={"device_id"})
 
 
 @_devices.command("show")
@@ -88,6 +125,8 @@ def show_device(
     data_dir: DataDir = None,
 ) -> None:
     """Show one device, its newest telemetry sample and its heat window."""
+    from heatgrid.coordinator import devices as fleet  # noqa: PLC0415 - keeps `--help` fast
+
     with open_session(database_url, data_dir) as session:
         device = fleet.get_device(session, device_id, None)
         record = _record(session, device)
@@ -125,6 +164,8 @@ def revoke_device(
     data_dir: DataDir = None,
 ) -> None:
     """Revoke a device's token; its history stays."""
+    from heatgrid.coordinator import devices as fleet  # noqa: PLC0415 - keeps `--help` fast
+
     with open_session(database_url, data_dir) as session:
         fleet.revoke_device(session, device_id, None, now_ts=now_ts())
     typer.echo(f"device {device_id} revoked")

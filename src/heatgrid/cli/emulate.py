@@ -14,6 +14,9 @@ import typer
 from heatgrid.core.errors import InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from heatgrid.core.clock import ClockSpec
     from heatgrid.emulators.miner_server import MinerEmulator
     from heatgrid.emulators.stratum_miner import StratumMinerClient
 
@@ -33,6 +36,45 @@ def _check_port(option: str, port: int) -> None:
 def _check_positive(option: str, value: float) -> None:
     if not (math.isfinite(value) and value > 0.0):
         raise InputError(f"{option} must be a number greater than 0, got {value}")
+
+
+ClockText = Annotated[
+    str | None,
+    typer.Option(
+        "--clock",
+        envvar="HEATGRID_CLOCK",
+        help="Run on this shared emulated clock, start=DATE,speed=X,origin_ts=POSIX_S, as "
+        "`heatgrid emulate room` prints it (instead of --start and --speed).",
+        show_default=False,
+    ),
+]
+"""The ``--clock`` option (also ``HEATGRID_CLOCK``): see :mod:`heatgrid.core.clock`."""
+
+
+def _clock_spec(
+    clock: str | None, start_ts: Callable[[float], float], speed: float, *, own: bool
+) -> ClockSpec:
+    """Return the clock to run on: ``--clock``, else one starting now at ``--speed``.
+
+    ``own`` is true when ``--start`` or ``--speed`` were given, which ``--clock`` replaces.
+    """
+    from heatgrid.core.clock import ClockSpec, parse_clock  # noqa: PLC0415
+
+    if clock is not None:
+        if own:
+            raise InputError(
+                "give --clock (or HEATGRID_CLOCK) or --start/--speed, not both: the shared "
+                "clock already says when emulated time starts and how fast it runs"
+            )
+        return parse_clock(clock)
+    _check_positive("--speed", speed)
+    now_ts = time.time()
+    return ClockSpec(start_ts=start_ts(now_ts), origin_ts=now_ts, speed=speed)
+
+
+def _follow(spec: ClockSpec) -> Callable[[], float]:
+    """Return a function that reads ``spec``'s emulated present off the wall clock [POSIX s]."""
+    return lambda: spec.emulated_ts(time.time())
 
 
 @_emulate.command("miner")
@@ -61,6 +103,7 @@ def miner(
     password: Annotated[
         str, typer.Option(help="Stratum password (the device's mining password).")
     ] = "x",
+    clock: ClockText = None,
 ) -> None:
     """Run an emulated Auradine FluxOS miner that pyasic reads and controls.
 
@@ -68,7 +111,7 @@ def miner(
     difficulty, never faster than its emulated hashrate would find them.
     """
     from heatgrid.emulators.miner_model import MinerParams  # noqa: PLC0415
-    from heatgrid.emulators.miner_server import MinerEmulator, scaled_clock  # noqa: PLC0415
+    from heatgrid.emulators.miner_server import MinerEmulator  # noqa: PLC0415
 
     _check_port("--port", port)
     _check_port("--web-port", web_port)
@@ -82,7 +125,7 @@ def miner(
             f"--min-power-w ({min_power_w:g}) must not exceed --max-power-w ({max_power_w:g})"
         )
     _check_positive("--efficiency-j-per-th", efficiency_j_per_th)
-    _check_positive("--speed", speed)
+    spec = _clock_spec(clock, lambda now_ts: now_ts, speed, own=speed != 1.0)
     defaults = MinerParams()
     params = MinerParams(
         max_power_w=max_power_w,
@@ -95,7 +138,7 @@ def miner(
         host=host,
         rpc_port=port,
         web_port=web_port,
-        clock=time.time if speed == 1.0 else scaled_clock(speed),
+        clock=_follow(spec),
     )
     client = _stratum_client(emulator, stratum, user, password)
     with contextlib.suppress(KeyboardInterrupt):
@@ -187,23 +230,33 @@ def room(
     period_s: Annotated[
         float, typer.Option(help="Real seconds between published temperatures.")
     ] = 1.0,
+    clock: ClockText = None,
 ) -> None:
     """Run an emulated room heated by miners and plugs, publishing its temperature on MQTT.
 
     The payload (retained) is ``{"room_temp_c", "outdoor_temp_c", "heat_power_w",
     "sample_ts"}``; an MQTT temperature sensor reads it with the key ``room_temp_c``.
+    ``sample_ts`` is emulated time: with ``--start`` or ``--speed`` the room prints its clock as
+    ``HEATGRID_CLOCK=...``; give the agent and the miners the same (``--clock`` or that
+    environment variable) so that they agree on what "now" is.
     """
     from heatgrid.cli._emulate_room import (  # noqa: PLC0415
         RoomOptions,
         build_room,
         parse_broker,
         parse_miner,
+        parse_start,
         serve,
     )
-    from heatgrid.emulators.miner_server import scaled_clock  # noqa: PLC0415
+    from heatgrid.core.clock import CLOCK_ENV  # noqa: PLC0415
     from heatgrid.emulators.room_mqtt import RoomService  # noqa: PLC0415
 
-    _check_positive("--speed", speed)
+    spec = _clock_spec(
+        clock,
+        lambda now_ts: parse_start(start, now_ts),
+        speed,
+        own=start is not None or speed != 1.0,
+    )
     _check_positive("--period-s", period_s)
     if not topic or any(c in topic for c in "+#"):
         raise InputError(f"--topic must be a topic name without '+' or '#', got {topic!r}")
@@ -218,15 +271,15 @@ def room(
         ua_w_per_k=ua_w_per_k,
         capacity_j_per_k=capacity_j_per_k,
         weather=weather,
-        start=start,
+        start=None,
         initial_temp_c=initial_temp_c,
         gains_w=gains_w,
     )
-    emulated = build_room(options, time.time())
-    start_ts = emulated.now_ts
+    emulated = build_room(options, spec.emulated_ts(time.time()))
+    typer.echo(f"emulated clock: {CLOCK_ENV}={spec.text()}")
     service = RoomService(
         emulated,
-        clock=scaled_clock(speed, lambda: start_ts),
+        clock=_follow(spec),
         host=host,
         port=port,
         topic=topic,

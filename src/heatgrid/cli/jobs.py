@@ -12,16 +12,18 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from heatgrid.cli._database import AsJson, utc_text
 from heatgrid.cli._run_local import run_local
+from heatgrid.cli._tables import print_table
 from heatgrid.core.errors import InputError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["register"]
 
@@ -78,6 +80,8 @@ def _call(
     if not url.startswith(("http://", "https://")):
         raise InputError(f"--url must start with http:// or https://, got {url!r}")
     sent = {"Authorization": f"Bearer {api_key}", **(headers or {})}
+    import httpx  # noqa: PLC0415 - keeps `heatgrid --help` fast
+
     for attempt in range(attempts):
         try:
             with httpx.Client(base_url=url, timeout=_TIMEOUT_S) as client:
@@ -178,9 +182,9 @@ def list_jobs(
     if as_json:
         typer.echo(json.dumps(jobs))
         return
-    table = Table("job_id", "name", "state", "done", "energy (kWh)", "cost (EUR)", "submitted")
-    for job in jobs:
-        table.add_row(
+    headers = ("job_id", "name", "state", "done", "energy (kWh)", "cost (EUR)", "submitted")
+    rows = [
+        (
             job["job_id"],
             job["name"],
             job["state"],
@@ -189,7 +193,9 @@ def list_jobs(
             f"{job['cost_eur']:.2f}",
             utc_text(job["created_ts"]),
         )
-    Console().print(table)
+        for job in jobs
+    ]
+    print_table(headers, rows, ids={"job_id"})
 
 
 @_jobs.command("show")
@@ -218,9 +224,9 @@ def show(
             "the rest ran on devices without a room",
             highlight=False,
         )
-    table = Table("#", "task_id", "state", "attempt", "progress (kWh)", "device", "last error")
-    for task in job["tasks"]:
-        table.add_row(
+    headers = ("#", "task_id", "state", "attempt", "progress (kWh)", "device", "last error")
+    rows = [
+        (
             str(task["task_index"]),
             task["task_id"],
             task["state"],
@@ -229,7 +235,9 @@ def show(
             task["lease_device_id"] or "-",
             task["last_error"] or "",
         )
-    console.print(table)
+        for task in job["tasks"]
+    ]
+    print_table(headers, rows, ids={"task_id", "device"}, console=console)
 
 
 @_jobs.command("cancel")

@@ -1,23 +1,109 @@
 """The ``heatgrid`` command: one Typer app, one sub-command module per command group.
 
 Bad input of any kind ends with a one-line message on stderr and exit status 2, never a traceback.
+
+A command's module is imported only when that command runs or shows its own help
+(:class:`_LazyGroup`): ``heatgrid --help`` lists the commands from :data:`COMMANDS` and imports
+none of them, so a slow import in one command (numpy, SQLAlchemy, numba kernels) never slows
+down another.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from difflib import get_close_matches
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from heatgrid import __version__
 from heatgrid.core.errors import InputError
 
-__all__ = ["app", "main"]
+__all__ = ["COMMANDS", "app", "load_command", "main"]
+
+COMMANDS: dict[str, str] = {
+    "economics": "Estimate a year of heating a home with a compute heater: heat, money and CO2.",
+    "demo": "Walk through the coordinator's enrollment flow on embedded defaults (SQLite, "
+    "loopback).",
+    "serve": "Run the coordinator; it refuses a database whose schema is not this heatgrid's.",
+    "simulate": "Simulate a fleet of compute-heated homes and compare scheduling policies.",
+    "db": "Create and migrate the coordinator database.",
+    "admin": "API keys and enrollment codes (reads the database).",
+    "devices": "Enrolled heaters (reads the database).",
+    "jobs": "Jobs on a coordinator (over its HTTP API).",
+    "emulate": "Emulated hardware on loopback, driven over the real protocols.",
+    "agent": "Run a heater's agent (heatgrid agent --config agent.toml), or enroll it.",
+}
+"""Every command, in the order of ``heatgrid --help``, with the one line that lists it there.
+
+The module ``heatgrid.cli.NAME`` defines command NAME through its ``register(app)``; a test
+checks that each line here is the command's own help.
+"""
+
+
+def load_command(name: str) -> Any:
+    """Import ``heatgrid.cli.NAME`` and return its command (a click command, as typer builds it).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`COMMANDS`.
+    """
+    module = importlib.import_module(f"heatgrid.cli.{name}")
+    holder = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    holder.callback()(_no_op)  # a callback keeps `holder` a group, even with one command
+    module.register(holder)
+    group = typer.main.get_group(holder)
+    return group.commands[name]
+
+
+def _no_op() -> None:
+    """Stand-in callback of the group that :func:`load_command` builds."""
+
+
+class _LazyGroup(TyperGroup):
+    """The root group: imports a command's module the first time the command is needed."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return None
+        if self._listing and cmd_name not in self.commands:
+            # Listing the commands in the root's help: a line of text, no import.
+            return TyperCommand(cmd_name, help=COMMANDS[cmd_name])
+        if cmd_name not in self.commands:
+            self.commands[cmd_name] = load_command(cmd_name)
+        return self.commands[cmd_name]
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and name not in COMMANDS and not name.startswith("-"):
+            matches = get_close_matches(name, list(COMMANDS))
+            hint = (
+                f" Did you mean {', '.join(repr(match) for match in matches)}?" if matches else ""
+            )
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
     name="heatgrid",
+    cls=_LazyGroup,
     help="Heat homes with compute: economics, simulation, the agent and the coordinator.",
     no_args_is_help=True,
     add_completion=False,
@@ -46,28 +132,8 @@ def _root(
     """Heat homes with compute."""
 
 
-def _register_commands() -> None:
-    # Imported here so that `heatgrid --help` stays fast and each group stays in its own module.
-    from heatgrid.cli import (  # noqa: PLC0415
-        admin,
-        agent,
-        db,
-        demo,
-        devices,
-        economics,
-        emulate,
-        jobs,
-        serve,
-        simulate,
-    )
-
-    for group in (economics, demo, serve, db, admin, devices, jobs, emulate, agent, simulate):
-        group.register(app)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status; bad input gives status 2 and a clear message."""
-    _register_commands()
     try:
         # Without standalone mode click returns a command's typer.Exit code instead of raising.
         exit_code = app(args=argv, standalone_mode=False)

@@ -10,13 +10,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy.engine import make_url
 
 from heatgrid.cli._database import DatabaseUrl, DataDir, resolve_database_url
-from heatgrid.coordinator.db import check_schema, make_engine, redact_url, upgrade
-from heatgrid.coordinator.settings import Settings
 from heatgrid.core.errors import InputError
-from heatgrid.core.scheduling import POLICIES
 
 __all__ = ["register"]
 
@@ -109,9 +105,18 @@ def serve(
 ) -> None:
     """Run the coordinator; it refuses a database whose schema is not this heatgrid's."""
     import uvicorn  # noqa: PLC0415 - keeps `heatgrid --help` fast
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
 
     from heatgrid.coordinator.app import SETTINGS_ENV, create_app  # noqa: PLC0415
+    from heatgrid.coordinator.db import (  # noqa: PLC0415
+        check_schema,
+        make_engine,
+        redact_url,
+        upgrade,
+    )
     from heatgrid.coordinator.logs import configure_logging  # noqa: PLC0415
+    from heatgrid.coordinator.settings import Settings  # noqa: PLC0415
+    from heatgrid.core.scheduling import POLICIES  # noqa: PLC0415
 
     if policy not in POLICIES:
         raise InputError(f"--policy: unknown policy {policy!r} (known: {', '.join(POLICIES)})")

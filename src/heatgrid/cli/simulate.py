@@ -9,32 +9,50 @@ Wires weather (cities or EPW files, one region each) and a job-stream spec into 
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from heatgrid.core.economics import grid_carbon_g_per_kwh
 from heatgrid.core.errors import InputError
 from heatgrid.core.prices import FALLBACK_PRICE_COUNTRY, household_prices
 from heatgrid.core.scheduling import POLICIES
-from heatgrid.sim.distributed import INSTALL_HINT, ray_available
+from heatgrid.sim.distributed import ENGINES, INSTALL_HINT, ray_available
 from heatgrid.sim.jobspec import DEFAULT_RATE_PER_HOME_H, JOBS_SYNTAX, parse_job_stream
-from heatgrid.sim.report import SUMMARY_ROWS, format_cell, write_report
-from heatgrid.sim.results import json_safe
-from heatgrid.sim.run import ENGINES, Simulation, simulate
-from heatgrid.sim.scenario import Region, Scenario
-from heatgrid.weather import find_city, load_weather
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from heatgrid.sim.run import Simulation
+    from heatgrid.sim.scenario import Region, Scenario
+
+__all__ = ["MAX_DAYS", "MAX_HOMES", "MAX_SEED", "MAX_STEP_S", "MIN_STEP_S", "register"]
 
 DEFAULT_WEATHER = "Lyon"
 DEFAULT_START = "01-15"
 _FALLBACK_COUNTRY = "EU"
+
+MAX_HOMES = 1_000_000
+"""Most homes one run simulates: the fleet size the simulator is built for (numpy arrays of
+this length per quantity); a larger number is refused before any memory is allocated."""
+MAX_DAYS = 366.0
+"""Longest run [days]: one weather year."""
+MIN_STEP_S = 10.0
+"""Shortest control and thermal step [s]."""
+MAX_STEP_S = 3600.0
+"""Longest step [s]: the weather is hourly."""
+MAX_SEED = 2**63 - 1
+"""Largest seed; seeds are whole numbers from 0."""
 
 _JOBS_HELP = (
     "Job arrivals and sizes: comma-separated key=value pairs in sections opened by "
@@ -52,9 +70,18 @@ def register(app: typer.Typer) -> None:
 
 def simulate_command(
     *,
-    homes: Annotated[int, typer.Option(help="Number of homes, each with one heater.")] = 100,
-    days: Annotated[float, typer.Option(help="Length of the run in days.")] = 2.0,
-    step_s: Annotated[float, typer.Option(help="Control and thermal step in seconds.")] = 300.0,
+    homes: Annotated[
+        int, typer.Option(help=f"Number of homes, each with one heater (1 to {MAX_HOMES:,}).")
+    ] = 100,
+    days: Annotated[
+        float, typer.Option(help=f"Length of the run in days (more than 0, at most {MAX_DAYS:g}).")
+    ] = 2.0,
+    step_s: Annotated[
+        float,
+        typer.Option(
+            help=f"Control and thermal step in seconds ({MIN_STEP_S:g} to {MAX_STEP_S:g})."
+        ),
+    ] = 300.0,
     weather: Annotated[
         list[str] | None,
         typer.Option(
@@ -76,7 +103,9 @@ def simulate_command(
         ),
     ] = None,
     jobs: Annotated[str, typer.Option(help=_JOBS_HELP)] = "",
-    seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of every random draw, a whole number from 0 to 2**63 - 1.")
+    ] = 0,
     carbon_g_per_kwh: Annotated[
         float | None,
         typer.Option(
@@ -98,30 +127,76 @@ def simulate_command(
         raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "ray" and not ray_available():
         raise InputError(f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}")
+    _check_bounds(homes=homes, days=days, step_s=step_s, seed=seed)
+    stream = parse_job_stream(jobs, homes)
+    with _progress(quiet=as_json or engine != "local") as progress:
+        preparing = progress.add_task(
+            "loading the weather, drawing homes and jobs", total=None, steps=""
+        )
+        regions = tuple(_region(spec, carbon_g_per_kwh) for spec in (weather or [DEFAULT_WEATHER]))
+        scenario = _scenario(
+            homes=homes,
+            start_ts=_start_ts(start, regions[0]),
+            days=days,
+            step_s=step_s,
+            regions=regions,
+            stream=stream,
+            seed=seed,
+        )
+        progress.remove_task(preparing)
+        simulation = _run(scenario, policies, engine, progress)
+    if report is not None:
+        from heatgrid.sim.report import write_report  # noqa: PLC0415 - slow import
+
+        path = write_report(simulation, report)
+        if not as_json:
+            typer.echo(f"report written to {path}")
+    if as_json:
+        from heatgrid.sim.results import json_safe  # noqa: PLC0415 - slow import
+
+        typer.echo(json.dumps(json_safe(_json(simulation)), indent=2, allow_nan=False))
+    else:
+        _print_table(simulation)
+
+
+def _check_bounds(*, homes: int, days: float, step_s: float, seed: int) -> None:
     if isinstance(homes, bool) or homes < 1:
         raise InputError(f"--homes must be at least 1, got {homes}")
+    if homes > MAX_HOMES:
+        raise InputError(f"--homes must be at most {MAX_HOMES:,}, got {homes:,}")
     if not days > 0.0:
         raise InputError(f"--days must be greater than 0, got {days:g}")
-    stream = parse_job_stream(jobs, homes)
-    regions = tuple(_region(spec, carbon_g_per_kwh) for spec in (weather or [DEFAULT_WEATHER]))
-    scenario = Scenario(
+    if not days <= MAX_DAYS:
+        raise InputError(f"--days must be at most {MAX_DAYS:g} (one weather year), got {days:g}")
+    if not (math.isfinite(step_s) and MIN_STEP_S <= step_s <= MAX_STEP_S):
+        raise InputError(
+            f"--step-s must be from {MIN_STEP_S:g} to {MAX_STEP_S:g} seconds, got {step_s:g}"
+        )
+    if not 0 <= seed <= MAX_SEED:
+        raise InputError(f"--seed must be a whole number from 0 to 2**63 - 1, got {seed}")
+
+
+def _scenario(
+    *,
+    homes: int,
+    start_ts: float,
+    days: float,
+    step_s: float,
+    regions: tuple[Region, ...],
+    stream: Any,
+    seed: int,
+) -> Scenario:
+    from heatgrid.sim.scenario import Scenario  # noqa: PLC0415 - numpy, only when running
+
+    return Scenario(
         n_homes=homes,
-        start_ts=_start_ts(start, regions[0]),
+        start_ts=start_ts,
         days=days,
         step_s=step_s,
         regions=regions,
         jobs=stream,
         seed=seed,
     )
-    simulation = _run(scenario, policies, engine, quiet=as_json)
-    if report is not None:
-        path = write_report(simulation, report)
-        if not as_json:
-            typer.echo(f"report written to {path}")
-    if as_json:
-        typer.echo(json.dumps(json_safe(_json(simulation)), indent=2, allow_nan=False))
-    else:
-        _print_table(simulation)
 
 
 def _policies(policy: str | None, compare: str | None) -> list[str]:
@@ -146,6 +221,10 @@ def _policies(policy: str | None, compare: str | None) -> list[str]:
 
 
 def _region(spec: str, carbon_g_per_kwh: float | None) -> Region:
+    from heatgrid.core.economics import grid_carbon_g_per_kwh  # noqa: PLC0415 - slow imports
+    from heatgrid.sim.scenario import Region  # noqa: PLC0415
+    from heatgrid.weather import find_city, load_weather  # noqa: PLC0415
+
     year = load_weather(spec)
     if carbon_g_per_kwh is None:
         city = find_city(spec)
@@ -173,21 +252,46 @@ def _start_ts(text: str, region: Region) -> float:
         raise InputError(f"--start must be a date MM-DD such as 01-15, got {text!r}") from None
 
 
-def _run(scenario: Scenario, policies: list[str], engine: str, *, quiet: bool) -> Simulation:
-    console = Console(stderr=True)
+def _progress(*, quiet: bool) -> Progress:
+    """Return the progress display on stderr: a spinner and the elapsed time from the start.
+
+    It shows only when stderr is a terminal, and never with
+    ``--json`` or a remote engine. The first step of a policy can take long: on the first run
+    after an install, numba compiles the kernels (cached afterwards), so the step counter waits
+    while the spinner and the clock keep moving.
+    """
     columns = (
+        SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[steps]}"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, disable=quiet or engine != "local") as progress:
-        bars = {name: progress.add_task(name, total=scenario.n_steps) for name in policies}
+    console = Console(stderr=True)
+    # Rich would print the finished bars once into a redirected stderr (a log file): not there.
+    return Progress(*columns, console=console, disable=quiet or not console.is_terminal)
 
-        def advance(name: str, steps: int) -> None:
-            progress.update(bars[name], completed=steps)
 
-        return simulate(scenario, policies, engine=engine, progress=advance)
+_FIRST_STEP = "(first step; the first run after an install compiles the kernels)"
+
+
+def _run(scenario: Scenario, policies: list[str], engine: str, progress: Progress) -> Simulation:
+    from heatgrid.sim.run import simulate  # noqa: PLC0415 - numba kernels, only when running
+
+    total = scenario.n_steps
+    bars = {
+        name: progress.add_task(f"{name} {_FIRST_STEP}", total=total, steps=f"0/{total} steps")
+        for name in policies
+    }
+
+    def advance(name: str, steps: int) -> None:
+        progress.update(
+            bars[name], completed=steps, description=name, steps=f"{steps}/{total} steps"
+        )
+
+    return simulate(scenario, policies, engine=engine, progress=advance)
 
 
 def _json(simulation: Simulation) -> dict[str, Any]:
@@ -217,6 +321,8 @@ def _json(simulation: Simulation) -> dict[str, Any]:
 
 
 def _print_table(simulation: Simulation) -> None:
+    from heatgrid.sim.report import SUMMARY_ROWS, format_cell  # noqa: PLC0415 - slow import
+
     scenario, summaries = simulation.scenario, simulation.summaries
     table = Table(
         title=f"{scenario.n_homes} homes, {scenario.n_steps * scenario.step_s / 86_400.0:g} days, "

@@ -41,6 +41,7 @@ __all__ = [
     "fleet_status",
     "get_device",
     "heat_window",
+    "is_online",
     "latest_sample",
     "list_devices",
     "record_heartbeat",
@@ -305,6 +306,26 @@ def heat_window(session: Session, device_id: str) -> list[HeatWindowSegmentRow]:
             .where(HeatWindowSegmentRow.device_id == device_id)
             .order_by(HeatWindowSegmentRow.start_ts)
         )
+    )
+
+
+def is_online(device: Device, *, now_ts: float, online_window_s: float) -> bool:
+    """Return whether ``device`` counts as online: not revoked, heard from within the window.
+
+    Parameters
+    ----------
+    device : Device
+        The device.
+    now_ts : float
+        The present [POSIX s].
+    online_window_s : float
+        A device whose last heartbeat is at most this old is online [s]
+        (``heatgrid serve --online-window-s``, 180 s by default).
+    """
+    return (
+        device.revoked_ts is None
+        and device.last_seen_ts is not None
+        and device.last_seen_ts >= now_ts - online_window_s
     )
 
 

@@ -19,7 +19,12 @@ Behaviour, as the hardware shows it:
 * While hashing, ``hashrate_ths = power_w / efficiency_j_per_th``; while paused or restarting it
   is 0 (the boards stop at once, while power falls at ``ramp_down_w_per_s``).
 * Chip and board temperatures follow first-order lags toward ``ambient_temp_c + k · power_w``,
-  integrated exactly along the piecewise-linear power path (no Euler step).
+  integrated exactly along the piecewise-linear power path (no Euler step). ``k``, the thermal
+  resistance from chip (or board) to intake air, follows the miner's power class: a maker sizes
+  heat sinks and fans so that the chips run at about the same temperature at rated power,
+  whatever the rated power (an Antminer S9 at 1.3 kW and an S21 at 3.5 kW both report 60-80 °C
+  chips). So ``k = rise at rated power / max_power_w``: 60 K for the chips and 42 K for the
+  boards by default, 80 °C and 62 °C at 20 °C intake, for a 300 W or a 3 kW miner alike.
 * Fan speed follows chip temperature between two set points, unless a fixed percentage is set.
 """
 
@@ -73,10 +78,10 @@ class MinerParams:
         Time without hashing after a resume or restart [s].
     ambient_temp_c : float
         Temperature of the air the miner draws in [°C].
-    chip_temp_rise_k_per_w : float
-        Steady-state chip temperature rise per watt [K/W].
-    board_temp_rise_k_per_w : float
-        Steady-state board temperature rise per watt [K/W].
+    chip_rise_at_max_power_k : float
+        Steady-state chip temperature rise above intake air at ``max_power_w`` [K].
+    board_rise_at_max_power_k : float
+        Steady-state board temperature rise above intake air at ``max_power_w`` [K].
     chip_time_constant_s : float
         Time constant of the chip temperature lag [s].
     board_time_constant_s : float
@@ -99,8 +104,8 @@ class MinerParams:
     ramp_down_w_per_s: float = 400.0
     restart_delay_s: float = 30.0
     ambient_temp_c: float = 20.0
-    chip_temp_rise_k_per_w: float = 0.05
-    board_temp_rise_k_per_w: float = 0.035
+    chip_rise_at_max_power_k: float = 60.0
+    board_rise_at_max_power_k: float = 42.0
     chip_time_constant_s: float = 20.0
     board_time_constant_s: float = 90.0
     fan_min_rpm: float = 1500.0
@@ -120,6 +125,8 @@ class MinerParams:
             "ramp_down_w_per_s",
             "chip_time_constant_s",
             "board_time_constant_s",
+            "chip_rise_at_max_power_k",
+            "board_rise_at_max_power_k",
         ):
             require_positive(name, getattr(self, name))
         for name in ("min_power_w", "idle_power_w", "restart_delay_s", "fan_min_rpm"):
@@ -140,6 +147,16 @@ class MinerParams:
             raise InputError("fan_low_temp_c must be below fan_high_temp_c")
         if self.hashboard_count < 1 or self.fan_count < 0:
             raise InputError("hashboard_count must be >= 1 and fan_count >= 0")
+
+    @property
+    def chip_temp_rise_k_per_w(self) -> float:
+        """Steady-state chip temperature rise per watt [K/W], from the power class."""
+        return self.chip_rise_at_max_power_k / self.max_power_w
+
+    @property
+    def board_temp_rise_k_per_w(self) -> float:
+        """Steady-state board temperature rise per watt [K/W], from the power class."""
+        return self.board_rise_at_max_power_k / self.max_power_w
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from heatgrid.sim.engine import RawRun
     from heatgrid.sim.scenario import Scenario
 
-__all__ = ["INSTALL_HINT", "ray_available", "run_on_ray"]
+__all__ = ["ENGINES", "INSTALL_HINT", "ray_available", "run_on_ray"]
+
+ENGINES = ("local", "ray")
+"""Where the policies run: in this process, or as tasks on a Ray cluster."""
 
 INSTALL_HINT = "install the optional extra 'distributed': pip install 'heatgrid[distributed]'"
 """How to get Ray."""

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from heatgrid.core.errors import InputError
-from heatgrid.sim.scenario import JobStream
+
+if TYPE_CHECKING:
+    from heatgrid.sim.scenario import JobStream
 
 __all__ = ["DEFAULT_RATE_PER_HOME_H", "JOBS_SYNTAX", "parse_job_stream"]
 
@@ -70,6 +72,9 @@ def parse_job_stream(spec: str, n_homes: int) -> JobStream:
     InputError
         Naming the part of ``spec`` that is wrong.
     """
+    # Imported here: the scenario needs numpy, and help texts only need this module's constants.
+    from heatgrid.sim.scenario import JobStream  # noqa: PLC0415
+
     values = _sections(spec)
     poisson, sizes = values.get("poisson", {}), values.get("lognormal", {})
     if "rate_per_h" in poisson and "rate_per_home_h" in poisson:

@@ -15,6 +15,7 @@ from typing import Any
 
 from heatgrid.core.errors import InputError
 from heatgrid.core.scheduling import POLICIES
+from heatgrid.sim.distributed import ENGINES
 from heatgrid.sim.engine import RawRun, run_one, run_policy
 from heatgrid.sim.fleet import sample_fleet
 from heatgrid.sim.jobs import sample_jobs
@@ -22,9 +23,6 @@ from heatgrid.sim.results import summarize
 from heatgrid.sim.scenario import Scenario
 
 __all__ = ["ENGINES", "Simulation", "run_one", "simulate"]
-
-ENGINES = ("local", "ray")
-"""Where the policies run: in this process, or as tasks on a Ray cluster."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -27,15 +27,17 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
-import httpx
 import numpy as np
 from numpy.typing import NDArray
 
 from heatgrid.core.errors import InputError
 from heatgrid.weather._gaps import interpolate_gaps, longest_gap
 from heatgrid.weather.year import WeatherYear
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "ARCHIVE_URL",
@@ -118,6 +120,9 @@ class OpenMeteoClient:
             raise InputError(f"backoff_s must not be negative, got {backoff_s!r}")
         if not forecast_max_age_s >= 0.0:
             raise InputError(f"forecast_max_age_s must not be negative, got {forecast_max_age_s!r}")
+        # Imported here: httpx is slow to import, and loading a city or an EPW file needs none.
+        import httpx  # noqa: PLC0415
+
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client()
         self._cache_dir = None if cache_dir is None else Path(cache_dir)
@@ -260,6 +265,8 @@ class OpenMeteoClient:
 
     def _fetch(self, url: str, params: Params) -> dict[str, Any]:
         """GET with retries on transport errors, 429 and 5xx; raise on other 4xx."""
+        import httpx  # noqa: PLC0415 - see __init__
+
         last_problem = ""
         for attempt in range(self._retries + 1):
             if attempt:

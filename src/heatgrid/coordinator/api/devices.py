@@ -41,11 +41,7 @@ def _owner_names(session: Session, owner_ids: set[int]) -> dict[int, str]:
 
 
 def _info(device: Device, owner_name: str, settings: Settings, now_ts: float) -> DeviceInfo:
-    online = (
-        device.revoked_ts is None
-        and device.last_seen_ts is not None
-        and device.last_seen_ts >= now_ts - settings.online_window_s
-    )
+    online = devices.is_online(device, now_ts=now_ts, online_window_s=settings.online_window_s)
     return DeviceInfo(
         device_id=device.id,
         owner_name=owner_name,
