@@ -15,7 +15,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from heatgrid.core.errors import InputError
-from heatgrid.sim.engine import run_one
 
 if TYPE_CHECKING:
     from heatgrid.sim.engine import RawRun
@@ -73,6 +72,8 @@ def run_on_ray(
     if started:
         ray.init(include_dashboard=False, log_to_driver=False)
     try:
+        from heatgrid.sim.engine import run_one  # noqa: PLC0415 - numba: keeps --help light
+
         remote = ray.remote(run_one)
         futures = [
             remote.remote(scenario, policy, record_rooms=record_rooms) for policy in policies
