@@ -278,8 +278,8 @@ class AgentDaemon:
         self._stopped = False
         try:
             self._hardware: tuple[v1.DeviceKind, v1.Hardware] | None = heater_hardware(config)
-        except InputError:
-            self._hardware = None  # nothing to compute on: the heartbeat does not say
+        except (InputError, ValueError):  # nothing to compute on, or beyond the protocol's range
+            self._hardware = None  # the heartbeat does not say; enrollment's description stays
         self._last_history_ts = -math.inf
         learned = RoomParameters.from_json(store.get(_ROOM_KEY)) if config.room.learn else None
         self.room_parameters: RoomParameters = learned or RoomParameters(
