@@ -43,7 +43,7 @@ _T0_TS = 1_767_225_600.0
 
 
 def _seed(database_url: str, jobs: int) -> str:
-    """Migrate, create a submitter with ``jobs`` jobs of two tasks; return its API key."""
+    """Migrate, create a submitter with ``jobs`` jobs of two tasks, analyze; return its key."""
     engine = make_engine(database_url)
     upgrade(engine)
     with make_session_factory(engine)() as session:
@@ -73,6 +73,9 @@ def _seed(database_url: str, jobs: int) -> str:
             session.execute(insert(Task), task_rows)
             session.commit()
         token = issued.token
+    with engine.connect() as connection:  # statistics, as autovacuum would gather by now
+        connection.exec_driver_sql("ANALYZE")
+        connection.commit()
     engine.dispose()
     return token
 
