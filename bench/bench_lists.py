@@ -80,12 +80,15 @@ def _seed(database_url: str, jobs: int) -> str:
     return token
 
 
-def _deep_cursor(database_url: str) -> str:
-    """A cursor that starts a page 150 jobs before the end of the list."""
+def _deep_cursor(database_url: str, jobs: int) -> str:
+    """A cursor that starts a page 150 jobs before the end of the list (or halfway)."""
     engine = make_engine(database_url)
     with engine.connect() as connection:
         created_ts, job_id = connection.execute(
-            select(Job.created_ts, Job.id).order_by(Job.created_ts, Job.id).offset(150).limit(1)
+            select(Job.created_ts, Job.id)
+            .order_by(Job.created_ts, Job.id)
+            .offset(min(150, jobs // 2))
+            .limit(1)
         ).one()
     engine.dispose()
     return encode_cursor((created_ts, job_id))
@@ -149,7 +152,7 @@ def _run(kind: str, sizes: dict[str, int], directory: Path, server: Any) -> dict
         found[label] = {
             "jobs": jobs,
             "seed_s": seeded_s,
-            **asyncio.run(_measure(url, token, _deep_cursor(url))),
+            **asyncio.run(_measure(url, token, _deep_cursor(url, jobs))),
         }
     for name in ("first", "deep"):
         key = f"{name}_page_median_s"
@@ -164,6 +167,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1_000)
     parser.add_argument("--large", type=int, default=100_000)
     args = parser.parse_args()
+    if not 1 <= args.small <= args.large:
+        parser.error("--small must be at least 1 and at most --large")
     sizes = {"small": args.small, "large": args.large}
     report: dict[str, Any] = {
         "benchmark": "lists",
