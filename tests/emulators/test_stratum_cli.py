@@ -62,3 +62,13 @@ def test_bad_stratum_options_exit_2_with_a_message(
 
     assert main(["emulate", "miner", "--port", "0", "--web-port", "0", *arguments]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_fixed_pool_and_the_configured_pool_exclude_each_other(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from heatgrid.cli.main import main  # noqa: PLC0415
+
+    arguments = ["--stratum", "stratum+tcp://127.0.0.1:3333", "--user", "d"]
+    assert main(["emulate", "miner", *arguments, "--mine-configured-pool"]) == 2
+    assert "exclude each other" in capsys.readouterr().err

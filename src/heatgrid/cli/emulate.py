@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from heatgrid.core.clock import ClockSpec
     from heatgrid.emulators.miner_server import MinerEmulator
-    from heatgrid.emulators.stratum_miner import StratumMinerClient
+    from heatgrid.emulators.stratum_miner import PoolFollower, StratumMinerClient
 
 __all__ = ["register"]
 
@@ -103,6 +103,10 @@ def miner(
     password: Annotated[
         str, typer.Option(help="Stratum password (the device's mining password).")
     ] = "x",
+    mine_configured_pool: Annotated[
+        bool,
+        typer.Option(help="Mine into the first pool set through the API (pyasic send_config)."),
+    ] = False,
     clock: ClockText = None,
 ) -> None:
     """Run an emulated Auradine FluxOS miner that pyasic reads and controls.
@@ -133,39 +137,54 @@ def miner(
         idle_power_w=min(defaults.idle_power_w, min_power_w),
         efficiency_j_per_th=efficiency_j_per_th,
     )
+    emulated_clock = _follow(spec)
     emulator = MinerEmulator(
         params,
         host=host,
         rpc_port=port,
         web_port=web_port,
-        clock=_follow(spec),
+        clock=emulated_clock,
     )
-    client = _stratum_client(emulator, stratum, user, password)
+    client = _stratum_client(
+        emulator, stratum, user, password, follow=mine_configured_pool, clock=emulated_clock
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(emulator, host, client))
 
 
 def _stratum_client(
-    emulator: MinerEmulator, url: str | None, user: str | None, password: str
-) -> StratumMinerClient | None:
+    emulator: MinerEmulator,
+    url: str | None,
+    user: str | None,
+    password: str,
+    *,
+    follow: bool,
+    clock: Callable[[], float],
+) -> StratumMinerClient | PoolFollower | None:
+    """Return the Stratum side of the emulated miner, paced on the emulated clock (or None)."""
     from heatgrid.emulators import miner_model  # noqa: PLC0415
-    from heatgrid.emulators.stratum_miner import StratumMinerClient  # noqa: PLC0415
-
-    if url is None:
-        if user is not None:
-            raise InputError("--user needs --stratum (the pool to mine into)")
-        return None
-    if not user:
-        raise InputError("--stratum needs --user (the device ID to mine as)")
+    from heatgrid.emulators.stratum_miner import PoolFollower, StratumMinerClient  # noqa: PLC0415
 
     def hashrate_hs() -> float:
         return miner_model.hashrate_ths(emulator.state, emulator.params) * 1e12
 
-    return StratumMinerClient(url, user, password, hashrate_hs)
+    def configured_pool() -> tuple[str, str, str] | None:
+        pools = emulator.device.view().pools
+        return (pools[0].url, pools[0].user, pools[0].password) if pools else None
+
+    if url is None:
+        if user is not None:
+            raise InputError("--user needs --stratum (the pool to mine into)")
+        return PoolFollower(configured_pool, hashrate_hs, clock=clock) if follow else None
+    if follow:
+        raise InputError("--stratum and --mine-configured-pool exclude each other")
+    if not user:
+        raise InputError("--stratum needs --user (the device ID to mine as)")
+    return StratumMinerClient(url, user, password, hashrate_hs, clock)
 
 
 async def _serve(
-    emulator: MinerEmulator, host: str, client: StratumMinerClient | None = None
+    emulator: MinerEmulator, host: str, client: StratumMinerClient | PoolFollower | None = None
 ) -> None:
     try:
         await emulator.start()
@@ -181,7 +200,7 @@ async def _serve(
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
     mining = None if client is None else asyncio.create_task(client.run())
     if client is not None:
-        typer.echo(f"mining as {client.user} into {client.url}")
+        typer.echo(f"mining {client.description}")
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await emulator.serve_forever()

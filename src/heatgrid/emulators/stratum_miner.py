@@ -8,6 +8,10 @@ hashes a second, an ASIC 10**14: so the pool hands it a tiny difficulty, and the
 submits faster than its emulated hashrate would find shares at that difficulty (one share
 per ``difficulty · 2**32 / hashrate_hs`` seconds); while the emulated hashrate is 0 (paused,
 curtailed) it sends nothing. It reconnects with backoff when the connection is lost.
+
+:class:`PoolFollower` mines into whichever pool the miner is configured with (the first of the
+pools set through its API, as pyasic's ``send_config`` does) and switches when that changes,
+as a real miner does when an agent points it at the coordinator's proxy.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from heatgrid.mining import stratum
 from heatgrid.mining.shares import Job, job_from_notify
 from heatgrid.mining.targets import target_from_difficulty
 
-__all__ = ["MinerClientStats", "StratumMinerClient", "parse_stratum_url"]
+__all__ = ["MinerClientStats", "PoolFollower", "StratumMinerClient", "parse_stratum_url"]
 
 _HASHES_PER_SLICE = 2048
 _DIFF1_HASHES = 2.0**32
@@ -83,7 +87,7 @@ class StratumMinerClient:
     hashrate_hs : callable
         The emulated hashrate at present [H/s] (0 while paused).
     clock : callable
-        Monotonic seconds for pacing [s].
+        Seconds that pace the shares: monotonic, or an emulated clock [s].
     """
 
     def __init__(
@@ -112,6 +116,11 @@ class StratumMinerClient:
         self._extranonce2_size = 4
         self._mask = 0
         self._draining = False
+
+    @property
+    def description(self) -> str:
+        """Who mines where, for people."""
+        return f"as {self.user} into {self.url}"
 
     async def drain(self) -> None:
         """Stop finding shares and wait until the pool has answered every one sent."""
@@ -280,3 +289,68 @@ class StratumMinerClient:
             if self._work is not work:
                 return None
         return None
+
+
+PoolSetting = tuple[str, str, str]
+"""A configured pool: (URL, user, password)."""
+
+
+class PoolFollower:
+    """Mine into the pool ``pool()`` names, and move when it names another one.
+
+    Parameters
+    ----------
+    pool : callable
+        The configured pool at present, or None for none.
+    hashrate_hs : callable
+        The emulated hashrate at present [H/s].
+    poll_s : float
+        How often the configuration is read [s].
+    clock : callable
+        Seconds that pace the shares (the emulated clock of a sped-up miner) [s].
+    """
+
+    def __init__(
+        self,
+        pool: Callable[[], PoolSetting | None],
+        hashrate_hs: Callable[[], float],
+        poll_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pool = pool
+        self._hashrate_hs = hashrate_hs
+        self._poll_s = poll_s
+        self._clock = clock
+        self.client: StratumMinerClient | None = None
+        """The client of the pool mined into now (None: no usable pool)."""
+
+    @property
+    def description(self) -> str:
+        """Where it mines, for people."""
+        return "into the first pool set through the miner's API"
+
+    async def run(self) -> None:
+        """Follow the configuration until cancelled."""
+        current: PoolSetting | None = None
+        task: asyncio.Task[None] | None = None
+        try:
+            while True:
+                wanted = self._pool()
+                if wanted != current:
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+                    current, task, self.client = wanted, None, None
+                    if wanted is not None:
+                        with contextlib.suppress(InputError):  # an unusable URL: no mining
+                            self.client = StratumMinerClient(
+                                *wanted, self._hashrate_hs, self._clock
+                            )
+                            task = asyncio.create_task(self.client.run())
+                await asyncio.sleep(self._poll_s)
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
