@@ -14,6 +14,7 @@ from numpy.typing import ArrayLike
 
 from heatgrid.core._arrays import FloatArray, FloatOrArray, checked_array, scalar_or_array
 from heatgrid.core.carbon import GAS_CARBON_G_PER_KWH
+from heatgrid.core.defaults import DEFAULT_BOILER_EFFICIENCY, DEFAULT_FLOW_TEMP_C
 from heatgrid.core.errors import InputError
 
 __all__ = [
@@ -31,11 +32,6 @@ HeatingAlternative: TypeAlias = Literal["resistive", "heat-pump", "gas"]
 HEATING_ALTERNATIVES: tuple[str, ...] = get_args(HeatingAlternative)
 """The heating a compute heater can displace."""
 
-DEFAULT_FLOW_TEMP_C = 45.0
-"""Heat-pump flow temperature for radiators sized for a heat pump [°C]."""
-
-DEFAULT_BOILER_EFFICIENCY = 0.9
-"""Seasonal efficiency of a condensing gas boiler, heat out per fuel energy in (NCV)."""
 
 # Staffell, Brett, Brandon, Hawkes (2012), "A review of domestic heat pumps", Energy Environ.
 # Sci. 5, 9291-9306: regression of field and test data for air-source heat pumps.

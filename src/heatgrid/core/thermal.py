@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from heatgrid.core._arrays import FloatArray, FloatOrArray, checked_array, scalar_or_array
+from heatgrid.core.defaults import HOUSE_PRESET_PARAMS
 from heatgrid.core.errors import InputError, require_positive
 
 __all__ = [
@@ -222,13 +223,7 @@ def _preset(ua_w_per_k: float, time_constant_h: float, air_out_fraction: float) 
 
 
 HOUSE_PRESETS: Mapping[str, Room2R2C] = MappingProxyType(
-    {
-        "apartment": _preset(90.0, 35.0, 0.35),
-        "terraced": _preset(180.0, 30.0, 0.3),
-        "detached-1970s": _preset(400.0, 20.0, 0.3),
-        "detached-modern": _preset(150.0, 45.0, 0.35),
-        "passive-house": _preset(45.0, 60.0, 0.4),
-    }
+    {name: _preset(*params) for name, params in HOUSE_PRESET_PARAMS.items()}
 )
 """Representative homes as :class:`Room2R2C` rooms (read-only mapping).
 

@@ -1,0 +1,30 @@
+"""Defaults that commands show in their help, kept free of numpy so that ``--help`` is fast.
+
+The models that use them (:mod:`heatgrid.core.heat_value`, :mod:`heatgrid.core.thermal`) import
+them from here; this is their one home.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+__all__ = ["DEFAULT_BOILER_EFFICIENCY", "DEFAULT_FLOW_TEMP_C", "HOUSE_PRESET_PARAMS"]
+
+DEFAULT_FLOW_TEMP_C = 45.0
+"""Heat-pump flow temperature for radiators sized for a heat pump [°C]."""
+
+DEFAULT_BOILER_EFFICIENCY = 0.9
+"""Seasonal efficiency of a condensing gas boiler, heat out per fuel energy in (NCV)."""
+
+HOUSE_PRESET_PARAMS: Mapping[str, tuple[float, float, float]] = MappingProxyType(
+    {
+        "apartment": (90.0, 35.0, 0.35),
+        "terraced": (180.0, 30.0, 0.3),
+        "detached-1970s": (400.0, 20.0, 0.3),
+        "detached-modern": (150.0, 45.0, 0.35),
+        "passive-house": (45.0, 60.0, 0.4),
+    }
+)
+"""The representative homes of :data:`heatgrid.core.thermal.HOUSE_PRESETS` by name: (UA [W/K],
+time constant [h], share of UA lost straight from the air)."""
