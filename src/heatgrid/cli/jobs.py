@@ -21,6 +21,7 @@ from heatgrid.cli._database import AsJson, utc_text
 from heatgrid.cli._run_local import run_local
 from heatgrid.cli._tables import print_table
 from heatgrid.core.errors import InputError
+from heatgrid.core.leasing import TaskState
 
 if TYPE_CHECKING:
     import httpx
@@ -108,7 +109,7 @@ def _call(
 
 
 def _done(job: dict[str, Any]) -> str:
-    return f"{job['tasks_by_state'].get('completed', 0)}/{job['task_count']}"
+    return f"{job['tasks_by_state'].get(TaskState.COMPLETED.value, 0)}/{job['task_count']}"
 
 
 @_jobs.command("submit")

@@ -31,6 +31,8 @@ from heatgrid.coordinator.db.models import (
 from heatgrid.coordinator.errors import ConflictError, ForbiddenError, NotFoundError
 from heatgrid.coordinator.pages import PageRequest, encode_cursor
 from heatgrid.coordinator.settings import Settings
+from heatgrid.core import leasing
+from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
 
 __all__ = [
     "JOB_CURSOR_KINDS",
@@ -160,7 +162,7 @@ def _create(
             job_id=job.id,
             task_index=index,
             submitter_id=actor.account_id,
-            state="queued",
+            state=TaskState.QUEUED.value,
             priority=submission.priority,
             runs_on_gpu="gpu" in submission.device_kinds,
             runs_on_cpu="cpu" in submission.device_kinds,
@@ -231,16 +233,17 @@ def cancel_job(
     job = get_job(session, job_id, actor)
     if job.state != "running":
         raise ConflictError(f"job {job_id}: it is already {job.state}")
+    live = (TaskState.QUEUED.value, TaskState.LEASED.value)
     tasks = session.scalars(
-        select(Task)
-        .where(Task.job_id == job_id, Task.state.in_(("queued", "leased")))
-        .with_for_update()
+        select(Task).where(Task.job_id == job_id, Task.state.in_(live)).with_for_update()
     ).all()
     for task in tasks:
-        if task.state == "leased":
-            leases.end_attempt(session, task, "cancelled", now_ts=now_ts, settings=settings)
+        if task.state == TaskState.LEASED:
+            leases.end_attempt(
+                session, task, AttemptOutcome.CANCELLED, now_ts=now_ts, settings=settings
+            )
         else:
-            task.state = "cancelled"
+            task.state = leasing.next_state(task.state, TaskEvent.CANCEL).value
             task.ended_ts = now_ts
     job.state = "cancelled"
     job.ended_ts = now_ts

@@ -35,6 +35,7 @@ from heatgrid.coordinator.db.models import (
 )
 from heatgrid.coordinator.errors import NotFoundError
 from heatgrid.coordinator.ledger import MICRO_EUR_PER_EUR
+from heatgrid.core.leasing import TaskState
 
 __all__ = [
     "COMFORT_TOLERANCE_K",
@@ -229,7 +230,7 @@ class TaskView:
     @property
     def progress_fraction(self) -> float:
         """Share of the task's energy saved by its checkpoints (1 when completed) [-]."""
-        if self.state == "completed":
+        if self.state == TaskState.COMPLETED:
             return 1.0
         return min(1.0, self.progress_energy_j / self.energy_j) if self.energy_j > 0 else 0.0
 
@@ -652,7 +653,7 @@ def _job_summaries(session: Session, rows: list[tuple[Job, str]]) -> list[JobSum
     settled_j: dict[str, int] = defaultdict(int)
     if ids:
         saved = case(
-            (Task.state == "completed", Task.energy_j),
+            (Task.state == TaskState.COMPLETED.value, Task.energy_j),
             else_=func.min(Task.progress_energy_j, Task.energy_j)
             if session.get_bind().dialect.name == "sqlite"
             else func.least(Task.progress_energy_j, Task.energy_j),
