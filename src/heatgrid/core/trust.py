@@ -1,0 +1,247 @@
+"""Trust on untrusted heaters: hardware challenges, reputation, agreement, tensor replay.
+
+Pure pieces of the trust work (issue 17); the coordinator does not use them yet.
+
+- A **hardware challenge** is a seeded matrix product ``C = A B`` that the claimed device
+  computes in about ``target_s`` (:func:`challenge_size_n`); the answer is checked with
+  Freivalds' method in O(n**2) per round (:func:`freivalds_check`) and its time is
+  judged against the claimed throughput (:func:`challenge_passes_time`).
+- **Adaptive replication** in BOINC's way: a :class:`Reputation` counts a device's consecutive
+  verified results of one job kind; its results are spot-checked at a rate that falls from 1
+  towards a floor (:func:`spot_check_rate`) and any disagreement resets it.
+- **k-of-n agreement** on result digests with one vote per owner (:func:`agreement`).
+- **Tensor comparison** for training replay, by value (:func:`relative_l2`,
+  :func:`tensors_agree`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from heatgrid.core.errors import InputError, require_positive
+
+__all__ = [
+    "FLOAT32_UNIT_ROUNDOFF",
+    "FREIVALDS_SAFETY",
+    "challenge_matrices",
+    "challenge_passes_time",
+    "challenge_size_n",
+    "freivalds_check",
+    "freivalds_default_rtol",
+]
+
+FLOAT32_UNIT_ROUNDOFF = 2.0**-24
+"""Unit roundoff of IEEE float32 (half its machine epsilon)."""
+
+FREIVALDS_SAFETY = 8.0
+"""Margin of :func:`freivalds_default_rtol` over the residual an honest float32 product shows."""
+
+_Array = npt.NDArray[np.floating]
+
+
+def challenge_matrices(
+    seed: int, n: int, dtype: npt.DTypeLike = np.float32
+) -> tuple[_Array, _Array]:
+    """Return the seeded challenge matrices A and B.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the numpy Generator; the same seed, ``n`` and ``dtype`` give the same matrices.
+    n : int
+        Size of the square matrices [entries per side], at least 1.
+    dtype : numpy dtype, optional
+        Floating type of the matrices (float32 by default).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(a, b)``, each ``(n, n)`` with entries uniform in [-1, 1) [dimensionless].
+    """
+    size = _require_count("n", n)
+    kind = np.dtype(dtype)
+    if kind.kind != "f":
+        raise InputError(f"dtype must be a floating type, got {kind}")
+    rng = np.random.default_rng(_require_seed(seed))
+    a = rng.uniform(-1.0, 1.0, (size, size)).astype(kind)
+    b = rng.uniform(-1.0, 1.0, (size, size)).astype(kind)
+    return a, b
+
+
+def freivalds_default_rtol(n: int) -> float:
+    """Return the tolerance :func:`freivalds_check` uses by default for size ``n``.
+
+    An honest float32 product of length-``n`` dot products has a rounding error that grows
+    like a random walk, about sqrt(n) * u times the root sum of squares of the terms
+    (u = 2**-24, Higham and Mary's probabilistic bound); measured here it stays
+    below 1.7 * sqrt(n) * u for n up to 512 with numpy's BLAS and with plain recursive
+    summation. The default is :data:`FREIVALDS_SAFETY` times that. A product computed in
+    float16 (or TF32: the same 10-bit mantissa) has inputs rounded to 2**-11, a
+    residual near 1e-3 of the same scale whatever ``n``, so it is rejected while
+    8 * sqrt(n) * u < 1e-3, that is for every n below about 4 million.
+
+    Parameters
+    ----------
+    n : int
+        Size of the square matrices [entries per side].
+
+    Returns
+    -------
+    float
+        Relative tolerance [dimensionless].
+    """
+    return FREIVALDS_SAFETY * math.sqrt(_require_count("n", n)) * FLOAT32_UNIT_ROUNDOFF
+
+
+def freivalds_check(
+    a: _Array,
+    b: _Array,
+    c: _Array,
+    *,
+    rounds: int = 20,
+    seed: int = 0,
+    rtol: float | None = None,
+) -> bool:
+    """Return whether ``c`` is the product ``a @ b``, by Freivalds' method.
+
+    Each round draws a random 0/1 vector ``r`` and compares ``C r`` with ``A (B r)`` in
+    float64, O(n**2) work. Row ``i`` passes when ``|(C r)_i - (A (B r))_i| <= rtol * s_i``
+    with ``s_i = sqrt(((A * A) @ (B * B) @ r)_i)``, the root sum of squares of the products
+    summed into that row, the scale of float32 rounding errors (see
+    :func:`freivalds_default_rtol`). A wrong entry larger than the tolerance escapes one
+    round with probability 1/2, so all of them with ``2**-rounds``.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        The challenge matrices, ``(n, n)`` and finite.
+    c : numpy.ndarray
+        The device's answer; a wrong shape or a non-finite entry fails the check.
+    rounds : int, optional
+        Number of random vectors, at least 1.
+    seed : int, optional
+        Seed of the random vectors (keep it from the device).
+    rtol : float, optional
+        Relative tolerance [dimensionless]; :func:`freivalds_default_rtol` by default.
+
+    Returns
+    -------
+    bool
+        True when every round agrees.
+    """
+    a64 = _square("a", a)
+    b64 = _square("b", b)
+    n = a64.shape[0]
+    if b64.shape != a64.shape:
+        raise InputError(f"a and b must have the same shape, got {a64.shape} and {b64.shape}")
+    count = _require_count("rounds", rounds)
+    tol = freivalds_default_rtol(n) if rtol is None else require_positive("rtol", rtol)
+    answer = np.asarray(c)
+    if answer.shape != a64.shape or not np.issubdtype(answer.dtype, np.number):
+        return False
+    c64 = answer.astype(np.float64)
+    if not np.all(np.isfinite(c64)):
+        return False
+    a_sq = a64 * a64
+    b_sq = b64 * b64
+    rng = np.random.default_rng(_require_seed(seed))
+    for _ in range(count):
+        r = rng.integers(0, 2, n).astype(np.float64)
+        residual = np.abs(c64 @ r - a64 @ (b64 @ r))
+        scale = np.sqrt(a_sq @ (b_sq @ r))
+        if np.any(residual > tol * scale):
+            return False
+    return True
+
+
+def challenge_size_n(claimed_flops_per_s: float, target_s: float, min_n: int = 16) -> int:
+    """Return the size n of a challenge the claimed device computes in about ``target_s``.
+
+    A product of two ``(n, n)`` matrices takes ``2 n**3`` floating-point operations, so ``n``
+    is the floor of ``(claimed_flops_per_s * target_s / 2) ** (1/3)``, at least ``min_n``.
+
+    Parameters
+    ----------
+    claimed_flops_per_s : float
+        Throughput the device claims [FLOP/s], > 0.
+    target_s : float
+        Wanted compute time on the claimed device [s], > 0.
+    min_n : int, optional
+        Smallest size returned [entries per side].
+
+    Returns
+    -------
+    int
+        Size of the challenge matrices [entries per side].
+    """
+    flops = require_positive("claimed_flops_per_s", claimed_flops_per_s)
+    seconds = require_positive("target_s", target_s)
+    n = math.floor(float((flops * seconds / 2.0) ** (1.0 / 3.0)))
+    while 2.0 * (n + 1) ** 3 <= flops * seconds:  # a float cube root can be one off
+        n += 1
+    while n > 1 and 2.0 * n**3 > flops * seconds:
+        n -= 1
+    return max(_require_count("min_n", min_n), n)
+
+
+def challenge_passes_time(
+    elapsed_s: float, n: int, claimed_flops_per_s: float, slack: float = 3.0
+) -> bool:
+    """Return whether an answer came fast enough for the claimed throughput.
+
+    The claimed device needs ``2 n**3 / claimed_flops_per_s`` seconds; the answer passes when
+    ``elapsed_s`` is at most ``slack`` times that. The slack covers launch and transfer
+    overheads; a CPU claiming a GPU's throughput is slower by far more (tens of times).
+
+    Parameters
+    ----------
+    elapsed_s : float
+        Time from sending the challenge to receiving the answer [s], >= 0.
+    n : int
+        Size of the challenge matrices [entries per side].
+    claimed_flops_per_s : float
+        Throughput the device claims [FLOP/s], > 0.
+    slack : float, optional
+        Allowed factor over the ideal time [dimensionless], >= 1.
+
+    Returns
+    -------
+    bool
+        True when the answer was fast enough.
+    """
+    elapsed = float(elapsed_s)
+    if not math.isfinite(elapsed) or elapsed < 0.0:
+        raise InputError(f"elapsed_s must be a finite number >= 0, got {elapsed_s!r}")
+    size = _require_count("n", n)
+    flops = require_positive("claimed_flops_per_s", claimed_flops_per_s)
+    factor = require_positive("slack", slack)
+    if factor < 1.0:
+        raise InputError(f"slack must be at least 1, got {slack!r}")
+    return elapsed <= factor * 2.0 * float(size) ** 3 / flops
+
+
+def _require_count(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _require_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def _square(name: str, matrix: _Array) -> npt.NDArray[np.float64]:
+    array = np.asarray(matrix)
+    if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] == 0:
+        raise InputError(f"{name} must be a non-empty square matrix, got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise InputError(f"{name} must hold numbers, got dtype {array.dtype}")
+    result = array.astype(np.float64)
+    if not np.all(np.isfinite(result)):
+        raise InputError(f"{name} must hold finite numbers")
+    return result

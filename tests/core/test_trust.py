@@ -1,0 +1,148 @@
+"""core.trust: Freivalds challenges, reputation, k-of-n agreement, tensor comparison."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heatgrid.core import trust
+from heatgrid.core.errors import InputError
+
+_SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
+
+
+def test_challenge_matrices_are_deterministic_per_seed() -> None:
+    a1, b1 = trust.challenge_matrices(7, 32)
+    a2, b2 = trust.challenge_matrices(7, 32)
+    a3, _ = trust.challenge_matrices(8, 32)
+    assert a1.dtype == np.float32
+    assert a1.shape == (32, 32)
+    assert np.array_equal(a1, a2)
+    assert np.array_equal(b1, b2)
+    assert not np.array_equal(a1, a3)
+    assert not np.array_equal(a1, b1)
+    assert np.all(np.abs(a1) <= 1.0)
+    a64, _ = trust.challenge_matrices(7, 4, np.float64)
+    assert a64.dtype == np.float64
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=_SEEDS, n=st.integers(min_value=1, max_value=96))
+def test_an_honest_float32_product_passes(seed: int, n: int) -> None:
+    a, b = trust.challenge_matrices(seed, n)
+    assert trust.freivalds_check(a, b, a @ b, rounds=10, seed=seed + 1)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=_SEEDS, n=st.integers(min_value=32, max_value=96))
+def test_a_float16_product_returned_as_float32_is_rejected(seed: int, n: int) -> None:
+    a, b = trust.challenge_matrices(seed, n)
+    c16 = (a.astype(np.float16) @ b.astype(np.float16)).astype(np.float32)
+    assert not trust.freivalds_check(a, b, c16, rounds=10, seed=seed + 1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=_SEEDS,
+    n=st.integers(min_value=2, max_value=64),
+    data=st.data(),
+    delta=st.floats(min_value=1e-3, max_value=10.0),
+    negative=st.booleans(),
+)
+def test_one_wrong_entry_is_caught(
+    seed: int, n: int, data: st.DataObject, delta: float, negative: bool
+) -> None:
+    a, b = trust.challenge_matrices(seed, n)
+    c = a @ b
+    i = data.draw(st.integers(0, n - 1))
+    j = data.draw(st.integers(0, n - 1))
+    c[i, j] += np.float32(-delta if negative else delta)
+    # a wrong entry escapes a round with probability 1/2: 40 rounds miss it with 2**-40
+    assert not trust.freivalds_check(a, b, c, rounds=40, seed=seed + 1)
+
+
+def test_a_zero_matrix_and_malformed_answers_are_rejected() -> None:
+    a, b = trust.challenge_matrices(3, 48)
+    assert trust.freivalds_check(a, b, a @ b)
+    assert not trust.freivalds_check(a, b, np.zeros_like(a))
+    nan = a @ b
+    nan[0, 0] = np.nan
+    assert not trust.freivalds_check(a, b, nan)
+    assert not trust.freivalds_check(a, b, (a @ b)[:, :-1])
+    assert not trust.freivalds_check(a, b, np.full(a.shape, "x"))
+
+
+def test_the_default_tolerance_sits_between_float32_and_float16_residuals() -> None:
+    # honest float32 residuals measured below 1.7 sqrt(n) u; float16 ones near 1e-3
+    assert trust.freivalds_default_rtol(1024) == pytest.approx(8 * 32 * 2.0**-24)
+    assert trust.freivalds_default_rtol(16384) < 1e-4
+
+
+def test_bad_challenge_input_is_named() -> None:
+    a, b = trust.challenge_matrices(1, 4)
+    with pytest.raises(InputError, match="n must be"):
+        trust.challenge_matrices(1, 0)
+    with pytest.raises(InputError, match="dtype"):
+        trust.challenge_matrices(1, 4, np.int32)
+    with pytest.raises(InputError, match="seed"):
+        trust.challenge_matrices(-1, 4)
+    with pytest.raises(InputError, match="a must be a non-empty square"):
+        trust.freivalds_check(a[:, :2], b, a @ b)
+    with pytest.raises(InputError, match="same shape"):
+        trust.freivalds_check(a, b[:2, :2], a @ b)
+    with pytest.raises(InputError, match="rounds"):
+        trust.freivalds_check(a, b, a @ b, rounds=0)
+    with pytest.raises(InputError, match="rtol"):
+        trust.freivalds_check(a, b, a @ b, rtol=-1.0)
+    inf = a.copy()
+    inf[0, 0] = np.inf
+    with pytest.raises(InputError, match="a must hold finite"):
+        trust.freivalds_check(inf, b, a @ b)
+
+
+@given(
+    flops=st.floats(min_value=1e6, max_value=1e16),
+    target_s=st.floats(min_value=1e-3, max_value=10.0),
+)
+def test_the_challenge_size_fits_the_target_time(flops: float, target_s: float) -> None:
+    n = trust.challenge_size_n(flops, target_s, min_n=1)
+    assert 2.0 * n**3 <= flops * target_s * (1 + 1e-12) or n == 1
+    assert 2.0 * (n + 1) ** 3 > flops * target_s
+    assert trust.challenge_passes_time(2.0 * n**3 / flops, n, flops)
+
+
+def test_a_gpu_sized_challenge_is_a_few_thousand_wide() -> None:
+    # 60 TFLOP/s for half a second: (1.5e13)^(1/3) = 24,662
+    assert trust.challenge_size_n(60e12, 0.5) == 24662
+    assert trust.challenge_size_n(1.0, 1.0) == 16
+
+
+@given(
+    n=st.integers(min_value=16, max_value=30000),
+    claimed=st.floats(min_value=1e12, max_value=1e15),
+    slowdown=st.floats(min_value=10.0, max_value=1000.0),
+    elapsed_s=st.floats(min_value=0.0, max_value=1e3),
+    later_s=st.floats(min_value=0.0, max_value=1e3),
+)
+def test_a_cpu_posing_as_a_gpu_is_too_slow(
+    n: int, claimed: float, slowdown: float, elapsed_s: float, later_s: float
+) -> None:
+    ideal_s = 2.0 * n**3 / claimed
+    assert trust.challenge_passes_time(ideal_s, n, claimed, slack=3.0)
+    assert not trust.challenge_passes_time(ideal_s * slowdown, n, claimed, slack=3.0)
+    # monotone: an answer that passes would also pass sooner
+    if trust.challenge_passes_time(elapsed_s + later_s, n, claimed):
+        assert trust.challenge_passes_time(elapsed_s, n, claimed)
+
+
+def test_bad_timing_input_is_named() -> None:
+    with pytest.raises(InputError, match="elapsed_s"):
+        trust.challenge_passes_time(-1.0, 16, 1e12)
+    with pytest.raises(InputError, match="slack must be at least 1"):
+        trust.challenge_passes_time(1.0, 16, 1e12, slack=0.5)
+    with pytest.raises(InputError, match="claimed_flops_per_s"):
+        trust.challenge_size_n(0.0, 1.0)
+    with pytest.raises(InputError, match="target_s"):
+        trust.challenge_size_n(1e12, float("nan"))
