@@ -146,3 +146,76 @@ def test_bad_timing_input_is_named() -> None:
         trust.challenge_size_n(0.0, 1.0)
     with pytest.raises(InputError, match="target_s"):
         trust.challenge_size_n(1e12, float("nan"))
+
+
+_REPS = st.builds(trust.Reputation, st.just("train"), st.integers(min_value=0, max_value=10_000))
+
+
+@given(rep=_REPS, floor=st.floats(min_value=0.001, max_value=1.0), half=st.integers(1, 100))
+def test_the_spot_check_rate_falls_with_a_run_and_stays_above_the_floor(
+    rep: trust.Reputation, floor: float, half: int
+) -> None:
+    rate = trust.spot_check_rate(rep, floor, half)
+    nxt = trust.spot_check_rate(trust.after_result(rep, agreed=True), floor, half)
+    assert floor <= rate <= 1.0
+    assert nxt <= rate
+    reset = trust.after_result(rep, agreed=False)
+    assert reset.consecutive_verified == 0
+    assert reset.job_kind == "train"
+    assert trust.spot_check_rate(reset, floor, half) == 1.0
+
+
+def test_the_rate_rule_in_numbers() -> None:
+    rep = trust.Reputation("sweep")
+    assert trust.spot_check_rate(rep) == 1.0
+    for _ in range(10):
+        rep = trust.after_result(rep, agreed=True)
+    assert trust.spot_check_rate(rep) == pytest.approx(0.5)
+    assert trust.spot_check_rate(trust.Reputation("sweep", 190)) == pytest.approx(0.05)
+    assert trust.spot_check_rate(trust.Reputation("sweep", 10**6)) == 0.05
+
+
+@given(rep=_REPS, draw=st.floats(min_value=0.0, max_value=1.0, exclude_max=True))
+def test_a_replica_is_needed_exactly_below_the_rate(rep: trust.Reputation, draw: float) -> None:
+    assert trust.needs_replica(rep, draw) == (draw < trust.spot_check_rate(rep))
+    assert trust.needs_replica(trust.Reputation("train"), draw)
+
+
+def test_bad_reputation_input_is_named() -> None:
+    with pytest.raises(InputError, match="consecutive_verified"):
+        trust.Reputation("train", -1)
+    with pytest.raises(InputError, match="floor must be at most 1"):
+        trust.spot_check_rate(trust.Reputation("train"), floor=2.0)
+    with pytest.raises(InputError, match="draw"):
+        trust.needs_replica(trust.Reputation("train"), 1.0)
+    with pytest.raises(InputError, match="cheat_rate"):
+        trust.undetected_probability(1.5, 0.1, 3)
+    with pytest.raises(InputError, match="results"):
+        trust.undetected_probability(0.5, 0.1, -3)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    cheat=st.floats(min_value=0.0, max_value=1.0),
+    check=st.floats(min_value=0.0, max_value=1.0),
+    results=st.integers(min_value=0, max_value=60),
+    seed=_SEEDS,
+)
+def test_undetected_probability_matches_a_monte_carlo_estimate(
+    cheat: float, check: float, results: int, seed: int
+) -> None:
+    trials = 20_000
+    rng = np.random.default_rng(seed)
+    cheated = rng.random((trials, results)) < cheat
+    checked = rng.random((trials, results)) < check
+    survived = np.mean(~np.any(cheated & checked, axis=1))
+    p = trust.undetected_probability(cheat, check, results)
+    # five standard errors of the estimate, plus a little for p near 0 or 1
+    assert abs(survived - p) <= 5.0 * np.sqrt(p * (1.0 - p) / trials) + 1e-3
+
+
+def test_undetected_probability_at_the_floor() -> None:
+    # a device cheating on 10 % of results, checked at 5 %, survives 100 results 60 % of the time
+    assert trust.undetected_probability(0.1, 0.05, 100) == pytest.approx(0.995**100)
+    assert trust.undetected_probability(0.0, 0.05, 100) == 1.0
+    assert trust.undetected_probability(1.0, 1.0, 1) == 0.0

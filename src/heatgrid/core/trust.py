@@ -16,6 +16,7 @@ Pure pieces of the trust work (issue 17); the coordinator does not use them yet.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -24,13 +25,20 @@ import numpy.typing as npt
 from heatgrid.core.errors import InputError, require_positive
 
 __all__ = [
+    "DEFAULT_HALF_RATE_RESULTS",
+    "DEFAULT_SPOT_CHECK_FLOOR",
     "FLOAT32_UNIT_ROUNDOFF",
     "FREIVALDS_SAFETY",
+    "Reputation",
+    "after_result",
     "challenge_matrices",
     "challenge_passes_time",
     "challenge_size_n",
     "freivalds_check",
     "freivalds_default_rtol",
+    "needs_replica",
+    "spot_check_rate",
+    "undetected_probability",
 ]
 
 FLOAT32_UNIT_ROUNDOFF = 2.0**-24
@@ -38,6 +46,12 @@ FLOAT32_UNIT_ROUNDOFF = 2.0**-24
 
 FREIVALDS_SAFETY = 8.0
 """Margin of :func:`freivalds_default_rtol` over the residual an honest float32 product shows."""
+
+DEFAULT_SPOT_CHECK_FLOOR = 0.05
+"""Lowest share of a trusted device's results that is still replicated (issue 17: 5 %)."""
+
+DEFAULT_HALF_RATE_RESULTS = 10
+"""Consecutive verified results after which a device's spot-check rate is one half."""
 
 _Array = npt.NDArray[np.floating]
 
@@ -221,6 +235,122 @@ def challenge_passes_time(
     if factor < 1.0:
         raise InputError(f"slack must be at least 1, got {slack!r}")
     return elapsed <= factor * 2.0 * float(size) ** 3 / flops
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reputation:
+    """A device's record on one job kind.
+
+    Attributes
+    ----------
+    job_kind : str
+        The kind of job the record is about (a device trusted for one kind is not for another).
+    consecutive_verified : int
+        Results in a row that agreed with their replicas or spot checks [results], >= 0.
+    """
+
+    job_kind: str
+    consecutive_verified: int = 0
+
+    def __post_init__(self) -> None:
+        """Reject a negative or non-integer count."""
+        value = self.consecutive_verified
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"consecutive_verified must be an integer >= 0, got {value!r}")
+
+
+def after_result(rep: Reputation, agreed: bool) -> Reputation:
+    """Return the reputation after one checked result: one more if it agreed, else zero."""
+    return dataclasses.replace(
+        rep, consecutive_verified=rep.consecutive_verified + 1 if agreed else 0
+    )
+
+
+def spot_check_rate(
+    rep: Reputation,
+    floor: float = DEFAULT_SPOT_CHECK_FLOOR,
+    half_rate_results: int = DEFAULT_HALF_RATE_RESULTS,
+) -> float:
+    """Return the probability that the device's next result is replicated.
+
+    ``rate = max(floor, 1 / (1 + consecutive_verified / half_rate_results))``: every result
+    of a new device (or one just caught disagreeing) is replicated; the rate halves after
+    ``half_rate_results`` verified results in a row and reaches the floor after
+    ``half_rate_results * (1 / floor - 1)`` (190 with the defaults). Like BOINC's adaptive
+    replication, trust is earned by a run of valid results and lost at once.
+
+    Parameters
+    ----------
+    rep : Reputation
+        The device's record on the job kind.
+    floor : float, optional
+        Lowest rate [dimensionless], in (0, 1].
+    half_rate_results : int, optional
+        Consecutive verified results at which the rate is 1/2 [results], >= 1.
+
+    Returns
+    -------
+    float
+        Spot-check rate in [floor, 1] [dimensionless].
+    """
+    low = require_positive("floor", floor)
+    if low > 1.0:
+        raise InputError(f"floor must be at most 1, got {floor!r}")
+    half = _require_count("half_rate_results", half_rate_results)
+    return max(low, 1.0 / (1.0 + rep.consecutive_verified / half))
+
+
+def needs_replica(
+    rep: Reputation,
+    draw: float,
+    floor: float = DEFAULT_SPOT_CHECK_FLOOR,
+    half_rate_results: int = DEFAULT_HALF_RATE_RESULTS,
+) -> bool:
+    """Return whether the device's next result is replicated, given a uniform draw in [0, 1).
+
+    The caller draws (a seeded generator in the simulator, a secure one in the coordinator),
+    so this stays deterministic: replicate when ``draw < spot_check_rate(rep, ...)``.
+    """
+    value = float(draw)
+    if not 0.0 <= value < 1.0:
+        raise InputError(f"draw must be in [0, 1), got {draw!r}")
+    return value < spot_check_rate(rep, floor, half_rate_results)
+
+
+def undetected_probability(cheat_rate: float, spot_check_rate: float, results: int) -> float:
+    """Return the probability that a cheating device is not caught within ``results`` results.
+
+    The device cheats on each result independently with probability ``cheat_rate`` and each
+    result is checked independently with probability ``spot_check_rate`` (held fixed, as at
+    the floor); a cheat is caught when a cheated result is checked, so it survives
+    ``results`` results with probability ``(1 - cheat_rate * spot_check_rate) ** results``.
+
+    Parameters
+    ----------
+    cheat_rate : float
+        Share of results the device makes up [dimensionless], in [0, 1].
+    spot_check_rate : float
+        Share of results replicated [dimensionless], in [0, 1].
+    results : int
+        Number of results the device returns [results], >= 0.
+
+    Returns
+    -------
+    float
+        Probability of no detection [dimensionless], in [0, 1].
+    """
+    cheat = _require_unit("cheat_rate", cheat_rate)
+    check = _require_unit("spot_check_rate", spot_check_rate)
+    if isinstance(results, bool) or not isinstance(results, int) or results < 0:
+        raise InputError(f"results must be an integer >= 0, got {results!r}")
+    return float((1.0 - cheat * check) ** results)
+
+
+def _require_unit(name: str, value: float) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise InputError(f"{name} must be in [0, 1], got {value!r}")
+    return number
 
 
 def _require_count(name: str, value: int) -> int:
