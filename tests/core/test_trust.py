@@ -219,3 +219,50 @@ def test_undetected_probability_at_the_floor() -> None:
     assert trust.undetected_probability(0.1, 0.05, 100) == pytest.approx(0.995**100)
     assert trust.undetected_probability(0.0, 0.05, 100) == 1.0
     assert trust.undetected_probability(1.0, 1.0, 1) == 0.0
+
+
+def test_two_owners_agreeing_verify_a_result() -> None:
+    owners = {"d1": "alice", "d2": "bob", "d3": "carol"}
+    assert trust.agreement({"d1": "x", "d2": "x", "d3": "y"}, owners, 2) == "x"
+    assert trust.agreement({"d1": "x", "d2": "y", "d3": "z"}, owners, 2) is None
+    assert trust.agreement({"d1": "x", "d2": "x", "d3": "x"}, owners, 3) == "x"
+    assert trust.agreement({"d1": "x"}, owners, 1) == "x"
+    assert trust.agreement({}, owners, 1) is None
+
+
+def test_colluding_devices_of_one_owner_never_verify_each_other() -> None:
+    owners = {"m1": "mallory", "m2": "mallory", "m3": "mallory", "h1": "honest"}
+    wrong = {"m1": "bad", "m2": "bad", "m3": "bad", "h1": "good"}
+    assert trust.agreement(wrong, owners, 2) is None
+    assert trust.agreement({"m1": "bad", "m2": "bad"}, owners, 2) is None
+    # one honest device of another owner agreeing with one of mallory's is a quorum of two
+    assert trust.agreement({"m1": "good", "h1": "good"}, owners, 2) == "good"
+
+
+@given(
+    digests=st.dictionaries(
+        st.sampled_from([f"d{i}" for i in range(8)]), st.sampled_from("abc"), max_size=8
+    ),
+    owner_of=st.lists(st.sampled_from(["o1", "o2", "o3"]), min_size=8, max_size=8),
+    k=st.integers(min_value=1, max_value=4),
+)
+def test_an_agreed_digest_has_k_distinct_owners(
+    digests: dict[str, str], owner_of: list[str], k: int
+) -> None:
+    owners = {f"d{i}": owner for i, owner in enumerate(owner_of)}
+    agreed = trust.agreement(digests, owners, k)
+    if agreed is not None:
+        assert len({owners[d] for d, digest in digests.items() if digest == agreed}) >= k
+    else:
+        counts = [
+            len({owners[d] for d, x in digests.items() if x == digest})
+            for digest in set(digests.values())
+        ]
+        assert sum(c >= k for c in counts) != 1
+
+
+def test_bad_agreement_input_is_named() -> None:
+    with pytest.raises(InputError, match="owner of device"):
+        trust.agreement({"d1": "x", "d9": "x"}, {"d1": "alice"}, 1)
+    with pytest.raises(InputError, match="k must be"):
+        trust.agreement({}, {}, 0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,7 @@ __all__ = [
     "FREIVALDS_SAFETY",
     "Reputation",
     "after_result",
+    "agreement",
     "challenge_matrices",
     "challenge_passes_time",
     "challenge_size_n",
@@ -344,6 +346,40 @@ def undetected_probability(cheat_rate: float, spot_check_rate: float, results: i
     if isinstance(results, bool) or not isinstance(results, int) or results < 0:
         raise InputError(f"results must be an integer >= 0, got {results!r}")
     return float((1.0 - cheat * check) ** results)
+
+
+def agreement(
+    digests_by_device: Mapping[str, str], owner_by_device: Mapping[str, str], k: int
+) -> str | None:
+    """Return the digest that devices of at least ``k`` different owners returned, else None.
+
+    Each owner votes at most once for a digest, however many of its devices returned it, so
+    colluding devices of one owner never verify each other. None also when two digests each
+    reach ``k`` owners (an owner whose devices disagree votes for each of its digests).
+
+    Parameters
+    ----------
+    digests_by_device : Mapping[str, str]
+        Result digest returned by each device.
+    owner_by_device : Mapping[str, str]
+        Owner of each device; every device with a digest must have one.
+    k : int
+        Owners that must agree [owners], >= 1.
+
+    Returns
+    -------
+    str or None
+        The agreed digest, or None when there is no single quorum yet.
+    """
+    quorum = _require_count("k", k)
+    missing = sorted(set(digests_by_device) - set(owner_by_device))
+    if missing:
+        raise InputError(f"owner_by_device lacks the owner of device(s) {', '.join(missing)}")
+    owners_by_digest: dict[str, set[str]] = {}
+    for device, digest in digests_by_device.items():
+        owners_by_digest.setdefault(digest, set()).add(owner_by_device[device])
+    agreed = [digest for digest, owners in owners_by_digest.items() if len(owners) >= quorum]
+    return agreed[0] if len(agreed) == 1 else None
 
 
 def _require_unit(name: str, value: float) -> float:
