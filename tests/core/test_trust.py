@@ -266,3 +266,67 @@ def test_bad_agreement_input_is_named() -> None:
         trust.agreement({"d1": "x", "d9": "x"}, {"d1": "alice"}, 1)
     with pytest.raises(InputError, match="k must be"):
         trust.agreement({}, {}, 0)
+
+
+_TENSORS = st.integers(min_value=1, max_value=200).flatmap(
+    lambda size: st.tuples(
+        st.lists(st.floats(-1e6, 1e6), min_size=size, max_size=size),
+        st.lists(st.floats(-1e6, 1e6), min_size=size, max_size=size),
+    )
+)
+
+
+@given(pair=_TENSORS)
+def test_relative_l2_is_a_symmetric_bounded_distance(pair: tuple[list[float], list[float]]) -> None:
+    a = np.array(pair[0], dtype=np.float32)
+    b = np.array(pair[1], dtype=np.float32)
+    d = trust.relative_l2(a, b)
+    assert trust.relative_l2(a, a) == 0.0
+    assert d == trust.relative_l2(b, a)
+    assert 0.0 <= d <= 2.0 + 1e-12
+    assert trust.tensors_agree(a, a.copy(), exact=True)
+    assert trust.tensors_agree(a, a.astype(np.float64), exact=False)
+
+
+def test_replay_tolerances_match_the_measured_drifts() -> None:
+    rng = np.random.default_rng(5)
+    weights = rng.standard_normal(10_000).astype(np.float32)
+    other_cpu = weights * (1 + np.float32(5e-7) * rng.standard_normal(10_000).astype(np.float32))
+    skipped_step = weights + np.float32(8e-4) * rng.standard_normal(10_000).astype(np.float32)
+    assert trust.tensors_agree(other_cpu, weights, exact=False)
+    assert not trust.tensors_agree(other_cpu, weights, exact=True)
+    assert not trust.tensors_agree(skipped_step, weights, exact=False)
+    assert trust.relative_l2(skipped_step, weights) == pytest.approx(8e-4, rel=0.05)
+
+
+def test_exact_agreement_is_by_bits_dtype_and_shape() -> None:
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert trust.tensors_agree(a, np.asfortranarray(a), exact=True)
+    assert not trust.tensors_agree(a, a.astype(np.float64), exact=True)
+    assert not trust.tensors_agree(a, a.reshape(3, 2), exact=True)
+    assert not trust.tensors_agree(a, a.reshape(3, 2), exact=False)
+    b = a.copy()
+    b[1, 2] = np.nextafter(b[1, 2], np.float32(100))
+    assert not trust.tensors_agree(a, b, exact=True)
+    assert trust.tensors_agree(a, b, exact=False)
+
+
+def test_zeros_huge_values_and_nan() -> None:
+    zero = np.zeros(4)
+    assert trust.relative_l2(zero, zero) == 0.0
+    assert trust.relative_l2(zero, np.ones(4)) == 1.0
+    huge = np.full(4, 1e300)
+    assert trust.relative_l2(huge, huge * (1 + 1e-9)) == pytest.approx(1e-9, rel=1e-3)
+    nan = np.array([1.0, np.nan])
+    assert np.isnan(trust.relative_l2(nan, nan))
+    assert not trust.tensors_agree(nan, nan, exact=False)
+    assert trust.tensors_agree(nan, nan.copy(), exact=True)
+
+
+def test_bad_tensor_input_is_named() -> None:
+    with pytest.raises(InputError, match="same shape"):
+        trust.relative_l2(np.zeros(2), np.zeros(3))
+    with pytest.raises(InputError, match="a must hold numbers"):
+        trust.relative_l2(np.array(["x"]), np.zeros(1))
+    with pytest.raises(InputError, match="rtol"):
+        trust.tensors_agree(np.zeros(1), np.zeros(1), exact=False, rtol=-1.0)

@@ -27,6 +27,7 @@ from heatgrid.core.errors import InputError, require_positive
 
 __all__ = [
     "DEFAULT_HALF_RATE_RESULTS",
+    "DEFAULT_REPLAY_RTOL",
     "DEFAULT_SPOT_CHECK_FLOOR",
     "FLOAT32_UNIT_ROUNDOFF",
     "FREIVALDS_SAFETY",
@@ -39,7 +40,9 @@ __all__ = [
     "freivalds_check",
     "freivalds_default_rtol",
     "needs_replica",
+    "relative_l2",
     "spot_check_rate",
+    "tensors_agree",
     "undetected_probability",
 ]
 
@@ -54,6 +57,10 @@ DEFAULT_SPOT_CHECK_FLOOR = 0.05
 
 DEFAULT_HALF_RATE_RESULTS = 10
 """Consecutive verified results after which a device's spot-check rate is one half."""
+
+DEFAULT_REPLAY_RTOL = 1e-5
+"""Relative L2 within which replayed tensors from another CPU kind agree (issue 17 measured
+about 5e-7 across instruction sets and about 8e-4 for a task that skips one step)."""
 
 _Array = npt.NDArray[np.floating]
 
@@ -380,6 +387,76 @@ def agreement(
         owners_by_digest.setdefault(digest, set()).add(owner_by_device[device])
     agreed = [digest for digest, owners in owners_by_digest.items() if len(owners) >= quorum]
     return agreed[0] if len(agreed) == 1 else None
+
+
+def relative_l2(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
+    """Return ``||a - b|| / max(||a||, ||b||)`` in float64, symmetric in ``a`` and ``b``.
+
+    Parameters
+    ----------
+    a, b : array_like
+        Numeric tensors of the same shape (their values, not their files).
+
+    Returns
+    -------
+    float
+        Relative L2 distance [dimensionless]: 0 for equal tensors (both zero included), at
+        most 2 when finite, NaN when either holds a non-finite value.
+    """
+    x = _numeric("a", a)
+    y = _numeric("b", b)
+    if x.shape != y.shape:
+        raise InputError(f"a and b must have the same shape, got {x.shape} and {y.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        return math.nan
+    peak = float(max(np.max(np.abs(x), initial=0.0), np.max(np.abs(y), initial=0.0)))
+    if peak == 0.0:
+        return 0.0
+    x, y = x / peak, y / peak  # scaled so that squares neither overflow nor underflow to 0
+    norm = max(float(np.linalg.norm(x.ravel())), float(np.linalg.norm(y.ravel())))
+    return float(np.linalg.norm((x - y).ravel())) / norm
+
+
+def tensors_agree(
+    a: npt.ArrayLike, b: npt.ArrayLike, exact: bool, rtol: float = DEFAULT_REPLAY_RTOL
+) -> bool:
+    """Return whether a replayed tensor agrees with the original, by value.
+
+    Exact (same CPU kind): same dtype, shape and bits of every value. Otherwise (another CPU
+    kind): same shape, all finite, and :func:`relative_l2` at most ``rtol``.
+
+    Parameters
+    ----------
+    a, b : array_like
+        Numeric tensors.
+    exact : bool
+        Demand bit-for-bit equality.
+    rtol : float, optional
+        Largest relative L2 distance when not exact [dimensionless], >= 0.
+
+    Returns
+    -------
+    bool
+        True when the tensors agree.
+    """
+    x, y = _numeric("a", a), _numeric("b", b)
+    tolerance = float(rtol)
+    if not (math.isfinite(tolerance) and tolerance >= 0.0):
+        raise InputError(f"rtol must be a finite number >= 0, got {rtol!r}")
+    if x.shape != y.shape:
+        return False
+    if exact:
+        if x.dtype != y.dtype:
+            return False
+        return np.ascontiguousarray(x).tobytes() == np.ascontiguousarray(y).tobytes()
+    return relative_l2(x, y) <= tolerance
+
+
+def _numeric(name: str, value: npt.ArrayLike) -> npt.NDArray[np.number]:
+    array = np.asarray(value)
+    if not np.issubdtype(array.dtype, np.number):
+        raise InputError(f"{name} must hold numbers, got dtype {array.dtype}")
+    return array
 
 
 def _require_unit(name: str, value: float) -> float:
