@@ -326,7 +326,16 @@ def test_zeros_huge_values_and_nan() -> None:
 def test_bad_tensor_input_is_named() -> None:
     with pytest.raises(InputError, match="same shape"):
         trust.relative_l2(np.zeros(2), np.zeros(3))
-    with pytest.raises(InputError, match="a must hold numbers"):
+    with pytest.raises(InputError, match="a must hold integer or float"):
         trust.relative_l2(np.array(["x"]), np.zeros(1))
     with pytest.raises(InputError, match="rtol"):
         trust.tensors_agree(np.zeros(1), np.zeros(1), exact=False, rtol=-1.0)
+
+
+def test_integer_tensors_are_compared_without_overflow() -> None:
+    low = np.array([-128, 0], dtype=np.int8)
+    high = np.array([127, 0], dtype=np.int8)
+    assert trust.relative_l2(low, high) == pytest.approx(255 / 128)
+    assert trust.tensors_agree(low, low.copy(), exact=True)
+    with pytest.raises(InputError, match="b must hold integer or float"):
+        trust.relative_l2(low, np.array([1j, 0j]))

@@ -23,7 +23,12 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from heatgrid.core.errors import InputError, require_positive
+from heatgrid.core.errors import (
+    InputError,
+    require_finite,
+    require_non_negative,
+    require_positive,
+)
 
 __all__ = [
     "DEFAULT_HALF_RATE_RESULTS",
@@ -75,20 +80,20 @@ def challenge_matrices(
     seed : int
         Seed of the numpy Generator; the same seed, ``n`` and ``dtype`` give the same matrices.
     n : int
-        Size of the square matrices [entries per side], at least 1.
+        Size of the square matrices [entries per side], >= 1.
     dtype : numpy dtype, optional
-        Floating type of the matrices (float32 by default).
+        Floating type of the matrices.
 
     Returns
     -------
     tuple of numpy.ndarray
-        ``(a, b)``, each ``(n, n)`` with entries uniform in [-1, 1) [dimensionless].
+        ``(a, b)``, each ``(n, n)``, entries uniform in [-1, 1) [dimensionless].
     """
     size = _require_count("n", n)
     kind = np.dtype(dtype)
     if kind.kind != "f":
         raise InputError(f"dtype must be a floating type, got {kind}")
-    rng = np.random.default_rng(_require_seed(seed))
+    rng = np.random.default_rng(_require_int("seed", seed, 0))
     a = rng.uniform(-1.0, 1.0, (size, size)).astype(kind)
     b = rng.uniform(-1.0, 1.0, (size, size)).astype(kind)
     return a, b
@@ -104,17 +109,8 @@ def freivalds_default_rtol(n: int) -> float:
     summation. The default is :data:`FREIVALDS_SAFETY` times that. A product computed in
     float16 (or TF32: the same 10-bit mantissa) has inputs rounded to 2**-11, a
     residual near 1e-3 of the same scale whatever ``n``, so it is rejected while
-    8 * sqrt(n) * u < 1e-3, that is for every n below about 4 million.
-
-    Parameters
-    ----------
-    n : int
-        Size of the square matrices [entries per side].
-
-    Returns
-    -------
-    float
-        Relative tolerance [dimensionless].
+    8 * sqrt(n) * u < 1e-3, that is for every n below about 4 million. Returns the relative
+    tolerance [dimensionless] for matrices of ``n`` entries per side.
     """
     return FREIVALDS_SAFETY * math.sqrt(_require_count("n", n)) * FLOAT32_UNIT_ROUNDOFF
 
@@ -144,7 +140,7 @@ def freivalds_check(
     c : numpy.ndarray
         The device's answer; a wrong shape or a non-finite entry fails the check.
     rounds : int, optional
-        Number of random vectors, at least 1.
+        Number of random vectors, >= 1.
     seed : int, optional
         Seed of the random vectors (keep it from the device).
     rtol : float, optional
@@ -163,14 +159,14 @@ def freivalds_check(
     count = _require_count("rounds", rounds)
     tol = freivalds_default_rtol(n) if rtol is None else require_positive("rtol", rtol)
     answer = np.asarray(c)
-    if answer.shape != a64.shape or not np.issubdtype(answer.dtype, np.number):
+    if answer.shape != a64.shape or answer.dtype.kind not in "iuf":
         return False
     c64 = answer.astype(np.float64)
     if not np.all(np.isfinite(c64)):
         return False
     a_sq = a64 * a64
     b_sq = b64 * b64
-    rng = np.random.default_rng(_require_seed(seed))
+    rng = np.random.default_rng(_require_int("seed", seed, 0))
     for _ in range(count):
         r = rng.integers(0, 2, n).astype(np.float64)
         residual = np.abs(c64 @ r - a64 @ (b64 @ r))
@@ -194,11 +190,6 @@ def challenge_size_n(claimed_flops_per_s: float, target_s: float, min_n: int = 1
         Wanted compute time on the claimed device [s], > 0.
     min_n : int, optional
         Smallest size returned [entries per side].
-
-    Returns
-    -------
-    int
-        Size of the challenge matrices [entries per side].
     """
     flops = require_positive("claimed_flops_per_s", claimed_flops_per_s)
     seconds = require_positive("target_s", target_s)
@@ -229,15 +220,8 @@ def challenge_passes_time(
         Throughput the device claims [FLOP/s], > 0.
     slack : float, optional
         Allowed factor over the ideal time [dimensionless], >= 1.
-
-    Returns
-    -------
-    bool
-        True when the answer was fast enough.
     """
-    elapsed = float(elapsed_s)
-    if not math.isfinite(elapsed) or elapsed < 0.0:
-        raise InputError(f"elapsed_s must be a finite number >= 0, got {elapsed_s!r}")
+    elapsed = require_non_negative("elapsed_s", elapsed_s)
     size = _require_count("n", n)
     flops = require_positive("claimed_flops_per_s", claimed_flops_per_s)
     factor = require_positive("slack", slack)
@@ -263,9 +247,7 @@ class Reputation:
 
     def __post_init__(self) -> None:
         """Reject a negative or non-integer count."""
-        value = self.consecutive_verified
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InputError(f"consecutive_verified must be an integer >= 0, got {value!r}")
+        _require_int("consecutive_verified", self.consecutive_verified, 0)
 
 
 def after_result(rep: Reputation, agreed: bool) -> Reputation:
@@ -296,11 +278,6 @@ def spot_check_rate(
         Lowest rate [dimensionless], in (0, 1].
     half_rate_results : int, optional
         Consecutive verified results at which the rate is 1/2 [results], >= 1.
-
-    Returns
-    -------
-    float
-        Spot-check rate in [floor, 1] [dimensionless].
     """
     low = require_positive("floor", floor)
     if low > 1.0:
@@ -342,17 +319,10 @@ def undetected_probability(cheat_rate: float, spot_check_rate: float, results: i
         Share of results replicated [dimensionless], in [0, 1].
     results : int
         Number of results the device returns [results], >= 0.
-
-    Returns
-    -------
-    float
-        Probability of no detection [dimensionless], in [0, 1].
     """
     cheat = _require_unit("cheat_rate", cheat_rate)
     check = _require_unit("spot_check_rate", spot_check_rate)
-    if isinstance(results, bool) or not isinstance(results, int) or results < 0:
-        raise InputError(f"results must be an integer >= 0, got {results!r}")
-    return float((1.0 - cheat * check) ** results)
+    return float((1.0 - cheat * check) ** _require_int("results", results, 0))
 
 
 def agreement(
@@ -372,11 +342,6 @@ def agreement(
         Owner of each device; every device with a digest must have one.
     k : int
         Owners that must agree [owners], >= 1.
-
-    Returns
-    -------
-    str or None
-        The agreed digest, or None when there is no single quorum yet.
     """
     quorum = _require_count("k", k)
     missing = sorted(set(digests_by_device) - set(owner_by_device))
@@ -390,21 +355,14 @@ def agreement(
 
 
 def relative_l2(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
-    """Return ``||a - b|| / max(||a||, ||b||)`` in float64, symmetric in ``a`` and ``b``.
+    """Return ``||a - b|| / max(||a||, ||b||)`` in float64 [dimensionless].
 
-    Parameters
-    ----------
-    a, b : array_like
-        Numeric tensors of the same shape (their values, not their files).
-
-    Returns
-    -------
-    float
-        Relative L2 distance [dimensionless]: 0 for equal tensors (both zero included), at
-        most 2 when finite, NaN when either holds a non-finite value.
+    Symmetric; 0 for equal tensors (both zero included), at most 2, NaN when either holds a
+    non-finite value. ``a`` and ``b`` are integer or float tensors of one shape (their
+    values, not their files).
     """
-    x = _numeric("a", a)
-    y = _numeric("b", b)
+    x = _numeric("a", a).astype(np.float64)
+    y = _numeric("b", b).astype(np.float64)
     if x.shape != y.shape:
         raise InputError(f"a and b must have the same shape, got {x.shape} and {y.shape}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
@@ -428,21 +386,14 @@ def tensors_agree(
     Parameters
     ----------
     a, b : array_like
-        Numeric tensors.
+        Integer or float tensors.
     exact : bool
         Demand bit-for-bit equality.
     rtol : float, optional
         Largest relative L2 distance when not exact [dimensionless], >= 0.
-
-    Returns
-    -------
-    bool
-        True when the tensors agree.
     """
     x, y = _numeric("a", a), _numeric("b", b)
-    tolerance = float(rtol)
-    if not (math.isfinite(tolerance) and tolerance >= 0.0):
-        raise InputError(f"rtol must be a finite number >= 0, got {rtol!r}")
+    tolerance = require_non_negative("rtol", rtol)
     if x.shape != y.shape:
         return False
     if exact:
@@ -454,36 +405,32 @@ def tensors_agree(
 
 def _numeric(name: str, value: npt.ArrayLike) -> npt.NDArray[np.number]:
     array = np.asarray(value)
-    if not np.issubdtype(array.dtype, np.number):
-        raise InputError(f"{name} must hold numbers, got dtype {array.dtype}")
+    if array.dtype.kind not in "iuf":
+        raise InputError(f"{name} must hold integer or float numbers, got dtype {array.dtype}")
     return array
 
 
 def _require_unit(name: str, value: float) -> float:
-    number = float(value)
+    number = require_finite(name, value)
     if not 0.0 <= number <= 1.0:
         raise InputError(f"{name} must be in [0, 1], got {value!r}")
     return number
 
 
-def _require_count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+def _require_int(name: str, value: int, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
     return int(value)
 
 
-def _require_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed must be an integer >= 0, got {seed!r}")
-    return int(seed)
+def _require_count(name: str, value: int) -> int:
+    return _require_int(name, value, 1)
 
 
 def _square(name: str, matrix: _Array) -> npt.NDArray[np.float64]:
-    array = np.asarray(matrix)
+    array = _numeric(name, matrix)
     if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] == 0:
         raise InputError(f"{name} must be a non-empty square matrix, got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.number):
-        raise InputError(f"{name} must hold numbers, got dtype {array.dtype}")
     result = array.astype(np.float64)
     if not np.all(np.isfinite(result)):
         raise InputError(f"{name} must hold finite numbers")
