@@ -1,17 +1,8 @@
-"""Trust on untrusted heaters: hardware challenges, reputation, agreement, tensor replay.
+"""Trust on untrusted heaters (issue 17), pure pieces; the coordinator does not use them yet.
 
-Pure pieces of the trust work (issue 17); the coordinator does not use them yet.
-
-- A **hardware challenge** is a seeded matrix product ``C = A B`` that the claimed device
-  computes in about ``target_s`` (:func:`challenge_size_n`); the answer is checked with
-  Freivalds' method in O(n**2) per round (:func:`freivalds_check`) and its time is
-  judged against the claimed throughput (:func:`challenge_passes_time`).
-- **Adaptive replication** in BOINC's way: a :class:`Reputation` counts a device's consecutive
-  verified results of one job kind; its results are spot-checked at a rate that falls from 1
-  towards a floor (:func:`spot_check_rate`) and any disagreement resets it.
-- **k-of-n agreement** on result digests with one vote per owner (:func:`agreement`).
-- **Tensor comparison** for training replay, by value (:func:`relative_l2`,
-  :func:`tensors_agree`).
+Hardware challenges (a seeded matrix product sized and timed for the claimed device, checked
+by Freivalds' method), BOINC-style reputation with adaptive replication, k-of-n agreement on
+result digests with one vote per owner, and tensor comparison by value for training replay.
 """
 
 from __future__ import annotations
@@ -89,7 +80,7 @@ def challenge_matrices(
     tuple of numpy.ndarray
         ``(a, b)``, each ``(n, n)``, entries uniform in [-1, 1) [dimensionless].
     """
-    size = _require_count("n", n)
+    size = _require_int("n", n, 1)
     kind = np.dtype(dtype)
     if kind.kind != "f":
         raise InputError(f"dtype must be a floating type, got {kind}")
@@ -112,7 +103,7 @@ def freivalds_default_rtol(n: int) -> float:
     8 * sqrt(n) * u < 1e-3, that is for every n below about 4 million. Returns the relative
     tolerance [dimensionless] for matrices of ``n`` entries per side.
     """
-    return FREIVALDS_SAFETY * math.sqrt(_require_count("n", n)) * FLOAT32_UNIT_ROUNDOFF
+    return FREIVALDS_SAFETY * math.sqrt(_require_int("n", n, 1)) * FLOAT32_UNIT_ROUNDOFF
 
 
 def freivalds_check(
@@ -156,7 +147,7 @@ def freivalds_check(
     n = a64.shape[0]
     if b64.shape != a64.shape:
         raise InputError(f"a and b must have the same shape, got {a64.shape} and {b64.shape}")
-    count = _require_count("rounds", rounds)
+    count = _require_int("rounds", rounds, 1)
     tol = freivalds_default_rtol(n) if rtol is None else require_positive("rtol", rtol)
     answer = np.asarray(c)
     if answer.shape != a64.shape or answer.dtype.kind not in "iuf":
@@ -198,7 +189,7 @@ def challenge_size_n(claimed_flops_per_s: float, target_s: float, min_n: int = 1
         n += 1
     while n > 1 and 2.0 * n**3 > flops * seconds:
         n -= 1
-    return max(_require_count("min_n", min_n), n)
+    return max(_require_int("min_n", min_n, 1), n)
 
 
 def challenge_passes_time(
@@ -222,7 +213,7 @@ def challenge_passes_time(
         Allowed factor over the ideal time [dimensionless], >= 1.
     """
     elapsed = require_non_negative("elapsed_s", elapsed_s)
-    size = _require_count("n", n)
+    size = _require_int("n", n, 1)
     flops = require_positive("claimed_flops_per_s", claimed_flops_per_s)
     factor = require_positive("slack", slack)
     if factor < 1.0:
@@ -234,12 +225,8 @@ def challenge_passes_time(
 class Reputation:
     """A device's record on one job kind.
 
-    Attributes
-    ----------
-    job_kind : str
-        The kind of job the record is about (a device trusted for one kind is not for another).
-    consecutive_verified : int
-        Results in a row that agreed with their replicas or spot checks [results], >= 0.
+    ``consecutive_verified`` counts the results in a row [results] that agreed with their
+    replicas or spot checks; trust in one ``job_kind`` says nothing of another.
     """
 
     job_kind: str
@@ -282,7 +269,7 @@ def spot_check_rate(
     low = require_positive("floor", floor)
     if low > 1.0:
         raise InputError(f"floor must be at most 1, got {floor!r}")
-    half = _require_count("half_rate_results", half_rate_results)
+    half = _require_int("half_rate_results", half_rate_results, 1)
     return max(low, 1.0 / (1.0 + rep.consecutive_verified / half))
 
 
@@ -343,7 +330,7 @@ def agreement(
     k : int
         Owners that must agree [owners], >= 1.
     """
-    quorum = _require_count("k", k)
+    quorum = _require_int("k", k, 1)
     missing = sorted(set(digests_by_device) - set(owner_by_device))
     if missing:
         raise InputError(f"owner_by_device lacks the owner of device(s) {', '.join(missing)}")
@@ -421,10 +408,6 @@ def _require_int(name: str, value: int, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
         raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
     return int(value)
-
-
-def _require_count(name: str, value: int) -> int:
-    return _require_int(name, value, 1)
 
 
 def _square(name: str, matrix: _Array) -> npt.NDArray[np.float64]:
