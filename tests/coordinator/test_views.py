@@ -195,6 +195,7 @@ def test_status_health_history_job_and_ledger_numbers(coordinator: Coordinator) 
         assert states == ["completed", "leased", "queued"]
         # one task done in full, one saved a quarter of its energy at its checkpoint:
         assert detail.summary.progress_fraction == pytest.approx((1 + 0.25) / 3)
+        assert detail.summary.tasks_done == 1
         assert {checkpoint.device_name for checkpoint in detail.checkpoints} == {
             "study",
             "attic office",

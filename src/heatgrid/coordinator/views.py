@@ -210,6 +210,11 @@ class JobSummary:
     created_ts: float
     ended_ts: float | None
 
+    @property
+    def tasks_done(self) -> int:
+        """Return how many of the job's tasks are completed (by the one task state enum)."""
+        return self.tasks_by_state.get(TaskState.COMPLETED.value, 0)
+
 
 @dataclass(frozen=True, slots=True)
 class TaskView:
