@@ -41,11 +41,7 @@ def _record(session: Session, device: Device) -> dict[str, Any]:
 def _all_devices(session: Session, limit: int | None) -> list[Device]:
     """Every device (or the first ``limit``), oldest first, read a page at a time."""
     from heatgrid.coordinator import devices as fleet  # noqa: PLC0415 - keeps `--help` fast
-    from heatgrid.coordinator.pages import (  # noqa: PLC0415
-        MAX_PAGE_LIMIT,
-        PageRequest,
-        decode_cursor,
-    )
+    from heatgrid.coordinator.pages import MAX_PAGE_LIMIT, PageRequest  # noqa: PLC0415
 
     found: list[Device] = []
     page = PageRequest(MAX_PAGE_LIMIT)
@@ -54,7 +50,7 @@ def _all_devices(session: Session, limit: int | None) -> list[Device]:
         found.extend(devices)
         if cursor is None:
             break
-        page = PageRequest(MAX_PAGE_LIMIT, decode_cursor(cursor, fleet.DEVICE_CURSOR_KINDS))
+        page = PageRequest.from_query(MAX_PAGE_LIMIT, cursor, fleet.DEVICE_CURSOR_KINDS)
     return found[:limit]
 
 

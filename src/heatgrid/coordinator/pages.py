@@ -53,6 +53,17 @@ class PageRequest:
     limit: int = DEFAULT_PAGE_LIMIT
     after: tuple[KeyValue, ...] | None = None
 
+    @classmethod
+    def from_query(cls, limit: int, cursor: str | None, kinds: Sequence[type]) -> PageRequest:
+        """Return the page a request asks for: ``?limit=`` and ``?cursor=`` (None: the first).
+
+        Raises
+        ------
+        InvalidError
+            (422) When ``cursor`` is not a cursor of the listing whose key types are ``kinds``.
+        """
+        return cls(limit, None if cursor is None else decode_cursor(cursor, kinds))
+
 
 def encode_cursor(key: Sequence[KeyValue]) -> str:
     """Return the cursor that resumes a listing after the row whose sort key is ``key``."""

@@ -21,7 +21,7 @@ from heatgrid.coordinator.api.deps import (
 from heatgrid.coordinator.api.schemas import DeviceDetail, DeviceInfo, DevicePage, LatestSample
 from heatgrid.coordinator.auth import AccountPrincipal
 from heatgrid.coordinator.db.models import Account, Device
-from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest, decode_cursor
+from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest
 from heatgrid.coordinator.settings import Settings
 from heatgrid.protocol import v1
 
@@ -105,9 +105,7 @@ def list_devices(
     cursor: Cursor = None,
 ) -> DevicePage:
     """List the caller's devices (an operator: every device), oldest first, a page at a time."""
-    page = PageRequest(
-        limit, None if cursor is None else decode_cursor(cursor, devices.DEVICE_CURSOR_KINDS)
-    )
+    page = PageRequest.from_query(limit, cursor, devices.DEVICE_CURSOR_KINDS)
     found, next_cursor = devices.list_devices(session, actor, page)
     names = _owner_names(session, {device.owner_id for device in found})
     return DevicePage(

@@ -25,7 +25,7 @@ from heatgrid.coordinator.api.job_schemas import (
 from heatgrid.coordinator.api.schemas import Balance, BalancePage
 from heatgrid.coordinator.auth import AccountPrincipal
 from heatgrid.coordinator.db.models import IDEMPOTENCY_KEY_LENGTH
-from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest, decode_cursor
+from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest
 
 __all__ = ["router"]
 
@@ -86,9 +86,7 @@ def list_jobs(
     cursor: Cursor = None,
 ) -> JobPage:
     """List the caller's jobs (an operator: every job), newest first, a page at a time."""
-    page = PageRequest(
-        limit, None if cursor is None else decode_cursor(cursor, jobs.JOB_CURSOR_KINDS)
-    )
+    page = PageRequest.from_query(limit, cursor, jobs.JOB_CURSOR_KINDS)
     found, next_cursor = jobs.list_jobs(session, actor, page)
     return JobPage(items=jobs.job_infos(session, found), next_cursor=next_cursor)
 
@@ -109,9 +107,7 @@ def list_tasks(
     cursor: Cursor = None,
 ) -> TaskPage:
     """List one of the caller's jobs' tasks with their results, in index order, a page at a time."""
-    page = PageRequest(
-        limit, None if cursor is None else decode_cursor(cursor, jobs.TASK_CURSOR_KINDS)
-    )
+    page = PageRequest.from_query(limit, cursor, jobs.TASK_CURSOR_KINDS)
     found, next_cursor = jobs.task_page(session, jobs.get_job(session, job_id, actor), page)
     return TaskPage(items=found, next_cursor=next_cursor)
 
@@ -134,9 +130,7 @@ def balances(
     cursor: Cursor = None,
 ) -> BalancePage:
     """Balances of the caller's ledger accounts (an operator: every account), by account."""
-    page = PageRequest(
-        limit, None if cursor is None else decode_cursor(cursor, ledger.BALANCE_CURSOR_KINDS)
-    )
+    page = PageRequest.from_query(limit, cursor, ledger.BALANCE_CURSOR_KINDS)
     if actor.is_operator:
         found, next_cursor = ledger.balance_page(session, None, page)
     else:
