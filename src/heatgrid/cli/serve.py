@@ -12,9 +12,17 @@ from typing import Annotated, Any
 import typer
 
 from heatgrid.cli._database import DatabaseUrl, DataDir, resolve_database_url
+from heatgrid.coordinator.settings import Settings
 from heatgrid.core.errors import InputError
 
 __all__ = ["register"]
+
+_DEFAULTS: dict[str, Any] = {
+    field.name: field.default
+    for field in dataclasses.fields(Settings)
+    if field.default is not dataclasses.MISSING
+}
+"""The coordinator's own defaults (:class:`Settings`), shown and used by the options."""
 
 
 def serve(
@@ -28,11 +36,11 @@ def serve(
     ] = False,
     heartbeat_interval_s: Annotated[
         float, typer.Option(min=1.0, help="How often heaters are asked to send a heartbeat [s].")
-    ] = 60.0,
+    ] = _DEFAULTS["heartbeat_interval_s"],
     online_window_s: Annotated[
         float,
         typer.Option(min=1.0, help="A heater heard from within this long counts as online [s]."),
-    ] = 180.0,
+    ] = _DEFAULTS["online_window_s"],
     proxy_headers: Annotated[
         bool,
         typer.Option(
@@ -53,48 +61,48 @@ def serve(
     ] = None,
     policy: Annotated[
         str, typer.Option(help="Scheduling policy: heat-aware, fifo or mining-only.")
-    ] = "heat-aware",
+    ] = _DEFAULTS["scheduling_policy"],
     lease_s: Annotated[
         float, typer.Option(min=10.0, help="A lease lapses after this long without news [s].")
-    ] = 300.0,
+    ] = _DEFAULTS["lease_s"],
     compute_price_eur_per_kwh: Annotated[
         float, typer.Option(min=0.0, help="What submitters pay per kWh of compute [EUR/kWh].")
-    ] = 0.20,
+    ] = _DEFAULTS["compute_price_eur_per_kwh"],
     owner_share: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of that paid to heater owners.")
-    ] = 0.85,
+    ] = _DEFAULTS["owner_share"],
     rate_limit_per_s: Annotated[
         float, typer.Option(min=0.001, help="Requests per second per credential [1/s].")
-    ] = 20.0,
+    ] = _DEFAULTS["rate_limit_per_s"],
     rate_limit_burst: Annotated[
         int, typer.Option(min=1, help="Requests a credential may send at once.")
-    ] = 200,
+    ] = _DEFAULTS["rate_limit_burst"],
     anonymous_rate_limit_per_s: Annotated[
         float,
         typer.Option(
             min=0.001,
             help="Requests per second per client address without a valid credential [1/s].",
         ),
-    ] = 5.0,
+    ] = _DEFAULTS["anonymous_rate_limit_per_s"],
     anonymous_rate_limit_burst: Annotated[
         int, typer.Option(min=1, help="Such requests an address may send at once.")
-    ] = 100,
+    ] = _DEFAULTS["anonymous_rate_limit_burst"],
     body_timeout_s: Annotated[
         float,
         typer.Option(min=0.1, help="A request body must arrive within this long, else 408 [s]."),
-    ] = 30.0,
+    ] = _DEFAULTS["body_timeout_s"],
     ready_wait_s: Annotated[
         float,
         typer.Option(
             min=0.1, help="/readyz answers 503 when no request slot frees up this long [s]."
         ),
-    ] = 5.0,
+    ] = _DEFAULTS["ready_wait_s"],
     max_clock_skew_s: Annotated[
         float,
         typer.Option(
             min=1.0, help="Most a device's sent_ts or heat window start may be off this clock [s]."
         ),
-    ] = 300.0,
+    ] = _DEFAULTS["max_clock_skew_s"],
     workers: Annotated[
         int,
         typer.Option(
@@ -115,7 +123,6 @@ def serve(
         upgrade,
     )
     from heatgrid.coordinator.logs import configure_logging  # noqa: PLC0415
-    from heatgrid.coordinator.settings import Settings  # noqa: PLC0415
     from heatgrid.core.scheduling import POLICIES  # noqa: PLC0415
 
     if policy not in POLICIES:
