@@ -76,6 +76,17 @@ class AccountPrincipal:
     key_id: str
     scopes: frozenset[str]
 
+    @classmethod
+    def of(cls, account: Account, key: ApiKey) -> AccountPrincipal:
+        """Return the principal of ``account`` acting through ``key`` (already checked)."""
+        return cls(
+            account_id=account.id,
+            account_name=account.name,
+            role=account.role,
+            key_id=key.id,
+            scopes=frozenset(key.scopes),
+        )
+
     @property
     def is_operator(self) -> bool:
         """True for an operator, who sees and manages every account's things."""
@@ -133,13 +144,7 @@ def authenticate_account(session: Session, token: str) -> AccountPrincipal:
     account = session.get(Account, key.account_id)
     if account is None:  # pragma: no cover - a foreign key forbids it
         raise UnauthorizedError("Authorization: the API key has no account")
-    return AccountPrincipal(
-        account_id=account.id,
-        account_name=account.name,
-        role=account.role,
-        key_id=key.id,
-        scopes=frozenset(key.scopes),
-    )
+    return AccountPrincipal.of(account, key)
 
 
 def authenticate_device(session: Session, token: str) -> Device:

@@ -83,13 +83,7 @@ def open_session(
     account = session.get(Account, key.account_id)
     if account is None or not hmac.compare_digest(expected, mac):
         return None
-    return AccountPrincipal(
-        account_id=account.id,
-        account_name=account.name,
-        role=account.role,
-        key_id=key.id,
-        scopes=frozenset(key.scopes),
-    )
+    return AccountPrincipal.of(account, key)
 
 
 def csrf_token(secret: str, cookie: str) -> str:
