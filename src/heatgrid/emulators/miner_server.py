@@ -36,7 +36,6 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from types import TracebackType
 
 from heatgrid.core.errors import InputError, require_positive
 from heatgrid.emulators import miner_model as model
@@ -44,6 +43,7 @@ from heatgrid.emulators._fluxos_device import FluxDevice, Identity
 from heatgrid.emulators._fluxos_rpc import answer_rpc
 from heatgrid.emulators._fluxos_web import answer_web
 from heatgrid.emulators._http import HttpRequest, HttpResponse, serve_http_connection
+from heatgrid.emulators._service import AsyncService
 
 __all__ = ["DEFAULT_RPC_PORT", "DEFAULT_WEB_PORT", "MinerEmulator", "scaled_clock"]
 
@@ -75,7 +75,7 @@ def scaled_clock(speed: float, clock: Callable[[], float] = time.time) -> Callab
     return lambda: start_ts + speed * (time.monotonic() - start_mono_s)
 
 
-class MinerEmulator:
+class MinerEmulator(AsyncService):
     """An emulated FluxOS miner serving the GCMiner RPC and the web API.
 
     Parameters
@@ -171,18 +171,6 @@ class MinerEmulator:
             await asyncio.Event().wait()
         finally:
             await self.stop()
-
-    async def __aenter__(self) -> MinerEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _bound_port(self, index: int) -> int:
         if not self._servers:

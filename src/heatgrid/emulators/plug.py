@@ -27,11 +27,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 
 import aiomqtt
 
 from heatgrid.core.errors import InputError, require_non_negative, require_positive
+from heatgrid.emulators._service import AsyncService
 
 __all__ = ["PlugMeter", "TasmotaPlugEmulator"]
 
@@ -104,7 +104,7 @@ def _tasmota_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-class TasmotaPlugEmulator:
+class TasmotaPlugEmulator(AsyncService):
     """An emulated Tasmota plug on an MQTT broker.
 
     Parameters
@@ -194,18 +194,6 @@ class TasmotaPlugEmulator:
                 await client.publish(f"tele/{self.name}/LWT", "Offline", qos=1, retain=True)
             with contextlib.suppress(aiomqtt.MqttError):
                 await stack.aclose()
-
-    async def __aenter__(self) -> TasmotaPlugEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def publish_telemetry(self) -> None:
         """Publish ``tele/<name>/SENSOR`` for the present and schedule the next one."""

@@ -29,10 +29,10 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
 import aiomqtt
 
+from heatgrid.emulators._service import AsyncService
 from heatgrid.emulators.room import RoomEmulator
 
 with warnings.catch_warnings():
@@ -55,7 +55,7 @@ class MinerAddress:
     web_port: int
 
 
-class RoomService:
+class RoomService(AsyncService):
     """Publishes an emulated room's temperature from the power of the heaters in it.
 
     Parameters
@@ -131,18 +131,6 @@ class RoomService:
         if client is not None:
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.__aexit__(None, None, None)
-
-    async def __aenter__(self) -> RoomService:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def tick(self) -> float:
         """Advance the room to now, publish its temperature, read the heaters for the next tick.

@@ -20,9 +20,9 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 
 from heatgrid.core.errors import InputError
+from heatgrid.emulators._service import AsyncService
 from heatgrid.mining import stratum
 from heatgrid.mining.hashing import merkle_branch, prevhash_from_stratum, sha256d
 from heatgrid.mining.shares import Job, RejectReason, ShareValidator, job_from_notify
@@ -60,7 +60,7 @@ class _Session:
     writer: asyncio.StreamWriter | None = None
 
 
-class StratumPool:
+class StratumPool(AsyncService):
     """A Stratum v1 pool on a TCP port.
 
     Parameters
@@ -150,18 +150,6 @@ class StratumPool:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
-
-    async def __aenter__(self) -> StratumPool:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def new_block(self) -> None:
         """Move to a new block: a clean job to every miner; earlier jobs become stale."""
