@@ -41,6 +41,11 @@ __all__ = [
     "Job",
     "LedgerEntry",
     "LedgerTransaction",
+    "MiningCredential",
+    "MiningReject",
+    "MiningSettlement",
+    "MiningShare",
+    "PayoutAddress",
     "Task",
     "TaskAttempt",
     "TelemetryHourly",
@@ -337,3 +342,90 @@ class LedgerEntry(Base):
     account: Mapped[str] = mapped_column(String(64), index=True)
     unit: Mapped[str] = mapped_column(String(12))
     amount: Mapped[int] = mapped_column(BigInteger)
+
+
+_ROW_ID = BigInteger().with_variant(Integer, "sqlite")
+"""A 64-bit row id that SQLite still treats as its ``rowid`` (``INTEGER PRIMARY KEY``)."""
+
+
+class MiningCredential(Base):
+    """A device's Stratum password for the coordinator's proxy (not its API token).
+
+    Miners authorize with the device id as user name (a ``.worker`` suffix allowed) and this
+    password; only the SHA-256 of its random part is kept.
+    """
+
+    __tablename__ = "mining_credentials"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(_HASH_LENGTH))
+    created_ts: Mapped[float] = mapped_column(Double)
+
+
+class MiningSettlement(Base):
+    """One payout run: the accepted work it covers, what it earned and the operator's fee.
+
+    ``scheme`` is ``"fpps"`` (at ``hashprice``) or ``"pro_rata"`` (on what the pool paid);
+    amounts are satoshi.
+    """
+
+    __tablename__ = "mining_settlements"
+    __table_args__ = (CheckConstraint("scheme IN ('fpps', 'pro_rata')", name="scheme"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scheme: Mapped[str] = mapped_column(String(12))
+    created_ts: Mapped[float] = mapped_column(Double)
+    until_ts: Mapped[float] = mapped_column(Double)
+    work_diff1: Mapped[float] = mapped_column(Double)
+    gross_sat: Mapped[int] = mapped_column(BigInteger)
+    fee_sat: Mapped[int] = mapped_column(BigInteger)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class MiningShare(Base):
+    """A share the proxy accepted, recorded once and durably before the miner hears so.
+
+    ``share_key`` is the SHA-256 of what makes the work unique (upstream job, extranonce1,
+    extranonce2, ntime, nonce, version), so a share sent twice, to any proxy, is stored once.
+    ``difficulty`` is the share target's difficulty [difficulty-1 shares]; ``block_hash`` is
+    set when the share also met the network target. ``settlement_id`` is set when a payout run
+    has credited it.
+    """
+
+    __tablename__ = "mining_shares"
+    __table_args__ = (Index("ix_mining_shares_device_accepted", "device_id", "accepted_ts"),)
+
+    id: Mapped[int] = mapped_column(_ROW_ID, primary_key=True, autoincrement=True)
+    share_key: Mapped[str] = mapped_column(String(_HASH_LENGTH), unique=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    worker: Mapped[str] = mapped_column(String(100))
+    job_id: Mapped[str] = mapped_column(String(64))
+    difficulty: Mapped[float] = mapped_column(Double)
+    accepted_ts: Mapped[float] = mapped_column(Double)
+    block_hash: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
+    upstream_accepted: Mapped[bool | None] = mapped_column(Boolean)
+    settlement_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mining_settlements.id"), index=True
+    )
+
+
+class MiningReject(Base):
+    """Shares the proxy rejected, counted per device, reason and hour."""
+
+    __tablename__ = "mining_rejects"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hour_start_ts: Mapped[float] = mapped_column(Double, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class PayoutAddress(Base):
+    """Where an owner's mining earnings are paid: a Bitcoin address checked for its network."""
+
+    __tablename__ = "payout_addresses"
+
+    owner_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(100))
+    network: Mapped[str] = mapped_column(String(16))
+    updated_ts: Mapped[float] = mapped_column(Double)
