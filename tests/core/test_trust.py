@@ -339,3 +339,73 @@ def test_integer_tensors_are_compared_without_overflow() -> None:
     assert trust.tensors_agree(low, low.copy(), exact=True)
     with pytest.raises(InputError, match="b must hold integer or float"):
         trust.relative_l2(low, np.array([1j, 0j]))
+
+
+def test_a_trusted_result_alone_is_verified_and_a_spot_check_wants_a_replica() -> None:
+    owners = {"d1": "alice", "d2": "bob", "d3": "carol"}
+    alone = trust.judge_results({"d1": "x"}, owners, quorum=1, max_results=3)
+    assert alone == trust.Verdict(trust.Judgement.VERIFIED, "x", frozenset({"d1"}))
+    checked = trust.judge_results({"d1": "x"}, owners, quorum=2, max_results=3)
+    assert checked.judgement is trust.Judgement.NEEDS_REPLICA
+    disputed = trust.judge_results({"d1": "x", "d2": "y"}, owners, quorum=2, max_results=3)
+    assert disputed.judgement is trust.Judgement.NEEDS_REPLICA
+    broken = trust.judge_results({"d1": "x", "d2": "y", "d3": "x"}, owners, quorum=2, max_results=3)
+    assert broken == trust.Verdict(
+        trust.Judgement.VERIFIED, "x", frozenset({"d1", "d3"}), frozenset({"d2"})
+    )
+
+
+def test_a_tie_at_the_last_allowed_result_is_undecided() -> None:
+    owners = {"d1": "alice", "d2": "bob"}
+    verdict = trust.judge_results({"d1": "x", "d2": "y"}, owners, quorum=2, max_results=2)
+    assert verdict == trust.Verdict(trust.Judgement.UNDECIDED)
+
+
+def test_one_owner_cannot_outvote_an_honest_device_alone() -> None:
+    owners = {"m1": "mallory", "m2": "mallory", "m3": "mallory", "h1": "alice"}
+    digests = {"m1": "bad", "m2": "bad", "m3": "bad", "h1": "good"}
+    verdict = trust.judge_results(digests, owners, quorum=2, max_results=5)
+    assert verdict.judgement is trust.Judgement.NEEDS_REPLICA
+    digests["h2"], owners["h2"] = "good", "bob"
+    verdict = trust.judge_results(digests, owners, quorum=2, max_results=5)
+    assert verdict.digest == "good"
+    assert verdict.caught == {"m1", "m2", "m3"}
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from([f"d{i}" for i in range(6)]),
+        st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["x", "y"])),
+        min_size=1,
+    ),
+    st.integers(1, 3),
+    st.integers(0, 3),
+)
+def test_a_verdict_splits_the_devices_and_has_a_quorum_of_owners(
+    results: dict[str, tuple[str, str]], quorum: int, extra: int
+) -> None:
+    owners = {device: owner for device, (owner, _) in results.items()}
+    digests = {device: digest for device, (_, digest) in results.items()}
+    verdict = trust.judge_results(digests, owners, quorum, quorum + extra)
+    if verdict.judgement is trust.Judgement.VERIFIED:
+        assert verdict.honest | verdict.caught == set(digests)
+        assert not verdict.honest & verdict.caught
+        assert len({owners[d] for d in verdict.honest}) >= quorum
+        assert all(digests[d] == verdict.digest for d in verdict.honest)
+    else:
+        assert verdict.digest is None
+        assert not verdict.honest
+        assert not verdict.caught
+        expected = (
+            trust.Judgement.NEEDS_REPLICA
+            if len(digests) < quorum + extra
+            else trust.Judgement.UNDECIDED
+        )
+        assert verdict.judgement is expected
+
+
+def test_bad_judgement_input_is_named() -> None:
+    with pytest.raises(InputError, match="max_results"):
+        trust.judge_results({"d1": "x"}, {"d1": "a"}, quorum=2, max_results=1)
+    with pytest.raises(InputError, match="quorum"):
+        trust.judge_results({"d1": "x"}, {"d1": "a"}, quorum=0, max_results=1)

@@ -8,6 +8,7 @@ result digests with one vote per owner, and tensor comparison by value for train
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 from collections.abc import Mapping
 
@@ -27,7 +28,9 @@ __all__ = [
     "DEFAULT_SPOT_CHECK_FLOOR",
     "FLOAT32_UNIT_ROUNDOFF",
     "FREIVALDS_SAFETY",
+    "Judgement",
     "Reputation",
+    "Verdict",
     "after_result",
     "agreement",
     "challenge_matrices",
@@ -35,6 +38,7 @@ __all__ = [
     "challenge_size_n",
     "freivalds_check",
     "freivalds_default_rtol",
+    "judge_results",
     "needs_replica",
     "relative_l2",
     "spot_check_rate",
@@ -118,7 +122,8 @@ def freivalds_check(
     """Return whether ``c`` is the product ``a @ b``, by Freivalds' method.
 
     Each round draws a random 0/1 vector ``r`` and compares ``C r`` with ``A (B r)`` in
-    float64, O(n**2) work. Row ``i`` passes when ``|(C r)_i - (A (B r))_i| <= rtol * s_i``
+    float64, O(n**2) work (the rounds are the columns of one ``(n, rounds)`` matrix, so they
+    run as a few matrix products). Row ``i`` passes when ``|(C r)_i - (A (B r))_i| <= rtol * s_i``
     with ``s_i = sqrt(((A * A) @ (B * B) @ r)_i)``, the root sum of squares of the products
     summed into that row, the scale of float32 rounding errors (see
     :func:`freivalds_default_rtol`). A wrong entry larger than the tolerance escapes one
@@ -155,16 +160,11 @@ def freivalds_check(
     c64 = answer.astype(np.float64)
     if not np.all(np.isfinite(c64)):
         return False
-    a_sq = a64 * a64
-    b_sq = b64 * b64
     rng = np.random.default_rng(_require_int("seed", seed, 0))
-    for _ in range(count):
-        r = rng.integers(0, 2, n).astype(np.float64)
-        residual = np.abs(c64 @ r - a64 @ (b64 @ r))
-        scale = np.sqrt(a_sq @ (b_sq @ r))
-        if np.any(residual > tol * scale):
-            return False
-    return True
+    r = rng.integers(0, 2, (n, count)).astype(np.float64)  # one column per round
+    residual = np.abs(c64 @ r - a64 @ (b64 @ r))
+    scale = np.sqrt((a64 * a64) @ ((b64 * b64) @ r))
+    return not bool(np.any(residual > tol * scale))
 
 
 def challenge_size_n(claimed_flops_per_s: float, target_s: float, min_n: int = 16) -> int:
@@ -339,6 +339,73 @@ def agreement(
         owners_by_digest.setdefault(digest, set()).add(owner_by_device[device])
     agreed = [digest for digest, owners in owners_by_digest.items() if len(owners) >= quorum]
     return agreed[0] if len(agreed) == 1 else None
+
+
+class Judgement(enum.Enum):
+    """What the results of a task returned so far decide."""
+
+    VERIFIED = "verified"
+    """Devices of ``quorum`` different owners returned one digest: pay them."""
+    NEEDS_REPLICA = "needs_replica"
+    """No quorum yet: run the task on a device of an owner who has not returned it."""
+    UNDECIDED = "undecided"
+    """``max_results`` results and still no quorum: hold everything for the operator."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    """The judgement on a task's results and who is honest or caught by it.
+
+    ``digest`` is the agreed digest (None unless verified); ``honest`` are the devices that
+    returned it and ``caught`` those that returned another (empty unless verified).
+    """
+
+    judgement: Judgement
+    digest: str | None = None
+    honest: frozenset[str] = frozenset()
+    caught: frozenset[str] = frozenset()
+
+
+def judge_results(
+    digests_by_device: Mapping[str, str],
+    owner_by_device: Mapping[str, str],
+    quorum: int,
+    max_results: int,
+) -> Verdict:
+    """Judge the results of one task returned so far (the coordinator's and simulator's rule).
+
+    A task is run first on one device; it wants ``quorum`` agreeing owners (1 for a trusted
+    device's result that :func:`needs_replica` lets through, ``k`` when it is spot-checked or
+    the job asks for k-of-n). The result is verified when :func:`agreement` finds one digest
+    returned by devices of ``quorum`` different owners; the devices that returned another
+    digest are caught. Short of that, another replica is wanted while fewer than
+    ``max_results`` results are in; after that the task is undecided (a tie between owners
+    that no further replica was allowed to break), and nobody is paid or caught.
+
+    Parameters
+    ----------
+    digests_by_device : Mapping[str, str]
+        Result digest returned by each device so far.
+    owner_by_device : Mapping[str, str]
+        Owner of each device; every device with a digest must have one.
+    quorum : int
+        Owners that must agree [owners], >= 1.
+    max_results : int
+        Most results the task may be run for [results], >= ``quorum``.
+    """
+    need = _require_int("quorum", quorum, 1)
+    most = _require_int("max_results", max_results, need)
+    agreed = agreement(digests_by_device, owner_by_device, need)
+    if agreed is not None:
+        return Verdict(
+            Judgement.VERIFIED,
+            agreed,
+            frozenset(d for d, digest in digests_by_device.items() if digest == agreed),
+            frozenset(d for d, digest in digests_by_device.items() if digest != agreed),
+        )
+    if len(digests_by_device) < most:
+        return Verdict(Judgement.NEEDS_REPLICA)
+    return Verdict(Judgement.UNDECIDED)
 
 
 def relative_l2(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
