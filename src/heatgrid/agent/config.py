@@ -33,7 +33,9 @@ from pydantic import (
 
 from heatgrid.agent.homeassistant import HeaterIdentity
 from heatgrid.core.control import Mode, ThermostatConfig, WeeklySchedule, tune_pi
+from heatgrid.core.defaults import DEFAULT_HOT_TOLERANCE_K
 from heatgrid.core.errors import InputError
+from heatgrid.protocol.v1 import CountryCode
 
 __all__ = [
     "ENV_PREFIX",
@@ -111,10 +113,14 @@ class HeaterSettings(_Section):
         A name the owner recognises.
     model : str or None
         Maker and model, free text.
+    country_code : str or None
+        Country whose grid powers the heater (ISO 3166-1 alpha-2, ``GB`` for the UK, or
+        ``EU``); job reports take the grid's carbon intensity from it.
     """
 
     name: _Name = "heater"
     model: str | None = None
+    country_code: CountryCode | None = None
 
 
 class SensorSettings(_Section):
@@ -159,7 +165,7 @@ class ThermostatSettings(_Section):
     utc_offset_h: _Float = 0.0
     away_setpoint_c: _Float = 16.0
     cold_tolerance_k: _NonNegativeFloat = 0.3
-    hot_tolerance_k: _NonNegativeFloat = 0.3
+    hot_tolerance_k: _NonNegativeFloat = DEFAULT_HOT_TOLERANCE_K
     min_on_s: _NonNegativeFloat = 600.0
     min_off_s: _NonNegativeFloat = 600.0
     keep_alive_s: _PositiveFloat = 300.0

@@ -27,6 +27,7 @@ def enroll_request(config: AgentConfig, code: str) -> v1.EnrollRequest:
             device_kind=hardware[0],
             hardware=hardware[1],
             has_room=True,
+            country_code=config.heater.country_code,
         )
     except ValueError as error:
         raise InputError(f"--code: not a valid enrollment code: {error}") from None

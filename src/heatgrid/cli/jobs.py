@@ -7,6 +7,7 @@ field it names, and the command exits with status 2.
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 import time
@@ -18,6 +19,7 @@ import typer
 from rich.console import Console
 
 from heatgrid.cli._database import AsJson, utc_text
+from heatgrid.cli._jobs_report import plot_report, print_report
 from heatgrid.cli._run_local import run_local
 from heatgrid.cli._tables import print_table
 from heatgrid.core.errors import InputError
@@ -45,6 +47,15 @@ ApiKey = Annotated[
     ),
 ]
 _DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class _Alternative(enum.StrEnum):
+    """Heating a job report compares with (a heat pump needs the weather: not offered)."""
+
+    GAS = "gas"
+    RESISTIVE = "resistive"
+
+
 _TIMEOUT_S = 30.0
 _PAGE_LIMIT = 1000  # the coordinator's largest page
 _SUBMIT_ATTEMPTS = 5
@@ -255,6 +266,45 @@ def cancel(
         typer.echo(json.dumps(job))
         return
     typer.echo(f"job {job['job_id']}: {job['state']}")
+
+
+@_jobs.command()
+def report(
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    *,
+    url: Url = _DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Also write the report as a PNG to this file.")
+    ] = None,
+    alternative: Annotated[
+        _Alternative,
+        typer.Option(help="The heating the homes would otherwise have used."),
+    ] = _Alternative.GAS,
+    pue: Annotated[
+        float | None,
+        typer.Option(
+            min=1.0, max=5.0, help="The data centre's PUE to compare with (default: 1.56, cited)."
+        ),
+    ] = None,
+) -> None:
+    """Show where a job's energy went: per device, heat into homes, CO2 against a data centre."""
+    params: dict[str, str | float] = {"alternative": alternative.value}
+    if pue is not None:
+        params["pue"] = pue
+    body = _call("GET", url, api_key, f"/v1/jobs/{job_id}/report", params=params)
+    if plot is not None:
+        if plot.suffix.lower() != ".png":
+            raise InputError(f"--plot must name a .png file, got {str(plot)!r}")
+        plot_report(body, plot)
+    if as_json:
+        typer.echo(json.dumps(body))
+        return
+    console = Console()
+    print_report(body, console)
+    if plot is not None:
+        console.print(f"plot written to {plot}", highlight=False)
 
 
 _jobs.command("run-local")(run_local)

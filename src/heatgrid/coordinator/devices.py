@@ -108,6 +108,7 @@ def enroll_device(
         hardware=request.hardware.model_dump(mode="json"),
         has_room=request.has_room,
         energy_price_eur_per_kwh=request.energy_price_eur_per_kwh,
+        country_code=request.country_code,
         token_hash=issued.secret_hash,
         enrolled_ts=now_ts,
         last_seen_ts=None,

@@ -51,6 +51,7 @@ from numpy.typing import ArrayLike, NDArray
 from heatgrid.core import _control_kernel as _kernel
 from heatgrid.core._arrays import FloatArray, FloatOrArray, checked_array, scalar_or_array
 from heatgrid.core._kernel_math import kernel_input
+from heatgrid.core.defaults import DEFAULT_HOT_TOLERANCE_K
 from heatgrid.core.errors import InputError, require_finite, require_positive
 
 __all__ = [
@@ -416,7 +417,7 @@ class ThermostatConfig:
     schedule: WeeklySchedule
     away_setpoint_c: float = 16.0
     cold_tolerance_k: float = 0.3
-    hot_tolerance_k: float = 0.3
+    hot_tolerance_k: float = DEFAULT_HOT_TOLERANCE_K
     min_on_s: float = 600.0
     min_off_s: float = 600.0
     keep_alive_s: float = 300.0

@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-__all__ = ["DEFAULT_BOILER_EFFICIENCY", "DEFAULT_FLOW_TEMP_C", "HOUSE_PRESET_PARAMS"]
+__all__ = [
+    "DEFAULT_BOILER_EFFICIENCY",
+    "DEFAULT_FLOW_TEMP_C",
+    "DEFAULT_HOT_TOLERANCE_K",
+    "HOUSE_PRESET_PARAMS",
+]
+
+DEFAULT_HOT_TOLERANCE_K = 0.3
+"""The thermostat stops heating this far over the setpoint [K]; a room up to it still wants heat."""
 
 DEFAULT_FLOW_TEMP_C = 45.0
 """Heat-pump flow temperature for radiators sized for a heat pump [°C]."""

@@ -10,8 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
+from heatgrid.core.carbon import GRID_CARBON_G_PER_KWH
 from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
@@ -22,6 +30,7 @@ __all__ = [
     "CheckpointReceipt",
     "ClaimRequest",
     "ClaimResponse",
+    "CountryCode",
     "DeviceKind",
     "EnrollRequest",
     "EnrollResponse",
@@ -52,6 +61,22 @@ MAX_HEAT_WINDOW_SEGMENTS = 288
 
 DeviceKind = Literal["asic", "gpu", "cpu", "rack"]
 """What burns the power: a Bitcoin ASIC, a GPU, a CPU, or a rack of several."""
+
+
+def _known_country(code: str) -> str:
+    if code not in GRID_CARBON_G_PER_KWH:
+        known = ", ".join(sorted(GRID_CARBON_G_PER_KWH))
+        raise ValueError(f"no grid carbon intensity for country {code!r}; known: {known}")
+    return code
+
+
+CountryCode = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=2, pattern=r"^[A-Z]{2}$"),
+    AfterValidator(_known_country),
+]
+"""Where a device draws its power: ISO 3166-1 alpha-2 (``GB`` for the UK) or ``EU``, one with
+a grid carbon intensity in :data:`heatgrid.core.carbon.GRID_CARBON_G_PER_KWH`."""
 
 Workload = Literal["idle", "mining", "task", "boost"]
 """What the power computes: nothing, Bitcoin mining, a job's task, or heat only (boost)."""
@@ -136,6 +161,9 @@ class EnrollRequest(_Message):
     energy_price_eur_per_kwh : float or None
         What the device's electricity costs [EUR/kWh], 0 to 10: a rack or a mining farm buys
         its own; None when not said (a home heater pays its home's tariff).
+    country_code : str or None
+        Country whose grid powers the device (:data:`CountryCode`); the job report takes its
+        carbon intensity from it. None when not said (the coordinator's default is used).
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
@@ -145,6 +173,7 @@ class EnrollRequest(_Message):
     hardware: Hardware
     has_room: bool
     energy_price_eur_per_kwh: Annotated[float, Field(ge=0.0, le=10.0)] | None = None
+    country_code: CountryCode | None = None
 
 
 class EnrollResponse(_Message):

@@ -11,9 +11,11 @@ from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
     "MAX_TASKS_PER_JOB",
+    "DeviceEnergy",
     "JobDetail",
     "JobInfo",
     "JobPage",
+    "JobReport",
     "JobSubmission",
     "TaskInfo",
     "TaskPage",
@@ -204,3 +206,70 @@ class TaskPage(_Body):
 
     items: list[TaskInfo]
     next_cursor: str | None
+
+
+class DeviceEnergy(BaseModel):
+    """One device's part of a job's energy report.
+
+    Attributes
+    ----------
+    device_id : str
+        The device (its owner and name stay private).
+    in_home : bool
+        It heats a room in a home; else its heat is outside homes (a rack).
+    country_code : str
+        Grid it draws from; ``country_assumed`` when the device did not say (the default).
+    grid_carbon_g_per_kwh : float
+        That grid's intensity [g CO2e/kWh].
+    energy_j, useful_heat_j, unwanted_heat_j, heat_outside_homes_j : float
+        Energy it drew for the job, and that energy as heat: useful (its room wanted heat),
+        unwanted (the room did not, or no room temperature was reported: ``room_telemetry``
+        false), outside homes [J].
+    co2_kg : float
+        Emissions of that energy [kg CO2e].
+    """
+
+    device_id: str
+    in_home: bool
+    country_code: str
+    country_assumed: bool
+    grid_carbon_g_per_kwh: float
+    energy_j: float
+    useful_heat_j: float
+    unwanted_heat_j: float
+    heat_outside_homes_j: float
+    room_telemetry: bool
+    co2_kg: float
+
+
+class JobReport(BaseModel):
+    """Where a job's energy went, and its CO2 against the same compute in a data centre.
+
+    Totals add up: ``energy_j = heat_into_homes_j + heat_outside_homes_j`` and
+    ``heat_into_homes_j = useful_heat_j + unwanted_heat_j``; ``co2_saved_kg =
+    data_centre_co2_kg + displaced_heating_co2_kg - co2_kg``, where the data centre draws
+    ``pue`` times the energy at ``data_centre_carbon_g_per_kwh`` (the devices' energy-weighted
+    grid) and wastes its heat, so the homes' ``alternative`` heating makes the useful heat
+    (``displaced_heating_co2_kg``). A room wanted heat while it was at most ``hot_tolerance_k``
+    over its setpoint. Energies [J], emissions [kg CO2e].
+    """
+
+    job_id: str
+    state: str
+    devices: list[DeviceEnergy]
+    energy_j: float
+    heat_into_homes_j: float
+    useful_heat_j: float
+    unwanted_heat_j: float
+    heat_outside_homes_j: float
+    co2_kg: float
+    pue: float
+    pue_source: str
+    data_centre_carbon_g_per_kwh: float
+    data_centre_energy_j: float
+    data_centre_co2_kg: float
+    alternative: str
+    displaced_heating_co2_kg: float
+    co2_saved_kg: float
+    hot_tolerance_k: float
+    carbon_source: str

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 
-from heatgrid.coordinator import jobs, ledger
+from heatgrid.coordinator import job_report, jobs, ledger
 from heatgrid.coordinator.api.deps import (
     Cursor,
     Limit,
@@ -19,6 +19,7 @@ from heatgrid.coordinator.api.job_schemas import (
     JobDetail,
     JobInfo,
     JobPage,
+    JobReport,
     JobSubmission,
     TaskPage,
 )
@@ -26,6 +27,7 @@ from heatgrid.coordinator.api.schemas import Balance, BalancePage
 from heatgrid.coordinator.auth import AccountPrincipal
 from heatgrid.coordinator.db.models import IDEMPOTENCY_KEY_LENGTH
 from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest
+from heatgrid.core.job_report import DATA_CENTRE_PUE
 
 __all__ = ["router"]
 
@@ -95,6 +97,24 @@ def list_jobs(
 def show_job(job_id: str, actor: _Reader, session: SessionDep) -> JobDetail:
     """Show one of the caller's jobs with its tasks and results."""
     return jobs.job_detail(session, jobs.get_job(session, job_id, actor))
+
+
+@router.get("/v1/jobs/{job_id}/report")
+def report_job(
+    *,
+    job_id: str,
+    actor: _Reader,
+    session: SessionDep,
+    alternative: job_report.ReportAlternative = "gas",
+    pue: Annotated[float, Query(ge=1.0, le=5.0)] = DATA_CENTRE_PUE,
+) -> JobReport:
+    """Where one of the caller's jobs' energy went: per device, heat into homes, CO2.
+
+    ``alternative`` is the heating the homes would otherwise have used (``gas`` or
+    ``resistive``), ``pue`` the data centre's power usage effectiveness to compare with.
+    """
+    job = jobs.get_job(session, job_id, actor)
+    return job_report.build_job_report(session, job, alternative=alternative, pue=pue)
 
 
 @router.get("/v1/jobs/{job_id}/tasks")

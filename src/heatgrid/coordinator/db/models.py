@@ -134,6 +134,7 @@ class Device(Base):
     hardware: Mapped[dict[str, Any]] = mapped_column(JSON)
     has_room: Mapped[bool] = mapped_column(Boolean)
     energy_price_eur_per_kwh: Mapped[float | None] = mapped_column(Double)
+    country_code: Mapped[str | None] = mapped_column(String(2))
     token_hash: Mapped[str] = mapped_column(String(_HASH_LENGTH))
     enrolled_ts: Mapped[float] = mapped_column(Double)
     last_seen_ts: Mapped[float | None] = mapped_column(Double, index=True)
