@@ -15,6 +15,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from heatgrid.protocol import v1
+from heatgrid.protocol.challenge import ChallengeCommit, ChallengeReveal, ChallengeVerdict
 
 __all__ = ["CoordinatorClient", "CoordinatorRefusedError", "CoordinatorUnavailableError"]
 
@@ -88,6 +89,28 @@ class CoordinatorClient:
         """Ask for tasks; return the leases granted (possibly none)."""
         return await self._post(
             f"/v1/devices/{device_id}/claim", request, v1.ClaimResponse, token=token
+        )
+
+    async def commit_challenge(
+        self, device_id: str, token: str, challenge_id: str, commit: ChallengeCommit
+    ) -> ChallengeVerdict:
+        """Commit to a hardware challenge's rows; return the places to show, or the failure."""
+        return await self._post(
+            f"/v1/devices/{device_id}/challenges/{challenge_id}/commit",
+            commit,
+            ChallengeVerdict,
+            token=token,
+        )
+
+    async def reveal_challenge(
+        self, device_id: str, token: str, challenge_id: str, reveal: ChallengeReveal
+    ) -> ChallengeVerdict:
+        """Show the rows asked for; return the verdict."""
+        return await self._post(
+            f"/v1/devices/{device_id}/challenges/{challenge_id}/reveal",
+            reveal,
+            ChallengeVerdict,
+            token=token,
         )
 
     async def _post(

@@ -50,12 +50,14 @@ import contextlib
 import logging
 import math
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from heatgrid.agent.backoff import Backoff
+from heatgrid.agent.challenge import answer_challenge
 from heatgrid.agent.client import (
     CoordinatorClient,
     CoordinatorRefusedError,
@@ -614,8 +616,21 @@ class AgentDaemon:
                 hardware=hardware,
             )
             answer = await self._client.heartbeat(device_id, token, heartbeat)
+            received = time.monotonic()
             self.store.acknowledge(samples)
             self._heartbeat_s = answer.next_heartbeat_s
+            if answer.challenge is not None:
+                try:
+                    await answer_challenge(
+                        self._client,
+                        device_id,
+                        token,
+                        answer.challenge,
+                        received_monotonic=received,
+                        on_gpu=heartbeat.device_kind == "gpu",
+                    )
+                except CoordinatorRefusedError as error:  # the heartbeat itself went through
+                    _log.error("coordinator refused the hardware challenge's answer: %s", error)
             if len(samples) < v1.MAX_SAMPLES_PER_HEARTBEAT:
                 return
 

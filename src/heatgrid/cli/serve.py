@@ -103,6 +103,13 @@ def serve(
             min=1.0, help="Most a device's sent_ts or heat window start may be off this clock [s]."
         ),
     ] = _DEFAULTS["max_clock_skew_s"],
+    hardware_challenges: Annotated[
+        bool,
+        typer.Option(
+            help="Challenge CPU and GPU devices' claimed throughput at enrollment, on new "
+            "hardware and at random; they get tasks only once they pass (docs/trust.md)."
+        ),
+    ] = _DEFAULTS["hardware_challenges"],
     workers: Annotated[
         int,
         typer.Option(
@@ -167,6 +174,7 @@ def serve(
         body_timeout_s=body_timeout_s,
         ready_wait_s=ready_wait_s,
         max_clock_skew_s=max_clock_skew_s,
+        hardware_challenges=hardware_challenges,
     )
     if workers > 1:  # each worker process builds its app from the environment
         os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))

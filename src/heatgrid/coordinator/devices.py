@@ -54,10 +54,11 @@ _log = logging.getLogger("heatgrid.coordinator.devices")
 
 @dataclass(frozen=True)
 class HeartbeatResult:
-    """How many samples of a heartbeat were new, and how many were already stored."""
+    """How many samples of a heartbeat were new or already stored, and whether hardware changed."""
 
     stored_samples: int
     duplicate_samples: int
+    hardware_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,13 +219,15 @@ def record_heartbeat(
                 for segment in heartbeat.heat_window
             ],
         )
-    _update_hardware(device, heartbeat)
+    changed = _update_hardware(device, heartbeat)
     device.last_seen_ts = now_ts
-    return HeartbeatResult(stored_samples=stored, duplicate_samples=len(rows) - stored)
+    return HeartbeatResult(
+        stored_samples=stored, duplicate_samples=len(rows) - stored, hardware_changed=changed
+    )
 
 
-def _update_hardware(device: Device, heartbeat: v1.Heartbeat) -> None:
-    """Take the kind and hardware a heartbeat reports, where they changed (logged)."""
+def _update_hardware(device: Device, heartbeat: v1.Heartbeat) -> bool:
+    """Take the kind and hardware a heartbeat reports, where they changed (logged); say if so."""
     changes = []
     if heartbeat.device_kind is not None and heartbeat.device_kind != device.kind:
         changes.append(f"kind {device.kind} -> {heartbeat.device_kind}")
@@ -240,6 +243,7 @@ def _update_hardware(device: Device, heartbeat: v1.Heartbeat) -> None:
             device.hardware = hardware
     if changes:
         _log.info("device %s reports new hardware: %s", device.id, ", ".join(changes))
+    return bool(changes)
 
 
 DEVICE_CURSOR_KINDS = (float, str)

@@ -6,6 +6,11 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
+from heatgrid.core.defaults import (
+    DEFAULT_CHALLENGE_TARGET_S,
+    DEFAULT_ROWS_CHECKED,
+    MAX_CHALLENGE_N,
+)
 from heatgrid.core.leasing import DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S
 
 __all__ = ["SESSION_SECRET_ENV", "Settings"]
@@ -71,6 +76,17 @@ class Settings:
         Such requests an address may send at once before that rate applies.
     expiry_interval_s : float
         How often the process ends leases whose devices went silent [s].
+    hardware_challenges : bool
+        Challenge CPU and GPU devices (:mod:`heatgrid.coordinator.challenges`) at enrollment,
+        on new hardware and at random; they get tasks only once they pass.
+    challenge_every_s : float
+        Mean time between random re-checks of a device [s]; 0: never.
+    challenge_target_s : float
+        Time the claimed device needs for a challenge [s].
+    challenge_max_n : int
+        Largest side of a challenge's matrices [entries].
+    challenge_rows_checked : int
+        Places checked per challenge.
     session_secret : str
         Key that signs the dashboard's session cookies and CSRF tokens: from
         ``$HEATGRID_SESSION_SECRET``, else random per ``Settings`` (``serve --workers`` hands
@@ -98,4 +114,9 @@ class Settings:
     anonymous_rate_limit_per_s: float = 5.0
     anonymous_rate_limit_burst: int = 100
     expiry_interval_s: float = 15.0
+    hardware_challenges: bool = False
+    challenge_every_s: float = 7 * 86_400.0
+    challenge_target_s: float = DEFAULT_CHALLENGE_TARGET_S
+    challenge_max_n: int = MAX_CHALLENGE_N
+    challenge_rows_checked: int = DEFAULT_ROWS_CHECKED
     session_secret: str = field(default_factory=_session_secret, repr=False)

@@ -11,10 +11,23 @@ from types import MappingProxyType
 
 __all__ = [
     "DEFAULT_BOILER_EFFICIENCY",
+    "DEFAULT_CHALLENGE_TARGET_S",
     "DEFAULT_FLOW_TEMP_C",
     "DEFAULT_HOT_TOLERANCE_K",
+    "DEFAULT_ROWS_CHECKED",
     "HOUSE_PRESET_PARAMS",
+    "MAX_CHALLENGE_N",
 ]
+
+MAX_CHALLENGE_N = 4096
+"""Largest side of a hardware challenge's matrices: bigger claims get more links [entries]."""
+
+DEFAULT_CHALLENGE_TARGET_S = 0.5
+"""Time the claimed device needs for a hardware challenge's whole chain [s]."""
+
+DEFAULT_ROWS_CHECKED = 12
+"""Places of a hardware challenge revealed and checked: a device that computed half the rows
+passes with about 2**-12."""
 
 DEFAULT_HOT_TOLERANCE_K = 0.3
 """The thermostat stops heating this far over the setpoint [K]; a room up to it still wants heat."""

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from heatgrid.core.carbon import GRID_CARBON_G_PER_KWH
+from heatgrid.protocol.challenge import ChallengeOrder
 from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
@@ -317,6 +318,8 @@ class HeartbeatResponse(_Message):
         not listed has lost its lease and must stop.
     lease_expires_ts : float or None
         When those leases lapse without further news [POSIX s, UTC].
+    challenge : ChallengeOrder or None
+        A hardware challenge to compute now (:mod:`heatgrid.protocol.challenge`).
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
@@ -326,6 +329,7 @@ class HeartbeatResponse(_Message):
     duplicate_samples: Annotated[int, Field(ge=0)]
     leased_task_ids: list[str] = []
     lease_expires_ts: float | None = None
+    challenge: ChallengeOrder | None = None
 
 
 class ClaimRequest(_Message):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from heatgrid.coordinator import devices, leases
+from heatgrid.coordinator import challenges, devices, leases
 from heatgrid.coordinator.api.deps import (
     Cursor,
     Limit,
@@ -21,9 +21,11 @@ from heatgrid.coordinator.api.deps import (
 from heatgrid.coordinator.api.schemas import DeviceDetail, DeviceInfo, DevicePage, LatestSample
 from heatgrid.coordinator.auth import AccountPrincipal
 from heatgrid.coordinator.db.models import Account, Device
+from heatgrid.coordinator.errors import ForbiddenError
 from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest
 from heatgrid.coordinator.settings import Settings
 from heatgrid.protocol import v1
+from heatgrid.protocol.challenge import ChallengeCommit, ChallengeReveal, ChallengeVerdict
 
 __all__ = ["router"]
 
@@ -54,6 +56,8 @@ def _info(device: Device, owner_name: str, settings: Settings, now_ts: float) ->
         last_seen_ts=device.last_seen_ts,
         revoked_ts=device.revoked_ts,
         online=online,
+        quarantined_ts=device.quarantined_ts,
+        quarantine_reason=device.quarantine_reason,
     )
 
 
@@ -63,6 +67,9 @@ def enroll(
 ) -> v1.EnrollResponse:
     """Enroll a heater with a one-time code (public: the code is the credential)."""
     device, token = devices.enroll_device(session, body, now_ts=now_ts)
+    if settings.hardware_challenges:
+        challenges.mark_due(device, now_ts=now_ts)
+        session.commit()
     return v1.EnrollResponse(
         device_id=device.id,
         device_token=token,
@@ -83,8 +90,12 @@ def heartbeat(
         session, device, body, now_ts=now_ts, max_clock_skew_s=settings.max_clock_skew_s
     )
     held = leases.renew_device_leases(session, device, now_ts=now_ts, settings=settings)
+    if result.hardware_changed:
+        challenges.mark_due(device, now_ts=now_ts)
+    order = challenges.issue_due(session, device, now_ts=now_ts, settings=settings)
     session.commit()
     return v1.HeartbeatResponse(
+        challenge=order,
         leased_task_ids=held,
         lease_expires_ts=now_ts + settings.lease_s if held else None,
         server_ts=now_ts,
@@ -151,5 +162,49 @@ def revoke_device(
 ) -> DeviceInfo:
     """Revoke a device: its token stops working; its history stays."""
     device = devices.revoke_device(session, device_id, actor, now_ts=now_ts)
+    names = _owner_names(session, {device.owner_id})
+    return _info(device, names[device.owner_id], settings, now_ts)
+
+
+_Device = Annotated[Device, Depends(require_device)]
+
+
+@router.post("/{device_id}/challenges/{challenge_id}/commit")
+def commit_challenge(
+    *,
+    challenge_id: str,
+    body: ChallengeCommit,
+    device: _Device,
+    session: SessionDep,
+    now_ts: NowTs,
+    settings: SettingsDep,
+) -> ChallengeVerdict:
+    """Commit to a challenge's rows (own token only); answers the places to show, or fails."""
+    return challenges.commit(session, device, challenge_id, body, now_ts=now_ts, settings=settings)
+
+
+@router.post("/{device_id}/challenges/{challenge_id}/reveal")
+def reveal_challenge(
+    *,
+    challenge_id: str,
+    body: ChallengeReveal,
+    device: _Device,
+    session: SessionDep,
+    now_ts: NowTs,
+) -> ChallengeVerdict:
+    """Show the rows asked for (own token only); answers passed or failed."""
+    return challenges.reveal(session, device, challenge_id, body, now_ts=now_ts)
+
+
+@router.post("/{device_id}/release")
+def release_device(
+    device_id: str, actor: _Writer, session: SessionDep, now_ts: NowTs, settings: SettingsDep
+) -> DeviceInfo:
+    """Lift a device's quarantine (operator only); it owes a new hardware challenge."""
+    device = devices.get_device(session, device_id, actor)
+    if not actor.is_operator:
+        raise ForbiddenError("Authorization: only the operator may release a quarantined device")
+    challenges.release(device, now_ts=now_ts)
+    session.commit()
     names = _owner_names(session, {device.owner_id})
     return _info(device, names[device.owner_id], settings, now_ts)

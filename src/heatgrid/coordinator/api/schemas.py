@@ -117,6 +117,8 @@ class DeviceInfo(_Body):
     last_seen_ts: float | None
     revoked_ts: float | None
     online: bool
+    quarantined_ts: float | None = None
+    quarantine_reason: str | None = None
 
 
 class LatestSample(v1.TelemetrySample):

@@ -14,6 +14,7 @@ from heatgrid.coordinator import leases
 from heatgrid.coordinator.api.deps import NowTs, SessionDep, SettingsDep, require_device
 from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.db.models import Device
+from heatgrid.coordinator.errors import ForbiddenError
 from heatgrid.protocol import v1
 
 __all__ = ["router"]
@@ -37,7 +38,17 @@ def claim(
     now_ts: NowTs,
     settings: SettingsDep,
 ) -> v1.ClaimResponse:
-    """Lease tasks to this device where its heat window can carry them (maybe none)."""
+    """Lease tasks to this device where its heat window can carry them (maybe none).
+
+    A quarantined device is refused (403); one that owes a hardware challenge gets none yet.
+    """
+    if device.quarantined_ts is not None:
+        raise ForbiddenError(
+            f"device {device.id} is quarantined: {device.quarantine_reason}; "
+            "only the operator can release it"
+        )
+    if settings.hardware_challenges and device.challenge_due_ts is not None:
+        return v1.ClaimResponse(server_ts=now_ts, leases=[])
     granted = leases.claim(session, device, body, now_ts=now_ts, settings=settings)
     return v1.ClaimResponse(server_ts=now_ts, leases=granted)
 

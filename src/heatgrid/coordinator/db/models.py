@@ -36,6 +36,7 @@ __all__ = [
     "Base",
     "Checkpoint",
     "Device",
+    "DeviceChallenge",
     "EnrollmentCode",
     "HeatWindowSegmentRow",
     "Job",
@@ -135,6 +136,9 @@ class Device(Base):
     has_room: Mapped[bool] = mapped_column(Boolean)
     energy_price_eur_per_kwh: Mapped[float | None] = mapped_column(Double)
     country_code: Mapped[str | None] = mapped_column(String(2))
+    challenge_due_ts: Mapped[float | None] = mapped_column(Double)
+    quarantined_ts: Mapped[float | None] = mapped_column(Double)
+    quarantine_reason: Mapped[str | None] = mapped_column(Text)
     token_hash: Mapped[str] = mapped_column(String(_HASH_LENGTH))
     enrolled_ts: Mapped[float] = mapped_column(Double)
     last_seen_ts: Mapped[float | None] = mapped_column(Double, index=True)
@@ -430,3 +434,35 @@ class PayoutAddress(Base):
     address: Mapped[str] = mapped_column(String(100))
     network: Mapped[str] = mapped_column(String(16))
     updated_ts: Mapped[float] = mapped_column(Double)
+
+
+CHALLENGE_STATES = ("issued", "committed", "passed", "failed")
+"""A challenge is issued, committed to by the device, then passed or failed."""
+
+
+class DeviceChallenge(Base):
+    """A hardware challenge handed to a device (:mod:`heatgrid.core.challenge`).
+
+    ``root_hex`` is the device's commitment; ``places`` the (link, row) pairs drawn after it.
+    """
+
+    __tablename__ = "device_challenges"
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_quoted(CHALLENGE_STATES)})", name="state"),
+        Index("ix_device_challenges_device_issued", "device_id", "issued_ts"),
+    )
+
+    id: Mapped[str] = mapped_column(String(_ID_LENGTH), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    n: Mapped[int] = mapped_column(Integer)
+    links: Mapped[int] = mapped_column(Integer)
+    deadline_s: Mapped[float] = mapped_column(Double)
+    claimed_flops_per_s: Mapped[float] = mapped_column(Double)
+    issued_ts: Mapped[float] = mapped_column(Double)
+    committed_ts: Mapped[float | None] = mapped_column(Double)
+    root_hex: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
+    places: Mapped[list[list[int]] | None] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(12))
+    reason: Mapped[str | None] = mapped_column(Text)
+    ended_ts: Mapped[float | None] = mapped_column(Double)

@@ -1,0 +1,187 @@
+"""The agent's side of the hardware challenge: compute the chain, commit, show the rows asked.
+
+The chain runs on the device the challenge is about: a CUDA GPU through PyTorch when the
+heater computes on one and PyTorch is installed, else the CPU through numpy (float32 BLAS).
+Every link is copied to the host and each of its rows hashed; the rows stay in memory until
+the reveal (at most :data:`heatgrid.core.challenge.MAX_HOST_BYTES`). The work runs in a worker
+thread, so the room's control loop keeps its ticks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import importlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from heatgrid.agent.client import CoordinatorClient
+from heatgrid.core import challenge as rule
+from heatgrid.protocol.challenge import (
+    ChallengeCommit,
+    ChallengeOrder,
+    ChallengePlace,
+    ChallengeReveal,
+    ChallengeVerdict,
+    RevealedRow,
+)
+
+__all__ = ["Solution", "answer_challenge", "reveal_rows", "solve"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Solution:
+    """The computed chain: every link's rows, their digests and the Merkle root."""
+
+    plan: rule.ChallengePlan
+    links: list[np.ndarray]
+    digests: list[bytes]
+    root: bytes
+
+
+def _numpy_chain(
+    a: np.ndarray, b: np.ndarray, links: int, stop: Callable[[], bool]
+) -> list[np.ndarray] | None:
+    out = []
+    current = a
+    for _ in range(links):
+        if stop():
+            return None
+        current = current @ b
+        out.append(current)
+    return out
+
+
+def _torch_chain(
+    a: np.ndarray, b: np.ndarray, links: int, stop: Callable[[], bool]
+) -> list[np.ndarray] | None:
+    """Compute the chain on the first CUDA GPU in float32 proper (TF32 rounds inputs to 10 bits)."""
+    torch = _torch()
+    if torch is None:  # pragma: no cover - checked by _cuda_available first
+        return _numpy_chain(a, b, links, stop)
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    device = torch.device("cuda")
+    right = torch.from_numpy(b).to(device)
+    current = torch.from_numpy(a).to(device)
+    out = []
+    for _ in range(links):
+        if stop():
+            return None
+        current = current @ right
+        out.append(current.cpu().numpy())
+    return out
+
+
+def _torch() -> Any:
+    """Return PyTorch (an optional extra), or None."""
+    try:
+        return importlib.import_module("torch")
+    except ImportError:
+        return None
+
+
+def _cuda_available() -> bool:
+    torch = _torch()
+    return torch is not None and bool(torch.cuda.is_available())
+
+
+def solve(
+    order: ChallengeOrder,
+    *,
+    give_up_monotonic: float,
+    on_gpu: bool = False,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Solution | None:
+    """Compute the chain and commit to it; None if ``give_up_monotonic`` passes first.
+
+    Parameters
+    ----------
+    order : ChallengeOrder
+        The coordinator's order.
+    give_up_monotonic : float
+        Monotonic time after which the result cannot meet the deadline [s].
+    on_gpu : bool, optional
+        Compute on the CUDA GPU (PyTorch) when one is there; else on the CPU.
+    monotonic : callable, optional
+        The monotonic clock [s].
+    """
+    plan = rule.ChallengePlan(order.seed, order.n, order.links, order.deadline_s)
+    a, b = rule.challenge_inputs(plan)
+    chain = _torch_chain if on_gpu and _cuda_available() else _numpy_chain
+    links = chain(a, b, plan.links, lambda: monotonic() > give_up_monotonic)
+    if links is None:
+        return None
+    digests = [
+        rule.row_digest(link, row, values)
+        for link, matrix in enumerate(links)
+        for row, values in enumerate(matrix)
+    ]
+    if monotonic() > give_up_monotonic:
+        return None
+    return Solution(plan, links, digests, rule.merkle_root(digests))
+
+
+def reveal_rows(solution: Solution, places: Sequence[ChallengePlace]) -> ChallengeReveal:
+    """Return each place's row and the row it came from, with their inclusion paths."""
+    wanted: list[tuple[int, int]] = []
+    for place in places:
+        for link in (place.link - 1, place.link):
+            if link >= 0 and (link, place.row) not in wanted:
+                wanted.append((link, place.row))
+    return ChallengeReveal(
+        rows=[
+            RevealedRow(
+                link=link,
+                row=row,
+                values_b64=base64.b64encode(
+                    np.ascontiguousarray(solution.links[link][row], dtype="<f4").tobytes()
+                ).decode("ascii"),
+                path_hex=[
+                    step.hex()
+                    for step in rule.merkle_path(
+                        solution.digests, rule.leaf_index(solution.plan, link, row)
+                    )
+                ],
+            )
+            for link, row in wanted
+        ]
+    )
+
+
+async def answer_challenge(
+    client: CoordinatorClient,
+    device_id: str,
+    token: str,
+    order: ChallengeOrder,
+    *,
+    received_monotonic: float,
+    on_gpu: bool = False,
+) -> ChallengeVerdict:
+    """Play a challenge through: compute in a worker thread, commit, reveal; return the verdict."""
+    give_up = received_monotonic + order.deadline_s
+    solution = await asyncio.to_thread(solve, order, give_up_monotonic=give_up, on_gpu=on_gpu)
+    commit = ChallengeCommit(root_hex=None if solution is None else solution.root.hex())
+    verdict = await client.commit_challenge(device_id, token, order.challenge_id, commit)
+    if solution is not None and verdict.state == "committed" and verdict.check is not None:
+        reveal = await asyncio.to_thread(reveal_rows, solution, verdict.check.places)
+        verdict = await client.reveal_challenge(device_id, token, order.challenge_id, reveal)
+    level = logging.INFO if verdict.state == "passed" else logging.ERROR
+    _log.log(
+        level,
+        "hardware challenge %s (%d x %d, %d links): %s%s",
+        order.challenge_id,
+        order.n,
+        order.n,
+        order.links,
+        verdict.state,
+        f": {verdict.reason}" if verdict.reason else "",
+    )
+    return verdict

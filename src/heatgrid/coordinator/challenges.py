@@ -1,0 +1,360 @@
+"""Hardware challenges: the coordinator's side of :mod:`heatgrid.core.challenge`, and quarantine.
+
+With ``Settings.hardware_challenges`` on, a CPU or GPU device owes a challenge when it
+enrolls, when it reports new hardware, and at random about once per
+``Settings.challenge_every_s``. The order rides on a heartbeat's answer; until the device
+passes, its claims get no tasks. A device that commits too late, gives up, or shows rows that
+are not the products it committed to is quarantined: it gets no tasks until the operator
+releases it (and it owes a new challenge). A challenge left unanswered past its deadline
+fails without quarantine (its answer may have been lost); three such in a row quarantine.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from heatgrid.coordinator.auth import new_id
+from heatgrid.coordinator.db.models import Device, DeviceChallenge
+from heatgrid.coordinator.errors import ConflictError, NotFoundError
+from heatgrid.coordinator.settings import Settings
+from heatgrid.core import challenge as rule
+from heatgrid.core.catalog import load_catalog
+from heatgrid.core.errors import InputError
+from heatgrid.protocol.challenge import (
+    ChallengeCheck,
+    ChallengeCommit,
+    ChallengeOrder,
+    ChallengePlace,
+    ChallengeReveal,
+    ChallengeVerdict,
+    RevealedRow,
+)
+
+__all__ = [
+    "CPU_CORE_FLOPS_PER_S",
+    "GPU_FLOOR_FLOPS_PER_S",
+    "claimed_flops_per_s",
+    "commit",
+    "issue_due",
+    "mark_due",
+    "quarantine",
+    "release",
+    "reveal",
+]
+
+CPU_CORE_FLOPS_PER_S = 10.0e9
+"""Float32 throughput a CPU heater is held to per core offered [FLOP/s]: a modest share of
+what one AVX2 core does in BLAS."""
+
+GPU_FLOOR_FLOPS_PER_S = 5.0e12
+"""Float32 throughput a GPU of a model not in the catalog is held to [FLOP/s]."""
+
+_UNANSWERED_LIMIT = 3
+
+_log = logging.getLogger(__name__)
+
+
+def claimed_flops_per_s(device: Device) -> float | None:
+    """Return the float32 throughput the device's hardware claims; None for ASICs (no claim).
+
+    A GPU (or a rack with GPU memory) of a catalog model claims the model's FP32 peak, else
+    :data:`GPU_FLOOR_FLOPS_PER_S`; a CPU claims :data:`CPU_CORE_FLOPS_PER_S` per core offered.
+    """
+    if device.kind == "asic":
+        return None
+    hardware = device.hardware
+    if device.kind == "gpu" or (device.kind == "rack" and hardware.get("vram_gb")):
+        model = hardware.get("model")
+        if isinstance(model, str) and model.strip():
+            try:
+                known = load_catalog().find(model)
+            except InputError:
+                known = None
+            if known is not None and known.kind == "gpu" and known.fp32_tflops > 0:
+                return known.fp32_tflops * 1e12
+        return GPU_FLOOR_FLOPS_PER_S
+    cores = hardware.get("cpu_cores")
+    return CPU_CORE_FLOPS_PER_S * (cores if isinstance(cores, int) and cores > 0 else 1)
+
+
+def mark_due(device: Device, *, now_ts: float) -> None:
+    """Owe a challenge from now (enrolled, or new hardware), for devices that can be challenged."""
+    if claimed_flops_per_s(device) is not None:
+        device.challenge_due_ts = now_ts
+
+
+def quarantine(device: Device, reason: str, *, now_ts: float) -> None:
+    """Quarantine the device: no tasks until the operator releases it."""
+    device.quarantined_ts = now_ts
+    device.quarantine_reason = reason
+    _log.warning("device %s quarantined: %s", device.id, reason)
+
+
+def release(device: Device, *, now_ts: float) -> None:
+    """Lift the device's quarantine; it owes a new challenge before it gets tasks."""
+    device.quarantined_ts = None
+    device.quarantine_reason = None
+    mark_due(device, now_ts=now_ts)
+
+
+def _plan(found: DeviceChallenge) -> rule.ChallengePlan:
+    return rule.ChallengePlan(found.seed, found.n, found.links, found.deadline_s)
+
+
+def _fail(found: DeviceChallenge, device: Device, reason: str, *, now_ts: float) -> None:
+    found.state = "failed"
+    found.reason = reason
+    found.ended_ts = now_ts
+    quarantine(device, f"failed a hardware challenge: {reason}", now_ts=now_ts)
+
+
+def _open_challenge(session: Session, device: Device) -> DeviceChallenge | None:
+    return session.scalars(
+        select(DeviceChallenge)
+        .where(
+            DeviceChallenge.device_id == device.id,
+            DeviceChallenge.state.in_(("issued", "committed")),
+        )
+        .order_by(DeviceChallenge.issued_ts.desc())
+        .limit(1)
+    ).first()
+
+
+def _unanswered_in_a_row(session: Session, device: Device) -> int:
+    recent = session.scalars(
+        select(DeviceChallenge.reason)
+        .where(DeviceChallenge.device_id == device.id, DeviceChallenge.state == "failed")
+        .order_by(DeviceChallenge.issued_ts.desc())
+        .limit(_UNANSWERED_LIMIT)
+    ).all()
+    count = 0
+    for reason in recent:
+        if reason != _NO_ANSWER:
+            break
+        count += 1
+    return count
+
+
+_NO_ANSWER = "no answer by the deadline"
+
+
+def issue_due(
+    session: Session,
+    device: Device,
+    *,
+    now_ts: float,
+    settings: Settings,
+    draw: float | None = None,
+) -> ChallengeOrder | None:
+    """Return a challenge for the device if it owes one now; the caller commits.
+
+    ``draw`` is a uniform number in [0, 1) for the random re-check (a secure one by default).
+    A challenge still open is not issued twice; one left unanswered past its deadline fails.
+    """
+    flops = claimed_flops_per_s(device)
+    if not settings.hardware_challenges or flops is None or device.quarantined_ts is not None:
+        return None
+    open_challenge = _open_challenge(session, device)
+    if open_challenge is not None:
+        if now_ts - open_challenge.issued_ts <= open_challenge.deadline_s:
+            return None
+        if open_challenge.state == "committed":  # committed, then never revealed
+            _fail(open_challenge, device, "the rows were not shown", now_ts=now_ts)
+            return None
+        open_challenge.state, open_challenge.reason = "failed", _NO_ANSWER
+        open_challenge.ended_ts = now_ts
+        session.flush()
+        if _unanswered_in_a_row(session, device) >= _UNANSWERED_LIMIT:
+            quarantine(device, f"{_UNANSWERED_LIMIT} hardware challenges unanswered", now_ts=now_ts)
+            return None
+    value = secrets.SystemRandom().random() if draw is None else draw
+    every_s = settings.challenge_every_s
+    if (
+        device.challenge_due_ts is None
+        and every_s > 0
+        and value < min(1.0, settings.heartbeat_interval_s / every_s)
+    ):
+        device.challenge_due_ts = now_ts
+    if device.challenge_due_ts is None or device.challenge_due_ts > now_ts:
+        return None
+    plan = rule.plan_challenge(
+        secrets.randbits(32),
+        flops,
+        target_s=settings.challenge_target_s,
+        max_n=settings.challenge_max_n,
+    )
+    found = DeviceChallenge(
+        id=new_id(),
+        device_id=device.id,
+        seed=plan.seed,
+        n=plan.n,
+        links=plan.links,
+        deadline_s=plan.deadline_s,
+        claimed_flops_per_s=flops,
+        issued_ts=now_ts,
+        committed_ts=None,
+        root_hex=None,
+        places=None,
+        state="issued",
+        reason=None,
+        ended_ts=None,
+    )
+    session.add(found)
+    return ChallengeOrder(
+        challenge_id=found.id,
+        seed=plan.seed,
+        n=plan.n,
+        links=plan.links,
+        deadline_s=plan.deadline_s,
+    )
+
+
+def _get(session: Session, device: Device, challenge_id: str) -> DeviceChallenge:
+    found = None if "\x00" in challenge_id else session.get(DeviceChallenge, challenge_id)
+    if found is None or found.device_id != device.id:
+        raise NotFoundError(f"challenge {challenge_id}: no such challenge for this device")
+    return found
+
+
+def _verdict(found: DeviceChallenge) -> ChallengeVerdict:
+    check = None
+    if found.state == "committed" and found.places is not None:
+        check = ChallengeCheck(
+            places=[ChallengePlace(link=link, row=row) for link, row in found.places]
+        )
+    return ChallengeVerdict(
+        challenge_id=found.id,
+        state=found.state,  # type: ignore[arg-type]  # checked by the database
+        reason=found.reason,
+        check=check,
+    )
+
+
+def commit(
+    session: Session,
+    device: Device,
+    challenge_id: str,
+    body: ChallengeCommit,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> ChallengeVerdict:
+    """Take the device's commitment; answer the places to show, or the failure. Commits."""
+    found = _get(session, device, challenge_id)
+    if found.state != "issued":
+        raise ConflictError(f"challenge {challenge_id}: already {found.state}")
+    elapsed_s = now_ts - found.issued_ts
+    plan = _plan(found)
+    if body.root_hex is None:
+        _fail(found, device, "the device gave up before the deadline", now_ts=now_ts)
+    elif not rule.passes_deadline(plan, elapsed_s):
+        claimed_tflops = found.claimed_flops_per_s / 1e12
+        _fail(
+            found,
+            device,
+            f"committed {elapsed_s:.2f} s after the order, deadline {plan.deadline_s:.2f} s: "
+            f"slower than the {claimed_tflops:.3g} TFLOPS its hardware claims",
+            now_ts=now_ts,
+        )
+    else:
+        rng = secrets.SystemRandom()
+        count = min(settings.challenge_rows_checked, plan.rows)
+        leaves = rng.sample(range(plan.rows), count)
+        found.state = "committed"
+        found.committed_ts = now_ts
+        found.root_hex = body.root_hex
+        found.places = [[leaf // plan.n, leaf % plan.n] for leaf in sorted(leaves)]
+    session.commit()
+    return _verdict(found)
+
+
+def _row_values(row: RevealedRow, n: int) -> np.ndarray | None:
+    try:
+        data = base64.b64decode(row.values_b64, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(data) != 4 * n:
+        return None
+    return np.frombuffer(data, dtype="<f4")
+
+
+def _shown_rows(
+    found: DeviceChallenge, body: ChallengeReveal
+) -> dict[tuple[int, int], np.ndarray] | str:
+    """Return the revealed rows by (link, row) once each proves its place, else why not."""
+    plan = _plan(found)
+    root = bytes.fromhex(found.root_hex or "")
+    shown: dict[tuple[int, int], np.ndarray] = {}
+    for row in body.rows:
+        place = f"row ({row.link}, {row.row})"
+        if not (0 <= row.link < plan.links and 0 <= row.row < plan.n):
+            return f"{place} is outside the challenge"
+        values = _row_values(row, plan.n)
+        if values is None:
+            return f"{place} is not {plan.n} float32 values in base64"
+        digest = rule.row_digest(row.link, row.row, values)
+        path = [bytes.fromhex(step) for step in row.path_hex]
+        leaf = rule.leaf_index(plan, row.link, row.row)
+        if not rule.merkle_verify(root, digest, leaf, plan.rows, path):
+            return f"{place} is not the row committed to"
+        shown[row.link, row.row] = values
+    return shown
+
+
+def _check_reveal(found: DeviceChallenge, body: ChallengeReveal) -> str | None:
+    """Return why the revealed rows fail, or None when every place checks out."""
+    shown = _shown_rows(found, body)
+    if isinstance(shown, str):
+        return shown
+    places = found.places or []
+    missing = [
+        (link, index)
+        for link, index in places
+        if (link, index) not in shown or (link > 0 and (link - 1, index) not in shown)
+    ]
+    if missing:
+        link, index = missing[0]
+        return f"row ({link}, {index}) or the row it was computed from was not shown"
+    if not places:
+        return None
+    a, b = rule.challenge_inputs(_plan(found))
+    inputs = [a[index] if link == 0 else shown[link - 1, index] for link, index in places]
+    answers = [shown[link, index] for link, index in places]
+    good = rule.rows_are_products(np.array(inputs), b, np.array(answers))
+    if not np.all(good):
+        link, index = places[int(np.argmin(good))]
+        return f"row ({link}, {index}) is not the float32 product of its inputs"
+    return None
+
+
+def reveal(
+    session: Session, device: Device, challenge_id: str, body: ChallengeReveal, *, now_ts: float
+) -> ChallengeVerdict:
+    """Check the shown rows against the commitment and the products; pass or fail. Commits."""
+    found = _get(session, device, challenge_id)
+    if found.state != "committed":
+        raise ConflictError(f"challenge {challenge_id}: {found.state}, not waiting for rows")
+    reason = _check_reveal(found, body)
+    if reason is None:
+        found.state = "passed"
+        found.ended_ts = now_ts
+        device.challenge_due_ts = None
+        _log.info(
+            "device %s passed a hardware challenge (%d x %d, %d links) in %.2f s",
+            device.id,
+            found.n,
+            found.n,
+            found.links,
+            (found.committed_ts or now_ts) - found.issued_ts,
+        )
+    else:
+        _fail(found, device, reason, now_ts=now_ts)
+    session.commit()
+    return _verdict(found)

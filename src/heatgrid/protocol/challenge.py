@@ -1,0 +1,115 @@
+"""Wire messages of the hardware challenge (see :mod:`heatgrid.core.challenge` for the rule).
+
+The coordinator hands a :class:`ChallengeOrder` out in a heartbeat's answer; the device
+computes the chain, commits to its rows (:class:`ChallengeCommit`), is told which places to
+show (:class:`ChallengeCheck`), shows them (:class:`ChallengeReveal`) and hears the verdict
+(:class:`ChallengeVerdict`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "MAX_REVEALED_ROWS",
+    "ChallengeCheck",
+    "ChallengeCommit",
+    "ChallengeOrder",
+    "ChallengePlace",
+    "ChallengeReveal",
+    "ChallengeVerdict",
+    "RevealedRow",
+]
+
+MAX_REVEALED_ROWS: Final = 64
+"""Most rows one reveal may carry."""
+
+_MAX_N = 8192
+_Hex64 = Annotated[str, StringConstraints(min_length=64, max_length=64, pattern=r"^[0-9a-f]+$")]
+_Base64 = Annotated[
+    str,
+    StringConstraints(
+        min_length=4, max_length=4 * _MAX_N * 4 // 3 + 4, pattern=r"^[A-Za-z0-9+/]+={0,2}$"
+    ),
+]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class ChallengeOrder(_Message):
+    """A challenge to compute now.
+
+    Attributes
+    ----------
+    challenge_id : str
+        Its identifier, in the paths of the commit and reveal.
+    seed : int
+        Seed of the inputs, in [0, 2**32).
+    n : int
+        Side of the float32 matrices [entries].
+    links : int
+        Products in the chain.
+    deadline_s : float
+        Time from the heartbeat's answer to the commitment the device is allowed [s].
+    """
+
+    challenge_id: str
+    seed: Annotated[int, Field(ge=0, lt=1 << 32)]
+    n: Annotated[int, Field(ge=1, le=_MAX_N)]
+    links: Annotated[int, Field(ge=1, le=1 << 20)]
+    deadline_s: Annotated[float, Field(gt=0.0)]
+
+
+class ChallengeCommit(_Message):
+    """The device's commitment: the Merkle root over every row digest, hex; or giving up.
+
+    ``root_hex`` None says the device could not finish in time (the challenge fails).
+    """
+
+    protocol_version: Literal[1] = 1
+    root_hex: _Hex64 | None
+
+
+class ChallengePlace(_Message):
+    """A row of a link to reveal (with the same row of the link before, for links > 0)."""
+
+    link: Annotated[int, Field(ge=0)]
+    row: Annotated[int, Field(ge=0)]
+
+
+class ChallengeCheck(_Message):
+    """The places the coordinator checks, drawn after the commitment."""
+
+    places: list[ChallengePlace]
+
+
+class RevealedRow(_Message):
+    """One committed row: its place, its float32 values (little-endian, base64), its path.
+
+    ``path_hex`` is the RFC 9162 inclusion path, from the leaf up.
+    """
+
+    link: Annotated[int, Field(ge=0)]
+    row: Annotated[int, Field(ge=0)]
+    values_b64: _Base64
+    path_hex: Annotated[list[_Hex64], Field(max_length=64)]
+
+
+class ChallengeReveal(_Message):
+    """The rows asked for: each checked place and, for links > 0, the row it came from."""
+
+    protocol_version: Literal[1] = 1
+    rows: Annotated[list[RevealedRow], Field(max_length=MAX_REVEALED_ROWS)]
+
+
+class ChallengeVerdict(_Message):
+    """How a challenge ended: ``passed`` or ``failed`` (with the reason), or still ``committed``."""
+
+    challenge_id: str
+    state: Literal["issued", "committed", "passed", "failed"]
+    reason: str | None = None
+    check: ChallengeCheck | None = None

@@ -1,0 +1,121 @@
+"""core.challenge: plan, commitment and spot-checked rows of the hardware challenge."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heatgrid.core import challenge
+from heatgrid.core.errors import InputError
+
+
+def _digests(count: int) -> list[bytes]:
+    return [hashlib.sha256(i.to_bytes(4, "little")).digest() for i in range(count)]
+
+
+@given(st.integers(1, 300), st.data())
+def test_every_leaf_has_a_path_to_the_root_and_no_other_place_does(
+    count: int, data: st.DataObject
+) -> None:
+    digests = _digests(count)
+    root = challenge.merkle_root(digests)
+    index = data.draw(st.integers(0, count - 1))
+    path = challenge.merkle_path(digests, index)
+    assert challenge.merkle_verify(root, digests[index], index, count, path)
+    assert len(path) <= max(1, (count - 1).bit_length())
+    other = data.draw(st.integers(0, count - 1))
+    if digests[other] != digests[index]:
+        assert not challenge.merkle_verify(root, digests[other], index, count, path)
+    if count > 1:
+        wrong = (index + 1) % count
+        assert not challenge.merkle_verify(root, digests[index], wrong, count, path)
+        assert not challenge.merkle_verify(root, digests[index], index, count, path[:-1])
+
+
+def test_the_tree_hash_is_rfc_9162s() -> None:
+    """Three leaves: node(node(l0, l1), l2), with 0x00/0x01 domain separation."""
+    d = _digests(3)
+
+    def h(data: bytes) -> bytes:
+        return hashlib.sha256(data).digest()
+
+    leaves = [h(b"\x00" + x) for x in d]
+    expected = h(b"\x01" + h(b"\x01" + leaves[0] + leaves[1]) + leaves[2])
+    assert challenge.merkle_root(d) == expected
+    assert challenge.merkle_path(d, 2) == [h(b"\x01" + leaves[0] + leaves[1])]
+    assert challenge.merkle_path(d, 0) == [leaves[1], leaves[2]]
+
+
+@settings(max_examples=50)
+@given(st.floats(1e9, 2e14), st.floats(0.05, 2.0))
+def test_a_plan_fills_the_target_at_the_claimed_throughput(flops: float, target_s: float) -> None:
+    plan = challenge.plan_challenge(7, flops, target_s=target_s)
+    assert 16 <= plan.n <= challenge.MAX_CHALLENGE_N
+    assert 4 * plan.rows * plan.n <= max(challenge.MAX_HOST_BYTES, 4 * plan.n * plan.n)
+    assert plan.links <= challenge.MAX_LINKS
+    claimed_s = plan.work_flop / flops
+    assert claimed_s <= target_s or plan.links == 1
+    assert plan.deadline_s >= challenge.DEFAULT_CHALLENGE_SLACK * claimed_s
+    assert plan.deadline_s >= challenge.DEFAULT_CHALLENGE_OVERHEAD_S
+
+
+def test_a_cpu_posing_as_a_gpu_misses_the_deadline_and_a_home_cpu_meets_its_own() -> None:
+    gpu = challenge.plan_challenge(1, 82.6e12)  # an RTX 4090's fp32 peak
+    home_cpu_flops = 100e9  # a desktop CPU's float32 BLAS, generously
+    host_s = 4.0 * gpu.rows * gpu.n / challenge.HOST_HASH_BYTES_PER_S
+    assert gpu.work_flop / home_cpu_flops + host_s > 3 * gpu.deadline_s
+    cpu = challenge.plan_challenge(1, home_cpu_flops)
+    assert cpu.links == 1
+    assert challenge.passes_deadline(cpu, cpu.deadline_s)
+    assert not challenge.passes_deadline(cpu, cpu.deadline_s * 1.01)
+
+
+def _chain(plan: challenge.ChallengePlan) -> list[np.ndarray]:
+    a, b = challenge.challenge_inputs(plan)
+    links = [a @ b]
+    for _ in range(plan.links - 1):
+        links.append(links[-1] @ b)
+    return links
+
+
+def test_honest_links_pass_and_float16_or_tampered_rows_fail() -> None:
+    plan = challenge.ChallengePlan(seed=3, n=256, links=challenge.MAX_LINKS, deadline_s=1.0)
+    a, b = challenge.challenge_inputs(plan)
+    assert np.array_equal(a, challenge.challenge_inputs(plan)[0])
+    links = _chain(plan)
+    for link in links:  # b keeps the rows' size along the chain
+        ratio = float(np.linalg.norm(link) / np.linalg.norm(a))
+        assert 0.2 < ratio < 5.0
+    assert challenge.row_is_product(a[5], b, links[0][5])
+    assert challenge.row_is_product(links[1][9], b, links[2][9])
+    half = (a.astype(np.float16) @ b.astype(np.float16)).astype(np.float32)
+    assert not challenge.row_is_product(a[5], b, half[5])
+    tampered = links[0][5].copy()
+    tampered[17] += 1e-2
+    assert not challenge.row_is_product(a[5], b, tampered)
+    assert not challenge.row_is_product(a[5], b, links[0][5][:-1])
+    assert not challenge.row_is_product(a[5], b, np.full(256, np.nan, dtype=np.float32))
+    assert challenge.leaf_index(plan, 2, 9) == 2 * 256 + 9
+
+
+def test_row_digests_bind_the_place_of_the_row() -> None:
+    values = np.arange(4, dtype=np.float32)
+    assert challenge.row_digest(0, 1, values) != challenge.row_digest(1, 0, values)
+    assert challenge.row_digest(0, 1, values) == challenge.row_digest(0, 1, values.tolist())
+
+
+def test_bad_plans_are_named() -> None:
+    with pytest.raises(InputError, match="seed"):
+        challenge.plan_challenge(-1, 1e9)
+    with pytest.raises(InputError, match="claimed_flops_per_s"):
+        challenge.plan_challenge(1, 0.0)
+    with pytest.raises(InputError, match="slack"):
+        challenge.plan_challenge(1, 1e9, slack=0.5)
+    with pytest.raises(InputError, match="link"):
+        challenge.leaf_index(challenge.plan_challenge(1, 1e9), 10**9, 0)
+    with pytest.raises(InputError, match="at least one leaf"):
+        challenge.merkle_root([])
