@@ -87,6 +87,9 @@ class Settings:
         Largest side of a challenge's matrices [entries].
     challenge_rows_checked : int
         Places checked per challenge.
+    bitcoin_network : str
+        Network that owners' payout addresses must be for: ``mainnet``, ``testnet``,
+        ``signet`` or ``regtest``.
     session_secret : str
         Key that signs the dashboard's session cookies and CSRF tokens: from
         ``$HEATGRID_SESSION_SECRET``, else random per ``Settings`` (``serve --workers`` hands
@@ -119,4 +122,5 @@ class Settings:
     challenge_target_s: float = DEFAULT_CHALLENGE_TARGET_S
     challenge_max_n: int = MAX_CHALLENGE_N
     challenge_rows_checked: int = DEFAULT_ROWS_CHECKED
+    bitcoin_network: str = "mainnet"
     session_secret: str = field(default_factory=_session_secret, repr=False)

@@ -338,9 +338,10 @@ class LedgerTransaction(Base):
 class LedgerEntry(Base):
     """One side of a transaction: ``amount`` (integer, signed) of ``unit`` on ``account``.
 
-    Units: ``"micro_eur"`` (1e-6 EUR) and ``"j"`` (joules). Within a transaction the amounts
-    of each unit sum to zero. Accounts read ``submitter:<id>``, ``owner:<id>``, ``platform``,
-    ``device:<id>`` and ``job:<id>``.
+    Units: ``"micro_eur"`` (1e-6 EUR), ``"j"`` (joules) and ``"sat"`` (satoshi, mining).
+    Within a transaction the amounts of each unit sum to zero. Accounts read
+    ``submitter:<id>``, ``owner:<id>``, ``platform``, ``device:<id>``, ``job:<id>``, and for
+    mining ``pool`` and ``paid_out``.
     """
 
     __tablename__ = "ledger_entries"
