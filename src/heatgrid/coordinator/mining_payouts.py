@@ -31,7 +31,7 @@ from heatgrid.coordinator.db.models import (
 from heatgrid.coordinator.errors import ConflictError, InvalidError, NotFoundError
 from heatgrid.coordinator.mining_settlements import SAT
 from heatgrid.core.errors import InputError
-from heatgrid.mining.addresses import check_address
+from heatgrid.mining.addresses import NETWORKS, check_address
 from heatgrid.mining.payouts import SAT_PER_BTC
 
 __all__ = [
@@ -118,6 +118,8 @@ def create_batch(session: Session, *, network: str, min_sat: int, now_ts: float)
     """
     if min_sat < 1:
         raise InvalidError(f"min_sat must be >= 1, got {min_sat}")
+    if network not in NETWORKS:
+        raise InvalidError(f"network must be one of {', '.join(NETWORKS)}, got {network!r}")
     pending = session.scalar(select(PayoutBatch.id).where(PayoutBatch.state == "pending"))
     if pending is not None:
         raise ConflictError(
