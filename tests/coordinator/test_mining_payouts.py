@@ -261,3 +261,27 @@ def test_two_marks_at_the_same_time_move_the_money_once(
         assert _sat(session)["paid_out"] == 582_000
         assert session.get(PayoutBatch, 1).state == "paid"  # type: ignore[union-attr]
         assert ledger.unbalanced_transactions(session) == []
+
+
+def test_a_pending_batch_can_be_cancelled_and_a_paid_one_cannot(
+    coordinator: Coordinator,
+    miners: list[Miner],
+    sessions: sessionmaker[Session],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _mine_and_settle(coordinator, miners, sessions, capsys)
+    assert _cli(coordinator, "address", "alice", _ALICE_ADDRESS) == 0
+    assert _cli(coordinator, "payouts", "--min-sat", "1") == 0
+    capsys.readouterr()
+    assert _cli(coordinator, "payouts", "cancel", "1") == 0
+    assert "batch 1 cancelled (582000 sat stay owed)" in _words(capsys.readouterr().out)
+    assert _cli(coordinator, "payouts", "--min-sat", "1") == 0
+    assert json.loads(capsys.readouterr().out) == {_ALICE_ADDRESS: 0.00582}
+    # The cancelled batch cannot be paid; its number is not reused.
+    assert _cli(coordinator, "payouts", "mark-paid", "1", "--txid", _TXID) == 2
+    assert "batch 1 was cancelled" in _words(capsys.readouterr().err)
+    assert _cli(coordinator, "payouts", "mark-paid", "2", "--txid", _TXID) == 0
+    assert _cli(coordinator, "payouts", "cancel", "2") == 2
+    assert "was paid by" in _words(capsys.readouterr().err)
+    with sessions() as session:
+        assert _sat(session)["paid_out"] == 582_000

@@ -340,6 +340,21 @@ def mark_paid(
     typer.echo(f"batch {batch.id} {state} by {batch.txid} ({batch.total_sat} sat)")
 
 
+@_payouts.command("cancel")
+def cancel(
+    *,
+    batch_id: Annotated[int, typer.Argument(metavar="BATCH", help="The batch's number.")],
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Cancel a pending batch that was never paid; its owners go in the next one."""
+    from heatgrid.coordinator.mining_payouts import cancel_batch  # noqa: PLC0415
+
+    with open_session(database_url, data_dir) as session:
+        batch = cancel_batch(session, batch_id)
+    typer.echo(f"batch {batch.id} cancelled ({batch.total_sat} sat stay owed)")
+
+
 def add_payout_commands(group: typer.Typer) -> None:
     """Add ``report``, ``settle``, ``address`` and ``payouts`` to the ``mining`` group."""
     group.command("report")(report)

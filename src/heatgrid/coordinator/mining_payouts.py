@@ -38,6 +38,7 @@ __all__ = [
     "PAID_OUT_ACCOUNT",
     "BatchResult",
     "batch_items",
+    "cancel_batch",
     "create_batch",
     "get_payout_address",
     "mark_paid",
@@ -218,6 +219,8 @@ def mark_paid(
     if getattr(result, "rowcount", 0) != 1:
         session.rollback()
         session.refresh(batch)
+        if batch.state == "cancelled":
+            raise ConflictError(f"payout batch {batch_id} was cancelled; it cannot be paid")
         if batch.txid != txid:
             raise ConflictError(f"payout batch {batch_id} was already paid by {batch.txid}")
         return batch, False
@@ -237,3 +240,32 @@ def mark_paid(
     session.commit()
     session.refresh(batch)
     return batch, True
+
+
+def cancel_batch(session: Session, batch_id: int) -> PayoutBatch:
+    """Cancel a pending batch whose transaction was never sent, and commit.
+
+    Nothing moved in the ledger for it, so its owners' balances stay as they are and the next
+    batch includes them again. Its number is never reused; cancelling it again does nothing.
+
+    Raises
+    ------
+    heatgrid.coordinator.errors.ConflictError
+        If the batch was already paid.
+    """
+    batch, _ = batch_items(session, batch_id)
+    result = session.execute(
+        update(PayoutBatch)
+        .where(PayoutBatch.id == batch_id, PayoutBatch.state == "pending")
+        .values(state="cancelled")
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        session.rollback()
+        session.refresh(batch)
+        if batch.state == "paid":
+            raise ConflictError(f"payout batch {batch_id} was paid by {batch.txid}; it stays")
+        return batch
+    session.commit()
+    session.refresh(batch)
+    return batch

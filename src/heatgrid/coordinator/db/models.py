@@ -491,8 +491,9 @@ class MiningSettlementCredit(Base):
     credited_sat: Mapped[int] = mapped_column(BigInteger)
 
 
-PAYOUT_BATCH_STATES = ("pending", "paid")
-"""A payout batch is ``pending`` until the operator records its transaction id."""
+PAYOUT_BATCH_STATES = ("pending", "paid", "cancelled")
+"""A payout batch is ``pending`` until the operator records its transaction id (``paid``) or
+drops it unpaid (``cancelled``)."""
 
 
 class PayoutBatch(Base):
@@ -518,7 +519,7 @@ class PayoutBatch(Base):
     network: Mapped[str] = mapped_column(String(16))
     min_sat: Mapped[int] = mapped_column(BigInteger)
     total_sat: Mapped[int] = mapped_column(BigInteger)
-    state: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(12))
     created_ts: Mapped[float] = mapped_column(Double)
     txid: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
     paid_ts: Mapped[float | None] = mapped_column(Double)

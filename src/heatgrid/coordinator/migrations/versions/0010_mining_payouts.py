@@ -55,11 +55,13 @@ def upgrade() -> None:
         sa.Column("network", sa.String(length=16), nullable=False),
         sa.Column("min_sat", sa.BigInteger(), nullable=False),
         sa.Column("total_sat", sa.BigInteger(), nullable=False),
-        sa.Column("state", sa.String(length=8), nullable=False),
+        sa.Column("state", sa.String(length=12), nullable=False),
         sa.Column("created_ts", sa.Double(), nullable=False),
         sa.Column("txid", sa.String(length=64), nullable=True),
         sa.Column("paid_ts", sa.Double(), nullable=True),
-        sa.CheckConstraint("state IN ('pending', 'paid')", name="ck_payout_batches_state"),
+        sa.CheckConstraint(
+            "state IN ('pending', 'paid', 'cancelled')", name="ck_payout_batches_state"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_payout_batches"),
     )
     op.create_index(
