@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from heatgrid.agent.client import CoordinatorClient
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import MiningReject
 from heatgrid.coordinator.mining_settlements import settle
 from heatgrid.core.economics import MarketSnapshot, mining_revenue_btc
+from heatgrid.protocol import v1
 
 from .conftest import T0_TS, Coordinator
 from .mining_data import Miner, enroll_miners, insert_shares
@@ -228,3 +231,46 @@ def test_an_operator_has_no_payout_address_of_their_own(coordinator: Coordinator
     )
     assert answer.status_code == 403
     assert "heatgrid mining address" in answer.json()["detail"]
+
+
+def test_a_device_reads_its_own_mining_through_the_agents_client(
+    coordinator: Coordinator, miners: list[Miner], sessions: sessionmaker[Session]
+) -> None:
+    alice_1, alice_2, bob = miners
+    _mine_an_hour(sessions, miners)
+    with sessions() as session:
+        result = settle(
+            session,
+            scheme="pro_rata",
+            until_ts=T0_TS + 3600.0,
+            fee_fraction=0.1,
+            pool_paid_sat=100_000,
+            now_ts=T0_TS + 3600.0,
+        )
+    assert result is not None
+    coordinator.clock.now_ts = T0_TS + 3600.0
+
+    async def read(device: Miner) -> v1.DeviceMining:
+        transport = httpx.ASGITransport(app=coordinator.app)
+        async with CoordinatorClient("http://coordinator.test", transport=transport) as client:
+            return await client.mining(device.device_id, device.device_token)
+
+    mine = coordinator.client.portal.call(read, alice_1)
+    assert mine.accepted_shares == 360
+    assert mine.accepted_work_diff1 == 360 * _DIFFICULTY
+    assert mine.hashrate_hs == pytest.approx(360 * _DIFFICULTY * 2**32 / 3600.0)
+    assert mine.window_s == 3600.0
+    assert mine.blocks_found == 2
+    assert mine.credited_sat == result.device_credits_sat[alice_1.device_id]
+    # bob's heater mined the hour before: all of its work, none of it in the last hour.
+    bobs = coordinator.client.portal.call(read, bob)
+    assert (bobs.accepted_shares, bobs.hashrate_hs) == (360, 0.0)
+    # A device's token reads only its own figures.
+    answer = coordinator.client.get(
+        f"/v1/mining/devices/{alice_2.device_id}", headers=coordinator.auth(alice_1.device_token)
+    )
+    assert answer.status_code == 403
+    answer = coordinator.client.get(
+        f"/v1/mining/devices/{alice_1.device_id}", headers=coordinator.auth(alice_1.owner_key)
+    )
+    assert answer.status_code == 401

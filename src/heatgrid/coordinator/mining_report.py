@@ -34,12 +34,14 @@ from heatgrid.coordinator.db.models import (
 from heatgrid.coordinator.errors import InvalidError
 from heatgrid.core.economics import MarketSnapshot, mining_revenue_btc
 from heatgrid.mining.payouts import SAT_PER_BTC, hashprice_sat_per_th_day, hashrate_hs
+from heatgrid.protocol import v1
 
 __all__ = [
     "MINING_DEVICE_KINDS",
     "DeviceMining",
     "MiningReport",
     "OwnerMining",
+    "device_mining",
     "mining_report",
 ]
 
@@ -289,3 +291,37 @@ def _owners(
     for account_id, address in addresses:
         owners[int(account_id)].payout_address = str(address)
     return owners
+
+
+DEVICE_HASHRATE_WINDOW_S = 3600.0
+"""Window of the hashrate a device's agent is told [s]."""
+
+
+def device_mining(session: Session, device_id: str, *, now_ts: float) -> v1.DeviceMining:
+    """Return one device's all-time accepted work and credit, and its last hour's hashrate."""
+    count, work, blocks = session.execute(
+        select(
+            func.count(), func.sum(MiningShare.difficulty), func.count(MiningShare.block_hash)
+        ).where(MiningShare.device_id == device_id)
+    ).one()
+    recent = session.scalar(
+        select(func.sum(MiningShare.difficulty)).where(
+            MiningShare.device_id == device_id,
+            MiningShare.accepted_ts >= now_ts - DEVICE_HASHRATE_WINDOW_S,
+            MiningShare.accepted_ts < now_ts,
+        )
+    )
+    credited = session.scalar(
+        select(func.sum(MiningSettlementCredit.credited_sat)).where(
+            MiningSettlementCredit.device_id == device_id
+        )
+    )
+    return v1.DeviceMining(
+        accepted_shares=int(count),
+        accepted_work_diff1=float(work or 0.0),
+        hashrate_hs=hashrate_hs(float(recent or 0.0), DEVICE_HASHRATE_WINDOW_S),
+        window_s=DEVICE_HASHRATE_WINDOW_S,
+        blocks_found=int(blocks),
+        credited_sat=int(credited or 0),
+        as_of_ts=now_ts,
+    )

@@ -1,6 +1,7 @@
-"""Routes for mining accounting: the report, and owners' payout addresses.
+"""Routes for mining accounting: the report, owners' payout addresses, a device's own figures.
 
-An owner sees only their own devices and account; the operator sees every one.
+An owner sees only their own devices and account; the operator sees every one; a device's
+token reads only that device's figures (its agent shows them in Home Assistant).
 """
 
 from __future__ import annotations
@@ -9,17 +10,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from heatgrid.coordinator.api.deps import NowTs, SessionDep, SettingsDep, require_scope
+from heatgrid.coordinator.api.deps import (
+    NowTs,
+    SessionDep,
+    SettingsDep,
+    require_device,
+    require_scope,
+)
 from heatgrid.coordinator.api.mining_schemas import (
     MiningReportInfo,
     PayoutAddressInfo,
     PayoutAddressRequest,
 )
 from heatgrid.coordinator.auth import AccountPrincipal
+from heatgrid.coordinator.db.models import Device
 from heatgrid.coordinator.errors import ForbiddenError
 from heatgrid.coordinator.mining_payouts import get_payout_address, set_payout_address
-from heatgrid.coordinator.mining_report import mining_report
+from heatgrid.coordinator.mining_report import device_mining, mining_report
 from heatgrid.core.economics import MarketSnapshot
+from heatgrid.protocol import v1
 
 __all__ = ["router"]
 
@@ -104,3 +113,11 @@ def put_payout_address(
 def read_payout_address(actor: _Reader, session: SessionDep) -> PayoutAddressInfo:
     """Show the caller's payout address (404 until one is registered)."""
     return PayoutAddressInfo.model_validate(get_payout_address(session, _owner(actor)))
+
+
+@router.get("/devices/{device_id}")
+def read_device_mining(
+    device: Annotated[Device, Depends(require_device)], session: SessionDep, now_ts: NowTs
+) -> v1.DeviceMining:
+    """Show the calling device's accepted work, hashrate, blocks and credit (its token only)."""
+    return device_mining(session, device.id, now_ts=now_ts)
