@@ -13,7 +13,9 @@ from heatgrid.agent.client import CoordinatorClient
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import MiningReject
 from heatgrid.coordinator.mining_settlements import settle
+from heatgrid.coordinator.settings import Settings
 from heatgrid.core.economics import MarketSnapshot, mining_revenue_btc
+from heatgrid.core.errors import InputError
 from heatgrid.protocol import v1
 
 from .conftest import T0_TS, Coordinator
@@ -274,3 +276,35 @@ def test_a_device_reads_its_own_mining_through_the_agents_client(
         f"/v1/mining/devices/{alice_1.device_id}", headers=coordinator.auth(alice_1.owner_key)
     )
     assert answer.status_code == 401
+
+
+_TESTNET = {
+    "rate_limit_per_s": 1e9,
+    "rate_limit_burst": 1_000_000,
+    "anonymous_rate_limit_per_s": 1e9,
+    "anonymous_rate_limit_burst": 1_000_000,
+    "bitcoin_network": "testnet",
+}
+
+
+@pytest.mark.parametrize("settings_overrides", [_TESTNET])
+def test_a_testnet_coordinator_takes_testnet_addresses_only(
+    coordinator: Coordinator, miners: list[Miner]
+) -> None:
+    headers = coordinator.auth(miners[0].owner_key)
+    testnet = "tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7"
+    answer = coordinator.client.put(
+        "/v1/mining/payout-address", json={"address": testnet}, headers=headers
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["network"] == "testnet"
+    answer = coordinator.client.put(
+        "/v1/mining/payout-address", json={"address": _GENESIS_ADDRESS}, headers=headers
+    )
+    assert answer.status_code == 422
+    assert "mainnet address; this coordinator pays on testnet" in answer.json()["detail"]
+
+
+def test_an_unknown_network_is_refused_when_the_coordinator_starts(database_url: str) -> None:
+    with pytest.raises(InputError, match="bitcoin_network must be one of mainnet, testnet"):
+        Settings(database_url=database_url, bitcoin_network="litecoin")

@@ -11,7 +11,9 @@ from heatgrid.core.defaults import (
     DEFAULT_ROWS_CHECKED,
     MAX_CHALLENGE_N,
 )
+from heatgrid.core.errors import InputError
 from heatgrid.core.leasing import DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S
+from heatgrid.mining.addresses import NETWORKS
 
 __all__ = ["SESSION_SECRET_ENV", "Settings"]
 
@@ -124,3 +126,10 @@ class Settings:
     challenge_rows_checked: int = DEFAULT_ROWS_CHECKED
     bitcoin_network: str = "mainnet"
     session_secret: str = field(default_factory=_session_secret, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.bitcoin_network not in NETWORKS:
+            raise InputError(
+                f"bitcoin_network must be one of {', '.join(NETWORKS)}, "
+                f"got {self.bitcoin_network!r}"
+            )
