@@ -308,3 +308,23 @@ def test_a_testnet_coordinator_takes_testnet_addresses_only(
 def test_an_unknown_network_is_refused_when_the_coordinator_starts(database_url: str) -> None:
     with pytest.raises(InputError, match="bitcoin_network must be one of mainnet, testnet"):
         Settings(database_url=database_url, bitcoin_network="litecoin")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"difficulty": 3.8e-297},  # found by schemathesis: an infinite hashprice
+        {"window_s": 0.0},
+        {"window_s": 1e12},
+        {"until_ts": -1.0},
+        {"fees_btc_per_block": -0.1},
+    ],
+)
+def test_a_report_query_out_of_range_is_answered_422(
+    coordinator: Coordinator, params: dict[str, float]
+) -> None:
+    answer = coordinator.client.get(
+        "/v1/mining/report", params=params, headers=coordinator.auth(coordinator.operator_key)
+    )
+    assert answer.status_code == 422
+    assert next(iter(params)) in answer.text

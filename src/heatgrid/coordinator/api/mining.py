@@ -53,7 +53,7 @@ def report(
         float | None, Query(ge=0.0, le=1e11, description="End of the window (default: now).")
     ] = None,
     difficulty: Annotated[
-        float, Query(gt=0.0, le=1e20, description="Network difficulty for the prediction.")
+        float, Query(ge=1.0, le=1e20, description="Network difficulty for the prediction.")
     ] = _DEFAULT_MARKET.difficulty,
     subsidy_btc: Annotated[float, Query(ge=0.0, le=50.0, description="Block subsidy [BTC].")] = (
         _DEFAULT_MARKET.subsidy_btc
