@@ -5,7 +5,7 @@ ledger account holds the sum); ``payout_batches`` and ``payout_batch_items`` are
 payouts one wallet transaction pays, at most one batch pending at a time.
 
 Revision ID: 0010
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-03
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
