@@ -299,11 +299,22 @@ async def _commands_scenario(tmp_path: Path, broker: tuple[str, int]) -> None:
             await ha.wait_for(TOPICS.setpoint_state, "23.0")
             assert daemon.held_setpoint_c == 23.0
             assert home.restarted().held_setpoint_c == 23.0
+            energy_before_kwh = daemon.heat_energy_kwh
             trace = await home.run_until(T0_TS + 5400.0)
             assert daemon.last_result.command.setpoint_c == 23.0
             assert max(temp_c for temp_c, _ in trace) >= 22.7
             assert all(temp_c <= 23.0 + 0.3 + 0.5 for temp_c, _ in trace)
+            # The heater's energy: each tick's power over the tick; the last tick's power is
+            # counted at the next tick, the one before this stretch at its first.
+            drawn_kwh = sum(power_w for _, power_w in trace[:-1]) * TICK_S / 3.6e6
+            counted_kwh = daemon.heat_energy_kwh - energy_before_kwh
+            assert drawn_kwh > 1.0
+            assert abs(counted_kwh - drawn_kwh) <= 2000.0 * TICK_S / 3.6e6 + 1e-9
+            assert home.restarted().heat_energy_kwh == daemon.heat_energy_kwh  # kept
             assert await daemon.publish_home_assistant()
+            energy_kwh = float(await ha.wait_for(TOPICS.energy))
+            assert energy_kwh == round(daemon.heat_energy_kwh, 3)
+            assert TOPICS.accepted_work not in ha.seen, "no coordinator, no mining count"
             assert await ha.wait_for(TOPICS.mode_state) == "heat"
             await ha.wait_for(TOPICS.room_temp, f"{round(home.room.room_temp_c, 2)}")
             action = "heating" if daemon.last_result.command.heating else "idle"

@@ -117,7 +117,15 @@ def test_every_key_sent_is_one_home_assistant_documents() -> None:
 
 def test_sensor_discovery_has_units_classes_and_one_device() -> None:
     sensors = sensor_configs(IDENTITY)
-    assert set(sensors) == {"power", "hashrate", "job", "earnings"}
+    assert set(sensors) == {
+        "power",
+        "hashrate",
+        "job",
+        "earnings",
+        "energy",
+        "accepted_work",
+        "mining_earnings",
+    }
     assert sensors["power"]["unit_of_measurement"] == "W"
     assert sensors["power"]["device_class"] == "power"
     assert sensors["power"]["state_class"] == "measurement"
@@ -126,6 +134,16 @@ def test_sensor_discovery_has_units_classes_and_one_device() -> None:
     assert sensors["earnings"]["device_class"] == "monetary"
     assert sensors["earnings"]["state_class"] == "total"
     assert "unit_of_measurement" not in sensors["job"]
+    # Home Assistant's Energy dashboard takes an energy sensor that only grows (meter resets
+    # aside), in Wh, kWh or MWh.
+    assert sensors["energy"]["device_class"] == "energy"
+    assert sensors["energy"]["state_class"] == "total_increasing"
+    assert sensors["energy"]["unit_of_measurement"] == "kWh"
+    assert sensors["accepted_work"]["state_class"] == "total_increasing"
+    assert sensors["accepted_work"]["unit_of_measurement"] == "diff-1 shares"
+    assert sensors["mining_earnings"]["state_class"] == "total_increasing"
+    assert sensors["mining_earnings"]["unit_of_measurement"] == "sat"
+    assert "device_class" not in sensors["mining_earnings"]  # monetary needs an ISO currency
     for config in sensors.values():
         assert {"unique_id", "state_topic", "availability_topic", "device", "name"} <= set(config)
     messages = discovery_messages(IDENTITY)
@@ -135,6 +153,9 @@ def test_sensor_discovery_has_units_classes_and_one_device() -> None:
         "homeassistant/sensor/heater_1/hashrate/config",
         "homeassistant/sensor/heater_1/job/config",
         "homeassistant/sensor/heater_1/earnings/config",
+        "homeassistant/sensor/heater_1/energy/config",
+        "homeassistant/sensor/heater_1/accepted_work/config",
+        "homeassistant/sensor/heater_1/mining_earnings/config",
     ]
     unique_ids = [payload["unique_id"] for _, payload in messages]
     assert len(set(unique_ids)) == len(unique_ids)
@@ -197,7 +218,7 @@ def test_the_bridge_announces_and_turns_commands_into_callbacks(
                 # Subscribed after the bridge announced: retained configs reach a late HA.
                 await home_assistant.subscribe("homeassistant/#")
                 await home_assistant.subscribe(topics.availability)
-                seen = await _collect(home_assistant, 6)
+                seen = await _collect(home_assistant, 9)
                 assert seen[topics.availability] == "online"
                 climate = json.loads(seen["homeassistant/climate/heater_1/thermostat/config"])
                 assert climate == climate_config(IDENTITY)
@@ -228,14 +249,20 @@ def test_the_bridge_announces_and_turns_commands_into_callbacks(
                     hashrate_ths=48.1234,
                     job="bitcoin",
                     earnings_eur=0.12344,
+                    energy_kwh=12.34567,
+                    accepted_work_diff1=11_796_480.4,
+                    mining_earnings_sat=2_475,
                 )
-                states = await _collect(home_assistant, 9)
+                states = await _collect(home_assistant, 12)
                 assert states[topics.room_temp] == "19.84"
                 assert states[topics.action] == "heating"
                 assert states[topics.power] == "1234.6"
                 assert states[topics.hashrate] == "48.123"
                 assert states[topics.job] == "bitcoin"
                 assert states[topics.earnings] == "0.1234"
+                assert states[topics.energy] == "12.346"
+                assert states[topics.accepted_work] == "11796480"
+                assert states[topics.mining_earnings] == "2475"
                 await bridge.aclose()
                 assert await _collect(home_assistant, 1) == {topics.availability: "offline"}
         finally:

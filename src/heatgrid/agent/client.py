@@ -113,33 +113,49 @@ class CoordinatorClient:
             token=token,
         )
 
+    async def mining(self, device_id: str, token: str) -> v1.DeviceMining:
+        """Return the device's mining as the coordinator's Stratum proxy counted it."""
+        return await self._send(
+            "GET", f"/v1/mining/devices/{device_id}", None, v1.DeviceMining, token=token
+        )
+
     async def _post(
         self, path: str, body: BaseModel, answer: type[_Answer], *, token: str | None
     ) -> _Answer:
-        headers = {"Content-Type": "application/json"}
+        return await self._send("POST", path, body, answer, token=token)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: BaseModel | None,
+        answer: type[_Answer],
+        *,
+        token: str | None,
+    ) -> _Answer:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        content = body.model_dump_json() if body is not None else None
+        where = f"{method} {self.url}{path}"
         try:
-            response = await self._http.post(path, content=body.model_dump_json(), headers=headers)
+            response = await self._http.request(method, path, content=content, headers=headers)
         except httpx.HTTPError as error:
             raise CoordinatorUnavailableError(
-                f"POST {self.url}{path}: {type(error).__name__}: {error}"
+                f"{where}: {type(error).__name__}: {error}"
             ) from error
         if response.status_code >= 500 or response.status_code == _TOO_MANY_REQUESTS:
             raise CoordinatorUnavailableError(
-                f"POST {self.url}{path}: HTTP {response.status_code}: {response.text[:200]}"
+                f"{where}: HTTP {response.status_code}: {response.text[:200]}"
             )
         if response.status_code >= 400:
             raise CoordinatorRefusedError(
-                f"POST {self.url}{path}: HTTP {response.status_code}: {_detail(response)}",
-                response.status_code,
+                f"{where}: HTTP {response.status_code}: {_detail(response)}", response.status_code
             )
         try:
             return answer.model_validate_json(response.content, strict=False)
         except ValidationError as error:
-            raise CoordinatorUnavailableError(
-                f"POST {self.url}{path}: unexpected answer: {error}"
-            ) from error
+            raise CoordinatorUnavailableError(f"{where}: unexpected answer: {error}") from error
 
 
 def _detail(response: httpx.Response) -> str:

@@ -103,6 +103,9 @@ _STATE_KEY = "loop_state"
 _HOLD_KEY = "setpoint_hold"
 _MODE_KEY = "user_mode"
 _ROOM_KEY = "room_model"
+_ENERGY_KEY = "heat_energy_j"
+_ENERGY_MAX_GAP_TICKS = 3.0  # a longer silence (agent stopped, clock jump) counts no energy
+_MINING_INTERVAL_S = 300.0  # how often the proxy's count is read for Home Assistant [s]
 _ROOM_FIT_TRIED_KEY = "room_model_tried_ts"
 _HISTORY_INTERVAL_S = 60.0
 _ROOM_FIT_INTERVAL_S = 86_400.0
@@ -272,6 +275,16 @@ class AgentDaemon:
         """What the user asked for; may be changed while running (see :meth:`set_mode`)."""
         self.home_assistant: HomeAssistantBridge | None = None
         """The Home Assistant bridge whose state :meth:`run` publishes; None: no publishing."""
+        stored_j = store.get(_ENERGY_KEY)
+        self._energy_j = (
+            float(stored_j)
+            if isinstance(stored_j, int | float) and math.isfinite(stored_j) and stored_j >= 0
+            else 0.0
+        )
+        self._energy_ts: float | None = None
+        self.mining: v1.DeviceMining | None = None
+        """The coordinator's count of this heater's mining, read for Home Assistant (or None)."""
+        self._mining_ts = -math.inf
         self._hold = _hold_from_json(store.get(_HOLD_KEY))
         self._held_thermostat: ThermostatConfig | None = None
         self._last_readings: Mapping[str, DeviceReading | None] = {}
@@ -408,13 +421,34 @@ class AgentDaemon:
             await self.safe_all()
         self.last_result, self._last_readings, self._last_room = result, readings, room
         self.store.put(_STATE_KEY, _state_to_json(self.state))
+        sample = telemetry_sample(result, readings, room, now_ts)
+        self._count_energy(sample.power_w, now_ts)
         interval_s = self.config.thermostat.telemetry_interval_s
         if alarm_changed or now_ts - self._last_sample_ts >= interval_s:
-            self.store.enqueue(telemetry_sample(result, readings, room, now_ts))
+            self.store.enqueue(sample)
             self._last_sample_ts = now_ts
         if now_ts - self._last_history_ts >= _HISTORY_INTERVAL_S:
             self._record_history(now_ts, readings, room)
         return result
+
+    @property
+    def heat_energy_kwh(self) -> float:
+        """Electric energy drawn, all of it heat, since the state file was made [kWh]."""
+        return self._energy_j / 3.6e6
+
+    def _count_energy(self, power_w: float, now_ts: float) -> None:
+        """Add the power read now times the time since the previous tick (kept in the state).
+
+        A device reads the power it has drawn since the previous tick's command. A gap of more
+        than three ticks (the agent stopped, the clock jumped) adds nothing.
+        """
+        last_ts, self._energy_ts = self._energy_ts, now_ts
+        if last_ts is None or not (math.isfinite(power_w) and power_w > 0.0):
+            return
+        elapsed_s = now_ts - last_ts
+        if 0.0 < elapsed_s <= _ENERGY_MAX_GAP_TICKS * self.config.thermostat.tick_s:
+            self._energy_j += power_w * elapsed_s
+            self.store.put(_ENERGY_KEY, self._energy_j)
 
     def _hint_clock(self, room: RoomSample | None) -> None:
         """Say so when the sensor stamps its readings on another clock than the agent's.
@@ -599,7 +633,20 @@ class AgentDaemon:
             _log.error("coordinator refused the heartbeat (retry in %.0f s): %s", delay_s, error)
             return delay_s
         self.backoff.reset()
+        await self._read_mining(identity.device_id, identity.device_token)
         return self._heartbeat_s
+
+    async def _read_mining(self, device_id: str, token: str) -> None:
+        """Read the proxy's count of this heater's mining for Home Assistant, now and then."""
+        now_ts = self._clock()
+        if self.home_assistant is None or now_ts - self._mining_ts < _MINING_INTERVAL_S:
+            return
+        self._mining_ts = now_ts
+        assert self._client is not None
+        try:
+            self.mining = await self._client.mining(device_id, token)
+        except (CoordinatorUnavailableError, CoordinatorRefusedError) as error:
+            _log.info("mining figures not read from the coordinator: %s", error)
 
     async def _upload(self, device_id: str, token: str) -> None:
         assert self._client is not None
@@ -657,7 +704,7 @@ class AgentDaemon:
             True if published; False without a bridge or a tick yet, or while the broker is
             away (logged; the next call publishes fresh values).
         """
-        bridge, result = self.home_assistant, self.last_result
+        bridge, result, mining = self.home_assistant, self.last_result, self.mining
         if bridge is None or result is None:
             return False
         sample = telemetry_sample(result, self._last_readings, self._last_room, self._clock())
@@ -673,6 +720,9 @@ class AgentDaemon:
                 power_w=sample.power_w,
                 hashrate_ths=sample.hashrate_ths,
                 job=job,
+                energy_kwh=self.heat_energy_kwh,
+                accepted_work_diff1=None if mining is None else mining.accepted_work_diff1,
+                mining_earnings_sat=None if mining is None else mining.credited_sat,
             )
         except MqttUnavailableError as error:
             _log.info("Home Assistant state not published: %s", error)

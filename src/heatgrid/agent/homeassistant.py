@@ -12,7 +12,10 @@ with the keys of Home Assistant's MQTT climate and sensor documentation:
 
 * a ``climate`` entity: modes ``heat`` and ``off``, target temperature (command and state
   topics), current temperature, action (``heating``, ``idle``, ``off``);
-* ``sensor`` entities: power [W], hash rate [TH/s], the job running, and earnings [EUR].
+* ``sensor`` entities: power [W], hash rate [TH/s], the job running, earnings [EUR], the
+  heater's energy [kWh] (``device_class: energy``, ``state_class: total_increasing``, so Home
+  Assistant's Energy dashboard counts it), and, from the coordinator's Stratum proxy, the
+  accepted mining work [difficulty-1 shares] and the mining earnings credited [sat].
 
 All entities share one ``device`` block, an ``origin`` block and the availability topic
 (``online``/``offline``, ``offline`` also as the connection's last will). State and command
@@ -152,6 +155,9 @@ class HaTopics:
     hashrate: str
     job: str
     earnings: str
+    energy: str
+    accepted_work: str
+    mining_earnings: str
 
     @classmethod
     def for_node(cls, node_id: str) -> HaTopics:
@@ -169,6 +175,9 @@ class HaTopics:
             hashrate=f"{base}/hashrate",
             job=f"{base}/job",
             earnings=f"{base}/earnings",
+            energy=f"{base}/energy",
+            accepted_work=f"{base}/accepted_work",
+            mining_earnings=f"{base}/mining_earnings",
         )
 
 
@@ -232,6 +241,33 @@ def sensor_configs(identity: HeaterIdentity) -> dict[str, dict[str, Any]]:
             "Earnings",
             topics.earnings,
             {"unit_of_measurement": "EUR", "device_class": "monetary", "state_class": "total"},
+        ),
+        "energy": (
+            "Energy",
+            topics.energy,
+            {
+                "unit_of_measurement": "kWh",
+                "device_class": "energy",
+                "state_class": "total_increasing",
+            },
+        ),
+        "accepted_work": (
+            "Accepted mining work",
+            topics.accepted_work,
+            {
+                "unit_of_measurement": "diff-1 shares",
+                "state_class": "total_increasing",
+                "icon": "mdi:pickaxe",
+            },
+        ),
+        "mining_earnings": (
+            "Mining earnings",
+            topics.mining_earnings,
+            {
+                "unit_of_measurement": "sat",
+                "state_class": "total_increasing",
+                "icon": "mdi:bitcoin",
+            },
         ),
     }
     return {
@@ -338,6 +374,9 @@ class HomeAssistantBridge:
         hashrate_ths: float | None = None,
         job: str | None = None,
         earnings_eur: float | None = None,
+        energy_kwh: float | None = None,
+        accepted_work_diff1: float | None = None,
+        mining_earnings_sat: int | None = None,
     ) -> None:
         """Publish (retained) the states given; None, or a non-finite number, leaves one as it was.
 
@@ -359,6 +398,12 @@ class HomeAssistantBridge:
             What the heat computes (``"bitcoin"``, a job's name, ``"idle"``).
         earnings_eur : float, optional
             What the heater has earned [EUR].
+        energy_kwh : float, optional
+            Electric energy the heater has drawn, all of it heat, since it was set up [kWh].
+        accepted_work_diff1 : float, optional
+            Mining work the coordinator's proxy accepted [difficulty-1 shares].
+        mining_earnings_sat : int, optional
+            Mining earnings credited to the owner for this heater, after fees [sat].
 
         Raises
         ------
@@ -372,10 +417,15 @@ class HomeAssistantBridge:
             (t.power, power_w, 1),
             (t.hashrate, hashrate_ths, 3),
             (t.earnings, earnings_eur, 4),
+            (t.energy, energy_kwh, 3),
         )
         for topic, value, digits in numbers:
             if value is not None and math.isfinite(value):
                 await self._session.publish(topic, f"{round(value, digits)}", retain=True)
+        counts = ((t.accepted_work, accepted_work_diff1), (t.mining_earnings, mining_earnings_sat))
+        for topic, count in counts:
+            if count is not None and math.isfinite(count):
+                await self._session.publish(topic, f"{round(count)}", retain=True)
         for topic, text in ((t.mode_state, mode), (t.action, action), (t.job, job)):
             if text is not None:
                 await self._session.publish(topic, text, retain=True)

@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "db": "Create and migrate the coordinator database.",
     "admin": "API keys and enrollment codes (reads the database).",
     "devices": "Enrolled heaters (reads the database).",
+    "mining": "Mining through the coordinator's Stratum proxy (reads the database).",
     "jobs": "Jobs on a coordinator (over its HTTP API).",
     "emulate": "Emulated hardware on loopback, driven over the real protocols.",
     "agent": "Run a heater's agent (heatgrid agent --config agent.toml), or enroll it.",

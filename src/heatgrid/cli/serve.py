@@ -110,6 +110,14 @@ def serve(
             "hardware and at random; they get tasks only once they pass (docs/trust.md)."
         ),
     ] = _DEFAULTS["hardware_challenges"],
+    bitcoin_network: Annotated[
+        str,
+        typer.Option(
+            envvar="HEATGRID_BITCOIN_NETWORK",
+            help="Network owners' payout addresses must be for: mainnet, testnet, signet or "
+            "regtest.",
+        ),
+    ] = _DEFAULTS["bitcoin_network"],
     workers: Annotated[
         int,
         typer.Option(
@@ -175,6 +183,7 @@ def serve(
         ready_wait_s=ready_wait_s,
         max_clock_skew_s=max_clock_skew_s,
         hardware_challenges=hardware_challenges,
+        bitcoin_network=bitcoin_network,
     )
     if workers > 1:  # each worker process builds its app from the environment
         os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))

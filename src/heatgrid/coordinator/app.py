@@ -22,7 +22,7 @@ from platformdirs import user_data_dir
 
 from heatgrid import __version__
 from heatgrid.coordinator import dashboard
-from heatgrid.coordinator.api import admin, devices, health, jobs, tasks
+from heatgrid.coordinator.api import admin, devices, health, jobs, mining, tasks
 from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.db.engine import (
     POOL_CONNECTIONS,
@@ -236,6 +236,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.include_router(admin.router)
     app.include_router(jobs.router)
     app.include_router(tasks.router)
+    app.include_router(mining.router)
     dashboard.mount(app)
     app.openapi = _openapi_document(app)  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, _on_validation_error)

@@ -1,9 +1,10 @@
 """The double-entry ledger: energy delivered and money owed, in integers that always balance.
 
 Every transaction is a set of entries whose amounts sum to zero in each unit: ``"j"`` (joules
-of electricity a device burned for a job) and ``"micro_eur"`` (millionths of a euro). A task
-attempt is settled once, under the key ``attempt:<task>:<n>``; posting the same key again
-does nothing, so a retried request or a second coordinator process cannot pay twice.
+of electricity a device burned for a job), ``"micro_eur"`` (millionths of a euro) and
+``"sat"`` (satoshi a heater's mining earned, :mod:`heatgrid.coordinator.mining_settlements`).
+A task attempt is settled once, under the key ``attempt:<task>:<n>``; posting the same key
+again does nothing, so a retried request or a second coordinator process cannot pay twice.
 
 Settling an attempt of ``E`` joules at the job's price ``p`` [EUR/kWh]:
 

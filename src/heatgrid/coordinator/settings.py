@@ -11,7 +11,9 @@ from heatgrid.core.defaults import (
     DEFAULT_ROWS_CHECKED,
     MAX_CHALLENGE_N,
 )
+from heatgrid.core.errors import InputError
 from heatgrid.core.leasing import DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S
+from heatgrid.mining.addresses import NETWORKS
 
 __all__ = ["SESSION_SECRET_ENV", "Settings"]
 
@@ -87,6 +89,9 @@ class Settings:
         Largest side of a challenge's matrices [entries].
     challenge_rows_checked : int
         Places checked per challenge.
+    bitcoin_network : str
+        Network that owners' payout addresses must be for: ``mainnet``, ``testnet``,
+        ``signet`` or ``regtest``.
     session_secret : str
         Key that signs the dashboard's session cookies and CSRF tokens: from
         ``$HEATGRID_SESSION_SECRET``, else random per ``Settings`` (``serve --workers`` hands
@@ -119,4 +124,12 @@ class Settings:
     challenge_target_s: float = DEFAULT_CHALLENGE_TARGET_S
     challenge_max_n: int = MAX_CHALLENGE_N
     challenge_rows_checked: int = DEFAULT_ROWS_CHECKED
+    bitcoin_network: str = "mainnet"
     session_secret: str = field(default_factory=_session_secret, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.bitcoin_network not in NETWORKS:
+            raise InputError(
+                f"bitcoin_network must be one of {', '.join(NETWORKS)}, "
+                f"got {self.bitcoin_network!r}"
+            )

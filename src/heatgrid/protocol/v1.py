@@ -33,6 +33,7 @@ __all__ = [
     "ClaimResponse",
     "CountryCode",
     "DeviceKind",
+    "DeviceMining",
     "EnrollRequest",
     "EnrollResponse",
     "Hardware",
@@ -501,3 +502,35 @@ class CheckpointReceipt(_Message):
     sha256: str
     progress_energy_j: float
     lease_expires_ts: float
+
+
+class DeviceMining(_Message):
+    """A device's mining as the coordinator's Stratum proxy counted it (for its agent).
+
+    Attributes
+    ----------
+    accepted_shares : int
+        Shares accepted since the device first mined through the proxy.
+    accepted_work_diff1 : float
+        Their work [difficulty-1 shares]; only grows.
+    hashrate_hs : float
+        Accepted work times ``2**32`` over the last ``window_s`` [H/s].
+    window_s : float
+        The window of ``hashrate_hs`` [s].
+    blocks_found : int
+        Accepted shares that were also blocks.
+    credited_sat : int
+        What settlements credited the owner for this device's work, after the operator's fee
+        [sat]; only grows.
+    as_of_ts : float
+        The coordinator's clock when counted [POSIX s, UTC].
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    accepted_shares: Annotated[int, Field(ge=0)]
+    accepted_work_diff1: Annotated[float, Field(ge=0.0)]
+    hashrate_hs: Annotated[float, Field(ge=0.0)]
+    window_s: Annotated[float, Field(gt=0.0)]
+    blocks_found: Annotated[int, Field(ge=0)]
+    credited_sat: Annotated[int, Field(ge=0)]
+    as_of_ts: float

@@ -140,9 +140,10 @@ class Balance(_Body):
     Attributes
     ----------
     account : str
-        ``submitter:<id>``, ``owner:<id>``, ``platform``, ``device:<id>`` or ``job:<id>``.
+        ``submitter:<id>``, ``owner:<id>``, ``platform``, ``device:<id>``, ``job:<id>``,
+        ``pool`` or ``paid_out``.
     unit : str
-        ``"micro_eur"`` (1e-6 EUR) or ``"j"`` (joules).
+        ``"micro_eur"`` (1e-6 EUR), ``"j"`` (joules) or ``"sat"`` (satoshi, mining).
     amount : int
         Sum of the account's entries in that unit (negative: it owes or gave).
     """

@@ -45,8 +45,11 @@ __all__ = [
     "MiningCredential",
     "MiningReject",
     "MiningSettlement",
+    "MiningSettlementCredit",
     "MiningShare",
     "PayoutAddress",
+    "PayoutBatch",
+    "PayoutBatchItem",
     "Task",
     "TaskAttempt",
     "TelemetryHourly",
@@ -335,9 +338,10 @@ class LedgerTransaction(Base):
 class LedgerEntry(Base):
     """One side of a transaction: ``amount`` (integer, signed) of ``unit`` on ``account``.
 
-    Units: ``"micro_eur"`` (1e-6 EUR) and ``"j"`` (joules). Within a transaction the amounts
-    of each unit sum to zero. Accounts read ``submitter:<id>``, ``owner:<id>``, ``platform``,
-    ``device:<id>`` and ``job:<id>``.
+    Units: ``"micro_eur"`` (1e-6 EUR), ``"j"`` (joules) and ``"sat"`` (satoshi, mining).
+    Within a transaction the amounts of each unit sum to zero. Accounts read
+    ``submitter:<id>``, ``owner:<id>``, ``platform``, ``device:<id>``, ``job:<id>``, and for
+    mining ``pool`` and ``paid_out``.
     """
 
     __tablename__ = "ledger_entries"
@@ -466,3 +470,67 @@ class DeviceChallenge(Base):
     state: Mapped[str] = mapped_column(String(12))
     reason: Mapped[str | None] = mapped_column(Text)
     ended_ts: Mapped[float | None] = mapped_column(Double)
+
+
+class MiningSettlementCredit(Base):
+    """What one payout run credited for one device's work: its part of the net, after the fee.
+
+    The owner's ledger account is credited the sum over their devices; this row keeps the
+    per-device figure for the mining report.
+    """
+
+    __tablename__ = "mining_settlement_credits"
+
+    settlement_id: Mapped[int] = mapped_column(
+        ForeignKey("mining_settlements.id"), primary_key=True
+    )
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True, index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    share_count: Mapped[int] = mapped_column(BigInteger)
+    work_diff1: Mapped[float] = mapped_column(Double)
+    credited_sat: Mapped[int] = mapped_column(BigInteger)
+
+
+PAYOUT_BATCH_STATES = ("pending", "paid", "cancelled")
+"""A payout batch is ``pending`` until the operator records its transaction id (``paid``) or
+drops it unpaid (``cancelled``)."""
+
+
+class PayoutBatch(Base):
+    """A set of owner payouts that one wallet transaction pays (``bitcoin-cli sendmany``).
+
+    At most one batch is pending at a time (a partial unique index), so an owner's balance is
+    never put in two batches.
+    """
+
+    __tablename__ = "payout_batches"
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_quoted(PAYOUT_BATCH_STATES)})", name="state"),
+        Index(
+            "uq_payout_batches_pending",
+            "state",
+            unique=True,
+            sqlite_where=text("state = 'pending'"),
+            postgresql_where=text("state = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    network: Mapped[str] = mapped_column(String(16))
+    min_sat: Mapped[int] = mapped_column(BigInteger)
+    total_sat: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(12))
+    created_ts: Mapped[float] = mapped_column(Double)
+    txid: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
+    paid_ts: Mapped[float | None] = mapped_column(Double)
+
+
+class PayoutBatchItem(Base):
+    """One owner's payout in a batch: ``amount_sat`` to ``address``."""
+
+    __tablename__ = "payout_batch_items"
+
+    batch_id: Mapped[int] = mapped_column(ForeignKey("payout_batches.id"), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True, index=True)
+    address: Mapped[str] = mapped_column(String(100))
+    amount_sat: Mapped[int] = mapped_column(BigInteger)
