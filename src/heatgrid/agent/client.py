@@ -4,7 +4,13 @@ Two kinds of failure: :class:`CoordinatorUnavailableError` (no connection, a tim
 429 answer: retry later with backoff, keep heating on local control) and
 :class:`CoordinatorRefusedError` (a 4xx answer: the request is wrong or the token revoked;
 retrying the same request will not help). A downloaded artifact whose bytes do not have the
-SHA-256 that names it raises :class:`ArtifactMismatchError` and leaves no file behind.
+SHA-256 that names it raises :class:`ArtifactMismatchError` and leaves no file behind; a
+checkpoint whose bytes do not have the hash the coordinator recorded,
+:class:`CheckpointMismatchError`.
+
+Checkpoints go up in chunks named by their SHA-256 (:meth:`CoordinatorClient.upload_checkpoint`):
+the client asks which chunks the coordinator lacks and sends only those, so calling it again
+after a failure (or after the agent restarts) resumes the upload instead of starting over.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -27,7 +34,9 @@ from heatgrid.protocol.challenge import ChallengeCommit, ChallengeReveal, Challe
 from heatgrid.protocol.jobs import MAX_ARTIFACT_BYTES
 
 __all__ = [
+    "DEFAULT_CHUNK_BYTES",
     "ArtifactMismatchError",
+    "CheckpointMismatchError",
     "CoordinatorClient",
     "CoordinatorRefusedError",
     "CoordinatorUnavailableError",
@@ -36,6 +45,10 @@ __all__ = [
 _Answer = TypeVar("_Answer", bound=BaseModel)
 _TOO_MANY_REQUESTS = 429
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NO_CONTENT = 204
+
+DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+"""Size of the chunks a checkpoint is uploaded in [bytes]: what a failed upload may resend."""
 
 
 class CoordinatorUnavailableError(RuntimeError):
@@ -48,6 +61,10 @@ class CoordinatorRefusedError(RuntimeError):
     def __init__(self, message: str, status_code: int) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A downloaded checkpoint's bytes do not have the SHA-256 the coordinator recorded."""
 
 
 class ArtifactMismatchError(RuntimeError):
@@ -74,7 +91,9 @@ class CoordinatorClient:
     transport : httpx.AsyncBaseTransport, optional
         Transport to use instead of the network (e.g. ``httpx.ASGITransport`` of an app).
     token : str, optional
-        The device token used by the methods that are not given one (``fetch_artifact``).
+        The device token used by the methods that are not given one (artifacts, checkpoints).
+    device_id : str, optional
+        This device's id, used by the checkpoint methods that are not given one.
     """
 
     def __init__(
@@ -84,9 +103,11 @@ class CoordinatorClient:
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         token: str | None = None,
+        device_id: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
+        self.device_id = device_id
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout_s, transport=transport)
 
     async def aclose(self) -> None:
@@ -201,6 +222,130 @@ class CoordinatorClient:
                 partial.unlink()
         return target
 
+    async def upload_checkpoint(
+        self,
+        task_id: str,
+        path_or_bytes: Path | bytes,
+        *,
+        attempt: int,
+        energy_j: float,
+        device_id: str | None = None,
+        token: str | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> v1.CheckpointReceipt:
+        """Upload a checkpoint in chunks, sending only those the coordinator lacks; commit it.
+
+        Called again after a failure with the same bytes, it resumes: the chunks that arrived
+        before are not sent again.
+
+        Parameters
+        ----------
+        task_id : str
+            The leased task.
+        path_or_bytes : Path or bytes
+            The checkpoint: a file, or its bytes.
+        attempt : int
+            The attempt, as leased.
+        energy_j : float
+            Energy the attempt burned when the checkpoint was taken [J].
+        chunk_bytes : int
+            Size of each chunk [bytes].
+
+        Returns
+        -------
+        v1.CheckpointReceipt
+            Its number, hash and the renewed lease.
+        """
+        if chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes: {chunk_bytes} must be at least 1")
+        base = self._task_path(task_id, device_id)
+        headers = self._headers(token)
+        chunks, whole_sha256, size_bytes = _chunk_hashes(path_or_bytes, chunk_bytes)
+        if size_bytes == 0:
+            raise ValueError("path_or_bytes: a checkpoint holds at least one byte")
+        query = v1.CheckpointChunkQuery(attempt=attempt, chunks=[sha for sha, _ in chunks])
+        answer = await self._send(
+            "POST", f"{base}/checkpoint-chunks/missing", headers, json_body=query
+        )
+        missing = set(v1.CheckpointChunksMissing.model_validate_json(answer, strict=False).missing)
+        for sha256, offset in chunks:
+            if sha256 not in missing:
+                continue
+            missing.discard(sha256)
+            await self._send(
+                "PUT",
+                f"{base}/checkpoint-chunks/{sha256}",
+                {**headers, "Content-Type": "application/octet-stream"},
+                params={"attempt": attempt},
+                content=_read_chunk(path_or_bytes, offset, chunk_bytes),
+            )
+        commit = v1.CheckpointCommit(
+            attempt=attempt,
+            energy_j=energy_j,
+            chunks=[sha for sha, _ in chunks],
+            sha256=whole_sha256,
+            size_bytes=size_bytes,
+        )
+        answer = await self._send("POST", f"{base}/checkpoints", headers, json_body=commit)
+        return _parsed(v1.CheckpointReceipt, answer, f"POST {self.url}{base}/checkpoints")
+
+    async def download_checkpoint(
+        self, task_id: str, *, device_id: str | None = None, token: str | None = None
+    ) -> bytes | None:
+        """Return the newest checkpoint of a task this device holds, or None if it has none.
+
+        Raises
+        ------
+        CheckpointMismatchError
+            The bytes received do not have the SHA-256 the coordinator recorded.
+        """
+        path = f"{self._task_path(task_id, device_id)}/checkpoint"
+        try:
+            response = await self._http.get(path, headers=self._headers(token))
+        except httpx.HTTPError as error:
+            raise CoordinatorUnavailableError(
+                f"GET {self.url}{path}: {type(error).__name__}: {error}"
+            ) from error
+        _raise_for_status("GET", f"{self.url}{path}", response, response.content)
+        if response.status_code == _NO_CONTENT:
+            return None
+        expected = response.headers.get("X-Checkpoint-Sha256", "")
+        received = hashlib.sha256(response.content).hexdigest()
+        if received != expected:
+            raise CheckpointMismatchError(
+                f"GET {self.url}{path}: the bytes received have SHA-256 {received}, not "
+                f"{expected or '(none given)'} as recorded; the checkpoint is corrupt"
+            )
+        return response.content
+
+    def _task_path(self, task_id: str, device_id: str | None) -> str:
+        device_id = device_id if device_id is not None else self.device_id
+        if device_id is None:
+            raise ValueError("device_id: none given, and the client has none")
+        return f"/v1/devices/{device_id}/tasks/{task_id}"
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        *,
+        json_body: BaseModel | None = None,
+        **kwargs: object,
+    ) -> bytes:
+        """Send a request; return the answer's body, or raise the client's error."""
+        if json_body is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+            kwargs["content"] = json_body.model_dump_json()
+        try:
+            response = await self._http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as error:
+            raise CoordinatorUnavailableError(
+                f"{method} {self.url}{path}: {type(error).__name__}: {error}"
+            ) from error
+        _raise_for_status(method, f"{self.url}{path}", response, response.content)
+        return response.content
+
     def _headers(self, token: str | None) -> dict[str, str]:
         token = token if token is not None else self.token
         if token is None:
@@ -254,6 +399,48 @@ class CoordinatorClient:
             raise CoordinatorUnavailableError(
                 f"POST {self.url}{path}: unexpected answer: {error}"
             ) from error
+
+
+def _parsed(answer: type[_Answer], content: bytes, where: str) -> _Answer:
+    try:
+        return answer.model_validate_json(content, strict=False)
+    except ValidationError as error:
+        raise CoordinatorUnavailableError(f"{where}: unexpected answer: {error}") from error
+
+
+def _chunk_hashes(
+    path_or_bytes: Path | bytes, chunk_bytes: int
+) -> tuple[list[tuple[str, int]], str, int]:
+    """Return ((SHA-256, offset) of each chunk, SHA-256 of the whole, size [bytes])."""
+    whole = hashlib.sha256()
+    chunks: list[tuple[str, int]] = []
+    offset = 0
+    if isinstance(path_or_bytes, bytes):
+        pieces: Iterator[bytes] = (
+            path_or_bytes[start : start + chunk_bytes]
+            for start in range(0, len(path_or_bytes), chunk_bytes)
+        )
+    else:
+        pieces = _file_pieces(path_or_bytes, chunk_bytes)
+    for piece in pieces:
+        whole.update(piece)
+        chunks.append((hashlib.sha256(piece).hexdigest(), offset))
+        offset += len(piece)
+    return chunks, whole.hexdigest(), offset
+
+
+def _file_pieces(path: Path, chunk_bytes: int) -> Iterator[bytes]:
+    with path.open("rb") as blob:
+        while piece := blob.read(chunk_bytes):
+            yield piece
+
+
+def _read_chunk(path_or_bytes: Path | bytes, offset: int, chunk_bytes: int) -> bytes:
+    if isinstance(path_or_bytes, bytes):
+        return path_or_bytes[offset : offset + chunk_bytes]
+    with path_or_bytes.open("rb") as blob:
+        blob.seek(offset)
+        return blob.read(chunk_bytes)
 
 
 def _file_sha256(path: Path) -> str:

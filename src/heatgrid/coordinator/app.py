@@ -22,7 +22,15 @@ from platformdirs import user_data_dir
 
 from heatgrid import __version__
 from heatgrid.coordinator import dashboard
-from heatgrid.coordinator.api import admin, artifacts, devices, health, jobs, tasks
+from heatgrid.coordinator.api import (
+    admin,
+    artifacts,
+    checkpoint_chunks,
+    devices,
+    health,
+    jobs,
+    tasks,
+)
 from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.db.engine import (
     POOL_CONNECTIONS,
@@ -237,6 +245,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.include_router(jobs.router)
     app.include_router(artifacts.router)
     app.include_router(tasks.router)
+    app.include_router(checkpoint_chunks.router)
     dashboard.mount(app)
     app.openapi = _openapi_document(app)  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, _on_validation_error)

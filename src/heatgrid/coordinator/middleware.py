@@ -78,7 +78,10 @@ class NulRefusalMiddleware:
 
 
 def _is_checkpoint(scope: Scope) -> bool:
-    return scope["method"] == "PUT" and str(scope["path"]).endswith("/checkpoint")
+    path = str(scope["path"])
+    return scope["method"] == "PUT" and (
+        path.endswith("/checkpoint") or "/checkpoint-chunks/" in path
+    )
 
 
 def _is_artifact(scope: Scope) -> bool:
@@ -102,7 +105,7 @@ class BodyLimitMiddleware:
     own socket: the app, and the :class:`ConcurrencyLimitMiddleware` slot inside it, only see
     requests whose body is complete.
 
-    Uploads of checkpoint blobs (``PUT …/checkpoint``, authenticated, up to
+    Uploads of checkpoint blobs (``PUT …/checkpoint``, ``PUT …/checkpoint-chunks/…``, up to
     ``blob_limit_bytes``) and of job artifacts (``PUT /v1/artifacts/…``, up to
     ``artifact_limit_bytes``) are streamed to the app instead of held in memory; there
     ``timeout_s`` bounds each pause between two chunks.

@@ -87,18 +87,30 @@ async def put_artifact(
         size_bytes, received = await artifacts.digest_stream(request.stream())
         artifacts.check_received(sha256, size_bytes, received)
         await run_in_threadpool(
-            artifacts.record, session, store, actor, sha256,
-            size_bytes=size_bytes, staged=None, now_ts=now_ts,
-        )  # fmt: skip
+            artifacts.record,
+            session,
+            store,
+            actor,
+            sha256,
+            size_bytes=size_bytes,
+            staged=None,
+            now_ts=now_ts,
+        )
         response.status_code = status.HTTP_200_OK
         return ArtifactRef(sha256=sha256, size_bytes=size_bytes)
     staged = await store.stage(request.stream())
     try:
         artifacts.check_received(sha256, staged.size_bytes, staged.sha256)
         created = await run_in_threadpool(
-            artifacts.record, session, store, actor, sha256,
-            size_bytes=staged.size_bytes, staged=staged, now_ts=float(request.app.state.clock()),
-        )  # fmt: skip
+            artifacts.record,
+            session,
+            store,
+            actor,
+            sha256,
+            size_bytes=staged.size_bytes,
+            staged=staged,
+            now_ts=float(request.app.state.clock()),
+        )
     finally:
         await run_in_threadpool(store.discard, staged)
     if not created:

@@ -333,7 +333,11 @@ class TaskAttempt(Base):
 
 
 class Checkpoint(Base):
-    """A task's saved state: metadata here, the blob in the checkpoint store (fsspec)."""
+    """A task's saved state: metadata here, the blob in the checkpoint store (fsspec).
+
+    Only a task's newest checkpoints keep their blob; ``pruned_ts`` says when an older one's
+    blob was removed.
+    """
 
     __tablename__ = "checkpoints"
 
@@ -346,6 +350,7 @@ class Checkpoint(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(_HASH_LENGTH))
     created_ts: Mapped[float] = mapped_column(Double)
+    pruned_ts: Mapped[float | None] = mapped_column(Double)
 
 
 class LedgerTransaction(Base):

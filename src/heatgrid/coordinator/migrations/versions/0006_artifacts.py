@@ -1,9 +1,10 @@
-"""Content-addressed job artifacts and who uploaded them; jobs name the artifact they run.
+"""Job artifacts by content and their uploaders; jobs name their artifact; pruned checkpoints.
 
 ``artifacts`` holds one row per packed job (by the SHA-256 of its bytes), ``artifact_owners``
 the accounts that uploaded those bytes (they may read the artifact and submit jobs on it);
 ``jobs.artifact_sha256`` names a job's artifact and ``jobs.input_urls`` the inputs it reads
-where they are (fsspec URLs).
+where they are (fsspec URLs). ``checkpoints.pruned_ts`` marks a checkpoint whose blob was
+removed (only a task's newest few keep theirs).
 
 Revision ID: 0006
 Revises: 0012
@@ -51,10 +52,13 @@ def upgrade() -> None:
             "fk_jobs_artifact_sha256_artifacts", "artifacts", ["artifact_sha256"], ["sha256"]
         )
         batch.create_index("ix_jobs_artifact_sha256", ["artifact_sha256"])
+    op.add_column("checkpoints", sa.Column("pruned_ts", sa.Double(), nullable=True))
 
 
 def downgrade() -> None:
     """Revert this migration."""
+    with op.batch_alter_table("checkpoints") as batch:
+        batch.drop_column("pruned_ts")
     with op.batch_alter_table("jobs") as batch:
         batch.drop_index("ix_jobs_artifact_sha256")
         batch.drop_constraint("fk_jobs_artifact_sha256_artifacts", type_="foreignkey")
