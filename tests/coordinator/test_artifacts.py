@@ -118,7 +118,8 @@ def test_an_artifact_is_stored_once_and_a_second_upload_writes_nothing(
     again = _put(coordinator, carol, ref.sha256, data)
     assert again.status_code == 200, again.text
     assert again.json() == first.json()
-    dave = coordinator.submitter_key("dave")  # another submitter with the same bytes
+    dave = coordinator.submitter_key("dave")  # another submitter with the same bytes:
+    assert _put(coordinator, dave, ref.sha256, data).status_code == 201  # not told carol has it
     assert _put(coordinator, dave, ref.sha256, data).status_code == 200
     [same] = _blobs(tmp_path / "checkpoints")
     assert (same.stat().st_ino, same.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)

@@ -4,6 +4,8 @@ An upload is checked against the hash it names while it streams in; the blob is 
 the store with no transaction open (:meth:`CheckpointStore.stage`), then a short transaction
 moves it to its key and records it. Content already stored is not written again: its bytes
 are only hashed, to prove the uploader holds them, and the uploader is recorded as an owner.
+The answer is 201 for an uploader new to the artifact, 200 for one who had uploaded it: it
+never tells whether another account holds the same content.
 
 An artifact is visible (``HEAD``, ``GET``, and named by a job) to the accounts that uploaded
 it, and readable by the devices that hold a lease on a task of a job that runs it; to anyone
@@ -69,9 +71,12 @@ def check_received(sha256: str, size_bytes: int, received_sha256: str) -> None:
         )
 
 
-def _own(session: Session, sha256: str, account_id: int, now_ts: float) -> None:
-    if session.get(ArtifactOwner, (sha256, account_id)) is None:
-        session.add(ArtifactOwner(sha256=sha256, account_id=account_id, created_ts=now_ts))
+def _own(session: Session, sha256: str, account_id: int, now_ts: float) -> bool:
+    """Record ``account_id`` as an uploader of ``sha256``; return True if it was not one."""
+    if session.get(ArtifactOwner, (sha256, account_id)) is not None:
+        return False
+    session.add(ArtifactOwner(sha256=sha256, account_id=account_id, created_ts=now_ts))
+    return True
 
 
 def record(
@@ -95,9 +100,9 @@ def record(
     Returns
     -------
     bool
-        True when the blob was stored now; False when it was stored already.
+        True when the artifact is new to ``actor`` (stored now, or stored before for another
+        account: the answer does not tell them apart); False when ``actor`` had uploaded it.
     """
-    created = False
     try:
         if find(session, sha256) is None and staged is not None:
             key = artifact_key(sha256)
@@ -106,16 +111,14 @@ def record(
                 Artifact(sha256=sha256, size_bytes=size_bytes, blob_key=key, created_ts=now_ts)
             )
             session.flush()
-            created = True
-        _own(session, sha256, actor.account_id, now_ts)
+        new_owner = _own(session, sha256, actor.account_id, now_ts)
         session.commit()
     except IntegrityError:
         # Another upload of the same content (or by the same account) committed first.
         session.rollback()
-        _own(session, sha256, actor.account_id, now_ts)
+        new_owner = _own(session, sha256, actor.account_id, now_ts)
         session.commit()
-        created = False
-    return created
+    return new_owner
 
 
 def _owns(session: Session, sha256: str, account_id: int) -> bool:

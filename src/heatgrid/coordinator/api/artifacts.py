@@ -52,7 +52,7 @@ def _store(request: Request) -> CheckpointStore:
 @router.put(
     "/{sha256}",
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": ArtifactRef, "description": "Stored already; nothing written"}},
+    responses={200: {"model": ArtifactRef, "description": "You had uploaded it; nothing written"}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -71,10 +71,11 @@ async def put_artifact(
     now_ts: NowTs,
     response: Response,
 ) -> ArtifactRef:
-    """Store an artifact (the body) under its SHA-256: 201 stored now, 200 stored already.
+    """Store an artifact (the body) under its SHA-256: 201 stored for you, 200 you had it.
 
     The body is hashed as it streams in; one whose hash is not the path's is refused (422) and
-    leaves nothing behind. Content stored already is only hashed, not written again.
+    leaves nothing behind. Content stored already (by anyone) is only hashed, not written
+    again; the status does not tell whether another account had uploaded it.
     """
     if actor.role not in ("submitter", "operator"):
         raise ForbiddenError(
@@ -86,7 +87,7 @@ async def put_artifact(
     if stored is not None:
         size_bytes, received = await artifacts.digest_stream(request.stream())
         artifacts.check_received(sha256, size_bytes, received)
-        await run_in_threadpool(
+        new_owner = await run_in_threadpool(
             artifacts.record,
             session,
             store,
@@ -96,7 +97,8 @@ async def put_artifact(
             staged=None,
             now_ts=now_ts,
         )
-        response.status_code = status.HTTP_200_OK
+        if not new_owner:
+            response.status_code = status.HTTP_200_OK
         return ArtifactRef(sha256=sha256, size_bytes=size_bytes)
     staged = await store.stage(request.stream())
     try:
