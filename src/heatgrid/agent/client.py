@@ -3,24 +3,52 @@
 Two kinds of failure: :class:`CoordinatorUnavailableError` (no connection, a timeout, a 5xx or
 429 answer: retry later with backoff, keep heating on local control) and
 :class:`CoordinatorRefusedError` (a 4xx answer: the request is wrong or the token revoked;
-retrying the same request will not help).
+retrying the same request will not help). A downloaded artifact whose bytes do not have the
+SHA-256 that names it raises :class:`ArtifactMismatchError` and leaves no file behind; a
+checkpoint whose bytes do not have the hash the coordinator recorded,
+:class:`CheckpointMismatchError`.
+
+Checkpoints go up in chunks named by their SHA-256 (:meth:`CoordinatorClient.upload_checkpoint`):
+the client asks which chunks the coordinator lacks and sends only those, so calling it again
+after a failure (or after the agent restarts) resumes the upload instead of starting over.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from heatgrid.jobs.artifact import artifact_path
 from heatgrid.protocol import v1
 from heatgrid.protocol.challenge import ChallengeCommit, ChallengeReveal, ChallengeVerdict
+from heatgrid.protocol.jobs import MAX_ARTIFACT_BYTES
 
-__all__ = ["CoordinatorClient", "CoordinatorRefusedError", "CoordinatorUnavailableError"]
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "ArtifactMismatchError",
+    "CheckpointMismatchError",
+    "CoordinatorClient",
+    "CoordinatorRefusedError",
+    "CoordinatorUnavailableError",
+]
 
 _Answer = TypeVar("_Answer", bound=BaseModel)
 _TOO_MANY_REQUESTS = 429
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NO_CONTENT = 204
+
+DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+"""Size of the chunks a checkpoint is uploaded in [bytes]: what a failed upload may resend."""
 
 
 class CoordinatorUnavailableError(RuntimeError):
@@ -35,6 +63,22 @@ class CoordinatorRefusedError(RuntimeError):
         self.status_code = status_code
 
 
+class CheckpointMismatchError(RuntimeError):
+    """A downloaded checkpoint's bytes do not have the SHA-256 the coordinator recorded."""
+
+
+class ArtifactMismatchError(RuntimeError):
+    """A downloaded artifact is not the one asked for (its SHA-256 differs, or it is too large).
+
+    Nothing was kept. The task must not run from it; the message names both hashes.
+    """
+
+    def __init__(self, message: str, expected_sha256: str, received_sha256: str | None) -> None:
+        super().__init__(message)
+        self.expected_sha256 = expected_sha256
+        self.received_sha256 = received_sha256
+
+
 class CoordinatorClient:
     """Talks to one coordinator over HTTP.
 
@@ -46,6 +90,10 @@ class CoordinatorClient:
         Timeout of each request [s].
     transport : httpx.AsyncBaseTransport, optional
         Transport to use instead of the network (e.g. ``httpx.ASGITransport`` of an app).
+    token : str, optional
+        The device token used by the methods that are not given one (artifacts, checkpoints).
+    device_id : str, optional
+        This device's id, used by the checkpoint methods that are not given one.
     """
 
     def __init__(
@@ -54,8 +102,12 @@ class CoordinatorClient:
         *,
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        token: str | None = None,
+        device_id: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.token = token
+        self.device_id = device_id
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout_s, transport=transport)
 
     async def aclose(self) -> None:
@@ -115,16 +167,231 @@ class CoordinatorClient:
 
     async def mining(self, device_id: str, token: str) -> v1.DeviceMining:
         """Return the device's mining as the coordinator's Stratum proxy counted it."""
-        return await self._send(
+        return await self._exchange(
             "GET", f"/v1/mining/devices/{device_id}", None, v1.DeviceMining, token=token
         )
+
+    async def fetch_artifact(
+        self,
+        sha256: str,
+        dest_dir: Path,
+        *,
+        token: str | None = None,
+        max_bytes: int = MAX_ARTIFACT_BYTES,
+    ) -> Path:
+        """Download the artifact ``sha256`` into ``dest_dir``, check its hash, return its path.
+
+        The file is ``dest_dir/SHA256.tar.gz`` (:func:`heatgrid.jobs.artifact.artifact_path`);
+        one already there with the right hash is kept without a download. The bytes are hashed
+        as they arrive into a temporary name, and moved into place only when they match.
+
+        Parameters
+        ----------
+        sha256 : str
+            SHA-256 of the artifact, 64 lower-case hex digits (a lease's ``artifact.sha256``).
+        dest_dir : Path
+            Directory for artifacts; created if missing.
+        token : str, optional
+            The device token; default the client's ``token``.
+        max_bytes : int
+            Largest download accepted [bytes].
+
+        Raises
+        ------
+        ArtifactMismatchError
+            The bytes received do not have that SHA-256, or are more than ``max_bytes``.
+        CoordinatorRefusedError
+            4xx: not found, or this device holds no lease on a task that runs it.
+        CoordinatorUnavailableError
+            No connection, a timeout, or a 5xx or 429 answer: try again later.
+        """
+        if not _SHA256.fullmatch(sha256):
+            raise ValueError(f"sha256: {sha256!r} is not 64 lower-case hex digits")
+        target = artifact_path(dest_dir, sha256)
+        if target.is_file() and _file_sha256(target) == sha256:
+            return target
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+        path = f"/v1/artifacts/{sha256}"
+        try:
+            received = await self._download(path, partial, token=token, max_bytes=max_bytes)
+            if received != sha256:
+                raise ArtifactMismatchError(
+                    f"GET {self.url}{path}: the bytes received have SHA-256 {received}, not "
+                    f"{sha256}; the artifact is corrupt or was tampered with, nothing was kept",
+                    sha256,
+                    received,
+                )
+            partial.replace(target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+        return target
+
+    async def upload_checkpoint(
+        self,
+        task_id: str,
+        path_or_bytes: Path | bytes,
+        *,
+        attempt: int,
+        energy_j: float,
+        device_id: str | None = None,
+        token: str | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> v1.CheckpointReceipt:
+        """Upload a checkpoint in chunks, sending only those the coordinator lacks; commit it.
+
+        Called again after a failure with the same bytes, it resumes: the chunks that arrived
+        before are not sent again.
+
+        Parameters
+        ----------
+        task_id : str
+            The leased task.
+        path_or_bytes : Path or bytes
+            The checkpoint: a file, or its bytes.
+        attempt : int
+            The attempt, as leased.
+        energy_j : float
+            Energy the attempt burned when the checkpoint was taken [J].
+        chunk_bytes : int
+            Size of each chunk [bytes].
+
+        Returns
+        -------
+        v1.CheckpointReceipt
+            Its number, hash and the renewed lease.
+        """
+        if chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes: {chunk_bytes} must be at least 1")
+        base = self._task_path(task_id, device_id)
+        headers = self._headers(token)
+        chunks, whole_sha256, size_bytes = _chunk_hashes(path_or_bytes, chunk_bytes)
+        if size_bytes == 0:
+            raise ValueError("path_or_bytes: a checkpoint holds at least one byte")
+        query = v1.CheckpointChunkQuery(attempt=attempt, chunks=[sha for sha, _ in chunks])
+        answer = await self._send(
+            "POST", f"{base}/checkpoint-chunks/missing", headers, json_body=query
+        )
+        missing = set(v1.CheckpointChunksMissing.model_validate_json(answer, strict=False).missing)
+        for sha256, offset in chunks:
+            if sha256 not in missing:
+                continue
+            missing.discard(sha256)
+            await self._send(
+                "PUT",
+                f"{base}/checkpoint-chunks/{sha256}",
+                {**headers, "Content-Type": "application/octet-stream"},
+                params={"attempt": attempt},
+                content=_read_chunk(path_or_bytes, offset, chunk_bytes),
+            )
+        commit = v1.CheckpointCommit(
+            attempt=attempt,
+            energy_j=energy_j,
+            chunks=[sha for sha, _ in chunks],
+            sha256=whole_sha256,
+            size_bytes=size_bytes,
+        )
+        answer = await self._send("POST", f"{base}/checkpoints", headers, json_body=commit)
+        return _parsed(v1.CheckpointReceipt, answer, f"POST {self.url}{base}/checkpoints")
+
+    async def download_checkpoint(
+        self, task_id: str, *, device_id: str | None = None, token: str | None = None
+    ) -> bytes | None:
+        """Return the newest checkpoint of a task this device holds, or None if it has none.
+
+        Raises
+        ------
+        CheckpointMismatchError
+            The bytes received do not have the SHA-256 the coordinator recorded.
+        """
+        path = f"{self._task_path(task_id, device_id)}/checkpoint"
+        try:
+            response = await self._http.get(path, headers=self._headers(token))
+        except httpx.HTTPError as error:
+            raise CoordinatorUnavailableError(
+                f"GET {self.url}{path}: {type(error).__name__}: {error}"
+            ) from error
+        _raise_for_status("GET", f"{self.url}{path}", response, response.content)
+        if response.status_code == _NO_CONTENT:
+            return None
+        expected = response.headers.get("X-Checkpoint-Sha256", "")
+        received = hashlib.sha256(response.content).hexdigest()
+        if received != expected:
+            raise CheckpointMismatchError(
+                f"GET {self.url}{path}: the bytes received have SHA-256 {received}, not "
+                f"{expected or '(none given)'} as recorded; the checkpoint is corrupt"
+            )
+        return response.content
+
+    def _task_path(self, task_id: str, device_id: str | None) -> str:
+        device_id = device_id if device_id is not None else self.device_id
+        if device_id is None:
+            raise ValueError("device_id: none given, and the client has none")
+        return f"/v1/devices/{device_id}/tasks/{task_id}"
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        *,
+        json_body: BaseModel | None = None,
+        **kwargs: object,
+    ) -> bytes:
+        """Send a request; return the answer's body, or raise the client's error."""
+        if json_body is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+            kwargs["content"] = json_body.model_dump_json()
+        try:
+            response = await self._http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as error:
+            raise CoordinatorUnavailableError(
+                f"{method} {self.url}{path}: {type(error).__name__}: {error}"
+            ) from error
+        _raise_for_status(method, f"{self.url}{path}", response, response.content)
+        return response.content
+
+    def _headers(self, token: str | None) -> dict[str, str]:
+        token = token if token is not None else self.token
+        if token is None:
+            raise ValueError(
+                "token: none given, and the client has none (CoordinatorClient(token=…))"
+            )
+        return {"Authorization": f"Bearer {token}"}
+
+    async def _download(
+        self, path: str, partial: Path, *, token: str | None, max_bytes: int
+    ) -> str:
+        """Stream GET ``path`` into ``partial``; return the SHA-256 of what arrived."""
+        digest = hashlib.sha256()
+        size_bytes = 0
+        try:
+            async with self._http.stream("GET", path, headers=self._headers(token)) as response:
+                _raise_for_status("GET", f"{self.url}{path}", response, await _peek(response))
+                with partial.open("wb") as blob:
+                    async for chunk in response.aiter_bytes():
+                        size_bytes += len(chunk)
+                        if size_bytes > max_bytes:
+                            raise ArtifactMismatchError(
+                                f"GET {self.url}{path}: more than {max_bytes} bytes; refused",
+                                path.rsplit("/", 1)[1],
+                                None,
+                            )
+                        digest.update(chunk)
+                        blob.write(chunk)
+        except httpx.HTTPError as error:
+            raise CoordinatorUnavailableError(
+                f"GET {self.url}{path}: {type(error).__name__}: {error}"
+            ) from error
+        return digest.hexdigest()
 
     async def _post(
         self, path: str, body: BaseModel, answer: type[_Answer], *, token: str | None
     ) -> _Answer:
-        return await self._send("POST", path, body, answer, token=token)
+        return await self._exchange("POST", path, body, answer, token=token)
 
-    async def _send(
+    async def _exchange(
         self,
         method: str,
         path: str,
@@ -133,36 +400,86 @@ class CoordinatorClient:
         *,
         token: str | None,
     ) -> _Answer:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        content = body.model_dump_json() if body is not None else None
-        where = f"{method} {self.url}{path}"
-        try:
-            response = await self._http.request(method, path, content=content, headers=headers)
-        except httpx.HTTPError as error:
-            raise CoordinatorUnavailableError(
-                f"{where}: {type(error).__name__}: {error}"
-            ) from error
-        if response.status_code >= 500 or response.status_code == _TOO_MANY_REQUESTS:
-            raise CoordinatorUnavailableError(
-                f"{where}: HTTP {response.status_code}: {response.text[:200]}"
-            )
-        if response.status_code >= 400:
-            raise CoordinatorRefusedError(
-                f"{where}: HTTP {response.status_code}: {_detail(response)}", response.status_code
-            )
-        try:
-            return answer.model_validate_json(response.content, strict=False)
-        except ValidationError as error:
-            raise CoordinatorUnavailableError(f"{where}: unexpected answer: {error}") from error
+        """Send ``body`` (JSON, if any) and parse the answer as ``answer``."""
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        content = await self._send(method, path, headers, json_body=body)
+        return _parsed(answer, content, f"{method} {self.url}{path}")
 
 
-def _detail(response: httpx.Response) -> str:
+def _parsed(answer: type[_Answer], content: bytes, where: str) -> _Answer:
     try:
-        body = response.json()
+        return answer.model_validate_json(content, strict=False)
+    except ValidationError as error:
+        raise CoordinatorUnavailableError(f"{where}: unexpected answer: {error}") from error
+
+
+def _chunk_hashes(
+    path_or_bytes: Path | bytes, chunk_bytes: int
+) -> tuple[list[tuple[str, int]], str, int]:
+    """Return ((SHA-256, offset) of each chunk, SHA-256 of the whole, size [bytes])."""
+    whole = hashlib.sha256()
+    chunks: list[tuple[str, int]] = []
+    offset = 0
+    if isinstance(path_or_bytes, bytes):
+        pieces: Iterator[bytes] = (
+            path_or_bytes[start : start + chunk_bytes]
+            for start in range(0, len(path_or_bytes), chunk_bytes)
+        )
+    else:
+        pieces = _file_pieces(path_or_bytes, chunk_bytes)
+    for piece in pieces:
+        whole.update(piece)
+        chunks.append((hashlib.sha256(piece).hexdigest(), offset))
+        offset += len(piece)
+    return chunks, whole.hexdigest(), offset
+
+
+def _file_pieces(path: Path, chunk_bytes: int) -> Iterator[bytes]:
+    with path.open("rb") as blob:
+        while piece := blob.read(chunk_bytes):
+            yield piece
+
+
+def _read_chunk(path_or_bytes: Path | bytes, offset: int, chunk_bytes: int) -> bytes:
+    if isinstance(path_or_bytes, bytes):
+        return path_or_bytes[offset : offset + chunk_bytes]
+    with path_or_bytes.open("rb") as blob:
+        blob.seek(offset)
+        return blob.read(chunk_bytes)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as blob:
+        while chunk := blob.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def _peek(response: httpx.Response) -> bytes:
+    """Return the body of an error answer (read in full), or nothing for a success."""
+    if response.status_code >= 400:
+        return await response.aread()
+    return b""
+
+
+def _raise_for_status(method: str, where: str, response: httpx.Response, content: bytes) -> None:
+    """Raise the client's error for a 5xx or 429 (unavailable) or other 4xx (refused) answer."""
+    if response.status_code >= 500 or response.status_code == _TOO_MANY_REQUESTS:
+        text = content.decode(errors="replace")[:200]
+        raise CoordinatorUnavailableError(f"{method} {where}: HTTP {response.status_code}: {text}")
+    if response.status_code >= 400:
+        raise CoordinatorRefusedError(
+            f"{method} {where}: HTTP {response.status_code}: {_detail(content)}",
+            response.status_code,
+        )
+
+
+def _detail(content: bytes) -> str:
+    try:
+        body = json.loads(content)
     except ValueError:
-        return response.text[:200]
+        return content.decode(errors="replace")[:200]
     if isinstance(body, dict) and "detail" in body:
         return str(body["detail"])[:500]
     return str(body)[:500]

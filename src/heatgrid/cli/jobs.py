@@ -21,6 +21,7 @@ from rich.console import Console
 from heatgrid.cli._database import AsJson, utc_text
 from heatgrid.cli._jobs_report import plot_report, print_report
 from heatgrid.cli._run_local import run_local
+from heatgrid.cli._submit_dir import MAX_TASKS, DirectorySubmission
 from heatgrid.cli._tables import print_table
 from heatgrid.core.errors import InputError
 from heatgrid.core.leasing import TaskState
@@ -71,7 +72,7 @@ def _detail(answer: httpx.Response) -> str:
     return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
 
 
-def _call(
+def _send(
     method: str,
     url: str,
     api_key: str | None,
@@ -80,12 +81,13 @@ def _call(
     headers: dict[str, str] | None = None,
     attempts: int = 1,
     **kwargs: Any,
-) -> Any:
-    """Send a request; return its JSON, or raise InputError with the coordinator's reason.
+) -> httpx.Response:
+    """Send a request and return the answer, unless the coordinator failed or was unreachable.
 
     Up to ``attempts`` times while the coordinator cannot be reached or the connection drops
-    before the answer (safe only for requests that may be repeated: reads, and submissions
-    with an ``Idempotency-Key``), waiting 0.5 s, 1 s, 2 s… in between.
+    before the answer (safe only for requests that may be repeated: reads, uploads by content,
+    and submissions with an ``Idempotency-Key``), waiting 0.5 s, 1 s, 2 s… in between. A 5xx
+    answer or no connection ends the command with status 1.
     """
     if not api_key:
         raise InputError("--api-key (or HEATGRID_API_KEY) is required")
@@ -114,6 +116,12 @@ def _call(
             highlight=False,
         )
         raise typer.Exit(1)
+    return answer
+
+
+def _call(method: str, url: str, api_key: str | None, path: str, **kwargs: Any) -> Any:
+    """Send a request (see :func:`_send`); return its JSON, or raise InputError with the reason."""
+    answer = _send(method, url, api_key, path, **kwargs)
     if answer.status_code >= 400:
         raise InputError(f"the coordinator refused ({answer.status_code}): {_detail(answer)}")
     return answer.json()
@@ -126,9 +134,55 @@ def _done(job: dict[str, Any]) -> str:
 @_jobs.command("submit")
 def submit(
     spec: Annotated[
-        str, typer.Argument(help="A JSON file describing the job (see docs/jobs.md), or '-'.")
+        str,
+        typer.Argument(
+            help="A job directory (job.py, job.toml) to pack and upload, or a JSON file "
+            "describing the job's tasks (see docs/jobs.md), or '-' for JSON on stdin."
+        ),
     ],
     *,
+    tasks: Annotated[
+        int | None,
+        typer.Option(
+            "--tasks",
+            min=1,
+            max=MAX_TASKS,
+            help="DIR: how many tasks (default: one per --param-grid point, else 1).",
+        ),
+    ] = None,
+    requires: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--requires",
+            help="DIR: KEY=VALUE, what each task needs: gpu_memory_gb=24 (GPU memory [GB]; "
+            "default job.toml's), device=cpu|gpu|any. Repeatable.",
+        ),
+    ] = None,
+    param_grid: Annotated[
+        Path | None,
+        typer.Option(
+            "--param-grid",
+            help="DIR: JSON, one parameter object per task, or an object of lists (a product).",
+        ),
+    ] = None,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            help="DIR: NAME=PATH (packed with the job) or NAME=URL (an fsspec URL, read where "
+            "it is by the heater). Repeatable; adds to or replaces job.toml's [inputs].",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="DIR: the job's name (default: DIR's name).")
+    ] = None,
+    energy_kwh: Annotated[
+        float,
+        typer.Option("--energy-kwh", min=1e-9, help="DIR: estimated energy per task [kWh]."),
+    ] = 0.1,
+    priority: Annotated[
+        int, typer.Option("--priority", min=-100, max=100, help="DIR: larger runs first.")
+    ] = 0,
     idempotency_key: Annotated[
         str | None,
         typer.Option(
@@ -141,7 +195,45 @@ def submit(
     api_key: ApiKey = None,
     as_json: AsJson = False,
 ) -> None:
-    """Submit a job; prints its id. A dropped connection is retried, never doubling the job."""
+    """Submit a job; prints its id. A dropped connection is retried, never doubling the job.
+
+    A directory is packed into its artifact (named by its SHA-256) and uploaded only if the
+    coordinator does not have it from you already; its tasks run it with their parameters.
+    """
+    key = idempotency_key or str(uuid.uuid4())
+    if spec != "-" and Path(spec).is_dir():
+        plan = DirectorySubmission.build(
+            Path(spec),
+            tasks=tasks,
+            requires=requires or [],
+            param_grid=param_grid,
+            inputs=inputs or [],
+            name=name,
+            energy_kwh=energy_kwh,
+            priority=priority,
+        )
+        uploaded = _upload_artifact(plan.artifact_file, plan.body["artifact"], url, api_key)
+        job = _submit_body(plan.body, key, url, api_key)
+        if as_json:
+            typer.echo(json.dumps({**job, "artifact_uploaded": uploaded}))
+            return
+        artifact = plan.body["artifact"]
+        typer.echo(
+            f"artifact {artifact['sha256']} ({artifact['size_bytes']} bytes): "
+            + ("uploaded" if uploaded else "already on the coordinator, not uploaded again")
+        )
+        typer.echo(f"job {job['job_id']} submitted: {job['task_count']} tasks")
+        return
+    directory_only = {
+        "--tasks": tasks,
+        "--requires": requires,
+        "--param-grid": param_grid,
+        "--input": inputs,
+        "--name": name,
+    }
+    for option, value in directory_only.items():
+        if value:
+            raise InputError(f"{option}: only with a job directory; {spec!r} is not a directory")
     try:
         text = sys.stdin.read() if spec == "-" else Path(spec).read_text(encoding="utf-8")
     except OSError as error:
@@ -150,8 +242,15 @@ def submit(
         body = json.loads(text)
     except json.JSONDecodeError as error:
         raise InputError(f"SPEC: {spec!r} is not JSON: {error}") from error
-    key = idempotency_key or str(uuid.uuid4())
-    job = _call(
+    job = _submit_body(body, key, url, api_key)
+    if as_json:
+        typer.echo(json.dumps(job))
+        return
+    typer.echo(f"job {job['job_id']} submitted: {job['task_count']} tasks")
+
+
+def _submit_body(body: Any, key: str, url: str, api_key: str | None) -> dict[str, Any]:
+    job: dict[str, Any] = _call(
         "POST",
         url,
         api_key,
@@ -160,10 +259,27 @@ def submit(
         headers={"Idempotency-Key": key},
         attempts=_SUBMIT_ATTEMPTS,
     )
-    if as_json:
-        typer.echo(json.dumps(job))
-        return
-    typer.echo(f"job {job['job_id']} submitted: {job['task_count']} tasks")
+    return job
+
+
+def _upload_artifact(path: Path, ref: dict[str, Any], url: str, api_key: str | None) -> bool:
+    """Upload the artifact at ``path`` unless the coordinator has it from us; True if sent."""
+    where = f"/v1/artifacts/{ref['sha256']}"
+    head = _send("HEAD", url, api_key, where, attempts=_SUBMIT_ATTEMPTS)
+    if head.status_code == 200:
+        return False
+    if head.status_code != 404:
+        raise InputError(f"the coordinator refused ({head.status_code}): {_detail(head)}")
+    with path.open("rb") as blob:
+        _call(
+            "PUT",
+            url,
+            api_key,
+            where,
+            content=blob,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+    return True
 
 
 def _all_jobs(url: str, api_key: str | None, limit: int | None) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -30,6 +30,7 @@ from heatgrid.core.errors import InputError
 __all__ = ["CheckpointStore", "StagedBlob", "StorageUnavailableError"]
 
 _STAGING = ".staging"
+_CHUNKS = "chunks"
 _WRITE_BYTES = 1 << 20  # chunks are gathered to this size before a write (one thread hop)
 
 
@@ -211,3 +212,41 @@ class CheckpointStore:
         """Return the blob stored under ``key``."""
         data: bytes = self._fs.cat_file(self._path(key))
         return data
+
+    @staticmethod
+    def chunk_key(task_id: str, sha256: str) -> str:
+        """Return the key of a chunk of a checkpoint of ``task_id`` being uploaded."""
+        return f"{task_id}/{_CHUNKS}/{sha256}"
+
+    def chunk_names(self, task_id: str) -> set[str]:
+        """Return the SHA-256 of every chunk of ``task_id`` the store holds (one listing)."""
+        directory = self._path(f"{task_id}/{_CHUNKS}")
+        self._fs.invalidate_cache(directory)
+        try:
+            paths = self._fs.ls(directory, detail=False)
+        except FileNotFoundError:
+            return set()
+        return {str(path).rstrip("/").rsplit("/", 1)[-1] for path in paths}
+
+    def remove_chunks(self, task_id: str) -> None:
+        """Remove every chunk of ``task_id`` (after they were joined into a checkpoint)."""
+        directory = self._path(f"{task_id}/{_CHUNKS}")
+        with contextlib.suppress(FileNotFoundError):
+            self._fs.rm(directory, recursive=True)
+
+    def exists(self, key: str) -> bool:
+        """Return True if a blob is stored under ``key``."""
+        path = self._path(key)
+        self._fs.invalidate_cache(path)
+        return bool(self._fs.exists(path))
+
+    def remove(self, key: str) -> None:
+        """Remove the blob under ``key``; a missing blob is no error."""
+        with contextlib.suppress(FileNotFoundError):
+            self._fs.rm_file(self._path(key))
+
+    def iter_blob(self, key: str, chunk_bytes: int = _WRITE_BYTES) -> Iterator[bytes]:
+        """Yield the blob stored under ``key`` in chunks of ``chunk_bytes`` [bytes] at most."""
+        with self._fs.open(self._path(key), "rb") as blob:
+            while chunk := blob.read(chunk_bytes):
+                yield chunk

@@ -25,6 +25,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from heatgrid.coordinator import ledger
 from heatgrid.coordinator.checkpoints import CheckpointStore, StagedBlob
 from heatgrid.coordinator.db.models import (
+    Artifact,
     Checkpoint,
     Device,
     HeatWindowSegmentRow,
@@ -32,20 +33,23 @@ from heatgrid.coordinator.db.models import (
     Task,
     TaskAttempt,
 )
-from heatgrid.coordinator.errors import ConflictError, InvalidError, NotFoundError
+from heatgrid.coordinator.errors import ConflictError, GoneError, InvalidError, NotFoundError
 from heatgrid.coordinator.settings import Settings
 from heatgrid.core import leasing, scheduling
 from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
 from heatgrid.protocol import v1
+from heatgrid.protocol.jobs import ArtifactRef
 from heatgrid.protocol.values import check_json_object
 
 __all__ = [
     "candidate_order_by",
+    "check_holder",
     "claim",
     "complete",
     "end_attempt",
     "expire_leases",
     "fail",
+    "prune_checkpoints",
     "read_checkpoint",
     "refresh_job",
     "renew_device_leases",
@@ -155,9 +159,17 @@ def candidate_order_by(policy: str) -> list[UnaryExpression[object]]:
     ]
 
 
-def _lease_message(task: Task) -> v1.TaskLease:
+def _lease_message(session: Session, task: Task) -> v1.TaskLease:
     assert task.lease_expires_ts is not None
+    job = session.get_one(Job, task.job_id)  # in the session's identity map after the first
+    artifact = None
+    if job.artifact_sha256 is not None:
+        stored = session.get_one(Artifact, job.artifact_sha256)
+        artifact = ArtifactRef(sha256=stored.sha256, size_bytes=stored.size_bytes)
     return v1.TaskLease(
+        task_index=task.task_index,
+        artifact=artifact,
+        input_urls=dict(job.input_urls or {}),
         task_id=task.id,
         job_id=task.job_id,
         attempt=task.attempt,
@@ -247,7 +259,7 @@ def claim(
             )
         )
         leased.append(task)
-    answer = [_lease_message(task) for task in leased]  # before the commit: all or nothing
+    answer = [_lease_message(session, task) for task in leased]  # before the commit: all or nothing
     session.commit()
     return answer
 
@@ -518,16 +530,68 @@ def save_checkpoint(
 
 
 def read_checkpoint(
-    session: Session, store: CheckpointStore, device: Device, task_id: str, seq: int
-) -> tuple[Checkpoint, bytes]:
-    """Return checkpoint ``seq`` of a task whose lease ``device`` holds, with its blob."""
+    session: Session, store: CheckpointStore, device: Device, task_id: str, seq: int | None
+) -> tuple[Checkpoint, bytes] | None:
+    """Return checkpoint ``seq`` of a task whose lease ``device`` holds, with its blob.
+
+    ``seq`` None: the newest checkpoint, or None when the task has none. A pruned one is 410.
+    """
     task = session.get(Task, task_id)
     if task is None or task.state != _LEASED or task.lease_device_id != device.id:
         raise NotFoundError(f"task {task_id}: this device holds no lease on it")
+    if seq is None:
+        if task.checkpoint_seq == 0:
+            return None
+        seq = task.checkpoint_seq
     row = session.get(Checkpoint, (task_id, seq))
     if row is None:
         raise NotFoundError(f"task {task_id}: no checkpoint {seq}")
+    if row.pruned_ts is not None:
+        raise GoneError(
+            f"task {task_id}: checkpoint {seq} was pruned (only the newest are kept); "
+            f"the newest is {task.checkpoint_seq}"
+        )
     return row, store.get(row.blob_key)
+
+
+def check_holder(session: Session, device: Device, task_id: str, attempt: int) -> None:
+    """Raise 404 unless ``device`` ran this attempt of the task, 409 if it lost the lease."""
+    task = session.get(Task, task_id)
+    ran = (
+        task is not None
+        and session.scalar(
+            select(TaskAttempt.device_id).where(
+                TaskAttempt.task_id == task_id, TaskAttempt.attempt == attempt
+            )
+        )
+        == device.id
+    )
+    if task is None or not ran:
+        raise NotFoundError(f"task {task_id}: no attempt {attempt} of it was leased to this device")
+    if not _holds(task, device, attempt):
+        raise _lost(task, attempt)
+
+
+def prune_checkpoints(session: Session, task_id: str, *, keep: int, now_ts: float) -> list[str]:
+    """Mark all but the newest ``keep`` checkpoints of a task pruned, and commit.
+
+    Returns
+    -------
+    list of str
+        The store keys of the blobs to remove now (after the commit: a crash in between
+        leaves at most blobs that no row needs).
+    """
+    rows = session.scalars(
+        select(Checkpoint)
+        .where(Checkpoint.task_id == task_id, Checkpoint.pruned_ts.is_(None))
+        .order_by(Checkpoint.seq.desc())
+        .offset(keep)
+    ).all()
+    for row in rows:
+        row.pruned_ts = now_ts
+    keys = [row.blob_key for row in rows]
+    session.commit()
+    return keys
 
 
 def complete(

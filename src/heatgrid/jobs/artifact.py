@@ -15,13 +15,13 @@ import hashlib
 import io
 import os
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Final
 
 from heatgrid.core.errors import InputError
 from heatgrid.jobs.manifest import load_manifest
-from heatgrid.protocol.jobs import MAX_ARTIFACT_BYTES, ArtifactRef
+from heatgrid.protocol.jobs import MAX_ARTIFACT_BYTES, ArtifactRef, is_input_url
 
 __all__ = [
     "DEFAULT_MAX_ARTIFACT_BYTES",
@@ -81,9 +81,15 @@ def _job_files(job_dir: Path) -> Iterator[tuple[str, Path]]:
     yield from sorted(found)
 
 
-def _entries(job_dir: Path, inputs: Mapping[str, Path]) -> list[tuple[str, Path]]:
+def _entries(
+    job_dir: Path, inputs: Mapping[str, Path], unpacked: Collection[str] = ()
+) -> list[tuple[str, Path]]:
     manifest = load_manifest(job_dir)
-    named = {name: (job_dir / path) for name, path in manifest.inputs.items()}
+    named = {
+        name: (job_dir / path)
+        for name, path in manifest.inputs.items()
+        if not is_input_url(path) and name not in unpacked  # URLs are read where they are
+    }
     named.update(inputs)
     entries = list(_job_files(job_dir))
     for name, path in sorted(named.items()):
@@ -134,6 +140,7 @@ def pack_job(
     *,
     inputs: Mapping[str, Path] | None = None,
     max_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES,
+    unpacked: Collection[str] = (),
 ) -> ArtifactRef:
     """Pack a job directory and its inputs into ``store_dir``, named by the content's SHA-256.
 
@@ -148,6 +155,9 @@ def pack_job(
         Input files by name, in addition to (and overriding) ``[inputs]`` of ``job.toml``.
     max_bytes : int
         Largest artifact allowed [bytes].
+    unpacked : collection of str
+        Names of ``[inputs]`` of ``job.toml`` not to pack (given as URLs instead). Inputs
+        whose value in ``job.toml`` is a URL (``s3://…``) are never packed.
 
     Returns
     -------
@@ -160,7 +170,7 @@ def pack_job(
         A bad job directory or input; :class:`ArtifactError` when the artifact is too large.
     """
     max_bytes = min(max_bytes, MAX_ARTIFACT_BYTES)
-    entries = _entries(job_dir, inputs or {})
+    entries = _entries(job_dir, inputs or {}, unpacked)
     store_dir.mkdir(parents=True, exist_ok=True)
     partial = store_dir / f".partial-{os.getpid()}-{id(entries)}"
     try:

@@ -11,14 +11,18 @@ Every model is strict: unknown fields are refused, numbers must be finite and in
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 __all__ = [
+    "INPUT_NAME_PATTERN",
     "MAX_ARTIFACT_BYTES",
     "MAX_PARAMS_BYTES",
     "ArtifactRef",
+    "InputName",
+    "InputUrl",
     "JobManifest",
     "JobResources",
     "OutputFile",
@@ -26,6 +30,7 @@ __all__ = [
     "TaskRun",
     "TaskRunOutcome",
     "TaskRunProgress",
+    "is_input_url",
 ]
 
 MAX_ARTIFACT_BYTES: Final = 1 << 30
@@ -39,7 +44,22 @@ _EntryPoint = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_]\w*$"),
 ]
-_InputName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")]
+INPUT_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+"""What an input's name may be."""
+_InputName = Annotated[str, StringConstraints(pattern=INPUT_NAME_PATTERN)]
+InputName = _InputName
+"""The name of a job's input file (``ctx.inputs[name]``): letters, digits, ``_.-``, 1 to 100."""
+
+_URL_PATTERN = r"^[a-z][a-z0-9+.\-]*://[^\x00-\x20\x7f]+$"
+InputUrl = Annotated[str, StringConstraints(max_length=2000, pattern=_URL_PATTERN)]
+"""An input left where it is, as an fsspec URL (``s3://bucket/key``, ``https://host/file``)."""
+
+
+def is_input_url(text: str) -> bool:
+    """Return True if ``text`` is an input URL (``scheme://…``), not a local path."""
+    return len(text) <= 2000 and re.fullmatch(_URL_PATTERN, text) is not None
+
+
 _Requirement = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]

@@ -21,13 +21,19 @@ from pydantic import (
 
 from heatgrid.core.carbon import GRID_CARBON_G_PER_KWH
 from heatgrid.protocol.challenge import ChallengeOrder
+from heatgrid.protocol.jobs import ArtifactRef, InputName, InputUrl
 from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
+    "MAX_CHECKPOINT_CHUNKS",
     "MAX_CLAIM_SLOTS",
     "MAX_HEAT_WINDOW_SEGMENTS",
     "MAX_SAMPLES_PER_HEARTBEAT",
     "PROTOCOL_VERSION",
+    "CheckpointChunkQuery",
+    "CheckpointChunkReceipt",
+    "CheckpointChunksMissing",
+    "CheckpointCommit",
     "CheckpointReceipt",
     "ClaimRequest",
     "ClaimResponse",
@@ -60,6 +66,11 @@ MAX_CLAIM_SLOTS = 16
 
 MAX_HEAT_WINDOW_SEGMENTS = 288
 """Most segments in one heat window (a day in 5-minute steps)."""
+
+MAX_CHECKPOINT_CHUNKS = 65_536
+"""Most chunks in one checkpoint."""
+
+_Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 DeviceKind = Literal["asic", "gpu", "cpu", "rack"]
 """What burns the power: a Bitcoin ASIC, a GPU, a CPU, or a rack of several."""
@@ -369,6 +380,14 @@ class TaskLease(_Message):
         Energy of the work saved by the newest checkpoint [J]; resume from there.
     checkpoint_seq : int or None
         The newest checkpoint's number, to download; None: start from the beginning.
+    task_index : int
+        The task's number within its job, from 0.
+    artifact : ArtifactRef or None
+        The packed job the task runs (download it from ``GET /v1/artifacts/{sha256}`` and
+        check its hash); its ``task_input`` is then the task's parameters (``ctx.params``).
+        None: a task whose ``task_input`` is all it needs.
+    input_urls : dict
+        Inputs the job reads where they are: name -> fsspec URL.
     """
 
     task_id: str
@@ -380,6 +399,9 @@ class TaskLease(_Message):
     checkpoint_every_j: float
     progress_energy_j: float
     checkpoint_seq: int | None
+    task_index: int = 0
+    artifact: ArtifactRef | None = None
+    input_urls: dict[InputName, InputUrl] = {}
 
 
 class ClaimResponse(_Message):
@@ -534,3 +556,59 @@ class DeviceMining(_Message):
     blocks_found: Annotated[int, Field(ge=0)]
     credited_sat: Annotated[int, Field(ge=0)]
     as_of_ts: float
+
+
+class CheckpointChunkQuery(_Message):
+    """Ask which of these chunks of a checkpoint the coordinator lacks (to resume an upload).
+
+    Attributes
+    ----------
+    attempt : int
+        The attempt, as leased.
+    chunks : list of str
+        SHA-256 of each chunk, hex.
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    attempt: Annotated[int, Field(ge=1, le=1_000_000)]
+    chunks: Annotated[list[_Sha256], Field(max_length=MAX_CHECKPOINT_CHUNKS)]
+
+
+class CheckpointChunksMissing(_Message):
+    """The chunks asked about that the coordinator does not hold: upload only these."""
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    missing: list[str]
+
+
+class CheckpointChunkReceipt(_Message):
+    """A chunk of a checkpoint is stored (or was already): its SHA-256 and size [bytes]."""
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    sha256: str
+    size_bytes: int
+
+
+class CheckpointCommit(_Message):
+    """A checkpoint made of chunks uploaded before, in order; the coordinator joins them.
+
+    Attributes
+    ----------
+    attempt : int
+        The attempt, as leased.
+    energy_j : float
+        Energy the attempt burned when the checkpoint was taken [J].
+    chunks : list of str
+        SHA-256 of each chunk, in the checkpoint's order (a chunk may repeat).
+    sha256 : str
+        SHA-256 of the whole checkpoint (the chunks joined), hex.
+    size_bytes : int
+        Size of the whole checkpoint [bytes].
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    attempt: Annotated[int, Field(ge=1, le=1_000_000)]
+    energy_j: Energy
+    chunks: Annotated[list[_Sha256], Field(min_length=1, max_length=MAX_CHECKPOINT_CHUNKS)]
+    sha256: _Sha256
+    size_bytes: Annotated[int, Field(ge=1, le=1 << 40)]

@@ -8,16 +8,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from heatgrid.coordinator import leases
 from heatgrid.coordinator.api.deps import NowTs, SessionDep, SettingsDep, require_device
 from heatgrid.coordinator.checkpoints import CheckpointStore
-from heatgrid.coordinator.db.models import Device
+from heatgrid.coordinator.db.models import Checkpoint, Device
 from heatgrid.coordinator.errors import ForbiddenError
+from heatgrid.coordinator.settings import Settings
 from heatgrid.protocol import v1
 
-__all__ = ["router"]
+__all__ = ["prune", "router"]
 
 router = APIRouter(prefix="/v1/devices/{device_id}", tags=["tasks"])
 
@@ -106,7 +108,7 @@ async def put_checkpoint(
     store = _store(request)
     staged = await store.stage(request.stream())
     try:
-        return await run_in_threadpool(
+        receipt = await run_in_threadpool(
             leases.save_checkpoint,
             session,
             store,
@@ -120,6 +122,18 @@ async def put_checkpoint(
         )
     finally:
         await run_in_threadpool(store.discard, staged)
+    await run_in_threadpool(prune, session, store, task_id, settings, request.app.state.clock())
+    return receipt
+
+
+def prune(
+    session: Session, store: CheckpointStore, task_id: str, settings: Settings, now_ts: float
+) -> None:
+    """Prune all but the task's newest ``settings.checkpoint_keep`` checkpoints, rows then blobs."""
+    for key in leases.prune_checkpoints(
+        session, task_id, keep=settings.checkpoint_keep, now_ts=now_ts
+    ):
+        store.remove(key)
 
 
 @router.get(
@@ -134,12 +148,36 @@ def get_checkpoint(
     device: _Device,
     session: SessionDep,
 ) -> Response:
-    """Download checkpoint ``seq`` of a task whose lease this device holds."""
-    row, data = leases.read_checkpoint(session, _store(request), device, task_id, seq)
+    """Download checkpoint ``seq`` of a task whose lease this device holds (410: pruned)."""
+    found = leases.read_checkpoint(session, _store(request), device, task_id, seq)
+    assert found is not None  # a numbered checkpoint is found, or refused
+    return _checkpoint_answer(*found)
+
+
+@router.get(
+    "/tasks/{task_id}/checkpoint",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        204: {"description": "The task has no checkpoint: start from the beginning"},
+    },
+)
+def get_newest_checkpoint(
+    task_id: str, request: Request, device: _Device, session: SessionDep
+) -> Response:
+    """Download the newest checkpoint of a task whose lease this device holds (204: none)."""
+    found = leases.read_checkpoint(session, _store(request), device, task_id, None)
+    if found is None:
+        return Response(status_code=204)
+    return _checkpoint_answer(*found)
+
+
+def _checkpoint_answer(row: Checkpoint, data: bytes) -> Response:
     return Response(
         data,
         media_type="application/octet-stream",
         headers={
+            "X-Checkpoint-Seq": str(row.seq),
             "X-Checkpoint-Sha256": row.sha256,
             "X-Progress-Energy-J": repr(row.progress_energy_j),
         },
