@@ -41,7 +41,7 @@ def _region(city: str, carbon_g_per_kwh: float) -> Region:
 
 
 _LYON = _region("Lyon", 60.0)
-_OSLO = _region("Oslo", 30.0)
+_MONTREAL = _region("Montreal", 30.0)
 
 
 def _scenario(**overrides: Any) -> Scenario:
@@ -126,7 +126,7 @@ def test_chunks_regions_and_recorded_rooms_agree() -> None:
     scenario = _scenario(
         n_homes=300,
         days=0.25,
-        regions=(_LYON, _OSLO),
+        regions=(_LYON, _MONTREAL),
         departure_rate_per_day=4.0,
         jobs=JobStream(rate_per_h=2.0),
     )
@@ -148,9 +148,9 @@ def test_the_comparison_sees_a_changed_rule() -> None:
     """A run under another rule (no backup heating) is told apart: the check can fail."""
     scenario = _scenario(n_homes=20)
     fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
-    engine = run_policy(scenario, fleet, jobs, "heat-aware")
+    engine = run_policy(scenario, fleet, jobs, "mining-only")
     changed = _scenario(n_homes=20, backup_heating=False)
-    fused = run_policy_fused(changed, fleet, jobs, "heat-aware")
+    fused = run_policy_fused(changed, fleet, jobs, "mining-only")
     assert "comfort_k_h" in _differences(engine, fused)
 
 
