@@ -62,9 +62,7 @@ def _differences(a: RawRun, b: RawRun) -> list[str]:
     for field in fields(a):
         left, right = getattr(a, field.name), getattr(b, field.name)
         if isinstance(left, np.ndarray):
-            if left.shape != right.shape or not np.array_equal(
-                np.isnan(left), np.isnan(right)
-            ):
+            if left.shape != right.shape or not np.array_equal(np.isnan(left), np.isnan(right)):
                 different.append(field.name)
                 continue
             finite = ~np.isnan(left)
@@ -98,7 +96,7 @@ def _both(scenario: Scenario, policy: str, **options: Any) -> tuple[RawRun, RawR
     backup_heating=st.booleans(),
     share_1r1c=st.sampled_from([0.0, 0.3, 1.0]),
 )
-def test_the_fused_engine_gives_the_engines_run(  # noqa: PLR0913, PLR0917
+def test_the_fused_engine_gives_the_engines_run(  # noqa: PLR0917
     seed: int,
     n_homes: int,
     policy: str,
