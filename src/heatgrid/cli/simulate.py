@@ -114,7 +114,13 @@ def simulate_command(
         ),
     ] = None,
     engine: Annotated[
-        str, typer.Option(help=f"Where policies run: {', '.join(ENGINES)}.")
+        str,
+        typer.Option(
+            help=f"How policies run: {', '.join(ENGINES)}. 'fused' compiles the thermostat, "
+            "arbiter and rooms of every home over the steps where nothing is scheduled (the "
+            "same numbers to about 1e-13; a year of 100,000 homes under mining-only in "
+            "minutes); 'local' steps the whole fleet in Python; 'ray' runs each policy on Ray."
+        ),
     ] = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     report: Annotated[
@@ -129,7 +135,7 @@ def simulate_command(
         raise InputError(f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}")
     _check_bounds(homes=homes, days=days, step_s=step_s, seed=seed)
     stream = parse_job_stream(jobs, homes)
-    with _progress(quiet=as_json or engine != "local") as progress:
+    with _progress(quiet=as_json or engine == "ray") as progress:
         preparing = progress.add_task(
             "loading the weather, drawing homes and jobs", total=None, steps=""
         )

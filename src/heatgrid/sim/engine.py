@@ -49,6 +49,7 @@ from heatgrid.core.control import (
     decide_many,
     scheduled_setpoints_c,
 )
+from heatgrid.core.economics import mining_revenue_btc
 from heatgrid.core.errors import InputError
 from heatgrid.core.forecast import heat_window_w, window_instants_ts, window_starts_ts
 from heatgrid.core.scheduling import (
@@ -66,7 +67,14 @@ from heatgrid.sim.jobs import Jobs, sample_jobs
 from heatgrid.sim.queue import TaskQueue
 from heatgrid.sim.scenario import Scenario
 
-__all__ = ["RawRun", "heat_windows_w", "internal_gains_w", "run_one", "run_policy"]
+__all__ = [
+    "RawRun",
+    "heat_windows_w",
+    "home_mining_revenue_eur",
+    "internal_gains_w",
+    "run_one",
+    "run_policy",
+]
 
 _S_PER_H = 3600.0
 _J_PER_KWH = 3.6e6
@@ -91,6 +99,13 @@ class RawRun:
     home_heat_kwh, home_backup_kwh, home_task_kwh : numpy.ndarray
         Per home: its heater's electric energy (all of it heat), its own backup heating's heat,
         and the task energy its heater burned [kWh], (N,).
+    home_region : numpy.ndarray
+        Region index of each home, (N,).
+    home_mining_revenue_eur : numpy.ndarray
+        Per home: its ASIC's expected mining revenue over the run [EUR], (N,), 0 without one:
+        :func:`heatgrid.core.economics.mining_revenue_btc` at the ASIC's mean hashrate
+        (energy / efficiency / duration), the model of ``heatgrid economics``, at the
+        scenario's market.
     room_temp_c : numpy.ndarray
         Room air temperature per step and home at the end of the step [°C], (K, N), only when
         recorded (else shape (0, N)).
@@ -128,6 +143,8 @@ class RawRun:
     home_heat_kwh: FloatArray
     home_backup_kwh: FloatArray
     home_task_kwh: FloatArray
+    home_mining_revenue_eur: FloatArray
+    home_region: NDArray[np.int64]
     room_temp_c: FloatArray
     room_mean_c: FloatArray
     room_p05_c: FloatArray
@@ -480,6 +497,10 @@ class _Loop:
             home_heat_kwh=self.home_heat_kwh,
             home_backup_kwh=self.home_backup_kwh,
             home_task_kwh=self.home_task_kwh,
+            home_mining_revenue_eur=home_mining_revenue_eur(
+                self.scenario, self.fleet, self.home_heat_kwh
+            ),
+            home_region=self.home_region,
             room_temp_c=series.room_temp_c,
             room_mean_c=series.mean,
             room_p05_c=series.p05,
@@ -504,6 +525,34 @@ class _Loop:
             arrival_ts=self.jobs.arrival_ts,
             done_ts=queue.done_ts,
         )
+
+
+def home_mining_revenue_eur(
+    scenario: Scenario, fleet: Fleet, home_heat_kwh: FloatArray
+) -> FloatArray:
+    """Return each home's expected mining revenue over the run [EUR], (N,).
+
+    Its ASIC's mean hashrate over the run, ``energy / efficiency_j_per_th / duration`` [TH/s],
+    through :func:`heatgrid.core.economics.mining_revenue_btc` at the scenario's market
+    (difficulty, subsidy, fees, BTC price, EUR rate): the model ``heatgrid economics`` uses.
+    Homes without an ASIC earn 0.
+    """
+    n = fleet.n_homes
+    efficiency = np.array([device.efficiency_j_per_th or math.nan for device in fleet.models])
+    efficiency_j_per_th = efficiency[fleet.model[:n]]
+    asic = (np.array(fleet.kind[:n]) == "asic") & np.isfinite(efficiency_j_per_th)
+    duration_s = scenario.n_steps * scenario.step_s
+    hashrate_ths = np.where(
+        asic & (home_heat_kwh > 0.0),
+        home_heat_kwh * _J_PER_KWH / np.where(asic, efficiency_j_per_th, 1.0) / duration_s,
+        0.0,
+    )
+    market = scenario.market
+    btc = mining_revenue_btc(
+        hashrate_ths, duration_s, market.difficulty, market.subsidy_btc, market.fees_btc_per_block
+    )
+    revenue: FloatArray = np.asarray(btc) * market.btc_price_usd / market.usd_per_eur
+    return revenue
 
 
 def internal_gains_w(
