@@ -38,7 +38,13 @@ from heatgrid.core.heat_value import HeatingAlternative, displaced_co2_kg
 from heatgrid.sim.engine import RawRun
 from heatgrid.sim.scenario import Scenario
 
-__all__ = ["PER_HOME_PERCENTILES", "json_safe", "per_home", "summarize"]
+__all__ = [
+    "PER_HOME_PERCENTILES",
+    "json_safe",
+    "per_home",
+    "per_home_net_cost_eur",
+    "summarize",
+]
 
 _J_PER_KWH = 3.6e6
 _S_PER_H = 3600.0
@@ -84,10 +90,7 @@ def per_home(scenario: Scenario, run: RawRun) -> dict[str, dict[str, float]]:
     dict
         Quantity (unit in the name) to ``{"mean", "p05", "p25", "p50", "p75", "p95"}``.
     """
-    tariffs = np.array([_tariff(scenario, region) for region in scenario.regions])
-    n = run.comfort_k_h.size
-    bill_eur = run.home_heat_kwh * tariffs[run.home_region[:n]]
-    owner_eur = run.home_mining_revenue_eur + run.home_task_kwh * scenario.compute_price_eur_per_kwh
+    bill_eur, owner_eur = _bill_and_revenue_eur(scenario, run)
     quantities = {
         "heat_delivered_kwh": run.home_heat_kwh,
         "backup_heat_kwh": run.home_backup_kwh,
@@ -98,6 +101,22 @@ def per_home(scenario: Scenario, run: RawRun) -> dict[str, dict[str, float]]:
         "comfort_k_h": run.comfort_k_h,
     }
     return {name: _distribution(values) for name, values in quantities.items()}
+
+
+def per_home_net_cost_eur(scenario: Scenario, run: RawRun) -> np.ndarray[Any, Any]:
+    """Return each home's heater electricity bill minus its owner's revenue [EUR], (N,)."""
+    bill_eur, owner_eur = _bill_and_revenue_eur(scenario, run)
+    net_eur: np.ndarray[Any, Any] = bill_eur - owner_eur
+    return net_eur
+
+
+def _bill_and_revenue_eur(
+    scenario: Scenario, run: RawRun
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    tariffs = np.array([_tariff(scenario, region) for region in scenario.regions])
+    bill_eur = run.home_heat_kwh * tariffs[run.home_region]
+    owner_eur = run.home_mining_revenue_eur + run.home_task_kwh * scenario.compute_price_eur_per_kwh
+    return bill_eur, owner_eur
 
 
 def _tariff(scenario: Scenario, region: Any) -> float:
