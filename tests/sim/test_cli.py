@@ -49,6 +49,9 @@ def test_table_and_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     out = capsys.readouterr().out
     assert "useful heat" in out
     assert "fifo" in out
+    assert "per home, fifo" in out
+    assert "net cost" in out
+    assert "[kWh]" in out  # units survive Rich's markup
     markdown = (report / "report.md").read_text()
     assert "Berlin, Madrid" in markdown
     pictures = sorted(path.name for path in report.glob("*.png"))

@@ -18,7 +18,14 @@ from heatgrid.core.errors import InputError
 if TYPE_CHECKING:
     from heatgrid.sim.run import Simulation
 
-__all__ = ["PER_HOME_ROWS", "SUMMARY_ROWS", "format_cell", "per_home_lines", "write_report"]
+__all__ = [
+    "PER_HOME_ROWS",
+    "PER_HOME_STATISTICS",
+    "SUMMARY_ROWS",
+    "format_cell",
+    "per_home_lines",
+    "write_report",
+]
 
 SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("comfort_mean_k_h", "comfort: degree-hours outside the band per home, mean [K·h]"),
@@ -58,7 +65,8 @@ PER_HOME_ROWS: tuple[tuple[str, str], ...] = (
     ("comfort_k_h", "comfort: degree-hours outside the band [K·h]"),
 )
 """Per-home distributions (``summary["per_home"]``) shown in the investor tables."""
-_STATISTICS = ("mean", "p05", "p25", "p50", "p75", "p95")
+PER_HOME_STATISTICS = ("mean", "p05", "p25", "p50", "p75", "p95")
+"""Columns of the per-home tables."""
 _S_PER_H = 3600.0
 
 
@@ -140,11 +148,11 @@ def per_home_lines(summary: dict[str, Any], title: str) -> list[str]:
         f"Distribution over the {summary['homes']:,} homes: mean and percentiles "
         f"(p05 … p95) over {summary['days']:g} days.",
         "",
-        "| | " + " | ".join(_STATISTICS) + " |",
-        "|---|" + "---:|" * len(_STATISTICS),
+        "| | " + " | ".join(PER_HOME_STATISTICS) + " |",
+        "|---|" + "---:|" * len(PER_HOME_STATISTICS),
     ]
     for key, label in PER_HOME_ROWS:
-        cells = " | ".join(format_cell(per_home[key][name]) for name in _STATISTICS)
+        cells = " | ".join(format_cell(per_home[key][name]) for name in PER_HOME_STATISTICS)
         lines.append(f"| {label} | {cells} |")
     lines.append("")
     return lines
