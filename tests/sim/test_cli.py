@@ -49,6 +49,9 @@ def test_table_and_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     out = capsys.readouterr().out
     assert "useful heat" in out
     assert "fifo" in out
+    assert "per home, fifo" in out
+    assert "net cost" in out
+    assert "[kWh]" in out  # units survive Rich's markup
     markdown = (report / "report.md").read_text()
     assert "Berlin, Madrid" in markdown
     pictures = sorted(path.name for path in report.glob("*.png"))
@@ -56,12 +59,36 @@ def test_table_and_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
         "co2.png",
         "heat_power.png",
         "job_latency_cdf.png",
+        "net_cost_per_home.png",
         "revenue.png",
         "room_temperature.png",
     ]
+    assert "## Per home, fifo" in markdown
+    assert "| mining revenue [EUR] |" in markdown
     for name in pictures:
         assert f"]({name})" in markdown
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_fused_engine_gives_the_local_engines_numbers(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = [*_SMALL, "--compare", "all"]
+    local = _run_json(capsys, *args)["policies"]
+    fused = _run_json(capsys, *args, "--engine", "fused")["policies"]
+    assert isinstance(local, dict)
+    assert isinstance(fused, dict)
+    assert set(fused) == set(local)
+    for policy, summary in local.items():
+        for key, value in summary.items():
+            if isinstance(value, float):
+                assert fused[policy][key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
+            elif key != "per_home":
+                assert fused[policy][key] == value, key
+    report = tmp_path / "fused"
+    mining = ["--policy", "mining-only", "--jobs", "poisson:rate_per_h=0"]
+    assert main(["simulate", *_SMALL, *mining, "--engine", "fused", "--report", str(report)]) == 0
+    assert "## Per home, mining-only" in (report / "report.md").read_text()
 
 
 def test_an_epw_file_is_a_region(capsys: pytest.CaptureFixture[str], lyon_epw: Path) -> None:

@@ -74,3 +74,11 @@ def test_no_progress_when_stderr_is_not_a_terminal() -> None:
     assert done.returncode == 0, done.stderr
     assert "\x1b[" not in done.stderr
     assert "steps" not in done.stderr
+
+
+def test_the_fused_engine_shows_its_progress_too() -> None:
+    args = [*_SMALL, "--engine", "fused", "--policy", "mining-only"]
+    status, out, err = _run_with_terminal_stderr(*args)
+    assert status == 0, err
+    assert "72/72 steps" in err
+    assert "mining-only" in out

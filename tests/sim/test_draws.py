@@ -11,6 +11,7 @@ import pytest
 from heatgrid.core.catalog import load_catalog
 from heatgrid.core.errors import InputError
 from heatgrid.sim.fleet import sample_fleet
+from heatgrid.sim.fused import run_policy_fused
 from heatgrid.sim.jobs import sample_jobs
 from heatgrid.sim.scenario import JobStream, Region, Scenario
 
@@ -108,3 +109,17 @@ def test_jobs_arrive_in_the_leading_span_with_capped_sizes(
     assert np.all(jobs.min_vram_gb[jobs.cpu_ok] == 0.0)
     assert float(np.median(jobs.size_j)) == pytest.approx(stream.median_j, rel=0.25)
     assert set(np.unique(jobs.priority)) <= {0, 1}
+
+
+def test_a_whole_weather_year_runs(make_scenario: Callable[..., Scenario], lyon: Region) -> None:
+    """8,760 h from the weather's first hour: the last heat windows hold the last hour."""
+    start_ts = float(lyon.timestamps_ts[0]) - 3600.0
+    scenario = make_scenario(
+        start_ts=start_ts, days=365.0, step_s=3600.0, n_homes=2, jobs=JobStream(rate_per_h=0.01)
+    )
+    assert scenario.n_steps == 8760
+    run = run_policy_fused(scenario, sample_fleet(scenario), sample_jobs(scenario), "heat-aware")
+    assert run.time_ts.size == 8760
+    assert np.all(np.isfinite(run.room_mean_c))
+    late_ts = np.array([float(lyon.timestamps_ts[-1]) + 5 * 3600.0])
+    assert lyon.outdoor_at(late_ts)[0] == lyon.outdoor_temp_c[-1]

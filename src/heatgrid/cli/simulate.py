@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -114,7 +115,13 @@ def simulate_command(
         ),
     ] = None,
     engine: Annotated[
-        str, typer.Option(help=f"Where policies run: {', '.join(ENGINES)}.")
+        str,
+        typer.Option(
+            help=f"How policies run: {', '.join(ENGINES)}. 'fused' compiles the thermostat, "
+            "arbiter and rooms of every home over the steps where nothing is scheduled (the "
+            "same numbers to about 1e-13; a year of 100,000 homes under mining-only in "
+            "minutes); 'local' steps the whole fleet in Python; 'ray' runs each policy on Ray."
+        ),
     ] = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     report: Annotated[
@@ -129,7 +136,7 @@ def simulate_command(
         raise InputError(f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}")
     _check_bounds(homes=homes, days=days, step_s=step_s, seed=seed)
     stream = parse_job_stream(jobs, homes)
-    with _progress(quiet=as_json or engine != "local") as progress:
+    with _progress(quiet=as_json or engine == "ray") as progress:
         preparing = progress.add_task(
             "loading the weather, drawing homes and jobs", total=None, steps=""
         )
@@ -332,5 +339,22 @@ def _print_table(simulation: Simulation) -> None:
     for name in summaries:
         table.add_column(name, justify="right")
     for key, label in SUMMARY_ROWS:
-        table.add_row(label, *(format_cell(summaries[name][key]) for name in summaries))
-    Console().print(table)
+        row = (format_cell(summaries[name][key]) for name in summaries)
+        table.add_row(escape(label), *row)  # "[kWh]" is not Rich markup
+    console = Console()
+    console.print(table)
+    for name, summary in summaries.items():
+        console.print(_per_home_table(name, summary))
+
+
+def _per_home_table(policy: str, summary: dict[str, Any]) -> Table:
+    from heatgrid.sim.report import PER_HOME_ROWS, PER_HOME_STATISTICS, format_cell  # noqa: PLC0415
+
+    table = Table(title=f"per home, {policy}: mean and percentiles over homes")
+    table.add_column("")
+    for statistic in PER_HOME_STATISTICS:
+        table.add_column(statistic, justify="right")
+    for key, label in PER_HOME_ROWS:
+        values = summary["per_home"][key]
+        table.add_row(escape(label), *(format_cell(values[s]) for s in PER_HOME_STATISTICS))
+    return table

@@ -315,7 +315,22 @@ def tick(now_ts: float, obs: Any, state: Any, cfg: Any, setpoint_c: float, away:
 
 
 @njit(cache=True, inline="always")
-def _home_config(cfg: Any, i: int) -> Any:
+def home_setpoint(i: int, mode: int, now_ts: float, away_setpoint_c: float, schedule: Any) -> float:
+    """Return home ``i``'s setpoint in force at ``now_ts`` [°C]: away, or its schedule's.
+
+    ``schedule`` is a :class:`Schedule` of one row shared by all homes or one row per home.
+    :func:`_decide_range` and the simulator's fused fleet loop both take the setpoint here.
+    """
+    if mode == MODE_AWAY:
+        return float(away_setpoint_c)
+    row = 0 if schedule.start_s.shape[0] == 1 else i
+    return scheduled_setpoint(
+        schedule.start_s, schedule.setpoint_c, row, at(schedule.utc_offset_h, i), now_ts
+    )
+
+
+@njit(cache=True, inline="always")
+def home_config(cfg: Any, i: int) -> Any:
     """Return home ``i``'s :class:`Config` of floats from a :class:`Config` of arrays."""
     return Config(
         max_power_w=at(cfg.max_power_w, i),
@@ -341,21 +356,10 @@ def _decide_range(  # noqa: PLR0917
     lo: int, hi: int, now_ts: float, obs: Any, state: Any, cfg: Any, schedule: Any, out: Any
 ) -> None:
     """Run :func:`tick` over homes ``lo`` to ``hi − 1``: load, decide, store (by field name)."""
-    one_schedule = schedule.start_s.shape[0] == 1
     for i in range(lo, hi):
         home_mode = at(obs.mode, i)
         away = home_mode == MODE_AWAY
-        if away:
-            setpoint_c = float(at(cfg.away_setpoint_c, i))
-        else:
-            row = 0 if one_schedule else i
-            setpoint_c = scheduled_setpoint(
-                schedule.start_s,
-                schedule.setpoint_c,
-                row,
-                at(schedule.utc_offset_h, i),
-                now_ts,
-            )
+        setpoint_c = home_setpoint(i, home_mode, now_ts, at(cfg.away_setpoint_c, i), schedule)
         result = tick(
             now_ts,
             Observation(
@@ -375,7 +379,7 @@ def _decide_range(  # noqa: PLR0917
                 last_power_w=at(state.last_power_w, i),
                 alarm=at(state.alarm, i),
             ),
-            _home_config(cfg, i),
+            home_config(cfg, i),
             setpoint_c,
             away,
         )

@@ -846,14 +846,7 @@ def decide_many(
         last_power_w=_flat(state.last_power_w, shape, np.float64),
         alarm=_flat(state.alarm, shape, np.int64),
     )
-    numbers = _kernel.Config(
-        **{name: _flat(getattr(config, name), shape, np.float64) for name in _CONFIG_NUMBERS}
-    )
-    schedule = _kernel.Schedule(
-        start_s=_rows(config.schedule_start_s, shape),
-        setpoint_c=_rows(config.schedule_setpoint_c, shape),
-        utc_offset_h=_flat(config.utc_offset_h, shape, np.float64),
-    )
+    numbers, schedule = kernel_config(config, shape)
     floats = {name: np.empty(total) for name in _FLOAT_OUTPUTS}
     flags = {name: np.empty(total, dtype=np.bool_) for name in _BOOL_OUTPUTS}
     codes = {name: np.empty(total, dtype=np.int64) for name in _CODE_OUTPUTS}
@@ -878,6 +871,26 @@ def decide_many(
         send=out.send.reshape(shape),
     )
     return new_state, command
+
+
+def kernel_config(
+    config: ThermostatConfigArrays, shape: tuple[int, ...]
+) -> tuple[_kernel.Config, _kernel.Schedule]:
+    """Return ``config`` as the control kernel's bundles for homes of ``shape``.
+
+    Settings shared by all homes stay one element long, per-home ones are flattened (C order);
+    :func:`decide_many` and the simulator's fused fleet loop (``heatgrid.sim.fused``) both pass
+    their homes' settings to ``_control_kernel.tick`` this way.
+    """
+    numbers = _kernel.Config(
+        **{name: _flat(getattr(config, name), shape, np.float64) for name in _CONFIG_NUMBERS}
+    )
+    schedule = _kernel.Schedule(
+        start_s=_rows(config.schedule_start_s, shape),
+        setpoint_c=_rows(config.schedule_setpoint_c, shape),
+        utc_offset_h=_flat(config.utc_offset_h, shape, np.float64),
+    )
+    return numbers, schedule
 
 
 def _flat(value: ArrayLike, shape: tuple[int, ...], dtype: type[np.generic]) -> NDArray[Any]:

@@ -31,6 +31,7 @@ __all__ = [
     "coefficients_1r1c",
     "coefficients_2r2c",
     "room_temp_trajectory_2r2c",
+    "step_2r2c",
 ]
 
 _BLOCK = 256  # homes per block: 10 rows x 256 x 8 B = 20 KiB, stays in a 32 KiB L1 cache
@@ -157,6 +158,22 @@ def _outdoor_series(outdoor_temp_c: ArrayLike) -> FloatArray:
     return outdoor
 
 
+@njit(cache=True, inline="always")
+def step_2r2c(air_c, mass_c, a_minus_i, b, power_w, outdoor_c):  # type: ignore[no-untyped-def]  # noqa: PLR0917
+    """One exact 2R2C step of one home: return the new (air, mass) temperatures [°C].
+
+    ``a_minus_i`` is ``(a00 − 1, a01, a10, a11 − 1)`` [-] and ``b`` is ``(b_power_air,
+    b_power_mass [K/W], b_outdoor_air, b_outdoor_mass [-])``, rows 0–7 of
+    :func:`coefficients_2r2c`. The general fleet kernel and the simulator's fused fleet loop
+    both step here (the update ``x += (A − I) x + b·u``).
+    """
+    a00, a01, a10, a11 = a_minus_i
+    b_air, b_mass, o_air, o_mass = b
+    new_air_c = air_c + (a00 * air_c + a01 * mass_c + b_air * power_w + o_air * outdoor_c)
+    new_mass_c = mass_c + (a10 * air_c + a11 * mass_c + b_mass * power_w + o_mass * outdoor_c)
+    return new_air_c, new_mass_c
+
+
 @njit(fastmath=True, cache=True)
 def _block_shared(work, outdoor):  # type: ignore[no-untyped-def]
     """Fast path: one outdoor series, constant injection; ``work`` rows as in the caller."""
@@ -179,10 +196,14 @@ def _block_general(work, power, outdoor, region, record, out_room, lo, m):  # ty
         for j in range(m):
             p = power[row, lo + j]
             to = outdoor[k, region[lo + j]]
-            y0 = work[0, j]
-            y1 = work[1, j]
-            work[0, j] = y0 + (work[2, j] * y0 + work[3, j] * y1 + work[6, j] * p + work[8, j] * to)
-            work[1, j] = y1 + (work[4, j] * y0 + work[5, j] * y1 + work[7, j] * p + work[9, j] * to)
+            work[0, j], work[1, j] = step_2r2c(
+                work[0, j],
+                work[1, j],
+                (work[2, j], work[3, j], work[4, j], work[5, j]),
+                (work[6, j], work[7, j], work[8, j], work[9, j]),
+                p,
+                to,
+            )
         if record:
             for j in range(m):
                 out_room[k + 1, lo + j] = work[0, j]

@@ -49,6 +49,7 @@ from heatgrid.core.control import (
     decide_many,
     scheduled_setpoints_c,
 )
+from heatgrid.core.economics import mining_revenue_btc
 from heatgrid.core.errors import InputError
 from heatgrid.core.forecast import heat_window_w, window_instants_ts, window_starts_ts
 from heatgrid.core.scheduling import (
@@ -60,22 +61,27 @@ from heatgrid.core.scheduling import (
     choose,
 )
 from heatgrid.core.thermal_kernels import advance_fleet_2r2c
+from heatgrid.sim._fused_kernel import gains_rows
 from heatgrid.sim.fleet import Fleet, sample_fleet
 from heatgrid.sim.jobs import Jobs, sample_jobs
 from heatgrid.sim.queue import TaskQueue
 from heatgrid.sim.scenario import Scenario
 
-__all__ = ["RawRun", "heat_windows_w", "internal_gains_w", "run_one", "run_policy"]
+__all__ = [
+    "RawRun",
+    "heat_windows_w",
+    "home_mining_revenue_eur",
+    "internal_gains_w",
+    "run_one",
+    "run_policy",
+]
 
 _S_PER_H = 3600.0
-_S_PER_DAY = 86_400.0
 _J_PER_KWH = 3.6e6
 _GOLDEN = 0.6180339887498949
 _PARALLEL_MIN_HOMES = 50_000
 """Below this many homes the thermal kernel runs on one thread: one step of a small fleet is
 cheaper than waking the kernel's threads (about 10 ms on a busy machine, against 0.2 ms)."""
-_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
-_WORKDAYS = 5
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +96,16 @@ class RawRun:
         Start of each step [POSIX s, UTC], (K,).
     comfort_k_h : numpy.ndarray
         Degree-hours outside ``setpoint ± comfort_band_k`` per home [K·h], (N,).
+    home_heat_kwh, home_backup_kwh, home_task_kwh : numpy.ndarray
+        Per home: its heater's electric energy (all of it heat), its own backup heating's heat,
+        and the task energy its heater burned [kWh], (N,).
+    home_region : numpy.ndarray
+        Region index of each home, (N,).
+    home_mining_revenue_eur : numpy.ndarray
+        Per home: its ASIC's expected mining revenue over the run [EUR], (N,), 0 without one:
+        :func:`heatgrid.core.economics.mining_revenue_btc` at the ASIC's mean hashrate
+        (energy / efficiency / duration), the model of ``heatgrid economics``, at the
+        scenario's market.
     room_temp_c : numpy.ndarray
         Room air temperature per step and home at the end of the step [°C], (K, N), only when
         recorded (else shape (0, N)).
@@ -124,6 +140,11 @@ class RawRun:
     policy: str
     time_ts: FloatArray
     comfort_k_h: FloatArray
+    home_heat_kwh: FloatArray
+    home_backup_kwh: FloatArray
+    home_task_kwh: FloatArray
+    home_mining_revenue_eur: FloatArray
+    home_region: NDArray[np.int64]
     room_temp_c: FloatArray
     room_mean_c: FloatArray
     room_p05_c: FloatArray
@@ -261,6 +282,9 @@ class _Loop:
         self.is_rack = kinds == "rack"
         self.home_region = fleet.region[:n]
         self.comfort_k_h = np.zeros(n)
+        self.home_heat_kwh = np.zeros(n)
+        self.home_backup_kwh = np.zeros(n)
+        self.home_task_kwh = np.zeros(n)
         self.series = _Series(k_steps, r, n, record_rooms)
         self.record_rooms = record_rooms
         self.claims = 0
@@ -325,6 +349,7 @@ class _Loop:
             np.where(has_work[:n], 0.0, demand_w) if scenario.backup_heating else 0.0 * demand_w
         )
         self.series.backup[k] = float(np.sum(backup_w))
+        self.home_backup_kwh += backup_w * (step_s / _J_PER_KWH)
         self.state_c = advance_fleet_2r2c(
             fleet.coefficients,
             self.state_c,
@@ -370,6 +395,8 @@ class _Loop:
         series.heat[k] = float(np.sum(power_w[:n]))
         series.rack[k] = float(np.sum(power_w[n:]))
         energy_kwh = power_w * (step_s / _J_PER_KWH)
+        self.home_heat_kwh += energy_kwh[:n]
+        self.home_task_kwh += used_j[:n] / _J_PER_KWH
         regions = len(scenario.regions)
         series.home_kwh[k] = np.bincount(self.home_region, energy_kwh[:n], minlength=regions)
         series.rack_kwh[k] = np.bincount(fleet.region[n:], energy_kwh[n:], minlength=regions)
@@ -467,6 +494,13 @@ class _Loop:
             policy=self.policy,
             time_ts=self.time_ts,
             comfort_k_h=self.comfort_k_h,
+            home_heat_kwh=self.home_heat_kwh,
+            home_backup_kwh=self.home_backup_kwh,
+            home_task_kwh=self.home_task_kwh,
+            home_mining_revenue_eur=home_mining_revenue_eur(
+                self.scenario, self.fleet, self.home_heat_kwh
+            ),
+            home_region=self.home_region,
             room_temp_c=series.room_temp_c,
             room_mean_c=series.mean,
             room_p05_c=series.p05,
@@ -493,27 +527,61 @@ class _Loop:
         )
 
 
+def home_mining_revenue_eur(
+    scenario: Scenario, fleet: Fleet, home_heat_kwh: FloatArray
+) -> FloatArray:
+    """Return each home's expected mining revenue over the run [EUR], (N,).
+
+    Its ASIC's mean hashrate over the run, ``energy / efficiency_j_per_th / duration`` [TH/s],
+    through :func:`heatgrid.core.economics.mining_revenue_btc` at the scenario's market
+    (difficulty, subsidy, fees, BTC price, EUR rate): the model ``heatgrid economics`` uses.
+    Homes without an ASIC earn 0.
+    """
+    n = fleet.n_homes
+    efficiency = np.array([device.efficiency_j_per_th or math.nan for device in fleet.models])
+    efficiency_j_per_th = efficiency[fleet.model[:n]]
+    asic = (np.array(fleet.kind[:n]) == "asic") & np.isfinite(efficiency_j_per_th)
+    duration_s = scenario.n_steps * scenario.step_s
+    hashrate_ths = np.where(
+        asic & (home_heat_kwh > 0.0),
+        home_heat_kwh * _J_PER_KWH / np.where(asic, efficiency_j_per_th, 1.0) / duration_s,
+        0.0,
+    )
+    market = scenario.market
+    btc = mining_revenue_btc(
+        hashrate_ths, duration_s, market.difficulty, market.subsidy_btc, market.fees_btc_per_block
+    )
+    revenue: FloatArray = np.asarray(btc) * market.btc_price_usd / market.usd_per_eur
+    return revenue
+
+
 def internal_gains_w(
     scenario: Scenario, fleet: Fleet, homes: NDArray[np.int64], timestamps_ts: FloatArray
 ) -> FloatArray:
     """Return the internal gains of some homes at some instants [W], shape ``(m, k)``.
 
-    Occupied gains, or away gains while an away home is empty (weekdays, local time).
+    Occupied gains, or away gains while an away home is empty (weekdays, local time): the rule
+    of ``heatgrid.sim._fused_kernel.home_gains_w``, which the fused loop evaluates too.
     """
-    tz_s = np.array([scenario.regions[i].tz_offset_h for i in fleet.region[homes]]) * 3600.0
-    local_s = timestamps_ts[np.newaxis, :] + tz_s[:, np.newaxis]
-    weekday = np.floor(local_s / _S_PER_DAY + _EPOCH_WEEKDAY).astype(np.int64) % 7
-    minute = np.mod(local_s, _S_PER_DAY) / 60.0
-    away = (
-        fleet.away_home[homes, np.newaxis]
-        & (weekday < _WORKDAYS)
-        & (minute >= fleet.leave_minute[homes, np.newaxis])
-        & (minute < fleet.return_minute[homes, np.newaxis])
-    )
-    gains: FloatArray = np.where(
-        away, fleet.away_gains_w[homes, np.newaxis], fleet.occupied_gains_w[homes, np.newaxis]
+    rows = np.asarray(homes, dtype=np.int64)
+    gains: FloatArray = np.empty((rows.size, np.size(timestamps_ts)))
+    gains_rows(
+        rows,
+        _home_tz_s(scenario, fleet),
+        fleet.away_home,
+        (fleet.leave_minute, fleet.return_minute),
+        (fleet.occupied_gains_w, fleet.away_gains_w),
+        np.asarray(timestamps_ts, dtype=np.float64),
+        gains,
     )
     return gains
+
+
+def _home_tz_s(scenario: Scenario, fleet: Fleet) -> FloatArray:
+    """UTC offset of each home's region [s], (N,)."""
+    offsets_s = np.array([region.tz_offset_h for region in scenario.regions]) * 3600.0
+    result: FloatArray = offsets_s[fleet.region[: fleet.n_homes]]
+    return result
 
 
 def heat_windows_w(

@@ -117,6 +117,19 @@ class TaskQueue:
             self._enqueue(self._arrived)
             self._arrived += 1
 
+    def next_event_ts(self) -> float:
+        """Return the first instant a claim could lease a task [POSIX s, UTC]; inf if none.
+
+        The next arrival, or the earliest ``not_before_ts`` of a queued task (a task waiting
+        out its retry backoff cannot be claimed before then).
+        """
+        arrival = self.jobs.arrival_ts
+        next_ts = float(arrival[self._arrived]) if self._arrived < arrival.size else math.inf
+        if self.queued:
+            waiting = np.fromiter(self.queued, dtype=np.int64, count=len(self.queued))
+            next_ts = min(next_ts, float(np.min(self.not_before_ts[waiting])))
+        return next_ts
+
     def _enqueue(self, index: int) -> None:
         jobs = self.jobs
         remaining_j = float(jobs.size_j[index] - self.progress_j[index])

@@ -18,7 +18,14 @@ from heatgrid.core.errors import InputError
 if TYPE_CHECKING:
     from heatgrid.sim.run import Simulation
 
-__all__ = ["SUMMARY_ROWS", "format_cell", "write_report"]
+__all__ = [
+    "PER_HOME_ROWS",
+    "PER_HOME_STATISTICS",
+    "SUMMARY_ROWS",
+    "format_cell",
+    "per_home_lines",
+    "write_report",
+]
 
 SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("comfort_mean_k_h", "comfort: degree-hours outside the band per home, mean [K·h]"),
@@ -41,9 +48,25 @@ SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("co2_kg", "CO2 of the fleet [kg]"),
     ("baseline_co2_kg", "CO2 of data centre + home heating [kg]"),
     ("co2_saved_kg", "CO2 saved [kg]"),
+    ("co2_saved_vs_gas_kg", "CO2 saved against gas boilers [kg]"),
+    ("co2_saved_vs_heat_pump_kg", "CO2 saved against heat pumps [kg]"),
+    ("mining_revenue_per_home_eur", "mining revenue per home, mean [EUR]"),
+    ("owner_revenue_per_home_eur", "owners' revenue per home, mean [EUR]"),
 )
 """Summary keys shown in tables, with their labels (units in brackets)."""
 
+PER_HOME_ROWS: tuple[tuple[str, str], ...] = (
+    ("heat_delivered_kwh", "heat delivered by the heater [kWh]"),
+    ("backup_heat_kwh", "heat from the home's own heating [kWh]"),
+    ("mining_revenue_eur", "mining revenue [EUR]"),
+    ("owner_revenue_eur", "owner's revenue: mining and compute [EUR]"),
+    ("electricity_cost_eur", "electricity bill of the heater [EUR]"),
+    ("net_cost_eur", "net cost: bill − revenue [EUR]"),
+    ("comfort_k_h", "comfort: degree-hours outside the band [K·h]"),
+)
+"""Per-home distributions (``summary["per_home"]``) shown in the investor tables."""
+PER_HOME_STATISTICS = ("mean", "p05", "p25", "p50", "p75", "p95")
+"""Columns of the per-home tables."""
 _S_PER_H = 3600.0
 
 
@@ -105,9 +128,34 @@ def _markdown(simulation: Simulation, figures: list[tuple[str, str]]) -> str:
         cells = " | ".join(format_cell(summaries[policy][key]) for policy in policies)
         lines.append(f"| {label} | {cells} |")
     lines.append("")
+    for policy in policies:
+        lines += per_home_lines(summaries[policy], f"Per home, {policy}")
     for file_name, caption in figures:
         lines += [f"## {caption}", "", f"![{caption}]({file_name})", ""]
     return "\n".join(lines)
+
+
+def per_home_lines(summary: dict[str, Any], title: str) -> list[str]:
+    """Return a Markdown section: the per-home distributions of one policy's summary.
+
+    Fleet totals are in the summary table; this is what one home of the fleet can expect: the
+    mean and the 5th to 95th percentiles over homes.
+    """
+    per_home = summary["per_home"]
+    lines = [
+        f"## {title}",
+        "",
+        f"Distribution over the {summary['homes']:,} homes: mean and percentiles "
+        f"(p05 … p95) over {summary['days']:g} days.",
+        "",
+        "| | " + " | ".join(PER_HOME_STATISTICS) + " |",
+        "|---|" + "---:|" * len(PER_HOME_STATISTICS),
+    ]
+    for key, label in PER_HOME_ROWS:
+        cells = " | ".join(format_cell(per_home[key][name]) for name in PER_HOME_STATISTICS)
+        lines.append(f"| {label} | {cells} |")
+    lines.append("")
+    return lines
 
 
 def _figures(simulation: Simulation, directory: Path) -> list[tuple[str, str]]:
@@ -123,6 +171,7 @@ def _figures(simulation: Simulation, directory: Path) -> list[tuple[str, str]]:
         ("job_latency_cdf.png", "Job latency CDF", _latency_cdf),
         ("revenue.png", "Revenue", _revenue),
         ("co2.png", "CO2 against the baseline", _co2),
+        ("net_cost_per_home.png", "Net cost per home (bill − revenue)", _net_cost_per_home),
     ):
         figure, axis = plt.subplots(figsize=(9, 4))
         draw(simulation, axis)
@@ -186,3 +235,17 @@ def _co2(simulation: Simulation, axis: Any) -> None:
     axis.bar(x + 0.2, baseline, 0.4, label="data centre + home heating")
     axis.set_xticks(x, policies)
     axis.set(ylabel="CO2 [kg]", title="CO2")
+
+
+def _net_cost_per_home(simulation: Simulation, axis: Any) -> None:
+    from heatgrid.sim.results import per_home_net_cost_eur  # noqa: PLC0415
+
+    for policy, run in simulation.runs.items():
+        net_eur = np.sort(per_home_net_cost_eur(simulation.scenario, run))
+        share = np.arange(1, net_eur.size + 1) / net_eur.size
+        axis.step(net_eur, share, where="post", label=policy)
+    axis.set(
+        xlabel="net cost of the heater's electricity per home [EUR]",
+        ylabel="share of homes",
+        title="Net cost per home (electricity − mining and compute revenue)",
+    )

@@ -17,7 +17,14 @@
 * **CO2** (:mod:`heatgrid.core.heat_value`): the fleet emits the grid's intensity on the
   heaters' energy and on the racks' energy times the PUE. The baseline runs the same compute
   and mining in a data centre (energy × PUE × grid intensity) and heats the homes with
-  ``displaced`` heating for the same heat; the saving is the difference.
+  ``displaced`` heating for the same heat; the saving is the difference. The saving is also
+  given against gas boilers and against heat pumps whatever ``displaced`` says.
+* **Per home** (``per_home``, what an investor asks of a fleet): the distribution over homes
+  (mean and 5/25/50/75/95th percentiles) of the heat each heater delivered, the backup heat,
+  the mining revenue (:func:`heatgrid.sim.engine.home_mining_revenue_eur`, the model of
+  ``heatgrid economics``), the owner's revenue (mining plus compute on the task energy burned
+  in the home), the electricity bill of the heater, the net cost (bill − revenue) and the
+  comfort degree-hours.
 """
 
 from __future__ import annotations
@@ -31,7 +38,13 @@ from heatgrid.core.heat_value import HeatingAlternative, displaced_co2_kg
 from heatgrid.sim.engine import RawRun
 from heatgrid.sim.scenario import Scenario
 
-__all__ = ["json_safe", "summarize"]
+__all__ = [
+    "PER_HOME_PERCENTILES",
+    "json_safe",
+    "per_home",
+    "per_home_net_cost_eur",
+    "summarize",
+]
 
 _J_PER_KWH = 3.6e6
 _S_PER_H = 3600.0
@@ -47,6 +60,68 @@ def _alternative(name: str) -> HeatingAlternative:
 
 def _percentile(values: np.ndarray[Any, Any], q: float) -> float | None:
     return float(np.percentile(values, q)) if values.size else None
+
+
+_COMPARED: tuple[HeatingAlternative, ...] = ("gas", "heat-pump")
+PER_HOME_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
+"""Percentiles of the per-home distributions in ``per_home``."""
+
+
+def _distribution(values: np.ndarray[Any, Any]) -> dict[str, float]:
+    points = np.percentile(values, PER_HOME_PERCENTILES)
+    result = {"mean": float(np.mean(values))}
+    pairs = zip(PER_HOME_PERCENTILES, points, strict=True)
+    result.update({f"p{q:02.0f}": float(v) for q, v in pairs})
+    return result
+
+
+def per_home(scenario: Scenario, run: RawRun) -> dict[str, dict[str, float]]:
+    """Return the distribution over homes of heat, revenue, bill, net cost and comfort.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        What was simulated (compute price, tariffs).
+    run : RawRun
+        One policy's run.
+
+    Returns
+    -------
+    dict
+        Quantity (unit in the name) to ``{"mean", "p05", "p25", "p50", "p75", "p95"}``.
+    """
+    bill_eur, owner_eur = _bill_and_revenue_eur(scenario, run)
+    quantities = {
+        "heat_delivered_kwh": run.home_heat_kwh,
+        "backup_heat_kwh": run.home_backup_kwh,
+        "mining_revenue_eur": run.home_mining_revenue_eur,
+        "owner_revenue_eur": owner_eur,
+        "electricity_cost_eur": bill_eur,
+        "net_cost_eur": bill_eur - owner_eur,
+        "comfort_k_h": run.comfort_k_h,
+    }
+    return {name: _distribution(values) for name, values in quantities.items()}
+
+
+def per_home_net_cost_eur(scenario: Scenario, run: RawRun) -> np.ndarray[Any, Any]:
+    """Return each home's heater electricity bill minus its owner's revenue [EUR], (N,)."""
+    bill_eur, owner_eur = _bill_and_revenue_eur(scenario, run)
+    net_eur: np.ndarray[Any, Any] = bill_eur - owner_eur
+    return net_eur
+
+
+def _bill_and_revenue_eur(
+    scenario: Scenario, run: RawRun
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    tariffs = np.array([_tariff(scenario, region) for region in scenario.regions])
+    bill_eur = run.home_heat_kwh * tariffs[run.home_region]
+    owner_eur = run.home_mining_revenue_eur + run.home_task_kwh * scenario.compute_price_eur_per_kwh
+    return bill_eur, owner_eur
+
+
+def _tariff(scenario: Scenario, region: Any) -> float:
+    value = region.tariff_eur_per_kwh
+    return float(scenario.tariff_eur_per_kwh if value is None else value)
 
 
 def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
@@ -68,14 +143,7 @@ def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
     latency_h = (run.done_ts[done] - run.arrival_ts[done]) / _S_PER_H
     task_j = run.heater_task_j + run.rack_task_j
     carbon = np.array([region.carbon_g_per_kwh for region in scenario.regions])
-    tariffs = np.array(
-        [
-            scenario.tariff_eur_per_kwh
-            if region.tariff_eur_per_kwh is None
-            else region.tariff_eur_per_kwh
-            for region in scenario.regions
-        ]
-    )
+    tariffs = np.array([_tariff(scenario, region) for region in scenario.regions])
     home_kwh, rack_kwh = run.home_energy_kwh, run.rack_energy_kwh
     actual_kg = float(np.sum(home_kwh * carbon + rack_kwh * scenario.pue * carbon)) / 1000.0
     displaced = displaced_co2_kg(
@@ -86,6 +154,21 @@ def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
     )
     data_centre_kg = float(np.sum((home_kwh + rack_kwh) * scenario.pue * carbon)) / 1000.0
     baseline_kg = data_centre_kg + float(np.sum(displaced))
+    saved_against_kg = {
+        alternative: data_centre_kg
+        + float(
+            np.sum(
+                displaced_co2_kg(
+                    home_kwh,
+                    alternative,
+                    grid_carbon_g_per_kwh=np.broadcast_to(carbon, home_kwh.shape),
+                    outdoor_temp_c=run.outdoor_temp_c,
+                )
+            )
+        )
+        - actual_kg
+        for alternative in _COMPARED
+    }
     heat_kwh = float(np.sum(home_kwh))
     backup_kwh = float(np.sum(run.backup_w)) * (scenario.step_s / _S_PER_H) / 1000.0
     mining = float(np.sum(run.mining_revenue_eur))
@@ -125,6 +208,12 @@ def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
         "co2_kg": actual_kg,
         "baseline_co2_kg": baseline_kg,
         "co2_saved_kg": baseline_kg - actual_kg,
+        "co2_saved_vs_gas_kg": saved_against_kg["gas"],
+        "co2_saved_vs_heat_pump_kg": saved_against_kg["heat-pump"],
+        "mining_revenue_per_home_eur": float(np.mean(run.home_mining_revenue_eur)),
+        "owner_revenue_per_home_eur": (mining + float(np.sum(run.compute_revenue_homes_eur)))
+        / run.comfort_k_h.size,
+        "per_home": per_home(scenario, run),
         "leases_lost": run.leases_lost,
         "claims": run.claims,
     }

@@ -60,12 +60,13 @@ def simulate(
         The fleet, jobs and time span.
     policies : sequence of str
         Policies from :data:`heatgrid.core.scheduling.POLICIES`, at least one, no repeats.
-    engine : {"local", "ray"}
-        Where to run them.
+    engine : {"local", "fused", "ray"}
+        Where and how to run them (:data:`heatgrid.sim.distributed.ENGINES`).
     record_rooms : bool
         Keep every room temperature at every step.
     progress : callable, optional
-        ``progress(policy, steps_done)`` after each step (local engine only).
+        ``progress(policy, steps_done)`` after each step, or each burst of steps with the
+        fused engine (not on Ray).
 
     Returns
     -------
@@ -89,9 +90,14 @@ def simulate(
         fleet = sample_fleet(scenario)
         jobs = sample_jobs(scenario)
         runs = {}
+        runner = run_policy
+        if engine == "fused":
+            from heatgrid.sim.fused import run_policy_fused  # noqa: PLC0415 (its kernel on demand)
+
+            runner = run_policy_fused
         for policy in policies:
             report = None if progress is None else _bound(progress, policy)
-            runs[policy] = run_policy(
+            runs[policy] = runner(
                 scenario, fleet, jobs, policy, record_rooms=record_rooms, progress=report
             )
     summaries = {policy: summarize(scenario, run) for policy, run in runs.items()}

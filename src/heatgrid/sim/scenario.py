@@ -98,6 +98,9 @@ class Region:
     def outdoor_at(self, when_ts: FloatArray) -> FloatArray:
         """Outdoor temperature at instants: the value of the weather hour that contains them [°C].
 
+        Instants past the last hour take the last hour's value (the heat window of a run's
+        last hours).
+
         Parameters
         ----------
         when_ts : numpy.ndarray
@@ -304,12 +307,15 @@ class Scenario:
             require_non_negative("region_weights", weight)
         if self.region_weights and sum(self.region_weights) <= 0.0:
             raise InputError("region_weights must not all be 0")
-        end_ts = self.start_ts + self.n_steps * self.step_s + self.window_h * _S_PER_H
+        # The run must lie in the weather; a heat window offered in the last hours may reach
+        # past it and then holds the last hour's temperature (Region.outdoor_at), so that a
+        # whole weather year (8,760 h) can run.
+        end_ts = self.start_ts + self.n_steps * self.step_s
         for region in self.regions:
             if not region.covers(self.start_ts, end_ts):
                 raise InputError(
-                    f"the weather of {region.name!r} does not cover the run (plus the "
-                    f"{self.window_h} h heat window): shorten days or move start_ts"
+                    f"the weather of {region.name!r} does not cover the run: shorten days or "
+                    "move start_ts"
                 )
 
     def _check_fleet(self) -> None:

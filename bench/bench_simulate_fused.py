@@ -1,0 +1,218 @@
+"""Home-steps per second of the fused engine against the step-by-step engine, same run.
+
+For each fleet size (``--sizes``, default 1e4 and 1e5 homes, no racks' tasks: ``mining-only``,
+no jobs, one region, 300 s steps) the fused engine (:func:`heatgrid.sim.fused.run_policy_fused`)
+runs ``--days`` of the scenario and the step-by-step engine
+(:func:`heatgrid.sim.engine.run_policy`, today's engine, the baseline) runs the first steps of
+the same scenario for about ``--budget-s`` seconds; the ratio is fused over baseline, in
+home-steps per second of wall-clock time. Both are also given per CPU-second of this process
+(``time.process_time``), which a busy shared machine disturbs less than the wall clock.
+
+The fused kernel's compile time is kept out of the rates: a warm-up run on a small fleet loads
+or compiles it first, and its time is reported (``first_call_s``); a child process with an
+empty numba cache compiles it from nothing (``cold_compile_s``; ``--skip-cold-compile``).
+A scheduling-bound case runs too: ``heat-aware`` with the default job stream on
+``--scheduling-homes`` homes, where most steps hold a lease and run as the engine's own
+steps (ratio near 1 expected).
+The year estimate is 1e5 homes at 60 s steps (525,600 steps) at the best fused rate.
+Usage: ``python bench/bench_simulate_fused.py --out PATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+
+from heatgrid.sim.engine import run_policy
+from heatgrid.sim.fleet import sample_fleet
+from heatgrid.sim.fused import run_policy_fused
+from heatgrid.sim.jobs import sample_jobs
+from heatgrid.sim.scenario import JobStream, Region, Scenario
+from heatgrid.weather import synthetic_year
+
+_GOAL_HOME_STEPS_PER_S = 1e8
+_SIZES = (10_000, 100_000)
+_JANUARY_15_S = 14 * 86_400.0
+_YEAR_HOMES = 100_000
+_YEAR_STEPS = 525_600  # a year of 60 s steps
+_COLD_SCRIPT = """
+import time
+from heatgrid.sim.fused import run_policy_fused
+from heatgrid.sim.fleet import sample_fleet
+from heatgrid.sim.jobs import sample_jobs
+import bench_simulate_fused as bench
+scenario = bench._scenario(bench._region(), 20, days=0.05, jobs=bench._NO_JOBS)
+fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+start = time.perf_counter()
+run_policy_fused(scenario, fleet, jobs, "mining-only")
+print(time.perf_counter() - start)
+"""
+_NO_JOBS = JobStream(rate_per_h=0.0)
+
+
+def _region() -> Region:
+    year = synthetic_year("Lyon")
+    return Region(
+        name="Lyon",
+        timestamps_ts=year.timestamps_ts,
+        outdoor_temp_c=year.outdoor_temp_c,
+        carbon_g_per_kwh=60.0,
+        tz_offset_h=year.tz_offset_h,
+    )
+
+
+def _scenario(region: Region, n_homes: int, *, days: float, jobs: JobStream) -> Scenario:
+    return Scenario(
+        n_homes=n_homes,
+        start_ts=float(region.timestamps_ts[0]) + _JANUARY_15_S,
+        days=days,
+        regions=(region,),
+        jobs=jobs,
+        seed=1,
+    )
+
+
+def _timed(run: Any) -> tuple[float, float]:
+    """Return (wall, CPU) seconds of ``run()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _engine_steps(region: Region, n_homes: int, budget_s: float, step_s: float) -> int:
+    """Steps of the step-by-step engine that fit about ``budget_s`` (from a 3-step probe)."""
+    probe = _scenario(region, n_homes, days=3 * step_s / 86_400.0, jobs=_NO_JOBS)
+    fleet, jobs = sample_fleet(probe), sample_jobs(probe)
+    wall_s, _ = _timed(lambda: run_policy(probe, fleet, jobs, "mining-only"))
+    return max(3, int(budget_s / (wall_s / 3)))
+
+
+def _size(region: Region, n_homes: int, days: float, budget_s: float) -> dict[str, Any]:
+    scenario = _scenario(region, n_homes, days=days, jobs=_NO_JOBS)
+    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+    fused_wall_s, fused_cpu_s = _timed(
+        lambda: run_policy_fused(scenario, fleet, jobs, "mining-only")
+    )
+    fused_home_steps = n_homes * scenario.n_steps
+    steps = min(scenario.n_steps, _engine_steps(region, n_homes, budget_s, scenario.step_s))
+    short = _scenario(region, n_homes, days=steps * scenario.step_s / 86_400.0, jobs=_NO_JOBS)
+    engine_wall_s, engine_cpu_s = _timed(lambda: run_policy(short, fleet, jobs, "mining-only"))
+    engine_home_steps = n_homes * short.n_steps
+    fused_rate = fused_home_steps / fused_wall_s
+    engine_rate = engine_home_steps / engine_wall_s
+    return {
+        "homes": n_homes,
+        "fused_steps": scenario.n_steps,
+        "fused_seconds": fused_wall_s,
+        "fused_home_steps_per_s": fused_rate,
+        "fused_home_steps_per_cpu_s": fused_home_steps / fused_cpu_s,
+        "engine_steps": short.n_steps,
+        "engine_seconds": engine_wall_s,
+        "engine_home_steps_per_s": engine_rate,
+        "engine_home_steps_per_cpu_s": engine_home_steps / engine_cpu_s,
+        "ratio": fused_rate / engine_rate,
+        "ratio_cpu": (fused_home_steps / fused_cpu_s) / (engine_home_steps / engine_cpu_s),
+        "load_average_1min_after": os.getloadavg()[0],
+    }
+
+
+def _scheduling_bound(region: Region, n_homes: int) -> dict[str, Any]:
+    scenario = _scenario(region, n_homes, days=0.25, jobs=JobStream(rate_per_h=0.15 * n_homes))
+    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+    fused_s, _ = _timed(lambda: run_policy_fused(scenario, fleet, jobs, "heat-aware"))
+    engine_s, _ = _timed(lambda: run_policy(scenario, fleet, jobs, "heat-aware"))
+    home_steps = n_homes * scenario.n_steps
+    return {
+        "what": "heat-aware, 0.15 jobs per home and hour, 6 h: most steps hold a lease and run "
+        "as the engine's own scheduling steps",
+        "homes": n_homes,
+        "steps": scenario.n_steps,
+        "fused_home_steps_per_s": home_steps / fused_s,
+        "engine_home_steps_per_s": home_steps / engine_s,
+        "ratio": engine_s / fused_s,
+    }
+
+
+def _cold_compile_s() -> float | None:
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(Path(__file__).parent))
+        done = subprocess.run(
+            [sys.executable, "-c", _COLD_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr)
+        return None
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    """Run the benchmark, print its JSON and write it to ``--out``."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(_SIZES))
+    parser.add_argument("--days", type=float, default=1.0, help="days the fused engine runs")
+    parser.add_argument("--budget-s", type=float, default=10.0, help="baseline seconds per size")
+    parser.add_argument("--scheduling-homes", type=int, default=2_000)
+    parser.add_argument(
+        "--skip-cold-compile", action="store_true", help="do not compile from an empty cache"
+    )
+    args = parser.parse_args()
+    region = _region()
+    load_before = os.getloadavg()
+    warm = _scenario(region, 20, days=0.05, jobs=_NO_JOBS)
+    first_call_s, _ = _timed(
+        lambda: run_policy_fused(warm, sample_fleet(warm), sample_jobs(warm), "mining-only")
+    )
+    rows = [_size(region, n, args.days, args.budget_s) for n in args.sizes]
+    scheduling = _scheduling_bound(region, args.scheduling_homes)
+    best = max(row["fused_home_steps_per_s"] for row in rows)
+    result = {
+        "benchmark": "simulate_fused",
+        "what": "fused engine (sim.fused) against the step-by-step engine (sim.engine), "
+        "home-steps per second, mining-only, no jobs, 300 s steps, same process",
+        "baseline": "engine_home_steps_per_s: heatgrid.sim.engine.run_policy on the same fleet",
+        "sizes": rows,
+        "ratio": {str(row["homes"]): row["ratio"] for row in rows},
+        "scheduling_bound": scheduling,
+        "first_call_s": first_call_s,
+        "first_call_note": "the warm-up's run: loads the kernels from numba's cache, or compiles "
+        "them on the first run after an install; kept out of the rates",
+        "cold_compile_s": None if args.skip_cold_compile else _cold_compile_s(),
+        "goal_home_steps_per_s": _GOAL_HOME_STEPS_PER_S,
+        "best_home_steps_per_s": best,
+        "goal_fraction": best / _GOAL_HOME_STEPS_PER_S,
+        "year_of_1e5_homes_at_60_s_estimate_s": _YEAR_HOMES * _YEAR_STEPS / best,
+        "threads": numba.get_num_threads(),
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "numba": numba.__version__,
+            "numpy": np.__version__,
+        },
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""The fused engine: the simulator's step, compiled over many steps between scheduling events.
+
+:func:`run_policy_fused` gives what :func:`heatgrid.sim.engine.run_policy` gives (the same
+:class:`~heatgrid.sim.engine.RawRun`, to rounding: ``tests/contract/test_fused_engine.py``).
+The run alternates two kinds of stretches:
+
+* **Bursts.** While no task is leased and no claim can lease one (the queue is empty, or its
+  tasks wait out a retry backoff, and no job arrives), every step of every home is thermostat,
+  arbiter, room and accounting only. :func:`heatgrid.sim._fused_kernel.run_burst` runs up to
+  ``burst_steps`` such steps in one compiled call, parallel over homes, with core's own
+  kernels (``_control_kernel.tick``, ``_arbiter_kernel.realize_one``,
+  :func:`~heatgrid.core.thermal_kernels.step_2r2c`), and reduces the results in the kernel.
+  Under ``mining-only`` the coordinator never leases a task, so the whole run is bursts.
+* **Scheduling steps.** A step where a task is leased, or a claim may lease one, runs as
+  :meth:`heatgrid.sim.engine._Loop.step` runs it today (claims, queue, leases), on the same
+  state.
+
+Per-step fleet series are kept (K values each); per-home totals are (N,). The room temperature
+percentiles per step are taken over every home up to :data:`PERCENTILE_SAMPLE` homes, and over
+that many evenly spaced homes above it (a 5–95 % band for the plots, which would otherwise cost
+a sort of every home at every step). Memory per home: about 250 bytes (state, settings,
+totals) plus the fleet's draw; see ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+from heatgrid.core import _arbiter_kernel, _control_kernel
+from heatgrid.core._kernel_math import kernel_input
+from heatgrid.core.arbiter import DeviceStateArrays
+from heatgrid.core.control import ObservationArrays, ThermostatStateArrays, kernel_config
+from heatgrid.core.errors import InputError
+from heatgrid.core.scheduling import POLICIES
+from heatgrid.sim import _fused_kernel as _kernel
+from heatgrid.sim.engine import RawRun, _Loop
+from heatgrid.sim.fleet import Fleet
+from heatgrid.sim.jobs import Jobs
+from heatgrid.sim.scenario import Scenario
+
+__all__ = ["DEFAULT_BURST_STEPS", "PERCENTILE_SAMPLE", "run_policy_fused"]
+
+DEFAULT_BURST_STEPS = 288
+"""Most steps per compiled call (a day of 300 s steps); progress is reported after each."""
+PERCENTILE_SAMPLE = 8192
+"""Homes over which the per-step room temperature percentiles are taken (all, up to this)."""
+_PARALLEL_MIN_HOMES = 50_000
+"""As :mod:`heatgrid.sim.engine`: its scheduling steps run on one thread below this."""
+
+
+def run_policy_fused(
+    scenario: Scenario,
+    fleet: Fleet,
+    jobs: Jobs,
+    policy: str,
+    *,
+    record_rooms: bool = False,
+    progress: Callable[[int], None] | None = None,
+    burst_steps: int = DEFAULT_BURST_STEPS,
+) -> RawRun:
+    """Simulate ``scenario``'s fleet and jobs under one policy with the fused engine.
+
+    Parameters
+    ----------
+    scenario, fleet, jobs, policy, record_rooms
+        As :func:`heatgrid.sim.engine.run_policy`.
+    progress : callable, optional
+        Called with the number of steps done after each burst and each scheduling step.
+    burst_steps : int
+        Most steps per compiled call, >= 1.
+
+    Returns
+    -------
+    RawRun
+        As :func:`heatgrid.sim.engine.run_policy` returns, to rounding.
+    """
+    if policy not in POLICIES:
+        raise InputError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
+    if burst_steps < 1:
+        raise InputError(f"burst_steps must be at least 1, got {burst_steps!r}")
+    loop = _FusedLoop(scenario, fleet, jobs, policy, record_rooms)
+    loop.run(burst_steps, progress)
+    return loop.result()
+
+
+class _FusedLoop(_Loop):
+    """The engine's loop, with quiet stretches run by the fused kernel."""
+
+    def __init__(
+        self, scenario: Scenario, fleet: Fleet, jobs: Jobs, policy: str, record_rooms: bool
+    ) -> None:
+        super().__init__(scenario, fleet, jobs, policy, record_rooms)
+        n, d = fleet.n_homes, fleet.n_devices
+        self._homes = _homes(scenario, fleet, self._observation, self.is_asic)
+        self._config, self._schedule = kernel_config(fleet.thermostat, (n,))
+        self._devices = _arbiter_kernel.Devices(
+            min_power_w=kernel_input(np.broadcast_to(fleet.devices.min_power_w, d), np.float64),
+            max_power_w=kernel_input(np.broadcast_to(fleet.devices.max_power_w, d), np.float64),
+            power_levels_w=kernel_input(fleet.devices.power_levels_w, np.float64),
+            min_cycle_s=kernel_input(np.broadcast_to(fleet.devices.min_cycle_s, d), np.float64),
+        )
+        self._clock = _kernel.Clock(
+            time_ts=kernel_input(self.time_ts, np.float64),
+            outdoor_c=kernel_input(self.outdoor, np.float64),
+            step_s=float(scenario.step_s),
+            comfort_band_k=float(scenario.comfort_band_k),
+            backup_heating=bool(scenario.backup_heating),
+        )
+        sample = np.unique(np.linspace(0, n - 1, min(n, PERCENTILE_SAMPLE)).round().astype(int))
+        self._sample_column = np.full(n, -1, dtype=np.int64)
+        self._sample_column[sample] = np.arange(sample.size)
+        self._sample_size = sample.size
+
+    def run(self, burst_steps: int, progress: Callable[[int], None] | None) -> None:
+        """Run every step: bursts where nothing can be scheduled, else the engine's step."""
+        total = self.scenario.n_steps
+        k = 0
+        while k < total:
+            end = self._quiet_until(k, min(total, k + burst_steps))
+            if end > k:
+                self._burst(k, end)
+                k = end
+            else:
+                self._scheduling_step(k)
+                k += 1
+            if progress is not None:
+                progress(k)
+
+    def _quiet_until(self, k: int, limit: int) -> int:
+        """Return the first step from ``k`` (at most ``limit``) where a task may be leased."""
+        if self.policy == "mining-only":
+            return limit  # the coordinator answers every claim with no task
+        queue = self.queue
+        if bool(np.any(queue.task_of >= 0)):
+            return k
+        first = int(np.searchsorted(self.time_ts, queue.next_event_ts(), side="left"))
+        return min(limit, first)
+
+    def _scheduling_step(self, k: int) -> None:
+        threads = numba.get_num_threads()
+        if self.fleet.n_homes < _PARALLEL_MIN_HOMES:
+            numba.set_num_threads(1)  # as engine.run_policy runs its steps
+        try:
+            self.step(k)
+        finally:
+            numba.set_num_threads(threads)
+
+    def _burst(self, k0: int, k1: int) -> None:
+        """Run steps ``k0 … k1 − 1`` in the fused kernel and store what they produced."""
+        n, steps = self.fleet.n_homes, k1 - k0
+        thermostat = _control_kernel.State(
+            integral_w=np.array(self.thermostat.integral_w, dtype=np.float64),
+            heating=np.array(self.thermostat.heating, dtype=np.bool_),
+            since_ts=np.array(self.thermostat.since_ts, dtype=np.float64),
+            last_tick_ts=np.array(self.thermostat.last_tick_ts, dtype=np.float64),
+            last_command_ts=np.array(self.thermostat.last_command_ts, dtype=np.float64),
+            last_power_w=np.array(self.thermostat.last_power_w, dtype=np.float64),
+            alarm=np.array(self.thermostat.alarm, dtype=np.int64),
+        )
+        arbiter = _arbiter_kernel.DeviceState(
+            power_w=np.array(self.arbiter.power_w, dtype=np.float64),
+            target_w=np.array(self.arbiter.target_w, dtype=np.float64),
+            since_ts=np.array(self.arbiter.since_ts, dtype=np.float64),
+            debt_j=np.array(self.arbiter.debt_j, dtype=np.float64),
+            last_ts=np.array(self.arbiter.last_ts, dtype=np.float64),
+        )
+        rooms = (
+            np.array(self.state_c[:, 0], dtype=np.float64),
+            np.array(self.state_c[:, 1], dtype=np.float64),
+        )
+        regions = len(self.scenario.regions)
+        chunks = (n + _kernel.CHUNK - 1) // _kernel.CHUNK
+        partial = np.zeros((chunks, steps, len(_kernel.QUANTITIES) + regions))
+        sampled = np.empty((steps, self._sample_size))
+        totals = _kernel.Totals(
+            comfort_k_h=self.comfort_k_h,
+            heat_kwh=self.home_heat_kwh,
+            backup_kwh=self.home_backup_kwh,
+        )
+        _kernel.run_burst(
+            k0,
+            k1,
+            self._homes,
+            self._clock,
+            self._config,
+            self._schedule,
+            thermostat,
+            arbiter,
+            self._devices,
+            kernel_input(self.offline_until, np.int64),
+            rooms,
+            totals,
+            (partial, self._sample_column, sampled, self.series.room_temp_c),
+        )
+        self.thermostat = ThermostatStateArrays(**thermostat._asdict())
+        self.arbiter = DeviceStateArrays(**arbiter._asdict())
+        self.state_c = np.column_stack(rooms)
+        self._online(k1 - 1)  # the engine's own record of departures catches up
+        self._store(k0, k1, partial.sum(axis=0), sampled)
+
+    def _store(
+        self, k0: int, k1: int, sums: NDArray[np.float64], sampled: NDArray[np.float64]
+    ) -> None:
+        series, n = self.series, self.fleet.n_homes
+        q = len(_kernel.QUANTITIES)
+        series.mean[k0:k1] = sums[:, _kernel.ROOM] / n
+        series.p05[k0:k1], series.p95[k0:k1] = np.percentile(sampled, [5.0, 95.0], axis=1)
+        series.setpoint[k0:k1] = sums[:, _kernel.SETPOINT] / n
+        series.demand[k0:k1] = sums[:, _kernel.DEMAND]
+        series.heat[k0:k1] = sums[:, _kernel.HEAT]
+        series.rack[k0:k1] = 0.0
+        series.backup[k0:k1] = sums[:, _kernel.BACKUP]
+        series.home_kwh[k0:k1] = sums[:, q:]
+        series.rack_kwh[k0:k1] = 0.0
+        series.mining[k0:k1] = sums[:, _kernel.MINING]
+        series.compute[k0:k1] = 0.0
+        series.compute_homes[k0:k1] = 0.0
+
+
+def _homes(
+    scenario: Scenario, fleet: Fleet, obs: ObservationArrays, is_asic: NDArray[np.bool_]
+) -> _kernel.Homes:
+    """Return the kernel's constant per-home and per-device inputs, offline spells by device."""
+    n, d = fleet.n_homes, fleet.n_devices
+    order = np.lexsort((fleet.offline_start_step, fleet.offline_device))
+    counts = np.bincount(fleet.offline_device, minlength=d)
+    first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    offsets_s = np.array([region.tz_offset_h for region in scenario.regions]) * 3600.0
+    return _kernel.Homes(
+        coefficients=kernel_input(fleet.coefficients, np.float64),
+        region=kernel_input(fleet.region, np.int64),
+        tz_s=kernel_input(offsets_s[fleet.region[:n]], np.float64),
+        occupied_gains_w=kernel_input(fleet.occupied_gains_w, np.float64),
+        away_gains_w=kernel_input(fleet.away_gains_w, np.float64),
+        away_home=kernel_input(fleet.away_home, np.bool_),
+        leave_minute=kernel_input(fleet.leave_minute, np.float64),
+        return_minute=kernel_input(fleet.return_minute, np.float64),
+        mode=kernel_input(obs.mode, np.int64),
+        device_temp_c=kernel_input(obs.device_temp_c, np.float64),
+        fan_ok=kernel_input(obs.fan_ok, np.bool_),
+        upright=kernel_input(obs.upright, np.bool_),
+        is_asic=kernel_input(is_asic, np.bool_),
+        mining_value_eur_per_kwh=kernel_input(fleet.mining_value_eur_per_kwh, np.float64),
+        spell_first=first,
+        spell_start=kernel_input(fleet.offline_start_step[order], np.int64),
+        spell_end=kernel_input(fleet.offline_end_step[order], np.int64),
+    )

@@ -1,0 +1,159 @@
+"""The fused engine (``sim.fused``) and the step-by-step engine (``sim.engine``) run the same rules.
+
+For any small fleet, policy, job stream, departures and step, both give the same
+:class:`~heatgrid.sim.engine.RawRun`: counts, claims, leases and job completion times equal,
+every float within :data:`RTOL` of its series' scale. The differences are summation order
+(chunked sums against NumPy's pairwise sums) and the thermal update compiled with and without
+``fastmath``: about 1e-13 relative here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from heatgrid.sim.engine import RawRun, run_policy
+from heatgrid.sim.fleet import sample_fleet
+from heatgrid.sim.fused import run_policy_fused
+from heatgrid.sim.jobs import sample_jobs
+from heatgrid.sim.scenario import JobStream, Region, Scenario
+from heatgrid.weather import synthetic_year
+
+RTOL = 1e-9
+"""Largest difference allowed, relative to the largest magnitude of the quantity (or 1)."""
+_JANUARY_15_S = 14 * 86_400.0
+
+
+def _region(city: str, carbon_g_per_kwh: float) -> Region:
+    year = synthetic_year(city)
+    return Region(
+        name=city,
+        timestamps_ts=year.timestamps_ts,
+        outdoor_temp_c=year.outdoor_temp_c,
+        carbon_g_per_kwh=carbon_g_per_kwh,
+        tz_offset_h=year.tz_offset_h,
+    )
+
+
+_LYON = _region("Lyon", 60.0)
+_MONTREAL = _region("Montreal", 30.0)
+
+
+def _scenario(**overrides: Any) -> Scenario:
+    values: dict[str, Any] = {
+        "n_homes": 30,
+        "start_ts": float(_LYON.timestamps_ts[0]) + _JANUARY_15_S,
+        "days": 0.5,
+        "regions": (_LYON,),
+        "seed": 1,
+    }
+    values.update(overrides)
+    return Scenario(**values)
+
+
+def _differences(a: RawRun, b: RawRun) -> list[str]:
+    """Return the fields where ``a`` and ``b`` differ beyond :data:`RTOL` (empty: equal)."""
+    different = []
+    for field in fields(a):
+        left, right = getattr(a, field.name), getattr(b, field.name)
+        if isinstance(left, np.ndarray):
+            if left.shape != right.shape or not np.array_equal(np.isnan(left), np.isnan(right)):
+                different.append(field.name)
+                continue
+            finite = ~np.isnan(left)
+            scale = max(1.0, float(np.max(np.abs(left[finite]), initial=0.0)))
+            if not np.allclose(left[finite], right[finite], rtol=0.0, atol=RTOL * scale):
+                different.append(field.name)
+        elif isinstance(left, float):
+            if not np.isclose(left, right, rtol=RTOL, atol=RTOL):
+                different.append(field.name)
+        elif left != right:
+            different.append(field.name)
+    return different
+
+
+def _both(scenario: Scenario, policy: str, **options: Any) -> tuple[RawRun, RawRun]:
+    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+    return (
+        run_policy(scenario, fleet, jobs, policy, **options),
+        run_policy_fused(scenario, fleet, jobs, policy, **options),
+    )
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32),
+    n_homes=st.integers(1, 40),
+    policy=st.sampled_from(["heat-aware", "fifo", "mining-only"]),
+    rate_per_h=st.sampled_from([0.0, 0.5, 3.0]),
+    departures_per_day=st.sampled_from([0.0, 3.0]),
+    step_s=st.sampled_from([120.0, 300.0, 900.0]),
+    backup_heating=st.booleans(),
+    share_1r1c=st.sampled_from([0.0, 0.3, 1.0]),
+)
+def test_the_fused_engine_gives_the_engines_run(  # noqa: PLR0917
+    seed: int,
+    n_homes: int,
+    policy: str,
+    rate_per_h: float,
+    departures_per_day: float,
+    step_s: float,
+    backup_heating: bool,
+    share_1r1c: float,
+) -> None:
+    scenario = _scenario(
+        seed=seed,
+        n_homes=n_homes,
+        jobs=JobStream(rate_per_h=rate_per_h),
+        departure_rate_per_day=departures_per_day,
+        step_s=step_s,
+        backup_heating=backup_heating,
+        share_1r1c=share_1r1c,
+    )
+    engine, fused = _both(scenario, policy)
+    assert _differences(engine, fused) == []
+
+
+def test_chunks_regions_and_recorded_rooms_agree() -> None:
+    """Over one chunk of homes (256), two regions in two time zones, every room recorded."""
+    scenario = _scenario(
+        n_homes=300,
+        days=0.25,
+        regions=(_LYON, _MONTREAL),
+        departure_rate_per_day=4.0,
+        jobs=JobStream(rate_per_h=2.0),
+    )
+    for policy in ("mining-only", "heat-aware"):
+        engine, fused = _both(scenario, policy, record_rooms=True)
+        assert _differences(engine, fused) == []
+        assert fused.room_temp_c.shape == (scenario.n_steps, 300)
+
+
+def test_short_bursts_give_the_run_of_long_ones() -> None:
+    scenario = _scenario(n_homes=20, jobs=JobStream(rate_per_h=0.0))
+    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+    long = run_policy_fused(scenario, fleet, jobs, "mining-only", burst_steps=10_000)
+    short = run_policy_fused(scenario, fleet, jobs, "mining-only", burst_steps=7)
+    assert _differences(long, short) == []
+
+
+def test_the_comparison_sees_a_changed_rule() -> None:
+    """A run under another rule (no backup heating) is told apart: the check can fail."""
+    scenario = _scenario(n_homes=20)
+    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+    engine = run_policy(scenario, fleet, jobs, "mining-only")
+    changed = _scenario(n_homes=20, backup_heating=False)
+    fused = run_policy_fused(changed, fleet, jobs, "mining-only")
+    assert "comfort_k_h" in _differences(engine, fused)
+
+
+def test_bad_burst_length_is_refused() -> None:
+    scenario = _scenario(n_homes=2)
+    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+    with pytest.raises(ValueError, match="burst_steps"):
+        run_policy_fused(scenario, fleet, jobs, "fifo", burst_steps=0)
