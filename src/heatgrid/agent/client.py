@@ -1,4 +1,7 @@
-"""The agent's HTTP client of the coordinator: enroll, heartbeat, claim (``heatgrid.protocol.v1``).
+"""The agent's HTTP client of the coordinator (``heatgrid.protocol.v1``).
+
+Enrollment, heartbeats and claims; for each leased task: progress (its energy, which renews the
+lease), checkpoint upload (one ``PUT`` of the blob) and download, completion and failure.
 
 Two kinds of failure: :class:`CoordinatorUnavailableError` (no connection, a timeout, a 5xx or
 429 answer: retry later with backoff, keep heating on local control) and
@@ -8,6 +11,7 @@ retrying the same request will not help).
 
 from __future__ import annotations
 
+import hashlib
 from types import TracebackType
 from typing import TypeVar
 
@@ -113,33 +117,132 @@ class CoordinatorClient:
             token=token,
         )
 
+    async def progress(
+        self, device_id: str, token: str, task_id: str, report: v1.TaskProgress
+    ) -> v1.TaskStatus:
+        """Report an attempt's energy so far; renews its lease (``stop``: the lease is gone)."""
+        return await self._post(
+            f"/v1/devices/{device_id}/tasks/{task_id}/progress", report, v1.TaskStatus, token=token
+        )
+
+    async def complete(
+        self, device_id: str, token: str, task_id: str, report: v1.TaskCompletion
+    ) -> v1.TaskStatus:
+        """Hand in an attempt's result."""
+        return await self._post(
+            f"/v1/devices/{device_id}/tasks/{task_id}/complete", report, v1.TaskStatus, token=token
+        )
+
+    async def fail(
+        self, device_id: str, token: str, task_id: str, report: v1.TaskFailure
+    ) -> v1.TaskStatus:
+        """Report a failed (or handed back) attempt; the task is retried elsewhere."""
+        return await self._post(
+            f"/v1/devices/{device_id}/tasks/{task_id}/fail", report, v1.TaskStatus, token=token
+        )
+
+    async def put_checkpoint(
+        self,
+        device_id: str,
+        token: str,
+        task_id: str,
+        *,
+        attempt: int,
+        energy_j: float,
+        blob: bytes,
+    ) -> v1.CheckpointReceipt:
+        """Upload a checkpoint taken after the attempt burned ``energy_j`` [J] (one ``PUT``).
+
+        Raises
+        ------
+        CoordinatorUnavailableError
+            Also when the coordinator stored other bytes than those sent (hash mismatch).
+        """
+        path = f"/v1/devices/{device_id}/tasks/{task_id}/checkpoint"
+        response = await self._send(
+            "PUT",
+            path,
+            content=blob,
+            content_type="application/octet-stream",
+            token=token,
+            params={"attempt": attempt, "energy_j": energy_j},
+        )
+        receipt = _parse(response, v1.CheckpointReceipt, f"PUT {self.url}{path}")
+        if receipt.sha256 != hashlib.sha256(blob).hexdigest():
+            raise CoordinatorUnavailableError(
+                f"PUT {self.url}{path}: the coordinator stored checkpoint {receipt.seq} with "
+                "another hash than the bytes sent"
+            )
+        return receipt
+
+    async def get_checkpoint(self, device_id: str, token: str, task_id: str, seq: int) -> bytes:
+        """Download checkpoint ``seq`` of a task leased to this device; its hash is checked.
+
+        Raises
+        ------
+        CoordinatorUnavailableError
+            Also when the bytes do not match the hash the coordinator names.
+        """
+        path = f"/v1/devices/{device_id}/tasks/{task_id}/checkpoints/{seq}"
+        response = await self._send("GET", path, token=token)
+        data = response.content
+        expected = response.headers.get("X-Checkpoint-Sha256")
+        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            raise CoordinatorUnavailableError(
+                f"GET {self.url}{path}: the checkpoint's bytes do not match its hash {expected}"
+            )
+        return data
+
     async def _post(
         self, path: str, body: BaseModel, answer: type[_Answer], *, token: str | None
     ) -> _Answer:
-        headers = {"Content-Type": "application/json"}
+        response = await self._send(
+            "POST",
+            path,
+            content=body.model_dump_json().encode(),
+            content_type="application/json",
+            token=token,
+        )
+        return _parse(response, answer, f"POST {self.url}{path}")
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+        params: dict[str, int | float] | None = None,
+    ) -> httpx.Response:
+        headers = {}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        what = f"{method} {self.url}{path}"
         try:
-            response = await self._http.post(path, content=body.model_dump_json(), headers=headers)
+            response = await self._http.request(
+                method, path, content=content, headers=headers, params=params
+            )
         except httpx.HTTPError as error:
-            raise CoordinatorUnavailableError(
-                f"POST {self.url}{path}: {type(error).__name__}: {error}"
-            ) from error
+            raise CoordinatorUnavailableError(f"{what}: {type(error).__name__}: {error}") from error
         if response.status_code >= 500 or response.status_code == _TOO_MANY_REQUESTS:
             raise CoordinatorUnavailableError(
-                f"POST {self.url}{path}: HTTP {response.status_code}: {response.text[:200]}"
+                f"{what}: HTTP {response.status_code}: {response.text[:200]}"
             )
         if response.status_code >= 400:
             raise CoordinatorRefusedError(
-                f"POST {self.url}{path}: HTTP {response.status_code}: {_detail(response)}",
-                response.status_code,
+                f"{what}: HTTP {response.status_code}: {_detail(response)}", response.status_code
             )
-        try:
-            return answer.model_validate_json(response.content, strict=False)
-        except ValidationError as error:
-            raise CoordinatorUnavailableError(
-                f"POST {self.url}{path}: unexpected answer: {error}"
-            ) from error
+        return response
+
+
+def _parse(response: httpx.Response, answer: type[_Answer], what: str) -> _Answer:
+    try:
+        return answer.model_validate_json(response.content, strict=False)
+    except ValidationError as error:
+        raise CoordinatorUnavailableError(f"{what}: unexpected answer: {error}") from error
 
 
 def _detail(response: httpx.Response) -> str:

@@ -76,6 +76,7 @@ from heatgrid.agent.homeassistant import Action, HomeAssistantBridge, MqttUnavai
 from heatgrid.agent.loop import (
     HEAT_ONLY_WORK_ID,
     MINING_WORK_ID,
+    DeviceCommand,
     LoopState,
     RoomSample,
     TickResult,
@@ -84,7 +85,7 @@ from heatgrid.agent.loop import (
 )
 from heatgrid.agent.room_model import RoomParameters, fit_room
 from heatgrid.agent.state_store import StateStore
-from heatgrid.core.arbiter import ArbiterState, DeviceState, WorkOffer
+from heatgrid.core.arbiter import BOOST_WORK_ID, ArbiterState, DevicePlan, DeviceState, WorkOffer
 from heatgrid.core.control import (
     Alarm,
     Mode,
@@ -108,10 +109,11 @@ _HISTORY_INTERVAL_S = 60.0
 _ROOM_FIT_INTERVAL_S = 86_400.0
 _S_PER_DAY = 86_400.0
 _JOB_NAMES = {"mining": "bitcoin", "boost": "heat only", "idle": "idle"}
+_NOT_TASKS = frozenset({MINING_WORK_ID, HEAT_ONLY_WORK_ID, BOOST_WORK_ID})
 
 
 class Workload(Protocol):
-    """The seam to the jobs runtime that runs leased tasks (a later issue).
+    """The seam to the jobs runtime that runs leased tasks (:mod:`heatgrid.agent.workload`).
 
     The daemon claims tasks only through an implementation of this interface; without one it
     heats with mining or heat-only work and never claims.
@@ -125,8 +127,12 @@ class Workload(Protocol):
         """Return the running tasks as work the arbiter may give power to."""
         ...
 
+    def follow(self, plans: Sequence[DevicePlan], now_ts: float) -> None:
+        """Follow a tick's plan (throttle, freeze or pause the tasks); must never wait."""
+        ...
+
     async def start(self, lease: v1.TaskLease) -> None:
-        """Start (or resume from its checkpoint) a leased task."""
+        """Start (or resume from its checkpoint) a leased task; return at once."""
         ...
 
     async def pause_all(self) -> None:
@@ -278,6 +284,7 @@ class AgentDaemon:
         self._last_room: RoomSample | None = None
         self._lock = asyncio.Lock()
         self._stopped = False
+        self._lent: set[str] = set()
         try:
             self._hardware: tuple[v1.DeviceKind, v1.Hardware] | None = heater_hardware(config)
         except (InputError, ValueError):  # nothing to compute on, or beyond the protocol's range
@@ -406,6 +413,11 @@ class AgentDaemon:
             self._hint_clock(room)
         if not await self._apply(result):
             await self.safe_all()
+        if self._workload is not None:
+            try:
+                self._workload.follow(result.plans, now_ts)
+            except Exception:  # a bug in the jobs runtime must not stop the room's control
+                _log.exception("the workload could not follow the plan")
         self.last_result, self._last_readings, self._last_room = result, readings, room
         self.store.put(_STATE_KEY, _state_to_json(self.state))
         interval_s = self.config.thermostat.telemetry_interval_s
@@ -489,11 +501,35 @@ class AgentDaemon:
         _log.info("room model learned: %s", outcome.reason)
         return True
 
+    def _lent_cpus(self, result: TickResult) -> dict[str, DevicePlan]:
+        """Return the CPUs the plan gives to a task, by name: the task's processes heat them."""
+        return {
+            plan.device_id: plan
+            for plan in result.plans
+            if plan.work_id is not None
+            and plan.work_id not in _NOT_TASKS
+            and self.devices[plan.device_id].capability.kind == "cpu"
+        }
+
     async def _apply(self, result: TickResult) -> bool:
-        for command in result.commands:
+        """Send the tick's commands. A CPU lent to a task keeps its own workers stopped.
+
+        The task's processes are then the CPU's heat and the runner throttles them (the cgroup
+        freezer); when the CPU returns to other work its planned power is set again.
+        """
+        lent = self._lent_cpus(result)
+        planned = {plan.device_id: plan.power_w for plan in result.plans}
+        commands = {command.device_id: command for command in result.commands}
+        for name in self._lent - lent.keys():
+            if name not in commands and planned.get(name, 0.0) > 0.0:
+                commands[name] = DeviceCommand(name, planned[name], safe=False)
+        for name in lent.keys() - self._lent:
+            commands.setdefault(name, DeviceCommand(name, 0.0, safe=True))
+        self._lent = set(lent)
+        for command in commands.values():
             device = self.devices[command.device_id]
             try:
-                if command.safe:
+                if command.safe or command.device_id in lent:
                     await device.safe_state()
                 else:
                     await device.set_power(command.power_w)

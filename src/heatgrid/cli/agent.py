@@ -27,10 +27,14 @@ import typer
 from heatgrid.core.errors import InputError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
+    from heatgrid.agent.client import CoordinatorClient
     from heatgrid.agent.config import AgentConfig
+    from heatgrid.agent.devices.base import HeatDevice
     from heatgrid.agent.forecast import HourlyOutdoorForecast, HourlySeries
+    from heatgrid.agent.state_store import StateStore
+    from heatgrid.agent.workload import JobWorkload
     from heatgrid.core.clock import ClockSpec
 
 __all__ = ["register", "weather_forecast"]
@@ -141,6 +145,7 @@ async def _run(config_path: Path, spec: ClockSpec | None) -> int:
         daemon = AgentDaemon(
             config,
             devices=devices,
+            workload=_job_workload(config, client, store, devices, clock),
             room=lambda: sensor.latest,
             store=store,
             client=client,
@@ -173,6 +178,37 @@ async def _run(config_path: Path, spec: ClockSpec | None) -> int:
                 return 1
         _log.info("stopped; every device is in its safe state")
     return 0
+
+
+def _job_workload(
+    config: AgentConfig,
+    client: CoordinatorClient | None,
+    store: StateStore,
+    devices: Sequence[HeatDevice],
+    clock: Callable[[], float],
+) -> JobWorkload | None:
+    """Return the runner's host side for ``[jobs]`` (None when off), fetching through ``client``."""
+    if not config.jobs.enabled:
+        return None
+    if client is None:
+        _log.warning("[jobs] is enabled, but without a coordinator no task can be claimed")
+        return None
+    from heatgrid.agent.workload import JobWorkload  # noqa: PLC0415
+
+    def identity() -> tuple[str, str] | None:
+        known = store.identity
+        return None if known is None else (known.device_id, known.device_token)
+
+    fetch = getattr(client, "fetch_artifact", None)  # the coordinator's artifact store, if any
+    config.jobs.dir.mkdir(parents=True, exist_ok=True)
+    return JobWorkload(
+        config.jobs,
+        client=client,
+        identity=identity,
+        devices={device.name: device for device in devices},
+        clock=clock,
+        fetch_artifact=fetch,
+    )
 
 
 @_agent.callback()
