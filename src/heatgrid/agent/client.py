@@ -6,25 +6,39 @@ lease), checkpoint upload (one ``PUT`` of the blob) and download, completion and
 Two kinds of failure: :class:`CoordinatorUnavailableError` (no connection, a timeout, a 5xx or
 429 answer: retry later with backoff, keep heating on local control) and
 :class:`CoordinatorRefusedError` (a 4xx answer: the request is wrong or the token revoked;
-retrying the same request will not help).
+retrying the same request will not help). A downloaded artifact whose bytes do not have the
+SHA-256 that names it raises :class:`ArtifactMismatchError` and leaves no file behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
+import re
+from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from heatgrid.jobs.artifact import artifact_path
 from heatgrid.protocol import v1
 from heatgrid.protocol.challenge import ChallengeCommit, ChallengeReveal, ChallengeVerdict
+from heatgrid.protocol.jobs import MAX_ARTIFACT_BYTES
 
-__all__ = ["CoordinatorClient", "CoordinatorRefusedError", "CoordinatorUnavailableError"]
+__all__ = [
+    "ArtifactMismatchError",
+    "CoordinatorClient",
+    "CoordinatorRefusedError",
+    "CoordinatorUnavailableError",
+]
 
 _Answer = TypeVar("_Answer", bound=BaseModel)
 _TOO_MANY_REQUESTS = 429
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class CoordinatorUnavailableError(RuntimeError):
@@ -39,6 +53,18 @@ class CoordinatorRefusedError(RuntimeError):
         self.status_code = status_code
 
 
+class ArtifactMismatchError(RuntimeError):
+    """A downloaded artifact is not the one asked for (its SHA-256 differs, or it is too large).
+
+    Nothing was kept. The task must not run from it; the message names both hashes.
+    """
+
+    def __init__(self, message: str, expected_sha256: str, received_sha256: str | None) -> None:
+        super().__init__(message)
+        self.expected_sha256 = expected_sha256
+        self.received_sha256 = received_sha256
+
+
 class CoordinatorClient:
     """Talks to one coordinator over HTTP.
 
@@ -50,6 +76,8 @@ class CoordinatorClient:
         Timeout of each request [s].
     transport : httpx.AsyncBaseTransport, optional
         Transport to use instead of the network (e.g. ``httpx.ASGITransport`` of an app).
+    token : str, optional
+        The device token used by the methods that are not given one (``fetch_artifact``).
     """
 
     def __init__(
@@ -58,8 +86,10 @@ class CoordinatorClient:
         *,
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.token = token
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout_s, transport=transport)
 
     async def aclose(self) -> None:
@@ -193,6 +223,97 @@ class CoordinatorClient:
             )
         return data
 
+    async def fetch_artifact(
+        self,
+        sha256: str,
+        dest_dir: Path,
+        *,
+        token: str | None = None,
+        max_bytes: int = MAX_ARTIFACT_BYTES,
+    ) -> Path:
+        """Download the artifact ``sha256`` into ``dest_dir``, check its hash, return its path.
+
+        The file is ``dest_dir/SHA256.tar.gz`` (:func:`heatgrid.jobs.artifact.artifact_path`);
+        one already there with the right hash is kept without a download. The bytes are hashed
+        as they arrive into a temporary name, and moved into place only when they match.
+
+        Parameters
+        ----------
+        sha256 : str
+            SHA-256 of the artifact, 64 lower-case hex digits (a lease's ``artifact.sha256``).
+        dest_dir : Path
+            Directory for artifacts; created if missing.
+        token : str, optional
+            The device token; default the client's ``token``.
+        max_bytes : int
+            Largest download accepted [bytes].
+
+        Raises
+        ------
+        ArtifactMismatchError
+            The bytes received do not have that SHA-256, or are more than ``max_bytes``.
+        CoordinatorRefusedError
+            4xx: not found, or this device holds no lease on a task that runs it.
+        CoordinatorUnavailableError
+            No connection, a timeout, or a 5xx or 429 answer: try again later.
+        """
+        if not _SHA256.fullmatch(sha256):
+            raise ValueError(f"sha256: {sha256!r} is not 64 lower-case hex digits")
+        target = artifact_path(dest_dir, sha256)
+        if target.is_file() and _file_sha256(target) == sha256:
+            return target
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+        path = f"/v1/artifacts/{sha256}"
+        try:
+            received = await self._download(path, partial, token=token, max_bytes=max_bytes)
+            if received != sha256:
+                raise ArtifactMismatchError(
+                    f"GET {self.url}{path}: the bytes received have SHA-256 {received}, not "
+                    f"{sha256}; the artifact is corrupt or was tampered with, nothing was kept",
+                    sha256,
+                    received,
+                )
+            partial.replace(target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+        return target
+
+    def _headers(self, token: str | None) -> dict[str, str]:
+        token = token if token is not None else self.token
+        if token is None:
+            raise ValueError(
+                "token: none given, and the client has none (CoordinatorClient(token=…))"
+            )
+        return {"Authorization": f"Bearer {token}"}
+
+    async def _download(
+        self, path: str, partial: Path, *, token: str | None, max_bytes: int
+    ) -> str:
+        """Stream GET ``path`` into ``partial``; return the SHA-256 of what arrived."""
+        digest = hashlib.sha256()
+        size_bytes = 0
+        try:
+            async with self._http.stream("GET", path, headers=self._headers(token)) as response:
+                _raise_for_status("GET", f"{self.url}{path}", response, await _peek(response))
+                with partial.open("wb") as blob:
+                    async for chunk in response.aiter_bytes():
+                        size_bytes += len(chunk)
+                        if size_bytes > max_bytes:
+                            raise ArtifactMismatchError(
+                                f"GET {self.url}{path}: more than {max_bytes} bytes; refused",
+                                path.rsplit("/", 1)[1],
+                                None,
+                            )
+                        digest.update(chunk)
+                        blob.write(chunk)
+        except httpx.HTTPError as error:
+            raise CoordinatorUnavailableError(
+                f"GET {self.url}{path}: {type(error).__name__}: {error}"
+            ) from error
+        return digest.hexdigest()
+
     async def _post(
         self, path: str, body: BaseModel, answer: type[_Answer], *, token: str | None
     ) -> _Answer:
@@ -227,14 +348,7 @@ class CoordinatorClient:
             )
         except httpx.HTTPError as error:
             raise CoordinatorUnavailableError(f"{what}: {type(error).__name__}: {error}") from error
-        if response.status_code >= 500 or response.status_code == _TOO_MANY_REQUESTS:
-            raise CoordinatorUnavailableError(
-                f"{what}: HTTP {response.status_code}: {response.text[:200]}"
-            )
-        if response.status_code >= 400:
-            raise CoordinatorRefusedError(
-                f"{what}: HTTP {response.status_code}: {_detail(response)}", response.status_code
-            )
+        _raise_for_status(method, f"{self.url}{path}", response, response.content)
         return response
 
 
@@ -245,11 +359,38 @@ def _parse(response: httpx.Response, answer: type[_Answer], what: str) -> _Answe
         raise CoordinatorUnavailableError(f"{what}: unexpected answer: {error}") from error
 
 
-def _detail(response: httpx.Response) -> str:
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as blob:
+        while chunk := blob.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def _peek(response: httpx.Response) -> bytes:
+    """Return the body of an error answer (read in full), or nothing for a success."""
+    if response.status_code >= 400:
+        return await response.aread()
+    return b""
+
+
+def _raise_for_status(method: str, where: str, response: httpx.Response, content: bytes) -> None:
+    """Raise the client's error for a 5xx or 429 (unavailable) or other 4xx (refused) answer."""
+    if response.status_code >= 500 or response.status_code == _TOO_MANY_REQUESTS:
+        text = content.decode(errors="replace")[:200]
+        raise CoordinatorUnavailableError(f"{method} {where}: HTTP {response.status_code}: {text}")
+    if response.status_code >= 400:
+        raise CoordinatorRefusedError(
+            f"{method} {where}: HTTP {response.status_code}: {_detail(content)}",
+            response.status_code,
+        )
+
+
+def _detail(content: bytes) -> str:
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
-        return response.text[:200]
+        return content.decode(errors="replace")[:200]
     if isinstance(body, dict) and "detail" in body:
         return str(body["detail"])[:500]
     return str(body)[:500]

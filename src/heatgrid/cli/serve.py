@@ -59,6 +59,12 @@ def serve(
             "with s3fs installed). Default: checkpoints/ in --data-dir or beside the SQLite file."
         ),
     ] = None,
+    max_artifact_bytes: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Largest job artifact a submitter may upload [bytes]; larger: 413."
+        ),
+    ] = _DEFAULTS["max_artifact_bytes"],
     policy: Annotated[
         str, typer.Option(help="Scheduling policy: heat-aware, fifo or mining-only.")
     ] = _DEFAULTS["scheduling_policy"],
@@ -163,6 +169,7 @@ def serve(
         heartbeat_interval_s=heartbeat_interval_s,
         online_window_s=online_window_s,
         checkpoint_url=checkpoint_url,
+        max_artifact_bytes=max_artifact_bytes,
         lease_s=lease_s,
         scheduling_policy=policy,
         compute_price_eur_per_kwh=compute_price_eur_per_kwh,

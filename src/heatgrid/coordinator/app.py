@@ -22,7 +22,7 @@ from platformdirs import user_data_dir
 
 from heatgrid import __version__
 from heatgrid.coordinator import dashboard
-from heatgrid.coordinator.api import admin, devices, health, jobs, tasks
+from heatgrid.coordinator.api import admin, artifacts, devices, health, jobs, tasks
 from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.db.engine import (
     POOL_CONNECTIONS,
@@ -235,6 +235,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.include_router(devices.router)
     app.include_router(admin.router)
     app.include_router(jobs.router)
+    app.include_router(artifacts.router)
     app.include_router(tasks.router)
     dashboard.mount(app)
     app.openapi = _openapi_document(app)  # type: ignore[method-assign]
@@ -249,6 +250,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
         limit_bytes=settings.max_body_bytes,
         blob_limit_bytes=settings.max_checkpoint_bytes,
         timeout_s=settings.body_timeout_s,
+        artifact_limit_bytes=settings.max_artifact_bytes,
     )
     app.add_middleware(
         RateLimitMiddleware,

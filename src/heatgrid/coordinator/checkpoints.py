@@ -16,7 +16,7 @@ import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -211,3 +211,9 @@ class CheckpointStore:
         """Return the blob stored under ``key``."""
         data: bytes = self._fs.cat_file(self._path(key))
         return data
+
+    def iter_blob(self, key: str, chunk_bytes: int = _WRITE_BYTES) -> Iterator[bytes]:
+        """Yield the blob stored under ``key`` in chunks of ``chunk_bytes`` [bytes] at most."""
+        with self._fs.open(self._path(key), "rb") as blob:
+            while chunk := blob.read(chunk_bytes):
+                yield chunk

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
-from heatgrid.coordinator import leases, ledger
+from heatgrid.coordinator import artifacts, leases, ledger
 from heatgrid.coordinator.api.job_schemas import JobDetail, JobInfo, JobSubmission, TaskInfo
 from heatgrid.coordinator.auth import AccountPrincipal, new_id
 from heatgrid.coordinator.db.models import (
@@ -28,7 +28,12 @@ from heatgrid.coordinator.db.models import (
     Task,
     TaskAttempt,
 )
-from heatgrid.coordinator.errors import ConflictError, ForbiddenError, NotFoundError
+from heatgrid.coordinator.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+)
 from heatgrid.coordinator.pages import PageRequest, encode_cursor
 from heatgrid.coordinator.settings import Settings
 from heatgrid.core import leasing
@@ -138,6 +143,13 @@ def _create(
 
     ``keys`` is the submission's idempotency key (or None) and the SHA-256 of its body.
     """
+    if submission.artifact is not None:
+        stored = artifacts.submittable(session, submission.artifact.sha256, actor)
+        if stored.size_bytes != submission.artifact.size_bytes:
+            raise InvalidError(
+                f"artifact.size_bytes: {submission.artifact.size_bytes}, but the artifact "
+                f"{stored.sha256} has {stored.size_bytes} bytes"
+            )
     job = Job(
         id=new_id(),
         submitter_id=actor.account_id,
@@ -153,6 +165,8 @@ def _create(
         created_ts=now_ts,
         idempotency_key=keys[0],
         request_sha256=keys[1],
+        artifact_sha256=None if submission.artifact is None else submission.artifact.sha256,
+        input_urls=dict(submission.input_urls) or None,
     )
     session.add(job)
     session.flush()
@@ -332,6 +346,8 @@ def job_infos(session: Session, jobs: Sequence[Job]) -> list[JobInfo]:
             cost_eur=-charged.get(job.id, 0.0) / ledger.MICRO_EUR_PER_EUR,
             created_ts=job.created_ts,
             ended_ts=job.ended_ts,
+            artifact_sha256=job.artifact_sha256,
+            input_urls=dict(job.input_urls or {}),
         )
         for job in jobs
     ]

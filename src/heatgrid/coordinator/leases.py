@@ -25,6 +25,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from heatgrid.coordinator import ledger
 from heatgrid.coordinator.checkpoints import CheckpointStore, StagedBlob
 from heatgrid.coordinator.db.models import (
+    Artifact,
     Checkpoint,
     Device,
     HeatWindowSegmentRow,
@@ -37,6 +38,7 @@ from heatgrid.coordinator.settings import Settings
 from heatgrid.core import leasing, scheduling
 from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
 from heatgrid.protocol import v1
+from heatgrid.protocol.jobs import ArtifactRef
 from heatgrid.protocol.values import check_json_object
 
 __all__ = [
@@ -155,9 +157,17 @@ def candidate_order_by(policy: str) -> list[UnaryExpression[object]]:
     ]
 
 
-def _lease_message(task: Task) -> v1.TaskLease:
+def _lease_message(session: Session, task: Task) -> v1.TaskLease:
     assert task.lease_expires_ts is not None
+    job = session.get_one(Job, task.job_id)  # in the session's identity map after the first
+    artifact = None
+    if job.artifact_sha256 is not None:
+        stored = session.get_one(Artifact, job.artifact_sha256)
+        artifact = ArtifactRef(sha256=stored.sha256, size_bytes=stored.size_bytes)
     return v1.TaskLease(
+        task_index=task.task_index,
+        artifact=artifact,
+        input_urls=dict(job.input_urls or {}),
         task_id=task.id,
         job_id=task.job_id,
         attempt=task.attempt,
@@ -247,7 +257,7 @@ def claim(
             )
         )
         leased.append(task)
-    answer = [_lease_message(task) for task in leased]  # before the commit: all or nothing
+    answer = [_lease_message(session, task) for task in leased]  # before the commit: all or nothing
     session.commit()
     return answer
 

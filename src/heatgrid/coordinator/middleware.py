@@ -77,8 +77,12 @@ class NulRefusalMiddleware:
         await self.app(scope, receive, send)
 
 
-def _is_blob(scope: Scope) -> bool:
+def _is_checkpoint(scope: Scope) -> bool:
     return scope["method"] == "PUT" and str(scope["path"]).endswith("/checkpoint")
+
+
+def _is_artifact(scope: Scope) -> bool:
+    return scope["method"] == "PUT" and str(scope["path"]).startswith("/v1/artifacts/")
 
 
 def _too_slow(timeout_s: float) -> str:
@@ -99,7 +103,8 @@ class BodyLimitMiddleware:
     requests whose body is complete.
 
     Uploads of checkpoint blobs (``PUT …/checkpoint``, authenticated, up to
-    ``blob_limit_bytes``) are streamed to the app instead of held in memory; there
+    ``blob_limit_bytes``) and of job artifacts (``PUT /v1/artifacts/…``, up to
+    ``artifact_limit_bytes``) are streamed to the app instead of held in memory; there
     ``timeout_s`` bounds each pause between two chunks.
     """
 
@@ -109,15 +114,26 @@ class BodyLimitMiddleware:
         limit_bytes: int,
         blob_limit_bytes: int | None = None,
         timeout_s: float = 30.0,
+        artifact_limit_bytes: int | None = None,
     ) -> None:
         self.app = app
         self.limit_bytes = limit_bytes
         self.blob_limit_bytes = limit_bytes if blob_limit_bytes is None else blob_limit_bytes
+        self.artifact_limit_bytes = (
+            self.blob_limit_bytes if artifact_limit_bytes is None else artifact_limit_bytes
+        )
         self.timeout_s = timeout_s
 
-    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _stream_limit(self, scope: Scope) -> int | None:
+        """Return the size limit of a body streamed to the app [bytes]; None: read it here."""
+        if _is_checkpoint(scope):
+            return self.blob_limit_bytes
+        if _is_artifact(scope):
+            return self.artifact_limit_bytes
+        return None
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send, limit_bytes: int) -> None:
         received_bytes = 0
-        limit_bytes = self.blob_limit_bytes
 
         async def limited_receive() -> Message:
             nonlocal received_bytes
@@ -156,7 +172,8 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit_bytes = self.blob_limit_bytes if _is_blob(scope) else self.limit_bytes
+        stream_limit = self._stream_limit(scope)
+        limit_bytes = self.limit_bytes if stream_limit is None else stream_limit
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
@@ -165,8 +182,8 @@ class BodyLimitMiddleware:
             if int(declared) > limit_bytes:
                 await _answer(send, 413, _too_large(limit_bytes))
                 return
-        if _is_blob(scope):
-            await self._stream(scope, receive, send)
+        if stream_limit is not None:
+            await self._stream(scope, receive, send, stream_limit)
             return
         body, status = await self._read(receive)
         if body is None:

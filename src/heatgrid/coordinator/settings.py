@@ -51,6 +51,9 @@ class Settings:
         with s3fs installed); None keeps them beside a SQLite database, else refuses tasks.
     max_checkpoint_bytes : int
         Largest checkpoint blob accepted [bytes].
+    max_artifact_bytes : int
+        Largest job artifact accepted (``PUT /v1/artifacts/{sha256}``) [bytes]; artifacts are
+        kept in the checkpoint store, under ``artifacts/``.
     lease_s : float
         How long a lease holds without news from its device [s]; heartbeats, progress reports
         and checkpoints renew it.
@@ -102,6 +105,7 @@ class Settings:
     max_clock_skew_s: float = 300.0
     checkpoint_url: str | None = None
     max_checkpoint_bytes: int = 256 * 1024 * 1024
+    max_artifact_bytes: int = 256 * 1024 * 1024
     lease_s: float = 300.0
     scheduling_policy: str = "heat-aware"
     max_wait_s: float = 900.0

@@ -19,6 +19,8 @@ __all__ = [
     "MAX_ARTIFACT_BYTES",
     "MAX_PARAMS_BYTES",
     "ArtifactRef",
+    "InputName",
+    "InputUrl",
     "JobManifest",
     "JobResources",
     "OutputFile",
@@ -40,6 +42,14 @@ _EntryPoint = Annotated[
     StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_]\w*$"),
 ]
 _InputName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")]
+InputName = _InputName
+"""The name of a job's input file (``ctx.inputs[name]``): letters, digits, ``_.-``, 1 to 100."""
+
+InputUrl = Annotated[
+    str,
+    StringConstraints(max_length=2000, pattern=r"^[a-z][a-z0-9+.\-]*://[^\x00-\x20\x7f]+$"),
+]
+"""An input left where it is, as an fsspec URL (``s3://bucket/key``, ``https://host/file``)."""
 _Requirement = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]

@@ -21,6 +21,7 @@ from pydantic import (
 
 from heatgrid.core.carbon import GRID_CARBON_G_PER_KWH
 from heatgrid.protocol.challenge import ChallengeOrder
+from heatgrid.protocol.jobs import ArtifactRef, InputName, InputUrl
 from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
@@ -368,6 +369,14 @@ class TaskLease(_Message):
         Energy of the work saved by the newest checkpoint [J]; resume from there.
     checkpoint_seq : int or None
         The newest checkpoint's number, to download; None: start from the beginning.
+    task_index : int
+        The task's number within its job, from 0.
+    artifact : ArtifactRef or None
+        The packed job the task runs (download it from ``GET /v1/artifacts/{sha256}`` and
+        check its hash); its ``task_input`` is then the task's parameters (``ctx.params``).
+        None: a task whose ``task_input`` is all it needs.
+    input_urls : dict
+        Inputs the job reads where they are: name -> fsspec URL.
     """
 
     task_id: str
@@ -379,6 +388,9 @@ class TaskLease(_Message):
     checkpoint_every_j: float
     progress_energy_j: float
     checkpoint_seq: int | None
+    task_index: int = 0
+    artifact: ArtifactRef | None = None
+    input_urls: dict[InputName, InputUrl] = {}
 
 
 class ClaimResponse(_Message):

@@ -23,6 +23,7 @@ __all__ = [
     "SessionDep",
     "SettingsDep",
     "require_device",
+    "require_device_or_scope",
     "require_scope",
 ]
 
@@ -151,3 +152,25 @@ def require_device(device_id: str, request: Request, session: SessionDep, token:
     if device.id != device_id:
         raise ForbiddenError("Authorization: this device token belongs to another device")
     return device
+
+
+def require_device_or_scope(
+    scope: str,
+) -> Callable[[Request, Session, str], AccountPrincipal | Device]:
+    """Return a dependency that admits a device token, or an API key holding ``scope``.
+
+    It gives the device, or the account behind the key; the route decides what each may see.
+    """
+
+    def dependency(
+        request: Request, session: SessionDep, token: _Token
+    ) -> AccountPrincipal | Device:
+        if token.startswith("hgd_"):
+            return _verified(
+                request,
+                lambda: authenticate_device(session, token),
+                lambda found: f"hgd:{found.id}",
+            )
+        return require_scope(scope)(request, session, token)
+
+    return dependency

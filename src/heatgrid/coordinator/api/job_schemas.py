@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from heatgrid.core.leasing import DEFAULT_MAX_ATTEMPTS
+from heatgrid.protocol.jobs import ArtifactRef, InputName, InputUrl
 from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
@@ -70,6 +71,11 @@ class JobSubmission(_Body):
         Energy between checkpoints of tasks that do not say [J].
     tasks : list of TaskSpec
         1 to :data:`MAX_TASKS_PER_JOB` tasks.
+    artifact : ArtifactRef or None
+        The packed job the tasks run, uploaded by this account (``PUT /v1/artifacts/…``);
+        each task's ``task_input`` is then its parameters. None: tasks need only their input.
+    input_urls : dict
+        Inputs read where they are (name -> fsspec URL), handed to every task's heater.
     """
 
     name: Annotated[
@@ -86,11 +92,15 @@ class JobSubmission(_Body):
     max_attempts: Annotated[int, Field(ge=1, le=20)] = DEFAULT_MAX_ATTEMPTS
     checkpoint_every_j: Annotated[float, Field(gt=0.0, le=_MAX_ENERGY_J)] = 3.6e6
     tasks: Annotated[list[TaskSpec], Field(min_length=1, max_length=MAX_TASKS_PER_JOB)]
+    artifact: ArtifactRef | None = None
+    input_urls: Annotated[dict[InputName, InputUrl], Field(max_length=100)] = {}
 
     @model_validator(mode="after")
     def _distinct_kinds(self) -> JobSubmission:
         if len(set(self.device_kinds)) != len(self.device_kinds):
             raise ValueError(f"device_kinds {self.device_kinds} repeats a kind")
+        if self.input_urls and self.artifact is None:
+            raise ValueError("input_urls: only a job with an artifact reads inputs")
         return self
 
 
@@ -120,6 +130,10 @@ class JobInfo(_Body):
         Charged so far [EUR].
     created_ts, ended_ts : float
         When it was submitted and ended [POSIX s, UTC].
+    artifact_sha256 : str or None
+        The packed job its tasks run.
+    input_urls : dict
+        Its inputs read where they are.
     """
 
     job_id: str
@@ -138,6 +152,8 @@ class JobInfo(_Body):
     cost_eur: float
     created_ts: float
     ended_ts: float | None
+    artifact_sha256: str | None = None
+    input_urls: dict[str, str] = {}
 
 
 class TaskInfo(_Body):

@@ -33,6 +33,8 @@ __all__ = [
     "ROLES",
     "Account",
     "ApiKey",
+    "Artifact",
+    "ArtifactOwner",
     "Base",
     "Checkpoint",
     "Device",
@@ -207,12 +209,38 @@ IDEMPOTENCY_KEY_LENGTH = 200
 """Longest ``Idempotency-Key`` a submission may carry [characters]."""
 
 
+class Artifact(Base):
+    """A packed job (:mod:`heatgrid.jobs.artifact`), named by the SHA-256 of its bytes.
+
+    The blob is in the blob store under ``blob_key``; it is written once, whoever uploads it.
+    """
+
+    __tablename__ = "artifacts"
+
+    sha256: Mapped[str] = mapped_column(String(_HASH_LENGTH), primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    blob_key: Mapped[str] = mapped_column(String(200))
+    created_ts: Mapped[float] = mapped_column(Double)
+
+
+class ArtifactOwner(Base):
+    """An account that uploaded an artifact's bytes: it may read it and submit jobs on it."""
+
+    __tablename__ = "artifact_owners"
+
+    sha256: Mapped[str] = mapped_column(ForeignKey("artifacts.sha256"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    created_ts: Mapped[float] = mapped_column(Double)
+
+
 class Job(Base):
     """A submitter's job: a set of tasks with shared hardware needs, priority and price.
 
     ``idempotency_key`` (the submission's ``Idempotency-Key`` header, unique per submitter) and
     ``request_sha256`` (of the submission's canonical JSON) let a retried submission find the
-    job it created instead of creating another.
+    job it created instead of creating another. ``artifact_sha256`` names the packed job its
+    tasks run (None: tasks whose ``task_input`` is all they need); ``input_urls`` its inputs
+    that stay where they are (name -> fsspec URL).
     """
 
     __tablename__ = "jobs"
@@ -239,6 +267,8 @@ class Job(Base):
     ended_ts: Mapped[float | None] = mapped_column(Double)
     idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_LENGTH))
     request_sha256: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
+    artifact_sha256: Mapped[str | None] = mapped_column(ForeignKey("artifacts.sha256"), index=True)
+    input_urls: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class Task(Base):
