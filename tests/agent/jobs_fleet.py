@@ -98,6 +98,7 @@ class Coordinator:
             lease_s=lease_s,
             retry_base_s=0.5,
             retry_max_s=1.0,
+            expiry_interval_s=0.5,
         )
         self.app = create_app(settings)
         self.port = free_port()
