@@ -44,6 +44,7 @@ from heatgrid.agent.client import (
 )
 from heatgrid.agent.config import JobsSettings
 from heatgrid.agent.devices.base import HeatDevice
+from heatgrid.agent.devices.duty_cycle import duty_for_power
 from heatgrid.core.arbiter import DevicePlan, WorkOffer
 from heatgrid.core.errors import InputError
 from heatgrid.jobs.artifact import ArtifactError, artifact_path, unpack_artifact
@@ -253,10 +254,22 @@ class JobWorkload:
     # ------------------------------------------------------------------ one task
 
     def _duty(self, plan: DevicePlan) -> float:
+        """Return the share of each second the task runs for its device's planned power.
+
+        A GPU whose adapter holds the board's power limit runs its task all the time (the
+        limit is the throttle); one whose limit cannot be set, and a CPU, are duty-cycled by
+        the cgroup freezer, which no process of the task can escape.
+        """
         device = self._devices.get(plan.device_id)
-        if device is None or device.capability.kind == "gpu":
-            return 1.0  # a GPU's adapter holds its power with the board's power limit
-        return min(max(plan.power_w / device.capability.max_power_w, 0.0), 1.0)
+        if device is None:
+            return 1.0
+        capability = device.capability
+        if capability.kind == "gpu":
+            if getattr(device, "limit_control", True):
+                return 1.0
+            idle_w = float(getattr(device, "idle_power_w", 0.0))
+            return duty_for_power(plan.power_w, idle_w, capability.max_power_w)
+        return min(max(plan.power_w / capability.max_power_w, 0.0), 1.0)
 
     def _task_dir(self, slot: TaskSlot) -> Path:
         return self.settings.dir / "tasks" / slot.task_id
