@@ -35,8 +35,8 @@ from heatgrid.coordinator.accounts import create_api_key, create_enrollment_code
 from heatgrid.coordinator.app import create_app
 from heatgrid.coordinator.db import make_engine, make_session_factory, upgrade
 from heatgrid.coordinator.settings import Settings
-from heatgrid.jobs.artifact import pack_job
-from heatgrid.protocol.jobs import TaskRun
+from heatgrid.jobs.artifact import artifact_path, pack_job
+from heatgrid.protocol.jobs import ArtifactRef
 
 WAIT_S = 120.0  # an upper bound against hanging, not a timing requirement
 COLD_C, WARM_C = 17.0, 25.0
@@ -126,19 +126,29 @@ class Coordinator:
             zip(("state", "attempt", "checkpoint_seq", "result", "last_error"), row, strict=True)
         )
 
-    async def submit(self, tasks: list[TaskRun], *, max_attempts: int = 5) -> list[str]:
-        """Submit a job whose tasks are ``tasks``; return their ids in order."""
+    async def submit(
+        self,
+        artifact: Path,
+        params: list[dict[str, object]],
+        *,
+        max_attempts: int = 5,
+    ) -> list[str]:
+        """Upload the packed job ``artifact``, submit one task per ``params``; return task ids."""
+        ref = ArtifactRef(sha256=artifact.name.split(".")[0], size_bytes=artifact.stat().st_size)
         body = {
             "name": "test job",
             "device_kinds": ["cpu"],
             "max_attempts": max_attempts,
             "checkpoint_every_j": 10.0,
-            "tasks": [
-                {"task_input": task.model_dump(mode="json"), "energy_j": 50.0} for task in tasks
-            ],
+            "artifact": ref.model_dump(),
+            "tasks": [{"task_input": task, "energy_j": 50.0} for task in params],
         }
         headers = {"Authorization": f"Bearer {self.submitter_key}"}
         async with httpx.AsyncClient(base_url=self.url) as http:
+            uploaded = await http.put(
+                f"/v1/artifacts/{ref.sha256}", content=artifact.read_bytes(), headers=headers
+            )
+            assert uploaded.status_code in {200, 201}, uploaded.text
             answer = await http.post("/v1/jobs", json=body, headers=headers)
             assert answer.status_code == 201, answer.text
             job = (await http.get(f"/v1/jobs/{answer.json()['job_id']}", headers=headers)).json()
@@ -206,7 +216,6 @@ async def agent(
     coordinator: Coordinator,
     root: Path,
     name: str,
-    artifact_dir: Path,
     *,
     pause_after_s: float = 0.5,
     hand_back_after_s: float = 600.0,
@@ -217,7 +226,7 @@ async def agent(
     text = AGENT_CONFIG.format(pause_after_s=pause_after_s, hand_back_after_s=hand_back_after_s)
     text += f'\n[state]\npath = "{home / "state.sqlite3"}"\n'
     config: AgentConfig = parse_config(text, environ={})
-    jobs = config.jobs.model_copy(update={"dir": home / "jobs", "artifact_dir": artifact_dir})
+    jobs = config.jobs.model_copy(update={"dir": home / "jobs"})
     config = config.model_copy(update={"jobs": jobs})
     client = CoordinatorClient(coordinator.url, timeout_s=10.0)
     answer = await client.enroll(enroll_request(config, coordinator.enrollment_code()))
@@ -267,9 +276,9 @@ async def agent(
         await holder.shutdown()
 
 
-def pack(job_dir: Path, artifact_dir: Path) -> TaskRun:
-    """Pack ``job_dir`` into ``artifact_dir``; return task 0 of it (no parameters)."""
-    return TaskRun(artifact=pack_job(job_dir, artifact_dir))
+def pack(job_dir: Path, artifact_dir: Path) -> Path:
+    """Pack ``job_dir`` into ``artifact_dir``; return the artifact's path."""
+    return artifact_path(artifact_dir, pack_job(job_dir, artifact_dir).sha256)
 
 
 async def until(condition: Any, what: str) -> None:

@@ -1,13 +1,13 @@
 """End to end: one real coordinator, three ``heatgrid agent`` processes in rooms, the sweep example.
 
 The coordinator is the real app over SQLite on a loopback port (short leases, so that a lost
-heater's task comes back within seconds). Each agent is a real ``heatgrid agent`` process with
-a CPU heater and ``[jobs] enabled``; its room is a temperature sensor on a real mosquitto broker
-that the test publishes for (cold: heat wanted, warm: none). The job is ``examples/sweep`` with
-three tasks large enough to be caught running. One agent is killed with SIGKILL while its task
-runs: the task completes on another heater, resumed from its last uploaded checkpoint, with the
-very ``hits`` of an uninterrupted run. Another room turns warm: its task is paused, checkpointed
-and handed back, and completes elsewhere.
+heater's task comes back within seconds). Each agent is a real ``heatgrid agent`` process with a
+CPU heater and ``[jobs] enabled``; its room is a temperature sensor on a real mosquitto broker that
+the test publishes for (cold: heat wanted, warm: none). The job is ``examples/sweep`` with three
+tasks large enough to be caught running, uploaded once; the heaters fetch it by hash. One agent is
+killed with SIGKILL while its task runs: the task completes on another heater, resumed from its
+last uploaded checkpoint, with the very ``hits`` of an uninterrupted run. Another room turns warm:
+its task is paused, checkpointed and handed back, and completes elsewhere.
 """
 
 from __future__ import annotations
@@ -26,13 +26,11 @@ from pathlib import Path
 import aiomqtt
 import numpy as np
 import pytest
-from tests.agent.jobs_fleet import COLD_C, WARM_C, Coordinator, until
+from tests.agent.jobs_fleet import COLD_C, WARM_C, Coordinator, pack, until
 
 from heatgrid.agent.client import CoordinatorClient
 from heatgrid.agent.state_store import Identity, StateStore
-from heatgrid.jobs.artifact import pack_job
 from heatgrid.protocol import v1
-from heatgrid.protocol.jobs import TaskRun
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +66,6 @@ grace_s = 30.0
 [jobs]
 enabled = true
 dir = "{home}/jobs"
-artifact_dir = "{artifacts}"
 pause_after_s = 0.5
 hand_back_after_s = 2.0
 progress_interval_s = 0.5
@@ -95,7 +92,7 @@ def _expected_hits(seed: int) -> int:
 
 @contextmanager
 def _agents(
-    root: Path, names: list[str], url: str, broker: tuple[str, int], artifacts: Path
+    root: Path, names: list[str], url: str, broker: tuple[str, int]
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
@@ -109,7 +106,6 @@ def _agents(
                     host=broker[0],
                     port=broker[1],
                     name=name,
-                    artifacts=artifacts,
                 )
             )
             with (home / "agent.log").open("wb") as log:
@@ -169,21 +165,19 @@ def _logs(root: Path, names: list[str]) -> str:
 
 
 async def _scenario(root: Path, broker: tuple[str, int]) -> None:
-    artifacts = root / "artifacts"
-    ref = pack_job(EXAMPLE, artifacts)
-    runs = [
-        TaskRun(artifact=ref, task_index=i, params={"seed": s, "samples": SAMPLES, "chunk": CHUNK})
-        for i, s in enumerate(SEEDS)
+    artifact = pack(EXAMPLE, root / "artifacts")
+    params: list[dict[str, object]] = [
+        {"seed": seed, "samples": SAMPLES, "chunk": CHUNK} for seed in SEEDS
     ]
     names = ["kitchen", "study", "attic"]
     temps_c = dict.fromkeys(names, COLD_C)
     stop = asyncio.Event()
     async with Coordinator(root, lease_s=10.0) as coordinator:
         devices = {name: await _enroll(coordinator, root / name) for name in names}
-        task_ids = await coordinator.submit(runs)
+        task_ids = await coordinator.submit(artifact, params)
         rooms = asyncio.create_task(_rooms(broker, temps_c, stop))
         try:
-            with _agents(root, names, coordinator.url, broker, artifacts) as processes:
+            with _agents(root, names, coordinator.url, broker) as processes:
                 by_device = {device: name for name, device in devices.items()}
 
                 def running_with_checkpoint() -> list[tuple[str, str]]:

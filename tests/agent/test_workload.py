@@ -65,10 +65,10 @@ def test_a_task_runs_to_completion_while_the_room_is_controlled_every_tick(
 ) -> None:
     async def scenario(root: Path) -> None:
         artifacts = root / "artifacts"
-        run = pack(_job(root, "steps", STEPS_JOB), artifacts)
+        artifact = pack(_job(root, "steps", STEPS_JOB), artifacts)
         async with Coordinator(root) as coordinator:
-            (task_id,) = await coordinator.submit([run])
-            async with agent(coordinator, root, "a", artifacts) as heater:
+            (task_id,) = await coordinator.submit(artifact, [{}])
+            async with agent(coordinator, root, "a") as heater:
                 await until(lambda: heater.workload.finished, "the task ended")
                 running_ticks = heater.daemon.running_ticks
             task = coordinator.task(task_id)
@@ -91,10 +91,10 @@ def test_a_task_runs_to_completion_while_the_room_is_controlled_every_tick(
 def test_a_failing_task_is_reported_and_the_loop_never_stops(tmp_path: Path) -> None:
     async def scenario(root: Path) -> None:
         artifacts = root / "artifacts"
-        run = pack(_job(root, "failing", FAILING_JOB), artifacts)
+        artifact = pack(_job(root, "failing", FAILING_JOB), artifacts)
         async with Coordinator(root) as coordinator:
-            (task_id,) = await coordinator.submit([run], max_attempts=1)
-            async with agent(coordinator, root, "a", artifacts) as heater:
+            (task_id,) = await coordinator.submit(artifact, [{}], max_attempts=1)
+            async with agent(coordinator, root, "a") as heater:
                 await until(lambda: heater.workload.finished, "the task ended")
                 ticks_at_failure = heater.daemon.ticks
                 running_ticks = heater.daemon.running_ticks
@@ -114,11 +114,10 @@ def test_a_warm_room_pauses_the_task_and_it_resumes_without_losing_a_step(
 ) -> None:
     async def scenario(root: Path) -> None:
         artifacts = root / "artifacts"
-        run = pack(_job(root, "steps", STEPS_JOB), artifacts)
-        run = run.model_copy(update={"params": {"steps": 60, "step_s": 0.1}})
+        artifact = pack(_job(root, "steps", STEPS_JOB), artifacts)
         async with Coordinator(root) as coordinator:
-            (task_id,) = await coordinator.submit([run])
-            async with agent(coordinator, root, "a", artifacts) as heater:
+            (task_id,) = await coordinator.submit(artifact, [{"steps": 60, "step_s": 0.1}])
+            async with agent(coordinator, root, "a") as heater:
                 await until(
                     lambda: (
                         any(s.runner is not None for s in heater.workload.slots.values())
@@ -151,11 +150,10 @@ def test_a_warm_room_pauses_the_task_and_it_resumes_without_losing_a_step(
 def test_sigterm_checkpoints_the_task_and_another_heater_finishes_it(tmp_path: Path) -> None:
     async def scenario(root: Path) -> None:
         artifacts = root / "artifacts"
-        run = pack(_job(root, "steps", STEPS_JOB), artifacts)
-        run = run.model_copy(update={"params": {"steps": 60, "step_s": 0.1}})
+        artifact = pack(_job(root, "steps", STEPS_JOB), artifacts)
         async with Coordinator(root) as coordinator:
-            (task_id,) = await coordinator.submit([run])
-            async with agent(coordinator, root, "a", artifacts) as first:
+            (task_id,) = await coordinator.submit(artifact, [{"steps": 60, "step_s": 0.1}])
+            async with agent(coordinator, root, "a") as first:
                 await until(
                     lambda: (
                         task_id in first.workload.slots
@@ -170,7 +168,7 @@ def test_sigterm_checkpoints_the_task_and_another_heater_finishes_it(tmp_path: P
             handed = coordinator.task(task_id)
             assert handed["state"] == "queued", handed
             assert handed["checkpoint_seq"] >= 1, handed
-            async with agent(coordinator, root, "b", artifacts) as second:
+            async with agent(coordinator, root, "b") as second:
                 await until(lambda: second.workload.finished, "the task ended on the second")
             task = coordinator.task(task_id)
         result = json.loads(task["result"])

@@ -4,7 +4,9 @@
 
 * the daemon claims when the room wants heat and a slot is free; :meth:`JobWorkload.start`
   takes each lease and drives it in an asyncio task of its own: it fetches the job's artifact
-  (checked by hash), downloads the task's newest checkpoint when the lease names one, and runs
+  named by the lease (``GET /v1/artifacts/{sha256}``, checked by hash; a local
+  ``artifact_dir`` first when configured), downloads the task's newest checkpoint when the
+  lease names one, and runs
   the task through :class:`heatgrid.jobs.runner.TaskRunner` (bubblewrap, cgroups) in a worker
   thread, never in the control loop;
 * each tick the task is a :class:`~heatgrid.core.arbiter.WorkOffer` (worth
@@ -38,6 +40,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from heatgrid.agent.client import (
+    ArtifactMismatchError,
     CoordinatorClient,
     CoordinatorRefusedError,
     CoordinatorUnavailableError,
@@ -55,14 +58,18 @@ from heatgrid.jobs.sandbox import SandboxUnavailableError
 from heatgrid.protocol import v1
 from heatgrid.protocol.jobs import TaskRun, TaskRunOutcome
 
-__all__ = ["ArtifactFetcher", "JobWorkload", "TaskSlot"]
+__all__ = ["JobWorkload", "TaskSlot", "task_run"]
 
 _log = logging.getLogger(__name__)
 
-ArtifactFetcher = Callable[[str, Path], Awaitable[Path]]
-"""``(sha256, dest_dir) -> path`` of the artifact fetched into ``dest_dir`` (not yet checked)."""
-
-_CANNOT_RUN = (ArtifactError, InputError, CgroupUnavailableError, SandboxUnavailableError, OSError)
+_CANNOT_RUN = (
+    ArtifactError,
+    ArtifactMismatchError,
+    InputError,
+    CgroupUnavailableError,
+    SandboxUnavailableError,
+    OSError,
+)
 _MAX_ERROR_CHARS = 2000
 
 
@@ -75,7 +82,9 @@ class TaskSlot:
     lease : TaskLease
         The lease, as claimed.
     run : TaskRun or None
-        The task, read from the lease's ``task_input``; None when unreadable.
+        The task, from the lease; None when this heater cannot run it (see ``problem``).
+    problem : str or None
+        Why it cannot run here.
     state : str
         ``waiting`` (for heat or its artifact), ``running``, ``paused``, or ``ended``.
     powered : bool
@@ -97,6 +106,7 @@ class TaskSlot:
 
     lease: v1.TaskLease
     run: TaskRun | None
+    problem: str | None = None
     state: str = "waiting"
     powered: bool = False
     unpowered_since_ts: float | None = None
@@ -108,6 +118,7 @@ class TaskSlot:
     runner: TaskRunner | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     checkpointed: asyncio.Event = field(default_factory=asyncio.Event)
+    sending: asyncio.Lock = field(default_factory=asyncio.Lock)
     stopping: bool = False
     lost: bool = False
     energy_reported_j: float = 0.0
@@ -128,6 +139,36 @@ class TaskSlot:
         return self.energy_reported_j
 
 
+def task_run(lease: v1.TaskLease) -> tuple[TaskRun | None, str | None]:
+    """Return the task a lease asks to run, or None and why this heater cannot run it.
+
+    A lease with an ``artifact`` runs that packed job with ``task_input`` as its parameters;
+    one without names its artifact inside ``task_input`` (a :class:`TaskRun` as JSON). The
+    device is ``cpu`` until the job's ``job.toml`` asks for GPU memory.
+    """
+    if lease.input_urls:
+        return None, (
+            "the job reads inputs by URL (input_urls), which this agent does not fetch yet; "
+            "pack the inputs with the job"
+        )
+    try:
+        if lease.artifact is not None:
+            run = TaskRun.model_validate(
+                {
+                    "artifact": lease.artifact.model_dump(),
+                    "task_index": lease.task_index,
+                    "params": dict(lease.task_input),
+                },
+                strict=False,
+            )
+        else:
+            run = TaskRun.model_validate(lease.task_input, strict=False)
+    except ValidationError as error:
+        problem = str(error).replace("\n", "; ")[:500]
+        return None, f"the lease names no job artifact this heater can run: {problem}"
+    return run, None
+
+
 class JobWorkload:
     """Runs leased tasks in the sandbox, throttled by the room's heat command.
 
@@ -143,9 +184,6 @@ class JobWorkload:
         The heater's devices by name (their capability gives the throttle).
     clock : callable
         Returns the present, POSIX UTC [s] (the room's clock).
-    fetch_artifact : callable, optional
-        ``(sha256, dest_dir) -> path``: where artifacts come from when ``artifact_dir`` lacks
-        one (the coordinator); without it only ``artifact_dir`` is used.
     """
 
     def __init__(
@@ -156,14 +194,12 @@ class JobWorkload:
         identity: Callable[[], tuple[str, str] | None],
         devices: Mapping[str, HeatDevice],
         clock: Callable[[], float],
-        fetch_artifact: ArtifactFetcher | None = None,
     ) -> None:
         self.settings = settings
         self._client = client
         self._identity = identity
         self._devices = devices
         self._clock = clock
-        self._fetch = fetch_artifact
         self.slots: dict[str, TaskSlot] = {}
         """Tasks held now, by task id."""
         self.finished: list[TaskSlot] = []
@@ -172,6 +208,7 @@ class JobWorkload:
         self._closing = False
         compute = [d for d in devices.values() if d.capability.kind in {"cpu", "gpu"}]
         self._capacity = min(settings.max_tasks, len(compute))
+        self._has_gpu = any(d.capability.kind == "gpu" for d in compute)
 
     # ------------------------------------------------------------------ the daemon's seam
 
@@ -228,13 +265,10 @@ class JobWorkload:
 
     async def start(self, lease: v1.TaskLease) -> None:
         """Take a lease: drive the task in its own asyncio task (returns at once)."""
-        try:
-            run: TaskRun | None = TaskRun.model_validate(lease.task_input, strict=False)
-        except ValidationError as error:
-            run = None
-            problem = str(error).replace("\n", "; ")[:500]
-            _log.error("task %s: its task_input is not a job task: %s", lease.task_id, problem)
-        slot = TaskSlot(lease=lease, run=run, unpowered_since_ts=self._clock())
+        run, problem = task_run(lease)
+        if run is None:
+            _log.error("task %s: cannot run here: %s", lease.task_id, problem)
+        slot = TaskSlot(lease=lease, run=run, problem=problem, unpowered_since_ts=self._clock())
         self.slots[lease.task_id] = slot
         driver = asyncio.create_task(self._drive(slot), name=f"task-{lease.task_id}")
         self._drivers.add(driver)
@@ -299,13 +333,16 @@ class JobWorkload:
     async def _prepare(self, slot: TaskSlot) -> tuple[Path, RunLimits] | None:
         """Fetch and check the artifact, read its limits, restore the checkpoint; None: ended."""
         if slot.run is None:
-            await self._report_failure(
-                slot, "task_input is not a heatgrid job task (artifact, task_index, params, device)"
-            )
+            await self._report_failure(slot, slot.problem or "not a job task")
             return None
         try:
             archive = await self._artifact(slot.run)
-            limits = await asyncio.to_thread(self._limits, archive, slot.run)
+            limits, gpu_memory_gb = await asyncio.to_thread(self._limits, archive, slot.run)
+            if gpu_memory_gb > 0.0:
+                if not self._has_gpu:
+                    await self._report_failure(slot, "the task needs a GPU; this heater has none")
+                    return None
+                slot.run = slot.run.model_copy(update={"device": "cuda"})
             await self._restore(slot)
         except CoordinatorUnavailableError as error:
             await self._hand_back(slot, f"could not prepare the task here: {error}")
@@ -360,31 +397,26 @@ class JobWorkload:
             local = artifact_path(self.settings.artifact_dir, sha256)
             if local.is_file():
                 return local
-        cached = artifact_path(self.settings.dir / "artifacts", sha256)
-        if cached.is_file():
-            return cached
-        if self._fetch is None:
-            raise ArtifactError(
-                f"artifact {sha256} is not in jobs.artifact_dir and this agent cannot fetch "
-                "artifacts from the coordinator"
-            )
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        return await self._fetch(sha256, cached.parent)
+        _, token = self._require_identity()
+        return await self._client.fetch_artifact(
+            sha256, self.settings.dir / "artifacts", token=token
+        )
 
-    def _limits(self, archive: Path, run: TaskRun) -> RunLimits:
-        """Check the artifact and read its ``job.toml``: the task's limits."""
+    def _limits(self, archive: Path, run: TaskRun) -> tuple[RunLimits, float]:
+        """Check the artifact and read its ``job.toml``: the task's limits and GPU memory [GB]."""
         root = self.settings.dir / "manifests"
         root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=root) as scratch:
             unpack_artifact(archive, run.artifact.sha256, Path(scratch) / "job")
             resources = load_manifest(Path(scratch) / "job" / "code").resources
-        return RunLimits(
+        limits = RunLimits(
             memory_bytes=resources.memory_mb << 20,
             disk_bytes=resources.disk_mb << 20,
             max_processes=resources.max_processes,
             pause_grace_s=self.settings.pause_grace_s,
             term_grace_s=self.settings.term_grace_s,
         )
+        return limits, resources.gpu_memory_gb
 
     async def _restore(self, slot: TaskSlot) -> None:
         """Put the lease's checkpoint in the task's checkpoint directory (and nothing else)."""
@@ -474,17 +506,17 @@ class JobWorkload:
         except FileNotFoundError:  # pruned by a newer one: that one's turn comes
             slot.checkpointed.set()
             return
-        energy_j = slot.energy_j(self.settings.core_power_w)
         try:
             device_id, token = self._require_identity()
-            receipt = await self._client.put_checkpoint(
-                device_id,
-                token,
-                slot.task_id,
-                attempt=slot.lease.attempt,
-                energy_j=energy_j,
-                blob=blob,
-            )
+            async with slot.sending:  # energies reach the coordinator in the order measured
+                receipt = await self._client.put_checkpoint(
+                    device_id,
+                    token,
+                    slot.task_id,
+                    attempt=slot.lease.attempt,
+                    energy_j=slot.energy_j(self.settings.core_power_w),
+                    blob=blob,
+                )
         except CoordinatorUnavailableError as error:
             _log.warning("task %s: checkpoint %d not uploaded yet: %s", slot.task_id, seq, error)
             return
@@ -503,15 +535,16 @@ class JobWorkload:
     async def _reporter(self, slot: TaskSlot) -> None:
         while True:
             await asyncio.sleep(self.settings.progress_interval_s)
-            energy_j = slot.energy_j(self.settings.core_power_w)
             try:
                 device_id, token = self._require_identity()
-                status = await self._client.progress(
-                    device_id,
-                    token,
-                    slot.task_id,
-                    v1.TaskProgress(attempt=slot.lease.attempt, energy_j=energy_j),
-                )
+                async with slot.sending:
+                    energy_j = slot.energy_j(self.settings.core_power_w)
+                    status = await self._client.progress(
+                        device_id,
+                        token,
+                        slot.task_id,
+                        v1.TaskProgress(attempt=slot.lease.attempt, energy_j=energy_j),
+                    )
             except CoordinatorUnavailableError as error:
                 _log.warning("task %s: progress not reported: %s", slot.task_id, error)
                 continue

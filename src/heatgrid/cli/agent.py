@@ -187,7 +187,7 @@ def _job_workload(
     devices: Sequence[HeatDevice],
     clock: Callable[[], float],
 ) -> JobWorkload | None:
-    """Return the runner's host side for ``[jobs]`` (None when off), fetching through ``client``."""
+    """Return the runner's host side for ``[jobs]`` (None when off)."""
     if not config.jobs.enabled:
         return None
     if client is None:
@@ -199,7 +199,6 @@ def _job_workload(
         known = store.identity
         return None if known is None else (known.device_id, known.device_token)
 
-    fetch = getattr(client, "fetch_artifact", None)  # the coordinator's artifact store, if any
     config.jobs.dir.mkdir(parents=True, exist_ok=True)
     return JobWorkload(
         config.jobs,
@@ -207,7 +206,6 @@ def _job_workload(
         identity=identity,
         devices={device.name: device for device in devices},
         clock=clock,
-        fetch_artifact=fetch,
     )
 
 
