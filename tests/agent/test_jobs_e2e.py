@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from heatgrid.agent.client import CoordinatorClient
 from heatgrid.agent.state_store import Identity, StateStore
 from heatgrid.protocol import v1
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_ready")]
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "sweep"
 SAMPLES, CHUNK = 40_000_000, 1_000_000
@@ -230,6 +229,4 @@ async def _scenario(root: Path, broker: tuple[str, int]) -> None:
 def test_the_sweep_completes_across_heaters_that_die_or_get_warm(
     tmp_path: Path, mosquitto_broker: tuple[str, int]
 ) -> None:
-    if os.geteuid() != 0 and not os.environ.get("HEATGRID_CGROUP_ROOT"):
-        pytest.skip("tasks need a delegated cgroup (root, or HEATGRID_CGROUP_ROOT)")
     asyncio.run(asyncio.wait_for(_scenario(tmp_path, mosquitto_broker), 500.0))

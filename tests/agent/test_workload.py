@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from tests.agent.jobs_fleet import COLD_C, WARM_C, Coordinator, agent, pack, until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_ready")]
 
 STEPS_JOB = """
 import time
