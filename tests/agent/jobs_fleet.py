@@ -219,6 +219,7 @@ async def agent(
     *,
     pause_after_s: float = 0.5,
     hand_back_after_s: float = 600.0,
+    room_temp_c: float = COLD_C,
 ) -> AsyncIterator[Agent]:
     """Enroll and run one agent until the block ends (then shut it down as on SIGTERM)."""
     home = root / name
@@ -241,6 +242,7 @@ async def agent(
         client=client,
         store=store,
         devices=list(devices),
+        room_temp_c=[room_temp_c],
     )
 
     def identity() -> tuple[str, str]:
