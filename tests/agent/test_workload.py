@@ -177,3 +177,24 @@ def test_sigterm_checkpoints_the_task_and_another_heater_finishes_it(tmp_path: P
         assert result["runs"] == 2
 
     _run(tmp_path, scenario)
+
+
+def test_a_tampered_artifact_is_refused_and_the_heater_moves_on(tmp_path: Path) -> None:
+    async def scenario(root: Path) -> None:
+        artifact = pack(_job(root, "steps", STEPS_JOB), root / "artifacts")
+        async with Coordinator(root) as coordinator:
+            (task_id,) = await coordinator.submit(artifact, [{}], max_attempts=1)
+            sha256 = artifact.name.split(".")[0]
+            stored = root / "checkpoints" / "artifacts" / sha256[:2] / f"{sha256}.tar.gz"
+            stored.write_bytes(b"\0" * stored.stat().st_size)  # the store's copy is damaged
+            async with agent(coordinator, root, "a") as heater:
+                await until(lambda: heater.workload.finished, "the task ended")
+                ticks = heater.daemon.ticks
+                await until(lambda: heater.daemon.ticks >= ticks + 5, "more ticks")
+                assert heater.workload.free_slots() == 1, "the heater moves on"
+            task = coordinator.task(task_id)
+        assert task["state"] == "dead", task
+        assert "corrupt or was tampered with" in task["last_error"], task
+        assert heater.workload.finished[0].outcomes == [], "nothing ran"
+
+    _run(tmp_path, scenario)
