@@ -5,7 +5,10 @@ Loops run side by side in :meth:`AgentDaemon.run`:
 * the **control loop** (:meth:`AgentDaemon.tick`, every ``thermostat.tick_s``): read the devices,
   run :func:`heatgrid.agent.loop.control_tick`, apply its commands, persist the controller state
   and queue a telemetry sample every ``telemetry_interval_s``. It never waits on the network,
-  so the room is controlled whether or not the coordinator answers.
+  so the room is controlled whether or not the coordinator answers. With a :class:`Workload`
+  its tasks are offers to the arbiter, and after the commands :meth:`Workload.follow` turns the
+  plan into the tasks' throttle (it only sets flags: tasks run in threads of their own). A CPU
+  the plan gives to a task keeps its adapter's own workers stopped: the task is its heat.
 * the **sync loop** (:meth:`AgentDaemon.sync`): a heartbeat carrying the queued telemetry (in
   batches, oldest first, until the queue is empty) and the heat window; then, when heat is wanted
   and a :class:`Workload` has free slots, a claim. A failure is retried after a jittered
