@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 from tests.agent.jobs_fleet import COLD_C, WARM_C, Coordinator, agent, pack, until
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_ready")]
+from heatgrid.agent.client import CoordinatorClient
+from heatgrid.agent.config import JobsSettings
+from heatgrid.agent.workload import JobWorkload
+
+_SANDBOX = pytest.mark.usefixtures("sandbox_ready")
+_SLOW = pytest.mark.slow
 
 STEPS_JOB = """
 import time
@@ -60,6 +65,8 @@ def _run(tmp_path: Path, scenario: object) -> None:
     asyncio.run(asyncio.wait_for(scenario(tmp_path), 300.0))  # type: ignore[operator]
 
 
+@_SLOW
+@_SANDBOX
 def test_a_task_runs_to_completion_while_the_room_is_controlled_every_tick(
     tmp_path: Path,
 ) -> None:
@@ -88,6 +95,8 @@ def test_a_task_runs_to_completion_while_the_room_is_controlled_every_tick(
     _run(tmp_path, scenario)
 
 
+@_SLOW
+@_SANDBOX
 def test_a_failing_task_is_reported_and_the_loop_never_stops(tmp_path: Path) -> None:
     async def scenario(root: Path) -> None:
         artifacts = root / "artifacts"
@@ -109,6 +118,8 @@ def test_a_failing_task_is_reported_and_the_loop_never_stops(tmp_path: Path) -> 
     _run(tmp_path, scenario)
 
 
+@_SLOW
+@_SANDBOX
 def test_a_warm_room_pauses_the_task_and_it_resumes_without_losing_a_step(
     tmp_path: Path,
 ) -> None:
@@ -147,6 +158,8 @@ def test_a_warm_room_pauses_the_task_and_it_resumes_without_losing_a_step(
     _run(tmp_path, scenario)
 
 
+@_SLOW
+@_SANDBOX
 def test_sigterm_checkpoints_the_task_and_another_heater_finishes_it(tmp_path: Path) -> None:
     async def scenario(root: Path) -> None:
         artifacts = root / "artifacts"
@@ -179,6 +192,8 @@ def test_sigterm_checkpoints_the_task_and_another_heater_finishes_it(tmp_path: P
     _run(tmp_path, scenario)
 
 
+@_SLOW
+@_SANDBOX
 def test_a_tampered_artifact_is_refused_and_the_heater_moves_on(tmp_path: Path) -> None:
     async def scenario(root: Path) -> None:
         artifact = pack(_job(root, "steps", STEPS_JOB), root / "artifacts")
@@ -198,3 +213,22 @@ def test_a_tampered_artifact_is_refused_and_the_heater_moves_on(tmp_path: Path) 
         assert heater.workload.finished[0].outcomes == [], "nothing ran"
 
     _run(tmp_path, scenario)
+
+
+def test_a_new_agent_forgets_what_a_killed_one_left(tmp_path: Path) -> None:
+    jobs = JobsSettings(enabled=True, dir=tmp_path / "jobs")
+    leftover = jobs.dir / "work" / "task-0123456789ab" / "job"
+    leftover.mkdir(parents=True)
+    (jobs.dir / "tasks" / "t1" / "checkpoints").mkdir(parents=True)
+    (jobs.dir / "artifacts").mkdir()
+    workload = JobWorkload(
+        jobs,
+        client=CoordinatorClient("http://127.0.0.1:9"),
+        identity=lambda: None,
+        devices={},
+        clock=lambda: 0.0,
+    )
+    assert not (jobs.dir / "work").exists()
+    assert not (jobs.dir / "tasks").exists()
+    assert (jobs.dir / "artifacts").is_dir(), "artifacts are kept"
+    assert workload.free_slots() == 0, "no compute device: no task"

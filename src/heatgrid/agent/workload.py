@@ -209,6 +209,16 @@ class JobWorkload:
         compute = [d for d in devices.values() if d.capability.kind in {"cpu", "gpu"}]
         self._capacity = min(settings.max_tasks, len(compute))
         self._has_gpu = any(d.capability.kind == "gpu" for d in compute)
+        self._forget_leftovers()
+
+    def _forget_leftovers(self) -> None:
+        """Remove what a previous agent left (killed mid-task): job directories, task files.
+
+        Its leases lapse at the coordinator, and a task claimed again is restored from the
+        coordinator's checkpoint; fetched artifacts are kept (they are checked by hash).
+        """
+        for name in ("work", "manifests", "tasks"):
+            shutil.rmtree(self.settings.dir / name, ignore_errors=True)
 
     # ------------------------------------------------------------------ the daemon's seam
 
