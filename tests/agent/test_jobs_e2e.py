@@ -230,3 +230,40 @@ def test_the_sweep_completes_across_heaters_that_die_or_get_warm(
     tmp_path: Path, mosquitto_broker: tuple[str, int]
 ) -> None:
     asyncio.run(asyncio.wait_for(_scenario(tmp_path, mosquitto_broker), 500.0))
+
+
+async def _sigterm_scenario(root: Path, broker: tuple[str, int]) -> tuple[int, list[tuple]]:
+    artifact = pack(EXAMPLE, root / "artifacts")
+    stop = asyncio.Event()
+    async with Coordinator(root, lease_s=60.0) as coordinator:
+        await _enroll(coordinator, root / "den")
+        (task_id,) = await coordinator.submit(
+            artifact, [{"seed": 5, "samples": SAMPLES * 4, "chunk": CHUNK}]
+        )
+        rooms = asyncio.create_task(_rooms(broker, {"den": COLD_C}, stop))
+        try:
+            with _agents(root, ["den"], coordinator.url, broker) as processes:
+                await until(lambda: coordinator.task(task_id)["checkpoint_seq"] >= 2, "checkpoints")
+                processes["den"].send_signal(signal.SIGTERM)
+                status = await asyncio.to_thread(processes["den"].wait, 120.0)
+        finally:
+            stop.set()
+            await rooms
+        task = coordinator.task(task_id)
+        attempts = coordinator.query(
+            "SELECT outcome, error FROM task_attempts WHERE task_id = ?", task_id
+        )
+    assert task["state"] == "queued", task
+    return status, attempts
+
+
+def test_sigterm_checkpoints_the_running_task_and_hands_it_back(
+    tmp_path: Path, mosquitto_broker: tuple[str, int]
+) -> None:
+    status, attempts = asyncio.run(
+        asyncio.wait_for(_sigterm_scenario(tmp_path, mosquitto_broker), 300.0)
+    )
+    assert status == 0, _logs(tmp_path, ["den"])
+    ((outcome, error),) = attempts
+    assert outcome == "failed"
+    assert error.startswith("handed back: the heater stopped; paused when asked"), error

@@ -3,7 +3,8 @@
 A bad configuration (a missing or wrong key, an unknown device type, a device or broker that
 cannot be reached) ends with a message naming the key and exit status 2, before any device heats.
 SIGTERM or SIGINT stop the agent: every device is put in its safe state within
-``thermostat.grace_s``.
+``thermostat.grace_s``; with ``[jobs]`` each running task first checkpoints (its checkpoint is
+uploaded and the task handed back), within ``jobs.pause_grace_s + jobs.term_grace_s`` more.
 
 With ``forecast.latitude_deg`` and ``forecast.longitude_deg`` the heat window follows
 Open-Meteo's hourly temperature forecast (:func:`weather_forecast`), cached next to the state
@@ -145,7 +146,7 @@ async def _run(config_path: Path, spec: ClockSpec | None) -> int:
         daemon = AgentDaemon(
             config,
             devices=devices,
-            workload=_job_workload(config, client, store, devices, clock),
+            workload=(workload := _job_workload(config, client, store, devices, clock)),
             room=lambda: sensor.latest,
             store=store,
             client=client,
@@ -154,6 +155,7 @@ async def _run(config_path: Path, spec: ClockSpec | None) -> int:
             outdoor=outdoor_latest,
             outdoor_forecast=forecast,
         )
+        daemon_has_jobs = workload is not None
         bridge = await open_home_assistant(config, daemon)
         if bridge is not None:
             stack.push_async_callback(bridge.aclose)
@@ -169,7 +171,7 @@ async def _run(config_path: Path, spec: ClockSpec | None) -> int:
         if run.done():  # it failed: run() has already put the devices in their safe state
             _log.error("the agent stopped on an error", exc_info=run.exception())
             return 1
-        grace_s = config.thermostat.grace_s
+        grace_s = _stop_grace_s(config, jobs=daemon_has_jobs)
         try:
             await asyncio.wait_for(run, grace_s)
         except TimeoutError:
@@ -178,6 +180,16 @@ async def _run(config_path: Path, spec: ClockSpec | None) -> int:
                 return 1
         _log.info("stopped; every device is in its safe state")
     return 0
+
+
+def _stop_grace_s(config: AgentConfig, *, jobs: bool) -> float:
+    """Return how long a stopping agent waits for its daemon [s].
+
+    ``thermostat.grace_s``, plus, with tasks, the time a task is given to checkpoint and stop
+    (``jobs.pause_grace_s + jobs.term_grace_s``): its checkpoint is uploaded before the exit.
+    """
+    extra_s = config.jobs.pause_grace_s + config.jobs.term_grace_s if jobs else 0.0
+    return config.thermostat.grace_s + extra_s
 
 
 def _job_workload(
