@@ -97,6 +97,8 @@ class TaskSlot:
         Energy of this attempt's finished runs [J].
     uploaded_seq : int
         Newest local checkpoint number uploaded (0: none).
+    stored_seq : int or None
+        The coordinator's number of the task's newest checkpoint (None: none yet).
     outcomes : list of TaskRunOutcome
         Every run of this attempt on this heater, in order.
     reported : str or None
@@ -113,6 +115,7 @@ class TaskSlot:
     device_id: str | None = None
     energy_done_j: float = 0.0
     uploaded_seq: int = 0
+    stored_seq: int | None = None
     outcomes: list[TaskRunOutcome] = field(default_factory=list)
     reported: str | None = None
     runner: TaskRunner | None = None
@@ -278,7 +281,13 @@ class JobWorkload:
         run, problem = task_run(lease)
         if run is None:
             _log.error("task %s: cannot run here: %s", lease.task_id, problem)
-        slot = TaskSlot(lease=lease, run=run, problem=problem, unpowered_since_ts=self._clock())
+        slot = TaskSlot(
+            lease=lease,
+            run=run,
+            problem=problem,
+            unpowered_since_ts=self._clock(),
+            stored_seq=lease.checkpoint_seq,
+        )
         self.slots[lease.task_id] = slot
         driver = asyncio.create_task(self._drive(slot), name=f"task-{lease.task_id}")
         self._drivers.add(driver)
@@ -374,7 +383,7 @@ class JobWorkload:
         slot.state = "paused"
         _log.info("task %s paused: %s", slot.task_id, outcome.message)
         if self._closing:
-            await self._hand_back(slot, f"the heater stopped; {outcome.message}")
+            await self._hand_back(slot, "the heater stopped")
             return False
         slot.stopping = False
         return True
@@ -382,10 +391,7 @@ class JobWorkload:
     def _back_reason(self, slot: TaskSlot) -> str:
         if self._closing:
             return "the heater stopped before the task could run"
-        return (
-            f"the room wanted no heat for {self.settings.hand_back_after_s:g} s; "
-            f"it resumes elsewhere from checkpoint {slot.lease.checkpoint_seq or 'none'}"
-        )
+        return f"the room wanted no heat for {self.settings.hand_back_after_s:g} s"
 
     async def _wait_for_heat(self, slot: TaskSlot) -> bool:
         """Wait until the task's device has power; False when it should be handed back."""
@@ -533,7 +539,7 @@ class JobWorkload:
         except CoordinatorRefusedError as error:
             self._lose(slot, f"checkpoint upload refused: {error}")
             return
-        slot.uploaded_seq = seq
+        slot.uploaded_seq, slot.stored_seq = seq, receipt.seq
         _log.info(
             "task %s: checkpoint %d uploaded as the task's checkpoint %d (%d bytes)",
             slot.task_id,
@@ -626,7 +632,11 @@ class JobWorkload:
     async def _hand_back(self, slot: TaskSlot, message: str) -> None:
         """Give the task back (as a failed attempt) so that another heater resumes it."""
         await self._upload_newest(slot)
-        await self._report_failure(slot, f"handed back: {message}", what="handed back")
+        seq = slot.stored_seq
+        where = "from the start" if seq is None else f"from the task's checkpoint {seq}"
+        await self._report_failure(
+            slot, f"handed back: {message}; another heater resumes it {where}", what="handed back"
+        )
 
     def _end(self, slot: TaskSlot) -> None:
         slot.state = "ended"
