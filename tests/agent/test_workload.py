@@ -88,7 +88,9 @@ def test_a_task_runs_to_completion_while_the_room_is_controlled_every_tick(
         assert task["state"] == "completed", task
         assert json.loads(task["result"]) == {"steps": 40, "executed": 40, "runs": 1}
         assert running_ticks >= 5, "the control loop ticked on while the task ran"
+        (outcome,) = heater.workload.finished[0].outcomes
         assert energy[0][0] > 0.0, "the attempt's energy was reported"
+        assert energy[0][0] == pytest.approx(outcome.energy_j), "all of the run's CPU time"
         assert checkpoints[0][0] >= 1, "checkpoints were uploaded"
         assert heater.workload.finished[0].reported == "completed"
 

@@ -489,19 +489,25 @@ class JobWorkload:
             asyncio.create_task(self._uploader(slot)),
             asyncio.create_task(self._reporter(slot)),
         ]
+        done_j = slot.energy_done_j
+        outcome: TaskRunOutcome | None = None
         try:
             outcome = await asyncio.shield(run)
         except _CANNOT_RUN as error:
-            await self._report_failure(slot, f"the heater cannot run this task: {error}")
-            return None
+            problem = f"the heater cannot run this task: {error}"
         finally:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             slot.energy_done_j = slot.energy_j(self.settings.core_power_w)
             slot.runner = None
+        if outcome is None:
+            await self._report_failure(slot, problem)
+            return None
         slot.outcomes.append(outcome)
-        slot.energy_done_j = max(slot.energy_done_j, slot.energy_reported_j)
+        # the run's own account (its cgroup's CPU time at the end), never less than reported
+        slot.energy_done_j = max(done_j + outcome.energy_j, slot.energy_reported_j)
+        slot.energy_reported_j = slot.energy_done_j
         return outcome
 
     async def _uploader(self, slot: TaskSlot) -> None:
