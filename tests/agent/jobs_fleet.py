@@ -57,7 +57,7 @@ setpoint_c = 21.0
 min_on_s = 0.0
 min_off_s = 0.0
 tick_s = 0.1
-telemetry_interval_s = 5.0
+telemetry_interval_s = 0.5
 
 [jobs]
 enabled = true

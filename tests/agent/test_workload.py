@@ -78,6 +78,13 @@ def test_a_task_runs_to_completion_while_the_room_is_controlled_every_tick(
             async with agent(coordinator, root, "a") as heater:
                 await until(lambda: heater.workload.finished, "the task ended")
                 running_ticks = heater.daemon.running_ticks
+
+                def task_power_w() -> float:
+                    query = "SELECT MAX(power_w) FROM telemetry WHERE task_id = ?"
+                    return float(coordinator.query(query, task_id)[0][0] or 0.0)
+
+                # the CPU idles at 10 W; its heat while the task ran is the task's CPU time
+                await until(lambda: task_power_w() > 10.0, "the task's heat in the telemetry")
             task = coordinator.task(task_id)
             energy = coordinator.query(
                 "SELECT energy_j FROM task_attempts WHERE task_id = ?", task_id

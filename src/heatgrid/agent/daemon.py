@@ -134,6 +134,10 @@ class Workload(Protocol):
         """Follow a tick's plan (throttle, freeze or pause the tasks); must never wait."""
         ...
 
+    def task_power_w(self, device_id: str) -> float:
+        """Return the power its tasks draw on ``device_id`` above its idle power [W]."""
+        ...
+
     async def start(self, lease: v1.TaskLease) -> None:
         """Start (or resume from its checkpoint) a leased task; return at once."""
         ...
@@ -396,6 +400,7 @@ class AgentDaemon:
     async def _tick(self) -> TickResult:
         now_ts = self._clock()
         readings = {name: await self._read(device) for name, device in self.devices.items()}
+        readings = self._with_task_power(readings)
         room = self._room()
         result = control_tick(
             self.state,
@@ -503,6 +508,30 @@ class AgentDaemon:
         self.store.put(_ROOM_KEY, outcome.parameters.to_json())
         _log.info("room model learned: %s", outcome.reason)
         return True
+
+    def _with_task_power(
+        self, readings: dict[str, DeviceReading | None]
+    ) -> dict[str, DeviceReading | None]:
+        """Add the power of the tasks heating a lent CPU to its model-based reading.
+
+        A CPU adapter without a power meter computes its power from its own workers, which are
+        stopped while a task heats the CPU; the task's share comes from its cgroup's CPU time.
+        """
+        if self._workload is None:
+            return readings
+        for name in self._lent:
+            reading = readings.get(name)
+            if reading is None or reading.power_measured:
+                continue
+            try:
+                extra_w = self._workload.task_power_w(name)
+            except Exception:  # a bug in the jobs runtime must not stop the room's control
+                _log.exception("the workload could not say its tasks' power")
+                continue
+            readings[name] = replace(
+                reading, power_w=reading.power_w + extra_w, running=reading.running or extra_w > 0
+            )
+        return readings
 
     def _lent_cpus(self, result: TickResult) -> dict[str, DevicePlan]:
         """Return the CPUs the plan gives to a task, by name: the task's processes heat them."""

@@ -33,6 +33,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,7 @@ class TaskSlot:
     stopping: bool = False
     lost: bool = False
     energy_reported_j: float = 0.0
+    power_sample: tuple[float, float] | None = None
 
     @property
     def task_id(self) -> str:
@@ -275,6 +277,25 @@ class JobWorkload:
                 _log.info("task %s: the room wants no heat; asking it to pause", slot.task_id)
                 slot.stopping = True
                 runner.request_pause()
+
+    def task_power_w(self, device_id: str) -> float:
+        """Return the power the tasks on ``device_id`` draw now, above its idle power [W].
+
+        The rate of their cgroups' CPU time since the previous call, times ``core_power_w``:
+        an estimate, for a device whose adapter reads its power from a model (a CPU without
+        RAPL counters), whose own workers are stopped while a task heats it.
+        """
+        now = time.monotonic()
+        total_w = 0.0
+        for slot in self.slots.values():
+            if slot.device_id != device_id or slot.runner is None:
+                continue
+            energy_j = slot.energy_j(self.settings.core_power_w)
+            last = slot.power_sample
+            slot.power_sample = (now, energy_j)
+            if last is not None and now > last[0]:
+                total_w += max(energy_j - last[1], 0.0) / (now - last[0])
+        return total_w
 
     async def start(self, lease: v1.TaskLease) -> None:
         """Take a lease: drive the task in its own asyncio task (returns at once)."""
