@@ -214,6 +214,7 @@ class JobWorkload:
         compute = [d for d in devices.values() if d.capability.kind in {"cpu", "gpu"}]
         self._capacity = min(settings.max_tasks, len(compute))
         self._has_gpu = any(d.capability.kind == "gpu" for d in compute)
+        self._has_cpu = any(d.capability.kind == "cpu" for d in compute)
         self._forget_leftovers()
 
     def _forget_leftovers(self) -> None:
@@ -383,6 +384,9 @@ class JobWorkload:
                     await self._report_failure(slot, "the task needs a GPU; this heater has none")
                     return None
                 slot.run = slot.run.model_copy(update={"device": "cuda"})
+            elif not self._has_cpu:
+                await self._hand_back(slot, "the task runs on a CPU; this heater heats with a GPU")
+                return None
             await self._restore(slot)
         except CoordinatorUnavailableError as error:
             await self._hand_back(slot, f"could not prepare the task here: {error}")
