@@ -6,7 +6,7 @@ the accounts that uploaded those bytes (they may read the artifact and submit jo
 where they are (fsspec URLs).
 
 Revision ID: 0006
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-03
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
