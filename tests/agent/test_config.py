@@ -36,6 +36,7 @@ def test_the_documented_example_is_valid() -> None:
 
 def test_defaults_and_tuned_gains() -> None:
     config = parse_config(MINIMAL, environ={})
+    assert not config.jobs.enabled, "jobs are opt-in"
     thermostat = config.thermostat_config()
     assert config.mode is Mode.AUTO
     assert thermostat.kp_w_per_k > 0.0
@@ -101,6 +102,8 @@ def test_environment_overrides_a_key_and_a_device() -> None:
             "thermostat.schedule",
         ),
         (MINIMAL.replace("[sensor]", "[[devices]]\ntype = 'cpu'\n[sensor]"), {}, "devices"),
+        (MINIMAL + "\n[jobs]\nenabled = true\npause_after_s = -1\n", {}, "jobs.pause_after_s"),
+        (MINIMAL + "\n[jobs]\nmax_tasks = 0\n", {}, "jobs.max_tasks"),
     ],
 )
 def test_bad_configuration_names_the_key(text: str, environ: dict[str, str], named: str) -> None:

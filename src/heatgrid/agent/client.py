@@ -171,6 +171,81 @@ class CoordinatorClient:
             "GET", f"/v1/mining/devices/{device_id}", None, v1.DeviceMining, token=token
         )
 
+    async def progress(
+        self, device_id: str, token: str, task_id: str, report: v1.TaskProgress
+    ) -> v1.TaskStatus:
+        """Report an attempt's energy so far; renews its lease (``stop``: the lease is gone)."""
+        return await self._post(
+            f"/v1/devices/{device_id}/tasks/{task_id}/progress", report, v1.TaskStatus, token=token
+        )
+
+    async def complete(
+        self, device_id: str, token: str, task_id: str, report: v1.TaskCompletion
+    ) -> v1.TaskStatus:
+        """Hand in an attempt's result."""
+        return await self._post(
+            f"/v1/devices/{device_id}/tasks/{task_id}/complete", report, v1.TaskStatus, token=token
+        )
+
+    async def fail(
+        self, device_id: str, token: str, task_id: str, report: v1.TaskFailure
+    ) -> v1.TaskStatus:
+        """Report a failed (or handed back) attempt; the task is retried elsewhere."""
+        return await self._post(
+            f"/v1/devices/{device_id}/tasks/{task_id}/fail", report, v1.TaskStatus, token=token
+        )
+
+    async def put_checkpoint(
+        self,
+        device_id: str,
+        token: str,
+        task_id: str,
+        *,
+        attempt: int,
+        energy_j: float,
+        blob: bytes,
+    ) -> v1.CheckpointReceipt:
+        """Upload a checkpoint taken after the attempt burned ``energy_j`` [J] (one ``PUT``).
+
+        Raises
+        ------
+        CoordinatorUnavailableError
+            Also when the coordinator stored other bytes than those sent (hash mismatch).
+        """
+        path = f"/v1/devices/{device_id}/tasks/{task_id}/checkpoint"
+        content = await self._send(
+            "PUT",
+            path,
+            {**self._headers(token), "Content-Type": "application/octet-stream"},
+            content=blob,
+            params={"attempt": attempt, "energy_j": energy_j},
+        )
+        receipt = _parsed(v1.CheckpointReceipt, content, f"PUT {self.url}{path}")
+        if receipt.sha256 != hashlib.sha256(blob).hexdigest():
+            raise CoordinatorUnavailableError(
+                f"PUT {self.url}{path}: the coordinator stored checkpoint {receipt.seq} with "
+                "another hash than the bytes sent"
+            )
+        return receipt
+
+    async def get_checkpoint(self, device_id: str, token: str, task_id: str, seq: int) -> bytes:
+        """Download checkpoint ``seq`` of a task leased to this device; its hash is checked.
+
+        Raises
+        ------
+        CoordinatorUnavailableError
+            Also when the bytes do not match the hash the coordinator names.
+        """
+        path = f"/v1/devices/{device_id}/tasks/{task_id}/checkpoints/{seq}"
+        response = await self._response("GET", path, self._headers(token))
+        data = response.content
+        expected = response.headers.get("X-Checkpoint-Sha256")
+        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            raise CoordinatorUnavailableError(
+                f"GET {self.url}{path}: the checkpoint's bytes do not match its hash {expected}"
+            )
+        return data
+
     async def fetch_artifact(
         self,
         sha256: str,
@@ -340,6 +415,19 @@ class CoordinatorClient:
         **kwargs: object,
     ) -> bytes:
         """Send a request; return the answer's body, or raise the client's error."""
+        response = await self._response(method, path, headers, json_body=json_body, **kwargs)
+        return response.content
+
+    async def _response(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        *,
+        json_body: BaseModel | None = None,
+        **kwargs: object,
+    ) -> httpx.Response:
+        """Send a request; return the answer, or raise the client's error."""
         if json_body is not None:
             headers = {**headers, "Content-Type": "application/json"}
             kwargs["content"] = json_body.model_dump_json()
@@ -350,7 +438,7 @@ class CoordinatorClient:
                 f"{method} {self.url}{path}: {type(error).__name__}: {error}"
             ) from error
         _raise_for_status(method, f"{self.url}{path}", response, response.content)
-        return response.content
+        return response
 
     def _headers(self, token: str | None) -> dict[str, str]:
         token = token if token is not None else self.token

@@ -46,6 +46,7 @@ __all__ = [
     "ForecastSettings",
     "HeaterSettings",
     "HomeAssistantSettings",
+    "JobsSettings",
     "MiningSettings",
     "MqttPlugDeviceSpec",
     "NvmlDeviceSpec",
@@ -307,6 +308,51 @@ class MiningSettings(_Section):
     efficiency_j_per_th: _PositiveFloat
 
 
+class JobsSettings(_Section):
+    """``[jobs]``: run customers' tasks on this heater's CPU or GPU (opt-in).
+
+    Attributes
+    ----------
+    enabled : bool
+        Claim and run tasks when the room wants heat; off by default.
+    dir : Path
+        State directory for jobs: fetched artifacts, each task's checkpoints, outputs and its
+        private job directory while it runs.
+    artifact_dir : Path or None
+        A local directory of packed artifacts (``<sha256>.tar.gz``, as ``heatgrid jobs
+        run-local`` and ``pack_job`` write them) to use before asking the coordinator.
+    max_tasks : int
+        Tasks at once (each holds one compute device).
+    task_value_eur_per_kwh : float
+        What a task is worth to the arbiter per kWh [EUR/kWh]; above mining's so tasks win.
+    pause_after_s : float
+        A task whose device has had no power this long (the room is warm) is asked to
+        checkpoint and stop [s]; shorter gaps only freeze it.
+    hand_back_after_s : float
+        A task paused (or waiting for its first heat) this long is handed back to the
+        coordinator, to resume from its checkpoint on another heater [s].
+    progress_interval_s : float
+        Time between progress reports (energy; they renew the lease) [s].
+    pause_grace_s, term_grace_s : float
+        After asking a task to pause: wait before SIGTERM [s]; after SIGTERM: wait before
+        killing every process of its cgroup [s].
+    core_power_w : float
+        Power of one busy CPU core, for a task's energy estimate [W].
+    """
+
+    enabled: bool = False
+    dir: Annotated[Path, Field(strict=False)] = Path("agent-jobs")
+    artifact_dir: Annotated[Path, Field(strict=False)] | None = None
+    max_tasks: Annotated[int, Field(ge=1, le=16)] = 1
+    task_value_eur_per_kwh: _NonNegativeFloat = 1.0
+    pause_after_s: _NonNegativeFloat = 300.0
+    hand_back_after_s: _PositiveFloat = 1800.0
+    progress_interval_s: _PositiveFloat = 30.0
+    pause_grace_s: _PositiveFloat = 30.0
+    term_grace_s: _PositiveFloat = 10.0
+    core_power_w: _PositiveFloat = 14.0
+
+
 class CpuDeviceSpec(_Section):
     """``[[devices]]`` with ``type = "cpu"``: the CPU heats with busy worker processes."""
 
@@ -384,6 +430,7 @@ class AgentConfig(_Section):
     forecast: ForecastSettings = ForecastSettings()
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     mining: MiningSettings | None = None
+    jobs: JobsSettings = JobsSettings()
     heat_only: bool = True
     """Let compute devices heat without paid work (no task, no mining) rather than stay cold."""
     devices: Annotated[list[DeviceSpec], Field(min_length=1)]

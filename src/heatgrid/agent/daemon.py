@@ -5,7 +5,10 @@ Loops run side by side in :meth:`AgentDaemon.run`:
 * the **control loop** (:meth:`AgentDaemon.tick`, every ``thermostat.tick_s``): read the devices,
   run :func:`heatgrid.agent.loop.control_tick`, apply its commands, persist the controller state
   and queue a telemetry sample every ``telemetry_interval_s``. It never waits on the network,
-  so the room is controlled whether or not the coordinator answers.
+  so the room is controlled whether or not the coordinator answers. With a :class:`Workload`
+  its tasks are offers to the arbiter, and after the commands :meth:`Workload.follow` turns the
+  plan into the tasks' throttle (it only sets flags: tasks run in threads of their own). A CPU
+  the plan gives to a task keeps its adapter's own workers stopped: the task is its heat.
 * the **sync loop** (:meth:`AgentDaemon.sync`): a heartbeat carrying the queued telemetry (in
   batches, oldest first, until the queue is empty) and the heat window; then, when heat is wanted
   and a :class:`Workload` has free slots, a claim. A failure is retried after a jittered
@@ -76,6 +79,7 @@ from heatgrid.agent.homeassistant import Action, HomeAssistantBridge, MqttUnavai
 from heatgrid.agent.loop import (
     HEAT_ONLY_WORK_ID,
     MINING_WORK_ID,
+    DeviceCommand,
     LoopState,
     RoomSample,
     TickResult,
@@ -84,7 +88,7 @@ from heatgrid.agent.loop import (
 )
 from heatgrid.agent.room_model import RoomParameters, fit_room
 from heatgrid.agent.state_store import StateStore
-from heatgrid.core.arbiter import ArbiterState, DeviceState, WorkOffer
+from heatgrid.core.arbiter import BOOST_WORK_ID, ArbiterState, DevicePlan, DeviceState, WorkOffer
 from heatgrid.core.control import (
     Alarm,
     Mode,
@@ -111,10 +115,11 @@ _HISTORY_INTERVAL_S = 60.0
 _ROOM_FIT_INTERVAL_S = 86_400.0
 _S_PER_DAY = 86_400.0
 _JOB_NAMES = {"mining": "bitcoin", "boost": "heat only", "idle": "idle"}
+_NOT_TASKS = frozenset({MINING_WORK_ID, HEAT_ONLY_WORK_ID, BOOST_WORK_ID})
 
 
 class Workload(Protocol):
-    """The seam to the jobs runtime that runs leased tasks (a later issue).
+    """The seam to the jobs runtime that runs leased tasks (:mod:`heatgrid.agent.workload`).
 
     The daemon claims tasks only through an implementation of this interface; without one it
     heats with mining or heat-only work and never claims.
@@ -128,8 +133,16 @@ class Workload(Protocol):
         """Return the running tasks as work the arbiter may give power to."""
         ...
 
+    def follow(self, plans: Sequence[DevicePlan], now_ts: float) -> None:
+        """Follow a tick's plan (throttle, freeze or pause the tasks); must never wait."""
+        ...
+
+    def task_power_w(self, device_id: str) -> float:
+        """Return the power its tasks draw on ``device_id`` above its idle power [W]."""
+        ...
+
     async def start(self, lease: v1.TaskLease) -> None:
-        """Start (or resume from its checkpoint) a leased task."""
+        """Start (or resume from its checkpoint) a leased task; return at once."""
         ...
 
     async def pause_all(self) -> None:
@@ -291,6 +304,7 @@ class AgentDaemon:
         self._last_room: RoomSample | None = None
         self._lock = asyncio.Lock()
         self._stopped = False
+        self._lent: set[str] = set()
         try:
             self._hardware: tuple[v1.DeviceKind, v1.Hardware] | None = heater_hardware(config)
         except (InputError, ValueError):  # nothing to compute on, or beyond the protocol's range
@@ -399,6 +413,7 @@ class AgentDaemon:
     async def _tick(self) -> TickResult:
         now_ts = self._clock()
         readings = {name: await self._read(device) for name, device in self.devices.items()}
+        readings = self._with_task_power(readings)
         room = self._room()
         result = control_tick(
             self.state,
@@ -419,6 +434,11 @@ class AgentDaemon:
             self._hint_clock(room)
         if not await self._apply(result):
             await self.safe_all()
+        if self._workload is not None:
+            try:
+                self._workload.follow(result.plans, now_ts)
+            except Exception:  # a bug in the jobs runtime must not stop the room's control
+                _log.exception("the workload could not follow the plan")
         self.last_result, self._last_readings, self._last_room = result, readings, room
         self.store.put(_STATE_KEY, _state_to_json(self.state))
         sample = telemetry_sample(result, readings, room, now_ts)
@@ -523,11 +543,59 @@ class AgentDaemon:
         _log.info("room model learned: %s", outcome.reason)
         return True
 
+    def _with_task_power(
+        self, readings: dict[str, DeviceReading | None]
+    ) -> dict[str, DeviceReading | None]:
+        """Add the power of the tasks heating a lent CPU to its model-based reading.
+
+        A CPU adapter without a power meter computes its power from its own workers, which are
+        stopped while a task heats the CPU; the task's share comes from its cgroup's CPU time.
+        """
+        if self._workload is None:
+            return readings
+        for name in self._lent:
+            reading = readings.get(name)
+            if reading is None or reading.power_measured:
+                continue
+            try:
+                extra_w = self._workload.task_power_w(name)
+            except Exception:  # a bug in the jobs runtime must not stop the room's control
+                _log.exception("the workload could not say its tasks' power")
+                continue
+            readings[name] = replace(
+                reading, power_w=reading.power_w + extra_w, running=reading.running or extra_w > 0
+            )
+        return readings
+
+    def _lent_cpus(self, result: TickResult) -> dict[str, DevicePlan]:
+        """Return the CPUs the plan gives to a task, by name: the task's processes heat them."""
+        return {
+            plan.device_id: plan
+            for plan in result.plans
+            if plan.work_id is not None
+            and plan.work_id not in _NOT_TASKS
+            and self.devices[plan.device_id].capability.kind == "cpu"
+        }
+
     async def _apply(self, result: TickResult) -> bool:
-        for command in result.commands:
+        """Send the tick's commands. A CPU lent to a task keeps its own workers stopped.
+
+        The task's processes are then the CPU's heat and the runner throttles them (the cgroup
+        freezer); when the CPU returns to other work its planned power is set again.
+        """
+        lent = self._lent_cpus(result)
+        planned = {plan.device_id: plan.power_w for plan in result.plans}
+        commands = {command.device_id: command for command in result.commands}
+        for name in self._lent - lent.keys():
+            if name not in commands and planned.get(name, 0.0) > 0.0:
+                commands[name] = DeviceCommand(name, planned[name], safe=False)
+        for name in lent.keys() - self._lent:
+            commands.setdefault(name, DeviceCommand(name, 0.0, safe=True))
+        self._lent = set(lent)
+        for command in commands.values():
             device = self.devices[command.device_id]
             try:
-                if command.safe:
+                if command.safe or command.device_id in lent:
                     await device.safe_state()
                 else:
                     await device.set_power(command.power_w)

@@ -3,7 +3,8 @@
 A bad configuration (a missing or wrong key, an unknown device type, a device or broker that
 cannot be reached) ends with a message naming the key and exit status 2, before any device heats.
 SIGTERM or SIGINT stop the agent: every device is put in its safe state within
-``thermostat.grace_s``.
+``thermostat.grace_s``; with ``[jobs]`` each running task first checkpoints (its checkpoint is
+uploaded and the task handed back), within ``jobs.pause_grace_s + jobs.term_grace_s`` more.
 
 With ``forecast.latitude_deg`` and ``forecast.longitude_deg`` the heat window follows
 Open-Meteo's hourly temperature forecast (:func:`weather_forecast`), cached next to the state
@@ -27,10 +28,14 @@ import typer
 from heatgrid.core.errors import InputError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
+    from heatgrid.agent.client import CoordinatorClient
     from heatgrid.agent.config import AgentConfig
+    from heatgrid.agent.devices.base import HeatDevice
     from heatgrid.agent.forecast import HourlyOutdoorForecast, HourlySeries
+    from heatgrid.agent.state_store import StateStore
+    from heatgrid.agent.workload import JobWorkload
     from heatgrid.core.clock import ClockSpec
 
 __all__ = ["register", "weather_forecast"]
@@ -141,6 +146,7 @@ async def _run(config_path: Path, spec: ClockSpec | None) -> int:
         daemon = AgentDaemon(
             config,
             devices=devices,
+            workload=(workload := _job_workload(config, client, store, devices, clock)),
             room=lambda: sensor.latest,
             store=store,
             client=client,
@@ -149,6 +155,7 @@ async def _run(config_path: Path, spec: ClockSpec | None) -> int:
             outdoor=outdoor_latest,
             outdoor_forecast=forecast,
         )
+        daemon_has_jobs = workload is not None
         bridge = await open_home_assistant(config, daemon)
         if bridge is not None:
             stack.push_async_callback(bridge.aclose)
@@ -164,7 +171,7 @@ async def _run(config_path: Path, spec: ClockSpec | None) -> int:
         if run.done():  # it failed: run() has already put the devices in their safe state
             _log.error("the agent stopped on an error", exc_info=run.exception())
             return 1
-        grace_s = config.thermostat.grace_s
+        grace_s = _stop_grace_s(config, jobs=daemon_has_jobs)
         try:
             await asyncio.wait_for(run, grace_s)
         except TimeoutError:
@@ -173,6 +180,45 @@ async def _run(config_path: Path, spec: ClockSpec | None) -> int:
                 return 1
         _log.info("stopped; every device is in its safe state")
     return 0
+
+
+def _stop_grace_s(config: AgentConfig, *, jobs: bool) -> float:
+    """Return how long a stopping agent waits for its daemon [s].
+
+    ``thermostat.grace_s``, plus, with tasks, the time a task is given to checkpoint and stop
+    (``jobs.pause_grace_s + jobs.term_grace_s``): its checkpoint is uploaded before the exit.
+    """
+    extra_s = config.jobs.pause_grace_s + config.jobs.term_grace_s if jobs else 0.0
+    return config.thermostat.grace_s + extra_s
+
+
+def _job_workload(
+    config: AgentConfig,
+    client: CoordinatorClient | None,
+    store: StateStore,
+    devices: Sequence[HeatDevice],
+    clock: Callable[[], float],
+) -> JobWorkload | None:
+    """Return the runner's host side for ``[jobs]`` (None when off)."""
+    if not config.jobs.enabled:
+        return None
+    if client is None:
+        _log.warning("[jobs] is enabled, but without a coordinator no task can be claimed")
+        return None
+    from heatgrid.agent.workload import JobWorkload  # noqa: PLC0415
+
+    def identity() -> tuple[str, str] | None:
+        known = store.identity
+        return None if known is None else (known.device_id, known.device_token)
+
+    config.jobs.dir.mkdir(parents=True, exist_ok=True)
+    return JobWorkload(
+        config.jobs,
+        client=client,
+        identity=identity,
+        devices={device.name: device for device in devices},
+        clock=clock,
+    )
 
 
 @_agent.callback()

@@ -277,6 +277,9 @@ class TaskRunner:
         Power of one busy core, for the energy estimate [W].
     on_progress : callable, optional
         Called with each :class:`TaskRunProgress` the task reports (in the runner's thread).
+    on_checkpoint : callable, optional
+        Called with the number of each checkpoint once it is in ``checkpoint_dir`` (in the
+        runner's thread; it must return quickly: the agent only wakes its uploader).
     """
 
     def __init__(
@@ -290,6 +293,7 @@ class TaskRunner:
         work_root: Path,
         core_power_w: float = DEFAULT_CORE_POWER_W,
         on_progress: Callable[[TaskRunProgress], None] | None = None,
+        on_checkpoint: Callable[[int], None] | None = None,
     ) -> None:
         self.artifact_path = artifact_path
         self.task = task
@@ -299,6 +303,7 @@ class TaskRunner:
         self.work_root = work_root
         self.core_power_w = core_power_w
         self.on_progress = on_progress
+        self.on_checkpoint = on_checkpoint
         self.cgroup: TaskCgroup | None = None
         """The task's cgroup while it runs."""
         self.job_dir: Path | None = None
@@ -593,6 +598,8 @@ class TaskRunner:
         for path in self.checkpoint_dir.glob("*.ckpt"):
             if path.stem.isdigit() and int(path.stem) <= seq - _KEEP_CHECKPOINTS:
                 path.unlink(missing_ok=True)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(seq)
 
     def _collect_outputs(self, job_dir: Path) -> list[OutputFile]:
         outputs: list[OutputFile] = []

@@ -140,6 +140,11 @@ class NvmlGpu(DeviceAdapter):
         """True while power is steered by the board's power limit, False once duty-cycled."""
         return self._fallback_reason is None
 
+    @property
+    def idle_power_w(self) -> float:
+        """The board's draw with its tasks stopped [W]."""
+        return self._idle_power_w
+
     def set_task_pids(self, pids: Iterable[int]) -> None:
         """Steer these task processes (the ones computing on this GPU) from now on."""
         self._cycler.set_pids(pids)
