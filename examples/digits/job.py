@@ -15,11 +15,15 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
+
+if TYPE_CHECKING:  # the job runs without heatgrid installed; only the type checker reads it
+    from heatgrid.jobs.sdk import JobContext
 
 
 def _data(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -75,7 +79,21 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((model(x).argmax(dim=1) == y).float().mean())
 
 
-def main(ctx):
+def main(ctx: JobContext) -> dict[str, Any] | None:
+    """Train (or resume training) the network and return its test accuracy and weights digest.
+
+    Parameters
+    ----------
+    ctx : JobContext
+        The task's parameters, device, checkpoints, progress, pause requests and output
+        directory.
+
+    Returns
+    -------
+    dict or None
+        ``test_accuracy``, ``weights_sha256``, ``steps`` and ``resumed_from_step``; None when
+        paused (after a checkpoint).
+    """
     # deterministic cuBLAS on a GPU (torch.use_deterministic_algorithms requires it there)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     p = ctx.params
@@ -95,7 +113,7 @@ def main(ctx):
 
     saved = ctx.restore()
     if saved is not None:
-        state = torch.load(io.BytesIO(saved), map_location=device, weights_only=True)
+        state = torch.load(io.BytesIO(cast(bytes, saved)), map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])

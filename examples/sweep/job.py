@@ -12,15 +12,32 @@ Parameters (``ctx.params``): ``seed`` (0), ``samples`` (2_000_000), ``chunk`` (2
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+if TYPE_CHECKING:  # the job runs without heatgrid installed; only the type checker reads it
+    from heatgrid.jobs.sdk import JobContext
 
-def main(ctx):
+
+def main(ctx: JobContext) -> dict[str, Any] | None:
+    """Throw ``samples`` points for ``seed``, resuming from the last checkpoint.
+
+    Parameters
+    ----------
+    ctx : JobContext
+        The task's parameters, checkpoints, progress and pause requests.
+
+    Returns
+    -------
+    dict or None
+        ``seed``, ``samples``, ``hits``, ``pi_estimate`` and ``standard_error``; None when
+        paused (after a checkpoint).
+    """
     seed = int(ctx.params.get("seed", 0))
     samples = int(ctx.params.get("samples", 2_000_000))
     chunk = int(ctx.params.get("chunk", 200_000))
-    state = ctx.restore() or {"done": 0, "hits": 0, "rng": None}
+    state = cast("dict[str, Any]", ctx.restore() or {"done": 0, "hits": 0, "rng": None})
     generator = np.random.Generator(np.random.PCG64(seed))
     if state["rng"] is not None:
         generator.bit_generator.state = state["rng"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
 import pytest
 
-from heatgrid.agent.config import adapter_entry, load_config, parse_config
+from heatgrid.agent.config import load_config, parse_config
+from heatgrid.agent.devices.settings import NvmlDeviceSpec
 from heatgrid.agent.enroll import enroll_request
 from heatgrid.cli.main import main
 from heatgrid.core.control import Mode
@@ -90,7 +92,11 @@ def test_environment_overrides_a_key_and_a_device() -> None:
     ("text", "environ", "named"),
     [
         (MINIMAL.replace('topic = "room/temp"', ""), {}, "sensor.topic: Field required"),
-        (MINIMAL.replace('"cpu"', '"heatpump"'), {}, "devices[0]: unknown device type 'heatpump'"),
+        (
+            MINIMAL.replace('"cpu"', '"heatpump"'),
+            {},
+            "devices[0]: unknown device type 'heatpump' (known: cpu, mqtt_plug, nvml, pyasic)",
+        ),
         (MINIMAL.replace("100.0", '"100"'), {}, "devices[0].max_power_w"),
         (MINIMAL + "\n[thermostat]\nsetpoint = 21\n", {}, "thermostat.setpoint: Extra inputs"),
         (MINIMAL, {"HEATGRID_AGENT__THERMOSTAT__TICK_S": "-1"}, "thermostat.tick_s"),
@@ -111,6 +117,90 @@ def test_bad_configuration_names_the_key(text: str, environ: dict[str, str], nam
         parse_config(text, source="agent.toml", environ=environ)
     assert named in str(caught.value)
     assert str(caught.value).startswith("agent.toml: ") or named.startswith("HEATGRID")
+
+
+_SENSOR = '[sensor]\ntopic = "room/temp"\n'
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"name": "x"}, "devices[0]: each device needs a 'type' (known: cpu, mqtt_plug, nvml,"),
+        ({"type": "cpu", "max_power_w": 60}, "devices[0].idle_power_w: Field required"),
+        (
+            {"type": "cpu", "idle_power_w": "10", "max_power_w": 60},
+            "devices[0].idle_power_w: Input should be a valid number",
+        ),
+        (
+            {"type": "cpu", "idle_power_w": True, "max_power_w": 60},
+            "devices[0].idle_power_w: Input should be a valid number",
+        ),
+        (
+            {"type": "cpu", "idle_power_w": 10, "max_power_w": 60, "worker_count": 1.5},
+            "devices[0].worker_count: Input should be a valid integer",
+        ),
+        (
+            {"type": "cpu", "idle_power_w": 10, "max_power_w": 60, "max_power_kw": 1},
+            "devices[0].max_power_kw: Extra inputs are not permitted",
+        ),
+        (
+            {"type": "cpu", "idle_power_w": 10, "max_power_w": 5},
+            "devices[0].max_power_w: must exceed idle_power_w (10 W), got 5 W",
+        ),
+        (
+            {"type": "cpu", "idle_power_w": 10, "max_power_w": 60, "min_power_w": 70},
+            "devices[0].min_power_w: must lie within [idle_power_w, max_power_w] = [10, 60] W",
+        ),
+        (
+            {"type": "cpu", "name": "", "idle_power_w": 10, "max_power_w": 60},
+            "devices[0].name: String should have at least 1 character",
+        ),
+        (
+            {"type": "pyasic", "min_power_w": 300, "max_power_w": 1200},
+            "devices[0].host: Field required",
+        ),
+        (
+            {
+                "type": "pyasic",
+                "host": "10.0.0.9",
+                "rpc_port": 0,
+                "min_power_w": 300,
+                "max_power_w": 1200,
+            },
+            "devices[0].rpc_port: Input should be greater than or equal to 1",
+        ),
+        (
+            {"type": "pyasic", "host": "miner.local", "min_power_w": 300, "max_power_w": 1200},
+            "devices[0].host: must be an IP address, got 'miner.local'",
+        ),
+        (
+            {"type": "pyasic", "host": "10.0.0.9", "min_power_w": 1300, "max_power_w": 1200},
+            "devices[0].max_power_w: must be at least min_power_w (1300 W), got 1200 W",
+        ),
+        (
+            {"type": "mqtt_plug", "host": "127.0.0.1", "rated_power_w": 2000},
+            "devices[0].plug: Field required",
+        ),
+        (
+            {"type": "mqtt_plug", "plug": "a/b", "rated_power_w": 2000},
+            "devices[0].plug: must be a Tasmota topic without '/', '+' or '#', got 'a/b'",
+        ),
+        (
+            {"type": "nvml", "gpu_index": "0", "max_power_w": 350},
+            "devices[0].gpu_index: Input should be a valid integer",
+        ),
+        (
+            {"type": "nvml", "gpu_index": -1, "max_power_w": 350},
+            "devices[0].gpu_index: Input should be greater than or equal to 0",
+        ),
+        ({"type": "nvml"}, "devices[0].max_power_w: Field required"),
+    ],
+)
+def test_a_bad_device_entry_names_its_key(entry: dict[str, object], message: str) -> None:
+    table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in entry.items())
+    with pytest.raises(InputError) as caught:
+        parse_config(f"{_SENSOR}[[devices]]\n{table}", source="agent.toml", environ={})
+    assert f"agent.toml: {message}" in str(caught.value)
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
@@ -208,14 +298,7 @@ def test_the_documented_miner_and_gpu_entries_are_valid_and_enroll_by_the_gpu() 
     assert [device.type for device in config.devices] == ["cpu", "mqtt_plug", "pyasic", "nvml"]
     assert config.max_power_w == 120.0 + 1000.0 + 1200.0 + 350.0
     gpu = config.devices[3]
-    assert adapter_entry(gpu) == {
-        "type": "nvml",
-        "name": "gpu",
-        "gpu_index": 0,
-        "max_power_w": 350.0,
-        "min_cycle_s": 60.0,
-        "period_s": 1.0,
-    }  # vram_gb is for the coordinator; unset keys keep the adapter's defaults
+    assert gpu == NvmlDeviceSpec(name="gpu", gpu_index=0, max_power_w=350.0, vram_gb=24.0)
     request = enroll_request(config, "hge_0123456789abcdef_secret")
     assert request.device_kind == "gpu"
     assert request.hardware.vram_gb == 24.0

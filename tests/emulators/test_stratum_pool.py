@@ -202,6 +202,26 @@ def test_every_bad_submission_is_refused_with_its_code() -> None:
     _run(scenario)
 
 
+def test_a_new_block_skips_a_closing_connection_and_reaches_the_others() -> None:
+    async def scenario(pool: StratumPool) -> None:
+        leaving, staying = await _Raw.open(pool), await _Raw.open(pool)
+        leaving_en1, _ = await leaving.login("dev1.rig")
+        await staying.login("dev2.rig")
+        # The pool is closing the leaving miner's connection (as when it went away or the pool
+        # stops) and has not yet dropped its session when the block arrives.
+        (closing,) = [s for s in pool._sessions if s.extranonce1 == leaving_en1]
+        assert closing.writer is not None
+        closing.writer.close()
+        await pool.new_block()  # raised ConnectionResetError from the closing connection
+        assert (await staying.call(stratum.ExtranonceSubscribe(9))).result is True
+        notified = [m.job_id for m in staying.notifications if isinstance(m, stratum.Notify)]
+        assert notified[-1] == pool.job.job_id  # sent before the answer: the new block's job
+        leaving.close()
+        staying.close()
+
+    _run(scenario)
+
+
 def test_malformed_lines_are_answered_and_the_connection_stays() -> None:
     async def scenario(pool: StratumPool) -> None:
         raw = await _Raw.open(pool)

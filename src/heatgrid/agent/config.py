@@ -31,6 +31,14 @@ from pydantic import (
     model_validator,
 )
 
+from heatgrid.agent.devices.settings import (
+    DEVICE_TYPES,
+    CpuDeviceSpec,
+    DeviceSpec,
+    MqttPlugDeviceSpec,
+    NvmlDeviceSpec,
+    PyasicDeviceSpec,
+)
 from heatgrid.agent.homeassistant import HeaterIdentity
 from heatgrid.core.control import Mode, ThermostatConfig, WeeklySchedule, tune_pi
 from heatgrid.core.defaults import DEFAULT_HOT_TOLERANCE_K
@@ -55,7 +63,6 @@ __all__ = [
     "SensorSettings",
     "StateSettings",
     "ThermostatSettings",
-    "adapter_entry",
     "load_config",
     "parse_config",
 ]
@@ -353,71 +360,6 @@ class JobsSettings(_Section):
     core_power_w: _PositiveFloat = 14.0
 
 
-class CpuDeviceSpec(_Section):
-    """``[[devices]]`` with ``type = "cpu"``: the CPU heats with busy worker processes."""
-
-    type: Literal["cpu"]
-    name: _Name = "cpu"
-    idle_power_w: _PositiveFloat
-    max_power_w: _PositiveFloat
-    min_power_w: _PositiveFloat | None = None
-    worker_count: Annotated[int, Field(ge=1)] | None = None
-    period_s: _PositiveFloat = 0.1
-    min_cycle_s: _NonNegativeFloat = 0.0
-
-
-class MqttPlugDeviceSpec(_Section):
-    """``[[devices]]`` with ``type = "mqtt_plug"``: a resistive element on a Tasmota plug."""
-
-    type: Literal["mqtt_plug"]
-    name: _Name = "boost"
-    plug: Annotated[str, Field(min_length=1)]
-    host: str = "127.0.0.1"
-    port: _Port = 1883
-    rated_power_w: _PositiveFloat
-    min_cycle_s: _NonNegativeFloat = 300.0
-    command_timeout_s: _PositiveFloat = 5.0
-
-
-class PyasicDeviceSpec(_Section):
-    """``[[devices]]`` with ``type = "pyasic"``: an ASIC miner driven through pyasic."""
-
-    type: Literal["pyasic"]
-    name: _Name = "miner"
-    host: Annotated[str, Field(min_length=1)]
-    rpc_port: _Port = 4028
-    web_port: _Port | None = None
-    min_power_w: _PositiveFloat
-    max_power_w: _PositiveFloat
-    min_cycle_s: _NonNegativeFloat = 600.0
-    timeout_s: _PositiveFloat = 10.0
-    power_step_w: _NonNegativeFloat = 25.0
-
-
-class NvmlDeviceSpec(_Section):
-    """``[[devices]]`` with ``type = "nvml"``: an NVIDIA GPU through NVML."""
-
-    type: Literal["nvml"]
-    name: _Name = "gpu"
-    gpu_index: Annotated[int, Field(ge=0)] = 0
-    max_power_w: _PositiveFloat
-    min_power_w: _PositiveFloat | None = None
-    idle_power_w: _PositiveFloat | None = None
-    min_cycle_s: _NonNegativeFloat = 60.0
-    period_s: _PositiveFloat = 1.0
-    vram_gb: _PositiveFloat | None = None
-    """GPU memory offered to tasks [GB], told to the coordinator at enrollment."""
-
-
-_DEVICE_ONLY_KEYS = {"vram_gb"}  # told to the coordinator, not to the adapter
-
-DeviceSpec = Annotated[
-    CpuDeviceSpec | MqttPlugDeviceSpec | PyasicDeviceSpec | NvmlDeviceSpec,
-    Field(discriminator="type"),
-]
-"""One ``[[devices]]`` entry, told apart by its ``type``."""
-
-
 class AgentConfig(_Section):
     """The whole configuration file."""
 
@@ -537,14 +479,6 @@ def _max_power_w(device: DeviceSpec) -> float:
     return device.max_power_w
 
 
-def adapter_entry(device: DeviceSpec) -> dict[str, Any]:
-    """Return ``device`` as the mapping the device registry's ``open_device`` takes.
-
-    Unset optional keys are left out, so the adapter's defaults apply.
-    """
-    return device.model_dump(exclude_none=True, exclude=_DEVICE_ONLY_KEYS)
-
-
 def _env_value(text: str) -> Any:
     try:
         return tomllib.loads(f"value = {text}")["value"]
@@ -590,11 +524,16 @@ def _located(error: ValidationError, source: str) -> InputError:
         for part in item["loc"]:
             if isinstance(part, int):
                 key += f"[{part}]"
-            elif part not in {"cpu", "mqtt_plug"}:
+            elif part not in DEVICE_TYPES:
                 key += f".{part}" if key else str(part)
-        message = str(item["msg"])
+        message = str(item["msg"]).removeprefix("Value error, ")
         if item["type"] == "union_tag_invalid":
-            message = f"unknown device type {item['input'].get('type')!r}; use 'cpu' or 'mqtt_plug'"
+            message = (
+                f"unknown device type {item['input'].get('type')!r} "
+                f"(known: {', '.join(DEVICE_TYPES)})"
+            )
+        elif item["type"] == "union_tag_not_found":
+            message = f"each device needs a 'type' (known: {', '.join(DEVICE_TYPES)})"
         lines.append(f"{source}: {key or '(top level)'}: {message}")
     return InputError("\n".join(lines))
 

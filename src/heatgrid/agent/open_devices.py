@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from heatgrid.agent.config import AgentConfig, SensorSettings, adapter_entry
+from heatgrid.agent.config import AgentConfig, SensorSettings
 from heatgrid.agent.daemon import AgentDaemon
 from heatgrid.agent.devices.base import (
     DeviceCommandError,
@@ -58,7 +58,7 @@ async def open_devices(config: AgentConfig, clock: Callable[[], float]) -> list[
         for index, spec in enumerate(config.devices):
             key = f"devices[{index}] ({spec.type} {spec.name!r})"
             try:
-                device = await open_device(index, adapter_entry(spec), clock=clock)
+                device = await open_device(index, spec, clock=clock)
             except (DeviceUnavailableError, DeviceCommandError, OSError) as error:
                 raise InputError(f"{key}: cannot be reached: {error}") from None
             opened.append(device)

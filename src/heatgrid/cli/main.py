@@ -59,7 +59,31 @@ def load_command(name: str) -> Any:
     holder.callback()(_no_op)  # a callback keeps `holder` a group, even with one command
     module.register(holder)
     group = typer.main.get_group(holder)
-    return group.commands[name]
+    return _literal_help(group.commands[name])
+
+
+def _literal_help(command: Any) -> Any:
+    """Escape Rich markup in the help of ``command``, its options and its sub-commands.
+
+    Typer renders help as Rich markup, where a unit in brackets is a tag: ``[s]`` (strike),
+    ``[kWh]`` and any lower-case word vanish. Help text here is plain text with units in
+    brackets, so it is shown as written. Each command is escaped once.
+    """
+    if getattr(command, "_heatgrid_literal_help", False):
+        return command
+    command._heatgrid_literal_help = True
+    for attribute in ("help", "short_help", "epilog"):
+        text = getattr(command, attribute, None)
+        if text:
+            setattr(command, attribute, escape(text))
+    for parameter in command.params:
+        text = getattr(parameter, "help", None)
+        if text:
+            parameter.help = escape(text)
+    if not isinstance(command, _LazyGroup):  # the root's commands are escaped as they load
+        for sub_command in getattr(command, "commands", {}).values():
+            _literal_help(sub_command)
+    return command
 
 
 def _no_op() -> None:
@@ -79,12 +103,13 @@ class _LazyGroup(TyperGroup):
             return None
         if self._listing and cmd_name not in self.commands:
             # Listing the commands in the root's help: a line of text, no import.
-            return TyperCommand(cmd_name, help=COMMANDS[cmd_name])
+            return _literal_help(TyperCommand(cmd_name, help=COMMANDS[cmd_name]))
         if cmd_name not in self.commands:
             self.commands[cmd_name] = load_command(cmd_name)
         return self.commands[cmd_name]
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
+        _literal_help(self)  # the root's own options; its commands are escaped as they load
         self._listing = True
         try:
             super().format_help(ctx, formatter)

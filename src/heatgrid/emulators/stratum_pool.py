@@ -152,12 +152,17 @@ class StratumPool(AsyncService):
             self._server = None
 
     async def new_block(self) -> None:
-        """Move to a new block: a clean job to every miner; earlier jobs become stale."""
+        """Move to a new block: a clean job to every miner; earlier jobs become stale.
+
+        A connection that is closing (its miner left, or the pool stops) is skipped, and one
+        lost while the job is sent does not keep the job from the others.
+        """
         self._height += 1
         self._job = self._make_job(clean=True)
         for session in list(self._sessions):
-            if session.validator is not None:
-                await self._send_job(session)
+            if session.validator is not None and _open(session):
+                with contextlib.suppress(ConnectionError):
+                    await self._send_job(session)
 
     def _make_job(self, *, clean: bool) -> Job:
         job_id = f"{next(self._job_ids):x}"
@@ -186,7 +191,7 @@ class StratumPool(AsyncService):
         )
 
     async def _send(self, session: _Session, message: stratum.Message) -> None:
-        if session.writer is not None:
+        if session.writer is not None and _open(session):
             session.writer.write(stratum.encode(message))
             await session.writer.drain()
 
@@ -305,3 +310,8 @@ class StratumPool(AsyncService):
         self.stats.rejected[message.worker, reason] += 1
         error = stratum.StratumError(reason.code, reason.message)
         return stratum.Response(message.id, False, error)
+
+
+def _open(session: _Session) -> bool:
+    """Whether the session's connection still takes lines (not closing, not closed)."""
+    return session.writer is not None and not session.writer.is_closing()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from tests.agent.devices.contract import (
     Advance,
     ContractSpec,
@@ -27,7 +28,7 @@ from heatgrid.agent.devices.base import DeviceCommandError
 from heatgrid.agent.devices.cpu import CpuHeater
 from heatgrid.agent.devices.duty_cycle import duty_for_power
 from heatgrid.agent.devices.rapl import RaplMeter, energy_delta_uj
-from heatgrid.core.errors import InputError
+from heatgrid.agent.devices.settings import CpuDeviceSpec
 
 IDLE_W = 10.0
 MAX_W = 60.0
@@ -35,16 +36,24 @@ PERIOD_S = 0.05
 MAX_RANGE_UJ = 262_143_328_850
 
 
-def _heater(tmp_path: Path, **overrides: object) -> CpuHeater:
+_RUNTIME = ("powercap_root", "clock", "monotonic")
+
+
+def _settings(**overrides: object) -> CpuDeviceSpec:
     options: dict[str, object] = {
         "idle_power_w": IDLE_W,
         "max_power_w": MAX_W,
         "worker_count": 1,
         "period_s": PERIOD_S,
-        "powercap_root": tmp_path / "no-powercap",
     }
     options.update(overrides)
-    return CpuHeater(**options)  # type: ignore[arg-type]
+    return CpuDeviceSpec.model_validate(options)
+
+
+def _heater(tmp_path: Path, **overrides: object) -> CpuHeater:
+    runtime: dict[str, object] = {"powercap_root": tmp_path / "no-powercap"}
+    runtime.update({key: overrides.pop(key) for key in _RUNTIME if key in overrides})
+    return CpuHeater(_settings(**overrides), **runtime)  # type: ignore[arg-type]
 
 
 class TestCpuHeater(HeatDeviceContract):
@@ -158,10 +167,11 @@ _ORPHAN_SCRIPT = """
 import asyncio, sys, time
 from pathlib import Path
 from heatgrid.agent.devices.cpu import CpuHeater
+from heatgrid.agent.devices.settings import CpuDeviceSpec
 
 async def main():
-    heater = CpuHeater(idle_power_w=10.0, max_power_w=60.0, worker_count=2, period_s=0.05,
-                       powercap_root=Path(sys.argv[1]))
+    settings = CpuDeviceSpec(idle_power_w=10.0, max_power_w=60.0, worker_count=2, period_s=0.05)
+    heater = CpuHeater(settings, powercap_root=Path(sys.argv[1]))
     await heater.set_power(35.0)
     print(" ".join(map(str, heater.worker_pids)), flush=True)
     await asyncio.sleep(3600)
@@ -296,11 +306,11 @@ def test_the_duty_is_a_clipped_linear_map_of_power(
         ({"period_s": 0.0}, "period_s"),
     ],
 )
-def test_bad_configuration_is_refused_naming_the_parameter(
-    tmp_path: Path, options: dict[str, object], message: str
+def test_bad_settings_are_refused_naming_the_parameter(
+    options: dict[str, object], message: str
 ) -> None:
-    with pytest.raises(InputError, match=message):
-        _heater(tmp_path, **options)
+    with pytest.raises(ValidationError, match=message):
+        _settings(**options)
 
 
 def test_commands_name_the_device_when_refused(tmp_path: Path) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from pydantic import ValidationError
 from tests.agent.devices.contract import (
     Advance,
     ContractSpec,
@@ -22,7 +24,7 @@ from heatgrid.agent.devices.base import (
     HeatDevice,
 )
 from heatgrid.agent.devices.mqtt_plug import MqttPlug
-from heatgrid.core.errors import InputError
+from heatgrid.agent.devices.settings import MqttPlugDeviceSpec
 from heatgrid.emulators.plug import TasmotaPlugEmulator
 
 T0 = 1_767_225_600.0
@@ -37,6 +39,10 @@ class _Clock:
         return self.now_ts
 
 
+def _plug(name: str, *, clock: Callable[[], float] = time.time, **settings: object) -> MqttPlug:
+    return MqttPlug(MqttPlugDeviceSpec.model_validate({"name": name, **settings}), clock=clock)
+
+
 Scenario = Callable[[MqttPlug, TasmotaPlugEmulator, _Clock], Awaitable[None]]
 
 
@@ -48,7 +54,7 @@ def _run(broker: tuple[str, int], scenario: Scenario, *, timeout_s: float = 2.0)
         async with TasmotaPlugEmulator(
             "boost", host=host, port=port, rated_power_w=RATED_W, clock=clock
         ) as emulator:
-            plug = MqttPlug(
+            plug = _plug(
                 "boost-element",
                 plug="boost",
                 host=host,
@@ -65,7 +71,7 @@ def _run(broker: tuple[str, int], scenario: Scenario, *, timeout_s: float = 2.0)
 
 
 def test_capability_is_one_resistive_level() -> None:
-    plug = MqttPlug("b", plug="boost", host="127.0.0.1", port=1, rated_power_w=1500.0)
+    plug = _plug("b", plug="boost", host="127.0.0.1", port=1, rated_power_w=1500.0)
     assert isinstance(plug, HeatDevice)
     cap = plug.capability
     assert cap.kind == "resistive"
@@ -77,8 +83,8 @@ def test_capability_is_one_resistive_level() -> None:
 
 @pytest.mark.parametrize("plug", ["", "a/b", "x#", "+"])
 def test_a_bad_plug_topic_is_refused(plug: str) -> None:
-    with pytest.raises(InputError, match="plug"):
-        MqttPlug("b", plug=plug, host="127.0.0.1", port=1, rated_power_w=1500.0)
+    with pytest.raises(ValidationError, match="plug"):
+        MqttPlugDeviceSpec(plug=plug, host="127.0.0.1", port=1, rated_power_w=1500.0)
 
 
 def test_switching_on_and_off_is_confirmed_and_read_back(
@@ -145,7 +151,7 @@ def test_close_leaves_the_element_off(mosquitto_broker: tuple[str, int]) -> None
         async with TasmotaPlugEmulator(
             "boost", host=host, port=port, rated_power_w=RATED_W, clock=_Clock()
         ) as emulator:
-            async with MqttPlug(
+            async with _plug(
                 "b", plug="boost", host=host, port=port, rated_power_w=RATED_W
             ) as plug:
                 await plug.set_power(RATED_W)
@@ -160,7 +166,7 @@ def test_no_broker_is_unavailable() -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]  # bound, not listening: connections are refused
-            plug = MqttPlug(
+            plug = _plug(
                 "b",
                 plug="boost",
                 host="127.0.0.1",
@@ -200,7 +206,7 @@ class TestMqttPlugContract(HeatDeviceContract):
                 "boost", host=host, port=port, rated_power_w=RATED_W, clock=clock
             ) as emulator:
                 emulators.append(emulator)
-                async with MqttPlug(
+                async with _plug(
                     "boost-element",
                     plug="boost",
                     host=host,

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pynvml  # type: ignore[import-untyped]
 import pytest
+from pydantic import ValidationError
 from tests.agent.devices.contract import (
     Advance,
     ContractSpec,
@@ -33,7 +34,7 @@ from heatgrid.agent.devices.nvml_gpu import (
     nvml_unavailable_reason,
     open_nvml_gpu,
 )
-from heatgrid.core.errors import InputError
+from heatgrid.agent.devices.settings import NvmlDeviceSpec
 
 
 def _nvml_error() -> str | None:
@@ -51,6 +52,17 @@ def _nvml_error() -> str | None:
     return None
 
 
+def _board_max_w() -> float:
+    """GPU 0's highest power limit [W]."""
+    pynvml.nvmlInit()
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        _, high_mw = pynvml.nvmlDeviceGetPowerManagementLimitConstraints(handle)
+        return float(high_mw) / 1000.0
+    finally:
+        pynvml.nvmlShutdown()
+
+
 NVML_ERROR = _nvml_error()
 needs_gpu = pytest.mark.skipif(NVML_ERROR is not None, reason=f"no usable NVML: {NVML_ERROR}")
 
@@ -58,14 +70,38 @@ needs_gpu = pytest.mark.skipif(NVML_ERROR is not None, reason=f"no usable NVML: 
 @pytest.mark.skipif(NVML_ERROR is None, reason="NVML works on this machine")
 def test_without_nvml_opening_is_unavailable_naming_the_device_and_the_cause() -> None:
     with pytest.raises(DeviceUnavailableError, match=r"^desk-gpu: .*NVML") as raised:
-        open_nvml_gpu("desk-gpu")
+        open_nvml_gpu(NvmlDeviceSpec(name="desk-gpu", max_power_w=350.0))
     assert str(NVML_ERROR) in str(raised.value)
 
 
 @pytest.mark.parametrize("index", [-1, 1.5, True, "0"])
 def test_a_bad_index_is_refused_before_nvml_starts(index: object) -> None:
-    with pytest.raises(InputError, match="index must be an integer >= 0"):
-        open_nvml_gpu("g", index=index)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="gpu_index"):
+        NvmlDeviceSpec.model_validate({"gpu_index": index, "max_power_w": 350.0})
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"max_power_w": 350.0, "min_power_w": 400.0},
+            r"min_power_w\n  Value error, must not exceed max_power_w",
+        ),
+        (
+            {"max_power_w": 350.0, "min_power_w": 100.0, "idle_power_w": 100.0},
+            r"idle_power_w\n  Value error, must be below min_power_w",
+        ),
+        ({"min_power_w": 100.0}, r"max_power_w\n  Field required"),
+    ],
+)
+def test_bad_powers_are_refused_naming_them(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        NvmlDeviceSpec.model_validate(settings)
+
+
+def test_the_idle_draw_is_the_setting_or_a_tenth_of_the_maximum() -> None:
+    assert NvmlDeviceSpec(max_power_w=350.0).idle_w(300.0) == pytest.approx(30.0)
+    assert NvmlDeviceSpec(max_power_w=350.0, idle_power_w=40.0).idle_w(300.0) == 40.0
 
 
 @pytest.mark.parametrize(
@@ -106,7 +142,9 @@ def test_why_nvml_is_unavailable_is_said_plainly(code: int, words: str) -> None:
 
 @contextlib.asynccontextmanager
 async def _gpu() -> AsyncIterator[NvmlGpu]:
-    gpu = open_nvml_gpu("gpu0", min_cycle_s=0.0, period_s=0.5)
+    gpu = open_nvml_gpu(
+        NvmlDeviceSpec(name="gpu0", max_power_w=_board_max_w(), min_cycle_s=0.0, period_s=0.5)
+    )
     try:
         yield gpu
     finally:

@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from pydantic import ValidationError
 from tests.agent.devices.contract import (
     Advance,
     ContractSpec,
@@ -18,7 +19,7 @@ from tests.agent.devices.contract import (
 
 from heatgrid.agent.devices.base import DeviceCommandError, DeviceUnavailableError, HeatDevice
 from heatgrid.agent.devices.pyasic_miner import PyasicMiner, connect_pyasic_miner
-from heatgrid.core.errors import InputError
+from heatgrid.agent.devices.settings import PyasicDeviceSpec
 from heatgrid.emulators import miner_model as mm
 from heatgrid.emulators.miner_server import MinerEmulator
 
@@ -46,17 +47,17 @@ async def _connect(
     min_power_w: float = PARAMS.min_power_w,
     power_step_w: float = 0.0,
 ) -> PyasicMiner:
-    return await connect_pyasic_miner(
-        "attic-miner",
-        "127.0.0.1",
+    settings = PyasicDeviceSpec(
+        name="attic-miner",
+        host="127.0.0.1",
         rpc_port=emulator.rpc_port,
         web_port=emulator.web_port,
         min_power_w=min_power_w,
         max_power_w=PARAMS.max_power_w,
         timeout_s=5.0,
         power_step_w=power_step_w,
-        clock=clock,
     )
+    return await connect_pyasic_miner(settings, clock=clock)
 
 
 Scenario = Callable[[PyasicMiner, MinerEmulator, _Clock], Awaitable[None]]
@@ -214,7 +215,9 @@ def test_nothing_listening_is_reported_with_the_address() -> None:
                 DeviceUnavailableError, match=f"no miner answers at 127.0.0.1:{port}"
             ):
                 await connect_pyasic_miner(
-                    "m", "127.0.0.1", rpc_port=port, min_power_w=300.0, max_power_w=1200.0
+                    PyasicDeviceSpec(
+                        host="127.0.0.1", rpc_port=port, min_power_w=300.0, max_power_w=1200.0
+                    )
                 )
 
     asyncio.run(main())
@@ -226,7 +229,9 @@ def test_a_service_that_is_not_a_miner_is_reported_with_the_address() -> None:
             port = emulator.web_port  # an HTTP server, not a miner's RPC
             with pytest.raises(DeviceUnavailableError, match=f"127.0.0.1:{port}"):
                 await connect_pyasic_miner(
-                    "m", "127.0.0.1", rpc_port=port, min_power_w=300.0, max_power_w=1200.0
+                    PyasicDeviceSpec(
+                        host="127.0.0.1", rpc_port=port, min_power_w=300.0, max_power_w=1200.0
+                    )
                 )
 
     asyncio.run(main())
@@ -235,27 +240,22 @@ def test_a_service_that_is_not_a_miner_is_reported_with_the_address() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"host": "miner.local"}, "host must be an IP address"),
+        ({"host": "miner.local"}, r"host\n  Value error, must be an IP address"),
         ({"rpc_port": 0}, "rpc_port"),
         ({"web_port": 70000}, "web_port"),
         ({"timeout_s": 0.0}, "timeout_s"),
-        ({"min_power_w": 1500.0}, "min_power_w"),
+        ({"min_power_w": 1500.0}, r"max_power_w\n  Value error, must be at least min_power_w"),
     ],
 )
-def test_bad_parameters_are_refused_naming_them(options: dict[str, object], message: str) -> None:
-    async def main() -> None:
-        async with MinerEmulator(PARAMS, rpc_port=0, web_port=0) as emulator:
-            arguments: dict[str, object] = {
-                "host": "127.0.0.1",
-                "rpc_port": emulator.rpc_port,
-                "min_power_w": 300.0,
-                "max_power_w": 1200.0,
-            }
-            arguments.update(options)
-            with pytest.raises(InputError, match=message):
-                await connect_pyasic_miner("m", **arguments)  # type: ignore[arg-type]
-
-    asyncio.run(main())
+def test_bad_settings_are_refused_naming_them(options: dict[str, object], message: str) -> None:
+    arguments: dict[str, object] = {
+        "host": "127.0.0.1",
+        "min_power_w": 300.0,
+        "max_power_w": 1200.0,
+    }
+    arguments.update(options)
+    with pytest.raises(ValidationError, match=message):
+        PyasicDeviceSpec.model_validate(arguments)
 
 
 class TestPyasicMinerContract(HeatDeviceContract):

@@ -31,8 +31,8 @@ from heatgrid.agent.devices.base import (
 )
 from heatgrid.agent.devices.duty_cycle import DutyCycler, duty_for_power
 from heatgrid.agent.devices.rapl import DEFAULT_POWERCAP_ROOT, RaplMeter
+from heatgrid.agent.devices.settings import CpuDeviceSpec
 from heatgrid.core.arbiter import DeviceCapability
-from heatgrid.core.errors import InputError, require_positive
 
 __all__ = ["CpuHeater"]
 
@@ -56,7 +56,6 @@ while os.getppid() == parent:
 """
 _REAP_TIMEOUT_S = 10.0
 _READY_TIMEOUT_S = 30.0
-_DEFAULT_MIN_FRACTION = 0.05
 
 
 class CpuHeater(DeviceAdapter):
@@ -64,20 +63,8 @@ class CpuHeater(DeviceAdapter):
 
     Parameters
     ----------
-    idle_power_w : float
-        The CPU's draw with no worker running [W], > 0.
-    max_power_w : float
-        The CPU's draw with every worker running all the time [W], > ``idle_power_w``.
-    name : str
-        The device's name in the agent's configuration.
-    min_power_w : float, optional
-        Lowest power target while on [W]; by default 5 % of the way from idle to maximum.
-    worker_count : int, optional
-        Number of busy worker processes; one per core by default.
-    period_s : float
-        Duty-cycle period [s], > 0.
-    min_cycle_s : float
-        Shortest time in the on or off state, for the arbiter [s].
+    settings : CpuDeviceSpec
+        The validated settings: name, powers, workers, period and minimum cycle.
     powercap_root : pathlib.Path
         The powercap sysfs directory holding the RAPL zones.
     clock : callable
@@ -88,41 +75,22 @@ class CpuHeater(DeviceAdapter):
 
     def __init__(
         self,
+        settings: CpuDeviceSpec,
         *,
-        idle_power_w: float,
-        max_power_w: float,
-        name: str = "cpu",
-        min_power_w: float | None = None,
-        worker_count: int | None = None,
-        period_s: float = 0.1,
-        min_cycle_s: float = 0.0,
         powercap_root: Path = DEFAULT_POWERCAP_ROOT,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._idle_power_w = require_positive("idle_power_w", idle_power_w)
-        if not max_power_w > idle_power_w:
-            raise InputError(
-                f"max_power_w ({max_power_w!r}) must exceed idle_power_w ({idle_power_w!r})"
-            )
-        if min_power_w is None:
-            min_power_w = idle_power_w + _DEFAULT_MIN_FRACTION * (max_power_w - idle_power_w)
-        if not idle_power_w <= min_power_w <= max_power_w:
-            raise InputError(
-                f"min_power_w ({min_power_w!r}) must lie within [idle_power_w, max_power_w]"
-            )
+        self._idle_power_w = settings.idle_power_w
         self._capability = DeviceCapability(
-            device_id=name,
+            device_id=settings.name,
             kind="cpu",
-            min_power_w=min_power_w,
-            max_power_w=max_power_w,
-            min_cycle_s=min_cycle_s,
+            min_power_w=settings.floor_power_w(),
+            max_power_w=settings.max_power_w,
+            min_cycle_s=settings.min_cycle_s,
         )
-        count = (os.cpu_count() or 1) if worker_count is None else worker_count
-        if count < 1:
-            raise InputError(f"worker_count must be at least 1, got {count!r}")
-        self._worker_count = count
-        self._cycler = DutyCycler(period_s=period_s)
+        self._worker_count = settings.workers()
+        self._cycler = DutyCycler(period_s=settings.period_s)
         self._meter = RaplMeter.discover(powercap_root, monotonic)
         self._clock = clock
         self._workers: list[subprocess.Popen[bytes]] = []

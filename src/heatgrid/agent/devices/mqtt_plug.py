@@ -30,8 +30,8 @@ from heatgrid.agent.devices.base import (
     DeviceReading,
     DeviceUnavailableError,
 )
+from heatgrid.agent.devices.settings import MqttPlugDeviceSpec
 from heatgrid.core.arbiter import DeviceCapability
-from heatgrid.core.errors import InputError, require_non_negative, require_positive
 
 __all__ = ["MqttPlug"]
 
@@ -45,51 +45,30 @@ class MqttPlug(DeviceAdapter):
 
     Parameters
     ----------
-    name : str
-        The device's name in the agent's configuration.
-    plug : str
-        The plug's Tasmota ``Topic``.
-    host : str
-        MQTT broker address.
-    port : int
-        MQTT broker TCP port.
-    rated_power_w : float
-        Power of the element when switched on [W], > 0.
-    min_cycle_s : float
-        Shortest time on or off [s], >= 0 (enforced by the arbiter).
-    command_timeout_s : float
-        How long a command or a read waits for the plug's answer [s], > 0.
+    settings : MqttPlugDeviceSpec
+        The validated settings: name, plug topic, broker, rated power, minimum cycle and
+        command timeout.
     clock : callable
         Returns the present time [POSIX s]; stamps readings.
     """
 
     def __init__(
-        self,
-        name: str,
-        *,
-        plug: str,
-        host: str,
-        port: int,
-        rated_power_w: float,
-        min_cycle_s: float = 300.0,
-        command_timeout_s: float = 5.0,
-        clock: Callable[[], float] = time.time,
+        self, settings: MqttPlugDeviceSpec, *, clock: Callable[[], float] = time.time
     ) -> None:
-        if not plug or any(c in plug for c in "/+#"):
-            raise InputError(f"plug must be a Tasmota topic without '/', '+' or '#', got {plug!r}")
+        name = settings.name
         self._name = name
-        self.plug = plug
+        self.plug = settings.plug
         self._capability = DeviceCapability(
             device_id=name,
             kind="resistive",
-            min_power_w=rated_power_w,
-            max_power_w=rated_power_w,
-            power_levels_w=(float(rated_power_w),),
-            min_cycle_s=require_non_negative("min_cycle_s", min_cycle_s),
+            min_power_w=settings.rated_power_w,
+            max_power_w=settings.rated_power_w,
+            power_levels_w=(settings.rated_power_w,),
+            min_cycle_s=settings.min_cycle_s,
         )
-        self._timeout_s = require_positive("command_timeout_s", command_timeout_s)
+        self._timeout_s = settings.command_timeout_s
         self._clock = clock
-        self._session = MqttSession(host, port, identifier=None)
+        self._session = MqttSession(settings.host, settings.port, identifier=None)
         self._relay_on: bool | None = None
         self._relay_waiters: list[tuple[bool | None, asyncio.Future[bool]]] = []
         self._meter_waiters: list[asyncio.Future[dict[str, Any]]] = []

@@ -34,8 +34,9 @@ from heatgrid.agent.devices.base import (
     DeviceUnavailableError,
 )
 from heatgrid.agent.devices.duty_cycle import DutyCycler, duty_for_power
+from heatgrid.agent.devices.settings import NvmlDeviceSpec
 from heatgrid.core.arbiter import DeviceCapability
-from heatgrid.core.errors import InputError, require_non_negative, require_positive
+from heatgrid.core.errors import InputError
 
 __all__ = ["NvmlGpu", "limit_fallback_reason", "nvml_unavailable_reason", "open_nvml_gpu"]
 
@@ -43,7 +44,6 @@ _log = logging.getLogger(__name__)
 _W_PER_MW = 1e-3
 _J_PER_MJ = 1e-3
 _BYTES_PER_GB = 1e9
-_DEFAULT_IDLE_FRACTION = 0.1
 _NVML_READ_ERRORS = (pynvml.NVMLError, OSError)
 
 
@@ -77,13 +77,11 @@ class NvmlGpu(DeviceAdapter):
 
     Parameters
     ----------
-    name : str
-        The device's name in the agent's configuration.
+    settings : NvmlDeviceSpec
+        The validated settings: name, index, minimum cycle and duty-cycle period.
     handle : NVML device handle
         From ``nvmlDeviceGetHandleByIndex``; NVML is initialised and stays so until
         :meth:`aclose`.
-    index : int
-        The GPU's NVML index, for messages.
     min_power_w, max_power_w : float
         The power range offered to the arbiter [W], within the board's power-limit range.
     idle_power_w : float
@@ -91,45 +89,33 @@ class NvmlGpu(DeviceAdapter):
         cycling.
     vram_gb : float
         GPU memory [GB].
-    min_cycle_s : float
-        Shortest time on or off, for the arbiter [s], >= 0.
-    period_s : float
-        Duty-cycle period when the power limit cannot be set [s], > 0.
     clock : callable
         Returns the present time [POSIX s], for ``read_ts``.
     """
 
     def __init__(
         self,
-        name: str,
+        settings: NvmlDeviceSpec,
         handle: Any,
         *,
-        index: int,
         min_power_w: float,
         max_power_w: float,
         idle_power_w: float,
-        vram_gb: float = 0.0,
-        min_cycle_s: float = 60.0,
-        period_s: float = 1.0,
+        vram_gb: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._capability = DeviceCapability(
-            device_id=name,
+            device_id=settings.name,
             kind="gpu",
             min_power_w=min_power_w,
             max_power_w=max_power_w,
-            min_cycle_s=require_non_negative("min_cycle_s", min_cycle_s),
+            min_cycle_s=settings.min_cycle_s,
             vram_gb=vram_gb,
         )
-        idle_power_w = require_non_negative("idle_power_w", idle_power_w)
-        if not idle_power_w < min_power_w:
-            raise InputError(
-                f"idle_power_w ({idle_power_w!r}) must be below min_power_w ({min_power_w!r})"
-            )
         self._idle_power_w = idle_power_w
         self._handle = handle
-        self._index = index
-        self._cycler = DutyCycler(period_s=require_positive("period_s", period_s))
+        self._index = settings.gpu_index
+        self._cycler = DutyCycler(period_s=settings.period_s)
         self._clock = clock
         self._target_w = 0.0
         self._fallback_reason: str | None = None
@@ -269,33 +255,16 @@ class NvmlGpu(DeviceAdapter):
             raise DeviceCommandError(f"{self.name}: {command}: the device is closed")
 
 
-def open_nvml_gpu(
-    name: str,
-    *,
-    index: int = 0,
-    min_power_w: float | None = None,
-    max_power_w: float | None = None,
-    idle_power_w: float | None = None,
-    min_cycle_s: float = 60.0,
-    period_s: float = 1.0,
-    clock: Callable[[], float] = time.time,
-) -> NvmlGpu:
-    """Start NVML, find GPU ``index`` and return its adapter.
+def open_nvml_gpu(settings: NvmlDeviceSpec, *, clock: Callable[[], float] = time.time) -> NvmlGpu:
+    """Start NVML, find GPU ``settings.gpu_index`` and return its adapter.
+
+    Powers left unset take the board's: ``min_power_w`` its lowest power limit,
+    ``idle_power_w`` :meth:`NvmlDeviceSpec.idle_w` of the maximum.
 
     Parameters
     ----------
-    name : str
-        The device's name in the agent's configuration.
-    index : int
-        NVML index of the GPU, >= 0.
-    min_power_w, max_power_w : float, optional
-        Power range offered to the arbiter [W]; the board's power-limit range by default.
-    idle_power_w : float, optional
-        The board's draw with its tasks stopped [W]; 10 % of ``max_power_w`` by default.
-    min_cycle_s : float
-        Shortest time on or off, for the arbiter [s].
-    period_s : float
-        Duty-cycle period when the power limit cannot be set [s].
+    settings : NvmlDeviceSpec
+        The validated settings.
     clock : callable
         Returns the present time [POSIX s].
 
@@ -307,12 +276,12 @@ def open_nvml_gpu(
     Raises
     ------
     InputError
-        If ``index`` is negative or a power lies outside the board's power-limit range.
+        If a power lies outside the board's power-limit range, or the idle draw is not below
+        the lowest power; the message starts with the key.
     DeviceUnavailableError
-        If NVML cannot start (no NVIDIA driver) or there is no GPU ``index``.
+        If NVML cannot start (no NVIDIA driver) or there is no such GPU.
     """
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise InputError(f"index must be an integer >= 0, got {index!r}")
+    name, index = settings.name, settings.gpu_index
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as error:
@@ -322,24 +291,26 @@ def open_nvml_gpu(
         low_mw, high_mw = pynvml.nvmlDeviceGetPowerManagementLimitConstraints(handle)
         memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
         board_min_w, board_max_w = float(low_mw) * _W_PER_MW, float(high_mw) * _W_PER_MW
-        max_w = board_max_w if max_power_w is None else max_power_w
-        min_w = board_min_w if min_power_w is None else min_power_w
+        max_w = settings.max_power_w
+        min_w = board_min_w if settings.min_power_w is None else settings.min_power_w
         for key, value in (("min_power_w", min_w), ("max_power_w", max_w)):
             if not board_min_w <= value <= board_max_w:
                 raise InputError(
-                    f"{key} ({value!r}) must lie within GPU {index}'s power-limit range "
-                    f"[{board_min_w:g}, {board_max_w:g}] W"
+                    f"{key}: must lie within GPU {index}'s power-limit range "
+                    f"[{board_min_w:g}, {board_max_w:g}] W, got {value:g} W"
                 )
+        idle_w = settings.idle_w(max_w)
+        if not idle_w < min_w:
+            raise InputError(
+                f"idle_power_w: must be below min_power_w ({min_w:g} W), got {idle_w:g} W"
+            )
         return NvmlGpu(
-            name,
+            settings,
             handle,
-            index=index,
             min_power_w=min_w,
             max_power_w=max_w,
-            idle_power_w=_DEFAULT_IDLE_FRACTION * max_w if idle_power_w is None else idle_power_w,
+            idle_power_w=idle_w,
             vram_gb=float(memory.total) / _BYTES_PER_GB,
-            min_cycle_s=min_cycle_s,
-            period_s=period_s,
             clock=clock,
         )
     except BaseException as error:

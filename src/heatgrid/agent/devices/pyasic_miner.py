@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import math
@@ -32,8 +31,8 @@ from heatgrid.agent.devices.base import (
     DeviceReading,
     DeviceUnavailableError,
 )
+from heatgrid.agent.devices.settings import PyasicDeviceSpec
 from heatgrid.core.arbiter import DeviceCapability
-from heatgrid.core.errors import InputError, require_non_negative, require_positive
 
 # pyasic configures the root logger when imported (a handler, level WARNING), which would
 # silence the agent's own INFO logs and make its logging.basicConfig a no-op: put it back.
@@ -52,9 +51,8 @@ with warnings.catch_warnings():
 _ROOT_LOGGER.setLevel(_ROOT_LEVEL)
 _ROOT_LOGGER.handlers[:] = _ROOT_HANDLERS
 
-__all__ = ["DEFAULT_RPC_PORT", "PyasicMiner", "connect_pyasic_miner"]
+__all__ = ["PyasicMiner", "connect_pyasic_miner"]
 
-DEFAULT_RPC_PORT = 4028
 _MAX_RPC_ANSWER_BYTES = 1 << 20
 _READ_OPTIONS = [
     DataOptions.HASHRATE,
@@ -74,49 +72,34 @@ class PyasicMiner(DeviceAdapter):
 
     Parameters
     ----------
-    name : str
-        The device's name in the agent's configuration.
+    settings : PyasicDeviceSpec
+        The validated settings: name, address, power range, minimum cycle, timeout and power
+        step.
     miner : pyasic miner
         The pyasic backend object, its RPC and web ports already set.
-    address : str
-        Where the miner is, as ``host:rpc_port``, for messages.
-    min_power_w : float
-        Lowest power target the firmware accepts while mining [W], > 0.
-    max_power_w : float
-        Highest power target the firmware accepts [W], >= ``min_power_w``.
-    min_cycle_s : float
-        Shortest time mining or paused, for the arbiter [s], >= 0; restarts are slow and noisy.
-    timeout_s : float
-        Longest wait for one read or command [s], > 0.
     clock : callable
         Returns the present time [POSIX s], for ``read_ts``.
     """
 
     def __init__(
         self,
-        name: str,
+        settings: PyasicDeviceSpec,
         miner: Any,
         *,
-        address: str,
-        min_power_w: float,
-        max_power_w: float,
-        min_cycle_s: float = 600.0,
-        timeout_s: float = 10.0,
-        power_step_w: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._power_step_w = require_non_negative("power_step_w", power_step_w)
+        self._power_step_w = settings.power_step_w
         self._held_w: int | None = None  # the target this adapter set while mining
         self._capability = DeviceCapability(
-            device_id=name,
+            device_id=settings.name,
             kind="asic",
-            min_power_w=min_power_w,
-            max_power_w=max_power_w,
-            min_cycle_s=require_non_negative("min_cycle_s", min_cycle_s),
+            min_power_w=settings.min_power_w,
+            max_power_w=settings.max_power_w,
+            min_cycle_s=settings.min_cycle_s,
         )
         self._miner = miner
-        self.address = address
-        self._timeout_s = require_positive("timeout_s", timeout_s)
+        self.address = f"{settings.host}:{settings.rpc_port}"
+        self._timeout_s = settings.timeout_s
         self._clock = clock
         self._last_read_ts = -math.inf
         self._closed = False
@@ -294,38 +277,14 @@ class PyasicMiner(DeviceAdapter):
 
 
 async def connect_pyasic_miner(
-    name: str,
-    host: str,
-    *,
-    min_power_w: float,
-    max_power_w: float,
-    rpc_port: int = DEFAULT_RPC_PORT,
-    web_port: int | None = None,
-    min_cycle_s: float = 600.0,
-    timeout_s: float = 10.0,
-    power_step_w: float = 0.0,
-    clock: Callable[[], float] = time.time,
+    settings: PyasicDeviceSpec, *, clock: Callable[[], float] = time.time
 ) -> PyasicMiner:
-    """Find which firmware the miner at ``host`` runs and return its adapter.
+    """Find which firmware the miner at ``settings.host`` runs and return its adapter.
 
     Parameters
     ----------
-    name : str
-        The device's name in the agent's configuration.
-    host : str
-        The miner's IP address (pyasic addresses miners by IP).
-    min_power_w, max_power_w : float
-        The power targets the firmware accepts while mining [W].
-    rpc_port : int
-        TCP port of the miner's cgminer-style RPC (4028 on every firmware pyasic knows).
-    web_port : int, optional
-        TCP port of the miner's web API; pyasic's default for the firmware when omitted.
-    min_cycle_s : float
-        Shortest time mining or paused, for the arbiter [s].
-    timeout_s : float
-        Longest wait for one read or command [s], > 0.
-    power_step_w : float
-        Smallest change of power target worth sending while mining [W], >= 0.
+    settings : PyasicDeviceSpec
+        The validated settings (address, ports, power range, timeouts).
     clock : callable
         Returns the present time [POSIX s].
 
@@ -336,21 +295,12 @@ async def connect_pyasic_miner(
 
     Raises
     ------
-    InputError
-        If ``host`` is not an IP address or a port is outside 1-65535.
     DeviceUnavailableError
         If nothing answers at ``host:rpc_port`` within ``timeout_s``, or what answers is not a
         miner pyasic knows; the message names the address.
     """
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise InputError(f"host must be an IP address, got {host!r}") from None
-    for key, port in (("rpc_port", rpc_port), ("web_port", web_port)):
-        if port is not None and not 1 <= port <= 65535:
-            raise InputError(f"{key} must be between 1 and 65535, got {port!r}")
-    timeout_s = require_positive("timeout_s", timeout_s)
-    address = f"{host}:{rpc_port}"
+    host, rpc_port, timeout_s = settings.host, settings.rpc_port, settings.timeout_s
+    name, address = settings.name, f"{settings.host}:{settings.rpc_port}"
     try:
         version = await _rpc_text(host, rpc_port, "version", timeout_s)
     except (TimeoutError, OSError) as error:
@@ -366,19 +316,9 @@ async def connect_pyasic_miner(
     model = await _model(host, rpc_port, timeout_s)
     miner = MinerFactory._select_miner_from_classes(host, model, miner_type)
     miner.rpc.port = rpc_port
-    if web_port is not None and getattr(miner, "web", None) is not None:
-        miner.web.port = web_port
-    return PyasicMiner(
-        name,
-        miner,
-        address=address,
-        min_power_w=min_power_w,
-        max_power_w=max_power_w,
-        min_cycle_s=min_cycle_s,
-        timeout_s=timeout_s,
-        power_step_w=power_step_w,
-        clock=clock,
-    )
+    if settings.web_port is not None and getattr(miner, "web", None) is not None:
+        miner.web.port = settings.web_port
+    return PyasicMiner(settings, miner, clock=clock)
 
 
 async def _rpc_text(host: str, port: int, command: str, timeout_s: float) -> str:
