@@ -68,9 +68,13 @@ class Plan:
 
 @dataclass
 class Tally:
-    """What one process measured inside the window (latencies in seconds)."""
+    """What one process measured inside the window (latencies in seconds).
+
+    ``requests`` counts every request answered, warm-up included (statements per request).
+    """
 
     ops: int = 0
+    requests: int = 0
     latencies_s: list[float] = field(default_factory=list)
     claim_latencies_s: list[float] = field(default_factory=list)
     complete_latencies_s: list[float] = field(default_factory=list)
@@ -121,6 +125,7 @@ async def _checked(
     except HttpError as error:
         tally.error("connection", str(error))
         return None
+    tally.requests += 1
     if status != 200:
         tally.error(f"status {status}", f"{path}: {answer.decode(errors='replace')}")
         return None

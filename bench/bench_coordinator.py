@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -39,9 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from _cpu import tree_cpu_s
 from _postgres import PostgresServer, running_postgres
 from _seed import seed_devices, seed_tasks
-from _serve import served
+from _serve import Served, served
 
 _BENCH_DIR = Path(__file__).resolve().parent
 _START_DELAY_S = 2.0  # load generator processes start and wait for the common start time
@@ -86,6 +88,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the coordinator's log level (info, as `heatgrid serve`, logs each request)",
     )
     parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record the coordinator with py-spy into this directory (one file per phase)",
+    )
+    parser.add_argument(
         "--durability",
         choices=("full", "off"),
         default="full",
@@ -127,7 +135,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _postgres_settings(workers: int, durability: str) -> dict[str, str]:
     # Each coordinator worker's SQLAlchemy pool holds at most 15 connections (5 + 10 overflow).
-    settings = {"max_connections": str(30 + 15 * workers), "shared_buffers": "256MB"}
+    settings = {
+        "max_connections": str(30 + 40 * workers),
+        "shared_buffers": "256MB",
+        "shared_preload_libraries": "pg_stat_statements",  # statements per request
+    }
     if durability == "off":
         settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
     return settings
@@ -146,6 +158,8 @@ def _seed(
 ) -> tuple[str, list[Any], dict[str, Any]]:
     with server.connect() as conn:
         conn.execute("CREATE DATABASE heatgrid")
+    with server.connect("heatgrid") as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
     url = server.url("heatgrid")
     _heatgrid("db", "upgrade", "--database-url", url)
     now_ts = time.time()
@@ -163,6 +177,35 @@ def _seed(
         row = conn.execute("SHOW server_version").fetchone()
         timings["postgres_version"] = str(row[0]) if row else "?"
     return url, devices, timings
+
+
+def _reset_statements(server: PostgresServer) -> None:
+    with server.connect("heatgrid") as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+def _statements(server: PostgresServer, requests: int) -> dict[str, Any]:
+    """Statements the database ran since the last reset: in all, per request, the busiest."""
+    with server.connect("heatgrid") as conn:
+        rows = conn.execute(
+            "SELECT calls, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) "
+            "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "WHERE d.datname = 'heatgrid' AND query NOT LIKE '%pg_stat_statements%' "
+            "ORDER BY calls DESC"
+        ).fetchall()
+    total = sum(int(row[0]) for row in rows)
+    return {
+        "statements": total,
+        "statements_per_request": total / max(requests, 1),
+        "busiest": [
+            {
+                "calls_per_request": int(calls) / max(requests, 1),
+                "mean_ms": float(time_ms) / max(int(calls), 1),
+                "query": str(query),
+            }
+            for calls, time_ms, query in rows[:10]
+        ],
+    }
 
 
 def _percentile_ms(values: list[float], q: float) -> float | None:
@@ -203,16 +246,55 @@ def _drive(
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
     tallies = [json.loads(path.read_text()) for _, path in processes]
-    merged: dict[str, Any] = {"ops": 0, "empty_claims": 0, "errors": {}, "error_examples": []}
+    merged: dict[str, Any] = {
+        "ops": 0,
+        "requests": 0,
+        "empty_claims": 0,
+        "errors": {},
+        "error_examples": [],
+    }
     for key in ("latencies_s", "claim_latencies_s", "complete_latencies_s"):
         merged[key] = [value for tally in tallies for value in tally[key]]
     for tally in tallies:
         merged["ops"] += tally["ops"]
+        merged["requests"] += tally["requests"]
         merged["empty_claims"] += tally["empty_claims"]
         merged["error_examples"] += tally["error_examples"]
         for kind, n in tally["errors"].items():
             merged["errors"][kind] = merged["errors"].get(kind, 0) + n
     return merged
+
+
+def _measured(  # noqa: PLR0917 - a private helper with one caller
+    mode: str,
+    served_app: Served,
+    database: PostgresServer,
+    devices: list[Any],
+    args: argparse.Namespace,
+    tmp: Path,
+) -> dict[str, Any]:
+    """Drive one phase; add the CPU time [s] the server, database and load generators used."""
+    before = (tree_cpu_s(served_app.pid), tree_cpu_s(database.pid), _children_cpu_s())
+    wall_started_s = time.perf_counter()
+    merged = _drive(mode, served_app.port, devices, args, tmp)
+    wall_s = time.perf_counter() - wall_started_s
+    after = (tree_cpu_s(served_app.pid), tree_cpu_s(database.pid), _children_cpu_s())
+    used = [end - start for start, end in zip(before, after, strict=True)]
+    merged["cpu"] = {
+        "wall_s": wall_s,
+        "server_cpu_s": used[0],
+        "database_cpu_s": used[1],
+        "loadgen_cpu_s": used[2],
+        "cores_busy": sum(used) / wall_s,
+        "load_average_1m_after": os.getloadavg()[0],
+    }
+    return merged
+
+
+def _children_cpu_s() -> float:
+    """CPU time [s] of this process's children that ended and were waited for (generators)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _logged_errors(log: Path) -> list[str]:
@@ -273,19 +355,32 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         url, devices, seed = _seed(server, args)
         with served(
             "echo", workers=args.workers, env={}, log=tmp / "echo.log", probe="POST /echo"
-        ) as port:
-            echo = _drive("echo", port, devices, args, tmp)
+        ) as echo_server:
+            echo = _measured("echo", echo_server, server, devices, args, tmp)
         env = {
             "HEATGRID_DATABASE_URL": url,
             "HEATGRID_BENCH_LOG_LEVEL": args.log_level,
             "HEATGRID_BENCH_CHECKPOINTS": str(tmp / "checkpoints"),
         }
         log = tmp / "coordinator.log"
-        with served(
-            "coordinator", workers=args.workers, env=env, log=log, probe="GET /healthz"
-        ) as port:
-            heartbeat = _drive("heartbeat", port, devices, args, tmp)
-            claim = _drive("claim", port, devices, args, tmp)
+        phases: dict[str, dict[str, Any]] = {}
+        statements: dict[str, dict[str, Any]] = {}
+        for mode in ("heartbeat", "claim"):  # a fresh server per phase: a profile each
+            profile = None if args.profile is None else args.profile / f"{mode}.txt"
+            if profile is not None:
+                profile.parent.mkdir(parents=True, exist_ok=True)
+            with served(
+                "coordinator",
+                workers=args.workers,
+                env=env,
+                log=log,
+                probe="GET /healthz",
+                profile=profile,
+            ) as coordinator:
+                _reset_statements(server)
+                phases[mode] = _measured(mode, coordinator, server, devices, args, tmp)
+                statements[mode] = _statements(server, phases[mode]["requests"])
+        heartbeat, claim = phases["heartbeat"], phases["claim"]
         server_errors = _logged_errors(log)
         with server.connect("heatgrid") as conn:
             row = conn.execute("SELECT count(*) FROM tasks WHERE state = 'completed'").fetchone()
@@ -323,6 +418,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         + claim["error_examples"]
         + echo["error_examples"],
         "coordinator_logged_errors": server_errors,
+        "cpu_split": {"echo": echo["cpu"], "heartbeat": heartbeat["cpu"], "claim": claim["cpu"]},
+        "database_statements": statements,
         "seed": seed,
         "postgres_settings": pg_settings,
         "machine": {
