@@ -32,7 +32,9 @@ from heatgrid.coordinator.api import (
     mining,
     tasks,
 )
+from heatgrid.coordinator.auth import AccountPrincipal, DeviceIdentity
 from heatgrid.coordinator.checkpoints import CheckpointStore
+from heatgrid.coordinator.credentials import CredentialCache
 from heatgrid.coordinator.db.engine import (
     POOL_CONNECTIONS,
     make_engine,
@@ -236,6 +238,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.state.read_session_factory = read_session_factory
     app.state.checkpoint_store = CheckpointStore(_checkpoint_url(settings))
     app.state.metrics = AppMetrics(read_session_factory, clock, settings.online_window_s)
+    app.state.key_cache = CredentialCache[AccountPrincipal](settings.credential_cache_s, clock)
+    app.state.device_cache = CredentialCache[DeviceIdentity](settings.credential_cache_s, clock)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app.state.address_limiter = RateLimiter(
         settings.anonymous_rate_limit_per_s, settings.anonymous_rate_limit_burst

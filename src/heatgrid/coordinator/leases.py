@@ -377,15 +377,15 @@ def expire_leases(session: Session, *, now_ts: float, settings: Settings) -> int
 
 
 def renew_device_leases(
-    session: Session, device: Device, *, now_ts: float, settings: Settings
+    session: Session, device_id: str, *, now_ts: float, settings: Settings
 ) -> list[str]:
-    """Extend every lease ``device`` holds to ``now_ts + lease_s``; return their task ids.
+    """Extend every lease device ``device_id`` holds to ``now_ts + lease_s``; return their task ids.
 
     The caller commits.
     """
     renewed = session.scalars(
         update(Task)
-        .where(Task.lease_device_id == device.id, Task.state == _LEASED)
+        .where(Task.lease_device_id == device_id, Task.state == _LEASED)
         .values(lease_expires_ts=now_ts + settings.lease_s)
         .returning(Task.id),
         execution_options={"synchronize_session": False},

@@ -82,6 +82,11 @@ class Settings:
         credential (none, or refused; enrollment), per coordinator process [1/s].
     anonymous_rate_limit_burst : int
         Such requests an address may send at once before that rate applies.
+    credential_cache_s : float
+        How long a verified API key or device token is trusted without reading it from the
+        database again [s]; 0 checks every request. Revocation through this process, and of
+        devices through any process, takes effect at once; of an API key through another
+        process, within this time (see :mod:`heatgrid.coordinator.credentials`).
     expiry_interval_s : float
         How often the process ends leases whose devices went silent [s].
     hardware_challenges : bool
@@ -126,6 +131,7 @@ class Settings:
     rate_limit_burst: int = 200
     anonymous_rate_limit_per_s: float = 5.0
     anonymous_rate_limit_burst: int = 100
+    credential_cache_s: float = 10.0
     expiry_interval_s: float = 15.0
     hardware_challenges: bool = False
     challenge_every_s: float = 7 * 86_400.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,12 +16,13 @@ from heatgrid.coordinator.api.deps import (
     SessionDep,
     SettingsDep,
     require_device,
+    require_device_identity,
     require_scope,
 )
 from heatgrid.coordinator.api.schemas import DeviceDetail, DeviceInfo, DevicePage, LatestSample
-from heatgrid.coordinator.auth import AccountPrincipal
+from heatgrid.coordinator.auth import AccountPrincipal, DeviceIdentity
 from heatgrid.coordinator.db.models import Account, Device
-from heatgrid.coordinator.errors import ForbiddenError
+from heatgrid.coordinator.errors import ForbiddenError, UnauthorizedError
 from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest
 from heatgrid.coordinator.settings import Settings
 from heatgrid.protocol import v1
@@ -80,19 +81,30 @@ def enroll(
 @router.post("/{device_id}/heartbeat")
 def heartbeat(
     body: v1.Heartbeat,
-    device: Annotated[Device, Depends(require_device)],
+    request: Request,
+    *,
+    device: Annotated[DeviceIdentity, Depends(require_device_identity)],
     session: SessionDep,
     now_ts: NowTs,
     settings: SettingsDep,
 ) -> v1.HeartbeatResponse:
     """Store a heater's telemetry and heat window, and renew its leases (own token only)."""
-    result = devices.record_heartbeat(
-        session, device, body, now_ts=now_ts, max_clock_skew_s=settings.max_clock_skew_s
-    )
-    held = leases.renew_device_leases(session, device, now_ts=now_ts, settings=settings)
-    if result.hardware_changed:
-        challenges.mark_due(device, now_ts=now_ts)
-    order = challenges.issue_due(session, device, now_ts=now_ts, settings=settings)
+    try:
+        result = devices.record_heartbeat(
+            session, device, body, now_ts=now_ts, max_clock_skew_s=settings.max_clock_skew_s
+        )
+    except UnauthorizedError:  # revoked since its token was verified
+        request.app.state.device_cache.forget(device.device_id)
+        raise
+    if result.hardware_changed:  # the cached identity holds the old hardware
+        request.app.state.device_cache.forget(device.device_id)
+    held = leases.renew_device_leases(session, device.device_id, now_ts=now_ts, settings=settings)
+    order = None
+    if settings.hardware_challenges:
+        row = session.get_one(Device, device.device_id)
+        if result.hardware_changed:
+            challenges.mark_due(row, now_ts=now_ts)
+        order = challenges.issue_due(session, row, now_ts=now_ts, settings=settings)
     session.commit()
     return v1.HeartbeatResponse(
         challenge=order,
@@ -158,10 +170,17 @@ def show_device(
 
 @router.delete("/{device_id}")
 def revoke_device(
-    device_id: str, actor: _Writer, session: SessionDep, now_ts: NowTs, settings: SettingsDep
+    device_id: str,
+    request: Request,
+    *,
+    actor: _Writer,
+    session: SessionDep,
+    now_ts: NowTs,
+    settings: SettingsDep,
 ) -> DeviceInfo:
     """Revoke a device: its token stops working; its history stays."""
     device = devices.revoke_device(session, device_id, actor, now_ts=now_ts)
+    request.app.state.device_cache.forget(device.id)
     names = _owner_names(session, {device.owner_id})
     return _info(device, names[device.owner_id], settings, now_ts)
 
