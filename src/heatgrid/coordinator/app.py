@@ -237,7 +237,9 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.state.session_factory = session_factory
     app.state.read_session_factory = read_session_factory
     app.state.checkpoint_store = CheckpointStore(_checkpoint_url(settings))
-    app.state.metrics = AppMetrics(read_session_factory, clock, settings.online_window_s)
+    app.state.metrics = AppMetrics(
+        read_session_factory, clock, settings.online_window_s, settings.metrics_refresh_s
+    )
     app.state.key_cache = CredentialCache[AccountPrincipal](settings.credential_cache_s, clock)
     app.state.device_cache = CredentialCache[DeviceIdentity](settings.credential_cache_s, clock)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)

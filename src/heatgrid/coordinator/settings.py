@@ -87,6 +87,9 @@ class Settings:
         database again [s]; 0 checks every request. Revocation through this process, and of
         devices through any process, takes effect at once; of an API key through another
         process, within this time (see :mod:`heatgrid.coordinator.credentials`).
+    metrics_refresh_s : float
+        Longest ``/metrics`` serves the fleet gauges (devices online, fleet heat, tasks per
+        state) without reading them from the database again [s].
     expiry_interval_s : float
         How often the process ends leases whose devices went silent [s].
     hardware_challenges : bool
@@ -132,6 +135,7 @@ class Settings:
     anonymous_rate_limit_per_s: float = 5.0
     anonymous_rate_limit_burst: int = 100
     credential_cache_s: float = 10.0
+    metrics_refresh_s: float = 15.0
     expiry_interval_s: float = 15.0
     hardware_challenges: bool = False
     challenge_every_s: float = 7 * 86_400.0

@@ -106,6 +106,7 @@ def heartbeat(
             challenges.mark_due(row, now_ts=now_ts)
         order = challenges.issue_due(session, row, now_ts=now_ts, settings=settings)
     session.commit()
+    request.app.state.metrics.heartbeats.inc()
     return v1.HeartbeatResponse(
         challenge=order,
         leased_task_ids=held,

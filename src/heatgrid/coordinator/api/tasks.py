@@ -35,6 +35,8 @@ def _store(request: Request) -> CheckpointStore:
 @router.post("/claim")
 def claim(
     body: v1.ClaimRequest,
+    request: Request,
+    *,
     device: _Device,
     session: SessionDep,
     now_ts: NowTs,
@@ -52,6 +54,7 @@ def claim(
     if settings.hardware_challenges and device.challenge_due_ts is not None:
         return v1.ClaimResponse(server_ts=now_ts, leases=[])
     granted = leases.claim(session, device, body, now_ts=now_ts, settings=settings)
+    request.app.state.metrics.leases_granted.inc(len(granted))
     return v1.ClaimResponse(server_ts=now_ts, leases=granted)
 
 
