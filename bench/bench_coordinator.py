@@ -286,6 +286,9 @@ def _measured(  # noqa: PLR0917 - a private helper with one caller
         "database_cpu_s": used[1],
         "loadgen_cpu_s": used[2],
         "cores_busy": sum(used) / wall_s,
+        # robust on a shared machine: what one request costs, whoever else wants the cores
+        "server_cpu_ms_per_request": 1000.0 * used[0] / max(merged["requests"], 1),
+        "database_cpu_ms_per_request": 1000.0 * used[1] / max(merged["requests"], 1),
         "load_average_1m_after": os.getloadavg()[0],
     }
     return merged

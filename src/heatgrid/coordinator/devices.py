@@ -44,6 +44,7 @@ __all__ = [
     "DEVICE_CURSOR_KINDS",
     "FleetStatus",
     "HeartbeatResult",
+    "check_clock",
     "enroll_device",
     "fleet_status",
     "get_device",
@@ -52,6 +53,7 @@ __all__ = [
     "latest_sample",
     "list_devices",
     "record_heartbeat",
+    "reports_new_hardware",
     "revoke_device",
 ]
 
@@ -163,7 +165,7 @@ def _skew(field: str, value_ts: float, now_ts: float, max_clock_skew_s: float) -
     )
 
 
-def _check_clock(heartbeat: v1.Heartbeat, *, now_ts: float, max_clock_skew_s: float) -> None:
+def check_clock(heartbeat: v1.Heartbeat, *, now_ts: float, max_clock_skew_s: float) -> None:
     """Refuse times that a device with a sane clock could not have sent.
 
     ``sent_ts`` and the heat window's first start must be within ``max_clock_skew_s`` of
@@ -221,8 +223,8 @@ def record_heartbeat(
     UnauthorizedError
         The device was revoked (nothing stored).
     """
-    _check_clock(heartbeat, now_ts=now_ts, max_clock_skew_s=max_clock_skew_s)
-    hardware_changed = _reports_new_hardware(device, heartbeat)
+    check_clock(heartbeat, now_ts=now_ts, max_clock_skew_s=max_clock_skew_s)
+    hardware_changed = reports_new_hardware(device, heartbeat)
     if hardware_changed:
         row = session.get(Device, device.device_id, with_for_update=True)
         if row is None or row.revoked_ts is not None:
@@ -265,7 +267,8 @@ def record_heartbeat(
     )
 
 
-def _reports_new_hardware(device: DeviceIdentity, heartbeat: v1.Heartbeat) -> bool:
+def reports_new_hardware(device: DeviceIdentity, heartbeat: v1.Heartbeat) -> bool:
+    """Return whether ``heartbeat`` changes ``device``'s kind or hardware as last known."""
     if heartbeat.device_kind is not None and heartbeat.device_kind != device.kind:
         return True
     return (

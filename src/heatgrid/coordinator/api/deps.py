@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, TypeVar
 
+import anyio.to_thread
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from heatgrid.coordinator.auth import (
     AccountPrincipal,
@@ -167,23 +168,31 @@ def require_scope(scope: str | None) -> Callable[[Request, Session, str], Accoun
     return dependency
 
 
-def require_device_identity(
-    device_id: str, request: Request, session: SessionDep, token: _Token
+async def require_device_identity(
+    device_id: str, request: Request, token: _Token
 ) -> DeviceIdentity:
     """Admit the device token of the device ``device_id`` in the path, and only that one.
 
-    A token verified within the credential cache's time is not read from the database again:
-    the caller checks that the device is still not revoked (a heartbeat's device ``UPDATE``
-    does, see :func:`heatgrid.coordinator.devices.record_heartbeat`).
+    A token verified within the credential cache's time is admitted without the database (and
+    without leaving the event loop); the caller checks that the device is still not revoked
+    (a heartbeat's device ``UPDATE`` does, and :func:`require_device` reads the row).
     """
     cache: CredentialCache[DeviceIdentity] = request.app.state.device_cache
-    identity = _verified(
-        request,
-        token,
-        cache,
-        lambda: DeviceIdentity.of(authenticate_device(session, token)),
-        lambda found: (f"hgd:{found.device_id}", found.device_id),
-    )
+    identity = cache.get(token)
+    if identity is None:
+        factory: sessionmaker[Session] = request.app.state.read_session_factory
+
+        def verify() -> DeviceIdentity:
+            with factory() as session:
+                return DeviceIdentity.of(authenticate_device(session, token))
+
+        try:
+            identity = await anyio.to_thread.run_sync(verify)
+        except UnauthorizedError:
+            _refused(request)
+            raise
+        cache.put(token, identity.device_id, identity)
+    _charge(request.app.state.rate_limiter, f"hgd:{identity.device_id}", "a credential")
     if identity.device_id != device_id:
         raise ForbiddenError("Authorization: this device token belongs to another device")
     return identity
