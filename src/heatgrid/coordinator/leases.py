@@ -47,6 +47,7 @@ __all__ = [
     "check_holder",
     "claim",
     "complete",
+    "complete_batch",
     "end_attempt",
     "expire_leases",
     "fail",
@@ -692,11 +693,66 @@ def complete(
     settings: Settings,
 ) -> v1.TaskStatus:
     """Accept an attempt's result once; the same result again is accepted, another is 409."""
+    status = _complete(session, device, task_id, report, now_ts=now_ts, settings=settings)
+    session.commit()
+    return status
+
+
+def complete_batch(
+    session: Session,
+    device: Device,
+    batch: v1.CompletionBatch,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> list[v1.CompletionOutcome]:
+    """Accept several results of ``device`` in one transaction, each as :func:`complete` would.
+
+    Each completion runs in its own savepoint, so a refused one (404, 409, 422) changes
+    nothing and leaves the others; tasks are locked in id order, whatever the batch's order.
+
+    Returns
+    -------
+    list of v1.CompletionOutcome
+        One per completion, in the batch's order.
+    """
+    items = batch.completions
+    outcomes: dict[int, v1.CompletionOutcome] = {}
+    for index in sorted(range(len(items)), key=lambda index: items[index].task_id):
+        item = items[index]
+        try:
+            with session.begin_nested():
+                status = _complete(
+                    session, device, item.task_id, item, now_ts=now_ts, settings=settings
+                )
+        except (NotFoundError, ConflictError, InvalidError) as error:
+            outcomes[index] = v1.CompletionOutcome(
+                task_id=item.task_id,
+                attempt=item.attempt,
+                status_code=error.status_code,
+                detail=str(error),
+            )
+            continue
+        outcomes[index] = v1.CompletionOutcome(
+            task_id=item.task_id, attempt=item.attempt, status_code=200, status=status
+        )
+    session.commit()
+    return [outcomes[index] for index in range(len(items))]
+
+
+def _complete(
+    session: Session,
+    device: Device,
+    task_id: str,
+    report: v1.TaskCompletion,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> v1.TaskStatus:
     task = _locked_task(session, device, task_id, report.attempt)
     digest = result_sha256(report.result)
     if task.state == TaskState.COMPLETED:
         if task.attempt == report.attempt and task.result_sha256 == digest:
-            session.commit()
             return _status(task, report.attempt, device)
         raise ConflictError(
             f"task {task_id}: already completed by attempt {task.attempt} with another result"
@@ -709,7 +765,6 @@ def complete(
     task.result = report.result
     task.result_sha256 = digest
     end_attempt(session, task, AttemptOutcome.COMPLETED, now_ts=now_ts, settings=settings)
-    session.commit()
     return _status(task, report.attempt, device)
 
 

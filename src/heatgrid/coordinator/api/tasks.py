@@ -201,6 +201,24 @@ def complete(
     return leases.complete(session, device, task_id, body, now_ts=now_ts, settings=settings)
 
 
+@router.post("/completions")
+def complete_batch(
+    *,
+    body: v1.CompletionBatch,
+    device: _Device,
+    session: SessionDep,
+    now_ts: NowTs,
+    settings: SettingsDep,
+) -> v1.CompletionBatchResponse:
+    """Hand in several results at once, each exactly once; one refused leaves the others.
+
+    Each outcome carries the status a single completion (``…/tasks/{task_id}/complete``)
+    would have had; the batch itself is answered 200.
+    """
+    outcomes = leases.complete_batch(session, device, body, now_ts=now_ts, settings=settings)
+    return v1.CompletionBatchResponse(outcomes=outcomes)
+
+
 @router.post("/tasks/{task_id}/fail")
 def fail(
     *,
