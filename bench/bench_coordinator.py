@@ -8,13 +8,16 @@ What it does, all on loopback, all started and stopped here:
 3. baseline: serves a bare FastAPI JSON echo app with uvicorn (``--workers``) and drives it
    with the load generator (``_loadgen.py``, ``--loadgen-processes`` processes,
    ``--connections`` keep-alive connections in all, closed loop) sending the heartbeat's bytes;
-4. serves the real coordinator app the same way and drives heartbeats, then claim-plus-complete
-   (claim one task, complete it), each for ``--warmup-s`` + ``--duration-s``.
+4. serves the real coordinator app the same way (a fresh server per phase) and drives
+   heartbeats, then claim-plus-complete (claim ``--claim-slots`` tasks, hand in their results
+   in one batch; one slot: claim one, complete it alone), each for ``--warmup-s`` +
+   ``--duration-s``, counting the statements PostgreSQL ran (``pg_stat_statements``) and the
+   CPU time of server, database and load generators (``--profile DIR``: py-spy as well).
 
 It prints and writes (``--out``) JSON with the rates, p50/p99 latencies, their ratio against
 the echo baseline of the same run, and whether the issue's goals are met: heartbeats at least
-50 % of echo with p99 under 100 ms, and 2,000 claim-plus-complete per second. A goal with any
-error in its phase counts as not met. Usage:
+50 % of echo with p99 under 100 ms, and 2,000 tasks claimed and completed per second. A goal
+with any error in its phase counts as not met. Usage:
 ``python bench/bench_coordinator.py --out PATH [--devices N --tasks N --duration-s S ...]``;
 quick development run: ``--devices 200 --tasks 20000 --duration-s 5``.
 """
@@ -53,6 +56,7 @@ _GOAL_CLAIM_COMPLETE_PER_S = 2000.0
 _EXIT_BAD_INPUT = 2
 _EXIT_FAILED = 1
 _LOGGED_ERRORS = 5
+_MAX_CLAIM_SLOTS = 16  # protocol.v1.MAX_CLAIM_SLOTS and MAX_BATCHED_COMPLETIONS
 
 
 def _cores() -> int:
@@ -88,6 +92,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the coordinator's log level (info, as `heatgrid serve`, logs each request)",
     )
     parser.add_argument(
+        "--claim-slots",
+        type=int,
+        default=8,
+        help="tasks per claim, completed in one batch (1: claim one, complete it alone)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -110,6 +120,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
             ("workers", 1),
             ("loadgen_processes", 1),
             ("connections", 1),
+            ("claim_slots", 1),
         )
         if getattr(args, name) < low
     ]
@@ -118,6 +129,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         for name, value in (("duration_s", args.duration_s), ("warmup_s", args.warmup_s))
         if not (np.isfinite(value) and value > 0.0)
     ]
+    if args.claim_slots > _MAX_CLAIM_SLOTS:
+        problems.append(f"--claim-slots must be at most {_MAX_CLAIM_SLOTS}, got {args.claim_slots}")
     if not problems and args.connections < args.loadgen_processes:
         problems.append(
             f"--connections ({args.connections}) must be at least --loadgen-processes "
@@ -230,6 +243,7 @@ def _drive(
                 "start_ts": start_ts,
                 "warmup_s": args.warmup_s,
                 "duration_s": args.duration_s,
+                "slots": args.claim_slots,
             }
             plan_path = tmp / f"plan-{mode}-{index}.json"
             result_path = tmp / f"result-{mode}-{index}.json"
@@ -404,6 +418,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 "connections",
                 "log_level",
                 "durability",
+                "claim_slots",
             )
         },
         **_summary("heartbeat", heartbeat, args.duration_s),
