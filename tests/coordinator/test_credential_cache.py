@@ -31,6 +31,7 @@ def settings_overrides() -> dict[str, Any]:
         "anonymous_rate_limit_per_s": 1e9,
         "anonymous_rate_limit_burst": 1_000_000,
         "credential_cache_s": _TTL_S,
+        "device_credential_cache_s": _TTL_S,
     }
 
 
@@ -43,6 +44,7 @@ def other_process(coordinator: Coordinator, tmp_path: Path) -> Iterator[Client]:
         rate_limit_per_s=1e9,
         rate_limit_burst=1_000_000,
         credential_cache_s=_TTL_S,
+        device_credential_cache_s=_TTL_S,
     )
     app = create_app(settings, clock=coordinator.clock)
     client = httpx.AsyncClient(

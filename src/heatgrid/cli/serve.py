@@ -132,7 +132,7 @@ def serve(
         float,
         typer.Option(
             min=0.0,
-            help="Trust a verified API key or device token this long before checking it again "
+            help="Trust a verified API key this long before checking it again "
             "(0: every request) [s].",
         ),
     ] = _DEFAULTS["credential_cache_s"],

@@ -246,7 +246,9 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
         read_session_factory, clock, settings.online_window_s, settings.metrics_refresh_s
     )
     app.state.key_cache = CredentialCache[AccountPrincipal](settings.credential_cache_s, clock)
-    app.state.device_cache = CredentialCache[DeviceIdentity](settings.credential_cache_s, clock)
+    app.state.device_cache = CredentialCache[DeviceIdentity](
+        settings.device_credential_cache_s, clock
+    )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app.state.address_limiter = RateLimiter(
         settings.anonymous_rate_limit_per_s, settings.anonymous_rate_limit_burst

@@ -14,6 +14,9 @@ Revocation takes effect:
 * at once for claims and task reports everywhere: they read the device row anyway;
 * within ``ttl_s`` for API keys used through another coordinator process (or revoked with
   ``heatgrid admin`` directly on the database).
+
+So device tokens may be cached for long (an hour: longer than heartbeat intervals, else the
+cache would never hit), API keys for seconds.
 """
 
 from __future__ import annotations
