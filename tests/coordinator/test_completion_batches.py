@@ -137,3 +137,26 @@ def test_a_batch_is_refused_whole_when_malformed(coordinator: Coordinator) -> No
     ]
     answer = coordinator.client.post(url, json={"completions": too_many}, headers=device[1])
     assert answer.status_code == 422
+
+
+@pytest.mark.parametrize("verb", ["progress", "complete", "fail"])
+def test_an_attempt_beyond_a_database_integer_is_refused_at_the_door(
+    coordinator: Coordinator, verb: str
+) -> None:
+    owner, submitter = coordinator.owner_key(), coordinator.submitter_key()
+    job = {"name": "job", "tasks": [{"task_input": {}, "energy_j": 360_000.0}]}
+    assert coordinator.client.post(
+        "/v1/jobs", json=job, headers=coordinator.auth(submitter)
+    ).is_success
+    device_id, headers = _device(coordinator, owner, "mine")
+    claim = coordinator.client.post(
+        f"/v1/devices/{device_id}/claim", json={"slots": 1}, headers=headers
+    )
+    [lease] = claim.json()["leases"]
+    extra = {"progress": {}, "complete": {"result": {}}, "fail": {"error": "x"}}[verb]
+    body = {"attempt": 2**63, "energy_j": 1.0, **extra}
+    answer = coordinator.client.post(
+        f"/v1/devices/{device_id}/tasks/{lease['task_id']}/{verb}", json=body, headers=headers
+    )
+    assert answer.status_code == 422, answer.text
+    assert "attempt" in answer.json()["detail"]

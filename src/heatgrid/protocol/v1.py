@@ -25,6 +25,7 @@ from heatgrid.protocol.jobs import ArtifactRef, InputName, InputUrl
 from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
+    "MAX_ATTEMPT",
     "MAX_BATCHED_COMPLETIONS",
     "MAX_CHECKPOINT_CHUNKS",
     "MAX_CLAIM_SLOTS",
@@ -112,6 +113,9 @@ Name = Annotated[
 ]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9]+$")]
 Energy = Annotated[float, Field(ge=0.0, le=1.0e15)]
+MAX_ATTEMPT = 1_000_000
+Attempt = Annotated[int, Field(ge=1, le=MAX_ATTEMPT)]
+"""An attempt's number as leased: 1 to :data:`MAX_ATTEMPT` (a database integer either way)."""
 Secret = Annotated[
     str, StringConstraints(min_length=8, max_length=200, pattern=r"^[A-Za-z0-9_\-]+$")
 ]
@@ -431,7 +435,7 @@ class TaskProgress(_Message):
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
-    attempt: Annotated[int, Field(ge=1)]
+    attempt: Attempt
     energy_j: Energy
 
 
@@ -452,7 +456,7 @@ class TaskCompletion(_Message):
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
-    attempt: Annotated[int, Field(ge=1)]
+    attempt: Attempt
     energy_j: Energy
     result: JsonObject
 
@@ -473,7 +477,7 @@ class TaskFailure(_Message):
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
-    attempt: Annotated[int, Field(ge=1)]
+    attempt: Attempt
     energy_j: Energy
     error: Annotated[Text, StringConstraints(min_length=1, max_length=2000)]
 
