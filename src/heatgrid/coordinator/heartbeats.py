@@ -16,6 +16,7 @@ the order they arrived. Heartbeats that change a device's kind or hardware do no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import defaultdict
@@ -149,7 +150,8 @@ def _settle(pending: _Pending, outcome: StoredHeartbeat | BaseException) -> None
         else:
             pending.future.set_result(outcome)
 
-    pending.loop.call_soon_threadsafe(deliver)
+    with contextlib.suppress(RuntimeError):  # its event loop closed: nobody is waiting
+        pending.loop.call_soon_threadsafe(deliver)
 
 
 class HeartbeatWriter:
