@@ -7,8 +7,9 @@ that sends its next request as soon as the last one was answered, cycling over i
 
 * ``heartbeat``: ``POST /v1/devices/{id}/heartbeat`` with one telemetry sample and a two-hour
   heat window, as an agent sends each minute.
-* ``claim``: ``POST /v1/devices/{id}/claim`` for one task, then
-  ``POST /v1/devices/{id}/tasks/{task}/complete`` with its result; one operation is the pair.
+* ``claim``: ``POST /v1/devices/{id}/claim`` for ``slots`` tasks, then their results: with one
+  slot ``POST /v1/devices/{id}/tasks/{task}/complete``, with more one
+  ``POST /v1/devices/{id}/completions`` for all; one operation is a task claimed and completed.
 * ``echo``: the heartbeat's exact bytes and headers to the baseline's ``POST /echo``.
 
 All processes start their warm-up at the plan's ``start_ts`` (wall clock, shared by the
@@ -32,7 +33,6 @@ __all__ = ["MODES", "Plan", "Tally", "run_plan"]
 MODES = ("echo", "heartbeat", "claim")
 """What a load generator can drive."""
 
-_CLAIM_BODY = json.dumps({"protocol_version": 1, "slots": 1}).encode()
 _ERROR_EXAMPLES = 5
 
 
@@ -54,6 +54,8 @@ class Plan:
         When the warm-up starts [POSIX s].
     warmup_s, duration_s : float
         Warm-up (not counted) and measured window after it [s].
+    slots : int
+        Tasks per claim (``claim`` mode).
     """
 
     mode: str
@@ -64,13 +66,18 @@ class Plan:
     start_ts: float
     warmup_s: float
     duration_s: float
+    slots: int = 1
 
 
 @dataclass
 class Tally:
-    """What one process measured inside the window (latencies in seconds)."""
+    """What one process measured inside the window (latencies in seconds).
+
+    ``requests`` counts every request answered, warm-up included (statements per request).
+    """
 
     ops: int = 0
+    requests: int = 0
     latencies_s: list[float] = field(default_factory=list)
     claim_latencies_s: list[float] = field(default_factory=list)
     complete_latencies_s: list[float] = field(default_factory=list)
@@ -121,18 +128,34 @@ async def _checked(
     except HttpError as error:
         tally.error("connection", str(error))
         return None
+    tally.requests += 1
     if status != 200:
         tally.error(f"status {status}", f"{path}: {answer.decode(errors='replace')}")
         return None
     return answer
 
 
-async def _claim_complete(
-    connection: Connection, device_id: str, token: str, tally: Tally, window: tuple[float, float]
+def _completion(lease: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "protocol_version": 1,
+        "attempt": lease["attempt"],
+        "energy_j": lease["energy_j"],
+        "result": {"task_id": lease["task_id"], "ok": True},
+    }
+
+
+async def _claim_complete(  # noqa: PLR0917 - one private caller
+    connection: Connection,
+    device_id: str,
+    token: str,
+    tally: Tally,
+    window: tuple[float, float],
+    slots: int,
 ) -> None:
     base = f"/v1/devices/{device_id}"
     started_s = time.perf_counter()
-    answer = await _checked(connection, f"{base}/claim", _CLAIM_BODY, token, tally)
+    claim = json.dumps({"protocol_version": 1, "slots": slots}).encode()
+    answer = await _checked(connection, f"{base}/claim", claim, token, tally)
     claimed_s = time.perf_counter()
     if answer is None:
         return
@@ -141,21 +164,28 @@ async def _claim_complete(
     if not leases:
         tally.empty_claims += int(in_window)
         return
-    lease = leases[0]
-    completion = json.dumps(
-        {
-            "protocol_version": 1,
-            "attempt": lease["attempt"],
-            "energy_j": lease["energy_j"],
-            "result": {"task_id": lease["task_id"], "ok": True},
-        }
-    ).encode()
-    path = f"{base}/tasks/{lease['task_id']}/complete"
-    if await _checked(connection, path, completion, token, tally) is None:
+    if slots == 1:
+        [lease] = leases
+        path = f"{base}/tasks/{lease['task_id']}/complete"
+        body = json.dumps(_completion(lease)).encode()
+    else:
+        path = f"{base}/completions"
+        items = [{"task_id": lease["task_id"], **_completion(lease)} for lease in leases]
+        for item in items:
+            del item["protocol_version"]
+        body = json.dumps({"protocol_version": 1, "completions": items}).encode()
+    done = await _checked(connection, path, body, token, tally)
+    if done is None:
         return
+    if slots > 1:
+        refused = [o for o in json.loads(done)["outcomes"] if o["status_code"] != 200]
+        for outcome in refused:
+            tally.error(f"completion {outcome['status_code']}", str(outcome["detail"]))
+        if refused:
+            return
     ended_s = time.perf_counter()
     if window[0] <= time.time() <= window[1]:
-        tally.ops += 1
+        tally.ops += len(leases)
         tally.latencies_s.append(ended_s - started_s)
         tally.claim_latencies_s.append(claimed_s - started_s)
         tally.complete_latencies_s.append(ended_s - claimed_s)
@@ -171,7 +201,7 @@ async def _client(
             device_id, token = devices[index % len(devices)]
             index += 1
             if plan.mode == "claim":
-                await _claim_complete(connection, device_id, token, tally, window)
+                await _claim_complete(connection, device_id, token, tally, window, plan.slots)
                 continue
             path = "/echo" if plan.mode == "echo" else f"/v1/devices/{device_id}/heartbeat"
             body = heartbeat_body(time.time())

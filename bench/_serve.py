@@ -10,23 +10,33 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from _postgres import free_port
 
-__all__ = ["served"]
+__all__ = ["Served", "served"]
 
 _BENCH_DIR = Path(__file__).resolve().parent
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running server: its port and the PID of its process tree's root."""
+
+    port: int
+    pid: int
 
 
 def _group_alive(pgid: int) -> bool:
@@ -37,9 +47,27 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server by its PID, then whatever is left of its process group."""
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _stop(process: subprocess.Popen[bytes], *, profiled: bool = False) -> None:
+    """Stop the server by its PID, then whatever is left of its process group.
+
+    Under py-spy the server is py-spy's child: it is stopped first, so that py-spy sees it
+    end and writes its profile.
+    """
     pgid = process.pid  # start_new_session: the server leads its own group
+    if profiled and process.poll() is None:
+        for child in _children(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=_STOP_TIMEOUT_S)
     if process.poll() is None:
         os.kill(process.pid, signal.SIGTERM)
         try:
@@ -74,11 +102,28 @@ def _wait_ready(port: int, probe: str, process: subprocess.Popen[bytes], log: Pa
         time.sleep(0.2)
 
 
+def _profiled(command: list[str], profile: Path | None) -> list[str]:
+    """Wrap ``command`` in ``py-spy record`` (all threads, worker processes included)."""
+    if profile is None:
+        return command
+    found = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if found is None:
+        raise FileNotFoundError("--profile needs py-spy: pip install py-spy")
+    record = [found, "record", "--subprocesses", "--format", "raw", "--rate", "250"]
+    return [*record, "--output", str(profile), "--", *command]
+
+
 @contextmanager
 def served(
-    app: str, *, workers: int, env: Mapping[str, str], log: Path, probe: str
-) -> Iterator[int]:
-    """Serve ``_apps:<app>`` with ``workers`` uvicorn workers; yield its port.
+    app: str,
+    *,
+    workers: int,
+    env: Mapping[str, str],
+    log: Path,
+    probe: str,
+    profile: Path | None = None,
+) -> Iterator[Served]:
+    """Serve ``_apps:<app>`` with ``workers`` uvicorn workers; yield its port and PID.
 
     Parameters
     ----------
@@ -92,6 +137,8 @@ def served(
         File that receives the server's output.
     probe : str
         ``"METHOD /path"`` that answers 200 once the server is up.
+    profile : Path, optional
+        Record the server with py-spy into this file (collapsed stacks of threads on the CPU).
     """
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "--factory", "--app-dir", str(_BENCH_DIR)]
@@ -104,10 +151,14 @@ def served(
     )
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            command, stdout=sink, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
+            _profiled(command, profile),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=True,
         )
     try:
         _wait_ready(port, probe, process, log)
-        yield port
+        yield Served(port=port, pid=process.pid)
     finally:
-        _stop(process)
+        _stop(process, profiled=profile is not None)

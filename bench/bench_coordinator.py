@@ -8,13 +8,16 @@ What it does, all on loopback, all started and stopped here:
 3. baseline: serves a bare FastAPI JSON echo app with uvicorn (``--workers``) and drives it
    with the load generator (``_loadgen.py``, ``--loadgen-processes`` processes,
    ``--connections`` keep-alive connections in all, closed loop) sending the heartbeat's bytes;
-4. serves the real coordinator app the same way and drives heartbeats, then claim-plus-complete
-   (claim one task, complete it), each for ``--warmup-s`` + ``--duration-s``.
+4. serves the real coordinator app the same way (a fresh server per phase) and drives
+   heartbeats, then claim-plus-complete (claim ``--claim-slots`` tasks, hand in their results
+   in one batch; one slot: claim one, complete it alone), each for ``--warmup-s`` +
+   ``--duration-s``, counting the statements PostgreSQL ran (``pg_stat_statements``) and the
+   CPU time of server, database and load generators (``--profile DIR``: py-spy as well).
 
 It prints and writes (``--out``) JSON with the rates, p50/p99 latencies, their ratio against
 the echo baseline of the same run, and whether the issue's goals are met: heartbeats at least
-50 % of echo with p99 under 100 ms, and 2,000 claim-plus-complete per second. A goal with any
-error in its phase counts as not met. Usage:
+50 % of echo with p99 under 100 ms, and 2,000 tasks claimed and completed per second. A goal
+with any error in its phase counts as not met. Usage:
 ``python bench/bench_coordinator.py --out PATH [--devices N --tasks N --duration-s S ...]``;
 quick development run: ``--devices 200 --tasks 20000 --duration-s 5``.
 """
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -39,9 +43,10 @@ from typing import Any
 
 import numpy as np
 
+from _cpu import tree_cpu_s
 from _postgres import PostgresServer, running_postgres
 from _seed import seed_devices, seed_tasks
-from _serve import served
+from _serve import Served, served
 
 _BENCH_DIR = Path(__file__).resolve().parent
 _START_DELAY_S = 2.0  # load generator processes start and wait for the common start time
@@ -51,6 +56,7 @@ _GOAL_CLAIM_COMPLETE_PER_S = 2000.0
 _EXIT_BAD_INPUT = 2
 _EXIT_FAILED = 1
 _LOGGED_ERRORS = 5
+_MAX_CLAIM_SLOTS = 16  # protocol.v1.MAX_CLAIM_SLOTS and MAX_BATCHED_COMPLETIONS
 
 
 def _cores() -> int:
@@ -86,6 +92,18 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the coordinator's log level (info, as `heatgrid serve`, logs each request)",
     )
     parser.add_argument(
+        "--claim-slots",
+        type=int,
+        default=8,
+        help="tasks per claim, completed in one batch (1: claim one, complete it alone)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record the coordinator with py-spy into this directory (one file per phase)",
+    )
+    parser.add_argument(
         "--durability",
         choices=("full", "off"),
         default="full",
@@ -102,6 +120,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
             ("workers", 1),
             ("loadgen_processes", 1),
             ("connections", 1),
+            ("claim_slots", 1),
         )
         if getattr(args, name) < low
     ]
@@ -110,6 +129,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         for name, value in (("duration_s", args.duration_s), ("warmup_s", args.warmup_s))
         if not (np.isfinite(value) and value > 0.0)
     ]
+    if args.claim_slots > _MAX_CLAIM_SLOTS:
+        problems.append(f"--claim-slots must be at most {_MAX_CLAIM_SLOTS}, got {args.claim_slots}")
     if not problems and args.connections < args.loadgen_processes:
         problems.append(
             f"--connections ({args.connections}) must be at least --loadgen-processes "
@@ -127,7 +148,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _postgres_settings(workers: int, durability: str) -> dict[str, str]:
     # Each coordinator worker's SQLAlchemy pool holds at most 15 connections (5 + 10 overflow).
-    settings = {"max_connections": str(30 + 15 * workers), "shared_buffers": "256MB"}
+    settings = {
+        "max_connections": str(30 + 40 * workers),
+        "shared_buffers": "256MB",
+        "shared_preload_libraries": "pg_stat_statements",  # statements per request
+    }
     if durability == "off":
         settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
     return settings
@@ -146,6 +171,8 @@ def _seed(
 ) -> tuple[str, list[Any], dict[str, Any]]:
     with server.connect() as conn:
         conn.execute("CREATE DATABASE heatgrid")
+    with server.connect("heatgrid") as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
     url = server.url("heatgrid")
     _heatgrid("db", "upgrade", "--database-url", url)
     now_ts = time.time()
@@ -163,6 +190,35 @@ def _seed(
         row = conn.execute("SHOW server_version").fetchone()
         timings["postgres_version"] = str(row[0]) if row else "?"
     return url, devices, timings
+
+
+def _reset_statements(server: PostgresServer) -> None:
+    with server.connect("heatgrid") as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+def _statements(server: PostgresServer, requests: int) -> dict[str, Any]:
+    """Statements the database ran since the last reset: in all, per request, the busiest."""
+    with server.connect("heatgrid") as conn:
+        rows = conn.execute(
+            "SELECT calls, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) "
+            "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "WHERE d.datname = 'heatgrid' AND query NOT LIKE '%pg_stat_statements%' "
+            "ORDER BY calls DESC"
+        ).fetchall()
+    total = sum(int(row[0]) for row in rows)
+    return {
+        "statements": total,
+        "statements_per_request": total / max(requests, 1),
+        "busiest": [
+            {
+                "calls_per_request": int(calls) / max(requests, 1),
+                "mean_ms": float(time_ms) / max(int(calls), 1),
+                "query": str(query),
+            }
+            for calls, time_ms, query in rows[:10]
+        ],
+    }
 
 
 def _percentile_ms(values: list[float], q: float) -> float | None:
@@ -187,6 +243,7 @@ def _drive(
                 "start_ts": start_ts,
                 "warmup_s": args.warmup_s,
                 "duration_s": args.duration_s,
+                "slots": args.claim_slots,
             }
             plan_path = tmp / f"plan-{mode}-{index}.json"
             result_path = tmp / f"result-{mode}-{index}.json"
@@ -203,16 +260,58 @@ def _drive(
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
     tallies = [json.loads(path.read_text()) for _, path in processes]
-    merged: dict[str, Any] = {"ops": 0, "empty_claims": 0, "errors": {}, "error_examples": []}
+    merged: dict[str, Any] = {
+        "ops": 0,
+        "requests": 0,
+        "empty_claims": 0,
+        "errors": {},
+        "error_examples": [],
+    }
     for key in ("latencies_s", "claim_latencies_s", "complete_latencies_s"):
         merged[key] = [value for tally in tallies for value in tally[key]]
     for tally in tallies:
         merged["ops"] += tally["ops"]
+        merged["requests"] += tally["requests"]
         merged["empty_claims"] += tally["empty_claims"]
         merged["error_examples"] += tally["error_examples"]
         for kind, n in tally["errors"].items():
             merged["errors"][kind] = merged["errors"].get(kind, 0) + n
     return merged
+
+
+def _measured(  # noqa: PLR0917 - a private helper with one caller
+    mode: str,
+    served_app: Served,
+    database: PostgresServer,
+    devices: list[Any],
+    args: argparse.Namespace,
+    tmp: Path,
+) -> dict[str, Any]:
+    """Drive one phase; add the CPU time [s] the server, database and load generators used."""
+    before = (tree_cpu_s(served_app.pid), tree_cpu_s(database.pid), _children_cpu_s())
+    wall_started_s = time.perf_counter()
+    merged = _drive(mode, served_app.port, devices, args, tmp)
+    wall_s = time.perf_counter() - wall_started_s
+    after = (tree_cpu_s(served_app.pid), tree_cpu_s(database.pid), _children_cpu_s())
+    used = [end - start for start, end in zip(before, after, strict=True)]
+    merged["cpu"] = {
+        "wall_s": wall_s,
+        "server_cpu_s": used[0],
+        "database_cpu_s": used[1],
+        "loadgen_cpu_s": used[2],
+        "cores_busy": sum(used) / wall_s,
+        # robust on a shared machine: what one request costs, whoever else wants the cores
+        "server_cpu_ms_per_request": 1000.0 * used[0] / max(merged["requests"], 1),
+        "database_cpu_ms_per_request": 1000.0 * used[1] / max(merged["requests"], 1),
+        "load_average_1m_after": os.getloadavg()[0],
+    }
+    return merged
+
+
+def _children_cpu_s() -> float:
+    """CPU time [s] of this process's children that ended and were waited for (generators)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _logged_errors(log: Path) -> list[str]:
@@ -273,19 +372,32 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         url, devices, seed = _seed(server, args)
         with served(
             "echo", workers=args.workers, env={}, log=tmp / "echo.log", probe="POST /echo"
-        ) as port:
-            echo = _drive("echo", port, devices, args, tmp)
+        ) as echo_server:
+            echo = _measured("echo", echo_server, server, devices, args, tmp)
         env = {
             "HEATGRID_DATABASE_URL": url,
             "HEATGRID_BENCH_LOG_LEVEL": args.log_level,
             "HEATGRID_BENCH_CHECKPOINTS": str(tmp / "checkpoints"),
         }
         log = tmp / "coordinator.log"
-        with served(
-            "coordinator", workers=args.workers, env=env, log=log, probe="GET /healthz"
-        ) as port:
-            heartbeat = _drive("heartbeat", port, devices, args, tmp)
-            claim = _drive("claim", port, devices, args, tmp)
+        phases: dict[str, dict[str, Any]] = {}
+        statements: dict[str, dict[str, Any]] = {}
+        for mode in ("heartbeat", "claim"):  # a fresh server per phase: a profile each
+            profile = None if args.profile is None else args.profile / f"{mode}.txt"
+            if profile is not None:
+                profile.parent.mkdir(parents=True, exist_ok=True)
+            with served(
+                "coordinator",
+                workers=args.workers,
+                env=env,
+                log=log,
+                probe="GET /healthz",
+                profile=profile,
+            ) as coordinator:
+                _reset_statements(server)
+                phases[mode] = _measured(mode, coordinator, server, devices, args, tmp)
+                statements[mode] = _statements(server, phases[mode]["requests"])
+        heartbeat, claim = phases["heartbeat"], phases["claim"]
         server_errors = _logged_errors(log)
         with server.connect("heatgrid") as conn:
             row = conn.execute("SELECT count(*) FROM tasks WHERE state = 'completed'").fetchone()
@@ -306,6 +418,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 "connections",
                 "log_level",
                 "durability",
+                "claim_slots",
             )
         },
         **_summary("heartbeat", heartbeat, args.duration_s),
@@ -323,6 +436,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         + claim["error_examples"]
         + echo["error_examples"],
         "coordinator_logged_errors": server_errors,
+        "cpu_split": {"echo": echo["cpu"], "heartbeat": heartbeat["cpu"], "claim": claim["cpu"]},
+        "database_statements": statements,
         "seed": seed,
         "postgres_settings": pg_settings,
         "machine": {

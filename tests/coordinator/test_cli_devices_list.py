@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from heatgrid.cli.main import main
 from heatgrid.coordinator import accounts, devices
+from heatgrid.coordinator.auth import DeviceIdentity
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.protocol import v1
 
@@ -43,7 +44,11 @@ def _fleet(database_url: str) -> tuple[str, str]:
             device = devices.get_device(session, online, None)
             beat = v1.Heartbeat(sent_ts=now_ts - 60.0, telemetry=[], heat_window=[])
             devices.record_heartbeat(
-                session, device, beat, now_ts=now_ts - 60.0, max_clock_skew_s=60.0
+                session,
+                DeviceIdentity.of(device),
+                beat,
+                now_ts=now_ts - 60.0,
+                max_clock_skew_s=60.0,
             )
             session.commit()
     finally:

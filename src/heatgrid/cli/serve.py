@@ -128,6 +128,14 @@ def serve(
             "regtest.",
         ),
     ] = _DEFAULTS["bitcoin_network"],
+    credential_cache_s: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Trust a verified API key this long before checking it again "
+            "(0: every request) [s].",
+        ),
+    ] = _DEFAULTS["credential_cache_s"],
     workers: Annotated[
         int,
         typer.Option(
@@ -196,6 +204,7 @@ def serve(
         max_clock_skew_s=max_clock_skew_s,
         hardware_challenges=hardware_challenges,
         bitcoin_network=bitcoin_network,
+        credential_cache_s=credential_cache_s,
     )
     if workers > 1:  # each worker process builds its app from the environment
         os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))

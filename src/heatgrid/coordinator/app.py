@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -32,7 +33,9 @@ from heatgrid.coordinator.api import (
     mining,
     tasks,
 )
+from heatgrid.coordinator.auth import AccountPrincipal, DeviceIdentity
 from heatgrid.coordinator.checkpoints import CheckpointStore
+from heatgrid.coordinator.credentials import CredentialCache
 from heatgrid.coordinator.db.engine import (
     POOL_CONNECTIONS,
     make_engine,
@@ -40,6 +43,7 @@ from heatgrid.coordinator.db.engine import (
     normalize_database_url,
 )
 from heatgrid.coordinator.errors import CoordinatorError, TooManyRequestsError
+from heatgrid.coordinator.heartbeats import HeartbeatWriter
 from heatgrid.coordinator.housekeeping import sweep_expired_leases
 from heatgrid.coordinator.logs import configure_logging
 from heatgrid.coordinator.metrics import AppMetrics
@@ -210,6 +214,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     engine = make_engine(settings.database_url)
     session_factory = make_session_factory(engine)
     read_session_factory = make_session_factory(engine, read_only=True)
+    heartbeat_writer = HeartbeatWriter(session_factory, settings.lease_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -220,6 +225,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await anyio.to_thread.run_sync(heartbeat_writer.stop)
             engine.dispose()
 
     app = FastAPI(
@@ -234,8 +240,15 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.read_session_factory = read_session_factory
+    app.state.heartbeat_writer = heartbeat_writer
     app.state.checkpoint_store = CheckpointStore(_checkpoint_url(settings))
-    app.state.metrics = AppMetrics(read_session_factory, clock, settings.online_window_s)
+    app.state.metrics = AppMetrics(
+        read_session_factory, clock, settings.online_window_s, settings.metrics_refresh_s
+    )
+    app.state.key_cache = CredentialCache[AccountPrincipal](settings.credential_cache_s, clock)
+    app.state.device_cache = CredentialCache[DeviceIdentity](
+        settings.device_credential_cache_s, clock
+    )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app.state.address_limiter = RateLimiter(
         settings.anonymous_rate_limit_per_s, settings.anonymous_rate_limit_burst

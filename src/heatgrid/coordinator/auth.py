@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ __all__ = [
     "ROLE_SCOPES",
     "SCOPES",
     "AccountPrincipal",
+    "DeviceIdentity",
     "IssuedSecret",
     "authenticate_account",
     "authenticate_device",
@@ -91,6 +92,38 @@ class AccountPrincipal:
     def is_operator(self) -> bool:
         """True for an operator, who sees and manages every account's things."""
         return self.role == "operator"
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """What a verified device token proves, and what a heartbeat compares with its device.
+
+    Attributes
+    ----------
+    device_id : str
+        The device.
+    owner_id : int
+        Its owner's account.
+    kind : str
+        ``gpu``, ``cpu`` or ``asic``, as stored when the token was verified.
+    hardware : dict
+        Its hardware description, as stored when the token was verified.
+    """
+
+    device_id: str
+    owner_id: int
+    kind: str
+    hardware: dict[str, Any]
+
+    @classmethod
+    def of(cls, device: Device) -> DeviceIdentity:
+        """Return the identity of ``device`` (already checked)."""
+        return cls(
+            device_id=device.id,
+            owner_id=device.owner_id,
+            kind=device.kind,
+            hardware=dict(device.hardware),
+        )
 
 
 def hash_secret(secret: str) -> str:

@@ -15,7 +15,13 @@ from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from heatgrid.coordinator.auth import AccountPrincipal, issue_secret, new_id, parse_token
+from heatgrid.coordinator.auth import (
+    AccountPrincipal,
+    DeviceIdentity,
+    issue_secret,
+    new_id,
+    parse_token,
+)
 from heatgrid.coordinator.auth import secret_matches as _secret_matches
 from heatgrid.coordinator.db.models import (
     Device,
@@ -29,6 +35,7 @@ from heatgrid.coordinator.errors import (
     GoneError,
     InvalidError,
     NotFoundError,
+    UnauthorizedError,
 )
 from heatgrid.coordinator.pages import PageRequest, encode_cursor
 from heatgrid.protocol import v1
@@ -37,6 +44,7 @@ __all__ = [
     "DEVICE_CURSOR_KINDS",
     "FleetStatus",
     "HeartbeatResult",
+    "check_clock",
     "enroll_device",
     "fleet_status",
     "get_device",
@@ -45,6 +53,7 @@ __all__ = [
     "latest_sample",
     "list_devices",
     "record_heartbeat",
+    "reports_new_hardware",
     "revoke_device",
 ]
 
@@ -54,7 +63,7 @@ _log = logging.getLogger("heatgrid.coordinator.devices")
 
 @dataclass(frozen=True)
 class HeartbeatResult:
-    """How many samples of a heartbeat were new or already stored, and whether hardware changed."""
+    """What a heartbeat stored: new and duplicate samples, and a change of kind or hardware."""
 
     stored_samples: int
     duplicate_samples: int
@@ -156,7 +165,7 @@ def _skew(field: str, value_ts: float, now_ts: float, max_clock_skew_s: float) -
     )
 
 
-def _check_clock(heartbeat: v1.Heartbeat, *, now_ts: float, max_clock_skew_s: float) -> None:
+def check_clock(heartbeat: v1.Heartbeat, *, now_ts: float, max_clock_skew_s: float) -> None:
     """Refuse times that a device with a sane clock could not have sent.
 
     ``sent_ts`` and the heat window's first start must be within ``max_clock_skew_s`` of
@@ -184,7 +193,7 @@ def _check_clock(heartbeat: v1.Heartbeat, *, now_ts: float, max_clock_skew_s: fl
 
 def record_heartbeat(
     session: Session,
-    device: Device,
+    device: DeviceIdentity,
     heartbeat: v1.Heartbeat,
     *,
     now_ts: float,
@@ -192,9 +201,14 @@ def record_heartbeat(
 ) -> HeartbeatResult:
     """Store a heartbeat's telemetry (each sample once) and heat window; the caller commits.
 
+    The device's ``last_seen_ts`` is set by one ``UPDATE`` that also checks that the device
+    is not revoked, so a token verified a while ago (``credentials``) cannot outlive its
+    device's revocation. Only a heartbeat whose kind or hardware differ from ``device``'s
+    reads and locks the device's row.
+
     Parameters
     ----------
-    device : Device
+    device : DeviceIdentity
         The authenticated device.
     heartbeat : v1.Heartbeat
         The validated message.
@@ -203,26 +217,63 @@ def record_heartbeat(
     max_clock_skew_s : float
         How far ``sent_ts`` and the heat window's start may be from ``now_ts``, and how far
         ahead a sample may be [s]; further is refused (InvalidError, 422), nothing stored.
+
+    Raises
+    ------
+    UnauthorizedError
+        The device was revoked (nothing stored).
     """
-    _check_clock(heartbeat, now_ts=now_ts, max_clock_skew_s=max_clock_skew_s)
+    check_clock(heartbeat, now_ts=now_ts, max_clock_skew_s=max_clock_skew_s)
+    hardware_changed = reports_new_hardware(device, heartbeat)
+    if hardware_changed:
+        row = session.get(Device, device.device_id, with_for_update=True)
+        if row is None or row.revoked_ts is not None:
+            raise UnauthorizedError("Authorization: the device was revoked")
+        _update_hardware(row, heartbeat)
+        row.last_seen_ts = now_ts
+        session.flush()
+    else:
+        seen = session.execute(
+            update(Device)
+            .where(Device.id == device.device_id, Device.revoked_ts.is_(None))
+            .values(last_seen_ts=now_ts)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(seen, "rowcount", 0) != 1:
+            raise UnauthorizedError("Authorization: the device was revoked")
     rows = [
-        {"device_id": device.id, "received_ts": now_ts, **sample.model_dump()}
+        {"device_id": device.device_id, "received_ts": now_ts, **sample.model_dump()}
         for sample in heartbeat.telemetry
     ]
     stored = _insert_skipping_stored(session, rows)
-    session.execute(delete(HeatWindowSegmentRow).where(HeatWindowSegmentRow.device_id == device.id))
+    session.execute(
+        delete(HeatWindowSegmentRow)
+        .where(HeatWindowSegmentRow.device_id == device.device_id)
+        .execution_options(synchronize_session=False)
+    )
     if heartbeat.heat_window:
-        session.execute(
-            insert(HeatWindowSegmentRow),
-            [
-                {"device_id": device.id, "received_ts": now_ts, **segment.model_dump()}
-                for segment in heartbeat.heat_window
-            ],
+        session.execute(  # one statement with a VALUES row per segment
+            insert(HeatWindowSegmentRow).values(
+                [
+                    {"device_id": device.device_id, "received_ts": now_ts, **segment.model_dump()}
+                    for segment in heartbeat.heat_window
+                ]
+            )
         )
-    changed = _update_hardware(device, heartbeat)
-    device.last_seen_ts = now_ts
     return HeartbeatResult(
-        stored_samples=stored, duplicate_samples=len(rows) - stored, hardware_changed=changed
+        stored_samples=stored,
+        duplicate_samples=len(rows) - stored,
+        hardware_changed=hardware_changed,
+    )
+
+
+def reports_new_hardware(device: DeviceIdentity, heartbeat: v1.Heartbeat) -> bool:
+    """Return whether ``heartbeat`` changes ``device``'s kind or hardware as last known."""
+    if heartbeat.device_kind is not None and heartbeat.device_kind != device.kind:
+        return True
+    return (
+        heartbeat.hardware is not None
+        and heartbeat.hardware.model_dump(mode="json") != device.hardware
     )
 
 

@@ -312,9 +312,10 @@ def job_infos(session: Session, jobs: Sequence[Job]) -> list[JobInfo]:
         session,
         select(LedgerTransaction.job_id, func.sum(LedgerEntry.amount))
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .join(Device, LedgerEntry.account == literal("device:") + Device.id)
+        .join(Device, Device.id == LedgerTransaction.device_id)  # by key: no scan of devices
         .where(
             LedgerTransaction.job_id.in_(job_ids),
+            LedgerEntry.account == literal("device:") + LedgerTransaction.device_id,
             LedgerEntry.unit == "j",
             Device.has_room.is_(True),
         )

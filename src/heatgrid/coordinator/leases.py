@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import UnaryExpression, exists, func, select, update
+from sqlalchemy import Row, UnaryExpression, exists, func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from heatgrid.coordinator import ledger
@@ -46,6 +47,7 @@ __all__ = [
     "check_holder",
     "claim",
     "complete",
+    "complete_batch",
     "end_attempt",
     "expire_leases",
     "fail",
@@ -102,7 +104,22 @@ def _claimant(session: Session, device: Device, slots: int) -> scheduling.Claima
     )
 
 
-def _queued(task: Task) -> scheduling.QueuedTask:
+_CANDIDATE_COLUMNS = (
+    Task.id,
+    Task.submitter_id,
+    Task.priority,
+    Task.queued_ts,
+    Task.runs_on_gpu,
+    Task.runs_on_cpu,
+    Task.min_vram_gb,
+    Task.energy_j,
+    Task.progress_energy_j,
+    Task.checkpoint_every_j,
+)
+"""What the scheduling policy needs of a candidate: no input, no result (read as plain rows)."""
+
+
+def _queued(task: Row[Any]) -> scheduling.QueuedTask:
     kinds = tuple(
         kind for kind, runs in (("gpu", task.runs_on_gpu), ("cpu", task.runs_on_cpu)) if runs
     )
@@ -159,8 +176,21 @@ def candidate_order_by(policy: str) -> list[UnaryExpression[object]]:
     ]
 
 
-def _lease_message(session: Session, task: Task) -> v1.TaskLease:
-    assert task.lease_expires_ts is not None
+_LEASED_COLUMNS = (
+    Task.id,
+    Task.job_id,
+    Task.task_index,
+    Task.attempt,
+    Task.lease_expires_ts,
+    Task.task_input,
+    Task.energy_j,
+    Task.checkpoint_every_j,
+    Task.progress_energy_j,
+    Task.checkpoint_seq,
+)
+
+
+def _lease_message(session: Session, task: Row[Any]) -> v1.TaskLease:
     job = session.get_one(Job, task.job_id)  # in the session's identity map after the first
     artifact = None
     if job.artifact_sha256 is not None:
@@ -182,32 +212,22 @@ def _lease_message(session: Session, task: Task) -> v1.TaskLease:
     )
 
 
-def _unservable(task: Task) -> str | None:
-    """Why the task's stored input cannot be handed out (stored before the door checked it)."""
-    if not isinstance(task.task_input, dict):
+def _unservable(task_input: object) -> str | None:
+    """Why a task's stored input cannot be handed out (stored before the door checked it)."""
+    if not isinstance(task_input, dict):
         return "task_input: not a JSON object"
     try:
-        check_json_object(task.task_input)
+        check_json_object(task_input)
     except ValueError as error:
         return f"task_input: {error}"
     return None
 
 
-def claim(
-    session: Session, device: Device, request: v1.ClaimRequest, *, now_ts: float, settings: Settings
-) -> list[v1.TaskLease]:
-    """Lease tasks to ``device`` as the scheduling policy decides, and commit.
-
-    Returns
-    -------
-    list of v1.TaskLease
-        The new leases, possibly none (then the device mines or idles).
-    """
-    expire_leases(session, now_ts=now_ts, settings=settings)
-    claimant = _claimant(session, device, request.slots)
-    if claimant.kind == "asic" or settings.scheduling_policy == "mining-only":
-        return []
-    query = select(Task).where(
+def _candidates(
+    session: Session, claimant: scheduling.Claimant, *, now_ts: float, policy: str
+) -> list[Row[Any]]:
+    """Lock and return the first ready tasks the claimant's hardware runs, in the policy's order."""
+    query = select(*_CANDIDATE_COLUMNS).where(
         Task.state == _QUEUED,
         Task.not_before_ts <= now_ts,  # leasing.is_ready
         Task.min_vram_gb <= claimant.vram_gb,
@@ -216,11 +236,76 @@ def claim(
         query = query.where(Task.runs_on_gpu.is_(True))
     elif claimant.kind == "cpu":
         query = query.where(Task.runs_on_cpu.is_(True))
-    candidates = session.scalars(
-        query.order_by(*candidate_order_by(settings.scheduling_policy))
-        .limit(_CANDIDATES)
-        .with_for_update(skip_locked=True)
+    rows: list[Row[Any]] = list(
+        session.execute(
+            query.order_by(*candidate_order_by(policy))
+            .limit(_CANDIDATES)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    return rows
+
+
+def _lease(
+    session: Session, device: Device, chosen: Sequence[str], *, now_ts: float, settings: Settings
+) -> list[Row[Any]]:
+    """Lease the chosen tasks (locked, queued) to ``device`` in one ``UPDATE … RETURNING``."""
+    state = leasing.next_state(TaskState.QUEUED, TaskEvent.LEASE).value
+    rows = session.execute(
+        update(Task)
+        .where(Task.id.in_(chosen), Task.state == _QUEUED)
+        .values(
+            state=state,
+            attempt=Task.attempt + 1,
+            lease_device_id=device.id,
+            lease_expires_ts=now_ts + settings.lease_s,
+        )
+        .returning(*_LEASED_COLUMNS)
+        .execution_options(synchronize_session=False)
     ).all()
+    order = {task_id: index for index, task_id in enumerate(chosen)}
+    return sorted(rows, key=lambda row: order[row.id])
+
+
+def _dead_letter(session: Session, task: Row[Any], problem: str, *, now_ts: float) -> None:
+    """Undo the lease of a task whose stored input breaks the rules; it goes to the dead letter."""
+    session.execute(
+        update(Task)
+        .where(Task.id == task.id)
+        .values(
+            state=_DEAD,
+            attempt=Task.attempt - 1,
+            lease_device_id=None,
+            lease_expires_ts=None,
+            ended_ts=now_ts,
+            last_error=problem,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    refresh_job(session, task.job_id, now_ts=now_ts)
+
+
+def claim(
+    session: Session, device: Device, request: v1.ClaimRequest, *, now_ts: float, settings: Settings
+) -> list[v1.TaskLease]:
+    """Lease tasks to ``device`` as the scheduling policy decides, and commit.
+
+    One transaction: end the leases that expired (a few, the sweeper does the rest), lock the
+    candidates (``FOR UPDATE SKIP LOCKED``, in :func:`candidate_order_by`'s order), let the
+    policy choose, lease the chosen in one ``UPDATE … RETURNING`` and insert their attempt
+    rows in one ``INSERT``.
+
+    Returns
+    -------
+    list of v1.TaskLease
+        The new leases, possibly none (then the device mines or idles).
+    """
+    _expire_batch(session, now_ts=now_ts, settings=settings)
+    claimant = _claimant(session, device, request.slots)
+    if claimant.kind == "asic" or settings.scheduling_policy == "mining-only":
+        session.commit()
+        return []
+    candidates = _candidates(session, claimant, now_ts=now_ts, policy=settings.scheduling_policy)
     if not candidates:
         session.commit()
         return []
@@ -232,33 +317,31 @@ def claim(
         now_ts=now_ts,
         max_wait_s=settings.max_wait_s,
     )
-    by_id = {task.id: task for task in candidates}
     leased = []
-    for task_id in chosen:
-        task = by_id[task_id]
-        problem = _unservable(task)
+    for task in _lease(session, device, chosen, now_ts=now_ts, settings=settings) if chosen else []:
+        problem = _unservable(task.task_input)
         if problem is not None:  # never leased: it would break every claim that picks it
-            task.state, task.ended_ts, task.last_error = TaskState.DEAD.value, now_ts, problem
-            session.flush()
-            refresh_job(session, task.job_id, now_ts=now_ts)
-            continue
-        task.state = leasing.next_state(task.state, TaskEvent.LEASE).value
-        task.attempt += 1
-        task.lease_device_id = device.id
-        task.lease_expires_ts = now_ts + settings.lease_s
-        session.add(
-            TaskAttempt(
-                task_id=task.id,
-                attempt=task.attempt,
-                device_id=device.id,
-                outcome=AttemptOutcome.RUNNING.value,
-                started_ts=now_ts,
-                start_progress_energy_j=task.progress_energy_j,
-                energy_j=0.0,
-                checkpointed_energy_j=0.0,
+            _dead_letter(session, task, problem, now_ts=now_ts)
+        else:
+            leased.append(task)
+    if leased:
+        session.execute(
+            insert(TaskAttempt).values(
+                [
+                    {
+                        "task_id": task.id,
+                        "attempt": task.attempt,
+                        "device_id": device.id,
+                        "outcome": AttemptOutcome.RUNNING.value,
+                        "started_ts": now_ts,
+                        "start_progress_energy_j": task.progress_energy_j,
+                        "energy_j": 0.0,
+                        "checkpointed_energy_j": 0.0,
+                    }
+                    for task in leased
+                ]
             )
         )
-        leased.append(task)
     answer = [_lease_message(session, task) for task in leased]  # before the commit: all or nothing
     session.commit()
     return answer
@@ -350,42 +433,48 @@ def refresh_job(session: Session, job_id: str, *, now_ts: float) -> None:
     job.ended_ts = now_ts
 
 
+def _expire_batch(session: Session, *, now_ts: float, settings: Settings) -> int:
+    """End up to ``_EXPIRE_BATCH`` leases past their expiry; the caller commits."""
+    tasks = session.scalars(
+        select(Task)
+        .where(Task.state == _LEASED, Task.lease_expires_ts < now_ts)
+        .order_by(Task.lease_expires_ts)
+        .limit(_EXPIRE_BATCH)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for task in tasks:
+        end_attempt(
+            session,
+            task,
+            AttemptOutcome.EXPIRED,
+            now_ts=now_ts,
+            settings=settings,
+            error="lease expired",
+        )
+    return len(tasks)
+
+
 def expire_leases(session: Session, *, now_ts: float, settings: Settings) -> int:
     """End every lease past its expiry (attempt ``expired``), commit, and return how many."""
     expired = 0
     while True:
-        tasks = session.scalars(
-            select(Task)
-            .where(Task.state == _LEASED, Task.lease_expires_ts < now_ts)
-            .order_by(Task.lease_expires_ts)
-            .limit(_EXPIRE_BATCH)
-            .with_for_update(skip_locked=True)
-        ).all()
-        for task in tasks:
-            end_attempt(
-                session,
-                task,
-                AttemptOutcome.EXPIRED,
-                now_ts=now_ts,
-                settings=settings,
-                error="lease expired",
-            )
+        batch = _expire_batch(session, now_ts=now_ts, settings=settings)
         session.commit()
-        expired += len(tasks)
-        if len(tasks) < _EXPIRE_BATCH:
+        expired += batch
+        if batch < _EXPIRE_BATCH:
             return expired
 
 
 def renew_device_leases(
-    session: Session, device: Device, *, now_ts: float, settings: Settings
+    session: Session, device_id: str, *, now_ts: float, settings: Settings
 ) -> list[str]:
-    """Extend every lease ``device`` holds to ``now_ts + lease_s``; return their task ids.
+    """Extend every lease device ``device_id`` holds to ``now_ts + lease_s``; return their task ids.
 
     The caller commits.
     """
     renewed = session.scalars(
         update(Task)
-        .where(Task.lease_device_id == device.id, Task.state == _LEASED)
+        .where(Task.lease_device_id == device_id, Task.state == _LEASED)
         .values(lease_expires_ts=now_ts + settings.lease_s)
         .returning(Task.id),
         execution_options={"synchronize_session": False},
@@ -397,19 +486,19 @@ def renew_device_leases(
 
 
 def _locked_task(session: Session, device: Device, task_id: str, attempt: int) -> Task:
-    """Return the task, locked; 404 unless ``device`` ran this attempt of it."""
-    task = session.scalars(select(Task).where(Task.id == task_id).with_for_update()).first()
-    ran = (
-        task is not None
-        and session.scalar(
-            select(TaskAttempt.device_id).where(
-                TaskAttempt.task_id == task_id, TaskAttempt.attempt == attempt
-            )
-        )
-        == device.id
-    )
-    if task is None or not ran:
+    """Return the task, locked; 404 unless ``device`` ran this attempt of it.
+
+    One ``SELECT`` reads the task and the attempt (which stays in the session for the caller).
+    """
+    found = session.execute(
+        select(Task, TaskAttempt)
+        .join(TaskAttempt, (TaskAttempt.task_id == Task.id) & (TaskAttempt.attempt == attempt))
+        .where(Task.id == task_id)
+        .with_for_update(of=Task)
+    ).first()
+    if found is None or found[1].device_id != device.id:
         raise NotFoundError(f"task {task_id}: no attempt {attempt} of it was leased to this device")
+    task: Task = found[0]
     return task
 
 
@@ -604,11 +693,66 @@ def complete(
     settings: Settings,
 ) -> v1.TaskStatus:
     """Accept an attempt's result once; the same result again is accepted, another is 409."""
+    status = _complete(session, device, task_id, report, now_ts=now_ts, settings=settings)
+    session.commit()
+    return status
+
+
+def complete_batch(
+    session: Session,
+    device: Device,
+    batch: v1.CompletionBatch,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> list[v1.CompletionOutcome]:
+    """Accept several results of ``device`` in one transaction, each as :func:`complete` would.
+
+    Each completion runs in its own savepoint, so a refused one (404, 409, 422) changes
+    nothing and leaves the others; tasks are locked in id order, whatever the batch's order.
+
+    Returns
+    -------
+    list of v1.CompletionOutcome
+        One per completion, in the batch's order.
+    """
+    items = batch.completions
+    outcomes: dict[int, v1.CompletionOutcome] = {}
+    for index in sorted(range(len(items)), key=lambda index: items[index].task_id):
+        item = items[index]
+        try:
+            with session.begin_nested():
+                status = _complete(
+                    session, device, item.task_id, item, now_ts=now_ts, settings=settings
+                )
+        except (NotFoundError, ConflictError, InvalidError) as error:
+            outcomes[index] = v1.CompletionOutcome(
+                task_id=item.task_id,
+                attempt=item.attempt,
+                status_code=error.status_code,
+                detail=str(error),
+            )
+            continue
+        outcomes[index] = v1.CompletionOutcome(
+            task_id=item.task_id, attempt=item.attempt, status_code=200, status=status
+        )
+    session.commit()
+    return [outcomes[index] for index in range(len(items))]
+
+
+def _complete(
+    session: Session,
+    device: Device,
+    task_id: str,
+    report: v1.TaskCompletion,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> v1.TaskStatus:
     task = _locked_task(session, device, task_id, report.attempt)
     digest = result_sha256(report.result)
     if task.state == TaskState.COMPLETED:
         if task.attempt == report.attempt and task.result_sha256 == digest:
-            session.commit()
             return _status(task, report.attempt, device)
         raise ConflictError(
             f"task {task_id}: already completed by attempt {task.attempt} with another result"
@@ -621,7 +765,6 @@ def complete(
     task.result = report.result
     task.result_sha256 = digest
     end_attempt(session, task, AttemptOutcome.COMPLETED, now_ts=now_ts, settings=settings)
-    session.commit()
     return _status(task, report.attempt, device)
 
 

@@ -82,6 +82,17 @@ class Settings:
         credential (none, or refused; enrollment), per coordinator process [1/s].
     anonymous_rate_limit_burst : int
         Such requests an address may send at once before that rate applies.
+    credential_cache_s : float
+        How long a verified API key is trusted without reading it from the database again
+        [s]; 0 checks every request. Revocation through this process takes effect at once;
+        through another process, within this time (see :mod:`heatgrid.coordinator.credentials`).
+    device_credential_cache_s : float
+        The same for device tokens [s]. It can be long (longer than a heartbeat interval, or
+        the cache never hits): every device request checks its device row for revocation
+        anyway, so a revoked device is refused at once whatever this is.
+    metrics_refresh_s : float
+        Longest ``/metrics`` serves the fleet gauges (devices online, fleet heat, tasks per
+        state) without reading them from the database again [s].
     expiry_interval_s : float
         How often the process ends leases whose devices went silent [s].
     hardware_challenges : bool
@@ -126,6 +137,9 @@ class Settings:
     rate_limit_burst: int = 200
     anonymous_rate_limit_per_s: float = 5.0
     anonymous_rate_limit_burst: int = 100
+    credential_cache_s: float = 10.0
+    device_credential_cache_s: float = 3600.0
+    metrics_refresh_s: float = 15.0
     expiry_interval_s: float = 15.0
     hardware_challenges: bool = False
     challenge_every_s: float = 7 * 86_400.0

@@ -25,11 +25,14 @@ from heatgrid.protocol.jobs import ArtifactRef, InputName, InputUrl
 from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
+    "MAX_ATTEMPT",
+    "MAX_BATCHED_COMPLETIONS",
     "MAX_CHECKPOINT_CHUNKS",
     "MAX_CLAIM_SLOTS",
     "MAX_HEAT_WINDOW_SEGMENTS",
     "MAX_SAMPLES_PER_HEARTBEAT",
     "PROTOCOL_VERSION",
+    "BatchedCompletion",
     "CheckpointChunkQuery",
     "CheckpointChunkReceipt",
     "CheckpointChunksMissing",
@@ -37,6 +40,9 @@ __all__ = [
     "CheckpointReceipt",
     "ClaimRequest",
     "ClaimResponse",
+    "CompletionBatch",
+    "CompletionBatchResponse",
+    "CompletionOutcome",
     "CountryCode",
     "DeviceKind",
     "DeviceMining",
@@ -107,6 +113,9 @@ Name = Annotated[
 ]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9]+$")]
 Energy = Annotated[float, Field(ge=0.0, le=1.0e15)]
+MAX_ATTEMPT = 1_000_000
+Attempt = Annotated[int, Field(ge=1, le=MAX_ATTEMPT)]
+"""An attempt's number as leased: 1 to :data:`MAX_ATTEMPT` (a database integer either way)."""
 Secret = Annotated[
     str, StringConstraints(min_length=8, max_length=200, pattern=r"^[A-Za-z0-9_\-]+$")
 ]
@@ -426,7 +435,7 @@ class TaskProgress(_Message):
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
-    attempt: Annotated[int, Field(ge=1)]
+    attempt: Attempt
     energy_j: Energy
 
 
@@ -447,7 +456,7 @@ class TaskCompletion(_Message):
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
-    attempt: Annotated[int, Field(ge=1)]
+    attempt: Attempt
     energy_j: Energy
     result: JsonObject
 
@@ -468,7 +477,7 @@ class TaskFailure(_Message):
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
-    attempt: Annotated[int, Field(ge=1)]
+    attempt: Attempt
     energy_j: Energy
     error: Annotated[Text, StringConstraints(min_length=1, max_length=2000)]
 
@@ -496,6 +505,74 @@ class TaskStatus(_Message):
     state: str
     lease_expires_ts: float | None
     stop: bool
+
+
+MAX_BATCHED_COMPLETIONS = 16
+"""Most completions one batch may carry."""
+
+
+class BatchedCompletion(TaskCompletion):
+    """One completion of a :class:`CompletionBatch`: a :class:`TaskCompletion` and its task.
+
+    Attributes
+    ----------
+    task_id : str
+        The task this attempt ran.
+    """
+
+    task_id: Annotated[Text, StringConstraints(min_length=1, max_length=64)]
+
+
+class CompletionBatch(_Message):
+    """Several finished attempts of one device, acknowledged together.
+
+    Each is handled as a single completion would be, exactly once (the same completion sent
+    again is accepted again and counted once), and on its own: one refused leaves the others.
+
+    Attributes
+    ----------
+    protocol_version : int
+        Always ``1``.
+    completions : list of BatchedCompletion
+        1 to :data:`MAX_BATCHED_COMPLETIONS` completions.
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    completions: Annotated[
+        list[BatchedCompletion], Field(min_length=1, max_length=MAX_BATCHED_COMPLETIONS)
+    ]
+
+
+class CompletionOutcome(_Message):
+    """What became of one completion of a batch.
+
+    Attributes
+    ----------
+    task_id : str
+        The task.
+    attempt : int
+        The attempt reported on.
+    status_code : int
+        The HTTP status a single completion would have had: 200 accepted, 404 not this
+        device's attempt, 409 the lease is lost or another result was accepted, 422 bad energy.
+    status : TaskStatus or None
+        The task's status when accepted.
+    detail : str or None
+        Why it was refused.
+    """
+
+    task_id: str
+    attempt: int
+    status_code: int
+    status: TaskStatus | None = None
+    detail: str | None = None
+
+
+class CompletionBatchResponse(_Message):
+    """The outcome of each completion of a batch, in the order sent."""
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    outcomes: list[CompletionOutcome]
 
 
 class CheckpointReceipt(_Message):

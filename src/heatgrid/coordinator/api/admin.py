@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 
 from heatgrid.coordinator import accounts
 from heatgrid.coordinator.api.deps import NowTs, SessionDep, require_scope
@@ -49,12 +49,14 @@ def create_key(
 @router.delete("/keys/{key_id}")
 def revoke_key(
     key_id: str,
+    request: Request,
     actor: Annotated[AccountPrincipal, Depends(require_scope(None))],
     session: SessionDep,
     now_ts: NowTs,
 ) -> KeyInfo:
     """Revoke an API key: an operator any key, an owner the keys of their own account."""
     key = accounts.revoke_api_key(session, key_id, actor=actor, now_ts=now_ts)
+    request.app.state.key_cache.forget(key.id)  # at once in this process
     return KeyInfo(
         key_id=key.id, scopes=list(key.scopes), created_ts=key.created_ts, revoked_ts=key.revoked_ts
     )

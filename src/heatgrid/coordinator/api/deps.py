@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, TypeVar
 
+import anyio.to_thread
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from heatgrid.coordinator.auth import AccountPrincipal, authenticate_account, authenticate_device
+from heatgrid.coordinator.auth import (
+    AccountPrincipal,
+    DeviceIdentity,
+    authenticate_account,
+    authenticate_device,
+)
+from heatgrid.coordinator.credentials import CredentialCache
 from heatgrid.coordinator.db.models import Device
 from heatgrid.coordinator.errors import ForbiddenError, TooManyRequestsError, UnauthorizedError
 from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT
@@ -23,6 +30,7 @@ __all__ = [
     "SessionDep",
     "SettingsDep",
     "require_device",
+    "require_device_identity",
     "require_device_or_scope",
     "require_scope",
 ]
@@ -46,11 +54,13 @@ def _session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def _now_ts(request: Request) -> float:
+# Dependencies that do no I/O are coroutines: FastAPI runs a plain function in the thread
+# pool, a hop that costs more than the function.
+async def _now_ts(request: Request) -> float:
     return float(request.app.state.clock())
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -84,7 +94,7 @@ Cursor = Annotated[
 """``?cursor=``: where a page of a listing starts."""
 
 
-def _token(
+async def _token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     if credentials is None or not credentials.credentials:
@@ -107,18 +117,29 @@ def _refused(request: Request) -> None:
     _charge(request.app.state.address_limiter, address, "a client without a valid credential")
 
 
-def _verified(request: Request, authenticate: Callable[[], _T], key: Callable[[_T], str]) -> _T:
+def _verified(
+    request: Request,
+    token: str,
+    cache: CredentialCache[_T],
+    authenticate: Callable[[], _T],
+    key: Callable[[_T], tuple[str, str]],
+) -> _T:
     """Authenticate, then count the request against what it proved.
 
-    A valid credential is charged to its own bucket; a refused one to the client's address
+    The credential comes from the cache of verified credentials, else the database. A
+    valid credential is charged to its own bucket; a refused one to the client's address
     (429 instead of 401 once that address is over its rate), never to the id it names.
+    ``key`` gives a credential's rate-limit key and its row id (which the cache forgets it by).
     """
-    try:
-        found = authenticate()
-    except UnauthorizedError:
-        _refused(request)
-        raise
-    _charge(request.app.state.rate_limiter, key(found), "a credential")
+    found = cache.get(token)
+    if found is None:
+        try:
+            found = authenticate()
+        except UnauthorizedError:
+            _refused(request)
+            raise
+        cache.put(token, key(found)[1], found)
+    _charge(request.app.state.rate_limiter, key(found)[0], "a credential")
     return found
 
 
@@ -132,10 +153,13 @@ def require_scope(scope: str | None) -> Callable[[Request, Session, str], Accoun
         if token.startswith("hgd_"):
             _refused(request)
             raise ForbiddenError("Authorization: a device token cannot act here; use an API key")
+        cache: CredentialCache[AccountPrincipal] = request.app.state.key_cache
         principal = _verified(
             request,
+            token,
+            cache,
             lambda: authenticate_account(session, token),
-            lambda found: f"hgk:{found.key_id}",
+            lambda found: (f"hgk:{found.key_id}", found.key_id),
         )
         if scope is not None and scope not in principal.scopes:
             raise ForbiddenError(f"Authorization: the API key lacks the scope {scope!r}")
@@ -144,13 +168,51 @@ def require_scope(scope: str | None) -> Callable[[Request, Session, str], Accoun
     return dependency
 
 
-def require_device(device_id: str, request: Request, session: SessionDep, token: _Token) -> Device:
-    """Admit the device token of the device ``device_id`` in the path, and only that one."""
-    device = _verified(
-        request, lambda: authenticate_device(session, token), lambda found: f"hgd:{found.id}"
-    )
-    if device.id != device_id:
+async def require_device_identity(
+    device_id: str, request: Request, token: _Token
+) -> DeviceIdentity:
+    """Admit the device token of the device ``device_id`` in the path, and only that one.
+
+    A token verified within the credential cache's time is admitted without the database (and
+    without leaving the event loop); the caller checks that the device is still not revoked
+    (a heartbeat's device ``UPDATE`` does, and :func:`require_device` reads the row).
+    """
+    cache: CredentialCache[DeviceIdentity] = request.app.state.device_cache
+    identity = cache.get(token)
+    if identity is None:
+        factory: sessionmaker[Session] = request.app.state.read_session_factory
+
+        def verify() -> DeviceIdentity:
+            with factory() as session:
+                return DeviceIdentity.of(authenticate_device(session, token))
+
+        try:
+            identity = await anyio.to_thread.run_sync(verify)
+        except UnauthorizedError:
+            _refused(request)
+            raise
+        cache.put(token, identity.device_id, identity)
+    _charge(request.app.state.rate_limiter, f"hgd:{identity.device_id}", "a credential")
+    if identity.device_id != device_id:
         raise ForbiddenError("Authorization: this device token belongs to another device")
+    return identity
+
+
+def require_device(
+    identity: Annotated[DeviceIdentity, Depends(require_device_identity)],
+    request: Request,
+    session: SessionDep,
+) -> Device:
+    """Admit the device's own token, as :func:`require_device_identity`, and read its row.
+
+    The row is read in any case (a cached token saves only the check of its secret), so a
+    device revoked through any coordinator process is refused here at once.
+    """
+    device = session.get(Device, identity.device_id)
+    if device is None or device.revoked_ts is not None:
+        request.app.state.device_cache.forget(identity.device_id)
+        _refused(request)
+        raise UnauthorizedError("Authorization: the device was revoked")
     return device
 
 
@@ -166,11 +228,13 @@ def require_device_or_scope(
         request: Request, session: SessionDep, token: _Token
     ) -> AccountPrincipal | Device:
         if token.startswith("hgd_"):
-            return _verified(
-                request,
-                lambda: authenticate_device(session, token),
-                lambda found: f"hgd:{found.id}",
-            )
+            try:
+                device = authenticate_device(session, token)
+            except UnauthorizedError:
+                _refused(request)
+                raise
+            _charge(request.app.state.rate_limiter, f"hgd:{device.id}", "a credential")
+            return device
         return require_scope(scope)(request, session, token)
 
     return dependency

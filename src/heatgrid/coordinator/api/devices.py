@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Request, status
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from heatgrid.coordinator import challenges, devices, leases
 from heatgrid.coordinator.api.deps import (
@@ -16,16 +17,23 @@ from heatgrid.coordinator.api.deps import (
     SessionDep,
     SettingsDep,
     require_device,
+    require_device_identity,
     require_scope,
 )
 from heatgrid.coordinator.api.schemas import DeviceDetail, DeviceInfo, DevicePage, LatestSample
-from heatgrid.coordinator.auth import AccountPrincipal
+from heatgrid.coordinator.auth import AccountPrincipal, DeviceIdentity
 from heatgrid.coordinator.db.models import Account, Device
-from heatgrid.coordinator.errors import ForbiddenError
+from heatgrid.coordinator.errors import ForbiddenError, UnauthorizedError
+from heatgrid.coordinator.heartbeats import HeartbeatWriter, StoredHeartbeat
 from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest
 from heatgrid.coordinator.settings import Settings
 from heatgrid.protocol import v1
-from heatgrid.protocol.challenge import ChallengeCommit, ChallengeReveal, ChallengeVerdict
+from heatgrid.protocol.challenge import (
+    ChallengeCommit,
+    ChallengeOrder,
+    ChallengeReveal,
+    ChallengeVerdict,
+)
 
 __all__ = ["router"]
 
@@ -78,30 +86,74 @@ def enroll(
 
 
 @router.post("/{device_id}/heartbeat")
-def heartbeat(
+async def heartbeat(
     body: v1.Heartbeat,
-    device: Annotated[Device, Depends(require_device)],
-    session: SessionDep,
+    request: Request,
+    *,
+    device: Annotated[DeviceIdentity, Depends(require_device_identity)],
     now_ts: NowTs,
     settings: SettingsDep,
 ) -> v1.HeartbeatResponse:
-    """Store a heater's telemetry and heat window, and renew its leases (own token only)."""
-    result = devices.record_heartbeat(
-        session, device, body, now_ts=now_ts, max_clock_skew_s=settings.max_clock_skew_s
-    )
-    held = leases.renew_device_leases(session, device, now_ts=now_ts, settings=settings)
-    if result.hardware_changed:
-        challenges.mark_due(device, now_ts=now_ts)
-    order = challenges.issue_due(session, device, now_ts=now_ts, settings=settings)
-    session.commit()
+    """Store a heater's telemetry and heat window, and renew its leases (own token only).
+
+    Heartbeats are stored in batches (:mod:`heatgrid.coordinator.heartbeats`); one that
+    changes the device's kind or hardware, and every one while hardware challenges are on
+    (``serve --hardware-challenges``: a heartbeat may hand out a challenge), is stored on its
+    own.
+    """
+    devices.check_clock(body, now_ts=now_ts, max_clock_skew_s=settings.max_clock_skew_s)
+    cache = request.app.state.device_cache
+    order = None
+    changes_hardware = devices.reports_new_hardware(device, body)
+    if changes_hardware or settings.hardware_challenges:
+        factory: sessionmaker[Session] = request.app.state.session_factory
+
+        def store() -> tuple[StoredHeartbeat, ChallengeOrder | None]:
+            with factory() as session:
+                result = devices.record_heartbeat(
+                    session, device, body, now_ts=now_ts, max_clock_skew_s=settings.max_clock_skew_s
+                )
+                held = leases.renew_device_leases(
+                    session, device.device_id, now_ts=now_ts, settings=settings
+                )
+                order = None
+                if settings.hardware_challenges:
+                    row = session.get_one(Device, device.device_id)
+                    if result.hardware_changed:
+                        challenges.mark_due(row, now_ts=now_ts)
+                    order = challenges.issue_due(session, row, now_ts=now_ts, settings=settings)
+                session.commit()
+            stored = StoredHeartbeat(
+                revoked=False,
+                stored_samples=result.stored_samples,
+                duplicate_samples=result.duplicate_samples,
+                leased_task_ids=tuple(held),
+            )
+            return stored, order
+
+        try:
+            stored, order = await anyio.to_thread.run_sync(store)
+        except UnauthorizedError:  # revoked since its token was verified
+            cache.forget(device.device_id)
+            raise
+        if changes_hardware:  # the cached identity holds the old hardware
+            cache.forget(device.device_id)
+    else:
+        writer: HeartbeatWriter = request.app.state.heartbeat_writer
+        stored = await writer.write(device.device_id, body, now_ts=now_ts)
+        if stored.revoked:  # since its token was verified
+            cache.forget(device.device_id)
+            raise UnauthorizedError("Authorization: the device was revoked")
+    request.app.state.metrics.heartbeats.inc()
+    held = list(stored.leased_task_ids)
     return v1.HeartbeatResponse(
         challenge=order,
         leased_task_ids=held,
         lease_expires_ts=now_ts + settings.lease_s if held else None,
         server_ts=now_ts,
         next_heartbeat_s=settings.heartbeat_interval_s,
-        stored_samples=result.stored_samples,
-        duplicate_samples=result.duplicate_samples,
+        stored_samples=stored.stored_samples,
+        duplicate_samples=stored.duplicate_samples,
     )
 
 
@@ -158,10 +210,17 @@ def show_device(
 
 @router.delete("/{device_id}")
 def revoke_device(
-    device_id: str, actor: _Writer, session: SessionDep, now_ts: NowTs, settings: SettingsDep
+    device_id: str,
+    request: Request,
+    *,
+    actor: _Writer,
+    session: SessionDep,
+    now_ts: NowTs,
+    settings: SettingsDep,
 ) -> DeviceInfo:
     """Revoke a device: its token stops working; its history stays."""
     device = devices.revoke_device(session, device_id, actor, now_ts=now_ts)
+    request.app.state.device_cache.forget(device.id)
     names = _owner_names(session, {device.owner_id})
     return _info(device, names[device.owner_id], settings, now_ts)
 

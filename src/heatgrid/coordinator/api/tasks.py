@@ -35,6 +35,8 @@ def _store(request: Request) -> CheckpointStore:
 @router.post("/claim")
 def claim(
     body: v1.ClaimRequest,
+    request: Request,
+    *,
     device: _Device,
     session: SessionDep,
     now_ts: NowTs,
@@ -52,6 +54,7 @@ def claim(
     if settings.hardware_challenges and device.challenge_due_ts is not None:
         return v1.ClaimResponse(server_ts=now_ts, leases=[])
     granted = leases.claim(session, device, body, now_ts=now_ts, settings=settings)
+    request.app.state.metrics.leases_granted.inc(len(granted))
     return v1.ClaimResponse(server_ts=now_ts, leases=granted)
 
 
@@ -196,6 +199,24 @@ def complete(
 ) -> v1.TaskStatus:
     """Hand in an attempt's result; the same result twice is accepted once, another is 409."""
     return leases.complete(session, device, task_id, body, now_ts=now_ts, settings=settings)
+
+
+@router.post("/completions")
+def complete_batch(
+    *,
+    body: v1.CompletionBatch,
+    device: _Device,
+    session: SessionDep,
+    now_ts: NowTs,
+    settings: SettingsDep,
+) -> v1.CompletionBatchResponse:
+    """Hand in several results at once, each exactly once; one refused leaves the others.
+
+    Each outcome carries the status a single completion (``…/tasks/{task_id}/complete``)
+    would have had; the batch itself is answered 200.
+    """
+    outcomes = leases.complete_batch(session, device, body, now_ts=now_ts, settings=settings)
+    return v1.CompletionBatchResponse(outcomes=outcomes)
 
 
 @router.post("/tasks/{task_id}/fail")

@@ -1,0 +1,162 @@
+"""Completions handed in as a batch: each exactly once, each on its own, in one request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from heatgrid.coordinator.db import make_engine, make_session_factory
+from heatgrid.coordinator.db.models import LedgerTransaction, Task
+
+from .conftest import Coordinator
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+
+def _device(coordinator: Coordinator, owner: str, name: str) -> tuple[str, dict[str, str]]:
+    body = coordinator.enroll_body(coordinator.enrollment_code(owner), name)
+    body.update(device_kind="gpu", hardware={"max_power_w": 900.0, "vram_gb": 24.0})
+    enrolled = coordinator.client.post("/v1/devices/enroll", json=body).json()
+    device_id, headers = enrolled["device_id"], coordinator.auth(enrolled["device_token"])
+    now_ts = coordinator.clock()
+    beat = {
+        "sent_ts": now_ts,
+        "heat_window": [{"start_ts": now_ts, "duration_s": 86_400.0, "heat_power_w": 1000.0}],
+    }
+    answer = coordinator.client.post(
+        f"/v1/devices/{device_id}/heartbeat", json=beat, headers=headers
+    )
+    assert answer.status_code == 200, answer.text
+    return device_id, headers
+
+
+def _batch(coordinator: Coordinator, device: tuple[str, dict[str, str]], items: list[Any]) -> Any:
+    answer = coordinator.client.post(
+        f"/v1/devices/{device[0]}/completions",
+        json={"completions": items},
+        headers=device[1],
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["outcomes"]
+
+
+def _count(database_url: str, statement: Any) -> Any:
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return session.scalar(statement)
+    finally:
+        engine.dispose()
+
+
+def test_a_batch_completes_each_once_and_refuses_each_on_its_own(
+    coordinator: Coordinator,
+) -> None:
+    owner, submitter = coordinator.owner_key(), coordinator.submitter_key()
+    job = {
+        "name": "job",
+        "checkpoint_every_j": 90_000.0,
+        "tasks": [{"task_input": {"n": n}, "energy_j": 360_000.0} for n in range(4)],
+    }
+    answer = coordinator.client.post("/v1/jobs", json=job, headers=coordinator.auth(submitter))
+    assert answer.status_code == 201, answer.text
+    job_id = answer.json()["job_id"]
+    mine = _device(coordinator, owner, "mine")
+    other = _device(coordinator, owner, "other")
+    claimed = coordinator.client.post(
+        f"/v1/devices/{mine[0]}/claim", json={"slots": 3}, headers=mine[1]
+    ).json()["leases"]
+    [theirs] = coordinator.client.post(
+        f"/v1/devices/{other[0]}/claim", json={"slots": 1}, headers=other[1]
+    ).json()["leases"]
+    first, second, third = claimed
+
+    def item(lease: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        return {
+            "task_id": lease["task_id"],
+            "attempt": lease["attempt"],
+            "energy_j": 1000.0,
+            "result": {"task": lease["task_id"]},
+            **changes,
+        }
+
+    items = [
+        item(first),
+        item(second),
+        item(theirs),  # another device's task: 404, as alone
+        item(third, attempt=third["attempt"] + 1),  # an attempt never leased: 404
+        item(first),  # the same completion again, in the same batch: accepted once
+    ]
+    outcomes = _batch(coordinator, mine, items)
+    assert [outcome["status_code"] for outcome in outcomes] == [200, 200, 404, 404, 200]
+    assert [outcome["task_id"] for outcome in outcomes] == [entry["task_id"] for entry in items]
+    assert outcomes[0]["status"]["state"] == "completed"
+    assert "no attempt" in outcomes[2]["detail"]
+
+    again = _batch(coordinator, mine, [item(second), item(first, result={"other": 1})])
+    assert [outcome["status_code"] for outcome in again] == [200, 409]  # replay; another result
+    assert "another result" in again[1]["detail"]
+    late = _batch(coordinator, mine, [item(third, energy_j=500.0), item(third, result={"n": 1})])
+    assert [outcome["status_code"] for outcome in late] == [200, 409]
+
+    done = _count(
+        coordinator.database_url,
+        select(func.count())
+        .select_from(Task)
+        .where(Task.job_id == job_id, Task.state == "completed"),
+    )
+    assert done == 3
+    settled = _count(
+        coordinator.database_url,
+        select(func.count())
+        .select_from(LedgerTransaction)
+        .where(LedgerTransaction.job_id == job_id),
+    )
+    assert settled == 3  # one transaction per completed attempt, none twice
+    leased_to_other = coordinator.client.post(
+        f"/v1/devices/{other[0]}/tasks/{theirs['task_id']}/complete",
+        json={key: value for key, value in item(theirs).items() if key != "task_id"},
+        headers=other[1],
+    )
+    assert leased_to_other.status_code == 200, leased_to_other.text
+
+
+def test_a_batch_is_refused_whole_when_malformed(coordinator: Coordinator) -> None:
+    owner = coordinator.owner_key()
+    device = _device(coordinator, owner, "mine")
+    url = f"/v1/devices/{device[0]}/completions"
+    empty = coordinator.client.post(url, json={"completions": []}, headers=device[1])
+    assert empty.status_code == 422
+    nul = {"task_id": "a\x00b", "attempt": 1, "energy_j": 1.0, "result": {}}
+    answer = coordinator.client.post(url, json={"completions": [nul]}, headers=device[1])
+    assert answer.status_code == 422, answer.text
+    too_many = [
+        {"task_id": f"t{n}", "attempt": 1, "energy_j": 1.0, "result": {}} for n in range(17)
+    ]
+    answer = coordinator.client.post(url, json={"completions": too_many}, headers=device[1])
+    assert answer.status_code == 422
+
+
+@pytest.mark.parametrize("verb", ["progress", "complete", "fail"])
+def test_an_attempt_beyond_a_database_integer_is_refused_at_the_door(
+    coordinator: Coordinator, verb: str
+) -> None:
+    owner, submitter = coordinator.owner_key(), coordinator.submitter_key()
+    job = {"name": "job", "tasks": [{"task_input": {}, "energy_j": 360_000.0}]}
+    assert coordinator.client.post(
+        "/v1/jobs", json=job, headers=coordinator.auth(submitter)
+    ).is_success
+    device_id, headers = _device(coordinator, owner, "mine")
+    claim = coordinator.client.post(
+        f"/v1/devices/{device_id}/claim", json={"slots": 1}, headers=headers
+    )
+    [lease] = claim.json()["leases"]
+    extra = {"progress": {}, "complete": {"result": {}}, "fail": {"error": "x"}}[verb]
+    body = {"attempt": 2**63, "energy_j": 1.0, **extra}
+    answer = coordinator.client.post(
+        f"/v1/devices/{device_id}/tasks/{lease['task_id']}/{verb}", json=body, headers=headers
+    )
+    assert answer.status_code == 422, answer.text
+    assert "attempt" in answer.json()["detail"]
