@@ -15,7 +15,7 @@ def _demo_dirs() -> set[Path]:
 def test_demo_enrolls_a_heater_and_cleans_up() -> None:
     before = _demo_dirs()
     done = subprocess.run(
-        [sys.executable, "-m", "heatgrid.cli.main", "demo"],
+        [sys.executable, "-m", "heatgrid.cli.main", "demo", "--walkthrough"],
         capture_output=True,
         text=True,
         timeout=180,
