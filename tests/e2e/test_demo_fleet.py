@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 _CHROMIUM = Path(os.environ.get("HEATGRID_CHROMIUM", "/usr/bin/chromium"))
 _HOMES = 2
 _WAIT_S = 240.0  # bounds for a stuck demo, not measurements
-_DASHBOARD = re.compile(r"Dashboard: (http://127\.0\.0\.1:\d+)\s+log in with the operator key (\S+)")
+_DASHBOARD = r"Dashboard: (http://127\.0\.0\.1:\d+)\s+log in with the operator key (\S+)"
 
 
 def _require_mosquitto() -> None:
@@ -137,7 +137,7 @@ def test_the_demo_heats_every_home_mines_and_leaves_nothing_behind(tmp_path: Pat
     _require_mosquitto()
     before = _demo_dirs()
     demo = _Demo("--duration", "75", "--homes", str(_HOMES), "--speed", "120")
-    dashboard = demo.wait_for(_DASHBOARD.pattern)
+    dashboard = demo.wait_for(_DASHBOARD)
     demo.wait_for("Fleet running")
     children = _children_of(demo.process.pid)
     page_text = None

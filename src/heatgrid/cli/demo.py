@@ -78,15 +78,17 @@ def demo(
     _check(duration, homes, speed)
     from heatgrid.cli._demo_processes import mosquitto_binary  # noqa: PLC0415
 
-    err = Console(stderr=True)
     if mosquitto_binary() is None:
-        err.print(
-            "[bold red]heatgrid demo needs mosquitto[/] (the MQTT broker the emulated rooms' "
-            "temperature sensors publish on), and it is not installed: `apt install mosquitto` "
-            "(Debian, Ubuntu) or `brew install mosquitto`. `heatgrid demo --walkthrough` "
-            "shows the coordinator's enrollment flow without it."
+        Console(stderr=True).print(
+            "[bold yellow]The live fleet needs mosquitto[/] (the MQTT broker the emulated "
+            "rooms' temperature sensors publish on), and it is not installed: `apt install "
+            "mosquitto` (Debian, Ubuntu) or `brew install mosquitto`, then run `heatgrid demo` "
+            "again. Meanwhile, the coordinator's enrollment flow (heatgrid demo --walkthrough):"
         )
-        raise typer.Exit(1)
+        from heatgrid.cli._demo_walkthrough import walkthrough as run_walkthrough  # noqa: PLC0415
+
+        run_walkthrough(keep=keep)
+        return
     _run_live(duration, homes, speed, as_json=as_json, keep=keep)
 
 
