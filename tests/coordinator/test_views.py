@@ -106,7 +106,7 @@ def test_job_pages_take_fixed_statements_whatever_their_size(coordinator: Coordi
             assert len(detail.tasks) == job.task_count
     assert [job.task_count for job in jobs] == [40, 1]  # newest first
     assert listed == 3
-    assert counts == [7, 7]
+    assert counts == [6, 6]
 
 
 def test_an_owner_sees_only_their_heaters_and_an_operator_sees_all(
