@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from heatgrid.coordinator.auth import AccountPrincipal
 from heatgrid.coordinator.db.models import (
@@ -53,6 +53,8 @@ __all__ = [
     "JobSummary",
     "LedgerLine",
     "LedgerView",
+    "MiningDevice",
+    "MiningView",
     "TaskView",
     "device_history",
     "fleet_view",
@@ -61,6 +63,7 @@ __all__ = [
     "jobs_view",
     "ledger_account_for",
     "ledger_view",
+    "mining_view",
     "task_views",
 ]
 
@@ -352,6 +355,63 @@ class LedgerView:
     lines: tuple[LedgerLine, ...]
     all_balances: tuple[AccountBalance, ...]
     account_names: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class MiningDevice:
+    """What one heater mined over the view's window, from its heartbeat telemetry.
+
+    Attributes
+    ----------
+    hashrate_ths : float or None
+        Hash rate in its latest sample [TH/s] (None: not mining then).
+    mean_hashrate_ths : float
+        Mean hash rate over the samples taken while mining [TH/s].
+    mining_share : float
+        Share of its samples in the window taken while mining [-].
+    work_ph : float
+        Work estimated from the samples: mean hash rate × time spent mining [PH].
+    """
+
+    device_id: str
+    name: str
+    owner_name: str
+    hashrate_ths: float | None
+    mean_hashrate_ths: float
+    mining_share: float
+    work_ph: float
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class MiningView:
+    """The heaters that mined since ``since_ts``, by name, and totals per owner.
+
+    Accepted shares and their earnings come with the coordinator's Stratum proxy; until then
+    this is what the heaters report in their telemetry.
+    """
+
+    since_ts: float
+    devices: tuple[MiningDevice, ...]
+
+    @property
+    def hashrate_ths(self) -> float:
+        """Hash rate of the heaters now, from their latest samples [TH/s]."""
+        return sum(device.hashrate_ths or 0.0 for device in self.devices)
+
+    @property
+    def work_ph(self) -> float:
+        """Work estimated over the window, all heaters together [PH]."""
+        return sum(device.work_ph for device in self.devices)
+
+    @property
+    def owners(self) -> tuple[tuple[str, float, float], ...]:
+        """``(owner_name, hashrate_ths now, work_ph)`` per owner, by name."""
+        totals: dict[str, tuple[float, float]] = {}
+        for device in self.devices:
+            rate, work = totals.get(device.owner_name, (0.0, 0.0))
+            totals[device.owner_name] = (rate + (device.hashrate_ths or 0.0), work + device.work_ph)
+        return tuple((name, *totals[name]) for name in sorted(totals))
 
 
 # --------------------------------------------------------------------------- fleet
@@ -667,6 +727,69 @@ def device_history(
         ),
         attempts=tuple(_attempts(session, TaskAttempt.device_id == device_id, max_attempts)),
     )
+
+
+def mining_view(
+    session: Session, actor: AccountPrincipal, *, now_ts: float, window_s: float = 86_400.0
+) -> MiningView:
+    """Return what the heaters ``actor`` may see mined over the last ``window_s``; one statement.
+
+    Parameters
+    ----------
+    now_ts : float
+        The coordinator's clock [POSIX s, UTC].
+    window_s : float
+        How far back the samples are read [s].
+    """
+    since_ts = now_ts - window_s
+    sample = TelemetrySampleRow
+    is_mining = sample.workload == "mining"
+    latest = aliased(TelemetrySampleRow)
+    latest_hashrate = (
+        select(latest.hashrate_ths)
+        .where(latest.device_id == Device.id)
+        .order_by(latest.sample_ts.desc())
+        .limit(1)
+        .correlate(Device)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(
+            Device.id,
+            Device.name,
+            Account.name,
+            func.count(),
+            func.sum(case((is_mining, 1), else_=0)),
+            func.avg(case((is_mining, sample.hashrate_ths))),
+            func.min(sample.sample_ts),
+            func.max(sample.sample_ts),
+            latest_hashrate,
+        )
+        .join(Device, Device.id == sample.device_id)
+        .join(Account, Account.id == Device.owner_id)
+        .where(_visible_devices(actor), sample.sample_ts >= since_ts, sample.sample_ts <= now_ts)
+        .group_by(Device.id, Device.name, Account.name)
+        .having(func.sum(case((is_mining, 1), else_=0)) > 0)
+        .order_by(Device.name, Device.id)
+    ).all()
+    devices = []
+    for device_id, name, owner, count, mining, mean_ths, first_ts, last_ts, now_ths in rows:
+        covered_s = (last_ts - first_ts) * count / (count - 1) if count > 1 else 0.0
+        share = int(mining) / int(count)
+        mean = float(mean_ths or 0.0)
+        devices.append(
+            MiningDevice(
+                device_id=str(device_id),
+                name=str(name),
+                owner_name=str(owner),
+                hashrate_ths=None if now_ths is None else float(now_ths),
+                mean_hashrate_ths=mean,
+                mining_share=share,
+                work_ph=mean * share * covered_s / 1000.0,
+                samples=int(count),
+            )
+        )
+    return MiningView(since_ts=since_ts, devices=tuple(devices))
 
 
 # --------------------------------------------------------------------------- jobs
