@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from heatgrid.cli._demo_processes import mosquitto_binary
 pytestmark = pytest.mark.slow
 
 _CHROMIUM = Path(os.environ.get("HEATGRID_CHROMIUM", "/usr/bin/chromium"))
+_DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 _HOMES = 2
 _WAIT_S = 240.0  # bounds for a stuck demo, not measurements
 _DASHBOARD = r"Dashboard: (http://127\.0\.0\.1:\d+)\s+log in with the operator key (\S+)"
@@ -101,6 +104,20 @@ class _Demo:
                 if not self._seen.wait(_WAIT_S):
                     raise AssertionError(f"no {pattern!r} within {_WAIT_S} s: {self.lines}")
 
+    def __enter__(self) -> _Demo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop a demo the test left running (a failed assertion): Ctrl-C, then SIGKILL."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.communicate(timeout=_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.communicate()
+        self._reader.join(timeout=_WAIT_S)
+
     def finish(self) -> tuple[int, dict[str, Any]]:
         """Wait for the end; return its exit status and its JSON summary."""
         out, _ = self.process.communicate(timeout=_WAIT_S)
@@ -109,8 +126,15 @@ class _Demo:
         return self.process.returncode, json.loads(out)
 
 
+def _shot(page: Any, path: Path) -> None:
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("HEATGRID_UPDATE_SCREENSHOTS") == "1":
+        _DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, _DOCS_IMAGES / path.name)
+
+
 def _fleet_in_browser(url: str, key: str, names: list[str], shot: Path) -> str:
-    """Log in to the dashboard and return the fleet page's text once every home shows."""
+    """Log in to the dashboard; return the fleet and mining pages' text once every home shows."""
     from playwright.sync_api import sync_playwright  # noqa: PLC0415
 
     with sync_playwright() as playwright:
@@ -126,8 +150,20 @@ def _fleet_in_browser(url: str, key: str, names: list[str], shot: Path) -> str:
             page.wait_for_selector("header nav")
             for name in names:
                 page.get_by_text(name).first.wait_for()
-            page.screenshot(path=str(shot), full_page=True)
+            # Live: the rows fill in as the agents' first telemetry arrives.
+            page.wait_for_function(
+                "!document.querySelector('#fleet-rows').innerText.includes('no data')"
+            )
+            _shot(page, shot / "demo-fleet.png")
             text: str = page.inner_text("main")
+            page.goto("/mining")
+            deadline = time.monotonic() + _WAIT_S
+            while not all(page.get_by_role("link", name=name).count() for name in names):
+                assert time.monotonic() < deadline, page.inner_text("main")
+                time.sleep(2.0)  # the page is not live: read it again until every home mined
+                page.reload()
+            _shot(page, shot / "demo-mining.png")
+            text += page.inner_text("main")
         finally:
             browser.close()
     return text
@@ -136,24 +172,25 @@ def _fleet_in_browser(url: str, key: str, names: list[str], shot: Path) -> str:
 def test_the_demo_heats_every_home_mines_and_leaves_nothing_behind(tmp_path: Path) -> None:
     _require_mosquitto()
     before = _demo_dirs()
-    demo = _Demo("--duration", "75", "--homes", str(_HOMES), "--speed", "120")
-    dashboard = demo.wait_for(_DASHBOARD)
-    demo.wait_for("Fleet running")
-    children = _children_of(demo.process.pid)
-    page_text = None
-    if _CHROMIUM.exists():
-        page_text = _fleet_in_browser(
-            dashboard.group(1),
-            dashboard.group(2),
-            ["Berlin flat", "Stockholm passive house"],
-            tmp_path / "demo-fleet.png",
-        )
-    status, summary = demo.finish()
+    with _Demo("--duration", "90", "--homes", str(_HOMES), "--speed", "120") as demo:
+        dashboard = demo.wait_for(_DASHBOARD)
+        demo.wait_for("Fleet running")
+        children = _children_of(demo.process.pid)
+        page_text = None
+        if _CHROMIUM.exists():
+            page_text = _fleet_in_browser(
+                dashboard.group(1),
+                dashboard.group(2),
+                ["Berlin flat", "Stockholm passive house"],
+                tmp_path,
+            )
+        status, summary = demo.finish()
 
     assert status == 0, "".join(demo.lines)
     if page_text is not None:
         assert "Berlin flat" in page_text
         assert "Stockholm passive house" in page_text
+        assert "Heaters that mined in the last 24 hours" in page_text
     assert len(summary["homes"]) == _HOMES
     for home in summary["homes"]:
         assert home["energy_kwh"] > 0.0
@@ -180,12 +217,12 @@ def test_the_demo_heats_every_home_mines_and_leaves_nothing_behind(tmp_path: Pat
 def test_ctrl_c_stops_every_process_the_demo_started() -> None:
     _require_mosquitto()
     before = _demo_dirs()
-    demo = _Demo("--duration", "600", "--homes", "1")
-    demo.wait_for("Fleet running")
-    children = _children_of(demo.process.pid)
-    assert len(children) >= 3  # mosquitto, the coordinator, the agent
-    demo.process.send_signal(signal.SIGINT)
-    status, summary = demo.finish()
+    with _Demo("--duration", "600", "--homes", "1") as demo:
+        demo.wait_for("Fleet running")
+        children = _children_of(demo.process.pid)
+        assert len(children) >= 3  # mosquitto, the coordinator, the agent
+        demo.process.send_signal(signal.SIGINT)
+        status, summary = demo.finish()
 
     assert status == 130, "".join(demo.lines)
     assert summary["interrupted"] is True

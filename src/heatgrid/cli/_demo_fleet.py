@@ -215,26 +215,43 @@ async def _start_coordinator(run: FleetRun, env: dict[str, str]) -> Child:
     return serve
 
 
-async def _accounts(env: dict[str, str], homes: int) -> tuple[str, str, list[str]]:
-    """Create the operator, owner and submitter keys and one enrollment code per home."""
+async def _operator_key(env: dict[str, str]) -> str:
+    """Migrate the database and make the operator's key, as an operator does on the server."""
     await run_heatgrid("db", "upgrade", env=env)
+    out = await run_heatgrid(
+        "admin", "create-key", "--role", "operator", "--name", "operator", "--json", env=env
+    )
+    return str(json.loads(out)["api_key"])
 
-    async def key(role: str, name: str) -> str:
-        out = await run_heatgrid(
-            "admin", "create-key", "--role", role, "--name", name, "--json", env=env
+
+async def _accounts(http: Any, operator: str, homes: int) -> tuple[str, list[str]]:
+    """Make the owners' and the submitter's keys, and each home's one-time enrollment code.
+
+    Over the API, as people do: the operator creates the keys, each owner asks for a code.
+    Returns the submitter's key and the codes, one per home.
+    """
+    keys = {}
+    for name, role in (*((owner, "owner") for owner in _OWNERS), (_SUBMITTER, "submitter")):
+        answer = await http.post(
+            "/v1/admin/keys",
+            json={"name": name, "role": role},
+            headers={"Authorization": f"Bearer {operator}"},
         )
-        return str(json.loads(out)["api_key"])
-
-    operator = await key("operator", "operator")
-    for owner in _OWNERS:
-        await key("owner", owner)
-    submitter = await key("submitter", _SUBMITTER)
+        if answer.status_code != 201:
+            raise RuntimeError(f"creating {name}'s key: {answer.status_code} {answer.text}")
+        keys[name] = str(answer.json()["api_key"])
     codes = []
     for home in range(homes):
         owner = _OWNERS[home % len(_OWNERS)]
-        out = await run_heatgrid("admin", "enroll-code", "--owner", owner, "--json", env=env)
-        codes.append(str(json.loads(out)["enrollment_code"]))
-    return operator, submitter, codes
+        answer = await http.post(
+            "/v1/admin/enrollment-codes",
+            json={"ttl_s": 600},
+            headers={"Authorization": f"Bearer {keys[owner]}"},
+        )
+        if answer.status_code != 201:
+            raise RuntimeError(f"{owner}'s enrollment code: {answer.status_code} {answer.text}")
+        codes.append(str(answer.json()["enrollment_code"]))
+    return keys[_SUBMITTER], codes
 
 
 async def _enroll_and_start_agents(
@@ -303,50 +320,63 @@ async def run_fleet(run: FleetRun, refresh: Callable[[], None]) -> None:
         run.phase = "starting the MQTT broker"
         refresh()
         broker = await _start_broker(run, env)
-        run.phase = "creating accounts (heatgrid db upgrade, heatgrid admin)"
+        run.phase = "migrating the database, the operator's key (heatgrid db, heatgrid admin)"
         refresh()
-        operator, submitter, codes = await _accounts(env, options.homes)
+        operator = await _operator_key(env)
         run.login_key = operator
         run.phase = "starting the coordinator (heatgrid serve)"
         refresh()
         await _start_coordinator(run, env)
-        run.phase = "starting the emulated homes and the test pool"
-        refresh()
-        world = World(
-            home_specs(options.homes),
-            clock=lambda: run.clock.emulated_ts(time.time()),
-            broker=broker,
-            warmup_s=1800.0,
-        )
-        run.world = world
-        await world.start()
-        run.phase = "enrolling one agent per home (heatgrid agent enroll)"
-        refresh()
-        await _enroll_and_start_agents(run, env, codes, broker)
         assert run.url is not None
-        job_file = _sample_job(options.workdir, options.homes)
-        await run_heatgrid(
-            "jobs", "submit", str(job_file), "--url", run.url, "--api-key", submitter, "--json",
-            env=env,
-        )  # fmt: skip
-        run.phase = "running"
-        run.running_since_ts = time.time()
-        async with httpx.AsyncClient(base_url=run.url, timeout=5.0) as http:
-            next_poll = 0.0
-            while time.monotonic() < deadline:
-                failed = run.children.failed()
-                if failed is not None:
-                    raise RuntimeError(f"{failed.name} exited: {failed.log_tail()}")
-                await world.tick()
-                if time.monotonic() >= next_poll:
-                    await _poll(run, http, operator)
-                    next_poll = time.monotonic() + _POLL_S
-                refresh()
-                await asyncio.sleep(1.0)
-            await _poll(run, http, operator)
+        async with httpx.AsyncClient(base_url=run.url, timeout=30.0) as http:
+            run.phase = "owners' and submitter's keys, enrollment codes (over the API)"
+            refresh()
+            submitter, codes = await _accounts(http, operator, options.homes)
+            run.phase = "starting the emulated homes and the test pool"
+            refresh()
+            world = World(
+                home_specs(options.homes),
+                clock=lambda: run.clock.emulated_ts(time.time()),
+                broker=broker,
+                warmup_s=1800.0,
+            )
+            run.world = world
+            await world.start()
+            run.phase = "enrolling one agent per home (heatgrid agent enroll)"
+            refresh()
+            await _enroll_and_start_agents(run, env, codes, broker)
+            job_file = _sample_job(options.workdir, options.homes)
+            await run_heatgrid(
+                "jobs", "submit", str(job_file), "--url", run.url, "--api-key", submitter,
+                "--json", env=env,
+            )  # fmt: skip
+            await _run_until(deadline, run, http, operator, refresh)
         run.phase = "done"
     finally:
         await _shutdown(run, world)
+
+
+async def _run_until(
+    deadline: float, run: FleetRun, http: Any, operator: str, refresh: Callable[[], None]
+) -> None:
+    """Tick the rooms every second and read the coordinator back until ``deadline``."""
+    world, children = run.world, run.children
+    assert world is not None
+    assert children is not None
+    run.phase = "running"
+    run.running_since_ts = time.time()
+    next_poll = 0.0
+    while time.monotonic() < deadline:
+        failed = children.failed()
+        if failed is not None:
+            raise RuntimeError(f"{failed.name} exited: {failed.log_tail()}")
+        await world.tick()
+        if time.monotonic() >= next_poll:
+            await _poll(run, http, operator)
+            next_poll = time.monotonic() + _POLL_S
+        refresh()
+        await asyncio.sleep(1.0)
+    await _poll(run, http, operator)
 
 
 async def _shutdown(run: FleetRun, world: World | None) -> None:

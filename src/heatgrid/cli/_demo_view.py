@@ -124,7 +124,7 @@ def summary_renderable(data: dict[str, Any]) -> RenderableType:
         "home",
         "setpoint °C",
         "room °C after warm-up",
-        "in ±0.5 K",
+        "in ±1 K",
         "heat kWh",
         "shares",
     ):

@@ -28,6 +28,7 @@ from heatgrid.emulators.stratum_miner import StratumMinerClient
 from heatgrid.emulators.stratum_pool import StratumPool
 
 __all__ = [
+    "COMFORT_BAND_K",
     "HOMES",
     "POOL_DIFFICULTY",
     "SHARES_PER_S",
@@ -43,7 +44,8 @@ POOL_DIFFICULTY = 2.0**-24
 SHARES_PER_S = 1.0
 """Most shares a second one emulated miner submits while it hashes [1/s]."""
 _DIFF1_HASHES = 2.0**32
-_COMFORT_BAND_K = 0.5
+COMFORT_BAND_K = 1.0
+"""A room this close to its setpoint is comfortable (the dashboard's "ok" health) [K]."""
 _START_BELOW_SETPOINT_K = 0.4  # a room the thermostat finds cold: it heats from the start
 
 
@@ -126,7 +128,7 @@ class HomeStats:
     min_temp_c: float
     max_temp_c: float
     comfort_share: float
-    """Share of the samples after warm-up within ±0.5 K of the setpoint [-]."""
+    """Share of the samples after warm-up within COMFORT_BAND_K of the setpoint [-]."""
 
 
 @dataclass
@@ -235,7 +237,7 @@ class World:
         rejected = sum(n for (user, _), n in self.pool.stats.rejected.items() if user in users)
         settled = [t for ts, t in home.temps_c if ts >= self._start_ts + self._warmup_s]
         setpoint_c = home.spec.setpoint_c
-        within = [t for t in settled if abs(t - setpoint_c) <= _COMFORT_BAND_K]
+        within = [t for t in settled if abs(t - setpoint_c) <= COMFORT_BAND_K]
         room = home.room.room
         return HomeStats(
             name=home.spec.name,
