@@ -27,7 +27,7 @@ def _homes_table(
     stats: list[HomeStats], devices: dict[str, dict[str, Any]], ids: list[str]
 ) -> Table:
     table = Table(title="Homes", title_justify="left")
-    for column in ("home", "room °C", "setpoint °C", "outdoor °C", "power W", "heat kWh", "shares"):
+    for column in ("home", "room / setpoint °C", "outdoor °C", "heat W", "kWh", "shares"):
         table.add_column(column, justify="left" if column == "home" else "right")
     table.add_column("agent")
     for index, home in enumerate(stats):
@@ -35,8 +35,7 @@ def _homes_table(
         online = "starting" if device is None else ("online" if device["online"] else "offline")
         table.add_row(
             home.name,
-            f"{home.room_temp_c:.2f}",
-            f"{home.setpoint_c:.1f}",
+            f"{home.room_temp_c:.2f} / {home.setpoint_c:.1f}",
             f"{home.outdoor_temp_c:.1f}",
             f"{home.heat_power_w:.0f}",
             f"{home.energy_kwh:.2f}",

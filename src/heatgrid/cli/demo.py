@@ -54,7 +54,9 @@ def demo(
     duration: Annotated[
         float, typer.Option("--duration", help="How long the fleet runs, wall time [s].")
     ] = 120.0,
-    homes: Annotated[int, typer.Option("--homes", help="Emulated homes, one agent each.")] = 3,
+    homes: Annotated[
+        int, typer.Option("--homes", "--heaters", help="Emulated homes, one agent each.")
+    ] = 3,
     speed: Annotated[
         float, typer.Option(help="Emulated seconds per real second of the shared clock.")
     ] = 60.0,
