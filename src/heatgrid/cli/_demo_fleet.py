@@ -13,8 +13,10 @@ emulated hours end at the wall clock's present (the dashboard's charts show them
 * a sample job submitted with ``heatgrid jobs submit``.
 
 Where the parts being built elsewhere plug in: :func:`mining_targets` (the coordinator's Stratum
-proxy), :func:`_sample_job` (``heatgrid jobs submit DIR``), and the agent's jobs runtime needs
-nothing here (its agents then claim the sample job's tasks).
+proxy), :func:`_sample_job` (``heatgrid jobs submit DIR`` with an example job), and
+:func:`_agent_config` (a CPU or GPU heater, ``[[devices]] type = "cpu"``, once agents run leased
+tasks: the sample job asks for one, so until then its tasks stay queued; the emulated room then
+needs that heater's power too, e.g. through an emulated plug meter).
 """
 
 from __future__ import annotations

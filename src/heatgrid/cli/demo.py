@@ -132,7 +132,7 @@ def _run_live(duration_s: float, homes: int, speed: float, *, as_json: bool, kee
             asyncio.run(run_fleet(run, refresh))
         except KeyboardInterrupt:
             interrupted = True
-        except RuntimeError as failure:
+        except Exception as failure:  # said in one line below; every process still stops
             error = failure
         finally:
             if run.children is not None:
