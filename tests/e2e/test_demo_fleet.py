@@ -133,6 +133,11 @@ def _shot(page: Any, path: Path) -> None:
         shutil.copyfile(path, _DOCS_IMAGES / path.name)
 
 
+def _populated(rows: str) -> bool:
+    """Whether every heater in the fleet table is online with a room temperature."""
+    return not any(word in rows for word in ("no data", "offline", "– / –"))
+
+
 def _fleet_in_browser(url: str, key: str, names: list[str], shot: Path) -> str:
     """Log in to the dashboard; return the fleet and mining pages' text once every home shows."""
     from playwright.sync_api import sync_playwright  # noqa: PLC0415
@@ -150,10 +155,12 @@ def _fleet_in_browser(url: str, key: str, names: list[str], shot: Path) -> str:
             page.wait_for_selector("header nav")
             for name in names:
                 page.get_by_text(name).first.wait_for()
-            # Live: the rows fill in as the agents' first telemetry arrives.
-            page.wait_for_function(
-                "!document.querySelector('#fleet-rows').innerText.includes('no data')"
-            )
+            # The rows fill in as the agents' heartbeats and telemetry arrive.
+            deadline = time.monotonic() + _WAIT_S
+            while not _populated(page.locator("#fleet-rows").inner_text()):
+                assert time.monotonic() < deadline, page.inner_text("main")
+                time.sleep(2.0)
+                page.reload()
             _shot(page, shot / "demo-fleet.png")
             text: str = page.inner_text("main")
             page.goto("/mining")
