@@ -14,9 +14,9 @@ emulated hours end at the wall clock's present (the dashboard's charts show them
 
 Where the parts being built elsewhere plug in: :func:`mining_targets` (the coordinator's Stratum
 proxy), :func:`_sample_job` (``heatgrid jobs submit DIR`` with an example job), and
-:func:`_agent_config` (a CPU or GPU heater, ``[[devices]] type = "cpu"``, once agents run leased
-tasks: the sample job asks for one, so until then its tasks stay queued; the emulated room then
-needs that heater's power too, e.g. through an emulated plug meter).
+:func:`_agent_config` (a CPU or GPU heater, ``[[devices]] type = "cpu"``, whose agent then runs the
+sample job's leased tasks: it asks for one, so until a home has one its tasks stay queued; the
+emulated room then needs that heater's power too, e.g. through an emulated plug meter).
 """
 
 from __future__ import annotations

@@ -150,8 +150,8 @@ def summary_renderable(data: dict[str, Any]) -> RenderableType:
         f"Mining: {data['shares_accepted']} shares accepted by the test pool "
         f"({data['shares_rejected']} rejected); the miners' emulated work "
         f"{data['work_th']:.0f} TH.",
-        f"Sample job tasks: {tasks}. (Heaters run job tasks once the agent's jobs runtime "
-        "lands; until then tasks wait in the queue.)",
+        f"Sample job tasks: {tasks}. (It asks for a CPU or GPU heater; the demo's heaters are "
+        "miners for now, so its tasks wait in the queue.)",
         f"Dashboard {data['dashboard_url']} answered HTTP {data['dashboard_status']}.",
         f"Stopped {len(data['processes'])} processes; "
         + (
