@@ -258,3 +258,19 @@ def test_a_large_fleet_is_shown_a_page_at_a_time(
     assert 'href="/?page=3" rel="next"' in pages[1]
     assert 'rel="next"' not in pages[2]
     assert re.findall(r">(heater \w)</a>", coordinator.client.get("/?page=x").text)[0] == "heater a"
+
+
+def test_the_mining_page_shows_an_owner_only_their_miners(
+    coordinator: Coordinator, fleet: Fleet
+) -> None:
+    assert coordinator.client.get("/mining").status_code == 303  # no session: the login page
+    assert _log_in(coordinator, fleet.keys["alice"]).status_code == 303
+    page = coordinator.client.get("/mining")
+    assert page.status_code == 200
+    assert "living room" in page.text
+    assert "kitchen" not in page.text  # bob's
+    assert "study" not in page.text  # alice's, but it ran tasks, not mining
+    assert re.search(r'id="mining-hashrate">[0-9.]+ TH/s<', page.text), page.text
+    _cookies(coordinator).clear()
+    assert _log_in(coordinator, fleet.keys["carol"]).status_code == 303
+    assert coordinator.client.get("/mining").headers["location"] == "/jobs"

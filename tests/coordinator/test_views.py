@@ -106,7 +106,7 @@ def test_job_pages_take_fixed_statements_whatever_their_size(coordinator: Coordi
             assert len(detail.tasks) == job.task_count
     assert [job.task_count for job in jobs] == [40, 1]  # newest first
     assert listed == 3
-    assert counts == [7, 7]
+    assert counts == [6, 6]
 
 
 def test_an_owner_sees_only_their_heaters_and_an_operator_sees_all(
@@ -213,3 +213,28 @@ def test_status_health_history_job_and_ledger_numbers(coordinator: Coordinator) 
         assert money["micro_eur"] == round(0.2 * 0.20 * 0.85 * 1e6)
         assert ledger.all_balances == ()  # only an operator sees every account
         assert views.ledger_view(session, operator, "platform").all_balances
+
+
+def test_the_mining_view_reads_each_heaters_hashrate_from_its_telemetry(
+    coordinator: Coordinator,
+) -> None:
+    fleet = populate(coordinator.client, coordinator.operator_key, coordinator.clock())
+    expected = heartbeat(coordinator.clock(), samples=288, max_power_w=1400.0)["telemetry"]
+    with _session(coordinator) as (session, statements):
+        operator = _principal(session, fleet.keys["operator"])
+        alice = _principal(session, fleet.keys["alice"])
+        before = len(statements)
+        everything = views.mining_view(session, operator, now_ts=coordinator.clock())
+        assert len(statements) - before == 1
+        alices = views.mining_view(session, alice, now_ts=coordinator.clock())
+    # The GPU heaters ran tasks: only the two ASICs mined.
+    assert [d.name for d in everything.devices] == ["kitchen", "living room"]
+    assert [d.name for d in alices.devices] == ["living room"]
+    living = alices.devices[0]
+    rates = [sample["hashrate_ths"] for sample in expected]
+    assert living.samples == 288
+    assert living.mining_share == 1.0
+    assert living.mean_hashrate_ths == pytest.approx(sum(rates) / len(rates), rel=1e-3)
+    assert living.work_ph == pytest.approx(living.mean_hashrate_ths * 288 * 300.0 / 1000.0)
+    assert [name for name, _, _ in everything.owners] == ["alice", "bob"]
+    assert everything.work_ph == pytest.approx(sum(d.work_ph for d in everything.devices))

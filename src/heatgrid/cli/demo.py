@@ -1,192 +1,159 @@
-"""``heatgrid demo``: the coordinator's enrollment flow, end to end, on embedded defaults.
+"""``heatgrid demo``: a live fleet of emulated homes heated by miners, on embedded defaults.
 
-It runs the real programs a user runs, in a temporary directory on loopback: migrates a SQLite
-database, creates an owner's API key and a one-time enrollment code with ``heatgrid admin``,
-starts ``heatgrid serve``, enrolls a heater over HTTP with the code, sends its first heartbeat,
-and reads the fleet back through the API and ``/metrics``. Every process it starts is stopped
-before it returns. Not yet here: agents heating emulated rooms with emulated miners on a
-shared accelerated clock (``--clock``); that fleet demo is being built.
+A coordinator on SQLite in a temporary directory, its own mosquitto, emulated homes whose
+miners mine into a Stratum test pool, one real agent per home enrolled with a one-time code, a
+sample job, all on an accelerated shared clock; a live view with the dashboard's URL and login
+key, a summary at the end, and every process it started stopped by its PID, Ctrl-C included
+(:mod:`heatgrid.cli._demo_fleet`). ``--walkthrough`` runs the enrollment flow step by step
+instead (:mod:`heatgrid.cli._demo_walkthrough`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from heatgrid.cli._tables import print_table
+from heatgrid.core.errors import InputError
 
 __all__ = ["register"]
 
-_console = Console()
-_STARTUP_TIMEOUT_S = 30.0
+_MAX_HOMES = 8
 
 
-def _heatgrid(*args: str, env: dict[str, str]) -> str:
-    command = [sys.executable, "-m", "heatgrid.cli.main", *args]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"heatgrid {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _serving(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    import httpx  # noqa: PLC0415 - keeps `heatgrid --help` fast
-
-    command = [sys.executable, "-m", "heatgrid.cli.main", "serve", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"heatgrid serve exited: {log_path.read_text()[-2000:]}")
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"heatgrid serve did not become ready at {url}")
-                time.sleep(0.2)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _metric(text: str, name: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
-
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                return float(sample.value)
-    raise RuntimeError(f"/metrics has no {name}")
-
-
-def _walkthrough(workdir: Path) -> dict[str, Any]:
-    import httpx  # noqa: PLC0415 - keeps `heatgrid --help` fast
-
-    from heatgrid.protocol.v1 import (  # noqa: PLC0415
-        EnrollRequest,
-        Hardware,
-        Heartbeat,
-        TelemetrySample,
-    )
-
-    env = {**os.environ, "HEATGRID_DATABASE_URL": f"sqlite:///{workdir / 'coordinator.sqlite3'}"}
-    _console.print("[bold]1.[/] heatgrid db upgrade — migrate the embedded SQLite database")
-    _heatgrid("db", "upgrade", env=env)
-    _console.print("[bold]2.[/] heatgrid admin create-key / enroll-code — an owner and a code")
-    key = json.loads(
-        _heatgrid("admin", "create-key", "--role", "owner", "--name", "alice", "--json", env=env)
-    )
-    code = json.loads(_heatgrid("admin", "enroll-code", "--owner", "alice", "--json", env=env))
-    _console.print("[bold]3.[/] heatgrid serve — the coordinator on a loopback port")
-    with _serving(env, workdir / "serve.log") as url, httpx.Client(base_url=url) as http:
-        now_ts = time.time()
-        enroll = EnrollRequest(
-            enrollment_code=code["enrollment_code"],
-            device_name="living-room heater",
-            device_kind="asic",
-            has_room=True,
-            hardware=Hardware(
-                model="Antminer S9", max_power_w=1400.0, min_power_w=600.0, hashrate_ths=14.0
-            ),
-        )
-        _console.print("[bold]4.[/] the heater enrolls with the one-time code")
-        enrolled = http.post("/v1/devices/enroll", json=enroll.model_dump(mode="json"))
-        if enrolled.status_code != 201:
-            raise RuntimeError(f"enrollment refused: {enrolled.status_code} {enrolled.text}")
-        device = enrolled.json()
-        beat = Heartbeat(
-            sent_ts=now_ts,
-            telemetry=[TelemetrySample(sample_ts=now_ts, power_w=0.0, workload="idle")],
-            heat_window=[],
-        )
-        _console.print("[bold]5.[/] its first heartbeat (idle: the room has not asked for heat)")
-        answer = http.post(
-            f"/v1/devices/{device['device_id']}/heartbeat",
-            json=beat.model_dump(mode="json"),
-            headers={"Authorization": f"Bearer {device['device_token']}"},
-        )
-        if answer.status_code != 200:
-            raise RuntimeError(f"heartbeat refused: {answer.status_code} {answer.text}")
-        reused = http.post("/v1/devices/enroll", json=enroll.model_dump(mode="json"))
-        owner = {"Authorization": f"Bearer {key['api_key']}"}
-        devices = http.get("/v1/devices", headers=owner).json()["items"]
-        metrics = http.get("/metrics").text
-    return {
-        "device_id": device["device_id"],
-        "code_reuse_status": reused.status_code,
-        "devices": devices,
-        "devices_online": _metric(metrics, "heatgrid_devices_online"),
-    }
+def _check(duration_s: float, homes: int, speed: float) -> None:
+    if not (math.isfinite(duration_s) and duration_s >= 10.0):
+        raise InputError(f"--duration must be at least 10 seconds, got {duration_s}")
+    if not 1 <= homes <= _MAX_HOMES:
+        raise InputError(f"--homes must be between 1 and {_MAX_HOMES}, got {homes}")
+    if not (math.isfinite(speed) and 1.0 <= speed <= 600.0):
+        raise InputError(f"--speed must be between 1 and 600, got {speed}")
 
 
 def demo(
-    keep: bool = typer.Option(False, "--keep", help="Keep the temporary directory."),
+    *,
+    duration: Annotated[
+        float, typer.Option("--duration", help="How long the fleet runs, wall time [s].")
+    ] = 120.0,
+    homes: Annotated[
+        int, typer.Option("--homes", "--heaters", help="Emulated homes, one agent each.")
+    ] = 3,
+    speed: Annotated[
+        float, typer.Option(help="Emulated seconds per real second of the shared clock.")
+    ] = 60.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON (the live view on stderr).")
+    ] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the temporary directory.")] = False,
+    walkthrough: Annotated[
+        bool,
+        typer.Option(
+            "--walkthrough", help="Walk through enrolling one heater instead, step by step."
+        ),
+    ] = False,
 ) -> None:
-    """Walk through the coordinator's enrollment flow on embedded defaults (SQLite, loopback)."""
-    import httpx  # noqa: PLC0415 - keeps `heatgrid --help` fast
+    """Run a live fleet of emulated homes heated by miners, then summarize (no setup needed)."""
+    if walkthrough:
+        from heatgrid.cli._demo_walkthrough import walkthrough as run_walkthrough  # noqa: PLC0415
 
-    workdir = Path(tempfile.mkdtemp(prefix="heatgrid-demo-"))
-    try:
-        result = _walkthrough(workdir)
-    except (RuntimeError, httpx.HTTPError) as error:
-        Console(stderr=True).print(f"[bold red]demo failed:[/] {error}", highlight=False)
-        raise typer.Exit(1) from error
-    finally:
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    rows = [
-        (
-            item["device_id"],
-            item["name"],
-            item["kind"],
-            f"{item['hardware']['max_power_w']:.0f}",
-            "yes" if item["online"] else "no",
+        run_walkthrough(keep=keep)
+        return
+    _check(duration, homes, speed)
+    from heatgrid.cli._demo_processes import mosquitto_binary  # noqa: PLC0415
+
+    if mosquitto_binary() is None:
+        Console(stderr=True).print(
+            "[bold yellow]The live fleet needs mosquitto[/] (the MQTT broker the emulated "
+            "rooms' temperature sensors publish on), and it is not installed: `apt install "
+            "mosquitto` (Debian, Ubuntu) or `brew install mosquitto`, then run `heatgrid demo` "
+            "again. Meanwhile, the coordinator's enrollment flow (heatgrid demo --walkthrough):"
         )
-        for item in result["devices"]
-    ]
-    print_table(
-        ("device", "name", "kind", "max_power_w", "online"),
-        rows,
-        ids={"device"},
-        title="Heaters on the coordinator, as their owner sees them",
-        console=_console,
-    )
-    _console.print(
-        f"Reusing the enrollment code was refused with HTTP {result['code_reuse_status']}; "
-        f"devices online per /metrics: {result['devices_online']:.0f}."
-        + (f" Files kept in {workdir}." if keep else "")
-    )
+        from heatgrid.cli._demo_walkthrough import walkthrough as run_walkthrough  # noqa: PLC0415
+
+        run_walkthrough(keep=keep)
+        return
+    _run_live(duration, homes, speed, as_json=as_json, keep=keep)
+
+
+def _run_live(duration_s: float, homes: int, speed: float, *, as_json: bool, keep: bool) -> None:
+    from rich.live import Live  # noqa: PLC0415
+
+    from heatgrid.cli._demo_fleet import FleetOptions, FleetRun, run_fleet  # noqa: PLC0415
+    from heatgrid.cli._demo_view import live_view, summary, summary_renderable  # noqa: PLC0415
+    from heatgrid.core.clock import ClockSpec  # noqa: PLC0415
+
+    console = Console(stderr=as_json)
+    workdir = Path(tempfile.mkdtemp(prefix="heatgrid-demo-"))
+    now_ts = time.time()
+    clock = ClockSpec(start_ts=now_ts - speed * duration_s, origin_ts=now_ts, speed=speed)
+    options = FleetOptions(duration_s=duration_s, homes=homes, speed=speed, workdir=workdir)
+    run = FleetRun(options, clock)
+    interrupted, error = False, None
+    shown: set[str] = set()
+    with Live(live_view(run), console=console, refresh_per_second=2, transient=False) as live:
+
+        def refresh() -> None:
+            if run.url is not None and run.login_key is not None and "url" not in shown:
+                shown.add("url")
+                live.console.print(
+                    f"Dashboard: [bold]{run.url}[/]  log in with the operator key "
+                    f"[bold]{run.login_key}[/]",
+                    soft_wrap=True,
+                )
+            if run.running_since_ts is not None and "running" not in shown:
+                shown.add("running")
+                live.console.print(
+                    f"Fleet running: {len(run.device_ids)} homes, each with its agent enrolled "
+                    f"({', '.join(run.device_ids)}); Ctrl-C stops everything.",
+                    soft_wrap=True,
+                )
+            live.update(live_view(run))
+
+        try:
+            asyncio.run(run_fleet(run, refresh))
+        except KeyboardInterrupt:
+            interrupted = True
+        except Exception as failure:  # said in one line below; every process still stops
+            error = failure
+        finally:
+            if run.children is not None:
+                run.children.kill_remaining()
+    console.print()
+    leftover = [pid for pid in ([] if run.children is None else run.children.pids()) if _alive(pid)]
+    data = summary(run, interrupted=interrupted, leftover_pids=leftover)
+    if keep:
+        console.print(f"Files kept in {workdir}.")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if error is not None:
+        Console(stderr=True).print(f"[bold red]demo failed:[/] {error}", highlight=False)
+    if as_json:
+        typer.echo(json.dumps(data))
+    else:
+        console.print(summary_renderable(data))
+    if error is not None:
+        raise typer.Exit(1)
+    if interrupted:
+        raise typer.Exit(130)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,21 +10,16 @@ import hashlib
 import json
 from collections.abc import Sequence
 
-from sqlalchemy import String, cast, func, literal, select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Executable
 
-from heatgrid.coordinator import artifacts, leases, ledger
-from heatgrid.coordinator.api.job_schemas import JobDetail, JobInfo, JobSubmission, TaskInfo
+from heatgrid.coordinator import artifacts, leases
+from heatgrid.coordinator.api.job_schemas import JobSubmission
 from heatgrid.coordinator.auth import AccountPrincipal, new_id
 from heatgrid.coordinator.db.models import (
     TASK_STATES,
-    Account,
-    Device,
     Job,
-    LedgerEntry,
-    LedgerTransaction,
     Task,
     TaskAttempt,
 )
@@ -41,16 +36,11 @@ from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
 
 __all__ = [
     "JOB_CURSOR_KINDS",
-    "TASK_CURSOR_KINDS",
     "cancel_job",
     "get_job",
-    "job_detail",
-    "job_info",
-    "job_infos",
     "list_jobs",
     "queue_status",
     "submit_job",
-    "task_page",
 ]
 
 
@@ -263,140 +253,6 @@ def cancel_job(
     job.ended_ts = now_ts
     session.commit()
     return job
-
-
-def _sums_by_job(session: Session, query: Executable) -> dict[str, float]:
-    return {str(job_id): float(total or 0) for job_id, total in session.execute(query)}
-
-
-def job_infos(session: Session, jobs: Sequence[Job]) -> list[JobInfo]:
-    """Return the summary views of ``jobs``, in their order, with five queries in all.
-
-    Task counts, energy, cost and heat reuse come from one grouped query each over the given
-    jobs, and the submitters' names from one more: a page costs the same whatever its size.
-    """
-    if not jobs:
-        return []
-    job_ids = [job.id for job in jobs]
-    counts: dict[str, dict[str, int]] = {job_id: {} for job_id in job_ids}
-    for job_id, state, count in session.execute(
-        select(Task.job_id, Task.state, func.count())
-        .where(Task.job_id.in_(job_ids))
-        .group_by(Task.job_id, Task.state)
-    ):
-        counts[job_id][str(state)] = int(count)
-    job_account = LedgerEntry.account
-    energy_j = {
-        account.removeprefix("job:"): float(total or 0)
-        for account, total in session.execute(
-            select(job_account, func.sum(LedgerEntry.amount))
-            .where(
-                job_account.in_([f"job:{job_id}" for job_id in job_ids]), LedgerEntry.unit == "j"
-            )
-            .group_by(job_account)
-        )
-    }
-    charged = _sums_by_job(
-        session,
-        select(LedgerTransaction.job_id, func.sum(LedgerEntry.amount))
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .join(Job, Job.id == LedgerTransaction.job_id)
-        .where(
-            LedgerTransaction.job_id.in_(job_ids),
-            LedgerEntry.account == literal("submitter:") + cast(Job.submitter_id, String),
-            LedgerEntry.unit == "micro_eur",
-        )
-        .group_by(LedgerTransaction.job_id),
-    )
-    given = _sums_by_job(
-        session,
-        select(LedgerTransaction.job_id, func.sum(LedgerEntry.amount))
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .join(Device, Device.id == LedgerTransaction.device_id)  # by key: no scan of devices
-        .where(
-            LedgerTransaction.job_id.in_(job_ids),
-            LedgerEntry.account == literal("device:") + LedgerTransaction.device_id,
-            LedgerEntry.unit == "j",
-            Device.has_room.is_(True),
-        )
-        .group_by(LedgerTransaction.job_id),
-    )
-    names = {
-        int(row.id): str(row.name)
-        for row in session.execute(
-            select(Account.id, Account.name).where(
-                Account.id.in_({job.submitter_id for job in jobs})
-            )
-        )
-    }
-    return [
-        JobInfo(
-            job_id=job.id,
-            name=job.name,
-            submitter_name=names[job.submitter_id],
-            state=job.state,
-            priority=job.priority,
-            device_kinds=list(job.device_kinds),
-            min_vram_gb=job.min_vram_gb,
-            max_attempts=job.max_attempts,
-            price_eur_per_kwh=job.price_eur_per_kwh,
-            task_count=job.task_count,
-            tasks_by_state=counts[job.id],
-            energy_j=energy_j.get(job.id, 0.0),
-            heat_reused_energy_j=-given.get(job.id, 0.0),
-            cost_eur=-charged.get(job.id, 0.0) / ledger.MICRO_EUR_PER_EUR,
-            created_ts=job.created_ts,
-            ended_ts=job.ended_ts,
-            artifact_sha256=job.artifact_sha256,
-            input_urls=dict(job.input_urls or {}),
-        )
-        for job in jobs
-    ]
-
-
-def job_info(session: Session, job: Job) -> JobInfo:
-    """Return the summary view of a job."""
-    return job_infos(session, [job])[0]
-
-
-def _task_info(task: Task) -> TaskInfo:
-    return TaskInfo(
-        task_id=task.id,
-        task_index=task.task_index,
-        state=task.state,
-        attempt=task.attempt,
-        energy_j=task.energy_j,
-        progress_energy_j=task.progress_energy_j,
-        checkpoint_seq=task.checkpoint_seq,
-        lease_device_id=task.lease_device_id,
-        lease_expires_ts=task.lease_expires_ts,
-        result=task.result,
-        last_error=task.last_error,
-    )
-
-
-def job_detail(session: Session, job: Job) -> JobDetail:
-    """Return a job with each of its tasks."""
-    return JobDetail(
-        **job_info(session, job).model_dump(),
-        tasks=[_task_info(task) for task in leases.tasks_of(session, job.id)],
-    )
-
-
-TASK_CURSOR_KINDS = (int,)
-"""Types of the sort key (task_index) in a cursor of :func:`task_page`."""
-
-
-def task_page(session: Session, job: Job, page: PageRequest) -> tuple[list[TaskInfo], str | None]:
-    """Return a page of a job's tasks in index order, and the next page's cursor (or None)."""
-    query = select(Task).where(Task.job_id == job.id).order_by(Task.task_index)
-    if page.after is not None:
-        query = query.where(Task.task_index > page.after[0])
-    found = session.scalars(query.limit(page.limit + 1)).all()
-    tasks = [_task_info(task) for task in found[: page.limit]]
-    if len(found) <= page.limit:
-        return tasks, None
-    return tasks, encode_cursor((tasks[-1].task_index,))
 
 
 def queue_status(session: Session) -> tuple[dict[str, int], int]:

@@ -14,10 +14,12 @@ the ledger, whatever posted them.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, true
+from sqlalchemy.orm import Session, aliased
 
 from heatgrid.coordinator.auth import AccountPrincipal
 from heatgrid.coordinator.db.models import (
@@ -51,13 +53,18 @@ __all__ = [
     "JobSummary",
     "LedgerLine",
     "LedgerView",
+    "MiningDevice",
+    "MiningView",
     "TaskView",
     "device_history",
     "fleet_view",
     "job_detail_view",
+    "job_summaries",
     "jobs_view",
     "ledger_account_for",
     "ledger_view",
+    "mining_view",
+    "task_views",
 ]
 
 COMFORT_TOLERANCE_K = 1.0
@@ -185,15 +192,27 @@ class DeviceHistory:
 
 @dataclass(frozen=True, slots=True)
 class JobSummary:
-    """A job at a glance.
+    """A job at a glance: what the dashboard's job list and the API's ``JobInfo`` show.
 
     Attributes
     ----------
+    min_vram_gb : float
+        As submitted [GB].
+    price_eur_per_kwh : float
+        Price per kWh burned, fixed at submission [EUR/kWh].
     progress_fraction : float
         Energy of work saved (completed tasks in full, others to their last checkpoint)
         over the energy of all tasks [-].
-    energy_kwh : float
-        Energy settled for the job so far [kWh].
+    energy_j : float
+        Energy settled for the job so far [J].
+    heat_reused_energy_j : float
+        Of ``energy_j``, what heaters burned while warming a room [J].
+    cost_eur : float
+        What the submitter was charged so far [EUR].
+    artifact_sha256 : str or None
+        The packed job its tasks run (None: tasks need only their input).
+    input_urls : dict
+        Named inputs its tasks read.
     """
 
     job_id: str
@@ -203,12 +222,24 @@ class JobSummary:
     state: str
     priority: int
     device_kinds: tuple[str, ...]
+    min_vram_gb: float
+    max_attempts: int
+    price_eur_per_kwh: float
     task_count: int
     tasks_by_state: dict[str, int]
     progress_fraction: float
-    energy_kwh: float
+    energy_j: float
+    heat_reused_energy_j: float
+    cost_eur: float
     created_ts: float
     ended_ts: float | None
+    artifact_sha256: str | None
+    input_urls: dict[str, str]
+
+    @property
+    def energy_kwh(self) -> float:
+        """Energy settled for the job so far [kWh]."""
+        return self.energy_j / _J_PER_KWH
 
     @property
     def tasks_done(self) -> int:
@@ -230,6 +261,7 @@ class TaskView:
     lease_device_id: str | None
     lease_device_name: str | None
     lease_expires_ts: float | None
+    result: dict[str, Any] | None
     last_error: str | None
 
     @property
@@ -257,22 +289,22 @@ class CheckpointView:
 
 @dataclass(frozen=True, slots=True)
 class JobDetailView:
-    """A job with its tasks, attempts (which heaters), checkpoints and settled money.
-
-    Attributes
-    ----------
-    cost_eur : float
-        What the submitter was charged so far [EUR].
-    heat_reused_kwh : float
-        Settled energy burned on heaters that warm a room [kWh].
-    """
+    """A job with its tasks, attempts (which heaters), checkpoints and settled money."""
 
     summary: JobSummary
     tasks: tuple[TaskView, ...]
     attempts: tuple[AttemptView, ...]
     checkpoints: tuple[CheckpointView, ...]
-    cost_eur: float
-    heat_reused_kwh: float
+
+    @property
+    def cost_eur(self) -> float:
+        """What the submitter was charged so far [EUR]."""
+        return self.summary.cost_eur
+
+    @property
+    def heat_reused_kwh(self) -> float:
+        """Settled energy burned on heaters that warm a room [kWh]."""
+        return self.summary.heat_reused_energy_j / _J_PER_KWH
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +355,63 @@ class LedgerView:
     lines: tuple[LedgerLine, ...]
     all_balances: tuple[AccountBalance, ...]
     account_names: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class MiningDevice:
+    """What one heater mined over the view's window, from its heartbeat telemetry.
+
+    Attributes
+    ----------
+    hashrate_ths : float or None
+        Hash rate in its latest sample [TH/s] (None: not mining then).
+    mean_hashrate_ths : float
+        Mean hash rate over the samples taken while mining [TH/s].
+    mining_share : float
+        Share of its samples in the window taken while mining [-].
+    work_ph : float
+        Work estimated from the samples: mean hash rate × time spent mining [PH].
+    """
+
+    device_id: str
+    name: str
+    owner_name: str
+    hashrate_ths: float | None
+    mean_hashrate_ths: float
+    mining_share: float
+    work_ph: float
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class MiningView:
+    """The heaters that mined since ``since_ts``, by name, and totals per owner.
+
+    Accepted shares and their earnings come with the coordinator's Stratum proxy; until then
+    this is what the heaters report in their telemetry.
+    """
+
+    since_ts: float
+    devices: tuple[MiningDevice, ...]
+
+    @property
+    def hashrate_ths(self) -> float:
+        """Hash rate of the heaters now, from their latest samples [TH/s]."""
+        return sum(device.hashrate_ths or 0.0 for device in self.devices)
+
+    @property
+    def work_ph(self) -> float:
+        """Work estimated over the window, all heaters together [PH]."""
+        return sum(device.work_ph for device in self.devices)
+
+    @property
+    def owners(self) -> tuple[tuple[str, float, float], ...]:
+        """``(owner_name, hashrate_ths now, work_ph)`` per owner, by name."""
+        totals: dict[str, tuple[float, float]] = {}
+        for device in self.devices:
+            rate, work = totals.get(device.owner_name, (0.0, 0.0))
+            totals[device.owner_name] = (rate + (device.hashrate_ths or 0.0), work + device.work_ph)
+        return tuple((name, *totals[name]) for name in sorted(totals))
 
 
 # --------------------------------------------------------------------------- fleet
@@ -640,6 +729,69 @@ def device_history(
     )
 
 
+def mining_view(
+    session: Session, actor: AccountPrincipal, *, now_ts: float, window_s: float = 86_400.0
+) -> MiningView:
+    """Return what the heaters ``actor`` may see mined over the last ``window_s``; one statement.
+
+    Parameters
+    ----------
+    now_ts : float
+        The coordinator's clock [POSIX s, UTC].
+    window_s : float
+        How far back the samples are read [s].
+    """
+    since_ts = now_ts - window_s
+    sample = TelemetrySampleRow
+    is_mining = sample.workload == "mining"
+    latest = aliased(TelemetrySampleRow)
+    latest_hashrate = (
+        select(latest.hashrate_ths)
+        .where(latest.device_id == Device.id)
+        .order_by(latest.sample_ts.desc())
+        .limit(1)
+        .correlate(Device)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(
+            Device.id,
+            Device.name,
+            Account.name,
+            func.count(),
+            func.sum(case((is_mining, 1), else_=0)),
+            func.avg(case((is_mining, sample.hashrate_ths))),
+            func.min(sample.sample_ts),
+            func.max(sample.sample_ts),
+            latest_hashrate,
+        )
+        .join(Device, Device.id == sample.device_id)
+        .join(Account, Account.id == Device.owner_id)
+        .where(_visible_devices(actor), sample.sample_ts >= since_ts, sample.sample_ts <= now_ts)
+        .group_by(Device.id, Device.name, Account.name)
+        .having(func.sum(case((is_mining, 1), else_=0)) > 0)
+        .order_by(Device.name, Device.id)
+    ).all()
+    devices = []
+    for device_id, name, owner, count, mining, mean_ths, first_ts, last_ts, now_ths in rows:
+        covered_s = (last_ts - first_ts) * count / (count - 1) if count > 1 else 0.0
+        share = int(mining) / int(count)
+        mean = float(mean_ths or 0.0)
+        devices.append(
+            MiningDevice(
+                device_id=str(device_id),
+                name=str(name),
+                owner_name=str(owner),
+                hashrate_ths=None if now_ths is None else float(now_ths),
+                mean_hashrate_ths=mean,
+                mining_share=share,
+                work_ph=mean * share * covered_s / 1000.0,
+                samples=int(count),
+            )
+        )
+    return MiningView(since_ts=since_ts, devices=tuple(devices))
+
+
 # --------------------------------------------------------------------------- jobs
 
 
@@ -649,13 +801,52 @@ def _visible_jobs(actor: AccountPrincipal) -> ColumnElement[bool]:
     return Job.submitter_id == actor.account_id
 
 
+def _money(session: Session, rows: list[tuple[Job, str]]) -> dict[str, tuple[int, int, int]]:
+    """One statement for any number of jobs: (settled J, charged micro-EUR, J that heated rooms).
+
+    Every posting of a task attempt's settlement carries its job and device
+    (``leases``): the job's account gets the energy, the submitter's pays, the device's gave it.
+    """
+    submitters = {job.id: f"submitter:{job.submitter_id}" for job, _ in rows}
+    totals: dict[str, list[int]] = {job_id: [0, 0, 0] for job_id in submitters}
+    found = session.execute(
+        select(
+            LedgerTransaction.job_id,
+            LedgerEntry.account,
+            LedgerEntry.unit,
+            Device.has_room,
+            func.sum(LedgerEntry.amount),
+        )
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .outerjoin(Device, Device.id == LedgerTransaction.device_id)
+        .where(
+            LedgerTransaction.job_id.in_(list(submitters)),
+            or_(
+                and_(LedgerEntry.account.startswith("job:"), LedgerEntry.unit == "j"),
+                and_(LedgerEntry.account.startswith("submitter:"), LedgerEntry.unit == "micro_eur"),
+                and_(LedgerEntry.account.startswith("device:"), LedgerEntry.unit == "j"),
+            ),
+        )
+        .group_by(LedgerTransaction.job_id, LedgerEntry.account, LedgerEntry.unit, Device.has_room)
+    )
+    for job_id, account, unit, has_room, total in found:
+        sums = totals[str(job_id)]
+        if account == f"job:{job_id}" and unit == "j":
+            sums[0] += int(total)
+        elif account == submitters[str(job_id)] and unit == "micro_eur":
+            sums[1] -= int(total)
+        elif str(account).startswith("device:") and unit == "j" and has_room:
+            sums[2] -= int(total)
+    return {job_id: (a, b, c) for job_id, (a, b, c) in totals.items()}
+
+
 def _job_summaries(session: Session, rows: list[tuple[Job, str]]) -> list[JobSummary]:
-    """Two statements for any number of jobs: task counts and progress, settled energy."""
+    """Two statements for any number of jobs: task counts and progress, settled money."""
     ids = [job.id for job, _ in rows]
     counts: dict[str, dict[str, int]] = defaultdict(dict)
     energy_j: dict[str, float] = defaultdict(float)
     saved_j: dict[str, float] = defaultdict(float)
-    settled_j: dict[str, int] = defaultdict(int)
+    money: dict[str, tuple[int, int, int]] = {}
     if ids:
         saved = case(
             (Task.state == TaskState.COMPLETED.value, Task.energy_j),
@@ -671,13 +862,7 @@ def _job_summaries(session: Session, rows: list[tuple[Job, str]]) -> list[JobSum
             counts[job_id][str(state)] = int(count)
             energy_j[job_id] += float(total_j or 0.0)
             saved_j[job_id] += float(saved_total_j or 0.0)
-        accounts = [f"job:{job_id}" for job_id in ids]
-        for account, total in session.execute(
-            select(LedgerEntry.account, func.sum(LedgerEntry.amount))
-            .where(LedgerEntry.account.in_(accounts), LedgerEntry.unit == "j")
-            .group_by(LedgerEntry.account)
-        ):
-            settled_j[str(account).removeprefix("job:")] = int(total)
+        money = _money(session, rows)
     return [
         JobSummary(
             job_id=job.id,
@@ -687,15 +872,74 @@ def _job_summaries(session: Session, rows: list[tuple[Job, str]]) -> list[JobSum
             state=job.state,
             priority=job.priority,
             device_kinds=tuple(job.device_kinds),
+            min_vram_gb=job.min_vram_gb,
+            max_attempts=job.max_attempts,
+            price_eur_per_kwh=job.price_eur_per_kwh,
             task_count=job.task_count,
             tasks_by_state=dict(counts[job.id]),
             progress_fraction=saved_j[job.id] / energy_j[job.id] if energy_j[job.id] > 0 else 0.0,
-            energy_kwh=settled_j[job.id] / _J_PER_KWH,
+            energy_j=float(money[job.id][0]),
+            heat_reused_energy_j=float(money[job.id][2]),
+            cost_eur=money[job.id][1] / MICRO_EUR_PER_EUR,
             created_ts=job.created_ts,
             ended_ts=job.ended_ts,
+            artifact_sha256=job.artifact_sha256,
+            input_urls=dict(job.input_urls or {}),
         )
         for job, submitter_name in rows
     ]
+
+
+def job_summaries(session: Session, jobs: Sequence[Job]) -> list[JobSummary]:
+    """Return the summaries of ``jobs`` (already chosen and checked), in order; three statements."""
+    if not jobs:
+        return []
+    chosen = select(Account.id, Account.name).where(
+        Account.id.in_({job.submitter_id for job in jobs})
+    )
+    names = {int(account_id): str(name) for account_id, name in session.execute(chosen)}
+    return _job_summaries(session, [(job, names[job.submitter_id]) for job in jobs])
+
+
+def _tasks_query(job_id: str) -> Select[Task, str]:
+    return (
+        select(Task, Device.name)
+        .outerjoin(Device, Device.id == Task.lease_device_id)
+        .where(Task.job_id == job_id)
+        .order_by(Task.task_index)
+    )
+
+
+def _task_view(task: Task, device_name: str | None) -> TaskView:
+    return TaskView(
+        task_id=task.id,
+        task_index=task.task_index,
+        state=task.state,
+        attempt=task.attempt,
+        energy_j=task.energy_j,
+        progress_energy_j=task.progress_energy_j,
+        checkpoint_seq=task.checkpoint_seq,
+        lease_device_id=task.lease_device_id,
+        lease_device_name=device_name,
+        lease_expires_ts=task.lease_expires_ts,
+        result=task.result,
+        last_error=task.last_error,
+    )
+
+
+def task_views(
+    session: Session, job_id: str, *, after_index: int | None = None, limit: int | None = None
+) -> list[TaskView]:
+    """Return a job's tasks in index order, after ``after_index``, at most ``limit``.
+
+    One statement; each task with the name of the heater holding its lease.
+    """
+    query = _tasks_query(job_id)
+    if after_index is not None:
+        query = query.where(Task.task_index > after_index)
+    if limit is not None:
+        query = query.limit(limit)
+    return [_task_view(task, device_name) for task, device_name in session.execute(query)]
 
 
 def jobs_view(
@@ -716,7 +960,7 @@ def jobs_view(
 def job_detail_view(
     session: Session, actor: AccountPrincipal, job_id: str, *, max_attempts: int = 500
 ) -> JobDetailView:
-    """Return one job with its tasks, attempts, checkpoints and money; seven statements.
+    """Return one job with its tasks, attempts, checkpoints and money; six statements.
 
     Raises
     ------
@@ -732,12 +976,7 @@ def job_detail_view(
         raise NotFoundError(f"job_id: no job {job_id!r} among those you may see")
     job, submitter_name = row
     summary = _job_summaries(session, [(job, submitter_name)])[0]
-    tasks = session.execute(
-        select(Task, Device.name)
-        .outerjoin(Device, Device.id == Task.lease_device_id)
-        .where(Task.job_id == job_id)
-        .order_by(Task.task_index)
-    ).all()
+    tasks = session.execute(_tasks_query(job_id)).all()
     attempts = _attempts(session, Task.job_id == job_id, max_attempts)
     checkpoints = session.execute(
         select(Checkpoint, Task.task_index, Device.name)
@@ -746,42 +985,9 @@ def job_detail_view(
         .where(Task.job_id == job_id)
         .order_by(Task.task_index, Checkpoint.seq)
     ).all()
-    money = session.execute(
-        select(LedgerEntry.account, LedgerEntry.unit, Device.has_room, func.sum(LedgerEntry.amount))
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .outerjoin(Device, Device.id == LedgerTransaction.device_id)
-        .where(
-            LedgerTransaction.job_id == job_id,
-            or_(
-                and_(
-                    LedgerEntry.account == f"submitter:{job.submitter_id}",
-                    LedgerEntry.unit == "micro_eur",
-                ),
-                and_(LedgerEntry.account.startswith("device:"), LedgerEntry.unit == "j"),
-            ),
-        )
-        .group_by(LedgerEntry.account, LedgerEntry.unit, Device.has_room)
-    ).all()
-    charged = sum(int(total) for _, unit, _, total in money if unit == "micro_eur")
-    reused_j = sum(int(total) for _, unit, has_room, total in money if unit == "j" and has_room)
     return JobDetailView(
         summary=summary,
-        tasks=tuple(
-            TaskView(
-                task_id=task.id,
-                task_index=task.task_index,
-                state=task.state,
-                attempt=task.attempt,
-                energy_j=task.energy_j,
-                progress_energy_j=task.progress_energy_j,
-                checkpoint_seq=task.checkpoint_seq,
-                lease_device_id=task.lease_device_id,
-                lease_device_name=device_name,
-                lease_expires_ts=task.lease_expires_ts,
-                last_error=task.last_error,
-            )
-            for task, device_name in tasks
-        ),
+        tasks=tuple(_task_view(task, device_name) for task, device_name in tasks),
         attempts=tuple(attempts),
         checkpoints=tuple(
             CheckpointView(
@@ -797,8 +1003,6 @@ def job_detail_view(
             )
             for checkpoint, task_index, device_name in checkpoints
         ),
-        cost_eur=-charged / MICRO_EUR_PER_EUR,
-        heat_reused_kwh=-reused_j / _J_PER_KWH,
     )
 
 

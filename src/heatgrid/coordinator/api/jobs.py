@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 
-from heatgrid.coordinator import job_report, jobs, ledger
+from heatgrid.coordinator import job_report, jobs, ledger, views
 from heatgrid.coordinator.api.deps import (
     Cursor,
     Limit,
@@ -21,12 +21,13 @@ from heatgrid.coordinator.api.job_schemas import (
     JobPage,
     JobReport,
     JobSubmission,
+    TaskInfo,
     TaskPage,
 )
 from heatgrid.coordinator.api.schemas import Balance, BalancePage
 from heatgrid.coordinator.auth import AccountPrincipal
-from heatgrid.coordinator.db.models import IDEMPOTENCY_KEY_LENGTH
-from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest
+from heatgrid.coordinator.db.models import IDEMPOTENCY_KEY_LENGTH, Job
+from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest, encode_cursor
 from heatgrid.core.job_report import DATA_CENTRE_PUE
 
 __all__ = ["router"]
@@ -36,6 +37,20 @@ router = APIRouter(tags=["jobs"])
 _Reader = Annotated[AccountPrincipal, Depends(require_scope("jobs:read"))]
 _Writer = Annotated[AccountPrincipal, Depends(require_scope("jobs:write"))]
 _LedgerReader = Annotated[AccountPrincipal, Depends(require_scope("ledger:read"))]
+_TASK_CURSOR_KINDS = (int,)
+"""Types of the sort key (task_index) in a cursor of the task list."""
+
+
+def _job_infos(session: SessionDep, found: list[Job]) -> list[JobInfo]:
+    """Return the wire form of the read models (:func:`views.job_summaries`), field by field."""
+    return [
+        JobInfo.model_validate(summary, from_attributes=True, strict=False)
+        for summary in views.job_summaries(session, found)
+    ]
+
+
+def _task_info(task: views.TaskView) -> TaskInfo:
+    return TaskInfo.model_validate(task, from_attributes=True, strict=False)
 
 
 _IdempotencyKey = Annotated[
@@ -76,7 +91,7 @@ def submit_job(
     if not created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
-    return jobs.job_info(session, job)
+    return _job_infos(session, [job])[0]
 
 
 @router.get("/v1/jobs")
@@ -90,13 +105,15 @@ def list_jobs(
     """List the caller's jobs (an operator: every job), newest first, a page at a time."""
     page = PageRequest.from_query(limit, cursor, jobs.JOB_CURSOR_KINDS)
     found, next_cursor = jobs.list_jobs(session, actor, page)
-    return JobPage(items=jobs.job_infos(session, found), next_cursor=next_cursor)
+    return JobPage(items=_job_infos(session, list(found)), next_cursor=next_cursor)
 
 
 @router.get("/v1/jobs/{job_id}")
 def show_job(job_id: str, actor: _Reader, session: SessionDep) -> JobDetail:
     """Show one of the caller's jobs with its tasks and results."""
-    return jobs.job_detail(session, jobs.get_job(session, job_id, actor))
+    job = jobs.get_job(session, job_id, actor)
+    tasks = [_task_info(task) for task in views.task_views(session, job.id)]
+    return JobDetail(**_job_infos(session, [job])[0].model_dump(), tasks=tasks)
 
 
 @router.get("/v1/jobs/{job_id}/report")
@@ -127,9 +144,15 @@ def list_tasks(
     cursor: Cursor = None,
 ) -> TaskPage:
     """List one of the caller's jobs' tasks with their results, in index order, a page at a time."""
-    page = PageRequest.from_query(limit, cursor, jobs.TASK_CURSOR_KINDS)
-    found, next_cursor = jobs.task_page(session, jobs.get_job(session, job_id, actor), page)
-    return TaskPage(items=found, next_cursor=next_cursor)
+    page = PageRequest.from_query(limit, cursor, _TASK_CURSOR_KINDS)
+    job = jobs.get_job(session, job_id, actor)
+    after = None if page.after is None else int(page.after[0])
+    found = views.task_views(session, job.id, after_index=after, limit=page.limit + 1)
+    tasks = [_task_info(task) for task in found[: page.limit]]
+    more = len(found) > page.limit
+    return TaskPage(
+        items=tasks, next_cursor=encode_cursor((tasks[-1].task_index,)) if more else None
+    )
 
 
 @router.post("/v1/jobs/{job_id}/cancel")
@@ -138,7 +161,7 @@ def cancel_job(
 ) -> JobInfo:
     """Cancel one of the caller's running jobs; running tasks are stopped and settled."""
     job = jobs.cancel_job(session, job_id, actor, now_ts=now_ts, settings=settings)
-    return jobs.job_info(session, job)
+    return _job_infos(session, [job])[0]
 
 
 @router.get("/v1/ledger/balances")

@@ -384,6 +384,20 @@ def job_page(request: Request, job_id: str) -> Response:
     return _page(request, "job.html", title=job.summary.name, job=job)
 
 
+@router.get("/mining")
+def mining_page(request: Request) -> Response:
+    """Show what the viewer's heaters mined over the last day (an operator: every heater)."""
+    viewer = _viewer(request)
+    if viewer is None:
+        return _to_login(request)
+    if not viewer.is_operator and viewer.role != "owner":
+        return RedirectResponse("/jobs", status_code=303)
+    mining = _with_session(
+        request, lambda session: views.mining_view(session, viewer, now_ts=_now_ts(request))
+    )
+    return _page(request, "mining.html", title="Mining", mining=mining)
+
+
 @router.get("/ledger")
 def ledger_page(request: Request) -> Response:
     """Show the viewer's ledger account (an operator may open any account)."""
