@@ -18,10 +18,10 @@ from heatgrid.coordinator.api.deps import (
     NowTs,
     SessionDep,
     SettingsDep,
-    require_device,
-    require_scope,
+    require_device_or_scope,
 )
 from heatgrid.coordinator.db.models import Device
+from heatgrid.coordinator.errors import ForbiddenError
 from heatgrid.coordinator.settings import Settings
 from heatgrid.protocol import v1
 
@@ -29,19 +29,19 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/devices", tags=["mining"])
 
-_DEVICE_TOKEN_PREFIX = "hgd_"
-
 
 def _authorized_device(scope: str) -> Callable[[str, Request, Session, str], Device]:
     """Return a dependency admitting the device's own token, or its owner's or an operator's key."""
-    account_dependency = require_scope(scope)
+    either = require_device_or_scope(scope)
 
     def dependency(
         device_id: str, request: Request, session: SessionDep, token: BearerToken
     ) -> Device:
-        if token.startswith(_DEVICE_TOKEN_PREFIX):
-            return require_device(device_id, request, session, token)
-        actor = account_dependency(request, session, token)
+        actor = either(request, session, token)
+        if isinstance(actor, Device):
+            if actor.id != device_id:
+                raise ForbiddenError("Authorization: this device token belongs to another device")
+            return actor
         return devices.get_device(session, device_id, actor)
 
     return dependency
