@@ -1,12 +1,14 @@
-"""``heatgrid mining``: mining accounting and payouts (reads the database).
+"""``heatgrid mining``: mining credentials, accounting and payouts (reads the database).
 
-The accounting and payout commands are defined in :mod:`heatgrid.cli._mining_payouts`.
+The credentials command is defined in :mod:`heatgrid.cli._mining_credentials`, the accounting
+and payout commands in :mod:`heatgrid.cli._mining_payouts`.
 """
 
 from __future__ import annotations
 
 import typer
 
+from heatgrid.cli._mining_credentials import add_credentials_commands
 from heatgrid.cli._mining_payouts import add_payout_commands
 
 __all__ = ["register"]
@@ -16,6 +18,7 @@ _mining = typer.Typer(
     no_args_is_help=True,
 )
 
+add_credentials_commands(_mining)
 add_payout_commands(_mining)
 
 

@@ -6,12 +6,16 @@ import dataclasses
 import json
 import logging
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from heatgrid.cli._database import DatabaseUrl, DataDir, resolve_database_url
+from heatgrid.cli.stratum import POOL_PASSWORD_ENV
 from heatgrid.coordinator.settings import Settings
 from heatgrid.core.errors import InputError
 
@@ -143,12 +147,52 @@ def serve(
         ),
     ] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    stratum_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            envvar="HEATGRID_STRATUM_PORT",
+            help="Also run the Stratum proxy for miners on this port, as a child process "
+            "(off by default; needs --pool-url and --pool-user).",
+            show_default=False,
+        ),
+    ] = None,
+    pool_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HEATGRID_POOL_URL",
+            help="The proxy's upstream pool: stratum+tcp://HOST:PORT.",
+            show_default=False,
+        ),
+    ] = None,
+    pool_user: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HEATGRID_POOL_USER", help="The operator's pool account.", show_default=False
+        ),
+    ] = None,
+    pool_password: Annotated[
+        str,
+        typer.Option(
+            envvar="HEATGRID_POOL_PASSWORD",
+            help="The pool account's password.",
+            show_default=False,
+        ),
+    ] = "x",
+    stratum_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HEATGRID_STRATUM_URL",
+            help="Where miners reach the proxy, told with their credentials "
+            "(default: stratum+tcp://HOST:STRATUM_PORT).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the coordinator; it refuses a database whose schema is not this heatgrid's."""
-    import uvicorn  # noqa: PLC0415 - keeps `heatgrid --help` fast
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - keeps `heatgrid --help` fast
 
-    from heatgrid.coordinator.app import SETTINGS_ENV, create_app  # noqa: PLC0415
     from heatgrid.coordinator.db import (  # noqa: PLC0415
         check_schema,
         make_engine,
@@ -165,6 +209,11 @@ def serve(
         raise InputError(
             "--workers: SQLite serves one process; use PostgreSQL (--database-url) for more"
         )
+    if stratum_port is not None and (not pool_url or not pool_user):
+        raise InputError("--stratum-port: the proxy needs --pool-url and --pool-user")
+    if stratum_port is not None and stratum_url is None:
+        public_host = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
+        stratum_url = f"stratum+tcp://{public_host}:{stratum_port}"
     if checkpoint_url is None and data_dir is not None:
         checkpoint_url = str(Path(data_dir) / "checkpoints")
     engine = make_engine(url)
@@ -205,7 +254,81 @@ def serve(
         hardware_challenges=hardware_challenges,
         bitcoin_network=bitcoin_network,
         credential_cache_s=credential_cache_s,
+        stratum_url=stratum_url,
     )
+    proxy = None
+    if stratum_port is not None:
+        assert pool_url is not None
+        assert pool_user is not None
+        proxy = _start_proxy(
+            database_url=url,
+            host=host,
+            port=stratum_port,
+            pool_url=pool_url,
+            pool_user=pool_user,
+            pool_password=pool_password,
+            log_level=log_level,
+        )
+    try:
+        _run(
+            settings=settings,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=forwarded_allow_ips,
+        )
+    finally:
+        if proxy is not None:
+            _stop_proxy(proxy)
+
+
+def _start_proxy(
+    *,
+    database_url: str,
+    host: str,
+    port: int,
+    pool_url: str,
+    pool_user: str,
+    pool_password: str,
+    log_level: str,
+) -> subprocess.Popen[bytes]:
+    """Start ``heatgrid stratum`` as a child (the pool password goes in its environment)."""
+    command = [
+        sys.executable, "-m", "heatgrid.cli.main", "stratum",
+        "--listen", f"{host}:{port}", "--database-url", database_url,
+        "--pool-url", pool_url, "--pool-user", pool_user, "--log-level", log_level,
+    ]  # fmt: skip
+    environment = {**os.environ, POOL_PASSWORD_ENV: pool_password}
+    return subprocess.Popen(command, env=environment)
+
+
+def _stop_proxy(proxy: subprocess.Popen[bytes]) -> None:
+    """Stop the proxy child: SIGTERM, then SIGKILL after 30 s."""
+    if proxy.poll() is None:
+        proxy.terminate()
+        try:
+            proxy.wait(timeout=30.0)
+        except subprocess.TimeoutExpired:
+            proxy.kill()
+            proxy.wait()
+
+
+def _run(
+    *,
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    proxy_headers: bool,
+    forwarded_allow_ips: str,
+) -> None:
+    import uvicorn  # noqa: PLC0415 - keeps `heatgrid --help` fast
+
+    from heatgrid.coordinator.app import SETTINGS_ENV, create_app  # noqa: PLC0415
+
     if workers > 1:  # each worker process builds its app from the environment
         os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
         os.environ["HEATGRID_SERVE_LOG_LEVEL"] = log_level

@@ -31,6 +31,7 @@ from heatgrid.coordinator.api import (
     health,
     jobs,
     mining,
+    mining_credentials,
     tasks,
 )
 from heatgrid.coordinator.auth import AccountPrincipal, DeviceIdentity
@@ -261,6 +262,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.include_router(tasks.router)
     app.include_router(mining.router)
     app.include_router(checkpoint_chunks.router)
+    app.include_router(mining_credentials.router)
     dashboard.mount(app)
     app.openapi = _openapi_document(app)  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, _on_validation_error)

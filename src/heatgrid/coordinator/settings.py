@@ -109,6 +109,9 @@ class Settings:
     bitcoin_network : str
         Network that owners' payout addresses must be for: ``mainnet``, ``testnet``,
         ``signet`` or ``regtest``.
+    stratum_url : str or None
+        Where miners reach the coordinator's Stratum proxy (``stratum+tcp://HOST:PORT``), told
+        to them with their mining credentials; None when no proxy runs.
     session_secret : str
         Key that signs the dashboard's session cookies and CSRF tokens: from
         ``$HEATGRID_SESSION_SECRET``, else random per ``Settings`` (``serve --workers`` hands
@@ -147,6 +150,7 @@ class Settings:
     challenge_max_n: int = MAX_CHALLENGE_N
     challenge_rows_checked: int = DEFAULT_ROWS_CHECKED
     bitcoin_network: str = "mainnet"
+    stratum_url: str | None = None
     session_secret: str = field(default_factory=_session_secret, repr=False)
 
     def __post_init__(self) -> None:

@@ -66,6 +66,12 @@ class MinerClientStats:
     accepted_work: float = 0.0
     """Sum of the difficulty of accepted shares [difficulty-1 shares]."""
     connections: int = 0
+    unanswered: int = 0
+    """Shares sent on a connection that closed before the pool answered them."""
+    submitted_keys: list[bytes] | None = None
+    """Header hashes (internal order) of the shares sent, when the client records them."""
+    accepted_keys: list[bytes] | None = None
+    """Header hashes of the shares the pool answered accepted, when the client records them."""
 
 
 @dataclass
@@ -88,6 +94,9 @@ class StratumMinerClient:
         The emulated hashrate at present [H/s] (0 while paused).
     clock : callable
         Seconds that pace the shares: monotonic, or an emulated clock [s].
+    record_shares : bool
+        Keep the header hash of every share sent and accepted (``stats.submitted_keys``,
+        ``stats.accepted_keys``), for tests that check what a pool was told.
     """
 
     def __init__(
@@ -97,6 +106,8 @@ class StratumMinerClient:
         password: str,
         hashrate_hs: Callable[[], float],
         clock: Callable[[], float] = time.monotonic,
+        *,
+        record_shares: bool = False,
     ) -> None:
         self._host, self._port = parse_stratum_url(url)
         self.url = url
@@ -106,9 +117,11 @@ class StratumMinerClient:
         self._hashrate_hs = hashrate_hs
         self._clock = clock
         self.stats = MinerClientStats()
+        if record_shares:
+            self.stats.submitted_keys, self.stats.accepted_keys = [], []
         self.authorized = asyncio.Event()
         self._ids = itertools.count(1)
-        self._pending: dict[int, tuple[str, float]] = {}
+        self._pending: dict[int, tuple[str, float, bytes]] = {}
         self._work: _Work | None = None
         self._new_work = asyncio.Event()
         self._difficulty = 1.0
@@ -153,6 +166,8 @@ class StratumMinerClient:
         )
         self.stats.connections += 1
         self._work = None
+        self.stats.unanswered += len(self._pending)  # the old connection's answers never come
+        self._pending.clear()
         hashing: asyncio.Task[None] | None = None
         try:
             await self._handshake(reader, writer)
@@ -227,6 +242,8 @@ class StratumMinerClient:
                 if message.result is True:
                     self.stats.accepted += 1
                     self.stats.accepted_work += sent[1]
+                    if self.stats.accepted_keys is not None:
+                        self.stats.accepted_keys.append(sent[2])
                 else:
                     self.stats.rejected += 1
 
@@ -252,9 +269,11 @@ class StratumMinerClient:
             found = await self._search(work, en2)
             if found is None or self._work is not work or self._draining:
                 continue  # no await between this check and the share's registration below
-            ntime, nonce, bits = found
+            ntime, nonce, bits, digest = found
             rid = next(self._ids)
-            self._pending[rid] = (work.job.job_id, work.difficulty)
+            self._pending[rid] = (work.job.job_id, work.difficulty, digest)
+            if self.stats.submitted_keys is not None:
+                self.stats.submitted_keys.append(digest)
             submit = stratum.Submit(
                 rid, self.user, work.job.job_id, en2, ntime, nonce, bits if self._mask else None
             )
@@ -264,7 +283,7 @@ class StratumMinerClient:
             next_share_ts += work.difficulty * _DIFF1_HASHES / max(hashrate_hs, 1e-9)
             next_share_ts = max(next_share_ts, self._clock() - 1.0)
 
-    async def _search(self, work: _Work, en2: bytes) -> tuple[int, int, int] | None:
+    async def _search(self, work: _Work, en2: bytes) -> tuple[int, int, int, bytes] | None:
         """Hash nonces for this extranonce2 in slices, yielding between slices."""
         job = work.job
         bits = random.getrandbits(16) << 13 & self._mask
@@ -284,7 +303,7 @@ class StratumMinerClient:
                 state.update(struct.pack("<I", nonce))
                 digest = _sha256(state.digest()).digest()
                 if int.from_bytes(digest, "little") <= work.target:
-                    return ntime, nonce, bits
+                    return ntime, nonce, bits, digest
             await asyncio.sleep(0)
             if self._work is not work:
                 return None

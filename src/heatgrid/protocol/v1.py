@@ -52,6 +52,7 @@ __all__ = [
     "Heartbeat",
     "HeartbeatResponse",
     "HeatWindowSegment",
+    "MiningCredentials",
     "TaskCompletion",
     "TaskFailure",
     "TaskLease",
@@ -689,3 +690,28 @@ class CheckpointCommit(_Message):
     chunks: Annotated[list[_Sha256], Field(min_length=1, max_length=MAX_CHECKPOINT_CHUNKS)]
     sha256: _Sha256
     size_bytes: Annotated[int, Field(ge=1, le=1 << 40)]
+
+
+class MiningCredentials(_Message):
+    """Where and as whom a device's miner mines: the coordinator's Stratum proxy.
+
+    Attributes
+    ----------
+    device_id : str
+        The device.
+    pool_url : str or None
+        The proxy's address, ``stratum+tcp://HOST:PORT`` (None: the coordinator runs none).
+    user : str
+        The Stratum user name: the device id (a miner may add ``.worker``).
+    password : str or None
+        The mining password, shown only when it was just issued; only its hash is stored.
+    created_ts : float or None
+        When the password in force was issued (None: never) [POSIX s, UTC].
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    device_id: str
+    pool_url: str | None
+    user: str
+    password: str | None
+    created_ts: float | None

@@ -24,6 +24,7 @@ from heatgrid.coordinator.ratelimit import RateLimiter, client_address, refusal
 from heatgrid.coordinator.settings import Settings
 
 __all__ = [
+    "BearerToken",
     "Cursor",
     "Limit",
     "NowTs",
@@ -103,6 +104,8 @@ async def _token(
 
 
 _Token = Annotated[str, Depends(_token)]
+BearerToken = _Token
+"""The request's bearer token (401 when there is none)."""
 _T = TypeVar("_T")
 
 

@@ -1,0 +1,348 @@
+"""The Stratum proxy under load: miner connections held, and submit-to-answer latency.
+
+A real ``heatgrid stratum`` process on a SQLite database sits between ``--connections`` miner
+connections and the test pool (in this process). Every connection negotiates version rolling,
+subscribes and authorizes (100 workers per device), then the connections together submit valid
+shares at ``--rate`` per second (each share validated, committed, answered, then forwarded to the
+pool). Held: connections that got through the handshake and a job and were still open at the
+end. Latency: from writing a ``mining.submit`` line to reading its answer, in this process.
+
+Baseline, same run, same load generator: a bare asyncio line echo server in its own process,
+holding the same number of connections and echoing the same lines at the same rate. The ratios
+are proxy / echo for the p50 and p99 latency. Goals (issue 15): >= 10,000 connections held,
+p99 under 10 ms at 1,000 shares/s.
+
+Usage: ``python bench/bench_stratum_proxy.py --out PATH [--connections N] [--rate R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from heatgrid.coordinator.accounts import create_api_key, create_enrollment_code
+from heatgrid.coordinator.db import make_engine, make_session_factory, upgrade
+from heatgrid.coordinator.devices import enroll_device
+from heatgrid.coordinator.mining_credentials import issue_password
+from heatgrid.emulators.stratum_pool import StratumPool
+from heatgrid.mining import stratum
+from heatgrid.mining.shares import Job, ShareValidator, job_from_notify
+from heatgrid.protocol import v1
+
+_DIFFICULTY = 2.0**-30  # a few hashes a share: the load generator pre-mines them cheaply
+_MASK = 0x1FFFE000
+_WORKERS_PER_DEVICE = 100
+_GOAL_CONNECTIONS = 10_000
+_GOAL_P99_MS = 10.0
+_POOL_USER, _POOL_PASSWORD = "operator", "bench"
+_ECHO_JOB = StratumPool().job
+
+_ECHO_SERVER = """
+import asyncio, sys
+async def echo(reader, writer):
+    try:
+        while True:
+            writer.write(await reader.readuntil(b"\\n"))
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        writer.close()
+async def main():
+    server = await asyncio.start_server(echo, "127.0.0.1", int(sys.argv[1]), backlog=4096)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _devices(database_url: str, count: int) -> list[tuple[str, str]]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    found = []
+    now_ts = time.time()
+    with make_session_factory(engine)() as session:
+        create_api_key(session, name="owner", role="owner", scopes=None, now_ts=now_ts)
+        for index in range(count):
+            code = create_enrollment_code(
+                session, owner_name="owner", ttl_s=600.0, actor=None, now_ts=now_ts
+            )
+            request = v1.EnrollRequest(
+                enrollment_code=code.token,
+                device_name=f"heater {index}",
+                device_kind="asic",
+                has_room=True,
+                hardware=v1.Hardware(model="S9", max_power_w=1400.0, min_power_w=400.0),
+            )
+            device, _ = enroll_device(session, request, now_ts=now_ts)
+            found.append((device.id, issue_password(session, device, now_ts=now_ts).password))
+    engine.dispose()
+    return found
+
+
+@dataclass(eq=False)
+class _Miner:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    worker: str = ""
+    shares: list[bytes] = field(default_factory=list)
+    sent: dict[int, float] = field(default_factory=dict)
+    job: Job | None = None
+
+
+@dataclass
+class _Load:
+    latencies_s: list[float] = field(default_factory=list)
+    errors: int = 0
+    open: int = 0
+
+
+async def _read_answers(miner: _Miner, load: _Load) -> None:
+    try:
+        while True:
+            line = await miner.reader.readuntil(b"\n")
+            now = time.perf_counter()
+            message = json.loads(line)
+            sent = miner.sent.pop(message.get("id"), None) if message.get("id") else None
+            if sent is not None:
+                load.latencies_s.append(now - sent)
+                if message.get("error") is not None and message.get("method") is None:
+                    load.errors += 1
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        load.open -= 1
+
+
+async def _call(miner: _Miner, message: stratum.Message) -> stratum.Response:
+    miner.writer.write(stratum.encode(message))
+    while True:
+        answer = stratum.decode(await miner.reader.readuntil(b"\n"))
+        if isinstance(answer, stratum.Notify):
+            miner.job = job_from_notify(answer)
+        elif isinstance(answer, stratum.Response) and answer.id == getattr(message, "id", None):
+            return answer
+
+
+def _mine(miner: _Miner, extranonce1: bytes, size: int, count: int) -> None:
+    """Find ``count`` valid shares of the miner's job (a few hashes each at the tiny target)."""
+    assert miner.job is not None
+    probe = ShareValidator(extranonce1, size, _MASK)
+    probe.authorize(miner.worker)
+    probe.add_job(miner.job, _DIFFICULTY)
+    nonce = 0
+    while len(miner.shares) < count:
+        submit = stratum.Submit(
+            0, miner.worker, miner.job.job_id, bytes(size), miner.job.ntime, nonce, 0x2000
+        )
+        if probe.check(submit).accepted:
+            miner.shares.append(stratum.encode(submit)[:-1])
+        nonce += 1
+
+
+async def _stratum_connect(port: int, worker: str, password: str, shares: int) -> _Miner:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    miner = _Miner(reader, writer, worker)
+    await _call(miner, stratum.Configure(1, ("version-rolling",), _MASK, 2))
+    subscribed = stratum.subscribe_result((await _call(miner, stratum.Subscribe(2))).result)
+    assert isinstance(subscribed, stratum.SubscribeResult), subscribed
+    answer = await _call(miner, stratum.Authorize(3, worker, password))
+    assert answer.result is True, answer
+    while miner.job is None:
+        message = stratum.decode(await reader.readuntil(b"\n"))
+        if isinstance(message, stratum.Notify):
+            miner.job = job_from_notify(message)
+    _mine(miner, subscribed.extranonce1, subscribed.extranonce2_size, shares)
+    return miner
+
+
+async def _echo_connect(port: int, shares: int) -> _Miner:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    job = _ECHO_JOB
+    miner = _Miner(reader, writer, "echo.rig")
+    miner.shares = [
+        stratum.encode(stratum.Submit(0, "echo.rig", job.job_id, bytes(2), job.ntime, n, 0x2000))[
+            :-1
+        ]
+        for n in range(shares)
+    ]
+    return miner
+
+
+async def _connect_all(make: object, count: int) -> tuple[list[_Miner], float]:
+    gate = asyncio.Semaphore(256)
+    started = time.perf_counter()
+
+    async def one(index: int) -> _Miner | None:
+        async with gate:
+            with contextlib.suppress(OSError, AssertionError, asyncio.IncompleteReadError):
+                return await make(index)  # type: ignore[operator]
+            return None
+
+    found = await asyncio.gather(*(one(i) for i in range(count)))
+    return [m for m in found if m is not None], time.perf_counter() - started
+
+
+async def _drive(miners: list[_Miner], rate: float, duration_s: float) -> _Load:
+    load = _Load(open=len(miners))
+    readers = [asyncio.create_task(_read_answers(m, load)) for m in miners]
+    total = int(rate * duration_s)
+    ids = iter(range(1000, 10**9))
+    start = time.perf_counter()
+    for index in range(total):
+        due = start + index / rate
+        delay = due - time.perf_counter()
+        if delay > 0.0005:
+            await asyncio.sleep(delay)
+        miner = miners[index % len(miners)]
+        if not miner.shares:
+            continue
+        rid = next(ids)
+        line = miner.shares.pop()
+        line = line.replace(b'"id":0,', f'"id":{rid},'.encode(), 1) + b"\n"
+        miner.sent[rid] = time.perf_counter()
+        miner.writer.write(line)
+    await asyncio.sleep(2.0)  # the last answers
+    held = load.open
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    load.open = held
+    for miner in miners:
+        miner.writer.close()
+    return load
+
+
+def _percentile_ms(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return (
+        statistics.quantiles(values, n=1000)[int(q * 1000) - 1] * 1e3
+        if len(values) > 1
+        else values[0] * 1e3
+    )
+
+
+async def _run(
+    connections: int, rate: float, duration_s: float, workdir: Path
+) -> dict[str, object]:
+    shares_each = max(2, int(rate * duration_s / connections) + 2)
+    devices = _devices(
+        f"sqlite:///{workdir / 'coordinator.sqlite3'}", max(1, connections // _WORKERS_PER_DEVICE)
+    )
+    log = (workdir / "stratum.log").open("wb")
+    async with StratumPool(difficulty=_DIFFICULTY, users={_POOL_USER: _POOL_PASSWORD}) as pool:
+        port = _free_port()
+        text = repr(_DIFFICULTY)
+        database_url = f"sqlite:///{workdir / 'coordinator.sqlite3'}"
+        proxy = subprocess.Popen(
+            [sys.executable, "-m", "heatgrid.cli.main", "stratum",
+             "--listen", f"127.0.0.1:{port}", "--database-url", database_url,
+             "--pool-url", pool.url, "--pool-user", _POOL_USER, "--start-difficulty", text,
+             "--min-difficulty", text, "--max-difficulty", text, "--log-level", "warning"],
+            env={**os.environ, "HEATGRID_POOL_PASSWORD": _POOL_PASSWORD},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        echo_port = _free_port()
+        echo = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, str(echo_port)])
+        try:
+            for wanted in (port, echo_port):
+                for _ in range(300):
+                    with (
+                        contextlib.suppress(OSError),
+                        socket.create_connection(("127.0.0.1", wanted)),
+                    ):
+                        break
+                    await asyncio.sleep(0.1)
+
+            async def proxy_miner(index: int) -> _Miner:
+                device_id, password = devices[index % len(devices)]
+                return await _stratum_connect(port, f"{device_id}.w{index}", password, shares_each)
+
+            async def echo_miner(_index: int) -> _Miner:
+                return await _echo_connect(echo_port, shares_each)
+
+            proxied, proxy_connect_s = await _connect_all(proxy_miner, connections)
+            proxy_load = await _drive(proxied, rate, duration_s)
+            echoed, echo_connect_s = await _connect_all(echo_miner, connections)
+            echo_load = await _drive(echoed, rate, duration_s)
+        finally:
+            for process in (proxy, echo):
+                process.terminate()
+                process.wait(timeout=30)
+            log.close()
+        forwarded = sum(pool.stats.accepted_shares.values())
+    p50, p99 = (
+        _percentile_ms(proxy_load.latencies_s, 0.5),
+        _percentile_ms(proxy_load.latencies_s, 0.99),
+    )
+    e50, e99 = (
+        _percentile_ms(echo_load.latencies_s, 0.5),
+        _percentile_ms(echo_load.latencies_s, 0.99),
+    )
+    return {
+        "benchmark": "stratum_proxy",
+        "what": "heatgrid stratum (SQLite) between miner connections and the test pool: "
+        "connections held, submit-to-answer latency of valid shares at a fixed rate",
+        "connections_wanted": connections,
+        "rate_shares_per_s": rate,
+        "duration_s": duration_s,
+        "connections_held": proxy_load.open,
+        "connect_all_s": proxy_connect_s,
+        "answers": len(proxy_load.latencies_s),
+        "error_answers": proxy_load.errors,
+        "forwarded_to_pool": forwarded,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "baseline": "bare asyncio line echo server, same connections, lines and rate",
+        "baseline_connections_held": echo_load.open,
+        "baseline_connect_all_s": echo_connect_s,
+        "baseline_p50_ms": e50,
+        "baseline_p99_ms": e99,
+        "ratio_p50_vs_baseline": p50 / e50,
+        "ratio_p99_vs_baseline": p99 / e99,
+        "goal_connections": _GOAL_CONNECTIONS,
+        "goal_p99_ms": _GOAL_P99_MS,
+        "connections_goal_met": proxy_load.open >= _GOAL_CONNECTIONS,
+        "p99_goal_met": p99 < _GOAL_P99_MS,
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+        },
+    }
+
+
+def main() -> None:
+    """Run the benchmark, print its JSON and write it to ``--out``."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--connections", type=int, default=_GOAL_CONNECTIONS)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--duration-s", type=float, default=20.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-stratum-") as workdir:
+        result = asyncio.run(_run(args.connections, args.rate, args.duration_s, Path(workdir)))
+    text = json.dumps(result, indent=2)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

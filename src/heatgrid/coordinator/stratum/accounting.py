@@ -1,0 +1,193 @@
+"""Durable share accounting for the proxy: group commits, rejections per hour, pool verdicts.
+
+:meth:`ShareRecorder.record` returns once the share's row is committed, so a miner hears
+"accepted" only for work that survives a crash. One writer task commits every share queued by
+any miner since its last commit in one transaction (group commit), which keeps SQLite's single
+writer and PostgreSQL's fsync off the per-share path. ``share_key`` is unique: a share stored
+before (by this proxy before a restart, or by another proxy on the same database) is not
+stored again, and :meth:`record` says so.
+
+Rejections are counted in memory per device, reason and hour and added to ``mining_rejects``
+with each commit (at least once a second); the pool's verdicts on forwarded shares set
+``upstream_accepted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from heatgrid.coordinator.db.models import MiningReject, MiningShare
+
+__all__ = ["ShareRecorder", "ShareRow"]
+
+_HOUR_S = 3600.0
+_FLUSH_S = 1.0
+_KEYS_PER_UPDATE = 4000  # well under SQLite's 32,766 parameters a statement
+_log = logging.getLogger("heatgrid.coordinator.stratum")
+
+
+@dataclass(slots=True)
+class ShareRow:
+    """An accepted share to store; ``share_key`` is the header's double SHA-256 in hex."""
+
+    share_key: str
+    device_id: str
+    worker: str
+    job_id: str
+    difficulty: float
+    accepted_ts: float
+    block_hash: str | None
+
+
+class ShareRecorder:
+    """The proxy's one writer of shares and rejections.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        The coordinator's database.
+    max_batch : int
+        Most shares in one transaction [-].
+    """
+
+    def __init__(self, engine: Engine, max_batch: int = 2000) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: list[tuple[ShareRow, asyncio.Future[bool]]] = []
+        self._rejects: Counter[tuple[str, str, float]] = Counter()
+        self._verdicts: list[tuple[str, bool]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.commits = 0
+        """Transactions committed so far [-]."""
+
+    def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop the writer."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def record(self, row: ShareRow) -> bool:
+        """Store ``row``; True once committed, False when it was stored before.
+
+        Raises
+        ------
+        sqlalchemy.exc.SQLAlchemyError, OSError
+            When the database could not commit it (the share is then not counted).
+        """
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((row, future))
+        self._wake.set()
+        return await future
+
+    def count_reject(self, device_id: str, reason: str, now_ts: float) -> None:
+        """Count one rejected share of ``device_id`` for ``reason`` in the hour of ``now_ts``."""
+        hour_start_ts = math.floor(now_ts / _HOUR_S) * _HOUR_S
+        self._rejects[device_id, reason, hour_start_ts] += 1
+
+    def pool_verdict(self, share_key: str, accepted: bool) -> None:
+        """Remember what the pool answered to a forwarded share."""
+        self._verdicts.append((share_key, accepted))
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_FLUSH_S):
+                    await self._wake.wait()
+            self._wake.clear()
+            while self._queue or self._rejects or self._verdicts:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: len(batch)]
+                rejects, self._rejects = self._rejects, Counter()
+                verdicts, self._verdicts = self._verdicts, []
+                try:
+                    stored = await asyncio.to_thread(
+                        self._write, [row for row, _ in batch], rejects, verdicts
+                    )
+                except Exception as error:
+                    _log.warning("could not commit shares", extra={"error": str(error)})
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                self.commits += 1
+                for row, future in batch:
+                    if not future.done():
+                        future.set_result(row.share_key in stored)
+            if self._closing:
+                return
+
+    def _write(
+        self,
+        rows: list[ShareRow],
+        rejects: Counter[tuple[str, str, float]],
+        verdicts: list[tuple[str, bool]],
+    ) -> set[str]:
+        dialect = self._engine.dialect.name
+        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stored: set[str] = set()
+        with self._engine.begin() as connection:
+            if rows:
+                unique = {row.share_key: row for row in rows}
+                statement = (
+                    insert(MiningShare)
+                    .on_conflict_do_nothing(index_elements=["share_key"])
+                    .returning(MiningShare.share_key)
+                )
+                parameters = [
+                    {
+                        "share_key": row.share_key,
+                        "device_id": row.device_id,
+                        "worker": row.worker,
+                        "job_id": row.job_id,
+                        "difficulty": row.difficulty,
+                        "accepted_ts": row.accepted_ts,
+                        "block_hash": row.block_hash,
+                    }
+                    for row in unique.values()
+                ]
+                # executemany: one statement compiled once and cached (SQLAlchemy sends
+                # the rows in "insertmanyvalues" batches and gathers what RETURNING gives)
+                stored = set(connection.execute(statement, parameters).scalars())
+            if rejects:
+                statement = insert(MiningReject).values(
+                    [
+                        {
+                            "device_id": device_id,
+                            "reason": reason,
+                            "hour_start_ts": hour_start_ts,
+                            "count": count,
+                        }
+                        for (device_id, reason, hour_start_ts), count in rejects.items()
+                    ]
+                )
+                statement = statement.on_conflict_do_update(
+                    index_elements=["device_id", "reason", "hour_start_ts"],
+                    set_={"count": MiningReject.count + statement.excluded.count},
+                )
+                connection.execute(statement)
+            for verdict in (True, False):
+                keys = [key for key, said in verdicts if said is verdict]
+                for start in range(0, len(keys), _KEYS_PER_UPDATE):
+                    connection.execute(
+                        update(MiningShare)
+                        .where(MiningShare.share_key.in_(keys[start : start + _KEYS_PER_UPDATE]))
+                        .values(upstream_accepted=verdict)
+                    )
+        return stored

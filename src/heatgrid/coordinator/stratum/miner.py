@@ -1,0 +1,412 @@
+"""One miner's connection to the proxy: handshake, jobs, share checks, vardiff.
+
+The miner negotiates version rolling (it gets the pool's mask, narrowed to what it asks for),
+subscribes (it gets its own extranonce slice), and authorizes as ``DEVICE_ID[.worker]`` with
+the device's mining password. Then it gets jobs at its own difficulty, and every
+``mining.submit`` is checked by :class:`~heatgrid.mining.shares.ShareValidator`: a rejected share
+is answered with its error code and counted, never forwarded; an accepted one is committed to the
+database before the miner hears "accepted", then forwarded to the pool if it also meets the
+pool's difficulty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from heatgrid.coordinator.stratum.accounting import ShareRow
+from heatgrid.core.errors import InputError
+from heatgrid.mining import stratum
+from heatgrid.mining.extranonce import ExtranonceSlice, upstream_submit
+from heatgrid.mining.shares import Job, RejectReason, ShareResult, ShareValidator
+from heatgrid.mining.targets import target_from_difficulty
+from heatgrid.mining.vardiff import retarget
+
+if TYPE_CHECKING:
+    from heatgrid.coordinator.stratum.proxy import StratumProxy
+
+__all__ = ["MinerSession"]
+
+_MAX_WRITE_BUFFER_BYTES = 256 * 1024
+_RETARGET_SHARES = 24
+_RETARGET_INTERVALS = 3.0
+_KEPT_ALIASES = 32
+_log = logging.getLogger("heatgrid.coordinator.stratum")
+
+
+def _error(code: int, message: str) -> stratum.StratumError:
+    return stratum.StratumError(code, message)
+
+
+_NOT_RECORDED = _error(stratum.ErrorCode.OTHER, "share not recorded (database unavailable)")
+_UNKNOWN = _error(stratum.ErrorCode.OTHER, "not a request a pool answers")
+_POOL_DOWN = _error(stratum.ErrorCode.OTHER, "the pool is unavailable; try again")
+
+
+def _accepted_line(request_id: stratum.RequestId) -> bytes:
+    """Return the answer "accepted" to ``request_id`` (built without a JSON encoder)."""
+    if isinstance(request_id, int):
+        return b'{"id":%d,"result":true,"error":null}\n' % request_id
+    return stratum.encode(stratum.Response(request_id, True))
+
+
+class MinerSession:
+    """A miner's connection; :meth:`serve` runs until it closes."""
+
+    def __init__(
+        self, proxy: StratumProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._proxy = proxy
+        self._reader, self._writer = reader, writer
+        self._settings = proxy.settings
+        self.slice: ExtranonceSlice | None = None
+        self.validator: ShareValidator | None = None
+        self._requested_mask: int | None = None
+        self.version_mask = 0
+        self.devices: dict[str, str] = {}
+        """Authorized worker names and their device ids."""
+        self.difficulty = self._settings.start_difficulty
+        self._sent_difficulty: float | None = None
+        self.window_start = time.monotonic()
+        self.window_shares = 0
+        self.extranonce_subscribed = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._aliases: OrderedDict[str, str] = OrderedDict()
+        """Job ids made for a new difficulty, and the pool's job id each stands for."""
+        self._alias_numbers = itertools.count(1)
+        self.closed = False
+
+    @property
+    def ready(self) -> bool:
+        """Subscribed and authorized: it gets jobs."""
+        return self.validator is not None and bool(self.devices)
+
+    def send(self, line: bytes) -> None:
+        """Write a line; a miner that does not read (a full buffer) is dropped."""
+        if self.closed:
+            return
+        transport = self._writer.transport
+        if transport.get_write_buffer_size() > _MAX_WRITE_BUFFER_BYTES:
+            self.close()
+            return
+        self._writer.write(line)
+
+    def close(self) -> None:
+        """Close the connection (its :meth:`serve` then returns)."""
+        if not self.closed:
+            self.closed = True
+            self._writer.close()
+
+    def give_job(self, job: Job, notify_line: bytes, *, clean: bool) -> None:
+        """Send ``job`` at this miner's difficulty; a clean one makes the miner's others stale."""
+        if self.validator is None:
+            return
+        if clean:
+            self.validator.clear_jobs()
+        self.validator.add_job(job, self.difficulty)
+        if self._sent_difficulty != self.difficulty:
+            self.send(stratum.encode(stratum.SetDifficulty(self.difficulty)))
+            self._sent_difficulty = self.difficulty
+        self.send(notify_line)
+
+    def pool_lost(self) -> None:
+        """Forget the miner's jobs: the pool is gone, and a new extranonce will come."""
+        if self.validator is not None:
+            self.validator.clear_jobs()
+
+    def drop_slice(self) -> None:
+        """Close a miner whose slice ended with its pool session (it reconnects, as miners do)."""
+        self.slice, self.validator = None, None  # the old slice is not the new slicer's
+        self.close()
+
+    def new_slice(self, extranonce_slice: ExtranonceSlice) -> None:
+        """Move to a new extranonce slice (a new pool session) with ``mining.set_extranonce``."""
+        if self.validator is None:
+            return
+        self.slice = extranonce_slice
+        self.validator = self._validator_like(self.validator)
+        self.send(
+            stratum.encode(
+                stratum.SetExtranonce(
+                    extranonce_slice.extranonce1, extranonce_slice.extranonce2_size
+                )
+            )
+        )
+
+    def _validator_like(self, old: ShareValidator) -> ShareValidator:
+        assert self.slice is not None
+        validator = ShareValidator(
+            self.slice.extranonce1, self.slice.extranonce2_size, self.version_mask
+        )
+        for worker in old.authorized:
+            validator.authorize(worker)
+        return validator
+
+    def maybe_retarget(self, now_s: float, *, force: bool = False) -> None:
+        """Vardiff: a new difficulty after enough shares or time; re-sends the job if changed."""
+        elapsed_s = now_s - self.window_start
+        due_s = _RETARGET_INTERVALS * self._settings.share_interval_s
+        if not force and self.window_shares < _RETARGET_SHARES and elapsed_s < due_s:
+            return
+        if elapsed_s <= 0.0:
+            return
+        settings = self._settings
+        new = retarget(
+            self.difficulty,
+            self.window_shares,
+            elapsed_s,
+            share_interval_s=settings.share_interval_s,
+            min_difficulty=settings.min_difficulty,
+            max_difficulty=settings.max_difficulty,
+        )
+        self.window_start, self.window_shares = now_s, 0
+        if new != self.difficulty:
+            self.difficulty = new
+            job = self._proxy.upstream.job
+            if job is not None and self.ready:
+                self._give_alias(job)
+
+    def _give_alias(self, job: Job) -> None:
+        """Send ``job`` again under a new id at the new difficulty.
+
+        Shares on the id sent before keep the difficulty it was sent at (``set_difficulty``
+        applies to later jobs), so work in flight at a retarget is credited as it was found.
+        """
+        alias_id = f"{job.job_id}~{next(self._alias_numbers):x}"
+        notify = dataclasses.replace(job.notify, job_id=alias_id, clean_jobs=False)
+        alias = dataclasses.replace(job, job_id=alias_id, clean_jobs=False, notify=notify)
+        self._aliases[alias_id] = job.job_id
+        while len(self._aliases) > _KEPT_ALIASES:
+            self._aliases.popitem(last=False)
+        self.give_job(alias, stratum.encode(notify), clean=False)
+
+    def upstream_job_id(self, job_id: str) -> str:
+        """Return the pool's id of the job a miner's ``job_id`` names."""
+        return self._aliases.get(job_id, job_id)
+
+    async def serve(self) -> None:
+        """Read and answer lines until the miner leaves, times out or misbehaves."""
+        try:
+            while not self.closed:
+                timeout_s = (
+                    self._settings.idle_timeout_s
+                    if self.ready
+                    else self._settings.handshake_timeout_s
+                )
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        line = await self._reader.readuntil(b"\n")
+                except asyncio.LimitOverrunError:
+                    self._count_malformed()
+                    break  # a line over the cap closes the connection
+                if line.strip():
+                    await self._handle(line)
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            self.closed = True
+            for task in list(self._tasks):
+                with contextlib.suppress(Exception):
+                    await task
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+
+    def _count_malformed(self) -> None:
+        device_id = next(iter(self.devices.values()), None)
+        if device_id is not None:  # an unauthorized connection's lines count for no device
+            self._proxy.recorder.count_reject(device_id, "malformed", time.time())
+
+    async def _handle(self, line: bytes) -> None:
+        message = stratum.decode(line, self._settings.max_line_bytes)
+        if isinstance(message, stratum.Submit):
+            self._submit(message)
+        elif isinstance(message, stratum.Malformed):
+            self._count_malformed()
+            self._answer(message.id, None, _error(stratum.ErrorCode.OTHER, message.reason))
+        elif isinstance(message, stratum.Configure):
+            await self._configure(message)
+        elif isinstance(message, stratum.Subscribe):
+            await self._subscribe(message)
+        elif isinstance(message, stratum.Authorize):
+            await self._authorize(message)
+        elif isinstance(message, stratum.ExtranonceSubscribe):
+            self.extranonce_subscribed = True
+            self._answer(message.id, True)
+        elif isinstance(message, stratum.SuggestDifficulty):
+            settings = self._settings
+            self.difficulty = min(
+                max(message.difficulty, settings.min_difficulty), settings.max_difficulty
+            )
+            self._answer(message.id, True)
+        elif isinstance(message, stratum.Response):
+            pass  # an answer to nothing the proxy asks
+        else:
+            self._answer(getattr(message, "id", None), None, _UNKNOWN)
+
+    def _answer(
+        self,
+        request_id: stratum.RequestId,
+        result: object,
+        error: stratum.StratumError | None = None,
+    ) -> None:
+        self.send(stratum.encode(stratum.Response(request_id, result, error)))
+
+    async def _pool(self) -> bool:
+        """Wait (up to the handshake timeout) for the pool session; False if none came."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._settings.handshake_timeout_s):
+                await self._proxy.pool_up.wait()
+        return self._proxy.upstream.session is not None
+
+    async def _configure(self, message: stratum.Configure) -> None:
+        result: dict[str, object] = dict.fromkeys(message.extensions, False)
+        if "version-rolling" in message.extensions:
+            if not await self._pool():
+                self._answer(message.id, None, _POOL_DOWN)
+                return
+            session = self._proxy.upstream.session
+            assert session is not None
+            wanted = message.version_rolling_mask
+            self._requested_mask = 0xFFFFFFFF if wanted is None else wanted
+            self.version_mask = session.version_mask & self._requested_mask
+            if self.validator is not None:
+                self.validator.version_mask = self.version_mask
+            result["version-rolling"] = bool(self.version_mask)
+            result["version-rolling.mask"] = f"{self.version_mask:08x}"
+        self._answer(message.id, result)
+
+    async def _subscribe(self, message: stratum.Subscribe) -> None:
+        if self.validator is not None:
+            self._answer(message.id, None, _error(stratum.ErrorCode.OTHER, "already subscribed"))
+            return
+        if not await self._pool():
+            self._answer(message.id, None, _POOL_DOWN)
+            return
+        try:
+            self.slice = self._proxy.allocate_slice()
+        except InputError as full:
+            self._answer(message.id, None, _error(stratum.ErrorCode.OTHER, str(full)))
+            self.close()
+            return
+        self.validator = ShareValidator(
+            self.slice.extranonce1, self.slice.extranonce2_size, self.version_mask
+        )
+        subscription = f"{id(self):x}"
+        self._answer(
+            message.id,
+            [
+                [["mining.set_difficulty", subscription], ["mining.notify", subscription]],
+                self.slice.extranonce1.hex(),
+                self.slice.extranonce2_size,
+            ],
+        )
+        self._start_mining()
+
+    async def _authorize(self, message: stratum.Authorize) -> None:
+        device_id = await self._proxy.check_credentials(message.username, message.password)
+        if device_id is None:
+            self._answer(
+                message.id, False, _error(stratum.ErrorCode.UNAUTHORIZED, "unauthorized worker")
+            )
+            return
+        was_ready = self.ready
+        self.devices[message.username] = device_id
+        if self.validator is not None:
+            self.validator.authorize(message.username)
+        self._answer(message.id, True)
+        if not was_ready:
+            self._start_mining()
+
+    def _start_mining(self) -> None:
+        job = self._proxy.upstream.job
+        if self.ready and job is not None:
+            self.window_start, self.window_shares = time.monotonic(), 0
+            self.give_job(job, self._proxy.notify_line(job, clean=True), clean=True)
+
+    def _submit(self, submit: stratum.Submit) -> None:
+        validator = self.validator
+        if validator is None:
+            result = ShareResult(False, RejectReason.NOT_SUBSCRIBED)
+        else:
+            result = validator.check(submit)
+        device_id = self.devices.get(submit.worker)
+        if not result.accepted:
+            assert result.reason is not None
+            if device_id is not None:
+                self._proxy.recorder.count_reject(
+                    device_id, result.reason.name.lower(), time.time()
+                )
+            self._answer(submit.id, None, _error(result.reason.code, result.reason.message))
+            return
+        assert device_id is not None
+        assert self.slice is not None
+        self.window_shares += 1
+        task = asyncio.create_task(self._accept(submit, result, device_id, self.slice))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self.maybe_retarget(time.monotonic())
+
+    async def _accept(
+        self,
+        submit: stratum.Submit,
+        result: ShareResult,
+        device_id: str,
+        extranonce_slice: ExtranonceSlice,
+    ) -> None:
+        share_key = result.digest.hex()
+        row = ShareRow(
+            share_key=share_key,
+            device_id=device_id,
+            worker=submit.worker,
+            job_id=self.upstream_job_id(submit.job_id),
+            difficulty=result.difficulty,
+            accepted_ts=time.time(),
+            block_hash=result.block_hash if result.is_block else None,
+        )
+        try:
+            stored = await self._proxy.recorder.record(row)
+        except Exception:
+            self._answer(submit.id, None, _NOT_RECORDED)
+            return
+        if not stored:
+            reason = RejectReason.DUPLICATE
+            self._proxy.recorder.count_reject(device_id, reason.name.lower(), time.time())
+            self._answer(submit.id, None, _error(reason.code, reason.message))
+            return
+        self.send(_accepted_line(submit.id))
+        if result.is_block:
+            _log.warning(
+                "block found", extra={"block_hash": row.block_hash, "device_id": device_id}
+            )
+        await self._forward(submit, result, device_id, extranonce_slice, share_key)
+
+    async def _forward(
+        self,
+        submit: stratum.Submit,
+        result: ShareResult,
+        device_id: str,
+        extranonce_slice: ExtranonceSlice,
+        share_key: str,
+    ) -> None:
+        upstream = self._proxy.upstream
+        if submit.job_id in self._aliases:
+            submit = dataclasses.replace(submit, job_id=self._aliases[submit.job_id])
+        pool_difficulty = upstream.job_difficulty(submit.job_id)
+        if pool_difficulty is None:
+            return  # the pool no longer holds the job: nothing to send it
+        if int.from_bytes(result.digest, "little") > target_from_difficulty(pool_difficulty):
+            return  # counted here, below what the pool takes
+        worker = await upstream.worker(device_id)
+        verdict = await upstream.submit(upstream_submit(submit, extranonce_slice, 0, worker))
+        if verdict is not None:
+            self._proxy.recorder.pool_verdict(share_key, verdict)
+            if not verdict:
+                _log.warning("the pool rejected a share", extra={"device_id": device_id})
+        self._proxy.forwarded += 1

@@ -1,0 +1,82 @@
+"""Share accounting: one row per share however many proxies record it; rejects per hour."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlalchemy import select
+
+from heatgrid.coordinator.db import make_engine, make_session_factory
+from heatgrid.coordinator.db.models import MiningReject
+from heatgrid.coordinator.stratum.accounting import ShareRecorder, ShareRow
+
+from .stratum_fleet import make_miners, rejects_by_device, shares_by_device
+
+
+def test_two_proxies_recording_the_same_shares_store_each_once(database_url: str) -> None:
+    ((device_id, _),) = make_miners(database_url, 1)
+    rows = [
+        ShareRow(f"{index:064x}", device_id, f"{device_id}.rig", "1", 0.5, time.time(), None)
+        for index in range(300)
+    ]
+
+    async def scenario() -> tuple[list[bool], list[bool]]:
+        engines = [make_engine(database_url), make_engine(database_url)]
+        recorders = [ShareRecorder(engine, max_batch=64) for engine in engines]
+        for recorder in recorders:
+            recorder.start()
+        try:
+            first, second = await asyncio.gather(
+                asyncio.gather(*(recorders[0].record(row) for row in rows)),
+                asyncio.gather(*(recorders[1].record(row) for row in reversed(rows))),
+            )
+        finally:
+            for recorder in recorders:
+                await recorder.close()
+            for engine in engines:
+                engine.dispose()
+        return list(first), list(reversed(second))
+
+    first, second = asyncio.run(scenario())
+    assert all(a != b for a, b in zip(first, second, strict=True))  # exactly one stored each
+    work, counts = shares_by_device(database_url)
+    assert counts == {device_id: 300}
+    assert work[device_id] == 150.0
+
+
+def test_rejects_are_counted_per_device_reason_and_hour(database_url: str) -> None:
+    ((device_id, _),) = make_miners(database_url, 1)
+    hour_ts = 1_767_225_600.0
+
+    async def scenario() -> None:
+        engine = make_engine(database_url)
+        recorder = ShareRecorder(engine)
+        recorder.start()
+        for offset_s in (0.0, 10.0, 3599.0, 3600.0):
+            recorder.count_reject(device_id, "stale_job", hour_ts + offset_s)
+        recorder.count_reject(device_id, "low_difficulty", hour_ts)
+        await recorder.close()
+        recorder = ShareRecorder(engine)  # a second proxy life adds to the same hour
+        recorder.start()
+        recorder.count_reject(device_id, "stale_job", hour_ts + 5.0)
+        await recorder.close()
+        engine.dispose()
+
+    asyncio.run(scenario())
+    assert rejects_by_device(database_url) == {
+        (device_id, "stale_job"): 5,
+        (device_id, "low_difficulty"): 1,
+    }
+    engine = make_engine(database_url)
+    with make_session_factory(engine)() as session:
+        hours = {
+            (row.reason, row.hour_start_ts): row.count
+            for row in session.scalars(select(MiningReject))
+        }
+    engine.dispose()
+    assert hours == {
+        ("stale_job", hour_ts): 4,
+        ("stale_job", hour_ts + 3600.0): 1,
+        ("low_difficulty", hour_ts): 1,
+    }

@@ -1,0 +1,220 @@
+"""The proxy in operation: started by ``heatgrid serve``, surviving the pool's loss, vardiff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import socket
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from heatgrid.cli.main import main
+from heatgrid.coordinator.db import make_engine, make_session_factory
+from heatgrid.coordinator.db.models import MiningShare
+from heatgrid.coordinator.stratum import ProxySettings, StratumProxy
+from heatgrid.emulators.stratum_miner import StratumMinerClient
+from heatgrid.emulators.stratum_pool import StratumPool
+
+from .serve_process import ServeProcess, free_port
+from .stratum_fleet import make_miners, shares_by_device, until
+from .test_stratum_proxy import FAST_HS, POOL_DIFFICULTY, POOL_PASSWORD, POOL_USER, proxy_settings
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _difficulties(database_url: str) -> list[float]:
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return list(session.scalars(select(MiningShare.difficulty).order_by(MiningShare.id)))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_serve_runs_the_proxy_as_a_child_and_stops_it(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ((device_id, password),) = make_miners(database_url, 1)
+    stratum_port = free_port()
+
+    async def scenario() -> None:
+        async with StratumPool(
+            difficulty=POOL_DIFFICULTY, users={POOL_USER: POOL_PASSWORD}
+        ) as pool:
+            monkeypatch.setenv("HEATGRID_POOL_PASSWORD", POOL_PASSWORD)
+            for name in ("START", "MIN", "MAX"):  # the child reads them from the environment
+                monkeypatch.setenv(f"HEATGRID_STRATUM_{name}_DIFFICULTY", repr(POOL_DIFFICULTY))
+            server = ServeProcess(
+                database_url,
+                tmp_path / "serve.log",
+                ("--stratum-port", str(stratum_port), "--pool-url", pool.url,
+                 "--pool-user", POOL_USER),
+            )  # fmt: skip
+            server.start()
+            try:
+                await asyncio.to_thread(server.wait_ready)
+                url = f"stratum+tcp://127.0.0.1:{stratum_port}"
+                client = StratumMinerClient(url, device_id, password, lambda: 1e9)
+                mining = asyncio.create_task(client.run())
+                try:
+                    await until(lambda: client.stats.accepted >= 3, "shares through serve's proxy")
+                finally:
+                    await _stop(mining)
+            finally:
+                await asyncio.to_thread(server.stop)
+            address = ("127.0.0.1", stratum_port)
+            with pytest.raises(ConnectionRefusedError), socket.create_connection(address):
+                pass  # the proxy stopped with serve
+
+    asyncio.run(scenario())
+    assert shares_by_device(database_url)[1][device_id] >= 3
+
+
+def test_serve_refuses_a_stratum_port_without_a_pool(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["serve", "--database-url", database_url, "--stratum-port", "3333"])
+    assert status == 2
+    assert "--pool-url" in capsys.readouterr().err
+
+
+def test_the_stratum_command_refuses_a_bad_pool_url(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(
+        ["stratum", "--database-url", database_url, "--pool-url", "http://pool", "--pool-user", "u"]
+    )
+    assert status == 2
+    assert "stratum+tcp://HOST:PORT" in capsys.readouterr().err
+
+
+def test_pool_loss_makes_jobs_stale_and_mining_resumes_after_reconnect(
+    database_url: str,
+) -> None:
+    ((device_id, password),) = make_miners(database_url, 1)
+
+    async def scenario() -> None:
+        first = StratumPool(difficulty=POOL_DIFFICULTY, users={POOL_USER: POOL_PASSWORD})
+        await first.start()
+        pool_port = first.port
+        try:
+            async with StratumProxy(proxy_settings(database_url, first)) as proxy:
+                url = f"stratum+tcp://127.0.0.1:{proxy.port}"
+                client = StratumMinerClient(url, device_id, password, lambda: FAST_HS)
+                mining = asyncio.create_task(client.run())
+                try:
+                    await until(lambda: client.stats.accepted >= 5, "mining through the first pool")
+                    await first.stop()
+                    await until(lambda: proxy.upstream.session is None, "the proxy saw the loss")
+                    second = StratumPool(
+                        port=pool_port, difficulty=POOL_DIFFICULTY, users={POOL_USER: POOL_PASSWORD}
+                    )
+                    # the pool comes back with another extranonce1: every slice changes, and a
+                    # miner that did not subscribe to extranonce changes reconnects
+                    second._extranonce1s = itertools.count(0x09000001)
+                    async with second:
+                        await until(
+                            lambda: second.stats.accepted_shares[f"{POOL_USER}.{device_id}"] >= 5,
+                            "mining resumed through the pool that came back",
+                        )
+                        await client.drain()
+                finally:
+                    await _stop(mining)
+        finally:
+            await first.stop()
+        assert proxy.upstream.connections >= 2
+        assert client.stats.connections >= 2
+        assert not second.stats.rejected  # nothing stale or invalid was forwarded
+        assert second.stats.malformed_lines == 0
+
+    asyncio.run(scenario())
+
+
+def test_vardiff_raises_the_difficulty_of_a_fast_miner_and_lowers_a_slow_ones(
+    database_url: str,
+) -> None:
+    (fast_id, fast_password), (slow_id, slow_password) = make_miners(database_url, 2)
+    start = 2.0**-16
+
+    async def scenario() -> None:
+        pool = StratumPool(difficulty=2.0**-24, users={POOL_USER: POOL_PASSWORD})
+        await pool.start()
+        settings = proxy_settings(
+            database_url,
+            pool,
+            start_difficulty=start,
+            min_difficulty=2.0**-24,
+            max_difficulty=2.0**-8,
+            share_interval_s=1.0,
+        )
+        try:
+            await _vardiff(settings, start)
+        finally:
+            await pool.stop()
+
+    async def _vardiff(settings: ProxySettings, start: float) -> None:
+        async with StratumProxy(settings) as proxy:
+            url = f"stratum+tcp://127.0.0.1:{proxy.port}"
+            fast = StratumMinerClient(url, fast_id, fast_password, lambda: FAST_HS)
+            # one share per 60 s at the start difficulty: vardiff must come down
+            slow = StratumMinerClient(url, slow_id, slow_password, lambda: start * 2**32 / 60.0)
+            tasks = [asyncio.create_task(c.run()) for c in (fast, slow)]
+            try:
+                await until(
+                    lambda: any(
+                        s.difficulty > start for s in proxy.sessions if fast_id in str(s.devices)
+                    ),
+                    "the fast miner's difficulty went up",
+                )
+                await until(
+                    lambda: any(
+                        s.difficulty < start for s in proxy.sessions if slow_id in str(s.devices)
+                    ),
+                    "the slow miner's difficulty went down",
+                )
+                await until(lambda: fast.stats.accepted >= 40, "the fast miner mines on")
+                await fast.drain()
+            finally:
+                for task in tasks:
+                    await _stop(task)
+        credited = _difficulties(database_url)
+        assert max(credited) > start  # shares credited at the raised difficulty
+        work, _ = shares_by_device(database_url)
+        assert work[fast_id] == pytest.approx(fast.stats.accepted_work, rel=1e-12)
+
+    asyncio.run(scenario())
+
+
+def test_silent_and_never_authorizing_connections_are_closed(database_url: str) -> None:
+    ((device_id, password),) = make_miners(database_url, 1)
+
+    async def scenario() -> None:
+        async with StratumPool(
+            difficulty=POOL_DIFFICULTY, users={POOL_USER: POOL_PASSWORD}
+        ) as pool:
+            settings = proxy_settings(
+                database_url, pool, handshake_timeout_s=0.5, idle_timeout_s=1.0
+            )
+            async with StratumProxy(settings) as proxy:
+                lurker = await asyncio.open_connection("127.0.0.1", proxy.port)
+                assert await lurker[0].read() == b""  # never subscribed: closed
+                lurker[1].close()
+
+                client = StratumMinerClient(
+                    f"stratum+tcp://127.0.0.1:{proxy.port}", device_id, password, lambda: 0.0
+                )  # authorizes, then sends nothing (a heater curtailed to sleep)
+                task = asyncio.create_task(client.run())
+                try:
+                    await until(lambda: client.stats.connections >= 2, "closed, and back")
+                finally:
+                    await _stop(task)
+
+    asyncio.run(scenario())
