@@ -39,9 +39,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Write to whatever ``sys.stderr`` is when a record is emitted.
+
+    A handler holding the ``sys.stderr`` of the moment it was made writes into a closed stream
+    once that stream is replaced and closed (a command run in-process, as by tests that capture
+    output), and logging prints "Logging error" tracebacks instead of the record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        """The current ``sys.stderr``."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """Ignore: the stream is always the current ``sys.stderr``."""
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Send every log record (heatgrid's, uvicorn's, SQLAlchemy's) to stderr as JSON lines."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
