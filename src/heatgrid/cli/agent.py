@@ -245,8 +245,13 @@ def _agent_main(
     if not isinstance(level, int):
         raise InputError(f"--log-level: unknown level {log_level!r}")
     # force: pyasic installs a root handler when imported, which would make this a no-op.
+    from heatgrid.coordinator.logs import CurrentStderrHandler  # noqa: PLC0415
+
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[CurrentStderrHandler()],
+        force=True,
     )
     from heatgrid.core.clock import parse_clock  # noqa: PLC0415
 

@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["CurrentStderrHandler", "JsonFormatter", "configure_logging"]
 
 _STANDARD_ATTRIBUTES = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
@@ -39,7 +39,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Write to whatever ``sys.stderr`` is when a record is emitted.
 
     A handler holding the ``sys.stderr`` of the moment it was made writes into a closed stream
@@ -62,7 +62,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def configure_logging(level: str = "INFO") -> None:
     """Send every log record (heatgrid's, uvicorn's, SQLAlchemy's) to stderr as JSON lines."""
-    handler = _StderrHandler()
+    handler = CurrentStderrHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
