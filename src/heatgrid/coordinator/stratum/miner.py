@@ -348,7 +348,8 @@ class MinerSession:
         assert device_id is not None
         assert self.slice is not None
         self.window_shares += 1
-        task = asyncio.create_task(self._accept(submit, result, device_id, self.slice))
+        session = self._proxy.upstream.session  # the pool session the share's job came from
+        task = asyncio.create_task(self._accept(submit, result, device_id, self.slice, session))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self.maybe_retarget(time.monotonic())
@@ -359,6 +360,7 @@ class MinerSession:
         result: ShareResult,
         device_id: str,
         extranonce_slice: ExtranonceSlice,
+        session: object,
     ) -> None:
         share_key = result.digest.hex()
         row = ShareRow(
@@ -385,7 +387,9 @@ class MinerSession:
             _log.warning(
                 "block found", extra={"block_hash": row.block_hash, "device_id": device_id}
             )
-        await self._forward(submit, result, device_id, extranonce_slice, share_key)
+        await self._forward(
+            submit, result, device_id, extranonce_slice, share_key=share_key, session=session
+        )
 
     async def _forward(
         self,
@@ -393,9 +397,15 @@ class MinerSession:
         result: ShareResult,
         device_id: str,
         extranonce_slice: ExtranonceSlice,
+        *,
         share_key: str,
+        session: object,
     ) -> None:
         upstream = self._proxy.upstream
+        if upstream.session is not session:
+            # the pool was lost while the share was being recorded: its job belongs to the old
+            # session, and a pool that came back may reuse the job id for other work
+            return
         if submit.job_id in self._aliases:
             submit = dataclasses.replace(submit, job_id=self._aliases[submit.job_id])
         pool_difficulty = upstream.job_difficulty(submit.job_id)
