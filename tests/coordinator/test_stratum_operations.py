@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from heatgrid.cli.main import main
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import MiningShare
 from heatgrid.coordinator.stratum import ProxySettings, StratumProxy
+from heatgrid.coordinator.stratum.accounting import ShareRow
 from heatgrid.emulators.stratum_miner import StratumMinerClient
 from heatgrid.emulators.stratum_pool import StratumPool
 
@@ -216,5 +218,73 @@ def test_silent_and_never_authorizing_connections_are_closed(database_url: str) 
                     await until(lambda: client.stats.connections >= 2, "closed, and back")
                 finally:
                     await _stop(task)
+
+    asyncio.run(scenario())
+
+
+def test_a_share_recorded_across_a_pool_reconnect_is_not_sent_to_the_new_session(
+    database_url: str,
+) -> None:
+    """A share still being recorded when the pool is lost belongs to the old session's job.
+
+    The pool that comes back keeps the extranonce (the miner stays connected) and numbers its
+    jobs from 1 again, an hour later: the old share, sent to it, would name another job and be
+    rejected as "ntime out of range". It is credited (the miner was told "accepted") but not
+    forwarded.
+    """
+    ((device_id, password),) = make_miners(database_url, 1)
+
+    async def scenario() -> None:
+        first = StratumPool(difficulty=POOL_DIFFICULTY, users={POOL_USER: POOL_PASSWORD})
+        await first.start()
+        pool_port = first.port
+        second: StratumPool | None = None
+        try:
+            async with StratumProxy(proxy_settings(database_url, first)) as proxy:
+                url = f"stratum+tcp://127.0.0.1:{proxy.port}"
+                client = StratumMinerClient(url, device_id, password, lambda: FAST_HS)
+                mining = asyncio.create_task(client.run())
+                recorder = proxy.recorder
+                record = recorder.record
+                gate = asyncio.Event()
+                held: list[object] = []
+
+                async def held_record(row: ShareRow) -> bool:
+                    held.append(row)
+                    await gate.wait()
+                    return await record(row)
+
+                try:
+                    await until(lambda: client.stats.accepted >= 3, "mining through the first pool")
+                    recorder.record = held_record  # type: ignore[method-assign]
+                    await until(lambda: len(held) >= 3, "shares waiting to be recorded")
+                    forwarded = proxy.forwarded
+                    await first.stop()
+                    await until(lambda: proxy.upstream.session is None, "the proxy saw the loss")
+                    second = StratumPool(
+                        port=pool_port,
+                        difficulty=POOL_DIFFICULTY,
+                        users={POOL_USER: POOL_PASSWORD},
+                        clock=lambda: time.time() + 3600.0,
+                    )
+                    await second.start()
+                    await until(lambda: proxy.upstream.session is not None, "the pool is back")
+                    recorder.record = record  # type: ignore[method-assign]
+                    gate.set()
+                    await until(
+                        lambda: second.stats.accepted_shares[f"{POOL_USER}.{device_id}"] >= 3,
+                        "mining resumed through the pool that came back",
+                    )
+                    await client.drain()
+                finally:
+                    gate.set()
+                    await _stop(mining)
+        finally:
+            await first.stop()
+            if second is not None:
+                await second.stop()
+        assert client.stats.connections == 1  # the same extranonce: the miner stayed
+        assert forwarded >= 3
+        assert not second.stats.rejected  # no share of the old session reached the new one
 
     asyncio.run(scenario())

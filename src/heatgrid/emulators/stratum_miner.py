@@ -178,8 +178,7 @@ class StratumMinerClient:
         finally:
             if hashing is not None:
                 hashing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await hashing
+                await asyncio.wait({hashing})  # a cancel of this task itself goes on up
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
@@ -358,8 +357,7 @@ class PoolFollower:
                 if wanted != current:
                     if task is not None:
                         task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
+                        await asyncio.wait({task})  # a cancel of run() itself goes on up
                     current, task, self.client = wanted, None, None
                     if wanted is not None:
                         with contextlib.suppress(InputError):  # an unusable URL: no mining
@@ -371,5 +369,4 @@ class PoolFollower:
         finally:
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait({task})

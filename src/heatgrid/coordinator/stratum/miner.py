@@ -119,6 +119,7 @@ class MinerSession:
         """Forget the miner's jobs: the pool is gone, and a new extranonce will come."""
         if self.validator is not None:
             self.validator.clear_jobs()
+        self._aliases.clear()  # they name the lost session's jobs
 
     def drop_slice(self) -> None:
         """Close a miner whose slice ended with its pool session (it reconnects, as miners do)."""
@@ -414,6 +415,8 @@ class MinerSession:
         if int.from_bytes(result.digest, "little") > target_from_difficulty(pool_difficulty):
             return  # counted here, below what the pool takes
         worker = await upstream.worker(device_id)
+        if upstream.session is not session:
+            return  # lost while the pool authorized the device's worker
         verdict = await upstream.submit(upstream_submit(submit, extranonce_slice, 0, worker))
         if verdict is not None:
             self._proxy.recorder.pool_verdict(share_key, verdict)
