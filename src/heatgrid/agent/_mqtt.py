@@ -171,7 +171,8 @@ class MqttSession:
     async def wait_connected(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` [s] until connected; raise :class:`MqttUnavailableError`."""
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._connected.wait()
         except TimeoutError:
             raise MqttUnavailableError(
                 f"MQTT broker {self.address} not reachable within {timeout_s:g} s"

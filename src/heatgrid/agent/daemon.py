@@ -801,7 +801,8 @@ class AgentDaemon:
         delay_s = self.config.thermostat.tick_s  # after the first tick
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay_s)
+                async with asyncio.timeout(delay_s):
+                    await stop.wait()
             try:
                 await self.publish_home_assistant()
             except Exception:  # a bug here must not stop the room's control
@@ -814,7 +815,8 @@ class AgentDaemon:
         while not stop.is_set():
             await self.tick()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.thermostat.tick_s / self._speed)
+                async with asyncio.timeout(self.config.thermostat.tick_s / self._speed):
+                    await stop.wait()
 
     async def _sync_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -824,7 +826,8 @@ class AgentDaemon:
                 delay_s = self.backoff.next_delay_s()
                 _log.exception("sync failed (retry in %.0f s)", delay_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay_s)
+                async with asyncio.timeout(delay_s):
+                    await stop.wait()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Control and sync until ``stop`` is set; then :meth:`shutdown`."""

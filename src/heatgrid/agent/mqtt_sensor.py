@@ -128,7 +128,8 @@ class MqttTemperatureSensor:
         waiter: asyncio.Future[TemperatureReading] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            return await asyncio.wait_for(waiter, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await waiter
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)

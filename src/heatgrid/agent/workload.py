@@ -429,7 +429,8 @@ class JobWorkload:
                 return False
             slot.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(slot.wake.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await slot.wake.wait()
         return False
 
     async def _artifact(self, run: TaskRun) -> Path:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from heatgrid.agent.client import CoordinatorClient
     from heatgrid.agent.config import AgentConfig
+    from heatgrid.agent.daemon import AgentDaemon
     from heatgrid.agent.devices.base import HeatDevice
     from heatgrid.agent.forecast import HourlyOutdoorForecast, HourlySeries
     from heatgrid.agent.state_store import StateStore
@@ -171,14 +172,22 @@ async def _run(config_path: Path, spec: ClockSpec | None) -> int:
         if run.done():  # it failed: run() has already put the devices in their safe state
             _log.error("the agent stopped on an error", exc_info=run.exception())
             return 1
-        grace_s = _stop_grace_s(config, jobs=daemon_has_jobs)
-        try:
-            await asyncio.wait_for(run, grace_s)
-        except TimeoutError:
-            _log.error("the daemon did not stop within %.0f s; forcing the safe state", grace_s)
-            if not await asyncio.wait_for(daemon.safe_all(), grace_s):
-                return 1
-        _log.info("stopped; every device is in its safe state")
+        return await _stopped(run, daemon, _stop_grace_s(config, jobs=daemon_has_jobs))
+    return 0
+
+
+async def _stopped(run: asyncio.Task[None], daemon: AgentDaemon, grace_s: float) -> int:
+    """Wait ``grace_s`` [s] for the stopping daemon, then force the safe state; exit status."""
+    try:
+        async with asyncio.timeout(grace_s):
+            await run
+    except TimeoutError:
+        _log.error("the daemon did not stop within %.0f s; forcing the safe state", grace_s)
+        async with asyncio.timeout(grace_s):
+            safe = await daemon.safe_all()
+        if not safe:
+            return 1
+    _log.info("stopped; every device is in its safe state")
     return 0
 
 

@@ -53,7 +53,8 @@ async def serve_http_connection(
     """Read one request from ``reader``, answer it with ``handler``, and close the connection."""
     try:
         try:
-            request = await asyncio.wait_for(_read_request(reader), _READ_TIMEOUT_S)
+            async with asyncio.timeout(_READ_TIMEOUT_S):
+                request = await _read_request(reader)
         except (_BadRequestError, asyncio.LimitOverrunError, ValueError, UnicodeDecodeError):
             response = HttpResponse(HTTPStatus.BAD_REQUEST, {"error": "bad request"})
         else:

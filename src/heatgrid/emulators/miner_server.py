@@ -208,14 +208,16 @@ class MinerEmulator(AsyncService):
 
 async def _read_rpc_request(reader: asyncio.StreamReader) -> bytes:
     """Read one request as cgminer does: one read, continued only while JSON is incomplete."""
-    data = await asyncio.wait_for(reader.read(4096), _RPC_READ_TIMEOUT_S)
+    async with asyncio.timeout(_RPC_READ_TIMEOUT_S):
+        data = await reader.read(4096)
     while (
         data.strip().startswith(b"{")
         and not _complete_json(data.strip())
         and len(data) < _MAX_RPC_REQUEST_BYTES
     ):
         try:
-            chunk = await asyncio.wait_for(reader.read(4096), _RPC_IDLE_TIMEOUT_S)
+            async with asyncio.timeout(_RPC_IDLE_TIMEOUT_S):
+                chunk = await reader.read(4096)
         except TimeoutError:
             break
         if not chunk:

@@ -193,7 +193,8 @@ class StratumMinerClient:
         await writer.drain()
         wanted = getattr(message, "id", None)
         while True:
-            line = await asyncio.wait_for(reader.readuntil(b"\n"), _ANSWER_TIMEOUT_S)
+            async with asyncio.timeout(_ANSWER_TIMEOUT_S):
+                line = await reader.readuntil(b"\n")
             answer = stratum.decode(line)
             if isinstance(answer, stratum.Response) and answer.id == wanted:
                 return answer
@@ -255,7 +256,8 @@ class StratumMinerClient:
             if work is None or hashrate_hs <= 0.0 or self._draining:
                 self._new_work.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._new_work.wait(), 0.2)
+                    async with asyncio.timeout(0.2):
+                        await self._new_work.wait()
                 next_share_ts = max(next_share_ts, self._clock())
                 continue
             wait_s = next_share_ts - self._clock()

@@ -213,7 +213,8 @@ async def _wait_ready(worker: subprocess.Popen[bytes]) -> None:
         raise OSError(f"worker {worker.pid} has no stdout pipe")
     read = asyncio.ensure_future(asyncio.to_thread(stdout.read, 1))
     try:
-        word = await asyncio.wait_for(asyncio.shield(read), _READY_TIMEOUT_S)
+        async with asyncio.timeout(_READY_TIMEOUT_S):
+            word = await asyncio.shield(read)
     except TimeoutError:
         worker.kill()  # ends the read with end-of-file
         word = await read

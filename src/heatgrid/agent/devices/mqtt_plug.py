@@ -110,7 +110,8 @@ class MqttPlug(DeviceAdapter):
         self._meter_waiters.append(future)
         try:
             await self._session.publish(f"cmnd/{self.plug}/STATUS", "10")
-            energy = await asyncio.wait_for(future, self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                energy = await future
         except (MqttUnavailableError, TimeoutError) as error:
             raise DeviceUnavailableError(
                 f"{self._name}: plug {self.plug!r} on {self._session.address} did not answer "
@@ -182,7 +183,8 @@ class MqttPlug(DeviceAdapter):
         self._relay_waiters.append(waiter)
         try:
             await self._session.publish(f"cmnd/{self.plug}/POWER", word)
-            await asyncio.wait_for(future, self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                await future
         finally:
             with contextlib.suppress(ValueError):
                 self._relay_waiters.remove(waiter)

@@ -262,7 +262,8 @@ class PyasicMiner(DeviceAdapter):
             raise DeviceCommandError(self._failed(f"{command}: {step}", error)) from None
 
     async def _bounded(self, call: Awaitable[_T]) -> _T:
-        return await asyncio.wait_for(call, self._timeout_s)
+        async with asyncio.timeout(self._timeout_s):
+            return await call
 
     def _check_open(self, command: str) -> None:
         if self._closed:
@@ -346,7 +347,8 @@ async def _rpc_text(host: str, port: int, command: str, timeout_s: float) -> str
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    answer = await asyncio.wait_for(exchange(), timeout_s)
+    async with asyncio.timeout(timeout_s):
+        answer = await exchange()
     return answer.rstrip(b"\x00").decode(errors="replace")
 
 

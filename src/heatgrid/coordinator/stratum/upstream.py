@@ -169,10 +169,10 @@ class Upstream:
             self._pending.pop(request_id, None)
 
     async def _connection(self) -> None:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self._host, self._port, limit=self._max_line_bytes + 1),
-            _ANSWER_TIMEOUT_S,
-        )
+        async with asyncio.timeout(_ANSWER_TIMEOUT_S):
+            reader, writer = await asyncio.open_connection(
+                self._host, self._port, limit=self._max_line_bytes + 1
+            )
         self.connections += 1
         reading = asyncio.create_task(self._read(reader))
         self._writer = writer
@@ -196,13 +196,14 @@ class Upstream:
                 if not future.done():
                     future.set_exception(ConnectionError("pool connection lost"))
             reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reading
             writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
             if lost:
                 self._listener.pool_lost()
+            await asyncio.wait({reading})  # a cancel of run() itself goes on up (it ends)
+            if not reading.cancelled():
+                reading.exception()  # the reader's end is the loss handled here
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
     async def _handshake(self, writer: asyncio.StreamWriter) -> PoolSession | None:
         answer = await self._request(
