@@ -98,7 +98,8 @@ def _run_live(duration_s: float, homes: int, speed: float, *, as_json: bool, kee
     from rich.live import Live  # noqa: PLC0415
 
     from heatgrid.cli._demo_fleet import FleetOptions, FleetRun, run_fleet  # noqa: PLC0415
-    from heatgrid.cli._demo_view import live_view, summary, summary_renderable  # noqa: PLC0415
+    from heatgrid.cli._demo_summary import summary  # noqa: PLC0415
+    from heatgrid.cli._demo_view import live_view, summary_renderable  # noqa: PLC0415
     from heatgrid.core.clock import ClockSpec  # noqa: PLC0415
 
     console = Console(stderr=as_json)
@@ -122,8 +123,10 @@ def _run_live(duration_s: float, homes: int, speed: float, *, as_json: bool, kee
             if run.running_since_ts is not None and "running" not in shown:
                 shown.add("running")
                 live.console.print(
-                    f"Fleet running: {len(run.device_ids)} homes, each with its agent enrolled "
-                    f"({', '.join(run.device_ids)}); Ctrl-C stops everything.",
+                    f"Fleet running: {len(run.world.homes) if run.world else 0} homes, "
+                    f"{len(run.heaters)} heaters, each with its agent enrolled "
+                    f"({', '.join(run.device_ids)}); miners mine through the Stratum proxy "
+                    f"{run.proxy_url}; Ctrl-C stops everything.",
                     soft_wrap=True,
                 )
             live.update(live_view(run))
