@@ -91,6 +91,7 @@ def summary(run: FleetRun, *, interrupted: bool, leftover_pids: list[int]) -> di
             for j in run.jobs
         ],
         "job_problem": run.job_problem,
+        "verify_results": run.verify_results,
         "tasks_by_state": tasks,
         "tasks": [{key: task.get(key) for key in _TASK_FIELDS} for task in run.job_tasks],
         "balances": run.balances,
@@ -107,6 +108,8 @@ def acceptance(data: dict[str, Any]) -> dict[str, bool]:
     """Return whether each acceptance item of the demo held, from its summary ``data``.
 
     * ``job_completed``: a job the demo submitted ended ``completed``;
+    * ``job_verified`` (only where the coordinator verifies results): every task of such a job
+      is ``verified``, its result agreed on by heaters of different owners;
     * ``shares_accepted_and_credited``: the test pool accepted shares from every home, none
       rejected, and the proxy credited shares to every owner of a miner heater;
     * ``homes_comfortable``: every room stayed within ``comfort_band_k`` of its setpoint after
@@ -118,8 +121,15 @@ def acceptance(data: dict[str, Any]) -> dict[str, bool]:
     miners_owners = {h["owner"] for h in data["heaters"] if h["kind"] == "miners"}
     credited = {o["owner_name"] for o in data["mining_owners"] if o["accepted_shares"] > 0}
     band_k = data["comfort_band_k"]
+    completed = [job for job in data["jobs"] if job["state"] == "completed"]
+    verified = {
+        "job_verified": any(
+            job["tasks_by_state"].get("verified", 0) == job["task_count"] for job in completed
+        )
+    }
     return {
-        "job_completed": any(job["state"] == "completed" for job in data["jobs"]),
+        "job_completed": bool(completed),
+        **(verified if data["verify_results"] else {}),
         "shares_accepted_and_credited": bool(homes)
         and all(home["shares_accepted"] > 0 for home in homes)
         and data["shares_rejected"] == 0

@@ -86,9 +86,12 @@ def live_view(run: FleetRun) -> RenderableType:
     return Group(*parts)
 
 
+_DONE = frozenset({"completed", "verified"})  # the states of a task whose result is kept
+
+
 def _pi_text(tasks: list[dict[str, Any]]) -> str:
     """Return what the sweep's completed tasks found together: pi from every hit and sample."""
-    results = [t["result"] for t in tasks if t["state"] == "completed" and t["result"]]
+    results = [t["result"] for t in tasks if t["state"] in _DONE and t["result"]]
     hits = sum(int(r.get("hits", 0)) for r in results)
     samples = sum(int(r.get("samples", 0)) for r in results)
     if not samples:
@@ -101,6 +104,8 @@ def _pi_text(tasks: list[dict[str, Any]]) -> str:
 def _job_lines(data: dict[str, Any]) -> list[str]:
     if data["job_problem"]:
         return [data["job_problem"]]
+    if not data["jobs"]:
+        return ["No job was submitted before the demo ended."]
     lines = []
     for job in data["jobs"]:
         states = ", ".join(f"{n} {s}" for s, n in sorted(job["tasks_by_state"].items()))
@@ -108,7 +113,9 @@ def _job_lines(data: dict[str, Any]) -> list[str]:
             f"Job {job['name']!r} {job['state']}: {job['task_count']} tasks ({states}, as the "
             f"coordinator's API says){_pi_text(data['tasks'])}."
         )
-    return lines or ["No job was submitted before the demo ended."]
+    if not data["verify_results"]:
+        lines.append("This coordinator keeps results as they come (it does not verify them).")
+    return lines
 
 
 def _mining_line(data: dict[str, Any]) -> str:
@@ -126,6 +133,7 @@ def _mining_line(data: dict[str, Any]) -> str:
 
 _ACCEPTANCE = {
     "job_completed": "a job completed",
+    "job_verified": "its results verified on heaters of different owners",
     "shares_accepted_and_credited": "shares accepted by the test pool and credited to owners",
     "homes_comfortable": "every home within ±{band:g} K of its setpoint after warm-up",
     "dashboard_answered": "the dashboard answered while the fleet ran",

@@ -1,11 +1,12 @@
-"""``heatgrid demo``: a live fleet of emulated homes heated by miners, on embedded defaults.
+"""``heatgrid demo``: a live fleet of emulated homes heated by miners and CPU heaters, on defaults.
 
-A coordinator on SQLite in a temporary directory, its own mosquitto, emulated homes whose
-miners mine into a Stratum test pool, one real agent per home enrolled with a one-time code, a
-sample job, all on an accelerated shared clock; a live view with the dashboard's URL and login
-key, a summary at the end, and every process it started stopped by its PID, Ctrl-C included
-(:mod:`heatgrid.cli._demo_fleet`). ``--walkthrough`` runs the enrollment flow step by step
-instead (:mod:`heatgrid.cli._demo_walkthrough`).
+A coordinator on SQLite in a temporary directory with its Stratum proxy, its own mosquitto,
+emulated homes whose miners mine through the proxy into a Stratum test pool and whose CPU
+heaters run the example job in the sandbox, one real agent per heater enrolled with a one-time
+code, all on an accelerated shared clock; a live view with the dashboard's URL and login key, a
+summary that states each acceptance item at the end, and every process it started stopped by
+its PID, Ctrl-C included (:mod:`heatgrid.cli._demo_fleet`). ``--walkthrough`` runs the
+enrollment flow step by step instead (:mod:`heatgrid.cli._demo_walkthrough`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,12 @@ def demo(
         float, typer.Option("--duration", help="How long the fleet runs, wall time [s].")
     ] = 120.0,
     homes: Annotated[
-        int, typer.Option("--homes", "--heaters", help="Emulated homes, one agent each.")
+        int,
+        typer.Option(
+            "--homes",
+            "--heaters",
+            help="Emulated homes (the first two also have a CPU heater that runs jobs).",
+        ),
     ] = 3,
     speed: Annotated[
         float, typer.Option(help="Emulated seconds per real second of the shared clock.")
@@ -71,7 +77,7 @@ def demo(
         ),
     ] = False,
 ) -> None:
-    """Run a live fleet of emulated homes heated by miners, then summarize (no setup needed)."""
+    """Run a live fleet of homes heated by miners and CPU heaters, then summarize (no setup)."""
     if walkthrough:
         from heatgrid.cli._demo_walkthrough import walkthrough as run_walkthrough  # noqa: PLC0415
 
