@@ -179,8 +179,11 @@ def _fleet_in_browser(url: str, key: str, names: list[str], shot: Path) -> str:
             page.goto("/mining")
             _until_shown(
                 page,
-                lambda: all(
-                    page.get_by_role("link", name=name, exact=True).count() for name in names
+                lambda: (
+                    page.locator("#proxy-owners").count()
+                    and all(
+                        page.get_by_role("link", name=name, exact=True).count() for name in names
+                    )
                 ),
             )
             _shot(page, shot / "demo-mining.png")
@@ -237,6 +240,7 @@ def test_the_demo_heats_mines_through_the_proxy_runs_the_job_and_leaves_nothing(
         assert "Berlin flat CPU heater" in page_text
         assert "Stockholm passive house CPU heater" in page_text
         assert "Heaters that mined in the last 24 hours" in page_text
+        assert "Shares through the coordinator's Stratum proxy" in page_text
         assert "examples/sweep" in page_text
     assert len(summary["homes"]) == _HOMES
     for home in summary["homes"]:
