@@ -16,6 +16,7 @@ from heatgrid.coordinator.dashboard.routes import STATIC_DIR
 
 from .conftest import Coordinator
 from .dashboard_fleet import Fleet, populate
+from .mining_data import enroll_miners, insert_shares
 
 
 @pytest.fixture
@@ -274,3 +275,38 @@ def test_the_mining_page_shows_an_owner_only_their_miners(
     _cookies(coordinator).clear()
     assert _log_in(coordinator, fleet.keys["carol"]).status_code == 303
     assert coordinator.client.get("/mining").headers["location"] == "/jobs"
+
+
+def test_the_mining_page_shows_the_proxys_shares_per_owner_to_whom_may_see_them(
+    coordinator: Coordinator,
+) -> None:
+    from heatgrid.coordinator.db import make_engine, make_session_factory  # noqa: PLC0415
+
+    alice, bob = enroll_miners(coordinator, {"alice": 1, "bob": 1})
+    engine = make_engine(coordinator.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            now_ts = coordinator.clock()
+            insert_shares(session, alice.device_id, [2.0] * 7, start_ts=now_ts - 3600.0)
+            insert_shares(session, bob.device_id, [0.5] * 3, start_ts=now_ts - 7200.0)
+            insert_shares(session, bob.device_id, [4.0] * 9, start_ts=now_ts - 2 * 86_400.0)
+    finally:
+        engine.dispose()
+    assert _log_in(coordinator, coordinator.operator_key).status_code == 303
+    table = coordinator.client.get("/mining").text.split('id="proxy-owners"')[1]
+    rows = re.findall(
+        r'data-label="Owner">(\w+)</th>\s*<td data-label="Shares accepted">(\d+)<', table
+    )
+    assert rows == [("alice", "7"), ("bob", "3")]  # bob's older shares are outside the day
+    assert ">14<" in table  # alice's work: 7 shares of difficulty 2
+    _cookies(coordinator).clear()
+    assert _log_in(coordinator, alice.owner_key).status_code == 303
+    page = coordinator.client.get("/mining").text
+    assert re.findall(r'data-label="Owner">(\w+)</th>', page.split('id="proxy-owners"')[1]) == [
+        "alice"
+    ]
+    _cookies(coordinator).clear()
+    assert _log_in(coordinator, coordinator.owner_key("dora")).status_code == 303
+    assert (
+        "No share reached the proxy in the last 24 hours." in coordinator.client.get("/mining").text
+    )

@@ -1,9 +1,12 @@
-"""``heatgrid demo`` end to end: a live fleet that heats, mines, shows on the dashboard, and
-leaves no process behind, whether it ends by itself or by Ctrl-C.
+"""``heatgrid demo`` end to end: a live fleet that heats, mines through the coordinator's Stratum
+proxy, runs the example job on CPU heaters, shows on the dashboard, and leaves no process
+behind, whether it ends by itself or by Ctrl-C.
 
 The demo runs as a user runs it (``python -m heatgrid.cli.main demo``), with its real mosquitto,
-coordinator and agents. While it runs, Debian's Chromium (through Playwright) logs in to the
-dashboard with the key the demo printed and finds every home in the fleet table.
+coordinator, Stratum proxy and agents, and the job's tasks in the bubblewrap sandbox. While it
+runs, Debian's Chromium (through Playwright) logs in to the dashboard with the key the demo
+printed, finds every heater in the fleet table, every miner heater on the mining page, and the
+job completed on its page.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from heatgrid.cli._demo_processes import mosquitto_binary
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_ready")]
 
 _CHROMIUM = Path(os.environ.get("HEATGRID_CHROMIUM", "/usr/bin/chromium"))
 _DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
@@ -138,8 +142,17 @@ def _populated(rows: str) -> bool:
     return not any(word in rows for word in ("no data", "offline", "– / –"))
 
 
+def _until_shown(page: Any, ready: Any) -> None:
+    """Reload ``page`` until ``ready()`` (the page is not live), within the test's bound."""
+    deadline = time.monotonic() + _WAIT_S
+    while not ready():
+        assert time.monotonic() < deadline, page.inner_text("main")
+        time.sleep(2.0)
+        page.reload()
+
+
 def _fleet_in_browser(url: str, key: str, names: list[str], shot: Path) -> str:
-    """Log in to the dashboard; return the fleet and mining pages' text once every home shows."""
+    """Log in; return the fleet, mining and job pages' text once every heater and the job show."""
     from playwright.sync_api import sync_playwright  # noqa: PLC0415
 
     with sync_playwright() as playwright:
@@ -164,19 +177,40 @@ def _fleet_in_browser(url: str, key: str, names: list[str], shot: Path) -> str:
             _shot(page, shot / "demo-fleet.png")
             text: str = page.inner_text("main")
             page.goto("/mining")
-            deadline = time.monotonic() + _WAIT_S
-            while not all(page.get_by_role("link", name=name).count() for name in names):
-                assert time.monotonic() < deadline, page.inner_text("main")
-                time.sleep(2.0)  # the page is not live: read it again until every home mined
-                page.reload()
+            _until_shown(
+                page,
+                lambda: (
+                    page.locator("#proxy-owners").count()
+                    and all(
+                        page.get_by_role("link", name=name, exact=True).count() for name in names
+                    )
+                ),
+            )
             _shot(page, shot / "demo-mining.png")
+            text += page.inner_text("main")
+            page.goto("/jobs")
+            page.get_by_role("link", name="examples/sweep").click()
+            _until_shown(page, lambda: "completed" in page.inner_text("main"))
+            _shot(page, shot / "demo-job.png")
             text += page.inner_text("main")
         finally:
             browser.close()
     return text
 
 
-def test_the_demo_heats_every_home_mines_and_leaves_nothing_behind(tmp_path: Path) -> None:
+def _sweep_hits(seed: int, samples: int, chunk: int = 200_000) -> int:
+    """The example sweep's ``hits``, computed here without the sandbox or a checkpoint."""
+    generator = np.random.Generator(np.random.PCG64(seed))
+    hits = 0
+    for start in range(0, samples, chunk):
+        points = generator.random((min(chunk, samples - start), 2))
+        hits += int(np.count_nonzero((points**2).sum(axis=1) <= 1.0))
+    return hits
+
+
+def test_the_demo_heats_mines_through_the_proxy_runs_the_job_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
     _require_mosquitto()
     before = _demo_dirs()
     with _Demo("--duration", "90", "--homes", str(_HOMES), "--speed", "120") as demo:
@@ -194,27 +228,53 @@ def test_the_demo_heats_every_home_mines_and_leaves_nothing_behind(tmp_path: Pat
         status, summary = demo.finish()
 
     assert status == 0, "".join(demo.lines)
+    assert summary["acceptance"] == {
+        "job_completed": True,
+        **({"job_verified": True} if summary["verify_results"] else {}),
+        "shares_accepted_and_credited": True,
+        "homes_comfortable": True,
+        "dashboard_answered": True,
+        "no_process_left": True,
+    }, summary
     if page_text is not None:
-        assert "Berlin flat" in page_text
-        assert "Stockholm passive house" in page_text
+        assert "Berlin flat CPU heater" in page_text
+        assert "Stockholm passive house CPU heater" in page_text
         assert "Heaters that mined in the last 24 hours" in page_text
+        assert "Shares through the coordinator's Stratum proxy" in page_text
+        assert "examples/sweep" in page_text
     assert len(summary["homes"]) == _HOMES
     for home in summary["homes"]:
         assert home["energy_kwh"] > 0.0
-        assert home["comfort_share"] is not None
-        assert home["comfort_share"] >= 0.9, home
+        assert home["cpu_heater_energy_kwh"] > 0.0, home  # the CPU heater heats the room too
+        assert home["comfort_share"] == 1.0, home
         assert abs(home["room_temp_c"] - home["setpoint_c"]) <= 1.0, home
-        assert home["shares_accepted"] > 0, home
+        assert home["shares_accepted"] > 0, home  # by the test pool, through the proxy
     assert summary["heat_delivered_kwh"] == pytest.approx(summary["energy_kwh"])
     assert summary["shares_rejected"] == 0
-    assert summary["devices_enrolled"] == _HOMES
-    assert summary["devices_online"] == _HOMES
-    assert summary["tasks_by_state"] == {"queued": _HOMES}
+    # The proxy recorded and credited each owner's shares; the API says so per owner.
+    credited = {o["owner_name"]: o["accepted_shares"] for o in summary["mining_owners"]}
+    assert set(credited) == {"alice", "bob"}
+    assert all(shares > 0 for shares in credited.values()), credited
+    kinds = sorted((h["kind"], h["owner"]) for h in summary["heaters"])
+    assert kinds == [("cpu", "alice"), ("cpu", "bob"), ("miners", "alice"), ("miners", "bob")]
+    assert summary["devices_enrolled"] == summary["devices_online"] == 4
+    # The example job ran in the CPU heaters' sandboxes, each task's result exactly the sweep's.
+    (job,) = summary["jobs"]
+    assert job["name"] == "examples/sweep"
+    assert job["state"] == "completed"
+    grid = json.loads((Path(__file__).parents[2] / "examples/sweep/grid.json").read_text())
+    assert job["task_count"] == len(grid["seed"]) * len(grid["samples"])
+    results = [task["result"] for task in summary["tasks"]]
+    assert len(results) == job["task_count"]
+    for result in results:
+        assert result["hits"] == _sweep_hits(result["seed"], result["samples"]), result
     assert summary["dashboard_status"] in {200, 303}
     assert summary["emulated_hours"] > 1.0
     assert summary["leftover_pids"] == []
     names = sorted(p["name"] for p in summary["processes"])
-    assert names == ["agent 1", "agent 2", "coordinator", "mosquitto"]
+    assert names == [
+        "agent 1", "agent 2", "agent 3", "agent 4", "coordinator", "mosquitto", "stratum proxy",
+    ]  # fmt: skip
     pids = {p["pid"] for p in summary["processes"]}
     assert pids <= children
     assert not any(_alive(pid) for pid in children)
@@ -227,7 +287,7 @@ def test_ctrl_c_stops_every_process_the_demo_started() -> None:
     with _Demo("--duration", "600", "--homes", "1") as demo:
         demo.wait_for("Fleet running")
         children = _children_of(demo.process.pid)
-        assert len(children) >= 3  # mosquitto, the coordinator, the agent
+        assert len(children) >= 5  # mosquitto, the coordinator, the proxy, the home's 2 agents
         demo.process.send_signal(signal.SIGINT)
         status, summary = demo.finish()
 

@@ -378,3 +378,35 @@ def test_the_cli_names_the_broker_it_cannot_reach(capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert f"--broker: cannot connect to 127.0.0.1:{port}" in err
     assert "Traceback" not in err
+
+
+def test_other_heaters_heat_the_room_and_a_bad_reading_counts_nothing(
+    mosquitto_broker: tuple[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    host, port = mosquitto_broker
+
+    def broken_meter() -> float:
+        raise OSError("the meter is unplugged")
+
+    async def main_() -> tuple[float, float, float]:
+        clock = _Clock()
+        room = RoomEmulator(ROOM, _constant(0.0), now_ts=T0, initial_temp_c=15.0)
+        async with RoomService(
+            room, clock=clock, host=host, port=port, topic="r/other", heaters=[lambda: 700.0]
+        ) as service:
+            await service.tick()
+            first_w = service.heat_power_w
+            service.heaters.extend([broken_meter, lambda: float("nan"), lambda: 300.0])
+            clock.now_ts += 1800.0
+            heated_c = await service.tick()
+            return first_w, service.heat_power_w, heated_c
+
+    with caplog.at_level(logging.WARNING, logger="heatgrid.emulators.room_mqtt"):
+        first_w, then_w, heated_c = asyncio.run(main_())
+    assert first_w == 700.0
+    assert then_w == 1000.0  # the unplugged meter and the NaN count 0 W
+    expected = RoomEmulator(ROOM, _constant(0.0), now_ts=T0, initial_temp_c=15.0)
+    assert heated_c == pytest.approx(expected.advance(T0 + 1800.0, 700.0), abs=1e-9)
+    messages = " ".join(record.getMessage() for record in caplog.records)
+    assert "the meter is unplugged" in messages
+    assert "is not a power" in messages

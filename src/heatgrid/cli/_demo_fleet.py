@@ -1,29 +1,31 @@
-"""``heatgrid demo``'s live fleet: a coordinator, emulated homes and one real agent per home.
+"""``heatgrid demo``'s live fleet: a coordinator, its Stratum proxy, emulated homes, real agents.
 
 What runs, all on loopback in a temporary directory, on one accelerated emulated clock
 (:mod:`heatgrid.core.clock`) that starts ``speed x duration`` in the past, so that the demo's
 emulated hours end at the wall clock's present (the dashboard's charts show them all):
 
 * ``mosquitto`` on a free port (the rooms' temperature sensors);
-* ``heatgrid serve`` on SQLite, migrated, with an operator (the dashboard login), two owners and
-  a submitter made with ``heatgrid admin``;
 * the emulated homes and the Stratum test pool in this process (:mod:`._demo_world`);
-* one ``heatgrid agent`` per home, enrolled with ``heatgrid agent enroll`` and a one-time code,
-  driving the home's miners through pyasic and heartbeating to the coordinator;
-* a sample job submitted with ``heatgrid jobs submit``.
+* ``heatgrid serve`` on SQLite, migrated, with an operator (the dashboard login) made with
+  ``heatgrid admin``, and two owners and a submitter whose keys the operator makes over the API;
+* ``heatgrid stratum``, the coordinator's Stratum proxy on the same database, whose upstream is
+  the test pool (the operator's pool account); each miner heater's owner asks the API for its
+  mining password, and its miners mine through the proxy (:func:`mining_targets`), which records
+  and credits each share to the owner and forwards it to the pool;
+* one ``heatgrid agent`` per heater (:mod:`._demo_agents`), enrolled with ``heatgrid agent
+  enroll`` and its owner's one-time code: each home's miner heater, and in the first two homes
+  (alice's and bob's) a CPU heater that runs job tasks in the bubblewrap sandbox, whose power
+  the room reads from an emulated meter on its agent's processes;
+* the deterministic example job, ``examples/sweep``, submitted with ``heatgrid jobs submit DIR``.
 
-Where the parts being built elsewhere plug in: :func:`mining_targets` (the coordinator's Stratum
-proxy), :func:`_sample_job` (``heatgrid jobs submit DIR`` with an example job), and
-:func:`_agent_config` (a CPU or GPU heater, ``[[devices]] type = "cpu"``, whose agent then runs the
-sample job's leased tasks: it asks for one, so until a home has one its tasks stay queued; the
-emulated room then needs that heater's power too, e.g. through an emulated plug meter).
+The coordinator, the proxy and the agents run as children stopped by their PIDs
+(:mod:`._demo_processes`); what the summary says is read back through the coordinator's API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sys
 import time
@@ -32,24 +34,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from heatgrid.cli._demo_processes import (
-    Child,
-    Children,
-    free_port,
-    mosquitto_binary,
-    run_heatgrid,
-    wait_for_port,
+from heatgrid.cli._demo_agents import HeaterPlan, heater_plans, write_agent_config
+from heatgrid.cli._demo_processes import Children, free_port, run_heatgrid
+from heatgrid.cli._demo_services import (
+    POOL_USER,
+    Accounts,
+    create_accounts,
+    operator_key,
+    start_broker,
+    start_coordinator,
+    start_proxy,
+    verifies_results,
 )
-from heatgrid.cli._demo_world import HOMES, HomeSpec, MiningTarget, World, room_topic
+from heatgrid.cli._demo_world import HOMES, HomeSpec, MiningTarget, World
 from heatgrid.core.clock import CLOCK_ENV, ClockSpec
 
-__all__ = ["FleetOptions", "FleetRun", "mining_targets", "run_fleet"]
+__all__ = [
+    "FleetOptions",
+    "FleetRun",
+    "Heater",
+    "example_job",
+    "home_specs",
+    "mining_targets",
+    "run_fleet",
+]
 
-_STARTUP_TIMEOUT_S = 60.0
 _OWNERS = ("alice", "bob")
-_SUBMITTER = "carol"
 _POLL_S = 2.0
-_HEARTBEAT_INTERVAL_S = 2.0
+_JOB_ENERGY_KWH = 0.01  # the estimate per task the scheduler matches with heat windows
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +74,14 @@ class FleetOptions:
     workdir: Path
 
 
+@dataclass(frozen=True, kw_only=True)
+class Heater:
+    """An enrolled heater: its plan (home, kind, name, owner) and its device id."""
+
+    plan: HeaterPlan
+    device_id: str
+
+
 @dataclass
 class FleetRun:
     """A demo's state, as its live view and its summary read it."""
@@ -70,16 +90,28 @@ class FleetRun:
     clock: ClockSpec
     phase: str = "starting"
     url: str | None = None
+    proxy_url: str | None = None
     login_key: str | None = None
     world: World | None = None
     children: Children | None = None
-    device_ids: list[str] = field(default_factory=list)
+    heaters: list[Heater] = field(default_factory=list)
     devices: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    job_tasks: list[dict[str, Any]] = field(default_factory=list)
+    job_problem: str | None = None
+    verify_results: bool = False
+    """Whether the coordinator verifies results on a heater of another owner."""
     balances: list[dict[str, Any]] = field(default_factory=list)
+    mining: dict[str, Any] | None = None
     dashboard_status: int | None = None
+    dashboard_answered: bool = False
     started_real_ts: float = field(default_factory=time.time)
     running_since_ts: float | None = None
+
+    @property
+    def device_ids(self) -> list[str]:
+        """Every heater's device id, in the order they were enrolled."""
+        return [heater.device_id for heater in self.heaters]
 
     def emulated_now_ts(self) -> float:
         """Return the shared emulated clock's present [POSIX s]."""
@@ -87,201 +119,119 @@ class FleetRun:
 
 
 def home_specs(count: int) -> tuple[HomeSpec, ...]:
-    """Return the first ``count`` demo homes, cycling through :data:`HOMES` with numbered names."""
+    """Return the first ``count`` demo homes, cycling through :data:`HOMES` with numbered names.
+
+    Only the first lap has CPU heaters (each runs a task on one core of this machine).
+    """
     specs = []
     for index in range(count):
         base = HOMES[index % len(HOMES)]
         lap = index // len(HOMES)
-        name = base.name if lap == 0 else f"{base.name} {lap + 1}"
-        specs.append(HomeSpec(**{**base.__dict__, "name": name}))
+        if lap == 0:
+            specs.append(base)
+            continue
+        name = f"{base.name} {lap + 1}"
+        specs.append(HomeSpec(**{**base.__dict__, "name": name, "cpu_heater_max_power_w": 0.0}))
     return tuple(specs)
 
 
-def mining_targets(world: World, device_id: str, miners: int) -> list[MiningTarget]:
-    """Where a home's miners mine: the one switch between the test pool and the proxy.
+def mining_targets(
+    proxy_url: str, device_id: str, password: str, miners: int
+) -> list[MiningTarget]:
+    """Where a home's miners mine: the coordinator's Stratum proxy, as the heater's device.
 
-    Today straight into the test pool, each miner as ``DEVICE_ID.minerN``. When the
-    coordinator's Stratum proxy exists (``heatgrid serve --stratum-port``), point this at the
-    proxy with the device's mining password, and the proxy at ``world.pool.url``.
+    Each miner authorizes as ``DEVICE_ID.minerN`` with the device's mining password; the proxy
+    records and credits every share to the device's owner, and forwards it to the test pool
+    under the operator's account as the worker ``POOL_USER.DEVICE_ID``.
     """
     return [
-        MiningTarget(world.pool.url, f"{device_id}.miner{index + 1}", "x")
+        MiningTarget(
+            proxy_url, f"{device_id}.miner{index + 1}", password, f"{POOL_USER}.{device_id}"
+        )
         for index in range(miners)
     ]
 
 
-def _sample_job(workdir: Path, homes: int) -> Path:
-    """Write the sample job's JSON (what ``heatgrid jobs submit`` takes today)."""
-    path = workdir / "sample-job.json"
-    tasks = [{"task_input": {"seed": index}, "energy_j": 1.8e6} for index in range(homes)]
-    body = {"name": "demo sweep", "device_kinds": ["cpu", "gpu"], "tasks": tasks}
-    path.write_text(json.dumps(body))
-    return path
+def example_job() -> Path | None:
+    """Return the deterministic example job's directory (``examples/sweep`` of a clone), if any."""
+    found = Path(__file__).resolve().parents[3] / "examples" / "sweep"
+    return found if (found / "job.toml").is_file() else None
 
 
-def _agent_config(run: FleetRun, home: int, spec: HomeSpec, broker: tuple[str, int]) -> Path:
+async def _enroll(
+    run: FleetRun, env: dict[str, str], accounts: Accounts, broker: tuple[str, int]
+) -> list[Path]:
+    """Write each heater's agent configuration and enroll it with its owner's one-time code."""
     world = run.world
     assert world is not None
-    home_dir = run.options.workdir / f"home{home + 1}"
-    home_dir.mkdir(exist_ok=True)
-    speed = run.options.speed
-    tick_s = max(10.0, speed)  # about one control tick per real second
-    devices = "".join(
-        f"""
-[[devices]]
-type = "pyasic"
-name = "miner{index + 1}"
-host = "127.0.0.1"
-rpc_port = {miner.rpc_port}
-web_port = {miner.web_port}
-min_power_w = {spec.min_power_w}
-max_power_w = {max_power_w}
-min_cycle_s = 600.0
-"""
-        for index, (miner, max_power_w) in enumerate(
-            zip(world.homes[home].miners, spec.miners_max_power_w, strict=True)
-        )
-    )
-    path = home_dir / "agent.toml"
-    path.write_text(
-        f"""
-[state]
-path = "{home_dir / "agent.sqlite3"}"
-
-[heater]
-name = "{spec.name}"
-model = "emulated Auradine FluxOS miner"
-
-[sensor]
-type = "mqtt"
-host = "{broker[0]}"
-port = {broker[1]}
-topic = "{room_topic(home)}"
-key = "room_temp_c"
-timestamp_key = "sample_ts"
-
-[thermostat]
-setpoint_c = {spec.setpoint_c}
-tick_s = {tick_s}
-telemetry_interval_s = {2.0 * tick_s}
-max_age_s = {max(300.0, 10.0 * speed)}
-keep_alive_s = {max(300.0, 5.0 * tick_s)}
-
-[mining]
-hashprice_eur_per_th_day = 0.045
-efficiency_j_per_th = 25.0
-
-[forecast]
-internal_gains_w = {spec.gains_w}
-
-[room]
-ua_w_per_k = {spec.ua_w_per_k}
-time_constant_h = {spec.time_constant_h}
-learn = false
-{devices}"""
-    )
-    return path
-
-
-async def _start_broker(run: FleetRun, env: dict[str, str]) -> tuple[str, int]:
-    binary = mosquitto_binary()
-    assert binary is not None
-    assert run.children is not None
-    port = free_port()
-    config = run.options.workdir / "mosquitto.conf"
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
-    if os.geteuid() == 0:
-        lines.append("user root")
-    config.write_text("\n".join(lines) + "\n")
-    broker = run.children.start("mosquitto", [binary, "-c", str(config)], env)
-    await wait_for_port(port, broker, _STARTUP_TIMEOUT_S)
-    return "127.0.0.1", port
-
-
-async def _start_coordinator(run: FleetRun, env: dict[str, str]) -> Child:
-    assert run.children is not None
-    port = free_port()
-    skew_s = run.options.speed * run.options.duration_s + 3600.0
-    serve = run.children.start(
-        "coordinator",
-        [
-            sys.executable, "-m", "heatgrid.cli.main", "serve", "--port", str(port),
-            "--heartbeat-interval-s", str(_HEARTBEAT_INTERVAL_S),
-            "--online-window-s", "30", "--max-clock-skew-s", str(skew_s),
-            "--log-level", "warning",
-        ],
-        env,
-    )  # fmt: skip
-    await wait_for_port(port, serve, _STARTUP_TIMEOUT_S)
-    run.url = f"http://127.0.0.1:{port}"
-    return serve
-
-
-async def _operator_key(env: dict[str, str]) -> str:
-    """Migrate the database and make the operator's key, as an operator does on the server."""
-    await run_heatgrid("db", "upgrade", env=env)
-    out = await run_heatgrid(
-        "admin", "create-key", "--role", "operator", "--name", "operator", "--json", env=env
-    )
-    return str(json.loads(out)["api_key"])
-
-
-async def _accounts(http: Any, operator: str, homes: int) -> tuple[str, list[str]]:
-    """Make the owners' and the submitter's keys, and each home's one-time enrollment code.
-
-    Over the API, as people do: the operator creates the keys, each owner asks for a code.
-    Returns the submitter's key and the codes, one per home.
-    """
-    keys = {}
-    for name, role in (*((owner, "owner") for owner in _OWNERS), (_SUBMITTER, "submitter")):
-        answer = await http.post(
-            "/v1/admin/keys",
-            json={"name": name, "role": role},
-            headers={"Authorization": f"Bearer {operator}"},
-        )
-        if answer.status_code != 201:
-            raise RuntimeError(f"creating {name}'s key: {answer.status_code} {answer.text}")
-        keys[name] = str(answer.json()["api_key"])
-    codes = []
-    for home in range(homes):
-        owner = _OWNERS[home % len(_OWNERS)]
-        answer = await http.post(
-            "/v1/admin/enrollment-codes",
-            json={"ttl_s": 600},
-            headers={"Authorization": f"Bearer {keys[owner]}"},
-        )
-        if answer.status_code != 201:
-            raise RuntimeError(f"{owner}'s enrollment code: {answer.status_code} {answer.text}")
-        codes.append(str(answer.json()["enrollment_code"]))
-    return keys[_SUBMITTER], codes
-
-
-async def _enroll_and_start_agents(
-    run: FleetRun, env: dict[str, str], codes: list[str], broker: tuple[str, int]
-) -> None:
-    world, children = run.world, run.children
-    assert world is not None
-    assert children is not None
     assert run.url is not None
-    specs = [home.spec for home in world.homes]
-    configs = [_agent_config(run, i, spec, broker) for i, spec in enumerate(specs)]
+    specs = tuple(home.spec for home in world.homes)
+    plans = heater_plans(specs, _OWNERS, run.options.workdir)
+    configs = []
+    for plan in plans:
+        miners = [(m.rpc_port, m.web_port) for m in world.homes[plan.home].miners]
+        configs.append(
+            write_agent_config(
+                plan, specs[plan.home], broker=broker, speed=run.options.speed, miners=miners
+            )
+        )
+    codes = [await accounts.enrollment_code(plan.owner) for plan in plans]
     url = run.url
     enrolls = [
         run_heatgrid("agent", "enroll", "--config", str(c), "--code", code, "--url", url, env=env)
         for c, code in zip(configs, codes, strict=True)
     ]
     outputs = await asyncio.gather(*enrolls)
-    run.device_ids = [out.strip().rsplit(" ", 1)[-1] for out in outputs]
+    run.heaters = [
+        Heater(plan=plan, device_id=out.strip().rsplit(" ", 1)[-1])
+        for plan, out in zip(plans, outputs, strict=True)
+    ]
+    return configs
+
+
+async def _start_agents(
+    run: FleetRun, env: dict[str, str], accounts: Accounts, configs: list[Path]
+) -> None:
+    """Start one agent per heater; meter the CPU heaters; mine through the proxy."""
+    world, children = run.world, run.children
+    assert world is not None
+    assert children is not None
+    assert run.proxy_url is not None
     agent_env = {**env, CLOCK_ENV: run.clock.text()}
-    for index, config in enumerate(configs):
+    for index, (heater, config) in enumerate(zip(run.heaters, configs, strict=True)):
         argv = [sys.executable, "-m", "heatgrid.cli.main", "agent", "--config", str(config)]
-        children.start(f"agent {index + 1}", [*argv, "--log-level", "warning"], agent_env)
-    for index, (spec, device_id) in enumerate(zip(specs, run.device_ids, strict=True)):
-        world.mine(index, mining_targets(world, device_id, len(spec.miners_max_power_w)))
+        agent = children.start(f"agent {index + 1}", [*argv, "--log-level", "warning"], agent_env)
+        if heater.plan.kind == "cpu":
+            world.add_cpu_heater(heater.plan.home, agent.pid)
+    for heater in run.heaters:
+        if heater.plan.kind != "miners":
+            continue
+        password = await accounts.mining_password(heater.plan.owner, heater.device_id)
+        miners = len(world.homes[heater.plan.home].miners)
+        world.mine(
+            heater.plan.home, mining_targets(run.proxy_url, heater.device_id, password, miners)
+        )
+
+
+async def _submit_job(run: FleetRun, env: dict[str, str], accounts: Accounts) -> None:
+    """Submit ``examples/sweep`` (one task per point of its grid) as the submitter."""
+    assert run.url is not None
+    job_dir = example_job()
+    if job_dir is None:
+        run.job_problem = (
+            "no job submitted: examples/sweep is not next to this heatgrid (run the demo from a "
+            "clone of the project)"
+        )
+        return
+    await run_heatgrid(
+        "jobs", "submit", str(job_dir), "--param-grid", str(job_dir / "grid.json"),
+        "--name", "examples/sweep", "--energy-kwh", str(_JOB_ENERGY_KWH),
+        "--url", run.url, "--api-key", accounts.submitter, "--json", env=env,
+    )  # fmt: skip
 
 
 async def _poll(run: FleetRun, http: Any, operator: str) -> None:
-    """Read the fleet, the jobs and the balances back through the API; try the dashboard."""
+    """Read the fleet, the jobs, the mining and the balances through the API; try the dashboard."""
     import httpx  # noqa: PLC0415
 
     headers = {"Authorization": f"Bearer {operator}"}
@@ -289,6 +239,7 @@ async def _poll(run: FleetRun, http: Any, operator: str) -> None:
         devices = await http.get("/v1/devices", params={"limit": 100}, headers=headers)
         jobs = await http.get("/v1/jobs", params={"limit": 100}, headers=headers)
         balances = await http.get("/v1/ledger/balances", headers=headers)
+        mining = await http.get("/v1/mining/report", headers=headers)
         page = await http.get("/")
     except httpx.HTTPError:
         return
@@ -299,7 +250,28 @@ async def _poll(run: FleetRun, http: Any, operator: str) -> None:
     if balances.status_code == 200:
         body = balances.json()
         run.balances = body.get("items", body) if isinstance(body, dict) else body
+    if mining.status_code == 200:
+        run.mining = mining.json()
     run.dashboard_status = page.status_code
+    run.dashboard_answered = run.dashboard_answered or page.status_code in {200, 303}
+
+
+async def _read_tasks(run: FleetRun, http: Any, operator: str) -> None:
+    """Read every task of the demo's jobs, with its state and result, through the API."""
+    import httpx  # noqa: PLC0415
+
+    headers = {"Authorization": f"Bearer {operator}"}
+    tasks: list[dict[str, Any]] = []
+    for job in run.jobs:
+        try:
+            answer = await http.get(
+                f"/v1/jobs/{job['job_id']}/tasks", params={"limit": 1000}, headers=headers
+            )
+        except httpx.HTTPError:
+            return
+        if answer.status_code == 200:
+            tasks.extend(answer.json()["items"])
+    run.job_tasks = tasks
 
 
 async def run_fleet(run: FleetRun, refresh: Callable[[], None]) -> None:
@@ -318,52 +290,84 @@ async def run_fleet(run: FleetRun, refresh: Callable[[], None]) -> None:
     deadline = time.monotonic() + options.duration_s
     run.children = Children(options.workdir)
     world: World | None = None
+    ticker: asyncio.Task[None] | None = None
+
+    def step(phase: str) -> None:
+        run.phase = phase
+        refresh()
+
     try:
-        run.phase = "starting the MQTT broker"
-        refresh()
-        broker = await _start_broker(run, env)
-        run.phase = "migrating the database, the operator's key (heatgrid db, heatgrid admin)"
-        refresh()
-        operator = await _operator_key(env)
+        step("starting the MQTT broker")
+        broker = await start_broker(run.children, options.workdir, env)
+        step("migrating the database, the operator's key (heatgrid db, heatgrid admin)")
+        operator = await operator_key(env)
         run.login_key = operator
-        run.phase = "starting the coordinator (heatgrid serve)"
-        refresh()
-        await _start_coordinator(run, env)
-        assert run.url is not None
-        async with httpx.AsyncClient(base_url=run.url, timeout=30.0) as http:
-            run.phase = "owners' and submitter's keys, enrollment codes (over the API)"
-            refresh()
-            submitter, codes = await _accounts(http, operator, options.homes)
-            run.phase = "starting the emulated homes and the test pool"
-            refresh()
-            world = World(
-                home_specs(options.homes),
-                clock=lambda: run.clock.emulated_ts(time.time()),
-                broker=broker,
-                warmup_s=1800.0,
-            )
-            run.world = world
-            await world.start()
-            run.phase = "enrolling one agent per home (heatgrid agent enroll)"
-            refresh()
-            await _enroll_and_start_agents(run, env, codes, broker)
-            job_file = _sample_job(options.workdir, options.homes)
-            await run_heatgrid(
-                "jobs", "submit", str(job_file), "--url", run.url, "--api-key", submitter,
-                "--json", env=env,
-            )  # fmt: skip
+        step("starting the emulated homes and the test pool")
+        world = World(
+            home_specs(options.homes),
+            clock=lambda: run.clock.emulated_ts(time.time()),
+            broker=broker,
+            warmup_s=1800.0,
+        )
+        run.world = world
+        await world.start()
+        ticker = asyncio.create_task(_tick_rooms(world))
+        step("starting the coordinator and its Stratum proxy (heatgrid serve, heatgrid stratum)")
+        skew_s = options.speed * options.duration_s + 3600.0
+        proxy_port, coordinator_port = _two_free_ports()
+        run.verify_results = verifies_results()
+        run.proxy_url, url = await asyncio.gather(
+            start_proxy(run.children, env, port=proxy_port, pool_url=world.pool.url),
+            start_coordinator(
+                run.children,
+                env,
+                port=coordinator_port,
+                stratum_url=f"stratum+tcp://127.0.0.1:{proxy_port}",
+                max_clock_skew_s=skew_s,
+                verify_results=run.verify_results,
+            ),
+        )
+        run.url = url
+        async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
+            step("owners' and submitter's keys (over the API)")
+            accounts = await create_accounts(http, operator, _OWNERS)
+            step("enrolling one agent per heater (heatgrid agent enroll)")
+            configs = await _enroll(run, env, accounts, broker)
+            step("starting the agents; miners mine through the proxy")
+            await _start_agents(run, env, accounts, configs)
+            step("submitting examples/sweep (heatgrid jobs submit)")
+            await _submit_job(run, env, accounts)
             await _run_until(deadline, run, http, operator, refresh)
+            await _read_tasks(run, http, operator)
         run.phase = "done"
     finally:
+        if ticker is not None:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
         await _shutdown(run, world)
+
+
+def _two_free_ports() -> tuple[int, int]:
+    first = free_port()
+    second = free_port()
+    while second == first:
+        second = free_port()
+    return first, second
+
+
+async def _tick_rooms(world: World) -> None:
+    """Move every room on once a second, from the homes' start until the demo stops."""
+    while True:
+        await world.tick()
+        await asyncio.sleep(1.0)
 
 
 async def _run_until(
     deadline: float, run: FleetRun, http: Any, operator: str, refresh: Callable[[], None]
 ) -> None:
-    """Tick the rooms every second and read the coordinator back until ``deadline``."""
-    world, children = run.world, run.children
-    assert world is not None
+    """Read the coordinator back every few seconds until ``deadline``; stop if a child dies."""
+    children = run.children
     assert children is not None
     run.phase = "running"
     run.running_since_ts = time.time()
@@ -372,7 +376,6 @@ async def _run_until(
         failed = children.failed()
         if failed is not None:
             raise RuntimeError(f"{failed.name} exited: {failed.log_tail()}")
-        await world.tick()
         if time.monotonic() >= next_poll:
             await _poll(run, http, operator)
             next_poll = time.monotonic() + _POLL_S

@@ -1,10 +1,12 @@
-"""What ``heatgrid demo`` shows: the live view while the fleet runs, and the summary at the end."""
+"""What ``heatgrid demo`` shows: the live view while the fleet runs, and the summary at the end.
+
+The summary's data is :func:`heatgrid.cli._demo_summary.summary`'s.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,33 +18,49 @@ from rich.text import Text
 from heatgrid.cli._demo_fleet import FleetRun
 from heatgrid.cli._demo_world import HomeStats
 
-__all__ = ["live_view", "summary", "summary_renderable"]
+__all__ = ["live_view", "summary_renderable"]
 
 
 def _clock_text(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _homes_table(
-    stats: list[HomeStats], devices: dict[str, dict[str, Any]], ids: list[str]
-) -> Table:
+def _homes_table(run: FleetRun, stats: list[HomeStats]) -> Table:
     table = Table(title="Homes", title_justify="left")
-    for column in ("home", "room / setpoint °C", "outdoor °C", "heat W", "kWh", "shares"):
+    columns = ("home", "room / setpoint °C", "outdoor °C", "heat W", "CPU heater W", "kWh")
+    for column in (*columns, "shares"):
         table.add_column(column, justify="left" if column == "home" else "right")
-    table.add_column("agent")
+    table.add_column("agents")
+    online = {d["device_id"]: bool(d["online"]) for d in run.devices}
     for index, home in enumerate(stats):
-        device = devices.get(ids[index]) if index < len(ids) else None
-        online = "starting" if device is None else ("online" if device["online"] else "offline")
+        heaters = [h for h in run.heaters if h.plan.home == index]
+        if not heaters:
+            agents = "starting"
+        else:
+            up = sum(online.get(h.device_id, False) for h in heaters)
+            agents = f"{up} of {len(heaters)} online"
+        cpu_w = home.cpu_heater_power_w
         table.add_row(
             home.name,
             f"{home.room_temp_c:.2f} / {home.setpoint_c:.1f}",
             f"{home.outdoor_temp_c:.1f}",
             f"{home.heat_power_w:.0f}",
+            "—" if cpu_w is None else f"{cpu_w:.0f}",
             f"{home.energy_kwh:.2f}",
             str(home.shares_accepted),
-            online,
+            agents,
         )
     return table
+
+
+def _job_line(job: dict[str, Any]) -> RenderableType:
+    states = job["tasks_by_state"]
+    done = sum(n for state, n in states.items() if state not in {"queued", "leased"})
+    text = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    return Group(
+        Text(f"job {job['name']!r} {job['state']}: {job['task_count']} tasks ({text})"),
+        ProgressBar(total=max(job["task_count"], 1), completed=done),
+    )
 
 
 def live_view(run: FleetRun) -> RenderableType:
@@ -63,95 +81,107 @@ def live_view(run: FleetRun) -> RenderableType:
             ProgressBar(total=options.duration_s, completed=min(elapsed_s, options.duration_s))
         )
     if run.world is not None and run.world.homes:
-        devices = {d["device_id"]: d for d in run.devices}
-        parts.append(_homes_table(run.world.stats(), devices, run.device_ids))
-    for job in run.jobs:
-        states = ", ".join(f"{n} {state}" for state, n in sorted(job["tasks_by_state"].items()))
-        parts.append(Text(f"job {job['name']!r}: {job['task_count']} tasks ({states})"))
+        parts.append(_homes_table(run, run.world.stats()))
+    parts.extend(_job_line(job) for job in run.jobs)
     return Group(*parts)
 
 
-def summary(run: FleetRun, *, interrupted: bool, leftover_pids: list[int]) -> dict[str, Any]:
-    """Return the demo's outcome as plain data (``--json``)."""
-    homes = [] if run.world is None else run.world.stats()
-    emulated_s = 0.0
-    if run.running_since_ts is not None:
-        emulated_s = (time.time() - run.running_since_ts) * run.options.speed
-    energy_kwh = sum(h.energy_kwh for h in homes)
-    tasks: dict[str, int] = {}
-    for job in run.jobs:
-        for state, count in job["tasks_by_state"].items():
-            tasks[state] = tasks.get(state, 0) + count
-    children = [] if run.children is None else run.children.started
-    return {
-        "interrupted": interrupted,
-        "dashboard_url": run.url,
-        "dashboard_status": run.dashboard_status,
-        "speed": run.options.speed,
-        "emulated_hours": emulated_s / 3600.0,
-        "homes": [_finite(asdict(home)) for home in homes],
-        "energy_kwh": energy_kwh,
-        "heat_delivered_kwh": energy_kwh,  # every watt a miner draws heats the room
-        "work_th": sum(h.work_th for h in homes),
-        "shares_accepted": sum(h.shares_accepted for h in homes),
-        "shares_rejected": sum(h.shares_rejected for h in homes),
-        "devices_enrolled": len(run.device_ids),
-        "devices_online": sum(1 for d in run.devices if d["online"]),
-        "jobs": [
-            {"job_id": j["job_id"], "name": j["name"], "tasks_by_state": j["tasks_by_state"]}
-            for j in run.jobs
-        ],
-        "tasks_by_state": tasks,
-        "balances": run.balances,
-        "processes": [
-            {"name": c.name, "pid": c.pid, "returncode": c.process.returncode} for c in children
-        ],
-        "leftover_pids": leftover_pids,
-    }
+_DONE = frozenset({"completed", "verified"})  # the states of a task whose result is kept
 
 
-def _finite(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()
-    }
+def _pi_text(tasks: list[dict[str, Any]]) -> str:
+    """Return what the sweep's completed tasks found together: pi from every hit and sample."""
+    results = [t["result"] for t in tasks if t["state"] in _DONE and t["result"]]
+    hits = sum(int(r.get("hits", 0)) for r in results)
+    samples = sum(int(r.get("samples", 0)) for r in results)
+    if not samples:
+        return ""
+    share = hits / samples
+    error = 4.0 * math.sqrt(share * (1.0 - share) / samples)
+    return f"; together π ≈ {4.0 * share:.5f} ± {error:.5f} from {samples:,} samples"
+
+
+def _job_lines(data: dict[str, Any]) -> list[str]:
+    if data["job_problem"]:
+        return [data["job_problem"]]
+    if not data["jobs"]:
+        return ["No job was submitted before the demo ended."]
+    lines = []
+    for job in data["jobs"]:
+        states = ", ".join(f"{n} {s}" for s, n in sorted(job["tasks_by_state"].items()))
+        lines.append(
+            f"Job {job['name']!r} {job['state']}: {job['task_count']} tasks ({states}, as the "
+            f"coordinator's API says){_pi_text(data['tasks'])}."
+        )
+    if not data["verify_results"]:
+        lines.append("This coordinator keeps results as they come (it does not verify them).")
+    return lines
+
+
+def _mining_line(data: dict[str, Any]) -> str:
+    owners = ", ".join(
+        f"{o['owner_name']} {o['accepted_shares']} shares ({o['work_diff1']:.3g} diff-1 work, "
+        f"{o['credited_sat']} sat settled)"
+        for o in data["mining_owners"]
+    )
+    return (
+        f"Mining through the coordinator's Stratum proxy: {data['shares_accepted']} shares "
+        f"accepted by the test pool ({data['shares_rejected']} rejected); credited by the proxy "
+        f"to {owners or 'no owner'}. The miners' emulated work {data['work_th']:.0f} TH."
+    )
+
+
+_ACCEPTANCE = {
+    "job_completed": "a job completed",
+    "job_verified": "its results verified on heaters of different owners",
+    "shares_accepted_and_credited": "shares accepted by the test pool and credited to owners",
+    "homes_comfortable": "every home within ±{band:g} K of its setpoint after warm-up",
+    "dashboard_answered": "the dashboard answered while the fleet ran",
+    "no_process_left": "no process of the demo left running",
+}
 
 
 def summary_renderable(data: dict[str, Any]) -> RenderableType:
-    """Render the summary for people."""
+    """Render the summary for people: the homes, what ran, and each acceptance item."""
+    band_k = data["comfort_band_k"]
     table = Table(title="Homes after the demo", title_justify="left")
     for column in (
         "home",
         "setpoint °C",
         "room °C after warm-up",
-        "in ±1 K",
-        "heat kWh",
-        "shares",
+        f"in ±{band_k:g} K",
+        "miners kWh",
+        "CPU heater kWh",
+        "pool shares",
     ):
         table.add_column(column, justify="left" if column == "home" else "right")
     for home in data["homes"]:
         low, high = home["min_temp_c"], home["max_temp_c"]
-        kept = "—" if low is None else f"{low:.2f} – {high:.2f}"
         share = home["comfort_share"]
         table.add_row(
             home["name"],
             f"{home['setpoint_c']:.1f}",
-            kept,
+            "—" if low is None else f"{low:.2f} – {high:.2f}",
             "—" if share is None else f"{100.0 * share:.0f} %",
-            f"{home['energy_kwh']:.2f}",
+            f"{home['miners_energy_kwh']:.2f}",
+            "—" if home["cpu_heater_power_w"] is None else f"{home['cpu_heater_energy_kwh']:.3f}",
             str(home["shares_accepted"]),
         )
-    tasks = ", ".join(f"{n} {s}" for s, n in sorted(data["tasks_by_state"].items())) or "none"
+    names = {f"owner:{o['owner_id']}": o["owner_name"] for o in data["mining_owners"]}
+    balances = ", ".join(
+        f"{names[b['account']]} {b['amount']:.4g} {b['unit']}"
+        for b in data["balances"]
+        if b["account"] in names
+    )
     lines = [
-        f"{len(data['homes'])} homes over {data['emulated_hours']:.1f} emulated hours "
-        f"({data['speed']:g}× real time); {data['devices_online']} of "
-        f"{data['devices_enrolled']} agents online at the end.",
-        f"Energy drawn {data['energy_kwh']:.2f} kWh, all of it heat delivered to the rooms "
-        f"({data['heat_delivered_kwh']:.2f} kWh).",
-        f"Mining: {data['shares_accepted']} shares accepted by the test pool "
-        f"({data['shares_rejected']} rejected); the miners' emulated work "
-        f"{data['work_th']:.0f} TH.",
-        f"Sample job tasks: {tasks}. (It asks for a CPU or GPU heater; the demo's heaters are "
-        "miners for now, so its tasks wait in the queue.)",
+        f"{len(data['homes'])} homes, {data['devices_enrolled']} heaters over "
+        f"{data['emulated_hours']:.1f} emulated hours ({data['speed']:g}× real time); "
+        f"{data['devices_online']} of {data['devices_enrolled']} agents online at the end.",
+        f"Heat delivered {data['heat_delivered_kwh']:.2f} kWh, every watt drawn (CPU heaters "
+        f"{data['cpu_heater_energy_kwh']:.3f} kWh of it).",
+        *_job_lines(data),
+        _mining_line(data),
+        f"Owners' ledger balances: {balances or 'none'}.",
         f"Dashboard {data['dashboard_url']} answered HTTP {data['dashboard_status']}.",
         f"Stopped {len(data['processes'])} processes; "
         + (
@@ -162,4 +192,8 @@ def summary_renderable(data: dict[str, Any]) -> RenderableType:
     ]
     if data["interrupted"]:
         lines.insert(0, "Interrupted: every process the demo started was stopped.")
-    return Group(table, *(Text(line) for line in lines))
+    checks = [Text("Acceptance:", style="bold")]
+    for key, met in data["acceptance"].items():
+        mark = Text("  ✓ " if met else "  ✗ ", style="green" if met else "bold red")
+        checks.append(mark + Text(_ACCEPTANCE[key].format(band=band_k)))
+    return Group(table, *(Text(line) for line in lines), *checks)

@@ -1,14 +1,18 @@
-"""The emulated side of ``heatgrid demo``: homes (a room and its miners) and a test pool.
+"""The emulated side of ``heatgrid demo``: homes (a room, its miners, a CPU heater) and a test pool.
 
 Everything here runs in the demo's own event loop on loopback ports: each home is an emulated
 room (:class:`~heatgrid.emulators.room_mqtt.RoomService`, publishing on the demo's MQTT broker)
 heated by emulated Auradine FluxOS miners (:class:`~heatgrid.emulators.miner_server.MinerEmulator`)
 that the home's agent drives through pyasic, exactly as it would drive hardware; the room reads
-their power through pyasic too. The miners mine real shares into a Stratum test pool
-(:class:`~heatgrid.emulators.stratum_pool.StratumPool`) at a difficulty a CPU finds, at most
-:data:`SHARES_PER_S` a second each while the agent lets them hash, so that the demo leaves the
-machine's CPU to the agents and the coordinator. Rooms and miners run on the demo's shared
-emulated clock.
+their power through pyasic too. Some homes also have a CPU heater that runs job tasks: its agent
+is a real ``heatgrid agent`` whose CPU device and sandboxed tasks really use this machine's CPU,
+and the room reads its power from an emulated meter on that agent's processes
+(:class:`~heatgrid.emulators.cpu_meter.ProcessTreeMeter`: one busy core stands for
+:data:`CPU_CORE_POWER_W`). The miners mine real shares, through the coordinator's Stratum proxy,
+into a Stratum test pool (:class:`~heatgrid.emulators.stratum_pool.StratumPool`) at a difficulty
+a CPU finds, at most :data:`SHARES_PER_S` a second each while the agent lets them hash, so that
+the demo leaves the machine's CPU to the agents and the coordinator. Rooms and miners run on the
+demo's shared emulated clock.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from heatgrid.cli._emulate_room import RoomOptions, build_room
 from heatgrid.emulators import miner_model
+from heatgrid.emulators.cpu_meter import ProcessTreeMeter
 from heatgrid.emulators.miner_server import MinerEmulator
 from heatgrid.emulators.room_mqtt import MinerAddress, RoomService
 from heatgrid.emulators.stratum_miner import StratumMinerClient
@@ -29,6 +34,8 @@ from heatgrid.emulators.stratum_pool import StratumPool
 
 __all__ = [
     "COMFORT_BAND_K",
+    "CPU_CORE_POWER_W",
+    "CPU_IDLE_POWER_W",
     "HOMES",
     "POOL_DIFFICULTY",
     "SHARES_PER_S",
@@ -44,6 +51,10 @@ POOL_DIFFICULTY = 2.0**-24
 SHARES_PER_S = 1.0
 """Most shares a second one emulated miner submits while it hashes [1/s]."""
 _DIFF1_HASHES = 2.0**32
+CPU_IDLE_POWER_W = 50.0
+"""Draw of a demo CPU heater with nothing running [W]."""
+CPU_CORE_POWER_W = 500.0
+"""Power one busy core of this machine stands for in a demo CPU heater [W]."""
 COMFORT_BAND_K = 1.0
 """A room this close to its setpoint is comfortable (the dashboard's "ok" health) [K]."""
 _START_BELOW_SETPOINT_K = 0.4  # a room the thermostat finds cold: it heats from the start
@@ -62,6 +73,8 @@ class HomeSpec:
     gains_w: float = 400.0
     """Heat from people, appliances and sun [W]; the miners heat the rest."""
     min_power_w: float = 300.0
+    cpu_heater_max_power_w: float = 0.0
+    """Highest draw of the home's CPU heater, which runs job tasks [W]; 0: it has none."""
 
 
 HOMES: tuple[HomeSpec, ...] = (
@@ -72,6 +85,7 @@ HOMES: tuple[HomeSpec, ...] = (
         time_constant_h=35.0,
         setpoint_c=21.0,
         miners_max_power_w=(1500.0,),
+        cpu_heater_max_power_w=CPU_IDLE_POWER_W + CPU_CORE_POWER_W,
     ),
     HomeSpec(
         name="Stockholm passive house",
@@ -81,6 +95,7 @@ HOMES: tuple[HomeSpec, ...] = (
         setpoint_c=20.5,
         miners_max_power_w=(1500.0,),
         gains_w=350.0,
+        cpu_heater_max_power_w=CPU_IDLE_POWER_W + CPU_CORE_POWER_W,
     ),
     HomeSpec(
         name="Paris terraced house",
@@ -100,16 +115,29 @@ HOMES: tuple[HomeSpec, ...] = (
         miners_max_power_w=(1500.0,),
     ),
 )
-"""The homes ``heatgrid demo --homes N`` runs, the first N of them (cycled beyond)."""
+"""The homes ``heatgrid demo --homes N`` runs, the first N of them (cycled beyond).
+
+The first two, of different owners, have a CPU heater: a job's tasks can run in both, so that a
+result can be checked on another owner's heater."""
 
 
 @dataclass(frozen=True)
 class MiningTarget:
-    """Where one miner mines, and as whom (a Stratum URL, user and password)."""
+    """Where one miner mines, as whom, and the worker the test pool counts its shares under.
+
+    Attributes
+    ----------
+    url, user, password : str
+        The Stratum URL the miner connects to, its user and password.
+    pool_worker : str
+        The worker name its shares reach the test pool under (``user`` when it mines there
+        directly; the proxy's ``POOL_USER.DEVICE_ID`` through the proxy).
+    """
 
     url: str
     user: str
     password: str
+    pool_worker: str
 
 
 @dataclass
@@ -122,6 +150,11 @@ class HomeStats:
     outdoor_temp_c: float
     heat_power_w: float
     energy_kwh: float
+    """Energy drawn by every heater of the home, all of it heat in the room [kWh]."""
+    miners_energy_kwh: float
+    cpu_heater_energy_kwh: float
+    cpu_heater_power_w: float | None
+    """The CPU heater's power now [W]; None: the home has none."""
     work_th: float
     shares_accepted: int
     shares_rejected: int
@@ -137,7 +170,11 @@ class _Home:
     room: RoomService
     miners: list[MinerEmulator]
     clients: list[StratumMinerClient] = field(default_factory=list)
+    pool_workers: set[str] = field(default_factory=set)
     temps_c: list[tuple[float, float]] = field(default_factory=list)
+    cpu_meter: ProcessTreeMeter | None = None
+    cpu_power_w: float = 0.0
+    cpu_energy_j: float = 0.0
 
 
 class World:
@@ -183,6 +220,7 @@ class World:
                 )
                 miner = MinerEmulator(params, rpc_port=0, web_port=0, clock=self._clock)
                 await miner.start()
+                miner.device.set_sleep(True)  # off, as its agent leaves it, until it resumes it
                 miners.append(miner)
             options = RoomOptions(
                 model="2r2c",
@@ -213,7 +251,30 @@ class World:
                 target.url, target.user, target.password, _capped_hashrate(miner)
             )
             self.homes[home].clients.append(client)
+            self.homes[home].pool_workers.add(target.pool_worker)
             self._spawn(client.run())
+
+    def add_cpu_heater(self, home: int, agent_pid: int) -> None:
+        """Let home ``home``'s room be heated by the CPU heater whose agent is ``agent_pid``.
+
+        The room reads the heater's power from an emulated meter on the agent's processes:
+        :data:`CPU_IDLE_POWER_W` plus :data:`CPU_CORE_POWER_W` per busy core, at most the home's
+        ``cpu_heater_max_power_w``.
+        """
+        target = self.homes[home]
+        meter = ProcessTreeMeter(
+            agent_pid,
+            idle_power_w=CPU_IDLE_POWER_W,
+            core_power_w=CPU_CORE_POWER_W,
+            max_power_w=target.spec.cpu_heater_max_power_w,
+        )
+        target.cpu_meter = meter
+
+        def read_w() -> float:
+            target.cpu_power_w = meter.power_w()
+            return target.cpu_power_w
+
+        target.room.heaters.append(read_w)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
@@ -223,7 +284,9 @@ class World:
     async def tick(self) -> None:
         """Advance and publish every room; record its temperature."""
         for home in self.homes:
+            held_w, before_ts = home.cpu_power_w, home.room.room.now_ts
             temp_c = await home.room.tick()
+            home.cpu_energy_j += held_w * max(home.room.room.now_ts - before_ts, 0.0)
             home.temps_c.append((home.room.room.now_ts, temp_c))
 
     def stats(self) -> list[HomeStats]:
@@ -232,9 +295,11 @@ class World:
 
     def _home_stats(self, home: _Home) -> HomeStats:
         states = [miner.state for miner in home.miners]
-        users = {client.user for client in home.clients}
+        users = home.pool_workers
         accepted = sum(self.pool.stats.accepted_shares[user] for user in users)
         rejected = sum(n for (user, _), n in self.pool.stats.rejected.items() if user in users)
+        miners_kwh = sum(state.energy_wh for state in states) / 1000.0
+        cpu_kwh = home.cpu_energy_j / 3.6e6
         settled = [t for ts, t in home.temps_c if ts >= self._start_ts + self._warmup_s]
         setpoint_c = home.spec.setpoint_c
         within = [t for t in settled if abs(t - setpoint_c) <= COMFORT_BAND_K]
@@ -245,7 +310,10 @@ class World:
             room_temp_c=room.room_temp_c,
             outdoor_temp_c=room.outdoor_temp_c(room.now_ts),
             heat_power_w=home.room.heat_power_w,
-            energy_kwh=sum(state.energy_wh for state in states) / 1000.0,
+            energy_kwh=miners_kwh + cpu_kwh,
+            miners_energy_kwh=miners_kwh,
+            cpu_heater_energy_kwh=cpu_kwh,
+            cpu_heater_power_w=None if home.cpu_meter is None else home.cpu_power_w,
             work_th=sum(state.work_th for state in states),
             shares_accepted=accepted,
             shares_rejected=rejected,

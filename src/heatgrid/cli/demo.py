@@ -1,11 +1,12 @@
-"""``heatgrid demo``: a live fleet of emulated homes heated by miners, on embedded defaults.
+"""``heatgrid demo``: a live fleet of emulated homes heated by miners and CPU heaters, on defaults.
 
-A coordinator on SQLite in a temporary directory, its own mosquitto, emulated homes whose
-miners mine into a Stratum test pool, one real agent per home enrolled with a one-time code, a
-sample job, all on an accelerated shared clock; a live view with the dashboard's URL and login
-key, a summary at the end, and every process it started stopped by its PID, Ctrl-C included
-(:mod:`heatgrid.cli._demo_fleet`). ``--walkthrough`` runs the enrollment flow step by step
-instead (:mod:`heatgrid.cli._demo_walkthrough`).
+A coordinator on SQLite in a temporary directory with its Stratum proxy, its own mosquitto,
+emulated homes whose miners mine through the proxy into a Stratum test pool and whose CPU
+heaters run the example job in the sandbox, one real agent per heater enrolled with a one-time
+code, all on an accelerated shared clock; a live view with the dashboard's URL and login key, a
+summary that states each acceptance item at the end, and every process it started stopped by
+its PID, Ctrl-C included (:mod:`heatgrid.cli._demo_fleet`). ``--walkthrough`` runs the
+enrollment flow step by step instead (:mod:`heatgrid.cli._demo_walkthrough`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,12 @@ def demo(
         float, typer.Option("--duration", help="How long the fleet runs, wall time [s].")
     ] = 120.0,
     homes: Annotated[
-        int, typer.Option("--homes", "--heaters", help="Emulated homes, one agent each.")
+        int,
+        typer.Option(
+            "--homes",
+            "--heaters",
+            help="Emulated homes (the first two also have a CPU heater that runs jobs).",
+        ),
     ] = 3,
     speed: Annotated[
         float, typer.Option(help="Emulated seconds per real second of the shared clock.")
@@ -71,7 +77,7 @@ def demo(
         ),
     ] = False,
 ) -> None:
-    """Run a live fleet of emulated homes heated by miners, then summarize (no setup needed)."""
+    """Run a live fleet of homes heated by miners and CPU heaters, then summarize (no setup)."""
     if walkthrough:
         from heatgrid.cli._demo_walkthrough import walkthrough as run_walkthrough  # noqa: PLC0415
 
@@ -98,7 +104,8 @@ def _run_live(duration_s: float, homes: int, speed: float, *, as_json: bool, kee
     from rich.live import Live  # noqa: PLC0415
 
     from heatgrid.cli._demo_fleet import FleetOptions, FleetRun, run_fleet  # noqa: PLC0415
-    from heatgrid.cli._demo_view import live_view, summary, summary_renderable  # noqa: PLC0415
+    from heatgrid.cli._demo_summary import summary  # noqa: PLC0415
+    from heatgrid.cli._demo_view import live_view, summary_renderable  # noqa: PLC0415
     from heatgrid.core.clock import ClockSpec  # noqa: PLC0415
 
     console = Console(stderr=as_json)
@@ -122,8 +129,10 @@ def _run_live(duration_s: float, homes: int, speed: float, *, as_json: bool, kee
             if run.running_since_ts is not None and "running" not in shown:
                 shown.add("running")
                 live.console.print(
-                    f"Fleet running: {len(run.device_ids)} homes, each with its agent enrolled "
-                    f"({', '.join(run.device_ids)}); Ctrl-C stops everything.",
+                    f"Fleet running: {len(run.world.homes) if run.world else 0} homes, "
+                    f"{len(run.heaters)} heaters, each with its agent enrolled "
+                    f"({', '.join(run.device_ids)}); miners mine through the Stratum proxy "
+                    f"{run.proxy_url}; Ctrl-C stops everything.",
                     soft_wrap=True,
                 )
             live.update(live_view(run))

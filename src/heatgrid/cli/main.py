@@ -27,8 +27,8 @@ __all__ = ["COMMANDS", "app", "load_command", "main"]
 
 COMMANDS: dict[str, str] = {
     "economics": "Estimate a year of heating a home with a compute heater: heat, money and CO2.",
-    "demo": "Run a live fleet of emulated homes heated by miners, then summarize (no setup "
-    "needed).",
+    "demo": "Run a live fleet of homes heated by miners and CPU heaters, then summarize "
+    "(no setup).",
     "serve": "Run the coordinator; it refuses a database whose schema is not this heatgrid's.",
     "simulate": "Simulate a fleet of compute-heated homes and compare scheduling policies.",
     "db": "Create and migrate the coordinator database.",

@@ -13,7 +13,9 @@ reads the heaters again and publishes, retained, on the room's topic::
   ``host:rpc_port:web_port`` (a miner that does not answer counts 0 W, with a logged warning);
 * Tasmota plugs, asked for their meter (``cmnd/<plug>/STATUS 10``) at each connection and
   followed on ``tele/<plug>/SENSOR``, ``stat/<plug>/STATUS10`` (``ENERGY.Power``) and
-  ``stat/<plug>/POWER`` (``OFF`` means 0 W at once).
+  ``stat/<plug>/POWER`` (``OFF`` means 0 W at once);
+* any other heater whose power a callable reads, such as the meter on an emulated CPU heater
+  (:class:`heatgrid.emulators.cpu_meter.ProcessTreeMeter`), in :attr:`RoomService.heaters`.
 
 All the electric power of the heaters becomes heat in the room air. When the broker goes away
 the room keeps evolving; each tick tries to connect again, and the plugs keep their last power.
@@ -74,6 +76,9 @@ class RoomService(AsyncService):
         FluxOS miners heating the room.
     plugs : sequence of str
         Tasmota topics of the plugs of resistive elements heating the room.
+    heaters : sequence of callable
+        Other heaters in the room, each a callable returning its power now [W]; kept in the
+        list :attr:`heaters`, which may grow while the room runs.
     """
 
     def __init__(
@@ -86,12 +91,15 @@ class RoomService(AsyncService):
         topic: str,
         miners: Sequence[MinerAddress] = (),
         plugs: Sequence[str] = (),
+        heaters: Sequence[Callable[[], float]] = (),
     ) -> None:
         self.room = room
         self._clock = clock
         self.host, self.port, self.topic = host, port, topic
         self._miners = [_pyasic_miner(address) for address in miners]
         self._plug_power_w = dict.fromkeys(plugs, 0.0)
+        self.heaters: list[Callable[[], float]] = list(heaters)
+        """Other heaters in the room: callables returning their power now [W]."""
         self.heat_power_w = 0.0
         self._client: aiomqtt.Client | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -185,7 +193,8 @@ class RoomService(AsyncService):
     async def read_heat_power_w(self) -> float:
         """Power of every heater in the room now [W]."""
         miners_w = await asyncio.gather(*(_miner_power_w(miner) for miner in self._miners))
-        return float(sum(miners_w) + sum(self._plug_power_w.values()))
+        others_w = [_heater_power_w(heater) for heater in self.heaters]
+        return float(sum(miners_w) + sum(self._plug_power_w.values()) + sum(others_w))
 
     async def _follow_plugs(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -202,6 +211,19 @@ class RoomService(AsyncService):
                 power_w = float(energy["Power"])
                 if math.isfinite(power_w) and power_w >= 0.0:
                     self._plug_power_w[plug] = power_w
+
+
+def _heater_power_w(heater: Callable[[], float]) -> float:
+    """Read one other heater; a reading that fails or is not a finite power counts 0 W."""
+    try:
+        power_w = float(heater())
+    except Exception as error:  # a meter's failure must not stop the room's physics
+        _log.warning("heater %r: power not read: %s", heater, error)
+        return 0.0
+    if not (math.isfinite(power_w) and power_w >= 0.0):
+        _log.warning("heater %r: power %r is not a power; counted 0 W", heater, power_w)
+        return 0.0
+    return power_w
 
 
 def _pyasic_miner(address: MinerAddress) -> AuradineFluxAT1500:

@@ -30,7 +30,9 @@ from heatgrid.coordinator.auth import AccountPrincipal, authenticate_account
 from heatgrid.coordinator.dashboard import session as sessions
 from heatgrid.coordinator.db.models import ApiKey, Device, TelemetrySampleRow
 from heatgrid.coordinator.errors import NotFoundError, UnauthorizedError
+from heatgrid.coordinator.mining_report import OwnerMining, mining_report
 from heatgrid.coordinator.settings import Settings
+from heatgrid.core.economics import MarketSnapshot
 
 __all__ = ["EVENT_POLL_S", "EVENT_STREAM_S", "FLEET_PAGE_SIZE", "STATIC_DIR", "router"]
 
@@ -49,6 +51,7 @@ stopping server waits for open responses to end (uvicorn tells a stream nothing)
 
 _REFRESH_S = 30.0  # a fleet event at least this often: heaters go offline without a heartbeat
 _HISTORY_S = 24 * 3600.0
+_MINING_WINDOW_S = 24 * 3600.0
 _TEMPLATES_DIR = Path(__file__).parent / "templates"
 _HEADERS = {
     "Content-Security-Policy": (
@@ -392,10 +395,21 @@ def mining_page(request: Request) -> Response:
         return _to_login(request)
     if not viewer.is_operator and viewer.role != "owner":
         return RedirectResponse("/jobs", status_code=303)
-    mining = _with_session(
-        request, lambda session: views.mining_view(session, viewer, now_ts=_now_ts(request))
-    )
-    return _page(request, "mining.html", title="Mining", mining=mining)
+    now_ts = _now_ts(request)
+
+    def read(session: Session) -> tuple[views.MiningView, list[OwnerMining]]:
+        report = mining_report(
+            session,
+            owner_id=None if viewer.is_operator else viewer.account_id,
+            until_ts=now_ts,
+            window_s=_MINING_WINDOW_S,
+            market=MarketSnapshot(),
+        )
+        shared = [owner for owner in report.owners if owner.accepted_shares or owner.balance_sat]
+        return views.mining_view(session, viewer, now_ts=now_ts), shared
+
+    mining, proxy_owners = _with_session(request, read)
+    return _page(request, "mining.html", title="Mining", mining=mining, proxy_owners=proxy_owners)
 
 
 @router.get("/ledger")
