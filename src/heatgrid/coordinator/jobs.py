@@ -14,7 +14,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from heatgrid.coordinator import artifacts, leases
+from heatgrid.coordinator import artifacts, leases, verification
 from heatgrid.coordinator.api.job_schemas import JobSubmission
 from heatgrid.coordinator.auth import AccountPrincipal, new_id
 from heatgrid.coordinator.db.models import (
@@ -233,22 +233,30 @@ def cancel_job(
     now_ts: float,
     settings: Settings,
 ) -> Job:
-    """Cancel a running job: queued tasks are dropped, leased ones stopped and settled."""
+    """Cancel a running job: queued tasks are dropped, leased ones stopped and settled.
+
+    Results still held for verification are void (refunded to the submitter).
+    """
     job = get_job(session, job_id, actor)
     if job.state != "running":
         raise ConflictError(f"job {job_id}: it is already {job.state}")
-    live = (TaskState.QUEUED.value, TaskState.LEASED.value)
+    live = tuple(
+        state.value
+        for state in TaskState
+        if state not in leasing.TERMINAL_STATES and state is not TaskState.REJECTED
+    )
     tasks = session.scalars(
         select(Task).where(Task.job_id == job_id, Task.state.in_(live)).with_for_update()
     ).all()
     for task in tasks:
-        if task.state == TaskState.LEASED:
+        if task.state in (TaskState.LEASED, TaskState.VERIFYING):
             leases.end_attempt(
                 session, task, AttemptOutcome.CANCELLED, now_ts=now_ts, settings=settings
             )
         else:
             task.state = leasing.next_state(task.state, TaskEvent.CANCEL).value
             task.ended_ts = now_ts
+            verification.void_held(session, task, now_ts=now_ts)
     job.state = "cancelled"
     job.ended_ts = now_ts
     session.commit()

@@ -166,7 +166,9 @@ class TaskInfo(_Body):
     task_index : int
         Position in the submission, from 0.
     state : str
-        ``queued``, ``leased``, ``completed``, ``dead`` or ``cancelled``.
+        ``queued``, ``leased``, ``completed``, ``dead`` or ``cancelled``; where results are
+        verified also ``reported`` (its result is held until a device of another owner
+        agrees), ``verifying`` (such a replica runs) and ``verified``.
     attempt : int
         Attempts started.
     energy_j, progress_energy_j : float
@@ -178,7 +180,7 @@ class TaskInfo(_Body):
     lease_expires_ts : float or None
         When that lease lapses [POSIX s, UTC].
     result : dict or None
-        The result.
+        The result (where results are verified: only once verified).
     last_error : str or None
         Why the last attempt failed or expired.
     """

@@ -1,0 +1,348 @@
+"""Result verification in the coordinator (issue 17), on SQLite and PostgreSQL.
+
+Real HTTP requests of heaters of several owners against a coordinator that verifies results:
+a device that returns a wrong result for a deterministic task is caught by replicas on other
+owners' devices, is not paid, forfeits its held credit and is quarantined, while the honest
+devices of the same job are paid and the job completes with the correct results; two devices
+of one owner never replicate each other; the ledger balances after every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from heatgrid.coordinator import verification
+from heatgrid.coordinator.db import make_engine, make_session_factory
+from heatgrid.coordinator.db.models import Device, DeviceReputation, Task, TaskAttempt
+from heatgrid.coordinator.ledger import account_balances, unbalanced_transactions
+
+from .conftest import Coordinator
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+TASK_ENERGY_J = 360_000.0  # 0.1 kWh: 20,000 micro-EUR at the default 0.20 EUR/kWh
+TASK_COST = 20_000
+Answer = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@pytest.fixture
+def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
+    """Verify results: every result of a new device is replicated on another owner's."""
+    return {**settings_overrides, "verify_results": True}
+
+
+def _honest(task_input: dict[str, Any]) -> dict[str, Any]:
+    return {"square": task_input["n"] ** 2}
+
+
+def _cheat(task_input: dict[str, Any]) -> dict[str, Any]:
+    return {"square": task_input["n"] ** 2 + 1}
+
+
+class Heater:
+    """A GPU heater enrolled for an owner, driven over the coordinator's HTTP API."""
+
+    def __init__(self, coordinator: Coordinator, owner_key: str, name: str, answer: Answer):
+        self.coordinator = coordinator
+        self.answer = answer
+        body = coordinator.enroll_body(coordinator.enrollment_code(owner_key), name)
+        body.update(device_kind="gpu", hardware={"max_power_w": 900.0, "vram_gb": 24.0})
+        enrolled = coordinator.client.post("/v1/devices/enroll", json=body)
+        assert enrolled.status_code == 201, enrolled.text
+        self.device_id = str(enrolled.json()["device_id"])
+        self.headers = coordinator.auth(enrolled.json()["device_token"])
+        beat = coordinator.client.post(
+            f"/v1/devices/{self.device_id}/heartbeat",
+            json=coordinator.heartbeat_body(coordinator.clock(), [0.0]),
+            headers=self.headers,
+        )
+        assert beat.status_code == 200, beat.text
+
+    def claim(self) -> dict[str, Any] | None:
+        """Claim one task; None when none is offered or the device is quarantined."""
+        answer = self.coordinator.client.post(
+            f"/v1/devices/{self.device_id}/claim", json={"slots": 1}, headers=self.headers
+        )
+        if answer.status_code == 403:
+            assert "quarantined" in answer.json()["detail"]
+            return None
+        assert answer.status_code == 200, answer.text
+        leases = answer.json()["leases"]
+        return dict(leases[0]) if leases else None
+
+    def complete(self, lease: dict[str, Any]) -> dict[str, Any]:
+        """Run the lease (this heater's way) and report its result; return the task status."""
+        answer = self.coordinator.client.post(
+            f"/v1/devices/{self.device_id}/tasks/{lease['task_id']}/complete",
+            json={
+                "attempt": lease["attempt"],
+                "energy_j": TASK_ENERGY_J,
+                "result": self.answer(lease["task_input"]),
+            },
+            headers=self.headers,
+        )
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    def work(self) -> dict[str, Any] | None:
+        """Claim and complete one task; return the lease, or None when there was none."""
+        lease = self.claim()
+        if lease is not None:
+            self.complete(lease)
+        return lease
+
+
+def _submit(coordinator: Coordinator, key: str, tasks: int) -> str:
+    answer = coordinator.client.post(
+        "/v1/jobs",
+        json={
+            "name": "squares",
+            "device_kinds": ["gpu"],
+            "tasks": [{"task_input": {"n": n}, "energy_j": TASK_ENERGY_J} for n in range(tasks)],
+        },
+        headers=coordinator.auth(key),
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["job_id"])
+
+
+def _job(coordinator: Coordinator, key: str, job_id: str) -> dict[str, Any]:
+    answer = coordinator.client.get(f"/v1/jobs/{job_id}", headers=coordinator.auth(key))
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def _balances(coordinator: Coordinator) -> dict[str, int]:
+    engine = make_engine(coordinator.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            assert unbalanced_transactions(session) == []
+            return {
+                account: amount
+                for (account, unit), amount in account_balances(session).items()
+                if unit == "micro_eur"
+            }
+    finally:
+        engine.dispose()
+
+
+def _rows(coordinator: Coordinator, query: Any) -> list[Any]:
+    engine = make_engine(coordinator.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return list(session.execute(query).all())
+    finally:
+        engine.dispose()
+
+
+def _owner_id(coordinator: Coordinator, heater: Heater) -> int:
+    [(owner_id,)] = _rows(coordinator, select(Device.owner_id).where(Device.id == heater.device_id))
+    return int(owner_id)
+
+
+def test_a_wrong_result_is_caught_unpaid_and_the_job_completes_correctly(
+    coordinator: Coordinator,
+) -> None:
+    submitter = coordinator.submitter_key()
+    cheat = Heater(coordinator, coordinator.owner_key("alice"), "cheat", _cheat)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    job_id = _submit(coordinator, submitter, tasks=2)
+
+    first = cheat.claim()
+    assert first is not None
+    status = cheat.complete(first)
+    assert status["state"] == "reported"  # a new device's result is always replicated
+    assert status["stop"] is True
+    balances = _balances(coordinator)
+    held = verification.held_account(_owner_id(coordinator, cheat))
+    assert balances[held] == TASK_COST  # held, not paid
+    assert f"owner:{_owner_id(coordinator, cheat)}" not in balances
+
+    for _ in range(10):  # rounds of claims until the job is done
+        for heater in (cheat, bob, dave):
+            heater.work()
+            _balances(coordinator)  # balanced after every step
+        if _job(coordinator, submitter, job_id)["state"] != "running":
+            break
+
+    job = _job(coordinator, submitter, job_id)
+    assert job["state"] == "completed"
+    assert job["tasks_by_state"] == {"verified": 2}
+    assert [task["result"] for task in job["tasks"]] == [{"square": 0}, {"square": 1}]
+
+    device = coordinator.client.get(
+        f"/v1/devices/{cheat.device_id}", headers=coordinator.auth(coordinator.operator_key)
+    ).json()
+    assert device["quarantined_ts"] is not None
+    assert "wrong result" in device["quarantine_reason"]
+
+    verdicts = _rows(
+        coordinator,
+        select(TaskAttempt.device_id, TaskAttempt.verdict)
+        .join(Task, Task.id == TaskAttempt.task_id)
+        .where(Task.job_id == job_id),
+    )
+    assert {verdict for device_id, verdict in verdicts if device_id == cheat.device_id} == {
+        "caught"
+    }
+    assert {verdict for device_id, verdict in verdicts if device_id != cheat.device_id} == {
+        "verified"
+    }
+    paid = {device_id for device_id, verdict in verdicts if verdict == "verified"}
+    assert paid == {bob.device_id, dave.device_id}
+
+    balances = _balances(coordinator)
+    owners = {name: _owner_id(coordinator, heater) for name, heater in (("alice", cheat),
+              ("bob", bob), ("dave", dave))}  # fmt: skip
+    assert balances.get(f"owner:{owners['alice']}", 0) == 0
+    assert all(balances.get(verification.held_account(owner), 0) == 0 for owner in owners.values())
+    verified = sum(1 for _, verdict in verdicts if verdict == "verified")
+    share = round(TASK_COST * 0.85)
+    assert balances[f"owner:{owners['bob']}"] + balances[f"owner:{owners['dave']}"] == (
+        verified * share
+    )
+    submitter_account = next(name for name in balances if name.startswith("submitter:"))
+    assert balances[submitter_account] == -verified * TASK_COST  # the cheat's work refunded
+    assert job["cost_eur"] == pytest.approx(verified * TASK_COST / 1e6)
+
+    reputations = dict(
+        _rows(
+            coordinator,
+            select(DeviceReputation.device_id, DeviceReputation.consecutive_verified),
+        )
+    )
+    assert reputations[cheat.device_id] == 0
+    assert reputations[bob.device_id] >= 1
+    assert reputations[dave.device_id] >= 1
+
+
+def test_two_devices_of_one_owner_never_replicate_each_other(coordinator: Coordinator) -> None:
+    submitter = coordinator.submitter_key()
+    alice = coordinator.owner_key("alice")
+    first = Heater(coordinator, alice, "alice 1", _cheat)
+    second = Heater(coordinator, alice, "alice 2", _cheat)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    job_id = _submit(coordinator, submitter, tasks=1)
+
+    assert first.work() is not None
+    assert second.claim() is None  # alice already holds the only result
+    replica = bob.claim()
+    assert replica is not None
+    assert bob.complete(replica)["state"] == "reported"  # one against one: a third is wanted
+    assert second.claim() is None  # still not alice's, however many devices she runs
+    assert bob.claim() is None  # nor bob's again
+    assert dave.work() is not None
+    job = _job(coordinator, submitter, job_id)
+    assert job["state"] == "completed"
+    assert job["tasks"][0]["state"] == "verified"
+    assert job["tasks"][0]["result"] == {"square": 0}
+    ran = [device_id for (device_id,) in _rows(coordinator, select(TaskAttempt.device_id))]
+    assert sorted(ran) == sorted([first.device_id, bob.device_id, dave.device_id])
+
+
+def test_results_without_a_quorum_are_void_refunded_and_the_task_runs_again(
+    coordinator: Coordinator,
+) -> None:
+    submitter = coordinator.submitter_key()
+    heaters = [
+        Heater(coordinator, coordinator.owner_key(name), name, answer)
+        for name, answer in (
+            ("alice", _cheat),
+            ("bob", lambda task_input: {"square": -1}),
+            ("dave", _honest),
+            ("erin", _honest),
+        )
+    ]
+    job_id = _submit(coordinator, submitter, tasks=1)
+    for heater in heaters[:3]:  # three owners, three answers: verify_max_results reached
+        assert heater.work() is not None
+    job = _job(coordinator, submitter, job_id)
+    task = job["tasks"][0]
+    assert task["state"] == "queued"
+    assert task["result"] is None
+    assert "no quorum" in task["last_error"]
+    verdicts = [verdict for (verdict,) in _rows(coordinator, select(TaskAttempt.verdict))]
+    assert verdicts == ["void"] * 3
+    balances = _balances(coordinator)
+    assert {name: amount for name, amount in balances.items() if amount != 0} == {}
+    assert not any(name.startswith("owner:") for name in balances)  # nobody paid or caught
+
+    coordinator.clock.advance(1_000.0)  # past the retry backoff
+    assert heaters[2].work() is not None  # a new round: dave's earlier result counts no more
+    assert heaters[3].work() is not None
+    job = _job(coordinator, submitter, job_id)
+    assert job["state"] == "completed"
+    assert job["tasks"][0]["result"] == {"square": 0}
+    balances = _balances(coordinator)
+    assert sum(amount for name, amount in balances.items() if name.startswith("owner:")) == (
+        2 * round(TASK_COST * 0.85)
+    )
+
+
+def test_cancelling_a_job_voids_its_held_results(coordinator: Coordinator) -> None:
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    job_id = _submit(coordinator, submitter, tasks=1)
+    assert alice.work() is not None
+    assert _balances(coordinator)[verification.held_account(_owner_id(coordinator, alice))] == (
+        TASK_COST
+    )
+    cancelled = coordinator.client.post(
+        f"/v1/jobs/{job_id}/cancel", headers=coordinator.auth(submitter)
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert _job(coordinator, submitter, job_id)["tasks"][0]["state"] == "cancelled"
+    balances = _balances(coordinator)
+    assert {name: amount for name, amount in balances.items() if amount != 0} == {}
+
+
+_TRUSTING = {
+    "rate_limit_per_s": 1e9,
+    "rate_limit_burst": 1_000_000,
+    "anonymous_rate_limit_per_s": 1e9,
+    "anonymous_rate_limit_burst": 1_000_000,
+    "verify_results": True,
+    "spot_check_floor": 1e-12,
+}
+
+
+@pytest.mark.parametrize("settings_overrides", [_TRUSTING])
+def test_a_trusted_devices_result_is_verified_and_paid_at_once_unless_spot_checked(
+    coordinator: Coordinator,
+) -> None:
+    """A device with two billion agreeing results is spot-checked with probability 5e-9."""
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    engine = make_engine(coordinator.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            session.add(
+                DeviceReputation(
+                    device_id=alice.device_id,
+                    job_kind=verification.INLINE_JOB_KIND,
+                    consecutive_verified=2_000_000_000,
+                    updated_ts=coordinator.clock(),
+                )
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+    job_id = _submit(coordinator, submitter, tasks=1)
+    lease = alice.claim()
+    assert lease is not None
+    assert alice.complete(lease)["state"] == "verified"
+    job = _job(coordinator, submitter, job_id)
+    assert job["state"] == "completed"
+    assert job["tasks"][0]["result"] == {"square": 0}
+    owner = _owner_id(coordinator, alice)
+    balances = _balances(coordinator)
+    assert balances[f"owner:{owner}"] == round(TASK_COST * 0.85)
+    assert balances[verification.held_account(owner)] == 0
+    reputations = _rows(coordinator, select(DeviceReputation.consecutive_verified))
+    assert reputations == [(2_000_000_000,)]  # an unchecked result earns nothing
