@@ -346,3 +346,50 @@ def test_a_trusted_devices_result_is_verified_and_paid_at_once_unless_spot_check
     assert balances[verification.held_account(owner)] == 0
     reputations = _rows(coordinator, select(DeviceReputation.consecutive_verified))
     assert reputations == [(2_000_000_000,)]  # an unchecked result earns nothing
+
+
+def test_a_replica_starts_from_scratch_and_a_lost_one_goes_to_another_owner(
+    coordinator: Coordinator,
+) -> None:
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    job_id = _submit(coordinator, submitter, tasks=1)
+    lease = alice.claim()
+    assert lease is not None
+    task_url = f"/v1/devices/{alice.device_id}/tasks/{lease['task_id']}"
+    saved = coordinator.client.put(
+        f"{task_url}/checkpoint",
+        params={"attempt": lease["attempt"], "energy_j": TASK_ENERGY_J / 2},
+        content=b"half of the work",
+        headers={**alice.headers, "Content-Type": "application/octet-stream"},
+    )
+    assert saved.status_code == 200, saved.text
+    assert alice.complete(lease)["state"] == "reported"
+
+    replica = bob.claim()
+    assert replica is not None
+    assert replica["task_id"] == lease["task_id"]
+    assert replica["checkpoint_seq"] is None  # never from the work it checks
+    assert replica["progress_energy_j"] == 0.0
+    bob_url = f"/v1/devices/{bob.device_id}/tasks/{replica['task_id']}"
+    other = coordinator.client.get(f"{bob_url}/checkpoints/1", headers=bob.headers)
+    assert other.status_code == 404
+    assert "another attempt" in other.json()["detail"]
+    newest = coordinator.client.get(f"{bob_url}/checkpoint", headers=bob.headers)
+    assert newest.status_code == 204
+    assert _job(coordinator, submitter, job_id)["tasks"][0]["state"] == "verifying"
+
+    coordinator.clock.advance(1_000.0)  # bob falls silent: his lease lapses at the next claim
+    again = dave.claim()
+    assert again is not None
+    assert again["task_id"] == lease["task_id"]
+    assert again["checkpoint_seq"] is None
+    dave.complete(again)
+    job = _job(coordinator, submitter, job_id)
+    assert job["state"] == "completed"
+    assert job["tasks"][0]["state"] == "verified"
+    outcomes = _rows(coordinator, select(TaskAttempt.device_id, TaskAttempt.outcome))
+    assert (bob.device_id, "expired") in outcomes
+    _balances(coordinator)

@@ -699,15 +699,24 @@ def read_checkpoint(
     """Return checkpoint ``seq`` of a task whose lease ``device`` holds, with its blob.
 
     ``seq`` None: the newest checkpoint, or None when the task has none. A pruned one is 410.
+    A replica (``verifying``) reads only its own attempt's checkpoints: it must not start from
+    the work it checks.
     """
     task = session.get(Task, task_id)
     if task is None or task.state not in _HOLDING or task.lease_device_id != device.id:
         raise NotFoundError(f"task {task_id}: this device holds no lease on it")
+    newest = seq is None
     if seq is None:
         if task.checkpoint_seq == 0:
             return None
         seq = task.checkpoint_seq
     row = session.get(Checkpoint, (task_id, seq))
+    if task.state == _VERIFYING and row is not None and row.attempt != task.attempt:
+        if newest:
+            return None
+        raise NotFoundError(
+            f"task {task_id}: checkpoint {seq} is another attempt's; a replica runs from scratch"
+        )
     if row is None:
         raise NotFoundError(f"task {task_id}: no checkpoint {seq}")
     if row.pruned_ts is not None:
