@@ -21,6 +21,7 @@ from heatgrid.coordinator.db.models import Device, DeviceReputation, Task, TaskA
 from heatgrid.coordinator.ledger import account_balances, unbalanced_transactions
 
 from .conftest import Coordinator
+from .test_dashboard import _log_in
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -219,6 +220,12 @@ def test_a_wrong_result_is_caught_unpaid_and_the_job_completes_correctly(
     assert reputations[cheat.device_id] == 0
     assert reputations[bob.device_id] >= 1
     assert reputations[dave.device_id] >= 1
+
+    assert _log_in(coordinator, submitter, f"/jobs/{job_id}").status_code == 303
+    page = coordinator.client.get(f"/jobs/{job_id}")
+    assert page.status_code == 200, page.text
+    assert "completed · result caught" in page.text
+    assert "completed · result verified" in page.text
 
 
 def test_two_devices_of_one_owner_never_replicate_each_other(coordinator: Coordinator) -> None:
