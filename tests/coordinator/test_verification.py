@@ -400,3 +400,34 @@ def test_a_replica_starts_from_scratch_and_a_lost_one_goes_to_another_owner(
     outcomes = _rows(coordinator, select(TaskAttempt.device_id, TaskAttempt.outcome))
     assert (bob.device_id, "expired") in outcomes
     _balances(coordinator)
+
+
+def test_a_job_may_ask_for_three_agreeing_owners(coordinator: Coordinator) -> None:
+    submitter = coordinator.submitter_key()
+    heaters = [
+        Heater(coordinator, coordinator.owner_key(name), name, _honest)
+        for name in ("alice", "bob", "dave")
+    ]
+    body = {
+        "name": "squares",
+        "device_kinds": ["gpu"],
+        "verify_quorum": 3,
+        "tasks": [{"task_input": {"n": 3}, "energy_j": TASK_ENERGY_J}],
+    }
+    answer = coordinator.client.post("/v1/jobs", json=body, headers=coordinator.auth(submitter))
+    assert answer.status_code == 201, answer.text
+    job_id = str(answer.json()["job_id"])
+    assert heaters[0].work() is not None
+    assert heaters[1].work() is not None
+    job = _job(coordinator, submitter, job_id)
+    assert job["verify_quorum"] == 3
+    assert job["tasks"][0]["state"] == "reported"  # two owners agree: not enough for this job
+    assert heaters[2].work() is not None
+    job = _job(coordinator, submitter, job_id)
+    assert job["tasks"][0]["state"] == "verified"
+    assert job["tasks"][0]["result"] == {"square": 9}
+    bad = coordinator.client.post(
+        "/v1/jobs", json={**body, "verify_quorum": 1}, headers=coordinator.auth(submitter)
+    )
+    assert bad.status_code == 422
+    assert "verify_quorum" in bad.text

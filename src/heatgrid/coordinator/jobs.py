@@ -46,7 +46,9 @@ __all__ = [
 
 def _submission_sha256(submission: JobSubmission) -> str:
     """Return the SHA-256 of a submission's canonical JSON (sorted keys, no spaces, ASCII)."""
-    text = json.dumps(submission.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    unset = {"verify_quorum"} if submission.verify_quorum is None else None  # hashes as before
+    body = submission.model_dump(mode="json", exclude=unset)
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -157,6 +159,7 @@ def _create(
         request_sha256=keys[1],
         artifact_sha256=None if submission.artifact is None else submission.artifact.sha256,
         input_urls=dict(submission.input_urls) or None,
+        verify_quorum=submission.verify_quorum,
     )
     session.add(job)
     session.flush()

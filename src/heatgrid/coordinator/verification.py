@@ -5,7 +5,7 @@ With ``Settings.verify_results``, an attempt that returns its result *reports* i
 (:func:`hold`); the task's first result of a round decides, from its device's reputation on
 the job kind (:func:`heatgrid.core.trust.needs_replica`, drawn with a secure generator), how
 many owners must agree (:attr:`Task.quorum`: 1 lets a trusted device's result through
-unchecked, else ``verify_quorum``). :func:`judge` then applies
+unchecked, else the job's ``verify_quorum`` or the coordinator's). :func:`judge` then applies
 :func:`heatgrid.core.trust.judge_results` to the task's held results:
 
 * verified: the devices that returned the agreed digest are paid (held credit released to
@@ -169,7 +169,7 @@ def _quorum(session: Session, job: Job, device_id: str, settings: Settings) -> i
     rep = reputation(session, device_id, job_kind(job))
     draw = _SECURE.random()
     checked = trust.needs_replica(rep, draw, floor=settings.spot_check_floor)
-    return settings.verify_quorum if checked else 1
+    return (job.verify_quorum or settings.verify_quorum) if checked else 1
 
 
 def judge(
@@ -187,7 +187,7 @@ def judge(
         {run.device_id: str(run.result_sha256) for run, _ in held},
         {run.device_id: str(owner) for run, owner in held},
         task.quorum,
-        max(settings.verify_max_results, task.quorum),
+        max(settings.verify_max_results, task.quorum + 1),
     )
     if verdict.judgement is Judgement.VERIFIED:
         checked = task.quorum > 1

@@ -222,6 +222,8 @@ class JobSummary:
         The packed job its tasks run (None: tasks need only their input).
     input_urls : dict
         Named inputs its tasks read.
+    verify_quorum : int or None
+        Owners that must agree on a checked result, when the job set it.
     """
 
     job_id: str
@@ -244,6 +246,7 @@ class JobSummary:
     ended_ts: float | None
     artifact_sha256: str | None
     input_urls: dict[str, str]
+    verify_quorum: int | None = None
 
     @property
     def energy_kwh(self) -> float:
@@ -895,6 +898,7 @@ def _job_summaries(session: Session, rows: list[tuple[Job, str]]) -> list[JobSum
             ended_ts=job.ended_ts,
             artifact_sha256=job.artifact_sha256,
             input_urls=dict(job.input_urls or {}),
+            verify_quorum=job.verify_quorum,
         )
         for job, submitter_name in rows
     ]

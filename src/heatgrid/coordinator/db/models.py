@@ -277,6 +277,7 @@ class Job(Base):
     request_sha256: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
     artifact_sha256: Mapped[str | None] = mapped_column(ForeignKey("artifacts.sha256"), index=True)
     input_urls: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    verify_quorum: Mapped[int | None] = mapped_column(Integer)
 
 
 class Task(Base):

@@ -1,5 +1,6 @@
 """Result verification: held results, verdicts, reputations, the new task states.
 
+``jobs`` gains ``verify_quorum`` (owners that must agree, when the job sets it);
 ``task_attempts`` gains ``result``, ``result_sha256`` and ``verdict`` (a verified attempt's
 result and what became of its held credit); ``tasks`` gains ``quorum`` (owners that must agree
 on its result) and may be ``reported``, ``verifying`` or ``verified``; ``device_reputations``
@@ -34,6 +35,7 @@ def _queue_index() -> None:
 
 def upgrade() -> None:
     """Apply this migration."""
+    op.add_column("jobs", sa.Column("verify_quorum", sa.Integer(), nullable=True))
     with op.batch_alter_table("tasks") as batch:
         batch.add_column(sa.Column("quorum", sa.Integer(), nullable=True))
         batch.drop_constraint(op.f("ck_tasks_state"), type_="check")
@@ -72,3 +74,5 @@ def downgrade() -> None:
         batch.create_check_constraint(op.f("ck_tasks_state"), f"state IN ({_OLD_STATES})")
         batch.drop_column("quorum")
     _queue_index()
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("verify_quorum")
