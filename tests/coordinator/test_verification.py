@@ -431,3 +431,37 @@ def test_a_job_may_ask_for_three_agreeing_owners(coordinator: Coordinator) -> No
     )
     assert bad.status_code == 422
     assert "verify_quorum" in bad.text
+
+
+def test_a_task_never_resumes_from_another_devices_checkpoint(coordinator: Coordinator) -> None:
+    """A device answers for its whole result: a lost task starts again on the next device."""
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _cheat)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    job_id = _submit(coordinator, submitter, tasks=1)
+    lease = alice.claim()
+    assert lease is not None
+    saved = coordinator.client.put(
+        f"/v1/devices/{alice.device_id}/tasks/{lease['task_id']}/checkpoint",
+        params={"attempt": lease["attempt"], "energy_j": TASK_ENERGY_J / 2},
+        content=b"a made-up half",
+        headers={**alice.headers, "Content-Type": "application/octet-stream"},
+    )
+    assert saved.status_code == 200, saved.text
+    coordinator.clock.advance(1_000.0)  # alice falls silent; her lease lapses at this claim
+    assert bob.claim() is None  # requeued with a backoff
+    coordinator.clock.advance(100.0)
+    taken = bob.claim()
+    assert taken is not None
+    assert taken["task_id"] == lease["task_id"]
+    assert taken["checkpoint_seq"] is None
+    assert taken["progress_energy_j"] == 0.0
+    assert _job(coordinator, submitter, job_id)["tasks"][0]["progress_energy_j"] == 0.0
+    bob.complete(taken)
+    assert dave.work() is not None
+    job = _job(coordinator, submitter, job_id)
+    assert job["tasks"][0]["state"] == "verified"
+    starts = _rows(coordinator, select(TaskAttempt.device_id, TaskAttempt.start_progress_energy_j))
+    assert sorted(start for _, start in starts) == [0.0, 0.0, 0.0]
+    _balances(coordinator)

@@ -15,7 +15,8 @@ requeues the task with backoff, to resume from that checkpoint, or moves it to t
 With ``Settings.verify_results`` a completed attempt reports its result to
 :mod:`.verification` (held credit, judged with the task's other results), and a ``reported``
 task is claimable as a *replica* only by a device of an owner none of whose devices holds a
-result of it; a replica starts from scratch (no checkpoint of another device's attempt).
+result of it; a replica starts from scratch, and so does, there, any attempt whose task's newest
+checkpoint another device saved (a device answers for its whole result).
 """
 
 from __future__ import annotations
@@ -204,13 +205,13 @@ _LEASED_COLUMNS = (
 )
 
 
-def _lease_message(session: Session, task: Row[Any]) -> v1.TaskLease:
+def _lease_message(session: Session, task: Row[Any], *, fresh: bool) -> v1.TaskLease:
+    """Return the lease of ``task``; ``fresh``: from the start, whatever its checkpoints."""
     job = session.get_one(Job, task.job_id)  # in the session's identity map after the first
     artifact = None
     if job.artifact_sha256 is not None:
         stored = session.get_one(Artifact, job.artifact_sha256)
         artifact = ArtifactRef(sha256=stored.sha256, size_bytes=stored.size_bytes)
-    replica = task.state == _VERIFYING
     return v1.TaskLease(
         task_index=task.task_index,
         artifact=artifact,
@@ -222,9 +223,36 @@ def _lease_message(session: Session, task: Row[Any]) -> v1.TaskLease:
         task_input=task.task_input,
         energy_j=task.energy_j,
         checkpoint_every_j=task.checkpoint_every_j,
-        progress_energy_j=0.0 if replica else task.progress_energy_j,
-        checkpoint_seq=None if replica or task.progress_energy_j == 0.0 else task.checkpoint_seq,
+        progress_energy_j=0.0 if fresh else task.progress_energy_j,
+        checkpoint_seq=None if fresh or task.progress_energy_j == 0.0 else task.checkpoint_seq,
     )
+
+
+def _fresh(
+    session: Session, device: Device, leased: Sequence[Row[Any]], settings: Settings
+) -> set[str]:
+    """Return the leased tasks that start from scratch, not from their newest checkpoint.
+
+    A replica always does. Where results are verified, so does a task whose newest checkpoint
+    another device saved: a device answers for its result, so it never builds on another's
+    (its progress starts again from zero).
+    """
+    fresh = {task.id for task in leased if task.state == _VERIFYING}
+    if settings.verify_results:
+        resumed = [task for task in leased if task.id not in fresh and task.progress_energy_j]
+        for task in resumed:
+            newest = session.get(Checkpoint, (task.id, task.checkpoint_seq))
+            if newest is None or newest.device_id != device.id:
+                fresh.add(task.id)
+        restarted = [task.id for task in resumed if task.id in fresh]
+        if restarted:
+            session.execute(
+                update(Task)
+                .where(Task.id.in_(restarted))
+                .values(progress_energy_j=0.0)
+                .execution_options(synchronize_session=False)
+            )
+    return fresh
 
 
 def _unservable(task_input: object) -> str | None:
@@ -371,6 +399,7 @@ def claim(
             _dead_letter(session, task, problem, now_ts=now_ts)
         else:
             leased.append(task)
+    fresh = _fresh(session, device, leased, settings)
     if leased:
         session.execute(
             insert(TaskAttempt).values(
@@ -382,7 +411,7 @@ def claim(
                         "outcome": AttemptOutcome.RUNNING.value,
                         "started_ts": now_ts,
                         "start_progress_energy_j": 0.0
-                        if task.state == _VERIFYING
+                        if task.id in fresh
                         else task.progress_energy_j,
                         "energy_j": 0.0,
                         "checkpointed_energy_j": 0.0,
@@ -391,7 +420,9 @@ def claim(
                 ]
             )
         )
-    answer = [_lease_message(session, task) for task in leased]  # before the commit: all or nothing
+    answer = [  # before the commit: all or nothing
+        _lease_message(session, task, fresh=task.id in fresh) for task in leased
+    ]
     session.commit()
     return answer
 
