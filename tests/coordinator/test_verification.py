@@ -458,6 +458,10 @@ def test_a_task_never_resumes_from_another_devices_checkpoint(coordinator: Coord
     assert taken["checkpoint_seq"] is None
     assert taken["progress_energy_j"] == 0.0
     assert _job(coordinator, submitter, job_id)["tasks"][0]["progress_energy_j"] == 0.0
+    bob_url = f"/v1/devices/{bob.device_id}/tasks/{taken['task_id']}"
+    other = coordinator.client.get(f"{bob_url}/checkpoints/1", headers=bob.headers)
+    assert other.status_code == 404  # not even on request
+    assert coordinator.client.get(f"{bob_url}/checkpoint", headers=bob.headers).status_code == 204
     bob.complete(taken)
     assert dave.work() is not None
     job = _job(coordinator, submitter, job_id)

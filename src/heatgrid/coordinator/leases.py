@@ -725,13 +725,20 @@ def save_checkpoint(
 
 
 def read_checkpoint(
-    session: Session, store: CheckpointStore, device: Device, task_id: str, seq: int | None
+    session: Session,
+    store: CheckpointStore,
+    device: Device,
+    task_id: str,
+    seq: int | None,
+    *,
+    own_only: bool = False,
 ) -> tuple[Checkpoint, bytes] | None:
     """Return checkpoint ``seq`` of a task whose lease ``device`` holds, with its blob.
 
     ``seq`` None: the newest checkpoint, or None when the task has none. A pruned one is 410.
     A replica (``verifying``) reads only its own attempt's checkpoints: it must not start from
-    the work it checks.
+    the work it checks. ``own_only`` (results verified): a device reads only checkpoints it
+    saved itself.
     """
     task = session.get(Task, task_id)
     if task is None or task.state not in _HOLDING or task.lease_device_id != device.id:
@@ -742,11 +749,14 @@ def read_checkpoint(
             return None
         seq = task.checkpoint_seq
     row = session.get(Checkpoint, (task_id, seq))
-    if task.state == _VERIFYING and row is not None and row.attempt != task.attempt:
+    if row is not None and (
+        (task.state == _VERIFYING and row.attempt != task.attempt)
+        or (own_only and row.device_id != device.id)
+    ):
         if newest:
             return None
         raise NotFoundError(
-            f"task {task_id}: checkpoint {seq} is another attempt's; a replica runs from scratch"
+            f"task {task_id}: checkpoint {seq} is another attempt's; this attempt runs from scratch"
         )
     if row is None:
         raise NotFoundError(f"task {task_id}: no checkpoint {seq}")
