@@ -316,43 +316,100 @@ _TRUSTING = {
     "anonymous_rate_limit_burst": 1_000_000,
     "verify_results": True,
     "spot_check_floor": 1e-12,
+    "hold_results": 2,
 }
+TRUSTED = 2_000_000_000
+"""Agreeing results in a row: spot-checked with probability 5e-9 at a floor of 1e-12."""
 
 
-@pytest.mark.parametrize("settings_overrides", [_TRUSTING])
-def test_a_trusted_devices_result_is_verified_and_paid_at_once_unless_spot_checked(
-    coordinator: Coordinator,
-) -> None:
-    """A device with two billion agreeing results is spot-checked with probability 5e-9."""
-    submitter = coordinator.submitter_key()
-    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+def _set_reputation(coordinator: Coordinator, heater: Heater, consecutive_verified: int) -> None:
     engine = make_engine(coordinator.database_url)
     try:
         with make_session_factory(engine)() as session:
-            session.add(
-                DeviceReputation(
-                    device_id=alice.device_id,
+            row = session.get(DeviceReputation, (heater.device_id, verification.INLINE_JOB_KIND))
+            if row is None:
+                row = DeviceReputation(
+                    device_id=heater.device_id,
                     job_kind=verification.INLINE_JOB_KIND,
-                    consecutive_verified=2_000_000_000,
+                    consecutive_verified=0,
                     updated_ts=coordinator.clock(),
                 )
-            )
+                session.add(row)
+            row.consecutive_verified = consecutive_verified
             session.commit()
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("settings_overrides", [_TRUSTING])
+def test_a_trusted_devices_unchecked_result_is_verified_at_once_and_paid_after_the_hold(
+    coordinator: Coordinator,
+) -> None:
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    _set_reputation(coordinator, alice, TRUSTED)
+    job_id = _submit(coordinator, submitter, tasks=3)
+    owner = _owner_id(coordinator, alice)
+    share = round(TASK_COST * 0.85)
+    expected = [(0, TASK_COST), (0, 2 * TASK_COST), (share, 2 * TASK_COST)]
+    for paid, held in expected:
+        lease = alice.claim()
+        assert lease is not None
+        assert alice.complete(lease)["state"] == "verified"  # no replica: verified at once
+        balances = _balances(coordinator)
+        assert (balances.get(f"owner:{owner}", 0), balances[verification.held_account(owner)]) == (
+            paid,
+            held,
+        )
+        coordinator.clock.advance(1.0)
+    job = _job(coordinator, submitter, job_id)
+    assert job["state"] == "completed"
+    assert [task["result"] for task in job["tasks"]] == [{"square": n * n} for n in range(3)]
+    reputations = _rows(coordinator, select(DeviceReputation.consecutive_verified))
+    assert reputations == [(TRUSTED,)]  # an unchecked result earns nothing
+
+
+@pytest.mark.parametrize("settings_overrides", [_TRUSTING])
+def test_a_trusted_device_caught_later_forfeits_its_unchecked_results_still_held(
+    coordinator: Coordinator,
+) -> None:
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    _set_reputation(coordinator, alice, TRUSTED)
+    _submit(coordinator, submitter, tasks=2)
+    for _ in range(2):  # trusted: let through unchecked, held for two more results
+        assert alice.work() is not None
+        coordinator.clock.advance(1.0)
+    owner = _owner_id(coordinator, alice)
+    assert _balances(coordinator)[verification.held_account(owner)] == 2 * TASK_COST
+
+    alice.answer = _cheat  # trusted now: it starts to cheat
+    _set_reputation(coordinator, alice, 0)  # as if a spot check were drawn for the next one
     job_id = _submit(coordinator, submitter, tasks=1)
     lease = alice.claim()
     assert lease is not None
-    assert alice.complete(lease)["state"] == "verified"
+    assert alice.complete(lease)["state"] == "reported"
+    assert bob.work() is not None
+    assert dave.work() is not None
     job = _job(coordinator, submitter, job_id)
-    assert job["state"] == "completed"
+    assert job["tasks"][0]["state"] == "verified"
     assert job["tasks"][0]["result"] == {"square": 0}
-    owner = _owner_id(coordinator, alice)
     balances = _balances(coordinator)
+    # the first unchecked result was two results old when the cheat reported: paid; the second
+    # was still held, and is forfeited with the cheat
     assert balances[f"owner:{owner}"] == round(TASK_COST * 0.85)
     assert balances[verification.held_account(owner)] == 0
-    reputations = _rows(coordinator, select(DeviceReputation.consecutive_verified))
-    assert reputations == [(2_000_000_000,)]  # an unchecked result earns nothing
+    verdicts = _rows(
+        coordinator,
+        select(TaskAttempt.verdict)
+        .where(TaskAttempt.device_id == alice.device_id)
+        .order_by(TaskAttempt.ended_ts),
+    )
+    assert [verdict for (verdict,) in verdicts] == ["verified", "caught", "caught"]
+    submitter_account = next(name for name in balances if name.startswith("submitter:"))
+    assert balances[submitter_account] == -3 * TASK_COST  # alice's first, bob's and dave's
 
 
 def test_a_replica_starts_from_scratch_and_a_lost_one_goes_to_another_owner(

@@ -111,6 +111,10 @@ class Settings:
         >= ``verify_quorum``.
     spot_check_floor : float
         Share of a trusted device's results still replicated, in (0, 1].
+    hold_results : int
+        A result let through unchecked is paid once its device has reported this many results
+        after it (one spot-check interval at the floor: 20); a device caught before then
+        forfeits it. 0: paid at once.
     challenge_every_s : float
         Mean time between random re-checks of a device [s]; 0: never.
     challenge_target_s : float
@@ -162,6 +166,7 @@ class Settings:
     verify_quorum: int = 2
     verify_max_results: int = 3
     spot_check_floor: float = DEFAULT_SPOT_CHECK_FLOOR
+    hold_results: int = 20
     challenge_every_s: float = 7 * 86_400.0
     challenge_target_s: float = DEFAULT_CHALLENGE_TARGET_S
     challenge_max_n: int = MAX_CHALLENGE_N
@@ -176,6 +181,8 @@ class Settings:
                 "verify_quorum must be >= 2 and verify_max_results >= verify_quorum, got "
                 f"{self.verify_quorum} and {self.verify_max_results}"
             )
+        if self.hold_results < 0:
+            raise InputError(f"hold_results must be >= 0, got {self.hold_results}")
         if not 0.0 < self.spot_check_floor <= 1.0:
             raise InputError(f"spot_check_floor must be in (0, 1], got {self.spot_check_floor}")
         if self.bitcoin_network not in NETWORKS:

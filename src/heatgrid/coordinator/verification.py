@@ -18,7 +18,9 @@ unchecked, else the job's ``verify_quorum`` or the coordinator's). :func:`judge`
   refunded to the submitter, and the task runs again from the start.
 
 A result still held when its task is cancelled or dead-lettered is void as well: an owner is
-credited only for a verified result.
+credited only for a verified result. A result let through unchecked (quorum 1) verifies its
+task at once, but its credit stays held until its device has reported ``hold_results`` more
+results (:func:`release_matured`); a device caught before then forfeits all of it.
 
 Ledger, per verified attempt of cost ``c`` micro-euros and owner share ``s``: at the report
 ``submitter`` −c, ``held:owner:<id>`` +c (energy as for any attempt); paid: ``held:owner`` −c,
@@ -37,6 +39,7 @@ from heatgrid.coordinator import challenges, ledger
 from heatgrid.coordinator.db.models import Device, DeviceReputation, Job, Task, TaskAttempt
 from heatgrid.coordinator.settings import Settings
 from heatgrid.core import trust
+from heatgrid.core.leasing import TaskState
 from heatgrid.core.trust import Judgement, Reputation
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "hold",
     "job_kind",
     "judge",
+    "release_matured",
     "reputation",
     "void_held",
 ]
@@ -165,6 +169,43 @@ def _held(session: Session, task: Task) -> Sequence[tuple[TaskAttempt, int]]:
     return [(attempt, int(owner)) for attempt, owner in rows]
 
 
+def _unchecked_held(session: Session, device_id: str) -> list[tuple[TaskAttempt, int, Job]]:
+    """Return the device's held results that verified their tasks unchecked, oldest first."""
+    rows = session.execute(
+        select(TaskAttempt, Device.owner_id, Job)
+        .join(Device, Device.id == TaskAttempt.device_id)
+        .join(Task, Task.id == TaskAttempt.task_id)
+        .join(Job, Job.id == Task.job_id)
+        .where(
+            TaskAttempt.device_id == device_id,
+            TaskAttempt.verdict == HELD,
+            Task.state == TaskState.VERIFIED.value,
+        )
+        .order_by(TaskAttempt.ended_ts, TaskAttempt.task_id, TaskAttempt.attempt)
+    ).all()
+    return [(attempt, int(owner), job) for attempt, owner, job in rows]
+
+
+def release_matured(session: Session, device_id: str, *, now_ts: float, settings: Settings) -> None:
+    """Pay the device's unchecked results that ``hold_results`` later results of it followed."""
+    held = _unchecked_held(session, device_id)
+    if not held:
+        return
+    newest = list(
+        session.scalars(
+            select(TaskAttempt.ended_ts)
+            .where(TaskAttempt.device_id == device_id, TaskAttempt.result_sha256.is_not(None))
+            .order_by(TaskAttempt.ended_ts.desc())
+            .limit(settings.hold_results)
+        )
+    )
+    for run, owner, job in held:
+        reported_ts = run.ended_ts if run.ended_ts is not None else now_ts
+        later = [ended_ts for ended_ts in newest if ended_ts is not None and ended_ts > reported_ts]
+        if len(later) >= settings.hold_results:
+            _close(session, job, (run, owner), VERIFIED, now_ts)
+
+
 def _quorum(session: Session, job: Job, device_id: str, settings: Settings) -> int:
     rep = reputation(session, device_id, job_kind(job))
     draw = _SECURE.random()
@@ -194,10 +235,13 @@ def judge(
         kind = job_kind(job)
         for run, owner in held:
             honest = run.device_id in verdict.honest
-            _close(session, job, (run, owner), VERIFIED if honest else CAUGHT, now_ts)
+            if checked or not honest:
+                _close(session, job, (run, owner), VERIFIED if honest else CAUGHT, now_ts)
             if checked:
                 _record(session, run.device_id, kind, honest, now_ts)
             if not honest:
+                for earlier, earlier_owner, earlier_job in _unchecked_held(session, run.device_id):
+                    _close(session, earlier_job, (earlier, earlier_owner), CAUGHT, now_ts)
                 challenges.quarantine(
                     session.get_one(Device, run.device_id),
                     f"returned a wrong result for task {task.id} (attempt {run.attempt}); "
