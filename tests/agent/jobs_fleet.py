@@ -80,13 +80,21 @@ period_s = 0.1
 class Coordinator:
     """The real coordinator on loopback, with a submitter's key and an enrollment code maker."""
 
-    def __init__(self, tmp_path: Path, *, lease_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        lease_s: float = 30.0,
+        owners: tuple[str, ...] = ("alice",),
+        verify_results: bool = False,
+    ) -> None:
         self.database_url = f"sqlite:///{tmp_path / 'coordinator.sqlite3'}"
         engine = make_engine(self.database_url)
         upgrade(engine)
         self._sessions = make_session_factory(engine)
         with self._sessions() as session:
-            create_api_key(session, name="alice", role="owner", scopes=None, now_ts=time.time())
+            for owner in owners:
+                create_api_key(session, name=owner, role="owner", scopes=None, now_ts=time.time())
             self.submitter_key = create_api_key(
                 session, name="carol", role="submitter", scopes=None, now_ts=time.time()
             ).token
@@ -99,6 +107,7 @@ class Coordinator:
             retry_base_s=0.5,
             retry_max_s=1.0,
             expiry_interval_s=0.5,
+            verify_results=verify_results,
         )
         self.app = create_app(settings)
         self.port = free_port()
@@ -106,10 +115,10 @@ class Coordinator:
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def enrollment_code(self) -> str:
+    def enrollment_code(self, owner: str = "alice") -> str:
         with self._sessions() as session:
             return create_enrollment_code(
-                session, owner_name="alice", ttl_s=3600.0, actor=None, now_ts=time.time()
+                session, owner_name=owner, ttl_s=3600.0, actor=None, now_ts=time.time()
             ).token
 
     def query(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
@@ -220,8 +229,13 @@ async def agent(
     pause_after_s: float = 0.5,
     hand_back_after_s: float = 600.0,
     room_temp_c: float = COLD_C,
+    owner: str = "alice",
+    client_class: type[CoordinatorClient] = CoordinatorClient,
 ) -> AsyncIterator[Agent]:
-    """Enroll and run one agent until the block ends (then shut it down as on SIGTERM)."""
+    """Enroll and run one agent until the block ends (then shut it down as on SIGTERM).
+
+    It enrolls for ``owner`` and talks to the coordinator through a ``client_class``.
+    """
     home = root / name
     home.mkdir(parents=True)
     text = AGENT_CONFIG.format(pause_after_s=pause_after_s, hand_back_after_s=hand_back_after_s)
@@ -229,8 +243,8 @@ async def agent(
     config: AgentConfig = parse_config(text, environ={})
     jobs = config.jobs.model_copy(update={"dir": home / "jobs"})
     config = config.model_copy(update={"jobs": jobs})
-    client = CoordinatorClient(coordinator.url, timeout_s=10.0)
-    answer = await client.enroll(enroll_request(config, coordinator.enrollment_code()))
+    client = client_class(coordinator.url, timeout_s=10.0)
+    answer = await client.enroll(enroll_request(config, coordinator.enrollment_code(owner)))
     store = StateStore(home / "state.sqlite3")
     store.save_identity(
         Identity(url=client.url, device_id=answer.device_id, device_token=answer.device_token)

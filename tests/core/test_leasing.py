@@ -10,6 +10,7 @@ from heatgrid.core import leasing
 from heatgrid.core.errors import InputError
 from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
 from heatgrid.core.scheduling import POLICIES, QueuedTask
+from heatgrid.core.trust import Judgement
 
 
 def test_a_task_is_leased_completed_and_stays_completed() -> None:
@@ -39,13 +40,68 @@ def test_a_replica_ending_leaves_the_task_leased_while_another_attempt_runs() ->
     assert state is TaskState.LEASED
 
 
-def test_every_state_the_table_reaches_is_stored_and_reserved_ones_are_not() -> None:
+def test_every_state_the_table_reaches_is_stored_but_rejected_which_is_left_at_once() -> None:
     reached = {s for key, targets in leasing.TRANSITIONS.items() for s in (key[0], *targets)}
-    assert {s.value for s in reached} == set(leasing.STORED_TASK_STATES)
-    assert not reached & leasing.RESERVED_STATES
-    assert leasing.STORED_TASK_STATES == ("queued", "leased", "completed", "dead", "cancelled")
+    assert reached == set(TaskState)
+    assert leasing.STORED_TASK_STATES == (
+        "queued",
+        "leased",
+        "completed",
+        "dead",
+        "cancelled",
+        "reported",
+        "verifying",
+        "verified",
+    )
     for (source, _event), _targets in leasing.TRANSITIONS.items():
         assert source not in leasing.TERMINAL_STATES
+
+
+def test_a_reported_result_goes_where_its_judgement_says() -> None:
+    for source in (TaskState.LEASED, TaskState.VERIFYING):
+        for judgement, target in (
+            (Judgement.VERIFIED, TaskState.VERIFIED),
+            (Judgement.NEEDS_REPLICA, TaskState.REPORTED),
+            (Judgement.UNDECIDED, TaskState.REJECTED),
+        ):
+            assert leasing.next_state(source, "report", judgement=judgement) is target
+        with pytest.raises(InputError, match="judgement"):
+            leasing.next_state(source, TaskEvent.REPORT)
+    assert leasing.next_state(TaskState.REPORTED, TaskEvent.LEASE) is TaskState.VERIFYING
+    assert (
+        leasing.next_state(TaskState.REJECTED, "requeue", attempts_started=2, max_attempts=3)
+        is TaskState.QUEUED
+    )
+    assert (
+        leasing.next_state(TaskState.REJECTED, "requeue", attempts_started=3, max_attempts=3)
+        is TaskState.DEAD
+    )
+    with pytest.raises(InputError, match="queued cannot report"):
+        leasing.next_state(TaskState.QUEUED, TaskEvent.REPORT, judgement=Judgement.VERIFIED)
+    for event in TaskEvent:
+        with pytest.raises(InputError, match="verified cannot"):
+            leasing.next_state(TaskState.VERIFIED, event, judgement=Judgement.VERIFIED)
+
+
+def test_a_lost_replica_leaves_the_result_reported_for_another() -> None:
+    for event in (TaskEvent.EXPIRE, TaskEvent.FAIL):
+        assert (
+            leasing.next_state(TaskState.VERIFYING, event, attempts_started=2, max_attempts=5)
+            is TaskState.REPORTED
+        )
+        assert (
+            leasing.next_state(TaskState.VERIFYING, event, attempts_started=5, max_attempts=5)
+            is TaskState.DEAD
+        )
+        assert (
+            leasing.next_state(
+                TaskState.VERIFYING, event, attempts_started=5, max_attempts=5, live_attempts=1
+            )
+            is TaskState.VERIFYING
+        )
+    for source in (TaskState.REPORTED, TaskState.VERIFYING):
+        assert leasing.next_state(source, TaskEvent.CANCEL) is TaskState.CANCELLED
+    assert leasing.EVENT_OUTCOME[TaskEvent.REPORT] is AttemptOutcome.COMPLETED
 
 
 def test_energy_settled_per_outcome() -> None:

@@ -128,7 +128,9 @@ def _call(method: str, url: str, api_key: str | None, path: str, **kwargs: Any) 
 
 
 def _done(job: dict[str, Any]) -> str:
-    return f"{job['tasks_by_state'].get(TaskState.COMPLETED.value, 0)}/{job['task_count']}"
+    by_state = job["tasks_by_state"]
+    done = sum(by_state.get(state.value, 0) for state in (TaskState.COMPLETED, TaskState.VERIFIED))
+    return f"{done}/{job['task_count']}"
 
 
 @_jobs.command("submit")

@@ -124,6 +124,14 @@ def serve(
             "hardware and at random; they get tasks only once they pass (docs/trust.md)."
         ),
     ] = _DEFAULTS["hardware_challenges"],
+    verify_results: Annotated[
+        bool,
+        typer.Option(
+            help="Verify results before paying for them: hold each result's credit, replicate "
+            "it on devices of other owners as the device's reputation asks, pay when they "
+            "agree, quarantine a device caught disagreeing (docs/trust.md)."
+        ),
+    ] = _DEFAULTS["verify_results"],
     bitcoin_network: Annotated[
         str,
         typer.Option(
@@ -252,6 +260,7 @@ def serve(
         ready_wait_s=ready_wait_s,
         max_clock_skew_s=max_clock_skew_s,
         hardware_challenges=hardware_challenges,
+        verify_results=verify_results,
         bitcoin_network=bitcoin_network,
         credential_cache_s=credential_cache_s,
         stratum_url=stratum_url,

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from heatgrid.coordinator.db.models import Device, HeatWindowSegmentRow, Task, TelemetrySampleRow
-from heatgrid.core.leasing import TaskState
+from heatgrid.core.leasing import LEASED_STATES
 from heatgrid.protocol import v1
 
 __all__ = ["HeartbeatWriter", "StoredHeartbeat"]
@@ -37,7 +37,7 @@ __all__ = ["HeartbeatWriter", "StoredHeartbeat"]
 _LOG = logging.getLogger(__name__)
 _MAX_BATCH = 512
 _ROWS_PER_STATEMENT = 1000  # VALUES rows per INSERT: far below PostgreSQL's 65,535 parameters
-_LEASED = TaskState.LEASED.value
+_HOLDING = tuple(sorted(state.value for state in LEASED_STATES))
 _IDLE_S = 5.0  # an idle writer's thread ends; the next heartbeat starts another
 
 
@@ -122,7 +122,7 @@ def _write(session: Session, batch: Sequence[_Pending], lease_s: float) -> list[
     if kept:
         renewed = session.execute(
             update(Task)
-            .where(Task.lease_device_id.in_(alive), Task.state == _LEASED)
+            .where(Task.lease_device_id.in_(alive), Task.state.in_(_HOLDING))
             .values(lease_expires_ts=now_ts + lease_s)
             .returning(Task.id, Task.lease_device_id)
             .execution_options(synchronize_session=False)

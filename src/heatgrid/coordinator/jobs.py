@@ -14,7 +14,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from heatgrid.coordinator import artifacts, leases
+from heatgrid.coordinator import artifacts, leases, verification
 from heatgrid.coordinator.api.job_schemas import JobSubmission
 from heatgrid.coordinator.auth import AccountPrincipal, new_id
 from heatgrid.coordinator.db.models import (
@@ -46,7 +46,9 @@ __all__ = [
 
 def _submission_sha256(submission: JobSubmission) -> str:
     """Return the SHA-256 of a submission's canonical JSON (sorted keys, no spaces, ASCII)."""
-    text = json.dumps(submission.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    unset = {"verify_quorum"} if submission.verify_quorum is None else None  # hashes as before
+    body = submission.model_dump(mode="json", exclude=unset)
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -157,6 +159,7 @@ def _create(
         request_sha256=keys[1],
         artifact_sha256=None if submission.artifact is None else submission.artifact.sha256,
         input_urls=dict(submission.input_urls) or None,
+        verify_quorum=submission.verify_quorum,
     )
     session.add(job)
     session.flush()
@@ -233,22 +236,30 @@ def cancel_job(
     now_ts: float,
     settings: Settings,
 ) -> Job:
-    """Cancel a running job: queued tasks are dropped, leased ones stopped and settled."""
+    """Cancel a running job: queued tasks are dropped, leased ones stopped and settled.
+
+    Results still held for verification are void (refunded to the submitter).
+    """
     job = get_job(session, job_id, actor)
     if job.state != "running":
         raise ConflictError(f"job {job_id}: it is already {job.state}")
-    live = (TaskState.QUEUED.value, TaskState.LEASED.value)
+    live = tuple(
+        state.value
+        for state in TaskState
+        if state not in leasing.TERMINAL_STATES and state is not TaskState.REJECTED
+    )
     tasks = session.scalars(
         select(Task).where(Task.job_id == job_id, Task.state.in_(live)).with_for_update()
     ).all()
     for task in tasks:
-        if task.state == TaskState.LEASED:
+        if task.state in (TaskState.LEASED, TaskState.VERIFYING):
             leases.end_attempt(
                 session, task, AttemptOutcome.CANCELLED, now_ts=now_ts, settings=settings
             )
         else:
             task.state = leasing.next_state(task.state, TaskEvent.CANCEL).value
             task.ended_ts = now_ts
+            verification.void_held(session, task, now_ts=now_ts)
     job.state = "cancelled"
     job.ended_ts = now_ts
     session.commit()

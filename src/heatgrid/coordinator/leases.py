@@ -11,6 +11,12 @@ checkpoint). :func:`expire_leases`, run before each claim and periodically
 (:mod:`.housekeeping`), ends the attempt, settles the energy of its last checkpoint, and
 requeues the task with backoff, to resume from that checkpoint, or moves it to the dead letter
 (``dead``) when its attempts are spent.
+
+With ``Settings.verify_results`` a completed attempt reports its result to
+:mod:`.verification` (held credit, judged with the task's other results), and a ``reported``
+task is claimable as a *replica* only by a device of an owner none of whose devices holds a
+result of it; a replica starts from scratch, and so does, there, any attempt whose task's newest
+checkpoint another device saved (a device answers for its whole result).
 """
 
 from __future__ import annotations
@@ -20,10 +26,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, UnaryExpression, exists, func, insert, select, update
+from sqlalchemy import Row, UnaryExpression, and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from heatgrid.coordinator import ledger
+from heatgrid.coordinator import ledger, verification
 from heatgrid.coordinator.checkpoints import CheckpointStore, StagedBlob
 from heatgrid.coordinator.db.models import (
     Artifact,
@@ -66,12 +72,18 @@ _EXPIRE_BATCH = 100
 _MIN_ENERGY_J = 1.0
 _TERMINAL = tuple(sorted(state.value for state in leasing.TERMINAL_STATES))
 _QUEUED, _LEASED, _DEAD = TaskState.QUEUED.value, TaskState.LEASED.value, TaskState.DEAD.value
+_REPORTED, _VERIFYING = TaskState.REPORTED.value, TaskState.VERIFYING.value
+_HOLDING = tuple(sorted(state.value for state in leasing.LEASED_STATES))
 _SORT_COLUMNS: dict[str, InstrumentedAttribute[object]] = {
     "priority": Task.priority,
     "queued_ts": Task.queued_ts,
     "task_id": Task.id,
 }
-_EVENT_OF_OUTCOME = {outcome: event for event, outcome in leasing.EVENT_OUTCOME.items()}
+_EVENT_OF_OUTCOME: dict[AttemptOutcome, TaskEvent] = {
+    outcome: event
+    for event, outcome in leasing.EVENT_OUTCOME.items()
+    if event is not TaskEvent.REPORT  # a completion reports only where results are verified
+}
 
 
 def result_sha256(result: dict[str, object]) -> str:
@@ -106,6 +118,7 @@ def _claimant(session: Session, device: Device, slots: int) -> scheduling.Claima
 
 _CANDIDATE_COLUMNS = (
     Task.id,
+    Task.state,
     Task.submitter_id,
     Task.priority,
     Task.queued_ts,
@@ -123,7 +136,8 @@ def _queued(task: Row[Any]) -> scheduling.QueuedTask:
     kinds = tuple(
         kind for kind, runs in (("gpu", task.runs_on_gpu), ("cpu", task.runs_on_cpu)) if runs
     )
-    remaining_j = task.energy_j - task.progress_energy_j
+    replica = task.state == _REPORTED  # a replica runs the whole task again
+    remaining_j = task.energy_j - (0.0 if replica else task.progress_energy_j)
     return scheduling.QueuedTask(
         task_id=task.id,
         submitter_id=str(task.submitter_id),
@@ -142,13 +156,13 @@ def _fleet_view(
         str(submitter): int(count)
         for submitter, count in session.execute(
             select(Task.submitter_id, func.count())
-            .where(Task.state == _LEASED)
+            .where(Task.state.in_(_HOLDING))
             .group_by(Task.submitter_id)
         )
     }
     if claimant.has_room:
         return scheduling.FleetView(running_by_submitter=running)
-    busy = exists().where(Task.lease_device_id == Device.id, Task.state == _LEASED)
+    busy = exists().where(Task.lease_device_id == Device.id, Task.state.in_(_HOLDING))
     wanting = session.scalar(
         select(func.count(func.distinct(Device.id)))
         .join(HeatWindowSegmentRow, HeatWindowSegmentRow.device_id == Device.id)
@@ -178,6 +192,7 @@ def candidate_order_by(policy: str) -> list[UnaryExpression[object]]:
 
 _LEASED_COLUMNS = (
     Task.id,
+    Task.state,
     Task.job_id,
     Task.task_index,
     Task.attempt,
@@ -190,7 +205,8 @@ _LEASED_COLUMNS = (
 )
 
 
-def _lease_message(session: Session, task: Row[Any]) -> v1.TaskLease:
+def _lease_message(session: Session, task: Row[Any], *, fresh: bool) -> v1.TaskLease:
+    """Return the lease of ``task``; ``fresh``: from the start, whatever its checkpoints."""
     job = session.get_one(Job, task.job_id)  # in the session's identity map after the first
     artifact = None
     if job.artifact_sha256 is not None:
@@ -207,9 +223,36 @@ def _lease_message(session: Session, task: Row[Any]) -> v1.TaskLease:
         task_input=task.task_input,
         energy_j=task.energy_j,
         checkpoint_every_j=task.checkpoint_every_j,
-        progress_energy_j=task.progress_energy_j,
-        checkpoint_seq=task.checkpoint_seq or None,
+        progress_energy_j=0.0 if fresh else task.progress_energy_j,
+        checkpoint_seq=None if fresh or task.progress_energy_j == 0.0 else task.checkpoint_seq,
     )
+
+
+def _fresh(
+    session: Session, device: Device, leased: Sequence[Row[Any]], settings: Settings
+) -> set[str]:
+    """Return the leased tasks that start from scratch, not from their newest checkpoint.
+
+    A replica always does. Where results are verified, so does a task whose newest checkpoint
+    another device saved: a device answers for its result, so it never builds on another's
+    (its progress starts again from zero).
+    """
+    fresh = {task.id for task in leased if task.state == _VERIFYING}
+    if settings.verify_results:
+        resumed = [task for task in leased if task.id not in fresh and task.progress_energy_j]
+        for task in resumed:
+            newest = session.get(Checkpoint, (task.id, task.checkpoint_seq))
+            if newest is None or newest.device_id != device.id:
+                fresh.add(task.id)
+        restarted = [task.id for task in resumed if task.id in fresh]
+        if restarted:
+            session.execute(
+                update(Task)
+                .where(Task.id.in_(restarted))
+                .values(progress_energy_j=0.0)
+                .execution_options(synchronize_session=False)
+            )
+    return fresh
 
 
 def _unservable(task_input: object) -> str | None:
@@ -223,12 +266,37 @@ def _unservable(task_input: object) -> str | None:
     return None
 
 
+def _replica_ok(owner_id: int) -> Any:
+    """Return the rule: a reported task with no held result from a device of ``owner_id``."""
+    same_owner = (
+        select(TaskAttempt.task_id)
+        .join(Device, Device.id == TaskAttempt.device_id)
+        .where(
+            TaskAttempt.task_id == Task.id,
+            TaskAttempt.verdict == verification.HELD,
+            Device.owner_id == owner_id,
+        )
+    )
+    return and_(Task.state == _REPORTED, ~exists(same_owner))
+
+
 def _candidates(
-    session: Session, claimant: scheduling.Claimant, *, now_ts: float, policy: str
+    session: Session,
+    claimant: scheduling.Claimant,
+    *,
+    now_ts: float,
+    policy: str,
+    replicas_for: int | None = None,
 ) -> list[Row[Any]]:
-    """Lock and return the first ready tasks the claimant's hardware runs, in the policy's order."""
+    """Lock and return the first ready tasks the claimant's hardware runs, in the policy's order.
+
+    ``replicas_for``: the claimant's owner, when reported tasks may be replicated on it.
+    """
+    ready = Task.state == _QUEUED
+    if replicas_for is not None:
+        ready = or_(ready, _replica_ok(replicas_for))
     query = select(*_CANDIDATE_COLUMNS).where(
-        Task.state == _QUEUED,
+        ready,
         Task.not_before_ts <= now_ts,  # leasing.is_ready
         Task.min_vram_gb <= claimant.vram_gb,
     )
@@ -249,13 +317,14 @@ def _candidates(
 def _lease(
     session: Session, device: Device, chosen: Sequence[str], *, now_ts: float, settings: Settings
 ) -> list[Row[Any]]:
-    """Lease the chosen tasks (locked, queued) to ``device`` in one ``UPDATE … RETURNING``."""
-    state = leasing.next_state(TaskState.QUEUED, TaskEvent.LEASE).value
+    """Lease the chosen tasks (locked, queued or reported) to ``device`` in one ``UPDATE``."""
+    leased = leasing.next_state(TaskState.QUEUED, TaskEvent.LEASE).value
+    replica = leasing.next_state(TaskState.REPORTED, TaskEvent.LEASE).value
     rows = session.execute(
         update(Task)
-        .where(Task.id.in_(chosen), Task.state == _QUEUED)
+        .where(Task.id.in_(chosen), Task.state.in_((_QUEUED, _REPORTED)))
         .values(
-            state=state,
+            state=case((Task.state == _REPORTED, replica), else_=leased),
             attempt=Task.attempt + 1,
             lease_device_id=device.id,
             lease_expires_ts=now_ts + settings.lease_s,
@@ -305,7 +374,13 @@ def claim(
     if claimant.kind == "asic" or settings.scheduling_policy == "mining-only":
         session.commit()
         return []
-    candidates = _candidates(session, claimant, now_ts=now_ts, policy=settings.scheduling_policy)
+    candidates = _candidates(
+        session,
+        claimant,
+        now_ts=now_ts,
+        policy=settings.scheduling_policy,
+        replicas_for=device.owner_id if settings.verify_results else None,
+    )
     if not candidates:
         session.commit()
         return []
@@ -324,6 +399,7 @@ def claim(
             _dead_letter(session, task, problem, now_ts=now_ts)
         else:
             leased.append(task)
+    fresh = _fresh(session, device, leased, settings)
     if leased:
         session.execute(
             insert(TaskAttempt).values(
@@ -334,7 +410,9 @@ def claim(
                         "device_id": device.id,
                         "outcome": AttemptOutcome.RUNNING.value,
                         "started_ts": now_ts,
-                        "start_progress_energy_j": task.progress_energy_j,
+                        "start_progress_energy_j": 0.0
+                        if task.id in fresh
+                        else task.progress_energy_j,
                         "energy_j": 0.0,
                         "checkpointed_energy_j": 0.0,
                     }
@@ -342,7 +420,9 @@ def claim(
                 ]
             )
         )
-    answer = [_lease_message(session, task) for task in leased]  # before the commit: all or nothing
+    answer = [  # before the commit: all or nothing
+        _lease_message(session, task, fresh=task.id in fresh) for task in leased
+    ]
     session.commit()
     return answer
 
@@ -396,16 +476,38 @@ def end_attempt(
     attempt.outcome = AttemptOutcome(outcome).value
     attempt.ended_ts = now_ts
     attempt.error = error
-    energy_j = leasing.settled_energy_j(outcome, attempt.energy_j, attempt.checkpointed_energy_j)
-    _settle(session, task, attempt, energy_j, now_ts)
     task.lease_device_id = None
     task.lease_expires_ts = None
     if not leasing.keeps_work(outcome):
         task.last_error = error
     job = session.get_one(Job, task.job_id)
+    judgement = None
+    if event is TaskEvent.COMPLETE and settings.verify_results:
+        event = TaskEvent.REPORT
+        verification.hold(session, task, attempt, now_ts=now_ts)
+        session.flush()
+        judgement = verification.judge(session, task, attempt, now_ts=now_ts, settings=settings)
+        verification.release_matured(session, attempt.device_id, now_ts=now_ts, settings=settings)
+    else:
+        energy_j = leasing.settled_energy_j(
+            outcome, attempt.energy_j, attempt.checkpointed_energy_j
+        )
+        _settle(session, task, attempt, energy_j, now_ts)
     state = leasing.next_state(
-        task.state, event, attempts_started=task.attempt, max_attempts=job.max_attempts
+        task.state,
+        event,
+        attempts_started=task.attempt,
+        max_attempts=job.max_attempts,
+        judgement=judgement,
     )
+    if state is TaskState.REJECTED:  # its results are void (judge refunded them): run it again
+        task.progress_energy_j = 0.0
+        task.last_error = "its results disagreed and no quorum was reached; it runs again"
+        state = leasing.next_state(
+            state, TaskEvent.REQUEUE, attempts_started=task.attempt, max_attempts=job.max_attempts
+        )
+    if state in (TaskState.DEAD, TaskState.CANCELLED):
+        verification.void_held(session, task, now_ts=now_ts)
     task.state = state.value
     if state in leasing.TERMINAL_STATES:
         task.ended_ts = now_ts
@@ -416,12 +518,17 @@ def end_attempt(
             retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s,
         )
+    elif state is TaskState.REPORTED:
+        task.not_before_ts = now_ts  # a replica may start at once
     session.flush()
     refresh_job(session, task.job_id, now_ts=now_ts)
 
 
 def refresh_job(session: Session, job_id: str, *, now_ts: float) -> None:
-    """Mark a running job ended once every task is: completed, failed (a dead task) or not."""
+    """Mark a running job ended once every task is: completed or verified, dead, cancelled.
+
+    A task whose result is reported or verifying is not ended: its job runs on.
+    """
     job = session.get_one(Job, job_id)
     if job.state != "running":
         return
@@ -437,7 +544,7 @@ def _expire_batch(session: Session, *, now_ts: float, settings: Settings) -> int
     """End up to ``_EXPIRE_BATCH`` leases past their expiry; the caller commits."""
     tasks = session.scalars(
         select(Task)
-        .where(Task.state == _LEASED, Task.lease_expires_ts < now_ts)
+        .where(Task.state.in_(_HOLDING), Task.lease_expires_ts < now_ts)
         .order_by(Task.lease_expires_ts)
         .limit(_EXPIRE_BATCH)
         .with_for_update(skip_locked=True)
@@ -474,7 +581,7 @@ def renew_device_leases(
     """
     renewed = session.scalars(
         update(Task)
-        .where(Task.lease_device_id == device_id, Task.state == _LEASED)
+        .where(Task.lease_device_id == device_id, Task.state.in_(_HOLDING))
         .values(lease_expires_ts=now_ts + settings.lease_s)
         .returning(Task.id),
         execution_options={"synchronize_session": False},
@@ -503,7 +610,7 @@ def _locked_task(session: Session, device: Device, task_id: str, attempt: int) -
 
 
 def _holds(task: Task, device: Device, attempt: int) -> bool:
-    return task.state == _LEASED and task.lease_device_id == device.id and task.attempt == attempt
+    return task.state in _HOLDING and task.lease_device_id == device.id and task.attempt == attempt
 
 
 def _status(task: Task, attempt: int, device: Device) -> v1.TaskStatus:
@@ -619,20 +726,39 @@ def save_checkpoint(
 
 
 def read_checkpoint(
-    session: Session, store: CheckpointStore, device: Device, task_id: str, seq: int | None
+    session: Session,
+    store: CheckpointStore,
+    device: Device,
+    task_id: str,
+    seq: int | None,
+    *,
+    own_only: bool = False,
 ) -> tuple[Checkpoint, bytes] | None:
     """Return checkpoint ``seq`` of a task whose lease ``device`` holds, with its blob.
 
     ``seq`` None: the newest checkpoint, or None when the task has none. A pruned one is 410.
+    A replica (``verifying``) reads only its own attempt's checkpoints: it must not start from
+    the work it checks. ``own_only`` (results verified): a device reads only checkpoints it
+    saved itself.
     """
     task = session.get(Task, task_id)
-    if task is None or task.state != _LEASED or task.lease_device_id != device.id:
+    if task is None or task.state not in _HOLDING or task.lease_device_id != device.id:
         raise NotFoundError(f"task {task_id}: this device holds no lease on it")
+    newest = seq is None
     if seq is None:
         if task.checkpoint_seq == 0:
             return None
         seq = task.checkpoint_seq
     row = session.get(Checkpoint, (task_id, seq))
+    if row is not None and (
+        (task.state == _VERIFYING and row.attempt != task.attempt)
+        or (own_only and row.device_id != device.id)
+    ):
+        if newest:
+            return None
+        raise NotFoundError(
+            f"task {task_id}: checkpoint {seq} is another attempt's; this attempt runs from scratch"
+        )
     if row is None:
         raise NotFoundError(f"task {task_id}: no checkpoint {seq}")
     if row.pruned_ts is not None:
@@ -751,6 +877,13 @@ def _complete(
 ) -> v1.TaskStatus:
     task = _locked_task(session, device, task_id, report.attempt)
     digest = result_sha256(report.result)
+    run = session.get_one(TaskAttempt, (task.id, report.attempt))
+    if run.outcome == AttemptOutcome.COMPLETED and run.result_sha256 is not None:
+        if run.result_sha256 == digest:
+            return _status(task, report.attempt, device)
+        raise ConflictError(
+            f"task {task_id}: attempt {report.attempt} already reported another result"
+        )
     if task.state == TaskState.COMPLETED:
         if task.attempt == report.attempt and task.result_sha256 == digest:
             return _status(task, report.attempt, device)
@@ -761,9 +894,13 @@ def _complete(
         )
     if not _holds(task, device, report.attempt):
         raise _lost(task, report.attempt)
-    _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
-    task.result = report.result
-    task.result_sha256 = digest
+    _update_energy(run, report.energy_j)
+    if settings.verify_results:  # kept by the attempt; the task's is the agreed one
+        run.result = report.result
+        run.result_sha256 = digest
+    else:
+        task.result = report.result
+        task.result_sha256 = digest
     end_attempt(session, task, AttemptOutcome.COMPLETED, now_ts=now_ts, settings=settings)
     return _status(task, report.attempt, device)
 

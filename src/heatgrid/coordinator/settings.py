@@ -13,6 +13,7 @@ from heatgrid.core.defaults import (
 )
 from heatgrid.core.errors import InputError
 from heatgrid.core.leasing import DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S
+from heatgrid.core.trust import DEFAULT_SPOT_CHECK_FLOOR
 from heatgrid.mining.addresses import NETWORKS
 
 __all__ = ["SESSION_SECRET_ENV", "Settings"]
@@ -98,6 +99,22 @@ class Settings:
     hardware_challenges : bool
         Challenge CPU and GPU devices (:mod:`heatgrid.coordinator.challenges`) at enrollment,
         on new hardware and at random; they get tasks only once they pass.
+    verify_results : bool
+        Verify results before paying for them (:mod:`heatgrid.coordinator.verification`):
+        completed results are held, replicated on devices of other owners as each device's
+        reputation asks, and paid when enough owners agree. Off: a result is kept and paid
+        as it comes.
+    verify_quorum : int
+        Owners whose devices must return the same result for a checked task, >= 2.
+    verify_max_results : int
+        Results a task may be run for before its results are void and it runs again,
+        >= ``verify_quorum``.
+    spot_check_floor : float
+        Share of a trusted device's results still replicated, in (0, 1].
+    hold_results : int
+        A result let through unchecked is paid once its device has reported this many results
+        after it (one spot-check interval at the floor: 20); a device caught before then
+        forfeits it. 0: paid at once.
     challenge_every_s : float
         Mean time between random re-checks of a device [s]; 0: never.
     challenge_target_s : float
@@ -145,6 +162,11 @@ class Settings:
     metrics_refresh_s: float = 15.0
     expiry_interval_s: float = 15.0
     hardware_challenges: bool = False
+    verify_results: bool = False
+    verify_quorum: int = 2
+    verify_max_results: int = 3
+    spot_check_floor: float = DEFAULT_SPOT_CHECK_FLOOR
+    hold_results: int = 20
     challenge_every_s: float = 7 * 86_400.0
     challenge_target_s: float = DEFAULT_CHALLENGE_TARGET_S
     challenge_max_n: int = MAX_CHALLENGE_N
@@ -154,6 +176,15 @@ class Settings:
     session_secret: str = field(default_factory=_session_secret, repr=False)
 
     def __post_init__(self) -> None:
+        if self.verify_quorum < 2 or self.verify_max_results < self.verify_quorum:
+            raise InputError(
+                "verify_quorum must be >= 2 and verify_max_results >= verify_quorum, got "
+                f"{self.verify_quorum} and {self.verify_max_results}"
+            )
+        if self.hold_results < 0:
+            raise InputError(f"hold_results must be >= 0, got {self.hold_results}")
+        if not 0.0 < self.spot_check_floor <= 1.0:
+            raise InputError(f"spot_check_floor must be in (0, 1], got {self.spot_check_floor}")
         if self.bitcoin_network not in NETWORKS:
             raise InputError(
                 f"bitcoin_network must be one of {', '.join(NETWORKS)}, "

@@ -73,6 +73,12 @@ COMFORT_TOLERANCE_K = 1.0
 _J_PER_KWH = 3.6e6
 
 
+_DONE = (TaskState.COMPLETED, TaskState.VERIFIED)
+"""Task states whose result the submitter has (verified, or kept without verification)."""
+_RESULT_IN = (*_DONE, TaskState.REPORTED, TaskState.VERIFYING)
+"""Task states whose work is all done (the result may still be under verification)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceStatus:
     """One heater now: its latest sample, health and what it earned.
@@ -177,6 +183,9 @@ class AttemptView:
     energy_j: float
     checkpointed_energy_j: float
     error: str | None
+    verdict: str | None = None
+    """Its result's verification: ``held``, ``verified`` (paid), ``caught`` (forfeited),
+    ``void`` (refunded); None when results are not verified."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +222,8 @@ class JobSummary:
         The packed job its tasks run (None: tasks need only their input).
     input_urls : dict
         Named inputs its tasks read.
+    verify_quorum : int or None
+        Owners that must agree on a checked result, when the job set it.
     """
 
     job_id: str
@@ -235,6 +246,7 @@ class JobSummary:
     ended_ts: float | None
     artifact_sha256: str | None
     input_urls: dict[str, str]
+    verify_quorum: int | None = None
 
     @property
     def energy_kwh(self) -> float:
@@ -243,8 +255,8 @@ class JobSummary:
 
     @property
     def tasks_done(self) -> int:
-        """Return how many of the job's tasks are completed (by the one task state enum)."""
-        return self.tasks_by_state.get(TaskState.COMPLETED.value, 0)
+        """Return how many of the job's tasks are done: completed, or verified."""
+        return sum(self.tasks_by_state.get(state.value, 0) for state in _DONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +279,7 @@ class TaskView:
     @property
     def progress_fraction(self) -> float:
         """Share of the task's energy saved by its checkpoints (1 when completed) [-]."""
-        if self.state == TaskState.COMPLETED:
+        if self.state in _RESULT_IN:
             return 1.0
         return min(1.0, self.progress_energy_j / self.energy_j) if self.energy_j > 0 else 0.0
 
@@ -627,6 +639,7 @@ def _attempts(session: Session, where: ColumnElement[bool], limit: int) -> list[
             energy_j=attempt.energy_j,
             checkpointed_energy_j=attempt.checkpointed_energy_j,
             error=attempt.error,
+            verdict=attempt.verdict,
         )
         for attempt, task_index, job_id, job_name, device_name in rows
     ]
@@ -849,7 +862,7 @@ def _job_summaries(session: Session, rows: list[tuple[Job, str]]) -> list[JobSum
     money: dict[str, tuple[int, int, int]] = {}
     if ids:
         saved = case(
-            (Task.state == TaskState.COMPLETED.value, Task.energy_j),
+            (Task.state.in_([state.value for state in _RESULT_IN]), Task.energy_j),
             else_=func.min(Task.progress_energy_j, Task.energy_j)
             if session.get_bind().dialect.name == "sqlite"
             else func.least(Task.progress_energy_j, Task.energy_j),
@@ -885,6 +898,7 @@ def _job_summaries(session: Session, rows: list[tuple[Job, str]]) -> list[JobSum
             ended_ts=job.ended_ts,
             artifact_sha256=job.artifact_sha256,
             input_urls=dict(job.input_urls or {}),
+            verify_quorum=job.verify_quorum,
         )
         for job, submitter_name in rows
     ]

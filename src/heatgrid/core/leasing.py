@@ -10,11 +10,15 @@ through both and compare the outcomes.
 
 The machine (:data:`TRANSITIONS`)::
 
-    queued --lease--> leased --complete--> completed
+    queued --lease--> leased --complete--> completed             (results not verified)
+                      leased --report--> reported | verified     (results verified)
+    reported --lease--> verifying --report--> verified | reported | rejected
+    rejected --requeue--> queued, or dead when the job's attempts are spent
                       leased --expire | fail--> queued (after a backoff), or dead when the
                                                 job's attempts are spent, or still leased
                                                 while another attempt of it is live
-    queued | leased --cancel--> cancelled
+    verifying --expire | fail--> reported (the replica is run again), or dead, or verifying
+    queued | leased | reported | verifying --cancel--> cancelled
 
 A task's *attempt* is one lease of it to one device; it ends with an :class:`AttemptOutcome`.
 An event that ends an attempt names the attempt's outcome (:data:`EVENT_OUTCOME`). The energy
@@ -22,11 +26,14 @@ an ended attempt is paid for is all it burned when its work is kept (completed, 
 submitter stopped it), else the energy up to its last checkpoint (expired, failed: the work
 after it is lost and resumed from the checkpoint).
 
-Verification (the trust work) adds states to this same machine: :attr:`TaskState.REPORTED`,
-:attr:`TaskState.VERIFYING`, :attr:`TaskState.VERIFIED` and :attr:`TaskState.REJECTED` are
-defined already, reached by no transition yet (:data:`RESERVED_STATES`), and
-:func:`next_state` counts the *other* live attempts of a task (``live_attempts``) so that
-replicas on several devices at once need new table rows, not a new shape.
+Verification (issue 17). Where results are verified, an attempt that returns its result
+*reports* it (:attr:`TaskEvent.REPORT`), and the task's results so far are judged by
+:func:`heatgrid.core.trust.judge_results`; its :class:`~heatgrid.core.trust.Judgement` picks the
+target (:func:`reported_state`): ``verified`` when devices of enough different owners agree (one
+owner when a trusted device's result is not spot-checked), ``reported`` while a replica on a
+device of another owner is wanted (claimable again as a replica; ``verifying`` while one runs),
+``rejected`` when the allowed results are in and no digest has a quorum: then every result is
+void and the task runs again from the start (``requeue``).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import Any, NamedTuple
 
 from heatgrid.core.errors import InputError, require_finite, require_non_negative
 from heatgrid.core.scheduling import POLICIES, QueuedTask
+from heatgrid.core.trust import Judgement
 
 __all__ = [
     "CANDIDATE_ORDER",
@@ -44,7 +52,8 @@ __all__ = [
     "DEFAULT_RETRY_BASE_S",
     "DEFAULT_RETRY_MAX_S",
     "EVENT_OUTCOME",
-    "RESERVED_STATES",
+    "LEASED_STATES",
+    "REPLICA_STATES",
     "STORED_TASK_STATES",
     "TERMINAL_STATES",
     "TRANSITIONS",
@@ -58,6 +67,7 @@ __all__ = [
     "is_ready",
     "keeps_work",
     "next_state",
+    "reported_state",
     "retry_backoff_s",
     "retry_not_before_ts",
     "settled_energy_j",
@@ -85,13 +95,13 @@ class TaskState(enum.StrEnum):
     CANCELLED = "cancelled"
     """Its job was cancelled."""
     REPORTED = "reported"
-    """Reserved for verification: a result is in, not yet checked."""
+    """A result is in and held, not yet verified: it waits for a replica on another owner."""
     VERIFYING = "verifying"
-    """Reserved for verification: replicas or a spot check are running."""
+    """A replica (a spot check) of a reported result runs on a device of another owner."""
     VERIFIED = "verified"
-    """Reserved for verification: the result passed its check."""
+    """Devices of enough different owners agree on its result (or it was not spot-checked)."""
     REJECTED = "rejected"
-    """Reserved for verification: the result failed its check."""
+    """Its results found no quorum: all are void and it is requeued (never stored)."""
 
 
 class AttemptOutcome(enum.StrEnum):
@@ -111,28 +121,37 @@ class TaskEvent(enum.StrEnum):
     LEASE = "lease"
     """A device claimed it: a new attempt starts."""
     COMPLETE = "complete"
-    """An attempt returned the result."""
+    """An attempt returned the result, kept without verification."""
+    REPORT = "report"
+    """An attempt returned a result to be verified (judged with the task's other results)."""
     EXPIRE = "expire"
     """An attempt's lease lapsed (its device went silent)."""
     FAIL = "fail"
     """An attempt's device reported a failure."""
     CANCEL = "cancel"
     """Its job was cancelled."""
+    REQUEUE = "requeue"
+    """Its rejected results are void: it runs again from the start."""
 
 
-RESERVED_STATES = frozenset(
-    {TaskState.REPORTED, TaskState.VERIFYING, TaskState.VERIFIED, TaskState.REJECTED}
-)
-"""States defined for verification and reached by no transition yet."""
 STORED_TASK_STATES: tuple[str, ...] = tuple(
-    state.value for state in TaskState if state not in RESERVED_STATES
+    state.value for state in TaskState if state is not TaskState.REJECTED
 )
-"""The states a task can be in today, in declaration order (the coordinator's CHECK list)."""
-TERMINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.DEAD, TaskState.CANCELLED})
+"""The states a task is stored in, in declaration order (the coordinator's CHECK list).
+
+``rejected`` is left at once (``requeue``) in the transaction that reaches it."""
+TERMINAL_STATES = frozenset(
+    {TaskState.COMPLETED, TaskState.VERIFIED, TaskState.DEAD, TaskState.CANCELLED}
+)
 """States a task never leaves."""
+LEASED_STATES = frozenset({TaskState.LEASED, TaskState.VERIFYING})
+"""States in which an attempt of the task holds a lease."""
+REPLICA_STATES = frozenset({TaskState.REPORTED, TaskState.VERIFYING})
+"""States in which a result is held and a lease of the task is a replica of it."""
 
 EVENT_OUTCOME: Mapping[TaskEvent, AttemptOutcome] = {
     TaskEvent.COMPLETE: AttemptOutcome.COMPLETED,
+    TaskEvent.REPORT: AttemptOutcome.COMPLETED,
     TaskEvent.EXPIRE: AttemptOutcome.EXPIRED,
     TaskEvent.FAIL: AttemptOutcome.FAILED,
     TaskEvent.CANCEL: AttemptOutcome.CANCELLED,
@@ -140,18 +159,37 @@ EVENT_OUTCOME: Mapping[TaskEvent, AttemptOutcome] = {
 """The outcome an event gives the attempt it ends."""
 
 _RETRY = (TaskState.QUEUED, TaskState.DEAD, TaskState.LEASED)
+_REPLICA_RETRY = (TaskState.REPORTED, TaskState.DEAD, TaskState.VERIFYING)
+_JUDGED = (TaskState.VERIFIED, TaskState.REPORTED, TaskState.REJECTED)
 TRANSITIONS: Mapping[tuple[TaskState, TaskEvent], tuple[TaskState, ...]] = {
     (TaskState.QUEUED, TaskEvent.LEASE): (TaskState.LEASED,),
     (TaskState.LEASED, TaskEvent.COMPLETE): (TaskState.COMPLETED,),
+    (TaskState.LEASED, TaskEvent.REPORT): _JUDGED,
     (TaskState.LEASED, TaskEvent.EXPIRE): _RETRY,
     (TaskState.LEASED, TaskEvent.FAIL): _RETRY,
+    (TaskState.REPORTED, TaskEvent.LEASE): (TaskState.VERIFYING,),
+    (TaskState.VERIFYING, TaskEvent.REPORT): _JUDGED,
+    (TaskState.VERIFYING, TaskEvent.EXPIRE): _REPLICA_RETRY,
+    (TaskState.VERIFYING, TaskEvent.FAIL): _REPLICA_RETRY,
+    (TaskState.REJECTED, TaskEvent.REQUEUE): (TaskState.QUEUED, TaskState.DEAD),
     (TaskState.QUEUED, TaskEvent.CANCEL): (TaskState.CANCELLED,),
     (TaskState.LEASED, TaskEvent.CANCEL): (TaskState.CANCELLED,),
+    (TaskState.REPORTED, TaskEvent.CANCEL): (TaskState.CANCELLED,),
+    (TaskState.VERIFYING, TaskEvent.CANCEL): (TaskState.CANCELLED,),
 }
 """Every allowed move: ``(state, event)`` to the states it may lead to (see :func:`next_state`).
 
-A pair not listed is refused. A retry (``expire``, ``fail``) leads to ``leased`` while another
-attempt is live, else to ``dead`` when the attempts are spent, else to ``queued``."""
+A pair not listed is refused. A retry (``expire``, ``fail``) leads back to the state it came
+from while another attempt is live, else to ``dead`` when the attempts are spent, else to
+``queued`` (a lost replica: to ``reported``, to be run again). A ``report`` leads where the
+judgement of the task's results says (:func:`reported_state`); a ``requeue`` to ``queued``,
+or ``dead`` when the attempts are spent."""
+
+_JUDGED_STATE: Mapping[Judgement, TaskState] = {
+    Judgement.VERIFIED: TaskState.VERIFIED,
+    Judgement.NEEDS_REPLICA: TaskState.REPORTED,
+    Judgement.UNDECIDED: TaskState.REJECTED,
+}
 
 
 def next_state(
@@ -161,6 +199,7 @@ def next_state(
     attempts_started: int = 0,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     live_attempts: int = 0,
+    judgement: Judgement | None = None,
 ) -> TaskState:
     """Return the state a task moves to when ``event`` happens in ``state``.
 
@@ -177,6 +216,9 @@ def next_state(
     live_attempts : int
         Attempts of the task still running besides the one this event ends, >= 0 (0 while a
         task runs on one device at a time).
+    judgement : Judgement or None
+        For ``report``: the judgement of the task's results with the reported one
+        (:func:`heatgrid.core.trust.judge_results`); required there, ignored elsewhere.
 
     Returns
     -------
@@ -194,16 +236,30 @@ def next_state(
         raise InputError(f"a task that is {source.value} cannot {happening.value}")
     if len(targets) == 1:
         return targets[0]
+    if happening is TaskEvent.REPORT:
+        if judgement is None:
+            raise InputError("a report needs the judgement of the task's results")
+        return reported_state(judgement)
     if live_attempts < 0 or attempts_started < 0 or max_attempts < 1:
         raise InputError(
             f"live_attempts and attempts_started must be >= 0 and max_attempts >= 1, got "
             f"{live_attempts}, {attempts_started}, {max_attempts}"
         )
-    if live_attempts > 0:
-        return TaskState.LEASED
+    requeued, dead = targets[0], targets[1]
+    if live_attempts > 0 and len(targets) > 2:
+        return targets[2]
     if attempts_spent(attempts_started, max_attempts):
-        return TaskState.DEAD
-    return TaskState.QUEUED
+        return dead
+    return requeued
+
+
+def reported_state(judgement: Judgement) -> TaskState:
+    """Return where a reported result leaves its task, by the judgement of its results.
+
+    ``verified`` for :attr:`~heatgrid.core.trust.Judgement.VERIFIED`, ``reported`` (a replica
+    is wanted) for ``NEEDS_REPLICA``, ``rejected`` (requeued at once) for ``UNDECIDED``.
+    """
+    return _JUDGED_STATE[Judgement(judgement)]
 
 
 def attempts_spent(attempts_started: int, max_attempts: int) -> bool:

@@ -1,4 +1,4 @@
-"""Trust on untrusted heaters (issue 17), pure pieces; the coordinator does not use them yet.
+"""Trust on untrusted heaters (issue 17), pure pieces (applied by coordinator.verification).
 
 Hardware challenges (a seeded matrix product sized and timed for the claimed device, checked
 by Freivalds' method), BOINC-style reputation with adaptive replication, k-of-n agreement on

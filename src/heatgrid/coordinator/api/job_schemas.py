@@ -76,6 +76,9 @@ class JobSubmission(_Body):
         each task's ``task_input`` is then its parameters. None: tasks need only their input.
     input_urls : dict
         Inputs read where they are (name -> fsspec URL), handed to every task's heater.
+    verify_quorum : int or None
+        Where the coordinator verifies results: owners whose devices must return the same
+        result of a checked task, 2 to 10 (None: the coordinator's ``verify_quorum``).
     """
 
     name: Annotated[
@@ -94,6 +97,7 @@ class JobSubmission(_Body):
     tasks: Annotated[list[TaskSpec], Field(min_length=1, max_length=MAX_TASKS_PER_JOB)]
     artifact: ArtifactRef | None = None
     input_urls: Annotated[dict[InputName, InputUrl], Field(max_length=100)] = {}
+    verify_quorum: Annotated[int, Field(ge=2, le=10)] | None = None
 
     @model_validator(mode="after")
     def _distinct_kinds(self) -> JobSubmission:
@@ -134,6 +138,8 @@ class JobInfo(_Body):
         The packed job its tasks run.
     input_urls : dict
         Its inputs read where they are.
+    verify_quorum : int or None
+        Owners that must agree on a checked result, when the job set it.
     """
 
     job_id: str
@@ -154,6 +160,7 @@ class JobInfo(_Body):
     ended_ts: float | None
     artifact_sha256: str | None = None
     input_urls: dict[str, str] = {}
+    verify_quorum: int | None = None
 
 
 class TaskInfo(_Body):
@@ -166,7 +173,9 @@ class TaskInfo(_Body):
     task_index : int
         Position in the submission, from 0.
     state : str
-        ``queued``, ``leased``, ``completed``, ``dead`` or ``cancelled``.
+        ``queued``, ``leased``, ``completed``, ``dead`` or ``cancelled``; where results are
+        verified also ``reported`` (its result is held until a device of another owner
+        agrees), ``verifying`` (such a replica runs) and ``verified``.
     attempt : int
         Attempts started.
     energy_j, progress_energy_j : float
@@ -178,7 +187,7 @@ class TaskInfo(_Body):
     lease_expires_ts : float or None
         When that lease lapses [POSIX s, UTC].
     result : dict or None
-        The result.
+        The result (where results are verified: only once verified).
     last_error : str or None
         Why the last attempt failed or expired.
     """

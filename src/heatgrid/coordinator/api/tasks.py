@@ -147,12 +147,16 @@ def prune(
 def get_checkpoint(
     task_id: str,
     seq: Annotated[int, Path(ge=1, le=1_000_000_000)],
+    *,
     request: Request,
     device: _Device,
     session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
     """Download checkpoint ``seq`` of a task whose lease this device holds (410: pruned)."""
-    found = leases.read_checkpoint(session, _store(request), device, task_id, seq)
+    found = leases.read_checkpoint(
+        session, _store(request), device, task_id, seq, own_only=settings.verify_results
+    )
     assert found is not None  # a numbered checkpoint is found, or refused
     return _checkpoint_answer(*found)
 
@@ -166,10 +170,12 @@ def get_checkpoint(
     },
 )
 def get_newest_checkpoint(
-    task_id: str, request: Request, device: _Device, session: SessionDep
+    task_id: str, request: Request, device: _Device, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Download the newest checkpoint of a task whose lease this device holds (204: none)."""
-    found = leases.read_checkpoint(session, _store(request), device, task_id, None)
+    found = leases.read_checkpoint(
+        session, _store(request), device, task_id, None, own_only=settings.verify_results
+    )
     if found is None:
         return Response(status_code=204)
     return _checkpoint_answer(*found)

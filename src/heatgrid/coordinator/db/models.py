@@ -30,6 +30,7 @@ from heatgrid.core.leasing import STORED_TASK_STATES, AttemptOutcome
 
 __all__ = [
     "IDEMPOTENCY_KEY_LENGTH",
+    "RESULT_VERDICTS",
     "ROLES",
     "Account",
     "ApiKey",
@@ -39,6 +40,7 @@ __all__ = [
     "Checkpoint",
     "Device",
     "DeviceChallenge",
+    "DeviceReputation",
     "EnrollmentCode",
     "HeatWindowSegmentRow",
     "Job",
@@ -207,6 +209,9 @@ TASK_STATES = STORED_TASK_STATES
 ATTEMPT_OUTCOMES = tuple(outcome.value for outcome in AttemptOutcome)
 """How an attempt ended (``running`` while its lease holds)."""
 
+RESULT_VERDICTS = ("held", "verified", "caught", "void")
+"""What became of a verified attempt's result: credit held, paid, forfeited, or refunded."""
+
 
 IDEMPOTENCY_KEY_LENGTH = 200
 """Longest ``Idempotency-Key`` a submission may carry [characters]."""
@@ -272,6 +277,7 @@ class Job(Base):
     request_sha256: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
     artifact_sha256: Mapped[str | None] = mapped_column(ForeignKey("artifacts.sha256"), index=True)
     input_urls: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    verify_quorum: Mapped[int | None] = mapped_column(Integer)
 
 
 class Task(Base):
@@ -315,13 +321,22 @@ class Task(Base):
     result_sha256: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
     last_error: Mapped[str | None] = mapped_column(Text)
     ended_ts: Mapped[float | None] = mapped_column(Double)
+    quorum: Mapped[int | None] = mapped_column(Integer)
 
 
 class TaskAttempt(Base):
-    """One lease of a task to a device, and what came of it."""
+    """One lease of a task to a device, and what came of it.
+
+    Where results are verified, a completed attempt keeps its ``result`` and its
+    ``result_sha256``, and ``verdict`` says what became of its credit (``RESULT_VERDICTS``;
+    None: not a verified result).
+    """
 
     __tablename__ = "task_attempts"
-    __table_args__ = (CheckConstraint(f"outcome IN ({_quoted(ATTEMPT_OUTCOMES)})", name="outcome"),)
+    __table_args__ = (
+        CheckConstraint(f"outcome IN ({_quoted(ATTEMPT_OUTCOMES)})", name="outcome"),
+        CheckConstraint(f"verdict IN ({_quoted(RESULT_VERDICTS)})", name="verdict"),
+    )
 
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), primary_key=True)
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -333,6 +348,9 @@ class TaskAttempt(Base):
     energy_j: Mapped[float] = mapped_column(Double)
     checkpointed_energy_j: Mapped[float] = mapped_column(Double)
     error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result_sha256: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
+    verdict: Mapped[str | None] = mapped_column(String(12))
 
 
 class Checkpoint(Base):
@@ -569,3 +587,19 @@ class PayoutBatchItem(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True, index=True)
     address: Mapped[str] = mapped_column(String(100))
     amount_sat: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeviceReputation(Base):
+    """A device's record on one job kind (:class:`heatgrid.core.trust.Reputation`).
+
+    ``consecutive_verified`` counts its results in a row that devices of other owners agreed
+    with; a disagreement resets it to zero. ``job_kind`` is the SHA-256 of the job's artifact
+    (``inline`` for jobs without one).
+    """
+
+    __tablename__ = "device_reputations"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    job_kind: Mapped[str] = mapped_column(String(_HASH_LENGTH), primary_key=True)
+    consecutive_verified: Mapped[int] = mapped_column(Integer)
+    updated_ts: Mapped[float] = mapped_column(Double)

@@ -1,0 +1,528 @@
+"""Result verification in the coordinator (issue 17), on SQLite and PostgreSQL.
+
+Real HTTP requests of heaters of several owners against a coordinator that verifies results:
+a device that returns a wrong result for a deterministic task is caught by replicas on other
+owners' devices, is not paid, forfeits its held credit and is quarantined, while the honest
+devices of the same job are paid and the job completes with the correct results; two devices
+of one owner never replicate each other; the ledger balances after every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from heatgrid.coordinator import verification
+from heatgrid.coordinator.db import make_engine, make_session_factory
+from heatgrid.coordinator.db.models import Device, DeviceReputation, Task, TaskAttempt
+from heatgrid.coordinator.ledger import account_balances, unbalanced_transactions
+
+from .conftest import Coordinator
+from .test_dashboard import _log_in
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+TASK_ENERGY_J = 360_000.0  # 0.1 kWh: 20,000 micro-EUR at the default 0.20 EUR/kWh
+TASK_COST = 20_000
+Answer = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@pytest.fixture
+def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
+    """Verify results: every result of a new device is replicated on another owner's."""
+    return {**settings_overrides, "verify_results": True}
+
+
+def _honest(task_input: dict[str, Any]) -> dict[str, Any]:
+    return {"square": task_input["n"] ** 2}
+
+
+def _cheat(task_input: dict[str, Any]) -> dict[str, Any]:
+    return {"square": task_input["n"] ** 2 + 1}
+
+
+class Heater:
+    """A GPU heater enrolled for an owner, driven over the coordinator's HTTP API."""
+
+    def __init__(self, coordinator: Coordinator, owner_key: str, name: str, answer: Answer):
+        self.coordinator = coordinator
+        self.answer = answer
+        body = coordinator.enroll_body(coordinator.enrollment_code(owner_key), name)
+        body.update(device_kind="gpu", hardware={"max_power_w": 900.0, "vram_gb": 24.0})
+        enrolled = coordinator.client.post("/v1/devices/enroll", json=body)
+        assert enrolled.status_code == 201, enrolled.text
+        self.device_id = str(enrolled.json()["device_id"])
+        self.headers = coordinator.auth(enrolled.json()["device_token"])
+        beat = coordinator.client.post(
+            f"/v1/devices/{self.device_id}/heartbeat",
+            json=coordinator.heartbeat_body(coordinator.clock(), [0.0]),
+            headers=self.headers,
+        )
+        assert beat.status_code == 200, beat.text
+
+    def claim(self) -> dict[str, Any] | None:
+        """Claim one task; None when none is offered or the device is quarantined."""
+        answer = self.coordinator.client.post(
+            f"/v1/devices/{self.device_id}/claim", json={"slots": 1}, headers=self.headers
+        )
+        if answer.status_code == 403:
+            assert "quarantined" in answer.json()["detail"]
+            return None
+        assert answer.status_code == 200, answer.text
+        leases = answer.json()["leases"]
+        return dict(leases[0]) if leases else None
+
+    def complete(self, lease: dict[str, Any]) -> dict[str, Any]:
+        """Run the lease (this heater's way) and report its result; return the task status."""
+        answer = self.coordinator.client.post(
+            f"/v1/devices/{self.device_id}/tasks/{lease['task_id']}/complete",
+            json={
+                "attempt": lease["attempt"],
+                "energy_j": TASK_ENERGY_J,
+                "result": self.answer(lease["task_input"]),
+            },
+            headers=self.headers,
+        )
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    def work(self) -> dict[str, Any] | None:
+        """Claim and complete one task; return the lease, or None when there was none."""
+        lease = self.claim()
+        if lease is not None:
+            self.complete(lease)
+        return lease
+
+
+def _submit(coordinator: Coordinator, key: str, tasks: int) -> str:
+    answer = coordinator.client.post(
+        "/v1/jobs",
+        json={
+            "name": "squares",
+            "device_kinds": ["gpu"],
+            "tasks": [{"task_input": {"n": n}, "energy_j": TASK_ENERGY_J} for n in range(tasks)],
+        },
+        headers=coordinator.auth(key),
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["job_id"])
+
+
+def _job(coordinator: Coordinator, key: str, job_id: str) -> dict[str, Any]:
+    answer = coordinator.client.get(f"/v1/jobs/{job_id}", headers=coordinator.auth(key))
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def _balances(coordinator: Coordinator) -> dict[str, int]:
+    engine = make_engine(coordinator.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            assert unbalanced_transactions(session) == []
+            return {
+                account: amount
+                for (account, unit), amount in account_balances(session).items()
+                if unit == "micro_eur"
+            }
+    finally:
+        engine.dispose()
+
+
+def _rows(coordinator: Coordinator, query: Any) -> list[Any]:
+    engine = make_engine(coordinator.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return list(session.execute(query).all())
+    finally:
+        engine.dispose()
+
+
+def _owner_id(coordinator: Coordinator, heater: Heater) -> int:
+    [(owner_id,)] = _rows(coordinator, select(Device.owner_id).where(Device.id == heater.device_id))
+    return int(owner_id)
+
+
+def test_a_wrong_result_is_caught_unpaid_and_the_job_completes_correctly(
+    coordinator: Coordinator,
+) -> None:
+    submitter = coordinator.submitter_key()
+    cheat = Heater(coordinator, coordinator.owner_key("alice"), "cheat", _cheat)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    job_id = _submit(coordinator, submitter, tasks=2)
+
+    first = cheat.claim()
+    assert first is not None
+    status = cheat.complete(first)
+    assert status["state"] == "reported"  # a new device's result is always replicated
+    assert status["stop"] is True
+    balances = _balances(coordinator)
+    held = verification.held_account(_owner_id(coordinator, cheat))
+    assert balances[held] == TASK_COST  # held, not paid
+    assert f"owner:{_owner_id(coordinator, cheat)}" not in balances
+
+    for _ in range(10):  # rounds of claims until the job is done
+        for heater in (cheat, bob, dave):
+            heater.work()
+            _balances(coordinator)  # balanced after every step
+        if _job(coordinator, submitter, job_id)["state"] != "running":
+            break
+
+    job = _job(coordinator, submitter, job_id)
+    assert job["state"] == "completed"
+    assert job["tasks_by_state"] == {"verified": 2}
+    assert [task["result"] for task in job["tasks"]] == [{"square": 0}, {"square": 1}]
+
+    device = coordinator.client.get(
+        f"/v1/devices/{cheat.device_id}", headers=coordinator.auth(coordinator.operator_key)
+    ).json()
+    assert device["quarantined_ts"] is not None
+    assert "wrong result" in device["quarantine_reason"]
+
+    verdicts = _rows(
+        coordinator,
+        select(TaskAttempt.device_id, TaskAttempt.verdict)
+        .join(Task, Task.id == TaskAttempt.task_id)
+        .where(Task.job_id == job_id),
+    )
+    assert {verdict for device_id, verdict in verdicts if device_id == cheat.device_id} == {
+        "caught"
+    }
+    assert {verdict for device_id, verdict in verdicts if device_id != cheat.device_id} == {
+        "verified"
+    }
+    paid = {device_id for device_id, verdict in verdicts if verdict == "verified"}
+    assert paid == {bob.device_id, dave.device_id}
+
+    balances = _balances(coordinator)
+    owners = {name: _owner_id(coordinator, heater) for name, heater in (("alice", cheat),
+              ("bob", bob), ("dave", dave))}  # fmt: skip
+    assert balances.get(f"owner:{owners['alice']}", 0) == 0
+    assert all(balances.get(verification.held_account(owner), 0) == 0 for owner in owners.values())
+    verified = sum(1 for _, verdict in verdicts if verdict == "verified")
+    share = round(TASK_COST * 0.85)
+    assert balances[f"owner:{owners['bob']}"] + balances[f"owner:{owners['dave']}"] == (
+        verified * share
+    )
+    submitter_account = next(name for name in balances if name.startswith("submitter:"))
+    assert balances[submitter_account] == -verified * TASK_COST  # the cheat's work refunded
+    assert job["cost_eur"] == pytest.approx(verified * TASK_COST / 1e6)
+
+    reputations = dict(
+        _rows(
+            coordinator,
+            select(DeviceReputation.device_id, DeviceReputation.consecutive_verified),
+        )
+    )
+    assert reputations[cheat.device_id] == 0
+    assert reputations[bob.device_id] >= 1
+    assert reputations[dave.device_id] >= 1
+
+    assert _log_in(coordinator, submitter, f"/jobs/{job_id}").status_code == 303
+    page = coordinator.client.get(f"/jobs/{job_id}")
+    assert page.status_code == 200, page.text
+    assert "completed · result caught" in page.text
+    assert "completed · result verified" in page.text
+
+
+def test_two_devices_of_one_owner_never_replicate_each_other(coordinator: Coordinator) -> None:
+    submitter = coordinator.submitter_key()
+    alice = coordinator.owner_key("alice")
+    first = Heater(coordinator, alice, "alice 1", _cheat)
+    second = Heater(coordinator, alice, "alice 2", _cheat)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    job_id = _submit(coordinator, submitter, tasks=1)
+
+    assert first.work() is not None
+    assert second.claim() is None  # alice already holds the only result
+    replica = bob.claim()
+    assert replica is not None
+    assert bob.complete(replica)["state"] == "reported"  # one against one: a third is wanted
+    assert second.claim() is None  # still not alice's, however many devices she runs
+    assert bob.claim() is None  # nor bob's again
+    assert dave.work() is not None
+    job = _job(coordinator, submitter, job_id)
+    assert job["state"] == "completed"
+    assert job["tasks"][0]["state"] == "verified"
+    assert job["tasks"][0]["result"] == {"square": 0}
+    ran = [device_id for (device_id,) in _rows(coordinator, select(TaskAttempt.device_id))]
+    assert sorted(ran) == sorted([first.device_id, bob.device_id, dave.device_id])
+
+
+def test_results_without_a_quorum_are_void_refunded_and_the_task_runs_again(
+    coordinator: Coordinator,
+) -> None:
+    submitter = coordinator.submitter_key()
+    heaters = [
+        Heater(coordinator, coordinator.owner_key(name), name, answer)
+        for name, answer in (
+            ("alice", _cheat),
+            ("bob", lambda task_input: {"square": -1}),
+            ("dave", _honest),
+            ("erin", _honest),
+        )
+    ]
+    job_id = _submit(coordinator, submitter, tasks=1)
+    for heater in heaters[:3]:  # three owners, three answers: verify_max_results reached
+        assert heater.work() is not None
+    job = _job(coordinator, submitter, job_id)
+    task = job["tasks"][0]
+    assert task["state"] == "queued"
+    assert task["result"] is None
+    assert "no quorum" in task["last_error"]
+    verdicts = [verdict for (verdict,) in _rows(coordinator, select(TaskAttempt.verdict))]
+    assert verdicts == ["void"] * 3
+    balances = _balances(coordinator)
+    assert {name: amount for name, amount in balances.items() if amount != 0} == {}
+    assert not any(name.startswith("owner:") for name in balances)  # nobody paid or caught
+
+    coordinator.clock.advance(1_000.0)  # past the retry backoff
+    assert heaters[2].work() is not None  # a new round: dave's earlier result counts no more
+    assert heaters[3].work() is not None
+    job = _job(coordinator, submitter, job_id)
+    assert job["state"] == "completed"
+    assert job["tasks"][0]["result"] == {"square": 0}
+    balances = _balances(coordinator)
+    assert sum(amount for name, amount in balances.items() if name.startswith("owner:")) == (
+        2 * round(TASK_COST * 0.85)
+    )
+
+
+def test_cancelling_a_job_voids_its_held_results(coordinator: Coordinator) -> None:
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    job_id = _submit(coordinator, submitter, tasks=1)
+    assert alice.work() is not None
+    assert _balances(coordinator)[verification.held_account(_owner_id(coordinator, alice))] == (
+        TASK_COST
+    )
+    cancelled = coordinator.client.post(
+        f"/v1/jobs/{job_id}/cancel", headers=coordinator.auth(submitter)
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert _job(coordinator, submitter, job_id)["tasks"][0]["state"] == "cancelled"
+    balances = _balances(coordinator)
+    assert {name: amount for name, amount in balances.items() if amount != 0} == {}
+
+
+_TRUSTING = {
+    "rate_limit_per_s": 1e9,
+    "rate_limit_burst": 1_000_000,
+    "anonymous_rate_limit_per_s": 1e9,
+    "anonymous_rate_limit_burst": 1_000_000,
+    "verify_results": True,
+    "spot_check_floor": 1e-12,
+    "hold_results": 2,
+}
+TRUSTED = 2_000_000_000
+"""Agreeing results in a row: spot-checked with probability 5e-9 at a floor of 1e-12."""
+
+
+def _set_reputation(coordinator: Coordinator, heater: Heater, consecutive_verified: int) -> None:
+    engine = make_engine(coordinator.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            row = session.get(DeviceReputation, (heater.device_id, verification.INLINE_JOB_KIND))
+            if row is None:
+                row = DeviceReputation(
+                    device_id=heater.device_id,
+                    job_kind=verification.INLINE_JOB_KIND,
+                    consecutive_verified=0,
+                    updated_ts=coordinator.clock(),
+                )
+                session.add(row)
+            row.consecutive_verified = consecutive_verified
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("settings_overrides", [_TRUSTING])
+def test_a_trusted_devices_unchecked_result_is_verified_at_once_and_paid_after_the_hold(
+    coordinator: Coordinator,
+) -> None:
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    _set_reputation(coordinator, alice, TRUSTED)
+    job_id = _submit(coordinator, submitter, tasks=3)
+    owner = _owner_id(coordinator, alice)
+    share = round(TASK_COST * 0.85)
+    expected = [(0, TASK_COST), (0, 2 * TASK_COST), (share, 2 * TASK_COST)]
+    for paid, held in expected:
+        lease = alice.claim()
+        assert lease is not None
+        assert alice.complete(lease)["state"] == "verified"  # no replica: verified at once
+        balances = _balances(coordinator)
+        assert (balances.get(f"owner:{owner}", 0), balances[verification.held_account(owner)]) == (
+            paid,
+            held,
+        )
+        coordinator.clock.advance(1.0)
+    job = _job(coordinator, submitter, job_id)
+    assert job["state"] == "completed"
+    assert [task["result"] for task in job["tasks"]] == [{"square": n * n} for n in range(3)]
+    reputations = _rows(coordinator, select(DeviceReputation.consecutive_verified))
+    assert reputations == [(TRUSTED,)]  # an unchecked result earns nothing
+
+
+@pytest.mark.parametrize("settings_overrides", [_TRUSTING])
+def test_a_trusted_device_caught_later_forfeits_its_unchecked_results_still_held(
+    coordinator: Coordinator,
+) -> None:
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    _set_reputation(coordinator, alice, TRUSTED)
+    _submit(coordinator, submitter, tasks=2)
+    for _ in range(2):  # trusted: let through unchecked, held for two more results
+        assert alice.work() is not None
+        coordinator.clock.advance(1.0)
+    owner = _owner_id(coordinator, alice)
+    assert _balances(coordinator)[verification.held_account(owner)] == 2 * TASK_COST
+
+    alice.answer = _cheat  # trusted now: it starts to cheat
+    _set_reputation(coordinator, alice, 0)  # as if a spot check were drawn for the next one
+    job_id = _submit(coordinator, submitter, tasks=1)
+    lease = alice.claim()
+    assert lease is not None
+    assert alice.complete(lease)["state"] == "reported"
+    assert bob.work() is not None
+    assert dave.work() is not None
+    job = _job(coordinator, submitter, job_id)
+    assert job["tasks"][0]["state"] == "verified"
+    assert job["tasks"][0]["result"] == {"square": 0}
+    balances = _balances(coordinator)
+    # the first unchecked result was two results old when the cheat reported: paid; the second
+    # was still held, and is forfeited with the cheat
+    assert balances[f"owner:{owner}"] == round(TASK_COST * 0.85)
+    assert balances[verification.held_account(owner)] == 0
+    verdicts = _rows(
+        coordinator,
+        select(TaskAttempt.verdict)
+        .where(TaskAttempt.device_id == alice.device_id)
+        .order_by(TaskAttempt.ended_ts),
+    )
+    assert [verdict for (verdict,) in verdicts] == ["verified", "caught", "caught"]
+    submitter_account = next(name for name in balances if name.startswith("submitter:"))
+    assert balances[submitter_account] == -3 * TASK_COST  # alice's first, bob's and dave's
+
+
+def test_a_replica_starts_from_scratch_and_a_lost_one_goes_to_another_owner(
+    coordinator: Coordinator,
+) -> None:
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    job_id = _submit(coordinator, submitter, tasks=1)
+    lease = alice.claim()
+    assert lease is not None
+    task_url = f"/v1/devices/{alice.device_id}/tasks/{lease['task_id']}"
+    saved = coordinator.client.put(
+        f"{task_url}/checkpoint",
+        params={"attempt": lease["attempt"], "energy_j": TASK_ENERGY_J / 2},
+        content=b"half of the work",
+        headers={**alice.headers, "Content-Type": "application/octet-stream"},
+    )
+    assert saved.status_code == 200, saved.text
+    assert alice.complete(lease)["state"] == "reported"
+
+    replica = bob.claim()
+    assert replica is not None
+    assert replica["task_id"] == lease["task_id"]
+    assert replica["checkpoint_seq"] is None  # never from the work it checks
+    assert replica["progress_energy_j"] == 0.0
+    bob_url = f"/v1/devices/{bob.device_id}/tasks/{replica['task_id']}"
+    other = coordinator.client.get(f"{bob_url}/checkpoints/1", headers=bob.headers)
+    assert other.status_code == 404
+    assert "another attempt" in other.json()["detail"]
+    newest = coordinator.client.get(f"{bob_url}/checkpoint", headers=bob.headers)
+    assert newest.status_code == 204
+    assert _job(coordinator, submitter, job_id)["tasks"][0]["state"] == "verifying"
+
+    coordinator.clock.advance(1_000.0)  # bob falls silent: his lease lapses at the next claim
+    again = dave.claim()
+    assert again is not None
+    assert again["task_id"] == lease["task_id"]
+    assert again["checkpoint_seq"] is None
+    dave.complete(again)
+    job = _job(coordinator, submitter, job_id)
+    assert job["state"] == "completed"
+    assert job["tasks"][0]["state"] == "verified"
+    outcomes = _rows(coordinator, select(TaskAttempt.device_id, TaskAttempt.outcome))
+    assert (bob.device_id, "expired") in outcomes
+    _balances(coordinator)
+
+
+def test_a_job_may_ask_for_three_agreeing_owners(coordinator: Coordinator) -> None:
+    submitter = coordinator.submitter_key()
+    heaters = [
+        Heater(coordinator, coordinator.owner_key(name), name, _honest)
+        for name in ("alice", "bob", "dave")
+    ]
+    body = {
+        "name": "squares",
+        "device_kinds": ["gpu"],
+        "verify_quorum": 3,
+        "tasks": [{"task_input": {"n": 3}, "energy_j": TASK_ENERGY_J}],
+    }
+    answer = coordinator.client.post("/v1/jobs", json=body, headers=coordinator.auth(submitter))
+    assert answer.status_code == 201, answer.text
+    job_id = str(answer.json()["job_id"])
+    assert heaters[0].work() is not None
+    assert heaters[1].work() is not None
+    job = _job(coordinator, submitter, job_id)
+    assert job["verify_quorum"] == 3
+    assert job["tasks"][0]["state"] == "reported"  # two owners agree: not enough for this job
+    assert heaters[2].work() is not None
+    job = _job(coordinator, submitter, job_id)
+    assert job["tasks"][0]["state"] == "verified"
+    assert job["tasks"][0]["result"] == {"square": 9}
+    bad = coordinator.client.post(
+        "/v1/jobs", json={**body, "verify_quorum": 1}, headers=coordinator.auth(submitter)
+    )
+    assert bad.status_code == 422
+    assert "verify_quorum" in bad.text
+
+
+def test_a_task_never_resumes_from_another_devices_checkpoint(coordinator: Coordinator) -> None:
+    """A device answers for its whole result: a lost task starts again on the next device."""
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _cheat)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    job_id = _submit(coordinator, submitter, tasks=1)
+    lease = alice.claim()
+    assert lease is not None
+    saved = coordinator.client.put(
+        f"/v1/devices/{alice.device_id}/tasks/{lease['task_id']}/checkpoint",
+        params={"attempt": lease["attempt"], "energy_j": TASK_ENERGY_J / 2},
+        content=b"a made-up half",
+        headers={**alice.headers, "Content-Type": "application/octet-stream"},
+    )
+    assert saved.status_code == 200, saved.text
+    coordinator.clock.advance(1_000.0)  # alice falls silent; her lease lapses at this claim
+    assert bob.claim() is None  # requeued with a backoff
+    coordinator.clock.advance(100.0)
+    taken = bob.claim()
+    assert taken is not None
+    assert taken["task_id"] == lease["task_id"]
+    assert taken["checkpoint_seq"] is None
+    assert taken["progress_energy_j"] == 0.0
+    assert _job(coordinator, submitter, job_id)["tasks"][0]["progress_energy_j"] == 0.0
+    bob_url = f"/v1/devices/{bob.device_id}/tasks/{taken['task_id']}"
+    other = coordinator.client.get(f"{bob_url}/checkpoints/1", headers=bob.headers)
+    assert other.status_code == 404  # not even on request
+    assert coordinator.client.get(f"{bob_url}/checkpoint", headers=bob.headers).status_code == 204
+    bob.complete(taken)
+    assert dave.work() is not None
+    job = _job(coordinator, submitter, job_id)
+    assert job["tasks"][0]["state"] == "verified"
+    starts = _rows(coordinator, select(TaskAttempt.device_id, TaskAttempt.start_progress_energy_j))
+    assert sorted(start for _, start in starts) == [0.0, 0.0, 0.0]
+    _balances(coordinator)
