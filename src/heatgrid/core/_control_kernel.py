@@ -136,17 +136,24 @@ CHUNK = 4096
 _SECONDS_PER_DAY = 86_400.0
 _SECONDS_PER_WEEK = 7 * _SECONDS_PER_DAY
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
+UNTIL_GUARD_S = 1.0
+"""Margin [s] kept before a change point by :func:`scheduled_setpoint_until`."""
 
 
-@njit(cache=True)
-def scheduled_setpoint(
+@njit(cache=True, inline="always")
+def scheduled_setpoint_until(
     start_s: Any, setpoint_c: Any, row: int, utc_offset_h: float, now_ts: float
-) -> float:
-    """Return the setpoint in force at ``now_ts`` [°C] in row ``row`` of a schedule table.
+) -> Any:
+    """Return the setpoint in force at ``now_ts`` [°C] and an instant it holds until [POSIX s].
 
-    ``start_s`` [s since local Monday 00:00] and ``setpoint_c`` [°C] are 2-D of the same shape,
-    one schedule per row, each row sorted (``ThermostatConfigArrays`` checks it); before the
-    week's first change point the last one is in force.
+    The setpoint is that of row ``row`` of a schedule table: ``start_s`` [s since local
+    Monday 00:00] and ``setpoint_c`` [°C] are 2-D of the same shape, one schedule per row, each
+    row sorted (``ThermostatConfigArrays`` checks it); before the week's first change point the
+    last one is in force. For every instant ``t`` with ``now_ts <= t < until_ts`` this function
+    gives the same setpoint: ``until_ts`` is the next change point (or the week's end) less
+    :data:`UNTIL_GUARD_S` and a part in 1e9 of ``now_ts``, far more than the rounding of the
+    instant's time of week. A loop that steps forward in time looks the table up again only
+    from ``until_ts`` on (NaN when ``now_ts`` is not finite: look up every time).
     """
     local_s = now_ts + utc_offset_h * 3600.0
     week_s = np.mod(local_s + EPOCH_WEEKDAY * _SECONDS_PER_DAY, _SECONDS_PER_WEEK)
@@ -159,7 +166,21 @@ def scheduled_setpoint(
             count = middle + 1
         else:
             high = middle
-    return float(setpoint_c[row, (count - 1) % width])
+    end_s = start_s[row, count] if count < width else _SECONDS_PER_WEEK
+    until_ts = now_ts + (end_s - week_s) - (UNTIL_GUARD_S + 1e-9 * abs(now_ts))
+    return float(setpoint_c[row, (count - 1) % width]), until_ts
+
+
+@njit(cache=True)
+def scheduled_setpoint(
+    start_s: Any, setpoint_c: Any, row: int, utc_offset_h: float, now_ts: float
+) -> float:
+    """Return the setpoint in force at ``now_ts`` [°C] in row ``row`` of a schedule table.
+
+    The rule of :func:`scheduled_setpoint_until` (its first result).
+    """
+    setpoint, _ = scheduled_setpoint_until(start_s, setpoint_c, row, utc_offset_h, now_ts)
+    return float(setpoint)
 
 
 @njit(cache=True)
@@ -315,18 +336,29 @@ def tick(now_ts: float, obs: Any, state: Any, cfg: Any, setpoint_c: float, away:
 
 
 @njit(cache=True, inline="always")
-def home_setpoint(i: int, mode: int, now_ts: float, away_setpoint_c: float, schedule: Any) -> float:
-    """Return home ``i``'s setpoint in force at ``now_ts`` [°C]: away, or its schedule's.
+def home_setpoint_until(
+    i: int, mode: int, now_ts: float, away_setpoint_c: float, schedule: Any
+) -> Any:
+    """Return home ``i``'s setpoint in force at ``now_ts`` [°C] and an instant it holds until.
 
-    ``schedule`` is a :class:`Schedule` of one row shared by all homes or one row per home.
-    :func:`_decide_range` and the simulator's fused fleet loop both take the setpoint here.
+    The away setpoint in away mode (held for ever: ``until_ts`` is +inf), else its schedule's
+    (:func:`scheduled_setpoint_until`). ``schedule`` is a :class:`Schedule` of one row shared by
+    all homes or one row per home. :func:`home_setpoint` and the simulator's fused fleet loop
+    (which looks the schedule up again only once ``until_ts`` is reached) both take it here.
     """
     if mode == MODE_AWAY:
-        return float(away_setpoint_c)
+        return float(away_setpoint_c), math.inf
     row = 0 if schedule.start_s.shape[0] == 1 else i
-    return scheduled_setpoint(
+    return scheduled_setpoint_until(
         schedule.start_s, schedule.setpoint_c, row, at(schedule.utc_offset_h, i), now_ts
     )
+
+
+@njit(cache=True, inline="always")
+def home_setpoint(i: int, mode: int, now_ts: float, away_setpoint_c: float, schedule: Any) -> float:
+    """Return home ``i``'s setpoint in force at ``now_ts`` [°C] (:func:`home_setpoint_until`)."""
+    setpoint, _ = home_setpoint_until(i, mode, now_ts, away_setpoint_c, schedule)
+    return float(setpoint)
 
 
 @njit(cache=True, inline="always")

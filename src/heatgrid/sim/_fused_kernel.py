@@ -34,8 +34,9 @@ from heatgrid.core._control_kernel import (
     MODE_AWAY,
     Observation,
     State,
+    UNTIL_GUARD_S,
     home_config,
-    home_setpoint,
+    home_setpoint_until,
     tick,
 )
 from heatgrid.core._kernel_math import maximum, minimum
@@ -96,6 +97,40 @@ class Totals(NamedTuple):
 
 
 @njit(cache=True, inline="always")
+def home_gains_until(  # noqa: PLR0917
+    now_ts: float,
+    tz_s: float,
+    away_home: bool,
+    leave_minute: float,
+    return_minute: float,
+    gains_w: Any,
+) -> Any:
+    """Return a home's internal gains at ``now_ts`` [W] and an instant they hold until [POSIX s].
+
+    ``gains_w`` is (occupied, away): away gains while an away home is empty (weekdays between
+    its leave and return minutes, local time), else occupied gains. The gains are the same for
+    every instant from ``now_ts`` up to ``until_ts``: the next leave or return minute or local
+    midnight, less ``UNTIL_GUARD_S`` and a part in 1e9 of ``now_ts`` (far more than the
+    rounding of the local time of day); +inf for a home that is never away.
+    """
+    local_s = now_ts + tz_s
+    weekday = math.floor(local_s / _S_PER_DAY + _EPOCH_WEEKDAY) % 7
+    day_s = np.mod(local_s, _S_PER_DAY)
+    minute = day_s / 60.0
+    away = away_home and weekday < _WORKDAYS and leave_minute <= minute < return_minute
+    if not away_home:
+        return float(gains_w[0]), math.inf
+    if minute < leave_minute:
+        end_s = leave_minute * 60.0
+    elif minute < return_minute:
+        end_s = return_minute * 60.0
+    else:
+        end_s = _S_PER_DAY
+    until_ts = now_ts + (end_s - day_s) - (UNTIL_GUARD_S + 1e-9 * abs(now_ts))
+    return float(gains_w[1] if away else gains_w[0]), until_ts
+
+
+@njit(cache=True, inline="always")
 def home_gains_w(  # noqa: PLR0917
     now_ts: float,
     tz_s: float,
@@ -104,16 +139,9 @@ def home_gains_w(  # noqa: PLR0917
     return_minute: float,
     gains_w: Any,
 ) -> float:
-    """Return a home's internal gains at ``now_ts`` [W]; ``gains_w`` is (occupied, away).
-
-    Away gains while an away home is empty (weekdays between its leave and return minutes,
-    local time), else occupied gains.
-    """
-    local_s = now_ts + tz_s
-    weekday = math.floor(local_s / _S_PER_DAY + _EPOCH_WEEKDAY) % 7
-    minute = np.mod(local_s, _S_PER_DAY) / 60.0
-    away = away_home and weekday < _WORKDAYS and leave_minute <= minute < return_minute
-    return float(gains_w[1] if away else gains_w[0])
+    """Return a home's internal gains at ``now_ts`` [W]: the rule of :func:`home_gains_until`."""
+    gains, _ = home_gains_until(now_ts, tz_s, away_home, leave_minute, return_minute, gains_w)
+    return float(gains)
 
 
 @njit(cache=True)
@@ -212,6 +240,8 @@ def _home_range(  # noqa: PLR0915, PLR0917
         until = offline_until[i]
         spell = _first_spell(homes, i, k0)
         spell_end = homes.spell_first[i + 1]
+        setpoint_c, setpoint_until = 0.0, -math.inf
+        gains_w, gains_until = 0.0, -math.inf
         comfort = 0.0
         heat_kwh = 0.0
         backup_kwh = 0.0
@@ -223,7 +253,10 @@ def _home_range(  # noqa: PLR0915, PLR0917
                 spell += 1
             online = until <= k
 
-            setpoint_c = home_setpoint(i, mode, now, config.away_setpoint_c, schedule)
+            if not now < setpoint_until:  # the schedule's value may change from here on
+                setpoint_c, setpoint_until = home_setpoint_until(
+                    i, mode, now, config.away_setpoint_c, schedule
+                )
             seen = Observation(
                 room_temp_c=air,
                 reading_ts=now,
@@ -243,14 +276,15 @@ def _home_range(  # noqa: PLR0915, PLR0917
                 alarm=result.alarm,
             )
             demand_w = result.heat_power_w
-            gains_w = home_gains_w(
-                now,
-                homes.tz_s[i],
-                homes.away_home[i],
-                homes.leave_minute[i],
-                homes.return_minute[i],
-                gains_pair,
-            )
+            if not now < gains_until:
+                gains_w, gains_until = home_gains_until(
+                    now,
+                    homes.tz_s[i],
+                    homes.away_home[i],
+                    homes.leave_minute[i],
+                    homes.return_minute[i],
+                    gains_pair,
+                )
 
             # No task is leased in a burst: a heater works only if it mines.
             has_work = online and is_asic

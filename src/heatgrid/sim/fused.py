@@ -208,7 +208,9 @@ class _FusedLoop(_Loop):
         series, n = self.series, self.fleet.n_homes
         q = len(_kernel.QUANTITIES)
         series.mean[k0:k1] = sums[:, _kernel.ROOM] / n
-        series.p05[k0:k1], series.p95[k0:k1] = np.percentile(sampled, [5.0, 95.0], axis=1)
+        series.p05[k0:k1], series.p95[k0:k1] = np.percentile(
+            sampled, [5.0, 95.0], axis=1, overwrite_input=True
+        )
         series.setpoint[k0:k1] = sums[:, _kernel.SETPOINT] / n
         series.demand[k0:k1] = sums[:, _kernel.DEMAND]
         series.heat[k0:k1] = sums[:, _kernel.HEAT]
