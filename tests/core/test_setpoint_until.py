@@ -46,7 +46,9 @@ def test_the_setpoint_holds_until_the_instant_returned(
     last_ts = math.nextafter(until_ts, -math.inf)
     for t in [*(now_ts + f * (until_ts - now_ts) for f in fractions), last_ts]:
         if now_ts <= t < until_ts:
-            assert _control_kernel.scheduled_setpoint(start_s, setpoint_c, 0, offset_h, t) == setpoint
+            assert (
+                _control_kernel.scheduled_setpoint(start_s, setpoint_c, 0, offset_h, t) == setpoint
+            )
 
 
 @settings(max_examples=100, deadline=None)

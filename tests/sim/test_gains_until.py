@@ -66,5 +66,5 @@ def test_a_home_that_is_never_away_holds_its_gains_for_ever() -> None:
 
 
 def _until_for(change_ts: float, now_ts: float) -> float:
-    """The instant ``home_gains_until`` promises for a change at ``change_ts`` seen at ``now_ts``."""
+    """The instant ``home_gains_until`` returns for a change at ``change_ts`` seen at ``now_ts``."""
     return change_ts - (UNTIL_GUARD_S + 1e-9 * now_ts)

@@ -32,9 +32,9 @@ from numba import njit, prange
 from heatgrid.core._arbiter_kernel import DeviceState, realize_one
 from heatgrid.core._control_kernel import (
     MODE_AWAY,
+    UNTIL_GUARD_S,
     Observation,
     State,
-    UNTIL_GUARD_S,
     home_config,
     home_setpoint_until,
     tick,
