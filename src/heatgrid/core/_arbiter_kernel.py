@@ -93,6 +93,17 @@ def _bracket(target_w: float, min_power_w: float, levels_w: Any, row: int, discr
 
 
 @njit(cache=True, inline="always")
+def is_discrete(device: Any, row: int) -> bool:
+    """Whether device ``row`` of a :class:`Devices` holds listed power levels (else continuous)."""
+    levels_w = device.power_levels_w
+    discrete = False
+    for j in range(levels_w.shape[1]):
+        if not math.isnan(levels_w[row, j]):
+            discrete = True
+    return discrete
+
+
+@njit(cache=True, inline="always")
 def realize_one(  # noqa: PLR0917
     now_ts: float, target_w: float, stop: bool, state: Any, device: Any, row: int
 ) -> Any:
@@ -101,16 +112,24 @@ def realize_one(  # noqa: PLR0917
     ``state`` is the :class:`DeviceState` of its last tick (floats), ``device`` the
     :class:`Devices` of the fleet (arrays): the device is row ``row`` of them.
     """
+    return realize_known(now_ts, target_w, stop, state, device, (row, is_discrete(device, row)))
+
+
+@njit(cache=True, inline="always")
+def realize_known(  # noqa: PLR0917
+    now_ts: float, target_w: float, stop: bool, state: Any, device: Any, which: Any
+) -> Any:
+    """:func:`realize_one` of device ``which = (row, is_discrete(device, row))``.
+
+    A loop that ticks one device many times finds out once whether it is discrete.
+    """
+    row, discrete = which
     current_w, last_target_w, since_ts = state.power_w, state.target_w, state.since_ts
     last_ts = state.last_ts
     min_power_w, max_power_w = device.min_power_w[row], device.max_power_w[row]
     levels_w, min_cycle_s = device.power_levels_w, device.min_cycle_s[row]
     dt_s = maximum(now_ts - last_ts, 0.0) if math.isfinite(last_ts) else 0.0
     debt_j = state.debt_j + (last_target_w - current_w) * dt_s
-    discrete = False
-    for j in range(levels_w.shape[1]):
-        if not math.isnan(levels_w[row, j]):
-            discrete = True
     below_w, above_w = _bracket(target_w, min_power_w, levels_w, row, discrete)
     exact = below_w == above_w
 

@@ -5,14 +5,16 @@ One numba kernel (:func:`run_burst`) runs steps ``k0 … k1 − 1`` of the simul
 home by home (``prange`` over chunks of :data:`CHUNK` homes), each home's state in registers
 for the whole burst. It calls core's own rules, not copies of them:
 
-* the thermostat: ``_control_kernel.home_setpoint`` and ``_control_kernel.tick`` (what
-  :func:`heatgrid.core.control.decide_many` runs per home);
-* the arbiter: ``_arbiter_kernel.realize_one`` (what :func:`heatgrid.core.arbiter.plan_many`
-  runs per device);
+* the thermostat: ``_control_kernel.home_setpoint_until`` and ``_control_kernel.tick`` (what
+  :func:`heatgrid.core.control.decide_many` runs per home; the schedule is looked up again only
+  from the instant its answer may change);
+* the arbiter: ``_arbiter_kernel.realize_known``, :func:`~heatgrid.core.arbiter.plan_many`'s
+  ``realize_one`` with the device's kind (discrete or continuous) found once per burst;
 * the room: :func:`heatgrid.core.thermal_kernels.step_2r2c` (the update of
   :func:`~heatgrid.core.thermal_kernels.advance_fleet_2r2c`);
-* the internal gains: :func:`home_gains_w`, which :func:`heatgrid.sim.engine.internal_gains_w`
-  also evaluates (:func:`gains_rows`).
+* the internal gains: :func:`home_gains_until`, the rule that
+  :func:`heatgrid.sim.engine.internal_gains_w` also evaluates (:func:`gains_rows`), again only
+  from the instant they may change.
 
 Results are reduced in the kernel: per home (comfort, heater and backup energy) into arrays of
 length ``n``, per step into ``partial[chunk, step, quantity]`` (:data:`QUANTITIES` then one
@@ -29,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from heatgrid.core._arbiter_kernel import DeviceState, realize_one
+from heatgrid.core._arbiter_kernel import DeviceState, is_discrete, realize_known
 from heatgrid.core._control_kernel import (
     MODE_AWAY,
     UNTIL_GUARD_S,
@@ -220,6 +222,7 @@ def _home_range(  # noqa: PLR0915, PLR0917
         is_asic = homes.is_asic[i]
         max_power_w = devices.max_power_w[i]
         column = sample_column[i]
+        which = (i, is_discrete(devices, i))
         state = State(
             integral_w=thermostat.integral_w[i],
             heating=thermostat.heating[i],
@@ -290,7 +293,7 @@ def _home_range(  # noqa: PLR0915, PLR0917
             has_work = online and is_asic
             target_w = minimum(demand_w, max_power_w)
             stop = (not has_work) or result.alarm != 0
-            realized = realize_one(now, target_w, stop, device, devices, i)
+            realized = realize_known(now, target_w, stop, device, devices, which)
             power_w = realized.power_w
             device = DeviceState(
                 power_w=power_w,
@@ -361,9 +364,10 @@ def _rack_range(  # noqa: PLR0917
             last_ts=arbiter.last_ts[i],
         )
         target_w = minimum(0.0, devices.max_power_w[i])
+        which = (i, is_discrete(devices, i))
         for k in range(k0, k1):
             now = clock.time_ts[k]
-            realized = realize_one(now, target_w, True, device, devices, i)
+            realized = realize_known(now, target_w, True, device, devices, which)
             device = DeviceState(
                 power_w=realized.power_w,
                 target_w=target_w,
