@@ -44,7 +44,6 @@ from heatgrid.cli._demo_services import (
     start_broker,
     start_coordinator,
     start_proxy,
-    verifies_results,
 )
 from heatgrid.cli._demo_world import HOMES, HomeSpec, MiningTarget, World
 from heatgrid.core.clock import CLOCK_ENV, ClockSpec
@@ -99,8 +98,6 @@ class FleetRun:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     job_tasks: list[dict[str, Any]] = field(default_factory=list)
     job_problem: str | None = None
-    verify_results: bool = False
-    """Whether the coordinator verifies results on a heater of another owner."""
     balances: list[dict[str, Any]] = field(default_factory=list)
     mining: dict[str, Any] | None = None
     dashboard_status: int | None = None
@@ -315,7 +312,6 @@ async def run_fleet(run: FleetRun, refresh: Callable[[], None]) -> None:
         step("starting the coordinator and its Stratum proxy (heatgrid serve, heatgrid stratum)")
         skew_s = options.speed * options.duration_s + 3600.0
         proxy_port, coordinator_port = _two_free_ports()
-        run.verify_results = verifies_results()
         run.proxy_url, url = await asyncio.gather(
             start_proxy(run.children, env, port=proxy_port, pool_url=world.pool.url),
             start_coordinator(
@@ -324,7 +320,6 @@ async def run_fleet(run: FleetRun, refresh: Callable[[], None]) -> None:
                 port=coordinator_port,
                 stratum_url=f"stratum+tcp://127.0.0.1:{proxy_port}",
                 max_clock_skew_s=skew_s,
-                verify_results=run.verify_results,
             ),
         )
         run.url = url

@@ -10,7 +10,6 @@ one-time enrollment codes of their heaters and for their miners' mining password
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -35,7 +34,6 @@ __all__ = [
     "start_broker",
     "start_coordinator",
     "start_proxy",
-    "verifies_results",
 ]
 
 POOL_USER = "heatgrid-demo"
@@ -71,17 +69,6 @@ async def operator_key(env: dict[str, str]) -> str:
     return str(json.loads(out)["api_key"])
 
 
-def verifies_results() -> bool:
-    """Whether this coordinator can verify results (``heatgrid serve --verify-results``).
-
-    Verification replicates each task's result on a heater of another owner before it is
-    paid; the demo turns it on where the coordinator has it.
-    """
-    from heatgrid.coordinator.settings import Settings  # noqa: PLC0415 - only for the demo
-
-    return "verify_results" in {f.name for f in dataclasses.fields(Settings)}
-
-
 async def start_coordinator(
     children: Children,
     env: dict[str, str],
@@ -89,17 +76,15 @@ async def start_coordinator(
     port: int,
     stratum_url: str,
     max_clock_skew_s: float,
-    verify_results: bool,
 ) -> str:
     """Start ``heatgrid serve`` on ``port``, telling miners the proxy's URL; return its URL."""
-    verify = ["--verify-results"] if verify_results else []
     serve = children.start(
         "coordinator",
         [
             sys.executable, "-m", "heatgrid.cli.main", "serve", "--port", str(port),
             "--heartbeat-interval-s", str(_HEARTBEAT_INTERVAL_S),
             "--online-window-s", "30", "--max-clock-skew-s", str(max_clock_skew_s),
-            "--stratum-url", stratum_url, "--log-level", "warning", *verify,
+            "--stratum-url", stratum_url, "--log-level", "warning", "--verify-results",
         ],
         env,
     )  # fmt: skip

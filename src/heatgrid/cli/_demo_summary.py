@@ -15,6 +15,7 @@ from typing import Any
 
 from heatgrid.cli._demo_fleet import FleetRun
 from heatgrid.cli._demo_world import COMFORT_BAND_K
+from heatgrid.core.leasing import TaskState
 
 __all__ = ["acceptance", "summary"]
 
@@ -91,7 +92,6 @@ def summary(run: FleetRun, *, interrupted: bool, leftover_pids: list[int]) -> di
             for j in run.jobs
         ],
         "job_problem": run.job_problem,
-        "verify_results": run.verify_results,
         "tasks_by_state": tasks,
         "tasks": [{key: task.get(key) for key in _TASK_FIELDS} for task in run.job_tasks],
         "balances": run.balances,
@@ -122,14 +122,12 @@ def acceptance(data: dict[str, Any]) -> dict[str, bool]:
     credited = {o["owner_name"] for o in data["mining_owners"] if o["accepted_shares"] > 0}
     band_k = data["comfort_band_k"]
     completed = [job for job in data["jobs"] if job["state"] == "completed"]
-    verified = {
-        "job_verified": any(
-            job["tasks_by_state"].get("verified", 0) == job["task_count"] for job in completed
-        )
-    }
     return {
         "job_completed": bool(completed),
-        **(verified if data["verify_results"] else {}),
+        "job_verified": any(
+            job["tasks_by_state"].get(TaskState.VERIFIED, 0) == job["task_count"]
+            for job in completed
+        ),
         "shares_accepted_and_credited": bool(homes)
         and all(home["shares_accepted"] > 0 for home in homes)
         and data["shares_rejected"] == 0

@@ -113,8 +113,6 @@ def _job_lines(data: dict[str, Any]) -> list[str]:
             f"Job {job['name']!r} {job['state']}: {job['task_count']} tasks ({states}, as the "
             f"coordinator's API says){_pi_text(data['tasks'])}."
         )
-    if not data["verify_results"]:
-        lines.append("This coordinator keeps results as they come (it does not verify them).")
     return lines
 
 
