@@ -438,21 +438,19 @@ def _settle(
     joules = round(energy_j)
     cost = ledger.attempt_cost_micro_eur(joules, job.price_eur_per_kwh)
     share = round(cost * job.owner_share)
-    ledger.post(
+    ledger.post_attempt(
         session,
-        key=f"attempt:{task.id}:{attempt.attempt}",
-        kind="task_attempt",
-        postings=[
-            ledger.Posting(f"device:{device.id}", "j", -joules),
-            ledger.Posting(f"job:{job.id}", "j", joules),
-            ledger.Posting(f"submitter:{job.submitter_id}", "micro_eur", -cost),
+        task_id=task.id,
+        attempt=attempt.attempt,
+        job_id=job.id,
+        submitter_id=job.submitter_id,
+        device_id=device.id,
+        energy_j=joules,
+        credits=[
             ledger.Posting(f"owner:{device.owner_id}", "micro_eur", share),
             ledger.Posting("platform", "micro_eur", cost - share),
         ],
         now_ts=now_ts,
-        job_id=job.id,
-        task_id=task.id,
-        device_id=device.id,
     )
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "attempt_cost_micro_eur",
     "balance_page",
     "post",
+    "post_attempt",
     "unbalanced_transactions",
 ]
 
@@ -52,6 +53,42 @@ class Posting:
 def attempt_cost_micro_eur(energy_j: int, price_eur_per_kwh: float) -> int:
     """Return what ``energy_j`` [J] costs at ``price_eur_per_kwh`` [EUR/kWh], in micro-euros."""
     return round(energy_j / _J_PER_KWH * price_eur_per_kwh * MICRO_EUR_PER_EUR)
+
+
+def post_attempt(
+    session: Session,
+    *,
+    task_id: str,
+    attempt: int,
+    job_id: str,
+    submitter_id: int,
+    device_id: str,
+    energy_j: int,
+    credits: Sequence[Posting],
+    now_ts: float,
+) -> bool:
+    """Settle attempt ``attempt`` of ``task_id`` once: its energy, and its cost to ``credits``.
+
+    ``device:<id>`` gives ``energy_j`` [J] to ``job:<id>``; ``submitter:<id>`` pays what
+    ``credits`` receive [micro-EUR] (the owner and the platform, or a held account). Returns
+    what :func:`post` returns.
+    """
+    cost = sum(credit.amount for credit in credits)
+    return post(
+        session,
+        key=f"attempt:{task_id}:{attempt}",
+        kind="task_attempt",
+        postings=[
+            Posting(f"device:{device_id}", "j", -energy_j),
+            Posting(f"job:{job_id}", "j", energy_j),
+            Posting(f"submitter:{submitter_id}", "micro_eur", -cost),
+            *credits,
+        ],
+        now_ts=now_ts,
+        job_id=job_id,
+        task_id=task_id,
+        device_id=device_id,
+    )
 
 
 def post(

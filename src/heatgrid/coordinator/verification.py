@@ -106,22 +106,16 @@ def hold(session: Session, task: Task, attempt: TaskAttempt, *, now_ts: float) -
     """Settle a reported attempt into its owner's held account, and mark it held."""
     job = session.get_one(Job, task.job_id)
     device = session.get_one(Device, attempt.device_id)
-    joules = round(attempt.energy_j)
-    cost = _cost(job, attempt)
-    ledger.post(
+    ledger.post_attempt(
         session,
-        key=f"attempt:{task.id}:{attempt.attempt}",
-        kind="task_attempt",
-        postings=[
-            ledger.Posting(f"device:{device.id}", "j", -joules),
-            ledger.Posting(f"job:{job.id}", "j", joules),
-            ledger.Posting(f"submitter:{job.submitter_id}", "micro_eur", -cost),
-            ledger.Posting(held_account(device.owner_id), "micro_eur", cost),
-        ],
-        now_ts=now_ts,
-        job_id=job.id,
         task_id=task.id,
+        attempt=attempt.attempt,
+        job_id=job.id,
+        submitter_id=job.submitter_id,
         device_id=device.id,
+        energy_j=round(attempt.energy_j),
+        credits=[ledger.Posting(held_account(device.owner_id), "micro_eur", _cost(job, attempt))],
+        now_ts=now_ts,
     )
     attempt.verdict = HELD
 
