@@ -21,8 +21,9 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from heatgrid.coordinator.db.models import MiningReject, MiningShare
 
@@ -30,6 +31,8 @@ __all__ = ["ShareRecorder", "ShareRow"]
 
 _HOUR_S = 3600.0
 _FLUSH_S = 1.0
+_CHECKPOINT_S = 0.5
+_WAL_RESTART_FRAMES = 20_000  # ~80 MB of WAL that passive checkpoints could not catch up with
 _KEYS_PER_UPDATE = 4000  # well under SQLite's 32,766 parameters a statement
 _ROWS_PER_INSERT = 1000  # 7 parameters a row
 _SHARE_COLUMNS = (
@@ -92,6 +95,12 @@ def _set_verdicts(mark: str, count: int) -> str:
     )
 
 
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint = 0")
+    cursor.close()
+
+
 class ShareRecorder:
     """The proxy's one writer of shares and rejections.
 
@@ -116,12 +125,23 @@ class ShareRecorder:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._checkpointer: asyncio.Task[None] | None = None
+        if engine.dialect.name == "sqlite":
+            # SQLite checkpoints the WAL in the commit that crosses 1,000 pages: a copy of the
+            # pages into the database file and an fsync of it, 10-100 ms in which every miner's
+            # share waits. The proxy's connections never do that; a task checkpoints beside
+            # the writer instead (a passive checkpoint does not block writers)
+            event.listen(engine, "connect", _no_autocheckpoint)
         self.commits = 0
         """Transactions committed so far [-]."""
+        self.checkpoints = 0
+        """SQLite WAL checkpoints run beside the writer so far [-]."""
 
     def start(self) -> None:
         """Start the writer task."""
         self._task = asyncio.create_task(self._run())
+        if self._engine.dialect.name == "sqlite":
+            self._checkpointer = asyncio.create_task(self._checkpoints())
 
     async def close(self) -> None:
         """Commit what is queued, then stop the writer."""
@@ -130,6 +150,11 @@ class ShareRecorder:
         if self._task is not None:
             await self._task
             self._task = None
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
 
     async def record(self, row: ShareRow) -> bool:
         """Store ``row``; True once committed, False when it was stored before.
@@ -180,6 +205,32 @@ class ShareRecorder:
                         future.set_result(row.share_key in stored)
             if self._closing:
                 return
+
+    async def _checkpoints(self) -> None:
+        """Checkpoint SQLite's WAL beside the writer, twice a second."""
+        frames = 0
+        while True:
+            await asyncio.sleep(_CHECKPOINT_S)
+            # a WAL that passive checkpoints never caught up with is restarted (that one
+            # waits for the writer and holds it up, as an automatic checkpoint would)
+            mode = "RESTART" if frames > _WAL_RESTART_FRAMES else "PASSIVE"
+            try:
+                frames = await asyncio.to_thread(self._checkpoint, mode)
+                self.checkpoints += 1
+            except Exception as error:
+                _log.warning("could not checkpoint the WAL", extra={"error": str(error)})
+
+    def _checkpoint(self, mode: str) -> int:
+        """Run a checkpoint outside any transaction; the WAL's length after it [frames]."""
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(f"PRAGMA wal_checkpoint({mode})")
+            _busy, log_frames, _copied = cursor.fetchone() or (0, 0, 0)
+            cursor.close()
+        finally:
+            connection.close()
+        return max(int(log_frames), 0)
 
     def _write(
         self,
