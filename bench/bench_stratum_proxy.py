@@ -6,6 +6,8 @@ subscribes and authorizes (100 workers per device), then the connections togethe
 shares at ``--rate`` per second (each share validated, committed, answered, then forwarded to the
 pool). Held: connections that got through the handshake and a job and were still open at the
 end. Latency: from writing a ``mining.submit`` line to reading its answer, in this process.
+CPU: what the proxy process used while the shares were submitted, per answer (on a shared
+machine this moves far less than the latency percentiles do).
 
 Baseline, same run, same load generator: a bare asyncio line echo server in its own process,
 holding the same number of connections and echoing the same lines at the same rate. The ratios
@@ -32,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _cpu import tree_cpu_s
 from heatgrid.coordinator.accounts import create_api_key, create_enrollment_code
 from heatgrid.coordinator.db import make_engine, make_session_factory, upgrade
 from heatgrid.coordinator.devices import enroll_device
@@ -277,9 +280,13 @@ async def _run(
                 return await _echo_connect(echo_port, shares_each)
 
             proxied, proxy_connect_s = await _connect_all(proxy_miner, connections)
+            cpu_before_s = tree_cpu_s(proxy.pid)
             proxy_load = await _drive(proxied, rate, duration_s)
+            proxy_cpu_s = tree_cpu_s(proxy.pid) - cpu_before_s
             echoed, echo_connect_s = await _connect_all(echo_miner, connections)
+            cpu_before_s = tree_cpu_s(echo.pid)
             echo_load = await _drive(echoed, rate, duration_s)
+            echo_cpu_s = tree_cpu_s(echo.pid) - cpu_before_s
         finally:
             for process in (proxy, echo):
                 process.terminate()
@@ -308,11 +315,13 @@ async def _run(
         "forwarded_to_pool": forwarded,
         "p50_ms": p50,
         "p99_ms": p99,
+        "proxy_cpu_ms_per_share": 1e3 * proxy_cpu_s / max(1, len(proxy_load.latencies_s)),
         "baseline": "bare asyncio line echo server, same connections, lines and rate",
         "baseline_connections_held": echo_load.open,
         "baseline_connect_all_s": echo_connect_s,
         "baseline_p50_ms": e50,
         "baseline_p99_ms": e99,
+        "baseline_cpu_ms_per_line": 1e3 * echo_cpu_s / max(1, len(echo_load.latencies_s)),
         "ratio_p50_vs_baseline": p50 / e50,
         "ratio_p99_vs_baseline": p99 / e99,
         "goal_connections": _GOAL_CONNECTIONS,

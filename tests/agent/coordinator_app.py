@@ -40,12 +40,20 @@ def free_port() -> int:
 class ServedCoordinator:
     """The real coordinator app, served by uvicorn on a loopback port that can be stopped."""
 
-    def __init__(self, database_url: str, checkpoints: Path, clock: SimClock) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        checkpoints: Path,
+        clock: SimClock,
+        *,
+        stratum_url: str | None = None,
+    ) -> None:
         settings = Settings(
             database_url=database_url,
             checkpoint_url=str(checkpoints),
             heartbeat_interval_s=300.0,
             online_window_s=900.0,
+            stratum_url=stratum_url,
         )
         self.app = create_app(settings, clock=clock)
         self.port = free_port()

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import sqlite3
 import time
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from heatgrid.coordinator.db import make_engine, make_session_factory
@@ -80,3 +85,37 @@ def test_rejects_are_counted_per_device_reason_and_hour(database_url: str) -> No
         ("stale_job", hour_ts + 3600.0): 1,
         ("low_difficulty", hour_ts): 1,
     }
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_sqlite_wal_is_checkpointed_beside_the_writer(database_url: str, tmp_path: Path) -> None:
+    """The proxy's commits never checkpoint SQLite's WAL; its recorder does, beside them."""
+    ((device_id, _),) = make_miners(database_url, 1)
+    rows = [
+        ShareRow(f"{index:064x}", device_id, f"{device_id}.rig", "1", 0.5, time.time(), None)
+        for index in range(200)
+    ]
+    database_path = Path(database_url.removeprefix("sqlite:///"))
+    snapshot = tmp_path / "database-file-alone.sqlite3"
+
+    async def scenario() -> tuple[int, int]:
+        engine = make_engine(database_url)
+        recorder = ShareRecorder(engine, max_batch=16)
+        recorder.start()
+        try:
+            await asyncio.gather(*(recorder.record(row) for row in rows))
+            with engine.connect() as connection:
+                autocheckpoint = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+            while recorder.checkpoints < 1:  # the first one comes within a second
+                await asyncio.sleep(0.05)
+            shutil.copyfile(database_path, snapshot)  # without its WAL
+        finally:
+            await recorder.close()
+            engine.dispose()
+        with contextlib.closing(sqlite3.connect(snapshot)) as connection:
+            (stored,) = connection.execute("SELECT count(*) FROM mining_shares").fetchone()
+        return int(autocheckpoint or 0), int(stored)
+
+    autocheckpoint, stored_in_database_file = asyncio.run(scenario())
+    assert autocheckpoint == 0  # no commit of the proxy copies pages and fsyncs the database
+    assert stored_in_database_file == 200  # the recorder's checkpoint did

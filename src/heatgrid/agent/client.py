@@ -171,6 +171,26 @@ class CoordinatorClient:
             "GET", f"/v1/mining/devices/{device_id}", None, v1.DeviceMining, token=token
         )
 
+    async def mining_credentials(self, device_id: str, token: str) -> v1.MiningCredentials:
+        """Return where the device mines (the proxy's URL, the user; no password)."""
+        return await self._exchange(
+            "GET",
+            f"/v1/devices/{device_id}/mining-credentials",
+            None,
+            v1.MiningCredentials,
+            token=token,
+        )
+
+    async def issue_mining_credentials(self, device_id: str, token: str) -> v1.MiningCredentials:
+        """Issue a new mining password (the one in force stops working) and return it."""
+        return await self._exchange(
+            "POST",
+            f"/v1/devices/{device_id}/mining-credentials",
+            None,
+            v1.MiningCredentials,
+            token=token,
+        )
+
     async def progress(
         self, device_id: str, token: str, task_id: str, report: v1.TaskProgress
     ) -> v1.TaskStatus:

@@ -72,6 +72,7 @@ from heatgrid.agent.devices.base import (
     DeviceReading,
     DeviceUnavailableError,
     HeatDevice,
+    PoolMiner,
 )
 from heatgrid.agent.enroll import heater_hardware
 from heatgrid.agent.forecast import heat_window, segment_count
@@ -86,6 +87,7 @@ from heatgrid.agent.loop import (
     control_tick,
     telemetry_sample,
 )
+from heatgrid.agent.mining_pool import PoolPointer
 from heatgrid.agent.room_model import RoomParameters, fit_room
 from heatgrid.agent.state_store import StateStore
 from heatgrid.core.arbiter import BOOST_WORK_ID, ArbiterState, DevicePlan, DeviceState, WorkOffer
@@ -298,6 +300,10 @@ class AgentDaemon:
         self.mining: v1.DeviceMining | None = None
         """The coordinator's count of this heater's mining, read for Home Assistant (or None)."""
         self._mining_ts = -math.inf
+        self.pools = PoolPointer(
+            [device for device in devices if isinstance(device, PoolMiner)], store, clock
+        )
+        """Points the heater's miners at the coordinator's Stratum proxy once enrolled."""
         self._hold = _hold_from_json(store.get(_HOLD_KEY))
         self._held_thermostat: ThermostatConfig | None = None
         self._last_readings: Mapping[str, DeviceReading | None] = {}
@@ -701,6 +707,7 @@ class AgentDaemon:
             _log.error("coordinator refused the heartbeat (retry in %.0f s): %s", delay_s, error)
             return delay_s
         self.backoff.reset()
+        await self.pools.sync(self._client, identity.device_id, identity.device_token)
         await self._read_mining(identity.device_id, identity.device_token)
         return self._heartbeat_s
 

@@ -131,6 +131,9 @@ web_port = {web_port}
 min_power_w = {spec.min_power_w}
 max_power_w = {max_power_w}
 min_cycle_s = 600.0
+# the demo points its emulated miners' Stratum clients at the proxy itself, with the password
+# it issued; an agent pointing them would issue (rotate) its own
+coordinator_pool = false
 """
         for index, ((rpc_port, web_port), max_power_w) in enumerate(
             zip(miners, spec.miners_max_power_w, strict=True)

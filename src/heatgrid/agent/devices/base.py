@@ -21,6 +21,7 @@ __all__ = [
     "DeviceReading",
     "DeviceUnavailableError",
     "HeatDevice",
+    "PoolMiner",
 ]
 
 
@@ -113,6 +114,25 @@ class HeatDevice(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and processes; the device is left in its safe state."""
+        ...
+
+
+@runtime_checkable
+class PoolMiner(Protocol):
+    """A miner whose Stratum pool the agent may set (the pyasic miner)."""
+
+    @property
+    def name(self) -> str:
+        """The device's name in the agent's configuration."""
+        ...
+
+    @property
+    def coordinator_pool(self) -> bool:
+        """Whether the agent points it at the coordinator's Stratum proxy once enrolled."""
+        ...
+
+    async def set_pool(self, url: str, user: str, password: str = "x") -> None:
+        """Mine at ``url`` as ``user``; raise :class:`DeviceCommandError` if not applied."""
         ...
 
 

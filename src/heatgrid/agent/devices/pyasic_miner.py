@@ -100,9 +100,15 @@ class PyasicMiner(DeviceAdapter):
         self._miner = miner
         self.address = f"{settings.host}:{settings.rpc_port}"
         self._timeout_s = settings.timeout_s
+        self._coordinator_pool = settings.coordinator_pool
         self._clock = clock
         self._last_read_ts = -math.inf
         self._closed = False
+
+    @property
+    def coordinator_pool(self) -> bool:
+        """Whether the agent points this miner at the coordinator's Stratum proxy."""
+        return self._coordinator_pool
 
     @property
     def model(self) -> str:

@@ -166,6 +166,12 @@ class PyasicDeviceSpec(_DeviceSettings):
         Longest wait for one read or command [s].
     power_step_w : float
         Smallest change of power target worth sending while mining [W].
+    coordinator_pool : bool
+        Once the agent is enrolled with a coordinator that runs a Stratum proxy, point the
+        miner's pool at that proxy with this heater's mining credentials (user
+        ``DEVICE_ID.NAME``), so the heater's shares are counted and paid. False: the agent never
+        touches the miner's pools (the owner mines where they like). Without a coordinator the
+        pools are left alone either way.
     """
 
     type: Literal["pyasic"] = "pyasic"
@@ -178,6 +184,7 @@ class PyasicDeviceSpec(_DeviceSettings):
     min_cycle_s: _NonNegativeFloat = 600.0
     timeout_s: _PositiveFloat = 10.0
     power_step_w: _NonNegativeFloat = 25.0
+    coordinator_pool: bool = True
 
     @field_validator("host")
     @classmethod

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, event
 
 from heatgrid.coordinator.db.models import MiningReject, MiningShare
 
@@ -31,7 +31,19 @@ __all__ = ["ShareRecorder", "ShareRow"]
 
 _HOUR_S = 3600.0
 _FLUSH_S = 1.0
+_CHECKPOINT_S = 0.5
+_WAL_RESTART_FRAMES = 20_000  # ~80 MB of WAL that passive checkpoints could not catch up with
 _KEYS_PER_UPDATE = 4000  # well under SQLite's 32,766 parameters a statement
+_ROWS_PER_INSERT = 1000  # 7 parameters a row
+_SHARE_COLUMNS = (
+    "share_key",
+    "device_id",
+    "worker",
+    "job_id",
+    "difficulty",
+    "accepted_ts",
+    "block_hash",
+)
 _log = logging.getLogger("heatgrid.coordinator.stratum")
 
 
@@ -48,6 +60,47 @@ class ShareRow:
     block_hash: str | None
 
 
+def _row(mark: str, width: int) -> str:
+    return "(" + ", ".join([mark] * width) + ")"
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_shares(mark: str, count: int) -> str:
+    """``INSERT`` of ``count`` shares that skips stored keys and returns the new ones."""
+    return (
+        f"INSERT INTO {MiningShare.__tablename__} ({', '.join(_SHARE_COLUMNS)}) VALUES "
+        + ", ".join([_row(mark, len(_SHARE_COLUMNS))] * count)
+        + " ON CONFLICT (share_key) DO NOTHING RETURNING share_key"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _add_rejects(mark: str, count: int) -> str:
+    """Upsert of ``count`` (device, reason, hour) rejection counts, added to stored ones."""
+    table = MiningReject.__tablename__
+    return (
+        f'INSERT INTO {table} (device_id, reason, hour_start_ts, "count") VALUES '
+        + ", ".join([_row(mark, 4)] * count)
+        + ' ON CONFLICT (device_id, reason, hour_start_ts) DO UPDATE SET "count" = '
+        f'{table}."count" + excluded."count"'
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _set_verdicts(mark: str, count: int) -> str:
+    """``UPDATE`` of the pool's verdict (first parameter) on ``count`` share keys."""
+    return (
+        f"UPDATE {MiningShare.__tablename__} SET upstream_accepted = {mark}"
+        f" WHERE share_key IN ({', '.join([mark] * count)})"
+    )
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint = 0")
+    cursor.close()
+
+
 class ShareRecorder:
     """The proxy's one writer of shares and rejections.
 
@@ -62,18 +115,33 @@ class ShareRecorder:
     def __init__(self, engine: Engine, max_batch: int = 2000) -> None:
         self._engine = engine
         self._max_batch = max_batch
+        # the writer's SQL goes to the driver as text, written once per row count: SQLAlchemy's
+        # compiler cost more than the database's own work for a batch, and the writer thread
+        # holds the GIL while it runs, which the miners' event loop then waits for
+        self._mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._queue: list[tuple[ShareRow, asyncio.Future[bool]]] = []
         self._rejects: Counter[tuple[str, str, float]] = Counter()
         self._verdicts: list[tuple[str, bool]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._checkpointer: asyncio.Task[None] | None = None
+        if engine.dialect.name == "sqlite":
+            # SQLite checkpoints the WAL in the commit that crosses 1,000 pages: a copy of the
+            # pages into the database file and an fsync of it, 10-100 ms in which every miner's
+            # share waits. The proxy's connections never do that; a task checkpoints beside
+            # the writer instead (a passive checkpoint does not block writers)
+            event.listen(engine, "connect", _no_autocheckpoint)
         self.commits = 0
         """Transactions committed so far [-]."""
+        self.checkpoints = 0
+        """SQLite WAL checkpoints run beside the writer so far [-]."""
 
     def start(self) -> None:
         """Start the writer task."""
         self._task = asyncio.create_task(self._run())
+        if self._engine.dialect.name == "sqlite":
+            self._checkpointer = asyncio.create_task(self._checkpoints())
 
     async def close(self) -> None:
         """Commit what is queued, then stop the writer."""
@@ -82,6 +150,11 @@ class ShareRecorder:
         if self._task is not None:
             await self._task
             self._task = None
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
 
     async def record(self, row: ShareRow) -> bool:
         """Store ``row``; True once committed, False when it was stored before.
@@ -133,61 +206,75 @@ class ShareRecorder:
             if self._closing:
                 return
 
+    async def _checkpoints(self) -> None:
+        """Checkpoint SQLite's WAL beside the writer, twice a second."""
+        frames = 0
+        while True:
+            await asyncio.sleep(_CHECKPOINT_S)
+            # a WAL that passive checkpoints never caught up with is restarted (that one
+            # waits for the writer and holds it up, as an automatic checkpoint would)
+            mode = "RESTART" if frames > _WAL_RESTART_FRAMES else "PASSIVE"
+            try:
+                frames = await asyncio.to_thread(self._checkpoint, mode)
+                self.checkpoints += 1
+            except Exception as error:
+                _log.warning("could not checkpoint the WAL", extra={"error": str(error)})
+
+    def _checkpoint(self, mode: str) -> int:
+        """Run a checkpoint outside any transaction; the WAL's length after it [frames]."""
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(f"PRAGMA wal_checkpoint({mode})")
+            _busy, log_frames, _copied = cursor.fetchone() or (0, 0, 0)
+            cursor.close()
+        finally:
+            connection.close()
+        return max(int(log_frames), 0)
+
     def _write(
         self,
         rows: list[ShareRow],
         rejects: Counter[tuple[str, str, float]],
         verdicts: list[tuple[str, bool]],
     ) -> set[str]:
-        dialect = self._engine.dialect.name
-        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stored: set[str] = set()
         with self._engine.begin() as connection:
             if rows:
-                unique = {row.share_key: row for row in rows}
-                statement = (
-                    insert(MiningShare)
-                    .on_conflict_do_nothing(index_elements=["share_key"])
-                    .returning(MiningShare.share_key)
-                )
-                parameters = [
-                    {
-                        "share_key": row.share_key,
-                        "device_id": row.device_id,
-                        "worker": row.worker,
-                        "job_id": row.job_id,
-                        "difficulty": row.difficulty,
-                        "accepted_ts": row.accepted_ts,
-                        "block_hash": row.block_hash,
-                    }
-                    for row in unique.values()
-                ]
-                # executemany: one statement compiled once and cached (SQLAlchemy sends
-                # the rows in "insertmanyvalues" batches and gathers what RETURNING gives)
-                stored = set(connection.execute(statement, parameters).scalars())
-            if rejects:
-                statement = insert(MiningReject).values(
-                    [
-                        {
-                            "device_id": device_id,
-                            "reason": reason,
-                            "hour_start_ts": hour_start_ts,
-                            "count": count,
-                        }
-                        for (device_id, reason, hour_start_ts), count in rejects.items()
+                unique = list({row.share_key: row for row in rows}.values())
+                for start in range(0, len(unique), _ROWS_PER_INSERT):
+                    chunk = unique[start : start + _ROWS_PER_INSERT]
+                    parameters = [
+                        value
+                        for row in chunk
+                        for value in (
+                            row.share_key,
+                            row.device_id,
+                            row.worker,
+                            row.job_id,
+                            row.difficulty,
+                            row.accepted_ts,
+                            row.block_hash,
+                        )
                     ]
+                    result = connection.exec_driver_sql(
+                        _insert_shares(self._mark, len(chunk)), tuple(parameters)
+                    )
+                    stored.update(key for (key,) in result)
+            if rejects:
+                connection.exec_driver_sql(
+                    _add_rejects(self._mark, len(rejects)),
+                    tuple(
+                        value
+                        for (device_id, reason, hour_start_ts), count in rejects.items()
+                        for value in (device_id, reason, hour_start_ts, count)
+                    ),
                 )
-                statement = statement.on_conflict_do_update(
-                    index_elements=["device_id", "reason", "hour_start_ts"],
-                    set_={"count": MiningReject.count + statement.excluded.count},
-                )
-                connection.execute(statement)
             for verdict in (True, False):
                 keys = [key for key, said in verdicts if said is verdict]
                 for start in range(0, len(keys), _KEYS_PER_UPDATE):
-                    connection.execute(
-                        update(MiningShare)
-                        .where(MiningShare.share_key.in_(keys[start : start + _KEYS_PER_UPDATE]))
-                        .values(upstream_accepted=verdict)
+                    chunk_keys = keys[start : start + _KEYS_PER_UPDATE]
+                    connection.exec_driver_sql(
+                        _set_verdicts(self._mark, len(chunk_keys)), (verdict, *chunk_keys)
                     )
         return stored

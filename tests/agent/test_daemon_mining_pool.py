@@ -1,0 +1,218 @@
+"""An enrolled agent points its miners at the coordinator's Stratum proxy through pyasic.
+
+A real coordinator (uvicorn, SQLite) tells where its proxy listens; two emulated miners speak
+their firmware's RPC and web API on loopback ports and are driven through pyasic. The miner
+configured with ``coordinator_pool = true`` ends up mining at the proxy as ``DEVICE_ID.NAME``
+with a password the coordinator's own check accepts; the other keeps its owner's pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from tests.agent.coordinator_app import ServedCoordinator, SimClock, migrated_database, running
+
+from heatgrid.agent.client import CoordinatorClient
+from heatgrid.agent.config import AgentConfig, parse_config
+from heatgrid.agent.daemon import AgentDaemon
+from heatgrid.agent.devices.pyasic_miner import PyasicMiner, connect_pyasic_miner
+from heatgrid.agent.devices.settings import PyasicDeviceSpec
+from heatgrid.agent.mqtt_sensor import TemperatureReading
+from heatgrid.agent.state_store import Identity, StateStore
+from heatgrid.coordinator.db import make_engine, make_session_factory
+from heatgrid.coordinator.db.models import Device
+from heatgrid.coordinator.mining_credentials import (
+    check_credentials,
+    get_credential,
+    issue_password,
+)
+from heatgrid.emulators import miner_model as mm
+from heatgrid.emulators._fluxos_device import Pool
+from heatgrid.emulators.miner_server import MinerEmulator
+from heatgrid.protocol import v1
+
+T0_TS = 1_767_225_600.0
+PROXY_URL = "stratum+tcp://127.0.0.1:3333"
+OWNER_POOL = {"url": "stratum+tcp://pool.owner.example:3333", "user": "owner.rig", "pass": "x"}
+CONFIG = """
+[heater]
+name = "attic"
+
+[sensor]
+topic = "unused: the room is read in-process"
+
+[thermostat]
+setpoint_c = 21.0
+tick_s = 60.0
+
+[[devices]]
+type = "pyasic"
+name = "attic miner"
+host = "127.0.0.1"
+min_power_w = 300.0
+max_power_w = 1200.0
+timeout_s = 5.0
+
+[[devices]]
+type = "pyasic"
+name = "owners-own"
+host = "127.0.0.1"
+min_power_w = 300.0
+max_power_w = 1200.0
+timeout_s = 5.0
+coordinator_pool = false
+"""
+
+
+def _config(emulators: list[MinerEmulator]) -> AgentConfig:
+    environ = {}
+    for index, emulator in enumerate(emulators):
+        environ[f"HEATGRID_AGENT__DEVICES__{index}__RPC_PORT"] = str(emulator.rpc_port)
+        environ[f"HEATGRID_AGENT__DEVICES__{index}__WEB_PORT"] = str(emulator.web_port)
+    return parse_config(CONFIG, environ=environ)
+
+
+def _check(database_url: str, user: str, password: str) -> str | None:
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return check_credentials(session, user, password)
+    finally:
+        engine.dispose()
+
+
+def _rotate(database_url: str, device_id: str, now_ts: float) -> None:
+    """The owner issues a new password (``heatgrid mining credentials --rotate``)."""
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            device = session.get(Device, device_id)
+            assert device is not None
+            issue_password(session, device, now_ts=now_ts)
+    finally:
+        engine.dispose()
+
+
+def _issued(database_url: str, device_id: str) -> bool:
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return get_credential(session, device_id) is not None
+    finally:
+        engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _heater(
+    tmp_path: Path, stratum_url: str | None
+) -> AsyncIterator[tuple[AgentDaemon, list[MinerEmulator], str, str, SimClock]]:
+    """An enrolled agent with two emulated miners whose pools are the owner's."""
+    clock = SimClock(T0_TS)
+    database_url, code = migrated_database(tmp_path, clock)
+    coordinator = ServedCoordinator(
+        database_url, tmp_path / "checkpoints", clock, stratum_url=stratum_url
+    )
+    params = mm.MinerParams()
+    async with (
+        MinerEmulator(params, rpc_port=0, web_port=0, clock=clock) as first,
+        MinerEmulator(params, rpc_port=0, web_port=0, clock=clock) as second,
+        running(coordinator),
+        CoordinatorClient(coordinator.url, timeout_s=5.0) as client,
+    ):
+        emulators = [first, second]
+        for emulator in emulators:
+            emulator.device.update_pools([OWNER_POOL])
+        config = _config(emulators)
+        miners: list[PyasicMiner] = []
+        for spec in config.devices:
+            assert isinstance(spec, PyasicDeviceSpec)
+            miners.append(await connect_pyasic_miner(spec, clock=clock))
+        enrolled = await client.enroll(
+            v1.EnrollRequest(
+                enrollment_code=code,
+                device_name="attic",
+                device_kind="asic",
+                hardware=v1.Hardware(model="AT1500", max_power_w=1200.0, min_power_w=300.0),
+                has_room=True,
+            )
+        )
+        with StateStore(tmp_path / "agent.sqlite3") as store:
+            store.save_identity(
+                Identity(
+                    url=client.url,
+                    device_id=enrolled.device_id,
+                    device_token=enrolled.device_token,
+                )
+            )
+            daemon = AgentDaemon(
+                config,
+                devices=miners,
+                room=lambda: TemperatureReading(
+                    room_temp_c=20.0, reading_ts=clock.now_ts, received_ts=clock.now_ts
+                ),
+                store=store,
+                client=client,
+                clock=clock,
+            )
+            try:
+                yield daemon, emulators, enrolled.device_id, database_url, clock
+            finally:
+                for miner in miners:
+                    await miner.aclose()
+
+
+def _pools(emulator: MinerEmulator) -> tuple[Pool, ...]:
+    return emulator.device.view().pools
+
+
+def test_an_enrolled_agent_points_its_miner_at_the_proxy_with_working_credentials(
+    tmp_path: Path,
+) -> None:
+    owner_pool = Pool(OWNER_POOL["url"], OWNER_POOL["user"], OWNER_POOL["pass"])
+
+    async def scenario() -> None:
+        async with _heater(tmp_path, PROXY_URL) as heater:
+            daemon, emulators, device_id, database_url, clock = heater
+            first, second = emulators
+            await daemon.sync()
+            (pool,) = _pools(first)
+            assert (pool.url, pool.user) == (PROXY_URL, f"{device_id}.attic-miner")
+            assert _check(database_url, pool.user, pool.password) == device_id
+            assert _pools(second) == (owner_pool,)  # coordinator_pool = false: left alone
+            assert daemon.pools.pointed == {"attic miner"}
+
+            # a later check finds the same password in force: nothing is issued or sent again
+            clock.now_ts += 7200.0
+            first.device.update_pools([OWNER_POOL])  # (so that a second send would show)
+            await daemon.sync()
+            assert _pools(first) == (owner_pool,)
+            assert _check(database_url, pool.user, pool.password) == device_id
+
+            # the owner rotates the password: the agent issues its own and points anew
+            _rotate(database_url, device_id, T0_TS + 7300.0)
+            assert _check(database_url, pool.user, pool.password) is None
+            clock.now_ts += 7200.0
+            await daemon.sync()
+            (renewed,) = _pools(first)
+            assert renewed.url == PROXY_URL
+            assert renewed.password != pool.password
+            assert _check(database_url, renewed.user, renewed.password) == device_id
+
+    asyncio.run(scenario())
+
+
+def test_without_a_proxy_the_miners_keep_their_owners_pool(tmp_path: Path) -> None:
+    owner_pool = Pool(OWNER_POOL["url"], OWNER_POOL["user"], OWNER_POOL["pass"])
+
+    async def scenario() -> None:
+        async with _heater(tmp_path, None) as heater:
+            daemon, emulators, device_id, database_url, _ = heater
+            await daemon.sync()
+            assert [_pools(emulator) for emulator in emulators] == [(owner_pool,)] * 2
+            assert not _issued(database_url, device_id)  # no password was issued either
+            assert daemon.pools.pointed == frozenset()
+
+    asyncio.run(scenario())
