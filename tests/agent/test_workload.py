@@ -174,7 +174,10 @@ def test_sigterm_checkpoints_the_task_and_another_heater_finishes_it(tmp_path: P
         artifacts = root / "artifacts"
         artifact = pack(_job(root, "steps", STEPS_JOB), artifacts)
         async with Coordinator(root) as coordinator:
-            (task_id,) = await coordinator.submit(artifact, [{"steps": 60, "step_s": 0.1}])
+            # one attempt: the hand-back must not spend it (it would go to the dead letter)
+            (task_id,) = await coordinator.submit(
+                artifact, [{"steps": 60, "step_s": 0.1}], max_attempts=1
+            )
             async with agent(coordinator, root, "a") as first:
                 await until(
                     lambda: (
@@ -189,6 +192,10 @@ def test_sigterm_checkpoints_the_task_and_another_heater_finishes_it(tmp_path: P
             assert ended.reported == "handed back"
             handed = coordinator.task(task_id)
             assert handed["state"] == "queued", handed
+            ((outcome,),) = coordinator.query(
+                "SELECT outcome FROM task_attempts WHERE task_id = ?", task_id
+            )
+            assert outcome == "handed_back"
             assert handed["checkpoint_seq"] >= 1, handed
             async with agent(coordinator, root, "b") as second:
                 await until(lambda: second.workload.finished, "the task ended on the second")

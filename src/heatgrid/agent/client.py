@@ -190,9 +190,20 @@ class CoordinatorClient:
     async def fail(
         self, device_id: str, token: str, task_id: str, report: v1.TaskFailure
     ) -> v1.TaskStatus:
-        """Report a failed (or handed back) attempt; the task is retried elsewhere."""
+        """Report a failed attempt; the task is retried elsewhere, with backoff."""
         return await self._post(
             f"/v1/devices/{device_id}/tasks/{task_id}/fail", report, v1.TaskStatus, token=token
+        )
+
+    async def hand_back(
+        self, device_id: str, token: str, task_id: str, report: v1.TaskHandBack
+    ) -> v1.TaskStatus:
+        """Give a task back on purpose; it resumes elsewhere, not counted as a failed attempt."""
+        return await self._post(
+            f"/v1/devices/{device_id}/tasks/{task_id}/hand-back",
+            report,
+            v1.TaskStatus,
+            token=token,
         )
 
     async def put_checkpoint(

@@ -385,11 +385,13 @@ class JobWorkload:
                     return None
                 slot.run = slot.run.model_copy(update={"device": "cuda"})
             elif not self._has_cpu:
-                await self._hand_back(slot, "the task runs on a CPU; this heater heats with a GPU")
+                await self._hand_back(
+                    slot, "the task runs on a CPU; this heater heats with a GPU", counted=True
+                )
                 return None
             await self._restore(slot)
         except CoordinatorUnavailableError as error:
-            await self._hand_back(slot, f"could not prepare the task here: {error}")
+            await self._hand_back(slot, f"could not prepare the task here: {error}", counted=True)
             return None
         except _CANNOT_RUN as error:
             await self._report_failure(slot, f"the heater cannot run this task: {error}")
@@ -660,13 +662,30 @@ class JobWorkload:
             lambda device_id, token: self._client.fail(device_id, token, slot.task_id, report),
         )
 
-    async def _hand_back(self, slot: TaskSlot, message: str) -> None:
-        """Give the task back (as a failed attempt) so that another heater resumes it."""
+    async def _hand_back(self, slot: TaskSlot, message: str, *, counted: bool = False) -> None:
+        """Give the task back so that another heater resumes it from its newest checkpoint.
+
+        A hand-back on purpose (the room is warm, the heater stops) does not count against the
+        job's attempts; one because this heater cannot run the task (``counted``) is reported
+        as a failed attempt, so that a task no heater can run ends in the dead letter.
+        """
         await self._upload_newest(slot)
         seq = slot.stored_seq
         where = "from the start" if seq is None else f"from the task's checkpoint {seq}"
-        await self._report_failure(
-            slot, f"handed back: {message}; another heater resumes it {where}", what="handed back"
+        reason = f"{message}; another heater resumes it {where}"
+        if counted:
+            await self._report_failure(slot, f"handed back: {reason}", what="handed back")
+            return
+        report = v1.TaskHandBack(
+            attempt=slot.lease.attempt,
+            energy_j=slot.energy_j(self.settings.core_power_w),
+            reason=reason[:_MAX_ERROR_CHARS],
+        )
+        _log.info("task %s handed back: %s", slot.task_id, reason)
+        await self._report(
+            slot,
+            "handed back",
+            lambda device_id, token: self._client.hand_back(device_id, token, slot.task_id, report),
         )
 
     def _end(self, slot: TaskSlot) -> None:

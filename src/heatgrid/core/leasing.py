@@ -14,13 +14,20 @@ The machine (:data:`TRANSITIONS`)::
                       leased --expire | fail--> queued (after a backoff), or dead when the
                                                 job's attempts are spent, or still leased
                                                 while another attempt of it is live
+                      leased --hand_back--> queued (ready at once), or still leased while
+                                            another attempt of it is live; never dead
     queued | leased --cancel--> cancelled
 
 A task's *attempt* is one lease of it to one device; it ends with an :class:`AttemptOutcome`.
 An event that ends an attempt names the attempt's outcome (:data:`EVENT_OUTCOME`). The energy
 an ended attempt is paid for is all it burned when its work is kept (completed, cancelled: the
 submitter stopped it), else the energy up to its last checkpoint (expired, failed: the work
-after it is lost and resumed from the checkpoint).
+after it is lost and resumed from the checkpoint; handed back: its device checkpointed and
+gave the task back on purpose, because its room is warm or it is stopping).
+
+A handed-back attempt is not a failure: it does not count against the job's attempts
+(:func:`counts_against_attempts`) and the task is not backed off. The caller of
+:func:`next_state` passes the attempts that count.
 
 Verification (the trust work) adds states to this same machine: :attr:`TaskState.REPORTED`,
 :attr:`TaskState.VERIFYING`, :attr:`TaskState.VERIFIED` and :attr:`TaskState.REJECTED` are
@@ -55,6 +62,7 @@ __all__ = [
     "attempts_spent",
     "candidate_order",
     "candidate_sort_key",
+    "counts_against_attempts",
     "is_ready",
     "keeps_work",
     "next_state",
@@ -103,6 +111,8 @@ class AttemptOutcome(enum.StrEnum):
     EXPIRED = "expired"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    HANDED_BACK = "handed_back"
+    """Its device gave the task back on purpose (a warm room, a stop), after a checkpoint."""
 
 
 class TaskEvent(enum.StrEnum):
@@ -118,6 +128,8 @@ class TaskEvent(enum.StrEnum):
     """An attempt's device reported a failure."""
     CANCEL = "cancel"
     """Its job was cancelled."""
+    HAND_BACK = "hand_back"
+    """An attempt's device gave the task back unfinished, on purpose, to resume elsewhere."""
 
 
 RESERVED_STATES = frozenset(
@@ -136,6 +148,7 @@ EVENT_OUTCOME: Mapping[TaskEvent, AttemptOutcome] = {
     TaskEvent.EXPIRE: AttemptOutcome.EXPIRED,
     TaskEvent.FAIL: AttemptOutcome.FAILED,
     TaskEvent.CANCEL: AttemptOutcome.CANCELLED,
+    TaskEvent.HAND_BACK: AttemptOutcome.HANDED_BACK,
 }
 """The outcome an event gives the attempt it ends."""
 
@@ -145,13 +158,15 @@ TRANSITIONS: Mapping[tuple[TaskState, TaskEvent], tuple[TaskState, ...]] = {
     (TaskState.LEASED, TaskEvent.COMPLETE): (TaskState.COMPLETED,),
     (TaskState.LEASED, TaskEvent.EXPIRE): _RETRY,
     (TaskState.LEASED, TaskEvent.FAIL): _RETRY,
+    (TaskState.LEASED, TaskEvent.HAND_BACK): (TaskState.QUEUED, TaskState.LEASED),
     (TaskState.QUEUED, TaskEvent.CANCEL): (TaskState.CANCELLED,),
     (TaskState.LEASED, TaskEvent.CANCEL): (TaskState.CANCELLED,),
 }
 """Every allowed move: ``(state, event)`` to the states it may lead to (see :func:`next_state`).
 
 A pair not listed is refused. A retry (``expire``, ``fail``) leads to ``leased`` while another
-attempt is live, else to ``dead`` when the attempts are spent, else to ``queued``."""
+attempt is live, else to ``dead`` when the attempts are spent, else to ``queued``; a hand-back
+never leads to ``dead``."""
 
 
 def next_state(
@@ -171,7 +186,8 @@ def next_state(
     event : TaskEvent or str
         What happens.
     attempts_started : int
-        Attempts of the task started so far, the ending one included, >= 0.
+        Attempts of the task started so far that count against ``max_attempts`` (the ending
+        one included; handed-back ones excluded, see :func:`counts_against_attempts`), >= 0.
     max_attempts : int
         The job's attempts before the dead letter, >= 1.
     live_attempts : int
@@ -201,7 +217,7 @@ def next_state(
         )
     if live_attempts > 0:
         return TaskState.LEASED
-    if attempts_spent(attempts_started, max_attempts):
+    if TaskState.DEAD in targets and attempts_spent(attempts_started, max_attempts):
         return TaskState.DEAD
     return TaskState.QUEUED
 
@@ -209,6 +225,16 @@ def next_state(
 def attempts_spent(attempts_started: int, max_attempts: int) -> bool:
     """Return whether a task whose attempt just ended goes to the dead letter."""
     return attempts_started >= max_attempts
+
+
+def counts_against_attempts(outcome: AttemptOutcome | str) -> bool:
+    """Return whether an attempt that ended with ``outcome`` counts against the job's attempts.
+
+    Every ended attempt does but a handed-back one: a heater that checkpoints and gives a task
+    back because its room is warm did not fail it. A retry after a counted attempt is backed
+    off (:func:`retry_not_before_ts`); a handed-back task is ready at once.
+    """
+    return AttemptOutcome(outcome) is not AttemptOutcome.HANDED_BACK
 
 
 def keeps_work(outcome: AttemptOutcome | str) -> bool:
