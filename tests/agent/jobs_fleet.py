@@ -132,6 +132,7 @@ class Coordinator:
         params: list[dict[str, object]],
         *,
         max_attempts: int = 5,
+        input_urls: dict[str, str] | None = None,
     ) -> list[str]:
         """Upload the packed job ``artifact``, submit one task per ``params``; return task ids."""
         ref = ArtifactRef(sha256=artifact.name.split(".")[0], size_bytes=artifact.stat().st_size)
@@ -142,6 +143,7 @@ class Coordinator:
             "checkpoint_every_j": 10.0,
             "artifact": ref.model_dump(),
             "tasks": [{"task_input": task, "energy_j": 50.0} for task in params],
+            "input_urls": input_urls or {},
         }
         headers = {"Authorization": f"Bearer {self.submitter_key}"}
         async with httpx.AsyncClient(base_url=self.url) as http:
@@ -220,16 +222,26 @@ async def agent(
     pause_after_s: float = 0.5,
     hand_back_after_s: float = 600.0,
     room_temp_c: float = COLD_C,
+    url: str | None = None,
+    checkpoint_chunk_bytes: int | None = None,
+    allow_private_inputs: bool = False,
 ) -> AsyncIterator[Agent]:
-    """Enroll and run one agent until the block ends (then shut it down as on SIGTERM)."""
+    """Enroll and run one agent until the block ends (then shut it down as on SIGTERM).
+
+    ``url`` reaches the coordinator another way (a proxy); ``checkpoint_chunk_bytes`` and
+    ``allow_private_inputs`` set ``[jobs]``'s.
+    """
     home = root / name
     home.mkdir(parents=True)
     text = AGENT_CONFIG.format(pause_after_s=pause_after_s, hand_back_after_s=hand_back_after_s)
     text += f'\n[state]\npath = "{home / "state.sqlite3"}"\n'
     config: AgentConfig = parse_config(text, environ={})
     jobs = config.jobs.model_copy(update={"dir": home / "jobs"})
+    jobs = jobs.model_copy(update={"allow_private_inputs": allow_private_inputs})
+    if checkpoint_chunk_bytes is not None:
+        jobs = jobs.model_copy(update={"checkpoint_chunk_bytes": checkpoint_chunk_bytes})
     config = config.model_copy(update={"jobs": jobs})
-    client = CoordinatorClient(coordinator.url, timeout_s=10.0)
+    client = CoordinatorClient(url or coordinator.url, timeout_s=10.0)
     answer = await client.enroll(enroll_request(config, coordinator.enrollment_code()))
     store = StateStore(home / "state.sqlite3")
     store.save_identity(

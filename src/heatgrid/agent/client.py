@@ -15,6 +15,7 @@ after a failure (or after the agent restarts) resumes the upload instead of star
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -352,7 +353,10 @@ class CoordinatorClient:
             raise ValueError(f"chunk_bytes: {chunk_bytes} must be at least 1")
         base = self._task_path(task_id, device_id)
         headers = self._headers(token)
-        chunks, whole_sha256, size_bytes = _chunk_hashes(path_or_bytes, chunk_bytes)
+        # hashing and reading a big file happen in a thread: the control loop keeps ticking
+        chunks, whole_sha256, size_bytes = await asyncio.to_thread(
+            _chunk_hashes, path_or_bytes, chunk_bytes
+        )
         if size_bytes == 0:
             raise ValueError("path_or_bytes: a checkpoint holds at least one byte")
         query = v1.CheckpointChunkQuery(attempt=attempt, chunks=[sha for sha, _ in chunks])
@@ -369,7 +373,7 @@ class CoordinatorClient:
                 f"{base}/checkpoint-chunks/{sha256}",
                 {**headers, "Content-Type": "application/octet-stream"},
                 params={"attempt": attempt},
-                content=_read_chunk(path_or_bytes, offset, chunk_bytes),
+                content=await asyncio.to_thread(_read_chunk, path_or_bytes, offset, chunk_bytes),
             )
         commit = v1.CheckpointCommit(
             attempt=attempt,

@@ -1,0 +1,194 @@
+"""Inputs a job reads by URL, fetched by the heater outside the sandbox before the task runs.
+
+A job's ``input_urls`` name each input's URL; a heater fetches ``http://`` and ``https://``
+URLs that carry the content's SHA-256 in their fragment (``https://host/data.csv#sha256=HEX``,
+pip's convention): the fragment is never sent, the bytes are streamed to a file, refused past
+a size limit, and kept only when their SHA-256 is the one named. Kept files are named by that
+hash, so a second task of the job (or another job with the same data) fetches nothing.
+
+The sandbox has no network; these fetches happen on the heater's own connection, so a URL may
+not reach the heater's home network: every host (redirects included, followed by hand up to
+:data:`MAX_REDIRECTS`) must resolve to public addresses only, unless ``allow_private`` is set
+(a test, or a fleet whose data lives on a private network). Every failure is an
+:class:`InputFetchError` whose message names the input and what went wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from heatgrid.core.errors import InputError
+
+__all__ = ["MAX_REDIRECTS", "InputFetchError", "fetch_inputs", "parse_input_url"]
+
+MAX_REDIRECTS: Final = 5
+"""Redirects followed for one input."""
+
+_FRAGMENT = re.compile(r"^sha256=([0-9a-f]{64})$")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class InputFetchError(InputError):
+    """An input could not be fetched or is not the one named; the message says which and why."""
+
+
+def parse_input_url(name: str, url: str) -> tuple[str, str]:
+    """Return (the URL to fetch, without its fragment; the SHA-256 it names).
+
+    Raises
+    ------
+    InputFetchError
+        The URL is not ``http(s)://`` or does not end in ``#sha256=`` and 64 hex digits.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InputFetchError(
+            f"input {name!r}: {url} is not fetched by heaters (only http:// and https:// URLs "
+            "are); pack the file with the job instead"
+        )
+    found = _FRAGMENT.fullmatch(parts.fragment)
+    if found is None:
+        raise InputFetchError(
+            f"input {name!r}: {url} names no content hash; end the URL with "
+            "#sha256=<64 lower-case hex digits> of the file, so that every heater checks it"
+        )
+    return parts._replace(fragment="").geturl(), found.group(1)
+
+
+async def _check_host(name: str, url: str, allow_private: bool) -> None:
+    """Refuse a URL whose host resolves to an address that is not public."""
+    host = urlsplit(url).hostname or ""
+    port = urlsplit(url).port or 443
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+    except OSError as error:
+        raise InputFetchError(f"input {name!r}: cannot resolve {host}: {error}") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not address.is_global and not allow_private:
+            raise InputFetchError(
+                f"input {name!r}: {host} resolves to {address}, which is not a public address; "
+                "heaters fetch inputs only from the internet, never from their home network"
+            )
+
+
+async def _stream(
+    http: httpx.AsyncClient, name: str, url: str, partial: Path, max_bytes: int
+) -> tuple[str, str | None]:
+    """GET ``url`` into ``partial``; return (SHA-256, None) or ("", the redirect's target)."""
+    digest = hashlib.sha256()
+    size_bytes = 0
+    async with http.stream("GET", url) as response:
+        if response.status_code in _REDIRECTS and "location" in response.headers:
+            return "", urljoin(url, response.headers["location"])
+        if response.status_code != httpx.codes.OK:
+            raise InputFetchError(
+                f"input {name!r}: GET {url} answered {response.status_code} "
+                f"{response.reason_phrase}"
+            )
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise InputFetchError(
+                f"input {name!r}: {url} is {int(declared)} bytes, over the limit of {max_bytes}"
+            )
+        with partial.open("wb") as blob:
+            async for chunk in response.aiter_bytes():
+                size_bytes += len(chunk)
+                if size_bytes > max_bytes:
+                    raise InputFetchError(
+                        f"input {name!r}: {url} sent more than the limit of {max_bytes} bytes"
+                    )
+                digest.update(chunk)
+                await asyncio.to_thread(blob.write, chunk)
+    return digest.hexdigest(), None
+
+
+async def _fetch_one(
+    http: httpx.AsyncClient,
+    name: str,
+    url: str,
+    cache_dir: Path,
+    *,
+    max_bytes: int,
+    allow_private: bool,
+) -> Path:
+    target, sha256 = parse_input_url(name, url)
+    kept = cache_dir / sha256
+    if kept.is_file():
+        return kept
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = cache_dir / f"{sha256}.{os.getpid()}.partial"
+    try:
+        for _ in range(MAX_REDIRECTS + 1):
+            await _check_host(name, target, allow_private)
+            try:
+                received, redirect = await _stream(http, name, target, partial, max_bytes)
+            except httpx.HTTPError as error:
+                raise InputFetchError(
+                    f"input {name!r}: GET {target} failed: {type(error).__name__}: {error}"
+                ) from None
+            if redirect is None:
+                break
+            parse_input_url(name, redirect + f"#sha256={sha256}")  # http(s) only
+            target = redirect
+        else:
+            raise InputFetchError(
+                f"input {name!r}: {url} redirects more than {MAX_REDIRECTS} times"
+            )
+        if received != sha256:
+            raise InputFetchError(
+                f"input {name!r}: the bytes of {target} have SHA-256 {received}, not {sha256} "
+                "as the URL names; the file changed or was tampered with, nothing was kept"
+            )
+        partial.replace(kept)
+    finally:
+        partial.unlink(missing_ok=True)
+    return kept
+
+
+async def fetch_inputs(
+    input_urls: Mapping[str, str],
+    cache_dir: Path,
+    *,
+    max_bytes: int,
+    allow_private: bool = False,
+    timeout_s: float = 60.0,
+) -> dict[str, Path]:
+    """Fetch and check every input; return each input's local file by name.
+
+    Parameters
+    ----------
+    input_urls : mapping of str to str
+        Input name to URL (``https://host/file#sha256=HEX``).
+    cache_dir : Path
+        Where checked inputs are kept, named by their SHA-256.
+    max_bytes : int
+        Most bytes of all the inputs together [bytes].
+    allow_private : bool
+        Allow hosts on private, loopback or link-local addresses.
+    timeout_s : float
+        Timeout of each network operation [s].
+
+    Raises
+    ------
+    InputFetchError
+        An input could not be fetched, is too large, or is not the file its hash names.
+    """
+    fetched: dict[str, Path] = {}
+    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as http:
+        for name, url in sorted(input_urls.items()):
+            left = max_bytes - sum(path.stat().st_size for path in fetched.values())
+            fetched[name] = await _fetch_one(
+                http, name, url, cache_dir, max_bytes=left, allow_private=allow_private
+            )
+    return fetched
