@@ -22,6 +22,7 @@ DATA_SHA256 = hashlib.sha256(DATA).hexdigest()
 
 class _Server(ThreadingHTTPServer):
     requests: list[str]
+    hosts: list[str]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -29,6 +30,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requests.append(self.path)
+        self.server.hosts.append(self.headers.get("Host", ""))
         if self.path == "/moved":
             self.send_response(302)
             self.send_header("Location", "/data.csv")
@@ -50,6 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
 def server() -> Iterator[_Server]:
     httpd = _Server(("127.0.0.1", 0), _Handler)
     httpd.requests = []
+    httpd.hosts = []
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -60,8 +63,8 @@ def server() -> Iterator[_Server]:
         thread.join()
 
 
-def _url(server: _Server, path: str, sha256: str = DATA_SHA256) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}{path}#sha256={sha256}"
+def _url(server: _Server, path: str, sha256: str = DATA_SHA256, host: str = "127.0.0.1") -> str:
+    return f"http://{host}:{server.server_address[1]}{path}#sha256={sha256}"
 
 
 def _fetch(urls: dict[str, str], cache: Path, **kwargs: object) -> dict[str, Path]:
@@ -70,10 +73,12 @@ def _fetch(urls: dict[str, str], cache: Path, **kwargs: object) -> dict[str, Pat
 
 
 def test_an_input_is_fetched_checked_and_kept_by_its_hash(server: _Server, tmp_path: Path) -> None:
-    fetched = _fetch({"train": _url(server, "/moved")}, tmp_path)  # a redirect is followed
+    moved = _url(server, "/moved", host="localhost")  # a name, resolved and checked
+    fetched = _fetch({"train": moved}, tmp_path)  # a redirect is followed
     assert fetched["train"].read_bytes() == DATA
     assert fetched["train"].name == DATA_SHA256
     assert server.requests == ["/moved", "/data.csv"]
+    assert server.hosts == [f"localhost:{server.server_address[1]}"] * 2, "the Host it names"
     again = _fetch({"other": _url(server, "/data.csv")}, tmp_path)
     assert again["other"] == fetched["train"]
     assert len(server.requests) == 2, "kept by its hash: not fetched again"
@@ -101,6 +106,9 @@ def test_the_home_network_is_not_reachable_through_an_input(
 ) -> None:
     with pytest.raises(InputFetchError, match=r"127\.0\.0\.1, which is not a public address"):
         _fetch({"router": _url(server, "/data.csv")}, tmp_path, allow_private=False)
+    named = _url(server, "/data.csv", host="localhost")
+    with pytest.raises(InputFetchError, match=r"localhost resolves to .*not a public address"):
+        _fetch({"router": named}, tmp_path, allow_private=False)
     assert server.requests == []
 
 

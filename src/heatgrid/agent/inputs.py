@@ -9,13 +9,16 @@ hash, so a second task of the job (or another job with the same data) fetches no
 The sandbox has no network; these fetches happen on the heater's own connection, so a URL may
 not reach the heater's home network: every host (redirects included, followed by hand up to
 :data:`MAX_REDIRECTS`) must resolve to public addresses only, unless ``allow_private`` is set
-(a test, or a fleet whose data lives on a private network). Every failure is an
+(a test, or a fleet whose data lives on a private network). The connection goes to the
+address that was checked (TLS still verifies the host's name), so a host that resolves
+elsewhere a second time cannot slip past the check. Every failure is an
 :class:`InputFetchError` whose message names the input and what went wrong.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import os
@@ -65,30 +68,66 @@ def parse_input_url(name: str, url: str) -> tuple[str, str]:
     return parts._replace(fragment="").geturl(), found.group(1)
 
 
-async def _check_host(name: str, url: str, allow_private: bool) -> None:
-    """Refuse a URL whose host resolves to an address that is not public."""
+async def _checked_addresses(name: str, url: str, allow_private: bool) -> list[str]:
+    """Return the addresses of the URL's host; refuse one that resolves to a non-public one."""
     host = urlsplit(url).hostname or ""
-    port = urlsplit(url).port or 443
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
     except OSError as error:
         raise InputFetchError(f"input {name!r}: cannot resolve {host}: {error}") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    for address in addresses:
         if not address.is_global and not allow_private:
             raise InputFetchError(
                 f"input {name!r}: {host} resolves to {address}, which is not a public address; "
                 "heaters fetch inputs only from the internet, never from their home network"
             )
+    if not addresses:
+        raise InputFetchError(f"input {name!r}: {host} resolves to no address")
+    return list(dict.fromkeys(str(address) for address in addresses))
+
+
+def _pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """Return the URL aimed at ``address``, its Host header and the TLS name to verify."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    port = f":{parts.port}" if parts.port else ""
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    return (
+        parts._replace(netloc=f"{literal}{port}").geturl(),
+        {"Host": host_header},
+        {"sni_hostname": host},
+    )
+
+
+async def _connect(http: httpx.AsyncClient, url: str, addresses: list[str]) -> httpx.Response:
+    """Send GET ``url`` to the first of ``addresses`` that answers; return the response."""
+    for index, address in enumerate(addresses):
+        aimed, headers, extensions = _pinned(url, address)
+        request = http.build_request("GET", aimed, headers=headers, extensions=extensions)
+        try:
+            return await http.send(request, stream=True)
+        except httpx.ConnectError:
+            if index == len(addresses) - 1:
+                raise
+    raise AssertionError("unreachable: addresses is never empty")
 
 
 async def _stream(
-    http: httpx.AsyncClient, name: str, url: str, partial: Path, max_bytes: int
+    http: httpx.AsyncClient,
+    name: str,
+    url: str,
+    partial: Path,
+    *,
+    max_bytes: int,
+    allow_private: bool,
 ) -> tuple[str, str | None]:
     """GET ``url`` into ``partial``; return (SHA-256, None) or ("", the redirect's target)."""
     digest = hashlib.sha256()
     size_bytes = 0
-    async with http.stream("GET", url) as response:
+    response = await _connect(http, url, await _checked_addresses(name, url, allow_private))
+    async with contextlib.aclosing(response):
         if response.status_code in _REDIRECTS and "location" in response.headers:
             return "", urljoin(url, response.headers["location"])
         if response.status_code != httpx.codes.OK:
@@ -130,9 +169,10 @@ async def _fetch_one(
     partial = cache_dir / f"{sha256}.{os.getpid()}.partial"
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            await _check_host(name, target, allow_private)
             try:
-                received, redirect = await _stream(http, name, target, partial, max_bytes)
+                received, redirect = await _stream(
+                    http, name, target, partial, max_bytes=max_bytes, allow_private=allow_private
+                )
             except httpx.HTTPError as error:
                 raise InputFetchError(
                     f"input {name!r}: GET {target} failed: {type(error).__name__}: {error}"
