@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import ipaddress
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -31,13 +30,13 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from heatgrid.core.errors import InputError
+from heatgrid.protocol.jobs import split_input_url
 
 __all__ = ["MAX_REDIRECTS", "InputFetchError", "fetch_inputs", "parse_input_url"]
 
 MAX_REDIRECTS: Final = 5
 """Redirects followed for one input."""
 
-_FRAGMENT = re.compile(r"^sha256=([0-9a-f]{64})$")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -48,24 +47,18 @@ class InputFetchError(InputError):
 def parse_input_url(name: str, url: str) -> tuple[str, str]:
     """Return (the URL to fetch, without its fragment; the SHA-256 it names).
 
+    The rule is :func:`heatgrid.protocol.jobs.split_input_url`, the one the coordinator
+    checks at submission.
+
     Raises
     ------
     InputFetchError
         The URL is not ``http(s)://`` or does not end in ``#sha256=`` and 64 hex digits.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise InputFetchError(
-            f"input {name!r}: {url} is not fetched by heaters (only http:// and https:// URLs "
-            "are); pack the file with the job instead"
-        )
-    found = _FRAGMENT.fullmatch(parts.fragment)
-    if found is None:
-        raise InputFetchError(
-            f"input {name!r}: {url} names no content hash; end the URL with "
-            "#sha256=<64 lower-case hex digits> of the file, so that every heater checks it"
-        )
-    return parts._replace(fragment="").geturl(), found.group(1)
+    try:
+        return split_input_url(url)
+    except ValueError as error:
+        raise InputFetchError(f"input {name!r}: {error}") from None
 
 
 async def _checked_addresses(name: str, url: str, allow_private: bool) -> list[str]:
