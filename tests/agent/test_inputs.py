@@ -15,6 +15,7 @@ import pytest
 from tests.agent.jobs_fleet import Coordinator, agent, pack, until
 
 from heatgrid.agent.inputs import InputFetchError, fetch_inputs, parse_input_url
+from heatgrid.cli.main import main
 
 DATA = b"x,y\n1,2\n3,4\n" * 1000
 DATA_SHA256 = hashlib.sha256(DATA).hexdigest()
@@ -163,3 +164,22 @@ def test_a_heater_fetches_a_jobs_url_input_and_refuses_a_tampered_one(
     assert bad["state"] == "dead", bad
     assert "input 'train': the bytes of" in bad["last_error"], bad
     assert f"not {'1' * 64} as the URL names" in bad["last_error"], bad
+
+
+@pytest.mark.usefixtures("sandbox_ready")
+def test_run_local_fetches_the_url_inputs_of_job_toml(
+    server: _Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_dir = tmp_path / "reader"
+    job_dir.mkdir()
+    (job_dir / "job.py").write_text(INPUT_JOB)
+    state = ("--state-dir", str(tmp_path / "state"))
+    toml = '[inputs]\ntrain = "{}"\n'
+    (job_dir / "job.toml").write_text(toml.format(_url(server, "/data.csv")))
+    assert main(["jobs", "run-local", str(job_dir), "--json", *state]) == 0
+    assert json.loads(capsys.readouterr().out)["result"] == {"sha256": DATA_SHA256}
+    (job_dir / "job.toml").write_text(toml.format(_url(server, "/data.csv", "2" * 64)))
+    assert main(["jobs", "run-local", str(job_dir), *state]) == 2
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "input 'train': the bytes of" in err
+    assert "as the URL names" in err
