@@ -425,7 +425,13 @@ def end_attempt(
 
 
 def _counted_attempts(session: Session, task: Task, outcome: AttemptOutcome | str) -> int:
-    """Return the task's attempts that count against its job's (the ending one included)."""
+    """Return the task's attempts that count against its job's (the ending one included).
+
+    Only a retry (expired, failed) reads them: a completion or cancellation ends the task, a
+    hand-back never spends attempts: those get ``task.attempt`` (their move does not read it).
+    """
+    if leasing.keeps_work(outcome) or not leasing.counts_against_attempts(outcome):
+        return task.attempt
     handed_back = session.scalar(
         select(func.count())
         .select_from(TaskAttempt)
@@ -435,8 +441,7 @@ def _counted_attempts(session: Session, task: Task, outcome: AttemptOutcome | st
             TaskAttempt.outcome == AttemptOutcome.HANDED_BACK.value,
         )
     )
-    ending = 1 if leasing.counts_against_attempts(outcome) else 0
-    return task.attempt - 1 - int(handed_back or 0) + ending
+    return task.attempt - int(handed_back or 0)
 
 
 def refresh_job(session: Session, job_id: str, *, now_ts: float) -> None:
