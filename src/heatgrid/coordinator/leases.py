@@ -390,7 +390,8 @@ def end_attempt(
 
     ``completed`` and ``cancelled`` end the task; ``expired`` and ``failed`` requeue it with
     backoff to resume from its last checkpoint, or move it to the dead letter when the job's
-    attempts are spent. The caller commits.
+    attempts are spent (handed-back attempts do not count); ``handed_back`` requeues it at
+    once. The caller commits.
     """
     event = _EVENT_OF_OUTCOME[AttemptOutcome(outcome)]
     counted = _counted_attempts(session, task, outcome)
