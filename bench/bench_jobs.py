@@ -18,7 +18,8 @@ One training job (``examples/digits``, PyTorch on CPU, one thread) runs, in the 
 machine is shared). Rates are steady training rates: steps between the first and last progress
 report over the time between them, so process start and imports are not in them.
 
-Reported, each as a ratio against the baseline:
+Reported, each as a ratio against the baseline (and the CPU time of whole runs, which a
+busy machine disturbs less than wall-clock rates):
 
 - checkpoint overhead: ``1 - heatgrid rate / plain rate`` (checkpoints, sandbox and cgroup
   together); goal <= 1 %;
@@ -44,6 +45,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -76,6 +78,7 @@ class _Run:
     reports: list[tuple[float, float]] = field(default_factory=list)
     result: dict[str, Any] | None = None
     host_cpu_s: float = 0.0
+    cpu_s: float = 0.0
 
     def steady_steps_per_s(self) -> float:
         """Steps between the first and last report over the time between them [1/s]."""
@@ -97,7 +100,9 @@ def _plain(params: dict[str, object], restore_file: Path | None = None) -> _Run:
     if restore_file is not None:
         command.append(str(restore_file))
     started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"the plain run failed: {done.stderr[-2000:]}")
     printed = json.loads(done.stdout.strip().splitlines()[-1])
@@ -106,6 +111,7 @@ def _plain(params: dict[str, object], restore_file: Path | None = None) -> _Run:
         finished=time.monotonic(),
         reports=[(t, s) for t, s in printed["reports"]],
         result=printed["result"],
+        cpu_s=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
     )
 
 
@@ -149,6 +155,7 @@ class _Heater:
         outcome = runner.run()
         clock.finished = time.monotonic()
         clock.host_cpu_s = time.process_time() - cpu_before
+        clock.cpu_s = outcome.cpu_s + clock.host_cpu_s  # the task's cgroup and the runner
         clock.result = outcome.result
         if outcome.state not in {"completed", "paused"}:
             raise RuntimeError(f"the heatgrid run ended {outcome.state}: {outcome.message}")
@@ -282,6 +289,13 @@ def main() -> None:
         "goal_checkpoint_overhead_met": checkpoint_overhead <= _GOAL_CHECKPOINT_OVERHEAD,
         "plain_first_report_s": min(run.first_report_s() for run in plains),
         "heatgrid_first_report_s": min(run.first_report_s() for run in heatgrids),
+        "plain_cpu_s": min(run.cpu_s for run in plains),
+        "heatgrid_no_checkpoints_cpu_s": min(run.cpu_s for run in runs["heatgrid_no_checkpoints"]),
+        "heatgrid_cpu_s": min(run.cpu_s for run in heatgrids),
+        "ratio_cpu_s_heatgrid_vs_plain": min(run.cpu_s for run in heatgrids)
+        / min(run.cpu_s for run in plains),
+        "cpu_s_is": "CPU time of the whole run, imports included (plain: the process; heatgrid: "
+        "the task's cgroup plus the runner's host side): steadier than rates on a busy machine",
         "runner_cpu_share": max(run.host_cpu_s / (run.finished - run.started) for run in heatgrids),
         "runner_cpu_share_is": "CPU time of the runner's host side (supervision, reports, "
         "checkpoint copies) over the run's wall time",
