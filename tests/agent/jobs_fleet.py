@@ -141,6 +141,7 @@ class Coordinator:
         params: list[dict[str, object]],
         *,
         max_attempts: int = 5,
+        input_urls: dict[str, str] | None = None,
     ) -> list[str]:
         """Upload the packed job ``artifact``, submit one task per ``params``; return task ids."""
         ref = ArtifactRef(sha256=artifact.name.split(".")[0], size_bytes=artifact.stat().st_size)
@@ -151,6 +152,7 @@ class Coordinator:
             "checkpoint_every_j": 10.0,
             "artifact": ref.model_dump(),
             "tasks": [{"task_input": task, "energy_j": 50.0} for task in params],
+            "input_urls": input_urls or {},
         }
         headers = {"Authorization": f"Bearer {self.submitter_key}"}
         async with httpx.AsyncClient(base_url=self.url) as http:
@@ -231,10 +233,15 @@ async def agent(
     room_temp_c: float = COLD_C,
     owner: str = "alice",
     client_class: type[CoordinatorClient] = CoordinatorClient,
+    url: str | None = None,
+    checkpoint_chunk_bytes: int | None = None,
+    allow_private_inputs: bool = False,
 ) -> AsyncIterator[Agent]:
     """Enroll and run one agent until the block ends (then shut it down as on SIGTERM).
 
-    It enrolls for ``owner`` and talks to the coordinator through a ``client_class``.
+    It enrolls for ``owner`` and talks to the coordinator through a ``client_class``;
+    ``url`` reaches the coordinator another way (a proxy); ``checkpoint_chunk_bytes`` and
+    ``allow_private_inputs`` set ``[jobs]``'s.
     """
     home = root / name
     home.mkdir(parents=True)
@@ -242,8 +249,11 @@ async def agent(
     text += f'\n[state]\npath = "{home / "state.sqlite3"}"\n'
     config: AgentConfig = parse_config(text, environ={})
     jobs = config.jobs.model_copy(update={"dir": home / "jobs"})
+    jobs = jobs.model_copy(update={"allow_private_inputs": allow_private_inputs})
+    if checkpoint_chunk_bytes is not None:
+        jobs = jobs.model_copy(update={"checkpoint_chunk_bytes": checkpoint_chunk_bytes})
     config = config.model_copy(update={"jobs": jobs})
-    client = client_class(coordinator.url, timeout_s=10.0)
+    client = client_class(url or coordinator.url, timeout_s=10.0)
     answer = await client.enroll(enroll_request(config, coordinator.enrollment_code(owner)))
     store = StateStore(home / "state.sqlite3")
     store.save_identity(

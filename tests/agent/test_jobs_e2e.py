@@ -220,7 +220,7 @@ async def _scenario(root: Path, broker: tuple[str, int]) -> None:
     assert killed[-1][4] > 0.0, "it resumed from a checkpoint, not from the start"
     warm = attempts[warm_task]
     assert warm[0][1] == devices[warm_room]
-    assert warm[0][2] == "failed", warm
+    assert warm[0][2] == "handed_back", warm
     assert warm[0][3].startswith("handed back: the room wanted no heat"), warm
     assert "another heater resumes it from the task's checkpoint" in warm[0][3], warm
     assert warm[-1][4] > 0.0, "it resumed from the checkpoint taken when the room got warm"
@@ -266,7 +266,7 @@ def test_sigterm_checkpoints_the_running_task_and_hands_it_back(
     )
     assert status == 0, _logs(tmp_path, ["den"])
     ((outcome, error),) = attempts
-    assert outcome == "failed"
+    assert outcome == "handed_back"
     assert error.startswith(
         "handed back: the heater stopped; another heater resumes it from the task's checkpoint"
     ), error

@@ -8,16 +8,20 @@ cgroup. The room is a reading the test sets: cold (heat wanted) or warm (none).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import random
 import textwrap
 from pathlib import Path
 
 import pytest
+from tests.agent.cutting_proxy import CuttingProxy
 from tests.agent.jobs_fleet import COLD_C, WARM_C, Coordinator, agent, pack, until
 
 from heatgrid.agent.client import CoordinatorClient
 from heatgrid.agent.config import JobsSettings
 from heatgrid.agent.workload import JobWorkload
+from heatgrid.jobs.sdk import encode_checkpoint
 
 _SANDBOX = pytest.mark.usefixtures("sandbox_ready")
 _SLOW = pytest.mark.slow
@@ -174,7 +178,10 @@ def test_sigterm_checkpoints_the_task_and_another_heater_finishes_it(tmp_path: P
         artifacts = root / "artifacts"
         artifact = pack(_job(root, "steps", STEPS_JOB), artifacts)
         async with Coordinator(root) as coordinator:
-            (task_id,) = await coordinator.submit(artifact, [{"steps": 60, "step_s": 0.1}])
+            # one attempt: the hand-back must not spend it (it would go to the dead letter)
+            (task_id,) = await coordinator.submit(
+                artifact, [{"steps": 60, "step_s": 0.1}], max_attempts=1
+            )
             async with agent(coordinator, root, "a") as first:
                 await until(
                     lambda: (
@@ -189,6 +196,10 @@ def test_sigterm_checkpoints_the_task_and_another_heater_finishes_it(tmp_path: P
             assert ended.reported == "handed back"
             handed = coordinator.task(task_id)
             assert handed["state"] == "queued", handed
+            ((outcome,),) = coordinator.query(
+                "SELECT outcome FROM task_attempts WHERE task_id = ?", task_id
+            )
+            assert outcome == "handed_back"
             assert handed["checkpoint_seq"] >= 1, handed
             async with agent(coordinator, root, "b") as second:
                 await until(lambda: second.workload.finished, "the task ended on the second")
@@ -241,3 +252,54 @@ def test_a_new_agent_forgets_what_a_killed_one_left(tmp_path: Path) -> None:
     assert not (jobs.dir / "tasks").exists()
     assert (jobs.dir / "artifacts").is_dir(), "artifacts are kept"
     assert workload.free_slots() == 0, "no compute device: no task"
+
+
+CHUNK_BYTES = 64 * 1024
+BIG_CHECKPOINT_JOB = """
+import random
+import time
+
+def main(ctx):
+    if ctx.restore() is None:
+        ctx.checkpoint(random.Random(7).randbytes(5 * 65536 - 100))  # five chunks
+    for _ in range(2400):
+        if ctx.should_pause():
+            return None
+        time.sleep(0.05)
+    return {"done": True}
+"""
+
+
+def _uploaded_seq(workload: JobWorkload, task_id: str) -> int:
+    slot = workload.slots.get(task_id)
+    return 0 if slot is None else slot.uploaded_seq
+
+
+@_SLOW
+@_SANDBOX
+def test_a_checkpoint_upload_cut_short_resumes_with_the_missing_chunks(tmp_path: Path) -> None:
+    async def scenario(root: Path) -> None:
+        artifact = pack(_job(root, "big", BIG_CHECKPOINT_JOB), root / "artifacts")
+        async with (
+            Coordinator(root) as coordinator,
+            CuttingProxy(coordinator.port, b"PUT /v1/devices/", cut_at=3) as proxy,
+        ):
+            (task_id,) = await coordinator.submit(artifact, [{}])
+            async with agent(
+                coordinator, root, "a", url=proxy.url, checkpoint_chunk_bytes=CHUNK_BYTES
+            ) as heater:
+                await until(
+                    lambda: _uploaded_seq(heater.workload, task_id) == 1,
+                    "the checkpoint is uploaded after the dropped connection",
+                )
+                assert coordinator.task(task_id)["checkpoint_seq"] == 1
+            ((sha256, size_bytes),) = coordinator.query(
+                "SELECT sha256, size_bytes FROM checkpoints WHERE task_id = ?", task_id
+            )
+        blob = encode_checkpoint(random.Random(7).randbytes(5 * 65536 - 100))
+        assert (sha256, size_bytes) == (hashlib.sha256(blob).hexdigest(), len(blob))
+        assert proxy.cuts == 1, "the connection dropped in the third chunk's upload"
+        # chunks 1 and 2 arrived before the drop and were not sent again: 3 (cut), 3, 4, 5
+        assert proxy.seen == 6, proxy.seen
+
+    _run(tmp_path, scenario)

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.usefixtures("backend")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MAX_ARTIFACT_BYTES = 64 * 1024
 WEEK_S = 7 * 86_400.0
+DATA_URL = "https://example.org/train.csv#sha256=" + "ab" * 32
 
 
 @pytest.fixture
@@ -244,7 +245,13 @@ def test_only_uploaders_and_leased_devices_read_an_artifact(
     device_id, device = _enroll_cpu(coordinator, "kitchen")
     other_id, other = _enroll_cpu(coordinator, "attic")
     assert coordinator.client.get(url, headers=device).status_code == 404  # no lease yet
-    job = _submit(coordinator, carol, ref, input_urls={"data": "s3://bucket/train.csv"})
+    refused = _submit(coordinator, carol, ref, input_urls={"data": "s3://bucket/train.csv"})
+    assert refused.status_code == 422, refused.text
+    assert "input_urls.data: s3://bucket/train.csv is not fetched by heaters" in refused.text
+    unhashed = _submit(coordinator, carol, ref, input_urls={"data": "https://example.org/d"})
+    assert unhashed.status_code == 422, unhashed.text
+    assert "names no content hash; end the URL with #sha256=" in unhashed.text
+    job = _submit(coordinator, carol, ref, input_urls={"data": DATA_URL})
     assert job.status_code == 201, job.text
     assert job.json()["artifact_sha256"] == ref.sha256
     claimed = coordinator.client.post(
@@ -253,7 +260,7 @@ def test_only_uploaders_and_leased_devices_read_an_artifact(
     [lease] = claimed.json()["leases"]
     assert lease["artifact"] == {"sha256": ref.sha256, "size_bytes": ref.size_bytes}
     assert lease["task_input"] == {"seed": lease["task_index"]}
-    assert lease["input_urls"] == {"data": "s3://bucket/train.csv"}
+    assert lease["input_urls"] == {"data": DATA_URL}
     got = coordinator.client.get(url, headers=device)
     assert got.status_code == 200
     assert got.content == data

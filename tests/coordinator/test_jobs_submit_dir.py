@@ -138,6 +138,10 @@ def test_a_sweep_directory_is_uploaded_once_and_its_tasks_carry_the_grid(
     assert inputs == load_grid(grid_file)
 
 
+TRAIN_URL = "https://example.org/train.csv#sha256=" + "ab" * 32
+WEIGHTS_URL = "https://example.org/w.pt#sha256=" + "cd" * 32
+
+
 @pytest.mark.usefixtures("backend")
 def test_inputs_are_packed_or_recorded_as_urls_and_requirements_reach_the_job(
     served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -146,9 +150,7 @@ def test_inputs_are_packed_or_recorded_as_urls_and_requirements_reach_the_job(
     job_dir.mkdir()
     (job_dir / "job.py").write_text("def main(ctx):\n    return {'n': len(ctx.inputs)}\n")
     (job_dir / "data.csv").write_text("1,2\n")
-    (job_dir / "job.toml").write_text(
-        '[inputs]\nlocal = "data.csv"\ntrain = "s3://bucket/train.csv"\n'
-    )
+    (job_dir / "job.toml").write_text(f'[inputs]\nlocal = "data.csv"\ntrain = "{TRAIN_URL}"\n')
     extra = tmp_path / "extra.bin"
     extra.write_bytes(b"\x00\x01")
     common = ("--url", served.url, "--api-key", served.key)
@@ -164,7 +166,7 @@ def test_inputs_are_packed_or_recorded_as_urls_and_requirements_reach_the_job(
         "--input",
         f"extra={extra}",
         "--input",
-        "weights=https://example.org/w.pt",
+        f"weights={WEIGHTS_URL}",
         "--name",
         "with inputs",
         *common,
@@ -175,10 +177,7 @@ def test_inputs_are_packed_or_recorded_as_urls_and_requirements_reach_the_job(
     assert job["task_count"] == 3
     assert job["device_kinds"] == ["gpu"]
     assert job["min_vram_gb"] == 24.0
-    assert job["input_urls"] == {
-        "train": "s3://bucket/train.csv",
-        "weights": "https://example.org/w.pt",
-    }
+    assert job["input_urls"] == {"train": TRAIN_URL, "weights": WEIGHTS_URL}
     [blob] = _artifact_blobs(served)
     with tarfile.open(blob) as archive:
         names = set(archive.getnames())
@@ -200,6 +199,8 @@ def test_inputs_are_packed_or_recorded_as_urls_and_requirements_reach_the_job(
         (("--input", "bad name=s3://b/k"), "the name 'bad name' may hold only"),
         (("--input", "../up=s3://b/k"), "the name '../up' may hold only"),
         (("--input", "w=ftp//host"), "input 'w': ftp/host is not a file"),
+        (("--input", "w=s3://b/k"), "input 'w': s3://b/k is not fetched by heaters"),
+        (("--input", "w=https://h/k"), "input 'w': https://h/k names no content hash"),
     ],
 )
 def test_a_bad_directory_submission_exits_2_naming_the_option(

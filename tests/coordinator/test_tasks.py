@@ -466,6 +466,65 @@ def test_failures_are_retried_with_backoff_then_dead_lettered(coordinator: Coord
     assert _claim(coordinator, dev) == []  # the dead letter is never handed out again
 
 
+def test_hand_backs_do_not_spend_attempts_and_are_ready_at_once(coordinator: Coordinator) -> None:
+    owner, submitter = coordinator.owner_key(), coordinator.submitter_key()
+    job_id = _submit(coordinator, submitter, 1, max_attempts=2)
+    dev = _enroll(coordinator, owner, "study")
+    [lease] = _claim(coordinator, dev)
+    task_id = lease["task_id"]
+    for attempt in (1, 2, 3):  # more hand-backs than the job has attempts
+        assert lease["attempt"] == attempt
+        saved = _checkpoint(
+            coordinator, dev, task_id, attempt=attempt, energy_j=CHECKPOINT_J, data=b"c"
+        )
+        assert saved.status_code == 200, saved.text
+        handed = _post(
+            coordinator, dev, task_id, "hand-back",
+            attempt=attempt, energy_j=CHECKPOINT_J, reason="the room is warm",
+        )  # fmt: skip
+        assert handed.status_code == 200, handed.text
+        assert handed.json()["state"] == "queued"
+        [lease] = _claim(coordinator, dev)  # no backoff: another heater may take it at once
+    with _Db(coordinator) as db:
+        outcomes = db.session.scalars(
+            select(TaskAttempt.outcome).where(TaskAttempt.task_id == task_id)
+        ).all()
+        error = db.session.get_one(Task, task_id).last_error
+    assert sorted(outcomes) == ["handed_back"] * 3 + ["running"]
+    assert error == "handed back: the room is warm"
+    # a failure after them is the task's first counted attempt: retried, not dead
+    failed = _post(
+        coordinator, dev, task_id, "fail", attempt=4, energy_j=CHECKPOINT_J, error="diverged"
+    )
+    assert failed.json()["state"] == "queued", failed.text
+    coordinator.clock.advance(coordinator.app.state.settings.retry_base_s)
+    [lease] = _claim(coordinator, dev)
+    failed = _post(
+        coordinator, dev, task_id, "fail", attempt=5, energy_j=CHECKPOINT_J, error="diverged"
+    )
+    assert failed.json()["state"] == "dead", failed.text  # the second counted one: spent
+    # each hand-back is paid to its checkpoint; the failures checkpointed nothing
+    assert _job(coordinator, submitter, job_id)["energy_j"] == 3 * CHECKPOINT_J
+
+
+def test_a_hand_back_of_a_lease_not_held_is_refused(coordinator: Coordinator) -> None:
+    owner, submitter = coordinator.owner_key(), coordinator.submitter_key()
+    _submit(coordinator, submitter, 1)
+    dev = _enroll(coordinator, owner, "study")
+    [lease] = _claim(coordinator, dev)
+    task_id = lease["task_id"]
+    never = _post(coordinator, dev, task_id, "hand-back", attempt=2, energy_j=1.0, reason="warm")
+    assert never.status_code == 404, never.text
+    empty = _post(coordinator, dev, task_id, "hand-back", attempt=1, energy_j=1.0, reason="")
+    assert empty.status_code == 422, empty.text
+    assert "reason" in empty.text
+    first = _post(coordinator, dev, task_id, "hand-back", attempt=1, energy_j=1.0, reason="warm")
+    assert first.status_code == 200, first.text
+    again = _post(coordinator, dev, task_id, "hand-back", attempt=1, energy_j=1.0, reason="warm")
+    assert again.status_code == 409, again.text
+    assert "no longer holds the lease" in again.text
+
+
 def test_a_silent_device_loses_its_lease_and_is_paid_to_its_checkpoint(
     coordinator: Coordinator,
 ) -> None:

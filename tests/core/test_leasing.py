@@ -158,3 +158,21 @@ def test_every_policy_has_an_order_and_unknown_ones_are_refused() -> None:
     assert set(leasing.CANDIDATE_ORDER) == set(POLICIES)
     with pytest.raises(InputError, match="policy"):
         leasing.candidate_order("random")
+
+
+def test_a_hand_back_requeues_and_never_spends_the_attempts() -> None:
+    leased, back = leasing.TaskState.LEASED, leasing.TaskEvent.HAND_BACK
+    for started in (1, 5, 50):
+        assert leasing.next_state(leased, back, attempts_started=started, max_attempts=1) == (
+            leasing.TaskState.QUEUED
+        )
+    assert leasing.next_state(leased, back, live_attempts=1) is leasing.TaskState.LEASED
+    assert leasing.EVENT_OUTCOME[back] is leasing.AttemptOutcome.HANDED_BACK
+    assert not leasing.counts_against_attempts("handed_back")
+    assert all(
+        leasing.counts_against_attempts(outcome)
+        for outcome in leasing.AttemptOutcome
+        if outcome is not leasing.AttemptOutcome.HANDED_BACK
+    )
+    # paid to its checkpoint, like any attempt whose work after it is not kept
+    assert leasing.settled_energy_j("handed_back", 900.0, 600.0) == 600.0

@@ -15,6 +15,7 @@ after a failure (or after the agent restarts) resumes the upload instead of star
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -210,9 +211,20 @@ class CoordinatorClient:
     async def fail(
         self, device_id: str, token: str, task_id: str, report: v1.TaskFailure
     ) -> v1.TaskStatus:
-        """Report a failed (or handed back) attempt; the task is retried elsewhere."""
+        """Report a failed attempt; the task is retried elsewhere, with backoff."""
         return await self._post(
             f"/v1/devices/{device_id}/tasks/{task_id}/fail", report, v1.TaskStatus, token=token
+        )
+
+    async def hand_back(
+        self, device_id: str, token: str, task_id: str, report: v1.TaskHandBack
+    ) -> v1.TaskStatus:
+        """Give a task back on purpose; it resumes elsewhere, not counted as a failed attempt."""
+        return await self._post(
+            f"/v1/devices/{device_id}/tasks/{task_id}/hand-back",
+            report,
+            v1.TaskStatus,
+            token=token,
         )
 
     async def put_checkpoint(
@@ -361,7 +373,10 @@ class CoordinatorClient:
             raise ValueError(f"chunk_bytes: {chunk_bytes} must be at least 1")
         base = self._task_path(task_id, device_id)
         headers = self._headers(token)
-        chunks, whole_sha256, size_bytes = _chunk_hashes(path_or_bytes, chunk_bytes)
+        # hashing and reading a big file happen in a thread: the control loop keeps ticking
+        chunks, whole_sha256, size_bytes = await asyncio.to_thread(
+            _chunk_hashes, path_or_bytes, chunk_bytes
+        )
         if size_bytes == 0:
             raise ValueError("path_or_bytes: a checkpoint holds at least one byte")
         query = v1.CheckpointChunkQuery(attempt=attempt, chunks=[sha for sha, _ in chunks])
@@ -378,7 +393,7 @@ class CoordinatorClient:
                 f"{base}/checkpoint-chunks/{sha256}",
                 {**headers, "Content-Type": "application/octet-stream"},
                 params={"attempt": attempt},
-                content=_read_chunk(path_or_bytes, offset, chunk_bytes),
+                content=await asyncio.to_thread(_read_chunk, path_or_bytes, offset, chunk_bytes),
             )
         commit = v1.CheckpointCommit(
             attempt=attempt,

@@ -345,6 +345,12 @@ class JobsSettings(_Section):
         killing every process of its cgroup [s].
     core_power_w : float
         Power of one busy CPU core, for a task's energy estimate [W].
+    checkpoint_chunk_bytes : int
+        Checkpoints are uploaded in chunks of this size, resumably: after a dropped
+        connection only the chunks the coordinator lacks are sent again [bytes].
+    allow_private_inputs : bool
+        Fetch a job's URL inputs from private, loopback or link-local addresses too; off by
+        default, so that a job cannot read the home network through its heater.
     """
 
     enabled: bool = False
@@ -358,6 +364,8 @@ class JobsSettings(_Section):
     pause_grace_s: _PositiveFloat = 30.0
     term_grace_s: _PositiveFloat = 10.0
     core_power_w: _PositiveFloat = 14.0
+    checkpoint_chunk_bytes: Annotated[int, Field(ge=4096, le=256 << 20)] = 4 << 20
+    allow_private_inputs: bool = False
 
 
 class AgentConfig(_Section):

@@ -17,7 +17,9 @@
   without power (the room is warm) the task is asked to checkpoint and stop. It restarts from
   that checkpoint when heat is wanted again, or is handed back to the coordinator after
   ``hand_back_after_s``, to resume on another heater;
-* checkpoints are uploaded as they come (the newest wins when several wait), progress reports
+* checkpoints are uploaded as they come (the newest wins when several wait), in chunks
+  (``checkpoint_chunk_bytes``): an upload cut short is tried again after a backoff and sends
+  only the chunks the coordinator lacks; progress reports
   carry the attempt's energy (the task's cgroup CPU time times ``core_power_w``) and renew the
   lease; the end is reported as a completion or a failure with the runner's message;
 * :meth:`JobWorkload.pause_all` (the agent's SIGTERM) checkpoints every running task, uploads
@@ -31,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -49,6 +52,7 @@ from heatgrid.agent.client import (
 from heatgrid.agent.config import JobsSettings
 from heatgrid.agent.devices.base import HeatDevice
 from heatgrid.agent.devices.duty_cycle import duty_for_power
+from heatgrid.agent.inputs import fetch_inputs
 from heatgrid.core.arbiter import DevicePlan, WorkOffer
 from heatgrid.core.errors import InputError
 from heatgrid.jobs.artifact import ArtifactError, artifact_path, unpack_artifact
@@ -72,6 +76,7 @@ _CANNOT_RUN = (
     OSError,
 )
 _MAX_ERROR_CHARS = 2000
+_UPLOAD_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 @dataclass
@@ -151,11 +156,6 @@ def task_run(lease: v1.TaskLease) -> tuple[TaskRun | None, str | None]:
     one without names its artifact inside ``task_input`` (a :class:`TaskRun` as JSON). The
     device is ``cpu`` until the job's ``job.toml`` asks for GPU memory.
     """
-    if lease.input_urls:
-        return None, (
-            "the job reads inputs by URL (input_urls), which this agent does not fetch yet; "
-            "pack the inputs with the job"
-        )
     try:
         if lease.artifact is not None:
             run = TaskRun.model_validate(
@@ -362,17 +362,20 @@ class JobWorkload:
         prepared = await self._prepare(slot)
         if prepared is None:
             return
-        archive, limits = prepared
+        archive, limits, inputs = prepared
         while not slot.lost:
             if not await self._wait_for_heat(slot):
                 await self._hand_back(slot, self._back_reason(slot))
                 return
-            outcome = await self._run_once(slot, archive, limits)
+            outcome = await self._run_once(slot, archive, limits, inputs)
             if outcome is None or slot.lost or not await self._after_run(slot, outcome):
                 return
 
-    async def _prepare(self, slot: TaskSlot) -> tuple[Path, RunLimits] | None:
-        """Fetch and check the artifact, read its limits, restore the checkpoint; None: ended."""
+    async def _prepare(self, slot: TaskSlot) -> tuple[Path, RunLimits, dict[str, Path]] | None:
+        """Fetch and check the artifact and inputs, read the limits, restore the checkpoint.
+
+        Returns None when the task ended here (reported).
+        """
         if slot.run is None:
             await self._report_failure(slot, slot.problem or "not a job task")
             return None
@@ -385,16 +388,24 @@ class JobWorkload:
                     return None
                 slot.run = slot.run.model_copy(update={"device": "cuda"})
             elif not self._has_cpu:
-                await self._hand_back(slot, "the task runs on a CPU; this heater heats with a GPU")
+                await self._hand_back(
+                    slot, "the task runs on a CPU; this heater heats with a GPU", counted=True
+                )
                 return None
+            inputs = await fetch_inputs(
+                slot.lease.input_urls,
+                self.settings.dir / "inputs",
+                max_bytes=limits.disk_bytes,
+                allow_private=self.settings.allow_private_inputs,
+            )
             await self._restore(slot)
         except CoordinatorUnavailableError as error:
-            await self._hand_back(slot, f"could not prepare the task here: {error}")
+            await self._hand_back(slot, f"could not prepare the task here: {error}", counted=True)
             return None
         except _CANNOT_RUN as error:
             await self._report_failure(slot, f"the heater cannot run this task: {error}")
             return None
-        return archive, limits
+        return archive, limits, inputs
 
     async def _after_run(self, slot: TaskSlot, outcome: TaskRunOutcome) -> bool:
         """Report how a run ended; return True when the task waits here to run again."""
@@ -485,7 +496,7 @@ class JobWorkload:
         return identity
 
     async def _run_once(
-        self, slot: TaskSlot, archive: Path, limits: RunLimits
+        self, slot: TaskSlot, archive: Path, limits: RunLimits, inputs: dict[str, Path]
     ) -> TaskRunOutcome | None:
         """Run the task until it ends or pauses, uploading and reporting meanwhile."""
         assert slot.run is not None
@@ -504,6 +515,7 @@ class JobWorkload:
             work_root=self.settings.dir / "work",
             core_power_w=self.settings.core_power_w,
             on_checkpoint=checkpointed,
+            inputs=inputs,
         )
         runner.set_duty(0.0 if not slot.powered else 1.0)
         if slot.stopping or self._closing:
@@ -522,8 +534,11 @@ class JobWorkload:
         except _CANNOT_RUN as error:
             problem = f"the heater cannot run this task: {error}"
         finally:
-            for helper in helpers:
-                helper.cancel()
+            # not in the middle of an upload: a commit sent and then abandoned would remove,
+            # at the coordinator, the chunks the next upload of the task counts on
+            async with slot.sending:
+                for helper in helpers:
+                    helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             slot.energy_done_j = slot.energy_j(self.settings.core_power_w)
             slot.runner = None
@@ -537,40 +552,60 @@ class JobWorkload:
         return outcome
 
     async def _uploader(self, slot: TaskSlot) -> None:
+        """Upload each new checkpoint; after a failed upload, try again after a backoff."""
+        failures = 0
         while True:
-            await slot.checkpointed.wait()
+            if failures:
+                delay_s = _UPLOAD_RETRY_S[min(failures, len(_UPLOAD_RETRY_S)) - 1]
+                with contextlib.suppress(TimeoutError):  # or at once for a newer checkpoint
+                    await asyncio.wait_for(slot.checkpointed.wait(), delay_s)
+            else:
+                await slot.checkpointed.wait()
             slot.checkpointed.clear()
-            await self._upload_newest(slot)
+            failures = 0 if await self._upload_newest(slot) else failures + 1
 
-    async def _upload_newest(self, slot: TaskSlot) -> None:
-        """Upload the newest local checkpoint if it is newer than the last one uploaded."""
-        checkpoints = self._task_dir(slot) / "checkpoints"
+    async def _upload_newest(self, slot: TaskSlot) -> bool:
+        """Upload the newest local checkpoint if it is newer than the last one uploaded.
+
+        It goes in chunks of ``checkpoint_chunk_bytes``, from a link to the file that the
+        runner's pruning does not remove; a call after one cut short sends only the chunks the
+        coordinator lacks. Returns False when the coordinator could not be reached (try again).
+        """
+        task_dir = self._task_dir(slot)
+        checkpoints = task_dir / "checkpoints"
         newest = latest_checkpoint(checkpoints) if checkpoints.exists() else None
         if newest is None or newest[0] <= slot.uploaded_seq or slot.lost:
-            return
+            return True
         seq, path = newest
+        staged = task_dir / "uploading" / f"{seq}.ckpt"
         try:
-            blob = await asyncio.to_thread(path.read_bytes)
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.unlink(missing_ok=True)
+            os.link(path, staged)
         except FileNotFoundError:  # pruned by a newer one: that one's turn comes
             slot.checkpointed.set()
-            return
+            return True
         try:
             device_id, token = self._require_identity()
             async with slot.sending:  # energies reach the coordinator in the order measured
-                receipt = await self._client.put_checkpoint(
-                    device_id,
-                    token,
+                receipt = await self._client.upload_checkpoint(
                     slot.task_id,
+                    staged,
                     attempt=slot.lease.attempt,
                     energy_j=slot.energy_j(self.settings.core_power_w),
-                    blob=blob,
+                    device_id=device_id,
+                    token=token,
+                    chunk_bytes=self.settings.checkpoint_chunk_bytes,
                 )
         except CoordinatorUnavailableError as error:
             _log.warning("task %s: checkpoint %d not uploaded yet: %s", slot.task_id, seq, error)
-            return
+            return False
         except CoordinatorRefusedError as error:
             self._lose(slot, f"checkpoint upload refused: {error}")
-            return
+            return True
+        for old in staged.parent.glob("*.ckpt"):
+            if old.stem.isdigit() and int(old.stem) <= seq:
+                old.unlink(missing_ok=True)
         slot.uploaded_seq, slot.stored_seq = seq, receipt.seq
         _log.info(
             "task %s: checkpoint %d uploaded as the task's checkpoint %d (%d bytes)",
@@ -579,6 +614,7 @@ class JobWorkload:
             receipt.seq,
             receipt.size_bytes,
         )
+        return True
 
     async def _reporter(self, slot: TaskSlot) -> None:
         while True:
@@ -661,13 +697,30 @@ class JobWorkload:
             lambda device_id, token: self._client.fail(device_id, token, slot.task_id, report),
         )
 
-    async def _hand_back(self, slot: TaskSlot, message: str) -> None:
-        """Give the task back (as a failed attempt) so that another heater resumes it."""
+    async def _hand_back(self, slot: TaskSlot, message: str, *, counted: bool = False) -> None:
+        """Give the task back so that another heater resumes it from its newest checkpoint.
+
+        A hand-back on purpose (the room is warm, the heater stops) does not count against the
+        job's attempts; one because this heater cannot run the task (``counted``) is reported
+        as a failed attempt, so that a task no heater can run ends in the dead letter.
+        """
         await self._upload_newest(slot)
         seq = slot.stored_seq
         where = "from the start" if seq is None else f"from the task's checkpoint {seq}"
-        await self._report_failure(
-            slot, f"handed back: {message}; another heater resumes it {where}", what="handed back"
+        reason = f"{message}; another heater resumes it {where}"
+        if counted:
+            await self._report_failure(slot, f"handed back: {reason}", what="handed back")
+            return
+        report = v1.TaskHandBack(
+            attempt=slot.lease.attempt,
+            energy_j=slot.energy_j(self.settings.core_power_w),
+            reason=reason[:_MAX_ERROR_CHARS],
+        )
+        _log.info("task %s handed back: %s", slot.task_id, reason)
+        await self._report(
+            slot,
+            "handed back",
+            lambda device_id, token: self._client.hand_back(device_id, token, slot.task_id, report),
         )
 
     def _end(self, slot: TaskSlot) -> None:

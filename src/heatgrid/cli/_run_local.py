@@ -7,6 +7,7 @@ are kept in the state directory, so a second run resumes where the first stopped
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -26,7 +27,7 @@ from heatgrid.jobs.manifest import load_manifest
 from heatgrid.jobs.params import load_grid
 from heatgrid.jobs.runner import DEFAULT_CORE_POWER_W, RunLimits, TaskRunner
 from heatgrid.jobs.sandbox import SandboxUnavailableError
-from heatgrid.protocol.jobs import TaskRun, TaskRunOutcome
+from heatgrid.protocol.jobs import TaskRun, TaskRunOutcome, is_input_url
 
 __all__ = ["parse_duration_s", "parse_size_bytes", "run_local"]
 
@@ -148,7 +149,9 @@ def run_local(
         raise InputError(f"--max-processes must be 4 or more, got {limits.max_processes}")
     pause_after_s = parse_duration_s(pause_after, "--pause-after") if pause_after else None
     params = _params(param_grid, task)
-    ref = pack_job(job_dir, state_dir / "artifacts", inputs=_inputs(input_files or []))
+    local_inputs = _inputs(input_files or [])
+    ref = pack_job(job_dir, state_dir / "artifacts", inputs=local_inputs)
+    url_inputs = _fetched_url_inputs(job_dir, local_inputs, state_dir, limits.disk_bytes)
     checkpoint_dir = state_dir / "checkpoints" / f"{ref.sha256[:16]}-task-{task}"
     output_dir = state_dir / "outputs" / f"task-{task}"
     if fresh:
@@ -162,6 +165,7 @@ def run_local(
         limits=limits,
         work_root=state_dir / "work",
         core_power_w=core_power_w,
+        inputs=url_inputs,
     )
     timer = threading.Timer(pause_after_s, runner.request_pause) if pause_after_s else None
     if timer is not None:
@@ -184,6 +188,27 @@ def run_local(
         _print(outcome, runner.log_tail, checkpoint_dir, output_dir, core_power_w)
     if outcome.state not in {"completed", "paused"}:
         raise typer.Exit(1)
+
+
+def _fetched_url_inputs(
+    job_dir: Path, local_inputs: dict[str, Path], state_dir: Path, max_bytes: int
+) -> dict[str, Path]:
+    """Fetch the URL inputs of ``job.toml`` (not replaced by ``--input``), as a heater would.
+
+    Private addresses are allowed: this is the customer's own machine, not a heater's home.
+    """
+    urls = {
+        name: value
+        for name, value in load_manifest(job_dir).inputs.items()
+        if is_input_url(value) and name not in local_inputs
+    }
+    if not urls:
+        return {}
+    from heatgrid.agent.inputs import fetch_inputs  # noqa: PLC0415 - httpx only when needed
+
+    return asyncio.run(
+        fetch_inputs(urls, state_dir / "inputs", max_bytes=max_bytes, allow_private=True)
+    )
 
 
 def _run(runner: TaskRunner) -> TaskRunOutcome:

@@ -20,7 +20,7 @@ from heatgrid.core.errors import InputError
 from heatgrid.jobs.artifact import artifact_path, pack_job
 from heatgrid.jobs.manifest import load_manifest
 from heatgrid.jobs.params import load_grid
-from heatgrid.protocol.jobs import INPUT_NAME_PATTERN, is_input_url
+from heatgrid.protocol.jobs import INPUT_NAME_PATTERN, is_input_url, split_input_url
 
 __all__ = ["MAX_TASKS", "DirectorySubmission"]
 
@@ -83,6 +83,11 @@ def _split_inputs(
         else:
             local[name] = Path(value)
             urls.pop(name, None)
+    for name, url in urls.items():  # checked here too, before anything is uploaded
+        try:
+            split_input_url(url)
+        except ValueError as error:
+            raise InputError(f"input {name!r}: {error}") from None
     return local, urls
 
 

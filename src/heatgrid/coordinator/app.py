@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from platformdirs import user_data_dir
+from starlette.requests import ClientDisconnect
 
 from heatgrid import __version__
 from heatgrid.coordinator import dashboard
@@ -173,6 +174,15 @@ async def _on_coordinator_error(_request: Request, error: Exception) -> JSONResp
     return JSONResponse({"detail": str(error)}, status_code=error.status_code, headers=headers)
 
 
+async def _on_client_disconnect(request: Request, error: Exception) -> JSONResponse:
+    """Answer a client that went away mid-body (a dropped upload): not a server error."""
+    _LOG.info(
+        "the client disconnected before its request's body arrived",
+        extra={"method": request.method, "path": request.url.path},
+    )
+    return JSONResponse({"detail": "the request's body was cut short"}, status_code=400)
+
+
 async def _on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
     reference = uuid.uuid4().hex
     request.app.state.metrics.unhandled_errors.inc()
@@ -267,6 +277,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.openapi = _openapi_document(app)  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(CoordinatorError, _on_coordinator_error)
+    app.add_exception_handler(ClientDisconnect, _on_client_disconnect)
     app.add_exception_handler(Exception, _on_unexpected_error)
     app.add_middleware(
         ConcurrencyLimitMiddleware, limit=POOL_CONNECTIONS, ready_wait_s=settings.ready_wait_s

@@ -57,6 +57,7 @@ __all__ = [
     "end_attempt",
     "expire_leases",
     "fail",
+    "hand_back",
     "prune_checkpoints",
     "read_checkpoint",
     "refresh_job",
@@ -467,9 +468,11 @@ def end_attempt(
 
     ``completed`` and ``cancelled`` end the task; ``expired`` and ``failed`` requeue it with
     backoff to resume from its last checkpoint, or move it to the dead letter when the job's
-    attempts are spent. The caller commits.
+    attempts are spent (handed-back attempts do not count); ``handed_back`` requeues it at
+    once. The caller commits.
     """
     event = _EVENT_OF_OUTCOME[AttemptOutcome(outcome)]
+    counted = _counted_attempts(session, task, outcome)
     attempt = session.get_one(TaskAttempt, (task.id, task.attempt))
     attempt.outcome = AttemptOutcome(outcome).value
     attempt.ended_ts = now_ts
@@ -494,7 +497,7 @@ def end_attempt(
     state = leasing.next_state(
         task.state,
         event,
-        attempts_started=task.attempt,
+        attempts_started=counted,
         max_attempts=job.max_attempts,
         judgement=judgement,
     )
@@ -509,10 +512,12 @@ def end_attempt(
     task.state = state.value
     if state in leasing.TERMINAL_STATES:
         task.ended_ts = now_ts
+    elif state is TaskState.QUEUED and not leasing.counts_against_attempts(outcome):
+        task.not_before_ts = now_ts
     elif state is TaskState.QUEUED:
         task.not_before_ts = leasing.retry_not_before_ts(
             now_ts,
-            task.attempt,
+            counted,
             retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s,
         )
@@ -520,6 +525,26 @@ def end_attempt(
         task.not_before_ts = now_ts  # a replica may start at once
     session.flush()
     refresh_job(session, task.job_id, now_ts=now_ts)
+
+
+def _counted_attempts(session: Session, task: Task, outcome: AttemptOutcome | str) -> int:
+    """Return the task's attempts that count against its job's (the ending one included).
+
+    Only a retry (expired, failed) reads them: a completion or cancellation ends the task, a
+    hand-back never spends attempts: those get ``task.attempt`` (their move does not read it).
+    """
+    if leasing.keeps_work(outcome) or not leasing.counts_against_attempts(outcome):
+        return task.attempt
+    handed_back = session.scalar(
+        select(func.count())
+        .select_from(TaskAttempt)
+        .where(
+            TaskAttempt.task_id == task.id,
+            TaskAttempt.attempt != task.attempt,
+            TaskAttempt.outcome == AttemptOutcome.HANDED_BACK.value,
+        )
+    )
+    return task.attempt - int(handed_back or 0)
 
 
 def refresh_job(session: Session, job_id: str, *, now_ts: float) -> None:
@@ -919,6 +944,32 @@ def fail(
     _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
     end_attempt(
         session, task, AttemptOutcome.FAILED, now_ts=now_ts, settings=settings, error=report.error
+    )
+    session.commit()
+    return _status(task, report.attempt, device)
+
+
+def hand_back(
+    session: Session,
+    device: Device,
+    task_id: str,
+    report: v1.TaskHandBack,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> v1.TaskStatus:
+    """End an attempt as handed back: requeued at once, not counted against the attempts."""
+    task = _locked_task(session, device, task_id, report.attempt)
+    if not _holds(task, device, report.attempt):
+        raise _lost(task, report.attempt)
+    _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
+    end_attempt(
+        session,
+        task,
+        AttemptOutcome.HANDED_BACK,
+        now_ts=now_ts,
+        settings=settings,
+        error=f"handed back: {report.reason}",
     )
     session.commit()
     return _status(task, report.attempt, device)

@@ -17,14 +17,22 @@ The machine (:data:`TRANSITIONS`)::
                       leased --expire | fail--> queued (after a backoff), or dead when the
                                                 job's attempts are spent, or still leased
                                                 while another attempt of it is live
+                      leased --hand_back--> queued (ready at once), or still leased while
+                                            another attempt of it is live; never dead
     verifying --expire | fail--> reported (the replica is run again), or dead, or verifying
+    verifying --hand_back--> reported (the replica is run again), or verifying; never dead
     queued | leased | reported | verifying --cancel--> cancelled
 
 A task's *attempt* is one lease of it to one device; it ends with an :class:`AttemptOutcome`.
 An event that ends an attempt names the attempt's outcome (:data:`EVENT_OUTCOME`). The energy
 an ended attempt is paid for is all it burned when its work is kept (completed, cancelled: the
 submitter stopped it), else the energy up to its last checkpoint (expired, failed: the work
-after it is lost and resumed from the checkpoint).
+after it is lost and resumed from the checkpoint; handed back: its device checkpointed and
+gave the task back on purpose, because its room is warm or it is stopping).
+
+A handed-back attempt is not a failure: it does not count against the job's attempts
+(:func:`counts_against_attempts`) and the task is not backed off. The caller of
+:func:`next_state` passes the attempts that count.
 
 Verification (issue 17). Where results are verified, an attempt that returns its result
 *reports* it (:attr:`TaskEvent.REPORT`), and the task's results so far are judged by
@@ -64,6 +72,7 @@ __all__ = [
     "attempts_spent",
     "candidate_order",
     "candidate_sort_key",
+    "counts_against_attempts",
     "is_ready",
     "keeps_work",
     "next_state",
@@ -113,6 +122,8 @@ class AttemptOutcome(enum.StrEnum):
     EXPIRED = "expired"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    HANDED_BACK = "handed_back"
+    """Its device gave the task back on purpose (a warm room, a stop), after a checkpoint."""
 
 
 class TaskEvent(enum.StrEnum):
@@ -132,6 +143,8 @@ class TaskEvent(enum.StrEnum):
     """Its job was cancelled."""
     REQUEUE = "requeue"
     """Its rejected results are void: it runs again from the start."""
+    HAND_BACK = "hand_back"
+    """An attempt's device gave the task back unfinished, on purpose, to resume elsewhere."""
 
 
 STORED_TASK_STATES: tuple[str, ...] = tuple(
@@ -155,11 +168,14 @@ EVENT_OUTCOME: Mapping[TaskEvent, AttemptOutcome] = {
     TaskEvent.EXPIRE: AttemptOutcome.EXPIRED,
     TaskEvent.FAIL: AttemptOutcome.FAILED,
     TaskEvent.CANCEL: AttemptOutcome.CANCELLED,
+    TaskEvent.HAND_BACK: AttemptOutcome.HANDED_BACK,
 }
 """The outcome an event gives the attempt it ends."""
 
 _RETRY = (TaskState.QUEUED, TaskState.DEAD, TaskState.LEASED)
 _REPLICA_RETRY = (TaskState.REPORTED, TaskState.DEAD, TaskState.VERIFYING)
+_HANDED_BACK = (TaskState.QUEUED, TaskState.QUEUED, TaskState.LEASED)
+_REPLICA_HANDED_BACK = (TaskState.REPORTED, TaskState.REPORTED, TaskState.VERIFYING)
 _JUDGED = (TaskState.VERIFIED, TaskState.REPORTED, TaskState.REJECTED)
 TRANSITIONS: Mapping[tuple[TaskState, TaskEvent], tuple[TaskState, ...]] = {
     (TaskState.QUEUED, TaskEvent.LEASE): (TaskState.LEASED,),
@@ -172,6 +188,8 @@ TRANSITIONS: Mapping[tuple[TaskState, TaskEvent], tuple[TaskState, ...]] = {
     (TaskState.VERIFYING, TaskEvent.EXPIRE): _REPLICA_RETRY,
     (TaskState.VERIFYING, TaskEvent.FAIL): _REPLICA_RETRY,
     (TaskState.REJECTED, TaskEvent.REQUEUE): (TaskState.QUEUED, TaskState.DEAD),
+    (TaskState.LEASED, TaskEvent.HAND_BACK): _HANDED_BACK,
+    (TaskState.VERIFYING, TaskEvent.HAND_BACK): _REPLICA_HANDED_BACK,
     (TaskState.QUEUED, TaskEvent.CANCEL): (TaskState.CANCELLED,),
     (TaskState.LEASED, TaskEvent.CANCEL): (TaskState.CANCELLED,),
     (TaskState.REPORTED, TaskEvent.CANCEL): (TaskState.CANCELLED,),
@@ -181,7 +199,8 @@ TRANSITIONS: Mapping[tuple[TaskState, TaskEvent], tuple[TaskState, ...]] = {
 
 A pair not listed is refused. A retry (``expire``, ``fail``) leads back to the state it came
 from while another attempt is live, else to ``dead`` when the attempts are spent, else to
-``queued`` (a lost replica: to ``reported``, to be run again). A ``report`` leads where the
+``queued`` (a lost replica: to ``reported``, to be run again); a ``hand_back`` likewise, but
+never to ``dead``. A ``report`` leads where the
 judgement of the task's results says (:func:`reported_state`); a ``requeue`` to ``queued``,
 or ``dead`` when the attempts are spent."""
 
@@ -210,7 +229,8 @@ def next_state(
     event : TaskEvent or str
         What happens.
     attempts_started : int
-        Attempts of the task started so far, the ending one included, >= 0.
+        Attempts of the task started so far that count against ``max_attempts`` (the ending
+        one included; handed-back ones excluded, see :func:`counts_against_attempts`), >= 0.
     max_attempts : int
         The job's attempts before the dead letter, >= 1.
     live_attempts : int
@@ -265,6 +285,16 @@ def reported_state(judgement: Judgement) -> TaskState:
 def attempts_spent(attempts_started: int, max_attempts: int) -> bool:
     """Return whether a task whose attempt just ended goes to the dead letter."""
     return attempts_started >= max_attempts
+
+
+def counts_against_attempts(outcome: AttemptOutcome | str) -> bool:
+    """Return whether an attempt that ended with ``outcome`` counts against the job's attempts.
+
+    Every ended attempt does but a handed-back one: a heater that checkpoints and gives a task
+    back because its room is warm did not fail it. A retry after a counted attempt is backed
+    off (:func:`retry_not_before_ts`); a handed-back task is ready at once.
+    """
+    return AttemptOutcome(outcome) is not AttemptOutcome.HANDED_BACK
 
 
 def keeps_work(outcome: AttemptOutcome | str) -> bool:

@@ -32,7 +32,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -280,6 +280,9 @@ class TaskRunner:
     on_checkpoint : callable, optional
         Called with the number of each checkpoint once it is in ``checkpoint_dir`` (in the
         runner's thread; it must return quickly: the agent only wakes its uploader).
+    inputs : mapping of str to Path, optional
+        Files fetched outside the sandbox (inputs by URL), copied into the job directory as
+        ``inputs/NAME`` (beside, or instead of, the artifact's inputs of the same name).
     """
 
     def __init__(
@@ -294,6 +297,7 @@ class TaskRunner:
         core_power_w: float = DEFAULT_CORE_POWER_W,
         on_progress: Callable[[TaskRunProgress], None] | None = None,
         on_checkpoint: Callable[[int], None] | None = None,
+        inputs: Mapping[str, Path] | None = None,
     ) -> None:
         self.artifact_path = artifact_path
         self.task = task
@@ -304,6 +308,7 @@ class TaskRunner:
         self.core_power_w = core_power_w
         self.on_progress = on_progress
         self.on_checkpoint = on_checkpoint
+        self.inputs = dict(inputs or {})
         self.cgroup: TaskCgroup | None = None
         """The task's cgroup while it runs."""
         self.job_dir: Path | None = None
@@ -366,6 +371,10 @@ class TaskRunner:
         (control / CHECKPOINT_DIR).mkdir(parents=True)
         (job_dir / "outputs").mkdir(exist_ok=True)
         (job_dir / "inputs").mkdir(exist_ok=True)
+        for name, source in self.inputs.items():
+            target = job_dir / "inputs" / name
+            target.unlink(missing_ok=True)
+            shutil.copyfile(source, target)  # a copy: the task cannot change the heater's
         latest = latest_checkpoint(self.checkpoint_dir)
         if latest is not None:
             self._checkpoint_seq = latest[0]

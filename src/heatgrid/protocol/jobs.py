@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Annotated, Final, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -31,6 +32,7 @@ __all__ = [
     "TaskRunOutcome",
     "TaskRunProgress",
     "is_input_url",
+    "split_input_url",
 ]
 
 MAX_ARTIFACT_BYTES: Final = 1 << 30
@@ -58,6 +60,35 @@ InputUrl = Annotated[str, StringConstraints(max_length=2000, pattern=_URL_PATTER
 def is_input_url(text: str) -> bool:
     """Return True if ``text`` is an input URL (``scheme://…``), not a local path."""
     return len(text) <= 2000 and re.fullmatch(_URL_PATTERN, text) is not None
+
+
+_HASH_FRAGMENT = re.compile(r"^sha256=([0-9a-f]{64})$")
+
+
+def split_input_url(url: str) -> tuple[str, str]:
+    """Return (the URL a heater fetches, without its fragment; the SHA-256 it names).
+
+    Heaters fetch ``http://`` and ``https://`` URLs that end in ``#sha256=`` and the file's
+    SHA-256 (64 lower-case hex digits): every heater checks it gets the same file.
+
+    Raises
+    ------
+    ValueError
+        Another scheme, or no hash; the message says what to write instead.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(
+            f"{url} is not fetched by heaters (only http:// and https:// URLs are); pack the "
+            "file with the job instead"
+        )
+    found = _HASH_FRAGMENT.fullmatch(parts.fragment)
+    if found is None:
+        raise ValueError(
+            f"{url} names no content hash; end the URL with #sha256=<64 lower-case hex digits> "
+            "of the file, so that every heater checks it"
+        )
+    return parts._replace(fragment="").geturl(), found.group(1)
 
 
 _Requirement = Annotated[

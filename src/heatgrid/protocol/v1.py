@@ -55,6 +55,7 @@ __all__ = [
     "MiningCredentials",
     "TaskCompletion",
     "TaskFailure",
+    "TaskHandBack",
     "TaskLease",
     "TaskProgress",
     "TaskStatus",
@@ -481,6 +482,31 @@ class TaskFailure(_Message):
     attempt: Attempt
     energy_j: Energy
     error: Annotated[Text, StringConstraints(min_length=1, max_length=2000)]
+
+
+class TaskHandBack(_Message):
+    """An attempt gives its task back on purpose, after its last checkpoint.
+
+    The heater's room is warm, or the heater is stopping: the task resumes on another heater
+    from its newest checkpoint, at once, and the attempt does not count against the job's
+    attempts (unlike :class:`TaskFailure`).
+
+    Attributes
+    ----------
+    protocol_version : int
+        Always ``1``.
+    attempt : int
+        The attempt, as leased.
+    energy_j : float
+        Energy burned by this attempt in all [J].
+    reason : str
+        Why it is handed back, 1 to 2000 characters.
+    """
+
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    attempt: Attempt
+    energy_j: Energy
+    reason: Annotated[Text, StringConstraints(min_length=1, max_length=2000)]
 
 
 class TaskStatus(_Message):

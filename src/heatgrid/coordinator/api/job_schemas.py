@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from heatgrid.core.leasing import DEFAULT_MAX_ATTEMPTS
-from heatgrid.protocol.jobs import ArtifactRef, InputName, InputUrl
+from heatgrid.protocol.jobs import ArtifactRef, InputName, InputUrl, split_input_url
 from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
@@ -75,7 +75,8 @@ class JobSubmission(_Body):
         The packed job the tasks run, uploaded by this account (``PUT /v1/artifacts/…``);
         each task's ``task_input`` is then its parameters. None: tasks need only their input.
     input_urls : dict
-        Inputs read where they are (name -> fsspec URL), handed to every task's heater.
+        Inputs left where they are (name -> ``https://…#sha256=HEX``), fetched and checked by
+        every task's heater.
     verify_quorum : int or None
         Where the coordinator verifies results: owners whose devices must return the same
         result of a checked task, 2 to 10 (None: the coordinator's ``verify_quorum``).
@@ -105,6 +106,11 @@ class JobSubmission(_Body):
             raise ValueError(f"device_kinds {self.device_kinds} repeats a kind")
         if self.input_urls and self.artifact is None:
             raise ValueError("input_urls: only a job with an artifact reads inputs")
+        for name, url in self.input_urls.items():
+            try:
+                split_input_url(url)
+            except ValueError as error:
+                raise ValueError(f"input_urls.{name}: {error}") from None
         return self
 
 

@@ -237,3 +237,21 @@ def fail(
 ) -> v1.TaskStatus:
     """Report a failed attempt; the task is retried with backoff or goes to the dead letter."""
     return leases.fail(session, device, task_id, body, now_ts=now_ts, settings=settings)
+
+
+@router.post("/tasks/{task_id}/hand-back")
+def hand_back(
+    *,
+    task_id: str,
+    body: v1.TaskHandBack,
+    device: _Device,
+    session: SessionDep,
+    now_ts: NowTs,
+    settings: SettingsDep,
+) -> v1.TaskStatus:
+    """Give a task back on purpose (warm room, heater stopping) after its last checkpoint.
+
+    It is queued again at once to resume elsewhere, and the attempt does not count against
+    the job's attempts.
+    """
+    return leases.hand_back(session, device, task_id, body, now_ts=now_ts, settings=settings)

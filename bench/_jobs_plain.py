@@ -1,0 +1,83 @@
+"""The baseline of ``bench_jobs``: a job's ``main`` in a plain Python process, no heatgrid.
+
+Run as ``python bench/_jobs_plain.py JOB_DIR PARAMS_JSON [RESTORE_FILE]``. The job's ``job.py``
+is imported and its ``main(ctx)`` called with a bare context: no sandbox, no cgroup, no runner,
+no pipes; ``checkpoint`` keeps the newest state in memory, ``restore`` reads ``RESTORE_FILE``
+(bytes that the heatgrid run checkpointed) when given, ``should_pause`` is always false. It
+prints one JSON line: when the process started and each progress report
+(``time.monotonic``, the system-wide clock the benchmark reads too), and the job's result.
+Standard library only (and whatever the job imports).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["PlainContext", "main"]
+
+
+class PlainContext:
+    """The least a job's ``main(ctx)`` needs, with none of heatgrid's machinery."""
+
+    def __init__(self, params: dict[str, object], restore_file: Path | None, out: Path) -> None:
+        self.task_index = 0
+        self.params = params
+        self.inputs: dict[str, Path] = {}
+        self.device = "cpu"
+        self.output_dir = out
+        self.work_dir = out
+        self._restore = restore_file
+        self.reports: list[tuple[float, float]] = []
+        self.checkpoints = 0
+
+    def restore(self) -> object | None:
+        """Return the bytes of the restore file, or None."""
+        return None if self._restore is None else self._restore.read_bytes()
+
+    def checkpoint(self, state: object) -> int:
+        """Count the checkpoint; keep nothing (the baseline stores no checkpoint)."""
+        self.checkpoints += 1
+        return self.checkpoints
+
+    def progress(self, fraction: float, metrics: Mapping[str, float] | None = None) -> None:
+        """Record when the step in ``metrics`` was reached."""
+        self.reports.append((time.monotonic(), float((metrics or {}).get("step", 0.0))))
+
+    def should_pause(self) -> bool:
+        """Never: the baseline runs uninterrupted."""
+        return False
+
+
+def main(argv: list[str]) -> int:
+    """Run the job once in this process; print the timings and result as JSON."""
+    started = time.monotonic()
+    job_dir, params = Path(argv[0]), json.loads(argv[1])
+    restore_file = Path(argv[2]) if len(argv) > 2 else None
+    sys.path.insert(0, str(job_dir))
+    module = importlib.import_module("job")
+    with tempfile.TemporaryDirectory() as out:
+        ctx = PlainContext(params, restore_file, Path(out))
+        result = module.main(ctx)
+    finished = time.monotonic()
+    print(
+        json.dumps(
+            {
+                "started": started,
+                "finished": finished,
+                "reports": ctx.reports,
+                "checkpoints": ctx.checkpoints,
+                "result": result,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

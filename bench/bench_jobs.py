@@ -1,0 +1,333 @@
+"""Jobs on heaters: goodput under preemption, checkpoint overhead and resume latency.
+
+One training job (``examples/digits``, PyTorch on CPU, one thread) runs, in the same run:
+
+- ``plain``: the baseline, the job's ``main`` in a plain Python process with a bare context
+  (``bench/_jobs_plain.py``): no sandbox, no cgroup, no runner, no checkpoints;
+- ``heatgrid``: the same task through :class:`heatgrid.jobs.runner.TaskRunner`, exactly as the
+  agent runs it (artifact checked by hash, bubblewrap sandbox, cgroup limits, the SDK's pipes),
+  checkpointing every ``--checkpoint-interval-s`` of training (that many steps at the plain
+  run's rate; the checkpoint is saved, fsynced, copied out and hashed by the runner);
+- ``heatgrid_no_checkpoints``: the same without checkpoints (the sandbox's own share);
+- ``preempted``: the heatgrid run asked to pause at half its steps (a graceful preemption: it
+  checkpoints and exits), then resumed from that checkpoint by a second runner with its own
+  work and checkpoint directories (another heater), to the end;
+- ``plain resume``: the baseline process started from the same checkpoint.
+
+``plain`` and ``heatgrid`` alternate ``--repeats`` times and the best of each counts (the
+machine is shared). Rates are steady training rates: steps between the first and last progress
+report over the time between them, so process start and imports are not in them.
+
+Reported, each as a ratio against the baseline (and the CPU time of whole runs, which a
+busy machine disturbs less than wall-clock rates):
+
+- checkpoint overhead: ``1 - heatgrid rate / plain rate`` (checkpoints, sandbox and cgroup
+  together); goal <= 1 %;
+- resume latency: from the second runner's start until training runs again (its first
+  progress report, less the time of the steps it made before the report), against the plain
+  process from the same checkpoint; goal <= 10 s plus the checkpoint download (not measured
+  here: the checkpoint is a local file; its size is reported);
+- goodput (useful steps over wall time) at one preemption per host-hour. The accelerated
+  mapping: the preempted run has one preemption in about half a minute of wall time; each
+  measured cost of that preemption (pause: ask to checkpoint until every process is gone;
+  resume; steps lost and made again) is paid once per 3600 s and the steady overhead all the
+  time: ``goodput = (heatgrid rate / plain rate) * (3600 - cost_s) / 3600``; goal >= 98 %.
+  The short run's own goodput (one preemption in its wall time, two process starts against
+  the baseline's one) is reported too.
+
+Usage: ``python bench/bench_jobs.py --out PATH [--epochs N] [--checkpoint-interval-s S]
+[--repeats N]``. Needs the ``ml`` extra (torch, scikit-learn), bubblewrap and cgroups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from heatgrid.jobs.artifact import artifact_path, pack_job
+from heatgrid.jobs.runner import RunLimits, TaskRunner, latest_checkpoint
+from heatgrid.jobs.sdk import decode_checkpoint
+from heatgrid.protocol.jobs import ArtifactRef, TaskRun, TaskRunOutcome, TaskRunProgress
+
+_BENCH_DIR = Path(__file__).resolve().parent
+_EXAMPLE = _BENCH_DIR.parent / "examples" / "digits"
+_HOUR_S = 3600.0
+_GOAL_GOODPUT = 0.98
+_GOAL_CHECKPOINT_OVERHEAD = 0.01
+_GOAL_RESUME_S = 10.0
+_NEVER = 10**9  # a checkpoint interval longer than any run: the baseline checkpoints nothing
+
+
+@dataclass
+class _Run:
+    """One run's clock: when it started and ended, and each progress report (time, step)."""
+
+    started: float
+    finished: float = 0.0
+    reports: list[tuple[float, float]] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    host_cpu_s: float = 0.0
+    cpu_s: float = 0.0
+
+    def steady_steps_per_s(self) -> float:
+        """Steps between the first and last report over the time between them [1/s]."""
+        (t0, s0), (t1, s1) = self.reports[0], self.reports[-1]
+        return (s1 - s0) / (t1 - t0)
+
+    def first_report_s(self) -> float:
+        """Time from the start to the first progress report [s]."""
+        return self.reports[0][0] - self.started
+
+
+def _plain(params: dict[str, object], restore_file: Path | None = None) -> _Run:
+    command = [
+        sys.executable,
+        str(_BENCH_DIR / "_jobs_plain.py"),
+        str(_EXAMPLE),
+        json.dumps(params),
+    ]
+    if restore_file is not None:
+        command.append(str(restore_file))
+    started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"the plain run failed: {done.stderr[-2000:]}")
+    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    return _Run(
+        started=started,
+        finished=time.monotonic(),
+        reports=[(t, s) for t, s in printed["reports"]],
+        result=printed["result"],
+        cpu_s=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+    )
+
+
+@dataclass
+class _Heater:
+    """One heater's runner directories; runs tasks of the packed example."""
+
+    root: Path
+    ref: ArtifactRef
+    store: Path
+
+    def run(
+        self, params: dict[str, object], pause_at_step: float | None = None
+    ) -> tuple[_Run, TaskRunOutcome, float | None]:
+        """Run the task; ask it to pause at ``pause_at_step``. Return run, outcome, pause time."""
+        clock = _Run(started=0.0)
+        asked: list[float] = []
+        runner: TaskRunner | None = None
+
+        def on_progress(progress: TaskRunProgress) -> None:
+            step = float(progress.metrics.get("step", 0.0))
+            clock.reports.append((time.monotonic(), step))
+            if pause_at_step is not None and step >= pause_at_step and not asked:
+                asked.append(time.monotonic())
+                assert runner is not None
+                runner.request_pause()
+
+        runner = TaskRunner(
+            artifact_path(self.store, self.ref.sha256),
+            TaskRun(artifact=self.ref, params=params),
+            checkpoint_dir=self.root / "checkpoints",
+            output_dir=self.root / "outputs",
+            limits=RunLimits(
+                memory_bytes=1 << 30, disk_bytes=256 << 20, max_processes=64, pause_grace_s=30.0
+            ),
+            work_root=self.root / "work",
+            on_progress=on_progress,
+        )
+        cpu_before = time.process_time()
+        clock.started = time.monotonic()
+        outcome = runner.run()
+        clock.finished = time.monotonic()
+        clock.host_cpu_s = time.process_time() - cpu_before
+        clock.cpu_s = outcome.cpu_s + clock.host_cpu_s  # the task's cgroup and the runner
+        clock.result = outcome.result
+        if outcome.state not in {"completed", "paused"}:
+            raise RuntimeError(f"the heatgrid run ended {outcome.state}: {outcome.message}")
+        return clock, outcome, asked[0] if asked else None
+
+
+def _steady(runs: list[_Run]) -> float:
+    return max(run.steady_steps_per_s() for run in runs)
+
+
+def _preempted(
+    root: Path, ref: ArtifactRef, store: Path, params: dict[str, object], total_steps: int
+) -> dict[str, Any]:
+    first = _Heater(root / "heater-a", ref, store)
+    run_a, paused, asked = first.run(params, pause_at_step=total_steps / 2)
+    if paused.state != "paused" or asked is None:
+        raise RuntimeError(f"the preempted run did not pause: {paused.state} {paused.message}")
+    found = latest_checkpoint(first.root / "checkpoints")
+    assert found is not None, "the paused run left no checkpoint"
+    seq, path = found
+    second = _Heater(root / "heater-b", ref, store)  # another heater: its own directories
+    (second.root / "checkpoints").mkdir(parents=True)
+    shutil.copyfile(path, second.root / "checkpoints" / f"{seq}.ckpt")
+    run_b, completed, _ = second.run(params)
+    assert run_b.result is not None
+    resumed_step = float(run_b.result["resumed_from_step"])
+    stepped_before_s = (run_b.reports[0][1] - resumed_step) / run_b.steady_steps_per_s()
+    raw = root / "restore.bin"
+    blob = decode_checkpoint(path.read_bytes())
+    assert isinstance(blob, bytes)
+    raw.write_bytes(blob)
+    plain_resume = _plain(params, raw)
+    plain_before_s = (plain_resume.reports[0][1] - resumed_step) / (
+        plain_resume.steady_steps_per_s()
+    )
+    paused_step = max(step for _, step in run_a.reports)
+    return {
+        "run_a": run_a,
+        "run_b": run_b,
+        "completed": completed,
+        "pause_s": run_a.finished - asked,
+        "resume_s": run_b.first_report_s() - stepped_before_s,
+        "plain_resume_s": plain_resume.first_report_s() - plain_before_s,
+        "steps_lost": max(paused_step - resumed_step, 0.0),
+        "resumed_from_step": resumed_step,
+        "checkpoint_bytes": path.stat().st_size,
+    }
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "processor": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_1_min": os.getloadavg()[0],
+    }
+
+
+def _repeated(
+    root: Path, ref: ArtifactRef, store: Path, args: argparse.Namespace
+) -> tuple[dict[str, list[_Run]], list[TaskRunOutcome], int]:
+    """Alternate the plain run and the heatgrid runs; return them, outcomes, checkpoint steps."""
+    base: dict[str, object] = {"epochs": args.epochs, "threads": 1, "seed": 0}
+    runs: dict[str, list[_Run]] = {"plain": [], "heatgrid_no_checkpoints": [], "heatgrid": []}
+    outcomes: list[TaskRunOutcome] = []
+    every = 0
+    for repeat in range(args.repeats):
+        runs["plain"].append(_plain(base | {"checkpoint_every": _NEVER}))
+        if not every:  # once per --checkpoint-interval-s of training at the plain rate
+            every = max(round(_steady(runs["plain"]) * args.checkpoint_interval_s), 1)
+        heater = _Heater(root / f"heater-bare-{repeat}", ref, store)
+        runs["heatgrid_no_checkpoints"].append(heater.run(base | {"checkpoint_every": _NEVER})[0])
+        heater = _Heater(root / f"heater-{repeat}", ref, store)
+        run, outcome, _ = heater.run(base | {"checkpoint_every": every})
+        runs["heatgrid"].append(run)
+        outcomes.append(outcome)
+    return runs, outcomes, every
+
+
+def main() -> None:
+    """Run the benchmark, print its JSON and write it to ``--out``."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--checkpoint-interval-s", type=float, default=1.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench-jobs-") as scratch:
+        root = Path(scratch)
+        store = root / "store"
+        ref = pack_job(_EXAMPLE, store)
+        runs, outcomes, every = _repeated(root, ref, store, args)
+        plains, heatgrids = runs["plain"], runs["heatgrid"]
+        plain_rate, heatgrid_rate = _steady(plains), _steady(heatgrids)
+        bare_rate = _steady(runs["heatgrid_no_checkpoints"])
+        total_steps = int(max(step for _, step in heatgrids[0].reports))
+        params = {"epochs": args.epochs, "threads": 1, "seed": 0, "checkpoint_every": every}
+        pre = _preempted(root, ref, store, params, total_steps)
+    run_a, run_b, completed = pre["run_a"], pre["run_b"], pre["completed"]
+    cost_s = pre["pause_s"] + pre["resume_s"] + pre["steps_lost"] / heatgrid_rate
+    goodput_hour = (heatgrid_rate / plain_rate) * (_HOUR_S - cost_s) / _HOUR_S
+    plain_wall_s = min(run.finished - run.started for run in plains)
+    preempted_wall_s = (run_a.finished - run_a.started) + (run_b.finished - run_b.started)
+    uninterrupted = heatgrids[0].result or {}
+    resumed = run_b.result or {}
+    checkpoint_overhead = 1.0 - heatgrid_rate / plain_rate
+    result = {
+        "benchmark": "jobs",
+        "what": "examples/digits (PyTorch, CPU, 1 thread) through the agent's runner and "
+        "sandbox vs the same training loop in a plain Python process, same run",
+        "baseline": "the job's main() in a plain python process: no sandbox, cgroup, runner or "
+        "checkpoints (bench/_jobs_plain.py), same parameters, same run",
+        "steps": total_steps,
+        "epochs": args.epochs,
+        "checkpoint_interval_s": args.checkpoint_interval_s,
+        "checkpoint_every_steps": every,
+        "checkpoints_per_run": outcomes[0].checkpoint_count,
+        "checkpoint_bytes": pre["checkpoint_bytes"],
+        "repeats": args.repeats,
+        "plain_steps_per_s": plain_rate,
+        "heatgrid_no_checkpoints_steps_per_s": bare_rate,
+        "heatgrid_steps_per_s": heatgrid_rate,
+        "ratio_steps_per_s_heatgrid_vs_plain": heatgrid_rate / plain_rate,
+        "sandbox_overhead": 1.0 - bare_rate / plain_rate,
+        "checkpoint_overhead_vs_heatgrid_without": 1.0 - heatgrid_rate / bare_rate,
+        "checkpoint_overhead": checkpoint_overhead,
+        "checkpoint_overhead_is": "1 - heatgrid rate / plain rate: checkpoints, sandbox and "
+        "cgroup together",
+        "goal_checkpoint_overhead": _GOAL_CHECKPOINT_OVERHEAD,
+        "goal_checkpoint_overhead_met": checkpoint_overhead <= _GOAL_CHECKPOINT_OVERHEAD,
+        "plain_first_report_s": min(run.first_report_s() for run in plains),
+        "heatgrid_first_report_s": min(run.first_report_s() for run in heatgrids),
+        "plain_cpu_s": min(run.cpu_s for run in plains),
+        "heatgrid_no_checkpoints_cpu_s": min(run.cpu_s for run in runs["heatgrid_no_checkpoints"]),
+        "heatgrid_cpu_s": min(run.cpu_s for run in heatgrids),
+        "ratio_cpu_s_heatgrid_vs_plain": min(run.cpu_s for run in heatgrids)
+        / min(run.cpu_s for run in plains),
+        "cpu_s_is": "CPU time of the whole run, imports included (plain: the process; heatgrid: "
+        "the task's cgroup plus the runner's host side): steadier than rates on a busy machine",
+        "runner_cpu_share": max(run.host_cpu_s / (run.finished - run.started) for run in heatgrids),
+        "runner_cpu_share_is": "CPU time of the runner's host side (supervision, reports, "
+        "checkpoint copies) over the run's wall time",
+        "pause_s": pre["pause_s"],
+        "resume_s": pre["resume_s"],
+        "plain_resume_s": pre["plain_resume_s"],
+        "ratio_resume_heatgrid_vs_plain": pre["resume_s"] / pre["plain_resume_s"],
+        "resume_excludes": "the checkpoint download (the file is copied locally)",
+        "goal_resume_s": _GOAL_RESUME_S,
+        "goal_resume_met": pre["resume_s"] <= _GOAL_RESUME_S,
+        "steps_lost_at_preemption": pre["steps_lost"],
+        "resumed_from_step": pre["resumed_from_step"],
+        "same_weights_as_uninterrupted": resumed.get("weights_sha256")
+        == uninterrupted.get("weights_sha256"),
+        "test_accuracy": resumed.get("test_accuracy"),
+        "preemption_cost_s": cost_s,
+        "goodput_one_preemption_per_host_hour": goodput_hour,
+        "goodput_mapping": "each measured preemption cost (pause, resume, steps lost) once per "
+        "3600 s of host time, the steady overhead all the time, against the plain rate",
+        "goal_goodput": _GOAL_GOODPUT,
+        "goal_goodput_met": goodput_hour >= _GOAL_GOODPUT,
+        "short_run_preempted_wall_s": preempted_wall_s,
+        "short_run_plain_wall_s": plain_wall_s,
+        "short_run_goodput_ratio": plain_wall_s / preempted_wall_s,
+        "final_state": completed.state,
+        "machine": _machine() | {"load_average_1_min_before": load_before},
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    with open(args.out, "w", encoding="utf-8") as stream:
+        stream.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
