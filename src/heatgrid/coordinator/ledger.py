@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import Table, and_, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -29,11 +30,14 @@ __all__ = [
     "BALANCE_CURSOR_KINDS",
     "MICRO_EUR_PER_EUR",
     "Posting",
+    "Transaction",
     "account_balances",
     "attempt_cost_micro_eur",
+    "attempt_postings",
     "balance_page",
     "post",
     "post_attempt",
+    "post_many",
     "unbalanced_transactions",
 ]
 
@@ -48,6 +52,18 @@ class Posting:
     account: str
     unit: str
     amount: int
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A balanced transaction to post under ``key`` (at most once), and what it is about."""
+
+    key: str
+    kind: str
+    postings: Sequence[Posting]
+    job_id: str | None = None
+    task_id: str | None = None
+    device_id: str | None = None
 
 
 def attempt_cost_micro_eur(energy_j: int, price_eur_per_kwh: float) -> int:
@@ -91,6 +107,116 @@ def post_attempt(
     )
 
 
+def attempt_postings(
+    *,
+    energy_j: float,
+    device_id: str,
+    owner_id: int,
+    job_id: str,
+    submitter_id: int,
+    price_eur_per_kwh: float,
+    owner_share: float,
+) -> list[Posting]:
+    """Return the postings that settle an attempt of ``energy_j`` [J] (see the module's rule).
+
+    ``price_eur_per_kwh`` [EUR/kWh] is the job's price; ``owner_share`` the heater owner's
+    fraction of the cost [1].
+    """
+    joules = round(energy_j)
+    cost = attempt_cost_micro_eur(joules, price_eur_per_kwh)
+    share = round(cost * owner_share)
+    return [
+        Posting(f"device:{device_id}", "j", -joules),
+        Posting(f"job:{job_id}", "j", joules),
+        Posting(f"submitter:{submitter_id}", "micro_eur", -cost),
+        Posting(f"owner:{owner_id}", "micro_eur", share),
+        Posting("platform", "micro_eur", cost - share),
+    ]
+
+
+def _check_balanced(key: str, postings: Sequence[Posting]) -> None:
+    totals: dict[str, int] = {}
+    for posting in postings:
+        totals[posting.unit] = totals.get(posting.unit, 0) + posting.amount
+    if any(total != 0 for total in totals.values()):
+        raise ValueError(f"ledger transaction {key!r} does not balance: {totals}")
+
+
+def _insert_entries(session: Session, entries: list[dict[str, Any]]) -> None:
+    """Insert ledger entries in one statement.
+
+    An executemany with ``RETURNING`` is sent as one multi-row ``INSERT``; without it,
+    psycopg would send a statement per row.
+    """
+    if entries:
+        table = cast(Table, LedgerEntry.__table__)
+        session.execute(insert(table).returning(table.c.id), entries)
+
+
+def _dialect_insert(session: Session) -> Any:
+    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
+
+
+def post_many(session: Session, transactions: Sequence[Transaction], *, now_ts: float) -> set[str]:
+    """Add balanced transactions to the session, each unless its key was posted before.
+
+    Two statements whatever their number: one multi-row ``INSERT … ON CONFLICT DO NOTHING
+    RETURNING`` of the transactions, one multi-row ``INSERT`` of the new ones' entries.
+
+    Returns
+    -------
+    set of str
+        The keys that were added (the others existed already).
+
+    Raises
+    ------
+    ValueError
+        If a transaction's postings do not sum to zero in each unit, or two share a key.
+    """
+    if not transactions:
+        return set()
+    by_key = {transaction.key: transaction for transaction in transactions}
+    if len(by_key) != len(transactions):
+        raise ValueError("ledger transactions of one post_many share a key")
+    for transaction in transactions:
+        _check_balanced(transaction.key, transaction.postings)
+    # executemany of one INSERT … RETURNING: SQLAlchemy sends it as one multi-row statement
+    # ("insertmanyvalues"), compiled once and cached, unlike .values([...]).
+    table = cast(Table, LedgerTransaction.__table__)
+    statement = (
+        _dialect_insert(session)(table)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(table.c.id, table.c.key)
+    )
+    rows = [
+        {
+            "key": transaction.key,
+            "kind": transaction.kind,
+            "job_id": transaction.job_id,
+            "task_id": transaction.task_id,
+            "device_id": transaction.device_id,
+            "created_ts": now_ts,
+        }
+        for transaction in transactions
+    ]
+    added = {
+        str(key): int(transaction_id) for transaction_id, key in session.execute(statement, rows)
+    }
+    entries = [
+        {
+            "transaction_id": transaction_id,
+            "account": posting.account,
+            "unit": posting.unit,
+            "amount": posting.amount,
+        }
+        for key, transaction_id in sorted(added.items())
+        for posting in by_key[key].postings
+        if posting.amount != 0
+    ]
+    _insert_entries(session, entries)
+    return set(added)
+
+
 def post(
     session: Session,
     *,
@@ -114,11 +240,7 @@ def post(
     ValueError
         If the postings do not sum to zero in each unit (a programming error).
     """
-    totals: dict[str, int] = {}
-    for posting in postings:
-        totals[posting.unit] = totals.get(posting.unit, 0) + posting.amount
-    if any(total != 0 for total in totals.values()):
-        raise ValueError(f"ledger transaction {key!r} does not balance: {totals}")
+    _check_balanced(key, postings)
     values = {
         "key": key,
         "kind": kind,
@@ -127,9 +249,8 @@ def post(
         "device_id": device_id,
         "created_ts": now_ts,
     }
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = (
-        dialect.insert(LedgerTransaction)
+        _dialect_insert(session)(LedgerTransaction)
         .values(values)
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(LedgerTransaction.id)
@@ -147,8 +268,7 @@ def post(
         for posting in postings
         if posting.amount != 0
     ]
-    if entries:
-        session.execute(insert(LedgerEntry), entries)  # one multi-row INSERT
+    _insert_entries(session, entries)
     return True
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from heatgrid.coordinator import leases
+from heatgrid.coordinator import completions, leases
 from heatgrid.coordinator.api.deps import NowTs, SessionDep, SettingsDep, require_device
 from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.db.models import Checkpoint, Device
@@ -221,7 +221,7 @@ def complete_batch(
     Each outcome carries the status a single completion (``…/tasks/{task_id}/complete``)
     would have had; the batch itself is answered 200.
     """
-    outcomes = leases.complete_batch(session, device, body, now_ts=now_ts, settings=settings)
+    outcomes = completions.complete_batch(session, device, body, now_ts=now_ts, settings=settings)
     return v1.CompletionBatchResponse(outcomes=outcomes)
 
 
