@@ -173,3 +173,27 @@ def test_a_cache_time_of_zero_checks_every_request() -> None:
     assert cache.get("hgk_a_s") is None
     with pytest.raises(ValueError, match="ttl_s"):
         CredentialCache[str](float("nan"), Clock())
+
+
+def _artifact(client: Client, coordinator: Coordinator, token: str) -> int:
+    answer = client.get(f"/v1/artifacts/{'ab' * 32}", headers=coordinator.auth(token))
+    return answer.status_code
+
+
+def test_a_device_token_on_the_artifact_routes_goes_through_the_cache(
+    coordinator: Coordinator, other_process: Client
+) -> None:
+    device_id, token, owner = _device(coordinator)
+    assert _artifact(coordinator.client, coordinator, token) == 404  # admitted; no such artifact
+    seen = _statements(coordinator)
+    assert _heartbeat(coordinator, coordinator.client, (device_id, token)) == 200
+    assert not [text for text in seen if text.lstrip().upper().startswith("SELECT")], seen
+
+    forged = f"hgd_{device_id}_{'A' * 43}"
+    assert _artifact(coordinator.client, coordinator, forged) == 401
+
+    assert _artifact(other_process, coordinator, token) == 404  # cached in the other process too
+    answer = coordinator.client.delete(f"/v1/devices/{device_id}", headers=coordinator.auth(owner))
+    assert answer.status_code == 200, answer.text
+    for client in (coordinator.client, other_process):
+        assert _artifact(client, coordinator, token) == 401
