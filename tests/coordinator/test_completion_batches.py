@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from heatgrid.coordinator.db import make_engine, make_session_factory
-from heatgrid.coordinator.db.models import LedgerTransaction, Task
+from heatgrid.coordinator.db.models import (
+    Job,
+    LedgerEntry,
+    LedgerTransaction,
+    Task,
+    TaskAttempt,
+)
 
 from .conftest import Coordinator
 
@@ -160,3 +167,147 @@ def test_an_attempt_beyond_a_database_integer_is_refused_at_the_door(
     )
     assert answer.status_code == 422, answer.text
     assert "attempt" in answer.json()["detail"]
+
+
+def _job(coordinator: Coordinator, submitter: str, tasks: int) -> str:
+    job = {
+        "name": "job",
+        "checkpoint_every_j": 90_000.0,
+        "tasks": [{"task_input": {"n": n}, "energy_j": 360_000.0} for n in range(tasks)],
+    }
+    answer = coordinator.client.post("/v1/jobs", json=job, headers=coordinator.auth(submitter))
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["job_id"])
+
+
+def _claim(coordinator: Coordinator, device: tuple[str, dict[str, str]], slots: int) -> Any:
+    answer = coordinator.client.post(
+        f"/v1/devices/{device[0]}/claim", json={"slots": slots}, headers=device[1]
+    )
+    assert answer.status_code == 200, answer.text
+    leases = answer.json()["leases"]
+    assert len(leases) == slots
+    return leases
+
+
+def _what_stays(database_url: str, job_id: str, device_id: str) -> dict[str, Any]:
+    """The rows a job's completions left, with its own ids replaced by placeholders."""
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            tasks = session.execute(
+                select(
+                    Task.task_index,
+                    Task.state,
+                    Task.attempt,
+                    Task.result,
+                    Task.result_sha256,
+                    Task.lease_device_id,
+                    Task.lease_expires_ts,
+                    Task.ended_ts,
+                    Task.last_error,
+                    TaskAttempt.outcome,
+                    TaskAttempt.energy_j,
+                    TaskAttempt.ended_ts,
+                    TaskAttempt.error,
+                )
+                .join(TaskAttempt, TaskAttempt.task_id == Task.id)
+                .where(Task.job_id == job_id)
+                .order_by(Task.task_index, TaskAttempt.attempt)
+            ).all()
+            entries = session.execute(
+                select(Task.task_index, LedgerEntry.account, LedgerEntry.unit, LedgerEntry.amount)
+                .join(LedgerTransaction, LedgerTransaction.task_id == Task.id)
+                .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+                .where(Task.job_id == job_id)
+                .order_by(Task.task_index, LedgerEntry.account, LedgerEntry.unit)
+            ).all()
+            job = session.execute(select(Job.state, Job.ended_ts).where(Job.id == job_id)).one()
+    finally:
+        engine.dispose()
+    return {
+        "tasks": [tuple(row) for row in tasks],
+        "entries": [
+            (index, account.replace(device_id, "DEVICE").replace(job_id, "JOB"), unit, amount)
+            for index, account, unit, amount in entries
+        ],
+        "job": tuple(job),
+    }
+
+
+def test_a_batch_leaves_the_rows_that_single_completions_leave(coordinator: Coordinator) -> None:
+    owner, submitter = coordinator.owner_key(), coordinator.submitter_key()
+    batched, single = _device(coordinator, owner, "batched"), _device(coordinator, owner, "single")
+    jobs = []
+    for device in (batched, single):
+        jobs.append(_job(coordinator, submitter, 4))
+        leases = sorted(_claim(coordinator, device, 4), key=lambda lease: lease["task_id"])
+        assert {lease["job_id"] for lease in leases} == {jobs[-1]}
+        first = leases[0]
+        progress = coordinator.client.post(
+            f"/v1/devices/{device[0]}/tasks/{first['task_id']}/progress",
+            json={"attempt": first["attempt"], "energy_j": 700.0},
+            headers=device[1],
+        )
+        assert progress.status_code == 200, progress.text
+        items = [
+            {
+                "task_id": lease["task_id"],
+                "attempt": lease["attempt"],
+                "energy_j": 1000.0 * (n + 1) + 0.4,  # a different energy and result each
+                "result": {"n": lease["task_input"]["n"], "nested": {"x": [n, None]}},
+            }
+            for n, lease in enumerate(sorted(leases, key=lambda lease: lease["task_index"]))
+        ]
+        if device is batched:
+            assert [outcome["status_code"] for outcome in _batch(coordinator, device, items)] == [
+                200
+            ] * 4
+        else:
+            for item in items:
+                answer = coordinator.client.post(
+                    f"/v1/devices/{device[0]}/tasks/{item['task_id']}/complete",
+                    json={key: value for key, value in item.items() if key != "task_id"},
+                    headers=device[1],
+                )
+                assert answer.status_code == 200, answer.text
+    left_by_batch = _what_stays(coordinator.database_url, jobs[0], batched[0])
+    left_one_by_one = _what_stays(coordinator.database_url, jobs[1], single[0])
+    assert left_by_batch == left_one_by_one
+    assert left_by_batch["job"][0] == "completed"
+    assert len(left_by_batch["entries"]) == 4 * 5  # each attempt settled once, five entries
+
+
+def test_a_batch_sends_as_many_statements_whatever_its_size(coordinator: Coordinator) -> None:
+    owner, submitter = coordinator.owner_key(), coordinator.submitter_key()
+    device = _device(coordinator, owner, "mine")
+    _job(coordinator, submitter, 12)
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        if re.match(r"\s*(SELECT|INSERT|UPDATE|DELETE)\b", str(args[2]), re.IGNORECASE):
+            seen.append(str(args[2]))
+
+    counts = []
+    for size in (2, 8):
+        leases = _claim(coordinator, device, size)
+        items = [
+            {
+                "task_id": lease["task_id"],
+                "attempt": lease["attempt"],
+                "energy_j": 10.0 * n,
+                "result": {"n": n},
+            }
+            for n, lease in enumerate(leases)
+        ]
+        event.listen(coordinator.app.state.engine, "before_cursor_execute", record)
+        try:
+            assert {outcome["status_code"] for outcome in _batch(coordinator, device, items)} == {
+                200
+            }
+        finally:
+            event.remove(coordinator.app.state.engine, "before_cursor_execute", record)
+        counts.append(len(seen))
+        seen.clear()
+    assert counts[0] == counts[1], counts
+    assert counts[1] <= 8, counts  # device row, lock and read, 2 updates, 2 ledger, job check

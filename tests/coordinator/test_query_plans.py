@@ -64,12 +64,17 @@ def _hot_paths(coordinator: Coordinator) -> list[tuple[str, Any]]:
     assert coordinator.client.post(f"{base}/heartbeat", json=beat, headers=headers).is_success
     claimed = coordinator.client.post(f"{base}/claim", json={"slots": 2}, headers=headers)
     assert claimed.status_code == 200, claimed.text
-    [lease, _] = claimed.json()["leases"]
+    [lease, other] = claimed.json()["leases"]
     task = f"{base}/tasks/{lease['task_id']}"
     report = {"attempt": lease["attempt"], "energy_j": 1000.0}
     assert coordinator.client.post(f"{task}/progress", json=report, headers=headers).is_success
     done = {**report, "energy_j": 2000.0, "result": {"ok": True}}
     assert coordinator.client.post(f"{task}/complete", json=done, headers=headers).is_success
+    batch = [{**done, "task_id": other["task_id"], "attempt": other["attempt"]}]
+    batched = coordinator.client.post(
+        f"{base}/completions", json={"completions": batch}, headers=headers
+    )
+    assert batched.status_code == 200, batched.text
     jobs = coordinator.client.get("/v1/jobs?limit=2", headers=coordinator.auth(submitter))
     assert jobs.status_code == 200, jobs.text
     return seen
