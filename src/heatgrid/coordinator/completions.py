@@ -109,7 +109,12 @@ def _read(
             )
             .join(TaskAttempt, TaskAttempt.task_id == Task.id)
             .join(Job, Job.id == Task.job_id)
-            .where(tuple_(TaskAttempt.task_id, TaskAttempt.attempt).in_(pairs))
+            .where(
+                Task.id.in_(
+                    sorted({task_id for task_id, _ in pairs})
+                ),  # a seek, not a scan, on SQLite
+                tuple_(TaskAttempt.task_id, TaskAttempt.attempt).in_(pairs),
+            )
             .order_by(Task.id, TaskAttempt.attempt)
             .with_for_update(of=Task)
         )
