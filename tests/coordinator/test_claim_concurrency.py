@@ -4,7 +4,9 @@ Two real ``heatgrid serve`` processes share one PostgreSQL database, each on its
 port. Fifty GPU heaters enroll; each round, a submitter sends two jobs of 100 tasks, and the
 fifty heaters, each a thread with its own HTTP connection to one of the two processes, claim
 at once until every task is leased. No (task, attempt) may be granted twice, and every task
-must be granted exactly once, to the device the database says holds it. Three rounds.
+must be granted exactly once, to the device the database says holds it. Three rounds. Then
+every heater hands its results in as batches sent to both processes at once (a retry racing
+the original): each task is completed and settled exactly once.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from heatgrid.coordinator.accounts import create_api_key
 from heatgrid.coordinator.db import make_engine, make_session_factory, upgrade
+from heatgrid.coordinator.db.models import LedgerTransaction, Task, TaskAttempt
 
 from .conftest import PostgresServer
 from .serve_process import ServeProcess
@@ -44,6 +48,7 @@ class Fleet:
     submitter_key: str
     devices: list[tuple[str, str]]  # (device_id, device_token)
     logs: list[Path]
+    database_url: str
 
 
 def _enroll_fleet(base_url: str, owner_key: str) -> list[tuple[str, str]]:
@@ -103,7 +108,7 @@ def fleet(
             server.wait_ready()
         base_urls = [server.url for server in servers]
         devices = _enroll_fleet(base_urls[0], keys["owner"])
-        yield Fleet(base_urls, keys["submitter"], devices, logs)
+        yield Fleet(base_urls, keys["submitter"], devices, logs, url)
     finally:
         for server in servers:
             server.stop()
@@ -219,3 +224,102 @@ def test_concurrent_claimers_never_share_a_task_attempt(fleet: Fleet, round_: in
         for job_id in job_ids:  # end the round: the next one starts with an empty queue
             cancelled = client.post(f"/v1/jobs/{job_id}/cancel", headers=submitter)
             assert cancelled.status_code == 200, cancelled.text
+
+
+def _send_batches(
+    base_url: str, device: tuple[str, str], items: list[dict[str, Any]], start: threading.Barrier
+) -> list[int]:
+    """Send a device's completions in batches of at most 16; return every outcome's status."""
+    codes = []
+    headers = {"Authorization": f"Bearer {device[1]}"}
+    with httpx.Client(base_url=base_url, timeout=60.0) as client:
+        start.wait(timeout=60.0)
+        for first in range(0, len(items), 16):
+            answer = client.post(
+                f"/v1/devices/{device[0]}/completions",
+                json={"completions": items[first : first + 16]},
+                headers=headers,
+            )
+            assert answer.status_code == 200, answer.text
+            codes += [outcome["status_code"] for outcome in answer.json()["outcomes"]]
+    return codes
+
+
+def test_batches_raced_to_two_processes_complete_each_task_once(fleet: Fleet) -> None:
+    submitter = {"Authorization": f"Bearer {fleet.submitter_key}"}
+    with httpx.Client(base_url=fleet.base_urls[0], timeout=60.0) as client:
+        job = client.post(
+            "/v1/jobs",
+            json={
+                "name": "batches",
+                "tasks": [
+                    {"task_input": {"n": n}, "energy_j": 360_000.0} for n in range(TASKS_PER_JOB)
+                ],
+            },
+            headers=submitter,
+        )
+        assert job.status_code == 201, job.text
+    job_id = job.json()["job_id"]
+    shared = _Round(total=TASKS_PER_JOB, start=threading.Barrier(DEVICES))
+    claimers = [
+        _Claimer(fleet.base_urls[index % 2], device, shared, seed=index)
+        for index, device in enumerate(fleet.devices)
+    ]
+    for claimer in claimers:
+        claimer.start()
+    for claimer in claimers:
+        claimer.join()
+    assert [error for claimer in claimers for error in claimer.errors] == []
+
+    items: dict[str, list[dict[str, Any]]] = {}
+    for task_id, attempt, device_id in shared.granted:
+        items.setdefault(device_id, []).append(
+            {"task_id": task_id, "attempt": attempt, "energy_j": 1000.0, "result": {"t": task_id}}
+        )
+    tokens = dict(fleet.devices)
+    senders = [
+        (base_url, (device_id, tokens[device_id]), mine)
+        for device_id, mine in items.items()
+        for base_url in fleet.base_urls  # the same batches to both processes at once
+    ]
+    start = threading.Barrier(len(senders))
+    codes: list[list[int]] = []
+    failures: list[str] = []
+
+    def send(base_url: str, device: tuple[str, str], mine: list[dict[str, Any]]) -> None:
+        try:
+            codes.append(_send_batches(base_url, device, mine, start))
+        except Exception as error:  # reported by the test, not lost in the thread
+            failures.append(repr(error))
+
+    threads = [threading.Thread(target=send, args=sender) for sender in senders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert {code for mine in codes for code in mine} == {200}  # each accepted, a replay too
+    assert sum(len(mine) for mine in codes) == 2 * TASKS_PER_JOB
+
+    engine = make_engine(fleet.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            states = session.execute(
+                select(Task.state, func.count()).where(Task.job_id == job_id).group_by(Task.state)
+            ).all()
+            completed_attempts = session.scalar(
+                select(func.count())
+                .select_from(TaskAttempt)
+                .join(Task, Task.id == TaskAttempt.task_id)
+                .where(Task.job_id == job_id, TaskAttempt.outcome == "completed")
+            )
+            settled = session.scalar(
+                select(func.count())
+                .select_from(LedgerTransaction)
+                .where(LedgerTransaction.job_id == job_id)
+            )
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in states] == [("completed", TASKS_PER_JOB)]
+    assert completed_attempts == TASKS_PER_JOB
+    assert settled == TASKS_PER_JOB  # none lost, none doubled
