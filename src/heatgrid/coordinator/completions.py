@@ -16,7 +16,9 @@ only the reading and writing differ. Whatever the batch's size, one transaction 
    ``SELECT`` of the jobs that the batch may have ended.
 
 ``tests/coordinator/test_completion_batches.py`` checks that a batch leaves the same rows
-(tasks, attempts, ledger entries) as the same completions sent one by one.
+(tasks, attempts, ledger entries) as the same completions sent one by one. Completions whose
+rules need more than the plain transition (result verification) take
+:func:`.leases.complete_batch`, task by task, instead (:func:`_plain`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from heatgrid.coordinator import ledger
+from heatgrid.coordinator import leases, ledger
 from heatgrid.coordinator.db.models import Device, Job, Task, TaskAttempt
 from heatgrid.coordinator.errors import ConflictError, InvalidError, NotFoundError
 from heatgrid.coordinator.leases import refresh_job, result_sha256
@@ -331,6 +333,16 @@ def _refresh_jobs(session: Session, job_ids: set[str], *, now_ts: float) -> None
         refresh_job(session, job_id, now_ts=now_ts)
 
 
+def _plain(settings: Settings) -> bool:
+    """Return whether a completion is ``core.leasing``'s plain transition, paid at once.
+
+    Only that is written set-wise here. Where results are verified (held credit, replicas:
+    the ``verify_results`` setting of the verification work), each completion goes through
+    :func:`.leases.complete_batch`, task by task, whose rules include it.
+    """
+    return not getattr(settings, "verify_results", False)
+
+
 def complete_batch(
     session: Session,
     device: Device,
@@ -346,6 +358,8 @@ def complete_batch(
     list of v1.CompletionOutcome
         One per completion, in the batch's order.
     """
+    if not _plain(settings):
+        return leases.complete_batch(session, device, batch, now_ts=now_ts, settings=settings)
     items = batch.completions
     found, tasks = _read(session, items)
     outcomes: dict[int, v1.CompletionOutcome] = {}
