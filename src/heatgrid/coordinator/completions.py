@@ -340,7 +340,7 @@ def _plain(settings: Settings) -> bool:
     the ``verify_results`` setting of the verification work), each completion goes through
     :func:`.leases.complete_batch`, task by task, whose rules include it.
     """
-    return not getattr(settings, "verify_results", False)
+    return not settings.verify_results
 
 
 def complete_batch(

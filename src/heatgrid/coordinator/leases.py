@@ -24,9 +24,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, UnaryExpression, and_, case, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Row,
+    Table,
+    UnaryExpression,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from heatgrid.coordinator import ledger, verification
@@ -151,17 +163,29 @@ def _queued(task: Row[Any]) -> scheduling.QueuedTask:
 
 
 def _fleet_view(
-    session: Session, claimant: scheduling.Claimant, now_ts: float, settings: Settings
+    session: Session,
+    claimant: scheduling.Claimant,
+    candidates: Sequence[scheduling.QueuedTask],
+    now_ts: float,
+    settings: Settings,
 ) -> scheduling.FleetView:
-    running = {
-        str(submitter): int(count)
-        for submitter, count in session.execute(
-            select(Task.submitter_id, func.count())
-            .where(Task.state.in_(_HOLDING))
-            .group_by(Task.submitter_id)
-        )
-    }
-    if claimant.has_room:
+    """Return what the policy needs of the fleet.
+
+    That is the running tasks of the candidates' submitters (the only ones it looks up), and
+    for a device without a room the heaters wanting work; fifo needs neither.
+    """
+    running: dict[str, int] = {}
+    if settings.scheduling_policy != "fifo":  # fifo reads neither
+        submitters = sorted({int(task.submitter_id) for task in candidates})
+        running = {
+            str(submitter): int(count)
+            for submitter, count in session.execute(
+                select(Task.submitter_id, func.count())
+                .where(Task.state.in_(_HOLDING), Task.submitter_id.in_(submitters))
+                .group_by(Task.submitter_id)
+            )
+        }
+    if claimant.has_room or settings.scheduling_policy == "fifo":
         return scheduling.FleetView(running_by_submitter=running)
     busy = exists().where(Task.lease_device_id == Device.id, Task.state.in_(_HOLDING))
     wanting = session.scalar(
@@ -206,17 +230,40 @@ _LEASED_COLUMNS = (
 )
 
 
-def _lease_message(session: Session, task: Row[Any], *, fresh: bool) -> v1.TaskLease:
+def _job_facts(
+    session: Session, job_ids: set[str]
+) -> dict[str, tuple[dict[str, str], ArtifactRef | None]]:
+    """Return each job's input URLs and artifact, for its leases: one ``SELECT`` for all."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(Job.id, Job.input_urls, Artifact.sha256, Artifact.size_bytes)
+        .outerjoin(Artifact, Artifact.sha256 == Job.artifact_sha256)
+        .where(Job.id.in_(sorted(job_ids)))
+    )
+    return {
+        row.id: (
+            dict(row.input_urls or {}),
+            None
+            if row.sha256 is None
+            else ArtifactRef(sha256=row.sha256, size_bytes=row.size_bytes),
+        )
+        for row in rows
+    }
+
+
+def _lease_message(
+    task: Row[Any],
+    facts: dict[str, tuple[dict[str, str], ArtifactRef | None]],
+    *,
+    fresh: bool,
+) -> v1.TaskLease:
     """Return the lease of ``task``; ``fresh``: from the start, whatever its checkpoints."""
-    job = session.get_one(Job, task.job_id)  # in the session's identity map after the first
-    artifact = None
-    if job.artifact_sha256 is not None:
-        stored = session.get_one(Artifact, job.artifact_sha256)
-        artifact = ArtifactRef(sha256=stored.sha256, size_bytes=stored.size_bytes)
+    input_urls, artifact = facts[task.job_id]
     return v1.TaskLease(
         task_index=task.task_index,
         artifact=artifact,
-        input_urls=dict(job.input_urls or {}),
+        input_urls=dict(input_urls),
         task_id=task.id,
         job_id=task.job_id,
         attempt=task.attempt,
@@ -323,7 +370,10 @@ def _lease(
     replica = leasing.next_state(TaskState.REPORTED, TaskEvent.LEASE).value
     rows = session.execute(
         update(Task)
-        .where(Task.id.in_(chosen), Task.state.in_((_QUEUED, _REPORTED)))
+        # The state is a guard, not a way in: written so that no index on it applies
+        # (``state || ''``), SQLite's planner, which has no statistics, seeks the chosen ids
+        # by primary key instead of reading every queued task through a state index.
+        .where(Task.id.in_(chosen), Task.state.concat("").in_((_QUEUED, _REPORTED)))
         .values(
             state=case((Task.state == _REPORTED, replica), else_=leased),
             attempt=Task.attempt + 1,
@@ -385,11 +435,12 @@ def claim(
     if not candidates:
         session.commit()
         return []
+    queued = [_queued(task) for task in candidates]
     chosen = scheduling.choose(
         settings.scheduling_policy,
         claimant,
-        [_queued(task) for task in candidates],
-        _fleet_view(session, claimant, now_ts, settings),
+        queued,
+        _fleet_view(session, claimant, queued, now_ts, settings),
         now_ts=now_ts,
         max_wait_s=settings.max_wait_s,
     )
@@ -402,27 +453,28 @@ def claim(
             leased.append(task)
     fresh = _fresh(session, device, leased, settings)
     if leased:
+        # An executemany with RETURNING goes as one multi-row INSERT, compiled once and cached
+        # (``.values([...])`` is compiled anew for every claim).
+        attempts = cast(Table, TaskAttempt.__table__)
         session.execute(
-            insert(TaskAttempt).values(
-                [
-                    {
-                        "task_id": task.id,
-                        "attempt": task.attempt,
-                        "device_id": device.id,
-                        "outcome": AttemptOutcome.RUNNING.value,
-                        "started_ts": now_ts,
-                        "start_progress_energy_j": 0.0
-                        if task.id in fresh
-                        else task.progress_energy_j,
-                        "energy_j": 0.0,
-                        "checkpointed_energy_j": 0.0,
-                    }
-                    for task in leased
-                ]
-            )
+            insert(attempts).returning(attempts.c.task_id),
+            [
+                {
+                    "task_id": task.id,
+                    "attempt": task.attempt,
+                    "device_id": device.id,
+                    "outcome": AttemptOutcome.RUNNING.value,
+                    "started_ts": now_ts,
+                    "start_progress_energy_j": 0.0 if task.id in fresh else task.progress_energy_j,
+                    "energy_j": 0.0,
+                    "checkpointed_energy_j": 0.0,
+                }
+                for task in leased
+            ],
         )
+    facts = _job_facts(session, {task.job_id for task in leased})
     answer = [  # before the commit: all or nothing
-        _lease_message(session, task, fresh=task.id in fresh) for task in leased
+        _lease_message(task, facts, fresh=task.id in fresh) for task in leased
     ]
     session.commit()
     return answer
