@@ -311,3 +311,51 @@ def test_a_batch_sends_as_many_statements_whatever_its_size(coordinator: Coordin
         seen.clear()
     assert counts[0] == counts[1], counts
     assert counts[1] <= 8, counts  # device row, lock and read, 2 updates, 2 ledger, job check
+
+
+_VERIFYING = {
+    "rate_limit_per_s": 1e9,
+    "rate_limit_burst": 1_000_000,
+    "anonymous_rate_limit_per_s": 1e9,
+    "anonymous_rate_limit_burst": 1_000_000,
+    "verify_results": True,
+}
+
+
+@pytest.mark.parametrize("settings_overrides", [_VERIFYING])
+def test_where_results_are_verified_a_batch_reports_them_as_single_completions_do(
+    coordinator: Coordinator,
+) -> None:
+    owner, submitter = coordinator.owner_key(), coordinator.submitter_key()
+    device = _device(coordinator, owner, "mine")
+    job_id = _job(coordinator, submitter, 2)
+    leases = _claim(coordinator, device, 1)
+    items = [
+        {"task_id": lease["task_id"], "attempt": lease["attempt"], "energy_j": 10.0, "result": {}}
+        for lease in leases
+    ]
+    [outcome] = _batch(coordinator, device, items)
+    assert outcome["status_code"] == 200, outcome
+    assert outcome["status"]["state"] == "reported"  # held for a replica, not completed
+    [(state, kept)] = _count_rows(
+        coordinator.database_url,
+        select(Task.state, TaskAttempt.result_sha256)
+        .join(TaskAttempt, TaskAttempt.task_id == Task.id)
+        .where(Task.id == leases[0]["task_id"]),
+    )
+    assert (state, kept is not None) == ("reported", True)  # the attempt keeps its result
+    assert _job_state(coordinator, job_id) == "running"
+
+
+def _count_rows(database_url: str, statement: Any) -> list[Any]:
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return list(session.execute(statement).all())
+    finally:
+        engine.dispose()
+
+
+def _job_state(coordinator: Coordinator, job_id: str) -> str:
+    [(state,)] = _count_rows(coordinator.database_url, select(Job.state).where(Job.id == job_id))
+    return str(state)
