@@ -225,21 +225,16 @@ def _decide(  # noqa: PLR0917 - one completion's facts, private
         result=item.result,
         result_sha256=digest,
         values=values,
-        transaction=ledger.Transaction(
-            key=f"attempt:{task.id}:{item.attempt}",
-            kind="task_attempt",
-            postings=ledger.attempt_postings(
-                energy_j=energy_j,
-                device_id=device.id,
-                owner_id=device.owner_id,
-                job_id=row.job_id,
-                submitter_id=row.submitter_id,
-                price_eur_per_kwh=row.price_eur_per_kwh,
-                owner_share=row.owner_share,
-            ),
-            job_id=row.job_id,
+        transaction=ledger.attempt_transaction(
             task_id=task.id,
+            attempt=item.attempt,
+            job_id=row.job_id,
+            submitter_id=row.submitter_id,
             device_id=device.id,
+            owner_id=device.owner_id,
+            energy_j=energy_j,
+            price_eur_per_kwh=row.price_eur_per_kwh,
+            owner_share=row.owner_share,
         ),
     )
     task.state = str(values["state"])

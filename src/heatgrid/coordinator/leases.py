@@ -488,23 +488,18 @@ def _settle(
 ) -> None:
     job = session.get_one(Job, task.job_id)
     device = session.get_one(Device, attempt.device_id)
-    joules = round(energy_j)
-    cost = ledger.attempt_cost_micro_eur(joules, job.price_eur_per_kwh)
-    share = round(cost * job.owner_share)
-    ledger.post_attempt(
-        session,
+    transaction = ledger.attempt_transaction(
         task_id=task.id,
         attempt=attempt.attempt,
         job_id=job.id,
         submitter_id=job.submitter_id,
         device_id=device.id,
-        energy_j=joules,
-        credits=[
-            ledger.Posting(f"owner:{device.owner_id}", "micro_eur", share),
-            ledger.Posting("platform", "micro_eur", cost - share),
-        ],
-        now_ts=now_ts,
+        owner_id=device.owner_id,
+        energy_j=energy_j,
+        price_eur_per_kwh=job.price_eur_per_kwh,
+        owner_share=job.owner_share,
     )
+    ledger.post_many(session, [transaction], now_ts=now_ts)
 
 
 def end_attempt(

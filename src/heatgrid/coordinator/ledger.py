@@ -33,10 +33,10 @@ __all__ = [
     "Transaction",
     "account_balances",
     "attempt_cost_micro_eur",
-    "attempt_postings",
+    "attempt_transaction",
     "balance_page",
+    "held_account",
     "post",
-    "post_attempt",
     "post_many",
     "unbalanced_transactions",
 ]
@@ -71,67 +71,55 @@ def attempt_cost_micro_eur(energy_j: int, price_eur_per_kwh: float) -> int:
     return round(energy_j / _J_PER_KWH * price_eur_per_kwh * MICRO_EUR_PER_EUR)
 
 
-def post_attempt(
-    session: Session,
+def held_account(owner_id: int) -> str:
+    """Return the ledger account that holds an owner's unverified credit."""
+    return f"held:owner:{owner_id}"
+
+
+def attempt_transaction(
     *,
     task_id: str,
     attempt: int,
     job_id: str,
     submitter_id: int,
     device_id: str,
-    energy_j: int,
-    credits: Sequence[Posting],
-    now_ts: float,
-) -> bool:
-    """Settle attempt ``attempt`` of ``task_id`` once: its energy, and its cost to ``credits``.
-
-    ``device:<id>`` gives ``energy_j`` [J] to ``job:<id>``; ``submitter:<id>`` pays what
-    ``credits`` receive [micro-EUR] (the owner and the platform, or a held account). Returns
-    what :func:`post` returns.
-    """
-    cost = sum(credit.amount for credit in credits)
-    return post(
-        session,
-        key=f"attempt:{task_id}:{attempt}",
-        kind="task_attempt",
-        postings=[
-            Posting(f"device:{device_id}", "j", -energy_j),
-            Posting(f"job:{job_id}", "j", energy_j),
-            Posting(f"submitter:{submitter_id}", "micro_eur", -cost),
-            *credits,
-        ],
-        now_ts=now_ts,
-        job_id=job_id,
-        task_id=task_id,
-        device_id=device_id,
-    )
-
-
-def attempt_postings(
-    *,
-    energy_j: float,
-    device_id: str,
     owner_id: int,
-    job_id: str,
-    submitter_id: int,
+    energy_j: float,
     price_eur_per_kwh: float,
     owner_share: float,
-) -> list[Posting]:
-    """Return the postings that settle an attempt of ``energy_j`` [J] (see the module's rule).
+    held: bool = False,
+) -> Transaction:
+    """Return the settlement of attempt ``attempt`` of ``task_id`` (the module's rule).
 
-    ``price_eur_per_kwh`` [EUR/kWh] is the job's price; ``owner_share`` the heater owner's
-    fraction of the cost [1].
+    ``energy_j`` [J] is rounded to whole joules; ``price_eur_per_kwh`` [EUR/kWh] is the job's
+    price, ``owner_share`` the heater owner's fraction of the cost [1]. ``held``: the whole cost
+    goes to the owner's :func:`held_account` until the result is verified, not to the owner
+    and the platform.
     """
     joules = round(energy_j)
     cost = attempt_cost_micro_eur(joules, price_eur_per_kwh)
     share = round(cost * owner_share)
-    return [
-        Posting(f"device:{device_id}", "j", -joules),
-        Posting(f"job:{job_id}", "j", joules),
-        Posting(f"submitter:{submitter_id}", "micro_eur", -cost),
-        Posting(f"owner:{owner_id}", "micro_eur", share),
-        Posting("platform", "micro_eur", cost - share),
-    ]
+    credits = (
+        [Posting(held_account(owner_id), "micro_eur", cost)]
+        if held
+        else [
+            Posting(f"owner:{owner_id}", "micro_eur", share),
+            Posting("platform", "micro_eur", cost - share),
+        ]
+    )
+    return Transaction(
+        key=f"attempt:{task_id}:{attempt}",
+        kind="task_attempt",
+        postings=[
+            Posting(f"device:{device_id}", "j", -joules),
+            Posting(f"job:{job_id}", "j", joules),
+            Posting(f"submitter:{submitter_id}", "micro_eur", -cost),
+            *credits,
+        ],
+        job_id=job_id,
+        task_id=task_id,
+        device_id=device_id,
+    )
 
 
 def _check_balanced(key: str, postings: Sequence[Posting]) -> None:

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from heatgrid.coordinator import challenges, ledger
 from heatgrid.coordinator.db.models import Device, DeviceReputation, Job, Task, TaskAttempt
+from heatgrid.coordinator.ledger import held_account
 from heatgrid.coordinator.settings import Settings
 from heatgrid.core import trust
 from heatgrid.core.leasing import TaskState
@@ -63,11 +64,6 @@ INLINE_JOB_KIND = "inline"
 """The job kind of jobs without an artifact (their tasks' input is all they run)."""
 
 _SECURE = secrets.SystemRandom()
-
-
-def held_account(owner_id: int) -> str:
-    """Return the ledger account that holds an owner's unverified credit."""
-    return f"held:owner:{owner_id}"
 
 
 def job_kind(job: Job) -> str:
@@ -106,17 +102,19 @@ def hold(session: Session, task: Task, attempt: TaskAttempt, *, now_ts: float) -
     """Settle a reported attempt into its owner's held account, and mark it held."""
     job = session.get_one(Job, task.job_id)
     device = session.get_one(Device, attempt.device_id)
-    ledger.post_attempt(
-        session,
+    transaction = ledger.attempt_transaction(
         task_id=task.id,
         attempt=attempt.attempt,
         job_id=job.id,
         submitter_id=job.submitter_id,
         device_id=device.id,
-        energy_j=round(attempt.energy_j),
-        credits=[ledger.Posting(held_account(device.owner_id), "micro_eur", _cost(job, attempt))],
-        now_ts=now_ts,
+        owner_id=device.owner_id,
+        energy_j=attempt.energy_j,
+        price_eur_per_kwh=job.price_eur_per_kwh,
+        owner_share=job.owner_share,
+        held=True,
     )
+    ledger.post_many(session, [transaction], now_ts=now_ts)
     attempt.verdict = HELD
 
 
