@@ -138,13 +138,13 @@ class TaskSlot:
         """The task's id (also its work id for the arbiter)."""
         return self.lease.task_id
 
-    def energy_j(self, core_power_w: float) -> float:
-        """Energy this attempt burned so far [J], never decreasing."""
+    def energy_j(self, j_per_cpu_s: float) -> float:
+        """Energy this attempt burned so far [J], never decreasing (``j_per_cpu_s`` [J/s])."""
         live_j = 0.0
         runner = self.runner
         if runner is not None and runner.cgroup is not None:
             with contextlib.suppress(OSError):
-                live_j = (runner.cgroup.cpu_s() or 0.0) * core_power_w
+                live_j = (runner.cgroup.cpu_s() or 0.0) * j_per_cpu_s
         self.energy_reported_j = max(self.energy_reported_j, self.energy_done_j + live_j)
         return self.energy_reported_j
 
@@ -189,6 +189,10 @@ class JobWorkload:
         The heater's devices by name (their capability gives the throttle).
     clock : callable
         Returns the present, POSIX UTC [s] (the room's clock).
+    clock_speed : float
+        Seconds of ``clock`` per second of wall time [-]: 1, or an accelerated clock's speed. A
+        task's CPU-seconds are wall time; its energy is counted in the clock's seconds, as the
+        room that the heater warms counts it.
     """
 
     def __init__(
@@ -199,8 +203,13 @@ class JobWorkload:
         identity: Callable[[], tuple[str, str] | None],
         devices: Mapping[str, HeatDevice],
         clock: Callable[[], float],
+        clock_speed: float = 1.0,
     ) -> None:
         self.settings = settings
+        self._j_per_cpu_s = settings.core_power_w * clock_speed
+        """A task's energy per CPU-second [J/s]: ``core_power_w`` over the seconds of ``clock``,
+        ``clock_speed`` of them per second of wall time (1 but on an accelerated clock)."""
+        self._clock_speed = clock_speed
         self._client = client
         self._identity = identity
         self._devices = devices
@@ -291,11 +300,11 @@ class JobWorkload:
         for slot in self.slots.values():
             if slot.device_id != device_id or slot.runner is None:
                 continue
-            energy_j = slot.energy_j(self.settings.core_power_w)
+            energy_j = slot.energy_j(self._j_per_cpu_s)
             last = slot.power_sample
             slot.power_sample = (now, energy_j)
             if last is not None and now > last[0]:
-                total_w += max(energy_j - last[1], 0.0) / (now - last[0])
+                total_w += max(energy_j - last[1], 0.0) / ((now - last[0]) * self._clock_speed)
         return total_w
 
     async def start(self, lease: v1.TaskLease) -> None:
@@ -513,7 +522,7 @@ class JobWorkload:
             output_dir=task_dir / "outputs",
             limits=limits,
             work_root=self.settings.dir / "work",
-            core_power_w=self.settings.core_power_w,
+            core_power_w=self._j_per_cpu_s,
             on_checkpoint=checkpointed,
             inputs=inputs,
         )
@@ -540,7 +549,7 @@ class JobWorkload:
                 for helper in helpers:
                     helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-            slot.energy_done_j = slot.energy_j(self.settings.core_power_w)
+            slot.energy_done_j = slot.energy_j(self._j_per_cpu_s)
             slot.runner = None
         if outcome is None:
             await self._report_failure(slot, problem)
@@ -592,7 +601,7 @@ class JobWorkload:
                     slot.task_id,
                     staged,
                     attempt=slot.lease.attempt,
-                    energy_j=slot.energy_j(self.settings.core_power_w),
+                    energy_j=slot.energy_j(self._j_per_cpu_s),
                     device_id=device_id,
                     token=token,
                     chunk_bytes=self.settings.checkpoint_chunk_bytes,
@@ -622,7 +631,7 @@ class JobWorkload:
             try:
                 device_id, token = self._require_identity()
                 async with slot.sending:
-                    energy_j = slot.energy_j(self.settings.core_power_w)
+                    energy_j = slot.energy_j(self._j_per_cpu_s)
                     status = await self._client.progress(
                         device_id,
                         token,
@@ -671,7 +680,7 @@ class JobWorkload:
         )
 
     async def _report_completion(self, slot: TaskSlot, outcome: TaskRunOutcome) -> None:
-        energy_j = slot.energy_j(self.settings.core_power_w)
+        energy_j = slot.energy_j(self._j_per_cpu_s)
         report = v1.TaskCompletion(
             attempt=slot.lease.attempt, energy_j=energy_j, result=outcome.result or {}
         )
@@ -683,7 +692,7 @@ class JobWorkload:
         )
 
     async def _report_failure(self, slot: TaskSlot, message: str, *, what: str = "failed") -> None:
-        energy_j = slot.energy_j(self.settings.core_power_w)
+        energy_j = slot.energy_j(self._j_per_cpu_s)
         report = v1.TaskFailure(
             attempt=slot.lease.attempt,
             energy_j=energy_j,
@@ -713,7 +722,7 @@ class JobWorkload:
             return
         report = v1.TaskHandBack(
             attempt=slot.lease.attempt,
-            energy_j=slot.energy_j(self.settings.core_power_w),
+            energy_j=slot.energy_j(self._j_per_cpu_s),
             reason=reason[:_MAX_ERROR_CHARS],
         )
         _log.info("task %s handed back: %s", slot.task_id, reason)

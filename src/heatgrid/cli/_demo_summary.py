@@ -88,6 +88,7 @@ def summary(run: FleetRun, *, interrupted: bool, leftover_pids: list[int]) -> di
                 "state": j["state"],
                 "task_count": j["task_count"],
                 "tasks_by_state": j["tasks_by_state"],
+                "energy_j": j["energy_j"],
             }
             for j in run.jobs
         ],

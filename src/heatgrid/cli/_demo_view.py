@@ -111,7 +111,8 @@ def _job_lines(data: dict[str, Any]) -> list[str]:
         states = ", ".join(f"{n} {s}" for s, n in sorted(job["tasks_by_state"].items()))
         lines.append(
             f"Job {job['name']!r} {job['state']}: {job['task_count']} tasks ({states}, as the "
-            f"coordinator's API says){_pi_text(data['tasks'])}."
+            f"coordinator's API says), {job['energy_j'] / 3.6e6:.3f} kWh settled"
+            f"{_pi_text(data['tasks'])}."
         )
     return lines
 

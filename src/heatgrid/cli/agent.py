@@ -147,7 +147,9 @@ async def _run(config_path: Path, spec: ClockSpec | None) -> int:
         daemon = AgentDaemon(
             config,
             devices=devices,
-            workload=(workload := _job_workload(config, client, store, devices, clock)),
+            workload=(
+                workload := _job_workload(config, client, store, devices, clock=clock, spec=spec)
+            ),
             room=lambda: sensor.latest,
             store=store,
             client=client,
@@ -206,7 +208,9 @@ def _job_workload(
     client: CoordinatorClient | None,
     store: StateStore,
     devices: Sequence[HeatDevice],
+    *,
     clock: Callable[[], float],
+    spec: ClockSpec | None,
 ) -> JobWorkload | None:
     """Return the runner's host side for ``[jobs]`` (None when off)."""
     if not config.jobs.enabled:
@@ -227,6 +231,7 @@ def _job_workload(
         identity=identity,
         devices={device.name: device for device in devices},
         clock=clock,
+        clock_speed=1.0 if spec is None else spec.speed,
     )
 
 
