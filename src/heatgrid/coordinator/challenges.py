@@ -7,6 +7,11 @@ passes, its claims get no tasks. A device that commits too late, gives up, or sh
 are not the products it committed to is quarantined: it gets no tasks until the operator
 releases it (and it owes a new challenge). A challenge left unanswered past its deadline
 fails without quarantine (its answer may have been lost); three such in a row quarantine.
+
+A device that claims GPU memory owes a second round once it passes this throughput round: a
+token chain plus a working set of most of the claimed memory to hold (see
+:mod:`heatgrid.core.challenge`), in its own challenge so that the time allowed to fill the set
+does not loosen the throughput deadline.
 """
 
 from __future__ import annotations
