@@ -5,7 +5,7 @@
 after it).
 
 Revision ID: 0017
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-04
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
