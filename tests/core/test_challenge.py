@@ -119,3 +119,42 @@ def test_bad_plans_are_named() -> None:
         challenge.leaf_index(challenge.plan_challenge(1, 1e9), 10**9, 0)
     with pytest.raises(InputError, match="at least one leaf"):
         challenge.merkle_root([])
+
+
+def test_the_working_set_is_more_than_half_the_claimed_memory_in_whole_blocks() -> None:
+    claimed = 24.0e9
+    plan = challenge.plan_challenge(1, 8.0e13, claimed_memory_bytes=claimed)
+    assert claimed / 2 < plan.memory_bytes <= challenge.DEFAULT_MEMORY_FRACTION * claimed
+    size = challenge.memory_block_bytes(plan.memory_bytes)
+    assert plan.memory_bytes == plan.memory_blocks * size
+    assert plan.memory_blocks <= challenge.MAX_MEMORY_BLOCKS
+    assert plan.deadline_s > challenge.plan_challenge(1, 8.0e13).deadline_s  # filling takes time
+    capped = challenge.plan_challenge(
+        1, 8.0e13, claimed_memory_bytes=claimed, max_memory_bytes=2**22
+    )
+    assert capped.memory_bytes == 2**22
+    assert challenge.plan_challenge(1, 8.0e13).memory_bytes == 0
+
+
+def test_memory_blocks_are_seeded_and_distinct() -> None:
+    plan = challenge.plan_challenge(7, 1.0e10, claimed_memory_bytes=1.0e6)
+    again = challenge.memory_block(plan, 3)
+    assert np.array_equal(challenge.memory_block(plan, 3), again)
+    assert not np.array_equal(challenge.memory_block(plan, 2), again)
+    other = challenge.plan_challenge(8, 1.0e10, claimed_memory_bytes=1.0e6)
+    assert not np.array_equal(challenge.memory_block(other, 3), again)
+    assert challenge.memory_digest(3, again) != challenge.memory_digest(2, again)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"claimed_memory_bytes": -1.0},
+        {"memory_fraction": 0.5},
+        {"memory_fraction": 1.5},
+        {"max_memory_bytes": -1},
+    ],
+)
+def test_bad_memory_plans_are_refused_with_the_name(bad: dict[str, float]) -> None:
+    with pytest.raises(InputError, match=next(iter(bad))):
+        challenge.plan_challenge(1, 1.0e10, **bad)  # type: ignore[arg-type]

@@ -3,8 +3,11 @@
 The chain runs on the device the challenge is about: a CUDA GPU through PyTorch when the
 heater computes on one and PyTorch is installed, else the CPU through numpy (float32 BLAS).
 Every link is copied to the host and each of its rows hashed; the rows stay in memory until
-the reveal (at most :data:`heatgrid.core.challenge.MAX_HOST_BYTES`). The work runs in a worker
-thread, so the room's control loop keeps its ticks.
+the reveal (at most :data:`heatgrid.core.challenge.MAX_HOST_BYTES`). The working set is
+allocated on the same device (GPU memory, or host memory for a CPU), filled block by block and
+held until the reveal, when each block asked for is read back and hashed again. A device that
+cannot allocate it gives up. The work runs in a worker thread, so the room's control loop
+keeps its ticks.
 """
 
 from __future__ import annotations
@@ -28,22 +31,66 @@ from heatgrid.protocol.challenge import (
     ChallengePlace,
     ChallengeReveal,
     ChallengeVerdict,
+    RevealedBlock,
     RevealedRow,
 )
 
-__all__ = ["Solution", "answer_challenge", "reveal_rows", "solve"]
+__all__ = ["Solution", "answer_challenge", "commitment", "reveal_rows", "solve"]
 
 _log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
 class Solution:
-    """The computed chain: every link's rows, their digests and the Merkle root."""
+    """The computed chain: every link's rows, their digests and the Merkle root.
+
+    ``memory`` is the working set as held (a numpy array, or a PyTorch tensor on the GPU),
+    ``memory_digests`` its block digests and ``memory_root`` their Merkle root (None: no set).
+    """
 
     plan: rule.ChallengePlan
     links: list[np.ndarray]
     digests: list[bytes]
     root: bytes
+    memory: Any = None
+    memory_digests: list[bytes] = dataclasses.field(default_factory=list)
+    memory_root: bytes | None = None
+
+
+def _hold_memory(
+    plan: rule.ChallengePlan, on_gpu: bool, stop: Callable[[], bool]
+) -> tuple[Any, list[bytes]] | None:
+    """Allocate the working set on the device, fill it block by block; None if it cannot.
+
+    Raises :class:`MemoryError` when the device cannot hold it.
+    """
+    size = rule.memory_block_bytes(plan.memory_bytes)
+    torch = _torch() if on_gpu and _cuda_available() else None
+    if torch is None:
+        held: Any = np.empty(plan.memory_bytes, dtype=np.uint8)
+    else:
+        try:
+            held = torch.empty(plan.memory_bytes, dtype=torch.uint8, device="cuda")
+        except torch.cuda.OutOfMemoryError as error:
+            raise MemoryError(str(error)) from error
+    digests = []
+    for index in range(plan.memory_blocks):
+        if stop():
+            return None
+        block = rule.memory_block(plan, index)
+        if torch is None:
+            held[index * size : (index + 1) * size] = block
+        else:
+            held[index * size : (index + 1) * size].copy_(torch.from_numpy(block.copy()))
+        digests.append(rule.memory_digest(index, block))
+    return held, digests
+
+
+def _held_block(solution: Solution, index: int) -> np.ndarray:
+    """Read block ``index`` back from the held working set."""
+    size = rule.memory_block_bytes(solution.plan.memory_bytes)
+    block = solution.memory[index * size : (index + 1) * size]
+    return block if isinstance(block, np.ndarray) else block.cpu().numpy()
 
 
 def _numpy_chain(
@@ -113,10 +160,24 @@ def solve(
     monotonic : callable, optional
         The monotonic clock [s].
     """
-    plan = rule.ChallengePlan(order.seed, order.n, order.links, order.deadline_s)
+    plan = rule.ChallengePlan(
+        order.seed, order.n, order.links, order.deadline_s, order.memory_bytes
+    )
+    stop = lambda: monotonic() > give_up_monotonic  # noqa: E731
+    held: Any = None
+    memory_digests: list[bytes] = []
+    if plan.memory_bytes:
+        try:
+            memory = _hold_memory(plan, on_gpu, stop)
+        except MemoryError as error:
+            _log.error("cannot hold the %d-byte working set: %s", plan.memory_bytes, error)
+            return None
+        if memory is None:
+            return None
+        held, memory_digests = memory
     a, b = rule.challenge_inputs(plan)
     chain = _torch_chain if on_gpu and _cuda_available() else _numpy_chain
-    links = chain(a, b, plan.links, lambda: monotonic() > give_up_monotonic)
+    links = chain(a, b, plan.links, stop)
     if links is None:
         return None
     digests = [
@@ -126,11 +187,28 @@ def solve(
     ]
     if monotonic() > give_up_monotonic:
         return None
-    return Solution(plan, links, digests, rule.merkle_root(digests))
+    memory_root = rule.merkle_root(memory_digests) if memory_digests else None
+    return Solution(
+        plan, links, digests, rule.merkle_root(digests), held, memory_digests, memory_root
+    )
 
 
-def reveal_rows(solution: Solution, places: Sequence[ChallengePlace]) -> ChallengeReveal:
-    """Return each place's row and the row it came from, with their inclusion paths."""
+def reveal_rows(
+    solution: Solution, places: Sequence[ChallengePlace], blocks: Sequence[int] = ()
+) -> ChallengeReveal:
+    """Return each place's row and the row it came from, with their inclusion paths.
+
+    Each block of the working set asked for is read back from what is held and hashed again.
+    """
+    shown = [
+        RevealedBlock(
+            index=index,
+            digest_hex=rule.memory_digest(index, _held_block(solution, index)).hex(),
+            path_hex=[step.hex() for step in rule.merkle_path(solution.memory_digests, index)],
+        )
+        for index in blocks
+        if solution.memory is not None and 0 <= index < solution.plan.memory_blocks
+    ]
     wanted: list[tuple[int, int]] = []
     for place in places:
         for link in (place.link - 1, place.link):
@@ -152,7 +230,19 @@ def reveal_rows(solution: Solution, places: Sequence[ChallengePlace]) -> Challen
                 ],
             )
             for link, row in wanted
-        ]
+        ],
+        blocks=shown,
+    )
+
+
+def commitment(solution: Solution | None) -> ChallengeCommit:
+    """Return the commitment to a solution (giving up when there is none)."""
+    if solution is None:
+        return ChallengeCommit(root_hex=None)
+    memory_root = solution.memory_root
+    return ChallengeCommit(
+        root_hex=solution.root.hex(),
+        memory_root_hex=None if memory_root is None else memory_root.hex(),
     )
 
 
@@ -168,10 +258,12 @@ async def answer_challenge(
     """Play a challenge through: compute in a worker thread, commit, reveal; return the verdict."""
     give_up = received_monotonic + order.deadline_s
     solution = await asyncio.to_thread(solve, order, give_up_monotonic=give_up, on_gpu=on_gpu)
-    commit = ChallengeCommit(root_hex=None if solution is None else solution.root.hex())
+    commit = commitment(solution)
     verdict = await client.commit_challenge(device_id, token, order.challenge_id, commit)
     if solution is not None and verdict.state == "committed" and verdict.check is not None:
-        reveal = await asyncio.to_thread(reveal_rows, solution, verdict.check.places)
+        reveal = await asyncio.to_thread(
+            reveal_rows, solution, verdict.check.places, verdict.check.blocks
+        )
         verdict = await client.reveal_challenge(device_id, token, order.challenge_id, reveal)
     level = logging.INFO if verdict.state == "passed" else logging.ERROR
     _log.log(

@@ -7,6 +7,11 @@ passes, its claims get no tasks. A device that commits too late, gives up, or sh
 are not the products it committed to is quarantined: it gets no tasks until the operator
 releases it (and it owes a new challenge). A challenge left unanswered past its deadline
 fails without quarantine (its answer may have been lost); three such in a row quarantine.
+
+A device that claims GPU memory owes a second round once it passes this throughput round: a
+token chain plus a working set of most of the claimed memory to hold (see
+:mod:`heatgrid.core.challenge`), in its own challenge so that the time allowed to fill the set
+does not loosen the throughput deadline.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ __all__ = [
     "CPU_CORE_FLOPS_PER_S",
     "GPU_FLOOR_FLOPS_PER_S",
     "claimed_flops_per_s",
+    "claimed_memory_bytes",
     "commit",
     "issue_due",
     "mark_due",
@@ -84,6 +90,28 @@ def claimed_flops_per_s(device: Device) -> float | None:
     return CPU_CORE_FLOPS_PER_S * (cores if isinstance(cores, int) and cores > 0 else 1)
 
 
+def claimed_memory_bytes(device: Device) -> float:
+    """Return the GPU memory the device's hardware claims [bytes]; 0 for none.
+
+    A GPU (or a rack with GPU memory) claims its ``vram_gb``, else its catalog model's.
+    """
+    if device.kind not in ("gpu", "rack"):
+        return 0.0
+    hardware = device.hardware
+    vram_gb = hardware.get("vram_gb")
+    if isinstance(vram_gb, (int, float)) and not isinstance(vram_gb, bool) and vram_gb > 0:
+        return float(vram_gb) * 1e9
+    model = hardware.get("model")
+    if device.kind == "gpu" and isinstance(model, str) and model.strip():
+        try:
+            known = load_catalog().find(model)
+        except InputError:
+            known = None
+        if known is not None and known.kind == "gpu":
+            return known.vram_gb * 1e9
+    return 0.0
+
+
 def mark_due(device: Device, *, now_ts: float) -> None:
     """Owe a challenge from now (enrolled, or new hardware), for devices that can be challenged."""
     if claimed_flops_per_s(device) is not None:
@@ -105,7 +133,9 @@ def release(device: Device, *, now_ts: float) -> None:
 
 
 def _plan(found: DeviceChallenge) -> rule.ChallengePlan:
-    return rule.ChallengePlan(found.seed, found.n, found.links, found.deadline_s)
+    return rule.ChallengePlan(
+        found.seed, found.n, found.links, found.deadline_s, found.memory_bytes or 0
+    )
 
 
 def _fail(found: DeviceChallenge, device: Device, reason: str, *, now_ts: float) -> None:
@@ -143,6 +173,32 @@ def _unanswered_in_a_row(session: Session, device: Device) -> int:
 
 
 _NO_ANSWER = "no answer by the deadline"
+
+
+_MEMORY_ROUND_N = 16
+
+
+def _memory_round(session: Session, device: Device, settings: Settings) -> bool:
+    """Return whether the challenge owed now is the working set's round.
+
+    It is when the device claims memory and has passed the throughput round since it came to
+    owe a challenge.
+    """
+    if settings.challenge_max_memory_bytes <= 0 or claimed_memory_bytes(device) <= 0:
+        return False
+    latest = session.scalars(
+        select(DeviceChallenge)
+        .where(DeviceChallenge.device_id == device.id, DeviceChallenge.state == "passed")
+        .order_by(DeviceChallenge.issued_ts.desc())
+        .limit(1)
+    ).first()
+    return (
+        latest is not None
+        and not latest.memory_bytes
+        and latest.ended_ts is not None
+        and device.challenge_due_ts is not None
+        and latest.ended_ts >= device.challenge_due_ts
+    )
 
 
 def issue_due(
@@ -184,12 +240,24 @@ def issue_due(
         device.challenge_due_ts = now_ts
     if device.challenge_due_ts is None or device.challenge_due_ts > now_ts:
         return None
-    plan = rule.plan_challenge(
-        secrets.randbits(32),
-        flops,
-        target_s=settings.challenge_target_s,
-        max_n=settings.challenge_max_n,
-    )
+    if _memory_round(session, device, settings):
+        # The working set gets its own challenge with a token chain, so that the time allowed
+        # to fill it does not loosen the throughput challenge's deadline.
+        plan = rule.plan_challenge(
+            secrets.randbits(32),
+            flops,
+            target_s=settings.challenge_target_s,
+            max_n=_MEMORY_ROUND_N,
+            claimed_memory_bytes=claimed_memory_bytes(device),
+            max_memory_bytes=settings.challenge_max_memory_bytes,
+        )
+    else:
+        plan = rule.plan_challenge(
+            secrets.randbits(32),
+            flops,
+            target_s=settings.challenge_target_s,
+            max_n=settings.challenge_max_n,
+        )
     found = DeviceChallenge(
         id=new_id(),
         device_id=device.id,
@@ -202,6 +270,9 @@ def issue_due(
         committed_ts=None,
         root_hex=None,
         places=None,
+        memory_bytes=plan.memory_bytes,
+        memory_root_hex=None,
+        blocks=None,
         state="issued",
         reason=None,
         ended_ts=None,
@@ -213,6 +284,7 @@ def issue_due(
         n=plan.n,
         links=plan.links,
         deadline_s=plan.deadline_s,
+        memory_bytes=plan.memory_bytes,
     )
 
 
@@ -227,7 +299,8 @@ def _verdict(found: DeviceChallenge) -> ChallengeVerdict:
     check = None
     if found.state == "committed" and found.places is not None:
         check = ChallengeCheck(
-            places=[ChallengePlace(link=link, row=row) for link, row in found.places]
+            places=[ChallengePlace(link=link, row=row) for link, row in found.places],
+            blocks=list(found.blocks or []),
         )
     return ChallengeVerdict(
         challenge_id=found.id,
@@ -253,7 +326,12 @@ def commit(
     elapsed_s = now_ts - found.issued_ts
     plan = _plan(found)
     if body.root_hex is None:
-        _fail(found, device, "the device gave up before the deadline", now_ts=now_ts)
+        held = f" (it was asked to hold {plan.memory_bytes / 2**20:.0f} MiB)" * bool(
+            plan.memory_bytes
+        )
+        _fail(found, device, f"the device gave up before the deadline{held}", now_ts=now_ts)
+    elif plan.memory_bytes and body.memory_root_hex is None:
+        _fail(found, device, "no commitment to the working set it was asked to hold", now_ts=now_ts)
     elif not rule.passes_deadline(plan, elapsed_s):
         claimed_tflops = found.claimed_flops_per_s / 1e12
         _fail(
@@ -271,6 +349,10 @@ def commit(
         found.committed_ts = now_ts
         found.root_hex = body.root_hex
         found.places = [[leaf // plan.n, leaf % plan.n] for leaf in sorted(leaves)]
+        if plan.memory_bytes:
+            found.memory_root_hex = body.memory_root_hex
+            blocks = min(settings.challenge_rows_checked, plan.memory_blocks)
+            found.blocks = sorted(rng.sample(range(plan.memory_blocks), blocks))
     session.commit()
     return _verdict(found)
 
@@ -308,8 +390,29 @@ def _shown_rows(
     return shown
 
 
+def _check_blocks(found: DeviceChallenge, body: ChallengeReveal) -> str | None:
+    """Return why the shown blocks of the working set fail, or None when each checks out."""
+    plan = _plan(found)
+    root = bytes.fromhex(found.memory_root_hex or "")
+    shown = {block.index: block for block in body.blocks}
+    for index in found.blocks or []:
+        block = shown.get(index)
+        if block is None:
+            return f"block {index} of the working set was not shown"
+        digest = bytes.fromhex(block.digest_hex)
+        if digest != rule.memory_digest(index, rule.memory_block(plan, index)):
+            return f"block {index} of the working set is not the seeded block: it was not held"
+        path = [bytes.fromhex(step) for step in block.path_hex]
+        if not rule.merkle_verify(root, digest, index, plan.memory_blocks, path):
+            return f"block {index} of the working set is not the block committed to"
+    return None
+
+
 def _check_reveal(found: DeviceChallenge, body: ChallengeReveal) -> str | None:
-    """Return why the revealed rows fail, or None when every place checks out."""
+    """Return why the revealed rows or blocks fail, or None when every place checks out."""
+    held = _check_blocks(found, body)
+    if held is not None:
+        return held
     shown = _shown_rows(found, body)
     if isinstance(shown, str):
         return shown
@@ -335,7 +438,13 @@ def _check_reveal(found: DeviceChallenge, body: ChallengeReveal) -> str | None:
 
 
 def reveal(
-    session: Session, device: Device, challenge_id: str, body: ChallengeReveal, *, now_ts: float
+    session: Session,
+    device: Device,
+    challenge_id: str,
+    body: ChallengeReveal,
+    *,
+    now_ts: float,
+    settings: Settings,
 ) -> ChallengeVerdict:
     """Check the shown rows against the commitment and the products; pass or fail. Commits."""
     found = _get(session, device, challenge_id)
@@ -345,7 +454,13 @@ def reveal(
     if reason is None:
         found.state = "passed"
         found.ended_ts = now_ts
-        device.challenge_due_ts = None
+        memory_owed = (
+            not found.memory_bytes
+            and claimed_memory_bytes(device) > 0
+            and settings.challenge_max_memory_bytes > 0
+        )
+        # A throughput round passed by a device that claims memory: the memory round is next.
+        device.challenge_due_ts = now_ts if memory_owed else None
         _log.info(
             "device %s passed a hardware challenge (%d x %d, %d links) in %.2f s",
             device.id,

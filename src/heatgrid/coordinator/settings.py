@@ -122,7 +122,11 @@ class Settings:
     challenge_max_n : int
         Largest side of a challenge's matrices [entries].
     challenge_rows_checked : int
-        Places checked per challenge.
+        Places checked per challenge (rows of the chain, and as many blocks of the working set).
+    challenge_max_memory_bytes : int
+        Largest working set a challenge asks a device to hold [bytes]; a device claiming more
+        than this over :data:`heatgrid.core.challenge.DEFAULT_MEMORY_FRACTION` is checked up to
+        it only. 0: no memory check.
     bitcoin_network : str
         Network that owners' payout addresses must be for: ``mainnet``, ``testnet``,
         ``signet`` or ``regtest``.
@@ -171,6 +175,7 @@ class Settings:
     challenge_target_s: float = DEFAULT_CHALLENGE_TARGET_S
     challenge_max_n: int = MAX_CHALLENGE_N
     challenge_rows_checked: int = DEFAULT_ROWS_CHECKED
+    challenge_max_memory_bytes: int = 1 << 40
     bitcoin_network: str = "mainnet"
     stratum_url: str | None = None
     session_secret: str = field(default_factory=_session_secret, repr=False)

@@ -17,6 +17,14 @@ probability about ``q**k``. Inputs are generated once (2 n² numbers) and the ho
 ``links · n²`` float32 values, so the deadline allows for that host work
 (:data:`HOST_HASH_BYTES_PER_S`) on top of the claimed compute time.
 
+The plan also names a working set of ``memory_bytes``: :data:`DEFAULT_MEMORY_FRACTION` of the
+memory the device claims (capped by ``max_memory_bytes``), more than half of it, so a device
+with half the memory it claims cannot hold it. The device allocates it on the claimed device,
+fills it with seeded blocks (:func:`memory_block`) and commits to their digests
+(:func:`memory_digest`) with a second Merkle root; after the commitment the coordinator names
+random blocks, which the device hashes again from what it holds and shows with their paths.
+A device that cannot allocate the working set gives up, and the challenge fails.
+
 Everything here is pure: time and randomness come from the caller.
 """
 
@@ -42,15 +50,22 @@ __all__ = [
     "DEFAULT_CHALLENGE_OVERHEAD_S",
     "DEFAULT_CHALLENGE_SLACK",
     "DEFAULT_CHALLENGE_TARGET_S",
+    "DEFAULT_MEMORY_FRACTION",
     "DEFAULT_ROWS_CHECKED",
+    "HOST_FILL_BYTES_PER_S",
     "HOST_HASH_BYTES_PER_S",
     "HOST_RANDOM_PER_S",
     "MAX_CHALLENGE_N",
     "MAX_HOST_BYTES",
     "MAX_LINKS",
+    "MAX_MEMORY_BLOCKS",
+    "MIN_MEMORY_BLOCK_BYTES",
     "ChallengePlan",
     "challenge_inputs",
     "leaf_index",
+    "memory_block",
+    "memory_block_bytes",
+    "memory_digest",
     "merkle_path",
     "merkle_root",
     "merkle_verify",
@@ -75,6 +90,22 @@ HOST_HASH_BYTES_PER_S = 5.0e8
 HOST_RANDOM_PER_S = 5.0e7
 """Host rate of generating the seeded inputs the deadline allows for [numbers/s]."""
 
+HOST_FILL_BYTES_PER_S = 5.0e7
+"""Host rate of generating, hashing and placing the working set the deadline allows for
+[bytes/s]: a sixth of the 310 MB/s measured on one shared core of the build machine, so that
+slow heater CPUs pass; the memory round's deadline times nothing else."""
+
+DEFAULT_MEMORY_FRACTION = 0.75
+"""Share of the claimed memory the working set fills [dimensionless]: above one half, so a
+device with half the memory it claims cannot hold it; below one, so the driver's and the
+agent's own use of the memory leave an honest device room."""
+
+MIN_MEMORY_BLOCK_BYTES = 64 * 1024
+"""Smallest block of the working set [bytes]."""
+
+MAX_MEMORY_BLOCKS = 1 << 16
+"""Most blocks of the working set: bigger sets have bigger blocks (powers of two)."""
+
 DEFAULT_CHALLENGE_OVERHEAD_S = 1.0
 """Round trip and start-up the deadline allows for [s]."""
 
@@ -91,13 +122,21 @@ _NODE = b"\x01"
 class ChallengePlan:
     """A chain of ``links`` products of seeded ``n`` × ``n`` float32 matrices.
 
-    ``deadline_s`` is the time from issue to commitment the device is allowed [s].
+    ``deadline_s`` is the time from issue to commitment the device is allowed [s];
+    ``memory_bytes`` the working set the device must hold, a whole number of blocks of
+    :func:`memory_block_bytes` (0: none) [bytes].
     """
 
     seed: int
     n: int
     links: int
     deadline_s: float
+    memory_bytes: int = 0
+
+    @property
+    def memory_blocks(self) -> int:
+        """Blocks of the working set (0 when there is none)."""
+        return self.memory_bytes // memory_block_bytes(self.memory_bytes)
 
     @property
     def work_flop(self) -> float:
@@ -117,6 +156,9 @@ def plan_challenge(
     target_s: float = DEFAULT_CHALLENGE_TARGET_S,
     slack: float = DEFAULT_CHALLENGE_SLACK,
     max_n: int = MAX_CHALLENGE_N,
+    claimed_memory_bytes: float = 0.0,
+    memory_fraction: float = DEFAULT_MEMORY_FRACTION,
+    max_memory_bytes: int = 1 << 40,
 ) -> ChallengePlan:
     """Return the challenge that the claimed device computes in about ``target_s``.
 
@@ -124,7 +166,9 @@ def plan_challenge(
     ``target_s`` at the claimed throughput (at least 1), capped at :data:`MAX_LINKS` and so
     that the answer is at most :data:`MAX_HOST_BYTES`. The deadline is ``slack`` times the
     chain's time at the claimed throughput, plus the host's work (inputs, hashing) and
-    :data:`DEFAULT_CHALLENGE_OVERHEAD_S`.
+    :data:`DEFAULT_CHALLENGE_OVERHEAD_S`, plus filling the working set at
+    :data:`HOST_FILL_BYTES_PER_S`. The working set is ``memory_fraction`` of the claimed
+    memory, at most ``max_memory_bytes``, rounded down to whole blocks.
 
     Parameters
     ----------
@@ -138,6 +182,12 @@ def plan_challenge(
         Deadline factor over the claimed compute time [dimensionless], >= 1.
     max_n : int, optional
         Largest matrix side [entries], >= 16.
+    claimed_memory_bytes : float, optional
+        Memory the device claims [bytes], >= 0 (0: no working set).
+    memory_fraction : float, optional
+        Share of the claimed memory to fill [dimensionless], in (0.5, 1].
+    max_memory_bytes : int, optional
+        Largest working set [bytes], >= 0.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 32:
         raise InputError(f"seed must be an integer in [0, 2**32), got {seed!r}")
@@ -148,12 +198,58 @@ def plan_challenge(
         raise InputError(f"slack must be at least 1, got {slack!r}")
     if isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 16:
         raise InputError(f"max_n must be an integer >= 16, got {max_n!r}")
+    claimed = require_non_negative("claimed_memory_bytes", claimed_memory_bytes)
+    if not 0.5 < memory_fraction <= 1.0:
+        raise InputError(f"memory_fraction must be in (0.5, 1], got {memory_fraction!r}")
+    if (
+        isinstance(max_memory_bytes, bool)
+        or not isinstance(max_memory_bytes, int)
+        or max_memory_bytes < 0
+    ):
+        raise InputError(f"max_memory_bytes must be an integer >= 0, got {max_memory_bytes!r}")
+    wanted = min(int(memory_fraction * claimed), max_memory_bytes)
+    memory_bytes = wanted - wanted % memory_block_bytes(wanted)
     n = min(challenge_size_n(flops, seconds), max_n)
     most_links = max(1, min(MAX_LINKS, MAX_HOST_BYTES // (4 * n * n)))
     links = min(most_links, max(1, math.floor(flops * seconds / (2.0 * n**3))))
     host_s = 4.0 * links * n * n / HOST_HASH_BYTES_PER_S + 2.0 * n * n / HOST_RANDOM_PER_S
     compute_s = 2.0 * links * n**3 / flops
-    return ChallengePlan(seed, n, links, factor * compute_s + host_s + DEFAULT_CHALLENGE_OVERHEAD_S)
+    host_s += memory_bytes / HOST_FILL_BYTES_PER_S
+    deadline_s = factor * compute_s + host_s + DEFAULT_CHALLENGE_OVERHEAD_S
+    return ChallengePlan(seed, n, links, deadline_s, memory_bytes)
+
+
+def memory_block_bytes(memory_bytes: int) -> int:
+    """Return the block size for a working set of ``memory_bytes`` [bytes].
+
+    At least :data:`MIN_MEMORY_BLOCK_BYTES`, a power of two, and big enough that the set has
+    at most :data:`MAX_MEMORY_BLOCKS` blocks.
+    """
+    if memory_bytes < 0:
+        raise InputError(f"memory_bytes must be >= 0, got {memory_bytes!r}")
+    size = MIN_MEMORY_BLOCK_BYTES
+    while size * MAX_MEMORY_BLOCKS < memory_bytes:
+        size *= 2
+    return size
+
+
+def memory_block(plan: ChallengePlan, index: int) -> np.ndarray:
+    """Return block ``index`` of the plan's working set: seeded random bytes (incompressible).
+
+    Each block has its own stream (PCG64 keyed by the seed and the index), so the device fills
+    the set block by block and the coordinator makes any one block alone.
+    """
+    if not 0 <= index < plan.memory_blocks:
+        raise InputError(f"block must be in [0, {plan.memory_blocks}), got {index!r}")
+    size = memory_block_bytes(plan.memory_bytes)
+    generator = np.random.Generator(np.random.PCG64([plan.seed, index, 0x6D656D]))
+    return np.frombuffer(generator.bytes(size), dtype=np.uint8)
+
+
+def memory_digest(index: int, data: npt.ArrayLike) -> bytes:
+    """Return the SHA-256 of one block of the working set: a tag, its index and its bytes."""
+    raw = np.ascontiguousarray(np.asarray(data, dtype=np.uint8)).tobytes()
+    return hashlib.sha256(b"memory" + index.to_bytes(8, "little") + raw).digest()
 
 
 def challenge_inputs(plan: ChallengePlan) -> tuple[np.ndarray, np.ndarray]:

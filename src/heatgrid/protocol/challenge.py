@@ -20,6 +20,7 @@ __all__ = [
     "ChallengePlace",
     "ChallengeReveal",
     "ChallengeVerdict",
+    "RevealedBlock",
     "RevealedRow",
 ]
 
@@ -55,6 +56,8 @@ class ChallengeOrder(_Message):
         Products in the chain.
     deadline_s : float
         Time from the heartbeat's answer to the commitment the device is allowed [s].
+    memory_bytes : int
+        Working set to hold on the claimed device until the reveal [bytes]; 0: none.
     """
 
     challenge_id: str
@@ -62,16 +65,20 @@ class ChallengeOrder(_Message):
     n: Annotated[int, Field(ge=1, le=_MAX_N)]
     links: Annotated[int, Field(ge=1, le=1 << 20)]
     deadline_s: Annotated[float, Field(gt=0.0)]
+    memory_bytes: Annotated[int, Field(ge=0, le=1 << 50)] = 0
 
 
 class ChallengeCommit(_Message):
     """The device's commitment: the Merkle root over every row digest, hex; or giving up.
 
-    ``root_hex`` None says the device could not finish in time (the challenge fails).
+    ``root_hex`` None says the device could not finish in time, or could not hold the
+    working set (the challenge fails). ``memory_root_hex`` is the Merkle root over the working
+    set's block digests (None when the order asked for none).
     """
 
     protocol_version: Literal[1] = 1
     root_hex: _Hex64 | None
+    memory_root_hex: _Hex64 | None = None
 
 
 class ChallengePlace(_Message):
@@ -82,9 +89,10 @@ class ChallengePlace(_Message):
 
 
 class ChallengeCheck(_Message):
-    """The places the coordinator checks, drawn after the commitment."""
+    """The places and working-set blocks the coordinator checks, drawn after the commitment."""
 
     places: list[ChallengePlace]
+    blocks: list[Annotated[int, Field(ge=0)]] = []
 
 
 class RevealedRow(_Message):
@@ -99,11 +107,20 @@ class RevealedRow(_Message):
     path_hex: Annotated[list[_Hex64], Field(max_length=64)]
 
 
+class RevealedBlock(_Message):
+    """One block of the working set: its index, its digest as held now, and its path."""
+
+    index: Annotated[int, Field(ge=0)]
+    digest_hex: _Hex64
+    path_hex: Annotated[list[_Hex64], Field(max_length=64)]
+
+
 class ChallengeReveal(_Message):
     """The rows asked for: each checked place and, for links > 0, the row it came from."""
 
     protocol_version: Literal[1] = 1
     rows: Annotated[list[RevealedRow], Field(max_length=MAX_REVEALED_ROWS)]
+    blocks: Annotated[list[RevealedBlock], Field(max_length=MAX_REVEALED_ROWS)] = []
 
 
 class ChallengeVerdict(_Message):

@@ -250,9 +250,10 @@ def reveal_challenge(
     device: _Device,
     session: SessionDep,
     now_ts: NowTs,
+    settings: SettingsDep,
 ) -> ChallengeVerdict:
     """Show the rows asked for (own token only); answers passed or failed."""
-    return challenges.reveal(session, device, challenge_id, body, now_ts=now_ts)
+    return challenges.reveal(session, device, challenge_id, body, now_ts=now_ts, settings=settings)
 
 
 @router.post("/{device_id}/release")
