@@ -7,8 +7,7 @@ from pathlib import Path
 from heatgrid.agent.config import CpuDeviceSpec, PyasicDeviceSpec, load_config
 from heatgrid.agent.enroll import heater_hardware
 from heatgrid.cli._demo_agents import CPU_SETPOINT_OFFSET_K, heater_plans, write_agent_config
-from heatgrid.cli._demo_fleet import example_job, home_specs, mining_targets
-from heatgrid.cli._demo_services import POOL_USER
+from heatgrid.cli._demo_fleet import example_job, home_specs
 from heatgrid.cli._demo_world import CPU_CORE_POWER_W, CPU_IDLE_POWER_W
 from heatgrid.jobs.manifest import load_manifest
 
@@ -57,17 +56,10 @@ def test_the_agents_accept_their_configurations_and_only_the_cpu_heater_runs_job
     assert not miners.jobs.enabled
     assert miners.mining is not None
     assert isinstance(miners.devices[0], PyasicDeviceSpec)
+    # the agent sets its miners' pool to the coordinator's Stratum proxy, as for real miners
+    assert all(isinstance(d, PyasicDeviceSpec) and d.coordinator_pool for d in miners.devices)
     assert heater_hardware(miners)[0] == "asic"
     assert miners.thermostat.setpoint_c == specs[0].setpoint_c
-
-
-def test_miners_mine_through_the_proxy_as_their_device() -> None:
-    targets = mining_targets("stratum+tcp://127.0.0.1:3333", "d1", "secret", 2)
-    assert [(t.url, t.user, t.password) for t in targets] == [
-        ("stratum+tcp://127.0.0.1:3333", "d1.miner1", "secret"),
-        ("stratum+tcp://127.0.0.1:3333", "d1.miner2", "secret"),
-    ]
-    assert {t.pool_worker for t in targets} == {f"{POOL_USER}.d1"}
 
 
 def test_the_demo_job_is_the_deterministic_example() -> None:

@@ -131,9 +131,8 @@ web_port = {web_port}
 min_power_w = {spec.min_power_w}
 max_power_w = {max_power_w}
 min_cycle_s = 600.0
-# the demo points its emulated miners' Stratum clients at the proxy itself, with the password
-# it issued; an agent pointing them would issue (rotate) its own
-coordinator_pool = false
+# coordinator_pool = true (the default): the agent issues the heater's mining password and
+# sets this miner's pool to the coordinator's Stratum proxy through pyasic
 """
         for index, ((rpc_port, web_port), max_power_w) in enumerate(
             zip(miners, spec.miners_max_power_w, strict=True)

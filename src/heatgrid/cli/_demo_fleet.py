@@ -9,9 +9,10 @@ emulated hours end at the wall clock's present (the dashboard's charts show them
 * ``heatgrid serve`` on SQLite, migrated, with an operator (the dashboard login) made with
   ``heatgrid admin``, and two owners and a submitter whose keys the operator makes over the API;
 * ``heatgrid stratum``, the coordinator's Stratum proxy on the same database, whose upstream is
-  the test pool (the operator's pool account); each miner heater's owner asks the API for its
-  mining password, and its miners mine through the proxy (:func:`mining_targets`), which records
-  and credits each share to the owner and forwards it to the pool;
+  the test pool (the operator's pool account); each miner heater's agent issues its mining
+  password and sets its miners' pool to the proxy through pyasic (``coordinator_pool``), as it
+  does for real miners; the proxy records and credits each share to the owner and forwards it
+  to the pool;
 * one ``heatgrid agent`` per heater (:mod:`._demo_agents`), enrolled with ``heatgrid agent
   enroll`` and its owner's one-time code: each home's miner heater, and in the first two homes
   (alice's and bob's) a CPU heater that runs job tasks in the bubblewrap sandbox, whose power
@@ -45,7 +46,7 @@ from heatgrid.cli._demo_services import (
     start_coordinator,
     start_proxy,
 )
-from heatgrid.cli._demo_world import HOMES, HomeSpec, MiningTarget, World
+from heatgrid.cli._demo_world import HOMES, HomeSpec, World
 from heatgrid.core.clock import CLOCK_ENV, ClockSpec
 
 __all__ = [
@@ -54,7 +55,6 @@ __all__ = [
     "Heater",
     "example_job",
     "home_specs",
-    "mining_targets",
     "run_fleet",
 ]
 
@@ -132,23 +132,6 @@ def home_specs(count: int) -> tuple[HomeSpec, ...]:
     return tuple(specs)
 
 
-def mining_targets(
-    proxy_url: str, device_id: str, password: str, miners: int
-) -> list[MiningTarget]:
-    """Where a home's miners mine: the coordinator's Stratum proxy, as the heater's device.
-
-    Each miner authorizes as ``DEVICE_ID.minerN`` with the device's mining password; the proxy
-    records and credits every share to the device's owner, and forwards it to the test pool
-    under the operator's account as the worker ``POOL_USER.DEVICE_ID``.
-    """
-    return [
-        MiningTarget(
-            proxy_url, f"{device_id}.miner{index + 1}", password, f"{POOL_USER}.{device_id}"
-        )
-        for index in range(miners)
-    ]
-
-
 def example_job() -> Path | None:
     """Return the deterministic example job's directory (``examples/sweep`` of a clone), if any."""
     found = Path(__file__).resolve().parents[3] / "examples" / "sweep"
@@ -186,14 +169,11 @@ async def _enroll(
     return configs
 
 
-async def _start_agents(
-    run: FleetRun, env: dict[str, str], accounts: Accounts, configs: list[Path]
-) -> None:
-    """Start one agent per heater; meter the CPU heaters; mine through the proxy."""
+async def _start_agents(run: FleetRun, env: dict[str, str], configs: list[Path]) -> None:
+    """Start one agent per heater; meter the CPU heaters; let the miners mine where set."""
     world, children = run.world, run.children
     assert world is not None
     assert children is not None
-    assert run.proxy_url is not None
     agent_env = {**env, CLOCK_ENV: run.clock.text()}
     for index, (heater, config) in enumerate(zip(run.heaters, configs, strict=True)):
         argv = [sys.executable, "-m", "heatgrid.cli.main", "agent", "--config", str(config)]
@@ -203,11 +183,7 @@ async def _start_agents(
     for heater in run.heaters:
         if heater.plan.kind != "miners":
             continue
-        password = await accounts.mining_password(heater.plan.owner, heater.device_id)
-        miners = len(world.homes[heater.plan.home].miners)
-        world.mine(
-            heater.plan.home, mining_targets(run.proxy_url, heater.device_id, password, miners)
-        )
+        world.mine(heater.plan.home, f"{POOL_USER}.{heater.device_id}")
 
 
 async def _submit_job(run: FleetRun, env: dict[str, str], accounts: Accounts) -> None:
@@ -329,7 +305,7 @@ async def run_fleet(run: FleetRun, refresh: Callable[[], None]) -> None:
             step("enrolling one agent per heater (heatgrid agent enroll)")
             configs = await _enroll(run, env, accounts, broker)
             step("starting the agents; miners mine through the proxy")
-            await _start_agents(run, env, accounts, configs)
+            await _start_agents(run, env, configs)
             step("submitting examples/sweep (heatgrid jobs submit)")
             await _submit_job(run, env, accounts)
             await _run_until(deadline, run, http, operator, refresh)

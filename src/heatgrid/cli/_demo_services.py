@@ -141,13 +141,6 @@ class Accounts:
         )
         return str(body["enrollment_code"])
 
-    async def mining_password(self, owner: str, device_id: str) -> str:
-        """Return a new mining password for ``owner``'s heater ``device_id``."""
-        body = await self._post(
-            owner, f"/v1/devices/{device_id}/mining-credentials", None, "mining password"
-        )
-        return str(body["password"])
-
 
 async def create_accounts(http: Any, operator: str, owners: tuple[str, ...]) -> Accounts:
     """Make the owners' and the submitter's keys over the API, as the operator."""

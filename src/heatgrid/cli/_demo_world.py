@@ -29,7 +29,7 @@ from heatgrid.emulators import miner_model
 from heatgrid.emulators.cpu_meter import ProcessTreeMeter
 from heatgrid.emulators.miner_server import MinerEmulator
 from heatgrid.emulators.room_mqtt import MinerAddress, RoomService
-from heatgrid.emulators.stratum_miner import StratumMinerClient
+from heatgrid.emulators.stratum_miner import PoolFollower
 from heatgrid.emulators.stratum_pool import StratumPool
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
     "SHARES_PER_S",
     "HomeSpec",
     "HomeStats",
-    "MiningTarget",
     "World",
     "room_topic",
 ]
@@ -121,25 +120,6 @@ The first two, of different owners, have a CPU heater: a job's tasks can run in 
 result can be checked on another owner's heater."""
 
 
-@dataclass(frozen=True)
-class MiningTarget:
-    """Where one miner mines, as whom, and the worker the test pool counts its shares under.
-
-    Attributes
-    ----------
-    url, user, password : str
-        The Stratum URL the miner connects to, its user and password.
-    pool_worker : str
-        The worker name its shares reach the test pool under (``user`` when it mines there
-        directly; the proxy's ``POOL_USER.DEVICE_ID`` through the proxy).
-    """
-
-    url: str
-    user: str
-    password: str
-    pool_worker: str
-
-
 @dataclass
 class HomeStats:
     """What one home did, in emulated time."""
@@ -169,7 +149,6 @@ class _Home:
     spec: HomeSpec
     room: RoomService
     miners: list[MinerEmulator]
-    clients: list[StratumMinerClient] = field(default_factory=list)
     pool_workers: set[str] = field(default_factory=set)
     temps_c: list[tuple[float, float]] = field(default_factory=list)
     cpu_meter: ProcessTreeMeter | None = None
@@ -244,15 +223,16 @@ class World:
             self.homes.append(_Home(spec, room, miners))
         self._start_ts = self._clock()
 
-    def mine(self, home: int, targets: list[MiningTarget]) -> None:
-        """Start the home's miners mining, the i-th miner into ``targets[i]``."""
-        for miner, target in zip(self.homes[home].miners, targets, strict=True):
-            client = StratumMinerClient(
-                target.url, target.user, target.password, _capped_hashrate(miner)
-            )
-            self.homes[home].clients.append(client)
-            self.homes[home].pool_workers.add(target.pool_worker)
-            self._spawn(client.run())
+    def mine(self, home: int, pool_worker: str) -> None:
+        """Let the home's miners mine into the pool set through their API, as real firmware does.
+
+        Its agent sets that pool (the coordinator's Stratum proxy) through pyasic; until then a
+        miner mines nowhere. ``pool_worker`` is the worker the test pool counts their shares
+        under (the proxy's ``POOL_USER.DEVICE_ID``).
+        """
+        self.homes[home].pool_workers.add(pool_worker)
+        for miner in self.homes[home].miners:
+            self._spawn(PoolFollower(_configured_pool(miner), _capped_hashrate(miner)).run())
 
     def add_cpu_heater(self, home: int, agent_pid: int) -> None:
         """Let home ``home``'s room be heated by the CPU heater whose agent is ``agent_pid``.
@@ -338,6 +318,16 @@ class World:
 def room_topic(index: int) -> str:
     """Return the MQTT topic of home ``index``'s room temperature."""
     return f"heatgrid/demo/home{index}/room"
+
+
+def _configured_pool(miner: MinerEmulator) -> Callable[[], tuple[str, str, str] | None]:
+    """Return the first pool set on ``miner`` through its API (url, user, password), if any."""
+
+    def configured() -> tuple[str, str, str] | None:
+        pools = miner.device.view().pools
+        return (pools[0].url, pools[0].user, pools[0].password) if pools else None
+
+    return configured
 
 
 def _capped_hashrate(miner: MinerEmulator) -> Callable[[], float]:
