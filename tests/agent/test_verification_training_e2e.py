@@ -1,0 +1,117 @@
+"""End to end: a heater that skips training steps is caught by heaters of other owners.
+
+Real parts only, as in ``test_verification_e2e.py``: the coordinator app over SQLite with
+``verify_results``, three in-process agent daemons of three owners with CPU heaters, and the
+PyTorch example ``examples/digits`` in the bubblewrap sandbox (deterministic on one CPU: the
+same parameters give the same weights digest). The cheat's agent trains half the epochs it was
+leased (it halves ``epochs`` in every lease it receives) and hands in what its runner returns:
+a real model and digest, of less work. Its result is held and replicated on the honest heaters,
+whose digests agree; the task is verified with the full training, the cheat is quarantined
+and its held credit forfeited, the honest owners are paid, and the ledger balances. Skipped
+where PyTorch or scikit-learn is not installed (the ``ml`` extra, which CI installs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from tests.agent.jobs_fleet import Coordinator, agent, pack, until
+
+from heatgrid.agent.client import CoordinatorClient
+from heatgrid.protocol import v1
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("sandbox_ready"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("torch") is None or importlib.util.find_spec("sklearn") is None,
+        reason="PyTorch and scikit-learn are not installed (the ml extra: torch==2.13.0 CPU)",
+    ),
+]
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "digits"
+EPOCHS = 6
+OWNERS = ("mallory", "bob", "dave")
+
+
+class SkippingClient(CoordinatorClient):
+    """A modified agent: it runs every leased task with half its ``epochs``."""
+
+    async def claim(self, device_id: str, token: str, request: v1.ClaimRequest) -> v1.ClaimResponse:
+        """Take the leases, and halve the training each asks for."""
+        answer = await super().claim(device_id, token, request)
+        leases = [
+            lease.model_copy(update={"task_input": {**lease.task_input, "epochs": EPOCHS // 2}})
+            for lease in answer.leases
+        ]
+        return answer.model_copy(update={"leases": leases})
+
+
+async def _scenario(root: Path) -> None:
+    artifact = pack(EXAMPLE, root / "artifacts")
+    async with Coordinator(root, owners=OWNERS, verify_results=True) as coordinator:
+        (task_id,) = await coordinator.submit(artifact, [{"epochs": EPOCHS}])
+
+        def state() -> str:
+            return str(coordinator.task(task_id)["state"])
+
+        async with agent(
+            coordinator, root, "mallory", owner="mallory", client_class=SkippingClient
+        ):
+            await until(lambda: state() == "reported", "the cheat reported its short training")
+        async with (
+            agent(coordinator, root, "bob", owner="bob"),
+            agent(coordinator, root, "dave", owner="dave"),
+        ):
+            await until(lambda: state() not in {"reported", "verifying"}, "the task was judged")
+        task = coordinator.task(task_id)
+        devices = dict(
+            coordinator.query(
+                "SELECT accounts.name, devices.id FROM devices "
+                "JOIN accounts ON accounts.id = devices.owner_id"
+            )
+        )
+        attempts = coordinator.query(
+            "SELECT device_id, verdict, result FROM task_attempts WHERE result IS NOT NULL"
+        )
+        quarantine = coordinator.query(
+            "SELECT quarantine_reason FROM devices WHERE id = ?", devices["mallory"]
+        )[0][0]
+        closed = coordinator.query(
+            "SELECT kind, device_id FROM ledger_transactions WHERE kind LIKE 'result_%'"
+        )
+        unbalanced = coordinator.query(
+            "SELECT transaction_id FROM ledger_entries GROUP BY transaction_id, unit "
+            "HAVING SUM(amount) != 0"
+        )
+
+    assert task["state"] == "verified", task
+    result = json.loads(task["result"])
+    results = {device_id: json.loads(text) for device_id, _, text in attempts}
+    short = results[devices["mallory"]]
+    assert short["steps"] * 2 == result["steps"]  # the cheat really trained half the steps
+    assert short["weights_sha256"] != result["weights_sha256"]
+    assert result["test_accuracy"] >= 0.9, result
+    honest = {devices["bob"], devices["dave"]}
+    assert {results[d]["weights_sha256"] for d in honest if d in results} == {
+        result["weights_sha256"]
+    }
+    verdicts = {device_id: verdict for device_id, verdict, _ in attempts}
+    assert verdicts[devices["mallory"]] == "caught"
+    assert quarantine is not None
+    assert "wrong result" in quarantine
+    forfeited = {device_id for kind, device_id in closed if kind == "result_caught"}
+    paid = {device_id for kind, device_id in closed if kind == "result_verified"}
+    assert forfeited == {devices["mallory"]}
+    assert paid == honest
+    assert unbalanced == []
+
+
+def test_a_heater_that_skips_training_steps_is_caught_and_the_task_verified(
+    tmp_path: Path,
+) -> None:
+    asyncio.run(asyncio.wait_for(_scenario(tmp_path), 500.0))
