@@ -41,7 +41,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from heatgrid.coordinator import leases, ledger
 from heatgrid.coordinator.db.models import Device, Job, Task, TaskAttempt
 from heatgrid.coordinator.errors import ConflictError, InvalidError, NotFoundError
-from heatgrid.coordinator.leases import refresh_job, result_sha256
+from heatgrid.coordinator.leases import holds, lost, refresh_job, result_sha256, task_status
 from heatgrid.coordinator.settings import Settings
 from heatgrid.core import leasing
 from heatgrid.core.leasing import AttemptOutcome, TaskState
@@ -49,7 +49,6 @@ from heatgrid.protocol import v1
 
 __all__ = ["complete_batch"]
 
-_LEASED = TaskState.LEASED.value
 _COMPLETED = TaskState.COMPLETED.value
 _UNFINISHED = tuple(
     sorted(state.value for state in TaskState if state not in leasing.TERMINAL_STATES)
@@ -136,28 +135,6 @@ def _read(
     return found, tasks
 
 
-def _holds(task: _TaskNow, device: Device, attempt: int) -> bool:
-    return task.state == _LEASED and task.lease_device_id == device.id and task.attempt == attempt
-
-
-def _status(task: _TaskNow, attempt: int, device: Device) -> v1.TaskStatus:
-    holding = _holds(task, device, attempt)
-    return v1.TaskStatus(
-        task_id=task.id,
-        attempt=attempt,
-        state=task.state,
-        lease_expires_ts=task.lease_expires_ts if holding else None,
-        stop=not holding,
-    )
-
-
-def _lost(task: _TaskNow, attempt: int) -> ConflictError:
-    return ConflictError(
-        f"task {task.id}: attempt {attempt} no longer holds the lease (the task is {task.state}"
-        f"{f', attempt {task.attempt}' if task.attempt != attempt else ''}); stop it"
-    )
-
-
 def _ended_values(
     task: _TaskNow, row: Row[Any], *, now_ts: float, settings: Settings
 ) -> dict[str, object]:
@@ -200,14 +177,14 @@ def _decide(  # noqa: PLR0917 - one completion's facts, private
     digest = result_sha256(item.result)
     if task.state == TaskState.COMPLETED:
         if task.attempt == item.attempt and task.result_sha256 == digest:
-            return _status(task, item.attempt, device), None
+            return task_status(task, item.attempt, device), None
         raise ConflictError(
             f"task {task.id}: already completed by attempt {task.attempt} with another result"
             if task.attempt == item.attempt
             else f"task {task.id}: already completed by attempt {task.attempt}"
         )
-    if not _holds(task, device, item.attempt):
-        raise _lost(task, item.attempt)
+    if not holds(task, device, item.attempt):
+        raise lost(task, item.attempt)
     if item.energy_j < row.attempt_energy_j:
         raise InvalidError(
             f"energy_j: {item.energy_j} is less than the {row.attempt_energy_j} J this attempt "
@@ -241,7 +218,7 @@ def _decide(  # noqa: PLR0917 - one completion's facts, private
     task.result_sha256 = digest
     task.lease_device_id = None
     task.lease_expires_ts = None
-    return _status(task, item.attempt, device), accepted
+    return task_status(task, item.attempt, device), accepted
 
 
 def _per_row(

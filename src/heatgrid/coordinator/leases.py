@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     Row,
@@ -61,6 +61,7 @@ from heatgrid.protocol.jobs import ArtifactRef
 from heatgrid.protocol.values import check_json_object
 
 __all__ = [
+    "LeaseHolder",
     "candidate_order_by",
     "check_holder",
     "claim",
@@ -70,6 +71,8 @@ __all__ = [
     "expire_leases",
     "fail",
     "hand_back",
+    "holds",
+    "lost",
     "prune_checkpoints",
     "read_checkpoint",
     "refresh_job",
@@ -77,6 +80,7 @@ __all__ = [
     "report_progress",
     "result_sha256",
     "save_checkpoint",
+    "task_status",
     "tasks_of",
 ]
 
@@ -483,25 +487,6 @@ def claim(
 # --------------------------------------------------------------------------- ending attempts
 
 
-def _settle(
-    session: Session, task: Task, attempt: TaskAttempt, energy_j: float, now_ts: float
-) -> None:
-    job = session.get_one(Job, task.job_id)
-    device = session.get_one(Device, attempt.device_id)
-    transaction = ledger.attempt_transaction(
-        task_id=task.id,
-        attempt=attempt.attempt,
-        job_id=job.id,
-        submitter_id=job.submitter_id,
-        device_id=device.id,
-        owner_id=device.owner_id,
-        energy_j=energy_j,
-        price_eur_per_kwh=job.price_eur_per_kwh,
-        owner_share=job.owner_share,
-    )
-    ledger.post_many(session, [transaction], now_ts=now_ts)
-
-
 def end_attempt(
     session: Session,
     task: Task,
@@ -540,7 +525,9 @@ def end_attempt(
         energy_j = leasing.settled_energy_j(
             outcome, attempt.energy_j, attempt.checkpointed_energy_j
         )
-        _settle(session, task, attempt, energy_j, now_ts)
+        ledger.settle_attempt(
+            session, attempt, job_id=task.job_id, energy_j=energy_j, now_ts=now_ts
+        )
     state = leasing.next_state(
         task.state,
         event,
@@ -679,12 +666,38 @@ def _locked_task(session: Session, device: Device, task_id: str, attempt: int) -
     return task
 
 
-def _holds(task: Task, device: Device, attempt: int) -> bool:
+class LeaseHolder(Protocol):
+    """What the lease checks read of a task: its row, or a batch's copy of it."""
+
+    @property
+    def id(self) -> str:
+        """The task's id."""
+
+    @property
+    def state(self) -> str:
+        """Its state (a :class:`~heatgrid.core.leasing.TaskState` value)."""
+
+    @property
+    def attempt(self) -> int:
+        """Its newest attempt's number."""
+
+    @property
+    def lease_device_id(self) -> str | None:
+        """The device that holds its lease, if any."""
+
+    @property
+    def lease_expires_ts(self) -> float | None:
+        """When that lease lapses [POSIX s]."""
+
+
+def holds(task: LeaseHolder, device: Device, attempt: int) -> bool:
+    """Whether ``device``'s attempt ``attempt`` of ``task`` holds its lease."""
     return task.state in _HOLDING and task.lease_device_id == device.id and task.attempt == attempt
 
 
-def _status(task: Task, attempt: int, device: Device) -> v1.TaskStatus:
-    holding = _holds(task, device, attempt)
+def task_status(task: LeaseHolder, attempt: int, device: Device) -> v1.TaskStatus:
+    """Return what the device hears of its attempt: go on, until when, or stop."""
+    holding = holds(task, device, attempt)
     return v1.TaskStatus(
         task_id=task.id,
         attempt=attempt,
@@ -694,7 +707,8 @@ def _status(task: Task, attempt: int, device: Device) -> v1.TaskStatus:
     )
 
 
-def _lost(task: Task, attempt: int) -> ConflictError:
+def lost(task: LeaseHolder, attempt: int) -> ConflictError:
+    """Return the 409 for an attempt that no longer holds the task's lease."""
     return ConflictError(
         f"task {task.id}: attempt {attempt} no longer holds the lease (the task is {task.state}"
         f"{f', attempt {task.attempt}' if task.attempt != attempt else ''}); stop it"
@@ -721,11 +735,11 @@ def report_progress(
 ) -> v1.TaskStatus:
     """Record an attempt's energy and renew its lease; ``stop`` tells a lost lease. Commits."""
     task = _locked_task(session, device, task_id, report.attempt)
-    if _holds(task, device, report.attempt):
+    if holds(task, device, report.attempt):
         _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
         task.lease_expires_ts = now_ts + settings.lease_s
     session.commit()
-    return _status(task, report.attempt, device)
+    return task_status(task, report.attempt, device)
 
 
 def save_checkpoint(
@@ -747,8 +761,8 @@ def save_checkpoint(
     once; the caller discards a blob that was not placed.
     """
     task = _locked_task(session, device, task_id, attempt)
-    if not _holds(task, device, attempt):
-        raise _lost(task, attempt)
+    if not holds(task, device, attempt):
+        raise lost(task, attempt)
     digest = blob.sha256
     run = session.get_one(TaskAttempt, (task.id, attempt))
     progress_j = run.start_progress_energy_j + energy_j
@@ -853,8 +867,8 @@ def check_holder(session: Session, device: Device, task_id: str, attempt: int) -
     )
     if task is None or not ran:
         raise NotFoundError(f"task {task_id}: no attempt {attempt} of it was leased to this device")
-    if not _holds(task, device, attempt):
-        raise _lost(task, attempt)
+    if not holds(task, device, attempt):
+        raise lost(task, attempt)
 
 
 def prune_checkpoints(session: Session, task_id: str, *, keep: int, now_ts: float) -> list[str]:
@@ -950,20 +964,20 @@ def _complete(
     run = session.get_one(TaskAttempt, (task.id, report.attempt))
     if run.outcome == AttemptOutcome.COMPLETED and run.result_sha256 is not None:
         if run.result_sha256 == digest:
-            return _status(task, report.attempt, device)
+            return task_status(task, report.attempt, device)
         raise ConflictError(
             f"task {task_id}: attempt {report.attempt} already reported another result"
         )
     if task.state == TaskState.COMPLETED:
         if task.attempt == report.attempt and task.result_sha256 == digest:
-            return _status(task, report.attempt, device)
+            return task_status(task, report.attempt, device)
         raise ConflictError(
             f"task {task_id}: already completed by attempt {task.attempt} with another result"
             if task.attempt == report.attempt
             else f"task {task_id}: already completed by attempt {task.attempt}"
         )
-    if not _holds(task, device, report.attempt):
-        raise _lost(task, report.attempt)
+    if not holds(task, device, report.attempt):
+        raise lost(task, report.attempt)
     _update_energy(run, report.energy_j)
     if settings.verify_results:  # kept by the attempt; the task's is the agreed one
         run.result = report.result
@@ -972,7 +986,7 @@ def _complete(
         task.result = report.result
         task.result_sha256 = digest
     end_attempt(session, task, AttemptOutcome.COMPLETED, now_ts=now_ts, settings=settings)
-    return _status(task, report.attempt, device)
+    return task_status(task, report.attempt, device)
 
 
 def fail(
@@ -986,14 +1000,14 @@ def fail(
 ) -> v1.TaskStatus:
     """End an attempt as failed: retried with backoff, or dead when out of attempts."""
     task = _locked_task(session, device, task_id, report.attempt)
-    if not _holds(task, device, report.attempt):
-        raise _lost(task, report.attempt)
+    if not holds(task, device, report.attempt):
+        raise lost(task, report.attempt)
     _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
     end_attempt(
         session, task, AttemptOutcome.FAILED, now_ts=now_ts, settings=settings, error=report.error
     )
     session.commit()
-    return _status(task, report.attempt, device)
+    return task_status(task, report.attempt, device)
 
 
 def hand_back(
@@ -1007,8 +1021,8 @@ def hand_back(
 ) -> v1.TaskStatus:
     """End an attempt as handed back: requeued at once, not counted against the attempts."""
     task = _locked_task(session, device, task_id, report.attempt)
-    if not _holds(task, device, report.attempt):
-        raise _lost(task, report.attempt)
+    if not holds(task, device, report.attempt):
+        raise lost(task, report.attempt)
     _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
     end_attempt(
         session,
@@ -1019,7 +1033,7 @@ def hand_back(
         error=f"handed back: {report.reason}",
     )
     session.commit()
-    return _status(task, report.attempt, device)
+    return task_status(task, report.attempt, device)
 
 
 def tasks_of(session: Session, job_id: str) -> Sequence[Task]:

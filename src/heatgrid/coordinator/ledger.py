@@ -23,7 +23,13 @@ from sqlalchemy import Table, and_, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from heatgrid.coordinator.db.models import LedgerEntry, LedgerTransaction
+from heatgrid.coordinator.db.models import (
+    Device,
+    Job,
+    LedgerEntry,
+    LedgerTransaction,
+    TaskAttempt,
+)
 from heatgrid.coordinator.pages import PageRequest, encode_cursor
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "held_account",
     "post",
     "post_many",
+    "settle_attempt",
     "unbalanced_transactions",
 ]
 
@@ -120,6 +127,36 @@ def attempt_transaction(
         task_id=task_id,
         device_id=device_id,
     )
+
+
+def settle_attempt(
+    session: Session,
+    attempt: TaskAttempt,
+    *,
+    job_id: str,
+    energy_j: float,
+    now_ts: float,
+    held: bool = False,
+) -> None:
+    """Post the settlement of ``attempt`` of a task of job ``job_id`` (:func:`attempt_transaction`).
+
+    ``energy_j`` [J] is what the attempt is paid for; ``held``: into the owner's held account.
+    """
+    job = session.get_one(Job, job_id)
+    device = session.get_one(Device, attempt.device_id)
+    transaction = attempt_transaction(
+        task_id=attempt.task_id,
+        attempt=attempt.attempt,
+        job_id=job.id,
+        submitter_id=job.submitter_id,
+        device_id=device.id,
+        owner_id=device.owner_id,
+        energy_j=energy_j,
+        price_eur_per_kwh=job.price_eur_per_kwh,
+        owner_share=job.owner_share,
+        held=held,
+    )
+    post_many(session, [transaction], now_ts=now_ts)
 
 
 def _check_balanced(key: str, postings: Sequence[Posting]) -> None:

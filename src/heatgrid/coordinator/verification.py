@@ -100,21 +100,9 @@ def _cost(job: Job, attempt: TaskAttempt) -> int:
 
 def hold(session: Session, task: Task, attempt: TaskAttempt, *, now_ts: float) -> None:
     """Settle a reported attempt into its owner's held account, and mark it held."""
-    job = session.get_one(Job, task.job_id)
-    device = session.get_one(Device, attempt.device_id)
-    transaction = ledger.attempt_transaction(
-        task_id=task.id,
-        attempt=attempt.attempt,
-        job_id=job.id,
-        submitter_id=job.submitter_id,
-        device_id=device.id,
-        owner_id=device.owner_id,
-        energy_j=attempt.energy_j,
-        price_eur_per_kwh=job.price_eur_per_kwh,
-        owner_share=job.owner_share,
-        held=True,
+    ledger.settle_attempt(
+        session, attempt, job_id=task.job_id, energy_j=attempt.energy_j, now_ts=now_ts, held=True
     )
-    ledger.post_many(session, [transaction], now_ts=now_ts)
     attempt.verdict = HELD
 
 
