@@ -116,15 +116,22 @@ class _Demo:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
-                self.process.communicate(timeout=_WAIT_S)
+                self.process.wait(timeout=_WAIT_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.communicate()
+                self.process.wait()
         self._reader.join(timeout=_WAIT_S)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
 
     def finish(self) -> tuple[int, dict[str, Any]]:
         """Wait for the end; return its exit status and its JSON summary."""
-        out, _ = self.process.communicate(timeout=_WAIT_S)
+        # stdout is read here and stderr only by the reader thread: communicate() would read
+        # (and close) stderr too, under the thread's feet
+        assert self.process.stdout is not None
+        out = self.process.stdout.read()  # to its end: the demo ends by itself
+        self.process.wait(timeout=_WAIT_S)
         self._reader.join(timeout=_WAIT_S)
         assert out.strip(), "".join(self.lines)
         return self.process.returncode, json.loads(out)
