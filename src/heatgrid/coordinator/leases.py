@@ -999,15 +999,9 @@ def fail(
     settings: Settings,
 ) -> v1.TaskStatus:
     """End an attempt as failed: retried with backoff, or dead when out of attempts."""
-    task = _locked_task(session, device, task_id, report.attempt)
-    if not holds(task, device, report.attempt):
-        raise lost(task, report.attempt)
-    _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
-    end_attempt(
-        session, task, AttemptOutcome.FAILED, now_ts=now_ts, settings=settings, error=report.error
+    return _end_held(
+        session, device, task_id, report, AttemptOutcome.FAILED, report.error, now_ts, settings
     )
-    session.commit()
-    return task_status(task, report.attempt, device)
 
 
 def hand_back(
@@ -1020,18 +1014,28 @@ def hand_back(
     settings: Settings,
 ) -> v1.TaskStatus:
     """End an attempt as handed back: requeued at once, not counted against the attempts."""
+    error = f"handed back: {report.reason}"
+    return _end_held(
+        session, device, task_id, report, AttemptOutcome.HANDED_BACK, error, now_ts, settings
+    )
+
+
+def _end_held(  # noqa: PLR0917 - private: the shared body of fail and hand_back
+    session: Session,
+    device: Device,
+    task_id: str,
+    report: v1.TaskFailure | v1.TaskHandBack,
+    outcome: AttemptOutcome,
+    error: str,
+    now_ts: float,
+    settings: Settings,
+) -> v1.TaskStatus:
+    """End the attempt ``report`` names, which must hold the lease, with ``outcome``; commit."""
     task = _locked_task(session, device, task_id, report.attempt)
     if not holds(task, device, report.attempt):
         raise lost(task, report.attempt)
     _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
-    end_attempt(
-        session,
-        task,
-        AttemptOutcome.HANDED_BACK,
-        now_ts=now_ts,
-        settings=settings,
-        error=f"handed back: {report.reason}",
-    )
+    end_attempt(session, task, outcome, now_ts=now_ts, settings=settings, error=error)
     session.commit()
     return task_status(task, report.attempt, device)
 
