@@ -48,6 +48,7 @@ from heatgrid.cli._demo_services import (
 )
 from heatgrid.cli._demo_world import HOMES, HomeSpec, World
 from heatgrid.core.clock import CLOCK_ENV, ClockSpec
+from heatgrid.core.errors import InputError
 
 __all__ = [
     "FleetOptions",
@@ -133,9 +134,13 @@ def home_specs(count: int) -> tuple[HomeSpec, ...]:
 
 
 def example_job() -> Path | None:
-    """Return the deterministic example job's directory (``examples/sweep`` of a clone), if any."""
-    found = Path(__file__).resolve().parents[3] / "examples" / "sweep"
-    return found if (found / "job.toml").is_file() else None
+    """Return the deterministic example job's directory (``examples/sweep``), if installed."""
+    from heatgrid.jobs.examples import example_dir
+
+    try:
+        return example_dir("sweep")
+    except InputError:
+        return None
 
 
 async def _enroll(
@@ -192,8 +197,8 @@ async def _submit_job(run: FleetRun, env: dict[str, str], accounts: Accounts) ->
     job_dir = example_job()
     if job_dir is None:
         run.job_problem = (
-            "no job submitted: examples/sweep is not next to this heatgrid (run the demo from a "
-            "clone of the project)"
+            "no job submitted: this heatgrid has no examples/sweep (install it from its wheel "
+            "or run the demo from a clone of the project)"
         )
         return
     await run_heatgrid(

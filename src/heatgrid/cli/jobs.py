@@ -428,6 +428,31 @@ def report(
 _jobs.command("run-local")(run_local)
 
 
+@_jobs.command("example")
+def example(
+    name: Annotated[
+        str | None, typer.Argument(help="The example to copy (omit to list them).")
+    ] = None,
+    dest: Annotated[
+        Path | None,
+        typer.Argument(help="A new directory to copy it into (default: ./NAME)."),
+    ] = None,
+) -> None:
+    """List the example jobs that come with heatgrid, or copy one out to start from."""
+    from heatgrid.jobs.examples import copy_example, example_names
+
+    if name is None:
+        names = example_names()
+        if not names:
+            typer.echo("no example jobs are installed with this heatgrid")
+            return
+        for each in names:
+            typer.echo(each)
+        return
+    copied = copy_example(name, dest if dest is not None else Path(name))
+    typer.echo(f"copied example {name!r} to {copied}; try it: heatgrid jobs run-local {copied}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``jobs`` group to the ``heatgrid`` app."""
     app.add_typer(_jobs, name="jobs")
