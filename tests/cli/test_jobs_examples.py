@@ -41,7 +41,11 @@ def test_the_command_lists_copies_and_names_an_unknown_example(
     assert (tmp_path / "digits" / "job.toml").is_file()
     assert main(["jobs", "example", "mnist"]) == 2
     err = capsys.readouterr().err
-    assert "'mnist'" in err and "digits, sweep" in err
+    assert "'mnist'" in err
+    assert "digits, sweep" in err
+
+
+_PRINT_SWEEP = "from heatgrid.jobs.examples import example_dir as d; print(d('sweep'))"
 
 
 def test_the_wheel_carries_the_examples_where_an_installed_heatgrid_finds_them(
@@ -66,7 +70,7 @@ def test_the_wheel_carries_the_examples_where_an_installed_heatgrid_finds_them(
         archive.extractall(tmp_path / "site")
     assert {"heatgrid/examples/sweep/job.toml", "heatgrid/examples/digits/job.py"} <= names
     found = subprocess.run(
-        [sys.executable, "-c", "from heatgrid.jobs.examples import example_dir as d; print(d('sweep'))"],
+        [sys.executable, "-c", _PRINT_SWEEP],
         cwd=tmp_path,
         env={"PYTHONPATH": str(tmp_path / "site")},
         check=True,

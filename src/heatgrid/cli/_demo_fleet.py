@@ -49,6 +49,7 @@ from heatgrid.cli._demo_services import (
 from heatgrid.cli._demo_world import HOMES, HomeSpec, World
 from heatgrid.core.clock import CLOCK_ENV, ClockSpec
 from heatgrid.core.errors import InputError
+from heatgrid.jobs.examples import example_dir
 
 __all__ = [
     "FleetOptions",
@@ -135,8 +136,6 @@ def home_specs(count: int) -> tuple[HomeSpec, ...]:
 
 def example_job() -> Path | None:
     """Return the deterministic example job's directory (``examples/sweep``), if installed."""
-    from heatgrid.jobs.examples import example_dir
-
     try:
         return example_dir("sweep")
     except InputError:

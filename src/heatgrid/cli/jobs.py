@@ -25,6 +25,7 @@ from heatgrid.cli._submit_dir import MAX_TASKS, DirectorySubmission
 from heatgrid.cli._tables import print_table
 from heatgrid.core.errors import InputError
 from heatgrid.core.leasing import TaskState
+from heatgrid.jobs.examples import copy_example, example_names
 
 if TYPE_CHECKING:
     import httpx
@@ -439,8 +440,6 @@ def example(
     ] = None,
 ) -> None:
     """List the example jobs that come with heatgrid, or copy one out to start from."""
-    from heatgrid.jobs.examples import copy_example, example_names
-
     if name is None:
         names = example_names()
         if not names:
