@@ -204,7 +204,9 @@ def complete(
     settings: SettingsDep,
 ) -> v1.TaskStatus:
     """Hand in an attempt's result; the same result twice is accepted once, another is 409."""
-    return leases.complete(session, device, task_id, body, now_ts=now_ts, settings=settings)
+    return completions.complete_one(
+        session, device, task_id, body, now_ts=now_ts, settings=settings
+    )
 
 
 @router.post("/completions")
@@ -236,7 +238,7 @@ def fail(
     settings: SettingsDep,
 ) -> v1.TaskStatus:
     """Report a failed attempt; the task is retried with backoff or goes to the dead letter."""
-    return leases.fail(session, device, task_id, body, now_ts=now_ts, settings=settings)
+    return completions.end_held(session, device, task_id, body, now_ts=now_ts, settings=settings)
 
 
 @router.post("/tasks/{task_id}/hand-back")
@@ -254,4 +256,4 @@ def hand_back(
     It is queued again at once to resume elsewhere, and the attempt does not count against
     the job's attempts.
     """
-    return leases.hand_back(session, device, task_id, body, now_ts=now_ts, settings=settings)
+    return completions.end_held(session, device, task_id, body, now_ts=now_ts, settings=settings)
