@@ -261,7 +261,8 @@ def _lease_message(
 ) -> v1.TaskLease:
     """Return the lease of ``task``; ``fresh``: from the start, whatever its checkpoints."""
     input_urls, artifact = facts[task.job_id]
-    return v1.TaskLease(
+    # Built from stored, checked values (the input by ``_unservable``): not validated again.
+    return v1.TaskLease.model_construct(
         task_index=task.task_index,
         artifact=artifact,
         input_urls=dict(input_urls),
