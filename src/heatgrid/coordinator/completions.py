@@ -27,6 +27,7 @@ by one. Completions whose rules need more than the plain transition (result veri
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
     tuple_,
     update,
 )
@@ -302,8 +304,68 @@ def _per_row(
     )
 
 
+# PostgreSQL: the batch's rows as arrays (``unnest``), so the statements' text is the same
+# whatever the batch's size: psycopg parses them once and prepares them (a ``CASE`` of a
+# placeholder per row is parsed anew for every batch).
+_PG_END_ATTEMPTS = text(
+    "UPDATE task_attempts AS a SET outcome = v.outcome, ended_ts = :now_ts, error = v.error, "
+    "energy_j = v.energy_j "
+    "FROM unnest(CAST(:task_id AS VARCHAR[]), CAST(:attempt AS INTEGER[]), "
+    "CAST(:outcome AS VARCHAR[]), CAST(:error AS TEXT[]), CAST(:energy_j AS DOUBLE PRECISION[])) "
+    "AS v(task_id, attempt, outcome, error, energy_j) "
+    "WHERE a.task_id = v.task_id AND a.attempt = v.attempt"
+)
+_PG_END_TASKS = text(
+    "UPDATE tasks AS t SET state = v.state, lease_device_id = NULL, lease_expires_ts = NULL, "
+    "last_error = CASE WHEN v.keeps_error THEN t.last_error ELSE v.last_error END, "
+    "ended_ts = COALESCE(v.ended_ts, t.ended_ts), "
+    "not_before_ts = COALESCE(v.not_before_ts, t.not_before_ts), "
+    "result = CASE WHEN v.result_sha256 IS NULL THEN t.result ELSE v.result END, "
+    "result_sha256 = COALESCE(v.result_sha256, t.result_sha256) "
+    "FROM unnest(CAST(:id AS VARCHAR[]), CAST(:state AS VARCHAR[]), "
+    "CAST(:keeps_error AS BOOLEAN[]), CAST(:last_error AS TEXT[]), "
+    "CAST(:ended_ts AS DOUBLE PRECISION[]), CAST(:not_before_ts AS DOUBLE PRECISION[]), "
+    "CAST(:result AS JSON[]), CAST(:result_sha256 AS VARCHAR[])) "
+    "AS v(id, state, keeps_error, last_error, ended_ts, not_before_ts, result, result_sha256) "
+    "WHERE t.id = v.id"
+)
+
+
+def _write_postgresql(session: Session, ended: Sequence[_Ended], *, now_ts: float) -> None:
+    """Write the ended attempts' rows with one ``UPDATE … FROM unnest(arrays)`` per table."""
+    session.execute(
+        _PG_END_ATTEMPTS,
+        {
+            "now_ts": now_ts,
+            "task_id": [done.task_id for done in ended],
+            "attempt": [done.attempt for done in ended],
+            "outcome": [done.outcome for done in ended],
+            "error": [done.error for done in ended],
+            "energy_j": [done.energy_j for done in ended],
+        },
+    )
+    result = [done.values.get("result") for done in ended]
+    session.execute(
+        _PG_END_TASKS,
+        {
+            "id": [done.task_id for done in ended],
+            "state": [done.values["state"] for done in ended],
+            "keeps_error": ["last_error" not in done.values for done in ended],
+            "last_error": [done.values.get("last_error") for done in ended],
+            "ended_ts": [done.values.get("ended_ts") for done in ended],
+            "not_before_ts": [done.values.get("not_before_ts") for done in ended],
+            "result": [None if value is None else json.dumps(value) for value in result],
+            "result_sha256": [done.values.get("result_sha256") for done in ended],
+        },
+    )
+
+
 def _write(session: Session, ended: Sequence[_Ended], *, now_ts: float) -> None:
     """Write the ended attempts: four statements for the batch, whatever its size."""
+    if session.get_bind().dialect.name == "postgresql":
+        _write_postgresql(session, ended, now_ts=now_ts)
+        _settle(session, ended, now_ts=now_ts)
+        return
     rows = len(ended)
     attempt_values = {
         name: _per_row(
@@ -340,6 +402,11 @@ def _write(session: Session, ended: Sequence[_Ended], *, now_ts: float) -> None:
         .values(task_values)
         .execution_options(synchronize_session=False)
     )
+    _settle(session, ended, now_ts=now_ts)
+
+
+def _settle(session: Session, ended: Sequence[_Ended], *, now_ts: float) -> None:
+    """Post the ended attempts' settlements; void the held results of tasks that died."""
     ledger.post_many(session, [done.transaction for done in ended], now_ts=now_ts)
     for done in ended:
         if done.dead:  # rare: results still held for verification are void
