@@ -37,6 +37,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -407,6 +408,57 @@ def _dead_letter(session: Session, task: Row[Any], problem: str, *, now_ts: floa
     refresh_job(session, task.job_id, now_ts=now_ts)
 
 
+# PostgreSQL: the claim's attempt rows as arrays (``unnest``): a statement text that does not
+# grow with the number of slots, which psycopg parses once and prepares.
+_PG_ATTEMPTS = text(
+    "INSERT INTO task_attempts (task_id, attempt, device_id, outcome, started_ts, "
+    "start_progress_energy_j, energy_j, checkpointed_energy_j) "
+    "SELECT task_id, attempt, :device_id, :outcome, :started_ts, start_progress_energy_j, "
+    "0.0, 0.0 FROM unnest(CAST(:task_id AS VARCHAR[]), CAST(:attempt AS INTEGER[]), "
+    "CAST(:start_progress_energy_j AS DOUBLE PRECISION[])) "
+    "AS v(task_id, attempt, start_progress_energy_j)"
+)
+
+
+def _insert_attempts(
+    session: Session, device: Device, leased: Sequence[Row[Any]], fresh: set[str], *, now_ts: float
+) -> None:
+    """Insert the running attempt of each leased task: one statement."""
+    starts = [0.0 if task.id in fresh else task.progress_energy_j for task in leased]
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            _PG_ATTEMPTS,
+            {
+                "device_id": device.id,
+                "outcome": AttemptOutcome.RUNNING.value,
+                "started_ts": now_ts,
+                "task_id": [task.id for task in leased],
+                "attempt": [task.attempt for task in leased],
+                "start_progress_energy_j": starts,
+            },
+        )
+        return
+    # An executemany with RETURNING goes as one multi-row INSERT, compiled once and cached
+    # (``.values([...])`` is compiled anew for every claim).
+    attempts = cast(Table, TaskAttempt.__table__)
+    session.execute(
+        insert(attempts).returning(attempts.c.task_id),
+        [
+            {
+                "task_id": task.id,
+                "attempt": task.attempt,
+                "device_id": device.id,
+                "outcome": AttemptOutcome.RUNNING.value,
+                "started_ts": now_ts,
+                "start_progress_energy_j": start_j,
+                "energy_j": 0.0,
+                "checkpointed_energy_j": 0.0,
+            }
+            for task, start_j in zip(leased, starts, strict=True)
+        ],
+    )
+
+
 def claim(
     session: Session, device: Device, request: v1.ClaimRequest, *, now_ts: float, settings: Settings
 ) -> list[v1.TaskLease]:
@@ -457,25 +509,7 @@ def claim(
             leased.append(task)
     fresh = _fresh(session, device, leased, settings)
     if leased:
-        # An executemany with RETURNING goes as one multi-row INSERT, compiled once and cached
-        # (``.values([...])`` is compiled anew for every claim).
-        attempts = cast(Table, TaskAttempt.__table__)
-        session.execute(
-            insert(attempts).returning(attempts.c.task_id),
-            [
-                {
-                    "task_id": task.id,
-                    "attempt": task.attempt,
-                    "device_id": device.id,
-                    "outcome": AttemptOutcome.RUNNING.value,
-                    "started_ts": now_ts,
-                    "start_progress_energy_j": 0.0 if task.id in fresh else task.progress_energy_j,
-                    "energy_j": 0.0,
-                    "checkpointed_energy_j": 0.0,
-                }
-                for task in leased
-            ],
-        )
+        _insert_attempts(session, device, leased, fresh, now_ts=now_ts)
     facts = _job_facts(session, {task.job_id for task in leased})
     answer = [  # before the commit: all or nothing
         _lease_message(task, facts, fresh=task.id in fresh) for task in leased
