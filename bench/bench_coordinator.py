@@ -56,7 +56,7 @@ _GOAL_CLAIM_COMPLETE_PER_S = 2000.0
 _EXIT_BAD_INPUT = 2
 _EXIT_FAILED = 1
 _LOGGED_ERRORS = 5
-_MAX_CLAIM_SLOTS = 16  # protocol.v1.MAX_CLAIM_SLOTS and MAX_BATCHED_COMPLETIONS
+_MAX_CLAIM_SLOTS = 64  # protocol.v1.MAX_CLAIM_SLOTS and MAX_BATCHED_COMPLETIONS
 
 
 def _cores() -> int:
@@ -94,8 +94,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--claim-slots",
         type=int,
-        default=8,
-        help="tasks per claim, completed in one batch (1: claim one, complete it alone)",
+        default=32,
+        help="tasks per claim, completed in one batch (1: claim one, complete it alone; "
+        "default: a heater with 32 slots, one task per slot)",
     )
     parser.add_argument(
         "--profile",

@@ -5,7 +5,8 @@ both databases (``bench_coordinator`` serves PostgreSQL only). A database is see
 ``--devices`` GPU heaters and ``--tasks`` queued tasks; then, side by side in this process:
 
 * baseline: a device claims ``--slots`` tasks (``leases.claim``) and completes them one by one
-  (``leases.complete``, a transaction each);
+  (``leases.complete``, a transaction each: the per-task ORM path, which now serves only
+  completions whose results are verified; the single route is a batch of one);
 * batched: a device claims ``--slots`` tasks and hands their results in as one batch
   (``completions.complete_batch``), as ``POST /v1/devices/{id}/completions`` does.
 

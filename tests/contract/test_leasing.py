@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from heatgrid.coordinator import leases
+from heatgrid.coordinator import completions, leases
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import LedgerEntry, LedgerTransaction, Task, TaskAttempt
 from heatgrid.core import leasing
@@ -365,7 +365,8 @@ def test_the_contract_fails_when_the_coordinator_pays_lost_work(
 ) -> None:
     """A coordinator that settles an expired or failed attempt's whole energy is caught."""
     pays_all = _rules(settled_energy_j=lambda _outcome, energy_j, _checkpointed_j: energy_j)
-    monkeypatch.setattr(leases, "leasing", pays_all)
+    for module in (leases, completions):  # the per-task and the set-based path
+        monkeypatch.setattr(module, "leasing", pays_all)
     coordinator_trace = run_coordinator(coordinator)
     monkeypatch.undo()
     simulator_trace = run_simulator(policy)

@@ -8,14 +8,18 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
+from heatgrid.coordinator import leases as lease_rules
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import (
+    Device,
     Job,
     LedgerEntry,
     LedgerTransaction,
     Task,
     TaskAttempt,
 )
+from heatgrid.core.leasing import AttemptOutcome
+from heatgrid.protocol import v1
 
 from .conftest import Coordinator
 
@@ -140,7 +144,8 @@ def test_a_batch_is_refused_whole_when_malformed(coordinator: Coordinator) -> No
     answer = coordinator.client.post(url, json={"completions": [nul]}, headers=device[1])
     assert answer.status_code == 422, answer.text
     too_many = [
-        {"task_id": f"t{n}", "attempt": 1, "energy_j": 1.0, "result": {}} for n in range(17)
+        {"task_id": f"t{n}", "attempt": 1, "energy_j": 1.0, "result": {}}
+        for n in range(v1.MAX_BATCHED_COMPLETIONS + 1)
     ]
     answer = coordinator.client.post(url, json={"completions": too_many}, headers=device[1])
     assert answer.status_code == 422
@@ -235,13 +240,54 @@ def _what_stays(database_url: str, job_id: str, device_id: str) -> dict[str, Any
     }
 
 
-def test_a_batch_leaves_the_rows_that_single_completions_leave(coordinator: Coordinator) -> None:
+def _end_one_by_one(
+    coordinator: Coordinator, device_id: str, items: list[dict[str, Any]], failed: dict[str, Any]
+) -> None:
+    """End the attempts through the per-task path (``leases.end_attempt``, ORM objects)."""
+    settings = coordinator.app.state.settings
+    engine = make_engine(coordinator.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            device = session.get_one(Device, device_id)
+            for item in items:
+                report = v1.TaskCompletion.model_validate(
+                    {key: value for key, value in item.items() if key != "task_id"}
+                )
+                lease_rules.complete(
+                    session,
+                    device,
+                    item["task_id"],
+                    report,
+                    now_ts=coordinator.clock(),
+                    settings=settings,
+                )
+            task = session.get_one(Task, failed["task_id"])
+            session.get_one(TaskAttempt, (task.id, task.attempt)).energy_j = failed["energy_j"]
+            lease_rules.end_attempt(
+                session,
+                task,
+                AttemptOutcome.FAILED,
+                now_ts=coordinator.clock(),
+                settings=settings,
+                error=failed["error"],
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def test_a_batch_leaves_the_rows_that_the_per_task_path_leaves(coordinator: Coordinator) -> None:
+    """The set-based path (batch, single routes) and ``leases.end_attempt`` agree, row by row.
+
+    Both apply ``core.leasing.attempt_end``, but each reads and writes in its own way: a
+    drift in either (columns set, settlement, job check, retry backoff) shows here.
+    """
     owner, submitter = coordinator.owner_key(), coordinator.submitter_key()
     batched, single = _device(coordinator, owner, "batched"), _device(coordinator, owner, "single")
     jobs = []
     for device in (batched, single):
-        jobs.append(_job(coordinator, submitter, 4))
-        leases = sorted(_claim(coordinator, device, 4), key=lambda lease: lease["task_id"])
+        jobs.append(_job(coordinator, submitter, 5))
+        leases = sorted(_claim(coordinator, device, 5), key=lambda lease: lease["task_index"])
         assert {lease["job_id"] for lease in leases} == {jobs[-1]}
         first = leases[0]
         progress = coordinator.client.post(
@@ -250,6 +296,7 @@ def test_a_batch_leaves_the_rows_that_single_completions_leave(coordinator: Coor
             headers=device[1],
         )
         assert progress.status_code == 200, progress.text
+        *done, last = leases
         items = [
             {
                 "task_id": lease["task_id"],
@@ -257,25 +304,62 @@ def test_a_batch_leaves_the_rows_that_single_completions_leave(coordinator: Coor
                 "energy_j": 1000.0 * (n + 1) + 0.4,  # a different energy and result each
                 "result": {"n": lease["task_input"]["n"], "nested": {"x": [n, None]}},
             }
-            for n, lease in enumerate(sorted(leases, key=lambda lease: lease["task_index"]))
+            for n, lease in enumerate(done)
         ]
+        failed = {"task_id": last["task_id"], "attempt": 1, "energy_j": 50.0, "error": "oom"}
         if device is batched:
             assert [outcome["status_code"] for outcome in _batch(coordinator, device, items)] == [
                 200
             ] * 4
+            answer = coordinator.client.post(
+                f"/v1/devices/{device[0]}/tasks/{last['task_id']}/fail",
+                json={key: value for key, value in failed.items() if key != "task_id"},
+                headers=device[1],
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["stop"] is True
         else:
-            for item in items:
-                answer = coordinator.client.post(
-                    f"/v1/devices/{device[0]}/tasks/{item['task_id']}/complete",
-                    json={key: value for key, value in item.items() if key != "task_id"},
-                    headers=device[1],
-                )
-                assert answer.status_code == 200, answer.text
+            _end_one_by_one(coordinator, device[0], items, failed)
     left_by_batch = _what_stays(coordinator.database_url, jobs[0], batched[0])
     left_one_by_one = _what_stays(coordinator.database_url, jobs[1], single[0])
     assert left_by_batch == left_one_by_one
-    assert left_by_batch["job"][0] == "completed"
-    assert len(left_by_batch["entries"]) == 4 * 5  # each attempt settled once, five entries
+    assert left_by_batch["job"][0] == "running"  # the failed task is queued again
+    assert left_by_batch["tasks"][-1][1:3] == ("queued", 1)
+    assert len(left_by_batch["entries"]) == 4 * 5  # each completion settled once, five entries
+
+
+def test_the_single_routes_are_batches_of_one(coordinator: Coordinator) -> None:
+    """``…/complete`` and ``…/fail`` send the statements of a batch of one (no ORM path)."""
+    owner, submitter = coordinator.owner_key(), coordinator.submitter_key()
+    device = _device(coordinator, owner, "mine")
+    _job(coordinator, submitter, 2)
+    done, failing = _claim(coordinator, device, 2)
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        if re.match(r"\s*(SELECT|INSERT|UPDATE|DELETE)\b", str(args[2]), re.IGNORECASE):
+            seen.append(str(args[2]))
+
+    counts = []
+    for verb, lease, body in (
+        ("complete", done, {"result": {"ok": True}}),
+        ("fail", failing, {"error": "oom"}),
+    ):
+        event.listen(coordinator.app.state.engine, "before_cursor_execute", record)
+        try:
+            answer = coordinator.client.post(
+                f"/v1/devices/{device[0]}/tasks/{lease['task_id']}/{verb}",
+                json={"attempt": lease["attempt"], "energy_j": 10.0, **body},
+                headers=device[1],
+            )
+        finally:
+            event.remove(coordinator.app.state.engine, "before_cursor_execute", record)
+        assert answer.status_code == 200, answer.text
+        counts.append(len(seen))
+        seen.clear()
+    # device row, lock and read, 2 updates, 2 ledger inserts, job check: as a batch
+    assert counts[0] <= 8, counts
+    assert counts[1] <= 8, counts  # the same, the handed-back count inside the read
 
 
 def test_a_batch_sends_as_many_statements_whatever_its_size(coordinator: Coordinator) -> None:

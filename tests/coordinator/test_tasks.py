@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import Checkpoint, LedgerTransaction, Task, TaskAttempt
 from heatgrid.coordinator.ledger import account_balances, unbalanced_transactions
+from heatgrid.protocol import v1
 
 from .conftest import Coordinator
 
@@ -414,7 +415,9 @@ def test_bad_reports_are_refused_naming_the_field(coordinator: Coordinator) -> N
         )  # fmt: skip
         assert answer.status_code == 422, (params, answer.text)
         assert answer.json()["detail"].startswith(name), (params, answer.text)
-    too_many = client.post(dev.url("/claim"), json={"slots": 17}, headers=dev.headers)
+    too_many = client.post(
+        dev.url("/claim"), json={"slots": v1.MAX_CLAIM_SLOTS + 1}, headers=dev.headers
+    )
     assert too_many.status_code == 422, too_many.text
     assert "slots" in too_many.json()["detail"]
     task = _job(coordinator, submitter, job_id)["tasks"][0]

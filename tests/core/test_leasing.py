@@ -176,3 +176,69 @@ def test_a_hand_back_requeues_and_never_spends_the_attempts() -> None:
     )
     # paid to its checkpoint, like any attempt whose work after it is not kept
     assert leasing.settled_energy_j("handed_back", 900.0, 600.0) == 600.0
+
+
+@given(
+    event=st.sampled_from(
+        [TaskEvent.COMPLETE, TaskEvent.EXPIRE, TaskEvent.FAIL, TaskEvent.HAND_BACK]
+    ),
+    attempts_started=st.integers(1, 8),
+    max_attempts=st.integers(1, 8),
+    now_ts=st.floats(0.0, 2.0e9),
+)
+def test_attempt_end_is_next_state_with_the_times_it_implies(
+    event: TaskEvent, attempts_started: int, max_attempts: int, now_ts: float
+) -> None:
+    """The one rule for an ended attempt: next_state's target, ended or ready when it says."""
+    end = leasing.attempt_end(
+        TaskState.LEASED,
+        event,
+        now_ts=now_ts,
+        attempts_started=attempts_started,
+        max_attempts=max_attempts,
+    )
+    assert end.state is leasing.next_state(
+        TaskState.LEASED, event, attempts_started=attempts_started, max_attempts=max_attempts
+    )
+    assert end.outcome is leasing.EVENT_OUTCOME[event]
+    assert (end.ended_ts is not None) == (end.state in leasing.TERMINAL_STATES)
+    assert end.ended_ts in (None, now_ts)
+    if end.state is TaskState.QUEUED and event is TaskEvent.HAND_BACK:
+        assert end.not_before_ts == now_ts  # ready at once
+    elif end.state is TaskState.QUEUED:
+        assert end.not_before_ts == leasing.retry_not_before_ts(now_ts, attempts_started)
+    else:
+        assert end.not_before_ts is None
+    assert end.keeps_work == (event is TaskEvent.COMPLETE)
+    assert not end.rejected
+
+
+def test_attempt_end_requeues_rejected_results_at_once() -> None:
+    """A report judged undecided never stays rejected: queued again, or dead when spent."""
+    again = leasing.attempt_end(
+        TaskState.VERIFYING,
+        TaskEvent.REPORT,
+        now_ts=100.0,
+        attempts_started=2,
+        max_attempts=3,
+        judgement=Judgement.UNDECIDED,
+    )
+    assert (again.state, again.rejected) == (TaskState.QUEUED, True)
+    assert again.not_before_ts == leasing.retry_not_before_ts(100.0, 2)
+    spent = leasing.attempt_end(
+        TaskState.VERIFYING,
+        TaskEvent.REPORT,
+        now_ts=100.0,
+        attempts_started=3,
+        max_attempts=3,
+        judgement=Judgement.UNDECIDED,
+    )
+    assert (spent.state, spent.ended_ts) == (TaskState.DEAD, 100.0)
+    replica = leasing.attempt_end(
+        TaskState.LEASED,
+        TaskEvent.REPORT,
+        now_ts=100.0,
+        attempts_started=1,
+        judgement=Judgement.NEEDS_REPLICA,
+    )
+    assert (replica.state, replica.not_before_ts) == (TaskState.REPORTED, 100.0)

@@ -1,28 +1,33 @@
-"""Completions handed in as a batch, read and written set-wise: a few statements per batch.
+"""Attempts ended set-wise: completions, failures, hand-backs and expired leases, a batch at once.
 
-Each completion of a batch gets the outcome it would get alone (:func:`.leases.complete`):
-accepted once (the same result again is accepted again and counted once), 404 when the device
-never ran that attempt, 409 when the lease is lost or another result was accepted, 422 when the
-energy went backwards; one refused leaves the others. The state rules are
-:mod:`heatgrid.core.leasing`'s, applied as :func:`.leases.end_attempt` applies them to one task;
-only the reading and writing differ. Whatever the batch's size, one transaction of:
+One code path ends attempts for the batch route (``POST …/completions``), the single routes
+(``…/complete``, ``…/fail``, ``…/hand-back``: a batch of one) and the lease sweeper (the
+expired leases it finds: a batch of up to :data:`EXPIRE_BATCH`). Each ending gets the outcome it
+would get alone: a completion is accepted once (the same result again is accepted again and
+counted once), 404 when the device never ran that attempt, 409 when the lease is lost or
+another result was accepted, 422 when the energy went backwards; one refused leaves the
+others. Where the task goes is :func:`heatgrid.core.leasing.attempt_end`, the one rule that
+:func:`.leases.end_attempt` (the per-task path: cancellations, verified results) applies too.
+Whatever the batch's size, one transaction of:
 
-1. one ``SELECT … FOR UPDATE OF tasks`` of every named attempt with its task and job, in task id
-   order (concurrent batches lock in the same order);
-2. the decisions, in memory, in task id order (a task completed earlier in the same batch is
-   seen completed by a later duplicate);
-3. one ``UPDATE`` of the accepted attempts, one ``UPDATE`` of their tasks (per-row values as
+1. one ``SELECT … FOR UPDATE OF tasks`` of every named attempt with its task, job and device
+   owner (and, where a retry is counted, the task's handed-back attempts), in task id order
+   (concurrent batches lock in the same order);
+2. the decisions, in memory, in task id order (a task ended earlier in the same batch is seen
+   ended by a later duplicate);
+3. one ``UPDATE`` of the ended attempts, one ``UPDATE`` of their tasks (per-row values as
    ``CASE``), their settlements in two statements (:func:`.ledger.post_many`), and one
    ``SELECT`` of the jobs that the batch may have ended.
 
 ``tests/coordinator/test_completion_batches.py`` checks that a batch leaves the same rows
-(tasks, attempts, ledger entries) as the same completions sent one by one. Completions whose
-rules need more than the plain transition (result verification) take
+(tasks, attempts, ledger entries) as :func:`.leases.end_attempt` ending the same attempts one
+by one. Completions whose rules need more than the plain transition (result verification) take
 :func:`.leases.complete_batch`, task by task, instead (:func:`_plain`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,31 +36,47 @@ from sqlalchemy import (
     Row,
     case,
     exists,
+    func,
     literal,
     select,
+    text,
     tuple_,
     update,
 )
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
-from heatgrid.coordinator import leases, ledger
+from heatgrid.coordinator import leases, ledger, verification
 from heatgrid.coordinator.db.models import Device, Job, Task, TaskAttempt
 from heatgrid.coordinator.errors import ConflictError, InvalidError, NotFoundError
 from heatgrid.coordinator.leases import holds, lost, refresh_job, result_sha256, task_status
 from heatgrid.coordinator.settings import Settings
 from heatgrid.core import leasing
-from heatgrid.core.leasing import AttemptOutcome, TaskState
+from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
 from heatgrid.protocol import v1
 
-__all__ = ["complete_batch"]
+__all__ = ["EXPIRE_BATCH", "complete_batch", "complete_one", "end_held", "expire_batch"]
 
 _COMPLETED = TaskState.COMPLETED.value
+_DEAD_OR_CANCELLED = (TaskState.DEAD, TaskState.CANCELLED)
+_HOLDING = tuple(sorted(state.value for state in leasing.LEASED_STATES))
 _UNFINISHED = tuple(
     sorted(state.value for state in TaskState if state not in leasing.TERMINAL_STATES)
 )
-_EVENT = next(
-    event for event, outcome in leasing.EVENT_OUTCOME.items() if outcome is AttemptOutcome.COMPLETED
-)
+EXPIRE_BATCH = 100
+"""Most expired leases one sweep ends in one transaction."""
+_Refusal = NotFoundError | ConflictError | InvalidError
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """One attempt to end: what a device reported, or the sweeper found expired."""
+
+    task_id: str
+    attempt: int
+    event: TaskEvent
+    energy_j: float | None = None  # None: the energy the attempt last reported (expiry)
+    result: dict[str, Any] | None = None  # a completion's
+    error: str | None = None
 
 
 @dataclass
@@ -71,49 +92,67 @@ class _TaskNow:
 
 
 @dataclass(frozen=True)
-class _Accepted:
-    """What an accepted completion writes."""
+class _Ended:
+    """What an ended attempt writes."""
 
     task_id: str
     attempt: int
     job_id: str
+    outcome: str
+    error: str | None
     energy_j: float
-    result: dict[str, Any]
-    result_sha256: str
-    values: Mapping[str, object]  # the task's columns that end_attempt's rules set
+    values: Mapping[str, object]  # the task's columns that attempt_end's rule sets
     transaction: ledger.Transaction
+    dead: bool
 
 
 def _read(
-    session: Session, items: Sequence[v1.BatchedCompletion]
+    session: Session, pairs: Sequence[tuple[str, int]], *, counted: bool
 ) -> tuple[dict[tuple[str, int], Row[Any]], dict[str, _TaskNow]]:
-    """Lock and read every named attempt with its task and job: one statement."""
-    pairs = sorted({(item.task_id, item.attempt) for item in items})
+    """Lock and read every named attempt with its task, job and owner: one statement.
+
+    ``counted``: also count each task's handed-back attempts (other than the named one), which
+    a retry's count of attempts leaves out.
+    """
+    pairs = sorted(set(pairs))
+    columns: list[Any] = [
+        Task.id,
+        Task.state,
+        Task.attempt,
+        Task.lease_device_id,
+        Task.lease_expires_ts,
+        Task.result_sha256,
+        Task.job_id,
+        TaskAttempt.attempt.label("ran_attempt"),
+        TaskAttempt.device_id,
+        TaskAttempt.energy_j.label("attempt_energy_j"),
+        TaskAttempt.checkpointed_energy_j,
+        Job.max_attempts,
+        Job.price_eur_per_kwh,
+        Job.owner_share,
+        Job.submitter_id,
+        Device.owner_id,
+    ]
+    if counted:
+        other = aliased(TaskAttempt)
+        columns.append(
+            select(func.count())
+            .where(
+                other.task_id == Task.id,
+                other.attempt != TaskAttempt.attempt,
+                other.outcome == AttemptOutcome.HANDED_BACK.value,
+            )
+            .scalar_subquery()
+            .label("handed_back")
+        )
     rows: list[Row[Any]] = list(
         session.execute(
-            select(
-                Task.id,
-                Task.state,
-                Task.attempt,
-                Task.lease_device_id,
-                Task.lease_expires_ts,
-                Task.result_sha256,
-                Task.job_id,
-                TaskAttempt.attempt.label("ran_attempt"),
-                TaskAttempt.device_id,
-                TaskAttempt.energy_j.label("attempt_energy_j"),
-                TaskAttempt.checkpointed_energy_j,
-                Job.max_attempts,
-                Job.price_eur_per_kwh,
-                Job.owner_share,
-                Job.submitter_id,
-            )
+            select(*columns)
             .join(TaskAttempt, TaskAttempt.task_id == Task.id)
             .join(Job, Job.id == Task.job_id)
+            .join(Device, Device.id == TaskAttempt.device_id)
             .where(
-                Task.id.in_(
-                    sorted({task_id for task_id, _ in pairs})
-                ),  # a seek, not a scan, on SQLite
+                Task.id.in_(sorted({task_id for task_id, _ in pairs})),  # a seek on SQLite
                 tuple_(TaskAttempt.task_id, TaskAttempt.attempt).in_(pairs),
             )
             .order_by(Task.id, TaskAttempt.attempt)
@@ -135,90 +174,116 @@ def _read(
     return found, tasks
 
 
-def _ended_values(
-    task: _TaskNow, row: Row[Any], *, now_ts: float, settings: Settings
-) -> dict[str, object]:
-    """Return the task's columns after its attempt completes (:func:`.leases.end_attempt`)."""
-    state = leasing.next_state(
-        task.state, _EVENT, attempts_started=task.attempt, max_attempts=row.max_attempts
+def _check_completion(ending: _Ending, task: _TaskNow, device: Device, digest: str) -> bool:
+    """Return whether a completion is a repeat of the accepted one; refuse what may not end."""
+    if task.state == _COMPLETED:
+        if task.attempt == ending.attempt and task.result_sha256 == digest:
+            return True
+        raise ConflictError(
+            f"task {task.id}: already completed by attempt {task.attempt} with another result"
+            if task.attempt == ending.attempt
+            else f"task {task.id}: already completed by attempt {task.attempt}"
+        )
+    if not holds(task, device, ending.attempt):
+        raise lost(task, ending.attempt)
+    return False
+
+
+def _end(  # noqa: PLR0917 - one ending's facts, private
+    ending: _Ending,
+    row: Row[Any],
+    task: _TaskNow,
+    digest: str | None,
+    now_ts: float,
+    settings: Settings,
+) -> _Ended:
+    """End one attempt by :func:`core.leasing.attempt_end`; change ``task`` in memory."""
+    outcome = leasing.EVENT_OUTCOME[ending.event]
+    energy_j = row.attempt_energy_j if ending.energy_j is None else ending.energy_j
+    if energy_j < row.attempt_energy_j:
+        raise InvalidError(
+            f"energy_j: {energy_j} is less than the {row.attempt_energy_j} J this attempt "
+            "already reported; it counts the attempt's energy from its start and never decreases"
+        )
+    counts = not leasing.keeps_work(outcome) and leasing.counts_against_attempts(outcome)
+    end = leasing.attempt_end(
+        task.state,
+        ending.event,
+        now_ts=now_ts,
+        attempts_started=task.attempt - (int(row.handed_back) if counts else 0),
+        max_attempts=row.max_attempts,
+        retry_base_s=settings.retry_base_s,
+        retry_max_s=settings.retry_max_s,
     )
     values: dict[str, object] = {
-        "state": state.value,
+        "state": end.state.value,
         "lease_device_id": None,
         "lease_expires_ts": None,
     }
-    if not leasing.keeps_work(AttemptOutcome.COMPLETED):
-        values["last_error"] = None
-    if state in leasing.TERMINAL_STATES:
-        values["ended_ts"] = now_ts
-    elif state is TaskState.QUEUED:
-        values["not_before_ts"] = leasing.retry_not_before_ts(
-            now_ts,
-            task.attempt,
-            retry_base_s=settings.retry_base_s,
-            retry_max_s=settings.retry_max_s,
-        )
-    return values
-
-
-def _decide(  # noqa: PLR0917 - one completion's facts, private
-    item: v1.BatchedCompletion,
-    row: Row[Any] | None,
-    task: _TaskNow | None,
-    device: Device,
-    now_ts: float,
-    settings: Settings,
-) -> tuple[v1.TaskStatus, _Accepted | None]:
-    """Decide one completion as :func:`.leases.complete` would; change ``task`` in memory."""
-    if row is None or task is None or row.device_id != device.id:
-        raise NotFoundError(
-            f"task {item.task_id}: no attempt {item.attempt} of it was leased to this device"
-        )
-    digest = result_sha256(item.result)
-    if task.state == TaskState.COMPLETED:
-        if task.attempt == item.attempt and task.result_sha256 == digest:
-            return task_status(task, item.attempt, device), None
-        raise ConflictError(
-            f"task {task.id}: already completed by attempt {task.attempt} with another result"
-            if task.attempt == item.attempt
-            else f"task {task.id}: already completed by attempt {task.attempt}"
-        )
-    if not holds(task, device, item.attempt):
-        raise lost(task, item.attempt)
-    if item.energy_j < row.attempt_energy_j:
-        raise InvalidError(
-            f"energy_j: {item.energy_j} is less than the {row.attempt_energy_j} J this attempt "
-            "already reported; it counts the attempt's energy from its start and never decreases"
-        )
-    values = _ended_values(task, row, now_ts=now_ts, settings=settings)
-    energy_j = leasing.settled_energy_j(
-        AttemptOutcome.COMPLETED, item.energy_j, row.checkpointed_energy_j
-    )
-    accepted = _Accepted(
+    if not end.keeps_work:
+        values["last_error"] = ending.error
+    if end.ended_ts is not None:
+        values["ended_ts"] = end.ended_ts
+    if end.not_before_ts is not None:
+        values["not_before_ts"] = end.not_before_ts
+    if digest is not None:
+        values["result"] = ending.result
+        values["result_sha256"] = digest
+        task.result_sha256 = digest
+    task.state = end.state.value
+    task.lease_device_id = None
+    task.lease_expires_ts = None
+    return _Ended(
         task_id=task.id,
-        attempt=item.attempt,
+        attempt=ending.attempt,
         job_id=row.job_id,
-        energy_j=item.energy_j,
-        result=item.result,
-        result_sha256=digest,
+        outcome=outcome.value,
+        error=ending.error,
+        energy_j=energy_j,
         values=values,
         transaction=ledger.attempt_transaction(
             task_id=task.id,
-            attempt=item.attempt,
+            attempt=ending.attempt,
             job_id=row.job_id,
             submitter_id=row.submitter_id,
-            device_id=device.id,
-            owner_id=device.owner_id,
-            energy_j=energy_j,
+            device_id=row.device_id,
+            owner_id=row.owner_id,
+            energy_j=leasing.settled_energy_j(outcome, energy_j, row.checkpointed_energy_j),
             price_eur_per_kwh=row.price_eur_per_kwh,
             owner_share=row.owner_share,
         ),
+        dead=end.state in _DEAD_OR_CANCELLED,
     )
-    task.state = str(values["state"])
-    task.result_sha256 = digest
-    task.lease_device_id = None
-    task.lease_expires_ts = None
-    return task_status(task, item.attempt, device), accepted
+
+
+def _decide(  # noqa: PLR0917 - one ending's facts, private
+    ending: _Ending,
+    row: Row[Any] | None,
+    task: _TaskNow | None,
+    device: Device | None,
+    now_ts: float,
+    settings: Settings,
+) -> _Ended | None:
+    """Check one ending as its route would alone and end it (None: a repeated completion).
+
+    ``device`` None: the sweeper's, for a lease it found expired under its lock.
+    """
+    if row is None or task is None or (device is not None and row.device_id != device.id):
+        raise NotFoundError(
+            f"task {ending.task_id}: no attempt {ending.attempt} of it was leased to this device"
+        )
+    digest = None
+    if device is None:  # expired: still holding, as read under the lock
+        if task.state not in _HOLDING or task.attempt != ending.attempt:
+            raise lost(task, ending.attempt)
+    elif ending.event is TaskEvent.COMPLETE:
+        assert ending.result is not None  # a completion carries its result
+        digest = result_sha256(ending.result)
+        if _check_completion(ending, task, device, digest):
+            return None
+    elif not holds(task, device, ending.attempt):
+        raise lost(task, ending.attempt)
+    return _end(ending, row, task, digest, now_ts, settings)
 
 
 def _per_row(
@@ -239,55 +304,113 @@ def _per_row(
     )
 
 
-def _write(session: Session, accepted: Sequence[_Accepted], *, now_ts: float) -> None:
-    """Write the accepted completions: four statements for the batch, whatever its size."""
+# PostgreSQL: the batch's rows as arrays (``unnest``), so the statements' text is the same
+# whatever the batch's size: psycopg parses them once and prepares them (a ``CASE`` of a
+# placeholder per row is parsed anew for every batch).
+_PG_END_ATTEMPTS = text(
+    "UPDATE task_attempts AS a SET outcome = v.outcome, ended_ts = :now_ts, error = v.error, "
+    "energy_j = v.energy_j "
+    "FROM unnest(CAST(:task_id AS VARCHAR[]), CAST(:attempt AS INTEGER[]), "
+    "CAST(:outcome AS VARCHAR[]), CAST(:error AS TEXT[]), CAST(:energy_j AS DOUBLE PRECISION[])) "
+    "AS v(task_id, attempt, outcome, error, energy_j) "
+    "WHERE a.task_id = v.task_id AND a.attempt = v.attempt"
+)
+_PG_END_TASKS = text(
+    "UPDATE tasks AS t SET state = v.state, lease_device_id = NULL, lease_expires_ts = NULL, "
+    "last_error = CASE WHEN v.keeps_error THEN t.last_error ELSE v.last_error END, "
+    "ended_ts = COALESCE(v.ended_ts, t.ended_ts), "
+    "not_before_ts = COALESCE(v.not_before_ts, t.not_before_ts), "
+    "result = CASE WHEN v.result_sha256 IS NULL THEN t.result ELSE v.result END, "
+    "result_sha256 = COALESCE(v.result_sha256, t.result_sha256) "
+    "FROM unnest(CAST(:id AS VARCHAR[]), CAST(:state AS VARCHAR[]), "
+    "CAST(:keeps_error AS BOOLEAN[]), CAST(:last_error AS TEXT[]), "
+    "CAST(:ended_ts AS DOUBLE PRECISION[]), CAST(:not_before_ts AS DOUBLE PRECISION[]), "
+    "CAST(:result AS JSON[]), CAST(:result_sha256 AS VARCHAR[])) "
+    "AS v(id, state, keeps_error, last_error, ended_ts, not_before_ts, result, result_sha256) "
+    "WHERE t.id = v.id"
+)
+
+
+def _write_postgresql(session: Session, ended: Sequence[_Ended], *, now_ts: float) -> None:
+    """Write the ended attempts' rows with one ``UPDATE … FROM unnest(arrays)`` per table."""
+    session.execute(
+        _PG_END_ATTEMPTS,
+        {
+            "now_ts": now_ts,
+            "task_id": [done.task_id for done in ended],
+            "attempt": [done.attempt for done in ended],
+            "outcome": [done.outcome for done in ended],
+            "error": [done.error for done in ended],
+            "energy_j": [done.energy_j for done in ended],
+        },
+    )
+    result = [done.values.get("result") for done in ended]
+    session.execute(
+        _PG_END_TASKS,
+        {
+            "id": [done.task_id for done in ended],
+            "state": [done.values["state"] for done in ended],
+            "keeps_error": ["last_error" not in done.values for done in ended],
+            "last_error": [done.values.get("last_error") for done in ended],
+            "ended_ts": [done.values.get("ended_ts") for done in ended],
+            "not_before_ts": [done.values.get("not_before_ts") for done in ended],
+            "result": [None if value is None else json.dumps(value) for value in result],
+            "result_sha256": [done.values.get("result_sha256") for done in ended],
+        },
+    )
+
+
+def _write(session: Session, ended: Sequence[_Ended], *, now_ts: float) -> None:
+    """Write the ended attempts: four statements for the batch, whatever its size."""
+    if session.get_bind().dialect.name == "postgresql":
+        _write_postgresql(session, ended, now_ts=now_ts)
+        _settle(session, ended, now_ts=now_ts)
+        return
+    rows = len(ended)
+    attempt_values = {
+        name: _per_row(
+            TaskAttempt.task_id,
+            {done.task_id: getattr(done, name) for done in ended},
+            getattr(TaskAttempt, name),
+            rows,
+        )
+        for name in ("outcome", "error", "energy_j")
+    }
     session.execute(
         update(TaskAttempt)
         .where(
             tuple_(TaskAttempt.task_id, TaskAttempt.attempt).in_(
-                [(done.task_id, done.attempt) for done in accepted]
+                [(done.task_id, done.attempt) for done in ended]
             )
         )
-        .values(
-            outcome=AttemptOutcome.COMPLETED.value,
-            ended_ts=now_ts,
-            error=None,
-            energy_j=_per_row(
-                TaskAttempt.task_id,
-                {done.task_id: done.energy_j for done in accepted},
-                TaskAttempt.energy_j,
-                len(accepted),
-            ),
-        )
+        .values(ended_ts=now_ts, **attempt_values)
         .execution_options(synchronize_session=False)
     )
-    columns = sorted({name for done in accepted for name in done.values})
-    rows = len(accepted)
+    columns = sorted({name for done in ended for name in done.values})
     task_values: dict[str, Any] = {
         name: _per_row(
             Task.id,
-            {done.task_id: done.values[name] for done in accepted if name in done.values},
+            {done.task_id: done.values[name] for done in ended if name in done.values},
             getattr(Task, name),
             rows,
         )
         for name in columns
     }
-    task_values["result"] = _per_row(
-        Task.id, {done.task_id: done.result for done in accepted}, Task.result, rows
-    )
-    task_values["result_sha256"] = _per_row(
-        Task.id,
-        {done.task_id: done.result_sha256 for done in accepted},
-        Task.result_sha256,
-        rows,
-    )
     session.execute(
         update(Task)
-        .where(Task.id.in_([done.task_id for done in accepted]))
+        .where(Task.id.in_([done.task_id for done in ended]))
         .values(task_values)
         .execution_options(synchronize_session=False)
     )
-    ledger.post_many(session, [done.transaction for done in accepted], now_ts=now_ts)
+    _settle(session, ended, now_ts=now_ts)
+
+
+def _settle(session: Session, ended: Sequence[_Ended], *, now_ts: float) -> None:
+    """Post the ended attempts' settlements; void the held results of tasks that died."""
+    ledger.post_many(session, [done.transaction for done in ended], now_ts=now_ts)
+    for done in ended:
+        if done.dead:  # rare: results still held for verification are void
+            verification.void_held(session, session.get_one(Task, done.task_id), now_ts=now_ts)
 
 
 def _refresh_jobs(session: Session, job_ids: set[str], *, now_ts: float) -> None:
@@ -298,11 +421,65 @@ def _refresh_jobs(session: Session, job_ids: set[str], *, now_ts: float) -> None
     # IN (the states a task can be in unfinished): an index seek per state on (job_id, state),
     # where NOT IN would walk past every finished task of the job first.
     unfinished = exists().where(Task.job_id == Job.id, Task.state.in_(_UNFINISHED))
-    ended = session.scalars(
+    finished = session.scalars(
         select(Job.id).where(Job.id.in_(sorted(job_ids)), Job.state == "running", ~unfinished)
     ).all()
-    for job_id in ended:
+    for job_id in finished:
         refresh_job(session, job_id, now_ts=now_ts)
+
+
+def _end_all(
+    session: Session,
+    device: Device | None,
+    endings: Sequence[_Ending],
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> list[v1.TaskStatus | _Refusal]:
+    """End ``endings`` set-wise (the caller commits); a status or a refusal for each, in order."""
+    counted = any(
+        leasing.counts_against_attempts(leasing.EVENT_OUTCOME[ending.event])
+        and not leasing.keeps_work(leasing.EVENT_OUTCOME[ending.event])
+        for ending in endings
+    )
+    found, tasks = _read(
+        session, [(ending.task_id, ending.attempt) for ending in endings], counted=counted
+    )
+    answers: dict[int, v1.TaskStatus | _Refusal] = {}
+    ended: list[_Ended] = []
+    for index in sorted(range(len(endings)), key=lambda index: endings[index].task_id):
+        ending = endings[index]
+        task = tasks.get(ending.task_id)
+        try:
+            done = _decide(
+                ending,
+                found.get((ending.task_id, ending.attempt)),
+                task,
+                device,
+                now_ts,
+                settings,
+            )
+        except (NotFoundError, ConflictError, InvalidError) as error:
+            answers[index] = error
+            continue
+        if done is not None:
+            ended.append(done)
+        assert task is not None  # decided: it was found
+        answers[index] = (
+            v1.TaskStatus(
+                task_id=task.id,
+                attempt=ending.attempt,
+                state=task.state,
+                lease_expires_ts=None,
+                stop=True,
+            )
+            if device is None
+            else task_status(task, ending.attempt, device)
+        )
+    if ended:
+        _write(session, ended, now_ts=now_ts)
+        _refresh_jobs(session, {done.job_id for done in ended}, now_ts=now_ts)
+    return [answers[index] for index in range(len(endings))]
 
 
 def _plain(settings: Settings) -> bool:
@@ -332,36 +509,111 @@ def complete_batch(
     """
     if not _plain(settings):
         return leases.complete_batch(session, device, batch, now_ts=now_ts, settings=settings)
-    items = batch.completions
-    found, tasks = _read(session, items)
-    outcomes: dict[int, v1.CompletionOutcome] = {}
-    accepted: list[_Accepted] = []
-    for index in sorted(range(len(items)), key=lambda index: items[index].task_id):
-        item = items[index]
-        try:
-            status, done = _decide(
-                item,
-                found.get((item.task_id, item.attempt)),
-                tasks.get(item.task_id),
-                device,
-                now_ts,
-                settings,
+    answers = _end_all(
+        session,
+        device,
+        [
+            _Ending(
+                item.task_id,
+                item.attempt,
+                TaskEvent.COMPLETE,
+                energy_j=item.energy_j,
+                result=item.result,
             )
-        except (NotFoundError, ConflictError, InvalidError) as error:
-            outcomes[index] = v1.CompletionOutcome(
-                task_id=item.task_id,
-                attempt=item.attempt,
-                status_code=error.status_code,
-                detail=str(error),
-            )
-            continue
-        if done is not None:
-            accepted.append(done)
-        outcomes[index] = v1.CompletionOutcome(
-            task_id=item.task_id, attempt=item.attempt, status_code=200, status=status
-        )
-    if accepted:
-        _write(session, accepted, now_ts=now_ts)
-        _refresh_jobs(session, {done.job_id for done in accepted}, now_ts=now_ts)
+            for item in batch.completions
+        ],
+        now_ts=now_ts,
+        settings=settings,
+    )
     session.commit()
-    return [outcomes[index] for index in range(len(items))]
+    return [
+        v1.CompletionOutcome(
+            task_id=item.task_id,
+            attempt=item.attempt,
+            status_code=answer.status_code,
+            detail=str(answer),
+        )
+        if isinstance(answer, Exception)
+        else v1.CompletionOutcome(
+            task_id=item.task_id, attempt=item.attempt, status_code=200, status=answer
+        )
+        for item, answer in zip(batch.completions, answers, strict=True)
+    ]
+
+
+def _one(
+    session: Session, device: Device, ending: _Ending, *, now_ts: float, settings: Settings
+) -> v1.TaskStatus:
+    """End one attempt as a batch of one and commit; raise its refusal."""
+    (answer,) = _end_all(session, device, [ending], now_ts=now_ts, settings=settings)
+    if isinstance(answer, Exception):
+        raise answer
+    session.commit()
+    return answer
+
+
+def complete_one(
+    session: Session,
+    device: Device,
+    task_id: str,
+    report: v1.TaskCompletion,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> v1.TaskStatus:
+    """Accept an attempt's result once (a batch of one); the same again is accepted, another 409."""
+    if not _plain(settings):
+        return leases.complete(session, device, task_id, report, now_ts=now_ts, settings=settings)
+    ending = _Ending(
+        task_id, report.attempt, TaskEvent.COMPLETE, energy_j=report.energy_j, result=report.result
+    )
+    return _one(session, device, ending, now_ts=now_ts, settings=settings)
+
+
+def end_held(
+    session: Session,
+    device: Device,
+    task_id: str,
+    report: v1.TaskFailure | v1.TaskHandBack,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> v1.TaskStatus:
+    """End an attempt that holds its lease as failed or handed back (a batch of one); commit.
+
+    A failure is retried with backoff, or goes to the dead letter when the job's attempts are
+    spent; a hand-back is requeued at once and does not count against them.
+    """
+    if isinstance(report, v1.TaskFailure):
+        event, error = TaskEvent.FAIL, report.error
+    else:
+        event, error = TaskEvent.HAND_BACK, f"handed back: {report.reason}"
+    ending = _Ending(task_id, report.attempt, event, energy_j=report.energy_j, error=error)
+    return _one(session, device, ending, now_ts=now_ts, settings=settings)
+
+
+def expire_batch(session: Session, *, now_ts: float, settings: Settings) -> int:
+    """End up to :data:`EXPIRE_BATCH` leases past their expiry set-wise; the caller commits.
+
+    Those another transaction holds are skipped (``SKIP LOCKED``): the next sweep takes them.
+    Returns how many were found.
+    """
+    expired = session.execute(
+        select(Task.id, Task.attempt)
+        .where(Task.state.in_(_HOLDING), Task.lease_expires_ts < now_ts)
+        .order_by(Task.lease_expires_ts)
+        .limit(EXPIRE_BATCH)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if expired:
+        _end_all(
+            session,
+            None,
+            [
+                _Ending(task_id, attempt, TaskEvent.EXPIRE, error="lease expired")
+                for task_id, attempt in expired
+            ],
+            now_ts=now_ts,
+            settings=settings,
+        )
+    return len(expired)

@@ -37,6 +37,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -69,8 +70,6 @@ __all__ = [
     "complete_batch",
     "end_attempt",
     "expire_leases",
-    "fail",
-    "hand_back",
     "holds",
     "lost",
     "prune_checkpoints",
@@ -85,7 +84,6 @@ __all__ = [
 ]
 
 _CANDIDATES = 64
-_EXPIRE_BATCH = 100
 _MIN_ENERGY_J = 1.0
 _TERMINAL = tuple(sorted(state.value for state in leasing.TERMINAL_STATES))
 _QUEUED, _LEASED, _DEAD = TaskState.QUEUED.value, TaskState.LEASED.value, TaskState.DEAD.value
@@ -264,7 +262,8 @@ def _lease_message(
 ) -> v1.TaskLease:
     """Return the lease of ``task``; ``fresh``: from the start, whatever its checkpoints."""
     input_urls, artifact = facts[task.job_id]
-    return v1.TaskLease(
+    # Built from stored, checked values (the input by ``_unservable``): not validated again.
+    return v1.TaskLease.model_construct(
         task_index=task.task_index,
         artifact=artifact,
         input_urls=dict(input_urls),
@@ -359,7 +358,7 @@ def _candidates(
     rows: list[Row[Any]] = list(
         session.execute(
             query.order_by(*candidate_order_by(policy))
-            .limit(_CANDIDATES)
+            .limit(max(_CANDIDATES, 2 * claimant.slots))
             .with_for_update(skip_locked=True)
         )
     )
@@ -409,6 +408,57 @@ def _dead_letter(session: Session, task: Row[Any], problem: str, *, now_ts: floa
     refresh_job(session, task.job_id, now_ts=now_ts)
 
 
+# PostgreSQL: the claim's attempt rows as arrays (``unnest``): a statement text that does not
+# grow with the number of slots, which psycopg parses once and prepares.
+_PG_ATTEMPTS = text(
+    "INSERT INTO task_attempts (task_id, attempt, device_id, outcome, started_ts, "
+    "start_progress_energy_j, energy_j, checkpointed_energy_j) "
+    "SELECT task_id, attempt, :device_id, :outcome, :started_ts, start_progress_energy_j, "
+    "0.0, 0.0 FROM unnest(CAST(:task_id AS VARCHAR[]), CAST(:attempt AS INTEGER[]), "
+    "CAST(:start_progress_energy_j AS DOUBLE PRECISION[])) "
+    "AS v(task_id, attempt, start_progress_energy_j)"
+)
+
+
+def _insert_attempts(
+    session: Session, device: Device, leased: Sequence[Row[Any]], fresh: set[str], *, now_ts: float
+) -> None:
+    """Insert the running attempt of each leased task: one statement."""
+    starts = [0.0 if task.id in fresh else task.progress_energy_j for task in leased]
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            _PG_ATTEMPTS,
+            {
+                "device_id": device.id,
+                "outcome": AttemptOutcome.RUNNING.value,
+                "started_ts": now_ts,
+                "task_id": [task.id for task in leased],
+                "attempt": [task.attempt for task in leased],
+                "start_progress_energy_j": starts,
+            },
+        )
+        return
+    # An executemany with RETURNING goes as one multi-row INSERT, compiled once and cached
+    # (``.values([...])`` is compiled anew for every claim).
+    attempts = cast(Table, TaskAttempt.__table__)
+    session.execute(
+        insert(attempts).returning(attempts.c.task_id),
+        [
+            {
+                "task_id": task.id,
+                "attempt": task.attempt,
+                "device_id": device.id,
+                "outcome": AttemptOutcome.RUNNING.value,
+                "started_ts": now_ts,
+                "start_progress_energy_j": start_j,
+                "energy_j": 0.0,
+                "checkpointed_energy_j": 0.0,
+            }
+            for task, start_j in zip(leased, starts, strict=True)
+        ],
+    )
+
+
 def claim(
     session: Session, device: Device, request: v1.ClaimRequest, *, now_ts: float, settings: Settings
 ) -> list[v1.TaskLease]:
@@ -424,7 +474,9 @@ def claim(
     list of v1.TaskLease
         The new leases, possibly none (then the device mines or idles).
     """
-    _expire_batch(session, now_ts=now_ts, settings=settings)
+    from heatgrid.coordinator import completions  # noqa: PLC0415 - it builds on this module
+
+    completions.expire_batch(session, now_ts=now_ts, settings=settings)
     claimant = _claimant(session, device, request.slots)
     if claimant.kind == "asic" or settings.scheduling_policy == "mining-only":
         session.commit()
@@ -457,25 +509,7 @@ def claim(
             leased.append(task)
     fresh = _fresh(session, device, leased, settings)
     if leased:
-        # An executemany with RETURNING goes as one multi-row INSERT, compiled once and cached
-        # (``.values([...])`` is compiled anew for every claim).
-        attempts = cast(Table, TaskAttempt.__table__)
-        session.execute(
-            insert(attempts).returning(attempts.c.task_id),
-            [
-                {
-                    "task_id": task.id,
-                    "attempt": task.attempt,
-                    "device_id": device.id,
-                    "outcome": AttemptOutcome.RUNNING.value,
-                    "started_ts": now_ts,
-                    "start_progress_energy_j": 0.0 if task.id in fresh else task.progress_energy_j,
-                    "energy_j": 0.0,
-                    "checkpointed_energy_j": 0.0,
-                }
-                for task in leased
-            ],
-        )
+        _insert_attempts(session, device, leased, fresh, now_ts=now_ts)
     facts = _job_facts(session, {task.job_id for task in leased})
     answer = [  # before the commit: all or nothing
         _lease_message(task, facts, fresh=task.id in fresh) for task in leased
@@ -528,35 +562,26 @@ def end_attempt(
         ledger.settle_attempt(
             session, attempt, job_id=task.job_id, energy_j=energy_j, now_ts=now_ts
         )
-    state = leasing.next_state(
+    end = leasing.attempt_end(
         task.state,
         event,
+        now_ts=now_ts,
         attempts_started=counted,
         max_attempts=job.max_attempts,
         judgement=judgement,
+        retry_base_s=settings.retry_base_s,
+        retry_max_s=settings.retry_max_s,
     )
-    if state is TaskState.REJECTED:  # its results are void (judge refunded them): run it again
+    if end.rejected:  # its results are void (judge refunded them): run it again
         task.progress_energy_j = 0.0
         task.last_error = "its results disagreed and no quorum was reached; it runs again"
-        state = leasing.next_state(
-            state, TaskEvent.REQUEUE, attempts_started=task.attempt, max_attempts=job.max_attempts
-        )
-    if state in (TaskState.DEAD, TaskState.CANCELLED):
+    if end.state in (TaskState.DEAD, TaskState.CANCELLED):
         verification.void_held(session, task, now_ts=now_ts)
-    task.state = state.value
-    if state in leasing.TERMINAL_STATES:
-        task.ended_ts = now_ts
-    elif state is TaskState.QUEUED and not leasing.counts_against_attempts(outcome):
-        task.not_before_ts = now_ts
-    elif state is TaskState.QUEUED:
-        task.not_before_ts = leasing.retry_not_before_ts(
-            now_ts,
-            counted,
-            retry_base_s=settings.retry_base_s,
-            retry_max_s=settings.retry_max_s,
-        )
-    elif state is TaskState.REPORTED:
-        task.not_before_ts = now_ts  # a replica may start at once
+    task.state = end.state.value
+    if end.ended_ts is not None:
+        task.ended_ts = end.ended_ts
+    if end.not_before_ts is not None:
+        task.not_before_ts = end.not_before_ts
     session.flush()
     refresh_job(session, task.job_id, now_ts=now_ts)
 
@@ -597,35 +622,16 @@ def refresh_job(session: Session, job_id: str, *, now_ts: float) -> None:
     job.ended_ts = now_ts
 
 
-def _expire_batch(session: Session, *, now_ts: float, settings: Settings) -> int:
-    """End up to ``_EXPIRE_BATCH`` leases past their expiry; the caller commits."""
-    tasks = session.scalars(
-        select(Task)
-        .where(Task.state.in_(_HOLDING), Task.lease_expires_ts < now_ts)
-        .order_by(Task.lease_expires_ts)
-        .limit(_EXPIRE_BATCH)
-        .with_for_update(skip_locked=True)
-    ).all()
-    for task in tasks:
-        end_attempt(
-            session,
-            task,
-            AttemptOutcome.EXPIRED,
-            now_ts=now_ts,
-            settings=settings,
-            error="lease expired",
-        )
-    return len(tasks)
-
-
 def expire_leases(session: Session, *, now_ts: float, settings: Settings) -> int:
     """End every lease past its expiry (attempt ``expired``), commit, and return how many."""
+    from heatgrid.coordinator import completions  # noqa: PLC0415 - it builds on this module
+
     expired = 0
     while True:
-        batch = _expire_batch(session, now_ts=now_ts, settings=settings)
+        batch = completions.expire_batch(session, now_ts=now_ts, settings=settings)
         session.commit()
         expired += batch
-        if batch < _EXPIRE_BATCH:
+        if batch < completions.EXPIRE_BATCH:
             return expired
 
 
@@ -986,57 +992,6 @@ def _complete(
         task.result = report.result
         task.result_sha256 = digest
     end_attempt(session, task, AttemptOutcome.COMPLETED, now_ts=now_ts, settings=settings)
-    return task_status(task, report.attempt, device)
-
-
-def fail(
-    session: Session,
-    device: Device,
-    task_id: str,
-    report: v1.TaskFailure,
-    *,
-    now_ts: float,
-    settings: Settings,
-) -> v1.TaskStatus:
-    """End an attempt as failed: retried with backoff, or dead when out of attempts."""
-    return _end_held(
-        session, device, task_id, report, AttemptOutcome.FAILED, report.error, now_ts, settings
-    )
-
-
-def hand_back(
-    session: Session,
-    device: Device,
-    task_id: str,
-    report: v1.TaskHandBack,
-    *,
-    now_ts: float,
-    settings: Settings,
-) -> v1.TaskStatus:
-    """End an attempt as handed back: requeued at once, not counted against the attempts."""
-    error = f"handed back: {report.reason}"
-    return _end_held(
-        session, device, task_id, report, AttemptOutcome.HANDED_BACK, error, now_ts, settings
-    )
-
-
-def _end_held(  # noqa: PLR0917 - private: the shared body of fail and hand_back
-    session: Session,
-    device: Device,
-    task_id: str,
-    report: v1.TaskFailure | v1.TaskHandBack,
-    outcome: AttemptOutcome,
-    error: str,
-    now_ts: float,
-    settings: Settings,
-) -> v1.TaskStatus:
-    """End the attempt ``report`` names, which must hold the lease, with ``outcome``; commit."""
-    task = _locked_task(session, device, task_id, report.attempt)
-    if not holds(task, device, report.attempt):
-        raise lost(task, report.attempt)
-    _update_energy(session.get_one(TaskAttempt, (task.id, report.attempt)), report.energy_j)
-    end_attempt(session, task, outcome, now_ts=now_ts, settings=settings, error=error)
-    session.commit()
     return task_status(task, report.attempt, device)
 
 

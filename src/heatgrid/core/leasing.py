@@ -65,10 +65,12 @@ __all__ = [
     "STORED_TASK_STATES",
     "TERMINAL_STATES",
     "TRANSITIONS",
+    "AttemptEnd",
     "AttemptOutcome",
     "SortColumn",
     "TaskEvent",
     "TaskState",
+    "attempt_end",
     "attempts_spent",
     "candidate_order",
     "candidate_sort_key",
@@ -356,6 +358,111 @@ def retry_not_before_ts(
     """
     return require_finite("now_ts", now_ts) + retry_backoff_s(
         attempts_started, retry_base_s=retry_base_s, retry_max_s=retry_max_s
+    )
+
+
+class AttemptEnd(NamedTuple):
+    """Where an ended attempt leaves its task: what :func:`attempt_end` returns.
+
+    Attributes
+    ----------
+    state : TaskState
+        The task's new state (never ``rejected``: that is requeued at once).
+    outcome : AttemptOutcome
+        The ended attempt's outcome.
+    ended_ts : float or None
+        When the task ended [POSIX s, UTC]; None while it goes on (the column is kept).
+    not_before_ts : float or None
+        When it may be claimed again [POSIX s, UTC]; None when that does not change.
+    keeps_work : bool
+        Whether the attempt keeps its work (then the task's last error is kept, else it is
+        the attempt's error).
+    rejected : bool
+        Whether its results were rejected: they are void and the task runs again from the start.
+    """
+
+    state: TaskState
+    outcome: AttemptOutcome
+    ended_ts: float | None
+    not_before_ts: float | None
+    keeps_work: bool
+    rejected: bool
+
+
+def attempt_end(
+    state: TaskState | str,
+    event: TaskEvent | str,
+    *,
+    now_ts: float,
+    attempts_started: int,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    judgement: Judgement | None = None,
+    retry_base_s: float = DEFAULT_RETRY_BASE_S,
+    retry_max_s: float = DEFAULT_RETRY_MAX_S,
+) -> AttemptEnd:
+    """Return where ``event``, ending the task's running attempt at ``now_ts``, leaves the task.
+
+    The one rule for every way an attempt ends (complete, report, expire, fail, hand back,
+    cancel), whether the coordinator ends one attempt or a batch of them: the new state
+    (:func:`next_state`; a ``rejected`` task is requeued at once), and when it may be claimed
+    again: a counted retry after :func:`retry_not_before_ts`, a hand-back or a wanted replica at
+    once.
+
+    Parameters
+    ----------
+    state : TaskState or str
+        The task's state now (its attempt running).
+    event : TaskEvent or str
+        What ends the attempt (one of :data:`EVENT_OUTCOME`).
+    now_ts : float
+        The present [POSIX s, UTC].
+    attempts_started : int
+        Attempts that count against ``max_attempts``, the ending one included (see
+        :func:`next_state`), >= 1.
+    max_attempts : int
+        The job's attempts before the dead letter, >= 1.
+    judgement : Judgement or None
+        For ``report``: the judgement of the task's results.
+    retry_base_s, retry_max_s : float
+        The retry backoff (:func:`retry_backoff_s`) [s].
+
+    Returns
+    -------
+    AttemptEnd
+        The task's new state and times.
+    """
+    happening = TaskEvent(event)
+    outcome = EVENT_OUTCOME[happening]
+    target = next_state(
+        state,
+        happening,
+        attempts_started=attempts_started,
+        max_attempts=max_attempts,
+        judgement=judgement,
+    )
+    rejected = target is TaskState.REJECTED
+    if rejected:
+        target = next_state(
+            target, TaskEvent.REQUEUE, attempts_started=attempts_started, max_attempts=max_attempts
+        )
+    ended_ts = not_before_ts = None
+    if target in TERMINAL_STATES:
+        ended_ts = now_ts
+    elif target is TaskState.QUEUED and not counts_against_attempts(outcome):
+        not_before_ts = now_ts
+    elif target is TaskState.QUEUED:
+        not_before_ts = retry_not_before_ts(
+            now_ts, attempts_started, retry_base_s=retry_base_s, retry_max_s=retry_max_s
+        )
+    elif target is TaskState.REPORTED:
+        not_before_ts = now_ts  # a replica may start at once
+    return AttemptEnd(
+        state=target,
+        outcome=outcome,
+        ended_ts=ended_ts,
+        not_before_ts=not_before_ts,
+        keeps_work=keeps_work(outcome),
+        rejected=rejected,
     )
 
 

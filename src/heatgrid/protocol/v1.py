@@ -69,8 +69,9 @@ PROTOCOL_VERSION: Final = 1
 MAX_SAMPLES_PER_HEARTBEAT = 2000
 """Most telemetry samples in one heartbeat (a day and more at one sample a minute)."""
 
-MAX_CLAIM_SLOTS = 16
-"""Most tasks one claim may ask for."""
+MAX_CLAIM_SLOTS = 64
+"""Most tasks one claim may ask for (a heater with many slots, e.g. one task per core of a
+64-core CPU heater, claims them in one call)."""
 
 MAX_HEAT_WINDOW_SEGMENTS = 288
 """Most segments in one heat window (a day in 5-minute steps)."""
@@ -534,8 +535,8 @@ class TaskStatus(_Message):
     stop: bool
 
 
-MAX_BATCHED_COMPLETIONS = 16
-"""Most completions one batch may carry."""
+MAX_BATCHED_COMPLETIONS = 64
+"""Most completions one batch may carry (as many as one claim may lease)."""
 
 
 class BatchedCompletion(TaskCompletion):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -27,12 +28,21 @@ _Device = Annotated[Device, Depends(require_device)]
 _ENERGY_LIMIT_J = 1.0e15
 
 
+def _answer(model: BaseModel) -> Response:
+    """Return ``model`` as JSON as it is: built here, so not validated again on the way out.
+
+    The route names its model (``response_model``) for the API schema; a returned
+    :class:`Response` skips FastAPI's validation and serialization of the value.
+    """
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
 def _store(request: Request) -> CheckpointStore:
     store: CheckpointStore = request.app.state.checkpoint_store
     return store
 
 
-@router.post("/claim")
+@router.post("/claim", response_model=v1.ClaimResponse)
 def claim(
     body: v1.ClaimRequest,
     request: Request,
@@ -41,7 +51,7 @@ def claim(
     session: SessionDep,
     now_ts: NowTs,
     settings: SettingsDep,
-) -> v1.ClaimResponse:
+) -> Response:
     """Lease tasks to this device where its heat window can carry them (maybe none).
 
     A quarantined device is refused (403); one that owes a hardware challenge gets none yet.
@@ -52,10 +62,10 @@ def claim(
             "only the operator can release it"
         )
     if settings.hardware_challenges and device.challenge_due_ts is not None:
-        return v1.ClaimResponse(server_ts=now_ts, leases=[])
+        return _answer(v1.ClaimResponse(server_ts=now_ts, leases=[]))
     granted = leases.claim(session, device, body, now_ts=now_ts, settings=settings)
     request.app.state.metrics.leases_granted.inc(len(granted))
-    return v1.ClaimResponse(server_ts=now_ts, leases=granted)
+    return _answer(v1.ClaimResponse(server_ts=now_ts, leases=granted))
 
 
 @router.post("/tasks/{task_id}/progress")
@@ -193,7 +203,7 @@ def _checkpoint_answer(row: Checkpoint, data: bytes) -> Response:
     )
 
 
-@router.post("/tasks/{task_id}/complete")
+@router.post("/tasks/{task_id}/complete", response_model=v1.TaskStatus)
 def complete(
     *,
     task_id: str,
@@ -202,12 +212,14 @@ def complete(
     session: SessionDep,
     now_ts: NowTs,
     settings: SettingsDep,
-) -> v1.TaskStatus:
+) -> Response:
     """Hand in an attempt's result; the same result twice is accepted once, another is 409."""
-    return leases.complete(session, device, task_id, body, now_ts=now_ts, settings=settings)
+    return _answer(
+        completions.complete_one(session, device, task_id, body, now_ts=now_ts, settings=settings)
+    )
 
 
-@router.post("/completions")
+@router.post("/completions", response_model=v1.CompletionBatchResponse)
 def complete_batch(
     *,
     body: v1.CompletionBatch,
@@ -215,17 +227,17 @@ def complete_batch(
     session: SessionDep,
     now_ts: NowTs,
     settings: SettingsDep,
-) -> v1.CompletionBatchResponse:
+) -> Response:
     """Hand in several results at once, each exactly once; one refused leaves the others.
 
     Each outcome carries the status a single completion (``…/tasks/{task_id}/complete``)
     would have had; the batch itself is answered 200.
     """
     outcomes = completions.complete_batch(session, device, body, now_ts=now_ts, settings=settings)
-    return v1.CompletionBatchResponse(outcomes=outcomes)
+    return _answer(v1.CompletionBatchResponse(outcomes=outcomes))
 
 
-@router.post("/tasks/{task_id}/fail")
+@router.post("/tasks/{task_id}/fail", response_model=v1.TaskStatus)
 def fail(
     *,
     task_id: str,
@@ -234,12 +246,14 @@ def fail(
     session: SessionDep,
     now_ts: NowTs,
     settings: SettingsDep,
-) -> v1.TaskStatus:
+) -> Response:
     """Report a failed attempt; the task is retried with backoff or goes to the dead letter."""
-    return leases.fail(session, device, task_id, body, now_ts=now_ts, settings=settings)
+    return _answer(
+        completions.end_held(session, device, task_id, body, now_ts=now_ts, settings=settings)
+    )
 
 
-@router.post("/tasks/{task_id}/hand-back")
+@router.post("/tasks/{task_id}/hand-back", response_model=v1.TaskStatus)
 def hand_back(
     *,
     task_id: str,
@@ -248,10 +262,12 @@ def hand_back(
     session: SessionDep,
     now_ts: NowTs,
     settings: SettingsDep,
-) -> v1.TaskStatus:
+) -> Response:
     """Give a task back on purpose (warm room, heater stopping) after its last checkpoint.
 
     It is queued again at once to resume elsewhere, and the attempt does not count against
     the job's attempts.
     """
-    return leases.hand_back(session, device, task_id, body, now_ts=now_ts, settings=settings)
+    return _answer(
+        completions.end_held(session, device, task_id, body, now_ts=now_ts, settings=settings)
+    )
