@@ -211,11 +211,12 @@ def test_only_a_batch_that_renews_no_lease_commits_without_waiting_for_the_flush
     renewing = coordinator.client.post(f"{url}/heartbeat", json=beat, headers=headers)
 
     assert renewing.json()["leased_task_ids"] == [claimed.json()["leases"][0]["task_id"]]
-    assert not [line for line in sent if "synchronous_commit" in line]  # a lease: flushed
-    if backend == "postgresql":
-        assert telemetry_only == ["SET LOCAL synchronous_commit = off"]
+    renewal = [line for line in sent if "synchronous_commit" in line]
+    if backend == "postgresql":  # the writer's session commits asynchronously, but a lease
+        assert telemetry_only == ["SET synchronous_commit = off"]
+        assert renewal == ["SET LOCAL synchronous_commit = on"]
     else:  # SQLite commits every batch alike
-        assert telemetry_only == []
+        assert telemetry_only == renewal == []
 
 
 def test_stopping_the_writer_stores_and_answers_every_queued_heartbeat(

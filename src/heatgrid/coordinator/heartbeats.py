@@ -63,7 +63,8 @@ _LOG = logging.getLogger(__name__)
 _MAX_BATCH = 512
 _HOLDING = tuple(sorted(state.value for state in LEASED_STATES))
 _IDLE_S = 5.0  # an idle writer's thread ends; the next heartbeat starts another
-_ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
+_ASYNC_COMMITS = text("SET synchronous_commit = off")  # the writer's connection, once
+_SYNC_COMMIT = text("SET LOCAL synchronous_commit = on")  # a batch that renewed a lease
 
 
 @dataclass(frozen=True)
@@ -171,10 +172,10 @@ def _write(
             )
             for task_id, device_id in renewed:
                 held[str(device_id)].append(str(task_id))
-        if not held and connection.dialect.name == "postgresql":
-            # Only telemetry, the heat window and last_seen_ts: the commit does not wait for
-            # the WAL's flush (see the module's docstring); a renewed lease does.
-            connection.execute(_ASYNC_COMMIT)
+        if held and connection.dialect.name == "postgresql":
+            # A renewed lease waits for the WAL's flush; telemetry, heat windows and
+            # last_seen_ts alone do not (see the module's docstring).
+            connection.execute(_SYNC_COMMIT)
     return [
         StoredHeartbeat(
             revoked=pending.device_id not in alive,
@@ -287,6 +288,9 @@ class HeartbeatWriter:
                 try:
                     if connection is None:  # held across batches: no checkout, no ping each
                         connection = self._engine.connect()
+                        if connection.dialect.name == "postgresql":
+                            with connection.begin():  # this session only; never pooled again
+                                connection.execute(_ASYNC_COMMITS)
                     outcomes = _write(connection, batch, self._lease_s)
                 except Exception as error:  # each request of the batch answers it
                     _LOG.warning("heartbeat batch failed", extra={"error": str(error)})
