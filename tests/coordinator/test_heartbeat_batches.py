@@ -70,6 +70,12 @@ def test_heartbeats_sent_at_once_share_transactions_and_answer_each(
         engine.dispose()
     writer: HeartbeatWriter = coordinator.app.state.heartbeat_writer
     batches_before = writer.batches
+    row_by_row: list[str] = []  # cursor.executemany: psycopg runs the statement once per row
+    event.listen(
+        coordinator.app.state.engine,
+        "do_executemany",
+        lambda _cursor, statement, *_: row_by_row.append(statement),
+    )
 
     coordinator.clock.advance(60.0)
     later_ts = coordinator.clock()
@@ -93,6 +99,7 @@ def test_heartbeats_sent_at_once_share_transactions_and_answer_each(
         assert answer.status_code == 200, answer.text
         assert (answer.json()["stored_samples"], answer.json()["duplicate_samples"]) == (1, 0)
     assert writer.batches - batches_before < len(requests) - 1  # stored together
+    assert row_by_row == []  # samples and heat windows: one multi-row INSERT each
 
     samples = dict(
         _query(

@@ -124,7 +124,9 @@ def _statements(dialect_name: str) -> tuple[Any, ...]:
         .returning(_TELEMETRY.c.device_id)
     )
     clear = delete(_WINDOWS).where(_WINDOWS.c.device_id.in_(bindparam("ids", expanding=True)))
-    windows = insert(_WINDOWS)
+    # RETURNING makes SQLAlchemy send the rows as one multi-row INSERT; without it psycopg's
+    # executemany runs the statement once per row.
+    windows = insert(_WINDOWS).returning(_WINDOWS.c.device_id)
     renew = (
         update(_TASKS)
         .where(
@@ -165,7 +167,7 @@ def _write(
             for segment in pending.heartbeat.heat_window
         ]
         if segments:
-            connection.execute(windows_insert, segments)
+            connection.execute(windows_insert, segments).close()
         if kept:
             renewed = connection.execute(
                 renew, {"ids": sorted(alive), "expires_ts": now_ts + lease_s}
