@@ -225,7 +225,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     engine = make_engine(settings.database_url)
     session_factory = make_session_factory(engine)
     read_session_factory = make_session_factory(engine, read_only=True)
-    heartbeat_writer = HeartbeatWriter(session_factory, settings.lease_s)
+    heartbeat_writer = HeartbeatWriter(engine, settings.lease_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -5,8 +5,23 @@ window, its leases renewed). Done one request at a time, each write is a databas
 and most of a heartbeat's cost. The :class:`HeartbeatWriter` of a process instead collects the
 heartbeats that arrive while it writes, and stores them together in one transaction of five
 statements, whatever their number (group commit). Each request is answered only once that
-transaction committed, so an acknowledged heartbeat is as durable as before; a batch that
-fails fails each of its requests.
+transaction committed; a batch that fails fails each of its requests.
+
+What "committed" promises: a batch that renewed a lease commits as every other transaction
+does (on PostgreSQL, after its WAL is flushed to disk), so a renewal that was answered
+survives any crash. A batch of telemetry, heat windows and ``last_seen_ts`` only commits on
+PostgreSQL with ``synchronous_commit = off``: it is committed and visible to every process
+when the heartbeat is answered, and survives a ``kill -9`` of the coordinator, but a crash of
+the PostgreSQL server or of its machine may lose the last ``3 × wal_writer_delay`` (0.6 s by
+default) of such batches (never part of one, never anything else). An agent resends the
+samples of a heartbeat that was not answered; telemetry acknowledged just before a database
+crash can be lost, as a sampling gap. SQLite commits every batch the same way.
+
+The writer's thread holds one connection while heartbeats keep coming (no checkout, no
+liveness ping per batch) and builds its statements once (Core statements on the tables, rows
+sent as one multi-row ``INSERT``), so a batch costs little more than its round trips.
+Memory is bounded without a limit of its own: each queued heartbeat is a request waiting for
+its answer, and the app admits at most ``POOL_CONNECTIONS`` requests at once.
 
 A batch holds at most one heartbeat per device, so that a device's heartbeats are applied in
 the order they arrived. Heartbeats that change a device's kind or hardware do not come here
@@ -20,13 +35,23 @@ import contextlib
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    delete,
+    event,
+    insert,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
 
 from heatgrid.coordinator.db.models import Device, HeatWindowSegmentRow, Task, TelemetrySampleRow
 from heatgrid.core.leasing import LEASED_STATES
@@ -36,9 +61,10 @@ __all__ = ["HeartbeatWriter", "StoredHeartbeat"]
 
 _LOG = logging.getLogger(__name__)
 _MAX_BATCH = 512
-_ROWS_PER_STATEMENT = 1000  # VALUES rows per INSERT: far below PostgreSQL's 65,535 parameters
 _HOLDING = tuple(sorted(state.value for state in LEASED_STATES))
 _IDLE_S = 5.0  # an idle writer's thread ends; the next heartbeat starts another
+_ASYNC_COMMITS = text("SET synchronous_commit = off")  # the writer's connection, once
+_SYNC_COMMIT = text("SET LOCAL synchronous_commit = on")  # a batch that renewed a lease
 
 
 @dataclass(frozen=True)
@@ -70,66 +96,88 @@ class _Pending:
     future: asyncio.Future[StoredHeartbeat]
 
 
-def _chunks(rows: Sequence[dict[str, Any]]) -> Iterator[Sequence[dict[str, Any]]]:
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        yield rows[start : start + _ROWS_PER_STATEMENT]
+_DEVICES = cast(Table, Device.__table__)
+_TELEMETRY = cast(Table, TelemetrySampleRow.__table__)
+_WINDOWS = cast(Table, HeatWindowSegmentRow.__table__)
+_TASKS = cast(Table, Task.__table__)
 
 
-def _write(session: Session, batch: Sequence[_Pending], lease_s: float) -> list[StoredHeartbeat]:
-    """Store one heartbeat per device of ``batch`` in the session's transaction, and commit."""
-    now_ts = max(pending.now_ts for pending in batch)
-    ids = [pending.device_id for pending in batch]
-    alive = set(
-        session.scalars(
-            update(Device)
-            .where(Device.id.in_(ids), Device.revoked_ts.is_(None))
-            .values(last_seen_ts=now_ts)
-            .returning(Device.id)
-            .execution_options(synchronize_session=False)
-        )
+@cache
+def _statements(dialect_name: str) -> tuple[Any, ...]:
+    """Build the batch's statements once per dialect, so that their compiled form is cached.
+
+    Core statements on the table, run on a connection, with lists as expanding ``IN``
+    parameters and rows as an ``executemany`` (which SQLAlchemy sends as one multi-row
+    ``INSERT``): the ORM's bulk machinery and a compilation per batch cost more than the
+    statements' execution in PostgreSQL.
+    """
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    touch = (
+        update(_DEVICES)
+        .where(_DEVICES.c.id.in_(bindparam("ids", expanding=True)), _DEVICES.c.revoked_ts.is_(None))
+        .values(last_seen_ts=bindparam("now_ts"))
+        .returning(_DEVICES.c.id)
     )
-    kept = [pending for pending in batch if pending.device_id in alive]
-    samples = [
-        {"device_id": pending.device_id, "received_ts": pending.now_ts, **sample.model_dump()}
-        for pending in kept
-        for sample in pending.heartbeat.telemetry
-    ]
+    samples = (
+        dialect.insert(_TELEMETRY)
+        .on_conflict_do_nothing(index_elements=["device_id", "sample_ts"])
+        .returning(_TELEMETRY.c.device_id)
+    )
+    clear = delete(_WINDOWS).where(_WINDOWS.c.device_id.in_(bindparam("ids", expanding=True)))
+    # RETURNING makes SQLAlchemy send the rows as one multi-row INSERT; without it psycopg's
+    # executemany runs the statement once per row.
+    windows = insert(_WINDOWS).returning(_WINDOWS.c.device_id)
+    renew = (
+        update(_TASKS)
+        .where(
+            _TASKS.c.lease_device_id.in_(bindparam("ids", expanding=True)),
+            _TASKS.c.state.in_(_HOLDING),
+        )
+        .values(lease_expires_ts=bindparam("expires_ts"))
+        .returning(_TASKS.c.id, _TASKS.c.lease_device_id)
+    )
+    return touch, samples, clear, windows, renew
+
+
+def _write(
+    connection: Connection, batch: Sequence[_Pending], lease_s: float
+) -> list[StoredHeartbeat]:
+    """Store one heartbeat per device of ``batch`` in one transaction on ``connection``."""
+    touch, samples_insert, clear, windows_insert, renew = _statements(connection.dialect.name)
+    now_ts = max(pending.now_ts for pending in batch)
     stored: dict[str, int] = defaultdict(int)
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    for rows in _chunks(samples):
-        statement = (
-            dialect.insert(TelemetrySampleRow)
-            .values(list(rows))
-            .on_conflict_do_nothing(index_elements=["device_id", "sample_ts"])
-            .returning(TelemetrySampleRow.device_id)
-        )
-        for device_id in session.scalars(statement):
-            stored[device_id] += 1
-    if kept:
-        session.execute(
-            delete(HeatWindowSegmentRow)
-            .where(HeatWindowSegmentRow.device_id.in_([pending.device_id for pending in kept]))
-            .execution_options(synchronize_session=False)
-        )
-    segments = [
-        {"device_id": pending.device_id, "received_ts": pending.now_ts, **segment.model_dump()}
-        for pending in kept
-        for segment in pending.heartbeat.heat_window
-    ]
-    for rows in _chunks(segments):
-        session.execute(insert(HeatWindowSegmentRow).values(list(rows)))
     held: dict[str, list[str]] = defaultdict(list)
-    if kept:
-        renewed = session.execute(
-            update(Task)
-            .where(Task.lease_device_id.in_(alive), Task.state.in_(_HOLDING))
-            .values(lease_expires_ts=now_ts + lease_s)
-            .returning(Task.id, Task.lease_device_id)
-            .execution_options(synchronize_session=False)
-        )
-        for task_id, device_id in renewed:
-            held[str(device_id)].append(str(task_id))
-    session.commit()
+    with connection.begin():
+        ids = [pending.device_id for pending in batch]
+        alive = set(connection.execute(touch, {"ids": ids, "now_ts": now_ts}).scalars())
+        kept = [pending for pending in batch if pending.device_id in alive]
+        samples = [
+            {"device_id": pending.device_id, "received_ts": pending.now_ts, **sample.model_dump()}
+            for pending in kept
+            for sample in pending.heartbeat.telemetry
+        ]
+        if samples:
+            for device_id in connection.execute(samples_insert, samples).scalars():
+                stored[device_id] += 1
+        if kept:
+            connection.execute(clear, {"ids": [pending.device_id for pending in kept]})
+        segments = [
+            {"device_id": pending.device_id, "received_ts": pending.now_ts, **segment.model_dump()}
+            for pending in kept
+            for segment in pending.heartbeat.heat_window
+        ]
+        if segments:
+            connection.execute(windows_insert, segments).close()
+        if kept:
+            renewed = connection.execute(
+                renew, {"ids": sorted(alive), "expires_ts": now_ts + lease_s}
+            )
+            for task_id, device_id in renewed:
+                held[str(device_id)].append(str(task_id))
+        if held and connection.dialect.name == "postgresql":
+            # A renewed lease waits for the WAL's flush; telemetry, heat windows and
+            # last_seen_ts alone do not (see the module's docstring).
+            connection.execute(_SYNC_COMMIT)
     return [
         StoredHeartbeat(
             revoked=pending.device_id not in alive,
@@ -159,18 +207,16 @@ class HeartbeatWriter:
 
     Parameters
     ----------
-    session_factory : sessionmaker
-        Sessions that may write.
+    engine : Engine
+        The database; the thread holds one connection of it while heartbeats keep coming.
     lease_s : float
         Leases the heartbeat's device holds are renewed to ``now_ts + lease_s`` [s].
     max_batch : int
         Most heartbeats stored in one transaction.
     """
 
-    def __init__(
-        self, session_factory: sessionmaker[Session], lease_s: float, max_batch: int = _MAX_BATCH
-    ) -> None:
-        self._session_factory = session_factory
+    def __init__(self, engine: Engine, lease_s: float, max_batch: int = _MAX_BATCH) -> None:
+        self._engine = engine
         self._lease_s = lease_s
         self._max_batch = max_batch
         self._queue: list[_Pending] = []
@@ -178,6 +224,9 @@ class HeartbeatWriter:
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._stopping = False
+        # The thread holds a connection; an engine disposed of (without the app's lifespan,
+        # as tests do) must not leave it open.
+        event.listen(engine, "engine_disposed", lambda _engine: self.stop())
         self.batches = 0
         """Transactions written so far."""
 
@@ -235,15 +284,30 @@ class HeartbeatWriter:
             return batch
 
     def _run(self) -> None:
-        while (batch := self._take()) is not None:
-            try:
-                with self._session_factory() as session:
-                    outcomes = _write(session, batch, self._lease_s)
-            except Exception as error:  # each request of the batch answers it
-                _LOG.warning("heartbeat batch failed", extra={"error": str(error)})
-                for pending in batch:
-                    _settle(pending, error)
-                continue
-            self.batches += 1
-            for pending, outcome in zip(batch, outcomes, strict=True):
-                _settle(pending, outcome)
+        connection: Connection | None = None
+        try:
+            while (batch := self._take()) is not None:
+                try:
+                    if connection is None:  # held across batches: no checkout, no ping each
+                        connection = self._engine.connect()
+                        if connection.dialect.name == "postgresql":
+                            with connection.begin():  # this session only; never pooled again
+                                connection.execute(_ASYNC_COMMITS)
+                    outcomes = _write(connection, batch, self._lease_s)
+                except Exception as error:  # each request of the batch answers it
+                    _LOG.warning("heartbeat batch failed", extra={"error": str(error)})
+                    if connection is not None:
+                        with contextlib.suppress(Exception):
+                            connection.invalidate()
+                            connection.close()
+                        connection = None
+                    for pending in batch:
+                        _settle(pending, error)
+                    continue
+                self.batches += 1
+                for pending, outcome in zip(batch, outcomes, strict=True):
+                    _settle(pending, outcome)
+        finally:
+            if connection is not None:
+                connection.invalidate()  # closed, not returned to a pool that may be gone
+                connection.close()
