@@ -15,8 +15,12 @@ One training job (``examples/digits``, PyTorch on CPU, one thread) runs, in the 
 - ``plain resume``: the baseline process started from the same checkpoint.
 
 ``plain`` and ``heatgrid`` alternate ``--repeats`` times and the best of each counts (the
-machine is shared). Rates are steady training rates: steps between the first and last progress
-report over the time between them, so process start and imports are not in them.
+machine is shared); beside it, each repeat's heatgrid run against the plain run just before it
+(``paired_*``: medians of the per-pair ratios). Rates are steady training rates: steps between
+the first and last progress report over the time between them, so process start and imports
+are not in them; the steady CPU time per step over the same reports (the plain process's;
+the task's cgroup's) is the load-robust twin of the rate. Every run must train with the same
+number of torch threads (the job reports it), or the benchmark refuses to compare them.
 
 Reported, each as a ratio against the baseline (and the CPU time of whole runs, which a
 busy machine disturbs less than wall-clock rates):
@@ -192,6 +196,13 @@ def _paired(runs: dict[str, list[_Run]], name: str) -> dict[str, Any]:
     }
 
 
+def _conclusive(runs: dict[str, list[_Run]], paired: dict[str, Any]) -> bool:
+    """True when the machine was quiet enough, and the pairs agreed, to resolve 1 %."""
+    busiest = max(run.load_average for group in runs.values() for run in group)
+    spread = max(paired["rate_ratios"]) - min(paired["rate_ratios"])
+    return busiest < (os.cpu_count() or 1) / 2 and spread < 0.02
+
+
 def _threads(runs: dict[str, list[_Run]]) -> int:
     """The intra-op thread count every run trained with; raise if they differ (unlike work)."""
     found = {int((run.result or {})["torch_threads"]) for group in runs.values() for run in group}
@@ -322,6 +333,10 @@ def main() -> None:
         "paired_is": "each repeat's run against the plain run just before it; rate: steady "
         "steps/s; cpu: steady CPU s per step (plain: its process; heatgrid: the task's cgroup), "
         "which a loaded machine disturbs less than the wall clock",
+        "paired_rate_ratio_spread": max(paired["rate_ratios"]) - min(paired["rate_ratios"]),
+        "conclusive": _conclusive(runs, paired),
+        "conclusive_is": "the load stayed under half the cores during every run and the paired "
+        "rate ratios agree within 0.02: only then can a 1 % overhead be told from the noise",
         "goodput_one_preemption_per_host_hour_paired": paired["median_rate_ratio"] * hour_share,
         "goodput_one_preemption_per_host_hour_from_cpu": hour_share
         / paired["median_cpu_s_per_step_ratio"],
