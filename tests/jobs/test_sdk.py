@@ -124,3 +124,13 @@ def test_bad_progress_is_refused(tmp_path, pipes, fraction, metrics, message) ->
 def test_checkpoint_decoding_refuses_foreign_bytes() -> None:
     with pytest.raises(ValueError, match="not a heatgrid checkpoint"):
         decode_checkpoint(b"\x80\x04junk")
+
+
+def test_a_held_progress_report_goes_out_while_the_job_polls_should_pause(tmp_path, pipes) -> None:
+    control_read, _, report_read, report_write = pipes
+    ctx = JobContext(_job_root(tmp_path), control_read, report_write)
+    ctx.progress(0.1, {"step": 1})
+    ctx.progress(0.2, {"step": 2})  # held: the first went out just now
+    time.sleep(0.11)  # past the 0.1 s between reports (and the 20 ms between pipe reads)
+    assert not ctx.should_pause()
+    assert [report["metrics"]["step"] for report in _reports(report_read)] == [1, 2]

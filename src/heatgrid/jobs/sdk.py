@@ -176,7 +176,7 @@ class JobContext:
 
         Call it as often as you like: at most ten reports a second reach the runner (a report
         that comes sooner is held, and sent with the next one due, the next checkpoint, or at
-        the end; the one with fraction 1 goes at once).
+        the end, or by ``should_pause`` once it is due; the one with fraction 1 goes at once).
         """
         fraction = float(fraction)
         if not (math.isfinite(fraction) and 0.0 <= fraction <= 1.0):
@@ -211,6 +211,9 @@ class JobContext:
             if now - self._control_checked >= _CONTROL_CHECK_S:
                 self._control_checked = now
                 self._read_control()
+                if self._held is not None and now - self._progress_sent >= _PROGRESS_INTERVAL_S:
+                    self._progress_sent = now  # a job waiting here still shows its progress
+                    self.flush()
         if self._pause_requested:
             self.pause_seen = True
         return self._pause_requested
