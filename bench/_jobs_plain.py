@@ -5,7 +5,8 @@ is imported and its ``main(ctx)`` called with a bare context: no sandbox, no cgr
 no pipes; ``checkpoint`` keeps the newest state in memory, ``restore`` reads ``RESTORE_FILE``
 (bytes that the heatgrid run checkpointed) when given, ``should_pause`` is always false. It
 prints one JSON line: when the process started and each progress report
-(``time.monotonic``, the system-wide clock the benchmark reads too), and the job's result.
+(``time.monotonic``, the system-wide clock the benchmark reads too, the step, and the
+process's CPU time), and the job's result.
 Standard library only (and whatever the job imports).
 """
 
@@ -33,7 +34,7 @@ class PlainContext:
         self.output_dir = out
         self.work_dir = out
         self._restore = restore_file
-        self.reports: list[tuple[float, float]] = []
+        self.reports: list[tuple[float, float, float]] = []
         self.checkpoints = 0
 
     def restore(self) -> object | None:
@@ -46,8 +47,9 @@ class PlainContext:
         return self.checkpoints
 
     def progress(self, fraction: float, metrics: Mapping[str, float] | None = None) -> None:
-        """Record when the step in ``metrics`` was reached."""
-        self.reports.append((time.monotonic(), float((metrics or {}).get("step", 0.0))))
+        """Record when (and at what CPU time) the step in ``metrics`` was reached."""
+        step = float((metrics or {}).get("step", 0.0))
+        self.reports.append((time.monotonic(), step, time.process_time()))
 
     def should_pause(self) -> bool:
         """Never: the baseline runs uninterrupted."""

@@ -15,8 +15,12 @@ One training job (``examples/digits``, PyTorch on CPU, one thread) runs, in the 
 - ``plain resume``: the baseline process started from the same checkpoint.
 
 ``plain`` and ``heatgrid`` alternate ``--repeats`` times and the best of each counts (the
-machine is shared). Rates are steady training rates: steps between the first and last progress
-report over the time between them, so process start and imports are not in them.
+machine is shared); beside it, each repeat's heatgrid run against the plain run just before it
+(``paired_*``: medians of the per-pair ratios). Rates are steady training rates: steps between
+the first and last progress report over the time between them, so process start and imports
+are not in them; the steady CPU time per step over the same reports (the plain process's;
+the task's cgroup's) is the load-robust twin of the rate. Every run must train with the same
+number of torch threads (the job reports it), or the benchmark refuses to compare them.
 
 Reported, each as a ratio against the baseline (and the CPU time of whole runs, which a
 busy machine disturbs less than wall-clock rates):
@@ -43,10 +47,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,15 +81,22 @@ class _Run:
 
     started: float
     finished: float = 0.0
-    reports: list[tuple[float, float]] = field(default_factory=list)
+    reports: list[tuple[float, float, float]] = field(default_factory=list)
+    """(time [s], step, CPU time of the training process or the task's cgroup [s])."""
     result: dict[str, Any] | None = None
     host_cpu_s: float = 0.0
     cpu_s: float = 0.0
+    load_average: float = 0.0
 
     def steady_steps_per_s(self) -> float:
         """Steps between the first and last report over the time between them [1/s]."""
-        (t0, s0), (t1, s1) = self.reports[0], self.reports[-1]
+        (t0, s0, _), (t1, s1, _) = self.reports[0], self.reports[-1]
         return (s1 - s0) / (t1 - t0)
+
+    def steady_cpu_s_per_step(self) -> float:
+        """CPU time between the first and last report over the steps between them [s]."""
+        (_, s0, c0), (_, s1, c1) = self.reports[0], self.reports[-1]
+        return (c1 - c0) / (s1 - s0)
 
     def first_report_s(self) -> float:
         """Time from the start to the first progress report [s]."""
@@ -109,9 +122,10 @@ def _plain(params: dict[str, object], restore_file: Path | None = None) -> _Run:
     return _Run(
         started=started,
         finished=time.monotonic(),
-        reports=[(t, s) for t, s in printed["reports"]],
+        reports=[(t, s, c) for t, s, c in printed["reports"]],
         result=printed["result"],
         cpu_s=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        load_average=os.getloadavg()[0],
     )
 
 
@@ -133,10 +147,12 @@ class _Heater:
 
         def on_progress(progress: TaskRunProgress) -> None:
             step = float(progress.metrics.get("step", 0.0))
-            clock.reports.append((time.monotonic(), step))
+            now = time.monotonic()
+            assert runner is not None
+            assert runner.cgroup is not None
+            clock.reports.append((now, step, runner.cgroup.cpu_s() or math.nan))
             if pause_at_step is not None and step >= pause_at_step and not asked:
                 asked.append(time.monotonic())
-                assert runner is not None
                 runner.request_pause()
 
         runner = TaskRunner(
@@ -157,6 +173,7 @@ class _Heater:
         clock.host_cpu_s = time.process_time() - cpu_before
         clock.cpu_s = outcome.cpu_s + clock.host_cpu_s  # the task's cgroup and the runner
         clock.result = outcome.result
+        clock.load_average = os.getloadavg()[0]
         if outcome.state not in {"completed", "paused"}:
             raise RuntimeError(f"the heatgrid run ended {outcome.state}: {outcome.message}")
         return clock, outcome, asked[0] if asked else None
@@ -164,6 +181,34 @@ class _Heater:
 
 def _steady(runs: list[_Run]) -> float:
     return max(run.steady_steps_per_s() for run in runs)
+
+
+def _paired(runs: dict[str, list[_Run]], name: str) -> dict[str, Any]:
+    """Each repeat's ``name`` run against the plain run just before it: medians of the ratios."""
+    pairs = list(zip(runs["plain"], runs[name], strict=True))
+    rates = [run.steady_steps_per_s() / plain.steady_steps_per_s() for plain, run in pairs]
+    cpu = [run.steady_cpu_s_per_step() / plain.steady_cpu_s_per_step() for plain, run in pairs]
+    return {
+        "rate_ratios": rates,
+        "median_rate_ratio": statistics.median(rates),
+        "cpu_s_per_step_ratios": cpu,
+        "median_cpu_s_per_step_ratio": statistics.median(cpu),
+    }
+
+
+def _conclusive(runs: dict[str, list[_Run]], paired: dict[str, Any]) -> bool:
+    """True when the machine was quiet enough, and the pairs agreed, to resolve 1 %."""
+    busiest = max(run.load_average for group in runs.values() for run in group)
+    spread = max(paired["rate_ratios"]) - min(paired["rate_ratios"])
+    return busiest < (os.cpu_count() or 1) / 2 and spread < 0.02
+
+
+def _threads(runs: dict[str, list[_Run]]) -> int:
+    """The intra-op thread count every run trained with; raise if they differ (unlike work)."""
+    found = {int((run.result or {})["torch_threads"]) for group in runs.values() for run in group}
+    if len(found) != 1:
+        raise RuntimeError(f"the runs trained with different thread counts: {sorted(found)}")
+    return found.pop()
 
 
 def _preempted(
@@ -191,7 +236,7 @@ def _preempted(
     plain_before_s = (plain_resume.reports[0][1] - resumed_step) / (
         plain_resume.steady_steps_per_s()
     )
-    paused_step = max(step for _, step in run_a.reports)
+    paused_step = max(step for _, step, _ in run_a.reports)
     return {
         "run_a": run_a,
         "run_b": run_b,
@@ -252,12 +297,14 @@ def main() -> None:
         plains, heatgrids = runs["plain"], runs["heatgrid"]
         plain_rate, heatgrid_rate = _steady(plains), _steady(heatgrids)
         bare_rate = _steady(runs["heatgrid_no_checkpoints"])
-        total_steps = int(max(step for _, step in heatgrids[0].reports))
+        total_steps = int(max(step for _, step, _ in heatgrids[0].reports))
         params = {"epochs": args.epochs, "threads": 1, "seed": 0, "checkpoint_every": every}
         pre = _preempted(root, ref, store, params, total_steps)
     run_a, run_b, completed = pre["run_a"], pre["run_b"], pre["completed"]
     cost_s = pre["pause_s"] + pre["resume_s"] + pre["steps_lost"] / heatgrid_rate
-    goodput_hour = (heatgrid_rate / plain_rate) * (_HOUR_S - cost_s) / _HOUR_S
+    hour_share = (_HOUR_S - cost_s) / _HOUR_S
+    goodput_hour = (heatgrid_rate / plain_rate) * hour_share
+    paired, paired_bare = _paired(runs, "heatgrid"), _paired(runs, "heatgrid_no_checkpoints")
     plain_wall_s = min(run.finished - run.started for run in plains)
     preempted_wall_s = (run_a.finished - run_a.started) + (run_b.finished - run_b.started)
     uninterrupted = heatgrids[0].result or {}
@@ -280,6 +327,19 @@ def main() -> None:
         "heatgrid_no_checkpoints_steps_per_s": bare_rate,
         "heatgrid_steps_per_s": heatgrid_rate,
         "ratio_steps_per_s_heatgrid_vs_plain": heatgrid_rate / plain_rate,
+        "torch_threads_every_run": _threads(runs),
+        "paired_heatgrid_vs_plain": paired,
+        "paired_heatgrid_no_checkpoints_vs_plain": paired_bare,
+        "paired_is": "each repeat's run against the plain run just before it; rate: steady "
+        "steps/s; cpu: steady CPU s per step (plain: its process; heatgrid: the task's cgroup), "
+        "which a loaded machine disturbs less than the wall clock",
+        "paired_rate_ratio_spread": max(paired["rate_ratios"]) - min(paired["rate_ratios"]),
+        "conclusive": _conclusive(runs, paired),
+        "conclusive_is": "the load stayed under half the cores during every run and the paired "
+        "rate ratios agree within 0.02: only then can a 1 % overhead be told from the noise",
+        "goodput_one_preemption_per_host_hour_paired": paired["median_rate_ratio"] * hour_share,
+        "goodput_one_preemption_per_host_hour_from_cpu": hour_share
+        / paired["median_cpu_s_per_step_ratio"],
         "sandbox_overhead": 1.0 - bare_rate / plain_rate,
         "checkpoint_overhead_vs_heatgrid_without": 1.0 - heatgrid_rate / bare_rate,
         "checkpoint_overhead": checkpoint_overhead,
@@ -321,7 +381,13 @@ def main() -> None:
         "short_run_plain_wall_s": plain_wall_s,
         "short_run_goodput_ratio": plain_wall_s / preempted_wall_s,
         "final_state": completed.state,
-        "machine": _machine() | {"load_average_1_min_before": load_before},
+        "machine": _machine()
+        | {
+            "load_average_1_min_before": load_before,
+            "load_average_1_min_after_each_run": {
+                name: [round(run.load_average, 2) for run in group] for name, group in runs.items()
+            },
+        },
     }
     text = json.dumps(result, indent=2)
     print(text)

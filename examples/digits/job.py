@@ -91,7 +91,8 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
     Returns
     -------
     dict or None
-        ``test_accuracy``, ``weights_sha256``, ``steps`` and ``resumed_from_step``; None when
+        ``test_accuracy``, ``weights_sha256``, ``steps``, ``resumed_from_step`` and
+        ``torch_threads`` (the intra-op threads it ran with); None when
         paused (after a checkpoint).
     """
     # deterministic cuBLAS on a GPU (torch.use_deterministic_algorithms requires it there)
@@ -156,4 +157,5 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
         "weights_sha256": weights_sha256(model),
         "steps": step,
         "resumed_from_step": resumed_from,
+        "torch_threads": torch.get_num_threads(),
     }

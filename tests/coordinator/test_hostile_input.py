@@ -263,3 +263,27 @@ def test_the_admin_command_refuses_such_a_name_with_status_2(
     with make_session_factory(engine)() as session:
         assert session.scalar(select(func.count()).select_from(Account)) == 0
     engine.dispose()
+
+
+def test_an_unknown_energy_method_is_refused_and_a_metered_one_accepted(
+    coordinator: Coordinator,
+) -> None:
+    key = coordinator.submitter_key()
+    job_id = _submit(coordinator, key, {"n": 1}).json()["job_id"]
+    device_id, headers = _gpu(coordinator, coordinator.owner_key(), "den")
+    lease = coordinator.client.post(
+        f"/v1/devices/{device_id}/claim", json={"slots": 1}, headers=headers
+    ).json()["leases"][0]
+    url = f"/v1/devices/{device_id}/tasks/{lease['task_id']}/complete"
+    report = {"attempt": lease["attempt"], "energy_j": 500.0, "result": {"ok": True}}
+    refused = coordinator.client.post(
+        url, json=report | {"energy_method": "guessed"}, headers=headers
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "energy_method"
+    accepted = coordinator.client.post(
+        url, json=report | {"energy_method": "rapl"}, headers=headers
+    )
+    assert accepted.status_code == 200, accepted.text
+    shown = coordinator.client.get(f"/v1/jobs/{job_id}", headers=coordinator.auth(key))
+    assert shown.json()["tasks"][0]["state"] == "completed"

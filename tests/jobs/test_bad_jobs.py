@@ -211,4 +211,6 @@ def test_a_paused_task_resumes_from_its_checkpoint_and_loses_no_step(jobs) -> No
     assert done.checkpoint_seq > paused.checkpoint_seq
     assert [(file.path, file.size_bytes) for file in done.outputs] == [("steps.txt", 2)]
     assert done.cpu_s > 0
-    assert done.energy_j == pytest.approx(done.cpu_s * 14.0)
+    assert done.energy_j > 0
+    if done.energy_method == "cpu_time_estimate":  # no readable RAPL counter on this host
+        assert done.energy_j == pytest.approx(done.cpu_s * 14.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -84,8 +85,25 @@ def test_should_pause_follows_the_runner(tmp_path, pipes) -> None:
     ctx = JobContext(_job_root(tmp_path), control_read, report_write)
     assert not ctx.should_pause()
     os.write(control_write, b'{"type":"pause"}\n')
+    time.sleep(0.021)  # it looks at the pipe at most every 20 ms (a call per step is cheap)
     assert ctx.should_pause()
     assert ctx.pause_seen
+
+
+def test_progress_reaches_the_runner_at_most_ten_times_a_second(tmp_path, pipes) -> None:
+    control_read, _, report_read, report_write = pipes
+    ctx = JobContext(_job_root(tmp_path), control_read, report_write)
+    started = time.monotonic()
+    for step in range(1, 2001):
+        ctx.progress(step / 4000, {"step": step})
+    elapsed_s = time.monotonic() - started
+    ctx.flush()
+    ctx.progress(1.0, {"step": 4000})  # the last one goes at once
+    steps = [report["metrics"]["step"] for report in _reports(report_read)]
+    assert steps[0] == 1  # the first goes at once
+    assert steps[-2:] == [2000, 4000]  # the held one is flushed, then the final one
+    assert steps == sorted(steps)
+    assert len(steps) <= 3 + elapsed_s / 0.1  # not one report per call
 
 
 @pytest.mark.parametrize(
@@ -106,3 +124,13 @@ def test_bad_progress_is_refused(tmp_path, pipes, fraction, metrics, message) ->
 def test_checkpoint_decoding_refuses_foreign_bytes() -> None:
     with pytest.raises(ValueError, match="not a heatgrid checkpoint"):
         decode_checkpoint(b"\x80\x04junk")
+
+
+def test_a_held_progress_report_goes_out_while_the_job_polls_should_pause(tmp_path, pipes) -> None:
+    control_read, _, report_read, report_write = pipes
+    ctx = JobContext(_job_root(tmp_path), control_read, report_write)
+    ctx.progress(0.1, {"step": 1})
+    ctx.progress(0.2, {"step": 2})  # held: the first went out just now
+    time.sleep(0.11)  # past the 0.1 s between reports (and the 20 ms between pipe reads)
+    assert not ctx.should_pause()
+    assert [report["metrics"]["step"] for report in _reports(report_read)] == [1, 2]

@@ -55,8 +55,10 @@ from heatgrid.agent.devices.duty_cycle import duty_for_power
 from heatgrid.agent.inputs import fetch_inputs
 from heatgrid.core.arbiter import DevicePlan, WorkOffer
 from heatgrid.core.errors import InputError
+from heatgrid.core.task_energy import EnergyMethod
 from heatgrid.jobs.artifact import ArtifactError, artifact_path, unpack_artifact
 from heatgrid.jobs.cgroups import CgroupUnavailableError
+from heatgrid.jobs.energy import EnergyMeter
 from heatgrid.jobs.manifest import load_manifest
 from heatgrid.jobs.runner import RunLimits, TaskRunner, latest_checkpoint
 from heatgrid.jobs.sandbox import SandboxUnavailableError
@@ -101,6 +103,10 @@ class TaskSlot:
         The device the arbiter runs it on.
     energy_done_j : float
         Energy of this attempt's finished runs [J].
+    energy_method : str
+        How ``energy_done_j`` was found: the runs' meter (``rapl``, ``nvml``) when every run
+        of the attempt was metered the same way and its account was the one kept, else
+        ``cpu_time_estimate``.
     uploaded_seq : int
         Newest local checkpoint number uploaded (0: none).
     stored_seq : int or None
@@ -120,6 +126,7 @@ class TaskSlot:
     unpowered_since_ts: float | None = None
     device_id: str | None = None
     energy_done_j: float = 0.0
+    energy_method: EnergyMethod = "cpu_time_estimate"
     uploaded_seq: int = 0
     stored_seq: int | None = None
     outcomes: list[TaskRunOutcome] = field(default_factory=list)
@@ -523,6 +530,11 @@ class JobWorkload:
             limits=limits,
             work_root=self.settings.dir / "work",
             core_power_w=self._j_per_cpu_s,
+            energy_meter=EnergyMeter(
+                self._j_per_cpu_s,
+                gpu=slot.run.device == "cuda",
+                metered=self._clock_speed == 1.0,
+            ),
             on_checkpoint=checkpointed,
             inputs=inputs,
         )
@@ -554,9 +566,13 @@ class JobWorkload:
         if outcome is None:
             await self._report_failure(slot, problem)
             return None
+        agrees = not slot.outcomes or slot.energy_method == outcome.energy_method
         slot.outcomes.append(outcome)
-        # the run's own account (its cgroup's CPU time at the end), never less than reported
-        slot.energy_done_j = max(done_j + outcome.energy_j, slot.energy_reported_j)
+        # the run's own account (metered, or its cgroup's CPU time), never less than reported
+        metered_j = done_j + outcome.energy_j
+        kept = metered_j >= slot.energy_reported_j
+        slot.energy_method = outcome.energy_method if kept and agrees else "cpu_time_estimate"
+        slot.energy_done_j = max(metered_j, slot.energy_reported_j)
         slot.energy_reported_j = slot.energy_done_j
         return outcome
 
@@ -682,7 +698,10 @@ class JobWorkload:
     async def _report_completion(self, slot: TaskSlot, outcome: TaskRunOutcome) -> None:
         energy_j = slot.energy_j(self._j_per_cpu_s)
         report = v1.TaskCompletion(
-            attempt=slot.lease.attempt, energy_j=energy_j, result=outcome.result or {}
+            attempt=slot.lease.attempt,
+            energy_j=energy_j,
+            energy_method=slot.energy_method,
+            result=outcome.result or {},
         )
         _log.info("task %s completed: %s", slot.task_id, outcome.result)
         await self._report(
@@ -696,6 +715,7 @@ class JobWorkload:
         report = v1.TaskFailure(
             attempt=slot.lease.attempt,
             energy_j=energy_j,
+            energy_method=slot.energy_method,
             error=message.strip()[:_MAX_ERROR_CHARS] or "failed",
         )
         log = _log.info if what == "handed back" else _log.error
@@ -723,6 +743,7 @@ class JobWorkload:
         report = v1.TaskHandBack(
             attempt=slot.lease.attempt,
             energy_j=slot.energy_j(self._j_per_cpu_s),
+            energy_method=slot.energy_method,
             reason=reason[:_MAX_ERROR_CHARS],
         )
         _log.info("task %s handed back: %s", slot.task_id, reason)

@@ -246,10 +246,15 @@ def _print(
         console.print("checkpoints: none")
     for output in outcome.outputs:
         console.print(f"output: {output_dir / output.path} ({output.size_bytes} bytes)")
+    how = {
+        "rapl": "metered: the CPU packages' RAPL counters, the task's share by CPU time",
+        "nvml": "metered: the GPU's energy counter, plus the CPU part",
+        "cpu_time_estimate": f"CPU time x {core_power_w:g} W per busy core, an assumption: "
+        "set --core-power-w",
+    }[outcome.energy_method]
     console.print(
         f"time: {outcome.wall_s:.1f} s running, {outcome.cpu_s:.1f} s of CPU; energy about "
-        f"{outcome.energy_j / _J_PER_WH:.3f} Wh (CPU time x {core_power_w:g} W per busy core, "
-        "an assumption: set --core-power-w)"
+        f"{outcome.energy_j / _J_PER_WH:.3f} Wh ({how})"
     )
     if outcome.state not in {"completed", "paused"} and log_tail.strip():
         console.print("the task printed (last lines):")

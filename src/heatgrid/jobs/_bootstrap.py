@@ -130,6 +130,7 @@ def main(argv: list[str]) -> int:
             raise _JobError(
                 "exception", f"{entry_point} raised:\n{_job_traceback(error)}"
             ) from None
+        ctx.flush()
         if ctx.pause_seen:
             _report(report_fd, {"type": "paused"})
             return 0

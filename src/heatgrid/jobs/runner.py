@@ -40,6 +40,7 @@ from typing import Final
 from heatgrid.jobs import sandbox
 from heatgrid.jobs.artifact import unpack_artifact
 from heatgrid.jobs.cgroups import TaskCgroup, create_task_cgroup
+from heatgrid.jobs.energy import EnergyMeter
 from heatgrid.jobs.manifest import load_manifest
 from heatgrid.jobs.sdk import (
     CHECKPOINT_DIR,
@@ -274,7 +275,10 @@ class TaskRunner:
     work_root : Path
         Where the task's private job directory is made (and removed afterwards).
     core_power_w : float
-        Power of one busy core, for the energy estimate [W].
+        Power of one busy core, for the energy estimate where no meter is readable [W].
+    energy_meter : EnergyMeter, optional
+        Meters the run's energy (RAPL, NVML, else the estimate); by default one over the
+        host's counters with ``core_power_w``.
     on_progress : callable, optional
         Called with each :class:`TaskRunProgress` the task reports (in the runner's thread).
     on_checkpoint : callable, optional
@@ -295,6 +299,7 @@ class TaskRunner:
         limits: RunLimits,
         work_root: Path,
         core_power_w: float = DEFAULT_CORE_POWER_W,
+        energy_meter: EnergyMeter | None = None,
         on_progress: Callable[[TaskRunProgress], None] | None = None,
         on_checkpoint: Callable[[int], None] | None = None,
         inputs: Mapping[str, Path] | None = None,
@@ -306,6 +311,7 @@ class TaskRunner:
         self.limits = limits
         self.work_root = work_root
         self.core_power_w = core_power_w
+        self.energy_meter = energy_meter or EnergyMeter(core_power_w, gpu=task.device == "cuda")
         self.on_progress = on_progress
         self.on_checkpoint = on_checkpoint
         self.inputs = dict(inputs or {})
@@ -407,6 +413,7 @@ class TaskRunner:
             info_fd=info_write,
             gpu=self.task.device == "cuda",
         )
+        self.energy_meter.start()
         started = time.monotonic()
         log = (job_dir / CONTROL_DIR / _LOG_FILE).open("wb")
         _become_subreaper()
@@ -628,6 +635,7 @@ class TaskRunner:
         assert self.cgroup is not None
         state, message, result = self._verdict(status, stderr)
         cpu_s = self.cgroup.cpu_s() or 0.0
+        energy = self.energy_meter.finish(cpu_s)
         return TaskRunOutcome(
             state=state,
             message=message,
@@ -639,7 +647,8 @@ class TaskRunner:
             outputs=self._collect_outputs(job_dir),
             cpu_s=cpu_s,
             wall_s=wall_s,
-            energy_j=cpu_s * self.core_power_w,
+            energy_j=energy.energy_j,
+            energy_method=energy.method,
         )
 
     def _resume_note(self) -> str:

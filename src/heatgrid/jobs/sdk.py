@@ -26,6 +26,7 @@ import json
 import math
 import os
 import pickle
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -60,6 +61,14 @@ _MAGIC_BYTES = b"HGCK1B\n"
 _MAGIC_PICKLE = b"HGCK1P\n"
 _MAX_METRICS = 64
 _KEEP_CHECKPOINTS = 2
+_CONTROL_CHECK_S = 0.02
+"""Least time between two reads of the control pipe in ``should_pause`` [s]: a job calls it
+every step (a millisecond or less), and a read that finds nothing costs a system call and an
+exception, about 0.5 % of such a step; the runner's own loop ticks every 50 ms anyway."""
+_PROGRESS_INTERVAL_S = 0.1
+"""Least time between two progress reports sent to the runner [s]: a job may report every few
+steps; the runner (and the coordinator behind it) needs a few a second. A report that comes
+sooner is held and sent with the next one due, a checkpoint, or the end."""
 
 
 def encode_checkpoint(state: object) -> bytes:
@@ -119,6 +128,9 @@ class JobContext:
         os.set_blocking(control_fd, False)
         self._inbox = b""
         self._pause_requested = False
+        self._control_checked = -math.inf
+        self._progress_sent = -math.inf
+        self._held: dict[str, object] | None = None
         self.pause_seen = False
 
     def restore(self) -> object | None:
@@ -145,6 +157,7 @@ class JobContext:
             os.fsync(file.fileno())
         partial.replace(final)
         self._latest = final
+        self.flush()
         self._send(
             {
                 "type": "checkpoint",
@@ -159,7 +172,12 @@ class JobContext:
         return self._seq
 
     def progress(self, fraction: float, metrics: Mapping[str, float] | None = None) -> None:
-        """Report the share of the task done (0 to 1) and the job's own numbers (loss …)."""
+        """Report the share of the task done (0 to 1) and the job's own numbers (loss …).
+
+        Call it as often as you like: at most ten reports a second reach the runner (a report
+        that comes sooner is held, and sent with the next one due, the next checkpoint, or at
+        the end, or by ``should_pause`` once it is due; the one with fraction 1 goes at once).
+        """
         fraction = float(fraction)
         if not (math.isfinite(fraction) and 0.0 <= fraction <= 1.0):
             raise ValueError(f"ctx.progress: fraction must be between 0 and 1, got {fraction!r}")
@@ -171,12 +189,31 @@ class JobContext:
             clean[str(name)[:100]] = number
         if len(clean) > _MAX_METRICS:
             raise ValueError(f"ctx.progress: at most {_MAX_METRICS} metrics, got {len(clean)}")
-        self._send({"type": "progress", "fraction": fraction, "metrics": clean})
+        self._held = {"type": "progress", "fraction": fraction, "metrics": clean}
+        now = time.monotonic()
+        if fraction == 1.0 or now - self._progress_sent >= _PROGRESS_INTERVAL_S:
+            self._progress_sent = now
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the progress report held back, if any (the bootstrap calls it at the end)."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._send(held)
 
     def should_pause(self) -> bool:
-        """Return True once the runner asks the task to stop: checkpoint, then return."""
+        """Return True once the runner asks the task to stop: checkpoint, then return.
+
+        Cheap enough to call every step: it looks at the runner's pipe at most every 20 ms.
+        """
         if not self._pause_requested:
-            self._read_control()
+            now = time.monotonic()
+            if now - self._control_checked >= _CONTROL_CHECK_S:
+                self._control_checked = now
+                self._read_control()
+                if self._held is not None and now - self._progress_sent >= _PROGRESS_INTERVAL_S:
+                    self._progress_sent = now  # a job waiting here still shows its progress
+                    self.flush()
         if self._pause_requested:
             self.pause_seen = True
         return self._pause_requested

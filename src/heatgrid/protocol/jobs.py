@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from heatgrid.core.task_energy import EnergyMethod
+
 __all__ = [
     "INPUT_NAME_PATTERN",
     "MAX_ARTIFACT_BYTES",
@@ -262,7 +264,11 @@ class TaskRunOutcome(_Model):
     wall_s : float
         Time it ran, not counting time it was frozen [s].
     energy_j : float
-        Estimated electric energy burned [J].
+        Electric energy burned [J], metered or estimated (see ``energy_method``).
+    energy_method : EnergyMethod
+        How ``energy_j`` was found: ``rapl`` (the CPU packages' counters, shared by CPU
+        time), ``nvml`` (the GPU's counter, plus the CPU part) or ``cpu_time_estimate``
+        (CPU time times a stated power per core).
     """
 
     state: RunState
@@ -276,3 +282,4 @@ class TaskRunOutcome(_Model):
     cpu_s: Annotated[float, Field(ge=0.0)] = 0.0
     wall_s: Annotated[float, Field(ge=0.0)] = 0.0
     energy_j: Annotated[float, Field(ge=0.0)] = 0.0
+    energy_method: EnergyMethod = "cpu_time_estimate"

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from heatgrid.core.carbon import GRID_CARBON_G_PER_KWH
+from heatgrid.core.task_energy import EnergyMethod
 from heatgrid.protocol.challenge import ChallengeOrder
 from heatgrid.protocol.jobs import ArtifactRef, InputName, InputUrl
 from heatgrid.protocol.values import JsonObject, Text
@@ -453,6 +454,9 @@ class TaskCompletion(_Message):
         The attempt, as leased.
     energy_j : float
         Energy burned by this attempt in all [J].
+    energy_method : str
+        How ``energy_j`` was found: ``rapl``, ``nvml`` or ``cpu_time_estimate`` (see
+        :data:`heatgrid.core.task_energy.EnergyMethod`); anything else is refused.
     result : dict
         The task's result: a JSON object of at most :data:`~.values.MAX_JSON_BYTES` nested
         at most :data:`~.values.MAX_JSON_DEPTH` deep, finite numbers, no NUL, valid Unicode.
@@ -461,6 +465,7 @@ class TaskCompletion(_Message):
     protocol_version: Literal[1] = PROTOCOL_VERSION
     attempt: Attempt
     energy_j: Energy
+    energy_method: EnergyMethod = "cpu_time_estimate"
     result: JsonObject
 
 
@@ -475,6 +480,9 @@ class TaskFailure(_Message):
         The attempt, as leased.
     energy_j : float
         Energy burned by this attempt in all [J].
+    energy_method : str
+        How ``energy_j`` was found: ``rapl``, ``nvml`` or ``cpu_time_estimate`` (see
+        :data:`heatgrid.core.task_energy.EnergyMethod`); anything else is refused.
     error : str
         What went wrong, 1 to 2000 characters.
     """
@@ -482,6 +490,7 @@ class TaskFailure(_Message):
     protocol_version: Literal[1] = PROTOCOL_VERSION
     attempt: Attempt
     energy_j: Energy
+    energy_method: EnergyMethod = "cpu_time_estimate"
     error: Annotated[Text, StringConstraints(min_length=1, max_length=2000)]
 
 
@@ -500,6 +509,9 @@ class TaskHandBack(_Message):
         The attempt, as leased.
     energy_j : float
         Energy burned by this attempt in all [J].
+    energy_method : str
+        How ``energy_j`` was found: ``rapl``, ``nvml`` or ``cpu_time_estimate`` (see
+        :data:`heatgrid.core.task_energy.EnergyMethod`); anything else is refused.
     reason : str
         Why it is handed back, 1 to 2000 characters.
     """
@@ -507,6 +519,7 @@ class TaskHandBack(_Message):
     protocol_version: Literal[1] = PROTOCOL_VERSION
     attempt: Attempt
     energy_j: Energy
+    energy_method: EnergyMethod = "cpu_time_estimate"
     reason: Annotated[Text, StringConstraints(min_length=1, max_length=2000)]
 
 
