@@ -368,3 +368,21 @@ def test_heatgrid_agent_leave_restores_the_owners_pools_and_forgets_the_identity
             assert "not enrolled" in out.decode()
 
     asyncio.run(scenario())
+
+
+def test_an_agent_no_longer_enrolled_restores_the_owners_pools_at_its_next_sync(
+    tmp_path: Path,
+) -> None:
+    """What a miner unreachable during ``heatgrid agent leave`` gets once the agent reaches it."""
+
+    async def scenario() -> None:
+        async with _heater(tmp_path, PROXY_URL) as heater:
+            first, _ = heater.emulators
+            await heater.daemon.sync()
+            assert _pools(first)[0].url == PROXY_URL
+            heater.store.forget_identity()  # left, with this miner's pools still kept
+            await heater.daemon.sync()
+            assert _pools(first) == _owner_pools()
+            assert heater.daemon.pools.kept == {}
+
+    asyncio.run(scenario())
