@@ -23,6 +23,7 @@ from tests.agent.coordinator_app import ServedCoordinator, SimClock, migrated_da
 from heatgrid.agent.client import CoordinatorClient
 from heatgrid.agent.config import AgentConfig, parse_config
 from heatgrid.agent.daemon import AgentDaemon
+from heatgrid.agent.devices.base import DeviceCommandError
 from heatgrid.agent.devices.pyasic_miner import PyasicMiner, connect_pyasic_miner
 from heatgrid.agent.devices.settings import PyasicDeviceSpec
 from heatgrid.agent.mqtt_sensor import TemperatureReading
@@ -196,8 +197,9 @@ async def _heater(tmp_path: Path, stratum_url: str | None) -> AsyncIterator[_Hea
                     daemon, emulators, enrolled.device_id, database_url, clock, client, store
                 )
             finally:
-                for miner in miners:
-                    await miner.aclose()
+                for miner in miners:  # (a miner a test switched off cannot be paused)
+                    with contextlib.suppress(DeviceCommandError):
+                        await miner.aclose()
 
 
 def _owner_pools() -> tuple[Pool, ...]:
@@ -315,6 +317,29 @@ def test_a_miner_whose_pools_cannot_be_read_is_not_pointed(tmp_path: Path) -> No
     asyncio.run(scenario())
 
 
+async def _leave(
+    heater: _Heater, tmp_path: Path, ports: list[tuple[int, int]]
+) -> tuple[int, str, str]:
+    """Run ``heatgrid agent leave`` in its own process; ``ports``: each miner's RPC and web."""
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        CONFIG.replace("[heater]", f'[state]\npath = "{heater.store.path}"\n\n[heater]')
+    )
+    environ = dict(os.environ)
+    for index, (rpc_port, web_port) in enumerate(ports):
+        environ[f"HEATGRID_AGENT__DEVICES__{index}__RPC_PORT"] = str(rpc_port)
+        environ[f"HEATGRID_AGENT__DEVICES__{index}__WEB_PORT"] = str(web_port)
+    leave = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "heatgrid.cli.main", "agent", "leave", "--config", str(config)],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await leave.communicate()
+    assert leave.returncode is not None
+    return leave.returncode, out.decode(), err.decode()
+
+
 def test_heatgrid_agent_leave_restores_the_owners_pools_and_forgets_the_identity(
     tmp_path: Path,
 ) -> None:
@@ -324,28 +349,12 @@ def test_heatgrid_agent_leave_restores_the_owners_pools_and_forgets_the_identity
             await heater.daemon.sync()
             assert _pools(first)[0].url == PROXY_URL
             mining = first.device.view().state.mining
+            ports = [(emulator.rpc_port, emulator.web_port) for emulator in heater.emulators]
             heater.store.close()  # the agent stops; leave opens the state file itself
-            config = tmp_path / "agent.toml"
-            config.write_text(
-                CONFIG.replace("[heater]", f'[state]\npath = "{heater.store.path}"\n\n[heater]')
-            )
-            environ = dict(os.environ)
-            for index, emulator in enumerate(heater.emulators):
-                environ[f"HEATGRID_AGENT__DEVICES__{index}__RPC_PORT"] = str(emulator.rpc_port)
-                environ[f"HEATGRID_AGENT__DEVICES__{index}__WEB_PORT"] = str(emulator.web_port)
-            command = [sys.executable, "-m", "heatgrid.cli.main", "agent", "leave"]
-            leave = await asyncio.create_subprocess_exec(
-                *command,
-                "--config",
-                str(config),
-                env=environ,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            out, err = await leave.communicate()
-            assert leave.returncode == 0, err.decode()
-            assert "attic miner: mines at its owner's pool again" in out.decode()
-            assert f"device {heater.device_id} is forgotten" in out.decode()
+            status, out, err = await _leave(heater, tmp_path, ports)
+            assert status == 0, err
+            assert "attic miner: mines at its owner's pool again" in out
+            assert f"device {heater.device_id} is forgotten" in out
             assert _pools(first) == _owner_pools()
             assert _pools(second) == _owner_pools()
             assert first.device.view().state.mining == mining  # leave pauses or resumes nothing
@@ -355,17 +364,32 @@ def test_heatgrid_agent_leave_restores_the_owners_pools_and_forgets_the_identity
                 assert store.get("owner_pools") == {}
 
             # a second leave finds nothing to do and says so
-            again = await asyncio.create_subprocess_exec(
-                *command,
-                "--config",
-                str(config),
-                env=environ,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            out, _ = await again.communicate()
-            assert again.returncode == 0
-            assert "not enrolled" in out.decode()
+            status, out, _ = await _leave(heater, tmp_path, ports)
+            assert status == 0
+            assert "not enrolled" in out
+
+    asyncio.run(scenario())
+
+
+def test_heatgrid_agent_leave_names_a_miner_it_cannot_reach_and_keeps_its_pools(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with _heater(tmp_path, PROXY_URL) as heater:
+            first, _ = heater.emulators
+            await heater.daemon.sync()
+            ports = [(emulator.rpc_port, emulator.web_port) for emulator in heater.emulators]
+            heater.store.close()
+            await first.stop()  # the miner is switched off while its owner leaves
+            status, out, err = await _leave(heater, tmp_path, ports)
+            assert status == 1
+            assert "attic miner: the owner's pools not restored" in err
+            assert "heatgrid agent leave` again" in err
+            assert "Traceback" not in err
+            assert f"device {heater.device_id} is forgotten" in out
+            with StateStore(heater.store.path) as store:
+                assert store.identity is None
+                assert set(store.get("owner_pools")) == {"attic miner"}  # kept for later
 
     asyncio.run(scenario())
 
