@@ -1,13 +1,14 @@
 """The Stratum proxy under load: miner connections held, and submit-to-answer latency.
 
 A real ``heatgrid stratum`` process on a SQLite database sits between ``--connections`` miner
-connections and the test pool (in this process). Every connection negotiates version rolling,
-subscribes and authorizes (100 workers per device), then the connections together submit valid
-shares at ``--rate`` per second (each share validated, committed, answered, then forwarded to the
-pool). Held: connections that got through the handshake and a job and were still open at the
-end. Latency: from writing a ``mining.submit`` line to reading its answer, in this process.
-CPU: what the proxy process used while the shares were submitted, per answer (on a shared
-machine this moves far less than the latency percentiles do).
+connections and the test pool (in its own process, so that checking the forwarded shares does
+not delay this process's reading of the answers it times). Every connection negotiates version
+rolling, subscribes and authorizes (100 workers per device), then the connections together
+submit valid shares at ``--rate`` per second (each share validated, committed, answered, then
+forwarded to the pool). Held: connections that got through the handshake and a job and were
+still open at the end. Latency: from writing a ``mining.submit`` line to reading its answer, in
+this process. CPU: what the proxy process used while the shares were submitted, per answer (on
+a shared machine this moves far less than the latency percentiles do).
 
 Baseline, same run, same load generator: a bare asyncio line echo server in its own process,
 holding the same number of connections and echoing the same lines at the same rate. The ratios
@@ -51,6 +52,18 @@ _GOAL_CONNECTIONS = 10_000
 _GOAL_P99_MS = 10.0
 _POOL_USER, _POOL_PASSWORD = "operator", "bench"
 _ECHO_JOB = StratumPool().job
+
+_POOL_SERVER = """
+import asyncio, json, os, sys
+from heatgrid.emulators.stratum_pool import StratumPool
+async def main():
+    users = {os.environ["BENCH_POOL_USER"]: os.environ["BENCH_POOL_PASSWORD"]}
+    async with StratumPool(difficulty=float(sys.argv[1]), users=users) as pool:
+        print(pool.url, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        print(sum(pool.stats.accepted_shares.values()), flush=True)
+asyncio.run(main())
+"""
 
 _ECHO_SERVER = """
 import asyncio, sys
@@ -247,14 +260,24 @@ async def _run(
         f"sqlite:///{workdir / 'coordinator.sqlite3'}", max(1, connections // _WORKERS_PER_DEVICE)
     )
     log = (workdir / "stratum.log").open("wb")
-    async with StratumPool(difficulty=_DIFFICULTY, users={_POOL_USER: _POOL_PASSWORD}) as pool:
+    pool = subprocess.Popen(
+        [sys.executable, "-c", _POOL_SERVER, repr(_DIFFICULTY)],
+        env={**os.environ, "BENCH_POOL_USER": _POOL_USER, "BENCH_POOL_PASSWORD": _POOL_PASSWORD},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert pool.stdin is not None
+    assert pool.stdout is not None
+    pool_url = pool.stdout.readline().decode().strip()
+    load_before = os.getloadavg()
+    try:
         port = _free_port()
         text = repr(_DIFFICULTY)
         database_url = f"sqlite:///{workdir / 'coordinator.sqlite3'}"
         proxy = subprocess.Popen(
             [sys.executable, "-m", "heatgrid.cli.main", "stratum",
              "--listen", f"127.0.0.1:{port}", "--database-url", database_url,
-             "--pool-url", pool.url, "--pool-user", _POOL_USER, "--start-difficulty", text,
+             "--pool-url", pool_url, "--pool-user", _POOL_USER, "--start-difficulty", text,
              "--min-difficulty", text, "--max-difficulty", text, "--log-level", "warning"],
             env={**os.environ, "HEATGRID_POOL_PASSWORD": _POOL_PASSWORD},
             stdout=log,
@@ -292,7 +315,13 @@ async def _run(
                 process.terminate()
                 process.wait(timeout=30)
             log.close()
-        forwarded = sum(pool.stats.accepted_shares.values())
+        pool.stdin.close()
+        forwarded = int(pool.stdout.readline() or 0)
+    finally:
+        if not pool.stdin.closed:  # stopped before the pool's count was read
+            pool.kill()
+        pool.wait(timeout=30)
+        pool.stdout.close()
     p50, p99 = (
         _percentile_ms(proxy_load.latencies_s, 0.5),
         _percentile_ms(proxy_load.latencies_s, 0.99),
@@ -332,6 +361,7 @@ async def _run(
             "python": platform.python_version(),
             "processor": platform.machine(),
             "cpus": os.cpu_count(),
+            "load_average_before": load_before,
             "load_average": os.getloadavg(),
         },
     }

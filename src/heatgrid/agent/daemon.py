@@ -692,6 +692,9 @@ class AgentDaemon:
         """
         await self.update_room_model()
         identity = self.store.identity
+        # the owner's pools go back to miners no longer meant to mine at the proxy: those
+        # with coordinator_pool off, and every miner once the heater has left its coordinator
+        await self.pools.restore(every_miner=identity is None)
         if self._client is None or identity is None:
             return self._heartbeat_s
         try:

@@ -146,6 +146,10 @@ class StateStore:
             (key, json.dumps(value)),
         )
 
+    def delete(self, key: str) -> None:
+        """Remove ``key`` and its value (nothing happens if it is not stored)."""
+        self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
+
     @property
     def identity(self) -> Identity | None:
         """The enrolled identity, or None before enrollment."""
@@ -162,6 +166,10 @@ class StateStore:
                 "device_token": identity.device_token,
             },
         )
+
+    def forget_identity(self) -> None:
+        """Forget the enrolled identity (the heater leaves its coordinator)."""
+        self.delete(_IDENTITY_KEY)
 
     # ------------------------------------------------------------------ telemetry queue
 

@@ -1,4 +1,4 @@
-"""``heatgrid agent``: run a heater's agent; ``heatgrid agent enroll``: join a coordinator.
+"""``heatgrid agent``: run a heater's agent; ``enroll``: join a coordinator; ``leave``: leave it.
 
 A bad configuration (a missing or wrong key, an unknown device type, a device or broker that
 cannot be reached) ends with a message naming the key and exit status 2, before any device heats.
@@ -45,7 +45,7 @@ _FORECAST_URL = "https://api.open-meteo.com/v1/forecast"
 
 _agent = typer.Typer(
     name="agent",
-    help="Run a heater's agent (heatgrid agent --config agent.toml), or enroll it.",
+    help="Run a heater's agent (heatgrid agent --config agent.toml), enroll it, or leave.",
     invoke_without_command=True,
     no_args_is_help=False,
 )
@@ -306,6 +306,42 @@ def enroll_command(
     """Enroll this heater with a one-time code; the token is kept in the state file (0600)."""
     device_id = asyncio.run(_enroll(config, code, url))
     typer.echo(f"enrolled as device {device_id}")
+
+
+async def _leave(config_path: Path) -> int:
+    from heatgrid.agent.config import load_config  # noqa: PLC0415 - keeps --help fast
+    from heatgrid.agent.leave import leave  # noqa: PLC0415
+    from heatgrid.agent.state_store import StateStore  # noqa: PLC0415
+
+    config = load_config(config_path)
+    with StateStore(config.state.path) as store:
+        outcome = await leave(config, store)
+    for name in outcome.restored:
+        typer.echo(f"{name}: mines at its owner's pool again")
+    for failure in outcome.failures:
+        typer.echo(failure, err=True)
+    if outcome.device_id is not None:
+        typer.echo(f"left the coordinator: device {outcome.device_id} is forgotten here")
+    else:
+        typer.echo("not enrolled: no coordinator to leave")
+    if outcome.failures:
+        typer.echo(
+            "those miners' pools are kept: the agent puts them back when it next reaches them, "
+            "or run `heatgrid agent leave` again",
+            err=True,
+        )
+        return 1
+    return 0
+
+
+@_agent.command("leave")
+def leave_command(config: ConfigPath = Path("agent.toml")) -> None:
+    """Leave the coordinator: miners get their owner's pools back, the identity is forgotten.
+
+    Each miner is set back to the pools it had before the agent pointed it at the coordinator's
+    proxy. Exit status 1 if a miner could not be set back yet.
+    """
+    raise typer.Exit(asyncio.run(_leave(config)))
 
 
 def register(app: typer.Typer) -> None:

@@ -21,7 +21,9 @@ __all__ = [
     "DeviceReading",
     "DeviceUnavailableError",
     "HeatDevice",
+    "PoolGroup",
     "PoolMiner",
+    "StratumPool",
 ]
 
 
@@ -117,6 +119,45 @@ class HeatDevice(Protocol):
         ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class StratumPool:
+    """One Stratum pool in a miner's configuration.
+
+    Attributes
+    ----------
+    url : str
+        The pool's URL, such as ``stratum+tcp://pool.example:3333``.
+    user : str
+        The worker name at the pool.
+    password : str
+        The pool password as the firmware reports it (many report none, and pyasic then
+        gives ``"x"``).
+    """
+
+    url: str
+    user: str
+    password: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolGroup:
+    """A group of pools the miner fails over between, in order of priority.
+
+    Attributes
+    ----------
+    pools : tuple of StratumPool
+        The pools, first the one in use.
+    quota : int
+        The group's share of hashing when the firmware splits it between groups (BOSminer).
+    name : str or None
+        The group's name where the firmware has one.
+    """
+
+    pools: tuple[StratumPool, ...]
+    quota: int = 1
+    name: str | None = None
+
+
 @runtime_checkable
 class PoolMiner(Protocol):
     """A miner whose Stratum pool the agent may set (the pyasic miner)."""
@@ -133,6 +174,18 @@ class PoolMiner(Protocol):
 
     async def set_pool(self, url: str, user: str, password: str = "x") -> None:
         """Mine at ``url`` as ``user``; raise :class:`DeviceCommandError` if not applied."""
+        ...
+
+    async def get_pools(self) -> tuple[PoolGroup, ...]:
+        """Return the pool groups configured now, first the one in use.
+
+        Raise :class:`DeviceUnavailableError` or :class:`DeviceCommandError` when they cannot
+        be read.
+        """
+        ...
+
+    async def set_pools(self, groups: tuple[PoolGroup, ...]) -> None:
+        """Configure exactly ``groups``; raise :class:`DeviceCommandError` if not applied."""
         ...
 
 

@@ -30,6 +30,8 @@ from heatgrid.agent.devices.base import (
     DeviceCommandError,
     DeviceReading,
     DeviceUnavailableError,
+    PoolGroup,
+    StratumPool,
 )
 from heatgrid.agent.devices.settings import PyasicDeviceSpec
 from heatgrid.core.arbiter import DeviceCapability
@@ -44,6 +46,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(pyasic|passlib)\b")
     from pyasic.config import MinerConfig
     from pyasic.config.pools import Pool, PoolConfig
+    from pyasic.config.pools import PoolGroup as PyasicPoolGroup
     from pyasic.device.algorithm.hashrate.unit.sha256 import SHA256Unit
     from pyasic.errors import APIError
     from pyasic.miners.data import DataOptions
@@ -213,11 +216,78 @@ class PyasicMiner(DeviceAdapter):
             If the device is closed, the miner refuses the configuration, or the pool it reports
             afterwards is not ``url``.
         """
-        command = f"set_pool({url!r})"
+        pools = PoolConfig.simple([Pool(url=url, user=user, password=password)])
+        await self._send_pools(f"set_pool({url!r})", pools)
+
+    async def get_pools(self) -> tuple[PoolGroup, ...]:
+        """Return the miner's pool groups as pyasic reads them, first the one in use.
+
+        Firmwares that report no pool password (the cgminer-style API, FluxOS) give ``"x"``.
+
+        Raises
+        ------
+        DeviceUnavailableError
+            If the device is closed, the miner does not answer, or it reports no pool: pyasic
+            answers an empty configuration when its read fails, so an empty one is not taken
+            for the owner's.
+        """
+        if self._closed:
+            raise DeviceUnavailableError(f"{self.name}: get_pools: the device is closed")
+        try:
+            config = await self._bounded(self._miner.get_config())
+        except (TimeoutError, APIError, OSError) as error:
+            raise DeviceUnavailableError(self._failed("get_pools", error)) from None
+        groups = tuple(
+            PoolGroup(
+                pools=tuple(
+                    StratumPool(url=str(pool.url), user=pool.user, password=pool.password)
+                    for pool in group.pools
+                ),
+                quota=group.quota,
+                name=group.name,
+            )
+            for group in config.pools.groups
+            if group.pools
+        )
+        if not groups:
+            raise DeviceUnavailableError(
+                f"{self.name}: get_pools: miner {self.model} at {self.address} reports no pool"
+            )
+        return groups
+
+    async def set_pools(self, groups: tuple[PoolGroup, ...]) -> None:
+        """Configure exactly ``groups`` (the owner's pools, put back), keeping the miner's mode.
+
+        Raises
+        ------
+        DeviceCommandError
+            If the device is closed, ``groups`` holds no pool, the miner refuses the
+            configuration, or the first pool it reports afterwards is not the first given.
+        """
+        command = "set_pools"
+        if not any(group.pools for group in groups):
+            raise DeviceCommandError(f"{self.name}: {command}: no pool given")
+        pools = PoolConfig(
+            groups=[
+                PyasicPoolGroup(
+                    pools=[
+                        Pool(url=pool.url, user=pool.user, password=pool.password)
+                        for pool in group.pools
+                    ],
+                    quota=group.quota,
+                    name=group.name,
+                )
+                for group in groups
+                if group.pools
+            ]
+        )
+        await self._send_pools(command, pools)
+
+    async def _send_pools(self, command: str, pools: Any) -> None:
         self._check_open(command)
+        wanted = str(pools.groups[0].pools[0].url)
         limit_w = await self._command(command, "get_wattage_limit", self._miner.get_wattage_limit())
         current = await self._command(command, "get_config", self._miner.get_config())
-        pools = PoolConfig.simple([Pool(url=url, user=user, password=password)])
         config = MinerConfig(
             pools=pools,
             fan_mode=current.fan_mode,
@@ -227,7 +297,7 @@ class PyasicMiner(DeviceAdapter):
         await self._command(command, "send_config", self._miner.send_config(config))
         after = await self._command(command, "get_config", self._miner.get_config())
         urls = [str(pool.url) for group in after.pools.groups for pool in group.pools]
-        if urls[:1] != [url]:
+        if urls[:1] != [wanted]:
             raise DeviceCommandError(
                 self._not_applied(command, f"send_config (the miner reports pools {urls})")
             )
