@@ -1,4 +1,7 @@
-"""Work the coordinator does on its own clock: ending leases whose devices went silent.
+"""Work the coordinator does on its own clock: ending silent leases, refunding stale holds.
+
+Held credit left unverified past ``Settings.hold_limit_s`` is refunded by
+:func:`~heatgrid.coordinator.verification.expire_holds` (issue 17).
 
 Claims end expired leases before they look for work, but a fleet where nobody claims would
 keep a silent device's task ``leased`` forever; so each coordinator process also sweeps every
@@ -18,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from heatgrid.coordinator.leases import expire_leases
 from heatgrid.coordinator.settings import Settings
+from heatgrid.coordinator.verification import expire_holds
 
 __all__ = ["sweep_expired_leases"]
 
@@ -27,14 +31,17 @@ _LOG = logging.getLogger(__name__)
 async def sweep_expired_leases(
     session_factory: sessionmaker[Session], clock: Callable[[], float], settings: Settings
 ) -> None:
-    """End expired leases every ``settings.expiry_interval_s`` until cancelled.
+    """End expired leases (and refund stale holds) every ``settings.expiry_interval_s``.
 
     A database error is logged and the sweep tries again at the next interval.
     """
 
     def sweep() -> int:
         with session_factory() as session:
-            return expire_leases(session, now_ts=float(clock()), settings=settings)
+            expired = expire_leases(session, now_ts=float(clock()), settings=settings)
+            if settings.verify_results:
+                expire_holds(session, now_ts=float(clock()), settings=settings)
+            return expired
 
     while True:
         await asyncio.sleep(settings.expiry_interval_s)
