@@ -171,8 +171,11 @@ def test_the_rate_rule_in_numbers() -> None:
     for _ in range(10):
         rep = trust.after_result(rep, agreed=True)
     assert trust.spot_check_rate(rep) == pytest.approx(0.5)
-    assert trust.spot_check_rate(trust.Reputation("sweep", 190)) == pytest.approx(0.05)
-    assert trust.spot_check_rate(trust.Reputation("sweep", 10**6)) == 0.05
+    assert trust.spot_check_rate(trust.Reputation("sweep", 190), floor=0.05) == pytest.approx(0.05)
+    assert trust.spot_check_rate(trust.Reputation("sweep", 10**6), floor=0.05) == 0.05
+    floor = trust.DEFAULT_SPOT_CHECK_FLOOR
+    assert trust.spot_check_rate(trust.Reputation("sweep", 213)) == pytest.approx(floor, rel=0.01)
+    assert trust.spot_check_rate(trust.Reputation("sweep", 10**6)) == floor
 
 
 @given(rep=_REPS, draw=st.floats(min_value=0.0, max_value=1.0, exclude_max=True))

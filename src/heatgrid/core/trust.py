@@ -55,8 +55,15 @@ FLOAT32_UNIT_ROUNDOFF = 2.0**-24
 FREIVALDS_SAFETY = 8.0
 """Margin of :func:`freivalds_default_rtol` over the residual an honest float32 product shows."""
 
-DEFAULT_SPOT_CHECK_FLOOR = 0.05
-"""Lowest share of a trusted device's results that is still replicated (issue 17: 5 %)."""
+DEFAULT_SPOT_CHECK_FLOOR = 0.045
+"""Lowest share of a trusted device's results that is still replicated (4.5 %).
+
+Issue 17 asks for verification overhead <= 5 % of compute once devices are trusted; a
+trusted device's checked result runs once more, so the overhead is the floor plus the
+tie-break replicas a caught disagreement needs: a 5 % floor costs 5.0 % and a little more in
+expectation. 4.5 % keeps it under the goal (``bench/verify``: 4.5 %) while a cheat is still
+paid, before it is caught, fewer cheated results than one spot-check interval on average
+(``(1 - cheat_rate) * (1 - floor) / floor``: 19 of 22 at one cheat in ten)."""
 
 DEFAULT_HALF_RATE_RESULTS = 10
 """Consecutive verified results after which a device's spot-check rate is one half."""
@@ -257,7 +264,7 @@ def spot_check_rate(
     ``rate = max(floor, 1 / (1 + consecutive_verified / half_rate_results))``: every result
     of a new device (or one just caught disagreeing) is replicated; the rate halves after
     ``half_rate_results`` verified results in a row and reaches the floor after
-    ``half_rate_results * (1 / floor - 1)`` (190 with the defaults). Like BOINC's adaptive
+    ``half_rate_results * (1 / floor - 1)`` (213 with the defaults). Like BOINC's adaptive
     replication, trust is earned by a run of valid results and lost at once.
 
     Parameters
