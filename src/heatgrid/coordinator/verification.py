@@ -124,7 +124,8 @@ def _close(
     """Move a held attempt's credit: to its owner (verified), else back to the submitter.
 
     ``held`` is the attempt and its device's owner; ``kind`` names the ledger transaction
-    (``result_<verdict>`` by default).
+    (``result_<verdict>`` by default). The transaction's key names the attempt, not the
+    verdict, so a held result's credit moves once even when a sweep and a judgement race.
     """
     attempt, owner_id = held
     cost = _cost(job, attempt)
@@ -138,9 +139,9 @@ def _close(
         ]
     else:
         postings = [debit, ledger.Posting(f"submitter:{job.submitter_id}", "micro_eur", cost)]
-    ledger.post(
+    posted = ledger.post(
         session,
-        key=f"{verdict}:{attempt.task_id}:{attempt.attempt}",
+        key=f"held_release:{attempt.task_id}:{attempt.attempt}",  # one release per result
         kind=kind or f"result_{verdict}",
         postings=postings,
         now_ts=now_ts,
@@ -148,7 +149,8 @@ def _close(
         task_id=attempt.task_id,
         device_id=attempt.device_id,
     )
-    attempt.verdict = verdict
+    if posted:  # else another transaction (a sweep, a judgement) released it first
+        attempt.verdict = verdict
 
 
 def _held(session: Session, task: Task) -> Sequence[tuple[TaskAttempt, int]]:
