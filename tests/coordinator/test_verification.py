@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from heatgrid.coordinator import verification
+from heatgrid.coordinator import housekeeping, verification
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import (
     Device,
@@ -439,13 +440,21 @@ def test_a_cheat_caught_at_its_second_spot_check_forfeits_everything_since_its_f
 
 
 def _expire_holds(coordinator: Coordinator, now_ts: float, **overrides: Any) -> int:
+    """Run the coordinator's sweep at ``now_ts``; return the held results it refunded."""
     settings = Settings(database_url=coordinator.database_url, verify_results=True, **overrides)
     engine = make_engine(coordinator.database_url)
     try:
         with make_session_factory(engine)() as session:
-            return verification.expire_holds(session, now_ts=now_ts, settings=settings)
+            before = _refunds(session)
+            housekeeping.sweep(session, now_ts=now_ts, settings=settings)
+            return _refunds(session) - before
     finally:
         engine.dispose()
+
+
+def _refunds(session: Session) -> int:
+    kinds = select(LedgerTransaction.id).where(LedgerTransaction.kind == "result_unverified")
+    return len(session.execute(kinds).all())
 
 
 @pytest.mark.parametrize("settings_overrides", [_TRUSTING])

@@ -23,9 +23,20 @@ from heatgrid.coordinator.leases import expire_leases
 from heatgrid.coordinator.settings import Settings
 from heatgrid.coordinator.verification import expire_holds
 
-__all__ = ["sweep_expired_leases"]
+__all__ = ["sweep", "sweep_expired_leases"]
 
 _LOG = logging.getLogger(__name__)
+
+
+def sweep(session: Session, *, now_ts: float, settings: Settings) -> int:
+    """Do one sweep at ``now_ts``: end expired leases and (verifying) refund stale holds.
+
+    Commits; returns the leases ended.
+    """
+    expired = expire_leases(session, now_ts=now_ts, settings=settings)
+    if settings.verify_results:
+        expire_holds(session, now_ts=now_ts, settings=settings)
+    return expired
 
 
 async def sweep_expired_leases(
@@ -36,17 +47,14 @@ async def sweep_expired_leases(
     A database error is logged and the sweep tries again at the next interval.
     """
 
-    def sweep() -> int:
+    def sweep_now() -> int:
         with session_factory() as session:
-            expired = expire_leases(session, now_ts=float(clock()), settings=settings)
-            if settings.verify_results:
-                expire_holds(session, now_ts=float(clock()), settings=settings)
-            return expired
+            return sweep(session, now_ts=float(clock()), settings=settings)
 
     while True:
         await asyncio.sleep(settings.expiry_interval_s)
         try:
-            expired = await anyio.to_thread.run_sync(sweep)
+            expired = await anyio.to_thread.run_sync(sweep_now)
         except SQLAlchemyError as error:
             _LOG.warning("lease sweep failed", extra={"error": str(error)})
             continue
