@@ -8,17 +8,24 @@ with the rules of :mod:`heatgrid.core.trust` that the coordinator and the simula
 - ``adaptive``: a task runs on one device; :func:`~heatgrid.core.trust.needs_replica` decides,
   from the device's reputation, whether it is spot-checked (then it wants 2 agreeing owners),
   :func:`~heatgrid.core.trust.judge_results` asks for replicas on devices of other owners until
-  a quorum agrees (at most 4 results); agreeing devices gain reputation, caught ones are
-  quarantined and lose their held credit. A result that is not checked is paid only after a
-  hold of one spot-check interval (1 / floor of the device's later results) during which a
-  caught device forfeits it.
+  a quorum agrees (at most 4 results); as in the coordinator, only checked results change a
+  reputation, caught devices are quarantined, and a result that is not checked is held until
+  a spot check of a later result of its device passes, or forfeited when the device is caught
+  (:func:`~heatgrid.core.trust.held_fate`).
 - ``triple``: every task runs on three devices of different owners and wants 2 agreeing.
 
-Reported per policy: overhead (extra executions per task) over the whole run and over its
-second half (devices trusted by then), cheated results paid for, wrong digests accepted, and the
-ratio of the adaptive overhead to the triple one. The Freivalds check of a hardware challenge is
-timed against the matrix product it checks (numpy, same run). Usage:
-``python bench/bench_verify.py --out PATH [--devices N] [--tasks N]``.
+Each fleet runs twice: *new* (every device starts without a record, so the run includes the
+ramp to trust: about 2,000 results per device at the defaults) and *trusted* (every device,
+cheats included, starts at the floor: the cheat that behaved until trusted). The overhead
+goal (<= 5 % of compute once trusted) is judged on the trusted run, and the extra executions
+are split into spot-check replicas, replicas of devices not yet trusted, and tie-break
+replicas after a disagreement. *Exposure* follows many cheating devices, each trusted, until
+each is caught, and counts the cheated results paid before the catch; the goal "no cheat
+unpaid-for beyond one spot-check interval" holds when that is at most one interval
+(1 / floor results) on average; the same draws are also run with the former rule (an
+unchecked result paid after ``1 / floor`` more results of its device) for comparison.
+The Freivalds check of a hardware challenge is timed against the matrix product it checks
+(numpy, same run). Usage: ``python bench/bench_verify.py --out PATH [--devices N] [--tasks N]``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from heatgrid.core import trust
 _CHEAT_FRACTION = 0.01
 _MAX_RESULTS = 4
 _GOAL_OVERHEAD = 0.05
+_NEVER_S = 1e18  # the bench counts results, not seconds: no hold reaches the time limit
 
 
 @dataclass
@@ -46,25 +54,37 @@ class _Fleet:
 
     cheats: np.ndarray
     cheat_rate: float
+    floor: float
     reputation: list[trust.Reputation]
     quarantined: np.ndarray
-    held: list[list[tuple[int, bool]]] = field(default_factory=list)  # (release at, cheated)
+    held: list[list[tuple[float, bool]]]  # per device: (reported at, cheated)
+    paid_cheated: np.ndarray  # per device: cheated results paid
     executions: int = 0
-    paid_cheated: int = 0
+    replicas: dict[str, int] = field(
+        default_factory=lambda: {"spot_check": 0, "not_yet_trusted": 0, "tie_break": 0}
+    )
     forfeited_cheated: int = 0
     wrong_accepted: int = 0
     undecided: int = 0
 
     @classmethod
-    def new(cls, cheats: np.ndarray, cheat_rate: float) -> _Fleet:
+    def new(cls, cheats: np.ndarray, cheat_rate: float, floor: float, start: int) -> _Fleet:
         count = len(cheats)
         return cls(
             cheats,
             cheat_rate,
-            [trust.Reputation("deterministic")] * count,
+            floor,
+            [trust.Reputation("deterministic", start)] * count,
             np.zeros(count, dtype=bool),
             [[] for _ in range(count)],
+            np.zeros(count, dtype=np.int64),
         )
+
+
+def trusted_reputation(floor: float) -> int:
+    """Return the consecutive verified results at which the spot-check rate reaches ``floor``."""
+    half = trust.DEFAULT_HALF_RATE_RESULTS
+    return max(0, math.ceil(half * (1.0 / floor - 1.0) - 1e-9))
 
 
 def _digest(fleet: _Fleet, device: int, task: int, rng: np.random.Generator) -> str:
@@ -81,34 +101,48 @@ def _pick(fleet: _Fleet, rng: np.random.Generator, exclude: set[int]) -> int:
             return device
 
 
-def _release(fleet: _Fleet, device: int, results_seen: int) -> None:
-    """Pay the device's holds whose interval has passed."""
+def _settle(
+    fleet: _Fleet, device: int, *, caught: bool, check_ts: float | None, now: float
+) -> None:
+    """Apply the coordinator's hold rule to the device's unchecked held results."""
     kept = []
-    for release_at, cheated in fleet.held[device]:
-        if results_seen >= release_at:
-            fleet.paid_cheated += cheated
+    for reported_ts, cheated in fleet.held[device]:
+        fate = trust.held_fate(
+            reported_ts,
+            caught=caught,
+            passed_check_reported_ts=check_ts,
+            now_ts=now,
+            hold_limit_s=_NEVER_S,
+        )
+        if fate is trust.HoldFate.PAY:
+            fleet.paid_cheated[device] += cheated
+        elif fate is trust.HoldFate.FORFEIT:
+            fleet.forfeited_cheated += cheated
         else:
-            kept.append((release_at, cheated))
+            kept.append((reported_ts, cheated))
     fleet.held[device] = kept
 
 
-def _run_task(
-    fleet: _Fleet, task: int, rng: np.random.Generator, policy: str, seen: np.ndarray
-) -> None:
+def _run_task(fleet: _Fleet, task: int, rng: np.random.Generator, policy: str) -> None:
     first = _pick(fleet, rng, set())
     if policy == "triple":
-        quorum, runs = 2, 3
+        quorum, runs, kind = 2, 3, "spot_check"
     else:
-        checked = trust.needs_replica(fleet.reputation[first], float(rng.random()))
+        rep = fleet.reputation[first]
+        trusted = trust.spot_check_rate(rep, fleet.floor) <= fleet.floor
+        checked = trust.needs_replica(rep, float(rng.random()), floor=fleet.floor)
         quorum, runs = (2, 2) if checked else (1, 1)
+        kind = "spot_check" if trusted else "not_yet_trusted"
     devices = [first]
     while len(devices) < runs:
         devices.append(_pick(fleet, rng, set(devices)))
+    fleet.replicas[kind] += runs - 1
     digests = {str(d): _digest(fleet, d, task, rng) for d in devices}
     owners = {name: name for name in digests}  # one owner per device
     verdict = trust.judge_results(digests, owners, quorum, _MAX_RESULTS)
     while verdict.judgement is trust.Judgement.NEEDS_REPLICA:
         extra = _pick(fleet, rng, {int(d) for d in digests})
+        fleet.replicas["tie_break"] += 1
         digests[str(extra)] = _digest(fleet, extra, task, rng)
         owners[str(extra)] = str(extra)
         verdict = trust.judge_results(digests, owners, quorum, _MAX_RESULTS)
@@ -116,50 +150,107 @@ def _run_task(
         fleet.undecided += 1
         return
     fleet.wrong_accepted += verdict.digest != f"true-{task}"
-    for name in verdict.caught:
+    now = float(task)
+    for name in verdict.caught:  # checked and wrong: quarantined, forfeits all it holds
         device = int(name)
         fleet.quarantined[device] = True
-        fleet.forfeited_cheated += sum(cheated for _, cheated in fleet.held[device])
-        fleet.held[device] = []
+        fleet.forfeited_cheated += 1
+        _settle(fleet, device, caught=True, check_ts=None, now=now)
     for name in verdict.honest:
         device = int(name)
-        fleet.reputation[device] = trust.after_result(fleet.reputation[device], True)
-        seen[device] += 1
-        _release(fleet, device, int(seen[device]))
         cheated = digests[name] != f"true-{task}"
-        if quorum == 1:  # unchecked: held for one spot-check interval of the device's results
-            hold = math.ceil(1.0 / trust.DEFAULT_SPOT_CHECK_FLOOR)
-            fleet.held[device].append((int(seen[device]) + hold, cheated))
-        else:
-            fleet.paid_cheated += cheated  # agreed by a quorum of owners: paid now
+        if quorum == 1:  # unchecked: held until a later check of the device passes
+            fleet.held[device].append((now, cheated))
+            continue
+        fleet.reputation[device] = trust.after_result(fleet.reputation[device], True)
+        fleet.paid_cheated[device] += cheated  # agreed by a quorum of owners: paid now
+        _settle(fleet, device, caught=False, check_ts=now, now=now)
 
 
-def _run(policy: str, cheat_rate: float, devices: int, tasks: int, seed: int) -> dict[str, float]:
-    cheats = np.random.default_rng(seed).random(devices) < _CHEAT_FRACTION
-    fleet = _Fleet.new(cheats, cheat_rate)
-    rng = np.random.default_rng(seed + 1)
-    seen = np.zeros(devices, dtype=np.int64)
+def _run(
+    policy: str, cheat_rate: float, floor: float, start: int, args: argparse.Namespace
+) -> dict[str, float]:
+    cheats = np.random.default_rng(args.seed).random(args.devices) < _CHEAT_FRACTION
+    fleet = _Fleet.new(cheats, cheat_rate, floor, start)
+    rng = np.random.default_rng(args.seed + 1)
     half_executions = 0
-    for task in range(tasks):
-        if task == tasks // 2:
+    for task in range(args.tasks):
+        if task == args.tasks // 2:
             half_executions = fleet.executions
-        _run_task(fleet, task, rng, policy, seen)
-    for device in range(devices):  # the run ends: what is still held is paid out
-        _release(fleet, device, 1 << 62)
-    second_half = tasks - tasks // 2
-    cheated_total = fleet.paid_cheated + fleet.forfeited_cheated
+        _run_task(fleet, task, rng, policy)
+    second_half = args.tasks - args.tasks // 2
+    caught = fleet.quarantined & cheats
+    still_held = sum(cheated for device in range(args.devices) for _, cheated in fleet.held[device])
     return {
         "cheating_devices": int(cheats.sum()),
-        "cheating_devices_quarantined": int((fleet.quarantined & cheats).sum()),
+        "cheating_devices_quarantined": int(caught.sum()),
+        "cheating_devices_undetected_share": float(1.0 - caught.sum() / max(1, cheats.sum())),
         "honest_devices_quarantined": int((fleet.quarantined & ~cheats).sum()),
-        "executions_per_task": fleet.executions / tasks,
-        "overhead": fleet.executions / tasks - 1.0,
+        "executions_per_task": fleet.executions / args.tasks,
+        "overhead": fleet.executions / args.tasks - 1.0,
         "overhead_second_half": (fleet.executions - half_executions) / second_half - 1.0,
-        "cheated_results_paid": fleet.paid_cheated,
+        "overhead_by_cause": {name: count / args.tasks for name, count in fleet.replicas.items()},
+        "cheated_results_paid": int(fleet.paid_cheated.sum()),
+        "cheated_results_paid_to_caught_devices": int(fleet.paid_cheated[caught].sum()),
         "cheated_results_forfeited": fleet.forfeited_cheated,
-        "cheated_results_paid_share": fleet.paid_cheated / cheated_total if cheated_total else 0.0,
+        "cheated_results_still_held": int(still_held),
         "wrong_digests_accepted": fleet.wrong_accepted,
         "undecided_tasks": fleet.undecided,
+    }
+
+
+def _exposure(
+    cheat_rate: float, floor: float, devices: int, seed: int, hold_results: int | None
+) -> dict[str, float]:
+    """Follow trusted cheating devices until caught; count cheated results paid before.
+
+    ``hold_results`` None: the coordinator's rule (:func:`trust.held_fate`: held until a later
+    passed check); else the former rule (paid once ``hold_results`` later results came).
+    """
+    rng = np.random.default_rng(seed)
+    paid = np.zeros(devices, dtype=np.int64)
+    results = np.zeros(devices, dtype=np.int64)
+    rep = trust.Reputation("deterministic", trusted_reputation(floor))
+    for device in range(devices):
+        held: list[tuple[float, bool]] = []
+        index = 0
+        while True:
+            cheated = bool(rng.random() < cheat_rate)
+            checked = trust.needs_replica(rep, float(rng.random()), floor=floor)
+            if checked and cheated:  # caught: everything still held is forfeited
+                break
+            if hold_results is not None:
+                if not checked:
+                    held.append((float(index), cheated))
+                paid[device] += sum(c for ts, c in held if ts <= index - hold_results)
+                held = [(ts, c) for ts, c in held if ts > index - hold_results]
+            elif checked:  # passed: what came before it is paid, this one too
+                paid[device] += cheated + sum(
+                    c
+                    for ts, c in held
+                    if trust.held_fate(
+                        ts,
+                        caught=False,
+                        passed_check_reported_ts=float(index),
+                        now_ts=float(index),
+                        hold_limit_s=_NEVER_S,
+                    )
+                    is trust.HoldFate.PAY
+                )
+                held = []
+            else:
+                held.append((float(index), cheated))
+            index += 1
+        results[device] = index + 1
+    interval = 1.0 / floor
+    return {
+        "cheating_devices": devices,
+        "results_until_caught_mean": float(results.mean()),
+        "cheated_results_paid_before_caught_mean": float(paid.mean()),
+        "cheated_results_paid_before_caught_p90": float(np.percentile(paid, 90)),
+        "cheated_results_paid_before_caught_max": int(paid.max()),
+        "expected_paid_before_caught": (1.0 - cheat_rate) * (1.0 - floor) / floor,
+        "share_of_devices_paid_beyond_one_interval": float((paid > interval).mean()),
     }
 
 
@@ -181,40 +272,69 @@ def _freivalds_vs_product(n: int, repeats: int = 5) -> dict[str, float]:
     }
 
 
+def _fleet(
+    cheat_rate: float, floor: float, start: int, args: argparse.Namespace
+) -> dict[str, object]:
+    adaptive = _run("adaptive", cheat_rate, floor, start, args)
+    triple = _run("triple", cheat_rate, floor, start, args)
+    assert isinstance(adaptive["overhead"], float)
+    return {
+        "adaptive": adaptive,
+        "triple": triple,
+        "ratio_overhead_adaptive_vs_triple": adaptive["overhead"] / triple["overhead"],
+    }
+
+
 def main() -> None:
     """Run the benchmark, print its JSON and write it to ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--devices", type=int, default=2_000)
+    parser.add_argument("--devices", type=int, default=1_000)
     parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--exposure-devices", type=int, default=2_000)
+    parser.add_argument("--floor", type=float, default=trust.DEFAULT_SPOT_CHECK_FLOOR)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    floor = args.floor
+    interval = 1.0 / floor
     fleets = {}
     for name, cheat_rate in (("always", 1.0), ("sporadic", 0.1)):
-        adaptive = _run("adaptive", cheat_rate, args.devices, args.tasks, args.seed)
-        triple = _run("triple", cheat_rate, args.devices, args.tasks, args.seed)
+        new = _fleet(cheat_rate, floor, 0, args)
+        trusted = _fleet(cheat_rate, floor, trusted_reputation(floor), args)
+        exposure = _exposure(cheat_rate, floor, args.exposure_devices, args.seed + 2, None)
+        former = _exposure(
+            cheat_rate, floor, args.exposure_devices, args.seed + 2, math.ceil(interval)
+        )
+        paid_mean = exposure["cheated_results_paid_before_caught_mean"]
         fleets[name] = {
             "cheat_rate": cheat_rate,
-            "adaptive": adaptive,
-            "triple": triple,
-            "ratio_overhead_adaptive_vs_triple": adaptive["overhead"] / triple["overhead"],
-            "ratio_second_half_overhead_adaptive_vs_triple": (
-                adaptive["overhead_second_half"] / triple["overhead_second_half"]
-            ),
-            "goal_overhead_met": adaptive["overhead_second_half"] <= _GOAL_OVERHEAD,
+            "new_fleet": new,
+            "trusted_fleet": trusted,
+            "overhead_once_trusted": trusted["adaptive"]["overhead"],
+            "goal_overhead_met": trusted["adaptive"]["overhead"] <= _GOAL_OVERHEAD,
+            "exposure": exposure,
+            "exposure_former_rule_hold_results": former,
+            "goal_cheat_paid_within_one_interval_met": paid_mean <= interval,
         }
     result = {
         "benchmark": "verify",
-        "what": "verification overhead (extra executions per task) and cheated results paid, "
-        "adaptive replication (core.trust rules) vs triple replication on the same fleet",
+        "what": "verification overhead (extra executions per task, tasks of equal compute) and "
+        "cheated results paid, adaptive replication (core.trust rules) vs triple replication "
+        "on the same fleet; exposure: cheated results a trusted cheat is paid before caught",
         "devices": args.devices,
         "tasks": args.tasks,
         "cheating_device_fraction": _CHEAT_FRACTION,
-        "spot_check_floor": trust.DEFAULT_SPOT_CHECK_FLOOR,
-        "hold_results": math.ceil(1.0 / trust.DEFAULT_SPOT_CHECK_FLOOR),
+        "spot_check_floor": floor,
+        "spot_check_interval_results": interval,
+        "trusted_reputation": trusted_reputation(floor),
+        "hold_rule": "unchecked results held until a later spot check of the device passes",
         "baseline": "triple replication, 2 of 3 owners agree, same run",
         "fleets": fleets,
         "goal_overhead_once_trusted": _GOAL_OVERHEAD,
+        "goal_cheat_paid_before_caught_mean_at_most": interval,
+        "undetected_probability_sporadic_after_1000_results": trust.undetected_probability(
+            0.1, floor, 1000
+        ),
         "challenge": _freivalds_vs_product(1024),
         "machine": {
             "python": platform.python_version(),

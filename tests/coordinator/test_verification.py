@@ -14,11 +14,19 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from heatgrid.coordinator import verification
+from heatgrid.coordinator import housekeeping, verification
 from heatgrid.coordinator.db import make_engine, make_session_factory
-from heatgrid.coordinator.db.models import Device, DeviceReputation, Task, TaskAttempt
+from heatgrid.coordinator.db.models import (
+    Device,
+    DeviceReputation,
+    LedgerTransaction,
+    Task,
+    TaskAttempt,
+)
 from heatgrid.coordinator.ledger import account_balances, unbalanced_transactions
+from heatgrid.coordinator.settings import Settings
 
 from .conftest import Coordinator
 from .test_dashboard import _log_in
@@ -316,7 +324,6 @@ _TRUSTING = {
     "anonymous_rate_limit_burst": 1_000_000,
     "verify_results": True,
     "spot_check_floor": 1e-12,
-    "hold_results": 2,
 }
 TRUSTED = 2_000_000_000
 """Agreeing results in a row: spot-checked with probability 5e-9 at a floor of 1e-12."""
@@ -341,75 +348,173 @@ def _set_reputation(coordinator: Coordinator, heater: Heater, consecutive_verifi
         engine.dispose()
 
 
+def _owner_paid_and_held(coordinator: Coordinator, heater: Heater) -> tuple[int, int]:
+    owner = _owner_id(coordinator, heater)
+    balances = _balances(coordinator)  # asserts that every transaction balances
+    return balances.get(f"owner:{owner}", 0), balances.get(verification.held_account(owner), 0)
+
+
+def _unchecked(heater: Heater, coordinator: Coordinator) -> None:
+    """Let the trusted heater return one result that is not spot-checked."""
+    _set_reputation(coordinator, heater, TRUSTED)
+    lease = heater.claim()
+    assert lease is not None
+    assert heater.complete(lease)["state"] == "verified"  # no replica: verified at once
+    coordinator.clock.advance(1.0)
+
+
+def _checked(heater: Heater, replicas: list[Heater], coordinator: Coordinator) -> None:
+    """Have the heater's next result spot-checked by the replicas (other owners)."""
+    _set_reputation(coordinator, heater, 0)  # as if a spot check were drawn for it
+    lease = heater.claim()
+    assert lease is not None
+    assert heater.complete(lease)["state"] == "reported"
+    coordinator.clock.advance(1.0)
+    for replica in replicas:
+        assert replica.work() is not None
+        coordinator.clock.advance(1.0)
+
+
 @pytest.mark.parametrize("settings_overrides", [_TRUSTING])
-def test_a_trusted_devices_unchecked_result_is_verified_at_once_and_paid_after_the_hold(
+def test_a_trusted_devices_unchecked_results_are_paid_when_a_later_spot_check_passes(
     coordinator: Coordinator,
 ) -> None:
     submitter = coordinator.submitter_key()
     alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
-    _set_reputation(coordinator, alice, TRUSTED)
-    job_id = _submit(coordinator, submitter, tasks=3)
-    owner = _owner_id(coordinator, alice)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    job_id = _submit(coordinator, submitter, tasks=4)
     share = round(TASK_COST * 0.85)
-    expected = [(0, TASK_COST), (0, 2 * TASK_COST), (share, 2 * TASK_COST)]
-    for paid, held in expected:
-        lease = alice.claim()
-        assert lease is not None
-        assert alice.complete(lease)["state"] == "verified"  # no replica: verified at once
-        balances = _balances(coordinator)
-        assert (balances.get(f"owner:{owner}", 0), balances[verification.held_account(owner)]) == (
-            paid,
-            held,
-        )
-        coordinator.clock.advance(1.0)
+    for count in (1, 2, 3):  # however many: held until a check, not for N results
+        _unchecked(alice, coordinator)
+        assert _owner_paid_and_held(coordinator, alice) == (0, count * TASK_COST)
+    _checked(alice, [bob], coordinator)
+    assert _owner_paid_and_held(coordinator, alice) == (4 * share, 0)
     job = _job(coordinator, submitter, job_id)
     assert job["state"] == "completed"
-    assert [task["result"] for task in job["tasks"]] == [{"square": n * n} for n in range(3)]
-    reputations = _rows(coordinator, select(DeviceReputation.consecutive_verified))
-    assert reputations == [(TRUSTED,)]  # an unchecked result earns nothing
+    assert [task["result"] for task in job["tasks"]] == [{"square": n * n} for n in range(4)]
+    reputation = _rows(
+        coordinator,
+        select(DeviceReputation.consecutive_verified).where(
+            DeviceReputation.device_id == alice.device_id
+        ),
+    )
+    assert reputation == [(1,)]  # the checked result earned one; unchecked ones earn nothing
 
 
 @pytest.mark.parametrize("settings_overrides", [_TRUSTING])
-def test_a_trusted_device_caught_later_forfeits_its_unchecked_results_still_held(
+def test_a_cheat_caught_at_its_second_spot_check_forfeits_everything_since_its_first(
     coordinator: Coordinator,
 ) -> None:
     submitter = coordinator.submitter_key()
     alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
     bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
     dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
-    _set_reputation(coordinator, alice, TRUSTED)
-    _submit(coordinator, submitter, tasks=2)
-    for _ in range(2):  # trusted: let through unchecked, held for two more results
-        assert alice.work() is not None
-        coordinator.clock.advance(1.0)
-    owner = _owner_id(coordinator, alice)
-    assert _balances(coordinator)[verification.held_account(owner)] == 2 * TASK_COST
+    share = round(TASK_COST * 0.85)
+    _submit(coordinator, submitter, tasks=1)
+    _unchecked(alice, coordinator)
+    _submit(coordinator, submitter, tasks=1)
+    _checked(alice, [bob], coordinator)  # first spot check passes: both results paid
+    assert _owner_paid_and_held(coordinator, alice) == (2 * share, 0)
 
-    alice.answer = _cheat  # trusted now: it starts to cheat
-    _set_reputation(coordinator, alice, 0)  # as if a spot check were drawn for the next one
+    alice.answer = _cheat  # trusted now: it cheats on everything after its first check
+    for _ in range(3):
+        _submit(coordinator, submitter, tasks=1)
+        _unchecked(alice, coordinator)
+    assert _owner_paid_and_held(coordinator, alice) == (2 * share, 3 * TASK_COST)
     job_id = _submit(coordinator, submitter, tasks=1)
-    lease = alice.claim()
-    assert lease is not None
-    assert alice.complete(lease)["state"] == "reported"
-    assert bob.work() is not None
-    assert dave.work() is not None
-    job = _job(coordinator, submitter, job_id)
-    assert job["tasks"][0]["state"] == "verified"
-    assert job["tasks"][0]["result"] == {"square": 0}
-    balances = _balances(coordinator)
-    # the first unchecked result was two results old when the cheat reported: paid; the second
-    # was still held, and is forfeited with the cheat
-    assert balances[f"owner:{owner}"] == round(TASK_COST * 0.85)
-    assert balances[verification.held_account(owner)] == 0
+    _checked(alice, [bob, dave], coordinator)  # second spot check: caught
+    assert _job(coordinator, submitter, job_id)["tasks"][0]["result"] == {"square": 0}
+    # all three unchecked results since the first check are forfeited with the caught one
+    assert _owner_paid_and_held(coordinator, alice) == (2 * share, 0)
     verdicts = _rows(
         coordinator,
         select(TaskAttempt.verdict)
         .where(TaskAttempt.device_id == alice.device_id)
         .order_by(TaskAttempt.ended_ts),
     )
-    assert [verdict for (verdict,) in verdicts] == ["verified", "caught", "caught"]
-    submitter_account = next(name for name in balances if name.startswith("submitter:"))
-    assert balances[submitter_account] == -3 * TASK_COST  # alice's first, bob's and dave's
+    assert [verdict for (verdict,) in verdicts] == ["verified"] * 2 + ["caught"] * 4
+    [(quarantined,)] = _rows(
+        coordinator, select(Device.quarantined_ts).where(Device.id == alice.device_id)
+    )
+    assert quarantined is not None
+
+
+def _expire_holds(coordinator: Coordinator, now_ts: float, **overrides: Any) -> int:
+    """Run the coordinator's sweep at ``now_ts``; return the held results it refunded."""
+    settings = Settings(database_url=coordinator.database_url, verify_results=True, **overrides)
+    engine = make_engine(coordinator.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            before = _refunds(session)
+            housekeeping.sweep(session, now_ts=now_ts, settings=settings)
+            return _refunds(session) - before
+    finally:
+        engine.dispose()
+
+
+def _refunds(session: Session) -> int:
+    kinds = select(LedgerTransaction.id).where(LedgerTransaction.kind == "result_unverified")
+    return len(session.execute(kinds).all())
+
+
+@pytest.mark.parametrize("settings_overrides", [_TRUSTING])
+def test_unchecked_credit_no_later_check_covers_is_refunded_after_the_hold_limit(
+    coordinator: Coordinator,
+) -> None:
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    job_id = _submit(coordinator, submitter, tasks=2)
+    _unchecked(alice, coordinator)
+    reported_ts = coordinator.clock()
+    _unchecked(alice, coordinator)  # alice then goes silent: no later spot check comes
+    limit_s = 3 * 86_400.0
+    assert _expire_holds(coordinator, reported_ts + limit_s - 2.0, hold_limit_s=limit_s) == 0
+    assert _owner_paid_and_held(coordinator, alice) == (0, 2 * TASK_COST)
+    assert _expire_holds(coordinator, reported_ts + limit_s - 1.0, hold_limit_s=limit_s) == 1
+    assert _owner_paid_and_held(coordinator, alice) == (0, TASK_COST)
+    assert _expire_holds(coordinator, reported_ts + limit_s, hold_limit_s=limit_s) == 1
+    assert _owner_paid_and_held(coordinator, alice) == (0, 0)
+    balances = _balances(coordinator)
+    assert {name: amount for name, amount in balances.items() if amount} == {}  # refunded
+    kinds = _rows(
+        coordinator,
+        select(LedgerTransaction.kind, LedgerTransaction.device_id).where(
+            LedgerTransaction.kind == "result_unverified"
+        ),
+    )
+    assert kinds == [("result_unverified", alice.device_id)] * 2  # in the owner's ledger
+    assert _job(coordinator, submitter, job_id)["state"] == "completed"  # results stay
+
+
+def test_a_checked_result_no_other_owner_replicates_is_refunded_and_runs_again(
+    coordinator: Coordinator,
+) -> None:
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    job_id = _submit(coordinator, submitter, tasks=1)
+    assert alice.work() is not None  # a new device: checked, but alice's owner is alone
+    reported_ts = coordinator.clock()
+    assert alice.claim() is None  # never its own replica
+    limit_s = 86_400.0
+    assert _expire_holds(coordinator, reported_ts + limit_s - 1.0, hold_limit_s=limit_s) == 0
+    assert _job(coordinator, submitter, job_id)["tasks"][0]["state"] == "reported"
+    assert _expire_holds(coordinator, reported_ts + limit_s, hold_limit_s=limit_s) == 1
+    assert _job(coordinator, submitter, job_id)["tasks"][0]["state"] == "queued"
+    [(last_error,)] = _rows(coordinator, select(Task.last_error))
+    assert "refunded" in last_error
+    assert {name: amount for name, amount in _balances(coordinator).items() if amount} == {}
+    coordinator.clock.advance(limit_s)
+    beat = coordinator.client.post(
+        f"/v1/devices/{alice.device_id}/heartbeat",
+        json=coordinator.heartbeat_body(coordinator.clock(), [0.0]),
+        headers=alice.headers,
+    )
+    assert beat.status_code == 200, beat.text
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    assert alice.work() is not None  # it runs again; now another owner can replicate it
+    assert bob.work() is not None
+    assert _job(coordinator, submitter, job_id)["state"] == "completed"
+    assert _owner_paid_and_held(coordinator, alice) == (round(TASK_COST * 0.85), 0)
 
 
 def test_a_replica_starts_from_scratch_and_a_lost_one_goes_to_another_owner(

@@ -171,8 +171,11 @@ def test_the_rate_rule_in_numbers() -> None:
     for _ in range(10):
         rep = trust.after_result(rep, agreed=True)
     assert trust.spot_check_rate(rep) == pytest.approx(0.5)
-    assert trust.spot_check_rate(trust.Reputation("sweep", 190)) == pytest.approx(0.05)
-    assert trust.spot_check_rate(trust.Reputation("sweep", 10**6)) == 0.05
+    assert trust.spot_check_rate(trust.Reputation("sweep", 190), floor=0.05) == pytest.approx(0.05)
+    assert trust.spot_check_rate(trust.Reputation("sweep", 10**6), floor=0.05) == 0.05
+    floor = trust.DEFAULT_SPOT_CHECK_FLOOR
+    assert trust.spot_check_rate(trust.Reputation("sweep", 213)) == pytest.approx(floor, rel=0.01)
+    assert trust.spot_check_rate(trust.Reputation("sweep", 10**6)) == floor
 
 
 @given(rep=_REPS, draw=st.floats(min_value=0.0, max_value=1.0, exclude_max=True))
@@ -409,3 +412,99 @@ def test_bad_judgement_input_is_named() -> None:
         trust.judge_results({"d1": "x"}, {"d1": "a"}, quorum=2, max_results=1)
     with pytest.raises(InputError, match="quorum"):
         trust.judge_results({"d1": "x"}, {"d1": "a"}, quorum=0, max_results=1)
+
+
+_DAY_S = 86_400.0
+
+
+def test_held_fate_pays_only_after_a_later_passed_check_and_forfeits_when_caught() -> None:
+    fate = trust.held_fate
+    assert fate(10.0, caught=False, passed_check_reported_ts=None, now_ts=11.0) is (
+        trust.HoldFate.HELD
+    )
+    assert fate(10.0, caught=False, passed_check_reported_ts=11.0, now_ts=12.0) is (
+        trust.HoldFate.PAY
+    )
+    # a check of a result reported before (or with) this one does not cover it
+    for check_ts in (9.0, 10.0):
+        assert fate(10.0, caught=False, passed_check_reported_ts=check_ts, now_ts=12.0) is (
+            trust.HoldFate.HELD
+        )
+    assert fate(10.0, caught=True, passed_check_reported_ts=11.0, now_ts=12.0) is (
+        trust.HoldFate.FORFEIT
+    )
+    limit_s = 3 * _DAY_S
+    kept = fate(
+        10.0,
+        caught=False,
+        passed_check_reported_ts=None,
+        now_ts=9.0 + limit_s,
+        hold_limit_s=limit_s,
+    )
+    refunded = fate(
+        10.0,
+        caught=False,
+        passed_check_reported_ts=None,
+        now_ts=10.0 + limit_s,
+        hold_limit_s=limit_s,
+    )
+    assert (kept, refunded) == (trust.HoldFate.HELD, trust.HoldFate.REFUND)
+    with pytest.raises(InputError, match="hold_limit_s"):
+        fate(10.0, caught=False, passed_check_reported_ts=None, now_ts=11.0, hold_limit_s=0.0)
+    with pytest.raises(InputError, match="reported_ts"):
+        fate(float("nan"), caught=False, passed_check_reported_ts=None, now_ts=11.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=60),
+    st.integers(min_value=1, max_value=30),
+)
+def test_a_caught_device_forfeits_everything_since_its_last_passed_check(
+    results: list[tuple[bool, bool]], gap_s: int
+) -> None:
+    """Replay one device's results (checked?, cheated?) through held_fate, as the coordinator.
+
+    Whatever the order, credit is conserved (each result is held, paid or forfeited), no
+    result is paid before a later result of the device passed its check, and at the catch
+    every result after the last passed check is forfeited.
+    """
+    held: list[tuple[float, bool]] = []  # (reported_ts, cheated)
+    paid: list[tuple[float, bool]] = []
+    forfeited: list[tuple[float, bool]] = []
+    last_passed_ts: float | None = None
+    for index, (checked, cheated) in enumerate(results):
+        now_ts = float(index * gap_s)
+        if not checked:
+            held.append((now_ts, cheated))
+            continue
+        caught = cheated
+        if not caught:
+            last_passed_ts = now_ts
+            paid.append((now_ts, cheated))  # a checked result is paid when it agrees
+        else:
+            forfeited.append((now_ts, cheated))
+        for reported_ts, was_cheated in list(held):
+            fate = trust.held_fate(
+                reported_ts,
+                caught=caught,
+                passed_check_reported_ts=None if caught else now_ts,
+                now_ts=now_ts,
+            )
+            assert fate is not trust.HoldFate.REFUND  # far within the 14-day limit
+            if fate is not trust.HoldFate.HELD:
+                held.remove((reported_ts, was_cheated))
+                (paid if fate is trust.HoldFate.PAY else forfeited).append(
+                    (reported_ts, was_cheated)
+                )
+        if caught:  # everything after the last passed check is forfeited, nothing stays held
+            after = [float(i * gap_s) for i in range(index + 1)]
+            after = [ts for ts in after if last_passed_ts is None or ts > last_passed_ts]
+            assert held == []
+            assert sorted(ts for ts, _ in forfeited) == after
+            break
+    assert len(held) + len(paid) + len(forfeited) == index + 1  # credit is conserved
+    for reported_ts, _ in paid:  # paid: the last passed check came at or after it
+        assert last_passed_ts is not None
+        assert reported_ts <= last_passed_ts
+    assert all(last_passed_ts is None or ts > last_passed_ts for ts, _ in held)

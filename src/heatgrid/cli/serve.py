@@ -132,6 +132,23 @@ def serve(
             "agree, quarantine a device caught disagreeing (docs/trust.md)."
         ),
     ] = _DEFAULTS["verify_results"],
+    spot_check_floor: Annotated[
+        float,
+        typer.Option(
+            min=1e-6,
+            max=1.0,
+            help="With --verify-results: share of a trusted device's results still replicated "
+            "(the verification overhead once devices are trusted; docs/trust.md).",
+        ),
+    ] = _DEFAULTS["spot_check_floor"],
+    hold_limit_s: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="With --verify-results: credit held this long unverified is refunded to the "
+            "submitter, and a checked task no other owner replicated runs again [s].",
+        ),
+    ] = _DEFAULTS["hold_limit_s"],
     bitcoin_network: Annotated[
         str,
         typer.Option(
@@ -261,6 +278,8 @@ def serve(
         max_clock_skew_s=max_clock_skew_s,
         hardware_challenges=hardware_challenges,
         verify_results=verify_results,
+        spot_check_floor=spot_check_floor,
+        hold_limit_s=hold_limit_s,
         bitcoin_network=bitcoin_network,
         credential_cache_s=credential_cache_s,
         stratum_url=stratum_url,

@@ -554,7 +554,6 @@ def end_attempt(
         verification.hold(session, task, attempt, now_ts=now_ts)
         session.flush()
         judgement = verification.judge(session, task, attempt, now_ts=now_ts, settings=settings)
-        verification.release_matured(session, attempt.device_id, now_ts=now_ts, settings=settings)
     else:
         energy_j = leasing.settled_energy_j(
             outcome, attempt.energy_j, attempt.checkpointed_energy_j

@@ -13,7 +13,7 @@ from heatgrid.core.defaults import (
 )
 from heatgrid.core.errors import InputError
 from heatgrid.core.leasing import DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S
-from heatgrid.core.trust import DEFAULT_SPOT_CHECK_FLOOR
+from heatgrid.core.trust import DEFAULT_HOLD_LIMIT_S, DEFAULT_SPOT_CHECK_FLOOR
 from heatgrid.mining.addresses import NETWORKS
 
 __all__ = ["SESSION_SECRET_ENV", "Settings"]
@@ -111,10 +111,10 @@ class Settings:
         >= ``verify_quorum``.
     spot_check_floor : float
         Share of a trusted device's results still replicated, in (0, 1].
-    hold_results : int
-        A result let through unchecked is paid once its device has reported this many results
-        after it (one spot-check interval at the floor: 20); a device caught before then
-        forfeits it. 0: paid at once.
+    hold_limit_s : float
+        Longest a result's credit stays held unverified [s] (14 days): an unchecked result no
+        later spot check of its device covered, or a checked one no device of another owner
+        replicated, is then refunded to the submitter (:func:`heatgrid.core.trust.held_fate`).
     challenge_every_s : float
         Mean time between random re-checks of a device [s]; 0: never.
     challenge_target_s : float
@@ -170,7 +170,7 @@ class Settings:
     verify_quorum: int = 2
     verify_max_results: int = 3
     spot_check_floor: float = DEFAULT_SPOT_CHECK_FLOOR
-    hold_results: int = 20
+    hold_limit_s: float = DEFAULT_HOLD_LIMIT_S
     challenge_every_s: float = 7 * 86_400.0
     challenge_target_s: float = DEFAULT_CHALLENGE_TARGET_S
     challenge_max_n: int = MAX_CHALLENGE_N
@@ -186,8 +186,8 @@ class Settings:
                 "verify_quorum must be >= 2 and verify_max_results >= verify_quorum, got "
                 f"{self.verify_quorum} and {self.verify_max_results}"
             )
-        if self.hold_results < 0:
-            raise InputError(f"hold_results must be >= 0, got {self.hold_results}")
+        if not 0.0 < self.hold_limit_s < float("inf"):
+            raise InputError(f"hold_limit_s must be a positive number, got {self.hold_limit_s}")
         if not 0.0 < self.spot_check_floor <= 1.0:
             raise InputError(f"spot_check_floor must be in (0, 1], got {self.spot_check_floor}")
         if self.bitcoin_network not in NETWORKS:

@@ -19,8 +19,12 @@ unchecked, else the job's ``verify_quorum`` or the coordinator's). :func:`judge`
 
 A result still held when its task is cancelled or dead-lettered is void as well: an owner is
 credited only for a verified result. A result let through unchecked (quorum 1) verifies its
-task at once, but its credit stays held until its device has reported ``hold_results`` more
-results (:func:`release_matured`); a device caught before then forfeits all of it.
+task at once, but its credit stays held until a spot check of a later result of its device
+passes; a device caught at a spot check forfeits everything since its last passed check
+(:func:`heatgrid.core.trust.held_fate`, the one rule). Credit held ``hold_limit_s`` without
+being decided (no later check, or no device of another owner to replicate a checked task) is
+refunded to the submitter by :func:`expire_holds` (``result_unverified`` in the ledger, on
+the owner's device), and a checked task whose results were refunded so runs again.
 
 Ledger, per verified attempt of cost ``c`` micro-euros and owner share ``s``: at the report
 ``submitter`` −c, ``held:owner:<id>`` +c (energy as for any attempt); paid: ``held:owner`` −c,
@@ -29,6 +33,7 @@ Ledger, per verified attempt of cost ``c`` micro-euros and owner share ``s``: at
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Sequence
 
@@ -39,9 +44,9 @@ from heatgrid.coordinator import challenges, ledger
 from heatgrid.coordinator.db.models import Device, DeviceReputation, Job, Task, TaskAttempt
 from heatgrid.coordinator.ledger import held_account
 from heatgrid.coordinator.settings import Settings
-from heatgrid.core import trust
-from heatgrid.core.leasing import TaskState
-from heatgrid.core.trust import Judgement, Reputation
+from heatgrid.core import leasing, trust
+from heatgrid.core.leasing import TaskEvent, TaskState
+from heatgrid.core.trust import HoldFate, Judgement, Reputation
 
 __all__ = [
     "CAUGHT",
@@ -49,11 +54,11 @@ __all__ = [
     "INLINE_JOB_KIND",
     "VERIFIED",
     "VOID",
+    "expire_holds",
     "held_account",
     "hold",
     "job_kind",
     "judge",
-    "release_matured",
     "reputation",
     "void_held",
 ]
@@ -64,6 +69,7 @@ INLINE_JOB_KIND = "inline"
 """The job kind of jobs without an artifact (their tasks' input is all they run)."""
 
 _SECURE = secrets.SystemRandom()
+_LOG = logging.getLogger(__name__)
 
 
 def job_kind(job: Job) -> str:
@@ -107,11 +113,19 @@ def hold(session: Session, task: Task, attempt: TaskAttempt, *, now_ts: float) -
 
 
 def _close(
-    session: Session, job: Job, held: tuple[TaskAttempt, int], verdict: str, now_ts: float
+    session: Session,
+    job: Job,
+    held: tuple[TaskAttempt, int],
+    verdict: str,
+    now_ts: float,
+    *,
+    kind: str | None = None,
 ) -> None:
     """Move a held attempt's credit: to its owner (verified), else back to the submitter.
 
-    ``held`` is the attempt and its device's owner.
+    ``held`` is the attempt and its device's owner; ``kind`` names the ledger transaction
+    (``result_<verdict>`` by default). The transaction's key names the attempt, not the
+    verdict, so a held result's credit moves once even when a sweep and a judgement race.
     """
     attempt, owner_id = held
     cost = _cost(job, attempt)
@@ -125,17 +139,18 @@ def _close(
         ]
     else:
         postings = [debit, ledger.Posting(f"submitter:{job.submitter_id}", "micro_eur", cost)]
-    ledger.post(
+    posted = ledger.post(
         session,
-        key=f"{verdict}:{attempt.task_id}:{attempt.attempt}",
-        kind=f"result_{verdict}",
+        key=f"held_release:{attempt.task_id}:{attempt.attempt}",  # one release per result
+        kind=kind or f"result_{verdict}",
         postings=postings,
         now_ts=now_ts,
         job_id=job.id,
         task_id=attempt.task_id,
         device_id=attempt.device_id,
     )
-    attempt.verdict = verdict
+    if posted:  # else another transaction (a sweep, a judgement) released it first
+        attempt.verdict = verdict
 
 
 def _held(session: Session, task: Task) -> Sequence[tuple[TaskAttempt, int]]:
@@ -166,24 +181,36 @@ def _unchecked_held(session: Session, device_id: str) -> list[tuple[TaskAttempt,
     return [(attempt, int(owner), job) for attempt, owner, job in rows]
 
 
-def release_matured(session: Session, device_id: str, *, now_ts: float, settings: Settings) -> None:
-    """Pay the device's unchecked results that ``hold_results`` later results of it followed."""
-    held = _unchecked_held(session, device_id)
-    if not held:
-        return
-    newest = list(
-        session.scalars(
-            select(TaskAttempt.ended_ts)
-            .where(TaskAttempt.device_id == device_id, TaskAttempt.result_sha256.is_not(None))
-            .order_by(TaskAttempt.ended_ts.desc())
-            .limit(settings.hold_results)
+def _settle_unchecked(
+    session: Session,
+    device_id: str,
+    *,
+    caught: bool,
+    passed_check_reported_ts: float | None,
+    now_ts: float,
+    settings: Settings,
+) -> None:
+    """Apply :func:`heatgrid.core.trust.held_fate` to the device's unchecked held results."""
+    for run, owner, job in _unchecked_held(session, device_id):
+        fate = trust.held_fate(
+            run.ended_ts if run.ended_ts is not None else now_ts,
+            caught=caught,
+            passed_check_reported_ts=passed_check_reported_ts,
+            now_ts=now_ts,
+            hold_limit_s=settings.hold_limit_s,
         )
-    )
-    for run, owner, job in held:
-        reported_ts = run.ended_ts if run.ended_ts is not None else now_ts
-        later = [ended_ts for ended_ts in newest if ended_ts is not None and ended_ts > reported_ts]
-        if len(later) >= settings.hold_results:
-            _close(session, job, (run, owner), VERIFIED, now_ts)
+        if fate is not HoldFate.HELD:
+            _close(
+                session, job, (run, owner), _VERDICT_OF_FATE[fate], now_ts, kind=_KIND_OF_FATE[fate]
+            )
+
+
+_VERDICT_OF_FATE = {HoldFate.PAY: VERIFIED, HoldFate.FORFEIT: CAUGHT, HoldFate.REFUND: VOID}
+_KIND_OF_FATE = {
+    HoldFate.PAY: "result_verified",
+    HoldFate.FORFEIT: "result_caught",
+    HoldFate.REFUND: "result_unverified",
+}
 
 
 def _quorum(session: Session, job: Job, device_id: str, settings: Settings) -> int:
@@ -219,9 +246,16 @@ def judge(
                 _close(session, job, (run, owner), VERIFIED if honest else CAUGHT, now_ts)
             if checked:
                 _record(session, run.device_id, kind, honest, now_ts)
+            if checked or not honest:  # a passed check pays what came before it, else forfeit
+                _settle_unchecked(
+                    session,
+                    run.device_id,
+                    caught=not honest,
+                    passed_check_reported_ts=run.ended_ts if honest else None,
+                    now_ts=now_ts,
+                    settings=settings,
+                )
             if not honest:
-                for earlier, earlier_owner, earlier_job in _unchecked_held(session, run.device_id):
-                    _close(session, earlier_job, (earlier, earlier_owner), CAUGHT, now_ts)
                 challenges.quarantine(
                     session.get_one(Device, run.device_id),
                     f"returned a wrong result for task {task.id} (attempt {run.attempt}); "
@@ -242,3 +276,84 @@ def void_held(session: Session, task: Task, *, now_ts: float) -> None:
     for run, owner in _held(session, task):
         _close(session, job, (run, owner), VOID, now_ts)
     task.quorum = None
+
+
+def expire_holds(session: Session, *, now_ts: float, settings: Settings) -> int:
+    """Refund credit held ``settings.hold_limit_s`` unverified; commit; return results refunded.
+
+    An unchecked result that no later spot check of its device covered in time is refunded to
+    the submitter (the owner sees ``result_unverified`` in the ledger). A checked task still
+    waiting for a replica (``reported``: no device of another owner took it) has its held
+    results refunded the same way and runs again from the start (or goes to the dead letter
+    when its attempts are spent). Rows are locked with ``SKIP LOCKED`` where the database
+    has it, so coordinators sweeping together do not collide.
+    """
+    oldest_ts = now_ts - settings.hold_limit_s
+    stale = session.execute(
+        select(TaskAttempt.device_id, Task.id, Task.state)
+        .join(Task, Task.id == TaskAttempt.task_id)
+        .where(
+            TaskAttempt.verdict == HELD,
+            TaskAttempt.ended_ts <= oldest_ts,
+            Task.state.in_([TaskState.VERIFIED.value, TaskState.REPORTED.value]),
+        )
+        .order_by(TaskAttempt.ended_ts)
+    ).all()
+    refunded = 0
+    for device_id in sorted({device for device, _, state in stale if state == "verified"}):
+        before = len(_unchecked_held(session, device_id))
+        _settle_unchecked(
+            session,
+            device_id,
+            caught=False,
+            passed_check_reported_ts=None,
+            now_ts=now_ts,
+            settings=settings,
+        )
+        refunded += before - len(_unchecked_held(session, device_id))
+    for task_id in sorted({task for _, task, state in stale if state == "reported"}):
+        task = session.scalars(
+            select(Task).where(Task.id == task_id).with_for_update(skip_locked=True)
+        ).first()
+        if task is None or task.state != TaskState.REPORTED.value:
+            continue  # another coordinator has it, or a replica took it meanwhile
+        refunded += _refund_waiting(session, task, now_ts=now_ts, settings=settings)
+    session.commit()
+    if refunded:
+        _LOG.info("held results refunded unverified", extra={"count": refunded})
+    return refunded
+
+
+def _refund_waiting(session: Session, task: Task, *, now_ts: float, settings: Settings) -> int:
+    """Refund a waiting task's held results past the limit and requeue it; return how many."""
+    job = session.get_one(Job, task.job_id)
+    held = _held(session, task)
+    fates = [
+        trust.held_fate(
+            run.ended_ts if run.ended_ts is not None else now_ts,
+            caught=False,
+            passed_check_reported_ts=None,
+            now_ts=now_ts,
+            hold_limit_s=settings.hold_limit_s,
+        )
+        for run, _ in held
+    ]
+    if HoldFate.REFUND not in fates:
+        return 0
+    for run, owner in held:
+        _close(session, job, (run, owner), VOID, now_ts, kind="result_unverified")
+    task.quorum = None
+    state = leasing.next_state(
+        task.state, TaskEvent.REQUEUE, attempts_started=task.attempt, max_attempts=job.max_attempts
+    )
+    task.state = state.value
+    task.progress_energy_j = 0.0
+    task.last_error = (
+        f"no device of another owner verified its result within {settings.hold_limit_s:g} s; "
+        "the held credit was refunded and it runs again"
+    )
+    if state is TaskState.DEAD:
+        task.ended_ts = now_ts
+    else:
+        task.not_before_ts = now_ts
+    return len(held)

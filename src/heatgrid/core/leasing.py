@@ -144,7 +144,8 @@ class TaskEvent(enum.StrEnum):
     CANCEL = "cancel"
     """Its job was cancelled."""
     REQUEUE = "requeue"
-    """Its rejected results are void: it runs again from the start."""
+    """Its rejected results are void, or its held ones went unverified past the hold limit: it
+    runs again from the start."""
     HAND_BACK = "hand_back"
     """An attempt's device gave the task back unfinished, on purpose, to resume elsewhere."""
 
@@ -190,6 +191,7 @@ TRANSITIONS: Mapping[tuple[TaskState, TaskEvent], tuple[TaskState, ...]] = {
     (TaskState.VERIFYING, TaskEvent.EXPIRE): _REPLICA_RETRY,
     (TaskState.VERIFYING, TaskEvent.FAIL): _REPLICA_RETRY,
     (TaskState.REJECTED, TaskEvent.REQUEUE): (TaskState.QUEUED, TaskState.DEAD),
+    (TaskState.REPORTED, TaskEvent.REQUEUE): (TaskState.QUEUED, TaskState.DEAD),
     (TaskState.LEASED, TaskEvent.HAND_BACK): _HANDED_BACK,
     (TaskState.VERIFYING, TaskEvent.HAND_BACK): _REPLICA_HANDED_BACK,
     (TaskState.QUEUED, TaskEvent.CANCEL): (TaskState.CANCELLED,),
