@@ -91,8 +91,8 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
     Returns
     -------
     dict or None
-        ``test_accuracy``, ``weights_sha256``, ``steps`` and ``resumed_from_step``; None when
-        paused (after a checkpoint).
+        ``test_accuracy``, ``weights_sha256``, ``tensor_fingerprint`` (of the final weights),
+        ``steps`` and ``resumed_from_step``; None when paused (after a checkpoint).
     """
     # deterministic cuBLAS on a GPU (torch.use_deterministic_algorithms requires it there)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -154,6 +154,9 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
     return {
         "test_accuracy": accuracy,
         "weights_sha256": weights_sha256(model),
+        # compared by verification within job.toml's verify_rel_l2 (other CPU kinds round
+        # differently in the last bits; a run that skipped a step is far off)
+        "tensor_fingerprint": ctx.tensor_fingerprint(model.state_dict()),
         "steps": step,
         "resumed_from_step": resumed_from,
     }

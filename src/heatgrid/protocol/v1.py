@@ -16,12 +16,13 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
 from heatgrid.core.carbon import GRID_CARBON_G_PER_KWH
 from heatgrid.protocol.challenge import ChallengeOrder
-from heatgrid.protocol.jobs import ArtifactRef, InputName, InputUrl
+from heatgrid.protocol.jobs import ArtifactRef, InputName, InputUrl, result_fingerprint
 from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
@@ -455,12 +456,20 @@ class TaskCompletion(_Message):
     result : dict
         The task's result: a JSON object of at most :data:`~.values.MAX_JSON_BYTES` nested
         at most :data:`~.values.MAX_JSON_DEPTH` deep, finite numbers, no NUL, valid Unicode.
+        A ``tensor_fingerprint`` in it must be well formed
+        (:class:`~heatgrid.protocol.jobs.TensorFingerprintBody`).
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
     attempt: Attempt
     energy_j: Energy
     result: JsonObject
+
+    @field_validator("result")
+    @classmethod
+    def _fingerprint_well_formed(cls, result: dict[str, object]) -> dict[str, object]:
+        result_fingerprint(result)  # a malformed fingerprint is refused here, not read later
+        return result
 
 
 class TaskFailure(_Message):

@@ -278,6 +278,7 @@ class Job(Base):
     artifact_sha256: Mapped[str | None] = mapped_column(ForeignKey("artifacts.sha256"), index=True)
     input_urls: Mapped[dict[str, str] | None] = mapped_column(JSON)
     verify_quorum: Mapped[int | None] = mapped_column(Integer)
+    verify_rel_l2: Mapped[float | None] = mapped_column(Double)
 
 
 class Task(Base):
