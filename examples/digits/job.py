@@ -128,7 +128,11 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
     def checkpoint() -> None:
         at_boundary = step % batches == 0
         ctx.checkpoint(
-            _save(model, optimizer, generator.get_state() if at_boundary else epoch_generator, step)
+            _save(
+                model, optimizer, generator.get_state() if at_boundary else epoch_generator, step
+            ),
+            step=step,  # with the weights' fingerprint: a replay of the segment is checked by it
+            fingerprint=ctx.tensor_fingerprint(model.state_dict()),
         )
 
     while step < total_steps:

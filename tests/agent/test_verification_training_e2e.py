@@ -24,7 +24,7 @@ import pytest
 from tests.agent.jobs_fleet import Coordinator, agent, pack, until
 
 from heatgrid.agent.client import CoordinatorClient
-from heatgrid.core.fingerprint import fingerprint_rel_l2, fingerprints_agree
+from heatgrid.core.fingerprint import TensorFingerprint, fingerprint_rel_l2, fingerprints_agree
 from heatgrid.protocol import v1
 from heatgrid.protocol.jobs import TensorFingerprintBody
 
@@ -91,6 +91,9 @@ async def _scenario(root: Path) -> None:
         closed = coordinator.query(
             "SELECT kind, device_id FROM ledger_transactions WHERE kind LIKE 'result_%'"
         )
+        marks = coordinator.query(
+            "SELECT device_id, step, fingerprint FROM checkpoints WHERE task_id = ?", task_id
+        )
         unbalanced = coordinator.query(
             "SELECT transaction_id FROM ledger_entries GROUP BY transaction_id, unit "
             "HAVING SUM(amount) != 0"
@@ -121,6 +124,18 @@ async def _scenario(root: Path) -> None:
     assert forfeited == {devices["mallory"]}
     assert paid == honest
     assert unbalanced == []
+    # every checkpoint came with its step and the fingerprint of the weights it saved; where
+    # two honest devices saved the same step, their tensors agree (what a segment replay checks)
+    assert marks
+    assert all(step is not None and fp is not None for _, step, fp in marks)
+    by_step: dict[int, dict[str, TensorFingerprint]] = {}
+    for device_id, step, fp in marks:
+        body = json.loads(fp) if isinstance(fp, str) else fp
+        by_step.setdefault(step, {})[device_id] = TensorFingerprintBody.model_validate(body).core()
+    shared = [prints for prints in by_step.values() if honest <= set(prints)]
+    assert shared, by_step.keys()
+    for prints in shared:
+        assert fingerprints_agree(prints[devices["bob"]], prints[devices["dave"]], VERIFY_REL_L2)
 
 
 def test_a_heater_that_skips_training_steps_is_caught_and_the_task_verified(

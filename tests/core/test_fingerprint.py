@@ -166,3 +166,35 @@ def test_results_agree_by_fingerprint_within_the_jobs_tolerance() -> None:
         rel_l2_max=1e-5,
     )
     assert one_owner.judgement is trust.Judgement.NEEDS_REPLICA  # bob cannot verify bob
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    gaps=st.lists(st.integers(min_value=0, max_value=500), max_size=30),
+    draw=st.floats(min_value=0.0, max_value=1.0, exclude_max=True),
+)
+def test_a_replay_segment_joins_two_checkpoints_and_advances(gaps: list[int], draw: float) -> None:
+    steps = list(np.cumsum(gaps).tolist())
+    segment = fingerprint.replay_segment(steps, draw)
+    if all(step == 0 for step in steps):
+        assert segment is None
+        return
+    assert segment is not None
+    start_step = 0 if segment.start is None else steps[segment.start]
+    assert segment.steps == steps[segment.end] - start_step > 0
+    assert segment.start is None or segment.start == segment.end - 1
+
+
+def test_every_segment_is_drawn_with_the_same_chance() -> None:
+    steps = [100, 200, 200, 300, 350]  # a pause checkpoint repeated step 200
+    drawn = [fingerprint.replay_segment(steps, (i + 0.5) / 400) for i in range(400)]
+    ends = [segment.end for segment in drawn if segment is not None]
+    assert sorted(set(ends)) == [0, 1, 3, 4]  # the empty segment 1 -> 2 is never replayed
+    assert all(ends.count(end) == 100 for end in set(ends))
+    assert drawn[0] == fingerprint.ReplaySegment(None, 0, 100)
+
+
+@pytest.mark.parametrize(("steps", "draw"), [([1, -1], 0.5), ([1], 1.0), ([1], math.nan)])
+def test_a_bad_replay_choice_is_refused(steps: list[int], draw: float) -> None:
+    with pytest.raises(InputError):
+        fingerprint.replay_segment(steps, draw)

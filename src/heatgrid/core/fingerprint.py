@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Sequence
 
 from heatgrid.core.errors import InputError, require_finite
 
@@ -35,9 +36,11 @@ __all__ = [
     "SKETCH_NONZEROS",
     "SKETCH_SEED",
     "SKETCH_SIZE",
+    "ReplaySegment",
     "TensorFingerprint",
     "fingerprint_rel_l2",
     "fingerprints_agree",
+    "replay_segment",
 ]
 
 SKETCH_SIZE = 64
@@ -121,3 +124,55 @@ def fingerprints_agree(a: TensorFingerprint, b: TensorFingerprint, rel_l2_max: f
     if tolerance == 0.0:
         return a.values_sha256 == b.values_sha256
     return fingerprint_rel_l2(a, b) <= tolerance
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplaySegment:
+    """A segment of a training task to replay: from one checkpoint to the next.
+
+    ``start`` is the index of the checkpoint to resume from (None: the task's beginning) and
+    ``end`` the index of the checkpoint whose fingerprint the replay must reach, both into the
+    sequence given to :func:`replay_segment`; ``steps`` is the segment's length [steps].
+    """
+
+    start: int | None
+    end: int
+    steps: int
+
+
+def replay_segment(checkpoint_steps: Sequence[int], draw: float) -> ReplaySegment | None:
+    """Choose the segment of a training task to replay, given a uniform draw in [0, 1).
+
+    The segments run from the beginning (step 0) to the first checkpoint and from each
+    checkpoint to the next; those that advance at least one step are eligible, each with the
+    same chance. The caller draws *after* the device reported its result (with a secure
+    generator), so the device cannot know which segment is checked: a device that skips steps
+    in a share ``f`` of its segments is caught with probability ``f`` per check.
+
+    Parameters
+    ----------
+    checkpoint_steps : Sequence[int]
+        The step each of the task's checkpoints was saved after, in the order saved [steps].
+    draw : float
+        Uniform in [0, 1) [dimensionless].
+
+    Returns
+    -------
+    ReplaySegment or None
+        None when no segment advances (no checkpoints, or none after step 0).
+    """
+    value = require_finite("draw", draw)
+    if not 0.0 <= value < 1.0:
+        raise InputError(f"draw must be in [0, 1), got {draw!r}")
+    eligible = []
+    previous: int | None = None
+    previous_step = 0
+    for index, step in enumerate(checkpoint_steps):
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise InputError(f"checkpoint_steps[{index}] must be an integer >= 0, got {step!r}")
+        if step > previous_step:
+            eligible.append(ReplaySegment(previous, index, step - previous_step))
+        previous, previous_step = index, step
+    if not eligible:
+        return None
+    return eligible[min(int(value * len(eligible)), len(eligible) - 1)]

@@ -202,8 +202,18 @@ class JobContext:
             return None
         return decode_checkpoint(self._latest.read_bytes())
 
-    def checkpoint(self, state: object) -> int:
+    def checkpoint(
+        self,
+        state: object,
+        *,
+        step: int | None = None,
+        fingerprint: Mapping[str, Any] | None = None,
+    ) -> int:
         """Save ``state`` (bytes, or any picklable object) as the task's newest checkpoint.
+
+        A training job passes the ``step`` the state was saved after and the
+        :meth:`tensor_fingerprint` of its tensors: verification may replay the segment between
+        two checkpoints on another heater and compare the tensors it reaches with these.
 
         Returns
         -------
@@ -220,14 +230,17 @@ class JobContext:
             os.fsync(file.fileno())
         partial.replace(final)
         self._latest = final
-        self._send(
-            {
-                "type": "checkpoint",
-                "seq": self._seq,
-                "size_bytes": len(blob),
-                "sha256": hashlib.sha256(blob).hexdigest(),
-            }
-        )
+        message: dict[str, object] = {
+            "type": "checkpoint",
+            "seq": self._seq,
+            "size_bytes": len(blob),
+            "sha256": hashlib.sha256(blob).hexdigest(),
+        }
+        if step is not None:
+            message["step"] = int(step)
+        if fingerprint is not None:
+            message["fingerprint"] = dict(fingerprint)
+        self._send(message)
         for old in self._checkpoint_dir.glob("*.ckpt"):
             if old.stem.isdigit() and int(old.stem) <= self._seq - _KEEP_CHECKPOINTS:
                 old.unlink(missing_ok=True)

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_ARTIFACT_BYTES",
     "MAX_PARAMS_BYTES",
     "ArtifactRef",
+    "CheckpointMark",
     "InputName",
     "InputUrl",
     "JobManifest",
@@ -334,6 +335,21 @@ class TensorFingerprintBody(_Model):
         return fingerprint.TensorFingerprint(
             self.values_sha256, self.count, self.norm, tuple(self.sketch)
         )
+
+
+class CheckpointMark(_Model):
+    """What a checkpoint says of the training it saves, for the replay of a segment.
+
+    Attributes
+    ----------
+    step : int or None
+        The training step the checkpoint was taken after [steps], 0 to 2**53.
+    fingerprint : TensorFingerprintBody or None
+        The fingerprint of the tensors it saves (``ctx.tensor_fingerprint(...)``).
+    """
+
+    step: Annotated[int, Field(ge=0, le=1 << 53)] | None = None
+    fingerprint: TensorFingerprintBody | None = None
 
 
 def result_fingerprint(result: dict[str, object]) -> fingerprint.TensorFingerprint | None:

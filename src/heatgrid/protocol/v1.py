@@ -22,7 +22,13 @@ from pydantic import (
 
 from heatgrid.core.carbon import GRID_CARBON_G_PER_KWH
 from heatgrid.protocol.challenge import ChallengeOrder
-from heatgrid.protocol.jobs import ArtifactRef, InputName, InputUrl, result_fingerprint
+from heatgrid.protocol.jobs import (
+    ArtifactRef,
+    InputName,
+    InputUrl,
+    TensorFingerprintBody,
+    result_fingerprint,
+)
 from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
@@ -717,6 +723,11 @@ class CheckpointCommit(_Message):
         SHA-256 of the whole checkpoint (the chunks joined), hex.
     size_bytes : int
         Size of the whole checkpoint [bytes].
+    step : int or None
+        The training step the checkpoint was taken after, when the task said [steps].
+    fingerprint : TensorFingerprintBody or None
+        The fingerprint of the tensors it saves, when the task gave one (a replay of the
+        segment that ends here is compared with it).
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
@@ -725,6 +736,8 @@ class CheckpointCommit(_Message):
     chunks: Annotated[list[_Sha256], Field(min_length=1, max_length=MAX_CHECKPOINT_CHUNKS)]
     sha256: _Sha256
     size_bytes: Annotated[int, Field(ge=1, le=1 << 40)]
+    step: Annotated[int, Field(ge=0, le=1 << 53)] | None = None
+    fingerprint: TensorFingerprintBody | None = None
 
 
 class MiningCredentials(_Message):
