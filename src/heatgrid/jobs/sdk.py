@@ -137,19 +137,26 @@ def tensor_fingerprint(tensors: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _sketch_chunk(np: Any, values: Any, first_index: int) -> Any:
-    """Return the sketch of ``values`` at positions ``first_index…`` (splitmix64 hashing)."""
-    index = np.arange(first_index, first_index + values.size, dtype=np.uint64)
-    z = index * np.uint64(0x9E3779B97F4A7C15) + np.uint64(_SKETCH_SEED)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    """Return the sketch of ``values`` at positions ``first_index…`` (splitmix64 hashing).
+
+    Value ``i`` goes into buckets ``(b + t * 16) % 64`` for ``t`` in 0..3, where ``b`` is the
+    low 6 bits of the hash of ``i``, with sign ``+1`` where bit ``63 - t`` of the hash is set.
+    """
+    z = np.arange(first_index, first_index + values.size, dtype=np.uint64)
+    z *= np.uint64(0x9E3779B97F4A7C15)
+    z += np.uint64(_SKETCH_SEED)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
     z ^= z >> np.uint64(31)
-    base = (z % np.uint64(_SKETCH_SIZE)).astype(np.int64)
+    base = (z & np.uint64(_SKETCH_SIZE - 1)).astype(np.intp)
     stride = _SKETCH_SIZE // _SKETCH_NONZEROS
     out = np.zeros(_SKETCH_SIZE, dtype=np.float64)
     for t in range(_SKETCH_NONZEROS):
-        sign = ((z >> np.uint64(63 - t)) & np.uint64(1)).astype(np.float64) * 2.0 - 1.0
-        buckets = (base + t * stride) % _SKETCH_SIZE
-        out += np.bincount(buckets, weights=sign * values, minlength=_SKETCH_SIZE)
+        positive = (z >> np.uint64(63 - t)) & np.uint64(1) == np.uint64(1)
+        signed = np.where(positive, values, -values)
+        out += np.roll(np.bincount(base, weights=signed, minlength=_SKETCH_SIZE), t * stride)
     return out / math.sqrt(_SKETCH_NONZEROS)
 
 
