@@ -91,9 +91,9 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
     Returns
     -------
     dict or None
-        ``test_accuracy``, ``weights_sha256``, ``steps``, ``resumed_from_step`` and
-        ``torch_threads`` (the intra-op threads it ran with); None when
-        paused (after a checkpoint).
+        ``test_accuracy``, ``weights_sha256``, ``tensor_fingerprint`` (of the final weights),
+        ``steps``, ``resumed_from_step`` and ``torch_threads`` (the intra-op threads it ran
+        with); None when paused (after a checkpoint).
     """
     # deterministic cuBLAS on a GPU (torch.use_deterministic_algorithms requires it there)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -129,7 +129,11 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
     def checkpoint() -> None:
         at_boundary = step % batches == 0
         ctx.checkpoint(
-            _save(model, optimizer, generator.get_state() if at_boundary else epoch_generator, step)
+            _save(
+                model, optimizer, generator.get_state() if at_boundary else epoch_generator, step
+            ),
+            step=step,  # with the weights' fingerprint: a replay of the segment is checked by it
+            fingerprint=ctx.tensor_fingerprint(model.state_dict()),
         )
 
     while step < total_steps:
@@ -155,6 +159,9 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
     return {
         "test_accuracy": accuracy,
         "weights_sha256": weights_sha256(model),
+        # compared by verification within job.toml's verify_rel_l2 (other CPU kinds round
+        # differently in the last bits; a run that skipped a step is far off)
+        "tensor_fingerprint": ctx.tensor_fingerprint(model.state_dict()),
         "steps": step,
         "resumed_from_step": resumed_from,
         "torch_threads": torch.get_num_threads(),

@@ -142,6 +142,7 @@ class Coordinator:
         *,
         max_attempts: int = 5,
         input_urls: dict[str, str] | None = None,
+        verify_rel_l2: float | None = None,
     ) -> list[str]:
         """Upload the packed job ``artifact``, submit one task per ``params``; return task ids."""
         ref = ArtifactRef(sha256=artifact.name.split(".")[0], size_bytes=artifact.stat().st_size)
@@ -154,6 +155,8 @@ class Coordinator:
             "tasks": [{"task_input": task, "energy_j": 50.0} for task in params],
             "input_urls": input_urls or {},
         }
+        if verify_rel_l2 is not None:
+            body["verify_rel_l2"] = verify_rel_l2
         headers = {"Authorization": f"Bearer {self.submitter_key}"}
         async with httpx.AsyncClient(base_url=self.url) as http:
             uploaded = await http.put(

@@ -24,6 +24,7 @@ import anyio
 import anyio.from_thread
 import fsspec
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -38,6 +39,8 @@ from heatgrid.coordinator.app import create_app
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import Checkpoint
 from heatgrid.coordinator.settings import Settings
+from heatgrid.jobs.sdk import tensor_fingerprint
+from heatgrid.protocol.jobs import CheckpointMark
 
 from .conftest import Coordinator
 from .serve_process import free_port
@@ -452,3 +455,58 @@ def test_chunked_checkpoints_and_artifacts_in_s3(database_url: str, s3_env: str)
         server.should_exit = True
         thread.join(timeout=30.0)
         app.state.engine.dispose()
+
+
+def test_a_checkpoints_step_and_fingerprint_are_checked_and_kept(
+    coordinator: Coordinator, tmp_path: Path
+) -> None:
+    device_id, token, task_id, attempt = _leased_task(
+        coordinator.client, coordinator.operator_key, coordinator.clock()
+    )
+    data = os.urandom(3 * CHUNK_BYTES)
+    weights = {"w": np.arange(100, dtype=np.float32)}
+    mark = CheckpointMark.model_validate({"step": 300, "fingerprint": tensor_fingerprint(weights)})
+
+    async def upload(blob: bytes, energy_j: float, with_mark: CheckpointMark | None) -> Any:
+        async with _client(coordinator.app, device_id, token) as client:
+            return await client.upload_checkpoint(
+                task_id,
+                blob,
+                attempt=attempt,
+                energy_j=energy_j,
+                chunk_bytes=CHUNK_BYTES,
+                mark=with_mark,
+            )
+
+    receipt = coordinator.client.portal.call(upload, data, 10.0, mark)
+    plain = coordinator.client.portal.call(upload, data[::-1], 20.0, None)
+    assert (receipt.seq, plain.seq) == (1, 2)
+    engine = make_engine(coordinator.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            rows = {row.seq: row for row in session.query(Checkpoint).filter_by(task_id=task_id)}
+            assert rows[1].step == 300
+            assert rows[1].fingerprint == tensor_fingerprint(weights)
+            assert (rows[2].step, rows[2].fingerprint) == (None, None)
+    finally:
+        engine.dispose()
+
+    sha = hashlib.sha256(data).hexdigest()
+    commit = {
+        "attempt": attempt,
+        "energy_j": 30.0,
+        "chunks": [sha],
+        "sha256": sha,
+        "size_bytes": len(data),
+    }
+    auth = {"Authorization": f"Bearer {token}"}
+    base = f"/v1/devices/{device_id}/tasks/{task_id}"
+    bad_print = {**tensor_fingerprint(weights), "sketch": [1.0] * 3}
+    for body, field in (
+        ({**commit, "step": -1}, "step"),
+        ({**commit, "fingerprint": bad_print}, "sketch"),
+        ({**commit, "fingerprint": {**bad_print, "sketch": [0.0] * 64, "norm": -1}}, "norm"),
+    ):
+        answer = coordinator.client.post(f"{base}/checkpoints", json=body, headers=auth)
+        assert answer.status_code == 422, answer.text
+        assert field in answer.text

@@ -230,3 +230,15 @@ def test_directory_options_with_a_json_spec_are_refused(
     status, out, err = _run(capsys, "jobs", "submit", str(spec), *common)
     assert status == 0, err
     assert "1 tasks" in out
+
+
+def test_the_tolerance_in_job_toml_reaches_the_job(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ("--url", served.url, "--api-key", served.key)
+    status, out, err = _run(capsys, "jobs", "submit", str(EXAMPLES / "digits"), *common, "--json")
+    assert status == 0, err
+    job_id = json.loads(out)["job_id"]
+    status, out, err = _run(capsys, "jobs", "show", job_id, *common, "--json")
+    assert status == 0, err
+    assert json.loads(out)["verify_rel_l2"] == 1e-5  # examples/digits/job.toml declares it

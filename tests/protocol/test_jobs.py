@@ -51,6 +51,10 @@ def test_params_must_be_small_json() -> None:
         ({"inputs": {"../escape": "x"}}, "inputs"),
         ({"resources": {"memory_mb": 1}}, "memory_mb"),
         ({"resources": {"gpus": 2}}, "gpus"),
+        ({"verify_rel_l2": 0.5}, "verify_rel_l2"),
+        ({"verify_rel_l2": -1e-9}, "verify_rel_l2"),
+        ({"verify_rel_l2": float("inf")}, "verify_rel_l2"),
+        ({"verify_rel_l2": float("nan")}, "verify_rel_l2"),
     ],
 )
 def test_bad_manifests_are_refused(body, message) -> None:

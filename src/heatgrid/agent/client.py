@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from heatgrid.jobs.artifact import artifact_path
 from heatgrid.protocol import v1
 from heatgrid.protocol.challenge import ChallengeCommit, ChallengeReveal, ChallengeVerdict
-from heatgrid.protocol.jobs import MAX_ARTIFACT_BYTES
+from heatgrid.protocol.jobs import MAX_ARTIFACT_BYTES, CheckpointMark
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -345,6 +345,7 @@ class CoordinatorClient:
         device_id: str | None = None,
         token: str | None = None,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        mark: CheckpointMark | None = None,
     ) -> v1.CheckpointReceipt:
         """Upload a checkpoint in chunks, sending only those the coordinator lacks; commit it.
 
@@ -363,6 +364,8 @@ class CoordinatorClient:
             Energy the attempt burned when the checkpoint was taken [J].
         chunk_bytes : int
             Size of each chunk [bytes].
+        mark : CheckpointMark, optional
+            The training step and tensor fingerprint the task gave with the checkpoint.
 
         Returns
         -------
@@ -401,6 +404,8 @@ class CoordinatorClient:
             chunks=[sha for sha, _ in chunks],
             sha256=whole_sha256,
             size_bytes=size_bytes,
+            step=None if mark is None else mark.step,
+            fingerprint=None if mark is None else mark.fingerprint,
         )
         answer = await self._send("POST", f"{base}/checkpoints", headers, json_body=commit)
         return _parsed(v1.CheckpointReceipt, answer, f"POST {self.url}{base}/checkpoints")

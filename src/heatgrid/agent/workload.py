@@ -60,10 +60,10 @@ from heatgrid.jobs.artifact import ArtifactError, artifact_path, unpack_artifact
 from heatgrid.jobs.cgroups import CgroupUnavailableError
 from heatgrid.jobs.energy import EnergyMeter
 from heatgrid.jobs.manifest import load_manifest
-from heatgrid.jobs.runner import RunLimits, TaskRunner, latest_checkpoint
+from heatgrid.jobs.runner import MARK_SUFFIX, RunLimits, TaskRunner, latest_checkpoint
 from heatgrid.jobs.sandbox import SandboxUnavailableError
 from heatgrid.protocol import v1
-from heatgrid.protocol.jobs import TaskRun, TaskRunOutcome
+from heatgrid.protocol.jobs import CheckpointMark, TaskRun, TaskRunOutcome
 
 __all__ = ["JobWorkload", "TaskSlot", "task_run"]
 
@@ -607,6 +607,7 @@ class JobWorkload:
             staged.parent.mkdir(parents=True, exist_ok=True)
             staged.unlink(missing_ok=True)
             os.link(path, staged)
+            mark = _read_mark(path.with_suffix(MARK_SUFFIX))
         except FileNotFoundError:  # pruned by a newer one: that one's turn comes
             slot.checkpointed.set()
             return True
@@ -621,6 +622,7 @@ class JobWorkload:
                     device_id=device_id,
                     token=token,
                     chunk_bytes=self.settings.checkpoint_chunk_bytes,
+                    mark=mark,
                 )
         except CoordinatorUnavailableError as error:
             _log.warning("task %s: checkpoint %d not uploaded yet: %s", slot.task_id, seq, error)
@@ -759,3 +761,12 @@ class JobWorkload:
         self.finished.append(slot)
         if slot.reported in {"completed", "failed"}:
             shutil.rmtree(self._task_dir(slot), ignore_errors=True)
+
+
+def _read_mark(path: Path) -> CheckpointMark | None:
+    """Return the step and fingerprint the runner kept beside a checkpoint, or None."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return CheckpointMark.model_validate_json(text)  # the runner checked it when it wrote it

@@ -152,4 +152,6 @@ class DirectorySubmission:
             "input_urls": urls,
             "tasks": [{"task_input": params, "energy_j": energy_j} for params in grid],
         }
+        if manifest.verify_rel_l2 is not None:
+            body["verify_rel_l2"] = manifest.verify_rel_l2
         return cls(artifact_path(store, ref.sha256), body)

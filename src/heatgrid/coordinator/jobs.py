@@ -46,7 +46,9 @@ __all__ = [
 
 def _submission_sha256(submission: JobSubmission) -> str:
     """Return the SHA-256 of a submission's canonical JSON (sorted keys, no spaces, ASCII)."""
-    unset = {"verify_quorum"} if submission.verify_quorum is None else None  # hashes as before
+    unset = {  # a submission without them hashes as before they existed
+        name for name in ("verify_quorum", "verify_rel_l2") if getattr(submission, name) is None
+    }
     body = submission.model_dump(mode="json", exclude=unset)
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -160,6 +162,7 @@ def _create(
         artifact_sha256=None if submission.artifact is None else submission.artifact.sha256,
         input_urls=dict(submission.input_urls) or None,
         verify_quorum=submission.verify_quorum,
+        verify_rel_l2=submission.verify_rel_l2,
     )
     session.add(job)
     session.flush()

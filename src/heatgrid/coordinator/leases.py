@@ -58,7 +58,7 @@ from heatgrid.coordinator.settings import Settings
 from heatgrid.core import leasing, scheduling
 from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
 from heatgrid.protocol import v1
-from heatgrid.protocol.jobs import ArtifactRef
+from heatgrid.protocol.jobs import ArtifactRef, CheckpointMark
 from heatgrid.protocol.values import check_json_object
 
 __all__ = [
@@ -758,8 +758,12 @@ def save_checkpoint(
     blob: StagedBlob,
     now_ts: float,
     settings: Settings,
+    mark: CheckpointMark | None = None,
 ) -> v1.CheckpointReceipt:
     """Record a checkpoint taken after the attempt burned ``energy_j``; renew the lease.
+
+    ``mark`` is the training step and tensor fingerprint the task gave with it, kept for the
+    replay of a segment (checked at the door).
 
     ``blob`` was received and flushed to disk before this transaction began; here it is only
     moved to its key. The same upload sent twice (same attempt, energy and bytes) is stored
@@ -797,6 +801,12 @@ def save_checkpoint(
             size_bytes=blob.size_bytes,
             sha256=digest,
             created_ts=now_ts,
+            step=None if mark is None else mark.step,
+            fingerprint=(
+                None
+                if mark is None or mark.fingerprint is None
+                else mark.fingerprint.model_dump(mode="json")
+            ),
         )
         session.add(newest)
         task.checkpoint_seq = seq

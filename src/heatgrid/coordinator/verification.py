@@ -8,6 +8,10 @@ many owners must agree (:attr:`Task.quorum`: 1 lets a trusted device's result th
 unchecked, else the job's ``verify_quorum`` or the coordinator's). :func:`judge` then applies
 :func:`heatgrid.core.trust.judge_results` to the task's held results:
 
+Results agree when their digests are equal or, for a job that declares ``verify_rel_l2``,
+when the tensor fingerprints they carry agree within it
+(:func:`heatgrid.core.fingerprint.fingerprints_agree`).
+
 * verified: the devices that returned the agreed digest are paid (held credit released to
   their owners) and, when the result was checked, gain reputation; those that returned another
   digest forfeit their held credit to the submitter, lose their reputation and are
@@ -44,9 +48,10 @@ from heatgrid.coordinator import challenges, ledger
 from heatgrid.coordinator.db.models import Device, DeviceReputation, Job, Task, TaskAttempt
 from heatgrid.coordinator.ledger import held_account
 from heatgrid.coordinator.settings import Settings
-from heatgrid.core import leasing, trust
+from heatgrid.core import fingerprint, leasing, trust
 from heatgrid.core.leasing import TaskEvent, TaskState
 from heatgrid.core.trust import HoldFate, Judgement, Reputation
+from heatgrid.protocol.jobs import result_fingerprint
 
 __all__ = [
     "CAUGHT",
@@ -220,6 +225,19 @@ def _quorum(session: Session, job: Job, device_id: str, settings: Settings) -> i
     return (job.verify_quorum or settings.verify_quorum) if checked else 1
 
 
+def _fingerprints(
+    held: Sequence[tuple[TaskAttempt, int]],
+) -> dict[str, fingerprint.TensorFingerprint]:
+    """Return the tensor fingerprint of each held result that carries one (checked at the door)."""
+    found = {}
+    for run, _ in held:
+        if isinstance(run.result, dict):
+            value = result_fingerprint(run.result)
+            if value is not None:
+                found[run.device_id] = value
+    return found
+
+
 def judge(
     session: Session, task: Task, attempt: TaskAttempt, *, now_ts: float, settings: Settings
 ) -> Judgement:
@@ -236,6 +254,8 @@ def judge(
         {run.device_id: str(owner) for run, owner in held},
         task.quorum,
         max(settings.verify_max_results, task.quorum + 1),
+        fingerprints_by_device=_fingerprints(held) if job.verify_rel_l2 is not None else None,
+        rel_l2_max=job.verify_rel_l2,
     )
     if verdict.judgement is Judgement.VERIFIED:
         checked = task.quorum > 1

@@ -224,6 +224,8 @@ class JobSummary:
         Named inputs its tasks read.
     verify_quorum : int or None
         Owners that must agree on a checked result, when the job set it.
+    verify_rel_l2 : float or None
+        Relative L2 within which results' tensors agree, when the job set it.
     """
 
     job_id: str
@@ -247,6 +249,7 @@ class JobSummary:
     artifact_sha256: str | None
     input_urls: dict[str, str]
     verify_quorum: int | None = None
+    verify_rel_l2: float | None = None
 
     @property
     def energy_kwh(self) -> float:
@@ -899,6 +902,7 @@ def _job_summaries(session: Session, rows: list[tuple[Job, str]]) -> list[JobSum
             artifact_sha256=job.artifact_sha256,
             input_urls=dict(job.input_urls or {}),
             verify_quorum=job.verify_quorum,
+            verify_rel_l2=job.verify_rel_l2,
         )
         for job, submitter_name in rows
     ]

@@ -21,6 +21,7 @@ from heatgrid.core.errors import (
     require_non_negative,
     require_positive,
 )
+from heatgrid.core.fingerprint import TensorFingerprint, fingerprints_agree
 
 __all__ = [
     "DEFAULT_HALF_RATE_RESULTS",
@@ -448,37 +449,66 @@ def judge_results(
     owner_by_device: Mapping[str, str],
     quorum: int,
     max_results: int,
+    *,
+    fingerprints_by_device: Mapping[str, TensorFingerprint] | None = None,
+    rel_l2_max: float | None = None,
 ) -> Verdict:
     """Judge the results of one task returned so far (the coordinator's and simulator's rule).
 
     A task is run first on one device; it wants ``quorum`` agreeing owners (1 for a trusted
     device's result that :func:`needs_replica` lets through, ``k`` when it is spot-checked or
-    the job asks for k-of-n). The result is verified when :func:`agreement` finds one digest
-    returned by devices of ``quorum`` different owners; the devices that returned another
-    digest are caught. Short of that, another replica is wanted while fewer than
-    ``max_results`` results are in; after that the task is undecided (a tie between owners
-    that no further replica was allowed to break), and nobody is paid or caught.
+    the job asks for k-of-n). Two results agree when their digests are equal or, where the job
+    declares a tolerance ``rel_l2_max``, when both carry tensor fingerprints that
+    :func:`heatgrid.core.fingerprint.fingerprints_agree` within it. The result is verified when
+    one result (the first in the mapping's order) agrees with results of devices of ``quorum``
+    different owners and no other such result disagrees with it; the devices whose results
+    agree with it are honest, the others caught. Short of that, another replica is wanted
+    while fewer than ``max_results`` results are in; after that the task is undecided (a tie
+    between owners that no further replica was allowed to break), and nobody is paid or caught.
+    Each owner counts once, so colluding devices of one owner never verify each other.
 
     Parameters
     ----------
     digests_by_device : Mapping[str, str]
-        Result digest returned by each device so far.
+        Result digest returned by each device so far, oldest first.
     owner_by_device : Mapping[str, str]
         Owner of each device; every device with a digest must have one.
     quorum : int
         Owners that must agree [owners], >= 1.
     max_results : int
         Most results the task may be run for [results], >= ``quorum``.
+    fingerprints_by_device : Mapping[str, TensorFingerprint], optional
+        The tensor fingerprint of each device's result, where it carries one.
+    rel_l2_max : float, optional
+        The job's tolerance [dimensionless]; None: results agree only by digest.
     """
     need = _require_int("quorum", quorum, 1)
     most = _require_int("max_results", max_results, need)
-    agreed = agreement(digests_by_device, owner_by_device, need)
-    if agreed is not None:
+    missing = sorted(set(digests_by_device) - set(owner_by_device))
+    if missing:
+        raise InputError(f"owner_by_device lacks the owner of device(s) {', '.join(missing)}")
+    prints = fingerprints_by_device or {}
+
+    def same(a: str, b: str) -> bool:
+        if digests_by_device[a] == digests_by_device[b]:
+            return True
+        if rel_l2_max is None or a not in prints or b not in prints:
+            return False
+        return fingerprints_agree(prints[a], prints[b], rel_l2_max)
+
+    candidates = [
+        device
+        for device in digests_by_device
+        if len({owner_by_device[o] for o in digests_by_device if same(device, o)}) >= need
+    ]
+    if candidates and all(same(candidates[0], other) for other in candidates[1:]):
+        reference = candidates[0]
+        honest = frozenset(d for d in digests_by_device if same(reference, d))
         return Verdict(
             Judgement.VERIFIED,
-            agreed,
-            frozenset(d for d, digest in digests_by_device.items() if digest == agreed),
-            frozenset(d for d, digest in digests_by_device.items() if digest != agreed),
+            digests_by_device[reference],
+            honest,
+            frozenset(digests_by_device) - honest,
         )
     if len(digests_by_device) < most:
         return Verdict(Judgement.NEEDS_REPLICA)

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from pydantic import ValidationError
+
 from heatgrid.jobs import sandbox
 from heatgrid.jobs.artifact import unpack_artifact
 from heatgrid.jobs.cgroups import TaskCgroup, create_task_cgroup
@@ -49,10 +51,18 @@ from heatgrid.jobs.sdk import (
     RESTORE_FILE,
     TASK_FILE,
 )
-from heatgrid.protocol.jobs import OutputFile, RunState, TaskRun, TaskRunOutcome, TaskRunProgress
+from heatgrid.protocol.jobs import (
+    CheckpointMark,
+    OutputFile,
+    RunState,
+    TaskRun,
+    TaskRunOutcome,
+    TaskRunProgress,
+)
 
 __all__ = [
     "DEFAULT_CORE_POWER_W",
+    "MARK_SUFFIX",
     "RunLimits",
     "TaskRunner",
     "latest_checkpoint",
@@ -68,6 +78,10 @@ A stated assumption: the catalog's Ryzen 9 7950X draws 230 W (its PPT limit) ove
 _TICK_S = 0.05
 _DISK_CHECK_S = 0.25
 _DUTY_PERIOD_S = 1.0
+MARK_SUFFIX: Final = ".mark.json"
+"""Suffix of the file beside checkpoint ``N.ckpt`` that holds its step and fingerprint
+(:class:`~heatgrid.protocol.jobs.CheckpointMark`), when the task gave them."""
+
 _KEEP_CHECKPOINTS = 2
 _CHUNK_BYTES = 1 << 20
 _PR_SET_CHILD_SUBREAPER = 36
@@ -596,7 +610,17 @@ class TaskRunner:
         if not isinstance(seq, int) or seq <= (self._checkpoint_seq or 0):
             self._stop_with("killed", f"the task reported checkpoint {seq!r} out of order")
             return
+        try:
+            mark = CheckpointMark.model_validate(
+                {key: message[key] for key in ("step", "fingerprint") if key in message},
+                strict=False,
+            )
+        except ValidationError as error:
+            self._stop_with("killed", f"checkpoint {seq}: a malformed step or fingerprint: {error}")
+            return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if mark.step is not None or mark.fingerprint is not None:  # before the blob shows
+            (self.checkpoint_dir / f"{seq}{MARK_SUFFIX}").write_text(mark.model_dump_json())
         partial = self.checkpoint_dir / f"{seq}.partial"
         try:
             source = _open_inside(job_dir, f"{CONTROL_DIR}/{CHECKPOINT_DIR}/{seq}.ckpt")
@@ -614,6 +638,7 @@ class TaskRunner:
         for path in self.checkpoint_dir.glob("*.ckpt"):
             if path.stem.isdigit() and int(path.stem) <= seq - _KEEP_CHECKPOINTS:
                 path.unlink(missing_ok=True)
+                path.with_suffix(MARK_SUFFIX).unlink(missing_ok=True)
         if self.on_checkpoint is not None:
             self.on_checkpoint(seq)
 

@@ -34,12 +34,14 @@ from typing import Any, Final
 __all__ = [
     "CHECKPOINT_DIR",
     "CONTROL_DIR",
+    "FINGERPRINT_KEY",
     "MAX_REPORT_BYTES",
     "RESTORE_FILE",
     "TASK_FILE",
     "JobContext",
     "decode_checkpoint",
     "encode_checkpoint",
+    "tensor_fingerprint",
 ]
 
 CONTROL_DIR: Final = ".heatgrid"
@@ -57,6 +59,13 @@ CHECKPOINT_DIR: Final = "checkpoints"
 MAX_REPORT_BYTES: Final = 256 * 1024
 """Longest report line a task may send [bytes]; the runner stops a task that sends more."""
 
+FINGERPRINT_KEY: Final = "tensor_fingerprint"
+"""Key of a result (a JSON object) that holds the fingerprint its replicas are compared by."""
+
+_SKETCH_SIZE = 64  # heatgrid.core.fingerprint.SKETCH_SIZE (this module imports no heatgrid)
+_SKETCH_NONZEROS = 4  # heatgrid.core.fingerprint.SKETCH_NONZEROS
+_SKETCH_SEED = 0x6865617467726964  # heatgrid.core.fingerprint.SKETCH_SEED
+_SKETCH_CHUNK = 1 << 20
 _MAGIC_BYTES = b"HGCK1B\n"
 _MAGIC_PICKLE = b"HGCK1P\n"
 _MAX_METRICS = 64
@@ -85,6 +94,79 @@ def decode_checkpoint(blob: bytes) -> object:
     if blob.startswith(_MAGIC_PICKLE):
         return pickle.loads(blob[len(_MAGIC_PICKLE) :])
     raise ValueError("not a heatgrid checkpoint (unknown header)")
+
+
+def tensor_fingerprint(tensors: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the fingerprint of tensors' values that verification compares (a JSON object).
+
+    ``tensors`` maps names to tensors: PyTorch tensors (a ``state_dict()``), numpy arrays or
+    nested lists of numbers. The fingerprint (see :mod:`heatgrid.core.fingerprint`) holds
+    ``values_sha256`` (SHA-256 over each tensor's name, dtype, shape and bytes, in name order),
+    ``count`` (values), ``norm`` (their L2 norm, float64) and ``sketch`` (64 numbers: each value
+    at position ``i`` of the name-ordered flattened tensors is added, with a sign drawn by a
+    seeded hash of ``i``, into 4 distinct of 64 buckets, scaled by 1/2), so that
+    ``||sketch(x) - sketch(y)||`` estimates ``||x - y||``. It needs numpy (PyTorch jobs have it).
+
+    Raises
+    ------
+    ValueError
+        A tensor holds a value that is not a finite number, or is not numeric.
+    """
+    import numpy as np  # noqa: PLC0415 - only jobs that fingerprint need numpy
+
+    digest = hashlib.sha256()
+    sketch = np.zeros(_SKETCH_SIZE, dtype=np.float64)
+    squares, offset = 0.0, 0
+    for name in sorted(tensors):
+        value = tensors[name]
+        if hasattr(value, "detach"):  # a torch tensor, without importing torch
+            value = value.detach().cpu().contiguous().numpy()
+        array = np.ascontiguousarray(np.asarray(value))
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"tensor_fingerprint: {name!r} is not numeric ({array.dtype})")
+        digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(array.tobytes())
+        flat = array.reshape(-1).astype(np.float64)
+        if not np.all(np.isfinite(flat)):
+            raise ValueError(f"tensor_fingerprint: {name!r} holds a value that is not finite")
+        for start in range(0, flat.size, _SKETCH_CHUNK):
+            chunk = flat[start : start + _SKETCH_CHUNK]
+            squares += float(np.dot(chunk, chunk))
+            sketch += _sketch_chunk(np, chunk, offset + start)
+        offset += flat.size
+    norm = math.sqrt(squares)
+    if not math.isfinite(norm):
+        raise ValueError("tensor_fingerprint: the values' norm overflows a float64")
+    return {
+        "values_sha256": digest.hexdigest(),
+        "count": offset,
+        "norm": norm,
+        "sketch": [float(x) for x in sketch],
+    }
+
+
+def _sketch_chunk(np: Any, values: Any, first_index: int) -> Any:
+    """Return the sketch of ``values`` at positions ``first_index…`` (splitmix64 hashing).
+
+    Value ``i`` goes into buckets ``(b + t * 16) % 64`` for ``t`` in 0..3, where ``b`` is the
+    low 6 bits of the hash of ``i``, with sign ``+1`` where bit ``63 - t`` of the hash is set.
+    """
+    z = np.arange(first_index, first_index + values.size, dtype=np.uint64)
+    z *= np.uint64(0x9E3779B97F4A7C15)
+    z += np.uint64(_SKETCH_SEED)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    base = (z & np.uint64(_SKETCH_SIZE - 1)).astype(np.intp)
+    stride = _SKETCH_SIZE // _SKETCH_NONZEROS
+    out = np.zeros(_SKETCH_SIZE, dtype=np.float64)
+    for t in range(_SKETCH_NONZEROS):
+        positive = (z >> np.uint64(63 - t)) & np.uint64(1) == np.uint64(1)
+        signed = np.where(positive, values, -values)
+        out += np.roll(np.bincount(base, weights=signed, minlength=_SKETCH_SIZE), t * stride)
+    return out / math.sqrt(_SKETCH_NONZEROS)
 
 
 class JobContext:
@@ -139,8 +221,18 @@ class JobContext:
             return None
         return decode_checkpoint(self._latest.read_bytes())
 
-    def checkpoint(self, state: object) -> int:
+    def checkpoint(
+        self,
+        state: object,
+        *,
+        step: int | None = None,
+        fingerprint: Mapping[str, Any] | None = None,
+    ) -> int:
         """Save ``state`` (bytes, or any picklable object) as the task's newest checkpoint.
+
+        A training job passes the ``step`` the state was saved after and the
+        :meth:`tensor_fingerprint` of its tensors: verification may replay the segment between
+        two checkpoints on another heater and compare the tensors it reaches with these.
 
         Returns
         -------
@@ -158,18 +250,30 @@ class JobContext:
         partial.replace(final)
         self._latest = final
         self.flush()
-        self._send(
-            {
-                "type": "checkpoint",
-                "seq": self._seq,
-                "size_bytes": len(blob),
-                "sha256": hashlib.sha256(blob).hexdigest(),
-            }
-        )
+        message: dict[str, object] = {
+            "type": "checkpoint",
+            "seq": self._seq,
+            "size_bytes": len(blob),
+            "sha256": hashlib.sha256(blob).hexdigest(),
+        }
+        if step is not None:
+            message["step"] = int(step)
+        if fingerprint is not None:
+            message["fingerprint"] = dict(fingerprint)
+        self._send(message)
         for old in self._checkpoint_dir.glob("*.ckpt"):
             if old.stem.isdigit() and int(old.stem) <= self._seq - _KEEP_CHECKPOINTS:
                 old.unlink(missing_ok=True)
         return self._seq
+
+    def tensor_fingerprint(self, tensors: Mapping[str, Any]) -> dict[str, Any]:
+        """Return :func:`tensor_fingerprint` of ``tensors`` (e.g. ``model.state_dict()``).
+
+        Put it in the result under :data:`FINGERPRINT_KEY` (``"tensor_fingerprint"``): a job
+        that declares ``verify_rel_l2`` then has its replicas compared by it, within that
+        relative L2, rather than by the result's exact digest.
+        """
+        return tensor_fingerprint(tensors)
 
     def progress(self, fraction: float, metrics: Mapping[str, float] | None = None) -> None:
         """Report the share of the task done (0 to 1) and the job's own numbers (loss …).

@@ -15,15 +15,26 @@ import re
 from typing import Annotated, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
+from heatgrid.core import fingerprint
+from heatgrid.core.errors import InputError
 from heatgrid.core.task_energy import EnergyMethod
 
 __all__ = [
+    "FINGERPRINT_KEY",
     "INPUT_NAME_PATTERN",
     "MAX_ARTIFACT_BYTES",
     "MAX_PARAMS_BYTES",
     "ArtifactRef",
+    "CheckpointMark",
     "InputName",
     "InputUrl",
     "JobManifest",
@@ -33,7 +44,10 @@ __all__ = [
     "TaskRun",
     "TaskRunOutcome",
     "TaskRunProgress",
+    "TensorFingerprintBody",
+    "VerifyRelL2",
     "is_input_url",
+    "result_fingerprint",
     "split_input_url",
 ]
 
@@ -42,6 +56,12 @@ MAX_ARTIFACT_BYTES: Final = 1 << 30
 
 MAX_PARAMS_BYTES: Final = 64 * 1024
 """Largest JSON text of one task's parameters [bytes]."""
+
+FINGERPRINT_KEY: Final = "tensor_fingerprint"
+"""Key of a result that holds its tensor fingerprint (``ctx.tensor_fingerprint(...)``)."""
+
+VerifyRelL2 = Annotated[float, Field(ge=0.0, le=fingerprint.MAX_VERIFY_REL_L2, allow_inf_nan=False)]
+"""A job's tolerance: largest relative L2 between a result's tensors and a replica's [1]."""
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 _EntryPoint = Annotated[
@@ -163,9 +183,15 @@ class JobManifest(_Model):
         What each task needs.
     inputs : dict
         Input files packed with the job: name -> path, relative to the job directory or absolute.
+    verify_rel_l2 : float or None
+        Where results are verified: the largest relative L2 distance between the tensors of a
+        result and of its replica (compared by the ``tensor_fingerprint`` each result carries),
+        0 to 0.1 [dimensionless]; 0 asks for bit-for-bit equal values. None: results agree
+        only when their JSON is identical.
     """
 
     entry_point: _EntryPoint = "job:main"
+    verify_rel_l2: VerifyRelL2 | None = None
     requirements: Annotated[list[_Requirement], Field(max_length=100)] = []
     resources: JobResources = JobResources()
     inputs: Annotated[
@@ -283,3 +309,71 @@ class TaskRunOutcome(_Model):
     wall_s: Annotated[float, Field(ge=0.0)] = 0.0
     energy_j: Annotated[float, Field(ge=0.0)] = 0.0
     energy_method: EnergyMethod = "cpu_time_estimate"
+
+
+class TensorFingerprintBody(_Model):
+    """A result's tensor fingerprint, as sent (see :mod:`heatgrid.core.fingerprint`).
+
+    Attributes
+    ----------
+    values_sha256 : str
+        SHA-256 over the tensors' names, dtypes, shapes and bytes, hex.
+    count : int
+        Number of values, 0 to 2**53.
+    norm : float
+        L2 norm of the values, finite, >= 0.
+    sketch : list of float
+        Exactly :data:`heatgrid.core.fingerprint.SKETCH_SIZE` finite numbers.
+    """
+
+    model_config = ConfigDict(strict=False)
+
+    values_sha256: Sha256
+    count: Annotated[int, Field(ge=0, le=1 << 53, strict=True)]
+    norm: Annotated[float, Field(ge=0.0)]
+    sketch: Annotated[
+        list[float],
+        Field(min_length=fingerprint.SKETCH_SIZE, max_length=fingerprint.SKETCH_SIZE),
+    ]
+
+    def core(self) -> fingerprint.TensorFingerprint:
+        """Return it as :class:`heatgrid.core.fingerprint.TensorFingerprint`."""
+        return fingerprint.TensorFingerprint(
+            self.values_sha256, self.count, self.norm, tuple(self.sketch)
+        )
+
+
+class CheckpointMark(_Model):
+    """What a checkpoint says of the training it saves, for the replay of a segment.
+
+    Attributes
+    ----------
+    step : int or None
+        The training step the checkpoint was taken after [steps], 0 to 2**53.
+    fingerprint : TensorFingerprintBody or None
+        The fingerprint of the tensors it saves (``ctx.tensor_fingerprint(...)``).
+    """
+
+    step: Annotated[int, Field(ge=0, le=1 << 53)] | None = None
+    fingerprint: TensorFingerprintBody | None = None
+
+
+def result_fingerprint(result: dict[str, object]) -> fingerprint.TensorFingerprint | None:
+    """Return the tensor fingerprint a result carries under :data:`FINGERPRINT_KEY`, or None.
+
+    Raises
+    ------
+    ValueError
+        The result carries one that is malformed; the message names the field at fault.
+    """
+    if FINGERPRINT_KEY not in result:
+        return None
+    try:
+        return TensorFingerprintBody.model_validate(result[FINGERPRINT_KEY]).core()
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        place = f"{FINGERPRINT_KEY}.{where}" if where else FINGERPRINT_KEY
+        raise ValueError(f"result.{place}: {first['msg']}") from None
+    except InputError as error:
+        raise ValueError(f"result.{FINGERPRINT_KEY}: {error}") from None

@@ -16,13 +16,20 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
 from heatgrid.core.carbon import GRID_CARBON_G_PER_KWH
 from heatgrid.core.task_energy import EnergyMethod
 from heatgrid.protocol.challenge import ChallengeOrder
-from heatgrid.protocol.jobs import ArtifactRef, InputName, InputUrl
+from heatgrid.protocol.jobs import (
+    ArtifactRef,
+    InputName,
+    InputUrl,
+    TensorFingerprintBody,
+    result_fingerprint,
+)
 from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
@@ -460,6 +467,8 @@ class TaskCompletion(_Message):
     result : dict
         The task's result: a JSON object of at most :data:`~.values.MAX_JSON_BYTES` nested
         at most :data:`~.values.MAX_JSON_DEPTH` deep, finite numbers, no NUL, valid Unicode.
+        A ``tensor_fingerprint`` in it must be well formed
+        (:class:`~heatgrid.protocol.jobs.TensorFingerprintBody`).
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
@@ -467,6 +476,12 @@ class TaskCompletion(_Message):
     energy_j: Energy
     energy_method: EnergyMethod = "cpu_time_estimate"
     result: JsonObject
+
+    @field_validator("result")
+    @classmethod
+    def _fingerprint_well_formed(cls, result: dict[str, object]) -> dict[str, object]:
+        result_fingerprint(result)  # a malformed fingerprint is refused here, not read later
+        return result
 
 
 class TaskFailure(_Message):
@@ -722,6 +737,11 @@ class CheckpointCommit(_Message):
         SHA-256 of the whole checkpoint (the chunks joined), hex.
     size_bytes : int
         Size of the whole checkpoint [bytes].
+    step : int or None
+        The training step the checkpoint was taken after, when the task said [steps].
+    fingerprint : TensorFingerprintBody or None
+        The fingerprint of the tensors it saves, when the task gave one (a replay of the
+        segment that ends here is compared with it).
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
@@ -730,6 +750,8 @@ class CheckpointCommit(_Message):
     chunks: Annotated[list[_Sha256], Field(min_length=1, max_length=MAX_CHECKPOINT_CHUNKS)]
     sha256: _Sha256
     size_bytes: Annotated[int, Field(ge=1, le=1 << 40)]
+    step: Annotated[int, Field(ge=0, le=1 << 53)] | None = None
+    fingerprint: TensorFingerprintBody | None = None
 
 
 class MiningCredentials(_Message):

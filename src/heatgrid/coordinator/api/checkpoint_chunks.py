@@ -24,6 +24,7 @@ from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.db.models import Device
 from heatgrid.coordinator.errors import InvalidError
 from heatgrid.protocol import v1
+from heatgrid.protocol.jobs import CheckpointMark
 
 __all__ = ["router"]
 
@@ -151,6 +152,7 @@ async def commit_checkpoint(
             attempt=body.attempt,
             energy_j=body.energy_j,
             blob=staged,
+            mark=CheckpointMark(step=body.step, fingerprint=body.fingerprint),
             now_ts=float(request.app.state.clock()),
             settings=settings,
         )

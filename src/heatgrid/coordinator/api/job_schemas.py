@@ -7,7 +7,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from heatgrid.core.leasing import DEFAULT_MAX_ATTEMPTS
-from heatgrid.protocol.jobs import ArtifactRef, InputName, InputUrl, split_input_url
+from heatgrid.protocol.jobs import (
+    ArtifactRef,
+    InputName,
+    InputUrl,
+    VerifyRelL2,
+    split_input_url,
+)
 from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
@@ -80,6 +86,10 @@ class JobSubmission(_Body):
     verify_quorum : int or None
         Where the coordinator verifies results: owners whose devices must return the same
         result of a checked task, 2 to 10 (None: the coordinator's ``verify_quorum``).
+    verify_rel_l2 : float or None
+        Where the coordinator verifies results: results agree when the tensors behind their
+        ``tensor_fingerprint`` are within this relative L2 distance, 0 to 0.1 (0: bit-for-bit
+        equal values); None: only when their JSON is identical.
     """
 
     name: Annotated[
@@ -99,6 +109,7 @@ class JobSubmission(_Body):
     artifact: ArtifactRef | None = None
     input_urls: Annotated[dict[InputName, InputUrl], Field(max_length=100)] = {}
     verify_quorum: Annotated[int, Field(ge=2, le=10)] | None = None
+    verify_rel_l2: VerifyRelL2 | None = None
 
     @model_validator(mode="after")
     def _distinct_kinds(self) -> JobSubmission:
@@ -146,6 +157,8 @@ class JobInfo(_Body):
         Its inputs read where they are.
     verify_quorum : int or None
         Owners that must agree on a checked result, when the job set it.
+    verify_rel_l2 : float or None
+        Relative L2 within which results' tensors agree, when the job set it.
     """
 
     job_id: str
@@ -167,6 +180,7 @@ class JobInfo(_Body):
     artifact_sha256: str | None = None
     input_urls: dict[str, str] = {}
     verify_quorum: int | None = None
+    verify_rel_l2: float | None = None
 
 
 class TaskInfo(_Body):

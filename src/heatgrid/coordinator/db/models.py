@@ -278,6 +278,7 @@ class Job(Base):
     artifact_sha256: Mapped[str | None] = mapped_column(ForeignKey("artifacts.sha256"), index=True)
     input_urls: Mapped[dict[str, str] | None] = mapped_column(JSON)
     verify_quorum: Mapped[int | None] = mapped_column(Integer)
+    verify_rel_l2: Mapped[float | None] = mapped_column(Double)
 
 
 class Task(Base):
@@ -372,6 +373,10 @@ class Checkpoint(Base):
     sha256: Mapped[str] = mapped_column(String(_HASH_LENGTH))
     created_ts: Mapped[float] = mapped_column(Double)
     pruned_ts: Mapped[float | None] = mapped_column(Double)
+    step: Mapped[int | None] = mapped_column(BigInteger)
+    """The training step it was saved after, when the task said [steps]."""
+    fingerprint: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The fingerprint of its tensors (:class:`heatgrid.protocol.jobs.TensorFingerprintBody`)."""
 
 
 class LedgerTransaction(Base):
