@@ -13,6 +13,7 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
+    "MAX_REVEALED_BLOCKS",
     "MAX_REVEALED_ROWS",
     "ChallengeCheck",
     "ChallengeCommit",
@@ -27,8 +28,16 @@ __all__ = [
 MAX_REVEALED_ROWS: Final = 64
 """Most rows one reveal may carry."""
 
+MAX_REVEALED_BLOCKS: Final = 256
+"""Most blocks of the working set one reveal may carry (picks and their parents)."""
+
 _MAX_N = 8192
 _Hex64 = Annotated[str, StringConstraints(min_length=64, max_length=64, pattern=r"^[0-9a-f]+$")]
+_MAX_BLOCK_B64 = 4 * (1 << 22) // 3 + 4
+_BlockBase64 = Annotated[
+    str,
+    StringConstraints(min_length=4, max_length=_MAX_BLOCK_B64, pattern=r"^[A-Za-z0-9+/]+={0,2}$"),
+]
 _Base64 = Annotated[
     str,
     StringConstraints(
@@ -108,19 +117,27 @@ class RevealedRow(_Message):
 
 
 class RevealedBlock(_Message):
-    """One block of the working set: its index, its digest as held now, and its path."""
+    """One block of the working set: its index, its Merkle path, and its contents if asked.
+
+    A picked block comes with its path only (the coordinator makes it from its parents); a
+    parent of a picked block comes with its contents (``data_b64``, base64) as well.
+    """
 
     index: Annotated[int, Field(ge=0)]
-    digest_hex: _Hex64
     path_hex: Annotated[list[_Hex64], Field(max_length=64)]
+    data_b64: _BlockBase64 | None = None
 
 
 class ChallengeReveal(_Message):
-    """The rows asked for: each checked place and, for links > 0, the row it came from."""
+    """The rows and blocks asked for.
+
+    Each checked place and, for links > 0, the row it came from; each picked block of the
+    working set, and its parents with their contents.
+    """
 
     protocol_version: Literal[1] = 1
     rows: Annotated[list[RevealedRow], Field(max_length=MAX_REVEALED_ROWS)]
-    blocks: Annotated[list[RevealedBlock], Field(max_length=MAX_REVEALED_ROWS)] = []
+    blocks: Annotated[list[RevealedBlock], Field(max_length=MAX_REVEALED_BLOCKS)] = []
 
 
 class ChallengeVerdict(_Message):
