@@ -8,14 +8,15 @@ A *modified* agent that keeps half of the blocks and remakes the others when the
 must remake most of what it dropped (each block is made from the contents of earlier ones):
 the test counts the labels it makes and gives its reveal the least time they take
 (:func:`heatgrid.core.challenge_space.regeneration_time_s`) on the coordinator's clock, through
-the real commit and reveal. The coordinator's network allowance is set to loopback's here
-(:data:`_SETTINGS`), so that the tens of MB these tests can afford are enough; the sizes at
-which the same holds over a home connection are in ``docs/trust.md``.
+the real commit, seal and reveal. The coordinator's network slack is set to loopback's here
+(5 ms), so that the tens of MB these tests can afford are enough; the sizes at which the same
+holds over a home connection are in ``docs/trust.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -23,13 +24,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
 from heatgrid.agent import challenge as agent_challenge
+from heatgrid.agent.client import CoordinatorClient
 from heatgrid.core import challenge as rule
 from heatgrid.core import challenge_space as space
-from heatgrid.protocol.challenge import ChallengeCheck, ChallengeCommit, ChallengeOrder
+from heatgrid.protocol.challenge import (
+    ChallengeCheck,
+    ChallengeCommit,
+    ChallengeOrder,
+    ChallengeReveal,
+)
 
 from .conftest import Coordinator
 from .test_challenges import _beat, _claim, _enroll, _order, _play, _submit_cpu_job
@@ -50,7 +58,6 @@ def settings_overrides() -> dict[str, Any]:
         "challenge_every_s": 0.0,
         "max_wait_s": 0.0,
         "challenge_reveal_slack_s": 0.005,
-        "challenge_uplink_bytes_per_s": 1.0e9,
     }
 
 
@@ -86,10 +93,28 @@ def _play_limited(
         if verdict["state"] == "committed":
             child.stdin.write(json.dumps(verdict["check"]) + "\n")
             child.stdin.flush()
-            verdict = _post(coordinator, device, order, "reveal", child.stdout.readline())
+            verdict = _reveal(coordinator, device, order, child.stdout.readline())
         child.stdin.close()
         assert child.wait(timeout=60) == 0
     return verdict
+
+
+def _reveal(
+    coordinator: Coordinator,
+    device: dict[str, Any],
+    order: ChallengeOrder,
+    reveal: str,
+    *,
+    took_s: float = 0.0,
+) -> dict[str, Any]:
+    """Seal the reveal's blocks ``took_s`` after the picks (coordinator's clock), then show it."""
+    sealed = agent_challenge.seal(ChallengeReveal.model_validate_json(reveal))
+    assert sealed is not None
+    coordinator.clock.advance(took_s)
+    verdict = _post(coordinator, device, order, "seal", sealed.model_dump_json())
+    if verdict["state"] != "committed":
+        return verdict
+    return _post(coordinator, device, order, "reveal", reveal)
 
 
 def _gpu(coordinator: Coordinator) -> tuple[dict[str, Any], ChallengeOrder]:
@@ -149,7 +174,7 @@ def test_blocks_not_held_or_not_committed_to_fail(coordinator: Coordinator) -> N
     assert verdict["check"]["blocks"]
     check = ChallengeCheck.model_validate(verdict["check"])
     reveal = agent_challenge.reveal_rows(solution, check.places, check.blocks)
-    verdict = _post(coordinator, device, order, "reveal", reveal.model_dump_json())
+    verdict = _reveal(coordinator, device, order, reveal.model_dump_json())
     assert verdict["state"] == "failed"
     assert "is not the block committed to" in verdict["reason"]
 
@@ -221,9 +246,9 @@ def test_a_modified_agent_that_keeps_half_and_remakes_the_rest_misses_the_deadli
     shown = space.shown_blocks(keeper.plan, check.blocks)
     assert (labels, labels > 0) == (space.regeneration(keeper.plan, keeper.kept, shown)[0], True)
     took_s = space.regeneration_time_s(keeper.plan, labels)  # the least time those labels take
-    coordinator.clock.advance(took_s)
-    verdict = _post(coordinator, device, order, "reveal", reveal.model_dump_json())
+    verdict = _reveal(coordinator, device, order, reveal.model_dump_json(), took_s=took_s)
     assert verdict["state"] == "failed", (labels, took_s)
+    assert "sealed its blocks" in verdict["reason"]
     assert "after they were picked" in verdict["reason"]
     assert "did not hold" in verdict["reason"]
     refused = _claim(coordinator, device)
@@ -237,8 +262,8 @@ def test_remade_blocks_are_right_so_the_deadline_is_what_catches_them(
     device, order, solution, keeper, check = _cheat(coordinator, "every other")
     reveal = agent_challenge.reveal_rows(solution, check.places, check.blocks, keeper.read)
     assert keeper.remade
-    verdict = _post(coordinator, device, order, "reveal", reveal.model_dump_json())
-    assert verdict["state"] == "passed"  # shown at once (no time passed on the clock)
+    verdict = _reveal(coordinator, device, order, reveal.model_dump_json())
+    assert verdict["state"] == "passed"  # sealed at once (no time passed on the clock)
 
 
 def _play_memory(
@@ -254,8 +279,7 @@ def _play_memory(
     shown_bytes = len(space.shown_blocks(solution.plan, check.blocks)) * (
         rule.memory_block_bytes(order.memory_bytes)
     )
-    coordinator.clock.advance(shown_bytes / 1.0e9)
-    return _post(coordinator, device, order, "reveal", reveal.model_dump_json())
+    return _reveal(coordinator, device, order, reveal.model_dump_json(), took_s=shown_bytes / 1e9)
 
 
 def test_an_honest_agent_shows_its_blocks_well_within_the_deadline(
@@ -286,7 +310,7 @@ def test_a_set_not_labelled_as_asked_fails(coordinator: Coordinator) -> None:
     )
     check = ChallengeCheck.model_validate(verdict["check"])
     reveal = agent_challenge.reveal_rows(cheap, check.places, check.blocks)
-    verdict = _post(coordinator, device, order, "reveal", reveal.model_dump_json())
+    verdict = _reveal(coordinator, device, order, reveal.model_dump_json())
     assert verdict["state"] == "failed"
     assert "not the block made from its parents" in verdict["reason"]
 
@@ -312,3 +336,45 @@ def test_the_memory_round_waits_until_the_device_runs_no_task(coordinator: Coord
     assert ended.status_code == 200, ended.text
     memory = _order(_beat(coordinator, device))
     assert memory.memory_bytes > _CLAIMED_VRAM_GB * 1e9 / 2
+
+
+def test_blocks_shown_unsealed_or_other_than_sealed_fail(coordinator: Coordinator) -> None:
+    for sealing in (False, True):
+        device, order = _gpu(coordinator)
+        solution = agent_challenge.solve(order, give_up_monotonic=float("inf"))
+        assert solution is not None
+        commit = agent_challenge.commitment(solution)
+        verdict = _post(coordinator, device, order, "commit", commit.model_dump_json())
+        check = ChallengeCheck.model_validate(verdict["check"])
+        reveal = agent_challenge.reveal_rows(solution, check.places, check.blocks)
+        if sealing:  # sealed other blocks than it then shows
+            other = agent_challenge.reveal_rows(solution, check.places, [5])
+            sealed = agent_challenge.seal(other)
+            assert sealed is not None
+            verdict = _post(coordinator, device, order, "seal", sealed.model_dump_json())
+            assert verdict["state"] == "committed"
+            again = coordinator.client.post(
+                f"/v1/devices/{device['id']}/challenges/{order.challenge_id}/seal",
+                content=sealed.model_dump_json(),
+                headers={**device["headers"], "Content-Type": "application/json"},
+            )
+            assert again.status_code == 409
+            assert "already sealed" in again.json()["detail"]
+        verdict = _post(coordinator, device, order, "reveal", reveal.model_dump_json())
+        assert verdict["state"] == "failed"
+        assert "not the ones sealed" in verdict["reason"]
+
+
+def test_the_agent_answers_the_memory_round_over_http(coordinator: Coordinator) -> None:
+    device, order = _gpu(coordinator)
+
+    async def play() -> str:
+        transport = httpx.ASGITransport(app=coordinator.app)
+        async with CoordinatorClient("http://coordinator.test", transport=transport) as client:
+            verdict = await agent_challenge.answer_challenge(
+                client, device["id"], device["token"], order, received_monotonic=float("inf")
+            )
+        return verdict.state
+
+    assert coordinator.client.portal.call(functools.partial(play)) == "passed"
+    assert len(_claim(coordinator, device).json()["leases"]) == 1

@@ -69,21 +69,28 @@ def test_wrong_parents_are_refused_with_the_reason() -> None:
         challenge_space.block_parents(plan, 64)
 
 
-def test_the_deadline_is_slack_plus_sending_the_shown_blocks() -> None:
+def test_the_seal_deadline_is_slack_plus_hashing_the_shown_blocks() -> None:
     plan = _plan(4096)
     picks = [100, 2000, 4000]
     shown = challenge_space.shown_blocks(plan, picks)
     assert 4000 - 1 in shown
     assert 100 - 1 in shown
     assert len(shown) <= len(picks) * challenge_space.PARENTS
-    deadline_s = challenge_space.reveal_deadline_s(
-        plan, picks, slack_s=2.0, uplink_bytes_per_s=1.0e6
+    deadline_s = challenge_space.seal_deadline_s(plan, picks, slack_s=2.0)
+    assert deadline_s == pytest.approx(
+        2.0 + len(shown) * _BLOCK_BYTES / challenge.HOST_HASH_BYTES_PER_S
     )
-    assert deadline_s == pytest.approx(2.0 + len(shown) * _BLOCK_BYTES * 4 / 3 / 1.0e6)
-    with pytest.raises(InputError, match="uplink_bytes_per_s"):
-        challenge_space.reveal_deadline_s(plan, picks, uplink_bytes_per_s=0.0)
     with pytest.raises(InputError, match="slack_s"):
-        challenge_space.reveal_deadline_s(plan, picks, slack_s=-1.0)
+        challenge_space.seal_deadline_s(plan, picks, slack_s=-1.0)
+
+
+def test_the_seal_binds_every_shown_block_and_its_place() -> None:
+    one, two = np.zeros(8, dtype=np.uint8), np.ones(8, dtype=np.uint8)
+    sealed = challenge_space.seal_digest([(1, one), (2, two)])
+    assert challenge_space.seal_digest([(1, one), (2, two)]) == sealed
+    assert challenge_space.seal_digest([(1, two), (2, one)]) != sealed
+    assert challenge_space.seal_digest([(1, one), (3, two)]) != sealed
+    assert challenge_space.seal_digest([(1, one)]) != sealed
 
 
 def test_picks_fit_the_reveal_in_the_body_limit() -> None:

@@ -32,6 +32,7 @@ from heatgrid.protocol.challenge import (
     ChallengeOrder,
     ChallengePlace,
     ChallengeReveal,
+    ChallengeSeal,
     ChallengeVerdict,
     RevealedBlock,
     RevealedRow,
@@ -43,6 +44,7 @@ __all__ = [
     "commitment",
     "reveal_blocks",
     "reveal_rows",
+    "seal",
     "solve",
 ]
 
@@ -275,6 +277,18 @@ def reveal_rows(
     )
 
 
+def seal(reveal: ChallengeReveal) -> ChallengeSeal | None:
+    """Return the seal of the working set's blocks a reveal shows; None when it shows none."""
+    contents = [
+        (block.index, np.frombuffer(base64.b64decode(block.data_b64), dtype=np.uint8))
+        for block in reveal.blocks
+        if block.data_b64 is not None
+    ]
+    if not contents:
+        return None
+    return ChallengeSeal(blocks_sha256_hex=space.seal_digest(sorted(contents)).hex())
+
+
 def commitment(solution: Solution | None) -> ChallengeCommit:
     """Return the commitment to a solution (giving up when there is none)."""
     if solution is None:
@@ -304,7 +318,11 @@ async def answer_challenge(
         reveal = await asyncio.to_thread(
             reveal_rows, solution, verdict.check.places, verdict.check.blocks
         )
-        verdict = await client.reveal_challenge(device_id, token, order.challenge_id, reveal)
+        sealed = seal(reveal)
+        if sealed is not None:  # the working set's blocks: sealed at once (timed), shown after
+            verdict = await client.seal_challenge(device_id, token, order.challenge_id, sealed)
+        if verdict.state == "committed":
+            verdict = await client.reveal_challenge(device_id, token, order.challenge_id, reveal)
     level = logging.INFO if verdict.state == "passed" else logging.ERROR
     _log.log(
         level,

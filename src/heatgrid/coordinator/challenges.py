@@ -13,10 +13,10 @@ token chain plus a working set of most of the claimed memory to hold, labelled s
 remaking a block takes the contents of many earlier ones (a proof of space, see
 :mod:`heatgrid.core.challenge_space`), in its own challenge so that the time allowed to fill
 the set does not loosen the throughput deadline. The blocks picked after the commitment must
-be shown within a short deadline, timed from the picks to the reveal by the coordinator's
-clock. The round waits until the device runs no task (it gets none while it owes the round),
-so that its memory is free: it is never sized from what the device says is free, which a
-cheat would understate.
+be sealed (a digest of what the device will show) within a short deadline, timed from the
+picks to the seal by the coordinator's clock, and then shown. The round waits until the
+device runs no task (it gets none while it owes the round), so that its memory is free: it
+is never sized from what the device says is free, which a cheat would understate.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from heatgrid.protocol.challenge import (
     ChallengeOrder,
     ChallengePlace,
     ChallengeReveal,
+    ChallengeSeal,
     ChallengeVerdict,
     RevealedBlock,
     RevealedRow,
@@ -61,6 +62,7 @@ __all__ = [
     "quarantine",
     "release",
     "reveal",
+    "seal",
 ]
 
 CPU_CORE_FLOPS_PER_S = 10.0e9
@@ -433,16 +435,12 @@ def _block_data(block: RevealedBlock, size: int) -> np.ndarray | None:
     return np.frombuffer(data, dtype=np.uint8) if len(data) == size else None
 
 
-def _check_blocks(found: DeviceChallenge, body: ChallengeReveal) -> str | None:
-    """Return why the shown blocks of the working set fail, or None when each checks out.
-
-    Each shown parent must be the block committed to; each pick, made from its parents'
-    contents, must be the block committed to as well.
-    """
-    plan = _plan(found)
+def _shown_parents(
+    found: DeviceChallenge, plan: rule.ChallengePlan, shown: dict[int, RevealedBlock]
+) -> dict[int, np.ndarray] | str:
+    """Return the picks' parents by index once each proves to be the block committed to."""
     root = bytes.fromhex(found.memory_root_hex or "")
     size = rule.memory_block_bytes(plan.memory_bytes)
-    shown = {block.index: block for block in body.blocks}
     contents: dict[int, np.ndarray] = {}
     for index in space.shown_blocks(plan, found.blocks or []):
         block = shown.get(index)
@@ -454,6 +452,26 @@ def _check_blocks(found: DeviceChallenge, body: ChallengeReveal) -> str | None:
         if not rule.merkle_verify(root, digest, index, plan.memory_blocks, path):
             return f"block {index} of the working set is not the block committed to"
         contents[index] = data
+    return contents
+
+
+def _check_blocks(found: DeviceChallenge, body: ChallengeReveal) -> str | None:
+    """Return why the shown blocks of the working set fail, or None when each checks out.
+
+    Each shown parent must be the block committed to, and the parents must be the blocks
+    sealed; each pick, made from its parents' contents, must be the block committed to too.
+    """
+    if not found.memory_bytes:
+        return None
+    plan = _plan(found)
+    shown = {block.index: block for block in body.blocks}
+    contents = _shown_parents(found, plan, shown)
+    if isinstance(contents, str):
+        return contents
+    sealed = space.seal_digest(sorted(contents.items()))
+    if found.seal_hex is None or sealed.hex() != found.seal_hex:
+        return "the blocks shown are not the ones sealed after the picks (or none were sealed)"
+    root = bytes.fromhex(found.memory_root_hex or "")
     for index in found.blocks or []:
         block = shown.get(index)
         if block is None:
@@ -471,25 +489,44 @@ def _check_blocks(found: DeviceChallenge, body: ChallengeReveal) -> str | None:
     return None
 
 
-def _late_reveal(found: DeviceChallenge, now_ts: float, settings: Settings) -> str | None:
-    """Return why the working set's blocks came too late after the picks, or None."""
-    if not found.memory_bytes or found.committed_ts is None:
-        return None
+def seal(
+    session: Session,
+    device: Device,
+    challenge_id: str,
+    body: ChallengeSeal,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> ChallengeVerdict:
+    """Take the seal of the working set's blocks to show, timed from the picks. Commits.
+
+    A seal later than :func:`~heatgrid.core.challenge_space.seal_deadline_s` after the picks
+    fails the challenge: remaking blocks that were not held takes longer.
+    """
+    found = _get(session, device, challenge_id)
+    if found.state != "committed" or not found.memory_bytes:
+        raise ConflictError(f"challenge {challenge_id}: {found.state}, not waiting for a seal")
+    if found.seal_hex is not None:
+        raise ConflictError(f"challenge {challenge_id}: already sealed")
     plan = _plan(found)
-    deadline_s = space.reveal_deadline_s(
-        plan,
-        found.blocks or [],
-        slack_s=settings.challenge_reveal_slack_s,
-        uplink_bytes_per_s=settings.challenge_uplink_bytes_per_s,
+    deadline_s = space.seal_deadline_s(
+        plan, found.blocks or [], slack_s=settings.challenge_reveal_slack_s
     )
-    elapsed_s = now_ts - found.committed_ts
-    if elapsed_s <= deadline_s:
-        return None
-    return (
-        f"showed its blocks {elapsed_s:.3f} s after they were picked, deadline "
-        f"{deadline_s:.3f} s: it did not hold the {plan.memory_bytes / 2**20:.0f} MiB "
-        "working set it committed to (remaking blocks takes longer)"
-    )
+    elapsed_s = now_ts - (found.committed_ts or found.issued_ts)
+    if elapsed_s > deadline_s:
+        _fail(
+            found,
+            device,
+            f"sealed its blocks {elapsed_s:.3f} s after they were picked, deadline "
+            f"{deadline_s:.3f} s: it did not hold the {plan.memory_bytes / 2**20:.0f} MiB "
+            "working set it committed to (remaking blocks takes longer)",
+            now_ts=now_ts,
+        )
+    else:
+        found.sealed_ts = now_ts
+        found.seal_hex = body.blocks_sha256_hex
+    session.commit()
+    return _verdict(found)
 
 
 def _check_reveal(found: DeviceChallenge, body: ChallengeReveal) -> str | None:
@@ -534,7 +571,7 @@ def reveal(
     found = _get(session, device, challenge_id)
     if found.state != "committed":
         raise ConflictError(f"challenge {challenge_id}: {found.state}, not waiting for rows")
-    reason = _late_reveal(found, now_ts, settings) or _check_reveal(found, body)
+    reason = _check_reveal(found, body)
     if reason is None:
         found.state = "passed"
         found.ended_ts = now_ts

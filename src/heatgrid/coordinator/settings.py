@@ -6,7 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
-from heatgrid.core.challenge_space import DEFAULT_REVEAL_SLACK_S, DEFAULT_UPLINK_BYTES_PER_S
+from heatgrid.core.challenge_space import DEFAULT_REVEAL_SLACK_S
 from heatgrid.core.defaults import (
     DEFAULT_CHALLENGE_TARGET_S,
     DEFAULT_ROWS_CHECKED,
@@ -130,9 +130,7 @@ class Settings:
         it only. 0: no memory check.
     challenge_reveal_slack_s : float
         Round trip and scheduling allowed between picking blocks of the working set and
-        receiving them [s] (:func:`heatgrid.core.challenge_space.reveal_deadline_s`).
-    challenge_uplink_bytes_per_s : float
-        Upload rate of a heater's connection the reveal's deadline allows for [bytes/s].
+        receiving their seal [s] (:func:`heatgrid.core.challenge_space.seal_deadline_s`).
     bitcoin_network : str
         Network that owners' payout addresses must be for: ``mainnet``, ``testnet``,
         ``signet`` or ``regtest``.
@@ -183,7 +181,6 @@ class Settings:
     challenge_rows_checked: int = DEFAULT_ROWS_CHECKED
     challenge_max_memory_bytes: int = 1 << 40
     challenge_reveal_slack_s: float = DEFAULT_REVEAL_SLACK_S
-    challenge_uplink_bytes_per_s: float = DEFAULT_UPLINK_BYTES_PER_S
     bitcoin_network: str = "mainnet"
     stratum_url: str | None = None
     session_secret: str = field(default_factory=_session_secret, repr=False)
@@ -201,10 +198,6 @@ class Settings:
         if not self.challenge_reveal_slack_s >= 0.0:
             raise InputError(
                 f"challenge_reveal_slack_s must be >= 0, got {self.challenge_reveal_slack_s}"
-            )
-        if not self.challenge_uplink_bytes_per_s > 0.0:
-            raise InputError(
-                f"challenge_uplink_bytes_per_s must be > 0, got {self.challenge_uplink_bytes_per_s}"
             )
         if self.bitcoin_network not in NETWORKS:
             raise InputError(

@@ -8,12 +8,13 @@ fills the set in one pass, in place, and commits to the blocks' digests with a M
 After the commitment the coordinator picks blocks; the device shows the contents of each
 pick's parents with their paths, and the coordinator recomputes the pick from them
 (:func:`space_block`) and checks the pick's own path: it stores nothing but the root, and
-checks a pick with one label's work.
+checks a pick with one label's work. The device first *seals* what it will show, a SHA-256
+over the shown blocks (:func:`seal_digest`), and sends the blocks after.
 
 A device that kept only some blocks must remake a missing parent from *its* parents, and so
 on back to blocks it kept: :func:`regeneration` counts that work (labels, and the longest
-chain of labels that must be made one after another). The reveal has a deadline from the
-moment the picks are issued (:func:`reveal_deadline_s`): network slack plus the time to send
+chain of labels that must be made one after another). The seal has a deadline from the
+moment the picks are issued (:func:`seal_deadline_s`): network slack plus reading and hashing
 the shown blocks, far less than remaking a large share of the set. The least time a
 regeneration takes is :func:`regeneration_time_s`: each label hashes its parents' contents
 with SHA-256, one message after another, at no more than :data:`FAST_HASH_BYTES_PER_S`.
@@ -29,13 +30,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from heatgrid.core.challenge import ChallengePlan, memory_block_bytes
+from heatgrid.core.challenge import HOST_HASH_BYTES_PER_S, ChallengePlan, memory_block_bytes
 from heatgrid.core.errors import InputError, require_non_negative, require_positive
 
 __all__ = [
     "BASE64_FACTOR",
     "DEFAULT_REVEAL_SLACK_S",
-    "DEFAULT_UPLINK_BYTES_PER_S",
     "FAST_HASH_BYTES_PER_S",
     "PARENTS",
     "block_parents",
@@ -44,7 +44,8 @@ __all__ = [
     "memory_picks",
     "regeneration",
     "regeneration_time_s",
-    "reveal_deadline_s",
+    "seal_deadline_s",
+    "seal_digest",
     "shown_blocks",
     "space_block",
 ]
@@ -53,11 +54,7 @@ PARENTS = 6
 """Parents of every block but the first: the block before and five drawn ones."""
 
 DEFAULT_REVEAL_SLACK_S = 2.0
-"""Round trip, scheduling and reading the shown blocks the reveal's deadline allows [s]."""
-
-DEFAULT_UPLINK_BYTES_PER_S = 1.0e6
-"""Upload rate of a heater's home connection the reveal's deadline allows for [bytes/s]:
-8 Mbit/s, below most fibre and cable uplinks."""
+"""Round trip and scheduling the seal's deadline allows [s]."""
 
 FAST_HASH_BYTES_PER_S = 2.5e9
 """SHA-256 rate of one message on the fastest hardware known here [bytes/s]: a CPU core with
@@ -147,18 +144,27 @@ def memory_picks(plan: ChallengePlan, wanted: int, max_shown_bytes: float) -> in
     return max(1, min(wanted, plan.memory_blocks, int(budget // each)))
 
 
-def reveal_deadline_s(
-    plan: ChallengePlan,
-    picks: Iterable[int],
-    *,
-    slack_s: float = DEFAULT_REVEAL_SLACK_S,
-    uplink_bytes_per_s: float = DEFAULT_UPLINK_BYTES_PER_S,
-) -> float:
-    """Return the time from issuing the picks to receiving the reveal that is allowed [s].
+def seal_digest(blocks: Iterable[tuple[int, npt.ArrayLike]]) -> bytes:
+    """Return the SHA-256 over shown blocks, each its index and its contents, in the order given.
 
-    ``slack_s`` plus sending the shown blocks (:data:`BASE64_FACTOR` times their bytes) at
-    ``uplink_bytes_per_s``. Reading a few blocks from memory that holds them takes
-    microseconds; remaking them takes :func:`regeneration_time_s`.
+    The device sends this digest (a few bytes, timed) before the blocks themselves (untimed),
+    so that the deadline does not have to allow for uploading them.
+    """
+    hasher = hashlib.sha256(_TAG + b"seal")
+    for index, contents in blocks:
+        hasher.update(index.to_bytes(8, "little"))
+        hasher.update(np.ascontiguousarray(np.asarray(contents, dtype=np.uint8)).data)
+    return hasher.digest()
+
+
+def seal_deadline_s(
+    plan: ChallengePlan, picks: Iterable[int], *, slack_s: float = DEFAULT_REVEAL_SLACK_S
+) -> float:
+    """Return the time from issuing the picks to receiving the seal that is allowed [s].
+
+    ``slack_s`` plus reading and hashing the shown blocks on the host at
+    :data:`~heatgrid.core.challenge.HOST_HASH_BYTES_PER_S`. Reading a few blocks from memory
+    that holds them takes microseconds; remaking them takes :func:`regeneration_time_s`.
 
     Parameters
     ----------
@@ -168,13 +174,10 @@ def reveal_deadline_s(
         The blocks picked after the commitment.
     slack_s : float, optional
         Round trip and scheduling allowed [s], >= 0.
-    uplink_bytes_per_s : float, optional
-        Upload rate allowed for [bytes/s], > 0.
     """
     slack = require_non_negative("slack_s", slack_s)
-    uplink = require_positive("uplink_bytes_per_s", uplink_bytes_per_s)
     shown = len(shown_blocks(plan, picks)) * memory_block_bytes(plan.memory_bytes)
-    return slack + BASE64_FACTOR * shown / uplink
+    return slack + shown / HOST_HASH_BYTES_PER_S
 
 
 def regeneration(

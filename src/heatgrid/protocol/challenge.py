@@ -2,7 +2,8 @@
 
 The coordinator hands a :class:`ChallengeOrder` out in a heartbeat's answer; the device
 computes the chain, commits to its rows (:class:`ChallengeCommit`), is told which places to
-show (:class:`ChallengeCheck`), shows them (:class:`ChallengeReveal`) and hears the verdict
+show (:class:`ChallengeCheck`), seals the blocks of its working set it will show
+(:class:`ChallengeSeal`, timed), shows them (:class:`ChallengeReveal`) and hears the verdict
 (:class:`ChallengeVerdict`).
 """
 
@@ -20,6 +21,7 @@ __all__ = [
     "ChallengeOrder",
     "ChallengePlace",
     "ChallengeReveal",
+    "ChallengeSeal",
     "ChallengeVerdict",
     "RevealedBlock",
     "RevealedRow",
@@ -126,6 +128,16 @@ class RevealedBlock(_Message):
     index: Annotated[int, Field(ge=0)]
     path_hex: Annotated[list[_Hex64], Field(max_length=64)]
     data_b64: _BlockBase64 | None = None
+
+
+class ChallengeSeal(_Message):
+    """The SHA-256 over the working set's blocks a reveal will show, sent (timed) before it.
+
+    See :func:`heatgrid.core.challenge_space.seal_digest`.
+    """
+
+    protocol_version: Literal[1] = 1
+    blocks_sha256_hex: _Hex64
 
 
 class ChallengeReveal(_Message):
