@@ -105,7 +105,7 @@ agent's own use of the memory leave an honest device room."""
 MIN_MEMORY_BLOCK_BYTES = 8 * 1024
 """Smallest block of the working set [bytes]."""
 
-MAX_MEMORY_BLOCKS = 1 << 20
+MAX_MEMORY_BLOCKS = 1 << 22
 """Most blocks of the working set: bigger sets have bigger blocks (powers of two)."""
 
 DEFAULT_CHALLENGE_OVERHEAD_S = 1.0
