@@ -3,10 +3,20 @@
 The devices here run the agent's own challenge code in a child process whose address space is
 limited (``RLIMIT_AS``) to the memory the device really has: the honest one has what it claims,
 the cheat half of it. Claims are tens of MB so that the test stays cheap.
+
+A *modified* agent that keeps half of the blocks and remakes the others when they are picked
+must remake most of what it dropped (each block is made from the contents of earlier ones):
+the test counts the labels it makes and gives its reveal the least time they take
+(:func:`heatgrid.core.challenge_space.regeneration_time_s`) on the coordinator's clock, through
+the real commit, seal and reveal. The coordinator's network slack is set to loopback's here
+(5 ms), so that the tens of MB these tests can afford are enough; the sizes at which the same
+holds over a home connection are in ``docs/trust.md``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -14,11 +24,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
+import numpy as np
 import pytest
 
 from heatgrid.agent import challenge as agent_challenge
+from heatgrid.agent.client import CoordinatorClient
 from heatgrid.core import challenge as rule
-from heatgrid.protocol.challenge import ChallengeCheck, ChallengeCommit, ChallengeOrder
+from heatgrid.core import challenge_space as space
+from heatgrid.protocol.challenge import (
+    ChallengeCheck,
+    ChallengeCommit,
+    ChallengeOrder,
+    ChallengeReveal,
+)
 
 from .conftest import Coordinator
 from .test_challenges import _beat, _claim, _enroll, _order, _play, _submit_cpu_job
@@ -38,6 +57,7 @@ def settings_overrides() -> dict[str, Any]:
         "challenge_max_n": 128,
         "challenge_every_s": 0.0,
         "max_wait_s": 0.0,
+        "challenge_reveal_slack_s": 0.005,
     }
 
 
@@ -73,10 +93,28 @@ def _play_limited(
         if verdict["state"] == "committed":
             child.stdin.write(json.dumps(verdict["check"]) + "\n")
             child.stdin.flush()
-            verdict = _post(coordinator, device, order, "reveal", child.stdout.readline())
+            verdict = _reveal(coordinator, device, order, child.stdout.readline())
         child.stdin.close()
         assert child.wait(timeout=60) == 0
     return verdict
+
+
+def _reveal(
+    coordinator: Coordinator,
+    device: dict[str, Any],
+    order: ChallengeOrder,
+    reveal: str,
+    *,
+    took_s: float = 0.0,
+) -> dict[str, Any]:
+    """Seal the reveal's blocks ``took_s`` after the picks (coordinator's clock), then show it."""
+    sealed = agent_challenge.seal(ChallengeReveal.model_validate_json(reveal))
+    assert sealed is not None
+    coordinator.clock.advance(took_s)
+    verdict = _post(coordinator, device, order, "seal", sealed.model_dump_json())
+    if verdict["state"] != "committed":
+        return verdict
+    return _post(coordinator, device, order, "reveal", reveal)
 
 
 def _gpu(coordinator: Coordinator) -> tuple[dict[str, Any], ChallengeOrder]:
@@ -136,9 +174,9 @@ def test_blocks_not_held_or_not_committed_to_fail(coordinator: Coordinator) -> N
     assert verdict["check"]["blocks"]
     check = ChallengeCheck.model_validate(verdict["check"])
     reveal = agent_challenge.reveal_rows(solution, check.places, check.blocks)
-    verdict = _post(coordinator, device, order, "reveal", reveal.model_dump_json())
+    verdict = _reveal(coordinator, device, order, reveal.model_dump_json())
     assert verdict["state"] == "failed"
-    assert "not the seeded block: it was not held" in verdict["reason"]
+    assert "is not the block committed to" in verdict["reason"]
 
     other, order = _gpu(coordinator)
     solution = agent_challenge.solve(order, give_up_monotonic=float("inf"))
@@ -147,3 +185,196 @@ def test_blocks_not_held_or_not_committed_to_fail(coordinator: Coordinator) -> N
     verdict = _post(coordinator, other, order, "commit", unproven.model_dump_json())
     assert verdict["state"] == "failed"
     assert "no commitment to the working set" in verdict["reason"]
+
+
+class _HalfKeeper:
+    """A modified agent: it labels the whole set once (to commit), then keeps only the blocks
+    in ``kept`` and remakes any other one asked for from its parents, recursively, counting
+    the labels it makes."""
+
+    def __init__(self, solution: agent_challenge.Solution, kept: np.ndarray) -> None:
+        self.plan = solution.plan
+        self.size = rule.memory_block_bytes(self.plan.memory_bytes)
+        self.kept = kept
+        self.held = solution.memory
+        for index in np.flatnonzero(~kept):  # dropped: only remaking can bring it back
+            self.held[index * self.size : (index + 1) * self.size] = 0
+        self.remade: dict[int, np.ndarray] = {}
+
+    def read(self, index: int) -> np.ndarray:
+        """Return block ``index``, kept or remade (parents before children)."""
+        if self.kept[index]:
+            return np.asarray(self.held[index * self.size : (index + 1) * self.size])
+        missing, stack = set(), [index]
+        while stack:
+            at = stack.pop()
+            if at in missing or at in self.remade or self.kept[at]:
+                continue
+            missing.add(at)
+            stack.extend(space.block_parents(self.plan, at))
+        for at in sorted(missing):
+            parents = [self.read(p) for p in space.block_parents(self.plan, at)]
+            self.remade[at] = space.space_block(self.plan, at, parents)
+        return self.remade[index]
+
+
+def _cheat(
+    coordinator: Coordinator, strategy: str
+) -> tuple[dict[str, Any], ChallengeOrder, agent_challenge.Solution, _HalfKeeper, ChallengeCheck]:
+    """A device whose modified agent committed, then dropped half its blocks; and the picks."""
+    device, order = _gpu(coordinator)
+    solution = agent_challenge.solve(order, give_up_monotonic=float("inf"))
+    assert solution is not None
+    index = np.arange(solution.plan.memory_blocks)
+    kept = index % 2 == 0 if strategy == "every other" else index < index.size // 2
+    keeper = _HalfKeeper(solution, kept)
+    commit = agent_challenge.commitment(solution)
+    verdict = _post(coordinator, device, order, "commit", commit.model_dump_json())
+    assert verdict["state"] == "committed"
+    check = ChallengeCheck.model_validate(verdict["check"])
+    assert len(check.blocks) == 12
+    return device, order, solution, keeper, check
+
+
+@pytest.mark.parametrize("strategy", ["every other", "first half"])
+def test_a_modified_agent_that_keeps_half_and_remakes_the_rest_misses_the_deadline(
+    coordinator: Coordinator, strategy: str
+) -> None:
+    device, order, solution, keeper, check = _cheat(coordinator, strategy)
+    reveal = agent_challenge.reveal_rows(solution, check.places, check.blocks, keeper.read)
+    labels = len(keeper.remade)
+    shown = space.shown_blocks(keeper.plan, check.blocks)
+    assert (labels, labels > 0) == (space.regeneration(keeper.plan, keeper.kept, shown)[0], True)
+    took_s = space.regeneration_time_s(keeper.plan, labels)  # the least time those labels take
+    verdict = _reveal(coordinator, device, order, reveal.model_dump_json(), took_s=took_s)
+    assert verdict["state"] == "failed", (labels, took_s)
+    assert "sealed its blocks" in verdict["reason"]
+    assert "after they were picked" in verdict["reason"]
+    assert "did not hold" in verdict["reason"]
+    refused = _claim(coordinator, device)
+    assert refused.status_code == 403
+    assert "quarantined" in refused.json()["detail"]
+
+
+def test_remade_blocks_are_right_so_the_deadline_is_what_catches_them(
+    coordinator: Coordinator,
+) -> None:
+    device, order, solution, keeper, check = _cheat(coordinator, "every other")
+    reveal = agent_challenge.reveal_rows(solution, check.places, check.blocks, keeper.read)
+    assert keeper.remade
+    verdict = _reveal(coordinator, device, order, reveal.model_dump_json())
+    assert verdict["state"] == "passed"  # sealed at once (no time passed on the clock)
+
+
+def _play_memory(
+    coordinator: Coordinator, device: dict[str, Any], order: ChallengeOrder
+) -> dict[str, Any]:
+    """The honest agent: commit, then show the picks after reading them back at 1 GB/s."""
+    solution = agent_challenge.solve(order, give_up_monotonic=float("inf"))
+    assert solution is not None
+    commit = agent_challenge.commitment(solution)
+    verdict = _post(coordinator, device, order, "commit", commit.model_dump_json())
+    check = ChallengeCheck.model_validate(verdict["check"])
+    reveal = agent_challenge.reveal_rows(solution, check.places, check.blocks)
+    shown_bytes = len(space.shown_blocks(solution.plan, check.blocks)) * (
+        rule.memory_block_bytes(order.memory_bytes)
+    )
+    return _reveal(coordinator, device, order, reveal.model_dump_json(), took_s=shown_bytes / 1e9)
+
+
+def test_an_honest_agent_shows_its_blocks_well_within_the_deadline(
+    coordinator: Coordinator,
+) -> None:
+    device, order = _gpu(coordinator)
+    verdict = _play_memory(coordinator, device, order)
+    assert verdict["state"] == "passed", verdict
+    assert len(_claim(coordinator, device).json()["leases"]) == 1
+
+
+def test_a_set_not_labelled_as_asked_fails(coordinator: Coordinator) -> None:
+    device, order = _gpu(coordinator)
+    solution = agent_challenge.solve(order, give_up_monotonic=float("inf"))
+    assert solution is not None
+    junk = np.random.default_rng(5).integers(0, 256, solution.memory.size, dtype=np.uint8)
+    size = rule.memory_block_bytes(order.memory_bytes)
+    digests = [
+        rule.memory_digest(i, junk[i * size : (i + 1) * size])
+        for i in range(solution.plan.memory_blocks)
+    ]
+    levels = rule.merkle_levels(digests)
+    cheap = dataclasses.replace(
+        solution, memory=junk, memory_levels=levels, memory_root=levels[-1][0]
+    )
+    verdict = _post(
+        coordinator, device, order, "commit", agent_challenge.commitment(cheap).model_dump_json()
+    )
+    check = ChallengeCheck.model_validate(verdict["check"])
+    reveal = agent_challenge.reveal_rows(cheap, check.places, check.blocks)
+    verdict = _reveal(coordinator, device, order, reveal.model_dump_json())
+    assert verdict["state"] == "failed"
+    assert "not the block made from its parents" in verdict["reason"]
+
+
+def test_the_memory_round_waits_until_the_device_runs_no_task(coordinator: Coordinator) -> None:
+    device, order = _gpu(coordinator)
+    assert _play_memory(coordinator, device, order)["state"] == "passed"
+    (lease,) = _claim(coordinator, device).json()["leases"]
+    # New hardware: the throughput round runs beside the task, the memory round waits for it.
+    hardware = {"model": "Homebrew accelerator", "max_power_w": 310.0, "vram_gb": _CLAIMED_VRAM_GB}
+    throughput = _order(_beat(coordinator, device, hardware=hardware))
+    assert throughput.memory_bytes == 0
+    solution = agent_challenge.solve(throughput, give_up_monotonic=float("inf"))
+    assert solution is not None
+    assert _play(coordinator, device, throughput, solution, took_s=0.1)["state"] == "passed"
+    assert _beat(coordinator, device)["challenge"] is None  # its task still holds the GPU
+    assert _claim(coordinator, device).json()["leases"] == []  # and it gets no new one
+    ended = coordinator.client.post(
+        f"/v1/devices/{device['id']}/tasks/{lease['task_id']}/fail",
+        json={"attempt": lease["attempt"], "energy_j": 1.0, "error": "stopped for a challenge"},
+        headers=device["headers"],
+    )
+    assert ended.status_code == 200, ended.text
+    memory = _order(_beat(coordinator, device))
+    assert memory.memory_bytes > _CLAIMED_VRAM_GB * 1e9 / 2
+
+
+def test_blocks_shown_unsealed_or_other_than_sealed_fail(coordinator: Coordinator) -> None:
+    for sealing in (False, True):
+        device, order = _gpu(coordinator)
+        solution = agent_challenge.solve(order, give_up_monotonic=float("inf"))
+        assert solution is not None
+        commit = agent_challenge.commitment(solution)
+        verdict = _post(coordinator, device, order, "commit", commit.model_dump_json())
+        check = ChallengeCheck.model_validate(verdict["check"])
+        reveal = agent_challenge.reveal_rows(solution, check.places, check.blocks)
+        if sealing:  # sealed other blocks than it then shows
+            other = agent_challenge.reveal_rows(solution, check.places, [5])
+            sealed = agent_challenge.seal(other)
+            assert sealed is not None
+            verdict = _post(coordinator, device, order, "seal", sealed.model_dump_json())
+            assert verdict["state"] == "committed"
+            again = coordinator.client.post(
+                f"/v1/devices/{device['id']}/challenges/{order.challenge_id}/seal",
+                content=sealed.model_dump_json(),
+                headers={**device["headers"], "Content-Type": "application/json"},
+            )
+            assert again.status_code == 409
+            assert "already sealed" in again.json()["detail"]
+        verdict = _post(coordinator, device, order, "reveal", reveal.model_dump_json())
+        assert verdict["state"] == "failed"
+        assert "not the ones sealed" in verdict["reason"]
+
+
+def test_the_agent_answers_the_memory_round_over_http(coordinator: Coordinator) -> None:
+    device, order = _gpu(coordinator)
+
+    async def play() -> str:
+        transport = httpx.ASGITransport(app=coordinator.app)
+        async with CoordinatorClient("http://coordinator.test", transport=transport) as client:
+            verdict = await agent_challenge.answer_challenge(
+                client, device["id"], device["token"], order, received_monotonic=float("inf")
+            )
+        return verdict.state
+
+    assert coordinator.client.portal.call(functools.partial(play)) == "passed"
+    assert len(_claim(coordinator, device).json()["leases"]) == 1

@@ -136,14 +136,21 @@ def test_the_working_set_is_more_than_half_the_claimed_memory_in_whole_blocks() 
     assert challenge.plan_challenge(1, 8.0e13).memory_bytes == 0
 
 
-def test_memory_blocks_are_seeded_and_distinct() -> None:
-    plan = challenge.plan_challenge(7, 1.0e10, claimed_memory_bytes=1.0e6)
-    again = challenge.memory_block(plan, 3)
-    assert np.array_equal(challenge.memory_block(plan, 3), again)
-    assert not np.array_equal(challenge.memory_block(plan, 2), again)
-    other = challenge.plan_challenge(8, 1.0e10, claimed_memory_bytes=1.0e6)
-    assert not np.array_equal(challenge.memory_block(other, 3), again)
-    assert challenge.memory_digest(3, again) != challenge.memory_digest(2, again)
+def test_block_digests_bind_the_index_and_the_contents() -> None:
+    block = np.arange(64, dtype=np.uint8)
+    assert challenge.memory_digest(3, block) != challenge.memory_digest(2, block)
+    assert challenge.memory_digest(3, block) != challenge.memory_digest(3, block[::-1])
+
+
+@given(st.integers(1, 300), st.data())
+def test_paths_from_the_levels_are_the_rfc_paths(count: int, data: st.DataObject) -> None:
+    digests = _digests(count)
+    levels = challenge.merkle_levels(digests)
+    assert levels[-1] == [challenge.merkle_root(digests)]
+    index = data.draw(st.integers(0, count - 1))
+    assert challenge.merkle_level_path(levels, index) == challenge.merkle_path(digests, index)
+    with pytest.raises(InputError, match="index"):
+        challenge.merkle_level_path(levels, count)
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,11 @@ The chain runs on the device the challenge is about: a CUDA GPU through PyTorch 
 heater computes on one and PyTorch is installed, else the CPU through numpy (float32 BLAS).
 Every link is copied to the host and each of its rows hashed; the rows stay in memory until
 the reveal (at most :data:`heatgrid.core.challenge.MAX_HOST_BYTES`). The working set is
-allocated on the same device (GPU memory, or host memory for a CPU), filled block by block and
-held until the reveal, when each block asked for is read back and hashed again. A device that
-cannot allocate it gives up. The work runs in a worker thread, so the room's control loop
-keeps its ticks.
+allocated on the same device (GPU memory, or host memory for a CPU) and filled in one pass,
+each block labelled from the contents of its parents read back from the set
+(:mod:`heatgrid.core.challenge_space`); it is held until the reveal, when the parents of each
+picked block are read back and shown. A device that cannot allocate it gives up. The work runs
+in a worker thread, so the room's control loop keeps its ticks.
 """
 
 from __future__ import annotations
@@ -25,17 +26,27 @@ import numpy as np
 
 from heatgrid.agent.client import CoordinatorClient
 from heatgrid.core import challenge as rule
+from heatgrid.core import challenge_space as space
 from heatgrid.protocol.challenge import (
     ChallengeCommit,
     ChallengeOrder,
     ChallengePlace,
     ChallengeReveal,
+    ChallengeSeal,
     ChallengeVerdict,
     RevealedBlock,
     RevealedRow,
 )
 
-__all__ = ["Solution", "answer_challenge", "commitment", "reveal_rows", "solve"]
+__all__ = [
+    "Solution",
+    "answer_challenge",
+    "commitment",
+    "reveal_blocks",
+    "reveal_rows",
+    "seal",
+    "solve",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -45,7 +56,8 @@ class Solution:
     """The computed chain: every link's rows, their digests and the Merkle root.
 
     ``memory`` is the working set as held (a numpy array, or a PyTorch tensor on the GPU),
-    ``memory_digests`` its block digests and ``memory_root`` their Merkle root (None: no set).
+    ``memory_levels`` the Merkle tree over its block digests (leaves first) and
+    ``memory_root`` its root (None: no set).
     """
 
     plan: rule.ChallengePlan
@@ -53,14 +65,14 @@ class Solution:
     digests: list[bytes]
     root: bytes
     memory: Any = None
-    memory_digests: list[bytes] = dataclasses.field(default_factory=list)
+    memory_levels: list[list[bytes]] = dataclasses.field(default_factory=list)
     memory_root: bytes | None = None
 
 
 def _hold_memory(
     plan: rule.ChallengePlan, on_gpu: bool, stop: Callable[[], bool]
 ) -> tuple[Any, list[bytes]] | None:
-    """Allocate the working set on the device, fill it block by block; None if it cannot.
+    """Allocate the working set on the device and label it block by block; None if too late.
 
     Raises :class:`MemoryError` when the device cannot hold it.
     """
@@ -75,9 +87,10 @@ def _hold_memory(
             raise MemoryError(str(error)) from error
     digests = []
     for index in range(plan.memory_blocks):
-        if stop():
+        if index % 64 == 0 and stop():
             return None
-        block = rule.memory_block(plan, index)
+        parents = [_read_block(held, plan, parent) for parent in space.block_parents(plan, index)]
+        block = space.expand(space.label_key(plan, index, parents), size)
         if torch is None:
             held[index * size : (index + 1) * size] = block
         else:
@@ -86,10 +99,10 @@ def _hold_memory(
     return held, digests
 
 
-def _held_block(solution: Solution, index: int) -> np.ndarray:
-    """Read block ``index`` back from the held working set."""
-    size = rule.memory_block_bytes(solution.plan.memory_bytes)
-    block = solution.memory[index * size : (index + 1) * size]
+def _read_block(held: Any, plan: rule.ChallengePlan, index: int) -> np.ndarray:
+    """Read block ``index`` back from the held working set (a numpy array or a GPU tensor)."""
+    size = rule.memory_block_bytes(plan.memory_bytes)
+    block = held[index * size : (index + 1) * size]
     return block if isinstance(block, np.ndarray) else block.cpu().numpy()
 
 
@@ -165,7 +178,7 @@ def solve(
     )
     stop = lambda: monotonic() > give_up_monotonic  # noqa: E731
     held: Any = None
-    memory_digests: list[bytes] = []
+    memory_levels: list[list[bytes]] = []
     if plan.memory_bytes:
         try:
             memory = _hold_memory(plan, on_gpu, stop)
@@ -175,6 +188,7 @@ def solve(
         if memory is None:
             return None
         held, memory_digests = memory
+        memory_levels = rule.merkle_levels(memory_digests)
     a, b = rule.challenge_inputs(plan)
     chain = _torch_chain if on_gpu and _cuda_available() else _numpy_chain
     links = chain(a, b, plan.links, stop)
@@ -187,28 +201,56 @@ def solve(
     ]
     if monotonic() > give_up_monotonic:
         return None
-    memory_root = rule.merkle_root(memory_digests) if memory_digests else None
+    memory_root = memory_levels[-1][0] if memory_levels else None
     return Solution(
-        plan, links, digests, rule.merkle_root(digests), held, memory_digests, memory_root
+        plan, links, digests, rule.merkle_root(digests), held, memory_levels, memory_root
     )
 
 
+def reveal_blocks(
+    solution: Solution,
+    blocks: Sequence[int],
+    read: Callable[[int], np.ndarray] | None = None,
+) -> list[RevealedBlock]:
+    """Return each picked block with its path, and its parents with their contents and paths.
+
+    ``read`` gives a block's contents (by default read back from the held working set).
+    """
+    plan = solution.plan
+    if solution.memory is None or not solution.memory_levels:
+        return []
+    picks = [index for index in blocks if 0 <= index < plan.memory_blocks]
+    reader = read or (lambda index: _read_block(solution.memory, plan, index))
+    shown = space.shown_blocks(plan, picks)
+    paths = {
+        index: [step.hex() for step in rule.merkle_level_path(solution.memory_levels, index)]
+        for index in {*picks, *shown}
+    }
+    return [
+        RevealedBlock(index=index, path_hex=paths[index])
+        for index in sorted(set(picks) - set(shown))
+    ] + [
+        RevealedBlock(
+            index=index,
+            path_hex=paths[index],
+            data_b64=base64.b64encode(np.ascontiguousarray(reader(index)).tobytes()).decode(),
+        )
+        for index in shown
+    ]
+
+
 def reveal_rows(
-    solution: Solution, places: Sequence[ChallengePlace], blocks: Sequence[int] = ()
+    solution: Solution,
+    places: Sequence[ChallengePlace],
+    blocks: Sequence[int] = (),
+    read: Callable[[int], np.ndarray] | None = None,
 ) -> ChallengeReveal:
     """Return each place's row and the row it came from, with their inclusion paths.
 
-    Each block of the working set asked for is read back from what is held and hashed again.
+    Each picked block of the working set comes with its path, and its parents with their
+    contents, read back from what is held (or by ``read``: see :func:`reveal_blocks`).
     """
-    shown = [
-        RevealedBlock(
-            index=index,
-            digest_hex=rule.memory_digest(index, _held_block(solution, index)).hex(),
-            path_hex=[step.hex() for step in rule.merkle_path(solution.memory_digests, index)],
-        )
-        for index in blocks
-        if solution.memory is not None and 0 <= index < solution.plan.memory_blocks
-    ]
+    shown = reveal_blocks(solution, blocks, read)
     wanted: list[tuple[int, int]] = []
     for place in places:
         for link in (place.link - 1, place.link):
@@ -233,6 +275,18 @@ def reveal_rows(
         ],
         blocks=shown,
     )
+
+
+def seal(reveal: ChallengeReveal) -> ChallengeSeal | None:
+    """Return the seal of the working set's blocks a reveal shows; None when it shows none."""
+    contents = [
+        (block.index, np.frombuffer(base64.b64decode(block.data_b64), dtype=np.uint8))
+        for block in reveal.blocks
+        if block.data_b64 is not None
+    ]
+    if not contents:
+        return None
+    return ChallengeSeal(blocks_sha256_hex=space.seal_digest(sorted(contents)).hex())
 
 
 def commitment(solution: Solution | None) -> ChallengeCommit:
@@ -264,7 +318,11 @@ async def answer_challenge(
         reveal = await asyncio.to_thread(
             reveal_rows, solution, verdict.check.places, verdict.check.blocks
         )
-        verdict = await client.reveal_challenge(device_id, token, order.challenge_id, reveal)
+        sealed = seal(reveal)
+        if sealed is not None:  # the working set's blocks: sealed at once (timed), shown after
+            verdict = await client.seal_challenge(device_id, token, order.challenge_id, sealed)
+        if verdict.state == "committed":
+            verdict = await client.reveal_challenge(device_id, token, order.challenge_id, reveal)
     level = logging.INFO if verdict.state == "passed" else logging.ERROR
     _log.log(
         level,

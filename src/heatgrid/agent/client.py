@@ -31,7 +31,12 @@ from pydantic import BaseModel, ValidationError
 
 from heatgrid.jobs.artifact import artifact_path
 from heatgrid.protocol import v1
-from heatgrid.protocol.challenge import ChallengeCommit, ChallengeReveal, ChallengeVerdict
+from heatgrid.protocol.challenge import (
+    ChallengeCommit,
+    ChallengeReveal,
+    ChallengeSeal,
+    ChallengeVerdict,
+)
 from heatgrid.protocol.jobs import MAX_ARTIFACT_BYTES, CheckpointMark
 
 __all__ = [
@@ -151,6 +156,17 @@ class CoordinatorClient:
         return await self._post(
             f"/v1/devices/{device_id}/challenges/{challenge_id}/commit",
             commit,
+            ChallengeVerdict,
+            token=token,
+        )
+
+    async def seal_challenge(
+        self, device_id: str, token: str, challenge_id: str, seal: ChallengeSeal
+    ) -> ChallengeVerdict:
+        """Seal the working set's blocks to show (timed); return the verdict (still committed)."""
+        return await self._post(
+            f"/v1/devices/{device_id}/challenges/{challenge_id}/seal",
+            seal,
             ChallengeVerdict,
             token=token,
         )

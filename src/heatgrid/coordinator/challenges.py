@@ -9,9 +9,14 @@ releases it (and it owes a new challenge). A challenge left unanswered past its 
 fails without quarantine (its answer may have been lost); three such in a row quarantine.
 
 A device that claims GPU memory owes a second round once it passes this throughput round: a
-token chain plus a working set of most of the claimed memory to hold (see
-:mod:`heatgrid.core.challenge`), in its own challenge so that the time allowed to fill the set
-does not loosen the throughput deadline.
+token chain plus a working set of most of the claimed memory to hold, labelled so that
+remaking a block takes the contents of many earlier ones (a proof of space, see
+:mod:`heatgrid.core.challenge_space`), in its own challenge so that the time allowed to fill
+the set does not loosen the throughput deadline. The blocks picked after the commitment must
+be sealed (a digest of what the device will show) within a short deadline, timed from the
+picks to the seal by the coordinator's clock, and then shown. The round waits until the
+device runs no task (it gets none while it owes the round), so that its memory is free: it
+is never sized from what the device says is free, which a cheat would understate.
 """
 
 from __future__ import annotations
@@ -22,23 +27,27 @@ import logging
 import secrets
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from heatgrid.coordinator.auth import new_id
-from heatgrid.coordinator.db.models import Device, DeviceChallenge
+from heatgrid.coordinator.db.models import Device, DeviceChallenge, Task
 from heatgrid.coordinator.errors import ConflictError, NotFoundError
 from heatgrid.coordinator.settings import Settings
 from heatgrid.core import challenge as rule
+from heatgrid.core import challenge_space as space
 from heatgrid.core.catalog import load_catalog
 from heatgrid.core.errors import InputError
+from heatgrid.core.leasing import LEASED_STATES
 from heatgrid.protocol.challenge import (
     ChallengeCheck,
     ChallengeCommit,
     ChallengeOrder,
     ChallengePlace,
     ChallengeReveal,
+    ChallengeSeal,
     ChallengeVerdict,
+    RevealedBlock,
     RevealedRow,
 )
 
@@ -53,6 +62,7 @@ __all__ = [
     "quarantine",
     "release",
     "reveal",
+    "seal",
 ]
 
 CPU_CORE_FLOPS_PER_S = 10.0e9
@@ -177,6 +187,19 @@ _NO_ANSWER = "no answer by the deadline"
 
 _MEMORY_ROUND_N = 16
 
+_REVEAL_ROOM_BYTES = 256 * 1024
+"""Room a reveal needs besides the blocks' contents (paths, rows, JSON) [bytes]."""
+
+
+def _runs_tasks(session: Session, device: Device) -> bool:
+    """Return whether the device holds a lease (a task running on it)."""
+    holding = sorted(state.value for state in LEASED_STATES)
+    return bool(
+        session.scalar(
+            select(exists().where(Task.lease_device_id == device.id, Task.state.in_(holding)))
+        )
+    )
+
 
 def _memory_round(session: Session, device: Device, settings: Settings) -> bool:
     """Return whether the challenge owed now is the working set's round.
@@ -198,6 +221,33 @@ def _memory_round(session: Session, device: Device, settings: Settings) -> bool:
         and latest.ended_ts is not None
         and device.challenge_due_ts is not None
         and latest.ended_ts >= device.challenge_due_ts
+    )
+
+
+def _next_plan(
+    session: Session, device: Device, settings: Settings, flops: float
+) -> rule.ChallengePlan | None:
+    """Return the plan of the challenge owed now; None while the memory round must wait."""
+    if not _memory_round(session, device, settings):
+        return rule.plan_challenge(
+            secrets.randbits(32),
+            flops,
+            target_s=settings.challenge_target_s,
+            max_n=settings.challenge_max_n,
+        )
+    if _runs_tasks(session, device):
+        # Its tasks would hold memory the round needs: wait for them to end (it gets no new
+        # ones while it owes the round).
+        return None
+    # The working set gets its own challenge with a token chain, so that the time allowed to
+    # fill it does not loosen the throughput challenge's deadline.
+    return rule.plan_challenge(
+        secrets.randbits(32),
+        flops,
+        target_s=settings.challenge_target_s,
+        max_n=_MEMORY_ROUND_N,
+        claimed_memory_bytes=claimed_memory_bytes(device),
+        max_memory_bytes=settings.challenge_max_memory_bytes,
     )
 
 
@@ -238,26 +288,10 @@ def issue_due(
         and value < min(1.0, settings.heartbeat_interval_s / every_s)
     ):
         device.challenge_due_ts = now_ts
-    if device.challenge_due_ts is None or device.challenge_due_ts > now_ts:
+    due = device.challenge_due_ts is not None and device.challenge_due_ts <= now_ts
+    plan = _next_plan(session, device, settings, flops) if due else None
+    if plan is None:
         return None
-    if _memory_round(session, device, settings):
-        # The working set gets its own challenge with a token chain, so that the time allowed
-        # to fill it does not loosen the throughput challenge's deadline.
-        plan = rule.plan_challenge(
-            secrets.randbits(32),
-            flops,
-            target_s=settings.challenge_target_s,
-            max_n=_MEMORY_ROUND_N,
-            claimed_memory_bytes=claimed_memory_bytes(device),
-            max_memory_bytes=settings.challenge_max_memory_bytes,
-        )
-    else:
-        plan = rule.plan_challenge(
-            secrets.randbits(32),
-            flops,
-            target_s=settings.challenge_target_s,
-            max_n=settings.challenge_max_n,
-        )
     found = DeviceChallenge(
         id=new_id(),
         device_id=device.id,
@@ -351,7 +385,10 @@ def commit(
         found.places = [[leaf // plan.n, leaf % plan.n] for leaf in sorted(leaves)]
         if plan.memory_bytes:
             found.memory_root_hex = body.memory_root_hex
-            blocks = min(settings.challenge_rows_checked, plan.memory_blocks)
+            room = settings.max_body_bytes - _REVEAL_ROOM_BYTES
+            blocks = space.memory_picks(
+                plan, settings.challenge_rows_checked, max(room, settings.max_body_bytes / 2)
+            )
             found.blocks = sorted(rng.sample(range(plan.memory_blocks), blocks))
     session.commit()
     return _verdict(found)
@@ -390,22 +427,106 @@ def _shown_rows(
     return shown
 
 
-def _check_blocks(found: DeviceChallenge, body: ChallengeReveal) -> str | None:
-    """Return why the shown blocks of the working set fail, or None when each checks out."""
-    plan = _plan(found)
+def _block_data(block: RevealedBlock, size: int) -> np.ndarray | None:
+    try:
+        data = base64.b64decode(block.data_b64 or "", validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return np.frombuffer(data, dtype=np.uint8) if len(data) == size else None
+
+
+def _shown_parents(
+    found: DeviceChallenge, plan: rule.ChallengePlan, shown: dict[int, RevealedBlock]
+) -> dict[int, np.ndarray] | str:
+    """Return the picks' parents by index once each proves to be the block committed to."""
     root = bytes.fromhex(found.memory_root_hex or "")
+    size = rule.memory_block_bytes(plan.memory_bytes)
+    contents: dict[int, np.ndarray] = {}
+    for index in space.shown_blocks(plan, found.blocks or []):
+        block = shown.get(index)
+        data = None if block is None else _block_data(block, size)
+        if block is None or data is None:
+            return f"block {index} of the working set was not shown with its {size} bytes"
+        path = [bytes.fromhex(step) for step in block.path_hex]
+        digest = rule.memory_digest(index, data)
+        if not rule.merkle_verify(root, digest, index, plan.memory_blocks, path):
+            return f"block {index} of the working set is not the block committed to"
+        contents[index] = data
+    return contents
+
+
+def _check_blocks(found: DeviceChallenge, body: ChallengeReveal) -> str | None:
+    """Return why the shown blocks of the working set fail, or None when each checks out.
+
+    Each shown parent must be the block committed to, and the parents must be the blocks
+    sealed; each pick, made from its parents' contents, must be the block committed to too.
+    """
+    if not found.memory_bytes:
+        return None
+    plan = _plan(found)
     shown = {block.index: block for block in body.blocks}
+    contents = _shown_parents(found, plan, shown)
+    if isinstance(contents, str):
+        return contents
+    sealed = space.seal_digest(sorted(contents.items()))
+    if found.seal_hex is None or sealed.hex() != found.seal_hex:
+        return "the blocks shown are not the ones sealed after the picks (or none were sealed)"
+    root = bytes.fromhex(found.memory_root_hex or "")
     for index in found.blocks or []:
         block = shown.get(index)
         if block is None:
             return f"block {index} of the working set was not shown"
-        digest = bytes.fromhex(block.digest_hex)
-        if digest != rule.memory_digest(index, rule.memory_block(plan, index)):
-            return f"block {index} of the working set is not the seeded block: it was not held"
+        parents = [contents[parent] for parent in space.block_parents(plan, index)]
+        made = space.space_block(plan, index, parents)
         path = [bytes.fromhex(step) for step in block.path_hex]
-        if not rule.merkle_verify(root, digest, index, plan.memory_blocks, path):
-            return f"block {index} of the working set is not the block committed to"
+        if not rule.merkle_verify(
+            root, rule.memory_digest(index, made), index, plan.memory_blocks, path
+        ):
+            return (
+                f"block {index} of the working set is not the block made from its parents: "
+                "the set committed to was not labelled as asked"
+            )
     return None
+
+
+def seal(
+    session: Session,
+    device: Device,
+    challenge_id: str,
+    body: ChallengeSeal,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> ChallengeVerdict:
+    """Take the seal of the working set's blocks to show, timed from the picks. Commits.
+
+    A seal later than :func:`~heatgrid.core.challenge_space.seal_deadline_s` after the picks
+    fails the challenge: remaking blocks that were not held takes longer.
+    """
+    found = _get(session, device, challenge_id)
+    if found.state != "committed" or not found.memory_bytes:
+        raise ConflictError(f"challenge {challenge_id}: {found.state}, not waiting for a seal")
+    if found.seal_hex is not None:
+        raise ConflictError(f"challenge {challenge_id}: already sealed")
+    plan = _plan(found)
+    deadline_s = space.seal_deadline_s(
+        plan, found.blocks or [], slack_s=settings.challenge_reveal_slack_s
+    )
+    elapsed_s = now_ts - (found.committed_ts or found.issued_ts)
+    if elapsed_s > deadline_s:
+        _fail(
+            found,
+            device,
+            f"sealed its blocks {elapsed_s:.3f} s after they were picked, deadline "
+            f"{deadline_s:.3f} s: it did not hold the {plan.memory_bytes / 2**20:.0f} MiB "
+            "working set it committed to (remaking blocks takes longer)",
+            now_ts=now_ts,
+        )
+    else:
+        found.sealed_ts = now_ts
+        found.seal_hex = body.blocks_sha256_hex
+    session.commit()
+    return _verdict(found)
 
 
 def _check_reveal(found: DeviceChallenge, body: ChallengeReveal) -> str | None:

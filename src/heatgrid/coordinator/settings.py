@@ -6,6 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
+from heatgrid.core.challenge_space import DEFAULT_REVEAL_SLACK_S
 from heatgrid.core.defaults import (
     DEFAULT_CHALLENGE_TARGET_S,
     DEFAULT_ROWS_CHECKED,
@@ -127,6 +128,9 @@ class Settings:
         Largest working set a challenge asks a device to hold [bytes]; a device claiming more
         than this over :data:`heatgrid.core.challenge.DEFAULT_MEMORY_FRACTION` is checked up to
         it only. 0: no memory check.
+    challenge_reveal_slack_s : float
+        Round trip and scheduling allowed between picking blocks of the working set and
+        receiving their seal [s] (:func:`heatgrid.core.challenge_space.seal_deadline_s`).
     bitcoin_network : str
         Network that owners' payout addresses must be for: ``mainnet``, ``testnet``,
         ``signet`` or ``regtest``.
@@ -176,6 +180,7 @@ class Settings:
     challenge_max_n: int = MAX_CHALLENGE_N
     challenge_rows_checked: int = DEFAULT_ROWS_CHECKED
     challenge_max_memory_bytes: int = 1 << 40
+    challenge_reveal_slack_s: float = DEFAULT_REVEAL_SLACK_S
     bitcoin_network: str = "mainnet"
     stratum_url: str | None = None
     session_secret: str = field(default_factory=_session_secret, repr=False)
@@ -190,6 +195,10 @@ class Settings:
             raise InputError(f"hold_limit_s must be a positive number, got {self.hold_limit_s}")
         if not 0.0 < self.spot_check_floor <= 1.0:
             raise InputError(f"spot_check_floor must be in (0, 1], got {self.spot_check_floor}")
+        if not self.challenge_reveal_slack_s >= 0.0:
+            raise InputError(
+                f"challenge_reveal_slack_s must be >= 0, got {self.challenge_reveal_slack_s}"
+            )
         if self.bitcoin_network not in NETWORKS:
             raise InputError(
                 f"bitcoin_network must be one of {', '.join(NETWORKS)}, "

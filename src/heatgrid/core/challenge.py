@@ -19,11 +19,11 @@ probability about ``q**k``. Inputs are generated once (2 n² numbers) and the ho
 
 The plan also names a working set of ``memory_bytes``: :data:`DEFAULT_MEMORY_FRACTION` of the
 memory the device claims (capped by ``max_memory_bytes``), more than half of it, so a device
-with half the memory it claims cannot hold it. The device allocates it on the claimed device,
-fills it with seeded blocks (:func:`memory_block`) and commits to their digests
-(:func:`memory_digest`) with a second Merkle root; after the commitment the coordinator names
-random blocks, which the device hashes again from what it holds and shows with their paths.
-A device that cannot allocate the working set gives up, and the challenge fails.
+with half the memory it claims cannot hold it. The device fills it with labelled blocks, each
+made from the contents of earlier ones (:mod:`heatgrid.core.challenge_space`), and commits to
+their digests (:func:`memory_digest`) with a second Merkle root; after the commitment the
+coordinator picks blocks, which the device must show, with their parents, within a short
+deadline: remaking blocks it did not keep takes far longer.
 
 Everything here is pure: time and randomness come from the caller.
 """
@@ -63,9 +63,10 @@ __all__ = [
     "ChallengePlan",
     "challenge_inputs",
     "leaf_index",
-    "memory_block",
     "memory_block_bytes",
     "memory_digest",
+    "merkle_level_path",
+    "merkle_levels",
     "merkle_path",
     "merkle_root",
     "merkle_verify",
@@ -90,20 +91,21 @@ HOST_HASH_BYTES_PER_S = 5.0e8
 HOST_RANDOM_PER_S = 5.0e7
 """Host rate of generating the seeded inputs the deadline allows for [numbers/s]."""
 
-HOST_FILL_BYTES_PER_S = 5.0e7
-"""Host rate of generating, hashing and placing the working set the deadline allows for
-[bytes/s]: a sixth of the 310 MB/s measured on one shared core of the build machine, so that
-slow heater CPUs pass; the memory round's deadline times nothing else."""
+HOST_FILL_BYTES_PER_S = 1.0e7
+"""Host rate of labelling, hashing and placing the working set the deadline allows for
+[bytes/s]: each block hashes its six parents (:mod:`heatgrid.core.challenge_space`); the
+build machine labelled 35 MB/s with two cores shared by a load of 14, so slow heater CPUs
+pass; the memory round's commitment deadline times nothing else."""
 
 DEFAULT_MEMORY_FRACTION = 0.75
 """Share of the claimed memory the working set fills [dimensionless]: above one half, so a
 device with half the memory it claims cannot hold it; below one, so the driver's and the
 agent's own use of the memory leave an honest device room."""
 
-MIN_MEMORY_BLOCK_BYTES = 64 * 1024
+MIN_MEMORY_BLOCK_BYTES = 8 * 1024
 """Smallest block of the working set [bytes]."""
 
-MAX_MEMORY_BLOCKS = 1 << 16
+MAX_MEMORY_BLOCKS = 1 << 22
 """Most blocks of the working set: bigger sets have bigger blocks (powers of two)."""
 
 DEFAULT_CHALLENGE_OVERHEAD_S = 1.0
@@ -233,19 +235,6 @@ def memory_block_bytes(memory_bytes: int) -> int:
     return size
 
 
-def memory_block(plan: ChallengePlan, index: int) -> np.ndarray:
-    """Return block ``index`` of the plan's working set: seeded random bytes (incompressible).
-
-    Each block has its own stream (PCG64 keyed by the seed and the index), so the device fills
-    the set block by block and the coordinator makes any one block alone.
-    """
-    if not 0 <= index < plan.memory_blocks:
-        raise InputError(f"block must be in [0, {plan.memory_blocks}), got {index!r}")
-    size = memory_block_bytes(plan.memory_bytes)
-    generator = np.random.Generator(np.random.PCG64([plan.seed, index, 0x6D656D]))
-    return np.frombuffer(generator.bytes(size), dtype=np.uint8)
-
-
 def memory_digest(index: int, data: npt.ArrayLike) -> bytes:
     """Return the SHA-256 of one block of the working set: a tag, its index and its bytes."""
     raw = np.ascontiguousarray(np.asarray(data, dtype=np.uint8)).tobytes()
@@ -321,6 +310,38 @@ def merkle_path(digests: Sequence[bytes], index: int) -> list[bytes]:
             path.append(_root(leaves[low : low + k]))
             low += k
     return path[::-1]
+
+
+def merkle_levels(digests: Sequence[bytes]) -> list[list[bytes]]:
+    """Return the tree's levels, leaves first and the root last, for many paths of one tree.
+
+    Each level pairs the one below; an odd node at the end is carried up unchanged (the same
+    tree as :func:`merkle_root`).
+    """
+    if not digests:
+        raise InputError("a Merkle tree needs at least one leaf")
+    levels = [[_leaf(digest) for digest in digests]]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        level = [_node(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
+        if len(below) % 2:
+            level.append(below[-1])
+        levels.append(level)
+    return levels
+
+
+def merkle_level_path(levels: Sequence[Sequence[bytes]], index: int) -> list[bytes]:
+    """Return the inclusion path of leaf ``index`` from :func:`merkle_levels` (as merkle_path)."""
+    if not 0 <= index < len(levels[0]):
+        raise InputError(f"index must be in [0, {len(levels[0])}), got {index!r}")
+    path: list[bytes] = []
+    at = index
+    for level in levels[:-1]:
+        sibling = at ^ 1
+        if sibling < len(level):
+            path.append(level[sibling])
+        at //= 2
+    return path
 
 
 def merkle_verify(

@@ -2,7 +2,8 @@
 
 The coordinator hands a :class:`ChallengeOrder` out in a heartbeat's answer; the device
 computes the chain, commits to its rows (:class:`ChallengeCommit`), is told which places to
-show (:class:`ChallengeCheck`), shows them (:class:`ChallengeReveal`) and hears the verdict
+show (:class:`ChallengeCheck`), seals the blocks of its working set it will show
+(:class:`ChallengeSeal`, timed), shows them (:class:`ChallengeReveal`) and hears the verdict
 (:class:`ChallengeVerdict`).
 """
 
@@ -13,12 +14,14 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
+    "MAX_REVEALED_BLOCKS",
     "MAX_REVEALED_ROWS",
     "ChallengeCheck",
     "ChallengeCommit",
     "ChallengeOrder",
     "ChallengePlace",
     "ChallengeReveal",
+    "ChallengeSeal",
     "ChallengeVerdict",
     "RevealedBlock",
     "RevealedRow",
@@ -27,8 +30,16 @@ __all__ = [
 MAX_REVEALED_ROWS: Final = 64
 """Most rows one reveal may carry."""
 
+MAX_REVEALED_BLOCKS: Final = 256
+"""Most blocks of the working set one reveal may carry (picks and their parents)."""
+
 _MAX_N = 8192
 _Hex64 = Annotated[str, StringConstraints(min_length=64, max_length=64, pattern=r"^[0-9a-f]+$")]
+_MAX_BLOCK_B64 = 4 * (1 << 22) // 3 + 4
+_BlockBase64 = Annotated[
+    str,
+    StringConstraints(min_length=4, max_length=_MAX_BLOCK_B64, pattern=r"^[A-Za-z0-9+/]+={0,2}$"),
+]
 _Base64 = Annotated[
     str,
     StringConstraints(
@@ -108,19 +119,37 @@ class RevealedRow(_Message):
 
 
 class RevealedBlock(_Message):
-    """One block of the working set: its index, its digest as held now, and its path."""
+    """One block of the working set: its index, its Merkle path, and its contents if asked.
+
+    A picked block comes with its path only (the coordinator makes it from its parents); a
+    parent of a picked block comes with its contents (``data_b64``, base64) as well.
+    """
 
     index: Annotated[int, Field(ge=0)]
-    digest_hex: _Hex64
     path_hex: Annotated[list[_Hex64], Field(max_length=64)]
+    data_b64: _BlockBase64 | None = None
+
+
+class ChallengeSeal(_Message):
+    """The SHA-256 over the working set's blocks a reveal will show, sent (timed) before it.
+
+    See :func:`heatgrid.core.challenge_space.seal_digest`.
+    """
+
+    protocol_version: Literal[1] = 1
+    blocks_sha256_hex: _Hex64
 
 
 class ChallengeReveal(_Message):
-    """The rows asked for: each checked place and, for links > 0, the row it came from."""
+    """The rows and blocks asked for.
+
+    Each checked place and, for links > 0, the row it came from; each picked block of the
+    working set, and its parents with their contents.
+    """
 
     protocol_version: Literal[1] = 1
     rows: Annotated[list[RevealedRow], Field(max_length=MAX_REVEALED_ROWS)]
-    blocks: Annotated[list[RevealedBlock], Field(max_length=MAX_REVEALED_ROWS)] = []
+    blocks: Annotated[list[RevealedBlock], Field(max_length=MAX_REVEALED_BLOCKS)] = []
 
 
 class ChallengeVerdict(_Message):

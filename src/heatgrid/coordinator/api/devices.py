@@ -32,6 +32,7 @@ from heatgrid.protocol.challenge import (
     ChallengeCommit,
     ChallengeOrder,
     ChallengeReveal,
+    ChallengeSeal,
     ChallengeVerdict,
 )
 
@@ -248,6 +249,20 @@ def commit_challenge(
 ) -> ChallengeVerdict:
     """Commit to a challenge's rows (own token only); answers the places to show, or fails."""
     return challenges.commit(session, device, challenge_id, body, now_ts=now_ts, settings=settings)
+
+
+@router.post("/{device_id}/challenges/{challenge_id}/seal")
+def seal_challenge(
+    *,
+    challenge_id: str,
+    body: ChallengeSeal,
+    device: _Device,
+    session: SessionDep,
+    now_ts: NowTs,
+    settings: SettingsDep,
+) -> ChallengeVerdict:
+    """Seal the working set's blocks to show (own token only), timed; answers, or fails."""
+    return challenges.seal(session, device, challenge_id, body, now_ts=now_ts, settings=settings)
 
 
 @router.post("/{device_id}/challenges/{challenge_id}/reveal")

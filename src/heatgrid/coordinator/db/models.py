@@ -506,8 +506,9 @@ class DeviceChallenge(Base):
     """A hardware challenge handed to a device (:mod:`heatgrid.core.challenge`).
 
     ``root_hex`` is the device's commitment; ``places`` the (link, row) pairs drawn after it.
-    ``memory_bytes`` is the working set asked for, ``memory_root_hex`` the commitment to it and
-    ``blocks`` its blocks drawn after it.
+    ``memory_bytes`` is the working set asked for, ``memory_root_hex`` the commitment to it,
+    ``blocks`` its blocks drawn after it, and ``seal_hex`` (received at ``sealed_ts``) the
+    digest of the blocks the device will show.
     """
 
     __tablename__ = "device_challenges"
@@ -530,6 +531,8 @@ class DeviceChallenge(Base):
     memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     memory_root_hex: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
     blocks: Mapped[list[int] | None] = mapped_column(JSON)
+    sealed_ts: Mapped[float | None] = mapped_column(Double)
+    seal_hex: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
     state: Mapped[str] = mapped_column(String(12))
     reason: Mapped[str | None] = mapped_column(Text)
     ended_ts: Mapped[float | None] = mapped_column(Double)

@@ -5,7 +5,7 @@ results' fingerprints agree, when the job sets it (None: results agree by exact 
 ``checkpoints`` gains ``step`` and ``fingerprint``: the training step a checkpoint was saved
 after and the fingerprint of its tensors, when the task gave them (for segment replay).
 
-Revision ID: 0016
+Revision ID: 0018
 Revises: 0017
 Create Date: 2026-12-04
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
+revision = "0018"
 down_revision = "0017"
 branch_labels = None
 depends_on = None
