@@ -257,7 +257,10 @@ async def agent(
         jobs = jobs.model_copy(update={"checkpoint_chunk_bytes": checkpoint_chunk_bytes})
     config = config.model_copy(update={"jobs": jobs})
     client = client_class(url or coordinator.url, timeout_s=10.0)
-    answer = await client.enroll(enroll_request(config, coordinator.enrollment_code(owner)))
+    # off the event loop: the coordinator serves on this loop, and a write that waited for
+    # SQLite's lock here would block the request holding it ("database is locked" after 30 s)
+    code = await asyncio.to_thread(coordinator.enrollment_code, owner)
+    answer = await client.enroll(enroll_request(config, code))
     store = StateStore(home / "state.sqlite3")
     store.save_identity(
         Identity(url=client.url, device_id=answer.device_id, device_token=answer.device_token)

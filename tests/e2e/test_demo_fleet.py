@@ -276,9 +276,12 @@ def test_the_demo_heats_mines_through_the_proxy_runs_the_job_and_leaves_nothing(
     for result in results:
         assert result["hits"] == _sweep_hits(result["seed"], result["samples"]), result
     # The job's settled energy is the CPU heaters' task heat, counted on the emulated clock the
-    # rooms run on (their meters also count the agents' idle draw): not 1/speed of it.
+    # rooms run on (their meters also count the agents' idle draw): not 1/speed of it (1/60 on
+    # the demo's clock). The share is CPU time over wall time, which a loaded host squeezes, so
+    # the floor sits at 0.05, three times the 1/60 this guards against (0.2 failed once on the
+    # loaded two-core machine).
     job_kwh = job["energy_j"] / 3.6e6
-    assert 0.2 * summary["cpu_heater_energy_kwh"] < job_kwh <= summary["cpu_heater_energy_kwh"]
+    assert 0.05 * summary["cpu_heater_energy_kwh"] < job_kwh <= summary["cpu_heater_energy_kwh"]
     assert summary["dashboard_status"] in {200, 303}
     assert summary["emulated_hours"] > 1.0
     assert summary["leftover_pids"] == []
