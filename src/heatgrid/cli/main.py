@@ -38,7 +38,7 @@ COMMANDS: dict[str, str] = {
     "jobs": "Jobs on a coordinator (over its HTTP API).",
     "emulate": "Emulated hardware on loopback, driven over the real protocols.",
     "stratum": "Run the coordinator's Stratum v1 proxy between miners and a pool.",
-    "agent": "Run a heater's agent (heatgrid agent --config agent.toml), or enroll it.",
+    "agent": "Run a heater's agent (heatgrid agent --config agent.toml), enroll it, or leave.",
 }
 """Every command, in the order of ``heatgrid --help``, with the one line that lists it there.
 
