@@ -143,8 +143,10 @@ def _issued(database_url: str, device_id: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def _heater(tmp_path: Path, stratum_url: str | None) -> AsyncIterator[_Heater]:
-    """An enrolled agent with two emulated miners whose pools are the owner's."""
+async def _heater(
+    tmp_path: Path, stratum_url: str | None, *, owner_pools: bool = True
+) -> AsyncIterator[_Heater]:
+    """An enrolled agent with two emulated miners whose pools are the owner's (or none)."""
     clock = SimClock(T0_TS)
     database_url, code = migrated_database(tmp_path, clock)
     coordinator = ServedCoordinator(
@@ -158,7 +160,7 @@ async def _heater(tmp_path: Path, stratum_url: str | None) -> AsyncIterator[_Hea
         CoordinatorClient(coordinator.url, timeout_s=5.0) as client,
     ):
         emulators = [first, second]
-        for emulator in emulators:
+        for emulator in emulators if owner_pools else []:
             emulator.device.update_pools([OWNER_POOL, OWNER_BACKUP])
         config = _config(emulators)
         miners: list[PyasicMiner] = []
@@ -313,6 +315,25 @@ def test_a_miner_whose_pools_cannot_be_read_is_not_pointed(tmp_path: Path) -> No
             assert _pools(first) == _owner_pools()
             assert daemon.pools.kept == {}
             assert daemon.pools.pointed == frozenset()
+
+    asyncio.run(scenario())
+
+
+def test_a_miner_with_no_pool_of_its_own_is_pointed_and_nothing_is_kept(tmp_path: Path) -> None:
+    """A miner fresh out of its box has no pool: its RPC API answers "No pools" (cgminer's
+    code 8), which tells it from a pool read that failed; it mines at the proxy at once."""
+
+    async def scenario() -> None:
+        async with _heater(tmp_path, PROXY_URL, owner_pools=False) as heater:
+            first, second = heater.emulators
+            assert _pools(first) == ()
+            await heater.daemon.sync()
+            (pool,) = _pools(first)
+            assert pool.url == PROXY_URL
+            assert _check(heater.database_url, pool.user, pool.password) == heater.device_id
+            assert heater.daemon.pools.pointed == {"attic miner"}
+            assert heater.daemon.pools.kept == {}  # nothing of the owner's to put back
+            assert _pools(second) == ()  # coordinator_pool = false: left alone
 
     asyncio.run(scenario())
 

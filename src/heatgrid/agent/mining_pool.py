@@ -196,6 +196,13 @@ class PoolPointer:
                 error,
             )
             return False
+        if not groups:
+            _log.info(
+                "%s: has no pool of its own; it mines at the coordinator's pool, and leaving "
+                "will have no pool of its owner to put back",
+                miner.name,
+            )
+            return True
         if any(pool.url == proxy_url for group in groups for pool in group.pools):
             # already at the proxy (e.g. a state file lost): nothing of the owner's to keep
             _log.warning(

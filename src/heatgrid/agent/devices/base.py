@@ -177,10 +177,10 @@ class PoolMiner(Protocol):
         ...
 
     async def get_pools(self) -> tuple[PoolGroup, ...]:
-        """Return the pool groups configured now, first the one in use.
+        """Return the pool groups configured now, first the one in use; empty: none is.
 
         Raise :class:`DeviceUnavailableError` or :class:`DeviceCommandError` when they cannot
-        be read.
+        be read (an adapter that cannot tell "none" from a failed read raises).
         """
         ...
 

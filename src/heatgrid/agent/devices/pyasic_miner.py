@@ -65,6 +65,7 @@ _READ_OPTIONS = [
     DataOptions.FANS,
     DataOptions.IS_MINING,
 ]
+_CGMINER_NO_POOLS = 8  # cgminer API status code MSG_NOPOOL: "No pools"
 _T = TypeVar("_T")
 
 
@@ -223,13 +224,16 @@ class PyasicMiner(DeviceAdapter):
         """Return the miner's pool groups as pyasic reads them, first the one in use.
 
         Firmwares that report no pool password (the cgminer-style API, FluxOS) give ``"x"``.
+        Empty when the miner has no pool configured (a miner fresh out of its box): pyasic
+        answers an empty configuration when its read fails too, so an empty one counts only
+        when the miner's cgminer-style RPC API confirms it (``pools`` answered with status
+        code 8, "No pools", or an empty list).
 
         Raises
         ------
         DeviceUnavailableError
-            If the device is closed, the miner does not answer, or it reports no pool: pyasic
-            answers an empty configuration when its read fails, so an empty one is not taken
-            for the owner's.
+            If the device is closed, the miner does not answer, or it reports no pool and its
+            RPC API does not confirm that it has none.
         """
         if self._closed:
             raise DeviceUnavailableError(f"{self.name}: get_pools: the device is closed")
@@ -249,11 +253,31 @@ class PyasicMiner(DeviceAdapter):
             for group in config.pools.groups
             if group.pools
         )
-        if not groups:
+        if not groups and not await self._has_no_pool():
             raise DeviceUnavailableError(
-                f"{self.name}: get_pools: miner {self.model} at {self.address} reports no pool"
+                f"{self.name}: get_pools: miner {self.model} at {self.address} reports no pool, "
+                "and its RPC API does not confirm that it has none"
             )
         return groups
+
+    async def _has_no_pool(self) -> bool:
+        """Whether the miner's cgminer-style RPC API says that no pool is configured."""
+        rpc = getattr(self._miner, "rpc", None)
+        if rpc is None:
+            return False
+        try:
+            answer = await self._bounded(
+                rpc.send_command("pools", ignore_errors=True, allow_warning=False)
+            )
+        except (TimeoutError, APIError, OSError):
+            return False
+        statuses = answer.get("STATUS") if isinstance(answer, dict) else None
+        if not isinstance(statuses, list) or not statuses or not isinstance(statuses[0], dict):
+            return False
+        status = statuses[0]
+        if status.get("STATUS") == "E":
+            return status.get("Code") == _CGMINER_NO_POOLS
+        return status.get("STATUS") == "S" and answer.get("POOLS") == []
 
     async def set_pools(self, groups: tuple[PoolGroup, ...]) -> None:
         """Configure exactly ``groups`` (the owner's pools, put back), keeping the miner's mode.
