@@ -341,3 +341,55 @@ def test_a_pruned_start_is_never_drawn(coordinator: Coordinator, draw: dict[str,
     task = _task(coordinator, job_id)
     # (50 -> 100) would start from the pruned checkpoint 1: the second eligible is (100 -> 200)
     assert (task.replay_start_seq, task.replay_stop_step) == (2, 200)
+
+
+def test_a_failed_replay_is_leased_again_with_the_same_segment(
+    coordinator: Coordinator, draw: dict[str, float]
+) -> None:
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", lambda _: {})
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", lambda _: {})
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", lambda _: {})
+    job_id = _submit(coordinator, coordinator.submitter_key())
+    _train(coordinator, alice)
+    lost = bob.claim()
+    assert lost is not None
+    failed = coordinator.client.post(
+        f"/v1/devices/{bob.device_id}/tasks/{lost['task_id']}/fail",
+        json={"attempt": lost["attempt"], "energy_j": 10.0, "error": "the heater broke"},
+        headers=bob.headers,
+    )
+    assert failed.status_code == 200, failed.text
+    assert failed.json()["state"] == "reported"  # waiting for another replayer
+    draw["value"] = 0.99  # a new draw would pick the tail: the stored segment holds instead
+    lease, status = _replay(coordinator, dave)
+    assert (lease["checkpoint_seq"], lease["stop_step"]) == (1, 200)
+    assert status["state"] == "verified"
+    assert _verdicts(coordinator, job_id) == {
+        alice.device_id: "verified",
+        dave.device_id: "verified",
+    }
+    _balances(coordinator)
+
+
+def test_a_training_task_without_checkpoint_marks_is_replicated_whole(
+    coordinator: Coordinator, draw: dict[str, float]
+) -> None:
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", lambda _: {})
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", lambda _: {})
+    job_id = _submit(coordinator, coordinator.submitter_key())
+    lease = alice.claim()
+    assert lease is not None
+
+    async def upload() -> None:  # a checkpoint with no step and no fingerprint
+        async with _device_client(coordinator, alice) as client:
+            await client.upload_checkpoint(
+                lease["task_id"], b"opaque", attempt=lease["attempt"], energy_j=1.0
+            )
+
+    coordinator.client.portal.call(upload)
+    assert _complete(coordinator, alice, lease, _result(STEPS[-1]))["state"] == "reported"
+    assert _task(coordinator, job_id).replay_of_attempt is None
+    replica = bob.claim()
+    assert replica is not None
+    assert (replica["checkpoint_seq"], replica["stop_step"]) == (None, None)  # from scratch
+    assert _complete(coordinator, bob, replica, _result(STEPS[-1]))["state"] == "verified"
