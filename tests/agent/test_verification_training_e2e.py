@@ -12,12 +12,14 @@ generator; the tests fix the draw.
 
 Two cheats. One trains half the epochs it was leased (it halves ``epochs`` in every lease) and
 hands in a real model of less work: the *tail* (from its last checkpoint to the task's end)
-catches it. The other runs a modified job that skips ten optimizer steps between steps 100 and
-200 and still counts them: the replay of that segment catches it, and the verification costs
-the segment's 100 steps per replayer, not the task's 270. Either way the cheat is quarantined
-and forfeits its held credit, the replayers are paid, the task runs again from the start on
-honest heaters and is verified, and the ledger balances. Skipped where PyTorch or scikit-learn
-is not installed (the ``ml`` extra, which CI installs).
+catches it. The other runs a modified job that skips the updates of steps 220 to 229 and still
+counts them: the replay of the segment that holds them catches it. The job checkpoints every
+30 steps, so a replayer trains about 30 steps, not the task's 270. Which checkpoints a heater
+uploads depends on timing (it sends the newest), so the test finds the draw that lands on that
+segment; late steps, because only the newest three blobs are kept to resume from. Either way
+the cheat is quarantined and forfeits its held credit, the replayers are paid, the task runs
+again from the start on honest heaters and is verified, and the ledger balances. Skipped where
+PyTorch or scikit-learn is not installed (the ``ml`` extra, which CI installs).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,13 @@ from tests.agent.jobs_fleet import Coordinator, agent, pack, until
 
 from heatgrid.agent.client import CoordinatorClient
 from heatgrid.coordinator import verification
-from heatgrid.core.fingerprint import TensorFingerprint, fingerprint_rel_l2, fingerprints_agree
+from heatgrid.core.fingerprint import (
+    ReplaySegment,
+    TensorFingerprint,
+    fingerprint_rel_l2,
+    fingerprints_agree,
+    replay_segment,
+)
 from heatgrid.jobs.artifact import artifact_path, pack_job
 from heatgrid.protocol import v1
 from heatgrid.protocol.jobs import MAX_ARTIFACT_BYTES, TensorFingerprintBody
@@ -49,11 +58,13 @@ pytestmark = [
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "digits"
 EPOCHS = 6
-STEPS = 270  # 6 epochs of 45 batches; checkpoints at steps 100, 200 and 270
+STEPS = 270  # 6 epochs of 45 batches
+EVERY = 30  # a checkpoint every 30 steps: a heater uploads the newest, so some may be skipped
 OWNERS = ("mallory", "bob", "dave")
 VERIFY_REL_L2 = 1e-5  # as examples/digits/job.toml declares
 TAIL_DRAW = 0.99  # the last segment: from the last checkpoint to the end of the task
-SECOND_SEGMENT_DRAW = 0.3  # of four (start-100, 100-200, 200-270, the tail): 100 -> 200
+SKIPPED = (220, 230)  # the modified job skips the updates of these steps
+REPLAY_SEGMENT = replay_segment
 
 
 class SkippingClient(CoordinatorClient):
@@ -70,7 +81,7 @@ class SkippingClient(CoordinatorClient):
 
 
 def segment_skipping_client(root: Path) -> type[CoordinatorClient]:
-    """Return a modified agent's client: it runs a job that skips steps 100 to 109's updates."""
+    """Return a modified agent's client: it runs a job that skips steps 220 to 229's updates."""
     job = root / "skipping-job"
     job.mkdir()
     for path in EXAMPLE.iterdir():
@@ -80,14 +91,15 @@ def segment_skipping_client(root: Path) -> type[CoordinatorClient]:
     honest = "        optimizer.step()\n        step += 1\n"
     assert honest in code
     skipping = (
-        "        if not 100 <= step < 110:\n            optimizer.step()\n        step += 1\n"
+        f"        if not {SKIPPED[0]} <= step < {SKIPPED[1]}:\n"
+        "            optimizer.step()\n        step += 1\n"
     )
     (job / "job.py").write_text(code.replace(honest, skipping))
     ref = pack_job(job, root / "skipping-artifacts")
     path = artifact_path(root / "skipping-artifacts", ref.sha256)
 
     class SegmentSkippingClient(CoordinatorClient):
-        """Swaps the leased job for its own, which skips ten updates after step 100."""
+        """Swaps the leased job for its own, which skips ten updates after step 220."""
 
         async def claim(
             self, device_id: str, token: str, request: v1.ClaimRequest
@@ -130,7 +142,7 @@ async def _scenario(root: Path, cheat: type[CoordinatorClient]) -> dict[str, Any
     artifact = pack(EXAMPLE, root / "artifacts")
     async with Coordinator(root, owners=OWNERS, verify_results=True) as coordinator:
         (task_id,) = await coordinator.submit(
-            artifact, [{"epochs": EPOCHS}], verify_rel_l2=VERIFY_REL_L2
+            artifact, [{"epochs": EPOCHS, "checkpoint_every": EVERY}], verify_rel_l2=VERIFY_REL_L2
         )
 
         def state() -> str:
@@ -228,24 +240,41 @@ def test_a_heater_that_stops_training_early_is_caught_by_the_tail_replay(
 def test_a_heater_that_skips_steps_inside_a_segment_is_caught_by_replaying_that_segment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(verification, "_replay_draw", lambda: SECOND_SEGMENT_DRAW)
+    drawn: list[tuple[int, int]] = []
+
+    def covering_the_skip(
+        steps: Sequence[int], draw: float, startable: Sequence[bool] | None = None
+    ) -> ReplaySegment | None:
+        """The real rule, with the draw that lands on the segment holding steps 220 to 229.
+
+        Which checkpoints a heater uploads depends on timing (it sends the newest), so the
+        chain (and the draw that picks a given segment) is not known in advance.
+        """
+        for i in range(400):
+            segment = REPLAY_SEGMENT(steps, (i + 0.5) / 400, startable)
+            start = 0 if segment is None or segment.start is None else steps[segment.start]
+            if segment is not None and start <= SKIPPED[0] and steps[segment.end] >= SKIPPED[1]:
+                drawn.append((start, steps[segment.end]))
+                return segment
+        return REPLAY_SEGMENT(steps, draw, startable)
+
+    monkeypatch.setattr(verification.fingerprint, "replay_segment", covering_the_skip)
     seen = asyncio.run(
         asyncio.wait_for(_scenario(tmp_path, segment_skipping_client(tmp_path)), 500.0)
     )
     cheated = seen["cheated"]
     assert cheated["steps"] == STEPS  # it claims the whole training
     assert cheated["weights_sha256"] != seen["result"]["weights_sha256"]
-    # each replayer ran the segment from step 100 to 200 only, and reported the tensors there
+    # each replayer ran one segment of the cheat's chain, not the task, and reported its end
+    assert drawn, "no segment that can be replayed holds the skipped steps"
+    start, stop = drawn[0]
+    assert stop - start < STEPS
     assert [sorted(run) for run in seen["replays"]] == [["replay_step", "tensor_fingerprint"]] * 2
-    assert [run["replay_step"] for run in seen["replays"]] == [200, 200]
+    assert [run["replay_step"] for run in seen["replays"]] == [stop, stop]
     replayed = [
         TensorFingerprintBody.model_validate(run["tensor_fingerprint"]).core()
         for run in seen["replays"]
     ]
-    claimed = seen["by_step"][200][seen["mallory"]]
+    claimed = seen["by_step"][stop][seen["mallory"]]
     assert all(not fingerprints_agree(claimed, mine, VERIFY_REL_L2) for mine in replayed)
     assert fingerprints_agree(replayed[0], replayed[1], VERIFY_REL_L2)
-    # the cheat's checkpoint at step 100 came before its skip: it agrees with the honest ones
-    honest_100 = [fp for device, fp in seen["by_step"][100].items() if device != seen["mallory"]]
-    assert honest_100
-    assert fingerprints_agree(seen["by_step"][100][seen["mallory"]], honest_100[0], VERIFY_REL_L2)
