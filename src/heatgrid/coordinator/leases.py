@@ -16,7 +16,9 @@ With ``Settings.verify_results`` a completed attempt reports its result to
 :mod:`.verification` (held credit, judged with the task's other results), and a ``reported``
 task is claimable as a *replica* only by a device of an owner none of whose devices holds a
 result of it; a replica starts from scratch, and so does, there, any attempt whose task's newest
-checkpoint another device saved (a device answers for its whole result).
+checkpoint another device saved (a device answers for its whole result). A *segment replay*
+(:mod:`.verification`) is the one exception: its lease resumes from the original attempt's
+checkpoint ``replay_start_seq`` and stops at ``replay_stop_step``.
 """
 
 from __future__ import annotations

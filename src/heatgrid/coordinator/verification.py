@@ -21,6 +21,13 @@ when the tensor fingerprints they carry agree within it
 * undecided (``verify_max_results`` results, no quorum): every held result is void, its credit
   refunded to the submitter, and the task runs again from the start.
 
+A checked training task (a tolerance, and checkpoints that carry their step and fingerprint) is
+checked by a *segment replay* rather than a whole replica (:func:`judge`): the replayers'
+tensors at the end of a drawn segment are judged with the original's checkpoint there by the
+same rule, and a verdict against the original *refutes* it
+(:attr:`heatgrid.core.trust.Judgement.REFUTED`): it is caught as above, the replayers are paid,
+and the task runs again from the start.
+
 A result still held when its task is cancelled or dead-lettered is void as well: an owner is
 credited only for a verified result. A result let through unchecked (quorum 1) verifies its
 task at once, but its credit stays held until a spot check of a later result of its device
