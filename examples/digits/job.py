@@ -111,6 +111,8 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
     loss_fn = nn.CrossEntropyLoss()
     batches = (len(x_train) + batch_size - 1) // batch_size
     total_steps, step, resumed_from = epochs * batches, 0, None
+    # a segment replay stops here (verification); a context without one runs to the end
+    stop_step = getattr(ctx, "stop_step", None)
 
     saved = ctx.restore()
     if saved is not None:
@@ -149,8 +151,8 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
         loss.backward()
         optimizer.step()
         step += 1
-        if step % every == 0 or step == total_steps:
-            checkpoint()
+        if step % every == 0 or step in {total_steps, stop_step}:
+            checkpoint()  # at a segment replay's stop step too: then should_pause() says stop
         if step % 10 == 0 or step == total_steps:
             ctx.progress(step / total_steps, {"step": step, "loss": loss.item()})
     accuracy = _accuracy(model, x_test, y_test)

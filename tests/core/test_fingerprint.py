@@ -198,3 +198,19 @@ def test_every_segment_is_drawn_with_the_same_chance() -> None:
 def test_a_bad_replay_choice_is_refused(steps: list[int], draw: float) -> None:
     with pytest.raises(InputError):
         fingerprint.replay_segment(steps, draw)
+
+
+def test_a_segment_whose_start_cannot_be_resumed_is_never_drawn() -> None:
+    steps = [100, 200, 300]
+    startable = [False, True, True]  # checkpoint 0's blob was pruned
+    drawn = {fingerprint.replay_segment(steps, (i + 0.5) / 300, startable) for i in range(300)}
+    assert drawn == {
+        fingerprint.ReplaySegment(None, 0, 100),  # the beginning can always be resumed
+        fingerprint.ReplaySegment(1, 2, 100),
+    }
+    assert fingerprint.replay_segment([100], 0.5, [False]) == fingerprint.ReplaySegment(
+        None, 0, 100
+    )
+    assert fingerprint.replay_segment([0, 100], 0.5, [False, False]) is None
+    with pytest.raises(InputError, match="startable"):
+        fingerprint.replay_segment(steps, 0.5, [True])

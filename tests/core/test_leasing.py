@@ -63,6 +63,7 @@ def test_a_reported_result_goes_where_its_judgement_says() -> None:
             (Judgement.VERIFIED, TaskState.VERIFIED),
             (Judgement.NEEDS_REPLICA, TaskState.REPORTED),
             (Judgement.UNDECIDED, TaskState.REJECTED),
+            (Judgement.REFUTED, TaskState.REJECTED),  # a replay proved the original wrong
         ):
             assert leasing.next_state(source, "report", judgement=judgement) is target
         with pytest.raises(InputError, match="judgement"):
@@ -242,3 +243,17 @@ def test_attempt_end_requeues_rejected_results_at_once() -> None:
         judgement=Judgement.NEEDS_REPLICA,
     )
     assert (replica.state, replica.not_before_ts) == (TaskState.REPORTED, 100.0)
+
+
+def test_a_refuted_original_runs_again_from_the_start() -> None:
+    """A segment replay that refutes the original requeues the task, as a void round does."""
+    end = leasing.attempt_end(
+        TaskState.VERIFYING,
+        TaskEvent.REPORT,
+        now_ts=100.0,
+        attempts_started=3,
+        max_attempts=5,
+        judgement=Judgement.REFUTED,
+    )
+    assert (end.state, end.rejected) == (TaskState.QUEUED, True)
+    assert end.not_before_ts == leasing.retry_not_before_ts(100.0, 3)

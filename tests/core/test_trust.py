@@ -508,3 +508,19 @@ def test_a_caught_device_forfeits_everything_since_its_last_passed_check(
         assert last_passed_ts is not None
         assert reported_ts <= last_passed_ts
     assert all(last_passed_ts is None or ts > last_passed_ts for ts, _ in held)
+
+
+def test_a_replay_verdict_refutes_the_original_only_when_the_replayers_agree_against_it() -> None:
+    owners = {"original": "alice", "r1": "bob", "r2": "dave"}
+    agree = trust.judge_results({"original": "a", "r1": "a"}, owners, 2, 3)
+    assert trust.replay_judgement(agree, "original") is trust.Judgement.VERIFIED
+    split = trust.judge_results({"original": "a", "r1": "b"}, owners, 2, 3)
+    assert trust.replay_judgement(split, "original") is trust.Judgement.NEEDS_REPLICA
+    refuted = trust.judge_results({"original": "a", "r1": "b", "r2": "b"}, owners, 2, 3)
+    assert refuted.caught == {"original"}
+    assert trust.replay_judgement(refuted, "original") is trust.Judgement.REFUTED
+    liar = trust.judge_results({"original": "a", "r1": "b", "r2": "a"}, owners, 2, 3)
+    assert liar.caught == {"r1"}  # a dishonest replayer is caught by the next replay
+    assert trust.replay_judgement(liar, "original") is trust.Judgement.VERIFIED
+    tie = trust.judge_results({"original": "a", "r1": "b", "r2": "c"}, owners, 2, 3)
+    assert trust.replay_judgement(tie, "original") is trust.Judgement.UNDECIDED

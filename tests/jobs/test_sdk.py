@@ -134,3 +134,24 @@ def test_a_held_progress_report_goes_out_while_the_job_polls_should_pause(tmp_pa
     time.sleep(0.11)  # past the 0.1 s between reports (and the 20 ms between pipe reads)
     assert not ctx.should_pause()
     assert [report["metrics"]["step"] for report in _reports(report_read)] == [1, 2]
+
+
+def test_a_replay_stops_once_it_checkpointed_its_stop_step(tmp_path, pipes) -> None:
+    control_read, _, report_read, report_write = pipes
+    root = _job_root(tmp_path, checkpoint_seq=2, stop_step=200)
+    (root / ".heatgrid" / "restore.ckpt").write_bytes(encode_checkpoint({"step": 100}))
+    ctx = JobContext(root, control_read, report_write)
+    assert (ctx.stop_step, ctx.restore()) == (200, {"step": 100})
+    ctx.checkpoint({"step": 150}, step=150)
+    assert not ctx.should_pause()
+    ctx.checkpoint({"step": 200}, step=200)
+    assert ctx.should_pause()  # no pause request: the segment is done
+    assert [report["step"] for report in _reports(report_read)] == [150, 200]
+
+
+def test_without_a_stop_step_a_run_goes_to_its_end(tmp_path, pipes) -> None:
+    control_read, _, _, report_write = pipes
+    ctx = JobContext(_job_root(tmp_path), control_read, report_write)
+    assert ctx.stop_step is None
+    ctx.checkpoint({"step": 10**6}, step=10**6)
+    assert not ctx.should_pause()

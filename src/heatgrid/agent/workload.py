@@ -63,7 +63,13 @@ from heatgrid.jobs.manifest import load_manifest
 from heatgrid.jobs.runner import MARK_SUFFIX, RunLimits, TaskRunner, latest_checkpoint
 from heatgrid.jobs.sandbox import SandboxUnavailableError
 from heatgrid.protocol import v1
-from heatgrid.protocol.jobs import CheckpointMark, TaskRun, TaskRunOutcome
+from heatgrid.protocol.jobs import (
+    FINGERPRINT_KEY,
+    REPLAY_STEP_KEY,
+    CheckpointMark,
+    TaskRun,
+    TaskRunOutcome,
+)
 
 __all__ = ["JobWorkload", "TaskSlot", "task_run"]
 
@@ -170,11 +176,14 @@ def task_run(lease: v1.TaskLease) -> tuple[TaskRun | None, str | None]:
                     "artifact": lease.artifact.model_dump(),
                     "task_index": lease.task_index,
                     "params": dict(lease.task_input),
+                    "stop_step": lease.stop_step,
                 },
                 strict=False,
             )
         else:
-            run = TaskRun.model_validate(lease.task_input, strict=False)
+            run = TaskRun.model_validate(
+                {**lease.task_input, "stop_step": lease.stop_step}, strict=False
+            )
     except ValidationError as error:
         problem = str(error).replace("\n", "; ")[:500]
         return None, f"the lease names no job artifact this heater can run: {problem}"
@@ -426,8 +435,19 @@ class JobWorkload:
     async def _after_run(self, slot: TaskSlot, outcome: TaskRunOutcome) -> bool:
         """Report how a run ended; return True when the task waits here to run again."""
         await self._upload_newest(slot)
+        stop_step = slot.lease.stop_step
+        if stop_step is not None and outcome.state in {"completed", "paused"}:
+            replayed = self._replay_result(slot, stop_step)
+            if replayed is not None:  # a segment replay reached its step: report what it has
+                await self._report_completion(slot, replayed)
+                return False
+            if outcome.state == "completed":
+                await self._report_failure(
+                    slot, f"the job ended without a checkpoint at the replay's step {stop_step}"
+                )
+                return False
         if outcome.state == "completed":
-            await self._report_completion(slot, outcome)
+            await self._report_completion(slot, outcome.result or {})
             return False
         if outcome.state != "paused":
             await self._report_failure(slot, f"{outcome.state}: {outcome.message}")
@@ -697,15 +717,32 @@ class JobWorkload:
             "task %s: %s never reached the coordinator; its lease lapses", slot.task_id, what
         )
 
-    async def _report_completion(self, slot: TaskSlot, outcome: TaskRunOutcome) -> None:
+    def _replay_result(self, slot: TaskSlot, stop_step: int) -> dict[str, object] | None:
+        """Return a segment replay's result: the fingerprint of its checkpoint at ``stop_step``.
+
+        None when the newest checkpoint is not at that step or carries no fingerprint.
+        """
+        checkpoints = self._task_dir(slot) / "checkpoints"
+        newest = latest_checkpoint(checkpoints) if checkpoints.exists() else None
+        if newest is None:
+            return None
+        mark = _read_mark(newest[1].with_suffix(MARK_SUFFIX))
+        if mark is None or mark.step != stop_step or mark.fingerprint is None:
+            return None
+        return {
+            REPLAY_STEP_KEY: stop_step,
+            FINGERPRINT_KEY: mark.fingerprint.model_dump(mode="json"),
+        }
+
+    async def _report_completion(self, slot: TaskSlot, result: dict[str, object]) -> None:
         energy_j = slot.energy_j(self._j_per_cpu_s)
         report = v1.TaskCompletion(
             attempt=slot.lease.attempt,
             energy_j=energy_j,
             energy_method=slot.energy_method,
-            result=outcome.result or {},
+            result=result,
         )
-        _log.info("task %s completed: %s", slot.task_id, outcome.result)
+        _log.info("task %s completed: %s", slot.task_id, result)
         await self._report(
             slot,
             "completed",

@@ -16,7 +16,9 @@ With ``Settings.verify_results`` a completed attempt reports its result to
 :mod:`.verification` (held credit, judged with the task's other results), and a ``reported``
 task is claimable as a *replica* only by a device of an owner none of whose devices holds a
 result of it; a replica starts from scratch, and so does, there, any attempt whose task's newest
-checkpoint another device saved (a device answers for its whole result).
+checkpoint another device saved (a device answers for its whole result). A *segment replay*
+(:mod:`.verification`) is the one exception: its lease resumes from the original attempt's
+checkpoint ``replay_start_seq`` and stops at ``replay_stop_step``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from heatgrid.coordinator.errors import ConflictError, GoneError, InvalidError, 
 from heatgrid.coordinator.settings import Settings
 from heatgrid.core import leasing, scheduling
 from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
+from heatgrid.core.trust import Judgement
 from heatgrid.protocol import v1
 from heatgrid.protocol.jobs import ArtifactRef, CheckpointMark
 from heatgrid.protocol.values import check_json_object
@@ -229,6 +232,9 @@ _LEASED_COLUMNS = (
     Task.checkpoint_every_j,
     Task.progress_energy_j,
     Task.checkpoint_seq,
+    Task.replay_of_attempt,
+    Task.replay_start_seq,
+    Task.replay_stop_step,
 )
 
 
@@ -260,8 +266,16 @@ def _lease_message(
     *,
     fresh: bool,
 ) -> v1.TaskLease:
-    """Return the lease of ``task``; ``fresh``: from the start, whatever its checkpoints."""
+    """Return the lease of ``task``; ``fresh``: from the start, whatever its checkpoints.
+
+    A replica of a task whose round replays a segment (``replay_of_attempt``) resumes from the
+    original attempt's checkpoint ``replay_start_seq`` and stops at ``replay_stop_step``.
+    """
     input_urls, artifact = facts[task.job_id]
+    replay = task.state == _VERIFYING and task.replay_of_attempt is not None
+    start_seq = task.replay_start_seq if replay else None
+    if not replay and not fresh and task.progress_energy_j != 0.0:
+        start_seq = task.checkpoint_seq
     # Built from stored, checked values (the input by ``_unservable``): not validated again.
     return v1.TaskLease.model_construct(
         task_index=task.task_index,
@@ -275,7 +289,8 @@ def _lease_message(
         energy_j=task.energy_j,
         checkpoint_every_j=task.checkpoint_every_j,
         progress_energy_j=0.0 if fresh else task.progress_energy_j,
-        checkpoint_seq=None if fresh or task.progress_energy_j == 0.0 else task.checkpoint_seq,
+        checkpoint_seq=start_seq,
+        stop_step=task.replay_stop_step if replay else None,
     )
 
 
@@ -571,7 +586,13 @@ def end_attempt(
         retry_base_s=settings.retry_base_s,
         retry_max_s=settings.retry_max_s,
     )
-    if end.rejected:  # its results are void (judge refunded them): run it again
+    if end.rejected and judgement is Judgement.REFUTED:  # the original forfeited its result
+        task.progress_energy_j = 0.0
+        task.last_error = (
+            "a replay of one of its training segments on devices of other owners refuted "
+            "its result; it runs again"
+        )
+    elif end.rejected:  # its results are void (judge refunded them): run it again
         task.progress_energy_j = 0.0
         task.last_error = "its results disagreed and no quorum was reached; it runs again"
     if end.state in (TaskState.DEAD, TaskState.CANCELLED):
@@ -837,8 +858,9 @@ def read_checkpoint(
 
     ``seq`` None: the newest checkpoint, or None when the task has none. A pruned one is 410.
     A replica (``verifying``) reads only its own attempt's checkpoints: it must not start from
-    the work it checks. ``own_only`` (results verified): a device reads only checkpoints it
-    saved itself.
+    the work it checks, except a segment replay, which reads the original attempt's checkpoint
+    its segment starts from (``replay_start_seq``). ``own_only`` (results verified): a device
+    reads only checkpoints it saved itself (or that replay start).
     """
     task = session.get(Task, task_id)
     if task is None or task.state not in _HOLDING or task.lease_device_id != device.id:
@@ -849,9 +871,19 @@ def read_checkpoint(
             return None
         seq = task.checkpoint_seq
     row = session.get(Checkpoint, (task_id, seq))
-    if row is not None and (
-        (task.state == _VERIFYING and row.attempt != task.attempt)
-        or (own_only and row.device_id != device.id)
+    replay_start = (
+        task.state == _VERIFYING
+        and task.replay_of_attempt is not None
+        and task.replay_start_seq == seq
+        and not newest
+    )
+    if (
+        row is not None
+        and not replay_start
+        and (
+            (task.state == _VERIFYING and row.attempt != task.attempt)
+            or (own_only and row.device_id != device.id)
+        )
     ):
         if newest:
             return None
@@ -889,18 +921,27 @@ def check_holder(session: Session, device: Device, task_id: str, attempt: int) -
 def prune_checkpoints(session: Session, task_id: str, *, keep: int, now_ts: float) -> list[str]:
     """Mark all but the newest ``keep`` checkpoints of a task pruned, and commit.
 
+    The checkpoint a segment replay of the task resumes from is kept while it is named
+    (``replay_start_seq``): a replay after a disagreement starts from it again.
+
     Returns
     -------
     list of str
         The store keys of the blobs to remove now (after the commit: a crash in between
         leaves at most blobs that no row needs).
     """
-    rows = session.scalars(
-        select(Checkpoint)
-        .where(Checkpoint.task_id == task_id, Checkpoint.pruned_ts.is_(None))
-        .order_by(Checkpoint.seq.desc())
-        .offset(keep)
-    ).all()
+    task = session.get(Task, task_id)
+    replay_start = None if task is None else task.replay_start_seq
+    rows = [
+        row
+        for row in session.scalars(
+            select(Checkpoint)
+            .where(Checkpoint.task_id == task_id, Checkpoint.pruned_ts.is_(None))
+            .order_by(Checkpoint.seq.desc())
+            .offset(keep)
+        ).all()
+        if row.seq != replay_start
+    ]
     for row in rows:
         row.pruned_ts = now_ts
     keys = [row.blob_key for row in rows]

@@ -21,6 +21,13 @@ when the tensor fingerprints they carry agree within it
 * undecided (``verify_max_results`` results, no quorum): every held result is void, its credit
   refunded to the submitter, and the task runs again from the start.
 
+A checked training task (a tolerance, and checkpoints that carry their step and fingerprint) is
+checked by a *segment replay* rather than a whole replica (:func:`judge`): the replayers'
+tensors at the end of a drawn segment are judged with the original's checkpoint there by the
+same rule, and a verdict against the original *refutes* it
+(:attr:`heatgrid.core.trust.Judgement.REFUTED`): it is caught as above, the replayers are paid,
+and the task runs again from the start.
+
 A result still held when its task is cancelled or dead-lettered is void as well: an owner is
 credited only for a verified result. A result let through unchecked (quorum 1) verifies its
 task at once, but its credit stays held until a spot check of a later result of its device
@@ -45,13 +52,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from heatgrid.coordinator import challenges, ledger
-from heatgrid.coordinator.db.models import Device, DeviceReputation, Job, Task, TaskAttempt
+from heatgrid.coordinator.db.models import (
+    Checkpoint,
+    Device,
+    DeviceReputation,
+    Job,
+    Task,
+    TaskAttempt,
+)
 from heatgrid.coordinator.ledger import held_account
 from heatgrid.coordinator.settings import Settings
 from heatgrid.core import fingerprint, leasing, trust
 from heatgrid.core.leasing import TaskEvent, TaskState
 from heatgrid.core.trust import HoldFate, Judgement, Reputation
-from heatgrid.protocol.jobs import result_fingerprint
+from heatgrid.protocol.jobs import REPLAY_STEP_KEY, TensorFingerprintBody, result_fingerprint
 
 __all__ = [
     "CAUGHT",
@@ -238,25 +252,172 @@ def _fingerprints(
     return found
 
 
+def _chain(session: Session, task: Task, attempt: TaskAttempt) -> list[Checkpoint]:
+    """Return the checkpoints the reported ``attempt``'s result was trained through, in order.
+
+    Those its device saved since its last start from scratch: where results are verified a
+    device resumes only from its own newest checkpoint (``leases._fresh``), so the chain is
+    its checkpoints of the attempts from its latest fresh start up to this one.
+    """
+    starts = session.execute(
+        select(TaskAttempt.attempt, TaskAttempt.start_progress_energy_j)
+        .where(
+            TaskAttempt.task_id == task.id,
+            TaskAttempt.device_id == attempt.device_id,
+            TaskAttempt.attempt <= attempt.attempt,
+        )
+        .order_by(TaskAttempt.attempt.desc())
+    ).all()
+    first = next((number for number, start_j in starts if start_j == 0.0), attempt.attempt)
+    return list(
+        session.scalars(
+            select(Checkpoint)
+            .where(
+                Checkpoint.task_id == task.id,
+                Checkpoint.device_id == attempt.device_id,
+                Checkpoint.attempt >= first,
+                Checkpoint.attempt <= attempt.attempt,
+            )
+            .order_by(Checkpoint.seq)
+        )
+    )
+
+
+def _replay_draw() -> float:
+    """Return the uniform draw that picks the segment to replay (a secure generator)."""
+    return _SECURE.random()
+
+
+def _plan_replay(session: Session, task: Task, job: Job, attempt: TaskAttempt) -> None:
+    """Make the task's check a segment replay, where its result and checkpoints allow one.
+
+    Allowed for a job with a tolerance (``verify_rel_l2``) whose reported result carries a
+    tensor fingerprint and was trained through checkpoints that all carry a step and a
+    fingerprint. The segments are those of :func:`heatgrid.core.fingerprint.replay_segment`
+    between the chain's checkpoints, plus the *tail*: from the last checkpoint to the task's
+    end, compared with the result's fingerprint (it catches a result made up after the last
+    checkpoint, or a training stopped short). A segment whose start's blob was pruned cannot
+    be drawn. Sets the ``replay_*`` columns; else leaves them None (a whole replica).
+    """
+    final = result_fingerprint(attempt.result) if isinstance(attempt.result, dict) else None
+    chain = _chain(session, task, attempt)
+    if (
+        job.verify_rel_l2 is None
+        or final is None
+        or not chain
+        or any(row.step is None or row.fingerprint is None for row in chain)
+    ):
+        return
+    steps = [int(row.step or 0) for row in chain]
+    startable = [row.pruned_ts is None for row in chain]
+    steps.append(max(steps) + 1)  # the tail, of a length unknown here: drawn like any segment
+    startable.append(False)
+    segment = fingerprint.replay_segment(steps, _replay_draw(), startable)
+    if segment is None:
+        return
+    task.replay_of_attempt = attempt.attempt
+    task.replay_start_seq = None if segment.start is None else chain[segment.start].seq
+    tail = segment.end == len(chain)
+    task.replay_end_seq = None if tail else chain[segment.end].seq
+    task.replay_stop_step = None if tail else chain[segment.end].step
+
+
+def _clear_replay(task: Task) -> None:
+    task.replay_of_attempt = task.replay_start_seq = None
+    task.replay_end_seq = task.replay_stop_step = None
+
+
+def _replay_inputs(
+    session: Session, task: Task, held: Sequence[tuple[TaskAttempt, int]]
+) -> tuple[dict[str, str], dict[str, fingerprint.TensorFingerprint], str | None]:
+    """Return the digests and fingerprints a segment replay is judged by, and the original.
+
+    The original attempt's are those of its checkpoint at the segment's end (its result's for
+    the tail); a replayer's are those its result carries for the segment's end step. A result
+    that does not answer the segment (another step, no fingerprint) is compared by its digest,
+    which agrees with no one: a replayer that returns it is caught like any wrong result.
+    """
+    digests: dict[str, str] = {}
+    prints: dict[str, fingerprint.TensorFingerprint] = {}
+    original = None
+    for run, _ in held:
+        value = None
+        if run.attempt == task.replay_of_attempt:
+            original = run.device_id
+            if task.replay_end_seq is None:
+                value = result_fingerprint(run.result) if isinstance(run.result, dict) else None
+            else:
+                end = session.get_one(Checkpoint, (task.id, task.replay_end_seq))
+                value = TensorFingerprintBody.model_validate(end.fingerprint).core()
+        elif isinstance(run.result, dict) and run.result.get(REPLAY_STEP_KEY) == (
+            task.replay_stop_step
+        ):
+            value = result_fingerprint(run.result)
+        if value is None:
+            digests[run.device_id] = f"result:{run.result_sha256}"
+        else:
+            digests[run.device_id] = f"values:{value.values_sha256}"
+            prints[run.device_id] = value
+    return digests, prints, original
+
+
+def _verdict(
+    session: Session,
+    task: Task,
+    job: Job,
+    held: Sequence[tuple[TaskAttempt, int]],
+    settings: Settings,
+) -> tuple[trust.Verdict, Judgement, str | None]:
+    """Return the verdict on the held results, its judgement, and a replay's original device."""
+    assert task.quorum is not None  # set by the round's first result
+    owners = {run.device_id: str(owner) for run, owner in held}
+    most = max(settings.verify_max_results, task.quorum + 1)
+    if task.replay_of_attempt is None:
+        verdict = trust.judge_results(
+            {run.device_id: str(run.result_sha256) for run, _ in held},
+            owners,
+            task.quorum,
+            most,
+            fingerprints_by_device=_fingerprints(held) if job.verify_rel_l2 is not None else None,
+            rel_l2_max=job.verify_rel_l2,
+        )
+        return verdict, verdict.judgement, None
+    digests, prints, original = _replay_inputs(session, task, held)
+    verdict = trust.judge_results(
+        digests,
+        owners,
+        task.quorum,
+        most,
+        fingerprints_by_device=prints,
+        rel_l2_max=job.verify_rel_l2,
+    )
+    if original is None:
+        return verdict, verdict.judgement, None
+    return verdict, trust.replay_judgement(verdict, original), original
+
+
 def judge(
     session: Session, task: Task, attempt: TaskAttempt, *, now_ts: float, settings: Settings
 ) -> Judgement:
     """Judge the task's held results now that ``attempt`` reported (already held); apply it.
+
+    A round whose first result is spot-checked, of a training task that allows it, is checked
+    by a segment replay (:func:`_plan_replay`) instead of a whole replica: the replayers'
+    tensors at the segment's end are judged against the original's checkpoint there by the
+    same rule (:func:`heatgrid.core.trust.judge_results`, then
+    :func:`heatgrid.core.trust.replay_judgement`), and the verdict is applied as for replicas;
+    a refuted original forfeits its result and the task runs again.
 
     Returns the judgement; the caller moves the task (``core.leasing.next_state``).
     """
     job = session.get_one(Job, task.job_id)
     if task.quorum is None:  # the round's first result: spot-check it or not
         task.quorum = _quorum(session, job, attempt.device_id, settings)
+        _clear_replay(task)
+        if task.quorum > 1:
+            _plan_replay(session, task, job, attempt)
     held = _held(session, task)
-    verdict = trust.judge_results(
-        {run.device_id: str(run.result_sha256) for run, _ in held},
-        {run.device_id: str(owner) for run, owner in held},
-        task.quorum,
-        max(settings.verify_max_results, task.quorum + 1),
-        fingerprints_by_device=_fingerprints(held) if job.verify_rel_l2 is not None else None,
-        rel_l2_max=job.verify_rel_l2,
-    )
+    verdict, judgement, original = _verdict(session, task, job, held, settings)
     if verdict.judgement is Judgement.VERIFIED:
         checked = task.quorum > 1
         kind = job_kind(job)
@@ -279,15 +440,31 @@ def judge(
                 challenges.quarantine(
                     session.get_one(Device, run.device_id),
                     f"returned a wrong result for task {task.id} (attempt {run.attempt}); "
-                    "devices of other owners agreed on another",
+                    + (
+                        "devices of other owners agreed on another"
+                        if original is None
+                        else f"devices of other owners replayed {_segment(task)} and agreed "
+                        "on other tensors"
+                    ),
                     now_ts=now_ts,
                 )
-        first = next(run for run, _ in held if run.device_id in verdict.honest)
-        task.result = first.result
-        task.result_sha256 = first.result_sha256
+        if judgement is Judgement.REFUTED:  # the replayers hold a segment, not a result
+            task.quorum = None
+            _clear_replay(task)
+        else:  # the original's whole result, where a replay checked a segment of it
+            agreed = verdict.honest if original is None else {original}
+            first = next(run for run, _ in held if run.device_id in agreed)
+            task.result = first.result
+            task.result_sha256 = first.result_sha256
     elif verdict.judgement is Judgement.UNDECIDED:
         void_held(session, task, now_ts=now_ts)
-    return verdict.judgement
+    return judgement
+
+
+def _segment(task: Task) -> str:
+    start = "the start" if task.replay_start_seq is None else f"checkpoint {task.replay_start_seq}"
+    end = "the end" if task.replay_end_seq is None else f"checkpoint {task.replay_end_seq}"
+    return f"its segment from {start} to {end}"
 
 
 def void_held(session: Session, task: Task, *, now_ts: float) -> None:
@@ -296,6 +473,7 @@ def void_held(session: Session, task: Task, *, now_ts: float) -> None:
     for run, owner in _held(session, task):
         _close(session, job, (run, owner), VOID, now_ts)
     task.quorum = None
+    _clear_replay(task)
 
 
 def expire_holds(session: Session, *, now_ts: float, settings: Settings) -> int:
@@ -363,6 +541,7 @@ def _refund_waiting(session: Session, task: Task, *, now_ts: float, settings: Se
     for run, owner in held:
         _close(session, job, (run, owner), VOID, now_ts, kind="result_unverified")
     task.quorum = None
+    _clear_replay(task)
     state = leasing.next_state(
         task.state, TaskEvent.REQUEUE, attempts_started=task.attempt, max_attempts=job.max_attempts
     )

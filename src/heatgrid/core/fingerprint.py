@@ -140,7 +140,9 @@ class ReplaySegment:
     steps: int
 
 
-def replay_segment(checkpoint_steps: Sequence[int], draw: float) -> ReplaySegment | None:
+def replay_segment(
+    checkpoint_steps: Sequence[int], draw: float, startable: Sequence[bool] | None = None
+) -> ReplaySegment | None:
     """Choose the segment of a training task to replay, given a uniform draw in [0, 1).
 
     The segments run from the beginning (step 0) to the first checkpoint and from each
@@ -155,12 +157,21 @@ def replay_segment(checkpoint_steps: Sequence[int], draw: float) -> ReplaySegmen
         The step each of the task's checkpoints was saved after, in the order saved [steps].
     draw : float
         Uniform in [0, 1) [dimensionless].
+    startable : Sequence[bool], optional
+        Whether a replay can resume from each checkpoint (its blob is still stored), one per
+        checkpoint; a segment that starts at a checkpoint that cannot be resumed from is not
+        eligible (the task's beginning always can be). None: every checkpoint can.
 
     Returns
     -------
     ReplaySegment or None
-        None when no segment advances (no checkpoints, or none after step 0).
+        None when no segment advances (no checkpoints, or none after step 0) or none that
+        advances can be started.
     """
+    if startable is not None and len(startable) != len(checkpoint_steps):
+        raise InputError(
+            f"startable has {len(startable)} entries for {len(checkpoint_steps)} checkpoints"
+        )
     value = require_finite("draw", draw)
     if not 0.0 <= value < 1.0:
         raise InputError(f"draw must be in [0, 1), got {draw!r}")
@@ -170,7 +181,8 @@ def replay_segment(checkpoint_steps: Sequence[int], draw: float) -> ReplaySegmen
     for index, step in enumerate(checkpoint_steps):
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise InputError(f"checkpoint_steps[{index}] must be an integer >= 0, got {step!r}")
-        if step > previous_step:
+        resumable = previous is None or startable is None or bool(startable[previous])
+        if step > previous_step and resumable:
             eligible.append(ReplaySegment(previous, index, step - previous_step))
         previous, previous_step = index, step
     if not eligible:

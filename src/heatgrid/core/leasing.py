@@ -41,7 +41,10 @@ target (:func:`reported_state`): ``verified`` when devices of enough different o
 owner when a trusted device's result is not spot-checked), ``reported`` while a replica on a
 device of another owner is wanted (claimable again as a replica; ``verifying`` while one runs),
 ``rejected`` when the allowed results are in and no digest has a quorum: then every result is
-void and the task runs again from the start (``requeue``).
+void and the task runs again from the start (``requeue``). A checked training task may be
+checked by a *segment replay* instead of a whole replica (the same states and moves); when the
+replayers agree against the original, the judgement is ``REFUTED``: the task is ``rejected``
+and runs again from the start, the original's result forfeited.
 """
 
 from __future__ import annotations
@@ -212,6 +215,7 @@ _JUDGED_STATE: Mapping[Judgement, TaskState] = {
     Judgement.VERIFIED: TaskState.VERIFIED,
     Judgement.NEEDS_REPLICA: TaskState.REPORTED,
     Judgement.UNDECIDED: TaskState.REJECTED,
+    Judgement.REFUTED: TaskState.REJECTED,
 }
 
 
@@ -281,7 +285,8 @@ def reported_state(judgement: Judgement) -> TaskState:
     """Return where a reported result leaves its task, by the judgement of its results.
 
     ``verified`` for :attr:`~heatgrid.core.trust.Judgement.VERIFIED`, ``reported`` (a replica
-    is wanted) for ``NEEDS_REPLICA``, ``rejected`` (requeued at once) for ``UNDECIDED``.
+    is wanted) for ``NEEDS_REPLICA``, ``rejected`` (requeued at once) for ``UNDECIDED`` and for
+    ``REFUTED`` (a segment replay proved the original result wrong: it runs again).
     """
     return _JUDGED_STATE[Judgement(judgement)]
 

@@ -45,6 +45,7 @@ __all__ = [
     "judge_results",
     "needs_replica",
     "relative_l2",
+    "replay_judgement",
     "spot_check_rate",
     "tensors_agree",
     "undetected_probability",
@@ -428,6 +429,10 @@ class Judgement(enum.Enum):
     """No quorum yet: run the task on a device of an owner who has not returned it."""
     UNDECIDED = "undecided"
     """``max_results`` results and still no quorum: hold everything for the operator."""
+    REFUTED = "refuted"
+    """A segment replay: devices of ``quorum`` owners agree, and not with the original device's
+    result, which is wrong: pay the replayers, forfeit the original's, run the task again (a
+    replay reaches only a segment, never the task's whole result)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -513,6 +518,28 @@ def judge_results(
     if len(digests_by_device) < most:
         return Verdict(Judgement.NEEDS_REPLICA)
     return Verdict(Judgement.UNDECIDED)
+
+
+def replay_judgement(verdict: Verdict, original: str) -> Judgement:
+    """Return what a segment replay's verdict decides for the task it checks.
+
+    A replay round compares the original device's tensors at the segment's end with those
+    the replayers reach from the same start (each as a "result" in :func:`judge_results`, the
+    one rule). Verified with the original among the honest: the task is verified with the
+    original's whole result. Verified with the original caught: :attr:`Judgement.REFUTED`,
+    the replayers are right but hold only a segment, so the task runs again from the start.
+    Otherwise the verdict's own judgement (another replay of the same segment, or undecided).
+
+    Parameters
+    ----------
+    verdict : Verdict
+        :func:`judge_results` over the original's and the replayers' tensors at the end step.
+    original : str
+        The device whose segment is replayed (its result is the one checked).
+    """
+    if verdict.judgement is Judgement.VERIFIED and original not in verdict.honest:
+        return Judgement.REFUTED
+    return verdict.judgement
 
 
 def relative_l2(a: npt.ArrayLike, b: npt.ArrayLike) -> float:

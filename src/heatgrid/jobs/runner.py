@@ -406,6 +406,7 @@ class TaskRunner:
             "entry_point": entry_point,
             "inputs": sorted(path.name for path in (job_dir / "inputs").iterdir()),
             "checkpoint_seq": self._checkpoint_seq,
+            "stop_step": self.task.stop_step,
             "max_file_bytes": self.limits.disk_bytes,
         }
         (control / TASK_FILE).write_text(json.dumps(task))

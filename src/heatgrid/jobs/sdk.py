@@ -186,6 +186,10 @@ class JobContext:
         Where to write results worth keeping; the runner collects every file in it.
     work_dir : Path
         The job directory (writable, private; the job's code is in ``work_dir / "code"``).
+    stop_step : int or None
+        The training step this run stops at (a segment replay: verification resumes another
+        heater's checkpoint and checks the tensors it reaches at that step); None: run to the
+        end. Once a checkpoint at or past it is saved, :meth:`should_pause` is True.
     """
 
     def __init__(self, job_root: Path, control_fd: int, report_fd: int) -> None:
@@ -203,6 +207,8 @@ class JobContext:
         self._control = control
         self._checkpoint_dir = control / CHECKPOINT_DIR
         self._checkpoint_dir.mkdir(exist_ok=True)
+        stop = task.get("stop_step")
+        self.stop_step: int | None = None if stop is None else int(stop)
         self._seq: int = int(task.get("checkpoint_seq") or 0)
         self._latest: Path | None = control / RESTORE_FILE if self._seq else None
         self._control_fd = control_fd
@@ -258,6 +264,8 @@ class JobContext:
         }
         if step is not None:
             message["step"] = int(step)
+            if self.stop_step is not None and int(step) >= self.stop_step:
+                self._pause_requested = True  # a replay's segment is done: stop here
         if fingerprint is not None:
             message["fingerprint"] = dict(fingerprint)
         self._send(message)
@@ -308,6 +316,7 @@ class JobContext:
     def should_pause(self) -> bool:
         """Return True once the runner asks the task to stop: checkpoint, then return.
 
+        Also True once a checkpoint at or past :attr:`stop_step` was saved (a segment replay).
         Cheap enough to call every step: it looks at the runner's pipe at most every 20 ms.
         """
         if not self._pause_requested:

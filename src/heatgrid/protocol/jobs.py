@@ -33,6 +33,7 @@ __all__ = [
     "INPUT_NAME_PATTERN",
     "MAX_ARTIFACT_BYTES",
     "MAX_PARAMS_BYTES",
+    "REPLAY_STEP_KEY",
     "ArtifactRef",
     "CheckpointMark",
     "InputName",
@@ -59,6 +60,10 @@ MAX_PARAMS_BYTES: Final = 64 * 1024
 
 FINGERPRINT_KEY: Final = "tensor_fingerprint"
 """Key of a result that holds its tensor fingerprint (``ctx.tensor_fingerprint(...)``)."""
+
+REPLAY_STEP_KEY: Final = "replay_step"
+"""Key of a segment replay's result: the step it stopped at; the result's
+:data:`FINGERPRINT_KEY` is then the fingerprint of its checkpoint at that step."""
 
 VerifyRelL2 = Annotated[float, Field(ge=0.0, le=fingerprint.MAX_VERIFY_REL_L2, allow_inf_nan=False)]
 """A job's tolerance: largest relative L2 between a result's tensors and a replica's [1]."""
@@ -212,12 +217,16 @@ class TaskRun(_Model):
         The task's parameters (one point of a sweep), a JSON object.
     device : str
         ``cpu``, or ``cuda`` when the lease gives the task a GPU.
+    stop_step : int or None
+        The training step to stop at (a segment replay: the job checkpoints at that step and
+        pauses, ``ctx.stop_step``); None: run to the end.
     """
 
     artifact: ArtifactRef
     task_index: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     params: dict[str, object] = {}
     device: Literal["cpu", "cuda"] = "cpu"
+    stop_step: Annotated[int, Field(ge=1, le=1 << 53)] | None = None
 
     @field_validator("params")
     @classmethod

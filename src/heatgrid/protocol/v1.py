@@ -408,6 +408,10 @@ class TaskLease(_Message):
         None: a task whose ``task_input`` is all it needs.
     input_urls : dict
         Inputs the job reads where they are: name -> fsspec URL.
+    stop_step : int or None
+        A segment replay (verification): resume from ``checkpoint_seq`` (another attempt's),
+        stop at this training step and complete with the fingerprint reached there (a result
+        of ``replay_step`` and ``tensor_fingerprint``); None: run the task to its end.
     """
 
     task_id: str
@@ -422,6 +426,7 @@ class TaskLease(_Message):
     task_index: int = 0
     artifact: ArtifactRef | None = None
     input_urls: dict[InputName, InputUrl] = {}
+    stop_step: Annotated[int, Field(ge=1, le=1 << 53)] | None = None
 
 
 class ClaimResponse(_Message):

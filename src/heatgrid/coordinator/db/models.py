@@ -323,6 +323,14 @@ class Task(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     ended_ts: Mapped[float | None] = mapped_column(Double)
     quorum: Mapped[int | None] = mapped_column(Integer)
+    replay_of_attempt: Mapped[int | None] = mapped_column(Integer)
+    """The attempt whose training segment this round replays (None: whole replicas)."""
+    replay_start_seq: Mapped[int | None] = mapped_column(Integer)
+    """The original attempt's checkpoint a replay resumes from (None: the task's beginning)."""
+    replay_end_seq: Mapped[int | None] = mapped_column(Integer)
+    """The original's checkpoint whose fingerprint a replay must reach (None: its result's)."""
+    replay_stop_step: Mapped[int | None] = mapped_column(BigInteger)
+    """The step a replay stops at, its end checkpoint's [steps] (None: run to the end)."""
 
 
 class TaskAttempt(Base):
