@@ -41,10 +41,15 @@ class PlainContext:
         """Return the bytes of the restore file, or None."""
         return None if self._restore is None else self._restore.read_bytes()
 
-    def checkpoint(self, state: object) -> int:
+    def checkpoint(
+        self, state: object, *, step: int | None = None, fingerprint: object = None
+    ) -> int:
         """Count the checkpoint; keep nothing (the baseline stores no checkpoint)."""
         self.checkpoints += 1
         return self.checkpoints
+
+    def tensor_fingerprint(self, tensors: Mapping[str, object]) -> None:
+        """Nothing: the fingerprints verification compares are heatgrid's work, not the job's."""
 
     def progress(self, fraction: float, metrics: Mapping[str, float] | None = None) -> None:
         """Record when (and at what CPU time) the step in ``metrics`` was reached."""
