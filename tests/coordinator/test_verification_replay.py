@@ -11,6 +11,7 @@ generator. Training is simulated: the weights after ``s`` steps are a fixed func
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import httpx
@@ -322,7 +323,14 @@ def test_the_tail_replays_from_the_last_checkpoint_to_the_end(
     _balances(coordinator)
 
 
+def _replay_keep(coordinator: Coordinator, replay_keep: int) -> None:
+    """Set ``Settings.replay_keep`` of the running coordinator (read per request)."""
+    state = coordinator.app.state
+    state.settings = dataclasses.replace(state.settings, replay_keep=replay_keep)
+
+
 def test_a_pruned_start_is_never_drawn(coordinator: Coordinator, draw: dict[str, float]) -> None:
+    _replay_keep(coordinator, 0)  # no older checkpoint kept for replay
     draw["value"] = 0.3  # the second of four eligible segments (of five, were none pruned)
     alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", lambda _: {})
     job_id = _submit(coordinator, coordinator.submitter_key())
@@ -393,3 +401,55 @@ def test_a_training_task_without_checkpoint_marks_is_replicated_whole(
     assert replica is not None
     assert (replica["checkpoint_seq"], replica["stop_step"]) == (None, None)  # from scratch
     assert _complete(coordinator, bob, replica, _result(STEPS[-1]))["state"] == "verified"
+
+
+def test_a_random_sample_of_older_checkpoints_is_kept_for_replay(
+    coordinator: Coordinator,
+) -> None:
+    """Besides the newest three, ``replay_keep`` older checkpoints keep their blob: those of
+    lowest secret rank, so a segment early in a long task can still be replayed; a job that is
+    not replayed (no tolerance) keeps only the newest."""
+    _replay_keep(coordinator, 4)
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", lambda _: {})
+    _submit(coordinator, coordinator.submitter_key())
+    lease = alice.claim()
+    assert lease is not None
+    for step in range(10, 210, 10):  # twenty checkpoints
+        _checkpoint(coordinator, alice, lease, step)
+    rows = _rows(
+        coordinator,
+        select(Checkpoint.seq, Checkpoint.replay_rank, Checkpoint.pruned_ts).where(
+            Checkpoint.task_id == lease["task_id"]
+        ),
+    )
+    kept = {seq for seq, _, pruned_ts in rows if pruned_ts is None}
+    older = sorted((rank, seq) for seq, rank, _ in rows if seq <= 17)
+    assert kept == {18, 19, 20} | {seq for _, seq in older[:4]}
+    assert len({rank for _, rank, _ in rows}) == 20  # drawn independently
+
+
+def test_a_job_without_a_tolerance_keeps_only_the_newest_checkpoints(
+    coordinator: Coordinator,
+) -> None:
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", lambda _: {})
+    answer = coordinator.client.post(
+        "/v1/jobs",
+        json={
+            "name": "exact",
+            "device_kinds": ["gpu"],
+            "tasks": [{"task_input": {"steps": 100}, "energy_j": TASK_ENERGY_J}],
+        },
+        headers=coordinator.auth(coordinator.submitter_key()),
+    )
+    assert answer.status_code == 201, answer.text
+    lease = alice.claim()
+    assert lease is not None
+    for step in range(10, 110, 10):
+        _checkpoint(coordinator, alice, lease, step)
+    kept = _rows(
+        coordinator,
+        select(Checkpoint.seq).where(
+            Checkpoint.task_id == lease["task_id"], Checkpoint.pruned_ts.is_(None)
+        ),
+    )
+    assert sorted(kept) == [(8,), (9,), (10,)]

@@ -67,6 +67,14 @@ def serve(
         int,
         typer.Option(min=1, help="Checkpoints kept per task (the newest); older ones are pruned."),
     ] = _DEFAULTS["checkpoint_keep"],
+    replay_keep: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="With --verify-results: older checkpoints of a replayable training task kept "
+            "besides the newest, a random sample, so that early segments can be replayed.",
+        ),
+    ] = _DEFAULTS["replay_keep"],
     max_artifact_bytes: Annotated[
         int,
         typer.Option(
@@ -265,6 +273,7 @@ def serve(
         checkpoint_url=checkpoint_url,
         max_artifact_bytes=max_artifact_bytes,
         checkpoint_keep=checkpoint_keep,
+        replay_keep=replay_keep,
         lease_s=lease_s,
         scheduling_policy=policy,
         compute_price_eur_per_kwh=compute_price_eur_per_kwh,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
@@ -828,6 +829,7 @@ def save_checkpoint(
                 if mark is None or mark.fingerprint is None
                 else mark.fingerprint.model_dump(mode="json")
             ),
+            replay_rank=_RANK.random(),
         )
         session.add(newest)
         task.checkpoint_seq = seq
@@ -918,11 +920,25 @@ def check_holder(session: Session, device: Device, task_id: str, attempt: int) -
         raise lost(task, attempt)
 
 
-def prune_checkpoints(session: Session, task_id: str, *, keep: int, now_ts: float) -> list[str]:
+_RANK = secrets.SystemRandom()
+
+
+def _rank(row: Checkpoint) -> float:
+    return float(row.replay_rank or 0.0)
+
+
+def prune_checkpoints(
+    session: Session, task_id: str, *, keep: int, replay_keep: int, now_ts: float
+) -> list[str]:
     """Mark all but the newest ``keep`` checkpoints of a task pruned, and commit.
 
     The checkpoint a segment replay of the task resumes from is kept while it is named
-    (``replay_start_seq``): a replay after a disagreement starts from it again.
+    (``replay_start_seq``): a replay after a disagreement starts from it again. For a job
+    whose results are compared within a tolerance (``verify_rel_l2``: replayable training),
+    the ``replay_keep`` older checkpoints of lowest ``replay_rank`` are kept too: a uniform
+    random sample of them (the smallest of independent uniform ranks, kept as checkpoints
+    arrive), which the device cannot predict, so a cheat cannot place its skipped steps
+    where no replay could start. Pass 0 when results are not verified.
 
     Returns
     -------
@@ -932,16 +948,19 @@ def prune_checkpoints(session: Session, task_id: str, *, keep: int, now_ts: floa
     """
     task = session.get(Task, task_id)
     replay_start = None if task is None else task.replay_start_seq
-    rows = [
-        row
-        for row in session.scalars(
-            select(Checkpoint)
-            .where(Checkpoint.task_id == task_id, Checkpoint.pruned_ts.is_(None))
-            .order_by(Checkpoint.seq.desc())
-            .offset(keep)
-        ).all()
-        if row.seq != replay_start
-    ]
+    older = session.scalars(
+        select(Checkpoint)
+        .where(Checkpoint.task_id == task_id, Checkpoint.pruned_ts.is_(None))
+        .order_by(Checkpoint.seq.desc())
+        .offset(keep)
+    ).all()
+    spared: set[int] = set()
+    if replay_keep > 0 and task is not None:
+        job = session.get(Job, task.job_id)
+        if job is not None and job.verify_rel_l2 is not None:
+            ranked = sorted((row for row in older if row.replay_rank is not None), key=_rank)
+            spared = {row.seq for row in ranked[:replay_keep]}
+    rows = [row for row in older if row.seq != replay_start and row.seq not in spared]
     for row in rows:
         row.pruned_ts = now_ts
     keys = [row.blob_key for row in rows]

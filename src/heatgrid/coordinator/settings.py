@@ -58,6 +58,10 @@ class Settings:
     checkpoint_keep : int
         Checkpoints kept per task: the newest ones; older ones are pruned from the store
         (their rows stay, marked ``pruned_ts``).
+    replay_keep : int
+        With ``verify_results``, for a job with ``verify_rel_l2`` (segment replay): older
+        checkpoints kept besides the newest, a uniform random sample the device cannot see, so
+        that a segment early in a long task can still be replayed (0: none).
     max_artifact_bytes : int
         Largest job artifact accepted (``PUT /v1/artifacts/{sha256}``) [bytes]; artifacts are
         kept in the checkpoint store, under ``artifacts/``.
@@ -153,6 +157,7 @@ class Settings:
     checkpoint_url: str | None = None
     max_checkpoint_bytes: int = 256 * 1024 * 1024
     checkpoint_keep: int = 3
+    replay_keep: int = 8
     max_artifact_bytes: int = 256 * 1024 * 1024
     lease_s: float = 300.0
     scheduling_policy: str = "heat-aware"
@@ -193,6 +198,8 @@ class Settings:
             )
         if not 0.0 < self.hold_limit_s < float("inf"):
             raise InputError(f"hold_limit_s must be a positive number, got {self.hold_limit_s}")
+        if self.replay_keep < 0:
+            raise InputError(f"replay_keep must be >= 0, got {self.replay_keep}")
         if not 0.0 < self.spot_check_floor <= 1.0:
             raise InputError(f"spot_check_floor must be in (0, 1], got {self.spot_check_floor}")
         if not self.challenge_reveal_slack_s >= 0.0:

@@ -142,9 +142,14 @@ async def put_checkpoint(
 def prune(
     session: Session, store: CheckpointStore, task_id: str, settings: Settings, now_ts: float
 ) -> None:
-    """Prune all but the task's newest ``settings.checkpoint_keep`` checkpoints, rows then blobs."""
+    """Prune all but the task's newest ``settings.checkpoint_keep`` checkpoints, rows then blobs.
+
+    With ``verify_results``, a replayable task keeps a random sample of ``replay_keep`` older
+    ones too (:func:`heatgrid.coordinator.leases.prune_checkpoints`).
+    """
+    replay_keep = settings.replay_keep if settings.verify_results else 0
     for key in leases.prune_checkpoints(
-        session, task_id, keep=settings.checkpoint_keep, now_ts=now_ts
+        session, task_id, keep=settings.checkpoint_keep, replay_keep=replay_keep, now_ts=now_ts
     ):
         store.remove(key)
 

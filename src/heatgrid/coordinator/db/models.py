@@ -385,6 +385,9 @@ class Checkpoint(Base):
     """The training step it was saved after, when the task said [steps]."""
     fingerprint: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """The fingerprint of its tensors (:class:`heatgrid.protocol.jobs.TensorFingerprintBody`)."""
+    replay_rank: Mapped[float | None] = mapped_column(Double)
+    """A secret uniform draw in [0, 1): the older checkpoints of lowest rank are the ones kept
+    for segment replay (``Settings.replay_keep``); never shown to devices."""
 
 
 class LedgerTransaction(Base):
