@@ -1,8 +1,8 @@
 """The PyTorch example on heaters: it pauses in a warm room, migrates, and still learns.
 
 Two in-process agents (real daemons, real sandbox) and the real coordinator, as in
-``test_workload.py``. ``examples/digits`` starts on the first heater; once it has uploaded
-checkpoints, that room turns warm: the task is asked to pause, checkpoints, is handed back and
+``test_workload.py``. ``examples/digits`` starts on the first heater; once it has uploaded a
+checkpoint, that room turns warm: the task is asked to pause, checkpoints, is handed back and
 resumes on the second heater from the checkpoint taken when it paused, then completes with a
 test accuracy of at least 0.95. Skipped where PyTorch or scikit-learn is not installed (the
 ``ml`` extra: ``pip install torch==2.13.0``, then ``pip install heatgrid[ml]``).
@@ -33,12 +33,14 @@ pytestmark = [
 async def _scenario(root: Path) -> None:
     artifact = pack(EXAMPLE, root / "artifacts")
     async with Coordinator(root) as coordinator:
-        (task_id,) = await coordinator.submit(artifact, [{"epochs": 20}])
+        # 40 epochs (1,800 steps): still running when the room turns warm on a slow machine,
+        # where the heater uploads only its newest checkpoint and so lags behind the job
+        (task_id,) = await coordinator.submit(artifact, [{"epochs": 40}])
         async with (
             agent(coordinator, root, "a", hand_back_after_s=1.0) as first,
             agent(coordinator, root, "b", room_temp_c=WARM_C) as second,  # starts on "a"
         ):
-            await until(lambda: coordinator.task(task_id)["checkpoint_seq"] >= 2, "checkpoints")
+            await until(lambda: coordinator.task(task_id)["checkpoint_seq"] >= 1, "a checkpoint")
             second.room_temp_c[0] = COLD_C
             first.room_temp_c[0] = WARM_C
             await until(lambda: first.workload.finished, "the first heater handed the task back")
