@@ -114,11 +114,12 @@ def _play(
 
 def _solution(order: ChallengeOrder, dtype: type = np.float32) -> agent_challenge.Solution:
     """The chain computed in ``dtype`` (float16 for a device that cuts corners)."""
-    plan = rule.ChallengePlan(order.seed, order.n, order.links, order.deadline_s)
+    plan = rule.ChallengePlan(order.seed, order.n, order.links, order.deadline_s, 0, order.steps)
     a, b = rule.challenge_inputs(plan)
     links, current = [], a
     for _ in range(plan.links):
-        current = (current.astype(dtype) @ b.astype(dtype)).astype(np.float32)
+        for _ in range(plan.steps):
+            current = (current.astype(dtype) @ b.astype(dtype)).astype(np.float32)
         links.append(current)
     digests = [rule.row_digest(j, i, row) for j, m in enumerate(links) for i, row in enumerate(m)]
     return agent_challenge.Solution(plan, links, digests, rule.merkle_root(digests))

@@ -1,7 +1,7 @@
 """A CPU that claims to be a GPU misses its challenge's deadline and is quarantined.
 
 Default challenge sizes (the coordinator's own): the commitment is sent after the time a
-strong desktop CPU needs for the chain, on the coordinator's clock; the plan's margin against
+16-core server CPU needs for the chain, on the coordinator's clock; the plan's margin against
 real CPUs is checked in ``tests/core/test_challenge.py``.
 """
 
@@ -44,9 +44,10 @@ def test_a_cpu_posing_as_a_gpu_is_too_slow_and_quarantined(coordinator: Coordina
         headers=headers,
     )
     order = ChallengeOrder.model_validate(beat.json()["challenge"])
-    plan = rule.ChallengePlan(order.seed, order.n, order.links, order.deadline_s)
+    plan = rule.ChallengePlan(order.seed, order.n, order.links, order.deadline_s, 0, order.steps)
     assert plan.n == rule.MAX_CHALLENGE_N
-    strong_cpu_flops = 1.0e11
+    assert plan.steps > 1  # the host-byte cap would leave a 4090's chain short
+    strong_cpu_flops = 4.0e12  # a 16-core server's float32 BLAS (measured, tests/core)
     coordinator.clock.advance(plan.work_flop / strong_cpu_flops)
     verdict = coordinator.client.post(
         f"/v1/devices/{device_id}/challenges/{order.challenge_id}/commit",

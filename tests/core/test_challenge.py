@@ -59,6 +59,10 @@ def test_a_plan_fills_the_target_at_the_claimed_throughput(flops: float, target_
     assert plan.links <= challenge.MAX_LINKS
     claimed_s = plan.work_flop / flops
     assert claimed_s <= target_s or plan.links == 1
+    assert 1 <= plan.steps <= challenge.MAX_STEPS
+    assert plan.steps == 1 or plan.n >= challenge.MIN_STEPPED_N
+    if plan.n >= challenge.MIN_STEPPED_N and plan.steps < challenge.MAX_STEPS:
+        assert claimed_s >= target_s / 2  # the host-byte cap no longer shortens the chain
     assert plan.deadline_s >= challenge.DEFAULT_CHALLENGE_SLACK * claimed_s
     assert plan.deadline_s >= challenge.DEFAULT_CHALLENGE_OVERHEAD_S
 
@@ -72,6 +76,38 @@ def test_a_cpu_posing_as_a_gpu_misses_the_deadline_and_a_home_cpu_meets_its_own(
     assert cpu.links == 1
     assert challenge.passes_deadline(cpu, cpu.deadline_s)
     assert not challenge.passes_deadline(cpu, cpu.deadline_s * 1.01)
+
+
+def test_a_many_core_server_cpu_posing_as_an_h200_misses_the_deadline() -> None:
+    """Measured on an H200's 16-core host: with one product per link its CPU answered the
+    H200's round in 1.71 s of the 2.81 s deadline (the GPU: 1.46 s); with steps, 24.7 s of
+    4.71 s (the GPU: 2.1 s). The FLOP rates here are rounder and kinder to the CPU."""
+    gpu = challenge.plan_challenge(1, 67e12)  # an H200's fp32 peak
+    assert gpu.n == challenge.MAX_CHALLENGE_N
+    assert gpu.steps > 1
+    server_cpu_flops = 4e12
+    host_s = 4.0 * gpu.rows * gpu.n / challenge.HOST_HASH_BYTES_PER_S
+    assert gpu.work_flop / server_cpu_flops + host_s > 1.5 * gpu.deadline_s
+    h200_sgemm_flops = 45e12  # well below its peak: cuBLAS float32 without TF32
+    assert gpu.work_flop / h200_sgemm_flops + 2 * host_s < 0.75 * gpu.deadline_s
+
+
+def test_links_of_several_products_pass_and_fewer_or_float16_products_fail() -> None:
+    plan = challenge.ChallengePlan(seed=5, n=challenge.MIN_STEPPED_N, links=2, deadline_s=1.0)
+    steps = 6
+    a, b = challenge.challenge_inputs(plan)
+    rows = a[:4]
+    honest, short, half = rows, rows, rows.astype(np.float16)
+    for step in range(steps):
+        honest = honest @ b
+        short = short @ b if step else short
+        half = (half @ b.astype(np.float16)).astype(np.float16)
+    assert challenge.rows_are_products(rows, b, honest, steps).all()
+    assert not challenge.rows_are_products(rows, b, short, steps).any()  # one product skipped
+    assert not challenge.rows_are_products(rows, b, half.astype(np.float32), steps).any()
+    assert not challenge.rows_are_products(rows, b, honest, steps - 1).any()
+    with pytest.raises(InputError, match="steps"):
+        challenge.rows_are_products(rows, b, honest, 0)
 
 
 def _chain(plan: challenge.ChallengePlan) -> list[np.ndarray]:

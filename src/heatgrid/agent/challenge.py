@@ -107,35 +107,37 @@ def _read_block(held: Any, plan: rule.ChallengePlan, index: int) -> np.ndarray:
 
 
 def _numpy_chain(
-    a: np.ndarray, b: np.ndarray, links: int, stop: Callable[[], bool]
+    a: np.ndarray, b: np.ndarray, plan: rule.ChallengePlan, stop: Callable[[], bool]
 ) -> list[np.ndarray] | None:
     out = []
     current = a
-    for _ in range(links):
-        if stop():
-            return None
-        current = current @ b
+    for _ in range(plan.links):
+        for _ in range(plan.steps):
+            if stop():
+                return None
+            current = current @ b
         out.append(current)
     return out
 
 
 def _torch_chain(
-    a: np.ndarray, b: np.ndarray, links: int, stop: Callable[[], bool]
+    a: np.ndarray, b: np.ndarray, plan: rule.ChallengePlan, stop: Callable[[], bool]
 ) -> list[np.ndarray] | None:
     """Compute the chain on the first CUDA GPU in float32 proper (TF32 rounds inputs to 10 bits)."""
     torch = _torch()
     if torch is None:  # pragma: no cover - checked by _cuda_available first
-        return _numpy_chain(a, b, links, stop)
+        return _numpy_chain(a, b, plan, stop)
 
     torch.backends.cuda.matmul.allow_tf32 = False
     device = torch.device("cuda")
     right = torch.from_numpy(b).to(device)
     current = torch.from_numpy(a).to(device)
     out = []
-    for _ in range(links):
-        if stop():
-            return None
-        current = current @ right
+    for _ in range(plan.links):
+        for _ in range(plan.steps):
+            if stop():
+                return None
+            current = current @ right
         out.append(current.cpu().numpy())
     return out
 
@@ -174,7 +176,7 @@ def solve(
         The monotonic clock [s].
     """
     plan = rule.ChallengePlan(
-        order.seed, order.n, order.links, order.deadline_s, order.memory_bytes
+        order.seed, order.n, order.links, order.deadline_s, order.memory_bytes, order.steps
     )
     stop = lambda: monotonic() > give_up_monotonic  # noqa: E731
     held: Any = None
@@ -191,7 +193,7 @@ def solve(
         memory_levels = rule.merkle_levels(memory_digests)
     a, b = rule.challenge_inputs(plan)
     chain = _torch_chain if on_gpu and _cuda_available() else _numpy_chain
-    links = chain(a, b, plan.links, stop)
+    links = chain(a, b, plan, stop)
     if links is None:
         return None
     digests = [

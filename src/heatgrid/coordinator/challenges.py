@@ -144,7 +144,7 @@ def release(device: Device, *, now_ts: float) -> None:
 
 def _plan(found: DeviceChallenge) -> rule.ChallengePlan:
     return rule.ChallengePlan(
-        found.seed, found.n, found.links, found.deadline_s, found.memory_bytes or 0
+        found.seed, found.n, found.links, found.deadline_s, found.memory_bytes or 0, found.steps
     )
 
 
@@ -298,6 +298,7 @@ def issue_due(
         seed=plan.seed,
         n=plan.n,
         links=plan.links,
+        steps=plan.steps,
         deadline_s=plan.deadline_s,
         claimed_flops_per_s=flops,
         issued_ts=now_ts,
@@ -319,6 +320,7 @@ def issue_due(
         links=plan.links,
         deadline_s=plan.deadline_s,
         memory_bytes=plan.memory_bytes,
+        steps=plan.steps,
     )
 
 
@@ -548,10 +550,11 @@ def _check_reveal(found: DeviceChallenge, body: ChallengeReveal) -> str | None:
         return f"row ({link}, {index}) or the row it was computed from was not shown"
     if not places:
         return None
-    a, b = rule.challenge_inputs(_plan(found))
+    plan = _plan(found)
+    a, b = rule.challenge_inputs(plan)
     inputs = [a[index] if link == 0 else shown[link - 1, index] for link, index in places]
     answers = [shown[link, index] for link, index in places]
-    good = rule.rows_are_products(np.array(inputs), b, np.array(answers))
+    good = rule.rows_are_products(np.array(inputs), b, np.array(answers), plan.steps)
     if not np.all(good):
         link, index = places[int(np.argmin(good))]
         return f"row ({link}, {index}) is not the float32 product of its inputs"
@@ -583,11 +586,12 @@ def reveal(
         # A throughput round passed by a device that claims memory: the memory round is next.
         device.challenge_due_ts = now_ts if memory_owed else None
         _log.info(
-            "device %s passed a hardware challenge (%d x %d, %d links) in %.2f s",
+            "device %s passed a hardware challenge (%d x %d, %d links of %d) in %.2f s",
             device.id,
             found.n,
             found.n,
             found.links,
+            found.steps,
             (found.committed_ts or now_ts) - found.issued_ts,
         )
     else:

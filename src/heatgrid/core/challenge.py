@@ -1,14 +1,17 @@
 """The hardware challenge, played by commitment and spot-checked rows (the coordinator's rule).
 
 A device that claims a throughput must show it. The coordinator plans a chain of seeded
-float32 matrix products (:func:`plan_challenge`): ``C_0 = A B`` and ``C_j = C_(j-1) B`` for
-``links`` links, ``B`` scaled so that rows keep their size. The *claimed* device computes the
+float32 matrix products (:func:`plan_challenge`): ``C_0 = A B^s`` and ``C_j = C_(j-1) B^s`` for
+``links`` links of ``s = steps`` products each (``B`` scaled so that rows keep their size). The *claimed* device computes the
 chain in about ``target_s``; the device hashes each row of each link (:func:`row_digest`) and
 commits to all of them with one Merkle root (:func:`merkle_root`, RFC 9162's tree hash) before
 the deadline. Only then does the coordinator name a few (link, row) places at random; the
 device reveals each row and the row it was computed from, with their inclusion paths
 (:func:`merkle_path`), and the coordinator checks the paths (:func:`merkle_verify`) and the
-rows (:func:`row_is_product`: O(n²) per row instead of the chain's O(links · n³)).
+rows (:func:`row_is_product`: O(steps · n²) per row instead of the chain's O(links · steps · n³)).
+Only the links are hashed, so ``steps`` lets a fast GPU's chain fill its target time without
+more host work: without it a many-core CPU, whose hashing is as fast as the GPU host's, could
+answer for a big GPU (a 16-core server CPU did for an H200, see ``docs/trust.md``).
 
 A device that computed too slowly misses the deadline; one that skipped or faked links, or
 computed them in float16, cannot show rows it committed to that are products of each other: a
@@ -59,6 +62,8 @@ __all__ = [
     "MAX_HOST_BYTES",
     "MAX_LINKS",
     "MAX_MEMORY_BLOCKS",
+    "MAX_STEPS",
+    "MIN_STEPPED_N",
     "MIN_MEMORY_BLOCK_BYTES",
     "ChallengePlan",
     "challenge_inputs",
@@ -84,6 +89,15 @@ MAX_HOST_BYTES = 512 * 1024 * 1024
 MAX_LINKS = 32
 """Longest chain: repeated products by one random matrix drift in size (about 20 times over
 32 links at n = 64, 1.1 times at n = 1024), so chains stay short and claims grow n instead."""
+
+MAX_STEPS = 64
+"""Most products per link: the chain's rows grow by the spectral radius of ``B`` (about
+1 + 0.5 / sqrt(n)) per product and lean towards its top eigenvector, so chains stay a few
+hundred products long (at most 8 links of 64 at n = 4096: rows grow about 100 times and the
+top eigenvector's lead stays far above the check's tolerance)."""
+
+MIN_STEPPED_N = 1024
+"""Smallest side whose links take more than one product (smaller ``B`` drift faster)."""
 
 HOST_HASH_BYTES_PER_S = 5.0e8
 """Host SHA-256 throughput the deadline allows for, conservatively [bytes/s]."""
@@ -122,7 +136,8 @@ _NODE = b"\x01"
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChallengePlan:
-    """A chain of ``links`` products of seeded ``n`` × ``n`` float32 matrices.
+    """A chain of ``links`` links of seeded ``n`` × ``n`` float32 matrices, each link
+    ``steps`` products by ``B``.
 
     ``deadline_s`` is the time from issue to commitment the device is allowed [s];
     ``memory_bytes`` the working set the device must hold, a whole number of blocks of
@@ -134,6 +149,7 @@ class ChallengePlan:
     links: int
     deadline_s: float
     memory_bytes: int = 0
+    steps: int = 1
 
     @property
     def memory_blocks(self) -> int:
@@ -143,7 +159,7 @@ class ChallengePlan:
     @property
     def work_flop(self) -> float:
         """Floating-point operations of the chain [FLOP]."""
-        return 2.0 * self.links * float(self.n) ** 3
+        return 2.0 * self.links * self.steps * float(self.n) ** 3
 
     @property
     def rows(self) -> int:
@@ -166,7 +182,8 @@ def plan_challenge(
 
     ``n`` is :func:`~heatgrid.core.trust.challenge_size_n` capped at ``max_n``; ``links`` fills
     ``target_s`` at the claimed throughput (at least 1), capped at :data:`MAX_LINKS` and so
-    that the answer is at most :data:`MAX_HOST_BYTES`. The deadline is ``slack`` times the
+    that the answer is at most :data:`MAX_HOST_BYTES`; where that cap leaves time, each link
+    takes ``steps`` products (at most :data:`MAX_STEPS`, and 1 below :data:`MIN_STEPPED_N`). The deadline is ``slack`` times the
     chain's time at the claimed throughput, plus the host's work (inputs, hashing) and
     :data:`DEFAULT_CHALLENGE_OVERHEAD_S`, plus filling the working set at
     :data:`HOST_FILL_BYTES_PER_S`. The working set is ``memory_fraction`` of the claimed
@@ -214,11 +231,14 @@ def plan_challenge(
     n = min(challenge_size_n(flops, seconds), max_n)
     most_links = max(1, min(MAX_LINKS, MAX_HOST_BYTES // (4 * n * n)))
     links = min(most_links, max(1, math.floor(flops * seconds / (2.0 * n**3))))
+    steps = 1
+    if n >= MIN_STEPPED_N:
+        steps = min(MAX_STEPS, max(1, math.floor(flops * seconds / (2.0 * n**3 * links))))
     host_s = 4.0 * links * n * n / HOST_HASH_BYTES_PER_S + 2.0 * n * n / HOST_RANDOM_PER_S
-    compute_s = 2.0 * links * n**3 / flops
+    compute_s = 2.0 * links * steps * n**3 / flops
     host_s += memory_bytes / HOST_FILL_BYTES_PER_S
     deadline_s = factor * compute_s + host_s + DEFAULT_CHALLENGE_OVERHEAD_S
-    return ChallengePlan(seed, n, links, deadline_s, memory_bytes)
+    return ChallengePlan(seed, n, links, deadline_s, memory_bytes, steps)
 
 
 def memory_block_bytes(memory_bytes: int) -> int:
@@ -371,14 +391,16 @@ def merkle_verify(
 
 
 def rows_are_products(
-    input_rows: npt.ArrayLike, b: npt.ArrayLike, answer_rows: npt.ArrayLike
+    input_rows: npt.ArrayLike, b: npt.ArrayLike, answer_rows: npt.ArrayLike, steps: int = 1
 ) -> np.ndarray:
-    """Return, per row, whether ``answer_rows[i]`` is ``input_rows[i] @ b`` done in float32.
+    """Return, per row, whether ``answer_rows[i]`` is ``input_rows[i] @ b^steps`` in float32.
 
     Each entry must lie within :func:`~heatgrid.core.trust.freivalds_default_rtol` of the
     float64 product, relative to the root sum of squares of its terms: float32 rounding passes,
     a float16 product (inputs rounded to 11 bits) fails, and so does a row of the wrong length
-    or with a non-finite value.
+    or with a non-finite value. Over ``steps`` products each product's allowance is carried
+    through the later ones and added in quadrature (rounding errors are independent), so the
+    allowance and a float16 product's error grow alike, about as ``sqrt(steps)``.
 
     Parameters
     ----------
@@ -388,7 +410,11 @@ def rows_are_products(
         ``(n, n)`` right-hand matrix.
     answer_rows : array_like
         ``(k, n)`` rows the device committed to.
+    steps : int, optional
+        Products by ``b`` from the input rows to the answers, >= 1.
     """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InputError(f"steps must be an integer >= 1, got {steps!r}")
     rows = np.atleast_2d(np.asarray(input_rows, dtype=np.float64))
     matrix = np.asarray(b, dtype=np.float64)
     answers = np.atleast_2d(np.asarray(answer_rows))
@@ -397,22 +423,29 @@ def rows_are_products(
         raise InputError(f"b must be {n} x {n} for rows of {n} entries, got {matrix.shape}")
     if answers.shape != (k, n) or answers.dtype.kind != "f":
         return np.zeros(k, dtype=bool)
-    exact = rows @ matrix
-    scale = np.sqrt((rows * rows) @ (matrix * matrix))
+    squared = matrix * matrix
+    rtol = freivalds_default_rtol(n)
+    exact, allowed_sq = rows, np.zeros_like(rows)
+    for _ in range(steps):
+        terms_sq = (exact * exact) @ squared
+        allowed_sq = allowed_sq @ squared + rtol * rtol * terms_sq
+        exact = exact @ matrix
     with np.errstate(invalid="ignore"):
-        close = np.abs(answers.astype(np.float64) - exact) <= freivalds_default_rtol(n) * scale
+        close = np.abs(answers.astype(np.float64) - exact) <= np.sqrt(allowed_sq)
     return np.asarray(np.all(close & np.isfinite(answers), axis=1), dtype=bool)
 
 
-def row_is_product(a_row: npt.ArrayLike, b: npt.ArrayLike, answer_row: npt.ArrayLike) -> bool:
-    """Return whether ``answer_row`` is ``a_row @ b`` computed honestly in float32."""
+def row_is_product(
+    a_row: npt.ArrayLike, b: npt.ArrayLike, answer_row: npt.ArrayLike, steps: int = 1
+) -> bool:
+    """Return whether ``answer_row`` is ``a_row @ b^steps`` computed honestly in float32."""
     row = np.asarray(a_row)
     answer = np.asarray(answer_row)
     if row.ndim != 1 or answer.ndim != 1:
         raise InputError("a_row and answer_row must be one row each")
     if answer.shape != row.shape:
         return False
-    return bool(rows_are_products(row[None, :], b, answer[None, :])[0])
+    return bool(rows_are_products(row[None, :], b, answer[None, :], steps)[0])
 
 
 def passes_deadline(plan: ChallengePlan, elapsed_s: float) -> bool:

@@ -34,6 +34,7 @@ MAX_REVEALED_BLOCKS: Final = 256
 """Most blocks of the working set one reveal may carry (picks and their parents)."""
 
 _MAX_N = 8192
+_MAX_STEPS = 1024
 _Hex64 = Annotated[str, StringConstraints(min_length=64, max_length=64, pattern=r"^[0-9a-f]+$")]
 _MAX_BLOCK_B64 = 4 * (1 << 22) // 3 + 4
 _BlockBase64 = Annotated[
@@ -64,11 +65,13 @@ class ChallengeOrder(_Message):
     n : int
         Side of the float32 matrices [entries].
     links : int
-        Products in the chain.
+        Links in the chain (each committed row by row).
     deadline_s : float
         Time from the heartbeat's answer to the commitment the device is allowed [s].
     memory_bytes : int
         Working set to hold on the claimed device until the reveal [bytes]; 0: none.
+    steps : int
+        Products by ``B`` in each link (1 by default, as before this field).
     """
 
     challenge_id: str
@@ -77,6 +80,7 @@ class ChallengeOrder(_Message):
     links: Annotated[int, Field(ge=1, le=1 << 20)]
     deadline_s: Annotated[float, Field(gt=0.0)]
     memory_bytes: Annotated[int, Field(ge=0, le=1 << 50)] = 0
+    steps: Annotated[int, Field(ge=1, le=_MAX_STEPS)] = 1
 
 
 class ChallengeCommit(_Message):

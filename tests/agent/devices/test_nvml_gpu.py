@@ -140,6 +140,47 @@ def test_why_nvml_is_unavailable_is_said_plainly(code: int, words: str) -> None:
     assert words in nvml_unavailable_reason(pynvml.NVMLError(code))
 
 
+class _Board:
+    """The power-limit calls of NVML's binding, answered for one board (no GPU here)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, limit_mw: int) -> None:
+        self.limit_mw = limit_mw
+        self.sets: list[int] = []
+        monkeypatch.setattr(pynvml, "nvmlDeviceGetPowerManagementLimit", lambda _: self.limit_mw)
+        monkeypatch.setattr(pynvml, "nvmlDeviceSetPowerManagementLimit", self._set)
+        monkeypatch.setattr(pynvml, "nvmlShutdown", lambda: None)
+
+    def _set(self, _handle: object, limit_mw: int) -> None:
+        self.sets.append(limit_mw)
+        self.limit_mw = limit_mw
+
+    def adapter(self) -> NvmlGpu:
+        spec = NvmlDeviceSpec(name="gpu0", max_power_w=450.0, min_cycle_s=0.0)
+        return NvmlGpu(
+            spec, object(), min_power_w=150.0, max_power_w=450.0, idle_power_w=30.0, vram_gb=24.0
+        )
+
+
+def test_closing_puts_back_the_power_limit_the_board_had(monkeypatch: pytest.MonkeyPatch) -> None:
+    board = _Board(monkeypatch, limit_mw=400_000)  # the owner's own limit, below the maximum
+
+    async def main() -> None:
+        gpu = board.adapter()
+        await gpu.set_power(150.0)
+        assert board.limit_mw == 150_000
+        await gpu.aclose()
+
+    asyncio.run(main())
+    assert board.sets == [150_000, 400_000]
+    assert board.limit_mw == 400_000
+
+
+def test_a_limit_never_set_is_not_touched_at_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    board = _Board(monkeypatch, limit_mw=400_000)
+    asyncio.run(board.adapter().aclose())
+    assert board.sets == []
+
+
 @contextlib.asynccontextmanager
 async def _gpu() -> AsyncIterator[NvmlGpu]:
     gpu = open_nvml_gpu(
@@ -180,6 +221,12 @@ def test_a_real_gpu_reads_finite_power_energy_and_temperature() -> None:
 @pytest.mark.gpu
 @needs_gpu
 def test_a_real_gpu_takes_a_power_limit_or_says_why_it_duty_cycles() -> None:
+    pynvml.nvmlInit()
+    try:
+        before_mw = pynvml.nvmlDeviceGetPowerManagementLimit(pynvml.nvmlDeviceGetHandleByIndex(0))
+    finally:
+        pynvml.nvmlShutdown()
+
     async def main() -> None:
         async with _gpu() as gpu:
             cap = gpu.capability
@@ -194,8 +241,15 @@ def test_a_real_gpu_takes_a_power_limit_or_says_why_it_duty_cycles() -> None:
             assert reading.running is True
             with pytest.raises(DeviceCommandError, match="gpu0"):
                 await gpu.set_power(cap.max_power_w + 100.0)
+            await gpu.set_power(cap.min_power_w)
 
     asyncio.run(main())
+    pynvml.nvmlInit()
+    try:
+        after_mw = pynvml.nvmlDeviceGetPowerManagementLimit(pynvml.nvmlDeviceGetHandleByIndex(0))
+    finally:
+        pynvml.nvmlShutdown()
+    assert after_mw == before_mw  # closing put back the limit the board had
 
 
 def _torch_cuda_error() -> str | None:

@@ -12,7 +12,9 @@ process ids with :meth:`NvmlGpu.set_task_pids`). Power is steered two ways, one 
   draws the target on average, ``(power_w − idle_power_w) / (max_power_w − idle_power_w)``.
 
 Power 0 stops the task processes (SIGSTOP): the board falls to its idle draw and the tasks
-resume where they stopped. Readings come from the board itself: power (mW), the total energy
+resume where they stopped. Closing the adapter puts back the power limit the board had when
+it was opened (the owner's, or the driver's default), so a GPU left by heatgrid is not held
+at the last heating power. Readings come from the board itself: power (mW), the total energy
 counter (mJ, Volta and later), GPU core temperature, utilisation and, on boards that have them,
 fans. :func:`open_nvml_gpu` raises :class:`~heatgrid.agent.devices.base.DeviceUnavailableError`
 when NVML or the GPU is missing, naming which.
@@ -120,6 +122,10 @@ class NvmlGpu(DeviceAdapter):
         self._target_w = 0.0
         self._fallback_reason: str | None = None
         self._closed = False
+        self._owner_limit_mw: int | None = _optional(
+            pynvml.nvmlDeviceGetPowerManagementLimit, handle
+        )
+        self._limit_changed = False
 
     @property
     def limit_control(self) -> bool:
@@ -209,7 +215,8 @@ class NvmlGpu(DeviceAdapter):
         await self._stop("safe_state")
 
     async def aclose(self) -> None:
-        """Leave the task processes stopped, release NVML, and close; later commands raise."""
+        """Leave the task processes stopped, put back the power limit the board had when
+        opened, release NVML, and close; later commands raise."""
         if self._closed:
             return
         self._closed = True
@@ -217,15 +224,31 @@ class NvmlGpu(DeviceAdapter):
         try:
             await self._cycler.aclose(leave_running=False)
         finally:
+            self._restore_limit()
             try:
                 pynvml.nvmlShutdown()
             except pynvml.NVMLError as error:
                 _log.warning("%s: nvmlShutdown: %s", self.name, error)
 
+    def _restore_limit(self) -> None:
+        if not self._limit_changed or self._owner_limit_mw is None:
+            return
+        try:
+            pynvml.nvmlDeviceSetPowerManagementLimit(self._handle, self._owner_limit_mw)
+        except pynvml.NVMLError as error:
+            _log.warning(
+                "%s: GPU %d: could not put back its power limit of %g W: %s",
+                self.name,
+                self._index,
+                self._owner_limit_mw / 1000,
+                error,
+            )
+
     def _set_limit(self, command: str, power_w: float) -> None:
         limit_mw = round(power_w / _W_PER_MW)
         try:
             pynvml.nvmlDeviceSetPowerManagementLimit(self._handle, limit_mw)
+            self._limit_changed = True
             held_mw = int(pynvml.nvmlDeviceGetPowerManagementLimit(self._handle))
         except pynvml.NVMLError as error:
             reason = limit_fallback_reason(error)

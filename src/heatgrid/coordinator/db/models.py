@@ -533,6 +533,7 @@ class DeviceChallenge(Base):
     seed: Mapped[int] = mapped_column(BigInteger)
     n: Mapped[int] = mapped_column(Integer)
     links: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     deadline_s: Mapped[float] = mapped_column(Double)
     claimed_flops_per_s: Mapped[float] = mapped_column(Double)
     issued_ts: Mapped[float] = mapped_column(Double)
