@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 
 from heatgrid.agent import challenge as agent_challenge
 from heatgrid.agent.client import CoordinatorClient
+from heatgrid.coordinator import challenges
 from heatgrid.core import challenge as rule
 from heatgrid.protocol.challenge import ChallengeOrder, ChallengePlace
 
@@ -146,6 +148,43 @@ def test_an_honest_device_passes_then_gets_tasks(coordinator: Coordinator) -> No
     assert verdict["state"] == "passed", verdict
     assert len(_claim(coordinator, device).json()["leases"]) == 1
     assert _beat(coordinator, device)["challenge"] is None
+
+
+def test_checking_the_rows_holds_no_database_lock(
+    coordinator: Coordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check (seconds for a big GPU's chain) runs while other heaters write: on SQLite a
+    transaction held across it would keep them waiting for the whole check."""
+    device = _enroll(coordinator, "cpu", _CPU)
+    order = _order(_beat(coordinator, device))
+    solution = _solution(order)
+    commit = agent_challenge.ChallengeCommit(root_hex=solution.root.hex())
+    places = _post(coordinator, device, order, "commit", commit)["check"]["places"]
+    reveal = agent_challenge.reveal_rows(
+        solution, [ChallengePlace.model_validate(p) for p in places]
+    )
+    checking, done_writing = threading.Event(), threading.Event()
+    check = challenges._check_reveal
+
+    def slow_check(*args: Any) -> str | None:
+        checking.set()
+        assert done_writing.wait(60)
+        return check(*args)
+
+    monkeypatch.setattr(challenges, "_check_reveal", slow_check)
+    verdicts: list[dict[str, Any]] = []
+    revealing = threading.Thread(
+        target=lambda: verdicts.append(_post(coordinator, device, order, "reveal", reveal))
+    )
+    revealing.start()
+    try:
+        assert checking.wait(60)
+        other = _enroll(coordinator, "cpu", _CPU)  # a write while the check runs
+        assert _beat(coordinator, other)["challenge"] is not None
+    finally:
+        done_writing.set()
+        revealing.join(60)
+    assert [verdict["state"] for verdict in verdicts] == ["passed"]
 
 
 def test_float16_products_and_unproven_rows_fail(coordinator: Coordinator) -> None:

@@ -570,11 +570,21 @@ def reveal(
     now_ts: float,
     settings: Settings,
 ) -> ChallengeVerdict:
-    """Check the shown rows against the commitment and the products; pass or fail. Commits."""
+    """Check the shown rows against the commitment and the products; pass or fail. Commits.
+
+    The check (generating the inputs, recomputing the rows: seconds for a big GPU's chain)
+    runs outside any transaction, on a detached copy of the challenge, so that it holds no
+    database lock; the verdict is written only if the challenge still waits for rows.
+    """
     found = _get(session, device, challenge_id)
     if found.state != "committed":
         raise ConflictError(f"challenge {challenge_id}: {found.state}, not waiting for rows")
+    session.expunge(found)
+    session.rollback()
     reason = _check_reveal(found, body)
+    found = _get(session, device, challenge_id)
+    if found.state != "committed":
+        raise ConflictError(f"challenge {challenge_id}: {found.state}, not waiting for rows")
     if reason is None:
         found.state = "passed"
         found.ended_ts = now_ts

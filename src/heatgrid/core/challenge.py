@@ -1,17 +1,17 @@
 """The hardware challenge, played by commitment and spot-checked rows (the coordinator's rule).
 
-A device that claims a throughput must show it. The coordinator plans a chain of seeded
-float32 matrix products (:func:`plan_challenge`): ``C_0 = A B^s`` and ``C_j = C_(j-1) B^s`` for
-``links`` links of ``s = steps`` products each (``B`` scaled so that rows keep their size). The *claimed* device computes the
-chain in about ``target_s``; the device hashes each row of each link (:func:`row_digest`) and
-commits to all of them with one Merkle root (:func:`merkle_root`, RFC 9162's tree hash) before
-the deadline. Only then does the coordinator name a few (link, row) places at random; the
-device reveals each row and the row it was computed from, with their inclusion paths
-(:func:`merkle_path`), and the coordinator checks the paths (:func:`merkle_verify`) and the
-rows (:func:`row_is_product`: O(steps · n²) per row instead of the chain's O(links · steps · n³)).
-Only the links are hashed, so ``steps`` lets a fast GPU's chain fill its target time without
-more host work: without it a many-core CPU, whose hashing is as fast as the GPU host's, could
-answer for a big GPU (a 16-core server CPU did for an H200, see ``docs/trust.md``).
+A device that claims a throughput must show it. The coordinator plans a chain of seeded float32
+matrix products (:func:`plan_challenge`): ``C_0 = A B^s`` and ``C_j = C_(j-1) B^s`` for ``links``
+links of ``s = steps`` products each (``B`` scaled so that rows keep their size). The *claimed*
+device computes the chain in about ``target_s``; the device hashes each row of each link
+(:func:`row_digest`) and commits to all of them with one Merkle root (:func:`merkle_root`, RFC
+9162's tree hash) before the deadline. Only then does the coordinator name a few (link, row) places
+at random; the device reveals each row and the row it was computed from, with their inclusion paths
+(:func:`merkle_path`), and the coordinator checks the paths (:func:`merkle_verify`) and the rows
+(:func:`row_is_product`: O(steps · n²) per row, against the chain's O(links · steps · n³)). Only the
+links are hashed, so ``steps`` lets a fast GPU's chain fill its target time without more host work:
+without it a many-core CPU, whose hashing is as fast as the GPU host's, could answer for a big GPU
+(a 16-core server CPU did for an H200, see ``docs/trust.md``).
 
 A device that computed too slowly misses the deadline; one that skipped or faked links, or
 computed them in float16, cannot show rows it committed to that are products of each other: a
@@ -63,8 +63,8 @@ __all__ = [
     "MAX_LINKS",
     "MAX_MEMORY_BLOCKS",
     "MAX_STEPS",
-    "MIN_STEPPED_N",
     "MIN_MEMORY_BLOCK_BYTES",
+    "MIN_STEPPED_N",
     "ChallengePlan",
     "challenge_inputs",
     "leaf_index",
@@ -136,12 +136,11 @@ _NODE = b"\x01"
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChallengePlan:
-    """A chain of ``links`` links of seeded ``n`` × ``n`` float32 matrices, each link
-    ``steps`` products by ``B``.
+    """A chain of ``links`` links of seeded ``n`` × ``n`` float32 matrices.
 
-    ``deadline_s`` is the time from issue to commitment the device is allowed [s];
-    ``memory_bytes`` the working set the device must hold, a whole number of blocks of
-    :func:`memory_block_bytes` (0: none) [bytes].
+    Each link is ``steps`` products by ``B``. ``deadline_s`` is the time from issue to commitment
+    the device is allowed [s]; ``memory_bytes`` the working set the device must hold, a whole number
+    of blocks of :func:`memory_block_bytes` (0: none) [bytes].
     """
 
     seed: int
@@ -181,13 +180,13 @@ def plan_challenge(
     """Return the challenge that the claimed device computes in about ``target_s``.
 
     ``n`` is :func:`~heatgrid.core.trust.challenge_size_n` capped at ``max_n``; ``links`` fills
-    ``target_s`` at the claimed throughput (at least 1), capped at :data:`MAX_LINKS` and so
-    that the answer is at most :data:`MAX_HOST_BYTES`; where that cap leaves time, each link
-    takes ``steps`` products (at most :data:`MAX_STEPS`, and 1 below :data:`MIN_STEPPED_N`). The deadline is ``slack`` times the
-    chain's time at the claimed throughput, plus the host's work (inputs, hashing) and
-    :data:`DEFAULT_CHALLENGE_OVERHEAD_S`, plus filling the working set at
-    :data:`HOST_FILL_BYTES_PER_S`. The working set is ``memory_fraction`` of the claimed
-    memory, at most ``max_memory_bytes``, rounded down to whole blocks.
+    ``target_s`` at the claimed throughput (at least 1), capped at :data:`MAX_LINKS` and so that the
+    answer is at most :data:`MAX_HOST_BYTES`; where that cap leaves time, each link takes ``steps``
+    products (at most :data:`MAX_STEPS`, and 1 below :data:`MIN_STEPPED_N`). The deadline is
+    ``slack`` times the chain's time at the claimed throughput, plus the host's work (inputs,
+    hashing) and :data:`DEFAULT_CHALLENGE_OVERHEAD_S`, plus filling the working set at
+    :data:`HOST_FILL_BYTES_PER_S`. The working set is ``memory_fraction`` of the claimed memory, at
+    most ``max_memory_bytes``, rounded down to whole blocks.
 
     Parameters
     ----------
@@ -398,9 +397,10 @@ def rows_are_products(
     Each entry must lie within :func:`~heatgrid.core.trust.freivalds_default_rtol` of the
     float64 product, relative to the root sum of squares of its terms: float32 rounding passes,
     a float16 product (inputs rounded to 11 bits) fails, and so does a row of the wrong length
-    or with a non-finite value. Over ``steps`` products each product's allowance is carried
-    through the later ones and added in quadrature (rounding errors are independent), so the
-    allowance and a float16 product's error grow alike, about as ``sqrt(steps)``.
+    or with a non-finite value. Over ``steps`` products the rounding errors of the products
+    are independent and ``b`` keeps the rows' size, so they add in quadrature: the allowance
+    is ``sqrt(steps)`` times the last product's, and a float16 chain's error grows alike. The
+    check costs ``steps + 1`` products of the rows by ``b``.
 
     Parameters
     ----------
@@ -423,15 +423,13 @@ def rows_are_products(
         raise InputError(f"b must be {n} x {n} for rows of {n} entries, got {matrix.shape}")
     if answers.shape != (k, n) or answers.dtype.kind != "f":
         return np.zeros(k, dtype=bool)
-    squared = matrix * matrix
-    rtol = freivalds_default_rtol(n)
-    exact, allowed_sq = rows, np.zeros_like(rows)
-    for _ in range(steps):
-        terms_sq = (exact * exact) @ squared
-        allowed_sq = allowed_sq @ squared + rtol * rtol * terms_sq
+    exact = rows
+    for _ in range(steps - 1):
         exact = exact @ matrix
+    scale = np.sqrt(steps * ((exact * exact) @ (matrix * matrix)))
+    exact = exact @ matrix
     with np.errstate(invalid="ignore"):
-        close = np.abs(answers.astype(np.float64) - exact) <= np.sqrt(allowed_sq)
+        close = np.abs(answers.astype(np.float64) - exact) <= freivalds_default_rtol(n) * scale
     return np.asarray(np.all(close & np.isfinite(answers), axis=1), dtype=bool)
 
 

@@ -215,8 +215,10 @@ class NvmlGpu(DeviceAdapter):
         await self._stop("safe_state")
 
     async def aclose(self) -> None:
-        """Leave the task processes stopped, put back the power limit the board had when
-        opened, release NVML, and close; later commands raise."""
+        """Stop the task processes, put back the board's power limit, release NVML, close.
+
+        The limit put back is the one the board had when opened. Later commands raise.
+        """
         if self._closed:
             return
         self._closed = True
