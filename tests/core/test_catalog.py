@@ -90,6 +90,9 @@ def test_power_ranges_and_levels_are_coherent() -> None:
         ("Whatsminer M30S", "Whatsminer M30S"),
         ("whatsminer m30s++", "Whatsminer M30S++"),
         ("a100 pcie 80 gb", "A100 PCIe 80GB"),
+        ("NVIDIA H200", "H200 SXM"),  # as NVML names the board
+        ("NVIDIA GeForce RTX 4090", "GeForce RTX 4090"),
+        ("NVIDIA H100 PCIe", "H100 PCIe"),
     ],
 )
 def test_find_ignores_case_spaces_and_punctuation(query: str, expected: str) -> None:

@@ -245,6 +245,8 @@ class Catalog:
 
         If no name matches exactly, a name that uniquely ends with the query (``"S9"`` →
         "Antminer S9") or uniquely contains it (``"rtx 4090"`` → "GeForce RTX 4090") matches.
+        A query that matches nothing is tried again without a leading vendor name, as drivers
+        report their boards (``"NVIDIA H200"`` → "H200 SXM").
 
         Parameters
         ----------
@@ -266,6 +268,21 @@ class Catalog:
         key = _normalise(name)
         if not key:
             raise InputError(f"device name must contain letters or digits, got {name!r}")
+        vendorless = [key[len(v) :] for v in _VENDORS if key.startswith(v) and key != v]
+        for query in (key, *vendorless):
+            found = self._match(query, name, list_hint)
+            if found is not None:
+                return found
+        close = difflib.get_close_matches(key, list(self._by_key), n=5, cutoff=0.5)
+        suggestion = (
+            "did you mean " + ", ".join(repr(self._by_key[k].name) for k in close) + "? "
+            if close
+            else ""
+        )
+        raise InputError(f"unknown device {name!r}; {suggestion}{list_hint}")
+
+    def _match(self, key: str, name: str, list_hint: str) -> Device | None:
+        """Return the device keyed ``key``, else the one whose key ends with or holds it."""
         exact = self._by_key.get(key)
         if exact is not None:
             return exact
@@ -279,13 +296,7 @@ class Catalog:
                     f"device name {name!r} is ambiguous; it matches {shown}. "
                     f"Give the full name ({list_hint})"
                 )
-        close = difflib.get_close_matches(key, list(self._by_key), n=5, cutoff=0.5)
-        suggestion = (
-            "did you mean " + ", ".join(repr(self._by_key[k].name) for k in close) + "? "
-            if close
-            else ""
-        )
-        raise InputError(f"unknown device {name!r}; {suggestion}{list_hint}")
+        return None
 
     def merged(self, other: Catalog) -> Catalog:
         """Return this catalog with ``other``'s devices added, replacing same-named ones.
@@ -588,6 +599,10 @@ def _validate_asic(device: Device) -> None:
 def _finite(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise _FieldError(name, f"must be a finite number, got {value!r}")
+
+
+_VENDORS = ("nvidia", "amd", "intel")
+"""Vendor names that drivers put before a board's model (normalised)."""
 
 
 def _normalise(name: str) -> str:
