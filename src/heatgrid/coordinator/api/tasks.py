@@ -13,14 +13,21 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from heatgrid.coordinator import completions, leases
-from heatgrid.coordinator.api.deps import NowTs, SessionDep, SettingsDep, require_device
+from heatgrid.coordinator.api.deps import (
+    NowTs,
+    SessionDep,
+    SettingsDep,
+    require_device,
+    require_device_reading,
+    writing,
+)
 from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.db.models import Checkpoint, Device
 from heatgrid.coordinator.errors import ForbiddenError
 from heatgrid.coordinator.settings import Settings
 from heatgrid.protocol import v1
 
-__all__ = ["prune", "router"]
+__all__ = ["prune", "prune_in_own_session", "router"]
 
 router = APIRouter(prefix="/v1/devices/{device_id}", tags=["tasks"])
 
@@ -97,8 +104,7 @@ async def put_checkpoint(
     *,
     task_id: str,
     request: Request,
-    device: _Device,
-    session: SessionDep,
+    device: Annotated[Device, Depends(require_device_reading)],
     settings: SettingsDep,
     attempt: Annotated[int, Query(ge=1, le=1_000_000, description="The attempt, as leased.")],
     energy_j: Annotated[
@@ -114,28 +120,31 @@ async def put_checkpoint(
     """Store a checkpoint blob (the request body) for a task whose lease this device holds.
 
     The body is streamed to the store and flushed to disk with no transaction open (the
-    device's token was checked in one that ends first); then a short transaction checks the
-    lease, moves the blob to its key and records it. Other heaters never wait on an upload.
+    device's token was checked on a read-only session closed before); then one short
+    transaction, within one worker-thread hop, checks the lease, moves the blob to its key and
+    records it. Other heaters never wait on an upload.
     """
-    await run_in_threadpool(session.commit)  # end the token check's transaction: hold nothing
     store = _store(request)
     staged = await store.stage(request.stream())
     try:
-        receipt = await run_in_threadpool(
-            leases.save_checkpoint,
-            session,
-            store,
-            device,
-            task_id,
-            attempt=attempt,
-            energy_j=energy_j,
-            blob=staged,
-            now_ts=float(request.app.state.clock()),  # after the upload, which may take long
-            settings=settings,
+        now_ts = float(request.app.state.clock())  # after the upload, which may take long
+        receipt = await writing(
+            request,
+            lambda session: leases.save_checkpoint(
+                session,
+                store,
+                device,
+                task_id,
+                attempt=attempt,
+                energy_j=energy_j,
+                blob=staged,
+                now_ts=now_ts,
+                settings=settings,
+            ),
         )
     finally:
         await run_in_threadpool(store.discard, staged)
-    await run_in_threadpool(prune, session, store, task_id, settings, request.app.state.clock())
+    await prune_in_own_session(request, store, task_id, settings)
     return receipt
 
 
@@ -152,6 +161,14 @@ def prune(
         session, task_id, keep=settings.checkpoint_keep, replay_keep=replay_keep, now_ts=now_ts
     ):
         store.remove(key)
+
+
+async def prune_in_own_session(
+    request: Request, store: CheckpointStore, task_id: str, settings: Settings
+) -> None:
+    """:func:`prune`, in a short transaction of its own within one worker-thread hop."""
+    now_ts = float(request.app.state.clock())
+    await writing(request, lambda session: prune(session, store, task_id, settings, now_ts))
 
 
 @router.get(
