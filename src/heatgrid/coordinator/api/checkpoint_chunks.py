@@ -23,13 +23,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from heatgrid.coordinator import artifacts, leases
-from heatgrid.coordinator.api.deps import (
-    SettingsDep,
-    reading,
-    require_device_reading,
-    writing,
-)
-from heatgrid.coordinator.api.tasks import prune_in_own_session
+from heatgrid.coordinator.api.deps import SettingsDep, reading, require_device_reading
+from heatgrid.coordinator.api.tasks import record_checkpoint
 from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.db.models import Device
 from heatgrid.coordinator.errors import InvalidError
@@ -143,33 +138,24 @@ async def commit_checkpoint(
             f"chunks: the coordinator lacks {len(lacking)} of them ({', '.join(lacking[:3])}"
             f"{', …' if len(lacking) > 3 else ''}); upload them first"
         )
+    mark = CheckpointMark(step=body.step, fingerprint=body.fingerprint)
     staged = await store.stage(_joined(store, task_id, body.chunks))
-    try:
-        if (staged.sha256, staged.size_bytes) != (body.sha256, body.size_bytes):
-            raise InvalidError(
-                f"sha256, size_bytes: the chunks joined have SHA-256 {staged.sha256} and "
-                f"{staged.size_bytes} bytes, not {body.sha256} and {body.size_bytes}; "
-                "nothing was recorded"
-            )
-        mark = CheckpointMark(step=body.step, fingerprint=body.fingerprint)
-        now_ts = float(request.app.state.clock())
-        receipt = await writing(
-            request,
-            lambda session: leases.save_checkpoint(
-                session,
-                store,
-                device,
-                task_id,
-                attempt=body.attempt,
-                energy_j=body.energy_j,
-                blob=staged,
-                mark=mark,
-                now_ts=now_ts,
-                settings=settings,
-            ),
-        )
-    finally:
+    if (staged.sha256, staged.size_bytes) != (body.sha256, body.size_bytes):
         await run_in_threadpool(store.discard, staged)
+        raise InvalidError(
+            f"sha256, size_bytes: the chunks joined have SHA-256 {staged.sha256} and "
+            f"{staged.size_bytes} bytes, not {body.sha256} and {body.size_bytes}; "
+            "nothing was recorded"
+        )
+    receipt = await record_checkpoint(
+        request,
+        store,
+        device,
+        task_id,
+        staged,
+        attempt=body.attempt,
+        energy_j=body.energy_j,
+        mark=mark,
+    )
     await run_in_threadpool(store.remove_chunks, task_id)
-    await prune_in_own_session(request, store, task_id, settings)
     return receipt

@@ -21,13 +21,14 @@ from heatgrid.coordinator.api.deps import (
     require_device_reading,
     writing,
 )
-from heatgrid.coordinator.checkpoints import CheckpointStore
+from heatgrid.coordinator.checkpoints import CheckpointStore, StagedBlob
 from heatgrid.coordinator.db.models import Checkpoint, Device
 from heatgrid.coordinator.errors import ForbiddenError
 from heatgrid.coordinator.settings import Settings
 from heatgrid.protocol import v1
+from heatgrid.protocol.jobs import CheckpointMark
 
-__all__ = ["prune", "prune_in_own_session", "router"]
+__all__ = ["prune", "record_checkpoint", "router"]
 
 router = APIRouter(prefix="/v1/devices/{device_id}", tags=["tasks"])
 
@@ -105,7 +106,6 @@ async def put_checkpoint(
     task_id: str,
     request: Request,
     device: Annotated[Device, Depends(require_device_reading)],
-    settings: SettingsDep,
     attempt: Annotated[int, Query(ge=1, le=1_000_000, description="The attempt, as leased.")],
     energy_j: Annotated[
         float,
@@ -126,6 +126,28 @@ async def put_checkpoint(
     """
     store = _store(request)
     staged = await store.stage(request.stream())
+    return await record_checkpoint(
+        request, store, device, task_id, staged, attempt=attempt, energy_j=energy_j
+    )
+
+
+async def record_checkpoint(
+    request: Request,
+    store: CheckpointStore,
+    device: Device,
+    task_id: str,
+    staged: StagedBlob,
+    *,
+    attempt: int,
+    energy_j: float,
+    mark: CheckpointMark | None = None,
+) -> v1.CheckpointReceipt:
+    """Record a received checkpoint blob, discard it if it was not placed, prune old ones.
+
+    :func:`leases.save_checkpoint` (which checks the lease under its lock) and the pruning each
+    run in one short transaction within one worker-thread hop (:func:`writing`).
+    """
+    settings: Settings = request.app.state.settings
     try:
         now_ts = float(request.app.state.clock())  # after the upload, which may take long
         receipt = await writing(
@@ -138,13 +160,15 @@ async def put_checkpoint(
                 attempt=attempt,
                 energy_j=energy_j,
                 blob=staged,
+                mark=mark,
                 now_ts=now_ts,
                 settings=settings,
             ),
         )
     finally:
         await run_in_threadpool(store.discard, staged)
-    await prune_in_own_session(request, store, task_id, settings)
+    pruned_ts = float(request.app.state.clock())
+    await writing(request, lambda session: prune(session, store, task_id, settings, pruned_ts))
     return receipt
 
 
@@ -161,14 +185,6 @@ def prune(
         session, task_id, keep=settings.checkpoint_keep, replay_keep=replay_keep, now_ts=now_ts
     ):
         store.remove(key)
-
-
-async def prune_in_own_session(
-    request: Request, store: CheckpointStore, task_id: str, settings: Settings
-) -> None:
-    """:func:`prune`, in a short transaction of its own within one worker-thread hop."""
-    now_ts = float(request.app.state.clock())
-    await writing(request, lambda session: prune(session, store, task_id, settings, now_ts))
 
 
 @router.get(
