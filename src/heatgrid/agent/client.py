@@ -11,6 +11,10 @@ checkpoint whose bytes do not have the hash the coordinator recorded,
 Checkpoints go up in chunks named by their SHA-256 (:meth:`CoordinatorClient.upload_checkpoint`):
 the client asks which chunks the coordinator lacks and sends only those, so calling it again
 after a failure (or after the agent restarts) resumes the upload instead of starting over.
+
+Answers are parsed with :func:`heatgrid.protocol.wire.parse_response`: a field this agent does
+not know (added by a newer coordinator) is ignored, at any depth; a missing or out-of-range
+field is still an unexpected answer (:class:`CoordinatorUnavailableError`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from heatgrid.protocol.challenge import (
     ChallengeVerdict,
 )
 from heatgrid.protocol.jobs import MAX_ARTIFACT_BYTES, CheckpointMark
+from heatgrid.protocol.wire import parse_response
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -402,7 +407,8 @@ class CoordinatorClient:
         answer = await self._send(
             "POST", f"{base}/checkpoint-chunks/missing", headers, json_body=query
         )
-        missing = set(v1.CheckpointChunksMissing.model_validate_json(answer, strict=False).missing)
+        where = f"POST {self.url}{base}/checkpoint-chunks/missing"
+        missing = set(_parsed(v1.CheckpointChunksMissing, answer, where).missing)
         for sha256, offset in chunks:
             if sha256 not in missing:
                 continue
@@ -551,8 +557,9 @@ class CoordinatorClient:
 
 
 def _parsed(answer: type[_Answer], content: bytes, where: str) -> _Answer:
+    """Parse an answer of the coordinator: fields this agent does not know are ignored."""
     try:
-        return answer.model_validate_json(content, strict=False)
+        return parse_response(answer, content)
     except ValidationError as error:
         raise CoordinatorUnavailableError(f"{where}: unexpected answer: {error}") from error
 

@@ -5,7 +5,8 @@ named by the SHA-256 of its bytes: :class:`ArtifactRef`. ``job.toml`` in the job
 :class:`JobManifest`. A heater runs one task of a job as a :class:`TaskRun` and reports a
 :class:`TaskRunOutcome`; while it runs, the task reports :class:`TaskRunProgress`.
 
-Every model is strict: unknown fields are refused, numbers must be finite and in range.
+Every model is strict: unknown fields are refused, numbers must be finite and in range (an
+agent reads them in the coordinator's answers leniently: :mod:`heatgrid.protocol.wire`).
 """
 
 from __future__ import annotations

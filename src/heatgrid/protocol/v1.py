@@ -1,7 +1,9 @@
 """Protocol version 1: the messages a heater's agent and the coordinator exchange over HTTP.
 
 Every message is strict: numbers must be finite and in range, strings are not coerced into
-numbers, unknown fields are refused, and lists have a maximum length. Each request carries
+numbers, unknown fields are refused, and lists have a maximum length. (An agent reads the
+coordinator's answers with :func:`heatgrid.protocol.wire.parse_response`, which ignores
+unknown fields, so a coordinator may add a field to an answer.) Each request carries
 ``protocol_version`` so that a coordinator can refuse a message it does not understand with
 a clear answer instead of misreading it.
 """

@@ -17,8 +17,10 @@ from heatgrid.coordinator import artifacts
 from heatgrid.coordinator.api.deps import (
     NowTs,
     SessionDep,
+    reading,
     require_device_or_scope,
-    require_scope,
+    require_scope_reading,
+    writing,
 )
 from heatgrid.coordinator.auth import AccountPrincipal
 from heatgrid.coordinator.checkpoints import CheckpointStore
@@ -40,7 +42,7 @@ _Sha256 = Annotated[
         description="SHA-256 of the artifact's bytes: 64 lower-case hex digits.",
     ),
 ]
-_Writer = Annotated[AccountPrincipal, Depends(require_scope("jobs:write"))]
+_Writer = Annotated[AccountPrincipal, Depends(require_scope_reading("jobs:write"))]
 _Reader = Annotated[AccountPrincipal | Device, Depends(require_device_or_scope("jobs:read"))]
 
 
@@ -67,7 +69,6 @@ async def put_artifact(
     sha256: _Sha256,
     request: Request,
     actor: _Writer,
-    session: SessionDep,
     now_ts: NowTs,
     response: Response,
 ) -> ArtifactRef:
@@ -76,26 +77,25 @@ async def put_artifact(
     The body is hashed as it streams in; one whose hash is not the path's is refused (422) and
     leaves nothing behind. Content stored already (by anyone) is only hashed, not written
     again; the status does not tell whether another account had uploaded it.
+
+    The key and the artifact are looked up on read-only sessions; the record is written in one
+    short transaction within one worker-thread hop (which copes with a race it lost), so on
+    SQLite the request never holds the write lock while the event loop serves others.
     """
     if actor.role not in ("submitter", "operator"):
         raise ForbiddenError(
             f"only submitters upload artifacts; this key's account is an {actor.role}"
         )
-    stored = await run_in_threadpool(artifacts.find, session, sha256)
-    await run_in_threadpool(session.commit)  # hold nothing while the body streams in
+    stored = await reading(request, lambda session: artifacts.find(session, sha256))
     store = _store(request)
     if stored is not None:
         size_bytes, received = await artifacts.digest_stream(request.stream())
         artifacts.check_received(sha256, size_bytes, received)
-        new_owner = await run_in_threadpool(
-            artifacts.record,
-            session,
-            store,
-            actor,
-            sha256,
-            size_bytes=size_bytes,
-            staged=None,
-            now_ts=now_ts,
+        new_owner = await writing(
+            request,
+            lambda session: artifacts.record(
+                session, store, actor, sha256, size_bytes=size_bytes, staged=None, now_ts=now_ts
+            ),
         )
         if not new_owner:
             response.status_code = status.HTTP_200_OK
@@ -103,15 +103,18 @@ async def put_artifact(
     staged = await store.stage(request.stream())
     try:
         artifacts.check_received(sha256, staged.size_bytes, staged.sha256)
-        created = await run_in_threadpool(
-            artifacts.record,
-            session,
-            store,
-            actor,
-            sha256,
-            size_bytes=staged.size_bytes,
-            staged=staged,
-            now_ts=float(request.app.state.clock()),
+        received_ts = float(request.app.state.clock())  # after the upload, which may take long
+        created = await writing(
+            request,
+            lambda session: artifacts.record(
+                session,
+                store,
+                actor,
+                sha256,
+                size_bytes=staged.size_bytes,
+                staged=staged,
+                now_ts=received_ts,
+            ),
         )
     finally:
         await run_in_threadpool(store.discard, staged)

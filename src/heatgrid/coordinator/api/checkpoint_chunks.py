@@ -6,6 +6,11 @@ checked against the hash while they stream in), then commits the checkpoint as t
 chunks (``POST …/checkpoints``). The coordinator joins the chunks into one blob, checks the
 whole checkpoint's SHA-256 and size, records it as :func:`leases.save_checkpoint` does, removes
 the chunks and prunes the task's old checkpoints. No transaction is open while bytes move.
+
+The lease is checked on read-only sessions; the one write (recording the checkpoint, which
+checks the lease again under a lock) and the pruning each run in one short transaction within
+one worker-thread hop (:func:`~heatgrid.coordinator.api.deps.writing`), so on SQLite no
+request holds the write lock while the event loop serves others.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from heatgrid.coordinator import artifacts, leases
-from heatgrid.coordinator.api.deps import SessionDep, SettingsDep, require_device
-from heatgrid.coordinator.api.tasks import prune
+from heatgrid.coordinator.api.deps import SettingsDep, reading, require_device_reading
+from heatgrid.coordinator.api.tasks import record_checkpoint
 from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.db.models import Device
 from heatgrid.coordinator.errors import InvalidError
@@ -30,7 +35,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/devices/{device_id}/tasks/{task_id}", tags=["tasks"])
 
-_Device = Annotated[Device, Depends(require_device)]
+_Device = Annotated[Device, Depends(require_device_reading)]
 _Attempt = Annotated[int, Query(ge=1, le=1_000_000, description="The attempt, as leased.")]
 _Sha256 = Annotated[
     str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the chunk, 64 hex digits.")
@@ -42,18 +47,20 @@ def _store(request: Request) -> CheckpointStore:
     return store
 
 
+async def _check_holder(request: Request, device: Device, task_id: str, attempt: int) -> None:
+    await reading(request, lambda session: leases.check_holder(session, device, task_id, attempt))
+
+
 @router.post("/checkpoint-chunks/missing")
-def missing_chunks(
+async def missing_chunks(
     task_id: str,
     body: v1.CheckpointChunkQuery,
     request: Request,
     device: _Device,
-    session: SessionDep,
 ) -> v1.CheckpointChunksMissing:
     """Answer which of the chunks named the coordinator lacks, in the order asked."""
-    leases.check_holder(session, device, task_id, body.attempt)
-    session.commit()
-    held = _store(request).chunk_names(task_id)
+    await _check_holder(request, device, task_id, body.attempt)
+    held = await run_in_threadpool(_store(request).chunk_names, task_id)
     return v1.CheckpointChunksMissing(
         missing=list(dict.fromkeys(sha for sha in body.chunks if sha not in held))
     )
@@ -79,12 +86,10 @@ async def put_chunk(
     attempt: _Attempt,
     request: Request,
     device: _Device,
-    session: SessionDep,
     response: Response,
 ) -> v1.CheckpointChunkReceipt:
     """Store a chunk (the body) whose SHA-256 is the path's: 201 stored, 200 held already."""
-    await run_in_threadpool(leases.check_holder, session, device, task_id, attempt)
-    await run_in_threadpool(session.commit)  # hold nothing while the body streams in
+    await _check_holder(request, device, task_id, attempt)  # no session open after it
     store = _store(request)
     key = store.chunk_key(task_id, sha256)
     if await run_in_threadpool(store.exists, key):
@@ -113,7 +118,6 @@ async def commit_checkpoint(
     body: v1.CheckpointCommit,
     request: Request,
     device: _Device,
-    session: SessionDep,
     settings: SettingsDep,
 ) -> v1.CheckpointReceipt:
     """Join uploaded chunks into a checkpoint, check it, record it; prune old checkpoints.
@@ -121,8 +125,7 @@ async def commit_checkpoint(
     422 names the chunks the coordinator lacks, or the whole checkpoint's hash or size when
     the joined chunks do not match them; nothing is recorded then.
     """
-    await run_in_threadpool(leases.check_holder, session, device, task_id, body.attempt)
-    await run_in_threadpool(session.commit)
+    await _check_holder(request, device, task_id, body.attempt)
     if body.size_bytes > settings.max_checkpoint_bytes:
         raise InvalidError(
             f"size_bytes: {body.size_bytes} is over the limit of {settings.max_checkpoint_bytes}"
@@ -135,29 +138,24 @@ async def commit_checkpoint(
             f"chunks: the coordinator lacks {len(lacking)} of them ({', '.join(lacking[:3])}"
             f"{', …' if len(lacking) > 3 else ''}); upload them first"
         )
+    mark = CheckpointMark(step=body.step, fingerprint=body.fingerprint)
     staged = await store.stage(_joined(store, task_id, body.chunks))
-    try:
-        if (staged.sha256, staged.size_bytes) != (body.sha256, body.size_bytes):
-            raise InvalidError(
-                f"sha256, size_bytes: the chunks joined have SHA-256 {staged.sha256} and "
-                f"{staged.size_bytes} bytes, not {body.sha256} and {body.size_bytes}; "
-                "nothing was recorded"
-            )
-        receipt = await run_in_threadpool(
-            leases.save_checkpoint,
-            session,
-            store,
-            device,
-            task_id,
-            attempt=body.attempt,
-            energy_j=body.energy_j,
-            blob=staged,
-            mark=CheckpointMark(step=body.step, fingerprint=body.fingerprint),
-            now_ts=float(request.app.state.clock()),
-            settings=settings,
-        )
-    finally:
+    if (staged.sha256, staged.size_bytes) != (body.sha256, body.size_bytes):
         await run_in_threadpool(store.discard, staged)
+        raise InvalidError(
+            f"sha256, size_bytes: the chunks joined have SHA-256 {staged.sha256} and "
+            f"{staged.size_bytes} bytes, not {body.sha256} and {body.size_bytes}; "
+            "nothing was recorded"
+        )
+    receipt = await record_checkpoint(
+        request,
+        store,
+        device,
+        task_id,
+        staged,
+        attempt=body.attempt,
+        energy_j=body.energy_j,
+        mark=mark,
+    )
     await run_in_threadpool(store.remove_chunks, task_id)
-    await run_in_threadpool(prune, session, store, task_id, settings, request.app.state.clock())
     return receipt

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, TypeVar
 
 import anyio.to_thread
@@ -31,10 +31,14 @@ __all__ = [
     "NowTs",
     "SessionDep",
     "SettingsDep",
+    "reading",
     "require_device",
     "require_device_identity",
     "require_device_or_scope",
+    "require_device_reading",
     "require_scope",
+    "require_scope_reading",
+    "writing",
 ]
 
 
@@ -124,6 +128,34 @@ BearerToken = _Token
 _T = TypeVar("_T")
 
 
+def _run_in(factory: sessionmaker[Session], work: Callable[[Session], _T]) -> _T:
+    with factory() as session:  # closing it rolls back what ``work`` left uncommitted
+        return work(session)
+
+
+async def reading(request: Request, work: Callable[[Session], _T]) -> _T:
+    """Run ``work`` on a read-only session, opened and closed within one worker-thread hop.
+
+    The session holds its connection only for the hop; on SQLite it never takes the write lock.
+    Objects it returns are detached, with the columns they had loaded.
+    """
+    factory: sessionmaker[Session] = request.app.state.read_session_factory
+    return await anyio.to_thread.run_sync(_run_in, factory, work)
+
+
+async def writing(request: Request, work: Callable[[Session], _T]) -> _T:
+    """Run ``work`` on a session that may write, opened and closed within one worker-thread hop.
+
+    ``work`` commits what it writes; what it leaves uncommitted is rolled back in the same hop.
+    So on SQLite the write lock (taken when the transaction begins) is released before the
+    event loop runs anything else: an async route that awaits between its checks and its
+    write holds no lock while it waits. Checks made before, on :func:`reading`, are made again
+    inside ``work`` where they must hold at the moment of the write.
+    """
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    return await anyio.to_thread.run_sync(_run_in, factory, work)
+
+
 def _charge(limiter: RateLimiter, key: str, who: str) -> None:
     wait_s = limiter.wait_s(key)
     if wait_s > 0.0:
@@ -161,27 +193,49 @@ def _verified(
     return found
 
 
+def _principal(
+    request: Request, session: Session, token: str, scope: str | None
+) -> AccountPrincipal:
+    if token.startswith("hgd_"):
+        _refused(request)
+        raise ForbiddenError("Authorization: a device token cannot act here; use an API key")
+    cache: CredentialCache[AccountPrincipal] = request.app.state.key_cache
+    principal = _verified(
+        request,
+        token,
+        cache,
+        lambda: authenticate_account(session, token),
+        lambda found: (f"hgk:{found.key_id}", found.key_id),
+    )
+    if scope is not None and scope not in principal.scopes:
+        raise ForbiddenError(f"Authorization: the API key lacks the scope {scope!r}")
+    return principal
+
+
 def require_scope(scope: str | None) -> Callable[[Request, Session, str], AccountPrincipal]:
     """Return a dependency that admits an API key holding ``scope`` and gives its account.
 
-    ``scope`` None admits any valid API key (for acting on one's own account).
+    ``scope`` None admits any valid API key (for acting on one's own account). The key is
+    checked on the request's session (:data:`SessionDep`).
     """
 
     def dependency(request: Request, session: SessionDep, token: _Token) -> AccountPrincipal:
-        if token.startswith("hgd_"):
-            _refused(request)
-            raise ForbiddenError("Authorization: a device token cannot act here; use an API key")
-        cache: CredentialCache[AccountPrincipal] = request.app.state.key_cache
-        principal = _verified(
-            request,
-            token,
-            cache,
-            lambda: authenticate_account(session, token),
-            lambda found: (f"hgk:{found.key_id}", found.key_id),
-        )
-        if scope is not None and scope not in principal.scopes:
-            raise ForbiddenError(f"Authorization: the API key lacks the scope {scope!r}")
-        return principal
+        return _principal(request, session, token, scope)
+
+    return dependency
+
+
+def require_scope_reading(
+    scope: str | None,
+) -> Callable[[Request, str], Awaitable[AccountPrincipal]]:
+    """As :func:`require_scope`, but the key is checked on a read-only session of its own.
+
+    For async routes that write later in a short transaction of their own (:func:`writing`):
+    the request holds no session, and on SQLite never the write lock, while it waits.
+    """
+
+    async def dependency(request: Request, token: _Token) -> AccountPrincipal:
+        return await reading(request, lambda session: _principal(request, session, token, scope))
 
     return dependency
 
@@ -216,22 +270,36 @@ async def require_device_identity(
     return identity
 
 
-def require_device(
-    identity: Annotated[DeviceIdentity, Depends(require_device_identity)],
-    request: Request,
-    session: SessionDep,
-) -> Device:
-    """Admit the device's own token, as :func:`require_device_identity`, and read its row.
-
-    The row is read in any case (a cached token saves only the check of its secret), so a
-    device revoked through any coordinator process is refused here at once.
-    """
+def _live_device(request: Request, session: Session, identity: DeviceIdentity) -> Device:
     device = session.get(Device, identity.device_id)
     if device is None or device.revoked_ts is not None:
         request.app.state.device_cache.forget(identity.device_id)
         _refused(request)
         raise UnauthorizedError("Authorization: the device was revoked")
     return device
+
+
+_Identity = Annotated[DeviceIdentity, Depends(require_device_identity)]
+
+
+def require_device(identity: _Identity, request: Request, session: SessionDep) -> Device:
+    """Admit the device's own token, as :func:`require_device_identity`, and read its row.
+
+    The row is read in any case (a cached token saves only the check of its secret), so a
+    device revoked through any coordinator process is refused here at once. It is read on the
+    request's session (:data:`SessionDep`), for routes that write through that session.
+    """
+    return _live_device(request, session, identity)
+
+
+async def require_device_reading(identity: _Identity, request: Request) -> Device:
+    """As :func:`require_device`, but the row is read on a read-only session of its own.
+
+    For async routes that write later in a short transaction of their own (:func:`writing`):
+    the request holds no session, and on SQLite never the write lock, while it waits. The row
+    comes detached; those routes use its columns only.
+    """
+    return await reading(request, lambda session: _live_device(request, session, identity))
 
 
 def _cached_device(request: Request, session: Session, token: str) -> Device:

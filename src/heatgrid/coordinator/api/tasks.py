@@ -13,14 +13,22 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from heatgrid.coordinator import completions, leases
-from heatgrid.coordinator.api.deps import NowTs, SessionDep, SettingsDep, require_device
-from heatgrid.coordinator.checkpoints import CheckpointStore
+from heatgrid.coordinator.api.deps import (
+    NowTs,
+    SessionDep,
+    SettingsDep,
+    require_device,
+    require_device_reading,
+    writing,
+)
+from heatgrid.coordinator.checkpoints import CheckpointStore, StagedBlob
 from heatgrid.coordinator.db.models import Checkpoint, Device
 from heatgrid.coordinator.errors import ForbiddenError
 from heatgrid.coordinator.settings import Settings
 from heatgrid.protocol import v1
+from heatgrid.protocol.jobs import CheckpointMark
 
-__all__ = ["prune", "router"]
+__all__ = ["prune", "record_checkpoint", "router"]
 
 router = APIRouter(prefix="/v1/devices/{device_id}", tags=["tasks"])
 
@@ -97,9 +105,7 @@ async def put_checkpoint(
     *,
     task_id: str,
     request: Request,
-    device: _Device,
-    session: SessionDep,
-    settings: SettingsDep,
+    device: Annotated[Device, Depends(require_device_reading)],
     attempt: Annotated[int, Query(ge=1, le=1_000_000, description="The attempt, as leased.")],
     energy_j: Annotated[
         float,
@@ -114,28 +120,55 @@ async def put_checkpoint(
     """Store a checkpoint blob (the request body) for a task whose lease this device holds.
 
     The body is streamed to the store and flushed to disk with no transaction open (the
-    device's token was checked in one that ends first); then a short transaction checks the
-    lease, moves the blob to its key and records it. Other heaters never wait on an upload.
+    device's token was checked on a read-only session closed before); then one short
+    transaction, within one worker-thread hop, checks the lease, moves the blob to its key and
+    records it. Other heaters never wait on an upload.
     """
-    await run_in_threadpool(session.commit)  # end the token check's transaction: hold nothing
     store = _store(request)
     staged = await store.stage(request.stream())
+    return await record_checkpoint(
+        request, store, device, task_id, staged, attempt=attempt, energy_j=energy_j
+    )
+
+
+async def record_checkpoint(
+    request: Request,
+    store: CheckpointStore,
+    device: Device,
+    task_id: str,
+    staged: StagedBlob,
+    *,
+    attempt: int,
+    energy_j: float,
+    mark: CheckpointMark | None = None,
+) -> v1.CheckpointReceipt:
+    """Record a received checkpoint blob, discard it if it was not placed, prune old ones.
+
+    :func:`leases.save_checkpoint` (which checks the lease under its lock) and the pruning each
+    run in one short transaction within one worker-thread hop (:func:`writing`).
+    """
+    settings: Settings = request.app.state.settings
     try:
-        receipt = await run_in_threadpool(
-            leases.save_checkpoint,
-            session,
-            store,
-            device,
-            task_id,
-            attempt=attempt,
-            energy_j=energy_j,
-            blob=staged,
-            now_ts=float(request.app.state.clock()),  # after the upload, which may take long
-            settings=settings,
+        now_ts = float(request.app.state.clock())  # after the upload, which may take long
+        receipt = await writing(
+            request,
+            lambda session: leases.save_checkpoint(
+                session,
+                store,
+                device,
+                task_id,
+                attempt=attempt,
+                energy_j=energy_j,
+                blob=staged,
+                mark=mark,
+                now_ts=now_ts,
+                settings=settings,
+            ),
         )
     finally:
         await run_in_threadpool(store.discard, staged)
-    await run_in_threadpool(prune, session, store, task_id, settings, request.app.state.clock())
+    pruned_ts = float(request.app.state.clock())
+    await writing(request, lambda session: prune(session, store, task_id, settings, pruned_ts))
     return receipt
 
 
