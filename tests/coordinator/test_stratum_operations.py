@@ -17,12 +17,15 @@ from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import MiningShare
 from heatgrid.coordinator.stratum import ProxySettings, StratumProxy
 from heatgrid.coordinator.stratum.accounting import ShareRow
+from heatgrid.core.clock import ClockSpec
 from heatgrid.emulators.stratum_miner import StratumMinerClient
 from heatgrid.emulators.stratum_pool import StratumPool
 
 from .serve_process import ServeProcess, free_port
 from .stratum_fleet import make_miners, shares_by_device, until
 from .test_stratum_proxy import FAST_HS, POOL_DIFFICULTY, POOL_PASSWORD, POOL_USER, proxy_settings
+
+_WINTER_TS = 1768370400.0  # 2026-01-14 06:00 UTC [POSIX s]
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -40,12 +43,23 @@ def _difficulties(database_url: str) -> list[float]:
         engine.dispose()
 
 
+def _accepted_ts(database_url: str) -> list[float]:
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return list(session.scalars(select(MiningShare.accepted_ts)))
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.slow
 def test_serve_runs_the_proxy_as_a_child_and_stops_it(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The child also runs on the clock ``serve --clock`` was given: its shares say January."""
     ((device_id, password),) = make_miners(database_url, 1)
     stratum_port = free_port()
+    clock = ClockSpec(start_ts=_WINTER_TS, origin_ts=time.time())
 
     async def scenario() -> None:
         async with StratumPool(
@@ -58,7 +72,7 @@ def test_serve_runs_the_proxy_as_a_child_and_stops_it(
                 database_url,
                 tmp_path / "serve.log",
                 ("--stratum-port", str(stratum_port), "--pool-url", pool.url,
-                 "--pool-user", POOL_USER),
+                 "--pool-user", POOL_USER, "--clock", clock.text()),
             )  # fmt: skip
             server.start()
             try:
@@ -78,6 +92,8 @@ def test_serve_runs_the_proxy_as_a_child_and_stops_it(
 
     asyncio.run(scenario())
     assert shares_by_device(database_url)[1][device_id] >= 3
+    stamps_ts = _accepted_ts(database_url)
+    assert all(_WINTER_TS <= ts < _WINTER_TS + 86_400.0 for ts in stamps_ts), stamps_ts
 
 
 def test_serve_refuses_a_stratum_port_without_a_pool(
@@ -86,6 +102,19 @@ def test_serve_refuses_a_stratum_port_without_a_pool(
     status = main(["serve", "--database-url", database_url, "--stratum-port", "3333"])
     assert status == 2
     assert "--pool-url" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["serve", "stratum"])
+def test_serve_and_stratum_refuse_a_bad_clock(
+    command: str, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pool = ("--pool-url", "stratum+tcp://127.0.0.1:1", "--pool-user", "u")
+    options = pool if command == "stratum" else ()
+    status = main(
+        [command, "--database-url", database_url, *options, "--clock", "start=soon,origin_ts=0"]
+    )
+    assert status == 2
+    assert "clock: start must be a date" in capsys.readouterr().err
 
 
 def test_the_stratum_command_refuses_a_bad_pool_url(

@@ -1,8 +1,10 @@
 """``heatgrid demo``'s live fleet: a coordinator, its Stratum proxy, emulated homes, real agents.
 
 What runs, all on loopback in a temporary directory, on one accelerated emulated clock
-(:mod:`heatgrid.core.clock`) that starts ``speed x duration`` in the past, so that the demo's
-emulated hours end at the wall clock's present (the dashboard's charts show them all):
+(:mod:`heatgrid.core.clock`, given to every child as ``HEATGRID_CLOCK``) that starts on a fixed
+winter morning (:func:`._demo_world.demo_clock`), whatever today's date: the coordinator, its
+Stratum proxy and the agents stamp and judge times on it alike, as the rooms and miners do, so
+the dashboard shows the demo's emulated hours as they happen:
 
 * ``mosquitto`` on a free port (the rooms' temperature sensors);
 * the emulated homes and the Stratum test pool in this process (:mod:`._demo_world`);
@@ -178,10 +180,9 @@ async def _start_agents(run: FleetRun, env: dict[str, str], configs: list[Path])
     world, children = run.world, run.children
     assert world is not None
     assert children is not None
-    agent_env = {**env, CLOCK_ENV: run.clock.text()}
     for index, (heater, config) in enumerate(zip(run.heaters, configs, strict=True)):
         argv = [sys.executable, "-m", "heatgrid.cli.main", "agent", "--config", str(config)]
-        agent = children.start(f"agent {index + 1}", [*argv, "--log-level", "warning"], agent_env)
+        agent = children.start(f"agent {index + 1}", [*argv, "--log-level", "warning"], env)
         if heater.plan.kind == "cpu":
             world.add_cpu_heater(heater.plan.home, agent.pid)
     for heater in run.heaters:
@@ -263,6 +264,7 @@ async def run_fleet(run: FleetRun, refresh: Callable[[], None]) -> None:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("HEATGRID_")},
         "HEATGRID_DATABASE_URL": f"sqlite:///{options.workdir / 'coordinator.sqlite3'}",
+        CLOCK_ENV: run.clock.text(),
     }
     deadline = time.monotonic() + options.duration_s
     run.children = Children(options.workdir)
@@ -290,7 +292,6 @@ async def run_fleet(run: FleetRun, refresh: Callable[[], None]) -> None:
         await world.start()
         ticker = asyncio.create_task(_tick_rooms(world))
         step("starting the coordinator and its Stratum proxy (heatgrid serve, heatgrid stratum)")
-        skew_s = options.speed * options.duration_s + 3600.0
         proxy_port, coordinator_port = _two_free_ports()
         run.proxy_url, url = await asyncio.gather(
             start_proxy(run.children, env, port=proxy_port, pool_url=world.pool.url),
@@ -299,13 +300,13 @@ async def run_fleet(run: FleetRun, refresh: Callable[[], None]) -> None:
                 env,
                 port=coordinator_port,
                 stratum_url=f"stratum+tcp://127.0.0.1:{proxy_port}",
-                max_clock_skew_s=skew_s,
+                speed=options.speed,
             ),
         )
         run.url = url
         async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
             step("owners' and submitter's keys (over the API)")
-            accounts = await create_accounts(http, operator, _OWNERS)
+            accounts = await create_accounts(http, operator, _OWNERS, speed=options.speed)
             step("enrolling one agent per heater (heatgrid agent enroll)")
             configs = await _enroll(run, env, accounts, broker)
             step("starting the agents; miners mine through the proxy")

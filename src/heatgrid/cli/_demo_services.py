@@ -6,6 +6,11 @@ demo (:class:`~heatgrid.cli._demo_processes.Children`), each on a free loopback 
 operator's key is made on the server (``heatgrid admin create-key``); everything else goes over
 the API: the operator makes the owners' and the submitter's keys, each owner asks for the
 one-time enrollment codes of their heaters and for their miners' mining passwords.
+
+The coordinator and the proxy run on the demo's emulated clock (``HEATGRID_CLOCK`` in ``env``),
+``speed`` times faster than the wall clock, and read every duration they are given in
+emulated seconds; the durations that must last in real time (a heater is online for half a
+minute after its last heartbeat, a lease, an enrollment code) are given ``speed`` times longer.
 """
 
 from __future__ import annotations
@@ -40,7 +45,11 @@ POOL_USER = "heatgrid-demo"
 """The operator's account at the test pool; the proxy submits as ``POOL_USER.DEVICE_ID``."""
 
 _STARTUP_TIMEOUT_S = 60.0
-_HEARTBEAT_INTERVAL_S = 2.0
+_HEARTBEAT_INTERVAL_S = 2.0  # real seconds: the agents sleep it
+_ONLINE_WINDOW_S = 30.0  # these four in real seconds, given speed times longer
+_LEASE_S = 300.0
+_CLOCK_SKEW_S = 60.0
+_ENROLLMENT_CODE_S = 600.0
 _SUBMITTER = "carol"
 _POOL_PASSWORD = "x"
 
@@ -75,15 +84,21 @@ async def start_coordinator(
     *,
     port: int,
     stratum_url: str,
-    max_clock_skew_s: float,
+    speed: float,
 ) -> str:
-    """Start ``heatgrid serve`` on ``port``, telling miners the proxy's URL; return its URL."""
+    """Start ``heatgrid serve`` on ``port``, telling miners the proxy's URL; return its URL.
+
+    ``speed`` is the emulated clock's: the durations that must last in real time are given
+    ``speed`` times longer in its emulated seconds.
+    """
     serve = children.start(
         "coordinator",
         [
             sys.executable, "-m", "heatgrid.cli.main", "serve", "--port", str(port),
             "--heartbeat-interval-s", str(_HEARTBEAT_INTERVAL_S),
-            "--online-window-s", "30", "--max-clock-skew-s", str(max_clock_skew_s),
+            "--online-window-s", str(_ONLINE_WINDOW_S * speed),
+            "--lease-s", str(_LEASE_S * speed),
+            "--max-clock-skew-s", str(max(_CLOCK_SKEW_S * speed, 300.0)),
             "--stratum-url", stratum_url, "--log-level", "warning", "--verify-results",
         ],
         env,
@@ -125,6 +140,8 @@ class Accounts:
     owners: dict[str, str]
     """Each owner's API key, by name."""
     submitter: str
+    speed: float
+    """The emulated clock's speed: an enrollment code lasts ten real minutes [-]."""
 
     async def _post(self, owner: str, path: str, body: dict[str, Any] | None, what: str) -> Any:
         answer = await self.http.post(
@@ -137,13 +154,21 @@ class Accounts:
     async def enrollment_code(self, owner: str) -> str:
         """Return a one-time enrollment code that ``owner`` asked for."""
         body = await self._post(
-            owner, "/v1/admin/enrollment-codes", {"ttl_s": 600}, "enrollment code"
+            owner,
+            "/v1/admin/enrollment-codes",
+            {"ttl_s": _ENROLLMENT_CODE_S * self.speed},
+            "enrollment code",
         )
         return str(body["enrollment_code"])
 
 
-async def create_accounts(http: Any, operator: str, owners: tuple[str, ...]) -> Accounts:
-    """Make the owners' and the submitter's keys over the API, as the operator."""
+async def create_accounts(
+    http: Any, operator: str, owners: tuple[str, ...], *, speed: float
+) -> Accounts:
+    """Make the owners' and the submitter's keys over the API, as the operator.
+
+    ``speed`` is the coordinator's emulated clock's (:attr:`Accounts.speed`).
+    """
     keys = {}
     for name, role in (*((owner, "owner") for owner in owners), (_SUBMITTER, "submitter")):
         answer = await http.post(
@@ -154,4 +179,4 @@ async def create_accounts(http: Any, operator: str, owners: tuple[str, ...]) -> 
         if answer.status_code != 201:
             raise RuntimeError(f"creating {name}'s key: {answer.status_code} {answer.text}")
         keys[name] = str(answer.json()["api_key"])
-    return Accounts(http, {owner: keys[owner] for owner in owners}, keys[_SUBMITTER])
+    return Accounts(http, {owner: keys[owner] for owner in owners}, keys[_SUBMITTER], speed)

@@ -12,7 +12,8 @@ and the room reads its power from an emulated meter on that agent's processes
 into a Stratum test pool (:class:`~heatgrid.emulators.stratum_pool.StratumPool`) at a difficulty
 a CPU finds, at most :data:`SHARES_PER_S` a second each while the agent lets them hash, so that
 the demo leaves the machine's CPU to the agents and the coordinator. Rooms and miners run on the
-demo's shared emulated clock.
+demo's shared emulated clock (:func:`demo_clock`), which starts on a fixed winter morning of
+the homes' weather whatever today's date is: a demo run in July heats as one run in January.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import contextlib
 import math
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from heatgrid.cli._emulate_room import RoomOptions, build_room
+from heatgrid.core.clock import ClockSpec
 from heatgrid.emulators import miner_model
 from heatgrid.emulators.cpu_meter import ProcessTreeMeter
 from heatgrid.emulators.miner_server import MinerEmulator
@@ -36,12 +39,15 @@ __all__ = [
     "COMFORT_BAND_K",
     "CPU_CORE_POWER_W",
     "CPU_IDLE_POWER_W",
+    "DEMO_START_TS",
     "HOMES",
     "POOL_DIFFICULTY",
     "SHARES_PER_S",
     "HomeSpec",
     "HomeStats",
     "World",
+    "demo_clock",
+    "room_options",
     "room_topic",
 ]
 
@@ -58,9 +64,31 @@ CPU_CORE_POWER_W = 250.0
 Small enough that a home's miners heat the rest on most winter days: tasks come before mining,
 so a CPU heater that covered the whole demand (550 W did, on a mild December afternoon in the
 Berlin flat) left that home's miner idle and its owner without shares."""
+DEMO_START_TS = datetime(2026, 1, 14, 6, 0, tzinfo=UTC).timestamp()
+"""Where the demo's emulated clock starts, whatever today's date: 14 January, 06:00 UTC [POSIX s].
+
+A winter morning of the homes' (synthetic, deterministic) weather on which every home needs
+its miners: from then on for more than a day, -5 to 4 °C outside in Berlin, Stockholm, Paris
+and Vienna, cold enough that each home's CPU heater alone is not enough (so every home mines)
+and mild enough that its heaters keep it comfortable. Emulating the days before today instead
+made the demo depend on the season it ran in: on a summer day no home wanted heat and nothing
+mined (``tests/cli/test_demo_season.py``)."""
 COMFORT_BAND_K = 1.0
 """A room this close to its setpoint is comfortable (the dashboard's "ok" health) [K]."""
 _START_BELOW_SETPOINT_K = 0.4  # a room the thermostat finds cold: it heats from the start
+
+
+def demo_clock(real_now_ts: float, speed: float) -> ClockSpec:
+    """Return the demo's shared clock: :data:`DEMO_START_TS` at ``real_now_ts``, ``speed`` fast.
+
+    Parameters
+    ----------
+    real_now_ts : float
+        The wall clock when the demo starts [POSIX s]; only the origin, never the date shown.
+    speed : float
+        Emulated seconds per real second [-].
+    """
+    return ClockSpec(start_ts=DEMO_START_TS, origin_ts=real_now_ts, speed=speed)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,18 +233,8 @@ class World:
                 await miner.start()
                 miner.device.set_sleep(True)  # off, as its agent leaves it, until it resumes it
                 miners.append(miner)
-            options = RoomOptions(
-                model="2r2c",
-                preset="terraced",
-                ua_w_per_k=spec.ua_w_per_k,
-                capacity_j_per_k=spec.ua_w_per_k * spec.time_constant_h * 3600.0,
-                weather=spec.weather,
-                start=None,
-                initial_temp_c=spec.setpoint_c - _START_BELOW_SETPOINT_K,
-                gains_w=spec.gains_w,
-            )
             room = RoomService(
-                build_room(options, self._clock()),
+                build_room(room_options(spec), self._clock()),
                 clock=self._clock,
                 host=self._broker[0],
                 port=self._broker[1],
@@ -317,6 +335,20 @@ class World:
             for miner in home.miners:
                 await miner.stop()
         await self.pool.stop()
+
+
+def room_options(spec: HomeSpec) -> RoomOptions:
+    """Return the emulated room of home ``spec`` (a 2R2C model in its city's weather)."""
+    return RoomOptions(
+        model="2r2c",
+        preset="terraced",
+        ua_w_per_k=spec.ua_w_per_k,
+        capacity_j_per_k=spec.ua_w_per_k * spec.time_constant_h * 3600.0,
+        weather=spec.weather,
+        start=None,
+        initial_temp_c=spec.setpoint_c - _START_BELOW_SETPOINT_K,
+        gains_w=spec.gains_w,
+    )
 
 
 def room_topic(index: int) -> str:

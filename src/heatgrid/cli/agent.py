@@ -18,13 +18,13 @@ import contextlib
 import logging
 import math
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from heatgrid.cli._clock import clock_option, follow
 from heatgrid.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -99,13 +99,6 @@ def weather_forecast(
         yield HourlyOutdoorForecast(fetch, refresh_s=3600.0)
 
 
-def _clock(spec: ClockSpec | None) -> Callable[[], float]:
-    """Return the agent's clock: the wall clock, or the shared emulated clock ``spec``."""
-    if spec is None:
-        return time.time
-    return lambda: spec.emulated_ts(time.time())
-
-
 async def _run(config_path: Path, spec: ClockSpec | None) -> int:
     from heatgrid.agent.client import CoordinatorClient  # noqa: PLC0415 - keeps --help fast
     from heatgrid.agent.config import load_config  # noqa: PLC0415
@@ -118,7 +111,7 @@ async def _run(config_path: Path, spec: ClockSpec | None) -> int:
     from heatgrid.agent.state_store import StateStore  # noqa: PLC0415
 
     config = load_config(config_path)
-    clock = _clock(spec)
+    clock = follow(spec)
     async with contextlib.AsyncExitStack() as stack:
         store = stack.enter_context(StateStore(config.state.path))
         forecast = stack.enter_context(weather_forecast(config))
@@ -242,13 +235,9 @@ def _agent_main(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     clock: Annotated[
         str | None,
-        typer.Option(
-            "--clock",
-            envvar="HEATGRID_CLOCK",
-            help="Run on a shared emulated clock, start=DATE,speed=X,origin_ts=POSIX_S, as "
-            "`heatgrid emulate room` prints it: for emulated rooms on a past date or sped up. "
-            "Default: the wall clock.",
-            show_default=False,
+        clock_option(
+            "as `heatgrid emulate room` prints it, for emulated rooms on a past date or sped "
+            "up. Default: the wall clock."
         ),
     ] = None,
 ) -> None:

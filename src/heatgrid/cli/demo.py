@@ -3,9 +3,10 @@
 A coordinator on SQLite in a temporary directory with its Stratum proxy, its own mosquitto,
 emulated homes whose miners mine through the proxy into a Stratum test pool and whose CPU
 heaters run the example job in the sandbox, one real agent per heater enrolled with a one-time
-code, all on an accelerated shared clock; a live view with the dashboard's URL and login key, a
-summary that states each acceptance item at the end, and every process it started stopped by
-its PID, Ctrl-C included (:mod:`heatgrid.cli._demo_fleet`). ``--walkthrough`` runs the
+code, all on an accelerated shared clock that starts on a fixed winter morning whatever today's
+date (:func:`heatgrid.cli._demo_world.demo_clock`); a live view with the dashboard's URL and
+login key, a summary that states each acceptance item at the end, and every process it started
+stopped by its PID, Ctrl-C included (:mod:`heatgrid.cli._demo_fleet`). ``--walkthrough`` runs the
 enrollment flow step by step instead (:mod:`heatgrid.cli._demo_walkthrough`).
 """
 
@@ -106,12 +107,11 @@ def _run_live(duration_s: float, homes: int, speed: float, *, as_json: bool, kee
     from heatgrid.cli._demo_fleet import FleetOptions, FleetRun, run_fleet  # noqa: PLC0415
     from heatgrid.cli._demo_summary import summary  # noqa: PLC0415
     from heatgrid.cli._demo_view import live_view, summary_renderable  # noqa: PLC0415
-    from heatgrid.core.clock import ClockSpec  # noqa: PLC0415
+    from heatgrid.cli._demo_world import demo_clock  # noqa: PLC0415
 
     console = Console(stderr=as_json)
     workdir = Path(tempfile.mkdtemp(prefix="heatgrid-demo-"))
-    now_ts = time.time()
-    clock = ClockSpec(start_ts=now_ts - speed * duration_s, origin_ts=now_ts, speed=speed)
+    clock = demo_clock(time.time(), speed)
     options = FleetOptions(duration_s=duration_s, homes=homes, speed=speed, workdir=workdir)
     run = FleetRun(options, clock)
     interrupted, error = False, None

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from heatgrid.cli._clock import clock_option, follow
 from heatgrid.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -40,13 +41,7 @@ def _check_positive(option: str, value: float) -> None:
 
 ClockText = Annotated[
     str | None,
-    typer.Option(
-        "--clock",
-        envvar="HEATGRID_CLOCK",
-        help="Run on this shared emulated clock, start=DATE,speed=X,origin_ts=POSIX_S, as "
-        "`heatgrid emulate room` prints it (instead of --start and --speed).",
-        show_default=False,
-    ),
+    clock_option("as `heatgrid emulate room` prints it (instead of --start and --speed)."),
 ]
 """The ``--clock`` option (also ``HEATGRID_CLOCK``): see :mod:`heatgrid.core.clock`."""
 
@@ -70,11 +65,6 @@ def _clock_spec(
     _check_positive("--speed", speed)
     now_ts = time.time()
     return ClockSpec(start_ts=start_ts(now_ts), origin_ts=now_ts, speed=speed)
-
-
-def _follow(spec: ClockSpec) -> Callable[[], float]:
-    """Return a function that reads ``spec``'s emulated present off the wall clock [POSIX s]."""
-    return lambda: spec.emulated_ts(time.time())
 
 
 @_emulate.command("miner")
@@ -137,7 +127,7 @@ def miner(
         idle_power_w=min(defaults.idle_power_w, min_power_w),
         efficiency_j_per_th=efficiency_j_per_th,
     )
-    emulated_clock = _follow(spec)
+    emulated_clock = follow(spec)
     emulator = MinerEmulator(
         params,
         host=host,
@@ -298,7 +288,7 @@ def room(
     typer.echo(f"emulated clock: {CLOCK_ENV}={spec.text()}")
     service = RoomService(
         emulated,
-        clock=_follow(spec),
+        clock=follow(spec),
         host=host,
         port=port,
         topic=topic,

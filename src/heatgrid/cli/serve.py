@@ -9,14 +9,17 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from heatgrid.cli._clock import clock_option, read_clock
 from heatgrid.cli._database import DatabaseUrl, DataDir, resolve_database_url
 from heatgrid.cli.stratum import POOL_PASSWORD_ENV
 from heatgrid.coordinator.settings import Settings
+from heatgrid.core.clock import CLOCK_ENV
 from heatgrid.core.errors import InputError
 
 __all__ = ["register"]
@@ -222,6 +225,13 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    clock: Annotated[
+        str | None,
+        clock_option(
+            "leases, heartbeats, sessions and the ledger go by it, and the Stratum proxy's "
+            "shares too (`heatgrid demo` runs its fleet so). Default: the wall clock."
+        ),
+    ] = None,
 ) -> None:
     """Run the coordinator; it refuses a database whose schema is not this heatgrid's."""
     from sqlalchemy.engine import make_url  # noqa: PLC0415 - keeps `heatgrid --help` fast
@@ -237,6 +247,7 @@ def serve(
 
     if policy not in POLICIES:
         raise InputError(f"--policy: unknown policy {policy!r} (known: {', '.join(POLICIES)})")
+    app_clock = read_clock(clock)  # refused before anything starts
     url = resolve_database_url(database_url, data_dir)
     if workers > 1 and make_url(url).get_backend_name() == "sqlite":
         raise InputError(
@@ -305,10 +316,12 @@ def serve(
             pool_user=pool_user,
             pool_password=pool_password,
             log_level=log_level,
+            clock=clock,
         )
     try:
         _run(
             settings=settings,
+            clock=(app_clock, clock),
             host=host,
             port=port,
             workers=workers,
@@ -330,14 +343,17 @@ def _start_proxy(
     pool_user: str,
     pool_password: str,
     log_level: str,
+    clock: str | None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``heatgrid stratum`` as a child (the pool password goes in its environment)."""
+    """Start ``heatgrid stratum`` as a child (the pool password, the clock in its environment)."""
     command = [
         sys.executable, "-m", "heatgrid.cli.main", "stratum",
         "--listen", f"{host}:{port}", "--database-url", database_url,
         "--pool-url", pool_url, "--pool-user", pool_user, "--log-level", log_level,
     ]  # fmt: skip
     environment = {**os.environ, POOL_PASSWORD_ENV: pool_password}
+    if clock is not None:
+        environment[CLOCK_ENV] = clock
     return subprocess.Popen(command, env=environment)
 
 
@@ -355,6 +371,7 @@ def _stop_proxy(proxy: subprocess.Popen[bytes]) -> None:
 def _run(
     *,
     settings: Settings,
+    clock: tuple[Callable[[], float], str | None],
     host: str,
     port: int,
     workers: int,
@@ -366,12 +383,15 @@ def _run(
 
     from heatgrid.coordinator.app import SETTINGS_ENV, create_app  # noqa: PLC0415
 
+    app_clock, clock_text = clock
     if workers > 1:  # each worker process builds its app from the environment
         os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
         os.environ["HEATGRID_SERVE_LOG_LEVEL"] = log_level
+        if clock_text is not None:
+            os.environ[CLOCK_ENV] = clock_text
         target: Any = "heatgrid.coordinator.app:app_from_environment"
     else:
-        target = create_app(settings)
+        target = create_app(settings, app_clock)
     uvicorn.run(
         target,
         factory=workers > 1,

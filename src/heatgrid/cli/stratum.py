@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from heatgrid.cli._clock import clock_option, read_clock
 from heatgrid.cli._database import DatabaseUrl, DataDir, resolve_database_url
 from heatgrid.core.errors import InputError
 
@@ -89,6 +90,13 @@ def stratum(
         float, typer.Option(min=1.0, help="An authorized miner silent this long is closed [s].")
     ] = 3600.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    clock: Annotated[
+        str | None,
+        clock_option(
+            "shares and rejections are stamped with it, as the coordinator's (`heatgrid "
+            "serve --clock`) on the same database. Default: the wall clock."
+        ),
+    ] = None,
 ) -> None:
     """Run the coordinator's Stratum v1 proxy between miners and a pool."""
     import asyncio  # noqa: PLC0415 - keeps `heatgrid --help` fast
@@ -104,6 +112,7 @@ def stratum(
     )
 
     host, port = _listen_address(listen)
+    proxy_clock = read_clock(clock)  # refused before anything starts
     parse_pool_url(pool_url)
     url = resolve_database_url(database_url, data_dir)
     settings = ProxySettings(
@@ -128,7 +137,7 @@ def stratum(
     configure_logging(log_level)
 
     async def run() -> None:
-        async with StratumProxy(settings) as proxy:
+        async with StratumProxy(settings, proxy_clock) as proxy:
             # What is alive once the proxy serves (modules, SQLAlchemy's and pydantic's
             # objects: ~100,000) lives as long as the process: moved out of the collector's
             # reach, a full collection under load took ~10 ms here instead of up to ~200 ms,

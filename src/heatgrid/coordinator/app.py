@@ -57,6 +57,7 @@ from heatgrid.coordinator.middleware import (
 )
 from heatgrid.coordinator.ratelimit import RateLimiter, RateLimitMiddleware
 from heatgrid.coordinator.settings import Settings
+from heatgrid.core.clock import CLOCK_ENV, parse_clock
 
 __all__ = ["SETTINGS_ENV", "app_from_environment", "create_app"]
 
@@ -303,7 +304,13 @@ def app_from_environment() -> FastAPI:
     """Build the app in a uvicorn worker process of ``heatgrid serve --workers N``.
 
     The parent checked the schema and put the settings, as JSON, in :data:`SETTINGS_ENV`,
-    and the log level in ``HEATGRID_SERVE_LOG_LEVEL``.
+    the log level in ``HEATGRID_SERVE_LOG_LEVEL`` and a shared emulated clock, if it runs on
+    one, in :data:`~heatgrid.core.clock.CLOCK_ENV`.
     """
     configure_logging(os.environ.get("HEATGRID_SERVE_LOG_LEVEL", "info"))
-    return create_app(Settings(**json.loads(os.environ[SETTINGS_ENV])))
+    settings = Settings(**json.loads(os.environ[SETTINGS_ENV]))
+    clock_text = os.environ.get(CLOCK_ENV)
+    if clock_text is None:
+        return create_app(settings)
+    spec = parse_clock(clock_text)
+    return create_app(settings, lambda: spec.emulated_ts(time.time()))

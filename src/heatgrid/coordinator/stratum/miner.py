@@ -222,7 +222,7 @@ class MinerSession:
     def _count_malformed(self) -> None:
         device_id = next(iter(self.devices.values()), None)
         if device_id is not None:  # an unauthorized connection's lines count for no device
-            self._proxy.recorder.count_reject(device_id, "malformed", time.time())
+            self._proxy.recorder.count_reject(device_id, "malformed", self._proxy.clock())
 
     async def _handle(self, line: bytes) -> None:
         message = stratum.decode(line, self._settings.max_line_bytes)
@@ -342,7 +342,7 @@ class MinerSession:
             assert result.reason is not None
             if device_id is not None:
                 self._proxy.recorder.count_reject(
-                    device_id, result.reason.name.lower(), time.time()
+                    device_id, result.reason.name.lower(), self._proxy.clock()
                 )
             self._answer(submit.id, None, _error(result.reason.code, result.reason.message))
             return
@@ -370,7 +370,7 @@ class MinerSession:
             worker=submit.worker,
             job_id=self.upstream_job_id(submit.job_id),
             difficulty=result.difficulty,
-            accepted_ts=time.time(),
+            accepted_ts=self._proxy.clock(),
             block_hash=result.block_hash if result.is_block else None,
         )
         try:
@@ -380,7 +380,7 @@ class MinerSession:
             return
         if not stored:
             reason = RejectReason.DUPLICATE
-            self._proxy.recorder.count_reject(device_id, reason.name.lower(), time.time())
+            self._proxy.recorder.count_reject(device_id, reason.name.lower(), self._proxy.clock())
             self._answer(submit.id, None, _error(reason.code, reason.message))
             return
         self.send(_accepted_line(submit.id))

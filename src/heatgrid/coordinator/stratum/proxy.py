@@ -15,6 +15,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -74,10 +75,16 @@ class StratumProxy:
     ----------
     settings : ProxySettings
         Where to listen, which pool, vardiff and timeouts.
+    clock : callable, optional
+        Returns the present [POSIX s]; shares and rejections are stamped with it. The wall
+        clock by default; an emulated one (:mod:`heatgrid.core.clock`) where the coordinator
+        runs on one too, so that the proxy's stamps and the coordinator's present agree.
+        Vardiff times share rates on the monotonic clock, whatever this one says.
     """
 
-    def __init__(self, settings: ProxySettings) -> None:
+    def __init__(self, settings: ProxySettings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.clock = clock
         host, port = parse_pool_url(settings.pool_url)
         self.upstream = Upstream(
             host,
