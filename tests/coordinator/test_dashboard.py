@@ -163,6 +163,18 @@ def test_a_forged_expired_or_revoked_session_is_no_session(
     assert coordinator.client.get("/").status_code == 303
 
 
+@pytest.mark.parametrize("settings_overrides", [{"dashboard_session_s": 600.0}])
+def test_a_session_lasts_as_long_as_the_setting_says(
+    coordinator: Coordinator, fleet: Fleet, settings_overrides: dict[str, float]
+) -> None:
+    response = _log_in(coordinator, fleet.keys["alice"])
+    assert "Max-Age=600" in response.headers["set-cookie"]
+    coordinator.clock.advance(599.0)
+    assert coordinator.client.get("/").status_code == 200
+    coordinator.clock.advance(2.0)
+    assert coordinator.client.get("/").status_code == 303  # expired on the coordinator's clock
+
+
 def test_each_role_sees_its_pages(coordinator: Coordinator, fleet: Fleet) -> None:
     study, attic = fleet.heaters["study"][0], fleet.heaters["attic office"][0]
     _log_in(coordinator, fleet.keys["alice"])

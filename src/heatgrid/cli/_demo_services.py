@@ -46,10 +46,11 @@ POOL_USER = "heatgrid-demo"
 
 _STARTUP_TIMEOUT_S = 60.0
 _HEARTBEAT_INTERVAL_S = 2.0  # real seconds: the agents sleep it
-_ONLINE_WINDOW_S = 30.0  # these four in real seconds, given speed times longer
+_ONLINE_WINDOW_S = 30.0  # these five in real seconds, given speed times longer
 _LEASE_S = 300.0
 _CLOCK_SKEW_S = 60.0
 _ENROLLMENT_CODE_S = 600.0
+_DASHBOARD_SESSION_S = 8 * 3600.0
 _SUBMITTER = "carol"
 _POOL_PASSWORD = "x"
 
@@ -99,6 +100,7 @@ async def start_coordinator(
             "--online-window-s", str(_ONLINE_WINDOW_S * speed),
             "--lease-s", str(_LEASE_S * speed),
             "--max-clock-skew-s", str(max(_CLOCK_SKEW_S * speed, 300.0)),
+            "--dashboard-session-s", str(_DASHBOARD_SESSION_S * speed),
             "--stratum-url", stratum_url, "--log-level", "warning", "--verify-results",
         ],
         env,

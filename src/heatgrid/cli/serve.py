@@ -48,6 +48,12 @@ def serve(
         float,
         typer.Option(min=1.0, help="A heater heard from within this long counts as online [s]."),
     ] = _DEFAULTS["online_window_s"],
+    dashboard_session_s: Annotated[
+        float,
+        typer.Option(
+            min=60.0, help="How long a dashboard login lasts, on the coordinator's clock [s]."
+        ),
+    ] = _DEFAULTS["dashboard_session_s"],
     proxy_headers: Annotated[
         bool,
         typer.Option(
@@ -281,6 +287,7 @@ def serve(
         database_url=url,
         heartbeat_interval_s=heartbeat_interval_s,
         online_window_s=online_window_s,
+        dashboard_session_s=dashboard_session_s,
         checkpoint_url=checkpoint_url,
         max_artifact_bytes=max_artifact_bytes,
         checkpoint_keep=checkpoint_keep,

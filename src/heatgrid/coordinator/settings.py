@@ -141,6 +141,9 @@ class Settings:
     stratum_url : str or None
         Where miners reach the coordinator's Stratum proxy (``stratum+tcp://HOST:PORT``), told
         to them with their mining credentials; None when no proxy runs.
+    dashboard_session_s : float
+        How long a dashboard login lasts, on the coordinator's clock [s] (an emulated clock's
+        seconds pass faster: the demo gives it its speed times longer).
     session_secret : str
         Key that signs the dashboard's session cookies and CSRF tokens: from
         ``$HEATGRID_SESSION_SECRET``, else random per ``Settings`` (``serve --workers`` hands
@@ -188,6 +191,7 @@ class Settings:
     challenge_reveal_slack_s: float = DEFAULT_REVEAL_SLACK_S
     bitcoin_network: str = "mainnet"
     stratum_url: str | None = None
+    dashboard_session_s: float = 8 * 3600.0
     session_secret: str = field(default_factory=_session_secret, repr=False)
 
     def __post_init__(self) -> None:
@@ -198,6 +202,10 @@ class Settings:
             )
         if not 0.0 < self.hold_limit_s < float("inf"):
             raise InputError(f"hold_limit_s must be a positive number, got {self.hold_limit_s}")
+        if not 60.0 <= self.dashboard_session_s < float("inf"):
+            raise InputError(
+                f"dashboard_session_s must be at least 60, got {self.dashboard_session_s}"
+            )
         if self.replay_keep < 0:
             raise InputError(f"replay_keep must be >= 0, got {self.replay_keep}")
         if not 0.0 < self.spot_check_floor <= 1.0:

@@ -284,14 +284,18 @@ async def login(request: Request) -> Response:
     if isinstance(outcome, str):
         return _login_page(request, message=f"Login failed: {outcome}.", status_code=401)
     _, key = outcome
+    settings = _settings(request)
     cookie = sessions.session_cookie(
-        _settings(request).session_secret, key, now_ts=_now_ts(request)
+        settings.session_secret,
+        key,
+        now_ts=_now_ts(request),
+        lifetime_s=settings.dashboard_session_s,
     )
     response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
     response.set_cookie(
         sessions.SESSION_COOKIE,
         cookie,
-        max_age=int(sessions.SESSION_S),
+        max_age=int(settings.dashboard_session_s),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",

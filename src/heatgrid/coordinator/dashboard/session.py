@@ -43,15 +43,17 @@ LOGIN_CSRF_COOKIE = "heatgrid_login_csrf"
 """Name of the login form's double-submit cookie."""
 
 SESSION_S = 8 * 3600.0
-"""How long a session lasts after logging in [s]."""
+"""How long a session lasts after logging in, by default [s] (``Settings.dashboard_session_s``)."""
 
 
 def _mac(secret: str, label: str, message: str) -> str:
     return hmac.new(secret.encode(), f"{label}\n{message}".encode(), hashlib.sha256).hexdigest()
 
 
-def session_cookie(secret: str, key: ApiKey, *, now_ts: float) -> str:
-    """Return the cookie value of a new session of API key ``key``, valid for ``SESSION_S``.
+def session_cookie(
+    secret: str, key: ApiKey, *, now_ts: float, lifetime_s: float = SESSION_S
+) -> str:
+    """Return the cookie value of a new session of API key ``key``, valid for ``lifetime_s``.
 
     Parameters
     ----------
@@ -59,8 +61,10 @@ def session_cookie(secret: str, key: ApiKey, *, now_ts: float) -> str:
         The process's signing key (``Settings.session_secret``).
     now_ts : float
         The coordinator's clock [POSIX s].
+    lifetime_s : float, optional
+        How long the session lasts on that clock [s].
     """
-    expires_ts = math.ceil(now_ts + SESSION_S)
+    expires_ts = math.ceil(now_ts + lifetime_s)
     message = f"{key.id}.{expires_ts}"
     return f"{message}.{_mac(secret, 'session', f'{message}.{key.secret_hash}')}"
 
