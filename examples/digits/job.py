@@ -121,6 +121,9 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         step = resumed_from = int(state["step"])
+        restored = getattr(ctx, "restored", None)  # a context without it checks no replay start
+        if restored is not None:  # what was loaded: a replay's start is checked by it
+            restored(step=step, fingerprint=ctx.tensor_fingerprint(model.state_dict()))
 
     # One permutation of the training set per epoch, drawn at the epoch's start. A checkpoint
     # keeps the generator as it was before the current epoch's draw, so a resume draws the
