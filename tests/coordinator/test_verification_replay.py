@@ -182,6 +182,7 @@ def _replay(
     lie: bool = False,
     lie_at_start: bool = False,
     say_start: bool = True,
+    upload: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Claim the replay, restore its start checkpoint, report the tensors at its stop step.
 
@@ -189,7 +190,8 @@ def _replay(
     ``ctx.restored`` has a job say them), unless ``say_start`` is False (an older agent).
     The tensors reached are those the start's mark claims at the stop step: a swapped start
     continues self-consistently to the next mark; only the start mark can tell. ``lie``:
-    other tensors at the end; ``lie_at_start``: a made-up start mark.
+    other tensors at the end; ``lie_at_start``: a made-up start mark; ``upload``: it
+    uploads its checkpoint at the stop step first, as an agent does.
     """
     lease = heater.claim()
     assert lease is not None
@@ -200,6 +202,8 @@ def _replay(
     if lie_at_start:
         restored = _weights(step, skipped_after=0)
     stop = lease["stop_step"]
+    if upload:
+        _checkpoint(coordinator, heater, lease, stop)
     weights = _weights(stop, skipped_after=0) if lie else _weights(stop)
     result = {"replay_step": stop, "tensor_fingerprint": tensor_fingerprint(weights)}
     mark = {"step": step, "fingerprint": tensor_fingerprint(restored)} if say_start else None

@@ -1,5 +1,4 @@
-"""Work the coordinator does on its own clock: ending silent leases, refunding stale holds,
-removing spent checkpoints.
+"""Work the coordinator does on its own clock: end silent leases, refund, drop checkpoints.
 
 Held credit left unverified past ``Settings.hold_limit_s`` is refunded by
 :func:`~heatgrid.coordinator.verification.expire_holds` (issue 17). Checkpoints that serve no
@@ -80,10 +79,10 @@ def drop_spent_checkpoints(
 
 
 def sweep(session: Session, store: CheckpointStore, *, now_ts: float, settings: Settings) -> int:
-    """Do one sweep at ``now_ts``: end expired leases, (verifying) refund stale holds, and
-    remove spent checkpoints from ``store``.
+    """Do one sweep at ``now_ts``: end expired leases, refund stale holds, drop checkpoints.
 
-    Commits; returns the leases ended.
+    Stale holds are refunded where results are verified; spent checkpoints are removed from
+    ``store`` (:func:`drop_spent_checkpoints`). Commits; returns the leases ended.
     """
     expired = expire_leases(session, now_ts=now_ts, settings=settings)
     if settings.verify_results:
