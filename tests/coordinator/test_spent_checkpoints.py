@@ -153,3 +153,32 @@ def test_a_spent_checkpoint_is_refused_before_the_sweep_removes_it(
         f"/v1/devices/{bob.device_id}/tasks/{task_id}/checkpoint", headers=bob.headers
     )
     assert newest.status_code == 204, newest.text
+
+
+def test_a_blob_the_store_cannot_remove_keeps_its_row_for_the_next_sweep(
+    coordinator: Coordinator,
+    draw: dict[str, float],
+    store: CheckpointStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", lambda _: {})
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", lambda _: {})
+    _submit(coordinator, coordinator.submitter_key())
+    task_id = _train(coordinator, alice)["task_id"]
+    _replay(coordinator, bob)
+    [(first, stuck), *_] = _kept(coordinator, task_id)
+    remove = store.remove
+
+    def unreachable_for_one(key: str) -> None:
+        if key == stuck:
+            raise ConnectionError("the store is unreachable")  # an OSError, as s3fs raises
+        remove(key)
+
+    monkeypatch.setattr(store, "remove", unreachable_for_one)
+    _sweep(coordinator, store)
+    assert _kept(coordinator, task_id) == [(first, stuck)]
+    assert store.exists(stuck)
+    monkeypatch.setattr(store, "remove", remove)
+    _sweep(coordinator, store)
+    assert _kept(coordinator, task_id) == []
+    assert not store.exists(stuck)

@@ -44,9 +44,10 @@ def drop_spent_checkpoints(
 
     A checkpoint is spent once its ``seq`` is at most its task's ``spent_checkpoint_seq``:
     no replay and no resume can read it any more (reads of it are refused before the store
-    is asked). Blobs go first, so a crash in between leaves rows whose blobs are gone, which
-    the next sweep removes again (a missing blob is no error), never a blob without its row.
-    Coordinators sweeping together remove the same ones at worst twice.
+    is asked). Blobs go first, with no transaction open, so a crash in between leaves rows
+    whose blobs are gone, which the next sweep removes again (a missing blob is no error),
+    never a blob without its row; a blob the store cannot remove now (unreachable) keeps its
+    row for the next sweep. Coordinators sweeping together remove the same ones at worst twice.
 
     Returns
     -------
@@ -63,19 +64,24 @@ def drop_spent_checkpoints(
         .order_by(Checkpoint.task_id, Checkpoint.seq)
         .limit(limit)
     ).all()
+    session.rollback()  # no transaction waits on the store
+    removed = []
     for row in rows:
-        if row.pruned_ts is None:  # a pruned one's blob is gone already
-            store.remove(row.blob_key)
-    if rows:
-        session.execute(
-            delete(Checkpoint).where(
-                tuple_(Checkpoint.task_id, Checkpoint.seq).in_(
-                    [(row.task_id, row.seq) for row in rows]
-                )
+        try:
+            if row.pruned_ts is None:  # a pruned one's blob is gone already
+                store.remove(row.blob_key)
+        except OSError as error:
+            _LOG.warning(
+                "checkpoint blob not removed", extra={"key": row.blob_key, "error": str(error)}
             )
+            continue
+        removed.append((row.task_id, row.seq))
+    if removed:
+        session.execute(
+            delete(Checkpoint).where(tuple_(Checkpoint.task_id, Checkpoint.seq).in_(removed))
         )
     session.commit()
-    return len(rows)
+    return len(removed)
 
 
 def sweep(session: Session, store: CheckpointStore, *, now_ts: float, settings: Settings) -> int:
