@@ -275,15 +275,21 @@ def test_a_checked_training_task_is_verified_by_replaying_one_segment(
     _balances(coordinator)
 
 
-def test_the_replay_cannot_read_the_originals_other_checkpoints(
-    coordinator: Coordinator, draw: dict[str, float]
-) -> None:
+def _leased_replay(coordinator: Coordinator) -> tuple[Heater, dict[str, Any]]:
+    """Alice trains the task and reports; bob, of another owner, is leased its replay."""
     alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", lambda _: {})
     bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", lambda _: {})
     _submit(coordinator, coordinator.submitter_key())
     _train(coordinator, alice)
     lease = bob.claim()
     assert lease is not None
+    return bob, lease
+
+
+def test_the_replay_cannot_read_the_originals_other_checkpoints(
+    coordinator: Coordinator, draw: dict[str, float]
+) -> None:
+    bob, lease = _leased_replay(coordinator)
     answer = coordinator.client.get(
         f"/v1/devices/{bob.device_id}/tasks/{lease['task_id']}/checkpoints/3",
         headers=bob.headers,
@@ -431,12 +437,7 @@ def test_without_a_start_mark_a_swapped_blob_replays_consistently(
 def test_a_malformed_start_mark_is_refused_at_the_door(
     coordinator: Coordinator, draw: dict[str, float], start_mark: dict[str, Any], named: str
 ) -> None:
-    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", lambda _: {})
-    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", lambda _: {})
-    _submit(coordinator, coordinator.submitter_key())
-    _train(coordinator, alice)
-    lease = bob.claim()
-    assert lease is not None
+    bob, lease = _leased_replay(coordinator)
     result = {"replay_step": 200, "tensor_fingerprint": tensor_fingerprint(_weights(200))}
     answer = coordinator.client.post(
         f"/v1/devices/{bob.device_id}/tasks/{lease['task_id']}/complete",
