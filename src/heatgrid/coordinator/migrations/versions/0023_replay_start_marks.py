@@ -6,8 +6,8 @@ start checkpoint is checked by it against the original's mark. ``tasks`` gains
 ``spent_checkpoint_seq``: the task's checkpoints up to this number serve no attempt any more
 (its result was verified, refuted or voided), so the sweeper removes their blobs and rows.
 
-Revision ID: 0022
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 Create Date: 2026-12-04
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0022"
-down_revision = "0021"
+revision = "0023"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
