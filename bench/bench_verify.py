@@ -25,7 +25,11 @@ unpaid-for beyond one spot-check interval" holds when that is at most one interv
 (1 / floor results) on average; the same draws are also run with the former rule (an
 unchecked result paid after ``1 / floor`` more results of its device) for comparison.
 The Freivalds check of a hardware challenge is timed against the matrix product it checks
-(numpy, same run). Usage: ``python bench/bench_verify.py --out PATH [--devices N] [--tasks N]``.
+(numpy, same run). *Training* (``_verify_training``) runs training tasks checked by a segment
+replay, with and without the start check, against a whole replica and triple replication, for
+a cheat that skips one segment and one that also swaps that segment's start blob.
+Usage: ``python bench/bench_verify.py --out PATH [--devices N] [--tasks N]
+[--training-tasks N]``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from _verify_training import training_fleets
 from heatgrid.core import trust
 
 _CHEAT_FRACTION = 0.01
@@ -294,6 +299,7 @@ def main() -> None:
     parser.add_argument("--exposure-devices", type=int, default=2_000)
     parser.add_argument("--floor", type=float, default=trust.DEFAULT_SPOT_CHECK_FLOOR)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--training-tasks", type=int, default=20_000)
     args = parser.parse_args()
     floor = args.floor
     interval = 1.0 / floor
@@ -336,6 +342,9 @@ def main() -> None:
             0.1, floor, 1000
         ),
         "challenge": _freivalds_vs_product(1024),
+        "training": training_fleets(
+            floor, trusted_reputation(floor), args.devices, args.training_tasks, args.seed
+        ),
         "machine": {
             "python": platform.python_version(),
             "processor": platform.machine(),

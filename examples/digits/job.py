@@ -74,6 +74,28 @@ def _save(
     return buffer.getvalue()
 
 
+def _load(
+    ctx: JobContext,
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> int:
+    """Load a checkpoint's state and return its step; say what was loaded (``ctx.restored``).
+
+    A segment replay's start is checked by it: the state must be the one the heater that
+    saved the checkpoint claimed. A context without ``restored`` checks nothing.
+    """
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    step = int(state["step"])
+    restored = getattr(ctx, "restored", None)
+    if restored is not None:
+        restored(step=step, fingerprint=ctx.tensor_fingerprint(model.state_dict()))
+    return step
+
+
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     with torch.no_grad():
         return float((model(x).argmax(dim=1) == y).float().mean())
@@ -117,10 +139,7 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
     saved = ctx.restore()
     if saved is not None:
         state = torch.load(io.BytesIO(cast(bytes, saved)), map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        step = resumed_from = int(state["step"])
+        step = resumed_from = _load(ctx, state, model, optimizer, generator)
 
     # One permutation of the training set per epoch, drawn at the epoch's start. A checkpoint
     # keeps the generator as it was before the current epoch's draw, so a resume draws the

@@ -35,7 +35,8 @@ import pytest
 from tests.agent.jobs_fleet import Coordinator, agent, pack, until
 
 from heatgrid.agent.client import CoordinatorClient
-from heatgrid.coordinator import verification
+from heatgrid.coordinator import housekeeping, verification
+from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.core.fingerprint import (
     ReplaySegment,
     TensorFingerprint,
@@ -65,6 +66,24 @@ VERIFY_REL_L2 = 1e-5  # as examples/digits/job.toml declares
 TAIL_DRAW = 0.99  # the last segment: from the last checkpoint to the end of the task
 SKIPPED = (220, 230)  # the modified job skips the updates of these steps
 REPLAY_SEGMENT = replay_segment
+DROP_SPENT = housekeeping.drop_spent_checkpoints
+
+
+@pytest.fixture(autouse=True)
+def _keep_spent_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep (every 0.5 s here) removes a verified task's checkpoints, whose marks the
+    tests read once it is verified: it removes them at the scenario's end instead."""
+    monkeypatch.setattr(housekeeping, "drop_spent_checkpoints", lambda *_, **__: 0)
+
+
+def _drop_spent(coordinator: Coordinator) -> int:
+    """Remove the spent checkpoints as the sweep does; return how many."""
+    engine = make_engine(coordinator.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return DROP_SPENT(session, coordinator.app.state.checkpoint_store)
+    finally:
+        engine.dispose()
 
 
 class SkippingClient(CoordinatorClient):
@@ -125,15 +144,19 @@ def segment_skipping_client(root: Path) -> type[CoordinatorClient]:
     return SegmentSkippingClient
 
 
-def _attempts(coordinator: Coordinator, task_id: str) -> list[tuple[str, str | None, Any]]:
+def _json(text: Any) -> Any:
+    return json.loads(text) if isinstance(text, str) else text
+
+
+def _attempts(coordinator: Coordinator, task_id: str) -> list[tuple[str, str | None, Any, Any]]:
+    """Return each reported attempt's device, verdict, result and start mark, in order."""
     rows = coordinator.query(
-        "SELECT device_id, verdict, result FROM task_attempts "
+        "SELECT device_id, verdict, result, start_mark FROM task_attempts "
         "WHERE task_id = ? AND result IS NOT NULL ORDER BY attempt",
         task_id,
     )
     return [
-        (device_id, verdict, json.loads(text) if isinstance(text, str) else text)
-        for device_id, verdict, text in rows
+        (device_id, verdict, _json(text), _json(mark)) for device_id, verdict, text, mark in rows
     ]
 
 
@@ -176,6 +199,9 @@ async def _scenario(root: Path, cheat: type[CoordinatorClient]) -> dict[str, Any
             "SELECT transaction_id FROM ledger_entries GROUP BY transaction_id, unit "
             "HAVING SUM(amount) != 0"
         )
+        dropped = _drop_spent(coordinator)  # verified: no replay or resume needs them
+        left = coordinator.query("SELECT seq FROM checkpoints WHERE task_id = ?", task_id)
+        blobs = list((root / "checkpoints" / task_id).glob("*.ckpt"))
 
     assert task["state"] == "verified", task
     result = json.loads(task["result"])
@@ -183,12 +209,12 @@ async def _scenario(root: Path, cheat: type[CoordinatorClient]) -> dict[str, Any
     assert result["test_accuracy"] >= 0.9, result
     honest = {devices["bob"], devices["dave"]}
     cheated = [run for run in attempts if run[0] == devices["mallory"]]
-    assert [verdict for _, verdict, _ in cheated] == ["caught"]
-    assert all(verdict == "verified" for device, verdict, _ in attempts if device in honest)
+    assert [verdict for _, verdict, _, _ in cheated] == ["caught"]
+    assert all(verdict == "verified" for device, verdict, _, _ in attempts if device in honest)
     # every whole result of an honest heater is the agreed one
     assert {
         run["weights_sha256"]
-        for device, _, run in attempts
+        for device, _, run, _ in attempts
         if device in honest and "weights_sha256" in run
     } == {result["weights_sha256"]}
     assert quarantine is not None
@@ -199,6 +225,7 @@ async def _scenario(root: Path, cheat: type[CoordinatorClient]) -> dict[str, Any
     assert forfeited == {devices["mallory"]}
     assert paid == honest
     assert unbalanced == []
+    assert (dropped, left, blobs) == (len(marks), [], [])
     # every checkpoint came with its step and the fingerprint of the weights it saved; where
     # two honest devices saved the same step, their tensors agree (what a segment replay checks)
     assert marks
@@ -211,10 +238,17 @@ async def _scenario(root: Path, cheat: type[CoordinatorClient]) -> dict[str, Any
     assert shared, by_step.keys()
     for prints in shared:
         assert fingerprints_agree(prints[devices["bob"]], prints[devices["dave"]], VERIFY_REL_L2)
+    # each replayer said what it restored from the cheat's checkpoint (ctx.restored): its
+    # mark there (the cheat's blobs are its own states; its results are what is wrong)
+    for _, _, _, start in attempts[1:3]:
+        assert start is not None
+        restored = TensorFingerprintBody.model_validate(start["fingerprint"]).core()
+        claimed = by_step[start["step"]][devices["mallory"]]
+        assert restored.values_sha256 == claimed.values_sha256  # a restore is exact
     return {
         "result": result,
         "cheated": cheated[0][2],
-        "replays": [run for device, _, run in attempts[1:3]],  # the first round's replayers
+        "replays": [run for device, _, run, _ in attempts[1:3]],  # the first round's replayers
         "by_step": by_step,
         "mallory": devices["mallory"],
     }

@@ -446,7 +446,9 @@ def _expire_holds(coordinator: Coordinator, now_ts: float, **overrides: Any) -> 
     try:
         with make_session_factory(engine)() as session:
             before = _refunds(session)
-            housekeeping.sweep(session, now_ts=now_ts, settings=settings)
+            housekeeping.sweep(
+                session, coordinator.app.state.checkpoint_store, now_ts=now_ts, settings=settings
+            )
             return _refunds(session) - before
     finally:
         engine.dispose()

@@ -80,10 +80,32 @@ def _device_client(coordinator: Coordinator, heater: Heater) -> CoordinatorClien
     )
 
 
+def _blob(step: int, holds: int | None = None) -> bytes:
+    """The checkpoint blob at ``step``; one that ``holds`` the weights of another step."""
+    held = "" if holds is None else f" holding {holds}"
+    return f"state at step {step}{held}".encode()
+
+
+def _restore(blob: bytes) -> tuple[int, dict[str, np.ndarray]]:
+    """What a replayer's job restores from a blob of :func:`_blob`: its step and weights."""
+    words = blob.decode().split()
+    return int(words[3]), _weights(int(words[-1]))
+
+
 def _checkpoint(
-    coordinator: Coordinator, heater: Heater, lease: dict[str, Any], step: int, **cheat: int
+    coordinator: Coordinator,
+    heater: Heater,
+    lease: dict[str, Any],
+    step: int,
+    *,
+    holds: int | None = None,
+    **cheat: int,
 ) -> int:
-    """Upload a checkpoint of the weights at ``step`` with its mark; return its number."""
+    """Upload a checkpoint of the weights at ``step`` with its mark; return its number.
+
+    ``holds``: the blob holds the weights of that step instead (the mark still claims
+    ``step``'s): a swapped state.
+    """
     mark = CheckpointMark.model_validate(
         {"step": step, "fingerprint": tensor_fingerprint(_weights(step, **cheat))}
     )
@@ -92,7 +114,7 @@ def _checkpoint(
         async with _device_client(coordinator, heater) as client:
             receipt = await client.upload_checkpoint(
                 lease["task_id"],
-                f"state at step {step}".encode(),
+                _blob(step, holds),
                 attempt=lease["attempt"],
                 energy_j=float(step),
                 chunk_bytes=1024,
@@ -113,24 +135,40 @@ def _download(coordinator: Coordinator, heater: Heater, task_id: str, seq: int) 
 
 
 def _complete(
-    coordinator: Coordinator, heater: Heater, lease: dict[str, Any], result: dict[str, Any]
+    coordinator: Coordinator,
+    heater: Heater,
+    lease: dict[str, Any],
+    result: dict[str, Any],
+    start_mark: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    body = {"attempt": lease["attempt"], "energy_j": TASK_ENERGY_J, "result": result}
+    if start_mark is not None:
+        body["start_mark"] = start_mark
     answer = coordinator.client.post(
         f"/v1/devices/{heater.device_id}/tasks/{lease['task_id']}/complete",
-        json={"attempt": lease["attempt"], "energy_j": TASK_ENERGY_J, "result": result},
+        json=body,
         headers=heater.headers,
     )
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
 
 
-def _train(coordinator: Coordinator, heater: Heater, **cheat: int) -> dict[str, Any]:
-    """Claim the task, checkpoint at every step of :data:`STEPS`, report; return the lease."""
+def _train(
+    coordinator: Coordinator, heater: Heater, *, swapped: int | None = None, **cheat: int
+) -> dict[str, Any]:
+    """Claim the task, checkpoint at every step of :data:`STEPS`, report; return the lease.
+
+    ``swapped``: the blob of the checkpoint at that step holds the next checkpoint's weights
+    (a cheat that skipped the segment: a replay from it reaches the next mark at once).
+    """
     lease = heater.claim()
     assert lease is not None
     assert lease["stop_step"] is None
-    for step in STEPS:
-        _checkpoint(coordinator, heater, lease, step, **cheat)
+    for number, step in enumerate(STEPS):
+        holds = None
+        if step == swapped:
+            holds = STEPS[number + 1] if number + 1 < len(STEPS) else STEPS[-1]
+        _checkpoint(coordinator, heater, lease, step, holds=holds, **cheat)
     assert _complete(coordinator, heater, lease, _result(STEPS[-1], **cheat))["state"] == (
         "reported"
     )
@@ -138,18 +176,38 @@ def _train(coordinator: Coordinator, heater: Heater, **cheat: int) -> dict[str, 
 
 
 def _replay(
-    coordinator: Coordinator, heater: Heater, *, lie: bool = False
+    coordinator: Coordinator,
+    heater: Heater,
+    *,
+    lie: bool = False,
+    lie_at_start: bool = False,
+    say_start: bool = True,
+    upload: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Claim the replay, read its start checkpoint, report the tensors at its stop step."""
+    """Claim the replay, restore its start checkpoint, report the tensors at its stop step.
+
+    The start's step and fingerprint, as restored, go with the result (``start_mark``, as
+    ``ctx.restored`` has a job say them), unless ``say_start`` is False (an older agent).
+    The tensors reached are those the start's mark claims at the stop step: a swapped start
+    continues self-consistently to the next mark; only the start mark can tell. ``lie``:
+    other tensors at the end; ``lie_at_start``: a made-up start mark; ``upload``: it
+    uploads its checkpoint at the stop step first, as an agent does.
+    """
     lease = heater.claim()
     assert lease is not None
     assert lease["checkpoint_seq"] is not None
     start = _download(coordinator, heater, lease["task_id"], lease["checkpoint_seq"])
-    assert start == b"state at step 100"  # the original attempt's checkpoint 1
+    assert start.startswith(b"state at step 100")  # the original attempt's checkpoint 1
+    step, restored = _restore(start)
+    if lie_at_start:
+        restored = _weights(step, skipped_after=0)
     stop = lease["stop_step"]
+    if upload:
+        _checkpoint(coordinator, heater, lease, stop)
     weights = _weights(stop, skipped_after=0) if lie else _weights(stop)
     result = {"replay_step": stop, "tensor_fingerprint": tensor_fingerprint(weights)}
-    return lease, _complete(coordinator, heater, lease, result)
+    mark = {"step": step, "fingerprint": tensor_fingerprint(restored)} if say_start else None
+    return lease, _complete(coordinator, heater, lease, result, mark)
 
 
 def _submit(coordinator: Coordinator, key: str, *, verify_rel_l2: float | None = 1e-5) -> str:
@@ -217,15 +275,21 @@ def test_a_checked_training_task_is_verified_by_replaying_one_segment(
     _balances(coordinator)
 
 
-def test_the_replay_cannot_read_the_originals_other_checkpoints(
-    coordinator: Coordinator, draw: dict[str, float]
-) -> None:
+def _leased_replay(coordinator: Coordinator) -> tuple[Heater, dict[str, Any]]:
+    """Alice trains the task and reports; bob, of another owner, is leased its replay."""
     alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", lambda _: {})
     bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", lambda _: {})
     _submit(coordinator, coordinator.submitter_key())
     _train(coordinator, alice)
     lease = bob.claim()
     assert lease is not None
+    return bob, lease
+
+
+def test_the_replay_cannot_read_the_originals_other_checkpoints(
+    coordinator: Coordinator, draw: dict[str, float]
+) -> None:
+    bob, lease = _leased_replay(coordinator)
     answer = coordinator.client.get(
         f"/v1/devices/{bob.device_id}/tasks/{lease['task_id']}/checkpoints/3",
         headers=bob.headers,
@@ -280,9 +344,12 @@ def test_a_device_that_skipped_steps_in_the_replayed_segment_is_caught_and_its_t
     assert (rerun["checkpoint_seq"], rerun["stop_step"]) == (None, None)
 
 
+@pytest.mark.parametrize("lie", ["lie", "lie_at_start"])
 def test_a_replayer_that_lies_is_caught_by_another_owners_replay_and_the_original_is_paid(
-    coordinator: Coordinator, draw: dict[str, float]
+    coordinator: Coordinator, draw: dict[str, float], lie: str
 ) -> None:
+    """Eve reports other tensors at the segment's end, or a start that does not match the
+    original's mark (a made-up mismatch, to have an honest original refuted)."""
     submitter = coordinator.submitter_key()
     alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", lambda _: {})
     eve = Heater(coordinator, coordinator.owner_key("eve"), "eve", lambda _: {})
@@ -290,7 +357,7 @@ def test_a_replayer_that_lies_is_caught_by_another_owners_replay_and_the_origina
     job_id = _submit(coordinator, submitter)
     _train(coordinator, alice)
 
-    _, status = _replay(coordinator, eve, lie=True)
+    _, status = _replay(coordinator, eve, **{lie: True})
     assert status["state"] == "reported"
     _, status = _replay(coordinator, dave)
     assert status["state"] == "verified"
@@ -303,6 +370,87 @@ def test_a_replayer_that_lies_is_caught_by_another_owners_replay_and_the_origina
     assert _quarantined(coordinator, eve)
     assert not _quarantined(coordinator, alice)
     _balances(coordinator)
+
+
+def test_a_checkpoint_blob_that_does_not_hold_its_marked_state_is_refuted_at_the_start(
+    coordinator: Coordinator, draw: dict[str, float]
+) -> None:
+    """Mallory skipped the segment from step 100 to 200: its checkpoint 1 holds the weights of
+    step 200 while its mark claims step 100's. A replay from that blob reaches the next mark
+    at once, so the end alone agrees; the state the replayers restored does not."""
+    submitter = coordinator.submitter_key()
+    mallory = Heater(coordinator, coordinator.owner_key("mallory"), "mallory", lambda _: {})
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", lambda _: {})
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", lambda _: {})
+    job_id = _submit(coordinator, submitter)
+    _train(coordinator, mallory, swapped=100)
+
+    _, status = _replay(coordinator, bob)
+    assert status["state"] == "reported"  # bob's start disagrees: one more replay decides
+    _, status = _replay(coordinator, dave)
+    assert status["state"] == "queued"  # refuted: the task runs again from the start
+
+    assert _verdicts(coordinator, job_id) == {
+        mallory.device_id: "caught",
+        bob.device_id: "verified",
+        dave.device_id: "verified",
+    }
+    [(reason,)] = _rows(
+        coordinator, select(Device.quarantine_reason).where(Device.id == mallory.device_id)
+    )
+    assert "found another state than its mark claims" in reason
+    assert "refuted" in (_task(coordinator, job_id).last_error or "")
+    _balances(coordinator)
+
+
+def test_without_a_start_mark_a_swapped_blob_replays_consistently(
+    coordinator: Coordinator, draw: dict[str, float]
+) -> None:
+    """What the start mark closes: a replayer that does not say what it restored (an agent
+    or a job from before ``ctx.restored``) is judged by the segment's end alone, which a
+    swapped blob passes; such a result is still accepted (the wire stays tolerant)."""
+    mallory = Heater(coordinator, coordinator.owner_key("mallory"), "mallory", lambda _: {})
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", lambda _: {})
+    job_id = _submit(coordinator, coordinator.submitter_key())
+    _train(coordinator, mallory, swapped=100)
+    _, status = _replay(coordinator, bob, say_start=False)
+    assert status["state"] == "verified"
+    assert _verdicts(coordinator, job_id)[mallory.device_id] == "verified"
+
+
+@pytest.mark.parametrize(
+    ("start_mark", "named"),
+    [
+        ({"step": 100}, "start_mark"),
+        ({"fingerprint": tensor_fingerprint(_weights(100))}, "start_mark"),
+        (
+            {"step": -1, "fingerprint": tensor_fingerprint(_weights(100))},
+            "start_mark.step",
+        ),
+        (
+            {"step": 100, "fingerprint": {**tensor_fingerprint(_weights(100)), "sketch": [1.0]}},
+            "start_mark.fingerprint.sketch",
+        ),
+        ({"step": 100, "fingerprint": tensor_fingerprint(_weights(100)), "x": 1}, "start_mark.x"),
+    ],
+)
+def test_a_malformed_start_mark_is_refused_at_the_door(
+    coordinator: Coordinator, draw: dict[str, float], start_mark: dict[str, Any], named: str
+) -> None:
+    bob, lease = _leased_replay(coordinator)
+    result = {"replay_step": 200, "tensor_fingerprint": tensor_fingerprint(_weights(200))}
+    answer = coordinator.client.post(
+        f"/v1/devices/{bob.device_id}/tasks/{lease['task_id']}/complete",
+        json={
+            "attempt": lease["attempt"],
+            "energy_j": TASK_ENERGY_J,
+            "result": result,
+            "start_mark": start_mark,
+        },
+        headers=bob.headers,
+    )
+    assert answer.status_code == 422, answer.text
+    assert named in answer.text
 
 
 def test_the_tail_replays_from_the_last_checkpoint_to_the_end(

@@ -155,3 +155,23 @@ def test_without_a_stop_step_a_run_goes_to_its_end(tmp_path, pipes) -> None:
     assert ctx.stop_step is None
     ctx.checkpoint({"step": 10**6}, step=10**6)
     assert not ctx.should_pause()
+
+
+def test_restored_says_what_the_restored_state_holds(tmp_path, pipes) -> None:
+    control_read, _, report_read, report_write = pipes
+    root = _job_root(tmp_path, checkpoint_seq=2, stop_step=200)
+    (root / ".heatgrid" / "restore.ckpt").write_bytes(encode_checkpoint({"step": 100}))
+    ctx = JobContext(root, control_read, report_write)
+    assert ctx.restore() == {"step": 100}
+    ctx.restored(step=100, fingerprint={"values_sha256": "a" * 64})
+    assert _reports(report_read) == [
+        {"type": "restored", "step": 100, "fingerprint": {"values_sha256": "a" * 64}}
+    ]
+
+
+def test_restored_without_a_restored_checkpoint_is_refused(tmp_path, pipes) -> None:
+    control_read, _, report_read, report_write = pipes
+    ctx = JobContext(_job_root(tmp_path), control_read, report_write)
+    with pytest.raises(ValueError, match="no checkpoint was restored"):
+        ctx.restored(step=0, fingerprint={})
+    assert _reports(report_read) == []

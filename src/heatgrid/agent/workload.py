@@ -60,7 +60,13 @@ from heatgrid.jobs.artifact import ArtifactError, artifact_path, unpack_artifact
 from heatgrid.jobs.cgroups import CgroupUnavailableError
 from heatgrid.jobs.energy import EnergyMeter
 from heatgrid.jobs.manifest import load_manifest
-from heatgrid.jobs.runner import MARK_SUFFIX, RunLimits, TaskRunner, latest_checkpoint
+from heatgrid.jobs.runner import (
+    MARK_SUFFIX,
+    RESTORED_SUFFIX,
+    RunLimits,
+    TaskRunner,
+    latest_checkpoint,
+)
 from heatgrid.jobs.sandbox import SandboxUnavailableError
 from heatgrid.protocol import v1
 from heatgrid.protocol.jobs import (
@@ -734,6 +740,17 @@ class JobWorkload:
             FINGERPRINT_KEY: mark.fingerprint.model_dump(mode="json"),
         }
 
+    def _start_mark(self, slot: TaskSlot) -> CheckpointMark | None:
+        """Return what the job said of the state it restored from the lease's checkpoint.
+
+        None when the lease started afresh or the job did not say (``ctx.restored``); a
+        later resume here, from this heater's own checkpoint, does not replace it.
+        """
+        seq = slot.lease.checkpoint_seq
+        if seq is None:
+            return None
+        return _read_mark(self._task_dir(slot) / "checkpoints" / f"{seq}{RESTORED_SUFFIX}")
+
     async def _report_completion(self, slot: TaskSlot, result: dict[str, object]) -> None:
         energy_j = slot.energy_j(self._j_per_cpu_s)
         report = v1.TaskCompletion(
@@ -741,6 +758,7 @@ class JobWorkload:
             energy_j=energy_j,
             energy_method=slot.energy_method,
             result=result,
+            start_mark=self._start_mark(slot),
         )
         _log.info("task %s completed: %s", slot.task_id, result)
         await self._report(

@@ -227,10 +227,13 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     session_factory = make_session_factory(engine)
     read_session_factory = make_session_factory(engine, read_only=True)
     heartbeat_writer = HeartbeatWriter(engine, settings.lease_s)
+    checkpoint_store = CheckpointStore(_checkpoint_url(settings))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        sweeper = asyncio.create_task(sweep_expired_leases(session_factory, clock, settings))
+        sweeper = asyncio.create_task(
+            sweep_expired_leases(session_factory, checkpoint_store, clock, settings)
+        )
         try:
             yield
         finally:
@@ -253,7 +256,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.state.session_factory = session_factory
     app.state.read_session_factory = read_session_factory
     app.state.heartbeat_writer = heartbeat_writer
-    app.state.checkpoint_store = CheckpointStore(_checkpoint_url(settings))
+    app.state.checkpoint_store = checkpoint_store
     app.state.metrics = AppMetrics(
         read_session_factory, clock, settings.online_window_s, settings.metrics_refresh_s
     )

@@ -892,12 +892,15 @@ def read_checkpoint(
         raise NotFoundError(
             f"task {task_id}: checkpoint {seq} is another attempt's; this attempt runs from scratch"
         )
+    spent = seq <= (task.spent_checkpoint_seq or 0)  # its round is decided: the sweeper's
+    if spent and newest:
+        return None
     if row is None:
         raise NotFoundError(f"task {task_id}: no checkpoint {seq}")
-    if row.pruned_ts is not None:
+    if row.pruned_ts is not None or spent:
         raise GoneError(
-            f"task {task_id}: checkpoint {seq} was pruned (only the newest are kept); "
-            f"the newest is {task.checkpoint_seq}"
+            f"task {task_id}: checkpoint {seq} was pruned (only the newest are kept, and none "
+            f"that a decided result was trained through); the newest is {task.checkpoint_seq}"
         )
     return row, store.get(row.blob_key)
 
@@ -1057,6 +1060,8 @@ def _complete(
     if settings.verify_results:  # kept by the attempt; the task's is the agreed one
         run.result = report.result
         run.result_sha256 = digest
+        if report.start_mark is not None:  # a replay's start is checked by it
+            run.start_mark = report.start_mark.model_dump(mode="json")
     else:
         task.result = report.result
         task.result_sha256 = digest

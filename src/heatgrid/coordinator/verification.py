@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -65,7 +66,12 @@ from heatgrid.coordinator.settings import Settings
 from heatgrid.core import fingerprint, leasing, trust
 from heatgrid.core.leasing import TaskEvent, TaskState
 from heatgrid.core.trust import HoldFate, Judgement, Reputation
-from heatgrid.protocol.jobs import REPLAY_STEP_KEY, TensorFingerprintBody, result_fingerprint
+from heatgrid.protocol.jobs import (
+    REPLAY_STEP_KEY,
+    CheckpointMark,
+    TensorFingerprintBody,
+    result_fingerprint,
+)
 
 __all__ = [
     "CAUGHT",
@@ -327,21 +333,64 @@ def _clear_replay(task: Task) -> None:
     task.replay_end_seq = task.replay_stop_step = None
 
 
+@dataclass(frozen=True)
+class _ReplayAnswers:
+    """What a segment replay's round is judged by (:func:`_replay_inputs`).
+
+    ``digests`` and ``prints`` by device as :func:`heatgrid.core.trust.judge_results` takes
+    them, ``original`` the replayed attempt's device (None: not among the held), and
+    ``bad_start`` the replayers that restored a state its mark does not claim.
+    """
+
+    digests: dict[str, str]
+    prints: dict[str, fingerprint.TensorFingerprint]
+    original: str | None
+    bad_start: frozenset[str]
+
+
+def _start_claim(session: Session, task: Task) -> tuple[int, fingerprint.TensorFingerprint] | None:
+    """Return the original's mark of the replay's start checkpoint (None: the task's start)."""
+    if task.replay_start_seq is None:
+        return None
+    start = session.get_one(Checkpoint, (task.id, task.replay_start_seq))
+    return int(start.step or 0), TensorFingerprintBody.model_validate(start.fingerprint).core()
+
+
+def _restored(run: TaskAttempt) -> tuple[int, fingerprint.TensorFingerprint] | None:
+    """Return the step and fingerprint the attempt said it restored (checked at the door)."""
+    if run.start_mark is None:
+        return None
+    mark = CheckpointMark.model_validate(run.start_mark)
+    if mark.step is None or mark.fingerprint is None:
+        return None
+    return mark.step, mark.fingerprint.core()
+
+
 def _replay_inputs(
-    session: Session, task: Task, held: Sequence[tuple[TaskAttempt, int]]
-) -> tuple[dict[str, str], dict[str, fingerprint.TensorFingerprint], str | None]:
+    session: Session, task: Task, job: Job, held: Sequence[tuple[TaskAttempt, int]]
+) -> _ReplayAnswers:
     """Return the digests and fingerprints a segment replay is judged by, and the original.
 
     The original attempt's are those of its checkpoint at the segment's end (its result's for
     the tail); a replayer's are those its result carries for the segment's end step. A result
     that does not answer the segment (another step, no fingerprint) is compared by its digest,
     which agrees with no one: a replayer that returns it is caught like any wrong result.
+
+    A replayer that reports what it restored (``start_mark``) where it does not match the
+    original's mark of the start checkpoint (:func:`heatgrid.core.trust.replay_start_agrees`)
+    answers with that state's digest instead: it disagrees with the original, so the
+    original's blob is refuted when another owner's replay restores the same state (a restore
+    is exact), and a replayer that made the mismatch up is caught when another owner's agrees
+    with the original.
     """
     digests: dict[str, str] = {}
     prints: dict[str, fingerprint.TensorFingerprint] = {}
+    bad_start: set[str] = set()
     original = None
+    claim = _start_claim(session, task)
     for run, _ in held:
         value = None
+        restored = None if run.attempt == task.replay_of_attempt else _restored(run)
         if run.attempt == task.replay_of_attempt:
             original = run.device_id
             if task.replay_end_seq is None:
@@ -349,6 +398,16 @@ def _replay_inputs(
             else:
                 end = session.get_one(Checkpoint, (task.id, task.replay_end_seq))
                 value = TensorFingerprintBody.model_validate(end.fingerprint).core()
+        elif (
+            claim is not None
+            and restored is not None
+            and job.verify_rel_l2 is not None
+            and not trust.replay_start_agrees(claim, restored, job.verify_rel_l2)
+        ):
+            step, state = restored
+            digests[run.device_id] = f"start:{step}:{state.values_sha256}"
+            bad_start.add(run.device_id)
+            continue
         elif isinstance(run.result, dict) and run.result.get(REPLAY_STEP_KEY) == (
             task.replay_stop_step
         ):
@@ -358,7 +417,7 @@ def _replay_inputs(
         else:
             digests[run.device_id] = f"values:{value.values_sha256}"
             prints[run.device_id] = value
-    return digests, prints, original
+    return _ReplayAnswers(digests, prints, original, frozenset(bad_start))
 
 
 def _verdict(
@@ -367,8 +426,8 @@ def _verdict(
     job: Job,
     held: Sequence[tuple[TaskAttempt, int]],
     settings: Settings,
-) -> tuple[trust.Verdict, Judgement, str | None]:
-    """Return the verdict on the held results, its judgement, and a replay's original device."""
+) -> tuple[trust.Verdict, Judgement, _ReplayAnswers | None]:
+    """Return the verdict on the held results, its judgement, and a replay's answers."""
     assert task.quorum is not None  # set by the round's first result
     owners = {run.device_id: str(owner) for run, owner in held}
     most = max(settings.verify_max_results, task.quorum + 1)
@@ -382,18 +441,18 @@ def _verdict(
             rel_l2_max=job.verify_rel_l2,
         )
         return verdict, verdict.judgement, None
-    digests, prints, original = _replay_inputs(session, task, held)
+    answers = _replay_inputs(session, task, job, held)
     verdict = trust.judge_results(
-        digests,
+        answers.digests,
         owners,
         task.quorum,
         most,
-        fingerprints_by_device=prints,
+        fingerprints_by_device=answers.prints,
         rel_l2_max=job.verify_rel_l2,
     )
-    if original is None:
+    if answers.original is None:
         return verdict, verdict.judgement, None
-    return verdict, trust.replay_judgement(verdict, original), original
+    return verdict, trust.replay_judgement(verdict, answers.original), answers
 
 
 def judge(
@@ -417,8 +476,9 @@ def judge(
         if task.quorum > 1:
             _plan_replay(session, task, job, attempt)
     held = _held(session, task)
-    verdict, judgement, original = _verdict(session, task, job, held, settings)
+    verdict, judgement, answers = _verdict(session, task, job, held, settings)
     if verdict.judgement is Judgement.VERIFIED:
+        _spend_checkpoints(task)  # verified or refuted: no attempt resumes from them
         checked = task.quorum > 1
         kind = job_kind(job)
         for run, owner in held:
@@ -439,26 +499,40 @@ def judge(
             if not honest:
                 challenges.quarantine(
                     session.get_one(Device, run.device_id),
-                    f"returned a wrong result for task {task.id} (attempt {run.attempt}); "
-                    + (
-                        "devices of other owners agreed on another"
-                        if original is None
-                        else f"devices of other owners replayed {_segment(task)} and agreed "
-                        "on other tensors"
-                    ),
+                    _caught_reason(task, run, verdict, answers),
                     now_ts=now_ts,
                 )
         if judgement is Judgement.REFUTED:  # the replayers hold a segment, not a result
             task.quorum = None
             _clear_replay(task)
         else:  # the original's whole result, where a replay checked a segment of it
-            agreed = verdict.honest if original is None else {original}
+            agreed = verdict.honest if answers is None else {answers.original}
             first = next(run for run, _ in held if run.device_id in agreed)
             task.result = first.result
             task.result_sha256 = first.result_sha256
     elif verdict.judgement is Judgement.UNDECIDED:
         void_held(session, task, now_ts=now_ts)
     return judgement
+
+
+def _caught_reason(
+    task: Task, run: TaskAttempt, verdict: trust.Verdict, answers: _ReplayAnswers | None
+) -> str:
+    """Return why a device is quarantined for its result ``run`` (not among the honest)."""
+    said = f"returned a wrong result for task {task.id} (attempt {run.attempt}); "
+    if answers is None:
+        return said + "devices of other owners agreed on another"
+    if run.device_id == answers.original and verdict.honest <= answers.bad_start:
+        return said + (
+            f"devices of other owners restored its checkpoint {task.replay_start_seq} and "
+            "found another state than its mark claims"
+        )
+    return said + f"devices of other owners replayed {_segment(task)} and agreed on other tensors"
+
+
+def _spend_checkpoints(task: Task) -> None:
+    """Mark the task's checkpoints so far as serving no attempt: the sweeper removes them."""
+    task.spent_checkpoint_seq = task.checkpoint_seq
 
 
 def _segment(task: Task) -> str:
@@ -474,6 +548,7 @@ def void_held(session: Session, task: Task, *, now_ts: float) -> None:
         _close(session, job, (run, owner), VOID, now_ts)
     task.quorum = None
     _clear_replay(task)
+    _spend_checkpoints(task)  # it runs again from the start, or not at all
 
 
 def expire_holds(session: Session, *, now_ts: float, settings: Settings) -> int:
@@ -542,6 +617,7 @@ def _refund_waiting(session: Session, task: Task, *, now_ts: float, settings: Se
         _close(session, job, (run, owner), VOID, now_ts, kind="result_unverified")
     task.quorum = None
     _clear_replay(task)
+    _spend_checkpoints(task)  # it runs again from the start
     state = leasing.next_state(
         task.state, TaskEvent.REQUEUE, attempts_started=task.attempt, max_attempts=job.max_attempts
     )

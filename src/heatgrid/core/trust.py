@@ -46,6 +46,7 @@ __all__ = [
     "needs_replica",
     "relative_l2",
     "replay_judgement",
+    "replay_start_agrees",
     "spot_check_rate",
     "tensors_agree",
     "undetected_probability",
@@ -540,6 +541,35 @@ def replay_judgement(verdict: Verdict, original: str) -> Judgement:
     if verdict.judgement is Judgement.VERIFIED and original not in verdict.honest:
         return Judgement.REFUTED
     return verdict.judgement
+
+
+def replay_start_agrees(
+    claimed: tuple[int, TensorFingerprint],
+    restored: tuple[int, TensorFingerprint],
+    rel_l2_max: float,
+) -> bool:
+    """Return whether the state a replayer restored is the one the original's mark claims.
+
+    A segment replay resumes from the original device's checkpoint blob; the original's mark
+    of that checkpoint (its step and tensor fingerprint) is what the chain of marks vouches
+    for. A blob that holds another state (one whose own continuation agrees with the next
+    mark, skipping the work the mark claims) is caught here: the replayer reports the step
+    and fingerprint of what it restored, and they must be the mark's step and, within the
+    job's tolerance, its fingerprint (a restore is exact, so honest ones agree bit for bit).
+
+    Parameters
+    ----------
+    claimed : tuple of (int, TensorFingerprint)
+        The original's mark of the start checkpoint: step [steps] and fingerprint.
+    restored : tuple of (int, TensorFingerprint)
+        What the replayer restored from its blob: step [steps] and fingerprint.
+    rel_l2_max : float
+        The job's tolerance (``verify_rel_l2``) [dimensionless].
+    """
+    (claimed_step, claimed_print), (restored_step, restored_print) = claimed, restored
+    return claimed_step == restored_step and fingerprints_agree(
+        claimed_print, restored_print, rel_l2_max
+    )
 
 
 def relative_l2(a: npt.ArrayLike, b: npt.ArrayLike) -> float:

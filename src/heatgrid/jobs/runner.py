@@ -63,6 +63,7 @@ from heatgrid.protocol.jobs import (
 __all__ = [
     "DEFAULT_CORE_POWER_W",
     "MARK_SUFFIX",
+    "RESTORED_SUFFIX",
     "RunLimits",
     "TaskRunner",
     "latest_checkpoint",
@@ -81,6 +82,10 @@ _DUTY_PERIOD_S = 1.0
 MARK_SUFFIX: Final = ".mark.json"
 """Suffix of the file beside checkpoint ``N.ckpt`` that holds its step and fingerprint
 (:class:`~heatgrid.protocol.jobs.CheckpointMark`), when the task gave them."""
+RESTORED_SUFFIX: Final = ".restored.json"
+"""Suffix of the file ``N.restored.json`` that holds the step and fingerprint the task said the
+state it restored from checkpoint ``N`` holds (``ctx.restored``; a whole
+:class:`~heatgrid.protocol.jobs.CheckpointMark`), kept until the task's directory goes."""
 
 _KEEP_CHECKPOINTS = 2
 _CHUNK_BYTES = 1 << 20
@@ -338,6 +343,8 @@ class TaskRunner:
         self._duty = 1.0
         self._progress = TaskRunProgress(fraction=0.0)
         self._checkpoint_seq: int | None = None
+        self._restored_seq: int | None = None
+        self._restored_said = False
         self._checkpoint_count = 0
         self._final: dict[str, object] | None = None
         self._stop: tuple[RunState, str] | None = None
@@ -397,7 +404,7 @@ class TaskRunner:
             shutil.copyfile(source, target)  # a copy: the task cannot change the heater's
         latest = latest_checkpoint(self.checkpoint_dir)
         if latest is not None:
-            self._checkpoint_seq = latest[0]
+            self._checkpoint_seq = self._restored_seq = latest[0]
             shutil.copyfile(latest[1], control / RESTORE_FILE)
         task = {
             "task_index": self.task.task_index,
@@ -603,8 +610,32 @@ class TaskRunner:
                 self.on_progress(self._progress)
         elif kind == "checkpoint":
             self._collect_checkpoint(message, job_dir)
+        elif kind == "restored":
+            self._collect_restored(message)
         elif kind in {"result", "paused", "error"}:
             self._final = message
+
+    def _collect_restored(self, message: dict[str, object]) -> None:
+        """Keep what the task said of the state it restored, beside the checkpoints."""
+        seq = self._restored_seq
+        if seq is None:
+            self._stop_with("killed", "the task reported a restored state but restored none")
+            return
+        try:
+            mark = CheckpointMark.model_validate(
+                {key: message.get(key) for key in ("step", "fingerprint")}, strict=False
+            )
+        except ValidationError as error:
+            self._stop_with("killed", f"restored state: a malformed step or fingerprint: {error}")
+            return
+        if mark.step is None or mark.fingerprint is None:
+            self._stop_with("killed", "restored state: the step and the fingerprint are needed")
+            return
+        if self._restored_said:  # once per run: the state it started from
+            return
+        self._restored_said = True
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        (self.checkpoint_dir / f"{seq}{RESTORED_SUFFIX}").write_text(mark.model_dump_json())
 
     def _collect_checkpoint(self, message: dict[str, object], job_dir: Path) -> None:
         seq = message.get("seq")

@@ -227,6 +227,25 @@ class JobContext:
             return None
         return decode_checkpoint(self._latest.read_bytes())
 
+    def restored(self, *, step: int, fingerprint: Mapping[str, Any]) -> None:
+        """Say what the state :meth:`restore` returned holds, once the job has loaded it.
+
+        ``step`` is the training step it was saved after and ``fingerprint`` the
+        :meth:`tensor_fingerprint` of its tensors as loaded (``model.state_dict()``). A segment
+        replay's start is checked by them: the checkpoint another heater saved must hold the
+        state its mark claims (a checkpoint swapped for another state is caught).
+
+        Raises
+        ------
+        ValueError
+            No checkpoint was restored (the task started afresh), or ``step`` is negative.
+        """
+        if not self._seq or self._latest != self._control / RESTORE_FILE:
+            raise ValueError("ctx.restored: no checkpoint was restored (the task started afresh)")
+        if int(step) < 0:
+            raise ValueError(f"ctx.restored: step must be 0 or more, got {step!r}")
+        self._send({"type": "restored", "step": int(step), "fingerprint": dict(fingerprint)})
+
     def checkpoint(
         self,
         state: object,

@@ -27,6 +27,7 @@ from heatgrid.core.task_energy import EnergyMethod
 from heatgrid.protocol.challenge import ChallengeOrder
 from heatgrid.protocol.jobs import (
     ArtifactRef,
+    CheckpointMark,
     InputName,
     InputUrl,
     TensorFingerprintBody,
@@ -476,6 +477,12 @@ class TaskCompletion(_Message):
         at most :data:`~.values.MAX_JSON_DEPTH` deep, finite numbers, no NUL, valid Unicode.
         A ``tensor_fingerprint`` in it must be well formed
         (:class:`~heatgrid.protocol.jobs.TensorFingerprintBody`).
+    start_mark : CheckpointMark or None
+        The step and tensor fingerprint of the state the job restored from the lease's
+        ``checkpoint_seq`` (``ctx.restored``), both given; None: the attempt started afresh,
+        or its job does not say (an agent before it was sent sends none). A segment replay's
+        start is checked by it: the state another heater's checkpoint holds must be the one
+        that heater's mark claims.
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
@@ -483,12 +490,20 @@ class TaskCompletion(_Message):
     energy_j: Energy
     energy_method: EnergyMethod = "cpu_time_estimate"
     result: JsonObject
+    start_mark: CheckpointMark | None = None
 
     @field_validator("result")
     @classmethod
     def _fingerprint_well_formed(cls, result: dict[str, object]) -> dict[str, object]:
         result_fingerprint(result)  # a malformed fingerprint is refused here, not read later
         return result
+
+    @field_validator("start_mark")
+    @classmethod
+    def _start_mark_whole(cls, mark: CheckpointMark | None) -> CheckpointMark | None:
+        if mark is not None and (mark.step is None or mark.fingerprint is None):
+            raise ValueError("a start mark needs both its step and its fingerprint")
+        return mark
 
 
 class TaskFailure(_Message):

@@ -331,6 +331,9 @@ class Task(Base):
     """The original's checkpoint whose fingerprint a replay must reach (None: its result's)."""
     replay_stop_step: Mapped[int | None] = mapped_column(BigInteger)
     """The step a replay stops at, its end checkpoint's [steps] (None: run to the end)."""
+    spent_checkpoint_seq: Mapped[int | None] = mapped_column(Integer)
+    """Its checkpoints up to this number serve no attempt any more (its result was verified,
+    refuted or voided): the sweeper removes their blobs and rows. None: all may still serve."""
 
 
 class TaskAttempt(Base):
@@ -360,6 +363,9 @@ class TaskAttempt(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     result_sha256: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
     verdict: Mapped[str | None] = mapped_column(String(12))
+    start_mark: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The step and fingerprint of the state its job restored at its start, as reported with
+    its result (:class:`heatgrid.protocol.jobs.CheckpointMark`); None: none reported."""
 
 
 class Checkpoint(Base):
