@@ -1,13 +1,18 @@
 """Contract: the coordinator and the simulator's queue run one task lifecycle (core.leasing).
 
-One script of claims, progress, checkpoints, expiries, completions and failures on two devices
-and three tasks runs through the coordinator (its HTTP API on SQLite and PostgreSQL, with
+Scripts of claims, progress, checkpoints, expiries, completions and failures on two devices
+and three tasks run through the coordinator (its HTTP API on SQLite and PostgreSQL, with
 ``expire_leases`` run at the end of each step as its housekeeping does) and through
 :class:`heatgrid.sim.queue.TaskQueue` (candidates in its lock order, then
 :func:`heatgrid.core.scheduling.choose`, as the simulator's engine claims). Both must give the
 same claims, the same ended attempts with the same energy settled, and the same task states,
-attempts, progress, order and backoff after every step, under each scheduling policy. A
-simulator that requeues without backoff, the rule it had before, is caught.
+attempts, progress, order and backoff after every step, under each scheduling policy.
+:data:`LIFECYCLE` reaches every outcome at the default backoff; :data:`RETRIES` has backoffs
+longer than a step, doubling up to their cap, and the dead letter on a third attempt.
+
+Both sides end attempts by :func:`heatgrid.core.leasing.attempt_end`; a side given a drifted
+copy of it (no backoff and never the dead letter, the simulator's rules before; no cap on the
+backoff; a dead letter one attempt late), or of ``settled_energy_j``, is caught.
 
 Time: step ``k`` starts at ``t_k``. Claims, progress reports (which renew the lease) and
 failures happen at ``t_k``; leases are expired at ``t_{k+1}``. The simulator's lease lapses
@@ -40,23 +45,64 @@ STEP_S = 60.0
 LEASE_S = 3 * STEP_S
 TASK_J = 360_000.0
 CHECKPOINT_J = 90_000.0
-MAX_ATTEMPTS = 2
 PRIORITIES = (0, 1, 0)
 START_TS = T0_TS + STEP_S  # the tasks are submitted at T0_TS, T0_TS + 1 s, T0_TS + 2 s
 
-# Per step: devices that claim (in this order), power of each device [W], devices that fail.
-SCRIPT: tuple[tuple[tuple[int, ...], tuple[float, float], tuple[int, ...]], ...] = (
-    ((0, 1), (1500.0, 1000.0), ()),  # both claim; device 1 then falls silent
-    ((), (1500.0, 0.0), ()),
-    ((), (1500.0, 0.0), ()),
-    ((), (1500.0, 0.0), ()),  # device 0 completes; device 1's lease lapses (nothing saved)
-    ((0, 1), (1500.0, 0.0), ()),  # device 1 finds only a task in backoff
-    ((1,), (1000.0, 1500.0), (0,)),  # device 0 fails after a checkpoint and 60 kJ more
-    ((0,), (1500.0, 1500.0), ()),  # device 0 takes the failed task again: its last attempt
-    ((), (1000.0, 1500.0), (0,)),  # and fails it: dead letter
-    ((), (0.0, 1500.0), ()),  # device 1 completes
-    ((0, 1), (0.0, 0.0), ()),  # nothing is left to claim
+Step = tuple[tuple[int, ...], tuple[float, float], tuple[int, ...]]
+"""One step: devices that claim (in this order), power of each device [W], devices that fail."""
+
+
+@dataclass(frozen=True)
+class Script:
+    """A scripted sequence of steps and the retry rules both sides are given."""
+
+    name: str
+    steps: tuple[Step, ...]
+    max_attempts: int
+    retry_base_s: float = leasing.DEFAULT_RETRY_BASE_S
+    retry_max_s: float = leasing.DEFAULT_RETRY_MAX_S
+
+
+LIFECYCLE = Script(
+    "lifecycle",
+    (
+        ((0, 1), (1500.0, 1000.0), ()),  # both claim; device 1 then falls silent
+        ((), (1500.0, 0.0), ()),
+        ((), (1500.0, 0.0), ()),
+        ((), (1500.0, 0.0), ()),  # device 0 completes; device 1's lease lapses (nothing saved)
+        ((0, 1), (1500.0, 0.0), ()),  # device 1 finds only a task in backoff
+        ((1,), (1000.0, 1500.0), (0,)),  # device 0 fails after a checkpoint and 60 kJ more
+        ((0,), (1500.0, 1500.0), ()),  # device 0 takes the failed task again: its last attempt
+        ((), (1000.0, 1500.0), (0,)),  # and fails it: dead letter
+        ((), (0.0, 1500.0), ()),  # device 1 completes
+        ((0, 1), (0.0, 0.0), ()),  # nothing is left to claim
+    ),
+    max_attempts=2,
 )
+"""Every outcome once, at the default backoff (10 s, shorter than a step)."""
+
+RETRIES = Script(
+    "retries",
+    (
+        ((0, 1), (1500.0, 1500.0), (0,)),  # device 0 fails at its first checkpoint: 45 s
+        ((0,), (1500.0, 0.0), (0,)),  # it retakes the task, fails again: 90 s, capped at 75 s
+        ((0,), (1500.0, 0.0), ()),  # that task waits: device 0 gets the last one
+        ((), (1500.0, 0.0), ()),  # device 1's lease lapses after a checkpoint
+        ((1,), (1500.0, 1500.0), (1,)),  # device 1 takes the failed task's third attempt: dead
+        ((1,), (1500.0, 1500.0), (1,)),  # device 1 takes its lapsed task and fails it: 75 s
+        ((0, 1), (0.0, 0.0), ()),  # device 0 completed; the one task left waits: no claim
+        ((1,), (0.0, 1500.0), ()),  # device 1 takes it again, its third attempt
+        ((), (0.0, 1500.0), ()),  # and completes it
+        ((0, 1), (0.0, 0.0), ()),
+    ),
+    max_attempts=3,
+    retry_base_s=45.0,
+    retry_max_s=75.0,
+)
+"""Backoffs longer than a step: doubling, its cap, an expiry paid to its checkpoint, the dead
+letter on the third attempt."""
+
+SCRIPTS = (LIFECYCLE, RETRIES)
 
 
 @dataclass
@@ -91,8 +137,8 @@ def _claimant(device: int) -> Claimant:
     )
 
 
-def run_simulator(policy: str) -> Trace:
-    """Run the script through the simulator's queue."""
+def run_simulator(policy: str, script: Script) -> Trace:
+    """Run ``script`` through the simulator's queue."""
     count = len(PRIORITIES)
     jobs = Jobs(
         arrival_ts=T0_TS + np.arange(count, dtype=np.float64),
@@ -102,9 +148,16 @@ def run_simulator(policy: str) -> Trace:
         cpu_ok=np.zeros(count, dtype=np.bool_),
         min_vram_gb=np.zeros(count),
     )
-    queue = TaskQueue(jobs, 2, CHECKPOINT_J, max_attempts=MAX_ATTEMPTS)
+    queue = TaskQueue(
+        jobs,
+        2,
+        CHECKPOINT_J,
+        max_attempts=script.max_attempts,
+        retry_base_s=script.retry_base_s,
+        retry_max_s=script.retry_max_s,
+    )
     trace = Trace()
-    for step, (claiming, powers_w, failing) in enumerate(SCRIPT):
+    for step, (claiming, powers_w, failing) in enumerate(script.steps):
         now_ts = START_TS + step * STEP_S
         queue.arrive(now_ts)
         for device in claiming:
@@ -158,7 +211,7 @@ class _Lease:
 class _Side:
     """The coordinator as two racks and one submitter see it, through its API."""
 
-    def __init__(self, coordinator: Coordinator) -> None:
+    def __init__(self, coordinator: Coordinator, script: Script) -> None:
         self.coordinator = coordinator
         owner, submitter = coordinator.owner_key(), coordinator.submitter_key()
         self.headers: list[dict[str, str]] = []
@@ -180,7 +233,7 @@ class _Side:
             body = {
                 "name": f"job{index}",
                 "priority": priority,
-                "max_attempts": MAX_ATTEMPTS,
+                "max_attempts": script.max_attempts,
                 "checkpoint_every_j": CHECKPOINT_J,
                 "tasks": [{"task_input": {"n": index}, "energy_j": TASK_J}],
             }
@@ -242,14 +295,14 @@ class _Side:
         self.post(device, f"/tasks/{lease.task_id}/fail", json=body)
 
 
-def run_coordinator(coordinator: Coordinator) -> Trace:
-    """Run the script through the coordinator's API (and its expiry, as housekeeping runs it)."""
-    side = _Side(coordinator)
+def run_coordinator(coordinator: Coordinator, script: Script) -> Trace:
+    """Run ``script`` through the coordinator's API (and its expiry, as housekeeping runs it)."""
+    side = _Side(coordinator, script)
     settings = coordinator.app.state.settings
     engine = make_engine(coordinator.database_url)
     trace = Trace()
     try:
-        for step, (claiming, powers_w, failing) in enumerate(SCRIPT):
+        for step, (claiming, powers_w, failing) in enumerate(script.steps):
             coordinator.clock.now_ts = START_TS + step * STEP_S
             for device in claiming:
                 trace.claims.append((step, device, *side.claim(device)))
@@ -308,13 +361,20 @@ def policy(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=SCRIPTS, ids=[script.name for script in SCRIPTS])
+def script(request: pytest.FixtureRequest) -> Script:
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture
-def settings_overrides(policy: str) -> dict[str, Any]:
+def settings_overrides(policy: str, script: Script) -> dict[str, Any]:
     return {
         "rate_limit_per_s": 1e9,
         "rate_limit_burst": 1_000_000,
         "scheduling_policy": policy,
         "lease_s": LEASE_S,
+        "retry_base_s": script.retry_base_s,
+        "retry_max_s": script.retry_max_s,
     }
 
 
@@ -328,16 +388,24 @@ def _assert_same(coordinator_trace: Trace, simulator_trace: Trace) -> None:
 
 
 def test_the_coordinator_and_the_simulator_run_one_lifecycle(
-    coordinator: Coordinator, policy: str
+    coordinator: Coordinator, policy: str, script: Script
 ) -> None:
-    coordinator_trace = run_coordinator(coordinator)
-    simulator_trace = run_simulator(policy)
+    coordinator_trace = run_coordinator(coordinator, script)
+    simulator_trace = run_simulator(policy, script)
     _assert_same(coordinator_trace, simulator_trace)
-    # The script reaches every outcome: completed, expired, failed, and the dead letter.
+    # Each script reaches every outcome: completed, expired, failed, and the dead letter.
     outcomes = {outcome for _task, _attempt, outcome, _j in simulator_trace.ended}
     assert outcomes == {"completed", "expired", "failed"}
-    assert [row[0] for row in simulator_trace.steps[-1]].count("dead") == 1
+    last = simulator_trace.steps[-1]
+    assert [row[0] for row in last].count("dead") == 1
+    assert [row[1] for row in last if row[0] == "dead"] == [script.max_attempts]
     assert any(claim[2] is None for claim in simulator_trace.claims[:-2])  # a backoff refused
+    if script is RETRIES:  # 45 s after a first attempt, 90 s capped at 75 s after a second
+        assert {row[4] - START_TS for row in simulator_trace.steps[1] if row[0] == "queued"} == {
+            -58.0,  # the task never leased yet: ready since it was submitted
+            60.0 + 75.0,
+        }
+        assert ("expired", 90_000.0) in {(end[2], end[3]) for end in simulator_trace.ended}
 
 
 def _rules(**changes: Any) -> types.SimpleNamespace:
@@ -348,27 +416,73 @@ def _rules(**changes: Any) -> types.SimpleNamespace:
     return rules
 
 
-def test_the_contract_fails_when_the_simulator_skips_the_backoff(
-    coordinator: Coordinator, policy: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _drifted_attempt_end(**changes: Any) -> Any:
+    """core.leasing.attempt_end with some of its arguments changed: a drifted copy of it."""
+    rule = leasing.attempt_end
+
+    def attempt_end(*args: Any, **kwargs: Any) -> leasing.AttemptEnd:
+        return rule(*args, **{**kwargs, **changes})
+
+    return attempt_end
+
+
+def _no_backoff(*args: Any, **kwargs: Any) -> leasing.AttemptEnd:
     """The simulator's old rule: a lost task is claimable again at once."""
-    coordinator_trace = run_coordinator(coordinator)
-    no_backoff = _rules(retry_not_before_ts=lambda now_ts, _attempts, **_: now_ts)
-    monkeypatch.setattr(sim_queue, "leasing", no_backoff)
-    simulator_trace = run_simulator(policy)
+    end = leasing.attempt_end(*args, **kwargs)
+    if end.state is leasing.TaskState.QUEUED:
+        return end._replace(not_before_ts=kwargs["now_ts"])
+    return end
+
+
+SIMULATOR_DRIFTS = {
+    "no backoff": _no_backoff,
+    "never the dead letter": _drifted_attempt_end(max_attempts=1_000_000),
+    "no backoff cap": _drifted_attempt_end(retry_max_s=1e9),
+}
+"""Drifted copies of :func:`core.leasing.attempt_end` the simulator's queue might run."""
+
+
+@pytest.mark.parametrize("script", [RETRIES], ids=[RETRIES.name])
+@pytest.mark.parametrize("drift", SIMULATOR_DRIFTS)
+def test_the_contract_fails_when_the_simulator_ends_attempts_by_another_rule(
+    coordinator: Coordinator,
+    policy: str,
+    script: Script,
+    drift: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    coordinator_trace = run_coordinator(coordinator, script)
+    monkeypatch.setattr(sim_queue, "leasing", _rules(attempt_end=SIMULATOR_DRIFTS[drift]))
+    simulator_trace = run_simulator(policy, script)
     with pytest.raises(AssertionError):
         _assert_same(coordinator_trace, simulator_trace)
 
 
+@pytest.mark.parametrize("script", [RETRIES], ids=[RETRIES.name])
+def test_the_contract_fails_when_the_coordinator_gives_up_one_attempt_late(
+    coordinator: Coordinator, policy: str, script: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its per-task and set-based paths both given a dead letter one attempt late."""
+    late = _rules(attempt_end=_drifted_attempt_end(max_attempts=script.max_attempts + 1))
+    for module in (leases, completions):
+        monkeypatch.setattr(module, "leasing", late)
+    coordinator_trace = run_coordinator(coordinator, script)
+    monkeypatch.undo()
+    simulator_trace = run_simulator(policy, script)
+    with pytest.raises(AssertionError):
+        _assert_same(coordinator_trace, simulator_trace)
+
+
+@pytest.mark.parametrize("script", [LIFECYCLE], ids=[LIFECYCLE.name])  # a failure loses work
 def test_the_contract_fails_when_the_coordinator_pays_lost_work(
-    coordinator: Coordinator, policy: str, monkeypatch: pytest.MonkeyPatch
+    coordinator: Coordinator, policy: str, script: Script, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A coordinator that settles an expired or failed attempt's whole energy is caught."""
     pays_all = _rules(settled_energy_j=lambda _outcome, energy_j, _checkpointed_j: energy_j)
     for module in (leases, completions):  # the per-task and the set-based path
         monkeypatch.setattr(module, "leasing", pays_all)
-    coordinator_trace = run_coordinator(coordinator)
+    coordinator_trace = run_coordinator(coordinator, script)
     monkeypatch.undo()
-    simulator_trace = run_simulator(policy)
+    simulator_trace = run_simulator(policy, script)
     with pytest.raises(AssertionError):
         _assert_same(coordinator_trace, simulator_trace)

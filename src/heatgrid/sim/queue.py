@@ -1,7 +1,9 @@
 """The simulated coordinator's task queue and leases, on the coordinator's own rules.
 
-Every move of a task is :func:`heatgrid.core.leasing.next_state`, as in
-:mod:`heatgrid.coordinator.leases` (``tests/contract/`` runs one script through both):
+Every move of a task is :func:`heatgrid.core.leasing.next_state`, and where an ended attempt
+leaves its task is :func:`heatgrid.core.leasing.attempt_end`, as in
+:mod:`heatgrid.coordinator.leases` and :mod:`heatgrid.coordinator.completions`
+(``tests/contract/test_leasing.py`` runs the same scripts through both):
 
 * A task is queued when it arrives, leased to a device that claims it (candidates in
   :func:`heatgrid.core.leasing.candidate_order`, among those ready, then the policy,
@@ -184,34 +186,38 @@ class TaskQueue:
         self.running_by_submitter[f"s{int(self.jobs.submitter[index])}"] -= 1
 
     def _end(self, index: int, event: TaskEvent, now_ts: float) -> float:
-        """End task ``index``'s attempt with ``event``; return the energy lost [J]."""
+        """End task ``index``'s attempt with ``event`` at ``now_ts``; return the energy lost [J].
+
+        Where the task goes (requeued after a backoff, the dead letter, completed) is
+        :func:`heatgrid.core.leasing.attempt_end`, the coordinator's own rule.
+        """
         outcome = leasing.EVENT_OUTCOME[event]
         start_j = float(self.attempt_start_j[index])
         energy_j = float(self.progress_j[index]) - start_j
         settled_j = leasing.settled_energy_j(
             outcome, energy_j, float(self.checkpoint_j[index]) - start_j
         )
-        self.ended.append(
-            EndedAttempt(index, int(self.attempts[index]), outcome, energy_j, settled_j)
-        )
+        attempt = int(self.attempts[index])
+        self.ended.append(EndedAttempt(index, attempt, outcome, energy_j, settled_j))
         self.progress_j[index] = start_j + settled_j
         self._release(index)
-        state = leasing.next_state(
+        end = leasing.attempt_end(
             self.state[index],
             event,
-            attempts_started=int(self.attempts[index]),
+            now_ts=now_ts,
+            attempts_started=attempt,  # the simulator's devices never hand a task back
             max_attempts=self.max_attempts,
+            retry_base_s=self.retry_base_s,
+            retry_max_s=self.retry_max_s,
         )
-        self.state[index] = state
-        if state is TaskState.QUEUED:
-            self.not_before_ts[index] = leasing.retry_not_before_ts(
-                now_ts,
-                int(self.attempts[index]),
-                retry_base_s=self.retry_base_s,
-                retry_max_s=self.retry_max_s,
-            )
+        self.state[index] = end.state
+        if end.not_before_ts is not None:
+            self.not_before_ts[index] = end.not_before_ts
+        if end.state is TaskState.QUEUED:
             self._enqueue(index)
-        elif state is TaskState.DEAD:
+        elif end.state is TaskState.COMPLETED and end.ended_ts is not None:
+            self.done_ts[index] = end.ended_ts
+        elif end.state is TaskState.DEAD:
             self.dead += 1
         lost_j = energy_j - settled_j
         self.lost_j += lost_j
@@ -251,9 +257,8 @@ class TaskQueue:
         )
         finished = (power > 0.0) & (spent_j >= left_j)
         for position in np.flatnonzero(finished):
-            index = int(tasks[position])
-            self.done_ts[index] = now_ts + float(left_j[position] / power[position])
-            self._end(index, TaskEvent.COMPLETE, float(self.done_ts[index]))
+            done_ts = now_ts + float(left_j[position] / power[position])
+            self._end(int(tasks[position]), TaskEvent.COMPLETE, done_ts)
         idle = power <= 0.0
         self.zero_power_s[devices] = np.where(idle, self.zero_power_s[devices] + step_s, 0.0)
         return used_j
