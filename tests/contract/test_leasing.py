@@ -22,7 +22,6 @@ after ``lease_s`` of zero power, the coordinator's ``lease_s`` after the last ne
 
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +39,7 @@ from heatgrid.sim.jobs import Jobs
 from heatgrid.sim.queue import TaskQueue
 
 from ..coordinator.conftest import T0_TS, Coordinator
+from .drift import drifted
 
 STEP_S = 60.0
 LEASE_S = 3 * STEP_S
@@ -408,14 +408,6 @@ def test_the_coordinator_and_the_simulator_run_one_lifecycle(
         assert ("expired", 90_000.0) in {(end[2], end[3]) for end in simulator_trace.ended}
 
 
-def _rules(**changes: Any) -> types.SimpleNamespace:
-    """core.leasing with some functions replaced: one side's copy of the rules."""
-    rules = types.SimpleNamespace(**{name: getattr(leasing, name) for name in dir(leasing)})
-    for name, value in changes.items():
-        setattr(rules, name, value)
-    return rules
-
-
 def _drifted_attempt_end(**changes: Any) -> Any:
     """core.leasing.attempt_end with some of its arguments changed: a drifted copy of it."""
     rule = leasing.attempt_end
@@ -452,7 +444,7 @@ def test_the_contract_fails_when_the_simulator_ends_attempts_by_another_rule(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     coordinator_trace = run_coordinator(coordinator, script)
-    monkeypatch.setattr(sim_queue, "leasing", _rules(attempt_end=SIMULATOR_DRIFTS[drift]))
+    monkeypatch.setattr(sim_queue, "leasing", drifted(leasing, attempt_end=SIMULATOR_DRIFTS[drift]))
     simulator_trace = run_simulator(policy, script)
     with pytest.raises(AssertionError):
         _assert_same(coordinator_trace, simulator_trace)
@@ -463,7 +455,7 @@ def test_the_contract_fails_when_the_coordinator_gives_up_one_attempt_late(
     coordinator: Coordinator, policy: str, script: Script, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its per-task and set-based paths both given a dead letter one attempt late."""
-    late = _rules(attempt_end=_drifted_attempt_end(max_attempts=script.max_attempts + 1))
+    late = drifted(leasing, attempt_end=_drifted_attempt_end(max_attempts=script.max_attempts + 1))
     for module in (leases, completions):
         monkeypatch.setattr(module, "leasing", late)
     coordinator_trace = run_coordinator(coordinator, script)
@@ -478,7 +470,9 @@ def test_the_contract_fails_when_the_coordinator_pays_lost_work(
     coordinator: Coordinator, policy: str, script: Script, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A coordinator that settles an expired or failed attempt's whole energy is caught."""
-    pays_all = _rules(settled_energy_j=lambda _outcome, energy_j, _checkpointed_j: energy_j)
+    pays_all = drifted(
+        leasing, settled_energy_j=lambda _outcome, energy_j, _checkpointed_j: energy_j
+    )
     for module in (leases, completions):  # the per-task and the set-based path
         monkeypatch.setattr(module, "leasing", pays_all)
     coordinator_trace = run_coordinator(coordinator, script)
