@@ -48,8 +48,9 @@ CHECKPOINT_J = 90_000.0
 PRIORITIES = (0, 1, 0)
 START_TS = T0_TS + STEP_S  # the tasks are submitted at T0_TS, T0_TS + 1 s, T0_TS + 2 s
 
-Step = tuple[tuple[int, ...], tuple[float, float], tuple[int, ...]]
-"""One step: devices that claim (in this order), power of each device [W], devices that fail."""
+Step = tuple[tuple[int, ...], tuple[float, float], tuple[int, ...], tuple[int, ...]]
+"""One step: devices that claim (in this order), power of each device [W], devices that fail,
+devices offline (they send nothing; an online device without power keeps its lease)."""
 
 
 @dataclass(frozen=True)
@@ -61,21 +62,23 @@ class Script:
     max_attempts: int
     retry_base_s: float = leasing.DEFAULT_RETRY_BASE_S
     retry_max_s: float = leasing.DEFAULT_RETRY_MAX_S
+    pause_after_s: float = leasing.DEFAULT_PAUSE_AFTER_S
+    hand_back_after_s: float = leasing.DEFAULT_HAND_BACK_AFTER_S
 
 
 LIFECYCLE = Script(
     "lifecycle",
     (
-        ((0, 1), (1500.0, 1000.0), ()),  # both claim; device 1 then falls silent
-        ((), (1500.0, 0.0), ()),
-        ((), (1500.0, 0.0), ()),
-        ((), (1500.0, 0.0), ()),  # device 0 completes; device 1's lease lapses (nothing saved)
-        ((0, 1), (1500.0, 0.0), ()),  # device 1 finds only a task in backoff
-        ((1,), (1000.0, 1500.0), (0,)),  # device 0 fails after a checkpoint and 60 kJ more
-        ((0,), (1500.0, 1500.0), ()),  # device 0 takes the failed task again: its last attempt
-        ((), (1000.0, 1500.0), (0,)),  # and fails it: dead letter
-        ((), (0.0, 1500.0), ()),  # device 1 completes
-        ((0, 1), (0.0, 0.0), ()),  # nothing is left to claim
+        ((0, 1), (1500.0, 1000.0), (), ()),  # both claim; device 1 then goes offline
+        ((), (1500.0, 0.0), (), (1,)),
+        ((), (1500.0, 0.0), (), (1,)),
+        ((), (1500.0, 0.0), (), (1,)),  # device 0 completes; device 1's lease lapses (no save)
+        ((0, 1), (1500.0, 0.0), (), ()),  # device 1 finds only a task in backoff
+        ((1,), (1000.0, 1500.0), (0,), ()),  # device 0 fails after a checkpoint and 60 kJ more
+        ((0,), (1500.0, 1500.0), (), ()),  # device 0 retakes the failed task: its last attempt
+        ((), (1000.0, 1500.0), (0,), ()),  # and fails it: dead letter
+        ((), (0.0, 1500.0), (), ()),  # device 1 completes
+        ((0, 1), (0.0, 0.0), (), ()),  # nothing is left to claim
     ),
     max_attempts=2,
 )
@@ -84,16 +87,16 @@ LIFECYCLE = Script(
 RETRIES = Script(
     "retries",
     (
-        ((0, 1), (1500.0, 1500.0), (0,)),  # device 0 fails at its first checkpoint: 45 s
-        ((0,), (1500.0, 0.0), (0,)),  # it retakes the task, fails again: 90 s, capped at 75 s
-        ((0,), (1500.0, 0.0), ()),  # that task waits: device 0 gets the last one
-        ((), (1500.0, 0.0), ()),  # device 1's lease lapses after a checkpoint
-        ((1,), (1500.0, 1500.0), (1,)),  # device 1 takes the failed task's third attempt: dead
-        ((1,), (1500.0, 1500.0), (1,)),  # device 1 takes its lapsed task and fails it: 75 s
-        ((0, 1), (0.0, 0.0), ()),  # device 0 completed; the one task left waits: no claim
-        ((1,), (0.0, 1500.0), ()),  # device 1 takes it again, its third attempt
-        ((), (0.0, 1500.0), ()),  # and completes it
-        ((0, 1), (0.0, 0.0), ()),
+        ((0, 1), (1500.0, 1500.0), (0,), ()),  # device 0 fails at a checkpoint: 45 s
+        ((0,), (1500.0, 0.0), (0,), (1,)),  # it retakes and fails it: 90 s, capped at 75 s
+        ((0,), (1500.0, 0.0), (), (1,)),  # that task waits: device 0 gets the last one
+        ((), (1500.0, 0.0), (), (1,)),  # device 1 (offline since step 1) loses its lease
+        ((1,), (1500.0, 1500.0), (1,), ()),  # device 1 fails the failed task's third try: dead
+        ((1,), (1500.0, 1500.0), (1,), ()),  # device 1 takes its lapsed task and fails it: 75 s
+        ((0, 1), (0.0, 0.0), (), ()),  # device 0 completed; the one task left waits: no claim
+        ((1,), (0.0, 1500.0), (), ()),  # device 1 takes it again, its third attempt
+        ((), (0.0, 1500.0), (), ()),  # and completes it
+        ((0, 1), (0.0, 0.0), (), ()),
     ),
     max_attempts=3,
     retry_base_s=45.0,
@@ -102,7 +105,30 @@ RETRIES = Script(
 """Backoffs longer than a step: doubling, its cap, an expiry paid to its checkpoint, the dead
 letter on the third attempt."""
 
-SCRIPTS = (LIFECYCLE, RETRIES)
+HAND_BACK = Script(
+    "hand-back",
+    (
+        ((0, 1), (1500.0, 1000.0), (), ()),  # both claim; device 1's room turns warm
+        ((), (1500.0, 0.0), (), ()),
+        ((), (1500.0, 0.0), (), ()),  # device 1's task pauses: a checkpoint at 60 kJ
+        ((), (1500.0, 0.0), (), ()),  # device 0 completes
+        ((), (0.0, 0.0), (), ()),  # device 1 hands its task back: ready at once, not counted
+        ((0,), (1500.0, 0.0), (0,), ()),  # device 0 resumes it from 60 kJ and fails: requeued
+        ((1, 0), (1500.0, 1500.0), (), ()),  # device 1 retakes it: its second counted attempt
+        ((), (1500.0, 1000.0), (1,), ()),  # and fails it: dead letter
+        ((), (1500.0, 0.0), (), ()),
+        ((), (1500.0, 0.0), (), ()),  # device 0 completes
+        ((0, 1), (0.0, 0.0), (), ()),
+    ),
+    max_attempts=2,
+    pause_after_s=2 * STEP_S,
+    hand_back_after_s=4 * STEP_S,
+)
+"""A heater whose room turns warm pauses its task (a checkpoint) and hands it back: the task is
+claimable at once, the hand-back is paid to that checkpoint and is not counted against the
+job's attempts."""
+
+SCRIPTS = (LIFECYCLE, RETRIES, HAND_BACK)
 
 
 @dataclass
@@ -155,9 +181,11 @@ def run_simulator(policy: str, script: Script) -> Trace:
         max_attempts=script.max_attempts,
         retry_base_s=script.retry_base_s,
         retry_max_s=script.retry_max_s,
+        pause_after_s=script.pause_after_s,
+        hand_back_after_s=script.hand_back_after_s,
     )
     trace = Trace()
-    for step, (claiming, powers_w, failing) in enumerate(script.steps):
+    for step, (claiming, powers_w, failing, offline) in enumerate(script.steps):
         now_ts = START_TS + step * STEP_S
         queue.arrive(now_ts)
         for device in claiming:
@@ -172,7 +200,8 @@ def run_simulator(policy: str, script: Script) -> Trace:
             trace.claims.append(
                 (step, device, got, None if got is None else int(queue.attempts[index]))
             )
-        queue.run(np.array(powers_w), now_ts, STEP_S)
+        online = np.array([device not in offline for device in range(2)])
+        queue.run(np.array(powers_w), now_ts, STEP_S, online=online)
         for device in failing:
             if queue.task_of[device] >= 0:
                 queue.fail(device, now_ts)
@@ -206,6 +235,8 @@ class _Lease:
     attempt: int
     start_j: float
     energy_j: float = 0.0
+    unpowered_s: float = 0.0
+    paused: bool = False
 
 
 class _Side:
@@ -270,6 +301,7 @@ class _Side:
         left_j = TASK_J - lease.start_j - lease.energy_j
         previous_j = lease.start_j + lease.energy_j
         lease.energy_j += min(energy_j, left_j)
+        lease.unpowered_s, lease.paused = 0.0, False
         task = f"/tasks/{lease.task_id}"
         if energy_j >= left_j:
             body = {"attempt": lease.attempt, "energy_j": lease.energy_j, "result": {"ok": 1}}
@@ -278,16 +310,55 @@ class _Side:
             return
         saved_j = (lease.start_j + lease.energy_j) // CHECKPOINT_J * CHECKPOINT_J
         if saved_j > previous_j // CHECKPOINT_J * CHECKPOINT_J:  # the agent saves a checkpoint
-            self.post(
-                device,
-                f"{task}/checkpoint",
-                params={"attempt": lease.attempt, "energy_j": saved_j - lease.start_j},
-                content=f"{lease.task_id}@{saved_j}".encode(),
-                headers={"Content-Type": "application/octet-stream"},
-            )
+            self.checkpoint(device, saved_j)
         self.post(
             device, f"{task}/progress", json={"attempt": lease.attempt, "energy_j": lease.energy_j}
         )
+
+    def checkpoint(self, device: int, saved_j: float) -> None:
+        lease = self.leases[device]
+        self.post(
+            device,
+            f"/tasks/{lease.task_id}/checkpoint",
+            params={"attempt": lease.attempt, "energy_j": saved_j - lease.start_j},
+            content=f"{lease.task_id}@{saved_j}".encode(),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    def report(
+        self, powers_w: tuple[float, float], failing: tuple[int, ...], offline: tuple[int, ...]
+    ) -> None:
+        """A step's news from the online devices that hold a lease, at its start."""
+        for device, power_w in enumerate(powers_w):
+            if device in self.leases and device not in offline:
+                if power_w > 0.0:
+                    self.burn(device, power_w * STEP_S)
+                else:
+                    self.idle(device)
+        for device in failing:
+            if device in self.leases:
+                self.fail(device)
+
+    def end_step(self, offline: tuple[int, ...], script: Script) -> None:
+        """At a step's end: the agents' own rules for a task without power (core.leasing)."""
+        for device in list(self.leases):
+            lease = self.leases[device]
+            if device in offline or lease.unpowered_s == 0.0:
+                continue
+            if leasing.pauses(lease.unpowered_s, script.pause_after_s) and not lease.paused:
+                lease.paused = True
+                self.checkpoint(device, lease.start_j + lease.energy_j)
+            if leasing.hands_back(lease.unpowered_s, script.hand_back_after_s):
+                del self.leases[device]
+                body = {"attempt": lease.attempt, "energy_j": lease.energy_j, "reason": "warm"}
+                self.post(device, f"/tasks/{lease.task_id}/hand-back", json=body)
+
+    def idle(self, device: int) -> None:
+        """A step without power, online: the agent's heartbeats keep its lease."""
+        lease = self.leases[device]
+        lease.unpowered_s += STEP_S
+        body = {"attempt": lease.attempt, "energy_j": lease.energy_j}
+        self.post(device, f"/tasks/{lease.task_id}/progress", json=body)
 
     def fail(self, device: int) -> None:
         lease = self.leases.pop(device)
@@ -302,17 +373,13 @@ def run_coordinator(coordinator: Coordinator, script: Script) -> Trace:
     engine = make_engine(coordinator.database_url)
     trace = Trace()
     try:
-        for step, (claiming, powers_w, failing) in enumerate(script.steps):
+        for step, (claiming, powers_w, failing, offline) in enumerate(script.steps):
             coordinator.clock.now_ts = START_TS + step * STEP_S
             for device in claiming:
                 trace.claims.append((step, device, *side.claim(device)))
-            for device, power_w in enumerate(powers_w):
-                if power_w > 0.0 and device in side.leases:
-                    side.burn(device, power_w * STEP_S)
-            for device in failing:
-                if device in side.leases:
-                    side.fail(device)
+            side.report(powers_w, failing, offline)
             coordinator.clock.advance(STEP_S)
+            side.end_step(offline, script)
             with make_session_factory(engine)() as session:
                 leases.expire_leases(session, now_ts=coordinator.clock(), settings=settings)
                 for device in list(side.leases):  # a lapsed lease is gone for its device
@@ -393,19 +460,28 @@ def test_the_coordinator_and_the_simulator_run_one_lifecycle(
     coordinator_trace = run_coordinator(coordinator, script)
     simulator_trace = run_simulator(policy, script)
     _assert_same(coordinator_trace, simulator_trace)
-    # Each script reaches every outcome: completed, expired, failed, and the dead letter.
-    outcomes = {outcome for _task, _attempt, outcome, _j in simulator_trace.ended}
-    assert outcomes == {"completed", "expired", "failed"}
+    ended = {(end[2], end[3]) for end in simulator_trace.ended}
+    outcomes = {outcome for outcome, _j in ended}
     last = simulator_trace.steps[-1]
     assert [row[0] for row in last].count("dead") == 1
-    assert [row[1] for row in last if row[0] == "dead"] == [script.max_attempts]
+    dead_attempts = [row[1] for row in last if row[0] == "dead"]
+    if script is HAND_BACK:
+        assert outcomes == {"completed", "handed_back", "failed"}
+        assert ("handed_back", 60_000.0) in ended  # paid to the checkpoint of its pause
+        handed_back = [row for row in simulator_trace.steps[4] if row[:2] == ("queued", 1)]
+        assert [row[4] for row in handed_back] == [START_TS + 5 * STEP_S]  # ready at once
+        assert dead_attempts == [script.max_attempts + 1]  # the hand-back is not counted
+        return
+    # The other scripts reach every other outcome: completed, expired, failed, the dead letter.
+    assert outcomes == {"completed", "expired", "failed"}
+    assert dead_attempts == [script.max_attempts]
     assert any(claim[2] is None for claim in simulator_trace.claims[:-2])  # a backoff refused
     if script is RETRIES:  # 45 s after a first attempt, 90 s capped at 75 s after a second
         assert {row[4] - START_TS for row in simulator_trace.steps[1] if row[0] == "queued"} == {
             -58.0,  # the task never leased yet: ready since it was submitted
             60.0 + 75.0,
         }
-        assert ("expired", 90_000.0) in {(end[2], end[3]) for end in simulator_trace.ended}
+        assert ("expired", 90_000.0) in ended
 
 
 def _drifted_attempt_end(**changes: Any) -> Any:
@@ -426,17 +502,36 @@ def _no_backoff(*args: Any, **kwargs: Any) -> leasing.AttemptEnd:
     return end
 
 
-SIMULATOR_DRIFTS = {
-    "no backoff": _no_backoff,
-    "never the dead letter": _drifted_attempt_end(max_attempts=1_000_000),
-    "no backoff cap": _drifted_attempt_end(retry_max_s=1e9),
+DRIFT_POLICY = ["heat-aware"]
+"""The drift tests run one policy: the lifecycle test shows both policies' runs equal."""
+
+
+def _never(value_s: Any, _setting_s: float) -> Any:
+    return value_s < 0.0  # False, or an array of False
+
+
+SIMULATOR_DRIFTS: dict[str, tuple[Script, dict[str, Any]]] = {
+    "no backoff": (RETRIES, {"attempt_end": _no_backoff}),
+    "never the dead letter": (RETRIES, {"attempt_end": _drifted_attempt_end(max_attempts=10**6)}),
+    "no backoff cap": (RETRIES, {"attempt_end": _drifted_attempt_end(retry_max_s=1e9)}),
+    "hand-backs counted": (
+        HAND_BACK,
+        {"counted_attempts": lambda attempt, _back, _outcome: attempt},
+    ),
+    "no pause checkpoint": (HAND_BACK, {"pauses": _never}),
+    "a warm room keeps its task": (HAND_BACK, {"hands_back": _never}),
 }
-"""Drifted copies of :func:`core.leasing.attempt_end` the simulator's queue might run."""
+"""Drifted copies of core.leasing's rules the simulator's queue might run, with the script that
+shows each."""
 
 
-@pytest.mark.parametrize("script", [RETRIES], ids=[RETRIES.name])
-@pytest.mark.parametrize("drift", SIMULATOR_DRIFTS)
-def test_the_contract_fails_when_the_simulator_ends_attempts_by_another_rule(
+@pytest.mark.parametrize("policy", DRIFT_POLICY)
+@pytest.mark.parametrize(
+    ("script", "drift"),
+    [(script, name) for name, (script, _changes) in SIMULATOR_DRIFTS.items()],
+    ids=list(SIMULATOR_DRIFTS),
+)
+def test_the_contract_fails_when_the_simulator_runs_another_rule(
     coordinator: Coordinator,
     policy: str,
     script: Script,
@@ -444,12 +539,14 @@ def test_the_contract_fails_when_the_simulator_ends_attempts_by_another_rule(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     coordinator_trace = run_coordinator(coordinator, script)
-    monkeypatch.setattr(sim_queue, "leasing", drifted(leasing, attempt_end=SIMULATOR_DRIFTS[drift]))
+    _assert_same(coordinator_trace, run_simulator(policy, script))  # undrifted, the same
+    monkeypatch.setattr(sim_queue, "leasing", drifted(leasing, **SIMULATOR_DRIFTS[drift][1]))
     simulator_trace = run_simulator(policy, script)
     with pytest.raises(AssertionError):
         _assert_same(coordinator_trace, simulator_trace)
 
 
+@pytest.mark.parametrize("policy", DRIFT_POLICY)
 @pytest.mark.parametrize("script", [RETRIES], ids=[RETRIES.name])
 def test_the_contract_fails_when_the_coordinator_gives_up_one_attempt_late(
     coordinator: Coordinator, policy: str, script: Script, monkeypatch: pytest.MonkeyPatch
@@ -465,6 +562,7 @@ def test_the_contract_fails_when_the_coordinator_gives_up_one_attempt_late(
         _assert_same(coordinator_trace, simulator_trace)
 
 
+@pytest.mark.parametrize("policy", DRIFT_POLICY)
 @pytest.mark.parametrize("script", [LIFECYCLE], ids=[LIFECYCLE.name])  # a failure loses work
 def test_the_contract_fails_when_the_coordinator_pays_lost_work(
     coordinator: Coordinator, policy: str, script: Script, monkeypatch: pytest.MonkeyPatch
@@ -475,6 +573,22 @@ def test_the_contract_fails_when_the_coordinator_pays_lost_work(
     )
     for module in (leases, completions):  # the per-task and the set-based path
         monkeypatch.setattr(module, "leasing", pays_all)
+    coordinator_trace = run_coordinator(coordinator, script)
+    monkeypatch.undo()
+    simulator_trace = run_simulator(policy, script)
+    with pytest.raises(AssertionError):
+        _assert_same(coordinator_trace, simulator_trace)
+
+
+@pytest.mark.parametrize("policy", DRIFT_POLICY)
+@pytest.mark.parametrize("script", [HAND_BACK], ids=[HAND_BACK.name])
+def test_the_contract_fails_when_the_coordinator_counts_hand_backs(
+    coordinator: Coordinator, policy: str, script: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its per-task and set-based paths both counting handed-back attempts as spent."""
+    counts_all = drifted(leasing, counted_attempts=lambda attempt, _back, _outcome: attempt)
+    for module in (leases, completions):
+        monkeypatch.setattr(module, "leasing", counts_all)
     coordinator_trace = run_coordinator(coordinator, script)
     monkeypatch.undo()
     simulator_trace = run_simulator(policy, script)
