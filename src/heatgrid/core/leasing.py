@@ -64,6 +64,7 @@ from heatgrid.core.trust import Judgement
 __all__ = [
     "CANDIDATE_ORDER",
     "DEFAULT_HAND_BACK_AFTER_S",
+    "DEFAULT_LEASE_S",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_PAUSE_AFTER_S",
     "DEFAULT_RETRY_BASE_S",
@@ -103,6 +104,8 @@ DEFAULT_RETRY_BASE_S = 10.0
 """Backoff after a task's first failed or expired attempt [s]; it doubles with each attempt."""
 DEFAULT_RETRY_MAX_S = 600.0
 """Longest backoff [s]."""
+DEFAULT_LEASE_S = 300.0
+"""How long a lease holds without news from its device (heartbeats, progress) [s]."""
 DEFAULT_PAUSE_AFTER_S = 300.0
 """A heater's task left without power this long is asked to checkpoint and stop [s]."""
 DEFAULT_HAND_BACK_AFTER_S = 1800.0

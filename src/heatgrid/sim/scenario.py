@@ -20,6 +20,7 @@ from heatgrid.core.errors import InputError, require_finite, require_non_negativ
 from heatgrid.core.heat_value import HEATING_ALTERNATIVES
 from heatgrid.core.leasing import (
     DEFAULT_HAND_BACK_AFTER_S,
+    DEFAULT_LEASE_S,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PAUSE_AFTER_S,
     DEFAULT_RETRY_BASE_S,
@@ -224,7 +225,8 @@ class Scenario:
     comfort_band_k : float
         Comfort band half-width around the setpoint [K], > 0; time outside it counts.
     lease_s : float
-        A device offline this long (its heartbeats stop) loses its lease [s], > 0.
+        A device offline this long (its heartbeats stop) loses its lease [s], > 0 (the
+        coordinator's default).
     pause_after_s, hand_back_after_s : float
         A heater's task left without power (its room warm) this long is checkpointed, and this
         long is handed back, to be claimed again at once [s], >= 0 and > 0 (the agent's
@@ -277,7 +279,7 @@ class Scenario:
     share_1r1c: float = 0.3
     away_share: float = 0.4
     comfort_band_k: float = 1.0
-    lease_s: float = 900.0
+    lease_s: float = DEFAULT_LEASE_S
     pause_after_s: float = DEFAULT_PAUSE_AFTER_S
     hand_back_after_s: float = DEFAULT_HAND_BACK_AFTER_S
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
