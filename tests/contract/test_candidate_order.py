@@ -3,7 +3,8 @@
 The coordinator orders candidates in SQL (:func:`heatgrid.coordinator.leases.candidate_order_by`,
 generated from :func:`heatgrid.core.leasing.candidate_order`), the simulator in Python
 (:func:`heatgrid.core.leasing.candidate_sort_key`). On random tasks with many ties in priority
-and age, the database's order equals sorting by the key, on SQLite and PostgreSQL.
+and age, the database's order equals sorting by the key, on SQLite and PostgreSQL. A
+coordinator whose columns drift from core's (its tie-break on the task id reversed) is caught.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from heatgrid.core import leasing
 from heatgrid.core.scheduling import QueuedTask
 
 from ..coordinator.conftest import Coordinator
+from .drift import drifted
 
 TASKS = 300
 
@@ -81,11 +83,8 @@ def _queued(task: Task) -> QueuedTask:
     )
 
 
-@pytest.mark.parametrize("policy", ["heat-aware", "fifo"])
-def test_the_database_orders_candidates_by_the_core_key(
-    coordinator: Coordinator, policy: str
-) -> None:
-    _fill(coordinator, seed=len(policy))
+def _orders(coordinator: Coordinator, policy: str) -> tuple[list[str], list[str]]:
+    """Return the queued tasks' ids in the SQL order and sorted by core's key."""
     engine = make_engine(coordinator.database_url)
     try:
         with make_session_factory(engine)() as session:
@@ -100,7 +99,31 @@ def test_the_database_orders_candidates_by_the_core_key(
             )
     finally:
         engine.dispose()
-    assert len(in_sql) == TASKS
-    assert in_sql == [task.id for task in by_key]
     # The data exercise every column: ties in priority and age are broken by id.
     assert len({(t.priority, t.queued_ts) for t in rows}) < TASKS / 5
+    return in_sql, [task.id for task in by_key]
+
+
+@pytest.mark.parametrize("policy", ["heat-aware", "fifo"])
+def test_the_database_orders_candidates_by_the_core_key(
+    coordinator: Coordinator, policy: str
+) -> None:
+    _fill(coordinator, seed=len(policy))
+    in_sql, by_key = _orders(coordinator, policy)
+    assert len(in_sql) == TASKS
+    assert in_sql == by_key
+
+
+@pytest.mark.parametrize("policy", ["heat-aware", "fifo"])
+def test_the_contract_fails_when_the_coordinator_breaks_ties_otherwise(
+    coordinator: Coordinator, policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def ties_reversed(name: str) -> tuple[leasing.SortColumn, ...]:
+        *columns, by_id = leasing.candidate_order(name)
+        return (*columns, by_id._replace(descending=True))
+
+    monkeypatch.setattr(leases, "leasing", drifted(leasing, candidate_order=ties_reversed))
+    _fill(coordinator, seed=len(policy))
+    in_sql, by_key = _orders(coordinator, policy)
+    assert sorted(in_sql) == sorted(by_key)
+    assert in_sql != by_key

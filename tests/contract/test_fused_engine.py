@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -132,6 +133,30 @@ def test_chunks_regions_and_recorded_rooms_agree() -> None:
         engine, fused = _both(scenario, policy, record_rooms=True)
         assert _differences(engine, fused) == []
         assert fused.room_temp_c.shape == (scenario.n_steps, 300)
+
+
+def test_the_fused_run_is_the_same_bit_for_bit_on_one_thread_or_all() -> None:
+    """Reproducible: homes run and are summed in fixed chunks, whatever the thread count."""
+    scenario = _scenario(
+        n_homes=600, days=0.25, departure_rate_per_day=4.0, jobs=JobStream(rate_per_h=2.0)
+    )
+    threads = numba.get_num_threads()
+    for policy in ("mining-only", "heat-aware"):  # bursts only; bursts and scheduling steps
+        runs = []
+        for count in (1, threads):
+            numba.set_num_threads(count)
+            try:
+                fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+                runs.append(run_policy_fused(scenario, fleet, jobs, policy))
+            finally:
+                numba.set_num_threads(threads)
+        one, every = runs
+        for field in fields(one):
+            left, right = getattr(one, field.name), getattr(every, field.name)
+            if isinstance(left, np.ndarray):
+                assert np.array_equal(left, right, equal_nan=True), (policy, field.name)
+            else:
+                assert left == right, (policy, field.name)
 
 
 def test_short_bursts_give_the_run_of_long_ones() -> None:

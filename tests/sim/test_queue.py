@@ -1,4 +1,4 @@
-"""The simulated task queue: leases, progress in energy, checkpoints and lost leases."""
+"""The simulated task queue: leases, progress in energy, checkpoints, lost and handed-back tasks."""
 
 from __future__ import annotations
 
@@ -54,8 +54,9 @@ def test_a_lost_lease_resumes_from_the_last_checkpoint() -> None:
     queue.lease(0, 1)
     queue.run(np.array([0.0, 5000.0]), 0.0, STEP_S)  # 1.5 MJ: one checkpoint at 1 MJ
     now = STEP_S
-    for _ in range(3):  # the room stops wanting heat: no power for the lease time
-        queue.run(np.array([0.0, 0.0]), now, STEP_S)
+    offline = np.array([False, True])  # device 1 goes offline (its heartbeats stop)
+    for _ in range(3):  # for the lease time
+        queue.run(np.array([0.0, 0.0]), now, STEP_S, online=~offline)
         now += STEP_S
     lost_j = queue.expire(now, LEASE_S)
     assert lost_j == pytest.approx(0.5e6)
@@ -67,6 +68,35 @@ def test_a_lost_lease_resumes_from_the_last_checkpoint() -> None:
     assert queue.lock_order("fifo", now + 10.0) == [0]
     assert queue.queued[0].energy_to_checkpoint_j == pytest.approx(1e6)
     assert queue.ended[-1].settled_j == pytest.approx(1e6)
+
+
+def test_a_warm_room_pauses_its_task_then_hands_it_back() -> None:
+    """As the agent: a checkpoint after pause_after_s without power, a hand-back after
+    hand_back_after_s: paid to that checkpoint, ready at once, not counted."""
+    queue = TaskQueue(_jobs([10e6], [0.0]), n_devices=1, checkpoint_every_j=1e6, max_attempts=1)
+    queue.arrive(0.0)
+    queue.lease(0, 0)
+    queue.run(np.array([5000.0]), 0.0, STEP_S)  # 1.5 MJ: one checkpoint at 1 MJ
+    now = STEP_S
+    for _ in range(int(1800.0 / STEP_S) - 1):  # the room is warm; heartbeats keep the lease
+        queue.run(np.array([0.0]), now, STEP_S)
+        now += STEP_S
+        assert queue.expire(now, LEASE_S) == 0.0
+        assert queue.task_of[0] == 0
+        assert queue.checkpoint_j[0] == pytest.approx(1.5e6)  # paused after one step (300 s)
+    queue.run(np.array([0.0]), now, STEP_S)
+    now += STEP_S
+    assert queue.expire(now, LEASE_S) == 0.0  # nothing lost: it paused at 1.5 MJ
+    assert queue.task_of[0] == -1
+    assert queue.leases_handed_back == 1
+    assert queue.leases_lost == 0
+    assert queue.ended[-1].outcome == "handed_back"
+    assert queue.ended[-1].settled_j == pytest.approx(1.5e6)
+    assert queue.not_before_ts[0] == now  # ready at once
+    queue.lease(0, 0)  # its second attempt; the first is not counted: max_attempts 1 left
+    queue.fail(0, now)
+    assert queue.state[0] == "dead"
+    assert queue.attempts[0] == 2
 
 
 def test_a_task_goes_to_the_dead_letter_when_its_attempts_are_spent() -> None:

@@ -43,6 +43,7 @@ from heatgrid.agent.homeassistant import HeaterIdentity
 from heatgrid.core.control import Mode, ThermostatConfig, WeeklySchedule, tune_pi
 from heatgrid.core.defaults import DEFAULT_HOT_TOLERANCE_K
 from heatgrid.core.errors import InputError
+from heatgrid.core.leasing import DEFAULT_HAND_BACK_AFTER_S, DEFAULT_PAUSE_AFTER_S
 from heatgrid.protocol.v1 import CountryCode
 
 __all__ = [
@@ -358,8 +359,8 @@ class JobsSettings(_Section):
     artifact_dir: Annotated[Path, Field(strict=False)] | None = None
     max_tasks: Annotated[int, Field(ge=1, le=16)] = 1
     task_value_eur_per_kwh: _NonNegativeFloat = 1.0
-    pause_after_s: _NonNegativeFloat = 300.0
-    hand_back_after_s: _PositiveFloat = 1800.0
+    pause_after_s: _NonNegativeFloat = DEFAULT_PAUSE_AFTER_S
+    hand_back_after_s: _PositiveFloat = DEFAULT_HAND_BACK_AFTER_S
     progress_interval_s: _PositiveFloat = 30.0
     pause_grace_s: _PositiveFloat = 30.0
     term_grace_s: _PositiveFloat = 10.0

@@ -55,6 +55,7 @@ from heatgrid.agent.devices.duty_cycle import duty_for_power
 from heatgrid.agent.inputs import fetch_inputs
 from heatgrid.core.arbiter import DevicePlan, WorkOffer
 from heatgrid.core.errors import InputError
+from heatgrid.core.leasing import hands_back, pauses
 from heatgrid.core.task_energy import EnergyMethod
 from heatgrid.jobs.artifact import ArtifactError, artifact_path, unpack_artifact
 from heatgrid.jobs.cgroups import CgroupUnavailableError
@@ -305,7 +306,7 @@ class JobWorkload:
             runner.set_duty(duty)
             since_ts = slot.unpowered_since_ts
             unpowered_s = 0.0 if since_ts is None else now_ts - since_ts
-            if unpowered_s >= self.settings.pause_after_s and not slot.stopping:
+            if pauses(unpowered_s, self.settings.pause_after_s) and not slot.stopping:
                 _log.info("task %s: the room wants no heat; asking it to pause", slot.task_id)
                 slot.stopping = True
                 runner.request_pause()
@@ -478,7 +479,9 @@ class JobWorkload:
                 return True
             since_ts = slot.unpowered_since_ts
             now_ts = self._clock()
-            if since_ts is not None and now_ts - since_ts >= self.settings.hand_back_after_s:
+            if since_ts is not None and hands_back(
+                now_ts - since_ts, self.settings.hand_back_after_s
+            ):
                 return False
             slot.wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -205,12 +205,13 @@ def _end(  # noqa: PLR0917 - one ending's facts, private
             f"energy_j: {energy_j} is less than the {row.attempt_energy_j} J this attempt "
             "already reported; it counts the attempt's energy from its start and never decreases"
         )
-    counts = not leasing.keeps_work(outcome) and leasing.counts_against_attempts(outcome)
     end = leasing.attempt_end(
         task.state,
         ending.event,
         now_ts=now_ts,
-        attempts_started=task.attempt - (int(row.handed_back) if counts else 0),
+        attempts_started=leasing.counted_attempts(
+            task.attempt, int(row.handed_back) if leasing.is_counted_retry(outcome) else 0, outcome
+        ),
         max_attempts=row.max_attempts,
         retry_base_s=settings.retry_base_s,
         retry_max_s=settings.retry_max_s,
@@ -438,9 +439,7 @@ def _end_all(
 ) -> list[v1.TaskStatus | _Refusal]:
     """End ``endings`` set-wise (the caller commits); a status or a refusal for each, in order."""
     counted = any(
-        leasing.counts_against_attempts(leasing.EVENT_OUTCOME[ending.event])
-        and not leasing.keeps_work(leasing.EVENT_OUTCOME[ending.event])
-        for ending in endings
+        leasing.is_counted_retry(leasing.EVENT_OUTCOME[ending.event]) for ending in endings
     )
     found, tasks = _read(
         session, [(ending.task_id, ending.attempt) for ending in endings], counted=counted

@@ -613,8 +613,8 @@ def _counted_attempts(session: Session, task: Task, outcome: AttemptOutcome | st
     Only a retry (expired, failed) reads them: a completion or cancellation ends the task, a
     hand-back never spends attempts: those get ``task.attempt`` (their move does not read it).
     """
-    if leasing.keeps_work(outcome) or not leasing.counts_against_attempts(outcome):
-        return task.attempt
+    if not leasing.is_counted_retry(outcome):
+        return task.attempt  # the move does not read it: skip the count
     handed_back = session.scalar(
         select(func.count())
         .select_from(TaskAttempt)
@@ -624,7 +624,7 @@ def _counted_attempts(session: Session, task: Task, outcome: AttemptOutcome | st
             TaskAttempt.outcome == AttemptOutcome.HANDED_BACK.value,
         )
     )
-    return task.attempt - int(handed_back or 0)
+    return leasing.counted_attempts(task.attempt, int(handed_back or 0), outcome)
 
 
 def refresh_job(session: Session, job_id: str, *, now_ts: float) -> None:

@@ -13,7 +13,7 @@ from heatgrid.core.defaults import (
     MAX_CHALLENGE_N,
 )
 from heatgrid.core.errors import InputError
-from heatgrid.core.leasing import DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S
+from heatgrid.core.leasing import DEFAULT_LEASE_S, DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S
 from heatgrid.core.trust import DEFAULT_HOLD_LIMIT_S, DEFAULT_SPOT_CHECK_FLOOR
 from heatgrid.mining.addresses import NETWORKS
 
@@ -162,7 +162,7 @@ class Settings:
     checkpoint_keep: int = 3
     replay_keep: int = 8
     max_artifact_bytes: int = 256 * 1024 * 1024
-    lease_s: float = 300.0
+    lease_s: float = DEFAULT_LEASE_S
     scheduling_policy: str = "heat-aware"
     max_wait_s: float = 900.0
     retry_base_s: float = DEFAULT_RETRY_BASE_S

@@ -51,15 +51,22 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
+import numpy as np
+from numpy.typing import NDArray
+
+from heatgrid.core._arrays import FloatArray
 from heatgrid.core.errors import InputError, require_finite, require_non_negative
 from heatgrid.core.scheduling import POLICIES, QueuedTask
 from heatgrid.core.trust import Judgement
 
 __all__ = [
     "CANDIDATE_ORDER",
+    "DEFAULT_HAND_BACK_AFTER_S",
+    "DEFAULT_LEASE_S",
     "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_PAUSE_AFTER_S",
     "DEFAULT_RETRY_BASE_S",
     "DEFAULT_RETRY_MAX_S",
     "EVENT_OUTCOME",
@@ -77,10 +84,14 @@ __all__ = [
     "attempts_spent",
     "candidate_order",
     "candidate_sort_key",
+    "counted_attempts",
     "counts_against_attempts",
+    "hands_back",
+    "is_counted_retry",
     "is_ready",
     "keeps_work",
     "next_state",
+    "pauses",
     "reported_state",
     "retry_backoff_s",
     "retry_not_before_ts",
@@ -93,6 +104,12 @@ DEFAULT_RETRY_BASE_S = 10.0
 """Backoff after a task's first failed or expired attempt [s]; it doubles with each attempt."""
 DEFAULT_RETRY_MAX_S = 600.0
 """Longest backoff [s]."""
+DEFAULT_LEASE_S = 300.0
+"""How long a lease holds without news from its device (heartbeats, progress) [s]."""
+DEFAULT_PAUSE_AFTER_S = 300.0
+"""A heater's task left without power this long is asked to checkpoint and stop [s]."""
+DEFAULT_HAND_BACK_AFTER_S = 1800.0
+"""A heater's task left without power this long is handed back to the coordinator [s]."""
 
 
 class TaskState(enum.StrEnum):
@@ -304,6 +321,77 @@ def counts_against_attempts(outcome: AttemptOutcome | str) -> bool:
     off (:func:`retry_not_before_ts`); a handed-back task is ready at once.
     """
     return AttemptOutcome(outcome) is not AttemptOutcome.HANDED_BACK
+
+
+def counted_attempts(attempt: int, handed_back: int, outcome: AttemptOutcome | str) -> int:
+    """Return the attempts that count when attempt number ``attempt`` ends with ``outcome``.
+
+    What :func:`next_state` and :func:`attempt_end` take as ``attempts_started``. A retry
+    (:func:`is_counted_retry`: expired, failed) counts every attempt started but the
+    ``handed_back`` ones before it; the other outcomes never read the count: they get
+    ``attempt``.
+
+    Parameters
+    ----------
+    attempt : int
+        The ending attempt's number (1 for the task's first lease), >= 1.
+    handed_back : int
+        Earlier attempts of the task that were handed back, 0 to ``attempt - 1``.
+    outcome : AttemptOutcome or str
+        How it ends.
+    """
+    if not 0 <= handed_back < attempt:
+        raise InputError(
+            f"handed_back must be from 0 to attempt - 1, got {handed_back} of {attempt}"
+        )
+    return attempt - handed_back if is_counted_retry(outcome) else attempt
+
+
+def is_counted_retry(outcome: AttemptOutcome | str) -> bool:
+    """Return whether an attempt ending with ``outcome`` is a retry that counts its attempts.
+
+    Expired and failed: the task is retried (or dead) and :func:`counted_attempts` reads the
+    task's handed-back attempts; the other outcomes do not need them.
+    """
+    return not keeps_work(outcome) and counts_against_attempts(outcome)
+
+
+@overload
+def pauses(unpowered_s: float, pause_after_s: float = ...) -> bool: ...
+@overload
+def pauses(unpowered_s: FloatArray, pause_after_s: float = ...) -> NDArray[np.bool_]: ...
+def pauses(
+    unpowered_s: float | FloatArray, pause_after_s: float = DEFAULT_PAUSE_AFTER_S
+) -> bool | NDArray[np.bool_]:
+    """Return whether a heater asks its task to checkpoint and stop: no power for so long.
+
+    Parameters
+    ----------
+    unpowered_s : float or numpy.ndarray
+        Time the task's device has had no power, its room warm [s].
+    pause_after_s : float
+        The heater's setting [s]; shorter gaps only freeze the task.
+    """
+    return unpowered_s >= pause_after_s
+
+
+@overload
+def hands_back(unpowered_s: float, hand_back_after_s: float = ...) -> bool: ...
+@overload
+def hands_back(unpowered_s: FloatArray, hand_back_after_s: float = ...) -> NDArray[np.bool_]: ...
+def hands_back(
+    unpowered_s: float | FloatArray, hand_back_after_s: float = DEFAULT_HAND_BACK_AFTER_S
+) -> bool | NDArray[np.bool_]:
+    """Return whether a heater hands its task back (``hand_back``): no power for so long.
+
+    Parameters
+    ----------
+    unpowered_s : float or numpy.ndarray
+        Time the task's device has had no power, its room warm [s].
+    hand_back_after_s : float
+        The heater's setting [s].
+    """
+    return unpowered_s >= hand_back_after_s
 
 
 def keeps_work(outcome: AttemptOutcome | str) -> bool:

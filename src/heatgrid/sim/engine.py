@@ -25,7 +25,8 @@ Each step ``k`` starts at ``now_ts = start_ts + k · step_s`` and runs, for the 
    heater has no work (a GPU or CPU heater without a task, a device offline), as
    ``heatgrid economics`` models its backup.
 6. **Tasks.** Leased tasks progress by the energy their device burned (:mod:`heatgrid.sim.queue`
-   for checkpoints, completion and lost leases).
+   for checkpoints, completion, leases lost by offline devices and tasks handed back by heaters
+   whose rooms are warm).
 
 The run is deterministic: the same scenario and policy give the same result, bit for bit.
 """
@@ -128,7 +129,9 @@ class RawRun:
     lost_j : float
         Task energy lost with lost leases [J].
     leases_lost : int
-        Leases taken back.
+        Leases taken back (their device offline for ``lease_s``).
+    leases_handed_back : int
+        Tasks handed back by heaters whose rooms were warm (``hand_back_after_s``).
     tasks_dead : int
         Tasks moved to the dead letter (their attempts spent).
     claims : int
@@ -164,6 +167,7 @@ class RawRun:
     rack_task_j: float
     lost_j: float
     leases_lost: int
+    leases_handed_back: int
     tasks_dead: int
     claims: int
     arrival_ts: FloatArray
@@ -273,6 +277,8 @@ class _Loop:
             max_attempts=scenario.max_attempts,
             retry_base_s=scenario.retry_base_s,
             retry_max_s=scenario.retry_max_s,
+            pause_after_s=scenario.pause_after_s,
+            hand_back_after_s=scenario.hand_back_after_s,
         )
         self.offline_until = np.zeros(d, dtype=np.int64)
         self._next_departure = 0
@@ -357,7 +363,7 @@ class _Loop:
             self.outdoor[k][np.newaxis, :],
             self.home_region,
         )
-        used_j = queue.run(power_w, now, step_s)
+        used_j = queue.run(power_w, now, step_s, online=online)
         lost_j = queue.expire(now + step_s, scenario.lease_s)
         self._account(
             k,
@@ -520,6 +526,7 @@ class _Loop:
             rack_task_j=self.rack_task_j,
             lost_j=queue.lost_j,
             leases_lost=queue.leases_lost,
+            leases_handed_back=queue.leases_handed_back,
             tasks_dead=queue.dead,
             claims=self.claims,
             arrival_ts=self.jobs.arrival_ts,

@@ -1,20 +1,27 @@
 """The simulated coordinator's task queue and leases, on the coordinator's own rules.
 
-Every move of a task is :func:`heatgrid.core.leasing.next_state`, as in
-:mod:`heatgrid.coordinator.leases` (``tests/contract/`` runs one script through both):
+Every move of a task is :func:`heatgrid.core.leasing.next_state`, and where an ended attempt
+leaves its task is :func:`heatgrid.core.leasing.attempt_end`, as in
+:mod:`heatgrid.coordinator.leases` and :mod:`heatgrid.coordinator.completions`
+(``tests/contract/test_leasing.py`` runs the same scripts through both):
 
 * A task is queued when it arrives, leased to a device that claims it (candidates in
   :func:`heatgrid.core.leasing.candidate_order`, among those ready, then the policy,
   :func:`heatgrid.core.scheduling.choose`, picks), and completed when its device has burned its
   size in energy.
 * Progress counts in energy; a checkpoint is taken each ``checkpoint_every_j``.
-* A device that burns no power for ``lease_s`` (its room stopped wanting heat, or it went
-  offline) loses its lease, and a device may fail its attempt: the attempt is paid up to its
-  last checkpoint (:func:`~heatgrid.core.leasing.settled_energy_j`), the energy since then is
-  lost, and the task is requeued, keeping its place in the order (``queued_ts``) but not
-  claimable before the backoff of :func:`~heatgrid.core.leasing.retry_not_before_ts` has
-  passed, to resume from that checkpoint; or, when its ``max_attempts`` are spent, it goes to
-  the dead letter.
+* A heater whose room stops wanting heat does what the agent does: after ``pause_after_s``
+  without power (:func:`~heatgrid.core.leasing.pauses`) its task checkpoints where it is, and
+  after ``hand_back_after_s`` (:func:`~heatgrid.core.leasing.hands_back`) the task is handed
+  back: paid up to that checkpoint, claimable again at once, and the attempt does not count
+  against ``max_attempts``. Its heartbeats keep the lease meanwhile.
+* A device offline for ``lease_s`` (its heartbeats stop) loses its lease, and a device may
+  fail its attempt: the attempt is paid up to its last checkpoint
+  (:func:`~heatgrid.core.leasing.settled_energy_j`), the energy since then is lost, and the
+  task is requeued, keeping its place in the order (``queued_ts``) but not claimable before
+  the backoff of :func:`~heatgrid.core.leasing.retry_not_before_ts` has passed, to resume
+  from that checkpoint; or, when its ``max_attempts`` (less its handed-back attempts,
+  :func:`~heatgrid.core.leasing.counted_attempts`) are spent, it goes to the dead letter.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections import Counter
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import NDArray
 
 from heatgrid.core import leasing
 from heatgrid.core._arrays import FloatArray
@@ -73,6 +81,8 @@ class TaskQueue:
         Attempts per task before the dead letter, >= 1.
     retry_base_s, retry_max_s : float
         Backoff before a task is retried (:func:`heatgrid.core.leasing.retry_backoff_s`) [s].
+    pause_after_s, hand_back_after_s : float
+        A heater's task without power this long checkpoints, and this long is handed back [s].
     """
 
     def __init__(
@@ -84,11 +94,14 @@ class TaskQueue:
         max_attempts: int = leasing.DEFAULT_MAX_ATTEMPTS,
         retry_base_s: float = leasing.DEFAULT_RETRY_BASE_S,
         retry_max_s: float = leasing.DEFAULT_RETRY_MAX_S,
+        pause_after_s: float = leasing.DEFAULT_PAUSE_AFTER_S,
+        hand_back_after_s: float = leasing.DEFAULT_HAND_BACK_AFTER_S,
     ) -> None:
         self.jobs = jobs
         self.checkpoint_every_j = checkpoint_every_j
         self.max_attempts = max_attempts
         self.retry_base_s, self.retry_max_s = retry_base_s, retry_max_s
+        self.pause_after_s, self.hand_back_after_s = pause_after_s, hand_back_after_s
         count = jobs.count
         self.progress_j = np.zeros(count)
         self.checkpoint_j = np.zeros(count)
@@ -97,15 +110,19 @@ class TaskQueue:
         self.done_ts = np.full(count, math.nan)
         self.not_before_ts = np.array(jobs.arrival_ts, dtype=np.float64)
         self.attempts = np.zeros(count, dtype=np.int64)
+        self.handed_back = np.zeros(count, dtype=np.int64)
+        """Attempts of each task handed back (they do not count against ``max_attempts``)."""
         self.state: list[TaskState] = [TaskState.QUEUED] * count
         self.device_of = np.full(count, -1, dtype=np.int64)
         self.task_of = np.full(n_devices, -1, dtype=np.int64)
         self.zero_power_s = np.zeros(n_devices)
+        self.offline_s = np.zeros(n_devices)
         self.running_by_submitter: Counter[str] = Counter()
         self.queued: dict[int, QueuedTask] = {}
         self.ended: list[EndedAttempt] = []
         """Every attempt that ended, in the order they ended."""
         self.leases_lost = 0
+        self.leases_handed_back = 0
         self.dead = 0
         self.lost_j = 0.0
         self._arrived = 0
@@ -174,7 +191,7 @@ class TaskQueue:
         self.attempt_start_j[index] = self.progress_j[index]
         self.device_of[index] = device
         self.task_of[device] = index
-        self.zero_power_s[device] = 0.0
+        self.zero_power_s[device] = self.offline_s[device] = 0.0
         self.running_by_submitter[task.submitter_id] += 1
 
     def _release(self, index: int) -> None:
@@ -184,40 +201,55 @@ class TaskQueue:
         self.running_by_submitter[f"s{int(self.jobs.submitter[index])}"] -= 1
 
     def _end(self, index: int, event: TaskEvent, now_ts: float) -> float:
-        """End task ``index``'s attempt with ``event``; return the energy lost [J]."""
+        """End task ``index``'s attempt with ``event`` at ``now_ts``; return the energy lost [J].
+
+        Where the task goes (requeued after a backoff, the dead letter, completed) is
+        :func:`heatgrid.core.leasing.attempt_end`, the coordinator's own rule.
+        """
         outcome = leasing.EVENT_OUTCOME[event]
         start_j = float(self.attempt_start_j[index])
         energy_j = float(self.progress_j[index]) - start_j
         settled_j = leasing.settled_energy_j(
             outcome, energy_j, float(self.checkpoint_j[index]) - start_j
         )
-        self.ended.append(
-            EndedAttempt(index, int(self.attempts[index]), outcome, energy_j, settled_j)
-        )
+        attempt = int(self.attempts[index])
+        self.ended.append(EndedAttempt(index, attempt, outcome, energy_j, settled_j))
         self.progress_j[index] = start_j + settled_j
         self._release(index)
-        state = leasing.next_state(
+        end = leasing.attempt_end(
             self.state[index],
             event,
-            attempts_started=int(self.attempts[index]),
+            now_ts=now_ts,
+            attempts_started=leasing.counted_attempts(
+                attempt, int(self.handed_back[index]), outcome
+            ),
             max_attempts=self.max_attempts,
+            retry_base_s=self.retry_base_s,
+            retry_max_s=self.retry_max_s,
         )
-        self.state[index] = state
-        if state is TaskState.QUEUED:
-            self.not_before_ts[index] = leasing.retry_not_before_ts(
-                now_ts,
-                int(self.attempts[index]),
-                retry_base_s=self.retry_base_s,
-                retry_max_s=self.retry_max_s,
-            )
+        self.state[index] = end.state
+        if outcome is AttemptOutcome.HANDED_BACK:
+            self.handed_back[index] += 1
+        if end.not_before_ts is not None:
+            self.not_before_ts[index] = end.not_before_ts
+        if end.state is TaskState.QUEUED:
             self._enqueue(index)
-        elif state is TaskState.DEAD:
+        elif end.state is TaskState.COMPLETED and end.ended_ts is not None:
+            self.done_ts[index] = end.ended_ts
+        elif end.state is TaskState.DEAD:
             self.dead += 1
         lost_j = energy_j - settled_j
         self.lost_j += lost_j
         return lost_j
 
-    def run(self, power_w: FloatArray, now_ts: float, step_s: float) -> FloatArray:
+    def run(
+        self,
+        power_w: FloatArray,
+        now_ts: float,
+        step_s: float,
+        *,
+        online: NDArray[np.bool_] | None = None,
+    ) -> FloatArray:
         """Advance the leased tasks by one step at the devices' powers.
 
         Parameters
@@ -228,6 +260,9 @@ class TaskQueue:
             Start of the step [POSIX s, UTC].
         step_s : float
             Step length [s].
+        online : numpy.ndarray of bool or None
+            Whether each device was online over the step (None: every one). An online device
+            without power pauses and hands back its task; an offline one loses its lease.
 
         Returns
         -------
@@ -246,24 +281,38 @@ class TaskQueue:
         self.progress_j[tasks] += spent_j
         self.burned_j[tasks] += spent_j
         every = self.checkpoint_every_j
-        self.checkpoint_j[tasks] = np.minimum(
-            np.floor(self.progress_j[tasks] / every) * every, self.jobs.size_j[tasks]
+        self.checkpoint_j[tasks] = np.maximum(
+            self.checkpoint_j[tasks],  # a pause's checkpoint may lie between two of them
+            np.minimum(np.floor(self.progress_j[tasks] / every) * every, self.jobs.size_j[tasks]),
         )
         finished = (power > 0.0) & (spent_j >= left_j)
         for position in np.flatnonzero(finished):
-            index = int(tasks[position])
-            self.done_ts[index] = now_ts + float(left_j[position] / power[position])
-            self._end(index, TaskEvent.COMPLETE, float(self.done_ts[index]))
+            done_ts = now_ts + float(left_j[position] / power[position])
+            self._end(int(tasks[position]), TaskEvent.COMPLETE, done_ts)
         idle = power <= 0.0
         self.zero_power_s[devices] = np.where(idle, self.zero_power_s[devices] + step_s, 0.0)
+        offline = np.zeros(devices.size, dtype=np.bool_) if online is None else ~online[devices]
+        self.offline_s[devices] = np.where(offline, self.offline_s[devices] + step_s, 0.0)
+        pausing = idle & ~offline & leasing.pauses(self.zero_power_s[devices], self.pause_after_s)
+        paused = tasks[pausing & (self.task_of[devices] >= 0)]  # not those completed above
+        self.checkpoint_j[paused] = self.progress_j[paused]
         return used_j
 
     def expire(self, now_ts: float, lease_s: float) -> float:
-        """Take back the leases of devices idle for ``lease_s``; return the energy lost [J]."""
+        """End the leases of devices offline or without power too long; return the energy lost [J].
+
+        A device offline for ``lease_s`` loses its lease (expired); an online heater without
+        power for ``hand_back_after_s`` hands its task back.
+        """
         lost_j = 0.0
-        for device in np.flatnonzero((self.task_of >= 0) & (self.zero_power_s >= lease_s)):
+        leased = self.task_of >= 0
+        for device in np.flatnonzero(leased & (self.offline_s >= lease_s)):
             lost_j += self._end(int(self.task_of[device]), TaskEvent.EXPIRE, now_ts)
             self.leases_lost += 1
+        giving_back = leasing.hands_back(self.zero_power_s, self.hand_back_after_s)
+        for device in np.flatnonzero(leased & (self.offline_s == 0.0) & giving_back):
+            lost_j += self._end(int(self.task_of[device]), TaskEvent.HAND_BACK, now_ts)
+            self.leases_handed_back += 1
         return lost_j
 
     def fail(self, device: int, now_ts: float) -> float:

@@ -215,6 +215,7 @@ def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
         / run.comfort_k_h.size,
         "per_home": per_home(scenario, run),
         "leases_lost": run.leases_lost,
+        "leases_handed_back": run.leases_handed_back,
         "claims": run.claims,
     }
 

@@ -18,7 +18,14 @@ from heatgrid.core._arrays import FloatArray, checked_array
 from heatgrid.core.economics import MarketSnapshot
 from heatgrid.core.errors import InputError, require_finite, require_non_negative, require_positive
 from heatgrid.core.heat_value import HEATING_ALTERNATIVES
-from heatgrid.core.leasing import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S
+from heatgrid.core.leasing import (
+    DEFAULT_HAND_BACK_AFTER_S,
+    DEFAULT_LEASE_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PAUSE_AFTER_S,
+    DEFAULT_RETRY_BASE_S,
+    DEFAULT_RETRY_MAX_S,
+)
 from heatgrid.core.scheduling import DEFAULT_MAX_WAIT_S
 
 __all__ = [
@@ -218,7 +225,13 @@ class Scenario:
     comfort_band_k : float
         Comfort band half-width around the setpoint [K], > 0; time outside it counts.
     lease_s : float
-        A device that burns no power this long loses its lease [s], > 0.
+        A device offline this long (its heartbeats stop) loses its lease [s], > 0 (the
+        coordinator's default).
+    pause_after_s, hand_back_after_s : float
+        A heater's task left without power (its room warm) this long is checkpointed, and this
+        long is handed back, to be claimed again at once [s], >= 0 and > 0 (the agent's
+        ``[jobs]`` settings; :func:`heatgrid.core.leasing.pauses`,
+        :func:`~heatgrid.core.leasing.hands_back`).
     max_attempts : int
         Attempts per task before the dead letter, >= 1 (the coordinator's default per job).
     retry_base_s, retry_max_s : float
@@ -266,7 +279,9 @@ class Scenario:
     share_1r1c: float = 0.3
     away_share: float = 0.4
     comfort_band_k: float = 1.0
-    lease_s: float = 900.0
+    lease_s: float = DEFAULT_LEASE_S
+    pause_after_s: float = DEFAULT_PAUSE_AFTER_S
+    hand_back_after_s: float = DEFAULT_HAND_BACK_AFTER_S
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     retry_base_s: float = DEFAULT_RETRY_BASE_S
     retry_max_s: float = DEFAULT_RETRY_MAX_S
@@ -329,6 +344,8 @@ class Scenario:
         _share("away_share", self.away_share)
         require_positive("comfort_band_k", self.comfort_band_k)
         require_positive("lease_s", self.lease_s)
+        require_non_negative("pause_after_s", self.pause_after_s)
+        require_positive("hand_back_after_s", self.hand_back_after_s)
         if isinstance(self.max_attempts, bool) or not (
             isinstance(self.max_attempts, int) and self.max_attempts >= 1
         ):
