@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -257,3 +258,14 @@ def test_a_refuted_original_runs_again_from_the_start() -> None:
     )
     assert (end.state, end.rejected) == (TaskState.QUEUED, True)
     assert end.not_before_ts == leasing.retry_not_before_ts(100.0, 3)
+
+
+@given(st.floats(0.0, 1e6), st.floats(0.0, 1e6))
+def test_a_device_with_power_never_pauses_or_hands_back(
+    setting_s: float, unpowered_s: float
+) -> None:
+    for rule in (leasing.pauses, leasing.hands_back):
+        assert not rule(0.0, setting_s)  # powered: 0 s without power, whatever the setting
+        assert rule(unpowered_s, setting_s) == (unpowered_s > 0.0 and unpowered_s >= setting_s)
+        gaps = np.array([0.0, unpowered_s])
+        assert rule(gaps, setting_s).tolist() == [False, rule(unpowered_s, setting_s)]

@@ -365,6 +365,8 @@ def pauses(
 ) -> bool | NDArray[np.bool_]:
     """Return whether a heater asks its task to checkpoint and stop: no power for so long.
 
+    A device with power (0 s without) never pauses, even with a setting of 0.
+
     Parameters
     ----------
     unpowered_s : float or numpy.ndarray
@@ -372,7 +374,7 @@ def pauses(
     pause_after_s : float
         The heater's setting [s]; shorter gaps only freeze the task.
     """
-    return unpowered_s >= pause_after_s
+    return (unpowered_s > 0.0) & (unpowered_s >= pause_after_s)
 
 
 @overload
@@ -384,6 +386,8 @@ def hands_back(
 ) -> bool | NDArray[np.bool_]:
     """Return whether a heater hands its task back (``hand_back``): no power for so long.
 
+    A device with power (0 s without) never hands back, even with a setting of 0.
+
     Parameters
     ----------
     unpowered_s : float or numpy.ndarray
@@ -391,7 +395,7 @@ def hands_back(
     hand_back_after_s : float
         The heater's setting [s].
     """
-    return unpowered_s >= hand_back_after_s
+    return (unpowered_s > 0.0) & (unpowered_s >= hand_back_after_s)
 
 
 def keeps_work(outcome: AttemptOutcome | str) -> bool:
