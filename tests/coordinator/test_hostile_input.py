@@ -287,3 +287,13 @@ def test_an_unknown_energy_method_is_refused_and_a_metered_one_accepted(
     assert accepted.status_code == 200, accepted.text
     shown = coordinator.client.get(f"/v1/jobs/{job_id}", headers=coordinator.auth(key))
     assert shown.json()["tasks"][0]["state"] == "completed"
+
+
+def test_made_up_http_methods_do_not_grow_the_request_metric(coordinator: Coordinator) -> None:
+    # HTTP takes any token as a method; each made up one would be a new series in /metrics
+    for n in range(3):
+        answer = coordinator.client.request(f"BREW{n}", "/v1/devices")
+        assert 400 <= answer.status_code < 500, answer.text
+    scraped = coordinator.client.get("/metrics").text
+    assert "BREW" not in scraped
+    assert 'method="OTHER"' in scraped

@@ -189,17 +189,27 @@ def _write(
     ]
 
 
-def _settle(pending: _Pending, outcome: StoredHeartbeat | BaseException) -> None:
-    def deliver() -> None:
-        if pending.future.done():  # the request went away
-            return
-        if isinstance(outcome, BaseException):
-            pending.future.set_exception(outcome)
-        else:
-            pending.future.set_result(outcome)
+_Answer = tuple[_Pending, StoredHeartbeat | BaseException]
 
-    with contextlib.suppress(RuntimeError):  # its event loop closed: nobody is waiting
-        pending.loop.call_soon_threadsafe(deliver)
+
+def _settle(batch: Sequence[_Answer]) -> None:
+    """Answer each request of a batch on its event loop: one wake-up of each loop per batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Answer]] = defaultdict(list)
+    for pending, outcome in batch:
+        by_loop[pending.loop].append((pending, outcome))
+
+    def deliver(answers: list[_Answer]) -> None:
+        for pending, outcome in answers:
+            if pending.future.done():  # the request went away
+                continue
+            if isinstance(outcome, BaseException):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(outcome)
+
+    for loop, answers in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # its event loop closed: nobody is waiting
+            loop.call_soon_threadsafe(deliver, answers)
 
 
 class HeartbeatWriter:
@@ -301,12 +311,10 @@ class HeartbeatWriter:
                             connection.invalidate()
                             connection.close()
                         connection = None
-                    for pending in batch:
-                        _settle(pending, error)
+                    _settle([(pending, error) for pending in batch])
                     continue
                 self.batches += 1
-                for pending, outcome in zip(batch, outcomes, strict=True):
-                    _settle(pending, outcome)
+                _settle(list(zip(batch, outcomes, strict=True)))
         finally:
             if connection is not None:
                 connection.invalidate()  # closed, not returned to a pool that may be gone

@@ -8,6 +8,7 @@ import time
 
 import anyio
 from fastapi.routing import APIRoute
+from prometheus_client import Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -259,12 +260,33 @@ class ConcurrencyLimitMiddleware:
             await self.app(scope, receive, send)
 
 
+_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
+
+
 class RequestMetricsMiddleware:
-    """Time each request, label it by route template, and write one access log line."""
+    """Time each request, label it by route template, and write one access log line.
+
+    The histogram's child for each (method, route, status) is looked up once and kept: a
+    ``labels()`` call checks and joins its labels and takes the metric's lock, on every
+    request. There are few such triples (routes × methods × statuses answered): a method
+    other than HTTP's own is labelled ``OTHER``, so that made-up methods (any token is a
+    method to HTTP) cannot grow the metric, and this table, without bound.
+    """
 
     def __init__(self, app: ASGIApp, metrics: AppMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._children: dict[tuple[str, str, int], Histogram] = {}
+
+    def _observe(self, method: str, template: str, status: int, duration_s: float) -> None:
+        key = (method if method in _METHODS else "OTHER", template, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self.metrics.request_duration_s.labels(key[0], template, str(status))
+            self._children[key] = child
+        child.observe(duration_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app, then record the request's duration and status."""
@@ -286,9 +308,7 @@ class RequestMetricsMiddleware:
             duration_s = time.perf_counter() - started_s
             route = scope.get("route")
             template = route.path if isinstance(route, APIRoute) else "<unmatched>"
-            self.metrics.request_duration_s.labels(scope["method"], template, str(status)).observe(
-                duration_s
-            )
+            self._observe(scope["method"], template, status, duration_s)
             _ACCESS_LOG.info(
                 "request",
                 extra={

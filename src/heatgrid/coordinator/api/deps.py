@@ -31,6 +31,7 @@ __all__ = [
     "NowTs",
     "SessionDep",
     "SettingsDep",
+    "device_identity",
     "reading",
     "require_device",
     "require_device_identity",
@@ -268,6 +269,16 @@ async def require_device_identity(
     if identity.device_id != device_id:
         raise ForbiddenError("Authorization: this device token belongs to another device")
     return identity
+
+
+async def device_identity(request: Request) -> DeviceIdentity:
+    """Do what the dependency :func:`require_device_identity` does, for a route that solves none.
+
+    The device id is the path's ``device_id``, the token the ``Authorization`` header's, read
+    by the same code as the dependencies'.
+    """
+    token = await _bearer(request)
+    return await require_device_identity(request.path_params["device_id"], request, token)
 
 
 def _live_device(request: Request, session: Session, identity: DeviceIdentity) -> Device:
