@@ -133,7 +133,7 @@ def tensor_fingerprint(tensors: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"tensor_fingerprint: {name!r} is not numeric ({array.dtype})")
         digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
         flat = array.reshape(-1)
-        digest.update(flat.view(np.uint8))  # the bytes in place, no copy
+        digest.update(flat.view(np.uint8).data)  # the bytes in place, no copy
         for start in range(0, flat.size, _SKETCH_CHUNK):
             chunk = flat[start : start + _SKETCH_CHUNK].astype(np.float64)
             if not np.all(np.isfinite(chunk)):
