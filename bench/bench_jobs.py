@@ -7,7 +7,8 @@ One training job (``examples/digits``, PyTorch on CPU, one thread) runs, in the 
 - ``heatgrid``: the same task through :class:`heatgrid.jobs.runner.TaskRunner`, exactly as the
   agent runs it (artifact checked by hash, bubblewrap sandbox, cgroup limits, the SDK's pipes),
   checkpointing every ``--checkpoint-interval-s`` of training (that many steps at the plain
-  run's rate; the checkpoint is saved, fsynced, copied out and hashed by the runner);
+  run's rate; the checkpoint is saved and hashed, then copied out, hashed and fsynced by the
+  runner);
 - ``heatgrid_no_checkpoints``: the same without checkpoints (the sandbox's own share);
 - ``preempted``: the heatgrid run asked to pause at half its steps (a graceful preemption: it
   checkpoints and exits), then resumed from that checkpoint by a second runner with its own
@@ -17,8 +18,9 @@ One training job (``examples/digits``, PyTorch on CPU, one thread) runs, in the 
 ``plain`` and ``heatgrid`` alternate ``--repeats`` times and the best of each counts (the
 machine is shared); beside it, each repeat's heatgrid run against the plain run just before it
 (``paired_*``: medians of the per-pair ratios). Rates are steady training rates: steps between
-the first and last progress report over the time between them, so process start and imports
-are not in them; the steady CPU time per step over the same reports (the plain process's;
+the first progress report and the last one before the final step over the time between them,
+so process start and imports, and the end of the run (the checkpoint at the final step), are
+not in them; the steady CPU time per step over the same reports (the plain process's;
 the task's cgroup's) is the load-robust twin of the rate. Every run must train with the same
 number of torch threads (the job reports it), or the benchmark refuses to compare them.
 
@@ -88,14 +90,26 @@ class _Run:
     cpu_s: float = 0.0
     load_average: float = 0.0
 
+    def _window(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """The first report and the last one before the final step (or the last one).
+
+        The job checkpoints at its final step before reporting it: under heatgrid a
+        checkpoint with its fingerprint, for the plain run's context nothing. That end of the
+        run is not steady training (and without checkpoints it would be the only one), so the
+        window ends before it; the checkpoints during the run stay in it.
+        """
+        final_step = self.reports[-1][1]
+        before = [report for report in self.reports if report[1] < final_step]
+        return self.reports[0], before[-1] if len(before) > 1 else self.reports[-1]
+
     def steady_steps_per_s(self) -> float:
         """Steps between the first and last report over the time between them [1/s]."""
-        (t0, s0, _), (t1, s1, _) = self.reports[0], self.reports[-1]
+        (t0, s0, _), (t1, s1, _) = self._window()
         return (s1 - s0) / (t1 - t0)
 
     def steady_cpu_s_per_step(self) -> float:
         """CPU time between the first and last report over the steps between them [s]."""
-        (_, s0, c0), (_, s1, c1) = self.reports[0], self.reports[-1]
+        (_, s0, c0), (_, s1, c1) = self._window()
         return (c1 - c0) / (s1 - s0)
 
     def first_report_s(self) -> float:

@@ -174,8 +174,14 @@ def _open_inside(root: Path, relative: str) -> int:
     return file_fd
 
 
-def _copy_fd(source_fd: int, target: Path, max_bytes: int) -> tuple[int, str]:
-    """Copy an open file into ``target``; return (size, sha256). Refuse more than max_bytes."""
+def _copy_fd(
+    source_fd: int, target: Path, max_bytes: int, *, durable: bool = False
+) -> tuple[int, str]:
+    """Copy an open file into ``target``; return (size, sha256). Refuse more than max_bytes.
+
+    ``durable``: fsync the copy before returning (a checkpoint, which a power cut must not
+    leave half written under its final name).
+    """
     digest = hashlib.sha256()
     size = 0
     with os.fdopen(source_fd, "rb") as source, target.open("wb") as sink:
@@ -185,6 +191,9 @@ def _copy_fd(source_fd: int, target: Path, max_bytes: int) -> tuple[int, str]:
                 raise OSError(f"over {max_bytes} bytes")
             digest.update(chunk)
             sink.write(chunk)
+        if durable:
+            sink.flush()
+            os.fsync(sink.fileno())
     return size, digest.hexdigest()
 
 
@@ -656,7 +665,7 @@ class TaskRunner:
         partial = self.checkpoint_dir / f"{seq}.partial"
         try:
             source = _open_inside(job_dir, f"{CONTROL_DIR}/{CHECKPOINT_DIR}/{seq}.ckpt")
-            _, sha256 = _copy_fd(source, partial, self.limits.disk_bytes)
+            _, sha256 = _copy_fd(source, partial, self.limits.disk_bytes, durable=True)
         except OSError:
             partial.unlink(missing_ok=True)
             return  # replaced by a newer one before it could be read: that one counts
