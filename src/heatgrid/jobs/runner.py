@@ -668,6 +668,7 @@ class TaskRunner:
             _, sha256 = _copy_fd(source, partial, self.limits.disk_bytes, durable=True)
         except OSError:
             partial.unlink(missing_ok=True)
+            (self.checkpoint_dir / f"{seq}{MARK_SUFFIX}").unlink(missing_ok=True)
             return  # replaced by a newer one before it could be read: that one counts
         if sha256 != message.get("sha256"):
             partial.unlink(missing_ok=True)
@@ -676,10 +677,15 @@ class TaskRunner:
         partial.replace(self.checkpoint_dir / f"{seq}.ckpt")
         self._checkpoint_seq = seq
         self._checkpoint_count += 1
-        for path in self.checkpoint_dir.glob("*.ckpt"):
-            if path.stem.isdigit() and int(path.stem) <= seq - _KEEP_CHECKPOINTS:
+        # blobs and their marks (a mark is written first, so it may have no blob); the mark
+        # of the state a run restored stays: it goes with the result
+        for path in [
+            *self.checkpoint_dir.glob("*.ckpt"),
+            *self.checkpoint_dir.glob(f"*{MARK_SUFFIX}"),
+        ]:
+            number = path.name.split(".", 1)[0]
+            if number.isdigit() and int(number) <= seq - _KEEP_CHECKPOINTS:
                 path.unlink(missing_ok=True)
-                path.with_suffix(MARK_SUFFIX).unlink(missing_ok=True)
         if self.on_checkpoint is not None:
             self.on_checkpoint(seq)
 
