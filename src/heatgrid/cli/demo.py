@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -109,6 +110,9 @@ def _run_live(duration_s: float, homes: int, speed: float, *, as_json: bool, kee
     from heatgrid.cli._demo_view import live_view, summary_renderable  # noqa: PLC0415
     from heatgrid.cli._demo_world import demo_clock  # noqa: PLC0415
 
+    # Ctrl-C stops everything, however the demo was started: a shell that starts a command in
+    # the background (`&`) passes SIGINT on ignored, and asyncio then leaves it ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     console = Console(stderr=as_json)
     workdir = Path(tempfile.mkdtemp(prefix="heatgrid-demo-"))
     clock = demo_clock(time.time(), speed)
