@@ -210,7 +210,8 @@ async def _scenario(root: Path, cheat: type[CoordinatorClient]) -> dict[str, Any
     honest = {devices["bob"], devices["dave"]}
     cheated = [run for run in attempts if run[0] == devices["mallory"]]
     assert [verdict for _, verdict, _, _ in cheated] == ["caught"]
-    assert all(verdict == "verified" for device, verdict, _, _ in attempts if device in honest)
+    honest_verdicts = [(device, verdict) for device, verdict, _, _ in attempts if device in honest]
+    assert all(verdict == "verified" for _, verdict in honest_verdicts), honest_verdicts
     # every whole result of an honest heater is the agreed one
     assert {
         run["weights_sha256"]
