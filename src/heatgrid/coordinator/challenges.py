@@ -561,6 +561,14 @@ def _check_reveal(found: DeviceChallenge, body: ChallengeReveal) -> str | None:
     return None
 
 
+def _waiting_for_rows(session: Session, device: Device, challenge_id: str) -> DeviceChallenge:
+    """Return the device's challenge; 409 unless it was committed and waits for its rows."""
+    found = _get(session, device, challenge_id)
+    if found.state != "committed":
+        raise ConflictError(f"challenge {challenge_id}: {found.state}, not waiting for rows")
+    return found
+
+
 def reveal(
     session: Session,
     device: Device,
@@ -576,15 +584,11 @@ def reveal(
     runs outside any transaction, on a detached copy of the challenge, so that it holds no
     database lock; the verdict is written only if the challenge still waits for rows.
     """
-    found = _get(session, device, challenge_id)
-    if found.state != "committed":
-        raise ConflictError(f"challenge {challenge_id}: {found.state}, not waiting for rows")
+    found = _waiting_for_rows(session, device, challenge_id)
     session.expunge(found)
     session.rollback()
     reason = _check_reveal(found, body)
-    found = _get(session, device, challenge_id)
-    if found.state != "committed":
-        raise ConflictError(f"challenge {challenge_id}: {found.state}, not waiting for rows")
+    found = _waiting_for_rows(session, device, challenge_id)
     if reason is None:
         found.state = "passed"
         found.ended_ts = now_ts
