@@ -106,9 +106,14 @@ def _read_block(held: Any, plan: rule.ChallengePlan, index: int) -> np.ndarray:
     return block if isinstance(block, np.ndarray) else block.cpu().numpy()
 
 
-def _numpy_chain(
-    a: np.ndarray, b: np.ndarray, plan: rule.ChallengePlan, stop: Callable[[], bool]
+def _links(
+    a: Any,
+    b: Any,
+    plan: rule.ChallengePlan,
+    stop: Callable[[], bool],
+    to_host: Callable[[Any], np.ndarray],
 ) -> list[np.ndarray] | None:
+    """Multiply ``a`` by ``b`` ``steps`` times per link; each link's rows copied to the host."""
     out = []
     current = a
     for _ in range(plan.links):
@@ -116,8 +121,14 @@ def _numpy_chain(
             if stop():
                 return None
             current = current @ b
-        out.append(current)
+        out.append(to_host(current))
     return out
+
+
+def _numpy_chain(
+    a: np.ndarray, b: np.ndarray, plan: rule.ChallengePlan, stop: Callable[[], bool]
+) -> list[np.ndarray] | None:
+    return _links(a, b, plan, stop, lambda link: link)
 
 
 def _torch_chain(
@@ -132,14 +143,7 @@ def _torch_chain(
     device = torch.device("cuda")
     right = torch.from_numpy(b).to(device)
     current = torch.from_numpy(a).to(device)
-    out = []
-    for _ in range(plan.links):
-        for _ in range(plan.steps):
-            if stop():
-                return None
-            current = current @ right
-        out.append(current.cpu().numpy())
-    return out
+    return _links(current, right, plan, stop, lambda link: link.cpu().numpy())
 
 
 def _torch() -> Any:
