@@ -42,7 +42,8 @@ busy machine disturbs less than wall-clock rates):
   the baseline's one) is reported too.
 
 Usage: ``python bench/bench_jobs.py --out PATH [--epochs N] [--checkpoint-interval-s S]
-[--repeats N]``. Needs the ``ml`` extra (torch, scikit-learn), bubblewrap and cgroups.
+[--repeats N]``. ``--out`` holds the runs measured so far (``"partial": true``) until the
+result replaces it. Needs the ``ml`` extra (torch, scikit-learn), bubblewrap and cgroups.
 """
 
 from __future__ import annotations
@@ -273,24 +274,54 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _partial(out: str, runs: dict[str, list[_Run]]) -> None:
+    """Write each run measured so far to ``out``, so a run cut short still tells something.
+
+    The full result replaces it at the end; ``"partial": true`` marks this one.
+    """
+    summary = {
+        name: [
+            {
+                "steady_steps_per_s": run.steady_steps_per_s(),
+                "steady_cpu_s_per_step": run.steady_cpu_s_per_step(),
+                "wall_s": run.finished - run.started,
+                "cpu_s": run.cpu_s,
+                "load_average_1_min_after": round(run.load_average, 2),
+            }
+            for run in group
+        ]
+        for name, group in runs.items()
+    }
+    text = json.dumps({"benchmark": "jobs", "partial": True, "runs": summary}, indent=2)
+    with open(out, "w", encoding="utf-8") as stream:
+        stream.write(text + "\n")
+    print(f"bench/jobs: {sum(map(len, runs.values()))} runs measured", file=sys.stderr)
+
+
 def _repeated(
     root: Path, ref: ArtifactRef, store: Path, args: argparse.Namespace
 ) -> tuple[dict[str, list[_Run]], list[TaskRunOutcome], int]:
-    """Alternate the plain run and the heatgrid runs; return them, outcomes, checkpoint steps."""
+    """Alternate the plain run and the heatgrid runs; return them, outcomes, checkpoint steps.
+
+    After each run, the runs so far are written to ``args.out`` (:func:`_partial`).
+    """
     base: dict[str, object] = {"epochs": args.epochs, "threads": 1, "seed": 0}
     runs: dict[str, list[_Run]] = {"plain": [], "heatgrid_no_checkpoints": [], "heatgrid": []}
     outcomes: list[TaskRunOutcome] = []
     every = 0
     for repeat in range(args.repeats):
         runs["plain"].append(_plain(base | {"checkpoint_every": _NEVER}))
+        _partial(args.out, runs)
         if not every:  # once per --checkpoint-interval-s of training at the plain rate
             every = max(round(_steady(runs["plain"]) * args.checkpoint_interval_s), 1)
         heater = _Heater(root / f"heater-bare-{repeat}", ref, store)
         runs["heatgrid_no_checkpoints"].append(heater.run(base | {"checkpoint_every": _NEVER})[0])
+        _partial(args.out, runs)
         heater = _Heater(root / f"heater-{repeat}", ref, store)
         run, outcome, _ = heater.run(base | {"checkpoint_every": every})
         runs["heatgrid"].append(run)
         outcomes.append(outcome)
+        _partial(args.out, runs)
     return runs, outcomes, every
 
 
