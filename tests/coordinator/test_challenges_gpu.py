@@ -9,10 +9,12 @@ an older agent's claim stays unproven, without quarantine.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from heatgrid.cli.main import main
 from heatgrid.core import challenge as rule
 from heatgrid.protocol import features
 from heatgrid.protocol.challenge import ChallengeCommit, ChallengeOrder
@@ -96,7 +98,7 @@ def _submit_gpu_job(coordinator: Coordinator) -> str:
 
 
 def test_an_agent_without_challenge_steps_stays_unproven_not_quarantined(
-    coordinator: Coordinator,
+    coordinator: Coordinator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An older agent is never sent the stepped challenge it would fail, nor an easy one."""
     owner = coordinator.owner_key("alice")
@@ -120,6 +122,20 @@ def test_an_agent_without_challenge_steps_stays_unproven_not_quarantined(
     assert "unproven" in reason
     assert features.CHALLENGE_STEPS in reason
     assert "82.6 TFLOPS" in reason
+    # the operator's command line shows it too
+    shown_args = [
+        "devices",
+        "show",
+        device_id,
+        "--json",
+        "--database-url",
+        coordinator.database_url,
+    ]
+    assert main(shown_args) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["claim_unproven_reason"] == reason
+    assert record["agent_features"] == []
+    assert record["quarantined_ts"] is None
 
 
 def test_the_agent_updated_to_declare_challenge_steps_gets_the_stepped_challenge(
