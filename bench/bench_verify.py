@@ -2,16 +2,20 @@
 
 A fleet of devices (one owner each) runs a stream of deterministic tasks; 1 % of the devices
 cheat (return a made-up digest) on every result (``always``) or on one result in ten
-(``sporadic``). Both policies run on the same fleet, the same tasks and the same random draws,
-with the rules of :mod:`heatgrid.core.trust` that the coordinator and the simulator share:
+(``sporadic``), replicas of other devices' results included, or only on their own results and
+never on a replica, which a device can tell from its lease (``..._honest_on_replicas``). Both
+policies run on the same fleet, the same tasks and the same random draws, with the rules of
+:mod:`heatgrid.core.trust` that the coordinator and the simulator share:
 
 - ``adaptive``: a task runs on one device; :func:`~heatgrid.core.trust.needs_replica` decides,
   from the device's reputation, whether it is spot-checked (then it wants 2 agreeing owners),
   :func:`~heatgrid.core.trust.judge_results` asks for replicas on devices of other owners until
   a quorum agrees (at most 4 results); as in the coordinator, only checked results change a
   reputation, caught devices are quarantined, and a result that is not checked is held until
-  a spot check of a later result of its device passes, or forfeited when the device is caught
-  (:func:`~heatgrid.core.trust.held_fate`).
+  a spot check drawn for a later result of its device passes (agreeing as another device's
+  replica releases nothing), or forfeited when the device is caught
+  (:func:`~heatgrid.core.trust.held_fate`); ``adaptive_replicas_release`` is the same with the
+  former rule, where a replica's agreement released its device's held credit too.
 - ``triple``: every task runs on three devices of different owners and wants 2 agreeing.
 
 Each fleet runs twice: *new* (every device starts without a record, so the run includes the
@@ -20,10 +24,13 @@ cheats included, starts at the floor: the cheat that behaved until trusted). The
 goal (<= 5 % of compute once trusted) is judged on the trusted run, and the extra executions
 are split into spot-check replicas, replicas of devices not yet trusted, and tie-break
 replicas after a disagreement. *Exposure* follows many cheating devices, each trusted, until
-each is caught, and counts the cheated results paid before the catch; the goal "no cheat
-unpaid-for beyond one spot-check interval" holds when that is at most one interval
-(1 / floor results) on average; the same draws are also run with the former rule (an
-unchecked result paid after ``1 / floor`` more results of its device) for comparison.
+each is caught (each device also runs replicas of other devices' results, as many as the
+floor's share of its own), and counts the cheated results paid before the catch; the goal "no
+cheat unpaid-for beyond one spot-check interval" holds *on average* when that is at most one
+interval (1 / floor results); its share beyond one interval is set against
+:func:`~heatgrid.core.trust.paid_cheats_probability`, the tail that no hold removes. The same
+draws are also run with the former rules (replicas release held credit; an unchecked result
+paid after ``1 / floor`` more results of its device) for comparison.
 The Freivalds check of a hardware challenge is timed against the matrix product it checks
 (numpy, same run). *Training* (``_verify_training``) runs training tasks checked by a segment
 replay, with and without the start check, against a whole replica and triple replication, for
@@ -35,6 +42,7 @@ Usage: ``python bench/bench_verify.py --out PATH [--devices N] [--tasks N]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -53,12 +61,31 @@ _GOAL_OVERHEAD = 0.05
 _NEVER_S = 1e18  # the bench counts results, not seconds: no hold reaches the time limit
 
 
+@dataclass(frozen=True)
+class _Cheat:
+    """How the cheating devices cheat, and which rule releases held credit."""
+
+    rate: float  # share of its results a cheating device makes up
+    honest_on_replicas: bool = False  # it never cheats on a replica (it can tell one)
+    replicas_release: bool = False  # the former rule: a replica's agreement releases credit
+
+
+_CHEATS = {
+    "always": _Cheat(1.0),
+    "sporadic": _Cheat(0.1),
+    "always_honest_on_replicas": _Cheat(1.0, honest_on_replicas=True),
+    "sporadic_honest_on_replicas": _Cheat(0.1, honest_on_replicas=True),
+}
+
+
 @dataclass
 class _Fleet:
     """The devices' reputations, holds and fates under one policy."""
 
     cheats: np.ndarray
     cheat_rate: float
+    honest_on_replicas: bool
+    replicas_release: bool
     floor: float
     reputation: list[trust.Reputation]
     quarantined: np.ndarray
@@ -73,11 +100,13 @@ class _Fleet:
     undecided: int = 0
 
     @classmethod
-    def new(cls, cheats: np.ndarray, cheat_rate: float, floor: float, start: int) -> _Fleet:
+    def new(cls, cheats: np.ndarray, cheat: _Cheat, floor: float, start: int) -> _Fleet:
         count = len(cheats)
         return cls(
             cheats,
-            cheat_rate,
+            cheat.rate,
+            cheat.honest_on_replicas,
+            cheat.replicas_release,
             floor,
             [trust.Reputation("deterministic", start)] * count,
             np.zeros(count, dtype=bool),
@@ -92,9 +121,12 @@ def trusted_reputation(floor: float) -> int:
     return max(0, math.ceil(half * (1.0 / floor - 1.0) - 1e-9))
 
 
-def _digest(fleet: _Fleet, device: int, task: int, rng: np.random.Generator) -> str:
+def _digest(
+    fleet: _Fleet, device: int, task: int, rng: np.random.Generator, *, replica: bool
+) -> str:
     fleet.executions += 1
-    if fleet.cheats[device] and rng.random() < fleet.cheat_rate:
+    lies = fleet.cheats[device] and rng.random() < fleet.cheat_rate
+    if lies and not (replica and fleet.honest_on_replicas):
         return f"made-up-{task}-{device}"
     return f"true-{task}"
 
@@ -142,13 +174,13 @@ def _run_task(fleet: _Fleet, task: int, rng: np.random.Generator, policy: str) -
     while len(devices) < runs:
         devices.append(_pick(fleet, rng, set(devices)))
     fleet.replicas[kind] += runs - 1
-    digests = {str(d): _digest(fleet, d, task, rng) for d in devices}
+    digests = {str(d): _digest(fleet, d, task, rng, replica=d != first) for d in devices}
     owners = {name: name for name in digests}  # one owner per device
     verdict = trust.judge_results(digests, owners, quorum, _MAX_RESULTS)
     while verdict.judgement is trust.Judgement.NEEDS_REPLICA:
         extra = _pick(fleet, rng, {int(d) for d in digests})
         fleet.replicas["tie_break"] += 1
-        digests[str(extra)] = _digest(fleet, extra, task, rng)
+        digests[str(extra)] = _digest(fleet, extra, task, rng, replica=True)
         owners[str(extra)] = str(extra)
         verdict = trust.judge_results(digests, owners, quorum, _MAX_RESULTS)
     if verdict.judgement is trust.Judgement.UNDECIDED:
@@ -169,14 +201,15 @@ def _run_task(fleet: _Fleet, task: int, rng: np.random.Generator, policy: str) -
             continue
         fleet.reputation[device] = trust.after_result(fleet.reputation[device], True)
         fleet.paid_cheated[device] += cheated  # agreed by a quorum of owners: paid now
-        _settle(fleet, device, caught=False, check_ts=now, now=now)
+        if device == first or fleet.replicas_release:  # a replica's device knew it was one
+            _settle(fleet, device, caught=False, check_ts=now, now=now)
 
 
 def _run(
-    policy: str, cheat_rate: float, floor: float, start: int, args: argparse.Namespace
+    policy: str, cheat: _Cheat, floor: float, start: int, args: argparse.Namespace
 ) -> dict[str, float]:
     cheats = np.random.default_rng(args.seed).random(args.devices) < _CHEAT_FRACTION
-    fleet = _Fleet.new(cheats, cheat_rate, floor, start)
+    fleet = _Fleet.new(cheats, cheat, floor, start)
     rng = np.random.default_rng(args.seed + 1)
     half_executions = 0
     for task in range(args.tasks):
@@ -205,12 +238,17 @@ def _run(
 
 
 def _exposure(
-    cheat_rate: float, floor: float, devices: int, seed: int, hold_results: int | None
+    cheat: _Cheat, floor: float, devices: int, seed: int, hold_results: int | None
 ) -> dict[str, float]:
     """Follow trusted cheating devices until caught; count cheated results paid before.
 
-    ``hold_results`` None: the coordinator's rule (:func:`trust.held_fate`: held until a later
-    passed check); else the former rule (paid once ``hold_results`` later results came).
+    Before each of its own results a device runs, with the floor's probability, a replica of
+    another device's result (once trusted, the fleet runs about that share of replicas, spread
+    over its devices); a cheat caught on a replica is caught. ``hold_results`` None: the
+    coordinator's rule (:func:`trust.held_fate`: held until a later passed check drawn for
+    the device's own result; with ``cheat.replicas_release``, the former rule where an
+    agreeing replica released it too); else the older rule (paid once ``hold_results`` later
+    results came).
     """
     rng = np.random.default_rng(seed)
     paid = np.zeros(devices, dtype=np.int64)
@@ -220,7 +258,14 @@ def _exposure(
         held: list[tuple[float, bool]] = []
         index = 0
         while True:
-            cheated = bool(rng.random() < cheat_rate)
+            replica_lies = bool(rng.random() < cheat.rate) and not cheat.honest_on_replicas
+            if rng.random() < floor:  # it runs a replica, compared with another owner's
+                if replica_lies:
+                    break  # caught on the replica: everything still held is forfeited
+                if cheat.replicas_release and hold_results is None:
+                    paid[device] += sum(c for _, c in held)
+                    held = []
+            cheated = bool(rng.random() < cheat.rate)
             checked = trust.needs_replica(rep, float(rng.random()), floor=floor)
             if checked and cheated:  # caught: everything still held is forfeited
                 break
@@ -248,14 +293,18 @@ def _exposure(
             index += 1
         results[device] = index + 1
     interval = 1.0 / floor
+    beyond = math.floor(interval) + 1  # more cheated results than one interval
     return {
         "cheating_devices": devices,
         "results_until_caught_mean": float(results.mean()),
         "cheated_results_paid_before_caught_mean": float(paid.mean()),
         "cheated_results_paid_before_caught_p90": float(np.percentile(paid, 90)),
         "cheated_results_paid_before_caught_max": int(paid.max()),
-        "expected_paid_before_caught": (1.0 - cheat_rate) * (1.0 - floor) / floor,
-        "share_of_devices_paid_beyond_one_interval": float((paid > interval).mean()),
+        "expected_paid_before_caught_without_replicas": (1.0 - cheat.rate) * (1.0 - floor) / floor,
+        "share_of_devices_paid_beyond_one_interval": float((paid >= beyond).mean()),
+        "expected_share_paid_beyond_one_interval_without_replicas": (
+            trust.paid_cheats_probability(cheat.rate, floor, beyond)
+        ),
     }
 
 
@@ -277,17 +326,19 @@ def _freivalds_vs_product(n: int, repeats: int = 5) -> dict[str, float]:
     }
 
 
-def _fleet(
-    cheat_rate: float, floor: float, start: int, args: argparse.Namespace
-) -> dict[str, object]:
-    adaptive = _run("adaptive", cheat_rate, floor, start, args)
-    triple = _run("triple", cheat_rate, floor, start, args)
+def _fleet(cheat: _Cheat, floor: float, start: int, args: argparse.Namespace) -> dict[str, object]:
+    adaptive = _run("adaptive", cheat, floor, start, args)
+    triple = _run("triple", cheat, floor, start, args)
     assert isinstance(adaptive["overhead"], float)
-    return {
+    fleet: dict[str, object] = {
         "adaptive": adaptive,
         "triple": triple,
         "ratio_overhead_adaptive_vs_triple": adaptive["overhead"] / triple["overhead"],
     }
+    if cheat.honest_on_replicas:  # where the former rule differs
+        former = dataclasses.replace(cheat, replicas_release=True)
+        fleet["adaptive_replicas_release"] = _run("adaptive", former, floor, start, args)
+    return fleet
 
 
 def main() -> None:
@@ -304,23 +355,34 @@ def main() -> None:
     floor = args.floor
     interval = 1.0 / floor
     fleets = {}
-    for name, cheat_rate in (("always", 1.0), ("sporadic", 0.1)):
-        new = _fleet(cheat_rate, floor, 0, args)
-        trusted = _fleet(cheat_rate, floor, trusted_reputation(floor), args)
-        exposure = _exposure(cheat_rate, floor, args.exposure_devices, args.seed + 2, None)
-        former = _exposure(
-            cheat_rate, floor, args.exposure_devices, args.seed + 2, math.ceil(interval)
+    for name, cheat in _CHEATS.items():
+        new = _fleet(cheat, floor, 0, args)
+        trusted = _fleet(cheat, floor, trusted_reputation(floor), args)
+        exposure = _exposure(cheat, floor, args.exposure_devices, args.seed + 2, None)
+        replicas_release = _exposure(
+            dataclasses.replace(cheat, replicas_release=True),
+            floor,
+            args.exposure_devices,
+            args.seed + 2,
+            None,
         )
+        former = _exposure(cheat, floor, args.exposure_devices, args.seed + 2, math.ceil(interval))
         paid_mean = exposure["cheated_results_paid_before_caught_mean"]
+        assert isinstance(trusted["adaptive"], dict)
         fleets[name] = {
-            "cheat_rate": cheat_rate,
+            "cheat_rate": cheat.rate,
+            "honest_on_replicas": cheat.honest_on_replicas,
             "new_fleet": new,
             "trusted_fleet": trusted,
             "overhead_once_trusted": trusted["adaptive"]["overhead"],
             "goal_overhead_met": trusted["adaptive"]["overhead"] <= _GOAL_OVERHEAD,
             "exposure": exposure,
+            "exposure_former_rule_replicas_release": replicas_release,
             "exposure_former_rule_hold_results": former,
             "goal_cheat_paid_within_one_interval_met": paid_mean <= interval,
+            "goal_every_cheat_paid_within_one_interval_met": (
+                exposure["share_of_devices_paid_beyond_one_interval"] == 0.0
+            ),
         }
     result = {
         "benchmark": "verify",
@@ -333,7 +395,8 @@ def main() -> None:
         "spot_check_floor": floor,
         "spot_check_interval_results": interval,
         "trusted_reputation": trusted_reputation(floor),
-        "hold_rule": "unchecked results held until a later spot check of the device passes",
+        "hold_rule": "unchecked results held until a spot check drawn for a later result of "
+        "the device passes (an agreeing replica it ran releases nothing)",
         "baseline": "triple replication, 2 of 3 owners agree, same run",
         "fleets": fleets,
         "goal_overhead_once_trusted": _GOAL_OVERHEAD,

@@ -12,6 +12,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -47,6 +48,7 @@ class ServedCoordinator:
         clock: SimClock,
         *,
         stratum_url: str | None = None,
+        **overrides: Any,
     ) -> None:
         settings = Settings(
             database_url=database_url,
@@ -54,6 +56,7 @@ class ServedCoordinator:
             heartbeat_interval_s=300.0,
             online_window_s=900.0,
             stratum_url=stratum_url,
+            **overrides,
         )
         self.app = create_app(settings, clock=clock)
         self.port = free_port()

@@ -55,6 +55,7 @@ def _enroll(coordinator: Coordinator, kind: str, hardware: dict[str, Any]) -> di
 
 
 def _beat(coordinator: Coordinator, device: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Send a heartbeat declaring what this agent understands (``features=[]``: an older one)."""
     now_ts = coordinator.clock()
     answer = coordinator.client.post(
         f"/v1/devices/{device['id']}/heartbeat",
@@ -63,6 +64,7 @@ def _beat(coordinator: Coordinator, device: dict[str, Any], **extra: Any) -> dic
             "sent_ts": now_ts,
             "telemetry": [],
             "heat_window": [{"start_ts": now_ts, "duration_s": 6 * 3600.0, "heat_power_w": 300.0}],
+            "features": sorted(agent_challenge.FEATURES),
             **extra,
         },
         headers=device["headers"],
@@ -148,6 +150,24 @@ def test_an_honest_device_passes_then_gets_tasks(coordinator: Coordinator) -> No
     assert verdict["state"] == "passed", verdict
     assert len(_claim(coordinator, device).json()["leases"]) == 1
     assert _beat(coordinator, device)["challenge"] is None
+
+
+def test_an_older_agent_gets_an_unstepped_challenge_as_before(coordinator: Coordinator) -> None:
+    """One product per link means what it always meant: an agent declaring nothing answers it."""
+    _submit_cpu_job(coordinator)
+    device = _enroll(coordinator, "cpu", _CPU)
+    order = _order(_beat(coordinator, device, features=[]))
+    assert order.steps == 1
+    solution = agent_challenge.solve(order, give_up_monotonic=float("inf"))
+    assert solution is not None
+    verdict = _play(coordinator, device, order, solution, took_s=order.deadline_s / 2)
+    assert verdict["state"] == "passed", verdict
+    assert len(_claim(coordinator, device).json()["leases"]) == 1
+    shown = coordinator.client.get(
+        f"/v1/devices/{device['id']}", headers=coordinator.auth(device["owner"])
+    ).json()
+    assert shown["agent_features"] == []
+    assert shown["claim_unproven_reason"] is None
 
 
 def test_checking_the_rows_holds_no_database_lock(

@@ -402,6 +402,29 @@ def test_a_trusted_devices_unchecked_results_are_paid_when_a_later_spot_check_pa
 
 
 @pytest.mark.parametrize("settings_overrides", [_TRUSTING])
+def test_agreeing_as_a_replica_pays_the_replica_but_releases_no_held_credit(
+    coordinator: Coordinator,
+) -> None:
+    """A device knows a replica will be compared (its lease's attempt is not the first), so a
+    cheat could be honest exactly there: only a check drawn for its own result releases."""
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    share = round(TASK_COST * 0.85)
+    _submit(coordinator, submitter, tasks=2)
+    _unchecked(alice, coordinator)
+    _unchecked(alice, coordinator)
+    assert _owner_paid_and_held(coordinator, alice) == (0, 2 * TASK_COST)
+    _submit(coordinator, submitter, tasks=1)
+    _checked(bob, [alice], coordinator)  # alice runs the replica of bob's drawn check
+    assert _owner_paid_and_held(coordinator, bob) == (share, 0)
+    assert _owner_paid_and_held(coordinator, alice) == (share, 2 * TASK_COST)
+    _submit(coordinator, submitter, tasks=1)
+    _checked(alice, [bob], coordinator)  # a check drawn for alice's own result
+    assert _owner_paid_and_held(coordinator, alice) == (4 * share, 0)
+
+
+@pytest.mark.parametrize("settings_overrides", [_TRUSTING])
 def test_a_cheat_caught_at_its_second_spot_check_forfeits_everything_since_its_first(
     coordinator: Coordinator,
 ) -> None:

@@ -524,3 +524,52 @@ def test_a_replay_verdict_refutes_the_original_only_when_the_replayers_agree_aga
     assert trust.replay_judgement(liar, "original") is trust.Judgement.VERIFIED
     tie = trust.judge_results({"original": "a", "r1": "b", "r2": "c"}, owners, 2, 3)
     assert trust.replay_judgement(tie, "original") is trust.Judgement.UNDECIDED
+
+
+def _paid_before_caught(cheat_rate: float, floor: float, rng: np.random.Generator) -> int:
+    """Play held_fate for one trusted cheat until it is caught; return its cheated results paid."""
+    held: list[tuple[float, bool]] = []
+    paid = 0
+    index = 0
+    while True:
+        cheated = bool(rng.random() < cheat_rate)
+        checked = bool(rng.random() < floor)
+        if checked and cheated:
+            return paid
+        if checked:
+            fates = [
+                trust.held_fate(ts, caught=False, passed_check_reported_ts=index, now_ts=index)
+                for ts, _ in held
+            ]
+            assert all(fate is trust.HoldFate.PAY for fate in fates)
+            paid += sum(c for _, c in held)
+            held = []
+        else:
+            held.append((float(index), cheated))
+        index += 1
+
+
+@pytest.mark.parametrize(("cheat_rate", "floor"), [(0.1, 0.045), (0.5, 0.2), (0.02, 0.1)])
+def test_paid_cheats_probability_is_the_tail_of_held_fate_played_out(
+    cheat_rate: float, floor: float
+) -> None:
+    """The closed form against the rule played result by result (4,000 cheats each)."""
+    rng = np.random.default_rng(17)
+    paid = np.array([_paid_before_caught(cheat_rate, floor, rng) for _ in range(4_000)])
+    for cheated in (1, round(1 / floor), round(2 / floor)):
+        expected = trust.paid_cheats_probability(cheat_rate, floor, cheated)
+        measured = float((paid >= cheated).mean())
+        assert abs(measured - expected) < 4.0 * np.sqrt(expected * (1 - expected) / 4_000) + 1e-3
+    assert abs(paid.mean() - (1 - cheat_rate) * (1 - floor) / floor) < 0.1 / floor
+
+
+def test_paid_cheats_probability_edges() -> None:
+    assert trust.paid_cheats_probability(0.1, 0.045, 0) == 1.0
+    assert trust.paid_cheats_probability(1.0, 0.045, 1) == 0.0  # caught at its first check
+    assert trust.paid_cheats_probability(0.0, 0.045, 1) == 0.0  # never cheats
+    beyond = trust.paid_cheats_probability(0.1, 0.045, 23)  # more than one interval (22.2)
+    assert beyond == pytest.approx(0.312, abs=0.001)
+    with pytest.raises(InputError, match="spot_check_rate"):
+        trust.paid_cheats_probability(0.1, 0.0, 1)
+    with pytest.raises(InputError, match="cheated"):
+        trust.paid_cheats_probability(0.1, 0.5, -1)

@@ -20,13 +20,14 @@ import importlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
 from heatgrid.agent.client import CoordinatorClient
 from heatgrid.core import challenge as rule
 from heatgrid.core import challenge_space as space
+from heatgrid.protocol import features
 from heatgrid.protocol.challenge import (
     ChallengeCommit,
     ChallengeOrder,
@@ -39,6 +40,7 @@ from heatgrid.protocol.challenge import (
 )
 
 __all__ = [
+    "FEATURES",
     "Solution",
     "answer_challenge",
     "commitment",
@@ -49,6 +51,10 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+FEATURES: Final = frozenset({features.CHALLENGE_STEPS})
+"""The challenge features this agent understands (declared in every heartbeat): it computes
+``ChallengeOrder.steps`` products per link."""
 
 
 @dataclasses.dataclass(frozen=True)

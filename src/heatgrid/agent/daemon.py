@@ -60,7 +60,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from heatgrid.agent.backoff import Backoff
-from heatgrid.agent.challenge import answer_challenge
+from heatgrid.agent.challenge import FEATURES, answer_challenge
 from heatgrid.agent.client import (
     CoordinatorClient,
     CoordinatorRefusedError,
@@ -739,6 +739,7 @@ class AgentDaemon:
                 heat_window=self.heat_window(now_ts, forecast_c),
                 device_kind=kind,
                 hardware=hardware,
+                features=sorted(FEATURES),
             )
             answer = await self._client.heartbeat(device_id, token, heartbeat)
             received = time.monotonic()

@@ -120,12 +120,20 @@ def show_device(
     database_url: DatabaseUrl = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Show one device, its newest telemetry sample and its heat window."""
+    """Show one device, its quarantine, its agent's features, its newest sample and heat window.
+
+    ``claim_unproven_reason`` says why a hardware challenge it owes is held back (its agent does
+    not declare a feature the challenge needs): it gets no tasks until its agent is updated.
+    """
     from heatgrid.coordinator import devices as fleet  # noqa: PLC0415 - keeps `--help` fast
 
     with open_session(database_url, data_dir) as session:
         device = fleet.get_device(session, device_id, None)
         record = _record(session, device)
+        record["quarantined_ts"] = device.quarantined_ts
+        record["quarantine_reason"] = device.quarantine_reason
+        record["agent_features"] = device.agent_features
+        record["claim_unproven_reason"] = device.claim_unproven_reason
         sample = fleet.latest_sample(session, device.id)
         record["latest_sample"] = (
             None

@@ -39,6 +39,7 @@ from heatgrid.core import challenge_space as space
 from heatgrid.core.catalog import load_catalog
 from heatgrid.core.errors import InputError
 from heatgrid.core.leasing import LEASED_STATES
+from heatgrid.protocol import features
 from heatgrid.protocol.challenge import (
     ChallengeCheck,
     ChallengeCommit,
@@ -251,6 +252,40 @@ def _next_plan(
     )
 
 
+def _order(challenge_id: str, plan: rule.ChallengePlan) -> ChallengeOrder:
+    return ChallengeOrder(
+        challenge_id=challenge_id,
+        seed=plan.seed,
+        n=plan.n,
+        links=plan.links,
+        deadline_s=plan.deadline_s,
+        memory_bytes=plan.memory_bytes,
+        steps=plan.steps,
+    )
+
+
+def _held_back(device: Device, plan: rule.ChallengePlan, flops: float) -> str | None:
+    """Return why the challenge of ``plan`` cannot be sent to the device's agent, else None.
+
+    An order whose meaning-changing fields need a feature the agent did not declare
+    (:func:`heatgrid.protocol.features.missing_features`) is not sent: an older agent would
+    ignore the field, compute another chain and be quarantined though honest. Nor is an
+    easier order sent instead: the chain of one product per link is the one a many-core CPU
+    answers in time for a big GPU. The device keeps owing the challenge, so it gets no tasks
+    (it is not quarantined), until its agent declares the feature.
+    """
+    needed = features.missing_features(_order("-", plan), device.agent_features)
+    if not needed:
+        return None
+    return (
+        f"its hardware claim ({flops / 1e12:.3g} TFLOPS) is unproven: the hardware challenge "
+        f"that proves it ({plan.links} links of {plan.steps} products of {plan.n} x {plan.n} "
+        f"matrices) needs agent features its agent does not declare "
+        f"({', '.join(sorted(needed))}); it gets no tasks until its agent is updated and "
+        "passes that challenge"
+    )
+
+
 def issue_due(
     session: Session,
     device: Device,
@@ -263,6 +298,8 @@ def issue_due(
 
     ``draw`` is a uniform number in [0, 1) for the random re-check (a secure one by default).
     A challenge still open is not issued twice; one left unanswered past its deadline fails.
+    A challenge that needs features the device's agent did not declare (``agent_features``)
+    is held back: the device keeps owing it, and ``claim_unproven_reason`` says why.
     """
     flops = claimed_flops_per_s(device)
     if not settings.hardware_challenges or flops is None or device.quarantined_ts is not None:
@@ -290,7 +327,9 @@ def issue_due(
         device.challenge_due_ts = now_ts
     due = device.challenge_due_ts is not None and device.challenge_due_ts <= now_ts
     plan = _next_plan(session, device, settings, flops) if due else None
-    if plan is None:
+    if plan is not None:
+        device.claim_unproven_reason = _held_back(device, plan, flops)
+    if plan is None or device.claim_unproven_reason is not None:
         return None
     found = DeviceChallenge(
         id=new_id(),
@@ -313,15 +352,7 @@ def issue_due(
         ended_ts=None,
     )
     session.add(found)
-    return ChallengeOrder(
-        challenge_id=found.id,
-        seed=plan.seed,
-        n=plan.n,
-        links=plan.links,
-        deadline_s=plan.deadline_s,
-        memory_bytes=plan.memory_bytes,
-        steps=plan.steps,
-    )
+    return _order(found.id, plan)
 
 
 def _get(session: Session, device: Device, challenge_id: str) -> DeviceChallenge:

@@ -52,6 +52,7 @@ __all__ = [
     "is_online",
     "latest_sample",
     "list_devices",
+    "record_features",
     "record_heartbeat",
     "reports_new_hardware",
     "revoke_device",
@@ -265,6 +266,17 @@ def record_heartbeat(
         duplicate_samples=len(rows) - stored,
         hardware_changed=hardware_changed,
     )
+
+
+def record_features(device: Device, declared: Sequence[str]) -> None:
+    """Store the features the device's agent declared in its heartbeat, sorted; the caller commits.
+
+    Every heartbeat declares them all, so they replace what was stored (an agent rolled back
+    to an older version declares fewer, or none).
+    """
+    features = sorted(declared)
+    if device.agent_features != features:
+        device.agent_features = features
 
 
 def reports_new_hardware(device: DeviceIdentity, heartbeat: v1.Heartbeat) -> bool:

@@ -29,13 +29,15 @@ same rule, and a verdict against the original *refutes* it
 and the task runs again from the start.
 
 A result still held when its task is cancelled or dead-lettered is void as well: an owner is
-credited only for a verified result. A result let through unchecked (quorum 1) verifies its
-task at once, but its credit stays held until a spot check of a later result of its device
-passes; a device caught at a spot check forfeits everything since its last passed check
-(:func:`heatgrid.core.trust.held_fate`, the one rule). Credit held ``hold_limit_s`` without
-being decided (no later check, or no device of another owner to replicate a checked task) is
-refunded to the submitter by :func:`expire_holds` (``result_unverified`` in the ledger, on
-the owner's device), and a checked task whose results were refunded so runs again.
+credited only for a verified result. A result let through unchecked (quorum 1) verifies its task
+at once, but its credit stays held until a spot check of a later result of its device passes (a
+check drawn for a result it reported first: agreeing as another device's replica, which a device
+can tell from its lease, pays that replica and releases nothing); a device caught at a spot
+check forfeits everything since its last passed check (:func:`heatgrid.core.trust.held_fate`,
+the one rule). Credit held ``hold_limit_s`` without being decided (no later check, or no device
+of another owner to replicate a checked task) is refunded to the submitter by
+:func:`expire_holds` (``result_unverified`` in the ledger, on the owner's device), and a checked
+task whose results were refunded so runs again.
 
 Ledger, per verified attempt of cost ``c`` micro-euros and owner share ``s``: at the report
 ``submitter`` −c, ``held:owner:<id>`` +c (energy as for any attempt); paid: ``held:owner`` −c,
@@ -481,13 +483,16 @@ def judge(
         _spend_checkpoints(task)  # verified or refuted: no attempt resumes from them
         checked = task.quorum > 1
         kind = job_kind(job)
+        drawn = held[0][0].attempt  # the round's first result: its check was drawn after it
         for run, owner in held:
             honest = run.device_id in verdict.honest
             if checked or not honest:
                 _close(session, job, (run, owner), VERIFIED if honest else CAUGHT, now_ts)
             if checked:
                 _record(session, run.device_id, kind, honest, now_ts)
-            if checked or not honest:  # a passed check pays what came before it, else forfeit
+            # A passed drawn check pays what came before it; a caught device forfeits. A
+            # replica's device knew its result would be compared (core.trust.held_fate).
+            if not honest or (checked and run.attempt == drawn):
                 _settle_unchecked(
                     session,
                     run.device_id,

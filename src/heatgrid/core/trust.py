@@ -44,6 +44,7 @@ __all__ = [
     "held_fate",
     "judge_results",
     "needs_replica",
+    "paid_cheats_probability",
     "relative_l2",
     "replay_judgement",
     "replay_start_agrees",
@@ -333,12 +334,19 @@ def held_fate(
     A trusted device's result that :func:`needs_replica` lets through unchecked verifies its
     task, but its credit is held until a spot check of a *later* result of the same device
     passes (``passed_check_reported_ts > reported_ts``): then every result before that check
-    is paid. A device caught with a wrong result forfeits everything it still holds, that is
-    every result since its last passed check, whatever their number. So a cheated result is
-    paid only when a result reported after it was checked and agreed; what a cheat keeps when
-    it is caught is bounded by the results before its last passed check. A result that neither
-    decides within ``hold_limit_s`` of its report (its device stopped, or no later check came)
-    is refunded to the submitter. Precedence: caught, then a later passed check, then the
+    is paid. Only a check the device could not foresee counts: one drawn for a result it
+    reported as its task's first. A replica it runs of another device's result is compared
+    too, but a device can tell a replica from its lease (its attempt number, a replay's stop
+    step), so it could be honest exactly there: an agreeing replica is paid for itself and
+    releases nothing else (a cheat that is honest on replicas would otherwise be paid, at
+    each replica, for everything it held). A device caught with a wrong result forfeits
+    everything it still holds, that is every result since its last passed check, whatever
+    their number. So a cheated result is paid only when a result reported after it was
+    checked and agreed; what a cheat keeps when it is caught is bounded by the results before
+    its last passed check (:func:`paid_cheats_probability`: its mean is below one spot-check
+    interval, its tail is not bounded). A result that neither decides within
+    ``hold_limit_s`` of its report (its device stopped, or no later check came) is refunded
+    to the submitter. Precedence: caught, then a later passed check, then the
     limit. The same limit ends a checked result that waits for replicas
     (``passed_check_reported_ts=None``, ``caught=False``).
 
@@ -349,8 +357,8 @@ def held_fate(
     caught : bool
         The device has been caught with a wrong result since.
     passed_check_reported_ts : float or None
-        When the device reported its latest result whose spot check passed [s, POSIX]; None
-        when none did.
+        When the device reported its latest result whose drawn spot check passed (not a
+        replica it ran) [s, POSIX]; None when none did.
     now_ts : float
         Now [s, POSIX].
     hold_limit_s : float, optional
@@ -368,6 +376,45 @@ def held_fate(
     if now - reported >= limit:
         return HoldFate.REFUND
     return HoldFate.HELD
+
+
+def paid_cheats_probability(cheat_rate: float, spot_check_rate: float, cheated: int) -> float:
+    """Return the probability that a cheat is paid for at least ``cheated`` results before caught.
+
+    Under :func:`held_fate`, at a fixed spot-check rate ``f`` (as at the floor), for a device
+    that cheats on each result with probability ``c``. Each of its cheated results is checked
+    with probability ``f``, independently and unforeseeably; a passed check pays the held
+    results before it, a checked cheated result catches the device and forfeits what it
+    still holds. Between two checks the device adds a number of unchecked cheated results
+    geometric with ratio ``(1 - f) c / (f + (1 - f) c)``; each check passes with probability
+    ``1 - c``. Their compound is geometric too, and the result is exact:
+    ``P(paid >= m) = (1 - c) (1 - f) ** m`` for ``m >= 1``, with mean ``(1 - c) (1 - f) / f``.
+
+    The ratio ``1 - f`` does not depend on the cheat rate: a cheat is paid for more than one
+    spot-check interval (``1 / f`` results) with probability about ``(1 - c) / e``, 31 % at
+    ``c = 0.1``, whatever the floor. Holding credit until a later check passes bounds the mean
+    below one interval; no such hold bounds every cheat (only checking more of its results,
+    or taking back what was paid, would).
+
+    Parameters
+    ----------
+    cheat_rate : float
+        Share of results the device makes up [dimensionless], in [0, 1].
+    spot_check_rate : float
+        Share of its results checked [dimensionless], in (0, 1].
+    cheated : int
+        Cheated results paid for [results], >= 0.
+    """
+    cheat = _require_unit("cheat_rate", cheat_rate)
+    check = _require_unit("spot_check_rate", spot_check_rate)
+    if check <= 0.0:
+        raise InputError(f"spot_check_rate must be > 0, got {spot_check_rate!r}")
+    count = _require_int("cheated", cheated, 0)
+    if count == 0:
+        return 1.0
+    if cheat == 0.0:  # it never cheats
+        return 0.0
+    return float((1.0 - cheat) * (1.0 - check) ** count)
 
 
 def undetected_probability(cheat_rate: float, spot_check_rate: float, results: int) -> float:

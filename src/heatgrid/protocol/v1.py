@@ -25,6 +25,7 @@ from pydantic import (
 from heatgrid.core.carbon import GRID_CARBON_G_PER_KWH
 from heatgrid.core.task_energy import EnergyMethod
 from heatgrid.protocol.challenge import ChallengeOrder
+from heatgrid.protocol.features import MAX_FEATURES, FeatureName
 from heatgrid.protocol.jobs import (
     ArtifactRef,
     CheckpointMark,
@@ -305,6 +306,12 @@ class Heartbeat(_Message):
     hardware : Hardware or None
         The heater's hardware now (power range, GPU memory, …); it replaces what the
         coordinator knew, which its scheduler uses from then on. None: unchanged.
+    features : list of str
+        The features this agent understands (:mod:`heatgrid.protocol.features`), each once:
+        the coordinator sends a meaning-changing field's value only to an agent that declares
+        its feature. Every heartbeat says them all (an agent may have been updated, or rolled
+        back, since the last); agents older than this field send none. Names the coordinator
+        does not know are ignored.
     """
 
     protocol_version: Literal[1] = PROTOCOL_VERSION
@@ -313,9 +320,12 @@ class Heartbeat(_Message):
     heat_window: Annotated[list[HeatWindowSegment], Field(max_length=MAX_HEAT_WINDOW_SEGMENTS)] = []
     device_kind: DeviceKind | None = None
     hardware: Hardware | None = None
+    features: Annotated[list[FeatureName], Field(max_length=MAX_FEATURES)] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> Heartbeat:
+        if len(set(self.features)) != len(self.features):
+            raise ValueError("features: a feature is declared twice")
         seen: set[float] = set()
         for index, sample in enumerate(self.telemetry):
             if sample.sample_ts in seen:

@@ -71,6 +71,8 @@ def _info(device: Device, owner_name: str, settings: Settings, now_ts: float) ->
         online=online,
         quarantined_ts=device.quarantined_ts,
         quarantine_reason=device.quarantine_reason,
+        agent_features=device.agent_features,
+        claim_unproven_reason=device.claim_unproven_reason,
     )
 
 
@@ -131,6 +133,7 @@ async def heartbeat(
                 order = None
                 if settings.hardware_challenges:
                     row = session.get_one(Device, device.device_id)
+                    devices.record_features(row, body.features)
                     if result.hardware_changed:
                         challenges.mark_due(row, now_ts=now_ts)
                     order = challenges.issue_due(session, row, now_ts=now_ts, settings=settings)

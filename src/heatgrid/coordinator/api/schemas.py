@@ -104,7 +104,13 @@ class CreatedEnrollmentCode(_Body):
 
 
 class DeviceInfo(_Body):
-    """An enrolled device, as listed; ``online`` means heard from within the online window."""
+    """An enrolled device, as listed; ``online`` means heard from within the online window.
+
+    ``agent_features``: what its agent declared in its latest heartbeat while hardware
+    challenges are on (None: not heard yet). ``claim_unproven_reason``: why the hardware
+    challenge it owes is held back (its agent lacks a feature the challenge needs), so that
+    it gets no tasks; None when nothing is held back.
+    """
 
     device_id: str
     owner_name: str
@@ -119,6 +125,8 @@ class DeviceInfo(_Body):
     online: bool
     quarantined_ts: float | None = None
     quarantine_reason: str | None = None
+    agent_features: list[str] | None = None
+    claim_unproven_reason: str | None = None
 
 
 class LatestSample(v1.TelemetrySample):

@@ -146,6 +146,8 @@ class Device(Base):
     challenge_due_ts: Mapped[float | None] = mapped_column(Double)
     quarantined_ts: Mapped[float | None] = mapped_column(Double)
     quarantine_reason: Mapped[str | None] = mapped_column(Text)
+    agent_features: Mapped[list[str] | None] = mapped_column(JSON)
+    claim_unproven_reason: Mapped[str | None] = mapped_column(Text)
     token_hash: Mapped[str] = mapped_column(String(_HASH_LENGTH))
     enrolled_ts: Mapped[float] = mapped_column(Double)
     last_seen_ts: Mapped[float | None] = mapped_column(Double, index=True)
