@@ -189,3 +189,41 @@ def test_a_checkpoint_that_does_not_match_its_hash_is_not_kept(tmp_path: Path) -
     keeper.close()
     assert kept == [-1]
     assert list(checkpoint_dir.iterdir()) == []
+
+
+def _sleeping_runner(tmp_path: Path, **limits: object) -> runner_module.TaskRunner:
+    from heatgrid.protocol.jobs import ArtifactRef, TaskRun  # noqa: PLC0415 - these tests only
+
+    ref = ArtifactRef(sha256="0" * 64, size_bytes=1)
+    return runner_module.TaskRunner(
+        tmp_path / "artifact",
+        TaskRun(artifact=ref),
+        checkpoint_dir=tmp_path / "checkpoints",
+        output_dir=tmp_path / "outputs",
+        limits=runner_module.RunLimits(**limits),  # type: ignore[arg-type]
+        work_root=tmp_path / "work",
+    )
+
+
+def test_the_loop_sleeps_until_the_next_thing_due(tmp_path: Path) -> None:
+    """The supervision loop sleeps until what is due first (never past the next disk
+    measure): a duty cycle's edge, the time limit, a grace time's end; while it kills, or
+    once something is overdue, it looks again soon."""
+    runner = _sleeping_runner(tmp_path, time_s=100.0, pause_grace_s=5.0, term_grace_s=2.0)
+    loop = runner_module._Loop(started=1000.0, last_disk=1000.0)
+    wait = runner._wait_s
+    assert wait(loop, 1000.05, pause=False, duty=1.0) == pytest.approx(0.2)  # the disk
+    assert wait(loop, 1000.05, pause=False, duty=0.1) == pytest.approx(0.05)  # the edge at .1
+    assert wait(loop, 1000.15, pause=False, duty=0.1) == pytest.approx(0.1)  # the disk at .25
+    loop = runner_module._Loop(started=1000.0, last_disk=1099.9)
+    assert wait(loop, 1099.95, pause=False, duty=1.0) == pytest.approx(0.05)  # the time limit
+    loop.frozen_since = 1099.0  # frozen time does not count: the limit is not near
+    assert wait(loop, 1099.95, pause=False, duty=1.0) == pytest.approx(0.2)
+    loop = runner_module._Loop(started=1000.0, last_disk=1010.0, pause_sent=1005.1)
+    assert wait(loop, 1010.0, pause=True, duty=0.1) == pytest.approx(0.1)  # SIGTERM due
+    loop.term_sent, loop.last_disk = 1010.1, 1011.9
+    assert wait(loop, 1012.0, pause=True, duty=1.0) == pytest.approx(0.1)  # the kill due
+    assert wait(loop, 1012.2, pause=True, duty=1.0) == runner_module._TICK_S  # killing
+    runner._stop_with("killed", "a test")
+    loop = runner_module._Loop(started=1000.0, last_disk=1000.0)
+    assert wait(loop, 1000.05, pause=False, duty=1.0) == runner_module._TICK_S

@@ -80,7 +80,11 @@ A stated assumption: the catalog's Ryzen 9 7950X draws 230 W (its PPT limit) ove
 """
 
 _TICK_S = 0.05
+"""How often the supervision loop looks while it kills the task, or where it cannot be woken
+by the task's exit (no pidfd) [s]."""
 _DISK_CHECK_S = 0.25
+"""How often the job directory's size is measured [s]; also the longest the loop sleeps."""
+_LEAST_WAIT_S = 0.001
 _DUTY_PERIOD_S = 1.0
 MARK_SUFFIX: Final = ".mark.json"
 """Suffix of the file beside checkpoint ``N.ckpt`` that holds its step and fingerprint
@@ -490,18 +494,28 @@ class TaskRunner:
         self._final: dict[str, object] | None = None
         self._stop: tuple[RunState, str] | None = None
         self.log_tail = ""
-        self._launcher_pid: int | None = None
         """The end of what the task printed (stdout and stderr), once it ended."""
+        self._launcher_pid: int | None = None
+        self._wake_fd: int | None = None
+        """Write end of the pipe that wakes the supervision loop, while it runs."""
 
     def request_pause(self) -> None:
         """Ask the task to checkpoint and stop (thread-safe); escalates after the grace times."""
         with self._lock:
             self._pause_requested = True
+            self._wake()
 
     def set_duty(self, fraction: float) -> None:
         """Let the task run ``fraction`` (0 to 1) of the time, frozen the rest (thread-safe)."""
         with self._lock:
             self._duty = min(max(float(fraction), 0.0), 1.0)
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake the supervision loop now (the caller holds the lock, so the pipe is open)."""
+        if self._wake_fd is not None:
+            with contextlib.suppress(BlockingIOError):  # full: a wake-up is waiting already
+                os.write(self._wake_fd, b"\0")
 
     def run(self) -> TaskRunOutcome:
         """Run the task to its end; return its outcome. Every process of it is gone after.
@@ -604,9 +618,18 @@ class TaskRunner:
             on_kept=self._kept,
             on_mismatch=lambda message: self._stop_with("killed", message),
         )
+        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        with self._lock:
+            self._wake_fd = wake_write
         try:
-            status, frozen_s = self._supervise(process, report_read, control_write, job_dir)
+            status, frozen_s = self._supervise(
+                process, report_read, control_write, job_dir, wake_read
+            )
         finally:
+            with self._lock:
+                self._wake_fd = None
+            os.close(wake_write)
+            os.close(wake_read)
             os.close(report_read)
             os.close(control_write)
             self.cgroup.kill(self._launcher_pid)
@@ -632,39 +655,99 @@ class TaskRunner:
             return file.read().decode(errors="replace")
 
     def _supervise(
-        self, process: subprocess.Popen[bytes], report_fd: int, control_fd: int, job_dir: Path
+        self,
+        process: subprocess.Popen[bytes],
+        report_fd: int,
+        control_fd: int,
+        job_dir: Path,
+        wake_fd: int,
     ) -> tuple[int, float]:
-        """Follow the task until its sandbox exits; return (exit status, time frozen [s])."""
+        """Follow the task until its sandbox exits; return (exit status, time frozen [s]).
+
+        The loop sleeps until something is due: a report from the task, its exit (a pidfd),
+        a request (:meth:`request_pause`, :meth:`set_duty`, a stop: the wake pipe), the next
+        edge of the duty cycle, a grace time's or the time limit's end, or the next measure
+        of the job directory; never longer than ``_DISK_CHECK_S``.
+        """
         assert self.cgroup is not None
+        assert self._keeper is not None
         selector = selectors.DefaultSelector()
         selector.register(report_fd, selectors.EVENT_READ)
+        selector.register(wake_fd, selectors.EVENT_READ)
+        exit_fd = self._watch_exit(process, selector)
         loop = _Loop(started=time.monotonic(), last_disk=time.monotonic())
-        while True:
-            assert self._keeper is not None
-            self._keeper.check()
-            if selector.select(timeout=_TICK_S) and not self._read_reports(report_fd, loop):
-                selector.unregister(report_fd)
-            status = process.poll()
-            if status is not None:
-                self.cgroup.kill(
-                    self._launcher_pid
-                )  # every writer of the pipe is gone: read what is left
-                os.set_blocking(report_fd, False)
-                with contextlib.suppress(BlockingIOError):
-                    while self._read_reports(report_fd, loop):
-                        pass
-                loop.account(time.monotonic())
-                return status, loop.frozen_s
-            now = time.monotonic()
-            with self._lock:
-                pause, duty = self._pause_requested, self._duty
-            if self._stop is not None:
-                self.cgroup.kill(self._launcher_pid)
-            elif not self._over_limit(loop, now, job_dir):
-                if pause:
-                    self._preempt(loop, now, control_fd)
-                else:
-                    self._duty_cycle(loop, now, duty)
+        wait_s = _TICK_S
+        try:
+            while True:
+                self._keeper.check()
+                for key, _ in selector.select(timeout=wait_s):
+                    if key.fd == wake_fd:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(wake_fd, 4096)
+                    elif key.fd == report_fd and not self._read_reports(report_fd, loop):
+                        selector.unregister(report_fd)
+                status = process.poll()
+                if status is not None:
+                    self.cgroup.kill(
+                        self._launcher_pid
+                    )  # every writer of the pipe is gone: read what is left
+                    os.set_blocking(report_fd, False)
+                    with contextlib.suppress(BlockingIOError):
+                        while self._read_reports(report_fd, loop):
+                            pass
+                    loop.account(time.monotonic())
+                    return status, loop.frozen_s
+                now = time.monotonic()
+                with self._lock:
+                    pause, duty = self._pause_requested, self._duty
+                if self._stop is not None:
+                    self.cgroup.kill(self._launcher_pid)
+                elif not self._over_limit(loop, now, job_dir):
+                    if pause:
+                        self._preempt(loop, now, control_fd)
+                    else:
+                        self._duty_cycle(loop, now, duty)
+                wait_s = self._wait_s(loop, now, pause, duty) if exit_fd is not None else _TICK_S
+        finally:
+            selector.close()
+            if exit_fd is not None:
+                os.close(exit_fd)
+
+    @staticmethod
+    def _watch_exit(
+        process: subprocess.Popen[bytes], selector: selectors.BaseSelector
+    ) -> int | None:
+        """Register a pidfd of the sandbox's launcher (readable once it exits), or return None.
+
+        Without one (Linux before 5.3), the loop looks every ``_TICK_S`` instead.
+        """
+        try:
+            exit_fd = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):
+            return None
+        selector.register(exit_fd, selectors.EVENT_READ)
+        return exit_fd
+
+    def _wait_s(self, loop: _Loop, now: float, pause: bool, duty: float) -> float:
+        """Return how long the loop may sleep before something is due [s]."""
+        if self._stop is not None:
+            return _TICK_S  # killing: look again soon
+        due = [loop.last_disk + _DISK_CHECK_S]
+        limit_s = self.limits.time_s
+        if limit_s is not None and loop.frozen_since is None:
+            due.append(loop.started + loop.frozen_s + limit_s)
+        if pause:
+            if loop.term_sent is not None:
+                due.append(loop.term_sent + self.limits.term_grace_s)
+            elif loop.pause_sent is not None:
+                due.append(loop.pause_sent + self.limits.pause_grace_s)
+        elif duty < 1.0:
+            position, edge = now % _DUTY_PERIOD_S, duty * _DUTY_PERIOD_S
+            due.append(now + (edge - position if position < edge else _DUTY_PERIOD_S - position))
+        ahead = [moment - now for moment in due if moment > now]
+        if len(ahead) < len(due):  # something is due already (or overdue: being killed)
+            return _TICK_S if loop.term_sent is not None else _LEAST_WAIT_S
+        return min(*ahead, _DISK_CHECK_S)
 
     def _read_reports(self, report_fd: int, loop: _Loop) -> bool:
         """Read and handle what the task reported; return False at the end of the pipe."""
@@ -742,6 +825,7 @@ class TaskRunner:
         with self._lock:
             if self._stop is None:
                 self._stop = (state, message)
+                self._wake()
 
     def _kept(self, seq: int) -> None:
         """Count checkpoint ``seq`` as kept (called by the checkpoint thread)."""
