@@ -611,25 +611,27 @@ class TaskRunner:
             log.close()
         init_pid = _read_init_pid(info_read)
         self._launcher_pid = process.pid
-        keeper = self._keeper = _CheckpointKeeper(
-            job_dir=job_dir,
-            checkpoint_dir=self.checkpoint_dir,
-            max_bytes=self.limits.disk_bytes,
-            on_kept=self._kept,
-            on_mismatch=lambda message: self._stop_with("killed", message),
-        )
-        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        with self._lock:
-            self._wake_fd = wake_write
-        try:
+        keeper: _CheckpointKeeper | None = None
+        wake: tuple[int, int] | None = None
+        try:  # the task runs: whatever fails from here, it is killed in the end
+            wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            with self._lock:
+                self._wake_fd = wake[1]
+            keeper = self._keeper = _CheckpointKeeper(
+                job_dir=job_dir,
+                checkpoint_dir=self.checkpoint_dir,
+                max_bytes=self.limits.disk_bytes,
+                on_kept=self._kept,
+                on_mismatch=lambda message: self._stop_with("killed", message),
+            )
             status, frozen_s = self._supervise(
-                process, report_read, control_write, job_dir, wake_read
+                process, report_read, control_write, job_dir, wake[0]
             )
         finally:
             with self._lock:
                 self._wake_fd = None
-            os.close(wake_write)
-            os.close(wake_read)
+            for fd in wake or ():
+                os.close(fd)
             os.close(report_read)
             os.close(control_write)
             self.cgroup.kill(self._launcher_pid)
@@ -637,7 +639,8 @@ class TaskRunner:
                 process.kill()
             process.wait()
             _reap(init_pid)
-            keeper.close()  # the checkpoints still being copied, the last one above all
+            if keeper is not None:
+                keeper.close()  # the checkpoints still being copied, the last one above all
         keeper.check()
         self.log_tail = self._read_log(job_dir)
         wall_s = max(time.monotonic() - started - frozen_s, 0.0)
