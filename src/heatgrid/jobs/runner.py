@@ -4,8 +4,10 @@ The runner unpacks the task's artifact (after checking its hash) into a fresh jo
 places the newest checkpoint there, starts the task in a bubblewrap sandbox inside a cgroup of
 its own, and then, until the task ends:
 
-* reads the task's reports from a pipe (progress, checkpoints, the result) and copies every
-  checkpoint out of the sandbox into the host's checkpoint directory, after checking its hash;
+* reads the task's reports from a pipe (progress, checkpoints, the result) and hands every
+  checkpoint to a thread of its own, which copies it out of the sandbox into the host's
+  checkpoint directory, checks its hash and fsyncs it (so a checkpoint of any size never
+  holds up the rest of this list);
 * enforces the limits: memory and processes (the cgroup), running time, and the size of the
   job directory (each file by ``RLIMIT_FSIZE``, the whole directory by watching it);
 * throttles the task by duty-cycling the cgroup freezer (:meth:`TaskRunner.set_duty`);
@@ -32,6 +34,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +80,11 @@ A stated assumption: the catalog's Ryzen 9 7950X draws 230 W (its PPT limit) ove
 """
 
 _TICK_S = 0.05
+"""How often the supervision loop looks while it kills the task, or where it cannot be woken
+by the task's exit (no pidfd) [s]."""
 _DISK_CHECK_S = 0.25
+"""How often the job directory's size is measured [s]; also the longest the loop sleeps."""
+_LEAST_WAIT_S = 0.001
 _DUTY_PERIOD_S = 1.0
 MARK_SUFFIX: Final = ".mark.json"
 """Suffix of the file beside checkpoint ``N.ckpt`` that holds its step and fingerprint
@@ -284,6 +291,130 @@ def _mib(size_bytes: int) -> str:
     return f"{size_bytes / 2**20:.0f} MiB"
 
 
+@dataclass(frozen=True)
+class _Reported:
+    """A checkpoint the task reported, waiting to be copied out of its sandbox."""
+
+    seq: int
+    sha256: object
+    """The hash the task reported (checked against the copy; anything but a match stops it)."""
+    mark: CheckpointMark | None
+    """Its step and fingerprint, when the task gave either."""
+
+
+class _CheckpointKeeper:
+    """Copies the checkpoints a task reports out of its sandbox, in a thread of its own.
+
+    The supervision loop hands each report over (:meth:`submit`, which never waits), so that a
+    checkpoint of any size never holds up the heat command, a pause request or the limits.
+    The thread copies each one into the host's checkpoint directory: its mark first
+    (``N.mark.json``, when the task gave a step or fingerprint), then the blob as
+    ``N.partial``, hashed and fsynced, renamed to ``N.ckpt`` only when it is complete and
+    matches the hash reported; then it prunes blobs and marks older than the newest
+    ``_KEEP_CHECKPOINTS`` and calls ``on_kept(N)``.
+
+    At most ``_KEEP_CHECKPOINTS`` reports wait (a bounded queue): the SDK keeps that many files
+    in the sandbox, so an older report is of a file already gone there; it is dropped, and the
+    newer checkpoint counts (as when a copy finds its file replaced).
+
+    Parameters
+    ----------
+    job_dir : Path
+        The task's job directory on the host (the checkpoints are in its control directory).
+    checkpoint_dir : Path
+        Host directory the checkpoints are kept in.
+    max_bytes : int
+        Largest checkpoint copied [bytes]; a larger one is skipped.
+    on_kept : callable
+        Called (in this thread) with the number of each checkpoint once it is kept.
+    on_mismatch : callable
+        Called (in this thread) with a message when a checkpoint does not match its hash.
+    """
+
+    def __init__(
+        self,
+        *,
+        job_dir: Path,
+        checkpoint_dir: Path,
+        max_bytes: int,
+        on_kept: Callable[[int], None],
+        on_mismatch: Callable[[str], None],
+    ) -> None:
+        self._source_dir = job_dir
+        self._checkpoint_dir = checkpoint_dir
+        self._max_bytes = max_bytes
+        self._on_kept = on_kept
+        self._on_mismatch = on_mismatch
+        self._waiting: deque[_Reported] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._work, name="checkpoint-keeper", daemon=True)
+        self._thread.start()
+
+    def submit(self, reported: _Reported) -> None:
+        """Queue ``reported`` for copying; drop the oldest waiting one past the bound."""
+        with self._wake:
+            self._waiting.append(reported)
+            while len(self._waiting) > _KEEP_CHECKPOINTS:
+                self._waiting.popleft()
+            self._wake.notify()
+
+    def check(self) -> None:
+        """Raise the error that stopped the thread (a host-side fault), if any."""
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Copy what still waits, then end the thread (the task has ended: keep its last)."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join()
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not self._waiting and not self._closing:
+                    self._wake.wait()
+                if not self._waiting:
+                    return
+                reported = self._waiting.popleft()
+            try:
+                self._keep(reported)
+            except Exception as error:  # a fault of the host's side: raised again by check()
+                self._error = error
+                return
+
+    def _keep(self, reported: _Reported) -> None:
+        seq, directory = reported.seq, self._checkpoint_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        mark_path = directory / f"{seq}{MARK_SUFFIX}"
+        if reported.mark is not None:  # before the blob shows
+            mark_path.write_text(reported.mark.model_dump_json())
+        partial = directory / f"{seq}.partial"
+        try:
+            source = _open_inside(self._source_dir, f"{CONTROL_DIR}/{CHECKPOINT_DIR}/{seq}.ckpt")
+            _, sha256 = _copy_fd(source, partial, self._max_bytes, durable=True)
+        except OSError:
+            partial.unlink(missing_ok=True)
+            mark_path.unlink(missing_ok=True)
+            return  # replaced by a newer one before it could be read: that one counts
+        if sha256 != reported.sha256:
+            partial.unlink(missing_ok=True)
+            mark_path.unlink(missing_ok=True)
+            self._on_mismatch(f"checkpoint {seq} does not match the hash reported")
+            return
+        partial.replace(directory / f"{seq}.ckpt")
+        # blobs and their marks (a mark is written first, so it may have no blob); the mark
+        # of the state a run restored stays: it goes with the result
+        for path in [*directory.glob("*.ckpt"), *directory.glob(f"*{MARK_SUFFIX}")]:
+            number = path.name.split(".", 1)[0]
+            if number.isdigit() and int(number) <= seq - _KEEP_CHECKPOINTS:
+                path.unlink(missing_ok=True)
+        self._on_kept(seq)
+
+
 class TaskRunner:
     """Runs one task in its sandbox; see the module's description.
 
@@ -311,7 +442,8 @@ class TaskRunner:
         Called with each :class:`TaskRunProgress` the task reports (in the runner's thread).
     on_checkpoint : callable, optional
         Called with the number of each checkpoint once it is in ``checkpoint_dir`` (in the
-        runner's thread; it must return quickly: the agent only wakes its uploader).
+        runner's checkpoint thread, not the one that called :meth:`run`; it must return
+        quickly and be thread-safe: the agent only wakes its uploader).
     inputs : mapping of str to Path, optional
         Files fetched outside the sandbox (inputs by URL), copied into the job directory as
         ``inputs/NAME`` (beside, or instead of, the artifact's inputs of the same name).
@@ -352,24 +484,38 @@ class TaskRunner:
         self._duty = 1.0
         self._progress = TaskRunProgress(fraction=0.0)
         self._checkpoint_seq: int | None = None
+        """The newest checkpoint kept (written by the checkpoint thread while the task runs)."""
+        self._reported_seq: int | None = None
+        """The newest checkpoint the task reported (a later report must have a higher one)."""
+        self._keeper: _CheckpointKeeper | None = None
         self._restored_seq: int | None = None
         self._restored_said = False
         self._checkpoint_count = 0
         self._final: dict[str, object] | None = None
         self._stop: tuple[RunState, str] | None = None
         self.log_tail = ""
-        self._launcher_pid: int | None = None
         """The end of what the task printed (stdout and stderr), once it ended."""
+        self._launcher_pid: int | None = None
+        self._wake_fd: int | None = None
+        """Write end of the pipe that wakes the supervision loop, while it runs."""
 
     def request_pause(self) -> None:
         """Ask the task to checkpoint and stop (thread-safe); escalates after the grace times."""
         with self._lock:
             self._pause_requested = True
+            self._wake()
 
     def set_duty(self, fraction: float) -> None:
         """Let the task run ``fraction`` (0 to 1) of the time, frozen the rest (thread-safe)."""
         with self._lock:
             self._duty = min(max(float(fraction), 0.0), 1.0)
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake the supervision loop now (the caller holds the lock, so the pipe is open)."""
+        if self._wake_fd is not None:
+            with contextlib.suppress(BlockingIOError):  # full: a wake-up is waiting already
+                os.write(self._wake_fd, b"\0")
 
     def run(self) -> TaskRunOutcome:
         """Run the task to its end; return its outcome. Every process of it is gone after.
@@ -413,7 +559,7 @@ class TaskRunner:
             shutil.copyfile(source, target)  # a copy: the task cannot change the heater's
         latest = latest_checkpoint(self.checkpoint_dir)
         if latest is not None:
-            self._checkpoint_seq = self._restored_seq = latest[0]
+            self._checkpoint_seq = self._reported_seq = self._restored_seq = latest[0]
             shutil.copyfile(latest[1], control / RESTORE_FILE)
         task = {
             "task_index": self.task.task_index,
@@ -465,9 +611,27 @@ class TaskRunner:
             log.close()
         init_pid = _read_init_pid(info_read)
         self._launcher_pid = process.pid
-        try:
-            status, frozen_s = self._supervise(process, report_read, control_write, job_dir)
+        keeper: _CheckpointKeeper | None = None
+        wake: tuple[int, int] | None = None
+        try:  # the task runs: whatever fails from here, it is killed in the end
+            wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            with self._lock:
+                self._wake_fd = wake[1]
+            keeper = self._keeper = _CheckpointKeeper(
+                job_dir=job_dir,
+                checkpoint_dir=self.checkpoint_dir,
+                max_bytes=self.limits.disk_bytes,
+                on_kept=self._kept,
+                on_mismatch=lambda message: self._stop_with("killed", message),
+            )
+            status, frozen_s = self._supervise(
+                process, report_read, control_write, job_dir, wake[0]
+            )
         finally:
+            with self._lock:
+                self._wake_fd = None
+            for fd in wake or ():
+                os.close(fd)
             os.close(report_read)
             os.close(control_write)
             self.cgroup.kill(self._launcher_pid)
@@ -475,6 +639,9 @@ class TaskRunner:
                 process.kill()
             process.wait()
             _reap(init_pid)
+            if keeper is not None:
+                keeper.close()  # the checkpoints still being copied, the last one above all
+        keeper.check()
         self.log_tail = self._read_log(job_dir)
         wall_s = max(time.monotonic() - started - frozen_s, 0.0)
         return self._outcome(status, self.log_tail, job_dir, wall_s)
@@ -491,41 +658,101 @@ class TaskRunner:
             return file.read().decode(errors="replace")
 
     def _supervise(
-        self, process: subprocess.Popen[bytes], report_fd: int, control_fd: int, job_dir: Path
+        self,
+        process: subprocess.Popen[bytes],
+        report_fd: int,
+        control_fd: int,
+        job_dir: Path,
+        wake_fd: int,
     ) -> tuple[int, float]:
-        """Follow the task until its sandbox exits; return (exit status, time frozen [s])."""
+        """Follow the task until its sandbox exits; return (exit status, time frozen [s]).
+
+        The loop sleeps until something is due: a report from the task, its exit (a pidfd),
+        a request (:meth:`request_pause`, :meth:`set_duty`, a stop: the wake pipe), the next
+        edge of the duty cycle, a grace time's or the time limit's end, or the next measure
+        of the job directory; never longer than ``_DISK_CHECK_S``.
+        """
         assert self.cgroup is not None
+        assert self._keeper is not None
         selector = selectors.DefaultSelector()
         selector.register(report_fd, selectors.EVENT_READ)
+        selector.register(wake_fd, selectors.EVENT_READ)
+        exit_fd = self._watch_exit(process, selector)
         loop = _Loop(started=time.monotonic(), last_disk=time.monotonic())
-        while True:
-            if selector.select(timeout=_TICK_S) and not self._read_reports(
-                report_fd, loop, job_dir
-            ):
-                selector.unregister(report_fd)
-            status = process.poll()
-            if status is not None:
-                self.cgroup.kill(
-                    self._launcher_pid
-                )  # every writer of the pipe is gone: read what is left
-                os.set_blocking(report_fd, False)
-                with contextlib.suppress(BlockingIOError):
-                    while self._read_reports(report_fd, loop, job_dir):
-                        pass
-                loop.account(time.monotonic())
-                return status, loop.frozen_s
-            now = time.monotonic()
-            with self._lock:
-                pause, duty = self._pause_requested, self._duty
-            if self._stop is not None:
-                self.cgroup.kill(self._launcher_pid)
-            elif not self._over_limit(loop, now, job_dir):
-                if pause:
-                    self._preempt(loop, now, control_fd)
-                else:
-                    self._duty_cycle(loop, now, duty)
+        wait_s = _TICK_S
+        try:
+            while True:
+                self._keeper.check()
+                for key, _ in selector.select(timeout=wait_s):
+                    if key.fd == wake_fd:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(wake_fd, 4096)
+                    elif key.fd == report_fd and not self._read_reports(report_fd, loop):
+                        selector.unregister(report_fd)
+                status = process.poll()
+                if status is not None:
+                    self.cgroup.kill(
+                        self._launcher_pid
+                    )  # every writer of the pipe is gone: read what is left
+                    os.set_blocking(report_fd, False)
+                    with contextlib.suppress(BlockingIOError):
+                        while self._read_reports(report_fd, loop):
+                            pass
+                    loop.account(time.monotonic())
+                    return status, loop.frozen_s
+                now = time.monotonic()
+                with self._lock:
+                    pause, duty = self._pause_requested, self._duty
+                if self._stop is not None:
+                    self.cgroup.kill(self._launcher_pid)
+                elif not self._over_limit(loop, now, job_dir):
+                    if pause:
+                        self._preempt(loop, now, control_fd)
+                    else:
+                        self._duty_cycle(loop, now, duty)
+                wait_s = self._wait_s(loop, now, pause, duty) if exit_fd is not None else _TICK_S
+        finally:
+            selector.close()
+            if exit_fd is not None:
+                os.close(exit_fd)
 
-    def _read_reports(self, report_fd: int, loop: _Loop, job_dir: Path) -> bool:
+    @staticmethod
+    def _watch_exit(
+        process: subprocess.Popen[bytes], selector: selectors.BaseSelector
+    ) -> int | None:
+        """Register a pidfd of the sandbox's launcher (readable once it exits), or return None.
+
+        Without one (Linux before 5.3), the loop looks every ``_TICK_S`` instead.
+        """
+        try:
+            exit_fd = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):
+            return None
+        selector.register(exit_fd, selectors.EVENT_READ)
+        return exit_fd
+
+    def _wait_s(self, loop: _Loop, now: float, pause: bool, duty: float) -> float:
+        """Return how long the loop may sleep before something is due [s]."""
+        if self._stop is not None:
+            return _TICK_S  # killing: look again soon
+        due = [loop.last_disk + _DISK_CHECK_S]
+        limit_s = self.limits.time_s
+        if limit_s is not None and loop.frozen_since is None:
+            due.append(loop.started + loop.frozen_s + limit_s)
+        if pause:
+            if loop.term_sent is not None:
+                due.append(loop.term_sent + self.limits.term_grace_s)
+            elif loop.pause_sent is not None:
+                due.append(loop.pause_sent + self.limits.pause_grace_s)
+        elif duty < 1.0:
+            position, edge = now % _DUTY_PERIOD_S, duty * _DUTY_PERIOD_S
+            due.append(now + (edge - position if position < edge else _DUTY_PERIOD_S - position))
+        ahead = [moment - now for moment in due if moment > now]
+        if len(ahead) < len(due):  # something is due already (or overdue: being killed)
+            return _TICK_S if loop.term_sent is not None else _LEAST_WAIT_S
+        return min(*ahead, _DISK_CHECK_S)
+
+    def _read_reports(self, report_fd: int, loop: _Loop) -> bool:
         """Read and handle what the task reported; return False at the end of the pipe."""
         chunk = os.read(report_fd, 65536)
         if not chunk:
@@ -533,7 +760,7 @@ class TaskRunner:
         loop.buffer += chunk
         *lines, loop.buffer = loop.buffer.split(b"\n")
         for line in lines:
-            self._handle(line, job_dir)
+            self._handle(line)
         if len(loop.buffer) > MAX_REPORT_BYTES:
             loop.buffer = b""
             self._stop_with("killed", "the task sent a report line over the size limit")
@@ -597,10 +824,20 @@ class TaskRunner:
                     os.kill(pid, signal.SIGTERM)
 
     def _stop_with(self, state: RunState, message: str) -> None:
-        if self._stop is None:
-            self._stop = (state, message)
+        """Stop the task with ``state`` and ``message`` (the first reason counts; thread-safe)."""
+        with self._lock:
+            if self._stop is None:
+                self._stop = (state, message)
+                self._wake()
 
-    def _handle(self, line: bytes, job_dir: Path) -> None:
+    def _kept(self, seq: int) -> None:
+        """Count checkpoint ``seq`` as kept (called by the checkpoint thread)."""
+        self._checkpoint_seq = seq
+        self._checkpoint_count += 1
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(seq)
+
+    def _handle(self, line: bytes) -> None:
         try:
             message = json.loads(line)
             kind = message["type"]
@@ -618,7 +855,7 @@ class TaskRunner:
             if self.on_progress is not None:
                 self.on_progress(self._progress)
         elif kind == "checkpoint":
-            self._collect_checkpoint(message, job_dir)
+            self._collect_checkpoint(message)
         elif kind == "restored":
             self._collect_restored(message)
         elif kind in {"result", "paused", "error"}:
@@ -646,9 +883,11 @@ class TaskRunner:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         (self.checkpoint_dir / f"{seq}{RESTORED_SUFFIX}").write_text(mark.model_dump_json())
 
-    def _collect_checkpoint(self, message: dict[str, object], job_dir: Path) -> None:
+    def _collect_checkpoint(self, message: dict[str, object]) -> None:
+        """Check a checkpoint's report and hand it to the checkpoint thread (which copies it)."""
+        assert self._keeper is not None
         seq = message.get("seq")
-        if not isinstance(seq, int) or seq <= (self._checkpoint_seq or 0):
+        if not isinstance(seq, int) or seq <= (self._reported_seq or 0):
             self._stop_with("killed", f"the task reported checkpoint {seq!r} out of order")
             return
         try:
@@ -659,35 +898,9 @@ class TaskRunner:
         except ValidationError as error:
             self._stop_with("killed", f"checkpoint {seq}: a malformed step or fingerprint: {error}")
             return
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        if mark.step is not None or mark.fingerprint is not None:  # before the blob shows
-            (self.checkpoint_dir / f"{seq}{MARK_SUFFIX}").write_text(mark.model_dump_json())
-        partial = self.checkpoint_dir / f"{seq}.partial"
-        try:
-            source = _open_inside(job_dir, f"{CONTROL_DIR}/{CHECKPOINT_DIR}/{seq}.ckpt")
-            _, sha256 = _copy_fd(source, partial, self.limits.disk_bytes, durable=True)
-        except OSError:
-            partial.unlink(missing_ok=True)
-            (self.checkpoint_dir / f"{seq}{MARK_SUFFIX}").unlink(missing_ok=True)
-            return  # replaced by a newer one before it could be read: that one counts
-        if sha256 != message.get("sha256"):
-            partial.unlink(missing_ok=True)
-            self._stop_with("killed", f"checkpoint {seq} does not match the hash reported")
-            return
-        partial.replace(self.checkpoint_dir / f"{seq}.ckpt")
-        self._checkpoint_seq = seq
-        self._checkpoint_count += 1
-        # blobs and their marks (a mark is written first, so it may have no blob); the mark
-        # of the state a run restored stays: it goes with the result
-        for path in [
-            *self.checkpoint_dir.glob("*.ckpt"),
-            *self.checkpoint_dir.glob(f"*{MARK_SUFFIX}"),
-        ]:
-            number = path.name.split(".", 1)[0]
-            if number.isdigit() and int(number) <= seq - _KEEP_CHECKPOINTS:
-                path.unlink(missing_ok=True)
-        if self.on_checkpoint is not None:
-            self.on_checkpoint(seq)
+        self._reported_seq = seq
+        given = mark.step is not None or mark.fingerprint is not None
+        self._keeper.submit(_Reported(seq, message.get("sha256"), mark if given else None))
 
     def _collect_outputs(self, job_dir: Path) -> list[OutputFile]:
         outputs: list[OutputFile] = []
