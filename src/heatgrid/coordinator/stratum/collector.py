@@ -14,15 +14,16 @@ bench_stratum_proxy.py``).
 * at start, what the process loaded (modules, the database layer) is frozen
   (:func:`gc.freeze`);
 * every ``freeze_interval_s`` the young generations are collected (a pass bounded by the
-  collector's thresholds: 3 to 10 ms of CPU on the loaded 2-core development machine) and
+  collector's thresholds: 3 to 17 ms of CPU on the loaded 2-core development machine) and
   what survived is frozen: the connections that settled since. Automatic full passes then walk
   only what was made since the last freeze;
 * every ``reclaim_interval_s`` everything is thawed, collected in one full pass and frozen
   again. A frozen object that dies is freed at once if nothing refers to it in a cycle, but a
   cycle is freed only by the collector, and on Python 3.11 asyncio leaves one behind each
-  closed connection (the transport and its bound read callback, ~8 objects with the socket
-  object, whose descriptor is closed). That pass is as long as the full passes were before
-  (it walks everything), once an hour by default: 0.01 % of the time at 0.5 s.
+  closed connection (the transport, its dict, its bound read callback, the socket object and
+  asyncio's wrapper of it: 5 to 8 objects; the descriptor is closed). That pass is as long as
+  the full passes were before (it walks everything), once an hour by default: 0.01 % of the
+  time at 0.5 s.
 
 Time is passed in (:meth:`tick`), and the collector's functions are a parameter, so the rule is
 tested without touching the test process's collector.
