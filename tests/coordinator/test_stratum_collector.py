@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import weakref
 from collections.abc import Iterator
 
 import pytest
 
 from heatgrid.coordinator.stratum import CollectorPolicy, StratumProxy
+from heatgrid.coordinator.stratum import collector as collector_module
 from heatgrid.core.errors import InputError
 from heatgrid.emulators.stratum_pool import StratumPool
 from heatgrid.mining import stratum
@@ -85,6 +87,35 @@ def test_nothing_is_done_before_start() -> None:
 def test_intervals_must_be_positive(field: str, value: float) -> None:
     with pytest.raises(InputError, match=field):
         CollectorPolicy(**{field: value})  # type: ignore[arg-type]
+
+
+def test_run_ticks_on_its_clock_and_logs_each_reclaim_with_its_pause(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(collector_module, "_TICK_S", 0.0)
+    recorder = _Recorder()
+    policy = CollectorPolicy(freeze_interval_s=2.0, reclaim_interval_s=5.0, collector=recorder)
+    # start; ticks at 1 (nothing), 2 (freeze), 2 (nothing), 5 (reclaim, read again when done:
+    # 5.25), 6 (nothing), 7 (freeze: 2 s after the reclaim); then the clock cancels the loop
+    readings = iter([0.0, 1.0, 2.0, 2.0, 5.0, 5.25, 6.0, 7.0])
+
+    def clock() -> float:
+        try:
+            return next(readings)
+        except StopIteration:
+            raise asyncio.CancelledError from None
+
+    async def scenario() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            await policy.run(clock)
+
+    with caplog.at_level(logging.INFO, logger="heatgrid.coordinator.stratum"):
+        asyncio.run(scenario())
+    assert (policy.freezes, policy.reclaims) == (2, 1)
+    assert recorder.calls[-2:] == ["collect(1)", "freeze"]
+    (record,) = [r for r in caplog.records if "full collection" in r.getMessage()]
+    assert record.pause_s == 0.25  # type: ignore[attr-defined]
+    assert record.reclaims == 1  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ DEFAULT_FREEZE_INTERVAL_S = 2.0
 DEFAULT_RECLAIM_INTERVAL_S = 3600.0
 """How often everything is thawed and collected in one full pass [s]."""
 _TICK_S = 1.0
+_log = logging.getLogger("heatgrid.coordinator.stratum")
 
 
 class _Collector(Protocol):
@@ -113,8 +115,19 @@ class CollectorPolicy:
         return None
 
     async def run(self, clock: Callable[[], float] = time.monotonic) -> None:
-        """Start, then tick once a second until cancelled."""
+        """Start, then tick once a second until cancelled; each reclaim is logged with its pause.
+
+        Parameters
+        ----------
+        clock : callable
+            Returns the present [monotonic s].
+        """
         self.start(clock())
         while True:
             await asyncio.sleep(_TICK_S)
-            self.tick(clock())
+            started_s = clock()
+            if self.tick(started_s) == "reclaim":
+                _log.info(
+                    "full collection of the frozen objects",
+                    extra={"pause_s": round(clock() - started_s, 4), "reclaims": self.reclaims},
+                )
