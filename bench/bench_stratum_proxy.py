@@ -22,7 +22,8 @@ pause while the miners connected and while the shares were measured, and how man
 full pass walked when the shares began.
 
 Usage: ``python bench/bench_stratum_proxy.py --out PATH [--connections N] [--rate R]
-[--database sqlite|postgresql]``.
+[--database sqlite|postgresql]``; the probe's log of every collection is written beside
+``PATH`` (``.gc.json``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -473,9 +475,11 @@ def main() -> None:
         result = asyncio.run(
             _run(args.connections, args.rate, args.duration_s, workdir, database_url)
         )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        # every collection, for a closer look: [end (POSIX s), generation, pause s, CPU s]
+        shutil.copyfile(workdir / "gc.json", args.out.with_suffix(".gc.json"))
     text = json.dumps(result, indent=2)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
 
 
