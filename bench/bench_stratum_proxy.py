@@ -1,8 +1,9 @@
 """The Stratum proxy under load: miner connections held, and submit-to-answer latency.
 
-A real ``heatgrid stratum`` process on a SQLite database sits between ``--connections`` miner
-connections and the test pool (in its own process, so that checking the forwarded shares does
-not delay this process's reading of the answers it times). Every connection negotiates version
+A real ``heatgrid stratum`` process on a SQLite database (or ``--database postgresql``: a
+throwaway server) sits between ``--connections`` miner connections and the test pool (in its
+own process, so that checking the forwarded shares does not delay this process's reading of
+the answers it times). Every connection negotiates version
 rolling, subscribes and authorizes (100 workers per device), then the connections together
 submit valid shares at ``--rate`` per second (each share validated, committed, answered, then
 forwarded to the pool). Held: connections that got through the handshake and a job and were
@@ -15,7 +16,14 @@ holding the same number of connections and echoing the same lines at the same ra
 are proxy / echo for the p50 and p99 latency. Goals (issue 15): >= 10,000 connections held,
 p99 under 10 ms at 1,000 shares/s.
 
-Usage: ``python bench/bench_stratum_proxy.py --out PATH [--connections N] [--rate R]``.
+The proxy runs under a probe that times its garbage collections (``gc.callbacks``): the
+result's ``proxy_gc`` gives the collections per generation and the longest full (generation 2)
+pause while the miners connected and while the shares were measured, and how many objects a
+full pass walked when the shares began.
+
+Usage: ``python bench/bench_stratum_proxy.py --out PATH [--connections N] [--rate R]
+[--database sqlite|postgresql]``; the probe's log of every collection is written beside
+``PATH`` (``.gc.json``).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ import contextlib
 import json
 import os
 import platform
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -36,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _cpu import tree_cpu_s
+from _postgres import running_postgres
 from heatgrid.coordinator.accounts import create_api_key, create_enrollment_code
 from heatgrid.coordinator.db import make_engine, make_session_factory, upgrade
 from heatgrid.coordinator.devices import enroll_device
@@ -64,6 +75,31 @@ async def main():
         print(sum(pool.stats.accepted_shares.values()), flush=True)
 asyncio.run(main())
 """
+
+_GC_PROBE = """
+import atexit, gc, json, os, runpy, signal, sys, time
+events, marks, started = [], [], [0.0, 0.0]
+def probe(phase, info):
+    if phase == "start":
+        started[:] = time.perf_counter(), time.thread_time()
+    else:
+        events.append([time.time(), info["generation"], time.perf_counter() - started[0],
+                       time.thread_time() - started[1]])
+def mark(_signum, _frame):
+    marks.append([time.time(), len(gc.get_objects(2)), gc.get_freeze_count(), gc.get_count()])
+def dump():
+    with open(os.environ["BENCH_GC_LOG"], "w") as sink:
+        json.dump({"collections": events, "marks": marks}, sink)
+gc.callbacks.append(probe)
+signal.signal(signal.SIGUSR1, mark)
+atexit.register(dump)
+sys.argv = ["heatgrid", *sys.argv[1:]]
+runpy.run_module("heatgrid.cli.main", run_name="__main__")
+"""
+"""Runs ``heatgrid stratum`` with its garbage collections timed (``gc.callbacks``): each one's
+wall-clock end, generation, pause and CPU time (the pause less the time without a core);
+SIGUSR1 notes the objects a full collection would walk (generation 2, frozen ones not included)
+and the frozen count. Written as JSON at exit."""
 
 _ECHO_SERVER = """
 import asyncio, sys
@@ -252,13 +288,48 @@ def _percentile_ms(values: list[float], q: float) -> float:
     )
 
 
+def _gc_report(path: Path, window: tuple[float, float]) -> dict[str, object]:
+    """The proxy's collections before and during the shares, from the probe's JSON."""
+    found = json.loads(path.read_text())
+    marks = found["marks"]
+    during = [c for c in found["collections"] if window[0] <= c[0] <= window[1]]
+    before = [c for c in found["collections"] if c[0] < window[0]]
+
+    def summary(collections: list[list[float]]) -> dict[str, object]:
+        full = [pause for _, generation, pause, _ in collections if generation == 2]
+        return {
+            "collections_by_generation": [
+                sum(1 for c in collections if c[1] == g) for g in range(3)
+            ],
+            "full_pause_ms_max": 1e3 * max(full, default=0.0),
+            "full_pause_ms_total": 1e3 * sum(full),
+            "cpu_ms_total": 1e3 * sum(cpu for *_, cpu in collections),
+            "full_cpu_ms_max": 1e3
+            * max((cpu for _, generation, _, cpu in collections if generation == 2), default=0.0),
+            "longest_pauses": [
+                {
+                    "generation": generation,
+                    "pause_ms": round(1e3 * pause, 2),
+                    "cpu_ms": round(1e3 * cpu, 2),
+                }
+                for _, generation, pause, cpu in sorted(collections, key=lambda c: -c[2])[:5]
+            ],
+        }
+
+    return {
+        "generation2_objects_at_start_of_shares": marks[0][1] if marks else None,
+        "frozen_objects_at_start_of_shares": marks[0][2] if marks else None,
+        "while_connecting": summary(before),
+        "during_shares": summary(during),
+    }
+
+
 async def _run(
-    connections: int, rate: float, duration_s: float, workdir: Path
+    connections: int, rate: float, duration_s: float, workdir: Path, database_url: str
 ) -> dict[str, object]:
     shares_each = max(2, int(rate * duration_s / connections) + 2)
-    devices = _devices(
-        f"sqlite:///{workdir / 'coordinator.sqlite3'}", max(1, connections // _WORKERS_PER_DEVICE)
-    )
+    devices = _devices(database_url, max(1, connections // _WORKERS_PER_DEVICE))
+    gc_log = workdir / "gc.json"
     log = (workdir / "stratum.log").open("wb")
     pool = subprocess.Popen(
         [sys.executable, "-c", _POOL_SERVER, repr(_DIFFICULTY)],
@@ -273,13 +344,16 @@ async def _run(
     try:
         port = _free_port()
         text = repr(_DIFFICULTY)
-        database_url = f"sqlite:///{workdir / 'coordinator.sqlite3'}"
         proxy = subprocess.Popen(
-            [sys.executable, "-m", "heatgrid.cli.main", "stratum",
+            [sys.executable, "-c", _GC_PROBE, "stratum",
              "--listen", f"127.0.0.1:{port}", "--database-url", database_url,
              "--pool-url", pool_url, "--pool-user", _POOL_USER, "--start-difficulty", text,
              "--min-difficulty", text, "--max-difficulty", text, "--log-level", "warning"],
-            env={**os.environ, "HEATGRID_POOL_PASSWORD": _POOL_PASSWORD},
+            env={
+                **os.environ,
+                "HEATGRID_POOL_PASSWORD": _POOL_PASSWORD,
+                "BENCH_GC_LOG": str(gc_log),
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -303,8 +377,12 @@ async def _run(
                 return await _echo_connect(echo_port, shares_each)
 
             proxied, proxy_connect_s = await _connect_all(proxy_miner, connections)
+            proxy.send_signal(signal.SIGUSR1)  # the probe notes what a full pass would walk
+            await asyncio.sleep(0.5)
             cpu_before_s = tree_cpu_s(proxy.pid)
+            window_start_ts = time.time()
             proxy_load = await _drive(proxied, rate, duration_s)
+            window = (window_start_ts, time.time())
             proxy_cpu_s = tree_cpu_s(proxy.pid) - cpu_before_s
             echoed, echo_connect_s = await _connect_all(echo_miner, connections)
             cpu_before_s = tree_cpu_s(echo.pid)
@@ -322,6 +400,7 @@ async def _run(
             pool.kill()
         pool.wait(timeout=30)
         pool.stdout.close()
+    proxy_gc = _gc_report(gc_log, window)
     p50, p99 = (
         _percentile_ms(proxy_load.latencies_s, 0.5),
         _percentile_ms(proxy_load.latencies_s, 0.99),
@@ -332,8 +411,9 @@ async def _run(
     )
     return {
         "benchmark": "stratum_proxy",
-        "what": "heatgrid stratum (SQLite) between miner connections and the test pool: "
+        "what": "heatgrid stratum between miner connections and the test pool: "
         "connections held, submit-to-answer latency of valid shares at a fixed rate",
+        "database": database_url.split(":", 1)[0].split("+", 1)[0],
         "connections_wanted": connections,
         "rate_shares_per_s": rate,
         "duration_s": duration_s,
@@ -345,6 +425,7 @@ async def _run(
         "p50_ms": p50,
         "p99_ms": p99,
         "proxy_cpu_ms_per_share": 1e3 * proxy_cpu_s / max(1, len(proxy_load.latencies_s)),
+        "proxy_gc": proxy_gc,
         "baseline": "bare asyncio line echo server, same connections, lines and rate",
         "baseline_connections_held": echo_load.open,
         "baseline_connect_all_s": echo_connect_s,
@@ -374,12 +455,31 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=_GOAL_CONNECTIONS)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--duration-s", type=float, default=20.0)
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the proxy's database: SQLite in a temporary directory, or a throwaway "
+        "PostgreSQL server (full durability: fsync and synchronous_commit on)",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-stratum-") as workdir:
-        result = asyncio.run(_run(args.connections, args.rate, args.duration_s, Path(workdir)))
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-stratum-")))
+        if args.database == "postgresql":
+            server = stack.enter_context(running_postgres({"max_connections": "50"}))
+            with server.connect() as connection:
+                connection.execute("CREATE DATABASE heatgrid")
+            database_url = server.url("heatgrid")
+        else:
+            database_url = f"sqlite:///{workdir / 'coordinator.sqlite3'}"
+        result = asyncio.run(
+            _run(args.connections, args.rate, args.duration_s, workdir, database_url)
+        )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        # every collection, for a closer look: [end (POSIX s), generation, pause s, CPU s]
+        shutil.copyfile(workdir / "gc.json", args.out.with_suffix(".gc.json"))
     text = json.dumps(result, indent=2)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
 
 

@@ -100,12 +100,12 @@ def stratum(
 ) -> None:
     """Run the coordinator's Stratum v1 proxy between miners and a pool."""
     import asyncio  # noqa: PLC0415 - keeps `heatgrid --help` fast
-    import gc  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
     from heatgrid.coordinator.db import check_schema, make_engine, redact_url  # noqa: PLC0415
     from heatgrid.coordinator.logs import configure_logging  # noqa: PLC0415
     from heatgrid.coordinator.stratum import (  # noqa: PLC0415
+        CollectorPolicy,
         ProxySettings,
         StratumProxy,
         parse_pool_url,
@@ -138,12 +138,9 @@ def stratum(
 
     async def run() -> None:
         async with StratumProxy(settings, proxy_clock) as proxy:
-            # What is alive once the proxy serves (modules, SQLAlchemy's and pydantic's
-            # objects: ~100,000) lives as long as the process: moved out of the collector's
-            # reach, a full collection under load took ~10 ms here instead of up to ~200 ms,
-            # a stall that every miner's share waited out (bench/bench_stratum_proxy.py).
-            gc.collect()
-            gc.freeze()
+            # long-lived objects (start-up's, then settled connections') out of the
+            # collector's full passes, which every miner's answer would wait out
+            collections = asyncio.create_task(CollectorPolicy().run())
             logging.getLogger("heatgrid.coordinator.stratum").info(
                 "stratum proxy listening",
                 extra={
@@ -158,6 +155,7 @@ def stratum(
             for signal_number in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signal_number, stop.set)
             await stop.wait()
+            collections.cancel()
 
     asyncio.run(run())
 
