@@ -1,8 +1,8 @@
 """The fused fleet loop: thermostat + arbiter + room of every home over many steps, compiled.
 
 One numba kernel (:func:`run_burst`) runs steps ``k0 … k1 − 1`` of the simulator's step (see
-:mod:`heatgrid.sim.engine`) for every home while no task is leased and no claim can happen,
-home by home (``prange`` over chunks of :data:`CHUNK` homes), each home's state in registers
+:mod:`heatgrid.sim.engine`) for every home and rack while no claim can lease a task, home by
+home (``prange`` over chunks of :data:`CHUNK` homes), each home's state in registers
 for the whole burst. It calls core's own rules, not copies of them:
 
 * the thermostat: ``_control_kernel.home_setpoint_until`` and ``_control_kernel.tick`` (what
@@ -14,11 +14,17 @@ for the whole burst. It calls core's own rules, not copies of them:
   :func:`~heatgrid.core.thermal_kernels.advance_fleet_2r2c`);
 * the internal gains: :func:`home_gains_until`, the rule that
   :func:`heatgrid.sim.engine.internal_gains_w` also evaluates (:func:`gains_rows`), again only
-  from the instant they may change.
+  from the instant they may change;
+* a leased task: :func:`task_step` (progress, checkpoints, completion; :meth:`TaskQueue.run`
+  applies it too), the pause of :func:`heatgrid.core.leasing.pauses` and the end of a lease
+  (:func:`lease_ends`: expired, or handed back by :func:`heatgrid.core.leasing.hands_back`),
+  which ends the burst after that step (the caller runs the burst again up to there and lets
+  the queue end the lease).
 
-Results are reduced in the kernel: per home (comfort, heater and backup energy) into arrays of
-length ``n``, per step into ``partial[chunk, step, quantity]`` (:data:`QUANTITIES` then one
-column of heater energy per region), summed over chunks by the caller, so memory stays
+Results are reduced in the kernel: per home (comfort, heater, backup and task energy) into
+arrays of length ``n``, per step into ``partial[chunk, step, quantity]`` (:data:`QUANTITIES`
+then one column of heater energy per region) and ``task_partial`` (:data:`TASK_QUANTITIES`
+then rack energy per region), summed over chunks by the caller, so memory stays
 ``O(n + burst · chunks)`` whatever the horizon. Chunks are fixed, so the sums do not depend on
 the number of threads: a run is reproducible bit for bit.
 """
@@ -49,20 +55,14 @@ __all__: list[str] = []
 
 CHUNK = 256
 """Homes per task of the parallel kernel."""
-QUANTITIES = (
-    "room_c",
-    "setpoint_c",
-    "demand_w",
-    "heat_w",
-    "backup_w",
-    "mining_eur",
-    "rack_w",
-    "heater_task_j",
-    "rack_task_j",
-)
-"""Per-step sums over devices in ``partial``, in this order; then heater energy per region, then
-rack energy per region [kWh]."""
-ROOM, SETPOINT, DEMAND, HEAT, BACKUP, MINING, RACK, HEATER_TASK, RACK_TASK = range(len(QUANTITIES))
+QUANTITIES = ("room_c", "setpoint_c", "demand_w", "heat_w", "backup_w", "mining_eur")
+"""Per-step sums over homes in ``partial``, in this order; heater energy per region follows."""
+ROOM, SETPOINT, DEMAND, HEAT, BACKUP, MINING = range(len(QUANTITIES))
+TASK_QUANTITIES = ("rack_w", "heater_task_j", "rack_task_j")
+"""Per-step sums in ``task_partial``, in this order; rack energy per region follows (racks'
+mining revenue is in ``partial``'s ``mining_eur``). Apart from ``partial``, so that the homes
+without a task touch as little memory per step as before."""
+RACK, HEATER_TASK, RACK_TASK = range(len(TASK_QUANTITIES))
 NO_STEP = np.iinfo(np.int64).max
 """``Tasks.done_step`` and ``Tasks.event_step`` of a device where nothing happened."""
 _pauses = njit(cache=True, inline="always")(leasing.pauses)
@@ -416,8 +416,205 @@ def _ended(leased: Any, d: int, k: int) -> None:
     limit[0] = min(limit[0], k)  # the others stop after this step: the run is done again to here
 
 
+@njit(cache=True, inline="always")
+def _run_home(  # noqa: PLR0912, PLR0915, PLR0917
+    i: int,
+    chunk: int,
+    k0: int,
+    k1: int,
+    homes: Any,
+    clock: Any,
+    cfg: Any,
+    schedule: Any,
+    thermostat: Any,
+    arbiter: Any,
+    devices: Any,
+    offline_until: Any,
+    rooms: Any,
+    totals: Any,
+    leased: Any,
+    out: Any,
+    with_task: bool,
+) -> None:
+    """Run home ``i`` over steps ``k0 … k1 − 1``; see :func:`run_burst`.
+
+    ``with_task``: whether it holds a task at the start (no claim happens in a burst, so a
+    home without one gets none). :func:`_home_range` passes it as a constant, so the compiled
+    loop of a home without a task does no task work.
+    """
+    partial, task_partial, sample_column, sampled, recorded = out
+    tasks, _, limit = leased
+    air_c, mass_c = rooms
+    step_s = clock.step_s
+    band_k = clock.comfort_band_k
+    step_h = step_s / _S_PER_H
+    step_kwh_per_w = step_s / _J_PER_KWH
+    record = recorded.shape[0] > 0
+    q = len(QUANTITIES)
+    config = home_config(cfg, i)
+    mode = homes.mode[i]
+    away = mode == MODE_AWAY
+    coef = homes.coefficients
+    a_minus_i = (coef[0, i], coef[1, i], coef[2, i], coef[3, i])
+    b = (coef[4, i], coef[5, i], coef[6, i], coef[7, i])
+    region = homes.region[i]
+    gains_pair = (homes.occupied_gains_w[i], homes.away_gains_w[i])
+    mining_value = homes.mining_value_eur_per_kwh[i]
+    is_asic = homes.is_asic[i]
+    max_power_w = devices.max_power_w[i]
+    column = sample_column[i]
+    which = (i, is_discrete(devices, i))
+    state = State(
+        integral_w=thermostat.integral_w[i],
+        heating=thermostat.heating[i],
+        since_ts=thermostat.since_ts[i],
+        last_tick_ts=thermostat.last_tick_ts[i],
+        last_command_ts=thermostat.last_command_ts[i],
+        last_power_w=thermostat.last_power_w[i],
+        alarm=thermostat.alarm[i],
+    )
+    device = DeviceState(
+        power_w=arbiter.power_w[i],
+        target_w=arbiter.target_w[i],
+        since_ts=arbiter.since_ts[i],
+        debt_j=arbiter.debt_j[i],
+        last_ts=arbiter.last_ts[i],
+    )
+    held = _load_task(tasks, i)
+    air, mass = air_c[i], mass_c[i]
+    until = offline_until[i]
+    spell = _first_spell(homes, i, k0)
+    spell_end = homes.spell_first[i + 1]
+    setpoint_c, setpoint_until = 0.0, -math.inf
+    gains_w, gains_until = 0.0, -math.inf
+    comfort = 0.0
+    heat_kwh = 0.0
+    backup_kwh = 0.0
+    task_kwh = 0.0
+    for k in range(k0, k1):
+        if with_task and k > limit[0]:
+            break  # a lease ended before: the burst ends there and runs again
+        t = k - k0
+        now = clock.time_ts[k]
+        while spell < spell_end and homes.spell_start[spell] <= k:
+            until = max(until, homes.spell_end[spell])
+            spell += 1
+        online = until <= k
+
+        if not now < setpoint_until:  # the schedule's value may change from here on
+            setpoint_c, setpoint_until = home_setpoint_until(
+                i, mode, now, config.away_setpoint_c, schedule
+            )
+        seen = Observation(
+            room_temp_c=air,
+            reading_ts=now,
+            device_temp_c=homes.device_temp_c[i],
+            fan_ok=homes.fan_ok[i],
+            upright=homes.upright[i],
+            mode=mode,
+        )
+        result = tick(now, seen, state, config, setpoint_c, away)
+        state = State(
+            integral_w=result.integral_w,
+            heating=result.heating,
+            since_ts=result.since_ts,
+            last_tick_ts=result.last_tick_ts,
+            last_command_ts=result.last_command_ts,
+            last_power_w=result.last_power_w,
+            alarm=result.alarm,
+        )
+        demand_w = result.heat_power_w
+        if not now < gains_until:
+            gains_w, gains_until = home_gains_until(
+                now,
+                homes.tz_s[i],
+                homes.away_home[i],
+                homes.leave_minute[i],
+                homes.return_minute[i],
+                gains_pair,
+            )
+
+        # A heater works if it mines or runs its leased task.
+        has_work = online and (is_asic or (with_task and held[0] >= 0))
+        target_w = minimum(demand_w, max_power_w)
+        stop = (not has_work) or result.alarm != 0
+        realized = realize_known(now, target_w, stop, device, devices, which)
+        power_w = realized.power_w
+        device = DeviceState(
+            power_w=power_w,
+            target_w=target_w,
+            since_ts=realized.since_ts,
+            debt_j=realized.debt_j,
+            last_ts=now,
+        )
+        backup_w = demand_w if clock.backup_heating and not has_work else 0.0 * demand_w
+        air, mass = step_2r2c(
+            air,
+            mass,
+            a_minus_i,
+            b,
+            power_w + backup_w + gains_w,
+            clock.outdoor_c[k, region],
+        )
+        spent_j, ends = 0.0, False
+        if with_task:
+            held, spent_j, done, done_ts, ends = _advance(
+                now, power_w, online, step_s, held, leased
+            )
+            if done:
+                tasks.done_step[i] = k
+                tasks.done_ts[i] = done_ts
+
+        outside_k = maximum(setpoint_c - band_k - air, 0.0) + maximum(
+            air - setpoint_c - band_k, 0.0
+        )
+        comfort += outside_k * step_h
+        energy_kwh = power_w * step_kwh_per_w
+        heat_kwh += energy_kwh
+        backup_kwh += backup_w * step_kwh_per_w
+        if with_task:
+            task_kwh += spent_j / _J_PER_KWH
+            task_partial[chunk, t, HEATER_TASK] += spent_j
+        partial[chunk, t, ROOM] += air
+        partial[chunk, t, SETPOINT] += setpoint_c
+        partial[chunk, t, DEMAND] += demand_w
+        partial[chunk, t, HEAT] += power_w
+        partial[chunk, t, BACKUP] += backup_w
+        partial[chunk, t, MINING] += energy_kwh * mining_value
+        partial[chunk, t, q + region] += energy_kwh
+        if column >= 0:
+            sampled[t, column] = air
+        if record:
+            recorded[k, i] = air
+        if with_task and ends:
+            _ended(leased, i, k)
+            break
+
+    thermostat.integral_w[i] = state.integral_w
+    thermostat.heating[i] = state.heating
+    thermostat.since_ts[i] = state.since_ts
+    thermostat.last_tick_ts[i] = state.last_tick_ts
+    thermostat.last_command_ts[i] = state.last_command_ts
+    thermostat.last_power_w[i] = state.last_power_w
+    thermostat.alarm[i] = state.alarm
+    arbiter.power_w[i] = device.power_w
+    arbiter.target_w[i] = device.target_w
+    arbiter.since_ts[i] = device.since_ts
+    arbiter.debt_j[i] = device.debt_j
+    arbiter.last_ts[i] = device.last_ts
+    if with_task:
+        _store_task(tasks, i, held)
+    air_c[i], mass_c[i] = air, mass
+    offline_until[i] = until
+    totals.comfort_k_h[i] += comfort
+    totals.heat_kwh[i] += heat_kwh
+    totals.backup_kwh[i] += backup_kwh
+    if with_task:
+        totals.task_kwh[i] += task_kwh
+
+
 @njit(cache=True)
-def _home_range(  # noqa: PLR0915, PLR0917
+def _home_range(  # noqa: PLR0917
     chunk: int,
     k0: int,
     k1: int,
@@ -435,174 +632,49 @@ def _home_range(  # noqa: PLR0915, PLR0917
     out: Any,
 ) -> None:
     """Run homes ``chunk · CHUNK …`` over steps ``k0 … k1 − 1``; see :func:`run_burst`."""
-    partial, sample_column, sampled, recorded = out
-    tasks, _, limit = leased
-    air_c, mass_c = rooms
-    n = air_c.shape[0]
+    tasks = leased[0]
     lo = chunk * CHUNK
-    hi = min(lo + CHUNK, n)
-    step_s = clock.step_s
-    band_k = clock.comfort_band_k
-    step_h = step_s / _S_PER_H
-    step_kwh_per_w = step_s / _J_PER_KWH
-    record = recorded.shape[0] > 0
-    q = len(QUANTITIES)
-    for i in range(lo, hi):
-        config = home_config(cfg, i)
-        mode = homes.mode[i]
-        away = mode == MODE_AWAY
-        coef = homes.coefficients
-        a_minus_i = (coef[0, i], coef[1, i], coef[2, i], coef[3, i])
-        b = (coef[4, i], coef[5, i], coef[6, i], coef[7, i])
-        region = homes.region[i]
-        gains_pair = (homes.occupied_gains_w[i], homes.away_gains_w[i])
-        mining_value = homes.mining_value_eur_per_kwh[i]
-        is_asic = homes.is_asic[i]
-        max_power_w = devices.max_power_w[i]
-        column = sample_column[i]
-        which = (i, is_discrete(devices, i))
-        state = State(
-            integral_w=thermostat.integral_w[i],
-            heating=thermostat.heating[i],
-            since_ts=thermostat.since_ts[i],
-            last_tick_ts=thermostat.last_tick_ts[i],
-            last_command_ts=thermostat.last_command_ts[i],
-            last_power_w=thermostat.last_power_w[i],
-            alarm=thermostat.alarm[i],
-        )
-        device = DeviceState(
-            power_w=arbiter.power_w[i],
-            target_w=arbiter.target_w[i],
-            since_ts=arbiter.since_ts[i],
-            debt_j=arbiter.debt_j[i],
-            last_ts=arbiter.last_ts[i],
-        )
-        held = _load_task(tasks, i)
-        air, mass = air_c[i], mass_c[i]
-        until = offline_until[i]
-        spell = _first_spell(homes, i, k0)
-        spell_end = homes.spell_first[i + 1]
-        setpoint_c, setpoint_until = 0.0, -math.inf
-        gains_w, gains_until = 0.0, -math.inf
-        comfort = 0.0
-        heat_kwh = 0.0
-        backup_kwh = 0.0
-        task_kwh = 0.0
-        for k in range(k0, k1):
-            if k > limit[0]:
-                break  # a lease ended before: the burst ends there and runs again
-            t = k - k0
-            now = clock.time_ts[k]
-            while spell < spell_end and homes.spell_start[spell] <= k:
-                until = max(until, homes.spell_end[spell])
-                spell += 1
-            online = until <= k
-
-            if not now < setpoint_until:  # the schedule's value may change from here on
-                setpoint_c, setpoint_until = home_setpoint_until(
-                    i, mode, now, config.away_setpoint_c, schedule
-                )
-            seen = Observation(
-                room_temp_c=air,
-                reading_ts=now,
-                device_temp_c=homes.device_temp_c[i],
-                fan_ok=homes.fan_ok[i],
-                upright=homes.upright[i],
-                mode=mode,
+    for i in range(lo, min(lo + CHUNK, rooms[0].shape[0])):
+        if tasks.task[i] >= 0:
+            _run_home(
+                i,
+                chunk,
+                k0,
+                k1,
+                homes,
+                clock,
+                cfg,
+                schedule,
+                thermostat,
+                arbiter,
+                devices,
+                offline_until,
+                rooms,
+                totals,
+                leased,
+                out,
+                True,
             )
-            result = tick(now, seen, state, config, setpoint_c, away)
-            state = State(
-                integral_w=result.integral_w,
-                heating=result.heating,
-                since_ts=result.since_ts,
-                last_tick_ts=result.last_tick_ts,
-                last_command_ts=result.last_command_ts,
-                last_power_w=result.last_power_w,
-                alarm=result.alarm,
+        else:
+            _run_home(
+                i,
+                chunk,
+                k0,
+                k1,
+                homes,
+                clock,
+                cfg,
+                schedule,
+                thermostat,
+                arbiter,
+                devices,
+                offline_until,
+                rooms,
+                totals,
+                leased,
+                out,
+                False,
             )
-            demand_w = result.heat_power_w
-            if not now < gains_until:
-                gains_w, gains_until = home_gains_until(
-                    now,
-                    homes.tz_s[i],
-                    homes.away_home[i],
-                    homes.leave_minute[i],
-                    homes.return_minute[i],
-                    gains_pair,
-                )
-
-            # A heater works if it mines or runs its leased task.
-            has_work = online and (is_asic or held[0] >= 0)
-            target_w = minimum(demand_w, max_power_w)
-            stop = (not has_work) or result.alarm != 0
-            realized = realize_known(now, target_w, stop, device, devices, which)
-            power_w = realized.power_w
-            device = DeviceState(
-                power_w=power_w,
-                target_w=target_w,
-                since_ts=realized.since_ts,
-                debt_j=realized.debt_j,
-                last_ts=now,
-            )
-            backup_w = demand_w if clock.backup_heating and not has_work else 0.0 * demand_w
-            air, mass = step_2r2c(
-                air,
-                mass,
-                a_minus_i,
-                b,
-                power_w + backup_w + gains_w,
-                clock.outdoor_c[k, region],
-            )
-            held, spent_j, done, done_ts, ends = _advance(
-                now, power_w, online, step_s, held, leased
-            )
-            if done:
-                tasks.done_step[i] = k
-                tasks.done_ts[i] = done_ts
-
-            outside_k = maximum(setpoint_c - band_k - air, 0.0) + maximum(
-                air - setpoint_c - band_k, 0.0
-            )
-            comfort += outside_k * step_h
-            energy_kwh = power_w * step_kwh_per_w
-            heat_kwh += energy_kwh
-            backup_kwh += backup_w * step_kwh_per_w
-            task_kwh += spent_j / _J_PER_KWH
-            partial[chunk, t, ROOM] += air
-            partial[chunk, t, SETPOINT] += setpoint_c
-            partial[chunk, t, DEMAND] += demand_w
-            partial[chunk, t, HEAT] += power_w
-            partial[chunk, t, BACKUP] += backup_w
-            partial[chunk, t, MINING] += energy_kwh * mining_value
-            partial[chunk, t, HEATER_TASK] += spent_j
-            partial[chunk, t, q + region] += energy_kwh
-            if column >= 0:
-                sampled[t, column] = air
-            if record:
-                recorded[k, i] = air
-            if ends:
-                _ended(leased, i, k)
-                break
-
-        thermostat.integral_w[i] = state.integral_w
-        thermostat.heating[i] = state.heating
-        thermostat.since_ts[i] = state.since_ts
-        thermostat.last_tick_ts[i] = state.last_tick_ts
-        thermostat.last_command_ts[i] = state.last_command_ts
-        thermostat.last_power_w[i] = state.last_power_w
-        thermostat.alarm[i] = state.alarm
-        arbiter.power_w[i] = device.power_w
-        arbiter.target_w[i] = device.target_w
-        arbiter.since_ts[i] = device.since_ts
-        arbiter.debt_j[i] = device.debt_j
-        arbiter.last_ts[i] = device.last_ts
-        _store_task(tasks, i, held)
-        air_c[i], mass_c[i] = air, mass
-        offline_until[i] = until
-        totals.comfort_k_h[i] += comfort
-        totals.heat_kwh[i] += heat_kwh
-        totals.backup_kwh[i] += backup_kwh
-        totals.task_kwh[i] += task_kwh
 
 
 @njit(cache=True)
@@ -618,14 +690,13 @@ def _rack_range(  # noqa: PLR0917
     devices: Any,
     offline_until: Any,
     leased: Any,
-    partial: Any,
+    out: Any,
 ) -> None:
     """Run racks ``lo … hi − 1`` (device indices): flat out while they hold a task, else 0 W."""
     tasks, _, limit = leased
     step_s = clock.step_s
     step_kwh_per_w = step_s / _J_PER_KWH
-    q = len(QUANTITIES)
-    regions = clock.outdoor_c.shape[1]
+    partial, task_partial = out
     for i in range(lo, hi):
         device = DeviceState(
             power_w=arbiter.power_w[i],
@@ -637,7 +708,7 @@ def _rack_range(  # noqa: PLR0917
         max_power_w = devices.max_power_w[i]
         which = (i, is_discrete(devices, i))
         held = _load_task(tasks, i)
-        column = q + regions + homes.region[i]
+        column = len(TASK_QUANTITIES) + homes.region[i]
         mining_value = homes.mining_value_eur_per_kwh[i]
         until = offline_until[i]
         spell = _first_spell(homes, i, k0)
@@ -670,10 +741,10 @@ def _rack_range(  # noqa: PLR0917
                 tasks.done_step[i] = k
                 tasks.done_ts[i] = done_ts
             energy_kwh = power_w * step_kwh_per_w
-            partial[chunk, t, RACK] += power_w
+            task_partial[chunk, t, RACK] += power_w
             partial[chunk, t, MINING] += energy_kwh * mining_value
-            partial[chunk, t, RACK_TASK] += spent_j
-            partial[chunk, t, column] += energy_kwh
+            task_partial[chunk, t, RACK_TASK] += spent_j
+            task_partial[chunk, t, column] += energy_kwh
             if ends:
                 _ended(leased, i, k)
                 break
@@ -713,7 +784,8 @@ def run_burst(  # noqa: PLR0917
     first step each device is back online; ``rooms`` is (air (N,), mass (N,)) [°C];
     ``tasks`` is a :class:`Tasks` (D,), ``leases`` the :class:`Leases`, ``limit`` (1,) the
     earliest step at whose end a lease was seen to end (``k1`` or more at the call); ``out`` is
-    (``partial`` (home chunks + rack chunks, k1 − k0, Q + 2R) zeroed, ``sample_column`` (N,)
+    (``partial`` (home chunks + rack chunks, k1 − k0, Q + R) and ``task_partial`` (the same
+    chunks and steps, :data:`TASK_QUANTITIES` + R) zeroed, ``sample_column`` (N,)
     column of a home in ``sampled`` or −1, ``sampled`` (k1 − k0, S) room air per step of the
     sampled homes, ``recorded`` (K, N) room air of every home, or (0, N) to record none).
 
@@ -760,5 +832,5 @@ def run_burst(  # noqa: PLR0917
                 devices,
                 offline_until,
                 leased,
-                out[0],
+                (out[0], out[1]),
             )

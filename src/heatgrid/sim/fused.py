@@ -4,16 +4,22 @@
 :class:`~heatgrid.sim.engine.RawRun`, to rounding: ``tests/contract/test_fused_engine.py``).
 The run alternates two kinds of stretches:
 
-* **Bursts.** While no task is leased and no claim can lease one (the queue is empty, or its
-  tasks wait out a retry backoff, and no job arrives), every step of every home is thermostat,
-  arbiter, room and accounting only. :func:`heatgrid.sim._fused_kernel.run_burst` runs up to
-  ``burst_steps`` such steps in one compiled call, parallel over homes, with core's own
-  kernels (``_control_kernel.tick``, ``_arbiter_kernel.realize_one``,
-  :func:`~heatgrid.core.thermal_kernels.step_2r2c`), and reduces the results in the kernel.
-  Under ``mining-only`` the coordinator never leases a task, so the whole run is bursts.
-* **Scheduling steps.** A step where a task is leased, or a claim may lease one, runs as
-  :meth:`heatgrid.sim.engine._Loop.step` runs it today (claims, queue, leases), on the same
-  state.
+* **Bursts.** While no claim can lease a task (the queue is empty, or its tasks wait out a
+  retry backoff, and no job arrives), the steps of different devices do not interact: every
+  step of every home is thermostat, arbiter, room, leased task and accounting.
+  :func:`heatgrid.sim._fused_kernel.run_burst` runs up to ``burst_steps`` such steps in one
+  compiled call, parallel over homes, with core's own kernels (``_control_kernel.tick``,
+  ``_arbiter_kernel.realize_one``, :func:`~heatgrid.core.thermal_kernels.step_2r2c`,
+  :func:`heatgrid.core.leasing.pauses` and ``hands_back``) and the queue's own task step
+  (``_fused_kernel.task_step``), and reduces the results in the kernel. Tasks completed in a
+  burst are ended afterwards in the engine's order (by step, then device). A lease that ends
+  (its device offline for ``lease_s``, or a warm room's hand-back) lets the task be claimed at
+  the next step, so the burst ends after that step: it is run again from the same state up
+  to there, and the queue ends the lease as the engine's step does. Under ``mining-only`` the
+  coordinator never leases a task, so the whole run is bursts.
+* **Scheduling steps.** A step where a claim may lease a task (a job arrives, a requeued task
+  is ready) runs as :meth:`heatgrid.sim.engine._Loop.step` runs it (claims, queue, leases), on
+  the same state.
 
 Per-step fleet series are kept (K values each); per-home totals are (N,). The room temperature
 percentiles per step are taken over every home up to :data:`PERCENTILE_SAMPLE` homes, and over
@@ -207,7 +213,8 @@ class _FusedLoop(_Loop):
         chunks = (n + _kernel.CHUNK - 1) // _kernel.CHUNK + (
             d - n + _kernel.CHUNK - 1
         ) // _kernel.CHUNK
-        partial = np.zeros((chunks, steps, len(_kernel.QUANTITIES) + 2 * regions))
+        partial = np.zeros((chunks, steps, len(_kernel.QUANTITIES) + regions))
+        task_partial = np.zeros((chunks, steps, len(_kernel.TASK_QUANTITIES) + regions))
         sampled = np.empty((steps, self._sample_size))
         totals = _kernel.Totals(
             comfort_k_h=np.zeros(n),
@@ -232,9 +239,18 @@ class _FusedLoop(_Loop):
             tasks,
             self._leases,
             np.array([k1], dtype=np.int64),
-            (partial, self._sample_column, sampled, self.series.room_temp_c),
+            (partial, task_partial, self._sample_column, sampled, self.series.room_temp_c),
         )
-        return _Burst(thermostat, arbiter, rooms, tasks, totals, partial.sum(axis=0), sampled)
+        return _Burst(
+            thermostat,
+            arbiter,
+            rooms,
+            tasks,
+            totals,
+            partial.sum(axis=0),
+            task_partial.sum(axis=0),
+            sampled,
+        )
 
     def _keep(self, run: _Burst, k0: int, k1: int) -> None:
         """Make ``run`` (steps ``k0 … k1 − 1``) the loop's state, as the engine's steps leave it."""
@@ -260,18 +276,12 @@ class _FusedLoop(_Loop):
         lost_j = queue.expire(
             float(self.time_ts[k1 - 1]) + self.scenario.step_s, self.scenario.lease_s
         )
-        self._store(k0, k1, run.sums, run.sampled, lost_j)
+        self._store(k0, k1, run, lost_j)
 
-    def _store(
-        self,
-        k0: int,
-        k1: int,
-        sums: NDArray[np.float64],
-        sampled: NDArray[np.float64],
-        lost_j: float,
-    ) -> None:
+    def _store(self, k0: int, k1: int, run: _Burst, lost_j: float) -> None:
         series, n = self.series, self.fleet.n_homes
-        q, regions = len(_kernel.QUANTITIES), len(self.scenario.regions)
+        sums, task_sums, sampled = run.sums, run.task_sums, run.sampled
+        q, task_q = len(_kernel.QUANTITIES), len(_kernel.TASK_QUANTITIES)
         series.mean[k0:k1] = sums[:, _kernel.ROOM] / n
         series.p05[k0:k1], series.p95[k0:k1] = np.percentile(
             sampled, [5.0, 95.0], axis=1, overwrite_input=True
@@ -279,12 +289,12 @@ class _FusedLoop(_Loop):
         series.setpoint[k0:k1] = sums[:, _kernel.SETPOINT] / n
         series.demand[k0:k1] = sums[:, _kernel.DEMAND]
         series.heat[k0:k1] = sums[:, _kernel.HEAT]
-        series.rack[k0:k1] = sums[:, _kernel.RACK]
+        series.rack[k0:k1] = task_sums[:, _kernel.RACK]
         series.backup[k0:k1] = sums[:, _kernel.BACKUP]
-        series.home_kwh[k0:k1] = sums[:, q : q + regions]
-        series.rack_kwh[k0:k1] = sums[:, q + regions :]
+        series.home_kwh[k0:k1] = sums[:, q:]
+        series.rack_kwh[k0:k1] = task_sums[:, task_q:]
         series.mining[k0:k1] = sums[:, _kernel.MINING]
-        heater_j, rack_j = sums[:, _kernel.HEATER_TASK], sums[:, _kernel.RACK_TASK]
+        heater_j, rack_j = task_sums[:, _kernel.HEATER_TASK], task_sums[:, _kernel.RACK_TASK]
         for t in range(k1 - k0):  # as the engine adds them, step by step
             self.heater_task_j += float(heater_j[t])
             self.rack_task_j += float(rack_j[t])
@@ -296,7 +306,7 @@ class _FusedLoop(_Loop):
 
 
 class _Burst(NamedTuple):
-    """The state a burst left and what it produced (sums (steps, Q + 2R), sampled rooms)."""
+    """The state a burst left and what it produced: per-step sums, sampled rooms."""
 
     thermostat: _control_kernel.State
     arbiter: _arbiter_kernel.DeviceState
@@ -304,6 +314,7 @@ class _Burst(NamedTuple):
     tasks: _kernel.Tasks
     totals: _kernel.Totals
     sums: NDArray[np.float64]
+    task_sums: NDArray[np.float64]
     sampled: NDArray[np.float64]
 
 
