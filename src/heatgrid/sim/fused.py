@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -216,6 +216,7 @@ class _FusedLoop(_Loop):
         partial = np.zeros((chunks, steps, len(_kernel.QUANTITIES) + regions))
         task_partial = np.zeros((chunks, steps, len(_kernel.TASK_QUANTITIES) + regions))
         sampled = np.empty((steps, self._sample_size))
+        out = (partial, task_partial, self._sample_column, sampled, self.series.room_temp_c)
         totals = _kernel.Totals(
             comfort_k_h=np.zeros(n),
             heat_kwh=np.zeros(n),
@@ -223,6 +224,36 @@ class _FusedLoop(_Loop):
             task_kwh=np.zeros(n),
         )
         offline_until = np.array(self.offline_until, dtype=np.int64)
+        threads = numba.get_num_threads()
+        if n * steps < _PARALLEL_MIN_HOMES:
+            numba.set_num_threads(1)  # a short burst of a small fleet: cheaper than waking threads
+        try:
+            self._launch(k0, k1, thermostat, arbiter, rooms, tasks, totals, offline_until, out)
+        finally:
+            numba.set_num_threads(threads)
+        return _Burst(
+            thermostat,
+            arbiter,
+            rooms,
+            tasks,
+            totals,
+            partial.sum(axis=0),
+            task_partial.sum(axis=0),
+            sampled,
+        )
+
+    def _launch(  # noqa: PLR0917
+        self,
+        k0: int,
+        k1: int,
+        thermostat: _control_kernel.State,
+        arbiter: _arbiter_kernel.DeviceState,
+        rooms: tuple[NDArray[np.float64], NDArray[np.float64]],
+        tasks: _kernel.Tasks,
+        totals: _kernel.Totals,
+        offline_until: NDArray[np.int64],
+        out: tuple[NDArray[Any], ...],
+    ) -> None:
         _kernel.run_burst(
             k0,
             k1,
@@ -239,17 +270,7 @@ class _FusedLoop(_Loop):
             tasks,
             self._leases,
             np.array([k1], dtype=np.int64),
-            (partial, task_partial, self._sample_column, sampled, self.series.room_temp_c),
-        )
-        return _Burst(
-            thermostat,
-            arbiter,
-            rooms,
-            tasks,
-            totals,
-            partial.sum(axis=0),
-            task_partial.sum(axis=0),
-            sampled,
+            out,
         )
 
     def _keep(self, run: _Burst, k0: int, k1: int) -> None:
