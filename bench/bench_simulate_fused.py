@@ -19,6 +19,13 @@ claim and run as the engine's own steps (ratio near 1 expected). And a leases-he
 where most steps hold leases but cannot claim, and run in the fused kernel with their tasks.
 The year estimates are 1e5 homes at 60 s steps (525,600 steps) and at 300 s steps, at the
 best fused rate.
+
+Measured on 2026-12-04 (2 cores shared with other work, load 4-7, ``--sizes 1000000 10000
+--days 0.5 --skip-cold-compile --budget-s 8``; see ``docs/simulator.md``): fused 1.92e7
+home-steps/s at 1e6 homes (2.14e7 per CPU-second, 12.2 times the engine), 1.23e7 at 1e4 homes;
+year of 1e5 homes at 60 s steps estimated at 46 minutes (goal 10), 19 % of the goal of 1e8
+home-steps/s. ``leases_held``: 114 of 144 steps in bursts, fused 1.5-2.0 times the engine on
+the wall clock (0.7-0.8 before leased tasks ran in bursts).
 Usage: ``python bench/bench_simulate_fused.py --out PATH``.
 """
 
