@@ -12,11 +12,20 @@ Compile and cache-load times are kept out of the rates: a warm-up run on a small
 or compiles the fused kernel first, and its time is reported (``first_call_s``); the baseline
 and the scheduling-bound case are timed after a warm-up of their own; a child process with an
 empty numba cache compiles it from nothing (``cold_compile_s``; ``--skip-cold-compile``).
-A scheduling-bound case runs too: ``heat-aware`` with the default job stream on
-``--scheduling-homes`` homes, where most steps hold a lease and run as the engine's own
-steps (ratio near 1 expected).
+A scheduling-bound case runs too: ``heat-aware`` with 0.15 jobs per home and hour on
+``--scheduling-homes`` homes, where a job arrives at nearly every step, so most steps may
+claim and run as the engine's own steps (ratio near 1 expected). And a leases-held case:
+``heat-aware`` with 0.003 jobs per home and hour (one arrival every 2 steps on 2,000 homes),
+where most steps hold leases but cannot claim, and run in the fused kernel with their tasks.
 The year estimates are 1e5 homes at 60 s steps (525,600 steps) and at 300 s steps, at the
 best fused rate.
+
+Measured on 2026-12-04 (2 cores shared with other work, load 4-7, ``--sizes 1000000 10000
+--days 0.5 --skip-cold-compile --budget-s 8``; see ``docs/simulator.md``): fused 1.92e7
+home-steps/s at 1e6 homes (2.14e7 per CPU-second, 12.2 times the engine), 1.23e7 at 1e4 homes;
+year of 1e5 homes at 60 s steps estimated at 46 minutes (goal 10), 19 % of the goal of 1e8
+home-steps/s. ``leases_held``: 114 of 144 steps in bursts, fused 1.5-2.0 times the engine on
+the wall clock (0.7-0.8 before leased tasks ran in bursts).
 Usage: ``python bench/bench_simulate_fused.py --out PATH``.
 """
 
@@ -153,6 +162,33 @@ def _scheduling_bound(region: Region, n_homes: int) -> dict[str, Any]:
     }
 
 
+def _leases_held(region: Region, n_homes: int) -> dict[str, Any]:
+    """``heat-aware`` with few arrivals (one every 2 steps): most steps hold a lease, few claim."""
+    stream = JobStream(rate_per_h=0.003 * n_homes)
+    scenario = _scenario(region, n_homes, days=0.5, jobs=stream)
+    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+    warm = _scenario(region, n_homes, days=0.02, jobs=stream)
+    for run in (run_policy_fused, run_policy):
+        run(warm, sample_fleet(warm), sample_jobs(warm), "heat-aware")
+    progressed: list[int] = []
+    fused_s, _ = _timed(
+        lambda: run_policy_fused(scenario, fleet, jobs, "heat-aware", progress=progressed.append)
+    )
+    engine_s, _ = _timed(lambda: run_policy(scenario, fleet, jobs, "heat-aware"))
+    steps = np.diff(np.array([0, *progressed]))
+    home_steps = n_homes * scenario.n_steps
+    return {
+        "what": "heat-aware, 0.003 jobs per home and hour (one every 2 steps), 12 h: leased "
+        "tasks run in the fused kernel between claims",
+        "homes": n_homes,
+        "steps": scenario.n_steps,
+        "steps_in_bursts_of_2_or_more": int(np.sum(steps[steps > 1])),
+        "fused_home_steps_per_s": home_steps / fused_s,
+        "engine_home_steps_per_s": home_steps / engine_s,
+        "ratio": engine_s / fused_s,
+    }
+
+
 def _cold_compile_s() -> float | None:
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(Path(__file__).parent))
@@ -189,6 +225,7 @@ def main() -> None:
     )
     rows = [_size(region, n, args.days, args.budget_s) for n in args.sizes]
     scheduling = _scheduling_bound(region, args.scheduling_homes)
+    leases = _leases_held(region, args.scheduling_homes)
     best = max(row["fused_home_steps_per_s"] for row in rows)
     result = {
         "benchmark": "simulate_fused",
@@ -198,6 +235,7 @@ def main() -> None:
         "sizes": rows,
         "ratio": {str(row["homes"]): row["ratio"] for row in rows},
         "scheduling_bound": scheduling,
+        "leases_held": leases,
         "first_call_s": first_call_s,
         "first_call_note": "the warm-up's run: loads the kernels from numba's cache, or compiles "
         "them on the first run after an install; kept out of the rates",

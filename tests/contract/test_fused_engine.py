@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from heatgrid.sim import fused
 from heatgrid.sim.engine import RawRun, run_policy
 from heatgrid.sim.fleet import sample_fleet
 from heatgrid.sim.fused import run_policy_fused
@@ -157,6 +158,37 @@ def test_the_fused_run_is_the_same_bit_for_bit_on_one_thread_or_all() -> None:
                 assert np.array_equal(left, right, equal_nan=True), (policy, field.name)
             else:
                 assert left == right, (policy, field.name)
+
+
+def test_leased_tasks_run_in_bursts_and_leases_end_in_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps with leased tasks and no claim run in the kernel: completions, expiries, hand-backs.
+
+    Bursts start with leases held, some end at a lease that ends (run again up to there), and
+    the run still equals the engine's: the kernel's task steps are the queue's.
+    """
+    seen = {"leased_bursts": 0, "runs": 0, "bursts": 0}
+    burst, run_burst = fused._FusedLoop._burst, fused._FusedLoop._run_burst
+
+    def counted_burst(loop: Any, k0: int, k1: int) -> int:
+        seen["leased_bursts"] += int(np.any(loop.queue.task_of >= 0) and k1 - k0 > 1)
+        seen["bursts"] += 1
+        return burst(loop, k0, k1)
+
+    def counted_run(loop: Any, k0: int, k1: int) -> Any:
+        seen["runs"] += 1
+        return run_burst(loop, k0, k1)
+
+    monkeypatch.setattr(fused._FusedLoop, "_burst", counted_burst)
+    monkeypatch.setattr(fused._FusedLoop, "_run_burst", counted_run)
+    scenario = _scenario(
+        n_homes=40, days=1.0, departure_rate_per_day=3.0, jobs=JobStream(rate_per_h=2.0)
+    )
+    engine, fused_run = _both(scenario, "heat-aware")
+    assert _differences(engine, fused_run) == []
+    assert engine.leases_lost > 0
+    assert engine.leases_handed_back > 0
+    assert seen["leased_bursts"] > 0
+    assert seen["runs"] > seen["bursts"]  # some bursts ended at a lease that ended
 
 
 def test_short_bursts_give_the_run_of_long_ones() -> None:

@@ -1,8 +1,8 @@
 """The fused fleet loop: thermostat + arbiter + room of every home over many steps, compiled.
 
 One numba kernel (:func:`run_burst`) runs steps ``k0 … k1 − 1`` of the simulator's step (see
-:mod:`heatgrid.sim.engine`) for every home while no task is leased and no claim can happen,
-home by home (``prange`` over chunks of :data:`CHUNK` homes), each home's state in registers
+:mod:`heatgrid.sim.engine`) for every home and rack while no claim can lease a task, home by
+home (``prange`` over chunks of :data:`CHUNK` homes), each home's state in registers
 for the whole burst. It calls core's own rules, not copies of them:
 
 * the thermostat: ``_control_kernel.home_setpoint_until`` and ``_control_kernel.tick`` (what
@@ -14,11 +14,17 @@ for the whole burst. It calls core's own rules, not copies of them:
   :func:`~heatgrid.core.thermal_kernels.advance_fleet_2r2c`);
 * the internal gains: :func:`home_gains_until`, the rule that
   :func:`heatgrid.sim.engine.internal_gains_w` also evaluates (:func:`gains_rows`), again only
-  from the instant they may change.
+  from the instant they may change;
+* a leased task: :func:`task_step` (progress, checkpoints, completion; :meth:`TaskQueue.run`
+  applies it too), the pause of :func:`heatgrid.core.leasing.pauses` and the end of a lease
+  (:func:`lease_ends`: expired, or handed back by :func:`heatgrid.core.leasing.hands_back`),
+  which ends the burst after that step (the caller runs the burst again up to there and lets
+  the queue end the lease).
 
-Results are reduced in the kernel: per home (comfort, heater and backup energy) into arrays of
-length ``n``, per step into ``partial[chunk, step, quantity]`` (:data:`QUANTITIES` then one
-column of heater energy per region), summed over chunks by the caller, so memory stays
+Results are reduced in the kernel: per home (comfort, heater, backup and task energy) into
+arrays of length ``n``, per step into ``partial[chunk, step, quantity]`` (:data:`QUANTITIES`
+then one column of heater energy per region) and ``task_partial`` (:data:`TASK_QUANTITIES`
+then rack energy per region), summed over chunks by the caller, so memory stays
 ``O(n + burst · chunks)`` whatever the horizon. Chunks are fixed, so the sums do not depend on
 the number of threads: a run is reproducible bit for bit.
 """
@@ -31,6 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from heatgrid.core import leasing
 from heatgrid.core._arbiter_kernel import DeviceState, is_discrete, realize_known
 from heatgrid.core._control_kernel import (
     MODE_AWAY,
@@ -51,6 +58,15 @@ CHUNK = 256
 QUANTITIES = ("room_c", "setpoint_c", "demand_w", "heat_w", "backup_w", "mining_eur")
 """Per-step sums over homes in ``partial``, in this order; heater energy per region follows."""
 ROOM, SETPOINT, DEMAND, HEAT, BACKUP, MINING = range(len(QUANTITIES))
+TASK_QUANTITIES = ("rack_w", "heater_task_j", "rack_task_j")
+"""Per-step sums in ``task_partial``, in this order; rack energy per region follows (racks'
+mining revenue is in ``partial``'s ``mining_eur``). Apart from ``partial``, so that the homes
+without a task touch as little memory per step as before."""
+RACK, HEATER_TASK, RACK_TASK = range(len(TASK_QUANTITIES))
+NO_STEP = np.iinfo(np.int64).max
+"""``Tasks.done_step`` and ``Tasks.event_step`` of a device where nothing happened."""
+_pauses = njit(cache=True, inline="always")(leasing.pauses)
+_hands_back = njit(cache=True, inline="always")(leasing.hands_back)
 _S_PER_H = 3600.0
 _S_PER_DAY = 86_400.0
 _J_PER_KWH = 3.6e6
@@ -96,6 +112,161 @@ class Totals(NamedTuple):
     comfort_k_h: Any
     heat_kwh: Any
     backup_kwh: Any
+    task_kwh: Any
+
+
+class Leases(NamedTuple):
+    """The settings a leased task's steps read (:class:`heatgrid.sim.queue.TaskQueue`'s)."""
+
+    checkpoint_every_j: float
+    pause_after_s: float
+    hand_back_after_s: float
+    lease_s: float
+
+
+class Tasks(NamedTuple):
+    """The task each device holds (D,), updated in place; see :func:`task_step`.
+
+    ``task`` is the task's index (−1: none), ``size_j``, ``progress_j``, ``checkpoint_j`` and
+    ``burned_j`` its size, progress, last checkpoint and energy burned [J], ``zero_power_s`` and
+    ``offline_s`` the device's time without power and offline while leased [s]. The kernel
+    writes ``done_step`` and ``done_ts`` (the step and instant the task completed) and
+    ``event_step`` (the step at whose end its lease ends: expired or handed back), or
+    :data:`NO_STEP`; a device stops at its event, which ends the burst there.
+    """
+
+    task: Any
+    size_j: Any
+    progress_j: Any
+    checkpoint_j: Any
+    burned_j: Any
+    zero_power_s: Any
+    offline_s: Any
+    done_step: Any
+    done_ts: Any
+    event_step: Any
+
+
+class TaskStep(NamedTuple):
+    """What :func:`task_step` returns for one leased device over one step."""
+
+    spent_j: float
+    progress_j: float
+    checkpoint_j: float
+    zero_power_s: float
+    offline_s: float
+    finished: bool
+    done_after_s: float
+
+
+@njit(cache=True, inline="always")
+def task_step(  # noqa: PLR0917
+    power_w: float,
+    online: bool,
+    step_s: float,
+    size_j: float,
+    progress_j: float,
+    checkpoint_j: float,
+    times_s: Any,
+    leases: Any,
+) -> Any:
+    """One step of a leased task on its device: the rule :meth:`TaskQueue.run` applies.
+
+    The task progresses by the energy its device burned, up to its size; a checkpoint is
+    taken each ``checkpoint_every_j``; it finishes when it reaches its size with power
+    (``done_after_s`` into the step). ``times_s`` is the device's (time without power, time
+    offline) while leased [s], counted on. The caller then applies the pause: an online device
+    without power for ``pause_after_s`` (:func:`heatgrid.core.leasing.pauses`) checkpoints
+    where it is (:func:`paused_checkpoint_j`).
+    """
+    zero_power_s, offline_s = times_s
+    left_j = size_j - progress_j
+    spent_j = minimum(power_w * step_s, left_j)
+    progress_j = progress_j + spent_j
+    every = leases.checkpoint_every_j
+    checkpoint_j = maximum(
+        checkpoint_j,  # a pause's checkpoint may lie between two of them
+        minimum(math.floor(progress_j / every) * every, size_j),
+    )
+    finished = power_w > 0.0 and spent_j >= left_j
+    done_after_s = left_j / power_w if finished else 0.0
+    idle = power_w <= 0.0
+    zero_power_s = zero_power_s + step_s if idle else 0.0
+    offline_s = offline_s + step_s if not online else 0.0
+    return TaskStep(
+        spent_j=spent_j,
+        progress_j=progress_j,
+        checkpoint_j=checkpoint_j,
+        zero_power_s=zero_power_s,
+        offline_s=offline_s,
+        finished=finished,
+        done_after_s=done_after_s,
+    )
+
+
+@njit(cache=True, inline="always")
+def paused_checkpoint_j(done: Any, online: bool, leases: Any) -> float:
+    """Return the checkpoint after a step whose :class:`TaskStep` is ``done`` [J].
+
+    Where the task is if it pauses, else the step's checkpoint: the fused kernel's application
+    of :func:`heatgrid.core.leasing.pauses` (compiled from it; a device with power has 0 s
+    without and never pauses). :meth:`TaskQueue.run` applies the same rule to its arrays.
+    """
+    if online and _pauses(done.zero_power_s, leases.pause_after_s):
+        return float(done.progress_j)
+    return float(done.checkpoint_j)
+
+
+@njit(cache=True, inline="always")
+def lease_ends(zero_power_s: float, offline_s: float, leases: Any) -> bool:
+    """Whether a leased device's lease ends (:meth:`TaskQueue.expire`): expired or handed back."""
+    if offline_s >= leases.lease_s:
+        return True
+    return offline_s == 0.0 and bool(_hands_back(zero_power_s, leases.hand_back_after_s))
+
+
+@njit(cache=True)
+def run_tasks(  # noqa: PLR0917
+    devices: Any,
+    task: Any,
+    power_w: Any,
+    online: Any,
+    step_s: float,
+    task_arrays: Any,
+    device_times_s: Any,
+    leases: Any,
+    out: Any,
+) -> None:
+    """Apply :func:`task_step` to ``devices`` (holding ``task``), as :meth:`TaskQueue.run` does.
+
+    ``task_arrays`` is (size, progress, checkpoint, burned) by task [J], updated in place;
+    ``device_times_s`` (zero power, offline) by device [s], updated in place; ``out`` is
+    (spent [J], finished, done after [s]) by position in ``devices``.
+    """
+    size, progress, checkpoint, burned = task_arrays
+    zero_power, offline = device_times_s
+    spent_out, finished_out, after_out = out
+    for j in range(devices.shape[0]):
+        d = devices[j]
+        t = task[j]
+        result = task_step(
+            power_w[d],
+            online[d],
+            step_s,
+            size[t],
+            progress[t],
+            checkpoint[t],
+            (zero_power[d], offline[d]),
+            leases,
+        )
+        spent_out[j] = result.spent_j
+        progress[t] = result.progress_j
+        burned[t] += result.spent_j
+        checkpoint[t] = result.checkpoint_j
+        zero_power[d] = result.zero_power_s
+        offline[d] = result.offline_s
+        finished_out[j] = result.finished
+        after_out[j] = result.done_after_s
 
 
 @njit(cache=True, inline="always")
@@ -181,8 +352,73 @@ def _first_spell(homes: Any, device: int, k0: int) -> int:
     return int(j)
 
 
-@njit(cache=True)
-def _home_range(  # noqa: PLR0915, PLR0917
+@njit(cache=True, inline="always")
+def _load_task(tasks: Any, d: int) -> Any:
+    """Device ``d``'s task: (index, size, progress, checkpoint, burned, zero power, offline)."""
+    return (
+        tasks.task[d],
+        tasks.size_j[d],
+        tasks.progress_j[d],
+        tasks.checkpoint_j[d],
+        tasks.burned_j[d],
+        tasks.zero_power_s[d],
+        tasks.offline_s[d],
+    )
+
+
+@njit(cache=True, inline="always")
+def _store_task(tasks: Any, d: int, held: Any) -> None:
+    """Write device ``d``'s task back (the tuple of :func:`_load_task`)."""
+    task, _, progress_j, checkpoint_j, burned_j, zero_power_s, offline_s = held
+    tasks.task[d] = task
+    tasks.progress_j[d] = progress_j
+    tasks.checkpoint_j[d] = checkpoint_j
+    tasks.burned_j[d] = burned_j
+    tasks.zero_power_s[d] = zero_power_s
+    tasks.offline_s[d] = offline_s
+
+
+@njit(cache=True, inline="always")
+def _advance(  # noqa: PLR0917
+    now: float, power_w: float, online: bool, step_s: float, held: Any, leased: Any
+) -> Any:
+    """Step a device's task (``held``, the tuple of :func:`_load_task`) by one step.
+
+    Returns (held, spent [J], done (the task completed in this step), done_ts [POSIX s], ends
+    (its lease ends at the end of this step)); the caller records a completion.
+    """
+    task, size_j, progress_j, checkpoint_j, burned_j, zero_power_s, offline_s = held
+    if task < 0:
+        return held, 0.0, False, 0.0, False
+    _, leases, _ = leased
+    result = task_step(
+        power_w, online, step_s, size_j, progress_j, checkpoint_j, (zero_power_s, offline_s), leases
+    )
+    done = result.finished
+    ends = not done and lease_ends(result.zero_power_s, result.offline_s, leases)
+    updated = (
+        -1 if done else task,
+        size_j,
+        result.progress_j,
+        paused_checkpoint_j(result, online, leases),
+        burned_j + result.spent_j,
+        result.zero_power_s,
+        result.offline_s,
+    )
+    return updated, result.spent_j, done, now + result.done_after_s, ends
+
+
+@njit(cache=True, inline="always")
+def _ended(leased: Any, d: int, k: int) -> None:
+    """Record that device ``d``'s lease ends at the end of step ``k`` (the burst ends there)."""
+    tasks, _, limit = leased
+    tasks.event_step[d] = k
+    limit[0] = min(limit[0], k)  # the others stop after this step: the run is done again to here
+
+
+@njit(cache=True, inline="always")
+def _run_home(  # noqa: PLR0912, PLR0915, PLR0917
+    i: int,
     chunk: int,
     k0: int,
     k1: int,
@@ -196,42 +432,272 @@ def _home_range(  # noqa: PLR0915, PLR0917
     offline_until: Any,
     rooms: Any,
     totals: Any,
+    leased: Any,
     out: Any,
+    with_task: bool,
 ) -> None:
-    """Run homes ``chunk · CHUNK …`` over steps ``k0 … k1 − 1``; see :func:`run_burst`."""
-    partial, sample_column, sampled, recorded = out
+    """Run home ``i`` over steps ``k0 … k1 − 1``; see :func:`run_burst`.
+
+    ``with_task``: whether it holds a task at the start (no claim happens in a burst, so a
+    home without one gets none). :func:`_home_range` passes it as a constant, so the compiled
+    loop of a home without a task does no task work.
+    """
+    partial, task_partial, sample_column, sampled, recorded = out
+    tasks, _, limit = leased
     air_c, mass_c = rooms
-    n = air_c.shape[0]
-    lo = chunk * CHUNK
-    hi = min(lo + CHUNK, n)
     step_s = clock.step_s
     band_k = clock.comfort_band_k
     step_h = step_s / _S_PER_H
     step_kwh_per_w = step_s / _J_PER_KWH
     record = recorded.shape[0] > 0
-    for i in range(lo, hi):
-        config = home_config(cfg, i)
-        mode = homes.mode[i]
-        away = mode == MODE_AWAY
-        coef = homes.coefficients
-        a_minus_i = (coef[0, i], coef[1, i], coef[2, i], coef[3, i])
-        b = (coef[4, i], coef[5, i], coef[6, i], coef[7, i])
-        region = homes.region[i]
-        gains_pair = (homes.occupied_gains_w[i], homes.away_gains_w[i])
-        mining_value = homes.mining_value_eur_per_kwh[i]
-        is_asic = homes.is_asic[i]
-        max_power_w = devices.max_power_w[i]
-        column = sample_column[i]
-        which = (i, is_discrete(devices, i))
-        state = State(
-            integral_w=thermostat.integral_w[i],
-            heating=thermostat.heating[i],
-            since_ts=thermostat.since_ts[i],
-            last_tick_ts=thermostat.last_tick_ts[i],
-            last_command_ts=thermostat.last_command_ts[i],
-            last_power_w=thermostat.last_power_w[i],
-            alarm=thermostat.alarm[i],
+    q = len(QUANTITIES)
+    config = home_config(cfg, i)
+    mode = homes.mode[i]
+    away = mode == MODE_AWAY
+    coef = homes.coefficients
+    a_minus_i = (coef[0, i], coef[1, i], coef[2, i], coef[3, i])
+    b = (coef[4, i], coef[5, i], coef[6, i], coef[7, i])
+    region = homes.region[i]
+    gains_pair = (homes.occupied_gains_w[i], homes.away_gains_w[i])
+    mining_value = homes.mining_value_eur_per_kwh[i]
+    is_asic = homes.is_asic[i]
+    max_power_w = devices.max_power_w[i]
+    column = sample_column[i]
+    which = (i, is_discrete(devices, i))
+    state = State(
+        integral_w=thermostat.integral_w[i],
+        heating=thermostat.heating[i],
+        since_ts=thermostat.since_ts[i],
+        last_tick_ts=thermostat.last_tick_ts[i],
+        last_command_ts=thermostat.last_command_ts[i],
+        last_power_w=thermostat.last_power_w[i],
+        alarm=thermostat.alarm[i],
+    )
+    device = DeviceState(
+        power_w=arbiter.power_w[i],
+        target_w=arbiter.target_w[i],
+        since_ts=arbiter.since_ts[i],
+        debt_j=arbiter.debt_j[i],
+        last_ts=arbiter.last_ts[i],
+    )
+    held = _load_task(tasks, i)
+    air, mass = air_c[i], mass_c[i]
+    until = offline_until[i]
+    spell = _first_spell(homes, i, k0)
+    spell_end = homes.spell_first[i + 1]
+    setpoint_c, setpoint_until = 0.0, -math.inf
+    gains_w, gains_until = 0.0, -math.inf
+    comfort = 0.0
+    heat_kwh = 0.0
+    backup_kwh = 0.0
+    task_kwh = 0.0
+    for k in range(k0, k1):
+        if with_task and k > limit[0]:
+            break  # a lease ended before: the burst ends there and runs again
+        t = k - k0
+        now = clock.time_ts[k]
+        while spell < spell_end and homes.spell_start[spell] <= k:
+            until = max(until, homes.spell_end[spell])
+            spell += 1
+        online = until <= k
+
+        if not now < setpoint_until:  # the schedule's value may change from here on
+            setpoint_c, setpoint_until = home_setpoint_until(
+                i, mode, now, config.away_setpoint_c, schedule
+            )
+        seen = Observation(
+            room_temp_c=air,
+            reading_ts=now,
+            device_temp_c=homes.device_temp_c[i],
+            fan_ok=homes.fan_ok[i],
+            upright=homes.upright[i],
+            mode=mode,
         )
+        result = tick(now, seen, state, config, setpoint_c, away)
+        state = State(
+            integral_w=result.integral_w,
+            heating=result.heating,
+            since_ts=result.since_ts,
+            last_tick_ts=result.last_tick_ts,
+            last_command_ts=result.last_command_ts,
+            last_power_w=result.last_power_w,
+            alarm=result.alarm,
+        )
+        demand_w = result.heat_power_w
+        if not now < gains_until:
+            gains_w, gains_until = home_gains_until(
+                now,
+                homes.tz_s[i],
+                homes.away_home[i],
+                homes.leave_minute[i],
+                homes.return_minute[i],
+                gains_pair,
+            )
+
+        # A heater works if it mines or runs its leased task.
+        has_work = online and (is_asic or (with_task and held[0] >= 0))
+        target_w = minimum(demand_w, max_power_w)
+        stop = (not has_work) or result.alarm != 0
+        realized = realize_known(now, target_w, stop, device, devices, which)
+        power_w = realized.power_w
+        device = DeviceState(
+            power_w=power_w,
+            target_w=target_w,
+            since_ts=realized.since_ts,
+            debt_j=realized.debt_j,
+            last_ts=now,
+        )
+        backup_w = demand_w if clock.backup_heating and not has_work else 0.0 * demand_w
+        air, mass = step_2r2c(
+            air,
+            mass,
+            a_minus_i,
+            b,
+            power_w + backup_w + gains_w,
+            clock.outdoor_c[k, region],
+        )
+        spent_j, ends = 0.0, False
+        if with_task:
+            held, spent_j, done, done_ts, ends = _advance(
+                now, power_w, online, step_s, held, leased
+            )
+            if done:
+                tasks.done_step[i] = k
+                tasks.done_ts[i] = done_ts
+
+        outside_k = maximum(setpoint_c - band_k - air, 0.0) + maximum(
+            air - setpoint_c - band_k, 0.0
+        )
+        comfort += outside_k * step_h
+        energy_kwh = power_w * step_kwh_per_w
+        heat_kwh += energy_kwh
+        backup_kwh += backup_w * step_kwh_per_w
+        if with_task:
+            task_kwh += spent_j / _J_PER_KWH
+            task_partial[chunk, t, HEATER_TASK] += spent_j
+        partial[chunk, t, ROOM] += air
+        partial[chunk, t, SETPOINT] += setpoint_c
+        partial[chunk, t, DEMAND] += demand_w
+        partial[chunk, t, HEAT] += power_w
+        partial[chunk, t, BACKUP] += backup_w
+        partial[chunk, t, MINING] += energy_kwh * mining_value
+        partial[chunk, t, q + region] += energy_kwh
+        if column >= 0:
+            sampled[t, column] = air
+        if record:
+            recorded[k, i] = air
+        if with_task and ends:
+            _ended(leased, i, k)
+            break
+
+    thermostat.integral_w[i] = state.integral_w
+    thermostat.heating[i] = state.heating
+    thermostat.since_ts[i] = state.since_ts
+    thermostat.last_tick_ts[i] = state.last_tick_ts
+    thermostat.last_command_ts[i] = state.last_command_ts
+    thermostat.last_power_w[i] = state.last_power_w
+    thermostat.alarm[i] = state.alarm
+    arbiter.power_w[i] = device.power_w
+    arbiter.target_w[i] = device.target_w
+    arbiter.since_ts[i] = device.since_ts
+    arbiter.debt_j[i] = device.debt_j
+    arbiter.last_ts[i] = device.last_ts
+    if with_task:
+        _store_task(tasks, i, held)
+    air_c[i], mass_c[i] = air, mass
+    offline_until[i] = until
+    totals.comfort_k_h[i] += comfort
+    totals.heat_kwh[i] += heat_kwh
+    totals.backup_kwh[i] += backup_kwh
+    if with_task:
+        totals.task_kwh[i] += task_kwh
+
+
+@njit(cache=True)
+def _home_range(  # noqa: PLR0917
+    chunk: int,
+    k0: int,
+    k1: int,
+    homes: Any,
+    clock: Any,
+    cfg: Any,
+    schedule: Any,
+    thermostat: Any,
+    arbiter: Any,
+    devices: Any,
+    offline_until: Any,
+    rooms: Any,
+    totals: Any,
+    leased: Any,
+    out: Any,
+) -> None:
+    """Run homes ``chunk · CHUNK …`` over steps ``k0 … k1 − 1``; see :func:`run_burst`."""
+    tasks = leased[0]
+    lo = chunk * CHUNK
+    for i in range(lo, min(lo + CHUNK, rooms[0].shape[0])):
+        if tasks.task[i] >= 0:
+            _run_home(
+                i,
+                chunk,
+                k0,
+                k1,
+                homes,
+                clock,
+                cfg,
+                schedule,
+                thermostat,
+                arbiter,
+                devices,
+                offline_until,
+                rooms,
+                totals,
+                leased,
+                out,
+                True,
+            )
+        else:
+            _run_home(
+                i,
+                chunk,
+                k0,
+                k1,
+                homes,
+                clock,
+                cfg,
+                schedule,
+                thermostat,
+                arbiter,
+                devices,
+                offline_until,
+                rooms,
+                totals,
+                leased,
+                out,
+                False,
+            )
+
+
+@njit(cache=True)
+def _rack_range(  # noqa: PLR0917
+    chunk: int,
+    lo: int,
+    hi: int,
+    k0: int,
+    k1: int,
+    homes: Any,
+    clock: Any,
+    arbiter: Any,
+    devices: Any,
+    offline_until: Any,
+    leased: Any,
+    out: Any,
+) -> None:
+    """Run racks ``lo … hi − 1`` (device indices): flat out while they hold a task, else 0 W."""
+    tasks, _, limit = leased
+    step_s = clock.step_s
+    step_kwh_per_w = step_s / _J_PER_KWH
+    partial, task_partial = out
+    for i in range(lo, hi):
         device = DeviceState(
             power_w=arbiter.power_w[i],
             target_w=arbiter.target_w[i],
@@ -239,60 +705,26 @@ def _home_range(  # noqa: PLR0915, PLR0917
             debt_j=arbiter.debt_j[i],
             last_ts=arbiter.last_ts[i],
         )
-        air, mass = air_c[i], mass_c[i]
+        max_power_w = devices.max_power_w[i]
+        which = (i, is_discrete(devices, i))
+        held = _load_task(tasks, i)
+        column = len(TASK_QUANTITIES) + homes.region[i]
+        mining_value = homes.mining_value_eur_per_kwh[i]
         until = offline_until[i]
         spell = _first_spell(homes, i, k0)
         spell_end = homes.spell_first[i + 1]
-        setpoint_c, setpoint_until = 0.0, -math.inf
-        gains_w, gains_until = 0.0, -math.inf
-        comfort = 0.0
-        heat_kwh = 0.0
-        backup_kwh = 0.0
         for k in range(k0, k1):
+            if k > limit[0]:
+                break
             t = k - k0
             now = clock.time_ts[k]
             while spell < spell_end and homes.spell_start[spell] <= k:
                 until = max(until, homes.spell_end[spell])
                 spell += 1
             online = until <= k
-
-            if not now < setpoint_until:  # the schedule's value may change from here on
-                setpoint_c, setpoint_until = home_setpoint_until(
-                    i, mode, now, config.away_setpoint_c, schedule
-                )
-            seen = Observation(
-                room_temp_c=air,
-                reading_ts=now,
-                device_temp_c=homes.device_temp_c[i],
-                fan_ok=homes.fan_ok[i],
-                upright=homes.upright[i],
-                mode=mode,
-            )
-            result = tick(now, seen, state, config, setpoint_c, away)
-            state = State(
-                integral_w=result.integral_w,
-                heating=result.heating,
-                since_ts=result.since_ts,
-                last_tick_ts=result.last_tick_ts,
-                last_command_ts=result.last_command_ts,
-                last_power_w=result.last_power_w,
-                alarm=result.alarm,
-            )
-            demand_w = result.heat_power_w
-            if not now < gains_until:
-                gains_w, gains_until = home_gains_until(
-                    now,
-                    homes.tz_s[i],
-                    homes.away_home[i],
-                    homes.leave_minute[i],
-                    homes.return_minute[i],
-                    gains_pair,
-                )
-
-            # No task is leased in a burst: a heater works only if it mines.
-            has_work = online and is_asic
-            target_w = minimum(demand_w, max_power_w)
-            stop = (not has_work) or result.alarm != 0
+            has_task = held[0] >= 0
+            target_w = minimum(max_power_w if has_task else 0.0, max_power_w)
+            stop = not (online and has_task)
             realized = realize_known(now, target_w, stop, device, devices, which)
             power_w = realized.power_w
             device = DeviceState(
@@ -302,84 +734,27 @@ def _home_range(  # noqa: PLR0915, PLR0917
                 debt_j=realized.debt_j,
                 last_ts=now,
             )
-            backup_w = demand_w if clock.backup_heating and not has_work else 0.0 * demand_w
-            air, mass = step_2r2c(
-                air,
-                mass,
-                a_minus_i,
-                b,
-                power_w + backup_w + gains_w,
-                clock.outdoor_c[k, region],
+            held, spent_j, done, done_ts, ends = _advance(
+                now, power_w, online, step_s, held, leased
             )
-
-            outside_k = maximum(setpoint_c - band_k - air, 0.0) + maximum(
-                air - setpoint_c - band_k, 0.0
-            )
-            comfort += outside_k * step_h
+            if done:
+                tasks.done_step[i] = k
+                tasks.done_ts[i] = done_ts
             energy_kwh = power_w * step_kwh_per_w
-            heat_kwh += energy_kwh
-            backup_kwh += backup_w * step_kwh_per_w
-            partial[chunk, t, ROOM] += air
-            partial[chunk, t, SETPOINT] += setpoint_c
-            partial[chunk, t, DEMAND] += demand_w
-            partial[chunk, t, HEAT] += power_w
-            partial[chunk, t, BACKUP] += backup_w
+            task_partial[chunk, t, RACK] += power_w
             partial[chunk, t, MINING] += energy_kwh * mining_value
-            partial[chunk, t, len(QUANTITIES) + region] += energy_kwh
-            if column >= 0:
-                sampled[t, column] = air
-            if record:
-                recorded[k, i] = air
-
-        thermostat.integral_w[i] = state.integral_w
-        thermostat.heating[i] = state.heating
-        thermostat.since_ts[i] = state.since_ts
-        thermostat.last_tick_ts[i] = state.last_tick_ts
-        thermostat.last_command_ts[i] = state.last_command_ts
-        thermostat.last_power_w[i] = state.last_power_w
-        thermostat.alarm[i] = state.alarm
+            task_partial[chunk, t, RACK_TASK] += spent_j
+            task_partial[chunk, t, column] += energy_kwh
+            if ends:
+                _ended(leased, i, k)
+                break
         arbiter.power_w[i] = device.power_w
         arbiter.target_w[i] = device.target_w
         arbiter.since_ts[i] = device.since_ts
         arbiter.debt_j[i] = device.debt_j
         arbiter.last_ts[i] = device.last_ts
-        air_c[i], mass_c[i] = air, mass
+        _store_task(tasks, i, held)
         offline_until[i] = until
-        totals.comfort_k_h[i] += comfort
-        totals.heat_kwh[i] += heat_kwh
-        totals.backup_kwh[i] += backup_kwh
-
-
-@njit(cache=True)
-def _rack_range(  # noqa: PLR0917
-    lo: int, hi: int, k0: int, k1: int, clock: Any, arbiter: Any, devices: Any
-) -> None:
-    """Run racks ``lo … hi − 1`` (device indices): without a task each is stopped (0 W)."""
-    for i in range(lo, hi):
-        device = DeviceState(
-            power_w=arbiter.power_w[i],
-            target_w=arbiter.target_w[i],
-            since_ts=arbiter.since_ts[i],
-            debt_j=arbiter.debt_j[i],
-            last_ts=arbiter.last_ts[i],
-        )
-        target_w = minimum(0.0, devices.max_power_w[i])
-        which = (i, is_discrete(devices, i))
-        for k in range(k0, k1):
-            now = clock.time_ts[k]
-            realized = realize_known(now, target_w, True, device, devices, which)
-            device = DeviceState(
-                power_w=realized.power_w,
-                target_w=target_w,
-                since_ts=realized.since_ts,
-                debt_j=realized.debt_j,
-                last_ts=now,
-            )
-        arbiter.power_w[i] = device.power_w
-        arbiter.target_w[i] = device.target_w
-        arbiter.since_ts[i] = device.since_ts
-        arbiter.debt_j[i] = device.debt_j
-        arbiter.last_ts[i] = device.last_ts
 
 
 @njit(cache=True, parallel=True)
@@ -396,6 +771,9 @@ def run_burst(  # noqa: PLR0917
     offline_until: Any,
     rooms: Any,
     totals: Any,
+    tasks: Any,
+    leases: Any,
+    limit: Any,
     out: Any,
 ) -> None:
     """Run steps ``k0 … k1 − 1`` of every home and rack; update the state arrays in place.
@@ -403,16 +781,25 @@ def run_burst(  # noqa: PLR0917
     ``cfg``/``schedule`` are the control kernel's ``Config``/``Schedule`` of the homes,
     ``thermostat`` its ``State`` of arrays (N,), ``arbiter`` the arbiter kernel's
     ``DeviceState`` of arrays (D,) and ``devices`` its ``Devices``; ``offline_until`` (D,) the
-    first step each device is back online; ``rooms`` is (air (N,), mass (N,)) [°C]; ``out`` is
-    (``partial`` (chunks, k1 − k0, Q) zeroed, ``sample_column`` (N,) column of a home in
-    ``sampled`` or −1, ``sampled`` (k1 − k0, S) room air per step of the sampled homes,
-    ``recorded`` (K, N) room air of every home, or (0, N) to record none).
+    first step each device is back online; ``rooms`` is (air (N,), mass (N,)) [°C];
+    ``tasks`` is a :class:`Tasks` (D,), ``leases`` the :class:`Leases`, ``limit`` (1,) the
+    earliest step at whose end a lease was seen to end (``k1`` or more at the call); ``out`` is
+    (``partial`` (home chunks + rack chunks, k1 − k0, Q + R) and ``task_partial`` (the same
+    chunks and steps, :data:`TASK_QUANTITIES` + R) zeroed, ``sample_column`` (N,)
+    column of a home in ``sampled`` or −1, ``sampled`` (k1 − k0, S) room air per step of the
+    sampled homes, ``recorded`` (K, N) room air of every home, or (0, N) to record none).
+
+    No claim may happen in steps ``k0 … k1 − 1``. A lease that ends (expired or handed back,
+    :func:`lease_ends`) ends the burst after that step: where ``min(tasks.event_step) < k1 −
+    1``, the caller discards this run and runs ``k0 … min(tasks.event_step)`` again from the
+    same state (devices stop early once another's lease has ended, to save time).
     """
     n = rooms[0].shape[0]
     d = arbiter.power_w.shape[0]
     home_chunks = (n + CHUNK - 1) // CHUNK
     rack_chunks = (d - n + CHUNK - 1) // CHUNK
     for chunk in prange(home_chunks + rack_chunks):
+        leased = (tasks, leases, limit)
         if chunk < home_chunks:
             _home_range(
                 chunk,
@@ -428,8 +815,22 @@ def run_burst(  # noqa: PLR0917
                 offline_until,
                 rooms,
                 totals,
+                leased,
                 out,
             )
         else:
             lo = n + (chunk - home_chunks) * CHUNK
-            _rack_range(lo, min(lo + CHUNK, d), k0, k1, clock, arbiter, devices)
+            _rack_range(
+                chunk,
+                lo,
+                min(lo + CHUNK, d),
+                k0,
+                k1,
+                homes,
+                clock,
+                arbiter,
+                devices,
+                offline_until,
+                leased,
+                (out[0], out[1]),
+            )

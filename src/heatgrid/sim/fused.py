@@ -4,16 +4,22 @@
 :class:`~heatgrid.sim.engine.RawRun`, to rounding: ``tests/contract/test_fused_engine.py``).
 The run alternates two kinds of stretches:
 
-* **Bursts.** While no task is leased and no claim can lease one (the queue is empty, or its
-  tasks wait out a retry backoff, and no job arrives), every step of every home is thermostat,
-  arbiter, room and accounting only. :func:`heatgrid.sim._fused_kernel.run_burst` runs up to
-  ``burst_steps`` such steps in one compiled call, parallel over homes, with core's own
-  kernels (``_control_kernel.tick``, ``_arbiter_kernel.realize_one``,
-  :func:`~heatgrid.core.thermal_kernels.step_2r2c`), and reduces the results in the kernel.
-  Under ``mining-only`` the coordinator never leases a task, so the whole run is bursts.
-* **Scheduling steps.** A step where a task is leased, or a claim may lease one, runs as
-  :meth:`heatgrid.sim.engine._Loop.step` runs it today (claims, queue, leases), on the same
-  state.
+* **Bursts.** While no claim can lease a task (the queue is empty, or its tasks wait out a
+  retry backoff, and no job arrives), the steps of different devices do not interact: every
+  step of every home is thermostat, arbiter, room, leased task and accounting.
+  :func:`heatgrid.sim._fused_kernel.run_burst` runs up to ``burst_steps`` such steps in one
+  compiled call, parallel over homes, with core's own kernels (``_control_kernel.tick``,
+  ``_arbiter_kernel.realize_one``, :func:`~heatgrid.core.thermal_kernels.step_2r2c`,
+  :func:`heatgrid.core.leasing.pauses` and ``hands_back``) and the queue's own task step
+  (``_fused_kernel.task_step``), and reduces the results in the kernel. Tasks completed in a
+  burst are ended afterwards in the engine's order (by step, then device). A lease that ends
+  (its device offline for ``lease_s``, or a warm room's hand-back) lets the task be claimed at
+  the next step, so the burst ends after that step: it is run again from the same state up
+  to there, and the queue ends the lease as the engine's step does. Under ``mining-only`` the
+  coordinator never leases a task, so the whole run is bursts.
+* **Scheduling steps.** A step where a claim may lease a task (a job arrives, a requeued task
+  is ready) runs as :meth:`heatgrid.sim.engine._Loop.step` runs it (claims, queue, leases), on
+  the same state.
 
 Per-step fleet series are kept (K values each); per-home totals are (N,). The room temperature
 percentiles per step are taken over every home up to :data:`PERCENTILE_SAMPLE` homes, and over
@@ -24,7 +30,9 @@ totals) plus the fleet's draw; see ``docs/performance.md``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -37,7 +45,7 @@ from heatgrid.core.control import ObservationArrays, ThermostatStateArrays, kern
 from heatgrid.core.errors import InputError
 from heatgrid.core.scheduling import POLICIES
 from heatgrid.sim import _fused_kernel as _kernel
-from heatgrid.sim.engine import RawRun, _Loop
+from heatgrid.sim.engine import _J_PER_KWH, RawRun, _Loop
 from heatgrid.sim.fleet import Fleet
 from heatgrid.sim.jobs import Jobs
 from heatgrid.sim.scenario import Scenario
@@ -114,6 +122,12 @@ class _FusedLoop(_Loop):
         self._sample_column = np.full(n, -1, dtype=np.int64)
         self._sample_column[sample] = np.arange(sample.size)
         self._sample_size = sample.size
+        self._leases = _kernel.Leases(
+            checkpoint_every_j=float(scenario.jobs.checkpoint_every_j),
+            pause_after_s=float(scenario.pause_after_s),
+            hand_back_after_s=float(scenario.hand_back_after_s),
+            lease_s=float(scenario.lease_s),
+        )
 
     def run(self, burst_steps: int, progress: Callable[[int], None] | None) -> None:
         """Run every step: bursts where nothing can be scheduled, else the engine's step."""
@@ -122,8 +136,7 @@ class _FusedLoop(_Loop):
         while k < total:
             end = self._quiet_until(k, min(total, k + burst_steps))
             if end > k:
-                self._burst(k, end)
-                k = end
+                k = self._burst(k, end)
             else:
                 self._scheduling_step(k)
                 k += 1
@@ -131,14 +144,11 @@ class _FusedLoop(_Loop):
                 progress(k)
 
     def _quiet_until(self, k: int, limit: int) -> int:
-        """Return the first step from ``k`` (at most ``limit``) where a task may be leased."""
+        """Return the first step from ``k`` (at most ``limit``) where a claim may lease a task."""
         if self.policy == "mining-only":
             return limit  # the coordinator answers every claim with no task
-        queue = self.queue
-        if bool(np.any(queue.task_of >= 0)):
-            return k
-        first = int(np.searchsorted(self.time_ts, queue.next_event_ts(), side="left"))
-        return min(limit, first)
+        first = int(np.searchsorted(self.time_ts, self.queue.next_event_ts(), side="left"))
+        return max(k, min(limit, first))
 
     def _scheduling_step(self, k: int) -> None:
         threads = numba.get_num_threads()
@@ -149,9 +159,22 @@ class _FusedLoop(_Loop):
         finally:
             numba.set_num_threads(threads)
 
-    def _burst(self, k0: int, k1: int) -> None:
-        """Run steps ``k0 … k1 − 1`` in the fused kernel and store what they produced."""
-        n, steps = self.fleet.n_homes, k1 - k0
+    def _burst(self, k0: int, k1: int) -> int:
+        """Run steps ``k0 … k1 − 1`` in the fused kernel, or up to a lease that ends; store them.
+
+        Returns the step after the last one run: ``k1``, or the step after the first one at
+        whose end a lease ends (expired or handed back; the queue applies it as the engine does).
+        """
+        run = self._run_burst(k0, k1)
+        end = min(k1, int(np.min(run.tasks.event_step, initial=k1 - 1)) + 1)
+        if end < k1:
+            run = self._run_burst(k0, end)  # the same steps, up to the lease that ends
+        self._keep(run, k0, end)
+        return end
+
+    def _run_burst(self, k0: int, k1: int) -> _Burst:
+        """Run steps ``k0 … k1 − 1`` on copies of the state; return them and what they produced."""
+        n, d, steps = self.fleet.n_homes, self.fleet.n_devices, k1 - k0
         thermostat = _control_kernel.State(
             integral_w=np.array(self.thermostat.integral_w, dtype=np.float64),
             heating=np.array(self.thermostat.heating, dtype=np.bool_),
@@ -172,15 +195,65 @@ class _FusedLoop(_Loop):
             np.array(self.state_c[:, 0], dtype=np.float64),
             np.array(self.state_c[:, 1], dtype=np.float64),
         )
-        regions = len(self.scenario.regions)
-        chunks = (n + _kernel.CHUNK - 1) // _kernel.CHUNK
-        partial = np.zeros((chunks, steps, len(_kernel.QUANTITIES) + regions))
-        sampled = np.empty((steps, self._sample_size))
-        totals = _kernel.Totals(
-            comfort_k_h=self.comfort_k_h,
-            heat_kwh=self.home_heat_kwh,
-            backup_kwh=self.home_backup_kwh,
+        queue = self.queue
+        task = np.array(queue.task_of, dtype=np.int64)
+        tasks = _kernel.Tasks(
+            task=task,
+            size_j=_by_device(self.jobs.size_j, task),
+            progress_j=_by_device(queue.progress_j, task),
+            checkpoint_j=_by_device(queue.checkpoint_j, task),
+            burned_j=_by_device(queue.burned_j, task),
+            zero_power_s=np.array(queue.zero_power_s, dtype=np.float64),
+            offline_s=np.array(queue.offline_s, dtype=np.float64),
+            done_step=np.full(d, _kernel.NO_STEP, dtype=np.int64),
+            done_ts=np.full(d, math.nan),
+            event_step=np.full(d, _kernel.NO_STEP, dtype=np.int64),
         )
+        regions = len(self.scenario.regions)
+        chunks = (n + _kernel.CHUNK - 1) // _kernel.CHUNK + (
+            d - n + _kernel.CHUNK - 1
+        ) // _kernel.CHUNK
+        partial = np.zeros((chunks, steps, len(_kernel.QUANTITIES) + regions))
+        task_partial = np.zeros((chunks, steps, len(_kernel.TASK_QUANTITIES) + regions))
+        sampled = np.empty((steps, self._sample_size))
+        out = (partial, task_partial, self._sample_column, sampled, self.series.room_temp_c)
+        totals = _kernel.Totals(
+            comfort_k_h=np.zeros(n),
+            heat_kwh=np.zeros(n),
+            backup_kwh=np.zeros(n),
+            task_kwh=np.zeros(n),
+        )
+        offline_until = np.array(self.offline_until, dtype=np.int64)
+        threads = numba.get_num_threads()
+        if n * steps < _PARALLEL_MIN_HOMES:
+            numba.set_num_threads(1)  # a short burst of a small fleet: cheaper than waking threads
+        try:
+            self._launch(k0, k1, thermostat, arbiter, rooms, tasks, totals, offline_until, out)
+        finally:
+            numba.set_num_threads(threads)
+        return _Burst(
+            thermostat,
+            arbiter,
+            rooms,
+            tasks,
+            totals,
+            partial.sum(axis=0),
+            task_partial.sum(axis=0),
+            sampled,
+        )
+
+    def _launch(  # noqa: PLR0917
+        self,
+        k0: int,
+        k1: int,
+        thermostat: _control_kernel.State,
+        arbiter: _arbiter_kernel.DeviceState,
+        rooms: tuple[NDArray[np.float64], NDArray[np.float64]],
+        tasks: _kernel.Tasks,
+        totals: _kernel.Totals,
+        offline_until: NDArray[np.int64],
+        out: tuple[NDArray[Any], ...],
+    ) -> None:
         _kernel.run_burst(
             k0,
             k1,
@@ -191,22 +264,45 @@ class _FusedLoop(_Loop):
             thermostat,
             arbiter,
             self._devices,
-            kernel_input(self.offline_until, np.int64),
+            offline_until,
             rooms,
             totals,
-            (partial, self._sample_column, sampled, self.series.room_temp_c),
+            tasks,
+            self._leases,
+            np.array([k1], dtype=np.int64),
+            out,
         )
-        self.thermostat = ThermostatStateArrays(**thermostat._asdict())
-        self.arbiter = DeviceStateArrays(**arbiter._asdict())
-        self.state_c = np.column_stack(rooms)
-        self._online(k1 - 1)  # the engine's own record of departures catches up
-        self._store(k0, k1, partial.sum(axis=0), sampled)
 
-    def _store(
-        self, k0: int, k1: int, sums: NDArray[np.float64], sampled: NDArray[np.float64]
-    ) -> None:
+    def _keep(self, run: _Burst, k0: int, k1: int) -> None:
+        """Make ``run`` (steps ``k0 … k1 − 1``) the loop's state, as the engine's steps leave it."""
+        self.thermostat = ThermostatStateArrays(**run.thermostat._asdict())
+        self.arbiter = DeviceStateArrays(**run.arbiter._asdict())
+        self.state_c = np.column_stack(run.rooms)
+        self.comfort_k_h += run.totals.comfort_k_h
+        self.home_heat_kwh += run.totals.heat_kwh
+        self.home_backup_kwh += run.totals.backup_kwh
+        self.home_task_kwh += run.totals.task_kwh
+        self._online(k1 - 1)  # the engine's own record of departures catches up
+        queue, tasks = self.queue, run.tasks
+        leased = np.flatnonzero(queue.task_of >= 0)
+        held = queue.task_of[leased]
+        queue.progress_j[held] = tasks.progress_j[leased]
+        queue.checkpoint_j[held] = tasks.checkpoint_j[leased]
+        queue.burned_j[held] = tasks.burned_j[leased]
+        queue.zero_power_s[leased] = tasks.zero_power_s[leased]
+        queue.offline_s[leased] = tasks.offline_s[leased]
+        done = np.flatnonzero(tasks.done_step != _kernel.NO_STEP)
+        for device in done[np.lexsort((done, tasks.done_step[done]))]:  # as the steps end them
+            queue.complete(int(held[np.searchsorted(leased, device)]), float(tasks.done_ts[device]))
+        lost_j = queue.expire(
+            float(self.time_ts[k1 - 1]) + self.scenario.step_s, self.scenario.lease_s
+        )
+        self._store(k0, k1, run, lost_j)
+
+    def _store(self, k0: int, k1: int, run: _Burst, lost_j: float) -> None:
         series, n = self.series, self.fleet.n_homes
-        q = len(_kernel.QUANTITIES)
+        sums, task_sums, sampled = run.sums, run.task_sums, run.sampled
+        q, task_q = len(_kernel.QUANTITIES), len(_kernel.TASK_QUANTITIES)
         series.mean[k0:k1] = sums[:, _kernel.ROOM] / n
         series.p05[k0:k1], series.p95[k0:k1] = np.percentile(
             sampled, [5.0, 95.0], axis=1, overwrite_input=True
@@ -214,13 +310,41 @@ class _FusedLoop(_Loop):
         series.setpoint[k0:k1] = sums[:, _kernel.SETPOINT] / n
         series.demand[k0:k1] = sums[:, _kernel.DEMAND]
         series.heat[k0:k1] = sums[:, _kernel.HEAT]
-        series.rack[k0:k1] = 0.0
+        series.rack[k0:k1] = task_sums[:, _kernel.RACK]
         series.backup[k0:k1] = sums[:, _kernel.BACKUP]
         series.home_kwh[k0:k1] = sums[:, q:]
-        series.rack_kwh[k0:k1] = 0.0
+        series.rack_kwh[k0:k1] = task_sums[:, task_q:]
         series.mining[k0:k1] = sums[:, _kernel.MINING]
-        series.compute[k0:k1] = 0.0
-        series.compute_homes[k0:k1] = 0.0
+        heater_j, rack_j = task_sums[:, _kernel.HEATER_TASK], task_sums[:, _kernel.RACK_TASK]
+        for t in range(k1 - k0):  # as the engine adds them, step by step
+            self.heater_task_j += float(heater_j[t])
+            self.rack_task_j += float(rack_j[t])
+        lost = np.zeros(k1 - k0)
+        lost[-1] = lost_j
+        price_per_j = self.scenario.compute_price_eur_per_kwh / _J_PER_KWH
+        series.compute[k0:k1] = (heater_j + rack_j - lost) * price_per_j
+        series.compute_homes[k0:k1] = heater_j * price_per_j
+
+
+class _Burst(NamedTuple):
+    """The state a burst left and what it produced: per-step sums, sampled rooms."""
+
+    thermostat: _control_kernel.State
+    arbiter: _arbiter_kernel.DeviceState
+    rooms: tuple[NDArray[np.float64], NDArray[np.float64]]
+    tasks: _kernel.Tasks
+    totals: _kernel.Totals
+    sums: NDArray[np.float64]
+    task_sums: NDArray[np.float64]
+    sampled: NDArray[np.float64]
+
+
+def _by_device(values: NDArray[np.float64], task: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Return ``values`` (by task) of the task each device holds, 0 where it holds none."""
+    out = np.zeros(task.shape)
+    leased = task >= 0
+    out[leased] = values[task[leased]]
+    return out
 
 
 def _homes(

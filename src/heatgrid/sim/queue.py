@@ -37,6 +37,7 @@ from heatgrid.core import leasing
 from heatgrid.core._arrays import FloatArray
 from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
 from heatgrid.core.scheduling import Claimant, QueuedTask, fits_hardware
+from heatgrid.sim._fused_kernel import Leases, run_tasks
 from heatgrid.sim.jobs import Jobs
 
 __all__ = ["EndedAttempt", "TaskQueue", "task_id"]
@@ -102,6 +103,12 @@ class TaskQueue:
         self.max_attempts = max_attempts
         self.retry_base_s, self.retry_max_s = retry_base_s, retry_max_s
         self.pause_after_s, self.hand_back_after_s = pause_after_s, hand_back_after_s
+        self.leases = Leases(
+            checkpoint_every_j=float(checkpoint_every_j),
+            pause_after_s=float(pause_after_s),
+            hand_back_after_s=float(hand_back_after_s),
+            lease_s=math.inf,  # expire() is told the lease at each call
+        )
         count = jobs.count
         self.progress_j = np.zeros(count)
         self.checkpoint_j = np.zeros(count)
@@ -274,29 +281,33 @@ class TaskQueue:
         if devices.size == 0:
             return used_j
         tasks = self.task_of[devices]
-        power = power_w[devices]
-        left_j = self.jobs.size_j[tasks] - self.progress_j[tasks]
-        spent_j = np.minimum(power * step_s, left_j)
-        used_j[devices] = spent_j
-        self.progress_j[tasks] += spent_j
-        self.burned_j[tasks] += spent_j
-        every = self.checkpoint_every_j
-        self.checkpoint_j[tasks] = np.maximum(
-            self.checkpoint_j[tasks],  # a pause's checkpoint may lie between two of them
-            np.minimum(np.floor(self.progress_j[tasks] / every) * every, self.jobs.size_j[tasks]),
+        spent_j = np.empty(devices.size)
+        finished = np.empty(devices.size, dtype=np.bool_)
+        after_s = np.empty(devices.size)
+        run_tasks(
+            devices,
+            tasks,
+            np.asarray(power_w, dtype=np.float64),
+            np.ones(power_w.shape, dtype=np.bool_) if online is None else online,
+            float(step_s),
+            (self.jobs.size_j, self.progress_j, self.checkpoint_j, self.burned_j),
+            (self.zero_power_s, self.offline_s),
+            self.leases,
+            (spent_j, finished, after_s),
         )
-        finished = (power > 0.0) & (spent_j >= left_j)
+        used_j[devices] = spent_j
         for position in np.flatnonzero(finished):
-            done_ts = now_ts + float(left_j[position] / power[position])
-            self._end(int(tasks[position]), TaskEvent.COMPLETE, done_ts)
-        idle = power <= 0.0
-        self.zero_power_s[devices] = np.where(idle, self.zero_power_s[devices] + step_s, 0.0)
+            self.complete(int(tasks[position]), now_ts + float(after_s[position]))
+        idle = np.asarray(power_w)[devices] <= 0.0
         offline = np.zeros(devices.size, dtype=np.bool_) if online is None else ~online[devices]
-        self.offline_s[devices] = np.where(offline, self.offline_s[devices] + step_s, 0.0)
         pausing = idle & ~offline & leasing.pauses(self.zero_power_s[devices], self.pause_after_s)
         paused = tasks[pausing & (self.task_of[devices] >= 0)]  # not those completed above
         self.checkpoint_j[paused] = self.progress_j[paused]
         return used_j
+
+    def complete(self, index: int, done_ts: float) -> None:
+        """End task ``index``'s attempt as completed at ``done_ts`` [POSIX s, UTC]."""
+        self._end(index, TaskEvent.COMPLETE, done_ts)
 
     def expire(self, now_ts: float, lease_s: float) -> float:
         """End the leases of devices offline or without power too long; return the energy lost [J].
