@@ -23,7 +23,7 @@ from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.settings import Settings
 from heatgrid.protocol import v1
 
-__all__ = ["SUBMITTERS", "TASK_ENERGY_J", "seed_devices", "seed_tasks"]
+__all__ = ["SUBMITTERS", "TASK_ENERGY_J", "seed_devices", "seed_ledger_history", "seed_tasks"]
 
 SUBMITTERS = 4
 """Job submitter accounts the tasks are spread over (fairness across them is part of claiming)."""
@@ -181,3 +181,29 @@ def seed_tasks(conn: psycopg.Connection[Any], count: int, now_ts: float) -> int:
         rows(),
     )
     return job_count
+
+
+def seed_ledger_history(conn: psycopg.Connection[Any], transactions: int, now_ts: float) -> None:
+    """Settle ``transactions`` past attempts in the ledger, so its tables are not empty.
+
+    A fleet with a million tasks queued has settled many before. Left empty, the ledger's
+    tables are planned as empty (the seed's ``ANALYZE`` sees no rows): PostgreSQL then checks
+    each new ledger entry's foreign key with a sequential scan of ``ledger_transactions``, a
+    plan each server connection keeps until autovacuum analyzes the table (within a minute or
+    so of a deployment's start, but after a run of this benchmark has ended), and which grows
+    with every transaction settled meanwhile. Each past transaction is balanced: one kWh moved
+    from a history account to a seeded job's account, at ``now_ts`` minus a day [POSIX s].
+    """
+    conn.execute(
+        "INSERT INTO ledger_transactions (key, kind, job_id, task_id, device_id, created_ts) "
+        "SELECT 'bench-history:' || n, 'task_attempt', (SELECT min(id) FROM jobs), NULL, NULL, "
+        "%(ts)s FROM generate_series(1, %(n)s) AS n",
+        {"n": transactions, "ts": now_ts - 86_400.0},
+    )
+    conn.execute(
+        "INSERT INTO ledger_entries (transaction_id, account, unit, amount) "
+        "SELECT t.id, e.account, 'j', e.amount * %(j)s FROM ledger_transactions t "
+        "CROSS JOIN (VALUES ('bench-history', -1), ('job:' || (SELECT min(id) FROM jobs), 1)) "
+        "AS e(account, amount) WHERE t.key LIKE 'bench-history:%%'",
+        {"j": int(TASK_ENERGY_J)},
+    )
