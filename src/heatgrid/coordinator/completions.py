@@ -108,6 +108,26 @@ class _Ended:
     dead: bool
 
 
+# PostgreSQL: the batch's read driven by its (task, attempt) pairs as arrays, so each row is
+# found by primary key whatever the planner believes of the tables' sizes (a list of pairs as
+# ``(task_id, attempt) IN (…)`` was planned as a scan of ``task_attempts`` filtered by every
+# pair), and of a fixed text, which psycopg prepares.
+_PG_READ = text(
+    "SELECT t.id, t.state, t.attempt, t.lease_device_id, t.lease_expires_ts, t.result_sha256, "
+    "t.job_id, a.attempt AS ran_attempt, a.device_id, a.energy_j AS attempt_energy_j, "
+    "a.checkpointed_energy_j, j.max_attempts, j.price_eur_per_kwh, j.owner_share, "
+    "j.submitter_id, d.owner_id, "
+    "CASE WHEN CAST(:counted AS BOOLEAN) THEN (SELECT count(*) FROM task_attempts AS o "
+    "WHERE o.task_id = t.id AND o.attempt <> a.attempt AND o.outcome = :handed_back) "
+    "ELSE 0 END AS handed_back "
+    "FROM unnest(CAST(:task_id AS VARCHAR[]), CAST(:attempt AS INTEGER[])) AS v(task_id, attempt) "
+    "JOIN tasks AS t ON t.id = v.task_id "
+    "JOIN task_attempts AS a ON a.task_id = v.task_id AND a.attempt = v.attempt "
+    "JOIN jobs AS j ON j.id = t.job_id JOIN devices AS d ON d.id = a.device_id "
+    "ORDER BY t.id, a.attempt FOR UPDATE OF t"
+)
+
+
 def _read(
     session: Session, pairs: Sequence[tuple[str, int]], *, counted: bool
 ) -> tuple[dict[tuple[str, int], Row[Any]], dict[str, _TaskNow]]:
@@ -117,6 +137,19 @@ def _read(
     a retry's count of attempts leaves out.
     """
     pairs = sorted(set(pairs))
+    if session.get_bind().dialect.name == "postgresql":
+        rows: list[Row[Any]] = list(
+            session.execute(
+                _PG_READ,
+                {
+                    "task_id": [task_id for task_id, _ in pairs],
+                    "attempt": [attempt for _, attempt in pairs],
+                    "counted": counted,
+                    "handed_back": AttemptOutcome.HANDED_BACK.value,
+                },
+            )
+        )
+        return _found(rows)
     columns: list[Any] = [
         Task.id,
         Task.state,
@@ -147,7 +180,7 @@ def _read(
             .scalar_subquery()
             .label("handed_back")
         )
-    rows: list[Row[Any]] = list(
+    rows = list(
         session.execute(
             select(*columns)
             .join(TaskAttempt, TaskAttempt.task_id == Task.id)
@@ -161,6 +194,11 @@ def _read(
             .with_for_update(of=Task)
         )
     )
+    return _found(rows)
+
+
+def _found(rows: Sequence[Row[Any]]) -> tuple[dict[tuple[str, int], Row[Any]], dict[str, _TaskNow]]:
+    """Return the read's rows by (task, attempt), and each task as the batch starts from."""
     found = {(row.id, row.ran_attempt): row for row in rows}
     tasks = {
         row.id: _TaskNow(

@@ -456,7 +456,7 @@ _PG_LEASE = text(
     "WITH leased AS (UPDATE tasks SET state = CASE WHEN state = :reported THEN :replica "
     "ELSE :leased END, attempt = attempt + 1, lease_device_id = :device_id, "
     "lease_expires_ts = :lease_expires_ts "
-    "WHERE id = ANY(CAST(:ids AS VARCHAR[])) AND state IN (:queued, :reported) "
+    "WHERE id = ANY(CAST(:ids AS VARCHAR[])) AND state || '' IN (:queued, :reported) "
     "RETURNING id, state, job_id, task_index, attempt, lease_expires_ts, task_input, energy_j, "
     "checkpoint_every_j, progress_energy_j, checkpoint_seq, replay_of_attempt, "
     "replay_start_seq, replay_stop_step), "
