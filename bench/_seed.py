@@ -23,7 +23,7 @@ from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.settings import Settings
 from heatgrid.protocol import v1
 
-__all__ = ["SUBMITTERS", "TASK_ENERGY_J", "seed_devices", "seed_tasks"]
+__all__ = ["SUBMITTERS", "TASK_ENERGY_J", "seed_devices", "seed_history", "seed_tasks"]
 
 SUBMITTERS = 4
 """Job submitter accounts the tasks are spread over (fairness across them is part of claiming)."""
@@ -181,3 +181,63 @@ def seed_tasks(conn: psycopg.Connection[Any], count: int, now_ts: float) -> int:
         rows(),
     )
     return job_count
+
+
+def seed_history(conn: psycopg.Connection[Any], count: int, now_ts: float) -> None:
+    """Record ``count`` tasks completed a day before ``now_ts`` [POSIX s]: rows, attempts, ledger.
+
+    A fleet with a million tasks queued has completed many before. Left empty, the tables that
+    only completed work fills (``task_attempts``, ``ledger_transactions``, ``ledger_entries``)
+    are planned as empty (the seed's ``ANALYZE`` sees no rows), and each server connection
+    keeps such a plan until autovacuum analyzes the table (within a minute or so of a
+    deployment's start, but after a run of this benchmark has ended): PostgreSQL then checks
+    each new ledger entry's foreign key, and reads a completion batch's attempts, with a
+    sequential scan of tables that grow during the run. The history is one completed job of
+    ``count`` tasks (at most 10,000 per job is the API's rule; this job is the seed's, never
+    listed against it), each with its completed attempt on the first seeded heater and a
+    balanced settlement (one kWh from the heater to the job, in joules). Call it after
+    :func:`seed_devices` and :func:`seed_tasks`.
+    """
+    if count <= 0:
+        return
+    params = {"n": count, "ts": now_ts - 86_400.0, "j": TASK_ENERGY_J}
+    conn.execute(
+        "INSERT INTO jobs (id, submitter_id, name, state, priority, device_kinds, min_vram_gb, "
+        "max_attempts, price_eur_per_kwh, owner_share, task_count, created_ts, ended_ts) "
+        "SELECT 'bench-history', submitter_id, 'bench history', 'completed', 0, device_kinds, "
+        "0.0, max_attempts, price_eur_per_kwh, owner_share, %(n)s, %(ts)s, %(ts)s "
+        "FROM jobs ORDER BY id LIMIT 1",
+        params,
+    )
+    conn.execute(
+        "INSERT INTO tasks (id, job_id, task_index, submitter_id, state, priority, runs_on_gpu, "
+        "runs_on_cpu, min_vram_gb, task_input, energy_j, checkpoint_every_j, progress_energy_j, "
+        "checkpoint_seq, attempt, queued_ts, not_before_ts, ended_ts, result, result_sha256) "
+        "SELECT 'history-' || n, 'bench-history', n - 1, j.submitter_id, 'completed', 0, true, "
+        "false, 0.0, json_build_object('shard', n), %(j)s, %(j)s, 0.0, 0, 1, %(ts)s, %(ts)s, "
+        "%(ts)s, json_build_object('ok', true), md5(n::text) || md5(n::text) "
+        "FROM generate_series(1, %(n)s) AS n, jobs AS j WHERE j.id = 'bench-history'",
+        params,
+    )
+    conn.execute(
+        "INSERT INTO task_attempts (task_id, attempt, device_id, outcome, started_ts, ended_ts, "
+        "start_progress_energy_j, energy_j, checkpointed_energy_j) "
+        "SELECT t.id, 1, d.id, 'completed', %(ts)s, %(ts)s, 0.0, %(j)s, %(j)s "
+        "FROM tasks AS t, (SELECT id FROM devices ORDER BY id LIMIT 1) AS d "
+        "WHERE t.job_id = 'bench-history'",
+        params,
+    )
+    conn.execute(
+        "INSERT INTO ledger_transactions (key, kind, job_id, task_id, device_id, created_ts) "
+        "SELECT 'history:' || a.task_id, 'task_attempt', 'bench-history', a.task_id, "
+        "a.device_id, %(ts)s FROM task_attempts AS a JOIN tasks AS t ON t.id = a.task_id "
+        "WHERE t.job_id = 'bench-history'",
+        params,
+    )
+    conn.execute(
+        "INSERT INTO ledger_entries (transaction_id, account, unit, amount) "
+        "SELECT l.id, e.account, 'j', e.amount * %(j)s::bigint FROM ledger_transactions AS l "
+        "CROSS JOIN LATERAL (VALUES ('device:' || l.device_id, -1), ('job:' || l.job_id, 1)) "
+        "AS e(account, amount) WHERE l.key LIKE 'history:%%'",
+        params,
+    )

@@ -12,13 +12,16 @@ both databases (``bench_coordinator`` serves PostgreSQL only). A database is see
 
 Each runs ``--rounds`` rounds; the JSON gives tasks per second, this process's CPU time per
 task (robust on a shared machine) and the SQL statements per task of each, and the ratio
-batched / baseline. PostgreSQL runs when its binaries are installed. Usage:
-``python bench/bench_leases.py --out PATH [--tasks N --rounds N --slots N]``.
+batched / baseline. PostgreSQL runs when its binaries are installed, with ``--history`` tasks
+completed before (``_seed.seed_history``). ``--profile DIR`` writes cProfile statistics of
+each database's batched loop. Usage:
+``python bench/bench_leases.py --out PATH [--tasks N --rounds N --slots N --profile DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import platform
@@ -33,7 +36,7 @@ from typing import Any
 from sqlalchemy import Engine, event, insert
 
 from _postgres import pg_bindir, running_postgres
-from _seed import TASK_ENERGY_J
+from _seed import TASK_ENERGY_J, seed_history
 from heatgrid.coordinator import completions, leases
 from heatgrid.coordinator.accounts import create_api_key
 from heatgrid.coordinator.api.job_schemas import MAX_TASKS_PER_JOB
@@ -206,7 +209,10 @@ def _counting(engine: Engine) -> Iterator[list[int]]:
         event.remove(engine, "before_cursor_execute", record)
 
 
-def _measure(database_url: str, devices: list[str], args: argparse.Namespace) -> dict[str, Any]:
+def _measure(
+    database_url: str, devices: list[str], args: argparse.Namespace, *, profile: Path | None = None
+) -> dict[str, Any]:
+    """Run both loops; ``profile``: write the batched loop's cProfile statistics there."""
     settings = Settings(database_url=database_url)
     engine = make_engine(database_url)
     factory = make_session_factory(engine)
@@ -215,16 +221,24 @@ def _measure(database_url: str, devices: list[str], args: argparse.Namespace) ->
         for name, batched in (("one_by_one", False), ("batched", True)):
             for n in range(_WARMUP_ROUNDS):
                 _round(factory, settings, devices[n % len(devices)], args.slots, batched=batched)
+            profiler = cProfile.Profile() if profile is not None and batched else None
             with _counting(engine) as statements:
                 started_s, cpu_started_s = time.perf_counter(), time.process_time()
+                if profiler is not None:
+                    profiler.enable()
                 done = sum(
                     _round(
                         factory, settings, devices[n % len(devices)], args.slots, batched=batched
                     )
                     for n in range(args.rounds)
                 )
+                if profiler is not None:
+                    profiler.disable()
                 wall_s = time.perf_counter() - started_s
                 cpu_s = time.process_time() - cpu_started_s
+            if profiler is not None and profile is not None:
+                profile.parent.mkdir(parents=True, exist_ok=True)
+                profiler.dump_stats(profile)
             result[name] = {
                 "tasks": done,
                 "tasks_per_s": done / wall_s,
@@ -245,9 +259,15 @@ def _measure(database_url: str, devices: list[str], args: argparse.Namespace) ->
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     now_ts = time.time()
     backends: dict[str, Any] = {}
+    profiles = {
+        name: None if args.profile is None else args.profile / f"{name}.prof"
+        for name in ("sqlite", "postgresql")
+    }
     with tempfile.TemporaryDirectory(prefix="heatgrid-bench-leases-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'coordinator.db'}"
-        backends["sqlite"] = _measure(url, _seed(url, args.devices, args.tasks, now_ts), args)
+        backends["sqlite"] = _measure(
+            url, _seed(url, args.devices, args.tasks, now_ts), args, profile=profiles["sqlite"]
+        )
     if pg_bindir() is None:
         backends["postgresql"] = "skipped: no PostgreSQL binaries (initdb) found"
     else:
@@ -255,15 +275,19 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             with server.connect() as conn:
                 conn.execute("CREATE DATABASE heatgrid")
             url = server.url("heatgrid")
-            backends["postgresql"] = _measure(
-                url, _seed(url, args.devices, args.tasks, now_ts), args
-            )
+            devices = _seed(url, args.devices, args.tasks, now_ts)
+            with server.connect("heatgrid") as conn:  # see _seed.seed_history: not planned empty
+                seed_history(conn, args.history, now_ts)
+                conn.execute("VACUUM ANALYZE")
+            backends["postgresql"] = _measure(url, devices, args, profile=profiles["postgresql"])
     return {
         "benchmark": "leases",
         "what": "tasks claimed and completed per second in the service functions (no HTTP): "
         "completions handed in as one batch against one by one, side by side",
         "baseline": "one_by_one: the same claims, each task completed in its own transaction",
-        "parameters": {key: getattr(args, key) for key in ("devices", "tasks", "rounds", "slots")},
+        "parameters": {
+            key: getattr(args, key) for key in ("devices", "tasks", "rounds", "slots", "history")
+        },
         "backends": backends,
         "ratio_vs_baseline": backends["sqlite"]["ratio_vs_baseline"],
         "machine": {
@@ -282,11 +306,27 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=10_000,
+        help="PostgreSQL: tasks completed before the run (see _seed.seed_history); 0: none",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="write cProfile statistics of each database's batched loop into this directory "
+        "(sqlite.prof, postgresql.prof; read them with python -m pstats); the batched loop's "
+        "rates then include the profiler's overhead",
+    )
     args = parser.parse_args()
     if not 1 <= args.slots <= v1.MAX_CLAIM_SLOTS:
         parser.error(f"--slots must be 1 to {v1.MAX_CLAIM_SLOTS}, got {args.slots}")
     if min(args.devices, args.rounds) < 1:
         parser.error("--devices and --rounds must be at least 1")
+    if args.history < 0:
+        parser.error("--history must be at least 0")
     if args.tasks < 2 * args.slots * (args.rounds + _WARMUP_ROUNDS):
         parser.error(
             f"--tasks must be at least {2 * args.slots * (args.rounds + _WARMUP_ROUNDS)} "

@@ -186,6 +186,17 @@ def _statements_sent(engine: Any) -> list[str]:
     return sent
 
 
+def _statements_sent_by_the_writer(engine: Any) -> list[str]:
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if threading.current_thread().name == "heatgrid-heartbeat-writer":
+            sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    return sent
+
+
 def test_only_a_batch_that_renews_no_lease_commits_without_waiting_for_the_flush(
     coordinator: Coordinator, backend: str
 ) -> None:
@@ -213,17 +224,27 @@ def test_only_a_batch_that_renews_no_lease_commits_without_waiting_for_the_flush
     claimed = coordinator.client.post(f"{url}/claim", json={"slots": 1}, headers=headers)
     assert len(claimed.json()["leases"]) == 1, claimed.text
     sent.clear()
+    writer_sent = _statements_sent_by_the_writer(coordinator.app.state.engine)
     coordinator.clock.advance(30.0)
-    beat = {"sent_ts": coordinator.clock(), "heat_window": window}
+    beat = {
+        "sent_ts": coordinator.clock(),
+        "heat_window": window,
+        "telemetry": coordinator.heartbeat_body(coordinator.clock(), [800.0])["telemetry"],
+    }
     renewing = coordinator.client.post(f"{url}/heartbeat", json=beat, headers=headers)
 
     assert renewing.json()["leased_task_ids"] == [claimed.json()["leases"][0]["task_id"]]
+    assert renewing.json()["stored_samples"] == 1
     renewal = [line for line in sent if "synchronous_commit" in line]
     if backend == "postgresql":  # the writer's session commits asynchronously, but a lease
         assert telemetry_only == ["SET synchronous_commit = off"]
         assert renewal == ["SET LOCAL synchronous_commit = on"]
-    else:  # SQLite commits every batch alike
+        # the whole batch is one statement (data-modifying CTEs), then the SET LOCAL
+        assert len(writer_sent) == 2, writer_sent
+        assert writer_sent[0].startswith("WITH alive AS (UPDATE devices"), writer_sent
+    else:  # SQLite commits every batch alike, in five statements (after its BEGIN IMMEDIATE)
         assert telemetry_only == renewal == []
+        assert len([line for line in writer_sent if not line.startswith("BEGIN")]) == 5
 
 
 def test_stopping_the_writer_stores_and_answers_every_queued_heartbeat(

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from heatgrid.cli.main import main
 from heatgrid.coordinator.db import make_engine, make_session_factory
-from heatgrid.coordinator.db.models import Account, Job, Task
+from heatgrid.coordinator.db.models import Account, Job, Task, TaskAttempt
 from heatgrid.protocol.values import MAX_JSON_BYTES, MAX_JSON_DEPTH
 
 from .conftest import Coordinator
@@ -134,6 +134,10 @@ def test_a_stored_input_that_cannot_be_served_is_dead_lettered_not_leased(
         task = session.scalars(select(Task).where(Task.job_id == poisoned)).one()
         assert (task.state, task.attempt, task.lease_device_id) == ("dead", 0, None)
         assert "task_input" in (task.last_error or "")
+        # no attempt of it is left behind (PostgreSQL leases and inserts attempts as one)
+        assert (
+            session.scalars(select(TaskAttempt).where(TaskAttempt.task_id == task.id)).all() == []
+        )
     engine.dispose()
     shown = coordinator.client.get(f"/v1/jobs/{poisoned}", headers=coordinator.auth(key))
     assert shown.status_code == 200, shown.text

@@ -2,10 +2,11 @@
 
 The statements are the ones the app really sends: a heartbeat, a claim, progress, a
 completion, and the first page of the job list are sent through the API while every
-statement is recorded; each recorded ``SELECT``, ``UPDATE`` and ``DELETE`` is then explained
-with its own parameters. A full scan of a table that grows with the fleet or the queue fails
-the test. On PostgreSQL sequential scans are priced out (``enable_seqscan = off``), so a scan
-in the plan means that no index can serve the statement, whatever the table's size now.
+statement is recorded; each recorded ``SELECT``, ``UPDATE``, ``DELETE`` and ``WITH`` (a
+data-modifying CTE) is then explained with its own parameters. A full scan of a table that
+grows with the fleet or the queue fails the test. On PostgreSQL sequential scans are priced
+out (``enable_seqscan = off``), so a scan in the plan means that no index can serve the
+statement, whatever the table's size now.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _record(coordinator: Coordinator) -> list[tuple[str, Any]]:
     def record(
         _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool
     ) -> None:
-        if not many and re.match(r"\s*(SELECT|UPDATE|DELETE)\b", statement, re.IGNORECASE):
+        if not many and re.match(r"\s*(SELECT|UPDATE|DELETE|WITH)\b", statement, re.IGNORECASE):
             seen.append((statement, parameters))
 
     event.listen(coordinator.app.state.engine, "before_cursor_execute", record)

@@ -236,3 +236,58 @@ def test_another_heaters_claim_runs_on_the_loop_between_an_uploads_hops(
     assert claims.errors == []
     assert len(claims.leased) == 1  # heater b got the job's other task, once
     assert claims.leased != [fleet.task_id]
+
+
+def _report(path: str, body: dict[str, Any]) -> _Upload:
+    def send(coordinator: Coordinator, fleet: _Fleet) -> httpx.Response:
+        url = f"/v1/devices/{fleet.a_id}/{path.format(task=fleet.task_id)}"
+        return coordinator.client.post(url, json=body, headers=fleet.a_auth)
+
+    return send
+
+
+def _batch(coordinator: Coordinator, fleet: _Fleet) -> httpx.Response:
+    item = {"task_id": fleet.task_id, "attempt": 1, "energy_j": 1000.0, "result": {"loss": 0.1}}
+    return coordinator.client.post(
+        f"/v1/devices/{fleet.a_id}/completions", json={"completions": [item]}, headers=fleet.a_auth
+    )
+
+
+_DEVICE_ROUTES: dict[str, tuple[_Upload, int]] = {
+    # name: (the request of heater a, watched; how many tasks heater b's claims then get)
+    "progress": (_report("tasks/{task}/progress", {"attempt": 1, "energy_j": 1000.0}), 1),
+    "complete": (
+        _report("tasks/{task}/complete", {"attempt": 1, "energy_j": 1000.0, "result": {}}),
+        1,
+    ),
+    "completions": (_batch, 1),
+    "fail": (_report("tasks/{task}/fail", {"attempt": 1, "energy_j": 1.0, "error": "oom"}), 1),
+    "hand-back": (
+        _report("tasks/{task}/hand-back", {"attempt": 1, "energy_j": 1.0, "reason": "warm"}),
+        1,
+    ),
+    "claim": (_report("claim", {"slots": 1}), -1),  # a and b race for the one task left
+}
+
+
+@pytest.mark.parametrize("name", list(_DEVICE_ROUTES))
+def test_another_heaters_claim_runs_on_the_loop_between_a_device_routes_hops(
+    name: str, coordinator: Coordinator, fleet: _Fleet, claims: _ClaimsOnTheLoop
+) -> None:
+    """The device routes that write read the device's row, check and write in one hop.
+
+    Before, the row was read (``BEGIN IMMEDIATE`` on SQLite) in the dependency's hop and the
+    route committed in the next one, so heater b's claim on the loop found the lock taken.
+    """
+    request, leased = _DEVICE_ROUTES[name]
+    claims.armed = True
+    answer = request(coordinator, fleet)
+    claims.armed = False
+    assert answer.status_code == 200, answer.text
+    assert claims.claims >= 1  # the route did begin a transaction off the loop
+    assert claims.errors == []
+    if leased >= 0:
+        assert len(claims.leased) == leased  # once, whichever task (a hand-back's is free)
+    else:  # the claim: the job's other task went to a or to b, once
+        granted = [lease["task_id"] for lease in answer.json()["leases"]]
+        assert len(granted) + len(claims.leased) == 1

@@ -17,7 +17,9 @@ Whatever the batch's size, one transaction of:
    ended by a later duplicate);
 3. one ``UPDATE`` of the ended attempts, one ``UPDATE`` of their tasks (per-row values as
    ``CASE``), their settlements in two statements (:func:`.ledger.post_many`), and one
-   ``SELECT`` of the jobs that the batch may have ended.
+   ``SELECT`` of the jobs that the batch may have ended. On PostgreSQL the two updates are
+   one statement and so are the settlements (rows as arrays, ``unnest``; data-modifying
+   CTEs), so a batch is four statements after its read.
 
 ``tests/coordinator/test_completion_batches.py`` checks that a batch leaves the same rows
 (tasks, attempts, ledger entries) as :func:`.leases.end_attempt` ending the same attempts one
@@ -106,6 +108,26 @@ class _Ended:
     dead: bool
 
 
+# PostgreSQL: the batch's read driven by its (task, attempt) pairs as arrays, so each row is
+# found by primary key whatever the planner believes of the tables' sizes (a list of pairs as
+# ``(task_id, attempt) IN (…)`` was planned as a scan of ``task_attempts`` filtered by every
+# pair), and of a fixed text, which psycopg prepares.
+_PG_READ = text(
+    "SELECT t.id, t.state, t.attempt, t.lease_device_id, t.lease_expires_ts, t.result_sha256, "
+    "t.job_id, a.attempt AS ran_attempt, a.device_id, a.energy_j AS attempt_energy_j, "
+    "a.checkpointed_energy_j, j.max_attempts, j.price_eur_per_kwh, j.owner_share, "
+    "j.submitter_id, d.owner_id, "
+    "CASE WHEN CAST(:counted AS BOOLEAN) THEN (SELECT count(*) FROM task_attempts AS o "
+    "WHERE o.task_id = t.id AND o.attempt <> a.attempt AND o.outcome = :handed_back) "
+    "ELSE 0 END AS handed_back "
+    "FROM unnest(CAST(:task_id AS VARCHAR[]), CAST(:attempt AS INTEGER[])) AS v(task_id, attempt) "
+    "JOIN tasks AS t ON t.id = v.task_id "
+    "JOIN task_attempts AS a ON a.task_id = v.task_id AND a.attempt = v.attempt "
+    "JOIN jobs AS j ON j.id = t.job_id JOIN devices AS d ON d.id = a.device_id "
+    "ORDER BY t.id, a.attempt FOR UPDATE OF t"
+)
+
+
 def _read(
     session: Session, pairs: Sequence[tuple[str, int]], *, counted: bool
 ) -> tuple[dict[tuple[str, int], Row[Any]], dict[str, _TaskNow]]:
@@ -115,6 +137,19 @@ def _read(
     a retry's count of attempts leaves out.
     """
     pairs = sorted(set(pairs))
+    if session.get_bind().dialect.name == "postgresql":
+        rows: list[Row[Any]] = list(
+            session.execute(
+                _PG_READ,
+                {
+                    "task_id": [task_id for task_id, _ in pairs],
+                    "attempt": [attempt for _, attempt in pairs],
+                    "counted": counted,
+                    "handed_back": AttemptOutcome.HANDED_BACK.value,
+                },
+            )
+        )
+        return _found(rows)
     columns: list[Any] = [
         Task.id,
         Task.state,
@@ -145,7 +180,7 @@ def _read(
             .scalar_subquery()
             .label("handed_back")
         )
-    rows: list[Row[Any]] = list(
+    rows = list(
         session.execute(
             select(*columns)
             .join(TaskAttempt, TaskAttempt.task_id == Task.id)
@@ -159,6 +194,11 @@ def _read(
             .with_for_update(of=Task)
         )
     )
+    return _found(rows)
+
+
+def _found(rows: Sequence[Row[Any]]) -> tuple[dict[tuple[str, int], Row[Any]], dict[str, _TaskNow]]:
+    """Return the read's rows by (task, attempt), and each task as the batch starts from."""
     found = {(row.id, row.ran_attempt): row for row in rows}
     tasks = {
         row.id: _TaskNow(
@@ -308,34 +348,38 @@ def _per_row(
 # PostgreSQL: the batch's rows as arrays (``unnest``), so the statements' text is the same
 # whatever the batch's size: psycopg parses them once and prepares them (a ``CASE`` of a
 # placeholder per row is parsed anew for every batch).
-_PG_END_ATTEMPTS = text(
-    "UPDATE task_attempts AS a SET outcome = v.outcome, ended_ts = :now_ts, error = v.error, "
-    "energy_j = v.energy_j "
+_PG_END = text(
+    "WITH ended AS (UPDATE task_attempts AS a SET outcome = v.outcome, ended_ts = :now_ts, "
+    "error = v.error, energy_j = v.energy_j "
     "FROM unnest(CAST(:task_id AS VARCHAR[]), CAST(:attempt AS INTEGER[]), "
     "CAST(:outcome AS VARCHAR[]), CAST(:error AS TEXT[]), CAST(:energy_j AS DOUBLE PRECISION[])) "
     "AS v(task_id, attempt, outcome, error, energy_j) "
-    "WHERE a.task_id = v.task_id AND a.attempt = v.attempt"
-)
-_PG_END_TASKS = text(
+    "WHERE a.task_id = v.task_id AND a.attempt = v.attempt) "
     "UPDATE tasks AS t SET state = v.state, lease_device_id = NULL, lease_expires_ts = NULL, "
     "last_error = CASE WHEN v.keeps_error THEN t.last_error ELSE v.last_error END, "
     "ended_ts = COALESCE(v.ended_ts, t.ended_ts), "
     "not_before_ts = COALESCE(v.not_before_ts, t.not_before_ts), "
     "result = CASE WHEN v.result_sha256 IS NULL THEN t.result ELSE v.result END, "
     "result_sha256 = COALESCE(v.result_sha256, t.result_sha256) "
-    "FROM unnest(CAST(:id AS VARCHAR[]), CAST(:state AS VARCHAR[]), "
+    "FROM unnest(CAST(:task_id AS VARCHAR[]), CAST(:state AS VARCHAR[]), "
     "CAST(:keeps_error AS BOOLEAN[]), CAST(:last_error AS TEXT[]), "
     "CAST(:ended_ts AS DOUBLE PRECISION[]), CAST(:not_before_ts AS DOUBLE PRECISION[]), "
     "CAST(:result AS JSON[]), CAST(:result_sha256 AS VARCHAR[])) "
     "AS v(id, state, keeps_error, last_error, ended_ts, not_before_ts, result, result_sha256) "
     "WHERE t.id = v.id"
 )
+"""The ended attempts and their tasks, one ``UPDATE … FROM unnest(arrays)`` each, one statement.
+
+The two touch different tables, so that they run on one snapshot (a data-modifying CTE and
+its outer statement) changes nothing of what either writes.
+"""
 
 
 def _write_postgresql(session: Session, ended: Sequence[_Ended], *, now_ts: float) -> None:
-    """Write the ended attempts' rows with one ``UPDATE … FROM unnest(arrays)`` per table."""
+    """Write the ended attempts' and their tasks' rows: one statement (:data:`_PG_END`)."""
+    result = [done.values.get("result") for done in ended]
     session.execute(
-        _PG_END_ATTEMPTS,
+        _PG_END,
         {
             "now_ts": now_ts,
             "task_id": [done.task_id for done in ended],
@@ -343,13 +387,6 @@ def _write_postgresql(session: Session, ended: Sequence[_Ended], *, now_ts: floa
             "outcome": [done.outcome for done in ended],
             "error": [done.error for done in ended],
             "energy_j": [done.energy_j for done in ended],
-        },
-    )
-    result = [done.values.get("result") for done in ended]
-    session.execute(
-        _PG_END_TASKS,
-        {
-            "id": [done.task_id for done in ended],
             "state": [done.values["state"] for done in ended],
             "keeps_error": ["last_error" not in done.values for done in ended],
             "last_error": [done.values.get("last_error") for done in ended],
@@ -362,7 +399,7 @@ def _write_postgresql(session: Session, ended: Sequence[_Ended], *, now_ts: floa
 
 
 def _write(session: Session, ended: Sequence[_Ended], *, now_ts: float) -> None:
-    """Write the ended attempts: four statements for the batch, whatever its size."""
+    """Write the ended attempts: four statements whatever the batch's size (PostgreSQL: two)."""
     if session.get_bind().dialect.name == "postgresql":
         _write_postgresql(session, ended, now_ts=now_ts)
         _settle(session, ended, now_ts=now_ts)

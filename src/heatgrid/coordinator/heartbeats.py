@@ -4,8 +4,8 @@ A heartbeat is a handful of small writes (the device's ``last_seen_ts``, its sam
 window, its leases renewed). Done one request at a time, each write is a database round trip
 and most of a heartbeat's cost. The :class:`HeartbeatWriter` of a process instead collects the
 heartbeats that arrive while it writes, and stores them together in one transaction of five
-statements, whatever their number (group commit). Each request is answered only once that
-transaction committed; a batch that fails fails each of its requests.
+statements (on PostgreSQL one), whatever their number (group commit). Each request is answered
+only once that transaction committed; a batch that fails fails each of its requests.
 
 What "committed" promises: a batch that renewed a lease commits as every other transaction
 does (on PostgreSQL, after its WAL is flushed to disk), so a renewal that was answered
@@ -139,15 +139,118 @@ def _statements(dialect_name: str) -> tuple[Any, ...]:
     return touch, samples, clear, windows, renew
 
 
+# PostgreSQL: the whole batch in one statement (data-modifying CTEs, rows as arrays), of a fixed
+# text that psycopg prepares: one round trip where five were. Every part sees the devices the
+# first one found alive (not revoked). All parts run on one snapshot, so the heat windows,
+# which a new heartbeat replaces whole, are written as an upsert of the new segments and a
+# delete of the device's other ones (two parts that touch disjoint rows), not as a delete of
+# all and an insert of the same keys. The answer: one row per alive device, per stored sample
+# and per renewed lease.
+_PG_BATCH = text(
+    "WITH alive AS (UPDATE devices SET last_seen_ts = :now_ts "
+    "WHERE id = ANY(CAST(:ids AS VARCHAR[])) AND revoked_ts IS NULL RETURNING id), "
+    "samples AS (INSERT INTO telemetry (device_id, sample_ts, received_ts, room_temp_c, "
+    "setpoint_c, power_w, device_temp_c, workload, hashrate_ths, task_id) "
+    "SELECT * FROM unnest(CAST(:s_device_id AS VARCHAR[]), "
+    "CAST(:s_sample_ts AS DOUBLE PRECISION[]), CAST(:s_received_ts AS DOUBLE PRECISION[]), "
+    "CAST(:s_room_temp_c AS DOUBLE PRECISION[]), CAST(:s_setpoint_c AS DOUBLE PRECISION[]), "
+    "CAST(:s_power_w AS DOUBLE PRECISION[]), CAST(:s_device_temp_c AS DOUBLE PRECISION[]), "
+    "CAST(:s_workload AS VARCHAR[]), CAST(:s_hashrate_ths AS DOUBLE PRECISION[]), "
+    "CAST(:s_task_id AS VARCHAR[])) "
+    "AS s(device_id, sample_ts, received_ts, room_temp_c, setpoint_c, power_w, device_temp_c, "
+    "workload, hashrate_ths, task_id) WHERE s.device_id IN (SELECT id FROM alive) "
+    "ON CONFLICT (device_id, sample_ts) DO NOTHING RETURNING device_id), "
+    "windows AS (INSERT INTO heat_windows (device_id, start_ts, duration_s, heat_power_w, "
+    "received_ts) SELECT * FROM unnest(CAST(:w_device_id AS VARCHAR[]), "
+    "CAST(:w_start_ts AS DOUBLE PRECISION[]), CAST(:w_duration_s AS DOUBLE PRECISION[]), "
+    "CAST(:w_heat_power_w AS DOUBLE PRECISION[]), CAST(:w_received_ts AS DOUBLE PRECISION[])) "
+    "AS w(device_id, start_ts, duration_s, heat_power_w, received_ts) "
+    "WHERE w.device_id IN (SELECT id FROM alive) "
+    "ON CONFLICT (device_id, start_ts) DO UPDATE SET duration_s = EXCLUDED.duration_s, "
+    "heat_power_w = EXCLUDED.heat_power_w, received_ts = EXCLUDED.received_ts), "
+    "cleared AS (DELETE FROM heat_windows AS h WHERE h.device_id IN (SELECT id FROM alive) "
+    "AND NOT EXISTS (SELECT 1 FROM unnest(CAST(:w_device_id AS VARCHAR[]), "
+    "CAST(:w_start_ts AS DOUBLE PRECISION[])) AS n(device_id, start_ts) "
+    "WHERE n.device_id = h.device_id AND n.start_ts = h.start_ts)), "
+    "renewed AS (UPDATE tasks SET lease_expires_ts = :expires_ts "
+    "WHERE lease_device_id IN (SELECT id FROM alive) AND state = ANY(CAST(:holding AS VARCHAR[])) "
+    "RETURNING id, lease_device_id) "
+    "SELECT 'alive' AS kind, id AS device_id, NULL AS task_id FROM alive "
+    "UNION ALL SELECT 'sample', device_id, NULL FROM samples "
+    "UNION ALL SELECT 'lease', lease_device_id, id FROM renewed"
+)
+_SAMPLE_COLUMNS = (
+    "sample_ts",
+    "room_temp_c",
+    "setpoint_c",
+    "power_w",
+    "device_temp_c",
+    "workload",
+    "hashrate_ths",
+    "task_id",
+)
+
+
+def _write_postgresql(
+    connection: Connection, batch: Sequence[_Pending], now_ts: float, lease_s: float
+) -> tuple[set[str], dict[str, int], dict[str, list[str]]]:
+    """Store the batch in one statement (:data:`_PG_BATCH`): alive devices, samples, leases."""
+    samples = [
+        (pending.device_id, pending.now_ts, sample)
+        for pending in batch
+        for sample in pending.heartbeat.telemetry
+    ]
+    segments = [
+        (pending.device_id, pending.now_ts, segment)
+        for pending in batch
+        for segment in pending.heartbeat.heat_window
+    ]
+    parameters: dict[str, Any] = {
+        "now_ts": now_ts,
+        "ids": [pending.device_id for pending in batch],
+        "expires_ts": now_ts + lease_s,
+        "holding": list(_HOLDING),
+        "s_device_id": [device_id for device_id, _, _ in samples],
+        "s_received_ts": [received_ts for _, received_ts, _ in samples],
+        "w_device_id": [device_id for device_id, _, _ in segments],
+        "w_start_ts": [segment.start_ts for _, _, segment in segments],
+        "w_duration_s": [segment.duration_s for _, _, segment in segments],
+        "w_heat_power_w": [segment.heat_power_w for _, _, segment in segments],
+        "w_received_ts": [received_ts for _, received_ts, _ in segments],
+    }
+    for name in _SAMPLE_COLUMNS:
+        parameters[f"s_{name}"] = [getattr(sample, name) for _, _, sample in samples]
+    alive: set[str] = set()
+    stored: dict[str, int] = defaultdict(int)
+    held: dict[str, list[str]] = defaultdict(list)
+    for kind, device_id, task_id in connection.execute(_PG_BATCH, parameters):
+        if kind == "alive":
+            alive.add(str(device_id))
+        elif kind == "sample":
+            stored[str(device_id)] += 1
+        else:
+            held[str(device_id)].append(str(task_id))
+    return alive, stored, held
+
+
 def _write(
     connection: Connection, batch: Sequence[_Pending], lease_s: float
 ) -> list[StoredHeartbeat]:
-    """Store one heartbeat per device of ``batch`` in one transaction on ``connection``."""
+    """Store one heartbeat per device of ``batch`` in one transaction on ``connection``.
+
+    Five statements on SQLite; on PostgreSQL one (:func:`_write_postgresql`), and a
+    ``SET LOCAL`` when the batch renewed a lease.
+    """
     touch, samples_insert, clear, windows_insert, renew = _statements(connection.dialect.name)
     now_ts = max(pending.now_ts for pending in batch)
     stored: dict[str, int] = defaultdict(int)
     held: dict[str, list[str]] = defaultdict(list)
     with connection.begin():
+        if connection.dialect.name == "postgresql":
+            alive, stored, held = _write_postgresql(connection, batch, now_ts, lease_s)
+            if held:  # a renewed lease waits for the WAL's flush (see the module's docstring)
+                connection.execute(_SYNC_COMMIT)
+            return _answers(batch, alive, stored, held)
         ids = [pending.device_id for pending in batch]
         alive = set(connection.execute(touch, {"ids": ids, "now_ts": now_ts}).scalars())
         kept = [pending for pending in batch if pending.device_id in alive]
@@ -174,16 +277,22 @@ def _write(
             )
             for task_id, device_id in renewed:
                 held[str(device_id)].append(str(task_id))
-        if held and connection.dialect.name == "postgresql":
-            # A renewed lease waits for the WAL's flush; telemetry, heat windows and
-            # last_seen_ts alone do not (see the module's docstring).
-            connection.execute(_SYNC_COMMIT)
+    return _answers(batch, alive, stored, held)
+
+
+def _answers(
+    batch: Sequence[_Pending],
+    alive: set[str],
+    stored: dict[str, int],
+    held: dict[str, list[str]],
+) -> list[StoredHeartbeat]:
+    """Return what each heartbeat of ``batch`` stored, from what its transaction wrote."""
     return [
         StoredHeartbeat(
             revoked=pending.device_id not in alive,
-            stored_samples=stored[pending.device_id],
-            duplicate_samples=len(pending.heartbeat.telemetry) - stored[pending.device_id],
-            leased_task_ids=tuple(sorted(held[pending.device_id])),
+            stored_samples=stored.get(pending.device_id, 0),
+            duplicate_samples=len(pending.heartbeat.telemetry) - stored.get(pending.device_id, 0),
+            leased_task_ids=tuple(sorted(held.get(pending.device_id, ()))),
         )
         for pending in batch
     ]

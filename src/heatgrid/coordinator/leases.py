@@ -35,6 +35,7 @@ from sqlalchemy import (
     UnaryExpression,
     and_,
     case,
+    delete,
     exists,
     func,
     insert,
@@ -406,8 +407,19 @@ def _lease(
     return sorted(rows, key=lambda row: order[row.id])
 
 
-def _dead_letter(session: Session, task: Row[Any], problem: str, *, now_ts: float) -> None:
-    """Undo the lease of a task whose stored input breaks the rules; it goes to the dead letter."""
+def _dead_letter(
+    session: Session, task: Row[Any], problem: str, *, now_ts: float, attempt_written: bool
+) -> None:
+    """Undo the lease of a task whose stored input breaks the rules; it goes to the dead letter.
+
+    ``attempt_written``: the lease's attempt row was inserted with it, and is removed.
+    """
+    if attempt_written:
+        session.execute(
+            delete(TaskAttempt).where(
+                TaskAttempt.task_id == task.id, TaskAttempt.attempt == task.attempt
+            )
+        )
     session.execute(
         update(Task)
         .where(Task.id == task.id)
@@ -434,6 +446,71 @@ _PG_ATTEMPTS = text(
     "CAST(:start_progress_energy_j AS DOUBLE PRECISION[])) "
     "AS v(task_id, attempt, start_progress_energy_j)"
 )
+
+
+# PostgreSQL: the chosen tasks leased, their attempt rows inserted and their jobs' facts read in
+# one statement (data-modifying CTEs), of a fixed text that psycopg prepares. The attempt
+# starts from the task's progress, or from scratch for a replica (``verifying``), as
+# :func:`_insert_attempts` writes it where results are not verified.
+_PG_LEASE = text(
+    "WITH leased AS (UPDATE tasks SET state = CASE WHEN state = :reported THEN :replica "
+    "ELSE :leased END, attempt = attempt + 1, lease_device_id = :device_id, "
+    "lease_expires_ts = :lease_expires_ts "
+    "WHERE id = ANY(CAST(:ids AS VARCHAR[])) AND state || '' IN (:queued, :reported) "
+    "RETURNING id, state, job_id, task_index, attempt, lease_expires_ts, task_input, energy_j, "
+    "checkpoint_every_j, progress_energy_j, checkpoint_seq, replay_of_attempt, "
+    "replay_start_seq, replay_stop_step), "
+    "attempts AS (INSERT INTO task_attempts (task_id, attempt, device_id, outcome, started_ts, "
+    "start_progress_energy_j, energy_j, checkpointed_energy_j) "
+    "SELECT id, attempt, :device_id, :outcome, :now_ts, "
+    "CASE WHEN state = :verifying THEN 0.0 ELSE progress_energy_j END, 0.0, 0.0 FROM leased) "
+    "SELECT leased.*, jobs.input_urls, artifacts.sha256 AS artifact_sha256, "
+    "artifacts.size_bytes AS artifact_size_bytes FROM leased "
+    "JOIN jobs ON jobs.id = leased.job_id "
+    "LEFT OUTER JOIN artifacts ON artifacts.sha256 = jobs.artifact_sha256"
+)
+
+
+def _lease_postgresql(
+    session: Session, device: Device, chosen: Sequence[str], *, now_ts: float, settings: Settings
+) -> list[Row[Any]]:
+    """Lease the chosen tasks, insert their attempts and read their jobs: one statement.
+
+    What :func:`_lease`, :func:`_insert_attempts` and :func:`_job_facts` do, for a claim whose
+    leases do not depend on who saved a checkpoint (results not verified: see :func:`_fresh`).
+    """
+    rows = session.execute(
+        _PG_LEASE,
+        {
+            "ids": list(chosen),
+            "queued": _QUEUED,
+            "reported": _REPORTED,
+            "leased": leasing.next_state(TaskState.QUEUED, TaskEvent.LEASE).value,
+            "replica": leasing.next_state(TaskState.REPORTED, TaskEvent.LEASE).value,
+            "verifying": _VERIFYING,
+            "device_id": device.id,
+            "lease_expires_ts": now_ts + settings.lease_s,
+            "outcome": AttemptOutcome.RUNNING.value,
+            "now_ts": now_ts,
+        },
+    ).all()
+    order = {task_id: index for index, task_id in enumerate(chosen)}
+    return sorted(rows, key=lambda row: order[row.id])
+
+
+def _facts_of(
+    rows: Sequence[Row[Any]],
+) -> dict[str, tuple[dict[str, str], ArtifactRef | None]]:
+    """Return each job's input URLs and artifact as :func:`_lease_postgresql` read them."""
+    return {
+        row.job_id: (
+            dict(row.input_urls or {}),
+            None
+            if row.artifact_sha256 is None
+            else ArtifactRef(sha256=row.artifact_sha256, size_bytes=row.artifact_size_bytes),
+        )
+        for row in rows
+    }
 
 
 def _insert_attempts(
@@ -483,7 +560,8 @@ def claim(
     One transaction: end the leases that expired (a few, the sweeper does the rest), lock the
     candidates (``FOR UPDATE SKIP LOCKED``, in :func:`candidate_order_by`'s order), let the
     policy choose, lease the chosen in one ``UPDATE … RETURNING`` and insert their attempt
-    rows in one ``INSERT``.
+    rows in one ``INSERT``; on PostgreSQL, where results are not verified, the lease, the
+    attempts and the read of their jobs are one statement (:func:`_lease_postgresql`).
 
     Returns
     -------
@@ -516,17 +594,29 @@ def claim(
         now_ts=now_ts,
         max_wait_s=settings.max_wait_s,
     )
+    if not chosen:
+        session.commit()
+        return []
+    one_statement = session.get_bind().dialect.name == "postgresql" and not settings.verify_results
     leased = []
-    for task in _lease(session, device, chosen, now_ts=now_ts, settings=settings) if chosen else []:
+    for task in (
+        _lease_postgresql(session, device, chosen, now_ts=now_ts, settings=settings)
+        if one_statement
+        else _lease(session, device, chosen, now_ts=now_ts, settings=settings)
+    ):
         problem = _unservable(task.task_input)
         if problem is not None:  # never leased: it would break every claim that picks it
-            _dead_letter(session, task, problem, now_ts=now_ts)
+            _dead_letter(session, task, problem, now_ts=now_ts, attempt_written=one_statement)
         else:
             leased.append(task)
-    fresh = _fresh(session, device, leased, settings)
-    if leased:
-        _insert_attempts(session, device, leased, fresh, now_ts=now_ts)
-    facts = _job_facts(session, {task.job_id for task in leased})
+    if one_statement:
+        fresh = {task.id for task in leased if task.state == _VERIFYING}  # as _fresh decides
+        facts = _facts_of(leased)
+    else:
+        fresh = _fresh(session, device, leased, settings)
+        if leased:
+            _insert_attempts(session, device, leased, fresh, now_ts=now_ts)
+        facts = _job_facts(session, {task.job_id for task in leased})
     answer = [  # before the commit: all or nothing
         _lease_message(task, facts, fresh=task.id in fresh) for task in leased
     ]

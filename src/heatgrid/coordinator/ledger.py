@@ -171,17 +171,25 @@ def _check_balanced(key: str, postings: Sequence[Posting]) -> None:
 # whatever the number of rows: psycopg parses it once and prepares it, where a multi-row
 # ``VALUES`` of hundreds of placeholders is longer than psycopg caches and is parsed anew
 # for every batch (a third of a served batch completion's CPU, measured with py-spy).
-_PG_TRANSACTIONS = text(
-    "INSERT INTO ledger_transactions (key, kind, job_id, task_id, device_id, created_ts) "
-    "SELECT * FROM unnest(CAST(:key AS VARCHAR[]), CAST(:kind AS VARCHAR[]), "
-    "CAST(:job_id AS VARCHAR[]), CAST(:task_id AS VARCHAR[]), CAST(:device_id AS VARCHAR[]), "
-    "CAST(:created_ts AS DOUBLE PRECISION[])) "
-    "ON CONFLICT (key) DO NOTHING RETURNING id, key"
-)
 _PG_ENTRIES = text(
     "INSERT INTO ledger_entries (transaction_id, account, unit, amount) "
     "SELECT * FROM unnest(CAST(:transaction_id AS INTEGER[]), CAST(:account AS VARCHAR[]), "
     "CAST(:unit AS VARCHAR[]), CAST(:amount AS BIGINT[]))"
+)
+# post_many: the transactions not posted before and the entries of those (joined on the key,
+# in the order given) in one round trip; the statement answers the keys it added.
+_PG_POST = text(
+    "WITH added AS (INSERT INTO ledger_transactions (key, kind, job_id, task_id, device_id, "
+    "created_ts) SELECT * FROM unnest(CAST(:key AS VARCHAR[]), CAST(:kind AS VARCHAR[]), "
+    "CAST(:job_id AS VARCHAR[]), CAST(:task_id AS VARCHAR[]), CAST(:device_id AS VARCHAR[]), "
+    "CAST(:created_ts AS DOUBLE PRECISION[])) "
+    "ON CONFLICT (key) DO NOTHING RETURNING id, key), "
+    "entries AS (INSERT INTO ledger_entries (transaction_id, account, unit, amount) "
+    "SELECT added.id, e.account, e.unit, e.amount FROM unnest(CAST(:entry_key AS VARCHAR[]), "
+    "CAST(:account AS VARCHAR[]), CAST(:unit AS VARCHAR[]), CAST(:amount AS BIGINT[])) "
+    "WITH ORDINALITY AS e(key, account, unit, amount, n) JOIN added ON added.key = e.key "
+    "ORDER BY e.n) "
+    "SELECT key FROM added"
 )
 
 
@@ -217,7 +225,8 @@ def post_many(session: Session, transactions: Sequence[Transaction], *, now_ts: 
     """Add balanced transactions to the session, each unless its key was posted before.
 
     Two statements whatever their number: one multi-row ``INSERT … ON CONFLICT DO NOTHING
-    RETURNING`` of the transactions, one multi-row ``INSERT`` of the new ones' entries.
+    RETURNING`` of the transactions, one multi-row ``INSERT`` of the new ones' entries; on
+    PostgreSQL one, both inserts in data-modifying CTEs (``_PG_POST``).
 
     Returns
     -------
@@ -248,17 +257,32 @@ def post_many(session: Session, transactions: Sequence[Transaction], *, now_ts: 
         for transaction in transactions
     ]
     if _on_postgresql(session):
-        inserted = session.execute(_PG_TRANSACTIONS, _columns(rows)).all()
-    else:
-        # executemany of one INSERT … RETURNING: SQLAlchemy sends it as one multi-row
-        # statement ("insertmanyvalues"), compiled once and cached, unlike .values([...]).
-        table = cast(Table, LedgerTransaction.__table__)
-        statement = (
-            _dialect_insert(session)(table)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(table.c.id, table.c.key)
-        )
-        inserted = session.execute(statement, rows).all()
+        postings = [
+            (transaction.key, posting)
+            for transaction in sorted(transactions, key=lambda transaction: transaction.key)
+            for posting in transaction.postings
+            if posting.amount != 0
+        ]
+        posted = session.execute(
+            _PG_POST,
+            {
+                **_columns(rows),
+                "entry_key": [key for key, _ in postings],
+                "account": [posting.account for _, posting in postings],
+                "unit": [posting.unit for _, posting in postings],
+                "amount": [posting.amount for _, posting in postings],
+            },
+        ).scalars()
+        return {str(key) for key in posted}
+    # executemany of one INSERT … RETURNING: SQLAlchemy sends it as one multi-row statement
+    # ("insertmanyvalues"), compiled once and cached, unlike .values([...]).
+    table = cast(Table, LedgerTransaction.__table__)
+    statement = (
+        _dialect_insert(session)(table)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(table.c.id, table.c.key)
+    )
+    inserted = session.execute(statement, rows).all()
     added = {str(key): int(transaction_id) for transaction_id, key in inserted}
     entries = [
         {

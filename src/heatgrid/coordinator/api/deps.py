@@ -27,6 +27,7 @@ from heatgrid.coordinator.settings import Settings
 __all__ = [
     "BearerToken",
     "Cursor",
+    "DeviceIdentityDep",
     "Limit",
     "NowTs",
     "SessionDep",
@@ -40,6 +41,7 @@ __all__ = [
     "require_scope",
     "require_scope_reading",
     "writing",
+    "writing_as_device",
 ]
 
 
@@ -291,6 +293,25 @@ def _live_device(request: Request, session: Session, identity: DeviceIdentity) -
 
 
 _Identity = Annotated[DeviceIdentity, Depends(require_device_identity)]
+DeviceIdentityDep = _Identity
+"""The device named in the path, admitted by its own token (:func:`require_device_identity`)."""
+
+
+async def writing_as_device(
+    request: Request, identity: DeviceIdentity, work: Callable[[Session, Device], _T]
+) -> _T:
+    """Read the device's row and run ``work`` with it, in one session within one worker-thread hop.
+
+    For the device routes that write (claim, task reports, challenge steps): the row is read
+    (a revoked device refused, as :func:`require_device`), ``work`` checks and writes, and the
+    session commits or rolls back, all in the same hop (:func:`writing`). So on SQLite the
+    write lock, which the row's read takes, is never held while the event loop serves others,
+    and a request makes one hop, where the dependencies :data:`SessionDep` and
+    :func:`require_device` made four (open the session, read the row, run the route, close).
+    """
+    return await writing(
+        request, lambda session: work(session, _live_device(request, session, identity))
+    )
 
 
 def require_device(identity: _Identity, request: Request, session: SessionDep) -> Device:

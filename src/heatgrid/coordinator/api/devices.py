@@ -15,14 +15,15 @@ from heatgrid.coordinator import challenges, devices, leases
 from heatgrid.coordinator.api.bodies import json_body
 from heatgrid.coordinator.api.deps import (
     Cursor,
+    DeviceIdentityDep,
     Limit,
     NowTs,
     SessionDep,
     SettingsDep,
     device_identity,
-    require_device,
     require_device_identity,
     require_scope,
+    writing_as_device,
 )
 from heatgrid.coordinator.api.schemas import DeviceDetail, DeviceInfo, DevicePage, LatestSample
 from heatgrid.coordinator.auth import AccountPrincipal, DeviceIdentity
@@ -274,49 +275,64 @@ def revoke_device(
     return _info(device, names[device.owner_id], settings, now_ts)
 
 
-_Device = Annotated[Device, Depends(require_device)]
-
-
 @router.post("/{device_id}/challenges/{challenge_id}/commit")
-def commit_challenge(
+async def commit_challenge(
     *,
     challenge_id: str,
     body: ChallengeCommit,
-    device: _Device,
-    session: SessionDep,
+    request: Request,
+    identity: DeviceIdentityDep,
     now_ts: NowTs,
     settings: SettingsDep,
 ) -> ChallengeVerdict:
     """Commit to a challenge's rows (own token only); answers the places to show, or fails."""
-    return challenges.commit(session, device, challenge_id, body, now_ts=now_ts, settings=settings)
+    return await writing_as_device(
+        request,
+        identity,
+        lambda session, device: challenges.commit(
+            session, device, challenge_id, body, now_ts=now_ts, settings=settings
+        ),
+    )
 
 
 @router.post("/{device_id}/challenges/{challenge_id}/seal")
-def seal_challenge(
+async def seal_challenge(
     *,
     challenge_id: str,
     body: ChallengeSeal,
-    device: _Device,
-    session: SessionDep,
+    request: Request,
+    identity: DeviceIdentityDep,
     now_ts: NowTs,
     settings: SettingsDep,
 ) -> ChallengeVerdict:
     """Seal the working set's blocks to show (own token only), timed; answers, or fails."""
-    return challenges.seal(session, device, challenge_id, body, now_ts=now_ts, settings=settings)
+    return await writing_as_device(
+        request,
+        identity,
+        lambda session, device: challenges.seal(
+            session, device, challenge_id, body, now_ts=now_ts, settings=settings
+        ),
+    )
 
 
 @router.post("/{device_id}/challenges/{challenge_id}/reveal")
-def reveal_challenge(
+async def reveal_challenge(
     *,
     challenge_id: str,
     body: ChallengeReveal,
-    device: _Device,
-    session: SessionDep,
+    request: Request,
+    identity: DeviceIdentityDep,
     now_ts: NowTs,
     settings: SettingsDep,
 ) -> ChallengeVerdict:
     """Show the rows asked for (own token only); answers passed or failed."""
-    return challenges.reveal(session, device, challenge_id, body, now_ts=now_ts, settings=settings)
+    return await writing_as_device(
+        request,
+        identity,
+        lambda session, device: challenges.reveal(
+            session, device, challenge_id, body, now_ts=now_ts, settings=settings
+        ),
+    )
 
 
 @router.post("/{device_id}/release")

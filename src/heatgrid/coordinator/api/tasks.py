@@ -14,13 +14,16 @@ from starlette.concurrency import run_in_threadpool
 
 from heatgrid.coordinator import completions, leases
 from heatgrid.coordinator.api.deps import (
+    DeviceIdentityDep,
     NowTs,
     SessionDep,
     SettingsDep,
     require_device,
     require_device_reading,
     writing,
+    writing_as_device,
 )
+from heatgrid.coordinator.auth import DeviceIdentity
 from heatgrid.coordinator.checkpoints import CheckpointStore, StagedBlob
 from heatgrid.coordinator.db.models import Checkpoint, Device
 from heatgrid.coordinator.errors import ForbiddenError
@@ -51,12 +54,11 @@ def _store(request: Request) -> CheckpointStore:
 
 
 @router.post("/claim", response_model=v1.ClaimResponse)
-def claim(
+async def claim(
     body: v1.ClaimRequest,
     request: Request,
     *,
-    device: _Device,
-    session: SessionDep,
+    identity: DeviceIdentityDep,
     now_ts: NowTs,
     settings: SettingsDep,
 ) -> Response:
@@ -64,30 +66,42 @@ def claim(
 
     A quarantined device is refused (403); one that owes a hardware challenge gets none yet.
     """
-    if device.quarantined_ts is not None:
-        raise ForbiddenError(
-            f"device {device.id} is quarantined: {device.quarantine_reason}; "
-            "only the operator can release it"
-        )
-    if settings.hardware_challenges and device.challenge_due_ts is not None:
-        return _answer(v1.ClaimResponse(server_ts=now_ts, leases=[]))
-    granted = leases.claim(session, device, body, now_ts=now_ts, settings=settings)
+
+    def work(session: Session, device: Device) -> list[v1.TaskLease]:
+        if device.quarantined_ts is not None:
+            raise ForbiddenError(
+                f"device {device.id} is quarantined: {device.quarantine_reason}; "
+                "only the operator can release it"
+            )
+        if settings.hardware_challenges and device.challenge_due_ts is not None:
+            return []
+        return leases.claim(session, device, body, now_ts=now_ts, settings=settings)
+
+    granted = await writing_as_device(request, identity, work)
     request.app.state.metrics.leases_granted.inc(len(granted))
     return _answer(v1.ClaimResponse(server_ts=now_ts, leases=granted))
 
 
-@router.post("/tasks/{task_id}/progress")
-def progress(
+@router.post("/tasks/{task_id}/progress", response_model=v1.TaskStatus)
+async def progress(
     *,
     task_id: str,
     body: v1.TaskProgress,
-    device: _Device,
-    session: SessionDep,
+    request: Request,
+    identity: DeviceIdentityDep,
     now_ts: NowTs,
     settings: SettingsDep,
-) -> v1.TaskStatus:
+) -> Response:
     """Report an attempt's energy; renews its lease. ``stop`` true: the lease is gone."""
-    return leases.report_progress(session, device, task_id, body, now_ts=now_ts, settings=settings)
+    return _answer(
+        await writing_as_device(
+            request,
+            identity,
+            lambda session, device: leases.report_progress(
+                session, device, task_id, body, now_ts=now_ts, settings=settings
+            ),
+        )
+    )
 
 
 @router.put(
@@ -242,27 +256,33 @@ def _checkpoint_answer(row: Checkpoint, data: bytes) -> Response:
 
 
 @router.post("/tasks/{task_id}/complete", response_model=v1.TaskStatus)
-def complete(
+async def complete(
     *,
     task_id: str,
     body: v1.TaskCompletion,
-    device: _Device,
-    session: SessionDep,
+    request: Request,
+    identity: DeviceIdentityDep,
     now_ts: NowTs,
     settings: SettingsDep,
 ) -> Response:
     """Hand in an attempt's result; the same result twice is accepted once, another is 409."""
     return _answer(
-        completions.complete_one(session, device, task_id, body, now_ts=now_ts, settings=settings)
+        await writing_as_device(
+            request,
+            identity,
+            lambda session, device: completions.complete_one(
+                session, device, task_id, body, now_ts=now_ts, settings=settings
+            ),
+        )
     )
 
 
 @router.post("/completions", response_model=v1.CompletionBatchResponse)
-def complete_batch(
+async def complete_batch(
     *,
     body: v1.CompletionBatch,
-    device: _Device,
-    session: SessionDep,
+    request: Request,
+    identity: DeviceIdentityDep,
     now_ts: NowTs,
     settings: SettingsDep,
 ) -> Response:
@@ -271,33 +291,37 @@ def complete_batch(
     Each outcome carries the status a single completion (``…/tasks/{task_id}/complete``)
     would have had; the batch itself is answered 200.
     """
-    outcomes = completions.complete_batch(session, device, body, now_ts=now_ts, settings=settings)
+    outcomes = await writing_as_device(
+        request,
+        identity,
+        lambda session, device: completions.complete_batch(
+            session, device, body, now_ts=now_ts, settings=settings
+        ),
+    )
     return _answer(v1.CompletionBatchResponse(outcomes=outcomes))
 
 
 @router.post("/tasks/{task_id}/fail", response_model=v1.TaskStatus)
-def fail(
+async def fail(
     *,
     task_id: str,
     body: v1.TaskFailure,
-    device: _Device,
-    session: SessionDep,
+    request: Request,
+    identity: DeviceIdentityDep,
     now_ts: NowTs,
     settings: SettingsDep,
 ) -> Response:
     """Report a failed attempt; the task is retried with backoff or goes to the dead letter."""
-    return _answer(
-        completions.end_held(session, device, task_id, body, now_ts=now_ts, settings=settings)
-    )
+    return await _end_held(request, identity, task_id, body, now_ts=now_ts, settings=settings)
 
 
 @router.post("/tasks/{task_id}/hand-back", response_model=v1.TaskStatus)
-def hand_back(
+async def hand_back(
     *,
     task_id: str,
     body: v1.TaskHandBack,
-    device: _Device,
-    session: SessionDep,
+    request: Request,
+    identity: DeviceIdentityDep,
     now_ts: NowTs,
     settings: SettingsDep,
 ) -> Response:
@@ -306,6 +330,24 @@ def hand_back(
     It is queued again at once to resume elsewhere, and the attempt does not count against
     the job's attempts.
     """
+    return await _end_held(request, identity, task_id, body, now_ts=now_ts, settings=settings)
+
+
+async def _end_held(
+    request: Request,
+    identity: DeviceIdentity,
+    task_id: str,
+    body: v1.TaskFailure | v1.TaskHandBack,
+    *,
+    now_ts: float,
+    settings: Settings,
+) -> Response:
     return _answer(
-        completions.end_held(session, device, task_id, body, now_ts=now_ts, settings=settings)
+        await writing_as_device(
+            request,
+            identity,
+            lambda session, device: completions.end_held(
+                session, device, task_id, body, now_ts=now_ts, settings=settings
+            ),
+        )
     )
