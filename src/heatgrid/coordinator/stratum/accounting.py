@@ -101,6 +101,10 @@ def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _share_key(row: ShareRow) -> str:
+    return row.share_key
+
+
 class ShareRecorder:
     """The proxy's one writer of shares and rejections.
 
@@ -241,7 +245,10 @@ class ShareRecorder:
         stored: set[str] = set()
         with self._engine.begin() as connection:
             if rows:
-                unique = list({row.share_key: row for row in rows}.values())
+                # In key order, as every writer does: two proxies recording overlapping shares
+                # then wait on each other's keys in one order, never in a cycle (PostgreSQL
+                # otherwise aborts one with a deadlock).
+                unique = sorted({row.share_key: row for row in rows}.values(), key=_share_key)
                 for start in range(0, len(unique), _ROWS_PER_INSERT):
                     chunk = unique[start : start + _ROWS_PER_INSERT]
                     parameters = [
@@ -266,7 +273,7 @@ class ShareRecorder:
                     _add_rejects(self._mark, len(rejects)),
                     tuple(
                         value
-                        for (device_id, reason, hour_start_ts), count in rejects.items()
+                        for (device_id, reason, hour_start_ts), count in sorted(rejects.items())
                         for value in (device_id, reason, hour_start_ts, count)
                     ),
                 )
