@@ -91,6 +91,11 @@ __all__ = [
 _CANDIDATES = 64
 _MIN_ENERGY_J = 1.0
 _TERMINAL = tuple(sorted(state.value for state in leasing.TERMINAL_STATES))
+_UNFINISHED = tuple(
+    sorted(state for state in leasing.STORED_TASK_STATES if state not in leasing.TERMINAL_STATES)
+)
+"""The stored states a task leaves again: looked up by ``IN``, a few seeks of the
+``(job_id, state)`` index, where ``NOT IN`` the terminal ones walked every finished task."""
 _QUEUED, _LEASED, _DEAD = TaskState.QUEUED.value, TaskState.LEASED.value, TaskState.DEAD.value
 _REPORTED, _VERIFYING = TaskState.REPORTED.value, TaskState.VERIFYING.value
 _HOLDING = tuple(sorted(state.value for state in leasing.LEASED_STATES))
@@ -725,7 +730,7 @@ def refresh_job(session: Session, job_id: str, *, now_ts: float) -> None:
     job = session.get_one(Job, job_id)
     if job.state != "running":
         return
-    unfinished = select(Task.id).where(Task.job_id == job_id, Task.state.not_in(_TERMINAL))
+    unfinished = select(Task.id).where(Task.job_id == job_id, Task.state.in_(_UNFINISHED))
     if session.scalar(select(exists(unfinished))):  # an index seek, not a count of all tasks
         return
     dead = select(Task.id).where(Task.job_id == job_id, Task.state == _DEAD)
