@@ -10,9 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import pytest
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ConfigDict, ValidationError, create_model
 from tests.agent.coordinator_app import ServedCoordinator, SimClock, migrated_database, running
 
 from heatgrid.agent.challenge import FEATURES
@@ -21,6 +27,8 @@ from heatgrid.agent.config import parse_config
 from heatgrid.agent.daemon import AgentDaemon
 from heatgrid.agent.enroll import enroll
 from heatgrid.agent.state_store import StateStore
+from heatgrid.coordinator.api import bodies
+from heatgrid.coordinator.api import devices as devices_api
 from heatgrid.protocol import features, v1
 
 T0_TS = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -105,3 +113,75 @@ def test_the_daemon_declares_its_features_and_the_coordinator_stores_them(
     tmp_path: Path,
 ) -> None:
     asyncio.run(_scenario(tmp_path))
+
+
+def _last_seen_ts(database_url: str) -> float:
+    path = database_url.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return float(db.execute("SELECT last_seen_ts FROM devices").fetchone()[0])
+
+
+def _older_coordinator(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Make the served coordinator one from before ``Heartbeat.features``; return its log.
+
+    Its heartbeat route refuses the field as any unknown one (the 422 pydantic gives for an
+    extra input, through the app's own handler); each entry says whether a heartbeat came
+    with the field.
+    """
+    seen: list[bool] = []
+    older = create_model("Heartbeat", __config__=ConfigDict(extra="forbid"))
+
+    async def json_body(request: Request, model: type[Any]) -> Any:
+        if model is v1.Heartbeat:
+            declared = "features" in json.loads(await request.body())
+            seen.append(declared)
+            if declared:
+                try:
+                    older.model_validate({"features": []})
+                except ValidationError as error:
+                    raise RequestValidationError(
+                        [
+                            {**found, "loc": ("body", *found["loc"])}
+                            for found in error.errors(include_url=False, include_input=False)
+                        ]
+                    ) from None
+        return await bodies.json_body(request, model)
+
+    monkeypatch.setattr(devices_api, "json_body", json_body)
+    return seen
+
+
+def test_an_agent_sends_its_heartbeats_without_features_to_an_older_coordinator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Agents may be updated before their coordinator: the heartbeat still goes through."""
+    seen = _older_coordinator(monkeypatch)
+    clock = SimClock(T0_TS)
+    database_url, code = migrated_database(tmp_path, clock)
+    coordinator = ServedCoordinator(database_url, tmp_path / "checkpoints", clock)
+
+    async def scenario() -> AgentDaemon:
+        async with running(coordinator):
+            with StateStore(tmp_path / "agent.sqlite3") as store:
+                async with CoordinatorClient(coordinator.url, timeout_s=5.0) as client:
+                    await enroll(parse_config(_CONFIG), store, client, code)
+                    daemon = AgentDaemon(
+                        parse_config(_CONFIG),
+                        devices=[],
+                        room=lambda: None,
+                        store=store,
+                        client=client,
+                        clock=clock,
+                    )
+                    for step_s in (0.0, 600.0, 3600.0):  # then within the hour, an hour on
+                        clock.now_ts += step_s
+                        await daemon.sync()
+                        seen_ts.append(_last_seen_ts(database_url))
+        return daemon
+
+    seen_ts: list[float] = []
+    with caplog.at_level(logging.WARNING, logger="heatgrid.agent"):
+        asyncio.run(scenario())
+    assert seen == [True, False, False, True, False]  # refused, sent plain; plain; asked again
+    assert seen_ts == [T0_TS, T0_TS + 600.0, T0_TS + 4200.0]  # every sync's heartbeat stored
+    assert sum("older than this agent" in record.message for record in caplog.records) == 2
