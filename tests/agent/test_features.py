@@ -15,6 +15,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +30,9 @@ from heatgrid.agent.enroll import enroll
 from heatgrid.agent.state_store import StateStore
 from heatgrid.coordinator.api import bodies
 from heatgrid.coordinator.api import devices as devices_api
+from heatgrid.core import fingerprint
 from heatgrid.protocol import features, v1
+from heatgrid.protocol.jobs import CheckpointMark, TensorFingerprintBody
 
 T0_TS = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -185,3 +188,37 @@ def test_an_agent_sends_its_heartbeats_without_features_to_an_older_coordinator(
     assert seen == [True, False, False, True, False]  # refused, sent plain; plain; asked again
     assert seen_ts == [T0_TS, T0_TS + 600.0, T0_TS + 4200.0]  # every sync's heartbeat stored
     assert sum("older than this agent" in record.message for record in caplog.records) == 2
+
+
+def test_the_client_leaves_fields_at_their_default_out_of_its_requests() -> None:
+    """A coordinator older than an optional field sees it only where the agent uses it.
+
+    The completion below has no ``start_mark`` (newer than some coordinators): the body the
+    client sends must not name it, while a completion that has one does.
+    """
+    bodies_sent: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        bodies_sent.append(json.loads(request.content))
+        status = v1.TaskStatus(
+            task_id="t", attempt=1, state="completed", lease_expires_ts=None, stop=False
+        )
+        return httpx.Response(200, content=status.model_dump_json())
+
+    tensors = TensorFingerprintBody(
+        values_sha256="0" * 64, count=1, norm=1.0, sketch=[0.0] * fingerprint.SKETCH_SIZE
+    )
+    mark = CheckpointMark(step=10, fingerprint=tensors)
+    plain = v1.TaskCompletion(attempt=1, energy_j=5.0, result={"ok": True})
+
+    async def scenario() -> None:
+        transport = httpx.MockTransport(answer)
+        async with CoordinatorClient("http://coordinator", transport=transport) as client:
+            await client.complete("d", "token", "t", plain)
+            await client.complete("d", "token", "t", plain.model_copy(update={"start_mark": mark}))
+
+    asyncio.run(scenario())
+    assert "start_mark" not in bodies_sent[0]
+    assert bodies_sent[0]["result"] == {"ok": True}
+    assert bodies_sent[1]["start_mark"]["step"] == 10
+    assert v1.TaskCompletion.model_validate(bodies_sent[0]) == plain  # the same, read back

@@ -492,7 +492,10 @@ class CoordinatorClient:
         """Send a request; return the answer, or raise the client's error."""
         if json_body is not None:
             headers = {**headers, "Content-Type": "application/json"}
-            kwargs["content"] = json_body.model_dump_json()
+            # Fields at their default are left out: the coordinator's model fills in the same
+            # defaults, and a coordinator older than an optional field, which refuses unknown
+            # fields, sees it only when the agent really uses it.
+            kwargs["content"] = json_body.model_dump_json(exclude_defaults=True)
         try:
             response = await self._http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
         except httpx.HTTPError as error:

@@ -10,17 +10,15 @@ a clear answer instead of misreading it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     StringConstraints,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
@@ -323,18 +321,6 @@ class Heartbeat(_Message):
     device_kind: DeviceKind | None = None
     hardware: Hardware | None = None
     features: Annotated[list[FeatureName], Field(max_length=MAX_FEATURES)] = []
-
-    @model_serializer(mode="wrap")
-    def _without_empty_features(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Leave ``features`` out when it declares none.
-
-        So a heartbeat that declares nothing is what heartbeats were before the field, which a
-        coordinator older than it refuses (the agent falls back to that).
-        """
-        data: dict[str, Any] = handler(self)
-        if not self.features:
-            data.pop("features", None)
-        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Heartbeat:
