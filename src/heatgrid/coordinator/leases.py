@@ -90,7 +90,6 @@ __all__ = [
 
 _CANDIDATES = 64
 _MIN_ENERGY_J = 1.0
-_TERMINAL = tuple(sorted(state.value for state in leasing.TERMINAL_STATES))
 _UNFINISHED = tuple(
     sorted(state for state in leasing.STORED_TASK_STATES if state not in leasing.TERMINAL_STATES)
 )
