@@ -244,9 +244,20 @@ _LEASED_COLUMNS = (
 )
 
 
-def _job_facts(
-    session: Session, job_ids: set[str]
-) -> dict[str, tuple[dict[str, str], ArtifactRef | None]]:
+_JobFacts = tuple[dict[str, str], ArtifactRef | None]
+"""A job's input URLs and artifact, as its leases carry them."""
+
+
+def _facts(input_urls: dict[str, str] | None, sha256: str | None, size_bytes: int) -> _JobFacts:
+    """Return a job's facts from its stored input URLs and its artifact's columns.
+
+    ``sha256`` None: the job has no artifact (``size_bytes`` is then not read).
+    """
+    artifact = None if sha256 is None else ArtifactRef(sha256=sha256, size_bytes=size_bytes)
+    return dict(input_urls or {}), artifact
+
+
+def _job_facts(session: Session, job_ids: set[str]) -> dict[str, _JobFacts]:
     """Return each job's input URLs and artifact, for its leases: one ``SELECT`` for all."""
     if not job_ids:
         return {}
@@ -255,20 +266,12 @@ def _job_facts(
         .outerjoin(Artifact, Artifact.sha256 == Job.artifact_sha256)
         .where(Job.id.in_(sorted(job_ids)))
     )
-    return {
-        row.id: (
-            dict(row.input_urls or {}),
-            None
-            if row.sha256 is None
-            else ArtifactRef(sha256=row.sha256, size_bytes=row.size_bytes),
-        )
-        for row in rows
-    }
+    return {row.id: _facts(row.input_urls, row.sha256, row.size_bytes) for row in rows}
 
 
 def _lease_message(
     task: Row[Any],
-    facts: dict[str, tuple[dict[str, str], ArtifactRef | None]],
+    facts: dict[str, _JobFacts],
     *,
     fresh: bool,
 ) -> v1.TaskLease:
@@ -502,17 +505,10 @@ def _lease_postgresql(
     return sorted(rows, key=lambda row: order[row.id])
 
 
-def _facts_of(
-    rows: Sequence[Row[Any]],
-) -> dict[str, tuple[dict[str, str], ArtifactRef | None]]:
+def _facts_of(rows: Sequence[Row[Any]]) -> dict[str, _JobFacts]:
     """Return each job's input URLs and artifact as :func:`_lease_postgresql` read them."""
     return {
-        row.job_id: (
-            dict(row.input_urls or {}),
-            None
-            if row.artifact_sha256 is None
-            else ArtifactRef(sha256=row.artifact_sha256, size_bytes=row.artifact_size_bytes),
-        )
+        row.job_id: _facts(row.input_urls, row.artifact_sha256, row.artifact_size_bytes)
         for row in rows
     }
 
