@@ -141,31 +141,17 @@ def _size(region: Region, n_homes: int, days: float, budget_s: float) -> dict[st
     }
 
 
-def _scheduling_bound(region: Region, n_homes: int) -> dict[str, Any]:
-    stream = JobStream(rate_per_h=0.15 * n_homes)
-    scenario = _scenario(region, n_homes, days=0.25, jobs=stream)
-    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
-    warm = _scenario(region, n_homes, days=0.02, jobs=stream)  # loads the scheduling kernels
-    for run in (run_policy_fused, run_policy):
-        run(warm, sample_fleet(warm), sample_jobs(warm), "heat-aware")
-    fused_s, _ = _timed(lambda: run_policy_fused(scenario, fleet, jobs, "heat-aware"))
-    engine_s, _ = _timed(lambda: run_policy(scenario, fleet, jobs, "heat-aware"))
-    home_steps = n_homes * scenario.n_steps
-    return {
-        "what": "heat-aware, 0.15 jobs per home and hour, 6 h: most steps hold a lease and run "
-        "as the engine's own scheduling steps",
-        "homes": n_homes,
-        "steps": scenario.n_steps,
-        "fused_home_steps_per_s": home_steps / fused_s,
-        "engine_home_steps_per_s": home_steps / engine_s,
-        "ratio": engine_s / fused_s,
-    }
+def _with_jobs(
+    region: Region, n_homes: int, *, jobs_per_home_h: float, days: float, what: str
+) -> tuple[dict[str, Any], list[int]]:
+    """Time the fused engine against the engine on ``heat-aware`` with a job stream.
 
-
-def _leases_held(region: Region, n_homes: int) -> dict[str, Any]:
-    """``heat-aware`` with few arrivals (one every 2 steps): most steps hold a lease, few claim."""
-    stream = JobStream(rate_per_h=0.003 * n_homes)
-    scenario = _scenario(region, n_homes, days=0.5, jobs=stream)
+    Both are warmed up first (on a short run of the same stream, which loads the scheduling
+    kernels). Return the result, and the steps the fused run reported its progress at (the
+    ends of its bursts and of the engine's own steps).
+    """
+    stream = JobStream(rate_per_h=jobs_per_home_h * n_homes)
+    scenario = _scenario(region, n_homes, days=days, jobs=stream)
     fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
     warm = _scenario(region, n_homes, days=0.02, jobs=stream)
     for run in (run_policy_fused, run_policy):
@@ -175,18 +161,41 @@ def _leases_held(region: Region, n_homes: int) -> dict[str, Any]:
         lambda: run_policy_fused(scenario, fleet, jobs, "heat-aware", progress=progressed.append)
     )
     engine_s, _ = _timed(lambda: run_policy(scenario, fleet, jobs, "heat-aware"))
-    steps = np.diff(np.array([0, *progressed]))
     home_steps = n_homes * scenario.n_steps
     return {
-        "what": "heat-aware, 0.003 jobs per home and hour (one every 2 steps), 12 h: leased "
-        "tasks run in the fused kernel between claims",
+        "what": what,
         "homes": n_homes,
         "steps": scenario.n_steps,
-        "steps_in_bursts_of_2_or_more": int(np.sum(steps[steps > 1])),
         "fused_home_steps_per_s": home_steps / fused_s,
         "engine_home_steps_per_s": home_steps / engine_s,
         "ratio": engine_s / fused_s,
-    }
+    }, progressed
+
+
+def _scheduling_bound(region: Region, n_homes: int) -> dict[str, Any]:
+    result, _ = _with_jobs(
+        region,
+        n_homes,
+        jobs_per_home_h=0.15,
+        days=0.25,
+        what="heat-aware, 0.15 jobs per home and hour, 6 h: most steps hold a lease and run "
+        "as the engine's own scheduling steps",
+    )
+    return result
+
+
+def _leases_held(region: Region, n_homes: int) -> dict[str, Any]:
+    """``heat-aware`` with few arrivals (one every 2 steps): most steps hold a lease, few claim."""
+    result, progressed = _with_jobs(
+        region,
+        n_homes,
+        jobs_per_home_h=0.003,
+        days=0.5,
+        what="heat-aware, 0.003 jobs per home and hour (one every 2 steps), 12 h: leased "
+        "tasks run in the fused kernel between claims",
+    )
+    steps = np.diff(np.array([0, *progressed]))
+    return result | {"steps_in_bursts_of_2_or_more": int(np.sum(steps[steps > 1]))}
 
 
 def _cold_compile_s() -> float | None:
