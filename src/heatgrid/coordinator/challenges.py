@@ -264,8 +264,8 @@ def _order(challenge_id: str, plan: rule.ChallengePlan) -> ChallengeOrder:
     )
 
 
-def _held_back(device: Device, plan: rule.ChallengePlan, flops: float) -> str | None:
-    """Return why the challenge of ``plan`` cannot be sent to the device's agent, else None.
+def _held_back(device: Device, order: ChallengeOrder, flops: float) -> str | None:
+    """Return why ``order`` cannot be sent to the device's agent, else None.
 
     An order whose meaning-changing fields need a feature the agent did not declare
     (:func:`heatgrid.protocol.features.missing_features`) is not sent: an older agent would
@@ -274,12 +274,12 @@ def _held_back(device: Device, plan: rule.ChallengePlan, flops: float) -> str | 
     answers in time for a big GPU. The device keeps owing the challenge, so it gets no tasks
     (it is not quarantined), until its agent declares the feature.
     """
-    needed = features.missing_features(_order("-", plan), device.agent_features)
+    needed = features.missing_features(order, device.agent_features)
     if not needed:
         return None
     return (
         f"its hardware claim ({flops / 1e12:.3g} TFLOPS) is unproven: the hardware challenge "
-        f"that proves it ({plan.links} links of {plan.steps} products of {plan.n} x {plan.n} "
+        f"that proves it ({order.links} links of {order.steps} products of {order.n} x {order.n} "
         f"matrices) needs agent features its agent does not declare "
         f"({', '.join(sorted(needed))}); it gets no tasks until its agent is updated and "
         "passes that challenge"
@@ -327,24 +327,25 @@ def issue_due(
         device.challenge_due_ts = now_ts
     due = device.challenge_due_ts is not None and device.challenge_due_ts <= now_ts
     plan = _next_plan(session, device, settings, flops) if due else None
-    if plan is not None:
-        device.claim_unproven_reason = _held_back(device, plan, flops)
-    if plan is None or device.claim_unproven_reason is not None:
+    order = None if plan is None else _order(new_id(), plan)
+    if order is not None:
+        device.claim_unproven_reason = _held_back(device, order, flops)
+    if order is None or device.claim_unproven_reason is not None:
         return None
     found = DeviceChallenge(
-        id=new_id(),
+        id=order.challenge_id,
         device_id=device.id,
-        seed=plan.seed,
-        n=plan.n,
-        links=plan.links,
-        steps=plan.steps,
-        deadline_s=plan.deadline_s,
+        seed=order.seed,
+        n=order.n,
+        links=order.links,
+        steps=order.steps,
+        deadline_s=order.deadline_s,
         claimed_flops_per_s=flops,
         issued_ts=now_ts,
         committed_ts=None,
         root_hex=None,
         places=None,
-        memory_bytes=plan.memory_bytes,
+        memory_bytes=order.memory_bytes,
         memory_root_hex=None,
         blocks=None,
         state="issued",
@@ -352,7 +353,7 @@ def issue_due(
         ended_ts=None,
     )
     session.add(found)
-    return _order(found.id, plan)
+    return order
 
 
 def _get(session: Session, device: Device, challenge_id: str) -> DeviceChallenge:
