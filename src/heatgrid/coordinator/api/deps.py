@@ -292,8 +292,7 @@ def _live_device(request: Request, session: Session, identity: DeviceIdentity) -
     return device
 
 
-_Identity = Annotated[DeviceIdentity, Depends(require_device_identity)]
-DeviceIdentityDep = _Identity
+DeviceIdentityDep = Annotated[DeviceIdentity, Depends(require_device_identity)]
 """The device named in the path, admitted by its own token (:func:`require_device_identity`)."""
 
 
@@ -314,7 +313,7 @@ async def writing_as_device(
     )
 
 
-def require_device(identity: _Identity, request: Request, session: SessionDep) -> Device:
+def require_device(identity: DeviceIdentityDep, request: Request, session: SessionDep) -> Device:
     """Admit the device's own token, as :func:`require_device_identity`, and read its row.
 
     The row is read in any case (a cached token saves only the check of its secret), so a
@@ -324,7 +323,7 @@ def require_device(identity: _Identity, request: Request, session: SessionDep) -
     return _live_device(request, session, identity)
 
 
-async def require_device_reading(identity: _Identity, request: Request) -> Device:
+async def require_device_reading(identity: DeviceIdentityDep, request: Request) -> Device:
     """As :func:`require_device`, but the row is read on a read-only session of its own.
 
     For async routes that write later in a short transaction of their own (:func:`writing`):
