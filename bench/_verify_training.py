@@ -165,7 +165,7 @@ def _run_task(
         if cheat is not None:
             fleet.checks_of_cheats += 1
             fleet.catching_checks += not stands
-        fleet.reputation[original] = trust.after_result(rep, stands)
+        fleet.reputation[original] = trust.after_check(rep, trust.CheckedAs.OWN, stands)
         if stands:
             fleet.cheated_accepted += cheat is not None
             return

@@ -10,20 +10,26 @@ policies run on the same fleet, the same tasks and the same random draws, with t
 - ``adaptive``: a task runs on one device; :func:`~heatgrid.core.trust.needs_replica` decides,
   from the device's reputation, whether it is spot-checked (then it wants 2 agreeing owners),
   :func:`~heatgrid.core.trust.judge_results` asks for replicas on devices of other owners until
-  a quorum agrees (at most 4 results); as in the coordinator, only checked results change a
-  reputation, caught devices are quarantined, and a result that is not checked is held until
-  a spot check drawn for a later result of its device passes (agreeing as another device's
-  replica releases nothing), or forfeited when the device is caught
-  (:func:`~heatgrid.core.trust.held_fate`); ``adaptive_replicas_release`` is the same with the
-  former rule, where a replica's agreement released its device's held credit too.
+  a quorum agrees (at most 4 results); as in the coordinator, only a passed check drawn for a
+  device's own result raises its reputation (:func:`~heatgrid.core.trust.after_check`; an
+  agreeing replica is paid for itself and earns nothing more), caught devices are
+  quarantined, and a result that is not checked is held until a spot check drawn for a later
+  result of its device passes (agreeing as another device's replica releases nothing), or
+  forfeited when the device is caught (:func:`~heatgrid.core.trust.held_fate`);
+  ``adaptive_replicas_release`` is the same with the former rule, where a replica's agreement
+  raised its device's reputation and released its held credit too.
 - ``triple``: every task runs on three devices of different owners and wants 2 agreeing.
 
 Each fleet runs twice: *new* (every device starts without a record, so the run includes the
-ramp to trust: about 2,000 results per device at the defaults) and *trusted* (every device,
-cheats included, starts at the floor: the cheat that behaved until trusted). The overhead
-goal (<= 5 % of compute once trusted) is judged on the trusted run, and the extra executions
-are split into spot-check replicas, replicas of devices not yet trusted, and tie-break
-replicas after a disagreement. *Exposure* follows many cheating devices, each trusted, until
+ramp to trust: about 2,470 results of its own per device at the defaults) and *trusted*
+(every device, cheats included, starts at the floor: the cheat that behaved until trusted).
+The overhead goal (<= 5 % of compute once trusted) is judged on the trusted run, and the extra
+executions are split into spot-check replicas, replicas of devices not yet trusted, and tie-break
+replicas after a disagreement. *Ramp to the floor* runs a small fleet of honest devices (50,
+so that each runs thousands of results) and counts the results of its own a device runs
+before its spot-check rate reaches the floor, under the rule and under the former one where an
+agreeing replica raised its reputation too (a cheat honest until trusted, and honest on every
+replica, ramps like them). *Exposure* follows many cheating devices, each trusted, until
 each is caught (each device also runs replicas of other devices' results, as many as the
 floor's share of its own), and counts the cheated results paid before the catch; the goal "no
 cheat unpaid-for beyond one spot-check interval" holds *on average* when that is at most one
@@ -67,7 +73,7 @@ class _Cheat:
 
     rate: float  # share of its results a cheating device makes up
     honest_on_replicas: bool = False  # it never cheats on a replica (it can tell one)
-    replicas_release: bool = False  # the former rule: a replica's agreement releases credit
+    replicas_release: bool = False  # the former rule: an agreeing replica releases, raises
 
 
 _CHEATS = {
@@ -98,6 +104,8 @@ class _Fleet:
     forfeited_cheated: int = 0
     wrong_accepted: int = 0
     undecided: int = 0
+    own_results: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    at_floor_after: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @classmethod
     def new(cls, cheats: np.ndarray, cheat: _Cheat, floor: float, start: int) -> _Fleet:
@@ -112,6 +120,8 @@ class _Fleet:
             np.zeros(count, dtype=bool),
             [[] for _ in range(count)],
             np.zeros(count, dtype=np.int64),
+            own_results=np.zeros(count, dtype=np.int64),
+            at_floor_after=np.full(count, -1, dtype=np.int64),  # own results, -1: not yet
         )
 
 
@@ -162,6 +172,7 @@ def _settle(
 
 def _run_task(fleet: _Fleet, task: int, rng: np.random.Generator, policy: str) -> None:
     first = _pick(fleet, rng, set())
+    fleet.own_results[first] += 1
     if policy == "triple":
         quorum, runs, kind = 2, 3, "spot_check"
     else:
@@ -199,9 +210,17 @@ def _run_task(fleet: _Fleet, task: int, rng: np.random.Generator, policy: str) -
         if quorum == 1:  # unchecked: held until a later check of the device passes
             fleet.held[device].append((now, cheated))
             continue
-        fleet.reputation[device] = trust.after_result(fleet.reputation[device], True)
+        # A replica's device knew it was one: it earns nothing beyond its own pay
+        # (trust.passed_drawn_check), except under the former rule.
+        checked_as = trust.CheckedAs.OWN if device == first else trust.CheckedAs.REPLICA
+        if fleet.replicas_release:
+            checked_as = trust.CheckedAs.OWN
+        fleet.reputation[device] = trust.after_check(fleet.reputation[device], checked_as, True)
+        at_floor = trust.spot_check_rate(fleet.reputation[device], fleet.floor) <= fleet.floor
+        if at_floor and fleet.at_floor_after[device] < 0:
+            fleet.at_floor_after[device] = fleet.own_results[device]
         fleet.paid_cheated[device] += cheated  # agreed by a quorum of owners: paid now
-        if device == first or fleet.replicas_release:  # a replica's device knew it was one
+        if trust.passed_drawn_check(checked_as, True):
             _settle(fleet, device, caught=False, check_ts=now, now=now)
 
 
@@ -219,6 +238,8 @@ def _run(
     second_half = args.tasks - args.tasks // 2
     caught = fleet.quarantined & cheats
     still_held = sum(cheated for device in range(args.devices) for _, cheated in fleet.held[device])
+    rates = np.array([trust.spot_check_rate(rep, floor) for rep in fleet.reputation])
+    reached = ~cheats & (fleet.at_floor_after >= 0)
     return {
         "cheating_devices": int(cheats.sum()),
         "cheating_devices_quarantined": int(caught.sum()),
@@ -234,6 +255,11 @@ def _run(
         "cheated_results_still_held": int(still_held),
         "wrong_digests_accepted": fleet.wrong_accepted,
         "undecided_tasks": fleet.undecided,
+        "spot_check_rate_at_end_mean_honest_devices": float(rates[~cheats].mean()),
+        "own_results_to_reach_the_floor_mean_honest_devices": (
+            float(fleet.at_floor_after[reached].mean()) if reached.any() else None
+        ),
+        "honest_devices_at_the_floor_share": float(reached.sum() / max(1, (~cheats).sum())),
     }
 
 
@@ -351,6 +377,7 @@ def main() -> None:
     parser.add_argument("--floor", type=float, default=trust.DEFAULT_SPOT_CHECK_FLOOR)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--training-tasks", type=int, default=20_000)
+    parser.add_argument("--ramp-tasks", type=int, default=200_000)
     args = parser.parse_args()
     floor = args.floor
     interval = 1.0 / floor
@@ -384,6 +411,15 @@ def main() -> None:
                 exposure["share_of_devices_paid_beyond_one_interval"] == 0.0
             ),
         }
+    # The ramp: own results a device (an honest one, or a cheat honest until trusted) runs
+    # before its spot-check rate reaches the floor, now and under the former rule where its
+    # agreeing replicas raised its reputation too; a small fleet, so that each device runs
+    # thousands of results.
+    ramp_args = argparse.Namespace(**{**vars(args), "devices": 50, "tasks": args.ramp_tasks})
+    ramp = {
+        name: _run("adaptive", _Cheat(0.0, replicas_release=former), floor, 0, ramp_args)
+        for name, former in (("now", False), ("former_rule_replicas_raise", True))
+    }
     result = {
         "benchmark": "verify",
         "what": "verification overhead (extra executions per task, tasks of equal compute) and "
@@ -397,8 +433,23 @@ def main() -> None:
         "trusted_reputation": trusted_reputation(floor),
         "hold_rule": "unchecked results held until a spot check drawn for a later result of "
         "the device passes (an agreeing replica it ran releases nothing)",
+        "reputation_rule": "only a passed spot check drawn for the device's own result raises "
+        "its reputation; an agreeing replica it ran leaves it unchanged; any disagreement "
+        "resets it",
         "baseline": "triple replication, 2 of 3 owners agree, same run",
         "fleets": fleets,
+        "ramp_to_the_floor": {
+            "devices": 50,
+            "tasks": args.ramp_tasks,
+            "own_results_to_reach_the_floor_mean": {
+                name: run["own_results_to_reach_the_floor_mean_honest_devices"]
+                for name, run in ramp.items()
+            },
+            "devices_at_the_floor_share": {
+                name: run["honest_devices_at_the_floor_share"] for name, run in ramp.items()
+            },
+            "overhead": {name: run["overhead"] for name, run in ramp.items()},
+        },
         "goal_overhead_once_trusted": _GOAL_OVERHEAD,
         "goal_cheat_paid_before_caught_mean_at_most": interval,
         "undetected_probability_sporadic_after_1000_results": trust.undetected_probability(

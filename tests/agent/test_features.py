@@ -23,7 +23,7 @@ from pydantic import ConfigDict, ValidationError, create_model
 from tests.agent.coordinator_app import ServedCoordinator, SimClock, migrated_database, running
 
 from heatgrid.agent.challenge import FEATURES
-from heatgrid.agent.client import CoordinatorClient
+from heatgrid.agent.client import CoordinatorClient, CoordinatorRefusedError
 from heatgrid.agent.config import parse_config
 from heatgrid.agent.daemon import AgentDaemon
 from heatgrid.agent.enroll import enroll
@@ -157,7 +157,11 @@ def _older_coordinator(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 def test_an_agent_sends_its_heartbeats_without_features_to_an_older_coordinator(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Agents may be updated before their coordinator: the heartbeat still goes through."""
+    """Agents may be updated before their coordinator: the heartbeat still goes through.
+
+    The client's one mechanism for informational fields does it (``features`` is one,
+    :mod:`heatgrid.protocol.informational`): the daemon always declares its features.
+    """
     seen = _older_coordinator(monkeypatch)
     clock = SimClock(T0_TS)
     database_url, code = migrated_database(tmp_path, clock)
@@ -166,7 +170,7 @@ def test_an_agent_sends_its_heartbeats_without_features_to_an_older_coordinator(
     async def scenario() -> AgentDaemon:
         async with running(coordinator):
             with StateStore(tmp_path / "agent.sqlite3") as store:
-                async with CoordinatorClient(coordinator.url, timeout_s=5.0) as client:
+                async with CoordinatorClient(coordinator.url, timeout_s=5.0, clock=clock) as client:
                     await enroll(parse_config(_CONFIG), store, client, code)
                     daemon = AgentDaemon(
                         parse_config(_CONFIG),
@@ -190,6 +194,13 @@ def test_an_agent_sends_its_heartbeats_without_features_to_an_older_coordinator(
     assert sum("older than this agent" in record.message for record in caplog.records) == 2
 
 
+def _mark() -> CheckpointMark:
+    tensors = TensorFingerprintBody(
+        values_sha256="0" * 64, count=1, norm=1.0, sketch=[0.0] * fingerprint.SKETCH_SIZE
+    )
+    return CheckpointMark(step=10, fingerprint=tensors)
+
+
 def test_the_client_leaves_fields_at_their_default_out_of_its_requests() -> None:
     """A coordinator older than an optional field sees it only where the agent uses it.
 
@@ -205,10 +216,7 @@ def test_the_client_leaves_fields_at_their_default_out_of_its_requests() -> None
         )
         return httpx.Response(200, content=status.model_dump_json())
 
-    tensors = TensorFingerprintBody(
-        values_sha256="0" * 64, count=1, norm=1.0, sketch=[0.0] * fingerprint.SKETCH_SIZE
-    )
-    mark = CheckpointMark(step=10, fingerprint=tensors)
+    mark = _mark()
     plain = v1.TaskCompletion(attempt=1, energy_j=5.0, result={"ok": True})
 
     async def scenario() -> None:
@@ -222,3 +230,75 @@ def test_the_client_leaves_fields_at_their_default_out_of_its_requests() -> None
     assert bodies_sent[0]["result"] == {"ok": True}
     assert bodies_sent[1]["start_mark"]["step"] == 10
     assert v1.TaskCompletion.model_validate(bodies_sent[0]) == plain  # the same, read back
+
+
+def _refusing(errors: list[dict[str, str]], sent: list[dict[str, Any]]) -> httpx.MockTransport:
+    """A coordinator that answers every request 422 with ``errors`` (its handler's shape)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
+        return httpx.Response(422, json={"detail": detail, "errors": errors})
+
+    return httpx.MockTransport(answer)
+
+
+_UNKNOWN = "Extra inputs are not permitted"
+
+
+@pytest.mark.parametrize(
+    "errors",
+    [
+        # an informational field among other errors: the request is wrong anyway
+        [
+            {"field": "start_mark", "message": _UNKNOWN, "type": "extra_forbidden"},
+            {"field": "energy_j", "message": "must be >= 0", "type": "greater_than_equal"},
+        ],
+        # an unknown field that is not informational: dropping it would change the request
+        [{"field": "result", "message": _UNKNOWN, "type": "extra_forbidden"}],
+        # an informational field refused for another reason than being unknown
+        [{"field": "start_mark", "message": "a start mark needs both", "type": "value_error"}],
+    ],
+)
+def test_only_a_refusal_of_unknown_informational_fields_is_retried_without_them(
+    errors: list[dict[str, str]],
+) -> None:
+    sent: list[dict[str, Any]] = []
+    report = v1.TaskCompletion(
+        attempt=1, energy_j=5.0, result={"ok": True}, start_mark=_mark(), energy_method="rapl"
+    )
+
+    async def scenario() -> None:
+        transport = _refusing(errors, sent)
+        async with CoordinatorClient("http://coordinator", transport=transport) as client:
+            await client.complete("d", "token", "t", report)
+
+    with pytest.raises(CoordinatorRefusedError) as refused:
+        asyncio.run(scenario())
+    assert refused.value.status_code == 422
+    assert len(sent) == 1  # not sent again
+    assert "start_mark" in sent[0]
+
+
+def test_a_refusal_is_retried_once_and_the_second_answer_stands() -> None:
+    """A coordinator that refuses the request without the fields too is not asked a third time."""
+    sent: list[dict[str, Any]] = []
+    errors = [
+        {"field": "start_mark", "message": _UNKNOWN, "type": "extra_forbidden"},
+        {"field": "energy_method", "message": _UNKNOWN, "type": "extra_forbidden"},
+    ]
+    report = v1.TaskCompletion(
+        attempt=1, energy_j=5.0, result={"ok": True}, start_mark=_mark(), energy_method="rapl"
+    )
+
+    async def scenario() -> None:
+        transport = _refusing(errors, sent)
+        async with CoordinatorClient("http://coordinator", transport=transport) as client:
+            await client.complete("d", "token", "t", report)
+
+    with pytest.raises(CoordinatorRefusedError):
+        asyncio.run(scenario())
+    assert len(sent) == 2
+    assert {"start_mark", "energy_method"} <= set(sent[0])
+    assert not {"start_mark", "energy_method"} & set(sent[1])  # both left out, the rest kept
+    assert sent[1]["result"] == {"ok": True}

@@ -226,8 +226,10 @@ def test_a_wrong_result_is_caught_unpaid_and_the_job_completes_correctly(
         )
     )
     assert reputations[cheat.device_id] == 0
-    assert reputations[bob.device_id] >= 1
-    assert reputations[dave.device_id] >= 1
+    # bob and dave ran only replicas of the cheat's results (it took both tasks first):
+    # agreeing as a replica is paid but earns no reputation (core.trust.after_check)
+    assert reputations[bob.device_id] == 0
+    assert reputations[dave.device_id] == 0
 
     assert _log_in(coordinator, submitter, f"/jobs/{job_id}").status_code == 303
     page = coordinator.client.get(f"/jobs/{job_id}")
@@ -422,6 +424,51 @@ def test_agreeing_as_a_replica_pays_the_replica_but_releases_no_held_credit(
     _submit(coordinator, submitter, tasks=1)
     _checked(alice, [bob], coordinator)  # a check drawn for alice's own result
     assert _owner_paid_and_held(coordinator, alice) == (4 * share, 0)
+
+
+def _reputation(coordinator: Coordinator, heater: Heater) -> int:
+    [(consecutive_verified,)] = _rows(
+        coordinator,
+        select(DeviceReputation.consecutive_verified).where(
+            DeviceReputation.device_id == heater.device_id
+        ),
+    )
+    return int(consecutive_verified)
+
+
+def test_only_a_check_drawn_for_its_own_result_raises_a_devices_reputation(
+    coordinator: Coordinator,
+) -> None:
+    """A cheat honest on every replica it runs (its lease tells it one) must not lower its own
+    spot-check rate by them: an agreeing replica is paid for itself and earns no reputation; a
+    disagreeing one still resets it and quarantines (core.trust.after_check)."""
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    share = round(TASK_COST * 0.85)
+    _set_reputation(coordinator, alice, 5)
+    _set_reputation(coordinator, dave, 7)
+    _submit(coordinator, submitter, tasks=1)
+    _checked(bob, [alice], coordinator)  # alice runs the replica of bob's drawn check
+    assert _reputation(coordinator, bob) == 1  # its own result's check passed
+    assert _reputation(coordinator, alice) == 5  # agreeing as a replica earns nothing
+    assert _owner_paid_and_held(coordinator, alice) == (share, 0)  # but is paid for itself
+
+    alice.answer = _cheat
+    job_id = _submit(coordinator, submitter, tasks=1)
+    _set_reputation(coordinator, alice, 5)
+    bob_before = _owner_paid_and_held(coordinator, bob)
+    _checked(bob, [alice, dave], coordinator)  # alice's replica disagrees, dave breaks the tie
+    assert _job(coordinator, submitter, job_id)["tasks"][0]["result"] == {"square": 0}
+    assert _reputation(coordinator, alice) == 0  # caught as a replica: reset
+    assert _reputation(coordinator, dave) == 7  # the tie-break agreed: a replica, unchanged
+    assert _reputation(coordinator, bob) == 1  # set to 0 for the draw, then its check passed
+    assert _owner_paid_and_held(coordinator, bob)[0] == bob_before[0] + share
+    [(quarantined,)] = _rows(
+        coordinator, select(Device.quarantined_ts).where(Device.id == alice.device_id)
+    )
+    assert quarantined is not None
 
 
 @pytest.mark.parametrize("settings_overrides", [_TRUSTING])

@@ -7,22 +7,33 @@ depth (the answer, each lease, the challenge order, each place to show…). The 
 heartbeats, answers its hardware challenge, claims, reports progress, uploads a checkpoint and
 completes, all through those answers. The coordinator answers 422 naming an unknown field,
 at the top of a request or nested in it.
+
+Backward: an agent newer than its coordinator sends a completion that carries ``start_mark`` to
+the real app whose complete route is the one from before that field (it refuses it as any
+unknown field, through the app's own handler); the agent's client sends it again without the
+field (an informational field, :mod:`heatgrid.protocol.informational`) and the result counts.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import ValidationError
+from fastapi import Request, Response
+from pydantic import ConfigDict, ValidationError, create_model
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heatgrid.agent import challenge as agent_challenge
-from heatgrid.agent.client import CoordinatorClient
+from heatgrid.agent.client import REFUSED_FIELD_RETRY_S, CoordinatorClient
+from heatgrid.coordinator.api import tasks as tasks_api
+from heatgrid.coordinator.api.deps import DeviceIdentityDep, NowTs, SettingsDep
+from heatgrid.core import fingerprint
 from heatgrid.protocol import v1
+from heatgrid.protocol.jobs import CheckpointMark, TensorFingerprintBody
 from heatgrid.protocol.wire import parse_response
 
 from .conftest import Coordinator
@@ -254,3 +265,129 @@ def test_the_coordinator_refuses_unknown_request_fields(
     assert answer.status_code == 422, answer.text
     refused = [(error["field"], error["type"]) for error in answer.json()["errors"]]
     assert refused == [(named, "extra_forbidden")]
+
+
+_CompletionBeforeStartMark = create_model(
+    "TaskCompletion",
+    __config__=ConfigDict(extra="forbid"),
+    **{  # type: ignore[call-overload]
+        name: (field.annotation, field)
+        for name, field in v1.TaskCompletion.model_fields.items()
+        if name != "start_mark"
+    },
+)
+"""The completion of a coordinator from before ``start_mark``: the field is unknown to it."""
+
+
+async def _complete_before_start_mark(
+    *,
+    task_id: str,
+    body: _CompletionBeforeStartMark,  # type: ignore[valid-type]
+    request: Request,
+    identity: DeviceIdentityDep,
+    now_ts: NowTs,
+    settings: SettingsDep,
+) -> Response:
+    """The complete route of a coordinator older than ``start_mark`` (the rest is today's)."""
+    completion = v1.TaskCompletion.model_validate(body.model_dump())  # type: ignore[attr-defined]
+    return await tasks_api.complete(
+        task_id=task_id,
+        body=completion,
+        request=request,
+        identity=identity,
+        now_ts=now_ts,
+        settings=settings,
+    )
+
+
+class _Recording(httpx.AsyncBaseTransport):
+    """Transport that keeps, for each request, its path, whether it named ``start_mark``, and
+    the status of its answer."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.sent: list[tuple[str, bool, int]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        named = b'"start_mark"' in request.content
+        self.sent.append((request.url.path.rsplit("/", 1)[-1], named, response.status_code))
+        return response
+
+
+_MARK = CheckpointMark(
+    step=30,
+    fingerprint=TensorFingerprintBody(
+        values_sha256="0" * 64, count=1, norm=1.0, sketch=[0.0] * fingerprint.SKETCH_SIZE
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"rate_limit_per_s": 1e9, "rate_limit_burst": 10**6, "max_wait_s": 0.0}],
+)
+def test_a_completion_with_a_start_mark_reaches_a_coordinator_older_than_it(
+    coordinator: Coordinator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Agents are often updated before their coordinator: the result must not be lost."""
+    path = "/v1/devices/{device_id}/tasks/{task_id}/complete"
+    coordinator.app.router.add_api_route(path, _complete_before_start_mark, methods=["POST"])
+    coordinator.app.router.routes.insert(0, coordinator.app.router.routes.pop())  # first match
+    answer = coordinator.client.post(
+        "/v1/jobs",
+        json={
+            "name": "train",
+            "device_kinds": ["cpu"],
+            "tasks": [{"energy_j": 3.6e6, "task_input": {"n": n}} for n in range(3)],
+        },
+        headers=coordinator.auth(coordinator.submitter_key()),
+    )
+    assert answer.status_code == 201, answer.text
+    code = coordinator.enrollment_code(coordinator.owner_key())
+    now_ts = coordinator.clock()
+    client_clock = [0.0]
+    recording = _Recording(httpx.ASGITransport(app=coordinator.app))
+
+    async def agent() -> list[str]:
+        states = []
+        async with CoordinatorClient(
+            "http://coordinator.test", transport=recording, clock=lambda: client_clock[0]
+        ) as client:
+            enrolled = await client.enroll(
+                v1.EnrollRequest(
+                    enrollment_code=code,
+                    device_name="study",
+                    device_kind="cpu",
+                    hardware=v1.Hardware(max_power_w=300.0, cpu_cores=1),
+                    has_room=True,
+                )
+            )
+            device_id, token = enrolled.device_id, enrolled.device_token
+            window = [v1.HeatWindowSegment(start_ts=now_ts, duration_s=WEEK_S, heat_power_w=300.0)]
+            await client.heartbeat(
+                device_id, token, v1.Heartbeat(sent_ts=now_ts, heat_window=window)
+            )
+            for step_s in (0.0, 600.0, REFUSED_FIELD_RETRY_S):  # within the hour, then after
+                client_clock[0] += step_s
+                [lease] = (await client.claim(device_id, token, v1.ClaimRequest(slots=1))).leases
+                report = v1.TaskCompletion(
+                    attempt=lease.attempt, energy_j=30.0, result={"ok": True}, start_mark=_MARK
+                )
+                states.append(
+                    (await client.complete(device_id, token, lease.task_id, report)).state
+                )
+        return states
+
+    with caplog.at_level(logging.WARNING, logger="heatgrid.agent"):
+        states = coordinator.client.portal.call(functools.partial(agent))
+    assert states == ["completed"] * 3
+    completions = [(named, status) for path, named, status in recording.sent if path == "complete"]
+    # refused, sent plain; plain (left out within the hour); tried again an hour on: refused, plain
+    assert completions == [(True, 422), (False, 200), (False, 200), (True, 422), (False, 200)]
+    warnings = [
+        record.message for record in caplog.records if "older than this agent" in record.message
+    ]
+    assert len(warnings) == 2
+    assert "start_mark of TaskCompletion" in warnings[0]
+    assert "update the coordinator" in warnings[0]

@@ -156,20 +156,58 @@ def test_the_spot_check_rate_falls_with_a_run_and_stays_above_the_floor(
     rep: trust.Reputation, floor: float, half: int
 ) -> None:
     rate = trust.spot_check_rate(rep, floor, half)
-    nxt = trust.spot_check_rate(trust.after_result(rep, agreed=True), floor, half)
+    own = trust.CheckedAs.OWN
+    nxt = trust.spot_check_rate(trust.after_check(rep, own, agreed=True), floor, half)
     assert floor <= rate <= 1.0
     assert nxt <= rate
-    reset = trust.after_result(rep, agreed=False)
+    reset = trust.after_check(rep, own, agreed=False)
     assert reset.consecutive_verified == 0
     assert reset.job_kind == "train"
     assert trust.spot_check_rate(reset, floor, half) == 1.0
+
+
+_CHECKS = st.lists(st.tuples(st.sampled_from(trust.CheckedAs), st.booleans()), max_size=40)
+
+
+@given(rep=_REPS, checks=_CHECKS)
+def test_only_passed_checks_of_its_own_results_raise_a_devices_reputation(
+    rep: trust.Reputation, checks: list[tuple[trust.CheckedAs, bool]]
+) -> None:
+    """A device can tell a replica from its lease: a cheat honest on every replica it runs
+    must not lower its own spot-check rate by them. The count is the number of passed own
+    checks since the last disagreement (own or replica), and the same rule releases held
+    credit (``passed_drawn_check``)."""
+    after = rep
+    for checked_as, agreed in checks:
+        before = after
+        after = trust.after_check(after, checked_as, agreed)
+        if not agreed:
+            assert after.consecutive_verified == 0
+        elif checked_as is trust.CheckedAs.REPLICA:
+            assert after == before
+        else:
+            assert after.consecutive_verified == before.consecutive_verified + 1
+        assert trust.passed_drawn_check(checked_as, agreed) == (
+            agreed and checked_as is trust.CheckedAs.OWN
+        )
+    last_caught = max((i for i, (_, agreed) in enumerate(checks) if not agreed), default=None)
+    since = checks if last_caught is None else checks[last_caught + 1 :]
+    base = rep.consecutive_verified if last_caught is None else 0
+    own = sum(1 for checked_as, _ in since if checked_as is trust.CheckedAs.OWN)
+    assert after.consecutive_verified == base + own
+    assert after.job_kind == rep.job_kind
+    honest_replicas = [(trust.CheckedAs.REPLICA, True)] * len(checks)
+    replicas_only = rep
+    for checked_as, agreed in honest_replicas:
+        replicas_only = trust.after_check(replicas_only, checked_as, agreed)
+    assert trust.spot_check_rate(replicas_only) == trust.spot_check_rate(rep)
 
 
 def test_the_rate_rule_in_numbers() -> None:
     rep = trust.Reputation("sweep")
     assert trust.spot_check_rate(rep) == 1.0
     for _ in range(10):
-        rep = trust.after_result(rep, agreed=True)
+        rep = trust.after_check(rep, trust.CheckedAs.OWN, agreed=True)
     assert trust.spot_check_rate(rep) == pytest.approx(0.5)
     assert trust.spot_check_rate(trust.Reputation("sweep", 190), floor=0.05) == pytest.approx(0.05)
     assert trust.spot_check_rate(trust.Reputation("sweep", 10**6), floor=0.05) == 0.05

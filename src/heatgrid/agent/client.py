@@ -15,6 +15,14 @@ after a failure (or after the agent restarts) resumes the upload instead of star
 Answers are parsed with :func:`heatgrid.protocol.wire.parse_response`: a field this agent does
 not know (added by a newer coordinator) is ignored, at any depth; a missing or out-of-range
 field is still an unexpected answer (:class:`CoordinatorUnavailableError`).
+
+Requests go the other way: the client leaves every field at its default out of a body, and a
+coordinator older than a field the agent does use refuses it (422, ``Extra inputs are not
+permitted``). When every error of such a 422 names an informational field of the body
+(:data:`heatgrid.protocol.informational.INFORMATIONAL`: one an older coordinator would not use
+anyway), the request is sent once more without those fields, with a warning to update the
+coordinator, and they are left out of that kind of request for :data:`REFUSED_FIELD_RETRY_S`
+(then tried again, in case the coordinator was updated). Any other refusal stays a refusal.
 """
 
 from __future__ import annotations
@@ -23,9 +31,11 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -41,11 +51,13 @@ from heatgrid.protocol.challenge import (
     ChallengeSeal,
     ChallengeVerdict,
 )
+from heatgrid.protocol.informational import informational_fields
 from heatgrid.protocol.jobs import MAX_ARTIFACT_BYTES, CheckpointMark
 from heatgrid.protocol.wire import parse_response
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
+    "REFUSED_FIELD_RETRY_S",
     "ArtifactMismatchError",
     "CheckpointMismatchError",
     "CoordinatorClient",
@@ -57,6 +69,13 @@ _Answer = TypeVar("_Answer", bound=BaseModel)
 _TOO_MANY_REQUESTS = 429
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NO_CONTENT = 204
+_UNPROCESSABLE = 422
+_EXTRA_FORBIDDEN = "extra_forbidden"  # pydantic's error type for an unknown field
+_log = logging.getLogger(__name__)
+
+REFUSED_FIELD_RETRY_S = 3600.0
+"""How long an informational field an older coordinator refused is left out of that kind of
+request before it is sent again [s]."""
 
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 """Size of the chunks a checkpoint is uploaded in [bytes]: what a failed upload may resend."""
@@ -105,6 +124,9 @@ class CoordinatorClient:
         The device token used by the methods that are not given one (artifacts, checkpoints).
     device_id : str, optional
         This device's id, used by the checkpoint methods that are not given one.
+    clock : callable, optional
+        Returns seconds [s] (monotonic by default); times how long a refused informational
+        field is left out (:data:`REFUSED_FIELD_RETRY_S`).
     """
 
     def __init__(
@@ -115,10 +137,13 @@ class CoordinatorClient:
         transport: httpx.AsyncBaseTransport | None = None,
         token: str | None = None,
         device_id: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.device_id = device_id
+        self._clock = clock
+        self._refused_ts: dict[tuple[type[BaseModel], str], float] = {}
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout_s, transport=transport)
 
     async def aclose(self) -> None:
@@ -489,21 +514,64 @@ class CoordinatorClient:
         json_body: BaseModel | None = None,
         **kwargs: object,
     ) -> httpx.Response:
-        """Send a request; return the answer, or raise the client's error."""
-        if json_body is not None:
+        """Send a request; return the answer, or raise the client's error.
+
+        A JSON body whose informational fields an older coordinator refuses is sent once more
+        without them (see the module's docstring).
+        """
+        where = f"{method} {self.url}{path}"
+        if json_body is None:
+            response = await self._request(where, method, path, headers, **kwargs)
+        else:
             headers = {**headers, "Content-Type": "application/json"}
-            # Fields at their default are left out: the coordinator's model fills in the same
-            # defaults, and a coordinator older than an optional field, which refuses unknown
-            # fields, sees it only when the agent really uses it.
-            kwargs["content"] = json_body.model_dump_json(exclude_defaults=True)
-        try:
-            response = await self._http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
-        except httpx.HTTPError as error:
-            raise CoordinatorUnavailableError(
-                f"{method} {self.url}{path}: {type(error).__name__}: {error}"
-            ) from error
+            model = type(json_body)
+            left_out = self._left_out(model)
+            body = _body(json_body, left_out)
+            response = await self._request(where, method, path, headers, content=body, **kwargs)
+            refused = (
+                _refused_informational(json_body, response.content) - left_out
+                if response.status_code == _UNPROCESSABLE
+                else frozenset()
+            )
+            if refused:  # once: a second refusal is the coordinator's answer
+                self._warn_refused(model, refused, where)
+                body = _body(json_body, left_out | refused)
+                response = await self._request(where, method, path, headers, content=body, **kwargs)
         _raise_for_status(method, f"{self.url}{path}", response, response.content)
         return response
+
+    async def _request(
+        self, where: str, method: str, path: str, headers: dict[str, str], **kwargs: object
+    ) -> httpx.Response:
+        """Send one request; return the answer, whatever its status."""
+        try:
+            return await self._http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as error:
+            raise CoordinatorUnavailableError(
+                f"{where}: {type(error).__name__}: {error}"
+            ) from error
+
+    def _left_out(self, model: type[BaseModel]) -> frozenset[str]:
+        """Return the informational fields of ``model`` an older coordinator refused lately."""
+        now = self._clock()
+        return frozenset(
+            field
+            for (owner, field), refused_ts in self._refused_ts.items()
+            if owner is model and now - refused_ts < REFUSED_FIELD_RETRY_S
+        )
+
+    def _warn_refused(self, model: type[BaseModel], fields: frozenset[str], where: str) -> None:
+        now = self._clock()
+        for field in fields:
+            self._refused_ts[(model, field)] = now
+        _log.warning(
+            "%s: the coordinator does not know %s of %s (it is older than this agent): sent "
+            "again without, and left out for %.0f s; update the coordinator",
+            where,
+            ", ".join(sorted(fields)),
+            model.__name__,
+            REFUSED_FIELD_RETRY_S,
+        )
 
     def _headers(self, token: str | None) -> dict[str, str]:
         token = token if token is not None else self.token
@@ -557,6 +625,42 @@ class CoordinatorClient:
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         content = await self._send(method, path, headers, json_body=body)
         return _parsed(answer, content, f"{method} {self.url}{path}")
+
+
+def _body(message: BaseModel, left_out: frozenset[str]) -> str:
+    """Return ``message`` as JSON without its fields at their default nor ``left_out``.
+
+    Fields at their default are left out: the coordinator's model fills in the same defaults,
+    and a coordinator older than an optional field, which refuses unknown fields, sees it only
+    when the agent really uses it.
+    """
+    return message.model_dump_json(exclude_defaults=True, exclude=set(left_out) or None)
+
+
+def _refused_informational(message: BaseModel, content: bytes) -> frozenset[str]:
+    """Return the informational fields of ``message`` a 422's body refuses as unknown.
+
+    Empty unless *every* error of the answer (the coordinator's ``errors``: field, message,
+    type) is pydantic's ``extra_forbidden`` ("Extra inputs are not permitted") on a top-level
+    field of ``message`` listed in :data:`heatgrid.protocol.informational.INFORMATIONAL`.
+    """
+    try:
+        answer = json.loads(content)
+    except ValueError:
+        return frozenset()
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    if not isinstance(errors, list) or not errors:
+        return frozenset()
+    allowed = informational_fields(type(message))
+    fields = set()
+    for error in errors:
+        if not isinstance(error, dict) or error.get("type") != _EXTRA_FORBIDDEN:
+            return frozenset()
+        field = error.get("field")
+        if field not in allowed:
+            return frozenset()
+        fields.add(str(field))
+    return frozenset(fields)
 
 
 def _parsed(answer: type[_Answer], content: bytes, where: str) -> _Answer:

@@ -112,9 +112,6 @@ _ROOM_KEY = "room_model"
 _ENERGY_KEY = "heat_energy_j"
 _ENERGY_MAX_GAP_TICKS = 3.0  # a longer silence (agent stopped, clock jump) counts no energy
 _MINING_INTERVAL_S = 300.0  # how often the proxy's count is read for Home Assistant [s]
-_UNPROCESSABLE = 422
-_FEATURES_UNKNOWN = "features: Extra inputs are not permitted"
-_FEATURES_RETRY_S = 3600.0  # after an older coordinator refused ``features``, ask again [s]
 _ROOM_FIT_TRIED_KEY = "room_model_tried_ts"
 _HISTORY_INTERVAL_S = 60.0
 _ROOM_FIT_INTERVAL_S = 86_400.0
@@ -225,15 +222,6 @@ def _ha_action(mode: Mode, result: TickResult) -> Action:
     return "heating" if result.command.heating else "idle"
 
 
-def _refuses_features(error: CoordinatorRefusedError) -> bool:
-    """Return True when a 422 says the ``features`` field is unknown (an older coordinator).
-
-    The coordinator names each refused field by its place and pydantic's message (the same
-    since the first coordinator that checked heartbeats).
-    """
-    return error.status_code == _UNPROCESSABLE and _FEATURES_UNKNOWN in str(error)
-
-
 class AgentDaemon:
     """One heater's agent.
 
@@ -312,7 +300,6 @@ class AgentDaemon:
         self.mining: v1.DeviceMining | None = None
         """The coordinator's count of this heater's mining, read for Home Assistant (or None)."""
         self._mining_ts = -math.inf
-        self._features_refused_ts = -math.inf
         self.pools = PoolPointer(
             [device for device in devices if isinstance(device, PoolMiner)], store, clock
         )
@@ -752,9 +739,11 @@ class AgentDaemon:
                 heat_window=self.heat_window(now_ts, forecast_c),
                 device_kind=kind,
                 hardware=hardware,
-                features=self._features(now_ts),
+                features=sorted(FEATURES),
             )
-            answer = await self._heartbeat(device_id, token, heartbeat, now_ts)
+            # A coordinator older than ``features`` refuses it: the client sends the heartbeat
+            # again without it (an informational field, heatgrid.protocol.informational).
+            answer = await self._client.heartbeat(device_id, token, heartbeat)
             received = time.monotonic()
             self.store.acknowledge(samples)
             self._heartbeat_s = answer.next_heartbeat_s
@@ -772,38 +761,6 @@ class AgentDaemon:
                     _log.error("coordinator refused the hardware challenge's answer: %s", error)
             if len(samples) < v1.MAX_SAMPLES_PER_HEARTBEAT:
                 return
-
-    def _features(self, now_ts: float) -> list[str]:
-        """Return the features to declare: all, unless an older coordinator refused them lately."""
-        if now_ts - self._features_refused_ts < _FEATURES_RETRY_S:
-            return []
-        return sorted(FEATURES)
-
-    async def _heartbeat(
-        self, device_id: str, token: str, heartbeat: v1.Heartbeat, now_ts: float
-    ) -> v1.HeartbeatResponse:
-        """Send ``heartbeat``; sent again without features if the coordinator predates them.
-
-        A coordinator older than :attr:`~heatgrid.protocol.v1.Heartbeat.features` refuses the
-        unknown field (422). The heartbeat then goes again without it, and so do the next ones
-        for :data:`_FEATURES_RETRY_S` (then the agent asks again, in case the coordinator was
-        updated). The agent still acts on every field it knows whatever it declared: the
-        declaration only tells a newer coordinator which orders it may send.
-        """
-        assert self._client is not None
-        try:
-            return await self._client.heartbeat(device_id, token, heartbeat)
-        except CoordinatorRefusedError as error:
-            if not heartbeat.features or not _refuses_features(error):
-                raise
-        _log.warning(
-            "the coordinator does not know the heartbeat's features field (it is older than "
-            "this agent): heartbeats go without it for %.0f s; update the coordinator",
-            _FEATURES_RETRY_S,
-        )
-        self._features_refused_ts = now_ts
-        plain = heartbeat.model_copy(update={"features": []})
-        return await self._client.heartbeat(device_id, token, plain)
 
     async def _claim(self, device_id: str, token: str) -> None:
         workload, result = self._workload, self.last_result

@@ -13,9 +13,11 @@ when the tensor fingerprints they carry agree within it
 (:func:`heatgrid.core.fingerprint.fingerprints_agree`).
 
 * verified: the devices that returned the agreed digest are paid (held credit released to
-  their owners) and, when the result was checked, gain reputation; those that returned another
-  digest forfeit their held credit to the submitter, lose their reputation and are
-  quarantined; the task's result is the agreed one;
+  their owners) and, when the result was checked, the device whose own result the check was
+  drawn for gains reputation (an agreeing replica does not:
+  :func:`heatgrid.core.trust.after_check`); those that returned another digest forfeit their
+  held credit to the submitter, lose their reputation and are quarantined; the task's result
+  is the agreed one;
 * a replica is wanted: the task is ``reported`` and claimable by a device of an owner none of
   whose devices holds a result of it (``leases``);
 * undecided (``verify_max_results`` results, no quorum): every held result is void, its credit
@@ -110,8 +112,16 @@ def reputation(session: Session, device_id: str, kind: str) -> Reputation:
     return Reputation(kind, 0 if row is None else row.consecutive_verified)
 
 
-def _record(session: Session, device_id: str, kind: str, agreed: bool, now_ts: float) -> None:
-    after = trust.after_result(reputation(session, device_id, kind), agreed)
+def _record(
+    session: Session,
+    device_id: str,
+    kind: str,
+    *,
+    checked_as: trust.CheckedAs,
+    agreed: bool,
+    now_ts: float,
+) -> None:
+    after = trust.after_check(reputation(session, device_id, kind), checked_as, agreed)
     row = session.get(DeviceReputation, (device_id, kind))
     if row is None:
         session.add(
@@ -488,11 +498,20 @@ def judge(
             honest = run.device_id in verdict.honest
             if checked or not honest:
                 _close(session, job, (run, owner), VERIFIED if honest else CAUGHT, now_ts)
+            # A replica's device knew its result would be compared: agreeing, it is paid for
+            # itself and earns nothing more (core.trust.passed_drawn_check, the one rule).
+            checked_as = trust.CheckedAs.OWN if run.attempt == drawn else trust.CheckedAs.REPLICA
             if checked:
-                _record(session, run.device_id, kind, honest, now_ts)
-            # A passed drawn check pays what came before it; a caught device forfeits. A
-            # replica's device knew its result would be compared (core.trust.held_fate).
-            if not honest or (checked and run.attempt == drawn):
+                _record(
+                    session,
+                    run.device_id,
+                    kind,
+                    checked_as=checked_as,
+                    agreed=honest,
+                    now_ts=now_ts,
+                )
+            # A passed drawn check pays what came before it; a caught device forfeits.
+            if not honest or (checked and trust.passed_drawn_check(checked_as, honest)):
                 _settle_unchecked(
                     session,
                     run.device_id,

@@ -30,11 +30,12 @@ __all__ = [
     "DEFAULT_SPOT_CHECK_FLOOR",
     "FLOAT32_UNIT_ROUNDOFF",
     "FREIVALDS_SAFETY",
+    "CheckedAs",
     "HoldFate",
     "Judgement",
     "Reputation",
     "Verdict",
-    "after_result",
+    "after_check",
     "agreement",
     "challenge_matrices",
     "challenge_passes_time",
@@ -45,6 +46,7 @@ __all__ = [
     "judge_results",
     "needs_replica",
     "paid_cheats_probability",
+    "passed_drawn_check",
     "relative_l2",
     "replay_judgement",
     "replay_start_agrees",
@@ -239,8 +241,9 @@ def challenge_passes_time(
 class Reputation:
     """A device's record on one job kind.
 
-    ``consecutive_verified`` counts the results in a row [results] that agreed with their
-    replicas or spot checks; trust in one ``job_kind`` says nothing of another.
+    ``consecutive_verified`` counts the device's own results in a row [results] whose drawn
+    spot checks passed (:func:`after_check`; a replica it ran for another device adds
+    nothing); trust in one ``job_kind`` says nothing of another.
     """
 
     job_kind: str
@@ -251,11 +254,51 @@ class Reputation:
         _require_int("consecutive_verified", self.consecutive_verified, 0)
 
 
-def after_result(rep: Reputation, agreed: bool) -> Reputation:
-    """Return the reputation after one checked result: one more if it agreed, else zero."""
-    return dataclasses.replace(
-        rep, consecutive_verified=rep.consecutive_verified + 1 if agreed else 0
-    )
+class CheckedAs(enum.Enum):
+    """How a device's result came to be compared with other owners' (:func:`after_check`)."""
+
+    OWN = "own"
+    """A spot check drawn for the device's own result, the first of its task's round: drawn
+    after the report with a secure generator, so the device could not foresee it."""
+    REPLICA = "replica"
+    """The device ran a replica, a segment replay or a tie-break of another device's result.
+    Its lease tells it so (its attempt is not the task's first; a replay has a stop step), so a
+    cheat can be honest exactly there."""
+
+
+def passed_drawn_check(checked_as: CheckedAs, agreed: bool) -> bool:
+    """Return whether a compared result is a passed check of its device's own result.
+
+    The one rule of what a device earns by agreeing: only such a check raises its reputation
+    (:func:`after_check`) and releases the credit it holds (:func:`held_fate`'s
+    ``passed_check_reported_ts``). An agreeing replica is paid for itself and earns nothing
+    more: a cheat honest on every replica would otherwise lower its own spot-check rate, and be
+    paid at each replica for what it held.
+    """
+    return agreed and checked_as is CheckedAs.OWN
+
+
+def after_check(rep: Reputation, checked_as: CheckedAs, agreed: bool) -> Reputation:
+    """Return the reputation after one compared result of the device.
+
+    One more after a passed check of its own result (:func:`passed_drawn_check`); zero after
+    any disagreement, its own result's or a replica's (the device is caught); unchanged after
+    an agreeing replica. A result let through unchecked is not compared and changes nothing.
+
+    Parameters
+    ----------
+    rep : Reputation
+        The device's record on the job kind.
+    checked_as : CheckedAs
+        Whether the result was its own, drawn for a check, or a replica it ran.
+    agreed : bool
+        The result agreed with the verdict (the device is among the honest).
+    """
+    if not agreed:
+        return dataclasses.replace(rep, consecutive_verified=0)
+    if passed_drawn_check(checked_as, agreed):
+        return dataclasses.replace(rep, consecutive_verified=rep.consecutive_verified + 1)
+    return rep
 
 
 def spot_check_rate(
@@ -334,12 +377,13 @@ def held_fate(
     A trusted device's result that :func:`needs_replica` lets through unchecked verifies its
     task, but its credit is held until a spot check of a *later* result of the same device
     passes (``passed_check_reported_ts > reported_ts``): then every result before that check
-    is paid. Only a check the device could not foresee counts: one drawn for a result it
-    reported as its task's first. A replica it runs of another device's result is compared
-    too, but a device can tell a replica from its lease (its attempt number, a replay's stop
-    step), so it could be honest exactly there: an agreeing replica is paid for itself and
-    releases nothing else (a cheat that is honest on replicas would otherwise be paid, at
-    each replica, for everything it held). A device caught with a wrong result forfeits
+    is paid. Only a check the device could not foresee counts (:func:`passed_drawn_check`,
+    the same rule that raises its reputation): one drawn for a result it reported as its
+    task's first. A replica it runs of another device's result is compared too, but a device
+    can tell a replica from its lease (its attempt number, a replay's stop step), so it could
+    be honest exactly there: an agreeing replica is paid for itself and releases nothing else
+    (a cheat that is honest on replicas would otherwise be paid, at each replica, for
+    everything it held). A device caught with a wrong result forfeits
     everything it still holds, that is every result since its last passed check, whatever
     their number. So a cheated result is paid only when a result reported after it was
     checked and agreed; what a cheat keeps when it is caught is bounded by the results before

@@ -8,6 +8,6 @@ the coordinator's answers with :func:`heatgrid.protocol.wire.parse_response`, wh
 fields it does not know, so a new field in an answer never breaks an older agent.
 """
 
-from heatgrid.protocol import features, jobs, v1, wire
+from heatgrid.protocol import features, informational, jobs, v1, wire
 
-__all__ = ["features", "jobs", "v1", "wire"]
+__all__ = ["features", "informational", "jobs", "v1", "wire"]

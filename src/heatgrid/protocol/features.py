@@ -16,8 +16,8 @@ The rule for such a *meaning-changing* field, the same for every future one:
    (:attr:`heatgrid.protocol.v1.Heartbeat.features`). An agent older than the declaration
    sends none. A coordinator older than the field refuses it as any unknown request field
    (422); an agent updated before its coordinator then sends its heartbeats without the field
-   (the agent leaves fields at their default out of its requests) for an hour, and asks
-   again after.
+   for an hour, and asks again after (``features`` is an informational request field:
+   :mod:`heatgrid.protocol.informational`, applied by the agent's client).
 4. Before sending an answer, the coordinator asks :func:`missing_features` with what the
    agent declared; if anything is missing it does not send the answer with that value, and
    does something safe instead, which it says where the device's owner and the operator see it.

@@ -13,7 +13,9 @@ field of an existing answer: a coordinator that needs an agent to act on somethi
 it so that ignoring it stays safe, or serves a new protocol version.
 
 The other way, a new field in a *request* needs a coordinator that knows it: a newer agent
-must not send it to an older coordinator (the coordinator is updated first).
+must not rely on an older coordinator reading it (the coordinator is updated first). The agent
+leaves fields at their default out of its requests, and an *informational* field that an older
+coordinator refuses as unknown (:mod:`heatgrid.protocol.informational`) is sent again without.
 """
 
 from __future__ import annotations

@@ -625,9 +625,10 @@ class PayoutBatchItem(Base):
 class DeviceReputation(Base):
     """A device's record on one job kind (:class:`heatgrid.core.trust.Reputation`).
 
-    ``consecutive_verified`` counts its results in a row that devices of other owners agreed
-    with; a disagreement resets it to zero. ``job_kind`` is the SHA-256 of the job's artifact
-    (``inline`` for jobs without one).
+    ``consecutive_verified`` counts its own results in a row whose drawn spot checks devices
+    of other owners agreed with (a replica it ran for another device adds nothing:
+    :func:`heatgrid.core.trust.after_check`); a disagreement resets it to zero. ``job_kind``
+    is the SHA-256 of the job's artifact (``inline`` for jobs without one).
     """
 
     __tablename__ = "device_reputations"
