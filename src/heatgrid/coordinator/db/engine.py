@@ -110,7 +110,7 @@ thread to finish on.
 
 All of them are kept once opened (the pool's size, no overflow). With 10 kept and 30 of
 overflow, a connection returned while 10 were idle was closed, and the next request over ten
-at once opened a new one: under 16 concurrent claimers about ten PostgreSQL backends were
+at once opened a new one: under 16 concurrent claimers about eight PostgreSQL backends were
 started and ended per second (each a fork, its catalog caches filled again and its prepared
 statements parsed and planned again): kept, PostgreSQL's CPU per claim or completion batch
 of 32 fell from 6.8 to 4.2 ms in one pair of benchmark runs (docs/performance.md, "Claims,
