@@ -157,7 +157,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _postgres_settings(workers: int, durability: str) -> dict[str, str]:
-    # Each coordinator worker's SQLAlchemy pool holds at most 15 connections (5 + 10 overflow).
+    # Each coordinator worker keeps at most POOL_CONNECTIONS (40) connections (db.engine).
     settings = {
         "max_connections": str(30 + 40 * workers),
         "shared_buffers": "256MB",

@@ -20,7 +20,7 @@ from heatgrid.coordinator.db import (
     make_engine,
     upgrade,
 )
-from heatgrid.coordinator.db.models import Base
+from heatgrid.coordinator.db.models import CLAIMABLE_TASK_STATES, HOLDING_TASK_STATES, Base
 
 
 def _has_expression(index: Index) -> bool:
@@ -44,7 +44,21 @@ def _index_columns(engine: Engine, table: str, name: str) -> str:
         definition = connection.exec_driver_sql(
             sql.replace(":table", f"'{table}'").replace(":name", f"'{name}'")
         ).scalar_one()
-    return re.sub(r"\s+", " ", definition[definition.index("(") + 1 : definition.rindex(")")])
+    columns = definition.split(" WHERE ")[0]  # a partial index's predicate follows
+    return re.sub(r"\s+", " ", columns[columns.index("(") + 1 : columns.rindex(")")])
+
+
+def _index_predicates(engine: Engine) -> dict[str, str]:
+    """Each partial index of ``tasks`` and its predicate, as PostgreSQL stores it."""
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks'"
+        ).all()
+    return {
+        str(name): str(definition).split(" WHERE ", 1)[1]
+        for name, definition in rows
+        if " WHERE " in str(definition)
+    }
 
 
 def test_migrations_produce_the_models_schema(empty_database_url: str) -> None:
@@ -76,6 +90,17 @@ def test_migrations_produce_the_models_schema(empty_database_url: str) -> None:
         for table_name, index in expression_indexes:
             wanted = ", ".join(getattr(part, "name", str(part)) for part in index.expressions)
             assert _index_columns(engine, table_name, str(index.name)) == wanted
+        if engine.dialect.name == "postgresql":  # partial there (as the models say), not on SQLite
+            states = {
+                name: sorted(re.findall(r"'(\w+)'", predicate))
+                for name, predicate in _index_predicates(engine).items()
+            }
+            assert states == {
+                "ix_tasks_queue": sorted(CLAIMABLE_TASK_STATES),
+                "ix_tasks_fifo": sorted(CLAIMABLE_TASK_STATES),
+                "ix_tasks_lease": sorted(HOLDING_TASK_STATES),
+                "ix_tasks_lease_device_id": [],
+            }
         upgrade(engine)  # a second upgrade changes nothing
         assert current_revision(engine) == head_revision()
     finally:

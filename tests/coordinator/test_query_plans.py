@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from psycopg import sql as psycopg_sql
 from sqlalchemy import Connection, event, text
 
 from .conftest import Coordinator
@@ -136,3 +137,65 @@ def test_a_full_scan_is_seen(coordinator: Coordinator, backend: str) -> None:
     with coordinator.app.state.engine.connect() as connection:
         found = _scans(connection, backend, "SELECT id FROM tasks WHERE energy_j > ?", (1.0,))
     assert found == ["tasks"]
+
+
+def _pg_indexes(plan: Any) -> Iterator[str]:
+    if isinstance(plan, dict):
+        if "Index Name" in plan:
+            yield str(plan["Index Name"])
+        for value in plan.values():
+            yield from _pg_indexes(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            yield from _pg_indexes(value)
+
+
+def _generic_plan_indexes(connection: Connection, statement: str, parameters: Any) -> list[str]:
+    """The indexes of the statement's generic plan: prepared as psycopg prepares it."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    prepared = re.sub(r"%\((\w+)\)s", number, statement)
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    literals = ", ".join(
+        psycopg_sql.Literal(parameters[name]).as_string(raw)  # type: ignore[arg-type]
+        for name in names
+    )
+    connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+    connection.exec_driver_sql(f"PREPARE generic_plan AS {prepared}")
+    row = connection.exec_driver_sql(
+        f"EXPLAIN (FORMAT JSON) EXECUTE generic_plan({literals})"
+    ).one()
+    connection.exec_driver_sql("DEALLOCATE generic_plan")
+    plan = row[0] if not isinstance(row[0], str) else json.loads(row[0])
+    return list(_pg_indexes(plan))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_the_claim_and_the_sweep_read_their_partial_index_in_a_generic_plan(
+    coordinator: Coordinator, backend: str
+) -> None:
+    """psycopg prepares a statement after a few runs, and PostgreSQL may then plan it once for
+    any parameters: the partial claim and lease indexes (``db.models.Task``) serve such a
+    generic plan only where the statement names the states in its text (``leases.state_in``).
+    """
+    recorded = _hot_paths(coordinator)
+    wanted = {
+        "ix_tasks_queue": "ORDER BY tasks.priority DESC",  # the claim's candidates
+        "ix_tasks_lease": "ORDER BY tasks.lease_expires_ts",  # the sweep of expired leases
+    }
+    found = {}
+    with coordinator.app.state.engine.connect() as connection:
+        connection.execute(text("SET enable_seqscan = off"))
+        for index, mark in wanted.items():
+            statement, parameters = next(
+                (statement, parameters) for statement, parameters in recorded if mark in statement
+            )
+            found[index] = _generic_plan_indexes(connection, statement, parameters)
+        connection.rollback()
+    assert all(index in found[index] for index in wanted), found

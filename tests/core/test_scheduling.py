@@ -287,3 +287,45 @@ def test_choices_are_fitting_unique_and_within_the_heat_window(
             (t for t in tasks if fits_hardware(heater, t)), key=lambda t: (t.queued_ts, t.task_id)
         )
         assert [t.task_id for t in fitting[: len(chosen)]] == list(chosen)
+
+
+def _fair_order_by_scan(tasks: list[QueuedTask], running: dict[str, int], slots: int) -> list[str]:
+    """The heat-aware rule for a rack with nothing held back, written as the plain scan it is.
+
+    Each pick: among the tasks of the top priority left, the first in (``queued_ts``, id)
+    order whose submitter has the fewest running tasks; the pick counts for its submitter.
+    """
+    running = dict(running)
+    pending = sorted(tasks, key=lambda task: (-task.priority, task.queued_ts, task.task_id))
+    chosen: list[str] = []
+    while pending and len(chosen) < slots:
+        top = [task for task in pending if task.priority == pending[0].priority]
+        pick = min(top, key=lambda task: running.get(task.submitter_id, 0))  # first of the least
+        pending.remove(pick)
+        chosen.append(pick.task_id)
+        running[pick.submitter_id] = running.get(pick.submitter_id, 0) + 1
+    return chosen
+
+
+@given(
+    tasks=st.lists(
+        st.builds(
+            _task,
+            task_id=st.text("abcdef", min_size=1, max_size=3),
+            queued_ts=st.sampled_from([NOW - 300.0, NOW - 200.0, NOW - 100.0]),
+            priority=st.integers(0, 2),
+            submitter=st.sampled_from(["alice", "bob", "carol"]),
+        ),
+        max_size=20,
+        unique_by=lambda task: task.task_id,
+    ),
+    running=st.dictionaries(st.sampled_from(["alice", "bob", "carol"]), st.integers(0, 4)),
+    slots=st.integers(0, 25),
+)
+def test_heat_aware_picks_by_priority_then_least_served_submitter_then_age(
+    tasks: list[QueuedTask], running: dict[str, int], slots: int
+) -> None:
+    """Property: the per-submitter queues give the order of the scan over every task."""
+    rack = _rack(slots=slots)
+    chosen = choose("heat-aware", rack, tasks, FleetView(running_by_submitter=running), now_ts=NOW)
+    assert list(chosen) == _fair_order_by_scan(tasks, running, slots)

@@ -636,7 +636,7 @@ def expire_batch(session: Session, *, now_ts: float, settings: Settings) -> int:
     """
     expired = session.execute(
         select(Task.id, Task.attempt)
-        .where(Task.state.in_(_HOLDING), Task.lease_expires_ts < now_ts)
+        .where(leases.state_in(*_HOLDING), Task.lease_expires_ts < now_ts)
         .order_by(Task.lease_expires_ts)
         .limit(EXPIRE_BATCH)
         .with_for_update(skip_locked=True)

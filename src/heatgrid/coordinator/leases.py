@@ -39,12 +39,14 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
     update,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from heatgrid.coordinator import ledger, verification
 from heatgrid.coordinator.checkpoints import CheckpointStore, StagedBlob
@@ -84,6 +86,7 @@ __all__ = [
     "report_progress",
     "result_sha256",
     "save_checkpoint",
+    "state_in",
     "task_status",
     "tasks_of",
 ]
@@ -108,6 +111,17 @@ _EVENT_OF_OUTCOME: dict[AttemptOutcome, TaskEvent] = {
     for event, outcome in leasing.EVENT_OUTCOME.items()
     if event is not TaskEvent.REPORT  # a completion reports only where results are verified
 }
+
+
+def state_in(*states: str) -> ColumnElement[bool]:
+    """Return ``tasks.state IN (…)`` with the states as literals, not bound parameters.
+
+    The claim and lease indexes are partial on PostgreSQL (``db.models.Task``): a prepared
+    statement's generic plan can use one only when the query's states are in its text.
+    """
+    if not all(state.isidentifier() for state in states):
+        raise ValueError(f"not task states: {states!r}")
+    return Task.state.in_([literal_column(f"'{state}'") for state in states])
 
 
 def result_sha256(result: dict[str, object]) -> str:
@@ -192,13 +206,13 @@ def _fleet_view(
             str(submitter): int(count)
             for submitter, count in session.execute(
                 select(Task.submitter_id, func.count())
-                .where(Task.state.in_(_HOLDING), Task.submitter_id.in_(submitters))
+                .where(state_in(*_HOLDING), Task.submitter_id.in_(submitters))
                 .group_by(Task.submitter_id)
             )
         }
     if claimant.has_room or settings.scheduling_policy == "fifo":
         return scheduling.FleetView(running_by_submitter=running)
-    busy = exists().where(Task.lease_device_id == Device.id, Task.state.in_(_HOLDING))
+    busy = exists().where(Task.lease_device_id == Device.id, state_in(*_HOLDING))
     wanting = session.scalar(
         select(func.count(func.distinct(Device.id)))
         .join(HeatWindowSegmentRow, HeatWindowSegmentRow.device_id == Device.id)
@@ -352,7 +366,7 @@ def _replica_ok(owner_id: int) -> Any:
             Device.owner_id == owner_id,
         )
     )
-    return and_(Task.state == _REPORTED, ~exists(same_owner))
+    return and_(state_in(_REPORTED), ~exists(same_owner))
 
 
 def _candidates(
@@ -367,7 +381,7 @@ def _candidates(
 
     ``replicas_for``: the claimant's owner, when reported tasks may be replicated on it.
     """
-    ready = Task.state == _QUEUED
+    ready = state_in(_QUEUED)
     if replicas_for is not None:
         ready = or_(ready, _replica_ok(replicas_for))
     query = select(*_CANDIDATE_COLUMNS).where(
@@ -755,7 +769,7 @@ def renew_device_leases(
     """
     renewed = session.scalars(
         update(Task)
-        .where(Task.lease_device_id == device_id, Task.state.in_(_HOLDING))
+        .where(Task.lease_device_id == device_id, state_in(*_HOLDING))
         .values(lease_expires_ts=now_ts + settings.lease_s)
         .returning(Task.id),
         execution_options={"synchronize_session": False},

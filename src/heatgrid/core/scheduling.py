@@ -27,6 +27,7 @@ Policies (:data:`POLICIES`):
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, get_args
@@ -294,13 +295,12 @@ def _heat_aware(
     max_wait_s: float,
 ) -> tuple[str, ...]:
     running = dict(fleet.running_by_submitter)
-    pending = sorted(fitting, key=lambda task: (-task.priority, task.queued_ts, task.task_id))
+    levels = _fair_levels(fitting)
     left_for_heaters = 0 if claimant.has_room else fleet.heaters_wanting_work
     committed_j = 0.0
     chosen: list[str] = []
-    while pending and len(chosen) < claimant.slots:
-        index = _next_fair(pending, running)
-        task = pending.pop(index)
+    while levels and len(chosen) < claimant.slots:
+        task = _next_fair(levels, running)
         if claimant.has_room:
             needed_j = committed_j + task.energy_to_checkpoint_j
             if math.isinf(time_to_deliver_s(claimant.window, now_ts, needed_j)):
@@ -314,13 +314,39 @@ def _heat_aware(
     return tuple(chosen)
 
 
-def _next_fair(pending: list[QueuedTask], running: Mapping[str, int]) -> int:
-    """Index of the next task: top priority, then least-served submitter, then oldest."""
-    top = pending[0].priority
-    best = 0
-    for index, task in enumerate(pending):
+_Level: TypeAlias = dict[str, deque[tuple[int, QueuedTask]]]
+"""One priority's tasks, per submitter, each in the order of their rank (position, task)."""
+
+
+def _fair_levels(fitting: Sequence[QueuedTask]) -> list[_Level]:
+    """Return the tasks by falling priority; within each, per submitter, oldest first.
+
+    A task's position is its rank in (priority falling, ``queued_ts``, ``task_id``) order.
+    """
+    ranked = sorted(fitting, key=lambda task: (-task.priority, task.queued_ts, task.task_id))
+    levels: list[_Level] = []
+    top: int | None = None
+    for position, task in enumerate(ranked):
         if task.priority != top:
-            break
-        if running.get(task.submitter_id, 0) < running.get(pending[best].submitter_id, 0):
-            best = index
-    return best
+            levels.append({})
+            top = task.priority
+        levels[-1].setdefault(task.submitter_id, deque()).append((position, task))
+    levels.reverse()  # the top priority last: taken from the end
+    return levels
+
+
+def _next_fair(levels: list[_Level], running: Mapping[str, int]) -> QueuedTask:
+    """Take the next task: top priority, then least-served submitter, then the oldest.
+
+    Among the top priority's submitters, the one with the fewest running tasks, ties to the
+    one whose oldest task ranks first; its oldest task. Taken out of ``levels`` (not empty).
+    """
+    level = levels[-1]
+    submitter = min(level, key=lambda name: (running.get(name, 0), level[name][0][0]))
+    queue = level[submitter]
+    _, task = queue.popleft()
+    if not queue:
+        del level[submitter]
+        if not level:
+            levels.pop()
+    return task

@@ -26,9 +26,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from heatgrid.core.leasing import STORED_TASK_STATES, AttemptOutcome
+from heatgrid.core.leasing import LEASED_STATES, STORED_TASK_STATES, AttemptOutcome, TaskState
 
 __all__ = [
+    "CLAIMABLE_TASK_STATES",
+    "HOLDING_TASK_STATES",
     "IDEMPOTENCY_KEY_LENGTH",
     "RESULT_VERDICTS",
     "ROLES",
@@ -208,6 +210,12 @@ JOB_STATES = ("running", "completed", "failed", "cancelled")
 TASK_STATES = STORED_TASK_STATES
 """Task states (:class:`heatgrid.core.leasing.TaskState`); ``dead`` is the dead letter."""
 
+CLAIMABLE_TASK_STATES = (TaskState.QUEUED.value, TaskState.REPORTED.value)
+"""States a claim takes tasks from: queued, or reported (a replica, where results are verified)."""
+
+HOLDING_TASK_STATES = tuple(sorted(state.value for state in LEASED_STATES))
+"""States in which an attempt of the task holds a lease (:data:`core.leasing.LEASED_STATES`)."""
+
 ATTEMPT_OUTCOMES = tuple(outcome.value for outcome in AttemptOutcome)
 """How an attempt ended (``running`` while its lease holds)."""
 
@@ -294,10 +302,40 @@ class Task(Base):
     __table_args__ = (
         CheckConstraint(f"state IN ({_quoted(TASK_STATES)})", name="state"),
         UniqueConstraint("job_id", "task_index"),
-        # The claim query's two orders (heat-aware by priority, fifo), read in index order:
-        Index("ix_tasks_queue", "state", text("priority DESC"), "queued_ts", "id"),
-        Index("ix_tasks_fifo", "state", "queued_ts", "id"),
-        Index("ix_tasks_lease", "state", "lease_expires_ts"),
+        # The claim query's two orders (heat-aware by priority, fifo), read in index order.
+        # On PostgreSQL these three and the lease holder's index are partial: they hold only
+        # the rows in the states their queries read (claimable; holding a lease), so a task
+        # that is leased or ends is not written into the claim indexes, nor an ended one into
+        # the lease indexes (see docs/performance.md, "Claims, sixth pass"). The queries name
+        # those states as literals (``leases.state_in``), for prepared statements' generic
+        # plans to prove the predicate. SQLite's planner matches a partial index's predicate
+        # only to the same literal terms, so it keeps full indexes.
+        Index(
+            "ix_tasks_queue",
+            "state",
+            text("priority DESC"),
+            "queued_ts",
+            "id",
+            postgresql_where=text(f"state IN ({_quoted(CLAIMABLE_TASK_STATES)})"),
+        ),
+        Index(
+            "ix_tasks_fifo",
+            "state",
+            "queued_ts",
+            "id",
+            postgresql_where=text(f"state IN ({_quoted(CLAIMABLE_TASK_STATES)})"),
+        ),
+        Index(
+            "ix_tasks_lease",
+            "state",
+            "lease_expires_ts",
+            postgresql_where=text(f"state IN ({_quoted(HOLDING_TASK_STATES)})"),
+        ),
+        Index(
+            "ix_tasks_lease_device_id",
+            "lease_device_id",
+            postgresql_where=text("lease_device_id IS NOT NULL"),
+        ),
         Index("ix_tasks_job_state", "job_id", "state"),
     )
 
@@ -318,7 +356,7 @@ class Task(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     queued_ts: Mapped[float] = mapped_column(Double)
     not_before_ts: Mapped[float] = mapped_column(Double)
-    lease_device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), index=True)
+    lease_device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"))
     lease_expires_ts: Mapped[float | None] = mapped_column(Double)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     result_sha256: Mapped[str | None] = mapped_column(String(_HASH_LENGTH))
