@@ -57,6 +57,7 @@ _WATCH_MASK: Final = (
 )
 _EVENT = struct.Struct("iIII")
 _READ_BYTES = 1 << 16
+_MOST_BYTES = 1 << 20
 
 
 class _Inotify:
@@ -78,15 +79,23 @@ class _Inotify:
         return int(wd)
 
     def read(self) -> bytes:
-        data = b""
-        while True:
+        """Return the events waiting, up to ``_MOST_BYTES`` (the rest wait for the next read).
+
+        The bound keeps a task that changes files without end from holding the runner here:
+        it is more than the kernel's queue holds by default (16,384 events).
+        """
+        chunks: list[bytes] = []
+        size = 0
+        while size < _MOST_BYTES:
             try:
                 chunk = os.read(self.fd, _READ_BYTES)
             except BlockingIOError:
-                return data
+                break
             if not chunk:
-                return data
-            data += chunk
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
 
     def close(self) -> None:
         os.close(self.fd)
