@@ -355,7 +355,9 @@ def _interleaved(
     its plain rate (steps/s; CPU per step: plain over heatgrid, so that both read as "share
     of the plain speed").
     """
-    steps_needed = 4 * args.slices * args.slice_s * 5000  # far more than the slices train
+    # open-ended: far more steps than the slices train (both stop when asked, at the end);
+    # 5000 steps/s is above any rate seen, 45 the digits job's steps per epoch
+    steps_needed = 4 * args.slices * args.slice_s * 5000
     epochs = max(int(steps_needed / 45), args.epochs)
     params: dict[str, object] = {"epochs": epochs, "threads": 1, "seed": 0}
     plain = subprocess.Popen(
