@@ -14,12 +14,14 @@ One training job (``examples/digits``, PyTorch on CPU, one thread) runs, in the 
   checkpoints and exits), then resumed from that checkpoint by a second runner with its own
   work and checkpoint directories (another heater), to the end;
 - ``plain resume``: the baseline process started from the same checkpoint;
-- ``interleaved``: a plain process and a heatgrid task (checkpointing as ``heatgrid``) both
-  started, then run in turn for ``--slice-s`` each, ``--slices`` pairs, the other one stopped
-  meanwhile (SIGSTOP for the plain process; the runner's duty 0, i.e. the cgroup freezer, for
-  the task), the order swapped every pair (ABBA). The two slices of a pair are a second or
-  two apart, so a change of the cores' speed (neighbours' load, a host's virtual cores) that
-  made whole runs differ by 25 % shifts both sides of a pair alike.
+- ``interleaved``: ``--processes`` times, a fresh plain process and a fresh heatgrid task
+  (checkpointing as ``heatgrid``) both started, then run in turn for ``--slice-s`` each,
+  ``--slices`` pairs, the other one stopped meanwhile (SIGSTOP for the plain process; the
+  runner's duty 0, i.e. the cgroup freezer, for the task), the order swapped every pair
+  (ABBA). The two slices of a pair are a second or two apart, so a change of the cores' speed
+  (neighbours' load, a host's virtual cores) that made whole runs differ by 25 % shifts both
+  sides of a pair alike; fresh processes each time, since one process's own speed differs
+  from another's by a few per cent for as long as it lives.
 
 ``plain`` and ``heatgrid`` alternate ``--repeats`` times and the best of each counts (the
 machine is shared); beside it, each repeat's heatgrid run against the plain run just before it
@@ -47,17 +49,19 @@ busy machine disturbs less than wall-clock rates):
   The short run's own goodput (one preemption in its wall time, two process starts against
   the baseline's one) is reported too.
 
-The verdicts come from the interleaved slices: per pair, the heatgrid slice's steady rate over
-the plain slice's (and the plain CPU time per step over the task cgroup's); the median of the
-pairs' ratios with a distribution-free 95 % confidence interval (the sign test's order
-statistics). A goal is ``met`` when the whole interval meets it, ``missed`` when the whole
+The verdicts come from the interleaved slices: per slice pair, the heatgrid slice's steady
+rate over the plain slice's (and the plain CPU time per step over the task cgroup's); per pair
+of processes, the median of its slice pairs' ratios; over the pairs of processes, the
+geometric mean of those medians with a 95 % confidence interval (Student's t on their logs:
+the pair of processes is the unit, since its own speed difference is shared by all its
+slices). A goal is ``met`` when the whole interval meets it, ``missed`` when the whole
 interval misses it, and ``inconclusive`` only when the interval straddles it
 (``checkpoint_overhead_verdict``, ``goodput_verdict``; ``*_from_cpu`` from the CPU ratios).
 ``conclusive`` is true when both rate goals have a verdict; the former rule (load under half
 the cores, whole-run paired ratios within 0.02) is ``conclusive_by_spread``.
 
 Usage: ``python bench/bench_jobs.py --out PATH [--epochs N] [--checkpoint-interval-s S]
-[--repeats N] [--slices N] [--slice-s S]``. ``--out`` holds the runs measured so far
+[--repeats N] [--processes N] [--slices N] [--slice-s S]``. ``--out`` holds the runs measured so far
 (``"partial": true``) until the result replaces it. Needs the ``ml`` extra (torch,
 scikit-learn), bubblewrap and cgroups.
 """
@@ -290,25 +294,21 @@ def _preempted(
     }
 
 
-def _median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Return the median of ``values`` and a distribution-free confidence interval of it.
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+"""Student's t, 97.5 % quantile, for 1 to 10 degrees of freedom (a two-sided 95 % interval)."""
 
-    The interval runs between the k-th smallest and the k-th largest value, with the largest k
-    for which a binomial(n, 1/2) count below k is at most (1 - confidence) / 2 on either side
-    (the sign test's interval): it assumes only that the pairs are independent, not that
-    their ratios are normal. Fewer than 6 values cannot give a 95 % interval: (min, max).
+
+def _mean_interval(values: list[float]) -> tuple[float, float, float]:
+    """Return the mean of ``values`` and its 95 % confidence interval (Student's t).
+
+    Past 10 degrees of freedom the quantile for 10 is used (2.228: a little wider than exact).
     """
-    ordered = sorted(values)
-    n = len(ordered)
-    tail = (1.0 - confidence) / 2.0
-    k, below = 0, 0.0
-    while k < n // 2:
-        below += math.comb(n, k) / 2.0**n  # P(count <= k)
-        if below > tail:
-            break
-        k += 1
-    k = max(k, 1)  # the k-th order statistic, 1-based
-    return statistics.median(ordered), ordered[k - 1], ordered[n - k]
+    if len(values) < 2:
+        raise ValueError("a confidence interval needs two values or more")
+    mean = statistics.fmean(values)
+    half = _T_975[min(len(values) - 1, len(_T_975)) - 1] * statistics.stdev(values)
+    half /= math.sqrt(len(values))
+    return mean, mean - half, mean + half
 
 
 def _verdict(low: float, high: float, goal: float) -> str:
@@ -344,6 +344,27 @@ def _slice_rate(
 def _interleaved(
     root: Path, ref: ArtifactRef, store: Path, args: argparse.Namespace, every: int
 ) -> dict[str, Any]:
+    """Interleave plain and heatgrid in ``--processes`` fresh pairs of processes; summarize.
+
+    Fresh processes each time: a process's own speed differs from another's running the same
+    code by a few per cent for as long as it lives (its memory layout; in A/A runs here, two
+    plain processes interleaved 40 times differed by 2 to 3 % of CPU per step, beyond the
+    slices' own noise), so the unit of the interval is a pair of processes, not a slice.
+    """
+    by_process: list[tuple[list[float], list[float]]] = []
+    loads: list[float] = []
+    for index in range(args.processes):
+        slices, plain_reports, heatgrid_reports = _interleaved_once(
+            root / f"heater-interleaved-{index}", ref, store, args, every
+        )
+        by_process.append(_slice_ratios(slices, plain_reports, heatgrid_reports))
+        loads += [piece.load_average for piece in slices]
+    return _interleaved_summary(by_process, loads, args)
+
+
+def _interleaved_once(
+    heater_root: Path, ref: ArtifactRef, store: Path, args: argparse.Namespace, every: int
+) -> tuple[list[_Slice], list[tuple[float, float, float]], list[tuple[float, float, float]]]:
     """Train plain and heatgrid at once, each stopped while the other runs a slice.
 
     Both start and import; then, ``--slices`` times, the plain process runs ``--slice-s`` while
@@ -370,7 +391,7 @@ def _interleaved(
         stdout=subprocess.PIPE,
         text=True,
     )
-    heater = _Heater(root / "heater-interleaved", ref, store)
+    heater = _Heater(heater_root, ref, store)
     reports: list[tuple[float, float, float]] = []
     runner_box: list[TaskRunner] = []
     started = threading.Event()
@@ -407,7 +428,7 @@ def _interleaved(
         raise RuntimeError(f"the interleaved heatgrid run did not pause at the end: {ended}")
     printed = json.loads(out.strip().splitlines()[-1])
     plain_reports = [(t, step, c) for t, step, c in printed["reports"]]
-    return _interleaved_summary(slices, plain_reports, reports, args)
+    return slices, plain_reports, reports
 
 
 def _alternate(plain_pid: int, runner: TaskRunner, pairs: int, slice_s: float) -> list[_Slice]:
@@ -441,13 +462,12 @@ def _run_into(
     started.set()
 
 
-def _interleaved_summary(
+def _slice_ratios(
     slices: list[_Slice],
     plain_reports: list[tuple[float, float, float]],
     heatgrid_reports: list[tuple[float, float, float]],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
-    """Pair each heatgrid slice with the plain slice beside it; medians and intervals."""
+) -> tuple[list[float], list[float]]:
+    """Return each slice pair's (heatgrid over plain rate, plain over heatgrid CPU per step)."""
     rate_ratios: list[float] = []
     cpu_ratios: list[float] = []
     for first, second in zip(slices[::2], slices[1::2], strict=True):
@@ -458,19 +478,38 @@ def _interleaved_summary(
             continue
         rate_ratios.append(heat[0] / plain[0])
         cpu_ratios.append(plain[1] / heat[1])
-    if len(rate_ratios) < 6:
-        raise RuntimeError(f"only {len(rate_ratios)} slice pairs measured: run more --slices")
-    rate, rate_low, rate_high = _median_interval(rate_ratios)
-    cpu, cpu_low, cpu_high = _median_interval(cpu_ratios)
-    loads = [piece.load_average for piece in slices]
+    if not rate_ratios:
+        raise RuntimeError("no slice pair measured: run longer --slice-s")
+    return rate_ratios, cpu_ratios
+
+
+def _process_interval(per_process: list[list[float]]) -> tuple[list[float], float, float, float]:
+    """Per process pair, the median of its slices' ratios; their geometric mean and interval.
+
+    Returns (the per-process medians, the geometric mean, its 95 % interval's low and high).
+    """
+    medians = [statistics.median(ratios) for ratios in per_process]
+    mean, low, high = _mean_interval([math.log(ratio) for ratio in medians])
+    return medians, math.exp(mean), math.exp(low), math.exp(high)
+
+
+def _interleaved_summary(
+    by_process: list[tuple[list[float], list[float]]], loads: list[float], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The ratios of every process pair, and their estimate with its 95 % interval."""
+    rate_medians, rate, rate_low, rate_high = _process_interval([rate for rate, _ in by_process])
+    cpu_medians, cpu, cpu_low, cpu_high = _process_interval([cpu for _, cpu in by_process])
     return {
-        "pairs": len(rate_ratios),
+        "processes": len(by_process),
+        "pairs": sum(len(rate) for rate, _ in by_process),
         "slice_s": args.slice_s,
-        "rate_ratios": rate_ratios,
-        "rate_ratio_median": rate,
+        "rate_ratios": [rate for rate, _ in by_process],
+        "rate_ratio_by_process": rate_medians,
+        "rate_ratio": rate,
         "rate_ratio_ci95": [rate_low, rate_high],
-        "cpu_speed_ratios": cpu_ratios,
-        "cpu_speed_ratio_median": cpu,
+        "cpu_speed_ratios": [cpu for _, cpu in by_process],
+        "cpu_speed_ratio_by_process": cpu_medians,
+        "cpu_speed_ratio": cpu,
         "cpu_speed_ratio_ci95": [cpu_low, cpu_high],
         "load_average_1_min_range": [min(loads), max(loads)],
     }
@@ -543,11 +582,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--checkpoint-interval-s", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--slices", type=int, default=40)
+    parser.add_argument("--processes", type=int, default=6)
+    parser.add_argument("--slices", type=int, default=8)
     parser.add_argument("--slice-s", type=float, default=1.0)
     args = parser.parse_args()
-    if args.slices < 6 or args.slice_s < 0.5:
-        parser.error("--slices must be 6 or more and --slice-s 0.5 or more (a 95 % interval)")
+    if args.processes < 3 or args.slices < 1 or args.slice_s < 0.5:
+        parser.error("--processes must be 3 or more, --slices 1 or more, --slice-s 0.5 or more")
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-jobs-") as scratch:
         root = Path(scratch)
@@ -611,19 +651,20 @@ def main() -> None:
             for name in ("checkpoint_overhead_verdict", "goodput_verdict")
         ),
         "conclusive_is": "both rate goals have a verdict from the interleaved slices: the 95 % "
-        "interval of the median paired rate ratio lies wholly on one side of each goal",
+        "interval of the interleaved rate ratio lies wholly on one side of each goal",
         "conclusive_by_spread": _conclusive(runs, paired),
         "conclusive_by_spread_is": "the former rule, over the whole runs: the load stayed under "
         "half the cores during every run and their paired rate ratios agree within 0.02",
         "interleaved": interleaved,
-        "interleaved_is": "plain and heatgrid processes trained at once, each stopped (SIGSTOP; "
-        "the cgroup freezer) while the other ran a slice of slice_s, the order swapped every "
-        "pair; per pair: heatgrid steps/s over plain (rate), plain CPU s per step over "
-        "heatgrid (cpu_speed); medians with distribution-free 95 % intervals (sign test)",
-        "checkpoint_overhead_interleaved": 1.0 - interleaved["rate_ratio_median"],
+        "interleaved_is": "in each of `processes` fresh pairs of processes, plain and heatgrid "
+        "trained at once, each stopped (SIGSTOP; the cgroup freezer) while the other ran a "
+        "slice of slice_s, the order swapped every pair of slices; per slice pair: heatgrid "
+        "steps/s over plain (rate), plain CPU s per step over heatgrid (cpu_speed); per "
+        "process pair the median (*_by_process); the ratio is their geometric mean, with a "
+        "95 % Student's t interval over the process pairs",
+        "checkpoint_overhead_interleaved": 1.0 - interleaved["rate_ratio"],
         "checkpoint_overhead_interleaved_ci95": [1.0 - rate_high, 1.0 - rate_low],
-        "goodput_one_preemption_per_host_hour_interleaved": interleaved["rate_ratio_median"]
-        * hour_share,
+        "goodput_one_preemption_per_host_hour_interleaved": interleaved["rate_ratio"] * hour_share,
         "goodput_one_preemption_per_host_hour_interleaved_ci95": [
             rate_low * hour_share,
             rate_high * hour_share,
