@@ -16,8 +16,8 @@ One training job (``examples/digits``, PyTorch on CPU, one thread) runs, in the 
 - ``plain resume``: the baseline process started from the same checkpoint;
 - ``interleaved``: ``--processes`` times, a fresh plain process and a fresh heatgrid task
   (checkpointing as ``heatgrid``) both started, then run in turn for ``--slice-s`` each,
-  ``--slices`` pairs, the other one stopped meanwhile (SIGSTOP for the plain process; the
-  runner's duty 0, i.e. the cgroup freezer, for the task), the order swapped every pair
+  ``--slices`` pairs, the other one stopped meanwhile by the cgroup freezer (the plain process
+  in a cgroup of its own; the task by the runner's duty 0), the order swapped every pair
   (ABBA). The two slices of a pair are a second or two apart, so a change of the cores' speed
   (neighbours' load, a host's virtual cores) that made whole runs differ by 25 % shifts both
   sides of a pair alike; fresh processes each time, since one process's own speed differs
@@ -75,7 +75,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -88,6 +87,7 @@ from pathlib import Path
 from typing import Any
 
 from heatgrid.jobs.artifact import artifact_path, pack_job
+from heatgrid.jobs.cgroups import TaskCgroup, create_task_cgroup
 from heatgrid.jobs.runner import RunLimits, TaskRunner, latest_checkpoint
 from heatgrid.jobs.sdk import decode_checkpoint
 from heatgrid.protocol.jobs import ArtifactRef, TaskRun, TaskRunOutcome, TaskRunProgress
@@ -370,17 +370,23 @@ def _interleaved_once(
     Both start and import; then, ``--slices`` times, the plain process runs ``--slice-s`` while
     the heatgrid task is frozen (the runner's duty 0: the cgroup freezer, the throttle a
     heater uses), then the other way round, the order swapped every pair (ABBA), and the
-    plain process stopped by SIGSTOP. Each pair's two slices are seconds apart, so a change of
-    the cores' speed (a neighbour's load, the host's virtual cores) shifts both alike; a
-    slice's rate is over the reports inside it. The ratios are each pair's heatgrid rate over
-    its plain rate (steps/s; CPU per step: plain over heatgrid, so that both read as "share
-    of the plain speed").
+    plain process frozen alike in a cgroup of its own. Each pair's two slices are seconds
+    apart, so a change of the cores' speed (a neighbour's load, the host's virtual cores)
+    shifts both alike; a slice's rate is over the reports inside it. The ratios are each
+    pair's heatgrid rate over its plain rate (steps/s; CPU per step: plain over heatgrid, so
+    that both read as "share of the plain speed").
     """
     # open-ended: far more steps than the slices train (both stop when asked, at the end);
     # 5000 steps/s is above any rate seen, 45 the digits job's steps per epoch
     steps_needed = 4 * args.slices * args.slice_s * 5000
     epochs = max(int(steps_needed / 45), args.epochs)
     params: dict[str, object] = {"epochs": epochs, "threads": 1, "seed": 0}
+    # the baseline in a cgroup of its own too, stopped by the freezer as the task is: in an
+    # A/A run here, a plain process so placed and stopped ran 2.4 % [0.04, 4.8] less CPU per
+    # step than one stopped by SIGSTOP in the benchmark's cgroup
+    plain_cgroup = create_task_cgroup(
+        f"bench-plain-{os.getpid()}-{heater_root.name}", memory_bytes=1 << 30, max_processes=64
+    )
     plain = subprocess.Popen(
         [
             sys.executable,
@@ -391,6 +397,8 @@ def _interleaved_once(
         stdout=subprocess.PIPE,
         text=True,
     )
+    for procs_file in plain_cgroup.procs_files:  # it is importing: it trains in the cgroup
+        procs_file.write_text(str(plain.pid))
     heater = _Heater(heater_root, ref, store)
     reports: list[tuple[float, float, float]] = []
     runner_box: list[TaskRunner] = []
@@ -412,14 +420,15 @@ def _interleaved_once(
         assert plain.stdout is not None
         if json.loads(plain.stdout.readline() or "{}").get("training") is not True:
             raise RuntimeError("the plain run ended before it trained")
-        os.kill(plain.pid, signal.SIGSTOP)
+        plain_cgroup.freeze()
         if not started.wait(120.0) or outcome_box:
             raise RuntimeError(f"the heatgrid run did not start training: {outcome_box}")
-        slices = _alternate(plain.pid, runner_box[0], args.slices, args.slice_s)
+        slices = _alternate(plain_cgroup, runner_box[0], args.slices, args.slice_s)
     finally:
-        os.kill(plain.pid, signal.SIGCONT)
+        plain_cgroup.thaw()
         plain.terminate()  # the job sees should_pause() and returns; it prints its reports
         out, _ = plain.communicate(timeout=120)
+        plain_cgroup.remove()
         runner_box[0].set_duty(1.0)
         runner_box[0].request_pause()
         heater_thread.join()
@@ -431,7 +440,9 @@ def _interleaved_once(
     return slices, plain_reports, reports
 
 
-def _alternate(plain_pid: int, runner: TaskRunner, pairs: int, slice_s: float) -> list[_Slice]:
+def _alternate(
+    plain_cgroup: TaskCgroup, runner: TaskRunner, pairs: int, slice_s: float
+) -> list[_Slice]:
     """Run ``pairs`` pairs of slices, one side stopped while the other runs (ABBA order)."""
     slices: list[_Slice] = []
     runner.set_duty(0.0)
@@ -440,9 +451,9 @@ def _alternate(plain_pid: int, runner: TaskRunner, pairs: int, slice_s: float) -
         for who in order:
             start = time.monotonic()
             if who == "plain":
-                os.kill(plain_pid, signal.SIGCONT)
+                plain_cgroup.thaw()
                 time.sleep(slice_s)
-                os.kill(plain_pid, signal.SIGSTOP)
+                plain_cgroup.freeze()
             else:
                 runner.set_duty(1.0)
                 time.sleep(slice_s)
@@ -657,7 +668,7 @@ def main() -> None:
         "half the cores during every run and their paired rate ratios agree within 0.02",
         "interleaved": interleaved,
         "interleaved_is": "in each of `processes` fresh pairs of processes, plain and heatgrid "
-        "trained at once, each stopped (SIGSTOP; the cgroup freezer) while the other ran a "
+        "trained at once, each in its cgroup, frozen while the other ran a "
         "slice of slice_s, the order swapped every pair of slices; per slice pair: heatgrid "
         "steps/s over plain (rate), plain CPU s per step over heatgrid (cpu_speed); per "
         "process pair the median (*_by_process); the ratio is their geometric mean, with a "
