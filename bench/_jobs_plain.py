@@ -3,8 +3,10 @@
 Run as ``python bench/_jobs_plain.py JOB_DIR PARAMS_JSON [RESTORE_FILE]``. The job's ``job.py``
 is imported and its ``main(ctx)`` called with a bare context: no sandbox, no cgroup, no runner,
 no pipes; ``checkpoint`` keeps the newest state in memory, ``restore`` reads ``RESTORE_FILE``
-(bytes that the heatgrid run checkpointed) when given, ``should_pause`` is always false. It
-prints one JSON line: when the process started and each progress report
+(bytes that the heatgrid run checkpointed) when given, ``should_pause`` is false until the
+process gets SIGTERM (then the job stops as it would when a heater pauses it). It prints
+``{"training": true}`` at the first progress report (so that the benchmark knows the imports
+are done), and at the end one JSON line: when the process started and each progress report
 (``time.monotonic``, the system-wide clock the benchmark reads too, the step, and the
 process's CPU time), and the job's result.
 Standard library only (and whatever the job imports).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -36,6 +39,7 @@ class PlainContext:
         self._restore = restore_file
         self.reports: list[tuple[float, float, float]] = []
         self.checkpoints = 0
+        self.stop = False
 
     def restore(self) -> object | None:
         """Return the bytes of the restore file, or None."""
@@ -55,10 +59,12 @@ class PlainContext:
         """Record when (and at what CPU time) the step in ``metrics`` was reached."""
         step = float((metrics or {}).get("step", 0.0))
         self.reports.append((time.monotonic(), step, time.process_time()))
+        if len(self.reports) == 1:
+            print(json.dumps({"training": True}), flush=True)
 
     def should_pause(self) -> bool:
-        """Never: the baseline runs uninterrupted."""
-        return False
+        """False until the process got SIGTERM (the benchmark's end of an open-ended run)."""
+        return self.stop
 
 
 def main(argv: list[str]) -> int:
@@ -70,6 +76,7 @@ def main(argv: list[str]) -> int:
     module = importlib.import_module("job")
     with tempfile.TemporaryDirectory() as out:
         ctx = PlainContext(params, restore_file, Path(out))
+        signal.signal(signal.SIGTERM, lambda *_: setattr(ctx, "stop", True))
         result = module.main(ctx)
     finished = time.monotonic()
     print(

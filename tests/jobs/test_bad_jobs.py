@@ -113,6 +113,38 @@ CASES = {
         "out_of_disk",
         ["the job directory grew to", "over its limit of 32 MiB"],
     ),
+    "ten_gigabytes_in_new_directories": (
+        """
+        import os
+
+        def main(ctx):
+            block = b"x" * (1 << 20)
+            for number in range(10 * 1024):
+                directory = ctx.work_dir / "scratch" / f"d{number % 7}" / str(number)
+                os.makedirs(directory)
+                (directory / "part").write_bytes(block)
+        """,
+        {"disk_bytes": 32 << 20},
+        "out_of_disk",
+        ["the job directory grew to", "over its limit of 32 MiB"],
+    ),
+    "ten_gigabytes_appended_to_files_it_made_first": (
+        """
+        import time
+
+        def main(ctx):
+            files = [open(ctx.output_dir / f"log-{n}", "ab") for n in range(64)]
+            time.sleep(0.6)  # named before the runner's first look; from then only appends
+            block = b"x" * (256 << 10)
+            while True:
+                for file in files:  # each file stays far under the per-file limit for long
+                    file.write(block)
+                    file.flush()
+        """,
+        {"disk_bytes": 32 << 20},
+        "out_of_disk",
+        ["the job directory grew to", "over its limit of 32 MiB"],
+    ),
     "broken_report": (
         """
         import os

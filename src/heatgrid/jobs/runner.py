@@ -9,7 +9,9 @@ its own, and then, until the task ends:
   checkpoint directory, checks its hash and fsyncs it (so a checkpoint of any size never
   holds up the rest of this list);
 * enforces the limits: memory and processes (the cgroup), running time, and the size of the
-  job directory (each file by ``RLIMIT_FSIZE``, the whole directory by watching it);
+  job directory (each file by ``RLIMIT_FSIZE``, the whole directory by watching it:
+  :class:`~heatgrid.jobs.disk.DiskUsage` follows inotify events and walks it only now and
+  then, so a check costs what the task changed, not how many files it has);
 * throttles the task by duty-cycling the cgroup freezer (:meth:`TaskRunner.set_duty`);
 * preempts it when asked (:meth:`TaskRunner.request_pause`): the task's ``ctx.should_pause()``
   turns true; if it has not stopped after ``pause_grace_s``, its process gets SIGTERM; after
@@ -45,6 +47,7 @@ from pydantic import ValidationError
 from heatgrid.jobs import sandbox
 from heatgrid.jobs.artifact import unpack_artifact
 from heatgrid.jobs.cgroups import TaskCgroup, create_task_cgroup
+from heatgrid.jobs.disk import DiskUsage
 from heatgrid.jobs.energy import EnergyMeter
 from heatgrid.jobs.manifest import load_manifest
 from heatgrid.jobs.sdk import (
@@ -83,7 +86,9 @@ _TICK_S = 0.05
 """How often the supervision loop looks while it kills the task, or where it cannot be woken
 by the task's exit (no pidfd) [s]."""
 _DISK_CHECK_S = 0.25
-"""How often the job directory's size is measured [s]; also the longest the loop sleeps."""
+"""How often the job directory's size is looked at [s] (the events since the last look; a full
+walk only when :class:`~heatgrid.jobs.disk.DiskUsage` says one is due); also the longest the
+loop sleeps."""
 _LEAST_WAIT_S = 0.001
 _DUTY_PERIOD_S = 1.0
 MARK_SUFFIX: Final = ".mark.json"
@@ -231,24 +236,6 @@ def _open_dir_inside(root: Path, relative: str) -> int:
             os.close(fd)
         fd = next_fd
     return fd
-
-
-def _disk_bytes(root: Path) -> int:
-    """Return the space the files under ``root`` take on disk [bytes], following no link."""
-    total = 0
-    stack = [str(root)]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            with contextlib.suppress(OSError):
-                info = entry.stat(follow_symlinks=False)
-                total += info.st_blocks * 512
-                if stat.S_ISDIR(info.st_mode):
-                    stack.append(entry.path)
-    return total
 
 
 def _become_subreaper() -> None:
@@ -679,6 +666,7 @@ class TaskRunner:
         selector.register(wake_fd, selectors.EVENT_READ)
         exit_fd = self._watch_exit(process, selector)
         loop = _Loop(started=time.monotonic(), last_disk=time.monotonic())
+        disk = DiskUsage(job_dir, now=loop.started)
         wait_s = _TICK_S
         try:
             while True:
@@ -705,13 +693,14 @@ class TaskRunner:
                     pause, duty = self._pause_requested, self._duty
                 if self._stop is not None:
                     self.cgroup.kill(self._launcher_pid)
-                elif not self._over_limit(loop, now, job_dir):
+                elif not self._over_limit(loop, now, disk):
                     if pause:
                         self._preempt(loop, now, control_fd)
                     else:
                         self._duty_cycle(loop, now, duty)
                 wait_s = self._wait_s(loop, now, pause, duty) if exit_fd is not None else _TICK_S
         finally:
+            disk.close()
             selector.close()
             if exit_fd is not None:
                 os.close(exit_fd)
@@ -766,7 +755,7 @@ class TaskRunner:
             self._stop_with("killed", "the task sent a report line over the size limit")
         return True
 
-    def _over_limit(self, loop: _Loop, now: float, job_dir: Path) -> bool:
+    def _over_limit(self, loop: _Loop, now: float, disk: DiskUsage) -> bool:
         """Stop the task if it is over its time or disk limit; return True if it is."""
         limit_s = self.limits.time_s
         if limit_s is not None and now - loop.started - loop.frozen_until(now) > limit_s:
@@ -774,7 +763,7 @@ class TaskRunner:
             return True
         if now - loop.last_disk > _DISK_CHECK_S:
             loop.last_disk = now
-            used = _disk_bytes(job_dir)
+            used = disk.used_bytes(now)
             if used > self.limits.disk_bytes:
                 self._stop_with(
                     "out_of_disk",
