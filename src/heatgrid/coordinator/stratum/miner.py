@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import math
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -81,6 +82,8 @@ class MinerSession:
         """Job ids made for a new difficulty, and the pool's job id each stands for."""
         self._alias_numbers = itertools.count(1)
         self.closed = False
+        self._heard_s = time.monotonic()
+        """When the last line was read or handled [monotonic s]; +inf while one is handled."""
 
     @property
     def ready(self) -> bool:
@@ -191,24 +194,37 @@ class MinerSession:
         """Return the pool's id of the job a miner's ``job_id`` names."""
         return self._aliases.get(job_id, job_id)
 
+    def silent_too_long(self, now_s: float) -> bool:
+        """Whether the miner has been silent past its timeout at ``now_s`` [monotonic s].
+
+        The handshake timeout until it is subscribed and authorized, the idle timeout after;
+        counted from the last line read, or from the end of its handling (a line that waits
+        for the pool or the database is not silence). The proxy's housekeeping asks this
+        about every connection once a second and closes those silent too long: one
+        comparison per connection there, where a timer per line read (``asyncio.timeout``)
+        made a timer handle, its context and a timeout object for every share, each alive
+        until the connection's next line (seconds, with thousands of miners), so the cycle
+        collector's young passes walked them (``docs/mining.md``, *Speed*).
+        """
+        timeout_s = (
+            self._settings.idle_timeout_s if self.ready else self._settings.handshake_timeout_s
+        )
+        return now_s - self._heard_s > timeout_s
+
     async def serve(self) -> None:
-        """Read and answer lines until the miner leaves, times out or misbehaves."""
+        """Read and answer lines until the miner leaves, is closed for silence, or misbehaves."""
         try:
             while not self.closed:
-                timeout_s = (
-                    self._settings.idle_timeout_s
-                    if self.ready
-                    else self._settings.handshake_timeout_s
-                )
                 try:
-                    async with asyncio.timeout(timeout_s):
-                        line = await self._reader.readuntil(b"\n")
+                    line = await self._reader.readuntil(b"\n")
                 except asyncio.LimitOverrunError:
                     self._count_malformed()
                     break  # a line over the cap closes the connection
                 if line.strip():
+                    self._heard_s = math.inf  # not silent while its line is handled
                     await self._handle(line)
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, OSError):
+                self._heard_s = time.monotonic()
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
             self.closed = True

@@ -35,6 +35,7 @@ from heatgrid.mining.shares import Job
 __all__ = ["StratumProxy", "parse_pool_url"]
 
 _HOUSEKEEPING_S = 1.0
+_SWEEP_CHUNK = 500
 _log = logging.getLogger("heatgrid.coordinator.stratum")
 
 
@@ -238,13 +239,26 @@ class StratumProxy:
                 self._slicer.release(session.slice)
 
     async def _housekeeping(self) -> None:
-        """Vardiff for miners that have gone quiet (a lower difficulty)."""
+        """Once a second: close miners silent too long, and vardiff for those gone quiet.
+
+        The sessions are visited ``_SWEEP_CHUNK`` at a time, with the event loop let run
+        between chunks: a pass over 10,000 miners at once held every share's answer for
+        milliseconds.
+        """
         while True:
             await asyncio.sleep(_HOUSEKEEPING_S)
-            now_s = time.monotonic()
-            for session in list(self.sessions):
-                if session.ready:
-                    session.maybe_retarget(now_s)
+            sessions = list(self.sessions)
+            for start in range(0, len(sessions), _SWEEP_CHUNK):
+                if start:
+                    await asyncio.sleep(0)
+                now_s = time.monotonic()
+                for session in sessions[start : start + _SWEEP_CHUNK]:
+                    if session.closed:
+                        continue
+                    if session.silent_too_long(now_s):
+                        session.close()
+                    elif session.ready:
+                        session.maybe_retarget(now_s)
 
     # ------------------------------------------------------------------ the pool
 
