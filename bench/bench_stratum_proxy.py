@@ -22,8 +22,8 @@ pause while the miners connected and while the shares were measured, and how man
 full pass walked when the shares began.
 
 Usage: ``python bench/bench_stratum_proxy.py --out PATH [--connections N] [--rate R]
-[--database sqlite|postgresql]``; the probe's log of every collection is written beside
-``PATH`` (``.gc.json``).
+[--database sqlite|postgresql] [--gc-census]``; the probe's log of every collection is written
+beside ``PATH`` (``.gc.json``).
 """
 
 from __future__ import annotations
@@ -77,10 +77,17 @@ asyncio.run(main())
 """
 
 _GC_PROBE = """
-import atexit, gc, json, os, runpy, signal, sys, time
-events, marks, started = [], [], [0.0, 0.0]
+import atexit, collections, gc, json, os, runpy, signal, sys, time
+events, marks, started, census = [], [], [0.0, 0.0], []
+CENSUS = os.environ.get("BENCH_GC_CENSUS") == "1"
+def count(objects):
+    kinds = collections.Counter(type(o).__qualname__ for o in objects)
+    return [len(objects), kinds.most_common(12)]
 def probe(phase, info):
     if phase == "start":
+        if CENSUS and marks and info["generation"] >= 1 and len(census) < 12:
+            census.append({"generation": info["generation"], "young": count(gc.get_objects(0)),
+                           "generation1": count(gc.get_objects(1))})
         started[:] = time.perf_counter(), time.thread_time()
     else:
         events.append([time.time(), info["generation"], time.perf_counter() - started[0],
@@ -89,7 +96,7 @@ def mark(_signum, _frame):
     marks.append([time.time(), len(gc.get_objects(2)), gc.get_freeze_count(), gc.get_count()])
 def dump():
     with open(os.environ["BENCH_GC_LOG"], "w") as sink:
-        json.dump({"collections": events, "marks": marks}, sink)
+        json.dump({"collections": events, "marks": marks, "census": census}, sink)
 gc.callbacks.append(probe)
 signal.signal(signal.SIGUSR1, mark)
 atexit.register(dump)
@@ -99,7 +106,9 @@ runpy.run_module("heatgrid.cli.main", run_name="__main__")
 """Runs ``heatgrid stratum`` with its garbage collections timed (``gc.callbacks``): each one's
 wall-clock end, generation, pause and CPU time (the pause less the time without a core);
 SIGUSR1 notes the objects a full collection would walk (generation 2, frozen ones not included)
-and the frozen count. Written as JSON at exit."""
+and the frozen count. With ``BENCH_GC_CENSUS=1``, the first 12 collections of generation 1 or 2
+after that note also count what generations 0 and 1 hold at their start, by type (the 12
+commonest): what survived into them. Written as JSON at exit."""
 
 _ECHO_SERVER = """
 import asyncio, sys
@@ -306,6 +315,10 @@ def _gc_report(path: Path, window: tuple[float, float]) -> dict[str, object]:
             "cpu_ms_total": 1e3 * sum(cpu for *_, cpu in collections),
             "full_cpu_ms_max": 1e3
             * max((cpu for _, generation, _, cpu in collections if generation == 2), default=0.0),
+            "generation1_pause_ms_max": 1e3
+            * max((p for _, generation, p, _ in collections if generation == 1), default=0.0),
+            "generation1_cpu_ms_max": 1e3
+            * max((cpu for _, generation, _, cpu in collections if generation == 1), default=0.0),
             "longest_pauses": [
                 {
                     "generation": generation,
@@ -321,11 +334,18 @@ def _gc_report(path: Path, window: tuple[float, float]) -> dict[str, object]:
         "frozen_objects_at_start_of_shares": marks[0][2] if marks else None,
         "while_connecting": summary(before),
         "during_shares": summary(during),
+        "census": found.get("census", []),
     }
 
 
 async def _run(
-    connections: int, rate: float, duration_s: float, workdir: Path, database_url: str
+    connections: int,
+    rate: float,
+    duration_s: float,
+    workdir: Path,
+    database_url: str,
+    *,
+    census: bool = False,
 ) -> dict[str, object]:
     shares_each = max(2, int(rate * duration_s / connections) + 2)
     devices = _devices(database_url, max(1, connections // _WORKERS_PER_DEVICE))
@@ -353,6 +373,7 @@ async def _run(
                 **os.environ,
                 "HEATGRID_POOL_PASSWORD": _POOL_PASSWORD,
                 "BENCH_GC_LOG": str(gc_log),
+                "BENCH_GC_CENSUS": "1" if census else "0",
             },
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -462,6 +483,13 @@ def main() -> None:
         help="the proxy's database: SQLite in a temporary directory, or a throwaway "
         "PostgreSQL server (full durability: fsync and synchronous_commit on)",
     )
+    parser.add_argument(
+        "--gc-census",
+        action="store_true",
+        help="count what the proxy's generations 0 and 1 hold, by type, at the start of its "
+        "first 12 generation-1 or full collections among the shares (proxy_gc.census); the "
+        "counting delays the proxy, so the latencies of such a run are not comparable",
+    )
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-stratum-")))
@@ -473,7 +501,14 @@ def main() -> None:
         else:
             database_url = f"sqlite:///{workdir / 'coordinator.sqlite3'}"
         result = asyncio.run(
-            _run(args.connections, args.rate, args.duration_s, workdir, database_url)
+            _run(
+                args.connections,
+                args.rate,
+                args.duration_s,
+                workdir,
+                database_url,
+                census=args.gc_census,
+            )
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         # every collection, for a closer look: [end (POSIX s), generation, pause s, CPU s]

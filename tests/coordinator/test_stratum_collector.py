@@ -142,7 +142,7 @@ def test_a_settled_connection_is_frozen_and_a_closed_one_is_freed_by_the_reclaim
             assert (await miner.call(stratum.Authorize(2, f"{device_id}.rig", password))).result
             await miner.job()
             (session,) = proxy.sessions
-            transport = session._writer.transport  # the object asyncio leaves in a cycle
+            transport = session._transport  # the object asyncio leaves in a cycle
             in_full_pass = {id(o) for o in gc.get_objects()}
             assert id(session) in in_full_pass
             assert id(transport) in in_full_pass

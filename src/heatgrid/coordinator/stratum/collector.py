@@ -1,13 +1,13 @@
 """Garbage collection in the proxy's process, kept off the miners' answers.
 
 CPython's cycle collector stops the process while it walks the objects it tracks; a full
-(generation 2) pass walks every one not frozen. A miner connection is ~50 such objects
+(generation 2) pass walks every one not frozen. A miner connection was ~50 such objects
 (asyncio's transport, protocol, stream reader and writer, the connection's task and
-coroutines, the :class:`~.miner.MinerSession` and its share validator), so with 10,000 miners
-held a full pass walked ~500,000 objects and stalled every answer for 14 to 248 ms on a free
-16-core machine, each time the collector's own rule (a quarter more long-lived objects than at
-the last full pass) fired; one such pass among the shares set the p99 (``bench/
-bench_stratum_proxy.py``).
+coroutines, the :class:`~.miner.MinerSession` and its share validator; fewer since the session
+is the connection's protocol itself), so with 10,000 miners held a full pass walked ~500,000
+objects and stalled every answer for 14 to 248 ms on a free 16-core machine, each time the
+collector's own rule (a quarter more long-lived objects than at the last full pass) fired; one
+such pass among the shares set the p99 (``bench/bench_stratum_proxy.py``).
 
 :class:`CollectorPolicy` keeps what lives long out of those passes:
 

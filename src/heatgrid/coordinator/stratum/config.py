@@ -39,7 +39,8 @@ class ProxySettings:
     idle_timeout_s : float
         An authorized connection silent for this long is closed [s] (a miner curtailed to
         sleep may send nothing for a while; half-open connections are found sooner by TCP
-        keepalive probes, after about 2 minutes).
+        keepalive probes, after about 2 minutes). Both are checked once a second, so a
+        connection is closed within a second after its timeout.
     max_line_bytes : int
         A longer line closes the connection [bytes].
     max_batch : int

@@ -16,8 +16,9 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import math
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
 from heatgrid.coordinator.stratum.accounting import ShareRow
@@ -56,15 +57,28 @@ def _accepted_line(request_id: stratum.RequestId) -> bytes:
     return stratum.encode(stratum.Response(request_id, True))
 
 
-class MinerSession:
-    """A miner's connection; :meth:`serve` runs until it closes."""
+class MinerSession(asyncio.Protocol):
+    """A miner's connection, as asyncio's protocol for it: it is handed the bytes read.
 
-    def __init__(
-        self, proxy: StratumProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    Complete lines are handled as they arrive, in order. A share (and every other message
+    answered at once) is handled inside :meth:`data_received`; a handshake message that waits
+    for the pool or the database (configure, subscribe, authorize) is handled in a task, with
+    reading paused and later lines held until it is answered. Between lines a connection
+    holds no coroutine, future or timer: with thousands of miners each sending a share every
+    few seconds, such waiting state (a stream reader's ``readuntil``) lived from one share to
+    the next and filled the cycle collector's young generations (``docs/mining.md``, *Speed*).
+    """
+
+    def __init__(self, proxy: StratumProxy) -> None:
         self._proxy = proxy
-        self._reader, self._writer = reader, writer
+        self._transport: asyncio.Transport | None = None
         self._settings = proxy.settings
+        self._limit = self._settings.max_line_bytes + 1
+        self._partial = b""
+        """The start of a line whose end has not arrived."""
+        self._held: deque[bytes] = deque()
+        """Lines read while a handshake message was being handled, in order."""
+        self._handler: asyncio.Task[None] | None = None
         self.slice: ExtranonceSlice | None = None
         self.validator: ShareValidator | None = None
         self._requested_mask: int | None = None
@@ -81,6 +95,50 @@ class MinerSession:
         """Job ids made for a new difficulty, and the pool's job id each stands for."""
         self._alias_numbers = itertools.count(1)
         self.closed = False
+        self._heard_s = time.monotonic()
+        """When the last line was read or handled [monotonic s]; +inf while one is handled."""
+
+    # ------------------------------------------------------------------ asyncio's calls
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Join the proxy's miners (asyncio calls this once the connection is accepted)."""
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._proxy.miner_connected(self, transport)
+
+    def data_received(self, data: bytes) -> None:
+        """Handle every complete line in ``data``; a line over the cap closes the connection."""
+        if self.closed:
+            return
+        buffer = self._partial + data if self._partial else data
+        start = 0
+        while not self.closed:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            if end - start > self._limit:
+                self._overrun()
+                return
+            self._line(buffer if start == 0 and end + 1 == len(buffer) else buffer[start : end + 1])
+            start = end + 1
+        self._partial = buffer[start:]
+        if len(self._partial) > self._limit:
+            self._overrun()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Leave the proxy's miners once what is in flight has finished."""
+        self.closed = True
+        self._partial = b""
+        self._held.clear()
+        self._proxy.miner_lost(self)
+
+    @property
+    def in_flight(self) -> set[asyncio.Task[None]]:
+        """Tasks of this connection still running: shares being recorded, a handshake."""
+        tasks = set(self._tasks)
+        if self._handler is not None:
+            tasks.add(self._handler)
+        return tasks
 
     @property
     def ready(self) -> bool:
@@ -89,19 +147,20 @@ class MinerSession:
 
     def send(self, line: bytes) -> None:
         """Write a line; a miner that does not read (a full buffer) is dropped."""
-        if self.closed:
+        transport = self._transport
+        if self.closed or transport is None:
             return
-        transport = self._writer.transport
         if transport.get_write_buffer_size() > _MAX_WRITE_BUFFER_BYTES:
             self.close()
             return
-        self._writer.write(line)
+        transport.write(line)
 
     def close(self) -> None:
-        """Close the connection (its :meth:`serve` then returns)."""
+        """Close the connection (asyncio then calls :meth:`connection_lost`)."""
         if not self.closed:
             self.closed = True
-            self._writer.close()
+            if self._transport is not None:
+                self._transport.close()
 
     def give_job(self, job: Job, notify_line: bytes, *, clean: bool) -> None:
         """Send ``job`` at this miner's difficulty; a clean one makes the miner's others stale."""
@@ -191,52 +250,77 @@ class MinerSession:
         """Return the pool's id of the job a miner's ``job_id`` names."""
         return self._aliases.get(job_id, job_id)
 
-    async def serve(self) -> None:
-        """Read and answer lines until the miner leaves, times out or misbehaves."""
+    def silent_too_long(self, now_s: float) -> bool:
+        """Whether the miner has been silent past its timeout at ``now_s`` [monotonic s].
+
+        The handshake timeout until it is subscribed and authorized, the idle timeout after;
+        counted from the last line read, or from the end of its handling (a line that waits
+        for the pool or the database is not silence). The proxy's housekeeping asks this
+        about every connection once a second and closes those silent too long: one
+        comparison per connection there, where a timer per line read (``asyncio.timeout``)
+        made a timer handle, its context and a timeout object for every share, each alive
+        until the connection's next line (seconds, with thousands of miners), so the cycle
+        collector's young passes walked them (``docs/mining.md``, *Speed*).
+        """
+        timeout_s = (
+            self._settings.idle_timeout_s if self.ready else self._settings.handshake_timeout_s
+        )
+        return now_s - self._heard_s > timeout_s
+
+    def _overrun(self) -> None:
+        self._count_malformed()
+        self.close()  # a line over the cap closes the connection, unanswered
+
+    def _line(self, line: bytes) -> None:
+        """Handle one line now, or hold it while a handshake message is being handled."""
+        if self._handler is not None:
+            self._held.append(line)
+            return
+        self._heard_s = time.monotonic()
+        if not line.strip():
+            return
+        message = stratum.decode(line, self._settings.max_line_bytes)
+        if isinstance(message, stratum.Configure | stratum.Subscribe | stratum.Authorize):
+            assert self._transport is not None
+            self._heard_s = math.inf  # not silent while it waits for the pool or the database
+            self._transport.pause_reading()
+            self._handler = asyncio.create_task(self._handshake(message))
+        else:
+            self._handle(message)
+
+    async def _handshake(
+        self, message: stratum.Configure | stratum.Subscribe | stratum.Authorize
+    ) -> None:
+        """Answer ``message``, then the lines held meanwhile, then read again."""
         try:
-            while not self.closed:
-                timeout_s = (
-                    self._settings.idle_timeout_s
-                    if self.ready
-                    else self._settings.handshake_timeout_s
-                )
-                try:
-                    async with asyncio.timeout(timeout_s):
-                        line = await self._reader.readuntil(b"\n")
-                except asyncio.LimitOverrunError:
-                    self._count_malformed()
-                    break  # a line over the cap closes the connection
-                if line.strip():
-                    await self._handle(line)
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, OSError):
-            pass
+            if isinstance(message, stratum.Configure):
+                await self._configure(message)
+            elif isinstance(message, stratum.Subscribe):
+                await self._subscribe(message)
+            else:
+                await self._authorize(message)
+        except Exception:
+            _log.exception("could not answer a miner's handshake")
+            self.close()
         finally:
-            self.closed = True
-            for task in list(self._tasks):
-                with contextlib.suppress(Exception):
-                    await task
-            self._writer.close()
-            with contextlib.suppress(OSError):
-                await self._writer.wait_closed()
+            self._handler = None
+            self._heard_s = time.monotonic()
+        while self._held and self._handler is None and not self.closed:
+            self._line(self._held.popleft())
+        if self._handler is None and not self.closed and self._transport is not None:
+            self._transport.resume_reading()
 
     def _count_malformed(self) -> None:
         device_id = next(iter(self.devices.values()), None)
         if device_id is not None:  # an unauthorized connection's lines count for no device
             self._proxy.recorder.count_reject(device_id, "malformed", self._proxy.clock())
 
-    async def _handle(self, line: bytes) -> None:
-        message = stratum.decode(line, self._settings.max_line_bytes)
+    def _handle(self, message: stratum.Message | stratum.Malformed) -> None:
         if isinstance(message, stratum.Submit):
             self._submit(message)
         elif isinstance(message, stratum.Malformed):
             self._count_malformed()
             self._answer(message.id, None, _error(stratum.ErrorCode.OTHER, message.reason))
-        elif isinstance(message, stratum.Configure):
-            await self._configure(message)
-        elif isinstance(message, stratum.Subscribe):
-            await self._subscribe(message)
-        elif isinstance(message, stratum.Authorize):
-            await self._authorize(message)
         elif isinstance(message, stratum.ExtranonceSubscribe):
             self.extranonce_subscribed = True
             self._answer(message.id, True)

@@ -35,6 +35,7 @@ from heatgrid.mining.shares import Job
 __all__ = ["StratumProxy", "parse_pool_url"]
 
 _HOUSEKEEPING_S = 1.0
+_SWEEP_CHUNK = 500
 _log = logging.getLogger("heatgrid.coordinator.stratum")
 
 
@@ -134,11 +135,10 @@ class StratumProxy:
         self._recorder.start()
         self._background.append(asyncio.create_task(self.upstream.run()))
         self._background.append(asyncio.create_task(self._housekeeping()))
-        self._server = await asyncio.start_server(
-            self._on_connection,
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: MinerSession(self),
             self.settings.listen_host,
             self.settings.listen_port,
-            limit=self.settings.max_line_bytes + 1,
             backlog=4096,
         )
 
@@ -146,8 +146,13 @@ class StratumProxy:
         """Stop listening, close every miner, commit what is queued, close the database."""
         if self._server is not None:
             self._server.close()
+        in_flight = set(self._tasks)
         for session in list(self.sessions):
             session.close()
+            in_flight |= session.in_flight
+        if in_flight:  # shares being recorded are committed and answered first
+            await asyncio.wait(in_flight, timeout=10.0)
+        await asyncio.sleep(0)  # asyncio's connection_lost calls, made soon after a close
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=10.0)
         for task in self._background:
@@ -218,33 +223,52 @@ class StratumProxy:
         self._notify_cache = (job, clean, line)
         return line
 
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        _keepalive(writer.get_extra_info("socket"))
-        session = MinerSession(self, reader, writer)
+    def miner_connected(self, session: MinerSession, transport: asyncio.Transport) -> None:
+        """Count ``session`` among the miners (its connection was just accepted)."""
+        _keepalive(transport.get_extra_info("socket"))
         self.sessions.add(session)
-        try:
-            await session.serve()
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self.sessions.discard(session)
-            if session.slice is not None and self._slicer is not None:
-                self._slicer.release(session.slice)
+
+    def miner_lost(self, session: MinerSession) -> None:
+        """Drop ``session`` and free its slice once its shares in flight are answered."""
+        in_flight = session.in_flight
+        if not in_flight:
+            self._retire(session)
+            return
+
+        async def retire() -> None:
+            await asyncio.wait(in_flight)
+            self._retire(session)
+
+        task = asyncio.create_task(retire())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _retire(self, session: MinerSession) -> None:
+        self.sessions.discard(session)
+        if session.slice is not None and self._slicer is not None:
+            self._slicer.release(session.slice)
 
     async def _housekeeping(self) -> None:
-        """Vardiff for miners that have gone quiet (a lower difficulty)."""
+        """Once a second: close miners silent too long, and vardiff for those gone quiet.
+
+        The sessions are visited ``_SWEEP_CHUNK`` at a time, with the event loop let run
+        between chunks: a pass over 10,000 miners at once held every share's answer for
+        milliseconds.
+        """
         while True:
             await asyncio.sleep(_HOUSEKEEPING_S)
-            now_s = time.monotonic()
-            for session in list(self.sessions):
-                if session.ready:
-                    session.maybe_retarget(now_s)
+            sessions = list(self.sessions)
+            for start in range(0, len(sessions), _SWEEP_CHUNK):
+                if start:
+                    await asyncio.sleep(0)
+                now_s = time.monotonic()
+                for session in sessions[start : start + _SWEEP_CHUNK]:
+                    if session.closed:
+                        continue
+                    if session.silent_too_long(now_s):
+                        session.close()
+                    elif session.ready:
+                        session.maybe_retarget(now_s)
 
     # ------------------------------------------------------------------ the pool
 
