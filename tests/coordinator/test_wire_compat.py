@@ -137,6 +137,30 @@ def _submit_job(coordinator: Coordinator) -> str:
     return str(answer.json()["job_id"])
 
 
+async def _enroll_wanting_heat(
+    client: CoordinatorClient, code: str, now_ts: float
+) -> tuple[str, str, v1.HeartbeatResponse]:
+    """Enroll a one-core CPU heater and send its first heartbeat, a week of heat wanted.
+
+    Return its device id, its token and the heartbeat's answer.
+    """
+    enrolled = await client.enroll(
+        v1.EnrollRequest(
+            enrollment_code=code,
+            device_name="study",
+            device_kind="cpu",
+            hardware=v1.Hardware(max_power_w=300.0, cpu_cores=1),
+            has_room=True,
+        )
+    )
+    device_id, token = enrolled.device_id, enrolled.device_token
+    window = [v1.HeatWindowSegment(start_ts=now_ts, duration_s=WEEK_S, heat_power_w=300.0)]
+    beat = await client.heartbeat(
+        device_id, token, v1.Heartbeat(sent_ts=now_ts, heat_window=window)
+    )
+    return device_id, token, beat
+
+
 def test_the_agent_works_with_a_coordinator_that_added_fields_everywhere(
     coordinator: Coordinator,
 ) -> None:
@@ -148,20 +172,7 @@ def test_the_agent_works_with_a_coordinator_that_added_fields_everywhere(
     async def agent() -> dict[str, Any]:
         transport = httpx.ASGITransport(app=newer)
         async with CoordinatorClient("http://coordinator.test", transport=transport) as client:
-            enrolled = await client.enroll(
-                v1.EnrollRequest(
-                    enrollment_code=code,
-                    device_name="study",
-                    device_kind="cpu",
-                    hardware=v1.Hardware(max_power_w=300.0, cpu_cores=1),
-                    has_room=True,
-                )
-            )
-            device_id, token = enrolled.device_id, enrolled.device_token
-            window = [v1.HeatWindowSegment(start_ts=now_ts, duration_s=WEEK_S, heat_power_w=300.0)]
-            beat = await client.heartbeat(
-                device_id, token, v1.Heartbeat(sent_ts=now_ts, heat_window=window)
-            )
+            device_id, token, beat = await _enroll_wanting_heat(client, code, now_ts)
             assert beat.challenge is not None
             verdict = await agent_challenge.answer_challenge(
                 client, device_id, token, beat.challenge, received_monotonic=float("inf")
@@ -354,20 +365,7 @@ def test_a_completion_with_a_start_mark_reaches_a_coordinator_older_than_it(
         async with CoordinatorClient(
             "http://coordinator.test", transport=recording, clock=lambda: client_clock[0]
         ) as client:
-            enrolled = await client.enroll(
-                v1.EnrollRequest(
-                    enrollment_code=code,
-                    device_name="study",
-                    device_kind="cpu",
-                    hardware=v1.Hardware(max_power_w=300.0, cpu_cores=1),
-                    has_room=True,
-                )
-            )
-            device_id, token = enrolled.device_id, enrolled.device_token
-            window = [v1.HeatWindowSegment(start_ts=now_ts, duration_s=WEEK_S, heat_power_w=300.0)]
-            await client.heartbeat(
-                device_id, token, v1.Heartbeat(sent_ts=now_ts, heat_window=window)
-            )
+            device_id, token, _ = await _enroll_wanting_heat(client, code, now_ts)
             for step_s in (0.0, 600.0, REFUSED_FIELD_RETRY_S):  # within the hour, then after
                 client_clock[0] += step_s
                 [lease] = (await client.claim(device_id, token, v1.ClaimRequest(slots=1))).leases
