@@ -677,6 +677,34 @@ def _home_range(  # noqa: PLR0917
             )
 
 
+@njit(cache=True, inline="always")
+def _idle_rack(  # noqa: PLR0917
+    i: int, k0: int, k1: int, clock: Any, arbiter: Any, devices: Any, device: Any, which: Any
+) -> None:
+    """Run rack ``i`` without a task over steps ``k0 … k1 − 1``: stopped, 0 W, no task.
+
+    No claim happens in a burst, so it stays without one: each step is the arbiter's stop
+    (its state still moves on), and its sums (0 W, 0 J) are left out, which adds nothing to
+    them. Its offline spells change nothing here (the caller keeps the record of departures).
+    """
+    target_w = minimum(0.0, devices.max_power_w[i])
+    for k in range(k0, k1):
+        now = clock.time_ts[k]
+        realized = realize_known(now, target_w, True, device, devices, which)
+        device = DeviceState(
+            power_w=realized.power_w,
+            target_w=target_w,
+            since_ts=realized.since_ts,
+            debt_j=realized.debt_j,
+            last_ts=now,
+        )
+    arbiter.power_w[i] = device.power_w
+    arbiter.target_w[i] = device.target_w
+    arbiter.since_ts[i] = device.since_ts
+    arbiter.debt_j[i] = device.debt_j
+    arbiter.last_ts[i] = device.last_ts
+
+
 @njit(cache=True)
 def _rack_range(  # noqa: PLR0917
     chunk: int,
@@ -707,6 +735,9 @@ def _rack_range(  # noqa: PLR0917
         )
         max_power_w = devices.max_power_w[i]
         which = (i, is_discrete(devices, i))
+        if tasks.task[i] < 0:
+            _idle_rack(i, k0, k1, clock, arbiter, devices, device, which)
+            continue
         held = _load_task(tasks, i)
         column = len(TASK_QUANTITIES) + homes.region[i]
         mining_value = homes.mining_value_eur_per_kwh[i]
