@@ -416,7 +416,7 @@ def _ended(leased: Any, d: int, k: int) -> None:
     limit[0] = min(limit[0], k)  # the others stop after this step: the run is done again to here
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _run_home(  # noqa: PLR0912, PLR0915, PLR0917
     i: int,
     chunk: int,
@@ -439,8 +439,9 @@ def _run_home(  # noqa: PLR0912, PLR0915, PLR0917
     """Run home ``i`` over steps ``k0 … k1 − 1``; see :func:`run_burst`.
 
     ``with_task``: whether it holds a task at the start (no claim happens in a burst, so a
-    home without one gets none). :func:`_home_range` passes it as a constant, so the compiled
-    loop of a home without a task does no task work.
+    home without one gets none, and its steps skip the task's work). One compiled loop serves
+    both: inlined into :func:`_home_range` once for each value, it compiled in 40 % more CPU
+    time for no speed that could be measured (``docs/simulator.md``).
     """
     partial, task_partial, sample_column, sampled, recorded = out
     tasks, _, limit = leased
@@ -635,46 +636,25 @@ def _home_range(  # noqa: PLR0917
     tasks = leased[0]
     lo = chunk * CHUNK
     for i in range(lo, min(lo + CHUNK, rooms[0].shape[0])):
-        if tasks.task[i] >= 0:
-            _run_home(
-                i,
-                chunk,
-                k0,
-                k1,
-                homes,
-                clock,
-                cfg,
-                schedule,
-                thermostat,
-                arbiter,
-                devices,
-                offline_until,
-                rooms,
-                totals,
-                leased,
-                out,
-                True,
-            )
-        else:
-            _run_home(
-                i,
-                chunk,
-                k0,
-                k1,
-                homes,
-                clock,
-                cfg,
-                schedule,
-                thermostat,
-                arbiter,
-                devices,
-                offline_until,
-                rooms,
-                totals,
-                leased,
-                out,
-                False,
-            )
+        _run_home(
+            i,
+            chunk,
+            k0,
+            k1,
+            homes,
+            clock,
+            cfg,
+            schedule,
+            thermostat,
+            arbiter,
+            devices,
+            offline_until,
+            rooms,
+            totals,
+            leased,
+            out,
+            tasks.task[i] >= 0,
+        )
 
 
 @njit(cache=True, inline="always")
