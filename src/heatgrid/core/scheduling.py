@@ -318,11 +318,9 @@ def _next_fair(pending: list[QueuedTask], running: Mapping[str, int]) -> int:
     """Index of the next task: top priority, then least-served submitter, then oldest."""
     top = pending[0].priority
     best = 0
-    fewest = running.get(pending[0].submitter_id, 0)
     for index, task in enumerate(pending):
         if task.priority != top:
             break
-        served = running.get(task.submitter_id, 0)
-        if served < fewest:  # the first of the least served
-            best, fewest = index, served
+        if running.get(task.submitter_id, 0) < running.get(pending[best].submitter_id, 0):
+            best = index
     return best
