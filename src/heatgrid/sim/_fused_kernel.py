@@ -416,7 +416,7 @@ def _ended(leased: Any, d: int, k: int) -> None:
     limit[0] = min(limit[0], k)  # the others stop after this step: the run is done again to here
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _run_home(  # noqa: PLR0912, PLR0915, PLR0917
     i: int,
     chunk: int,
@@ -439,9 +439,11 @@ def _run_home(  # noqa: PLR0912, PLR0915, PLR0917
     """Run home ``i`` over steps ``k0 … k1 − 1``; see :func:`run_burst`.
 
     ``with_task``: whether it holds a task at the start (no claim happens in a burst, so a
-    home without one gets none, and its steps skip the task's work). One compiled loop serves
-    both: inlined into :func:`_home_range` once for each value, it compiled in 40 % more CPU
-    time for no speed that could be measured (``docs/simulator.md``).
+    home without one gets none, and its steps skip the task's work). :func:`_home_range`
+    inlines it at one call site, so one compiled loop serves both: inlined once for each value
+    (the flag a constant), it compiled in 40 % more CPU time for no speed that could be
+    measured; called per home without inlining, each short burst cost about 100 ns more per
+    home (``docs/simulator.md``).
     """
     partial, task_partial, sample_column, sampled, recorded = out
     tasks, _, limit = leased
