@@ -15,7 +15,6 @@ from heatgrid.core.scheduling import (
     FleetView,
     QueuedTask,
     WindowSegment,
-    _next_fair,
     choose,
     fits_hardware,
     time_to_deliver_s,
@@ -180,22 +179,6 @@ def test_heat_aware_is_fair_across_submitters() -> None:
     # Priority beats fairness.
     tasks.append(_task("a3", submitter="alice", priority=1, queued_ts=NOW))
     assert choose("heat-aware", _heater(500.0), tasks, busy_alice, now_ts=NOW) == ("a3",)
-
-
-@given(
-    st.lists(st.tuples(st.integers(0, 2), st.sampled_from("abcd")), min_size=1, max_size=12),
-    st.dictionaries(st.sampled_from("abcd"), st.integers(0, 3)),
-)
-def test_the_next_fair_task_is_the_first_of_the_least_served_at_top_priority(
-    drawn: list[tuple[int, str]], running: dict[str, int]
-) -> None:
-    pending = sorted(
-        (_task(f"t{i}", priority=p, submitter=who) for i, (p, who) in enumerate(drawn)),
-        key=lambda task: -task.priority,
-    )
-    top = [i for i, task in enumerate(pending) if task.priority == pending[0].priority]
-    expected = min(top, key=lambda i: (running.get(pending[i].submitter_id, 0), i))
-    assert _next_fair(pending, running) == expected
 
 
 def test_heat_aware_rack_leaves_tasks_to_heaters_until_max_wait() -> None:
