@@ -13,8 +13,9 @@ or compiles the fused kernel first, and its time is reported (``first_call_s``);
 and the scheduling-bound case are timed after a warm-up of their own; a child process with an
 empty numba cache compiles it from nothing (``cold_compile_s``; ``--skip-cold-compile``).
 A scheduling-bound case runs too: ``heat-aware`` with 0.15 jobs per home and hour on
-``--scheduling-homes`` homes, where a job arrives at nearly every step, so most steps may
-claim and run as the engine's own steps (ratio near 1 expected). And a leases-held case:
+``--scheduling-homes`` homes, where a job arrives at nearly every step, so most steps are
+claim steps: their claims (``core.scheduling.choose``, in Python in both engines) dominate, and
+the fused engine runs the rest of each step in its kernel. And a leases-held case:
 ``heat-aware`` with 0.003 jobs per home and hour (one arrival every 2 steps on 2,000 homes),
 where most steps hold leases but cannot claim, and run in the fused kernel with their tasks.
 The year estimates are 1e5 homes at 60 s steps (525,600 steps) and at 300 s steps, at the
@@ -26,6 +27,14 @@ home-steps/s at 1e6 homes (2.14e7 per CPU-second, 12.2 times the engine), 1.23e7
 year of 1e5 homes at 60 s steps estimated at 46 minutes (goal 10), 19 % of the goal of 1e8
 home-steps/s. ``leases_held``: 114 of 144 steps in bursts, fused 1.5-2.0 times the engine on
 the wall clock (0.7-0.8 before leased tasks ran in bursts).
+
+Measured again after claim steps joined the bursts (2026-12-04, later; two pairs of runs of
+this bench on this code and on main's, same options, load 6.3-11.8, so the rates per
+CPU-second are the ones to compare): fused 2.22e7-2.24e7 home-steps per CPU-second at 1e6 homes
+(main 2.14e7-2.31e7), 1.38e7-1.52e7 at 1e4 (main 1.44e7-1.47e7); wall-clock year estimates
+78-108 minutes in all four runs, from the load. ``scheduling_bound`` ratio 1.85 and 0.84 (main
+1.28 and 0.65); ``leases_held`` 3.0 and 1.6 (main 3.4 and 2.1), 137 of 144 steps in bursts
+(main 114). See ``docs/simulator.md``.
 Usage: ``python bench/bench_simulate_fused.py --out PATH``.
 """
 
@@ -178,8 +187,8 @@ def _scheduling_bound(region: Region, n_homes: int) -> dict[str, Any]:
         n_homes,
         jobs_per_home_h=0.15,
         days=0.25,
-        what="heat-aware, 0.15 jobs per home and hour, 6 h: most steps hold a lease and run "
-        "as the engine's own scheduling steps",
+        what="heat-aware, 0.15 jobs per home and hour, 6 h: most steps are claim steps (claims "
+        "in Python, the rest of the step in the fused kernel)",
     )
     return result
 

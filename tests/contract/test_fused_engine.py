@@ -142,7 +142,7 @@ def test_the_fused_run_is_the_same_bit_for_bit_on_one_thread_or_all() -> None:
         n_homes=600, days=0.25, departure_rate_per_day=4.0, jobs=JobStream(rate_per_h=2.0)
     )
     threads = numba.get_num_threads()
-    for policy in ("mining-only", "heat-aware"):  # bursts only; bursts and scheduling steps
+    for policy in ("mining-only", "heat-aware"):  # bursts only; bursts and claim steps
         runs = []
         for count in (1, threads):
             numba.set_num_threads(count)
@@ -189,6 +189,26 @@ def test_leased_tasks_run_in_bursts_and_leases_end_in_them(monkeypatch: pytest.M
     assert engine.leases_handed_back > 0
     assert seen["leased_bursts"] > 0
     assert seen["runs"] > seen["bursts"]  # some bursts ended at a lease that ended
+
+
+def test_claim_steps_run_in_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step where claims lease tasks is its claims, then a burst from that step on.
+
+    The engine's own step never runs in the fused engine, and the run is the engine's: claims,
+    leases and completions equal.
+    """
+    scenario = _scenario(n_homes=40, departure_rate_per_day=3.0, jobs=JobStream(rate_per_h=6.0))
+    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+    engine = run_policy(scenario, fleet, jobs, "heat-aware")
+
+    def refused(loop: Any, k: int) -> None:
+        raise AssertionError(f"the engine's step ran at step {k}")
+
+    monkeypatch.setattr(fused._FusedLoop, "step", refused)
+    fused_run = run_policy_fused(scenario, fleet, jobs, "heat-aware")
+    assert engine.claims > 10
+    assert np.count_nonzero(~np.isnan(engine.done_ts)) > 0
+    assert _differences(engine, fused_run) == []
 
 
 def test_short_bursts_give_the_run_of_long_ones() -> None:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heatgrid.core.errors import InputError
-from heatgrid.sim.engine import RawRun, run_policy
+from heatgrid.sim.engine import RawRun, _Windows, heat_windows_w, run_policy
 from heatgrid.sim.fleet import sample_fleet
 from heatgrid.sim.jobs import sample_jobs
 from heatgrid.sim.run import run_one, simulate
@@ -129,3 +129,20 @@ def test_accounting_holds_for_any_small_fleet(
     assert np.all(run.done_ts[done] <= scenario.start_ts + scenario.n_steps * step_s + 1e-6)
     kept_j = run.heater_task_j + run.rack_task_j - run.lost_j
     assert kept_j >= float(np.sum(jobs.size_j[done])) - 1e-6
+
+
+def test_heat_windows_in_blocks_are_the_windows_of_all_at_once(
+    make_scenario: Callable[..., Scenario],
+) -> None:
+    """A step's claims take their heaters' windows a block at a time (64, 128, …), same rows."""
+    scenario = make_scenario(n_homes=300)
+    fleet = sample_fleet(scenario)
+    now_ts = scenario.start_ts + 7 * 3600.0 + 120.0
+    heaters = np.random.default_rng(3).permutation(300)[:250].astype(np.int64)
+    whole = heat_windows_w(scenario, fleet, heaters, now_ts)
+    windows = _Windows(scenario, fleet, heaters, now_ts)
+    rows = np.array([windows.next_w() for _ in heaters])
+    assert rows.shape == whole.shape
+    assert np.array_equal(rows, whole)
+    assert windows._done == 250  # blocks of 64, 128, then the last 58
+    assert np.any(whole > 0.0)

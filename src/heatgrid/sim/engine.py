@@ -78,6 +78,8 @@ __all__ = [
 ]
 
 _S_PER_H = 3600.0
+_FIRST_WINDOWS = 64
+"""Heat windows computed at once for the first heaters of a step's claims (then 128, …)."""
 _J_PER_KWH = 3.6e6
 _GOLDEN = 0.6180339887498949
 _PARALLEL_MIN_HOMES = 50_000
@@ -316,21 +318,27 @@ class _Loop:
         online: NDArray[np.bool_] = self.offline_until <= k
         return online
 
+    def _observation_at(self, now_ts: float) -> ObservationArrays:
+        """Return what every thermostat reads at ``now_ts``: its room's air now (a copy)."""
+        obs = self._observation
+        return ObservationArrays(
+            room_temp_c=self.state_c[:, 0].copy(),
+            reading_ts=np.full(self.fleet.n_homes, now_ts),
+            device_temp_c=obs.device_temp_c,
+            fan_ok=obs.fan_ok,
+            upright=obs.upright,
+            mode=obs.mode,
+        )
+
     def step(self, k: int) -> None:
         """Run step ``k`` (see the module docstring)."""
         scenario, fleet, queue = self.scenario, self.fleet, self.queue
         n, step_s = fleet.n_homes, scenario.step_s
         now = float(self.time_ts[k])
         online = self._online(k)
-        observation = ObservationArrays(
-            room_temp_c=self.state_c[:, 0].copy(),
-            reading_ts=np.full(n, now),
-            device_temp_c=self._observation.device_temp_c,
-            fan_ok=self._observation.fan_ok,
-            upright=self._observation.upright,
-            mode=self._observation.mode,
+        self.thermostat, command = decide_many(
+            self.thermostat, self._observation_at(now), now, fleet.thermostat
         )
-        self.thermostat, command = decide_many(self.thermostat, observation, now, fleet.thermostat)
         demand_w = command.heat_power_w
         gains_w = internal_gains_w(scenario, fleet, np.arange(n), np.array([now]))[:, 0]
 
@@ -433,17 +441,15 @@ class _Loop:
         rotation = np.mod(fleet.claim_key[devices] + k * _GOLDEN, 1.0)
         heaters_left = int(np.count_nonzero(wanting))
         order = queue.lock_order(self.policy, now)
-        heaters = devices[devices < n]
-        windows_w = heat_windows_w(scenario, fleet, heaters, now)
-        window_of = {int(home): row for row, home in enumerate(heaters)}
+        ordered = devices[np.argsort(rotation, kind="stable")]
+        windows = _Windows(scenario, fleet, ordered[ordered < n], now)
         starts_ts = window_starts_ts(now, scenario.window_h, _S_PER_H)
-        for device in devices[np.argsort(rotation, kind="stable")]:
+        for device in ordered:
             if not queue.queued:
                 break
             is_heater = device < n
-            row = window_of.get(int(device))
             claimant = self._claimant(
-                int(device), starts_ts, None if row is None else windows_w[row]
+                int(device), starts_ts, windows.next_w() if is_heater else None
             )
             candidates = queue.candidates(claimant, order, scenario.claim_batch)
             if not candidates:
@@ -609,6 +615,36 @@ def heat_windows_w(
         internal_gains_w(scenario, fleet, homes, instants_ts),
         fleet.devices.max_power_w[homes, np.newaxis],
     )
+
+
+class _Windows:
+    """The heat windows of heaters in their claim order, computed a block at a time.
+
+    A step's claims stop once the queue is empty, often after a few heaters: the windows of the
+    others are not computed (each row of :func:`heat_windows_w` is its home's alone, so the
+    rows are the same in blocks as all at once). Blocks start at ``_FIRST_WINDOWS`` heaters
+    and double.
+    """
+
+    def __init__(
+        self, scenario: Scenario, fleet: Fleet, heaters: NDArray[np.int64], now_ts: float
+    ) -> None:
+        self._scenario, self._fleet, self._heaters, self._now_ts = scenario, fleet, heaters, now_ts
+        self._rows: FloatArray = np.empty((0, scenario.window_h))
+        self._done = 0  # heaters whose windows were computed
+        self._taken = 0  # windows handed out
+        self._block = _FIRST_WINDOWS
+
+    def next_w(self) -> FloatArray:
+        """Return the window of the next heater in claim order [W], ``(window_h,)``."""
+        if self._taken == self._done:
+            block = self._heaters[self._done : self._done + self._block]
+            self._rows = heat_windows_w(self._scenario, self._fleet, block, self._now_ts)
+            self._done += block.size
+            self._block *= 2
+        row: FloatArray = self._rows[self._taken - (self._done - self._rows.shape[0])]
+        self._taken += 1
+        return row
 
 
 def _claimant_kind(kind: str) -> ClaimantKind:

@@ -17,9 +17,14 @@ The run alternates two kinds of stretches:
   the next step, so the burst ends after that step: it is run again from the same state up
   to there, and the queue ends the lease as the engine's step does. Under ``mining-only`` the
   coordinator never leases a task, so the whole run is bursts.
-* **Scheduling steps.** A step where a claim may lease a task (a job arrives, a requeued task
-  is ready) runs as :meth:`heatgrid.sim.engine._Loop.step` runs it (claims, queue, leases), on
-  the same state.
+* **Claim steps.** At a step where a claim may lease a task (a job arrives, a requeued task
+  is ready), the arrivals and claims are made first, as :meth:`heatgrid.sim.engine._Loop.step`
+  makes them (its own ``_claims``: the coordinator's candidate order and
+  :func:`heatgrid.core.scheduling.choose`, on the demand of
+  :func:`~heatgrid.core.control.decide_many`), then the burst runs from that step on with the
+  new leases, to the next step where a claim may lease a task (the next step, if tasks are
+  still queued). The engine's own step never runs: the rest of a claim step (thermostat,
+  arbiter, rooms, task progress, accounting) is the kernel's.
 
 Per-step fleet series are kept (K values each); per-home totals are (N,). The room temperature
 percentiles per step are taken over every home up to :data:`PERCENTILE_SAMPLE` homes, and over
@@ -41,7 +46,12 @@ from numpy.typing import NDArray
 from heatgrid.core import _arbiter_kernel, _control_kernel
 from heatgrid.core._kernel_math import kernel_input
 from heatgrid.core.arbiter import DeviceStateArrays
-from heatgrid.core.control import ObservationArrays, ThermostatStateArrays, kernel_config
+from heatgrid.core.control import (
+    ObservationArrays,
+    ThermostatStateArrays,
+    decide_many,
+    kernel_config,
+)
 from heatgrid.core.errors import InputError
 from heatgrid.core.scheduling import POLICIES
 from heatgrid.sim import _fused_kernel as _kernel
@@ -57,7 +67,7 @@ DEFAULT_BURST_STEPS = 288
 PERCENTILE_SAMPLE = 8192
 """Homes over which the per-step room temperature percentiles are taken (all, up to this)."""
 _PARALLEL_MIN_HOMES = 50_000
-"""As :mod:`heatgrid.sim.engine`: its scheduling steps run on one thread below this."""
+"""As :mod:`heatgrid.sim.engine`: a claim step's decision and claims run on one thread below."""
 
 
 def run_policy_fused(
@@ -77,7 +87,7 @@ def run_policy_fused(
     scenario, fleet, jobs, policy, record_rooms
         As :func:`heatgrid.sim.engine.run_policy`.
     progress : callable, optional
-        Called with the number of steps done after each burst and each scheduling step.
+        Called with the number of steps done after each burst (a claim step starts one).
     burst_steps : int
         Most steps per compiled call, >= 1.
 
@@ -134,12 +144,12 @@ class _FusedLoop(_Loop):
         total = self.scenario.n_steps
         k = 0
         while k < total:
-            end = self._quiet_until(k, min(total, k + burst_steps))
-            if end > k:
-                k = self._burst(k, end)
-            else:
-                self._scheduling_step(k)
-                k += 1
+            limit = min(total, k + burst_steps)
+            end = self._quiet_until(k, limit)
+            if end == k:  # a claim may lease a task at step k: the claims, then the burst
+                self._claim(k)
+                end = self._quiet_until(k + 1, limit)
+            k = self._burst(k, end)
             if progress is not None:
                 progress(k)
 
@@ -150,12 +160,27 @@ class _FusedLoop(_Loop):
         first = int(np.searchsorted(self.time_ts, self.queue.next_event_ts(), side="left"))
         return max(k, min(limit, first))
 
-    def _scheduling_step(self, k: int) -> None:
+    def _claim(self, k: int) -> None:
+        """Make step ``k``'s arrivals and claims as :meth:`_Loop.step` makes them.
+
+        The thermostat's demand the claims read is decided here by
+        :func:`~heatgrid.core.control.decide_many` (the engine's call) and dropped: the burst
+        that runs step ``k`` next decides it again from the same state with the same rule.
+        """
+        now = float(self.time_ts[k])
+        queue = self.queue
+        queue.arrive(now)
+        if not queue.queued:
+            return
+        online = self._online(k)
         threads = numba.get_num_threads()
         if self.fleet.n_homes < _PARALLEL_MIN_HOMES:
             numba.set_num_threads(1)  # as engine.run_policy runs its steps
         try:
-            self.step(k)
+            _, command = decide_many(
+                self.thermostat, self._observation_at(now), now, self.fleet.thermostat
+            )
+            self._claims(k, now, online=online, demand_w=command.heat_power_w)
         finally:
             numba.set_num_threads(threads)
 
