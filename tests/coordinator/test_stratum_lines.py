@@ -64,13 +64,18 @@ def test_a_handshake_sent_in_one_write_is_answered_line_by_line_in_order(
 
 
 def _waiting_state() -> int:
-    """Coroutines, futures (tasks included) and live timer handles in this process [-]."""
+    """Coroutines, futures (tasks included) and live timer handles in this process [-].
+
+    Each object's class is read with ``type()``, not ``isinstance``: ``isinstance`` reads an
+    object's ``__class__``, which some library objects answer with a warning (PyTorch's
+    deprecated ``torch.distributed.reduce_op`` does, once torch is imported in the process).
+    """
     kinds = (types.CoroutineType, asyncio.Future, asyncio.TimerHandle)
     return sum(
         1
         for thing in gc.get_objects()
-        if isinstance(thing, kinds)
-        and not (isinstance(thing, asyncio.TimerHandle) and thing.cancelled())
+        if issubclass(type(thing), kinds)
+        and not (issubclass(type(thing), asyncio.TimerHandle) and thing.cancelled())
     )
 
 
@@ -130,6 +135,10 @@ def test_a_connection_between_shares_holds_no_coroutine_future_or_timer(
             async def one_share_each(count: int) -> None:
                 await asyncio.to_thread(connect, count)
                 await until(lambda: proxy.forwarded == len(miners), "every share forwarded")
+                await until(
+                    lambda: not any(session.in_flight for session in proxy.sessions),
+                    "every share's task ended",
+                )
                 await asyncio.sleep(0.2)  # the pool's verdicts, the writer's last commit
 
             try:
