@@ -54,3 +54,38 @@ def test_what_the_task_left_behind_at_its_exit_is_all_there(jobs, pause) -> None
     assert (runner.output_dir / "thread.txt").read_text() == "thread"
     assert "printed without a newline" in runner.log_tail
     assert outcome.checkpoint_seq == 1
+
+
+_STRICT_WARNINGS = """
+    import warnings
+
+
+    class _Deprecated:
+        # warns when its __class__ is read, as torch.distributed.reduce_op does
+
+        @property
+        def __class__(self):
+            warnings.warn("deprecated", FutureWarning)
+            return type(self)
+
+
+    _HELD = _Deprecated()
+    _LOG = None
+
+
+    def main(ctx):
+        global _LOG
+        warnings.simplefilter("error")  # a job may turn warnings into errors
+        _LOG = open(ctx.output_dir / "log.txt", "w")
+        _LOG.write("buffered line\\n")
+        return {"done": True}
+"""
+
+
+def test_an_object_that_warns_when_its_class_is_read_does_not_stop_the_exit(jobs) -> None:
+    """Finding the open files at exit reads no object's ``__class__`` (``isinstance`` did)."""
+    runner = jobs.runner(jobs.write(_STRICT_WARNINGS))
+    outcome = runner.run()
+    assert outcome.state == "completed", outcome.message
+    assert outcome.result == {"done": True}
+    assert (runner.output_dir / "log.txt").read_text() == "buffered line\n"

@@ -117,8 +117,11 @@ def _flush_files() -> None:
     buffers. Text wrappers go first, since flushing one fills the binary buffer below it.
     What is written is in the kernel's page cache then, which the runner reads on the host:
     no fsync is needed for it to see the files (the runner fsyncs the checkpoints it keeps).
+    Each object's class is read with ``type()``: ``isinstance`` reads ``__class__``, which
+    some library objects answer with a warning (PyTorch's deprecated
+    ``torch.distributed.reduce_op``), an exception where the job turned warnings into errors.
     """
-    files = [obj for obj in gc.get_objects() if isinstance(obj, io.IOBase)]
+    files = [obj for obj in gc.get_objects() if issubclass(type(obj), io.IOBase)]
     files.sort(key=lambda obj: not isinstance(obj, io.TextIOBase))
     for file in [sys.stdout, sys.stderr, *files]:
         try:
