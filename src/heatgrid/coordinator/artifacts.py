@@ -23,9 +23,15 @@ from sqlalchemy.orm import Session
 
 from heatgrid.coordinator.auth import AccountPrincipal
 from heatgrid.coordinator.checkpoints import CheckpointStore, StagedBlob
-from heatgrid.coordinator.db.models import Artifact, ArtifactOwner, Device, Job, Task
+from heatgrid.coordinator.db.models import (
+    HOLDING_TASK_STATES,
+    Artifact,
+    ArtifactOwner,
+    Device,
+    Job,
+    Task,
+)
 from heatgrid.coordinator.errors import InvalidError, NotFoundError
-from heatgrid.core.leasing import LEASED_STATES
 
 __all__ = [
     "artifact_key",
@@ -36,8 +42,6 @@ __all__ = [
     "record",
     "submittable",
 ]
-
-_HOLDING = tuple(sorted(state.value for state in LEASED_STATES))
 
 
 def artifact_key(sha256: str) -> str:
@@ -131,7 +135,7 @@ def _leased_to(session: Session, sha256: str, device: Device) -> bool:
         .join(Job, Job.id == Task.job_id)
         .where(
             Job.artifact_sha256 == sha256,
-            Task.state.in_(_HOLDING),
+            Task.state.in_(HOLDING_TASK_STATES),
             Task.lease_device_id == device.id,
         )
         .limit(1)

@@ -48,7 +48,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from heatgrid.coordinator import leases, ledger, verification
-from heatgrid.coordinator.db.models import Device, Job, Task, TaskAttempt
+from heatgrid.coordinator.db.models import (
+    HOLDING_TASK_STATES,
+    UNFINISHED_TASK_STATES,
+    Device,
+    Job,
+    Task,
+    TaskAttempt,
+)
 from heatgrid.coordinator.errors import ConflictError, InvalidError, NotFoundError
 from heatgrid.coordinator.leases import holds, lost, refresh_job, result_sha256, task_status
 from heatgrid.coordinator.settings import Settings
@@ -60,10 +67,6 @@ __all__ = ["EXPIRE_BATCH", "complete_batch", "complete_one", "end_held", "expire
 
 _COMPLETED = TaskState.COMPLETED.value
 _DEAD_OR_CANCELLED = (TaskState.DEAD, TaskState.CANCELLED)
-_HOLDING = tuple(sorted(state.value for state in leasing.LEASED_STATES))
-_UNFINISHED = tuple(
-    sorted(state.value for state in TaskState if state not in leasing.TERMINAL_STATES)
-)
 EXPIRE_BATCH = 100
 """Most expired leases one sweep ends in one transaction."""
 _Refusal = NotFoundError | ConflictError | InvalidError
@@ -315,7 +318,7 @@ def _decide(  # noqa: PLR0917 - one ending's facts, private
         )
     digest = None
     if device is None:  # expired: still holding, as read under the lock
-        if task.state not in _HOLDING or task.attempt != ending.attempt:
+        if task.state not in HOLDING_TASK_STATES or task.attempt != ending.attempt:
             raise lost(task, ending.attempt)
     elif ending.event is TaskEvent.COMPLETE:
         assert ending.result is not None  # a completion carries its result
@@ -458,7 +461,7 @@ def _refresh_jobs(session: Session, job_ids: set[str], *, now_ts: float) -> None
     """
     # IN (the states a task can be in unfinished): an index seek per state on (job_id, state),
     # where NOT IN would walk past every finished task of the job first.
-    unfinished = exists().where(Task.job_id == Job.id, Task.state.in_(_UNFINISHED))
+    unfinished = exists().where(Task.job_id == Job.id, Task.state.in_(UNFINISHED_TASK_STATES))
     finished = session.scalars(
         select(Job.id).where(Job.id.in_(sorted(job_ids)), Job.state == "running", ~unfinished)
     ).all()
@@ -636,7 +639,7 @@ def expire_batch(session: Session, *, now_ts: float, settings: Settings) -> int:
     """
     expired = session.execute(
         select(Task.id, Task.attempt)
-        .where(leases.state_in(*_HOLDING), Task.lease_expires_ts < now_ts)
+        .where(leases.state_in(*HOLDING_TASK_STATES), Task.lease_expires_ts < now_ts)
         .order_by(Task.lease_expires_ts)
         .limit(EXPIRE_BATCH)
         .with_for_update(skip_locked=True)

@@ -53,15 +53,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from heatgrid.coordinator.db.models import Device, HeatWindowSegmentRow, Task, TelemetrySampleRow
-from heatgrid.core.leasing import LEASED_STATES
+from heatgrid.coordinator.db.models import (
+    HOLDING_TASK_STATES,
+    Device,
+    HeatWindowSegmentRow,
+    Task,
+    TelemetrySampleRow,
+)
 from heatgrid.protocol import v1
 
 __all__ = ["HeartbeatWriter", "StoredHeartbeat"]
 
 _LOG = logging.getLogger(__name__)
 _MAX_BATCH = 512
-_HOLDING = tuple(sorted(state.value for state in LEASED_STATES))
 _IDLE_S = 5.0  # an idle writer's thread ends; the next heartbeat starts another
 _ASYNC_COMMITS = text("SET synchronous_commit = off")  # the writer's connection, once
 _SYNC_COMMIT = text("SET LOCAL synchronous_commit = on")  # a batch that renewed a lease
@@ -131,7 +135,7 @@ def _statements(dialect_name: str) -> tuple[Any, ...]:
         update(_TASKS)
         .where(
             _TASKS.c.lease_device_id.in_(bindparam("ids", expanding=True)),
-            _TASKS.c.state.in_(_HOLDING),
+            _TASKS.c.state.in_(HOLDING_TASK_STATES),
         )
         .values(lease_expires_ts=bindparam("expires_ts"))
         .returning(_TASKS.c.id, _TASKS.c.lease_device_id)
@@ -209,7 +213,7 @@ def _write_postgresql(
         "now_ts": now_ts,
         "ids": [pending.device_id for pending in batch],
         "expires_ts": now_ts + lease_s,
-        "holding": list(_HOLDING),
+        "holding": list(HOLDING_TASK_STATES),
         "s_device_id": [device_id for device_id, _, _ in samples],
         "s_received_ts": [received_ts for _, received_ts, _ in samples],
         "w_device_id": [device_id for device_id, _, _ in segments],

@@ -51,6 +51,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from heatgrid.coordinator import ledger, verification
 from heatgrid.coordinator.checkpoints import CheckpointStore, StagedBlob
 from heatgrid.coordinator.db.models import (
+    HOLDING_TASK_STATES,
+    UNFINISHED_TASK_STATES,
     Artifact,
     Checkpoint,
     Device,
@@ -93,14 +95,8 @@ __all__ = [
 
 _CANDIDATES = 64
 _MIN_ENERGY_J = 1.0
-_UNFINISHED = tuple(
-    sorted(state for state in leasing.STORED_TASK_STATES if state not in leasing.TERMINAL_STATES)
-)
-"""The stored states a task leaves again: looked up by ``IN``, a few seeks of the
-``(job_id, state)`` index, where ``NOT IN`` the terminal ones walked every finished task."""
 _QUEUED, _LEASED, _DEAD = TaskState.QUEUED.value, TaskState.LEASED.value, TaskState.DEAD.value
 _REPORTED, _VERIFYING = TaskState.REPORTED.value, TaskState.VERIFYING.value
-_HOLDING = tuple(sorted(state.value for state in leasing.LEASED_STATES))
 _SORT_COLUMNS: dict[str, InstrumentedAttribute[object]] = {
     "priority": Task.priority,
     "queued_ts": Task.queued_ts,
@@ -206,13 +202,13 @@ def _fleet_view(
             str(submitter): int(count)
             for submitter, count in session.execute(
                 select(Task.submitter_id, func.count())
-                .where(state_in(*_HOLDING), Task.submitter_id.in_(submitters))
+                .where(state_in(*HOLDING_TASK_STATES), Task.submitter_id.in_(submitters))
                 .group_by(Task.submitter_id)
             )
         }
     if claimant.has_room or settings.scheduling_policy == "fifo":
         return scheduling.FleetView(running_by_submitter=running)
-    busy = exists().where(Task.lease_device_id == Device.id, state_in(*_HOLDING))
+    busy = exists().where(Task.lease_device_id == Device.id, state_in(*HOLDING_TASK_STATES))
     wanting = session.scalar(
         select(func.count(func.distinct(Device.id)))
         .join(HeatWindowSegmentRow, HeatWindowSegmentRow.device_id == Device.id)
@@ -739,7 +735,9 @@ def refresh_job(session: Session, job_id: str, *, now_ts: float) -> None:
     job = session.get_one(Job, job_id)
     if job.state != "running":
         return
-    unfinished = select(Task.id).where(Task.job_id == job_id, Task.state.in_(_UNFINISHED))
+    unfinished = select(Task.id).where(
+        Task.job_id == job_id, Task.state.in_(UNFINISHED_TASK_STATES)
+    )
     if session.scalar(select(exists(unfinished))):  # an index seek, not a count of all tasks
         return
     dead = select(Task.id).where(Task.job_id == job_id, Task.state == _DEAD)
@@ -769,7 +767,7 @@ def renew_device_leases(
     """
     renewed = session.scalars(
         update(Task)
-        .where(Task.lease_device_id == device_id, state_in(*_HOLDING))
+        .where(Task.lease_device_id == device_id, state_in(*HOLDING_TASK_STATES))
         .values(lease_expires_ts=now_ts + settings.lease_s)
         .returning(Task.id),
         execution_options={"synchronize_session": False},
@@ -823,7 +821,11 @@ class LeaseHolder(Protocol):
 
 def holds(task: LeaseHolder, device: Device, attempt: int) -> bool:
     """Whether ``device``'s attempt ``attempt`` of ``task`` holds its lease."""
-    return task.state in _HOLDING and task.lease_device_id == device.id and task.attempt == attempt
+    return (
+        task.state in HOLDING_TASK_STATES
+        and task.lease_device_id == device.id
+        and task.attempt == attempt
+    )
 
 
 def task_status(task: LeaseHolder, attempt: int, device: Device) -> v1.TaskStatus:
@@ -969,7 +971,7 @@ def read_checkpoint(
     reads only checkpoints it saved itself (or that replay start).
     """
     task = session.get(Task, task_id)
-    if task is None or task.state not in _HOLDING or task.lease_device_id != device.id:
+    if task is None or task.state not in HOLDING_TASK_STATES or task.lease_device_id != device.id:
         raise NotFoundError(f"task {task_id}: this device holds no lease on it")
     newest = seq is None
     if seq is None:

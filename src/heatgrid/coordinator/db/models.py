@@ -26,7 +26,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from heatgrid.core.leasing import LEASED_STATES, STORED_TASK_STATES, AttemptOutcome, TaskState
+from heatgrid.core.leasing import (
+    LEASED_STATES,
+    STORED_TASK_STATES,
+    TERMINAL_STATES,
+    AttemptOutcome,
+    TaskState,
+)
 
 __all__ = [
     "CLAIMABLE_TASK_STATES",
@@ -34,6 +40,7 @@ __all__ = [
     "IDEMPOTENCY_KEY_LENGTH",
     "RESULT_VERDICTS",
     "ROLES",
+    "UNFINISHED_TASK_STATES",
     "Account",
     "ApiKey",
     "Artifact",
@@ -215,6 +222,12 @@ CLAIMABLE_TASK_STATES = (TaskState.QUEUED.value, TaskState.REPORTED.value)
 
 HOLDING_TASK_STATES = tuple(sorted(state.value for state in LEASED_STATES))
 """States in which an attempt of the task holds a lease (:data:`core.leasing.LEASED_STATES`)."""
+
+UNFINISHED_TASK_STATES = tuple(
+    sorted(state for state in STORED_TASK_STATES if state not in TERMINAL_STATES)
+)
+"""The stored states a task leaves again: looked up by ``IN``, a few seeks of the
+``(job_id, state)`` index, where ``NOT IN`` the terminal ones walked every finished task."""
 
 ATTEMPT_OUTCOMES = tuple(outcome.value for outcome in AttemptOutcome)
 """How an attempt ended (``running`` while its lease holds)."""
