@@ -246,6 +246,28 @@ def _refusing(errors: list[dict[str, str]], sent: list[dict[str, Any]]) -> httpx
 _UNKNOWN = "Extra inputs are not permitted"
 
 
+def _complete_refused(
+    errors: list[dict[str, str]],
+) -> tuple[CoordinatorRefusedError, list[dict[str, Any]]]:
+    """Send a completion with both informational fields to a coordinator refusing ``errors``.
+
+    Return the client's refusal and the bodies it sent.
+    """
+    sent: list[dict[str, Any]] = []
+    report = v1.TaskCompletion(
+        attempt=1, energy_j=5.0, result={"ok": True}, start_mark=_mark(), energy_method="rapl"
+    )
+
+    async def scenario() -> None:
+        transport = _refusing(errors, sent)
+        async with CoordinatorClient("http://coordinator", transport=transport) as client:
+            await client.complete("d", "token", "t", report)
+
+    with pytest.raises(CoordinatorRefusedError) as refused:
+        asyncio.run(scenario())
+    return refused.value, sent
+
+
 @pytest.mark.parametrize(
     "errors",
     [
@@ -263,41 +285,19 @@ _UNKNOWN = "Extra inputs are not permitted"
 def test_only_a_refusal_of_unknown_informational_fields_is_retried_without_them(
     errors: list[dict[str, str]],
 ) -> None:
-    sent: list[dict[str, Any]] = []
-    report = v1.TaskCompletion(
-        attempt=1, energy_j=5.0, result={"ok": True}, start_mark=_mark(), energy_method="rapl"
-    )
-
-    async def scenario() -> None:
-        transport = _refusing(errors, sent)
-        async with CoordinatorClient("http://coordinator", transport=transport) as client:
-            await client.complete("d", "token", "t", report)
-
-    with pytest.raises(CoordinatorRefusedError) as refused:
-        asyncio.run(scenario())
-    assert refused.value.status_code == 422
+    refused, sent = _complete_refused(errors)
+    assert refused.status_code == 422
     assert len(sent) == 1  # not sent again
     assert "start_mark" in sent[0]
 
 
 def test_a_refusal_is_retried_once_and_the_second_answer_stands() -> None:
     """A coordinator that refuses the request without the fields too is not asked a third time."""
-    sent: list[dict[str, Any]] = []
     errors = [
         {"field": "start_mark", "message": _UNKNOWN, "type": "extra_forbidden"},
         {"field": "energy_method", "message": _UNKNOWN, "type": "extra_forbidden"},
     ]
-    report = v1.TaskCompletion(
-        attempt=1, energy_j=5.0, result={"ok": True}, start_mark=_mark(), energy_method="rapl"
-    )
-
-    async def scenario() -> None:
-        transport = _refusing(errors, sent)
-        async with CoordinatorClient("http://coordinator", transport=transport) as client:
-            await client.complete("d", "token", "t", report)
-
-    with pytest.raises(CoordinatorRefusedError):
-        asyncio.run(scenario())
+    _, sent = _complete_refused(errors)
     assert len(sent) == 2
     assert {"start_mark", "energy_method"} <= set(sent[0])
     assert not {"start_mark", "energy_method"} & set(sent[1])  # both left out, the rest kept
