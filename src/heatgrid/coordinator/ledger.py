@@ -34,6 +34,7 @@ from heatgrid.coordinator.pages import PageRequest, encode_cursor
 
 __all__ = [
     "BALANCE_CURSOR_KINDS",
+    "CLAWBACK_KIND",
     "MICRO_EUR_PER_EUR",
     "Posting",
     "Transaction",
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 MICRO_EUR_PER_EUR = 1_000_000
+CLAWBACK_KIND = "result_clawed_back"
+"""Kind of the transaction that takes a caught device's unchecked pay back (clawback)."""
 _J_PER_KWH = 3.6e6
 
 
