@@ -21,6 +21,8 @@ from heatgrid.coordinator import ledger, views
 from heatgrid.coordinator.auth import AccountPrincipal
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import Device, LedgerTransaction, TaskAttempt
+from heatgrid.coordinator.settings import Settings
+from heatgrid.core.errors import InputError
 
 from .conftest import Coordinator
 from .test_dashboard import _log_in
@@ -264,3 +266,9 @@ def test_serve_refuses_a_negative_clawback_window(capsys: pytest.CaptureFixture[
     status = main(["serve", "--database-url", "sqlite://", "--clawback-window-s", "-1"])
     assert status == 2
     assert "--clawback-window-s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("window_s", [-1.0, float("inf"), float("nan")])
+def test_settings_refuse_a_window_that_is_not_a_number_of_seconds(window_s: float) -> None:
+    with pytest.raises(InputError, match="clawback_window_s"):
+        Settings(database_url="sqlite://", clawback_window_s=window_s)
