@@ -38,6 +38,7 @@ __all__ = [
     "MICRO_EUR_PER_EUR",
     "Posting",
     "Transaction",
+    "account_balance",
     "account_balances",
     "attempt_cost_micro_eur",
     "attempt_transaction",
@@ -355,6 +356,16 @@ def post(
     ]
     _insert_entries(session, entries)
     return True
+
+
+def account_balance(session: Session, account: str, unit: str) -> int:
+    """Return the balance of one ledger account in one unit (0 when it has no entry)."""
+    total = session.scalar(
+        select(func.sum(LedgerEntry.amount)).where(
+            LedgerEntry.account == account, LedgerEntry.unit == unit
+        )
+    )
+    return int(total or 0)
 
 
 def account_balances(session: Session, prefix: str = "") -> dict[tuple[str, str], int]:

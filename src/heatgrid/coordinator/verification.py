@@ -255,8 +255,14 @@ def _settle_unchecked(
                 run.paid_unchecked_ts = now_ts
 
 
-def _paid_unchecked(session: Session, device_id: str) -> list[tuple[TaskAttempt, Job]]:
-    """Return the device's results paid without being checked, not taken back, newest first."""
+def _paid_unchecked(
+    session: Session, device_id: str, since_ts: float
+) -> list[tuple[TaskAttempt, Job]]:
+    """Return the device's results paid without being checked, not taken back, newest first.
+
+    Only those reported at ``since_ts`` or later [s, POSIX] are read (a device's older history
+    can be long); :func:`heatgrid.core.trust.clawback_due` still decides each one.
+    """
     rows = session.execute(
         select(TaskAttempt, Job)
         .join(Task, Task.id == TaskAttempt.task_id)
@@ -266,6 +272,7 @@ def _paid_unchecked(session: Session, device_id: str) -> list[tuple[TaskAttempt,
             TaskAttempt.verdict == VERIFIED,
             TaskAttempt.paid_unchecked_ts.is_not(None),
             TaskAttempt.clawed_back.is_(False),
+            TaskAttempt.ended_ts >= since_ts,
         )
         .order_by(TaskAttempt.ended_ts.desc(), TaskAttempt.task_id, TaskAttempt.attempt)
     ).all()
@@ -291,7 +298,7 @@ def _claw_back(
         return 0
     due = [
         (run, job)
-        for run, job in _paid_unchecked(session, device_id)
+        for run, job in _paid_unchecked(session, device_id, now_ts - window_s)
         if trust.clawback_due(
             run.ended_ts if run.ended_ts is not None else now_ts,
             checked=False,  # paid_unchecked_ts: its credit was released by another's check
@@ -303,7 +310,7 @@ def _claw_back(
         return 0
     session.execute(select(Account.id).where(Account.id == owner_id).with_for_update())
     owner = f"owner:{owner_id}"
-    available = ledger.account_balances(session, owner).get((owner, "micro_eur"), 0)
+    available = ledger.account_balance(session, owner, "micro_eur")
     costs = [_cost(job, run) for run, job in due]
     shares = [round(cost * job.owner_share) for cost, (_, job) in zip(costs, due, strict=True)]
     taken = trust.clawback_amounts(shares, available)
