@@ -36,13 +36,18 @@ cheat unpaid-for beyond one spot-check interval" holds *on average* when that is
 interval (1 / floor results); its share beyond one interval is set against
 :func:`~heatgrid.core.trust.paid_cheats_probability`, the tail that no hold removes. The same
 draws are also run with the former rules (replicas release held credit; an unchecked result
-paid after ``1 / floor`` more results of its device) for comparison.
+paid after ``1 / floor`` more results of its device) for comparison. With *clawback* (the
+operator's opt-in, ``serve --clawback-window-s``), the same exposure draws are counted again as
+if, at each catch, the device's results paid unchecked and reported within the window were
+taken back (:func:`~heatgrid.core.trust.clawback_due`); the bench counts results, so
+``--result-interval-s`` (one an hour) turns the window (``--clawback-window-s``, 90 days) into
+results.
 The Freivalds check of a hardware challenge is timed against the matrix product it checks
 (numpy, same run). *Training* (``_verify_training``) runs training tasks checked by a segment
 replay, with and without the start check, against a whole replica and triple replication, for
 a cheat that skips one segment and one that also swaps that segment's start blob.
 Usage: ``python bench/bench_verify.py --out PATH [--devices N] [--tasks N]
-[--training-tasks N]``.
+[--training-tasks N] [--clawback-window-s S] [--result-interval-s S]``.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ _CHEAT_FRACTION = 0.01
 _MAX_RESULTS = 4
 _GOAL_OVERHEAD = 0.05
 _NEVER_S = 1e18  # the bench counts results, not seconds: no hold reaches the time limit
+_RESULT_INTERVAL_S = 3_600.0  # exposure with clawback: a trusted device reports hourly
+_CLAWBACK_WINDOW_S = 90 * 86_400.0  # and its owner's clawback reaches back 90 days
 
 
 @dataclass(frozen=True)
@@ -263,8 +270,40 @@ def _run(
     }
 
 
+@dataclass(frozen=True)
+class _Clawback:
+    """The clawback an exposure run applies at each catch (:func:`trust.clawback_due`).
+
+    The bench counts results; ``result_interval_s`` turns a device's result index into the
+    time it reported it (one result an hour by default), so that ``window_s`` is the setting.
+    """
+
+    window_s: float
+    result_interval_s: float
+
+    def kept(self, released: list[tuple[float, bool]], caught_index: int) -> tuple[int, int]:
+        """Return the cheated results still paid after the catch, and honest ones taken back."""
+        kept_cheated = taken_honest = 0
+        for index, cheated in released:
+            due = trust.clawback_due(
+                index * self.result_interval_s,
+                checked=False,  # released by a later check, never checked itself
+                caught_ts=caught_index * self.result_interval_s,
+                clawback_window_s=self.window_s,
+            )
+            kept_cheated += cheated and not due
+            taken_honest += due and not cheated
+        return kept_cheated, taken_honest
+
+
 def _exposure(
-    cheat: _Cheat, floor: float, devices: int, seed: int, hold_results: int | None
+    cheat: _Cheat,
+    floor: float,
+    devices: int,
+    seed: int,
+    hold_results: int | None,
+    *,
+    clawback: _Clawback | None = None,
 ) -> dict[str, float]:
     """Follow trusted cheating devices until caught; count cheated results paid before.
 
@@ -274,14 +313,19 @@ def _exposure(
     coordinator's rule (:func:`trust.held_fate`: held until a later passed check drawn for
     the device's own result; with ``cheat.replicas_release``, the former rule where an
     agreeing replica released it too); else the older rule (paid once ``hold_results`` later
-    results came).
+    results came). With ``clawback`` (the coordinator's rule only), the same draws also count
+    what the device keeps once its unchecked results released within the window are taken
+    back at the catch: off and on are the same cheats, the same draws.
     """
     rng = np.random.default_rng(seed)
     paid = np.zeros(devices, dtype=np.int64)
+    kept = np.zeros(devices, dtype=np.int64)
+    honest_taken = np.zeros(devices, dtype=np.int64)
     results = np.zeros(devices, dtype=np.int64)
     rep = trust.Reputation("deterministic", trusted_reputation(floor))
     for device in range(devices):
         held: list[tuple[float, bool]] = []
+        released: list[tuple[float, bool]] = []  # paid unchecked: (result index, cheated)
         index = 0
         while True:
             replica_lies = bool(rng.random() < cheat.rate) and not cheat.honest_on_replicas
@@ -290,6 +334,7 @@ def _exposure(
                     break  # caught on the replica: everything still held is forfeited
                 if cheat.replicas_release and hold_results is None:
                     paid[device] += sum(c for _, c in held)
+                    released += held
                     held = []
             cheated = bool(rng.random() < cheat.rate)
             checked = trust.needs_replica(rep, float(rng.random()), floor=floor)
@@ -301,8 +346,8 @@ def _exposure(
                 paid[device] += sum(c for ts, c in held if ts <= index - hold_results)
                 held = [(ts, c) for ts, c in held if ts > index - hold_results]
             elif checked:  # passed: what came before it is paid, this one too
-                paid[device] += cheated + sum(
-                    c
+                paying = [
+                    (ts, c)
                     for ts, c in held
                     if trust.held_fate(
                         ts,
@@ -312,14 +357,40 @@ def _exposure(
                         hold_limit_s=_NEVER_S,
                     )
                     is trust.HoldFate.PAY
-                )
+                ]
+                paid[device] += cheated + sum(c for _, c in paying)
+                released += paying
                 held = []
             else:
                 held.append((float(index), cheated))
             index += 1
         results[device] = index + 1
+        if clawback is not None:
+            kept[device], honest_taken[device] = clawback.kept(released, index)
     interval = 1.0 / floor
     beyond = math.floor(interval) + 1  # more cheated results than one interval
+    with_clawback = {}
+    if clawback is not None:
+        with_clawback = {
+            "clawback_window_s": clawback.window_s,
+            "clawback_result_interval_s": clawback.result_interval_s,
+            "clawback_window_results": clawback.window_s / clawback.result_interval_s,
+            "cheated_results_kept_after_clawback_mean": float(kept.mean()),
+            "cheated_results_kept_after_clawback_p90": float(np.percentile(kept, 90)),
+            "cheated_results_kept_after_clawback_max": int(kept.max()),
+            "share_of_devices_kept_beyond_one_interval_after_clawback": float(
+                (kept >= beyond).mean()
+            ),
+            # keeping m needs its first m cheated results unchecked, then W more results
+            # (the window) without a catch, each a catch with probability >= rate * floor
+            "expected_share_kept_beyond_one_interval_after_clawback_at_most": (
+                (1.0 - floor) ** beyond
+                * (1.0 - cheat.rate * floor) ** (clawback.window_s / clawback.result_interval_s)
+                if cheat.rate > 0.0
+                else 0.0
+            ),
+            "honest_results_of_caught_devices_taken_back_mean": float(honest_taken.mean()),
+        }
     return {
         "cheating_devices": devices,
         "results_until_caught_mean": float(results.mean()),
@@ -331,6 +402,7 @@ def _exposure(
         "expected_share_paid_beyond_one_interval_without_replicas": (
             trust.paid_cheats_probability(cheat.rate, floor, beyond)
         ),
+        **with_clawback,
     }
 
 
@@ -378,14 +450,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--training-tasks", type=int, default=20_000)
     parser.add_argument("--ramp-tasks", type=int, default=200_000)
+    parser.add_argument("--clawback-window-s", type=float, default=_CLAWBACK_WINDOW_S)
+    parser.add_argument("--result-interval-s", type=float, default=_RESULT_INTERVAL_S)
     args = parser.parse_args()
     floor = args.floor
     interval = 1.0 / floor
+    clawback = _Clawback(args.clawback_window_s, args.result_interval_s)
     fleets = {}
     for name, cheat in _CHEATS.items():
         new = _fleet(cheat, floor, 0, args)
         trusted = _fleet(cheat, floor, trusted_reputation(floor), args)
-        exposure = _exposure(cheat, floor, args.exposure_devices, args.seed + 2, None)
+        exposure = _exposure(
+            cheat, floor, args.exposure_devices, args.seed + 2, None, clawback=clawback
+        )
         replicas_release = _exposure(
             dataclasses.replace(cheat, replicas_release=True),
             floor,
@@ -409,6 +486,9 @@ def main() -> None:
             "goal_cheat_paid_within_one_interval_met": paid_mean <= interval,
             "goal_every_cheat_paid_within_one_interval_met": (
                 exposure["share_of_devices_paid_beyond_one_interval"] == 0.0
+            ),
+            "goal_every_cheat_paid_within_one_interval_met_with_clawback": (
+                exposure["share_of_devices_kept_beyond_one_interval_after_clawback"] == 0.0
             ),
         }
     # The ramp: own results a device (an honest one, or a cheat honest until trusted) runs
@@ -452,6 +532,13 @@ def main() -> None:
         },
         "goal_overhead_once_trusted": _GOAL_OVERHEAD,
         "goal_cheat_paid_before_caught_mean_at_most": interval,
+        "clawback": {
+            "window_s": clawback.window_s,
+            "result_interval_s": clawback.result_interval_s,
+            "rule": "on a catch, the device's results paid unchecked (released by a later "
+            "passed check) and reported within the window are taken back from its owner "
+            "(core.trust.clawback_due); exposure counts with it off and on, same draws",
+        },
         "undetected_probability_sporadic_after_1000_results": trust.undetected_probability(
             0.1, floor, 1000
         ),

@@ -64,9 +64,13 @@ class Heater:
         assert enrolled.status_code == 201, enrolled.text
         self.device_id = str(enrolled.json()["device_id"])
         self.headers = coordinator.auth(enrolled.json()["device_token"])
-        beat = coordinator.client.post(
+        self.beat()
+
+    def beat(self) -> None:
+        """Send a heartbeat now (a device long silent is offered no task)."""
+        beat = self.coordinator.client.post(
             f"/v1/devices/{self.device_id}/heartbeat",
-            json=coordinator.heartbeat_body(coordinator.clock(), [0.0]),
+            json=self.coordinator.heartbeat_body(self.coordinator.clock(), [0.0]),
             headers=self.headers,
         )
         assert beat.status_code == 200, beat.text

@@ -611,3 +611,107 @@ def test_paid_cheats_probability_edges() -> None:
         trust.paid_cheats_probability(0.1, 0.0, 1)
     with pytest.raises(InputError, match="cheated"):
         trust.paid_cheats_probability(0.1, 0.5, -1)
+
+
+@settings(max_examples=300)
+@given(
+    reported_ts=st.floats(-1e9, 1e9, allow_nan=False),
+    caught_ts=st.floats(-1e9, 1e9, allow_nan=False),
+    window_s=st.floats(0.0, 1e9, allow_nan=False),
+    checked=st.booleans(),
+)
+def test_clawback_takes_back_only_unchecked_results_reported_within_the_window(
+    reported_ts: float, caught_ts: float, window_s: float, checked: bool
+) -> None:
+    due = trust.clawback_due(
+        reported_ts, checked=checked, caught_ts=caught_ts, clawback_window_s=window_s
+    )
+    if checked or window_s == 0.0:  # a checked result, or clawback off: never
+        assert not due
+    else:
+        assert due == (caught_ts - window_s <= reported_ts <= caught_ts)
+    if due:  # a longer window takes back at least as much
+        wider = trust.clawback_due(
+            reported_ts, checked=checked, caught_ts=caught_ts, clawback_window_s=2 * window_s
+        )
+        assert wider
+
+
+def test_clawback_due_edges_and_bad_input() -> None:
+    due = trust.clawback_due
+    assert due(100.0, checked=False, caught_ts=200.0, clawback_window_s=100.0)  # on the edge
+    assert not due(99.9, checked=False, caught_ts=200.0, clawback_window_s=100.0)
+    assert not due(200.1, checked=False, caught_ts=200.0, clawback_window_s=100.0)  # after it
+    assert not due(150.0, checked=True, caught_ts=200.0, clawback_window_s=100.0)
+    assert not due(150.0, checked=False, caught_ts=200.0, clawback_window_s=0.0)  # off
+    for window in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="clawback_window_s"):
+            due(150.0, checked=False, caught_ts=200.0, clawback_window_s=window)
+    with pytest.raises(InputError, match="reported_ts"):
+        due(float("nan"), checked=False, caught_ts=200.0, clawback_window_s=1.0)
+
+
+@settings(max_examples=300)
+@given(
+    due=st.lists(st.integers(0, 10**9), max_size=30),
+    available=st.integers(-(10**10), 10**10),
+)
+def test_clawback_never_takes_more_than_the_owners_balance(due: list[int], available: int) -> None:
+    taken = trust.clawback_amounts(due, available)
+    assert len(taken) == len(due)
+    assert all(0 <= part <= want for part, want in zip(taken, due, strict=True))
+    assert sum(taken) == min(sum(due), max(available, 0))
+    short = [
+        index for index, (part, want) in enumerate(zip(taken, due, strict=True)) if part < want
+    ]
+    if short:  # taken in order: everything before the first one short was taken whole
+        assert all(taken[i] == due[i] for i in range(short[0]))
+        assert all(part == 0 for part in taken[short[0] + 1 :])
+
+
+def test_clawback_amounts_bad_input() -> None:
+    with pytest.raises(InputError, match=r"due\[1\]"):
+        trust.clawback_amounts([1, -1], 10)
+    with pytest.raises(InputError, match="available"):
+        trust.clawback_amounts([1], 1.5)  # type: ignore[arg-type]
+
+
+def _paid_with_clawback(
+    cheat_rate: float, floor: float, window: int, rng: np.random.Generator
+) -> tuple[int, int]:
+    """Play held_fate and clawback_due for one trusted cheat until caught (a result a second).
+
+    Returns the cheated results it was paid before the catch, and those it keeps after it.
+    """
+    held: list[tuple[float, bool]] = []
+    paid: list[tuple[float, bool]] = []  # unchecked results released by a later passed check
+    index = 0
+    while True:
+        cheated = bool(rng.random() < cheat_rate)
+        checked = bool(rng.random() < floor)
+        if checked and cheated:
+            kept = [
+                c
+                for ts, c in paid
+                if not trust.clawback_due(
+                    ts, checked=False, caught_ts=float(index), clawback_window_s=float(window)
+                )
+            ]
+            return sum(c for _, c in paid), sum(kept)
+        if checked:
+            paid.extend(held)
+            held = []
+        else:
+            held.append((float(index), cheated))
+        index += 1
+
+
+def test_clawback_over_the_cheats_whole_life_leaves_it_nothing_and_off_changes_nothing() -> None:
+    """A window longer than any cheat's life takes back every cheated result it was paid."""
+    rng = np.random.default_rng(17)
+    runs = [_paid_with_clawback(0.1, 0.045, 10**9, rng) for _ in range(500)]
+    assert sum(paid for paid, _ in runs) > 0  # the hold alone let cheated results through
+    assert all(kept == 0 for _, kept in runs)
+    rng = np.random.default_rng(17)
+    off = [_paid_with_clawback(0.1, 0.045, 0, rng) for _ in range(500)]
+    assert off == [(paid, paid) for paid, _ in runs]  # same draws: off keeps what was paid

@@ -70,6 +70,13 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         f"{report['displaced_heating_co2_kg']:.3f} kg: saved {report['co2_saved_kg']:.3f} kg",
         highlight=False,
     )
+    if report.get("clawed_back_results"):
+        console.print(
+            f"clawed back: {report['clawed_back_results']} result(s) paid unchecked and taken "
+            f"back when their device was caught cheating; refunded "
+            f"{report['clawed_back_refund_eur']:.6f} EUR",
+            highlight=False,
+        )
     console.print(
         f"A room wanted heat while at most {report['hot_tolerance_k']} K over its setpoint. "
         f"PUE: {report['pue_source']}. Grid intensity: {report['carbon_source']}",

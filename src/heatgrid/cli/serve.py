@@ -166,6 +166,16 @@ def serve(
             "submitter, and a checked task no other owner replicated runs again [s].",
         ),
     ] = _DEFAULTS["hold_limit_s"],
+    clawback_window_s: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            envvar="HEATGRID_CLAWBACK_WINDOW_S",
+            help="With --verify-results: when a device is caught with a wrong result, take back "
+            "from its owner's balance what its unchecked results reported this long before were "
+            "paid, and refund the submitter; 0: off (the owners' decision: docs/trust.md) [s].",
+        ),
+    ] = _DEFAULTS["clawback_window_s"],
     bitcoin_network: Annotated[
         str,
         typer.Option(
@@ -307,6 +317,7 @@ def serve(
         verify_results=verify_results,
         spot_check_floor=spot_check_floor,
         hold_limit_s=hold_limit_s,
+        clawback_window_s=clawback_window_s,
         bitcoin_network=bitcoin_network,
         credential_cache_s=credential_cache_s,
         stratum_url=stratum_url,

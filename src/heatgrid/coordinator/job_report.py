@@ -22,8 +22,10 @@ from heatgrid.coordinator.db.models import (
     LedgerEntry,
     LedgerTransaction,
     Task,
+    TaskAttempt,
     TelemetrySampleRow,
 )
+from heatgrid.coordinator.ledger import CLAWBACK_KIND, MICRO_EUR_PER_EUR
 from heatgrid.core import job_report
 from heatgrid.core.carbon import GRID_CARBON_G_PER_KWH, GRID_CARBON_SOURCE
 from heatgrid.core.defaults import DEFAULT_HOT_TOLERANCE_K
@@ -62,6 +64,27 @@ def _energy_by_device(session: Session, job: Job) -> dict[str, float]:
         .group_by(account)
     )
     return {str(name).removeprefix("device:"): -float(total or 0) for name, total in rows}
+
+
+def _clawed_back(session: Session, job: Job) -> tuple[int, float]:
+    """Return the job's results taken back by clawback, and what they refunded [EUR]."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(TaskAttempt)
+        .join(Task, Task.id == TaskAttempt.task_id)
+        .where(Task.job_id == job.id, TaskAttempt.clawed_back.is_(True))
+    )
+    refunded = session.scalar(
+        select(func.sum(LedgerEntry.amount))
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(
+            LedgerTransaction.job_id == job.id,
+            LedgerTransaction.kind == CLAWBACK_KIND,
+            LedgerEntry.account == f"submitter:{job.submitter_id}",
+            LedgerEntry.unit == "micro_eur",
+        )
+    )
+    return int(count or 0), int(refunded or 0) / MICRO_EUR_PER_EUR
 
 
 def _useful_fractions(session: Session, job: Job, device_ids: list[str]) -> dict[str, float]:
@@ -131,6 +154,7 @@ def build_job_report(
         for device in session.scalars(select(Device).where(Device.id.in_(device_ids)))
     }
     fractions = _useful_fractions(session, job, device_ids)
+    clawed = _clawed_back(session, job)
     countries = [devices[d].country_code or DEFAULT_COUNTRY_CODE for d in device_ids]
     grid = np.array([GRID_CARBON_G_PER_KWH[country] for country in countries])
     displaced = np.array(
@@ -182,4 +206,6 @@ def build_job_report(
         co2_saved_kg=report.co2_saved_kg,
         hot_tolerance_k=DEFAULT_HOT_TOLERANCE_K,
         carbon_source=GRID_CARBON_SOURCE,
+        clawed_back_results=clawed[0],
+        clawed_back_refund_eur=clawed[1],
     )

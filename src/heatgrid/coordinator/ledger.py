@@ -34,9 +34,11 @@ from heatgrid.coordinator.pages import PageRequest, encode_cursor
 
 __all__ = [
     "BALANCE_CURSOR_KINDS",
+    "CLAWBACK_KIND",
     "MICRO_EUR_PER_EUR",
     "Posting",
     "Transaction",
+    "account_balance",
     "account_balances",
     "attempt_cost_micro_eur",
     "attempt_transaction",
@@ -49,6 +51,8 @@ __all__ = [
 ]
 
 MICRO_EUR_PER_EUR = 1_000_000
+CLAWBACK_KIND = "result_clawed_back"
+"""Kind of the transaction that takes a caught device's unchecked pay back (clawback)."""
 _J_PER_KWH = 3.6e6
 
 
@@ -352,6 +356,16 @@ def post(
     ]
     _insert_entries(session, entries)
     return True
+
+
+def account_balance(session: Session, account: str, unit: str) -> int:
+    """Return the balance of one ledger account in one unit (0 when it has no entry)."""
+    total = session.scalar(
+        select(func.sum(LedgerEntry.amount)).where(
+            LedgerEntry.account == account, LedgerEntry.unit == unit
+        )
+    )
+    return int(total or 0)
 
 
 def account_balances(session: Session, prefix: str = "") -> dict[tuple[str, str], int]:

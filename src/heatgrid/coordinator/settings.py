@@ -120,6 +120,11 @@ class Settings:
         Longest a result's credit stays held unverified [s] (14 days): an unchecked result no
         later spot check of its device covered, or a checked one no device of another owner
         replicated, is then refunded to the submitter (:func:`heatgrid.core.trust.held_fate`).
+    clawback_window_s : float
+        Clawback, the owner's decision and off by default (0): when a device is caught with a
+        wrong result, what its unchecked results reported within this long before the catch
+        were paid is taken back from its owner's balance (never more than the balance holds)
+        and refunded to the submitter (:func:`heatgrid.core.trust.clawback_due`) [s], >= 0.
     challenge_every_s : float
         Mean time between random re-checks of a device [s]; 0: never.
     challenge_target_s : float
@@ -183,6 +188,7 @@ class Settings:
     verify_max_results: int = 3
     spot_check_floor: float = DEFAULT_SPOT_CHECK_FLOOR
     hold_limit_s: float = DEFAULT_HOLD_LIMIT_S
+    clawback_window_s: float = 0.0
     challenge_every_s: float = 7 * 86_400.0
     challenge_target_s: float = DEFAULT_CHALLENGE_TARGET_S
     challenge_max_n: int = MAX_CHALLENGE_N
@@ -202,6 +208,11 @@ class Settings:
             )
         if not 0.0 < self.hold_limit_s < float("inf"):
             raise InputError(f"hold_limit_s must be a positive number, got {self.hold_limit_s}")
+        if not 0.0 <= self.clawback_window_s < float("inf"):
+            raise InputError(
+                "clawback_window_s must be a number of seconds >= 0 (0: clawback off), got "
+                f"{self.clawback_window_s}"
+            )
         if not 60.0 <= self.dashboard_session_s < float("inf"):
             raise InputError(
                 f"dashboard_session_s must be at least 60, got {self.dashboard_session_s}"

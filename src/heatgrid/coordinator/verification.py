@@ -44,6 +44,14 @@ task whose results were refunded so runs again.
 Ledger, per verified attempt of cost ``c`` micro-euros and owner share ``s``: at the report
 ``submitter`` −c, ``held:owner:<id>`` +c (energy as for any attempt); paid: ``held:owner`` −c,
 ``owner`` +s, ``platform`` +(c − s); forfeited or void: ``held:owner`` −c, ``submitter`` +c.
+
+Clawback (``Settings.clawback_window_s``, off by default: the operator's decision about
+owners' money): when a device is caught, its results paid by a later passed check without
+being checked themselves and reported within the window before the catch
+(:func:`heatgrid.core.trust.clawback_due`) are taken back in the same transaction that
+quarantines it: per result ``owner`` −min(s, what the owner's balance still holds),
+``platform`` −(c − s), ``submitter`` + the sum (``result_clawed_back``); the attempt is marked
+``clawed_back``.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from sqlalchemy.orm import Session
 
 from heatgrid.coordinator import challenges, ledger
 from heatgrid.coordinator.db.models import (
+    Account,
     Checkpoint,
     Device,
     DeviceReputation,
@@ -157,12 +166,13 @@ def _close(
     now_ts: float,
     *,
     kind: str | None = None,
-) -> None:
+) -> bool:
     """Move a held attempt's credit: to its owner (verified), else back to the submitter.
 
     ``held`` is the attempt and its device's owner; ``kind`` names the ledger transaction
     (``result_<verdict>`` by default). The transaction's key names the attempt, not the
     verdict, so a held result's credit moves once even when a sweep and a judgement race.
+    Returns whether this call moved it.
     """
     attempt, owner_id = held
     cost = _cost(job, attempt)
@@ -188,6 +198,7 @@ def _close(
     )
     if posted:  # else another transaction (a sweep, a judgement) released it first
         attempt.verdict = verdict
+    return posted
 
 
 def _held(session: Session, task: Task) -> Sequence[tuple[TaskAttempt, int]]:
@@ -237,9 +248,102 @@ def _settle_unchecked(
             hold_limit_s=settings.hold_limit_s,
         )
         if fate is not HoldFate.HELD:
-            _close(
+            moved = _close(
                 session, job, (run, owner), _VERDICT_OF_FATE[fate], now_ts, kind=_KIND_OF_FATE[fate]
             )
+            if moved and fate is HoldFate.PAY:  # paid, never itself checked: clawback may reach it
+                run.paid_unchecked_ts = now_ts
+
+
+def _paid_unchecked(
+    session: Session, device_id: str, since_ts: float
+) -> list[tuple[TaskAttempt, Job]]:
+    """Return the device's results paid without being checked, not taken back, newest first.
+
+    Only those reported at ``since_ts`` or later [s, POSIX] are read (a device's older history
+    can be long); :func:`heatgrid.core.trust.clawback_due` still decides each one.
+    """
+    rows = session.execute(
+        select(TaskAttempt, Job)
+        .join(Task, Task.id == TaskAttempt.task_id)
+        .join(Job, Job.id == Task.job_id)
+        .where(
+            TaskAttempt.device_id == device_id,
+            TaskAttempt.verdict == VERIFIED,
+            TaskAttempt.paid_unchecked_ts.is_not(None),
+            TaskAttempt.clawed_back.is_(False),
+            TaskAttempt.ended_ts >= since_ts,
+        )
+        .order_by(TaskAttempt.ended_ts.desc(), TaskAttempt.task_id, TaskAttempt.attempt)
+    ).all()
+    return [(attempt, job) for attempt, job in rows]
+
+
+def _claw_back(
+    session: Session, device_id: str, owner_id: int, *, now_ts: float, settings: Settings
+) -> int:
+    """Take back what the caught device's unchecked results were paid; return how many.
+
+    The results :func:`heatgrid.core.trust.clawback_due` names (paid by a later passed check,
+    never checked themselves, reported within ``settings.clawback_window_s`` before now) are
+    taken back newest first: per result, the platform's fee and as much of the owner's share
+    as the owner's balance still holds (:func:`heatgrid.core.trust.clawback_amounts`: no
+    debt), both refunded to the submitter, one balanced transaction each
+    (``result_clawed_back``, keyed by the attempt, so never twice). The owner's account row
+    is locked first (``FOR UPDATE`` on PostgreSQL), so two catches of one owner's devices
+    cannot both spend the same balance. Nothing happens when the window is 0 (off).
+    """
+    window_s = settings.clawback_window_s
+    if window_s <= 0.0:
+        return 0
+    due = [
+        (run, job)
+        for run, job in _paid_unchecked(session, device_id, now_ts - window_s)
+        if trust.clawback_due(
+            run.ended_ts if run.ended_ts is not None else now_ts,
+            checked=False,  # paid_unchecked_ts: its credit was released by another's check
+            caught_ts=now_ts,
+            clawback_window_s=window_s,
+        )
+    ]
+    if not due:
+        return 0
+    session.execute(select(Account.id).where(Account.id == owner_id).with_for_update())
+    owner = f"owner:{owner_id}"
+    available = ledger.account_balance(session, owner, "micro_eur")
+    costs = [_cost(job, run) for run, job in due]
+    shares = [round(cost * job.owner_share) for cost, (_, job) in zip(costs, due, strict=True)]
+    taken = trust.clawback_amounts(shares, available)
+    clawed = 0
+    for (run, job), cost, share, part in zip(due, costs, shares, taken, strict=True):
+        fee = cost - share
+        posted = ledger.post(
+            session,
+            key=f"clawback:{run.task_id}:{run.attempt}",
+            kind=ledger.CLAWBACK_KIND,
+            postings=[
+                ledger.Posting(owner, "micro_eur", -part),
+                ledger.Posting("platform", "micro_eur", -fee),
+                ledger.Posting(f"submitter:{job.submitter_id}", "micro_eur", part + fee),
+            ],
+            now_ts=now_ts,
+            job_id=job.id,
+            task_id=run.task_id,
+            device_id=run.device_id,
+        )
+        if posted:
+            run.clawed_back = True
+            clawed += 1
+    if clawed:
+        _LOG.info(
+            "paid results of a caught device taken back",
+            extra={
+                "device_id": device_id,
+                "count": clawed,
+                "short_micro_eur": sum(shares) - sum(taken),
+            },
+        )
+    return clawed
 
 
 _VERDICT_OF_FATE = {HoldFate.PAY: VERIFIED, HoldFate.FORFEIT: CAUGHT, HoldFate.REFUND: VOID}
@@ -521,6 +625,7 @@ def judge(
                     settings=settings,
                 )
             if not honest:
+                _claw_back(session, run.device_id, owner, now_ts=now_ts, settings=settings)
                 challenges.quarantine(
                     session.get_one(Device, run.device_id),
                     _caught_reason(task, run, verdict, answers),

@@ -186,6 +186,8 @@ class AttemptView:
     verdict: str | None = None
     """Its result's verification: ``held``, ``verified`` (paid), ``caught`` (forfeited),
     ``void`` (refunded); None when results are not verified."""
+    clawed_back: bool = False
+    """Paid unchecked, then taken back from its owner when its device was caught (clawback)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -643,6 +645,7 @@ def _attempts(session: Session, where: ColumnElement[bool], limit: int) -> list[
             checkpointed_energy_j=attempt.checkpointed_energy_j,
             error=attempt.error,
             verdict=attempt.verdict,
+            clawed_back=attempt.clawed_back,
         )
         for attempt, task_index, job_id, job_name, device_name in rows
     ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,8 @@ __all__ = [
     "challenge_matrices",
     "challenge_passes_time",
     "challenge_size_n",
+    "clawback_amounts",
+    "clawback_due",
     "freivalds_check",
     "freivalds_default_rtol",
     "held_fate",
@@ -422,6 +424,75 @@ def held_fate(
     return HoldFate.HELD
 
 
+def clawback_due(
+    reported_ts: float,
+    *,
+    checked: bool,
+    caught_ts: float,
+    clawback_window_s: float,
+) -> bool:
+    """Return whether a caught device's paid result is taken back from its owner (clawback).
+
+    The operator's opt-in answer to the tail :func:`paid_cheats_probability` leaves: a
+    passed spot check pays every unchecked result held before it (:func:`held_fate`), cheated
+    ones included, since nothing tells them apart until one is checked. When the device is
+    later caught with a wrong result, what those unchecked results were paid can be taken back
+    from its owner and refunded to the submitter. A result is taken back when it was never
+    itself the subject of a passed check (``checked`` False: its credit was released by a
+    later check of another result, not by its own) and it was reported within
+    ``clawback_window_s`` before the catch, ``caught_ts - clawback_window_s <= reported_ts <=
+    caught_ts``. A result checked and agreed with by another owner is honest by the rule that
+    judged it and is never taken back; a window of 0 turns clawback off (nothing is due).
+    Only a caught device's results are due, so an honest owner loses nothing to it, except
+    where the verdict itself was wrong (a device outvoted by colluding owners).
+
+    Parameters
+    ----------
+    reported_ts : float
+        When the device reported the paid result [s, POSIX].
+    checked : bool
+        The result itself was compared with other owners' and agreed (a drawn check or a
+        replica): paid for what was verified, never taken back.
+    caught_ts : float
+        When the device was caught with a wrong result [s, POSIX].
+    clawback_window_s : float
+        How far back before the catch paid results are taken back [s], >= 0; 0: never.
+    """
+    reported = require_finite("reported_ts", reported_ts)
+    caught = require_finite("caught_ts", caught_ts)
+    window = require_non_negative("clawback_window_s", clawback_window_s)
+    if checked or window == 0.0:
+        return False
+    return caught - window <= reported <= caught
+
+
+def clawback_amounts(due: Sequence[int], available: int) -> list[int]:
+    """Return how much of each due clawback is taken, never more than ``available`` in all.
+
+    Clawback takes back from an owner's balance what its caught device's unchecked results
+    were paid (:func:`clawback_due`), but never more than the balance holds: money already
+    paid out of it is not reached, and no debt is kept. The amounts are taken in the order
+    given (the caller puts the newest result first) until the balance runs out; a result
+    reached when nothing is left gets 0. So ``sum(taken) == min(sum(due), max(available,
+    0))`` and ``0 <= taken[i] <= due[i]``.
+
+    Parameters
+    ----------
+    due : Sequence of int
+        What each result's owner was paid [micro-EUR], each >= 0, in the order to take them.
+    available : int
+        The owner's balance that may be taken [micro-EUR]; a negative one counts as 0.
+    """
+    left = max(0, _require_int_any("available", available))
+    taken = []
+    for index, amount in enumerate(due):
+        want = _require_int(f"due[{index}]", amount, 0)
+        part = min(want, left)
+        taken.append(part)
+        left -= part
+    return taken
+
+
 def paid_cheats_probability(cheat_rate: float, spot_check_rate: float, cheated: int) -> float:
     """Return the probability that a cheat is paid for at least ``cheated`` results before caught.
 
@@ -438,7 +509,8 @@ def paid_cheats_probability(cheat_rate: float, spot_check_rate: float, cheated: 
     spot-check interval (``1 / f`` results) with probability about ``(1 - c) / e``, 31 % at
     ``c = 0.1``, whatever the floor. Holding credit until a later check passes bounds the mean
     below one interval; no such hold bounds every cheat (only checking more of its results,
-    or taking back what was paid, would).
+    or taking back what was paid, would: :func:`clawback_due`, the operator's opt-in, which
+    this figure leaves out).
 
     Parameters
     ----------
@@ -724,6 +796,12 @@ def _require_unit(name: str, value: float) -> float:
     if not 0.0 <= number <= 1.0:
         raise InputError(f"{name} must be in [0, 1], got {value!r}")
     return number
+
+
+def _require_int_any(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    return int(value)
 
 
 def _require_int(name: str, value: int, least: int) -> int:

@@ -296,7 +296,10 @@ class JobReport(BaseModel):
     ``pue`` times the energy at ``data_centre_carbon_g_per_kwh`` (the devices' energy-weighted
     grid) and wastes its heat, so the homes' ``alternative`` heating makes the useful heat
     (``displaced_heating_co2_kg``). A room wanted heat while it was at most ``hot_tolerance_k``
-    over its setpoint. Energies [J], emissions [kg CO2e].
+    over its setpoint. Energies [J], emissions [kg CO2e]. ``clawed_back_results`` counts the
+    job's results that were paid unchecked and taken back when their device was later caught
+    cheating (clawback, an operator setting), and ``clawed_back_refund_eur`` what that refunded
+    to the submitter [EUR].
     """
 
     job_id: str
@@ -318,3 +321,5 @@ class JobReport(BaseModel):
     co2_saved_kg: float
     hot_tolerance_k: float
     carbon_source: str
+    clawed_back_results: int = 0
+    clawed_back_refund_eur: float = 0.0

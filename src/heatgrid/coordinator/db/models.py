@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -419,6 +420,14 @@ class TaskAttempt(Base):
     start_mark: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """The step and fingerprint of the state its job restored at its start, as reported with
     its result (:class:`heatgrid.protocol.jobs.CheckpointMark`); None: none reported."""
+    paid_unchecked_ts: Mapped[float | None] = mapped_column(Double)
+    """When its held credit was paid to its owner by a later passed spot check of its device,
+    the result itself never checked [s, POSIX]; None: paid as checked, or not paid. Such a
+    result may be taken back when its device is caught
+    (:func:`heatgrid.core.trust.clawback_due`)."""
+    clawed_back: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """What it was paid was taken back from its owner and refunded to the submitter (clawback,
+    ``Settings.clawback_window_s``)."""
 
 
 class Checkpoint(Base):
