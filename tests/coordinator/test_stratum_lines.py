@@ -136,8 +136,8 @@ def test_a_connection_between_shares_holds_no_coroutine_future_or_timer(
                 await asyncio.to_thread(connect, count)
                 await until(lambda: proxy.forwarded == len(miners), "every share forwarded")
                 await until(
-                    lambda: not any(session.in_flight for session in proxy.sessions),
-                    "every share's task ended",
+                    lambda: not any(session.busy for session in proxy.sessions),
+                    "every share answered and judged by the pool",
                 )
                 await asyncio.sleep(0.2)  # the pool's verdicts, the writer's last commit
 
