@@ -224,23 +224,40 @@ class ShareRecorder:
                 async with asyncio.timeout(_FLUSH_S):
                     await self._wake.wait()
             self._wake.clear()
-            while self._queue or self._rejects or self._verdicts:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: len(batch)]
-                rejects, self._rejects = self._rejects, Counter()
-                verdicts, self._verdicts = self._verdicts, []
+            writing = self._start_write()
+            while writing is not None:
+                batch, written = writing
+                stored: set[str] = set()
+                error: Exception | None = None
                 try:
-                    stored = await asyncio.to_thread(
-                        self._write, [row for row, _ in batch], rejects, verdicts
-                    )
-                except Exception as error:
-                    _log.warning("could not commit shares", extra={"error": str(error)})
-                    self._settle(batch, set(), error)
-                    continue
-                self.commits += 1
-                self._settle(batch, stored, None)
+                    stored = await written
+                except Exception as failed:
+                    _log.warning("could not commit shares", extra={"error": str(failed)})
+                    error = failed
+                else:
+                    self.commits += 1
+                # the next batch goes to the database before this one is answered: answering
+                # a batch of hundreds of shares takes milliseconds of the event loop, which the
+                # next commit need not wait for
+                writing = self._start_write()
+                self._settle(batch, stored, error)
             if self._closing:
                 return
+
+    def _start_write(
+        self,
+    ) -> tuple[list[tuple[ShareRow, Settle]], asyncio.Future[set[str]]] | None:
+        """Hand what is queued to the writer thread; None when nothing is."""
+        if not (self._queue or self._rejects or self._verdicts):
+            return None
+        batch = self._queue[: self._max_batch]
+        del self._queue[: len(batch)]
+        rejects, self._rejects = self._rejects, Counter()
+        verdicts, self._verdicts = self._verdicts, []
+        written = asyncio.get_running_loop().run_in_executor(
+            None, self._write, [row for row, _ in batch], rejects, verdicts
+        )
+        return batch, written
 
     @staticmethod
     def _settle(

@@ -471,8 +471,12 @@ class MinerSession(asyncio.Protocol):
         self.maybe_retarget(time.monotonic())
 
     def _recorded(self, share: _Accepted, stored: bool, error: BaseException | None) -> None:
-        """Answer a share once the writer has committed it (or failed to), then forward it."""
-        forwarding = False
+        """Answer a share once the writer has committed it (or failed to).
+
+        An accepted one is forwarded in a callback of its own, soon after: the writer answers
+        every share of a batch first, so that the last answer of a large batch does not wait
+        for the encoding and sending of all the forwards before it.
+        """
         try:
             if error is not None:
                 self._answer(share.submit.id, None, _NOT_RECORDED)
@@ -492,7 +496,17 @@ class MinerSession(asyncio.Protocol):
                             "device_id": share.row.device_id,
                         },
                     )
-                forwarding = self._forward(share)
+                asyncio.get_running_loop().call_soon(self._forward_soon, share)
+                return
+        except BaseException:
+            self._share_done()
+            raise
+        self._share_done()
+
+    def _forward_soon(self, share: _Accepted) -> None:
+        forwarding = False
+        try:
+            forwarding = self._forward(share)
         finally:
             if not forwarding:
                 self._share_done()
