@@ -12,9 +12,19 @@ this process. CPU: what the proxy process used while the shares were submitted, 
 a shared machine this moves far less than the latency percentiles do).
 
 Baseline, same run, same load generator: a bare asyncio line echo server in its own process,
-holding the same number of connections and echoing the same lines at the same rate. The ratios
-are proxy / echo for the p50 and p99 latency. Goals (issue 15): >= 10,000 connections held,
-p99 under 10 ms at 1,000 shares/s.
+holding the same number of connections and echoing the same lines at the same rate. It starts
+only after the proxy and the test pool have exited (their connections closed), so that it is
+not timed beside the proxy's teardown of its connections. The ratios are proxy / echo for the
+p50 and p99 latency. Goals (issue 15): >= 10,000 connections held, p99 under 10 ms at 1,000
+shares/s.
+
+The probe also times where a share's time goes inside the proxy (``proxy_stages``, the shares'
+window only): from its line handled to its "accepted" written (``in_proxy_ms``); from its
+acceptance to the start of the commit that stored it (``queue_wait_ms``); each commit in the
+writer thread (wall and CPU) and the gaps between commits; how late a 10 ms timer of the event
+loop ran (``loop_lag_ms``); and the event-loop callbacks that ran over 2 ms, by name, with
+their CPU time (wall time without CPU is the process waiting for a core). Its log is written
+beside ``PATH`` (``.stages.json``).
 
 The proxy runs under a probe that times its garbage collections (``gc.callbacks``): the
 result's ``proxy_gc`` gives the collections per generation and the longest full (generation 2)
@@ -31,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -100,6 +111,69 @@ def dump():
 gc.callbacks.append(probe)
 signal.signal(signal.SIGUSR1, mark)
 atexit.register(dump)
+import asyncio, asyncio.events
+from heatgrid.coordinator.stratum import accounting, proxy
+stages = {"writes": [], "lags": [], "slow": []}
+def timed_write(write):
+    def timed(self, rows, rejects, verdicts):
+        start_ts, start, cpu = time.time(), time.perf_counter(), time.thread_time()
+        try:
+            return write(self, rows, rejects, verdicts)
+        finally:
+            stages["writes"].append([start_ts, time.perf_counter() - start,
+                                     time.thread_time() - cpu, len(verdicts),
+                                     [round(start_ts - row.accepted_ts, 6) for row in rows]])
+    return timed
+accounting.ShareRecorder._write = timed_write(accounting.ShareRecorder._write)
+def timed_start(start):
+    async def timed(self):
+        await start(self)
+        loop = asyncio.get_running_loop()
+        def tick(due):
+            now = loop.time()
+            stages["lags"].append([time.time(), now - due])
+            loop.call_at(now + 0.01, tick, now + 0.01)
+        loop.call_soon(tick, loop.time())
+    return timed
+proxy.StratumProxy.start = timed_start(proxy.StratumProxy.start)
+from heatgrid.coordinator.stratum import miner
+handled = {}
+def timed_submit(submit_share):
+    def timed(self, submit):
+        handled[id(self), submit.id] = time.perf_counter()
+        submit_share(self, submit)
+    return timed
+def timed_send(send):
+    def timed(self, line):
+        send(self, line)
+        if line.endswith(b'"result":true,"error":null}\\n'):
+            started = handled.pop((id(self), json.loads(line)["id"]), None)
+            if started is not None:
+                stages["answers"].append([time.time(), time.perf_counter() - started])
+    return timed
+stages["answers"] = []
+miner.MinerSession._submit = timed_submit(miner.MinerSession._submit)
+miner.MinerSession.send = timed_send(miner.MinerSession.send)
+def named(callback):
+    owner = getattr(callback, "__self__", None)
+    coro = getattr(owner, "get_coro", None)
+    if coro is not None:
+        return "task " + getattr(coro(), "__qualname__", "?")
+    return getattr(callback, "__qualname__", type(callback).__qualname__)
+def timed_run(run):
+    def timed(self):
+        start, cpu = time.perf_counter(), time.thread_time()
+        run(self)
+        took = time.perf_counter() - start
+        if took > 0.002:
+            stages["slow"].append([time.time(), took, time.thread_time() - cpu,
+                                   named(self._callback)])
+    return timed
+asyncio.events.Handle._run = timed_run(asyncio.events.Handle._run)
+def dump_stages():
+    with open(os.environ["BENCH_STAGE_LOG"], "w") as sink:
+        json.dump(stages, sink)
+atexit.register(dump_stages)
 sys.argv = ["heatgrid", *sys.argv[1:]]
 runpy.run_module("heatgrid.cli.main", run_name="__main__")
 """
@@ -171,6 +245,8 @@ class _Load:
     latencies_s: list[float] = field(default_factory=list)
     errors: int = 0
     open: int = 0
+    answered_ts: float = 0.0
+    """When the last answers were in, before the connections were closed [POSIX s]."""
 
 
 async def _read_answers(miner: _Miner, load: _Load) -> None:
@@ -277,6 +353,7 @@ async def _drive(miners: list[_Miner], rate: float, duration_s: float) -> _Load:
         miner.sent[rid] = time.perf_counter()
         miner.writer.write(line)
     await asyncio.sleep(2.0)  # the last answers
+    load.answered_ts = time.time()
     held = load.open
     for task in readers:
         task.cancel()
@@ -284,6 +361,7 @@ async def _drive(miners: list[_Miner], rate: float, duration_s: float) -> _Load:
     load.open = held
     for miner in miners:
         miner.writer.close()
+    await asyncio.gather(*(m.writer.wait_closed() for m in miners), return_exceptions=True)
     return load
 
 
@@ -338,6 +416,97 @@ def _gc_report(path: Path, window: tuple[float, float]) -> dict[str, object]:
     }
 
 
+def _spread_ms(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": _percentile_ms(values, 0.5),
+        "p99": _percentile_ms(values, 0.99),
+        "max": 1e3 * max(values, default=float("nan")),
+    }
+
+
+def _stage_report(path: Path, window: tuple[float, float]) -> dict[str, object]:
+    """Where the shares' time went inside the proxy, from the probe's JSON (the shares' window).
+
+    ``queue_wait_ms``: from a share's acceptance (its timestamp) to the start of the commit
+    that stored it; ``commit_ms``: the writer thread's transaction (wall and CPU), per batch;
+    ``loop_lag_ms``: how late a 10 ms timer ran; ``slow_callbacks``: event-loop callbacks that
+    ran over 2 ms, by name (count, total and longest).
+    """
+    found = json.loads(path.read_text())
+    writes = [w for w in found["writes"] if window[0] <= w[0] <= window[1]]
+    waits = [wait for w in writes for wait in w[4]]
+    lags = [lag for ts, lag in found["lags"] if window[0] <= ts <= window[1]]
+    slow: dict[str, list[float]] = {}
+    slow_cpu: dict[str, list[float]] = {}
+    for ts, took, cpu, name in found["slow"]:
+        if window[0] <= ts <= window[1]:
+            slow.setdefault(name, []).append(took)
+            slow_cpu.setdefault(name, []).append(cpu)
+    commits = sorted((w[0], w[0] + w[1]) for w in writes)
+    answers = [took for ts, took in found["answers"] if window[0] <= ts <= window[1]]
+    return {
+        "in_proxy_ms": _spread_ms(answers),
+        "commits": len(writes),
+        "shares_per_commit": _spread_ms([len(w[4]) / 1e3 for w in writes]),
+        "commit_mean_ms": 1e3 * statistics.fmean([w[1] for w in writes]) if writes else None,
+        "between_commits_ms": _spread_ms([b[0] - a[1] for a, b in itertools.pairwise(commits)]),
+        "queue_wait_ms": _spread_ms(waits),
+        "commit_ms": _spread_ms([w[1] for w in writes]),
+        "commit_cpu_ms": _spread_ms([w[2] for w in writes]),
+        "loop_lag_ms": _spread_ms(lags),
+        "slow_callbacks": {
+            name: {
+                "count": len(t),
+                "total_ms": 1e3 * sum(t),
+                "max_ms": 1e3 * max(t),
+                "cpu_total_ms": 1e3 * sum(slow_cpu[name]),
+                "cpu_max_ms": 1e3 * max(slow_cpu[name]),
+            }
+            for name, t in sorted(slow.items(), key=lambda item: -sum(item[1]))[:8]
+        },
+    }
+
+
+async def _wait_for_port(port: int) -> None:
+    for _ in range(300):
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+            return
+        await asyncio.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server and wait until it has exited (its connections closed with it)."""
+    if process.poll() is None:
+        process.terminate()
+    process.wait(timeout=60)
+
+
+async def _echo_phase(
+    connections: int, shares_each: int, rate: float, duration_s: float
+) -> tuple[_Load, float, float, tuple[float, float, float]]:
+    """The baseline: the echo server alone, the same connections, lines and rate.
+
+    Returns the load's answers, the time to connect all [s], the server's CPU time over the
+    lines [s] and the load average when the lines began.
+    """
+    echo_port = _free_port()
+    echo = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, str(echo_port)])
+    try:
+        await _wait_for_port(echo_port)
+
+        async def echo_miner(_index: int) -> _Miner:
+            return await _echo_connect(echo_port, shares_each)
+
+        echoed, connect_s = await _connect_all(echo_miner, connections)
+        await asyncio.sleep(0.5)
+        cpu_before_s = tree_cpu_s(echo.pid)
+        load_average = os.getloadavg()
+        load = await _drive(echoed, rate, duration_s)
+        return load, connect_s, tree_cpu_s(echo.pid) - cpu_before_s, load_average
+    finally:
+        _stop(echo)
+
+
 async def _run(
     connections: int,
     rate: float,
@@ -350,6 +519,7 @@ async def _run(
     shares_each = max(2, int(rate * duration_s / connections) + 2)
     devices = _devices(database_url, max(1, connections // _WORKERS_PER_DEVICE))
     gc_log = workdir / "gc.json"
+    stage_log = workdir / "stages.json"
     log = (workdir / "stratum.log").open("wb")
     pool = subprocess.Popen(
         [sys.executable, "-c", _POOL_SERVER, repr(_DIFFICULTY)],
@@ -361,6 +531,9 @@ async def _run(
     assert pool.stdout is not None
     pool_url = pool.stdout.readline().decode().strip()
     load_before = os.getloadavg()
+    # The phases do not overlap: the proxy (and the test pool) have exited, their connections
+    # closed, before the echo server starts, so the baseline is timed on a machine that no
+    # longer runs the proxy's teardown of its connections.
     try:
         port = _free_port()
         text = repr(_DIFFICULTY)
@@ -373,46 +546,35 @@ async def _run(
                 **os.environ,
                 "HEATGRID_POOL_PASSWORD": _POOL_PASSWORD,
                 "BENCH_GC_LOG": str(gc_log),
+                "BENCH_STAGE_LOG": str(stage_log),
                 "BENCH_GC_CENSUS": "1" if census else "0",
             },
             stdout=log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-        echo_port = _free_port()
-        echo = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, str(echo_port)])
         try:
-            for wanted in (port, echo_port):
-                for _ in range(300):
-                    with (
-                        contextlib.suppress(OSError),
-                        socket.create_connection(("127.0.0.1", wanted)),
-                    ):
-                        break
-                    await asyncio.sleep(0.1)
+            await _wait_for_port(port)
 
             async def proxy_miner(index: int) -> _Miner:
                 device_id, password = devices[index % len(devices)]
                 return await _stratum_connect(port, f"{device_id}.w{index}", password, shares_each)
 
-            async def echo_miner(_index: int) -> _Miner:
-                return await _echo_connect(echo_port, shares_each)
-
             proxied, proxy_connect_s = await _connect_all(proxy_miner, connections)
+            if not proxied:
+                log.flush()
+                tail = (workdir / "stratum.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"no miner got through the handshake; the proxy said:\n{tail}")
             proxy.send_signal(signal.SIGUSR1)  # the probe notes what a full pass would walk
             await asyncio.sleep(0.5)
             cpu_before_s = tree_cpu_s(proxy.pid)
+            load_proxy = os.getloadavg()
             window_start_ts = time.time()
             proxy_load = await _drive(proxied, rate, duration_s)
-            window = (window_start_ts, time.time())
+            window = (window_start_ts, proxy_load.answered_ts)
             proxy_cpu_s = tree_cpu_s(proxy.pid) - cpu_before_s
-            echoed, echo_connect_s = await _connect_all(echo_miner, connections)
-            cpu_before_s = tree_cpu_s(echo.pid)
-            echo_load = await _drive(echoed, rate, duration_s)
-            echo_cpu_s = tree_cpu_s(echo.pid) - cpu_before_s
+            del proxied
         finally:
-            for process in (proxy, echo):
-                process.terminate()
-                process.wait(timeout=30)
+            _stop(proxy)
             log.close()
         pool.stdin.close()
         forwarded = int(pool.stdout.readline() or 0)
@@ -421,6 +583,9 @@ async def _run(
             pool.kill()
         pool.wait(timeout=30)
         pool.stdout.close()
+    echo_load, echo_connect_s, echo_cpu_s, load_echo = await _echo_phase(
+        connections, shares_each, rate, duration_s
+    )
     proxy_gc = _gc_report(gc_log, window)
     p50, p99 = (
         _percentile_ms(proxy_load.latencies_s, 0.5),
@@ -447,6 +612,7 @@ async def _run(
         "p99_ms": p99,
         "proxy_cpu_ms_per_share": 1e3 * proxy_cpu_s / max(1, len(proxy_load.latencies_s)),
         "proxy_gc": proxy_gc,
+        "proxy_stages": _stage_report(stage_log, window),
         "baseline": "bare asyncio line echo server, same connections, lines and rate",
         "baseline_connections_held": echo_load.open,
         "baseline_connect_all_s": echo_connect_s,
@@ -464,6 +630,8 @@ async def _run(
             "processor": platform.machine(),
             "cpus": os.cpu_count(),
             "load_average_before": load_before,
+            "load_average_at_proxy_shares": load_proxy,
+            "load_average_at_echo_lines": load_echo,
             "load_average": os.getloadavg(),
         },
     }
@@ -513,6 +681,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         # every collection, for a closer look: [end (POSIX s), generation, pause s, CPU s]
         shutil.copyfile(workdir / "gc.json", args.out.with_suffix(".gc.json"))
+        shutil.copyfile(workdir / "stages.json", args.out.with_suffix(".stages.json"))
     text = json.dumps(result, indent=2)
     print(text)
     args.out.write_text(text + "\n")

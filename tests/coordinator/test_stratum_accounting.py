@@ -119,3 +119,39 @@ def test_sqlite_wal_is_checkpointed_beside_the_writer(database_url: str, tmp_pat
     autocheckpoint, stored_in_database_file = asyncio.run(scenario())
     assert autocheckpoint == 0  # no commit of the proxy copies pages and fsyncs the database
     assert stored_in_database_file == 200  # the recorder's checkpoint did
+
+
+def test_the_writer_replaces_a_connection_the_database_dropped(database_url: str) -> None:
+    """On PostgreSQL the writer keeps its connection; one the server dropped is replaced.
+
+    The share of the batch that found it dropped is committed on the new connection, not
+    answered with an error.
+    """
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the writer keeps a connection of its own on PostgreSQL only")
+    ((device_id, _),) = make_miners(database_url, 1)
+    rows = [
+        ShareRow(f"{index:064x}", device_id, f"{device_id}.rig", "1", 1.0, time.time(), None)
+        for index in range(2)
+    ]
+
+    async def scenario() -> list[bool]:
+        engine = make_engine(database_url)
+        recorder = ShareRecorder(engine)
+        recorder.start()
+        try:
+            stored = [await recorder.record(rows[0])]
+            held = recorder._held
+            assert held is not None
+            backend_pid = held.driver_connection.info.backend_pid  # type: ignore[union-attr]
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SELECT pg_terminate_backend(%s)", (backend_pid,))
+            stored.append(await recorder.record(rows[1]))
+            return stored
+        finally:
+            await recorder.close()
+            engine.dispose()
+
+    assert asyncio.run(scenario()) == [True, True]
+    _, counts = shares_by_device(database_url)
+    assert counts == {device_id: 2}

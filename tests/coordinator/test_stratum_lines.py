@@ -13,7 +13,9 @@ import asyncio
 import dataclasses
 import gc
 import socket
+import threading
 import types
+from typing import Any
 
 from heatgrid.coordinator.stratum import StratumProxy
 from heatgrid.emulators.stratum_pool import StratumPool
@@ -136,8 +138,8 @@ def test_a_connection_between_shares_holds_no_coroutine_future_or_timer(
                 await asyncio.to_thread(connect, count)
                 await until(lambda: proxy.forwarded == len(miners), "every share forwarded")
                 await until(
-                    lambda: not any(session.in_flight for session in proxy.sessions),
-                    "every share's task ended",
+                    lambda: not any(session.busy for session in proxy.sessions),
+                    "every share answered and judged by the pool",
                 )
                 await asyncio.sleep(0.2)  # the pool's verdicts, the writer's last commit
 
@@ -153,5 +155,97 @@ def test_a_connection_between_shares_holds_no_coroutine_future_or_timer(
             finally:
                 for miner in miners:
                     miner.close()
+
+    asyncio.run(scenario())
+
+
+def _distinct_shares(
+    extranonce1: bytes, extranonce2_size: int, job: Job, worker: str, count: int
+) -> list[stratum.Submit]:
+    """``count`` different valid shares of ``job``, ids 100, 101, ….
+
+    The first valid nonce is left out: it is the share :meth:`_BlockingMiner.one_share` sent.
+    """
+    probe = ShareValidator(extranonce1, extranonce2_size, _MASK)
+    probe.authorize(worker)
+    probe.add_job(job, POOL_DIFFICULTY)
+    found: list[stratum.Submit] = []
+    nonce = 0
+    while not probe.check(
+        stratum.Submit(0, worker, job.job_id, bytes(2), job.ntime, nonce, 0x2000)
+    ).accepted:
+        nonce += 1
+    while len(found) < count:
+        submit = stratum.Submit(
+            100 + len(found), worker, job.job_id, bytes(2), job.ntime, nonce, 0x2000
+        )
+        if probe.check(submit).accepted:
+            found.append(submit)
+        nonce += 1
+    return found
+
+
+def test_shares_waiting_for_their_commit_hold_no_task_or_future(database_url: str) -> None:
+    """A share waiting for the writer is a queued row and the function that answers it.
+
+    Each accepted share used to start an asyncio task that awaited a future until its commit
+    (then the pool's verdict): with the writer held, 40 shares in flight were 40 tasks, their
+    coroutines and futures. Now the writer answers each share of a batch itself.
+    """
+    ((device_id, password),) = make_miners(database_url, 1)
+    count = 40
+
+    async def scenario() -> None:
+        pool = StratumPool(difficulty=POOL_DIFFICULTY, users={POOL_USER: POOL_PASSWORD})
+        async with pool, StratumProxy(proxy_settings(database_url, pool)) as proxy:
+            worker = f"{device_id}.rig"
+            miner = _BlockingMiner(proxy.port)
+            try:
+                await asyncio.to_thread(miner.one_share, worker, password)
+                await until(lambda: not any(s.busy for s in proxy.sessions), "first share done")
+                (session,) = proxy.sessions
+                assert session.validator is not None
+                assert miner.job is not None
+                validator = session.validator
+                shares = _distinct_shares(
+                    validator.extranonce1, validator.extranonce2_size, miner.job, worker, count
+                )
+                recorder = proxy.recorder
+                release = threading.Event()
+                held: list[int] = []
+                write = recorder._write
+
+                def held_write(*args: Any) -> set[str]:
+                    held.append(len(args[0]))
+                    release.wait(60)
+                    return write(*args)
+
+                recorder._write = held_write  # type: ignore[method-assign]
+                # a first commit (of the first share's verdict) may already be under way
+                await asyncio.sleep(0.2)
+                before = _waiting_state()
+                miner.sock.sendall(b"".join(stratum.encode(share) for share in shares))
+                await until(
+                    lambda: sum(held) + len(recorder._queue) >= count,
+                    "every share waiting for its commit",
+                )
+                grown = _waiting_state() - before
+                assert grown < count // 2, grown  # a task, coroutine and future each, before
+                release.set()
+
+                def answers() -> list[stratum.Response]:
+                    found: list[stratum.Response] = []
+                    while len(found) < count:
+                        message = stratum.decode(miner.lines.readline())
+                        if isinstance(message, stratum.Response):
+                            found.append(message)
+                    return found
+
+                answered = await asyncio.to_thread(answers)
+                assert sorted(int(str(a.id)) for a in answered) == [s.id for s in shares]
+                assert all(a.result is True for a in answered), answered
+            finally:
+                release.set()
+                miner.close()
 
     asyncio.run(scenario())

@@ -16,7 +16,7 @@ from heatgrid.cli.main import main
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import MiningShare
 from heatgrid.coordinator.stratum import ProxySettings, StratumProxy
-from heatgrid.coordinator.stratum.accounting import ShareRow
+from heatgrid.coordinator.stratum.accounting import Settle, ShareRow
 from heatgrid.core.clock import ClockSpec
 from heatgrid.emulators.stratum_miner import StratumMinerClient
 from heatgrid.emulators.stratum_pool import StratumPool
@@ -274,18 +274,15 @@ def test_a_share_recorded_across_a_pool_reconnect_is_not_sent_to_the_new_session
                 client = StratumMinerClient(url, device_id, password, lambda: FAST_HS)
                 mining = asyncio.create_task(client.run())
                 recorder = proxy.recorder
-                record = recorder.record
-                gate = asyncio.Event()
-                held: list[object] = []
+                enqueue = recorder.enqueue
+                held: list[tuple[ShareRow, Settle]] = []
 
-                async def held_record(row: ShareRow) -> bool:
-                    held.append(row)
-                    await gate.wait()
-                    return await record(row)
+                def held_enqueue(row: ShareRow, settle: Settle) -> None:
+                    held.append((row, settle))
 
                 try:
                     await until(lambda: client.stats.accepted >= 3, "mining through the first pool")
-                    recorder.record = held_record  # type: ignore[method-assign]
+                    recorder.enqueue = held_enqueue  # type: ignore[method-assign]
                     await until(lambda: len(held) >= 3, "shares waiting to be recorded")
                     forwarded = proxy.forwarded
                     await first.stop()
@@ -298,15 +295,16 @@ def test_a_share_recorded_across_a_pool_reconnect_is_not_sent_to_the_new_session
                     )
                     await second.start()
                     await until(lambda: proxy.upstream.session is not None, "the pool is back")
-                    recorder.record = record  # type: ignore[method-assign]
-                    gate.set()
+                    recorder.enqueue = enqueue  # type: ignore[method-assign]
+                    for row, settle in held:
+                        enqueue(row, settle)
                     await until(
                         lambda: second.stats.accepted_shares[f"{POOL_USER}.{device_id}"] >= 3,
                         "mining resumed through the pool that came back",
                     )
                     await client.drain()
                 finally:
-                    gate.set()
+                    recorder.enqueue = enqueue  # type: ignore[method-assign]
                     await _stop(mining)
         finally:
             await first.stop()

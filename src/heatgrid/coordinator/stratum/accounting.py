@@ -10,6 +10,11 @@ stored again, and :meth:`record` says so.
 Rejections are counted in memory per device, reason and hour and added to ``mining_rejects``
 with each commit (at least once a second); the pool's verdicts on forwarded shares set
 ``upstream_accepted``.
+
+On PostgreSQL the writer keeps one connection of its own and sends a batch's statements and its
+``COMMIT`` in one pipeline (psycopg's pipeline mode): one round trip to the server per batch,
+where a checkout from the pool (with its ping), ``BEGIN``, each statement and ``COMMIT`` were
+one each, and each waited for the server's process to get a core (``docs/mining.md``, *Speed*).
 """
 
 from __future__ import annotations
@@ -20,14 +25,16 @@ import functools
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, event
+from sqlalchemy.pool import PoolProxiedConnection
 
 from heatgrid.coordinator.db.models import MiningReject, MiningShare
 
-__all__ = ["ShareRecorder", "ShareRow"]
+__all__ = ["Settle", "ShareRecorder", "ShareRow"]
 
 _HOUR_S = 3600.0
 _FLUSH_S = 1.0
@@ -58,6 +65,11 @@ class ShareRow:
     difficulty: float
     accepted_ts: float
     block_hash: str | None
+
+
+Settle = Callable[[bool, BaseException | None], None]
+"""Told a queued share's fate once its batch is written: ``(stored, None)`` after the commit
+(``stored`` False when its key was stored before), ``(False, error)`` when it could not be."""
 
 
 def _row(mark: str, width: int) -> str:
@@ -123,13 +135,16 @@ class ShareRecorder:
         # compiler cost more than the database's own work for a batch, and the writer thread
         # holds the GIL while it runs, which the miners' event loop then waits for
         self._mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-        self._queue: list[tuple[ShareRow, asyncio.Future[bool]]] = []
+        self._queue: list[tuple[ShareRow, Settle]] = []
         self._rejects: Counter[tuple[str, str, float]] = Counter()
         self._verdicts: list[tuple[str, bool]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._checkpointer: asyncio.Task[None] | None = None
+        self._pipelined = engine.dialect.name == "postgresql"
+        self._held: PoolProxiedConnection | None = None
+        """The writer's own connection (PostgreSQL), kept from one batch to the next."""
         if engine.dialect.name == "sqlite":
             # SQLite checkpoints the WAL in the commit that crosses 1,000 pages: a copy of the
             # pages into the database file and an fsync of it, 10-100 ms in which every miner's
@@ -159,6 +174,9 @@ class ShareRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointer
             self._checkpointer = None
+        if self._held is not None:
+            held, self._held = self._held, None
+            await asyncio.to_thread(held.close)
 
     async def record(self, row: ShareRow) -> bool:
         """Store ``row``; True once committed, False when it was stored before.
@@ -169,9 +187,27 @@ class ShareRecorder:
             When the database could not commit it (the share is then not counted).
         """
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append((row, future))
-        self._wake.set()
+
+        def settle(stored: bool, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is None:
+                future.set_result(stored)
+            else:
+                future.set_exception(error)
+
+        self.enqueue(row, settle)
         return await future
+
+    def enqueue(self, row: ShareRow, settle: Settle) -> None:
+        """Queue ``row`` for the next commit; the writer calls ``settle`` when it is written.
+
+        What :meth:`record` does without a future and a task to await it: the proxy answers
+        an accepted share from ``settle``, called by the writer for every share of a batch
+        right after its commit.
+        """
+        self._queue.append((row, settle))
+        self._wake.set()
 
     def count_reject(self, device_id: str, reason: str, now_ts: float) -> None:
         """Count one rejected share of ``device_id`` for ``reason`` in the hour of ``now_ts``."""
@@ -188,27 +224,50 @@ class ShareRecorder:
                 async with asyncio.timeout(_FLUSH_S):
                     await self._wake.wait()
             self._wake.clear()
-            while self._queue or self._rejects or self._verdicts:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: len(batch)]
-                rejects, self._rejects = self._rejects, Counter()
-                verdicts, self._verdicts = self._verdicts, []
+            writing = self._start_write()
+            while writing is not None:
+                batch, written = writing
+                stored: set[str] = set()
+                error: Exception | None = None
                 try:
-                    stored = await asyncio.to_thread(
-                        self._write, [row for row, _ in batch], rejects, verdicts
-                    )
-                except Exception as error:
-                    _log.warning("could not commit shares", extra={"error": str(error)})
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
-                    continue
-                self.commits += 1
-                for row, future in batch:
-                    if not future.done():
-                        future.set_result(row.share_key in stored)
+                    stored = await written
+                except Exception as failed:
+                    _log.warning("could not commit shares", extra={"error": str(failed)})
+                    error = failed
+                else:
+                    self.commits += 1
+                # the next batch goes to the database before this one is answered: answering
+                # a batch of hundreds of shares takes milliseconds of the event loop, which the
+                # next commit need not wait for
+                writing = self._start_write()
+                self._settle(batch, stored, error)
             if self._closing:
                 return
+
+    def _start_write(
+        self,
+    ) -> tuple[list[tuple[ShareRow, Settle]], asyncio.Future[set[str]]] | None:
+        """Hand what is queued to the writer thread; None when nothing is."""
+        if not (self._queue or self._rejects or self._verdicts):
+            return None
+        batch = self._queue[: self._max_batch]
+        del self._queue[: len(batch)]
+        rejects, self._rejects = self._rejects, Counter()
+        verdicts, self._verdicts = self._verdicts, []
+        written = asyncio.get_running_loop().run_in_executor(
+            None, self._write, [row for row, _ in batch], rejects, verdicts
+        )
+        return batch, written
+
+    @staticmethod
+    def _settle(
+        batch: list[tuple[ShareRow, Settle]], stored: set[str], error: BaseException | None
+    ) -> None:
+        for row, settle in batch:
+            try:
+                settle(error is None and row.share_key in stored, error)
+            except Exception:  # one share's answer must not keep the others unanswered
+                _log.exception("could not answer a recorded share")
 
     async def _checkpoints(self) -> None:
         """Checkpoint SQLite's WAL beside the writer, twice a second."""
@@ -236,40 +295,39 @@ class ShareRecorder:
             connection.close()
         return max(int(log_frames), 0)
 
-    def _write(
+    def _statements(
         self,
         rows: list[ShareRow],
         rejects: Counter[tuple[str, str, float]],
         verdicts: list[tuple[str, bool]],
-    ) -> set[str]:
-        stored: set[str] = set()
-        with self._engine.begin() as connection:
-            if rows:
-                # In key order, as every writer does: two proxies recording overlapping shares
-                # then wait on each other's keys in one order, never in a cycle (PostgreSQL
-                # otherwise aborts one with a deadlock).
-                unique = sorted({row.share_key: row for row in rows}.values(), key=_share_key)
-                for start in range(0, len(unique), _ROWS_PER_INSERT):
-                    chunk = unique[start : start + _ROWS_PER_INSERT]
-                    parameters = [
-                        value
-                        for row in chunk
-                        for value in (
-                            row.share_key,
-                            row.device_id,
-                            row.worker,
-                            row.job_id,
-                            row.difficulty,
-                            row.accepted_ts,
-                            row.block_hash,
-                        )
-                    ]
-                    result = connection.exec_driver_sql(
-                        _insert_shares(self._mark, len(chunk)), tuple(parameters)
+    ) -> tuple[list[tuple[str, tuple[object, ...]]], list[tuple[str, tuple[object, ...]]]]:
+        """Return a batch's driver SQL: the share inserts (returning the keys stored), the rest."""
+        inserts: list[tuple[str, tuple[object, ...]]] = []
+        others: list[tuple[str, tuple[object, ...]]] = []
+        if rows:
+            # In key order, as every writer does: two proxies recording overlapping shares
+            # then wait on each other's keys in one order, never in a cycle (PostgreSQL
+            # otherwise aborts one with a deadlock).
+            unique = sorted({row.share_key: row for row in rows}.values(), key=_share_key)
+            for start in range(0, len(unique), _ROWS_PER_INSERT):
+                chunk = unique[start : start + _ROWS_PER_INSERT]
+                parameters = tuple(
+                    value
+                    for row in chunk
+                    for value in (
+                        row.share_key,
+                        row.device_id,
+                        row.worker,
+                        row.job_id,
+                        row.difficulty,
+                        row.accepted_ts,
+                        row.block_hash,
                     )
-                    stored.update(key for (key,) in result)
-            if rejects:
-                connection.exec_driver_sql(
+                )
+                inserts.append((_insert_shares(self._mark, len(chunk)), parameters))
+        if rejects:
+            others.append(
+                (
                     _add_rejects(self._mark, len(rejects)),
                     tuple(
                         value
@@ -277,11 +335,76 @@ class ShareRecorder:
                         for value in (device_id, reason, hour_start_ts, count)
                     ),
                 )
-            for verdict in (True, False):
-                keys = [key for key, said in verdicts if said is verdict]
-                for start in range(0, len(keys), _KEYS_PER_UPDATE):
-                    chunk_keys = keys[start : start + _KEYS_PER_UPDATE]
-                    connection.exec_driver_sql(
-                        _set_verdicts(self._mark, len(chunk_keys)), (verdict, *chunk_keys)
-                    )
+            )
+        for verdict in (True, False):
+            keys = [key for key, said in verdicts if said is verdict]
+            for start in range(0, len(keys), _KEYS_PER_UPDATE):
+                chunk_keys = keys[start : start + _KEYS_PER_UPDATE]
+                others.append((_set_verdicts(self._mark, len(chunk_keys)), (verdict, *chunk_keys)))
+        return inserts, others
+
+    def _write(
+        self,
+        rows: list[ShareRow],
+        rejects: Counter[tuple[str, str, float]],
+        verdicts: list[tuple[str, bool]],
+    ) -> set[str]:
+        inserts, others = self._statements(rows, rejects, verdicts)
+        if self._pipelined:
+            return self._write_pipelined(inserts, others)
+        stored: set[str] = set()
+        with self._engine.begin() as connection:
+            for sql, parameters in inserts:
+                stored.update(key for (key,) in connection.exec_driver_sql(sql, parameters))
+            for sql, parameters in others:
+                connection.exec_driver_sql(sql, parameters)
         return stored
+
+    def _write_pipelined(
+        self,
+        inserts: list[tuple[str, tuple[object, ...]]],
+        others: list[tuple[str, tuple[object, ...]]],
+    ) -> set[str]:
+        """Commit a batch on the writer's own connection in one round trip (PostgreSQL).
+
+        A connection that broke (the server restarted, the network dropped it) is replaced
+        and the batch tried once more on the new one: the statements skip keys stored before,
+        so a batch whose first try did commit stores nothing twice (its shares are then
+        answered as duplicates, not as accepted; none is counted twice or lost).
+        """
+        for attempt in (1, 2):
+            held = self._held
+            if held is None:
+                held = self._held = self._engine.raw_connection()
+            try:
+                return _pipeline(held.driver_connection, inserts, others)
+            except Exception:
+                self._held = None
+                broken = bool(getattr(held.driver_connection, "broken", False))
+                with contextlib.suppress(Exception):
+                    held.invalidate()
+                if not broken or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _pipeline(
+    connection: Any,
+    inserts: list[tuple[str, tuple[object, ...]]],
+    others: list[tuple[str, tuple[object, ...]]],
+) -> set[str]:
+    """Send every statement and the ``COMMIT`` in one psycopg pipeline; the keys stored."""
+    cursors = []
+    with connection.pipeline():
+        for sql, parameters in inserts:
+            cursor = connection.cursor()
+            cursor.execute(sql, parameters)
+            cursors.append(cursor)
+        for sql, parameters in others:
+            connection.cursor().execute(sql, parameters)
+        connection.commit()
+    stored: set[str] = set()
+    for cursor in cursors:
+        stored.update(key for (key,) in cursor.fetchall())
+        cursor.close()
+    return stored

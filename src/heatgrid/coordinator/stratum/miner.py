@@ -6,7 +6,9 @@ the device's mining password. Then it gets jobs at its own difficulty, and every
 ``mining.submit`` is checked by :class:`~heatgrid.mining.shares.ShareValidator`: a rejected share
 is answered with its error code and counted, never forwarded; an accepted one is committed to the
 database before the miner hears "accepted", then forwarded to the pool if it also meets the
-pool's difficulty.
+pool's difficulty. An accepted share is handed to the recorder with the function that answers
+it (no task of its own): the recorder's writer calls it right after the commit, and the share
+is forwarded from there, its verdict taken by a callback too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import math
@@ -57,6 +60,18 @@ def _accepted_line(request_id: stratum.RequestId) -> bytes:
     return stratum.encode(stratum.Response(request_id, True))
 
 
+@dataclasses.dataclass(slots=True)
+class _Accepted:
+    """A share checked and accepted, waiting for its commit: what its answer and forward need."""
+
+    submit: stratum.Submit
+    result: ShareResult
+    row: ShareRow
+    slice: ExtranonceSlice
+    session: object
+    """The pool session its job came from (it is not forwarded to another)."""
+
+
 class MinerSession(asyncio.Protocol):
     """A miner's connection, as asyncio's protocol for it: it is handed the bytes read.
 
@@ -91,6 +106,9 @@ class MinerSession(asyncio.Protocol):
         self.window_shares = 0
         self.extranonce_subscribed = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._shares_in_flight = 0
+        """Accepted shares not yet answered, or forwarded and not yet judged by the pool."""
+        self._lost = False
         self._aliases: OrderedDict[str, str] = OrderedDict()
         """Job ids made for a new difficulty, and the pool's job id each stands for."""
         self._alias_numbers = itertools.count(1)
@@ -128,17 +146,21 @@ class MinerSession(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Leave the proxy's miners once what is in flight has finished."""
         self.closed = True
+        self._lost = True
         self._partial = b""
         self._held.clear()
-        self._proxy.miner_lost(self)
+        self._maybe_done()
 
     @property
-    def in_flight(self) -> set[asyncio.Task[None]]:
-        """Tasks of this connection still running: shares being recorded, a handshake."""
-        tasks = set(self._tasks)
-        if self._handler is not None:
-            tasks.add(self._handler)
-        return tasks
+    def busy(self) -> bool:
+        """Whether shares are in flight (being recorded or forwarded) or a handshake runs."""
+        return self._shares_in_flight > 0 or self._handler is not None or bool(self._tasks)
+
+    def _maybe_done(self) -> None:
+        """Leave the proxy's miners once the connection is lost and nothing is in flight."""
+        if self._lost and not self.busy:
+            self._lost = False
+            self._proxy.miner_lost(self)
 
     @property
     def ready(self) -> bool:
@@ -309,6 +331,7 @@ class MinerSession(asyncio.Protocol):
             self._line(self._held.popleft())
         if self._handler is None and not self.closed and self._transport is not None:
             self._transport.resume_reading()
+        self._maybe_done()
 
     def _count_malformed(self) -> None:
         device_id = next(iter(self.devices.values()), None)
@@ -433,23 +456,8 @@ class MinerSession(asyncio.Protocol):
         assert device_id is not None
         assert self.slice is not None
         self.window_shares += 1
-        session = self._proxy.upstream.session  # the pool session the share's job came from
-        task = asyncio.create_task(self._accept(submit, result, device_id, self.slice, session))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        self.maybe_retarget(time.monotonic())
-
-    async def _accept(
-        self,
-        submit: stratum.Submit,
-        result: ShareResult,
-        device_id: str,
-        extranonce_slice: ExtranonceSlice,
-        session: object,
-    ) -> None:
-        share_key = result.digest.hex()
         row = ShareRow(
-            share_key=share_key,
+            share_key=result.digest.hex(),
             device_id=device_id,
             worker=submit.worker,
             job_id=self.upstream_job_id(submit.job_id),
@@ -457,53 +465,113 @@ class MinerSession(asyncio.Protocol):
             accepted_ts=self._proxy.clock(),
             block_hash=result.block_hash if result.is_block else None,
         )
-        try:
-            stored = await self._proxy.recorder.record(row)
-        except Exception:
-            self._answer(submit.id, None, _NOT_RECORDED)
-            return
-        if not stored:
-            reason = RejectReason.DUPLICATE
-            self._proxy.recorder.count_reject(device_id, reason.name.lower(), self._proxy.clock())
-            self._answer(submit.id, None, _error(reason.code, reason.message))
-            return
-        self.send(_accepted_line(submit.id))
-        if result.is_block:
-            _log.warning(
-                "block found", extra={"block_hash": row.block_hash, "device_id": device_id}
-            )
-        await self._forward(
-            submit, result, device_id, extranonce_slice, share_key=share_key, session=session
-        )
+        self._shares_in_flight += 1
+        accepted = _Accepted(submit, result, row, self.slice, self._proxy.upstream.session)
+        self._proxy.recorder.enqueue(row, functools.partial(self._recorded, accepted))
+        self.maybe_retarget(time.monotonic())
 
-    async def _forward(
-        self,
-        submit: stratum.Submit,
-        result: ShareResult,
-        device_id: str,
-        extranonce_slice: ExtranonceSlice,
-        *,
-        share_key: str,
-        session: object,
-    ) -> None:
+    def _recorded(self, share: _Accepted, stored: bool, error: BaseException | None) -> None:
+        """Answer a share once the writer has committed it (or failed to).
+
+        An accepted one is forwarded in a callback of its own, soon after: the writer answers
+        every share of a batch first, so that the last answer of a large batch does not wait
+        for the encoding and sending of all the forwards before it.
+        """
+        try:
+            if error is not None:
+                self._answer(share.submit.id, None, _NOT_RECORDED)
+            elif not stored:
+                reason = RejectReason.DUPLICATE
+                self._proxy.recorder.count_reject(
+                    share.row.device_id, reason.name.lower(), self._proxy.clock()
+                )
+                self._answer(share.submit.id, None, _error(reason.code, reason.message))
+            else:
+                self.send(_accepted_line(share.submit.id))
+                if share.result.is_block:
+                    _log.warning(
+                        "block found",
+                        extra={
+                            "block_hash": share.row.block_hash,
+                            "device_id": share.row.device_id,
+                        },
+                    )
+                asyncio.get_running_loop().call_soon(self._forward_soon, share)
+                return
+        except BaseException:
+            self._share_done()
+            raise
+        self._share_done()
+
+    def _forward_soon(self, share: _Accepted) -> None:
+        forwarding = False
+        try:
+            forwarding = self._forward(share)
+        finally:
+            if not forwarding:
+                self._share_done()
+
+    def _share_done(self) -> None:
+        self._shares_in_flight -= 1
+        self._maybe_done()
+
+    def _forward(self, share: _Accepted) -> bool:
+        """Send an accepted share on to the pool if it meets the pool's difficulty.
+
+        Returns whether it was sent (then :meth:`_share_done` is called with the pool's verdict).
+        """
+        submit, session = share.submit, share.session
         upstream = self._proxy.upstream
         if upstream.session is not session:
             # the pool was lost while the share was being recorded: its job belongs to the old
             # session, and a pool that came back may reuse the job id for other work
-            return
+            return False
         if submit.job_id in self._aliases:
             submit = dataclasses.replace(submit, job_id=self._aliases[submit.job_id])
         pool_difficulty = upstream.job_difficulty(submit.job_id)
         if pool_difficulty is None:
-            return  # the pool no longer holds the job: nothing to send it
-        if int.from_bytes(result.digest, "little") > target_from_difficulty(pool_difficulty):
-            return  # counted here, below what the pool takes
-        worker = await upstream.worker(device_id)
-        if upstream.session is not session:
-            return  # lost while the pool authorized the device's worker
-        verdict = await upstream.submit(upstream_submit(submit, extranonce_slice, 0, worker))
-        if verdict is not None:
-            self._proxy.recorder.pool_verdict(share_key, verdict)
-            if not verdict:
-                _log.warning("the pool rejected a share", extra={"device_id": device_id})
+            return False  # the pool no longer holds the job: nothing to send it
+        if int.from_bytes(share.result.digest, "little") > target_from_difficulty(pool_difficulty):
+            return False  # counted here, below what the pool takes
+        worker = upstream.known_worker(share.row.device_id)
+        if worker is None:  # the device's first share on this pool session: authorize it first
+            task = asyncio.create_task(self._forward_as_new_worker(share, submit))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+            return True
+        self._submit_upstream(share, submit, worker)
+        return True
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._maybe_done()
+
+    async def _forward_as_new_worker(self, share: _Accepted, submit: stratum.Submit) -> None:
+        upstream = self._proxy.upstream
+        try:
+            worker = await upstream.worker(share.row.device_id)
+        except BaseException:
+            self._share_done()
+            raise
+        if upstream.session is not share.session:
+            self._share_done()  # lost while the pool authorized the device's worker
+            return
+        self._submit_upstream(share, submit, worker)
+
+    def _submit_upstream(self, share: _Accepted, submit: stratum.Submit, worker: str) -> None:
+        """Send ``submit`` (the pool's job id) as ``worker``; the verdict goes to the share."""
+        self._proxy.upstream.submit_soon(
+            upstream_submit(submit, share.slice, 0, worker),
+            functools.partial(self._judged, share.row),
+        )
+
+    def _judged(self, row: ShareRow, verdict: bool | None) -> None:
+        """Keep what the pool answered to a forwarded share (None: no answer came)."""
         self._proxy.forwarded += 1
+        try:
+            if verdict is not None:
+                self._proxy.recorder.pool_verdict(row.share_key, verdict)
+                if not verdict:
+                    _log.warning("the pool rejected a share", extra={"device_id": row.device_id})
+        finally:
+            self._share_done()

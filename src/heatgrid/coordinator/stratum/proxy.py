@@ -105,7 +105,6 @@ class StratumProxy:
         self._slicer: ExtranonceSlicer | None = None
         self._slices: dict[MinerSession, ExtranonceSlice] = {}
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
         self._notify_cache: tuple[Job, bool, bytes] | None = None
         self._fresh_pool = True
@@ -146,15 +145,14 @@ class StratumProxy:
         """Stop listening, close every miner, commit what is queued, close the database."""
         if self._server is not None:
             self._server.close()
-        in_flight = set(self._tasks)
         for session in list(self.sessions):
             session.close()
-            in_flight |= session.in_flight
-        if in_flight:  # shares being recorded are committed and answered first
-            await asyncio.wait(in_flight, timeout=10.0)
-        await asyncio.sleep(0)  # asyncio's connection_lost calls, made soon after a close
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=10.0)
+        # shares being recorded are committed and answered first, and forwarded ones judged
+        # (asyncio's connection_lost calls come soon after a close; then each session leaves
+        # once nothing of it is in flight)
+        deadline_s = time.monotonic() + 10.0
+        while self.sessions and time.monotonic() < deadline_s:
+            await asyncio.sleep(0.01)
         for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -229,21 +227,7 @@ class StratumProxy:
         self.sessions.add(session)
 
     def miner_lost(self, session: MinerSession) -> None:
-        """Drop ``session`` and free its slice once its shares in flight are answered."""
-        in_flight = session.in_flight
-        if not in_flight:
-            self._retire(session)
-            return
-
-        async def retire() -> None:
-            await asyncio.wait(in_flight)
-            self._retire(session)
-
-        task = asyncio.create_task(retire())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _retire(self, session: MinerSession) -> None:
+        """Drop ``session`` and free its slice (its connection is closed, nothing in flight)."""
         self.sessions.discard(session)
         if session.slice is not None and self._slicer is not None:
             self._slicer.release(session.slice)
@@ -257,6 +241,7 @@ class StratumProxy:
         """
         while True:
             await asyncio.sleep(_HOUSEKEEPING_S)
+            self.upstream.expire(time.monotonic())
             sessions = list(self.sessions)
             for start in range(0, len(sessions), _SWEEP_CHUNK):
                 if start:

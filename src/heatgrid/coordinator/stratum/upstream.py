@@ -2,7 +2,8 @@
 
 It negotiates version rolling (BIP 310), subscribes, authorizes the operator's account, and
 then hands every job, difficulty, extranonce and version mask the pool sends to its
-listener. Shares go up with :meth:`Upstream.submit`, which waits for the pool's verdict.
+listener. Shares go up with :meth:`Upstream.submit_soon`, which hands the pool's verdict to a
+function when it comes (no task or future per share).
 With ``worker_per_device`` each device gets its own pool worker ``POOL_USER.DEVICE_ID``,
 authorized once per connection. When the connection is lost the listener hears so at once
 (its miners' jobs are then stale), and the connection is made again with jittered backoff.
@@ -15,7 +16,9 @@ import contextlib
 import itertools
 import logging
 import random
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -88,6 +91,8 @@ class Upstream:
         self._max_line_bytes = max_line_bytes
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[stratum.Response]] = {}
+        self._judging: OrderedDict[int, tuple[float, Callable[[bool | None], None]]] = OrderedDict()
+        """Shares sent and not yet judged: request id -> (deadline [monotonic s], callback)."""
         self._writer: asyncio.StreamWriter | None = None
         self._workers: dict[str, asyncio.Task[str]] = {}
         self._job_difficulty: OrderedDict[str, float] = OrderedDict()
@@ -125,13 +130,40 @@ class Upstream:
             await asyncio.sleep(backoff_s * random.uniform(0.5, 1.0))
             backoff_s = min(backoff_s * 2.0, _MAX_BACKOFF_S)
 
-    async def submit(self, share: stratum.Submit) -> bool | None:
-        """Send a share (its id is replaced); the pool's verdict, None without an answer."""
+    def submit_soon(self, share: stratum.Submit, judged: Callable[[bool | None], None]) -> None:
+        """Send a share (its id is replaced); ``judged`` gets the pool's verdict.
+
+        ``judged(True)`` or ``judged(False)`` when the pool answers; ``judged(None)`` at once
+        without a pool session, when the connection is lost first, or when no answer came
+        within the answer timeout (:meth:`expire`).
+        """
         writer = self._writer
         if writer is None or self.session is None:
-            return None
-        answer = await self._request(writer, share)
-        return None if answer is None else answer.result is True and answer.error is None
+            _call(judged, None)
+            return
+        request_id = next(self._ids)
+        share.id = request_id
+        self._judging[request_id] = (time.monotonic() + _ANSWER_TIMEOUT_S, judged)
+        writer.write(stratum.encode(share))
+
+    def expire(self, now_s: float) -> None:
+        """Give up on shares the pool has not judged by their deadline [monotonic s]."""
+        judging = self._judging
+        while judging:
+            request_id, (deadline_s, judged) = next(iter(judging.items()))
+            if deadline_s > now_s:
+                return
+            del judging[request_id]
+            _call(judged, None)
+
+    def known_worker(self, device_id: str) -> str | None:
+        """Return ``device_id``'s pool worker name if known already (else :meth:`worker`)."""
+        if not self._worker_per_device:
+            return self._user
+        task = self._workers.get(device_id)
+        if task is not None and task.done() and not task.cancelled():
+            return task.result()
+        return None
 
     async def worker(self, device_id: str) -> str:
         """Return the pool worker name to submit ``device_id``'s shares under."""
@@ -195,6 +227,9 @@ class Upstream:
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(ConnectionError("pool connection lost"))
+            judging, self._judging = self._judging, OrderedDict()
+            for _, judged in judging.values():
+                _call(judged, None)
             reading.cancel()
             writer.close()
             if lost:
@@ -237,11 +272,20 @@ class Upstream:
             line = await reader.readuntil(b"\n")
             self._on_message(stratum.decode(line, self._max_line_bytes))
 
+    def _on_response(self, message: stratum.Response) -> None:
+        if not isinstance(message.id, int):
+            return
+        waiting = self._judging.pop(message.id, None)
+        if waiting is not None:
+            _call(waiting[1], message.result is True and message.error is None)
+            return
+        future = self._pending.get(message.id)
+        if future is not None and not future.done():
+            future.set_result(message)
+
     def _on_message(self, message: stratum.Message | stratum.Malformed) -> None:
         if isinstance(message, stratum.Response):
-            future = self._pending.get(message.id) if isinstance(message.id, int) else None
-            if future is not None and not future.done():
-                future.set_result(message)
+            self._on_response(message)
         elif isinstance(message, stratum.Notify):
             try:
                 job = job_from_notify(message)
@@ -275,3 +319,11 @@ class Upstream:
             _log.warning(
                 "the pool sent a line that is not Stratum", extra={"reason": message.reason}
             )
+
+
+def _call(judged: Callable[[bool | None], None], verdict: bool | None) -> None:
+    """Hand ``verdict`` on; a fault there must not end the pool connection's reader."""
+    try:
+        judged(verdict)
+    except Exception:
+        _log.exception("could not take the pool's verdict on a share")
