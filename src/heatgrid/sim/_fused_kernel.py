@@ -108,6 +108,22 @@ class Clock(NamedTuple):
     backup_heating: bool
 
 
+class Lookups(NamedTuple):
+    """Per-home (N,) schedule and gains lookups, kept from one burst to the next, in place.
+
+    ``setpoint_c`` [°C] holds for every instant up to ``setpoint_until_ts`` [POSIX s] (from
+    ``_control_kernel.home_setpoint_until``), ``gains_w`` [W] up to ``gains_until_ts`` (from
+    :func:`home_gains_until`); an until of −inf: not looked up yet. A burst looks a home up
+    again only from its until on; time only moves forward between bursts (a burst run again
+    starts from the lookups saved with the rest of the state).
+    """
+
+    setpoint_c: Any
+    setpoint_until_ts: Any
+    gains_w: Any
+    gains_until_ts: Any
+
+
 class Totals(NamedTuple):
     """Per-home accumulators (N,), added to in place."""
 
@@ -439,6 +455,7 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
     devices: Any,
     offline_until: Any,
     rooms: Any,
+    lookups: Any,
     totals: Any,
     leased: Any,
     out: Any,
@@ -459,6 +476,7 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
     tasks, leases, limit = leased
     partial, task_partial, sample_column, sampled, recorded = out
     air_c, mass_c = rooms
+    setpoints, setpoints_until, gains, gains_until_ts = lookups
     time_ts, outdoor_c = clock.time_ts, clock.outdoor_c
     step_s = clock.step_s
     band_k = clock.comfort_band_k
@@ -526,8 +544,8 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
         until = offline_until[i]
         spell = _first_spell(spell_first, spell_start, i, k0)
         spell_end = spell_first[i + 1]
-        setpoint_c, setpoint_until = 0.0, -math.inf
-        gains_w, gains_until = 0.0, -math.inf
+        setpoint_c, setpoint_until = setpoints[i], setpoints_until[i]
+        gains_w, gains_until = gains[i], gains_until_ts[i]
         comfort = 0.0
         heat_kwh = 0.0
         backup_kwh = 0.0
@@ -641,6 +659,8 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
         if with_task:
             _store_task(tasks, i, held)
         air_c[i], mass_c[i] = air, mass
+        setpoints[i], setpoints_until[i] = setpoint_c, setpoint_until
+        gains[i], gains_until_ts[i] = gains_w, gains_until
         comfort_total[i] += comfort
         heat_total[i] += heat_kwh
         backup_total[i] += backup_kwh
@@ -767,6 +787,7 @@ def run_burst(  # noqa: PLR0917
     devices: Any,
     offline_until: Any,
     rooms: Any,
+    lookups: Any,
     totals: Any,
     tasks: Any,
     leases: Any,
@@ -778,7 +799,8 @@ def run_burst(  # noqa: PLR0917
     ``cfg``/``schedule`` are the control kernel's ``Config``/``Schedule`` of the homes,
     ``thermostat`` its ``State`` of arrays (N,), ``arbiter`` the arbiter kernel's
     ``DeviceState`` of arrays (D,) and ``devices`` its ``Devices``; ``offline_until`` (D,) the
-    first step each device is back online; ``rooms`` is (air (N,), mass (N,)) [°C];
+    first step each device is back online (read only: the caller keeps the record of
+    departures); ``rooms`` is (air (N,), mass (N,)) [°C]; ``lookups`` a :class:`Lookups`;
     ``tasks`` is a :class:`Tasks` (D,), ``leases`` the :class:`Leases`, ``limit`` (1,) the
     earliest step at whose end a lease was seen to end (``k1`` or more at the call); ``out`` is
     (``partial`` (home chunks + rack chunks, k1 − k0, Q + R) and ``task_partial`` (the same
@@ -811,6 +833,7 @@ def run_burst(  # noqa: PLR0917
                 devices,
                 offline_until,
                 rooms,
+                lookups,
                 totals,
                 leased,
                 out,

@@ -153,6 +153,12 @@ class _FusedLoop(_Loop):
             thermostat=_control_kernel.State(**_fields(self.thermostat)),
             arbiter=_arbiter_kernel.DeviceState(**_fields(self.arbiter)),
             rooms=(self._rooms[0], self._rooms[1]),
+            lookups=_kernel.Lookups(
+                setpoint_c=np.zeros(n),
+                setpoint_until_ts=np.full(n, -math.inf),
+                gains_w=np.zeros(n),
+                gains_until_ts=np.full(n, -math.inf),
+            ),
             totals=_kernel.Totals(
                 comfort_k_h=self.comfort_k_h,
                 heat_kwh=self.home_heat_kwh,
@@ -322,6 +328,7 @@ class _FusedLoop(_Loop):
             self._devices,
             self.offline_until,
             state.rooms,
+            state.lookups,
             state.totals,
             tasks,
             self._leases,
@@ -398,6 +405,7 @@ class _State(NamedTuple):
     thermostat: _control_kernel.State
     arbiter: _arbiter_kernel.DeviceState
     rooms: tuple[NDArray[np.float64], NDArray[np.float64]]
+    lookups: _kernel.Lookups
     totals: _kernel.Totals
 
 
@@ -412,7 +420,7 @@ def _owned(value: NDArray[Any]) -> NDArray[Any]:
 
 
 def _arrays(state: _State) -> list[NDArray[Any]]:
-    return [*state.thermostat, *state.arbiter, *state.rooms, *state.totals]
+    return [*state.thermostat, *state.arbiter, *state.rooms, *state.lookups, *state.totals]
 
 
 def _map_state(state: _State, copy: Callable[[NDArray[Any]], NDArray[Any]]) -> _State:
@@ -421,6 +429,7 @@ def _map_state(state: _State, copy: Callable[[NDArray[Any]], NDArray[Any]]) -> _
         thermostat=_control_kernel.State(*(copy(a) for a in state.thermostat)),
         arbiter=_arbiter_kernel.DeviceState(*(copy(a) for a in state.arbiter)),
         rooms=(copy(state.rooms[0]), copy(state.rooms[1])),
+        lookups=_kernel.Lookups(*(copy(a) for a in state.lookups)),
         totals=_kernel.Totals(*(copy(a) for a in state.totals)),
     )
 
