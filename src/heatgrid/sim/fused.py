@@ -29,8 +29,13 @@ The run alternates two kinds of stretches:
 Per-step fleet series are kept (K values each); per-home totals are (N,). The room temperature
 percentiles per step are taken over every home up to :data:`PERCENTILE_SAMPLE` homes, and over
 that many evenly spaced homes above it (a 5–95 % band for the plots, which would otherwise cost
-a sort of every home at every step). Memory per home: about 250 bytes (state, settings,
-totals) plus the fleet's draw; see ``docs/performance.md``.
+a sort of every home at every step). Memory per home: about 280 bytes (state, settings,
+totals, kept lookups) plus the fleet's draw, and about 180 bytes more for the saved state once a
+device holds a task; see ``docs/simulator.md`` ("A year of homes").
+
+The kernel updates the loop's own state arrays in place (nothing is copied per burst); while a
+device holds a task, the state is saved before each burst, so that a burst that ends at a
+lease that ends can be run again from it.
 """
 
 from __future__ import annotations
