@@ -360,6 +360,61 @@ def gains_rows(  # noqa: PLR0917
             )
 
 
+@njit(cache=True)
+def demand_rows(  # noqa: PLR0917
+    rows: Any,
+    now: float,
+    homes: Any,
+    cfg: Any,
+    schedule: Any,
+    thermostat: Any,
+    rooms: Any,
+    lookups: Any,
+    out: Any,
+) -> None:
+    """Write the thermostat's heat demand at ``now`` of homes ``rows`` to ``out[rows]`` [W].
+
+    What :func:`heatgrid.core.control.decide_many` gives them as ``heat_power_w`` on the
+    reading of their room's air at ``now``, by the same rules (``home_config``,
+    ``home_setpoint_until``, ``tick``), and what the burst that runs this step decides again:
+    a claim step's claims read it for the heaters that may claim, without deciding every home.
+    Nothing is stored (the state and the lookups are read only; a lookup no longer valid at
+    ``now`` is made afresh).
+    """
+    air_c = rooms[0]
+    setpoints, setpoints_until = lookups.setpoint_c, lookups.setpoint_until_ts
+    home_mode = homes.mode
+    device_temp_c, fan_ok, upright = homes.device_temp_c, homes.fan_ok, homes.upright
+    integral_w, heating, since_ts = thermostat.integral_w, thermostat.heating, thermostat.since_ts
+    last_tick_ts, last_command_ts = thermostat.last_tick_ts, thermostat.last_command_ts
+    last_power_w, alarm = thermostat.last_power_w, thermostat.alarm
+    for j in range(rows.shape[0]):
+        i = rows[j]
+        config = home_config(cfg, i)
+        mode = home_mode[i]
+        setpoint_c = setpoints[i]
+        if not now < setpoints_until[i]:
+            setpoint_c, _ = home_setpoint_until(i, mode, now, config.away_setpoint_c, schedule)
+        seen = Observation(
+            room_temp_c=air_c[i],
+            reading_ts=now,
+            device_temp_c=device_temp_c[i],
+            fan_ok=fan_ok[i],
+            upright=upright[i],
+            mode=mode,
+        )
+        state = State(
+            integral_w=integral_w[i],
+            heating=heating[i],
+            since_ts=since_ts[i],
+            last_tick_ts=last_tick_ts[i],
+            last_command_ts=last_command_ts[i],
+            last_power_w=last_power_w[i],
+            alarm=alarm[i],
+        )
+        out[i] = tick(now, seen, state, config, setpoint_c, mode == MODE_AWAY).heat_power_w
+
+
 @njit(cache=True, inline="always")
 def _first_spell(spell_first: Any, spell_start: Any, device: int, k0: int) -> int:
     """Index of ``device``'s first offline spell starting at or after step ``k0``.

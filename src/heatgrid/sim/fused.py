@@ -20,8 +20,9 @@ The run alternates two kinds of stretches:
 * **Claim steps.** At a step where a claim may lease a task (a job arrives, a requeued task
   is ready), the arrivals and claims are made first, as :meth:`heatgrid.sim.engine._Loop.step`
   makes them (its own ``_claims``: the coordinator's candidate order and
-  :func:`heatgrid.core.scheduling.choose`, on the demand of
-  :func:`~heatgrid.core.control.decide_many`), then the burst runs from that step on with the
+  :func:`heatgrid.core.scheduling.choose`, on the demand the rules of
+  :func:`~heatgrid.core.control.decide_many` give the heaters that may claim, decided by
+  ``_fused_kernel.demand_rows``), then the burst runs from that step on with the
   new leases, to the next step where a claim may lease a task (the next step, if tasks are
   still queued). The engine's own step never runs: the rest of a claim step (thermostat,
   arbiter, rooms, task progress, accounting) is the kernel's.
@@ -55,7 +56,6 @@ from heatgrid.core.arbiter import DeviceStateArrays
 from heatgrid.core.control import (
     ObservationArrays,
     ThermostatStateArrays,
-    decide_many,
     kernel_config,
 )
 from heatgrid.core.errors import InputError
@@ -214,9 +214,11 @@ class _FusedLoop(_Loop):
     def _claim(self, k: int) -> None:
         """Make step ``k``'s arrivals and claims as :meth:`_Loop.step` makes them.
 
-        The thermostat's demand the claims read is decided here by
-        :func:`~heatgrid.core.control.decide_many` (the engine's call) and dropped: the burst
-        that runs step ``k`` next decides it again from the same state with the same rule.
+        The claims read the thermostat's demand of the heaters that may claim (online, without a
+        task, able to compute): :func:`heatgrid.sim._fused_kernel.demand_rows` decides it by the
+        rules :func:`~heatgrid.core.control.decide_many` runs (the engine's call, which decides
+        every home), and drops it: the burst that runs step ``k`` next decides it again from the
+        same state with the same rule.
         """
         now = float(self.time_ts[k])
         queue = self.queue
@@ -224,14 +226,26 @@ class _FusedLoop(_Loop):
         if not queue.queued:
             return
         online = self._online(k)
+        n = self.fleet.n_homes
+        may_claim = np.flatnonzero(online[:n] & (queue.task_of[:n] < 0) & self.computes[:n])
+        demand_w = np.zeros(n)
+        state = self._state
+        _kernel.demand_rows(
+            may_claim,
+            now,
+            self._homes,
+            self._config,
+            self._schedule,
+            state.thermostat,
+            state.rooms,
+            state.lookups,
+            demand_w,
+        )
         threads = numba.get_num_threads()
-        if self.fleet.n_homes < _PARALLEL_MIN_HOMES:
+        if n < _PARALLEL_MIN_HOMES:
             numba.set_num_threads(1)  # as engine.run_policy runs its steps
         try:
-            _, command = decide_many(
-                self.thermostat, self._observation_at(now), now, self.fleet.thermostat
-            )
-            self._claims(k, now, online=online, demand_w=command.heat_power_w)
+            self._claims(k, now, online=online, demand_w=demand_w)
         finally:
             numba.set_num_threads(threads)
 
