@@ -35,6 +35,19 @@ CPU-second are the ones to compare): fused 2.22e7-2.24e7 home-steps per CPU-seco
 78-108 minutes in all four runs, from the load. ``scheduling_bound`` ratio 1.85 and 0.84 (main
 1.28 and 0.65); ``leases_held`` 3.0 and 1.6 (main 3.4 and 2.1), 137 of 144 steps in bursts
 (main 114). See ``docs/simulator.md``.
+Measured again after a burst's fixed cost per home was cut (2026-12-05: numba's reference
+counting of the per-home bundles, the state copied in and out, the lookups; one thread, 100,000
+homes: 118-159 ns per home for a 1-step burst, was 392-447; 31.9-32.5 ns per home-step in
+64-step bursts, was 37.6-37.7). Two runs of this bench each, alternating with the code before,
+same options, load 4.0-5.1: fused 2.36e7 and 2.44e7 home-steps per CPU-second at 1e6 homes
+(before 2.41e7, 2.33e7), 1.30e7 and 1.46e7 at 1e4 (before 1.50e7, 1.58e7): equal within the
+spread, the bench's runs being single long bursts; ``leases_held`` fused 4.75e6 and 6.32e6
+home-steps/s (before 3.51e6, 3.44e6); year estimates 73 and 59 minutes (before 24 and 50), from
+the load: about 37 CPU-minutes at 2.4e7 per CPU-second. Two more pairs after a claim step
+decided only the claiming heaters' demand (load 3.4-4.1): 2.50e7 and 2.39e7 per CPU-second at
+1e6 homes (before 2.37e7, 2.37e7), 3.59e7 home-steps/s at best (before 3.72e7), year estimate
+24 minutes (before 24); ``leases_held`` 8.28e6 and 6.88e6 home-steps/s (before 3.40e6, 5.55e6);
+``scheduling_bound`` ratio 1.16 and 1.01 (before 0.79, 0.93). See ``docs/simulator.md``.
 Usage: ``python bench/bench_simulate_fused.py --out PATH``.
 """
 

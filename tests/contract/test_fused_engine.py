@@ -18,6 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from heatgrid.core.control import decide_many
+from heatgrid.sim import _fused_kernel as _kernel
 from heatgrid.sim import fused
 from heatgrid.sim.engine import RawRun, run_policy
 from heatgrid.sim.fleet import sample_fleet
@@ -217,6 +219,57 @@ def test_short_bursts_give_the_run_of_long_ones() -> None:
     long = run_policy_fused(scenario, fleet, jobs, "mining-only", burst_steps=10_000)
     short = run_policy_fused(scenario, fleet, jobs, "mining-only", burst_steps=7)
     assert _differences(long, short) == []
+
+
+def test_one_step_bursts_give_the_steps_of_long_ones_bit_for_bit() -> None:
+    """Bursts of one step carry the state and the lookups over from the last: same steps.
+
+    The kernel updates the loop's state in place and keeps each home's schedule and gains
+    lookups from one burst to the next (valid until the instant they were given for); a day
+    of one-step bursts crosses the schedules' and the away homes' change points. Every per-step
+    series is the same bit for bit (the per-home totals are added per burst, so only to
+    rounding).
+    """
+    scenario = _scenario(n_homes=40, days=1.0, jobs=JobStream(rate_per_h=0.0))
+    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+    long = run_policy_fused(scenario, fleet, jobs, "mining-only", record_rooms=True)
+    short = run_policy_fused(scenario, fleet, jobs, "mining-only", record_rooms=True, burst_steps=1)
+    assert np.ptp(long.setpoint_mean_c) > 0.5  # the schedules change within the day
+    for name in ("room_temp_c", "room_p05_c", "setpoint_mean_c", "demand_w", "heat_w"):
+        assert np.array_equal(getattr(long, name), getattr(short, name)), name
+    assert _differences(long, short) == []
+
+
+@pytest.mark.parametrize("step", [1, 37, 100])
+def test_a_claim_steps_demand_is_decide_manys_bit_for_bit(step: int) -> None:
+    """The demand a claim step's claims read is the one the engine's decide_many gives.
+
+    After ``step`` steps of bursts (the state and the kept lookups of a run), the kernel's
+    demand_rows gives every home the heat power decide_many gives it, bit for bit.
+    """
+    scenario = _scenario(n_homes=60, days=1.0, jobs=JobStream(rate_per_h=0.0))
+    fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+    loop = fused._FusedLoop(scenario, fleet, jobs, "mining-only", False)
+    k = 0
+    while k < step:
+        k = loop._burst(k, min(step, k + 7))
+    now = float(loop.time_ts[step])
+    _, command = decide_many(loop.thermostat, loop._observation_at(now), now, fleet.thermostat)
+    demand_w = np.full(fleet.n_homes, np.nan)
+    state = loop._state
+    _kernel.demand_rows(
+        np.arange(fleet.n_homes),
+        now,
+        loop._homes,
+        loop._config,
+        loop._schedule,
+        state.thermostat,
+        state.rooms,
+        state.lookups,
+        demand_w,
+    )
+    assert np.count_nonzero(command.heat_power_w) > 0
+    assert np.array_equal(demand_w, command.heat_power_w)
 
 
 def test_the_comparison_sees_a_changed_rule() -> None:

@@ -65,6 +65,8 @@ without a task touch as little memory per step as before."""
 RACK, HEATER_TASK, RACK_TASK = range(len(TASK_QUANTITIES))
 NO_STEP = np.iinfo(np.int64).max
 """``Tasks.done_step`` and ``Tasks.event_step`` of a device where nothing happened."""
+_NO_TASK = (-1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+"""The task tuple of :func:`_load_task` of a device that holds none."""
 _pauses = njit(cache=True, inline="always")(leasing.pauses)
 _hands_back = njit(cache=True, inline="always")(leasing.hands_back)
 _S_PER_H = 3600.0
@@ -104,6 +106,22 @@ class Clock(NamedTuple):
     step_s: float
     comfort_band_k: float
     backup_heating: bool
+
+
+class Lookups(NamedTuple):
+    """Per-home (N,) schedule and gains lookups, kept from one burst to the next, in place.
+
+    ``setpoint_c`` [°C] holds for every instant up to ``setpoint_until_ts`` [POSIX s] (from
+    ``_control_kernel.home_setpoint_until``), ``gains_w`` [W] up to ``gains_until_ts`` (from
+    :func:`home_gains_until`); an until of −inf: not looked up yet. A burst looks a home up
+    again only from its until on; time only moves forward between bursts (a burst run again
+    starts from the lookups saved with the rest of the state).
+    """
+
+    setpoint_c: Any
+    setpoint_until_ts: Any
+    gains_w: Any
+    gains_until_ts: Any
 
 
 class Totals(NamedTuple):
@@ -342,14 +360,77 @@ def gains_rows(  # noqa: PLR0917
             )
 
 
+@njit(cache=True)
+def demand_rows(  # noqa: PLR0917
+    rows: Any,
+    now: float,
+    homes: Any,
+    cfg: Any,
+    schedule: Any,
+    thermostat: Any,
+    rooms: Any,
+    lookups: Any,
+    out: Any,
+) -> None:
+    """Write the thermostat's heat demand at ``now`` of homes ``rows`` to ``out[rows]`` [W].
+
+    What :func:`heatgrid.core.control.decide_many` gives them as ``heat_power_w`` on the
+    reading of their room's air at ``now``, by the same rules (``home_config``,
+    ``home_setpoint_until``, ``tick``), and what the burst that runs this step decides again:
+    a claim step's claims read it for the heaters that may claim, without deciding every home.
+    Nothing is stored (the state and the lookups are read only; a lookup no longer valid at
+    ``now`` is made afresh).
+    """
+    air_c = rooms[0]
+    setpoints, setpoints_until = lookups.setpoint_c, lookups.setpoint_until_ts
+    home_mode = homes.mode
+    device_temp_c, fan_ok, upright = homes.device_temp_c, homes.fan_ok, homes.upright
+    integral_w, heating, since_ts = thermostat.integral_w, thermostat.heating, thermostat.since_ts
+    last_tick_ts, last_command_ts = thermostat.last_tick_ts, thermostat.last_command_ts
+    last_power_w, alarm = thermostat.last_power_w, thermostat.alarm
+    for j in range(rows.shape[0]):
+        i = rows[j]
+        config = home_config(cfg, i)
+        mode = home_mode[i]
+        setpoint_c = setpoints[i]
+        if not now < setpoints_until[i]:
+            setpoint_c, _ = home_setpoint_until(i, mode, now, config.away_setpoint_c, schedule)
+        seen = Observation(
+            room_temp_c=air_c[i],
+            reading_ts=now,
+            device_temp_c=device_temp_c[i],
+            fan_ok=fan_ok[i],
+            upright=upright[i],
+            mode=mode,
+        )
+        state = State(
+            integral_w=integral_w[i],
+            heating=heating[i],
+            since_ts=since_ts[i],
+            last_tick_ts=last_tick_ts[i],
+            last_command_ts=last_command_ts[i],
+            last_power_w=last_power_w[i],
+            alarm=alarm[i],
+        )
+        out[i] = tick(now, seen, state, config, setpoint_c, mode == MODE_AWAY).heat_power_w
+
+
 @njit(cache=True, inline="always")
-def _first_spell(homes: Any, device: int, k0: int) -> int:
-    """Index of ``device``'s first offline spell starting at or after step ``k0``."""
-    j = homes.spell_first[device]
-    end = homes.spell_first[device + 1]
-    while j < end and homes.spell_start[j] < k0:
-        j += 1
-    return int(j)
+def _first_spell(spell_first: Any, spell_start: Any, device: int, k0: int) -> int:
+    """Index of ``device``'s first offline spell starting at or after step ``k0``.
+
+    ``spell_first``/``spell_start`` as :class:`Homes`' (a device's spells sorted by start): a
+    bisection, so that a late burst of a long run does not walk every earlier spell.
+    """
+    low = spell_first[device]
+    high = spell_first[device + 1]
+    while low < high:
+        middle = (low + high) // 2
+        if spell_start[middle] < k0:
+            low = middle + 1
+        else:
+            high = middle
+    return int(low)
 
 
 @njit(cache=True, inline="always")
@@ -380,7 +461,7 @@ def _store_task(tasks: Any, d: int, held: Any) -> None:
 
 @njit(cache=True, inline="always")
 def _advance(  # noqa: PLR0917
-    now: float, power_w: float, online: bool, step_s: float, held: Any, leased: Any
+    now: float, power_w: float, online: bool, step_s: float, held: Any, leases: Any
 ) -> Any:
     """Step a device's task (``held``, the tuple of :func:`_load_task`) by one step.
 
@@ -390,7 +471,6 @@ def _advance(  # noqa: PLR0917
     task, size_j, progress_j, checkpoint_j, burned_j, zero_power_s, offline_s = held
     if task < 0:
         return held, 0.0, False, 0.0, False
-    _, leases, _ = leased
     result = task_step(
         power_w, online, step_s, size_j, progress_j, checkpoint_j, (zero_power_s, offline_s), leases
     )
@@ -416,9 +496,8 @@ def _ended(leased: Any, d: int, k: int) -> None:
     limit[0] = min(limit[0], k)  # the others stop after this step: the run is done again to here
 
 
-@njit(cache=True, inline="always")
-def _run_home(  # noqa: PLR0912, PLR0915, PLR0917
-    i: int,
+@njit(cache=True)
+def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
     chunk: int,
     k0: int,
     k1: int,
@@ -431,264 +510,221 @@ def _run_home(  # noqa: PLR0912, PLR0915, PLR0917
     devices: Any,
     offline_until: Any,
     rooms: Any,
+    lookups: Any,
     totals: Any,
     leased: Any,
     out: Any,
-    with_task: bool,
 ) -> None:
-    """Run home ``i`` over steps ``k0 … k1 − 1``; see :func:`run_burst`.
+    """Run homes ``chunk · CHUNK …`` over steps ``k0 … k1 − 1``; see :func:`run_burst`.
 
-    ``with_task``: whether it holds a task at the start (no claim happens in a burst, so a
-    home without one gets none, and its steps skip the task's work). :func:`_home_range`
-    inlines it at one call site, so one compiled loop serves both: inlined once for each value
-    (the flag a constant), it compiled in 40 % more CPU time for no speed that could be
-    measured; called per home without inlining, each short burst cost about 100 ns more per
-    home (``docs/simulator.md``).
+    Every array is taken out of its bundle once per chunk, before the loop over homes, and the
+    home's step is written in that loop rather than inlined from a function: a function inlined
+    per home binds its bundles of arrays afresh for each home, and numba then counts a
+    reference to every array of them in and out (about 140 atomic operations per home and
+    burst, some 250 ns: most of what a burst cost per home whatever its length). The calls
+    left in the loop are core's rules on one home's numbers (their array arguments are bound
+    and released within one step, where LLVM removes the counting).
+
+    A home that holds no task at the start gets none in the burst (no claim happens in one),
+    and its steps skip the task's work (``with_task``).
     """
+    tasks, leases, limit = leased
     partial, task_partial, sample_column, sampled, recorded = out
-    tasks, _, limit = leased
     air_c, mass_c = rooms
+    setpoints, setpoints_until, gains, gains_until_ts = lookups
+    time_ts, outdoor_c = clock.time_ts, clock.outdoor_c
     step_s = clock.step_s
     band_k = clock.comfort_band_k
+    backup_heating = clock.backup_heating
     step_h = step_s / _S_PER_H
     step_kwh_per_w = step_s / _J_PER_KWH
     record = recorded.shape[0] > 0
     q = len(QUANTITIES)
-    config = home_config(cfg, i)
-    mode = homes.mode[i]
-    away = mode == MODE_AWAY
     coef = homes.coefficients
-    a_minus_i = (coef[0, i], coef[1, i], coef[2, i], coef[3, i])
-    b = (coef[4, i], coef[5, i], coef[6, i], coef[7, i])
-    region = homes.region[i]
-    gains_pair = (homes.occupied_gains_w[i], homes.away_gains_w[i])
-    mining_value = homes.mining_value_eur_per_kwh[i]
-    is_asic = homes.is_asic[i]
-    max_power_w = devices.max_power_w[i]
-    column = sample_column[i]
-    which = (i, is_discrete(devices, i))
-    state = State(
-        integral_w=thermostat.integral_w[i],
-        heating=thermostat.heating[i],
-        since_ts=thermostat.since_ts[i],
-        last_tick_ts=thermostat.last_tick_ts[i],
-        last_command_ts=thermostat.last_command_ts[i],
-        last_power_w=thermostat.last_power_w[i],
-        alarm=thermostat.alarm[i],
+    home_mode, home_region, tz_s = homes.mode, homes.region, homes.tz_s
+    occupied_gains_w, away_gains_w = homes.occupied_gains_w, homes.away_gains_w
+    away_home, leave_minute, return_minute = (
+        homes.away_home,
+        homes.leave_minute,
+        homes.return_minute,
     )
-    device = DeviceState(
-        power_w=arbiter.power_w[i],
-        target_w=arbiter.target_w[i],
-        since_ts=arbiter.since_ts[i],
-        debt_j=arbiter.debt_j[i],
-        last_ts=arbiter.last_ts[i],
-    )
-    held = _load_task(tasks, i)
-    air, mass = air_c[i], mass_c[i]
-    until = offline_until[i]
-    spell = _first_spell(homes, i, k0)
-    spell_end = homes.spell_first[i + 1]
-    setpoint_c, setpoint_until = 0.0, -math.inf
-    gains_w, gains_until = 0.0, -math.inf
-    comfort = 0.0
-    heat_kwh = 0.0
-    backup_kwh = 0.0
-    task_kwh = 0.0
-    for k in range(k0, k1):
-        if with_task and k > limit[0]:
-            break  # a lease ended before: the burst ends there and runs again
-        t = k - k0
-        now = clock.time_ts[k]
-        while spell < spell_end and homes.spell_start[spell] <= k:
-            until = max(until, homes.spell_end[spell])
-            spell += 1
-        online = until <= k
-
-        if not now < setpoint_until:  # the schedule's value may change from here on
-            setpoint_c, setpoint_until = home_setpoint_until(
-                i, mode, now, config.away_setpoint_c, schedule
-            )
-        seen = Observation(
-            room_temp_c=air,
-            reading_ts=now,
-            device_temp_c=homes.device_temp_c[i],
-            fan_ok=homes.fan_ok[i],
-            upright=homes.upright[i],
-            mode=mode,
-        )
-        result = tick(now, seen, state, config, setpoint_c, away)
-        state = State(
-            integral_w=result.integral_w,
-            heating=result.heating,
-            since_ts=result.since_ts,
-            last_tick_ts=result.last_tick_ts,
-            last_command_ts=result.last_command_ts,
-            last_power_w=result.last_power_w,
-            alarm=result.alarm,
-        )
-        demand_w = result.heat_power_w
-        if not now < gains_until:
-            gains_w, gains_until = home_gains_until(
-                now,
-                homes.tz_s[i],
-                homes.away_home[i],
-                homes.leave_minute[i],
-                homes.return_minute[i],
-                gains_pair,
-            )
-
-        # A heater works if it mines or runs its leased task.
-        has_work = online and (is_asic or (with_task and held[0] >= 0))
-        target_w = minimum(demand_w, max_power_w)
-        stop = (not has_work) or result.alarm != 0
-        realized = realize_known(now, target_w, stop, device, devices, which)
-        power_w = realized.power_w
-        device = DeviceState(
-            power_w=power_w,
-            target_w=target_w,
-            since_ts=realized.since_ts,
-            debt_j=realized.debt_j,
-            last_ts=now,
-        )
-        backup_w = demand_w if clock.backup_heating and not has_work else 0.0 * demand_w
-        air, mass = step_2r2c(
-            air,
-            mass,
-            a_minus_i,
-            b,
-            power_w + backup_w + gains_w,
-            clock.outdoor_c[k, region],
-        )
-        spent_j, ends = 0.0, False
-        if with_task:
-            held, spent_j, done, done_ts, ends = _advance(
-                now, power_w, online, step_s, held, leased
-            )
-            if done:
-                tasks.done_step[i] = k
-                tasks.done_ts[i] = done_ts
-
-        outside_k = maximum(setpoint_c - band_k - air, 0.0) + maximum(
-            air - setpoint_c - band_k, 0.0
-        )
-        comfort += outside_k * step_h
-        energy_kwh = power_w * step_kwh_per_w
-        heat_kwh += energy_kwh
-        backup_kwh += backup_w * step_kwh_per_w
-        if with_task:
-            task_kwh += spent_j / _J_PER_KWH
-            task_partial[chunk, t, HEATER_TASK] += spent_j
-        partial[chunk, t, ROOM] += air
-        partial[chunk, t, SETPOINT] += setpoint_c
-        partial[chunk, t, DEMAND] += demand_w
-        partial[chunk, t, HEAT] += power_w
-        partial[chunk, t, BACKUP] += backup_w
-        partial[chunk, t, MINING] += energy_kwh * mining_value
-        partial[chunk, t, q + region] += energy_kwh
-        if column >= 0:
-            sampled[t, column] = air
-        if record:
-            recorded[k, i] = air
-        if with_task and ends:
-            _ended(leased, i, k)
-            break
-
-    thermostat.integral_w[i] = state.integral_w
-    thermostat.heating[i] = state.heating
-    thermostat.since_ts[i] = state.since_ts
-    thermostat.last_tick_ts[i] = state.last_tick_ts
-    thermostat.last_command_ts[i] = state.last_command_ts
-    thermostat.last_power_w[i] = state.last_power_w
-    thermostat.alarm[i] = state.alarm
-    arbiter.power_w[i] = device.power_w
-    arbiter.target_w[i] = device.target_w
-    arbiter.since_ts[i] = device.since_ts
-    arbiter.debt_j[i] = device.debt_j
-    arbiter.last_ts[i] = device.last_ts
-    if with_task:
-        _store_task(tasks, i, held)
-    air_c[i], mass_c[i] = air, mass
-    offline_until[i] = until
-    totals.comfort_k_h[i] += comfort
-    totals.heat_kwh[i] += heat_kwh
-    totals.backup_kwh[i] += backup_kwh
-    if with_task:
-        totals.task_kwh[i] += task_kwh
-
-
-@njit(cache=True)
-def _home_range(  # noqa: PLR0917
-    chunk: int,
-    k0: int,
-    k1: int,
-    homes: Any,
-    clock: Any,
-    cfg: Any,
-    schedule: Any,
-    thermostat: Any,
-    arbiter: Any,
-    devices: Any,
-    offline_until: Any,
-    rooms: Any,
-    totals: Any,
-    leased: Any,
-    out: Any,
-) -> None:
-    """Run homes ``chunk · CHUNK …`` over steps ``k0 … k1 − 1``; see :func:`run_burst`."""
-    tasks = leased[0]
+    device_temp_c, fan_ok, upright = homes.device_temp_c, homes.fan_ok, homes.upright
+    home_is_asic, mining_value_eur_per_kwh = homes.is_asic, homes.mining_value_eur_per_kwh
+    spell_first, spell_start, spell_end_step = homes.spell_first, homes.spell_start, homes.spell_end
+    max_power = devices.max_power_w
+    integral_w, heating, since_ts = thermostat.integral_w, thermostat.heating, thermostat.since_ts
+    last_tick_ts, last_command_ts = thermostat.last_tick_ts, thermostat.last_command_ts
+    last_power_w, alarm = thermostat.last_power_w, thermostat.alarm
+    power_arr, target_arr, device_since = arbiter.power_w, arbiter.target_w, arbiter.since_ts
+    debt_arr, device_last = arbiter.debt_j, arbiter.last_ts
+    task_of, done_step, done_ts_arr = tasks.task, tasks.done_step, tasks.done_ts
+    comfort_total, heat_total = totals.comfort_k_h, totals.heat_kwh
+    backup_total, task_total = totals.backup_kwh, totals.task_kwh
     lo = chunk * CHUNK
-    for i in range(lo, min(lo + CHUNK, rooms[0].shape[0])):
-        _run_home(
-            i,
-            chunk,
-            k0,
-            k1,
-            homes,
-            clock,
-            cfg,
-            schedule,
-            thermostat,
-            arbiter,
-            devices,
-            offline_until,
-            rooms,
-            totals,
-            leased,
-            out,
-            tasks.task[i] >= 0,
+    for i in range(lo, min(lo + CHUNK, air_c.shape[0])):
+        with_task = task_of[i] >= 0
+        config = home_config(cfg, i)
+        mode = home_mode[i]
+        away = mode == MODE_AWAY
+        a_minus_i = (coef[0, i], coef[1, i], coef[2, i], coef[3, i])
+        b = (coef[4, i], coef[5, i], coef[6, i], coef[7, i])
+        region = home_region[i]
+        gains_pair = (occupied_gains_w[i], away_gains_w[i])
+        home_tz_s, home_away = tz_s[i], away_home[i]
+        leave, back = leave_minute[i], return_minute[i]
+        seen_device_c, seen_fan_ok, seen_upright = device_temp_c[i], fan_ok[i], upright[i]
+        mining_value = mining_value_eur_per_kwh[i]
+        is_asic = home_is_asic[i]
+        max_power_w = max_power[i]
+        column = sample_column[i]
+        which = (i, is_discrete(devices, i))
+        state = State(
+            integral_w=integral_w[i],
+            heating=heating[i],
+            since_ts=since_ts[i],
+            last_tick_ts=last_tick_ts[i],
+            last_command_ts=last_command_ts[i],
+            last_power_w=last_power_w[i],
+            alarm=alarm[i],
         )
-
-
-@njit(cache=True, inline="always")
-def _idle_rack(  # noqa: PLR0917
-    i: int, k0: int, k1: int, clock: Any, arbiter: Any, devices: Any, device: Any, which: Any
-) -> None:
-    """Run rack ``i`` without a task over steps ``k0 … k1 − 1``: stopped, 0 W, no task.
-
-    No claim happens in a burst, so it stays without one: each step is the arbiter's stop
-    (its state still moves on), and its sums (0 W, 0 J) are left out, which adds nothing to
-    them. Its offline spells change nothing here (the caller keeps the record of departures).
-    """
-    target_w = minimum(0.0, devices.max_power_w[i])
-    for k in range(k0, k1):
-        now = clock.time_ts[k]
-        realized = realize_known(now, target_w, True, device, devices, which)
         device = DeviceState(
-            power_w=realized.power_w,
-            target_w=target_w,
-            since_ts=realized.since_ts,
-            debt_j=realized.debt_j,
-            last_ts=now,
+            power_w=power_arr[i],
+            target_w=target_arr[i],
+            since_ts=device_since[i],
+            debt_j=debt_arr[i],
+            last_ts=device_last[i],
         )
-    arbiter.power_w[i] = device.power_w
-    arbiter.target_w[i] = device.target_w
-    arbiter.since_ts[i] = device.since_ts
-    arbiter.debt_j[i] = device.debt_j
-    arbiter.last_ts[i] = device.last_ts
+        held = _load_task(tasks, i) if with_task else _NO_TASK
+        air, mass = air_c[i], mass_c[i]
+        until = offline_until[i]
+        spell = _first_spell(spell_first, spell_start, i, k0)
+        spell_end = spell_first[i + 1]
+        setpoint_c, setpoint_until = setpoints[i], setpoints_until[i]
+        gains_w, gains_until = gains[i], gains_until_ts[i]
+        comfort = 0.0
+        heat_kwh = 0.0
+        backup_kwh = 0.0
+        task_kwh = 0.0
+        for k in range(k0, k1):
+            if with_task and k > limit[0]:
+                break  # a lease ended before: the burst ends there and runs again
+            t = k - k0
+            now = time_ts[k]
+            while spell < spell_end and spell_start[spell] <= k:
+                until = max(until, spell_end_step[spell])
+                spell += 1
+            online = until <= k
+
+            if not now < setpoint_until:  # the schedule's value may change from here on
+                setpoint_c, setpoint_until = home_setpoint_until(
+                    i, mode, now, config.away_setpoint_c, schedule
+                )
+            seen = Observation(
+                room_temp_c=air,
+                reading_ts=now,
+                device_temp_c=seen_device_c,
+                fan_ok=seen_fan_ok,
+                upright=seen_upright,
+                mode=mode,
+            )
+            result = tick(now, seen, state, config, setpoint_c, away)
+            state = State(
+                integral_w=result.integral_w,
+                heating=result.heating,
+                since_ts=result.since_ts,
+                last_tick_ts=result.last_tick_ts,
+                last_command_ts=result.last_command_ts,
+                last_power_w=result.last_power_w,
+                alarm=result.alarm,
+            )
+            demand_w = result.heat_power_w
+            if not now < gains_until:
+                gains_w, gains_until = home_gains_until(
+                    now, home_tz_s, home_away, leave, back, gains_pair
+                )
+
+            # A heater works if it mines or runs its leased task.
+            has_work = online and (is_asic or (with_task and held[0] >= 0))
+            target_w = minimum(demand_w, max_power_w)
+            stop = (not has_work) or result.alarm != 0
+            realized = realize_known(now, target_w, stop, device, devices, which)
+            power_w = realized.power_w
+            device = DeviceState(
+                power_w=power_w,
+                target_w=target_w,
+                since_ts=realized.since_ts,
+                debt_j=realized.debt_j,
+                last_ts=now,
+            )
+            backup_w = demand_w if backup_heating and not has_work else 0.0 * demand_w
+            air, mass = step_2r2c(
+                air,
+                mass,
+                a_minus_i,
+                b,
+                power_w + backup_w + gains_w,
+                outdoor_c[k, region],
+            )
+            spent_j, ends = 0.0, False
+            if with_task:
+                held, spent_j, done, done_ts, ends = _advance(
+                    now, power_w, online, step_s, held, leases
+                )
+                if done:
+                    done_step[i] = k
+                    done_ts_arr[i] = done_ts
+
+            outside_k = maximum(setpoint_c - band_k - air, 0.0) + maximum(
+                air - setpoint_c - band_k, 0.0
+            )
+            comfort += outside_k * step_h
+            energy_kwh = power_w * step_kwh_per_w
+            heat_kwh += energy_kwh
+            backup_kwh += backup_w * step_kwh_per_w
+            if with_task:
+                task_kwh += spent_j / _J_PER_KWH
+                task_partial[chunk, t, HEATER_TASK] += spent_j
+            partial[chunk, t, ROOM] += air
+            partial[chunk, t, SETPOINT] += setpoint_c
+            partial[chunk, t, DEMAND] += demand_w
+            partial[chunk, t, HEAT] += power_w
+            partial[chunk, t, BACKUP] += backup_w
+            partial[chunk, t, MINING] += energy_kwh * mining_value
+            partial[chunk, t, q + region] += energy_kwh
+            if column >= 0:
+                sampled[t, column] = air
+            if record:
+                recorded[k, i] = air
+            if with_task and ends:
+                _ended(leased, i, k)
+                break
+
+        integral_w[i] = state.integral_w
+        heating[i] = state.heating
+        since_ts[i] = state.since_ts
+        last_tick_ts[i] = state.last_tick_ts
+        last_command_ts[i] = state.last_command_ts
+        last_power_w[i] = state.last_power_w
+        alarm[i] = state.alarm
+        power_arr[i] = device.power_w
+        target_arr[i] = device.target_w
+        device_since[i] = device.since_ts
+        debt_arr[i] = device.debt_j
+        device_last[i] = device.last_ts
+        if with_task:
+            _store_task(tasks, i, held)
+        air_c[i], mass_c[i] = air, mass
+        setpoints[i], setpoints_until[i] = setpoint_c, setpoint_until
+        gains[i], gains_until_ts[i] = gains_w, gains_until
+        comfort_total[i] += comfort
+        heat_total[i] += heat_kwh
+        backup_total[i] += backup_kwh
+        if with_task:
+            task_total[i] += task_kwh
 
 
 @njit(cache=True)
-def _rack_range(  # noqa: PLR0917
+def _rack_range(  # noqa: PLR0915, PLR0917
     chunk: int,
     lo: int,
     hi: int,
@@ -702,72 +738,95 @@ def _rack_range(  # noqa: PLR0917
     leased: Any,
     out: Any,
 ) -> None:
-    """Run racks ``lo … hi − 1`` (device indices): flat out while they hold a task, else 0 W."""
-    tasks, _, limit = leased
+    """Run racks ``lo … hi − 1`` (device indices): flat out while they hold a task, else 0 W.
+
+    A rack without a task at the start stays without one (no claim happens in a burst): each
+    step is the arbiter's stop (its state still moves on), and its sums (0 W, 0 J) are left
+    out, which adds nothing to them; its offline spells change nothing here (the caller keeps
+    the record of departures). Arrays are taken out of their bundles once, before the loop
+    over racks (see :func:`_home_range`).
+    """
+    tasks, leases, limit = leased
     step_s = clock.step_s
+    time_ts = clock.time_ts
     step_kwh_per_w = step_s / _J_PER_KWH
     partial, task_partial = out
+    home_region, mining_value_eur_per_kwh = homes.region, homes.mining_value_eur_per_kwh
+    spell_first, spell_start, spell_end_step = homes.spell_first, homes.spell_start, homes.spell_end
+    max_power = devices.max_power_w
+    power_arr, target_arr, device_since = arbiter.power_w, arbiter.target_w, arbiter.since_ts
+    debt_arr, device_last = arbiter.debt_j, arbiter.last_ts
+    task_of, done_step, done_ts_arr = tasks.task, tasks.done_step, tasks.done_ts
     for i in range(lo, hi):
         device = DeviceState(
-            power_w=arbiter.power_w[i],
-            target_w=arbiter.target_w[i],
-            since_ts=arbiter.since_ts[i],
-            debt_j=arbiter.debt_j[i],
-            last_ts=arbiter.last_ts[i],
+            power_w=power_arr[i],
+            target_w=target_arr[i],
+            since_ts=device_since[i],
+            debt_j=debt_arr[i],
+            last_ts=device_last[i],
         )
-        max_power_w = devices.max_power_w[i]
+        max_power_w = max_power[i]
         which = (i, is_discrete(devices, i))
-        if tasks.task[i] < 0:
-            _idle_rack(i, k0, k1, clock, arbiter, devices, device, which)
-            continue
-        held = _load_task(tasks, i)
-        column = len(TASK_QUANTITIES) + homes.region[i]
-        mining_value = homes.mining_value_eur_per_kwh[i]
-        until = offline_until[i]
-        spell = _first_spell(homes, i, k0)
-        spell_end = homes.spell_first[i + 1]
-        for k in range(k0, k1):
-            if k > limit[0]:
-                break
-            t = k - k0
-            now = clock.time_ts[k]
-            while spell < spell_end and homes.spell_start[spell] <= k:
-                until = max(until, homes.spell_end[spell])
-                spell += 1
-            online = until <= k
-            has_task = held[0] >= 0
-            target_w = minimum(max_power_w if has_task else 0.0, max_power_w)
-            stop = not (online and has_task)
-            realized = realize_known(now, target_w, stop, device, devices, which)
-            power_w = realized.power_w
-            device = DeviceState(
-                power_w=power_w,
-                target_w=target_w,
-                since_ts=realized.since_ts,
-                debt_j=realized.debt_j,
-                last_ts=now,
-            )
-            held, spent_j, done, done_ts, ends = _advance(
-                now, power_w, online, step_s, held, leased
-            )
-            if done:
-                tasks.done_step[i] = k
-                tasks.done_ts[i] = done_ts
-            energy_kwh = power_w * step_kwh_per_w
-            task_partial[chunk, t, RACK] += power_w
-            partial[chunk, t, MINING] += energy_kwh * mining_value
-            task_partial[chunk, t, RACK_TASK] += spent_j
-            task_partial[chunk, t, column] += energy_kwh
-            if ends:
-                _ended(leased, i, k)
-                break
-        arbiter.power_w[i] = device.power_w
-        arbiter.target_w[i] = device.target_w
-        arbiter.since_ts[i] = device.since_ts
-        arbiter.debt_j[i] = device.debt_j
-        arbiter.last_ts[i] = device.last_ts
-        _store_task(tasks, i, held)
-        offline_until[i] = until
+        if task_of[i] < 0:
+            target_w = minimum(0.0, max_power_w)
+            for k in range(k0, k1):
+                now = time_ts[k]
+                realized = realize_known(now, target_w, True, device, devices, which)
+                device = DeviceState(
+                    power_w=realized.power_w,
+                    target_w=target_w,
+                    since_ts=realized.since_ts,
+                    debt_j=realized.debt_j,
+                    last_ts=now,
+                )
+        else:
+            held = _load_task(tasks, i)
+            column = len(TASK_QUANTITIES) + home_region[i]
+            mining_value = mining_value_eur_per_kwh[i]
+            until = offline_until[i]
+            spell = _first_spell(spell_first, spell_start, i, k0)
+            spell_end = spell_first[i + 1]
+            for k in range(k0, k1):
+                if k > limit[0]:
+                    break
+                t = k - k0
+                now = time_ts[k]
+                while spell < spell_end and spell_start[spell] <= k:
+                    until = max(until, spell_end_step[spell])
+                    spell += 1
+                online = until <= k
+                has_task = held[0] >= 0
+                target_w = minimum(max_power_w if has_task else 0.0, max_power_w)
+                stop = not (online and has_task)
+                realized = realize_known(now, target_w, stop, device, devices, which)
+                power_w = realized.power_w
+                device = DeviceState(
+                    power_w=power_w,
+                    target_w=target_w,
+                    since_ts=realized.since_ts,
+                    debt_j=realized.debt_j,
+                    last_ts=now,
+                )
+                held, spent_j, done, done_ts, ends = _advance(
+                    now, power_w, online, step_s, held, leases
+                )
+                if done:
+                    done_step[i] = k
+                    done_ts_arr[i] = done_ts
+                energy_kwh = power_w * step_kwh_per_w
+                task_partial[chunk, t, RACK] += power_w
+                partial[chunk, t, MINING] += energy_kwh * mining_value
+                task_partial[chunk, t, RACK_TASK] += spent_j
+                task_partial[chunk, t, column] += energy_kwh
+                if ends:
+                    _ended(leased, i, k)
+                    break
+            _store_task(tasks, i, held)
+        power_arr[i] = device.power_w
+        target_arr[i] = device.target_w
+        device_since[i] = device.since_ts
+        debt_arr[i] = device.debt_j
+        device_last[i] = device.last_ts
 
 
 @njit(cache=True, parallel=True)
@@ -783,6 +842,7 @@ def run_burst(  # noqa: PLR0917
     devices: Any,
     offline_until: Any,
     rooms: Any,
+    lookups: Any,
     totals: Any,
     tasks: Any,
     leases: Any,
@@ -794,7 +854,8 @@ def run_burst(  # noqa: PLR0917
     ``cfg``/``schedule`` are the control kernel's ``Config``/``Schedule`` of the homes,
     ``thermostat`` its ``State`` of arrays (N,), ``arbiter`` the arbiter kernel's
     ``DeviceState`` of arrays (D,) and ``devices`` its ``Devices``; ``offline_until`` (D,) the
-    first step each device is back online; ``rooms`` is (air (N,), mass (N,)) [°C];
+    first step each device is back online (read only: the caller keeps the record of
+    departures); ``rooms`` is (air (N,), mass (N,)) [°C]; ``lookups`` a :class:`Lookups`;
     ``tasks`` is a :class:`Tasks` (D,), ``leases`` the :class:`Leases`, ``limit`` (1,) the
     earliest step at whose end a lease was seen to end (``k1`` or more at the call); ``out`` is
     (``partial`` (home chunks + rack chunks, k1 − k0, Q + R) and ``task_partial`` (the same
@@ -827,6 +888,7 @@ def run_burst(  # noqa: PLR0917
                 devices,
                 offline_until,
                 rooms,
+                lookups,
                 totals,
                 leased,
                 out,

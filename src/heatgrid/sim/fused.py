@@ -20,8 +20,9 @@ The run alternates two kinds of stretches:
 * **Claim steps.** At a step where a claim may lease a task (a job arrives, a requeued task
   is ready), the arrivals and claims are made first, as :meth:`heatgrid.sim.engine._Loop.step`
   makes them (its own ``_claims``: the coordinator's candidate order and
-  :func:`heatgrid.core.scheduling.choose`, on the demand of
-  :func:`~heatgrid.core.control.decide_many`), then the burst runs from that step on with the
+  :func:`heatgrid.core.scheduling.choose`, on the demand the rules of
+  :func:`~heatgrid.core.control.decide_many` give the heaters that may claim, decided by
+  ``_fused_kernel.demand_rows``), then the burst runs from that step on with the
   new leases, to the next step where a claim may lease a task (the next step, if tasks are
   still queued). The engine's own step never runs: the rest of a claim step (thermostat,
   arbiter, rooms, task progress, accounting) is the kernel's.
@@ -29,12 +30,18 @@ The run alternates two kinds of stretches:
 Per-step fleet series are kept (K values each); per-home totals are (N,). The room temperature
 percentiles per step are taken over every home up to :data:`PERCENTILE_SAMPLE` homes, and over
 that many evenly spaced homes above it (a 5–95 % band for the plots, which would otherwise cost
-a sort of every home at every step). Memory per home: about 250 bytes (state, settings,
-totals) plus the fleet's draw; see ``docs/performance.md``.
+a sort of every home at every step). Memory per home: about 280 bytes (state, settings,
+totals, kept lookups) plus the fleet's draw, and about 180 bytes more for the saved state once a
+device holds a task; see ``docs/simulator.md`` ("A year of homes").
+
+The kernel updates the loop's own state arrays in place (nothing is copied per burst); while a
+device holds a task, the state is saved before each burst, so that a burst that ends at a
+lease that ends can be run again from it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -49,7 +56,6 @@ from heatgrid.core.arbiter import DeviceStateArrays
 from heatgrid.core.control import (
     ObservationArrays,
     ThermostatStateArrays,
-    decide_many,
     kernel_config,
 )
 from heatgrid.core.errors import InputError
@@ -138,6 +144,51 @@ class _FusedLoop(_Loop):
             hand_back_after_s=float(scenario.hand_back_after_s),
             lease_s=float(scenario.lease_s),
         )
+        # The state the kernel updates in place (the loop's own arrays, no copies per burst):
+        # the rooms as two contiguous rows, of which ``state_c`` is the (N, 2) view.
+        self._rooms = np.array(np.asarray(self.state_c, dtype=np.float64).T, order="C")
+        self.state_c = self._rooms.T
+        self.thermostat = ThermostatStateArrays(
+            **{name: _owned(value) for name, value in _fields(self.thermostat).items()}
+        )
+        self.arbiter = DeviceStateArrays(
+            **{name: _owned(value) for name, value in _fields(self.arbiter).items()}
+        )
+        self._state = _State(
+            thermostat=_control_kernel.State(**_fields(self.thermostat)),
+            arbiter=_arbiter_kernel.DeviceState(**_fields(self.arbiter)),
+            rooms=(self._rooms[0], self._rooms[1]),
+            lookups=_kernel.Lookups(
+                setpoint_c=np.zeros(n),
+                setpoint_until_ts=np.full(n, -math.inf),
+                gains_w=np.zeros(n),
+                gains_until_ts=np.full(n, -math.inf),
+            ),
+            totals=_kernel.Totals(
+                comfort_k_h=self.comfort_k_h,
+                heat_kwh=self.home_heat_kwh,
+                backup_kwh=self.home_backup_kwh,
+                task_kwh=self.home_task_kwh,
+            ),
+        )
+        self._saved: _State | None = None
+        self._no_tasks = _kernel.Tasks(
+            task=np.full(d, -1, dtype=np.int64),
+            size_j=np.zeros(d),
+            progress_j=np.zeros(d),
+            checkpoint_j=np.zeros(d),
+            burned_j=np.zeros(d),
+            zero_power_s=np.zeros(d),
+            offline_s=np.zeros(d),
+            done_step=np.full(d, _kernel.NO_STEP, dtype=np.int64),
+            done_ts=np.full(d, math.nan),
+            event_step=np.full(d, _kernel.NO_STEP, dtype=np.int64),
+        )
+        """The kernel's tasks while no device holds one: it reads only ``task`` then."""
+        self._chunks = (n + _kernel.CHUNK - 1) // _kernel.CHUNK + (
+            d - n + _kernel.CHUNK - 1
+        ) // _kernel.CHUNK
+        self._buffers: dict[str, NDArray[np.float64]] = {}
 
     def run(self, burst_steps: int, progress: Callable[[int], None] | None) -> None:
         """Run every step: bursts where nothing can be scheduled, else the engine's step."""
@@ -163,9 +214,11 @@ class _FusedLoop(_Loop):
     def _claim(self, k: int) -> None:
         """Make step ``k``'s arrivals and claims as :meth:`_Loop.step` makes them.
 
-        The thermostat's demand the claims read is decided here by
-        :func:`~heatgrid.core.control.decide_many` (the engine's call) and dropped: the burst
-        that runs step ``k`` next decides it again from the same state with the same rule.
+        The claims read the thermostat's demand of the heaters that may claim (online, without a
+        task, able to compute): :func:`heatgrid.sim._fused_kernel.demand_rows` decides it by the
+        rules :func:`~heatgrid.core.control.decide_many` runs (the engine's call, which decides
+        every home), and drops it: the burst that runs step ``k`` next decides it again from the
+        same state with the same rule.
         """
         now = float(self.time_ts[k])
         queue = self.queue
@@ -173,14 +226,26 @@ class _FusedLoop(_Loop):
         if not queue.queued:
             return
         online = self._online(k)
+        n = self.fleet.n_homes
+        may_claim = np.flatnonzero(online[:n] & (queue.task_of[:n] < 0) & self.computes[:n])
+        demand_w = np.zeros(n)
+        state = self._state
+        _kernel.demand_rows(
+            may_claim,
+            now,
+            self._homes,
+            self._config,
+            self._schedule,
+            state.thermostat,
+            state.rooms,
+            state.lookups,
+            demand_w,
+        )
         threads = numba.get_num_threads()
-        if self.fleet.n_homes < _PARALLEL_MIN_HOMES:
+        if n < _PARALLEL_MIN_HOMES:
             numba.set_num_threads(1)  # as engine.run_policy runs its steps
         try:
-            _, command = decide_many(
-                self.thermostat, self._observation_at(now), now, self.fleet.thermostat
-            )
-            self._claims(k, now, online=online, demand_w=command.heat_power_w)
+            self._claims(k, now, online=online, demand_w=demand_w)
         finally:
             numba.set_num_threads(threads)
 
@@ -189,40 +254,29 @@ class _FusedLoop(_Loop):
 
         Returns the step after the last one run: ``k1``, or the step after the first one at
         whose end a lease ends (expired or handed back; the queue applies it as the engine does).
+        The kernel updates the loop's state arrays in place; only while a device holds a task
+        (whose lease may end, so that the burst is run again up to there) is the state saved
+        first, into arrays kept for that.
         """
+        leased = bool(np.any(self.queue.task_of >= 0))
+        if leased:
+            self._save()
         run = self._run_burst(k0, k1)
         end = min(k1, int(np.min(run.tasks.event_step, initial=k1 - 1)) + 1)
         if end < k1:
+            self._restore()
             run = self._run_burst(k0, end)  # the same steps, up to the lease that ends
-        self._keep(run, k0, end)
+        self._keep(run, k0, end, leased)
         return end
 
-    def _run_burst(self, k0: int, k1: int) -> _Burst:
-        """Run steps ``k0 … k1 − 1`` on copies of the state; return them and what they produced."""
-        n, d, steps = self.fleet.n_homes, self.fleet.n_devices, k1 - k0
-        thermostat = _control_kernel.State(
-            integral_w=np.array(self.thermostat.integral_w, dtype=np.float64),
-            heating=np.array(self.thermostat.heating, dtype=np.bool_),
-            since_ts=np.array(self.thermostat.since_ts, dtype=np.float64),
-            last_tick_ts=np.array(self.thermostat.last_tick_ts, dtype=np.float64),
-            last_command_ts=np.array(self.thermostat.last_command_ts, dtype=np.float64),
-            last_power_w=np.array(self.thermostat.last_power_w, dtype=np.float64),
-            alarm=np.array(self.thermostat.alarm, dtype=np.int64),
-        )
-        arbiter = _arbiter_kernel.DeviceState(
-            power_w=np.array(self.arbiter.power_w, dtype=np.float64),
-            target_w=np.array(self.arbiter.target_w, dtype=np.float64),
-            since_ts=np.array(self.arbiter.since_ts, dtype=np.float64),
-            debt_j=np.array(self.arbiter.debt_j, dtype=np.float64),
-            last_ts=np.array(self.arbiter.last_ts, dtype=np.float64),
-        )
-        rooms = (
-            np.array(self.state_c[:, 0], dtype=np.float64),
-            np.array(self.state_c[:, 1], dtype=np.float64),
-        )
+    def _tasks(self) -> _kernel.Tasks:
+        """Return the tasks the devices hold, for the kernel (a fresh copy), or none."""
         queue = self.queue
+        if not np.any(queue.task_of >= 0):
+            return self._no_tasks
+        d = self.fleet.n_devices
         task = np.array(queue.task_of, dtype=np.int64)
-        tasks = _kernel.Tasks(
+        return _kernel.Tasks(
             task=task,
             size_j=_by_device(self.jobs.size_j, task),
             progress_j=_by_device(queue.progress_j, task),
@@ -234,51 +288,53 @@ class _FusedLoop(_Loop):
             done_ts=np.full(d, math.nan),
             event_step=np.full(d, _kernel.NO_STEP, dtype=np.int64),
         )
+
+    def _save(self) -> None:
+        """Copy the state the kernel updates into the arrays kept for a second run."""
+        if self._saved is None:
+            self._saved = _map_state(self._state, np.copy)
+        else:
+            _copy_state(self._saved, self._state)
+
+    def _restore(self) -> None:
+        """Put back the state :meth:`_save` copied (the burst is run again from it)."""
+        assert self._saved is not None
+        _copy_state(self._state, self._saved)
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> NDArray[np.float64]:
+        """Return a C-contiguous array of ``shape`` on memory kept between bursts (not zeroed)."""
+        size = math.prod(shape)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[name] = np.empty(size)
+        return buffer[:size].reshape(shape)
+
+    def _run_burst(self, k0: int, k1: int) -> _Burst:
+        """Run steps ``k0 … k1 − 1`` on the loop's state, in place; return what they produced."""
+        n, steps = self.fleet.n_homes, k1 - k0
+        tasks = self._tasks()
         regions = len(self.scenario.regions)
-        chunks = (n + _kernel.CHUNK - 1) // _kernel.CHUNK + (
-            d - n + _kernel.CHUNK - 1
-        ) // _kernel.CHUNK
-        partial = np.zeros((chunks, steps, len(_kernel.QUANTITIES) + regions))
-        task_partial = np.zeros((chunks, steps, len(_kernel.TASK_QUANTITIES) + regions))
-        sampled = np.empty((steps, self._sample_size))
-        out = (partial, task_partial, self._sample_column, sampled, self.series.room_temp_c)
-        totals = _kernel.Totals(
-            comfort_k_h=np.zeros(n),
-            heat_kwh=np.zeros(n),
-            backup_kwh=np.zeros(n),
-            task_kwh=np.zeros(n),
+        partial = self._buffer("partial", (self._chunks, steps, len(_kernel.QUANTITIES) + regions))
+        task_partial = self._buffer(
+            "task_partial", (self._chunks, steps, len(_kernel.TASK_QUANTITIES) + regions)
         )
-        offline_until = np.array(self.offline_until, dtype=np.int64)
+        partial.fill(0.0)
+        task_partial.fill(0.0)
+        sampled = self._buffer("sampled", (steps, self._sample_size))
+        out = (partial, task_partial, self._sample_column, sampled, self.series.room_temp_c)
         threads = numba.get_num_threads()
         if n * steps < _PARALLEL_MIN_HOMES:
             numba.set_num_threads(1)  # a short burst of a small fleet: cheaper than waking threads
         try:
-            self._launch(k0, k1, thermostat, arbiter, rooms, tasks, totals, offline_until, out)
+            self._launch(k0, k1, tasks, out)
         finally:
             numba.set_num_threads(threads)
-        return _Burst(
-            thermostat,
-            arbiter,
-            rooms,
-            tasks,
-            totals,
-            partial.sum(axis=0),
-            task_partial.sum(axis=0),
-            sampled,
-        )
+        return _Burst(tasks, partial.sum(axis=0), task_partial.sum(axis=0), sampled)
 
-    def _launch(  # noqa: PLR0917
-        self,
-        k0: int,
-        k1: int,
-        thermostat: _control_kernel.State,
-        arbiter: _arbiter_kernel.DeviceState,
-        rooms: tuple[NDArray[np.float64], NDArray[np.float64]],
-        tasks: _kernel.Tasks,
-        totals: _kernel.Totals,
-        offline_until: NDArray[np.int64],
-        out: tuple[NDArray[Any], ...],
+    def _launch(
+        self, k0: int, k1: int, tasks: _kernel.Tasks, out: tuple[NDArray[Any], ...]
     ) -> None:
+        state = self._state
         _kernel.run_burst(
             k0,
             k1,
@@ -286,42 +342,44 @@ class _FusedLoop(_Loop):
             self._clock,
             self._config,
             self._schedule,
-            thermostat,
-            arbiter,
+            state.thermostat,
+            state.arbiter,
             self._devices,
-            offline_until,
-            rooms,
-            totals,
+            self.offline_until,
+            state.rooms,
+            state.lookups,
+            state.totals,
             tasks,
             self._leases,
             np.array([k1], dtype=np.int64),
             out,
         )
 
-    def _keep(self, run: _Burst, k0: int, k1: int) -> None:
-        """Make ``run`` (steps ``k0 … k1 − 1``) the loop's state, as the engine's steps leave it."""
-        self.thermostat = ThermostatStateArrays(**run.thermostat._asdict())
-        self.arbiter = DeviceStateArrays(**run.arbiter._asdict())
-        self.state_c = np.column_stack(run.rooms)
-        self.comfort_k_h += run.totals.comfort_k_h
-        self.home_heat_kwh += run.totals.heat_kwh
-        self.home_backup_kwh += run.totals.backup_kwh
-        self.home_task_kwh += run.totals.task_kwh
+    def _keep(self, run: _Burst, k0: int, k1: int, leased: bool) -> None:
+        """Apply ``run`` (steps ``k0 … k1 − 1``) to the queue and the series, as the engine does.
+
+        The state arrays are the kernel's own; the queue takes the leased tasks' progress, ends
+        the attempts completed in the burst and the leases that ended, if any were held.
+        """
         self._online(k1 - 1)  # the engine's own record of departures catches up
-        queue, tasks = self.queue, run.tasks
-        leased = np.flatnonzero(queue.task_of >= 0)
-        held = queue.task_of[leased]
-        queue.progress_j[held] = tasks.progress_j[leased]
-        queue.checkpoint_j[held] = tasks.checkpoint_j[leased]
-        queue.burned_j[held] = tasks.burned_j[leased]
-        queue.zero_power_s[leased] = tasks.zero_power_s[leased]
-        queue.offline_s[leased] = tasks.offline_s[leased]
-        done = np.flatnonzero(tasks.done_step != _kernel.NO_STEP)
-        for device in done[np.lexsort((done, tasks.done_step[done]))]:  # as the steps end them
-            queue.complete(int(held[np.searchsorted(leased, device)]), float(tasks.done_ts[device]))
-        lost_j = queue.expire(
-            float(self.time_ts[k1 - 1]) + self.scenario.step_s, self.scenario.lease_s
-        )
+        lost_j = 0.0
+        if leased:
+            queue, tasks = self.queue, run.tasks
+            leased_devices = np.flatnonzero(queue.task_of >= 0)
+            held = queue.task_of[leased_devices]
+            queue.progress_j[held] = tasks.progress_j[leased_devices]
+            queue.checkpoint_j[held] = tasks.checkpoint_j[leased_devices]
+            queue.burned_j[held] = tasks.burned_j[leased_devices]
+            queue.zero_power_s[leased_devices] = tasks.zero_power_s[leased_devices]
+            queue.offline_s[leased_devices] = tasks.offline_s[leased_devices]
+            done = np.flatnonzero(tasks.done_step != _kernel.NO_STEP)
+            for device in done[np.lexsort((done, tasks.done_step[done]))]:  # as the steps end them
+                queue.complete(
+                    int(held[np.searchsorted(leased_devices, device)]), float(tasks.done_ts[device])
+                )
+            lost_j = queue.expire(
+                float(self.time_ts[k1 - 1]) + self.scenario.step_s, self.scenario.lease_s
+            )
         self._store(k0, k1, run, lost_j)
 
     def _store(self, k0: int, k1: int, run: _Burst, lost_j: float) -> None:
@@ -352,16 +410,53 @@ class _FusedLoop(_Loop):
 
 
 class _Burst(NamedTuple):
-    """The state a burst left and what it produced: per-step sums, sampled rooms."""
+    """What a burst produced: the tasks' state after it, per-step sums, sampled rooms."""
+
+    tasks: _kernel.Tasks
+    sums: NDArray[np.float64]
+    task_sums: NDArray[np.float64]
+    sampled: NDArray[np.float64]
+
+
+class _State(NamedTuple):
+    """The state the kernel updates in place: the loop's own arrays."""
 
     thermostat: _control_kernel.State
     arbiter: _arbiter_kernel.DeviceState
     rooms: tuple[NDArray[np.float64], NDArray[np.float64]]
-    tasks: _kernel.Tasks
+    lookups: _kernel.Lookups
     totals: _kernel.Totals
-    sums: NDArray[np.float64]
-    task_sums: NDArray[np.float64]
-    sampled: NDArray[np.float64]
+
+
+def _fields(arrays: ThermostatStateArrays | DeviceStateArrays) -> dict[str, NDArray[Any]]:
+    """Return the arrays of a dataclass of arrays by field name (the arrays themselves)."""
+    return {field.name: getattr(arrays, field.name) for field in dataclasses.fields(arrays)}
+
+
+def _owned(value: NDArray[Any]) -> NDArray[Any]:
+    """Return a C-contiguous, writeable copy of ``value`` in its dtype (the kernel writes it)."""
+    return np.array(value, order="C", copy=True)
+
+
+def _arrays(state: _State) -> list[NDArray[Any]]:
+    return [*state.thermostat, *state.arbiter, *state.rooms, *state.lookups, *state.totals]
+
+
+def _map_state(state: _State, copy: Callable[[NDArray[Any]], NDArray[Any]]) -> _State:
+    """Return ``state`` with ``copy`` of every array."""
+    return _State(
+        thermostat=_control_kernel.State(*(copy(a) for a in state.thermostat)),
+        arbiter=_arbiter_kernel.DeviceState(*(copy(a) for a in state.arbiter)),
+        rooms=(copy(state.rooms[0]), copy(state.rooms[1])),
+        lookups=_kernel.Lookups(*(copy(a) for a in state.lookups)),
+        totals=_kernel.Totals(*(copy(a) for a in state.totals)),
+    )
+
+
+def _copy_state(to: _State, source: _State) -> None:
+    """Copy every array of ``source`` into the same array of ``to``."""
+    for target, value in zip(_arrays(to), _arrays(source), strict=True):
+        np.copyto(target, value)
 
 
 def _by_device(values: NDArray[np.float64], task: NDArray[np.int64]) -> NDArray[np.float64]:
