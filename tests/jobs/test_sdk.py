@@ -6,9 +6,11 @@ import json
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from heatgrid.jobs import sdk
 from heatgrid.jobs.sdk import JobContext, decode_checkpoint, encode_checkpoint
 
 
@@ -85,9 +87,32 @@ def test_should_pause_follows_the_runner(tmp_path, pipes) -> None:
     ctx = JobContext(_job_root(tmp_path), control_read, report_write)
     assert not ctx.should_pause()
     os.write(control_write, b'{"type":"pause"}\n')
-    time.sleep(0.021)  # it looks at the pipe at most every 20 ms (a call per step is cheap)
-    assert ctx.should_pause()
+    deadline = time.monotonic() + 10.0
+    while not ctx.should_pause():  # the context's thread sets the flag when the line arrives
+        assert time.monotonic() < deadline, "the pause request was never seen"
+        time.sleep(0.001)
     assert ctx.pause_seen
+
+
+def test_should_pause_reads_the_clock_about_once_per_progress_report(
+    tmp_path, pipes, monkeypatch
+) -> None:
+    # a job calls should_pause every step; a clock read there was 0.5 % of a short step
+    control_read, _, _, report_write = pipes
+    ctx = JobContext(_job_root(tmp_path), control_read, report_write)
+    reads: list[float] = []
+
+    def monotonic() -> float:
+        reads.append(1000.0 + len(reads) * 1e-6)  # a fast job: no report is due again
+        return reads[-1]
+
+    monkeypatch.setattr(sdk, "time", SimpleNamespace(monotonic=monotonic))
+    for step in range(1, 1001):
+        assert not ctx.should_pause()
+        if step % 10 == 0:
+            ctx.progress(step / 1000, {"step": step})
+    # progress reads it once, and the next should_pause once (a held report may be due)
+    assert len(reads) <= 2 * 100
 
 
 def test_progress_reaches_the_runner_at_most_ten_times_a_second(tmp_path, pipes) -> None:
