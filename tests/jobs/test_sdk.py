@@ -94,6 +94,33 @@ def test_should_pause_follows_the_runner(tmp_path, pipes) -> None:
     assert ctx.pause_seen
 
 
+def test_a_closed_contexts_thread_never_takes_a_later_pipes_pause(tmp_path) -> None:
+    # A caller that closes a context's pipe frees its descriptor number for the next pipe;
+    # the context's thread must not read that number (it read the caller's descriptor once,
+    # and took the next test's pause request: a flaky test_should_pause_follows_the_runner)
+    root = _job_root(tmp_path)
+    for round_ in range(30):
+        control_read, control_write = os.pipe()
+        report_read, report_write = os.pipe()
+        JobContext(root, control_read, report_write)
+        for fd in (control_read, report_read, report_write):
+            os.close(fd)
+        os.write(control_write, b'{"type":"progress"}\n')  # wakes the thread, then EOF
+        os.close(control_write)
+        control_read, control_write = os.pipe()
+        report_read, report_write = os.pipe()
+        try:
+            ctx = JobContext(root, control_read, report_write)
+            os.write(control_write, b'{"type":"pause"}\n')
+            deadline = time.monotonic() + 10.0
+            while not ctx.should_pause():
+                assert time.monotonic() < deadline, f"round {round_}: pause taken by another"
+                time.sleep(0.001)
+        finally:
+            for fd in (control_read, control_write, report_read, report_write):
+                os.close(fd)
+
+
 def test_should_pause_reads_the_clock_about_once_per_progress_report(
     tmp_path, pipes, monkeypatch
 ) -> None:

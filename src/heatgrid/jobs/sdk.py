@@ -263,16 +263,19 @@ class JobContext:
         self.stop_step: int | None = None if stop is None else int(stop)
         self._seq: int = int(task.get("checkpoint_seq") or 0)
         self._latest: Path | None = control / RESTORE_FILE if self._seq else None
-        self._control_fd = control_fd
         self._report_fd = report_fd
         os.set_blocking(control_fd, True)
+        # the thread reads its own copy of the descriptor: had it read ``control_fd``, a number
+        # the caller may close and the process reuse for another file, it could take that
+        # file's lines (so could a second context's thread in one process)
+        watch_fd = os.dup(control_fd)
         self._pause_requested = False
         self._calls_to_clock = 0
         self._progress_sent = -math.inf
         self._held: dict[str, object] | None = None
         self.pause_seen = False
         threading.Thread(
-            target=self._watch_control, name="heatgrid-pause-watcher", daemon=True
+            target=self._watch_control, args=(watch_fd,), name="heatgrid-pause-watcher", daemon=True
         ).start()
 
     def restore(self) -> object | None:
@@ -413,13 +416,22 @@ class JobContext:
                     self.flush()
         return False
 
-    def _watch_control(self) -> None:
-        """Read the runner's control pipe until it ends; note a pause request (a thread)."""
+    def _watch_control(self, fd: int) -> None:
+        """Read the runner's control pipe until it ends; note a pause request (a thread).
+
+        ``fd`` is the thread's own descriptor of the pipe, closed when the pipe ends.
+        """
+        try:
+            self._read_control(fd)
+        finally:
+            os.close(fd)
+
+    def _read_control(self, fd: int) -> None:
         inbox = b""
         while True:
             try:
-                chunk = os.read(self._control_fd, 4096)
-            except OSError:  # the pipe was closed under the read: nothing more can come
+                chunk = os.read(fd, 4096)
+            except OSError:  # nothing more can be read from it
                 return
             if not chunk:
                 return
