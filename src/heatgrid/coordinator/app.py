@@ -106,7 +106,7 @@ _ERROR_STATUSES = {
     "410": "Expired",
     "413": "Request body over the size limit",
     "429": "Over the credential's rate limit (see Retry-After)",
-    "503": "The database connection was lost, or the database is unreachable (see Retry-After)",
+    "503": "The database connection was lost; retry (see Retry-After)",
 }
 
 _LOST_CONNECTION_RETRY_AFTER_S = 1
