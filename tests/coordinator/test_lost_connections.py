@@ -111,3 +111,21 @@ def test_a_pooled_connection_is_not_pinged_at_checkout(database_url: str) -> Non
         assert pings == []  # before: a round trip at every checkout
     finally:
         engine.dispose()
+
+
+def test_a_retry_after_a_held_connection_was_lost_gets_a_live_connection(
+    coordinator: Coordinator, postgres_server: PostgresServer
+) -> None:
+    device_id, token = coordinator.enroll(coordinator.enrollment_code(coordinator.owner_key()))
+    assert _heartbeat(coordinator, device_id, token).status_code == 200  # the writer connects
+    assert _claim(coordinator, device_id, token).status_code == 200  # and one is pooled
+    _terminate_backends(postgres_server, coordinator.database_url)
+    # The pooled connection found dead: the pool is invalidated, the retry opens a new one.
+    assert _claim(coordinator, device_id, token).status_code == 503
+    assert _claim(coordinator, device_id, token).status_code == 200
+    _terminate_backends(postgres_server, coordinator.database_url)
+    coordinator.clock.advance(60.0)
+    # The writer's held connection, opened before that invalidation, is found dead; its
+    # retry must not take the pooled connection opened since, dead too (before: 503).
+    answer = _heartbeat(coordinator, device_id, token)
+    assert answer.status_code == 200, answer.text

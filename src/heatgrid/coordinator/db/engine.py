@@ -7,11 +7,12 @@ The same code runs on both; only connection setup differs here. URLs accepted:
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from heatgrid.core.errors import InputError
@@ -130,8 +131,8 @@ def make_engine(database_url: str) -> Engine:
     PostgreSQL connections are not checked before use (no ``pool_pre_ping``: that was a round
     trip at every checkout, so at every request). A connection found dead when used (the
     server restarted, its backend was terminated) raises an error that SQLAlchemy marks
-    ``connection_invalidated`` (:func:`lost_connection`), and invalidates the whole pool with
-    it: every connection opened before is replaced at its next checkout, so one lost
+    ``connection_invalidated`` (:func:`lost_connection`), and every connection opened before
+    it is then replaced at its next checkout (:func:`_replace_after_a_loss`), so one lost
     connection costs one failed statement, not one per pooled connection. The app answers
     such an error 503 with ``Retry-After``; reads that lose their connection are retried once
     (``api.deps.reading``), and the heartbeat writer retries a batch whose connection was
@@ -148,7 +149,36 @@ def make_engine(database_url: str) -> Engine:
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin)
         return engine
-    return create_engine(url, pool_size=POOL_CONNECTIONS, max_overflow=0)
+    engine = create_engine(url, pool_size=POOL_CONNECTIONS, max_overflow=0)
+    _replace_after_a_loss(engine)
+    return engine
+
+
+def _replace_after_a_loss(engine: Engine) -> None:
+    """Replace, at its next checkout, every connection opened before a connection was lost.
+
+    SQLAlchemy invalidates the pool on a lost connection only when that connection is newer
+    than the pool's last invalidation: one held from before it (the heartbeat writer's) does
+    not invalidate the connections pooled since, and the retry would take one of them, dead
+    too. Here any lost connection marks the moment; a checkout of a connection opened before
+    it raises ``DisconnectionError``, on which the pool opens a new one in its place.
+    """
+    lost = [0.0]  # monotonic time of the last connection found lost [s]
+
+    def opened(_dbapi_connection: Any, record: Any) -> None:
+        record.info["opened_s"] = time.monotonic()
+
+    def failed(context: Any) -> None:
+        if context.is_disconnect:
+            lost[0] = time.monotonic()
+
+    def checked_out(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get("opened_s", 0.0) < lost[0]:
+            raise DisconnectionError("opened before a connection was found lost")
+
+    event.listen(engine, "connect", opened)
+    event.listen(engine, "handle_error", failed)
+    event.listen(engine, "checkout", checked_out)
 
 
 def lost_connection(error: BaseException) -> bool:
