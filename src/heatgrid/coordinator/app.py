@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from platformdirs import user_data_dir
+from sqlalchemy.exc import DBAPIError
 from starlette.requests import ClientDisconnect
 
 from heatgrid import __version__
@@ -40,9 +41,11 @@ from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.credentials import CredentialCache
 from heatgrid.coordinator.db.engine import (
     POOL_CONNECTIONS,
+    lost_connection,
     make_engine,
     make_session_factory,
     normalize_database_url,
+    single_statement_reads,
 )
 from heatgrid.coordinator.errors import CoordinatorError, TooManyRequestsError
 from heatgrid.coordinator.heartbeats import HeartbeatWriter
@@ -103,7 +106,10 @@ _ERROR_STATUSES = {
     "410": "Expired",
     "413": "Request body over the size limit",
     "429": "Over the credential's rate limit (see Retry-After)",
+    "503": "The database connection was lost; retry (see Retry-After)",
 }
+
+_LOST_CONNECTION_RETRY_AFTER_S = 1
 
 
 def _openapi_document(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -184,6 +190,26 @@ async def _on_client_disconnect(request: Request, error: Exception) -> JSONRespo
     return JSONResponse({"detail": "the request's body was cut short"}, status_code=400)
 
 
+async def _on_database_error(request: Request, error: Exception) -> JSONResponse:
+    """Answer 503 with ``Retry-After`` when the database connection was lost, else 500.
+
+    Connections are not checked before use (``db.engine.make_engine``): after a database
+    restart, or with a backend terminated, the request that finds its pooled connection dead
+    fails; SQLAlchemy has then invalidated the pool, so the client's retry gets a new one.
+    """
+    if not lost_connection(error):
+        return await _on_unexpected_error(request, error)
+    _LOG.warning(
+        "the database connection was lost; answered 503",
+        extra={"method": request.method, "path": request.url.path, "error": str(error)},
+    )
+    return JSONResponse(
+        {"detail": "the database connection was lost; retry"},
+        status_code=503,
+        headers={"Retry-After": str(_LOST_CONNECTION_RETRY_AFTER_S)},
+    )
+
+
 async def _on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
     reference = uuid.uuid4().hex
     request.app.state.metrics.unhandled_errors.inc()
@@ -196,6 +222,14 @@ async def _on_unexpected_error(request: Request, error: Exception) -> JSONRespon
         {"detail": f"internal error; the coordinator's log has it under reference {reference}"},
         status_code=500,
     )
+
+
+def _add_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(CoordinatorError, _on_coordinator_error)
+    app.add_exception_handler(ClientDisconnect, _on_client_disconnect)
+    app.add_exception_handler(DBAPIError, _on_database_error)
+    app.add_exception_handler(Exception, _on_unexpected_error)
 
 
 def _checkpoint_url(settings: Settings) -> str:
@@ -255,6 +289,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.read_session_factory = read_session_factory
+    app.state.single_statement_engine = single_statement_reads(engine)
     app.state.heartbeat_writer = heartbeat_writer
     app.state.checkpoint_store = checkpoint_store
     app.state.metrics = AppMetrics(
@@ -279,10 +314,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.include_router(mining_credentials.router)
     dashboard.mount(app)
     app.openapi = _openapi_document(app)  # type: ignore[method-assign]
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(CoordinatorError, _on_coordinator_error)
-    app.add_exception_handler(ClientDisconnect, _on_client_disconnect)
-    app.add_exception_handler(Exception, _on_unexpected_error)
+    _add_exception_handlers(app)
     app.add_middleware(
         ConcurrencyLimitMiddleware, limit=POOL_CONNECTIONS, ready_wait_s=settings.ready_wait_s
     )

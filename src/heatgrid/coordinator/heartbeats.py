@@ -53,6 +53,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from heatgrid.coordinator.db.engine import lost_connection
 from heatgrid.coordinator.db.models import (
     HOLDING_TASK_STATES,
     Device,
@@ -237,10 +238,39 @@ def _write_postgresql(
     return alive, stored, held
 
 
+class _LostBeforeCommitError(Exception):
+    """The batch's connection was lost before its commit was sent: nothing of it was stored.
+
+    Its ``__cause__`` is the database's error.
+    """
+
+
 def _write(
     connection: Connection, batch: Sequence[_Pending], lease_s: float
 ) -> list[StoredHeartbeat]:
     """Store one heartbeat per device of ``batch`` in one transaction on ``connection``.
+
+    Raises
+    ------
+    _LostBeforeCommitError
+        When a statement found the connection lost (the server restarted, the backend was
+        terminated): the transaction never reached its commit, so the batch may be written
+        again on a new connection. A connection lost at the commit itself is raised as it
+        is: the commit may have been applied.
+    """
+    with connection.begin():
+        try:
+            return _statements_of_batch(connection, batch, lease_s)
+        except Exception as error:
+            if lost_connection(error):
+                raise _LostBeforeCommitError from error
+            raise
+
+
+def _statements_of_batch(
+    connection: Connection, batch: Sequence[_Pending], lease_s: float
+) -> list[StoredHeartbeat]:
+    """Run the statements of one batch in the transaction open on ``connection``.
 
     Five statements on SQLite; on PostgreSQL one (:func:`_write_postgresql`), and a
     ``SET LOCAL`` when the batch renewed a lease.
@@ -249,38 +279,35 @@ def _write(
     now_ts = max(pending.now_ts for pending in batch)
     stored: dict[str, int] = defaultdict(int)
     held: dict[str, list[str]] = defaultdict(list)
-    with connection.begin():
-        if connection.dialect.name == "postgresql":
-            alive, stored, held = _write_postgresql(connection, batch, now_ts, lease_s)
-            if held:  # a renewed lease waits for the WAL's flush (see the module's docstring)
-                connection.execute(_SYNC_COMMIT)
-            return _answers(batch, alive, stored, held)
-        ids = [pending.device_id for pending in batch]
-        alive = set(connection.execute(touch, {"ids": ids, "now_ts": now_ts}).scalars())
-        kept = [pending for pending in batch if pending.device_id in alive]
-        samples = [
-            {"device_id": pending.device_id, "received_ts": pending.now_ts, **sample.model_dump()}
-            for pending in kept
-            for sample in pending.heartbeat.telemetry
-        ]
-        if samples:
-            for device_id in connection.execute(samples_insert, samples).scalars():
-                stored[device_id] += 1
-        if kept:
-            connection.execute(clear, {"ids": [pending.device_id for pending in kept]})
-        segments = [
-            {"device_id": pending.device_id, "received_ts": pending.now_ts, **segment.model_dump()}
-            for pending in kept
-            for segment in pending.heartbeat.heat_window
-        ]
-        if segments:
-            connection.execute(windows_insert, segments).close()
-        if kept:
-            renewed = connection.execute(
-                renew, {"ids": sorted(alive), "expires_ts": now_ts + lease_s}
-            )
-            for task_id, device_id in renewed:
-                held[str(device_id)].append(str(task_id))
+    if connection.dialect.name == "postgresql":
+        alive, stored, held = _write_postgresql(connection, batch, now_ts, lease_s)
+        if held:  # a renewed lease waits for the WAL's flush (see the module's docstring)
+            connection.execute(_SYNC_COMMIT)
+        return _answers(batch, alive, stored, held)
+    ids = [pending.device_id for pending in batch]
+    alive = set(connection.execute(touch, {"ids": ids, "now_ts": now_ts}).scalars())
+    kept = [pending for pending in batch if pending.device_id in alive]
+    samples = [
+        {"device_id": pending.device_id, "received_ts": pending.now_ts, **sample.model_dump()}
+        for pending in kept
+        for sample in pending.heartbeat.telemetry
+    ]
+    if samples:
+        for device_id in connection.execute(samples_insert, samples).scalars():
+            stored[device_id] += 1
+    if kept:
+        connection.execute(clear, {"ids": [pending.device_id for pending in kept]})
+    segments = [
+        {"device_id": pending.device_id, "received_ts": pending.now_ts, **segment.model_dump()}
+        for pending in kept
+        for segment in pending.heartbeat.heat_window
+    ]
+    if segments:
+        connection.execute(windows_insert, segments).close()
+    if kept:
+        renewed = connection.execute(renew, {"ids": sorted(alive), "expires_ts": now_ts + lease_s})
+        for task_id, device_id in renewed:
+            held[str(device_id)].append(str(task_id))
     return _answers(batch, alive, stored, held)
 
 
@@ -406,29 +433,59 @@ class HeartbeatWriter:
             self._queue = later
             return batch
 
+    def _connect(self) -> Connection:
+        """Open the connection the thread holds across batches (no checkout, no ping each)."""
+        connection = self._engine.connect()
+        if connection.dialect.name == "postgresql":
+            with connection.begin():  # this session only; never pooled again
+                connection.execute(_ASYNC_COMMITS)
+        return connection
+
+    def _store(
+        self, connection: Connection | None, batch: list[_Pending]
+    ) -> tuple[Connection, list[StoredHeartbeat]]:
+        """Store ``batch``; once more on a new connection if the held one was found lost.
+
+        A held connection is not checked before use: after a database restart the first batch
+        finds it dead before its commit (:class:`_LostBeforeCommitError`), nothing of it was
+        stored, and it is written again on a new connection. A second loss is raised.
+        """
+        if connection is None:
+            connection = self._connect()
+        try:
+            return connection, _write(connection, batch, self._lease_s)
+        except _LostBeforeCommitError:
+            _close(connection)
+        connection = self._connect()
+        return connection, _write(connection, batch, self._lease_s)
+
     def _run(self) -> None:
         connection: Connection | None = None
         try:
             while (batch := self._take()) is not None:
                 try:
-                    if connection is None:  # held across batches: no checkout, no ping each
-                        connection = self._engine.connect()
-                        if connection.dialect.name == "postgresql":
-                            with connection.begin():  # this session only; never pooled again
-                                connection.execute(_ASYNC_COMMITS)
-                    outcomes = _write(connection, batch, self._lease_s)
-                except Exception as error:  # each request of the batch answers it
+                    connection, outcomes = self._store(connection, batch)
+                except Exception as failure:  # each request of the batch answers it
+                    error = (
+                        failure.__cause__
+                        if isinstance(failure, _LostBeforeCommitError)
+                        else failure
+                    )
                     _LOG.warning("heartbeat batch failed", extra={"error": str(error)})
                     if connection is not None:
-                        with contextlib.suppress(Exception):
-                            connection.invalidate()
-                            connection.close()
+                        _close(connection)
                         connection = None
-                    _settle([(pending, error) for pending in batch])
+                    _settle([(pending, error or failure) for pending in batch])
                     continue
                 self.batches += 1
                 _settle(list(zip(batch, outcomes, strict=True)))
         finally:
             if connection is not None:
-                connection.invalidate()  # closed, not returned to a pool that may be gone
-                connection.close()
+                _close(connection)
+
+
+def _close(connection: Connection) -> None:
+    """Close a held connection for good: invalidated, never returned to the pool."""
+    with contextlib.suppress(Exception):
+        connection.invalidate()
+        connection.close()

@@ -8,6 +8,7 @@ from typing import Annotated, TypeVar
 import anyio.to_thread
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPBearer
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import HTTPConnection
 
@@ -16,8 +17,10 @@ from heatgrid.coordinator.auth import (
     DeviceIdentity,
     authenticate_account,
     authenticate_device,
+    verify_device_token,
 )
 from heatgrid.coordinator.credentials import CredentialCache
+from heatgrid.coordinator.db.engine import lost_connection
 from heatgrid.coordinator.db.models import Device
 from heatgrid.coordinator.errors import ForbiddenError, TooManyRequestsError, UnauthorizedError
 from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT
@@ -136,14 +139,30 @@ def _run_in(factory: sessionmaker[Session], work: Callable[[Session], _T]) -> _T
         return work(session)
 
 
+def _read_retrying(read: Callable[[], _T]) -> _T:
+    """Run ``read`` (which writes nothing); once more if its connection was found lost.
+
+    Connections are not checked before use (``db.engine.make_engine``): a read that finds its
+    connection dead (the database restarted) is tried again on a new one, which the pool,
+    invalidated by the failure, then opens. A second failure is raised (answered 503).
+    """
+    try:
+        return read()
+    except Exception as error:
+        if not lost_connection(error):
+            raise
+    return read()
+
+
 async def reading(request: Request, work: Callable[[Session], _T]) -> _T:
     """Run ``work`` on a read-only session, opened and closed within one worker-thread hop.
 
     The session holds its connection only for the hop; on SQLite it never takes the write lock.
-    Objects it returns are detached, with the columns they had loaded.
+    Objects it returns are detached, with the columns they had loaded. A read whose connection
+    was lost is tried once more (:func:`_read_retrying`).
     """
     factory: sessionmaker[Session] = request.app.state.read_session_factory
-    return await anyio.to_thread.run_sync(_run_in, factory, work)
+    return await anyio.to_thread.run_sync(_read_retrying, lambda: _run_in(factory, work))
 
 
 async def writing(request: Request, work: Callable[[Session], _T]) -> _T:
@@ -255,14 +274,14 @@ async def require_device_identity(
     cache: CredentialCache[DeviceIdentity] = request.app.state.device_cache
     identity = cache.get(token)
     if identity is None:
-        factory: sessionmaker[Session] = request.app.state.read_session_factory
+        engine: Engine = request.app.state.single_statement_engine
 
         def verify() -> DeviceIdentity:
-            with factory() as session:
-                return DeviceIdentity.of(authenticate_device(session, token))
+            with engine.connect() as connection:
+                return verify_device_token(connection, token)
 
         try:
-            identity = await anyio.to_thread.run_sync(verify)
+            identity = await anyio.to_thread.run_sync(_read_retrying, verify)
         except UnauthorizedError:
             _refused(request)
             raise

@@ -7,11 +7,12 @@ The same code runs on both; only connection setup differs here. URLs accepted:
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from heatgrid.core.errors import InputError
@@ -19,10 +20,12 @@ from heatgrid.core.errors import InputError
 __all__ = [
     "POOL_CONNECTIONS",
     "READ_ONLY_OPTION",
+    "lost_connection",
     "make_engine",
     "make_session_factory",
     "normalize_database_url",
     "redact_url",
+    "single_statement_reads",
 ]
 
 _SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -124,7 +127,16 @@ def make_engine(database_url: str) -> Engine:
     SQLite gets foreign keys, write-ahead logging, a busy timeout and ``BEGIN IMMEDIATE``
     transactions for writers (one writer at a time; readers never wait for it), and may be used
     from the web server's worker threads.
-    PostgreSQL connections are checked before use.
+
+    PostgreSQL connections are not checked before use (no ``pool_pre_ping``: that was a round
+    trip at every checkout, so at every request). A connection found dead when used (the
+    server restarted, its backend was terminated) raises an error that SQLAlchemy marks
+    ``connection_invalidated`` (:func:`lost_connection`), and every connection opened before
+    it is then replaced at its next checkout (:func:`_replace_after_a_loss`), so one lost
+    connection costs one failed statement, not one per pooled connection. The app answers
+    such an error 503 with ``Retry-After``; reads that lose their connection are retried once
+    (``api.deps.reading``), and the heartbeat writer retries a batch whose connection was
+    lost before its commit (``heartbeats``).
     """
     url = normalize_database_url(database_url)
     if url.drivername == "sqlite":
@@ -137,7 +149,59 @@ def make_engine(database_url: str) -> Engine:
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=POOL_CONNECTIONS, max_overflow=0)
+    engine = create_engine(url, pool_size=POOL_CONNECTIONS, max_overflow=0)
+    _replace_after_a_loss(engine)
+    return engine
+
+
+def _replace_after_a_loss(engine: Engine) -> None:
+    """Replace, at its next checkout, every connection opened before a connection was lost.
+
+    SQLAlchemy invalidates the pool on a lost connection only when that connection is newer
+    than the pool's last invalidation: one held from before it (the heartbeat writer's) does
+    not invalidate the connections pooled since, and the retry would take one of them, dead
+    too. Here any lost connection marks the moment; a checkout of a connection opened before
+    it raises ``DisconnectionError``, on which the pool opens a new one in its place.
+    """
+    lost = [0.0]  # monotonic time of the last connection found lost [s]
+
+    def opened(_dbapi_connection: Any, record: Any) -> None:
+        record.info["opened_s"] = time.monotonic()
+
+    def failed(context: Any) -> None:
+        if context.is_disconnect:
+            lost[0] = time.monotonic()
+
+    def checked_out(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get("opened_s", 0.0) < lost[0]:
+            raise DisconnectionError("opened before a connection was found lost")
+
+    event.listen(engine, "connect", opened)
+    event.listen(engine, "handle_error", failed)
+    event.listen(engine, "checkout", checked_out)
+
+
+def lost_connection(error: BaseException) -> bool:
+    """Return True when ``error`` is a database error raised because its connection was lost.
+
+    SQLAlchemy then invalidated the connection (and the pool's older connections), so the
+    same work may be tried again on a new one; a transaction cut off before its commit was
+    rolled back by the server.
+    """
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+def single_statement_reads(engine: Engine) -> Engine:
+    """Return ``engine`` for reads of one statement each, that need no transaction.
+
+    On PostgreSQL its connections run in autocommit, so such a read is one round trip,
+    where a transaction adds a ``BEGIN`` and a ``ROLLBACK`` (psycopg sends each on its
+    own). On SQLite it reads as a read-only session does (a deferred ``BEGIN``, never the
+    write lock). It shares ``engine``'s pool.
+    """
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
 def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
