@@ -129,3 +129,25 @@ def test_a_retry_after_a_held_connection_was_lost_gets_a_live_connection(
     # retry must not take the pooled connection opened since, dead too (before: 503).
     answer = _heartbeat(coordinator, device_id, token)
     assert answer.status_code == 200, answer.text
+
+
+def test_a_database_that_refuses_connections_is_answered_503_until_it_takes_them_again(
+    coordinator: Coordinator, postgres_server: PostgresServer
+) -> None:
+    device_id, token = coordinator.enroll(coordinator.enrollment_code(coordinator.owner_key()))
+    assert _claim(coordinator, device_id, token).status_code == 200
+    database = coordinator.database_url.rsplit("/", 1)[1]
+    postgres_server.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+    try:
+        _terminate_backends(postgres_server, coordinator.database_url)
+        # the pooled connection is found lost first (503); then no connection can be opened,
+        # as with the server down: before, the connect's error was a 500
+        assert _claim(coordinator, device_id, token).status_code == 503
+        for _ in range(2):
+            answer = _claim(coordinator, device_id, token)
+            assert answer.status_code == 503, answer.text
+            assert int(answer.headers["Retry-After"]) >= 1
+            assert "cannot be reached" in answer.json()["detail"]
+    finally:
+        postgres_server.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    assert _claim(coordinator, device_id, token).status_code == 200

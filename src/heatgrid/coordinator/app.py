@@ -46,6 +46,7 @@ from heatgrid.coordinator.db.engine import (
     make_session_factory,
     normalize_database_url,
     single_statement_reads,
+    unreachable_database,
 )
 from heatgrid.coordinator.errors import CoordinatorError, TooManyRequestsError
 from heatgrid.coordinator.heartbeats import HeartbeatWriter
@@ -106,7 +107,7 @@ _ERROR_STATUSES = {
     "410": "Expired",
     "413": "Request body over the size limit",
     "429": "Over the credential's rate limit (see Retry-After)",
-    "503": "The database connection was lost; retry (see Retry-After)",
+    "503": "The database connection was lost or cannot be made; retry (see Retry-After)",
 }
 
 _LOST_CONNECTION_RETRY_AFTER_S = 1
@@ -191,20 +192,26 @@ async def _on_client_disconnect(request: Request, error: Exception) -> JSONRespo
 
 
 async def _on_database_error(request: Request, error: Exception) -> JSONResponse:
-    """Answer 503 with ``Retry-After`` when the database connection was lost, else 500.
+    """Answer 503 with ``Retry-After`` when the database is out of reach, else 500.
 
     Connections are not checked before use (``db.engine.make_engine``): after a database
     restart, or with a backend terminated, the request that finds its pooled connection dead
-    fails; SQLAlchemy has then invalidated the pool, so the client's retry gets a new one.
+    fails; SQLAlchemy has then invalidated the pool, so the client's retry gets a new one. A
+    database that refuses new connections (down, restarting, not accepting them) is out of
+    reach the same way: nothing was done, and the client's retry may succeed.
     """
-    if not lost_connection(error):
+    if lost_connection(error):
+        detail = "the database connection was lost; retry"
+    elif unreachable_database(error):
+        detail = "the database cannot be reached; retry"
+    else:
         return await _on_unexpected_error(request, error)
     _LOG.warning(
-        "the database connection was lost; answered 503",
+        f"{detail}; answered 503",
         extra={"method": request.method, "path": request.url.path, "error": str(error)},
     )
     return JSONResponse(
-        {"detail": "the database connection was lost; retry"},
+        {"detail": detail},
         status_code=503,
         headers={"Retry-After": str(_LOST_CONNECTION_RETRY_AFTER_S)},
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from heatgrid.core.errors import InputError
@@ -26,6 +26,7 @@ __all__ = [
     "normalize_database_url",
     "redact_url",
     "single_statement_reads",
+    "unreachable_database",
 ]
 
 _SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -189,6 +190,16 @@ def lost_connection(error: BaseException) -> bool:
     rolled back by the server.
     """
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+def unreachable_database(error: BaseException) -> bool:
+    """Return True when ``error`` is a failure to open a database connection.
+
+    SQLAlchemy raises those from the pool's connect, before any statement was sent
+    (``DBAPIError.statement`` is None): the server is down, restarting, or refuses the
+    connection; nothing was done, so the work may be tried again later.
+    """
+    return isinstance(error, OperationalError) and error.statement is None
 
 
 def single_statement_reads(engine: Engine) -> Engine:
