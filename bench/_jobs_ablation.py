@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_jobs import _slice_rate  # bench/ is on the path when this file runs as a script
 from heatgrid.jobs import sandbox
 from heatgrid.jobs.artifact import artifact_path, pack_job
 from heatgrid.jobs.cgroups import TaskCgroup, create_task_cgroup
@@ -288,12 +289,9 @@ class _Side:
 def _slice_cpu(
     reports: list[tuple[float, float, float]], start: float, end: float
 ) -> tuple[float, float] | None:
-    """(CPU s per step, steps per s) between the first and last report inside a slice."""
-    inside = [report for report in reports if start < report[0] <= end]
-    if len(inside) < 3 or inside[-1][1] <= inside[0][1]:
-        return None
-    (t0, s0, c0), (t1, s1, c1) = inside[0], inside[-1]
-    return (c1 - c0) / (s1 - s0), (s1 - s0) / (t1 - t0)
+    """(CPU s per step, steps per s) inside a slice, as ``bench_jobs`` reads its reports."""
+    rate = _slice_rate(reports, start, end)
+    return None if rate is None else (rate[1], rate[0])
 
 
 def _variant(name: str, every: int) -> tuple[str, dict[str, object]]:
