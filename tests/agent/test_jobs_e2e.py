@@ -29,6 +29,7 @@ from tests.agent.jobs_fleet import COLD_C, WARM_C, Coordinator, pack, until
 
 from heatgrid.agent.client import CoordinatorClient
 from heatgrid.agent.state_store import Identity, StateStore
+from heatgrid.jobs.runner import forget_leftover_tasks
 from heatgrid.protocol import v1
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_ready")]
@@ -190,6 +191,9 @@ async def _scenario(root: Path, broker: tuple[str, int]) -> None:
                 (killed_task, victim), (warm_task, warm_room) = running_with_checkpoint()[:2]
                 processes[victim].send_signal(signal.SIGKILL)
                 processes[victim].wait()
+                # the killed agent left its task's work directory and cgroup; what its next
+                # start does removes them (the cgroup stayed behind here before)
+                assert forget_leftover_tasks(root / victim / "jobs" / "work") == 1
                 temps_c[warm_room] = WARM_C
                 try:
                     await until(

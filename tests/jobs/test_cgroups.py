@@ -13,7 +13,9 @@ from heatgrid.jobs.cgroups import (
     CgroupUnavailableError,
     create_task_cgroup,
     detect_cgroup_version,
+    remove_leftover_task_cgroup,
 )
+from heatgrid.jobs.runner import forget_leftover_tasks
 
 
 def test_no_cgroup_hierarchy_means_no_run(tmp_path) -> None:
@@ -66,3 +68,34 @@ def test_a_v2_hierarchy_without_memory_and_pids_is_refused() -> None:
             "heatgrid-v2-probe", memory_bytes=1 << 28, max_processes=16, mount=UNIFIED
         )
     assert not (UNIFIED / "heatgrid-v2-probe").exists()
+
+
+def test_a_cgroup_a_killed_runner_left_is_removed_with_its_processes(
+    sandbox_ready, tmp_path
+) -> None:
+    # what a runner killed mid-task leaves: its task's work directory, and the task's cgroup
+    # with a process in it that called setsid
+    work = tmp_path / "work" / f"task-{uuid.uuid4().hex[:12]}"
+    (work / "job").mkdir(parents=True)
+    name = f"heatgrid-{work.name}"
+    cgroup = create_task_cgroup(name, memory_bytes=64 << 20, max_processes=8)
+    script = 'for p in "$@"; do echo $$ > "$p"; done; exec setsid sleep 600'
+    process = subprocess.Popen(["/bin/sh", "-c", script, "sh", *map(str, cgroup.procs_files)])
+    try:
+        while process.pid not in cgroup.pids():
+            time.sleep(0.01)
+        assert forget_leftover_tasks(tmp_path / "work") == 1
+        assert process.wait() == -9  # killed with its cgroup
+        assert not work.exists()
+        assert cgroup.pids() == []
+        assert remove_leftover_task_cgroup(name) is False  # gone: nothing left to remove
+        assert forget_leftover_tasks(tmp_path / "work") == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        cgroup.remove()
+
+
+def test_no_leftover_cgroup_is_found_where_no_hierarchy_is_usable(tmp_path) -> None:
+    assert remove_leftover_task_cgroup("heatgrid-task-0", mount=tmp_path) is False

@@ -66,6 +66,7 @@ from heatgrid.jobs.runner import (
     RESTORED_SUFFIX,
     RunLimits,
     TaskRunner,
+    forget_leftover_tasks,
     latest_checkpoint,
 )
 from heatgrid.jobs.sandbox import SandboxUnavailableError
@@ -250,11 +251,20 @@ class JobWorkload:
         self._forget_leftovers()
 
     def _forget_leftovers(self) -> None:
-        """Remove what a previous agent left (killed mid-task): job directories, task files.
+        """Remove what a previous agent left (killed mid-task): cgroups, job directories, files.
 
         Its leases lapse at the coordinator, and a task claimed again is restored from the
-        coordinator's checkpoint; fetched artifacts are kept (they are checked by hash).
+        coordinator's checkpoint; fetched artifacts are kept (they are checked by hash). A
+        task's cgroup is removed with whatever process of it is still alive.
         """
+        work_root = self.settings.dir / "work"
+        try:
+            left = forget_leftover_tasks(work_root)
+        except (OSError, RuntimeError) as error:  # never keeps the agent from starting
+            _log.warning("could not remove a task a previous agent left: %s", error)
+        else:
+            if left:
+                _log.info("removed %d task cgroup(s) a previous agent left", left)
         for name in ("work", "manifests", "tasks"):
             shutil.rmtree(self.settings.dir / name, ignore_errors=True)
 

@@ -35,6 +35,7 @@ __all__ = [
     "TaskCgroup",
     "create_task_cgroup",
     "detect_cgroup_version",
+    "remove_leftover_task_cgroup",
 ]
 
 CGROUP_MOUNT: Final = Path("/sys/fs/cgroup")
@@ -181,16 +182,7 @@ class _CgroupV1(TaskCgroup):
     version = 1
 
     def __init__(self, name: str, memory_bytes: int, max_processes: int, mount: Path) -> None:
-        own = _own_paths()
-        controllers = [*_V1_REQUIRED]
-        if (mount / "cpuacct" / "cgroup.procs").is_file():
-            controllers.append("cpuacct")
-        self._dir = {}
-        for controller in controllers:
-            parent = mount / controller / own.get(controller, "")
-            if not parent.is_dir():
-                parent = mount / controller
-            self._dir[controller] = parent / name
+        self._dir = self._paths(name, mount)
         try:
             for path in self._dir.values():
                 path.mkdir()
@@ -207,6 +199,28 @@ class _CgroupV1(TaskCgroup):
                 "write access to the memory, pids and freezer hierarchies (run it as root, or "
                 "give its user a delegated cgroup)"
             ) from None
+
+    @staticmethod
+    def _paths(name: str, mount: Path) -> dict[str, Path]:
+        """Return the cgroup's directory per controller, under the runner's own cgroup in each."""
+        own = _own_paths()
+        controllers = [*_V1_REQUIRED]
+        if (mount / "cpuacct" / "cgroup.procs").is_file():
+            controllers.append("cpuacct")
+        paths = {}
+        for controller in controllers:
+            parent = mount / controller / own.get(controller, "")
+            if not parent.is_dir():
+                parent = mount / controller
+            paths[controller] = parent / name
+        return paths
+
+    @classmethod
+    def existing(cls, name: str, mount: Path) -> _CgroupV1:
+        """Return the cgroup ``name`` as made by :meth:`__init__`, without making it."""
+        cgroup = cls.__new__(cls)
+        cgroup._dir = cls._paths(name, mount)
+        return cgroup
 
     def _dirs(self) -> list[Path]:
         return list(self._dir.values())
@@ -252,8 +266,7 @@ class _CgroupV2(TaskCgroup):
     version = 2
 
     def __init__(self, name: str, memory_bytes: int, max_processes: int, mount: Path) -> None:
-        root = os.environ.get("HEATGRID_CGROUP_ROOT")
-        parent = Path(root) if root else mount / _own_paths().get("", "")
+        parent = self._parent(mount)
         self._dir = parent / name
         try:
             available = (parent / "cgroup.controllers").read_text().split()
@@ -283,6 +296,19 @@ class _CgroupV2(TaskCgroup):
             raise CgroupUnavailableError(
                 f"cgroup v2: cannot set up {error.filename}: {error.strerror}{hint}"
             ) from None
+
+    @staticmethod
+    def _parent(mount: Path) -> Path:
+        """Where task cgroups are made: ``$HEATGRID_CGROUP_ROOT``, else the runner's own."""
+        root = os.environ.get("HEATGRID_CGROUP_ROOT")
+        return Path(root) if root else mount / _own_paths().get("", "")
+
+    @classmethod
+    def existing(cls, name: str, mount: Path) -> _CgroupV2:
+        """Return the cgroup ``name`` as made by :meth:`__init__`, without making it."""
+        cgroup = cls.__new__(cls)
+        cgroup._dir = cls._parent(mount) / name
+        return cgroup
 
     def _dirs(self) -> list[Path]:
         return [self._dir]
@@ -341,3 +367,37 @@ def create_task_cgroup(
     if detect_cgroup_version(mount) == 2:
         return _CgroupV2(name, memory_bytes, max_processes, mount)
     return _CgroupV1(name, memory_bytes, max_processes, mount)
+
+
+def remove_leftover_task_cgroup(name: str, *, mount: Path = CGROUP_MOUNT) -> bool:
+    """Remove a task's cgroup that a runner killed mid-task left, killing what is still in it.
+
+    A runner removes its task's cgroup when the task ends; one killed first (``kill -9`` of the
+    agent, a power cut) cannot, and the cgroup, empty or not, stays until someone removes it.
+    The agent calls this at its start for the tasks its previous run left
+    (:func:`heatgrid.jobs.runner.forget_leftover_tasks`), with the name it made them under.
+
+    Parameters
+    ----------
+    name : str
+        The cgroup's directory name, as given to :func:`create_task_cgroup`.
+    mount : Path
+        Where the cgroup file systems are mounted.
+
+    Returns
+    -------
+    bool
+        True when there was such a cgroup (now removed); False when there was none, or no
+        usable hierarchy.
+    """
+    try:
+        version = detect_cgroup_version(mount)
+    except CgroupUnavailableError:
+        return False
+    cgroup: TaskCgroup = (
+        _CgroupV2.existing(name, mount) if version == 2 else _CgroupV1.existing(name, mount)
+    )
+    if not any(path.is_dir() for path in cgroup._dirs()):
+        return False
+    cgroup.remove()
+    return True

@@ -46,7 +46,7 @@ from pydantic import ValidationError
 
 from heatgrid.jobs import sandbox
 from heatgrid.jobs.artifact import unpack_artifact
-from heatgrid.jobs.cgroups import TaskCgroup, create_task_cgroup
+from heatgrid.jobs.cgroups import TaskCgroup, create_task_cgroup, remove_leftover_task_cgroup
 from heatgrid.jobs.disk import DiskUsage
 from heatgrid.jobs.energy import EnergyMeter
 from heatgrid.jobs.manifest import load_manifest
@@ -72,6 +72,7 @@ __all__ = [
     "RESTORED_SUFFIX",
     "RunLimits",
     "TaskRunner",
+    "forget_leftover_tasks",
     "latest_checkpoint",
 ]
 
@@ -156,6 +157,34 @@ class _Loop:
         """Close the current freeze (if any) into ``frozen_s``."""
         self.frozen_s = self.frozen_until(now)
         self.frozen_since = None
+
+
+def _cgroup_name(work: Path) -> str:
+    """Return the name of the cgroup of the task whose work directory is ``work``."""
+    return f"heatgrid-{work.name}"
+
+
+def forget_leftover_tasks(work_root: Path) -> int:
+    """Remove what runners killed mid-task left under ``work_root``; return how many tasks.
+
+    A runner removes its task's work directory and cgroup when the task ends. One killed
+    first (``kill -9`` of the agent, a power cut) leaves both, and the cgroup may still hold
+    processes of the task: each is killed, the cgroup removed
+    (:func:`heatgrid.jobs.cgroups.remove_leftover_task_cgroup`), then the directory. Call it
+    only where no runner is at work under ``work_root`` (the agent, at its start).
+
+    Returns
+    -------
+    int
+        How many leftover tasks had a cgroup still there.
+    """
+    if not work_root.is_dir():
+        return 0
+    found = 0
+    for work in sorted(work_root.glob("task-*")):
+        found += remove_leftover_task_cgroup(_cgroup_name(work))
+        shutil.rmtree(work, ignore_errors=True)
+    return found
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> tuple[int, Path] | None:
@@ -524,7 +553,7 @@ class TaskRunner:
             manifest = load_manifest(job_dir / "code")
             self._prepare(job_dir, work, manifest.entry_point)
             self.cgroup = create_task_cgroup(
-                f"heatgrid-{work.name}",
+                _cgroup_name(work),
                 memory_bytes=self.limits.memory_bytes,
                 max_processes=self.limits.max_processes,
             )
