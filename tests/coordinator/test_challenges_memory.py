@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ import pytest
 
 from heatgrid.agent import challenge as agent_challenge
 from heatgrid.agent.client import CoordinatorClient
+from heatgrid.coordinator import challenges as coordinator_challenges
 from heatgrid.core import challenge as rule
 from heatgrid.core import challenge_space as space
 from heatgrid.protocol.challenge import (
@@ -236,10 +238,29 @@ def _cheat(
     return device, order, solution, keeper, check
 
 
+class _SeededDraws:
+    """The coordinator's ``secrets``, seeded: the plan's seed and the picks, drawn the same way
+    in every run."""
+
+    def __init__(self, seed: int) -> None:
+        self._random = random.Random(seed)
+
+    def randbits(self, bits: int) -> int:
+        return self._random.getrandbits(bits)
+
+    def SystemRandom(self) -> random.Random:
+        return self._random
+
+
 @pytest.mark.parametrize("strategy", ["every other", "first half"])
 def test_a_modified_agent_that_keeps_half_and_remakes_the_rest_misses_the_deadline(
-    coordinator: Coordinator, strategy: str
+    coordinator: Coordinator, strategy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A cheat that kept the first half passes when all 12 picks fall in it or just after it
+    # (it remakes a few labels within the slack): about 8 draws in 10,000 at these sizes
+    # (docs/trust.md, "Luck"). Such a draw is the rule working, not this test's point, so the
+    # coordinator's draws (the plan's seed, the picks) are seeded here.
+    monkeypatch.setattr(coordinator_challenges, "secrets", _SeededDraws(20261205))
     device, order, solution, keeper, check = _cheat(coordinator, strategy)
     reveal = agent_challenge.reveal_rows(solution, check.places, check.blocks, keeper.read)
     labels = len(keeper.remade)
