@@ -8,12 +8,14 @@ import shutil
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import MiningReject
+from heatgrid.coordinator.stratum import accounting
 from heatgrid.coordinator.stratum.accounting import ShareRecorder, ShareRow
 
 from .stratum_fleet import make_miners, rejects_by_device, shares_by_device
@@ -155,3 +157,54 @@ def test_the_writer_replaces_a_connection_the_database_dropped(database_url: str
     assert asyncio.run(scenario()) == [True, True]
     _, counts = shares_by_device(database_url)
     assert counts == {device_id: 2}
+
+
+def test_a_batch_whose_commit_answer_was_lost_is_answered_as_stored(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server commits, then the connection breaks before its answer arrives.
+
+    The share is answered as stored ("accepted"), not as a duplicate of itself, and the
+    batch's rejection count is added once, not again by the retry.
+    """
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the writer keeps a connection of its own on PostgreSQL only")
+    ((device_id, _),) = make_miners(database_url, 1)
+    rows = [
+        ShareRow(f"{index:064x}", device_id, f"{device_id}.rig", "1", 1.0, time.time(), None)
+        for index in range(2)
+    ]
+    engine = make_engine(database_url)
+    committed_then_broken: list[int] = []
+    real_pipeline = accounting._pipeline
+
+    def commit_then_lose_the_answer(connection: Any, *statements: Any) -> set[str]:
+        stored = real_pipeline(connection, *statements)
+        if committed_then_broken:  # once, on the second batch
+            return stored
+        committed_then_broken.append(connection.info.backend_pid)
+        with engine.connect() as other:
+            other.exec_driver_sql("SELECT pg_terminate_backend(%s)", (connection.info.backend_pid,))
+        connection.execute("SELECT 1")  # raises: the server ended this connection
+        raise AssertionError("the connection was expected to be broken")
+
+    async def scenario() -> list[bool]:
+        recorder = ShareRecorder(engine)
+        recorder.start()
+        try:
+            stored = [await recorder.record(rows[0])]
+            monkeypatch.setattr(accounting, "_pipeline", commit_then_lose_the_answer)
+            recorder.count_reject(device_id, "stale_job", time.time())
+            stored.append(await recorder.record(rows[1]))
+            return stored
+        finally:
+            await recorder.close()
+
+    try:
+        assert asyncio.run(scenario()) == [True, True]
+    finally:
+        engine.dispose()
+    assert len(committed_then_broken) == 1
+    _, counts = shares_by_device(database_url)
+    assert counts == {device_id: 2}
+    assert rejects_by_device(database_url) == {(device_id, "stale_job"): 1}

@@ -351,7 +351,7 @@ class ShareRecorder:
     ) -> set[str]:
         inserts, others = self._statements(rows, rejects, verdicts)
         if self._pipelined:
-            return self._write_pipelined(inserts, others)
+            return self._write_pipelined(rows, inserts, others)
         stored: set[str] = set()
         with self._engine.begin() as connection:
             for sql, parameters in inserts:
@@ -362,21 +362,29 @@ class ShareRecorder:
 
     def _write_pipelined(
         self,
+        rows: list[ShareRow],
         inserts: list[tuple[str, tuple[object, ...]]],
         others: list[tuple[str, tuple[object, ...]]],
     ) -> set[str]:
         """Commit a batch on the writer's own connection in one round trip (PostgreSQL).
 
         A connection that broke (the server restarted, the network dropped it) is replaced
-        and the batch tried once more on the new one: the statements skip keys stored before,
-        so a batch whose first try did commit stores nothing twice (its shares are then
-        answered as duplicates, not as accepted; none is counted twice or lost).
+        and the batch tried once more on the new one. A break can come after the server
+        committed and before its answer arrived: the new connection first looks for the
+        batch's shares as this writer stored them (:func:`_committed_before`); found, the
+        first try committed, and its shares are answered as stored and nothing is written
+        again (its rejection counts are not added twice). Otherwise the batch is written
+        again; its statements skip keys stored before, so nothing is counted twice.
         """
         for attempt in (1, 2):
             held = self._held
             if held is None:
                 held = self._held = self._engine.raw_connection()
             try:
+                if attempt == 2:
+                    committed = _committed_before(held.driver_connection, rows)
+                    if committed:
+                        return committed
                 return _pipeline(held.driver_connection, inserts, others)
             except Exception:
                 self._held = None
@@ -386,6 +394,35 @@ class ShareRecorder:
                 if not broken or attempt == 2:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _committed_before(connection: Any, rows: list[ShareRow]) -> set[str]:
+    """Return the keys of ``rows`` stored as these rows (same device and acceptance time).
+
+    A transaction commits all its rows or none, so any such key means that the batch's
+    first try committed, and these are the keys it stored. A key stored by another proxy (a
+    miner that sent one share to two) carries that proxy's acceptance time; a batch whose
+    every share was stored before by others is written again, which stores nothing new.
+    """
+    wanted = {row.share_key: (row.device_id, row.accepted_ts) for row in rows}
+    found: set[str] = set()
+    keys = sorted(wanted)
+    try:
+        for start in range(0, len(keys), _KEYS_PER_UPDATE):
+            chunk = keys[start : start + _KEYS_PER_UPDATE]
+            cursor = connection.execute(
+                f"SELECT share_key, device_id, accepted_ts FROM {MiningShare.__tablename__} "
+                "WHERE share_key = ANY(%s)",
+                (chunk,),
+            )
+            found.update(
+                key
+                for key, device_id, accepted_ts in cursor
+                if wanted[key] == (device_id, accepted_ts)
+            )
+    finally:
+        connection.rollback()
+    return found
 
 
 def _pipeline(
