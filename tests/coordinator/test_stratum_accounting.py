@@ -123,12 +123,9 @@ def test_sqlite_wal_is_checkpointed_beside_the_writer(database_url: str, tmp_pat
     assert stored_in_database_file == 200  # the recorder's checkpoint did
 
 
-def test_the_writer_replaces_a_connection_the_database_dropped(database_url: str) -> None:
-    """On PostgreSQL the writer keeps its connection; one the server dropped is replaced.
-
-    The share of the batch that found it dropped is committed on the new connection, not
-    answered with an error.
-    """
+def _two_shares_on_postgresql(database_url: str) -> tuple[str, list[ShareRow]]:
+    """A miner's device and two shares of it; skipped but on PostgreSQL, where the writer keeps
+    a connection of its own."""
     if not database_url.startswith("postgresql"):
         pytest.skip("the writer keeps a connection of its own on PostgreSQL only")
     ((device_id, _),) = make_miners(database_url, 1)
@@ -136,6 +133,16 @@ def test_the_writer_replaces_a_connection_the_database_dropped(database_url: str
         ShareRow(f"{index:064x}", device_id, f"{device_id}.rig", "1", 1.0, time.time(), None)
         for index in range(2)
     ]
+    return device_id, rows
+
+
+def test_the_writer_replaces_a_connection_the_database_dropped(database_url: str) -> None:
+    """On PostgreSQL the writer keeps its connection; one the server dropped is replaced.
+
+    The share of the batch that found it dropped is committed on the new connection, not
+    answered with an error.
+    """
+    device_id, rows = _two_shares_on_postgresql(database_url)
 
     async def scenario() -> list[bool]:
         engine = make_engine(database_url)
@@ -167,13 +174,7 @@ def test_a_batch_whose_commit_answer_was_lost_is_answered_as_stored(
     The share is answered as stored ("accepted"), not as a duplicate of itself, and the
     batch's rejection count is added once, not again by the retry.
     """
-    if not database_url.startswith("postgresql"):
-        pytest.skip("the writer keeps a connection of its own on PostgreSQL only")
-    ((device_id, _),) = make_miners(database_url, 1)
-    rows = [
-        ShareRow(f"{index:064x}", device_id, f"{device_id}.rig", "1", 1.0, time.time(), None)
-        for index in range(2)
-    ]
+    device_id, rows = _two_shares_on_postgresql(database_url)
     engine = make_engine(database_url)
     committed_then_broken: list[int] = []
     real_pipeline = accounting._pipeline
