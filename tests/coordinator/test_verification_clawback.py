@@ -14,13 +14,15 @@ shows each attempt's ``clawed_back`` and ``clawback_reversed``.
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from heatgrid.cli.main import main
-from heatgrid.coordinator import ledger, views
+from heatgrid.coordinator import ledger, verification, views
 from heatgrid.coordinator.auth import AccountPrincipal
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import Device, LedgerTransaction, TaskAttempt
@@ -362,6 +364,10 @@ def test_releasing_a_caught_device_reverses_its_clawbacks_once(coordinator: Coor
     assert report["clawback_reversed_results"] == 1
     assert report["clawed_back_refund_eur"] == pytest.approx(TASK_COST / 1e6)  # kept
     assert _statement_kinds(coordinator, cheat).count("result_clawback_reversed") == 2
+    assert _log_in(coordinator, submitter, f"/jobs/{job_id}").status_code == 303
+    page = coordinator.client.get(f"/jobs/{job_id}")
+    assert page.status_code == 200, page.text
+    assert "result verified · clawed back · clawback reversed" in page.text
 
     again = _release(coordinator, cheat)  # a retry, or a second release: nothing twice
     assert again["clawbacks_reversed"] == 0
@@ -431,6 +437,91 @@ def test_a_reversal_takes_the_refund_back_from_the_submitter_as_far_as_its_balan
     assert after[submitter_account] == 0  # gave back what it held, not more
     assert after["platform"] == caught["platform"] + 2 * FEE - TASK_COST
     assert _reversed(coordinator, alice) == [True, True, False, False]
+
+
+def _cli_release(
+    coordinator: Coordinator, heater: Heater, capsys: pytest.CaptureFixture[str], *extra: str
+) -> dict[str, Any]:
+    capsys.readouterr()
+    url = coordinator.database_url
+    args = ["devices", "release", heater.device_id, "--json", "--database-url", url, *extra]
+    assert main(args) == 0
+    return dict(json.loads(capsys.readouterr().out))
+
+
+@pytest.mark.parametrize("settings_overrides", [_CLAWBACK])
+def test_the_cli_release_reverses_clawbacks_as_the_api_does(
+    coordinator: Coordinator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``heatgrid devices release`` (the database directly): the same rule, once per result."""
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    _one_in_n_cheat(coordinator, submitter, alice, [bob, dave])
+    caught = _balances(coordinator)
+    kept = _cli_release(coordinator, alice, capsys, "--keep-clawbacks")
+    assert kept["clawbacks_reversed"] == 0
+    assert not _quarantined(coordinator, alice)
+    assert _balances(coordinator) == caught
+    released = _cli_release(coordinator, alice, capsys)
+    assert released["clawbacks_reversed"] == 2
+    assert released["owner_restored_eur"] == pytest.approx(2 * SHARE / 1e6)
+    assert released["from_platform_eur"] == pytest.approx(2 * TASK_COST / 1e6)
+    after = _balances(coordinator)  # asserts that every transaction balances
+    owner = f"owner:{_owner_id(coordinator, alice)}"
+    assert after[owner] == caught[owner] + 2 * SHARE
+    assert _release(coordinator, alice)["clawbacks_reversed"] == 0  # the API: nothing twice
+    assert _balances(coordinator) == after
+    assert main(["devices", "release", "nope", "--database-url", coordinator.database_url]) == 2
+
+
+@pytest.mark.parametrize("settings_overrides", [_CLAWBACK])
+def test_two_releases_at_once_reverse_each_clawback_once(
+    coordinator: Coordinator, backend: str
+) -> None:
+    """A second release while the first is not committed yet (PostgreSQL, row locks): each
+    clawback is reversed once and the ledger balances."""
+    if backend != "postgresql":
+        pytest.skip("SQLite takes one writer at a time: no two releases can overlap")
+    submitter = coordinator.submitter_key()
+    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
+    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
+    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    _one_in_n_cheat(coordinator, submitter, alice, [bob, dave])
+    caught = _balances(coordinator)
+    released, commit = threading.Event(), threading.Event()
+    counts: dict[bool, int] = {}
+
+    def release(first: bool) -> None:
+        engine = make_engine(coordinator.database_url)
+        try:
+            with make_session_factory(engine)() as session:
+                device = session.get_one(Device, alice.device_id)
+                restored = verification.release(session, device, now_ts=coordinator.clock())
+                if first:  # hold the transaction open while the second release starts
+                    released.set()
+                    commit.wait(timeout=60)
+                session.commit()
+                counts[first] = restored.results
+        finally:
+            engine.dispose()
+
+    first = threading.Thread(target=release, args=(True,))
+    first.start()
+    assert released.wait(timeout=60)
+    second = threading.Thread(target=release, args=(False,))
+    second.start()
+    second.join(timeout=0.5)  # it waits for the first one's locks (or is done, wrongly)
+    commit.set()
+    for thread in (first, second):
+        thread.join(timeout=60)
+    assert counts == {True: 2, False: 0}  # the second found them given back
+    after = _balances(coordinator)  # asserts that every transaction balances
+    owner = f"owner:{_owner_id(coordinator, alice)}"
+    assert after[owner] == caught[owner] + 2 * SHARE
+    assert after["platform"] == caught["platform"] + 2 * FEE - 2 * TASK_COST
+    assert _kind_count(coordinator, "result_clawback_reversed") == 2
 
 
 def test_clawback_is_on_by_default() -> None:

@@ -104,6 +104,7 @@ __all__ = [
     "hold",
     "job_kind",
     "judge",
+    "release",
     "reputation",
     "reverse_clawbacks",
     "void_held",
@@ -444,8 +445,8 @@ def reverse_clawbacks(session: Session, device_id: str, *, now_ts: float) -> Cla
             task_id=run.task_id,
             device_id=run.device_id,
         )
-        run.clawback_reversed_ts = now_ts
-        if posted:
+        if posted:  # else a concurrent release posted it (and marked the attempt) first
+            run.clawback_reversed_ts = now_ts
             available[job.submitter_id] -= from_submitter
             reversed_count += 1
             owner_total += taken_from_owner
@@ -460,6 +461,24 @@ def reverse_clawbacks(session: Session, device_id: str, *, now_ts: float) -> Cla
     return ClawbackReversal(
         reversed_count, owner_total, fee_total, submitters_total, platform_total
     )
+
+
+def release(
+    session: Session, device: Device, *, now_ts: float, keep_clawbacks: bool = False
+) -> ClawbackReversal:
+    """Lift the device's quarantine and, unless ``keep_clawbacks``, reverse its clawbacks.
+
+    The operator's release (the API's ``POST /v1/devices/{id}/release`` and ``heatgrid devices
+    release``): :func:`heatgrid.coordinator.challenges.release` (it owes a new hardware
+    challenge), then :func:`reverse_clawbacks`. The caller commits; returns what was given back.
+    The device's row is locked first (``FOR UPDATE`` on PostgreSQL), so a second release at the
+    same time waits for the first to commit and then finds its clawbacks reversed.
+    """
+    session.execute(select(Device.id).where(Device.id == device.id).with_for_update())
+    challenges.release(device, now_ts=now_ts)
+    if keep_clawbacks:
+        return ClawbackReversal()
+    return reverse_clawbacks(session, device.id, now_ts=now_ts)
 
 
 def _clawback_key(run: TaskAttempt) -> str:

@@ -361,18 +361,13 @@ def release_device(
     """Lift a device's quarantine (operator only); it owes a new hardware challenge.
 
     Unless ``keep_clawbacks``, what clawback took back from its owner when it was caught is
-    given back in the same transaction (:func:`verification.reverse_clawbacks`: once per
-    result, so a retry gives back nothing twice); the answer says what was restored.
+    given back in the same transaction (:func:`verification.release`: once per result, so a
+    retry gives back nothing twice); the answer says what was restored.
     """
     device = devices.get_device(session, device_id, actor)
     if not actor.is_operator:
         raise ForbiddenError("Authorization: only the operator may release a quarantined device")
-    challenges.release(device, now_ts=now_ts)
-    restored = (
-        verification.ClawbackReversal()
-        if keep_clawbacks
-        else verification.reverse_clawbacks(session, device.id, now_ts=now_ts)
-    )
+    restored = verification.release(session, device, now_ts=now_ts, keep_clawbacks=keep_clawbacks)
     session.commit()
     names = _owner_names(session, {device.owner_id})
     info = _info(device, names[device.owner_id], settings, now_ts)
