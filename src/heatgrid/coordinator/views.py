@@ -196,7 +196,7 @@ class AttemptView:
 
 @dataclass(frozen=True, slots=True)
 class TaskAttemptView:
-    """One attempt of a task as its submitter sees it: no heater name, energy in [J].
+    """One attempt of a task as its submitter sees it in the API: no heater name.
 
     ``verdict``, ``clawed_back`` and ``clawback_reversed`` as in :class:`AttemptView`.
     """
@@ -204,9 +204,6 @@ class TaskAttemptView:
     attempt: int
     device_id: str
     outcome: str
-    started_ts: float
-    ended_ts: float | None
-    energy_j: float
     verdict: str | None
     clawed_back: bool
     clawback_reversed: bool
@@ -679,13 +676,21 @@ def task_attempts(
 ) -> dict[str, tuple[TaskAttemptView, ...]]:
     """Return the attempts of ``tasks`` (of job ``job_id``, in index order), per task id.
 
-    One statement, over the tasks' range of indexes (a page of the task list), in attempt
-    order.
+    One statement of the columns shown (not whole rows: results stay unread), over the tasks'
+    range of indexes (a page of the task list), in attempt order.
     """
     found: dict[str, list[TaskAttemptView]] = {task.task_id: [] for task in tasks}
     if tasks:
-        rows = session.scalars(
-            select(TaskAttempt)
+        rows = session.execute(
+            select(
+                TaskAttempt.task_id,
+                TaskAttempt.attempt,
+                TaskAttempt.device_id,
+                TaskAttempt.outcome,
+                TaskAttempt.verdict,
+                TaskAttempt.clawed_back,
+                TaskAttempt.clawback_reversed_ts,
+            )
             .join(Task, Task.id == TaskAttempt.task_id)
             .where(
                 Task.job_id == job_id,
@@ -694,18 +699,15 @@ def task_attempts(
             )
             .order_by(Task.task_index, TaskAttempt.attempt)
         )
-        for run in rows:
-            found.setdefault(run.task_id, []).append(
+        for task_id, attempt, device_id, outcome, verdict, clawed, reversed_ts in rows:
+            found.setdefault(task_id, []).append(
                 TaskAttemptView(
-                    attempt=run.attempt,
-                    device_id=run.device_id,
-                    outcome=run.outcome,
-                    started_ts=run.started_ts,
-                    ended_ts=run.ended_ts,
-                    energy_j=run.energy_j,
-                    verdict=run.verdict,
-                    clawed_back=run.clawed_back,
-                    clawback_reversed=run.clawback_reversed_ts is not None,
+                    attempt=attempt,
+                    device_id=device_id,
+                    outcome=outcome,
+                    verdict=verdict,
+                    clawed_back=bool(clawed),
+                    clawback_reversed=reversed_ts is not None,
                 )
             )
     return {task_id: tuple(runs) for task_id, runs in found.items()}

@@ -196,10 +196,6 @@ class AttemptInfo(_Body):
     outcome : str
         ``running``, ``completed``, ``failed``, ``expired``, ``cancelled`` or ``handed_back``
         (:class:`heatgrid.core.leasing.AttemptOutcome`).
-    started_ts, ended_ts : float, float or None
-        When it was leased and ended [POSIX s, UTC].
-    energy_j : float
-        Energy it was settled for [J].
     verdict : str or None
         Where results are verified: ``held``, ``verified`` (paid), ``caught`` (forfeited,
         refunded to you), ``void`` (refunded); None otherwise.
@@ -215,9 +211,6 @@ class AttemptInfo(_Body):
     attempt: int
     device_id: str
     outcome: str
-    started_ts: float
-    ended_ts: float | None
-    energy_j: float
     verdict: str | None
     clawed_back: bool
     clawback_reversed: bool

@@ -54,19 +54,13 @@ def _task_infos(session: SessionDep, job_id: str, tasks: list[views.TaskView]) -
     """Return the wire form of a job's tasks (in index order) with their attempts."""
     attempts = views.task_attempts(session, job_id, tasks)
     return [
-        TaskInfo.model_validate(
-            {
-                **{
-                    name: getattr(task, name)
-                    for name in TaskInfo.model_fields
-                    if name != "attempts"
-                },
+        TaskInfo.model_validate(task, from_attributes=True, strict=False).model_copy(
+            update={
                 "attempts": [
                     AttemptInfo.model_validate(run, from_attributes=True, strict=False)
                     for run in attempts[task.task_id]
-                ],
-            },
-            strict=False,
+                ]
+            }
         )
         for task in tasks
     ]
