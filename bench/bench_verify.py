@@ -36,9 +36,9 @@ cheat unpaid-for beyond one spot-check interval" holds *on average* when that is
 interval (1 / floor results); its share beyond one interval is set against
 :func:`~heatgrid.core.trust.paid_cheats_probability`, the tail that no hold removes. The same
 draws are also run with the former rules (replicas release held credit; an unchecked result
-paid after ``1 / floor`` more results of its device) for comparison. With *clawback* (the
-operator's opt-in, ``serve --clawback-window-s``), the same exposure draws are counted again as
-if, at each catch, the device's results paid unchecked and reported within the window were
+paid after ``1 / floor`` more results of its device) for comparison. With *clawback* (on by
+default in the coordinator, ``serve --clawback-window-s``), the same exposure draws are counted
+again as if, at each catch, the device's results paid unchecked and reported within the window were
 taken back (:func:`~heatgrid.core.trust.clawback_due`); the bench counts results, so
 ``--result-interval-s`` (one an hour) turns the window (``--clawback-window-s``, 90 days) into
 results.
@@ -71,7 +71,7 @@ _MAX_RESULTS = 4
 _GOAL_OVERHEAD = 0.05
 _NEVER_S = 1e18  # the bench counts results, not seconds: no hold reaches the time limit
 _RESULT_INTERVAL_S = 3_600.0  # exposure with clawback: a trusted device reports hourly
-_CLAWBACK_WINDOW_S = 90 * 86_400.0  # and its owner's clawback reaches back 90 days
+_CLAWBACK_WINDOW_S = trust.DEFAULT_CLAWBACK_WINDOW_S  # the coordinator's default: 90 days
 
 
 @dataclass(frozen=True)

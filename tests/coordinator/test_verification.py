@@ -498,8 +498,10 @@ def test_a_cheat_caught_at_its_second_spot_check_forfeits_everything_since_its_f
     job_id = _submit(coordinator, submitter, tasks=1)
     _checked(alice, [bob, dave], coordinator)  # second spot check: caught
     assert _job(coordinator, submitter, job_id)["tasks"][0]["result"] == {"square": 0}
-    # all three unchecked results since the first check are forfeited with the caught one
-    assert _owner_paid_and_held(coordinator, alice) == (2 * share, 0)
+    # all three unchecked results since the first check are forfeited with the caught one,
+    # and clawback (on by default) takes back the unchecked one the first check paid: only
+    # the checked result stays paid
+    assert _owner_paid_and_held(coordinator, alice) == (share, 0)
     verdicts = _rows(
         coordinator,
         select(TaskAttempt.verdict)

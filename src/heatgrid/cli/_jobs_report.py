@@ -77,6 +77,12 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             f"{report['clawed_back_refund_eur']:.6f} EUR",
             highlight=False,
         )
+    if report.get("clawback_reversed_results"):
+        console.print(
+            f"clawback reversed: {report['clawback_reversed_results']} result(s) whose device "
+            "the operator released, their pay given back to its owner",
+            highlight=False,
+        )
     console.print(
         f"A room wanted heat while at most {report['hot_tolerance_k']} K over its setpoint. "
         f"PUE: {report['pue_source']}. Grid intensity: {report['carbon_source']}",

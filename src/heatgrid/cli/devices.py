@@ -1,4 +1,4 @@
-"""``heatgrid devices``: list, show and revoke enrolled heaters (reads the database)."""
+"""``heatgrid devices``: list, show, release and revoke enrolled heaters (reads the database)."""
 
 from __future__ import annotations
 
@@ -158,6 +158,57 @@ def show_device(
     for key, value in record.items():
         shown = utc_text(value) if key.endswith("_ts") else value
         typer.echo(f"{key}: {shown}")
+
+
+@_devices.command("release")
+def release_device(
+    *,
+    device_id: Annotated[str, typer.Argument(help="The device's id.")],
+    keep_clawbacks: Annotated[
+        bool,
+        typer.Option(
+            "--keep-clawbacks",
+            help="Keep what clawback took from its owner (a released cheat on probation); by "
+            "default the release gives it back (the catch was wrong).",
+        ),
+    ] = False,
+    as_json: AsJson = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Lift a device's quarantine and give back what clawback took (docs/operations.md).
+
+    As the API's ``POST /v1/devices/{id}/release``: it owes a new hardware challenge, and its
+    clawbacks are reversed once each (a second release gives back nothing).
+    """
+    from heatgrid.coordinator import devices as fleet  # noqa: PLC0415 - keeps `--help` fast
+    from heatgrid.coordinator import verification  # noqa: PLC0415
+    from heatgrid.coordinator.ledger import MICRO_EUR_PER_EUR  # noqa: PLC0415
+
+    with open_session(database_url, data_dir) as session:
+        device = fleet.get_device(session, device_id, None)
+        restored = verification.release(
+            session, device, now_ts=now_ts(), keep_clawbacks=keep_clawbacks
+        )
+        session.commit()
+    record = {
+        "device_id": device_id,
+        "clawbacks_reversed": restored.results,
+        "owner_restored_eur": restored.owner_micro_eur / MICRO_EUR_PER_EUR,
+        "fee_restored_eur": restored.fee_micro_eur / MICRO_EUR_PER_EUR,
+        "from_submitters_eur": restored.from_submitters_micro_eur / MICRO_EUR_PER_EUR,
+        "from_platform_eur": restored.from_platform_micro_eur / MICRO_EUR_PER_EUR,
+    }
+    if as_json:
+        typer.echo(json.dumps(record))
+        return
+    typer.echo(
+        f"device {device_id} released; {restored.results} clawback(s) reversed: "
+        f"{record['owner_restored_eur']:.6f} EUR back to its owner, "
+        f"{record['fee_restored_eur']:.6f} EUR of fees to the platform, paid by the "
+        f"submitters ({record['from_submitters_eur']:.6f} EUR) and the platform "
+        f"({record['from_platform_eur']:.6f} EUR)"
+    )
 
 
 @_devices.command("revoke")

@@ -173,7 +173,8 @@ def serve(
             envvar="HEATGRID_CLAWBACK_WINDOW_S",
             help="With --verify-results: when a device is caught with a wrong result, take back "
             "from its owner's balance what its unchecked results reported this long before were "
-            "paid, and refund the submitter; 0: off (the owners' decision: docs/trust.md) [s].",
+            "paid, and refund the submitter (90 days by default; releasing the device reverses "
+            "it); 0: off (docs/trust.md) [s].",
         ),
     ] = _DEFAULTS["clawback_window_s"],
     bitcoin_network: Annotated[

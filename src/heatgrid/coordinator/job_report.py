@@ -25,7 +25,11 @@ from heatgrid.coordinator.db.models import (
     TaskAttempt,
     TelemetrySampleRow,
 )
-from heatgrid.coordinator.ledger import CLAWBACK_KIND, MICRO_EUR_PER_EUR
+from heatgrid.coordinator.ledger import (
+    CLAWBACK_KIND,
+    CLAWBACK_REVERSED_KIND,
+    MICRO_EUR_PER_EUR,
+)
 from heatgrid.core import job_report
 from heatgrid.core.carbon import GRID_CARBON_G_PER_KWH, GRID_CARBON_SOURCE
 from heatgrid.core.defaults import DEFAULT_HOT_TOLERANCE_K
@@ -66,25 +70,32 @@ def _energy_by_device(session: Session, job: Job) -> dict[str, float]:
     return {str(name).removeprefix("device:"): -float(total or 0) for name, total in rows}
 
 
-def _clawed_back(session: Session, job: Job) -> tuple[int, float]:
-    """Return the job's results taken back by clawback, and what they refunded [EUR]."""
-    count = session.scalar(
-        select(func.count())
+def _clawed_back(session: Session, job: Job) -> tuple[int, float, int]:
+    """Return the job's clawed-back results, the refund kept [EUR], and the reversed results.
+
+    The first counts results taken back by clawback and not reversed; the refund is what the
+    submitter keeps of clawbacks' refunds after any reversal took some back.
+    """
+    clawed, reversed_count = session.execute(
+        select(
+            func.count().filter(TaskAttempt.clawback_reversed_ts.is_(None)),
+            func.count().filter(TaskAttempt.clawback_reversed_ts.is_not(None)),
+        )
         .select_from(TaskAttempt)
         .join(Task, Task.id == TaskAttempt.task_id)
         .where(Task.job_id == job.id, TaskAttempt.clawed_back.is_(True))
-    )
+    ).one()
     refunded = session.scalar(
         select(func.sum(LedgerEntry.amount))
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
         .where(
             LedgerTransaction.job_id == job.id,
-            LedgerTransaction.kind == CLAWBACK_KIND,
+            LedgerTransaction.kind.in_((CLAWBACK_KIND, CLAWBACK_REVERSED_KIND)),
             LedgerEntry.account == f"submitter:{job.submitter_id}",
             LedgerEntry.unit == "micro_eur",
         )
     )
-    return int(count or 0), int(refunded or 0) / MICRO_EUR_PER_EUR
+    return int(clawed or 0), int(refunded or 0) / MICRO_EUR_PER_EUR, int(reversed_count or 0)
 
 
 def _useful_fractions(session: Session, job: Job, device_ids: list[str]) -> dict[str, float]:
@@ -208,4 +219,5 @@ def build_job_report(
         carbon_source=GRID_CARBON_SOURCE,
         clawed_back_results=clawed[0],
         clawed_back_refund_eur=clawed[1],
+        clawback_reversed_results=clawed[2],
     )

@@ -35,6 +35,7 @@ from heatgrid.coordinator.pages import PageRequest, encode_cursor
 __all__ = [
     "BALANCE_CURSOR_KINDS",
     "CLAWBACK_KIND",
+    "CLAWBACK_REVERSED_KIND",
     "MICRO_EUR_PER_EUR",
     "Posting",
     "Transaction",
@@ -53,6 +54,8 @@ __all__ = [
 MICRO_EUR_PER_EUR = 1_000_000
 CLAWBACK_KIND = "result_clawed_back"
 """Kind of the transaction that takes a caught device's unchecked pay back (clawback)."""
+CLAWBACK_REVERSED_KIND = "result_clawback_reversed"
+"""Kind of the transaction that gives a clawback back when the operator releases the device."""
 _J_PER_KWH = 3.6e6
 
 

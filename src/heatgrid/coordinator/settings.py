@@ -14,7 +14,11 @@ from heatgrid.core.defaults import (
 )
 from heatgrid.core.errors import InputError
 from heatgrid.core.leasing import DEFAULT_LEASE_S, DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S
-from heatgrid.core.trust import DEFAULT_HOLD_LIMIT_S, DEFAULT_SPOT_CHECK_FLOOR
+from heatgrid.core.trust import (
+    DEFAULT_CLAWBACK_WINDOW_S,
+    DEFAULT_HOLD_LIMIT_S,
+    DEFAULT_SPOT_CHECK_FLOOR,
+)
 from heatgrid.mining.addresses import NETWORKS
 
 __all__ = ["SESSION_SECRET_ENV", "Settings"]
@@ -121,10 +125,12 @@ class Settings:
         later spot check of its device covered, or a checked one no device of another owner
         replicated, is then refunded to the submitter (:func:`heatgrid.core.trust.held_fate`).
     clawback_window_s : float
-        Clawback, the owner's decision and off by default (0): when a device is caught with a
-        wrong result, what its unchecked results reported within this long before the catch
-        were paid is taken back from its owner's balance (never more than the balance holds)
-        and refunded to the submitter (:func:`heatgrid.core.trust.clawback_due`) [s], >= 0.
+        Clawback, on by default (90 days, :data:`heatgrid.core.trust.DEFAULT_CLAWBACK_WINDOW_S`;
+        0: off): when a device is caught with a wrong result, what its unchecked results
+        reported within this long before the catch were paid is taken back from its owner's
+        balance (never more than the balance holds) and refunded to the submitter
+        (:func:`heatgrid.core.trust.clawback_due`); the operator's release of the device
+        reverses it [s], >= 0.
     challenge_every_s : float
         Mean time between random re-checks of a device [s]; 0: never.
     challenge_target_s : float
@@ -188,7 +194,7 @@ class Settings:
     verify_max_results: int = 3
     spot_check_floor: float = DEFAULT_SPOT_CHECK_FLOOR
     hold_limit_s: float = DEFAULT_HOLD_LIMIT_S
-    clawback_window_s: float = 0.0
+    clawback_window_s: float = DEFAULT_CLAWBACK_WINDOW_S
     challenge_every_s: float = 7 * 86_400.0
     challenge_target_s: float = DEFAULT_CHALLENGE_TARGET_S
     challenge_max_n: int = MAX_CHALLENGE_N

@@ -45,13 +45,17 @@ Ledger, per verified attempt of cost ``c`` micro-euros and owner share ``s``: at
 ``submitter`` −c, ``held:owner:<id>`` +c (energy as for any attempt); paid: ``held:owner`` −c,
 ``owner`` +s, ``platform`` +(c − s); forfeited or void: ``held:owner`` −c, ``submitter`` +c.
 
-Clawback (``Settings.clawback_window_s``, off by default: the operator's decision about
-owners' money): when a device is caught, its results paid by a later passed check without
-being checked themselves and reported within the window before the catch
+Clawback (``Settings.clawback_window_s``, 90 days by default; 0 turns it off): when a device
+is caught, its results paid by a later passed check without being checked themselves and
+reported within the window before the catch
 (:func:`heatgrid.core.trust.clawback_due`) are taken back in the same transaction that
 quarantines it: per result ``owner`` −min(s, what the owner's balance still holds),
 ``platform`` −(c − s), ``submitter`` + the sum (``result_clawed_back``); the attempt is marked
-``clawed_back``.
+``clawed_back``. The operator's release of the device reverses it (:func:`reverse_clawbacks`):
+per result ``owner`` + what was taken from it, ``platform`` + its fee, less what the submitter's
+balance cannot give back, ``submitter`` − the refund up to what its balance holds
+(:func:`heatgrid.core.trust.clawback_reversal`; ``result_clawback_reversed``, once per
+result); the attempt is marked ``clawback_reversed_ts``.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from heatgrid.coordinator import challenges, ledger
@@ -71,6 +75,8 @@ from heatgrid.coordinator.db.models import (
     Device,
     DeviceReputation,
     Job,
+    LedgerEntry,
+    LedgerTransaction,
     Task,
     TaskAttempt,
 )
@@ -92,12 +98,15 @@ __all__ = [
     "INLINE_JOB_KIND",
     "VERIFIED",
     "VOID",
+    "ClawbackReversal",
     "expire_holds",
     "held_account",
     "hold",
     "job_kind",
     "judge",
+    "release",
     "reputation",
+    "reverse_clawbacks",
     "void_held",
 ]
 
@@ -319,7 +328,7 @@ def _claw_back(
         fee = cost - share
         posted = ledger.post(
             session,
-            key=f"clawback:{run.task_id}:{run.attempt}",
+            key=_clawback_key(run),
             kind=ledger.CLAWBACK_KIND,
             postings=[
                 ledger.Posting(owner, "micro_eur", -part),
@@ -344,6 +353,137 @@ def _claw_back(
             },
         )
     return clawed
+
+
+@dataclass(frozen=True, slots=True)
+class ClawbackReversal:
+    """What reversing a device's clawbacks gave back, and who paid it [micro-EUR].
+
+    ``results``: clawed-back results reversed now; ``owner_micro_eur``: given back to their
+    owner; ``fee_micro_eur``: the platform's fees on them given back; ``from_submitters_micro_eur``
+    and ``from_platform_micro_eur``: what paid for both (the submitters' refunds taken back, up
+    to what their balances held, and the platform the rest), so the two pairs have one sum.
+    """
+
+    results: int = 0
+    owner_micro_eur: int = 0
+    fee_micro_eur: int = 0
+    from_submitters_micro_eur: int = 0
+    from_platform_micro_eur: int = 0
+
+
+def _clawback_moves(session: Session, keys: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Return, per clawback transaction key, what it moved on each account [micro-EUR]."""
+    rows = session.execute(
+        select(LedgerTransaction.key, LedgerEntry.account, func.sum(LedgerEntry.amount))
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(LedgerTransaction.key.in_(keys), LedgerEntry.unit == "micro_eur")
+        .group_by(LedgerTransaction.key, LedgerEntry.account)
+    ).all()
+    moves: dict[str, dict[str, int]] = {}
+    for key, account, amount in rows:
+        moves.setdefault(str(key), {})[str(account)] = int(amount or 0)
+    return moves
+
+
+def reverse_clawbacks(session: Session, device_id: str, *, now_ts: float) -> ClawbackReversal:
+    """Give back what clawback took for the device's results; return what was given back.
+
+    Called when the operator releases the device: lifting its quarantine says its catch was
+    wrong, so the clawback that came with the catch is undone too. Per clawed-back result not
+    reversed yet, oldest first, one balanced transaction (``result_clawback_reversed``, keyed by
+    the attempt, so a retried release gives back nothing twice): the owner gets back what its
+    clawback took from it and the platform its fee; the submitter's refund is taken back up to
+    what the submitter's balance holds, the rest from the platform
+    (:func:`heatgrid.core.trust.clawback_reversal`). The amounts are the clawback's own ledger
+    entries, so an owner short of balance at the catch gets back only what was taken. Each
+    submitter's account row is locked first (``FOR UPDATE`` on PostgreSQL), as clawback locks
+    the owner's. The attempt keeps ``clawed_back`` and gains ``clawback_reversed_ts``.
+    """
+    rows = session.execute(
+        select(TaskAttempt, Job)
+        .join(Task, Task.id == TaskAttempt.task_id)
+        .join(Job, Job.id == Task.job_id)
+        .where(
+            TaskAttempt.device_id == device_id,
+            TaskAttempt.clawed_back.is_(True),
+            TaskAttempt.clawback_reversed_ts.is_(None),
+        )
+        .order_by(TaskAttempt.ended_ts, TaskAttempt.task_id, TaskAttempt.attempt)
+    ).all()
+    if not rows:
+        return ClawbackReversal()
+    submitters = sorted({job.submitter_id for _, job in rows})
+    session.execute(select(Account.id).where(Account.id.in_(submitters)).with_for_update())
+    available = {
+        sid: ledger.account_balance(session, f"submitter:{sid}", "micro_eur") for sid in submitters
+    }
+    moves = _clawback_moves(session, [_clawback_key(run) for run, _ in rows])
+    owner_total = fee_total = submitters_total = platform_total = reversed_count = 0
+    for run, job in rows:
+        submitter = f"submitter:{job.submitter_id}"
+        moved = moves.get(_clawback_key(run), {})
+        owner_accounts = [name for name in moved if name.startswith("owner:")]
+        taken_from_owner = -sum(moved[name] for name in owner_accounts)
+        fee = -moved.get("platform", 0)
+        refunded = moved.get(submitter, 0)
+        from_submitter, from_platform = trust.clawback_reversal(
+            refunded, available[job.submitter_id]
+        )
+        postings = [ledger.Posting(name, "micro_eur", -moved[name]) for name in owner_accounts]
+        postings += [
+            ledger.Posting("platform", "micro_eur", fee - from_platform),
+            ledger.Posting(submitter, "micro_eur", -from_submitter),
+        ]
+        posted = ledger.post(
+            session,
+            key=f"clawback_reversed:{run.task_id}:{run.attempt}",
+            kind=ledger.CLAWBACK_REVERSED_KIND,
+            postings=postings,
+            now_ts=now_ts,
+            job_id=job.id,
+            task_id=run.task_id,
+            device_id=run.device_id,
+        )
+        if posted:  # else a concurrent release posted it (and marked the attempt) first
+            run.clawback_reversed_ts = now_ts
+            available[job.submitter_id] -= from_submitter
+            reversed_count += 1
+            owner_total += taken_from_owner
+            fee_total += fee
+            submitters_total += from_submitter
+            platform_total += from_platform
+    if reversed_count:
+        _LOG.info(
+            "clawbacks of a released device reversed",
+            extra={"device_id": device_id, "count": reversed_count},
+        )
+    return ClawbackReversal(
+        reversed_count, owner_total, fee_total, submitters_total, platform_total
+    )
+
+
+def release(
+    session: Session, device: Device, *, now_ts: float, keep_clawbacks: bool = False
+) -> ClawbackReversal:
+    """Lift the device's quarantine and, unless ``keep_clawbacks``, reverse its clawbacks.
+
+    The operator's release (the API's ``POST /v1/devices/{id}/release`` and ``heatgrid devices
+    release``): :func:`heatgrid.coordinator.challenges.release` (it owes a new hardware
+    challenge), then :func:`reverse_clawbacks`. The caller commits; returns what was given back.
+    The device's row is locked first (``FOR UPDATE`` on PostgreSQL), so a second release at the
+    same time waits for the first to commit and then finds its clawbacks reversed.
+    """
+    session.execute(select(Device.id).where(Device.id == device.id).with_for_update())
+    challenges.release(device, now_ts=now_ts)
+    if keep_clawbacks:
+        return ClawbackReversal()
+    return reverse_clawbacks(session, device.id, now_ts=now_ts)
+
+
+def _clawback_key(run: TaskAttempt) -> str:
+    """Return the ledger key of the clawback of ``run`` (one per attempt)."""
+    return f"clawback:{run.task_id}:{run.attempt}"
 
 
 _VERDICT_OF_FATE = {HoldFate.PAY: VERIFIED, HoldFate.FORFEIT: CAUGHT, HoldFate.REFUND: VOID}

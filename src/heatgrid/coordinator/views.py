@@ -55,6 +55,7 @@ __all__ = [
     "LedgerView",
     "MiningDevice",
     "MiningView",
+    "TaskAttemptView",
     "TaskView",
     "device_history",
     "fleet_view",
@@ -64,6 +65,7 @@ __all__ = [
     "ledger_account_for",
     "ledger_view",
     "mining_view",
+    "task_attempts",
     "task_views",
 ]
 
@@ -188,6 +190,23 @@ class AttemptView:
     ``void`` (refunded); None when results are not verified."""
     clawed_back: bool = False
     """Paid unchecked, then taken back from its owner when its device was caught (clawback)."""
+    clawback_reversed: bool = False
+    """Its clawback was reversed: the operator released its device and gave the pay back."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAttemptView:
+    """One attempt of a task as its submitter sees it in the API: no heater name.
+
+    ``verdict``, ``clawed_back`` and ``clawback_reversed`` as in :class:`AttemptView`.
+    """
+
+    attempt: int
+    device_id: str
+    outcome: str
+    verdict: str | None
+    clawed_back: bool
+    clawback_reversed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -646,9 +665,52 @@ def _attempts(session: Session, where: ColumnElement[bool], limit: int) -> list[
             error=attempt.error,
             verdict=attempt.verdict,
             clawed_back=attempt.clawed_back,
+            clawback_reversed=attempt.clawback_reversed_ts is not None,
         )
         for attempt, task_index, job_id, job_name, device_name in rows
     ]
+
+
+def task_attempts(
+    session: Session, job_id: str, tasks: Sequence[TaskView]
+) -> dict[str, tuple[TaskAttemptView, ...]]:
+    """Return the attempts of ``tasks`` (of job ``job_id``, in index order), per task id.
+
+    One statement of the columns shown (not whole rows: results stay unread), over the tasks'
+    range of indexes (a page of the task list), in attempt order.
+    """
+    found: dict[str, list[TaskAttemptView]] = {task.task_id: [] for task in tasks}
+    if tasks:
+        rows = session.execute(
+            select(
+                TaskAttempt.task_id,
+                TaskAttempt.attempt,
+                TaskAttempt.device_id,
+                TaskAttempt.outcome,
+                TaskAttempt.verdict,
+                TaskAttempt.clawed_back,
+                TaskAttempt.clawback_reversed_ts,
+            )
+            .join(Task, Task.id == TaskAttempt.task_id)
+            .where(
+                Task.job_id == job_id,
+                Task.task_index >= tasks[0].task_index,
+                Task.task_index <= tasks[-1].task_index,
+            )
+            .order_by(Task.task_index, TaskAttempt.attempt)
+        )
+        for task_id, attempt, device_id, outcome, verdict, clawed, reversed_ts in rows:
+            found.setdefault(task_id, []).append(
+                TaskAttemptView(
+                    attempt=attempt,
+                    device_id=device_id,
+                    outcome=outcome,
+                    verdict=verdict,
+                    clawed_back=bool(clawed),
+                    clawback_reversed=reversed_ts is not None,
+                )
+            )
+    return {task_id: tuple(runs) for task_id, runs in found.items()}
 
 
 def device_history(

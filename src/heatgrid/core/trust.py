@@ -24,6 +24,7 @@ from heatgrid.core.errors import (
 from heatgrid.core.fingerprint import TensorFingerprint, fingerprints_agree
 
 __all__ = [
+    "DEFAULT_CLAWBACK_WINDOW_S",
     "DEFAULT_HALF_RATE_RESULTS",
     "DEFAULT_HOLD_LIMIT_S",
     "DEFAULT_REPLAY_RTOL",
@@ -42,6 +43,7 @@ __all__ = [
     "challenge_size_n",
     "clawback_amounts",
     "clawback_due",
+    "clawback_reversal",
     "freivalds_check",
     "freivalds_default_rtol",
     "held_fate",
@@ -424,6 +426,19 @@ def held_fate(
     return HoldFate.HELD
 
 
+DEFAULT_CLAWBACK_WINDOW_S = 90 * 86_400.0
+"""How far back before its catch a caught device's unchecked pay is taken back [s]: 90 days.
+
+``bench/verify`` (docs/trust.md): at the default 4.5 % floor and one result an hour, a 90-day
+window (2,160 results) leaves no sampled cheat that lies on one result in ten (or more often)
+paid for more than one spot-check interval of cheated results (bound
+``(1 - f) ** (1/f) * (1 - c f) ** W``: 0.002 %), where 30 days leaves 1.4 % of them. The
+window needed grows as ``1 / (c f)`` in results: a device that reports once a day needs 24
+times as long for the same cover, and rarer cheats need longer. An honest device is never
+caught, so it costs honest owners nothing; a caught device's owner gives back its honest
+unchecked results in the window with its cheated ones. 0 turns clawback off."""
+
+
 def clawback_due(
     reported_ts: float,
     *,
@@ -433,7 +448,8 @@ def clawback_due(
 ) -> bool:
     """Return whether a caught device's paid result is taken back from its owner (clawback).
 
-    The operator's opt-in answer to the tail :func:`paid_cheats_probability` leaves: a
+    The answer to the tail :func:`paid_cheats_probability` leaves (on by default,
+    :data:`DEFAULT_CLAWBACK_WINDOW_S`; the operator may turn it off): a
     passed spot check pays every unchecked result held before it (:func:`held_fate`), cheated
     ones included, since nothing tells them apart until one is checked. When the device is
     later caught with a wrong result, what those unchecked results were paid can be taken back
@@ -493,6 +509,33 @@ def clawback_amounts(due: Sequence[int], available: int) -> list[int]:
     return taken
 
 
+def clawback_reversal(refunded: int, submitter_available: int) -> tuple[int, int]:
+    """Return who pays back a reversed clawback's refund: ``(from_submitter, from_platform)``.
+
+    When the operator releases a device it judges wrongly caught, each of its clawbacks is
+    reversed: the owner gets back what was taken from it and the platform its fee, and the
+    ``refunded`` sum the submitter received is taken back from the submitter's balance, but
+    never more than that balance holds (as :func:`clawback_amounts` never takes more than the
+    owner's); the rest comes from the platform, whose operator made the mistake. So
+    ``from_submitter + from_platform == refunded``, ``0 <= from_submitter <=
+    max(submitter_available, 0)``. A submitter's account is charged as its tasks run, so it
+    holds a positive balance only where it has credit with the platform: usually the
+    platform pays it all.
+
+    Parameters
+    ----------
+    refunded : int
+        What the clawback refunded to the submitter [micro-EUR], >= 0.
+    submitter_available : int
+        The submitter's balance [micro-EUR]; a negative one counts as 0.
+    """
+    amount = _require_int("refunded", refunded, 0)
+    from_submitter = min(
+        amount, max(0, _require_int_any("submitter_available", submitter_available))
+    )
+    return from_submitter, amount - from_submitter
+
+
 def paid_cheats_probability(cheat_rate: float, spot_check_rate: float, cheated: int) -> float:
     """Return the probability that a cheat is paid for at least ``cheated`` results before caught.
 
@@ -509,8 +552,8 @@ def paid_cheats_probability(cheat_rate: float, spot_check_rate: float, cheated: 
     spot-check interval (``1 / f`` results) with probability about ``(1 - c) / e``, 31 % at
     ``c = 0.1``, whatever the floor. Holding credit until a later check passes bounds the mean
     below one interval; no such hold bounds every cheat (only checking more of its results,
-    or taking back what was paid, would: :func:`clawback_due`, the operator's opt-in, which
-    this figure leaves out).
+    or taking back what was paid, would: :func:`clawback_due`, on by default, which this
+    figure leaves out).
 
     Parameters
     ----------

@@ -6,12 +6,12 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.routing import APIRoute
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from heatgrid.coordinator import challenges, devices, leases
+from heatgrid.coordinator import challenges, devices, leases, verification
 from heatgrid.coordinator.api.bodies import json_body
 from heatgrid.coordinator.api.deps import (
     Cursor,
@@ -25,11 +25,18 @@ from heatgrid.coordinator.api.deps import (
     require_scope,
     writing_as_device,
 )
-from heatgrid.coordinator.api.schemas import DeviceDetail, DeviceInfo, DevicePage, LatestSample
+from heatgrid.coordinator.api.schemas import (
+    DeviceDetail,
+    DeviceInfo,
+    DevicePage,
+    DeviceRelease,
+    LatestSample,
+)
 from heatgrid.coordinator.auth import AccountPrincipal, DeviceIdentity
 from heatgrid.coordinator.db.models import Account, Device
 from heatgrid.coordinator.errors import ForbiddenError, UnauthorizedError
 from heatgrid.coordinator.heartbeats import HeartbeatWriter, StoredHeartbeat
+from heatgrid.coordinator.ledger import MICRO_EUR_PER_EUR
 from heatgrid.coordinator.pages import DEFAULT_PAGE_LIMIT, PageRequest
 from heatgrid.coordinator.settings import Settings
 from heatgrid.protocol import v1
@@ -337,13 +344,38 @@ async def reveal_challenge(
 
 @router.post("/{device_id}/release")
 def release_device(
-    device_id: str, actor: _Writer, session: SessionDep, now_ts: NowTs, settings: SettingsDep
-) -> DeviceInfo:
-    """Lift a device's quarantine (operator only); it owes a new hardware challenge."""
+    device_id: str,
+    *,
+    actor: _Writer,
+    session: SessionDep,
+    now_ts: NowTs,
+    settings: SettingsDep,
+    keep_clawbacks: Annotated[
+        bool,
+        Query(
+            description="Keep what clawback took from its owner (a released cheat on "
+            "probation); by default the release gives it back (the catch was wrong)."
+        ),
+    ] = False,
+) -> DeviceRelease:
+    """Lift a device's quarantine (operator only); it owes a new hardware challenge.
+
+    Unless ``keep_clawbacks``, what clawback took back from its owner when it was caught is
+    given back in the same transaction (:func:`verification.release`: once per result, so a
+    retry gives back nothing twice); the answer says what was restored.
+    """
     device = devices.get_device(session, device_id, actor)
     if not actor.is_operator:
         raise ForbiddenError("Authorization: only the operator may release a quarantined device")
-    challenges.release(device, now_ts=now_ts)
+    restored = verification.release(session, device, now_ts=now_ts, keep_clawbacks=keep_clawbacks)
     session.commit()
     names = _owner_names(session, {device.owner_id})
-    return _info(device, names[device.owner_id], settings, now_ts)
+    info = _info(device, names[device.owner_id], settings, now_ts)
+    return DeviceRelease(
+        **dict(info),
+        clawbacks_reversed=restored.results,
+        owner_restored_eur=restored.owner_micro_eur / MICRO_EUR_PER_EUR,
+        fee_restored_eur=restored.fee_micro_eur / MICRO_EUR_PER_EUR,
+        from_submitters_eur=restored.from_submitters_micro_eur / MICRO_EUR_PER_EUR,
+        from_platform_eur=restored.from_platform_micro_eur / MICRO_EUR_PER_EUR,
+    )

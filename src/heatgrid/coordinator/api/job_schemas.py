@@ -18,6 +18,7 @@ from heatgrid.protocol.values import JsonObject, Text
 
 __all__ = [
     "MAX_TASKS_PER_JOB",
+    "AttemptInfo",
     "DeviceEnergy",
     "JobDetail",
     "JobInfo",
@@ -183,6 +184,38 @@ class JobInfo(_Body):
     verify_rel_l2: float | None = None
 
 
+class AttemptInfo(_Body):
+    """One attempt of a task: which device ran it and what came of its result.
+
+    Attributes
+    ----------
+    attempt : int
+        Its number, from 1.
+    device_id : str
+        The device that ran it (its owner and name stay private).
+    outcome : str
+        ``running``, ``completed``, ``failed``, ``expired``, ``cancelled`` or ``handed_back``
+        (:class:`heatgrid.core.leasing.AttemptOutcome`).
+    verdict : str or None
+        Where results are verified: ``held``, ``verified`` (paid), ``caught`` (forfeited,
+        refunded to you), ``void`` (refunded); None otherwise.
+    clawed_back : bool
+        It was paid unchecked and its pay was taken back from its owner, and refunded to you,
+        when its device was later caught cheating (clawback).
+    clawback_reversed : bool
+        That clawback was reversed: the operator released the device, judging its catch
+        wrong, and the pay went back to its owner (the refund back from you only where your
+        balance held it, else from the platform).
+    """
+
+    attempt: int
+    device_id: str
+    outcome: str
+    verdict: str | None
+    clawed_back: bool
+    clawback_reversed: bool
+
+
 class TaskInfo(_Body):
     """One task of a job, with its result once completed.
 
@@ -210,6 +243,8 @@ class TaskInfo(_Body):
         The result (where results are verified: only once verified).
     last_error : str or None
         Why the last attempt failed or expired.
+    attempts : list of AttemptInfo
+        Its attempts, in order.
     """
 
     task_id: str
@@ -223,6 +258,7 @@ class TaskInfo(_Body):
     lease_expires_ts: float | None
     result: dict[str, object] | None
     last_error: str | None
+    attempts: list[AttemptInfo] = []
 
 
 class JobDetail(JobInfo):
@@ -298,8 +334,11 @@ class JobReport(BaseModel):
     (``displaced_heating_co2_kg``). A room wanted heat while it was at most ``hot_tolerance_k``
     over its setpoint. Energies [J], emissions [kg CO2e]. ``clawed_back_results`` counts the
     job's results that were paid unchecked and taken back when their device was later caught
-    cheating (clawback, an operator setting), and ``clawed_back_refund_eur`` what that refunded
-    to the submitter [EUR].
+    cheating (clawback, on by default), and ``clawed_back_refund_eur`` what that refunded to
+    the submitter and the submitter still keeps [EUR]; ``clawback_reversed_results`` counts
+    those of them whose clawback the operator reversed by releasing their device (no longer
+    in ``clawed_back_results``; their refund is taken back from the submitter only as far as
+    its balance held it).
     """
 
     job_id: str
@@ -323,3 +362,4 @@ class JobReport(BaseModel):
     carbon_source: str
     clawed_back_results: int = 0
     clawed_back_refund_eur: float = 0.0
+    clawback_reversed_results: int = 0

@@ -16,6 +16,7 @@ from heatgrid.coordinator.api.deps import (
     require_scope,
 )
 from heatgrid.coordinator.api.job_schemas import (
+    AttemptInfo,
     JobDetail,
     JobInfo,
     JobPage,
@@ -49,8 +50,20 @@ def _job_infos(session: SessionDep, found: list[Job]) -> list[JobInfo]:
     ]
 
 
-def _task_info(task: views.TaskView) -> TaskInfo:
-    return TaskInfo.model_validate(task, from_attributes=True, strict=False)
+def _task_infos(session: SessionDep, job_id: str, tasks: list[views.TaskView]) -> list[TaskInfo]:
+    """Return the wire form of a job's tasks (in index order) with their attempts."""
+    attempts = views.task_attempts(session, job_id, tasks)
+    return [
+        TaskInfo.model_validate(task, from_attributes=True, strict=False).model_copy(
+            update={
+                "attempts": [
+                    AttemptInfo.model_validate(run, from_attributes=True, strict=False)
+                    for run in attempts[task.task_id]
+                ]
+            }
+        )
+        for task in tasks
+    ]
 
 
 _IdempotencyKey = Annotated[
@@ -112,7 +125,7 @@ def list_jobs(
 def show_job(job_id: str, actor: _Reader, session: SessionDep) -> JobDetail:
     """Show one of the caller's jobs with its tasks and results."""
     job = jobs.get_job(session, job_id, actor)
-    tasks = [_task_info(task) for task in views.task_views(session, job.id)]
+    tasks = _task_infos(session, job.id, views.task_views(session, job.id))
     return JobDetail(**_job_infos(session, [job])[0].model_dump(), tasks=tasks)
 
 
@@ -148,7 +161,7 @@ def list_tasks(
     job = jobs.get_job(session, job_id, actor)
     after = None if page.after is None else int(page.after[0])
     found = views.task_views(session, job.id, after_index=after, limit=page.limit + 1)
-    tasks = [_task_info(task) for task in found[: page.limit]]
+    tasks = _task_infos(session, job.id, found[: page.limit])
     more = len(found) > page.limit
     return TaskPage(
         items=tasks, next_cursor=encode_cursor((tasks[-1].task_index,)) if more else None

@@ -23,6 +23,7 @@ __all__ = [
     "DeviceDetail",
     "DeviceInfo",
     "DevicePage",
+    "DeviceRelease",
     "KeyInfo",
     "LatestSample",
 ]
@@ -127,6 +128,32 @@ class DeviceInfo(_Body):
     quarantine_reason: str | None = None
     agent_features: list[str] | None = None
     claim_unproven_reason: str | None = None
+
+
+class DeviceRelease(DeviceInfo):
+    """A device just released from quarantine, and what its release gave back.
+
+    Attributes
+    ----------
+    clawbacks_reversed : int
+        Its clawed-back results whose clawback this release reversed (0 on a retry, or with
+        ``keep_clawbacks``).
+    owner_restored_eur : float
+        Given back to its owner: what those clawbacks took from the owner's balance [EUR].
+    fee_restored_eur : float
+        The platform's fees on those results, given back to the platform [EUR].
+    from_submitters_eur : float
+        Of the two, taken back from the submitters' refunds, up to what their balances held
+        [EUR].
+    from_platform_eur : float
+        The rest, paid by the platform [EUR].
+    """
+
+    clawbacks_reversed: int = 0
+    owner_restored_eur: float = 0.0
+    fee_restored_eur: float = 0.0
+    from_submitters_eur: float = 0.0
+    from_platform_eur: float = 0.0
 
 
 class LatestSample(v1.TelemetrySample):

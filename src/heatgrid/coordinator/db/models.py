@@ -428,6 +428,9 @@ class TaskAttempt(Base):
     clawed_back: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """What it was paid was taken back from its owner and refunded to the submitter (clawback,
     ``Settings.clawback_window_s``)."""
+    clawback_reversed_ts: Mapped[float | None] = mapped_column(Double)
+    """When its clawback was reversed by the operator's release of its device, what was taken
+    given back [s, POSIX]; None: not reversed (``clawed_back`` stays true either way)."""
 
 
 class Checkpoint(Base):
