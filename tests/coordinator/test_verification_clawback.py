@@ -341,13 +341,12 @@ def test_releasing_a_caught_device_reverses_its_clawbacks_once(coordinator: Coor
     assert released["clawbacks_reversed"] == 2
     assert released["owner_restored_eur"] == pytest.approx(2 * SHARE / 1e6)
     assert released["fee_restored_eur"] == pytest.approx(2 * FEE / 1e6)
-    assert released["from_submitters_eur"] == 0.0  # charged for its tasks: no credit held
-    assert released["from_platform_eur"] == pytest.approx(2 * TASK_COST / 1e6)
+    assert released["from_submitters_eur"] == pytest.approx(2 * TASK_COST / 1e6)
     after = _balances(coordinator)  # asserts that every transaction balances
     assert after[owner] == caught[owner] + 2 * SHARE
-    assert after["platform"] == caught["platform"] + 2 * FEE - 2 * TASK_COST
+    assert after["platform"] == caught["platform"] + 2 * FEE
     submitter_account = _submitter_account(after)
-    assert after[submitter_account] == caught[submitter_account]
+    assert after[submitter_account] == caught[submitter_account] - 2 * TASK_COST
     assert _attempts(coordinator, cheat) == [
         ("verified", False),
         ("verified", True),
@@ -362,7 +361,7 @@ def test_releasing_a_caught_device_reverses_its_clawbacks_once(coordinator: Coor
     report = _report(coordinator, submitter, job_id)
     assert report["clawed_back_results"] == 0
     assert report["clawback_reversed_results"] == 1
-    assert report["clawed_back_refund_eur"] == pytest.approx(TASK_COST / 1e6)  # kept
+    assert report["clawed_back_refund_eur"] == 0.0  # charged back: nothing kept
     assert _statement_kinds(coordinator, cheat).count("result_clawback_reversed") == 2
     assert _log_in(coordinator, submitter, f"/jobs/{job_id}").status_code == 303
     page = coordinator.client.get(f"/jobs/{job_id}")
@@ -371,7 +370,7 @@ def test_releasing_a_caught_device_reverses_its_clawbacks_once(coordinator: Coor
 
     again = _release(coordinator, cheat)  # a retry, or a second release: nothing twice
     assert again["clawbacks_reversed"] == 0
-    assert again["owner_restored_eur"] == again["from_platform_eur"] == 0.0
+    assert again["owner_restored_eur"] == again["from_submitters_eur"] == 0.0
     assert _balances(coordinator) == after
     assert _kind_count(coordinator, "result_clawback_reversed") == 2
     assert _attempts(coordinator, honest) == [("verified", False)] * 2
@@ -381,10 +380,11 @@ def test_releasing_a_caught_device_reverses_its_clawbacks_once(coordinator: Coor
 
 
 @pytest.mark.parametrize("settings_overrides", [_CLAWBACK])
-def test_a_reversal_takes_the_refund_back_from_the_submitter_as_far_as_its_balance_holds(
+def test_a_reversal_charges_the_submitter_its_refund_again_in_full(
     coordinator: Coordinator,
 ) -> None:
-    """A submitter in credit pays the refund back up to its balance, the platform the rest;
+    """The submitter is charged its refund again, in full, as for a task (its account, charged
+    for its tasks, goes further below zero);
     ``keep_clawbacks`` releases the device and gives nothing back (a later release may)."""
     submitter = coordinator.submitter_key()
     alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
@@ -411,31 +411,13 @@ def test_a_reversal_takes_the_refund_back_from_the_submitter_as_far_as_its_balan
     assert _balances(coordinator) == caught
     assert _reversed(coordinator, alice) == [False] * 4
 
-    credit = TASK_COST - caught[submitter_account]  # the submitter then holds one refund
-    engine = make_engine(coordinator.database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            ledger.post(
-                session,
-                key="test:deposit",
-                kind="deposit",
-                postings=[
-                    ledger.Posting(submitter_account, "micro_eur", credit),
-                    ledger.Posting("bank", "micro_eur", -credit),
-                ],
-                now_ts=coordinator.clock(),
-            )
-            session.commit()
-    finally:
-        engine.dispose()
     released = _release(coordinator, alice)
     assert released["clawbacks_reversed"] == 2
-    assert released["from_submitters_eur"] == pytest.approx(TASK_COST / 1e6)
-    assert released["from_platform_eur"] == pytest.approx(TASK_COST / 1e6)
+    assert released["from_submitters_eur"] == pytest.approx(2 * TASK_COST / 1e6)
     after = _balances(coordinator)  # asserts that every transaction balances
     assert after[owner] == 3 * SHARE
-    assert after[submitter_account] == 0  # gave back what it held, not more
-    assert after["platform"] == caught["platform"] + 2 * FEE - TASK_COST
+    assert after[submitter_account] == caught[submitter_account] - 2 * TASK_COST < 0
+    assert after["platform"] == caught["platform"] + 2 * FEE
     assert _reversed(coordinator, alice) == [True, True, False, False]
 
 
@@ -467,7 +449,7 @@ def test_the_cli_release_reverses_clawbacks_as_the_api_does(
     released = _cli_release(coordinator, alice, capsys)
     assert released["clawbacks_reversed"] == 2
     assert released["owner_restored_eur"] == pytest.approx(2 * SHARE / 1e6)
-    assert released["from_platform_eur"] == pytest.approx(2 * TASK_COST / 1e6)
+    assert released["from_submitters_eur"] == pytest.approx(2 * TASK_COST / 1e6)
     after = _balances(coordinator)  # asserts that every transaction balances
     owner = f"owner:{_owner_id(coordinator, alice)}"
     assert after[owner] == caught[owner] + 2 * SHARE
@@ -520,7 +502,7 @@ def test_two_releases_at_once_reverse_each_clawback_once(
     after = _balances(coordinator)  # asserts that every transaction balances
     owner = f"owner:{_owner_id(coordinator, alice)}"
     assert after[owner] == caught[owner] + 2 * SHARE
-    assert after["platform"] == caught["platform"] + 2 * FEE - 2 * TASK_COST
+    assert after["platform"] == caught["platform"] + 2 * FEE
     assert _kind_count(coordinator, "result_clawback_reversed") == 2
 
 

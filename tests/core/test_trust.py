@@ -717,29 +717,6 @@ def test_clawback_over_the_cheats_whole_life_leaves_it_nothing_and_off_changes_n
     assert off == [(paid, paid) for paid, _ in runs]  # same draws: off keeps what was paid
 
 
-@settings(max_examples=300)
-@given(refunded=st.integers(0, 10**12), available=st.integers(-(10**13), 10**13))
-def test_a_reversed_clawback_takes_from_the_submitter_only_what_its_balance_holds(
-    refunded: int, available: int
-) -> None:
-    from_submitter, from_platform = trust.clawback_reversal(refunded, available)
-    assert from_submitter + from_platform == refunded  # the whole refund is paid back
-    assert 0 <= from_submitter <= max(available, 0)
-    assert from_submitter == min(refunded, max(available, 0))  # the submitter first
-    assert from_platform >= 0
-
-
-def test_clawback_reversal_edges_and_bad_input() -> None:
-    assert trust.clawback_reversal(100, 0) == (0, 100)  # a charged submitter holds nothing
-    assert trust.clawback_reversal(100, -5) == (0, 100)
-    assert trust.clawback_reversal(100, 30) == (30, 70)
-    assert trust.clawback_reversal(100, 500) == (100, 0)
-    with pytest.raises(InputError, match="refunded"):
-        trust.clawback_reversal(-1, 10)
-    with pytest.raises(InputError, match="submitter_available"):
-        trust.clawback_reversal(1, 1.5)  # type: ignore[arg-type]
-
-
 def test_the_default_clawback_window_closes_the_tail_at_one_result_an_hour() -> None:
     """90 days at one result an hour: the bound on a 1-in-10 cheat keeping more than one
     spot-check interval (the bench's) is below 0.01 %; at 30 days it is above 1 %."""

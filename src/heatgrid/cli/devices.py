@@ -197,7 +197,6 @@ def release_device(
         "owner_restored_eur": restored.owner_micro_eur / MICRO_EUR_PER_EUR,
         "fee_restored_eur": restored.fee_micro_eur / MICRO_EUR_PER_EUR,
         "from_submitters_eur": restored.from_submitters_micro_eur / MICRO_EUR_PER_EUR,
-        "from_platform_eur": restored.from_platform_micro_eur / MICRO_EUR_PER_EUR,
     }
     if as_json:
         typer.echo(json.dumps(record))
@@ -205,9 +204,8 @@ def release_device(
     typer.echo(
         f"device {device_id} released; {restored.results} clawback(s) reversed: "
         f"{record['owner_restored_eur']:.6f} EUR back to its owner, "
-        f"{record['fee_restored_eur']:.6f} EUR of fees to the platform, paid by the "
-        f"submitters ({record['from_submitters_eur']:.6f} EUR) and the platform "
-        f"({record['from_platform_eur']:.6f} EUR)"
+        f"{record['fee_restored_eur']:.6f} EUR of fees to the platform, charged back to the "
+        f"submitters ({record['from_submitters_eur']:.6f} EUR)"
     )
 
 

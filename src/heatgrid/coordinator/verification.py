@@ -52,10 +52,10 @@ reported within the window before the catch
 quarantines it: per result ``owner`` −min(s, what the owner's balance still holds),
 ``platform`` −(c − s), ``submitter`` + the sum (``result_clawed_back``); the attempt is marked
 ``clawed_back``. The operator's release of the device reverses it (:func:`reverse_clawbacks`):
-per result ``owner`` + what was taken from it, ``platform`` + its fee, less what the submitter's
-balance cannot give back, ``submitter`` − the refund up to what its balance holds
-(:func:`heatgrid.core.trust.clawback_reversal`; ``result_clawback_reversed``, once per
-result); the attempt is marked ``clawback_reversed_ts``.
+per result the clawback's entries with their signs turned: ``owner`` + what was taken from it,
+``platform`` + its fee, ``submitter`` − its refund, charged again as a task is
+(``result_clawback_reversed``, once per result); the attempt is marked
+``clawback_reversed_ts``.
 """
 
 from __future__ import annotations
@@ -357,19 +357,18 @@ def _claw_back(
 
 @dataclass(frozen=True, slots=True)
 class ClawbackReversal:
-    """What reversing a device's clawbacks gave back, and who paid it [micro-EUR].
+    """What reversing a device's clawbacks gave back, and what paid it [micro-EUR].
 
     ``results``: clawed-back results reversed now; ``owner_micro_eur``: given back to their
-    owner; ``fee_micro_eur``: the platform's fees on them given back; ``from_submitters_micro_eur``
-    and ``from_platform_micro_eur``: what paid for both (the submitters' refunds taken back, up
-    to what their balances held, and the platform the rest), so the two pairs have one sum.
+    owner; ``fee_micro_eur``: the platform's fees on them given back;
+    ``from_submitters_micro_eur``: the submitters' refunds charged back, which paid for both
+    (so it is their sum).
     """
 
     results: int = 0
     owner_micro_eur: int = 0
     fee_micro_eur: int = 0
     from_submitters_micro_eur: int = 0
-    from_platform_micro_eur: int = 0
 
 
 def _clawback_moves(session: Session, keys: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -392,13 +391,12 @@ def reverse_clawbacks(session: Session, device_id: str, *, now_ts: float) -> Cla
     Called when the operator releases the device: lifting its quarantine says its catch was
     wrong, so the clawback that came with the catch is undone too. Per clawed-back result not
     reversed yet, oldest first, one balanced transaction (``result_clawback_reversed``, keyed by
-    the attempt, so a retried release gives back nothing twice): the owner gets back what its
-    clawback took from it and the platform its fee; the submitter's refund is taken back up to
-    what the submitter's balance holds, the rest from the platform
-    (:func:`heatgrid.core.trust.clawback_reversal`). The amounts are the clawback's own ledger
-    entries, so an owner short of balance at the catch gets back only what was taken. Each
-    submitter's account row is locked first (``FOR UPDATE`` on PostgreSQL), as clawback locks
-    the owner's. The attempt keeps ``clawed_back`` and gains ``clawback_reversed_ts``.
+    the attempt, so a retried release gives back nothing twice) that is the clawback's own
+    entries with their signs turned: the owner gets back what its clawback took from it (an
+    owner short of balance at the catch gets back only what was taken), the platform its fee,
+    and the submitter is charged its refund again, as it is charged for a task (its account
+    may go below zero): its results were good after all. The attempt keeps ``clawed_back``
+    and gains ``clawback_reversed_ts``.
     """
     rows = session.execute(
         select(TaskAttempt, Job)
@@ -413,33 +411,15 @@ def reverse_clawbacks(session: Session, device_id: str, *, now_ts: float) -> Cla
     ).all()
     if not rows:
         return ClawbackReversal()
-    submitters = sorted({job.submitter_id for _, job in rows})
-    session.execute(select(Account.id).where(Account.id.in_(submitters)).with_for_update())
-    available = {
-        sid: ledger.account_balance(session, f"submitter:{sid}", "micro_eur") for sid in submitters
-    }
     moves = _clawback_moves(session, [_clawback_key(run) for run, _ in rows])
-    owner_total = fee_total = submitters_total = platform_total = reversed_count = 0
+    owner_total = fee_total = submitters_total = reversed_count = 0
     for run, job in rows:
-        submitter = f"submitter:{job.submitter_id}"
         moved = moves.get(_clawback_key(run), {})
-        owner_accounts = [name for name in moved if name.startswith("owner:")]
-        taken_from_owner = -sum(moved[name] for name in owner_accounts)
-        fee = -moved.get("platform", 0)
-        refunded = moved.get(submitter, 0)
-        from_submitter, from_platform = trust.clawback_reversal(
-            refunded, available[job.submitter_id]
-        )
-        postings = [ledger.Posting(name, "micro_eur", -moved[name]) for name in owner_accounts]
-        postings += [
-            ledger.Posting("platform", "micro_eur", fee - from_platform),
-            ledger.Posting(submitter, "micro_eur", -from_submitter),
-        ]
         posted = ledger.post(
             session,
             key=f"clawback_reversed:{run.task_id}:{run.attempt}",
             kind=ledger.CLAWBACK_REVERSED_KIND,
-            postings=postings,
+            postings=[ledger.Posting(name, "micro_eur", -amount) for name, amount in moved.items()],
             now_ts=now_ts,
             job_id=job.id,
             task_id=run.task_id,
@@ -447,20 +427,16 @@ def reverse_clawbacks(session: Session, device_id: str, *, now_ts: float) -> Cla
         )
         if posted:  # else a concurrent release posted it (and marked the attempt) first
             run.clawback_reversed_ts = now_ts
-            available[job.submitter_id] -= from_submitter
             reversed_count += 1
-            owner_total += taken_from_owner
-            fee_total += fee
-            submitters_total += from_submitter
-            platform_total += from_platform
+            owner_total -= sum(v for name, v in moved.items() if name.startswith("owner:"))
+            fee_total -= moved.get("platform", 0)
+            submitters_total += moved.get(f"submitter:{job.submitter_id}", 0)
     if reversed_count:
         _LOG.info(
             "clawbacks of a released device reversed",
             extra={"device_id": device_id, "count": reversed_count},
         )
-    return ClawbackReversal(
-        reversed_count, owner_total, fee_total, submitters_total, platform_total
-    )
+    return ClawbackReversal(reversed_count, owner_total, fee_total, submitters_total)
 
 
 def release(

@@ -43,7 +43,6 @@ __all__ = [
     "challenge_size_n",
     "clawback_amounts",
     "clawback_due",
-    "clawback_reversal",
     "freivalds_check",
     "freivalds_default_rtol",
     "held_fate",
@@ -507,33 +506,6 @@ def clawback_amounts(due: Sequence[int], available: int) -> list[int]:
         taken.append(part)
         left -= part
     return taken
-
-
-def clawback_reversal(refunded: int, submitter_available: int) -> tuple[int, int]:
-    """Return who pays back a reversed clawback's refund: ``(from_submitter, from_platform)``.
-
-    When the operator releases a device it judges wrongly caught, each of its clawbacks is
-    reversed: the owner gets back what was taken from it and the platform its fee, and the
-    ``refunded`` sum the submitter received is taken back from the submitter's balance, but
-    never more than that balance holds (as :func:`clawback_amounts` never takes more than the
-    owner's); the rest comes from the platform, whose operator made the mistake. So
-    ``from_submitter + from_platform == refunded``, ``0 <= from_submitter <=
-    max(submitter_available, 0)``. A submitter's account is charged as its tasks run, so it
-    holds a positive balance only where it has credit with the platform: usually the
-    platform pays it all.
-
-    Parameters
-    ----------
-    refunded : int
-        What the clawback refunded to the submitter [micro-EUR], >= 0.
-    submitter_available : int
-        The submitter's balance [micro-EUR]; a negative one counts as 0.
-    """
-    amount = _require_int("refunded", refunded, 0)
-    from_submitter = min(
-        amount, max(0, _require_int_any("submitter_available", submitter_available))
-    )
-    return from_submitter, amount - from_submitter
 
 
 def paid_cheats_probability(cheat_rate: float, spot_check_rate: float, cheated: int) -> float:

@@ -377,5 +377,4 @@ def release_device(
         owner_restored_eur=restored.owner_micro_eur / MICRO_EUR_PER_EUR,
         fee_restored_eur=restored.fee_micro_eur / MICRO_EUR_PER_EUR,
         from_submitters_eur=restored.from_submitters_micro_eur / MICRO_EUR_PER_EUR,
-        from_platform_eur=restored.from_platform_micro_eur / MICRO_EUR_PER_EUR,
     )

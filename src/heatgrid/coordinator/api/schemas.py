@@ -143,17 +143,13 @@ class DeviceRelease(DeviceInfo):
     fee_restored_eur : float
         The platform's fees on those results, given back to the platform [EUR].
     from_submitters_eur : float
-        Of the two, taken back from the submitters' refunds, up to what their balances held
-        [EUR].
-    from_platform_eur : float
-        The rest, paid by the platform [EUR].
+        The submitters' refunds charged back, which paid for both (their sum) [EUR].
     """
 
     clawbacks_reversed: int = 0
     owner_restored_eur: float = 0.0
     fee_restored_eur: float = 0.0
     from_submitters_eur: float = 0.0
-    from_platform_eur: float = 0.0
 
 
 class LatestSample(v1.TelemetrySample):
