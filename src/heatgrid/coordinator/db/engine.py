@@ -7,7 +7,9 @@ The same code runs on both; only connection setup differs here. URLs accepted:
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -20,6 +22,7 @@ from heatgrid.core.errors import InputError
 __all__ = [
     "POOL_CONNECTIONS",
     "READ_ONLY_OPTION",
+    "json_rows",
     "lost_connection",
     "make_engine",
     "make_session_factory",
@@ -213,6 +216,21 @@ def single_statement_reads(engine: Engine) -> Engine:
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
     return engine.execution_options(**{READ_ONLY_OPTION: True})
+
+
+def json_rows(rows: Sequence[Mapping[str, object]]) -> str:
+    """Return rows for PostgreSQL's ``json_to_recordset`` as one JSON text: one parameter.
+
+    A statement that writes or reads many rows at once (a completion batch, its ledger
+    entries) takes them as one ``json`` parameter read by
+    ``json_to_recordset(CAST(:rows AS JSON)) AS v(column type, …)``, rather than as one array
+    parameter per column for ``unnest``: psycopg dumps an array element by element in Python
+    (about 1 µs each; a batch of 32 completions sent about 1,300), where ``json.dumps`` encodes
+    the whole in C (about 0.1 µs an element). The statement's text stays the same whatever
+    the number of rows, so psycopg still prepares it. The values must be JSON: strings
+    without NUL, finite numbers (the door checks what is stored).
+    """
+    return json.dumps(rows)
 
 
 def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
