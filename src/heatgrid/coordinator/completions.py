@@ -48,7 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from heatgrid.coordinator import leases, ledger, verification
-from heatgrid.coordinator.db.engine import json_rows
+from heatgrid.coordinator.db.engine import json_rows, json_rows_source
 from heatgrid.coordinator.db.models import (
     HOLDING_TASK_STATES,
     UNFINISHED_TASK_STATES,
@@ -129,7 +129,7 @@ _PG_READ = text(
     "CASE WHEN CAST(:counted AS BOOLEAN) THEN (SELECT count(*) FROM task_attempts AS o "
     "WHERE o.task_id = t.id AND o.attempt <> a.attempt AND o.outcome = :handed_back) "
     "ELSE 0 END AS handed_back "
-    "FROM json_to_recordset(CAST(:pairs AS JSON)) AS v(task_id VARCHAR, attempt INTEGER) "
+    f"FROM {json_rows_source('pairs', 'v', 'task_id VARCHAR, attempt INTEGER')} "
     "JOIN tasks AS t ON t.id = v.task_id "
     "JOIN task_attempts AS a ON a.task_id = v.task_id AND a.attempt = v.attempt "
     "JOIN jobs AS j ON j.id = t.job_id JOIN devices AS d ON d.id = a.device_id "
@@ -355,16 +355,22 @@ def _per_row(
     )
 
 
-# PostgreSQL: the batch's rows as one JSON parameter (``json_to_recordset``, see
-# ``db.engine.json_rows``), so the statement's text is the same whatever the batch's size:
-# psycopg parses it once and prepares it (a ``CASE`` of a placeholder per row is parsed anew
-# for every batch), and the rows are encoded in C (an array parameter per column was dumped
-# element by element in Python).
+# PostgreSQL: the batch's rows as one JSON parameter (``db.engine.json_rows_source``), so
+# the statement's text is the same whatever the batch's size: psycopg parses it once and
+# prepares it (a ``CASE`` of a placeholder per row is parsed anew for every batch), and the
+# rows are encoded in C (an array parameter per column was dumped element by element in
+# Python).
 _PG_END = text(
-    "WITH v AS (SELECT * FROM json_to_recordset(CAST(:rows AS JSON)) AS v(task_id VARCHAR, "
-    "attempt INTEGER, outcome VARCHAR, error TEXT, energy_j DOUBLE PRECISION, state VARCHAR, "
-    "keeps_error BOOLEAN, last_error TEXT, ended_ts DOUBLE PRECISION, "
-    "not_before_ts DOUBLE PRECISION, result JSON, result_sha256 VARCHAR)), "
+    "WITH v AS (SELECT v.* FROM "
+    + json_rows_source(
+        "rows",
+        "v",
+        "task_id VARCHAR, attempt INTEGER, outcome VARCHAR, error TEXT, "
+        "energy_j DOUBLE PRECISION, state VARCHAR, keeps_error BOOLEAN, last_error TEXT, "
+        "ended_ts DOUBLE PRECISION, not_before_ts DOUBLE PRECISION, result JSON, "
+        "result_sha256 VARCHAR",
+    )
+    + "), "
     "ended AS (UPDATE task_attempts AS a SET outcome = v.outcome, ended_ts = :now_ts, "
     "error = v.error, energy_j = v.energy_j "
     "FROM v WHERE a.task_id = v.task_id AND a.attempt = v.attempt) "

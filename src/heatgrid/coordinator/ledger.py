@@ -23,7 +23,7 @@ from sqlalchemy import Table, and_, func, insert, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from heatgrid.coordinator.db.engine import json_rows
+from heatgrid.coordinator.db.engine import json_rows, json_rows_source
 from heatgrid.coordinator.db.models import (
     Device,
     Job,
@@ -172,31 +172,37 @@ def _check_balanced(key: str, postings: Sequence[Posting]) -> None:
         raise ValueError(f"ledger transaction {key!r} does not balance: {totals}")
 
 
-# PostgreSQL: the rows as one JSON parameter (``json_to_recordset``, see
-# ``db.engine.json_rows``), so the statement's text is the same whatever the number of rows:
-# psycopg parses it once and prepares it, where a multi-row ``VALUES`` of hundreds of
-# placeholders is longer than psycopg caches and is parsed anew for every batch (a third of a
-# served batch completion's CPU, measured with py-spy), and the rows are encoded in C (an
-# array parameter per column, as before, was dumped element by element in Python: about
-# 0.8 ms of a batch of 32 settlements' 160 entries).
+# PostgreSQL: the rows as one JSON parameter (``db.engine.json_rows_source``), so the
+# statement's text is the same whatever the number of rows: psycopg parses it once and
+# prepares it, where a multi-row ``VALUES`` of hundreds of placeholders is longer than
+# psycopg caches and is parsed anew for every batch (a third of a served batch completion's
+# CPU, measured with py-spy), and the rows are encoded in C (an array parameter per column,
+# as before, was dumped element by element in Python: about 0.8 ms of a batch of 32
+# settlements' 160 entries).
 _PG_ENTRIES = text(
-    "INSERT INTO ledger_entries (transaction_id, account, unit, amount) "
-    "SELECT * FROM json_to_recordset(CAST(:rows AS JSON)) "
-    "AS e(transaction_id INTEGER, account VARCHAR, unit VARCHAR, amount BIGINT)"
+    "INSERT INTO ledger_entries (transaction_id, account, unit, amount) SELECT e.* FROM "
+    + json_rows_source(
+        "rows", "e", "transaction_id INTEGER, account VARCHAR, unit VARCHAR, amount BIGINT"
+    )
 )
 # post_many: the transactions not posted before and the entries of those (joined on the key,
 # in the order given) in one round trip; the statement answers the keys it added.
 _PG_POST = text(
     "WITH added AS (INSERT INTO ledger_transactions (key, kind, job_id, task_id, device_id, "
-    "created_ts) SELECT * FROM json_to_recordset(CAST(:transactions AS JSON)) AS t(key VARCHAR, "
-    "kind VARCHAR, job_id VARCHAR, task_id VARCHAR, device_id VARCHAR, "
-    "created_ts DOUBLE PRECISION) "
-    "ON CONFLICT (key) DO NOTHING RETURNING id, key), "
+    "created_ts) SELECT t.* FROM "
+    + json_rows_source(
+        "transactions",
+        "t",
+        "key VARCHAR, kind VARCHAR, job_id VARCHAR, task_id VARCHAR, device_id VARCHAR, "
+        "created_ts DOUBLE PRECISION",
+    )
+    + " ON CONFLICT (key) DO NOTHING RETURNING id, key), "
     "entries AS (INSERT INTO ledger_entries (transaction_id, account, unit, amount) "
-    "SELECT added.id, e.account, e.unit, e.amount FROM ROWS FROM (json_to_recordset("
-    "CAST(:entries AS JSON)) AS (key VARCHAR, account VARCHAR, unit VARCHAR, amount BIGINT)) "
-    "WITH ORDINALITY AS e(key, account, unit, amount, n) "
-    "JOIN added ON added.key = e.key ORDER BY e.n) "
+    "SELECT added.id, e.account, e.unit, e.amount FROM "
+    + json_rows_source(
+        "entries", "e", "key VARCHAR, account VARCHAR, unit VARCHAR, amount BIGINT", ordinality=True
+    )
+    + " JOIN added ON added.key = e.key ORDER BY e_json.n) "
     "SELECT key FROM added"
 )
 
@@ -208,8 +214,9 @@ def _on_postgresql(session: Session) -> bool:
 def _insert_entries(session: Session, entries: list[dict[str, Any]]) -> None:
     """Insert ledger entries in one statement.
 
-    PostgreSQL: ``INSERT … SELECT * FROM json_to_recordset(rows)``. Elsewhere an executemany with
-    ``RETURNING``, sent as one multi-row ``INSERT`` (without it, a statement per row).
+    PostgreSQL: ``INSERT … SELECT`` of :func:`.db.engine.json_rows_source`. Elsewhere an
+    executemany with ``RETURNING``, sent as one multi-row ``INSERT`` (without it, a
+    statement per row).
     """
     if not entries:
         return
