@@ -129,7 +129,7 @@ _PG_READ = text(
     "CASE WHEN CAST(:counted AS BOOLEAN) THEN (SELECT count(*) FROM task_attempts AS o "
     "WHERE o.task_id = t.id AND o.attempt <> a.attempt AND o.outcome = :handed_back) "
     "ELSE 0 END AS handed_back "
-    f"FROM {json_rows_source('pairs', 'v', 'task_id VARCHAR, attempt INTEGER')} "
+    f"FROM {json_rows_source('pairs', 'v', 'task_id VARCHAR, attempt INTEGER', jsonb=True)} "
     "JOIN tasks AS t ON t.id = v.task_id "
     "JOIN task_attempts AS a ON a.task_id = v.task_id AND a.attempt = v.attempt "
     "JOIN jobs AS j ON j.id = t.job_id JOIN devices AS d ON d.id = a.device_id "

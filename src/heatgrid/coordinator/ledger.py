@@ -182,7 +182,10 @@ def _check_balanced(key: str, postings: Sequence[Posting]) -> None:
 _PG_ENTRIES = text(
     "INSERT INTO ledger_entries (transaction_id, account, unit, amount) SELECT e.* FROM "
     + json_rows_source(
-        "rows", "e", "transaction_id INTEGER, account VARCHAR, unit VARCHAR, amount BIGINT"
+        "rows",
+        "e",
+        "transaction_id INTEGER, account VARCHAR, unit VARCHAR, amount BIGINT",
+        jsonb=True,
     )
 )
 # post_many: the transactions not posted before and the entries of those (joined on the key,
@@ -195,12 +198,17 @@ _PG_POST = text(
         "t",
         "key VARCHAR, kind VARCHAR, job_id VARCHAR, task_id VARCHAR, device_id VARCHAR, "
         "created_ts DOUBLE PRECISION",
+        jsonb=True,
     )
     + " ON CONFLICT (key) DO NOTHING RETURNING id, key), "
     "entries AS (INSERT INTO ledger_entries (transaction_id, account, unit, amount) "
     "SELECT added.id, e.account, e.unit, e.amount FROM "
     + json_rows_source(
-        "entries", "e", "key VARCHAR, account VARCHAR, unit VARCHAR, amount BIGINT", ordinality=True
+        "entries",
+        "e",
+        "key VARCHAR, account VARCHAR, unit VARCHAR, amount BIGINT",
+        ordinality=True,
+        jsonb=True,
     )
     + " JOIN added ON added.key = e.key ORDER BY e_json.n) "
     "SELECT key FROM added"

@@ -233,7 +233,9 @@ def json_rows(rows: Sequence[Mapping[str, object]]) -> str:
     return json.dumps(rows)
 
 
-def json_rows_source(parameter: str, alias: str, columns: str, *, ordinality: bool = False) -> str:
+def json_rows_source(
+    parameter: str, alias: str, columns: str, *, ordinality: bool = False, jsonb: bool = False
+) -> str:
     """Return the SQL ``FROM`` items that read :func:`json_rows`' rows from ``:parameter``.
 
     The rows are ``alias`` with ``columns`` (``"name TYPE, …"``, as the rows' keys); with
@@ -245,12 +247,18 @@ def json_rows_source(parameter: str, alias: str, columns: str, *, ordinality: bo
     array that is not a constant is planned as 10 rows, so the rows are unpacked as an array
     of JSON values, each to a record by ``json_to_record``, and every join stays an index
     lookup per row, as with arrays of columns.
+
+    ``jsonb``: read them as ``jsonb``, which PostgreSQL unpacks faster (a batch's 32 ledger
+    transactions and 160 entries: about 0.2 ms less). Only for rows of strings, numbers,
+    booleans and nulls: ``jsonb`` rewrites a JSON value that a row carries as a column (its
+    keys reordered, its numbers normalised), so such rows (a completion's result) use ``json``.
     """
+    kind = "jsonb" if jsonb else "json"
     numbered = " WITH ORDINALITY" if ordinality else ""
     names = "(r, n)" if ordinality else "(r)"
     return (
-        f"unnest(ARRAY(SELECT json_array_elements(CAST(:{parameter} AS JSON)))){numbered} "
-        f"AS {alias}_json{names}, json_to_record({alias}_json.r) AS {alias}({columns})"
+        f"unnest(ARRAY(SELECT {kind}_array_elements(CAST(:{parameter} AS {kind.upper()}))))"
+        f"{numbered} AS {alias}_json{names}, {kind}_to_record({alias}_json.r) AS {alias}({columns})"
     )
 
 
