@@ -20,6 +20,8 @@ import pytest
 from psycopg import sql as psycopg_sql
 from sqlalchemy import Connection, event, text
 
+from heatgrid.coordinator.db.engine import json_rows, json_rows_source
+
 from .conftest import Coordinator
 
 _GROWING = ("tasks", "task_attempts", "telemetry", "heat_windows", "devices", "jobs", "api_keys")
@@ -199,3 +201,27 @@ def test_the_claim_and_the_sweep_read_their_partial_index_in_a_generic_plan(
             found[index] = _generic_plan_indexes(connection, statement, parameters)
         connection.rollback()
     assert all(index in found[index] for index in wanted), found
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("jsonb", [False, True])
+def test_json_rows_are_planned_as_few(coordinator: Coordinator, backend: str, jsonb: bool) -> None:
+    """Rows sent as one JSON parameter are read back whole and planned as few (``unnest``'s 10).
+
+    ``json_to_recordset`` is planned as 100 rows, for which PostgreSQL joined a completion
+    batch's ``task_attempts`` by a hash over a sequential scan (``db.engine.json_rows_source``).
+    """
+    rows = [{"task_id": "task-0", "attempt": 0, "note": 'a "quoted" é, {braces}'}]
+    rows += [{"task_id": f"task-{n}", "attempt": n, "note": None} for n in range(1, 3)]
+    source = json_rows_source(
+        "rows", "v", "task_id VARCHAR, attempt INTEGER, note TEXT", ordinality=True, jsonb=jsonb
+    )
+    query = f"SELECT v.task_id, v.attempt, v.note FROM {source} ORDER BY v_json.n"
+    with coordinator.app.state.engine.connect() as connection:
+        found = connection.execute(text(query), {"rows": json_rows(rows)}).all()
+        plan = connection.execute(
+            text(f"EXPLAIN (FORMAT JSON) {query}"), {"rows": json_rows(rows)}
+        ).scalar_one()
+    assert [tuple(row) for row in found] == [tuple(row.values()) for row in rows]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    assert plan[0]["Plan"]["Plan Rows"] <= 10, plan

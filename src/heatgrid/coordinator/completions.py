@@ -29,13 +29,13 @@ by one. Completions whose rules need more than the plain transition (result veri
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Row,
+    Table,
     case,
     exists,
     func,
@@ -48,6 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from heatgrid.coordinator import leases, ledger, verification
+from heatgrid.coordinator.db.engine import json_rows, json_rows_source
 from heatgrid.coordinator.db.models import (
     HOLDING_TASK_STATES,
     UNFINISHED_TASK_STATES,
@@ -70,6 +71,10 @@ _DEAD_OR_CANCELLED = (TaskState.DEAD, TaskState.CANCELLED)
 EXPIRE_BATCH = 100
 """Most expired leases one sweep ends in one transaction."""
 _Refusal = NotFoundError | ConflictError | InvalidError
+# Statements on the tables (Core), not the mapped classes: no ORM compile state and result
+# handling at each execution (see ``leases``).
+_TASKS = cast(Table, Task.__table__)
+_JOBS = cast(Table, Job.__table__)
 
 
 @dataclass(frozen=True)
@@ -111,10 +116,11 @@ class _Ended:
     dead: bool
 
 
-# PostgreSQL: the batch's read driven by its (task, attempt) pairs as arrays, so each row is
-# found by primary key whatever the planner believes of the tables' sizes (a list of pairs as
-# ``(task_id, attempt) IN (…)`` was planned as a scan of ``task_attempts`` filtered by every
-# pair), and of a fixed text, which psycopg prepares.
+# PostgreSQL: the batch's read driven by its (task, attempt) pairs as rows of one JSON
+# parameter (``db.engine.json_rows``), so each row is found by primary key whatever the
+# planner believes of the tables' sizes (a list of pairs as ``(task_id, attempt) IN (…)`` was
+# planned as a scan of ``task_attempts`` filtered by every pair), and of a fixed text, which
+# psycopg prepares.
 _PG_READ = text(
     "SELECT t.id, t.state, t.attempt, t.lease_device_id, t.lease_expires_ts, t.result_sha256, "
     "t.job_id, a.attempt AS ran_attempt, a.device_id, a.energy_j AS attempt_energy_j, "
@@ -123,7 +129,7 @@ _PG_READ = text(
     "CASE WHEN CAST(:counted AS BOOLEAN) THEN (SELECT count(*) FROM task_attempts AS o "
     "WHERE o.task_id = t.id AND o.attempt <> a.attempt AND o.outcome = :handed_back) "
     "ELSE 0 END AS handed_back "
-    "FROM unnest(CAST(:task_id AS VARCHAR[]), CAST(:attempt AS INTEGER[])) AS v(task_id, attempt) "
+    f"FROM {json_rows_source('pairs', 'v', 'task_id VARCHAR, attempt INTEGER', jsonb=True)} "
     "JOIN tasks AS t ON t.id = v.task_id "
     "JOIN task_attempts AS a ON a.task_id = v.task_id AND a.attempt = v.attempt "
     "JOIN jobs AS j ON j.id = t.job_id JOIN devices AS d ON d.id = a.device_id "
@@ -145,8 +151,9 @@ def _read(
             session.execute(
                 _PG_READ,
                 {
-                    "task_id": [task_id for task_id, _ in pairs],
-                    "attempt": [attempt for _, attempt in pairs],
+                    "pairs": json_rows(
+                        [{"task_id": task_id, "attempt": attempt} for task_id, attempt in pairs]
+                    ),
                     "counted": counted,
                     "handed_back": AttemptOutcome.HANDED_BACK.value,
                 },
@@ -348,55 +355,66 @@ def _per_row(
     )
 
 
-# PostgreSQL: the batch's rows as arrays (``unnest``), so the statements' text is the same
-# whatever the batch's size: psycopg parses them once and prepares them (a ``CASE`` of a
-# placeholder per row is parsed anew for every batch).
+# PostgreSQL: the batch's rows as one JSON parameter (``db.engine.json_rows_source``), so
+# the statement's text is the same whatever the batch's size: psycopg parses it once and
+# prepares it (a ``CASE`` of a placeholder per row is parsed anew for every batch), and the
+# rows are encoded in C (an array parameter per column was dumped element by element in
+# Python).
 _PG_END = text(
-    "WITH ended AS (UPDATE task_attempts AS a SET outcome = v.outcome, ended_ts = :now_ts, "
+    "WITH v AS (SELECT v.* FROM "
+    + json_rows_source(
+        "rows",
+        "v",
+        "task_id VARCHAR, attempt INTEGER, outcome VARCHAR, error TEXT, "
+        "energy_j DOUBLE PRECISION, state VARCHAR, keeps_error BOOLEAN, last_error TEXT, "
+        "ended_ts DOUBLE PRECISION, not_before_ts DOUBLE PRECISION, result JSON, "
+        "result_sha256 VARCHAR",
+    )
+    + "), "
+    "ended AS (UPDATE task_attempts AS a SET outcome = v.outcome, ended_ts = :now_ts, "
     "error = v.error, energy_j = v.energy_j "
-    "FROM unnest(CAST(:task_id AS VARCHAR[]), CAST(:attempt AS INTEGER[]), "
-    "CAST(:outcome AS VARCHAR[]), CAST(:error AS TEXT[]), CAST(:energy_j AS DOUBLE PRECISION[])) "
-    "AS v(task_id, attempt, outcome, error, energy_j) "
-    "WHERE a.task_id = v.task_id AND a.attempt = v.attempt) "
+    "FROM v WHERE a.task_id = v.task_id AND a.attempt = v.attempt) "
     "UPDATE tasks AS t SET state = v.state, lease_device_id = NULL, lease_expires_ts = NULL, "
     "last_error = CASE WHEN v.keeps_error THEN t.last_error ELSE v.last_error END, "
     "ended_ts = COALESCE(v.ended_ts, t.ended_ts), "
     "not_before_ts = COALESCE(v.not_before_ts, t.not_before_ts), "
     "result = CASE WHEN v.result_sha256 IS NULL THEN t.result ELSE v.result END, "
     "result_sha256 = COALESCE(v.result_sha256, t.result_sha256) "
-    "FROM unnest(CAST(:task_id AS VARCHAR[]), CAST(:state AS VARCHAR[]), "
-    "CAST(:keeps_error AS BOOLEAN[]), CAST(:last_error AS TEXT[]), "
-    "CAST(:ended_ts AS DOUBLE PRECISION[]), CAST(:not_before_ts AS DOUBLE PRECISION[]), "
-    "CAST(:result AS JSON[]), CAST(:result_sha256 AS VARCHAR[])) "
-    "AS v(id, state, keeps_error, last_error, ended_ts, not_before_ts, result, result_sha256) "
-    "WHERE t.id = v.id"
+    "FROM v WHERE t.id = v.task_id"
 )
-"""The ended attempts and their tasks, one ``UPDATE … FROM unnest(arrays)`` each, one statement.
+"""The ended attempts and their tasks, one ``UPDATE … FROM`` the batch's rows each, one statement.
 
 The two touch different tables, so that they run on one snapshot (a data-modifying CTE and
-its outer statement) changes nothing of what either writes.
+its outer statement) changes nothing of what either writes. A result travels inside the rows
+as a JSON value (stored as the ``json`` text it is there).
 """
 
 
 def _write_postgresql(session: Session, ended: Sequence[_Ended], *, now_ts: float) -> None:
     """Write the ended attempts' and their tasks' rows: one statement (:data:`_PG_END`)."""
-    result = [done.values.get("result") for done in ended]
     session.execute(
         _PG_END,
         {
             "now_ts": now_ts,
-            "task_id": [done.task_id for done in ended],
-            "attempt": [done.attempt for done in ended],
-            "outcome": [done.outcome for done in ended],
-            "error": [done.error for done in ended],
-            "energy_j": [done.energy_j for done in ended],
-            "state": [done.values["state"] for done in ended],
-            "keeps_error": ["last_error" not in done.values for done in ended],
-            "last_error": [done.values.get("last_error") for done in ended],
-            "ended_ts": [done.values.get("ended_ts") for done in ended],
-            "not_before_ts": [done.values.get("not_before_ts") for done in ended],
-            "result": [None if value is None else json.dumps(value) for value in result],
-            "result_sha256": [done.values.get("result_sha256") for done in ended],
+            "rows": json_rows(
+                [
+                    {
+                        "task_id": done.task_id,
+                        "attempt": done.attempt,
+                        "outcome": done.outcome,
+                        "error": done.error,
+                        "energy_j": done.energy_j,
+                        "state": done.values["state"],
+                        "keeps_error": "last_error" not in done.values,
+                        "last_error": done.values.get("last_error"),
+                        "ended_ts": done.values.get("ended_ts"),
+                        "not_before_ts": done.values.get("not_before_ts"),
+                        "result": done.values.get("result"),
+                        "result_sha256": done.values.get("result_sha256"),
+                    }
+                    for done in ended
+                ]
+            ),
         },
     )
 
@@ -461,9 +479,10 @@ def _refresh_jobs(session: Session, job_ids: set[str], *, now_ts: float) -> None
     """
     # IN (the states a task can be in unfinished): an index seek per state on (job_id, state),
     # where NOT IN would walk past every finished task of the job first.
-    unfinished = exists().where(Task.job_id == Job.id, Task.state.in_(UNFINISHED_TASK_STATES))
+    tasks, jobs = _TASKS.c, _JOBS.c
+    unfinished = exists().where(tasks.job_id == jobs.id, tasks.state.in_(UNFINISHED_TASK_STATES))
     finished = session.scalars(
-        select(Job.id).where(Job.id.in_(sorted(job_ids)), Job.state == "running", ~unfinished)
+        select(jobs.id).where(jobs.id.in_(sorted(job_ids)), jobs.state == "running", ~unfinished)
     ).all()
     for job_id in finished:
         refresh_job(session, job_id, now_ts=now_ts)
@@ -637,10 +656,11 @@ def expire_batch(session: Session, *, now_ts: float, settings: Settings) -> int:
     Those another transaction holds are skipped (``SKIP LOCKED``): the next sweep takes them.
     Returns how many were found.
     """
+    tasks = _TASKS.c
     expired = session.execute(
-        select(Task.id, Task.attempt)
-        .where(leases.state_in(*HOLDING_TASK_STATES), Task.lease_expires_ts < now_ts)
-        .order_by(Task.lease_expires_ts)
+        select(tasks.id, tasks.attempt)
+        .where(leases.state_in(*HOLDING_TASK_STATES), tasks.lease_expires_ts < now_ts)
+        .order_by(tasks.lease_expires_ts)
         .limit(EXPIRE_BATCH)
         .with_for_update(skip_locked=True)
     ).all()
