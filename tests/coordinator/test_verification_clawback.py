@@ -126,9 +126,7 @@ def _statement_kinds(coordinator: Coordinator, heater: Heater) -> list[str]:
 @pytest.mark.parametrize("settings_overrides", [_OFF])
 def test_off_a_caught_cheat_keeps_what_a_passed_check_released(coordinator: Coordinator) -> None:
     submitter = coordinator.submitter_key()
-    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
-    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
-    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    alice, bob, dave = _three_owners(coordinator)
     job_id = _one_in_n_cheat(coordinator, submitter, alice, [bob, dave])
     assert _quarantined(coordinator, alice)
     balances = _balances(coordinator)  # asserts that every transaction balances
@@ -146,9 +144,7 @@ def test_on_a_caught_cheats_unchecked_pay_in_the_window_is_taken_back(
     coordinator: Coordinator,
 ) -> None:
     submitter = coordinator.submitter_key()
-    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
-    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
-    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    alice, bob, dave = _three_owners(coordinator)
     job_id = _one_in_n_cheat(coordinator, submitter, alice, [bob, dave])
     assert _quarantined(coordinator, alice)
     balances = _balances(coordinator)  # asserts that every transaction balances
@@ -179,13 +175,19 @@ def test_on_a_caught_cheats_unchecked_pay_in_the_window_is_taken_back(
     assert "completed · result verified · clawed back" in page.text
 
 
-@pytest.mark.parametrize("settings_overrides", [_CLAWBACK])
-def test_clawback_takes_no_more_than_the_owners_balance(coordinator: Coordinator) -> None:
-    """Money moved out of the owner's account (as a payout would) is not reached: no debt."""
-    submitter = coordinator.submitter_key()
-    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
-    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
-    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+def _three_owners(coordinator: Coordinator) -> tuple[Heater, Heater, Heater]:
+    """Honest heaters of three owners: alice, bob and dave."""
+    return (
+        Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest),
+        Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest),
+        Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest),
+    )
+
+
+def _two_cheats_paid(coordinator: Coordinator, submitter: str) -> tuple[Heater, Heater, Heater]:
+    """Alice's two cheated results, unchecked, paid by a passed check of her third (with bob's
+    replica); dave is a third honest owner. Returns (alice, bob, dave)."""
+    alice, bob, dave = _three_owners(coordinator)
     alice.answer = _cheat
     for _ in range(2):
         _submit(coordinator, submitter, tasks=1)
@@ -193,6 +195,14 @@ def test_clawback_takes_no_more_than_the_owners_balance(coordinator: Coordinator
     alice.answer = _honest
     _submit(coordinator, submitter, tasks=1)
     _checked(alice, [bob], coordinator)  # releases both cheated results: 3 shares paid
+    return alice, bob, dave
+
+
+@pytest.mark.parametrize("settings_overrides", [_CLAWBACK])
+def test_clawback_takes_no_more_than_the_owners_balance(coordinator: Coordinator) -> None:
+    """Money moved out of the owner's account (as a payout would) is not reached: no debt."""
+    submitter = coordinator.submitter_key()
+    alice, bob, dave = _two_cheats_paid(coordinator, submitter)
     owner = f"owner:{_owner_id(coordinator, alice)}"
     assert _balances(coordinator)[owner] == 3 * SHARE
     paid_out = 3 * SHARE - SHARE // 2  # the owner's account keeps half a share
@@ -387,16 +397,7 @@ def test_a_reversal_charges_the_submitter_its_refund_again_in_full(
     for its tasks, goes further below zero);
     ``keep_clawbacks`` releases the device and gives nothing back (a later release may)."""
     submitter = coordinator.submitter_key()
-    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
-    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
-    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
-    alice.answer = _cheat
-    for _ in range(2):
-        _submit(coordinator, submitter, tasks=1)
-        _unchecked(alice, coordinator)
-    alice.answer = _honest
-    _submit(coordinator, submitter, tasks=1)
-    _checked(alice, [bob], coordinator)  # releases both cheated results
+    alice, bob, dave = _two_cheats_paid(coordinator, submitter)
     alice.answer = _cheat
     _submit(coordinator, submitter, tasks=1)
     _checked(alice, [bob, dave], coordinator)  # caught: both clawed back
@@ -437,9 +438,7 @@ def test_the_cli_release_reverses_clawbacks_as_the_api_does(
 ) -> None:
     """``heatgrid devices release`` (the database directly): the same rule, once per result."""
     submitter = coordinator.submitter_key()
-    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
-    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
-    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    alice, bob, dave = _three_owners(coordinator)
     _one_in_n_cheat(coordinator, submitter, alice, [bob, dave])
     caught = _balances(coordinator)
     kept = _cli_release(coordinator, alice, capsys, "--keep-clawbacks")
@@ -467,9 +466,7 @@ def test_two_releases_at_once_reverse_each_clawback_once(
     if backend != "postgresql":
         pytest.skip("SQLite takes one writer at a time: no two releases can overlap")
     submitter = coordinator.submitter_key()
-    alice = Heater(coordinator, coordinator.owner_key("alice"), "alice", _honest)
-    bob = Heater(coordinator, coordinator.owner_key("bob"), "bob", _honest)
-    dave = Heater(coordinator, coordinator.owner_key("dave"), "dave", _honest)
+    alice, bob, dave = _three_owners(coordinator)
     _one_in_n_cheat(coordinator, submitter, alice, [bob, dave])
     caught = _balances(coordinator)
     released, commit = threading.Event(), threading.Event()

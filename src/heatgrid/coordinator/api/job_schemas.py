@@ -204,8 +204,8 @@ class AttemptInfo(_Body):
         when its device was later caught cheating (clawback).
     clawback_reversed : bool
         That clawback was reversed: the operator released the device, judging its catch
-        wrong, and the pay went back to its owner (the refund back from you only where your
-        balance held it, else from the platform).
+        wrong, and the pay went back to its owner (the refund charged to you again, as for
+        any task).
     """
 
     attempt: int
