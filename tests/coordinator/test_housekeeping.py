@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from heatgrid.coordinator import housekeeping
+from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import Task, TaskAttempt
 
@@ -62,3 +66,29 @@ def test_a_silent_devices_lease_expires_without_any_claim(coordinator: Coordinat
         while _states(coordinator.database_url) != (["queued"], ["expired"]):
             assert time.monotonic() < deadline, _states(coordinator.database_url)
             time.sleep(0.05)
+
+
+def test_the_apps_shutdown_waits_for_a_sweep_running_in_its_thread(
+    coordinator: Coordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine is disposed of after the sweep returned its connection, not while it runs.
+
+    Before, cancelling the sweeper ended its task at once while the sweep's thread went on;
+    the app then disposed of the engine, and the connection the sweep returned afterwards was
+    left open (a ResourceWarning in a later test, a connection not closed at shutdown).
+    """
+    started, finished = threading.Event(), threading.Event()
+    real_sweep = housekeeping.sweep
+
+    def slow_sweep(session: Session, store: CheckpointStore, **kwargs: Any) -> int:
+        started.set()
+        finished.wait(timeout=0.5)  # still running when the app is asked to stop
+        expired = real_sweep(session, store, **kwargs)
+        finished.set()
+        return expired
+
+    monkeypatch.setattr(housekeeping, "sweep", slow_sweep)
+    lifespan = coordinator.app.router.lifespan_context(coordinator.app)
+    with coordinator.client.portal.wrap_async_context_manager(lifespan):
+        assert started.wait(timeout=30)
+    assert finished.is_set()

@@ -107,7 +107,11 @@ async def sweep_expired_leases(
 ) -> None:
     """Sweep (:func:`sweep`) every ``settings.expiry_interval_s``.
 
-    A database error is logged and the sweep tries again at the next interval.
+    A database error is logged and the sweep tries again at the next interval. Cancelled
+    while a sweep runs in its thread, it waits for that sweep to end before it ends: a
+    thread cannot be stopped, and the app disposes of the engine once this task has ended,
+    which must not happen while the sweep still holds one of its connections (returned
+    later, it would be left open).
     """
 
     def sweep_now() -> int:
@@ -116,8 +120,14 @@ async def sweep_expired_leases(
 
     while True:
         await asyncio.sleep(settings.expiry_interval_s)
+        running = asyncio.ensure_future(anyio.to_thread.run_sync(sweep_now))
         try:
-            expired = await anyio.to_thread.run_sync(sweep_now)
+            expired = await asyncio.shield(running)
+        except asyncio.CancelledError:
+            await asyncio.wait({running})  # its outcome no longer matters, only its end
+            if not running.cancelled():
+                running.exception()  # retrieved: a failed last sweep is not logged as lost
+            raise
         except SQLAlchemyError as error:
             _LOG.warning("lease sweep failed", extra={"error": str(error)})
             continue
