@@ -67,6 +67,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from heatgrid.coordinator import challenges, ledger
 from heatgrid.coordinator.db.models import (
@@ -272,18 +273,34 @@ def _paid_unchecked(
     Only those reported at ``since_ts`` or later [s, POSIX] are read (a device's older history
     can be long); :func:`heatgrid.core.trust.clawback_due` still decides each one.
     """
-    rows = session.execute(
-        select(TaskAttempt, Job)
-        .join(Task, Task.id == TaskAttempt.task_id)
-        .join(Job, Job.id == Task.job_id)
-        .where(
-            TaskAttempt.device_id == device_id,
+    return _device_attempts(
+        session,
+        device_id,
+        (
             TaskAttempt.verdict == VERIFIED,
             TaskAttempt.paid_unchecked_ts.is_not(None),
             TaskAttempt.clawed_back.is_(False),
             TaskAttempt.ended_ts >= since_ts,
-        )
-        .order_by(TaskAttempt.ended_ts.desc(), TaskAttempt.task_id, TaskAttempt.attempt)
+        ),
+        newest_first=True,
+    )
+
+
+def _device_attempts(
+    session: Session,
+    device_id: str,
+    where: Sequence[ColumnElement[bool]],
+    *,
+    newest_first: bool = False,
+) -> list[tuple[TaskAttempt, Job]]:
+    """Return the device's attempts that match ``where``, each with its job, by end time."""
+    ended = TaskAttempt.ended_ts.desc() if newest_first else TaskAttempt.ended_ts
+    rows = session.execute(
+        select(TaskAttempt, Job)
+        .join(Task, Task.id == TaskAttempt.task_id)
+        .join(Job, Job.id == Task.job_id)
+        .where(TaskAttempt.device_id == device_id, *where)
+        .order_by(ended, TaskAttempt.task_id, TaskAttempt.attempt)
     ).all()
     return [(attempt, job) for attempt, job in rows]
 
@@ -398,17 +415,11 @@ def reverse_clawbacks(session: Session, device_id: str, *, now_ts: float) -> Cla
     may go below zero): its results were good after all. The attempt keeps ``clawed_back``
     and gains ``clawback_reversed_ts``.
     """
-    rows = session.execute(
-        select(TaskAttempt, Job)
-        .join(Task, Task.id == TaskAttempt.task_id)
-        .join(Job, Job.id == Task.job_id)
-        .where(
-            TaskAttempt.device_id == device_id,
-            TaskAttempt.clawed_back.is_(True),
-            TaskAttempt.clawback_reversed_ts.is_(None),
-        )
-        .order_by(TaskAttempt.ended_ts, TaskAttempt.task_id, TaskAttempt.attempt)
-    ).all()
+    rows = _device_attempts(
+        session,
+        device_id,
+        (TaskAttempt.clawed_back.is_(True), TaskAttempt.clawback_reversed_ts.is_(None)),
+    )
     if not rows:
         return ClawbackReversal()
     moves = _clawback_moves(session, [_clawback_key(run) for run, _ in rows])

@@ -337,8 +337,8 @@ class JobReport(BaseModel):
     cheating (clawback, on by default), and ``clawed_back_refund_eur`` what that refunded to
     the submitter and the submitter still keeps [EUR]; ``clawback_reversed_results`` counts
     those of them whose clawback the operator reversed by releasing their device (no longer
-    in ``clawed_back_results``; their refund is taken back from the submitter only as far as
-    its balance held it).
+    in ``clawed_back_results``; their refund is charged to the submitter again, so it is not
+    in ``clawed_back_refund_eur``).
     """
 
     job_id: str
