@@ -556,9 +556,8 @@ def _insert_attempts(
         return
     # An executemany with RETURNING goes as one multi-row INSERT, compiled once and cached
     # (``.values([...])`` is compiled anew for every claim).
-    attempts = cast(Table, TaskAttempt.__table__)
     session.execute(
-        insert(attempts).returning(attempts.c.task_id),
+        insert(_ATTEMPTS).returning(_ATTEMPTS.c.task_id),
         [
             {
                 "task_id": task.id,
