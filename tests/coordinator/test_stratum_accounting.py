@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import shutil
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,44 @@ def test_sqlite_wal_is_checkpointed_beside_the_writer(database_url: str, tmp_pat
     autocheckpoint, stored_in_database_file = asyncio.run(scenario())
     assert autocheckpoint == 0  # no commit of the proxy copies pages and fsyncs the database
     assert stored_in_database_file == 200  # the recorder's checkpoint did
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_closing_waits_for_a_checkpoint_running_in_its_thread(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder's close returns once a running checkpoint gave its connection back.
+
+    Before, cancelling the checkpointer ended its task at once while the checkpoint's thread
+    went on; the proxy then disposed of the engine, and the connection the checkpoint returned
+    afterwards was left open (as the coordinator's lease sweeper did, fixed in d41ef40).
+    """
+    started, finished = threading.Event(), threading.Event()
+    real_checkpoint = ShareRecorder._checkpoint
+
+    def slow_checkpoint(recorder: ShareRecorder, mode: str) -> int:
+        started.set()
+        finished.wait(timeout=0.5)  # still running when the recorder is closed
+        frames = real_checkpoint(recorder, mode)
+        finished.set()
+        return frames
+
+    monkeypatch.setattr(ShareRecorder, "_checkpoint", slow_checkpoint)
+
+    async def scenario() -> bool:
+        engine = make_engine(database_url)
+        recorder = ShareRecorder(engine)
+        recorder.start()
+        try:
+            while not started.is_set():  # the first one comes within a second
+                await asyncio.sleep(0.01)
+        finally:
+            await recorder.close()
+            done = finished.is_set()
+            engine.dispose()
+        return done
+
+    assert asyncio.run(scenario())
 
 
 def _two_shares_on_postgresql(database_url: str) -> tuple[str, list[ShareRow]]:

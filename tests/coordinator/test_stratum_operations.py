@@ -6,17 +6,21 @@ import asyncio
 import contextlib
 import itertools
 import socket
+import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from heatgrid.cli.main import main
+from heatgrid.coordinator import logs
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import MiningShare
 from heatgrid.coordinator.stratum import ProxySettings, StratumProxy
-from heatgrid.coordinator.stratum.accounting import Settle, ShareRow
+from heatgrid.coordinator.stratum.accounting import WRITER_SWITCH_INTERVAL_S, Settle, ShareRow
 from heatgrid.core.clock import ClockSpec
 from heatgrid.emulators.stratum_miner import StratumMinerClient
 from heatgrid.emulators.stratum_pool import StratumPool
@@ -125,6 +129,25 @@ def test_the_stratum_command_refuses_a_bad_pool_url(
     )
     assert status == 2
     assert "stratum+tcp://HOST:PORT" in capsys.readouterr().err
+
+
+def test_the_stratum_command_passes_the_gil_every_half_millisecond(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy's process runs at the writer's switch interval, not CPython's 5 ms."""
+    intervals_s: list[float] = []
+    ran: list[float] = []
+
+    def run(coroutine: Coroutine[Any, Any, None]) -> None:  # the proxy itself is not started
+        coroutine.close()
+        ran.append(intervals_s[-1])
+
+    monkeypatch.setattr(sys, "setswitchinterval", intervals_s.append)
+    monkeypatch.setattr(asyncio, "run", run)
+    monkeypatch.setattr(logs, "configure_logging", lambda level: None)
+    pool = ("--pool-url", "stratum+tcp://127.0.0.1:1", "--pool-user", "u")
+    assert main(["stratum", "--database-url", database_url, *pool]) == 0
+    assert ran == [WRITER_SWITCH_INTERVAL_S] == [0.0005]
 
 
 def test_pool_loss_makes_jobs_stale_and_mining_resumes_after_reconnect(

@@ -101,6 +101,7 @@ def stratum(
     """Run the coordinator's Stratum v1 proxy between miners and a pool."""
     import asyncio  # noqa: PLC0415 - keeps `heatgrid --help` fast
     import signal  # noqa: PLC0415
+    import sys  # noqa: PLC0415
 
     from heatgrid.coordinator.db import check_schema, make_engine, redact_url  # noqa: PLC0415
     from heatgrid.coordinator.logs import configure_logging  # noqa: PLC0415
@@ -110,6 +111,7 @@ def stratum(
         StratumProxy,
         parse_pool_url,
     )
+    from heatgrid.coordinator.stratum.accounting import WRITER_SWITCH_INTERVAL_S  # noqa: PLC0415
 
     host, port = _listen_address(listen)
     proxy_clock = read_clock(clock)  # refused before anything starts
@@ -135,6 +137,9 @@ def stratum(
     finally:
         engine.dispose()
     configure_logging(log_level)
+    # this process is the proxy's: its share writer's thread and the miners' event loop pass
+    # the GIL back and forth for every commit, not at CPython's 5 ms default
+    sys.setswitchinterval(WRITER_SWITCH_INTERVAL_S)
 
     async def run() -> None:
         async with StratumProxy(settings, proxy_clock) as proxy:

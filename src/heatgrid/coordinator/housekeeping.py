@@ -27,6 +27,7 @@ from heatgrid.coordinator.checkpoints import CheckpointStore
 from heatgrid.coordinator.db.models import Checkpoint, Task
 from heatgrid.coordinator.leases import expire_leases
 from heatgrid.coordinator.settings import Settings
+from heatgrid.coordinator.threads import run_to_its_end
 from heatgrid.coordinator.verification import expire_holds
 
 __all__ = ["DROP_BATCH", "drop_spent_checkpoints", "sweep", "sweep_expired_leases"]
@@ -120,14 +121,8 @@ async def sweep_expired_leases(
 
     while True:
         await asyncio.sleep(settings.expiry_interval_s)
-        running = asyncio.ensure_future(anyio.to_thread.run_sync(sweep_now))
         try:
-            expired = await asyncio.shield(running)
-        except asyncio.CancelledError:
-            await asyncio.wait({running})  # its outcome no longer matters, only its end
-            if not running.cancelled():
-                running.exception()  # retrieved: a failed last sweep is not logged as lost
-            raise
+            expired = await run_to_its_end(anyio.to_thread.run_sync(sweep_now))
         except SQLAlchemyError as error:
             _LOG.warning("lease sweep failed", extra={"error": str(error)})
             continue

@@ -33,8 +33,20 @@ from sqlalchemy import Engine, event
 from sqlalchemy.pool import PoolProxiedConnection
 
 from heatgrid.coordinator.db.models import MiningReject, MiningShare
+from heatgrid.coordinator.threads import run_to_its_end
 
-__all__ = ["Settle", "ShareRecorder", "ShareRow"]
+__all__ = ["WRITER_SWITCH_INTERVAL_S", "Settle", "ShareRecorder", "ShareRow"]
+
+WRITER_SWITCH_INTERVAL_S = 0.0005
+"""The GIL switch interval of a process that runs the proxy [s] (``sys.setswitchinterval``).
+
+The writer's thread hands each commit back to the miners' event loop and takes each batch from
+it. A thread that wants the GIL while the other one runs Python waits for the holder to block
+or for the switch interval to pass: CPython's 5 ms default, with the loop busy among 10,000
+miners, was much of a share's wait between its acceptance and its commit (the p99 of
+``bench/bench_stratum_proxy.py`` at 10,000 connections on PostgreSQL: 10.5 to 12.7 ms at 5 ms,
+9.8 to 10.6 ms at 0.5 ms; ``docs/mining.md``). The ``heatgrid stratum`` command sets it.
+"""
 
 _HOUR_S = 3600.0
 _FLUSH_S = 1.0
@@ -278,7 +290,9 @@ class ShareRecorder:
             # waits for the writer and holds it up, as an automatic checkpoint would)
             mode = "RESTART" if frames > _WAL_RESTART_FRAMES else "PASSIVE"
             try:
-                frames = await asyncio.to_thread(self._checkpoint, mode)
+                # close() cancels this task and the proxy then disposes of the engine: not
+                # while the checkpoint's thread still holds a connection of it
+                frames = await run_to_its_end(asyncio.to_thread(self._checkpoint, mode))
                 self.checkpoints += 1
             except Exception as error:
                 _log.warning("could not checkpoint the WAL", extra={"error": str(error)})
