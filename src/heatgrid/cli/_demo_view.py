@@ -126,7 +126,9 @@ def _mining_line(data: dict[str, Any]) -> str:
     return (
         f"Mining through the coordinator's Stratum proxy: {data['shares_accepted']} shares "
         f"accepted by the test pool ({data['shares_rejected']} rejected); credited by the proxy "
-        f"to {owners or 'no owner'}. The miners' emulated work {data['work_th']:.0f} TH."
+        f"to {owners or 'no owner'}. The miners' emulated work {data['work_th']:.0f} TH: what "
+        "their rated hashrate stands for; the proxy credits the work they really hashed, at "
+        "the tiny share difficulty the demo sets, which is worth well under a satoshi."
     )
 
 
