@@ -246,7 +246,9 @@ def test_the_sweep_completes_across_heaters_that_die_or_get_warm(
     asyncio.run(asyncio.wait_for(_scenario(tmp_path, mosquitto_broker), 500.0))
 
 
-async def _sigterm_scenario(root: Path, broker: tuple[str, int]) -> tuple[int, list[tuple]]:
+async def _sigterm_scenario(
+    root: Path, broker: tuple[str, int]
+) -> tuple[int, list[tuple[str, str]]]:
     artifact = pack(EXAMPLE, root / "artifacts")
     stop = asyncio.Event()
     async with Coordinator(root, lease_s=60.0) as coordinator:
