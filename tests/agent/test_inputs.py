@@ -183,3 +183,25 @@ def test_run_local_fetches_the_url_inputs_of_job_toml(
     err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
     assert "input 'train': the bytes of" in err
     assert "as the URL names" in err
+
+
+@pytest.mark.usefixtures("sandbox_ready")
+def test_run_local_packs_an_input_of_another_store_and_the_task_reads_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_dir = tmp_path / "reader"
+    job_dir.mkdir()
+    (job_dir / "job.py").write_text(INPUT_JOB)
+    data = tmp_path / "elsewhere" / "data.csv"
+    data.parent.mkdir()
+    data.write_bytes(DATA)
+    (job_dir / "job.toml").write_text(f'[inputs]\ntrain = "{data.as_uri()}"\n')
+    state = ("--state-dir", str(tmp_path / "state"))
+    assert main(["jobs", "run-local", str(job_dir), "--json", *state]) == 0
+    assert json.loads(capsys.readouterr().out)["result"] == {"sha256": DATA_SHA256}
+    # --input replaces it, as on submit; a store that cannot be read is named
+    gone = ("--input", f"train={(tmp_path / 'gone.csv').as_uri()}")
+    assert main(["jobs", "run-local", str(job_dir), *gone, *state]) == 2
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "input 'train': cannot read file://" in err
+    assert "FileNotFoundError" in err

@@ -27,6 +27,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ from typing import Any
 
 import anyio
 import anyio.from_thread
+import fsspec
 import httpx
 import psycopg
 import pytest
@@ -466,3 +468,55 @@ def coordinator(
         finally:
             portal.call(async_client.aclose)
             app.state.engine.dispose()
+
+
+# --------------------------------------------------------------------------- S3 (moto)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3-compatible server on a free loopback port, stopped by its PID at the end."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60.0
+        while True:
+            try:
+                httpx.get(f"{endpoint}/moto-api/", timeout=1.0)
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None, "moto's server exited"
+                assert time.monotonic() < deadline, "moto's server did not start in 60 s"
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Credentials and the endpoint for s3fs, as an operator sets them; a fresh bucket.
+
+    s3fs keeps its file systems by their arguments, not by the environment: those made
+    against another module's (stopped) server are forgotten before and after.
+    """
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    s3 = fsspec.get_filesystem_class("s3")
+    s3.clear_instance_cache()
+    bucket = f"heatgrid-{os.urandom(4).hex()}"
+    fsspec.filesystem("s3").mkdir(bucket)
+    yield bucket
+    s3.clear_instance_cache()

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -350,49 +346,6 @@ def test_bad_chunks_and_commits_are_refused_and_record_nothing(
 
 
 # --------------------------------------------------------------------------- S3 (moto)
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3-compatible server on a free loopback port, stopped by its PID at the end."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60.0
-        while True:
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=1.0)
-                break
-            except httpx.HTTPError:
-                assert process.poll() is None, "moto's server exited"
-                assert time.monotonic() < deadline, "moto's server did not start in 60 s"
-                time.sleep(0.2)
-        yield endpoint
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-@pytest.fixture
-def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Credentials and the endpoint for s3fs, as an operator sets them; a fresh bucket."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
-    bucket = f"heatgrid-{os.urandom(4).hex()}"
-    filesystem = fsspec.filesystem("s3", skip_instance_cache=True)
-    filesystem.mkdir(bucket)
-    return bucket
 
 
 def test_chunked_checkpoints_and_artifacts_in_s3(database_url: str, s3_env: str) -> None:

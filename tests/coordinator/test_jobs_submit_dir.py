@@ -8,6 +8,7 @@ metrics count one ``PUT /v1/artifacts/{sha256}``, and the stored blob is the sam
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 import threading
 import time
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import fsspec
 import httpx
 import pytest
 import uvicorn
@@ -185,6 +187,48 @@ def test_inputs_are_packed_or_recorded_as_urls_and_requirements_reach_the_job(
     assert not any(name.startswith(("inputs/train", "inputs/weights")) for name in names)
 
 
+def test_inputs_in_other_stores_are_read_here_and_packed_once(
+    served: Served, s3_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An s3:// input (moto's server) and a file:// one are read by the submitter and packed.
+
+    Heaters never see the store or its credentials: the job names no URL, the artifact holds
+    the bytes, and the same bytes submitted again upload nothing.
+    """
+    bucket = s3_env
+    train = os.urandom(50_000)
+    with fsspec.open(f"s3://{bucket}/data/train.bin", "wb") as file:
+        file.write(train)
+    local = tmp_path / "labels.csv"
+    local.write_text("0,1\n")
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    (job_dir / "job.py").write_text("def main(ctx):\n    return {'n': len(ctx.inputs)}\n")
+    (job_dir / "job.toml").write_text(f'[inputs]\ntrain = "s3://{bucket}/data/train.bin"\n')
+    common = ("--url", served.url, "--api-key", served.key, "--json")
+    submit = ("jobs", "submit", str(job_dir), "--input", f"labels={local.as_uri()}", *common)
+    status, out, err = _run(capsys, *submit)
+    assert status == 0, err
+    assert json.loads(out)["input_urls"] == {}
+    [blob] = _artifact_blobs(served)
+    with tarfile.open(blob) as archive:
+        packed = archive.extractfile("inputs/train")
+        labels = archive.extractfile("inputs/labels")
+        assert packed is not None
+        assert labels is not None
+        assert packed.read() == train
+        assert labels.read() == b"0,1\n"
+    status, out, err = _run(capsys, *submit)
+    assert status == 0, err
+    assert served.puts() == 1
+    status, _, err = _run(
+        capsys, "jobs", "submit", str(job_dir), "--input", f"train=s3://{bucket}/gone", *common
+    )
+    assert status == 2
+    assert f"input 'train': cannot read s3://{bucket}/gone: FileNotFoundError" in err
+    assert served.puts() == 1
+
+
 @pytest.mark.usefixtures("backend")
 @pytest.mark.parametrize(
     ("options", "message"),
@@ -199,7 +243,8 @@ def test_inputs_are_packed_or_recorded_as_urls_and_requirements_reach_the_job(
         (("--input", "bad name=s3://b/k"), "the name 'bad name' may hold only"),
         (("--input", "../up=s3://b/k"), "the name '../up' may hold only"),
         (("--input", "w=ftp//host"), "input 'w': ftp/host is not a file"),
-        (("--input", "w=s3://b/k"), "input 'w': s3://b/k is not fetched by heaters"),
+        (("--input", "w=nosuch://b/k"), "input 'w': cannot read nosuch://b/k: ValueError"),
+        (("--input", "w=memory://absent/k"), "cannot read memory://absent/k: FileNotFoundError"),
         (("--input", "w=https://h/k"), "input 'w': https://h/k names no content hash"),
     ],
 )

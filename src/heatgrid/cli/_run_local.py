@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from heatgrid.cli._database import AsJson
+from heatgrid.cli._url_inputs import fetched_by_heaters, read_for_packing
 from heatgrid.core.errors import InputError
 from heatgrid.jobs.artifact import artifact_path, pack_job
 from heatgrid.jobs.cgroups import CgroupUnavailableError
@@ -60,14 +61,23 @@ def parse_duration_s(text: str, option: str) -> float:
     return duration_s
 
 
-def _inputs(pairs: list[str]) -> dict[str, Path]:
-    inputs: dict[str, Path] = {}
+def _inputs(pairs: list[str], job_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """Return (local files, URLs) by name: ``--input`` over the ``[inputs]`` of job.toml."""
+    files: dict[str, Path] = {}
+    urls = {
+        name: value for name, value in load_manifest(job_dir).inputs.items() if is_input_url(value)
+    }
     for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not path:
-            raise InputError(f"--input: {pair!r} is not NAME=PATH")
-        inputs[name] = Path(path)
-    return inputs
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not value:
+            raise InputError(f"--input: {pair!r} is not NAME=PATH or NAME=URL")
+        if is_input_url(value):
+            urls[name] = value
+            files.pop(name, None)
+        else:
+            files[name] = Path(value)
+            urls.pop(name, None)
+    return files, urls
 
 
 def _params(grid_file: Path | None, task_index: int) -> dict[str, object]:
@@ -95,7 +105,11 @@ def run_local(
     ] = None,
     input_files: Annotated[
         list[str] | None,
-        typer.Option("--input", help="An input file as NAME=PATH (repeatable)."),
+        typer.Option(
+            "--input",
+            help="An input as NAME=PATH or NAME=URL (repeatable); an s3:// (any fsspec) URL "
+            "is read here, an https:// one with #sha256= fetched as a heater would.",
+        ),
     ] = None,
     memory_limit: Annotated[
         str | None, typer.Option("--memory-limit", help="Memory limit, e.g. 512M (job.toml's).")
@@ -149,9 +163,12 @@ def run_local(
         raise InputError(f"--max-processes must be 4 or more, got {limits.max_processes}")
     pause_after_s = parse_duration_s(pause_after, "--pause-after") if pause_after else None
     params = _params(param_grid, task)
-    local_inputs = _inputs(input_files or [])
-    ref = pack_job(job_dir, state_dir / "artifacts", inputs=local_inputs)
-    url_inputs = _fetched_url_inputs(job_dir, local_inputs, state_dir, limits.disk_bytes)
+    local_inputs, urls = _inputs(input_files or [], job_dir)
+    read_here = {name: url for name, url in urls.items() if not fetched_by_heaters(url)}
+    local_inputs |= read_for_packing(read_here, state_dir / "inputs-read")
+    ref = pack_job(job_dir, state_dir / "artifacts", inputs=local_inputs, unpacked=set(urls))
+    fetched = {name: url for name, url in urls.items() if name not in read_here}
+    url_inputs = _fetched_url_inputs(fetched, state_dir, limits.disk_bytes)
     checkpoint_dir = state_dir / "checkpoints" / f"{ref.sha256[:16]}-task-{task}"
     output_dir = state_dir / "outputs" / f"task-{task}"
     if fresh:
@@ -190,18 +207,11 @@ def run_local(
         raise typer.Exit(1)
 
 
-def _fetched_url_inputs(
-    job_dir: Path, local_inputs: dict[str, Path], state_dir: Path, max_bytes: int
-) -> dict[str, Path]:
-    """Fetch the URL inputs of ``job.toml`` (not replaced by ``--input``), as a heater would.
+def _fetched_url_inputs(urls: dict[str, str], state_dir: Path, max_bytes: int) -> dict[str, Path]:
+    """Fetch the ``http(s)://`` inputs and check their hashes, as a heater would.
 
     Private addresses are allowed: this is the customer's own machine, not a heater's home.
     """
-    urls = {
-        name: value
-        for name, value in load_manifest(job_dir).inputs.items()
-        if is_input_url(value) and name not in local_inputs
-    }
     if not urls:
         return {}
     from heatgrid.agent.inputs import fetch_inputs  # noqa: PLC0415 - httpx only when needed

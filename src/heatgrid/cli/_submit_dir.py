@@ -2,8 +2,10 @@
 
 The directory and its local input files are packed into the job's artifact (content-addressed,
 :func:`heatgrid.jobs.artifact.pack_job`) in a temporary directory that lives as long as the
-process; inputs given as URLs are recorded for the heaters to read where they are. The job's
-tasks run that artifact, one per point of the parameter grid.
+process; inputs given as ``http(s)://`` URLs are recorded for the heaters to fetch where they
+are, and inputs at other fsspec URLs (``s3://…``) are read here and packed
+(:mod:`heatgrid.cli._url_inputs`). The job's tasks run that artifact, one per point of the
+parameter grid.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from heatgrid.cli._url_inputs import fetched_by_heaters, read_for_packing
 from heatgrid.core.errors import InputError
 from heatgrid.jobs.artifact import artifact_path, pack_job
 from heatgrid.jobs.manifest import load_manifest
@@ -63,7 +66,7 @@ def _requirements(pairs: list[str], default_gpu_memory_gb: float) -> tuple[list[
 def _split_inputs(
     pairs: list[str], manifest_inputs: dict[str, str]
 ) -> tuple[dict[str, Path], dict[str, str]]:
-    """Return (local files to pack, URLs to record) by name from ``--input`` and job.toml."""
+    """Return (local files to pack, URLs) by name from ``--input`` and job.toml."""
     urls = {name: value for name, value in manifest_inputs.items() if is_input_url(value)}
     local: dict[str, Path] = {}
     for pair in pairs:
@@ -83,7 +86,9 @@ def _split_inputs(
         else:
             local[name] = Path(value)
             urls.pop(name, None)
-    for name, url in urls.items():  # checked here too, before anything is uploaded
+    for name, url in urls.items():  # checked here too, before anything is read or uploaded
+        if not fetched_by_heaters(url):
+            continue  # read here and packed
         try:
             split_input_url(url)
         except ValueError as error:
@@ -140,7 +145,10 @@ class DirectorySubmission:
         grid = _grid(param_grid, tasks)
         store = Path(tempfile.mkdtemp(prefix="heatgrid-submit-"))
         atexit.register(shutil.rmtree, store, ignore_errors=True)
+        read_here = {name: url for name, url in urls.items() if not fetched_by_heaters(url)}
+        local |= read_for_packing(read_here, store / "inputs")
         ref = pack_job(job_dir, store, inputs=local, unpacked=set(urls))
+        urls = {name: url for name, url in urls.items() if name not in read_here}
         energy_j = energy_kwh * _J_PER_KWH
         body: dict[str, Any] = {
             "name": (name or job_dir.resolve().name)[:100] or "job",

@@ -172,8 +172,9 @@ def submit(
         list[str] | None,
         typer.Option(
             "--input",
-            help="DIR: NAME=PATH (packed with the job) or NAME=URL (an fsspec URL, read where "
-            "it is by the heater). Repeatable; adds to or replaces job.toml's [inputs].",
+            help="DIR: NAME=PATH (packed with the job), NAME=https://…#sha256=HEX (fetched by "
+            "each heater) or NAME=URL of another fsspec store (s3://…: read here with your "
+            "credentials and packed). Repeatable; adds to or replaces job.toml's [inputs].",
         ),
     ] = None,
     name: Annotated[
