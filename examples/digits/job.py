@@ -8,6 +8,10 @@ the tensors' values, not a file).
 
 Parameters (``ctx.params``, all optional): ``epochs`` (30), ``batch_size`` (32), ``lr`` (0.02),
 ``hidden`` (128), ``seed`` (0), ``checkpoint_every`` (100 steps), ``threads`` (1).
+
+Progress reports carry ``step``, ``loss`` and ``checkpoint_s``: the time this run has spent in
+its checkpoints (saving the state, its fingerprint, ``ctx.checkpoint``) [s], what checkpoints
+cost the training.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -147,7 +152,11 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
     epoch_generator = generator.get_state()
     order = None
 
+    checkpoint_s = 0.0  # this run's time in checkpoints [s], reported with the progress
+
     def checkpoint() -> None:
+        nonlocal checkpoint_s
+        started = time.perf_counter()
         at_boundary = step % batches == 0
         ctx.checkpoint(
             _save(
@@ -156,6 +165,7 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
             step=step,  # with the weights' fingerprint: a replay of the segment is checked by it
             fingerprint=ctx.tensor_fingerprint(model.state_dict()),
         )
+        checkpoint_s += time.perf_counter() - started
 
     while step < total_steps:
         if ctx.should_pause():
@@ -173,7 +183,8 @@ def main(ctx: JobContext) -> dict[str, Any] | None:
         if step % every == 0 or step in {total_steps, stop_step}:
             checkpoint()  # at a segment replay's stop step too: then should_pause() says stop
         if step % 10 == 0 or step == total_steps:
-            ctx.progress(step / total_steps, {"step": step, "loss": loss.item()})
+            metrics = {"step": step, "loss": loss.item(), "checkpoint_s": checkpoint_s}
+            ctx.progress(step / total_steps, metrics)
     accuracy = _accuracy(model, x_test, y_test)
     (ctx.output_dir / "metrics.txt").write_text(f"test_accuracy {accuracy:.4f}\n")
     torch.save(model.state_dict(), ctx.output_dir / "model.pt")
