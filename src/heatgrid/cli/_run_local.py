@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from heatgrid.cli._database import AsJson
+from heatgrid.cli._submit_dir import split_inputs
 from heatgrid.cli._url_inputs import fetched_by_heaters, read_for_packing
 from heatgrid.core.errors import InputError
 from heatgrid.jobs.artifact import artifact_path, pack_job
@@ -28,7 +29,7 @@ from heatgrid.jobs.manifest import load_manifest
 from heatgrid.jobs.params import load_grid
 from heatgrid.jobs.runner import DEFAULT_CORE_POWER_W, RunLimits, TaskRunner
 from heatgrid.jobs.sandbox import SandboxUnavailableError
-from heatgrid.protocol.jobs import TaskRun, TaskRunOutcome, is_input_url
+from heatgrid.protocol.jobs import TaskRun, TaskRunOutcome
 
 __all__ = ["parse_duration_s", "parse_size_bytes", "run_local"]
 
@@ -59,25 +60,6 @@ def parse_duration_s(text: str, option: str) -> float:
     if duration_s <= 0:
         raise InputError(f"{option}: {text!r} must be greater than 0")
     return duration_s
-
-
-def _inputs(pairs: list[str], job_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
-    """Return (local files, URLs) by name: ``--input`` over the ``[inputs]`` of job.toml."""
-    files: dict[str, Path] = {}
-    urls = {
-        name: value for name, value in load_manifest(job_dir).inputs.items() if is_input_url(value)
-    }
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name or not value:
-            raise InputError(f"--input: {pair!r} is not NAME=PATH or NAME=URL")
-        if is_input_url(value):
-            urls[name] = value
-            files.pop(name, None)
-        else:
-            files[name] = Path(value)
-            urls.pop(name, None)
-    return files, urls
 
 
 def _params(grid_file: Path | None, task_index: int) -> dict[str, object]:
@@ -163,7 +145,7 @@ def run_local(
         raise InputError(f"--max-processes must be 4 or more, got {limits.max_processes}")
     pause_after_s = parse_duration_s(pause_after, "--pause-after") if pause_after else None
     params = _params(param_grid, task)
-    local_inputs, urls = _inputs(input_files or [], job_dir)
+    local_inputs, urls = split_inputs(input_files or [], dict(load_manifest(job_dir).inputs))
     read_here = {name: url for name, url in urls.items() if not fetched_by_heaters(url)}
     local_inputs |= read_for_packing(read_here, state_dir / "inputs-read")
     ref = pack_job(job_dir, state_dir / "artifacts", inputs=local_inputs, unpacked=set(urls))

@@ -25,7 +25,7 @@ from heatgrid.jobs.manifest import load_manifest
 from heatgrid.jobs.params import load_grid
 from heatgrid.protocol.jobs import INPUT_NAME_PATTERN, is_input_url, split_input_url
 
-__all__ = ["MAX_TASKS", "DirectorySubmission"]
+__all__ = ["MAX_TASKS", "DirectorySubmission", "split_inputs"]
 
 MAX_TASKS: Final = 10_000
 """Most tasks in one job (the coordinator's limit)."""
@@ -63,7 +63,7 @@ def _requirements(pairs: list[str], default_gpu_memory_gb: float) -> tuple[list[
     return _DEVICE_KINDS[device], gpu_memory_gb
 
 
-def _split_inputs(
+def split_inputs(
     pairs: list[str], manifest_inputs: dict[str, str]
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Return (local files to pack, URLs) by name from ``--input`` and job.toml."""
@@ -141,7 +141,7 @@ class DirectorySubmission:
         """Pack ``job_dir`` and describe its job; InputError names the option at fault."""
         manifest = load_manifest(job_dir)
         device_kinds, gpu_memory_gb = _requirements(requires, manifest.resources.gpu_memory_gb)
-        local, urls = _split_inputs(inputs, dict(manifest.inputs))
+        local, urls = split_inputs(inputs, dict(manifest.inputs))
         grid = _grid(param_grid, tasks)
         store = Path(tempfile.mkdtemp(prefix="heatgrid-submit-"))
         atexit.register(shutil.rmtree, store, ignore_errors=True)

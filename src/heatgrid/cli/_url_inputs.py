@@ -15,6 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
 from heatgrid.core.errors import InputError
 from heatgrid.jobs.artifact import DEFAULT_MAX_ARTIFACT_BYTES
 
@@ -50,34 +53,51 @@ def read_for_packing(
     """
     if not urls:
         return {}
-    import fsspec  # noqa: PLC0415 - only a submission with such inputs needs it
-
     into.mkdir(parents=True, exist_ok=True)
     copied: dict[str, Path] = {}
     total_bytes = 0
-    for name, url in sorted(urls.items()):
-        target = into / name
-        try:
-            with fsspec.open(url, "rb") as source, target.open("wb") as sink:
-                while chunk := source.read(_CHUNK_BYTES):
-                    total_bytes += len(chunk)
-                    if total_bytes > max_bytes:
-                        raise InputError(
-                            f"input {name!r}: the inputs read from URLs are over "
-                            f"{max_bytes / 2**20:.0f} MiB, more than a job may pack; put a large "
-                            "file at an https:// address and give it as URL#sha256=<its "
-                            "SHA-256>, so that each heater fetches it where it is"
-                        )
-                    sink.write(chunk)
-        except InputError:
-            target.unlink(missing_ok=True)
-            raise
-        # fsspec's stores raise their own kinds (botocore's, aiohttp's, ImportError for a
-        # store whose library is missing): each is the customer's to fix, named with its URL
-        except Exception as error:
-            target.unlink(missing_ok=True)
-            raise InputError(
-                f"input {name!r}: cannot read {url}: {type(error).__name__}: {error}"
-            ) from None
-        copied[name] = target
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        for name, url in sorted(urls.items()):
+            copied[name] = into / name
+            total_bytes = _copy(name, url, copied[name], total_bytes, max_bytes, progress)
     return copied
+
+
+def _copy(  # noqa: PLR0917
+    name: str,
+    url: str,
+    target: Path,
+    total_bytes: int,
+    max_bytes: int,
+    progress: Progress,
+) -> int:
+    """Copy one input to ``target``; return the bytes of all the inputs copied so far."""
+    import fsspec  # noqa: PLC0415 - only a submission with such inputs needs it
+
+    task = progress.add_task(f"reading input {name!r}", total=None)
+    try:
+        with fsspec.open(url, "rb") as source, target.open("wb") as sink:
+            progress.update(task, total=getattr(source, "size", None))
+            while chunk := source.read(_CHUNK_BYTES):
+                total_bytes += len(chunk)
+                if total_bytes > max_bytes:
+                    raise InputError(
+                        f"input {name!r}: the inputs read from URLs are over "
+                        f"{max_bytes / 2**20:.0f} MiB, more than a job may pack; put a large "
+                        "file at an https:// address and give it as URL#sha256=<its "
+                        "SHA-256>, so that each heater fetches it where it is"
+                    )
+                sink.write(chunk)
+                progress.advance(task, len(chunk))
+    except InputError:
+        target.unlink(missing_ok=True)
+        raise
+    # fsspec's stores raise their own kinds (botocore's, aiohttp's, ImportError for a store
+    # whose library is missing): each is the customer's to fix, named with its URL
+    except Exception as error:
+        target.unlink(missing_ok=True)
+        raise InputError(
+            f"input {name!r}: cannot read {url}: {type(error).__name__}: {error}"
+        ) from None
+    return total_bytes
