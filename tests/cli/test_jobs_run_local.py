@@ -163,3 +163,18 @@ def test_a_bad_job_toml_exits_2(tmp_path, capsys) -> None:
     job = _job(tmp_path, "def main(ctx):\n    return {}\n", "[resources]\nmemory_mb = -1\n")
     assert _run(tmp_path, str(job)) == 2
     assert "resources.memory_mb" in capsys.readouterr().err
+
+
+def test_a_job_requiring_a_package_this_python_lacks_exits_2_before_it_runs(
+    tmp_path, capsys
+) -> None:
+    job = _job(
+        tmp_path,
+        "def main(ctx):\n    (ctx.output_dir / 'ran').write_text('yes')\n    return {}\n",
+        'requirements = ["numpy", "heatgrid-test-no-such-package>=2"]\n',
+    )
+    assert _run(tmp_path, str(job)) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "does not have what job.toml requires" in err
+    assert "heatgrid-test-no-such-package>=2 (not installed)" in err
+    assert not (tmp_path / "state" / "outputs" / "task-0" / "ran").exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from heatgrid.core.errors import InputError
+from heatgrid.jobs.requirements import parse_requirements
 from heatgrid.protocol.jobs import JobManifest
 
 __all__ = ["MANIFEST_NAME", "load_manifest", "manifest_errors"]
@@ -32,7 +33,8 @@ def load_manifest(job_dir: Path) -> JobManifest:
     ------
     InputError
         When ``job_dir`` is not a directory, lacks the entry point's module, or its ``job.toml``
-        is not TOML or names an unknown key or a bad value.
+        is not TOML or names an unknown key or a bad value (a requirement that is not a pip
+        requirement string too).
     """
     if not job_dir.is_dir():
         raise InputError(f"{job_dir} is not a directory (a job is a directory with job.py)")
@@ -47,6 +49,7 @@ def load_manifest(job_dir: Path) -> JobManifest:
         manifest = JobManifest.model_validate(data)
     except ValidationError as error:
         raise InputError(manifest_errors(error, str(path))) from None
+    parse_requirements(manifest.requirements, str(path))
     module = manifest.entry_point.partition(":")[0]
     module_file = job_dir / (module.replace(".", "/") + ".py")
     if not module_file.is_file():

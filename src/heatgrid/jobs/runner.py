@@ -50,6 +50,7 @@ from heatgrid.jobs.cgroups import TaskCgroup, create_task_cgroup, remove_leftove
 from heatgrid.jobs.disk import DiskUsage
 from heatgrid.jobs.energy import EnergyMeter
 from heatgrid.jobs.manifest import load_manifest
+from heatgrid.jobs.requirements import check_requirements
 from heatgrid.jobs.sdk import (
     CHECKPOINT_DIR,
     CONTROL_DIR,
@@ -541,7 +542,8 @@ class TaskRunner:
         ArtifactError
             The artifact is corrupt, tampered with or too large (nothing ran).
         InputError
-            Its ``job.toml`` is bad (nothing ran).
+            Its ``job.toml`` is bad, or this Python lacks a package it requires
+            (:class:`~heatgrid.jobs.requirements.RequirementsNotMetError`; nothing ran).
         CgroupUnavailableError, SandboxUnavailableError
             The host cannot limit or sandbox a task (nothing ran).
         """
@@ -551,6 +553,7 @@ class TaskRunner:
         try:
             unpack_artifact(self.artifact_path, self.task.artifact.sha256, job_dir)
             manifest = load_manifest(job_dir / "code")
+            check_requirements(manifest.requirements)
             self._prepare(job_dir, work, manifest.entry_point)
             self.cgroup = create_task_cgroup(
                 _cgroup_name(work),
