@@ -175,6 +175,6 @@ def test_a_job_requiring_a_package_this_python_lacks_exits_2_before_it_runs(
     )
     assert _run(tmp_path, str(job)) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "does not have what job.toml requires" in err
+    assert "the Python that runs tasks here lacks what job.toml requires" in err
     assert "heatgrid-test-no-such-package>=2 (not installed)" in err
     assert not (tmp_path / "state" / "outputs" / "task-0" / "ran").exists()

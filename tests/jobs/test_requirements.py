@@ -39,7 +39,7 @@ def test_each_unmet_requirement_is_named_with_what_is_installed() -> None:
     with pytest.raises(RequirementsNotMetError) as error:
         check_requirements(["numpy<1", "pydantic>=2", MISSING])
     message = str(error.value)
-    assert message.startswith("this heater's Python does not have what job.toml requires: ")
+    assert message.startswith("the Python that runs tasks here lacks what job.toml requires: ")
     assert f"numpy<1 (numpy {NUMPY} is installed)" in message
     assert f"{MISSING} (not installed)" in message
     assert "pydantic" not in message

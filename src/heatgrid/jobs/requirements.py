@@ -23,7 +23,7 @@ __all__ = ["RequirementsNotMetError", "check_requirements", "parse_requirements"
 
 
 class RequirementsNotMetError(InputError):
-    """A package, or a version of one, that the job requires is not in this heater's Python."""
+    """A package, or a version of one, that the job requires is not where its tasks run."""
 
 
 def parse_requirements(lines: Iterable[str], source: str = "job.toml") -> list[Requirement]:
@@ -79,6 +79,7 @@ def check_requirements(lines: Iterable[str], source: str = "job.toml") -> None:
     ]
     if unmet:
         raise RequirementsNotMetError(
-            f"this heater's Python does not have what {source} requires: {'; '.join(unmet)}. "
-            "heatgrid installs no packages: a task runs on those installed beside heatgrid"
+            f"the Python that runs tasks here lacks what {source} requires: {'; '.join(unmet)}. "
+            "heatgrid installs no packages: a task runs on those installed beside heatgrid "
+            "(pip install them there)"
         )
