@@ -51,7 +51,8 @@ def test_run_local_prints_state_outputs_checkpoints_and_energy(tmp_path, capsys)
     job = _job(tmp_path, STEPS)
     assert _run(tmp_path, str(job)) == 0
     text = capsys.readouterr().out
-    assert "completed: completed" in text
+    assert text.startswith("completed\n")  # the state, not "completed: completed"
+    assert "progress: 100% (step=100)" in text
     assert 'result: {"steps": 100, "started_from": 0}' in text
     assert "checkpoints: 10 saved this run, newest #10" in text
     assert "report.txt (10 bytes)" in text
@@ -178,3 +179,12 @@ def test_a_job_requiring_a_package_this_python_lacks_exits_2_before_it_runs(
     assert "the Python that runs tasks here lacks what job.toml requires" in err
     assert "heatgrid-test-no-such-package>=2 (not installed)" in err
     assert not (tmp_path / "state" / "outputs" / "task-0" / "ran").exists()
+
+
+def test_run_local_says_when_a_job_reported_no_progress(tmp_path, capsys) -> None:
+    job = _job(tmp_path, "def main(ctx):\n    return {'ok': 1}\n")
+    assert _run(tmp_path, str(job)) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("completed\n")
+    assert "progress: none reported (the job never called ctx.progress)" in text
+    assert "progress: 0%" not in text

@@ -222,13 +222,17 @@ def _print(
 ) -> None:
     console = Console(highlight=False, soft_wrap=True)
     colour = {"completed": "green", "paused": "yellow"}.get(outcome.state, "red")
-    console.print(f"[bold {colour}]{outcome.state}[/]: {escape(outcome.message)}")
+    said = "" if outcome.message in {"", outcome.state} else f": {escape(outcome.message)}"
+    console.print(f"[bold {colour}]{outcome.state}[/]{said}")
     if outcome.result is not None:
         console.print(f"result: {escape(json.dumps(outcome.result))}")
     metrics = ", ".join(f"{name}={value:g}" for name, value in outcome.metrics.items())
-    console.print(
-        f"progress: {outcome.fraction:.0%}" + (f" ({escape(metrics)})" if metrics else "")
-    )
+    if outcome.fraction == 0.0 and not metrics:
+        console.print("progress: none reported (the job never called ctx.progress)")
+    else:
+        console.print(
+            f"progress: {outcome.fraction:.0%}" + (f" ({escape(metrics)})" if metrics else "")
+        )
     if outcome.checkpoint_seq is not None:
         console.print(
             f"checkpoints: {outcome.checkpoint_count} saved this run, newest #"
