@@ -7,7 +7,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from heatgrid.cli._url_inputs import fetched_by_heaters, read_for_packing
+from heatgrid.cli._url_inputs import fetched_by_heaters, read_for_packing, split_by_reader
 from heatgrid.core.errors import InputError
 
 
@@ -24,6 +24,15 @@ from heatgrid.core.errors import InputError
 )
 def test_only_http_inputs_are_left_to_the_heaters(url: str, by_heaters: bool) -> None:
     assert fetched_by_heaters(url) is by_heaters
+
+
+def test_urls_are_split_by_who_reads_them() -> None:
+    heater = "https://example.org/train.csv#sha256=" + "ab" * 32
+    urls = {"train": heater, "labels": "s3://bucket/labels.csv", "extra": "file:///x"}
+    assert split_by_reader(urls) == (
+        {"labels": "s3://bucket/labels.csv", "extra": "file:///x"},
+        {"train": heater},
+    )
 
 
 def test_each_input_is_copied_whole_under_its_name(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from heatgrid.cli._database import AsJson
 from heatgrid.cli._submit_dir import split_inputs
-from heatgrid.cli._url_inputs import fetched_by_heaters, read_for_packing
+from heatgrid.cli._url_inputs import read_for_packing, split_by_reader
 from heatgrid.core.errors import InputError
 from heatgrid.jobs.artifact import artifact_path, pack_job
 from heatgrid.jobs.cgroups import CgroupUnavailableError
@@ -146,10 +146,9 @@ def run_local(
     pause_after_s = parse_duration_s(pause_after, "--pause-after") if pause_after else None
     params = _params(param_grid, task)
     local_inputs, urls = split_inputs(input_files or [], dict(load_manifest(job_dir).inputs))
-    read_here = {name: url for name, url in urls.items() if not fetched_by_heaters(url)}
+    read_here, fetched = split_by_reader(urls)
     local_inputs |= read_for_packing(read_here, state_dir / "inputs-read")
     ref = pack_job(job_dir, state_dir / "artifacts", inputs=local_inputs, unpacked=set(urls))
-    fetched = {name: url for name, url in urls.items() if name not in read_here}
     url_inputs = _fetched_url_inputs(fetched, state_dir, limits.disk_bytes)
     checkpoint_dir = state_dir / "checkpoints" / f"{ref.sha256[:16]}-task-{task}"
     output_dir = state_dir / "outputs" / f"task-{task}"

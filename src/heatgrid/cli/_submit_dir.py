@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from heatgrid.cli._url_inputs import fetched_by_heaters, read_for_packing
+from heatgrid.cli._url_inputs import fetched_by_heaters, read_for_packing, split_by_reader
 from heatgrid.core.errors import InputError
 from heatgrid.jobs.artifact import artifact_path, pack_job
 from heatgrid.jobs.manifest import load_manifest
@@ -145,10 +145,9 @@ class DirectorySubmission:
         grid = _grid(param_grid, tasks)
         store = Path(tempfile.mkdtemp(prefix="heatgrid-submit-"))
         atexit.register(shutil.rmtree, store, ignore_errors=True)
-        read_here = {name: url for name, url in urls.items() if not fetched_by_heaters(url)}
+        read_here, fetched = split_by_reader(urls)
         local |= read_for_packing(read_here, store / "inputs")
         ref = pack_job(job_dir, store, inputs=local, unpacked=set(urls))
-        urls = {name: url for name, url in urls.items() if name not in read_here}
         energy_j = energy_kwh * _J_PER_KWH
         body: dict[str, Any] = {
             "name": (name or job_dir.resolve().name)[:100] or "job",
@@ -157,7 +156,7 @@ class DirectorySubmission:
             "min_vram_gb": gpu_memory_gb,
             "checkpoint_every_j": min(energy_j, 3.6e6),
             "artifact": ref.model_dump(),
-            "input_urls": urls,
+            "input_urls": fetched,
             "tasks": [{"task_input": params, "energy_j": energy_j} for params in grid],
         }
         if manifest.verify_rel_l2 is not None:

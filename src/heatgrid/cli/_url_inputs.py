@@ -21,7 +21,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from heatgrid.core.errors import InputError
 from heatgrid.jobs.artifact import DEFAULT_MAX_ARTIFACT_BYTES
 
-__all__ = ["fetched_by_heaters", "read_for_packing"]
+__all__ = ["fetched_by_heaters", "read_for_packing", "split_by_reader"]
 
 _CHUNK_BYTES = 1 << 20
 
@@ -29,6 +29,12 @@ _CHUNK_BYTES = 1 << 20
 def fetched_by_heaters(url: str) -> bool:
     """Return True if heaters fetch this input URL themselves (``http://``, ``https://``)."""
     return urlsplit(url).scheme in {"http", "https"}
+
+
+def split_by_reader(urls: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Return (the URLs read here and packed, the URLs heaters fetch), each by input name."""
+    read_here = {name: url for name, url in urls.items() if not fetched_by_heaters(url)}
+    return read_here, {name: url for name, url in urls.items() if name not in read_here}
 
 
 def read_for_packing(
