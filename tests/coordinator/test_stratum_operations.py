@@ -20,7 +20,9 @@ from heatgrid.coordinator import logs
 from heatgrid.coordinator.db import make_engine, make_session_factory
 from heatgrid.coordinator.db.models import MiningShare
 from heatgrid.coordinator.stratum import ProxySettings, StratumProxy
+from heatgrid.coordinator.stratum import proxy as proxy_module
 from heatgrid.coordinator.stratum.accounting import WRITER_SWITCH_INTERVAL_S, Settle, ShareRow
+from heatgrid.coordinator.stratum.miner import MinerSession
 from heatgrid.core.clock import ClockSpec
 from heatgrid.emulators.stratum_miner import StratumMinerClient
 from heatgrid.emulators.stratum_pool import StratumPool
@@ -272,6 +274,50 @@ def test_silent_and_never_authorizing_connections_are_closed(database_url: str) 
                     await _stop(task)
 
     asyncio.run(scenario())
+
+
+def test_the_housekeeping_spreads_its_pass_over_the_second(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each connection is looked at once a pass, a chunk at a time, the chunks spread apart.
+
+    Six connections in chunks of two: three chunks, each visited at one instant, a third of
+    a second after the one before (asyncio's timers never fire early, so the span has this
+    lower bound however slow the machine). Before, the chunks followed each other
+    with only a loop turn between them, and a pass over 10,000 miners delayed every share
+    answered during it.
+    """
+    monkeypatch.setattr(proxy_module, "_SWEEP_CHUNK", 2)
+    visits: list[float] = []
+    real_silent_too_long = MinerSession.silent_too_long
+
+    def visited(session: MinerSession, now_s: float) -> bool:
+        visits.append(now_s)  # one value per chunk: the time its turn began
+        return real_silent_too_long(session, now_s)
+
+    monkeypatch.setattr(MinerSession, "silent_too_long", visited)
+
+    async def scenario() -> None:
+        async with (
+            StratumPool(difficulty=POOL_DIFFICULTY, users={POOL_USER: POOL_PASSWORD}) as pool,
+            StratumProxy(proxy_settings(database_url, pool)) as proxy,
+        ):
+            connections = [await asyncio.open_connection("127.0.0.1", proxy.port) for _ in range(6)]
+            try:
+                await until(lambda: len(proxy.sessions) == 6, "six connections")
+                visits.clear()
+                await until(lambda: len(visits) >= 12, "two passes over them")
+            finally:
+                for _, writer in connections:
+                    writer.close()
+
+    asyncio.run(scenario())
+    # a pass that began before the six were all there has fewer; every pass pauses at least
+    # a third of a second before each of its chunks
+    chunks = sorted(set(visits))
+    assert all(visits.count(when) <= 2 for when in chunks), visits  # a chunk at a time
+    assert len(chunks) >= 6
+    assert all(later - earlier >= 1.0 / 3 - 1e-3 for earlier, later in itertools.pairwise(chunks))
 
 
 def test_a_share_recorded_across_a_pool_reconnect_is_not_sent_to_the_new_session(
