@@ -20,11 +20,11 @@ shares/s.
 
 The probe also times where a share's time goes inside the proxy (``proxy_stages``, the shares'
 window only): from its line handled to its "accepted" written (``in_proxy_ms``); from its
-acceptance to the start of the commit that stored it (``queue_wait_ms``); each commit in the
-writer thread (wall and CPU) and the gaps between commits; how late a 10 ms timer of the event
-loop ran (``loop_lag_ms``); and the event-loop callbacks that ran over 2 ms, by name, with
-their CPU time (wall time without CPU is the process waiting for a core). Its log is written
-beside ``PATH`` (``.stages.json``).
+acceptance to the start of the commit that stored it (``queue_wait_ms``); each commit (wall,
+and CPU for SQLite's writer thread) and the gaps between commits; how late a 10 ms timer of
+the event loop ran (``loop_lag_ms``); and the event-loop callbacks that ran over 2 ms, by
+name, with their CPU time (wall time without CPU is the process waiting for a core). Its log
+is written beside ``PATH`` (``.stages.json``).
 
 The proxy runs under a probe that times its garbage collections (``gc.callbacks``): the
 result's ``proxy_gc`` gives the collections per generation and the longest full (generation 2)
@@ -125,6 +125,21 @@ def timed_write(write):
                                      [round(start_ts - row.accepted_ts, 6) for row in rows]])
     return timed
 accounting.ShareRecorder._write = timed_write(accounting.ShareRecorder._write)
+def timed_write_pipelined(write):
+    # PostgreSQL's writer awaits its commit on the event loop: wall time only (the loop's CPU
+    # while it waits is the miners')
+    async def timed(self, rows, rejects, verdicts):
+        start_ts, start = time.time(), time.perf_counter()
+        try:
+            return await write(self, rows, rejects, verdicts)
+        finally:
+            stages["writes"].append([start_ts, time.perf_counter() - start, None,
+                                     len(verdicts),
+                                     [round(start_ts - row.accepted_ts, 6) for row in rows]])
+    return timed
+if asyncio.iscoroutinefunction(accounting.ShareRecorder._write_pipelined):  # not before 12/5
+    accounting.ShareRecorder._write_pipelined = timed_write_pipelined(
+        accounting.ShareRecorder._write_pipelined)
 def timed_start(start):
     async def timed(self):
         await start(self)
@@ -428,7 +443,8 @@ def _stage_report(path: Path, window: tuple[float, float]) -> dict[str, object]:
     """Where the shares' time went inside the proxy, from the probe's JSON (the shares' window).
 
     ``queue_wait_ms``: from a share's acceptance (its timestamp) to the start of the commit
-    that stored it; ``commit_ms``: the writer thread's transaction (wall and CPU), per batch;
+    that stored it; ``commit_ms``: the writer's transaction, per batch (wall, and CPU where it
+    runs in a thread of its own: SQLite; PostgreSQL's is awaited on the event loop);
     ``loop_lag_ms``: how late a 10 ms timer ran; ``slow_callbacks``: event-loop callbacks that
     ran over 2 ms, by name (count, total and longest).
     """
@@ -452,7 +468,7 @@ def _stage_report(path: Path, window: tuple[float, float]) -> dict[str, object]:
         "between_commits_ms": _spread_ms([b[0] - a[1] for a, b in itertools.pairwise(commits)]),
         "queue_wait_ms": _spread_ms(waits),
         "commit_ms": _spread_ms([w[1] for w in writes]),
-        "commit_cpu_ms": _spread_ms([w[2] for w in writes]),
+        "commit_cpu_ms": _spread_ms([w[2] for w in writes if w[2] is not None]),
         "loop_lag_ms": _spread_ms(lags),
         "slow_callbacks": {
             name: {

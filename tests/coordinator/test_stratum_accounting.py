@@ -191,7 +191,7 @@ def test_the_writer_replaces_a_connection_the_database_dropped(database_url: str
             stored = [await recorder.record(rows[0])]
             held = recorder._held
             assert held is not None
-            backend_pid = held.driver_connection.info.backend_pid  # type: ignore[union-attr]
+            backend_pid = held.info.backend_pid
             with engine.connect() as connection:
                 connection.exec_driver_sql("SELECT pg_terminate_backend(%s)", (backend_pid,))
             stored.append(await recorder.record(rows[1]))
@@ -218,14 +218,14 @@ def test_a_batch_whose_commit_answer_was_lost_is_answered_as_stored(
     committed_then_broken: list[int] = []
     real_pipeline = accounting._pipeline
 
-    def commit_then_lose_the_answer(connection: Any, *statements: Any) -> set[str]:
-        stored = real_pipeline(connection, *statements)
+    async def commit_then_lose_the_answer(connection: Any, *statements: Any) -> set[str]:
+        stored = await real_pipeline(connection, *statements)
         if committed_then_broken:  # once, on the second batch
             return stored
         committed_then_broken.append(connection.info.backend_pid)
         with engine.connect() as other:
             other.exec_driver_sql("SELECT pg_terminate_backend(%s)", (connection.info.backend_pid,))
-        connection.execute("SELECT 1")  # raises: the server ended this connection
+        await connection.execute("SELECT 1")  # raises: the server ended this connection
         raise AssertionError("the connection was expected to be broken")
 
     async def scenario() -> list[bool]:
@@ -248,3 +248,66 @@ def test_a_batch_whose_commit_answer_was_lost_is_answered_as_stored(
     _, counts = shares_by_device(database_url)
     assert counts == {device_id: 2}
     assert rejects_by_device(database_url) == {(device_id, "stale_job"): 1}
+
+
+def test_the_pool_verdicts_find_their_shares_by_index_as_the_table_grows(
+    database_url: str,
+) -> None:
+    """The ``UPDATE`` of the pool's verdicts never reads the whole table of shares.
+
+    psycopg prepares a statement run five times, and after five more runs PostgreSQL may keep
+    one plan for the connection's life: made while the table was small, a sequential scan,
+    which each later batch repeated over every share stored since. Twenty batches of two
+    shares on a small table, the table grown to 20,000 shares, twenty more: together they
+    read fewer rows by scanning than one scan of the table would (with the plan kept, twenty
+    scans).
+    """
+    device_id, _ = _two_shares_on_postgresql(database_url)
+    engine = make_engine(database_url)
+
+    def scanned_rows() -> int:
+        with engine.connect() as connection:
+            return int(
+                connection.exec_driver_sql(
+                    "SELECT seq_tup_read FROM pg_stat_user_tables WHERE relname = 'mining_shares'"
+                ).scalar_one()
+            )
+
+    async def batches(recorder: ShareRecorder, first: int) -> None:
+        for index in range(first, first + 40, 2):  # two shares and two verdicts a batch
+            rows = [
+                ShareRow(f"{key:064x}", device_id, "rig", "1", 1.0, time.time(), None)
+                for key in (index, index + 1)
+            ]
+            assert await asyncio.gather(*(recorder.record(row) for row in rows)) == [True] * 2
+            for row in rows:
+                recorder.pool_verdict(row.share_key, True)
+
+    async def scenario() -> int:
+        recorder = ShareRecorder(engine)
+        recorder.start()
+        try:
+            await batches(recorder, 0)
+            with engine.begin() as connection:
+                connection.exec_driver_sql(
+                    "INSERT INTO mining_shares (share_key, device_id, worker, job_id, difficulty,"
+                    " accepted_ts) SELECT 'e' || lpad(to_hex(n), 63, '0'), %s, 'rig', '1', 1.0, 0"
+                    " FROM generate_series(1, 20000) AS n",
+                    (device_id,),
+                )
+            before = scanned_rows()
+            await batches(recorder, 40)
+        finally:
+            await recorder.close()  # its server process reports its counts as it ends
+        return before
+
+    try:
+        before = asyncio.run(scenario())
+        deadline_s = time.monotonic() + 5.0
+        after = scanned_rows()
+        while after == before and time.monotonic() < deadline_s:  # counts reach the view late
+            time.sleep(0.1)
+            after = scanned_rows()
+    finally:
+        engine.dispose()
+    assert after - before < 20_000

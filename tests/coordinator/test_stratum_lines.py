@@ -212,15 +212,22 @@ def test_shares_waiting_for_their_commit_hold_no_task_or_future(database_url: st
                 )
                 recorder = proxy.recorder
                 release = threading.Event()
+                opened = asyncio.Event()  # the same, for PostgreSQL's writer on the loop
                 held: list[int] = []
-                write = recorder._write
+                write, write_pipelined = recorder._write, recorder._write_pipelined
 
                 def held_write(*args: Any) -> set[str]:
                     held.append(len(args[0]))
                     release.wait(60)
                     return write(*args)
 
+                async def held_write_pipelined(*args: Any) -> set[str]:
+                    held.append(len(args[0]))
+                    await opened.wait()
+                    return await write_pipelined(*args)
+
                 recorder._write = held_write  # type: ignore[method-assign]
+                recorder._write_pipelined = held_write_pipelined  # type: ignore[method-assign]
                 # a first commit (of the first share's verdict) may already be under way
                 await asyncio.sleep(0.2)
                 before = _waiting_state()
@@ -232,6 +239,7 @@ def test_shares_waiting_for_their_commit_hold_no_task_or_future(database_url: st
                 grown = _waiting_state() - before
                 assert grown < count // 2, grown  # a task, coroutine and future each, before
                 release.set()
+                opened.set()
 
                 def answers() -> list[stratum.Response]:
                     found: list[stratum.Response] = []
@@ -246,6 +254,7 @@ def test_shares_waiting_for_their_commit_hold_no_task_or_future(database_url: st
                 assert all(a.result is True for a in answered), answered
             finally:
                 release.set()
+                opened.set()
                 miner.close()
 
     asyncio.run(scenario())

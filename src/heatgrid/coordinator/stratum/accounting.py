@@ -11,10 +11,12 @@ Rejections are counted in memory per device, reason and hour and added to ``mini
 with each commit (at least once a second); the pool's verdicts on forwarded shares set
 ``upstream_accepted``.
 
-On PostgreSQL the writer keeps one connection of its own and sends a batch's statements and its
-``COMMIT`` in one pipeline (psycopg's pipeline mode): one round trip to the server per batch,
-where a checkout from the pool (with its ping), ``BEGIN``, each statement and ``COMMIT`` were
-one each, and each waited for the server's process to get a core (``docs/mining.md``, *Speed*).
+On SQLite the writer commits in a thread (the database's fsync would otherwise stop the event
+loop). On PostgreSQL it keeps one asyncio connection of its own (psycopg's
+``AsyncConnection``) and sends a batch's statements and its ``COMMIT`` in one pipeline: one
+round trip to the server per batch, awaited on the miners' event loop. A thread there cost
+two hand-overs of the GIL per batch, from the loop to the thread and back, each waiting for
+the other side to block or for the switch interval (``docs/mining.md``, *Speed*).
 """
 
 from __future__ import annotations
@@ -27,25 +29,29 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, event
-from sqlalchemy.pool import PoolProxiedConnection
 
 from heatgrid.coordinator.db.models import MiningReject, MiningShare
 from heatgrid.coordinator.threads import run_to_its_end
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
 
 __all__ = ["WRITER_SWITCH_INTERVAL_S", "Settle", "ShareRecorder", "ShareRow"]
 
 WRITER_SWITCH_INTERVAL_S = 0.0005
 """The GIL switch interval of a process that runs the proxy [s] (``sys.setswitchinterval``).
 
-The writer's thread hands each commit back to the miners' event loop and takes each batch from
-it. A thread that wants the GIL while the other one runs Python waits for the holder to block
-or for the switch interval to pass: CPython's 5 ms default, with the loop busy among 10,000
+The writer's thread (SQLite; PostgreSQL's ran in one too until its writer moved onto the
+event loop) hands each commit back to the miners' event loop and takes each batch from it.
+A thread that wants the GIL while the other one runs Python waits for the holder to block or
+for the switch interval to pass: CPython's 5 ms default, with the loop busy among 10,000
 miners, was much of a share's wait between its acceptance and its commit (the p99 of
-``bench/bench_stratum_proxy.py`` at 10,000 connections on PostgreSQL: 10.5 to 12.7 ms at 5 ms,
-9.8 to 10.6 ms at 0.5 ms; ``docs/mining.md``). The ``heatgrid stratum`` command sets it.
+``bench/bench_stratum_proxy.py`` at 10,000 connections on PostgreSQL, the writer then in a
+thread: 10.5 to 12.7 ms at 5 ms, 9.8 to 10.6 ms at 0.5 ms; ``docs/mining.md``). The
+``heatgrid stratum`` command sets it.
 """
 
 _HOUR_S = 3600.0
@@ -155,7 +161,7 @@ class ShareRecorder:
         self._closing = False
         self._checkpointer: asyncio.Task[None] | None = None
         self._pipelined = engine.dialect.name == "postgresql"
-        self._held: PoolProxiedConnection | None = None
+        self._held: AsyncConnection[Any] | None = None
         """The writer's own connection (PostgreSQL), kept from one batch to the next."""
         if engine.dialect.name == "sqlite":
             # SQLite checkpoints the WAL in the commit that crosses 1,000 pages: a copy of the
@@ -188,7 +194,7 @@ class ShareRecorder:
             self._checkpointer = None
         if self._held is not None:
             held, self._held = self._held, None
-            await asyncio.to_thread(held.close)
+            await held.close()
 
     async def record(self, row: ShareRow) -> bool:
         """Store ``row``; True once committed, False when it was stored before.
@@ -266,9 +272,14 @@ class ShareRecorder:
         del self._queue[: len(batch)]
         rejects, self._rejects = self._rejects, Counter()
         verdicts, self._verdicts = self._verdicts, []
-        written = asyncio.get_running_loop().run_in_executor(
-            None, self._write, [row for row, _ in batch], rejects, verdicts
-        )
+        rows = [row for row, _ in batch]
+        written: asyncio.Future[set[str]]
+        if self._pipelined:
+            written = asyncio.ensure_future(self._write_pipelined(rows, rejects, verdicts))
+        else:
+            written = asyncio.get_running_loop().run_in_executor(
+                None, self._write, rows, rejects, verdicts
+            )
         return batch, written
 
     @staticmethod
@@ -363,9 +374,8 @@ class ShareRecorder:
         rejects: Counter[tuple[str, str, float]],
         verdicts: list[tuple[str, bool]],
     ) -> set[str]:
+        """Commit a batch in one transaction (SQLite, in the writer's thread); the keys stored."""
         inserts, others = self._statements(rows, rejects, verdicts)
-        if self._pipelined:
-            return self._write_pipelined(rows, inserts, others)
         stored: set[str] = set()
         with self._engine.begin() as connection:
             for sql, parameters in inserts:
@@ -374,11 +384,11 @@ class ShareRecorder:
                 connection.exec_driver_sql(sql, parameters)
         return stored
 
-    def _write_pipelined(
+    async def _write_pipelined(
         self,
         rows: list[ShareRow],
-        inserts: list[tuple[str, tuple[object, ...]]],
-        others: list[tuple[str, tuple[object, ...]]],
+        rejects: Counter[tuple[str, str, float]],
+        verdicts: list[tuple[str, bool]],
     ) -> set[str]:
         """Commit a batch on the writer's own connection in one round trip (PostgreSQL).
 
@@ -390,27 +400,36 @@ class ShareRecorder:
         again (its rejection counts are not added twice). Otherwise the batch is written
         again; its statements skip keys stored before, so nothing is counted twice.
         """
+        inserts, others = self._statements(rows, rejects, verdicts)
         for attempt in (1, 2):
             held = self._held
             if held is None:
-                held = self._held = self._engine.raw_connection()
+                held = self._held = await self._connect()
             try:
                 if attempt == 2:
-                    committed = _committed_before(held.driver_connection, rows)
+                    committed = await _committed_before(held, rows)
                     if committed:
                         return committed
-                return _pipeline(held.driver_connection, inserts, others)
+                return await _pipeline(held, inserts, others)
             except Exception:
                 self._held = None
-                broken = bool(getattr(held.driver_connection, "broken", False))
+                broken = held.broken
                 with contextlib.suppress(Exception):
-                    held.invalidate()
+                    await held.close()
                 if not broken or attempt == 2:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _connect(self) -> AsyncConnection[Any]:
+        """Open the writer's own connection with the engine's connection settings."""
+        import psycopg  # noqa: PLC0415 - the proxy on SQLite never needs the driver
 
-def _committed_before(connection: Any, rows: list[ShareRow]) -> set[str]:
+        _args, settings = self._engine.dialect.create_connect_args(self._engine.url)
+        settings.pop("context", None)  # SQLAlchemy's adapters, for its own connections
+        return await psycopg.AsyncConnection.connect(**settings)
+
+
+async def _committed_before(connection: AsyncConnection[Any], rows: list[ShareRow]) -> set[str]:
     """Return the keys of ``rows`` stored as these rows (same device and acceptance time).
 
     A transaction commits all its rows or none, so any such key means that the batch's
@@ -424,38 +443,46 @@ def _committed_before(connection: Any, rows: list[ShareRow]) -> set[str]:
     try:
         for start in range(0, len(keys), _KEYS_PER_UPDATE):
             chunk = keys[start : start + _KEYS_PER_UPDATE]
-            cursor = connection.execute(
+            cursor = await connection.execute(
                 f"SELECT share_key, device_id, accepted_ts FROM {MiningShare.__tablename__} "
                 "WHERE share_key = ANY(%s)",
                 (chunk,),
             )
             found.update(
                 key
-                for key, device_id, accepted_ts in cursor
+                for key, device_id, accepted_ts in await cursor.fetchall()
                 if wanted[key] == (device_id, accepted_ts)
             )
     finally:
-        connection.rollback()
+        await connection.rollback()
     return found
 
 
-def _pipeline(
-    connection: Any,
+async def _pipeline(
+    connection: AsyncConnection[Any],
     inserts: list[tuple[str, tuple[object, ...]]],
     others: list[tuple[str, tuple[object, ...]]],
 ) -> set[str]:
-    """Send every statement and the ``COMMIT`` in one psycopg pipeline; the keys stored."""
+    """Send every statement and the ``COMMIT`` in one psycopg pipeline; the keys stored.
+
+    The verdicts and rejection counts are planned at each execution (``prepare=False``).
+    psycopg prepares a statement run five times, and after five more runs PostgreSQL may
+    keep a generic plan for the connection's life: one made while the table of shares was
+    small scans it whole, and each verdict's ``UPDATE`` then read every share stored (the
+    server's CPU per commit grew with the table, 0.5 to 1.6 ms within 6,000 batches;
+    ``docs/mining.md``). Planned each time, it takes the unique index of ``share_key``.
+    """
     cursors = []
-    with connection.pipeline():
+    async with connection.pipeline():
         for sql, parameters in inserts:
             cursor = connection.cursor()
-            cursor.execute(sql, parameters)
+            await cursor.execute(sql, parameters)
             cursors.append(cursor)
         for sql, parameters in others:
-            connection.cursor().execute(sql, parameters)
-        connection.commit()
+            await connection.cursor().execute(sql, parameters, prepare=False)
+        await connection.commit()
     stored: set[str] = set()
     for cursor in cursors:
-        stored.update(key for (key,) in cursor.fetchall())
-        cursor.close()
+        stored.update(key for (key,) in await cursor.fetchall())
+        await cursor.close()
     return stored
