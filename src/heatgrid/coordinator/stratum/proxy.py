@@ -241,7 +241,7 @@ class StratumProxy:
         10,000 miners at once held every share's answer for milliseconds; in chunks of 500
         with only a loop turn between them, every share accepted in the 20-50 ms of a pass
         waited behind it, and those passes set the p99 of a share's answer (``docs/mining.md``,
-        "Housekeeping spread over the second").
+        "The housekeeping's bursts, a plan that scanned, and the writer's thread").
         """
         while True:
             sessions = list(self.sessions)
