@@ -137,7 +137,7 @@ def timed_write_pipelined(write):
                                      len(verdicts),
                                      [round(start_ts - row.accepted_ts, 6) for row in rows]])
     return timed
-if asyncio.iscoroutinefunction(accounting.ShareRecorder._write_pipelined):  # not before 12/5
+if asyncio.iscoroutinefunction(accounting.ShareRecorder._write_pipelined):  # older: a thread
     accounting.ShareRecorder._write_pipelined = timed_write_pipelined(
         accounting.ShareRecorder._write_pipelined)
 def timed_start(start):

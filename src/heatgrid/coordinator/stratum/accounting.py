@@ -254,9 +254,10 @@ class ShareRecorder:
                     error = failed
                 else:
                     self.commits += 1
-                # the next batch goes to the database before this one is answered: answering
-                # a batch of hundreds of shares takes milliseconds of the event loop, which the
-                # next commit need not wait for
+                # the next batch is handed on before this one is answered: answering a batch
+                # of hundreds of shares takes milliseconds of the event loop, which SQLite's
+                # next commit (in its thread) need not wait for. PostgreSQL's is a task on this
+                # loop: it sends its batch only once the answering is done
                 writing = self._start_write()
                 self._settle(batch, stored, error)
             if self._closing:
