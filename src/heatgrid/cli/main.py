@@ -177,7 +177,27 @@ def main(argv: list[str] | None = None) -> int:
         # show click's one-line message and return its exit status (2 for usage errors).
         error.show()  # type: ignore[attr-defined]
         return int(getattr(error, "exit_code", _EXIT_BAD_INPUT))
+    except Exception as error:
+        reason = _database_failure(error)
+        if reason is None:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(reason)}", highlight=False)
+        return 1
     return exit_code if isinstance(exit_code, int) else 0
+
+
+def _database_failure(error: Exception) -> str | None:
+    """Say why the database failed a command (unreachable, refused), or None for other errors.
+
+    Every command that opens the coordinator's database (``serve``, ``stratum``, the admin
+    commands) ends here when it cannot reach it, with the driver's own words and no traceback.
+    """
+    # only a command that opened a database has loaded SQLAlchemy; --help must not import it
+    exc = sys.modules.get("sqlalchemy.exc")
+    if exc is None or not isinstance(error, exc.OperationalError):
+        return None
+    said = " ".join(line.strip() for line in str(error.orig).splitlines() if line.strip())
+    return f"the database failed: {said}"
 
 
 if __name__ == "__main__":
