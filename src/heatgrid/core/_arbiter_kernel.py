@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from numba import njit, prange
 
-from heatgrid.core._kernel_math import clip, maximum, minimum
+from heatgrid.core._kernel_math import clip, maximum, minimum, row_of
 
 __all__: list[str] = []
 
@@ -64,11 +64,12 @@ def _same_state(power_a_w: float, power_b_w: float, discrete: bool) -> bool:
 
 
 @njit(cache=True, inline="always")
-def _bracket(target_w: float, min_power_w: float, levels_w: Any, row: int, discrete: bool) -> Any:
+def _bracket(target_w: float, min_power_w: float, levels: Any, discrete: bool) -> Any:
     """Return the feasible powers just below and just above the target [W] (equal if feasible).
 
-    A discrete device holds 0 or a listed level (row ``row`` of ``levels_w``, NaN-padded); a
-    continuous one 0 or any power in ``[min_power_w, max_power_w]``.
+    A discrete device holds 0 or a listed level (``levels``, the device's NaN-padded row of the
+    level table as :func:`~heatgrid.core._kernel_math.row_of` gives it); a continuous one 0 or
+    any power in ``[min_power_w, max_power_w]``.
     """
     if not discrete:
         below_w = target_w if target_w >= min_power_w else 0.0
@@ -78,8 +79,9 @@ def _bracket(target_w: float, min_power_w: float, levels_w: Any, row: int, discr
     level_w = 0.0 if on_level else -math.inf
     below_w = 0.0 if target_w > 0.0 else -math.inf
     above_w = 0.0 if target_w < 0.0 else math.inf
-    for j in range(levels_w.shape[1]):
-        value = levels_w[row, j]
+    row_w, width = levels
+    for j in range(width):
+        value = row_w[j]
         if abs(value - target_w) <= LEVEL_TOLERANCE_W:
             on_level = True
             level_w = maximum(level_w, value)
@@ -127,10 +129,10 @@ def realize_known(  # noqa: PLR0917
     current_w, last_target_w, since_ts = state.power_w, state.target_w, state.since_ts
     last_ts = state.last_ts
     min_power_w, max_power_w = device.min_power_w[row], device.max_power_w[row]
-    levels_w, min_cycle_s = device.power_levels_w, device.min_cycle_s[row]
+    min_cycle_s = device.min_cycle_s[row]
     dt_s = maximum(now_ts - last_ts, 0.0) if math.isfinite(last_ts) else 0.0
     debt_j = state.debt_j + (last_target_w - current_w) * dt_s
-    below_w, above_w = _bracket(target_w, min_power_w, levels_w, row, discrete)
+    below_w, above_w = _bracket(target_w, min_power_w, row_of(device.power_levels_w, row), discrete)
     exact = below_w == above_w
 
     # Sigma-delta on the energy debt; at zero debt keep the current state.

@@ -39,7 +39,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeAlias, get_args
 
 import numpy as np
@@ -363,7 +363,10 @@ class DeviceStateArrays:
     @classmethod
     def initial(cls, count: int) -> DeviceStateArrays:
         """Return the start state (off, never switched, no debt) of ``count`` devices."""
-        return cls.from_states([DeviceState("")] * count)
+        one = cls.from_states([DeviceState("")])  # repeated as arrays: no object per home
+        return cls(
+            **{field.name: np.repeat(getattr(one, field.name), count) for field in fields(cls)}
+        )
 
     @classmethod
     def from_states(cls, states: Sequence[DeviceState]) -> DeviceStateArrays:

@@ -616,7 +616,10 @@ class ThermostatStateArrays:
     @classmethod
     def initial(cls, count: int) -> ThermostatStateArrays:
         """Return the start state (off, never switched) of ``count`` homes."""
-        return cls.from_states([ThermostatState()] * count)
+        one = cls.from_states([ThermostatState()])  # repeated as arrays: no object per home
+        return cls(
+            **{field.name: np.repeat(getattr(one, field.name), count) for field in fields(cls)}
+        )
 
     @classmethod
     def from_states(cls, states: Sequence[ThermostatState]) -> ThermostatStateArrays:
