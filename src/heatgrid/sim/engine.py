@@ -81,6 +81,8 @@ _S_PER_H = 3600.0
 _FIRST_WINDOWS = 64
 """Heat windows computed at once for the first heaters of a step's claims (then 128, …)."""
 _J_PER_KWH = 3.6e6
+_ROOM_PERCENTILES = (5.0, 95.0)
+"""The percentiles of the room temperatures after each step (``room_p05_c``, ``room_p95_c``)."""
 _GOLDEN = 0.6180339887498949
 _PARALLEL_MIN_HOMES = 50_000
 """Below this many homes the thermal kernel runs on one thread: one step of a small fleet is
@@ -403,7 +405,7 @@ class _Loop:
         if self.record_rooms:
             series.room_temp_c[k] = room_c
         series.mean[k] = float(np.mean(room_c))
-        series.p05[k], series.p95[k] = np.percentile(room_c, [5.0, 95.0])
+        series.p05[k], series.p95[k] = np.percentile(room_c, _ROOM_PERCENTILES)
         series.setpoint[k] = float(np.mean(setpoint_c))
         series.demand[k] = float(np.sum(demand_w))
         series.heat[k] = float(np.sum(power_w[:n]))

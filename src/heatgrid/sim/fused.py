@@ -61,7 +61,7 @@ from heatgrid.core.control import (
 from heatgrid.core.errors import InputError
 from heatgrid.core.scheduling import POLICIES
 from heatgrid.sim import _fused_kernel as _kernel
-from heatgrid.sim.engine import _J_PER_KWH, RawRun, _Loop
+from heatgrid.sim.engine import _J_PER_KWH, _ROOM_PERCENTILES, RawRun, _Loop
 from heatgrid.sim.fleet import Fleet
 from heatgrid.sim.jobs import Jobs
 from heatgrid.sim.scenario import Scenario
@@ -387,9 +387,10 @@ class _FusedLoop(_Loop):
         sums, task_sums, sampled = run.sums, run.task_sums, run.sampled
         q, task_q = len(_kernel.QUANTITIES), len(_kernel.TASK_QUANTITIES)
         series.mean[k0:k1] = sums[:, _kernel.ROOM] / n
-        series.p05[k0:k1], series.p95[k0:k1] = np.percentile(
-            sampled, [5.0, 95.0], axis=1, overwrite_input=True
-        )
+        low_high_c = np.empty((2, k1 - k0))
+        fractions = np.asarray(_ROOM_PERCENTILES) / 100.0  # as np.percentile divides them
+        _kernel.row_percentiles(sampled, fractions, low_high_c)
+        series.p05[k0:k1], series.p95[k0:k1] = low_high_c
         series.setpoint[k0:k1] = sums[:, _kernel.SETPOINT] / n
         series.demand[k0:k1] = sums[:, _kernel.DEMAND]
         series.heat[k0:k1] = sums[:, _kernel.HEAT]
