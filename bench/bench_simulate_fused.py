@@ -19,7 +19,8 @@ the fused engine runs the rest of each step in its kernel. And a leases-held cas
 ``heat-aware`` with 0.003 jobs per home and hour (one arrival every 2 steps on 2,000 homes),
 where most steps hold leases but cannot claim, and run in the fused kernel with their tasks.
 The year estimates are 1e5 homes at 60 s steps (525,600 steps) and at 300 s steps, at the
-best fused rate.
+best fused rate; ``year_slice`` runs ``--year-slice-days`` (default 1, split over four seasons)
+of that year's own case, 1e5 homes at 60 s steps, and scales it to the year.
 
 Measured on 2026-12-04 (2 cores shared with other work, load 4-7, ``--sizes 1000000 10000
 --days 0.5 --skip-cold-compile --budget-s 8``; see ``docs/simulator.md``): fused 1.92e7
@@ -48,12 +49,20 @@ decided only the claiming heaters' demand (load 3.4-4.1): 2.50e7 and 2.39e7 per 
 1e6 homes (before 2.37e7, 2.37e7), 3.59e7 home-steps/s at best (before 3.72e7), year estimate
 24 minutes (before 24); ``leases_held`` 8.28e6 and 6.88e6 home-steps/s (before 3.40e6, 5.55e6);
 ``scheduling_bound`` ratio 1.16 and 1.01 (before 0.79, 0.93). See ``docs/simulator.md``.
+Measured on a quiet 2-core machine (2026-12-05, load 0.8-1.1), after the arbiter's level row was
+read without numba's reference counting and the start states were built as arrays, the code
+before then after (twice), same options: 1e6 homes 5.14e7 home-steps/s before, 6.04e7 and
+6.11e7 after (61 % of the goal); 1e4 homes 2.61e7 before, 3.08e7 and 3.12e7 after; year of 1e5
+homes at 60 s steps estimated at 17.1 minutes before, 14.5 and 14.3 after (goal 10). A whole
+year run with ``heatgrid simulate`` took 11.5 to 12 minutes; the seasonal ``year_slice`` (one
+day in four quarters) estimated 12.8 minutes in the next run of this bench (5.82e7 at 1e6 homes).
 Usage: ``python bench/bench_simulate_fused.py --out PATH``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -79,6 +88,7 @@ _SIZES = (10_000, 100_000)
 _JANUARY_15_S = 14 * 86_400.0
 _YEAR_HOMES = 100_000
 _YEAR_STEPS = 525_600  # a year of 60 s steps
+_SEASON_START_DAYS = (14, 104, 195, 287)  # mid-January, -April, -July, -October
 _COLD_SCRIPT = """
 import time
 from heatgrid.sim.fused import run_policy_fused
@@ -105,11 +115,20 @@ def _region() -> Region:
     )
 
 
-def _scenario(region: Region, n_homes: int, *, days: float, jobs: JobStream) -> Scenario:
+def _scenario(
+    region: Region,
+    n_homes: int,
+    *,
+    days: float,
+    jobs: JobStream,
+    step_s: float = 300.0,
+    start_s: float = _JANUARY_15_S,
+) -> Scenario:
     return Scenario(
         n_homes=n_homes,
-        start_ts=float(region.timestamps_ts[0]) + _JANUARY_15_S,
+        start_ts=float(region.timestamps_ts[0]) + start_s,
         days=days,
+        step_s=step_s,
         regions=(region,),
         jobs=jobs,
         seed=1,
@@ -220,6 +239,45 @@ def _leases_held(region: Region, n_homes: int) -> dict[str, Any]:
     return result | {"steps_in_bursts_of_2_or_more": int(np.sum(steps[steps > 1]))}
 
 
+def _year_slice(region: Region, days: float) -> dict[str, Any]:
+    """Run ``days`` of the year's own case (1e5 homes, 60 s steps) and scale them to a year.
+
+    The days are split over four seasons (from mid-January, mid-April, mid-July and
+    mid-October), since a winter day costs more than a summer one (heaters that work, not
+    idle). The estimate from the best rate above is at 300 s steps and, at 1e6 homes over half
+    a day, carries the run's setup; the slices have neither bias.
+    """
+    wall_s = cpu_s = 0.0
+    steps = 0
+    for start_day in _SEASON_START_DAYS:
+        scenario = _scenario(
+            region,
+            _YEAR_HOMES,
+            days=days / len(_SEASON_START_DAYS),
+            jobs=_NO_JOBS,
+            step_s=60.0,
+            start_s=start_day * 86_400.0,
+        )
+        fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
+        wall, cpu = _timed(
+            functools.partial(run_policy_fused, scenario, fleet, jobs, "mining-only")
+        )
+        wall_s, cpu_s, steps = wall_s + wall, cpu_s + cpu, steps + scenario.n_steps
+    home_steps = _YEAR_HOMES * steps
+    rate = home_steps / wall_s
+    return {
+        "homes": _YEAR_HOMES,
+        "steps": steps,
+        "step_s": 60.0,
+        "season_start_days": list(_SEASON_START_DAYS),
+        "seconds": wall_s,
+        "home_steps_per_s": rate,
+        "home_steps_per_cpu_s": home_steps / cpu_s,
+        "year_estimate_s": _YEAR_HOMES * _YEAR_STEPS / rate,
+        "load_average_1min_after": os.getloadavg()[0],
+    }
+
+
 def _cold_compile_s() -> float | None:
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(Path(__file__).parent))
@@ -245,6 +303,12 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=10.0, help="baseline seconds per size")
     parser.add_argument("--scheduling-homes", type=int, default=2_000)
     parser.add_argument(
+        "--year-slice-days",
+        type=float,
+        default=1.0,
+        help="days of 1e5 homes at 60 s steps run to estimate the year from (0: none)",
+    )
+    parser.add_argument(
         "--skip-cold-compile", action="store_true", help="do not compile from an empty cache"
     )
     args = parser.parse_args()
@@ -257,6 +321,7 @@ def main() -> None:
     rows = [_size(region, n, args.days, args.budget_s) for n in args.sizes]
     scheduling = _scheduling_bound(region, args.scheduling_homes)
     leases = _leases_held(region, args.scheduling_homes)
+    year_slice = _year_slice(region, args.year_slice_days) if args.year_slice_days > 0 else None
     best = max(row["fused_home_steps_per_s"] for row in rows)
     result = {
         "benchmark": "simulate_fused",
@@ -276,6 +341,10 @@ def main() -> None:
         "goal_fraction": best / _GOAL_HOME_STEPS_PER_S,
         "year_of_1e5_homes_at_60_s_estimate_s": _YEAR_HOMES * _YEAR_STEPS / best,
         "year_of_1e5_homes_at_300_s_estimate_s": _YEAR_HOMES * _YEAR_STEPS / 5 / best,
+        "year_slice": year_slice,
+        "year_slice_note": "days of the year's own case (1e5 homes, 60 s steps, mining-only) "
+        "on the fused engine, split over four seasons, scaled to 525,600 steps: the year "
+        "estimate without the 300 s steps and the setup of the runs above",
         "threads": numba.get_num_threads(),
         "machine": {
             "python": platform.python_version(),
