@@ -23,3 +23,14 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
 fi
 export PATH="$VENV/bin:$PATH"
 export PYTHONDONTWRITEBYTECODE=1
+# numba keys a compiled function's cache on its own source file only, so a kernel that inlines
+# core's (sim/_fused_kernel.py does) would load stale machine code after core changed. Keep the
+# caches in a folder named after the contents of core and of every file that imports numba.
+if [ -z "${NUMBA_CACHE_DIR:-}" ]; then
+    KERNELS="$( { ls src/heatgrid/core/*.py; grep -rlE --include='*.py' '^(from|import) numba' src || true; } \
+        | sort -u | xargs cat | sha256sum | cut -c1-16)"
+    export NUMBA_CACHE_DIR="$ROOT/.numba-cache/$KERNELS"
+    if [ -d "$ROOT/.numba-cache" ]; then  # the caches of older sources
+        find "$ROOT/.numba-cache" -mindepth 1 -maxdepth 1 ! -name "$KERNELS" -exec rm -rf {} +
+    fi
+fi
