@@ -26,6 +26,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
+from tests.ports import free_port
 
 _START_TIMEOUT_S = 10.0
 _START_ATTEMPTS = 3
@@ -39,12 +40,6 @@ def _mosquitto_binary() -> str | None:
         if os.access(candidate, os.X_OK):
             return candidate
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _run_as_user() -> str | None:
@@ -92,7 +87,7 @@ def _start(
     """Start mosquitto on ``port`` (else a free one) and wait until it accepts; retry if taken."""
     errors: list[str] = []
     for attempt in range(_START_ATTEMPTS):
-        listen_port = _free_port() if port is None else port
+        listen_port = free_port() if port is None else port
         config = directory / f"mosquitto-{attempt}.conf"
         config.write_text(_config(listen_port))
         log = directory / f"mosquitto-{attempt}.log"

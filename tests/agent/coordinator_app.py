@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from tests.ports import free_port
 
 from heatgrid.coordinator.accounts import create_api_key, create_enrollment_code
 from heatgrid.coordinator.app import create_app
@@ -30,12 +30,6 @@ class SimClock:
 
     def __call__(self) -> float:
         return self.now_ts
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class ServedCoordinator:

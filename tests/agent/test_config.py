@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
+from tests.ports import free_port
 
 from heatgrid.agent.config import load_config, parse_config
 from heatgrid.agent.devices.settings import NvmlDeviceSpec
@@ -208,12 +208,6 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
         load_config(tmp_path / "nowhere.toml", environ={})
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _cli(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     status = main(["agent", "--config", str(config)])
     return status, capsys.readouterr().err
@@ -234,7 +228,7 @@ def test_cli_refuses_an_unknown_device_type(
 def test_cli_refuses_an_unreachable_device_before_heating(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    port = _closed_port()
+    port = free_port()
     path = tmp_path / "agent.toml"
     path.write_text(
         MINIMAL
@@ -262,7 +256,7 @@ def test_cli_refuses_an_unreachable_sensor_broker(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "agent.toml"
-    sensor = f'topic = "room/temp"\nport = {_closed_port()}\nconnect_timeout_s = 0.5'
+    sensor = f'topic = "room/temp"\nport = {free_port()}\nconnect_timeout_s = 0.5'
     path.write_text(
         MINIMAL.replace('topic = "room/temp"', sensor)
         + f'\n[state]\npath = "{tmp_path / "state.sqlite3"}"\n'

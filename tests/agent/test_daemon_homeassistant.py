@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.agent.coordinator_app import SimClock
 from tests.mqtt_broker import running_broker
+from tests.ports import free_port
 
 from heatgrid.agent.config import AgentConfig, parse_config
 from heatgrid.agent.daemon import AgentDaemon, manual_setpoint_until_ts
@@ -407,7 +407,7 @@ def test_the_heater_keeps_control_while_home_assistants_broker_restarts(
 
 async def _absent_broker_scenario(tmp_path: Path, device_broker: tuple[str, int]) -> None:
     environ = {
-        "HEATGRID_AGENT__HOMEASSISTANT__PORT": str(_closed_port()),
+        "HEATGRID_AGENT__HOMEASSISTANT__PORT": str(free_port()),
         "HEATGRID_AGENT__SENSOR__CONNECT_TIMEOUT_S": "0.5",
     }
     async with _home(tmp_path, device_broker, "", environ, initial_temp_c=19.0) as home:
@@ -418,12 +418,6 @@ async def _absent_broker_scenario(tmp_path: Path, device_broker: tuple[str, int]
         await home.run_until(T0_TS + 600.0)
         assert home.plug.power_w == 2000.0  # a cold room is heated all the same
         assert not await home.daemon.publish_home_assistant()
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_an_absent_home_assistant_broker_does_not_keep_the_heater_from_starting(

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.mqtt_broker import running_broker
+from tests.ports import free_port
 
 from heatgrid.agent._mqtt import parse_reading
 from heatgrid.agent.mqtt_sensor import (
@@ -117,10 +118,7 @@ def test_the_sensor_reconnects_when_the_broker_comes_back() -> None:
         finally:
             await sensor.aclose()
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        free_port = int(sock.getsockname()[1])
-    asyncio.run(scenario(free_port))
+    asyncio.run(scenario(free_port()))
 
 
 async def _publish_until_read(

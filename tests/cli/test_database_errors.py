@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.ports import free_port
 
 from heatgrid.cli.main import main
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:  # bound and closed again: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_an_admin_command_names_an_unreachable_postgresql(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url = f"postgresql://heatgrid@127.0.0.1:{_closed_port()}/heatgrid"
+    url = f"postgresql://heatgrid@127.0.0.1:{free_port()}/heatgrid"
     assert main(["mining", "report", "--database-url", url]) == 1
     err = capsys.readouterr().err
     assert "the database failed" in err
@@ -41,8 +35,8 @@ def test_an_admin_command_names_a_sqlite_file_it_cannot_open(
 
 def test_the_stratum_proxy_names_an_unreachable_database() -> None:
     """The proxy in its own process, as it runs: status 1 and the driver's reason."""
-    url = f"postgresql://heatgrid@127.0.0.1:{_closed_port()}/heatgrid"
-    pool = f"stratum+tcp://127.0.0.1:{_closed_port()}"
+    url = f"postgresql://heatgrid@127.0.0.1:{free_port()}/heatgrid"
+    pool = f"stratum+tcp://127.0.0.1:{free_port()}"
     command = [sys.executable, "-m", "heatgrid.cli.main", "stratum", "--listen", "127.0.0.1:0"]
     done = subprocess.run(
         [*command, "--database-url", url, "--pool-url", pool, "--pool-user", "operator"],
