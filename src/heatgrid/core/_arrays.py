@@ -1,18 +1,23 @@
-"""Validation and scalar-or-array plumbing shared by the economics modules (private)."""
+"""Validation and scalar-or-array plumbing shared by core's modules (private)."""
 
 from __future__ import annotations
 
-from typing import TypeAlias
+import dataclasses
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from heatgrid.core.errors import InputError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 __all__: list[str] = []
 
 FloatArray: TypeAlias = NDArray[np.float64]
 FloatOrArray: TypeAlias = float | NDArray[np.float64]
+_Arrays = TypeVar("_Arrays", bound="DataclassInstance")
 
 
 def checked_array(
@@ -60,6 +65,17 @@ def scalar_or_array(result: FloatArray) -> FloatOrArray:
     if result.ndim == 0:
         return float(result)
     return result
+
+
+def repeated(one: _Arrays, count: int) -> _Arrays:
+    """Return the dataclass of arrays ``one`` (one element each) repeated to ``count`` elements.
+
+    A fleet's start state from one home's, as arrays: no Python object per home.
+    """
+    arrays = {
+        field.name: np.repeat(getattr(one, field.name), count) for field in dataclasses.fields(one)
+    }
+    return type(one)(**arrays)
 
 
 def _show(array: FloatArray) -> str:

@@ -39,14 +39,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from heatgrid.core import _arbiter_kernel as _kernel
-from heatgrid.core._arrays import FloatArray, checked_array
+from heatgrid.core._arrays import FloatArray, checked_array, repeated
 from heatgrid.core._kernel_math import kernel_input
 from heatgrid.core.catalog import Device
 from heatgrid.core.errors import InputError, require_finite, require_non_negative, require_positive
@@ -363,10 +363,7 @@ class DeviceStateArrays:
     @classmethod
     def initial(cls, count: int) -> DeviceStateArrays:
         """Return the start state (off, never switched, no debt) of ``count`` devices."""
-        one = cls.from_states([DeviceState("")])  # repeated as arrays: no object per home
-        return cls(
-            **{field.name: np.repeat(getattr(one, field.name), count) for field in fields(cls)}
-        )
+        return repeated(cls.from_states([DeviceState("")]), count)
 
     @classmethod
     def from_states(cls, states: Sequence[DeviceState]) -> DeviceStateArrays:

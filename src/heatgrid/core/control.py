@@ -49,7 +49,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from heatgrid.core import _control_kernel as _kernel
-from heatgrid.core._arrays import FloatArray, FloatOrArray, checked_array, scalar_or_array
+from heatgrid.core._arrays import (
+    FloatArray,
+    FloatOrArray,
+    checked_array,
+    repeated,
+    scalar_or_array,
+)
 from heatgrid.core._kernel_math import kernel_input
 from heatgrid.core.defaults import DEFAULT_HOT_TOLERANCE_K
 from heatgrid.core.errors import InputError, require_finite, require_positive
@@ -616,10 +622,7 @@ class ThermostatStateArrays:
     @classmethod
     def initial(cls, count: int) -> ThermostatStateArrays:
         """Return the start state (off, never switched) of ``count`` homes."""
-        one = cls.from_states([ThermostatState()])  # repeated as arrays: no object per home
-        return cls(
-            **{field.name: np.repeat(getattr(one, field.name), count) for field in fields(cls)}
-        )
+        return repeated(cls.from_states([ThermostatState()]), count)
 
     @classmethod
     def from_states(cls, states: Sequence[ThermostatState]) -> ThermostatStateArrays:

@@ -70,6 +70,8 @@ __all__ = ["DEFAULT_BURST_STEPS", "PERCENTILE_SAMPLE", "run_policy_fused"]
 
 DEFAULT_BURST_STEPS = 288
 """Most steps per compiled call (a day of 300 s steps); progress is reported after each."""
+_ROOM_FRACTIONS = np.asarray(_ROOM_PERCENTILES) / 100.0
+"""The engine's percentiles as fractions, divided as ``np.percentile`` divides them."""
 PERCENTILE_SAMPLE = 8192
 """Homes over which the per-step room temperature percentiles are taken (all, up to this)."""
 _PARALLEL_MIN_HOMES = 50_000
@@ -388,8 +390,7 @@ class _FusedLoop(_Loop):
         q, task_q = len(_kernel.QUANTITIES), len(_kernel.TASK_QUANTITIES)
         series.mean[k0:k1] = sums[:, _kernel.ROOM] / n
         low_high_c = np.empty((2, k1 - k0))
-        fractions = np.asarray(_ROOM_PERCENTILES) / 100.0  # as np.percentile divides them
-        _kernel.row_percentiles(sampled, fractions, low_high_c)
+        _kernel.row_percentiles(sampled, _ROOM_FRACTIONS, low_high_c)
         series.p05[k0:k1], series.p95[k0:k1] = low_high_c
         series.setpoint[k0:k1] = sums[:, _kernel.SETPOINT] / n
         series.demand[k0:k1] = sums[:, _kernel.DEMAND]
