@@ -13,7 +13,7 @@ from heatgrid.cli.main import main
 from heatgrid.core.prices import household_prices
 from heatgrid.sim.jobspec import parse_job_stream
 from heatgrid.sim.run import simulate
-from heatgrid.sim.scenario import Scenario
+from heatgrid.sim.scenario import Region, Scenario
 
 HOMES = 400
 
@@ -56,6 +56,26 @@ def test_without_backup_heating_homes_whose_heater_has_no_task_get_cold(
     assert bare["compute_heat_share_pct"] == pytest.approx(100.0)
     assert bare["comfort_mean_k_h"] > 3.0 * default_january["comfort_mean_k_h"]
     assert np.isfinite(bare["comfort_p95_k_h"])
+    # In January a room outside the band is a room too cold.
+    assert bare["cold_mean_k_h"] > 0.95 * bare["comfort_mean_k_h"]
+    assert bare["cold_p95_k_h"] <= bare["comfort_p95_k_h"]
+
+
+def test_in_july_rooms_are_too_warm_not_too_cold(
+    make_scenario: Callable[..., Scenario], lyon: Region
+) -> None:
+    """A summer day: the rooms warm past the band (no heater cools), and the report says so."""
+    july_ts = float(lyon.timestamps_ts[0]) + 195 * 86_400.0
+    scenario = make_scenario(
+        n_homes=100, days=1.0, start_ts=july_ts, jobs=parse_job_stream("", 100), seed=0
+    )
+    run = simulate(scenario, ["mining-only"])
+    summary = run.summaries["mining-only"]
+    assert summary["comfort_mean_k_h"] > 1.0
+    assert summary["cold_mean_k_h"] < 0.05 * summary["comfort_mean_k_h"]
+    raw = run.runs["mining-only"]
+    assert np.all(raw.cold_k_h <= raw.comfort_k_h + 1e-12)
+    assert summary["per_home"]["cold_k_h"]["mean"] == pytest.approx(summary["cold_mean_k_h"])
 
 
 def test_owners_pay_their_regions_household_price(capsys: pytest.CaptureFixture[str]) -> None:

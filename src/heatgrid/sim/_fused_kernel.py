@@ -21,12 +21,12 @@ for the whole burst. It calls core's own rules, not copies of them:
   which ends the burst after that step (the caller runs the burst again up to there and lets
   the queue end the lease).
 
-Results are reduced in the kernel: per home (comfort, heater, backup and task energy) into
-arrays of length ``n``, per step into ``partial[chunk, step, quantity]`` (:data:`QUANTITIES`
-then one column of heater energy per region) and ``task_partial`` (:data:`TASK_QUANTITIES`
-then rack energy per region), summed over chunks by the caller, so memory stays
-``O(n + burst · chunks)`` whatever the horizon. Chunks are fixed, so the sums do not depend on
-the number of threads: a run is reproducible bit for bit.
+Results are reduced in the kernel: per home (comfort and its cold part, heater, backup and
+task energy) into arrays of length ``n``, per step into ``partial[chunk, step, quantity]``
+(:data:`QUANTITIES` then one column of heater energy per region) and ``task_partial``
+(:data:`TASK_QUANTITIES` then rack energy per region), summed over chunks by the caller, so
+memory stays ``O(n + burst · chunks)`` whatever the horizon. Chunks are fixed, so the sums
+do not depend on the number of threads: a run is reproducible bit for bit.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from heatgrid.core._control_kernel import (
     tick,
 )
 from heatgrid.core._kernel_math import maximum, minimum
+from heatgrid.core.comfort import band_excess_k
 from heatgrid.core.thermal_kernels import step_2r2c
 
 __all__: list[str] = []
@@ -128,6 +129,7 @@ class Totals(NamedTuple):
     """Per-home accumulators (N,), added to in place."""
 
     comfort_k_h: Any
+    cold_k_h: Any
     heat_kwh: Any
     backup_kwh: Any
     task_kwh: Any
@@ -645,7 +647,7 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
     power_arr, target_arr, device_since = arbiter.power_w, arbiter.target_w, arbiter.since_ts
     debt_arr, device_last = arbiter.debt_j, arbiter.last_ts
     task_of, done_step, done_ts_arr = tasks.task, tasks.done_step, tasks.done_ts
-    comfort_total, heat_total = totals.comfort_k_h, totals.heat_kwh
+    comfort_total, cold_total, heat_total = totals.comfort_k_h, totals.cold_k_h, totals.heat_kwh
     backup_total, task_total = totals.backup_kwh, totals.task_kwh
     lo = chunk * CHUNK
     for i in range(lo, min(lo + CHUNK, air_c.shape[0])):
@@ -689,6 +691,7 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
         setpoint_c, setpoint_until = setpoints[i], setpoints_until[i]
         gains_w, gains_until = gains[i], gains_until_ts[i]
         comfort = 0.0
+        cold = 0.0
         heat_kwh = 0.0
         backup_kwh = 0.0
         task_kwh = 0.0
@@ -761,10 +764,9 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
                     done_step[i] = k
                     done_ts_arr[i] = done_ts
 
-            outside_k = maximum(setpoint_c - band_k - air, 0.0) + maximum(
-                air - setpoint_c - band_k, 0.0
-            )
-            comfort += outside_k * step_h
+            below_k, above_k = band_excess_k(air, setpoint_c, band_k)
+            comfort += (below_k + above_k) * step_h
+            cold += below_k * step_h
             energy_kwh = power_w * step_kwh_per_w
             heat_kwh += energy_kwh
             backup_kwh += backup_w * step_kwh_per_w
@@ -804,6 +806,7 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
         setpoints[i], setpoints_until[i] = setpoint_c, setpoint_until
         gains[i], gains_until_ts[i] = gains_w, gains_until
         comfort_total[i] += comfort
+        cold_total[i] += cold
         heat_total[i] += heat_kwh
         backup_total[i] += backup_kwh
         if with_task:

@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 
 from heatgrid.core._arrays import FloatArray
 from heatgrid.core.arbiter import DeviceStateArrays, plan_many
+from heatgrid.core.comfort import add_band_excess
 from heatgrid.core.control import (
     Mode,
     ObservationArrays,
@@ -100,7 +101,11 @@ class RawRun:
     time_ts : numpy.ndarray
         Start of each step [POSIX s, UTC], (K,).
     comfort_k_h : numpy.ndarray
-        Degree-hours outside ``setpoint ± comfort_band_k`` per home [K·h], (N,).
+        Degree-hours outside ``setpoint ± comfort_band_k`` per home [K·h], (N,)
+        (:func:`heatgrid.core.comfort.band_excess_k`).
+    cold_k_h : numpy.ndarray
+        The part of them below the band (the room too cold) per home [K·h], (N,); the rest is
+        above it (too warm).
     home_heat_kwh, home_backup_kwh, home_task_kwh : numpy.ndarray
         Per home: its heater's electric energy (all of it heat), its own backup heating's heat,
         and the task energy its heater burned [kWh], (N,).
@@ -147,6 +152,7 @@ class RawRun:
     policy: str
     time_ts: FloatArray
     comfort_k_h: FloatArray
+    cold_k_h: FloatArray
     home_heat_kwh: FloatArray
     home_backup_kwh: FloatArray
     home_task_kwh: FloatArray
@@ -292,6 +298,7 @@ class _Loop:
         self.is_rack = kinds == "rack"
         self.home_region = fleet.region[:n]
         self.comfort_k_h = np.zeros(n)
+        self.cold_k_h = np.zeros(n)
         self.home_heat_kwh = np.zeros(n)
         self.home_backup_kwh = np.zeros(n)
         self.home_task_kwh = np.zeros(n)
@@ -397,11 +404,14 @@ class _Loop:
         scenario, fleet, series = self.scenario, self.fleet, self.series
         n, step_s = fleet.n_homes, scenario.step_s
         room_c = self.state_c[:, 0]
-        band_k = scenario.comfort_band_k
-        outside_k = np.maximum(setpoint_c - band_k - room_c, 0.0) + np.maximum(
-            room_c - setpoint_c - band_k, 0.0
+        add_band_excess(
+            room_c,
+            setpoint_c,
+            scenario.comfort_band_k,
+            step_s / _S_PER_H,
+            self.comfort_k_h,
+            self.cold_k_h,
         )
-        self.comfort_k_h += outside_k * (step_s / _S_PER_H)
         if self.record_rooms:
             series.room_temp_c[k] = room_c
         series.mean[k] = float(np.mean(room_c))
@@ -508,6 +518,7 @@ class _Loop:
             policy=self.policy,
             time_ts=self.time_ts,
             comfort_k_h=self.comfort_k_h,
+            cold_k_h=self.cold_k_h,
             home_heat_kwh=self.home_heat_kwh,
             home_backup_kwh=self.home_backup_kwh,
             home_task_kwh=self.home_task_kwh,

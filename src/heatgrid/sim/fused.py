@@ -168,6 +168,7 @@ class _FusedLoop(_Loop):
             ),
             totals=_kernel.Totals(
                 comfort_k_h=self.comfort_k_h,
+                cold_k_h=self.cold_k_h,
                 heat_kwh=self.home_heat_kwh,
                 backup_kwh=self.home_backup_kwh,
                 task_kwh=self.home_task_kwh,

@@ -30,6 +30,8 @@ __all__ = [
 SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("comfort_mean_k_h", "comfort: degree-hours outside the band per home, mean [K·h]"),
     ("comfort_p95_k_h", "comfort: degree-hours per home, 95th percentile [K·h]"),
+    ("cold_mean_k_h", "of which below the band (too cold) per home, mean [K·h]"),
+    ("cold_p95_k_h", "of which below the band per home, 95th percentile [K·h]"),
     ("jobs_submitted", "jobs submitted"),
     ("jobs_completed", "jobs completed"),
     ("jobs_dead", "jobs dead-lettered (attempts spent)"),
@@ -63,6 +65,7 @@ PER_HOME_ROWS: tuple[tuple[str, str], ...] = (
     ("electricity_cost_eur", "electricity bill of the heater [EUR]"),
     ("net_cost_eur", "net cost: bill − revenue [EUR]"),
     ("comfort_k_h", "comfort: degree-hours outside the band [K·h]"),
+    ("cold_k_h", "of which below the band (too cold) [K·h]"),
 )
 """Per-home distributions (``summary["per_home"]``) shown in the investor tables."""
 PER_HOME_STATISTICS = ("mean", "p05", "p25", "p50", "p75", "p95")

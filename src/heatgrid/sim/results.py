@@ -1,7 +1,9 @@
 """Summaries of a run: comfort, job latency, goodput, useful heat, revenue and CO2.
 
 * **Comfort**: degree-hours per home outside ``setpoint ± comfort_band_k`` (the room air at the
-  end of each step against the setpoint in force); the fleet's mean and 95th percentile.
+  end of each step against the setpoint in force); the fleet's mean and 95th percentile, of
+  all of them and of those below the band (too cold: the heating fell short; the rest is a
+  room too warm, in summer mostly the weather, which no heater can answer).
 * **Jobs**: completion time (done − arrival) percentiles of the jobs completed, in hours.
 * **Goodput**: task energy kept (not lost with a lease) per hour of the run, and as a share of
   the task energy burned.
@@ -24,7 +26,7 @@
   the mining revenue (:func:`heatgrid.sim.engine.home_mining_revenue_eur`, the model of
   ``heatgrid economics``), the owner's revenue (mining plus compute on the task energy burned
   in the home), the electricity bill of the heater, the net cost (bill − revenue) and the
-  comfort degree-hours.
+  comfort degree-hours (all, and those below the band).
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ def per_home(scenario: Scenario, run: RawRun) -> dict[str, dict[str, float]]:
         "electricity_cost_eur": bill_eur,
         "net_cost_eur": bill_eur - owner_eur,
         "comfort_k_h": run.comfort_k_h,
+        "cold_k_h": run.cold_k_h,
     }
     return {name: _distribution(values) for name, values in quantities.items()}
 
@@ -182,6 +185,8 @@ def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
         "days": scenario.n_steps * scenario.step_s / 86_400.0,
         "comfort_mean_k_h": float(np.mean(run.comfort_k_h)),
         "comfort_p95_k_h": float(np.percentile(run.comfort_k_h, 95.0)),
+        "cold_mean_k_h": float(np.mean(run.cold_k_h)),
+        "cold_p95_k_h": float(np.percentile(run.cold_k_h, 95.0)),
         "jobs_submitted": int(run.arrival_ts.size),
         "jobs_completed": int(np.count_nonzero(done)),
         "jobs_dead": run.tasks_dead,
