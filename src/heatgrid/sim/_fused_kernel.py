@@ -673,6 +673,7 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
     comfort_total, cold_total, heat_total = totals.comfort_k_h, totals.cold_k_h, totals.heat_kwh
     backup_total, task_total = totals.backup_kwh, totals.task_kwh
     lo = chunk * CHUNK
+    chunk_at = np.uint64(chunk)
     for i in range(lo, min(lo + CHUNK, air_c.shape[0])):
         with_task = task_of[i] >= 0
         config = home_config(cfg, i)
@@ -681,6 +682,7 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
         a_minus_i = (coef[0, i], coef[1, i], coef[2, i], coef[3, i])
         b = (coef[4, i], coef[5, i], coef[6, i], coef[7, i])
         region = home_region[i]
+        region_at, region_column = np.uint64(region), np.uint64(q + region)
         gains_pair = (occupied_gains_w[i], away_gains_w[i])
         home_tz_s, home_away = tz_s[i], away_home[i]
         leave, back = leave_minute[i], return_minute[i]
@@ -745,7 +747,10 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
                     stopped = True
                     break  # a lease ended before: the burst ends there and runs again
                 t = k - k0
-                now = time_ts[k]
+                # numba wraps a negative signed index around, at a few instructions per index;
+                # these are never negative, and unsigned ones skip it (3-4 % of a step).
+                at_k, at_t = np.uint64(k), np.uint64(t)
+                now = time_ts[at_k]
                 seen = Observation(
                     room_temp_c=air,
                     reading_ts=now,
@@ -786,7 +791,7 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
                     a_minus_i,
                     b,
                     power_w + backup_w + gains_w,
-                    outdoor_c[k, region],
+                    outdoor_c[at_k, region_at],
                 )
                 spent_j, ends = 0.0, False
                 if with_task:
@@ -805,18 +810,18 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
                 backup_kwh += backup_w * step_kwh_per_w
                 if with_task:
                     task_kwh += spent_j / _J_PER_KWH
-                    task_partial[chunk, t, HEATER_TASK] += spent_j
-                partial[chunk, t, ROOM] += air
-                partial[chunk, t, SETPOINT] += setpoint_c
-                partial[chunk, t, DEMAND] += demand_w
-                partial[chunk, t, HEAT] += power_w
-                partial[chunk, t, BACKUP] += backup_w
-                partial[chunk, t, MINING] += energy_kwh * mining_value
-                partial[chunk, t, q + region] += energy_kwh
+                    task_partial[chunk_at, at_t, HEATER_TASK] += spent_j
+                partial[chunk_at, at_t, ROOM] += air
+                partial[chunk_at, at_t, SETPOINT] += setpoint_c
+                partial[chunk_at, at_t, DEMAND] += demand_w
+                partial[chunk_at, at_t, HEAT] += power_w
+                partial[chunk_at, at_t, BACKUP] += backup_w
+                partial[chunk_at, at_t, MINING] += energy_kwh * mining_value
+                partial[chunk_at, at_t, region_column] += energy_kwh
                 if column >= 0:
-                    sampled[t, column] = air
+                    sampled[at_t, np.uint64(column)] = air
                 if record:
-                    recorded[k, i] = air
+                    recorded[at_k, np.uint64(i)] = air
                 if with_task and ends:
                     _ended(leased, i, k)
                     stopped = True
