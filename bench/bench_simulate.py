@@ -176,7 +176,7 @@ def _capability(fleet: Fleet, home: int) -> arbiter.DeviceCapability:
     levels = fleet.devices.power_levels_w[home]
     return arbiter.DeviceCapability(
         device_id="heater",
-        kind=fleet.kind[home],  # type: ignore[arg-type]
+        kind=str(fleet.kind[home]),  # type: ignore[arg-type]
         min_power_w=float(fleet.devices.min_power_w[home]),
         max_power_w=float(fleet.devices.max_power_w[home]),
         power_levels_w=tuple(float(v) for v in levels[~np.isnan(levels)]),

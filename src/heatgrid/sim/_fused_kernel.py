@@ -1002,40 +1002,42 @@ def run_burst(  # noqa: PLR0917
     d = arbiter.power_w.shape[0]
     home_chunks = (n + CHUNK - 1) // CHUNK
     rack_chunks = (d - n + CHUNK - 1) // CHUNK
-    for chunk in prange(home_chunks + rack_chunks):
+    # Homes, then racks, each loop split evenly between the threads: in one loop over both,
+    # one thread got the racks' chunks (next to nothing without tasks) and fewer homes.
+    for chunk in prange(home_chunks):
         leased = (tasks, leases, limit)
-        if chunk < home_chunks:
-            _home_range(
-                chunk,
-                k0,
-                k1,
-                homes,
-                clock,
-                cfg,
-                schedule,
-                thermostat,
-                arbiter,
-                devices,
-                offline_until,
-                rooms,
-                lookups,
-                totals,
-                leased,
-                out,
-            )
-        else:
-            lo = n + (chunk - home_chunks) * CHUNK
-            _rack_range(
-                chunk,
-                lo,
-                min(lo + CHUNK, d),
-                k0,
-                k1,
-                homes,
-                clock,
-                arbiter,
-                devices,
-                offline_until,
-                leased,
-                (out[0], out[1]),
-            )
+        _home_range(
+            chunk,
+            k0,
+            k1,
+            homes,
+            clock,
+            cfg,
+            schedule,
+            thermostat,
+            arbiter,
+            devices,
+            offline_until,
+            rooms,
+            lookups,
+            totals,
+            leased,
+            out,
+        )
+    for rack_chunk in prange(rack_chunks):
+        leased = (tasks, leases, limit)
+        lo = n + rack_chunk * CHUNK
+        _rack_range(
+            home_chunks + rack_chunk,
+            lo,
+            min(lo + CHUNK, d),
+            k0,
+            k1,
+            homes,
+            clock,
+            arbiter,
+            devices,
+            offline_until,
+            leased,
+            (out[0], out[1]),
+        )

@@ -292,7 +292,7 @@ class _Loop:
         )
         self.offline_until = np.zeros(d, dtype=np.int64)
         self._next_departure = 0
-        kinds = np.array(fleet.kind)
+        kinds = fleet.kind
         self.is_asic = kinds == "asic"
         self.computes = (kinds == "gpu") | (kinds == "cpu")
         self.is_rack = kinds == "rack"
@@ -318,12 +318,15 @@ class _Loop:
 
     def _online(self, k: int) -> NDArray[np.bool_]:
         fleet = self.fleet
-        starts = fleet.offline_start_step
-        while self._next_departure < starts.size and starts[self._next_departure] <= k:
-            i = self._next_departure
-            device = fleet.offline_device[i]
-            self.offline_until[device] = max(self.offline_until[device], fleet.offline_end_step[i])
-            self._next_departure += 1
+        first = self._next_departure
+        last = int(np.searchsorted(fleet.offline_start_step, k, side="right"))
+        if last > first:  # the departures up to step k, each device to its latest return
+            np.maximum.at(
+                self.offline_until,
+                fleet.offline_device[first:last],
+                fleet.offline_end_step[first:last],
+            )
+            self._next_departure = last
         online: NDArray[np.bool_] = self.offline_until <= k
         return online
 
@@ -488,7 +491,7 @@ class _Loop:
         self, device: int, starts_ts: FloatArray, window_w: FloatArray | None
     ) -> Claimant:
         fleet = self.fleet
-        kind = fleet.kind[device]
+        kind = str(fleet.kind[device])
         max_w = float(fleet.devices.max_power_w[device])
         if window_w is None:
             return Claimant(
@@ -566,7 +569,7 @@ def home_mining_revenue_eur(
     n = fleet.n_homes
     efficiency = np.array([device.efficiency_j_per_th or math.nan for device in fleet.models])
     efficiency_j_per_th = efficiency[fleet.model[:n]]
-    asic = (np.array(fleet.kind[:n]) == "asic") & np.isfinite(efficiency_j_per_th)
+    asic = (fleet.kind[:n] == "asic") & np.isfinite(efficiency_j_per_th)
     duration_s = scenario.n_steps * scenario.step_s
     hashrate_ths = np.where(
         asic & (home_heat_kwh > 0.0),

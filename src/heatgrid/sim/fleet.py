@@ -61,7 +61,7 @@ class Fleet:
         Distinct catalog devices; ``model`` indexes it.
     model : numpy.ndarray
         Catalog device of each device, shape (D,).
-    kind : tuple of str
+    kind : numpy.ndarray of str
         ``"asic"``, ``"gpu"``, ``"cpu"`` or ``"rack"`` per device (D,).
     vram_gb : numpy.ndarray
         GPU memory per device [GB], (D,).
@@ -101,7 +101,7 @@ class Fleet:
     n_racks: int
     models: tuple[Device, ...]
     model: IntArray
-    kind: tuple[str, ...]
+    kind: NDArray[np.str_]
     vram_gb: FloatArray
     devices: DeviceArrays
     region: IntArray
@@ -152,16 +152,17 @@ def sample_fleet(scenario: Scenario) -> Fleet:
     weights = np.array([scenario.heater_mix[name] for name in heater_names])
     home_model = rng.choice(len(models), size=n, p=weights / weights.sum())
     model = np.concatenate([home_model, np.full(m, len(models))]).astype(np.int64)
-    kind = tuple(all_models[i].kind for i in home_model) + ("rack",) * m
-    max_w = np.array([all_models[i].max_power_w for i in model])
-    min_w = np.array([all_models[i].min_power_w for i in model])
-    vram = np.array([all_models[i].vram_gb for i in model])
+    # Per-model tables, then one row per device (no Python loop over a million devices).
+    kind = np.array([device.kind for device in models] + ["rack"])[model]
+    max_w = np.array([device.max_power_w for device in all_models])[model]
+    min_w = np.array([device.min_power_w for device in all_models])[model]
+    vram = np.array([device.vram_gb for device in all_models], dtype=np.float64)[model]
     width = max(len(d.power_levels_w) for d in all_models)
-    levels = np.full((n + m, width), np.nan)
-    for row, index in enumerate(model):
-        device_levels = all_models[index].power_levels_w
-        levels[row, : len(device_levels)] = device_levels
-    is_asic = np.array([k == "asic" for k in kind])
+    level_table = np.full((len(all_models), width), np.nan)
+    for index, device in enumerate(all_models):
+        level_table[index, : len(device.power_levels_w)] = device.power_levels_w
+    levels = level_table[model]
+    is_asic = kind == "asic"
     devices = DeviceArrays(
         min_power_w=min_w,
         max_power_w=max_w,
