@@ -29,6 +29,7 @@ from heatgrid.core.control import (
     next_change_ts,
     setpoint_at,
     tune_pi,
+    tune_pi_many,
 )
 from heatgrid.core.errors import InputError
 
@@ -447,6 +448,47 @@ def test_tune_pi_rejects_bad_input(kwargs: dict[str, float], name: str) -> None:
     arguments.update(kwargs)
     with pytest.raises(InputError, match=name):
         tune_pi(**arguments)
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(1.0, 2000.0), st.floats(600.0, 100 * 3600.0), st.floats(5.0, 10_000.0)),
+        min_size=1,
+        max_size=30,
+    ),
+    st.floats(0.5, 10.0),
+    st.floats(600.0, 86_400.0),
+)
+def test_tune_pi_many_gives_tune_pis_gains_bit_for_bit(
+    rooms: list[tuple[float, float, float]], band_k: float, cap_s: float
+) -> None:
+    """The simulator's fleet takes its gains from the array form: the same rule, to the bit."""
+    ua, tau, power = (np.array(column) for column in zip(*rooms, strict=True))
+    kp, ki = tune_pi_many(ua, tau, power, proportional_band_k=band_k, max_integral_time_s=cap_s)
+    for index, (u, t, p) in enumerate(rooms):
+        gains = tune_pi(u, t, p, proportional_band_k=band_k, max_integral_time_s=cap_s)
+        assert kp[index] == gains.kp_w_per_k
+        assert ki[index] == gains.ki_w_per_k_s
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"ua_w_per_k": [150.0, 0.0]}, "ua_w_per_k"),
+        ({"time_constant_s": [-1.0, 72_000.0]}, "time_constant_s"),
+        ({"max_power_w": [math.nan, 3000.0]}, "max_power_w"),
+        ({"damping_ratio": 0.0}, "damping_ratio"),
+    ],
+)
+def test_tune_pi_many_rejects_bad_input(kwargs: dict[str, Any], name: str) -> None:
+    arguments: dict[str, Any] = {
+        "ua_w_per_k": [150.0, 200.0],
+        "time_constant_s": [72_000.0, 36_000.0],
+        "max_power_w": [3000.0, 1200.0],
+    }
+    arguments.update(kwargs)
+    with pytest.raises(InputError, match=name):
+        tune_pi_many(**arguments)
 
 
 # --- schedule and away mode --------------------------------------------------------------------
