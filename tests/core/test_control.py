@@ -688,3 +688,13 @@ def test_config_arrays_give_back_each_homes_config() -> None:
     assert [arrays.config(index) for index in range(2)] == configs
     shared = replace(arrays, max_power_w=np.array([2500.0]))  # one value for every home
     assert shared.config(1).max_power_w == 2500.0
+
+
+def test_config_arrays_refuse_a_schedule_row_out_of_order() -> None:
+    weekday = WeeklySchedule(((0, 420, 21.0), (0, 1320, 18.0), (5, 480, 20.0)))
+    arrays = ThermostatConfigArrays.from_configs([CONFIG, replace(CONFIG, schedule=weekday)])
+    start_s = np.array(arrays.schedule_start_s)
+    start_s[1, [0, 1]] = start_s[1, [1, 0]]  # the second home's first two change points swapped
+    with pytest.raises(InputError, match="sorted"):
+        replace(arrays, schedule_start_s=start_s)
+    assert replace(arrays, schedule_start_s=np.sort(start_s, axis=-1)) is not None
