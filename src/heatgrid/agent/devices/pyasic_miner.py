@@ -44,8 +44,6 @@ with warnings.catch_warnings():
     # pyasic 0.79 declares pydantic models with a class-based Config, and passlib imports the
     # deprecated crypt module: third-party deprecations raised once, at import.
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(pyasic|passlib)\b")
-    # cryptography 51 deprecates DSA, whose key classes asyncssh (pyasic's SSH) names at import.
-    warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh\b")
     from pyasic.config import MinerConfig
     from pyasic.config.pools import Pool, PoolConfig
     from pyasic.config.pools import PoolGroup as PyasicPoolGroup
