@@ -166,6 +166,26 @@ def realize_known(  # noqa: PLR0917
     return Realized(power_w=power_w, since_ts=now_ts if switched else since_ts, debt_j=debt_j)
 
 
+@njit(cache=True, inline="always")
+def advance_known(  # noqa: PLR0917
+    now_ts: float, target_w: float, stop: bool, state: Any, device: Any, which: Any
+) -> Any:
+    """Return the :class:`DeviceState` after :func:`realize_known` at ``now_ts``.
+
+    What the device's next tick reads: the realized power, the target it was given, the state's
+    start and debt, and ``now_ts`` as the last tick. A loop that ticks devices in place (the
+    simulator's fused loop) carries this from step to step.
+    """
+    realized = realize_known(now_ts, target_w, stop, state, device, which)
+    return DeviceState(
+        power_w=realized.power_w,
+        target_w=target_w,
+        since_ts=realized.since_ts,
+        debt_j=realized.debt_j,
+        last_ts=now_ts,
+    )
+
+
 @njit(cache=True)
 def _realize_range(  # noqa: PLR0917
     lo: int, hi: int, now_ts: float, target_w: Any, stop: Any, state: Any, devices: Any, out: Any

@@ -8,8 +8,9 @@ for the whole burst. It calls core's own rules, not copies of them:
 * the thermostat: ``_control_kernel.home_setpoint_until`` and ``_control_kernel.tick`` (what
   :func:`heatgrid.core.control.decide_many` runs per home; the schedule is looked up again only
   from the instant its answer may change);
-* the arbiter: ``_arbiter_kernel.realize_known``, :func:`~heatgrid.core.arbiter.plan_many`'s
-  ``realize_one`` with the device's kind (discrete or continuous) found once per burst;
+* the arbiter: ``_arbiter_kernel.advance_known`` (``realize_known``,
+  :func:`~heatgrid.core.arbiter.plan_many`'s ``realize_one`` with the device's kind found once
+  per burst, and the state it leaves);
 * the room: :func:`heatgrid.core.thermal_kernels.step_2r2c` (the update of
   :func:`~heatgrid.core.thermal_kernels.advance_fleet_2r2c`);
 * the internal gains: :func:`home_gains_until`, the rule that
@@ -38,7 +39,7 @@ import numpy as np
 from numba import njit, prange
 
 from heatgrid.core import leasing
-from heatgrid.core._arbiter_kernel import DeviceState, is_discrete, realize_known
+from heatgrid.core._arbiter_kernel import DeviceState, advance_known, is_discrete
 from heatgrid.core._control_kernel import (
     MODE_AWAY,
     UNTIL_GUARD_S,
@@ -775,15 +776,8 @@ def _home_range(  # noqa: PLR0912, PLR0915, PLR0917
                 has_work = online and (is_asic or (with_task and held[0] >= 0))
                 target_w = minimum(demand_w, max_power_w)
                 stop = (not has_work) or result.alarm != 0
-                realized = realize_known(now, target_w, stop, device, devices, which)
-                power_w = realized.power_w
-                device = DeviceState(
-                    power_w=power_w,
-                    target_w=target_w,
-                    since_ts=realized.since_ts,
-                    debt_j=realized.debt_j,
-                    last_ts=now,
-                )
+                device = advance_known(now, target_w, stop, device, devices, which)
+                power_w = device.power_w
                 backup_w = demand_w if backup_heating and not has_work else 0.0 * demand_w
                 air, mass = step_2r2c(
                     air,
@@ -901,14 +895,7 @@ def _rack_range(  # noqa: PLR0915, PLR0917
             target_w = minimum(0.0, max_power_w)
             for k in range(k0, k1):
                 now = time_ts[k]
-                realized = realize_known(now, target_w, True, device, devices, which)
-                device = DeviceState(
-                    power_w=realized.power_w,
-                    target_w=target_w,
-                    since_ts=realized.since_ts,
-                    debt_j=realized.debt_j,
-                    last_ts=now,
-                )
+                device = advance_known(now, target_w, True, device, devices, which)
         else:
             held = _load_task(tasks, i)
             column = len(TASK_QUANTITIES) + home_region[i]
@@ -928,15 +915,8 @@ def _rack_range(  # noqa: PLR0915, PLR0917
                 has_task = held[0] >= 0
                 target_w = minimum(max_power_w if has_task else 0.0, max_power_w)
                 stop = not (online and has_task)
-                realized = realize_known(now, target_w, stop, device, devices, which)
-                power_w = realized.power_w
-                device = DeviceState(
-                    power_w=power_w,
-                    target_w=target_w,
-                    since_ts=realized.since_ts,
-                    debt_j=realized.debt_j,
-                    last_ts=now,
-                )
+                device = advance_known(now, target_w, stop, device, devices, which)
+                power_w = device.power_w
                 held, spent_j, done, done_ts, ends = _advance(
                     now, power_w, online, step_s, held, leases
                 )
