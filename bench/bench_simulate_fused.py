@@ -5,8 +5,10 @@ no jobs, one region, 300 s steps) the fused engine (:func:`heatgrid.sim.fused.ru
 runs ``--days`` of the scenario and the step-by-step engine
 (:func:`heatgrid.sim.engine.run_policy`, today's engine, the baseline) runs the first steps of
 the same scenario for about ``--budget-s`` seconds; the ratio is fused over baseline, in
-home-steps per second of wall-clock time. Both are also given per CPU-second of this process
-(``time.process_time``), which a busy shared machine disturbs less than the wall clock.
+home-steps per second of wall-clock time. A fused run shorter than a second (10,000 homes: about
+30 ms) is repeated, up to ten runs in all, and the best counts (``fused_runs``). Both are also
+given per CPU-second of this process (``time.process_time``), which a busy shared machine
+disturbs less than the wall clock.
 
 Compile and cache-load times are kept out of the rates: a warm-up run on a small fleet loads
 or compiles the fused kernel first, and its time is reported (``first_call_s``); the baseline
@@ -90,6 +92,9 @@ _JANUARY_15_S = 14 * 86_400.0
 _YEAR_HOMES = 100_000
 _YEAR_STEPS = 525_600  # a year of 60 s steps
 _SEASON_START_DAYS = (14, 104, 195, 287)  # mid-January, -April, -July, -October
+_MIN_TIMED_S = 1.0
+"""A fused run shorter than this is repeated (the best run counts): 10,000 homes take 30 ms."""
+_MAX_RUNS = 10
 _COLD_SCRIPT = """
 import time
 from heatgrid.sim.fused import run_policy_fused
@@ -148,6 +153,20 @@ def _timed(run: Any) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _best_of(run: Any) -> tuple[float, float, int]:
+    """Return the best (wall, CPU) seconds of ``run()`` and how many runs were timed.
+
+    ``run`` is repeated until the runs add up to :data:`_MIN_TIMED_S` (at most
+    :data:`_MAX_RUNS` runs): one run of a small fleet lasts a few tens of milliseconds, and
+    one slow scheduling of the machine moved its rate by a third.
+    """
+    runs = [_timed(run)]
+    while sum(wall for wall, _ in runs) < _MIN_TIMED_S and len(runs) < _MAX_RUNS:
+        runs.append(_timed(run))
+    wall, cpu = min(runs)
+    return wall, cpu, len(runs)
+
+
 def _engine_steps(region: Region, n_homes: int, budget_s: float, step_s: float) -> int:
     """Steps of the step-by-step engine that fit about ``budget_s`` (from a 3-step probe)."""
     probe = _scenario(region, n_homes, days=3 * step_s / 86_400.0, jobs=_NO_JOBS)
@@ -162,7 +181,7 @@ def _engine_steps(region: Region, n_homes: int, budget_s: float, step_s: float) 
 def _size(region: Region, n_homes: int, days: float, budget_s: float) -> dict[str, Any]:
     scenario = _scenario(region, n_homes, days=days, jobs=_NO_JOBS)
     fleet, jobs = sample_fleet(scenario), sample_jobs(scenario)
-    fused_wall_s, fused_cpu_s = _timed(
+    fused_wall_s, fused_cpu_s, fused_runs = _best_of(
         lambda: run_policy_fused(scenario, fleet, jobs, "mining-only")
     )
     fused_home_steps = n_homes * scenario.n_steps
@@ -176,6 +195,7 @@ def _size(region: Region, n_homes: int, days: float, budget_s: float) -> dict[st
         "homes": n_homes,
         "fused_steps": scenario.n_steps,
         "fused_seconds": fused_wall_s,
+        "fused_runs": fused_runs,
         "fused_home_steps_per_s": fused_rate,
         "fused_home_steps_per_cpu_s": fused_home_steps / fused_cpu_s,
         "engine_steps": short.n_steps,
