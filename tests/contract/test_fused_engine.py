@@ -1,6 +1,7 @@
 """The fused engine (``sim.fused``) and the step-by-step engine (``sim.engine``) run the same rules.
 
-For any small fleet, policy, job stream, departures and step, both give the same
+For any small fleet, policy, job stream, departures and step, with results verified or not
+(``Scenario.verification``), both give the same
 :class:`~heatgrid.sim.engine.RawRun`: counts, claims, leases and job completion times equal,
 every float within :data:`RTOL` of its series' scale. The differences are summation order
 (chunked sums against NumPy's pairwise sums) and the thermal update compiled with and without
@@ -25,7 +26,7 @@ from heatgrid.sim.engine import RawRun, run_policy
 from heatgrid.sim.fleet import sample_fleet
 from heatgrid.sim.fused import run_policy_fused
 from heatgrid.sim.jobs import sample_jobs
-from heatgrid.sim.scenario import JobStream, Region, Scenario
+from heatgrid.sim.scenario import JobStream, Region, Scenario, Verification
 from heatgrid.weather import synthetic_year
 
 RTOL = 1e-9
@@ -99,6 +100,7 @@ def _both(scenario: Scenario, policy: str, **options: Any) -> tuple[RawRun, RawR
     step_s=st.sampled_from([120.0, 300.0, 900.0]),
     backup_heating=st.booleans(),
     share_1r1c=st.sampled_from([0.0, 0.3, 1.0]),
+    trusted_results=st.sampled_from([None, 0, 300]),
 )
 def test_the_fused_engine_gives_the_engines_run(  # noqa: PLR0917
     seed: int,
@@ -109,6 +111,7 @@ def test_the_fused_engine_gives_the_engines_run(  # noqa: PLR0917
     step_s: float,
     backup_heating: bool,
     share_1r1c: float,
+    trusted_results: int | None,
 ) -> None:
     scenario = _scenario(
         seed=seed,
@@ -118,6 +121,9 @@ def test_the_fused_engine_gives_the_engines_run(  # noqa: PLR0917
         step_s=step_s,
         backup_heating=backup_heating,
         share_1r1c=share_1r1c,
+        verification=None
+        if trusted_results is None
+        else Verification(trusted_results=trusted_results),
     )
     engine, fused = _both(scenario, policy)
     assert _differences(engine, fused) == []

@@ -166,6 +166,29 @@ def test_the_spot_check_rate_falls_with_a_run_and_stays_above_the_floor(
     assert trust.spot_check_rate(reset, floor, half) == 1.0
 
 
+@given(
+    rep=_REPS,
+    draw=st.floats(min_value=0.0, max_value=1.0, exclude_max=True),
+    quorum=st.integers(2, 10),
+    floor=st.floats(min_value=0.001, max_value=1.0),
+)
+def test_a_rounds_quorum_is_the_jobs_when_drawn_else_one(
+    rep: trust.Reputation, draw: float, quorum: int, floor: float
+) -> None:
+    got = trust.round_quorum(rep, draw, quorum, floor=floor)
+    assert got == (quorum if trust.needs_replica(rep, draw, floor) else 1)
+
+
+def test_a_round_allows_one_tie_break_beyond_its_quorum_at_least() -> None:
+    assert trust.results_allowed(2, 3) == 3
+    assert trust.results_allowed(3, 3) == 4
+    assert trust.results_allowed(1, 3) == 3
+    with pytest.raises(InputError, match="quorum"):
+        trust.round_quorum(trust.Reputation("k"), 0.5, 1)
+    with pytest.raises(InputError, match="max_results"):
+        trust.results_allowed(2, 0)
+
+
 _CHECKS = st.lists(st.tuples(st.sampled_from(trust.CheckedAs), st.booleans()), max_size=40)
 
 

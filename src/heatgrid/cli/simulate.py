@@ -123,6 +123,21 @@ def simulate_command(
             "minutes); 'local' steps the whole fleet in Python; 'ray' runs each policy on Ray."
         ),
     ] = "local",
+    verify: Annotated[
+        bool,
+        typer.Option(
+            help="Verify the tasks' results as the coordinator does with verify_results: spot "
+            "checks by each device's reputation, replicas on other homes' heaters (quorum 2, "
+            "at most 3 results, a 4.5 % floor); the summary gives the energy they cost."
+        ),
+    ] = False,
+    trusted_results: Annotated[
+        int,
+        typer.Option(
+            help="With --verify: verified results in a row each device starts with on every "
+            "job kind (0: a new fleet, every first result checked; 213 and more: the floor).",
+        ),
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     report: Annotated[
         Path | None, typer.Option(help="Write report.md and PNG plots into this directory.")
@@ -135,6 +150,10 @@ def simulate_command(
     if engine == "ray" and not ray_available():
         raise InputError(f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}")
     _check_bounds(homes=homes, days=days, step_s=step_s, seed=seed)
+    if trusted_results < 0:
+        raise InputError(f"--trusted-results must be at least 0, got {trusted_results}")
+    if trusted_results and not verify:
+        raise InputError("--trusted-results needs --verify")
     stream = parse_job_stream(jobs, homes)
     with _progress(quiet=as_json or engine == "ray") as progress:
         preparing = progress.add_task(
@@ -149,6 +168,7 @@ def simulate_command(
             regions=regions,
             stream=stream,
             seed=seed,
+            trusted_results=trusted_results if verify else None,
         )
         progress.remove_task(preparing)
         simulation = _run(scenario, policies, engine, progress)
@@ -192,8 +212,10 @@ def _scenario(
     regions: tuple[Region, ...],
     stream: Any,
     seed: int,
+    trusted_results: int | None,
 ) -> Scenario:
-    from heatgrid.sim.scenario import Scenario  # noqa: PLC0415 - numpy, only when running
+    """Return the run's scenario; ``trusted_results`` None: results are not verified."""
+    from heatgrid.sim.scenario import Scenario, Verification  # noqa: PLC0415 - numpy, when run
 
     return Scenario(
         n_homes=homes,
@@ -203,6 +225,9 @@ def _scenario(
         regions=regions,
         jobs=stream,
         seed=seed,
+        verification=None
+        if trusted_results is None
+        else Verification(trusted_results=trusted_results),
     )
 
 

@@ -483,9 +483,8 @@ _KIND_OF_FATE = {
 
 def _quorum(session: Session, job: Job, device_id: str, settings: Settings) -> int:
     rep = reputation(session, device_id, job_kind(job))
-    draw = _SECURE.random()
-    checked = trust.needs_replica(rep, draw, floor=settings.spot_check_floor)
-    return (job.verify_quorum or settings.verify_quorum) if checked else 1
+    quorum = job.verify_quorum or settings.verify_quorum
+    return trust.round_quorum(rep, _SECURE.random(), quorum, floor=settings.spot_check_floor)
 
 
 def _fingerprints(
@@ -673,7 +672,7 @@ def _verdict(
     """Return the verdict on the held results, its judgement, and a replay's answers."""
     assert task.quorum is not None  # set by the round's first result
     owners = {run.device_id: str(owner) for run, owner in held}
-    most = max(settings.verify_max_results, task.quorum + 1)
+    most = trust.results_allowed(task.quorum, settings.verify_max_results)
     if task.replay_of_attempt is None:
         verdict = trust.judge_results(
             {run.device_id: str(run.result_sha256) for run, _ in held},

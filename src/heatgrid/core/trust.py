@@ -53,6 +53,8 @@ __all__ = [
     "relative_l2",
     "replay_judgement",
     "replay_start_agrees",
+    "results_allowed",
+    "round_quorum",
     "spot_check_rate",
     "tensors_agree",
     "undetected_probability",
@@ -348,6 +350,35 @@ def needs_replica(
     if not 0.0 <= value < 1.0:
         raise InputError(f"draw must be in [0, 1), got {draw!r}")
     return value < spot_check_rate(rep, floor, half_rate_results)
+
+
+def round_quorum(
+    rep: Reputation,
+    draw: float,
+    quorum: int,
+    *,
+    floor: float = DEFAULT_SPOT_CHECK_FLOOR,
+    half_rate_results: int = DEFAULT_HALF_RATE_RESULTS,
+) -> int:
+    """Return the owners that must agree on a round whose first result came from ``rep``'s device.
+
+    ``quorum`` (the job's k of k-of-n, >= 2) when the result is spot-checked
+    (:func:`needs_replica` with ``draw``), else 1: the result is let through unchecked. The
+    coordinator (``coordinator.verification``) and the simulator (``sim.queue``) both decide a
+    round's quorum here.
+    """
+    need = _require_int("quorum", quorum, 2)
+    return need if needs_replica(rep, draw, floor, half_rate_results) else 1
+
+
+def results_allowed(quorum: int, max_results: int) -> int:
+    """Return the most results a round of ``quorum`` may take before it is undecided.
+
+    ``max_results`` (the coordinator's ``verify_max_results``), and at least one tie-break
+    beyond the quorum: ``max(max_results, quorum + 1)`` [results].
+    """
+    need = _require_int("quorum", quorum, 1)
+    return max(_require_int("max_results", max_results, 1), need + 1)
 
 
 DEFAULT_HOLD_LIMIT_S = 14 * 86_400.0

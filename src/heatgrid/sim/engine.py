@@ -64,10 +64,11 @@ from heatgrid.core.scheduling import (
 )
 from heatgrid.core.thermal_kernels import advance_fleet_2r2c
 from heatgrid.sim._fused_kernel import gains_rows
-from heatgrid.sim.fleet import Fleet, sample_fleet
+from heatgrid.sim.fleet import Fleet, random_streams, sample_fleet
 from heatgrid.sim.jobs import Jobs, sample_jobs
 from heatgrid.sim.queue import TaskQueue
 from heatgrid.sim.scenario import Scenario
+from heatgrid.sim.verifier import Verifier
 
 __all__ = [
     "RawRun",
@@ -146,7 +147,19 @@ class RawRun:
     claims : int
         Calls to :func:`heatgrid.core.scheduling.choose`.
     arrival_ts, done_ts : numpy.ndarray
-        Per job: arrival and completion [POSIX s, UTC] (NaN if not done).
+        Per job: arrival and completion [POSIX s, UTC] (NaN if not done; with verification,
+        when its result was verified).
+    results_checked, results_unchecked : int
+        With verification: rounds whose first result was spot-checked, and let through.
+    replica_results : int
+        With verification: replica results reported.
+    replica_j : float
+        With verification: task energy burned by replica attempts [J] (counted in
+        ``heater_task_j`` and ``rack_task_j`` too).
+    restarted_j : float
+        With verification: progress dropped because a task restarted from scratch on a device
+        other than the one that saved its newest checkpoint [J] (burned, and counted in
+        ``heater_task_j`` and ``rack_task_j``).
     """
 
     policy: str
@@ -182,6 +195,11 @@ class RawRun:
     claims: int
     arrival_ts: FloatArray
     done_ts: FloatArray
+    results_checked: int
+    results_unchecked: int
+    replica_results: int
+    replica_j: float
+    restarted_j: float
 
 
 class _Series:
@@ -289,6 +307,7 @@ class _Loop:
             retry_max_s=scenario.retry_max_s,
             pause_after_s=scenario.pause_after_s,
             hand_back_after_s=scenario.hand_back_after_s,
+            verifier=_verifier(scenario, jobs),
         )
         self.offline_until = np.zeros(d, dtype=np.int64)
         self._next_departure = 0
@@ -466,7 +485,7 @@ class _Loop:
             claimant = self._claimant(
                 int(device), starts_ts, windows.next_w() if is_heater else None
             )
-            candidates = queue.candidates(claimant, order, scenario.claim_batch)
+            candidates = queue.candidates(claimant, order, scenario.claim_batch, device=int(device))
             if not candidates:
                 continue
             view = FleetView(
@@ -517,6 +536,7 @@ class _Loop:
     def result(self) -> RawRun:
         """Return what the run produced."""
         series, queue = self.series, self.queue
+        verifier = queue.verifier
         return RawRun(
             policy=self.policy,
             time_ts=self.time_ts,
@@ -553,7 +573,19 @@ class _Loop:
             claims=self.claims,
             arrival_ts=self.jobs.arrival_ts,
             done_ts=queue.done_ts,
+            results_checked=0 if verifier is None else verifier.checked,
+            results_unchecked=0 if verifier is None else verifier.unchecked,
+            replica_results=0 if verifier is None else verifier.replicas,
+            replica_j=queue.replica_j,
+            restarted_j=queue.restarted_j,
         )
+
+
+def _verifier(scenario: Scenario, jobs: Jobs) -> Verifier | None:
+    """Return the run's verifier (its spot checks on the seed's own stream), or None."""
+    if scenario.verification is None:
+        return None
+    return Verifier(scenario.verification, jobs.submitter, random_streams(scenario.seed)[4])
 
 
 def home_mining_revenue_eur(

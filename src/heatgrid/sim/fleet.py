@@ -40,11 +40,14 @@ _S_PER_H = 3600.0
 _S_PER_DAY = 86_400.0
 _MIN_CYCLE_ASIC_S = 600.0
 _MIN_CYCLE_OTHER_S = 60.0
-_N_STREAMS = 4  # homes, jobs, departures, claim order
+_N_STREAMS = 5  # homes, jobs, departures, claim order, spot checks
 
 
 def random_streams(seed: int) -> list[np.random.Generator]:
-    """Independent generators for homes, jobs, departures and claim order, from one seed."""
+    """Independent generators for homes, jobs, departures, claim order and spot checks.
+
+    Spawned from one seed; a stream added at the end leaves the others' draws as they were.
+    """
     children = np.random.SeedSequence(seed).spawn(_N_STREAMS)
     return [np.random.default_rng(child) for child in children]
 
@@ -142,7 +145,7 @@ def sample_fleet(scenario: Scenario) -> Fleet:
     Fleet
         The same fleet for the same scenario, bit for bit.
     """
-    rng, _, departures_rng, order_rng = random_streams(scenario.seed)
+    rng, _, departures_rng, order_rng, _ = random_streams(scenario.seed)
     catalog = load_catalog()
     heater_names = list(scenario.heater_mix)
     models = tuple(catalog.find(name) for name in heater_names)

@@ -256,7 +256,9 @@ class _FusedLoop(_Loop):
         """Run steps ``k0 … k1 − 1`` in the fused kernel, or up to a lease that ends; store them.
 
         Returns the step after the last one run: ``k1``, or the step after the first one at
-        whose end a lease ends (expired or handed back; the queue applies it as the engine does).
+        whose end a lease ends (expired or handed back; the queue applies it as the engine does)
+        or, with verification, a task is done (its result reported: a replica of it may be
+        claimed at the next step).
         The kernel updates the loop's state arrays in place; only while a device holds a task
         (whose lease may end, so that the burst is run again up to there) is the state saved
         first, into arrays kept for that.
@@ -266,6 +268,8 @@ class _FusedLoop(_Loop):
             self._save()
         run = self._run_burst(k0, k1)
         end = min(k1, int(np.min(run.tasks.event_step, initial=k1 - 1)) + 1)
+        if self.queue.verifier is not None:  # a reported result may want a replica at once
+            end = min(end, int(np.min(run.tasks.done_step, initial=k1 - 1)) + 1)
         if end < k1:
             self._restore()
             run = self._run_burst(k0, end)  # the same steps, up to the lease that ends

@@ -57,7 +57,7 @@ class Jobs:
 
 def sample_jobs(scenario: Scenario) -> Jobs:
     """Draw the jobs of ``scenario`` (the same for the same seed, whatever the policy)."""
-    _, rng, _, _ = random_streams(scenario.seed)
+    rng = random_streams(scenario.seed)[1]
     stream = scenario.jobs
     span_s = scenario.n_steps * scenario.step_s * stream.arrivals_end_fraction
     count = int(rng.poisson(stream.rate_per_h * span_s / _S_PER_H))

@@ -22,6 +22,14 @@ leaves its task is :func:`heatgrid.core.leasing.attempt_end`, as in
   the backoff of :func:`~heatgrid.core.leasing.retry_not_before_ts` has passed, to resume
   from that checkpoint; or, when its ``max_attempts`` (less its handed-back attempts,
   :func:`~heatgrid.core.leasing.counted_attempts`) are spent, it goes to the dead letter.
+* With a :class:`~heatgrid.sim.verifier.Verifier` (the scenario's ``verification``), a
+  finished attempt *reports* its result, judged by the verifier: a verified task is done; a
+  spot-checked one is ``reported`` and queued again as a replica, which runs the task from the
+  start on a device that holds no result of it (``verifying`` while it runs); an undecided one
+  runs again from the start. And a device answers for its whole result: a task whose newest
+  checkpoint another device saved starts from scratch when leased (as the coordinator's
+  ``leases`` restarts it). Replica attempts and the progress so dropped are the energy
+  verification costs (``replica_j``, ``restarted_j``).
 """
 
 from __future__ import annotations
@@ -37,8 +45,10 @@ from heatgrid.core import leasing
 from heatgrid.core._arrays import FloatArray
 from heatgrid.core.leasing import AttemptOutcome, TaskEvent, TaskState
 from heatgrid.core.scheduling import Claimant, QueuedTask, fits_hardware
+from heatgrid.core.trust import Judgement
 from heatgrid.sim._fused_kernel import Leases, run_tasks
 from heatgrid.sim.jobs import Jobs
+from heatgrid.sim.verifier import Verifier
 
 __all__ = ["EndedAttempt", "TaskQueue", "task_id"]
 
@@ -84,6 +94,8 @@ class TaskQueue:
         Backoff before a task is retried (:func:`heatgrid.core.leasing.retry_backoff_s`) [s].
     pause_after_s, hand_back_after_s : float
         A heater's task without power this long checkpoints, and this long is handed back [s].
+    verifier : Verifier or None
+        Judges reported results (None: a finished attempt completes its task).
     """
 
     def __init__(
@@ -97,6 +109,7 @@ class TaskQueue:
         retry_max_s: float = leasing.DEFAULT_RETRY_MAX_S,
         pause_after_s: float = leasing.DEFAULT_PAUSE_AFTER_S,
         hand_back_after_s: float = leasing.DEFAULT_HAND_BACK_AFTER_S,
+        verifier: Verifier | None = None,
     ) -> None:
         self.jobs = jobs
         self.checkpoint_every_j = checkpoint_every_j
@@ -132,6 +145,13 @@ class TaskQueue:
         self.leases_handed_back = 0
         self.dead = 0
         self.lost_j = 0.0
+        self.verifier = verifier
+        self.replica_j = 0.0
+        """Energy burned by replica attempts (those of ``verifying`` tasks) [J]."""
+        self.restarted_j = 0.0
+        """Progress dropped when a task restarted from scratch on another device [J]."""
+        self.saved_by = np.full(count, -1, dtype=np.int64)
+        """The device whose attempt saved each task's newest checkpoint (-1: none)."""
         self._arrived = 0
 
     def arrive(self, now_ts: float) -> None:
@@ -178,12 +198,20 @@ class TaskQueue:
         ready.sort(key=lambda item: key(item[1]))
         return [index for index, _ in ready]
 
-    def candidates(self, claimant: Claimant, order: list[int], batch: int) -> list[QueuedTask]:
-        """Return the first ``batch`` tasks of ``order`` still queued that fit ``claimant``."""
-        queued = self.queued
+    def candidates(
+        self, claimant: Claimant, order: list[int], batch: int, *, device: int = -1
+    ) -> list[QueuedTask]:
+        """Return the first ``batch`` tasks of ``order`` still queued that fit ``claimant``.
+
+        A task whose round holds a result of ``device`` (the claimant) is not among them: a
+        replica runs on a device of another owner.
+        """
+        queued, verifier = self.queued, self.verifier
         found: list[QueuedTask] = []
         for index in order:
             task = queued.get(index)
+            if verifier is not None and verifier.holds_result(index, device):
+                continue
             if task is not None and fits_hardware(claimant, task):
                 found.append(task)
                 if len(found) == batch:
@@ -191,9 +219,15 @@ class TaskQueue:
         return found
 
     def lease(self, index: int, device: int) -> None:
-        """Lease queued task ``index`` to ``device``: its next attempt starts."""
+        """Lease queued task ``index`` to ``device``: its next attempt starts.
+
+        With a verifier, from scratch when another device saved its newest checkpoint.
+        """
         self.state[index] = leasing.next_state(self.state[index], TaskEvent.LEASE)
         task = self.queued.pop(index)
+        if self.verifier is not None and self.saved_by[index] != device:
+            self.restarted_j += float(self.progress_j[index])
+            self.progress_j[index] = self.checkpoint_j[index] = 0.0
         self.attempts[index] += 1
         self.attempt_start_j[index] = self.progress_j[index]
         self.device_of[index] = device
@@ -207,11 +241,18 @@ class TaskQueue:
         self.device_of[index] = -1
         self.running_by_submitter[f"s{int(self.jobs.submitter[index])}"] -= 1
 
-    def _end(self, index: int, event: TaskEvent, now_ts: float) -> float:
+    def _end(
+        self,
+        index: int,
+        event: TaskEvent,
+        now_ts: float,
+        judgement: Judgement | None = None,
+    ) -> float:
         """End task ``index``'s attempt with ``event`` at ``now_ts``; return the energy lost [J].
 
-        Where the task goes (requeued after a backoff, the dead letter, completed) is
-        :func:`heatgrid.core.leasing.attempt_end`, the coordinator's own rule.
+        Where the task goes (requeued after a backoff, the dead letter, completed, verified,
+        reported for a replica) is :func:`heatgrid.core.leasing.attempt_end`, the coordinator's
+        own rule; ``judgement`` is a report's (:meth:`Verifier.judge`).
         """
         outcome = leasing.EVENT_OUTCOME[event]
         start_j = float(self.attempt_start_j[index])
@@ -221,6 +262,10 @@ class TaskQueue:
         )
         attempt = int(self.attempts[index])
         self.ended.append(EndedAttempt(index, attempt, outcome, energy_j, settled_j))
+        if settled_j > 0.0:
+            self.saved_by[index] = self.device_of[index]
+        if self.state[index] is TaskState.VERIFYING:
+            self.replica_j += energy_j
         self.progress_j[index] = start_j + settled_j
         self._release(index)
         end = leasing.attempt_end(
@@ -231,6 +276,7 @@ class TaskQueue:
                 attempt, int(self.handed_back[index]), outcome
             ),
             max_attempts=self.max_attempts,
+            judgement=judgement,
             retry_base_s=self.retry_base_s,
             retry_max_s=self.retry_max_s,
         )
@@ -239,9 +285,12 @@ class TaskQueue:
             self.handed_back[index] += 1
         if end.not_before_ts is not None:
             self.not_before_ts[index] = end.not_before_ts
-        if end.state is TaskState.QUEUED:
+        if end.rejected or (event is TaskEvent.REPORT and end.state is TaskState.REPORTED):
+            # void results, or a replica: the task runs again from its start
+            self.progress_j[index] = self.checkpoint_j[index] = 0.0
+        if end.state in {TaskState.QUEUED, TaskState.REPORTED}:
             self._enqueue(index)
-        elif end.state is TaskState.COMPLETED and end.ended_ts is not None:
+        elif end.state in {TaskState.COMPLETED, TaskState.VERIFIED} and end.ended_ts is not None:
             self.done_ts[index] = end.ended_ts
         elif end.state is TaskState.DEAD:
             self.dead += 1
@@ -306,8 +355,17 @@ class TaskQueue:
         return used_j
 
     def complete(self, index: int, done_ts: float) -> None:
-        """End task ``index``'s attempt as completed at ``done_ts`` [POSIX s, UTC]."""
-        self._end(index, TaskEvent.COMPLETE, done_ts)
+        """End task ``index``'s attempt as completed at ``done_ts`` [POSIX s, UTC].
+
+        With a verifier the attempt reports its result, and the task goes where the
+        judgement of its round's results says.
+        """
+        verifier = self.verifier
+        if verifier is None:
+            self._end(index, TaskEvent.COMPLETE, done_ts)
+            return
+        judgement = verifier.judge(index, int(self.device_of[index]))
+        self._end(index, TaskEvent.REPORT, done_ts, judgement)
 
     def expire(self, now_ts: float, lease_s: float) -> float:
         """End the leases of devices offline or without power too long; return the energy lost [J].

@@ -41,6 +41,8 @@ SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("goodput_kwh_per_h", "goodput: task energy kept per hour [kWh/h]"),
     ("goodput_pct", "goodput: task energy kept [%]"),
     ("useful_heat_pct", "useful heat: task energy burned in heated rooms [%]"),
+    ("spot_check_share_pct", "verification: results spot-checked [%]"),
+    ("verification_overhead_pct", "verification: task energy beyond one run of each task [%]"),
     ("heat_delivered_kwh", "heat delivered by the heaters [kWh]"),
     ("backup_heat_kwh", "heat from the homes' own heating [kWh]"),
     ("compute_heat_share_pct", "compute share of the homes' heat [%]"),

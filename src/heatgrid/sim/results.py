@@ -49,6 +49,16 @@ __all__ = [
 ]
 
 _J_PER_KWH = 3.6e6
+_VERIFICATION_KEYS = (
+    "results_checked",
+    "results_unchecked",
+    "replica_results",
+    "spot_check_share_pct",
+    "replica_task_energy_kwh",
+    "restarted_task_energy_kwh",
+    "verification_overhead_pct",
+)
+"""Summary keys of a verified run (None in a run without verification)."""
 _S_PER_H = 3600.0
 
 
@@ -222,6 +232,31 @@ def summarize(scenario: Scenario, run: RawRun) -> dict[str, Any]:
         "leases_lost": run.leases_lost,
         "leases_handed_back": run.leases_handed_back,
         "claims": run.claims,
+        **_verification(scenario, run, task_j),
+    }
+
+
+def _verification(scenario: Scenario, run: RawRun, task_j: float) -> dict[str, Any]:
+    """Return what verifying the results cost: None for every key of a run without it.
+
+    The overhead is the energy of replica attempts and of progress dropped by restarts (a
+    device answers for its whole result) over the rest: what the tasks burned on top of
+    running each once [%].
+    """
+    if scenario.verification is None:
+        return dict.fromkeys(_VERIFICATION_KEYS)
+    rounds = run.results_checked + run.results_unchecked
+    extra_j = run.replica_j + run.restarted_j
+    return {
+        "results_checked": run.results_checked,
+        "results_unchecked": run.results_unchecked,
+        "replica_results": run.replica_results,
+        "spot_check_share_pct": 100.0 * run.results_checked / rounds if rounds else None,
+        "replica_task_energy_kwh": run.replica_j / _J_PER_KWH,
+        "restarted_task_energy_kwh": run.restarted_j / _J_PER_KWH,
+        "verification_overhead_pct": 100.0 * extra_j / (task_j - extra_j)
+        if task_j > extra_j
+        else None,
     }
 
 

@@ -27,6 +27,7 @@ from heatgrid.core.leasing import (
     DEFAULT_RETRY_MAX_S,
 )
 from heatgrid.core.scheduling import DEFAULT_MAX_WAIT_S
+from heatgrid.core.trust import DEFAULT_HALF_RATE_RESULTS, DEFAULT_SPOT_CHECK_FLOOR
 
 __all__ = [
     "DEFAULT_HEATER_MIX",
@@ -34,6 +35,7 @@ __all__ = [
     "JobStream",
     "Region",
     "Scenario",
+    "Verification",
 ]
 
 DEFAULT_HEATER_MIX: Mapping[str, float] = MappingProxyType(
@@ -182,6 +184,53 @@ class JobStream:
             require_non_negative("vram_choices_gb", value)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Verification:
+    """Results verified as the coordinator verifies them (``Settings.verify_results``).
+
+    A task's result is *reported*; a round's first result is spot-checked with the
+    probability :func:`heatgrid.core.trust.spot_check_rate` gives its device's reputation on
+    the job's kind (here: its submitter's jobs, one kind per submitter), and a checked result
+    waits for replicas on devices of other owners (one device per owner in a simulated fleet)
+    until ``quorum`` agree. Every device is honest: the run measures what verification costs
+    (replica energy, latency), not what it catches.
+
+    Parameters
+    ----------
+    quorum : int
+        Owners that must agree on a checked result (the coordinator's ``verify_quorum``), >= 2.
+    max_results : int
+        Most results a round may take (``verify_max_results``), >= ``quorum``.
+    spot_check_floor : float
+        Lowest spot-check rate of a trusted device [-], in (0, 1].
+    half_rate_results : int
+        Verified results in a row at which a device's rate is one half, >= 1.
+    trusted_results : int
+        Verified results in a row every device starts the run with on every kind, >= 0: 0
+        for a new fleet (every first result checked), a few hundred for a fleet long at work
+        (at the floor from ``half_rate_results · (1 / floor − 1)``, 213 by default).
+    """
+
+    quorum: int = 2
+    max_results: int = 3
+    spot_check_floor: float = DEFAULT_SPOT_CHECK_FLOOR
+    half_rate_results: int = DEFAULT_HALF_RATE_RESULTS
+    trusted_results: int = 0
+
+    def __post_init__(self) -> None:
+        for name, least in (
+            ("quorum", 2),
+            ("max_results", self.quorum),
+            ("half_rate_results", 1),
+            ("trusted_results", 0),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InputError(f"{name} must be a whole number >= {least}, got {value!r}")
+        if not 0.0 < require_finite("spot_check_floor", self.spot_check_floor) <= 1.0:
+            raise InputError(f"spot_check_floor must be in (0, 1], got {self.spot_check_floor!r}")
+
+
 def _share(name: str, value: float, *, open_low: bool = False) -> float:
     number = require_finite(name, value)
     if not (0.0 < number <= 1.0 if open_low else 0.0 <= number <= 1.0):
@@ -263,6 +312,9 @@ class Scenario:
         compute heater has no work (a GPU or CPU heater without a task, a device offline); the
         summary reports the share of the heat that came from compute. Without it such homes
         get no heat at all.
+    verification : Verification or None
+        Verify the tasks' results (spot checks and replicas) as the coordinator does with
+        ``verify_results``; None: a result is kept as it comes, as without it.
     """
 
     n_homes: int
@@ -296,6 +348,7 @@ class Scenario:
     pue: float = 1.4
     displaced: str = "gas"
     backup_heating: bool = True
+    verification: Verification | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.n_homes, bool) or int(self.n_homes) != self.n_homes or self.n_homes < 1:
