@@ -9,10 +9,15 @@ same claims, the same ended attempts with the same energy settled, and the same 
 attempts, progress, order and backoff after every step, under each scheduling policy.
 :data:`LIFECYCLE` reaches every outcome at the default backoff; :data:`RETRIES` has backoffs
 longer than a step, doubling up to their cap, and the dead letter on a third attempt.
+:data:`VERIFIED` runs with results verified (``verify_results``; the simulator's
+:class:`~heatgrid.sim.verifier.Verifier`): reports, replicas on the other owner's rack, a
+restart from scratch, and the racks' reputations, which must agree too.
 
 Both sides end attempts by :func:`heatgrid.core.leasing.attempt_end`; a side given a drifted
 copy of it (no backoff and never the dead letter, the simulator's rules before; no cap on the
-backoff; a dead letter one attempt late), or of ``settled_energy_j``, is caught.
+backoff; a dead letter one attempt late), or of ``settled_energy_j``, is caught; so is a side
+that decides a verified round's quorum by another rule than
+:func:`heatgrid.core.trust.round_quorum`.
 
 Time: step ``k`` starts at ``t_k``. Claims, progress reports (which renew the lease) and
 failures happen at ``t_k``; leases are expired at ``t_{k+1}``. The simulator's lease lapses
@@ -29,14 +34,23 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from heatgrid.coordinator import completions, leases
+from heatgrid.coordinator import completions, leases, verification
 from heatgrid.coordinator.db import make_engine, make_session_factory
-from heatgrid.coordinator.db.models import LedgerEntry, LedgerTransaction, Task, TaskAttempt
-from heatgrid.core import leasing
+from heatgrid.coordinator.db.models import (
+    DeviceReputation,
+    LedgerEntry,
+    LedgerTransaction,
+    Task,
+    TaskAttempt,
+)
+from heatgrid.core import leasing, trust
 from heatgrid.core.scheduling import Claimant, FleetView, choose
 from heatgrid.sim import queue as sim_queue
+from heatgrid.sim import verifier as verifier_module
 from heatgrid.sim.jobs import Jobs
 from heatgrid.sim.queue import TaskQueue
+from heatgrid.sim.scenario import Verification
+from heatgrid.sim.verifier import Verifier
 
 from ..coordinator.conftest import T0_TS, Coordinator
 from .drift import drifted
@@ -46,6 +60,8 @@ LEASE_S = 3 * STEP_S
 TASK_J = 360_000.0
 CHECKPOINT_J = 90_000.0
 PRIORITIES = (0, 1, 0)
+_NO_DRAWS = np.random.default_rng(0)
+"""The simulator's spot-check draws: at a floor of 1 every result is checked, whatever they are."""
 START_TS = T0_TS + STEP_S  # the tasks are submitted at T0_TS, T0_TS + 1 s, T0_TS + 2 s
 
 Step = tuple[tuple[int, ...], tuple[float, float], tuple[int, ...], tuple[int, ...]]
@@ -64,6 +80,8 @@ class Script:
     retry_max_s: float = leasing.DEFAULT_RETRY_MAX_S
     pause_after_s: float = leasing.DEFAULT_PAUSE_AFTER_S
     hand_back_after_s: float = leasing.DEFAULT_HAND_BACK_AFTER_S
+    verify: bool = False
+    """Verify results (each rack its own owner; every result spot-checked: floor 1)."""
 
 
 LIFECYCLE = Script(
@@ -128,7 +146,36 @@ HAND_BACK = Script(
 claimable at once, the hand-back is paid to that checkpoint and is not counted against the
 job's attempts."""
 
-SCRIPTS = (LIFECYCLE, RETRIES, HAND_BACK)
+VERIFIED = Script(
+    "verified",
+    (
+        ((0, 1), (1500.0, 1500.0), (), ()),  # both claim (heat-aware: 0 task 1, 1 task 0)
+        ((), (1500.0, 1500.0), (0,), ()),  # device 0 fails its task after a checkpoint at 180 kJ
+        ((), (0.0, 1500.0), (), ()),
+        ((), (0.0, 1500.0), (), ()),  # device 1 reports its task: a replica is wanted
+        ((1, 0), (1500.0, 1500.0), (), ()),  # 1 restarts 0's failed task from 0; 0 replicates
+        ((), (1500.0, 1500.0), (), ()),
+        ((), (1500.0, 1500.0), (), ()),
+        ((), (1500.0, 1500.0), (), ()),  # one task verified; device 1 reports the other
+        ((1, 0), (1500.0, 1500.0), (), ()),  # 1 takes task 2; 0 replicates 1's result
+        ((), (1500.0, 1500.0), (), ()),
+        ((), (1500.0, 1500.0), (), ()),
+        ((), (1500.0, 1500.0), (), ()),  # verified; device 1 reports task 2
+        ((1, 0), (1500.0, 0.0), (), ()),  # 1 finds only its own result; 0 replicates task 2
+        ((), (1500.0, 0.0), (), ()),
+        ((), (1500.0, 0.0), (), ()),
+        ((), (1500.0, 0.0), (), ()),  # task 2 verified
+        ((0, 1), (0.0, 0.0), (), ()),  # nothing is left to claim
+    ),
+    max_attempts=3,
+    verify=True,
+)
+"""Results verified: a reported result waits for a replica on the other owner's rack, which
+runs it from scratch and never on the rack that holds the result; a task failed after a
+checkpoint restarts from scratch on the other rack; every task ends verified, and only the rack
+whose own results were checked gains reputation."""
+
+SCRIPTS = (LIFECYCLE, RETRIES, HAND_BACK, VERIFIED)
 
 
 @dataclass
@@ -138,13 +185,15 @@ class Trace:
     claims: list[tuple[int, int, int | None, int | None]] = field(default_factory=list)
     ended: list[tuple[int, int, str, float]] = field(default_factory=list)
     steps: list[list[tuple[Any, ...]]] = field(default_factory=list)
+    reputations: list[int] = field(default_factory=list)
+    """Verified results in a row of each device on the job kind, after the script."""
 
 
 def _task_row(
     state: str, attempts: int, progress_j: float, queued_ts: float, not_before_ts: float
 ) -> tuple[Any, ...]:
     """A task's comparable state; progress and backoff only where both sides define them."""
-    settled = state in ("queued", "dead", "leased")
+    settled = state in ("queued", "dead", "leased", "verifying")
     return (
         state,
         attempts,
@@ -183,6 +232,9 @@ def run_simulator(policy: str, script: Script) -> Trace:
         retry_max_s=script.retry_max_s,
         pause_after_s=script.pause_after_s,
         hand_back_after_s=script.hand_back_after_s,
+        verifier=Verifier(Verification(spot_check_floor=1.0), jobs.submitter, _NO_DRAWS)
+        if script.verify
+        else None,
     )
     trace = Trace()
     for step, (claiming, powers_w, failing, offline) in enumerate(script.steps):
@@ -190,7 +242,7 @@ def run_simulator(policy: str, script: Script) -> Trace:
         queue.arrive(now_ts)
         for device in claiming:
             order = queue.lock_order(policy, now_ts)
-            candidates = queue.candidates(_claimant(device), order, 64)
+            candidates = queue.candidates(_claimant(device), order, 64, device=device)
             view = FleetView(running_by_submitter=dict(queue.running_by_submitter))
             chosen = choose(policy, _claimant(device), candidates, view, now_ts=now_ts)
             for task in chosen:
@@ -212,7 +264,9 @@ def run_simulator(policy: str, script: Script) -> Trace:
                     queue.state[i].value,
                     int(queue.attempts[i]),
                     float(
-                        queue.checkpoint_j[i] if queue.state[i] == "leased" else queue.progress_j[i]
+                        queue.checkpoint_j[i]
+                        if queue.state[i] in ("leased", "verifying")
+                        else queue.progress_j[i]
                     ),
                     float(jobs.arrival_ts[i]),
                     float(queue.not_before_ts[i]),
@@ -223,6 +277,10 @@ def run_simulator(policy: str, script: Script) -> Trace:
     trace.ended = sorted(
         (a.task, a.attempt, a.outcome.value, float(round(a.settled_j))) for a in queue.ended
     )
+    if queue.verifier is not None:
+        trace.reputations = [
+            queue.verifier.reputation(device, 0).consecutive_verified for device in range(2)
+        ]
     return trace
 
 
@@ -245,10 +303,11 @@ class _Side:
     def __init__(self, coordinator: Coordinator, script: Script) -> None:
         self.coordinator = coordinator
         owner, submitter = coordinator.owner_key(), coordinator.submitter_key()
+        owners = (owner, coordinator.owner_key("bob") if script.verify else owner)
         self.headers: list[dict[str, str]] = []
         self.devices: list[str] = []
-        for name in ("rack0", "rack1"):
-            body = coordinator.enroll_body(coordinator.enrollment_code(owner), name)
+        for name, key in zip(("rack0", "rack1"), owners, strict=True):
+            body = coordinator.enroll_body(coordinator.enrollment_code(key), name)
             body.update(
                 device_kind="rack",
                 hardware={"max_power_w": 5000.0, "vram_gb": 80.0},
@@ -384,7 +443,8 @@ def run_coordinator(coordinator: Coordinator, script: Script) -> Trace:
                 leases.expire_leases(session, now_ts=coordinator.clock(), settings=settings)
                 for device in list(side.leases):  # a lapsed lease is gone for its device
                     task = session.get_one(Task, side.leases[device].task_id)
-                    if task.state != "leased" or task.attempt != side.leases[device].attempt:
+                    live = task.state in ("leased", "verifying")
+                    if not live or task.attempt != side.leases[device].attempt:
                         del side.leases[device]
                 tasks = [session.get_one(Task, task_id) for task_id in side.task_ids]
                 trace.steps.append(
@@ -415,6 +475,18 @@ def run_coordinator(coordinator: Coordinator, script: Script) -> Trace:
                     )
                 )
         trace.ended.sort()
+        if script.verify:
+            with make_session_factory(engine)() as session:
+                trace.reputations = [
+                    sum(
+                        session.scalars(
+                            select(DeviceReputation.consecutive_verified).where(
+                                DeviceReputation.device_id == device_id
+                            )
+                        )
+                    )
+                    for device_id in side.devices
+                ]
     finally:
         engine.dispose()
     return trace
@@ -442,12 +514,15 @@ def settings_overrides(policy: str, script: Script) -> dict[str, Any]:
         "lease_s": LEASE_S,
         "retry_base_s": script.retry_base_s,
         "retry_max_s": script.retry_max_s,
+        "verify_results": script.verify,
+        "spot_check_floor": 1.0,  # every result checked: the spot checks draw nothing
     }
 
 
 def _assert_same(coordinator_trace: Trace, simulator_trace: Trace) -> None:
     assert simulator_trace.claims == coordinator_trace.claims
     assert simulator_trace.ended == coordinator_trace.ended
+    assert simulator_trace.reputations == coordinator_trace.reputations
     for step, (sim_rows, coordinator_rows) in enumerate(
         zip(simulator_trace.steps, coordinator_trace.steps, strict=True)
     ):
@@ -463,6 +538,9 @@ def test_the_coordinator_and_the_simulator_run_one_lifecycle(
     ended = {(end[2], end[3]) for end in simulator_trace.ended}
     outcomes = {outcome for outcome, _j in ended}
     last = simulator_trace.steps[-1]
+    if script is VERIFIED:
+        _assert_verified(simulator_trace)
+        return
     assert [row[0] for row in last].count("dead") == 1
     dead_attempts = [row[1] for row in last if row[0] == "dead"]
     if script is HAND_BACK:
@@ -482,6 +560,22 @@ def test_the_coordinator_and_the_simulator_run_one_lifecycle(
             60.0 + 75.0,
         }
         assert ("expired", 90_000.0) in ended
+
+
+def _assert_verified(trace: Trace) -> None:
+    """The verified script passed through every verification state and restarted a task."""
+    states = {row[0] for rows in trace.steps for row in rows}
+    assert {"reported", "verifying", "verified"} <= states
+    assert [row[0] for row in trace.steps[-1]] == ["verified"] * len(PRIORITIES)
+    assert trace.reputations == [0, len(PRIORITIES)]  # device 0 reported none of its own
+    restarted = [  # the task device 0 failed at 180 kJ, taken by device 1: one step from 0
+        rows[task]
+        for rows, before in zip(trace.steps[1:], trace.steps, strict=False)
+        for task in range(len(PRIORITIES))
+        if before[task][:3] == ("queued", 1, 180_000) and rows[task][:3] == ("leased", 2, 90_000)
+    ]
+    assert restarted
+    assert (12, 1, None, None) in trace.claims  # its own result is no replica for it
 
 
 def _drifted_attempt_end(**changes: Any) -> Any:
@@ -572,6 +666,31 @@ def test_the_contract_fails_when_one_side_runs_another_rule(
     rules = drifted(leasing, **changes)
     for module in _SIDE_MODULES[side]:
         monkeypatch.setattr(module, "leasing", rules)
+    coordinator_trace = run_coordinator(coordinator, script)
+    simulator_trace = run_simulator(policy, script)
+    with pytest.raises(AssertionError):
+        _assert_same(coordinator_trace, simulator_trace)
+
+
+_QUORUM_DRIFTS = {
+    "simulator: every result let through": (verifier_module, lambda *_a, **_k: 1),
+    "coordinator: three owners must agree": (verification, lambda *_a, **_k: 3),
+}
+"""Drifted copies of core.trust.round_quorum, given to one side, with the verified script."""
+
+
+@pytest.mark.parametrize("policy", DRIFT_POLICY)
+@pytest.mark.parametrize("script", [VERIFIED], ids=["verified"])
+@pytest.mark.parametrize("drift", list(_QUORUM_DRIFTS))
+def test_the_contract_fails_when_one_side_decides_a_round_by_another_rule(
+    coordinator: Coordinator,
+    policy: str,
+    script: Script,
+    drift: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module, rule = _QUORUM_DRIFTS[drift]
+    monkeypatch.setattr(module, "trust", drifted(trust, round_quorum=rule))
     coordinator_trace = run_coordinator(coordinator, script)
     simulator_trace = run_simulator(policy, script)
     with pytest.raises(AssertionError):

@@ -3,7 +3,7 @@
 With ``Settings.verify_results``, an attempt that returns its result *reports* it
 (:attr:`heatgrid.core.leasing.TaskEvent.REPORT`). Its settlement is posted to a held account
 (:func:`hold`); the task's first result of a round decides, from its device's reputation on
-the job kind (:func:`heatgrid.core.trust.needs_replica`, drawn with a secure generator), how
+the job kind (:func:`heatgrid.core.trust.round_quorum`, drawn with a secure generator), how
 many owners must agree (:attr:`Task.quorum`: 1 lets a trusted device's result through
 unchecked, else the job's ``verify_quorum`` or the coordinator's). :func:`judge` then applies
 :func:`heatgrid.core.trust.judge_results` to the task's held results:
