@@ -174,6 +174,11 @@ def test_bad_verification_settings_are_refused(settings: dict[str, object], name
         Verification(**settings)  # type: ignore[arg-type]
 
 
+def test_a_scenarios_verification_must_be_one() -> None:
+    with pytest.raises(InputError, match="verification must be a Verification"):
+        _scenario(verification={"quorum": 2})
+
+
 def test_both_engines_verify_alike_and_the_summary_gives_the_cost() -> None:
     scenario = _scenario(
         n_homes=40,

@@ -362,10 +362,20 @@ def round_quorum(
 ) -> int:
     """Return the owners that must agree on a round whose first result came from ``rep``'s device.
 
-    ``quorum`` (the job's k of k-of-n, >= 2) when the result is spot-checked
-    (:func:`needs_replica` with ``draw``), else 1: the result is let through unchecked. The
-    coordinator (``coordinator.verification``) and the simulator (``sim.queue``) both decide a
-    round's quorum here.
+    ``quorum`` when the result is spot-checked (:func:`needs_replica` with ``draw``), else 1:
+    the result is let through unchecked. The coordinator (``coordinator.verification``) and the
+    simulator (``sim.verifier``) both decide a round's quorum here.
+
+    Parameters
+    ----------
+    rep : Reputation
+        The reputation, on the job's kind, of the device whose result opens the round.
+    draw : float
+        A uniform draw in [0, 1) (secure in the coordinator, seeded in the simulator).
+    quorum : int
+        Owners that must agree on a checked result (the job's k of k-of-n) [owners], >= 2.
+    floor, half_rate_results : float, int
+        As :func:`spot_check_rate`.
     """
     need = _require_int("quorum", quorum, 2)
     return need if needs_replica(rep, draw, floor, half_rate_results) else 1

@@ -363,6 +363,10 @@ class Scenario:
         self._check_regions()
         self._check_fleet()
         self._check_economics()
+        if self.verification is not None and not isinstance(self.verification, Verification):
+            raise InputError(
+                f"verification must be a Verification or None, got {self.verification!r}"
+            )
         object.__setattr__(self, "n_homes", int(self.n_homes))
         object.__setattr__(self, "heater_mix", MappingProxyType(dict(self.heater_mix)))
 
