@@ -49,16 +49,6 @@ __all__ = [
 ]
 
 _J_PER_KWH = 3.6e6
-_VERIFICATION_KEYS = (
-    "results_checked",
-    "results_unchecked",
-    "replica_results",
-    "spot_check_share_pct",
-    "replica_task_energy_kwh",
-    "restarted_task_energy_kwh",
-    "verification_overhead_pct",
-)
-"""Summary keys of a verified run (None in a run without verification)."""
 _S_PER_H = 3600.0
 
 
@@ -243,11 +233,9 @@ def _verification(scenario: Scenario, run: RawRun, task_j: float) -> dict[str, A
     device answers for its whole result) over the rest: what the tasks burned on top of
     running each once [%].
     """
-    if scenario.verification is None:
-        return dict.fromkeys(_VERIFICATION_KEYS)
     rounds = run.results_checked + run.results_unchecked
     extra_j = run.replica_j + run.restarted_j
-    return {
+    cost = {
         "results_checked": run.results_checked,
         "results_unchecked": run.results_unchecked,
         "replica_results": run.replica_results,
@@ -258,6 +246,7 @@ def _verification(scenario: Scenario, run: RawRun, task_j: float) -> dict[str, A
         if task_j > extra_j
         else None,
     }
+    return cost if scenario.verification is not None else dict.fromkeys(cost)
 
 
 def json_safe(value: Any) -> Any:

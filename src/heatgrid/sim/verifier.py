@@ -66,10 +66,6 @@ class Verifier:
         """Whether ``device`` has a result in ``task``'s round (it may not replicate it)."""
         return device in self._results.get(task, ())
 
-    def replicating(self, task: int) -> bool:
-        """Whether ``task``'s round has a result already (an attempt of it is a replica)."""
-        return task in self._quorum
-
     def reputation(self, device: int, task: int) -> Reputation:
         """Return ``device``'s reputation on the kind of ``task``."""
         kind = int(self._kind[task])
